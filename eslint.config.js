@@ -1,0 +1,71 @@
+// One lint setup for the whole tree; the layering of ARCHITECTURE.md is enforced here, per folder.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import vue from 'eslint-plugin-vue';
+import globals from 'globals';
+
+const nodeBuiltins = { regex: '^node:', message: 'Node built-ins are not available in this layer.' };
+const electron = { name: 'electron', message: 'Only src/main and src/preload may import electron.' };
+const layer = (names, message) => ({ regex: `^(\\.\\./)+(${names.join('|')})(/|$)`, message });
+const typesOnlyShared = {
+  regex: '^(\\.\\./)+shared(/|$)',
+  allowTypeImports: true,
+  message: 'This layer may import only types from src/shared.',
+};
+
+const rules = (patterns, paths = []) => ({ 'no-restricted-imports': ['error', { patterns, paths }] });
+
+export default tseslint.config(
+  { ignores: ['out/**', 'dist/**', 'node_modules/**', 'test-results/**', 'bench/results/**', '.scratch/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  ...vue.configs['flat/recommended'],
+  {
+    files: ['**/*.vue'],
+    languageOptions: { parserOptions: { parser: tseslint.parser } },
+  },
+  {
+    languageOptions: { globals: { ...globals.node } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': 'error',
+      'no-console': 'off',
+    },
+  },
+  {
+    files: ['src/shared/**'],
+    rules: rules([{ regex: '^[^.]', message: 'src/shared is pure TypeScript: it imports nothing outside itself.' }, layer(['core', 'main', 'preload', 'host', 'cli', 'renderer'], 'src/shared imports nothing outside itself.')]),
+  },
+  {
+    files: ['src/core/**'],
+    rules: rules([layer(['main', 'preload', 'host', 'cli', 'renderer'], 'src/core may import only src/shared, Node and npm libraries.')], [electron, { name: 'vue', message: 'src/core is UI-free.' }]),
+  },
+  {
+    files: ['src/main/**'],
+    rules: rules([layer(['preload', 'host', 'cli', 'renderer'], 'src/main may import core, shared and electron.')]),
+  },
+  {
+    files: ['src/preload/**'],
+    rules: rules([layer(['core', 'main', 'host', 'cli', 'renderer'], 'src/preload may import electron and types from shared.'), typesOnlyShared]),
+  },
+  {
+    files: ['src/host/**', 'src/cli/**'],
+    rules: rules([layer(['main', 'preload', 'renderer'], 'src/host and src/cli may import core and shared.')], [electron]),
+  },
+  {
+    files: ['src/renderer/**'],
+    languageOptions: { globals: { ...globals.browser } },
+    rules: rules(
+      [
+        nodeBuiltins,
+        layer(['core', 'main', 'preload', 'host', 'cli'], 'src/renderer talks to the core only through the contract client.'),
+        { ...typesOnlyShared, regex: '^(\\.\\./)+(shared)(/|$)' },
+      ],
+      [electron, { name: 'amqplib', message: 'Not in the renderer.' }, { name: 'mqtt', message: 'Not in the renderer.' }, { name: 'ws', message: 'Use the browser WebSocket.' }],
+    ),
+  },
+  {
+    files: ['test/**', 'bench/**'],
+    rules: { 'vue/one-component-per-file': 'off' },
+  },
+);

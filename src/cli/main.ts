@@ -1,0 +1,29 @@
+/** The `bridgescope` command line: headless commands over the same core the app uses. */
+import { Command, CommanderError } from 'commander';
+import { registerBrokerCommands } from './commands/broker';
+import { ExitCode } from './run';
+
+export function buildProgram(): Command {
+  const program = new Command('bridgescope')
+    .description('Inspect MQTT devices calling AMQP 0-9-1 servers through RabbitMQ')
+    .version('0.1.0')
+    .exitOverride();
+  registerBrokerCommands(program);
+  for (const command of program.commands) {
+    command.exitOverride();
+    for (const sub of command.commands) sub.exitOverride();
+  }
+  return program;
+}
+
+try {
+  await buildProgram().parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    const helpOrVersion = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code);
+    process.exitCode = helpOrVersion ? ExitCode.ok : ExitCode.usage;
+  } else {
+    process.stderr.write(`bridgescope: ${(err as Error).message}\n`);
+    process.exitCode = ExitCode.failure;
+  }
+}

@@ -1,0 +1,50 @@
+/** How every CLI command ends: one line on stderr for errors and an exit code a script can branch on. */
+import { InvalidArgumentError } from 'commander';
+import type { ErrorCode } from '../shared/errors';
+import { toErrorShape } from '../core/errors';
+
+export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
+
+export function exitCodeFor(code: ErrorCode): number {
+  switch (code) {
+    case 'bad-input':
+    case 'too-large':
+      return ExitCode.usage;
+    case 'timeout':
+      return ExitCode.timeout;
+    case 'unreachable':
+    case 'auth':
+      return ExitCode.unreachable;
+    default:
+      return ExitCode.failure;
+  }
+}
+
+/** Wraps a command action: failures become `bridgescope: <sentence>` and the mapped exit code. */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      const code = await fn(...args);
+      process.exitCode = code ?? ExitCode.ok;
+    } catch (err) {
+      const shape = toErrorShape(err);
+      process.stderr.write(`bridgescope: ${shape.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      process.exitCode = exitCodeFor(shape.code);
+    }
+  };
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** A commander option parser for whole numbers above zero; a bad value is a usage error (exit 2). */
+export function parsePositiveInt(flag: string): (value: string) => number {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed <= 0) {
+      throw new InvalidArgumentError(`${flag} takes a whole number above 0, not "${value}".`);
+    }
+    return parsed;
+  };
+}

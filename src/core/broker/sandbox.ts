@@ -1,0 +1,339 @@
+/** The sandbox broker: a private RabbitMQ node with MQTT and management, living in one folder on free loopback ports. */
+import { spawn } from 'node:child_process';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { homedir, platform } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BridgeError } from '../errors';
+import { probeAll, type BrokerUrls } from './readiness';
+
+export interface SandboxPorts {
+  amqp: number;
+  mqtt: number;
+  management: number;
+  dist: number;
+}
+
+export interface SandboxInfo {
+  nodeName: string;
+  dir: string;
+  /** pid of the Erlang VM (beam.smp) */
+  pid: number;
+  ports: SandboxPorts;
+  urls: BrokerUrls;
+  mqttExchange: string;
+  startedAt: string;
+  logFile: string;
+}
+
+export type SandboxStatus =
+  | { state: 'running'; info: SandboxInfo }
+  | { state: 'stopped'; dir: string }
+  | { state: 'stale'; dir: string; info: SandboxInfo; reason: string };
+
+export interface SandboxStartResult {
+  info: SandboxInfo;
+  /** true when a node was already running in that folder and was reused */
+  reused: boolean;
+  warnings: string[];
+}
+
+export interface SandboxStartOptions {
+  dir: string;
+  nodeName?: string;
+  mqttExchange?: string;
+  timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  /** fixed ports instead of free ones (tests use this to provoke a port clash) */
+  ports?: Partial<SandboxPorts>;
+  onProgress?: (message: string) => void;
+}
+
+const STATE_FILE = 'sandbox.json';
+
+/** Where a user's sandbox lives unless `--dir` says otherwise. */
+export function defaultSandboxDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.BRIDGESCOPE_SANDBOX_DIR) return env.BRIDGESCOPE_SANDBOX_DIR;
+  if (platform() === 'darwin') return join(homedir(), 'Library', 'Application Support', 'BridgeScope', 'sandbox');
+  const stateHome = env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(stateHome, 'bridgescope', 'sandbox');
+}
+
+/** Finds the `rabbitmq-server` script that starts a node as the current user (not the /usr/sbin wrapper). */
+export const knownRabbitMQPaths = [
+  '/usr/lib/rabbitmq/bin/rabbitmq-server',
+  '/opt/homebrew/opt/rabbitmq/sbin/rabbitmq-server',
+  '/usr/local/opt/rabbitmq/sbin/rabbitmq-server',
+];
+
+export function findRabbitMQ(env: NodeJS.ProcessEnv = process.env, knownPaths = knownRabbitMQPaths): string {
+  const candidates: string[] = [];
+  if (env.RABBITMQ_HOME) {
+    candidates.push(join(env.RABBITMQ_HOME, 'sbin', 'rabbitmq-server'), join(env.RABBITMQ_HOME, 'bin', 'rabbitmq-server'));
+  }
+  candidates.push(...knownPaths);
+  const found = candidates.find((candidate) => existsSync(candidate));
+  if (!found) {
+    throw new BridgeError(
+      'not-installed',
+      'RabbitMQ is not installed: install it with `sudo apt-get install rabbitmq-server` (Debian/Ubuntu) or `brew install rabbitmq` (macOS), or set RABBITMQ_HOME to an unpacked RabbitMQ.',
+    );
+  }
+  return found;
+}
+
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => {
+      return new Promise<Server>((resolve, reject) => {
+        const server = createServer();
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve(server));
+      });
+    }),
+  );
+  const ports = servers.map((server) => {
+    const address = server.address();
+    if (address === null || typeof address === 'string') throw new Error('no port');
+    return address.port;
+  });
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
+export function isProcessAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function readState(dir: string): Promise<SandboxInfo | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, STATE_FILE), 'utf8')) as SandboxInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Says whether the node recorded in `dir` is running, gone, or alive but not answering. */
+export async function sandboxStatus(dir: string): Promise<SandboxStatus> {
+  const info = await readState(dir);
+  if (!info) return { state: 'stopped', dir };
+  if (!isProcessAlive(info.pid)) {
+    return { state: 'stale', dir, info, reason: `node ${info.nodeName} (pid ${info.pid}) is no longer running` };
+  }
+  const probe = await probeAll(info.urls, 2000);
+  if (!probe.ok) {
+    return { state: 'stale', dir, info, reason: `node ${info.nodeName} (pid ${info.pid}) is alive but not answering (${probe.reason})` };
+  }
+  return { state: 'running', info };
+}
+
+function logTail(logFile: string, lines = 12): string {
+  try {
+    const text = readFileSync(logFile, 'utf8');
+    return text.trim().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+function explainStartFailure(log: string, ports: SandboxPorts): string {
+  const listener = /could_not_start_listener,"?[\d.:a-f]+"?,(\d+)/.exec(log);
+  if (listener) return `port ${listener[1]} was taken by another process meanwhile`;
+  if (/eaddrinuse|address already in use/i.test(log)) {
+    return `one of its ports (${ports.amqp}, ${ports.mqtt}, ${ports.management}, ${ports.dist}) was taken by another process meanwhile`;
+  }
+  const erlang = /erl: not found|erl: command not found/.test(log);
+  if (erlang) return 'Erlang (`erl`) is not on the PATH';
+  const lastError = log
+    .split('\n')
+    .reverse()
+    .find((line) => /error|failed|crash/i.test(line));
+  return lastError ? lastError.trim().slice(0, 300) : 'no reason in the log';
+}
+
+/**
+ * Starts a node in `opts.dir`, or reports the one already running there.
+ * Resolves only when AMQP, MQTT and management HTTP all answer.
+ */
+export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxStartResult> {
+  const dir = opts.dir;
+  const warnings: string[] = [];
+  const progress = opts.onProgress ?? (() => undefined);
+  await mkdir(dir, { recursive: true });
+
+  const status = await sandboxStatus(dir);
+  if (status.state === 'running') return { info: status.info, reused: true, warnings };
+  if (status.state === 'stale') {
+    warnings.push(`Found a stale sandbox record: ${status.reason}; starting a fresh node.`);
+    if (isProcessAlive(status.info.pid)) await killNode(status.info.pid, 15_000);
+    await rm(join(dir, STATE_FILE), { force: true });
+  }
+
+  const serverScript = findRabbitMQ(opts.env ?? process.env);
+  const [amqpPort, mqttPort, managementPort, distPort] = await freePorts(4);
+  const ports: SandboxPorts = {
+    amqp: opts.ports?.amqp ?? (amqpPort as number),
+    mqtt: opts.ports?.mqtt ?? (mqttPort as number),
+    management: opts.ports?.management ?? (managementPort as number),
+    dist: opts.ports?.dist ?? (distPort as number),
+  };
+  const nodeName = opts.nodeName ?? `bridgescope-${randomBytes(4).toString('hex')}@localhost`;
+  const mqttExchange = opts.mqttExchange ?? 'amq.direct';
+  const logFile = join(dir, 'node.log');
+  const pidFile = join(dir, 'node.pid');
+  await rm(pidFile, { force: true });
+
+  await writeFile(
+    join(dir, 'rabbitmq.conf'),
+    [
+      `listeners.tcp.default = 127.0.0.1:${ports.amqp}`,
+      `mqtt.listeners.tcp.default = 127.0.0.1:${ports.mqtt}`,
+      `mqtt.exchange = ${mqttExchange}`,
+      'mqtt.allow_anonymous = true',
+      `management.tcp.port = ${ports.management}`,
+      'management.tcp.ip = 127.0.0.1',
+      '',
+    ].join('\n'),
+  );
+  await writeFile(join(dir, 'enabled_plugins'), '[rabbitmq_management,rabbitmq_mqtt].\n');
+  // An empty env file keeps the system's /etc/rabbitmq/rabbitmq-env.conf (node name, ports) out of the sandbox.
+  await writeFile(join(dir, 'rabbitmq-env.conf'), '');
+
+  const env: NodeJS.ProcessEnv = {
+    ...(opts.env ?? process.env),
+    // The Erlang cookie lives in $HOME: keep the sandbox's own, inside its folder.
+    HOME: dir,
+    RABBITMQ_NODENAME: nodeName,
+    RABBITMQ_NODE_PORT: String(ports.amqp),
+    RABBITMQ_DIST_PORT: String(ports.dist),
+    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
+    RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(dir, 'log'),
+    RABBITMQ_PID_FILE: pidFile,
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
+    ERL_EPMD_ADDRESS: '127.0.0.1',
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+  };
+  delete env.RABBITMQ_NODE_IP_ADDRESS;
+
+  progress(`Starting RabbitMQ node ${nodeName} in ${dir}`);
+  const logFd = openSync(logFile, 'a');
+  const child = spawn(serverScript, [], { detached: true, stdio: ['ignore', logFd, logFd], env });
+  closeSync(logFd);
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  const spawnError = new Promise<never>((_, reject) => {
+    child.once('error', (err) =>
+      reject(new BridgeError('not-installed', `Cannot run ${serverScript}: ${err.message}.`, { cause: err })),
+    );
+  });
+  spawnError.catch(() => undefined);
+  child.unref();
+
+  const urls: BrokerUrls = {
+    amqp: `amqp://guest:guest@127.0.0.1:${ports.amqp}`,
+    mqtt: `mqtt://127.0.0.1:${ports.mqtt}`,
+    management: `http://guest:guest@127.0.0.1:${ports.management}`,
+  };
+  const deadline = Date.now() + (opts.timeoutMs ?? 90_000);
+  let lastReason = 'not started yet';
+  for (;;) {
+    if (exited) {
+      const log = logTail(logFile, 40);
+      throw new BridgeError(
+        'broker-failed',
+        `RabbitMQ node ${nodeName} stopped during start-up: ${explainStartFailure(log, ports)}. Log: ${logFile}`,
+      );
+    }
+    if (Date.now() > deadline) {
+      await killProcessGroup(child.pid);
+      throw new BridgeError(
+        'timeout',
+        `RabbitMQ node ${nodeName} did not become ready within ${Math.round((opts.timeoutMs ?? 90_000) / 1000)} s (${lastReason}). Log: ${logFile}`,
+      );
+    }
+    if (existsSync(pidFile)) {
+      const probe = await Promise.race([probeAll(urls, 2000), spawnError]);
+      if (probe.ok) break;
+      lastReason = probe.reason;
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, 250));
+  }
+
+  const pid = Number((await readFile(pidFile, 'utf8')).trim());
+  const info: SandboxInfo = {
+    nodeName,
+    dir,
+    pid,
+    ports,
+    urls,
+    mqttExchange,
+    startedAt: new Date().toISOString(),
+    logFile,
+  };
+  await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...info, wrapperPid: child.pid }, null, 2));
+  progress(`RabbitMQ node ${nodeName} is ready`);
+  return { info, reused: false, warnings };
+}
+
+async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isProcessAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise<void>((resolve) => setTimeout(resolve, 100));
+  }
+  return true;
+}
+
+async function killProcessGroup(pid: number | undefined): Promise<void> {
+  if (!pid) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/** SIGTERM lets RabbitMQ shut down cleanly; SIGKILL only when it does not within the timeout. */
+async function killNode(pid: number, timeoutMs: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  if (await waitForExit(pid, timeoutMs)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  await waitForExit(pid, 5000);
+}
+
+export type SandboxStopResult = { stopped: true; info: SandboxInfo } | { stopped: false; reason: string };
+
+/** Stops the node in `dir` and waits until its Erlang VM is gone. */
+export async function stopSandbox(dir: string, timeoutMs = 30_000): Promise<SandboxStopResult> {
+  const raw = await readState(dir);
+  if (!raw) return { stopped: false, reason: `no sandbox broker is recorded in ${dir}` };
+  const info = raw as SandboxInfo & { wrapperPid?: number };
+  const wasAlive = isProcessAlive(info.pid);
+  if (wasAlive) await killNode(info.pid, timeoutMs);
+  if (info.wrapperPid && isProcessAlive(info.wrapperPid)) await killNode(info.wrapperPid, 5000);
+  await rm(join(dir, STATE_FILE), { force: true });
+  await rm(join(dir, 'node.pid'), { force: true });
+  if (!wasAlive) return { stopped: false, reason: `node ${info.nodeName} was not running (stale record removed)` };
+  return { stopped: true, info };
+}

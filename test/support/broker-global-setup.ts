@@ -1,0 +1,34 @@
+/** Starts one sandbox broker for the whole integration run and removes it afterwards; no broker means a failed run. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { TestProject } from 'vitest/node';
+import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    broker: SandboxInfo;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-test-'));
+  let info: SandboxInfo;
+  try {
+    const result = await startSandbox({
+      dir,
+      nodeName: `bridgescope-test-${process.pid}-${randomBytes(3).toString('hex')}@localhost`,
+      timeoutMs: 120_000,
+    });
+    info = result.info;
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`The integration tests need a RabbitMQ sandbox broker and it could not start: ${(err as Error).message}`);
+  }
+  project.provide('broker', info);
+  return async () => {
+    await stopSandbox(dir);
+    await rm(dir, { recursive: true, force: true });
+  };
+}
