@@ -1,0 +1,171 @@
+/** RabbitMQ's MQTT topic <-> AMQP routing key translation (rabbit_mqtt_util), and a lint that explains every pitfall. */
+
+export type TopicRole = 'publish' | 'reply' | 'filter';
+
+export type TopicIssueCode =
+  | 'empty-topic'
+  | 'null-character'
+  | 'topic-too-long'
+  | 'dot-in-level'
+  | 'star-in-level'
+  | 'wildcard-in-topic'
+  | 'plus-not-whole-level'
+  | 'hash-not-last'
+  | 'empty-level'
+  | 'leading-slash'
+  | 'trailing-slash'
+  | 'dollar-prefix'
+  | 'key-too-long'
+  | 'sparkplug-prefix';
+
+export interface TopicIssue {
+  code: TopicIssueCode;
+  severity: 'error' | 'warning' | 'info';
+  message: string;
+}
+
+export interface TopicMapOptions {
+  /** rabbitmq.conf `mqtt.sparkplug = true` */
+  sparkplug?: boolean;
+}
+
+export interface TopicMapping {
+  topic: string;
+  role: TopicRole;
+  routingKey: string;
+  /** the topic an MQTT subscriber receives for a message routed with `routingKey` */
+  backToTopic: string;
+  roundTrips: boolean;
+  issues: TopicIssue[];
+}
+
+/** AMQP 0-9-1 short strings (routing keys) hold at most 255 bytes. */
+export const MAX_ROUTING_KEY_BYTES = 255;
+/** An MQTT topic is a UTF-8 string with a 16-bit length. */
+export const MAX_TOPIC_BYTES = 65_535;
+
+const SPARKPLUG_TOPIC = /^sp[AB]v\d+\.\d+\//;
+const SPARKPLUG_KEY = /^sp[AB]v\d+___\d+\./;
+
+/** MQTT topic (or filter) to routing key: every `/` becomes `.`, every `+` becomes `*`; `#` stays. */
+export function topicToRoutingKey(topic: string, options: TopicMapOptions = {}): string {
+  const source = options.sparkplug && SPARKPLUG_TOPIC.test(topic) ? topic.replaceAll('.', '___') : topic;
+  return source.replaceAll('/', '.').replaceAll('+', '*');
+}
+
+/** Routing key to MQTT topic: every `*` becomes `+`, every `.` becomes `/`. */
+export function routingKeyToTopic(routingKey: string, options: TopicMapOptions = {}): string {
+  const topic = routingKey.replaceAll('*', '+').replaceAll('.', '/');
+  return options.sparkplug && SPARKPLUG_KEY.test(routingKey) ? topic.replaceAll('___', '.') : topic;
+}
+
+function utf8Length(text: string): number {
+  return Buffer.byteLength(text, 'utf8');
+}
+
+/** Explains, in one sentence each, why a topic would not survive the trip through RabbitMQ or cannot be used. */
+export function lintTopic(topic: string, role: TopicRole, options: TopicMapOptions = {}): TopicIssue[] {
+  const issues: TopicIssue[] = [];
+  const add = (code: TopicIssueCode, severity: TopicIssue['severity'], message: string): void => {
+    issues.push({ code, severity, message });
+  };
+  if (topic.length === 0) {
+    add('empty-topic', 'error', 'A topic cannot be empty.');
+    return issues;
+  }
+  if (topic.includes('\u0000')) add('null-character', 'error', 'MQTT forbids the NUL character in topics.');
+  if (utf8Length(topic) > MAX_TOPIC_BYTES) {
+    add('topic-too-long', 'error', `The topic is ${utf8Length(topic)} bytes; MQTT allows at most ${MAX_TOPIC_BYTES}.`);
+  }
+
+  const sparkplug = Boolean(options.sparkplug && SPARKPLUG_TOPIC.test(topic));
+  if (sparkplug) {
+    add(
+      'sparkplug-prefix',
+      'info',
+      'Sparkplug prefix: with mqtt.sparkplug on, RabbitMQ turns every "." of this topic into "___" in the routing key and back.',
+    );
+  }
+
+  if (options.sparkplug && topic.includes('___')) {
+    add(
+      'sparkplug-prefix',
+      'warning',
+      'With mqtt.sparkplug on, RabbitMQ turns "___" in a Sparkplug routing key into ".", so this topic comes back changed.',
+    );
+  }
+
+  const levels = topic.split('/');
+  const wildcardUse = role !== 'filter';
+  const mappedBack = role === 'reply' ? 'the reply arrives' : 'MQTT subscribers receive it';
+  levels.forEach((level, index) => {
+    if (level.includes('.') && !sparkplug) {
+      const severity = role === 'reply' ? 'error' : 'warning';
+      add(
+        'dot-in-level',
+        severity,
+        `Level "${level}" contains ".", which RabbitMQ treats as a level separator: ${mappedBack} on "${routingKeyToTopic(topicToRoutingKey(topic, options), options)}", not "${topic}".`,
+      );
+    }
+    if (level.includes('*')) {
+      add(
+        'star-in-level',
+        role === 'reply' ? 'error' : 'warning',
+        `Level "${level}" contains "*", which becomes a "+" wildcard on the way back: ${mappedBack} on a topic with "+" in it.`,
+      );
+    }
+    if (wildcardUse && (level.includes('+') || level.includes('#'))) {
+      add(
+        'wildcard-in-topic',
+        'error',
+        role === 'reply'
+          ? `A reply topic must be a concrete topic; "${level}" contains a wildcard, so no server can publish to it.`
+          : `MQTT forbids wildcards in a PUBLISH topic; "${level}" contains one.`,
+      );
+    }
+    if (!wildcardUse && level.includes('+') && level !== '+') {
+      add('plus-not-whole-level', 'error', `"+" must fill a whole level, but level "${level}" has other characters.`);
+    }
+    if (!wildcardUse && level.includes('#') && (level !== '#' || index !== levels.length - 1)) {
+      add('hash-not-last', 'error', '"#" must be the whole last level of a filter.');
+    }
+  });
+
+  if (levels.length > 1) {
+    const inner = levels.slice(1, -1);
+    if (inner.some((level) => level === '')) {
+      add('empty-level', 'warning', 'The topic has an empty level ("//"): the routing key gets an empty word (".."), which AMQP bindings rarely expect.');
+    }
+    if (topic.startsWith('/')) {
+      add('leading-slash', 'warning', 'The topic starts with "/": its routing key starts with ".", and "/a" is a different topic from "a".');
+    }
+    if (topic.endsWith('/')) {
+      add('trailing-slash', 'warning', 'The topic ends with "/": its routing key ends with ".", and "a/" is a different topic from "a".');
+    }
+  }
+  if (topic.startsWith('$')) {
+    add('dollar-prefix', 'warning', 'Topics starting with "$" are reserved for the broker: wildcard subscriptions do not match them.');
+  }
+
+  const keyBytes = utf8Length(topicToRoutingKey(topic, options));
+  if (keyBytes > MAX_ROUTING_KEY_BYTES) {
+    add(
+      'key-too-long',
+      'error',
+      `The routing key would be ${keyBytes} bytes; AMQP 0-9-1 allows at most ${MAX_ROUTING_KEY_BYTES}, so it cannot be routed.`,
+    );
+  }
+  return issues;
+}
+
+/** The whole picture for one topic: routing key, the topic it comes back as, and every issue. */
+export function mapTopic(topic: string, role: TopicRole, options: TopicMapOptions = {}): TopicMapping {
+  const routingKey = topicToRoutingKey(topic, options);
+  const backToTopic = routingKeyToTopic(routingKey, options);
+  return { topic, role, routingKey, backToTopic, roundTrips: backToTopic === topic, issues: lintTopic(topic, role, options) };
+}
+
+/** True when the topic has an issue that blocks its use (severity error). */
+export function hasBlockingIssue(issues: readonly TopicIssue[]): boolean {
+  return issues.some((issue) => issue.severity === 'error');
+}
