@@ -1,6 +1,7 @@
 /** The `bridgescope` command line: headless commands over the same core the app uses. */
 import { Command, CommanderError } from 'commander';
 import { registerBrokerCommands } from './commands/broker';
+import { registerRpcCommands } from './commands/rpc';
 import { ExitCode } from './run';
 
 export function buildProgram(): Command {
@@ -9,6 +10,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .exitOverride();
   registerBrokerCommands(program);
+  registerRpcCommands(program);
   for (const command of program.commands) {
     command.exitOverride();
     for (const sub of command.commands) sub.exitOverride();

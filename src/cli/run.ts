@@ -48,3 +48,17 @@ export function parsePositiveInt(flag: string): (value: string) => number {
     return parsed;
   };
 }
+
+/** A commander parser for one of a fixed set of values. */
+export function parseChoice<T extends string>(flag: string, choices: readonly T[]): (value: string) => T {
+  return (value: string) => {
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`${flag} takes one of ${choices.join(', ')}, not "${value}".`);
+    }
+    return value as T;
+  };
+}
+
+export function warn(message: string): void {
+  process.stderr.write(`warning: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
+}

@@ -1,0 +1,174 @@
+/** One MQTT connection (mqtt.js 5): TCP_NODELAY, 3.1.1 by default or 5 where the broker speaks it, reconnect and status. */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { LinkStatus, QoS } from '../../shared/rpc';
+import { BridgeError } from '../errors';
+import { redactUrl } from '../broker/management-http';
+
+export type MqttVersionChoice = 4 | 5 | 'auto';
+
+export interface MqttLinkOptions {
+  url: string;
+  clientId: string;
+  protocolVersion?: MqttVersionChoice;
+  keepaliveSeconds?: number;
+  connectTimeoutMs?: number;
+  reconnectPeriodMs?: number;
+}
+
+interface MqttLinkEvents {
+  status: [LinkStatus];
+  message: [topic: string, payload: Buffer, packet: mqtt.IPublishPacket];
+}
+
+export function validateMqttUrl(url: string): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new BridgeError('bad-input', `"${redactUrl(url)}" is not a valid MQTT URL (expected mqtt://host:1883).`);
+  }
+  if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(parsed.protocol)) {
+    throw new BridgeError('bad-input', `An MQTT URL must start with mqtt://, mqtts://, ws:// or wss://, not ${parsed.protocol}//.`);
+  }
+}
+
+function explainMqttError(err: Error & { code?: string | number }, url: string): BridgeError {
+  const where = redactUrl(url);
+  if (err.code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts MQTT connections at ${where} (connection refused).`);
+  if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new BridgeError('unreachable', `The MQTT host in ${where} cannot be resolved.`);
+  if (err.code === 4 || err.code === 5 || err.code === 134 || err.code === 135) {
+    return new BridgeError('auth', `The broker at ${where} refused the MQTT credentials.`);
+  }
+  if (err.code === 2 || err.code === 133) return new BridgeError('auth', `The broker at ${where} refused the MQTT client id.`);
+  if (err.code === 1 || err.code === 132) {
+    return new BridgeError('unreachable', `The broker at ${where} does not speak this MQTT protocol version.`);
+  }
+  return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: ${err.message}`, { cause: err });
+}
+
+export class MqttLink extends EventEmitter<MqttLinkEvents> {
+  private current: LinkStatus = { state: 'idle' };
+  private mqttClient: MqttClient | undefined;
+  /** the protocol version the broker accepted: 4 (3.1.1) or 5 */
+  protocolVersion: 4 | 5 = 4;
+
+  constructor(private readonly options: MqttLinkOptions) {
+    super();
+  }
+
+  get status(): LinkStatus {
+    return this.current;
+  }
+
+  get client(): MqttClient {
+    if (!this.mqttClient) throw new BridgeError('unreachable', 'The MQTT link is not connected.');
+    return this.mqttClient;
+  }
+
+  private setStatus(status: LinkStatus): void {
+    this.current = status;
+    this.emit('status', status);
+  }
+
+  /** Connects once (failing fast with one sentence); afterwards mqtt.js reconnects and resubscribes by itself. */
+  async open(): Promise<void> {
+    validateMqttUrl(this.options.url);
+    const choice = this.options.protocolVersion ?? 4;
+    this.setStatus({ state: 'connecting', since: Date.now() });
+    try {
+      if (choice === 'auto') {
+        try {
+          this.mqttClient = await this.connectOnce(5);
+        } catch (err) {
+          // RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT instead of answering it.
+          if (!(err instanceof BridgeError) || !/protocol version|closed before CONNACK/.test(err.message)) throw err;
+          this.mqttClient = await this.connectOnce(4);
+        }
+      } else {
+        this.mqttClient = await this.connectOnce(choice);
+      }
+    } catch (err) {
+      this.setStatus({ state: 'failed', message: (err as Error).message });
+      throw err;
+    }
+    this.watch(this.mqttClient);
+    this.setStatus({ state: 'connected', since: Date.now() });
+  }
+
+  private connectOnce(version: 4 | 5): Promise<MqttClient> {
+    const options: IClientOptions = {
+      clientId: this.options.clientId,
+      protocolVersion: version,
+      keepalive: this.options.keepaliveSeconds ?? 30,
+      connectTimeout: this.options.connectTimeoutMs ?? 5000,
+      reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
+      clean: true,
+      resubscribe: true,
+    };
+    const client = mqtt.connect(this.options.url, options);
+    // Nagle's algorithm costs ~40 ms per request here (RABBITMQ-FACTS.md); set it on every new socket.
+    client.on('connect', () => (client.stream as Partial<Socket>).setNoDelay?.(true));
+    return new Promise((resolve, reject) => {
+      const fail = (err: Error & { code?: string | number }): void => {
+        cleanup();
+        client.on('error', () => undefined);
+        client.end(true);
+        reject(explainMqttError(err, this.options.url));
+      };
+      const onClose = (): void => fail(Object.assign(new Error('the connection closed before CONNACK'), { code: 'ECONNCLOSED' }));
+      const onConnect = (): void => {
+        cleanup();
+        this.protocolVersion = version;
+        resolve(client);
+      };
+      const cleanup = (): void => {
+        client.off('error', fail);
+        client.off('close', onClose);
+        client.off('connect', onConnect);
+      };
+      client.on('error', fail);
+      client.on('close', onClose);
+      client.on('connect', onConnect);
+    });
+  }
+
+  private watch(client: MqttClient): void {
+    let attempt = 0;
+    let lastError = '';
+    client.on('error', (err) => {
+      lastError = err.message;
+      if ((err as { code?: unknown }).code === 2 || /identifier rejected/i.test(err.message)) {
+        this.setStatus({ state: 'failed', message: `The broker refused the MQTT client id "${this.options.clientId}".` });
+      }
+    });
+    client.on('reconnect', () => {
+      attempt += 1;
+      this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: lastError || 'connection lost' });
+    });
+    client.on('connect', () => {
+      attempt = 0;
+      this.setStatus({ state: 'connected', since: Date.now() });
+    });
+    client.on('message', (topic, payload, packet) => this.emit('message', topic, payload, packet));
+  }
+
+  /** Subscribes and returns the QoS the broker granted (RabbitMQ grants at most 1), or 'refused'. */
+  async subscribe(topic: string, qos: QoS): Promise<QoS | 'refused'> {
+    const granted = await this.client.subscribeAsync(topic, { qos });
+    const grant = granted[0]?.qos;
+    return grant === 0 || grant === 1 || grant === 2 ? grant : 'refused';
+  }
+
+  async unsubscribe(topic: string): Promise<void> {
+    await this.client.unsubscribeAsync(topic);
+  }
+
+  async close(): Promise<void> {
+    const client = this.mqttClient;
+    this.mqttClient = undefined;
+    if (client) await client.endAsync().catch(() => undefined);
+    this.setStatus({ state: 'closed' });
+  }
+}

@@ -1,0 +1,281 @@
+/** The device side of an RPC: publish a request over MQTT, wait for the reply, match it by id (never by topic string). */
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import type { IClientPublishOptions, Packet } from 'mqtt';
+import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyStrategy, type RpcOutcome } from '../../shared/rpc';
+import type { TraceStepDraft } from '../../shared/trace';
+import { BridgeError } from '../errors';
+import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
+import { hasBlockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { encodeRequest, readBody, readReplyFields } from './envelope';
+
+export interface RpcClientOptions {
+  mqttUrl: string;
+  clientId?: string;
+  /** prefix of generated reply topics: `<prefix>/<uuid>` */
+  replyPrefix?: string;
+  strategy?: ReplyStrategy;
+  protocolVersion?: MqttVersionChoice;
+  fields?: EnvelopeFields;
+  topicMap?: TopicMapOptions;
+  keepaliveSeconds?: number;
+}
+
+export interface RpcCallOptions {
+  topic?: string;
+  qos?: QoS;
+  method?: string;
+  params?: unknown;
+  /** a whole JSON object to send; id and reply_to are added to it */
+  payload?: Record<string, unknown>;
+  replyTopic?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  /** an id of the caller's choosing (default: a fresh uuid) */
+  id?: string;
+}
+
+interface PendingCall {
+  id: string;
+  replyTopic: string;
+  replyRoutingKey: string;
+  started: number;
+  resolve: (reply: { topic: string; payload: Buffer }) => void;
+}
+
+interface RpcClientEvents {
+  step: [TraceStepDraft];
+  /** a reply that matched no waiting call: late (after a timeout), duplicate, or foreign */
+  stray: [{ topic: string; id?: string; duplicate: boolean }];
+}
+
+const RECENT_IDS = 10_000;
+
+export class RpcClient extends EventEmitter<RpcClientEvents> {
+  readonly link: MqttLink;
+  readonly clientId: string;
+  readonly strategy: ReplyStrategy;
+  private readonly fields: EnvelopeFields;
+  private readonly replyPrefix: string;
+  private readonly pending = new Map<string, PendingCall>();
+  /** how recent calls ended, to tell a duplicate reply (at-least-once) from a late one */
+  private readonly recentlyDone = new Map<string, 'replied' | 'failed'>();
+  /** acks seen per packet id, so a QoS 2 publish answered with PUBACK is noticed */
+  private readonly acks = new Map<number, 'puback' | 'pubrec'>();
+  private sharedReplyTopic: string | undefined;
+  private sharedGrant: QoS | 'refused' = 'refused';
+  duplicates = 0;
+
+  constructor(private readonly options: RpcClientOptions) {
+    super();
+    this.clientId = options.clientId ?? `bridgescope-${randomUUID().slice(0, 8)}`;
+    this.strategy = options.strategy ?? 'shared';
+    this.fields = options.fields ?? defaultEnvelopeFields;
+    this.replyPrefix = options.replyPrefix ?? 'reply';
+    this.link = new MqttLink({
+      url: options.mqttUrl,
+      clientId: this.clientId,
+      protocolVersion: options.protocolVersion ?? 4,
+      keepaliveSeconds: options.keepaliveSeconds,
+    });
+    this.link.on('message', (topic, payload) => this.onMessage(topic, payload));
+  }
+
+  async connect(): Promise<void> {
+    await this.link.open();
+    this.link.client.on('packetreceive', (packet: Packet) => {
+      if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && typeof packet.messageId === 'number') {
+        this.acks.set(packet.messageId, packet.cmd);
+      }
+    });
+    if (this.strategy === 'shared') {
+      this.sharedReplyTopic = `${this.replyPrefix}/${randomUUID()}`;
+      this.sharedGrant = await this.link.subscribe(this.sharedReplyTopic, 1);
+    }
+  }
+
+  /** Sends one request and resolves with its reply; rejects with `timeout`, `cancelled` or `bad-input`. */
+  async call(options: RpcCallOptions = {}): Promise<RpcOutcome> {
+    const id = options.id ?? randomUUID();
+    const topic = options.topic ?? 'rpc_queue';
+    const qos = options.qos ?? 1;
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const warnings: string[] = [];
+
+    const topicIssues = lintTopic(topic, 'publish', this.options.topicMap);
+    if (hasBlockingIssue(topicIssues)) {
+      throw new BridgeError('bad-input', `The request topic cannot be used: ${topicIssues.find((i) => i.severity === 'error')?.message}`);
+    }
+    for (const issue of topicIssues) if (issue.severity === 'warning') warnings.push(issue.message);
+
+    const useShared = this.strategy === 'shared' && options.replyTopic === undefined && this.sharedReplyTopic !== undefined;
+    const replyTopic = options.replyTopic ?? (useShared ? (this.sharedReplyTopic as string) : `${this.replyPrefix}/${randomUUID()}`);
+    const replyIssues = lintTopic(replyTopic, 'reply', this.options.topicMap);
+    const unusable = replyIssues.find((issue) => issue.severity === 'error' && issue.code !== 'dot-in-level' && issue.code !== 'star-in-level');
+    if (unusable) throw new BridgeError('bad-input', `The reply topic cannot be used: ${unusable.message}`);
+    for (const issue of replyIssues) if (issue.severity !== 'info') warnings.push(issue.message);
+
+    const replyRoutingKey = topicToRoutingKey(replyTopic, this.options.topicMap);
+    const body = encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
+    const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
+    step({
+      rpcId: id,
+      at: Date.now(),
+      source: 'client',
+      kind: 'composed',
+      detail: { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength, ...(options.method ? { method: options.method } : {}) },
+    });
+
+    let grant: QoS | 'refused' = this.sharedGrant;
+    if (!useShared) {
+      grant = await this.link.subscribe(replyTopic, qos);
+      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.subscribed', detail: { topic: replyTopic, qosAsked: qos, qosGranted: grant } });
+      if (grant === 'refused') {
+        throw new BridgeError('broker-failed', `The broker refused the subscription to the reply topic "${replyTopic}".`);
+      }
+    }
+    const subscriptionAsked: QoS = useShared ? 1 : qos;
+    if (grant !== 'refused' && grant < subscriptionAsked) {
+      warnings.push(`The reply subscription asked QoS ${subscriptionAsked}; the broker granted QoS ${grant}.`);
+    }
+
+    const started = performance.now();
+    let outcomeOf: 'replied' | 'failed' = 'failed';
+    const replied = new Promise<{ topic: string; payload: Buffer }>((resolve) => {
+      this.pending.set(id, { id, replyTopic, replyRoutingKey, started, resolve });
+    });
+    try {
+      const publishOptions: IClientPublishOptions = { qos };
+      if (this.link.protocolVersion === 5) {
+        publishOptions.properties = { responseTopic: replyTopic, correlationData: Buffer.from(id) };
+      }
+      const predictedRoutingKey = topicToRoutingKey(topic, this.options.topicMap);
+      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: qos, predictedRoutingKey } });
+      const packet = await this.link.client.publishAsync(topic, body, publishOptions);
+      const ack = packet?.messageId !== undefined ? this.acks.get(packet.messageId) : undefined;
+      if (packet?.messageId !== undefined) this.acks.delete(packet.messageId);
+      const acknowledgedAs: QoS = qos === 0 ? 0 : ack === 'pubrec' ? 2 : 1;
+      if (qos > 0) {
+        step({
+          rpcId: id,
+          at: Date.now(),
+          source: 'client',
+          kind: 'mqtt.acknowledged',
+          detail: { qosAsked: qos, acknowledgedAs, packet: ack ?? (acknowledgedAs === 2 ? 'pubrec' : 'puback') },
+        });
+      }
+      if (qos === 2 && acknowledgedAs < 2) {
+        warnings.push('Published with QoS 2; the broker answered PUBACK, so it was delivered as QoS 1 (RabbitMQ grants at most 1).');
+      }
+
+      const reply = await this.waitFor(replied, id, replyTopic, replyRoutingKey, topic, timeoutMs, options.signal);
+      const replyBody = readBody(reply.payload);
+      const fields = readReplyFields(replyBody, this.fields);
+      const topicMismatch = reply.topic !== replyTopic;
+      if (topicMismatch) {
+        warnings.push(`The reply asked for "${replyTopic}" arrived on "${reply.topic}": a "." in a topic level is a level separator for RabbitMQ.`);
+      }
+      outcomeOf = 'replied';
+      step({
+        rpcId: id,
+        at: Date.now(),
+        source: 'client',
+        kind: 'mqtt.reply.received',
+        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength },
+      });
+      return {
+        id,
+        replyTopic,
+        arrivedOn: reply.topic,
+        topicMismatch,
+        body: replyBody,
+        ...(fields.result !== undefined ? { result: fields.result } : {}),
+        ...(fields.error ? { error: fields.error } : {}),
+        ...(fields.worker ? { worker: fields.worker } : {}),
+        durationMs: performance.now() - started,
+        publishQos: { asked: qos, acknowledgedAs },
+        subscriptionQos: { asked: subscriptionAsked, granted: grant },
+        warnings,
+      };
+    } catch (err) {
+      const failure = err instanceof BridgeError ? err : new BridgeError('internal', (err as Error).message, { cause: err });
+      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
+      throw failure;
+    } finally {
+      this.pending.delete(id);
+      this.remember(id, outcomeOf);
+      if (!useShared) void this.link.unsubscribe(replyTopic).catch(() => undefined);
+    }
+  }
+
+  private waitFor(
+    replied: Promise<{ topic: string; payload: Buffer }>,
+    id: string,
+    replyTopic: string,
+    replyRoutingKey: string,
+    topic: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ topic: string; payload: Buffer }> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(
+          new BridgeError(
+            'timeout',
+            `No reply to ${id} within ${timeoutMs} ms on "${replyTopic}" (routing key "${replyRoutingKey}"): is a server consuming the queue bound to "${topicToRoutingKey(topic, this.options.topicMap)}"?`,
+          ),
+        );
+      }, timeoutMs);
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        reject(new BridgeError('cancelled', `The request ${id} was cancelled.`));
+      };
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      replied.then((reply) => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(reply);
+      }, reject);
+    });
+  }
+
+  private remember(id: string, outcome: 'replied' | 'failed'): void {
+    this.recentlyDone.set(id, outcome);
+    if (this.recentlyDone.size > RECENT_IDS) {
+      const oldest = this.recentlyDone.keys().next().value;
+      if (oldest !== undefined) this.recentlyDone.delete(oldest);
+    }
+  }
+
+  /** Matches by the id in the reply; replies without one (plain text) by routing-key equivalence, oldest call first. */
+  private onMessage(topic: string, payload: Buffer): void {
+    const { id } = readReplyFields(readBody(payload), this.fields);
+    let call = id !== undefined ? this.pending.get(id) : undefined;
+    if (!call && id === undefined) {
+      const key = topicToRoutingKey(topic, this.options.topicMap);
+      for (const candidate of this.pending.values()) {
+        if (candidate.replyRoutingKey === key) {
+          call = candidate;
+          break;
+        }
+      }
+    }
+    if (!call) {
+      const duplicate = id !== undefined && this.recentlyDone.get(id) === 'replied';
+      if (duplicate) this.duplicates += 1;
+      this.emit('stray', { topic, ...(id !== undefined ? { id } : {}), duplicate });
+      return;
+    }
+    this.pending.delete(call.id);
+    call.resolve({ topic, payload });
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  async close(): Promise<void> {
+    await this.link.close();
+  }
+}

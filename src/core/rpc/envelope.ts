@@ -1,0 +1,157 @@
+/** The request and reply envelopes: parsing what a device sent and encoding what a server answers. */
+import { TextDecoder } from 'node:util';
+import { z } from 'zod';
+import { defaultEnvelopeFields, type EnvelopeFields, type ReplyBody, type RpcErrorBody } from '../../shared/rpc';
+import { hasBlockingIssue, lintTopic, MAX_ROUTING_KEY_BYTES, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+
+export interface RpcRequest {
+  id: string | undefined;
+  /** the MQTT topic the reply goes to (body field), or undefined when only the MQTT 5 header gave a routing key */
+  replyTopic: string | undefined;
+  /** the routing key the reply is published with */
+  replyRoutingKey: string;
+  replySource: 'body' | 'mqtt5-header';
+  method: string | undefined;
+  params: unknown;
+  body: unknown;
+  correlationId: string | undefined;
+}
+
+export type ParseResult =
+  | { ok: true; request: RpcRequest }
+  | { ok: false; reason: string; id?: string };
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Decodes bytes as UTF-8 text, or undefined when they are not valid UTF-8. */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a reply or request body: JSON when it parses, text when it is UTF-8, bytes otherwise. */
+export function readBody(bytes: Uint8Array): ReplyBody {
+  const text = decodeUtf8(bytes);
+  if (text === undefined) return { kind: 'binary', base64: Buffer.from(bytes).toString('base64'), bytes: bytes.byteLength };
+  try {
+    return { kind: 'json', value: JSON.parse(text) as unknown };
+  } catch {
+    return { kind: 'text', text };
+  }
+}
+
+const headerString = z.union([z.string(), z.instanceof(Buffer).transform((buffer) => buffer.toString('utf8'))]);
+
+/** MQTT 5 Response Topic reaches AMQP 0-9-1 as this header, already dot-translated (RabbitMQ >= 3.13). */
+export function mqtt5ReplyKey(headers: Record<string, unknown> | undefined): string | undefined {
+  if (!headers) return undefined;
+  const raw = headers['x-reply-to-topic'] ?? headers['x-opt-reply-to-topic'];
+  const parsed = headerString.safeParse(raw);
+  return parsed.success && parsed.data.length > 0 ? parsed.data : undefined;
+}
+
+export interface ParseContext {
+  fields?: EnvelopeFields;
+  headers?: Record<string, unknown>;
+  correlationId?: string;
+  topicMap?: TopicMapOptions;
+}
+
+/** Parses one request as delivered to the server; never throws, whatever the bytes. */
+export function parseRequest(bytes: Uint8Array, context: ParseContext = {}): ParseResult {
+  const fields = context.fields ?? defaultEnvelopeFields;
+  const headerKey = mqtt5ReplyKey(context.headers);
+  if (bytes.byteLength === 0) return { ok: false, reason: 'The request body is empty.' };
+  const text = decodeUtf8(bytes);
+  if (text === undefined) return { ok: false, reason: `The request body is binary (${bytes.byteLength} bytes), not UTF-8 JSON.` };
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, reason: `The request body is not valid JSON (${(err as Error).message}).` };
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return { ok: false, reason: 'The request body must be a JSON object.' };
+  }
+  const record = body as Record<string, unknown>;
+  const rawId = record[fields.id];
+  const id = typeof rawId === 'string' || typeof rawId === 'number' ? String(rawId) : undefined;
+  const rawReplyTo = record[fields.replyTo];
+  const method = typeof record[fields.method] === 'string' ? (record[fields.method] as string) : undefined;
+  const base = { id, method, params: record[fields.params], body, correlationId: context.correlationId };
+
+  if (rawReplyTo === undefined && headerKey !== undefined) {
+    return { ok: true, request: { ...base, replyTopic: undefined, replyRoutingKey: headerKey, replySource: 'mqtt5-header' } };
+  }
+  if (rawReplyTo === undefined) {
+    return { ok: false, id, reason: `The request has no "${fields.replyTo}" field, so there is nowhere to send the reply.` };
+  }
+  if (typeof rawReplyTo !== 'string') {
+    return { ok: false, id, reason: `The request's "${fields.replyTo}" must be a topic string.` };
+  }
+  const blocking = lintTopic(rawReplyTo, 'reply', context.topicMap).filter(
+    (issue) => issue.severity === 'error' && issue.code !== 'dot-in-level' && issue.code !== 'star-in-level',
+  );
+  if (hasBlockingIssue(blocking)) {
+    return { ok: false, id, reason: `The reply topic "${rawReplyTo.slice(0, 80)}" cannot be used: ${blocking[0]?.message}` };
+  }
+  const replyRoutingKey = topicToRoutingKey(rawReplyTo, context.topicMap);
+  if (Buffer.byteLength(replyRoutingKey) > MAX_ROUTING_KEY_BYTES) {
+    return { ok: false, id, reason: `The reply topic maps to a routing key over ${MAX_ROUTING_KEY_BYTES} bytes.` };
+  }
+  return { ok: true, request: { ...base, replyTopic: rawReplyTo, replyRoutingKey, replySource: 'body' } };
+}
+
+export interface ReplyEnvelope {
+  id: string | undefined;
+  result?: unknown;
+  error?: RpcErrorBody;
+  worker: string;
+}
+
+/** The reply body: `{"id", "result"}` or `{"id", "error": {"code", "message"}}`, plus the worker that answered. */
+export function encodeReply(reply: ReplyEnvelope, fields: EnvelopeFields = defaultEnvelopeFields): Buffer {
+  const body: Record<string, unknown> = { [fields.id]: reply.id ?? null };
+  if (reply.error) body.error = reply.error;
+  else body.result = reply.result ?? null;
+  body.worker = reply.worker;
+  return Buffer.from(JSON.stringify(body));
+}
+
+export interface RequestDraft {
+  id: string;
+  replyTopic: string;
+  method?: string;
+  params?: unknown;
+  /** extra fields a device puts in its request, kept as they are */
+  extra?: Record<string, unknown>;
+}
+
+export function encodeRequest(draft: RequestDraft, fields: EnvelopeFields = defaultEnvelopeFields): Buffer {
+  const body: Record<string, unknown> = { ...draft.extra, [fields.id]: draft.id, [fields.replyTo]: draft.replyTopic };
+  if (draft.method !== undefined) body[fields.method] = draft.method;
+  if (draft.params !== undefined) body[fields.params] = draft.params;
+  return Buffer.from(JSON.stringify(body));
+}
+
+/** Reads id, result and error out of a reply body, whatever its shape. */
+export function readReplyFields(
+  body: ReplyBody,
+  fields: EnvelopeFields = defaultEnvelopeFields,
+): { id?: string; result?: unknown; error?: RpcErrorBody; worker?: string } {
+  if (body.kind !== 'json' || typeof body.value !== 'object' || body.value === null) return {};
+  const record = body.value as Record<string, unknown>;
+  const rawId = record[fields.id];
+  const out: { id?: string; result?: unknown; error?: RpcErrorBody; worker?: string } = {};
+  if (typeof rawId === 'string' || typeof rawId === 'number') out.id = String(rawId);
+  if ('result' in record) out.result = record.result;
+  const error = record.error as { code?: unknown; message?: unknown } | undefined;
+  if (error && typeof error === 'object') {
+    out.error = { code: String(error.code ?? 'error'), message: String(error.message ?? '') };
+  }
+  if (typeof record.worker === 'string') out.worker = record.worker;
+  return out;
+}
