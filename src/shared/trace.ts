@@ -18,14 +18,9 @@ export interface TraceStepDetails {
   'broker.delivered': { queue: string; routingKeys: string[]; redelivered: boolean; leg: 'request' | 'reply' };
   'worker.received': { worker: string; consumerTag: string; queue: string; routingKey: string; redelivered: boolean };
   'handler.finished': { worker: string; durationMs: number; outcome: 'result' | 'error'; errorCode?: string };
-  'reply.published': {
-    worker: string;
-    exchange: string;
-    routingKey: string;
-    replyTopic: string;
-    outcome: 'routed' | 'returned';
-    returnReason?: string;
-  };
+  'reply.published': { worker: string; exchange: string; routingKey: string; replyTopic: string; mandatory: boolean };
+  /** the broker's publisher confirm; a mandatory reply nothing was bound for comes back first as a basic.return */
+  'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked'; returnReason?: string };
   'request.rejected': { worker: string; reason: string; bytes: number };
   'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number };
   'rpc.failed': { code: string; message: string };
@@ -42,3 +37,66 @@ export type TraceStep = {
 export type TraceStepDraft = {
   [K in TraceStepKind]: { rpcId: string; at: number; source: TraceSource; kind: K; detail: TraceStepDetails[K] };
 }[TraceStepKind];
+
+/** Where a step sits in the nine-step flow of ARCHITECTURE.md; a trace lists steps by phase, then arrival. */
+export function stepPhase(step: Pick<TraceStep, 'kind' | 'detail'>): number {
+  switch (step.kind) {
+    case 'composed':
+      return 1;
+    case 'mqtt.subscribed':
+      return 1.5;
+    case 'mqtt.published':
+    case 'mqtt.acknowledged':
+      return 2;
+    case 'broker.published':
+      return step.detail.leg === 'request' ? 3 : 8;
+    case 'broker.delivered':
+      return step.detail.leg === 'request' ? 4 : 8.5;
+    case 'worker.received':
+    case 'request.rejected':
+      return 5;
+    case 'handler.finished':
+      return 6;
+    case 'reply.published':
+    case 'reply.confirmed':
+      return 7;
+    case 'mqtt.reply.received':
+      return 9;
+    case 'rpc.failed':
+      return 10;
+  }
+}
+
+/** What one RPC's steps add up to, with every warning a user should read. */
+export interface RpcTraceSummary {
+  rpcId: string;
+  startedAt: number;
+  durationMs?: number;
+  state: 'pending' | 'replied' | 'failed' | 'rejected';
+  requestTopic?: string;
+  predictedRequestKey?: string;
+  brokerRequestKeys?: string[];
+  requestRoutedQueues?: string[];
+  worker?: string;
+  redelivered: boolean;
+  replyTopic?: string;
+  replyKey?: string;
+  brokerReplyKeys?: string[];
+  replyRoutedQueues?: string[];
+  arrivedOn?: string;
+  topicMismatch: boolean;
+  /** whether any broker (firehose) step was seen; false means client and server steps only */
+  brokerSeen: boolean;
+  warnings: string[];
+}
+
+export const TRACE_EXPORT_FORMAT = 'bridgescope-trace';
+export const TRACE_EXPORT_VERSION = 1;
+
+export interface TraceExport {
+  format: typeof TRACE_EXPORT_FORMAT;
+  version: typeof TRACE_EXPORT_VERSION;
+  exportedAt: string;
+  dropped: { rpcs: number; steps: number };
+  steps: TraceStep[];
+}

@@ -93,7 +93,7 @@ export function registerRpcCommands(program: Command): void {
         server.on('step', (step) => {
           if (options.json) process.stdout.write(`${JSON.stringify(step)}\n`);
           else if (step.kind === 'reply.published') {
-            process.stdout.write(`${step.detail.worker} answered ${step.rpcId} -> ${step.detail.exchange} "${step.detail.routingKey}" (${step.detail.outcome})\n`);
+            process.stdout.write(`${step.detail.worker} answered ${step.rpcId} -> ${step.detail.exchange} "${step.detail.routingKey}"\n`);
           }
         });
         await server.start();

@@ -238,6 +238,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** Publishes the reply with `mandatory`, waits for the broker's confirm, and only then acks the request. */
   private async reply(worker: Worker, message: ConsumeMessage, request: RpcRequest, rpcId: string, body: Buffer): Promise<void> {
     const messageId = randomUUID();
+    const replyTopic = request.replyTopic ?? request.replyRoutingKey;
     let settle: (err: Error | undefined) => void = () => undefined;
     const confirmed = new Promise<Error | undefined>((resolve) => (settle = resolve));
     const writable = worker.channel.publish(
@@ -252,11 +253,19 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       },
       (err: unknown) => settle(err ? (err as Error) : undefined),
     );
+    this.step({
+      rpcId,
+      at: Date.now(),
+      source: 'server',
+      kind: 'reply.published',
+      detail: { worker: worker.name, exchange: this.exchange, routingKey: request.replyRoutingKey, replyTopic, mandatory: true },
+    });
     // Respect the socket's backpressure before taking more work; a closed channel settles `confirmed` instead.
     if (!writable) await Promise.race([once(worker.channel, 'drain').catch(() => undefined), confirmed]);
     const failure = await confirmed;
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
+      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
       this.emit('problem', { kind: 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${failure.message}` });
       safely(() => worker.channel.nack(message, false, false));
       return;
@@ -266,20 +275,12 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     safely(() => worker.channel.ack(message));
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
-    const replyTopic = request.replyTopic ?? request.replyRoutingKey;
     this.step({
       rpcId,
       at: Date.now(),
       source: 'server',
-      kind: 'reply.published',
-      detail: {
-        worker: worker.name,
-        exchange: this.exchange,
-        routingKey: request.replyRoutingKey,
-        replyTopic,
-        outcome: returnReason ? 'returned' : 'routed',
-        ...(returnReason ? { returnReason } : {}),
-      },
+      kind: 'reply.confirmed',
+      detail: { worker: worker.name, outcome: returnReason ? 'returned' : 'routed', ...(returnReason ? { returnReason } : {}) },
     });
     if (returnReason) {
       this.stats.unroutable += 1;

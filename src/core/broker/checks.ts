@@ -1,0 +1,200 @@
+/** The exchange probe (where does the MQTT plugin really publish?) and the pre-flight checks before a request. */
+import { randomUUID } from 'node:crypto';
+import amqp from 'amqplib';
+import type { BindingInfo, CheckLine, ProbeVerdict, QueueInfo } from '../../shared/broker';
+import type { ReplyStrategy } from '../../shared/rpc';
+import { MqttLink } from '../links/mqtt-link';
+import { amqpConnectOptions, explainAmqpError } from '../links/amqp-link';
+import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import type { ManagementApi } from './management-api';
+
+/** AMQP topic-exchange matching: `*` is exactly one word, `#` zero or more. */
+export function topicPatternMatches(pattern: string, routingKey: string): boolean {
+  const words = routingKey.split('.');
+  const parts = pattern.split('.');
+  const match = (p: number, w: number): boolean => {
+    if (p === parts.length) return w === words.length;
+    const part = parts[p];
+    if (part === '#') {
+      for (let skip = w; skip <= words.length; skip += 1) if (match(p + 1, skip)) return true;
+      return false;
+    }
+    if (w === words.length) return false;
+    return (part === '*' || part === words[w]) && match(p + 1, w + 1);
+  };
+  return match(0, 0);
+}
+
+/** Whether a binding with `bindingKey` on an exchange of `exchangeType` routes `routingKey`. */
+export function bindingRoutes(exchangeType: string, bindingKey: string, routingKey: string): boolean {
+  if (exchangeType === 'topic') return topicPatternMatches(bindingKey, routingKey);
+  if (exchangeType === 'fanout') return true;
+  return bindingKey === routingKey;
+}
+
+const WILDCARD_KEY = /(^|\.)(\*|#)(\.|$)/;
+
+/** Warnings for MQTT wildcard subscriptions bound to a direct exchange, where they are literal keys. */
+export function wildcardOnDirectLines(exchange: string, exchangeType: string | undefined, bindings: BindingInfo[]): CheckLine[] {
+  if (exchangeType !== 'direct') return [];
+  return bindings
+    .filter((binding) => binding.mqttClientId !== undefined && WILDCARD_KEY.test(binding.bindingKey))
+    .map((binding) => ({
+      check: 'wildcard subscription',
+      status: 'warn' as const,
+      message: `MQTT client "${binding.mqttClientId}" subscribed with a wildcard (binding key "${binding.bindingKey}"), but ${exchange} is a direct exchange: the key is literal and matches nothing.`,
+    }));
+}
+
+export interface ProbeOptions {
+  mqttUrl: string;
+  amqpUrl: string;
+  configuredExchange: string;
+  api?: ManagementApi;
+  timeoutMs?: number;
+}
+
+/** Publishes one MQTT probe and sees which candidate exchange receives it, through temporary queues. */
+export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVerdict> {
+  const candidates = [...new Set(['amq.direct', 'amq.topic', options.configuredExchange])];
+  const token = randomUUID();
+  const topic = `bridgescope/probe/${token}`;
+  const routingKey = topicToRoutingKey(topic);
+  let connection: amqp.ChannelModel;
+  try {
+    connection = await amqp.connect(amqpConnectOptions(options.amqpUrl, 10), { noDelay: true, timeout: 5000 });
+  } catch (err) {
+    throw explainAmqpError(err, options.amqpUrl);
+  }
+  connection.on('error', () => undefined);
+  const link = new MqttLink({ url: options.mqttUrl, clientId: `bridgescope-probe-${token.slice(0, 8)}` });
+  try {
+    const channel = await connection.createChannel();
+    channel.on('error', () => undefined);
+    let observed: string | undefined;
+    let resolveArrival: () => void = () => undefined;
+    const arrival = new Promise<void>((resolve) => (resolveArrival = resolve));
+    for (const exchange of candidates) {
+      const probeChannel = await connection.createChannel();
+      probeChannel.on('error', () => undefined);
+      try {
+        await probeChannel.checkExchange(exchange);
+      } catch {
+        continue; // a configured exchange that does not exist is reported below
+      }
+      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+      await channel.bindQueue(queue, exchange, routingKey);
+      await channel.consume(queue, () => {
+        observed ??= exchange;
+        resolveArrival();
+      }, { noAck: true });
+    }
+    await link.open();
+    await link.client.publishAsync(topic, 'bridgescope exchange probe', { qos: 1 });
+    const timeoutMs = options.timeoutMs ?? 3000;
+    await Promise.race([arrival, new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+
+    const exchangeType = observed ? await exchangeTypeOf(observed, options.api) : undefined;
+    const lines: CheckLine[] = [];
+    if (observed === undefined) {
+      lines.push({
+        check: 'MQTT exchange',
+        status: 'fail',
+        message: `None of ${candidates.join(', ')} received the probe within ${timeoutMs} ms: the broker's mqtt.exchange is set to another exchange.`,
+      });
+    } else if (observed === options.configuredExchange) {
+      lines.push({ check: 'MQTT exchange', status: 'pass', message: `The MQTT plugin publishes to ${observed} (${exchangeType ?? 'unknown type'}), as BridgeScope is configured.` });
+    } else {
+      lines.push({
+        check: 'MQTT exchange',
+        status: 'fail',
+        message: `The MQTT plugin publishes to ${observed}, but BridgeScope is configured for ${options.configuredExchange}: requests will not reach queues bound there. Use --exchange ${observed}.`,
+      });
+    }
+    if (observed && options.api) {
+      lines.push(...wildcardOnDirectLines(observed, exchangeType, await options.api.bindings(observed)));
+    }
+    return { observedExchange: observed, configuredExchange: options.configuredExchange, exchangeType, lines };
+  } finally {
+    await link.close();
+    await connection.close().catch(() => undefined);
+  }
+}
+
+async function exchangeTypeOf(exchange: string, api: ManagementApi | undefined): Promise<string | undefined> {
+  if (api) return api.exchangeType(exchange).catch(() => undefined);
+  if (exchange === 'amq.direct') return 'direct';
+  if (exchange === 'amq.topic') return 'topic';
+  return undefined;
+}
+
+export interface PreflightOptions {
+  exchange: string;
+  requestTopic: string;
+  replyTopic: string | undefined;
+  strategy: ReplyStrategy;
+  topicMap?: TopicMapOptions;
+}
+
+/** Before sending: is the request routed and consumed, will the reply be routed, does the reply topic survive? */
+export async function preflight(api: ManagementApi, options: PreflightOptions): Promise<CheckLine[]> {
+  const lines: CheckLine[] = [];
+  const requestIssues = lintTopic(options.requestTopic, 'publish', options.topicMap);
+  for (const issue of requestIssues.filter((i) => i.severity !== 'info')) {
+    lines.push({ check: 'request topic', status: issue.severity === 'error' ? 'fail' : 'warn', message: issue.message });
+  }
+  const [exchangeType, bindings, queues] = await Promise.all([
+    api.exchangeType(options.exchange),
+    api.bindings(options.exchange),
+    api.queues(),
+  ]);
+  const requestKey = topicToRoutingKey(options.requestTopic, options.topicMap);
+  const bound = bindings.filter((binding) => binding.destinationType === 'queue' && bindingRoutes(exchangeType, binding.bindingKey, requestKey));
+  const serverQueues = bound.filter((binding) => binding.mqttClientId === undefined);
+  if (serverQueues.length === 0) {
+    lines.push({
+      check: 'request routed',
+      status: 'fail',
+      message: `No queue is bound to ${options.exchange} for routing key "${requestKey}": the broker will drop the request, and an MQTT 3.1.1 device still gets its PUBACK.`,
+    });
+  } else {
+    lines.push({
+      check: 'request routed',
+      status: 'pass',
+      message: `"${requestKey}" on ${options.exchange} reaches ${serverQueues.map((b) => b.destination).join(', ')}.`,
+    });
+    const byName = new Map<string, QueueInfo>(queues.map((queue) => [queue.name, queue]));
+    for (const binding of serverQueues) {
+      const consumers = byName.get(binding.destination)?.consumers ?? 0;
+      lines.push(
+        consumers > 0
+          ? { check: 'request consumed', status: 'pass', message: `${binding.destination} has ${consumers} consumer(s).` }
+          : { check: 'request consumed', status: 'warn', message: `Nobody consumes ${binding.destination}: requests wait there until a server starts.` },
+      );
+    }
+  }
+
+  if (options.replyTopic === undefined) {
+    lines.push({ check: 'reply subscription', status: 'pass', message: 'A fresh reply topic is subscribed just before sending (per-request).' });
+    return lines;
+  }
+  const replyIssues = lintTopic(options.replyTopic, 'reply', options.topicMap).filter((i) => i.severity !== 'info');
+  for (const issue of replyIssues) {
+    lines.push({ check: 'reply topic', status: issue.severity === 'error' ? 'fail' : 'warn', message: issue.message });
+  }
+  if (replyIssues.length === 0) lines.push({ check: 'reply topic', status: 'pass', message: `"${options.replyTopic}" survives the mapping unchanged.` });
+  const replyKey = topicToRoutingKey(options.replyTopic, options.topicMap);
+  const replyBinding = bindings.find((binding) => binding.mqttClientId !== undefined && bindingRoutes(exchangeType, binding.bindingKey, replyKey));
+  if (replyBinding) {
+    lines.push({ check: 'reply subscription', status: 'pass', message: `"${replyKey}" reaches ${replyBinding.destination} (client ${replyBinding.mqttClientId}).` });
+  } else if (options.strategy === 'per-request') {
+    lines.push({ check: 'reply subscription', status: 'pass', message: `"${options.replyTopic}" is subscribed just before sending (per-request).` });
+  } else {
+    lines.push({
+      check: 'reply subscription',
+      status: 'fail',
+      message: `No MQTT subscription is bound for reply key "${replyKey}" yet: the server's reply would be returned as unroutable.`,
+    });
+  }
+  return lines;
+}

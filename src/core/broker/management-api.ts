@@ -1,0 +1,141 @@
+/** What the broker knows and AMQP 0-9-1 cannot tell: bindings, queues, connections, vhost tracing (management HTTP API). */
+import { z } from 'zod';
+import type { BindingInfo, BrokerOverview, ConnectionInfo, QueueInfo } from '../../shared/broker';
+import { managementRequest } from './management-http';
+
+const MQTT_SUBSCRIPTION_QUEUE = /^mqtt-subscription-(.*)qos([01])$/;
+
+/** `mqtt-subscription-<clientId>qos1` -> { clientId, qos }; undefined for any other queue. */
+export function mqttSubscriptionOwner(queue: string): { clientId: string; qos: 0 | 1 } | undefined {
+  const match = MQTT_SUBSCRIPTION_QUEUE.exec(queue);
+  if (!match) return undefined;
+  return { clientId: match[1] as string, qos: match[2] === '1' ? 1 : 0 };
+}
+
+const overviewSchema = z.object({
+  rabbitmq_version: z.string().optional(),
+  erlang_version: z.string().optional(),
+  cluster_name: z.string().optional(),
+  management_version: z.string().optional(),
+  listeners: z.array(z.object({ protocol: z.string(), port: z.number() })).optional(),
+});
+
+const bindingSchema = z.object({
+  source: z.string(),
+  destination: z.string(),
+  destination_type: z.string(),
+  routing_key: z.string(),
+});
+
+const queueSchema = z.object({
+  name: z.string(),
+  consumers: z.number().optional(),
+  messages: z.number().optional(),
+  messages_ready: z.number().optional(),
+  messages_unacknowledged: z.number().optional(),
+  durable: z.boolean().optional(),
+  auto_delete: z.boolean().optional(),
+  exclusive: z.boolean().optional(),
+});
+
+const connectionSchema = z.object({
+  name: z.string(),
+  protocol: z.string().optional(),
+  user: z.string().optional(),
+  client_properties: z.record(z.string(), z.unknown()).optional(),
+});
+
+const exchangeSchema = z.object({ name: z.string(), type: z.string(), durable: z.boolean().optional() });
+
+export class ManagementApi {
+  private readonly vhostPath: string;
+
+  constructor(
+    private readonly url: string,
+    readonly vhost = '/',
+  ) {
+    this.vhostPath = encodeURIComponent(vhost);
+  }
+
+  private get<T>(path: string): Promise<T> {
+    return managementRequest<T>(this.url, path);
+  }
+
+  async overview(): Promise<BrokerOverview> {
+    const raw = overviewSchema.parse(await this.get('/api/overview'));
+    return {
+      rabbitmqVersion: raw.rabbitmq_version ?? 'unknown',
+      erlangVersion: raw.erlang_version ?? 'unknown',
+      clusterName: raw.cluster_name ?? '',
+      protocols: [...new Set((raw.listeners ?? []).map((listener) => listener.protocol))].sort(),
+    };
+  }
+
+  async exchanges(): Promise<Array<{ name: string; type: string }>> {
+    const raw = z.array(exchangeSchema).parse(await this.get(`/api/exchanges/${this.vhostPath}?columns=name,type,durable`));
+    return raw.map(({ name, type }) => ({ name: name || '(default)', type }));
+  }
+
+  async exchangeType(exchange: string): Promise<string> {
+    const raw = exchangeSchema.parse(await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`));
+    return raw.type;
+  }
+
+  /** Every binding whose source is `exchange`, with MQTT subscription queues linked to their client id. */
+  async bindings(exchange: string): Promise<BindingInfo[]> {
+    const raw = z
+      .array(bindingSchema)
+      .parse(await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}/bindings/source`));
+    return raw.map((binding) => {
+      const owner = binding.destination_type === 'queue' ? mqttSubscriptionOwner(binding.destination) : undefined;
+      return {
+        exchange: binding.source,
+        destination: binding.destination,
+        destinationType: binding.destination_type === 'exchange' ? 'exchange' : 'queue',
+        bindingKey: binding.routing_key,
+        ...(owner ? { mqttClientId: owner.clientId, mqttQos: owner.qos } : {}),
+      };
+    });
+  }
+
+  async queues(): Promise<QueueInfo[]> {
+    const columns = 'name,consumers,messages,messages_ready,messages_unacknowledged,durable,auto_delete,exclusive';
+    const raw = z.array(queueSchema).parse(await this.get(`/api/queues/${this.vhostPath}?columns=${columns}`));
+    return raw.map((queue) => {
+      const owner = mqttSubscriptionOwner(queue.name);
+      return {
+        name: queue.name,
+        consumers: queue.consumers ?? 0,
+        messages: queue.messages ?? 0,
+        messagesReady: queue.messages_ready ?? 0,
+        messagesUnacked: queue.messages_unacknowledged ?? 0,
+        durable: queue.durable ?? false,
+        ...(owner ? { mqttClientId: owner.clientId, mqttQos: owner.qos } : {}),
+      };
+    });
+  }
+
+  /** Connections by protocol; MQTT ones carry their client id. The broker refreshes this list every few seconds. */
+  async connections(): Promise<ConnectionInfo[]> {
+    const raw = z.array(connectionSchema).parse(await this.get('/api/connections?columns=name,protocol,user,client_properties'));
+    return raw.map((connection) => {
+      const clientId = connection.client_properties?.client_id;
+      const connectionName = connection.client_properties?.connection_name;
+      return {
+        name: connection.name,
+        protocol: connection.protocol ?? 'unknown',
+        ...(typeof clientId === 'string' ? { mqttClientId: clientId } : {}),
+        ...(typeof connectionName === 'string' ? { connectionName } : {}),
+      };
+    });
+  }
+
+  async tracing(): Promise<boolean> {
+    const raw = z.object({ tracing: z.boolean().optional() }).parse(await this.get(`/api/vhosts/${this.vhostPath}`));
+    return raw.tracing ?? false;
+  }
+
+  async setTracing(on: boolean): Promise<void> {
+    await managementRequest(this.url, `/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
+  }
+}

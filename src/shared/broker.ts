@@ -1,0 +1,54 @@
+/** What the inspector shows about the broker: overview, bindings, queues, connections, checks. */
+
+export interface BrokerOverview {
+  rabbitmqVersion: string;
+  erlangVersion: string;
+  clusterName: string;
+  /** listener protocols: amqp, mqtt, http, ... */
+  protocols: string[];
+}
+
+export interface BindingInfo {
+  exchange: string;
+  destination: string;
+  destinationType: 'queue' | 'exchange';
+  bindingKey: string;
+  /** set when the destination is an MQTT subscription queue `mqtt-subscription-<clientId>qos<0|1>` */
+  mqttClientId?: string;
+  mqttQos?: 0 | 1;
+}
+
+export interface QueueInfo {
+  name: string;
+  consumers: number;
+  messages: number;
+  messagesReady: number;
+  messagesUnacked: number;
+  durable: boolean;
+  mqttClientId?: string;
+  mqttQos?: 0 | 1;
+}
+
+export interface ConnectionInfo {
+  name: string;
+  protocol: string;
+  mqttClientId?: string;
+  connectionName?: string;
+}
+
+export type CheckStatus = 'pass' | 'warn' | 'fail';
+
+/** One line of a pre-flight or probe verdict a user can act on. */
+export interface CheckLine {
+  check: string;
+  status: CheckStatus;
+  message: string;
+}
+
+export interface ProbeVerdict {
+  /** the exchange the MQTT plugin really published the probe to, or undefined when none of the candidates got it */
+  observedExchange: string | undefined;
+  configuredExchange: string;
+  exchangeType: string | undefined;
+  lines: CheckLine[];
+}
