@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerBrokerCommands } from './commands/broker';
 import { registerRpcCommands } from './commands/rpc';
+import { registerInspectCommands } from './commands/inspect';
 import { ExitCode } from './run';
 
 export function buildProgram(): Command {
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerBrokerCommands(program);
   registerRpcCommands(program);
+  registerInspectCommands(program);
   for (const command of program.commands) {
     command.exitOverride();
     for (const sub of command.commands) sub.exitOverride();

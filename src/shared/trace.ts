@@ -39,7 +39,7 @@ export type TraceStepDraft = {
 }[TraceStepKind];
 
 /** Where a step sits in the nine-step flow of ARCHITECTURE.md; a trace lists steps by phase, then arrival. */
-export function stepPhase(step: Pick<TraceStep, 'kind' | 'detail'>): number {
+export function stepPhase(step: TraceStep | TraceStepDraft): number {
   switch (step.kind) {
     case 'composed':
       return 1;

@@ -9,6 +9,10 @@ import { RpcServer } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
 import { loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { mapTopic, type TopicRole } from '../../core/topic-map';
+import { ManagementApi } from '../../core/broker/management-api';
+import { FirehoseTracer } from '../../core/trace/firehose';
+import { TraceStore } from '../../core/trace/trace-store';
+import { formatTimeline } from '../../shared/describe';
 import { action, parseChoice, parsePositiveInt, printJson, warn } from '../run';
 import { resolveUrl } from '../urls';
 
@@ -34,6 +38,9 @@ interface CallOptions {
   mqttVersion: '4' | '5' | 'auto';
   json?: boolean;
   sparkplug?: boolean;
+  trace?: boolean;
+  amqp?: string;
+  management?: string;
 }
 
 /** PAYLOAD: a JSON object becomes the request body (id and reply_to are added), anything else its params. */
@@ -48,6 +55,39 @@ export function parsePayload(text: string | undefined): { payload?: Record<strin
   }
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) return { payload: value as Record<string, unknown> };
   return { params: value };
+}
+
+/** Waits (bounded) for the broker's record of the reply's delivery, which can trail the reply itself. */
+async function settleTrace(store: TraceStore, rpcId: string, tracer: FirehoseTracer): Promise<void> {
+  if (tracer.status.state !== 'on') return;
+  const done = (): boolean => store.steps(rpcId).some((step) => step.kind === 'broker.delivered' && step.detail.leg === 'reply');
+  if (done()) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(finish, 1500);
+    function finish(): void {
+      clearTimeout(timer);
+      store.off('added', onAdded);
+      resolve();
+    }
+    function onAdded(): void {
+      if (done()) finish();
+    }
+    store.on('added', onAdded);
+  });
+}
+
+async function printTrace(store: TraceStore, rpcId: string | undefined, tracer: FirehoseTracer, json: boolean | undefined): Promise<void> {
+  if (rpcId === undefined) return;
+  await settleTrace(store, rpcId, tracer);
+  const steps = store.steps(rpcId);
+  if (json) {
+    process.stderr.write(`${JSON.stringify({ trace: steps, summary: store.summary(rpcId) })}\n`);
+    return;
+  }
+  const sources = [...new Set(steps.map((step) => step.source))];
+  const label = `${sources.join(', ')} steps${tracer.status.state === 'on' ? '' : '; no firehose, so no broker steps'}`;
+  process.stdout.write(`\nTrace of ${rpcId} (${label}):\n${formatTimeline(steps)}\n`);
+  for (const warning of store.summary(rpcId).warnings) process.stdout.write(`! ${warning}\n`);
 }
 
 function printReply(outcome: RpcOutcome): void {
@@ -123,6 +163,9 @@ export function registerRpcCommands(program: Command): void {
     .option('--timeout <ms>', 'how long to wait for the reply', parsePositiveInt('--timeout'), 10_000)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
+    .option('--trace', 'trace this RPC through the broker (firehose) and print every step after the reply')
+    .option('--amqp <url>', 'AMQP URL for --trace (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
+    .option('--management <url>', 'management URL for --trace (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
     .option('--json', 'print the whole outcome (reply, topics, QoS, worker, duration, warnings) as JSON')
     .action(
       action(async (payloadText: string | undefined, options: CallOptions) => {
@@ -135,6 +178,18 @@ export function registerRpcCommands(program: Command): void {
           topicMap: { sparkplug: Boolean(options.sparkplug) },
         });
         await client.connect();
+        const store = new TraceStore();
+        let tracer: FirehoseTracer | undefined;
+        if (options.trace) {
+          store.attach(client);
+          tracer = new FirehoseTracer({
+            amqpUrl: resolveUrl('amqp', options.amqp),
+            api: new ManagementApi(resolveUrl('management', options.management)),
+            store,
+          });
+          const status = await tracer.start();
+          if (status.state === 'unavailable') warn(status.reason);
+        }
         try {
           const outcome = await client.call({
             topic: options.topic,
@@ -144,11 +199,22 @@ export function registerRpcCommands(program: Command): void {
             ...(payload ? { payload } : {}),
             replyTopic: options.replyTopic ?? (typeof replyField === 'string' ? replyField : undefined),
             timeoutMs: options.timeout,
+          }).catch(async (err: unknown) => {
+            if (tracer) await printTrace(store, store.rpcIds().at(-1), tracer, options.json);
+            throw err;
           });
           for (const message of outcome.warnings) warn(message);
-          if (options.json) printJson(outcome);
+          if (tracer) {
+            await settleTrace(store, outcome.id, tracer);
+            if (options.json) printJson({ ...outcome, trace: store.steps(outcome.id), summary: store.summary(outcome.id) });
+            else {
+              printReply(outcome);
+              await printTrace(store, outcome.id, tracer, false);
+            }
+          } else if (options.json) printJson(outcome);
           else printReply(outcome);
         } finally {
+          await tracer?.stop();
           await client.close();
         }
       }),

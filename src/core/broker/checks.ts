@@ -54,6 +54,37 @@ export interface ProbeOptions {
   timeoutMs?: number;
 }
 
+/** Live consumer counts through a passive queue.declare on a short-lived channel. */
+export function amqpConsumerCounter(model: amqp.ChannelModel): (queue: string) => Promise<number> {
+  return async (queue) => {
+    const channel = await model.createChannel();
+    channel.on('error', () => undefined);
+    try {
+      return (await channel.checkQueue(queue)).consumerCount;
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  };
+}
+
+/** Live consumer counts of `queues` over a short AMQP connection; queues it cannot check are left out. */
+export async function liveConsumerCounts(amqpUrl: string, queues: string[]): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const connection = await amqp.connect(amqpConnectOptions(amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
+  if (!connection) return counts;
+  connection.on('error', () => undefined);
+  try {
+    const count = amqpConsumerCounter(connection);
+    for (const queue of queues) {
+      const live = await count(queue).catch(() => undefined);
+      if (live !== undefined) counts.set(queue, live);
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+  return counts;
+}
+
 /** Publishes one MQTT probe and sees which candidate exchange receives it, through temporary queues. */
 export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVerdict> {
   const candidates = [...new Set(['amq.direct', 'amq.topic', options.configuredExchange])];
@@ -134,6 +165,8 @@ export interface PreflightOptions {
   replyTopic: string | undefined;
   strategy: ReplyStrategy;
   topicMap?: TopicMapOptions;
+  /** live consumer counts over AMQP; the management API's own counts lag by its stats interval (~5 s) */
+  consumerCount?: (queue: string) => Promise<number>;
 }
 
 /** Before sending: is the request routed and consumed, will the reply be routed, does the reply topic survive? */
@@ -165,7 +198,9 @@ export async function preflight(api: ManagementApi, options: PreflightOptions): 
     });
     const byName = new Map<string, QueueInfo>(queues.map((queue) => [queue.name, queue]));
     for (const binding of serverQueues) {
-      const consumers = byName.get(binding.destination)?.consumers ?? 0;
+      const consumers = options.consumerCount
+        ? await options.consumerCount(binding.destination).catch(() => byName.get(binding.destination)?.consumers ?? 0)
+        : (byName.get(binding.destination)?.consumers ?? 0);
       lines.push(
         consumers > 0
           ? { check: 'request consumed', status: 'pass', message: `${binding.destination} has ${consumers} consumer(s).` }

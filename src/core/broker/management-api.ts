@@ -1,6 +1,7 @@
 /** What the broker knows and AMQP 0-9-1 cannot tell: bindings, queues, connections, vhost tracing (management HTTP API). */
 import { z } from 'zod';
 import type { BindingInfo, BrokerOverview, ConnectionInfo, QueueInfo } from '../../shared/broker';
+import { BridgeError } from '../errors';
 import { managementRequest } from './management-http';
 
 const MQTT_SUBSCRIPTION_QUEUE = /^mqtt-subscription-(.*)qos([01])$/;
@@ -77,8 +78,15 @@ export class ManagementApi {
   }
 
   async exchangeType(exchange: string): Promise<string> {
-    const raw = exchangeSchema.parse(await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`));
-    return raw.type;
+    try {
+      const raw = exchangeSchema.parse(await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`));
+      return raw.type;
+    } catch (err) {
+      if (err instanceof BridgeError && err.code === 'not-found') {
+        throw new BridgeError('not-found', `The exchange "${exchange}" does not exist in vhost "${this.vhost}".`);
+      }
+      throw err;
+    }
   }
 
   /** Every binding whose source is `exchange`, with MQTT subscription queues linked to their client id. */
@@ -86,6 +94,8 @@ export class ManagementApi {
     const raw = z
       .array(bindingSchema)
       .parse(await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}/bindings/source`));
+    // The API lists no bindings for an exchange that does not exist; say so instead of showing an empty table.
+    if (raw.length === 0) await this.exchangeType(exchange);
     return raw.map((binding) => {
       const owner = binding.destination_type === 'queue' ? mqttSubscriptionOwner(binding.destination) : undefined;
       return {

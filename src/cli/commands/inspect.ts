@@ -1,0 +1,124 @@
+/** `bridgescope bindings`, `trace` and `probe`: what the broker really does, from the terminal. */
+import { once } from 'node:events';
+import type { Command } from 'commander';
+import { ManagementApi } from '../../core/broker/management-api';
+import { liveConsumerCounts, probeMqttExchange } from '../../core/broker/checks';
+import { FirehoseTracer, type FirehoseEvent } from '../../core/trace/firehose';
+import { TraceStore } from '../../core/trace/trace-store';
+import { describeStep } from '../../shared/describe';
+import type { TraceStep } from '../../shared/trace';
+import { action, ExitCode, printJson, warn } from '../run';
+import { resolveUrl } from '../urls';
+
+export function registerInspectCommands(program: Command): void {
+  program
+    .command('bindings')
+    .description('list the bindings on the MQTT exchange, with MQTT subscription queues linked to their client id')
+    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--amqp <url>', 'AMQP URL for live consumer counts (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker, if any)')
+    .option('--exchange <name>', 'exchange to list', 'amq.direct')
+    .option('--vhost <name>', 'virtual host', '/')
+    .option('--json', 'print the bindings as JSON')
+    .action(
+      action(async (options: { management?: string; amqp?: string; exchange: string; vhost: string; json?: boolean }) => {
+        const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
+        const [bindings, queues] = await Promise.all([api.bindings(options.exchange), api.queues()]);
+        const consumers = new Map(queues.map((queue) => [queue.name, queue.consumers]));
+        await refreshConsumers(consumers, options.amqp);
+        if (options.json) {
+          printJson(bindings.map((binding) => ({ ...binding, consumers: consumers.get(binding.destination) ?? null })));
+          return;
+        }
+        if (bindings.length === 0) {
+          process.stdout.write(`No bindings on ${options.exchange}.\n`);
+          return;
+        }
+        const rows = bindings.map((binding) => [
+          binding.bindingKey,
+          binding.destination,
+          binding.mqttClientId !== undefined ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})` : `${consumers.get(binding.destination) ?? 0} consumer(s)`,
+        ]);
+        const header = ['BINDING KEY', 'QUEUE', 'WHO'];
+        const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+        const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
+        process.stdout.write(`Bindings on ${options.exchange}:\n${[line(header), ...rows.map(line)].join('\n')}\n`);
+      }),
+    );
+
+  program
+    .command('trace')
+    .description('turn on firehose tracing and stream what the broker publishes and delivers; Ctrl-C restores the setting')
+    .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
+    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--vhost <name>', 'virtual host', '/')
+    .option('--json', 'one JSON line per step')
+    .action(
+      action(async (options: { amqp?: string; management?: string; vhost: string; json?: boolean }) => {
+        const store = new TraceStore();
+        const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
+        const print = (event: FirehoseEvent, step: TraceStep | undefined): void => {
+          if (step) {
+            if (options.json) process.stdout.write(`${JSON.stringify(step)}\n`);
+            else process.stdout.write(`${new Date(step.at).toISOString().slice(11, 23)}  ${step.rpcId.slice(0, 8)}  ${describeStep(step)}\n`);
+            return;
+          }
+          // Events that carry no id of a known RPC are still shown, with the body's first bytes.
+          const detail = { name: event.name, routingKeys: event.routingKeys, routedQueues: event.routedQueues, body: event.body.subarray(0, 120).toString('utf8') };
+          if (options.json) {
+            process.stdout.write(`${JSON.stringify({ rpcId: null, at: Date.now(), source: 'broker', kind: `broker.${event.type}`, detail })}\n`);
+            return;
+          }
+          const routed = event.type === 'publish' ? ` -> ${event.routedQueues.join(', ') || 'nothing -- DROPPED as unroutable'}` : '';
+          process.stdout.write(`${new Date().toISOString().slice(11, 23)}  ${'-'.padEnd(8)}  ${event.type} ${event.name} key "${event.routingKeys.join(', ')}"${routed}\n`);
+        };
+        const tracer = new FirehoseTracer({ amqpUrl: resolveUrl('amqp', options.amqp), api, store, onEvent: print });
+        const status = await tracer.start();
+        if (status.state === 'unavailable') {
+          warn(status.reason);
+          return ExitCode.failure;
+        }
+        process.stderr.write(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.\n`);
+        await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+        await tracer.stop();
+        process.stderr.write('Tracing restored.\n');
+        return ExitCode.ok;
+      }),
+    );
+
+  program
+    .command('probe')
+    .description('find which exchange the MQTT plugin publishes to, and warn about mismatches')
+    .option('--mqtt <url>', 'MQTT URL (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
+    .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
+    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--exchange <name>', 'the exchange BridgeScope is configured for', 'amq.direct')
+    .option('--json', 'print the verdict as JSON')
+    .action(
+      action(async (options: { mqtt?: string; amqp?: string; management?: string; exchange: string; json?: boolean }) => {
+        const verdict = await probeMqttExchange({
+          mqttUrl: resolveUrl('mqtt', options.mqtt),
+          amqpUrl: resolveUrl('amqp', options.amqp),
+          configuredExchange: options.exchange,
+          api: new ManagementApi(resolveUrl('management', options.management)),
+        });
+        if (options.json) printJson(verdict);
+        else {
+          process.stdout.write(`The MQTT plugin publishes to: ${verdict.observedExchange ?? 'none of the candidates'}\n`);
+          for (const line of verdict.lines) process.stdout.write(`${line.status.toUpperCase().padEnd(4)}  ${line.message}\n`);
+        }
+        return verdict.lines.some((line) => line.status === 'fail') ? ExitCode.failure : ExitCode.ok;
+      }),
+    );
+}
+
+
+/** The management API's consumer counts lag by its stats interval; ask AMQP for live ones when it can be reached. */
+async function refreshConsumers(consumers: Map<string, number>, amqpFlag: string | undefined): Promise<void> {
+  let url: string;
+  try {
+    url = resolveUrl('amqp', amqpFlag);
+  } catch {
+    return;
+  }
+  for (const [queue, live] of await liveConsumerCounts(url, [...consumers.keys()])) consumers.set(queue, live);
+}

@@ -1,0 +1,272 @@
+/** Keeps the trace: immutable steps per RPC, bounded in memory, summarised, exported and imported as versioned JSON. */
+import { EventEmitter } from 'node:events';
+import { z } from 'zod';
+import {
+  stepPhase,
+  TRACE_EXPORT_FORMAT,
+  TRACE_EXPORT_VERSION,
+  type RpcTraceSummary,
+  type TraceExport,
+  type TraceStep,
+  type TraceStepDraft,
+} from '../../shared/trace';
+import { BridgeError } from '../errors';
+import { topicToRoutingKey } from '../topic-map';
+
+export interface TraceStoreOptions {
+  maxRpcs?: number;
+  maxStepsPerRpc?: number;
+}
+
+interface TraceStoreEvents {
+  added: [TraceStep];
+}
+
+interface StepSource {
+  on(event: 'step', listener: (draft: TraceStepDraft) => void): unknown;
+  off(event: 'step', listener: (draft: TraceStepDraft) => void): unknown;
+}
+
+export class TraceStore extends EventEmitter<TraceStoreEvents> {
+  private readonly rpcs = new Map<string, TraceStep[]>();
+  /** reply routing key -> rpc id, to join broker events of plain-text replies that carry no id */
+  private readonly replyKeys = new Map<string, string>();
+  private seq = 0;
+  droppedRpcs = 0;
+  droppedSteps = 0;
+  readonly maxRpcs: number;
+  readonly maxStepsPerRpc: number;
+
+  constructor(options: TraceStoreOptions = {}) {
+    super();
+    this.maxRpcs = options.maxRpcs ?? 10_000;
+    this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
+  }
+
+  /** Numbers a draft, stores it and announces it; the oldest RPC goes when the cap is reached. */
+  add(draft: TraceStepDraft): TraceStep | undefined {
+    let steps = this.rpcs.get(draft.rpcId);
+    if (!steps) {
+      if (this.rpcs.size >= this.maxRpcs) this.dropOldest();
+      steps = [];
+      this.rpcs.set(draft.rpcId, steps);
+    }
+    if (steps.length >= this.maxStepsPerRpc) {
+      this.droppedSteps += 1;
+      return undefined;
+    }
+    this.seq += 1;
+    const step = Object.freeze({ ...draft, seq: this.seq }) as TraceStep;
+    steps.push(step);
+    if (step.kind === 'composed') this.noteReplyKey(topicToRoutingKey(step.detail.replyTopic), step.rpcId);
+    if (step.kind === 'reply.published') this.noteReplyKey(step.detail.routingKey, step.rpcId);
+    this.emit('added', step);
+    return step;
+  }
+
+  private dropOldest(): void {
+    const oldest = this.rpcs.keys().next().value;
+    if (oldest === undefined) return;
+    this.rpcs.delete(oldest);
+    this.droppedRpcs += 1;
+  }
+
+  /** Feeds every 'step' event of a client or server into the store; returns the unsubscribe. */
+  attach(source: StepSource): () => void {
+    const listener = (draft: TraceStepDraft): void => void this.add(draft);
+    source.on('step', listener);
+    return () => void source.off('step', listener);
+  }
+
+  /** Remembers which RPC a reply routing key belongs to (from a request body seen by the firehose). */
+  noteReplyKey(routingKey: string, rpcId: string): void {
+    this.replyKeys.set(routingKey, rpcId);
+    if (this.replyKeys.size > this.maxRpcs * 2) {
+      const oldest = this.replyKeys.keys().next().value;
+      if (oldest !== undefined) this.replyKeys.delete(oldest);
+    }
+  }
+
+  rpcForReplyKey(routingKey: string): string | undefined {
+    return this.replyKeys.get(routingKey);
+  }
+
+  has(rpcId: string): boolean {
+    return this.rpcs.has(rpcId);
+  }
+
+  /** One RPC's steps in flow order (phase), then in arrival order. */
+  steps(rpcId: string): TraceStep[] {
+    const steps = this.rpcs.get(rpcId) ?? [];
+    return [...steps].sort((a, b) => stepPhase(a) - stepPhase(b) || a.seq - b.seq);
+  }
+
+  rpcIds(): string[] {
+    return [...this.rpcs.keys()];
+  }
+
+  get size(): number {
+    return this.rpcs.size;
+  }
+
+  allSteps(): TraceStep[] {
+    return [...this.rpcs.values()].flat().sort((a, b) => a.seq - b.seq);
+  }
+
+  summary(rpcId: string): RpcTraceSummary {
+    return summarize(rpcId, this.steps(rpcId));
+  }
+
+  export(): TraceExport {
+    return {
+      format: TRACE_EXPORT_FORMAT,
+      version: TRACE_EXPORT_VERSION,
+      exportedAt: new Date().toISOString(),
+      dropped: { rpcs: this.droppedRpcs, steps: this.droppedSteps },
+      steps: this.allSteps().map((step) => redactStep(step)),
+    };
+  }
+
+  /** Reads an exported trace back; refuses, in one sentence, anything that is not one. */
+  static import(json: unknown, options: TraceStoreOptions = {}): TraceStore {
+    const parsed = traceExportSchema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new BridgeError('bad-input', `This is not a BridgeScope trace (version ${TRACE_EXPORT_VERSION}): ${issue?.path.join('.') || 'file'}: ${issue?.message}.`);
+    }
+    const store = new TraceStore({ maxRpcs: Math.max(options.maxRpcs ?? 10_000, 1), maxStepsPerRpc: options.maxStepsPerRpc ?? 64 });
+    for (const step of [...parsed.data.steps].sort((a, b) => a.seq - b.seq)) {
+      const { seq: _seq, ...draft } = step;
+      store.add(draft as TraceStepDraft);
+    }
+    store.droppedRpcs += parsed.data.dropped.rpcs;
+    store.droppedSteps += parsed.data.dropped.steps;
+    return store;
+  }
+}
+
+const stepKinds = [
+  'composed',
+  'mqtt.published',
+  'mqtt.acknowledged',
+  'mqtt.subscribed',
+  'broker.published',
+  'broker.delivered',
+  'worker.received',
+  'handler.finished',
+  'reply.published',
+  'reply.confirmed',
+  'request.rejected',
+  'mqtt.reply.received',
+  'rpc.failed',
+] as const satisfies readonly TraceStep['kind'][];
+
+const traceExportSchema = z.object({
+  format: z.literal(TRACE_EXPORT_FORMAT),
+  version: z.literal(TRACE_EXPORT_VERSION),
+  exportedAt: z.string(),
+  dropped: z.object({ rpcs: z.number().int().nonnegative(), steps: z.number().int().nonnegative() }),
+  steps: z.array(
+    z.object({
+      rpcId: z.string().min(1),
+      seq: z.number(),
+      at: z.number(),
+      source: z.enum(['client', 'server', 'broker']),
+      kind: z.enum(stepKinds),
+      detail: z.record(z.string(), z.unknown()),
+    }),
+  ),
+});
+
+const CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+):[^@/\s]*@/gi;
+
+/** Removes any password that slipped into a step's strings (URLs with user-info). */
+function redactStep(step: TraceStep): TraceStep {
+  const text = JSON.stringify(step);
+  if (!CREDENTIALS.test(text)) return step;
+  return JSON.parse(text.replace(CREDENTIALS, '$1:***@')) as TraceStep;
+}
+
+function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
+  const summary: RpcTraceSummary = {
+    rpcId,
+    startedAt: steps[0]?.at ?? 0,
+    state: 'pending',
+    redelivered: false,
+    topicMismatch: false,
+    brokerSeen: false,
+    warnings: [],
+  };
+  let replyReturned = false;
+  for (const step of steps) {
+    switch (step.kind) {
+      case 'composed':
+        summary.requestTopic = step.detail.topic;
+        summary.replyTopic = step.detail.replyTopic;
+        break;
+      case 'mqtt.published':
+        summary.predictedRequestKey = step.detail.predictedRoutingKey;
+        break;
+      case 'broker.published':
+        summary.brokerSeen = true;
+        if (step.detail.leg === 'request') {
+          summary.brokerRequestKeys = step.detail.routingKeys;
+          summary.requestRoutedQueues = step.detail.routedQueues;
+        } else {
+          summary.brokerReplyKeys = step.detail.routingKeys;
+          summary.replyRoutedQueues = step.detail.routedQueues;
+        }
+        break;
+      case 'broker.delivered':
+        summary.brokerSeen = true;
+        if (step.detail.redelivered) summary.redelivered = true;
+        break;
+      case 'worker.received':
+        summary.worker = step.detail.worker;
+        if (step.detail.redelivered) summary.redelivered = true;
+        break;
+      case 'reply.published':
+        summary.replyKey = step.detail.routingKey;
+        summary.replyTopic ??= step.detail.replyTopic;
+        break;
+      case 'reply.confirmed':
+        if (step.detail.outcome === 'returned') replyReturned = true;
+        break;
+      case 'request.rejected':
+        summary.state = 'rejected';
+        summary.warnings.push(`The server rejected the request: ${step.detail.reason}`);
+        break;
+      case 'mqtt.reply.received':
+        summary.state = 'replied';
+        summary.arrivedOn = step.detail.topic;
+        summary.topicMismatch = step.detail.topicMismatch;
+        break;
+      case 'rpc.failed':
+        if (summary.state === 'pending') summary.state = 'failed';
+        summary.warnings.push(step.detail.message);
+        break;
+      default:
+        break;
+    }
+  }
+  const last = steps.at(-1);
+  if (last && steps[0] && summary.state !== 'pending') summary.durationMs = last.at - steps[0].at;
+  const predicted = summary.predictedRequestKey;
+  const observed = summary.brokerRequestKeys?.[0];
+  if (predicted !== undefined && observed !== undefined && predicted !== observed) {
+    summary.warnings.push(`Predicted routing key "${predicted}", but the broker used "${observed}".`);
+  }
+  if (summary.requestRoutedQueues && summary.requestRoutedQueues.length === 0) {
+    summary.warnings.push('The broker dropped the request as unroutable: no queue is bound for its routing key (routed_queues is empty).');
+  }
+  if ((summary.replyRoutedQueues && summary.replyRoutedQueues.length === 0) || replyReturned) {
+    summary.warnings.push(
+      `The broker dropped the reply as unroutable: nothing is bound for "${summary.replyKey ?? summary.brokerReplyKeys?.[0] ?? '?'}" (was the reply topic subscribed?).`,
+    );
+  }
+  if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
+    summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);
+  }
+  if (summary.redelivered) summary.warnings.push('The request was redelivered (a worker died or its channel closed before acking).');
+  return summary;
+}

@@ -1,0 +1,53 @@
+/** One readable line per trace step, shared by the terminal timeline and the inspector. */
+import type { TraceStep } from './trace';
+
+const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
+
+export function describeStep(step: TraceStep): string {
+  switch (step.kind) {
+    case 'composed':
+      return `request on "${step.detail.topic}" (QoS ${step.detail.qos}, ${step.detail.bytes} bytes), reply to "${step.detail.replyTopic}" (${step.detail.replyStrategy})`;
+    case 'mqtt.subscribed':
+      return `subscribed "${step.detail.topic}": asked QoS ${step.detail.qosAsked}, granted ${step.detail.qosGranted}`;
+    case 'mqtt.published':
+      return `MQTT PUBLISH "${step.detail.topic}" QoS ${step.detail.qosAsked}; predicted routing key "${step.detail.predictedRoutingKey}"`;
+    case 'mqtt.acknowledged':
+      return `broker answered ${step.detail.packet.toUpperCase()}: delivered as QoS ${step.detail.acknowledgedAs} (asked ${step.detail.qosAsked})`;
+    case 'broker.published': {
+      const dropped = step.detail.routedQueues.length === 0 ? ' -- DROPPED as unroutable' : '';
+      const prediction =
+        step.detail.matchesPrediction === false ? ` (predicted "${step.detail.predictedRoutingKey}")` : step.detail.matchesPrediction ? ' (as predicted)' : '';
+      return `broker: ${step.detail.leg} on ${step.detail.exchange} with key "${list(step.detail.routingKeys)}"${prediction} routed to ${list(step.detail.routedQueues)}${dropped}`;
+    }
+    case 'broker.delivered':
+      return `broker: delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}`;
+    case 'worker.received':
+      return `${step.detail.worker} took it from ${step.detail.queue} (consumer ${step.detail.consumerTag})${step.detail.redelivered ? ', redelivered' : ''}`;
+    case 'handler.finished':
+      return `${step.detail.worker}: handler ${step.detail.outcome === 'result' ? 'answered' : `failed (${step.detail.errorCode ?? 'error'})`} in ${step.detail.durationMs.toFixed(1)} ms`;
+    case 'reply.published':
+      return `${step.detail.worker}: reply to ${step.detail.exchange} with key "${step.detail.routingKey}" (from reply topic "${step.detail.replyTopic}"), mandatory`;
+    case 'reply.confirmed':
+      return step.detail.outcome === 'routed'
+        ? `${step.detail.worker}: broker confirmed the reply`
+        : step.detail.outcome === 'returned'
+          ? `${step.detail.worker}: broker RETURNED the reply as unroutable (${step.detail.returnReason ?? ''})`
+          : `${step.detail.worker}: broker refused the reply (nack)`;
+    case 'request.rejected':
+      return `${step.detail.worker}: rejected without requeue: ${step.detail.reason}`;
+    case 'mqtt.reply.received':
+      return step.detail.topicMismatch
+        ? `reply received on "${step.detail.topic}" -- asked "${step.detail.replyTopic}" (dot pitfall)`
+        : `reply received on "${step.detail.topic}" (${step.detail.bytes} bytes)`;
+    case 'rpc.failed':
+      return `failed (${step.detail.code}): ${step.detail.message}`;
+  }
+}
+
+/** A terminal timeline: offset from the first step, source, kind and the readable line. */
+export function formatTimeline(steps: TraceStep[]): string {
+  const first = steps[0]?.at ?? 0;
+  return steps
+    .map((step) => `${`+${step.at - first}`.padStart(6)} ms  ${step.source.padEnd(6)}  ${step.kind.padEnd(19)}  ${describeStep(step)}`)
+    .join('\n');
+}

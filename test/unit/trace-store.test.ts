@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import type { TraceStepDraft } from '../../src/shared/trace';
+import { formatTimeline } from '../../src/shared/describe';
+import { TraceStore } from '../../src/core/trace/trace-store';
+import { firehoseStep, parseFirehoseMessage } from '../../src/core/trace/firehose';
+
+const composed = (rpcId: string, at = 1000): TraceStepDraft => ({
+  rpcId,
+  at,
+  source: 'client',
+  kind: 'composed',
+  detail: { topic: 'rpc_queue', qos: 1, replyTopic: `reply/${rpcId}`, replyStrategy: 'per-request', bytes: 10 },
+});
+
+describe('TraceStore', () => {
+  it('keeps at most maxRpcs RPCs, dropping the oldest and counting what it dropped', () => {
+    const store = new TraceStore({ maxRpcs: 3 });
+    for (const id of ['a', 'b', 'c', 'd', 'e']) store.add(composed(id));
+    expect(store.rpcIds()).toEqual(['c', 'd', 'e']);
+    expect(store.droppedRpcs).toBe(2);
+  });
+
+  it('caps the steps of one RPC', () => {
+    const store = new TraceStore({ maxStepsPerRpc: 2 });
+    for (let index = 0; index < 5; index += 1) store.add(composed('a', index));
+    expect(store.steps('a')).toHaveLength(2);
+    expect(store.droppedSteps).toBe(3);
+  });
+
+  it('hands out frozen steps with increasing seq', () => {
+    const store = new TraceStore();
+    const first = store.add(composed('a'));
+    const second = store.add(composed('b'));
+    expect(Object.isFrozen(first)).toBe(true);
+    expect((second?.seq ?? 0) > (first?.seq ?? 0)).toBe(true);
+  });
+
+  it('orders steps by flow phase, so a late broker event still sits where it happened', () => {
+    const store = new TraceStore();
+    store.add(composed('a'));
+    store.add({ rpcId: 'a', at: 1003, source: 'client', kind: 'mqtt.reply.received', detail: { topic: 'reply/a', replyTopic: 'reply/a', topicMismatch: false, bytes: 4 } });
+    store.add({ rpcId: 'a', at: 1004, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } });
+    expect(store.steps('a').map((step) => step.kind)).toEqual(['composed', 'broker.published', 'mqtt.reply.received']);
+    expect(formatTimeline(store.steps('a'))).toContain('routed to rpc_queue');
+  });
+
+  it('exports a versioned trace and imports it back with the same steps', () => {
+    const store = new TraceStore();
+    store.add(composed('a'));
+    store.add({ rpcId: 'a', at: 1001, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'at amqp://bob:secret@host:5672' } });
+    const exported = JSON.parse(JSON.stringify(store.export()));
+    expect(exported).toMatchObject({ format: 'bridgescope-trace', version: 1 });
+    expect(JSON.stringify(exported)).not.toContain('secret');
+    const imported = TraceStore.import(exported);
+    expect(imported.steps('a').map((step) => step.kind)).toEqual(['composed', 'rpc.failed']);
+    expect(imported.summary('a').state).toBe('failed');
+  });
+
+  it('refuses a file that is not a trace, in one sentence', () => {
+    expect(() => TraceStore.import({ format: 'something-else' })).toThrow(/not a BridgeScope trace/);
+    expect(() => TraceStore.import({ format: 'bridgescope-trace', version: 1, exportedAt: 'x', dropped: { rpcs: 0, steps: 0 }, steps: [{ kind: 'nope' }] })).toThrow(
+      /not a BridgeScope trace/,
+    );
+  });
+});
+
+describe('firehose events', () => {
+  const message = (routingKey: string, headers: Record<string, unknown>, body: string) => ({
+    fields: { routingKey, deliveryTag: 1, redelivered: false, exchange: 'amq.rabbitmq.trace', consumerTag: 'c' },
+    properties: { headers } as never,
+    content: Buffer.from(body),
+  });
+
+  it('reads publish and deliver events with their headers', () => {
+    const publish = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: [] }, '{}'));
+    expect(publish).toMatchObject({ type: 'publish', name: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: [] });
+    const deliver = parseFirehoseMessage(message('deliver.mqtt-subscription-dqos1', { routing_keys: ['reply.x'], redelivered: 1 }, 'done'));
+    expect(deliver).toMatchObject({ type: 'deliver', name: 'mqtt-subscription-dqos1', redelivered: true });
+  });
+
+  it('joins a plain-text reply to its RPC by the reply routing key', () => {
+    const store = new TraceStore();
+    store.add(composed('r1'));
+    const event = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.r1'], routed_queues: ['q'] }, 'done'));
+    const step = event ? firehoseStep(event, store) : undefined;
+    expect(step).toMatchObject({ rpcId: 'r1', kind: 'broker.published', detail: { leg: 'reply' } });
+  });
+});
