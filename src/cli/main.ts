@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerBrokerCommands } from './commands/broker';
 import { registerRpcCommands } from './commands/rpc';
 import { registerInspectCommands } from './commands/inspect';
+import { registerUiCommand } from './commands/ui';
 import { ExitCode } from './run';
 
 export function buildProgram(): Command {
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
   registerBrokerCommands(program);
   registerRpcCommands(program);
   registerInspectCommands(program);
+  registerUiCommand(program);
   for (const command of program.commands) {
     command.exitOverride();
     for (const sub of command.commands) sub.exitOverride();

@@ -33,6 +33,8 @@ export interface RpcCallOptions {
   signal?: AbortSignal;
   /** an id of the caller's choosing (default: a fresh uuid) */
   id?: string;
+  /** overrides the client's strategy for this call (per-request needs no shared subscription) */
+  strategy?: ReplyStrategy;
 }
 
 interface PendingCall {
@@ -108,7 +110,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     }
     for (const issue of topicIssues) if (issue.severity === 'warning') warnings.push(issue.message);
 
-    const useShared = this.strategy === 'shared' && options.replyTopic === undefined && this.sharedReplyTopic !== undefined;
+    const strategy = options.strategy ?? this.strategy;
+    const useShared = strategy === 'shared' && options.replyTopic === undefined && this.sharedReplyTopic !== undefined;
     const replyTopic = options.replyTopic ?? (useShared ? (this.sharedReplyTopic as string) : `${this.replyPrefix}/${randomUUID()}`);
     const replyIssues = lintTopic(replyTopic, 'reply', this.options.topicMap);
     const unusable = replyIssues.find((issue) => issue.severity === 'error' && issue.code !== 'dot-in-level' && issue.code !== 'star-in-level');
@@ -269,6 +272,11 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     }
     this.pending.delete(call.id);
     call.resolve({ topic, payload });
+  }
+
+  /** the one reply topic of the shared strategy, once connected */
+  get sharedTopic(): string | undefined {
+    return this.sharedReplyTopic;
   }
 
   get inFlight(): number {

@@ -10,6 +10,7 @@ import {
   type TraceStep,
   type TraceStepDraft,
 } from '../../shared/trace';
+import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../topic-map';
 
@@ -69,6 +70,27 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     if (oldest === undefined) return;
     this.rpcs.delete(oldest);
     this.droppedRpcs += 1;
+  }
+
+  /** Forgets every step; returns how many RPCs were cleared. */
+  clear(): number {
+    const cleared = this.rpcs.size;
+    this.rpcs.clear();
+    this.replyKeys.clear();
+    this.droppedRpcs = 0;
+    this.droppedSteps = 0;
+    return cleared;
+  }
+
+  /** Replaces the content with an imported trace (see `TraceStore.import`). */
+  replaceWith(other: TraceStore): void {
+    this.clear();
+    for (const step of other.allSteps()) {
+      const { seq: _seq, ...draft } = step;
+      this.add(draft as TraceStepDraft);
+    }
+    this.droppedRpcs = other.droppedRpcs;
+    this.droppedSteps = other.droppedSteps;
   }
 
   /** Feeds every 'step' event of a client or server into the store; returns the unsubscribe. */
@@ -187,86 +209,3 @@ function redactStep(step: TraceStep): TraceStep {
   return JSON.parse(text.replace(CREDENTIALS, '$1:***@')) as TraceStep;
 }
 
-function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
-  const summary: RpcTraceSummary = {
-    rpcId,
-    startedAt: steps[0]?.at ?? 0,
-    state: 'pending',
-    redelivered: false,
-    topicMismatch: false,
-    brokerSeen: false,
-    warnings: [],
-  };
-  let replyReturned = false;
-  for (const step of steps) {
-    switch (step.kind) {
-      case 'composed':
-        summary.requestTopic = step.detail.topic;
-        summary.replyTopic = step.detail.replyTopic;
-        break;
-      case 'mqtt.published':
-        summary.predictedRequestKey = step.detail.predictedRoutingKey;
-        break;
-      case 'broker.published':
-        summary.brokerSeen = true;
-        if (step.detail.leg === 'request') {
-          summary.brokerRequestKeys = step.detail.routingKeys;
-          summary.requestRoutedQueues = step.detail.routedQueues;
-        } else {
-          summary.brokerReplyKeys = step.detail.routingKeys;
-          summary.replyRoutedQueues = step.detail.routedQueues;
-        }
-        break;
-      case 'broker.delivered':
-        summary.brokerSeen = true;
-        if (step.detail.redelivered) summary.redelivered = true;
-        break;
-      case 'worker.received':
-        summary.worker = step.detail.worker;
-        if (step.detail.redelivered) summary.redelivered = true;
-        break;
-      case 'reply.published':
-        summary.replyKey = step.detail.routingKey;
-        summary.replyTopic ??= step.detail.replyTopic;
-        break;
-      case 'reply.confirmed':
-        if (step.detail.outcome === 'returned') replyReturned = true;
-        break;
-      case 'request.rejected':
-        summary.state = 'rejected';
-        summary.warnings.push(`The server rejected the request: ${step.detail.reason}`);
-        break;
-      case 'mqtt.reply.received':
-        summary.state = 'replied';
-        summary.arrivedOn = step.detail.topic;
-        summary.topicMismatch = step.detail.topicMismatch;
-        break;
-      case 'rpc.failed':
-        if (summary.state === 'pending') summary.state = 'failed';
-        summary.warnings.push(step.detail.message);
-        break;
-      default:
-        break;
-    }
-  }
-  const last = steps.at(-1);
-  if (last && steps[0] && summary.state !== 'pending') summary.durationMs = last.at - steps[0].at;
-  const predicted = summary.predictedRequestKey;
-  const observed = summary.brokerRequestKeys?.[0];
-  if (predicted !== undefined && observed !== undefined && predicted !== observed) {
-    summary.warnings.push(`Predicted routing key "${predicted}", but the broker used "${observed}".`);
-  }
-  if (summary.requestRoutedQueues && summary.requestRoutedQueues.length === 0) {
-    summary.warnings.push('The broker dropped the request as unroutable: no queue is bound for its routing key (routed_queues is empty).');
-  }
-  if ((summary.replyRoutedQueues && summary.replyRoutedQueues.length === 0) || replyReturned) {
-    summary.warnings.push(
-      `The broker dropped the reply as unroutable: nothing is bound for "${summary.replyKey ?? summary.brokerReplyKeys?.[0] ?? '?'}" (was the reply topic subscribed?).`,
-    );
-  }
-  if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
-    summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);
-  }
-  if (summary.redelivered) summary.warnings.push('The request was redelivered (a worker died or its channel closed before acking).');
-  return summary;
-}

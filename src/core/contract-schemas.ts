@@ -1,0 +1,77 @@
+/** Validation at the edge: every command's args are checked here before the core sees them (IPC and WebSocket alike). */
+import { z } from 'zod';
+import type { CommandArgs, CommandName } from '../shared/contract';
+import { BridgeError } from './errors';
+
+const empty = z.object({}).strict();
+const nonEmpty = (what: string, max = 2000) =>
+  z.string({ error: `${what} must be text.` }).trim().min(1, { error: `${what} cannot be empty.` }).max(max, { error: `${what} is too long.` });
+const url = (what: string) => nonEmpty(what, 2000);
+
+const profile = z.object({
+  name: nonEmpty('The profile name', 100),
+  amqpUrl: url('The AMQP URL'),
+  mqttUrl: url('The MQTT URL'),
+  managementUrl: url('The management URL'),
+  vhost: z.string().min(1).max(255).default('/'),
+  exchange: nonEmpty('The exchange', 255),
+});
+
+const qos = z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'QoS must be 0, 1 or 2.' });
+const strategy = z.enum(['per-request', 'shared'], { error: 'The reply strategy must be per-request or shared.' });
+const optionalTopic = z.string().max(65_535).optional();
+
+const schemas = {
+  'app.state.get': empty,
+  'broker.sandbox.start': empty,
+  'broker.sandbox.stop': empty,
+  'connection.open': z.object({ profile }),
+  'connection.close': empty,
+  'profile.list': empty,
+  'profile.save': z.object({ profile }),
+  'profile.delete': z.object({ name: nonEmpty('The profile name', 100) }),
+  'profile.load': z.object({ name: nonEmpty('The profile name', 100) }),
+  'server.start': z.object({
+    exchange: nonEmpty('The exchange', 255),
+    queue: nonEmpty('The queue', 255),
+    workers: z.number().int().min(1, { error: 'At least 1 worker.' }).max(64, { error: 'At most 64 workers.' }),
+    prefetch: z.number().int().min(1).max(65_535, { error: 'The prefetch must be from 1 to 65535.' }),
+    handler: nonEmpty('The handler', 1000),
+  }),
+  'server.stop': empty,
+  'rpc.request.send': z.object({
+    topic: nonEmpty('The request topic', 65_535),
+    qos,
+    strategy,
+    replyTopic: optionalTopic,
+    method: z.string().max(1000).optional(),
+    payloadText: z.string().max(64 * 1024 * 1024, { error: 'The payload is over 64 MiB.' }),
+    timeoutMs: z.number().int().min(1, { error: 'The timeout must be at least 1 ms.' }).max(600_000, { error: 'The timeout must be at most 10 minutes.' }),
+  }),
+  'rpc.preflight.run': z.object({ topic: nonEmpty('The request topic', 65_535), strategy, replyTopic: optionalTopic }),
+  'topic.mapping.get': z.object({ topic: z.string().max(65_535), role: z.enum(['publish', 'reply', 'filter']) }),
+  'broker.bindings.list': z.object({ exchange: nonEmpty('The exchange', 255) }),
+  'broker.probe.run': empty,
+  'trace.tracing.set': z.object({ on: z.boolean({ error: 'on must be true or false.' }) }),
+  'trace.snapshot.get': empty,
+  'trace.export.create': empty,
+  'trace.import.load': z.object({ trace: z.unknown() }),
+  'trace.store.clear': empty,
+} satisfies { [K in CommandName]: z.ZodType };
+
+/** Checks a command's args as they arrived from outside; one sentence when they are wrong. */
+export function validateArgs<K extends CommandName>(name: K, args: unknown): CommandArgs<K> {
+  const schema = schemas[name] as z.ZodType | undefined;
+  if (!schema) throw new BridgeError('bad-input', `"${String(name)}" is not a BridgeScope command.`);
+  const parsed = schema.safeParse(args ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+    throw new BridgeError('bad-input', `${name}: ${where}${issue?.message ?? 'invalid arguments'}`);
+  }
+  return parsed.data as CommandArgs<K>;
+}
+
+export function isCommandName(name: unknown): name is CommandName {
+  return typeof name === 'string' && Object.hasOwn(schemas, name);
+}

@@ -1,0 +1,368 @@
+/** The composition root: one session holds the links, the embedded server, the tracer, and implements the contract. */
+import type { ChannelModel } from 'amqplib';
+import type { AppState, ConnectionProfile, EventName, Events, Handlers, SandboxView, ServerSettings, ServerView, TracerView } from '../shared/contract';
+import type { TraceStep } from '../shared/trace';
+import { defaultSandboxDir, startSandbox, stopSandbox, sandboxStatus } from './broker/sandbox';
+import { ManagementApi } from './broker/management-api';
+import { amqpConsumerCounter, preflight, probeMqttExchange } from './broker/checks';
+import { BridgeError, toErrorShape } from './errors';
+import { AmqpLink } from './links/amqp-link';
+import { RpcClient } from './rpc/client';
+import { RpcServer } from './rpc/server';
+import { loadHandler, parseHandlerSpec } from './rpc/handlers';
+import { FirehoseTracer } from './trace/firehose';
+import { TraceStore, type TraceStoreOptions } from './trace/trace-store';
+import { mapTopic } from './topic-map';
+import type { ProfileStore } from './profiles';
+
+export interface SessionOptions {
+  mode: AppState['mode'];
+  profiles: ProfileStore;
+  emit: <E extends EventName>(name: E, payload: Events[E]) => void;
+  sandboxDir?: string;
+  trace?: TraceStoreOptions;
+  /** how often batched trace steps are pushed to the UI */
+  traceFlushMs?: number;
+}
+
+interface Connection {
+  profile: ConnectionProfile;
+  api: ManagementApi;
+  client: RpcClient;
+  inspector: AmqpLink;
+  model: ChannelModel | undefined;
+  detach: () => void;
+}
+
+const emptyStats = (): ServerView['stats'] => ({ received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} });
+
+/** The payload box: a JSON object is the request body, any other JSON value its params, empty text nothing. */
+export function parsePayloadText(text: string): { payload?: Record<string, unknown>; params?: unknown } {
+  if (text.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new BridgeError('bad-input', `The payload is not valid JSON (${(err as Error).message}).`);
+  }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return { payload: value as Record<string, unknown> };
+  return { params: value };
+}
+
+export class Session {
+  readonly handlers: Handlers;
+  readonly store: TraceStore;
+  private readonly sandboxDir: string;
+  private sandbox: SandboxView = { state: 'stopped' };
+  private connection: Connection | undefined;
+  private server: RpcServer | undefined;
+  private serverView: ServerView = { state: 'stopped', stats: emptyStats() };
+  private serverDetach: (() => void) | undefined;
+  private tracer: FirehoseTracer | undefined;
+  private tracerView: TracerView = { state: 'off' };
+  private pendingSteps: TraceStep[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+  private stateTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: SessionOptions) {
+    this.sandboxDir = options.sandboxDir ?? defaultSandboxDir();
+    this.store = new TraceStore(options.trace);
+    this.store.on('added', (step) => this.queueStep(step));
+    this.handlers = {
+      'app.state.get': async () => this.state(),
+      'broker.sandbox.start': () => this.startSandbox(),
+      'broker.sandbox.stop': () => this.stopSandbox(),
+      'connection.open': ({ profile }) => this.open(profile),
+      'connection.close': async () => {
+        await this.close();
+        return this.state();
+      },
+      'profile.list': () => options.profiles.list(),
+      'profile.save': ({ profile }) => options.profiles.save(profile),
+      'profile.delete': ({ name }) => options.profiles.remove(name),
+      'profile.load': ({ name }) => options.profiles.get(name),
+      'server.start': (settings) => this.startServer(settings),
+      'server.stop': async () => {
+        await this.stopServer();
+        return this.serverView;
+      },
+      'rpc.request.send': async (args) => {
+        const { client } = this.requireConnection();
+        const { payload, params } = parsePayloadText(args.payloadText);
+        return client.call({
+          topic: args.topic,
+          qos: args.qos,
+          strategy: args.strategy,
+          timeoutMs: args.timeoutMs,
+          ...(args.replyTopic ? { replyTopic: args.replyTopic } : {}),
+          ...(args.method ? { method: args.method } : {}),
+          ...(payload ? { payload } : {}),
+          ...(params !== undefined ? { params } : {}),
+        });
+      },
+      'rpc.preflight.run': async (args) => {
+        const connection = this.requireConnection();
+        const replyTopic = args.replyTopic || (args.strategy === 'shared' ? connection.client.sharedTopic : undefined);
+        return preflight(connection.api, {
+          exchange: connection.profile.exchange,
+          requestTopic: args.topic,
+          replyTopic,
+          strategy: args.strategy,
+          ...(connection.model ? { consumerCount: amqpConsumerCounter(connection.model) } : {}),
+        });
+      },
+      'topic.mapping.get': async ({ topic, role }) => mapTopic(topic, role),
+      'broker.bindings.list': async ({ exchange }) => {
+        const connection = this.requireConnection();
+        const [exchangeType, bindings] = await Promise.all([connection.api.exchangeType(exchange), connection.api.bindings(exchange)]);
+        const count = connection.model ? amqpConsumerCounter(connection.model) : undefined;
+        const withConsumers = await Promise.all(
+          bindings.map(async (binding) => ({
+            ...binding,
+            consumers: binding.destinationType === 'queue' && count ? await count(binding.destination).catch(() => null) : null,
+          })),
+        );
+        return { exchange, exchangeType, bindings: withConsumers };
+      },
+      'broker.probe.run': async () => {
+        const connection = this.requireConnection();
+        return probeMqttExchange({
+          mqttUrl: connection.profile.mqttUrl,
+          amqpUrl: connection.profile.amqpUrl,
+          configuredExchange: connection.profile.exchange,
+          api: connection.api,
+        });
+      },
+      'trace.tracing.set': ({ on }) => this.setTracing(on),
+      'trace.snapshot.get': async () => ({ steps: this.store.allSteps(), dropped: this.dropped() }),
+      'trace.export.create': async () => this.store.export(),
+      'trace.import.load': async ({ trace }) => {
+        this.store.replaceWith(TraceStore.import(trace, this.options.trace));
+        this.resetTrace();
+        return { steps: this.store.allSteps(), dropped: this.dropped() };
+      },
+      'trace.store.clear': async () => {
+        const cleared = this.store.clear();
+        this.resetTrace();
+        return { cleared };
+      },
+    } satisfies Handlers;
+  }
+
+  private dropped(): { rpcs: number; steps: number } {
+    return { rpcs: this.store.droppedRpcs, steps: this.store.droppedSteps };
+  }
+
+  private resetTrace(): void {
+    this.pendingSteps = [];
+    this.options.emit('trace.store.reset', { steps: this.store.allSteps() });
+  }
+
+  /** Steps go to the UI in batches, never one reactive update per step. */
+  private queueStep(step: TraceStep): void {
+    this.pendingSteps.push(step);
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      const steps = this.pendingSteps;
+      this.pendingSteps = [];
+      if (steps.length > 0) this.options.emit('trace.steps.added', { steps });
+    }, this.options.traceFlushMs ?? 30);
+  }
+
+  state(): AppState {
+    const connection = this.connection;
+    return {
+      mode: this.options.mode,
+      sandbox: this.sandbox,
+      ...(connection ? { profile: { ...connection.profile } } : {}),
+      links: {
+        amqp: connection ? connection.inspector.status : { state: 'idle' },
+        mqtt: connection ? connection.client.link.status : { state: 'idle' },
+      },
+      tracer: this.tracerView,
+      server: { ...this.serverView, stats: this.server ? { ...this.server.stats, perWorker: { ...this.server.stats.perWorker } } : this.serverView.stats },
+      ...(this.overview ? { overview: this.overview } : {}),
+    };
+  }
+
+  private overview: AppState['overview'];
+
+  /** State changes come in bursts (every request moves the counters): coalesce them. */
+  private stateChanged(): void {
+    this.stateTimer ??= setTimeout(() => {
+      this.stateTimer = undefined;
+      this.options.emit('app.state.changed', this.state());
+    }, 50);
+  }
+
+  private requireConnection(): Connection {
+    if (!this.connection) throw new BridgeError('bad-input', 'Not connected: open a connection (or start the sandbox broker) first.');
+    return this.connection;
+  }
+
+  async startSandbox(): Promise<SandboxView> {
+    const status = await sandboxStatus(this.sandboxDir);
+    if (status.state === 'running') {
+      this.sandbox = { state: 'running', urls: status.info.urls, nodeName: status.info.nodeName, ownedByApp: false };
+      this.stateChanged();
+      return this.sandbox;
+    }
+    this.sandbox = { state: 'starting' };
+    this.stateChanged();
+    try {
+      const result = await startSandbox({ dir: this.sandboxDir });
+      this.sandbox = { state: 'running', urls: result.info.urls, nodeName: result.info.nodeName, ownedByApp: !result.reused };
+    } catch (err) {
+      this.sandbox = { state: 'failed', message: toErrorShape(err).message };
+      this.stateChanged();
+      throw err;
+    }
+    this.stateChanged();
+    return this.sandbox;
+  }
+
+  async stopSandbox(): Promise<SandboxView> {
+    await this.close();
+    await stopSandbox(this.sandboxDir);
+    this.sandbox = { state: 'stopped' };
+    this.stateChanged();
+    return this.sandbox;
+  }
+
+  /** The profile for the sandbox broker, once it runs. */
+  sandboxProfile(): ConnectionProfile | undefined {
+    const urls = this.sandbox.urls;
+    if (!urls) return undefined;
+    return { name: 'Sandbox broker', amqpUrl: urls.amqp, mqttUrl: urls.mqtt, managementUrl: urls.management, vhost: '/', exchange: 'amq.direct' };
+  }
+
+  async open(profile: ConnectionProfile): Promise<AppState> {
+    await this.close();
+    const api = new ManagementApi(profile.managementUrl, profile.vhost);
+    const client = new RpcClient({ mqttUrl: profile.mqttUrl, strategy: 'shared' });
+    const connection: Connection = {
+      profile,
+      api,
+      client,
+      model: undefined,
+      detach: () => undefined,
+      inspector: new AmqpLink({
+        url: profile.amqpUrl,
+        connectionName: 'bridgescope-inspector',
+        onConnected: async (model) => {
+          connection.model = model;
+        },
+      }),
+    };
+    const detachSteps = this.store.attach(client);
+    const onStatus = (): void => this.stateChanged();
+    client.link.on('status', onStatus);
+    connection.inspector.on('status', onStatus);
+    connection.detach = () => {
+      detachSteps();
+      client.link.off('status', onStatus);
+      connection.inspector.off('status', onStatus);
+    };
+    try {
+      await Promise.all([client.connect(), connection.inspector.open()]);
+    } catch (err) {
+      connection.detach();
+      await Promise.all([client.close(), connection.inspector.close()]);
+      throw err;
+    }
+    this.connection = connection;
+    this.overview = await api.overview().catch(() => undefined);
+    this.stateChanged();
+    return this.state();
+  }
+
+  async close(): Promise<void> {
+    await this.stopServer();
+    await this.setTracing(false);
+    const connection = this.connection;
+    this.connection = undefined;
+    this.overview = undefined;
+    if (connection) {
+      connection.detach();
+      await Promise.all([connection.client.close(), connection.inspector.close()]);
+    }
+    this.stateChanged();
+  }
+
+  async startServer(settings: ServerSettings): Promise<ServerView> {
+    const connection = this.requireConnection();
+    await this.stopServer();
+    const handler = await loadHandler(parseHandlerSpec(settings.handler));
+    const server = new RpcServer({ amqpUrl: connection.profile.amqpUrl, ...settings, handler, name: 'bridgescope-app-server' });
+    const detachSteps = this.store.attach(server);
+    const onChange = (): void => this.stateChanged();
+    server.on('status', onChange);
+    server.on('step', onChange);
+    server.on('problem', onChange);
+    this.serverDetach = () => {
+      detachSteps();
+      server.off('status', onChange);
+      server.off('step', onChange);
+      server.off('problem', onChange);
+    };
+    this.serverView = { state: 'starting', settings, stats: emptyStats() };
+    this.stateChanged();
+    try {
+      await server.start();
+    } catch (err) {
+      this.serverDetach();
+      this.serverDetach = undefined;
+      this.serverView = { state: 'failed', settings, message: toErrorShape(err).message, stats: emptyStats() };
+      this.stateChanged();
+      throw err;
+    }
+    this.server = server;
+    this.serverView = { state: 'running', settings, stats: server.stats };
+    this.stateChanged();
+    return this.state().server;
+  }
+
+  async stopServer(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    this.serverView = { ...this.serverView, state: 'stopping' };
+    this.stateChanged();
+    await server.stop();
+    this.serverDetach?.();
+    this.serverDetach = undefined;
+    this.serverView = { ...this.serverView, state: 'stopped', stats: { ...server.stats } };
+    this.stateChanged();
+  }
+
+  async setTracing(on: boolean): Promise<TracerView> {
+    if (!on) {
+      const tracer = this.tracer;
+      this.tracer = undefined;
+      if (tracer) await tracer.stop();
+      this.tracerView = { state: 'off' };
+      this.stateChanged();
+      return this.tracerView;
+    }
+    if (this.tracer) return this.tracerView;
+    const connection = this.requireConnection();
+    const tracer = new FirehoseTracer({ amqpUrl: connection.profile.amqpUrl, api: connection.api, store: this.store });
+    const status = await tracer.start();
+    if (status.state === 'on') {
+      this.tracer = tracer;
+      this.tracerView = { state: 'on', since: status.since };
+    } else if (status.state === 'unavailable') {
+      this.tracerView = { state: 'unavailable', reason: status.reason };
+    }
+    this.stateChanged();
+    return this.tracerView;
+  }
+
+  /** Graceful end: drain the server, restore tracing, close the links, stop a sandbox this session started. */
+  async dispose(): Promise<void> {
+    await this.close();
+    if (this.sandbox.ownedByApp) await stopSandbox(this.sandboxDir);
+    clearTimeout(this.flushTimer);
+    clearTimeout(this.stateTimer);
+  }
+}

@@ -1,0 +1,99 @@
+/** Picks the transport once at start-up: the Electron bridge when the preload exposed it, the WebSocket host otherwise. */
+import type { BridgeClient, CommandArgs, CommandName, CommandResult, EventName, Events, InvokeReply } from '../../shared/contract';
+import type { ErrorShape } from '../../shared/errors';
+
+/** An error that crossed the boundary as data: a code and one sentence. */
+export class BackendError extends Error {
+  readonly code: ErrorShape['code'];
+  constructor(shape: ErrorShape) {
+    super(shape.message);
+    this.code = shape.code;
+  }
+}
+
+interface PreloadBridge {
+  invoke(name: CommandName, args: unknown): Promise<InvokeReply<CommandName>>;
+  on(name: EventName, listener: (payload: unknown) => void): () => void;
+}
+
+function unwrap<K extends CommandName>(reply: InvokeReply<K>): CommandResult<K> {
+  if (reply.ok) return reply.result;
+  throw new BackendError(reply.error);
+}
+
+export function ipcClient(bridge: PreloadBridge): BridgeClient {
+  return {
+    async invoke(name, args) {
+      return unwrap(await bridge.invoke(name, args)) as never;
+    },
+    on(name, listener) {
+      return bridge.on(name, listener as (payload: unknown) => void);
+    },
+  };
+}
+
+type Listener = (payload: unknown) => void;
+
+/** The browser transport: one WebSocket, invokes matched to replies by id, events fanned out to listeners. */
+export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = WebSocket): BridgeClient {
+  let nextId = 0;
+  const waiting = new Map<number, { resolve: (reply: InvokeReply<CommandName>) => void }>();
+  const listeners = new Map<string, Set<Listener>>();
+  let socket: WebSocket | undefined;
+  let opened: Promise<WebSocket> | undefined;
+
+  const connect = (): Promise<WebSocket> => {
+    opened ??= new Promise((resolve, reject) => {
+      const ws = new WebSocketImpl(url);
+      ws.onopen = () => {
+        socket = ws;
+        resolve(ws);
+      };
+      ws.onerror = () => reject(new BackendError({ code: 'unreachable', message: 'Cannot reach the BridgeScope host (is `npm run web` still running, and is the token in the URL right?).' }));
+      ws.onclose = () => {
+        socket = undefined;
+        opened = undefined;
+        for (const [id, waiter] of waiting) {
+          waiter.resolve({ ok: false, error: { code: 'unreachable', message: 'The connection to the BridgeScope host closed.' } });
+          waiting.delete(id);
+        }
+      };
+      ws.onmessage = (message: MessageEvent<string>) => {
+        const frame = JSON.parse(message.data) as { type: string; id?: number; name?: string; payload?: unknown } & InvokeReply<CommandName>;
+        if (frame.type === 'reply' && frame.id !== undefined) {
+          waiting.get(frame.id)?.resolve(frame);
+          waiting.delete(frame.id);
+        } else if (frame.type === 'event' && frame.name) {
+          for (const listener of listeners.get(frame.name) ?? []) listener(frame.payload);
+        }
+      };
+    });
+    return opened;
+  };
+
+  return {
+    async invoke<K extends CommandName>(name: K, args: CommandArgs<K>): Promise<CommandResult<K>> {
+      const ws = socket ?? (await connect());
+      nextId += 1;
+      const id = nextId;
+      const reply = new Promise<InvokeReply<CommandName>>((resolve) => waiting.set(id, { resolve }));
+      ws.send(JSON.stringify({ type: 'invoke', id, command: name, args }));
+      return unwrap(await reply) as CommandResult<K>;
+    },
+    on<E extends EventName>(name: E, listener: (payload: Events[E]) => void): () => void {
+      void connect().catch(() => undefined);
+      const set = listeners.get(name) ?? new Set<Listener>();
+      set.add(listener as Listener);
+      listeners.set(name, set);
+      return () => void set.delete(listener as Listener);
+    },
+  };
+}
+
+export function createBridgeClient(): BridgeClient {
+  const bridge = (window as unknown as { bridgescope?: PreloadBridge }).bridgescope;
+  if (bridge) return ipcClient(bridge);
+  const token = new URLSearchParams(window.location.search).get('token') ?? '';
+  const url = `${window.location.protocol === 'https:' ? 'wss' : 'ws'}://${window.location.host}/ws?token=${encodeURIComponent(token)}`;
+  return webSocketClient(url);
+}

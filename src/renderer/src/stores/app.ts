@@ -1,0 +1,73 @@
+/** Connection state: the sandbox broker, the profile in use, the links' status, saved profiles. */
+import { defineStore } from 'pinia';
+import { computed, ref } from 'vue';
+import type { AppState, ConnectionProfile, ProfileSummary } from '../../../shared/contract';
+import { messageOf, useClient } from '../injection';
+
+export const useAppStore = defineStore('app', () => {
+  const client = useClient();
+  const state = ref<AppState>();
+  const profiles = ref<ProfileSummary[]>([]);
+  const busy = ref<string>();
+  const error = ref<string>();
+  const ready = computed(() => state.value !== undefined);
+  const connected = computed(() => state.value?.links.mqtt.state === 'connected' && state.value.links.amqp.state === 'connected');
+
+  async function run<T>(label: string, work: () => Promise<T>): Promise<T | undefined> {
+    busy.value = label;
+    error.value = undefined;
+    try {
+      return await work();
+    } catch (err) {
+      error.value = messageOf(err);
+      return undefined;
+    } finally {
+      busy.value = undefined;
+    }
+  }
+
+  async function load(): Promise<() => void> {
+    const unsubscribe = client.on('app.state.changed', (next) => {
+      state.value = next;
+    });
+    await run('Loading', async () => {
+      state.value = await client.invoke('app.state.get', {});
+      profiles.value = await client.invoke('profile.list', {});
+    });
+    return unsubscribe;
+  }
+
+  const startSandbox = () =>
+    run('Starting the sandbox broker', async () => {
+      const sandbox = await client.invoke('broker.sandbox.start', {});
+      if (sandbox.urls) {
+        state.value = await client.invoke('connection.open', {
+          profile: { name: 'Sandbox broker', amqpUrl: sandbox.urls.amqp, mqttUrl: sandbox.urls.mqtt, managementUrl: sandbox.urls.management, vhost: '/', exchange: 'amq.direct' },
+        });
+      }
+    });
+
+  const connect = (profile: ConnectionProfile) =>
+    run('Connecting', async () => {
+      state.value = await client.invoke('connection.open', { profile });
+    });
+
+  const disconnect = () =>
+    run('Disconnecting', async () => {
+      state.value = await client.invoke('connection.close', {});
+    });
+
+  const saveProfile = (profile: ConnectionProfile) =>
+    run('Saving', async () => {
+      profiles.value = await client.invoke('profile.save', { profile });
+    });
+
+  const deleteProfile = (name: string) =>
+    run('Deleting', async () => {
+      profiles.value = await client.invoke('profile.delete', { name });
+    });
+
+  const loadProfile = (name: string) => run('Loading the profile', () => client.invoke('profile.load', { name }));
+
+  return { state, profiles, busy, error, ready, connected, load, startSandbox, connect, disconnect, saveProfile, deleteProfile, loadProfile };
+});

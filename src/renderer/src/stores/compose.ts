@@ -1,0 +1,163 @@
+/** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send, history and templates. */
+import { defineStore } from 'pinia';
+import { computed, reactive, ref, watch } from 'vue';
+import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
+import type { CheckLine } from '../../../shared/broker';
+import type { RpcOutcome } from '../../../shared/rpc';
+import { messageOf, useClient, useStorage } from '../injection';
+
+export interface HistoryEntry {
+  request: SendRequestArgs;
+  outcome?: RpcOutcome;
+  error?: string;
+  at: number;
+}
+
+export interface Template {
+  name: string;
+  request: SendRequestArgs;
+}
+
+const TEMPLATES_KEY = 'bridgescope.templates';
+const HISTORY_LIMIT = 200;
+
+/** Validates the payload box as the user types: empty is fine, otherwise it must be JSON. */
+export function payloadProblem(text: string): string | undefined {
+  if (text.trim() === '') return undefined;
+  try {
+    JSON.parse(text);
+    return undefined;
+  } catch (err) {
+    return `Not valid JSON: ${messageOf(err)}`;
+  }
+}
+
+export const useComposeStore = defineStore('compose', () => {
+  const client = useClient();
+  const storage = useStorage();
+  const form = reactive<SendRequestArgs>({
+    topic: 'rpc_queue',
+    qos: 1,
+    strategy: 'per-request',
+    replyTopic: '',
+    method: '',
+    payloadText: '{\n  "params": {"hello": "device"}\n}',
+    timeoutMs: 5000,
+  });
+  const sending = ref(false);
+  const outcome = ref<RpcOutcome>();
+  const error = ref<string>();
+  const history = ref<HistoryEntry[]>([]);
+  const templates = ref<Template[]>(readTemplates());
+  const requestMapping = ref<TopicMappingView>();
+  const replyMapping = ref<TopicMappingView>();
+  const checks = ref<CheckLine[]>([]);
+  const checksError = ref<string>();
+
+  const payloadError = computed(() => payloadProblem(form.payloadText));
+  const blocked = computed(
+    () =>
+      payloadError.value !== undefined ||
+      (requestMapping.value?.issues.some((issue) => issue.severity === 'error') ?? false) ||
+      (replyMapping.value?.issues.some((issue) => issue.severity === 'error' && issue.code === 'wildcard-in-topic') ?? false),
+  );
+
+  function readTemplates(): Template[] {
+    try {
+      return JSON.parse(storage.get(TEMPLATES_KEY) ?? '[]') as Template[];
+    } catch {
+      return [];
+    }
+  }
+
+  let mappingTimer: ReturnType<typeof setTimeout> | undefined;
+  watch(
+    () => [form.topic, form.replyTopic] as const,
+    ([topic, replyTopic]) => {
+      clearTimeout(mappingTimer);
+      mappingTimer = setTimeout(() => {
+        void client.invoke('topic.mapping.get', { topic, role: 'publish' }).then((mapping) => (requestMapping.value = mapping), () => undefined);
+        if (replyTopic) void client.invoke('topic.mapping.get', { topic: replyTopic, role: 'reply' }).then((mapping) => (replyMapping.value = mapping), () => undefined);
+        else replyMapping.value = undefined;
+      }, 120);
+    },
+    { immediate: true },
+  );
+
+  function snapshot(): SendRequestArgs {
+    return {
+      topic: form.topic,
+      qos: form.qos,
+      strategy: form.strategy,
+      timeoutMs: form.timeoutMs,
+      payloadText: form.payloadText,
+      ...(form.replyTopic ? { replyTopic: form.replyTopic } : {}),
+      ...(form.method ? { method: form.method } : {}),
+    };
+  }
+
+  async function runChecks(): Promise<void> {
+    checksError.value = undefined;
+    try {
+      checks.value = await client.invoke('rpc.preflight.run', {
+        topic: form.topic,
+        strategy: form.strategy,
+        ...(form.replyTopic ? { replyTopic: form.replyTopic } : {}),
+      });
+    } catch (err) {
+      checksError.value = messageOf(err);
+    }
+  }
+
+  async function send(request: SendRequestArgs = snapshot()): Promise<void> {
+    if (sending.value) return;
+    sending.value = true;
+    error.value = undefined;
+    outcome.value = undefined;
+    const entry: HistoryEntry = { request, at: Date.now() };
+    try {
+      outcome.value = await client.invoke('rpc.request.send', request);
+      entry.outcome = outcome.value;
+    } catch (err) {
+      error.value = messageOf(err);
+      entry.error = error.value;
+    } finally {
+      sending.value = false;
+      history.value = [entry, ...history.value].slice(0, HISTORY_LIMIT);
+    }
+  }
+
+  function replay(entry: HistoryEntry): Promise<void> {
+    Object.assign(form, { replyTopic: '', method: '' }, entry.request);
+    return send(entry.request);
+  }
+
+  function saveTemplate(name: string): void {
+    templates.value = [...templates.value.filter((template) => template.name !== name), { name, request: snapshot() }];
+    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
+  }
+
+  function useTemplate(template: Template): void {
+    Object.assign(form, { replyTopic: '', method: '' }, template.request);
+  }
+
+  return {
+    form,
+    sending,
+    outcome,
+    error,
+    history,
+    templates,
+    requestMapping,
+    replyMapping,
+    checks,
+    checksError,
+    payloadError,
+    blocked,
+    runChecks,
+    send,
+    replay,
+    saveTemplate,
+    useTemplate,
+  };
+});

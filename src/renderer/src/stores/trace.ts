@@ -1,0 +1,187 @@
+/** The trace as the inspector shows it: steps per RPC, ingested in batches, searchable, exportable. */
+import { defineStore } from 'pinia';
+import { computed, ref, shallowRef } from 'vue';
+import { stepPhase, type RpcTraceSummary, type TraceExport, type TraceStep } from '../../../shared/trace';
+import { summarize } from '../../../shared/trace-summary';
+import { messageOf, useClient } from '../injection';
+import { useAppStore } from './app';
+
+export const MAX_RPCS_SHOWN = 20_000;
+
+export const useTraceStore = defineStore('trace', () => {
+  const client = useClient();
+  const app = useAppStore();
+  // Plain containers, not reactive: one `version` bump per batch re-renders what depends on them.
+  const byRpc = new Map<string, TraceStep[]>();
+  const haystacks = new Map<string, string>();
+  const summaries = new Map<string, RpcTraceSummary>();
+  let order: string[] = [];
+  const version = ref(0);
+  const totalSteps = ref(0);
+  const droppedRpcs = ref(0);
+  const selectedId = ref<string>();
+  const filter = ref('');
+  const error = ref<string>();
+  const lastImport = shallowRef<{ rpcs: number }>();
+
+  function ingest(steps: TraceStep[]): void {
+    for (const step of steps) {
+      let list = byRpc.get(step.rpcId);
+      if (!list) {
+        list = [];
+        byRpc.set(step.rpcId, list);
+        order.push(step.rpcId);
+      }
+      list.push(step);
+      haystacks.delete(step.rpcId);
+      summaries.delete(step.rpcId);
+    }
+    totalSteps.value += steps.length;
+    if (order.length > MAX_RPCS_SHOWN) {
+      const excess = order.length - MAX_RPCS_SHOWN;
+      for (const id of order.slice(0, excess)) {
+        totalSteps.value -= byRpc.get(id)?.length ?? 0;
+        byRpc.delete(id);
+        haystacks.delete(id);
+        summaries.delete(id);
+      }
+      order = order.slice(excess);
+      droppedRpcs.value += excess;
+    }
+    version.value += 1;
+  }
+
+  function reset(steps: TraceStep[]): void {
+    byRpc.clear();
+    haystacks.clear();
+    summaries.clear();
+    order = [];
+    totalSteps.value = 0;
+    droppedRpcs.value = 0;
+    selectedId.value = undefined;
+    ingest(steps);
+  }
+
+  function summary(rpcId: string): RpcTraceSummary {
+    let cached = summaries.get(rpcId);
+    if (!cached) {
+      cached = summarize(rpcId, stepsOf(rpcId));
+      summaries.set(rpcId, cached);
+    }
+    return cached;
+  }
+
+  function stepsOf(rpcId: string): TraceStep[] {
+    return [...(byRpc.get(rpcId) ?? [])].sort((a, b) => stepPhase(a) - stepPhase(b) || a.seq - b.seq);
+  }
+
+  function haystack(rpcId: string): string {
+    let text = haystacks.get(rpcId);
+    if (text === undefined) {
+      text = `${rpcId} ${JSON.stringify(byRpc.get(rpcId) ?? [])}`.toLowerCase();
+      haystacks.set(rpcId, text);
+    }
+    return text;
+  }
+
+  /** Newest first; filtered by a case-insensitive search over everything an RPC's steps say. */
+  const visibleIds = computed(() => {
+    void version.value;
+    const needle = filter.value.trim().toLowerCase();
+    const ids = needle === '' ? order : order.filter((id) => haystack(id).includes(needle));
+    return [...ids].reverse();
+  });
+
+  const selectedSteps = computed(() => {
+    void version.value;
+    return selectedId.value ? stepsOf(selectedId.value) : [];
+  });
+  const selectedSummary = computed(() => {
+    void version.value;
+    return selectedId.value ? summary(selectedId.value) : undefined;
+  });
+
+  async function start(): Promise<() => void> {
+    const offAdded = client.on('trace.steps.added', ({ steps }) => ingest(steps));
+    const offReset = client.on('trace.store.reset', ({ steps }) => reset(steps));
+    try {
+      const snapshot = await client.invoke('trace.snapshot.get', {});
+      reset(snapshot.steps);
+    } catch (err) {
+      error.value = messageOf(err);
+    }
+    return () => {
+      offAdded();
+      offReset();
+    };
+  }
+
+  async function setTracing(on: boolean): Promise<void> {
+    error.value = undefined;
+    try {
+      const view = await client.invoke('trace.tracing.set', { on });
+      if (view.state === 'unavailable') error.value = view.reason;
+    } catch (err) {
+      error.value = messageOf(err);
+    }
+  }
+
+  const tracing = computed(() => app.state?.tracer.state === 'on');
+
+  async function exportTrace(): Promise<TraceExport | undefined> {
+    try {
+      return await client.invoke('trace.export.create', {});
+    } catch (err) {
+      error.value = messageOf(err);
+      return undefined;
+    }
+  }
+
+  async function importTrace(text: string): Promise<void> {
+    error.value = undefined;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      error.value = `That file is not JSON (${messageOf(err)}).`;
+      return;
+    }
+    try {
+      const result = await client.invoke('trace.import.load', { trace: parsed });
+      lastImport.value = { rpcs: new Set(result.steps.map((step) => step.rpcId)).size };
+    } catch (err) {
+      error.value = messageOf(err);
+    }
+  }
+
+  async function clear(): Promise<void> {
+    await client.invoke('trace.store.clear', {}).catch((err: unknown) => (error.value = messageOf(err)));
+  }
+
+  function select(rpcId: string | undefined): void {
+    selectedId.value = rpcId;
+  }
+
+  return {
+    version,
+    totalSteps,
+    droppedRpcs,
+    selectedId,
+    filter,
+    error,
+    lastImport,
+    visibleIds,
+    selectedSteps,
+    selectedSummary,
+    tracing,
+    ingest,
+    reset,
+    summary,
+    start,
+    setTracing,
+    exportTrace,
+    importTrace,
+    clear,
+    select,
+  };
+});

@@ -1,0 +1,166 @@
+/** The one contract between the UI and the core: every command's args and result, every event's payload. */
+import type { BindingInfo, BrokerOverview, CheckLine, ProbeVerdict } from './broker';
+import type { ErrorShape } from './errors';
+import type { LinkStatus, QoS, ReplyStrategy, RpcOutcome } from './rpc';
+import type { TraceExport, TraceStep } from './trace';
+
+export interface SandboxView {
+  state: 'stopped' | 'starting' | 'running' | 'failed';
+  message?: string;
+  urls?: { amqp: string; mqtt: string; management: string };
+  nodeName?: string;
+  /** whether this app started it (and stops it on quit) */
+  ownedByApp?: boolean;
+}
+
+export interface ConnectionProfile {
+  name: string;
+  amqpUrl: string;
+  mqttUrl: string;
+  managementUrl: string;
+  vhost: string;
+  /** the exchange the MQTT plugin publishes to */
+  exchange: string;
+}
+
+export interface ProfileSummary {
+  name: string;
+  amqpUrl: string;
+  mqttUrl: string;
+  managementUrl: string;
+  vhost: string;
+  exchange: string;
+  /** where its secrets are kept: the OS keychain, plain text (Linux without a keyring), or memory only */
+  secretStorage: 'os-encrypted' | 'plain-text' | 'memory';
+}
+
+export interface ServerSettings {
+  exchange: string;
+  queue: string;
+  workers: number;
+  prefetch: number;
+  handler: string;
+}
+
+export interface ServerView {
+  state: 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+  message?: string;
+  settings?: ServerSettings;
+  stats: { received: number; replied: number; failed: number; rejected: number; unroutable: number; inFlight: number; perWorker: Record<string, number> };
+}
+
+export type TracerView = { state: 'off' } | { state: 'on'; since: number } | { state: 'unavailable'; reason: string };
+
+export interface AppState {
+  mode: 'electron' | 'browser';
+  sandbox: SandboxView;
+  profile?: ConnectionProfile;
+  links: { amqp: LinkStatus; mqtt: LinkStatus };
+  tracer: TracerView;
+  server: ServerView;
+  overview?: BrokerOverview;
+}
+
+export interface SendRequestArgs {
+  topic: string;
+  qos: QoS;
+  strategy: ReplyStrategy;
+  replyTopic?: string;
+  method?: string;
+  /** JSON text of the request body or params, exactly as typed */
+  payloadText: string;
+  timeoutMs: number;
+}
+
+export interface TopicMappingView {
+  topic: string;
+  routingKey: string;
+  backToTopic: string;
+  roundTrips: boolean;
+  issues: Array<{ code: string; severity: 'error' | 'warning' | 'info'; message: string }>;
+}
+
+export interface BindingsView {
+  exchange: string;
+  exchangeType: string;
+  bindings: Array<BindingInfo & { consumers: number | null }>;
+}
+
+export interface Commands {
+  'app.state.get': { args: Record<string, never>; result: AppState };
+  'broker.sandbox.start': { args: Record<string, never>; result: SandboxView };
+  'broker.sandbox.stop': { args: Record<string, never>; result: SandboxView };
+  'connection.open': { args: { profile: ConnectionProfile }; result: AppState };
+  'connection.close': { args: Record<string, never>; result: AppState };
+  'profile.list': { args: Record<string, never>; result: ProfileSummary[] };
+  'profile.save': { args: { profile: ConnectionProfile }; result: ProfileSummary[] };
+  'profile.delete': { args: { name: string }; result: ProfileSummary[] };
+  'profile.load': { args: { name: string }; result: ConnectionProfile };
+  'server.start': { args: ServerSettings; result: ServerView };
+  'server.stop': { args: Record<string, never>; result: ServerView };
+  'rpc.request.send': { args: SendRequestArgs; result: RpcOutcome };
+  'rpc.preflight.run': { args: Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'>; result: CheckLine[] };
+  'topic.mapping.get': { args: { topic: string; role: 'publish' | 'reply' | 'filter' }; result: TopicMappingView };
+  'broker.bindings.list': { args: { exchange: string }; result: BindingsView };
+  'broker.probe.run': { args: Record<string, never>; result: ProbeVerdict };
+  'trace.tracing.set': { args: { on: boolean }; result: TracerView };
+  'trace.snapshot.get': { args: Record<string, never>; result: { steps: TraceStep[]; dropped: { rpcs: number; steps: number } } };
+  'trace.export.create': { args: Record<string, never>; result: TraceExport };
+  'trace.import.load': { args: { trace: unknown }; result: { steps: TraceStep[]; dropped: { rpcs: number; steps: number } } };
+  'trace.store.clear': { args: Record<string, never>; result: { cleared: number } };
+}
+
+export interface Events {
+  'app.state.changed': AppState;
+  /** batched: one event carries every step added since the last one */
+  'trace.steps.added': { steps: TraceStep[] };
+  'trace.store.reset': { steps: TraceStep[] };
+}
+
+export type CommandName = keyof Commands;
+export type EventName = keyof Events;
+export type CommandArgs<K extends CommandName> = Commands[K]['args'];
+export type CommandResult<K extends CommandName> = Commands[K]['result'];
+
+/** Every command, as a runtime list: transports refuse any name not in it. */
+export const commandNames = [
+  'app.state.get',
+  'broker.sandbox.start',
+  'broker.sandbox.stop',
+  'connection.open',
+  'connection.close',
+  'profile.list',
+  'profile.save',
+  'profile.delete',
+  'profile.load',
+  'server.start',
+  'server.stop',
+  'rpc.request.send',
+  'rpc.preflight.run',
+  'topic.mapping.get',
+  'broker.bindings.list',
+  'broker.probe.run',
+  'trace.tracing.set',
+  'trace.snapshot.get',
+  'trace.export.create',
+  'trace.import.load',
+  'trace.store.clear',
+] as const satisfies readonly CommandName[];
+
+export const eventNames = ['app.state.changed', 'trace.steps.added', 'trace.store.reset'] as const satisfies readonly EventName[];
+
+/** The core's side of the contract: one async function per command. */
+export type Handlers = { [K in CommandName]: (args: CommandArgs<K>) => Promise<CommandResult<K>> };
+
+/** What crosses a transport for one invoke: a result or an error shape, never a thrown exception. */
+export type InvokeReply<K extends CommandName> = { ok: true; result: CommandResult<K> } | { ok: false; error: ErrorShape };
+
+/** The UI's view of the backend, whichever transport carries it. */
+export interface BridgeClient {
+  invoke<K extends CommandName>(name: K, args: CommandArgs<K>): Promise<CommandResult<K>>;
+  on<E extends EventName>(name: E, listener: (payload: Events[E]) => void): () => void;
+}
+
+type MissingCommands = Exclude<CommandName, (typeof commandNames)[number]>;
+/** Compile-time check that commandNames lists every command. */
+export const allCommandsListed: MissingCommands extends never ? true : MissingCommands = true;

@@ -1,0 +1,86 @@
+/** What one RPC's steps add up to: pure, so the terminal and the inspector read the same verdicts. */
+import type { RpcTraceSummary, TraceStep } from './trace';
+
+export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
+  const summary: RpcTraceSummary = {
+    rpcId,
+    startedAt: steps[0]?.at ?? 0,
+    state: 'pending',
+    redelivered: false,
+    topicMismatch: false,
+    brokerSeen: false,
+    warnings: [],
+  };
+  let replyReturned = false;
+  for (const step of steps) {
+    switch (step.kind) {
+      case 'composed':
+        summary.requestTopic = step.detail.topic;
+        summary.replyTopic = step.detail.replyTopic;
+        break;
+      case 'mqtt.published':
+        summary.predictedRequestKey = step.detail.predictedRoutingKey;
+        break;
+      case 'broker.published':
+        summary.brokerSeen = true;
+        if (step.detail.leg === 'request') {
+          summary.brokerRequestKeys = step.detail.routingKeys;
+          summary.requestRoutedQueues = step.detail.routedQueues;
+        } else {
+          summary.brokerReplyKeys = step.detail.routingKeys;
+          summary.replyRoutedQueues = step.detail.routedQueues;
+        }
+        break;
+      case 'broker.delivered':
+        summary.brokerSeen = true;
+        if (step.detail.redelivered) summary.redelivered = true;
+        break;
+      case 'worker.received':
+        summary.worker = step.detail.worker;
+        if (step.detail.redelivered) summary.redelivered = true;
+        break;
+      case 'reply.published':
+        summary.replyKey = step.detail.routingKey;
+        summary.replyTopic ??= step.detail.replyTopic;
+        break;
+      case 'reply.confirmed':
+        if (step.detail.outcome === 'returned') replyReturned = true;
+        break;
+      case 'request.rejected':
+        summary.state = 'rejected';
+        summary.warnings.push(`The server rejected the request: ${step.detail.reason}`);
+        break;
+      case 'mqtt.reply.received':
+        summary.state = 'replied';
+        summary.arrivedOn = step.detail.topic;
+        summary.topicMismatch = step.detail.topicMismatch;
+        break;
+      case 'rpc.failed':
+        if (summary.state === 'pending') summary.state = 'failed';
+        summary.warnings.push(step.detail.message);
+        break;
+      default:
+        break;
+    }
+  }
+  const last = steps.at(-1);
+  if (last && steps[0] && summary.state !== 'pending') summary.durationMs = last.at - steps[0].at;
+  const predicted = summary.predictedRequestKey;
+  const observed = summary.brokerRequestKeys?.[0];
+  if (predicted !== undefined && observed !== undefined && predicted !== observed) {
+    summary.warnings.push(`Predicted routing key "${predicted}", but the broker used "${observed}".`);
+  }
+  if (summary.requestRoutedQueues && summary.requestRoutedQueues.length === 0) {
+    summary.warnings.push('The broker dropped the request as unroutable: no queue is bound for its routing key (routed_queues is empty).');
+  }
+  if ((summary.replyRoutedQueues && summary.replyRoutedQueues.length === 0) || replyReturned) {
+    summary.warnings.push(
+      `The broker dropped the reply as unroutable: nothing is bound for "${summary.replyKey ?? summary.brokerReplyKeys?.[0] ?? '?'}" (was the reply topic subscribed?).`,
+    );
+  }
+  if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
+    summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);
+  }
+  if (summary.redelivered) summary.warnings.push('The request was redelivered (a worker died or its channel closed before acking).');
+  return summary;
+}
