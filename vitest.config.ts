@@ -10,7 +10,8 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['test/integration/**/*.test.ts'],
+          // One sandbox broker serves the integration and the end-to-end tests of a run.
+          include: ['test/integration/**/*.test.ts', 'test/e2e/**/*.test.ts'],
           environment: 'node',
           globalSetup: ['test/support/broker-global-setup.ts'],
           testTimeout: 30_000,

@@ -1,0 +1,27 @@
+/** A BridgeClient for store and component tests: answers from a table, emits events on demand. */
+import type { BridgeClient, CommandArgs, CommandName, CommandResult, EventName, Events } from '../../src/shared/contract';
+
+type Answers = { [K in CommandName]?: (args: CommandArgs<K>) => CommandResult<K> | Promise<CommandResult<K>> };
+
+export function fakeClient(answers: Answers): BridgeClient & { emit<E extends EventName>(name: E, payload: Events[E]): void; calls: string[] } {
+  const listeners = new Map<string, Set<(payload: unknown) => void>>();
+  const calls: string[] = [];
+  return {
+    calls,
+    async invoke<K extends CommandName>(name: K, args: CommandArgs<K>): Promise<CommandResult<K>> {
+      calls.push(name);
+      const answer = answers[name] as ((args: CommandArgs<K>) => CommandResult<K>) | undefined;
+      if (!answer) throw new Error(`unexpected ${name}`);
+      return answer(args);
+    },
+    on(name, listener) {
+      const set = listeners.get(name) ?? new Set();
+      set.add(listener as (payload: unknown) => void);
+      listeners.set(name, set);
+      return () => void set.delete(listener as (payload: unknown) => void);
+    },
+    emit(name, payload) {
+      for (const listener of listeners.get(name) ?? []) listener(payload);
+    },
+  };
+}

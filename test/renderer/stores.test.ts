@@ -1,0 +1,152 @@
+import { createApp, type App } from 'vue';
+import { createPinia, setActivePinia } from 'pinia';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { TraceStep } from '../../src/shared/trace';
+import type { RpcOutcome } from '../../src/shared/rpc';
+import { clientKey } from '../../src/renderer/src/injection';
+import { payloadProblem, useComposeStore } from '../../src/renderer/src/stores/compose';
+import { MAX_RPCS_SHOWN, useTraceStore } from '../../src/renderer/src/stores/trace';
+import { webSocketClient } from '../../src/renderer/src/client';
+import { fakeClient } from './fake-client';
+
+/** An app with the client provided and Pinia active: stores run inside its context, as in the real renderer. */
+function appWith(client: ReturnType<typeof fakeClient>): App {
+  const app = createApp({});
+  const pinia = createPinia();
+  app.provide(clientKey, client);
+  app.use(pinia);
+  setActivePinia(pinia);
+  return app;
+}
+
+const step = (rpcId: string, seq: number): TraceStep => ({
+  rpcId,
+  seq,
+  at: 1000 + seq,
+  source: 'client',
+  kind: 'composed',
+  detail: { topic: 'rpc_queue', qos: 1, replyTopic: `reply/${rpcId}`, replyStrategy: 'shared', bytes: 3 },
+});
+
+const outcome = (id: string): RpcOutcome => ({
+  id,
+  replyTopic: 'reply/x',
+  arrivedOn: 'reply/x',
+  topicMismatch: false,
+  body: { kind: 'json', value: { id, result: 1 } },
+  result: 1,
+  durationMs: 2,
+  publishQos: { asked: 1, acknowledgedAs: 1 },
+  subscriptionQos: { asked: 1, granted: 1 },
+  warnings: [],
+});
+
+describe('compose store', () => {
+  let app: App;
+  beforeEach(() => {
+    app = appWith(
+      fakeClient({
+        'topic.mapping.get': ({ topic }) => ({ topic, routingKey: topic, backToTopic: topic, roundTrips: true, issues: [] }),
+        'rpc.request.send': () => outcome('r1'),
+      }),
+    );
+  });
+
+  it('validates the payload as JSON, accepting an empty box', () => {
+    expect(payloadProblem('')).toBeUndefined();
+    expect(payloadProblem('{"a": 1}')).toBeUndefined();
+    expect(payloadProblem('{"a": ')).toMatch(/^Not valid JSON/);
+  });
+
+  it('blocks sending while the payload is not JSON', () => {
+    const compose = app.runWithContext(() => useComposeStore());
+    compose.form.payloadText = '{oops';
+    expect(compose.blocked).toBe(true);
+  });
+
+  it('keeps a history of sent requests that can be replayed', async () => {
+    const compose = app.runWithContext(() => useComposeStore());
+    await compose.send();
+    expect(compose.outcome?.id).toBe('r1');
+    await compose.replay(compose.history[0]!);
+    expect(compose.history).toHaveLength(2);
+  });
+});
+
+describe('trace store', () => {
+  let client: ReturnType<typeof fakeClient>;
+  let app: App;
+  beforeEach(() => {
+    client = fakeClient({ 'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }) });
+    app = appWith(client);
+  });
+
+  it('ingests a batch of steps with one update, newest RPC first', async () => {
+    const trace = app.runWithContext(() => useTraceStore());
+    await trace.start();
+    const before = trace.version;
+    client.emit('trace.steps.added', { steps: [step('a', 1), step('b', 2), step('a', 3)] });
+    expect(trace.version).toBe(before + 1);
+    expect(trace.visibleIds).toEqual(['b', 'a']);
+    expect(trace.totalSteps).toBe(3);
+  });
+
+  it('filters by any text of the steps', async () => {
+    const trace = app.runWithContext(() => useTraceStore());
+    trace.ingest([step('alpha', 1), step('beta', 2)]);
+    trace.filter = 'reply/beta';
+    expect(trace.visibleIds).toEqual(['beta']);
+  });
+
+  it(`keeps at most ${MAX_RPCS_SHOWN} RPCs and counts the dropped ones`, () => {
+    const trace = app.runWithContext(() => useTraceStore());
+    trace.ingest(Array.from({ length: MAX_RPCS_SHOWN + 5 }, (_, index) => step(`r${index}`, index)));
+    expect(trace.visibleIds).toHaveLength(MAX_RPCS_SHOWN);
+    expect(trace.droppedRpcs).toBe(5);
+  });
+});
+
+describe('WebSocket client', () => {
+  class FakeSocket {
+    static last: FakeSocket;
+    sent: string[] = [];
+    onopen: (() => void) | null = null;
+    onmessage: ((event: { data: string }) => void) | null = null;
+    onclose: (() => void) | null = null;
+    onerror: (() => void) | null = null;
+    constructor(readonly url: string) {
+      FakeSocket.last = this;
+      queueMicrotask(() => this.onopen?.());
+    }
+    send(data: string): void {
+      this.sent.push(data);
+      const frame = JSON.parse(data) as { id: number; command: string };
+      queueMicrotask(() =>
+        this.onmessage?.({
+          data: JSON.stringify(
+            frame.command === 'app.state.get'
+              ? { type: 'reply', id: frame.id, ok: true, result: { mode: 'browser' } }
+              : { type: 'reply', id: frame.id, ok: false, error: { code: 'bad-input', message: 'No.' } },
+          ),
+        }),
+      );
+    }
+  }
+
+  it('matches replies to invokes by id and turns error replies into one-sentence errors', async () => {
+    const client = webSocketClient('ws://x/ws?token=t', FakeSocket as unknown as typeof WebSocket);
+    await expect(client.invoke('app.state.get', {})).resolves.toMatchObject({ mode: 'browser' });
+    await expect(client.invoke('server.stop', {})).rejects.toThrow('No.');
+  });
+
+  it('fans events out to listeners until they unsubscribe', async () => {
+    const client = webSocketClient('ws://x/ws?token=t', FakeSocket as unknown as typeof WebSocket);
+    const seen: number[] = [];
+    const off = client.on('trace.steps.added', ({ steps }) => seen.push(steps.length));
+    await client.invoke('app.state.get', {});
+    FakeSocket.last.onmessage?.({ data: JSON.stringify({ type: 'event', name: 'trace.steps.added', payload: { steps: [] } }) });
+    off();
+    FakeSocket.last.onmessage?.({ data: JSON.stringify({ type: 'event', name: 'trace.steps.added', payload: { steps: [] } }) });
+    expect(seen).toEqual([0]);
+  });
+});
