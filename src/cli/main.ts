@@ -4,6 +4,7 @@ import { registerBrokerCommands } from './commands/broker';
 import { registerRpcCommands } from './commands/rpc';
 import { registerInspectCommands } from './commands/inspect';
 import { registerUiCommand } from './commands/ui';
+import { registerBenchCommand } from './commands/bench';
 import { ExitCode } from './run';
 
 export function buildProgram(): Command {
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerRpcCommands(program);
   registerInspectCommands(program);
   registerUiCommand(program);
+  registerBenchCommand(program);
   for (const command of program.commands) {
     command.exitOverride();
     for (const sub of command.commands) sub.exitOverride();

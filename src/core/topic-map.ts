@@ -63,8 +63,25 @@ function utf8Length(text: string): number {
   return Buffer.byteLength(text, 'utf8');
 }
 
-/** Explains, in one sentence each, why a topic would not survive the trip through RabbitMQ or cannot be used. */
+const lintCache = new Map<string, readonly TopicIssue[]>();
+const LINT_CACHE_LIMIT = 2048;
+
+/**
+ * Explains, in one sentence each, why a topic would not survive the trip through RabbitMQ or cannot be used.
+ * Cached: the same few topics (rpc_queue, a shared reply topic) come back on every request, as RabbitMQ caches its translations too.
+ */
 export function lintTopic(topic: string, role: TopicRole, options: TopicMapOptions = {}): TopicIssue[] {
+  const key = `${role}\u0000${options.sparkplug ? 1 : 0}\u0000${topic}`;
+  let issues = lintCache.get(key);
+  if (!issues) {
+    issues = Object.freeze(computeLint(topic, role, options));
+    if (lintCache.size >= LINT_CACHE_LIMIT) lintCache.clear();
+    lintCache.set(key, issues);
+  }
+  return [...issues];
+}
+
+function computeLint(topic: string, role: TopicRole, options: TopicMapOptions): TopicIssue[] {
   const issues: TopicIssue[] = [];
   const add = (code: TopicIssueCode, severity: TopicIssue['severity'], message: string): void => {
     issues.push({ code, severity, message });

@@ -2,12 +2,13 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { IClientPublishOptions, Packet } from 'mqtt';
-import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyStrategy, type RpcOutcome } from '../../shared/rpc';
+import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyBody, type ReplyStrategy, type RpcOutcome } from '../../shared/rpc';
 import type { TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { hasBlockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
+import { BoundedMap } from '../bounded-map';
 
 export interface RpcClientOptions {
   mqttUrl: string;
@@ -37,12 +38,18 @@ export interface RpcCallOptions {
   strategy?: ReplyStrategy;
 }
 
+interface Reply {
+  topic: string;
+  payload: Buffer;
+  body: ReplyBody;
+}
+
 interface PendingCall {
   id: string;
   replyTopic: string;
   replyRoutingKey: string;
   started: number;
-  resolve: (reply: { topic: string; payload: Buffer }) => void;
+  resolve: (reply: Reply) => void;
 }
 
 interface RpcClientEvents {
@@ -61,7 +68,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private readonly replyPrefix: string;
   private readonly pending = new Map<string, PendingCall>();
   /** how recent calls ended, to tell a duplicate reply (at-least-once) from a late one */
-  private readonly recentlyDone = new Map<string, 'replied' | 'failed'>();
+  private readonly recentlyDone = new BoundedMap<string, 'replied' | 'failed'>(RECENT_IDS);
   /** acks seen per packet id, so a QoS 2 publish answered with PUBACK is noticed */
   private readonly acks = new Map<number, 'puback' | 'pubrec'>();
   private sharedReplyTopic: string | undefined;
@@ -144,7 +151,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
     const started = performance.now();
     let outcomeOf: 'replied' | 'failed' = 'failed';
-    const replied = new Promise<{ topic: string; payload: Buffer }>((resolve) => {
+    const replied = new Promise<Reply>((resolve) => {
       this.pending.set(id, { id, replyTopic, replyRoutingKey, started, resolve });
     });
     try {
@@ -172,7 +179,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       }
 
       const reply = await this.waitFor(replied, id, replyTopic, replyRoutingKey, topic, timeoutMs, options.signal);
-      const replyBody = readBody(reply.payload);
+      const replyBody = reply.body;
       const fields = readReplyFields(replyBody, this.fields);
       const topicMismatch = reply.topic !== replyTopic;
       if (topicMismatch) {
@@ -212,14 +219,14 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   private waitFor(
-    replied: Promise<{ topic: string; payload: Buffer }>,
+    replied: Promise<Reply>,
     id: string,
     replyTopic: string,
     replyRoutingKey: string,
     topic: string,
     timeoutMs: number,
     signal: AbortSignal | undefined,
-  ): Promise<{ topic: string; payload: Buffer }> {
+  ): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(
@@ -245,15 +252,12 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
   private remember(id: string, outcome: 'replied' | 'failed'): void {
     this.recentlyDone.set(id, outcome);
-    if (this.recentlyDone.size > RECENT_IDS) {
-      const oldest = this.recentlyDone.keys().next().value;
-      if (oldest !== undefined) this.recentlyDone.delete(oldest);
-    }
   }
 
   /** Matches by the id in the reply; replies without one (plain text) by routing-key equivalence, oldest call first. */
   private onMessage(topic: string, payload: Buffer): void {
-    const { id } = readReplyFields(readBody(payload), this.fields);
+    const body = readBody(payload);
+    const { id } = readReplyFields(body, this.fields);
     let call = id !== undefined ? this.pending.get(id) : undefined;
     if (!call && id === undefined) {
       const key = topicToRoutingKey(topic, this.options.topicMap);
@@ -271,7 +275,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return;
     }
     this.pending.delete(call.id);
-    call.resolve({ topic, payload });
+    call.resolve({ topic, payload, body });
   }
 
   /** the one reply topic of the shared strategy, once connected */

@@ -49,6 +49,8 @@ const headerString = z.union([z.string(), z.instanceof(Buffer).transform((buffer
 export function mqtt5ReplyKey(headers: Record<string, unknown> | undefined): string | undefined {
   if (!headers) return undefined;
   const raw = headers['x-reply-to-topic'] ?? headers['x-opt-reply-to-topic'];
+  // Most requests carry no such header: skip the schema (and its error object) on the hot path.
+  if (raw === undefined) return undefined;
   const parsed = headerString.safeParse(raw);
   return parsed.success && parsed.data.length > 0 ? parsed.data : undefined;
 }

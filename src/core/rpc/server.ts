@@ -61,6 +61,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private workers: Worker[] = [];
   private readonly stopController = new AbortController();
   private draining = false;
+  private replySeq = 0;
   private idle: (() => void) | undefined;
   readonly stats: RpcServerStats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
 
@@ -237,7 +238,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   /** Publishes the reply with `mandatory`, waits for the broker's confirm, and only then acks the request. */
   private async reply(worker: Worker, message: ConsumeMessage, request: RpcRequest, rpcId: string, body: Buffer): Promise<void> {
-    const messageId = randomUUID();
+    // Only needs to be unique on this channel, to match a basic.return to its publish.
+    this.replySeq += 1;
+    const messageId = `${worker.name}-${this.replySeq}`;
     const replyTopic = request.replyTopic ?? request.replyRoutingKey;
     let settle: (err: Error | undefined) => void = () => undefined;
     const confirmed = new Promise<Error | undefined>((resolve) => (settle = resolve));

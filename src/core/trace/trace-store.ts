@@ -13,6 +13,7 @@ import {
 import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../topic-map';
+import { BoundedMap } from '../bounded-map';
 
 export interface TraceStoreOptions {
   maxRpcs?: number;
@@ -29,9 +30,9 @@ interface StepSource {
 }
 
 export class TraceStore extends EventEmitter<TraceStoreEvents> {
-  private readonly rpcs = new Map<string, TraceStep[]>();
+  private readonly rpcs: BoundedMap<string, TraceStep[]>;
   /** reply routing key -> rpc id, to join broker events of plain-text replies that carry no id */
-  private readonly replyKeys = new Map<string, string>();
+  private readonly replyKeys: BoundedMap<string, string>;
   private seq = 0;
   droppedRpcs = 0;
   droppedSteps = 0;
@@ -42,13 +43,14 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     super();
     this.maxRpcs = options.maxRpcs ?? 10_000;
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
+    this.rpcs = new BoundedMap(this.maxRpcs, () => (this.droppedRpcs += 1));
+    this.replyKeys = new BoundedMap(this.maxRpcs * 2);
   }
 
   /** Numbers a draft, stores it and announces it; the oldest RPC goes when the cap is reached. */
   add(draft: TraceStepDraft): TraceStep | undefined {
     let steps = this.rpcs.get(draft.rpcId);
     if (!steps) {
-      if (this.rpcs.size >= this.maxRpcs) this.dropOldest();
       steps = [];
       this.rpcs.set(draft.rpcId, steps);
     }
@@ -63,13 +65,6 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     if (step.kind === 'reply.published') this.noteReplyKey(step.detail.routingKey, step.rpcId);
     this.emit('added', step);
     return step;
-  }
-
-  private dropOldest(): void {
-    const oldest = this.rpcs.keys().next().value;
-    if (oldest === undefined) return;
-    this.rpcs.delete(oldest);
-    this.droppedRpcs += 1;
   }
 
   /** Forgets every step; returns how many RPCs were cleared. */
@@ -103,10 +98,6 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** Remembers which RPC a reply routing key belongs to (from a request body seen by the firehose). */
   noteReplyKey(routingKey: string, rpcId: string): void {
     this.replyKeys.set(routingKey, rpcId);
-    if (this.replyKeys.size > this.maxRpcs * 2) {
-      const oldest = this.replyKeys.keys().next().value;
-      if (oldest !== undefined) this.replyKeys.delete(oldest);
-    }
   }
 
   rpcForReplyKey(routingKey: string): string | undefined {

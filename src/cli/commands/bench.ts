@@ -1,0 +1,118 @@
+/** `bridgescope bench`: BridgeScope against a raw mqtt.js + amqplib floor, side by side in one run, on a private broker. */
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { startSandbox, stopSandbox } from '../../core/broker/sandbox';
+import type { BrokerUrls } from '../../core/broker/readiness';
+import { runContender, type ContenderName, type RunResult, type RunSpec } from '../../core/bench/contenders';
+import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../core/bench/report';
+import { action, parsePositiveInt } from '../run';
+
+interface BenchCase {
+  concurrency: number;
+  payloadBytes: number;
+  requests: number;
+  contenders: ContenderName[];
+}
+
+function plan(quick: boolean): BenchCase[] {
+  const n = (full: number, fast: number): number => (quick ? fast : full);
+  const main: ContenderName[] = ['raw', 'bridgescope', 'bridgescope-traced'];
+  return [
+    { concurrency: 1, payloadBytes: 64, requests: n(2000, 400), contenders: [...main, 'raw-per-request', 'bridgescope-per-request'] },
+    { concurrency: 10, payloadBytes: 64, requests: n(5000, 1500), contenders: main },
+    { concurrency: 100, payloadBytes: 64, requests: n(20_000, 4000), contenders: main },
+    { concurrency: 1, payloadBytes: 1024 * 1024, requests: n(100, 20), contenders: ['raw', 'bridgescope'] },
+    { concurrency: 10, payloadBytes: 1024 * 1024, requests: n(200, 40), contenders: ['raw', 'bridgescope'] },
+  ];
+}
+
+/** Each run in a fresh process, so one contender's heap and sockets never weigh on the other's numbers. */
+function runInChild(spec: RunSpec): Promise<RunResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [resolve(process.argv[1] ?? 'bin/bridgescope'), 'bench', '--child', JSON.stringify(spec)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`the ${spec.contender} run at concurrency ${spec.concurrency} failed (exit ${code})`));
+      else resolvePromise(JSON.parse(out) as RunResult);
+    });
+  });
+}
+
+export function registerBenchCommand(program: Command): void {
+  program
+    .command('bench')
+    .description('benchmark BridgeScope against raw mqtt.js + amqplib on a private sandbox broker; writes bench/results/latest.{json,svg}')
+    .option('--quick', 'fewer requests and rounds: finishes in about a minute')
+    .option('--rounds <n>', 'rounds per case (the median is reported)', parsePositiveInt('--rounds'))
+    .option('--out <dir>', 'where to write latest.json and latest.svg', 'bench/results')
+    .option('--child <spec>', 'internal: run one contender and print its result')
+    .action(
+      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string }) => {
+        if (options.child) {
+          const result = await runContender(JSON.parse(options.child) as RunSpec);
+          process.stdout.write(JSON.stringify(result));
+          return;
+        }
+        const quick = Boolean(options.quick);
+        const rounds = options.rounds ?? (quick ? 2 : 5);
+        const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
+        process.stderr.write('Starting a private sandbox broker for the benchmark...\n');
+        const started = Date.now();
+        const { info } = await startSandbox({ dir, timeoutMs: 120_000 });
+        const urls: BrokerUrls = info.urls;
+        const cases: CaseSummary[] = [];
+        try {
+          for (const benchCase of plan(quick)) {
+            const byContender = new Map<ContenderName, RunResult[]>();
+            for (let round = 0; round < rounds; round += 1) {
+              // Alternate the order every round, so drift on this shared machine hits every contender alike.
+              const order = round % 2 === 0 ? benchCase.contenders : [...benchCase.contenders].reverse();
+              for (const contender of order) {
+                const requests = benchCase.requests;
+                const result = await runInChild({
+                  contender,
+                  urls,
+                  concurrency: benchCase.concurrency,
+                  requests,
+                  warmup: Math.max(20, Math.round(requests / 10)),
+                  payloadBytes: benchCase.payloadBytes,
+                });
+                byContender.set(contender, [...(byContender.get(contender) ?? []), result]);
+              }
+            }
+            for (const results of byContender.values()) cases.push(summarizeRounds(results));
+            process.stderr.write(`  done: concurrency ${benchCase.concurrency}, ${benchCase.payloadBytes >= 1048576 ? '1 MiB' : `${benchCase.payloadBytes} B`} payload\n`);
+          }
+        } finally {
+          await stopSandbox(dir);
+          await rm(dir, { recursive: true, force: true });
+        }
+        const computed = ratios(cases);
+        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / raw, same run, median of ${rounds} round(s)):\n`);
+        for (const ratio of computed) {
+          process.stdout.write(`  ${ratio.label.padEnd(58)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
+        }
+        const outDir = resolve(options.out);
+        await mkdir(outDir, { recursive: true });
+        const report = {
+          at: new Date().toISOString(),
+          quick,
+          rounds,
+          machine: { cpus: cpus().length, node: process.version, rabbitmq: 'sandbox broker' },
+          wallSeconds: (Date.now() - started) / 1000,
+          cases,
+          ratios: computed,
+        };
+        await writeFile(join(outDir, 'latest.json'), JSON.stringify(report, null, 2));
+        await writeFile(join(outDir, 'latest.svg'), renderSvg(cases, `BridgeScope vs raw mqtt.js + amqplib (${quick ? 'quick' : 'full'}, median of ${rounds})`));
+        process.stdout.write(`\nWrote ${join(outDir, 'latest.json')} and ${join(outDir, 'latest.svg')} (${report.wallSeconds.toFixed(0)} s).\n`);
+      }),
+    );
+}

@@ -1,0 +1,154 @@
+/** One benchmark run of one contender: the raw mqtt.js + amqplib floor, or BridgeScope's own client and server. */
+import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
+import amqp from 'amqplib';
+import mqtt from 'mqtt';
+import type { BrokerUrls } from '../broker/readiness';
+import { ManagementApi } from '../broker/management-api';
+import { RpcClient } from '../rpc/client';
+import { RpcServer } from '../rpc/server';
+import { loadHandler } from '../rpc/handlers';
+import { FirehoseTracer } from '../trace/firehose';
+import { TraceStore } from '../trace/trace-store';
+import { amqpConnectOptions } from '../links/amqp-link';
+
+export type ContenderName = 'raw' | 'bridgescope' | 'raw-per-request' | 'bridgescope-per-request' | 'bridgescope-traced';
+
+export interface RunSpec {
+  contender: ContenderName;
+  urls: BrokerUrls;
+  concurrency: number;
+  requests: number;
+  warmup: number;
+  payloadBytes: number;
+}
+
+export interface RunResult {
+  contender: ContenderName;
+  concurrency: number;
+  payloadBytes: number;
+  requests: number;
+  durationMs: number;
+  latenciesMs: number[];
+  peakRssBytes: number;
+}
+
+/** Something that answers one request: the contender's client side. */
+type CallOnce = (payload: string) => Promise<void>;
+
+interface Contender {
+  call: CallOnce;
+  close: () => Promise<void>;
+}
+
+/** Runs `total` calls with at most `concurrency` in flight; returns each call's latency. */
+async function drive(call: CallOnce, total: number, concurrency: number, payload: string): Promise<number[]> {
+  const latencies: number[] = [];
+  let started = 0;
+  const lane = async (): Promise<void> => {
+    while (started < total) {
+      started += 1;
+      const begin = performance.now();
+      await call(payload);
+      latencies.push(performance.now() - begin);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, lane));
+  return latencies;
+}
+
+/** The floor: an amqplib consumer that replies to reply_to with / -> ., and an mqtt.js client matching replies by id. */
+async function raw(urls: BrokerUrls, queue: string, perRequest: boolean): Promise<Contender> {
+  const connection = await amqp.connect(amqpConnectOptions(urls.amqp, 10), { noDelay: true });
+  const channel = await connection.createChannel();
+  await channel.assertQueue(queue, { durable: false, autoDelete: true });
+  await channel.bindQueue(queue, 'amq.direct', queue);
+  await channel.prefetch(200);
+  await channel.consume(queue, (message) => {
+    if (!message) return;
+    const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string; params: unknown };
+    channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: request.params })));
+    channel.ack(message);
+  });
+
+  const client = await mqtt.connectAsync(urls.mqtt, { clientId: `bench-raw-${randomUUID().slice(0, 8)}`, reconnectPeriod: 0 });
+  (client.stream as Partial<Socket>).setNoDelay?.(true);
+  const pending = new Map<string, () => void>();
+  client.on('message', (_topic, payload) => {
+    const { id } = JSON.parse(payload.toString()) as { id: string };
+    pending.get(id)?.();
+    pending.delete(id);
+  });
+  const shared = `reply/${randomUUID()}`;
+  if (!perRequest) await client.subscribeAsync(shared, { qos: 1 });
+
+  const call: CallOnce = async (params) => {
+    const id = randomUUID();
+    const replyTo = perRequest ? `reply/${randomUUID()}` : shared;
+    if (perRequest) await client.subscribeAsync(replyTo, { qos: 1 });
+    const replied = new Promise<void>((resolve) => pending.set(id, resolve));
+    await client.publishAsync(queue, JSON.stringify({ id, reply_to: replyTo, params }), { qos: 1 });
+    await replied;
+    if (perRequest) await client.unsubscribeAsync(replyTo);
+  };
+  return {
+    call,
+    async close() {
+      await client.endAsync();
+      await connection.close();
+    },
+  };
+}
+
+/** BridgeScope as the app runs it: RpcClient + RpcServer (confirm channel, mandatory replies), optionally traced. */
+async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean, traced: boolean): Promise<Contender> {
+  const server = new RpcServer({ amqpUrl: urls.amqp, queue, workers: 1, prefetch: 200, handler: await loadHandler({ kind: 'echo' }) });
+  await server.start();
+  const client = new RpcClient({ mqttUrl: urls.mqtt, strategy: perRequest ? 'per-request' : 'shared' });
+  await client.connect();
+  const store = new TraceStore({ maxRpcs: 10_000 });
+  const detach = [store.attach(client), store.attach(server)];
+  let tracer: FirehoseTracer | undefined;
+  if (traced) {
+    tracer = new FirehoseTracer({ amqpUrl: urls.amqp, api: new ManagementApi(urls.management), store });
+    await tracer.start();
+  }
+  return {
+    call: async (params) => {
+      await client.call({ topic: queue, qos: 1, params, timeoutMs: 60_000 });
+    },
+    async close() {
+      for (const off of detach) off();
+      await tracer?.stop();
+      await client.close();
+      await server.stop();
+    },
+  };
+}
+
+/** Sets one contender up, warms it, measures it, tears it down. Run it in its own process for a clean RSS. */
+export async function runContender(spec: RunSpec): Promise<RunResult> {
+  const queue = `bench-${spec.contender}-${randomUUID().slice(0, 8)}`;
+  const contender =
+    spec.contender === 'raw' || spec.contender === 'raw-per-request'
+      ? await raw(spec.urls, queue, spec.contender === 'raw-per-request')
+      : await bridgescope(spec.urls, queue, spec.contender === 'bridgescope-per-request', spec.contender === 'bridgescope-traced');
+  const payload = 'x'.repeat(spec.payloadBytes);
+  try {
+    await drive(contender.call, spec.warmup, spec.concurrency, payload);
+    const begin = performance.now();
+    const latenciesMs = await drive(contender.call, spec.requests, spec.concurrency, payload);
+    const durationMs = performance.now() - begin;
+    return {
+      contender: spec.contender,
+      concurrency: spec.concurrency,
+      payloadBytes: spec.payloadBytes,
+      requests: spec.requests,
+      durationMs,
+      latenciesMs,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
+  } finally {
+    await contender.close();
+  }
+}
