@@ -21,6 +21,16 @@ const qos = z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'QoS mu
 const strategy = z.enum(['per-request', 'shared'], { error: 'The reply strategy must be per-request or shared.' });
 const optionalTopic = z.string().max(65_535).optional();
 
+const sendRequest = z.object({
+  topic: nonEmpty('The request topic', 65_535),
+  qos,
+  strategy,
+  replyTopic: optionalTopic,
+  method: z.string().max(1000).optional(),
+  payloadText: z.string().max(64 * 1024 * 1024, { error: 'The payload is over 64 MiB.' }),
+  timeoutMs: z.number().int().min(1, { error: 'The timeout must be at least 1 ms.' }).max(600_000, { error: 'The timeout must be at most 10 minutes.' }),
+});
+
 const schemas = {
   'app.state.get': empty,
   'broker.sandbox.start': empty,
@@ -39,15 +49,7 @@ const schemas = {
     handler: nonEmpty('The handler', 1000),
   }),
   'server.stop': empty,
-  'rpc.request.send': z.object({
-    topic: nonEmpty('The request topic', 65_535),
-    qos,
-    strategy,
-    replyTopic: optionalTopic,
-    method: z.string().max(1000).optional(),
-    payloadText: z.string().max(64 * 1024 * 1024, { error: 'The payload is over 64 MiB.' }),
-    timeoutMs: z.number().int().min(1, { error: 'The timeout must be at least 1 ms.' }).max(600_000, { error: 'The timeout must be at most 10 minutes.' }),
-  }),
+  'rpc.request.send': sendRequest,
   'rpc.preflight.run': z.object({ topic: nonEmpty('The request topic', 65_535), strategy, replyTopic: optionalTopic }),
   'topic.mapping.get': z.object({ topic: z.string().max(65_535), role: z.enum(['publish', 'reply', 'filter']) }),
   'broker.bindings.list': z.object({ exchange: nonEmpty('The exchange', 255) }),
@@ -57,6 +59,11 @@ const schemas = {
   'trace.export.create': empty,
   'trace.import.load': z.object({ trace: z.unknown() }),
   'trace.store.clear': empty,
+  'load.run.start': sendRequest.extend({
+    count: z.number().int().min(1, { error: 'Send at least 1 request.' }).max(1_000_000, { error: 'At most 1,000,000 requests per run.' }),
+    concurrency: z.number().int().min(1, { error: 'Concurrency must be at least 1.' }).max(10_000, { error: 'Concurrency must be at most 10,000.' }),
+  }),
+  'load.run.cancel': empty,
 } satisfies { [K in CommandName]: z.ZodType };
 
 /** Checks a command's args as they arrived from outside; one sentence when they are wrong. */

@@ -1,13 +1,27 @@
 /** The composition root: one session holds the links, the embedded server, the tracer, and implements the contract. */
 import type { ChannelModel } from 'amqplib';
-import type { AppState, ConnectionProfile, EventName, Events, Handlers, SandboxView, ServerSettings, ServerView, TracerView } from '../shared/contract';
+import type {
+  AppState,
+  ConnectionProfile,
+  EventName,
+  Events,
+  Handlers,
+  LoadArgs,
+  LoadSummary,
+  SandboxView,
+  SendRequestArgs,
+  ServerSettings,
+  ServerView,
+  TracerView,
+} from '../shared/contract';
 import type { TraceStep } from '../shared/trace';
 import { defaultSandboxDir, startSandbox, stopSandbox, sandboxStatus } from './broker/sandbox';
 import { ManagementApi } from './broker/management-api';
 import { amqpConsumerCounter, preflight, probeMqttExchange } from './broker/checks';
 import { BridgeError, toErrorShape } from './errors';
 import { AmqpLink } from './links/amqp-link';
-import { RpcClient } from './rpc/client';
+import { RpcClient, type RpcCallOptions } from './rpc/client';
+import { runLoad } from './load';
 import { RpcServer } from './rpc/server';
 import { loadHandler, parseHandlerSpec } from './rpc/handlers';
 import { FirehoseTracer } from './trace/firehose';
@@ -49,7 +63,24 @@ export function parsePayloadText(text: string): { payload?: Record<string, unkno
   return { params: value };
 }
 
+function callOptions(args: SendRequestArgs): RpcCallOptions {
+  const { payload, params } = parsePayloadText(args.payloadText);
+  return {
+    topic: args.topic,
+    qos: args.qos,
+    strategy: args.strategy,
+    timeoutMs: args.timeoutMs,
+    ...(args.replyTopic ? { replyTopic: args.replyTopic } : {}),
+    ...(args.method ? { method: args.method } : {}),
+    ...(payload ? { payload } : {}),
+    ...(params !== undefined ? { params } : {}),
+  };
+}
+
 export class Session {
+  private loadController: AbortController | undefined;
+  private readonly loadRuns: LoadSummary[] = [];
+
   readonly handlers: Handlers;
   readonly store: TraceStore;
   private readonly sandboxDir: string;
@@ -86,19 +117,12 @@ export class Session {
         await this.stopServer();
         return this.serverView;
       },
-      'rpc.request.send': async (args) => {
-        const { client } = this.requireConnection();
-        const { payload, params } = parsePayloadText(args.payloadText);
-        return client.call({
-          topic: args.topic,
-          qos: args.qos,
-          strategy: args.strategy,
-          timeoutMs: args.timeoutMs,
-          ...(args.replyTopic ? { replyTopic: args.replyTopic } : {}),
-          ...(args.method ? { method: args.method } : {}),
-          ...(payload ? { payload } : {}),
-          ...(params !== undefined ? { params } : {}),
-        });
+      'rpc.request.send': async (args) => this.requireConnection().client.call(callOptions(args)),
+      'load.run.start': (args) => this.runLoad(args),
+      'load.run.cancel': async () => {
+        const running = this.loadController;
+        running?.abort();
+        return { cancelled: running !== undefined };
       },
       'rpc.preflight.run': async (args) => {
         const connection = this.requireConnection();
@@ -135,7 +159,7 @@ export class Session {
       },
       'trace.tracing.set': ({ on }) => this.setTracing(on),
       'trace.snapshot.get': async () => ({ steps: this.store.allSteps(), dropped: this.dropped() }),
-      'trace.export.create': async () => this.store.export(),
+      'trace.export.create': async () => ({ ...this.store.export(), loadRuns: [...this.loadRuns] }),
       'trace.import.load': async ({ trace }) => {
         this.store.replaceWith(TraceStore.import(trace, this.options.trace));
         this.resetTrace();
@@ -335,6 +359,28 @@ export class Session {
     this.stateChanged();
   }
 
+  /** One load run at a time; the UI gets progress events and the summary is kept for the trace export. */
+  async runLoad(args: LoadArgs): Promise<LoadSummary> {
+    const { client } = this.requireConnection();
+    if (this.loadController) throw new BridgeError('bad-input', 'A load run is already going: cancel it or wait for it to end.');
+    const controller = new AbortController();
+    this.loadController = controller;
+    try {
+      const summary = await runLoad(client, {
+        count: args.count,
+        concurrency: args.concurrency,
+        call: callOptions(args),
+        signal: controller.signal,
+        onProgress: (progress) => this.options.emit('load.progress.changed', progress),
+      });
+      this.loadRuns.push(summary);
+      if (this.loadRuns.length > 20) this.loadRuns.shift();
+      return summary;
+    } finally {
+      this.loadController = undefined;
+    }
+  }
+
   async setTracing(on: boolean): Promise<TracerView> {
     if (!on) {
       const tracer = this.tracer;
@@ -360,6 +406,7 @@ export class Session {
 
   /** Graceful end: drain the server, restore tracing, close the links, stop a sandbox this session started. */
   async dispose(): Promise<void> {
+    this.loadController?.abort();
     await this.close();
     if (this.sandbox.ownedByApp) await stopSandbox(this.sandboxDir);
     clearTimeout(this.flushTimer);

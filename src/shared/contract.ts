@@ -86,6 +86,32 @@ export interface BindingsView {
   bindings: Array<BindingInfo & { consumers: number | null }>;
 }
 
+export interface LoadProgress {
+  count: number;
+  completed: number;
+  failed: number;
+  elapsedMs: number;
+  histogram: { boundsMs: number[]; counts: number[] };
+  /** throughput (requests/s) per progress tick */
+  series: Array<{ atMs: number; throughput: number }>;
+}
+
+export interface LoadSummary extends LoadProgress {
+  cancelled: boolean;
+  errors: Record<string, number>;
+  durationMs: number;
+  throughput: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  finishedAt: string;
+}
+
+export interface LoadArgs extends SendRequestArgs {
+  count: number;
+  concurrency: number;
+}
+
 export interface Commands {
   'app.state.get': { args: Record<string, never>; result: AppState };
   'broker.sandbox.start': { args: Record<string, never>; result: SandboxView };
@@ -108,6 +134,8 @@ export interface Commands {
   'trace.export.create': { args: Record<string, never>; result: TraceExport };
   'trace.import.load': { args: { trace: unknown }; result: { steps: TraceStep[]; dropped: { rpcs: number; steps: number } } };
   'trace.store.clear': { args: Record<string, never>; result: { cleared: number } };
+  'load.run.start': { args: LoadArgs; result: LoadSummary };
+  'load.run.cancel': { args: Record<string, never>; result: { cancelled: boolean } };
 }
 
 export interface Events {
@@ -115,6 +143,7 @@ export interface Events {
   /** batched: one event carries every step added since the last one */
   'trace.steps.added': { steps: TraceStep[] };
   'trace.store.reset': { steps: TraceStep[] };
+  'load.progress.changed': LoadProgress;
 }
 
 export type CommandName = keyof Commands;
@@ -145,9 +174,11 @@ export const commandNames = [
   'trace.export.create',
   'trace.import.load',
   'trace.store.clear',
+  'load.run.start',
+  'load.run.cancel',
 ] as const satisfies readonly CommandName[];
 
-export const eventNames = ['app.state.changed', 'trace.steps.added', 'trace.store.reset'] as const satisfies readonly EventName[];
+export const eventNames = ['app.state.changed', 'trace.steps.added', 'trace.store.reset', 'load.progress.changed'] as const satisfies readonly EventName[];
 
 /** The core's side of the contract: one async function per command. */
 export type Handlers = { [K in CommandName]: (args: CommandArgs<K>) => Promise<CommandResult<K>> };

@@ -99,4 +99,6 @@ export interface TraceExport {
   exportedAt: string;
   dropped: { rpcs: number; steps: number };
   steps: TraceStep[];
+  /** summaries of load runs, kept with the trace they produced */
+  loadRuns?: unknown[];
 }

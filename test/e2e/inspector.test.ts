@@ -120,7 +120,22 @@ describe('the inspector in Chromium (browser mode)', () => {
     await page.fill('[data-testid=trace-search]', '');
   });
 
+  it('fires a load of 300 requests at concurrency 20 and shows the histogram and the summary', async () => {
+    await page.click('[data-testid=tab-compose]');
+    await page.fill('[data-testid=compose-reply-topic]', '');
+    await page.selectOption('[data-testid=compose-qos]', '1');
+    await page.click('[data-testid=tab-load]');
+    await page.fill('[data-testid=load-count]', '300');
+    await page.fill('[data-testid=load-concurrency]', '20');
+    await page.click('[data-testid=load-run]');
+    const summary = await (await page.waitForSelector('[data-testid=load-summary]')).textContent();
+    expect(summary).toContain('300 of 300');
+    expect(summary).toMatch(/Errors\s*none/);
+    await shot('load');
+  });
+
   it('turns the firehose off again, restoring the vhost', async () => {
+    await page.click('[data-testid=tab-trace]');
     await page.uncheck('[data-testid=trace-firehose]');
     await page.waitForSelector('[data-testid=status-tracer][data-state=off]');
   });

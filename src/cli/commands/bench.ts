@@ -1,5 +1,6 @@
 /** `bridgescope bench`: BridgeScope against a raw mqtt.js + amqplib floor, side by side in one run, on a private broker. */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -21,11 +22,11 @@ function plan(quick: boolean): BenchCase[] {
   const n = (full: number, fast: number): number => (quick ? fast : full);
   const main: ContenderName[] = ['raw', 'bridgescope', 'bridgescope-traced'];
   return [
-    { concurrency: 1, payloadBytes: 64, requests: n(2000, 400), contenders: [...main, 'raw-per-request', 'bridgescope-per-request'] },
-    { concurrency: 10, payloadBytes: 64, requests: n(5000, 1500), contenders: main },
-    { concurrency: 100, payloadBytes: 64, requests: n(20_000, 4000), contenders: main },
-    { concurrency: 1, payloadBytes: 1024 * 1024, requests: n(100, 20), contenders: ['raw', 'bridgescope'] },
-    { concurrency: 10, payloadBytes: 1024 * 1024, requests: n(200, 40), contenders: ['raw', 'bridgescope'] },
+    { concurrency: 1, payloadBytes: 64, requests: n(2000, 300), contenders: [...main, 'raw-per-request', 'bridgescope-per-request'] },
+    { concurrency: 10, payloadBytes: 64, requests: n(5000, 1000), contenders: main },
+    { concurrency: 100, payloadBytes: 64, requests: n(20_000, 3000), contenders: main },
+    { concurrency: 1, payloadBytes: 1024 * 1024, requests: n(100, 15), contenders: ['raw', 'bridgescope'] },
+    { concurrency: 10, payloadBytes: 1024 * 1024, requests: n(200, 30), contenders: ['raw', 'bridgescope'] },
   ];
 }
 
@@ -42,6 +43,20 @@ function runInChild(spec: RunSpec): Promise<RunResult> {
       if (code !== 0) reject(new Error(`the ${spec.contender} run at concurrency ${spec.concurrency} failed (exit ${code})`));
       else resolvePromise(JSON.parse(out) as RunResult);
     });
+  });
+}
+
+/** The renderer half lives in bench/ (it needs the renderer's store and Chromium); run it when both are there. */
+async function rendererScale(resultFile: string): Promise<void> {
+  const script = resolve('bench', 'renderer-scale.ts');
+  if (!existsSync(script) || !existsSync('/usr/bin/chromium')) {
+    process.stderr.write('Skipping the renderer scale benchmark: it runs from a checkout with Debian chromium installed.\n');
+    return;
+  }
+  await new Promise<void>((resolvePromise, reject) => {
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, resultFile], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolvePromise() : reject(new Error(`the renderer scale benchmark failed (exit ${code})`))));
   });
 }
 
@@ -113,6 +128,7 @@ export function registerBenchCommand(program: Command): void {
         await writeFile(join(outDir, 'latest.json'), JSON.stringify(report, null, 2));
         await writeFile(join(outDir, 'latest.svg'), renderSvg(cases, `BridgeScope vs raw mqtt.js + amqplib (${quick ? 'quick' : 'full'}, median of ${rounds})`));
         process.stdout.write(`\nWrote ${join(outDir, 'latest.json')} and ${join(outDir, 'latest.svg')} (${report.wallSeconds.toFixed(0)} s).\n`);
+        await rendererScale(join(outDir, 'latest.json'));
       }),
     );
 }

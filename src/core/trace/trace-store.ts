@@ -179,6 +179,7 @@ const traceExportSchema = z.object({
   version: z.literal(TRACE_EXPORT_VERSION),
   exportedAt: z.string(),
   dropped: z.object({ rpcs: z.number().int().nonnegative(), steps: z.number().int().nonnegative() }),
+  loadRuns: z.array(z.unknown()).optional(),
   steps: z.array(
     z.object({
       rpcId: z.string().min(1),
