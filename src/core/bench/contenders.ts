@@ -61,7 +61,8 @@ async function drive(call: CallOnce, total: number, concurrency: number, payload
 async function raw(urls: BrokerUrls, queue: string, perRequest: boolean): Promise<Contender> {
   const connection = await amqp.connect(amqpConnectOptions(urls.amqp, 10), { noDelay: true });
   const channel = await connection.createChannel();
-  await channel.assertQueue(queue, { durable: false, autoDelete: true });
+  // The same topology as BridgeScope's server: a durable queue, so QoS 1 (persistent) requests cost the broker the same.
+  await channel.assertQueue(queue, { durable: true });
   await channel.bindQueue(queue, 'amq.direct', queue);
   await channel.prefetch(200);
   await channel.consume(queue, (message) => {
@@ -95,6 +96,7 @@ async function raw(urls: BrokerUrls, queue: string, perRequest: boolean): Promis
     call,
     async close() {
       await client.endAsync();
+      await channel.deleteQueue(queue);
       await connection.close();
     },
   };
