@@ -1,5 +1,5 @@
 /** The Electron shell: one secure window, the contract bound to IPC by a loop, and a graceful quit. */
-import { app, BrowserWindow, Menu, ipcMain, safeStorage, session as electronSession, shell, type IpcMainInvokeEvent } from 'electron';
+import { app, BrowserWindow, Menu, ipcMain, safeStorage, session as electronSession, type IpcMainInvokeEvent } from 'electron';
 import { join } from 'node:path';
 import { commandNames, type EventName, type Events } from '../shared/contract';
 import { dispatch } from '../core/dispatch';
@@ -44,13 +44,13 @@ function createWindow(): BrowserWindow {
       sandbox: true,
       nodeIntegration: false,
       webviewTag: false,
+      // Middle-click would open links in new windows.
+      disableBlinkFeatures: 'Auxclick',
     },
   });
   window.once('ready-to-show', () => window.show());
-  window.webContents.setWindowOpenHandler(({ url }) => {
-    if (url.startsWith('https://')) void shell.openExternal(url);
-    return { action: 'deny' };
-  });
+  // The inspector has no external links: no new windows, no navigation away.
+  window.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
   window.webContents.on('will-navigate', (event) => event.preventDefault());
   if (rendererUrl) void window.loadURL(rendererUrl);
   else void window.loadFile(join(__dirname, '../renderer/index.html'));

@@ -23,13 +23,8 @@ export interface ConnectionProfile {
   exchange: string;
 }
 
-export interface ProfileSummary {
-  name: string;
-  amqpUrl: string;
-  mqttUrl: string;
-  managementUrl: string;
-  vhost: string;
-  exchange: string;
+/** A saved profile as listed: its URLs carry no password. */
+export interface ProfileSummary extends ConnectionProfile {
   /** where its secrets are kept: the OS keychain, plain text (Linux without a keyring), or memory only */
   secretStorage: 'os-encrypted' | 'plain-text' | 'memory';
 }

@@ -1,4 +1,4 @@
-import { writeFile, mkdtemp } from 'node:fs/promises';
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -210,6 +210,7 @@ describe('handlers', () => {
 
   it('runs a user-supplied JavaScript module', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'bridgescope-handler-'));
+    closers.push(() => rm(dir, { recursive: true, force: true }));
     const path = join(dir, 'handler.mjs');
     await writeFile(path, 'export default (request, context) => ({ sum: request.params.a + request.params.b, by: context.worker });\n');
     const server = await startServer({ workers: 1, handler: path });

@@ -1,5 +1,6 @@
 /** One AMQP 0-9-1 connection that recovers by itself (backoff with jitter) and re-runs its topology setup each time. */
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError } from '../errors';
@@ -58,6 +59,27 @@ export function explainAmqpError(err: unknown, url: string): BridgeError {
   return new BridgeError('unreachable', `Cannot open an AMQP connection to ${where}: ${message}`, { cause: err });
 }
 
+/**
+ * amqplib notices a silent broker only after two or three heartbeat intervals; RabbitMQ sends a frame every half
+ * interval, so silence of 1.75 intervals already means the link is dead. The socket is closed then, which starts recovery.
+ */
+function watchHeartbeat(model: ChannelModel, heartbeatSeconds: number): void {
+  if (heartbeatSeconds <= 0) return;
+  // amqplib keeps the socket on the connection object; its types do not show it.
+  const socket = (model.connection as unknown as { stream?: Socket }).stream;
+  if (!socket) return;
+  const limitMs = heartbeatSeconds * 1750;
+  let lastData = Date.now();
+  socket.on('data', () => {
+    lastData = Date.now();
+  });
+  const timer = setInterval(() => {
+    if (Date.now() - lastData > limitMs) socket.destroy(new Error(`no data from the broker for ${Math.round(limitMs / 1000)} s (heartbeat ${heartbeatSeconds} s)`));
+  }, heartbeatSeconds * 250);
+  timer.unref();
+  socket.once('close', () => clearInterval(timer));
+}
+
 export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   private connection: RecoveringChannelModel | undefined;
   private current: LinkStatus = { state: 'idle' };
@@ -90,7 +112,10 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
         maxDelay: this.options.maxReconnectDelayMs ?? 5000,
         jitter: 0.3,
         waitForConnect: false,
-        setup: (model: ChannelModel) => this.options.onConnected(model),
+        setup: async (model: ChannelModel) => {
+          watchHeartbeat(model, heartbeatSeconds);
+          await this.options.onConnected(model);
+        },
       },
     });
     this.connection = connection;

@@ -14,7 +14,19 @@ export interface MqttLinkOptions {
   protocolVersion?: MqttVersionChoice;
   keepaliveSeconds?: number;
   connectTimeoutMs?: number;
-  reconnectPeriodMs?: number;
+  /** reconnect interval; it doubles with each outage that follows a short-lived connection, up to maxReconnectDelayMs, with +-30% jitter */
+  reconnectDelayMs?: number;
+  maxReconnectDelayMs?: number;
+  /** a connection the broker closes within this time after accepting it counts as a flap */
+  flapWindowMs?: number;
+  /** after this many flaps in a row, reconnecting stops: another client has the same id */
+  maxFlaps?: number;
+}
+
+/** Exponential backoff with jitter, so a fleet of clients does not reconnect in lockstep. */
+export function reconnectDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
+  const base = Math.min(maxMs, initialMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base * (0.7 + random() * 0.6));
 }
 
 interface MqttLinkEvents {
@@ -51,6 +63,7 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
 export class MqttLink extends EventEmitter<MqttLinkEvents> {
   private current: LinkStatus = { state: 'idle' };
   private mqttClient: MqttClient | undefined;
+  private closing = false;
   /** the protocol version the broker accepted: 4 (3.1.1) or 5 */
   protocolVersion: 4 | 5 = 4;
 
@@ -103,7 +116,9 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
       protocolVersion: version,
       keepalive: this.options.keepaliveSeconds ?? 30,
       connectTimeout: this.options.connectTimeoutMs ?? 5000,
-      reconnectPeriod: this.options.reconnectPeriodMs ?? 1000,
+      // mqtt.js keeps its reconnect loop (it resends in-flight QoS 1 packets and resubscribes);
+      // watch() sets the interval for each outage: jittered, and growing when connections keep dropping.
+      reconnectPeriod: this.options.reconnectDelayMs ?? 1000,
       clean: true,
       resubscribe: true,
     };
@@ -137,19 +152,38 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
   private watch(client: MqttClient): void {
     let attempt = 0;
     let lastError = '';
+    let connectedAt = Date.now();
+    let flaps = 0;
+    const flapWindow = this.options.flapWindowMs ?? 3000;
     client.on('error', (err) => {
       lastError = err.message;
-      if ((err as { code?: unknown }).code === 2 || /identifier rejected/i.test(err.message)) {
-        this.setStatus({ state: 'failed', message: `The broker refused the MQTT client id "${this.options.clientId}".` });
-      }
-    });
-    client.on('reconnect', () => {
-      attempt += 1;
-      this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: lastError || 'connection lost' });
     });
     client.on('connect', () => {
       attempt = 0;
-      this.setStatus({ state: 'connected', since: Date.now() });
+      connectedAt = Date.now();
+      this.setStatus({ state: 'connected', since: connectedAt });
+    });
+    // 'offline' comes once per outage, just before mqtt.js arms its reconnect timer with options.reconnectPeriod.
+    client.on('offline', () => {
+      if (this.closing) return;
+      // RabbitMQ closes the older of two connections with one client id right after the newer one is accepted.
+      flaps = Date.now() - connectedAt < flapWindow ? flaps + 1 : 0;
+      if (flaps >= (this.options.maxFlaps ?? 3)) {
+        this.setStatus({
+          state: 'failed',
+          message: `The broker keeps closing this MQTT connection right after accepting it: another client is probably using the client id "${this.options.clientId}". Reconnecting stopped.`,
+        });
+        client.end(true);
+        return;
+      }
+      client.options.reconnectPeriod = reconnectDelay(flaps + 1, this.options.reconnectDelayMs ?? 1000, this.options.maxReconnectDelayMs ?? 5000);
+      this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: lastError || 'connection lost' });
+    });
+    client.on('reconnect', () => {
+      attempt += 1;
+      if (this.current.state !== 'failed') {
+        this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: lastError || 'connection lost' });
+      }
     });
     client.on('message', (topic, payload, packet) => this.emit('message', topic, payload, packet));
   }
@@ -165,10 +199,16 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     await this.client.unsubscribeAsync(topic);
   }
 
+  get connected(): boolean {
+    return this.current.state === 'connected';
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     const client = this.mqttClient;
     this.mqttClient = undefined;
-    if (client) await client.endAsync().catch(() => undefined);
+    // Forced: a dead broker never answers the DISCONNECT, and nothing waits for in-flight acks on close.
+    if (client) await client.endAsync(true).catch(() => undefined);
     this.setStatus({ state: 'closed' });
   }
 }

@@ -20,6 +20,14 @@ export interface RpcClientOptions {
   fields?: EnvelopeFields;
   topicMap?: TopicMapOptions;
   keepaliveSeconds?: number;
+  /** requests waiting at once; past it, a call is refused at once (memory stays bounded) */
+  maxInFlight?: number;
+  /** requests allowed to wait while the MQTT link is down; past it, a call is refused at once */
+  maxOfflineQueue?: number;
+  /** the broker's max_message_size (RabbitMQ 3.10 default: 128 MiB) */
+  maxPayloadBytes?: number;
+  /** passed to the MQTT link (tests shorten them) */
+  reconnectDelayMs?: number;
 }
 
 export interface RpcCallOptions {
@@ -36,6 +44,17 @@ export interface RpcCallOptions {
   id?: string;
   /** overrides the client's strategy for this call (per-request needs no shared subscription) */
   strategy?: ReplyStrategy;
+  /** publish again (same id) when no reply came within attemptTimeoutMs, this many times at most */
+  retries?: number;
+  attemptTimeoutMs?: number;
+}
+
+const RETRY = Symbol('retry');
+
+function timer(ms: number): { elapsed: Promise<typeof RETRY>; cancel: () => void } {
+  let handle: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<typeof RETRY>((resolve) => (handle = setTimeout(() => resolve(RETRY), ms)));
+  return { elapsed, cancel: () => clearTimeout(handle) };
 }
 
 interface Reply {
@@ -86,6 +105,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       clientId: this.clientId,
       protocolVersion: options.protocolVersion ?? 4,
       keepaliveSeconds: options.keepaliveSeconds,
+      ...(options.reconnectDelayMs !== undefined ? { reconnectDelayMs: options.reconnectDelayMs } : {}),
     });
     this.link.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
@@ -127,6 +147,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
     const replyRoutingKey = topicToRoutingKey(replyTopic, this.options.topicMap);
     const body = encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
+    this.admit(body.byteLength);
     const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
     step({
       rpcId: id,
@@ -136,9 +157,14 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       detail: { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength, ...(options.method ? { method: options.method } : {}) },
     });
 
+    // One deadline for the whole call: subscribing and publishing can hang too while the broker is away.
+    const guard = this.guard(id, replyTopic, replyRoutingKey, topic, timeoutMs, options.signal);
     let grant: QoS | 'refused' = this.sharedGrant;
     if (!useShared) {
-      grant = await this.link.subscribe(replyTopic, qos);
+      grant = await Promise.race([this.link.subscribe(replyTopic, qos), guard.expired]).catch((err: unknown) => {
+        guard.clear();
+        throw err;
+      });
       step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.subscribed', detail: { topic: replyTopic, qosAsked: qos, qosGranted: grant } });
       if (grant === 'refused') {
         throw new BridgeError('broker-failed', `The broker refused the subscription to the reply topic "${replyTopic}".`);
@@ -160,25 +186,47 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         publishOptions.properties = { responseTopic: replyTopic, correlationData: Buffer.from(id) };
       }
       const predictedRoutingKey = topicToRoutingKey(topic, this.options.topicMap);
-      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: qos, predictedRoutingKey } });
-      const packet = await this.link.client.publishAsync(topic, body, publishOptions);
-      const ack = packet?.messageId !== undefined ? this.acks.get(packet.messageId) : undefined;
-      if (packet?.messageId !== undefined) this.acks.delete(packet.messageId);
-      const acknowledgedAs: QoS = qos === 0 ? 0 : ack === 'pubrec' ? 2 : 1;
-      if (qos > 0) {
-        step({
-          rpcId: id,
-          at: Date.now(),
-          source: 'client',
-          kind: 'mqtt.acknowledged',
-          detail: { qosAsked: qos, acknowledgedAs, packet: ack ?? (acknowledgedAs === 2 ? 'pubrec' : 'puback') },
+      const publish = async (): Promise<QoS> => {
+        step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: qos, predictedRoutingKey } });
+        const packet = await Promise.race([this.link.client.publishAsync(topic, body, publishOptions), guard.expired]).catch((err: unknown) => {
+          if (err instanceof BridgeError) throw err;
+          throw new BridgeError('unreachable', `The MQTT connection closed before the broker acknowledged request ${id} (${(err as Error).message}).`);
         });
-      }
+        const ack = packet?.messageId !== undefined ? this.acks.get(packet.messageId) : undefined;
+        if (packet?.messageId !== undefined) this.acks.delete(packet.messageId);
+        const acknowledgedAs: QoS = qos === 0 ? 0 : ack === 'pubrec' ? 2 : 1;
+        if (qos > 0) {
+          step({
+            rpcId: id,
+            at: Date.now(),
+            source: 'client',
+            kind: 'mqtt.acknowledged',
+            detail: { qosAsked: qos, acknowledgedAs, packet: ack ?? (acknowledgedAs === 2 ? 'pubrec' : 'puback') },
+          });
+        }
+        return acknowledgedAs;
+      };
+      const acknowledgedAs = await publish();
       if (qos === 2 && acknowledgedAs < 2) {
         warnings.push('Published with QoS 2; the broker answered PUBACK, so it was delivered as QoS 1 (RabbitMQ grants at most 1).');
       }
 
-      const reply = await this.waitFor(replied, id, replyTopic, replyRoutingKey, topic, timeoutMs, options.signal);
+      // At-least-once: with retries, a request without a reply in time is published again under the same id;
+      // the first reply wins and later ones are counted as duplicates, never delivered twice.
+      let reply: Reply | undefined;
+      for (let attempt = 1; reply === undefined; attempt += 1) {
+        const retrying = attempt <= (options.retries ?? 0) && options.attemptTimeoutMs !== undefined;
+        const wait = retrying ? timer(options.attemptTimeoutMs as number) : undefined;
+        const next = await Promise.race([replied, guard.expired, ...(wait ? [wait.elapsed] : [])]);
+        wait?.cancel();
+        if (next !== RETRY) {
+          reply = next;
+          break;
+        }
+        warnings.push(`No reply after ${options.attemptTimeoutMs} ms: published again (attempt ${attempt + 1}).`);
+        await publish();
+      }
+
       const replyBody = reply.body;
       const fields = readReplyFields(replyBody, this.fields);
       const topicMismatch = reply.topic !== replyTopic;
@@ -212,42 +260,59 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
       throw failure;
     } finally {
+      guard.clear();
       this.pending.delete(id);
       this.remember(id, outcomeOf);
       if (!useShared) void this.link.unsubscribe(replyTopic).catch(() => undefined);
     }
   }
 
-  private waitFor(
-    replied: Promise<Reply>,
+  /** Refuses a call at once when memory or the broker could not take it, instead of letting it pile up. */
+  private admit(bytes: number): void {
+    const maxPayload = this.options.maxPayloadBytes ?? 128 * 1024 * 1024;
+    if (bytes > maxPayload) {
+      throw new BridgeError('too-large', `The request is ${bytes} bytes; the broker accepts at most ${maxPayload} (max_message_size).`);
+    }
+    const maxInFlight = this.options.maxInFlight ?? 20_000;
+    if (this.pending.size >= maxInFlight) {
+      throw new BridgeError('too-large', `${this.pending.size} requests are already waiting for replies (the cap is ${maxInFlight}); wait for some to finish.`);
+    }
+    const maxOffline = this.options.maxOfflineQueue ?? 1000;
+    if (!this.link.connected && this.pending.size >= maxOffline) {
+      throw new BridgeError('unreachable', `The MQTT link is down and ${this.pending.size} requests already wait for it (the cap is ${maxOffline}); try again when it is back.`);
+    }
+  }
+
+  /** A promise that rejects when the call's time is up or it is cancelled; `clear` disarms it. */
+  private guard(
     id: string,
     replyTopic: string,
     replyRoutingKey: string,
     topic: string,
     timeoutMs: number,
     signal: AbortSignal | undefined,
-  ): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(
-          new BridgeError(
-            'timeout',
-            `No reply to ${id} within ${timeoutMs} ms on "${replyTopic}" (routing key "${replyRoutingKey}"): is a server consuming the queue bound to "${topicToRoutingKey(topic, this.options.topicMap)}"?`,
-          ),
-        );
+  ): { expired: Promise<never>; clear: () => void } {
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const hint = this.link.connected
+          ? `is a server consuming the queue bound to "${topicToRoutingKey(topic, this.options.topicMap)}"?`
+          : 'the MQTT link is down and did not come back in time.';
+        reject(new BridgeError('timeout', `No reply to ${id} within ${timeoutMs} ms on "${replyTopic}" (routing key "${replyRoutingKey}"): ${hint}`));
       }, timeoutMs);
-      const onAbort = (): void => {
-        clearTimeout(timer);
-        reject(new BridgeError('cancelled', `The request ${id} was cancelled.`));
-      };
+      onAbort = () => reject(new BridgeError('cancelled', `The request ${id} was cancelled.`));
       if (signal?.aborted) onAbort();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      replied.then((reply) => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        resolve(reply);
-      }, reject);
+      else signal?.addEventListener('abort', onAbort, { once: true });
     });
+    expired.catch(() => undefined);
+    return {
+      expired,
+      clear: () => {
+        clearTimeout(timer);
+        if (onAbort) signal?.removeEventListener('abort', onAbort);
+      },
+    };
   }
 
   private remember(id: string, outcome: 'replied' | 'failed'): void {

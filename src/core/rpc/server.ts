@@ -9,6 +9,7 @@ import { AmqpLink } from '../links/amqp-link';
 import type { TopicMapOptions } from '../topic-map';
 import { encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { HandlerError, type RpcHandler } from './handlers';
+import { BoundedMap } from '../bounded-map';
 
 export interface RpcServerOptions {
   amqpUrl: string;
@@ -35,7 +36,7 @@ export interface RpcServerStats {
 
 /** Something a user should hear about: a request that could not be answered, or a reply the broker dropped. */
 export interface ServerProblem {
-  kind: 'rejected' | 'unroutable' | 'reply-failed' | 'consumer-cancelled';
+  kind: 'rejected' | 'unroutable' | 'reply-failed' | 'consumer-cancelled' | 'channel-reopened';
   worker: string;
   rpcId: string;
   message: string;
@@ -61,6 +62,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private workers: Worker[] = [];
   private readonly stopController = new AbortController();
   private draining = false;
+  private model: ChannelModel | undefined;
+  /** requests whose reply could not be published: a redelivery of one is rejected instead of looping */
+  private readonly failedReplies = new BoundedMap<string, string>(10_000);
   private replySeq = 0;
   private idle: (() => void) | undefined;
   readonly stats: RpcServerStats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
@@ -131,26 +135,44 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     await declare.close().catch(() => undefined);
     await setupChannel.close().catch(() => undefined);
 
+    this.model = model;
     const workers: Worker[] = [];
     for (let index = 0; index < workerCount; index += 1) {
-      const name = `worker-${index + 1}`;
-      const channel = await model.createConfirmChannel();
-      channel.on('error', () => undefined);
-      await channel.prefetch(prefetch);
-      const returned = new Map<string, string>();
-      channel.on('return', (message: Message) => {
-        // amqplib's types omit the basic.return fields that are there at run time.
-        const fields = message.fields as Message['fields'] & { replyCode?: number; replyText?: string };
-        const id = message.properties.messageId as string | undefined;
-        if (id) returned.set(id, `${fields.replyCode ?? ''} ${fields.replyText ?? 'returned'}`.trim());
-      });
-      const worker: Worker = { name, channel, consumerTag: '', returned };
-      const { consumerTag } = await channel.consume(this.queue, (message) => void this.onMessage(worker, message), { noAck: false });
-      worker.consumerTag = consumerTag;
-      this.stats.perWorker[name] ??= 0;
-      workers.push(worker);
+      workers.push(await this.openWorker(model, `worker-${index + 1}`, prefetch));
     }
     this.workers = workers;
+  }
+
+  /** One competing consumer on its own confirm channel; a channel the broker closes is reopened, the connection kept. */
+  private async openWorker(model: ChannelModel, name: string, prefetch: number): Promise<Worker> {
+    const channel = await model.createConfirmChannel();
+    channel.on('error', () => undefined);
+    await channel.prefetch(prefetch);
+    const returned = new Map<string, string>();
+    channel.on('return', (message: Message) => {
+      // amqplib's types omit the basic.return fields that are there at run time.
+      const fields = message.fields as Message['fields'] & { replyCode?: number; replyText?: string };
+      const id = message.properties.messageId as string | undefined;
+      if (id) returned.set(id, `${fields.replyCode ?? ''} ${fields.replyText ?? 'returned'}`.trim());
+    });
+    const worker: Worker = { name, channel, consumerTag: '', returned };
+    channel.on('close', () => {
+      // A whole-connection loss is the link's to recover (setUp runs again): wait a moment to tell the two apart.
+      setTimeout(() => {
+        if (this.draining || this.model !== model || this.link.status.state !== 'connected') return;
+        this.emit('problem', { kind: 'channel-reopened', worker: name, rpcId: '', message: `The broker closed ${name}'s channel; reopening it on the same connection.` });
+        void this.openWorker(model, name, prefetch).then(
+          (replacement) => {
+            this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
+          },
+          () => undefined,
+        );
+      }, 100).unref();
+    });
+    const { consumerTag } = await channel.consume(this.queue, (message) => void this.onMessage(worker, message), { noAck: false });
+    worker.consumerTag = consumerTag;
+    this.stats.perWorker[name] ??= 0;
+    return worker;
   }
 
   private step(draft: TraceStepDraft): void {
@@ -213,6 +235,15 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const request = parsed.request;
+    const earlier = message.fields.redelivered ? this.failedReplies.get(rpcId) : undefined;
+    if (earlier !== undefined) {
+      this.stats.rejected += 1;
+      safely(() => worker.channel.reject(message, false));
+      const reason = `Its reply could not be published before (${earlier}); rejected without requeue so it does not loop.`;
+      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
+      this.emit('problem', { kind: 'rejected', worker: worker.name, rpcId, message: `Rejected ${rpcId}: ${reason}` });
+      return;
+    }
     const started = performance.now();
     let reply: Buffer;
     let outcome: 'result' | 'error' = 'result';
@@ -269,6 +300,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
+      this.failedReplies.set(rpcId, failure.message);
       this.emit('problem', { kind: 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${failure.message}` });
       safely(() => worker.channel.nack(message, false, false));
       return;

@@ -143,6 +143,7 @@ export const useComposeStore = defineStore('compose', () => {
 
   return {
     form,
+    snapshot,
     sending,
     outcome,
     error,

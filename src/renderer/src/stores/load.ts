@@ -28,18 +28,7 @@ export const useLoadStore = defineStore('load', () => {
     summary.value = undefined;
     progress.value = undefined;
     try {
-      const { form } = compose;
-      summary.value = await client.invoke('load.run.start', {
-        topic: form.topic,
-        qos: form.qos,
-        strategy: form.strategy,
-        timeoutMs: form.timeoutMs,
-        payloadText: form.payloadText,
-        ...(form.replyTopic ? { replyTopic: form.replyTopic } : {}),
-        ...(form.method ? { method: form.method } : {}),
-        count: count.value,
-        concurrency: concurrency.value,
-      });
+      summary.value = await client.invoke('load.run.start', { ...compose.snapshot(), count: count.value, concurrency: concurrency.value });
     } catch (err) {
       error.value = messageOf(err);
     } finally {
