@@ -109,9 +109,9 @@ describe.each([
     expect(outcomes.size).toBe(total);
     expect([...outcomes.values()].filter((outcome) => outcome !== 'reply' && !['timeout', 'unreachable'].includes(outcome))).toEqual([]);
     expect(replies).toBeGreaterThan(0);
-    // Both links came back by themselves, and the server consumes again.
-    expect(client.link.status.state).toBe('connected');
-    expect(server.status.state).toBe('connected');
+    // Both links come back by themselves (each on its own backoff), and the server consumes again.
+    await untilStatus(client.link, ['connected'], client.link.status);
+    await untilStatus(server, ['connected'], server.status);
     const after = await client.call({ topic: server.queue, params: 'after the restart', timeoutMs: 10_000 });
     expect(after.result).toBe('after the restart');
   }, 240_000);

@@ -143,7 +143,7 @@ export function renderSvg(cases: CaseSummary[], title: string): string {
         if (!found) return;
         value(found).forEach((v, layer) => {
           const h = (v / max) * chartHeight;
-          const opacity = [1, 0.55, 0.3][layer] ?? 1;
+          const opacity = [0.3, 0.55, 1][layer] ?? 1;
           parts.push(`<rect x="${(gx + k * barWidth).toFixed(1)}" y="${(top + chartHeight - h).toFixed(1)}" width="${Math.max(1, barWidth - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${palette[name]}" fill-opacity="${opacity}"><title>${name} ${v.toFixed(2)} ${unit}</title></rect>`);
         });
       });
