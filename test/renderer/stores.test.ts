@@ -98,6 +98,15 @@ describe('trace store', () => {
     expect(trace.visibleIds).toEqual(['beta']);
   });
 
+  it('shows only the RPCs that failed when asked', () => {
+    const trace = app.runWithContext(() => useTraceStore());
+    trace.ingest([step('ok', 1), step('bad', 2), { rpcId: 'bad', seq: 3, at: 1003, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'No reply.' } }]);
+    trace.show = 'failed';
+    expect(trace.visibleIds).toEqual(['bad']);
+    trace.show = 'warnings';
+    expect(trace.visibleIds).toEqual(['bad']);
+  });
+
   it(`keeps at most ${MAX_RPCS_SHOWN} RPCs and counts the dropped ones`, () => {
     const trace = app.runWithContext(() => useTraceStore());
     trace.ingest(Array.from({ length: MAX_RPCS_SHOWN + 5 }, (_, index) => step(`r${index}`, index)));

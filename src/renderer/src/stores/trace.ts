@@ -21,6 +21,8 @@ export const useTraceStore = defineStore('trace', () => {
   const droppedRpcs = ref(0);
   const selectedId = ref<string>();
   const filter = ref('');
+  /** all RPCs, only those with warnings, or only those that ended without a reply */
+  const show = ref<'all' | 'warnings' | 'failed'>('all');
   const error = ref<string>();
   const lastImport = shallowRef<{ rpcs: number }>();
 
@@ -88,7 +90,9 @@ export const useTraceStore = defineStore('trace', () => {
   const visibleIds = computed(() => {
     void version.value;
     const needle = filter.value.trim().toLowerCase();
-    const ids = needle === '' ? order : order.filter((id) => haystack(id).includes(needle));
+    let ids = needle === '' ? order : order.filter((id) => haystack(id).includes(needle));
+    if (show.value === 'warnings') ids = ids.filter((id) => summary(id).warnings.length > 0);
+    if (show.value === 'failed') ids = ids.filter((id) => ['failed', 'rejected'].includes(summary(id).state));
     return [...ids].reverse();
   });
 
@@ -168,6 +172,7 @@ export const useTraceStore = defineStore('trace', () => {
     droppedRpcs,
     selectedId,
     filter,
+    show,
     error,
     lastImport,
     visibleIds,
