@@ -109,6 +109,17 @@ describe('request and reply through RabbitMQ', () => {
     client.on('step', collect);
     server.on('step', collect);
     const outcome = await client.call({ topic: server.queue, params: 'trace me' });
+    // The reply can reach the device before the broker's confirm reaches the server: wait for that step too.
+    if (!steps.some((step) => step.rpcId === outcome.id && step.kind === 'reply.confirmed')) {
+      await new Promise<void>((resolve) => {
+        const onStep = (step: TraceStepDraft): void => {
+          if (step.rpcId !== outcome.id || step.kind !== 'reply.confirmed') return;
+          server.off('step', onStep);
+          resolve();
+        };
+        server.on('step', onStep);
+      });
+    }
     client.off('step', collect);
     server.off('step', collect);
     const mine = steps.filter((step) => step.rpcId === outcome.id).map((step) => step.kind);
