@@ -91,14 +91,16 @@ export function registerBenchCommand(program: Command): void {
               const order = round % 2 === 0 ? benchCase.contenders : [...benchCase.contenders].reverse();
               for (const contender of order) {
                 const requests = benchCase.requests;
-                const result = await runInChild({
+                const spec: RunSpec = {
                   contender,
                   urls,
                   concurrency: benchCase.concurrency,
                   requests,
                   warmup: Math.max(20, Math.round(requests / 10)),
                   payloadBytes: benchCase.payloadBytes,
-                });
+                };
+                // --quick runs in this process to stay under a minute; its peak RSS is then shared by all contenders.
+                const result = quick ? await runContender(spec) : await runInChild(spec);
                 byContender.set(contender, [...(byContender.get(contender) ?? []), result]);
               }
             }
@@ -110,6 +112,7 @@ export function registerBenchCommand(program: Command): void {
           await rm(dir, { recursive: true, force: true });
         }
         const computed = ratios(cases);
+        if (quick) process.stdout.write('\n(--quick: every contender ran in this process, so peak RSS is the whole run\'s, not each contender\'s.)');
         process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / raw, same run, median of ${rounds} round(s)):\n`);
         for (const ratio of computed) {
           process.stdout.write(`  ${ratio.label.padEnd(58)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
@@ -121,6 +124,7 @@ export function registerBenchCommand(program: Command): void {
           quick,
           rounds,
           machine: { cpus: cpus().length, node: process.version, rabbitmq: 'sandbox broker' },
+          rssPerContender: !quick,
           wallSeconds: (Date.now() - started) / 1000,
           cases,
           ratios: computed,
