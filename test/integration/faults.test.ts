@@ -10,6 +10,7 @@ import { RpcClient } from '../../src/core/rpc/client';
 import { loadHandler } from '../../src/core/rpc/handlers';
 import { BridgeError } from '../../src/core/errors';
 import { uniqueName } from '../support/names';
+import { claimTestBroker } from '../support/reap';
 
 /**
  * These tests stop, start and pause a broker: they get one of their own, so the shared one keeps serving the other files.
@@ -21,6 +22,7 @@ const table: Array<Record<string, string | number>> = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'bridgescope-faults-'));
+  await claimTestBroker(dir);
   broker = (await startSandbox({ dir, nodeName: uniqueName('bridgescope-faults') + '@localhost', timeoutMs: 120_000 })).info;
 }, 150_000);
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { TestProject } from 'vitest/node';
 import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+import { claimTestBroker, reapOrphanedTestBrokers } from './reap';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -13,7 +14,10 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const reaped = await reapOrphanedTestBrokers();
+  if (reaped.length > 0) console.warn(`Stopped ${reaped.length} test broker(s) left running by killed test runs: ${reaped.join(', ')}`);
   const dir = await mkdtemp(join(tmpdir(), 'bridgescope-test-'));
+  await claimTestBroker(dir);
   let info: SandboxInfo;
   try {
     const result = await startSandbox({
