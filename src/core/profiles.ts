@@ -148,3 +148,23 @@ export function profileFromEnv(env: NodeJS.ProcessEnv = process.env): Connection
     exchange: env.BRIDGESCOPE_EXCHANGE ?? 'amq.direct',
   };
 }
+
+/** The profile as shown to the UI: every password replaced by ***, so state broadcasts never carry secrets. */
+export function redactProfile(profile: ConnectionProfile): ConnectionProfile {
+  return { ...profile, amqpUrl: redactUrl(profile.amqpUrl), mqttUrl: redactUrl(profile.mqttUrl), managementUrl: redactUrl(profile.managementUrl) };
+}
+
+/** A URL sent back with *** as its password gets the password it had in `known` (same URL otherwise). */
+export function restoreSecret(url: string, known: string | undefined): string {
+  if (!known || !url.includes(':***@')) return url;
+  return redactUrl(known) === url ? known : url;
+}
+
+export function restoreSecrets(profile: ConnectionProfile, known: ConnectionProfile | undefined): ConnectionProfile {
+  return {
+    ...profile,
+    amqpUrl: restoreSecret(profile.amqpUrl, known?.amqpUrl),
+    mqttUrl: restoreSecret(profile.mqttUrl, known?.mqttUrl),
+    managementUrl: restoreSecret(profile.managementUrl, known?.managementUrl),
+  };
+}

@@ -27,7 +27,7 @@ import { loadHandler, parseHandlerSpec } from './rpc/handlers';
 import { FirehoseTracer } from './trace/firehose';
 import { TraceStore, type TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from './topic-map';
-import type { ProfileStore } from './profiles';
+import { redactProfile, restoreSecrets, type ProfileStore } from './profiles';
 
 export interface SessionOptions {
   mode: AppState['mode'];
@@ -198,7 +198,7 @@ export class Session {
     return {
       mode: this.options.mode,
       sandbox: this.sandbox,
-      ...(connection ? { profile: { ...connection.profile } } : {}),
+      ...(connection ? { profile: redactProfile(connection.profile) } : {}),
       links: {
         amqp: connection ? connection.inspector.status : { state: 'idle' },
         mqtt: connection ? connection.client.link.status : { state: 'idle' },
@@ -210,6 +210,7 @@ export class Session {
   }
 
   private overview: AppState['overview'];
+  private lastProfile: ConnectionProfile | undefined;
 
   /** State changes come in bursts (every request moves the counters): coalesce them. */
   private stateChanged(): void {
@@ -260,7 +261,9 @@ export class Session {
     return { name: 'Sandbox broker', amqpUrl: urls.amqp, mqttUrl: urls.mqtt, managementUrl: urls.management, vhost: '/', exchange: 'amq.direct' };
   }
 
-  async open(profile: ConnectionProfile): Promise<AppState> {
+  async open(requested: ConnectionProfile): Promise<AppState> {
+    // The UI only ever sees passwords as ***: put back the ones this session already knows.
+    const profile = restoreSecrets(requested, this.lastProfile ?? this.sandboxProfile());
     await this.close();
     const api = new ManagementApi(profile.managementUrl, profile.vhost);
     const client = new RpcClient({ mqttUrl: profile.mqttUrl, strategy: 'shared' });
@@ -295,6 +298,7 @@ export class Session {
       throw err;
     }
     this.connection = connection;
+    this.lastProfile = profile;
     this.overview = await api.overview().catch(() => undefined);
     this.stateChanged();
     return this.state();

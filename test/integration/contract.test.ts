@@ -105,6 +105,15 @@ describe.each(transports)('the contract over the %s', (_name, open) => {
     expect(reply).toMatchObject({ ok: true, result: { mode: 'browser', links: { amqp: { state: 'connected' }, mqtt: { state: 'connected' } } } });
   });
 
+  it('never sends passwords in the app state, and reconnects with the redacted profile it showed', async () => {
+    const state = await transport.invoke('app.state.get', {});
+    const shown = state.ok ? (state.result as { profile: { amqpUrl: string; managementUrl: string } }).profile : undefined;
+    expect(JSON.stringify(state)).not.toContain('guest:guest');
+    expect(shown?.amqpUrl).toContain(':***@');
+    const reopened = await transport.invoke('connection.open', { profile: shown });
+    expect(reopened).toMatchObject({ ok: true, result: { links: { amqp: { state: 'connected' }, mqtt: { state: 'connected' } } } });
+  });
+
   it('maps a topic and explains the dot pitfall', async () => {
     const reply = await transport.invoke('topic.mapping.get', { topic: 'reply/v1.2/x', role: 'reply' });
     expect(reply).toMatchObject({ ok: true, result: { routingKey: 'reply.v1.2.x', backToTopic: 'reply/v1/2/x', roundTrips: false } });
