@@ -22,6 +22,7 @@ import { BridgeError, toErrorShape } from './errors';
 import { AmqpLink } from './links/amqp-link';
 import { RpcClient, type RpcCallOptions } from './rpc/client';
 import { runLoad } from './load';
+import { parsePayloadText } from './rpc/envelope';
 import { RpcServer } from './rpc/server';
 import { loadHandler, parseHandlerSpec } from './rpc/handlers';
 import { FirehoseTracer } from './trace/firehose';
@@ -49,19 +50,6 @@ interface Connection {
 }
 
 const emptyStats = (): ServerView['stats'] => ({ received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} });
-
-/** The payload box: a JSON object is the request body, any other JSON value its params, empty text nothing. */
-export function parsePayloadText(text: string): { payload?: Record<string, unknown>; params?: unknown } {
-  if (text.trim() === '') return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new BridgeError('bad-input', `The payload is not valid JSON (${(err as Error).message}).`);
-  }
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return { payload: value as Record<string, unknown> };
-  return { params: value };
-}
 
 function callOptions(args: SendRequestArgs): RpcCallOptions {
   const { payload, params } = parsePayloadText(args.payloadText);

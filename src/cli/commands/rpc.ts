@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import type { Command } from 'commander';
 import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
-import { BridgeError } from '../../core/errors';
 import { redactUrl } from '../../core/broker/management-http';
 import { RpcServer } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
 import { loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
+import { parsePayloadText } from '../../core/rpc/envelope';
 import { mapTopic, type TopicRole } from '../../core/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
 import { FirehoseTracer } from '../../core/trace/firehose';
@@ -43,18 +43,10 @@ interface CallOptions {
   management?: string;
 }
 
-/** PAYLOAD: a JSON object becomes the request body (id and reply_to are added), anything else its params. */
+/** PAYLOAD: a JSON object becomes the request body (id and reply_to are added), anything else its params; - reads stdin. */
 export function parsePayload(text: string | undefined): { payload?: Record<string, unknown>; params?: unknown } {
   if (text === undefined) return {};
-  const source = text === '-' ? readFileSync(0, 'utf8') : text;
-  let value: unknown;
-  try {
-    value = JSON.parse(source);
-  } catch (err) {
-    throw new BridgeError('bad-input', `PAYLOAD is not valid JSON (${(err as Error).message}).`);
-  }
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return { payload: value as Record<string, unknown> };
-  return { params: value };
+  return parsePayloadText(text === '-' ? readFileSync(0, 'utf8') : text, 'PAYLOAD');
 }
 
 /** Waits (bounded) for the broker's record of the reply's delivery, which can trail the reply itself. */

@@ -2,6 +2,7 @@
 import { TextDecoder } from 'node:util';
 import { z } from 'zod';
 import { defaultEnvelopeFields, type EnvelopeFields, type ReplyBody, type RpcErrorBody } from '../../shared/rpc';
+import { BridgeError } from '../errors';
 import { hasBlockingIssue, lintTopic, MAX_ROUTING_KEY_BYTES, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
 
 export interface RpcRequest {
@@ -156,4 +157,17 @@ export function readReplyFields(
   }
   if (typeof record.worker === 'string') out.worker = record.worker;
   return out;
+}
+
+/** What a user typed as a request: a JSON object is the request body, any other JSON value its params, empty text nothing. */
+export function parsePayloadText(text: string, label = 'The payload'): { payload?: Record<string, unknown>; params?: unknown } {
+  if (text.trim() === '') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new BridgeError('bad-input', `${label} is not valid JSON (${(err as Error).message}).`);
+  }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) return { payload: value as Record<string, unknown> };
+  return { params: value };
 }
