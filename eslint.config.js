@@ -1,4 +1,4 @@
-// One lint setup for the whole tree; the layering of ARCHITECTURE.md is enforced here, per folder.
+// One lint setup for the whole tree; the layering of docs/ARCHITECTURE.md is enforced here, per folder.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import vue from 'eslint-plugin-vue';

@@ -38,7 +38,7 @@ export type TraceStepDraft = {
   [K in TraceStepKind]: { rpcId: string; at: number; source: TraceSource; kind: K; detail: TraceStepDetails[K] };
 }[TraceStepKind];
 
-/** Where a step sits in the nine-step flow of ARCHITECTURE.md; a trace lists steps by phase, then arrival. */
+/** Where a step sits in the nine-step flow of docs/ARCHITECTURE.md; a trace lists steps by phase, then arrival. */
 export function stepPhase(step: TraceStep | TraceStepDraft): number {
   switch (step.kind) {
     case 'composed':
