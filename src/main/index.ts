@@ -5,6 +5,7 @@ import { commandNames, type EventName, type Events } from '../shared/contract';
 import { dispatch } from '../core/dispatch';
 import { Session } from '../core/session';
 import { memorySecretBox, profileFromEnv, ProfileStore, type SecretBox } from '../core/profiles';
+import { createQuitSequence } from './quit';
 
 let mainWindow: BrowserWindow | undefined;
 
@@ -104,14 +105,13 @@ if (!app.requestSingleInstanceLock()) {
     }
   });
 
-  let quitting = false;
+  // Drain the embedded server, restore tracing, close the links, stop a sandbox the app started: once, bounded.
+  const quit = createQuitSequence({ cleanup: () => core?.dispose() ?? Promise.resolve(), exit: (code) => app.exit(code) });
   app.on('before-quit', (event) => {
-    if (quitting) return;
-    event.preventDefault();
-    quitting = true;
-    // Drain the embedded server, restore tracing, close the links, stop a sandbox the app started.
-    void (core?.dispose() ?? Promise.resolve()).finally(() => app.exit(0));
+    if (quit.onBeforeQuit()) event.preventDefault();
   });
+  // A terminal's Ctrl-C or a SIGTERM quits through the same sequence instead of killing the app mid-cleanup.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => app.quit());
   app.on('window-all-closed', () => {
     if (process.platform !== 'darwin') app.quit();
   });
