@@ -7,8 +7,8 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { startSandbox, stopSandbox } from '../../core/broker/sandbox';
 import type { BrokerUrls } from '../../core/broker/readiness';
-import { runContender, type ContenderName, type RunResult, type RunSpec } from '../../core/bench/contenders';
-import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../core/bench/report';
+import { runContender, type ContenderName, type RunResult, type RunSpec } from '../../bench/contenders';
+import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../bench/report';
 import { action, parsePositiveInt } from '../run';
 
 interface BenchCase {

@@ -3,14 +3,14 @@ import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import amqp from 'amqplib';
 import mqtt from 'mqtt';
-import type { BrokerUrls } from '../broker/readiness';
-import { ManagementApi } from '../broker/management-api';
-import { RpcClient } from '../rpc/client';
-import { RpcServer } from '../rpc/server';
-import { loadHandler } from '../rpc/handlers';
-import { FirehoseTracer } from '../trace/firehose';
-import { TraceStore } from '../trace/trace-store';
-import { amqpConnectOptions } from '../links/amqp-link';
+import type { BrokerUrls } from '../core/broker/readiness';
+import { ManagementApi } from '../core/broker/management-api';
+import { RpcClient } from '../core/rpc/client';
+import { RpcServer } from '../core/rpc/server';
+import { loadHandler } from '../core/rpc/handlers';
+import { FirehoseTracer } from '../core/trace/firehose';
+import { TraceStore } from '../core/trace/trace-store';
+import { amqpConnectOptions } from '../core/links/amqp-link';
 
 export type ContenderName = 'raw' | 'bridgescope' | 'raw-per-request' | 'bridgescope-per-request' | 'bridgescope-traced';
 
