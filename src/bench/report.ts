@@ -1,10 +1,10 @@
 /** Benchmark arithmetic and output: percentiles, medians over rounds, ratios to the raw floor, the table and the SVG. */
+import { percentile as nearestRank } from '../shared/stats';
 import type { ContenderName, RunResult } from './contenders';
 
+/** A bench round with no samples reports NaN, which the table prints as such. */
 export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[index] as number;
+  return nearestRank(sorted, p) ?? Number.NaN;
 }
 
 export function median(values: number[]): number {

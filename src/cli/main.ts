@@ -1,4 +1,5 @@
 /** The `bridgescope` command line: headless commands over the same core the app uses. */
+import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { registerBrokerCommands } from './commands/broker';
 import { registerRpcCommands } from './commands/rpc';
@@ -7,10 +8,13 @@ import { registerUiCommand } from './commands/ui';
 import { registerBenchCommand } from './commands/bench';
 import { ExitCode } from './run';
 
+/** The version users see is the one package.json ships. */
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
 export function buildProgram(): Command {
   const program = new Command('bridgescope')
     .description('Inspect MQTT devices calling AMQP 0-9-1 servers through RabbitMQ')
-    .version('0.1.0')
+    .version(version)
     .exitOverride();
   registerBrokerCommands(program);
   registerRpcCommands(program);

@@ -17,12 +17,3 @@ export interface ErrorShape {
   code: ErrorCode;
   message: string;
 }
-
-export function isErrorShape(value: unknown): value is ErrorShape {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { code?: unknown }).code === 'string' &&
-    typeof (value as { message?: unknown }).message === 'string'
-  );
-}
