@@ -90,7 +90,8 @@ beforeAll(async () => {
   closedPort = await refusedPort();
 });
 
-const template = (scheme: string, port: number): string => `${scheme}://127.0.0.1:${port}/ ***`;
+/** Text the output holds whatever the password: the URL with the password left out (the user name is shown) and ***. */
+const template = (scheme: string, port: number, creds: Credentials): string => `${urls(scheme, { ...creds, password: '' }, port).join(' ')} ***`;
 
 describe('a password in a broker URL, whatever characters it has', () => {
   it('never appears in an AMQP URL error, raw or percent-encoded', () => {
@@ -102,7 +103,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
             texts.push(explainAmqpError(Object.assign(new Error(`socket said ${code}`), { code }), url).message);
           }
           texts.push(explainAmqpError(new Error('ACCESS_REFUSED - Login was refused'), url).message);
-          expectNoSecret(texts.join('\n'), creds.password, template('amqp', closedPort));
+          expectNoSecret(texts.join('\n'), creds.password, template('amqp', closedPort, creds));
         }
       }),
       { numRuns: 500 },
@@ -112,7 +113,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
   it('never appears in an MQTT URL error', () => {
     fc.assert(
       fc.property(credentials, (creds) => {
-        for (const url of urls('mqtt', creds, closedPort)) expectNoSecret(caught(() => validateMqttUrl(url)), creds.password, template('mqtt', closedPort));
+        for (const url of urls('mqtt', creds, closedPort)) expectNoSecret(caught(() => validateMqttUrl(url)), creds.password, template('mqtt', closedPort, creds));
       }),
       { numRuns: 500 },
     );
@@ -128,7 +129,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
           const error = await caughtAsync(() => link.open());
           await link.close();
           expect(error).not.toBe('');
-          expectNoSecret(`${error}\n${statuses.join('\n')}`, creds.password, template('mqtt', closedPort));
+          expectNoSecret(`${error}\n${statuses.join('\n')}`, creds.password, template('mqtt', closedPort, creds));
         }
       }),
       { numRuns: 40 },
@@ -141,7 +142,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
         for (const url of urls(scheme, creds, closedPort)) {
           const error = await caughtAsync(() => new ManagementApi(url).overview());
           expect(error).not.toBe('');
-          expectNoSecret(error, creds.password, template(scheme, closedPort));
+          expectNoSecret(error, creds.password, template(scheme, closedPort, creds));
         }
       }),
       { numRuns: 60 },
@@ -167,7 +168,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
               throw new Error(`cannot use ${options.mqtt} or ${options.amqp}`);
             })({ amqp: amqpUrl ?? '', mqtt: mqttUrl ?? '' });
             expect(written.join('')).toMatch(/^bridgescope: /);
-            expectNoSecret(written.join(''), creds.password, `${template('amqp', closedPort)} ${template('mqtt', closedPort)} cannot use or`);
+            expectNoSecret(written.join(''), creds.password, `${template('amqp', closedPort, creds)} ${template('mqtt', closedPort, creds)} cannot use or`);
           }
         }),
         { numRuns: 300 },
@@ -192,7 +193,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
           const store = new ProfileStore(memorySecretBox());
           const shown = redactProfile(profile);
           const summaries = await store.save(profile);
-          expectNoSecret(JSON.stringify([shown, summaries]), creds.password, template('http', closedPort));
+          expectNoSecret(JSON.stringify([shown, summaries]), creds.password, template('http', closedPort, creds));
           expect(restoreSecrets(shown, profile)).toEqual(profile);
           const loaded = await store.get('p');
           // The encoded form comes back exactly as it was, the typed form percent-encoded (a typed user name with `:` is ambiguous).
@@ -215,7 +216,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
             const reply = await dispatch(session.handlers, 'connection.open', { profile });
             expect(reply.ok).toBe(false);
             const state = await dispatch(session.handlers, 'app.state.get', {});
-            expectNoSecret(`${JSON.stringify(reply)}\n${JSON.stringify(state)}\n${events.join('\n')}`, creds.password, `${template('http', closedPort)} amqp mqtt`);
+            expectNoSecret(`${JSON.stringify(reply)}\n${JSON.stringify(state)}\n${events.join('\n')}`, creds.password, `${template('http', closedPort, creds)} amqp mqtt`);
           }
         }),
         { numRuns: 25 },
@@ -235,7 +236,7 @@ describe('a password in a broker URL, whatever characters it has', () => {
           store.add({ rpcId, at: 1001, source: 'client', kind: 'rpc.failed', detail: { code: 'unreachable', message: `Cannot connect to ${url} (refused)` } });
           store.add({ rpcId, at: 1002, source: 'server', kind: 'request.rejected', detail: { worker: 'w1', reason: `body was "${url}"`, bytes: 3 } });
         }
-        expectNoSecret(JSON.stringify(store.export()), creds.password, `${template('amqp', closedPort)} ${template('mqtt', closedPort)} t/ reply/x Cannot connect to (refused) body was`);
+        expectNoSecret(JSON.stringify(store.export()), creds.password, `${template('amqp', closedPort, creds)} ${template('mqtt', closedPort, creds)} t/ reply/x Cannot connect to (refused) body was`);
       }),
       { numRuns: 500 },
     );
