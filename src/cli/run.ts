@@ -2,7 +2,7 @@
 import { InvalidArgumentError } from 'commander';
 import type { ErrorCode } from '../shared/errors';
 import { toErrorShape } from '../core/errors';
-import { passwordForms, redactUrlsInText, scrubSecrets } from '../shared/redact';
+import { passwordForms, scrubSecrets } from '../shared/redact';
 import { jsonForTerminal, terminalSafe } from './terminal';
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
@@ -36,7 +36,7 @@ function rememberSecrets(args: unknown[]): void {
 
 /** A message on its way to the terminal: one line, no password of a known URL, no raw control character from the network. */
 export function printable(message: string): string {
-  return terminalSafe(redactUrlsInText(scrubSecrets(message, [...knownSecrets])).replace(/\s*\n\s*/g, ' '));
+  return terminalSafe(scrubSecrets(message, [...knownSecrets]).replace(/\s*\n\s*/g, ' '));
 }
 
 /** Wraps a command action: failures become `bridgescope: <sentence>` and the mapped exit code. */

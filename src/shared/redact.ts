@@ -114,7 +114,7 @@ export function redactDeep<T>(value: T): T {
 /** The one sentence for a broker URL that cannot be read as typed; the URL in it is redacted. */
 export function unreadableUrlMessage(url: string, what: string, example: string): string {
   const hint = typedCredentials(url)
-    ? '; percent-encode special characters in the user name and password (/ as %2F, ? as %3F, # as %23, @ as %40, % as %25, space as %20)'
+    ? '; percent-encode special characters in the user name and password (/ as %2F, ? as %3F, # as %23, % as %25, space as %20)'
     : '';
   return `"${redactUrl(url)}" is not a valid ${what} URL (expected ${example})${hint}.`;
 }
