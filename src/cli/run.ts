@@ -31,7 +31,8 @@ function rememberSecrets(args: unknown[]): void {
     if (typeof arg === 'string') values.push(arg);
     else if (arg !== null && typeof arg === 'object') values.push(...Object.values(arg).filter((value): value is string => typeof value === 'string'));
   }
-  for (const value of values) for (const secret of value ? passwordForms(value) : []) knownSecrets.add(secret);
+  // Only URLs: a payload such as {"to":"a:b@c"} has no password to hide.
+  for (const value of values) for (const secret of value?.includes('://') ? passwordForms(value) : []) knownSecrets.add(secret);
 }
 
 /** A message on its way to the terminal: one line, no password of a known URL, no raw control character from the network. */

@@ -10,6 +10,7 @@ import { Session } from '../../src/core/session';
 import { dispatch } from '../../src/core/dispatch';
 import { BridgeError } from '../../src/core/errors';
 import { action } from '../../src/cli/run';
+import { redactUrl } from '../../src/shared/redact';
 
 /** What a password can hold: the characters that break URLs, percent signs and escapes, spaces, unicode, and anything else. */
 const passwordPiece = fc.oneof(
@@ -252,5 +253,20 @@ describe('a broker URL that cannot be read as typed', () => {
     expect(() => amqpConnectOptions('amqp://user:12/34@127.0.0.1:5672/', 10)).toThrow(BridgeError);
     expect(() => amqpConnectOptions('amqp://user:12/34@127.0.0.1:5672/', 10)).toThrow(/percent-encode/);
     expect(() => validateMqttUrl('mqtt://user:12?34@127.0.0.1:1883')).toThrow(/percent-encode/);
+  });
+});
+
+describe('redactUrl', () => {
+  it('keeps the user name and replaces the password of an ordinary URL by ***', () => {
+    expect(redactUrl('amqp://guest:guest@127.0.0.1:5672/vh')).toBe('amqp://guest:***@127.0.0.1:5672/vh');
+  });
+
+  it('leaves a URL without a password as it is', () => {
+    expect(redactUrl('mqtt://device@127.0.0.1:1883')).toBe('mqtt://device@127.0.0.1:1883');
+    expect(redactUrl('http://127.0.0.1:15672')).toBe('http://127.0.0.1:15672');
+  });
+
+  it('replaces everything between :// and the last @ when the user-info is not plain', () => {
+    expect(redactUrl('amqp://us/er:pa@ss@host/vh')).toBe('amqp://***@host/vh');
   });
 });

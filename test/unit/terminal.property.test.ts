@@ -164,6 +164,20 @@ describe('the reply body `call` prints', () => {
     );
   });
 
+  it('is escaped by default exactly when process.stdout is a TTY', () => {
+    const written = captureWrites(process.stdout);
+    const wasTty = process.stdout.isTTY;
+    try {
+      process.stdout.isTTY = true;
+      printReply(outcome('\u001b[2J'));
+      process.stdout.isTTY = false;
+      printReply(outcome('\u001b[2J'));
+    } finally {
+      process.stdout.isTTY = wasTty;
+    }
+    expect(written).toEqual(['\\x1b[2J\n', '\u001b[2J\n']);
+  });
+
   it('keeps its bytes when stdout is a pipe, for scripts', () => {
     const written = captureWrites(process.stdout);
     fc.assert(
