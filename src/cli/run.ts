@@ -2,6 +2,8 @@
 import { InvalidArgumentError } from 'commander';
 import type { ErrorCode } from '../shared/errors';
 import { toErrorShape } from '../core/errors';
+import { passwordForms, scrubSecrets } from '../shared/redact';
+import { jsonForTerminal, terminalSafe } from './terminal';
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
 
@@ -20,22 +22,42 @@ export function exitCodeFor(code: ErrorCode): number {
   }
 }
 
+/** Passwords of the URLs this command was given (flags and BRIDGESCOPE_*_URL), kept out of every line it prints. */
+const knownSecrets = new Set<string>();
+
+function rememberSecrets(args: unknown[]): void {
+  const values = [process.env.BRIDGESCOPE_AMQP_URL, process.env.BRIDGESCOPE_MQTT_URL, process.env.BRIDGESCOPE_MANAGEMENT_URL];
+  for (const arg of args) {
+    if (typeof arg === 'string') values.push(arg);
+    else if (arg !== null && typeof arg === 'object') values.push(...Object.values(arg).filter((value): value is string => typeof value === 'string'));
+  }
+  // Only URLs: a payload such as {"to":"a:b@c"} has no password to hide.
+  for (const value of values) for (const secret of value?.includes('://') ? passwordForms(value) : []) knownSecrets.add(secret);
+}
+
+/** A message on its way to the terminal: one line, no password of a known URL, no raw control character from the network. */
+export function printable(message: string): string {
+  return terminalSafe(scrubSecrets(message, [...knownSecrets]).replace(/\s*\n\s*/g, ' '));
+}
+
 /** Wraps a command action: failures become `bridgescope: <sentence>` and the mapped exit code. */
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
+    rememberSecrets(args);
     try {
       const code = await fn(...args);
       process.exitCode = code ?? ExitCode.ok;
     } catch (err) {
       const shape = toErrorShape(err);
-      process.stderr.write(`bridgescope: ${shape.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      process.stderr.write(`bridgescope: ${printable(shape.message)}\n`);
       process.exitCode = exitCodeFor(shape.code);
     }
   };
 }
 
+/** JSON output: bidi and C1 characters from the network are written as \\uXXXX escapes, which every JSON reader reads back the same. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${jsonForTerminal(value, 2)}\n`);
 }
 
 /** A commander option parser for whole numbers above zero; a bad value is a usage error (exit 2). */
@@ -60,5 +82,5 @@ export function parseChoice<T extends string>(flag: string, choices: readonly T[
 }
 
 export function warn(message: string): void {
-  process.stderr.write(`warning: ${message.replace(/\s*\n\s*/g, ' ')}\n`);
+  process.stderr.write(`warning: ${printable(message)}\n`);
 }

@@ -3,7 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { ConnectionProfile, ProfileSummary } from '../shared/contract';
 import { BridgeError } from './errors';
-import { redactUrl } from './broker/management-http';
+import { decodeUriPart, REDACTED, redactUrl, splitTypedUrl, typedCredentials } from '../shared/redact';
 
 export interface SecretBox {
   kind: ProfileSummary['secretStorage'];
@@ -36,23 +36,20 @@ interface StoredProfile extends Omit<ConnectionProfile, 'amqpUrl' | 'mqttUrl' | 
 
 type UrlKind = 'amqp' | 'mqtt' | 'management';
 
+/** Splits the password out as typed (everything after the first `:` up to the last `@`), so a raw `/` or `#` in it never stays in the stored URL. */
 function splitPassword(url: string): { bare: string; password: string | undefined } {
-  try {
-    const parsed = new URL(url);
-    if (!parsed.password) return { bare: url, password: undefined };
-    const password = decodeURIComponent(parsed.password);
-    parsed.password = '';
-    return { bare: parsed.toString(), password };
-  } catch {
-    return { bare: url, password: undefined };
-  }
+  const credentials = typedCredentials(url);
+  if (credentials?.password === undefined) return { bare: url, password: undefined };
+  const { prefix, rest } = splitTypedUrl(url);
+  // The @ stays even after an empty user name, so the password goes back in the same place.
+  return { bare: `${prefix}${credentials.username}@${rest}`, password: decodeUriPart(credentials.password) };
 }
 
+/** Puts a stored password back, percent-encoded, so the URL reads the same to every parser. */
 function joinPassword(url: string, password: string | undefined): string {
   if (password === undefined) return url;
-  const parsed = new URL(url);
-  parsed.password = encodeURIComponent(password);
-  return parsed.toString();
+  const { prefix, userinfo, rest } = splitTypedUrl(url);
+  return `${prefix}${userinfo ?? ''}:${encodeURIComponent(password)}@${rest}`;
 }
 
 export class ProfileStore {
@@ -156,7 +153,7 @@ export function redactProfile(profile: ConnectionProfile): ConnectionProfile {
 
 /** A URL sent back with *** as its password gets the password it had in `known` (same URL otherwise). */
 export function restoreSecret(url: string, known: string | undefined): string {
-  if (!known || !url.includes(':***@')) return url;
+  if (!known || !url.includes(`${REDACTED}@`)) return url;
   return redactUrl(known) === url ? known : url;
 }
 

@@ -44,10 +44,13 @@ export function describeStep(step: TraceStep): string {
   }
 }
 
-/** A terminal timeline: offset from the first step, source, kind and the readable line. */
-export function formatTimeline(steps: TraceStep[]): string {
+/**
+ * A terminal timeline: offset from the first step, source, kind and the readable line. `safe` escapes each line before
+ * the lines are joined (topics, keys and reasons come from the network and may hold newlines or escape sequences).
+ */
+export function formatTimeline(steps: TraceStep[], safe: (line: string) => string = (line) => line): string {
   const first = steps[0]?.at ?? 0;
   return steps
-    .map((step) => `${`+${step.at - first}`.padStart(6)} ms  ${step.source.padEnd(6)}  ${step.kind.padEnd(19)}  ${describeStep(step)}`)
+    .map((step) => safe(`${`+${step.at - first}`.padStart(6)} ms  ${step.source.padEnd(6)}  ${step.kind.padEnd(19)}  ${describeStep(step)}`))
     .join('\n');
 }

@@ -9,6 +9,7 @@ import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
 import { action, ExitCode, printJson, warn } from '../run';
 import { resolveUrl } from '../urls';
+import { jsonForTerminal, terminalSafe } from '../terminal';
 
 export function registerInspectCommands(program: Command): void {
   program
@@ -30,18 +31,21 @@ export function registerInspectCommands(program: Command): void {
           return;
         }
         if (bindings.length === 0) {
-          process.stdout.write(`No bindings on ${options.exchange}.\n`);
+          process.stdout.write(`No bindings on ${terminalSafe(options.exchange)}.\n`);
           return;
         }
-        const rows = bindings.map((binding) => [
-          binding.bindingKey,
-          binding.destination,
-          binding.mqttClientId !== undefined ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})` : `${consumers.get(binding.destination) ?? 0} consumer(s)`,
-        ]);
+        // Keys, queue names and client ids come from the broker: escaped before the columns are measured.
+        const rows = bindings.map((binding) =>
+          [
+            binding.bindingKey,
+            binding.destination,
+            binding.mqttClientId !== undefined ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})` : `${consumers.get(binding.destination) ?? 0} consumer(s)`,
+          ].map(terminalSafe),
+        );
         const header = ['BINDING KEY', 'QUEUE', 'WHO'];
         const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
         const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
-        process.stdout.write(`Bindings on ${options.exchange}:\n${[line(header), ...rows.map(line)].join('\n')}\n`);
+        process.stdout.write(`Bindings on ${terminalSafe(options.exchange)}:\n${[line(header), ...rows.map(line)].join('\n')}\n`);
       }),
     );
 
@@ -58,18 +62,20 @@ export function registerInspectCommands(program: Command): void {
         const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
         const print = (event: FirehoseEvent, step: TraceStep | undefined): void => {
           if (step) {
-            if (options.json) process.stdout.write(`${JSON.stringify(step)}\n`);
-            else process.stdout.write(`${new Date(step.at).toISOString().slice(11, 23)}  ${step.rpcId.slice(0, 8)}  ${describeStep(step)}\n`);
+            if (options.json) process.stdout.write(`${jsonForTerminal(step)}\n`);
+            else process.stdout.write(`${new Date(step.at).toISOString().slice(11, 23)}  ${terminalSafe(step.rpcId.slice(0, 8))}  ${terminalSafe(describeStep(step))}\n`);
             return;
           }
           // Events that carry no id of a known RPC are still shown, with the body's first bytes.
           const detail = { name: event.name, routingKeys: event.routingKeys, routedQueues: event.routedQueues, body: event.body.subarray(0, 120).toString('utf8') };
           if (options.json) {
-            process.stdout.write(`${JSON.stringify({ rpcId: null, at: Date.now(), source: 'broker', kind: `broker.${event.type}`, detail })}\n`);
+            process.stdout.write(`${jsonForTerminal({ rpcId: null, at: Date.now(), source: 'broker', kind: `broker.${event.type}`, detail })}\n`);
             return;
           }
           const routed = event.type === 'publish' ? ` -> ${event.routedQueues.join(', ') || 'nothing -- DROPPED as unroutable'}` : '';
-          process.stdout.write(`${new Date().toISOString().slice(11, 23)}  ${'-'.padEnd(8)}  ${event.type} ${event.name} key "${event.routingKeys.join(', ')}"${routed}\n`);
+          process.stdout.write(
+            `${new Date().toISOString().slice(11, 23)}  ${'-'.padEnd(8)}  ${terminalSafe(`${event.type} ${event.name} key "${event.routingKeys.join(', ')}"${routed}`)}\n`,
+          );
         };
         const tracer = new FirehoseTracer({ amqpUrl: resolveUrl('amqp', options.amqp), api, store, onEvent: print });
         const status = await tracer.start();
@@ -103,8 +109,8 @@ export function registerInspectCommands(program: Command): void {
         });
         if (options.json) printJson(verdict);
         else {
-          process.stdout.write(`The MQTT plugin publishes to: ${verdict.observedExchange ?? 'none of the candidates'}\n`);
-          for (const line of verdict.lines) process.stdout.write(`${line.status.toUpperCase().padEnd(4)}  ${line.message}\n`);
+          process.stdout.write(`The MQTT plugin publishes to: ${terminalSafe(verdict.observedExchange ?? 'none of the candidates')}\n`);
+          for (const line of verdict.lines) process.stdout.write(`${line.status.toUpperCase().padEnd(4)}  ${terminalSafe(line.message)}\n`);
         }
         return verdict.lines.some((line) => line.status === 'fail') ? ExitCode.failure : ExitCode.ok;
       }),

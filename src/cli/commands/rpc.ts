@@ -15,6 +15,7 @@ import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, parseChoice, parsePositiveInt, printJson, warn } from '../run';
 import { resolveUrl } from '../urls';
+import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 
 interface ServeOptions {
   amqp?: string;
@@ -73,19 +74,20 @@ async function printTrace(store: TraceStore, rpcId: string | undefined, tracer: 
   await settleTrace(store, rpcId, tracer);
   const steps = store.steps(rpcId);
   if (json) {
-    process.stderr.write(`${JSON.stringify({ trace: steps, summary: store.summary(rpcId) })}\n`);
+    process.stderr.write(`${jsonForTerminal({ trace: steps, summary: store.summary(rpcId) })}\n`);
     return;
   }
   const sources = [...new Set(steps.map((step) => step.source))];
   const label = `${sources.join(', ')} steps${tracer.status.state === 'on' ? '' : '; no firehose, so no broker steps'}`;
-  process.stdout.write(`\nTrace of ${rpcId} (${label}):\n${formatTimeline(steps)}\n`);
-  for (const warning of store.summary(rpcId).warnings) process.stdout.write(`! ${warning}\n`);
+  process.stdout.write(`\nTrace of ${terminalSafe(rpcId)} (${label}):\n${formatTimeline(steps, terminalSafe)}\n`);
+  for (const warning of store.summary(rpcId).warnings) process.stdout.write(`! ${terminalSafe(warning)}\n`);
 }
 
-function printReply(outcome: RpcOutcome): void {
+/** The reply body on stdout: escaped on a terminal, byte for byte into a pipe (scripts need the bytes). */
+export function printReply(outcome: RpcOutcome, terminal: boolean = stdoutIsTerminal()): void {
   const body = outcome.body;
-  if (body.kind === 'json') process.stdout.write(`${JSON.stringify(body.value)}\n`);
-  else if (body.kind === 'text') process.stdout.write(`${body.text}\n`);
+  if (body.kind === 'json') process.stdout.write(`${terminal ? jsonForTerminal(body.value) : JSON.stringify(body.value)}\n`);
+  else if (body.kind === 'text') process.stdout.write(`${terminal ? terminalSafe(body.text) : body.text}\n`);
   else process.stdout.write(`${body.base64}\n`);
 }
 

@@ -1,5 +1,9 @@
 /** One HTTP call to RabbitMQ's management API, with credentials taken from the URL and clear errors. */
+import { decodeUriPart, parsedAsTyped, unreadableUrlMessage } from '../../shared/redact';
 import { BridgeError } from '../errors';
+
+/** Kept here for the callers that import it from this module; the one redactor lives in src/shared/redact.ts. */
+export { redactUrl } from '../../shared/redact';
 
 export interface ManagementRequestOptions {
   method?: 'GET' | 'PUT' | 'POST' | 'DELETE';
@@ -9,17 +13,20 @@ export interface ManagementRequestOptions {
 
 /** Splits `http://user:pass@host:15672/` into a clean base URL and a basic-auth header (never printed). */
 export function parseManagementUrl(url: string): { base: string; authorization: string; display: string } {
+  const unreadable = (): BridgeError => new BridgeError('bad-input', unreadableUrlMessage(url, 'management', 'http://user:pass@host:15672'));
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new BridgeError('bad-input', `"${redactUrl(url)}" is not a valid management URL (expected http://user:pass@host:15672).`);
+    throw unreadable();
   }
+  // A raw / ? or # in the password makes the parser take part of it for the host, port or path.
+  if (!parsedAsTyped(url, parsed)) throw unreadable();
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new BridgeError('bad-input', `The management URL must start with http:// or https://, not ${parsed.protocol}//.`);
   }
-  const username = decodeURIComponent(parsed.username) || 'guest';
-  const password = decodeURIComponent(parsed.password) || 'guest';
+  const username = decodeUriPart(parsed.username) || 'guest';
+  const password = decodeUriPart(parsed.password) || 'guest';
   parsed.username = '';
   parsed.password = '';
   const base = parsed.toString().replace(/\/+$/, '');
@@ -28,17 +35,6 @@ export function parseManagementUrl(url: string): { base: string; authorization: 
     authorization: `Basic ${Buffer.from(`${username}:${password}`).toString('base64')}`,
     display: base,
   };
-}
-
-/** Removes the password from any URL so it can be shown or logged. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
-  }
 }
 
 export async function managementRequest<T = unknown>(

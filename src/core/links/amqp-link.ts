@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError } from '../errors';
-import { redactUrl } from '../broker/management-http';
+import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export interface AmqpLinkOptions {
   url: string;
@@ -24,22 +24,25 @@ interface AmqpLinkEvents {
 
 /** Builds connection options from a URL, keeping its credentials out of anything printed. */
 export function amqpConnectOptions(url: string, heartbeatSeconds: number): amqp.Options.Connect {
+  const unreadable = (): BridgeError => new BridgeError('bad-input', unreadableUrlMessage(url, 'AMQP', 'amqp://user:pass@host:5672/vhost'));
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new BridgeError('bad-input', `"${redactUrl(url)}" is not a valid AMQP URL (expected amqp://user:pass@host:5672/vhost).`);
+    throw unreadable();
   }
+  // A raw / ? or # in the password makes the parser take part of it for the host, port or vhost.
+  if (!parsedAsTyped(url, parsed)) throw unreadable();
   if (parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') {
     throw new BridgeError('bad-input', `An AMQP URL must start with amqp:// or amqps://, not ${parsed.protocol}//.`);
   }
-  const vhost = parsed.pathname.length > 1 ? decodeURIComponent(parsed.pathname.slice(1)) : '/';
+  const vhost = parsed.pathname.length > 1 ? decodeUriPart(parsed.pathname.slice(1)) : '/';
   return {
     protocol: parsed.protocol.slice(0, -1),
     hostname: parsed.hostname,
     port: parsed.port ? Number(parsed.port) : parsed.protocol === 'amqps:' ? 5671 : 5672,
-    username: decodeURIComponent(parsed.username) || 'guest',
-    password: decodeURIComponent(parsed.password) || 'guest',
+    username: decodeUriPart(parsed.username) || 'guest',
+    password: decodeUriPart(parsed.password) || 'guest',
     vhost,
     heartbeat: heartbeatSeconds,
   };
@@ -48,7 +51,8 @@ export function amqpConnectOptions(url: string, heartbeatSeconds: number): amqp.
 /** Turns amqplib's connection errors into one sentence a user can act on. */
 export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (err instanceof BridgeError) return err;
-  const message = (err as Error).message ?? String(err);
+  // A library's message may quote what it was given; no form of the password may pass through.
+  const message = scrubSecrets((err as Error).message ?? String(err), passwordForms(url));
   const code = (err as NodeJS.ErrnoException).code;
   const where = redactUrl(url);
   if (code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts AMQP connections at ${where} (connection refused).`);

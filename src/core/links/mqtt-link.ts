@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { LinkStatus, QoS } from '../../shared/rpc';
 import { BridgeError } from '../errors';
-import { redactUrl } from '../broker/management-http';
+import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export type MqttVersionChoice = 4 | 5 | 'auto';
 
@@ -34,20 +34,42 @@ interface MqttLinkEvents {
   message: [topic: string, payload: Buffer, packet: mqtt.IPublishPacket];
 }
 
-export function validateMqttUrl(url: string): void {
+/** Where to connect, with the credentials apart: mqtt.js splits a URL's user-info at its last `:` and never decodes it. */
+export interface MqttTarget {
+  /** the URL without user-info */
+  url: string;
+  username?: string;
+  password?: string;
+}
+
+export function validateMqttUrl(url: string): MqttTarget {
+  const unreadable = (): BridgeError => new BridgeError('bad-input', unreadableUrlMessage(url, 'MQTT', 'mqtt://host:1883'));
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new BridgeError('bad-input', `"${redactUrl(url)}" is not a valid MQTT URL (expected mqtt://host:1883).`);
+    throw unreadable();
   }
   if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(parsed.protocol)) {
     throw new BridgeError('bad-input', `An MQTT URL must start with mqtt://, mqtts://, ws:// or wss://, not ${parsed.protocol}//.`);
   }
+  // A raw / ? or # in the password makes the parser take part of it for the host, port or path.
+  if (!parsedAsTyped(url, parsed)) throw unreadable();
+  const target: MqttTarget = { url };
+  if (parsed.username || parsed.password) {
+    target.username = decodeUriPart(parsed.username);
+    if (parsed.password) target.password = decodeUriPart(parsed.password);
+    parsed.username = '';
+    parsed.password = '';
+    target.url = parsed.toString();
+  }
+  return target;
 }
 
 function explainMqttError(err: Error & { code?: string | number }, url: string): BridgeError {
   const where = redactUrl(url);
+  // A library's message may quote what it was given; no form of the password may pass through.
+  const message = scrubSecrets(err.message, passwordForms(url));
   if (err.code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts MQTT connections at ${where} (connection refused).`);
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new BridgeError('unreachable', `The MQTT host in ${where} cannot be resolved.`);
   if (err.code === 4 || err.code === 5 || err.code === 134 || err.code === 135) {
@@ -57,7 +79,7 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   if (err.code === 1 || err.code === 132) {
     return new BridgeError('unreachable', `The broker at ${where} does not speak this MQTT protocol version.`);
   }
-  return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: ${err.message}`, { cause: err });
+  return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: ${message}`, { cause: err });
 }
 
 export class MqttLink extends EventEmitter<MqttLinkEvents> {
@@ -87,20 +109,20 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
 
   /** Connects once (failing fast with one sentence); afterwards mqtt.js reconnects and resubscribes by itself. */
   async open(): Promise<void> {
-    validateMqttUrl(this.options.url);
+    const target = validateMqttUrl(this.options.url);
     const choice = this.options.protocolVersion ?? 4;
     this.setStatus({ state: 'connecting', since: Date.now() });
     try {
       if (choice === 'auto') {
         try {
-          this.mqttClient = await this.connectOnce(5);
+          this.mqttClient = await this.connectOnce(target, 5);
         } catch (err) {
           // RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT instead of answering it.
           if (!(err instanceof BridgeError) || !/protocol version|closed before CONNACK/.test(err.message)) throw err;
-          this.mqttClient = await this.connectOnce(4);
+          this.mqttClient = await this.connectOnce(target, 4);
         }
       } else {
-        this.mqttClient = await this.connectOnce(choice);
+        this.mqttClient = await this.connectOnce(target, choice);
       }
     } catch (err) {
       this.setStatus({ state: 'failed', message: (err as Error).message });
@@ -110,8 +132,10 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     this.setStatus({ state: 'connected', since: Date.now() });
   }
 
-  private connectOnce(version: 4 | 5): Promise<MqttClient> {
+  private connectOnce(target: MqttTarget, version: 4 | 5): Promise<MqttClient> {
     const options: IClientOptions = {
+      ...(target.username !== undefined ? { username: target.username } : {}),
+      ...(target.password !== undefined ? { password: target.password } : {}),
       clientId: this.options.clientId,
       protocolVersion: version,
       keepalive: this.options.keepaliveSeconds ?? 30,
@@ -122,7 +146,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
       clean: true,
       resubscribe: true,
     };
-    const client = mqtt.connect(this.options.url, options);
+    const client = mqtt.connect(target.url, options);
     // Nagle's algorithm costs ~40 ms per request here (RABBITMQ-FACTS.md); set it on every new socket.
     client.on('connect', () => (client.stream as Partial<Socket>).setNoDelay?.(true));
     return new Promise((resolve, reject) => {

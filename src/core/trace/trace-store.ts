@@ -10,6 +10,7 @@ import {
   type TraceStep,
   type TraceStepDraft,
 } from '../../shared/trace';
+import { redactDeep } from '../../shared/redact';
 import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../topic-map';
@@ -192,12 +193,8 @@ const traceExportSchema = z.object({
   ),
 });
 
-const CREDENTIALS = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]+):[^@/\s]*@/gi;
-
-/** Removes any password that slipped into a step's strings (URLs with user-info). */
+/** Removes any password that slipped into a step's strings (URLs with user-info), whatever characters it has. */
 function redactStep(step: TraceStep): TraceStep {
-  const text = JSON.stringify(step);
-  if (!CREDENTIALS.test(text)) return step;
-  return JSON.parse(text.replace(CREDENTIALS, '$1:***@')) as TraceStep;
+  return redactDeep(step);
 }
 

@@ -1,0 +1,192 @@
+import fc from 'fast-check';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { RpcOutcome } from '../../src/shared/rpc';
+import type { TraceStep } from '../../src/shared/trace';
+import { formatTimeline } from '../../src/shared/describe';
+import { terminalSafe } from '../../src/cli/terminal';
+import { action, printJson, warn } from '../../src/cli/run';
+import { printReply } from '../../src/cli/commands/rpc';
+
+/** Characters a terminal must never receive raw from the network. */
+const controls = fc.constantFrom('\u001b[31m', '\u001b]0;pwned\u0007', '\u001b[2J', '\r', '\n', '\t', '\b', '\u0000', '\u007f', '\u0085', '\u009b', '\u2028', '\u2029', '\u202a', '\u202e', '\u2066', '\u2069', '\u200f');
+const hostile = fc.array(fc.oneof(controls, fc.string({ unit: 'binary', maxLength: 4 }), fc.string({ unit: 'grapheme', maxLength: 4 })), { maxLength: 12 }).map((parts) => parts.join(''));
+
+/** Code points that may not appear in printed output (the line's own \n is checked apart). */
+function unsafeCharacters(text: string): string[] {
+  return [...text].filter((character) => {
+    const code = character.codePointAt(0) ?? 0;
+    return (
+      (code < 0x20 && character !== '\n') ||
+      (code >= 0x7f && code <= 0x9f) ||
+      code === 0x2028 ||
+      code === 0x2029 ||
+      (code >= 0x202a && code <= 0x202e) ||
+      (code >= 0x2066 && code <= 0x2069)
+    );
+  });
+}
+
+/** Printable ASCII and ordinary unicode (letters, marks, symbols, emoji), nothing to escape. */
+const printable = fc
+  .string({ unit: 'grapheme', maxLength: 40 })
+  .map((text) => [...text].filter((character) => unsafeCharacters(character).length === 0 && character !== '\n' && !/[\u061c\u200e\u200f]/.test(character)).join(''));
+
+function captureWrites(stream: NodeJS.WriteStream): string[] {
+  const written: string[] = [];
+  vi.spyOn(stream, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    written.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    return true;
+  });
+  return written;
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('terminalSafe', () => {
+  it('leaves no control character, DEL, C1 code point or bidi control in any string', () => {
+    fc.assert(
+      fc.property(hostile, (text) => {
+        const safe = terminalSafe(text);
+        expect(unsafeCharacters(safe)).toEqual([]);
+        expect(safe).not.toContain('\n');
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('returns printable ASCII and ordinary unicode unchanged', () => {
+    fc.assert(
+      fc.property(printable, (text) => {
+        expect(terminalSafe(text)).toBe(text);
+      }),
+      { numRuns: 5000 },
+    );
+  });
+
+  it('shows an escape sequence as readable text', () => {
+    expect(terminalSafe('key\u001b[31m\u202e\n')).toBe('key\\x1b[31m\\u202e\\n');
+  });
+});
+
+describe('what the CLI prints from the network', () => {
+  it('writes a warning as one safe line, whatever the message holds', () => {
+    const written = captureWrites(process.stderr);
+    fc.assert(
+      fc.property(hostile, (message) => {
+        written.length = 0;
+        warn(message);
+        const line = written.join('');
+        expect(line.endsWith('\n') && line.indexOf('\n') === line.length - 1).toBe(true);
+        expect(unsafeCharacters(line)).toEqual([]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('writes the error line of a failed command as one safe line', async () => {
+    const written = captureWrites(process.stderr);
+    const exitCode = process.exitCode;
+    try {
+      await fc.assert(
+        fc.asyncProperty(hostile, async (message) => {
+          written.length = 0;
+          await action(async () => {
+            throw new Error(`broker said: ${message}`);
+          })();
+          const line = written.join('');
+          expect(line.indexOf('\n')).toBe(line.length - 1);
+          expect(unsafeCharacters(line)).toEqual([]);
+        }),
+        { numRuns: 1000 },
+      );
+    } finally {
+      process.exitCode = exitCode;
+    }
+  });
+
+  it('writes --json output with every unsafe character as a \\u escape that parses back to the same value', () => {
+    const written = captureWrites(process.stdout);
+    fc.assert(
+      fc.property(fc.jsonValue(), hostile, (value, text) => {
+        written.length = 0;
+        printJson({ value, text });
+        const output = written.join('');
+        expect(unsafeCharacters(output)).toEqual([]);
+        expect(JSON.parse(output)).toEqual(JSON.parse(JSON.stringify({ value, text })));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('writes a trace timeline made safe line by line, one line per step', () => {
+    fc.assert(
+      fc.property(hostile, hostile, hostile, (topic, routingKey, reason) => {
+        const steps: TraceStep[] = [
+          { rpcId: 'a', seq: 1, at: 1000, source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: 1, predictedRoutingKey: routingKey } },
+          { rpcId: 'a', seq: 2, at: 1001, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [routingKey], routedQueues: [], leg: 'request' } },
+          { rpcId: 'a', seq: 3, at: 1002, source: 'server', kind: 'request.rejected', detail: { worker: 'w1', reason, bytes: 1 } },
+        ];
+        const timeline = formatTimeline(steps, terminalSafe);
+        expect(timeline.split('\n')).toHaveLength(3);
+        expect(unsafeCharacters(timeline)).toEqual([]);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('the reply body `call` prints', () => {
+  const outcome = (text: string): RpcOutcome => ({
+    id: 'a',
+    replyTopic: 'reply/a',
+    arrivedOn: 'reply/a',
+    topicMismatch: false,
+    body: { kind: 'text', text },
+    durationMs: 1,
+    publishQos: { asked: 1, acknowledgedAs: 1 },
+    subscriptionQos: { asked: 1, granted: 1 },
+    warnings: [],
+  });
+
+  it('is escaped when stdout is a terminal', () => {
+    const written = captureWrites(process.stdout);
+    fc.assert(
+      fc.property(hostile, (text) => {
+        written.length = 0;
+        printReply(outcome(text), true);
+        printReply({ ...outcome(''), body: { kind: 'json', value: { text } } }, true);
+        expect(unsafeCharacters(written.join(''))).toEqual([]);
+        expect(written.join('').split('\n')).toHaveLength(3);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('is escaped by default exactly when process.stdout is a TTY', () => {
+    const written = captureWrites(process.stdout);
+    const wasTty = process.stdout.isTTY;
+    try {
+      process.stdout.isTTY = true;
+      printReply(outcome('\u001b[2J'));
+      process.stdout.isTTY = false;
+      printReply(outcome('\u001b[2J'));
+    } finally {
+      process.stdout.isTTY = wasTty;
+    }
+    expect(written).toEqual(['\\x1b[2J\n', '\u001b[2J\n']);
+  });
+
+  it('keeps its bytes when stdout is a pipe, for scripts', () => {
+    const written = captureWrites(process.stdout);
+    fc.assert(
+      fc.property(hostile, (text) => {
+        written.length = 0;
+        printReply(outcome(text), false);
+        expect(written.join('')).toBe(`${text}\n`);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
