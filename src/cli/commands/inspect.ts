@@ -78,7 +78,7 @@ export function registerInspectCommands(program: Command): void {
         if (abandoned) process.stderr.write(`${abandoned.message}\n`);
         const tasks = () => [
           { what: `stop tracing and restore firehose tracing on vhost ${options.vhost}`, run: async () => reportRelease(await tracer.stop(), options.vhost) },
-          ...(abandoned ? [{ what: 'switch off the tracing a dead BridgeScope process left on', run: async () => reportRelease(await abandoned.restore(), options.vhost) }] : []),
+          ...(abandoned ? [{ what: 'switch off the tracing a dead BridgeScope process left on', run: async () => reportRelease(await abandoned.restore(), options.vhost, { quietWhenLeftOn: true }) }] : []),
         ];
         let status: FirehoseStatus;
         try {
@@ -134,8 +134,10 @@ function reportStatus(status: FirehoseStatus, vhost: string): void {
   } else if (status.state === 'unavailable') warn(status.reason);
 }
 
-function reportRelease(release: TracingRelease, vhost: string): void {
+/** quietWhenLeftOn: a second release after the tracer's own has nothing new to say unless it switched tracing off. */
+function reportRelease(release: TracingRelease, vhost: string, { quietWhenLeftOn = false } = {}): void {
   if (release.outcome === 'failed') throw new Error(release.reason);
+  if (quietWhenLeftOn && release.outcome === 'left-on') return;
   if (release.outcome === 'switched-off') process.stderr.write(`Tracing restored: switched off on vhost ${vhost}.\n`);
   else if (release.why === 'in-use') process.stderr.write('Tracing restored: left on for another BridgeScope tracer still running.\n');
   else process.stderr.write('Tracing restored: left on, as it was found.\n');
