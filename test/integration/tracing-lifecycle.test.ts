@@ -200,6 +200,22 @@ describe('ownership', () => {
     expect(await markerPresent(vhost)).toBe(false);
   });
 
+  it('tracing left on by a dead BridgeScope process is noticed by `call --trace` too, and switched off when the call ends', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await vhost.api.setTracing(true);
+    const call = spawnGroup(process.execPath, [
+      cliPath, 'call', '--trace', '--mqtt', broker.urls.mqtt, '--amqp', vhost.amqpUrl, '--management', vhost.managementUrl,
+      '--topic', uniqueName('nobody-serves'), '--timeout', '300', '"hello"',
+    ]);
+    expect((await call.exited).code).toBe(3);
+    expect(call.lines).toContain(
+      `Firehose tracing on vhost ${vhost.name} was left on by a BridgeScope process that ended without restoring it (since 2026-11-26T01:00:00.000Z); it will be switched off when this one is done.`,
+    );
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
   it('of two tracers, the first to stop leaves tracing on for the second, and the second switches it off', async () => {
     const vhost = await freshVhost();
     const first = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
