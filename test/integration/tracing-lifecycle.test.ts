@@ -6,7 +6,7 @@ import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { ManagementApi, TRACING_MARKER_EXCHANGE } from '../../src/core/broker/management-api';
 import { managementRequest } from '../../src/core/broker/management-http';
-import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent } from '../../src/core/trace/firehose';
+import { checkAbandonedTracing, FirehoseTracer, releaseTracing, type FirehoseEvent } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
@@ -228,6 +228,33 @@ describe('ownership', () => {
     expect(await second.stop()).toEqual({ outcome: 'switched-off' });
     expect(await vhost.api.tracing()).toBe(false);
     expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('gives tracing back to a tracer that joined while the last one was switching it off', async () => {
+    const vhost = await freshVhost();
+    /** The real API, with a second tracer arriving right after tracing is switched off (the race being tested). */
+    class JoinDuringSwitchOff extends ManagementApi {
+      join: (() => Promise<void>) | undefined;
+      override async setTracing(on: boolean): Promise<void> {
+        await super.setTracing(on);
+        const join = this.join;
+        this.join = undefined;
+        if (!on && join) await join();
+      }
+    }
+    const api = new JoinDuringSwitchOff(vhost.managementUrl, vhost.name);
+    await api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'the tracer that is stopping' });
+    await api.setTracing(true);
+    api.join = async () => {
+      // What a starting tracer does first: its exclusive live queue.
+      const connection = await amqp.connect(vhost.amqpUrl);
+      cleanups.push(() => connection.close());
+      const channel = await connection.createChannel();
+      await channel.assertQueue(`bridgescope.tracer.${uniqueName('late')}`, { exclusive: true });
+    };
+    expect(await releaseTracing(api)).toEqual({ outcome: 'left-on', why: 'in-use' });
+    expect(await api.tracing()).toBe(true);
+    expect(await markerPresent(vhost)).toBe(true);
   });
 
   it('leaves on the tracing a human switched on, even when the tracer ran alone', async () => {

@@ -115,6 +115,12 @@ export async function releaseTracing(api: ManagementApi, ownQueue?: string): Pro
     const others = (await api.liveTracerQueues()).filter((queue) => queue !== ownQueue);
     if (others.length > 0) return { outcome: 'left-on', why: 'in-use' };
     if (await api.tracing()) await api.setTracing(false);
+    // A tracer that started meanwhile may have found tracing still on and joined it: give it its tracing back.
+    if ((await api.liveTracerQueues()).some((queue) => queue !== ownQueue)) {
+      await api.setTracing(true);
+      return { outcome: 'left-on', why: 'in-use' };
+    }
+    // The marker goes last: a crash before this leaves a stale marker (removed by the next check), never an unowned flag.
     await api.deleteTracingMarker();
     return { outcome: 'switched-off' };
   } catch (err) {
