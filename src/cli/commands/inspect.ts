@@ -1,13 +1,13 @@
 /** `bridgescope bindings`, `trace` and `probe`: what the broker really does, from the terminal. */
-import { once } from 'node:events';
 import type { Command } from 'commander';
 import { ManagementApi } from '../../core/broker/management-api';
 import { liveConsumerCounts, probeMqttExchange } from '../../core/broker/checks';
-import { FirehoseTracer, type FirehoseEvent } from '../../core/trace/firehose';
+import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../../core/trace/firehose';
 import { TraceStore } from '../../core/trace/trace-store';
 import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
-import { action, ExitCode, printJson, warn } from '../run';
+import { action, ExitCode, exitCodeFor, printJson, warn } from '../run';
+import { runUntilStopped, StopSignals } from '../lifecycle';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, terminalSafe } from '../terminal';
 
@@ -58,6 +58,8 @@ export function registerInspectCommands(program: Command): void {
     .option('--json', 'one JSON line per step')
     .action(
       action(async (options: { amqp?: string; management?: string; vhost: string; json?: boolean }) => {
+        // First of all, so no signal finds tracing switched on and nobody left to switch it off.
+        const signals = new StopSignals();
         const store = new TraceStore();
         const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
         const print = (event: FirehoseEvent, step: TraceStep | undefined): void => {
@@ -77,16 +79,28 @@ export function registerInspectCommands(program: Command): void {
             `${new Date().toISOString().slice(11, 23)}  ${'-'.padEnd(8)}  ${terminalSafe(`${event.type} ${event.name} key "${event.routingKeys.join(', ')}"${routed}`)}\n`,
           );
         };
-        const tracer = new FirehoseTracer({ amqpUrl: resolveUrl('amqp', options.amqp), api, store, onEvent: print });
-        const status = await tracer.start();
+        const tracer = new FirehoseTracer({ amqpUrl: resolveUrl('amqp', options.amqp), api, store, onEvent: print, owner: `bridgescope trace (pid ${process.pid})` });
+        const abandoned = await checkAbandonedTracing(api);
+        if (abandoned) process.stderr.write(`${abandoned.message}\n`);
+        const tasks = () => [
+          { what: `stop tracing and restore firehose tracing on vhost ${options.vhost}`, run: async () => reportRelease(await tracer.stop(), options.vhost) },
+          ...(abandoned ? [{ what: 'switch off the tracing a dead BridgeScope process left on', run: async () => reportRelease(await abandoned.restore(), options.vhost, { quietWhenLeftOn: true }) }] : []),
+        ];
+        let status: FirehoseStatus;
+        try {
+          status = await tracer.start();
+        } catch (err) {
+          await signals.cleanup(tasks());
+          throw err;
+        }
         if (status.state === 'unavailable') {
-          warn(status.reason);
-          return ExitCode.failure;
+          await signals.cleanup(tasks());
+          process.stderr.write(`bridgescope: ${status.reason}\n`);
+          return status.code ? exitCodeFor(status.code) : ExitCode.failure;
         }
         process.stderr.write(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.\n`);
-        await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
-        await tracer.stop();
-        process.stderr.write('Tracing restored.\n');
+        tracer.on('status', (next) => reportStatus(next, options.vhost));
+        await runUntilStopped(signals, () => process.stderr.write('Stopping: restoring firehose tracing...\n'), tasks);
         return ExitCode.ok;
       }),
     );
@@ -117,6 +131,23 @@ export function registerInspectCommands(program: Command): void {
     );
 }
 
+
+/** What the `trace` command says when the tracer's link or the vhost's tracing changes while it runs. */
+function reportStatus(status: FirehoseStatus, vhost: string): void {
+  if (status.state === 'reconnecting' && status.attempt <= 1) warn(`tracing paused: lost the broker (${status.reason}); reconnecting.`);
+  else if (status.state === 'on' && status.resumed) {
+    process.stderr.write(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.\n`);
+  } else if (status.state === 'unavailable') warn(status.reason);
+}
+
+/** quietWhenLeftOn: a second release after the tracer's own has nothing new to say unless it switched tracing off. */
+function reportRelease(release: TracingRelease, vhost: string, { quietWhenLeftOn = false } = {}): void {
+  if (release.outcome === 'failed') throw new Error(release.reason);
+  if (quietWhenLeftOn && release.outcome === 'left-on') return;
+  if (release.outcome === 'switched-off') process.stderr.write(`Tracing restored: switched off on vhost ${vhost}.\n`);
+  else if (release.why === 'in-use') process.stderr.write('Tracing restored: left on for another BridgeScope tracer still running.\n');
+  else process.stderr.write('Tracing restored: left on, as it was found.\n');
+}
 
 /** The management API's consumer counts lag by its stats interval; ask AMQP for live ones when it can be reached. */
 async function refreshConsumers(consumers: Map<string, number>, amqpFlag: string | undefined): Promise<void> {

@@ -1,6 +1,7 @@
 /** `bridgescope serve`, `call` and `map`: the RPC engine and the topic map from the terminal. */
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
 import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
 import { redactUrl } from '../../core/broker/management-http';
@@ -10,12 +11,14 @@ import { loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { parsePayloadText } from '../../core/rpc/envelope';
 import { mapTopic, type TopicRole } from '../../core/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
-import { FirehoseTracer } from '../../core/trace/firehose';
+import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
+import { amqpConnectOptions } from '../../core/links/amqp-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, parseChoice, parsePositiveInt, printJson, warn } from '../run';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
+import { StopSignals, type StopSignal } from '../lifecycle';
 
 interface ServeOptions {
   amqp?: string;
@@ -81,6 +84,20 @@ async function printTrace(store: TraceStore, rpcId: string | undefined, tracer: 
   const label = `${sources.join(', ')} steps${tracer.status.state === 'on' ? '' : '; no firehose, so no broker steps'}`;
   process.stdout.write(`\nTrace of ${terminalSafe(rpcId)} (${label}):\n${formatTimeline(steps, terminalSafe)}\n`);
   for (const warning of store.summary(rpcId).warnings) process.stdout.write(`! ${terminalSafe(warning)}\n`);
+}
+
+/** The end of `call --trace`, under the bounded cleanup (a second signal names what is left, a third forces the exit). */
+async function finishTraced(signals: StopSignals, client: RpcClient, tracer: FirehoseTracer | undefined, abandoned: AbandonedTracing | undefined): Promise<void> {
+  const giveBack = async (release: Promise<TracingRelease>): Promise<void> => {
+    const result = await release;
+    if (result.outcome === 'failed') throw new Error(result.reason);
+  };
+  const outcome = await signals.cleanup([
+    ...(tracer ? [{ what: 'restore firehose tracing', run: () => giveBack(tracer.stop()) }] : []),
+    ...(abandoned ? [{ what: 'switch off the tracing a dead BridgeScope process left on', run: () => giveBack(abandoned.restore()) }] : []),
+    { what: 'close the MQTT connection', run: () => client.close() },
+  ]);
+  if (outcome.state === 'timed-out') warn(`cleanup did not finish in time; left undone: ${outcome.leftUndone.join('; ')}.`);
 }
 
 /** The reply body on stdout: escaped on a terminal, byte for byte into a pipe (scripts need the bytes). */
@@ -163,6 +180,15 @@ export function registerRpcCommands(program: Command): void {
     .option('--json', 'print the whole outcome (reply, topics, QoS, worker, duration, warnings) as JSON')
     .action(
       action(async (payloadText: string | undefined, options: CallOptions) => {
+        // --trace changes a vhost-wide setting: from the start, a signal ends the call and restores it instead of killing the process.
+        const signals = options.trace ? new StopSignals() : undefined;
+        const interruption = new AbortController();
+        let interruptedBy: StopSignal | undefined;
+        void signals?.stopped.then((signal) => {
+          interruptedBy = signal;
+          process.stderr.write(`Interrupted (${signal}): restoring firehose tracing...\n`);
+          interruption.abort();
+        });
         const { payload, params } = parsePayload(payloadText);
         const replyField = payload?.reply_to;
         const client = new RpcClient({
@@ -171,20 +197,23 @@ export function registerRpcCommands(program: Command): void {
           protocolVersion: options.mqttVersion === 'auto' ? 'auto' : (Number(options.mqttVersion) as 4 | 5),
           topicMap: { sparkplug: Boolean(options.sparkplug) },
         });
-        await client.connect();
         const store = new TraceStore();
         let tracer: FirehoseTracer | undefined;
-        if (options.trace) {
-          store.attach(client);
-          tracer = new FirehoseTracer({
-            amqpUrl: resolveUrl('amqp', options.amqp),
-            api: new ManagementApi(resolveUrl('management', options.management)),
-            store,
-          });
-          const status = await tracer.start();
-          if (status.state === 'unavailable') warn(status.reason);
-        }
+        let abandoned: AbandonedTracing | undefined;
         try {
+          await client.connect();
+          if (options.trace) {
+            store.attach(client);
+            const amqpUrl = resolveUrl('amqp', options.amqp);
+            // Tracing is per vhost: the one the tracer consumes in, named by the AMQP URL.
+            const api = new ManagementApi(resolveUrl('management', options.management), amqpConnectOptions(amqpUrl, 0).vhost);
+            abandoned = await checkAbandonedTracing(api).catch(() => undefined);
+            if (abandoned) process.stderr.write(`${abandoned.message}\n`);
+            tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})` });
+            const status = await tracer.start();
+            if (status.state === 'unavailable') warn(status.reason);
+            if (status.state === 'on' && status.turnedOnByUs) process.stderr.write(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.\n`);
+          }
           const outcome = await client.call({
             topic: options.topic,
             qos: Number(options.qos) as QoS,
@@ -193,8 +222,9 @@ export function registerRpcCommands(program: Command): void {
             ...(payload ? { payload } : {}),
             replyTopic: options.replyTopic ?? (typeof replyField === 'string' ? replyField : undefined),
             timeoutMs: options.timeout,
+            signal: interruption.signal,
           }).catch(async (err: unknown) => {
-            if (tracer) await printTrace(store, store.rpcIds().at(-1), tracer, options.json);
+            if (tracer && !interruptedBy) await printTrace(store, store.rpcIds().at(-1), tracer, options.json);
             throw err;
           });
           for (const message of outcome.warnings) warn(message);
@@ -207,10 +237,13 @@ export function registerRpcCommands(program: Command): void {
             }
           } else if (options.json) printJson(outcome);
           else printReply(outcome);
+        } catch (err) {
+          if (!interruptedBy) throw err;
         } finally {
-          await tracer?.stop();
-          await client.close();
+          if (signals) await finishTraced(signals, client, tracer, abandoned);
+          else await client.close();
         }
+        return interruptedBy ? 128 + (osConstants.signals[interruptedBy] ?? 0) : undefined;
       }),
     );
 

@@ -48,6 +48,24 @@ const connectionSchema = z.object({
 
 const exchangeSchema = z.object({ name: z.string(), type: z.string(), durable: z.boolean().optional() });
 
+/** The durable exchange whose presence says "BridgeScope switched tracing on here"; its arguments say who and since when. */
+export const TRACING_MARKER_EXCHANGE = 'bridgescope.tracing-owner';
+/** Every live BridgeScope tracer holds an exclusive queue with this prefix: it vanishes with the tracer's connection. */
+export const LIVE_TRACER_QUEUE_PREFIX = 'bridgescope.tracer.';
+
+export interface TracingMarker {
+  /** ISO time tracing was switched on */
+  since: string;
+  /** which process switched it on, e.g. "bridgescope trace (pid 42 on host)" */
+  by: string;
+}
+
+const markerSchema = z.object({
+  arguments: z.object({ 'x-bridgescope-since': z.string().optional(), 'x-bridgescope-by': z.string().optional() }).passthrough().optional(),
+});
+
+const pagedQueuesSchema = z.object({ items: z.array(z.object({ name: z.string(), exclusive: z.boolean().optional() })) });
+
 export class ManagementApi {
   private readonly vhostPath: string;
 
@@ -147,5 +165,47 @@ export class ManagementApi {
 
   async setTracing(on: boolean): Promise<void> {
     await managementRequest(this.url, `/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
+  }
+
+  /** BridgeScope's ownership marker for this vhost's tracing; undefined when tracing was not switched on by BridgeScope. */
+  async tracingMarker(): Promise<TracingMarker | undefined> {
+    let raw: unknown;
+    try {
+      raw = await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(TRACING_MARKER_EXCHANGE)}`);
+    } catch (err) {
+      if (err instanceof BridgeError && err.code === 'not-found') return undefined;
+      throw err;
+    }
+    const parsed = markerSchema.safeParse(raw);
+    const args = parsed.success ? parsed.data.arguments : undefined;
+    return { since: args?.['x-bridgescope-since'] ?? 'an unknown time', by: args?.['x-bridgescope-by'] ?? 'an unknown BridgeScope process' };
+  }
+
+  /** Leaves the marker (idempotent: an existing marker keeps its first owner and time). */
+  async setTracingMarker(marker: TracingMarker): Promise<void> {
+    // internal: nobody can publish to it; durable: it must outlive the process and a broker restart.
+    await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(TRACING_MARKER_EXCHANGE)}`, {
+      method: 'PUT',
+      body: { type: 'fanout', durable: true, auto_delete: false, internal: true, arguments: { 'x-bridgescope-since': marker.since, 'x-bridgescope-by': marker.by } },
+    });
+  }
+
+  async deleteTracingMarker(): Promise<void> {
+    try {
+      await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(TRACING_MARKER_EXCHANGE)}`, { method: 'DELETE' });
+    } catch (err) {
+      if (!(err instanceof BridgeError && err.code === 'not-found')) throw err;
+    }
+  }
+
+  /** Names of the exclusive `bridgescope.tracer.*` queues: one per live BridgeScope tracer on this vhost. */
+  async liveTracerQueues(): Promise<string[]> {
+    const pattern = encodeURIComponent(`^${LIVE_TRACER_QUEUE_PREFIX.replaceAll('.', '\\.')}`);
+    // The name filter only applies to paged requests; 500 tracers at once is far beyond any real use.
+    const raw = pagedQueuesSchema.parse(
+      await this.get(`/api/queues/${this.vhostPath}?page=1&page_size=500&use_regex=true&name=${pattern}&columns=name,exclusive`),
+    );
+    // Only exclusive queues prove a live connection; a plain queue with the same prefix proves nothing.
+    return raw.items.filter((queue) => queue.exclusive === true && queue.name.startsWith(LIVE_TRACER_QUEUE_PREFIX)).map((queue) => queue.name);
   }
 }

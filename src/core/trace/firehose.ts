@@ -1,10 +1,14 @@
-/** The broker's own record of routing: RabbitMQ's firehose (amq.rabbitmq.trace), turned on and off politely. */
+/** The broker's own record of routing: RabbitMQ's firehose (amq.rabbitmq.trace), turned on and off politely, and always given back. */
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { defaultEnvelopeFields, type EnvelopeFields } from '../../shared/rpc';
+import type { ErrorCode } from '../../shared/errors';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
-import { BridgeError } from '../errors';
+import { toErrorShape } from '../errors';
 import { amqpConnectOptions, explainAmqpError } from '../links/amqp-link';
-import type { ManagementApi } from '../broker/management-api';
+import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { readBody } from '../rpc/envelope';
 import { topicToRoutingKey } from '../topic-map';
 import type { TraceStore } from './trace-store';
@@ -13,8 +17,10 @@ export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 
 export type FirehoseStatus =
   | { state: 'off' }
-  | { state: 'on'; since: number; turnedOnByUs: boolean }
-  | { state: 'unavailable'; reason: string };
+  /** resumed: switched on again after the link to the broker came back (a node restart resets the vhost's flag) */
+  | { state: 'on'; since: number; turnedOnByUs: boolean; resumed?: boolean }
+  | { state: 'reconnecting'; since: number; attempt: number; reason: string }
+  | { state: 'unavailable'; reason: string; code?: ErrorCode };
 
 export interface FirehoseEvent {
   type: 'publish' | 'deliver';
@@ -92,6 +98,65 @@ function predictedKey(store: TraceStore, rpcId: string, leg: 'request' | 'reply'
   return undefined;
 }
 
+/** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */
+export type TracingRelease =
+  | { outcome: 'switched-off' }
+  | { outcome: 'left-on'; why: 'not-ours' | 'in-use' }
+  | { outcome: 'failed'; reason: string };
+
+/**
+ * The one rule for handing tracing back, used by every BridgeScope process when it is done: switch tracing off only
+ * when BridgeScope switched it on (the marker is there) and no other live BridgeScope tracer remains; then remove the
+ * marker. Tracing a human switched on (no marker) is never touched. Never throws.
+ */
+export async function releaseTracing(api: ManagementApi, ownQueue?: string): Promise<TracingRelease> {
+  try {
+    if (!(await api.tracingMarker())) return { outcome: 'left-on', why: 'not-ours' };
+    const others = (await api.liveTracerQueues()).filter((queue) => queue !== ownQueue);
+    if (others.length > 0) return { outcome: 'left-on', why: 'in-use' };
+    if (await api.tracing()) await api.setTracing(false);
+    // A tracer that started meanwhile may have found tracing still on and joined it: give it its tracing back.
+    if ((await api.liveTracerQueues()).some((queue) => queue !== ownQueue)) {
+      await api.setTracing(true);
+      return { outcome: 'left-on', why: 'in-use' };
+    }
+    // The marker goes last: a crash before this leaves a stale marker (removed by the next check), never an unowned flag.
+    await api.deleteTracingMarker();
+    return { outcome: 'switched-off' };
+  } catch (err) {
+    return { outcome: 'failed', reason: `Could not switch firehose tracing off on vhost ${api.vhost} (${toErrorShape(err).message}); it may still be on.` };
+  }
+}
+
+export interface AbandonedTracing {
+  /** one sentence for the user */
+  message: string;
+  since: string;
+  /** call when this process is done: switches tracing off unless another live BridgeScope tracer uses it by then */
+  restore: () => Promise<TracingRelease>;
+}
+
+/**
+ * Call on connect (CLI or app, tracing or not): tracing on + BridgeScope's marker + no live BridgeScope tracer means a
+ * BridgeScope process died without restoring it. Returns the sentence to show and the restore to run when done, or
+ * undefined. A stale marker (tracing already off, e.g. after a node restart) is removed quietly. Throws the management
+ * API's error (e.g. 'auth') so a caller can tell the user.
+ */
+export async function checkAbandonedTracing(api: ManagementApi): Promise<AbandonedTracing | undefined> {
+  const marker = await api.tracingMarker();
+  if (!marker) return undefined;
+  if ((await api.liveTracerQueues()).length > 0) return undefined;
+  if (!(await api.tracing())) {
+    await api.deleteTracingMarker().catch(() => undefined);
+    return undefined;
+  }
+  return {
+    since: marker.since,
+    message: `Firehose tracing on vhost ${api.vhost} was left on by a BridgeScope process that ended without restoring it (since ${marker.since}); it will be switched off when this one is done.`,
+    restore: () => releaseTracing(api),
+  };
+}
+
 export interface FirehoseTracerOptions {
   amqpUrl: string;
   api: ManagementApi;
@@ -99,66 +164,204 @@ export interface FirehoseTracerOptions {
   fields?: EnvelopeFields;
   /** every parsed broker event, with the step it became when it joined a known RPC (the `trace` CLI prints them all) */
   onEvent?: (event: FirehoseEvent, step: TraceStep | undefined) => void;
+  /** who is tracing, left in the marker for whoever finds tracing on later (default: "BridgeScope pid N on HOST") */
+  owner?: string;
+  /** longest wait between reconnection attempts (default 5 s) */
+  maxReconnectDelayMs?: number;
 }
 
-/** Turns tracing on for the vhost (remembering what was there), consumes the trace exchange, and restores on stop. */
-export class FirehoseTracer {
-  private connection: ChannelModel | undefined;
-  private wasOn: boolean | undefined;
-  status: FirehoseStatus = { state: 'off' };
+interface FirehoseTracerEvents {
+  status: [FirehoseStatus];
+}
 
-  constructor(private readonly options: FirehoseTracerOptions) {}
+type Unavailable = Extract<FirehoseStatus, { state: 'unavailable' }>;
 
-  async start(): Promise<FirehoseStatus> {
+function unavailableBecause(err: unknown, what: string): Unavailable {
+  const shape = toErrorShape(err);
+  return { state: 'unavailable', code: shape.code, reason: `${what} (${shape.message}); showing client and server steps only.` };
+}
+
+/** Tells a failure of the management API (tracing not permitted, say) from one of the AMQP link. */
+class ManagementFailure extends Error {
+  constructor(readonly original: unknown) {
+    super(toErrorShape(original).message);
+  }
+}
+
+/**
+ * Consumes the trace exchange through an exclusive `bridgescope.tracer.<uuid>` queue (which also tells other
+ * BridgeScope processes it is alive), switches tracing on for the vhost when it is off (leaving the ownership marker
+ * first), reconnects after a lost link or a node restart and switches tracing on again, and gives tracing back on stop
+ * by the rule of `releaseTracing`. Reports every change as a 'status' event.
+ */
+export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
+  private connection: amqp.RecoveringChannelModel | undefined;
+  private queue: string | undefined;
+  private current: FirehoseStatus = { state: 'off' };
+  private starting: Promise<unknown> | undefined;
+  private stopping: Promise<TracingRelease> | undefined;
+  private connectedOnce = false;
+  /** set once the management API answered: only then can (and must) tracing be given back */
+  private touched = false;
+  private lastTurnedOn = false;
+  private lostBecause: string | undefined;
+
+  constructor(private readonly options: FirehoseTracerOptions) {
+    super();
+  }
+
+  get status(): FirehoseStatus {
+    return this.current;
+  }
+
+  private setStatus(status: FirehoseStatus): FirehoseStatus {
+    this.current = status;
+    this.emit('status', status);
+    return status;
+  }
+
+  /**
+   * Resolves 'on', or 'unavailable' when the management API refuses (no permission to trace: the caller can go on
+   * without broker steps); rejects with one sentence when the AMQP link cannot be opened. Either way nothing is left changed.
+   */
+  start(): Promise<FirehoseStatus> {
+    const run = this.run();
+    this.starting = run.catch(() => undefined);
+    return run;
+  }
+
+  private async run(): Promise<FirehoseStatus> {
     const { api } = this.options;
     try {
-      this.wasOn = await api.tracing();
-      if (!this.wasOn) await api.setTracing(true);
+      // A read first: a refused password or a missing vhost fails here, before anything is changed.
+      await api.tracing();
     } catch (err) {
-      this.wasOn = undefined;
-      const reason = err instanceof BridgeError ? err.message : (err as Error).message;
-      this.status = { state: 'unavailable', reason: `Cannot turn on firehose tracing (${reason}); showing client and server steps only.` };
-      return this.status;
+      return this.setStatus(unavailableBecause(err, 'Cannot read the firehose setting'));
     }
+    this.touched = true;
+    if (this.stopping) return this.current;
+    const connection = await amqp.connect(amqpConnectOptions(this.options.amqpUrl, 10), {
+      noDelay: true,
+      timeout: 5000,
+      clientProperties: { connection_name: 'bridgescope-tracer' },
+      recovery: {
+        initialMaxRetries: 0,
+        initialDelay: 200,
+        maxDelay: this.options.maxReconnectDelayMs ?? 5000,
+        jitter: 0.3,
+        waitForConnect: false,
+        setup: (model: ChannelModel) => this.setup(model),
+      },
+    });
+    this.connection = connection;
+    // Connection-level errors are followed by 'disconnect'; the listener keeps them from crashing the process.
+    connection.on('error', () => undefined);
+    connection.on('disconnect', (err: Error) => {
+      if (!this.stopping) this.setStatus({ state: 'reconnecting', since: Date.now(), attempt: 0, reason: this.lostBecause ?? err.message });
+      this.lostBecause = undefined;
+    });
+    connection.on('reconnect-scheduled', (info: { attempt: number; error: Error }) => {
+      if (this.connectedOnce && !this.stopping) {
+        this.setStatus({ state: 'reconnecting', since: Date.now(), attempt: info.attempt, reason: info.error.message });
+      }
+    });
+    connection.on('connect', () => {
+      if (this.stopping) return;
+      const resumed = this.connectedOnce;
+      this.connectedOnce = true;
+      this.setStatus({ state: 'on', since: Date.now(), turnedOnByUs: this.lastTurnedOn, ...(resumed ? { resumed: true } : {}) });
+    });
+    connection.on('reconnect-failed', (err: Error) => {
+      if (this.connectedOnce && !this.stopping) this.setStatus(unavailableBecause(err, 'Tracing stopped: lost the broker'));
+    });
     try {
-      this.connection = await amqp.connect(amqpConnectOptions(this.options.amqpUrl, 10), {
-        noDelay: true,
-        timeout: 5000,
-        clientProperties: { connection_name: 'bridgescope-tracer' },
-      });
-      this.connection.on('error', () => undefined);
-      const channel = await this.connection.createChannel();
-      channel.on('error', () => undefined);
-      // Bounded at the broker too: a burst while we are slow never grows without limit.
-      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, arguments: { 'x-max-length': 100_000 } });
-      await channel.bindQueue(queue, TRACE_EXCHANGE, '#');
-      await channel.consume(queue, (message) => {
-        if (!message) return;
-        const event = parseFirehoseMessage(message);
-        if (!event) return;
-        const draft = firehoseStep(event, this.options.store, this.options.fields);
-        const step = draft ? this.options.store.add(draft) : undefined;
-        this.options.onEvent?.(event, step);
-      }, { noAck: true });
+      await connection.waitForConnect();
     } catch (err) {
-      await this.restore();
+      this.connection = undefined;
+      await connection.close().catch(() => undefined);
+      const release = await releaseTracing(api, this.queue);
+      if (err instanceof ManagementFailure) {
+        const status = unavailableBecause(err.original, 'Cannot turn on firehose tracing');
+        return this.setStatus(release.outcome === 'failed' ? { ...status, reason: `${status.reason} ${release.reason}` } : status);
+      }
+      if (this.stopping) return this.current;
       throw explainAmqpError(err, this.options.amqpUrl);
     }
-    this.status = { state: 'on', since: Date.now(), turnedOnByUs: this.wasOn === false };
-    return this.status;
+    return this.current;
   }
 
-  private async restore(): Promise<void> {
-    if (this.wasOn === false) await this.options.api.setTracing(false).catch(() => undefined);
-    this.wasOn = undefined;
+  /** Runs on every (re)connection: the live queue first (so nobody takes us for dead), then tracing on. */
+  private async setup(model: ChannelModel): Promise<void> {
+    model.on('error', () => undefined);
+    const channel = await model.createChannel();
+    channel.on('error', () => undefined);
+    // A fresh name per connection: the broker may still hold the previous connection's exclusive queue for a moment.
+    const queue = `${LIVE_TRACER_QUEUE_PREFIX}${randomUUID()}`;
+    // Bounded at the broker too: a burst while we are slow never grows without limit.
+    await channel.assertQueue(queue, { exclusive: true, autoDelete: true, arguments: { 'x-max-length': 100_000 } });
+    this.queue = queue;
+    await channel.bindQueue(queue, TRACE_EXCHANGE, '#');
+    await channel.consume(
+      queue,
+      (message) => {
+        // null: the broker cancelled our consumer (the queue was deleted); a new connection starts over, and says so.
+        if (message === null) {
+          this.lostBecause = 'the broker cancelled the trace consumer (its queue was deleted)';
+          void model.close().catch(() => undefined);
+        }
+        else this.onMessage(message);
+      },
+      { noAck: true },
+    );
+    if (this.stopping) throw new Error('stopping');
+    try {
+      this.lastTurnedOn = await this.switchOn();
+    } catch (err) {
+      throw new ManagementFailure(err);
+    }
   }
 
-  /** Stops consuming and puts the vhost's tracing back the way it was found. */
-  async stop(): Promise<void> {
+  /** Switches tracing on when it is off, marker first: a crash in between leaves a stale marker, never an unowned flag. */
+  private async switchOn(): Promise<boolean> {
+    const { api } = this.options;
+    if (await api.tracing()) return false;
+    const marker: TracingMarker = { since: new Date().toISOString(), by: this.options.owner ?? `BridgeScope pid ${process.pid} on ${hostname()}` };
+    await api.setTracingMarker(marker);
+    await api.setTracing(true);
+    return true;
+  }
+
+  /** Nothing a broker sends may crash the process: a body or a listener that throws costs that one event. */
+  private onMessage(message: ConsumeMessage): void {
+    try {
+      const event = parseFirehoseMessage(message);
+      if (!event) return;
+      const draft = firehoseStep(event, this.options.store, this.options.fields);
+      const step = draft ? this.options.store.add(draft) : undefined;
+      this.options.onEvent?.(event, step);
+    } catch {
+      // One unreadable event is dropped; the stream goes on.
+    }
+  }
+
+  /** Stops consuming and gives tracing back (see `releaseTracing`); safe to call during start and more than once. Never throws. */
+  stop(): Promise<TracingRelease> {
+    this.stopping ??= this.finish();
+    return this.stopping;
+  }
+
+  private async finish(): Promise<TracingRelease> {
     const connection = this.connection;
     this.connection = undefined;
+    // Closing first removes our own live queue, so two tracers stopping at once both see "no other tracer".
     if (connection) await connection.close().catch(() => undefined);
-    await this.restore();
-    this.status = { state: 'off' };
+    await this.starting;
+    // A start that was still connecting when stop was called has set its connection by now.
+    const late = this.connection as amqp.RecoveringChannelModel | undefined;
+    this.connection = undefined;
+    if (late) await late.close().catch(() => undefined);
+    const release: TracingRelease = this.touched ? await releaseTracing(this.options.api, this.queue) : { outcome: 'left-on', why: 'not-ours' };
+    this.setStatus({ state: 'off' });
+    return release;
   }
 }

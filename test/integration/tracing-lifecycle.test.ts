@@ -1,0 +1,397 @@
+/** Firehose tracing is a vhost-wide setting: every way a BridgeScope process can end must give it back. */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import amqp from 'amqplib';
+import fc from 'fast-check';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { ManagementApi, TRACING_MARKER_EXCHANGE } from '../../src/core/broker/management-api';
+import { managementRequest } from '../../src/core/broker/management-http';
+import { checkAbandonedTracing, FirehoseTracer, releaseTracing, type FirehoseEvent } from '../../src/core/trace/firehose';
+import { TraceStore } from '../../src/core/trace/trace-store';
+import { cliPath } from '../support/cli';
+import { uniqueName } from '../support/names';
+
+const broker = inject('broker');
+const cleanups: Array<() => Promise<unknown>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+interface TestVhost {
+  name: string;
+  api: ManagementApi;
+  amqpUrl: string;
+  managementUrl: string;
+}
+
+/** Each test gets a vhost of its own: tracing is per vhost, and other test files trace "/" at the same time. */
+async function freshVhost(): Promise<TestVhost> {
+  const name = uniqueName('tracing');
+  const path = encodeURIComponent(name);
+  await managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'PUT', body: {} });
+  await managementRequest(broker.urls.management, `/api/permissions/${path}/guest`, { method: 'PUT', body: { configure: '.*', write: '.*', read: '.*' } });
+  cleanups.push(() => managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'DELETE' }));
+  return { name, api: new ManagementApi(broker.urls.management, name), amqpUrl: `${broker.urls.amqp}/${path}`, managementUrl: broker.urls.management };
+}
+
+async function markerPresent(vhost: TestVhost): Promise<boolean> {
+  return (await vhost.api.tracingMarker()) !== undefined;
+}
+
+interface Spawned {
+  pid: number;
+  lines: string[];
+  waitForLine(pattern: RegExp): Promise<string>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts a command as the leader of its own process group (as a shell does), so a test can signal the whole group. */
+function spawnGroup(command: string, args: string[]): Spawned {
+  const child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
+  const onLine = (line: string): void => {
+    lines.push(line);
+    for (const waiter of [...waiters]) {
+      if (!waiter.pattern.test(line)) continue;
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve(line);
+    }
+  };
+  createInterface({ input: child.stdout }).on('line', onLine);
+  createInterface({ input: child.stderr }).on('line', onLine);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      process.kill(-(child.pid as number), 'SIGKILL');
+      await exited;
+    }
+  });
+  return {
+    pid: child.pid as number,
+    lines,
+    exited,
+    waitForLine(pattern) {
+      const seen = lines.find((line) => pattern.test(line));
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        waiters.push({ pattern, resolve });
+        void exited.then(({ code }) => reject(new Error(`exited (${code}) before printing ${pattern}: ${lines.join(' | ')}`)));
+      });
+    },
+  };
+}
+
+function traceArgs(vhost: TestVhost): string[] {
+  return [cliPath, 'trace', '--amqp', vhost.amqpUrl, '--management', vhost.managementUrl, '--vhost', vhost.name];
+}
+
+function startTrace(vhost: TestVhost): Spawned {
+  return spawnGroup(process.execPath, traceArgs(vhost));
+}
+
+/** Awaits each answer of the management API in turn until `done` holds (the broker removes a dead connection's queues on its own schedule). */
+async function until(done: () => Promise<boolean>): Promise<void> {
+  while (!(await done())) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe('signals', () => {
+  it.each(['SIGTERM', 'SIGINT'] as const)('`trace` sent %s twice quickly to its process group switches tracing back off', async (signal) => {
+    const vhost = await freshVhost();
+    const trace = startTrace(vhost);
+    await trace.waitForLine(/Tracing vhost .* \(turned on/);
+    expect(await vhost.api.tracing()).toBe(true);
+    process.kill(-trace.pid, signal);
+    process.kill(-trace.pid, signal);
+    expect((await trace.exited).code).toBe(0);
+    expect(trace.lines).toContain(`Tracing restored: switched off on vhost ${vhost.name}.`);
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('`trace` signalled again after its cleanup began still switches tracing back off', async () => {
+    const vhost = await freshVhost();
+    const trace = startTrace(vhost);
+    await trace.waitForLine(/Tracing vhost .* \(turned on/);
+    process.kill(-trace.pid, 'SIGTERM');
+    await trace.waitForLine(/^Stopping/);
+    process.kill(-trace.pid, 'SIGTERM');
+    expect((await trace.exited).code).toBe(0);
+    expect(await vhost.api.tracing()).toBe(false);
+  });
+
+  it('`trace` under `timeout -s TERM 3` (which signals the child and then its process group) switches tracing back off', async () => {
+    const vhost = await freshVhost();
+    const run = spawnGroup('timeout', ['-s', 'TERM', '3', ...traceArgs(vhost)]);
+    await run.waitForLine(/Tracing vhost .* \(turned on/);
+    expect(await vhost.api.tracing()).toBe(true);
+    expect((await run.exited).code).toBe(124);
+    expect(run.lines).toContain(`Tracing restored: switched off on vhost ${vhost.name}.`);
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('`call --trace` interrupted mid-call by SIGTERM to its process group switches tracing back off and exits 143', async () => {
+    const vhost = await freshVhost();
+    const call = spawnGroup(process.execPath, [
+      cliPath, 'call', '--trace', '--mqtt', broker.urls.mqtt, '--amqp', vhost.amqpUrl, '--management', vhost.managementUrl,
+      '--topic', uniqueName('nobody-serves'), '--timeout', '120000', '"hello"',
+    ]);
+    await call.waitForLine(/Firehose tracing switched on for vhost/);
+    expect(await vhost.api.tracing()).toBe(true);
+    process.kill(-call.pid, 'SIGTERM');
+    process.kill(-call.pid, 'SIGTERM');
+    expect((await call.exited).code).toBe(143);
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+});
+
+describe('refused credentials', () => {
+  it('`call --trace` with a refused AMQP password says so, exits 4 and leaves tracing off', async () => {
+    const vhost = await freshVhost();
+    const call = spawnGroup(process.execPath, [
+      cliPath, 'call', '--trace', '--mqtt', broker.urls.mqtt, '--amqp', vhost.amqpUrl.replace('guest:guest', 'guest:wrong'),
+      '--management', vhost.managementUrl, '--topic', uniqueName('nobody-serves'), '--timeout', '60000', '"hello"',
+    ]);
+    expect((await call.exited).code).toBe(4);
+    expect(call.lines.join('\n')).toMatch(/^bridgescope: The broker at amqp:\/\/guest:\*\*\*@.* refused the AMQP credentials\.$/m);
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('`trace` with a refused management password says so, exits 4 and changes nothing', async () => {
+    const vhost = await freshVhost();
+    const trace = spawnGroup(process.execPath, [
+      cliPath, 'trace', '--amqp', vhost.amqpUrl, '--management', vhost.managementUrl.replace('guest:guest', 'guest:wrong'), '--vhost', vhost.name,
+    ]);
+    expect((await trace.exited).code).toBe(4);
+    expect(trace.lines).toEqual([expect.stringMatching(/^bridgescope: The management API at .* refused the credentials \(401\)\.$/)]);
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+    expect(await vhost.api.liveTracerQueues()).toEqual([]);
+  });
+});
+
+describe('ownership', () => {
+  it('tracing left on by a SIGKILLed `trace` is noticed by the next `trace`, said in one sentence, and switched off when it ends', async () => {
+    const vhost = await freshVhost();
+    const first = startTrace(vhost);
+    await first.waitForLine(/Tracing vhost .* \(turned on/);
+    process.kill(-first.pid, 'SIGKILL');
+    await first.exited;
+    await until(async () => (await vhost.api.liveTracerQueues()).length === 0);
+    expect(await vhost.api.tracing()).toBe(true);
+
+    const next = startTrace(vhost);
+    const sentence = await next.waitForLine(/left on by a BridgeScope process/);
+    expect(sentence).toMatch(
+      new RegExp(`^Firehose tracing on vhost ${vhost.name} was left on by a BridgeScope process that ended without restoring it \\(since \\d{4}-\\d\\d-\\d\\dT[^)]*\\); it will be switched off when this one is done\\.$`),
+    );
+    await next.waitForLine(/Tracing vhost .* \(it was already on\)/);
+    process.kill(-next.pid, 'SIGINT');
+    expect((await next.exited).code).toBe(0);
+    expect(next.lines.filter((line) => line.startsWith('Tracing restored'))).toEqual([`Tracing restored: switched off on vhost ${vhost.name}.`]);
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('tracing left on by a dead BridgeScope process is noticed by `call --trace` too, and switched off when the call ends', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await vhost.api.setTracing(true);
+    const call = spawnGroup(process.execPath, [
+      cliPath, 'call', '--trace', '--mqtt', broker.urls.mqtt, '--amqp', vhost.amqpUrl, '--management', vhost.managementUrl,
+      '--topic', uniqueName('nobody-serves'), '--timeout', '300', '"hello"',
+    ]);
+    expect((await call.exited).code).toBe(3);
+    expect(call.lines).toContain(
+      `Firehose tracing on vhost ${vhost.name} was left on by a BridgeScope process that ended without restoring it (since 2026-11-26T01:00:00.000Z); it will be switched off when this one is done.`,
+    );
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('of two tracers, the first to stop leaves tracing on for the second, and the second switches it off', async () => {
+    const vhost = await freshVhost();
+    const first = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
+    const second = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
+    cleanups.push(() => first.stop(), () => second.stop());
+    expect(await first.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    expect(await second.start()).toMatchObject({ state: 'on', turnedOnByUs: false });
+    expect(await first.stop()).toEqual({ outcome: 'left-on', why: 'in-use' });
+    expect(await vhost.api.tracing()).toBe(true);
+    expect(await second.stop()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('gives tracing back to a tracer that joined while the last one was switching it off', async () => {
+    const vhost = await freshVhost();
+    /** The real API, with a second tracer arriving right after tracing is switched off (the race being tested). */
+    class JoinDuringSwitchOff extends ManagementApi {
+      join: (() => Promise<void>) | undefined;
+      override async setTracing(on: boolean): Promise<void> {
+        await super.setTracing(on);
+        const join = this.join;
+        this.join = undefined;
+        if (!on && join) await join();
+      }
+    }
+    const api = new JoinDuringSwitchOff(vhost.managementUrl, vhost.name);
+    await api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'the tracer that is stopping' });
+    await api.setTracing(true);
+    api.join = async () => {
+      // What a starting tracer does first: its exclusive live queue.
+      const connection = await amqp.connect(vhost.amqpUrl);
+      cleanups.push(() => connection.close());
+      const channel = await connection.createChannel();
+      await channel.assertQueue(`bridgescope.tracer.${uniqueName('late')}`, { exclusive: true });
+    };
+    expect(await releaseTracing(api)).toEqual({ outcome: 'left-on', why: 'in-use' });
+    expect(await api.tracing()).toBe(true);
+    expect(await markerPresent(vhost)).toBe(true);
+  });
+
+  it('leaves on the tracing a human switched on, even when the tracer ran alone', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracing(true);
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
+    cleanups.push(() => tracer.stop());
+    expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: false });
+    expect(await checkAbandonedTracing(vhost.api)).toBeUndefined();
+    expect(await tracer.stop()).toEqual({ outcome: 'left-on', why: 'not-ours' });
+    expect(await vhost.api.tracing()).toBe(true);
+  });
+
+  it('lets an app that only connects (no tracer) notice abandoned tracing and switch it off when done', async () => {
+    const vhost = await freshVhost();
+    // What a BridgeScope process that died while tracing leaves behind: its marker and the flag on, no live tracer queue.
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await vhost.api.setTracing(true);
+    const abandoned = await checkAbandonedTracing(vhost.api);
+    expect(abandoned?.message).toBe(
+      `Firehose tracing on vhost ${vhost.name} was left on by a BridgeScope process that ended without restoring it (since 2026-11-26T01:00:00.000Z); it will be switched off when this one is done.`,
+    );
+    expect(await vhost.api.tracing()).toBe(true);
+    expect(await abandoned?.restore()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('removes quietly a marker whose tracing is already off (a node restart resets the flag)', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    expect(await checkAbandonedTracing(vhost.api)).toBeUndefined();
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+});
+
+describe('garbage', () => {
+  it('keeps consuming, without a crash, after 1,000 generated bodies that are not what an RPC carries', async () => {
+    const vhost = await freshVhost();
+    const run = uniqueName('garbage');
+    let seen = 0;
+    let allSeen: () => void = () => undefined;
+    const complete = new Promise<void>((resolve) => (allSeen = resolve));
+    const bodies = [
+      Buffer.alloc(0),
+      Buffer.from([0xff, 0xfe, 0x00, 0xc3]),
+      Buffer.from('{"id":'),
+      Buffer.from('null'),
+      Buffer.from('[{"id":1,"reply_to":2}]'),
+      Buffer.from('{"id":{"nested":true},"reply_to":"reply/#/+"}'),
+      Buffer.from(`{"id":"__proto__","reply_to":"${'x/'.repeat(200)}"}`),
+      Buffer.from(`${'['.repeat(100_000)}${']'.repeat(100_000)}`),
+      ...fc.sample(fc.uint8Array({ maxLength: 300 }), { numRuns: 496, seed: 10 }).map((bytes) => Buffer.from(bytes)),
+      ...fc.sample(fc.json(), { numRuns: 500, seed: 11 }).map((text) => Buffer.from(text)),
+    ];
+    expect(bodies.length).toBe(1004);
+    const onEvent = (event: FirehoseEvent): void => {
+      if (event.type !== 'publish' || event.routingKeys[0] !== run) return;
+      seen += 1;
+      if (seen === bodies.length) allSeen();
+    };
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), onEvent });
+    cleanups.push(() => tracer.stop());
+    expect((await tracer.start()).state).toBe('on');
+
+    const connection = await amqp.connect(vhost.amqpUrl);
+    cleanups.push(() => connection.close());
+    const channel = await connection.createConfirmChannel();
+    for (const body of bodies) channel.publish('amq.direct', run, body, { headers: { 'x-garbage': body.subarray(0, 8) } });
+    await channel.waitForConfirms();
+    await complete;
+    expect(tracer.status.state).toBe('on');
+    expect(await tracer.stop()).toEqual({ outcome: 'switched-off' });
+  });
+});
+
+describe('a broken stream', () => {
+  it('costs one event when a listener throws on it, and the stream goes on', async () => {
+    const vhost = await freshVhost();
+    const run = uniqueName('throwing');
+    let seen = 0;
+    let bothSeen: () => void = () => undefined;
+    const complete = new Promise<void>((resolve) => (bothSeen = resolve));
+    const onEvent = (event: FirehoseEvent): void => {
+      if (event.type !== 'publish' || event.routingKeys[0] !== run) return;
+      seen += 1;
+      if (seen === 2) bothSeen();
+      throw new Error('a listener that fails on what it was given');
+    };
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), onEvent });
+    cleanups.push(() => tracer.stop());
+    await tracer.start();
+    const connection = await amqp.connect(vhost.amqpUrl);
+    cleanups.push(() => connection.close());
+    const channel = await connection.createConfirmChannel();
+    channel.publish('amq.direct', run, Buffer.from('first'));
+    channel.publish('amq.direct', run, Buffer.from('second'));
+    await channel.waitForConfirms();
+    await complete;
+    expect(tracer.status.state).toBe('on');
+  });
+
+  it('reports reconnecting, then on again, when an operator force-closes its connection', async () => {
+    const vhost = await freshVhost();
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
+    cleanups.push(() => tracer.stop());
+    await tracer.start();
+    const states: string[] = [];
+    const resumed = new Promise<void>((resolve) =>
+      tracer.on('status', (status) => {
+        states.push(status.state);
+        if (status.state === 'on') resolve();
+      }),
+    );
+    let connection: string | undefined;
+    await until(async () => {
+      const all = await managementRequest<Array<{ name: string; vhost: string }>>(vhost.managementUrl, '/api/connections?columns=name,vhost');
+      connection = all.find((candidate) => candidate.vhost === vhost.name)?.name;
+      return connection !== undefined;
+    });
+    await managementRequest(vhost.managementUrl, `/api/connections/${encodeURIComponent(connection as string)}`, { method: 'DELETE' });
+    await resumed;
+    expect(states[0]).toBe('reconnecting');
+    expect(states.at(-1)).toBe('on');
+    expect(tracer.status).toMatchObject({ state: 'on', resumed: true });
+    expect(await vhost.api.liveTracerQueues()).toHaveLength(1);
+    expect(await tracer.stop()).toEqual({ outcome: 'switched-off' });
+  });
+});
+
+describe('the marker', () => {
+  it('is one durable internal exchange named for BridgeScope', async () => {
+    const vhost = await freshVhost();
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), owner: 'a test' });
+    cleanups.push(() => tracer.stop());
+    await tracer.start();
+    const exchange = await managementRequest<Record<string, unknown>>(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${TRACING_MARKER_EXCHANGE}`);
+    expect(exchange).toMatchObject({ durable: true, internal: true, arguments: { 'x-bridgescope-by': 'a test' } });
+  });
+});

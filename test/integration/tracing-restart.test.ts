@@ -1,0 +1,115 @@
+/** A node restart resets the vhost's firehose flag: a running tracer must come back, switch it on again and say so. */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import amqp from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+import { ManagementApi } from '../../src/core/broker/management-api';
+import { FirehoseTracer, type FirehoseEvent, type FirehoseStatus } from '../../src/core/trace/firehose';
+import { TraceStore } from '../../src/core/trace/trace-store';
+import { cliPath } from '../support/cli';
+import { uniqueName } from '../support/names';
+import { claimTestBroker } from '../support/reap';
+
+/** These tests restart their broker: they get one of their own, so the shared one keeps serving the other files. */
+let dir: string;
+let broker: SandboxInfo;
+const closers: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bridgescope-tracing-restart-'));
+  await claimTestBroker(dir);
+  broker = (await startSandbox({ dir, nodeName: uniqueName('bridgescope-tracing-restart') + '@localhost', timeoutMs: 120_000 })).info;
+}, 150_000);
+
+afterAll(async () => {
+  for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
+  await stopSandbox(dir);
+  await rm(dir, { recursive: true, force: true });
+}, 60_000);
+
+/** Stops the node gracefully and starts it again with the same name, ports and data. */
+async function restartBroker(): Promise<void> {
+  await stopSandbox(dir);
+  broker = (await startSandbox({ dir, nodeName: broker.nodeName, ports: broker.ports, timeoutMs: 120_000 })).info;
+}
+
+function untilStatus(tracer: FirehoseTracer, done: (status: FirehoseStatus) => boolean): Promise<FirehoseStatus> {
+  return new Promise((resolve) => {
+    const listener = (status: FirehoseStatus): void => {
+      if (!done(status)) return;
+      tracer.off('status', listener);
+      resolve(status);
+    };
+    tracer.on('status', listener);
+  });
+}
+
+describe('a broker restart under a running tracer', () => {
+  it('is reported as reconnecting, then on again with tracing switched back on, and the stream resumes', async () => {
+    const api = new ManagementApi(broker.urls.management);
+    const run = uniqueName('after-restart');
+    let seenAfterRestart: () => void = () => undefined;
+    const seen = new Promise<void>((resolve) => (seenAfterRestart = resolve));
+    const onEvent = (event: FirehoseEvent): void => {
+      if (event.type === 'publish' && event.routingKeys[0] === run) seenAfterRestart();
+    };
+    const tracer = new FirehoseTracer({ amqpUrl: broker.urls.amqp, api, store: new TraceStore(), onEvent, maxReconnectDelayMs: 2000 });
+    closers.push(() => tracer.stop());
+    expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    const states: string[] = [];
+    tracer.on('status', (status) => states.push(status.state));
+    const lost = untilStatus(tracer, (status) => status.state === 'reconnecting');
+    const back = untilStatus(tracer, (status) => status.state === 'on');
+
+    await restartBroker();
+    expect(await lost).toMatchObject({ state: 'reconnecting', reason: expect.any(String) });
+    expect(await back).toMatchObject({ state: 'on', resumed: true, turnedOnByUs: true });
+    expect(states.filter((state) => state !== 'reconnecting')).toEqual(['on']);
+    expect(await api.tracing()).toBe(true);
+
+    const connection = await amqp.connect(broker.urls.amqp);
+    closers.push(() => connection.close());
+    const channel = await connection.createConfirmChannel();
+    channel.publish('amq.direct', run, Buffer.from('after the restart'));
+    await channel.waitForConfirms();
+    await seen;
+    expect(await tracer.stop()).toEqual({ outcome: 'switched-off' });
+    expect(await api.tracing()).toBe(false);
+  }, 180_000);
+
+  it('is printed by `trace` as paused, then resumed, and tracing is still switched off at the end', async () => {
+    const api = new ManagementApi(broker.urls.management);
+    const child = spawn(process.execPath, [cliPath, 'trace', '--amqp', broker.urls.amqp, '--management', broker.urls.management], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    const waiters: Array<{ pattern: RegExp; resolve: () => void }> = [];
+    const onLine = (line: string): void => {
+      lines.push(line);
+      for (const waiter of [...waiters]) if (waiter.pattern.test(line)) waiter.resolve();
+    };
+    createInterface({ input: child.stderr }).on('line', onLine);
+    createInterface({ input: child.stdout }).on('line', () => undefined);
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    closers.push(async () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    const line = (pattern: RegExp): Promise<void> =>
+      lines.some((seen) => pattern.test(seen)) ? Promise.resolve() : new Promise((resolve) => waiters.push({ pattern, resolve }));
+
+    await line(/^Tracing vhost \/ \(turned on/);
+    const paused = line(/^warning: tracing paused: lost the broker/);
+    const resumed = line(/^Tracing resumed on vhost \/ \(switched on again: a broker restart resets it\)\.$/);
+    await restartBroker();
+    await paused;
+    await resumed;
+    expect(await api.tracing()).toBe(true);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(lines).toContain('Tracing restored: switched off on vhost /.');
+    expect(await api.tracing()).toBe(false);
+  }, 180_000);
+});
