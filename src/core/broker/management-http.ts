@@ -66,6 +66,10 @@ export async function managementRequest<T = unknown>(
   if (response.status === 401) {
     throw new BridgeError('auth', `The management API at ${display} refused the credentials (401).`);
   }
+  if (response.status === 403) {
+    // A user without the management/administrator tag, or without permission on the vhost: a permission problem, not a broker failure.
+    throw new BridgeError('auth', `The management API at ${display} refused ${path} for this user (403): it needs the "management" tag and, to switch tracing, "administrator" or "policymaker".`);
+  }
   if (response.status === 404) {
     throw new BridgeError('not-found', `The management API at ${display} has nothing at ${path} (404).`);
   }
