@@ -68,7 +68,7 @@ export async function managementRequest<T = unknown>(
   }
   if (response.status === 403) {
     // A user without the management/administrator tag, or without permission on the vhost: a permission problem, not a broker failure.
-    throw new BridgeError('auth', `The management API at ${display} refused ${path} for this user (403): it needs the "management" tag and, to switch tracing, "administrator" or "policymaker".`);
+    throw new BridgeError('auth', `The management API at ${display} refused ${path} for this user (403): the user needs the "management" tag, and "administrator" to switch tracing.`);
   }
   if (response.status === 404) {
     throw new BridgeError('not-found', `The management API at ${display} has nothing at ${path} (404).`);
