@@ -221,6 +221,7 @@ describe('a clean stop of serve', () => {
     expect(output).not.toMatch(/IllegalOperationError|Connection closing/);
     expect(code).toBe(0);
     expect(output).toMatch(/went back to the queue: outlasts-the-drain/);
+    expect(output).toMatch(/Stopped\. received 1, replied 0, failed 0/);
     expect((await channel.checkQueue(queue)).messageCount).toBe(1);
     expect(collector.replies.size).toBe(0);
   }, 60_000);

@@ -83,6 +83,7 @@ describe('a reply over the broker\'s max_message_size', () => {
       const reopenedBefore = problems.filter((problem) => problem.kind === 'channel-reopened').length;
       expect(await ask('too-big-again', MAX_MESSAGE_BYTES + 1000)).toMatchObject({ error: { code: 'reply-too-large' } });
       expect(calls.get('too-big-again')).toBe(1);
+      expect(problems.find((problem) => problem.rpcId === 'too-big-again')?.message).toMatch(/is \d+ bytes, over the broker's max_message_size \(262144\)/);
       expect(await ask('small-again', 10)).toMatchObject({ result: 'x'.repeat(10) });
       expect(problems.filter((problem) => problem.kind === 'channel-reopened').length).toBe(reopenedBefore);
       expect([...replies.values()].map((list) => list.length)).toEqual([1, 1, 1, 1]);

@@ -113,6 +113,7 @@ async function serve(options: ServeOptions): Promise<void> {
   };
   const onException = onStray('exception');
   const onRejection = onStray('unhandled rejection');
+  // They stay until the process ends: an abandoned handler may still throw after "Stopped.".
   process.on('uncaughtException', onException);
   process.on('unhandledRejection', onRejection);
   try {
@@ -171,11 +172,9 @@ async function serve(options: ServeOptions): Promise<void> {
     if (report && report.abandoned.length > 0) {
       warn(`${report.abandoned.length} handler(s) abandoned after the handler timeout had still not returned: ${listIds(report.abandoned)}.`);
     }
-    // A handler's own timers (an abandoned one, say) must not keep the process alive after a clean stop.
-    setTimeout(() => process.exit(), 2000).unref();
   } finally {
-    process.off('uncaughtException', onException);
-    process.off('unhandledRejection', onRejection);
+    // A handler's own timers (an abandoned one, say) or a connection still opening must not keep the process alive.
+    setTimeout(() => process.exit(), 2000).unref();
   }
 }
 

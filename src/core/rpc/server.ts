@@ -388,13 +388,19 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
           code: 'reply-too-large',
           message: `The reply is ${reply.byteLength} bytes; the broker accepts at most ${this.maxMessageBytes} (max_message_size).`,
         };
-        this.emit('problem', { kind: 'reply-too-large', worker: worker.name, rpcId, message: `The reply to ${rpcId} ${error.message.slice(4)} Answered with an error instead.` });
+        this.emit('problem', {
+          kind: 'reply-too-large',
+          worker: worker.name,
+          rpcId,
+          message: `The reply to ${rpcId} is ${reply.byteLength} bytes, over the broker's max_message_size (${this.maxMessageBytes}); answered with a reply-too-large error instead.`,
+        });
       }
     } else {
       error = settled.error;
     }
     if (error) {
-      this.stats.failed += 1;
+      // A handler cancelled by the stop is not a failure: its request goes back to the queue unanswered.
+      if (!this.closing) this.stats.failed += 1;
       reply = encodeReply({ id: request.id, error, worker: worker.name }, fields);
     }
     this.step({
@@ -452,7 +458,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         kind: 'late-handler',
         worker: worker.name,
         rpcId,
-        message: `The handler of ${rpcId} finished after the server stopped; its reply was dropped and the broker put the request back on the queue.`,
+        message: `The handler of ${rpcId} ended after the drain was over; its reply was dropped and the broker put the request back on the queue.`,
       });
       return;
     }
@@ -510,7 +516,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     const returnReason = worker.returned.get(messageId);
     worker.returned.delete(messageId);
-    if (this.closing) return;
+    // Even while closing: an ack that still precedes the channel.close saves a duplicate; a later one is refused harmlessly.
     safely(() => worker.channel.ack(message));
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
