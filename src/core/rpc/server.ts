@@ -499,15 +499,20 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
-      // The channel's 'error' (the broker's reason) comes with its close: the confirm callback only says "closed".
+      // The channel's 'error' (the broker's reason) comes before its close: the confirm callback only says "closed".
       const reason = worker.closeReason ?? failure.message;
+      // Only a refusal the broker tied to this reply (a channel error, a nack) is remembered; after a lost connection
+      // the redelivered request is simply handled again (at least once).
+      const refused = worker.closeReason !== undefined || failure.message === 'message nacked';
       const tooLarge = /larger than configured max size/.test(reason);
       if (tooLarge) this.learnMaxMessageSize(reason);
-      const previous = this.failedReplies.get(rpcId);
-      const described = tooLarge
-        ? `The reply was ${body.byteLength} bytes, over the broker's max_message_size (${this.maxMessageBytes})`
-        : `The reply could not be published (${reason})`;
-      this.failedReplies.set(rpcId, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
+      if (refused) {
+        const previous = this.failedReplies.get(rpcId);
+        const described = tooLarge
+          ? `The reply was ${body.byteLength} bytes, over the broker's max_message_size (${this.maxMessageBytes})`
+          : `The reply could not be published (${reason})`;
+        this.failedReplies.set(rpcId, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
+      }
       if (!this.closing) {
         this.emit('problem', { kind: tooLarge ? 'reply-too-large' : 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${reason}` });
       }
