@@ -86,6 +86,8 @@ interface Running {
   rpcId: string;
   worker: string;
   abandoned: boolean;
+  /** the handler's signal: aborted at its timeout or when the server stops */
+  controller: AbortController;
 }
 
 interface RpcServerEvents {
@@ -116,7 +118,6 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   readonly queue: string;
   private readonly link: AmqpLink;
   private workers: Worker[] = [];
-  private readonly stopController = new AbortController();
   private draining = false;
   /** set once the drain is over: nothing is published or acked any more, the broker requeues what is left */
   private closing = false;
@@ -213,7 +214,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     // Acks go out on each channel's own buffer and a connection.close can overtake them: a channel.close, queued behind
     // them and answered by the broker, proves they were processed. Unacked requests go back to the queue.
     await Promise.all(this.workers.map((worker) => worker.channel.close().catch(() => undefined)));
-    this.stopController.abort();
+    for (const entry of this.running.values()) entry.controller.abort();
     await this.link.close();
     return report;
   }
@@ -372,7 +373,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const started = performance.now();
-    const entry: Running = { rpcId, worker: worker.name, abandoned: false };
+    const entry: Running = { rpcId, worker: worker.name, abandoned: false, controller: new AbortController() };
     this.running.set(ticket, entry);
     const settled = await this.runHandler(request, worker, ticket, entry);
     let reply: Buffer | undefined;
@@ -423,8 +424,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     ticket: number,
     entry: Running,
   ): Promise<{ ok: true; result: unknown } | { ok: false; error: { code: string; message: string } }> {
-    const given = new AbortController();
-    const signal = AbortSignal.any([this.stopController.signal, given.signal]);
+    // One controller per request: aborted alone at its timeout, or with all the others when the server stops.
+    const signal = entry.controller.signal;
     const work = (async () => {
       try {
         return { ok: true as const, result: await this.options.handler(request, { worker: worker.name, signal }) };
@@ -438,7 +439,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     clearTimeout(timer);
     if (first !== 'timeout') return first;
     entry.abandoned = true;
-    given.abort();
+    entry.controller.abort();
     const message = `The handler did not answer ${entry.rpcId} within ${this.handlerTimeoutMs} ms; it was abandoned and the request answered with an error.`;
     this.emit('problem', { kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
     void work.then(() => this.running.delete(ticket));
