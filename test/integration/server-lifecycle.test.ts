@@ -3,6 +3,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -303,6 +304,47 @@ describe('a handler that never answers', () => {
     const report = await server.stopWithReport(1000);
     expect(report).toEqual({ drained: true, unfinished: [], abandoned: ['never-settles'] });
   });
+});
+
+describe('serve with --handler-timeout', () => {
+  it('answers a request whose handler never settles with handler-timeout, warns, keeps serving, and names it on stop', async () => {
+    const handlerPath = join(moduleDir, 'stuck.mjs');
+    await writeFile(handlerPath, "export default (request) => (request.params === 'stuck' ? new Promise(() => {}) : request.params);\n");
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const serving = startServe(['--queue', queue, '--workers', '1', '--prefetch', '2', '--handler', handlerPath, '--handler-timeout', '300']);
+    await serving.waitFor(/^Serving /);
+    sendRequest(queue, 'stuck', collector.replyTopic, 'stuck');
+    expect(await collector.waitFor('stuck')).toMatchObject({ error: { code: 'handler-timeout' } });
+    await serving.waitFor(/did not answer stuck within 300 ms/);
+    sendRequest(queue, 'next', collector.replyTopic, 'next');
+    expect(await collector.waitFor('next')).toMatchObject({ result: 'next' });
+    serving.child.kill('SIGTERM');
+    expect(await serving.exited).toBe(0);
+    expect(serving.lines.join('\n')).toMatch(/1 handler\(s\) abandoned after the handler timeout had still not returned: stuck\./);
+  }, 60_000);
+});
+
+describe('a stop signal while serve is still connecting', () => {
+  it('is not lost: serve says it stopped before connecting and exits 0', async () => {
+    // A listener that accepts the TCP connection and never speaks AMQP keeps serve in its connecting phase.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => silent.close(resolve)));
+    const accepted = new Promise<void>((resolve) => silent.once('connection', (socket) => {
+      closers.push(async () => socket.destroy());
+      resolve();
+    }));
+    const { port } = silent.address() as AddressInfo;
+    const child = spawn(process.execPath, [cliPath, 'serve', '--amqp', `amqp://127.0.0.1:${port}`, '--queue', uniqueName('rpc_queue')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await accepted;
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/Stopped before the server was connected/);
+  }, 30_000);
 });
 
 describe('serve refuses bad input before connecting', () => {

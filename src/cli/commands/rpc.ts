@@ -146,8 +146,11 @@ async function serve(options: ServeOptions): Promise<void> {
         process.stdout.write(`${step.detail.worker} answered ${step.rpcId} -> ${step.detail.exchange} "${step.detail.routingKey}"\n`);
       }
     });
-    const startedOrStopped = await Promise.race([server.start().then(() => 'started' as const), signals.stopped.then(() => 'stopped' as const)]);
+    const starting = server.start();
+    const startedOrStopped = await Promise.race([starting.then(() => 'started' as const), signals.stopped.then(() => 'stopped' as const)]);
     if (startedOrStopped === 'stopped') {
+      // A failure of the abandoned start is moot now; it must not surface as a stray rejection.
+      starting.catch(() => undefined);
       process.stderr.write('Stopped before the server was connected.\n');
       await server.stop(0);
       return;

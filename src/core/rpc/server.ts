@@ -171,6 +171,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   async start(): Promise<void> {
     await this.link.open();
+    // Stopped while connecting: the connection that just opened must not outlive the stop.
+    if (this.draining) await this.link.close();
   }
 
   /** Ids of the requests being handled now (abandoned handlers included). */
