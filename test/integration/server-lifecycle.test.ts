@@ -192,8 +192,9 @@ describe('a clean stop of serve', () => {
     const collector = await replyCollector();
     const serving = startServe(['--queue', queue, '--workers', '1', '--prefetch', '2', '--handler', handlerPath]);
     await serving.waitFor(/^Serving /);
-    sendRequest(queue, 'quick', collector.replyTopic, { ms: 1000 });
-    sendRequest(queue, 'slow', collector.replyTopic, { ms: 3000 });
+    // quick ends well past the 750 ms in which a repeated signal counts as an echo of the first.
+    sendRequest(queue, 'quick', collector.replyTopic, { ms: 2000 });
+    sendRequest(queue, 'slow', collector.replyTopic, { ms: 4500 });
     const pid = serving.child.pid as number;
     // Both requests are being handled once the server has taken the second one (prefetch 2, 1 worker).
     await untilTaken(queue);
