@@ -1,13 +1,12 @@
 /** `bridgescope serve`, `call` and `map`: the RPC engine and the topic map from the terminal. */
 import { readFileSync } from 'node:fs';
-import { once } from 'node:events';
 import { constants as osConstants } from 'node:os';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
 import { redactUrl } from '../../core/broker/management-http';
-import { RpcServer } from '../../core/rpc/server';
+import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
-import { loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
+import { describeThrown, loadHandler, MAX_TIMER_MS, parseHandlerSpec } from '../../core/rpc/handlers';
 import { parsePayloadText } from '../../core/rpc/envelope';
 import { mapTopic, type TopicRole } from '../../core/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
@@ -18,7 +17,7 @@ import { formatTimeline } from '../../shared/describe';
 import { action, parseChoice, parsePositiveInt, printJson, warn } from '../run';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
-import { StopSignals, type StopSignal } from '../lifecycle';
+import { runUntilStopped, StopSignals, type StopSignal } from '../lifecycle';
 
 interface ServeOptions {
   amqp?: string;
@@ -27,6 +26,8 @@ interface ServeOptions {
   workers: number;
   prefetch: number;
   handler: string;
+  handlerTimeout: number;
+  drainTimeout: number;
   json?: boolean;
   sparkplug?: boolean;
 }
@@ -108,6 +109,100 @@ export function printReply(outcome: RpcOutcome, terminal: boolean = stdoutIsTerm
   else process.stdout.write(`${body.base64}\n`);
 }
 
+/** A commander parser for a duration a Node timer can hold (1 ms to about 24.8 days). */
+function parseTimerMs(flag: string): (value: string) => number {
+  const positive = parsePositiveInt(flag);
+  return (value: string) => {
+    const ms = positive(value);
+    if (ms > MAX_TIMER_MS) throw new InvalidArgumentError(`${flag} takes at most ${MAX_TIMER_MS} ms (about 24.8 days), not "${value}".`);
+    return ms;
+  };
+}
+
+/** `bridgescope serve`: serves until a stop signal, then drains (every reply confirmed, every ack flushed) and exits 0. */
+async function serve(options: ServeOptions): Promise<void> {
+  // First, so a signal that arrives while connecting is not lost (nor handled by Node's default, which skips the drain).
+  const signals = new StopSignals({ boundMs: options.drainTimeout + 10_000 });
+  // A stray throw or rejection from a handler's own callbacks must not take every other request down with it.
+  const onStray = (kind: string) => (err: unknown) => {
+    const line = `A handler's ${kind} escaped its request: ${describeThrown(err)}; still serving.`;
+    if (options.json) process.stdout.write(`${jsonForTerminal({ problem: { kind: 'stray-error', worker: '', rpcId: '', message: line } })}\n`);
+    else warn(line);
+  };
+  const onException = onStray('exception');
+  const onRejection = onStray('unhandled rejection');
+  // They stay until the process ends: an abandoned handler may still throw after "Stopped.".
+  process.on('uncaughtException', onException);
+  process.on('unhandledRejection', onRejection);
+  try {
+    validateQueueName(options.queue);
+    const handler = await loadHandler(parseHandlerSpec(options.handler));
+    const amqpUrl = resolveUrl('amqp', options.amqp);
+    const server = new RpcServer({
+      amqpUrl,
+      exchange: options.exchange,
+      queue: options.queue,
+      workers: options.workers,
+      prefetch: options.prefetch,
+      handler,
+      handlerTimeoutMs: options.handlerTimeout,
+      topicMap: { sparkplug: Boolean(options.sparkplug) },
+    });
+    let started = false;
+    server.on('problem', (problem) => {
+      if (options.json) process.stdout.write(`${jsonForTerminal({ problem })}\n`);
+      else warn(problem.message);
+    });
+    server.on('status', (status) => {
+      if (status.state === 'reconnecting') warn(`AMQP connection lost (${status.lastError}); reconnecting (attempt ${status.attempt}).`);
+      // Before the start, a failure is the error start() throws: said once, by the command's own error line.
+      if (status.state === 'failed' && started) warn(status.message);
+    });
+    server.on('step', (step) => {
+      if (options.json) process.stdout.write(`${jsonForTerminal(step)}\n`);
+      else if (step.kind === 'reply.published') {
+        process.stdout.write(`${terminalSafe(`${step.detail.worker} answered ${step.rpcId} -> ${step.detail.exchange} "${step.detail.routingKey}"`)}\n`);
+      }
+    });
+    const starting = server.start();
+    const startedOrStopped = await Promise.race([starting.then(() => 'started' as const), signals.stopped.then(() => 'stopped' as const)]);
+    if (startedOrStopped === 'stopped') {
+      // A failure of the abandoned start is moot now; it must not surface as a stray rejection.
+      starting.catch(() => undefined);
+      process.stderr.write('Stopped before the server was connected.\n');
+      await server.stop(0);
+      return;
+    }
+    started = true;
+    process.stderr.write(
+      `Serving "${server.queue}" on ${server.exchange} at ${redactUrl(amqpUrl)} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
+    );
+    let report: StopReport | undefined;
+    await runUntilStopped(
+      signals,
+      () => process.stderr.write(`Stopping: draining ${server.stats.inFlight} in-flight request(s)...\n`),
+      () => [{ what: 'drain in-flight requests and flush their acks', run: async () => (report = await server.stopWithReport(options.drainTimeout)) }],
+    );
+    const { stats } = server;
+    process.stderr.write(
+      `Stopped. received ${stats.received}, replied ${stats.replied}, failed ${stats.failed}, rejected ${stats.rejected}, unroutable ${stats.unroutable}; per worker ${JSON.stringify(stats.perWorker)}\n`,
+    );
+    if (report && report.unfinished.length > 0) {
+      warn(`${report.unfinished.length} request(s) were still being handled after ${options.drainTimeout} ms and went back to the queue: ${listIds(report.unfinished)}.`);
+    }
+    if (report && report.abandoned.length > 0) {
+      warn(`${report.abandoned.length} handler(s) abandoned after the handler timeout had still not returned: ${listIds(report.abandoned)}.`);
+    }
+  } finally {
+    // A handler's own timers (an abandoned one, say) or a connection still opening must not keep the process alive.
+    setTimeout(() => process.exit(), 2000).unref();
+  }
+}
+
+function listIds(ids: readonly string[]): string {
+  return ids.length > 20 ? `${ids.slice(0, 20).join(', ')} and ${ids.length - 20} more` : ids.join(', ');
+}
+
 export function registerRpcCommands(program: Command): void {
   program
     .command('serve')
@@ -118,48 +213,11 @@ export function registerRpcCommands(program: Command): void {
     .option('--workers <n>', 'competing consumers', parsePositiveInt('--workers'), 2)
     .option('--prefetch <n>', 'unacked requests per worker', parsePositiveInt('--prefetch'), 1)
     .option('--handler <spec>', 'echo | delay:MS | fail | fail:CODE:MESSAGE | PATH.js', 'echo')
+    .option('--handler-timeout <ms>', 'abandon a handler that has not answered after this long, replying with an error', parseTimerMs('--handler-timeout'), 30_000)
+    .option('--drain-timeout <ms>', 'on Ctrl-C or SIGTERM, how long in-flight requests may take before the rest go back to the queue', parseTimerMs('--drain-timeout'), 10_000)
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--json', 'print one JSON line per trace step and problem')
-    .action(
-      action(async (options: ServeOptions) => {
-        const handler = await loadHandler(parseHandlerSpec(options.handler));
-        const amqpUrl = resolveUrl('amqp', options.amqp);
-        const server = new RpcServer({
-          amqpUrl,
-          exchange: options.exchange,
-          queue: options.queue,
-          workers: options.workers,
-          prefetch: options.prefetch,
-          handler,
-          topicMap: { sparkplug: Boolean(options.sparkplug) },
-        });
-        server.on('problem', (problem) => {
-          if (options.json) process.stdout.write(`${JSON.stringify({ problem })}\n`);
-          else warn(problem.message);
-        });
-        server.on('status', (status) => {
-          if (status.state === 'reconnecting') warn(`AMQP connection lost (${status.lastError}); reconnecting (attempt ${status.attempt}).`);
-          if (status.state === 'failed') warn(status.message);
-        });
-        server.on('step', (step) => {
-          if (options.json) process.stdout.write(`${JSON.stringify(step)}\n`);
-          else if (step.kind === 'reply.published') {
-            process.stdout.write(`${step.detail.worker} answered ${step.rpcId} -> ${step.detail.exchange} "${step.detail.routingKey}"\n`);
-          }
-        });
-        await server.start();
-        process.stderr.write(
-          `Serving "${server.queue}" on ${server.exchange} at ${redactUrl(amqpUrl)} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
-        );
-        await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
-        process.stderr.write(`Stopping: draining ${server.stats.inFlight} in-flight request(s)...\n`);
-        await server.stop();
-        const { stats } = server;
-        process.stderr.write(
-          `Stopped. received ${stats.received}, replied ${stats.replied}, failed ${stats.failed}, rejected ${stats.rejected}, unroutable ${stats.unroutable}; per worker ${JSON.stringify(stats.perWorker)}\n`,
-        );
-      }),
-    );
+    .action(action(serve));
 
   program
     .command('call')

@@ -6,6 +6,7 @@ import type { RpcRequest } from './envelope';
 
 export interface HandlerContext {
   worker: string;
+  /** aborted when the request is given up: the handler timed out or the server stopped */
   signal: AbortSignal;
 }
 
@@ -27,11 +28,50 @@ export class HandlerError extends Error {
   }
 }
 
+/** The longest delay a Node timer can hold (2^31 - 1 ms, about 24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** One sentence for whatever a handler threw: an Error's message, or what the value was (`throw undefined` included). */
+export function describeThrown(thrown: unknown): string {
+  if (thrown instanceof Error) return thrown.message || `the handler threw ${thrown.name} without a message`;
+  if (thrown === undefined || thrown === null) return `the handler threw ${String(thrown)}`;
+  if (typeof thrown === 'object') {
+    const message = (thrown as { message?: unknown }).message;
+    if (typeof message === 'string' && message !== '') return message;
+    let shown: string;
+    try {
+      shown = JSON.stringify(thrown) ?? Object.prototype.toString.call(thrown);
+    } catch {
+      // circular or BigInt inside: name the kind of object instead
+      shown = Object.prototype.toString.call(thrown);
+    }
+    return `the handler threw an object: ${shown.slice(0, 200)}`;
+  }
+  if (typeof thrown === 'string') return thrown === '' ? 'the handler threw an empty string' : thrown;
+  return `the handler threw ${typeof thrown === 'symbol' ? thrown.toString() : String(thrown)}`;
+}
+
+/** The error code a thrown value answers with: a HandlerError's own, or a `code` string on a thrown object. */
+export function thrownCode(thrown: unknown): string {
+  if (thrown instanceof HandlerError) return thrown.code;
+  if (typeof thrown === 'object' && thrown !== null && !(thrown instanceof Error)) {
+    const code = (thrown as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== '') return code;
+  }
+  return 'handler-error';
+}
+
 /** Reads `echo`, `delay:MS`, `fail`, `fail:CODE:MESSAGE` or a path to a `.js`/`.mjs` module. */
 export function parseHandlerSpec(text: string): HandlerSpec {
   if (text === 'echo') return { kind: 'echo' };
   const delay = /^delay:(\d+)$/.exec(text);
-  if (delay) return { kind: 'delay', ms: Number(delay[1]) };
+  if (delay) {
+    const ms = Number(delay[1]);
+    if (!Number.isSafeInteger(ms) || ms > MAX_TIMER_MS) {
+      throw new BridgeError('bad-input', `delay:MS takes at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest a timer can wait), not ${delay[1]}.`);
+    }
+    return { kind: 'delay', ms };
+  }
   if (text === 'fail') return { kind: 'fail', code: 'failed', message: 'The fail handler fails every request.' };
   const fail = /^fail:([^:]+)(?::(.*))?$/.exec(text);
   if (fail) return { kind: 'fail', code: fail[1] as string, message: fail[2] ?? 'The fail handler fails every request.' };
@@ -39,13 +79,22 @@ export function parseHandlerSpec(text: string): HandlerSpec {
   throw new BridgeError('bad-input', `Unknown handler "${text}": use echo, delay:MS, fail, fail:CODE:MESSAGE or a path to a .js module.`);
 }
 
+/** Waits `ms`, or rejects when the request is given up; the abort listener goes when the wait ends, so none pile up. */
 function abortable(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(resolvePromise, ms);
-    signal.addEventListener('abort', () => {
+    if (signal.aborted) {
+      reject(new HandlerError('cancelled', 'The request was given up before the delay ended.'));
+      return;
+    }
+    const onAbort = (): void => {
       clearTimeout(timer);
-      reject(new HandlerError('cancelled', 'The server stopped before the delay ended.'));
-    });
+      reject(new HandlerError('cancelled', 'The request was given up before the delay ended.'));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolvePromise();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 

@@ -8,8 +8,24 @@ import { BridgeError } from '../errors';
 import { AmqpLink } from '../links/amqp-link';
 import type { TopicMapOptions } from '../topic-map';
 import { encodeReply, parseRequest, type RpcRequest } from './envelope';
-import { HandlerError, type RpcHandler } from './handlers';
+import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
+
+/** RabbitMQ 3.10's default max_message_size (128 MiB). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 134_217_728;
+
+/** Refuses a queue name the broker would not take as given: empty (the broker would invent an `amq.gen-*` one), reserved or too long. */
+export function validateQueueName(queue: string): void {
+  if (queue === '') {
+    throw new BridgeError('bad-input', 'The queue name is empty: give the name of the shared request queue (devices publish to it as their topic).');
+  }
+  if (Buffer.byteLength(queue) > 255) {
+    throw new BridgeError('bad-input', `The queue name is ${Buffer.byteLength(queue)} bytes; AMQP allows at most 255.`);
+  }
+  if (queue.startsWith('amq.')) {
+    throw new BridgeError('bad-input', `The queue name "${queue}" starts with "amq.", which the broker reserves for itself.`);
+  }
+}
 
 export interface RpcServerOptions {
   amqpUrl: string;
@@ -22,6 +38,10 @@ export interface RpcServerOptions {
   topicMap?: TopicMapOptions;
   heartbeatSeconds?: number;
   name?: string;
+  /** a handler still running after this long is abandoned and its request answered with `handler-timeout` (default 30 s) */
+  handlerTimeoutMs?: number;
+  /** the broker's max_message_size: a bigger reply is answered with a `reply-too-large` error instead (default 128 MiB) */
+  maxMessageBytes?: number;
 }
 
 export interface RpcServerStats {
@@ -36,10 +56,38 @@ export interface RpcServerStats {
 
 /** Something a user should hear about: a request that could not be answered, or a reply the broker dropped. */
 export interface ServerProblem {
-  kind: 'rejected' | 'unroutable' | 'reply-failed' | 'consumer-cancelled' | 'channel-reopened';
+  kind:
+    | 'rejected'
+    | 'unroutable'
+    | 'reply-failed'
+    | 'reply-too-large'
+    | 'consumer-cancelled'
+    | 'channel-reopened'
+    | 'handler-timeout'
+    | 'late-handler'
+    | 'internal';
   worker: string;
   rpcId: string;
   message: string;
+}
+
+/** What a stop left behind, by request id, so a user can be told. */
+export interface StopReport {
+  /** every in-flight request was answered and its ack reached the broker */
+  drained: boolean;
+  /** requests still being handled when the drain timed out: the broker puts them back on the queue */
+  unfinished: string[];
+  /** handlers that timed out earlier (their requests were answered with `handler-timeout`) and had still not returned */
+  abandoned: string[];
+}
+
+/** One request a handler is working on. */
+interface Running {
+  rpcId: string;
+  worker: string;
+  abandoned: boolean;
+  /** the handler's signal: aborted at its timeout or when the server stops */
+  controller: AbortController;
 }
 
 interface RpcServerEvents {
@@ -53,6 +101,16 @@ interface Worker {
   channel: ConfirmChannel;
   consumerTag: string;
   returned: Map<string, string>;
+  /** why the broker closed this channel, when it did */
+  closeReason?: string;
+}
+
+/** A reply that could not be published, remembered so its redelivery is answered with an error instead of running the handler again. */
+interface FailedReply {
+  reason: string;
+  code: 'reply-failed' | 'reply-too-large';
+  /** error replies already tried for it: a second failure rejects the request so it cannot loop */
+  attempts: number;
 }
 
 export class RpcServer extends EventEmitter<RpcServerEvents> {
@@ -60,12 +118,19 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   readonly queue: string;
   private readonly link: AmqpLink;
   private workers: Worker[] = [];
-  private readonly stopController = new AbortController();
   private draining = false;
+  /** set once the drain is over: nothing is published or acked any more, the broker requeues what is left */
+  private closing = false;
+  private stopping: Promise<StopReport> | undefined;
   private model: ChannelModel | undefined;
-  /** requests whose reply could not be published: a redelivery of one is rejected instead of looping */
-  private readonly failedReplies = new BoundedMap<string, string>(10_000);
+  /** requests whose reply could not be published: a redelivery of one is answered with an error, not handled again */
+  private readonly failedReplies = new BoundedMap<string, FailedReply>(10_000);
   private replySeq = 0;
+  private deliverySeq = 0;
+  private readonly running = new Map<number, Running>();
+  private readonly handlerTimeoutMs: number;
+  /** lowered when the broker refuses a reply as too large and names its real limit */
+  private maxMessageBytes: number;
   private idle: (() => void) | undefined;
   readonly stats: RpcServerStats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
 
@@ -81,6 +146,12 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65_535) {
       throw new BridgeError('bad-input', 'The prefetch must be a whole number from 1 to 65535.');
     }
+    validateQueueName(this.queue);
+    this.handlerTimeoutMs = options.handlerTimeoutMs ?? 30_000;
+    if (!Number.isInteger(this.handlerTimeoutMs) || this.handlerTimeoutMs < 1 || this.handlerTimeoutMs > MAX_TIMER_MS) {
+      throw new BridgeError('bad-input', `The handler timeout must be a whole number of ms from 1 to ${MAX_TIMER_MS}.`);
+    }
+    this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.link = new AmqpLink({
       url: options.amqpUrl,
       connectionName: options.name ?? `bridgescope-server ${this.queue}`,
@@ -100,23 +171,60 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   async start(): Promise<void> {
     await this.link.open();
+    // Stopped while connecting: the connection that just opened must not outlive the stop.
+    if (this.draining) await this.link.close();
   }
 
-  /** Stops taking requests, lets the in-flight ones finish (up to `drainTimeoutMs`), then closes. */
+  /** Ids of the requests being handled now (abandoned handlers included). */
+  get runningIds(): string[] {
+    return [...this.running.values()].map((entry) => entry.rpcId);
+  }
+
+  /**
+   * Stops taking requests, lets the in-flight ones finish (up to `drainTimeoutMs`), makes sure every ack reached the
+   * broker, then closes. A handler still running after that is harmless: its reply is dropped and the broker puts its
+   * request back on the queue. Calling it again returns the same stop.
+   */
   async stop(drainTimeoutMs = 10_000): Promise<void> {
+    await this.stopWithReport(drainTimeoutMs);
+  }
+
+  /** `stop`, telling which requests it left: unfinished (back on the queue) and abandoned handlers. */
+  stopWithReport(drainTimeoutMs = 10_000): Promise<StopReport> {
+    this.stopping ??= this.drainAndClose(drainTimeoutMs);
+    return this.stopping;
+  }
+
+  private async drainAndClose(drainTimeoutMs: number): Promise<StopReport> {
     this.draining = true;
     await Promise.all(this.workers.map((worker) => worker.channel.cancel(worker.consumerTag).catch(() => undefined)));
+    let drained = true;
     if (this.stats.inFlight > 0) {
-      const drained = new Promise<void>((resolve) => (this.idle = resolve));
-      const timer = new Promise<void>((resolve) => setTimeout(resolve, drainTimeoutMs).unref());
-      await Promise.race([drained, timer]);
+      let timer: NodeJS.Timeout | undefined;
+      const finished = new Promise<boolean>((resolve) => (this.idle = () => resolve(true)));
+      const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), drainTimeoutMs)));
+      drained = await Promise.race([finished, timedOut]);
+      clearTimeout(timer);
     }
-    this.stopController.abort();
+    const entries = [...this.running.values()];
+    const report: StopReport = {
+      drained,
+      unfinished: entries.filter((entry) => !entry.abandoned).map((entry) => entry.rpcId),
+      abandoned: entries.filter((entry) => entry.abandoned).map((entry) => entry.rpcId),
+    };
+    this.closing = true;
+    // Acks go out on each channel's own buffer and a connection.close can overtake them: a channel.close, queued behind
+    // them and answered by the broker, proves they were processed. Unacked requests go back to the queue.
+    await Promise.all(this.workers.map((worker) => worker.channel.close().catch(() => undefined)));
+    for (const entry of this.running.values()) entry.controller.abort();
     await this.link.close();
+    return report;
   }
 
   /** Declares the durable shared queue, binds it with key = its name, and starts one consumer per worker. */
   private async setUp(model: ChannelModel, workerCount: number, prefetch: number): Promise<void> {
+    // A reconnection while stopping must not start consuming again.
+    if (this.draining) return;
     const setupChannel = await model.createChannel();
     setupChannel.on('error', () => undefined);
     try {
@@ -146,16 +254,19 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** One competing consumer on its own confirm channel; a channel the broker closes is reopened, the connection kept. */
   private async openWorker(model: ChannelModel, name: string, prefetch: number): Promise<Worker> {
     const channel = await model.createConfirmChannel();
-    channel.on('error', () => undefined);
-    await channel.prefetch(prefetch);
     const returned = new Map<string, string>();
+    const worker: Worker = { name, channel, consumerTag: '', returned };
+    channel.on('error', (err: Error) => {
+      worker.closeReason = err.message;
+      this.learnMaxMessageSize(err.message);
+    });
+    await channel.prefetch(prefetch);
     channel.on('return', (message: Message) => {
       // amqplib's types omit the basic.return fields that are there at run time.
       const fields = message.fields as Message['fields'] & { replyCode?: number; replyText?: string };
       const id = message.properties.messageId as string | undefined;
       if (id) returned.set(id, `${fields.replyCode ?? ''} ${fields.replyText ?? 'returned'}`.trim());
     });
-    const worker: Worker = { name, channel, consumerTag: '', returned };
     channel.on('close', () => {
       // A whole-connection loss is the link's to recover (setUp runs again): wait a moment to tell the two apart.
       setTimeout(() => {
@@ -191,15 +302,24 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     this.stats.received += 1;
     this.stats.inFlight += 1;
+    this.deliverySeq += 1;
+    const ticket = this.deliverySeq;
     try {
-      await this.handle(worker, message);
+      await this.handle(worker, message, ticket);
+    } catch (err) {
+      // Never expected (handlers' throws are answered in handle): report it and let the broker requeue the request.
+      if (!this.closing) {
+        this.emit('problem', { kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${describeThrown(err)}` });
+      }
     } finally {
       this.stats.inFlight -= 1;
+      const entry = this.running.get(ticket);
+      if (entry && !entry.abandoned) this.running.delete(ticket);
       if (this.draining && this.stats.inFlight === 0) this.idle?.();
     }
   }
 
-  private async handle(worker: Worker, message: ConsumeMessage): Promise<void> {
+  private async handle(worker: Worker, message: ConsumeMessage, ticket: number): Promise<void> {
     const fields = this.options.fields ?? defaultEnvelopeFields;
     const parsed = parseRequest(message.content, {
       fields,
@@ -236,57 +356,139 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     const request = parsed.request;
     const earlier = message.fields.redelivered ? this.failedReplies.get(rpcId) : undefined;
+    if (earlier !== undefined && earlier.attempts < 1) {
+      // Its reply failed before (the channel died with it): answer with that error rather than run the handler twice.
+      earlier.attempts += 1;
+      const reason = `${earlier.reason}; the handler was not run again.`;
+      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'handler.finished', detail: { worker: worker.name, durationMs: 0, outcome: 'error', errorCode: earlier.code } });
+      const body = encodeReply({ id: request.id, error: { code: earlier.code, message: reason }, worker: worker.name }, fields);
+      this.stats.failed += 1;
+      await this.reply(worker, message, request, rpcId, body);
+      return;
+    }
     if (earlier !== undefined) {
       this.stats.rejected += 1;
       safely(() => worker.channel.reject(message, false));
-      const reason = `Its reply could not be published before (${earlier}); rejected without requeue so it does not loop.`;
+      const reason = `Its reply could not be published before (${earlier.reason}); rejected without requeue so it does not loop.`;
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
       this.emit('problem', { kind: 'rejected', worker: worker.name, rpcId, message: `Rejected ${rpcId}: ${reason}` });
       return;
     }
     const started = performance.now();
-    let reply: Buffer;
-    let outcome: 'result' | 'error' = 'result';
-    let errorCode: string | undefined;
-    try {
-      const result = await this.options.handler(request, { worker: worker.name, signal: this.stopController.signal });
-      reply = encodeReply({ id: request.id, result, worker: worker.name }, fields);
-    } catch (err) {
-      outcome = 'error';
-      errorCode = err instanceof HandlerError ? err.code : 'handler-error';
-      this.stats.failed += 1;
-      reply = encodeReply({ id: request.id, error: { code: errorCode, message: (err as Error).message }, worker: worker.name }, fields);
+    const entry: Running = { rpcId, worker: worker.name, abandoned: false, controller: new AbortController() };
+    this.running.set(ticket, entry);
+    const settled = await this.runHandler(request, worker, ticket, entry);
+    let reply: Buffer | undefined;
+    let error: { code: string; message: string } | undefined;
+    if (settled.ok) {
+      try {
+        reply = encodeReply({ id: request.id, result: settled.result, worker: worker.name }, fields);
+      } catch (err) {
+        error = { code: 'unserializable-result', message: `The handler's result cannot be sent as JSON: ${describeThrown(err)}` };
+      }
+      if (reply && reply.byteLength > this.maxMessageBytes) {
+        error = {
+          code: 'reply-too-large',
+          message: `The reply is ${reply.byteLength} bytes; the broker accepts at most ${this.maxMessageBytes} (max_message_size).`,
+        };
+        this.emit('problem', {
+          kind: 'reply-too-large',
+          worker: worker.name,
+          rpcId,
+          message: `The reply to ${rpcId} is ${reply.byteLength} bytes, over the broker's max_message_size (${this.maxMessageBytes}); answered with a reply-too-large error instead.`,
+        });
+      }
+    } else {
+      error = settled.error;
+    }
+    if (error) {
+      // A handler cancelled by the stop is not a failure: its request goes back to the queue unanswered.
+      if (!this.closing) this.stats.failed += 1;
+      reply = encodeReply({ id: request.id, error, worker: worker.name }, fields);
     }
     this.step({
       rpcId,
       at: Date.now(),
       source: 'server',
       kind: 'handler.finished',
-      detail: { worker: worker.name, durationMs: performance.now() - started, outcome, ...(errorCode ? { errorCode } : {}) },
+      detail: { worker: worker.name, durationMs: performance.now() - started, outcome: error ? 'error' : 'result', ...(error ? { errorCode: error.code } : {}) },
     });
-    await this.reply(worker, message, request, rpcId, reply);
+    await this.reply(worker, message, request, rpcId, reply as Buffer);
+  }
+
+  /**
+   * Runs the handler under the handler timeout. Whatever it throws (even `undefined`) becomes an error; one that does
+   * not settle in time is abandoned (its signal aborted) and stays listed until it returns.
+   */
+  private async runHandler(
+    request: RpcRequest,
+    worker: Worker,
+    ticket: number,
+    entry: Running,
+  ): Promise<{ ok: true; result: unknown } | { ok: false; error: { code: string; message: string } }> {
+    // One controller per request: aborted alone at its timeout, or with all the others when the server stops.
+    const signal = entry.controller.signal;
+    const work = (async () => {
+      try {
+        return { ok: true as const, result: await this.options.handler(request, { worker: worker.name, signal }) };
+      } catch (thrown) {
+        return { ok: false as const, error: { code: thrownCode(thrown), message: describeThrown(thrown) } };
+      }
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.handlerTimeoutMs)));
+    const first = await Promise.race([work, timedOut]);
+    clearTimeout(timer);
+    if (first !== 'timeout') return first;
+    entry.abandoned = true;
+    entry.controller.abort();
+    const message = `The handler did not answer ${entry.rpcId} within ${this.handlerTimeoutMs} ms; it was abandoned and the request answered with an error.`;
+    this.emit('problem', { kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
+    void work.then(() => this.running.delete(ticket));
+    return { ok: false, error: { code: 'handler-timeout', message } };
+  }
+
+  /** Reads the broker's real limit out of its refusal ("message size N is larger than configured max size M"). */
+  private learnMaxMessageSize(reason: string): void {
+    const limit = /larger than configured max size (\d+)/.exec(reason);
+    if (limit) this.maxMessageBytes = Math.min(this.maxMessageBytes, Number(limit[1]));
   }
 
   /** Publishes the reply with `mandatory`, waits for the broker's confirm, and only then acks the request. */
   private async reply(worker: Worker, message: ConsumeMessage, request: RpcRequest, rpcId: string, body: Buffer): Promise<void> {
+    if (this.closing) {
+      this.emit('problem', {
+        kind: 'late-handler',
+        worker: worker.name,
+        rpcId,
+        message: `The handler of ${rpcId} ended after the drain was over; its reply was dropped and the broker put the request back on the queue.`,
+      });
+      return;
+    }
     // Only needs to be unique on this channel, to match a basic.return to its publish.
     this.replySeq += 1;
     const messageId = `${worker.name}-${this.replySeq}`;
     const replyTopic = request.replyTopic ?? request.replyRoutingKey;
     let settle: (err: Error | undefined) => void = () => undefined;
     const confirmed = new Promise<Error | undefined>((resolve) => (settle = resolve));
-    const writable = worker.channel.publish(
-      this.exchange,
-      request.replyRoutingKey,
-      body,
-      {
-        mandatory: true,
-        messageId,
-        contentType: 'application/json',
-        ...(request.correlationId ? { correlationId: request.correlationId } : {}),
-      },
-      (err: unknown) => settle(err ? (err as Error) : undefined),
-    );
+    let writable = true;
+    try {
+      writable = worker.channel.publish(
+        this.exchange,
+        request.replyRoutingKey,
+        body,
+        {
+          mandatory: true,
+          messageId,
+          contentType: 'application/json',
+          ...(request.correlationId ? { correlationId: request.correlationId } : {}),
+        },
+        (err: unknown) => settle(err ? (err instanceof Error ? err : new Error(describeThrown(err))) : undefined),
+      );
+    } catch (err) {
+      // The channel closed under us: the broker requeues the request.
+      settle(err instanceof Error ? err : new Error(describeThrown(err)));
+    }
     this.step({
       rpcId,
       at: Date.now(),
@@ -300,13 +502,29 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
-      this.failedReplies.set(rpcId, failure.message);
-      this.emit('problem', { kind: 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${failure.message}` });
+      // The channel's 'error' (the broker's reason) comes before its close: the confirm callback only says "closed".
+      const reason = worker.closeReason ?? failure.message;
+      // Only a refusal the broker tied to this reply (a channel error, a nack) is remembered; after a lost connection
+      // the redelivered request is simply handled again (at least once).
+      const refused = worker.closeReason !== undefined || failure.message === 'message nacked';
+      const tooLarge = /larger than configured max size/.test(reason);
+      if (tooLarge) this.learnMaxMessageSize(reason);
+      if (refused) {
+        const previous = this.failedReplies.get(rpcId);
+        const described = tooLarge
+          ? `The reply was ${body.byteLength} bytes, over the broker's max_message_size (${this.maxMessageBytes})`
+          : `The reply could not be published (${reason})`;
+        this.failedReplies.set(rpcId, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
+      }
+      if (!this.closing) {
+        this.emit('problem', { kind: tooLarge ? 'reply-too-large' : 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${reason}` });
+      }
       safely(() => worker.channel.nack(message, false, false));
       return;
     }
     const returnReason = worker.returned.get(messageId);
     worker.returned.delete(messageId);
+    // Even while closing: an ack that still precedes the channel.close saves a duplicate; a later one is refused harmlessly.
     safely(() => worker.channel.ack(message));
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
