@@ -93,6 +93,10 @@ export interface LoadProgress {
 
 export interface LoadSummary extends LoadProgress {
   cancelled: boolean;
+  /** requests never sent: the run was cancelled, or the link gave up */
+  notSent?: number;
+  /** present when the MQTT link dropped during the run: how often, how many requests failed across a drop, and why sending stopped if it did */
+  brokerAway?: { drops: number; failed: number; notSent: number; reason?: string };
   errors: Record<string, number>;
   durationMs: number;
   throughput: number;

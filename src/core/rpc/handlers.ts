@@ -41,11 +41,16 @@ export function parseHandlerSpec(text: string): HandlerSpec {
 
 function abortable(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(resolvePromise, ms);
-    signal.addEventListener('abort', () => {
+    const onAbort = (): void => {
       clearTimeout(timer);
       reject(new HandlerError('cancelled', 'The server stopped before the delay ended.'));
-    });
+    };
+    // The listener goes when the delay ends: the server's one stop signal serves every request.
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolvePromise();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 }
 
