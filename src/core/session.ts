@@ -127,6 +127,8 @@ export class Session {
   private sandboxRecheck = false;
   /** while a link is down, the node is looked at every few seconds (it may be stopping, stopped, or back) */
   private sandboxWatch: NodeJS.Timeout | undefined;
+  /** pid of the node this app started: a node someone restarted outside the app is not the app's to stop on quit */
+  private ownedSandboxPid: number | undefined;
   private pendingSteps: TraceStep[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
@@ -272,6 +274,7 @@ export class Session {
     this.stateChanged();
     try {
       const result = await startSandbox({ dir: this.sandboxDir });
+      this.ownedSandboxPid = result.reused ? undefined : result.info.pid;
       this.sandbox = {
         state: 'running',
         urls: result.info.urls,
@@ -476,7 +479,9 @@ export class Session {
       this.stateChanged();
       return this.tracerView;
     }
-    if (this.tracer) return this.tracerView;
+    if (this.tracer && (this.tracerView.state === 'on' || this.tracerView.state === 'reconnecting')) return this.tracerView;
+    // A tracer that ended by itself (off or unavailable after a restart) is replaced by a fresh one.
+    if (this.tracer) await this.setTracing(false);
     const connection = this.requireConnection();
     const view = await this.startTracer(connection);
     this.stateChanged();
@@ -561,9 +566,8 @@ export class Session {
         if (before.state === 'starting' || (before.state === 'stopped' && !before.urls)) return;
         const status = await sandboxStatus(this.sandboxDir).catch(() => undefined);
         if (!status || this.sandbox !== before) continue;
-        const ownedByApp = before.ownedByApp;
         if (status.state === 'running') {
-          this.sandbox = { state: 'running', urls: status.info.urls, nodeName: status.info.nodeName, ...(ownedByApp !== undefined ? { ownedByApp } : {}) };
+          this.sandbox = { state: 'running', urls: status.info.urls, nodeName: status.info.nodeName, ownedByApp: status.info.pid === this.ownedSandboxPid };
         } else if (status.state === 'stopped') {
           this.sandbox = { ...before, state: 'stopped', message: `The sandbox broker is not running (it was stopped outside the app); start it again to reconnect.` };
           delete this.sandbox.warnings;

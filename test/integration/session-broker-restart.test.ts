@@ -92,7 +92,7 @@ describe('a broker restart under the app', () => {
     await session.open(profile);
     await session.startServer({ exchange: 'amq.direct', queue, workers: 2, prefetch: 10, handler: 'delay:20' });
     await session.setTracing(true);
-    await untilState(allGood);
+    expect((await untilState(allGood)).sandbox.ownedByApp).toBe(true);
     await rpcWithBrokerSteps('before the restart');
 
     // A load run that is going when the broker goes away.
@@ -137,6 +137,8 @@ describe('a broker restart under the app', () => {
     expect(restarted.info.urls).toEqual(sandbox.urls);
     const back = await untilState(allGood);
     expect(back.sandbox.urls).toEqual(sandbox.urls);
+    // started outside the app this time: quitting the app must not stop it
+    expect(back.sandbox.ownedByApp).toBe(false);
     await rpcWithBrokerSteps('after the restart');
 
     // The load run went on after the reconnect, and its summary accounts for every request and for the outage.
