@@ -86,8 +86,10 @@ interface StatusReporting {
   off(event: 'status', listener: (status: unknown) => void): unknown;
 }
 
-function reportsStatus(tracer: object): tracer is StatusReporting {
-  return typeof (tracer as Partial<StatusReporting>).on === 'function' && typeof (tracer as Partial<StatusReporting>).off === 'function';
+/** The tracer's status events, if it has them (not a type guard: after narrowing, the other branch must still see a tracer). */
+function statusEventsOf(tracer: object): StatusReporting | undefined {
+  const candidate = tracer as Partial<StatusReporting>;
+  return typeof candidate.on === 'function' && typeof candidate.off === 'function' ? (tracer as StatusReporting) : undefined;
 }
 
 /** Reads a tracer status event defensively (its shape belongs to the tracer): on / reconnecting / off / unavailable. */
@@ -501,7 +503,8 @@ export class Session {
     if (status.state === 'on') {
       this.tracer = tracer;
       this.tracerView = { state: 'on', since: status.since };
-      if (reportsStatus(tracer)) {
+      const events = statusEventsOf(tracer);
+      if (events) {
         const onStatus = (next: unknown): void => {
           if (this.tracer !== tracer) return;
           const mapped = tracerViewFor(next);
@@ -509,8 +512,8 @@ export class Session {
           this.tracerView = mapped;
           this.stateChanged();
         };
-        tracer.on('status', onStatus);
-        this.tracerDetach = () => tracer.off('status', onStatus);
+        events.on('status', onStatus);
+        this.tracerDetach = () => events.off('status', onStatus);
       }
     } else if (status.state === 'unavailable') {
       this.tracerView = { state: 'unavailable', reason: status.reason };
@@ -524,7 +527,7 @@ export class Session {
    */
   private onInspectorStatus(status: LinkStatus): void {
     const tracer = this.tracer;
-    if (!tracer || reportsStatus(tracer)) return;
+    if (!tracer || statusEventsOf(tracer)) return;
     if (isDown(status) && this.tracerView.state === 'on') {
       const reason = status.state === 'reconnecting' ? status.lastError : status.state === 'failed' ? status.message : status.state;
       this.tracerView = { state: 'reconnecting', since: Date.now(), reason: `the broker connection dropped (${reason})` };
