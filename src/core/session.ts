@@ -566,7 +566,8 @@ export class Session {
       do {
         this.sandboxRecheck = false;
         const before = this.sandbox;
-        if (before.state === 'starting' || (before.state === 'stopped' && !before.urls)) return;
+        // Only a node the app has seen running is checked: not one starting, failed to start, or never started.
+        if (!before.urls || before.state === 'starting' || before.state === 'failed') return;
         const status = await sandboxStatus(this.sandboxDir).catch(() => undefined);
         if (!status || this.sandbox !== before) continue;
         if (status.state === 'running') {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppState, LoadProgress, LoadSummary } from '../../src/shared/contract';
 import type { TraceStep } from '../../src/shared/trace';
-import { startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
+import { sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { Session } from '../../src/core/session';
 import { uniqueName } from '../support/names';
@@ -149,4 +149,18 @@ describe('a broker restart under the app', () => {
     expect(summary.cancelled).toBe(false);
     expect(summary.brokerAway).toMatchObject({ drops: 1, failed: summary.failed, notSent: 0 });
   }, 240_000);
+
+  it('shows the node as unreachable while it is paused, and running again when it answers', async () => {
+    const status = await sandboxStatus(dir);
+    if (status.state !== 'running') throw new Error(`the node is not running: ${status.state}`);
+    process.kill(status.info.pid, 'SIGSTOP');
+    try {
+      // The inspector's AMQP heartbeat notices the silence; the node's process is alive, so it is unreachable, not stopped.
+      const paused = await untilState((state) => state.sandbox.state === 'unreachable');
+      expect(paused.sandbox.message).toMatch(/alive but not answering/);
+    } finally {
+      process.kill(status.info.pid, 'SIGCONT');
+    }
+    await untilState(allGood);
+  }, 120_000);
 });
