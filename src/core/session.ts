@@ -124,6 +124,8 @@ export class Session {
   private tracer: FirehoseTracer | undefined;
   private tracerDetach: (() => void) | undefined;
   private tracerView: TracerView = { state: 'off' };
+  /** what the user asked for last: a tracer resumed after a restart must not come back on after "off" */
+  private tracingWanted = false;
   /** a sandbox check running now, and whether another was asked for meanwhile */
   private sandboxCheck: Promise<void> | undefined;
   private sandboxRecheck = false;
@@ -471,6 +473,7 @@ export class Session {
   }
 
   async setTracing(on: boolean): Promise<TracerView> {
+    this.tracingWanted = on;
     if (!on) {
       const tracer = this.tracer;
       this.tracer = undefined;
@@ -483,7 +486,10 @@ export class Session {
     }
     if (this.tracer && (this.tracerView.state === 'on' || this.tracerView.state === 'reconnecting')) return this.tracerView;
     // A tracer that ended by itself (off or unavailable after a restart) is replaced by a fresh one.
-    if (this.tracer) await this.setTracing(false);
+    if (this.tracer) {
+      await this.setTracing(false);
+      this.tracingWanted = true;
+    }
     const connection = this.requireConnection();
     const view = await this.startTracer(connection);
     this.stateChanged();
@@ -498,6 +504,7 @@ export class Session {
       status = await tracer.start();
     } catch (err) {
       this.tracerView = { state: 'off', reason: `Tracing could not start: ${toErrorShape(err).message}` };
+      this.stateChanged();
       throw err;
     }
     if (status.state === 'on') {
@@ -539,12 +546,14 @@ export class Session {
       this.tracer = undefined;
       void (async () => {
         await tracer.stop().catch(() => undefined);
-        if (!connection || this.connection !== connection || this.tracer !== undefined) return;
+        if (!connection || this.connection !== connection || this.tracer !== undefined || !this.tracingWanted) return;
         try {
           await this.startTracer(connection);
         } catch {
           // startTracer put the reason in the view ("off: Tracing could not start ...")
         }
+        // turned off while this one was starting: give the vhost back
+        if (!this.tracingWanted) await this.setTracing(false);
         this.stateChanged();
       })();
     }
