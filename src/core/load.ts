@@ -1,5 +1,6 @@
 /** The Load panel's engine: N requests at concurrency C with the compose settings, live progress, a summary. */
 import type { LoadProgress, LoadSummary } from '../shared/contract';
+import type { LinkStatus } from '../shared/rpc';
 import { toErrorShape } from './errors';
 import type { RpcCallOptions, RpcClient } from './rpc/client';
 
@@ -37,6 +38,26 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   let lastTick = begin;
   let lastCompleted = 0;
 
+  // The broker going away mid-run: count the drops, the requests that failed across one, and stop sending for good
+  // when the link gave up (failed/closed) instead of failing every remaining request one by one.
+  let drops = 0;
+  let linkDown = false;
+  let failedByOutage = 0;
+  let gaveUp: string | undefined;
+  const onLinkStatus = (status: LinkStatus): void => {
+    if (status.state === 'connected') {
+      linkDown = false;
+      return;
+    }
+    if (!linkDown && (status.state === 'reconnecting' || status.state === 'failed' || status.state === 'closed')) {
+      linkDown = true;
+      drops += 1;
+    }
+    if (status.state === 'failed') gaveUp = status.message;
+    if (status.state === 'closed') gaveUp = 'the connection was closed';
+  };
+  client.link.on('status', onLinkStatus);
+
   const progress = (): LoadProgress => ({
     count: options.count,
     completed,
@@ -53,12 +74,23 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     options.onProgress(progress());
   }, options.progressEveryMs ?? 250);
 
+  // One 'abort' listener on the run's signal for the whole run, not one per call: a signal with more than ten
+  // listeners makes Node print a MaxListenersExceededWarning, and every call's own listener goes away when it settles.
+  const inFlight = new Set<AbortController>();
+  const cancelInFlight = (): void => {
+    for (const call of inFlight) call.abort();
+  };
+  options.signal?.addEventListener('abort', cancelInFlight, { once: true });
+
   const lane = async (): Promise<void> => {
-    while (started < options.count && !options.signal?.aborted) {
+    while (started < options.count && !options.signal?.aborted && gaveUp === undefined) {
       started += 1;
       const t0 = performance.now();
+      const dropsBefore = drops;
+      const callController = new AbortController();
+      inFlight.add(callController);
       try {
-        await client.call({ ...options.call, ...(options.signal ? { signal: options.signal } : {}) });
+        await client.call({ ...options.call, signal: callController.signal });
         const latency = performance.now() - t0;
         latencies.push(latency);
         histogram[bucketOf(latency)] = (histogram[bucketOf(latency)] ?? 0) + 1;
@@ -67,6 +99,9 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
         const { code } = toErrorShape(err);
         errors[code] = (errors[code] ?? 0) + 1;
         failed += 1;
+        if (code !== 'cancelled' && (linkDown || drops !== dropsBefore)) failedByOutage += 1;
+      } finally {
+        inFlight.delete(callController);
       }
     }
   };
@@ -74,6 +109,8 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     await Promise.all(Array.from({ length: Math.min(options.concurrency, options.count) }, lane));
   } finally {
     clearInterval(timer);
+    options.signal?.removeEventListener('abort', cancelInFlight);
+    client.link.off('status', onLinkStatus);
   }
   const durationMs = performance.now() - begin;
   const sorted = latencies.sort((a, b) => a - b);
@@ -82,6 +119,8 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   return {
     ...final,
     cancelled: Boolean(options.signal?.aborted),
+    notSent: options.count - started,
+    ...(drops > 0 || gaveUp !== undefined ? { brokerAway: { drops, failed: failedByOutage, notSent: options.count - started, ...(gaveUp ? { reason: gaveUp } : {}) } } : {}),
     errors,
     durationMs,
     throughput: ((completed + failed) / durationMs) * 1000,

@@ -15,6 +15,7 @@ import type {
   TracerView,
 } from '../shared/contract';
 import type { TraceStep } from '../shared/trace';
+import type { LinkStatus } from '../shared/rpc';
 import { defaultSandboxDir, startSandbox, stopSandbox, sandboxStatus } from './broker/sandbox';
 import { ManagementApi } from './broker/management-api';
 import { amqpConsumerCounter, preflight, probeMqttExchange } from './broker/checks';
@@ -65,6 +66,49 @@ function callOptions(args: SendRequestArgs): RpcCallOptions {
   };
 }
 
+/** What the server panel says for a state of the server's AMQP link (undefined: no change, e.g. while starting). */
+function serverStateFor(status: LinkStatus): Pick<ServerView, 'state' | 'message'> | undefined {
+  switch (status.state) {
+    case 'connected':
+      return { state: 'running' };
+    case 'reconnecting':
+      return { state: 'reconnecting', message: `The broker connection dropped (${status.lastError}); reconnecting, attempt ${status.attempt}.` };
+    case 'failed':
+      return { state: 'failed', message: status.message };
+    default:
+      return undefined;
+  }
+}
+
+/** A tracer that reports its own state (FirehoseTracer as an EventEmitter with a 'status' event) and resumes by itself. */
+interface StatusReporting {
+  on(event: 'status', listener: (status: unknown) => void): unknown;
+  off(event: 'status', listener: (status: unknown) => void): unknown;
+}
+
+/** The tracer's status events, if it has them (not a type guard: after narrowing, the other branch must still see a tracer). */
+function statusEventsOf(tracer: object): StatusReporting | undefined {
+  const candidate = tracer as Partial<StatusReporting>;
+  return typeof candidate.on === 'function' && typeof candidate.off === 'function' ? (tracer as StatusReporting) : undefined;
+}
+
+/** Reads a tracer status event defensively (its shape belongs to the tracer): on / reconnecting / off / unavailable. */
+export function tracerViewFor(status: unknown): TracerView | undefined {
+  if (typeof status !== 'object' || status === null) return undefined;
+  const { state, since, reason } = status as { state?: unknown; since?: unknown; reason?: unknown };
+  const text = typeof reason === 'string' ? reason : undefined;
+  const at = typeof since === 'number' ? since : Date.now();
+  if (state === 'on') return { state: 'on', since: at };
+  if (state === 'reconnecting') return { state: 'reconnecting', since: at, reason: text ?? 'the broker connection dropped' };
+  if (state === 'off') return text ? { state: 'off', reason: text } : { state: 'off' };
+  if (state === 'unavailable') return { state: 'unavailable', reason: text ?? 'tracing is not available' };
+  return undefined;
+}
+
+const SANDBOX_WATCH_MS = 2000;
+
+const isDown = (status: LinkStatus): boolean => status.state === 'reconnecting' || status.state === 'failed';
+
 export class Session {
   private loadController: AbortController | undefined;
   private readonly loadRuns: LoadSummary[] = [];
@@ -78,7 +122,17 @@ export class Session {
   private serverView: ServerView = { state: 'stopped', stats: emptyStats() };
   private serverDetach: (() => void) | undefined;
   private tracer: FirehoseTracer | undefined;
+  private tracerDetach: (() => void) | undefined;
   private tracerView: TracerView = { state: 'off' };
+  /** what the user asked for last: a tracer resumed after a restart must not come back on after "off" */
+  private tracingWanted = false;
+  /** a sandbox check running now, and whether another was asked for meanwhile */
+  private sandboxCheck: Promise<void> | undefined;
+  private sandboxRecheck = false;
+  /** while a link is down, the node is looked at every few seconds (it may be stopping, stopped, or back) */
+  private sandboxWatch: NodeJS.Timeout | undefined;
+  /** pid of the node this app started: a node someone restarted outside the app is not the app's to stop on quit */
+  private ownedSandboxPid: number | undefined;
   private pendingSteps: TraceStep[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
@@ -224,7 +278,14 @@ export class Session {
     this.stateChanged();
     try {
       const result = await startSandbox({ dir: this.sandboxDir });
-      this.sandbox = { state: 'running', urls: result.info.urls, nodeName: result.info.nodeName, ownedByApp: !result.reused };
+      this.ownedSandboxPid = result.reused ? undefined : result.info.pid;
+      this.sandbox = {
+        state: 'running',
+        urls: result.info.urls,
+        nodeName: result.info.nodeName,
+        ownedByApp: !result.reused,
+        ...(result.warnings.length > 0 ? { warnings: result.warnings } : {}),
+      };
     } catch (err) {
       this.sandbox = { state: 'failed', message: toErrorShape(err).message };
       this.stateChanged();
@@ -270,13 +331,32 @@ export class Session {
       }),
     };
     const detachSteps = this.store.attach(client);
-    const onStatus = (): void => this.stateChanged();
+    // A link that drops or comes back is when the node's real state may have changed: look at it then.
+    let wasDown = false;
+    const onStatus = (): void => {
+      const down = isDown(client.link.status) || isDown(connection.inspector.status);
+      const up = client.link.status.state === 'connected' && connection.inspector.status.state === 'connected';
+      if (down && !wasDown) {
+        void this.checkSandbox();
+        this.sandboxWatch ??= setInterval(() => void this.checkSandbox(), SANDBOX_WATCH_MS).unref();
+      }
+      if (up && wasDown) {
+        this.stopSandboxWatch();
+        void this.checkSandbox();
+      }
+      if (down) wasDown = true;
+      if (up) wasDown = false;
+      this.stateChanged();
+    };
+    const onInspectorStatus = (status: LinkStatus): void => this.onInspectorStatus(status);
     client.link.on('status', onStatus);
     connection.inspector.on('status', onStatus);
+    connection.inspector.on('status', onInspectorStatus);
     connection.detach = () => {
       detachSteps();
       client.link.off('status', onStatus);
       connection.inspector.off('status', onStatus);
+      connection.inspector.off('status', onInspectorStatus);
     };
     try {
       await Promise.all([client.connect(), connection.inspector.open()]);
@@ -292,7 +372,15 @@ export class Session {
     return this.state();
   }
 
+  private stopSandboxWatch(): void {
+    clearInterval(this.sandboxWatch);
+    this.sandboxWatch = undefined;
+  }
+
   async close(): Promise<void> {
+    // A load run on a connection that goes away ends now, as cancelled, instead of timing out request by request.
+    this.loadController?.abort();
+    this.stopSandboxWatch();
     await this.stopServer();
     await this.setTracing(false);
     const connection = this.connection;
@@ -312,12 +400,22 @@ export class Session {
     const server = new RpcServer({ amqpUrl: connection.profile.amqpUrl, ...settings, handler, name: 'bridgescope-app-server' });
     const detachSteps = this.store.attach(server);
     const onChange = (): void => this.stateChanged();
-    server.on('status', onChange);
+    // The panel follows the server's own link: never "running" while its connection is gone.
+    const onStatus = (status: LinkStatus): void => {
+      const next = serverStateFor(status);
+      const current = this.serverView.state;
+      if (next && this.server === server && (current === 'running' || current === 'reconnecting' || current === 'failed')) {
+        const { message: _previous, ...rest } = this.serverView;
+        this.serverView = { ...rest, ...next };
+      }
+      this.stateChanged();
+    };
+    server.on('status', onStatus);
     server.on('step', onChange);
     server.on('problem', onChange);
     this.serverDetach = () => {
       detachSteps();
-      server.off('status', onChange);
+      server.off('status', onStatus);
       server.off('step', onChange);
       server.off('problem', onChange);
     };
@@ -333,7 +431,7 @@ export class Session {
       throw err;
     }
     this.server = server;
-    this.serverView = { state: 'running', settings, stats: server.stats };
+    this.serverView = { state: 'running', settings, stats: server.stats, ...serverStateFor(server.status) };
     this.stateChanged();
     return this.state().server;
   }
@@ -347,7 +445,8 @@ export class Session {
     await server.stop();
     this.serverDetach?.();
     this.serverDetach = undefined;
-    this.serverView = { ...this.serverView, state: 'stopped', stats: { ...server.stats } };
+    const { message: _reason, ...rest } = this.serverView;
+    this.serverView = { ...rest, state: 'stopped', stats: { ...server.stats } };
     this.stateChanged();
   }
 
@@ -374,26 +473,129 @@ export class Session {
   }
 
   async setTracing(on: boolean): Promise<TracerView> {
+    this.tracingWanted = on;
     if (!on) {
       const tracer = this.tracer;
       this.tracer = undefined;
+      this.tracerDetach?.();
+      this.tracerDetach = undefined;
       if (tracer) await tracer.stop();
       this.tracerView = { state: 'off' };
       this.stateChanged();
       return this.tracerView;
     }
-    if (this.tracer) return this.tracerView;
+    if (this.tracer && (this.tracerView.state === 'on' || this.tracerView.state === 'reconnecting')) return this.tracerView;
+    // A tracer that ended by itself (off or unavailable after a restart) is replaced by a fresh one.
+    if (this.tracer) {
+      await this.setTracing(false);
+      this.tracingWanted = true;
+    }
     const connection = this.requireConnection();
+    const view = await this.startTracer(connection);
+    this.stateChanged();
+    return view;
+  }
+
+  /** Starts a tracer on `connection` and follows its own status events when it reports them. */
+  private async startTracer(connection: Connection): Promise<TracerView> {
     const tracer = new FirehoseTracer({ amqpUrl: connection.profile.amqpUrl, api: connection.api, store: this.store });
-    const status = await tracer.start();
+    let status: Awaited<ReturnType<FirehoseTracer['start']>>;
+    try {
+      status = await tracer.start();
+    } catch (err) {
+      this.tracerView = { state: 'off', reason: `Tracing could not start: ${toErrorShape(err).message}` };
+      this.stateChanged();
+      throw err;
+    }
     if (status.state === 'on') {
       this.tracer = tracer;
       this.tracerView = { state: 'on', since: status.since };
+      const events = statusEventsOf(tracer);
+      if (events) {
+        const onStatus = (next: unknown): void => {
+          if (this.tracer !== tracer) return;
+          const mapped = tracerViewFor(next);
+          if (!mapped) return;
+          this.tracerView = mapped;
+          this.stateChanged();
+        };
+        events.on('status', onStatus);
+        this.tracerDetach = () => events.off('status', onStatus);
+      }
     } else if (status.state === 'unavailable') {
       this.tracerView = { state: 'unavailable', reason: status.reason };
     }
-    this.stateChanged();
     return this.tracerView;
+  }
+
+  /**
+   * For a tracer that does not report its own state: its connection dies with the broker, so follow the inspector's
+   * link (same broker) and start a fresh tracer when it is back; the vhost's trace flag does not survive a restart.
+   */
+  private onInspectorStatus(status: LinkStatus): void {
+    const tracer = this.tracer;
+    if (!tracer || statusEventsOf(tracer)) return;
+    if (isDown(status) && this.tracerView.state === 'on') {
+      const reason = status.state === 'reconnecting' ? status.lastError : status.state === 'failed' ? status.message : status.state;
+      this.tracerView = { state: 'reconnecting', since: Date.now(), reason: `the broker connection dropped (${reason})` };
+      this.stateChanged();
+      return;
+    }
+    if (status.state === 'connected' && this.tracerView.state === 'reconnecting') {
+      const connection = this.connection;
+      this.tracer = undefined;
+      void (async () => {
+        await tracer.stop().catch(() => undefined);
+        if (!connection || this.connection !== connection || this.tracer !== undefined || !this.tracingWanted) return;
+        try {
+          await this.startTracer(connection);
+        } catch {
+          // startTracer put the reason in the view ("off: Tracing could not start ...")
+        }
+        // turned off while this one was starting: give the vhost back
+        if (!this.tracingWanted) await this.setTracing(false);
+        this.stateChanged();
+      })();
+    }
+    if (status.state === 'failed') {
+      this.tracer = undefined;
+      void tracer.stop().catch(() => undefined);
+      this.tracerView = { state: 'off', reason: `Tracing stopped: the broker connection gave up (${status.message}).` };
+      this.stateChanged();
+    }
+  }
+
+  /** Looks at the sandbox node itself (its record, its process, whether it answers), one check at a time. */
+  checkSandbox(): Promise<void> {
+    if (this.sandboxCheck) {
+      this.sandboxRecheck = true;
+      return this.sandboxCheck;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.sandboxRecheck = false;
+        const before = this.sandbox;
+        // Only a node the app has seen running is checked: not one starting, failed to start, or never started.
+        if (!before.urls || before.state === 'starting' || before.state === 'failed') return;
+        const status = await sandboxStatus(this.sandboxDir).catch(() => undefined);
+        if (!status || this.sandbox !== before) continue;
+        if (status.state === 'running') {
+          this.sandbox = { state: 'running', urls: status.info.urls, nodeName: status.info.nodeName, ownedByApp: status.info.pid === this.ownedSandboxPid };
+        } else if (status.state === 'stopped') {
+          this.sandbox = { ...before, state: 'stopped', message: `The sandbox broker is not running (it was stopped outside the app); start it again to reconnect.` };
+          delete this.sandbox.warnings;
+        } else {
+          const gone = !/alive but not answering/.test(status.reason);
+          this.sandbox = { ...before, state: gone ? 'stopped' : 'unreachable', message: `The sandbox broker: ${status.reason}.` };
+          delete this.sandbox.warnings;
+        }
+        this.stateChanged();
+      } while (this.sandboxRecheck);
+    };
+    this.sandboxCheck = run().finally(() => {
+      this.sandboxCheck = undefined;
+    });
+    return this.sandboxCheck;
   }
 
   /** Graceful end: drain the server, restore tracing, close the links, stop a sandbox this session started. */

@@ -5,8 +5,11 @@ import type { LinkStatus, QoS, ReplyStrategy, RpcOutcome } from './rpc';
 import type { TraceExport, TraceStep } from './trace';
 
 export interface SandboxView {
-  state: 'stopped' | 'starting' | 'running' | 'failed';
+  /** what the node really is, checked again whenever a link drops or comes back: 'unreachable' = alive but not answering */
+  state: 'stopped' | 'starting' | 'running' | 'unreachable' | 'failed';
   message?: string;
+  /** said once at start, e.g. a port that had to move because another process took it */
+  warnings?: string[];
   urls?: { amqp: string; mqtt: string; management: string };
   nodeName?: string;
   /** whether this app started it (and stops it on quit) */
@@ -38,13 +41,19 @@ export interface ServerSettings {
 }
 
 export interface ServerView {
-  state: 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+  /** follows the server's AMQP link: 'reconnecting' while the broker is away (message says why), 'failed' when it gave up */
+  state: 'stopped' | 'starting' | 'running' | 'reconnecting' | 'stopping' | 'failed';
   message?: string;
   settings?: ServerSettings;
   stats: { received: number; replied: number; failed: number; rejected: number; unroutable: number; inFlight: number; perWorker: Record<string, number> };
 }
 
-export type TracerView = { state: 'off' } | { state: 'on'; since: number } | { state: 'unavailable'; reason: string };
+/** 'off' with a reason = tracing stopped by itself (e.g. it could not resume after a broker restart) */
+export type TracerView =
+  | { state: 'off'; reason?: string }
+  | { state: 'on'; since: number }
+  | { state: 'reconnecting'; since: number; reason: string }
+  | { state: 'unavailable'; reason: string };
 
 export interface AppState {
   mode: 'electron' | 'browser';
@@ -93,6 +102,10 @@ export interface LoadProgress {
 
 export interface LoadSummary extends LoadProgress {
   cancelled: boolean;
+  /** requests never sent: the run was cancelled, or the link gave up */
+  notSent?: number;
+  /** present when the MQTT link dropped during the run: how often, how many requests failed across a drop, and why sending stopped if it did */
+  brokerAway?: { drops: number; failed: number; notSent: number; reason?: string };
   errors: Record<string, number>;
   durationMs: number;
   throughput: number;

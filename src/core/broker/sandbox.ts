@@ -1,7 +1,7 @@
-/** The sandbox broker: a private RabbitMQ node with MQTT and management, living in one folder on free loopback ports. */
+/** The sandbox broker: a private RabbitMQ node with MQTT and management, living in one folder on loopback ports it keeps. */
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +52,15 @@ export interface SandboxStartOptions {
 }
 
 const STATE_FILE = 'sandbox.json';
+/** The node's name and ports, kept across stop/start so every client can reconnect to the same URLs. */
+const IDENTITY_FILE = 'identity.json';
+
+interface SandboxIdentity {
+  nodeName: string;
+  ports: SandboxPorts;
+}
+
+const portLabels: Record<keyof SandboxPorts, string> = { amqp: 'AMQP', mqtt: 'MQTT', management: 'management HTTP', dist: 'Erlang distribution' };
 
 /** Where a user's sandbox lives unless `--dir` says otherwise. */
 export function defaultSandboxDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -101,6 +110,80 @@ export async function freePorts(count: number): Promise<number[]> {
   });
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
   return ports;
+}
+
+/** Whether a listener could bind 127.0.0.1:port right now. */
+export function isPortFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** Best effort (Linux /proc, own user's processes only): which process listens on a TCP port, e.g. "pid 1234 (nc)". */
+export async function describePortHolder(port: number): Promise<string | undefined> {
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const columns = line.trim().split(/\s+/);
+      const local = columns[1];
+      // state 0A is LISTEN; column 9 is the socket's inode
+      if (!local || columns[3] !== '0A' || Number.parseInt(local.split(':')[1] ?? '', 16) !== port) continue;
+      if (columns[9]) inodes.add(`socket:[${columns[9]}]`);
+    }
+  }
+  if (inodes.size === 0) return undefined;
+  const pids = (await readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name));
+  for (const pid of pids) {
+    const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+    for (const fd of fds) {
+      const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+      if (!inodes.has(target)) continue;
+      const command = (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim();
+      return command ? `pid ${pid} (${command})` : `pid ${pid}`;
+    }
+  }
+  return undefined;
+}
+
+async function readIdentity(dir: string): Promise<SandboxIdentity | undefined> {
+  try {
+    const identity = JSON.parse(await readFile(join(dir, IDENTITY_FILE), 'utf8')) as Partial<SandboxIdentity>;
+    const ports = identity.ports;
+    const valid = (value: unknown): value is number => Number.isInteger(value) && (value as number) > 0 && (value as number) < 65_536;
+    if (typeof identity.nodeName !== 'string' || !ports || !valid(ports.amqp) || !valid(ports.mqtt) || !valid(ports.management) || !valid(ports.dist)) {
+      return undefined;
+    }
+    return { nodeName: identity.nodeName, ports };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The ports for this start: explicit ones as given, the remembered ones unless another process took one meanwhile
+ * (then that one moves, and a warning says which, to what, and who holds it), fresh free ones otherwise.
+ */
+async function choosePorts(requested: Partial<SandboxPorts> | undefined, remembered: SandboxPorts | undefined, warnings: string[]): Promise<SandboxPorts> {
+  const kinds = ['amqp', 'mqtt', 'management', 'dist'] as const;
+  const fresh = await freePorts(kinds.length);
+  const chosen = {} as SandboxPorts;
+  for (const [index, kind] of kinds.entries()) {
+    const explicit = requested?.[kind];
+    const kept = remembered?.[kind];
+    const freshPort = fresh[index] as number;
+    if (explicit !== undefined) chosen[kind] = explicit;
+    else if (kept === undefined) chosen[kind] = freshPort;
+    else if (await isPortFree(kept)) chosen[kind] = kept;
+    else {
+      const holder = await describePortHolder(kept);
+      chosen[kind] = freshPort;
+      warnings.push(`The sandbox's ${portLabels[kind]} port ${kept} is taken by ${holder ?? 'another process'}; it moves to ${freshPort}, so clients must use the new URL.`);
+    }
+  }
+  return chosen;
 }
 
 export function isProcessAlive(pid: number): boolean {
@@ -171,6 +254,8 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
 
   const status = await sandboxStatus(dir);
   if (status.state === 'running') return { info: status.info, reused: true, warnings };
+  // A record from before identity.json existed still names the node and its ports.
+  const remembered = (await readIdentity(dir)) ?? (status.state === 'stale' ? { nodeName: status.info.nodeName, ports: status.info.ports } : undefined);
   if (status.state === 'stale') {
     warnings.push(`Found a stale sandbox record: ${status.reason}; starting a fresh node.`);
     if (isProcessAlive(status.info.pid)) await killNode(status.info.pid, 15_000);
@@ -178,14 +263,9 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   }
 
   const serverScript = findRabbitMQ(opts.env ?? process.env);
-  const [amqpPort, mqttPort, managementPort, distPort] = await freePorts(4);
-  const ports: SandboxPorts = {
-    amqp: opts.ports?.amqp ?? (amqpPort as number),
-    mqtt: opts.ports?.mqtt ?? (mqttPort as number),
-    management: opts.ports?.management ?? (managementPort as number),
-    dist: opts.ports?.dist ?? (distPort as number),
-  };
-  const nodeName = opts.nodeName ?? `bridgescope-${randomBytes(4).toString('hex')}@localhost`;
+  const ports = await choosePorts(opts.ports, remembered?.ports, warnings);
+  // The same node name keeps the same data folder (mnesia) across restarts.
+  const nodeName = opts.nodeName ?? remembered?.nodeName ?? `bridgescope-${randomBytes(4).toString('hex')}@localhost`;
   const mqttExchange = opts.mqttExchange ?? 'amq.direct';
   const logFile = join(dir, 'node.log');
   const pidFile = join(dir, 'node.pid');
@@ -284,6 +364,7 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
     logFile,
   };
   await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...info, wrapperPid: child.pid }, null, 2));
+  await writeFile(join(dir, IDENTITY_FILE), JSON.stringify({ nodeName, ports } satisfies SandboxIdentity, null, 2));
   progress(`RabbitMQ node ${nodeName} is ready`);
   return { info, reused: false, warnings };
 }

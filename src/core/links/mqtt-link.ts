@@ -82,6 +82,9 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: ${message}`, { cause: err });
 }
 
+/** CONNACK codes that mean "this client may not connect" rather than "not now": 3.1.1 codes 2, 4, 5 and their MQTT 5 kin. */
+const permanentRefusals = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
+
 export class MqttLink extends EventEmitter<MqttLinkEvents> {
   private current: LinkStatus = { state: 'idle' };
   private mqttClient: MqttClient | undefined;
@@ -145,6 +148,9 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
       reconnectPeriod: this.options.reconnectDelayMs ?? 1000,
       clean: true,
       resubscribe: true,
+      // Without it mqtt.js stops its reconnect loop for good after one refused CONNACK (a restarting RabbitMQ answers
+      // "Server unavailable" while its vhost is not up yet), and the link would say "reconnecting" forever.
+      reconnectOnConnackError: true,
     };
     const client = mqtt.connect(target.url, options);
     // Nagle's algorithm costs ~40 ms per request here (RABBITMQ-FACTS.md); set it on every new socket.
@@ -179,8 +185,13 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     let connectedAt = Date.now();
     let flaps = 0;
     const flapWindow = this.options.flapWindowMs ?? 3000;
-    client.on('error', (err) => {
+    client.on('error', (err: Error & { code?: string | number }) => {
       lastError = err.message;
+      // A refusal that retrying cannot cure (credentials, client id, banned) ends the loop with the reason.
+      if (typeof err.code === 'number' && permanentRefusals.has(err.code) && !this.closing) {
+        this.setStatus({ state: 'failed', message: `${explainMqttError(err, this.options.url).message} Reconnecting stopped.` });
+        client.end(true);
+      }
     });
     client.on('connect', () => {
       attempt = 0;

@@ -167,6 +167,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       });
       step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.subscribed', detail: { topic: replyTopic, qosAsked: qos, qosGranted: grant } });
       if (grant === 'refused') {
+        // Disarm the deadline and the abort listener here: this exit comes before the try/finally below.
+        guard.clear();
         throw new BridgeError('broker-failed', `The broker refused the subscription to the reply topic "${replyTopic}".`);
       }
     }

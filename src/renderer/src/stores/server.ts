@@ -12,7 +12,8 @@ export const useServerStore = defineStore('server', () => {
   const error = ref<string>();
   const busy = ref(false);
   const view = computed(() => app.state?.server);
-  const running = computed(() => view.value?.state === 'running');
+  // A server waiting for its broker to come back is still running as far as the user is concerned: it can be stopped.
+  const running = computed(() => view.value?.state === 'running' || view.value?.state === 'reconnecting');
 
   async function start(): Promise<void> {
     busy.value = true;

@@ -130,7 +130,14 @@ export const useTraceStore = defineStore('trace', () => {
     }
   }
 
-  const tracing = computed(() => app.state?.tracer.state === 'on');
+  // Still asked for while it reconnects after a broker restart; the panel says why it is not on.
+  const tracing = computed(() => app.state?.tracer.state === 'on' || app.state?.tracer.state === 'reconnecting');
+  const tracerNote = computed(() => {
+    const tracer = app.state?.tracer;
+    if (tracer?.state === 'reconnecting') return `Firehose tracing is reconnecting: ${tracer.reason}`;
+    if (tracer?.state === 'off' && tracer.reason) return tracer.reason;
+    return undefined;
+  });
 
   async function exportTrace(): Promise<TraceExport | undefined> {
     try {
@@ -179,6 +186,7 @@ export const useTraceStore = defineStore('trace', () => {
     selectedSteps,
     selectedSummary,
     tracing,
+    tracerNote,
     ingest,
     reset,
     summary,
