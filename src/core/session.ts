@@ -26,7 +26,7 @@ import { runLoad } from './load';
 import { parsePayloadText } from './rpc/envelope';
 import { RpcServer } from './rpc/server';
 import { loadHandler, parseHandlerSpec } from './rpc/handlers';
-import { FirehoseTracer } from './trace/firehose';
+import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type FirehoseStatus } from './trace/firehose';
 import { TraceStore, type TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from './topic-map';
 import { redactProfile, restoreSecrets, type ProfileStore } from './profiles';
@@ -48,6 +48,8 @@ interface Connection {
   inspector: AmqpLink;
   model: ChannelModel | undefined;
   detach: () => void;
+  /** tracing a dead BridgeScope process left on this vhost: switched off when this connection closes */
+  abandonedTracing?: AbandonedTracing;
 }
 
 const emptyStats = (): ServerView['stats'] => ({ received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} });
@@ -80,29 +82,18 @@ function serverStateFor(status: LinkStatus): Pick<ServerView, 'state' | 'message
   }
 }
 
-/** A tracer that reports its own state (FirehoseTracer as an EventEmitter with a 'status' event) and resumes by itself. */
-interface StatusReporting {
-  on(event: 'status', listener: (status: unknown) => void): unknown;
-  off(event: 'status', listener: (status: unknown) => void): unknown;
-}
-
-/** The tracer's status events, if it has them (not a type guard: after narrowing, the other branch must still see a tracer). */
-function statusEventsOf(tracer: object): StatusReporting | undefined {
-  const candidate = tracer as Partial<StatusReporting>;
-  return typeof candidate.on === 'function' && typeof candidate.off === 'function' ? (tracer as StatusReporting) : undefined;
-}
-
-/** Reads a tracer status event defensively (its shape belongs to the tracer): on / reconnecting / off / unavailable. */
-export function tracerViewFor(status: unknown): TracerView | undefined {
-  if (typeof status !== 'object' || status === null) return undefined;
-  const { state, since, reason } = status as { state?: unknown; since?: unknown; reason?: unknown };
-  const text = typeof reason === 'string' ? reason : undefined;
-  const at = typeof since === 'number' ? since : Date.now();
-  if (state === 'on') return { state: 'on', since: at };
-  if (state === 'reconnecting') return { state: 'reconnecting', since: at, reason: text ?? 'the broker connection dropped' };
-  if (state === 'off') return text ? { state: 'off', reason: text } : { state: 'off' };
-  if (state === 'unavailable') return { state: 'unavailable', reason: text ?? 'tracing is not available' };
-  return undefined;
+/** What the trace panel shows for the tracer's own status (it reconnects and switches tracing on again by itself). */
+export function tracerViewFor(status: FirehoseStatus): TracerView {
+  switch (status.state) {
+    case 'on':
+      return { state: 'on', since: status.since };
+    case 'reconnecting':
+      return { state: 'reconnecting', since: status.since, reason: status.reason };
+    case 'off':
+      return { state: 'off' };
+    case 'unavailable':
+      return { state: 'unavailable', reason: status.reason };
+  }
 }
 
 const SANDBOX_WATCH_MS = 2000;
@@ -248,10 +239,12 @@ export class Session {
       tracer: this.tracerView,
       server: { ...this.serverView, stats: this.server ? { ...this.server.stats, perWorker: { ...this.server.stats.perWorker } } : this.serverView.stats },
       ...(this.overview ? { overview: this.overview } : {}),
+      ...(this.notice ? { notice: this.notice } : {}),
     };
   }
 
   private overview: AppState['overview'];
+  private notice: string | undefined;
   private lastProfile: ConnectionProfile | undefined;
 
   /** State changes come in bursts (every request moves the counters): coalesce them. */
@@ -348,15 +341,12 @@ export class Session {
       if (up) wasDown = false;
       this.stateChanged();
     };
-    const onInspectorStatus = (status: LinkStatus): void => this.onInspectorStatus(status);
     client.link.on('status', onStatus);
     connection.inspector.on('status', onStatus);
-    connection.inspector.on('status', onInspectorStatus);
     connection.detach = () => {
       detachSteps();
       client.link.off('status', onStatus);
       connection.inspector.off('status', onStatus);
-      connection.inspector.off('status', onInspectorStatus);
     };
     try {
       await Promise.all([client.connect(), connection.inspector.open()]);
@@ -368,6 +358,9 @@ export class Session {
     this.connection = connection;
     this.lastProfile = profile;
     this.overview = await api.overview().catch(() => undefined);
+    // Tracing that a BridgeScope process which died left on: said once, and switched off when this session is done.
+    connection.abandonedTracing = await checkAbandonedTracing(api).catch(() => undefined);
+    if (connection.abandonedTracing) this.notice = connection.abandonedTracing.message;
     this.stateChanged();
     return this.state();
   }
@@ -386,8 +379,10 @@ export class Session {
     const connection = this.connection;
     this.connection = undefined;
     this.overview = undefined;
+    this.notice = undefined;
     if (connection) {
       connection.detach();
+      await connection.abandonedTracing?.restore().catch(() => undefined);
       await Promise.all([connection.client.close(), connection.inspector.close()]);
     }
     this.stateChanged();
@@ -496,73 +491,33 @@ export class Session {
     return view;
   }
 
-  /** Starts a tracer on `connection` and follows its own status events when it reports them. */
+  /** Starts a tracer on `connection` and follows its status: it reconnects and resumes by itself after a broker restart. */
   private async startTracer(connection: Connection): Promise<TracerView> {
-    const tracer = new FirehoseTracer({ amqpUrl: connection.profile.amqpUrl, api: connection.api, store: this.store });
-    let status: Awaited<ReturnType<FirehoseTracer['start']>>;
+    const tracer = new FirehoseTracer({ amqpUrl: connection.profile.amqpUrl, api: connection.api, store: this.store, owner: `BridgeScope ${this.options.mode} (pid ${process.pid})` });
+    const onStatus = (next: FirehoseStatus): void => {
+      if (this.tracer !== tracer) return;
+      this.tracerView = tracerViewFor(next);
+      this.stateChanged();
+    };
+    tracer.on('status', onStatus);
+    let status: FirehoseStatus;
     try {
       status = await tracer.start();
     } catch (err) {
+      tracer.off('status', onStatus);
       this.tracerView = { state: 'off', reason: `Tracing could not start: ${toErrorShape(err).message}` };
       this.stateChanged();
       throw err;
     }
-    if (status.state === 'on') {
-      this.tracer = tracer;
-      this.tracerView = { state: 'on', since: status.since };
-      const events = statusEventsOf(tracer);
-      if (events) {
-        const onStatus = (next: unknown): void => {
-          if (this.tracer !== tracer) return;
-          const mapped = tracerViewFor(next);
-          if (!mapped) return;
-          this.tracerView = mapped;
-          this.stateChanged();
-        };
-        events.on('status', onStatus);
-        this.tracerDetach = () => events.off('status', onStatus);
-      }
-    } else if (status.state === 'unavailable') {
+    if (status.state === 'unavailable') {
+      tracer.off('status', onStatus);
       this.tracerView = { state: 'unavailable', reason: status.reason };
+      return this.tracerView;
     }
+    this.tracer = tracer;
+    this.tracerDetach = () => tracer.off('status', onStatus);
+    this.tracerView = tracerViewFor(status);
     return this.tracerView;
-  }
-
-  /**
-   * For a tracer that does not report its own state: its connection dies with the broker, so follow the inspector's
-   * link (same broker) and start a fresh tracer when it is back; the vhost's trace flag does not survive a restart.
-   */
-  private onInspectorStatus(status: LinkStatus): void {
-    const tracer = this.tracer;
-    if (!tracer || statusEventsOf(tracer)) return;
-    if (isDown(status) && this.tracerView.state === 'on') {
-      const reason = status.state === 'reconnecting' ? status.lastError : status.state === 'failed' ? status.message : status.state;
-      this.tracerView = { state: 'reconnecting', since: Date.now(), reason: `the broker connection dropped (${reason})` };
-      this.stateChanged();
-      return;
-    }
-    if (status.state === 'connected' && this.tracerView.state === 'reconnecting') {
-      const connection = this.connection;
-      this.tracer = undefined;
-      void (async () => {
-        await tracer.stop().catch(() => undefined);
-        if (!connection || this.connection !== connection || this.tracer !== undefined || !this.tracingWanted) return;
-        try {
-          await this.startTracer(connection);
-        } catch {
-          // startTracer put the reason in the view ("off: Tracing could not start ...")
-        }
-        // turned off while this one was starting: give the vhost back
-        if (!this.tracingWanted) await this.setTracing(false);
-        this.stateChanged();
-      })();
-    }
-    if (status.state === 'failed') {
-      this.tracer = undefined;
-      void tracer.stop().catch(() => undefined);
-      this.tracerView = { state: 'off', reason: `Tracing stopped: the broker connection gave up (${status.message}).` };
-      this.stateChanged();
-    }
   }
 
   /** Looks at the sandbox node itself (its record, its process, whether it answers), one check at a time. */

@@ -63,6 +63,8 @@ export interface AppState {
   tracer: TracerView;
   server: ServerView;
   overview?: BrokerOverview;
+  /** something the user should read once about this connection, e.g. tracing a dead BridgeScope process left on */
+  notice?: string;
 }
 
 export interface SendRequestArgs {

@@ -8,6 +8,8 @@ import { ManagementApi, TRACING_MARKER_EXCHANGE } from '../../src/core/broker/ma
 import { managementRequest } from '../../src/core/broker/management-http';
 import { checkAbandonedTracing, FirehoseTracer, releaseTracing, type FirehoseEvent } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
+import { Session } from '../../src/core/session';
+import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
 
@@ -281,6 +283,28 @@ describe('ownership', () => {
     expect(await abandoned?.restore()).toEqual({ outcome: 'switched-off' });
     expect(await vhost.api.tracing()).toBe(false);
     expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('has the app say, on connecting, that a dead BridgeScope process left tracing on, and switch it off when it closes', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await vhost.api.setTracing(true);
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+    cleanups.push(() => session.dispose());
+    const state = await session.open({
+      name: 'abandoned',
+      amqpUrl: vhost.amqpUrl,
+      mqttUrl: broker.urls.mqtt,
+      managementUrl: broker.urls.management,
+      vhost: vhost.name,
+      exchange: 'amq.direct',
+    });
+    expect(state.notice).toMatch(new RegExp(`^Firehose tracing on vhost ${vhost.name} was left on by a BridgeScope process that ended without restoring it`));
+    expect(await vhost.api.tracing()).toBe(true);
+    await session.close();
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+    expect(session.state().notice).toBeUndefined();
   });
 
   it('removes quietly a marker whose tracing is already off (a node restart resets the flag)', async () => {
