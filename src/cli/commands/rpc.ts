@@ -13,7 +13,7 @@ import { ManagementApi } from '../../core/broker/management-api';
 import { FirehoseTracer } from '../../core/trace/firehose';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
-import { action, parseChoice, parsePositiveInt, printJson, warn } from '../run';
+import { action, parseChoice, parseDurationMs, parsePositiveInt, printJson, warn } from '../run';
 import { resolveUrl } from '../urls';
 
 interface ServeOptions {
@@ -152,7 +152,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
     .option('--reply-topic <topic>', 'reply topic to use instead of reply/<uuid>')
     .option('--method <name>', 'method field of the request')
-    .option('--timeout <ms>', 'how long to wait for the reply', parsePositiveInt('--timeout'), 10_000)
+    .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), 10_000)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--trace', 'trace this RPC through the broker (firehose) and print every step after the reply')
