@@ -56,7 +56,10 @@ function mutate(root: Record<string, unknown>, mutation: Mutation): void {
   if ('drop' in mutation.change) {
     if (Array.isArray(parent)) parent.splice(Number(last), 1);
     else delete (parent as Record<string, unknown>)[last];
-  } else (parent as Record<string | number, unknown>)[last] = mutation.change.value;
+  } else {
+    // A copy: fast-check may hand the same object to two mutations, and a file read from disk has no shared parts.
+    (parent as Record<string | number, unknown>)[last] = JSON.parse(JSON.stringify(mutation.change.value)) as Json;
+  }
 }
 
 /** Values of the wrong type a hand-edited or truncated export tends to carry. */
