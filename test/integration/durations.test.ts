@@ -1,6 +1,7 @@
 import { describe, expect, inject, it } from 'vitest';
 import { runCli } from '../support/cli';
 import { validateArgs } from '../../src/core/contract-schemas';
+import { parseDurationMs } from '../../src/cli/run';
 import { uniqueName } from '../support/names';
 
 const broker = inject('broker');
@@ -21,6 +22,15 @@ describe('durations beyond what a timer can hold', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--timeout takes a whole number above 0 and at most 2147483647/);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('parseDurationMs takes whole ms from 1 to 2147483647 and refuses the rest in one sentence', () => {
+    const parse = parseDurationMs('--timeout');
+    expect(parse('1')).toBe(1);
+    expect(parse('2147483647')).toBe(2147483647);
+    for (const wrong of ['0', '-1', '1.5', '2147483648', '1e12', 'Infinity', 'NaN', '', 'ten']) {
+      expect(() => parse(wrong)).toThrow(/^--timeout takes a whole number above 0 and at most 2147483647 \(milliseconds, about 24\.8 days\), not ".*"\.$/);
+    }
   });
 
   it('rpc.request.send and load.run.start refuse a timeoutMs over the limit, NaN-like or fractional with bad-input', () => {
