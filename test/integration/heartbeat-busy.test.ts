@@ -60,4 +60,37 @@ describe('the AMQP heartbeat watchdog', () => {
       expect(lost).not.toMatchObject({ lastError: expect.stringMatching(/no data from the broker/) });
     }
   });
+
+  it('when the broker gave up on our heartbeats during a 4 s block, the link says the process was busy, not that the broker was silent', async () => {
+    const queue = uniqueName('heartbeat-busy-lost');
+    let channel: Channel | undefined;
+    const link = new AmqpLink({
+      url: broker.urls.amqp,
+      connectionName: queue,
+      heartbeatSeconds: 1,
+      onConnected: async (model: ChannelModel) => {
+        channel = await model.createChannel();
+        await channel.assertQueue(queue, { exclusive: true });
+      },
+    });
+    const statuses: LinkStatus[] = [];
+    link.on('status', (status) => statuses.push(status));
+    closers.push(() => link.close());
+    await link.open();
+    const opened = channel as Channel;
+    await opened.checkQueue(queue);
+    // Past 3 intervals: RabbitMQ closes a connection after 2 to 3 heartbeat intervals without a byte from it.
+    blockEventLoop(4000);
+    const lost = new Promise<LinkStatus>((resolve) => {
+      const seen = statuses.find((status) => status.state === 'reconnecting');
+      if (seen) resolve(seen);
+      link.on('status', (status) => {
+        if (status.state === 'reconnecting') resolve(status);
+      });
+    });
+    // A write makes the closed socket show at once.
+    void opened.checkQueue(queue).catch(() => undefined);
+    expect(await lost).toMatchObject({ lastError: expect.stringMatching(/the process was busy for [34]\.\d s \(event loop blocked\), so the broker stopped hearing our heartbeats; not the broker's fault$/) });
+    expect(statuses.map((status) => (status.state === 'reconnecting' ? status.lastError : '')).join(' ')).not.toMatch(/no data from the broker/);
+  });
 });
