@@ -46,6 +46,13 @@ describe('the exchange probe names the real cause', () => {
     expect(JSON.stringify(verdict)).not.toMatch(/mqtt\.exchange/);
   });
 
+  it('ends, naming the other broker, when an MQTT broker never acknowledges the subscription or the probe', async () => {
+    const fake = await startFakeMqttBroker({ silentAfterConnect: true });
+    closers.push(() => fake.close());
+    const verdict = await probeMqttExchange({ mqttUrl: fake.url, amqpUrl: broker.urls.amqp, configuredExchange: 'amq.direct', api, timeoutMs: 300 });
+    expect(verdict.lines[0]).toEqual(failLine(/did not acknowledge our message within 300 ms but the RabbitMQ at .* never saw it: they are not the same broker/));
+  });
+
   it('says nothing accepts MQTT connections when the MQTT port is closed, and that this RabbitMQ listens for MQTT elsewhere', async () => {
     const [closedPort] = await freePorts(1);
     const verdict = await probeMqttExchange({ mqttUrl: `mqtt://127.0.0.1:${closedPort}`, amqpUrl: broker.urls.amqp, configuredExchange: 'amq.direct', api });

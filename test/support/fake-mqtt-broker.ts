@@ -9,7 +9,12 @@ export interface FakeMqttBroker {
   close(): Promise<void>;
 }
 
-export async function startFakeMqttBroker(): Promise<FakeMqttBroker> {
+export interface FakeMqttBrokerOptions {
+  /** answer CONNECT, then never acknowledge anything (a stuck or overloaded broker) */
+  silentAfterConnect?: boolean;
+}
+
+export async function startFakeMqttBroker(options: FakeMqttBrokerOptions = {}): Promise<FakeMqttBroker> {
   const published: string[] = [];
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -19,6 +24,8 @@ export async function startFakeMqttBroker(): Promise<FakeMqttBroker> {
     const parser = mqttPacket.parser({ protocolVersion: 4 });
     const send = (packet: Packet): void => void socket.write(mqttPacket.generate(packet));
     parser.on('packet', (packet: Packet) => {
+      if (packet.cmd === 'publish') published.push(packet.topic);
+      if (options.silentAfterConnect && packet.cmd !== 'connect') return;
       switch (packet.cmd) {
         case 'connect':
           send({ cmd: 'connack', returnCode: 0, sessionPresent: false });
@@ -27,7 +34,6 @@ export async function startFakeMqttBroker(): Promise<FakeMqttBroker> {
           send({ cmd: 'suback', messageId: packet.messageId ?? 0, granted: packet.subscriptions.map((sub) => sub.qos) });
           break;
         case 'publish':
-          published.push(packet.topic);
           if (packet.qos === 1) send({ cmd: 'puback', messageId: packet.messageId ?? 0 });
           break;
         case 'pingreq':

@@ -186,10 +186,14 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
     link.on('message', (messageTopic) => {
       if (messageTopic === topic) echoed = true;
     });
-    await link.subscribe(topic, 1);
-    await link.client.publishAsync(topic, 'bridgescope exchange probe', { qos: 1 });
     const timeoutMs = options.timeoutMs ?? 3000;
-    await Promise.race([arrival, new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+    // Bounded: an MQTT broker that never sends SUBACK or PUBACK must not hang the probe.
+    const within = (step: Promise<unknown>): Promise<unknown> =>
+      Promise.race([step.catch(() => undefined), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+    await within(link.subscribe(topic, 1));
+    let acknowledged = false;
+    await within(link.client.publishAsync(topic, 'bridgescope exchange probe', { qos: 1 }).then(() => (acknowledged = true)));
+    await within(arrival);
 
     const exchangeType = observed ? await exchangeTypeOf(observed, api) : undefined;
     const mqttUrl = redactUrl(options.mqttUrl);
@@ -197,7 +201,7 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
       lines.unshift({
         check: 'MQTT exchange',
         status: 'fail',
-        message: `The MQTT broker at ${mqttUrl} accepted our message but the RabbitMQ at ${redactUrl(options.amqpUrl)} never saw it: they are not the same broker (is ${mqttUrl} a Mosquitto?)${vhostHint(options.amqpUrl)}.`,
+        message: `The MQTT broker at ${mqttUrl} ${acknowledged ? 'accepted our message' : `did not acknowledge our message within ${timeoutMs} ms`} but the RabbitMQ at ${redactUrl(options.amqpUrl)} never saw it: they are not the same broker (is ${mqttUrl} a Mosquitto?)${vhostHint(options.amqpUrl)}.`,
       });
     } else if (observed === undefined) {
       lines.unshift({
