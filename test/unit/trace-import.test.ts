@@ -116,9 +116,9 @@ describe('importing a trace', () => {
         for (const change of mutations) mutate(json, change);
         importAndRender(json);
       }),
-      { numRuns: 3000 },
+      { numRuns: 1500 },
     );
-  });
+  }, 60_000);
 
   it('either imports and renders or refuses in one bad-input sentence, for steps of a real kind with arbitrary details', () => {
     const kinds = [...new Set(everyKind.map((draft) => draft.kind))];
@@ -134,9 +134,9 @@ describe('importing a trace', () => {
       fc.property(fc.array(step, { maxLength: 5 }), (steps) => {
         importAndRender({ ...validExport(), steps });
       }),
-      { numRuns: 3000 },
+      { numRuns: 1500 },
     );
-  });
+  }, 60_000);
 
   it('refuses arbitrary JSON that is not a trace in one bad-input sentence', () => {
     fc.assert(
