@@ -3,6 +3,7 @@ import { InvalidArgumentError } from 'commander';
 import type { ErrorCode } from '../shared/errors';
 import { toErrorShape } from '../core/errors';
 import { passwordForms, scrubSecrets } from '../shared/redact';
+import { MAX_TIMER_MS } from '../shared/durations';
 import { jsonForTerminal, terminalSafe } from './terminal';
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
@@ -66,6 +67,19 @@ export function parsePositiveInt(flag: string): (value: string) => number {
     const parsed = Number(value);
     if (!Number.isInteger(parsed) || parsed <= 0) {
       throw new InvalidArgumentError(`${flag} takes a whole number above 0, not "${value}".`);
+    }
+    return parsed;
+  };
+}
+
+/** A commander parser for a duration in ms; past what a Node timer holds it would fire at once, so that is a usage error too. */
+export function parseDurationMs(flag: string): (value: string) => number {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed <= 0 || parsed > MAX_TIMER_MS) {
+      throw new InvalidArgumentError(
+        `${flag} takes a whole number above 0 and at most ${MAX_TIMER_MS} (milliseconds, about 24.8 days), not "${value}".`,
+      );
     }
     return parsed;
   };

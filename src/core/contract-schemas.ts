@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import type { CommandArgs, CommandName } from '../shared/contract';
 import { BridgeError } from './errors';
+import { MAX_TIMER_MS } from '../shared/durations';
 
 const empty = z.object({}).strict();
 const nonEmpty = (what: string, max = 2000) =>
@@ -17,6 +18,16 @@ const profile = z.object({
   exchange: nonEmpty('The exchange', 255),
 });
 
+export { MAX_TIMER_MS } from '../shared/durations';
+
+/** A duration in whole ms from 1 to `maxMs` (never beyond what a timer holds). */
+const durationMs = (what: string, maxMs: number, maxText: string) =>
+  z
+    .number({ error: `${what} must be a number of milliseconds.` })
+    .int({ error: `${what} must be a whole number of milliseconds.` })
+    .min(1, { error: `${what} must be at least 1 ms.` })
+    .max(Math.min(maxMs, MAX_TIMER_MS), { error: `${what} must be at most ${maxText}.` });
+
 const qos = z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'QoS must be 0, 1 or 2.' });
 const strategy = z.enum(['per-request', 'shared'], { error: 'The reply strategy must be per-request or shared.' });
 const optionalTopic = z.string().max(65_535).optional();
@@ -28,7 +39,7 @@ const sendRequest = z.object({
   replyTopic: optionalTopic,
   method: z.string().max(1000).optional(),
   payloadText: z.string().max(64 * 1024 * 1024, { error: 'The payload is over 64 MiB.' }),
-  timeoutMs: z.number().int().min(1, { error: 'The timeout must be at least 1 ms.' }).max(600_000, { error: 'The timeout must be at most 10 minutes.' }),
+  timeoutMs: durationMs('The timeout', 600_000, '10 minutes'),
 });
 
 const schemas = {

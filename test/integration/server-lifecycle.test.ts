@@ -354,7 +354,7 @@ describe('serve refuses bad input before connecting', () => {
     ['an amq. --queue', ['--queue', 'amq.mine'], /reserves/],
     ['a --queue over 255 bytes', ['--queue', 'q'.repeat(256)], /at most 255/],
     ['a delay a timer cannot hold', ['--handler', 'delay:2147483648'], /at most 2147483647 ms/],
-    ['a --handler-timeout a timer cannot hold', ['--handler-timeout', '2147483648'], /--handler-timeout takes at most 2147483647 ms/],
+    ['a --handler-timeout a timer cannot hold', ['--handler-timeout', '2147483648'], /--handler-timeout takes a whole number above 0 and at most 2147483647 \(milliseconds/],
   ])('refuses %s with exit 2 and one sentence', async (_label, args, message) => {
     const result = await runCli(['serve', '--amqp', broker.urls.amqp, ...args]);
     expect({ code: result.code, stderr: result.stderr }).toMatchObject({ code: 2, stderr: expect.stringMatching(message) });

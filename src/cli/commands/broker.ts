@@ -1,7 +1,7 @@
 /** `bridgescope broker start|stop|status`: the sandbox broker from the terminal. */
 import type { Command } from 'commander';
 import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox } from '../../core/broker/sandbox';
-import { action, ExitCode, parsePositiveInt, printJson } from '../run';
+import { action, ExitCode, parseDurationMs, printJson } from '../run';
 
 interface DirOptions {
   dir: string;
@@ -18,7 +18,7 @@ export function registerBrokerCommands(program: Command): void {
     .description('start the sandbox broker (or report the one already running in that folder) and print its URLs')
     .option('--dir <path>', 'folder for the node data and logs', defaultSandboxDir())
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to (mqtt.exchange)', 'amq.direct')
-    .option('--timeout <ms>', 'how long to wait for the node to accept connections', parsePositiveInt('--timeout'), 90_000)
+    .option('--timeout <ms>', 'how long to wait for the node to accept connections', parseDurationMs('--timeout'), 90_000)
     .option('--json', 'print a machine-readable object')
     .action(
       action(async (options: DirOptions & { exchange: string; timeout: number }) => {

@@ -6,7 +6,9 @@ import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
 import { amqpConnectOptions, explainAmqpError } from '../links/amqp-link';
 import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { toErrorShape } from '../errors';
 import type { ManagementApi } from './management-api';
+import { redactUrl } from './management-http';
 
 /** AMQP topic-exchange matching: `*` is exactly one word, `#` zero or more. */
 export function topicPatternMatches(pattern: string, routingKey: string): boolean {
@@ -85,12 +87,64 @@ export async function liveConsumerCounts(amqpUrl: string, queues: string[]): Pro
   return counts;
 }
 
+/** The management API, if it answers: a refusal or an outage is a line of the verdict, not a silent gap. */
+async function usableManagementApi(api: ManagementApi | undefined, lines: CheckLine[]): Promise<{ api?: ManagementApi; protocols?: string[] }> {
+  if (!api) return {};
+  try {
+    return { api, protocols: (await api.overview()).protocols };
+  } catch (err) {
+    const failure = toErrorShape(err);
+    if (failure.code === 'auth') lines.push({ check: 'management API', status: 'fail', message: failure.message });
+    else lines.push({ check: 'management API', status: 'warn', message: `${failure.message.replace(/\.$/, '')}: exchange types and bindings are not checked.` });
+    return {};
+  }
+}
+
+/** Why the probe's MQTT connection failed, told with what the RabbitMQ side knows about its MQTT listener. */
+function mqttConnectLine(err: unknown, amqpUrl: string, protocols: string[] | undefined): CheckLine {
+  const failure = toErrorShape(err);
+  const rabbit = `the RabbitMQ at ${redactUrl(amqpUrl)}`;
+  const reason = failure.message.replace(/\.$/, '');
+  let message: string;
+  if (failure.code === 'auth' || failure.code === 'bad-input') message = failure.message;
+  else if (protocols && !protocols.includes('mqtt')) message = `${capitalize(rabbit)} has no MQTT listener (is the rabbitmq_mqtt plugin enabled?): ${lowerFirst(reason)}.`;
+  else if (protocols) message = `${reason}; ${rabbit} does have an MQTT listener, so check the MQTT URL's host and port.`;
+  else message = `${reason}; if it should be ${rabbit}, is the rabbitmq_mqtt plugin enabled?`;
+  return { check: 'MQTT connection', status: 'fail', message };
+}
+
+const capitalize = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1);
+const lowerFirst = (text: string): string => text.charAt(0).toLowerCase() + text.slice(1);
+
+/** Whether RabbitMQ holds the queue its MQTT plugin makes for our probe client's subscription: did our MQTT client reach it? */
+async function rabbitSawSubscription(connection: amqp.ChannelModel, clientId: string): Promise<boolean> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => undefined);
+  try {
+    await channel.checkQueue(`mqtt-subscription-${clientId}qos1`);
+    return true;
+  } catch (err) {
+    // 404 is "no such queue"; anything else (e.g. 405 locked by its owner) means it exists.
+    return !/NOT_FOUND|404/.test((err as Error).message);
+  } finally {
+    await channel.close().catch(() => undefined);
+  }
+}
+
 /** Publishes one MQTT probe and sees which candidate exchange receives it, through temporary queues. */
 export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVerdict> {
   const candidates = [...new Set(['amq.direct', 'amq.topic', options.configuredExchange])];
   const token = randomUUID();
   const topic = `bridgescope/probe/${token}`;
   const routingKey = topicToRoutingKey(topic);
+  const lines: CheckLine[] = [];
+  const verdict = (observed?: string, exchangeType?: string): ProbeVerdict => ({
+    observedExchange: observed,
+    configuredExchange: options.configuredExchange,
+    exchangeType,
+    lines,
+  });
+  const { api, protocols } = await usableManagementApi(options.api, lines);
   let connection: amqp.ChannelModel;
   try {
     connection = await amqp.connect(amqpConnectOptions(options.amqpUrl, 10), { noDelay: true, timeout: 5000 });
@@ -98,7 +152,8 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
     throw explainAmqpError(err, options.amqpUrl);
   }
   connection.on('error', () => undefined);
-  const link = new MqttLink({ url: options.mqttUrl, clientId: `bridgescope-probe-${token.slice(0, 8)}` });
+  const clientId = `bridgescope-probe-${token.slice(0, 8)}`;
+  const link = new MqttLink({ url: options.mqttUrl, clientId });
   try {
     const channel = await connection.createChannel();
     channel.on('error', () => undefined);
@@ -120,36 +175,63 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
         resolveArrival();
       }, { noAck: true });
     }
-    await link.open();
-    await link.client.publishAsync(topic, 'bridgescope exchange probe', { qos: 1 });
+    try {
+      await link.open();
+    } catch (err) {
+      lines.unshift(mqttConnectLine(err, options.amqpUrl, protocols));
+      return verdict();
+    }
+    // Our own subscription leaves a trace on RabbitMQ (its subscription queue) even when mqtt.exchange is elsewhere.
+    let echoed = false;
+    link.on('message', (messageTopic) => {
+      if (messageTopic === topic) echoed = true;
+    });
     const timeoutMs = options.timeoutMs ?? 3000;
-    await Promise.race([arrival, new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+    // Bounded: an MQTT broker that never sends SUBACK or PUBACK must not hang the probe.
+    const within = (step: Promise<unknown>): Promise<unknown> =>
+      Promise.race([step.catch(() => undefined), new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+    await within(link.subscribe(topic, 1));
+    let acknowledged = false;
+    await within(link.client.publishAsync(topic, 'bridgescope exchange probe', { qos: 1 }).then(() => (acknowledged = true)));
+    await within(arrival);
 
-    const exchangeType = observed ? await exchangeTypeOf(observed, options.api) : undefined;
-    const lines: CheckLine[] = [];
-    if (observed === undefined) {
-      lines.push({
+    const exchangeType = observed ? await exchangeTypeOf(observed, api) : undefined;
+    const mqttUrl = redactUrl(options.mqttUrl);
+    if (observed === undefined && !(await rabbitSawSubscription(connection, clientId))) {
+      lines.unshift({
         check: 'MQTT exchange',
         status: 'fail',
-        message: `None of ${candidates.join(', ')} received the probe within ${timeoutMs} ms: the broker's mqtt.exchange is set to another exchange.`,
+        message: `The MQTT broker at ${mqttUrl} ${acknowledged ? 'accepted our message' : `did not acknowledge our message within ${timeoutMs} ms`} but the RabbitMQ at ${redactUrl(options.amqpUrl)} never saw it: they are not the same broker (is ${mqttUrl} a Mosquitto?)${vhostHint(options.amqpUrl)}.`,
+      });
+    } else if (observed === undefined) {
+      lines.unshift({
+        check: 'MQTT exchange',
+        status: 'fail',
+        message: `The probe reached RabbitMQ${echoed ? ' (it came back to our own subscription)' : ''}, but none of ${candidates.join(', ')} received it within ${timeoutMs} ms: the broker's mqtt.exchange is set to another exchange.`,
       });
     } else if (observed === options.configuredExchange) {
-      lines.push({ check: 'MQTT exchange', status: 'pass', message: `The MQTT plugin publishes to ${observed} (${exchangeType ?? 'unknown type'}), as BridgeScope is configured.` });
+      lines.unshift({ check: 'MQTT exchange', status: 'pass', message: `The MQTT plugin publishes to ${observed} (${exchangeType ?? 'unknown type'}), as BridgeScope is configured.` });
     } else {
-      lines.push({
+      lines.unshift({
         check: 'MQTT exchange',
         status: 'fail',
         message: `The MQTT plugin publishes to ${observed}, but BridgeScope is configured for ${options.configuredExchange}: requests will not reach queues bound there. Use --exchange ${observed}.`,
       });
     }
-    if (observed && options.api) {
-      lines.push(...wildcardOnDirectLines(observed, exchangeType, await options.api.bindings(observed)));
+    if (observed && api) {
+      lines.push(...wildcardOnDirectLines(observed, exchangeType, await api.bindings(observed)));
     }
-    return { observedExchange: observed, configuredExchange: options.configuredExchange, exchangeType, lines };
+    return verdict(observed, exchangeType);
   } finally {
     await link.close();
     await connection.close().catch(() => undefined);
   }
+}
+
+/** The MQTT plugin's sessions live in its own default vhost; an AMQP URL on another vhost never sees them. */
+function vhostHint(amqpUrl: string): string {
+  const vhost = amqpConnectOptions(amqpUrl, 0).vhost;
+  return vhost && vhost !== '/' ? `, or the MQTT plugin uses another vhost than "${vhost}"` : '';
 }
 
 async function exchangeTypeOf(exchange: string, api: ManagementApi | undefined): Promise<string | undefined> {

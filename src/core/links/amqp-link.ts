@@ -20,6 +20,8 @@ export interface AmqpLinkOptions {
 
 interface AmqpLinkEvents {
   status: [LinkStatus];
+  /** something the user should know that did not change the link's state (e.g. our own event loop was blocked) */
+  warning: [message: string];
 }
 
 /** Builds connection options from a URL, keeping its credentials out of anything printed. */
@@ -63,30 +65,86 @@ export function explainAmqpError(err: unknown, url: string): BridgeError {
   return new BridgeError('unreachable', `Cannot open an AMQP connection to ${where}: ${message}`, { cause: err });
 }
 
+/** A stretch when the process itself could not read its sockets: the event loop was blocked. */
+export interface BusySpell {
+  blockedMs: number;
+  /** performance.now() when the watchdog noticed it */
+  at: number;
+}
+
+function busyFor(blockedMs: number): string {
+  return `the process was busy for ${(blockedMs / 1000).toFixed(1)} s (event loop blocked)`;
+}
+
+export function busyMessage(blockedMs: number): string {
+  return `${busyFor(blockedMs)}; not the broker's fault`;
+}
+
+/** What the watchdog knows about our own event loop, asked when the connection drops. */
+export interface LoopWatch {
+  /** the busy spell the link was just lost in, or noticed within the last 3 intervals; undefined when the loop was free */
+  recentBusy(): BusySpell | undefined;
+}
+
 /**
  * amqplib notices a silent broker only after two or three heartbeat intervals; RabbitMQ sends a frame every half
  * interval, so silence of 1.75 intervals already means the link is dead. The socket is closed then, which starts recovery.
+ * Silence that our own blocked event loop explains (the check itself ran late) is not held against the broker.
  */
-function watchHeartbeat(model: ChannelModel, heartbeatSeconds: number): void {
-  if (heartbeatSeconds <= 0) return;
+function watchHeartbeat(model: ChannelModel, heartbeatSeconds: number, onBusy: (spell: BusySpell) => void): LoopWatch | undefined {
+  if (heartbeatSeconds <= 0) return undefined;
   // amqplib keeps the socket on the connection object; its types do not show it.
   const socket = (model.connection as unknown as { stream?: Socket }).stream;
-  if (!socket) return;
+  if (!socket) return undefined;
   const limitMs = heartbeatSeconds * 1750;
-  let lastData = Date.now();
+  const checkEveryMs = heartbeatSeconds * 250;
+  // Monotonic: a wall-clock step (NTP, a manual change) is neither silence nor a busy loop.
+  let lastData = performance.now();
+  let lastCheck = lastData;
+  let lastBusy: BusySpell | undefined;
+  let closedAt: number | undefined;
   socket.on('data', () => {
-    lastData = Date.now();
+    lastData = performance.now();
   });
   const timer = setInterval(() => {
-    if (Date.now() - lastData > limitMs) socket.destroy(new Error(`no data from the broker for ${Math.round(limitMs / 1000)} s (heartbeat ${heartbeatSeconds} s)`));
-  }, heartbeatSeconds * 250);
+    const now = performance.now();
+    // How late this check ran: while the loop was blocked, bytes waited unread in the kernel.
+    const blockedMs = Math.max(0, now - lastCheck - checkEveryMs);
+    lastCheck = now;
+    const silentMs = now - lastData;
+    if (silentMs <= limitMs) return;
+    if (silentMs - blockedMs <= limitMs) {
+      // The silence is ours: give the socket a fresh interval to read what arrived meanwhile.
+      lastData = now;
+      lastBusy = { blockedMs, at: now };
+      onBusy(lastBusy);
+      return;
+    }
+    socket.destroy(new Error(`no data from the broker for ${Math.round(limitMs / 1000)} s (heartbeat ${heartbeatSeconds} s)`));
+  }, checkEveryMs);
   timer.unref();
-  socket.once('close', () => clearInterval(timer));
+  socket.once('close', () => {
+    clearInterval(timer);
+    closedAt = performance.now();
+  });
+  return {
+    recentBusy() {
+      // Measured up to the socket's end: a dead watch must not count later time as busy.
+      const now = closedAt ?? performance.now();
+      // A write that fails right after the loop unblocks is reported before this check gets to run.
+      const overdueMs = now - lastCheck - checkEveryMs;
+      if (overdueMs >= heartbeatSeconds * 1000) return { blockedMs: overdueMs, at: now };
+      return lastBusy && now - lastBusy.at <= heartbeatSeconds * 3000 ? lastBusy : undefined;
+    },
+  };
 }
 
 export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   private connection: RecoveringChannelModel | undefined;
   private current: LinkStatus = { state: 'idle' };
+  private loopWatch: LoopWatch | undefined;
+  /** the reason given for the last lost connection; amqplib hands the same error to 'reconnect-scheduled' */
+  private lost: { error: Error; reason: string } | undefined;
 
   constructor(private readonly options: AmqpLinkOptions) {
     super();
@@ -117,7 +175,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
         jitter: 0.3,
         waitForConnect: false,
         setup: async (model: ChannelModel) => {
-          watchHeartbeat(model, heartbeatSeconds);
+          this.loopWatch = watchHeartbeat(model, heartbeatSeconds, (spell) => this.emit('warning', busyMessage(spell.blockedMs)));
           await this.options.onConnected(model);
         },
       },
@@ -129,11 +187,11 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
       this.setStatus({ state: 'connected', since: Date.now() });
     });
     connection.on('disconnect', (err: Error) => {
-      this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: err.message });
+      this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: this.lossReason(err) });
     });
     connection.on('reconnect-scheduled', (info: { attempt: number; error: Error }) => {
       attempt = info.attempt;
-      this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: info.error.message });
+      this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: this.lost?.error === info.error ? this.lost.reason : info.error.message });
     });
     connection.on('reconnect-failed', (err: Error) => {
       this.setStatus({ state: 'failed', message: explainAmqpError(err, url).message });
@@ -149,6 +207,16 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
       this.connection = undefined;
       throw failure;
     }
+  }
+
+  /** A connection lost right after our loop was blocked: the broker most likely stopped hearing our heartbeats. */
+  private lossReason(error: Error): string {
+    const spell = this.loopWatch?.recentBusy();
+    const reason = spell
+      ? `${error.message}: ${busyFor(spell.blockedMs)}, so the broker stopped hearing our heartbeats; not the broker's fault`
+      : error.message;
+    this.lost = { error, reason };
+    return reason;
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
 import { BridgeError } from '../errors';
+import { MAX_TIMER_MS } from '../../shared/durations';
 import type { RpcRequest } from './envelope';
 
 export interface HandlerContext {
@@ -28,8 +29,7 @@ export class HandlerError extends Error {
   }
 }
 
-/** The longest delay a Node timer can hold (2^31 - 1 ms, about 24.8 days); a longer one fires at once. */
-export const MAX_TIMER_MS = 2_147_483_647;
+export { MAX_TIMER_MS } from '../../shared/durations';
 
 /** One sentence for whatever a handler threw: an Error's message, or what the value was (`throw undefined` included). */
 export function describeThrown(thrown: unknown): string {

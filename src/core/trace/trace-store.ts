@@ -8,7 +8,9 @@ import {
   type RpcTraceSummary,
   type TraceExport,
   type TraceStep,
+  type TraceStepDetails,
   type TraceStepDraft,
+  type TraceStepKind,
 } from '../../shared/trace';
 import { redactDeep } from '../../shared/redact';
 import { summarize } from '../../shared/trace-summary';
@@ -159,21 +161,69 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   }
 }
 
-const stepKinds = [
-  'composed',
-  'mqtt.published',
-  'mqtt.acknowledged',
-  'mqtt.subscribed',
-  'broker.published',
-  'broker.delivered',
-  'worker.received',
-  'handler.finished',
-  'reply.published',
-  'reply.confirmed',
-  'request.rejected',
-  'mqtt.reply.received',
-  'rpc.failed',
-] as const satisfies readonly TraceStep['kind'][];
+/*
+ * The import schema: one object per step kind, holding exactly the fields that kind's readers use (describeStep,
+ * summarize, the inspector), so whatever passes renders. The `satisfies` keeps it in step with TraceStepDetails.
+ */
+const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+const legSchema = z.enum(['request', 'reply']);
+const textList = z.array(z.string());
+
+const stepDetailSchemas = {
+  composed: z.object({
+    topic: z.string(),
+    qos: qosSchema,
+    replyTopic: z.string(),
+    replyStrategy: z.enum(['per-request', 'shared']),
+    bytes: z.number(),
+    method: z.string().optional(),
+  }),
+  'mqtt.published': z.object({ topic: z.string(), qosAsked: qosSchema, predictedRoutingKey: z.string() }),
+  'mqtt.acknowledged': z.object({ qosAsked: qosSchema, acknowledgedAs: qosSchema, packet: z.enum(['puback', 'pubrec']) }),
+  'mqtt.subscribed': z.object({ topic: z.string(), qosAsked: qosSchema, qosGranted: z.union([qosSchema, z.literal('refused')]) }),
+  'broker.published': z.object({
+    exchange: z.string(),
+    routingKeys: textList,
+    routedQueues: textList,
+    predictedRoutingKey: z.string().optional(),
+    matchesPrediction: z.boolean().optional(),
+    leg: legSchema,
+  }),
+  'broker.delivered': z.object({ queue: z.string(), routingKeys: textList, redelivered: z.boolean(), leg: legSchema }),
+  'worker.received': z.object({ worker: z.string(), consumerTag: z.string(), queue: z.string(), routingKey: z.string(), redelivered: z.boolean() }),
+  'handler.finished': z.object({ worker: z.string(), durationMs: z.number(), outcome: z.enum(['result', 'error']), errorCode: z.string().optional() }),
+  'reply.published': z.object({ worker: z.string(), exchange: z.string(), routingKey: z.string(), replyTopic: z.string(), mandatory: z.boolean() }),
+  'reply.confirmed': z.object({ worker: z.string(), outcome: z.enum(['routed', 'returned', 'nacked']), returnReason: z.string().optional() }),
+  'request.rejected': z.object({ worker: z.string(), reason: z.string(), bytes: z.number() }),
+  'mqtt.reply.received': z.object({ topic: z.string(), replyTopic: z.string(), topicMismatch: z.boolean(), bytes: z.number() }),
+  'rpc.failed': z.object({ code: z.string(), message: z.string() }),
+} satisfies { [K in TraceStepKind]: z.ZodType<TraceStepDetails[K]> };
+
+const stepOf = <K extends TraceStepKind>(kind: K) =>
+  z.object({
+    rpcId: z.string().min(1),
+    seq: z.number(),
+    at: z.number(),
+    source: z.enum(['client', 'server', 'broker']),
+    kind: z.literal(kind),
+    detail: stepDetailSchemas[kind],
+  });
+
+const stepSchema = z.discriminatedUnion('kind', [
+  stepOf('composed'),
+  stepOf('mqtt.published'),
+  stepOf('mqtt.acknowledged'),
+  stepOf('mqtt.subscribed'),
+  stepOf('broker.published'),
+  stepOf('broker.delivered'),
+  stepOf('worker.received'),
+  stepOf('handler.finished'),
+  stepOf('reply.published'),
+  stepOf('reply.confirmed'),
+  stepOf('request.rejected'),
+  stepOf('mqtt.reply.received'),
+  stepOf('rpc.failed'),
+]) satisfies z.ZodType<TraceStep>;
 
 const traceExportSchema = z.object({
   format: z.literal(TRACE_EXPORT_FORMAT),
@@ -181,16 +231,7 @@ const traceExportSchema = z.object({
   exportedAt: z.string(),
   dropped: z.object({ rpcs: z.number().int().nonnegative(), steps: z.number().int().nonnegative() }),
   loadRuns: z.array(z.unknown()).optional(),
-  steps: z.array(
-    z.object({
-      rpcId: z.string().min(1),
-      seq: z.number(),
-      at: z.number(),
-      source: z.enum(['client', 'server', 'broker']),
-      kind: z.enum(stepKinds),
-      detail: z.record(z.string(), z.unknown()),
-    }),
-  ),
+  steps: z.array(stepSchema),
 });
 
 /** Removes any password that slipped into a step's strings (URLs with user-info), whatever characters it has. */
