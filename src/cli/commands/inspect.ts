@@ -123,7 +123,8 @@ export function registerInspectCommands(program: Command): void {
         });
         if (options.json) printJson(verdict);
         else {
-          process.stdout.write(`The MQTT plugin publishes to: ${terminalSafe(verdict.observedExchange ?? 'none of the candidates')}\n`);
+          // Without an observed exchange the cause lines below say why; "none of the candidates" would only mislead.
+          if (verdict.observedExchange) process.stdout.write(`The MQTT plugin publishes to: ${terminalSafe(verdict.observedExchange)}\n`);
           for (const line of verdict.lines) process.stdout.write(`${line.status.toUpperCase().padEnd(4)}  ${terminalSafe(line.message)}\n`);
         }
         return verdict.lines.some((line) => line.status === 'fail') ? ExitCode.failure : ExitCode.ok;

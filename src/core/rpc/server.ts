@@ -65,6 +65,7 @@ export interface ServerProblem {
     | 'channel-reopened'
     | 'handler-timeout'
     | 'late-handler'
+    | 'event-loop-blocked'
     | 'internal';
   worker: string;
   rpcId: string;
@@ -159,6 +160,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       onConnected: (model) => this.setUp(model, workerCount, prefetch),
     });
     this.link.on('status', (status) => this.emit('status', status));
+    // A synchronous handler that blocks the event loop looks like a silent broker to the heartbeat watchdog: say whose it is.
+    this.link.on('warning', (message) => this.emit('problem', { kind: 'event-loop-blocked', worker: '', rpcId: '', message }));
   }
 
   get status(): LinkStatus {
