@@ -141,6 +141,8 @@ function watchHeartbeat(model: ChannelModel, heartbeatSeconds: number, onBusy: (
 
 export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
   private connection: RecoveringChannelModel | undefined;
+  /** the current connection's model, whose socket a close that is never answered destroys */
+  private model: ChannelModel | undefined;
   private current: LinkStatus = { state: 'idle' };
   private loopWatch: LoopWatch | undefined;
   /** the reason given for the last lost connection; amqplib hands the same error to 'reconnect-scheduled' */
@@ -175,6 +177,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
         jitter: 0.3,
         waitForConnect: false,
         setup: async (model: ChannelModel) => {
+          this.model = model;
           this.loopWatch = watchHeartbeat(model, heartbeatSeconds, (spell) => this.emit('warning', busyMessage(spell.blockedMs)));
           await this.options.onConnected(model);
         },
@@ -219,10 +222,22 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     return reason;
   }
 
-  async close(): Promise<void> {
+  /** Closes politely, but never waits longer than `boundMs` for a broker that does not answer (a paused node). */
+  async close(boundMs = 5000): Promise<void> {
     const connection = this.connection;
+    const model = this.model;
     this.connection = undefined;
-    if (connection) await connection.close().catch(() => undefined);
+    this.model = undefined;
+    if (connection) {
+      let timer: NodeJS.Timeout | undefined;
+      const answered = await Promise.race([
+        connection.close().then(() => true, () => true),
+        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), boundMs))),
+      ]);
+      clearTimeout(timer);
+      // amqplib keeps the socket on the connection object; its types do not show it.
+      if (!answered) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
+    }
     this.setStatus({ state: 'closed' });
   }
 }
