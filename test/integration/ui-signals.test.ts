@@ -98,15 +98,19 @@ async function runningSandbox(dir: string): Promise<SandboxInfo> {
   return status.info;
 }
 
-/** Processes whose command line names the Erlang node (the beam VM and its helpers). */
-async function processesOfNode(nodeName: string): Promise<number[]> {
+/** Processes whose command line contains `text` (a node name or a folder: the beam VM and its helpers). */
+async function processesOfNode(text: string): Promise<number[]> {
   const found: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const commandLine = await readFile(join('/proc', entry, 'cmdline'), 'utf8').catch(() => '');
-    if (commandLine.includes(nodeName)) found.push(Number(entry));
+    if (commandLine.includes(text)) found.push(Number(entry));
   }
   return found;
+}
+
+async function processesNamingFolder(dir: string): Promise<number[]> {
+  return processesOfNode(dir);
 }
 
 async function expectNodeGone(dir: string, node: SandboxInfo): Promise<void> {
@@ -125,6 +129,18 @@ describe('bridgescope ui and npm start under signals', () => {
     expect(await ui.exited).toEqual({ code: 0, signal: null });
     await expectNodeGone(dir, node);
     expect(ui.lines).toContain('Stopping: stop the sandbox broker this command started...');
+  }, 120_000);
+
+  it('stops the sandbox broker it was still starting when Ctrl-C came during start-up', async () => {
+    const dir = await sandboxFolder();
+    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    await ui.waitForLine(/starting the sandbox broker/);
+    ui.signalGroup('SIGINT');
+    expect(await ui.exited).toEqual({ code: 0, signal: null });
+    expect((await sandboxStatus(dir)).state).toBe('stopped');
+    // The node's command line names its folder (its data and config live there).
+    expect(await processesNamingFolder(dir)).toEqual([]);
+    expect(ui.lines).not.toContain(expect.stringMatching(/BridgeScope is ready/));
   }, 120_000);
 
   it('finishes its cleanup when a second Ctrl-C arrives during it: the in-flight request is answered and the sandbox broker stopped', async () => {
