@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { AppState } from '../../src/shared/contract';
 import { isProcessAlive, sandboxStatus, startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
 import { RpcClient } from '../../src/core/rpc/client';
-import { cliPath } from '../support/cli';
+import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
 
@@ -237,4 +237,13 @@ describe('bridgescope ui and npm start under signals', () => {
     await expectNodeGone(dir, node);
     expect(npm.lines).toContain('Stopped.');
   }, 120_000);
+});
+
+describe('bridgescope ui --help', () => {
+  it('calls the token what it is: valid for this run, not one-time', async () => {
+    const help = await runCli(['ui', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).not.toMatch(/one-time/);
+    expect(help.stdout.replace(/\s+/g, ' ')).toMatch(/random token, valid until this command stops/);
+  });
 });
