@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -119,6 +119,32 @@ async function expectNodeGone(dir: string, node: SandboxInfo): Promise<void> {
   expect(await processesOfNode(node.nodeName)).toEqual([]);
 }
 
+interface PageFrame {
+  type: string;
+  id?: number;
+  ok?: boolean;
+  name?: string;
+  payload?: AppState;
+}
+
+/** What the inspector page does: one contract socket with the page's origin and the run's token. */
+async function openPage(url: URL): Promise<{ socket: WebSocket; next: (matches: (frame: PageFrame) => boolean) => Promise<PageFrame> }> {
+  const socket = new WebSocket(`ws://${url.host}/ws?token=${url.searchParams.get('token')}`, { origin: url.origin });
+  socket.on('error', () => undefined);
+  await once(socket, 'open');
+  const next = (matches: (frame: PageFrame) => boolean): Promise<PageFrame> =>
+    new Promise((resolve) => {
+      const listener = (data: WebSocket.RawData): void => {
+        const frame = JSON.parse(data.toString()) as PageFrame;
+        if (!matches(frame)) return;
+        socket.off('message', listener);
+        resolve(frame);
+      };
+      socket.on('message', listener);
+    });
+  return { socket, next };
+}
+
 describe('bridgescope ui and npm start under signals', () => {
   it('stops the sandbox broker it started when Ctrl-C reaches its whole process group, and exits 0', async () => {
     const dir = await sandboxFolder();
@@ -151,29 +177,16 @@ describe('bridgescope ui and npm start under signals', () => {
     const node = await runningSandbox(dir);
 
     // The page starts a server whose handler takes 3 s, so the drain has a request to wait for.
-    const page = new WebSocket(`ws://${url.host}/ws?token=${url.searchParams.get('token')}`, { origin: url.origin });
-    page.on('error', () => undefined);
-    await once(page, 'open');
-    const frames: Array<{ type: string; id?: number; ok?: boolean; name?: string; payload?: AppState }> = [];
-    const nextFrame = (matches: (frame: (typeof frames)[number]) => boolean): Promise<(typeof frames)[number]> =>
-      new Promise((resolve) => {
-        const listener = (data: WebSocket.RawData): void => {
-          const frame = JSON.parse(data.toString()) as (typeof frames)[number];
-          if (!matches(frame)) return;
-          page.off('message', listener);
-          resolve(frame);
-        };
-        page.on('message', listener);
-      });
+    const page = await openPage(url);
     const queue = uniqueName('rpc_queue');
-    const started = nextFrame((frame) => frame.type === 'reply' && frame.id === 1);
-    page.send(JSON.stringify({ type: 'invoke', id: 1, command: 'server.start', args: { exchange: 'amq.direct', queue, workers: 1, prefetch: 1, handler: 'delay:3000' } }));
+    const started = page.next((frame) => frame.type === 'reply' && frame.id === 1);
+    page.socket.send(JSON.stringify({ type: 'invoke', id: 1, command: 'server.start', args: { exchange: 'amq.direct', queue, workers: 1, prefetch: 1, handler: 'delay:3000' } }));
     expect(await started).toMatchObject({ ok: true });
 
     const device = new RpcClient({ mqttUrl: node.urls.mqtt, strategy: 'shared', clientId: uniqueName('device') });
     cleanups.push(() => device.close().catch(() => undefined));
     await device.connect();
-    const inFlight = nextFrame((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && (frame.payload?.server.stats.inFlight ?? 0) > 0);
+    const inFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && (frame.payload?.server.stats.inFlight ?? 0) > 0);
     const reply = device.call({ topic: queue, params: { drained: true }, timeoutMs: 20_000 });
     await inFlight;
 
@@ -185,6 +198,42 @@ describe('bridgescope ui and npm start under signals', () => {
     expect(await ui.exited).toEqual({ code: 0, signal: null });
     await expectNodeGone(dir, node);
     expect(ui.lines.some((line) => /^Still cleaning up \(.*stop the sandbox broker this command started.*\)/.test(line))).toBe(true);
+  }, 120_000);
+
+  it('forces the exit on a third deliberate Ctrl-C during cleanup, naming what it left undone', async () => {
+    const dir = await sandboxFolder();
+    // A handler that takes as long as the request asks, so each reply marks a moment well apart from the previous one.
+    const handlerPath = join(dir, 'slow-handler.mjs');
+    await writeFile(handlerPath, 'export default async (request) => { await new Promise((done) => setTimeout(done, request.params.ms)); return { waitedMs: request.params.ms }; };\n');
+    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ready = await ui.waitForLine(/BridgeScope is ready: http/);
+    const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
+    const node = await runningSandbox(dir);
+    const page = await openPage(url);
+    const queue = uniqueName('rpc_queue');
+    const started = page.next((frame) => frame.type === 'reply' && frame.id === 1);
+    page.socket.send(JSON.stringify({ type: 'invoke', id: 1, command: 'server.start', args: { exchange: 'amq.direct', queue, workers: 3, prefetch: 1, handler: handlerPath } }));
+    expect(await started).toMatchObject({ ok: true });
+
+    const device = new RpcClient({ mqttUrl: node.urls.mqtt, strategy: 'shared', clientId: uniqueName('device') });
+    cleanups.push(() => device.close().catch(() => undefined));
+    await device.connect();
+    const allInFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && (frame.payload?.server.stats.inFlight ?? 0) === 3);
+    const first = device.call({ topic: queue, params: { ms: 2_000 }, timeoutMs: 30_000 });
+    const second = device.call({ topic: queue, params: { ms: 4_000 }, timeoutMs: 30_000 });
+    void device.call({ topic: queue, params: { ms: 60_000 }, timeoutMs: 30_000 }).catch(() => undefined);
+    await allInFlight;
+
+    ui.signalGroup('SIGINT');
+    await first;
+    ui.signalGroup('SIGINT');
+    await ui.waitForLine(/^Still cleaning up \(.*drain the embedded server.*\)/);
+    await second;
+    ui.signalGroup('SIGINT');
+    expect(await ui.exited).toEqual({ code: 130, signal: null });
+    expect(ui.lines).toContain(
+      'Forced exit; left undone: drain the embedded server; turn firehose tracing back off; close the connections; stop the sandbox broker this command started.',
+    );
   }, 120_000);
 
   it('stops the sandbox broker when Ctrl-C reaches the process group of `node scripts/start.mjs --web`, which exits 0 after its child', async () => {
