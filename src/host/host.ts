@@ -157,7 +157,8 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
 
   const server: Server = createServer((request, response) => {
     serveStatic(request, response).catch((err: unknown) => {
-      onProblem(`The browser host could not answer ${String(request.method).slice(0, 10)} ${String(request.url).slice(0, 200)}: ${(err as Error)?.message ?? String(err)}`);
+      // JSON-quoted: a request's bytes must not reach the user's terminal as escape sequences.
+      onProblem(`The browser host could not answer ${JSON.stringify(`${String(request.method)} ${String(request.url)}`.slice(0, 200))}: ${(err as Error)?.message ?? String(err)}`);
       try {
         answer(response, { status: 500, sentence: 'The BridgeScope host could not answer that request.' });
       } catch {
