@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm start`: build, then open the desktop app; where the Electron binary is missing, serve the same UI to a browser.
-// `npm run web` (or `--web`): always the browser mode.
+// `npm run web` (or `--web`): always the browser mode. BRIDGESCOPE_SKIP_BUILD=1 skips the build (out/ must exist; tests use it).
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,11 +11,13 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const webOnly = process.argv.includes('--web');
 
-const build = spawnSync(process.execPath, [join(root, 'node_modules', 'electron-vite', 'bin', 'electron-vite.js'), 'build'], {
-  cwd: root,
-  stdio: ['ignore', 'ignore', 'inherit'],
-});
-if (build.status !== 0) process.exit(build.status ?? 1);
+if (process.env.BRIDGESCOPE_SKIP_BUILD !== '1') {
+  const build = spawnSync(process.execPath, [join(root, 'node_modules', 'electron-vite', 'bin', 'electron-vite.js'), 'build'], {
+    cwd: root,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  if (build.status !== 0) process.exit(build.status ?? 1);
+}
 
 let electronBinary;
 if (!webOnly) {
@@ -31,5 +34,19 @@ const child = electronBinary
       stdio: 'inherit',
       cwd: root,
     });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
-child.on('exit', (code) => process.exit(code ?? 0));
+// The child shares this process group, so a terminal's Ctrl-C (and npm's forwarding of it) already reached it: forward
+// only the first signal, for when this process alone was signalled; the child coalesces the echo and runs its cleanup.
+let forwarded = false;
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    if (forwarded) return;
+    forwarded = true;
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  });
+}
+child.on('error', (err) => {
+  console.error(`bridgescope: could not start ${electronBinary ? 'the desktop app' : 'bridgescope ui'}: ${err.message}`);
+  process.exit(1);
+});
+// Exit only once the child has finished its cleanup, with its code (128 + the signal number when a signal ended it).
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1)));

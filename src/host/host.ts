@@ -1,18 +1,25 @@
-/** Browser mode: serves the built renderer and carries the contract over a WebSocket on 127.0.0.1, guarded by a token. */
+/** Browser mode: serves the built renderer and carries the contract over a WebSocket on 127.0.0.1, guarded by Host, Origin and a per-run token. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, sep } from 'node:path';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { eventNames, type EventName, type Events, type Handlers } from '../shared/contract';
+import type { ErrorShape } from '../shared/errors';
 import { dispatch } from '../core/dispatch';
 
 export interface HostOptions {
   /** the built renderer (out/renderer) */
   staticDir: string;
   port?: number;
+  /** defaults to a random one; it lives as long as this host (one run), it is not one-time */
   token?: string;
+  /** the largest contract frame accepted (default 80 MiB); bigger ones close the socket with 1009 */
+  maxFrameBytes?: number;
+  /** told about anything that went wrong inside the host without taking it down (default: nothing) */
+  onProblem?: (sentence: string) => void;
 }
 
 export interface Host {
@@ -39,6 +46,9 @@ const frameSchema = z.object({ type: z.literal('invoke'), id: z.number().int(), 
 /** The same policy as the Electron window: nothing inline, nothing from elsewhere. */
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
+/** A contract frame can carry a 1 MiB request or a whole trace export; anything bigger is refused by `ws` (close 1009). */
+const MAX_FRAME_BYTES = 80 * 1024 * 1024;
+
 function sameToken(given: string | null, token: string): boolean {
   if (given === null) return false;
   const a = Buffer.from(given);
@@ -46,75 +56,245 @@ function sameToken(given: string | null, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** A refusal, as an HTTP status and the one sentence that explains it. */
+interface Refusal {
+  status: number;
+  sentence: string;
+}
+
+const statusTexts: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  421: 'Misdirected Request',
+  431: 'Request Header Fields Too Large',
+  500: 'Internal Server Error',
+};
+
+/** Writes a whole HTTP answer on a raw socket (upgrades and parse errors never get a ServerResponse). */
+function answerOnSocket(socket: Duplex, refusal: Refusal): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = `${refusal.sentence}\n`;
+  socket.end(
+    `HTTP/1.1 ${refusal.status} ${statusTexts[refusal.status] ?? 'Error'}\r\n` +
+      'Content-Type: text/plain; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}
+
+function answer(response: ServerResponse, refusal: Refusal, extraHeaders: Record<string, string> = {}): void {
+  // Half an answer already went out: the only honest thing left is to cut the connection.
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  response.writeHead(refusal.status, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff', ...extraHeaders });
+  response.end(`${refusal.sentence}\n`);
+}
+
 export async function startHost(handlers: Handlers, options: HostOptions): Promise<Host> {
   const token = options.token ?? randomBytes(24).toString('base64url');
   const root = normalize(options.staticDir);
+  const onProblem = options.onProblem ?? (() => undefined);
+  // Known once the server listens; no request can arrive before that.
+  let allowedHosts = new Set<string>();
+  let allowedOrigins = new Set<string>();
+  let origin = '';
 
-  const serveStatic = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
-    const path = decodeURIComponent(new URL(request.url ?? '/', 'http://localhost').pathname);
-    const file = normalize(join(root, path === '/' ? 'index.html' : path));
-    if (!file.startsWith(root + sep) && file !== root) {
-      response.writeHead(403).end();
-      return;
-    }
-    try {
-      const body = await readFile(file);
-      response.writeHead(200, {
-        'content-type': contentTypes[extname(file)] ?? 'application/octet-stream',
-        'content-security-policy': CSP,
-        'x-content-type-options': 'nosniff',
-        'cache-control': 'no-store',
-      });
-      response.end(body);
-    } catch {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found. Was the renderer built (npm run build)?');
-    }
+  /** DNS rebinding defence: a page from another site that resolves its name to 127.0.0.1 still sends its own Host. */
+  const hostRefusal = (request: IncomingMessage): Refusal | undefined => {
+    const hostHeader = request.headers.host?.toLowerCase();
+    if (hostHeader !== undefined && allowedHosts.has(hostHeader)) return undefined;
+    return { status: 421, sentence: `This BridgeScope host answers only to ${[...allowedHosts].join(' and ')}: open the URL that \`bridgescope ui\` printed.` };
   };
 
-  const server: Server = createServer((request, response) => void serveStatic(request, response));
-  const sockets = new Set<WebSocket>();
-  let origin = '';
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: 80 * 1024 * 1024,
-  });
+  const pathOf = (request: IncomingMessage): string | Refusal => {
+    let pathname: string;
+    let path: string;
+    try {
+      pathname = new URL(request.url ?? '/', 'http://127.0.0.1').pathname;
+      path = decodeURIComponent(pathname);
+    } catch {
+      return { status: 400, sentence: 'That path is not a valid URL path (bad percent-encoding?).' };
+    }
+    if (path.includes('\0')) return { status: 400, sentence: 'That path contains a NUL character.' };
+    return path;
+  };
 
-  server.on('upgrade', (request, socket, head) => {
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    // Another origin (a page the user happens to visit) or a missing token never gets a socket.
-    if (url.pathname !== '/ws' || request.headers.origin !== origin || !sameToken(url.searchParams.get('token'), token)) {
-      socket.write('HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\n');
+  const serveStatic = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    const refusedHost = hostRefusal(request);
+    if (refusedHost) return answer(response, refusedHost);
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      return answer(response, { status: 405, sentence: 'Only GET and HEAD are served here; the contract goes over the WebSocket.' }, { allow: 'GET, HEAD' });
+    }
+    const path = pathOf(request);
+    if (typeof path !== 'string') return answer(response, path);
+    const file = normalize(join(root, path === '/' ? 'index.html' : path));
+    if (!file.startsWith(root + sep) && file !== root) return answer(response, { status: 403, sentence: 'That path is outside the inspector.' });
+    let body: Buffer;
+    try {
+      if (!(await stat(file)).isFile()) throw new Error('not a file');
+      body = await readFile(file);
+    } catch {
+      return answer(response, { status: 404, sentence: 'Not found. Was the renderer built (npm run build)?' });
+    }
+    response.writeHead(200, {
+      'content-type': contentTypes[extname(file)] ?? 'application/octet-stream',
+      'content-length': body.length,
+      'content-security-policy': CSP,
+      'x-content-type-options': 'nosniff',
+      'cache-control': 'no-store',
+    });
+    response.end(request.method === 'HEAD' ? undefined : body);
+  };
+
+  const server: Server = createServer((request, response) => {
+    serveStatic(request, response).catch((err: unknown) => {
+      // JSON-quoted: a request's bytes must not reach the user's terminal as escape sequences.
+      onProblem(`The browser host could not answer ${JSON.stringify(`${String(request.method)} ${String(request.url)}`.slice(0, 200))}: ${(err as Error)?.message ?? String(err)}`);
+      try {
+        answer(response, { status: 500, sentence: 'The BridgeScope host could not answer that request.' });
+      } catch {
+        response.destroy();
+      }
+    });
+  });
+  // Slow or half-sent requests must not pin sockets forever.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  // Requests Node cannot even parse (bad request line, absurd or oversized headers) get one sentence, never a crash.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
       socket.destroy();
       return;
     }
-    wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+    if (err.code === 'HPE_HEADER_OVERFLOW') answerOnSocket(socket, { status: 431, sentence: 'The request headers are too large.' });
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answerOnSocket(socket, { status: 408, sentence: 'The request took too long to arrive.' });
+    else answerOnSocket(socket, { status: 400, sentence: 'That is not a request this host understands.' });
   });
+
+  const sockets = new Set<WebSocket>();
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? MAX_FRAME_BYTES });
+
+  /** Why this upgrade gets no socket, if it does not. */
+  const upgradeRefusal = (request: IncomingMessage): Refusal | undefined => {
+    const refusedHost = hostRefusal(request);
+    if (refusedHost) return refusedHost;
+    const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+    if (url.pathname !== '/ws') return { status: 404, sentence: 'The contract socket is at /ws.' };
+    // Another origin (a page the user happens to visit) never gets a socket.
+    if (request.headers.origin === undefined || !allowedOrigins.has(request.headers.origin)) {
+      return { status: 403, sentence: `Only the inspector page itself (${[...allowedOrigins].join(' or ')}) may open this socket.` };
+    }
+    if (!sameToken(url.searchParams.get('token'), token)) {
+      return { status: 403, sentence: 'The token is missing or wrong: open the URL that `bridgescope ui` printed for this run.' };
+    }
+    return undefined;
+  };
+
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node hands the raw socket over without an error listener: a reset here would otherwise be an uncaught 'error'.
+    socket.on('error', () => socket.destroy());
+    try {
+      const refusal = upgradeRefusal(request);
+      if (refusal) {
+        answerOnSocket(socket, refusal);
+        return;
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+    } catch (err) {
+      onProblem(`The browser host refused a broken WebSocket upgrade: ${(err as Error)?.message ?? String(err)}`);
+      answerOnSocket(socket, { status: 400, sentence: 'That WebSocket upgrade could not be understood.' });
+    }
+  });
+
+  /** Sends one frame; a value that cannot become JSON or a socket already gone is reported, never thrown. */
+  const send = (ws: WebSocket, frame: unknown): boolean => {
+    if (ws.readyState !== ws.OPEN) return false;
+    let text: string;
+    try {
+      text = JSON.stringify(frame);
+    } catch (err) {
+      onProblem(`A frame could not be turned into JSON: ${(err as Error)?.message ?? String(err)}`);
+      return false;
+    }
+    ws.send(text, () => undefined);
+    return true;
+  };
+
+  const sendError = (ws: WebSocket, id: number | undefined, error: ErrorShape): void => {
+    // A frame with a usable id gets its reply (the page waits for it); anything else gets a plain error frame.
+    send(ws, id === undefined ? { type: 'error', error } : { type: 'reply', id, ok: false, error });
+  };
+
+  const onFrame = (ws: WebSocket, data: RawData, isBinary: boolean): void => {
+    if (isBinary) {
+      sendError(ws, undefined, { code: 'bad-input', message: 'Binary frames are not part of the contract: send one JSON invoke per text frame.' });
+      return;
+    }
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      sendError(ws, undefined, { code: 'bad-input', message: 'That frame is not JSON: send one JSON invoke per text frame.' });
+      return;
+    }
+    const parsed = frameSchema.safeParse(raw);
+    if (!parsed.success) {
+      const id = (raw as { id?: unknown } | null)?.id;
+      sendError(ws, Number.isSafeInteger(id) ? (id as number) : undefined, { code: 'bad-input', message: 'That frame is not a BridgeScope invoke ({type: "invoke", id, command, args}).' });
+      return;
+    }
+    const frame = parsed.data;
+    dispatch(handlers, frame.command, frame.args)
+      .then((reply) => {
+        if (!send(ws, { type: 'reply', id: frame.id, ...reply }) && ws.readyState === ws.OPEN) {
+          sendError(ws, frame.id, { code: 'internal', message: `The result of ${frame.command} could not be sent as JSON.` });
+        }
+      })
+      .catch((err: unknown) => {
+        onProblem(`${frame.command} failed inside the host: ${(err as Error)?.message ?? String(err)}`);
+        sendError(ws, frame.id, { code: 'internal', message: `${frame.command} failed inside the BridgeScope host.` });
+      });
+  };
 
   wss.on('connection', (ws: WebSocket) => {
     sockets.add(ws);
     ws.on('close', () => sockets.delete(ws));
+    // Oversized frames, bad opcodes and resets end up here; `ws` closes the socket itself.
     ws.on('error', () => undefined);
-    ws.on('message', (data) => {
-      let frame: z.infer<typeof frameSchema>;
+    ws.on('message', (data, isBinary) => {
       try {
-        frame = frameSchema.parse(JSON.parse(data.toString()));
-      } catch {
-        ws.send(JSON.stringify({ type: 'error', error: { code: 'bad-input', message: 'That frame is not a BridgeScope invoke.' } }));
-        return;
+        onFrame(ws, data, isBinary);
+      } catch (err) {
+        onProblem(`A frame could not be handled: ${(err as Error)?.message ?? String(err)}`);
+        sendError(ws, undefined, { code: 'internal', message: 'That frame could not be handled.' });
       }
-      void dispatch(handlers, frame.command, frame.args).then((reply) => {
-        if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'reply', id: frame.id, ...reply }));
-      });
     });
   });
+  wss.on('error', (err) => onProblem(`The browser host's WebSocket server failed: ${err.message}`));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', resolve);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
+  server.on('error', (err) => onProblem(`The browser host failed: ${err.message}`));
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('no address');
   origin = `http://127.0.0.1:${address.port}`;
+  allowedHosts = new Set([`127.0.0.1:${address.port}`, `localhost:${address.port}`]);
+  allowedOrigins = new Set([origin, `http://localhost:${address.port}`]);
 
   return {
     origin,
@@ -122,13 +302,22 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
     url: `${origin}/?token=${token}`,
     broadcast(name, payload) {
       if (!(eventNames as readonly string[]).includes(name)) return;
-      const frame = JSON.stringify({ type: 'event', name, payload });
-      for (const ws of sockets) if (ws.readyState === ws.OPEN) ws.send(frame);
+      let text: string;
+      try {
+        text = JSON.stringify({ type: 'event', name, payload });
+      } catch (err) {
+        onProblem(`The ${name} event could not be turned into JSON: ${(err as Error)?.message ?? String(err)}`);
+        return;
+      }
+      for (const ws of sockets) if (ws.readyState === ws.OPEN) ws.send(text, () => undefined);
     },
     async close() {
       for (const ws of sockets) ws.terminate();
       wss.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Keep-alive connections of the page would otherwise hold close() open.
+      server.closeAllConnections();
+      await closed;
     },
   };
 }

@@ -12,6 +12,7 @@ const queue = uniqueName('rpc_queue');
 let ui: Running;
 let browser: Browser;
 let page: Page;
+let url: string;
 
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
@@ -25,7 +26,7 @@ beforeAll(async () => {
     'ui',
   ]);
   const ready = await ui.waitForLine(/BridgeScope is ready: http/);
-  const url = /(http:\/\/\S+)/.exec(ready)?.[1] as string;
+  url = /(http:\/\/\S+)/.exec(ready)?.[1] as string;
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
@@ -138,5 +139,13 @@ describe('the inspector in Chromium (browser mode)', () => {
     await page.click('[data-testid=tab-trace]');
     await page.uncheck('[data-testid=trace-firehose]');
     await page.waitForSelector('[data-testid=status-tracer][data-state=off]');
+  });
+
+  it('works when opened at http://localhost:PORT as well', async () => {
+    const localPage = await browser.newPage();
+    await localPage.goto(url.replace('127.0.0.1', 'localhost'));
+    await localPage.waitForSelector('[data-app-state="ready"]');
+    await localPage.waitForSelector('[data-testid=status-amqp][data-state=connected]');
+    await localPage.close();
   });
 });

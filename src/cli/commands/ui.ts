@@ -1,52 +1,132 @@
-/** `bridgescope ui`: the inspector in a browser: the core, a sandbox broker when none is configured, and the WebSocket host. */
-import { once } from 'node:events';
+/** `bridgescope ui`: the inspector in a browser: the core, a sandbox broker when none is configured, the WebSocket host, and a bounded, named cleanup on the way out. */
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { Session } from '../../core/session';
 import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profiles';
+import { defaultSandboxDir, stopSandbox } from '../../core/broker/sandbox';
 import { startHost, type Host } from '../../host/host';
-import { action, parsePositiveInt, warn } from '../run';
+import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
+import { action, ExitCode, parsePositiveInt, warn } from '../run';
 
 const defaultStatic = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'out', 'renderer');
+
+/** How long each cleanup step may take before it is given up and named; the server's own drain waits up to 10 s. */
+const stepBoundMs = {
+  host: 3_000,
+  // A sandbox broker still starting must finish starting, or it would be left running with nobody to stop it.
+  startup: 60_000,
+  drain: 12_000,
+  tracing: 8_000,
+  links: 8_000,
+  sandbox: 30_000,
+} as const;
+
+/** Runs `run` but gives up after `boundMs`, so one stuck step (a broker restarted under us) cannot starve the next ones. */
+async function withinBound(boundMs: number, run: () => Promise<unknown>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`it did not finish within ${Math.round(boundMs / 1000)} s`)), boundMs);
+  });
+  try {
+    await Promise.race([run(), gaveUp]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export function registerUiCommand(program: Command): void {
   program
     .command('ui')
-    .description('serve the inspector to a browser on 127.0.0.1 (prints a URL with a one-time token)')
+    .description('serve the inspector to a browser on 127.0.0.1 (prints a URL with a random token, valid until this command stops)')
     .option('--port <n>', 'port to listen on (default: a free one)', parsePositiveInt('--port'))
     .option('--static <dir>', 'the built renderer', defaultStatic)
     .option('--no-sandbox', 'do not start the sandbox broker when no broker is configured')
     .option('--sandbox-dir <path>', 'folder of the sandbox broker')
     .action(
       action(async (options: { port?: number; static: string; sandbox: boolean; sandboxDir?: string }) => {
+        // Listening first: a Ctrl-C during start-up still stops what start-up started.
+        const signals = new StopSignals({
+          boundMs: Object.values(stepBoundMs).reduce((sum, ms) => sum + ms, 0) + 5_000,
+        });
+        const sandboxDir = options.sandboxDir ?? defaultSandboxDir();
         // The session exists before the host it emits through.
         const late: { host?: Host } = {};
         const session = new Session({
           mode: 'browser',
           profiles: new ProfileStore(memorySecretBox()),
           emit: (name, payload) => late.host?.broadcast(name, payload),
-          ...(options.sandboxDir ? { sandboxDir: options.sandboxDir } : {}),
+          sandboxDir,
         });
-        const host = await startHost(session.handlers, { staticDir: options.static, ...(options.port ? { port: options.port } : {}) });
-        late.host = host;
-        const configured = profileFromEnv();
+        let host: Host;
         try {
-          if (configured) await session.open(configured);
-          else if (options.sandbox) {
-            process.stderr.write('No broker configured (BRIDGESCOPE_AMQP_URL unset): starting the sandbox broker...\n');
-            await session.startSandbox();
-            const profile = session.sandboxProfile();
-            if (profile) await session.open(profile);
-          }
+          host = await startHost(session.handlers, {
+            staticDir: options.static,
+            ...(options.port ? { port: options.port } : {}),
+            onProblem: (sentence) => warn(sentence),
+          });
         } catch (err) {
-          warn(`${(err as Error).message} The inspector still opens; connect from its Connections panel.`);
+          signals.dispose();
+          throw err;
         }
-        process.stdout.write(`BridgeScope is ready: ${host.url}\n`);
-        await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
-        process.stderr.write('Stopping...\n');
-        await session.dispose();
-        await host.close();
+        late.host = host;
+
+        let startupDone = false;
+        const startup = (async () => {
+          const configured = profileFromEnv();
+          try {
+            if (configured) await session.open(configured);
+            else if (options.sandbox) {
+              process.stderr.write('No broker configured (BRIDGESCOPE_AMQP_URL unset): starting the sandbox broker...\n');
+              await session.startSandbox();
+              const profile = session.sandboxProfile();
+              if (profile) await session.open(profile);
+            }
+          } catch (err) {
+            warn(`${(err as Error).message} The inspector still opens; connect from its Connections panel.`);
+          } finally {
+            startupDone = true;
+          }
+        })();
+        const first = await Promise.race([startup.then(() => 'ready' as const), signals.stopped]);
+        if (first === 'ready') process.stdout.write(`BridgeScope is ready: ${host.url}\n`);
+
+        const abandoned: string[] = [];
+        /** One named step: says what it does when there is something to do, and gives up at its bound. */
+        const step = (what: string, boundMs: number, needed: () => boolean, run: () => Promise<unknown>): CleanupTask => ({
+          what,
+          run: async () => {
+            if (!needed()) return;
+            process.stderr.write(`Stopping: ${what}...\n`);
+            try {
+              await withinBound(boundMs, run);
+            } catch (err) {
+              abandoned.push(what);
+              throw err;
+            }
+          },
+        });
+        const tasks = (): CleanupTask[] => [
+          step('close the browser pages\' socket', stepBoundMs.host, () => true, () => host.close()),
+          step('let the start-up finish, so what it started can be stopped', stepBoundMs.startup, () => !startupDone, () => startup),
+          step('drain the embedded server', stepBoundMs.drain, () => ['starting', 'running'].includes(session.state().server.state), () => session.stopServer()),
+          step('turn firehose tracing back off', stepBoundMs.tracing, () => session.state().tracer.state === 'on', () => session.setTracing(false)),
+          step('close the connections', stepBoundMs.links, () => true, () => session.close()),
+          step('stop the sandbox broker this command started', stepBoundMs.sandbox, () => session.state().sandbox.ownedByApp === true, async () => {
+            const stopped = await stopSandbox(sandboxDir, 20_000);
+            if (!stopped.stopped) warn(`The sandbox broker was already gone: ${stopped.reason}.`);
+          }),
+        ];
+        await runUntilStopped(signals, () => process.stderr.write('Stopping...\n'), tasks);
+        if (abandoned.length > 0) {
+          process.stderr.write(`bridgescope: stopped, but left undone: ${abandoned.join('; ')}.\n`);
+          // What was given up may still hold sockets open; they must not keep the process alive.
+          process.exit(ExitCode.failure);
+        }
+        process.stderr.write('Stopped.\n');
+        // A link that keeps a timer after its close would otherwise hold the process; everything that matters is done.
+        setTimeout(() => process.exit(process.exitCode ?? ExitCode.ok), 3_000).unref();
+        return ExitCode.ok;
       }),
     );
 }

@@ -1,0 +1,298 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import WebSocket from 'ws';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AppState } from '../../src/shared/contract';
+import { isProcessAlive, sandboxStatus, startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+import { RpcClient } from '../../src/core/rpc/client';
+import { cliPath, runCli } from '../support/cli';
+import { uniqueName } from '../support/names';
+import { claimTestBroker } from '../support/reap';
+
+const startScript = join(import.meta.dirname, '..', '..', 'scripts', 'start.mjs');
+/** npm's own entry point, run with this Node so the test does not depend on PATH. */
+const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+
+/** A process started as the leader of its own process group, as a terminal starts a command. */
+interface GroupLeader {
+  child: ChildProcess;
+  lines: string[];
+  waitForLine(pattern: RegExp): Promise<string>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** what a terminal's Ctrl-C does: the signal to every process of the group */
+  signalGroup(signal: NodeJS.Signals): void;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function startGroupLeader(args: string[], extraEnv: NodeJS.ProcessEnv = {}): GroupLeader {
+  const env = { ...process.env };
+  // The sandbox cases must start their own broker, not reach the run's one through the environment.
+  for (const name of ['BRIDGESCOPE_AMQP_URL', 'BRIDGESCOPE_MQTT_URL', 'BRIDGESCOPE_MANAGEMENT_URL', 'BRIDGESCOPE_SANDBOX_DIR']) delete env[name];
+  Object.assign(env, extraEnv);
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+  const lines: string[] = [];
+  const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
+  const onLine = (line: string): void => {
+    lines.push(line);
+    for (const waiter of [...waiters]) {
+      if (!waiter.pattern.test(line)) continue;
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve(line);
+    }
+  };
+  createInterface({ input: child.stdout! }).on('line', onLine);
+  createInterface({ input: child.stderr! }).on('line', onLine);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-(child.pid as number), signal);
+    } catch {
+      // the group is already gone
+    }
+  };
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      signalGroup('SIGKILL');
+      await exited;
+    }
+  });
+  return {
+    child,
+    lines,
+    exited,
+    signalGroup,
+    waitForLine(pattern) {
+      const seen = lines.find((line) => pattern.test(line));
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        waiters.push({ pattern, resolve });
+        void exited.then(({ code, signal }) => reject(new Error(`exited (${code ?? signal}) before printing ${pattern}: ${lines.join(' | ')}`)));
+      });
+    },
+  };
+}
+
+/** A fresh sandbox folder, marked as this test run's so a killed run's leftovers are reaped, and removed afterwards. */
+async function sandboxFolder(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-test-ui-'));
+  await claimTestBroker(dir);
+  cleanups.push(async () => {
+    await stopSandbox(dir).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+async function runningSandbox(dir: string): Promise<SandboxInfo> {
+  const status = await sandboxStatus(dir);
+  if (status.state !== 'running') throw new Error(`the sandbox broker in ${dir} is ${status.state}`);
+  return status.info;
+}
+
+/** Processes whose command line contains `text` (a node name or a folder: the beam VM and its helpers). */
+async function processesOfNode(text: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const commandLine = await readFile(join('/proc', entry, 'cmdline'), 'utf8').catch(() => '');
+    if (commandLine.includes(text)) found.push(Number(entry));
+  }
+  return found;
+}
+
+async function processesNamingFolder(dir: string): Promise<number[]> {
+  return processesOfNode(dir);
+}
+
+async function expectNodeGone(dir: string, node: SandboxInfo): Promise<void> {
+  expect((await sandboxStatus(dir)).state).toBe('stopped');
+  expect(isProcessAlive(node.pid)).toBe(false);
+  expect(await processesOfNode(node.nodeName)).toEqual([]);
+}
+
+interface PageFrame {
+  type: string;
+  id?: number;
+  ok?: boolean;
+  name?: string;
+  payload?: AppState;
+}
+
+/** What the inspector page does: one contract socket with the page's origin and the run's token. */
+async function openPage(url: URL): Promise<{ socket: WebSocket; next: (matches: (frame: PageFrame) => boolean) => Promise<PageFrame> }> {
+  const socket = new WebSocket(`ws://${url.host}/ws?token=${url.searchParams.get('token')}`, { origin: url.origin });
+  socket.on('error', () => undefined);
+  await once(socket, 'open');
+  const next = (matches: (frame: PageFrame) => boolean): Promise<PageFrame> =>
+    new Promise((resolve) => {
+      const listener = (data: WebSocket.RawData): void => {
+        const frame = JSON.parse(data.toString()) as PageFrame;
+        if (!matches(frame)) return;
+        socket.off('message', listener);
+        resolve(frame);
+      };
+      socket.on('message', listener);
+    });
+  return { socket, next };
+}
+
+describe('bridgescope ui and npm start under signals', () => {
+  it('stops the sandbox broker it started when Ctrl-C reaches its whole process group, and exits 0', async () => {
+    const dir = await sandboxFolder();
+    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    await ui.waitForLine(/BridgeScope is ready: http/);
+    const node = await runningSandbox(dir);
+    ui.signalGroup('SIGINT');
+    expect(await ui.exited).toEqual({ code: 0, signal: null });
+    await expectNodeGone(dir, node);
+    expect(ui.lines).toContain('Stopping: stop the sandbox broker this command started...');
+  }, 120_000);
+
+  it('stops the sandbox broker it was still starting when Ctrl-C came during start-up', async () => {
+    const dir = await sandboxFolder();
+    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    await ui.waitForLine(/starting the sandbox broker/);
+    ui.signalGroup('SIGINT');
+    expect(await ui.exited).toEqual({ code: 0, signal: null });
+    expect((await sandboxStatus(dir)).state).toBe('stopped');
+    // The node's command line names its folder (its data and config live there).
+    expect(await processesNamingFolder(dir)).toEqual([]);
+    expect(ui.lines).not.toContain(expect.stringMatching(/BridgeScope is ready/));
+  }, 120_000);
+
+  it('finishes its cleanup when a second Ctrl-C arrives during it: the in-flight request is answered and the sandbox broker stopped', async () => {
+    const dir = await sandboxFolder();
+    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ready = await ui.waitForLine(/BridgeScope is ready: http/);
+    const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
+    const node = await runningSandbox(dir);
+
+    // The page starts a server whose handler takes 3 s, so the drain has a request to wait for.
+    const page = await openPage(url);
+    const queue = uniqueName('rpc_queue');
+    const started = page.next((frame) => frame.type === 'reply' && frame.id === 1);
+    page.socket.send(JSON.stringify({ type: 'invoke', id: 1, command: 'server.start', args: { exchange: 'amq.direct', queue, workers: 1, prefetch: 1, handler: 'delay:3000' } }));
+    expect(await started).toMatchObject({ ok: true });
+
+    const device = new RpcClient({ mqttUrl: node.urls.mqtt, strategy: 'shared', clientId: uniqueName('device') });
+    cleanups.push(() => device.close().catch(() => undefined));
+    await device.connect();
+    const inFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && (frame.payload?.server.stats.inFlight ?? 0) > 0);
+    const reply = device.call({ topic: queue, params: { drained: true }, timeoutMs: 20_000 });
+    await inFlight;
+
+    ui.signalGroup('SIGINT');
+    // The drain lets the running request finish: its reply comes about 3 s after the first Ctrl-C, well past the
+    // window in which signals count as echoes of one Ctrl-C, while the links and the broker are still to be closed.
+    expect((await reply).result).toMatchObject({ echo: { drained: true } });
+    ui.signalGroup('SIGINT');
+    expect(await ui.exited).toEqual({ code: 0, signal: null });
+    await expectNodeGone(dir, node);
+    expect(ui.lines.some((line) => /^Still cleaning up \(.*stop the sandbox broker this command started.*\)/.test(line))).toBe(true);
+  }, 120_000);
+
+  it('forces the exit on a third deliberate Ctrl-C during cleanup, naming what it left undone', async () => {
+    const dir = await sandboxFolder();
+    // A handler that takes as long as the request asks, so each reply marks a moment well apart from the previous one.
+    const handlerPath = join(dir, 'slow-handler.mjs');
+    await writeFile(handlerPath, 'export default async (request) => { await new Promise((done) => setTimeout(done, request.params.ms)); return { waitedMs: request.params.ms }; };\n');
+    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ready = await ui.waitForLine(/BridgeScope is ready: http/);
+    const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
+    const node = await runningSandbox(dir);
+    const page = await openPage(url);
+    const queue = uniqueName('rpc_queue');
+    const started = page.next((frame) => frame.type === 'reply' && frame.id === 1);
+    page.socket.send(JSON.stringify({ type: 'invoke', id: 1, command: 'server.start', args: { exchange: 'amq.direct', queue, workers: 3, prefetch: 1, handler: handlerPath } }));
+    expect(await started).toMatchObject({ ok: true });
+
+    const device = new RpcClient({ mqttUrl: node.urls.mqtt, strategy: 'shared', clientId: uniqueName('device') });
+    cleanups.push(() => device.close().catch(() => undefined));
+    await device.connect();
+    const allInFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && (frame.payload?.server.stats.inFlight ?? 0) === 3);
+    const first = device.call({ topic: queue, params: { ms: 2_000 }, timeoutMs: 30_000 });
+    const second = device.call({ topic: queue, params: { ms: 4_000 }, timeoutMs: 30_000 });
+    void device.call({ topic: queue, params: { ms: 60_000 }, timeoutMs: 30_000 }).catch(() => undefined);
+    await allInFlight;
+
+    ui.signalGroup('SIGINT');
+    await first;
+    ui.signalGroup('SIGINT');
+    await ui.waitForLine(/^Still cleaning up \(.*drain the embedded server.*\)/);
+    await second;
+    ui.signalGroup('SIGINT');
+    expect(await ui.exited).toEqual({ code: 130, signal: null });
+    expect(ui.lines).toContain(
+      'Forced exit; left undone: drain the embedded server; turn firehose tracing back off; close the connections; stop the sandbox broker this command started.',
+    );
+  }, 120_000);
+
+  it('stops the sandbox broker when Ctrl-C reaches the process group of `node scripts/start.mjs --web`, which exits 0 after its child', async () => {
+    const dir = await sandboxFolder();
+    const start = startGroupLeader([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
+    await start.waitForLine(/BridgeScope is ready: http/);
+    const node = await runningSandbox(dir);
+    start.signalGroup('SIGINT');
+    expect(await start.exited).toEqual({ code: 0, signal: null });
+    await expectNodeGone(dir, node);
+    expect(start.lines).toContain('Stopped.');
+  }, 120_000);
+
+  it('waits for its child when the terminal closes (SIGHUP to the group of `node scripts/start.mjs --web`), and the sandbox broker is stopped', async () => {
+    const dir = await sandboxFolder();
+    const start = startGroupLeader([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
+    await start.waitForLine(/BridgeScope is ready: http/);
+    const node = await runningSandbox(dir);
+    start.signalGroup('SIGHUP');
+    expect(await start.exited).toEqual({ code: 0, signal: null });
+    await expectNodeGone(dir, node);
+  }, 120_000);
+
+  it('gives up at its bound on a broker that stopped answering, names what it left and exits 1', async () => {
+    // A broker of its own, paused under the command: its links can then never close cleanly.
+    const dir = await sandboxFolder();
+    const paused = (await startSandbox({ dir, nodeName: `${uniqueName('bridgescope-test-ui')}@localhost`, timeoutMs: 120_000 })).info;
+    cleanups.push(async () => {
+      process.kill(paused.pid, 'SIGCONT');
+    });
+    const ui = startGroupLeader([cliPath, 'ui', '--no-sandbox'], {
+      BRIDGESCOPE_AMQP_URL: paused.urls.amqp,
+      BRIDGESCOPE_MQTT_URL: paused.urls.mqtt,
+      BRIDGESCOPE_MANAGEMENT_URL: paused.urls.management,
+    });
+    await ui.waitForLine(/BridgeScope is ready: http/);
+    process.kill(paused.pid, 'SIGSTOP');
+    ui.signalGroup('SIGTERM');
+    expect(await ui.exited).toEqual({ code: 1, signal: null });
+    expect(ui.lines.some((line) => /^bridgescope: stopped, but left undone: .*close the connections/.test(line))).toBe(true);
+  }, 120_000);
+
+  it('stops the sandbox broker when Ctrl-C reaches the process group of `npm run web`, where npm and start.mjs forward it again', async () => {
+    const dir = await sandboxFolder();
+    const npm = startGroupLeader([npmCli, 'run', 'web', '--', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
+    await npm.waitForLine(/BridgeScope is ready: http/);
+    const node = await runningSandbox(dir);
+    npm.signalGroup('SIGINT');
+    await npm.exited;
+    await expectNodeGone(dir, node);
+    expect(npm.lines).toContain('Stopped.');
+  }, 120_000);
+});
+
+describe('bridgescope ui --help', () => {
+  it('calls the token what it is: valid for this run, not one-time', async () => {
+    const help = await runCli(['ui', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).not.toMatch(/one-time/);
+    expect(help.stdout.replace(/\s+/g, ' ')).toMatch(/random token, valid until this command stops/);
+  });
+});
