@@ -257,7 +257,7 @@ describe('bridgescope ui and npm start under signals', () => {
     await expectNodeGone(dir, node);
   }, 120_000);
 
-  it('gives up at its bound on a broker that stopped answering, names what it left and exits 1', async () => {
+  it('closes its connections within their own bound on a broker that stopped answering, and exits 0', async () => {
     // A broker of its own, paused under the command: its links can then never close cleanly.
     const dir = await sandboxFolder();
     const paused = (await startSandbox({ dir, nodeName: `${uniqueName('bridgescope-test-ui')}@localhost`, timeoutMs: 120_000 })).info;
@@ -272,8 +272,9 @@ describe('bridgescope ui and npm start under signals', () => {
     await ui.waitForLine(/BridgeScope is ready: http/);
     process.kill(paused.pid, 'SIGSTOP');
     ui.signalGroup('SIGTERM');
-    expect(await ui.exited).toEqual({ code: 1, signal: null });
-    expect(ui.lines.some((line) => /^bridgescope: stopped, but left undone: .*close the connections/.test(line))).toBe(true);
+    // A paused node never answers connection.close: the link destroys its socket after 5 s instead of waiting forever.
+    expect(await ui.exited).toEqual({ code: 0, signal: null });
+    expect(ui.lines).toContain('Stopped.');
   }, 120_000);
 
   it('stops the sandbox broker when Ctrl-C reaches the process group of `npm run web`, where npm and start.mjs forward it again', async () => {
