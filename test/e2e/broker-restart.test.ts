@@ -2,39 +2,28 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
 import { uniqueName } from '../support/names';
-import { startProcess, type Running } from '../support/processes';
-import { cliPath } from '../support/cli';
+import { openInspector, type OpenInspector } from '../support/inspector';
 
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
 const queue = uniqueName('restart_queue');
 let dir: string;
-let ui: Running;
-let browser: Browser;
+let inspector: OpenInspector | undefined;
 let page: Page;
 
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
   // A sandbox of the UI's own, so this test can restart it without disturbing the run's shared broker.
   dir = await mkdtemp(join(tmpdir(), 'bridgescope-test-restart-'));
-  ui = startProcess(process.execPath, [cliPath, 'ui', '--sandbox-dir', dir]);
-  const ready = await ui.waitForLine(/BridgeScope is ready: http/);
-  const url = /(http:\/\/\S+)/.exec(ready)?.[1] as string;
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
-  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  await page.goto(url);
-  await page.waitForSelector('[data-app-state="ready"]');
+  inspector = await openInspector(['--sandbox-dir', dir]);
+  page = inspector.page;
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await ui?.stop();
+  await inspector?.close();
   // The node the test restarted is not the UI's to stop: the test started it.
   if ((await sandboxStatus(dir)).state !== 'stopped') await stopSandbox(dir);
   await rm(dir, { recursive: true, force: true });

@@ -1,44 +1,32 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { startProcess, type Running } from '../support/processes';
-import { cliPath } from '../support/cli';
+import { openInspector, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
 const queue = uniqueName('rpc_queue');
-let ui: Running;
 let browser: Browser;
 let page: Page;
 let url: string;
 
+let inspector: OpenInspector | undefined;
+
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
   // What `npm run web` runs after building, pointed at the test's own broker.
-  ui = startProcess('env', [
-    `BRIDGESCOPE_AMQP_URL=${broker.urls.amqp}`,
-    `BRIDGESCOPE_MQTT_URL=${broker.urls.mqtt}`,
-    `BRIDGESCOPE_MANAGEMENT_URL=${broker.urls.management}`,
-    process.execPath,
-    cliPath,
-    'ui',
-  ]);
-  const ready = await ui.waitForLine(/BridgeScope is ready: http/);
-  url = /(http:\/\/\S+)/.exec(ready)?.[1] as string;
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+  inspector = await openInspector([], {
+    BRIDGESCOPE_AMQP_URL: broker.urls.amqp,
+    BRIDGESCOPE_MQTT_URL: broker.urls.mqtt,
+    BRIDGESCOPE_MANAGEMENT_URL: broker.urls.management,
   });
-  page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-  await page.goto(url);
-  await page.waitForSelector('[data-app-state="ready"]');
+  ({ browser, page, url } = inspector);
 }, 60_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await ui?.stop();
+  await inspector?.close();
 });
 
 async function shot(name: string): Promise<void> {
