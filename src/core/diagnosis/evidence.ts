@@ -1,0 +1,171 @@
+/** Gathers what the broker can still tell after an RPC failed (bindings, live queue counts, connections) and turns it into a verdict. */
+import amqp from 'amqplib';
+import { z } from 'zod';
+import { closestKeys, diagnose, type BrokerFacts, type DiagnosisInput, type QueueFact, type Verdict } from '../../shared/diagnosis';
+import type { RpcOutcome } from '../../shared/rpc';
+import type { TraceStep, TraceStepDraft } from '../../shared/trace';
+import { bindingRoutes } from '../broker/checks';
+import { ManagementApi } from '../broker/management-api';
+import { managementRequest } from '../broker/management-http';
+import { amqpConnectOptions } from '../links/amqp-link';
+import { toErrorShape } from '../errors';
+import { topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+
+export interface FactsOptions {
+  managementUrl: string;
+  /** for live consumer and ready counts (the management API's lag by its stats interval, ~5 s); without it, the API's counts */
+  amqpUrl?: string;
+  vhost?: string;
+  /** the exchange the MQTT plugin publishes to */
+  exchange: string;
+  requestKey: string;
+  /** our MQTT client id, to tell whether this broker ever saw the client */
+  mqttClientId?: string;
+}
+
+const vhostBindingSchema = z.array(z.object({ source: z.string(), destination: z.string(), destination_type: z.string(), routing_key: z.string() }));
+
+interface LiveQueue {
+  consumers: number;
+  ready: number;
+}
+
+/** Passive queue.declare on a throwaway channel each (a missing queue closes only its channel); undefined when it does not exist. */
+async function checkQueues(amqpUrl: string, names: string[]): Promise<Map<string, LiveQueue | undefined> | undefined> {
+  const connection = await amqp.connect(amqpConnectOptions(amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
+  if (!connection) return undefined;
+  connection.on('error', () => undefined);
+  const found = new Map<string, LiveQueue | undefined>();
+  try {
+    for (const name of names) {
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      try {
+        const queue = await channel.checkQueue(name);
+        found.set(name, { consumers: queue.consumerCount, ready: queue.messageCount });
+        await channel.close().catch(() => undefined);
+      } catch {
+        found.set(name, undefined);
+      }
+    }
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+  return found;
+}
+
+const reason = (err: unknown): string => toErrorShape(err).message;
+
+/** Asks the broker, after the fact, where a request to `requestKey` would go and whether our MQTT client is there at all. */
+export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFacts> {
+  const api = new ManagementApi(options.managementUrl, options.vhost ?? '/');
+  const facts: BrokerFacts = { exchange: options.exchange, requestQueues: [], closestKeys: [], elsewhere: [], unavailable: [] };
+  const [exchangeType, bindings, exchanges, vhostBindings, queues, connections] = await Promise.all([
+    api.exchangeType(options.exchange).catch((err: unknown) => void facts.unavailable.push(`the type of ${options.exchange}: ${reason(err)}`)),
+    api.bindings(options.exchange).catch((err: unknown) => void facts.unavailable.push(`the bindings on ${options.exchange}: ${reason(err)}`)),
+    api.exchanges().catch(() => undefined),
+    managementRequest<unknown>(options.managementUrl, `/api/bindings/${encodeURIComponent(api.vhost)}`)
+      .then((raw) => vhostBindingSchema.parse(raw))
+      .catch(() => undefined),
+    api.queues().catch(() => undefined),
+    options.mqttClientId !== undefined ? api.connections().catch(() => undefined) : Promise.resolve(undefined),
+  ]);
+
+  const routes = (type: string | undefined, bindingKey: string): boolean => bindingRoutes(type ?? 'direct', bindingKey, options.requestKey);
+  const serverBindings = (bindings ?? []).filter((binding) => binding.destinationType === 'queue' && binding.mqttClientId === undefined);
+  const bound = [...new Set(serverBindings.filter((binding) => routes(exchangeType ?? undefined, binding.bindingKey)).map((binding) => binding.destination))];
+  facts.closestKeys = closestKeys(
+    options.requestKey,
+    serverBindings.map((binding) => binding.bindingKey).filter((key) => key !== options.requestKey),
+  );
+
+  // The default exchange binds every queue by its name: that is no evidence of a wrong mqtt.exchange.
+  const typeOf = new Map((exchanges ?? []).map((exchange) => [exchange.name, exchange.type]));
+  for (const binding of vhostBindings ?? []) {
+    if (binding.source === '' || binding.source === options.exchange || binding.destination_type !== 'queue') continue;
+    if (binding.destination.startsWith('mqtt-subscription-')) continue;
+    if (routes(typeOf.get(binding.source), binding.routing_key)) facts.elsewhere.push({ exchange: binding.source, queue: binding.destination });
+  }
+
+  const subscriptionQueues = options.mqttClientId !== undefined ? [`mqtt-subscription-${options.mqttClientId}qos1`, `mqtt-subscription-${options.mqttClientId}qos0`] : [];
+  const live = options.amqpUrl ? await checkQueues(options.amqpUrl, [...bound, ...subscriptionQueues]) : undefined;
+  if (options.amqpUrl && !live) facts.unavailable.push('live queue counts over AMQP (could not connect); the management API counts are up to ~5 s old');
+  const listed = new Map((queues ?? []).map((queue) => [queue.name, queue]));
+  for (const name of bound) {
+    const now = live?.get(name);
+    const stats = listed.get(name);
+    const fact: QueueFact = now
+      ? { name, consumers: now.consumers, ready: now.ready, live: true }
+      : { name, consumers: stats?.consumers ?? 0, ready: stats?.messagesReady ?? 0, live: false };
+    if (stats) fact.unacked = stats.messagesUnacked;
+    facts.requestQueues.push(fact);
+  }
+
+  if (options.mqttClientId !== undefined) {
+    const inConnections = connections?.some((connection) => connection.mqttClientId === options.mqttClientId);
+    const hasQueue = live ? subscriptionQueues.some((name) => live.get(name) !== undefined) : undefined;
+    // Either is proof it is here; both must be asked and negative to say it is not.
+    if (inConnections === true || hasQueue === true) facts.clientSeen = true;
+    else if (inConnections === false && hasQueue === false) facts.clientSeen = false;
+    else facts.unavailable.push('whether this broker knows our MQTT client');
+  }
+  return facts;
+}
+
+export interface RpcDiagnosisOptions {
+  rpcId: string;
+  steps: ReadonlyArray<TraceStep | TraceStepDraft>;
+  firehose: boolean;
+  requestTopic: string;
+  replyTopic?: string;
+  timeoutMs?: number;
+  topicMap?: TopicMapOptions;
+  outcome?: RpcOutcome;
+  /** what the call threw */
+  error?: unknown;
+  lateReply?: { topic: string; at: number };
+  /** where to ask after a failure; without it, the verdict rests on the steps alone */
+  broker?: Omit<FactsOptions, 'requestKey'>;
+}
+
+/** The verdict on one RPC: on a failure the broker is asked first (never throws: what cannot be asked is listed as evidence). */
+export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict> {
+  const requestKey = topicToRoutingKey(options.requestTopic, options.topicMap);
+  const composed = options.steps.find((step) => step.kind === 'composed');
+  const replyTopic = options.outcome?.replyTopic ?? options.replyTopic ?? (composed?.kind === 'composed' ? composed.detail.replyTopic : undefined);
+  const input: DiagnosisInput = {
+    rpcId: options.rpcId,
+    steps: options.steps,
+    firehose: options.firehose,
+    request: { topic: options.requestTopic, routingKey: requestKey },
+    ...(replyTopic !== undefined ? { reply: { topic: replyTopic, routingKey: topicToRoutingKey(replyTopic, options.topicMap) } } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+    ...(options.lateReply ? { lateReply: options.lateReply } : {}),
+  };
+  if (options.outcome) {
+    const { replyTopic: asked, arrivedOn, topicMismatch, durationMs, error } = options.outcome;
+    input.outcome = { replyTopic: asked, arrivedOn, topicMismatch, durationMs, ...(error ? { error } : {}) };
+    return diagnose(input);
+  }
+  if (options.error !== undefined) input.failure = toErrorShape(options.error);
+  // Connection-level failures are decided by the error alone; asking the broker would only add a wait.
+  const askBroker = options.broker && !['auth', 'unreachable', 'bad-input', 'too-large', 'cancelled'].includes(input.failure?.code ?? '');
+  if (askBroker && options.broker) {
+    input.facts = await gatherBrokerFacts({ ...options.broker, requestKey }).catch((err: unknown) => ({
+      exchange: options.broker?.exchange ?? '',
+      requestQueues: [],
+      closestKeys: [],
+      elsewhere: [],
+      unavailable: [`the broker's facts: ${reason(err)}`],
+    }));
+    // Facts that are all missing decide nothing: leave them out rather than read "no binding" into them.
+    if (input.facts.unavailable.some((line) => line.startsWith('the bindings on') || line.startsWith("the broker's facts"))) {
+      const unavailable = input.facts.unavailable;
+      delete input.facts;
+      const verdict = diagnose(input);
+      verdict.evidence.push(...unavailable.map((line) => `not asked: ${line}`));
+      return verdict;
+    }
+  }
+  return diagnose(input);
+}
