@@ -79,11 +79,12 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
     serverBindings.map((binding) => binding.bindingKey).filter((key) => key !== options.requestKey),
   );
 
-  // The default exchange binds every queue by its name: that is no evidence of a wrong mqtt.exchange.
+  // Evidence of a wrong mqtt.exchange is a server queue bound for this very key elsewhere: not the default exchange (it binds
+  // every queue by name), not the firehose's exchange, not a catch-all "#" (a logger catches everything and serves nothing).
   const typeOf = new Map((exchanges ?? []).map((exchange) => [exchange.name, exchange.type]));
   for (const binding of vhostBindings ?? []) {
-    if (binding.source === '' || binding.source === options.exchange || binding.destination_type !== 'queue') continue;
-    if (binding.destination.startsWith('mqtt-subscription-')) continue;
+    if (binding.source === '' || binding.source === options.exchange || binding.source === 'amq.rabbitmq.trace') continue;
+    if (binding.destination_type !== 'queue' || binding.destination.startsWith('mqtt-subscription-') || binding.routing_key === '#') continue;
     if (routes(typeOf.get(binding.source), binding.routing_key)) facts.elsewhere.push({ exchange: binding.source, queue: binding.destination });
   }
 

@@ -1,0 +1,253 @@
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import amqp from 'amqplib';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import type { Verdict } from '../../src/shared/diagnosis';
+import type { TraceStepDraft } from '../../src/shared/trace';
+import { RpcServer } from '../../src/core/rpc/server';
+import { RpcClient } from '../../src/core/rpc/client';
+import { loadHandler, parseHandlerSpec } from '../../src/core/rpc/handlers';
+import { ManagementApi } from '../../src/core/broker/management-api';
+import { managementRequest } from '../../src/core/broker/management-http';
+import { FirehoseTracer } from '../../src/core/trace/firehose';
+import { TraceStore } from '../../src/core/trace/trace-store';
+import { diagnoseRpc } from '../../src/core/diagnosis/evidence';
+import { uniqueName } from '../support/names';
+import { startProcess } from '../support/processes';
+import { runCli } from '../support/cli';
+
+const broker = inject('broker');
+const closers: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function startServer(options: { handler?: string; queue?: string; exchange?: string } = {}): Promise<RpcServer> {
+  const server = new RpcServer({
+    amqpUrl: broker.urls.amqp,
+    queue: options.queue ?? uniqueName('rpc_queue'),
+    workers: 1,
+    ...(options.exchange ? { exchange: options.exchange } : {}),
+    handler: await loadHandler(parseHandlerSpec(options.handler ?? 'echo')),
+  });
+  await server.start();
+  closers.push(() => server.stop(0));
+  return server;
+}
+
+/** A queue bound on amq.direct that nobody consumes. */
+async function idleQueue(): Promise<string> {
+  const connection = await amqp.connect(broker.urls.amqp);
+  const channel = await connection.createChannel();
+  const queue = uniqueName('idle');
+  await channel.assertQueue(queue, { autoDelete: false, durable: false });
+  await channel.bindQueue(queue, 'amq.direct', queue);
+  closers.push(async () => {
+    await channel.deleteQueue(queue);
+    await connection.close();
+  });
+  return queue;
+}
+
+interface CallSetup {
+  topic: string;
+  replyTopic?: string;
+  timeoutMs?: number;
+  firehose?: boolean;
+  mqttUrl?: string;
+  client?: RpcClient;
+  /** steps of an embedded server to join */
+  server?: RpcServer;
+}
+
+/** One RPC as the CLI and the app make it, then its verdict (the broker is asked after a failure). */
+async function verdictOf(setup: CallSetup): Promise<{ verdict: Verdict; rpcId: string; client: RpcClient }> {
+  const client = setup.client ?? new RpcClient({ mqttUrl: setup.mqttUrl ?? broker.urls.mqtt, strategy: 'per-request', clientId: uniqueName('device') });
+  if (!setup.client) {
+    await client.connect();
+    closers.push(() => client.close());
+  }
+  const store = new TraceStore();
+  const detach = store.attach(client);
+  const detachServer = setup.server ? store.attach(setup.server) : undefined;
+  const api = new ManagementApi(broker.urls.management);
+  const tracer = setup.firehose ? new FirehoseTracer({ amqpUrl: broker.urls.amqp, api, store }) : undefined;
+  if (tracer) expect((await tracer.start()).state).toBe('on');
+  const timeoutMs = setup.timeoutMs ?? 800;
+  // The id of this call: late firehose events of earlier tests' RPCs land in the same store.
+  let rpcId = '';
+  const onStep = (step: TraceStepDraft): void => {
+    if (step.kind === 'composed' && rpcId === '') rpcId = step.rpcId;
+  };
+  client.on('step', onStep);
+  try {
+    const outcome = await client.call({ topic: setup.topic, timeoutMs, ...(setup.replyTopic ? { replyTopic: setup.replyTopic } : {}) }).catch((err: unknown) => err as Error);
+    const verdict = await diagnoseRpc({
+      rpcId,
+      steps: store.steps(rpcId),
+      firehose: tracer?.status.state === 'on',
+      requestTopic: setup.topic,
+      timeoutMs,
+      ...(outcome instanceof Error ? { error: outcome } : { outcome }),
+      broker: { managementUrl: broker.urls.management, amqpUrl: broker.urls.amqp, exchange: 'amq.direct', mqttClientId: client.clientId },
+    });
+    return { verdict, rpcId, client };
+  } finally {
+    client.off('step', onStep);
+    detach();
+    detachServer?.();
+    await tracer?.stop();
+  }
+}
+
+describe('verdicts against the sandbox broker', () => {
+  it('says replied for an answered request', async () => {
+    const server = await startServer();
+    const { verdict } = await verdictOf({ topic: server.queue });
+    expect(verdict).toMatchObject({ code: 'replied', hop: 'mqtt-deliver' });
+  });
+
+  it('says replied-error for a server that answers with an error', async () => {
+    const server = await startServer({ handler: 'fail:E42:no stock' });
+    const { verdict } = await verdictOf({ topic: server.queue });
+    expect(verdict).toMatchObject({ code: 'replied-error', hop: 'server' });
+    expect(verdict.message).toContain('E42');
+  });
+
+  it('says reply-on-other-topic for a reply topic with a "." in a level', async () => {
+    const server = await startServer();
+    const { verdict } = await verdictOf({ topic: server.queue, replyTopic: `reply/v1.2/${uniqueName('x')}` });
+    expect(verdict).toMatchObject({ code: 'reply-on-other-topic', hop: 'mqtt-deliver' });
+    expect(verdict.message).toMatch(/"reply\/v1\.2\/x-\w+".*"reply\/v1\/2\/x-\w+"/);
+  });
+
+  for (const firehose of [false, true]) {
+    const mode = firehose ? 'firehose on' : 'firehose off';
+
+    it(`${mode}: says request-unroutable for a topic nothing is bound to, naming the closest bound key`, async () => {
+      const server = await startServer();
+      const typo = `${server.queue}x`;
+      const { verdict } = await verdictOf({ topic: typo, firehose });
+      expect(verdict).toMatchObject({ code: 'request-unroutable', hop: 'exchange' });
+      if (firehose) expect(verdict.evidence.join('\n')).toContain(`with key "${typo}", routed to no queue`);
+      expect(verdict.message).toContain(`"${typo}"`);
+      expect(verdict.message).toContain(`closest first: "${server.queue}"`);
+    });
+
+    it(`${mode}: says no-consumer for a bound queue nobody consumes, with how many wait`, async () => {
+      const queue = await idleQueue();
+      const { verdict } = await verdictOf({ topic: queue, firehose });
+      expect(verdict).toMatchObject({ code: 'no-consumer', hop: 'queue' });
+      if (firehose) expect(verdict.evidence.join('\n')).toContain(`routed to "${queue}"`);
+      expect(verdict.message).toContain(`"${queue}"`);
+      expect(verdict.message).toContain('1 message(s)');
+    });
+
+    it(`${mode}: says server-slow when a consumer took the request and no reply came in time`, async () => {
+      const server = await startServer({ handler: 'delay:5000' });
+      const { verdict } = await verdictOf({ topic: server.queue, firehose });
+      expect(verdict).toMatchObject({ code: 'server-slow', hop: 'server' });
+      if (firehose) expect(verdict.evidence.join('\n')).toContain(`request delivered from queue "${server.queue}"`);
+      expect(verdict.message).toContain(`"${server.queue}"`);
+    });
+  }
+
+  it('firehose on: says reply-unroutable for a server that publishes its reply to reply_to unchanged (forgot "/" -> ".")', async () => {
+    const connection = await amqp.connect(broker.urls.amqp);
+    const channel = await connection.createChannel();
+    const queue = uniqueName('forgetful');
+    await channel.assertQueue(queue, { autoDelete: true });
+    await channel.bindQueue(queue, 'amq.direct', queue);
+    await channel.consume(queue, (message) => {
+      if (!message) return;
+      const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+      channel.publish('amq.direct', request.reply_to, Buffer.from(JSON.stringify({ id: request.id, result: 'lost' })));
+      channel.ack(message);
+    });
+    closers.push(() => connection.close());
+    const { verdict } = await verdictOf({ topic: queue, firehose: true, timeoutMs: 1500 });
+    expect(verdict).toMatchObject({ code: 'reply-unroutable', hop: 'reply-exchange' });
+    expect(verdict.message).toMatch(/key "reply\/[0-9a-f-]+", which nothing is bound to.*must use key "reply\.[0-9a-f-]+"/);
+  });
+
+  it('says request-rejected when the embedded server rejects a request without reply_to', async () => {
+    const server = await startServer();
+    // A device whose envelope calls the field respond_to: the server finds no reply_to and rejects it.
+    const client = new RpcClient({ mqttUrl: broker.urls.mqtt, strategy: 'per-request', clientId: uniqueName('device'), fields: { id: 'id', replyTo: 'respond_to', method: 'method', params: 'params' } });
+    await client.connect();
+    closers.push(() => client.close());
+    const rejected = once(server, 'problem');
+    const { verdict } = await verdictOf({ topic: server.queue, client, server });
+    await rejected;
+    expect(verdict).toMatchObject({ code: 'request-rejected', hop: 'server' });
+    expect(verdict.message).toContain(`"${server.queue}"`);
+  });
+
+  it('says late-reply for a reply that arrives after the client gave up', async () => {
+    const server = await startServer({ handler: 'delay:1200' });
+    const client = new RpcClient({ mqttUrl: broker.urls.mqtt, strategy: 'shared', clientId: uniqueName('device') });
+    await client.connect();
+    closers.push(() => client.close());
+    const store = new TraceStore();
+    store.attach(client);
+    const error = await client.call({ topic: server.queue, timeoutMs: 500 }).catch((err: unknown) => err as Error);
+    const rpcId = store.rpcIds().at(-1) as string;
+    const [stray] = (await once(client, 'stray')) as [{ topic: string; id?: string }];
+    expect(stray.id).toBe(rpcId);
+    const verdict = await diagnoseRpc({ rpcId, steps: store.steps(rpcId), firehose: false, requestTopic: server.queue, timeoutMs: 500, error, lateReply: { topic: stray.topic, at: Date.now() } });
+    expect(verdict).toMatchObject({ code: 'late-reply', hop: 'mqtt-deliver' });
+    expect(verdict.message).toContain('500 ms');
+  });
+
+  it('says wrong-exchange for a server queue bound on amq.topic while the MQTT plugin publishes to amq.direct', async () => {
+    const server = await startServer({ exchange: 'amq.topic' });
+    const { verdict } = await verdictOf({ topic: server.queue });
+    expect(verdict).toMatchObject({ code: 'wrong-exchange', hop: 'exchange' });
+    expect(verdict.message).toContain(`"${server.queue}" is bound for "${server.queue}" on amq.topic`);
+    expect(verdict.message).toContain('publishes to amq.direct');
+  });
+
+  it('says access-refused for an MQTT user the broker refuses', async () => {
+    const user = uniqueName('nobody');
+    await managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'PUT', body: { password: 'secret', tags: '' } });
+    closers.push(() => managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'DELETE' }).then(() => undefined));
+    const mqttUrl = broker.urls.mqtt.replace('mqtt://', `mqtt://${user}:wrong@`);
+    const client = new RpcClient({ mqttUrl, strategy: 'per-request', clientId: uniqueName('device') });
+    const error = await client.connect().then(() => undefined, (err: unknown) => err);
+    await client.close();
+    const verdict = await diagnoseRpc({ rpcId: 'none', steps: [], firehose: false, requestTopic: 'rpc_queue', error });
+    expect(verdict).toMatchObject({ code: 'access-refused', hop: 'mqtt-publish' });
+    expect(verdict.message).toContain('refused the MQTT credentials');
+  });
+
+  it('says not-this-broker when the MQTT URL points at a Mosquitto instead of the RabbitMQ asked', async () => {
+    const port = await freePort();
+    const dir = await mkdtemp(join(tmpdir(), 'bridgescope-mosquitto-'));
+    await writeFile(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n`);
+    const mosquitto = startProcess('mosquitto', ['-c', join(dir, 'mosquitto.conf')]);
+    closers.push(async () => {
+      await mosquitto.stop();
+      await rm(dir, { recursive: true, force: true });
+    });
+    await mosquitto.waitForLine(/running/);
+    const { verdict } = await verdictOf({ topic: uniqueName('rpc_queue'), mqttUrl: `mqtt://127.0.0.1:${port}` });
+    expect(verdict).toMatchObject({ code: 'not-this-broker', hop: 'mqtt-publish' });
+    expect(verdict.message).toContain('--mqtt');
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+void runCli;
