@@ -145,7 +145,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
       return verdict(
         'reply-on-other-topic',
         'mqtt-deliver',
-        `The reply asked for on "${outcome.replyTopic}" arrived on "${outcome.arrivedOn}": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "${outcome.replyTopic.replaceAll('.', '_')}").`,
+        `The reply to "${outcome.replyTopic}" arrived on "${outcome.arrivedOn}": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "${outcome.replyTopic.replaceAll('.', '_')}").`,
       );
     }
     return verdict('replied', 'mqtt-deliver', `A reply to "${requestTopic}" arrived on "${outcome.arrivedOn}".`);
@@ -161,6 +161,9 @@ export function diagnose(input: DiagnosisInput): Verdict {
   }
   if (failure?.code === 'auth') {
     return verdict('access-refused', 'mqtt-publish', `The broker refused access (${failure.message.replace(/\.$/, '')}): check the user's credentials and its permissions on the vhost.`);
+  }
+  if (failure?.code === 'unreachable' && !published) {
+    return verdict('link-down', 'mqtt-publish', `The request to "${requestTopic}" was never published: ${failure.message.replace(/\.$/, '')}; check the MQTT URL and that the broker runs.`);
   }
   if (failure?.code === 'unreachable' || (failure?.code === 'timeout' && failure.message.includes('link is down'))) {
     return verdict('link-down', 'mqtt-publish', `The MQTT connection was lost while the request to "${requestTopic}" was in flight (${failure.message.replace(/\.$/, '')}); check the broker and the network, then send it again.`);
@@ -301,8 +304,8 @@ function unroutable(input: DiagnosisInput, facts: BrokerFacts | undefined, excha
 function pushFactEvidence(facts: BrokerFacts, requestKey: string, evidence: string[]): void {
   if (facts.requestQueues.length === 0) evidence.push(`bindings: no queue is bound on ${facts.exchange} for "${requestKey}"`);
   for (const queue of facts.requestQueues) {
-    const unacked = queue.unacked !== undefined ? `, ${queue.unacked} unacked (management API, up to ~5 s old)` : '';
-    evidence.push(`queue "${queue.name}": ${queue.consumers} consumer(s), ${queue.ready} ready${unacked} (${queue.live ? 'live over AMQP' : 'management API'})`);
+    const unacked = queue.unacked !== undefined ? `; ${queue.unacked} unacked (management API, up to ~5 s old)` : '';
+    evidence.push(`queue "${queue.name}": ${queue.consumers} consumer(s) and ${queue.ready} ready (${queue.live ? 'live over AMQP' : 'management API, up to ~5 s old'})${unacked}`);
   }
   if (facts.closestKeys.length > 0 && facts.requestQueues.length === 0) evidence.push(`bindings on ${facts.exchange}, closest first: ${quoted(facts.closestKeys)}`);
   for (const other of facts.elsewhere) evidence.push(`bindings: queue "${other.queue}" is bound for "${requestKey}" on ${other.exchange}`);

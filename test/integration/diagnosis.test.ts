@@ -239,6 +239,47 @@ describe('verdicts against the sandbox broker', () => {
   });
 });
 
+describe('bridgescope call says why', () => {
+  const urls = (): string[] => ['--mqtt', broker.urls.mqtt, '--amqp', broker.urls.amqp, '--management', broker.urls.management];
+
+  it('prints "why:" with the verdict on stderr on a timeout, and still exits 3', async () => {
+    const server = await startServer();
+    const typo = `${server.queue}x`;
+    const result = await runCli(['call', ...urls(), '--topic', typo, '--timeout', '500', '"hello"']);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(/^bridgescope: No reply to .*$/m);
+    expect(result.stderr).toContain(`why: Nothing is bound on amq.direct for routing key "${typo}"`);
+    expect(result.stderr).toContain(`closest first: "${server.queue}"`);
+  });
+
+  it('call --json prints one JSON object on a failure: ok false, the rpcId, the verdict, the warnings and the error', async () => {
+    const queue = await idleQueue();
+    const result = await runCli(['call', ...urls(), '--json', '--topic', queue, '--timeout', '500', '"hello"']);
+    expect(result.code).toBe(3);
+    const printed = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(printed).toMatchObject({ ok: false, rpcId: expect.stringMatching(/^[0-9a-f-]{36}$/), verdict: { code: 'no-consumer', hop: 'queue' }, warnings: [], error: { code: 'timeout' } });
+    expect((printed.verdict as { message: string }).message).toContain(`Queue "${queue}"`);
+  });
+
+  it('call --json prints one JSON object on a reply: ok true, the rpcId, the verdict replied, the warnings and the reply', async () => {
+    const server = await startServer();
+    const result = await runCli(['call', ...urls(), '--json', '--topic', server.queue, '--qos', '2', '[1,2]']);
+    expect(result.code).toBe(0);
+    const printed = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(printed).toMatchObject({ ok: true, rpcId: expect.stringMatching(/^[0-9a-f-]{36}$/), verdict: { code: 'replied' }, reply: { kind: 'json' }, result: [1, 2] });
+    expect((printed.warnings as string[]).join(' ')).toMatch(/QoS 2.*PUBACK/);
+  });
+
+  it('call --trace shows the verdict and its evidence under the steps', async () => {
+    const server = await startServer({ handler: 'delay:5000' });
+    const result = await runCli(['call', ...urls(), '--trace', '--topic', server.queue, '--timeout', '500', '"slow"']);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toMatch(/Trace of [0-9a-f-]{36} \(client, broker steps\):[\s\S]*Verdict: server-slow \(stopped at server\)/);
+    expect(result.stdout).toContain(`- broker: request delivered from queue "${server.queue}"`);
+    expect(result.stderr).toContain('why: A consumer of queue');
+  });
+});
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
@@ -249,5 +290,3 @@ function freePort(): Promise<number> {
     });
   });
 }
-
-void runCli;
