@@ -79,6 +79,8 @@ export interface DiagnosisInput {
   failure?: { code: string; message: string };
   /** a reply for this RPC that arrived after the client gave up */
   lateReply?: { topic: string; at: number };
+  /** the first loss of the MQTT link while the RPC was in flight */
+  linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
 }
 
@@ -207,6 +209,19 @@ export function diagnose(input: DiagnosisInput): Verdict {
       'late-reply',
       input.lateReply ? 'mqtt-deliver' : 'server',
       `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
+    );
+  }
+
+  // A lost link loses more than time: a clean session's reply subscription goes with it, so a reply published meanwhile is dropped.
+  const requestDropped = brokerRequest !== undefined && brokerRequest.detail.routedQueues.length === 0;
+  if (input.linkLost && failure?.code === 'timeout' && !requestDropped) {
+    const startedAt = composed?.at;
+    const when = startedAt !== undefined ? ` ${Math.max(0, input.linkLost.at - startedAt)} ms into the call` : '';
+    evidence.push(`client: the MQTT link was lost${when} (${input.linkLost.reason})`);
+    return verdict(
+      'link-down',
+      furthestHop(steps),
+      `The MQTT connection was lost${when} while waiting for the reply on "${replyTopic}" (${input.linkLost.reason}); a reply published while it was down is dropped with its subscription, so send the request again.`,
     );
   }
 

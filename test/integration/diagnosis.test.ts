@@ -14,7 +14,7 @@ import { ManagementApi } from '../../src/core/broker/management-api';
 import { managementRequest } from '../../src/core/broker/management-http';
 import { FirehoseTracer } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
-import { diagnoseRpc } from '../../src/core/diagnosis/evidence';
+import { CallWitness, diagnoseRpc } from '../../src/core/diagnosis/evidence';
 import { uniqueName } from '../support/names';
 import { startProcess } from '../support/processes';
 import { runCli } from '../support/cli';
@@ -200,6 +200,33 @@ describe('verdicts against the sandbox broker', () => {
     const verdict = await diagnoseRpc({ rpcId, steps: store.steps(rpcId), firehose: false, requestTopic: server.queue, timeoutMs: 500, error, lateReply: { topic: stray.topic, at: Date.now() } });
     expect(verdict).toMatchObject({ code: 'late-reply', hop: 'mqtt-deliver' });
     expect(verdict.message).toContain('500 ms');
+  });
+
+  it('says link-down when the MQTT connection was cut while the request was in flight, even though it came back before the timeout', async () => {
+    const server = await startServer({ handler: 'delay:200' });
+    // Back after 0.7 to 1.3 s: the reply (at ~200 ms) finds the subscription gone with the connection, the timeout finds the link up.
+    const client = new RpcClient({ mqttUrl: broker.urls.mqtt, strategy: 'per-request', clientId: uniqueName('device'), reconnectDelayMs: 1000 });
+    await client.connect();
+    closers.push(() => client.close());
+    const store = new TraceStore();
+    store.attach(client);
+    let rpcId = '';
+    const witness = new CallWitness(client, () => rpcId);
+    client.on('step', (step) => {
+      if (step.kind === 'composed') rpcId = step.rpcId;
+      // The request is with the broker: now the network goes.
+      if (step.kind === 'mqtt.acknowledged') client.link.client.stream.destroy();
+    });
+    const error = await client.call({ topic: server.queue, timeoutMs: 3000 }).catch((err: unknown) => err as Error);
+    witness.stop();
+    expect(error.message).not.toContain('link is down');
+    expect(witness.linkLost).toBeDefined();
+    const verdict = await diagnoseRpc({
+      rpcId, steps: store.steps(rpcId), firehose: false, requestTopic: server.queue, timeoutMs: 3000, error, ...(witness.linkLost ? { linkLost: witness.linkLost } : {}),
+      broker: { managementUrl: broker.urls.management, amqpUrl: broker.urls.amqp, exchange: 'amq.direct', mqttClientId: client.clientId },
+    });
+    expect(verdict).toMatchObject({ code: 'link-down' });
+    expect(verdict.message).toMatch(/^The MQTT connection was lost \d+ ms into the call while waiting for the reply on "reply\/[0-9a-f-]+"/);
   });
 
   it('says wrong-exchange for a server queue bound on amq.topic while the MQTT plugin publishes to amq.direct', async () => {

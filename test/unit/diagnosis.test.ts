@@ -127,6 +127,12 @@ describe('the verdict engine', () => {
     expect(diagnose(input({ steps: sent, failure: { code: 'unreachable', message: 'The MQTT connection closed.' } }))).toMatchObject({ code: 'link-down' });
   });
 
+  it('a link lost during the call is link-down, even when the broker facts would say server-slow', () => {
+    const verdict = diagnose(input({ linkLost: { at: 40, reason: 'connection lost' }, facts: facts({ requestQueues: [{ name: 'orders', consumers: 2, ready: 0, live: true }] }) }));
+    expect(verdict).toMatchObject({ code: 'link-down' });
+    expect(verdict.message).toContain('39 ms into the call');
+  });
+
   it('says undetermined, not a guess, when nothing could be asked', () => {
     const verdict = diagnose(input({}));
     expect(verdict).toMatchObject({ code: 'undetermined' });

@@ -16,7 +16,7 @@ import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, exitCodeFor, parseChoice, parsePositiveInt, printable, printJson, warn } from '../run';
 import { toErrorShape } from '../../core/errors';
-import { diagnoseRpc, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
+import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
@@ -244,6 +244,7 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
   let abandoned: AbandonedTracing | undefined;
   let outcome: RpcOutcome | undefined;
   let failure: unknown;
+  let witness: CallWitness | undefined;
   try {
     try {
       const { payload, params } = parsePayload(payloadText);
@@ -258,6 +259,8 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
       store.attach(client);
       client.on('step', (step) => void (rpcId ??= step.kind === 'composed' ? step.rpcId : undefined));
       await client.connect();
+      // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
+      witness = new CallWitness(client, () => rpcId);
       if (options.trace) {
         const amqpUrl = resolveUrl('amqp', options.amqp);
         // Tracing is per vhost: the one the tracer consumes in, named by the AMQP URL.
@@ -294,6 +297,8 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
       timeoutMs: options.timeout,
       topicMap: { sparkplug: Boolean(options.sparkplug) },
       ...(outcome ? { outcome } : { error: failure }),
+      ...(witness?.linkLost ? { linkLost: witness.linkLost } : {}),
+      ...(witness?.lateReply ? { lateReply: witness.lateReply } : {}),
       ...(outcome === undefined && client ? { broker: diagnosisBroker(options, client.clientId) } : {}),
     });
     const traced = tracer && rpcId !== undefined ? { trace: steps, summary: store.summary(rpcId) } : {};
@@ -325,6 +330,7 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
     if (verdict.code !== 'not-sent') process.stderr.write(`why: ${printable(verdict.message)}\n`);
     return exitCodeFor(shape.code);
   } finally {
+    witness?.stop();
     if (client && signals) await finishTraced(signals, client, tracer, abandoned);
     else if (client) await client.close();
   }

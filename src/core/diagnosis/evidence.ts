@@ -2,7 +2,8 @@
 import amqp from 'amqplib';
 import { z } from 'zod';
 import { closestKeys, diagnose, type BrokerFacts, type DiagnosisInput, type QueueFact, type Verdict } from '../../shared/diagnosis';
-import type { RpcOutcome } from '../../shared/rpc';
+import type { LinkStatus, RpcOutcome } from '../../shared/rpc';
+import type { RpcClient } from '../rpc/client';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
 import { bindingRoutes } from '../broker/checks';
 import { ManagementApi } from '../broker/management-api';
@@ -125,6 +126,7 @@ export interface RpcDiagnosisOptions {
   /** what the call threw */
   error?: unknown;
   lateReply?: { topic: string; at: number };
+  linkLost?: { at: number; reason: string };
   /** where to ask after a failure; without it, the verdict rests on the steps alone */
   broker?: Omit<FactsOptions, 'requestKey'>;
 }
@@ -142,6 +144,7 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
     ...(replyTopic !== undefined ? { reply: { topic: replyTopic, routingKey: topicToRoutingKey(replyTopic, options.topicMap) } } : {}),
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.lateReply ? { lateReply: options.lateReply } : {}),
+    ...(options.linkLost ? { linkLost: options.linkLost } : {}),
   };
   if (options.outcome) {
     const { replyTopic: asked, arrivedOn, topicMismatch, durationMs, error } = options.outcome;
@@ -169,4 +172,32 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
     }
   }
   return diagnose(input);
+}
+
+/** What a client saw while a call was in flight that its error does not say: the first link loss, a reply that came late. */
+export class CallWitness {
+  linkLost: { at: number; reason: string } | undefined;
+  lateReply: { topic: string; at: number } | undefined;
+  private readonly detach: () => void;
+
+  constructor(client: RpcClient, rpcId: () => string | undefined) {
+    const onStatus = (status: LinkStatus): void => {
+      if (this.linkLost === undefined && (status.state === 'reconnecting' || status.state === 'failed')) {
+        this.linkLost = { at: Date.now(), reason: status.state === 'failed' ? status.message : status.lastError };
+      }
+    };
+    const onStray = (stray: { topic: string; id?: string }): void => {
+      if (stray.id !== undefined && stray.id === rpcId()) this.lateReply ??= { topic: stray.topic, at: Date.now() };
+    };
+    client.link.on('status', onStatus);
+    client.on('stray', onStray);
+    this.detach = () => {
+      client.link.off('status', onStatus);
+      client.off('stray', onStray);
+    };
+  }
+
+  stop(): void {
+    this.detach();
+  }
 }
