@@ -219,7 +219,8 @@ describe('verdicts against the sandbox broker', () => {
     });
     const error = await client.call({ topic: server.queue, timeoutMs: 3000 }).catch((err: unknown) => err as Error);
     witness.stop();
-    expect(error.message).not.toContain('link is down');
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).not.toContain('link is down');
     expect(witness.linkLost).toBeDefined();
     const verdict = await diagnoseRpc({
       rpcId, steps: store.steps(rpcId), firehose: false, requestTopic: server.queue, timeoutMs: 3000, error, ...(witness.linkLost ? { linkLost: witness.linkLost } : {}),
