@@ -251,8 +251,14 @@ export function diagnose(input: DiagnosisInput): Verdict {
     evidence.push(`server: rejected the request: ${rejected.detail.reason}`);
     return verdict('request-rejected', 'server', `The server on ${queueName} rejected the request (${rejected.detail.reason.replace(/\.$/, '')}): fix the request's body or fields.`);
   }
-  if (brokerRequest && brokerRequest.detail.routedQueues.length === 0) {
-    return unroutable(input, facts, brokerRequest.detail.exchange, requestKey, evidence);
+  // Routed only to MQTT subscribers (a device subscribed to the request topic) is routed to no server.
+  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !queue.startsWith('mqtt-subscription-'));
+  if (brokerRequest && serverQueues?.length === 0) {
+    const verdict = unroutable(input, facts, brokerRequest.detail.exchange, requestKey, evidence);
+    if (verdict.code === 'request-unroutable' && brokerRequest.detail.routedQueues.length > 0) {
+      verdict.message = `Only MQTT subscriptions (${quoted(brokerRequest.detail.routedQueues)}) are bound on ${brokerRequest.detail.exchange} for routing key "${requestKey}", no server's queue: start a server on a queue bound for it or fix the topic.`;
+    }
+    return verdict;
   }
   if (requestDelivered || received) {
     return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow or stuck; raise the timeout or check the server's handler.`);

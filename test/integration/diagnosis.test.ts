@@ -298,6 +298,16 @@ describe('bridgescope call says why', () => {
     expect((printed.warnings as string[]).join(' ')).toMatch(/QoS 2.*PUBACK/);
   });
 
+  it('call --trace --json says late-reply when the reply comes while the trace settles after the timeout', async () => {
+    const server = await startServer({ handler: 'delay:900' });
+    const result = await runCli(['call', ...urls(), '--trace', '--json', '--reply', 'shared', '--topic', server.queue, '--timeout', '500', '"late"']);
+    expect(result.code).toBe(3);
+    const printed = JSON.parse(result.stdout) as { ok: boolean; verdict: { code: string; message: string }; trace: unknown[] };
+    expect(printed).toMatchObject({ ok: false, verdict: { code: 'late-reply' } });
+    expect(printed.verdict.message).toContain(`queue "${server.queue}" answered after the client gave up at 500 ms`);
+    expect(printed.trace.length).toBeGreaterThan(3);
+  });
+
   it('call --trace shows the verdict and its evidence under the steps', async () => {
     const server = await startServer({ handler: 'delay:5000' });
     const result = await runCli(['call', ...urls(), '--trace', '--topic', server.queue, '--timeout', '500', '"slow"']);

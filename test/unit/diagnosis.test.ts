@@ -63,6 +63,12 @@ describe('the verdict engine', () => {
     expect(verdict.message).toContain('"orders.news", "billing"');
   });
 
+  it('firehose: routed only to MQTT subscription queues is request-unroutable, naming them', () => {
+    const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['mqtt-subscription-sensor7qos1']), failed()] }));
+    expect(verdict).toMatchObject({ code: 'request-unroutable', hop: 'exchange' });
+    expect(verdict.message).toContain('"mqtt-subscription-sensor7qos1"');
+  });
+
   it('firehose: routed but never delivered is no-consumer', () => {
     const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), failed()] }));
     expect(verdict).toMatchObject({ code: 'no-consumer', hop: 'queue' });
