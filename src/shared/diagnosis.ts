@@ -60,6 +60,8 @@ export interface BrokerFacts {
   elsewhere: Array<{ exchange: string; queue: string }>;
   /** whether this broker knows our MQTT client (connection list or its subscription queue); undefined when it could not be asked */
   clientSeen?: boolean;
+  /** our MQTT client id, as looked for */
+  mqttClientId?: string;
   /** what could not be asked, one short line each */
   unavailable: string[];
 }
@@ -162,7 +164,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict('access-refused', 'reply-queue', `The broker refused the subscription to the reply topic "${subscribed.detail.topic}": give the MQTT user read permission on ${exchange} for that topic (RabbitMQ topic permissions).`);
   }
   if (failure?.code === 'auth') {
-    return verdict('access-refused', 'mqtt-publish', `The broker refused access (${failure.message.replace(/\.$/, '')}): check the user's credentials and its permissions on the vhost.`);
+    return verdict('access-refused', 'mqtt-publish', `Access refused: ${failure.message.replace(/\.$/, '')}; check the user's password and its permissions on the vhost.`);
   }
   if (failure?.code === 'unreachable' && !published) {
     return verdict('link-down', 'mqtt-publish', `The request to "${requestTopic}" was never published: ${failure.message.replace(/\.$/, '')}; check the MQTT URL and that the broker runs.`);
@@ -281,7 +283,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict(
       'not-this-broker',
       'mqtt-publish',
-      `The RabbitMQ behind the management URL never saw this MQTT client, so the MQTT URL points at another broker (a Mosquitto on 1883?): point --mqtt at RabbitMQ's MQTT listener.`,
+      `The RabbitMQ asked (its management API and AMQP) never saw MQTT client${facts.mqttClientId !== undefined ? ` "${facts.mqttClientId}"` : ''}, so the MQTT URL points at another broker (a Mosquitto on 1883?): point the MQTT URL at this RabbitMQ's MQTT listener.`,
     );
   }
   if (facts.requestQueues.length === 0) return unroutable(input, facts, facts.exchange, requestKey, evidence);

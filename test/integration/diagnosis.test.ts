@@ -261,9 +261,9 @@ describe('verdicts against the sandbox broker', () => {
       await rm(dir, { recursive: true, force: true });
     });
     await mosquitto.waitForLine(/running/);
-    const { verdict } = await verdictOf({ topic: uniqueName('rpc_queue'), mqttUrl: `mqtt://127.0.0.1:${port}` });
+    const { verdict, client } = await verdictOf({ topic: uniqueName('rpc_queue'), mqttUrl: `mqtt://127.0.0.1:${port}` });
     expect(verdict).toMatchObject({ code: 'not-this-broker', hop: 'mqtt-publish' });
-    expect(verdict.message).toContain('--mqtt');
+    expect(verdict.message).toContain(`never saw MQTT client "${client.clientId}"`);
   });
 });
 

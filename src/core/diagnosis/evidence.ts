@@ -104,6 +104,7 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   }
 
   if (options.mqttClientId !== undefined) {
+    facts.mqttClientId = options.mqttClientId;
     const inConnections = connections?.some((connection) => connection.mqttClientId === options.mqttClientId);
     const hasQueue = live ? subscriptionQueues.some((name) => live.get(name) !== undefined) : undefined;
     // Either is proof it is here; both must be asked and negative to say it is not.
