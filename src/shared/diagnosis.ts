@@ -263,7 +263,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict;
   }
   if (requestDelivered || received) {
-    return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow or stuck; raise the timeout or check the server's handler.`);
+    return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (its own log says which); raise the timeout or check the server's handler.`);
   }
   if (brokerRequest && input.firehose) {
     const waiting = facts?.requestQueues.find((queue) => brokerRequest.detail.routedQueues.includes(queue.name));
