@@ -238,7 +238,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     const replyExchange = brokerReply?.detail.exchange ?? replyPublished?.detail.exchange ?? exchange;
     const fix =
       expectedReplyKey !== undefined && replyKey !== undefined && replyKey !== expectedReplyKey
-        ? `the reply to "${replyTopic}" must use key "${expectedReplyKey}" (reply_to with "/" turned into "."), fix the server`
+        ? `fix the server to reply with key "${expectedReplyKey}" (the reply_to "${replyTopic}" with "/" turned into ".")`
         : `the reply subscription to "${replyTopic}" was gone, so subscribe before sending and stay subscribed until the reply`;
     return verdict('reply-unroutable', 'reply-exchange', `The server replied on ${replyExchange} with key "${replyKey ?? '?'}", which nothing is bound to, so the broker dropped the reply: ${fix}.`);
   }
@@ -343,6 +343,8 @@ function furthestHop(steps: DiagnosisInput['steps']): Hop {
     if (HOPS.indexOf(candidate) > HOPS.indexOf(hop)) hop = candidate;
   };
   for (const step of steps) {
+    // The broker's PUBACK/PUBREC: the request reached the exchange.
+    if (step.kind === 'mqtt.acknowledged') order('exchange');
     if (step.kind === 'broker.published') order(step.detail.leg === 'request' ? 'exchange' : 'reply-exchange');
     if (step.kind === 'broker.delivered') order(step.detail.leg === 'request' ? 'queue' : 'reply-queue');
     if (step.kind === 'worker.received' || step.kind === 'reply.published') order('server');
