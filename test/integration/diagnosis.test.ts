@@ -25,9 +25,37 @@ afterAll(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function startServer(options: { handler?: string; queue?: string; exchange?: string } = {}): Promise<RpcServer> {
+/** Where a test's RPCs run: a vhost, with the URLs that reach it over AMQP, MQTT and HTTP. */
+interface Place {
+  vhost: string;
+  amqpUrl: string;
+  mqttUrl: string;
+  managementUrl: string;
+}
+
+const home: Place = { vhost: '/', amqpUrl: broker.urls.amqp, mqttUrl: broker.urls.mqtt, managementUrl: broker.urls.management };
+
+/** Firehose tests switch tracing for a vhost of their own: the other test files trace "/" in parallel. */
+let tracedPlace: Place | undefined;
+async function traced(): Promise<Place> {
+  if (tracedPlace) return tracedPlace;
+  const vhost = uniqueName('diagnosis');
+  const path = encodeURIComponent(vhost);
+  await managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'PUT', body: {} });
+  await managementRequest(broker.urls.management, `/api/permissions/${path}/guest`, { method: 'PUT', body: { configure: '.*', write: '.*', read: '.*' } });
+  // Runs after everything in it was closed (closers run in reverse).
+  closers.unshift(() => managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'DELETE' }).then(() => undefined));
+  // The MQTT plugin takes the vhost from a "vhost:user" username.
+  const mqttUser = encodeURIComponent(`${vhost}:guest`);
+  tracedPlace = { vhost, amqpUrl: `${broker.urls.amqp}/${path}`, mqttUrl: broker.urls.mqtt.replace('mqtt://', `mqtt://${mqttUser}:guest@`), managementUrl: broker.urls.management };
+  return tracedPlace;
+}
+
+const placeFor = (firehose: boolean | undefined): Promise<Place> => (firehose ? traced() : Promise.resolve(home));
+
+async function startServer(options: { handler?: string; queue?: string; exchange?: string; place?: Place } = {}): Promise<RpcServer> {
   const server = new RpcServer({
-    amqpUrl: broker.urls.amqp,
+    amqpUrl: (options.place ?? home).amqpUrl,
     queue: options.queue ?? uniqueName('rpc_queue'),
     workers: 1,
     ...(options.exchange ? { exchange: options.exchange } : {}),
@@ -39,8 +67,8 @@ async function startServer(options: { handler?: string; queue?: string; exchange
 }
 
 /** A queue bound on amq.direct that nobody consumes. */
-async function idleQueue(): Promise<string> {
-  const connection = await amqp.connect(broker.urls.amqp);
+async function idleQueue(place: Place = home): Promise<string> {
+  const connection = await amqp.connect(place.amqpUrl);
   const channel = await connection.createChannel();
   const queue = uniqueName('idle');
   await channel.assertQueue(queue, { autoDelete: false, durable: false });
@@ -57,6 +85,7 @@ interface CallSetup {
   replyTopic?: string;
   timeoutMs?: number;
   firehose?: boolean;
+  place?: Place;
   mqttUrl?: string;
   client?: RpcClient;
   /** steps of an embedded server to join */
@@ -65,7 +94,8 @@ interface CallSetup {
 
 /** One RPC as the CLI and the app make it, then its verdict (the broker is asked after a failure). */
 async function verdictOf(setup: CallSetup): Promise<{ verdict: Verdict; rpcId: string; client: RpcClient }> {
-  const client = setup.client ?? new RpcClient({ mqttUrl: setup.mqttUrl ?? broker.urls.mqtt, strategy: 'per-request', clientId: uniqueName('device') });
+  const place = setup.place ?? home;
+  const client = setup.client ?? new RpcClient({ mqttUrl: setup.mqttUrl ?? place.mqttUrl, strategy: 'per-request', clientId: uniqueName('device') });
   if (!setup.client) {
     await client.connect();
     closers.push(() => client.close());
@@ -73,8 +103,8 @@ async function verdictOf(setup: CallSetup): Promise<{ verdict: Verdict; rpcId: s
   const store = new TraceStore();
   const detach = store.attach(client);
   const detachServer = setup.server ? store.attach(setup.server) : undefined;
-  const api = new ManagementApi(broker.urls.management);
-  const tracer = setup.firehose ? new FirehoseTracer({ amqpUrl: broker.urls.amqp, api, store }) : undefined;
+  const api = new ManagementApi(place.managementUrl, place.vhost);
+  const tracer = setup.firehose ? new FirehoseTracer({ amqpUrl: place.amqpUrl, api, store }) : undefined;
   if (tracer) expect((await tracer.start()).state).toBe('on');
   const timeoutMs = setup.timeoutMs ?? 800;
   // The id of this call: late firehose events of earlier tests' RPCs land in the same store.
@@ -92,7 +122,7 @@ async function verdictOf(setup: CallSetup): Promise<{ verdict: Verdict; rpcId: s
       requestTopic: setup.topic,
       timeoutMs,
       ...(outcome instanceof Error ? { error: outcome } : { outcome }),
-      broker: { managementUrl: broker.urls.management, amqpUrl: broker.urls.amqp, exchange: 'amq.direct', mqttClientId: client.clientId },
+      broker: { managementUrl: place.managementUrl, amqpUrl: place.amqpUrl, vhost: place.vhost, exchange: 'amq.direct', mqttClientId: client.clientId },
     });
     return { verdict, rpcId, client };
   } finally {
@@ -128,9 +158,10 @@ describe('verdicts against the sandbox broker', () => {
     const mode = firehose ? 'firehose on' : 'firehose off';
 
     it(`${mode}: says request-unroutable for a topic nothing is bound to, naming the closest bound key`, async () => {
-      const server = await startServer();
+      const place = await placeFor(firehose);
+      const server = await startServer({ place });
       const typo = `${server.queue}x`;
-      const { verdict } = await verdictOf({ topic: typo, firehose });
+      const { verdict } = await verdictOf({ topic: typo, firehose, place });
       expect(verdict).toMatchObject({ code: 'request-unroutable', hop: 'exchange' });
       if (firehose) expect(verdict.evidence.join('\n')).toContain(`with key "${typo}", routed to no queue`);
       expect(verdict.message).toContain(`"${typo}"`);
@@ -138,8 +169,9 @@ describe('verdicts against the sandbox broker', () => {
     });
 
     it(`${mode}: says no-consumer for a bound queue nobody consumes, with how many wait`, async () => {
-      const queue = await idleQueue();
-      const { verdict } = await verdictOf({ topic: queue, firehose });
+      const place = await placeFor(firehose);
+      const queue = await idleQueue(place);
+      const { verdict } = await verdictOf({ topic: queue, firehose, place });
       expect(verdict).toMatchObject({ code: 'no-consumer', hop: 'queue' });
       if (firehose) expect(verdict.evidence.join('\n')).toContain(`routed to "${queue}"`);
       expect(verdict.message).toContain(`"${queue}"`);
@@ -147,8 +179,9 @@ describe('verdicts against the sandbox broker', () => {
     });
 
     it(`${mode}: says server-slow when a consumer took the request and no reply came in time`, async () => {
-      const server = await startServer({ handler: 'delay:5000' });
-      const { verdict } = await verdictOf({ topic: server.queue, firehose });
+      const place = await placeFor(firehose);
+      const server = await startServer({ handler: 'delay:5000', place });
+      const { verdict } = await verdictOf({ topic: server.queue, firehose, place });
       expect(verdict).toMatchObject({ code: 'server-slow', hop: 'server' });
       if (firehose) expect(verdict.evidence.join('\n')).toContain(`request delivered from queue "${server.queue}"`);
       expect(verdict.message).toContain(`"${server.queue}"`);
@@ -156,7 +189,8 @@ describe('verdicts against the sandbox broker', () => {
   }
 
   it('firehose on: says reply-unroutable for a server that publishes its reply to reply_to unchanged (forgot "/" -> ".")', async () => {
-    const connection = await amqp.connect(broker.urls.amqp);
+    const place = await traced();
+    const connection = await amqp.connect(place.amqpUrl);
     const channel = await connection.createChannel();
     const queue = uniqueName('forgetful');
     await channel.assertQueue(queue, { autoDelete: true });
@@ -168,7 +202,7 @@ describe('verdicts against the sandbox broker', () => {
       channel.ack(message);
     });
     closers.push(() => connection.close());
-    const { verdict } = await verdictOf({ topic: queue, firehose: true, timeoutMs: 1500 });
+    const { verdict } = await verdictOf({ topic: queue, firehose: true, timeoutMs: 1500, place });
     expect(verdict).toMatchObject({ code: 'reply-unroutable', hop: 'reply-exchange' });
     expect(verdict.message).toMatch(/key "reply\/[0-9a-f-]+", which nothing is bound to.*reply with key "reply\.[0-9a-f-]+"/);
   });
@@ -268,7 +302,7 @@ describe('verdicts against the sandbox broker', () => {
 });
 
 describe('bridgescope call says why', () => {
-  const urls = (): string[] => ['--mqtt', broker.urls.mqtt, '--amqp', broker.urls.amqp, '--management', broker.urls.management];
+  const urls = (place: Place = home): string[] => ['--mqtt', place.mqttUrl, '--amqp', place.amqpUrl, '--management', place.managementUrl];
 
   it('prints "why:" with the verdict on stderr on a timeout, and still exits 3', async () => {
     const server = await startServer();
@@ -299,8 +333,9 @@ describe('bridgescope call says why', () => {
   });
 
   it('call --trace --json says late-reply when the reply comes while the trace settles after the timeout', async () => {
-    const server = await startServer({ handler: 'delay:900' });
-    const result = await runCli(['call', ...urls(), '--trace', '--json', '--reply', 'shared', '--topic', server.queue, '--timeout', '500', '"late"']);
+    const place = await traced();
+    const server = await startServer({ handler: 'delay:900', place });
+    const result = await runCli(['call', ...urls(place), '--trace', '--json', '--reply', 'shared', '--topic', server.queue, '--timeout', '500', '"late"']);
     expect(result.code).toBe(3);
     const printed = JSON.parse(result.stdout) as { ok: boolean; verdict: { code: string; message: string }; trace: unknown[] };
     expect(printed).toMatchObject({ ok: false, verdict: { code: 'late-reply' } });
@@ -309,8 +344,9 @@ describe('bridgescope call says why', () => {
   });
 
   it('call --trace shows the verdict and its evidence under the steps', async () => {
-    const server = await startServer({ handler: 'delay:5000' });
-    const result = await runCli(['call', ...urls(), '--trace', '--topic', server.queue, '--timeout', '500', '"slow"']);
+    const place = await traced();
+    const server = await startServer({ handler: 'delay:5000', place });
+    const result = await runCli(['call', ...urls(place), '--trace', '--topic', server.queue, '--timeout', '500', '"slow"']);
     expect(result.code).toBe(3);
     expect(result.stdout).toMatch(/Trace of [0-9a-f-]{36} \(client, broker steps\):[\s\S]*Verdict: server-slow \(stopped at server\)/);
     expect(result.stdout).toContain(`- broker: request delivered from queue "${server.queue}"`);
