@@ -62,6 +62,8 @@ export interface BrokerFacts {
   clientSeen?: boolean;
   /** our MQTT client id, as looked for */
   mqttClientId?: string;
+  /** a permission of the MQTT user that the RPC needs and does not have (RabbitMQ closes the connection on such a refusal) */
+  accessProblem?: { hop: Hop; message: string };
   /** what could not be asked, one short line each */
   unavailable: string[];
 }
@@ -204,6 +206,11 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const facts = input.facts;
   if (facts) pushFactEvidence(facts, requestKey, evidence);
 
+  // RabbitMQ answers a refused publish or subscribe by closing the connection: the permissions say why.
+  if (facts?.accessProblem && failure !== undefined) {
+    return verdict('access-refused', facts.accessProblem.hop, facts.accessProblem.message);
+  }
+
   // The reply came, or was published, after the client gave up.
   const replyAt = brokerReply?.at ?? replyPublished?.at;
   if (input.lateReply || (failedAt !== undefined && replyAt !== undefined && replyAt > failedAt && failure?.code === 'timeout')) {
@@ -333,6 +340,7 @@ function pushFactEvidence(facts: BrokerFacts, requestKey: string, evidence: stri
   if (facts.closestKeys.length > 0 && facts.requestQueues.length === 0) evidence.push(`bindings on ${facts.exchange}, closest first: ${quoted(facts.closestKeys)}`);
   for (const other of facts.elsewhere) evidence.push(`bindings: queue "${other.queue}" is bound for "${requestKey}" on ${other.exchange}`);
   if (facts.clientSeen !== undefined) evidence.push(`connections: this broker ${facts.clientSeen ? 'knows' : 'has no connection or subscription queue of'} our MQTT client`);
+  if (facts.accessProblem) evidence.push(`permissions: ${facts.accessProblem.message}`);
   for (const line of facts.unavailable) evidence.push(`not asked: ${line}`);
 }
 

@@ -18,6 +18,7 @@ import { CallWitness, diagnoseRpc } from '../../src/core/diagnosis/evidence';
 import { uniqueName } from '../support/names';
 import { startProcess } from '../support/processes';
 import { runCli } from '../support/cli';
+import { validateMqttUrl } from '../../src/core/links/mqtt-link';
 
 const broker = inject('broker');
 const closers: Array<() => Promise<void>> = [];
@@ -95,7 +96,8 @@ interface CallSetup {
 /** One RPC as the CLI and the app make it, then its verdict (the broker is asked after a failure). */
 async function verdictOf(setup: CallSetup): Promise<{ verdict: Verdict; rpcId: string; client: RpcClient }> {
   const place = setup.place ?? home;
-  const client = setup.client ?? new RpcClient({ mqttUrl: setup.mqttUrl ?? place.mqttUrl, strategy: 'per-request', clientId: uniqueName('device') });
+  const mqttUrl = setup.mqttUrl ?? place.mqttUrl;
+  const client = setup.client ?? new RpcClient({ mqttUrl, strategy: 'per-request', clientId: uniqueName('device') });
   if (!setup.client) {
     await client.connect();
     closers.push(() => client.close());
@@ -122,7 +124,15 @@ async function verdictOf(setup: CallSetup): Promise<{ verdict: Verdict; rpcId: s
       requestTopic: setup.topic,
       timeoutMs,
       ...(outcome instanceof Error ? { error: outcome } : { outcome }),
-      broker: { managementUrl: place.managementUrl, amqpUrl: place.amqpUrl, vhost: place.vhost, exchange: 'amq.direct', mqttClientId: client.clientId },
+      broker: {
+        managementUrl: place.managementUrl,
+        amqpUrl: place.amqpUrl,
+        vhost: place.vhost,
+        exchange: 'amq.direct',
+        mqttClientId: client.clientId,
+        mqttConnected: client.link.connected,
+        ...(validateMqttUrl(mqttUrl).username !== undefined ? { mqttUsername: validateMqttUrl(mqttUrl).username } : {}),
+      },
     });
     return { verdict, rpcId, client };
   } finally {
@@ -285,6 +295,18 @@ describe('verdicts against the sandbox broker', () => {
     expect(verdict.message).toContain('refused the MQTT credentials');
   });
 
+  it('says access-refused at the reply queue for a user that may not read from amq.direct, so may not subscribe', async () => {
+    const user = uniqueName('writer');
+    await managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'PUT', body: { password: 'secret', tags: '' } });
+    await managementRequest(broker.urls.management, `/api/permissions/%2F/${user}`, { method: 'PUT', body: { configure: '.*', write: '.*', read: '^mqtt-subscription-' } });
+    closers.push(() => managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'DELETE' }).then(() => undefined));
+    const { verdict } = await verdictOf({ topic: uniqueName('rpc_queue'), mqttUrl: broker.urls.mqtt.replace('mqtt://', `mqtt://${user}:secret@`) });
+    expect(verdict).toMatchObject({ code: 'access-refused', hop: 'reply-queue' });
+    expect(verdict.message).toContain(`MQTT user "${user}" may not read from amq.direct in vhost "/" (read permission "^mqtt-subscription-")`);
+    // The broker closed the connection: its connection list proves nothing about where the client went.
+    expect(verdict.evidence).toContain('not asked: whether this broker knows our MQTT client (our MQTT link was down when asked)');
+  });
+
   it('says not-this-broker when the MQTT URL points at a Mosquitto instead of the RabbitMQ asked', async () => {
     const port = await freePort();
     const dir = await mkdtemp(join(tmpdir(), 'bridgescope-mosquitto-'));
@@ -312,6 +334,17 @@ describe('bridgescope call says why', () => {
     expect(result.stderr).toMatch(/^bridgescope: No reply to .*$/m);
     expect(result.stderr).toContain(`why: Nothing is bound on amq.direct for routing key "${typo}"`);
     expect(result.stderr).toContain(`closest first: "${server.queue}"`);
+  });
+
+  it('says why RabbitMQ closed the connection: the MQTT user may not read from amq.direct', async () => {
+    const user = uniqueName('writer');
+    await managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'PUT', body: { password: 'secret', tags: '' } });
+    await managementRequest(broker.urls.management, `/api/permissions/%2F/${user}`, { method: 'PUT', body: { configure: '.*', write: '.*', read: '^mqtt-subscription-' } });
+    closers.push(() => managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'DELETE' }).then(() => undefined));
+    const mqttUrl = broker.urls.mqtt.replace('mqtt://', `mqtt://${user}:secret@`);
+    const result = await runCli(['call', '--mqtt', mqttUrl, '--amqp', broker.urls.amqp, '--management', broker.urls.management, '--topic', uniqueName('rpc_queue'), '--timeout', '2000', '"x"']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(`why: MQTT user "${user}" may not read from amq.direct in vhost "/"`);
   });
 
   it('call --json prints one JSON object on a failure: ok false, the rpcId, the verdict, the warnings and the error', async () => {

@@ -12,6 +12,7 @@ import { mapTopic, type TopicRole } from '../../core/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
 import { amqpConnectOptions } from '../../core/links/amqp-link';
+import { validateMqttUrl } from '../../core/links/mqtt-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, exitCodeFor, parseChoice, parsePositiveInt, printable, printJson, warn } from '../run';
@@ -203,7 +204,7 @@ function listIds(ids: readonly string[]): string {
 }
 
 /** Where to ask the broker why a call failed; undefined when no management URL can be found (the verdict then says so). */
-function diagnosisBroker(options: CallOptions, mqttClientId: string): RpcDiagnosisOptions['broker'] {
+function diagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagnosisOptions['broker'] {
   try {
     const managementUrl = resolveUrl('management', options.management);
     let amqpUrl: string | undefined;
@@ -214,7 +215,16 @@ function diagnosisBroker(options: CallOptions, mqttClientId: string): RpcDiagnos
     } catch {
       amqpUrl = undefined; // the management API's counts (lagging) will do
     }
-    return { managementUrl, vhost, exchange: options.exchange, mqttClientId, ...(amqpUrl !== undefined ? { amqpUrl } : {}) };
+    const mqttUsername = validateMqttUrl(resolveUrl('mqtt', options.mqtt)).username;
+    return {
+      managementUrl,
+      vhost,
+      exchange: options.exchange,
+      mqttClientId: client.clientId,
+      mqttConnected: client.link.connected,
+      ...(mqttUsername !== undefined ? { mqttUsername } : {}),
+      ...(amqpUrl !== undefined ? { amqpUrl } : {}),
+    };
   } catch {
     return undefined;
   }
@@ -299,7 +309,7 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
       ...(outcome ? { outcome } : { error: failure }),
       ...(witness?.linkLost ? { linkLost: witness.linkLost } : {}),
       ...(witness?.lateReply ? { lateReply: witness.lateReply } : {}),
-      ...(outcome === undefined && client ? { broker: diagnosisBroker(options, client.clientId) } : {}),
+      ...(outcome === undefined && client ? { broker: diagnosisBroker(options, client) } : {}),
     });
     const traced = tracer && rpcId !== undefined ? { trace: steps, summary: store.summary(rpcId) } : {};
 

@@ -1,7 +1,7 @@
 /** Gathers what the broker can still tell after an RPC failed (bindings, live queue counts, connections) and turns it into a verdict. */
 import amqp from 'amqplib';
 import { z } from 'zod';
-import { closestKeys, diagnose, type BrokerFacts, type DiagnosisInput, type QueueFact, type Verdict } from '../../shared/diagnosis';
+import { closestKeys, diagnose, type BrokerFacts, type DiagnosisInput, type Hop, type QueueFact, type Verdict } from '../../shared/diagnosis';
 import type { LinkStatus, RpcOutcome } from '../../shared/rpc';
 import type { RpcClient } from '../rpc/client';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
@@ -9,7 +9,7 @@ import { bindingRoutes } from '../broker/checks';
 import { ManagementApi } from '../broker/management-api';
 import { managementRequest } from '../broker/management-http';
 import { amqpConnectOptions } from '../links/amqp-link';
-import { toErrorShape } from '../errors';
+import { BridgeError, toErrorShape } from '../errors';
 import { topicToRoutingKey, type TopicMapOptions } from '../topic-map';
 
 export interface FactsOptions {
@@ -22,6 +22,53 @@ export interface FactsOptions {
   requestKey: string;
   /** our MQTT client id, to tell whether this broker ever saw the client */
   mqttClientId?: string;
+  /** whether our MQTT link was up when asked: a client that is not connected is in no broker's list */
+  mqttConnected?: boolean;
+  /** the MQTT login ("user" or "vhost:user"), to check its permissions; undefined: the plugin's default user, not checked */
+  mqttUsername?: string;
+}
+
+const permissionsSchema = z.object({ configure: z.string(), write: z.string(), read: z.string() });
+
+/** RabbitMQ's permission regexes match unanchored; an empty one grants nothing. */
+function grants(pattern: string, name: string): boolean {
+  if (pattern === '') return false;
+  try {
+    return new RegExp(pattern).test(name);
+  } catch {
+    return true; // a pattern JavaScript cannot read proves nothing: do not accuse it
+  }
+}
+
+/** The first permission the RPC needs that the MQTT user lacks: publishing to the exchange, subscribing through its own queue. */
+async function accessProblemOf(options: FactsOptions, vhost: string): Promise<{ hop: Hop; message: string } | undefined> {
+  if (options.mqttUsername === undefined) return undefined;
+  const colon = options.mqttUsername.indexOf(':');
+  const userVhost = colon > 0 ? options.mqttUsername.slice(0, colon) : vhost;
+  const user = colon > 0 ? options.mqttUsername.slice(colon + 1) : options.mqttUsername;
+  let raw: unknown;
+  try {
+    raw = await managementRequest(options.managementUrl, `/api/permissions/${encodeURIComponent(userVhost)}/${encodeURIComponent(user)}`);
+  } catch (err) {
+    if (err instanceof BridgeError && err.code === 'not-found') return { hop: 'mqtt-publish', message: `MQTT user "${user}" has no permissions at all in vhost "${userVhost}": grant them (rabbitmqctl set_permissions).` };
+    return undefined;
+  }
+  const permissions = permissionsSchema.safeParse(raw);
+  if (!permissions.success) return undefined;
+  const { configure, write, read } = permissions.data;
+  const exchange = options.exchange;
+  const queue = `mqtt-subscription-${options.mqttClientId ?? '<client id>'}qos1`;
+  const where = `in vhost "${userVhost}"`;
+  if (!grants(read, exchange)) {
+    return { hop: 'reply-queue', message: `MQTT user "${user}" may not read from ${exchange} ${where} (read permission "${read}"), so RabbitMQ refuses its reply subscription and closes the connection: let the read permission match ${exchange}.` };
+  }
+  if (!grants(configure, queue) || !grants(write, queue) || !grants(read, queue)) {
+    return { hop: 'reply-queue', message: `MQTT user "${user}" may not declare, bind and read its subscription queue "${queue}" ${where} (configure "${configure}", write "${write}", read "${read}"), so its reply subscription is refused: let them match ^mqtt-subscription-.` };
+  }
+  if (!grants(write, exchange)) {
+    return { hop: 'mqtt-publish', message: `MQTT user "${user}" may not write to ${exchange} ${where} (write permission "${write}"), so RabbitMQ refuses its request and closes the connection: let the write permission match ${exchange}.` };
+  }
+  return undefined;
 }
 
 const vhostBindingSchema = z.array(z.object({ source: z.string(), destination: z.string(), destination_type: z.string(), routing_key: z.string() }));
@@ -71,6 +118,8 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
     api.queues().catch(() => undefined),
     options.mqttClientId !== undefined ? api.connections().catch(() => undefined) : Promise.resolve(undefined),
   ]);
+  const accessProblem = await accessProblemOf(options, api.vhost);
+  if (accessProblem) facts.accessProblem = accessProblem;
 
   const routes = (type: string | undefined, bindingKey: string): boolean => bindingRoutes(type ?? 'direct', bindingKey, options.requestKey);
   const serverBindings = (bindings ?? []).filter((binding) => binding.destinationType === 'queue' && binding.mqttClientId === undefined);
@@ -103,7 +152,10 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
     facts.requestQueues.push(fact);
   }
 
-  if (options.mqttClientId !== undefined) {
+  if (options.mqttClientId !== undefined && options.mqttConnected === false) {
+    facts.mqttClientId = options.mqttClientId;
+    facts.unavailable.push('whether this broker knows our MQTT client (our MQTT link was down when asked)');
+  } else if (options.mqttClientId !== undefined) {
     facts.mqttClientId = options.mqttClientId;
     const inConnections = connections?.some((connection) => connection.mqttClientId === options.mqttClientId);
     const hasQueue = live ? subscriptionQueues.some((name) => live.get(name) !== undefined) : undefined;
