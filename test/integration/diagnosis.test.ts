@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { BridgeError } from '../../src/core/errors';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import amqp from 'amqplib';
@@ -320,6 +322,34 @@ describe('verdicts against the sandbox broker', () => {
     const { verdict, client } = await verdictOf({ topic: uniqueName('rpc_queue'), mqttUrl: `mqtt://127.0.0.1:${port}` });
     expect(verdict).toMatchObject({ code: 'not-this-broker', hop: 'mqtt-publish' });
     expect(verdict.message).toContain(`never saw MQTT client "${client.clientId}"`);
+  });
+});
+
+describe('asking the broker after a failure', () => {
+  it('gives the verdict in bounded time when the management API never answers, saying what could not be asked', async () => {
+    const hung = createHttpServer(() => undefined); // accepts, never answers
+    hung.listen(0, '127.0.0.1');
+    await once(hung, 'listening');
+    closers.push(async () => {
+      hung.closeAllConnections();
+      await new Promise((resolve) => hung.close(resolve));
+    });
+    const address = hung.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    const started = Date.now();
+    const verdict = await diagnoseRpc({
+      rpcId: 'r1',
+      steps: [],
+      firehose: false,
+      requestTopic: 'rpc_queue',
+      timeoutMs: 500,
+      error: new BridgeError('timeout', 'No reply within 500 ms.'),
+      broker: { managementUrl: `http://guest:guest@127.0.0.1:${port}`, exchange: 'amq.direct' },
+      askTimeoutMs: 300,
+    });
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(verdict).toMatchObject({ code: 'undetermined' });
+    expect(verdict.evidence).toContain("not asked: the broker's facts: the broker did not answer within 300 ms");
   });
 });
 

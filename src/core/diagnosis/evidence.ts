@@ -182,6 +182,8 @@ export interface RpcDiagnosisOptions {
   linkLost?: { at: number; reason: string };
   /** where to ask after a failure; without it, the verdict rests on the steps alone */
   broker?: Omit<FactsOptions, 'requestKey'>;
+  /** how long asking the broker may take in all (default 6 s): a hung broker must not hold the verdict */
+  askTimeoutMs?: number;
 }
 
 /** The verdict on one RPC: on a failure the broker is asked first (never throws: what cannot be asked is listed as evidence). */
@@ -208,7 +210,14 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
   // Connection-level failures are decided by the error alone; asking the broker would only add a wait.
   const askBroker = options.broker && !['auth', 'unreachable', 'bad-input', 'too-large', 'cancelled'].includes(input.failure?.code ?? '');
   if (askBroker && options.broker) {
-    input.facts = await gatherBrokerFacts({ ...options.broker, requestKey }).catch((err: unknown) => ({
+    const askTimeoutMs = options.askTimeoutMs ?? 6000;
+    let timer: NodeJS.Timeout | undefined;
+    const tooLong = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new BridgeError('timeout', `the broker did not answer within ${askTimeoutMs} ms`)), askTimeoutMs);
+    });
+    const asked = gatherBrokerFacts({ ...options.broker, requestKey });
+    asked.catch(() => undefined); // a late failure after the deadline is moot
+    input.facts = await Promise.race([asked, tooLong]).finally(() => clearTimeout(timer)).catch((err: unknown) => ({
       exchange: options.broker?.exchange ?? '',
       requestQueues: [],
       closestKeys: [],
