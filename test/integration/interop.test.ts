@@ -85,14 +85,16 @@ describe('bridgescope serve and call (CLI)', () => {
     expect(serve.lines.join('\n')).toMatch(/received 2, replied 2/);
   });
 
-  it('exits 3 on timeout, 4 on an unreachable broker and 2 on a bad payload, with one line on stderr', async () => {
+  it('exits 3 on timeout, 4 on an unreachable broker and 2 on a bad payload, with the error and its why on stderr', async () => {
     const timeout = await runCli(['call', '--mqtt', broker.urls.mqtt, '--topic', uniqueName('nobody'), '--timeout', '300']);
     expect(timeout.code).toBe(3);
     const dead = await runCli(['call', '--mqtt', 'mqtt://127.0.0.1:1']);
     expect(dead.code).toBe(4);
     const bad = await runCli(['call', '--mqtt', broker.urls.mqtt, '{"broken"']);
     expect(bad.code).toBe(2);
-    for (const result of [timeout, dead, bad]) expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    // A failed call says what failed, then why (issue 12); bad input is said once.
+    for (const result of [timeout, dead]) expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^bridgescope: /), expect.stringMatching(/^why: /)]);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
   });
 
   it('explains a topic with map', async () => {

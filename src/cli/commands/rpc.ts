@@ -12,9 +12,13 @@ import { mapTopic, type TopicRole } from '../../core/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
 import { amqpConnectOptions } from '../../core/links/amqp-link';
+import { validateMqttUrl } from '../../core/links/mqtt-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
-import { action, parseChoice, parseDurationMs, parsePositiveInt, printJson, warn } from '../run';
+import { action, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, warn } from '../run';
+import { toErrorShape } from '../../core/errors';
+import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
+import type { Verdict } from '../../shared/diagnosis';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, StopSignals, type StopSignal } from '../lifecycle';
@@ -46,6 +50,7 @@ interface CallOptions {
   trace?: boolean;
   amqp?: string;
   management?: string;
+  exchange: string;
 }
 
 /** PAYLOAD: a JSON object becomes the request body (id and reply_to are added), anything else its params; - reads stdin. */
@@ -73,14 +78,9 @@ async function settleTrace(store: TraceStore, rpcId: string, tracer: FirehoseTra
   });
 }
 
-async function printTrace(store: TraceStore, rpcId: string | undefined, tracer: FirehoseTracer, json: boolean | undefined): Promise<void> {
-  if (rpcId === undefined) return;
-  await settleTrace(store, rpcId, tracer);
+/** The steps of `call --trace` (settled by the caller: the verdict and the printed steps must be the same ones). */
+function printTrace(store: TraceStore, rpcId: string, tracer: FirehoseTracer): void {
   const steps = store.steps(rpcId);
-  if (json) {
-    process.stderr.write(`${jsonForTerminal({ trace: steps, summary: store.summary(rpcId) })}\n`);
-    return;
-  }
   const sources = [...new Set(steps.map((step) => step.source))];
   const label = `${sources.join(', ')} steps${tracer.status.state === 'on' ? '' : '; no firehose, so no broker steps'}`;
   process.stdout.write(`\nTrace of ${terminalSafe(rpcId)} (${label}):\n${formatTimeline(steps, terminalSafe)}\n`);
@@ -193,6 +193,149 @@ function listIds(ids: readonly string[]): string {
   return ids.length > 20 ? `${ids.slice(0, 20).join(', ')} and ${ids.length - 20} more` : ids.join(', ');
 }
 
+/** Where to ask the broker why a call failed; undefined when no management URL can be found (the verdict then says so). */
+function diagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagnosisOptions['broker'] {
+  try {
+    const managementUrl = resolveUrl('management', options.management);
+    let amqpUrl: string | undefined;
+    let vhost = '/';
+    try {
+      amqpUrl = resolveUrl('amqp', options.amqp);
+      vhost = amqpConnectOptions(amqpUrl, 0).vhost ?? '/';
+    } catch {
+      amqpUrl = undefined; // the management API's counts (lagging) will do
+    }
+    const mqttUsername = validateMqttUrl(resolveUrl('mqtt', options.mqtt)).username;
+    return {
+      managementUrl,
+      vhost,
+      exchange: options.exchange,
+      mqttClientId: client.clientId,
+      mqttConnected: client.link.connected,
+      ...(mqttUsername !== undefined ? { mqttUsername } : {}),
+      ...(amqpUrl !== undefined ? { amqpUrl } : {}),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The verdict under the steps of `call --trace`: code and hop, the sentence, then the evidence. */
+function printVerdict(verdict: Verdict): void {
+  const lines = [`Verdict: ${verdict.code} (stopped at ${verdict.hop})`, `  ${verdict.message}`, ...verdict.evidence.map((line) => `  - ${line}`)];
+  process.stdout.write(`\n${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
+}
+
+/** `bridgescope call`: one request, its reply or its failure, and always a verdict saying where it stopped. */
+async function call(payloadText: string | undefined, options: CallOptions): Promise<number | undefined> {
+  // --trace changes a vhost-wide setting: from the start, a signal ends the call and restores it instead of killing the process.
+  const signals = options.trace ? new StopSignals() : undefined;
+  const interruption = new AbortController();
+  let interruptedBy: StopSignal | undefined;
+  void signals?.stopped.then((signal) => {
+    interruptedBy = signal;
+    process.stderr.write(`Interrupted (${signal}): restoring firehose tracing...\n`);
+    interruption.abort();
+  });
+  let client: RpcClient | undefined;
+  let rpcId: string | undefined;
+  const store = new TraceStore();
+  let tracer: FirehoseTracer | undefined;
+  let abandoned: AbandonedTracing | undefined;
+  let outcome: RpcOutcome | undefined;
+  let failure: unknown;
+  let witness: CallWitness | undefined;
+  try {
+    try {
+      const { payload, params } = parsePayload(payloadText);
+      const replyField = payload?.reply_to;
+      client = new RpcClient({
+        mqttUrl: resolveUrl('mqtt', options.mqtt),
+        strategy: options.reply,
+        protocolVersion: options.mqttVersion === 'auto' ? 'auto' : (Number(options.mqttVersion) as 4 | 5),
+        topicMap: { sparkplug: Boolean(options.sparkplug) },
+      });
+      // The client's own steps always: the verdict rests on them (the firehose adds the broker's).
+      store.attach(client);
+      client.on('step', (step) => void (rpcId ??= step.kind === 'composed' ? step.rpcId : undefined));
+      await client.connect();
+      // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
+      witness = new CallWitness(client, () => rpcId);
+      if (options.trace) {
+        const amqpUrl = resolveUrl('amqp', options.amqp);
+        // Tracing is per vhost: the one the tracer consumes in, named by the AMQP URL.
+        const api = new ManagementApi(resolveUrl('management', options.management), amqpConnectOptions(amqpUrl, 0).vhost);
+        abandoned = await checkAbandonedTracing(api).catch(() => undefined);
+        if (abandoned) process.stderr.write(`${abandoned.message}\n`);
+        tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})` });
+        const status = await tracer.start();
+        if (status.state === 'unavailable') warn(status.reason);
+        if (status.state === 'on' && status.turnedOnByUs) process.stderr.write(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.\n`);
+      }
+      outcome = await client.call({
+        topic: options.topic,
+        qos: Number(options.qos) as QoS,
+        ...(options.method ? { method: options.method } : {}),
+        ...(params !== undefined ? { params } : {}),
+        ...(payload ? { payload } : {}),
+        replyTopic: options.replyTopic ?? (typeof replyField === 'string' ? replyField : undefined),
+        timeoutMs: options.timeout,
+        signal: interruption.signal,
+      });
+    } catch (err) {
+      failure = err;
+    }
+    if (interruptedBy) return 128 + (osConstants.signals[interruptedBy] ?? 0);
+
+    if (tracer && rpcId !== undefined) await settleTrace(store, rpcId, tracer);
+    const steps = rpcId !== undefined ? store.steps(rpcId) : [];
+    const verdict = await diagnoseRpc({
+      rpcId: rpcId ?? '',
+      steps,
+      firehose: tracer?.status.state === 'on',
+      requestTopic: options.topic,
+      timeoutMs: options.timeout,
+      topicMap: { sparkplug: Boolean(options.sparkplug) },
+      ...(outcome ? { outcome } : { error: failure }),
+      ...(witness?.linkLost ? { linkLost: witness.linkLost } : {}),
+      ...(witness?.lateReply ? { lateReply: witness.lateReply } : {}),
+      ...(outcome === undefined && client ? { broker: diagnosisBroker(options, client) } : {}),
+    });
+    const traced = tracer && rpcId !== undefined ? { trace: steps, summary: store.summary(rpcId) } : {};
+
+    if (outcome) {
+      for (const message of outcome.warnings) warn(message);
+      if (options.json) {
+        printJson({ ok: true, rpcId: outcome.id, verdict, reply: outcome.body, ...outcome, ...traced });
+        return undefined;
+      }
+      printReply(outcome);
+      if (tracer) {
+        printTrace(store, outcome.id, tracer);
+        printVerdict(verdict);
+      }
+      return undefined;
+    }
+
+    const shape = toErrorShape(failure);
+    if (options.json) {
+      const warnings = rpcId !== undefined ? store.summary(rpcId).warnings.filter((line) => line !== shape.message) : [];
+      printJson({ ok: false, rpcId: rpcId ?? null, verdict, warnings, error: shape, ...traced });
+    } else if (tracer && rpcId !== undefined) {
+      printTrace(store, rpcId, tracer);
+      printVerdict(verdict);
+    }
+    process.stderr.write(`bridgescope: ${printable(shape.message)}\n`);
+    // Bad input is said once, by its own sentence; anything else gets the verdict's.
+    if (verdict.code !== 'not-sent') process.stderr.write(`why: ${printable(verdict.message)}\n`);
+    return exitCodeFor(shape.code);
+  } finally {
+    witness?.stop();
+    if (client && signals) await finishTraced(signals, client, tracer, abandoned);
+    else if (client) await client.close();
+  }
+}
+
 export function registerRpcCommands(program: Command): void {
   program
     .command('serve')
@@ -223,77 +366,11 @@ export function registerRpcCommands(program: Command): void {
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--trace', 'trace this RPC through the broker (firehose) and print every step after the reply')
-    .option('--amqp <url>', 'AMQP URL for --trace (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
-    .option('--management <url>', 'management URL for --trace (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
-    .option('--json', 'print the whole outcome (reply, topics, QoS, worker, duration, warnings) as JSON')
-    .action(
-      action(async (payloadText: string | undefined, options: CallOptions) => {
-        // --trace changes a vhost-wide setting: from the start, a signal ends the call and restores it instead of killing the process.
-        const signals = options.trace ? new StopSignals() : undefined;
-        const interruption = new AbortController();
-        let interruptedBy: StopSignal | undefined;
-        void signals?.stopped.then((signal) => {
-          interruptedBy = signal;
-          process.stderr.write(`Interrupted (${signal}): restoring firehose tracing...\n`);
-          interruption.abort();
-        });
-        const { payload, params } = parsePayload(payloadText);
-        const replyField = payload?.reply_to;
-        const client = new RpcClient({
-          mqttUrl: resolveUrl('mqtt', options.mqtt),
-          strategy: options.reply,
-          protocolVersion: options.mqttVersion === 'auto' ? 'auto' : (Number(options.mqttVersion) as 4 | 5),
-          topicMap: { sparkplug: Boolean(options.sparkplug) },
-        });
-        const store = new TraceStore();
-        let tracer: FirehoseTracer | undefined;
-        let abandoned: AbandonedTracing | undefined;
-        try {
-          await client.connect();
-          if (options.trace) {
-            store.attach(client);
-            const amqpUrl = resolveUrl('amqp', options.amqp);
-            // Tracing is per vhost: the one the tracer consumes in, named by the AMQP URL.
-            const api = new ManagementApi(resolveUrl('management', options.management), amqpConnectOptions(amqpUrl, 0).vhost);
-            abandoned = await checkAbandonedTracing(api).catch(() => undefined);
-            if (abandoned) process.stderr.write(`${abandoned.message}\n`);
-            tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})` });
-            const status = await tracer.start();
-            if (status.state === 'unavailable') warn(status.reason);
-            if (status.state === 'on' && status.turnedOnByUs) process.stderr.write(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.\n`);
-          }
-          const outcome = await client.call({
-            topic: options.topic,
-            qos: Number(options.qos) as QoS,
-            ...(options.method ? { method: options.method } : {}),
-            ...(params !== undefined ? { params } : {}),
-            ...(payload ? { payload } : {}),
-            replyTopic: options.replyTopic ?? (typeof replyField === 'string' ? replyField : undefined),
-            timeoutMs: options.timeout,
-            signal: interruption.signal,
-          }).catch(async (err: unknown) => {
-            if (tracer && !interruptedBy) await printTrace(store, store.rpcIds().at(-1), tracer, options.json);
-            throw err;
-          });
-          for (const message of outcome.warnings) warn(message);
-          if (tracer) {
-            await settleTrace(store, outcome.id, tracer);
-            if (options.json) printJson({ ...outcome, trace: store.steps(outcome.id), summary: store.summary(outcome.id) });
-            else {
-              printReply(outcome);
-              await printTrace(store, outcome.id, tracer, false);
-            }
-          } else if (options.json) printJson(outcome);
-          else printReply(outcome);
-        } catch (err) {
-          if (!interruptedBy) throw err;
-        } finally {
-          if (signals) await finishTraced(signals, client, tracer, abandoned);
-          else await client.close();
-        }
-        return interruptedBy ? 128 + (osConstants.signals[interruptedBy] ?? 0) : undefined;
-      }),
-    );
+    .option('--amqp <url>', 'AMQP URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
+    .option('--management <url>', 'management URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', 'amq.direct')
+    .option('--json', 'print one JSON object: ok, rpcId, verdict, warnings, and the reply (topics, QoS, worker, duration) or the error')
+    .action(action(call));
 
   program
     .command('map')

@@ -1,0 +1,361 @@
+/** "Why no reply?": the verdict on one RPC (code, hop, one sentence, evidence), decided purely from collected evidence. */
+import type { TraceStep, TraceStepDraft } from './trace';
+
+/** Every verdict a user can get; the issue's thirteen, plus three real cases it did not list (undecided, cancelled, never sent). */
+export const VERDICT_CODES = [
+  'replied',
+  'replied-error',
+  'request-unroutable',
+  'no-consumer',
+  'server-slow',
+  'request-rejected',
+  'reply-unroutable',
+  'reply-on-other-topic',
+  'late-reply',
+  'wrong-exchange',
+  'not-this-broker',
+  'access-refused',
+  'link-down',
+  'undetermined',
+  'cancelled',
+  'not-sent',
+] as const;
+export type VerdictCode = (typeof VERDICT_CODES)[number];
+
+/** Where an RPC can stop, in the order a request and its reply travel. */
+export const HOPS = ['mqtt-publish', 'exchange', 'queue', 'server', 'reply-exchange', 'reply-queue', 'mqtt-deliver'] as const;
+export type Hop = (typeof HOPS)[number];
+
+export interface Verdict {
+  code: VerdictCode;
+  /** the hop where the RPC stopped (for a reply: the last hop it reached) */
+  hop: Hop;
+  /** one plain sentence naming the exchange/queue/key/topic concerned and what to do */
+  message: string;
+  /** the facts the verdict rests on, one short line each */
+  evidence: string[];
+}
+
+/** One queue the request key routes to, with its counts as asked after the failure. */
+export interface QueueFact {
+  name: string;
+  consumers: number;
+  /** messages waiting for a consumer */
+  ready: number;
+  /** delivered, not yet acked; from the management API only, so it can be a stats interval (~5 s) old */
+  unacked?: number;
+  /** true when consumers and ready were asked over AMQP (live), false when from the management API (lagging) */
+  live: boolean;
+}
+
+/** What the broker answered when asked after the failure (bindings, queues, connections). */
+export interface BrokerFacts {
+  /** the exchange the MQTT plugin publishes to, as configured */
+  exchange: string;
+  /** non-MQTT queues bound on `exchange` for the request key */
+  requestQueues: QueueFact[];
+  /** the other keys bound on `exchange`, closest to the request key first */
+  closestKeys: string[];
+  /** queues bound for the request key on other exchanges */
+  elsewhere: Array<{ exchange: string; queue: string }>;
+  /** whether this broker knows our MQTT client (connection list or its subscription queue); undefined when it could not be asked */
+  clientSeen?: boolean;
+  /** our MQTT client id, as looked for */
+  mqttClientId?: string;
+  /** a permission of the MQTT user that the RPC needs and does not have (RabbitMQ closes the connection on such a refusal) */
+  accessProblem?: { hop: Hop; message: string };
+  /** what could not be asked, one short line each */
+  unavailable: string[];
+}
+
+export interface DiagnosisInput {
+  rpcId: string;
+  /** the RPC's trace steps: the client's, the embedded server's and, with the firehose on, the broker's */
+  steps: ReadonlyArray<TraceStep | TraceStepDraft>;
+  /** whether the broker's firehose was on for this RPC (its record then decides) */
+  firehose: boolean;
+  request?: { topic: string; routingKey: string };
+  reply?: { topic: string; routingKey: string };
+  timeoutMs?: number;
+  /** the reply, when one arrived */
+  outcome?: { replyTopic: string; arrivedOn: string; topicMismatch: boolean; durationMs?: number; error?: { code: string; message: string } };
+  /** how the call failed, when it did */
+  failure?: { code: string; message: string };
+  /** a reply for this RPC that arrived after the client gave up */
+  lateReply?: { topic: string; at: number };
+  /** the first loss of the MQTT link while the RPC was in flight */
+  linkLost?: { at: number; reason: string };
+  facts?: BrokerFacts;
+}
+
+/** Levenshtein distance, for "did you mean" lists of bound keys. */
+export function editDistance(from: string, to: string): number {
+  let previous = Array.from({ length: to.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= from.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= to.length; j += 1) {
+      const substitution = (previous[j - 1] as number) + (from[i - 1] === to[j - 1] ? 0 : 1);
+      current.push(Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[to.length] as number;
+}
+
+/** The keys closest to `target` first (ties in name order), at most `limit`. */
+export function closestKeys(target: string, keys: Iterable<string>, limit = 5): string[] {
+  return [...new Set(keys)]
+    .map((key) => ({ key, distance: editDistance(target, key) }))
+    .sort((a, b) => a.distance - b.distance || a.key.localeCompare(b.key))
+    .slice(0, limit)
+    .map((entry) => entry.key);
+}
+
+function quoted(names: readonly string[]): string {
+  return names.map((name) => `"${name}"`).join(', ');
+}
+
+function stepOf<K extends TraceStep['kind']>(steps: DiagnosisInput['steps'], kind: K, leg?: 'request' | 'reply'): Extract<TraceStep | TraceStepDraft, { kind: K }> | undefined {
+  return steps.find((step) => step.kind === kind && (leg === undefined || ('leg' in step.detail && step.detail.leg === leg))) as
+    | Extract<TraceStep | TraceStepDraft, { kind: K }>
+    | undefined;
+}
+
+/** Decides the verdict: a reply first, then how the call failed, then the broker's record, the server's events, the facts asked after. */
+export function diagnose(input: DiagnosisInput): Verdict {
+  const { steps } = input;
+  const evidence: string[] = [];
+  const verdict = (code: VerdictCode, hop: Hop, message: string): Verdict => ({ code, hop, message, evidence });
+
+  const composed = stepOf(steps, 'composed');
+  const published = stepOf(steps, 'mqtt.published');
+  const requestTopic = input.request?.topic ?? composed?.detail.topic ?? '?';
+  const requestKey = input.request?.routingKey ?? published?.detail.predictedRoutingKey ?? requestTopic;
+  const replyTopic = input.reply?.topic ?? input.outcome?.replyTopic ?? composed?.detail.replyTopic ?? '?';
+  const exchange = input.facts?.exchange ?? stepOf(steps, 'broker.published', 'request')?.detail.exchange ?? 'the MQTT exchange';
+  const waited = input.timeoutMs !== undefined ? `${input.timeoutMs} ms` : 'the timeout';
+
+  if (published) evidence.push(`client: published "${requestTopic}" (routing key "${requestKey}")`);
+  const acknowledged = stepOf(steps, 'mqtt.acknowledged');
+  if (acknowledged) evidence.push(`client: the broker acknowledged the request (${acknowledged.detail.packet.toUpperCase()})`);
+
+  // 1. A reply arrived.
+  const outcome = input.outcome;
+  if (outcome) {
+    evidence.push(`client: reply received on "${outcome.arrivedOn}"${outcome.durationMs !== undefined ? ` after ${Math.round(outcome.durationMs)} ms` : ''}`);
+    if (outcome.error) {
+      evidence.push(`server: error ${outcome.error.code}: ${outcome.error.message}`);
+      return verdict('replied-error', 'server', `The server answered "${requestTopic}" with error ${outcome.error.code} ("${outcome.error.message}"): the path works, fix the request or the handler.`);
+    }
+    if (outcome.topicMismatch) {
+      return verdict(
+        'reply-on-other-topic',
+        'mqtt-deliver',
+        `The reply to "${outcome.replyTopic}" arrived on "${outcome.arrivedOn}": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "${outcome.replyTopic.replaceAll('.', '_')}").`,
+      );
+    }
+    return verdict('replied', 'mqtt-deliver', `A reply to "${requestTopic}" arrived on "${outcome.arrivedOn}".`);
+  }
+
+  // 2. How the call failed, when that alone decides.
+  const failure = input.failure ?? stepOf(steps, 'rpc.failed')?.detail;
+  if (failure) evidence.push(`client: ${failure.code}: ${failure.message}`);
+  const subscribed = stepOf(steps, 'mqtt.subscribed');
+  if (subscribed?.detail.qosGranted === 'refused') {
+    evidence.push(`client: the broker refused the subscription to "${subscribed.detail.topic}"`);
+    return verdict('access-refused', 'reply-queue', `The broker refused the subscription to the reply topic "${subscribed.detail.topic}": give the MQTT user read permission on ${exchange} for that topic (RabbitMQ topic permissions).`);
+  }
+  if (failure?.code === 'auth') {
+    return verdict('access-refused', 'mqtt-publish', `Access refused: ${failure.message.replace(/\.$/, '')}; check the user's password and its permissions on the vhost.`);
+  }
+  if (failure?.code === 'unreachable' && !published) {
+    return verdict('link-down', 'mqtt-publish', `The request to "${requestTopic}" was never published: ${failure.message.replace(/\.$/, '')}; check the MQTT URL and that the broker runs.`);
+  }
+  if (failure?.code === 'unreachable' || (failure?.code === 'timeout' && failure.message.includes('link is down'))) {
+    return verdict('link-down', 'mqtt-publish', `The MQTT connection was lost while the request to "${requestTopic}" was in flight (${failure.message.replace(/\.$/, '')}); check the broker and the network, then send it again.`);
+  }
+  if (failure?.code === 'bad-input' || failure?.code === 'too-large') {
+    return verdict('not-sent', 'mqtt-publish', `The request to "${requestTopic}" was not sent: ${failure.message}`);
+  }
+
+  // 3. The path, from the broker's record (firehose), the embedded server's events and the facts asked after.
+  const failedAt = stepOf(steps, 'rpc.failed')?.at ?? input.lateReply?.at;
+  const brokerRequest = stepOf(steps, 'broker.published', 'request');
+  const brokerReply = stepOf(steps, 'broker.published', 'reply');
+  const requestDelivered = stepOf(steps, 'broker.delivered', 'request');
+  const received = stepOf(steps, 'worker.received');
+  const rejected = stepOf(steps, 'request.rejected');
+  const replyPublished = stepOf(steps, 'reply.published');
+  const replyConfirmed = stepOf(steps, 'reply.confirmed');
+  const deliveredQueue = requestDelivered?.detail.queue ?? received?.detail.queue ?? brokerRequest?.detail.routedQueues[0] ?? input.facts?.requestQueues[0]?.name;
+  const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
+
+  if (brokerRequest) {
+    const routed = brokerRequest.detail.routedQueues;
+    evidence.push(`broker: request published on ${brokerRequest.detail.exchange} with key "${brokerRequest.detail.routingKeys[0] ?? ''}", routed to ${routed.length > 0 ? quoted(routed) : 'no queue'}`);
+  }
+  if (requestDelivered) evidence.push(`broker: request delivered from queue "${requestDelivered.detail.queue}" to a consumer`);
+  if (received) evidence.push(`server: ${received.detail.worker} received the request from "${received.detail.queue}"`);
+  if (replyPublished) evidence.push(`server: ${replyPublished.detail.worker} published the reply on ${replyPublished.detail.exchange} with key "${replyPublished.detail.routingKey}"`);
+  if (replyConfirmed) evidence.push(`server: the broker ${replyConfirmed.detail.outcome} the reply${replyConfirmed.detail.returnReason ? ` (${replyConfirmed.detail.returnReason})` : ''}`);
+  if (brokerReply) {
+    const routed = brokerReply.detail.routedQueues;
+    evidence.push(`broker: reply published on ${brokerReply.detail.exchange} with key "${brokerReply.detail.routingKeys[0] ?? ''}", routed to ${routed.length > 0 ? quoted(routed) : 'no queue'}`);
+  }
+  if (input.lateReply) evidence.push(`client: the reply arrived on "${input.lateReply.topic}" after the call had given up`);
+  const facts = input.facts;
+  if (facts) pushFactEvidence(facts, requestKey, evidence);
+
+  // RabbitMQ answers a refused publish or subscribe by closing the connection: the permissions say why.
+  if (facts?.accessProblem && failure !== undefined) {
+    return verdict('access-refused', facts.accessProblem.hop, facts.accessProblem.message);
+  }
+
+  // The reply came, or was published, after the client gave up.
+  const replyAt = brokerReply?.at ?? replyPublished?.at;
+  if (input.lateReply || (failedAt !== undefined && replyAt !== undefined && replyAt > failedAt && failure?.code === 'timeout')) {
+    return verdict(
+      'late-reply',
+      input.lateReply ? 'mqtt-deliver' : 'server',
+      `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
+    );
+  }
+
+  // A lost link loses more than time: a clean session's reply subscription goes with it, so a reply published meanwhile is dropped.
+  const requestDropped = brokerRequest !== undefined && brokerRequest.detail.routedQueues.length === 0;
+  if (input.linkLost && failure?.code === 'timeout' && !requestDropped) {
+    const startedAt = composed?.at;
+    const when = startedAt !== undefined ? ` ${Math.max(0, input.linkLost.at - startedAt)} ms into the call` : '';
+    evidence.push(`client: the MQTT link was lost${when} (${input.linkLost.reason})`);
+    return verdict(
+      'link-down',
+      furthestHop(steps),
+      `The MQTT connection was lost${when} while waiting for the reply on "${replyTopic}" (${input.linkLost.reason}); a reply published while it was down is dropped with its subscription, so send the request again.`,
+    );
+  }
+
+  if (failure?.code === 'cancelled') {
+    return verdict('cancelled', furthestHop(steps), `The call to "${requestTopic}" was cancelled before a reply came.`);
+  }
+
+  const replyKey = replyPublished?.detail.routingKey ?? brokerReply?.detail.routingKeys[0];
+  const expectedReplyKey = input.reply?.routingKey;
+  const replyDropped = replyConfirmed?.detail.outcome === 'returned' || (brokerReply !== undefined && brokerReply.detail.routedQueues.length === 0);
+  if (replyDropped) {
+    const replyExchange = brokerReply?.detail.exchange ?? replyPublished?.detail.exchange ?? exchange;
+    const fix =
+      expectedReplyKey !== undefined && replyKey !== undefined && replyKey !== expectedReplyKey
+        ? `fix the server to reply with key "${expectedReplyKey}" (the reply_to "${replyTopic}" with "/" turned into ".")`
+        : `the reply subscription to "${replyTopic}" was gone, so subscribe before sending and stay subscribed until the reply`;
+    return verdict('reply-unroutable', 'reply-exchange', `The server replied on ${replyExchange} with key "${replyKey ?? '?'}", which nothing is bound to, so the broker dropped the reply: ${fix}.`);
+  }
+  if (brokerReply) {
+    return verdict(
+      'undetermined',
+      'reply-queue',
+      `The broker routed the reply to ${quoted(brokerReply.detail.routedQueues)}, but it did not reach the client on "${replyTopic}" within ${waited}; check that subscription's client.`,
+    );
+  }
+  if (rejected) {
+    evidence.push(`server: rejected the request: ${rejected.detail.reason}`);
+    return verdict('request-rejected', 'server', `The server on ${queueName} rejected the request (${rejected.detail.reason.replace(/\.$/, '')}): fix the request's body or fields.`);
+  }
+  // Routed only to MQTT subscribers (a device subscribed to the request topic) is routed to no server.
+  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !queue.startsWith('mqtt-subscription-'));
+  if (brokerRequest && serverQueues?.length === 0) {
+    const verdict = unroutable(input, facts, brokerRequest.detail.exchange, requestKey, evidence);
+    if (verdict.code === 'request-unroutable' && brokerRequest.detail.routedQueues.length > 0) {
+      verdict.message = `Only MQTT subscriptions (${quoted(brokerRequest.detail.routedQueues)}) are bound on ${brokerRequest.detail.exchange} for routing key "${requestKey}", no server's queue: start a server on a queue bound for it or fix the topic.`;
+    }
+    return verdict;
+  }
+  if (requestDelivered || received) {
+    return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (its own log says which); raise the timeout or check the server's handler.`);
+  }
+  if (brokerRequest && input.firehose) {
+    const waiting = facts?.requestQueues.find((queue) => brokerRequest.detail.routedQueues.includes(queue.name));
+    const count = waiting ? `; ${waiting.ready} message(s) wait there` : '';
+    return verdict('no-consumer', 'queue', `The request reached ${queueName} but nobody consumed it within ${waited}${count}: start a server on it (bridgescope serve --queue ${deliveredQueue ?? requestKey}).`);
+  }
+
+  // Firehose off (or it missed the request): what was asked after the timeout.
+  if (!facts) {
+    return verdict(
+      'undetermined',
+      acknowledged ? 'exchange' : 'mqtt-publish',
+      `No reply to "${requestTopic}" within ${waited}, and the broker could not be asked why; give management and AMQP URLs, or turn on the firehose (call --trace) to see the request's path.`,
+    );
+  }
+  if (facts.clientSeen === false) {
+    return verdict(
+      'not-this-broker',
+      'mqtt-publish',
+      `The RabbitMQ asked (its management API and AMQP) never saw MQTT client${facts.mqttClientId !== undefined ? ` "${facts.mqttClientId}"` : ''}, so the MQTT URL points at another broker (a Mosquitto on 1883?): point the MQTT URL at this RabbitMQ's MQTT listener.`,
+    );
+  }
+  if (facts.requestQueues.length === 0) return unroutable(input, facts, facts.exchange, requestKey, evidence);
+  const idle = facts.requestQueues.find((queue) => queue.consumers === 0);
+  if (idle) {
+    return verdict(
+      'no-consumer',
+      'queue',
+      `Queue "${idle.name}" (bound on ${facts.exchange} for "${requestKey}") has no consumer, so the request waits there with ${idle.ready} message(s) in all: start a server on it (bridgescope serve --queue ${idle.name}).`,
+    );
+  }
+  const busy = facts.requestQueues[0] as QueueFact;
+  return verdict(
+    'server-slow',
+    'server',
+    `Queue "${busy.name}" has ${busy.consumers} consumer(s) and one of them took the request, but no reply came within ${waited}: the server is slow or its reply was lost; raise the timeout, or turn on the firehose (call --trace) to see the reply's path.`,
+  );
+}
+
+function unroutable(input: DiagnosisInput, facts: BrokerFacts | undefined, exchange: string, requestKey: string, evidence: string[]): Verdict {
+  const elsewhere = facts?.elsewhere ?? [];
+  if (elsewhere.length > 0) {
+    const first = elsewhere[0] as { exchange: string; queue: string };
+    return {
+      code: 'wrong-exchange',
+      hop: 'exchange',
+      message: `Queue "${first.queue}" is bound for "${requestKey}" on ${first.exchange}, but the MQTT plugin publishes to ${exchange}, which dropped the request: bind the queue on ${exchange} (serve --exchange ${exchange}) or set mqtt.exchange = ${first.exchange}.`,
+      evidence,
+    };
+  }
+  const near = facts?.closestKeys ?? [];
+  const hint = near.length > 0 ? `; bound keys, closest first: ${quoted(near)}` : '; nothing else is bound there either';
+  return {
+    code: 'request-unroutable',
+    hop: 'exchange',
+    message: `Nothing is bound on ${exchange} for routing key "${requestKey}" (topic "${input.request?.topic ?? requestKey}"), so the broker dropped the request${hint}: fix the topic or start a server on that queue.`,
+    evidence,
+  };
+}
+
+function pushFactEvidence(facts: BrokerFacts, requestKey: string, evidence: string[]): void {
+  if (facts.requestQueues.length === 0) evidence.push(`bindings: no queue is bound on ${facts.exchange} for "${requestKey}"`);
+  for (const queue of facts.requestQueues) {
+    const unacked = queue.unacked !== undefined ? `; ${queue.unacked} unacked (management API, up to ~5 s old)` : '';
+    evidence.push(`queue "${queue.name}": ${queue.consumers} consumer(s) and ${queue.ready} ready (${queue.live ? 'live over AMQP' : 'management API, up to ~5 s old'})${unacked}`);
+  }
+  if (facts.closestKeys.length > 0 && facts.requestQueues.length === 0) evidence.push(`bindings on ${facts.exchange}, closest first: ${quoted(facts.closestKeys)}`);
+  for (const other of facts.elsewhere) evidence.push(`bindings: queue "${other.queue}" is bound for "${requestKey}" on ${other.exchange}`);
+  if (facts.clientSeen !== undefined) evidence.push(`connections: this broker ${facts.clientSeen ? 'knows' : 'has no connection or subscription queue of'} our MQTT client`);
+  if (facts.accessProblem) evidence.push(`permissions: ${facts.accessProblem.message}`);
+  for (const line of facts.unavailable) evidence.push(`not asked: ${line}`);
+}
+
+/** The last hop the steps show the RPC reached. */
+function furthestHop(steps: DiagnosisInput['steps']): Hop {
+  let hop: Hop = 'mqtt-publish';
+  const order = (candidate: Hop): void => {
+    if (HOPS.indexOf(candidate) > HOPS.indexOf(hop)) hop = candidate;
+  };
+  for (const step of steps) {
+    // The broker's PUBACK/PUBREC: the request reached the exchange.
+    if (step.kind === 'mqtt.acknowledged') order('exchange');
+    if (step.kind === 'broker.published') order(step.detail.leg === 'request' ? 'exchange' : 'reply-exchange');
+    if (step.kind === 'broker.delivered') order(step.detail.leg === 'request' ? 'queue' : 'reply-queue');
+    if (step.kind === 'worker.received' || step.kind === 'reply.published') order('server');
+  }
+  return hop;
+}
