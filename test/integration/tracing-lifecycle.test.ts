@@ -1,5 +1,6 @@
 /** Firehose tracing is a vhost-wide setting: every way a BridgeScope process can end must give it back. */
 import { spawn } from 'node:child_process';
+import { createServer, connect as connectTcp, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import amqp from 'amqplib';
 import fc from 'fast-check';
@@ -42,6 +43,69 @@ async function freshVhost(): Promise<TestVhost> {
 
 async function markerPresent(vhost: TestVhost): Promise<boolean> {
   return (await vhost.api.tracingMarker()) !== undefined;
+}
+
+interface ManagementProxy {
+  /** the broker's management URL, through the proxy */
+  url: string;
+  /** new requests wait (not forwarded) until `release`; resolves when the first one arrives */
+  hold(): Promise<void>;
+  release(): void;
+  /** refuses every new request from now on (the management API became unreachable) */
+  refuse(): Promise<void>;
+}
+
+/** A TCP relay in front of the real management API, so a test can make the API slow or unreachable at a chosen moment. */
+async function managementProxy(managementUrl: string): Promise<ManagementProxy> {
+  const target = new URL(managementUrl);
+  const sockets = new Set<Socket>();
+  /** while holding: what clients sent, to be forwarded on release (kept connections are held too, request by request) */
+  let held: Array<() => void> | undefined;
+  let arrived: (() => void) | undefined;
+  const server = createServer((client) => {
+    const upstream = connectTcp(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+    }
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    client.on('data', (chunk: Buffer) => {
+      if (!held) {
+        upstream.write(chunk);
+        return;
+      }
+      held.push(() => upstream.write(chunk));
+      arrived?.();
+      arrived = undefined;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const refuse = async (): Promise<void> => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const socket of sockets) socket.destroy();
+    });
+  };
+  cleanups.push(refuse);
+  const proxied = new URL(managementUrl);
+  proxied.host = `127.0.0.1:${port}`;
+  return {
+    url: proxied.toString().replace(/\/+$/, ''),
+    hold: () => {
+      held = [];
+      return new Promise<void>((resolve) => (arrived = resolve));
+    },
+    release: () => {
+      const waiting = held ?? [];
+      held = undefined;
+      for (const forward of waiting) forward();
+    },
+    refuse,
+  };
 }
 
 interface Spawned {
@@ -115,14 +179,23 @@ describe('signals', () => {
     expect(await markerPresent(vhost)).toBe(false);
   });
 
-  it('`trace` signalled again after its cleanup began still switches tracing back off', async () => {
+  it('`trace` signalled again while its cleanup waits for the broker says what is pending, then still switches tracing back off', async () => {
     const vhost = await freshVhost();
-    const trace = startTrace(vhost);
+    const proxy = await managementProxy(vhost.managementUrl);
+    const trace = spawnGroup(process.execPath, [cliPath, 'trace', '--amqp', vhost.amqpUrl, '--management', proxy.url, '--vhost', vhost.name]);
     await trace.waitForLine(/Tracing vhost .* \(turned on/);
+    const cleanupWaiting = proxy.hold();
     process.kill(-trace.pid, 'SIGTERM');
     await trace.waitForLine(/^Stopping/);
+    const stoppingAt = Date.now();
+    await cleanupWaiting;
+    // A second signal within the echo window (750 ms) counts as the same Ctrl-C: the broker's answers pace the wait past it.
+    await until(async () => (await vhost.api.tracing()) && Date.now() - stoppingAt > 1000);
     process.kill(-trace.pid, 'SIGTERM');
+    await trace.waitForLine(/^Still cleaning up \(stop tracing and restore firehose tracing on vhost /);
+    proxy.release();
     expect((await trace.exited).code).toBe(0);
+    expect(trace.lines).toContain(`Tracing restored: switched off on vhost ${vhost.name}.`);
     expect(await vhost.api.tracing()).toBe(false);
   });
 
