@@ -334,6 +334,57 @@ describe('ownership', () => {
     expect(await markerPresent(vhost)).toBe(true);
   });
 
+  it('leaves tracing owned by the tracer that started while the last one was removing its marker, which then switches it off (#16)', async () => {
+    const vhost = await freshVhost();
+    /** The real API, with a second tracer starting right before the stopping tracer removes the marker (the race being tested). */
+    class StartDuringMarkerRemoval extends ManagementApi {
+      beforeRemoval: (() => Promise<void>) | undefined;
+      override async deleteTracingMarkers(...args: Parameters<ManagementApi['deleteTracingMarkers']>): Promise<void> {
+        const hook = this.beforeRemoval;
+        this.beforeRemoval = undefined;
+        if (hook) await hook();
+        await super.deleteTracingMarkers(...args);
+      }
+    }
+    const stoppingApi = new StartDuringMarkerRemoval(vhost.managementUrl, vhost.name);
+    const first = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: stoppingApi, store: new TraceStore() });
+    const second = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
+    cleanups.push(() => first.stop(), () => second.stop());
+    expect(await first.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    stoppingApi.beforeRemoval = async () => {
+      expect(await second.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    };
+    expect(await first.stop()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(true);
+    expect(await markerPresent(vhost)).toBe(true);
+    expect(await second.stop()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('replaces a stale marker (tracing off, e.g. after a node restart) with one naming the tracer that switches tracing on', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    const startedAt = Date.now();
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), owner: 'the tracer after the restart' });
+    cleanups.push(() => tracer.stop());
+    expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    const marker = await vhost.api.tracingMarker();
+    expect(marker?.by).toBe('the tracer after the restart');
+    expect(Date.parse(marker?.since ?? '')).toBeGreaterThanOrEqual(startedAt - 1000);
+  });
+
+  it('says "an unknown time" for a marker whose since is not an ISO date (any vhost user can write it)', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: 'yesterday); run rm -rf / (really', by: 'x\u001b[2Jcleared\nthe screen' });
+    await vhost.api.setTracing(true);
+    const abandoned = await checkAbandonedTracing(vhost.api);
+    expect(abandoned?.message).toBe(
+      `Firehose tracing on vhost ${vhost.name} was left on by a BridgeScope process that ended without restoring it (since an unknown time); it will be switched off when this one is done.`,
+    );
+    expect(await vhost.api.tracingMarker()).toEqual({ since: 'an unknown time', by: 'an unknown BridgeScope process' });
+  });
+
   it('leaves on the tracing a human switched on, even when the tracer ran alone', async () => {
     const vhost = await freshVhost();
     await vhost.api.setTracing(true);
@@ -485,12 +536,28 @@ describe('a broken stream', () => {
 });
 
 describe('the marker', () => {
-  it('is one durable internal exchange named for BridgeScope', async () => {
+  it('is a durable internal exchange of its own per owner, named for BridgeScope', async () => {
     const vhost = await freshVhost();
     const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), owner: 'a test' });
     cleanups.push(() => tracer.stop());
     await tracer.start();
-    const exchange = await managementRequest<Record<string, unknown>>(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${TRACING_MARKER_EXCHANGE}`);
+    const [marker] = await vhost.api.tracingMarkers();
+    expect(marker?.exchange).toMatch(new RegExp(`^${TRACING_MARKER_EXCHANGE.replaceAll('.', '\\.')}\\.[0-9a-f-]{36}$`));
+    const exchange = await managementRequest<Record<string, unknown>>(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${marker?.exchange}`);
     expect(exchange).toMatchObject({ durable: true, internal: true, arguments: { 'x-bridgescope-by': 'a test' } });
+  });
+
+  it('left by an older BridgeScope (one exchange named exactly so) is still read, and removed when tracing is given back', async () => {
+    const vhost = await freshVhost();
+    await managementRequest(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${TRACING_MARKER_EXCHANGE}`, {
+      method: 'PUT',
+      body: { type: 'fanout', durable: true, internal: true, arguments: { 'x-bridgescope-since': '2026-11-26T01:00:00.000Z', 'x-bridgescope-by': 'bridgescope trace (pid 1)' } },
+    });
+    await vhost.api.setTracing(true);
+    const abandoned = await checkAbandonedTracing(vhost.api);
+    expect(abandoned?.since).toBe('2026-11-26T01:00:00.000Z');
+    expect(await abandoned?.restore()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
   });
 });

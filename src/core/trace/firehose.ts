@@ -102,16 +102,18 @@ function predictedKey(store: TraceStore, rpcId: string, leg: 'request' | 'reply'
 export type TracingRelease =
   | { outcome: 'switched-off' }
   | { outcome: 'left-on'; why: 'not-ours' | 'in-use' }
-  | { outcome: 'failed'; reason: string };
+  | { outcome: 'failed'; reason: string; code?: ErrorCode };
 
 /**
  * The one rule for handing tracing back, used by every BridgeScope process when it is done: switch tracing off only
- * when BridgeScope switched it on (the marker is there) and no other live BridgeScope tracer remains; then remove the
- * marker. Tracing a human switched on (no marker) is never touched. Never throws.
+ * when BridgeScope switched it on (a marker is there) and no other live BridgeScope tracer remains; then remove the
+ * markers read at the start, and only those (a tracer that started meanwhile wrote its own). Tracing a human switched
+ * on (no marker) is never touched. Never throws.
  */
 export async function releaseTracing(api: ManagementApi, ownQueue?: string): Promise<TracingRelease> {
   try {
-    if (!(await api.tracingMarker())) return { outcome: 'left-on', why: 'not-ours' };
+    const markers = await api.tracingMarkers();
+    if (markers.length === 0) return { outcome: 'left-on', why: 'not-ours' };
     const others = (await api.liveTracerQueues()).filter((queue) => queue !== ownQueue);
     if (others.length > 0) return { outcome: 'left-on', why: 'in-use' };
     if (await api.tracing()) await api.setTracing(false);
@@ -120,11 +122,12 @@ export async function releaseTracing(api: ManagementApi, ownQueue?: string): Pro
       await api.setTracing(true);
       return { outcome: 'left-on', why: 'in-use' };
     }
-    // The marker goes last: a crash before this leaves a stale marker (removed by the next check), never an unowned flag.
-    await api.deleteTracingMarker();
+    // The markers go last: a crash before this leaves a stale marker (removed by the next check), never an unowned flag.
+    await api.deleteTracingMarkers(markers.map((marker) => marker.exchange));
     return { outcome: 'switched-off' };
   } catch (err) {
-    return { outcome: 'failed', reason: `Could not switch firehose tracing off on vhost ${api.vhost} (${toErrorShape(err).message}); it may still be on.` };
+    const shape = toErrorShape(err);
+    return { outcome: 'failed', code: shape.code, reason: `Could not switch firehose tracing off on vhost ${api.vhost} (${shape.message}); it may still be on.` };
   }
 }
 
@@ -143,11 +146,12 @@ export interface AbandonedTracing {
  * API's error (e.g. 'auth') so a caller can tell the user.
  */
 export async function checkAbandonedTracing(api: ManagementApi): Promise<AbandonedTracing | undefined> {
-  const marker = await api.tracingMarker();
+  const markers = await api.tracingMarkers();
+  const marker = markers[0];
   if (!marker) return undefined;
   if ((await api.liveTracerQueues()).length > 0) return undefined;
   if (!(await api.tracing())) {
-    await api.deleteTracingMarker().catch(() => undefined);
+    await api.deleteTracingMarkers(markers.map((stale) => stale.exchange)).catch(() => undefined);
     return undefined;
   }
   return {
@@ -321,10 +325,15 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     }
   }
 
-  /** Switches tracing on when it is off, marker first: a crash in between leaves a stale marker, never an unowned flag. */
+  /**
+   * Switches tracing on when it is off, marker first: a crash in between leaves a stale marker, never an unowned flag.
+   * Markers found while tracing is off are stale (a node restart resets the flag, not a durable exchange): they are
+   * replaced, so the marker names this process and this time.
+   */
   private async switchOn(): Promise<boolean> {
     const { api } = this.options;
     if (await api.tracing()) return false;
+    await api.deleteTracingMarkers((await api.tracingMarkers()).map((stale) => stale.exchange));
     const marker: TracingMarker = { since: new Date().toISOString(), by: this.options.owner ?? `BridgeScope pid ${process.pid} on ${hostname()}` };
     await api.setTracingMarker(marker);
     await api.setTracing(true);
