@@ -433,6 +433,34 @@ describe('ownership', () => {
     expect(session.state().notice).toBeUndefined();
   });
 
+  it('has the app say why, and fail its "tracing off" step, when the management API cannot switch tracing off', async () => {
+    const vhost = await freshVhost();
+    const proxy = await managementProxy(vhost.managementUrl);
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+    cleanups.push(() => session.dispose());
+    await session.open({ name: 'release-fails', amqpUrl: vhost.amqpUrl, mqttUrl: broker.urls.mqtt, managementUrl: proxy.url, vhost: vhost.name, exchange: 'amq.direct' });
+    expect(await session.setTracing(true)).toMatchObject({ state: 'on' });
+    await proxy.refuse();
+    await expect(session.setTracing(false)).rejects.toThrow(/^Could not switch firehose tracing off on vhost .*; it may still be on\.$/);
+    expect(session.state().tracer).toMatchObject({ state: 'off', reason: expect.stringMatching(/it may still be on/) });
+    expect(await vhost.api.tracing()).toBe(true);
+  });
+
+  it('has the app fail its close, after closing its links, when tracing a dead process left on cannot be switched off', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await vhost.api.setTracing(true);
+    const proxy = await managementProxy(vhost.managementUrl);
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+    cleanups.push(() => session.dispose());
+    const state = await session.open({ name: 'restore-fails', amqpUrl: vhost.amqpUrl, mqttUrl: broker.urls.mqtt, managementUrl: proxy.url, vhost: vhost.name, exchange: 'amq.direct' });
+    expect(state.notice).toMatch(/was left on by a BridgeScope process/);
+    await proxy.refuse();
+    await expect(session.close()).rejects.toThrow(/^Could not switch firehose tracing off on vhost .*; it may still be on\.$/);
+    expect(session.state().links).toEqual({ amqp: { state: 'idle' }, mqtt: { state: 'idle' } });
+    expect(await vhost.api.tracing()).toBe(true);
+  });
+
   it('removes quietly a marker whose tracing is already off (a node restart resets the flag)', async () => {
     const vhost = await freshVhost();
     await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
