@@ -1,5 +1,6 @@
 /** The broker's own record of routing: RabbitMQ's firehose (amq.rabbitmq.trace), turned on and off politely, and always given back. */
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
@@ -200,6 +201,8 @@ class ManagementFailure extends Error {
  */
 export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private connection: amqp.RecoveringChannelModel | undefined;
+  /** the current connection's model, whose socket a close that is never answered destroys */
+  private model: ChannelModel | undefined;
   private queue: string | undefined;
   private current: FirehoseStatus = { state: 'off' };
   private starting: Promise<unknown> | undefined;
@@ -282,7 +285,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       await connection.waitForConnect();
     } catch (err) {
       this.connection = undefined;
-      await connection.close().catch(() => undefined);
+      await this.closeBounded(connection);
       const release = await releaseTracing(api, this.queue);
       if (err instanceof ManagementFailure) {
         const status = unavailableBecause(err.original, 'Cannot turn on firehose tracing');
@@ -296,6 +299,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
 
   /** Runs on every (re)connection: the live queue first (so nobody takes us for dead), then tracing on. */
   private async setup(model: ChannelModel): Promise<void> {
+    this.model = model;
     model.on('error', () => undefined);
     const channel = await model.createChannel();
     channel.on('error', () => undefined);
@@ -353,6 +357,19 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     }
   }
 
+  /** Closes politely, but never waits longer than `boundMs` for a broker that does not answer (a paused node): then the socket goes. */
+  private async closeBounded(connection: amqp.RecoveringChannelModel, boundMs = 5000): Promise<void> {
+    const model = this.model;
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      connection.close().then(() => true, () => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), boundMs))),
+    ]);
+    clearTimeout(timer);
+    // amqplib keeps the socket on the connection object; its types do not show it.
+    if (!answered) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
+  }
+
   /** Stops consuming and gives tracing back (see `releaseTracing`); safe to call during start and more than once. Never throws. */
   stop(): Promise<TracingRelease> {
     this.stopping ??= this.finish();
@@ -363,12 +380,12 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     const connection = this.connection;
     this.connection = undefined;
     // Closing first removes our own live queue, so two tracers stopping at once both see "no other tracer".
-    if (connection) await connection.close().catch(() => undefined);
+    if (connection) await this.closeBounded(connection);
     await this.starting;
     // A start that was still connecting when stop was called has set its connection by now.
     const late = this.connection as amqp.RecoveringChannelModel | undefined;
     this.connection = undefined;
-    if (late) await late.close().catch(() => undefined);
+    if (late) await this.closeBounded(late);
     const release: TracingRelease = this.touched ? await releaseTracing(this.options.api, this.queue) : { outcome: 'left-on', why: 'not-ours' };
     this.setStatus({ state: 'off' });
     return release;
