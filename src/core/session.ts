@@ -26,7 +26,7 @@ import { runLoad } from './load';
 import { parsePayloadText } from './rpc/envelope';
 import { RpcServer } from './rpc/server';
 import { loadHandler, parseHandlerSpec } from './rpc/handlers';
-import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type FirehoseStatus } from './trace/firehose';
+import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type FirehoseStatus, type TracingRelease } from './trace/firehose';
 import { TraceStore, type TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from './topic-map';
 import { redactProfile, restoreSecrets, type ProfileStore } from './profiles';
@@ -289,7 +289,8 @@ export class Session {
   }
 
   async stopSandbox(): Promise<SandboxView> {
-    await this.close();
+    // Tracing that could not be switched off goes with the node: a restart resets the vhost's flag.
+    await this.close().catch(() => undefined);
     await stopSandbox(this.sandboxDir);
     this.sandbox = { state: 'stopped' };
     this.stateChanged();
@@ -306,7 +307,8 @@ export class Session {
   async open(requested: ConnectionProfile): Promise<AppState> {
     // The UI only ever sees passwords as ***: put back the ones this session already knows.
     const profile = restoreSecrets(requested, this.lastProfile ?? this.sandboxProfile());
-    await this.close();
+    // The previous connection's failed tracing release is told with the new connection, not in the way of it.
+    const previous = await this.close().then(() => undefined, (err: unknown) => toErrorShape(err).message);
     const api = new ManagementApi(profile.managementUrl, profile.vhost);
     const client = new RpcClient({ mqttUrl: profile.mqttUrl, strategy: 'shared' });
     const connection: Connection = {
@@ -360,7 +362,8 @@ export class Session {
     this.overview = await api.overview().catch(() => undefined);
     // Tracing that a BridgeScope process which died left on: said once, and switched off when this session is done.
     connection.abandonedTracing = await checkAbandonedTracing(api).catch(() => undefined);
-    if (connection.abandonedTracing) this.notice = connection.abandonedTracing.message;
+    const notices = [previous, connection.abandonedTracing?.message].filter((sentence) => sentence !== undefined);
+    if (notices.length > 0) this.notice = notices.join(' ');
     this.stateChanged();
     return this.state();
   }
@@ -370,22 +373,26 @@ export class Session {
     this.sandboxWatch = undefined;
   }
 
+  /** Closes everything even when tracing cannot be given back; then throws that failure, so the caller can say it. */
   async close(): Promise<void> {
     // A load run on a connection that goes away ends now, as cancelled, instead of timing out request by request.
     this.loadController?.abort();
     this.stopSandboxWatch();
     await this.stopServer();
-    await this.setTracing(false);
+    let failure: unknown;
+    await this.setTracing(false).catch((err: unknown) => (failure = err));
     const connection = this.connection;
     this.connection = undefined;
     this.overview = undefined;
     this.notice = undefined;
     if (connection) {
       connection.detach();
-      await connection.abandonedTracing?.restore().catch(() => undefined);
+      const restored = await connection.abandonedTracing?.restore();
+      if (restored?.outcome === 'failed') failure ??= new BridgeError(restored.code ?? 'internal', restored.reason);
       await Promise.all([connection.client.close(), connection.inspector.close()]);
     }
     this.stateChanged();
+    if (failure !== undefined) throw failure;
   }
 
   async startServer(settings: ServerSettings): Promise<ServerView> {
@@ -467,28 +474,34 @@ export class Session {
     }
   }
 
+  /**
+   * Off: stops the tracer and gives tracing back; when that fails the view says why (tracing may still be on) and the
+   * call throws, so whoever asked (the UI, a cleanup step) can tell the user.
+   */
   async setTracing(on: boolean): Promise<TracerView> {
     this.tracingWanted = on;
     if (!on) {
-      const tracer = this.tracer;
-      this.tracer = undefined;
-      this.tracerDetach?.();
-      this.tracerDetach = undefined;
-      if (tracer) await tracer.stop();
-      this.tracerView = { state: 'off' };
+      const release = await this.stopTracer();
+      this.tracerView = release?.outcome === 'failed' ? { state: 'off', reason: release.reason } : { state: 'off' };
       this.stateChanged();
+      if (release?.outcome === 'failed') throw new BridgeError(release.code ?? 'internal', release.reason);
       return this.tracerView;
     }
     if (this.tracer && (this.tracerView.state === 'on' || this.tracerView.state === 'reconnecting')) return this.tracerView;
-    // A tracer that ended by itself (off or unavailable after a restart) is replaced by a fresh one.
-    if (this.tracer) {
-      await this.setTracing(false);
-      this.tracingWanted = true;
-    }
+    // A tracer that ended by itself (off or unavailable after a restart) is replaced by a fresh one; it gave tracing back or it is off anyway.
+    await this.stopTracer();
     const connection = this.requireConnection();
     const view = await this.startTracer(connection);
     this.stateChanged();
     return view;
+  }
+
+  private async stopTracer(): Promise<TracingRelease | undefined> {
+    const tracer = this.tracer;
+    this.tracer = undefined;
+    this.tracerDetach?.();
+    this.tracerDetach = undefined;
+    return tracer?.stop();
   }
 
   /** Starts a tracer on `connection` and follows its status: it reconnects and resumes by itself after a broker restart. */
@@ -556,9 +569,12 @@ export class Session {
   /** Graceful end: drain the server, restore tracing, close the links, stop a sandbox this session started. */
   async dispose(): Promise<void> {
     this.loadController?.abort();
-    await this.close();
+    let failure: unknown;
+    await this.close().catch((err: unknown) => (failure = err));
     if (this.sandbox.ownedByApp) await stopSandbox(this.sandboxDir);
     clearTimeout(this.flushTimer);
     clearTimeout(this.stateTimer);
+    // A sandbox stopped with it takes its tracing along (a restart resets the flag): nothing is left to report.
+    if (failure !== undefined && !this.sandbox.ownedByApp) throw failure;
   }
 }

@@ -1,5 +1,6 @@
 /** Firehose tracing is a vhost-wide setting: every way a BridgeScope process can end must give it back. */
 import { spawn } from 'node:child_process';
+import { createServer, connect as connectTcp, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import amqp from 'amqplib';
 import fc from 'fast-check';
@@ -42,6 +43,69 @@ async function freshVhost(): Promise<TestVhost> {
 
 async function markerPresent(vhost: TestVhost): Promise<boolean> {
   return (await vhost.api.tracingMarker()) !== undefined;
+}
+
+interface ManagementProxy {
+  /** the broker's management URL, through the proxy */
+  url: string;
+  /** new requests wait (not forwarded) until `release`; resolves when the first one arrives */
+  hold(): Promise<void>;
+  release(): void;
+  /** refuses every new request from now on (the management API became unreachable) */
+  refuse(): Promise<void>;
+}
+
+/** A TCP relay in front of the real management API, so a test can make the API slow or unreachable at a chosen moment. */
+async function managementProxy(managementUrl: string): Promise<ManagementProxy> {
+  const target = new URL(managementUrl);
+  const sockets = new Set<Socket>();
+  /** while holding: what clients sent, to be forwarded on release (kept connections are held too, request by request) */
+  let held: Array<() => void> | undefined;
+  let arrived: (() => void) | undefined;
+  const server = createServer((client) => {
+    const upstream = connectTcp(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => undefined);
+    }
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    client.on('data', (chunk: Buffer) => {
+      if (!held) {
+        upstream.write(chunk);
+        return;
+      }
+      held.push(() => upstream.write(chunk));
+      arrived?.();
+      arrived = undefined;
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const refuse = async (): Promise<void> => {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const socket of sockets) socket.destroy();
+    });
+  };
+  cleanups.push(refuse);
+  const proxied = new URL(managementUrl);
+  proxied.host = `127.0.0.1:${port}`;
+  return {
+    url: proxied.toString().replace(/\/+$/, ''),
+    hold: () => {
+      held = [];
+      return new Promise<void>((resolve) => (arrived = resolve));
+    },
+    release: () => {
+      const waiting = held ?? [];
+      held = undefined;
+      for (const forward of waiting) forward();
+    },
+    refuse,
+  };
 }
 
 interface Spawned {
@@ -115,14 +179,23 @@ describe('signals', () => {
     expect(await markerPresent(vhost)).toBe(false);
   });
 
-  it('`trace` signalled again after its cleanup began still switches tracing back off', async () => {
+  it('`trace` signalled again while its cleanup waits for the broker says what is pending, then still switches tracing back off', async () => {
     const vhost = await freshVhost();
-    const trace = startTrace(vhost);
+    const proxy = await managementProxy(vhost.managementUrl);
+    const trace = spawnGroup(process.execPath, [cliPath, 'trace', '--amqp', vhost.amqpUrl, '--management', proxy.url, '--vhost', vhost.name]);
     await trace.waitForLine(/Tracing vhost .* \(turned on/);
+    const cleanupWaiting = proxy.hold();
     process.kill(-trace.pid, 'SIGTERM');
     await trace.waitForLine(/^Stopping/);
+    const stoppingAt = Date.now();
+    await cleanupWaiting;
+    // A second signal within the echo window (750 ms) counts as the same Ctrl-C: the broker's answers pace the wait past it.
+    await until(async () => (await vhost.api.tracing()) && Date.now() - stoppingAt > 1000);
     process.kill(-trace.pid, 'SIGTERM');
+    await trace.waitForLine(/^Still cleaning up \(stop tracing and restore firehose tracing on vhost /);
+    proxy.release();
     expect((await trace.exited).code).toBe(0);
+    expect(trace.lines).toContain(`Tracing restored: switched off on vhost ${vhost.name}.`);
     expect(await vhost.api.tracing()).toBe(false);
   });
 
@@ -261,6 +334,57 @@ describe('ownership', () => {
     expect(await markerPresent(vhost)).toBe(true);
   });
 
+  it('leaves tracing owned by the tracer that started while the last one was removing its marker, which then switches it off (#16)', async () => {
+    const vhost = await freshVhost();
+    /** The real API, with a second tracer starting right before the stopping tracer removes the marker (the race being tested). */
+    class StartDuringMarkerRemoval extends ManagementApi {
+      beforeRemoval: (() => Promise<void>) | undefined;
+      override async deleteTracingMarkers(...args: Parameters<ManagementApi['deleteTracingMarkers']>): Promise<void> {
+        const hook = this.beforeRemoval;
+        this.beforeRemoval = undefined;
+        if (hook) await hook();
+        await super.deleteTracingMarkers(...args);
+      }
+    }
+    const stoppingApi = new StartDuringMarkerRemoval(vhost.managementUrl, vhost.name);
+    const first = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: stoppingApi, store: new TraceStore() });
+    const second = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
+    cleanups.push(() => first.stop(), () => second.stop());
+    expect(await first.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    stoppingApi.beforeRemoval = async () => {
+      expect(await second.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    };
+    expect(await first.stop()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(true);
+    expect(await markerPresent(vhost)).toBe(true);
+    expect(await second.stop()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('replaces a stale marker (tracing off, e.g. after a node restart) with one naming the tracer that switches tracing on', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    const startedAt = Date.now();
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), owner: 'the tracer after the restart' });
+    cleanups.push(() => tracer.stop());
+    expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    const marker = await vhost.api.tracingMarker();
+    expect(marker?.by).toBe('the tracer after the restart');
+    expect(Date.parse(marker?.since ?? '')).toBeGreaterThanOrEqual(startedAt - 1000);
+  });
+
+  it('says "an unknown time" for a marker whose since is not an ISO date (any vhost user can write it)', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: 'yesterday); run rm -rf / (really', by: 'x\u001b[2Jcleared\nthe screen' });
+    await vhost.api.setTracing(true);
+    const abandoned = await checkAbandonedTracing(vhost.api);
+    expect(abandoned?.message).toBe(
+      `Firehose tracing on vhost ${vhost.name} was left on by a BridgeScope process that ended without restoring it (since an unknown time); it will be switched off when this one is done.`,
+    );
+    expect(await vhost.api.tracingMarker()).toEqual({ since: 'an unknown time', by: 'an unknown BridgeScope process' });
+  });
+
   it('leaves on the tracing a human switched on, even when the tracer ran alone', async () => {
     const vhost = await freshVhost();
     await vhost.api.setTracing(true);
@@ -307,6 +431,34 @@ describe('ownership', () => {
     expect(await vhost.api.tracing()).toBe(false);
     expect(await markerPresent(vhost)).toBe(false);
     expect(session.state().notice).toBeUndefined();
+  });
+
+  it('has the app say why, and fail its "tracing off" step, when the management API cannot switch tracing off', async () => {
+    const vhost = await freshVhost();
+    const proxy = await managementProxy(vhost.managementUrl);
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+    cleanups.push(() => session.dispose());
+    await session.open({ name: 'release-fails', amqpUrl: vhost.amqpUrl, mqttUrl: broker.urls.mqtt, managementUrl: proxy.url, vhost: vhost.name, exchange: 'amq.direct' });
+    expect(await session.setTracing(true)).toMatchObject({ state: 'on' });
+    await proxy.refuse();
+    await expect(session.setTracing(false)).rejects.toThrow(/^Could not switch firehose tracing off on vhost .*; it may still be on\.$/);
+    expect(session.state().tracer).toMatchObject({ state: 'off', reason: expect.stringMatching(/it may still be on/) });
+    expect(await vhost.api.tracing()).toBe(true);
+  });
+
+  it('has the app fail its close, after closing its links, when tracing a dead process left on cannot be switched off', async () => {
+    const vhost = await freshVhost();
+    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await vhost.api.setTracing(true);
+    const proxy = await managementProxy(vhost.managementUrl);
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+    cleanups.push(() => session.dispose());
+    const state = await session.open({ name: 'restore-fails', amqpUrl: vhost.amqpUrl, mqttUrl: broker.urls.mqtt, managementUrl: proxy.url, vhost: vhost.name, exchange: 'amq.direct' });
+    expect(state.notice).toMatch(/was left on by a BridgeScope process/);
+    await proxy.refuse();
+    await expect(session.close()).rejects.toThrow(/^Could not switch firehose tracing off on vhost .*; it may still be on\.$/);
+    expect(session.state().links).toEqual({ amqp: { state: 'idle' }, mqtt: { state: 'idle' } });
+    expect(await vhost.api.tracing()).toBe(true);
   });
 
   it('removes quietly a marker whose tracing is already off (a node restart resets the flag)', async () => {
@@ -412,12 +564,28 @@ describe('a broken stream', () => {
 });
 
 describe('the marker', () => {
-  it('is one durable internal exchange named for BridgeScope', async () => {
+  it('is a durable internal exchange of its own per owner, named for BridgeScope', async () => {
     const vhost = await freshVhost();
     const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), owner: 'a test' });
     cleanups.push(() => tracer.stop());
     await tracer.start();
-    const exchange = await managementRequest<Record<string, unknown>>(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${TRACING_MARKER_EXCHANGE}`);
+    const [marker] = await vhost.api.tracingMarkers();
+    expect(marker?.exchange).toMatch(new RegExp(`^${TRACING_MARKER_EXCHANGE.replaceAll('.', '\\.')}\\.[0-9a-f-]{36}$`));
+    const exchange = await managementRequest<Record<string, unknown>>(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${marker?.exchange}`);
     expect(exchange).toMatchObject({ durable: true, internal: true, arguments: { 'x-bridgescope-by': 'a test' } });
+  });
+
+  it('left by an older BridgeScope (one exchange named exactly so) is still read, and removed when tracing is given back', async () => {
+    const vhost = await freshVhost();
+    await managementRequest(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${TRACING_MARKER_EXCHANGE}`, {
+      method: 'PUT',
+      body: { type: 'fanout', durable: true, internal: true, arguments: { 'x-bridgescope-since': '2026-11-26T01:00:00.000Z', 'x-bridgescope-by': 'bridgescope trace (pid 1)' } },
+    });
+    await vhost.api.setTracing(true);
+    const abandoned = await checkAbandonedTracing(vhost.api);
+    expect(abandoned?.since).toBe('2026-11-26T01:00:00.000Z');
+    expect(await abandoned?.restore()).toEqual({ outcome: 'switched-off' });
+    expect(await vhost.api.tracing()).toBe(false);
+    expect(await markerPresent(vhost)).toBe(false);
   });
 });

@@ -8,7 +8,7 @@ import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
 import { ManagementApi } from '../../src/core/broker/management-api';
-import { FirehoseTracer, type FirehoseEvent, type FirehoseStatus } from '../../src/core/trace/firehose';
+import { FirehoseTracer, releaseTracing, type FirehoseEvent, type FirehoseStatus } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
@@ -66,10 +66,13 @@ describe('a broker restart under a running tracer', () => {
     const back = untilStatus(tracer, (status) => status.state === 'on');
 
     await restartBroker();
+    const restartedAt = Date.now();
     expect(await lost).toMatchObject({ state: 'reconnecting', reason: expect.any(String) });
     expect(await back).toMatchObject({ state: 'on', resumed: true, turnedOnByUs: true });
     expect(states.filter((state) => state !== 'reconnecting')).toEqual(['on']);
     expect(await api.tracing()).toBe(true);
+    // The marker is written again after the restart: it names this run's switch-on, not the one before the restart.
+    expect(Date.parse((await api.tracingMarker())?.since ?? '')).toBeGreaterThanOrEqual(restartedAt - 1000);
 
     const connection = await amqp.connect(broker.urls.amqp);
     closers.push(() => connection.close());
@@ -112,4 +115,27 @@ describe('a broker restart under a running tracer', () => {
     expect(lines).toContain('Tracing restored: switched off on vhost /.');
     expect(await api.tracing()).toBe(false);
   }, 180_000);
+
+  it('stops within its close bound on a paused broker (the close is never answered), saying tracing may still be on', async () => {
+    const api = new ManagementApi(broker.urls.management);
+    const tracer = new FirehoseTracer({ amqpUrl: broker.urls.amqp, api, store: new TraceStore() });
+    closers.push(() => tracer.stop());
+    expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    const paused = broker.pid;
+    process.kill(paused, 'SIGSTOP');
+    // A guard, not a wait: a stop that hangs (the bug) must not leave the node paused for the rest of the run.
+    const guard = setTimeout(() => process.kill(paused, 'SIGCONT'), 20_000);
+    let release: Awaited<ReturnType<FirehoseTracer['stop']>>;
+    const stoppingAt = Date.now();
+    try {
+      release = await tracer.stop();
+    } finally {
+      clearTimeout(guard);
+      process.kill(paused, 'SIGCONT');
+    }
+    // 5 s for the unanswered close, then 5 s for the management API's first unanswered request.
+    expect(Date.now() - stoppingAt).toBeLessThan(15_000);
+    expect(release).toMatchObject({ outcome: 'failed', reason: expect.stringMatching(/it may still be on\.$/) });
+    expect(await releaseTracing(api)).toEqual({ outcome: 'switched-off' });
+  }, 60_000);
 });

@@ -1,4 +1,5 @@
 /** What the broker knows and AMQP 0-9-1 cannot tell: bindings, queues, connections, vhost tracing (management HTTP API). */
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { BindingInfo, BrokerOverview, ConnectionInfo, QueueInfo } from '../../shared/broker';
 import { BridgeError } from '../errors';
@@ -48,7 +49,11 @@ const connectionSchema = z.object({
 
 const exchangeSchema = z.object({ name: z.string(), type: z.string(), durable: z.boolean().optional() });
 
-/** The durable exchange whose presence says "BridgeScope switched tracing on here"; its arguments say who and since when. */
+/**
+ * Durable exchanges named `bridgescope.tracing-owner.<uuid>` (or, from older versions, exactly this name) say
+ * "BridgeScope switched tracing on here"; their arguments say who and since when. One per owner: a tracer removes only
+ * the markers it read, so it can never remove the one a tracer that started meanwhile has just written.
+ */
 export const TRACING_MARKER_EXCHANGE = 'bridgescope.tracing-owner';
 /** Every live BridgeScope tracer holds an exclusive queue with this prefix: it vanishes with the tracer's connection. */
 export const LIVE_TRACER_QUEUE_PREFIX = 'bridgescope.tracer.';
@@ -60,8 +65,29 @@ export interface TracingMarker {
   by: string;
 }
 
-const markerSchema = z.object({
-  arguments: z.object({ 'x-bridgescope-since': z.string().optional(), 'x-bridgescope-by': z.string().optional() }).passthrough().optional(),
+/** A marker as found on the broker, with the exchange that holds it. */
+export interface TracingMarkerRecord extends TracingMarker {
+  exchange: string;
+}
+
+const UNKNOWN_SINCE = 'an unknown time';
+const UNKNOWN_BY = 'an unknown BridgeScope process';
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/;
+/** printable, one line, short: it ends up in a sentence shown to the user */
+const PRINTABLE_OWNER = /^[^\p{C}]{1,120}$/u;
+
+/** Any vhost user can declare an exchange with our name and arguments: what they say is shown only when it looks sane. */
+export function readMarkerArguments(args: Record<string, unknown> | undefined): TracingMarker {
+  const since = args?.['x-bridgescope-since'];
+  const by = args?.['x-bridgescope-by'];
+  return {
+    since: typeof since === 'string' && ISO_TIME.test(since) && !Number.isNaN(Date.parse(since)) ? since : UNKNOWN_SINCE,
+    by: typeof by === 'string' && PRINTABLE_OWNER.test(by) ? by : UNKNOWN_BY,
+  };
+}
+
+const markerListSchema = z.object({
+  items: z.array(z.object({ name: z.string(), arguments: z.record(z.string(), z.unknown()).optional() })),
 });
 
 const pagedQueuesSchema = z.object({ items: z.array(z.object({ name: z.string(), exclusive: z.boolean().optional() })) });
@@ -167,34 +193,43 @@ export class ManagementApi {
     await managementRequest(this.url, `/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
   }
 
-  /** BridgeScope's ownership marker for this vhost's tracing; undefined when tracing was not switched on by BridgeScope. */
-  async tracingMarker(): Promise<TracingMarker | undefined> {
-    let raw: unknown;
-    try {
-      raw = await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(TRACING_MARKER_EXCHANGE)}`);
-    } catch (err) {
-      if (err instanceof BridgeError && err.code === 'not-found') return undefined;
-      throw err;
-    }
-    const parsed = markerSchema.safeParse(raw);
-    const args = parsed.success ? parsed.data.arguments : undefined;
-    return { since: args?.['x-bridgescope-since'] ?? 'an unknown time', by: args?.['x-bridgescope-by'] ?? 'an unknown BridgeScope process' };
+  /** Every BridgeScope ownership marker on this vhost, oldest first; none when BridgeScope did not switch tracing on. */
+  async tracingMarkers(): Promise<TracingMarkerRecord[]> {
+    const pattern = encodeURIComponent(`^${TRACING_MARKER_EXCHANGE.replaceAll('.', '\\.')}(\\.|$)`);
+    const raw = markerListSchema.parse(
+      await this.get(`/api/exchanges/${this.vhostPath}?page=1&page_size=500&use_regex=true&name=${pattern}&columns=name,arguments`),
+    );
+    return raw.items
+      .filter((item) => item.name === TRACING_MARKER_EXCHANGE || item.name.startsWith(`${TRACING_MARKER_EXCHANGE}.`))
+      .map((item) => ({ exchange: item.name, ...readMarkerArguments(item.arguments) }))
+      .sort((a, b) => (Date.parse(a.since) || Infinity) - (Date.parse(b.since) || Infinity));
   }
 
-  /** Leaves the marker (idempotent: an existing marker keeps its first owner and time). */
-  async setTracingMarker(marker: TracingMarker): Promise<void> {
+  /** The oldest ownership marker (when tracing was first switched on), or undefined when there is none. */
+  async tracingMarker(): Promise<TracingMarker | undefined> {
+    const [oldest] = await this.tracingMarkers();
+    return oldest ? { since: oldest.since, by: oldest.by } : undefined;
+  }
+
+  /** Writes a new marker of its own and returns its exchange name (the one to remove when this owner gives tracing back). */
+  async setTracingMarker(marker: TracingMarker): Promise<string> {
+    const exchange = `${TRACING_MARKER_EXCHANGE}.${randomUUID()}`;
     // internal: nobody can publish to it; durable: it must outlive the process and a broker restart.
-    await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(TRACING_MARKER_EXCHANGE)}`, {
+    await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`, {
       method: 'PUT',
       body: { type: 'fanout', durable: true, auto_delete: false, internal: true, arguments: { 'x-bridgescope-since': marker.since, 'x-bridgescope-by': marker.by } },
     });
+    return exchange;
   }
 
-  async deleteTracingMarker(): Promise<void> {
-    try {
-      await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(TRACING_MARKER_EXCHANGE)}`, { method: 'DELETE' });
-    } catch (err) {
-      if (!(err instanceof BridgeError && err.code === 'not-found')) throw err;
+  /** Removes the named markers (those read before): a marker written since then by another owner stays. */
+  async deleteTracingMarkers(exchanges: readonly string[]): Promise<void> {
+    for (const exchange of exchanges) {
+      try {
+        await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`, { method: 'DELETE' });
+      } catch (err) {
+        if (!(err instanceof BridgeError && err.code === 'not-found')) throw err;
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 /** The broker's own record of routing: RabbitMQ's firehose (amq.rabbitmq.trace), turned on and off politely, and always given back. */
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
@@ -102,16 +103,18 @@ function predictedKey(store: TraceStore, rpcId: string, leg: 'request' | 'reply'
 export type TracingRelease =
   | { outcome: 'switched-off' }
   | { outcome: 'left-on'; why: 'not-ours' | 'in-use' }
-  | { outcome: 'failed'; reason: string };
+  | { outcome: 'failed'; reason: string; code?: ErrorCode };
 
 /**
  * The one rule for handing tracing back, used by every BridgeScope process when it is done: switch tracing off only
- * when BridgeScope switched it on (the marker is there) and no other live BridgeScope tracer remains; then remove the
- * marker. Tracing a human switched on (no marker) is never touched. Never throws.
+ * when BridgeScope switched it on (a marker is there) and no other live BridgeScope tracer remains; then remove the
+ * markers read at the start, and only those (a tracer that started meanwhile wrote its own). Tracing a human switched
+ * on (no marker) is never touched. Never throws.
  */
 export async function releaseTracing(api: ManagementApi, ownQueue?: string): Promise<TracingRelease> {
   try {
-    if (!(await api.tracingMarker())) return { outcome: 'left-on', why: 'not-ours' };
+    const markers = await api.tracingMarkers();
+    if (markers.length === 0) return { outcome: 'left-on', why: 'not-ours' };
     const others = (await api.liveTracerQueues()).filter((queue) => queue !== ownQueue);
     if (others.length > 0) return { outcome: 'left-on', why: 'in-use' };
     if (await api.tracing()) await api.setTracing(false);
@@ -120,11 +123,12 @@ export async function releaseTracing(api: ManagementApi, ownQueue?: string): Pro
       await api.setTracing(true);
       return { outcome: 'left-on', why: 'in-use' };
     }
-    // The marker goes last: a crash before this leaves a stale marker (removed by the next check), never an unowned flag.
-    await api.deleteTracingMarker();
+    // The markers go last: a crash before this leaves a stale marker (removed by the next check), never an unowned flag.
+    await api.deleteTracingMarkers(markers.map((marker) => marker.exchange));
     return { outcome: 'switched-off' };
   } catch (err) {
-    return { outcome: 'failed', reason: `Could not switch firehose tracing off on vhost ${api.vhost} (${toErrorShape(err).message}); it may still be on.` };
+    const shape = toErrorShape(err);
+    return { outcome: 'failed', code: shape.code, reason: `Could not switch firehose tracing off on vhost ${api.vhost} (${shape.message}); it may still be on.` };
   }
 }
 
@@ -143,11 +147,12 @@ export interface AbandonedTracing {
  * API's error (e.g. 'auth') so a caller can tell the user.
  */
 export async function checkAbandonedTracing(api: ManagementApi): Promise<AbandonedTracing | undefined> {
-  const marker = await api.tracingMarker();
+  const markers = await api.tracingMarkers();
+  const marker = markers[0];
   if (!marker) return undefined;
   if ((await api.liveTracerQueues()).length > 0) return undefined;
   if (!(await api.tracing())) {
-    await api.deleteTracingMarker().catch(() => undefined);
+    await api.deleteTracingMarkers(markers.map((stale) => stale.exchange)).catch(() => undefined);
     return undefined;
   }
   return {
@@ -196,6 +201,8 @@ class ManagementFailure extends Error {
  */
 export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private connection: amqp.RecoveringChannelModel | undefined;
+  /** the current connection's model, whose socket a close that is never answered destroys */
+  private model: ChannelModel | undefined;
   private queue: string | undefined;
   private current: FirehoseStatus = { state: 'off' };
   private starting: Promise<unknown> | undefined;
@@ -278,7 +285,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       await connection.waitForConnect();
     } catch (err) {
       this.connection = undefined;
-      await connection.close().catch(() => undefined);
+      await this.closeBounded(connection);
       const release = await releaseTracing(api, this.queue);
       if (err instanceof ManagementFailure) {
         const status = unavailableBecause(err.original, 'Cannot turn on firehose tracing');
@@ -292,6 +299,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
 
   /** Runs on every (re)connection: the live queue first (so nobody takes us for dead), then tracing on. */
   private async setup(model: ChannelModel): Promise<void> {
+    this.model = model;
     model.on('error', () => undefined);
     const channel = await model.createChannel();
     channel.on('error', () => undefined);
@@ -321,10 +329,15 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     }
   }
 
-  /** Switches tracing on when it is off, marker first: a crash in between leaves a stale marker, never an unowned flag. */
+  /**
+   * Switches tracing on when it is off, marker first: a crash in between leaves a stale marker, never an unowned flag.
+   * Markers found while tracing is off are stale (a node restart resets the flag, not a durable exchange): they are
+   * replaced, so the marker names this process and this time.
+   */
   private async switchOn(): Promise<boolean> {
     const { api } = this.options;
     if (await api.tracing()) return false;
+    await api.deleteTracingMarkers((await api.tracingMarkers()).map((stale) => stale.exchange));
     const marker: TracingMarker = { since: new Date().toISOString(), by: this.options.owner ?? `BridgeScope pid ${process.pid} on ${hostname()}` };
     await api.setTracingMarker(marker);
     await api.setTracing(true);
@@ -344,6 +357,19 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     }
   }
 
+  /** Closes politely, but never waits longer than `boundMs` for a broker that does not answer (a paused node): then the socket goes. */
+  private async closeBounded(connection: amqp.RecoveringChannelModel, boundMs = 5000): Promise<void> {
+    const model = this.model;
+    let timer: NodeJS.Timeout | undefined;
+    const answered = await Promise.race([
+      connection.close().then(() => true, () => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), boundMs))),
+    ]);
+    clearTimeout(timer);
+    // amqplib keeps the socket on the connection object; its types do not show it.
+    if (!answered) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
+  }
+
   /** Stops consuming and gives tracing back (see `releaseTracing`); safe to call during start and more than once. Never throws. */
   stop(): Promise<TracingRelease> {
     this.stopping ??= this.finish();
@@ -354,12 +380,12 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     const connection = this.connection;
     this.connection = undefined;
     // Closing first removes our own live queue, so two tracers stopping at once both see "no other tracer".
-    if (connection) await connection.close().catch(() => undefined);
+    if (connection) await this.closeBounded(connection);
     await this.starting;
     // A start that was still connecting when stop was called has set its connection by now.
     const late = this.connection as amqp.RecoveringChannelModel | undefined;
     this.connection = undefined;
-    if (late) await late.close().catch(() => undefined);
+    if (late) await this.closeBounded(late);
     const release: TracingRelease = this.touched ? await releaseTracing(this.options.api, this.queue) : { outcome: 'left-on', why: 'not-ours' };
     this.setStatus({ state: 'off' });
     return release;
