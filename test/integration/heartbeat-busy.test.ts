@@ -151,3 +151,30 @@ describe('the AMQP heartbeat watchdog', () => {
     expect(warnings).toEqual([]);
   });
 });
+
+describe('an AMQP link whose connection the network resets', () => {
+  it('does not crash the process when the reset comes while it sets the new connection up, and connects on the next attempt', async () => {
+    const queue = uniqueName('link-reset-setup');
+    const { proxy, url } = await proxied();
+    let setups = 0;
+    const link = new AmqpLink({
+      url,
+      connectionName: queue,
+      heartbeatSeconds: 5,
+      initialRetries: 3,
+      maxReconnectDelayMs: 500,
+      onConnected: async (model: ChannelModel) => {
+        setups += 1;
+        // The first connection is reset by the network in the middle of our topology setup.
+        if (setups === 1) proxy.resetClients();
+        const channel = await model.createChannel();
+        await channel.assertQueue(queue, { exclusive: true });
+      },
+    });
+    closers.push(() => link.close(1000), () => proxy.close());
+    await link.open();
+    expect(setups).toBe(2);
+    expect(link.status.state).toBe('connected');
+  });
+});
+

@@ -50,6 +50,16 @@ export function amqpConnectOptions(url: string, heartbeatSeconds: number): amqp.
   };
 }
 
+/**
+ * A plain (non-recovering) AMQP connection. Its 'error' is handled at once: the 'close' that follows tells the caller,
+ * and an error event without a listener would be thrown from inside the socket's handler and crash the process.
+ */
+export async function connectAmqp(target: string | amqp.Options.Connect, socketOptions: Record<string, unknown>): Promise<ChannelModel> {
+  const model = await amqp.connect(target, socketOptions);
+  model.on('error', () => undefined);
+  return model;
+}
+
 /** Turns amqplib's connection errors into one sentence a user can act on. */
 export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (err instanceof BridgeError) return err;
@@ -187,6 +197,9 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
         jitter: 0.3,
         waitForConnect: false,
         setup: async (model: ChannelModel) => {
+          // amqplib's recovery listens for the model's errors only after this setup succeeds; a reset or a broker
+          // shutting down meanwhile (or while recovery closes a failed attempt) would throw from the socket's handler.
+          model.on('error', () => undefined);
           this.model = model;
           this.loopWatch = watchHeartbeat(model, heartbeatSeconds, (spell) => this.emit('warning', busyMessage(spell.blockedMs)));
           await this.options.onConnected(model);
