@@ -1,7 +1,6 @@
 /** One benchmark run of one contender: the raw mqtt.js + amqplib floor, or BridgeScope's own client and server. */
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
-import amqp from 'amqplib';
 import mqtt from 'mqtt';
 import type { BrokerUrls } from '../core/broker/readiness';
 import { ManagementApi } from '../core/broker/management-api';
@@ -10,7 +9,7 @@ import { RpcServer } from '../core/rpc/server';
 import { loadHandler } from '../core/rpc/handlers';
 import { FirehoseTracer } from '../core/trace/firehose';
 import { TraceStore } from '../core/trace/trace-store';
-import { amqpConnectOptions } from '../core/links/amqp-link';
+import { amqpConnectOptions, connectAmqp } from '../core/links/amqp-link';
 
 export type ContenderName = 'raw' | 'bridgescope' | 'raw-per-request' | 'bridgescope-per-request' | 'bridgescope-traced';
 
@@ -59,7 +58,7 @@ async function drive(call: CallOnce, total: number, concurrency: number, payload
 
 /** The floor: an amqplib consumer that replies to reply_to with / -> ., and an mqtt.js client matching replies by id. */
 async function raw(urls: BrokerUrls, queue: string, perRequest: boolean): Promise<Contender> {
-  const connection = await amqp.connect(amqpConnectOptions(urls.amqp, 10), { noDelay: true });
+  const connection = await connectAmqp(amqpConnectOptions(urls.amqp, 10), { noDelay: true });
   const channel = await connection.createChannel();
   // The same topology as BridgeScope's server: a durable queue, so QoS 1 (persistent) requests cost the broker the same.
   await channel.assertQueue(queue, { durable: true });

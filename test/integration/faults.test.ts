@@ -123,16 +123,19 @@ describe('a dead link', () => {
   it('is noticed within twice the heartbeat/keepalive interval, refuses requests past the offline cap, and recovers', async () => {
     const intervalSeconds = 2;
     const { server, client } = await startPair({ heartbeatSeconds: intervalSeconds, keepaliveSeconds: intervalSeconds, maxOfflineQueue: 5 });
-    const mqttDown = untilStatus(client.link, ['reconnecting', 'failed'], client.link.status);
-    const amqpDown = untilStatus(server, ['reconnecting', 'failed'], server.status);
-    const paused = Date.now();
+    let paused = 0;
+    // Each link's own time, so a slow detection names the link that was slow and the reason it gave.
+    const noticed = (link: 'MQTT' | 'AMQP') => (status: LinkStatus) => ({ link, afterMs: Date.now() - paused, reason: 'lastError' in status ? status.lastError : status.state });
+    const mqttDown = untilStatus(client.link, ['reconnecting', 'failed'], client.link.status).then(noticed('MQTT'));
+    const amqpDown = untilStatus(server, ['reconnecting', 'failed'], server.status).then(noticed('AMQP'));
+    paused = Date.now();
     process.kill(broker.pid, 'SIGSTOP');
     try {
-      await Promise.all([mqttDown, amqpDown]);
-      const noticedAfterMs = Date.now() - paused;
-      table.push({ fault: 'broker paused (SIGSTOP)', sent: 0, replies: 0, errors: 0, lost: 0, duplicates: 0, noticedAfterMs });
+      const [mqtt, amqp] = await Promise.all([mqttDown, amqpDown]);
+      const noticedAfterMs = Math.max(mqtt.afterMs, amqp.afterMs);
+      table.push({ fault: 'broker paused (SIGSTOP)', sent: 0, replies: 0, errors: 0, lost: 0, duplicates: 0, noticedAfterMs, mqttAfterMs: mqtt.afterMs, amqpAfterMs: amqp.afterMs });
       // The detection bound comes from the protocols' own intervals, plus a second for timer slack.
-      expect(noticedAfterMs).toBeLessThanOrEqual(2 * intervalSeconds * 1000 + 1000);
+      expect([mqtt, amqp].filter((down) => down.afterMs > 2 * intervalSeconds * 1000 + 1000)).toEqual([]);
 
       const waiting = Array.from({ length: 5 }, () => client.call({ topic: server.queue, params: 'queued', timeoutMs: 60_000 }));
       await expect(client.call({ topic: server.queue, params: 'one too many' })).rejects.toMatchObject({

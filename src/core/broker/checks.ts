@@ -1,10 +1,10 @@
 /** The exchange probe (where does the MQTT plugin really publish?) and the pre-flight checks before a request. */
 import { randomUUID } from 'node:crypto';
-import amqp from 'amqplib';
+import type amqp from 'amqplib';
 import type { BindingInfo, CheckLine, ProbeVerdict, QueueInfo } from '../../shared/broker';
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
-import { amqpConnectOptions, explainAmqpError } from '../links/amqp-link';
+import { amqpConnectOptions, connectAmqp, explainAmqpError } from '../links/amqp-link';
 import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
 import { toErrorShape } from '../errors';
 import type { ManagementApi } from './management-api';
@@ -72,9 +72,8 @@ export function amqpConsumerCounter(model: amqp.ChannelModel): (queue: string) =
 /** Live consumer counts of `queues` over a short AMQP connection; queues it cannot check are left out. */
 export async function liveConsumerCounts(amqpUrl: string, queues: string[]): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  const connection = await amqp.connect(amqpConnectOptions(amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
+  const connection = await connectAmqp(amqpConnectOptions(amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
   if (!connection) return counts;
-  connection.on('error', () => undefined);
   try {
     const count = amqpConsumerCounter(connection);
     for (const queue of queues) {
@@ -147,11 +146,10 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
   const { api, protocols } = await usableManagementApi(options.api, lines);
   let connection: amqp.ChannelModel;
   try {
-    connection = await amqp.connect(amqpConnectOptions(options.amqpUrl, 10), { noDelay: true, timeout: 5000 });
+    connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 10), { noDelay: true, timeout: 5000 });
   } catch (err) {
     throw explainAmqpError(err, options.amqpUrl);
   }
-  connection.on('error', () => undefined);
   const clientId = `bridgescope-probe-${token.slice(0, 8)}`;
   const link = new MqttLink({ url: options.mqttUrl, clientId });
   try {

@@ -50,6 +50,16 @@ export function amqpConnectOptions(url: string, heartbeatSeconds: number): amqp.
   };
 }
 
+/**
+ * A plain (non-recovering) AMQP connection. Its 'error' is handled at once: the 'close' that follows tells the caller,
+ * and an error event without a listener would be thrown from inside the socket's handler and crash the process.
+ */
+export async function connectAmqp(target: string | amqp.Options.Connect, socketOptions: Record<string, unknown>): Promise<ChannelModel> {
+  const model = await amqp.connect(target, socketOptions);
+  model.on('error', () => undefined);
+  return model;
+}
+
 /** Turns amqplib's connection errors into one sentence a user can act on. */
 export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (err instanceof BridgeError) return err;
@@ -89,7 +99,9 @@ export interface LoopWatch {
 /**
  * amqplib notices a silent broker only after two or three heartbeat intervals; RabbitMQ sends a frame every half
  * interval, so silence of 1.75 intervals already means the link is dead. The socket is closed then, which starts recovery.
- * Silence that our own blocked event loop explains (the check itself ran late) is not held against the broker.
+ * A check that ran late (our own event loop was blocked, or the machine was loaded) proves nothing either way: bytes the
+ * broker sent meanwhile still wait unread in the kernel. So the verdict waits for one socket read (setImmediate runs after
+ * the loop's poll phase): bytes that arrive clear the broker, none condemn it, however late the check was.
  */
 function watchHeartbeat(model: ChannelModel, heartbeatSeconds: number, onBusy: (spell: BusySpell) => void): LoopWatch | undefined {
   if (heartbeatSeconds <= 0) return undefined;
@@ -103,6 +115,7 @@ function watchHeartbeat(model: ChannelModel, heartbeatSeconds: number, onBusy: (
   let lastCheck = lastData;
   let lastBusy: BusySpell | undefined;
   let closedAt: number | undefined;
+  let verdictPending = false;
   socket.on('data', () => {
     lastData = performance.now();
   });
@@ -112,15 +125,22 @@ function watchHeartbeat(model: ChannelModel, heartbeatSeconds: number, onBusy: (
     const blockedMs = Math.max(0, now - lastCheck - checkEveryMs);
     lastCheck = now;
     const silentMs = now - lastData;
-    if (silentMs <= limitMs) return;
-    if (silentMs - blockedMs <= limitMs) {
-      // The silence is ours: give the socket a fresh interval to read what arrived meanwhile.
-      lastData = now;
-      lastBusy = { blockedMs, at: now };
-      onBusy(lastBusy);
-      return;
-    }
-    socket.destroy(new Error(`no data from the broker for ${Math.round(limitMs / 1000)} s (heartbeat ${heartbeatSeconds} s)`));
+    if (silentMs <= limitMs || verdictPending) return;
+    // The lateness explains the silence: remembered at once, so a loss that follows names our busy loop.
+    const ours = silentMs - blockedMs <= limitMs;
+    if (ours) lastBusy = { blockedMs, at: now };
+    verdictPending = true;
+    setImmediate(() => {
+      verdictPending = false;
+      if (socket.destroyed) return;
+      if (lastData >= now) {
+        if (ours) onBusy({ blockedMs, at: now });
+        return;
+      }
+      // Nothing was waiting in the kernel either: the broker itself is silent, whatever our loop did meanwhile.
+      if (ours) lastBusy = undefined;
+      socket.destroy(new Error(`no data from the broker for ${Math.round(limitMs / 1000)} s (heartbeat ${heartbeatSeconds} s)`));
+    });
   }, checkEveryMs);
   timer.unref();
   socket.once('close', () => {
@@ -177,6 +197,9 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
         jitter: 0.3,
         waitForConnect: false,
         setup: async (model: ChannelModel) => {
+          // amqplib's recovery listens for the model's errors only after this setup succeeds; a reset or a broker
+          // shutting down meanwhile (or while recovery closes a failed attempt) would throw from the socket's handler.
+          model.on('error', () => undefined);
           this.model = model;
           this.loopWatch = watchHeartbeat(model, heartbeatSeconds, (spell) => this.emit('warning', busyMessage(spell.blockedMs)));
           await this.options.onConnected(model);
