@@ -58,6 +58,11 @@ function dropWrites(stream: NodeJS.WritableStream): void {
   }) as NodeJS.WritableStream['write'];
 }
 
+/** Makes a closed stdout or stderr harmless for the whole process (main.ts calls it first); StopSignals also turns it into a stop. */
+export function guardOutputs(streams: readonly NodeJS.WritableStream[] = [process.stdout, process.stderr]): void {
+  for (const stream of streams) guardOutput(stream);
+}
+
 /** A closed pipe (EPIPE) or a closed terminal (EIO) on an output stops the command; no write error ever crashes it. */
 function guardOutput(stream: NodeJS.WritableStream): void {
   if (guardedOutputs.has(stream)) return;
@@ -96,7 +101,7 @@ export class StopSignals {
     this.signals = options.signals ?? ['SIGINT', 'SIGTERM', 'SIGHUP'];
     this.stopped = new Promise((resolve) => (this.resolveStopped = resolve));
     for (const signal of this.signals) process.on(signal, this.listener);
-    for (const stream of options.outputs ?? [process.stdout, process.stderr]) guardOutput(stream);
+    guardOutputs(options.outputs);
     outputWatchers.add(this.outputClosed);
   }
 

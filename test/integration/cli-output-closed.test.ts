@@ -6,6 +6,8 @@ import amqp from 'amqplib';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ManagementApi } from '../../src/core/broker/management-api';
 import { managementRequest } from '../../src/core/broker/management-http';
+import { RpcServer } from '../../src/core/rpc/server';
+import { loadHandler } from '../../src/core/rpc/handlers';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
 
@@ -68,5 +70,25 @@ describe('a CLI command whose stdout reader goes away', () => {
     expect(stderr.join('\n')).not.toMatch(/EPIPE|Unhandled|at .*\.js:\d+/);
     expect(code).toBe(0);
     expect(await vhost.api.tracing()).toBe(false);
+  });
+
+  it('`call --trace` whose stdout is already closed restores firehose tracing and exits 141, as a shell reports SIGPIPE', async () => {
+    const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue: uniqueName('rpc_queue'), workers: 1, handler: await loadHandler({ kind: 'echo' }) });
+    await server.start();
+    cleanups.push(() => server.stop(2000));
+    const child = spawn(
+      process.execPath,
+      [cliPath, 'call', '--trace', '--topic', server.queue, '--mqtt', broker.urls.mqtt, '--amqp', broker.urls.amqp, '--management', broker.urls.management, '{"n":1}'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    // The reader is gone before anything is written: the reply itself meets the closed pipe.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(stderr).not.toMatch(/EPIPE|Unhandled|at .*\.js:\d+/);
+    expect(stderr).toMatch(/Interrupted \(output closed\): restoring firehose tracing/);
+    expect(code).toBe(141);
+    expect(await new ManagementApi(broker.urls.management, '/').tracing()).toBe(false);
   });
 });

@@ -1,6 +1,5 @@
 /** `bridgescope serve`, `call` and `map`: the RPC engine and the topic map from the terminal. */
 import { readFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
 import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
 import { redactUrl } from '../../core/broker/management-http';
@@ -14,10 +13,12 @@ import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type Trac
 import { amqpConnectOptions } from '../../core/links/amqp-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
-import { action, parseChoice, parseDurationMs, parsePositiveInt, printJson, warn } from '../run';
+import { action, ExitCode, parseChoice, parseDurationMs, parsePositiveInt, printJson, say, warn } from '../run';
+import { withDeadline } from '../../shared/deadline';
+import { redactDeep } from '../../shared/redact';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
-import { runUntilStopped, StopSignals, type StopSignal } from '../lifecycle';
+import { runUntilStopped, signalExitCode, StopSignals, type StopSignal } from '../lifecycle';
 
 interface ServeOptions {
   amqp?: string;
@@ -59,18 +60,18 @@ async function settleTrace(store: TraceStore, rpcId: string, tracer: FirehoseTra
   if (tracer.status.state !== 'on') return;
   const done = (): boolean => store.steps(rpcId).some((step) => step.kind === 'broker.delivered' && step.detail.leg === 'reply');
   if (done()) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(finish, 1500);
-    function finish(): void {
-      clearTimeout(timer);
-      store.off('added', onAdded);
-      resolve();
-    }
-    function onAdded(): void {
-      if (done()) finish();
-    }
+  let onAdded = (): void => undefined;
+  const delivered = new Promise<void>((resolve) => {
+    onAdded = () => {
+      if (done()) resolve();
+    };
     store.on('added', onAdded);
   });
+  try {
+    await withDeadline(delivered, 1500);
+  } finally {
+    store.off('added', onAdded);
+  }
 }
 
 async function printTrace(store: TraceStore, rpcId: string | undefined, tracer: FirehoseTracer, json: boolean | undefined): Promise<void> {
@@ -78,7 +79,7 @@ async function printTrace(store: TraceStore, rpcId: string | undefined, tracer: 
   await settleTrace(store, rpcId, tracer);
   const steps = store.steps(rpcId);
   if (json) {
-    process.stderr.write(`${jsonForTerminal({ trace: steps, summary: store.summary(rpcId) })}\n`);
+    process.stderr.write(`${jsonForTerminal(redactDeep({ trace: steps, summary: store.summary(rpcId) }))}\n`);
     return;
   }
   const sources = [...new Set(steps.map((step) => step.source))];
@@ -87,8 +88,8 @@ async function printTrace(store: TraceStore, rpcId: string | undefined, tracer: 
   for (const warning of store.summary(rpcId).warnings) process.stdout.write(`! ${terminalSafe(warning)}\n`);
 }
 
-/** The end of `call --trace`, under the bounded cleanup (a second signal names what is left, a third forces the exit). */
-async function finishTraced(signals: StopSignals, client: RpcClient, tracer: FirehoseTracer | undefined, abandoned: AbandonedTracing | undefined): Promise<void> {
+/** The end of `call --trace`, under the bounded cleanup (a second signal names what is left, a third forces the exit); false when something was left undone. */
+async function finishTraced(signals: StopSignals, client: RpcClient, tracer: FirehoseTracer | undefined, abandoned: AbandonedTracing | undefined): Promise<boolean> {
   const giveBack = async (release: Promise<TracingRelease>): Promise<void> => {
     const result = await release;
     if (result.outcome === 'failed') throw new Error(result.reason);
@@ -99,6 +100,7 @@ async function finishTraced(signals: StopSignals, client: RpcClient, tracer: Fir
     { what: 'close the MQTT connection', run: () => client.close() },
   ]);
   if (outcome.state === 'timed-out') warn(`cleanup did not finish in time; left undone: ${outcome.leftUndone.join('; ')}.`);
+  return outcome.state === 'clean' && outcome.failed.length === 0;
 }
 
 /** The reply body on stdout: escaped on a terminal, byte for byte into a pipe (scripts need the bytes). */
@@ -234,7 +236,7 @@ export function registerRpcCommands(program: Command): void {
         let interruptedBy: StopSignal | undefined;
         void signals?.stopped.then((signal) => {
           interruptedBy = signal;
-          process.stderr.write(`Interrupted (${signal}): restoring firehose tracing...\n`);
+          say(`Interrupted (${signal === 'SIGPIPE' ? 'output closed' : signal}): restoring firehose tracing...`);
           interruption.abort();
         });
         const { payload, params } = parsePayload(payloadText);
@@ -248,6 +250,7 @@ export function registerRpcCommands(program: Command): void {
         const store = new TraceStore();
         let tracer: FirehoseTracer | undefined;
         let abandoned: AbandonedTracing | undefined;
+        let restored = true;
         try {
           await client.connect();
           if (options.trace) {
@@ -256,11 +259,11 @@ export function registerRpcCommands(program: Command): void {
             // Tracing is per vhost: the one the tracer consumes in, named by the AMQP URL.
             const api = new ManagementApi(resolveUrl('management', options.management), amqpConnectOptions(amqpUrl, 0).vhost);
             abandoned = await checkAbandonedTracing(api).catch(() => undefined);
-            if (abandoned) process.stderr.write(`${abandoned.message}\n`);
+            if (abandoned) say(abandoned.message);
             tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})` });
             const status = await tracer.start();
             if (status.state === 'unavailable') warn(status.reason);
-            if (status.state === 'on' && status.turnedOnByUs) process.stderr.write(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.\n`);
+            if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
           }
           const outcome = await client.call({
             topic: options.topic,
@@ -288,10 +291,12 @@ export function registerRpcCommands(program: Command): void {
         } catch (err) {
           if (!interruptedBy) throw err;
         } finally {
-          if (signals) await finishTraced(signals, client, tracer, abandoned);
+          if (signals) restored = await finishTraced(signals, client, tracer, abandoned);
           else await client.close();
         }
-        return interruptedBy ? 128 + (osConstants.signals[interruptedBy] ?? 0) : undefined;
+        // An interrupted one-shot command exits as a shell reports a signal (130, 143, 141 for a closed pipe).
+        if (interruptedBy) return signalExitCode(interruptedBy);
+        return restored ? undefined : ExitCode.failure;
       }),
     );
 
