@@ -130,6 +130,23 @@ describe('terminalSafe, round 2', () => {
 });
 
 describe('what the CLI prints from the network', () => {
+  it('writes a warning with the password of any URL in it as ***, even one this command was not given', () => {
+    const written = captureWrites(process.stderr);
+    warn('the broker at amqps://plant:Zq9-secret@10.0.0.7:5671 refused');
+    expect(written.join('')).not.toContain('Zq9-secret');
+    expect(written.join('')).toContain('amqps://***@10.0.0.7:5671');
+  });
+
+  it('writes --json output with the password of a URL given to the command as ***, however deep it sits', async () => {
+    const written = captureWrites(process.stdout);
+    // action() remembers the passwords of the URLs a command was given, as for a real command.
+    await action(async (_options: { amqp: string }) => {
+      printJson({ outer: [{ detail: { echoed: 'pw is Kx7-known-pw' } }] });
+    })({ amqp: 'amqp://guest:Kx7-known-pw@localhost' });
+    expect(written.join('')).not.toContain('Kx7-known-pw');
+    expect(JSON.parse(written.join(''))).toEqual({ outer: [{ detail: { echoed: 'pw is ***' } }] });
+  });
+
   it('writes a warning as one safe line, whatever the message holds', () => {
     const written = captureWrites(process.stderr);
     fc.assert(
