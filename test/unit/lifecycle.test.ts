@@ -168,4 +168,13 @@ describe('StopSignals, round 2', () => {
     expect(() => stdout.write('more\n')).not.toThrow();
     signals.dispose();
   });
+
+  it('counts a closed terminal (EIO on stderr) as SIGHUP', async () => {
+    const { PassThrough } = await import('node:stream');
+    const stderr = new PassThrough() as unknown as NodeJS.WriteStream;
+    const signals = new StopSignals({ signals: [], write: () => undefined, exit: () => undefined, outputs: [stderr] });
+    stderr.emit('error', Object.assign(new Error('write EIO'), { code: 'EIO' }));
+    await expect(signals.stopped).resolves.toBe('SIGHUP');
+    signals.dispose();
+  });
 });
