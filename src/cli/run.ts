@@ -36,9 +36,16 @@ function rememberSecrets(args: unknown[]): void {
   for (const value of values) for (const secret of value?.includes('://') ? passwordForms(value) : []) knownSecrets.add(secret);
 }
 
-/** Text with no password: neither one of a URL this command was given (passwords under 3 characters excepted) nor one inside any URL in it. */
+/** Just after a URL already shown as `scheme://***@` or `scheme://user:***@`: nothing before it is left to hide. */
+const AFTER_REDACTED_URL = /(?<=:\/\/(?:[A-Za-z0-9._~-]*:)?\*\*\*@)/;
+
+/**
+ * Text with no password: neither one of a URL this command was given (passwords under 3 characters are not scrubbed:
+ * they would blank ordinary words) nor one inside any URL in it. Cut after each URL already redacted, so the search for
+ * a raw password (which runs to the last @) does not swallow the rest of a sentence that names such a URL.
+ */
 export function withoutSecrets(text: string): string {
-  return scrubSecrets(redactUrlsInText(text), [...knownSecrets]);
+  return scrubSecrets(text.split(AFTER_REDACTED_URL).map(redactUrlsInText).join(''), [...knownSecrets]);
 }
 
 /** A message on its way to the terminal: one line, no password, no raw control character from the network. */
