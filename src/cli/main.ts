@@ -6,7 +6,8 @@ import { registerRpcCommands } from './commands/rpc';
 import { registerInspectCommands } from './commands/inspect';
 import { registerUiCommand } from './commands/ui';
 import { registerBenchCommand } from './commands/bench';
-import { ExitCode } from './run';
+import { ExitCode, printable } from './run';
+import { guardOutputs } from './lifecycle';
 
 /** The version users see is the one package.json ships. */
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -28,6 +29,9 @@ export function buildProgram(): Command {
   return program;
 }
 
+// Before anything is written: `bridgescope ... | head` must never crash on the closed pipe.
+guardOutputs();
+
 try {
   await buildProgram().parseAsync(process.argv);
 } catch (err) {
@@ -35,7 +39,7 @@ try {
     const helpOrVersion = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code);
     process.exitCode = helpOrVersion ? ExitCode.ok : ExitCode.usage;
   } else {
-    process.stderr.write(`bridgescope: ${(err as Error).message}\n`);
+    process.stderr.write(`bridgescope: ${printable((err as Error)?.message ?? String(err))}\n`);
     process.exitCode = ExitCode.failure;
   }
 }

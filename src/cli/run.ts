@@ -2,7 +2,7 @@
 import { InvalidArgumentError } from 'commander';
 import type { ErrorCode } from '../shared/errors';
 import { toErrorShape } from '../core/errors';
-import { passwordForms, scrubSecrets } from '../shared/redact';
+import { passwordForms, redactDeep, redactUrlsInText, scrubSecrets } from '../shared/redact';
 import { MAX_TIMER_MS } from '../shared/durations';
 import { jsonForTerminal, terminalSafe } from './terminal';
 
@@ -36,9 +36,44 @@ function rememberSecrets(args: unknown[]): void {
   for (const value of values) for (const secret of value?.includes('://') ? passwordForms(value) : []) knownSecrets.add(secret);
 }
 
-/** A message on its way to the terminal: one line, no password of a known URL, no raw control character from the network. */
+/** Just after a URL already shown as `scheme://***@` or `scheme://user:***@`: nothing before it is left to hide. */
+const AFTER_REDACTED_URL = /(?<=:\/\/(?:[A-Za-z0-9._~-]*:)?\*\*\*@)/;
+
+/**
+ * Text with no password: neither one of a URL this command was given (passwords under 3 characters are not scrubbed:
+ * they would blank ordinary words) nor one inside any URL in it. Cut after each URL already redacted, so the search for
+ * a raw password (which runs to the last @) does not swallow the rest of a sentence that names such a URL.
+ */
+export function withoutSecrets(text: string): string {
+  return scrubSecrets(text.split(AFTER_REDACTED_URL).map(redactUrlsInText).join(''), [...knownSecrets]);
+}
+
+/** A message on its way to the terminal: one line, no password, no raw control character from the network. */
 export function printable(message: string): string {
-  return terminalSafe(scrubSecrets(message, [...knownSecrets]).replace(/\s*\n\s*/g, ' '));
+  return terminalSafe(withoutSecrets(message).replace(/\s*\n\s*/g, ' '));
+}
+
+/** One line of text for stderr, made printable: every CLI status line goes through here. */
+export function say(message: string): void {
+  process.stderr.write(`${printable(message)}\n`);
+}
+
+/** A JSON value with no password in any of its strings (keys included). */
+function jsonWithoutSecrets(value: unknown): unknown {
+  const redacted: unknown = redactDeep(value);
+  if (knownSecrets.size === 0) return redacted;
+  const scrub = (item: unknown): unknown => {
+    if (typeof item === 'string') return scrubSecrets(item, [...knownSecrets]);
+    if (Array.isArray(item)) return item.map(scrub);
+    if (item !== null && typeof item === 'object') return Object.fromEntries(Object.entries(item).map(([key, inner]) => [scrubSecrets(key, [...knownSecrets]), scrub(inner)]));
+    return item;
+  };
+  return scrub(redacted);
+}
+
+/** One compact JSON line for stdout (trace and serve --json), safe on a terminal and with no password. */
+export function printJsonLine(value: unknown): void {
+  process.stdout.write(`${jsonForTerminal(jsonWithoutSecrets(value))}\n`);
 }
 
 /** Wraps a command action: failures become `bridgescope: <sentence>` and the mapped exit code. */
@@ -56,9 +91,9 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
   };
 }
 
-/** JSON output: bidi and C1 characters from the network are written as \\uXXXX escapes, which every JSON reader reads back the same. */
+/** JSON output, with no password in any string: bidi and C1 characters from the network are written as \\uXXXX escapes, which every JSON reader reads back the same. */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${jsonForTerminal(value, 2)}\n`);
+  process.stdout.write(`${jsonForTerminal(jsonWithoutSecrets(value), 2)}\n`);
 }
 
 /** A commander option parser for whole numbers above zero; a bad value is a usage error (exit 2). */

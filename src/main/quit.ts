@@ -1,11 +1,12 @@
 /** The app's quit sequence, free of Electron so it can be tested: clean up once, bounded, and never let a second quit cut it short. */
+import { withDeadline } from '../shared/deadline';
 
 export interface QuitSequenceOptions {
   /** drains the server, restores tracing, closes the links, stops a sandbox the app started */
   cleanup: () => Promise<unknown>;
   /** ends the app for real (Electron's `app.exit`) */
   exit: (code: number) => void;
-  /** the cleanup's deadline; past it the app exits 1 and says what happened */
+  /** the cleanup's deadline (capped at what a timer holds); past it, or when the cleanup failed, the app exits 1 and says what happened */
   boundMs?: number;
   log?: (line: string) => void;
 }
@@ -28,16 +29,16 @@ export function createQuitSequence(options: QuitSequenceOptions): QuitSequence {
     onBeforeQuit() {
       if (finished) return false;
       running ??= (async () => {
-        let timer: NodeJS.Timeout | undefined;
-        const deadline = new Promise<'timed-out'>((resolve) => (timer = setTimeout(() => resolve('timed-out'), boundMs)));
-        const outcome = await Promise.race([options.cleanup().then(() => 'clean' as const, (err: unknown) => {
+        let failed = false;
+        const cleanup = options.cleanup().catch((err: unknown) => {
+          failed = true;
           log(`BridgeScope: cleanup on quit failed: ${(err as Error)?.message ?? String(err)}`);
-          return 'clean' as const;
-        }), deadline]);
-        clearTimeout(timer);
+        });
+        const outcome = await withDeadline(cleanup, boundMs);
         finished = true;
-        if (outcome === 'timed-out') log(`BridgeScope: cleanup on quit did not finish in ${Math.round(boundMs / 1000)} s; quitting anyway.`);
-        options.exit(outcome === 'clean' ? 0 : 1);
+        if (!outcome.done) log(`BridgeScope: cleanup on quit did not finish in ${Math.round(boundMs / 1000)} s; quitting anyway.`);
+        // A step that failed may have left tracing on or a broker running: the exit code says so.
+        options.exit(outcome.done && !failed ? 0 : 1);
       })();
       // Every quit while the cleanup runs (a second Cmd-Q, a signal) waits for it instead of cutting it short.
       return true;

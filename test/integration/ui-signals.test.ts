@@ -113,6 +113,14 @@ async function processesNamingFolder(dir: string): Promise<number[]> {
   return processesOfNode(dir);
 }
 
+/** Whether the sandbox broker's own log (under `dir`/log) mentions `text`. */
+async function brokerLogMentions(dir: string, text: string): Promise<boolean> {
+  const logDir = join(dir, 'log');
+  const files = await readdir(logDir).catch(() => [] as string[]);
+  for (const file of files) if ((await readFile(join(logDir, file), 'utf8').catch(() => '')).includes(text)) return true;
+  return false;
+}
+
 async function expectNodeGone(dir: string, node: SandboxInfo): Promise<void> {
   expect((await sandboxStatus(dir)).state).toBe('stopped');
   expect(isProcessAlive(node.pid)).toBe(false);
@@ -167,6 +175,16 @@ describe('bridgescope ui and npm start under signals', () => {
     // The node's command line names its folder (its data and config live there).
     expect(await processesNamingFolder(dir)).toEqual([]);
     expect(ui.lines).not.toContain(expect.stringMatching(/BridgeScope is ready/));
+  }, 120_000);
+
+  it('does not connect to the sandbox broker it was still starting when Ctrl-C came during start-up', async () => {
+    const dir = await sandboxFolder();
+    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    await ui.waitForLine(/starting the sandbox broker/);
+    ui.signalGroup('SIGINT');
+    expect(await ui.exited).toEqual({ code: 0, signal: null });
+    // The broker logs every AMQP connection with its client-given name; the inspector's is bridgescope-inspector.
+    expect(await brokerLogMentions(dir, 'bridgescope-inspector')).toBe(false);
   }, 120_000);
 
   it('finishes its cleanup when a second Ctrl-C arrives during it: the in-flight request is answered and the sandbox broker stopped', async () => {

@@ -33,4 +33,23 @@ describe('the app quit sequence', () => {
     expect(exits).toEqual([1]);
     expect(lines[0]).toMatch(/did not finish in 0 s; quitting anyway/);
   });
+
+  it('waits for the cleanup under a bound longer than a Node timer holds, then exits 0', async () => {
+    const exits: number[] = [];
+    // A cleanup slower than the 1 ms an overflowed timer fires after.
+    const quit = createQuitSequence({ cleanup: () => new Promise((resolve) => setTimeout(resolve, 30)), exit: (code) => exits.push(code), boundMs: 2_147_483_647 + 10_000, log: () => undefined });
+    quit.onBeforeQuit();
+    await quit.done;
+    expect(exits).toEqual([0]);
+  });
+
+  it('exits 1 and says so when the cleanup failed', async () => {
+    const exits: number[] = [];
+    const lines: string[] = [];
+    const quit = createQuitSequence({ cleanup: () => Promise.reject(new Error('management API refused')), exit: (code) => exits.push(code), log: (line) => lines.push(line) });
+    quit.onBeforeQuit();
+    await quit.done;
+    expect(exits).toEqual([1]);
+    expect(lines[0]).toMatch(/cleanup on quit failed: management API refused/);
+  });
 });

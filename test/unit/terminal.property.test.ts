@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import type { TraceStep } from '../../src/shared/trace';
 import { formatTimeline } from '../../src/shared/describe';
-import { terminalSafe } from '../../src/cli/terminal';
+import { jsonForTerminal, terminalSafe } from '../../src/cli/terminal';
 import { action, printJson, warn } from '../../src/cli/run';
 import { printReply } from '../../src/cli/commands/rpc';
 
@@ -29,7 +29,12 @@ function unsafeCharacters(text: string): string[] {
 /** Printable ASCII and ordinary unicode (letters, marks, symbols, emoji), nothing to escape. */
 const printable = fc
   .string({ unit: 'grapheme', maxLength: 40 })
-  .map((text) => [...text].filter((character) => unsafeCharacters(character).length === 0 && character !== '\n' && !/[\u061c\u200e\u200f]/.test(character)).join(''));
+  .map((text) =>
+    [...text]
+      // Backslashes are escaped where they could be read as an escape; the invisibles are tested on their own.
+      .filter((character) => unsafeCharacters(character).length === 0 && character !== '\n' && character !== '\\' && !/[\u061c\u200b-\u200f\u2060-\u2064\ufeff\u{e0000}-\u{e007f}]/u.test(character))
+      .join(''),
+  );
 
 function captureWrites(stream: NodeJS.WriteStream): string[] {
   const written: string[] = [];
@@ -70,7 +75,78 @@ describe('terminalSafe', () => {
   });
 });
 
+/** Reads terminalSafe's output back: \\ is a backslash, \n \r \t \xHH \uHHHH \u{H..} are escapes, any other backslash is itself. */
+function readBack(safe: string): string {
+  return safe.replace(/\\(\\|n|r|t|x[0-9a-f]{2}|u\{[0-9a-f]+\}|u[0-9a-f]{4})/g, (_, escape: string) => {
+    if (escape === '\\') return '\\';
+    if (escape === 'n') return '\n';
+    if (escape === 'r') return '\r';
+    if (escape === 't') return '\t';
+    if (escape.startsWith('u{')) return String.fromCodePoint(parseInt(escape.slice(2, -1), 16));
+    return String.fromCodePoint(parseInt(escape.slice(1), 16));
+  });
+}
+
+/** Invisible characters that can hide text or smuggle instructions: zero-width spaces and joiners, word joiner, invisible operators, BOM, tags. */
+const invisibles = fc.constantFrom('\u200b', '\u200c', '\u200d', '\u2060', '\u2061', '\u2064', '\ufeff', '\u{e0001}', '\u{e0041}', '\u{e007f}');
+
+describe('terminalSafe, round 2', () => {
+  it('escapes zero-width characters, the BOM and tag characters', () => {
+    expect(terminalSafe('a\u200bb\u2060c\ufeffd\u{e0041}e')).toBe('a\\u200bb\\u2060c\\ufeffd\\u{e0041}e');
+  });
+
+  it('leaves no invisible character in any string but inside an emoji sequence', () => {
+    fc.assert(
+      fc.property(fc.array(fc.oneof(invisibles, fc.string({ unit: 'binary-ascii', maxLength: 3 })), { maxLength: 10 }).map((parts) => parts.join('')), (text) => {
+        expect(terminalSafe(text)).not.toMatch(/[\u200b-\u200d\u2060-\u2064\ufeff\u{e0000}-\u{e007f}]/u);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('keeps emoji joined by a zero-width joiner and flag tag sequences as they are', () => {
+    for (const emoji of ['\u{1f468}\u200d\u{1f469}\u200d\u{1f467}', '\u{1f3f4}\u{e0067}\u{e0062}\u{e0073}\u{e0063}\u{e0074}\u{e007f}', '\u{1f44d}\u{1f3fd}\u200d\u{1f525}']) {
+      expect(terminalSafe(emoji)).toBe(emoji);
+    }
+  });
+
+  it('can be read back to the very text it was given, backslashes included, so an escape shown is never text that looked like one', () => {
+    const withBackslashes = fc.array(fc.oneof(controls, invisibles, fc.constantFrom('\\', '\\x1b', '\\n', '\\u202e', 'x', 'u{'), fc.string({ unit: 'binary', maxLength: 3 })), { maxLength: 12 }).map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(withBackslashes, (text) => {
+        expect(readBack(terminalSafe(text))).toBe(text);
+      }),
+      { numRuns: 5000 },
+    );
+    expect(terminalSafe('\\x1b')).not.toBe(terminalSafe('\u001b'));
+  });
+
+  it('writes invisible characters in JSON as \\u escapes that parse back to the same value', () => {
+    const value = { text: 'a\u200bb\ufeff\u{e0041}' };
+    const json = jsonForTerminal(value);
+    expect(json).not.toMatch(/[\u200b\ufeff\u{e0041}]/u);
+    expect(JSON.parse(json)).toEqual(value);
+  });
+});
+
 describe('what the CLI prints from the network', () => {
+  it('writes a warning with the password of any URL in it as ***, even one this command was not given', () => {
+    const written = captureWrites(process.stderr);
+    warn('the broker at amqps://plant:Zq9-secret@10.0.0.7:5671 refused');
+    expect(written.join('')).not.toContain('Zq9-secret');
+    expect(written.join('')).toContain('amqps://***@10.0.0.7:5671');
+  });
+
+  it('writes --json output with the password of a URL given to the command as ***, however deep it sits', async () => {
+    const written = captureWrites(process.stdout);
+    // action() remembers the passwords of the URLs a command was given, as for a real command.
+    await action(async (_options: { amqp: string }) => {
+      printJson({ outer: [{ detail: { echoed: 'pw is Kx7-known-pw' } }] });
+    })({ amqp: 'amqp://guest:Kx7-known-pw@localhost' });
+    expect(written.join('')).not.toContain('Kx7-known-pw');
+    expect(JSON.parse(written.join(''))).toEqual({ outer: [{ detail: { echoed: 'pw is ***' } }] });
+  });
+
   it('writes a warning as one safe line, whatever the message holds', () => {
     const written = captureWrites(process.stderr);
     fc.assert(

@@ -6,10 +6,10 @@ import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type Firehos
 import { TraceStore } from '../../core/trace/trace-store';
 import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
-import { action, ExitCode, exitCodeFor, printJson, warn } from '../run';
+import { action, ExitCode, exitCodeFor, printJson, printJsonLine, say, warn } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { resolveUrl } from '../urls';
-import { jsonForTerminal, terminalSafe } from '../terminal';
+import { terminalSafe } from '../terminal';
 
 export function registerInspectCommands(program: Command): void {
   program
@@ -64,14 +64,14 @@ export function registerInspectCommands(program: Command): void {
         const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
         const print = (event: FirehoseEvent, step: TraceStep | undefined): void => {
           if (step) {
-            if (options.json) process.stdout.write(`${jsonForTerminal(step)}\n`);
+            if (options.json) printJsonLine(step);
             else process.stdout.write(`${new Date(step.at).toISOString().slice(11, 23)}  ${terminalSafe(step.rpcId.slice(0, 8))}  ${terminalSafe(describeStep(step))}\n`);
             return;
           }
           // Events that carry no id of a known RPC are still shown, with the body's first bytes.
           const detail = { name: event.name, routingKeys: event.routingKeys, routedQueues: event.routedQueues, body: event.body.subarray(0, 120).toString('utf8') };
           if (options.json) {
-            process.stdout.write(`${jsonForTerminal({ rpcId: null, at: Date.now(), source: 'broker', kind: `broker.${event.type}`, detail })}\n`);
+            printJsonLine({ rpcId: null, at: Date.now(), source: 'broker', kind: `broker.${event.type}`, detail });
             return;
           }
           const routed = event.type === 'publish' ? ` -> ${event.routedQueues.join(', ') || 'nothing -- DROPPED as unroutable'}` : '';
@@ -81,7 +81,7 @@ export function registerInspectCommands(program: Command): void {
         };
         const tracer = new FirehoseTracer({ amqpUrl: resolveUrl('amqp', options.amqp), api, store, onEvent: print, owner: `bridgescope trace (pid ${process.pid})` });
         const abandoned = await checkAbandonedTracing(api);
-        if (abandoned) process.stderr.write(`${abandoned.message}\n`);
+        if (abandoned) say(abandoned.message);
         const tasks = () => [
           { what: `stop tracing and restore firehose tracing on vhost ${options.vhost}`, run: async () => reportRelease(await tracer.stop(), options.vhost) },
           ...(abandoned ? [{ what: 'switch off the tracing a dead BridgeScope process left on', run: async () => reportRelease(await abandoned.restore(), options.vhost, { quietWhenLeftOn: true }) }] : []),
@@ -95,10 +95,10 @@ export function registerInspectCommands(program: Command): void {
         }
         if (status.state === 'unavailable') {
           await signals.cleanup(tasks());
-          process.stderr.write(`bridgescope: ${status.reason}\n`);
+          say(`bridgescope: ${status.reason}`);
           return status.code ? exitCodeFor(status.code) : ExitCode.failure;
         }
-        process.stderr.write(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.\n`);
+        say(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.`);
         tracer.on('status', (next) => reportStatus(next, options.vhost));
         await runUntilStopped(signals, () => process.stderr.write('Stopping: restoring firehose tracing...\n'), tasks);
         return ExitCode.ok;
@@ -137,7 +137,7 @@ export function registerInspectCommands(program: Command): void {
 function reportStatus(status: FirehoseStatus, vhost: string): void {
   if (status.state === 'reconnecting' && status.attempt <= 1) warn(`tracing paused: lost the broker (${status.reason}); reconnecting.`);
   else if (status.state === 'on' && status.resumed) {
-    process.stderr.write(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.\n`);
+    say(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
   } else if (status.state === 'unavailable') warn(status.reason);
 }
 
@@ -145,7 +145,7 @@ function reportStatus(status: FirehoseStatus, vhost: string): void {
 function reportRelease(release: TracingRelease, vhost: string, { quietWhenLeftOn = false } = {}): void {
   if (release.outcome === 'failed') throw new Error(release.reason);
   if (quietWhenLeftOn && release.outcome === 'left-on') return;
-  if (release.outcome === 'switched-off') process.stderr.write(`Tracing restored: switched off on vhost ${vhost}.\n`);
+  if (release.outcome === 'switched-off') say(`Tracing restored: switched off on vhost ${vhost}.`);
   else if (release.why === 'in-use') process.stderr.write('Tracing restored: left on for another BridgeScope tracer still running.\n');
   else process.stderr.write('Tracing restored: left on, as it was found.\n');
 }

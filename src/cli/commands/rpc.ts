@@ -1,6 +1,5 @@
 /** `bridgescope serve`, `call` and `map`: the RPC engine and the topic map from the terminal. */
 import { readFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import type { Command } from 'commander';
 import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
 import { redactUrl } from '../../core/broker/management-http';
@@ -15,13 +14,14 @@ import { amqpConnectOptions } from '../../core/links/amqp-link';
 import { validateMqttUrl } from '../../core/links/mqtt-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
-import { action, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, warn } from '../run';
+import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, say, warn } from '../run';
+import { withDeadline } from '../../shared/deadline';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
-import { runUntilStopped, StopSignals, type StopSignal } from '../lifecycle';
+import { runUntilStopped, signalExitCode, StopSignals, type StopSignal } from '../lifecycle';
 
 interface ServeOptions {
   amqp?: string;
@@ -64,18 +64,18 @@ async function settleTrace(store: TraceStore, rpcId: string, tracer: FirehoseTra
   if (tracer.status.state !== 'on') return;
   const done = (): boolean => store.steps(rpcId).some((step) => step.kind === 'broker.delivered' && step.detail.leg === 'reply');
   if (done()) return;
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(finish, 1500);
-    function finish(): void {
-      clearTimeout(timer);
-      store.off('added', onAdded);
-      resolve();
-    }
-    function onAdded(): void {
-      if (done()) finish();
-    }
+  let onAdded = (): void => undefined;
+  const delivered = new Promise<void>((resolve) => {
+    onAdded = () => {
+      if (done()) resolve();
+    };
     store.on('added', onAdded);
   });
+  try {
+    await withDeadline(delivered, 1500);
+  } finally {
+    store.off('added', onAdded);
+  }
 }
 
 /** The steps of `call --trace` (settled by the caller: the verdict and the printed steps must be the same ones). */
@@ -87,8 +87,8 @@ function printTrace(store: TraceStore, rpcId: string, tracer: FirehoseTracer): v
   for (const warning of store.summary(rpcId).warnings) process.stdout.write(`! ${terminalSafe(warning)}\n`);
 }
 
-/** The end of `call --trace`, under the bounded cleanup (a second signal names what is left, a third forces the exit). */
-async function finishTraced(signals: StopSignals, client: RpcClient, tracer: FirehoseTracer | undefined, abandoned: AbandonedTracing | undefined): Promise<void> {
+/** The end of `call --trace`, under the bounded cleanup (a second signal names what is left, a third forces the exit); false when something was left undone. */
+async function finishTraced(signals: StopSignals, client: RpcClient, tracer: FirehoseTracer | undefined, abandoned: AbandonedTracing | undefined): Promise<boolean> {
   const giveBack = async (release: Promise<TracingRelease>): Promise<void> => {
     const result = await release;
     if (result.outcome === 'failed') throw new Error(result.reason);
@@ -99,6 +99,7 @@ async function finishTraced(signals: StopSignals, client: RpcClient, tracer: Fir
     { what: 'close the MQTT connection', run: () => client.close() },
   ]);
   if (outcome.state === 'timed-out') warn(`cleanup did not finish in time; left undone: ${outcome.leftUndone.join('; ')}.`);
+  return outcome.state === 'clean' && outcome.failed.length === 0;
 }
 
 /** The reply body on stdout: escaped on a terminal, byte for byte into a pipe (scripts need the bytes). */
@@ -226,15 +227,22 @@ function printVerdict(verdict: Verdict): void {
   process.stdout.write(`\n${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
 }
 
+/** `bridgescope call`, and exit 1 when `--trace` could not give tracing back (whatever the call's own outcome). */
+async function callCommand(payloadText: string | undefined, options: CallOptions): Promise<number | undefined> {
+  const cleanup = { restored: true };
+  const code = await call(payloadText, options, cleanup);
+  return (code ?? 0) === 0 && !cleanup.restored ? ExitCode.failure : code;
+}
+
 /** `bridgescope call`: one request, its reply or its failure, and always a verdict saying where it stopped. */
-async function call(payloadText: string | undefined, options: CallOptions): Promise<number | undefined> {
+async function call(payloadText: string | undefined, options: CallOptions, cleanup: { restored: boolean }): Promise<number | undefined> {
   // --trace changes a vhost-wide setting: from the start, a signal ends the call and restores it instead of killing the process.
   const signals = options.trace ? new StopSignals() : undefined;
   const interruption = new AbortController();
   let interruptedBy: StopSignal | undefined;
   void signals?.stopped.then((signal) => {
     interruptedBy = signal;
-    process.stderr.write(`Interrupted (${signal}): restoring firehose tracing...\n`);
+    say(`Interrupted (${signal === 'SIGPIPE' ? 'output closed' : signal}): restoring firehose tracing...`);
     interruption.abort();
   });
   let client: RpcClient | undefined;
@@ -266,11 +274,11 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
         // Tracing is per vhost: the one the tracer consumes in, named by the AMQP URL.
         const api = new ManagementApi(resolveUrl('management', options.management), amqpConnectOptions(amqpUrl, 0).vhost);
         abandoned = await checkAbandonedTracing(api).catch(() => undefined);
-        if (abandoned) process.stderr.write(`${abandoned.message}\n`);
+        if (abandoned) say(abandoned.message);
         tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})` });
         const status = await tracer.start();
         if (status.state === 'unavailable') warn(status.reason);
-        if (status.state === 'on' && status.turnedOnByUs) process.stderr.write(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.\n`);
+        if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
       }
       outcome = await client.call({
         topic: options.topic,
@@ -285,7 +293,8 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
     } catch (err) {
       failure = err;
     }
-    if (interruptedBy) return 128 + (osConstants.signals[interruptedBy] ?? 0);
+    // An interrupted one-shot command exits as a shell reports a signal (130, 143, 141 for a closed pipe).
+    if (interruptedBy) return signalExitCode(interruptedBy);
 
     if (tracer && rpcId !== undefined) await settleTrace(store, rpcId, tracer);
     const steps = rpcId !== undefined ? store.steps(rpcId) : [];
@@ -331,7 +340,7 @@ async function call(payloadText: string | undefined, options: CallOptions): Prom
     return exitCodeFor(shape.code);
   } finally {
     witness?.stop();
-    if (client && signals) await finishTraced(signals, client, tracer, abandoned);
+    if (client && signals) cleanup.restored = await finishTraced(signals, client, tracer, abandoned);
     else if (client) await client.close();
   }
 }
@@ -370,7 +379,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--management <url>', 'management URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', 'amq.direct')
     .option('--json', 'print one JSON object: ok, rpcId, verdict, warnings, and the reply (topics, QoS, worker, duration) or the error')
-    .action(action(call));
+    .action(action(callCommand));
 
   program
     .command('map')

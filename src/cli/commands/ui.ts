@@ -7,6 +7,7 @@ import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profil
 import { defaultSandboxDir, stopSandbox } from '../../core/broker/sandbox';
 import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
+import { withDeadline } from '../../shared/deadline';
 import { action, ExitCode, parsePositiveInt, warn } from '../run';
 
 const defaultStatic = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'out', 'renderer');
@@ -24,15 +25,8 @@ const stepBoundMs = {
 
 /** Runs `run` but gives up after `boundMs`, so one stuck step (a broker restarted under us) cannot starve the next ones. */
 async function withinBound(boundMs: number, run: () => Promise<unknown>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const gaveUp = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`it did not finish within ${Math.round(boundMs / 1000)} s`)), boundMs);
-  });
-  try {
-    await Promise.race([run(), gaveUp]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const result = await withDeadline(run(), boundMs);
+  if (!result.done) throw new Error(`it did not finish within ${Math.round(boundMs / 1000)} s`);
 }
 
 export function registerUiCommand(program: Command): void {
@@ -72,6 +66,8 @@ export function registerUiCommand(program: Command): void {
         late.host = host;
 
         let startupDone = false;
+        let stopRequested = false;
+        void signals.stopped.then(() => (stopRequested = true));
         const startup = (async () => {
           const configured = profileFromEnv();
           try {
@@ -80,7 +76,8 @@ export function registerUiCommand(program: Command): void {
               process.stderr.write('No broker configured (BRIDGESCOPE_AMQP_URL unset): starting the sandbox broker...\n');
               await session.startSandbox();
               const profile = session.sandboxProfile();
-              if (profile) await session.open(profile);
+              // Stopping while the sandbox started: the broker must finish starting (to be stopped), but nothing connects to it.
+              if (profile && !stopRequested) await session.open(profile);
             }
           } catch (err) {
             warn(`${(err as Error).message} The inspector still opens; connect from its Connections panel.`);
@@ -91,19 +88,13 @@ export function registerUiCommand(program: Command): void {
         const first = await Promise.race([startup.then(() => 'ready' as const), signals.stopped]);
         if (first === 'ready') process.stdout.write(`BridgeScope is ready: ${host.url}\n`);
 
-        const abandoned: string[] = [];
-        /** One named step: says what it does when there is something to do, and gives up at its bound. */
+        /** One named step: says what it does when there is something to do, and gives up at its bound (a failed step makes the exit code 1). */
         const step = (what: string, boundMs: number, needed: () => boolean, run: () => Promise<unknown>): CleanupTask => ({
           what,
           run: async () => {
             if (!needed()) return;
             process.stderr.write(`Stopping: ${what}...\n`);
-            try {
-              await withinBound(boundMs, run);
-            } catch (err) {
-              abandoned.push(what);
-              throw err;
-            }
+            await withinBound(boundMs, run);
           },
         });
         const tasks = (): CleanupTask[] => [
@@ -117,12 +108,8 @@ export function registerUiCommand(program: Command): void {
             if (!stopped.stopped) warn(`The sandbox broker was already gone: ${stopped.reason}.`);
           }),
         ];
+        // A step given up or failed ends the process there with exit 1: what was given up may still hold sockets open.
         await runUntilStopped(signals, () => process.stderr.write('Stopping...\n'), tasks);
-        if (abandoned.length > 0) {
-          process.stderr.write(`bridgescope: stopped, but left undone: ${abandoned.join('; ')}.\n`);
-          // What was given up may still hold sockets open; they must not keep the process alive.
-          process.exit(ExitCode.failure);
-        }
         process.stderr.write('Stopped.\n');
         // A link that keeps a timer after its close would otherwise hold the process; everything that matters is done.
         setTimeout(() => process.exit(process.exitCode ?? ExitCode.ok), 3_000).unref();

@@ -1,0 +1,91 @@
+/** What the CLI prints from the broker and the network reaches the terminal escaped and with no password, JSON output included. */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import amqp from 'amqplib';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { ManagementApi } from '../../src/core/broker/management-api';
+import { managementRequest } from '../../src/core/broker/management-http';
+import { cliPath } from '../support/cli';
+import { uniqueName } from '../support/names';
+
+const broker = inject('broker');
+const cleanups: Array<() => Promise<unknown>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+/** A vhost of the test's own: tracing is per vhost, and other test files trace "/" at the same time. */
+async function freshVhost(): Promise<{ name: string; api: ManagementApi; amqpUrl: string }> {
+  const name = uniqueName('safe-output');
+  const path = encodeURIComponent(name);
+  await managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'PUT', body: {} });
+  await managementRequest(broker.urls.management, `/api/permissions/${path}/guest`, { method: 'PUT', body: { configure: '.*', write: '.*', read: '.*' } });
+  cleanups.push(() => managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'DELETE' }));
+  return { name, api: new ManagementApi(broker.urls.management, name), amqpUrl: `${broker.urls.amqp}/${path}` };
+}
+
+describe('what the CLI prints', () => {
+  it('`trace` shows the text of a tracing marker left in the broker with its escape sequence made visible', async () => {
+    const vhost = await freshVhost();
+    // What a dead BridgeScope process left, as the broker stores it; the text is the broker's, not ours.
+    await vhost.api.setTracingMarker({ since: '\u001b[2J2026-11-26T00:00:00Z', by: 'someone' });
+    await vhost.api.setTracing(true);
+    const child = spawn(process.execPath, [cliPath, 'trace', '--amqp', vhost.amqpUrl, '--management', broker.urls.management, '--vhost', vhost.name], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    });
+    let stderr = '';
+    const ready = new Promise<void>((resolve) =>
+      createInterface({ input: child.stderr }).on('line', (line) => {
+        stderr += `${line}\n`;
+        if (/^Tracing vhost/.test(line)) resolve();
+      }),
+    );
+    await Promise.race([ready, exited.then(() => Promise.reject(new Error(`trace exited early: ${stderr}`)))]);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toContain('left on by a BridgeScope process');
+    expect(stderr).not.toContain('\u001b');
+    expect(stderr).toContain('\\x1b[2J2026');
+  });
+
+  it('`trace --json` writes a body holding a URL with its password as ***', async () => {
+    const vhost = await freshVhost();
+    const child = spawn(process.execPath, [cliPath, 'trace', '--json', '--amqp', vhost.amqpUrl, '--management', broker.urls.management, '--vhost', vhost.name], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    });
+    const stdout: string[] = [];
+    const published = new Promise<void>((resolve) =>
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        stdout.push(line);
+        if (line.includes('"broker.publish"')) resolve();
+      }),
+    );
+    const ready = new Promise<void>((resolve) => createInterface({ input: child.stderr }).on('line', (line) => /^Tracing vhost/.test(line) && resolve()));
+    await Promise.race([ready, exited.then(() => Promise.reject(new Error('trace exited early')))]);
+    const connection = await amqp.connect(vhost.amqpUrl);
+    cleanups.push(() => connection.close());
+    const channel = await connection.createConfirmChannel();
+    channel.publish('amq.direct', uniqueName('nobody'), Buffer.from('connect to amqp://device:s3cr3t-pw@plant.example:5672 now'));
+    await channel.waitForConfirms();
+    await published;
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stdout.join('\n')).not.toContain('s3cr3t-pw');
+    expect(stdout.join('\n')).toContain('amqp://***@plant.example');
+  });
+});
