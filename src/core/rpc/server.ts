@@ -129,6 +129,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private replySeq = 0;
   private deliverySeq = 0;
   private readonly running = new Map<number, Running>();
+  /** deliveries already acked or rejected: any other one is rejected by onMessage's last resort */
+  private readonly settled = new WeakSet<ConsumeMessage>();
   private readonly handlerTimeoutMs: number;
   /** lowered when the broker refuses a reply as too large and names its real limit */
   private maxMessageBytes: number;
@@ -159,9 +161,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       heartbeatSeconds: options.heartbeatSeconds,
       onConnected: (model) => this.setUp(model, workerCount, prefetch),
     });
-    this.link.on('status', (status) => this.emit('status', status));
+    this.link.on('status', (status) => this.emitSafely('status', status));
     // A synchronous handler that blocks the event loop looks like a silent broker to the heartbeat watchdog: say whose it is.
-    this.link.on('warning', (message) => this.emit('problem', { kind: 'event-loop-blocked', worker: '', rpcId: '', message }));
+    this.link.on('warning', (message) => this.problem({ kind: 'event-loop-blocked', worker: '', rpcId: '', message }));
   }
 
   get status(): LinkStatus {
@@ -274,7 +276,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       // A whole-connection loss is the link's to recover (setUp runs again): wait a moment to tell the two apart.
       setTimeout(() => {
         if (this.draining || this.model !== model || this.link.status.state !== 'connected') return;
-        this.emit('problem', { kind: 'channel-reopened', worker: name, rpcId: '', message: `The broker closed ${name}'s channel; reopening it on the same connection.` });
+        this.problem({ kind: 'channel-reopened', worker: name, rpcId: '', message: `The broker closed ${name}'s channel; reopening it on the same connection.` });
         void this.openWorker(model, name, prefetch).then(
           (replacement) => {
             this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
@@ -290,12 +292,32 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   }
 
   private step(draft: TraceStepDraft): void {
-    this.emit('step', draft);
+    this.emitSafely('step', draft);
+  }
+
+  private problem(problem: ServerProblem): void {
+    this.emitSafely('problem', problem);
+  }
+
+  /** A listener that throws must not cut a request short (its delivery would stay unacked and jam the worker): report it instead. */
+  private emitSafely<K extends keyof RpcServerEvents>(event: K, ...args: RpcServerEvents[K]): void {
+    try {
+      (this.emit as (name: K, ...rest: RpcServerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      if (event === 'problem') return;
+      this.emitSafely('problem', { kind: 'internal', worker: '', rpcId: '', message: `A listener of the server's ${event} events threw: ${describeThrown(err)}` });
+    }
+  }
+
+  /** Acks or rejects a delivery once, remembering it so the last resort in onMessage knows it is settled. */
+  private settle(worker: Worker, message: ConsumeMessage, outcome: 'ack' | 'reject'): void {
+    this.settled.add(message);
+    safely(() => (outcome === 'ack' ? worker.channel.ack(message) : worker.channel.nack(message, false, false)));
   }
 
   private async onMessage(worker: Worker, message: ConsumeMessage | null): Promise<void> {
     if (message === null) {
-      this.emit('problem', {
+      this.problem({
         kind: 'consumer-cancelled',
         worker: worker.name,
         rpcId: '',
@@ -310,9 +332,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     try {
       await this.handle(worker, message, ticket);
     } catch (err) {
-      // Never expected (handlers' throws are answered in handle): report it and let the broker requeue the request.
+      // Never expected (handlers' throws are answered in handle). An unsettled delivery would hold a prefetch slot for
+      // good, so it is rejected without requeue (requeued, the same bug could loop on it).
       if (!this.closing) {
-        this.emit('problem', { kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${describeThrown(err)}` });
+        const settledBefore = this.settled.has(message);
+        if (!settledBefore) this.settle(worker, message, 'reject');
+        const fate = settledBefore ? '' : '; the request was rejected without requeue';
+        this.problem({ kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${describeThrown(err)}${fate}.` });
       }
     } finally {
       this.stats.inFlight -= 1;
@@ -346,7 +372,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     });
     if (!parsed.ok) {
       this.stats.rejected += 1;
-      safely(() => worker.channel.reject(message, false));
+      this.settle(worker, message, 'reject');
       this.step({
         rpcId,
         at: Date.now(),
@@ -354,7 +380,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         kind: 'request.rejected',
         detail: { worker: worker.name, reason: parsed.reason, bytes: message.content.byteLength },
       });
-      this.emit('problem', { kind: 'rejected', worker: worker.name, rpcId, message: `Rejected a request without requeue: ${parsed.reason}` });
+      this.problem({ kind: 'rejected', worker: worker.name, rpcId, message: `Rejected a request without requeue: ${parsed.reason}` });
       return;
     }
     const request = parsed.request;
@@ -371,10 +397,10 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     if (earlier !== undefined) {
       this.stats.rejected += 1;
-      safely(() => worker.channel.reject(message, false));
+      this.settle(worker, message, 'reject');
       const reason = `Its reply could not be published before (${earlier.reason}); rejected without requeue so it does not loop.`;
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
-      this.emit('problem', { kind: 'rejected', worker: worker.name, rpcId, message: `Rejected ${rpcId}: ${reason}` });
+      this.problem({ kind: 'rejected', worker: worker.name, rpcId, message: `Rejected ${rpcId}: ${reason}` });
       return;
     }
     const started = performance.now();
@@ -394,7 +420,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
           code: 'reply-too-large',
           message: `The reply is ${reply.byteLength} bytes; the broker accepts at most ${this.maxMessageBytes} (max_message_size).`,
         };
-        this.emit('problem', {
+        this.problem({
           kind: 'reply-too-large',
           worker: worker.name,
           rpcId,
@@ -446,7 +472,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     entry.abandoned = true;
     entry.controller.abort();
     const message = `The handler did not answer ${entry.rpcId} within ${this.handlerTimeoutMs} ms; it was abandoned and the request answered with an error.`;
-    this.emit('problem', { kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
+    this.problem({ kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
     void work.then(() => this.running.delete(ticket));
     return { ok: false, error: { code: 'handler-timeout', message } };
   }
@@ -460,7 +486,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** Publishes the reply with `mandatory`, waits for the broker's confirm, and only then acks the request. */
   private async reply(worker: Worker, message: ConsumeMessage, request: RpcRequest, rpcId: string, body: Buffer): Promise<void> {
     if (this.closing) {
-      this.emit('problem', {
+      this.problem({
         kind: 'late-handler',
         worker: worker.name,
         rpcId,
@@ -520,15 +546,15 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         this.failedReplies.set(rpcId, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
       }
       if (!this.closing) {
-        this.emit('problem', { kind: tooLarge ? 'reply-too-large' : 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${reason}` });
+        this.problem({ kind: tooLarge ? 'reply-too-large' : 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${reason}` });
       }
-      safely(() => worker.channel.nack(message, false, false));
+      this.settle(worker, message, 'reject');
       return;
     }
     const returnReason = worker.returned.get(messageId);
     worker.returned.delete(messageId);
     // Even while closing: an ack that still precedes the channel.close saves a duplicate; a later one is refused harmlessly.
-    safely(() => worker.channel.ack(message));
+    this.settle(worker, message, 'ack');
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
     this.step({
@@ -540,7 +566,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     });
     if (returnReason) {
       this.stats.unroutable += 1;
-      this.emit('problem', {
+      this.problem({
         kind: 'unroutable',
         worker: worker.name,
         rpcId,

@@ -1,0 +1,123 @@
+/** RpcServer against hostile handlers and listeners, stops during reconnection and lost workers: no delivery is ever left unsettled. */
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { RpcServer, type RpcServerOptions, type ServerProblem } from '../../src/core/rpc/server';
+import { uniqueName } from '../support/names';
+
+const broker = inject('broker');
+let connection: ChannelModel;
+let channel: Channel;
+const closers: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  connection = await amqp.connect(broker.urls.amqp);
+  channel = await connection.createChannel();
+});
+
+afterAll(async () => {
+  for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
+  await connection.close();
+});
+
+/** A reply topic with a queue bound to its routing key, collecting the replies per request id. */
+async function replyCollector(): Promise<{ replyTopic: string; replies: Map<string, Array<Record<string, unknown>>>; waitFor(id: string): Promise<Record<string, unknown>> }> {
+  const replyTopic = `reply/${uniqueName('robust')}`;
+  const { queue } = await channel.assertQueue('', { exclusive: true });
+  await channel.bindQueue(queue, 'amq.direct', replyTopic.replace('/', '.'));
+  const replies = new Map<string, Array<Record<string, unknown>>>();
+  const waiters = new Map<string, (reply: Record<string, unknown>) => void>();
+  await channel.consume(
+    queue,
+    (message) => {
+      if (!message) return;
+      const reply = JSON.parse(message.content.toString()) as Record<string, unknown>;
+      const id = String(reply.id);
+      replies.set(id, [...(replies.get(id) ?? []), reply]);
+      waiters.get(id)?.(reply);
+      waiters.delete(id);
+    },
+    { noAck: true },
+  );
+  return {
+    replyTopic,
+    replies,
+    waitFor(id) {
+      const earlier = replies.get(id)?.[0];
+      if (earlier) return Promise.resolve(earlier);
+      return new Promise((resolve) => waiters.set(id, resolve));
+    },
+  };
+}
+
+/** Publishes a request as the MQTT plugin does: to amq.direct with routing key = the request topic. */
+function sendRequest(queue: string, id: string, replyTopic: string, params: unknown = id): void {
+  channel.publish('amq.direct', queue, Buffer.from(JSON.stringify({ id, reply_to: replyTopic, params })));
+}
+
+async function declareQueue(): Promise<string> {
+  const queue = uniqueName('rpc_queue');
+  await channel.assertQueue(queue, { durable: true });
+  await channel.bindQueue(queue, 'amq.direct', queue);
+  closers.push(() => channel.deleteQueue(queue));
+  return queue;
+}
+
+function newServer(queue: string, options: Partial<RpcServerOptions> & Pick<RpcServerOptions, 'handler'>): RpcServer {
+  const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue, workers: 1, prefetch: 1, ...options });
+  closers.push(() => server.stop(1000));
+  return server;
+}
+
+describe('a hostile thrown value or a throwing listener', () => {
+  it('answers a handler that throws an object whose message getter throws, and the worker (prefetch 1) keeps serving', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const server = newServer(queue, {
+      handler: (request) => {
+        if (request.params !== 'hostile') return 'fine';
+        throw {
+          get message(): string {
+            throw new Error('x');
+          },
+        };
+      },
+    });
+    await server.start();
+    sendRequest(queue, 'hostile', collector.replyTopic, 'hostile');
+    sendRequest(queue, 'after-hostile', collector.replyTopic);
+    expect(await collector.waitFor('hostile')).toMatchObject({ error: { code: 'handler-error', message: 'the handler threw an object that cannot be described' } });
+    expect(await collector.waitFor('after-hostile')).toMatchObject({ result: 'fine' });
+  }, 15_000);
+
+  it('settles the delivery when a step listener throws, so a worker with prefetch 1 takes the next request', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const server = newServer(queue, { handler: (request) => request.params });
+    server.on('step', (step) => {
+      if (step.rpcId === 'jam' && step.kind === 'worker.received') throw new Error('a buggy step listener');
+    });
+    const problems: ServerProblem[] = [];
+    server.on('problem', (problem) => problems.push(problem));
+    await server.start();
+    sendRequest(queue, 'jam', collector.replyTopic);
+    sendRequest(queue, 'after-jam', collector.replyTopic);
+    expect(await collector.waitFor('after-jam')).toMatchObject({ result: 'after-jam' });
+    expect(problems.map((problem) => problem.kind)).toContain('internal');
+  }, 15_000);
+
+  it('settles the delivery when a problem listener throws, so a worker with prefetch 1 takes the next request', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const server = newServer(queue, {
+      handlerTimeoutMs: 50,
+      handler: (request) => (request.params === 'hang' ? new Promise(() => undefined) : request.params),
+    });
+    server.on('problem', () => {
+      throw new Error('a buggy problem listener');
+    });
+    await server.start();
+    sendRequest(queue, 'hang', collector.replyTopic, 'hang');
+    sendRequest(queue, 'after-hang', collector.replyTopic);
+    expect(await collector.waitFor('after-hang')).toMatchObject({ result: 'after-hang' });
+  }, 15_000);
+});
