@@ -104,6 +104,8 @@ interface Worker {
   returned: Map<string, string>;
   /** why the broker closed this channel, when it did */
   closeReason?: string;
+  /** set once a failed reply took the blame for closeReason (when it does not name a size) */
+  blamed?: boolean;
 }
 
 /** A reply that could not be published, remembered so its redelivery is answered with an error instead of running the handler again. */
@@ -384,7 +386,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const request = parsed.request;
-    const earlier = message.fields.redelivered ? this.failedReplies.get(rpcId) : undefined;
+    // Keyed by id and reply key: ids are chosen by clients, and two devices may well both send id 1.
+    const earlier = message.fields.redelivered ? this.failedReplies.get(failedReplyKey(rpcId, request.replyRoutingKey)) : undefined;
     if (earlier !== undefined && earlier.attempts < 1) {
       // Its reply failed before (the channel died with it): answer with that error rather than run the handler twice.
       earlier.attempts += 1;
@@ -531,19 +534,26 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
-      // The channel's 'error' (the broker's reason) comes before its close: the confirm callback only says "closed".
-      const reason = worker.closeReason ?? failure.message;
-      // Only a refusal the broker tied to this reply (a channel error, a nack) is remembered; after a lost connection
-      // the redelivered request is simply handled again (at least once).
-      const refused = worker.closeReason !== undefined || failure.message === 'message nacked';
-      const tooLarge = /larger than configured max size/.test(reason);
-      if (tooLarge) this.learnMaxMessageSize(reason);
-      if (refused) {
-        const previous = this.failedReplies.get(rpcId);
+      // The channel's 'error' (the broker's reason) comes before its close, and amqplib then fails every unconfirmed
+      // publish of the channel with "channel closed": only the reply whose own size breaks the named limit was refused.
+      const closeReason = worker.closeReason;
+      if (closeReason !== undefined) this.learnMaxMessageSize(closeReason);
+      const tooLarge = closeReason !== undefined && /larger than configured max size/.test(closeReason) && body.byteLength > this.maxMessageBytes;
+      const nacked = failure.message === 'message nacked';
+      // Any other channel error is blamed on the oldest unconfirmed reply (the broker works in order), once per close:
+      // remembering it bounds the loop of a reply that always fails, and its siblings are merely lost.
+      const blamed = closeReason !== undefined && !tooLarge && !/larger than configured max size/.test(closeReason) && !worker.blamed;
+      if (blamed) worker.blamed = true;
+      const reason = tooLarge || closeReason === undefined ? (closeReason ?? failure.message) : `${failure.message}; the broker closed the channel: ${closeReason}`;
+      // Only a refusal the broker tied to this reply (too large, a nack) is remembered; any other lost reply (a sibling
+      // of a refused one, a lost connection) is handled again on redelivery (at least once).
+      if (tooLarge || nacked || blamed) {
+        const key = failedReplyKey(rpcId, request.replyRoutingKey);
+        const previous = this.failedReplies.get(key);
         const described = tooLarge
           ? `The reply was ${body.byteLength} bytes, over the broker's max_message_size (${this.maxMessageBytes})`
           : `The reply could not be published (${reason})`;
-        this.failedReplies.set(rpcId, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
+        this.failedReplies.set(key, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
       }
       if (!this.closing) {
         this.problem({ kind: tooLarge ? 'reply-too-large' : 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${reason}` });
@@ -574,6 +584,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       });
     }
   }
+}
+
+/** Where a failed reply is remembered: the client-chosen id alone is not unique across devices. */
+function failedReplyKey(rpcId: string, replyRoutingKey: string): string {
+  return `${replyRoutingKey}\u0000${rpcId}`;
 }
 
 function safely(operation: () => void): void {
