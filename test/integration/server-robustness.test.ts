@@ -121,3 +121,46 @@ describe('a hostile thrown value or a throwing listener', () => {
     expect(await collector.waitFor('after-hang')).toMatchObject({ result: 'after-hang' });
   }, 15_000);
 });
+
+describe('replies under backpressure', () => {
+  it('with prefetch 1500 and 1500 replies published at once (over the 2 x 1024-frame write buffer of amqplib), add no more than one drain listener per channel and print no MaxListenersExceededWarning', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const count = 1500;
+    let arrivals = 0;
+    let allArrived: () => void = () => undefined;
+    const barrier = new Promise<void>((resolve) => (allArrived = resolve));
+    const server = newServer(queue, {
+      prefetch: count,
+      handler: async () => {
+        arrivals += 1;
+        if (arrivals === count) allArrived();
+        await barrier;
+        return 'x'.repeat(10_000);
+      },
+    });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      await server.start();
+      const ids = Array.from({ length: count }, (_, index) => `big-${index}`);
+      for (const id of ids) sendRequest(queue, id, collector.replyTopic);
+      let mostDrainListeners = 0;
+      // Bracket access: the worker's channel is private, and its listeners are what this test is about.
+      const workerChannel = server['workers'][0]?.channel;
+      // Each reply is published after the previous ones started waiting: count their drain listeners then.
+      server.on('step', (step) => {
+        if (step.kind === 'reply.published') mostDrainListeners = Math.max(mostDrainListeners, workerChannel?.listenerCount('drain') ?? 0);
+      });
+      for (const id of ids) await collector.waitFor(id);
+      // Node reports the warning on a later tick: let those run before looking.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      expect(warnings.map((warning) => `${warning.name}: ${warning.message}`)).toEqual([]);
+      // 1, not 0: the replies did meet backpressure.
+      expect(mostDrainListeners).toBe(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  }, 30_000);
+});

@@ -104,6 +104,8 @@ interface Worker {
   returned: Map<string, string>;
   /** why the broker closed this channel, when it did */
   closeReason?: string;
+  /** the channel's next 'drain', shared by every reply waiting for it */
+  drained?: Promise<void>;
   /** set once a failed reply took the blame for closeReason (when it does not name a size) */
   blamed?: boolean;
 }
@@ -486,6 +488,28 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (limit) this.maxMessageBytes = Math.min(this.maxMessageBytes, Number(limit[1]));
   }
 
+  /**
+   * Resolves at the channel's next 'drain'. Every reply waiting on the same channel shares one listener (one per reply
+   * would pass Node's limit of 10 with prefetch > 10); it is removed when the drain comes or the channel closes.
+   */
+  private drained(worker: Worker): Promise<void> {
+    if (worker.drained) return worker.drained;
+    const channel = worker.channel;
+    const stopWaiting = new AbortController();
+    const onClose = (): void => stopWaiting.abort();
+    channel.once('close', onClose);
+    worker.drained = once(channel, 'drain', { signal: stopWaiting.signal })
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        channel.off('close', onClose);
+        worker.drained = undefined;
+      });
+    return worker.drained;
+  }
+
   /** Publishes the reply with `mandatory`, waits for the broker's confirm, and only then acks the request. */
   private async reply(worker: Worker, message: ConsumeMessage, request: RpcRequest, rpcId: string, body: Buffer): Promise<void> {
     if (this.closing) {
@@ -529,7 +553,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       detail: { worker: worker.name, exchange: this.exchange, routingKey: request.replyRoutingKey, replyTopic, mandatory: true },
     });
     // Respect the socket's backpressure before taking more work; a closed channel settles `confirmed` instead.
-    if (!writable) await Promise.race([once(worker.channel, 'drain').catch(() => undefined), confirmed]);
+    if (!writable) await Promise.race([this.drained(worker), confirmed]);
     const failure = await confirmed;
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
