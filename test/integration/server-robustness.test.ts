@@ -164,3 +164,68 @@ describe('replies under backpressure', () => {
     }
   }, 30_000);
 });
+
+/** The broker's management API, with the test broker's credentials as a header (fetch refuses them in the URL). */
+async function management(path: string, method = 'GET'): Promise<unknown> {
+  const url = new URL(broker.urls.management);
+  const authorization = `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`;
+  const response = await fetch(`${url.protocol}//${url.host}${path}`, { method, headers: { authorization } });
+  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status}`);
+  return method === 'GET' ? response.json() : undefined;
+}
+
+/** Closes a client's AMQP connection from the broker's side, as a network fault would; waits until the broker lists it. */
+async function closeConnectionNamed(connectionName: string): Promise<void> {
+  for (;;) {
+    const connections = (await management('/api/connections')) as Array<{ name: string; user_provided_name?: string }>;
+    const found = connections.find((entry) => entry.user_provided_name === connectionName);
+    if (found) {
+      await management(`/api/connections/${encodeURIComponent(found.name)}`, 'DELETE');
+      return;
+    }
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+describe('a stop while the server reconnects', () => {
+  it('leaves no consumer on the queue when the stop lands while the workers are being reopened', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let slowStarted: () => void = () => undefined;
+    const slowRunning = new Promise<void>((resolve) => (slowStarted = resolve));
+    const name = uniqueName('reconnecting-server');
+    const server = newServer(queue, {
+      name,
+      handler: async (request) => {
+        if (request.params !== 'slow') return request.params;
+        slowStarted();
+        await released;
+        return 'slow';
+      },
+    });
+    await server.start();
+    // Bracket access to a private method: the stop must land exactly while a worker is reopened after the reconnection.
+    const openWorker = server['openWorker'].bind(server);
+    let reopening: Promise<unknown> | undefined;
+    let stopping: Promise<void> | undefined;
+    let reopenStarted: () => void = () => undefined;
+    const reopenStartedPromise = new Promise<void>((resolve) => (reopenStarted = resolve));
+    server['openWorker'] = (...args: Parameters<typeof openWorker>) => {
+      stopping ??= server.stop(10_000);
+      reopening = openWorker(...args);
+      reopenStarted();
+      return reopening as ReturnType<typeof openWorker>;
+    };
+    sendRequest(queue, 'slow', collector.replyTopic, 'slow');
+    await slowRunning;
+    await closeConnectionNamed(name);
+    await reopenStartedPromise;
+    await reopening?.catch(() => undefined);
+    // The drain is still waiting for the slow handler: nothing may consume the queue meanwhile.
+    expect((await channel.checkQueue(queue)).consumerCount).toBe(0);
+    release();
+    await stopping;
+  }, 30_000);
+});

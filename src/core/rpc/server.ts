@@ -232,7 +232,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   /** Declares the durable shared queue, binds it with key = its name, and starts one consumer per worker. */
   private async setUp(model: ChannelModel, workerCount: number, prefetch: number): Promise<void> {
-    // A reconnection while stopping must not start consuming again.
+    // A reconnection while stopping must not start consuming again: checked before and after every await.
     if (this.draining) return;
     const setupChannel = await model.createChannel();
     setupChannel.on('error', () => undefined);
@@ -247,22 +247,38 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       await declare.assertQueue(this.queue, { durable: true });
       await declare.bindQueue(this.queue, this.exchange, this.queue);
     } catch (err) {
-      throw new BridgeError('broker-failed', `Cannot declare the queue "${this.queue}": ${(err as Error).message}`);
+      throw new BridgeError('broker-failed', `Cannot declare the queue "${this.queue}": ${describeThrown(err)}`);
     }
     await declare.close().catch(() => undefined);
     await setupChannel.close().catch(() => undefined);
+    if (this.draining) return;
 
     this.model = model;
     const workers: Worker[] = [];
     for (let index = 0; index < workerCount; index += 1) {
-      workers.push(await this.openWorker(model, `worker-${index + 1}`, prefetch));
+      const worker = await this.openWorker(model, `worker-${index + 1}`, prefetch);
+      // Stopped meanwhile: openWorker closed the new channel itself; the ones already opened are closed here.
+      if (worker === undefined) {
+        await Promise.all(workers.map((opened) => opened.channel.close().catch(() => undefined)));
+        return;
+      }
+      workers.push(worker);
     }
     this.workers = workers;
   }
 
-  /** One competing consumer on its own confirm channel; a channel the broker closes is reopened, the connection kept. */
-  private async openWorker(model: ChannelModel, name: string, prefetch: number): Promise<Worker> {
+  /**
+   * One competing consumer on its own confirm channel; a channel the broker closes is reopened, the connection kept.
+   * Resolves with undefined (its channel closed) when a stop began meanwhile: the drain would never cancel it.
+   */
+  private async openWorker(model: ChannelModel, name: string, prefetch: number): Promise<Worker | undefined> {
     const channel = await model.createConfirmChannel();
+    const abandonIfStopping = async (): Promise<boolean> => {
+      if (!this.draining) return false;
+      await channel.close().catch(() => undefined);
+      return true;
+    };
+    if (await abandonIfStopping()) return undefined;
     const returned = new Map<string, string>();
     const worker: Worker = { name, channel, consumerTag: '', returned };
     channel.on('error', (err: Error) => {
@@ -270,6 +286,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       this.learnMaxMessageSize(err.message);
     });
     await channel.prefetch(prefetch);
+    if (await abandonIfStopping()) return undefined;
     channel.on('return', (message: Message) => {
       // amqplib's types omit the basic.return fields that are there at run time.
       const fields = message.fields as Message['fields'] & { replyCode?: number; replyText?: string };
@@ -281,18 +298,21 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       setTimeout(() => {
         if (this.draining || this.model !== model || this.link.status.state !== 'connected') return;
         this.problem({ kind: 'channel-reopened', worker: name, rpcId: '', message: `The broker closed ${name}'s channel; reopening it on the same connection.` });
-        void this.openWorker(model, name, prefetch).then(
-          (replacement) => {
-            this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
-          },
-          () => undefined,
-        );
+        void this.reopenWorker(model, worker, prefetch);
       }, 100).unref();
     });
     const { consumerTag } = await channel.consume(this.queue, (message) => void this.onMessage(worker, message), { noAck: false });
     worker.consumerTag = consumerTag;
+    // A request it took before this close goes back to the queue, unanswered and unhandled.
+    if (await abandonIfStopping()) return undefined;
     this.stats.perWorker[name] ??= 0;
     return worker;
+  }
+
+  /** Replaces a worker whose channel the broker closed. */
+  private async reopenWorker(model: ChannelModel, worker: Worker, prefetch: number): Promise<void> {
+    const replacement = await this.openWorker(model, worker.name, prefetch).catch(() => undefined);
+    if (replacement) this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
   }
 
   private step(draft: TraceStepDraft): void {
