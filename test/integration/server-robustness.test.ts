@@ -229,3 +229,62 @@ describe('a stop while the server reconnects', () => {
     await stopping;
   }, 30_000);
 });
+
+describe('handlers that hang on every request', () => {
+  it('are forgotten beyond the cap of abandoned handlers, oldest first, and the stop report counts them', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const server = newServer(queue, { handlerTimeoutMs: 20, maxAbandonedHandlers: 3, handler: () => new Promise(() => undefined) });
+    await server.start();
+    const ids = Array.from({ length: 10 }, (_, index) => `hang-${index}`);
+    for (const id of ids) sendRequest(queue, id, collector.replyTopic);
+    for (const id of ids) expect(await collector.waitFor(id)).toMatchObject({ error: { code: 'handler-timeout' } });
+    expect(server.runningIds).toEqual(['hang-7', 'hang-8', 'hang-9']);
+    expect(await server.stopWithReport(1000)).toMatchObject({ abandoned: ['hang-7', 'hang-8', 'hang-9'], abandonedForgotten: 7 });
+  }, 15_000);
+});
+
+describe('a worker whose channel cannot be reopened at once', () => {
+  it('is reopened with backoff after failed attempts, each reported, and serves again', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const server = newServer(queue, { handler: (request) => request.params });
+    const problems: ServerProblem[] = [];
+    server.on('problem', (problem) => problems.push(problem));
+    await server.start();
+    // Bracket access to private members: the reopen must fail twice, and the worker's channel is closed from here.
+    const openWorker = server['openWorker'].bind(server);
+    let failures = 0;
+    server['openWorker'] = (...args: Parameters<typeof openWorker>) => {
+      if (failures < 2) {
+        failures += 1;
+        return Promise.reject(new Error(`refused reopen ${failures}`));
+      }
+      return openWorker(...args);
+    };
+    await server['workers'][0]?.channel.close();
+    sendRequest(queue, 'after-reopen', collector.replyTopic);
+    expect(await collector.waitFor('after-reopen')).toMatchObject({ result: 'after-reopen' });
+    expect(problems.filter((problem) => /could not be reopened/.test(problem.message)).map((problem) => problem.message)).toEqual([
+      expect.stringMatching(/\(refused reopen 1\); retrying in 100 ms/),
+      expect.stringMatching(/\(refused reopen 2\); retrying in 200 ms/),
+    ]);
+  }, 15_000);
+
+  it('is reported as lost after the last failed attempt', async () => {
+    const queue = await declareQueue();
+    const server = newServer(queue, { handler: (request) => request.params });
+    const problems: ServerProblem[] = [];
+    let lost: () => void = () => undefined;
+    const workerLost = new Promise<void>((resolve) => (lost = resolve));
+    server.on('problem', (problem) => {
+      problems.push(problem);
+      if (problem.kind === 'worker-lost') lost();
+    });
+    await server.start();
+    server['openWorker'] = () => Promise.reject(new Error('refused for good'));
+    await server['workers'][0]?.channel.close();
+    await workerLost;
+    expect(problems.find((problem) => problem.kind === 'worker-lost')?.message).toMatch(/worker-1 is gone: its channel could not be reopened after 5 attempts \(refused for good\)/);
+  }, 15_000);
+});

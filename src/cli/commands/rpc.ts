@@ -228,7 +228,8 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       warn(`${report.unfinished.length} request(s) were still being handled after ${options.drainTimeout} ms and went back to the queue: ${listIds(report.unfinished)}.`);
     }
     if (report && report.abandoned.length > 0) {
-      warn(`${report.abandoned.length} handler(s) abandoned after the handler timeout had still not returned: ${listIds(report.abandoned)}.`);
+      const forgotten = report.abandonedForgotten > 0 ? ` (and ${report.abandonedForgotten} older one(s) no longer tracked)` : '';
+      warn(`${report.abandoned.length} handler(s) abandoned after the handler timeout had still not returned${forgotten}: ${listIds(report.abandoned)}.`);
     }
     return crashReason === undefined ? undefined : 1;
   } finally {

@@ -11,6 +11,10 @@ import { encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
 
+/** How often, and from which delay (doubled each time), a worker whose channel the broker closed is reopened. */
+const REOPEN_ATTEMPTS = 5;
+const REOPEN_FIRST_DELAY_MS = 100;
+
 /** RabbitMQ 3.10's default max_message_size (128 MiB). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 134_217_728;
 
@@ -42,6 +46,8 @@ export interface RpcServerOptions {
   handlerTimeoutMs?: number;
   /** the broker's max_message_size: a bigger reply is answered with a `reply-too-large` error instead (default 128 MiB) */
   maxMessageBytes?: number;
+  /** abandoned handlers still listed (to be named on stop); beyond this the oldest are forgotten (default 1000) */
+  maxAbandonedHandlers?: number;
 }
 
 export interface RpcServerStats {
@@ -63,6 +69,7 @@ export interface ServerProblem {
     | 'reply-too-large'
     | 'consumer-cancelled'
     | 'channel-reopened'
+    | 'worker-lost'
     | 'handler-timeout'
     | 'late-handler'
     | 'event-loop-blocked'
@@ -80,6 +87,8 @@ export interface StopReport {
   unfinished: string[];
   /** handlers that timed out earlier (their requests were answered with `handler-timeout`) and had still not returned */
   abandoned: string[];
+  /** abandoned handlers beyond `maxAbandonedHandlers`, no longer listed in `abandoned` (whether they returned is unknown) */
+  abandonedForgotten: number;
 }
 
 /** One request a handler is working on. */
@@ -136,6 +145,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** deliveries already acked or rejected: any other one is rejected by onMessage's last resort */
   private readonly settled = new WeakSet<ConsumeMessage>();
   private readonly handlerTimeoutMs: number;
+  private readonly maxAbandonedHandlers: number;
+  private abandonedForgotten = 0;
   /** lowered when the broker refuses a reply as too large and names its real limit */
   private maxMessageBytes: number;
   private idle: (() => void) | undefined;
@@ -159,6 +170,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       throw new BridgeError('bad-input', `The handler timeout must be a whole number of ms from 1 to ${MAX_TIMER_MS}.`);
     }
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.maxAbandonedHandlers = options.maxAbandonedHandlers ?? 1000;
     this.link = new AmqpLink({
       url: options.amqpUrl,
       connectionName: options.name ?? `bridgescope-server ${this.queue}`,
@@ -220,6 +232,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       drained,
       unfinished: entries.filter((entry) => !entry.abandoned).map((entry) => entry.rpcId),
       abandoned: entries.filter((entry) => entry.abandoned).map((entry) => entry.rpcId),
+      abandonedForgotten: this.abandonedForgotten,
     };
     this.closing = true;
     // Acks go out on each channel's own buffer and a connection.close can overtake them: a channel.close, queued behind
@@ -309,10 +322,36 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     return worker;
   }
 
-  /** Replaces a worker whose channel the broker closed. */
+  /** Replaces a worker whose channel the broker closed, retrying with backoff; says so when it gives up. */
   private async reopenWorker(model: ChannelModel, worker: Worker, prefetch: number): Promise<void> {
-    const replacement = await this.openWorker(model, worker.name, prefetch).catch(() => undefined);
-    if (replacement) this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
+    for (let attempt = 1; ; attempt += 1) {
+      // The connection went meanwhile (setUp opens every worker again) or the server is stopping.
+      if (this.draining || this.model !== model) return;
+      try {
+        const replacement = await this.openWorker(model, worker.name, prefetch);
+        if (replacement) this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
+        return;
+      } catch (err) {
+        if (this.draining || this.model !== model) return;
+        if (attempt >= REOPEN_ATTEMPTS) {
+          this.problem({
+            kind: 'worker-lost',
+            worker: worker.name,
+            rpcId: '',
+            message: `${worker.name} is gone: its channel could not be reopened after ${attempt} attempts (${describeThrown(err)}); the other workers keep serving.`,
+          });
+          return;
+        }
+        const delayMs = REOPEN_FIRST_DELAY_MS * 2 ** (attempt - 1);
+        this.problem({
+          kind: 'channel-reopened',
+          worker: worker.name,
+          rpcId: '',
+          message: `${worker.name}'s channel could not be reopened (${describeThrown(err)}); retrying in ${delayMs} ms.`,
+        });
+        await new Promise<void>((resolve) => setTimeout(resolve, delayMs).unref());
+      }
+    }
   }
 
   private step(draft: TraceStepDraft): void {
@@ -496,10 +535,25 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (first !== 'timeout') return first;
     entry.abandoned = true;
     entry.controller.abort();
+    this.forgetOldestAbandoned();
     const message = `The handler did not answer ${entry.rpcId} within ${this.handlerTimeoutMs} ms; it was abandoned and the request answered with an error.`;
     this.problem({ kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
     void work.then(() => this.running.delete(ticket));
     return { ok: false, error: { code: 'handler-timeout', message } };
+  }
+
+  /** A handler that hangs on every request would grow `running` for good: past the cap, the oldest abandoned are forgotten. */
+  private forgetOldestAbandoned(): void {
+    let abandoned = 0;
+    for (const entry of this.running.values()) if (entry.abandoned) abandoned += 1;
+    // Map order is insertion order: the first abandoned entries are the oldest.
+    for (const [ticket, entry] of this.running) {
+      if (abandoned <= this.maxAbandonedHandlers) break;
+      if (!entry.abandoned) continue;
+      this.running.delete(ticket);
+      this.abandonedForgotten += 1;
+      abandoned -= 1;
+    }
   }
 
   /** Reads the broker's real limit out of its refusal ("message size N is larger than configured max size M"). */
