@@ -322,7 +322,7 @@ describe('a handler that never answers', () => {
     expect(await collector.waitFor('never-settles')).toMatchObject({ error: { code: 'handler-timeout' } });
     expect(problems.map((problem) => [problem.kind, problem.rpcId])).toEqual([['handler-timeout', 'never-settles']]);
     const report = await server.stopWithReport(1000);
-    expect(report).toEqual({ drained: true, unfinished: [], abandoned: ['never-settles'] });
+    expect(report).toEqual({ drained: true, unfinished: [], abandoned: ['never-settles'], abandonedForgotten: 0 });
   });
 });
 
