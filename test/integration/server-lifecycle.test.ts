@@ -38,8 +38,8 @@ interface Serving {
   exited: Promise<number | null>;
 }
 
-function startServe(args: string[]): Serving {
-  const child = spawn(process.execPath, [cliPath, 'serve', '--amqp', broker.urls.amqp, ...args], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+function startServe(args: string[], nodeArgs: string[] = []): Serving {
+  const child = spawn(process.execPath, [...nodeArgs, cliPath, 'serve', '--amqp', broker.urls.amqp, ...args], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const lines: string[] = [];
   const waiters: Array<{ pattern: RegExp; count: number; resolve: () => void }> = [];
   const seen = (pattern: RegExp): number => lines.filter((line) => pattern.test(line)).length;
@@ -292,6 +292,25 @@ describe('handlers that throw anything', () => {
   }, 60_000);
 });
 
+describe('an uncaught exception that is not a handler\'s', () => {
+  it('is said in one sentence, the in-flight request is drained and answered, and serve exits 1', async () => {
+    // Stands for a bug of ours: preloaded into serve's process, it throws from a signal listener, far from any handler.
+    const bugPath = join(moduleDir, 'bug-of-ours.mjs');
+    await writeFile(bugPath, "process.on('SIGUSR2', () => { throw new Error('a bug of ours'); });\n");
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    const serving = startServe(['--queue', queue, '--workers', '1', '--handler', 'delay:500', '--json'], ['--import', bugPath]);
+    await serving.waitFor(/^Serving /);
+    sendRequest(queue, 'in-flight', collector.replyTopic);
+    await serving.waitFor(/"kind":"worker.received"/);
+    serving.child.kill('SIGUSR2');
+    expect(await serving.exited).toBe(1);
+    expect(serving.lines.filter((line) => /a bug of ours/.test(line))).toEqual([expect.stringMatching(/^bridgescope: internal error \(not the handler's\): a bug of ours; stopping\.$/)]);
+    expect(serving.lines.some((line) => /still serving/.test(line))).toBe(false);
+    expect(await collector.waitFor('in-flight')).toMatchObject({ result: { delayedMs: 500 } });
+  }, 20_000);
+});
+
 describe('a handler that never answers', () => {
   it('is abandoned after the handler timeout with a handler-timeout error reply, a warning, and its id named on stop', async () => {
     const queue = await declareQueue();
@@ -303,7 +322,7 @@ describe('a handler that never answers', () => {
     expect(await collector.waitFor('never-settles')).toMatchObject({ error: { code: 'handler-timeout' } });
     expect(problems.map((problem) => [problem.kind, problem.rpcId])).toEqual([['handler-timeout', 'never-settles']]);
     const report = await server.stopWithReport(1000);
-    expect(report).toEqual({ drained: true, unfinished: [], abandoned: ['never-settles'] });
+    expect(report).toEqual({ drained: true, unfinished: [], abandoned: ['never-settles'], abandonedForgotten: 0 });
   });
 });
 

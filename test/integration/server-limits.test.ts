@@ -93,3 +93,98 @@ describe('a reply over the broker\'s max_message_size', () => {
     }
   }, 60_000);
 });
+
+/** A reply queue bound to one reply topic, collecting the replies per request id. */
+async function replyCollector(replyTopic: string): Promise<{ replies: Map<string, Array<Record<string, unknown>>>; waitFor(id: string): Promise<Record<string, unknown>> }> {
+  const { queue: replyQueue } = await channel.assertQueue('', { exclusive: true });
+  await channel.bindQueue(replyQueue, 'amq.direct', replyTopic.replace('/', '.'));
+  const replies = new Map<string, Array<Record<string, unknown>>>();
+  const waiters = new Map<string, (reply: Record<string, unknown>) => void>();
+  await channel.consume(
+    replyQueue,
+    (message) => {
+      if (!message) return;
+      const reply = JSON.parse(message.content.toString()) as Record<string, unknown>;
+      replies.set(String(reply.id), [...(replies.get(String(reply.id)) ?? []), reply]);
+      waiters.get(String(reply.id))?.(reply);
+    },
+    { noAck: true },
+  );
+  return {
+    replies,
+    waitFor(id) {
+      const earlier = replies.get(id)?.[0];
+      return earlier ? Promise.resolve(earlier) : new Promise((resolve) => waiters.set(id, resolve));
+    },
+  };
+}
+
+/**
+ * One worker with prefetch 10 holds an oversized reply and small ones until all have arrived, then publishes them
+ * back to back on its channel: the broker's refusal of the big one closes the channel under the unconfirmed small ones.
+ */
+async function refusedWithSiblings(smallIds: string[]): Promise<{
+  big: Awaited<ReturnType<typeof replyCollector>>;
+  small: Awaited<ReturnType<typeof replyCollector>>;
+  calls: Map<string, number>;
+  server: RpcServer;
+  queue: string;
+}> {
+  const queue = uniqueName('rpc_queue');
+  const bigTopic = `reply/${uniqueName('big')}`;
+  const smallTopic = `reply/${uniqueName('small')}`;
+  const big = await replyCollector(bigTopic);
+  const small = await replyCollector(smallTopic);
+  const calls = new Map<string, number>();
+  let arrivals = 0;
+  let allArrived: () => void = () => undefined;
+  const barrier = new Promise<void>((resolve) => (allArrived = resolve));
+  const server = new RpcServer({
+    amqpUrl: broker.urls.amqp,
+    queue,
+    workers: 1,
+    prefetch: 10,
+    handler: async (request) => {
+      const { bytes, label } = request.params as { bytes: number; label: string };
+      calls.set(label, (calls.get(label) ?? 0) + 1);
+      arrivals += 1;
+      if (arrivals === smallIds.length + 1) allArrived();
+      await barrier;
+      return 'x'.repeat(bytes);
+    },
+  });
+  await server.start();
+  const send = (id: string, replyTopic: string, bytes: number, label: string): void => {
+    channel.publish('amq.direct', queue, Buffer.from(JSON.stringify({ id, reply_to: replyTopic, params: { bytes, label } })));
+  };
+  send('refused', bigTopic, MAX_MESSAGE_BYTES + 1000, 'big');
+  for (const id of smallIds) send(id, smallTopic, 10, `small ${id}`);
+  return { big, small, calls, server, queue };
+}
+
+describe('a reply refused as too large on a channel with other replies unconfirmed', () => {
+  it('leaves the other replies lost, not too large: their requests are handled again and answered with their results', async () => {
+    const siblings = ['sibling-1', 'sibling-2', 'sibling-3'];
+    const { big, small, calls, server, queue } = await refusedWithSiblings(siblings);
+    try {
+      expect(await big.waitFor('refused')).toMatchObject({ error: { code: 'reply-too-large' } });
+      for (const id of siblings) expect(await small.waitFor(id)).toMatchObject({ result: 'x'.repeat(10) });
+      expect(calls.get('big')).toBe(1);
+      expect([...small.replies.values()].map((list) => list.length)).toEqual([1, 1, 1]);
+    } finally {
+      await server.stop(1000);
+      await channel.deleteQueue(queue).catch(() => undefined);
+    }
+  }, 60_000);
+
+  it('answers a request that reuses the refused request\'s id on another reply topic with its own result', async () => {
+    const { big, small, server, queue } = await refusedWithSiblings(['refused']);
+    try {
+      expect(await small.waitFor('refused')).toMatchObject({ result: 'x'.repeat(10) });
+      expect(await big.waitFor('refused')).toMatchObject({ error: { code: 'reply-too-large' } });
+    } finally {
+      await server.stop(1000);
+      await channel.deleteQueue(queue).catch(() => undefined);
+    }
+  }, 20_000);
+});

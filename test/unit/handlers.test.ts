@@ -30,6 +30,35 @@ describe('what a handler threw, in one sentence', () => {
     expect(thrownCode(undefined)).toBe('handler-error');
     expect(thrownCode(new Error('x'))).toBe('handler-error');
   });
+
+  it('never throws itself, whatever getters or proxy traps the thrown value has', () => {
+    const hostileGetters = {
+      get message(): string {
+        throw new Error('message getter');
+      },
+      get code(): string {
+        throw new Error('code getter');
+      },
+    };
+    const hostileProxy = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error('get trap');
+        },
+        getPrototypeOf() {
+          throw new Error('getPrototypeOf trap');
+        },
+        ownKeys() {
+          throw new Error('ownKeys trap');
+        },
+      },
+    );
+    for (const thrown of [hostileGetters, hostileProxy]) {
+      expect(describeThrown(thrown)).toMatch(/^the handler threw /);
+      expect(thrownCode(thrown)).toBe('handler-error');
+    }
+  });
 });
 
 describe('delay:MS', () => {

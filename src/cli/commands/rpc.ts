@@ -1,5 +1,7 @@
 /** `bridgescope serve`, `call` and `map`: the RPC engine and the topic map from the terminal. */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Command } from 'commander';
 import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
 import { redactUrl } from '../../core/broker/management-http';
@@ -21,7 +23,7 @@ import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../../core/d
 import type { Verdict } from '../../shared/diagnosis';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
-import { runUntilStopped, signalExitCode, StopSignals, type StopSignal } from '../lifecycle';
+import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
 
 interface ServeOptions {
   amqp?: string;
@@ -110,15 +112,45 @@ export function printReply(outcome: RpcOutcome, terminal: boolean = stdoutIsTerm
   else process.stdout.write(`${body.base64}\n`);
 }
 
+/**
+ * Whether an exception that escaped every request plausibly comes from the handler module's own callbacks: its stack
+ * passes through the module's file, or it is not an Error at all (ours always are). Built-in handlers have none.
+ */
+export function isHandlersStray(thrown: unknown, handlerFile: string | undefined): boolean {
+  if (handlerFile === undefined) return false;
+  let stack: unknown;
+  try {
+    stack = thrown instanceof Error ? thrown.stack : undefined;
+    if (!(thrown instanceof Error)) return true;
+  } catch {
+    // a hostile proxy: nothing of ours throws one
+    return true;
+  }
+  return typeof stack === 'string' && (stack.includes(handlerFile) || stack.includes(pathToFileURL(handlerFile).href));
+}
+
 /** `bridgescope serve`: serves until a stop signal, then drains (every reply confirmed, every ack flushed) and exits 0. */
-async function serve(options: ServeOptions): Promise<void> {
+async function serve(options: ServeOptions): Promise<number | undefined> {
   // First, so a signal that arrives while connecting is not lost (nor handled by Node's default, which skips the drain).
   const signals = new StopSignals({ boundMs: options.drainTimeout + 10_000 });
-  // A stray throw or rejection from a handler's own callbacks must not take every other request down with it.
+  // A crash of ours stops serve like a signal (drain, flush acks) but exits 1.
+  let crashReason: string | undefined;
+  let onCrash: (reason: string) => void = () => undefined;
+  const crashed = new Promise<string>((resolve) => (onCrash = resolve));
+  let handlerFile: string | undefined;
+  // A stray throw or rejection from a handler's own callbacks must not take every other request down with it; any
+  // other exception is a bug of ours, which must not be hidden.
   const onStray = (kind: string) => (err: unknown) => {
-    const line = `A handler's ${kind} escaped its request: ${describeThrown(err)}; still serving.`;
-    if (options.json) process.stdout.write(`${jsonForTerminal({ problem: { kind: 'stray-error', worker: '', rpcId: '', message: line } })}\n`);
-    else warn(line);
+    if (isHandlersStray(err, handlerFile)) {
+      const line = `A handler's ${kind} escaped its request: ${describeThrown(err)}; still serving.`;
+      if (options.json) process.stdout.write(`${jsonForTerminal({ problem: { kind: 'stray-error', worker: '', rpcId: '', message: line } })}\n`);
+      else warn(line);
+      return;
+    }
+    const reason = err instanceof Error ? err.message || err.name : describeThrown(err);
+    process.stderr.write(`bridgescope: internal error (not the handler's): ${terminalSafe(reason)}; stopping.\n`);
+    crashReason ??= reason;
+    onCrash(reason);
   };
   const onException = onStray('exception');
   const onRejection = onStray('unhandled rejection');
@@ -127,7 +159,9 @@ async function serve(options: ServeOptions): Promise<void> {
   process.on('unhandledRejection', onRejection);
   try {
     validateQueueName(options.queue);
-    const handler = await loadHandler(parseHandlerSpec(options.handler));
+    const spec = parseHandlerSpec(options.handler);
+    if (spec.kind === 'module') handlerFile = resolve(spec.path);
+    const handler = await loadHandler(spec);
     const amqpUrl = resolveUrl('amqp', options.amqp);
     const server = new RpcServer({
       amqpUrl,
@@ -156,24 +190,37 @@ async function serve(options: ServeOptions): Promise<void> {
       }
     });
     const starting = server.start();
-    const startedOrStopped = await Promise.race([starting.then(() => 'started' as const), signals.stopped.then(() => 'stopped' as const)]);
+    const startedOrStopped = await Promise.race([
+      starting.then(() => 'started' as const),
+      signals.stopped.then(() => 'stopped' as const),
+      crashed.then(() => 'stopped' as const),
+    ]);
     if (startedOrStopped === 'stopped') {
       // A failure of the abandoned start is moot now; it must not surface as a stray rejection.
       starting.catch(() => undefined);
       process.stderr.write('Stopped before the server was connected.\n');
       await server.stop(0);
-      return;
+      return crashReason === undefined ? undefined : 1;
     }
     started = true;
     process.stderr.write(
       `Serving "${server.queue}" on ${server.exchange} at ${redactUrl(amqpUrl)} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
     );
     let report: StopReport | undefined;
-    await runUntilStopped(
-      signals,
-      () => process.stderr.write(`Stopping: draining ${server.stats.inFlight} in-flight request(s)...\n`),
-      () => [{ what: 'drain in-flight requests and flush their acks', run: async () => (report = await server.stopWithReport(options.drainTimeout)) }],
-    );
+    const announce = (): void => void process.stderr.write(`Stopping: draining ${server.stats.inFlight} in-flight request(s)...\n`);
+    const tasks = (): CleanupTask[] => [{ what: 'drain in-flight requests and flush their acks', run: async () => (report = await server.stopWithReport(options.drainTimeout)) }];
+    // A crash stops like a signal: runUntilStopped waits for a signal only, so a crash fires the same bounded cleanup here.
+    const byCrash = await Promise.race([signals.stopped.then(() => false), crashed.then(() => true)]);
+    if (byCrash) {
+      announce();
+      const outcome = await signals.cleanup(tasks());
+      if (outcome.state === 'timed-out') {
+        process.stderr.write(`bridgescope: cleanup did not finish in time; left undone: ${outcome.leftUndone.join('; ')}.\n`);
+        process.exit(1);
+      }
+    } else {
+      await runUntilStopped(signals, announce, tasks);
+    }
     const { stats } = server;
     process.stderr.write(
       `Stopped. received ${stats.received}, replied ${stats.replied}, failed ${stats.failed}, rejected ${stats.rejected}, unroutable ${stats.unroutable}; per worker ${JSON.stringify(stats.perWorker)}\n`,
@@ -182,8 +229,10 @@ async function serve(options: ServeOptions): Promise<void> {
       warn(`${report.unfinished.length} request(s) were still being handled after ${options.drainTimeout} ms and went back to the queue: ${listIds(report.unfinished)}.`);
     }
     if (report && report.abandoned.length > 0) {
-      warn(`${report.abandoned.length} handler(s) abandoned after the handler timeout had still not returned: ${listIds(report.abandoned)}.`);
+      const forgotten = report.abandonedForgotten > 0 ? ` (and ${report.abandonedForgotten} older one(s) no longer tracked)` : '';
+      warn(`${report.abandoned.length} handler(s) abandoned after the handler timeout had still not returned${forgotten}: ${listIds(report.abandoned)}.`);
     }
+    return crashReason === undefined ? undefined : 1;
   } finally {
     // A handler's own timers (an abandoned one, say) or a connection still opening must not keep the process alive.
     setTimeout(() => process.exit(), 2000).unref();

@@ -31,8 +31,17 @@ export class HandlerError extends Error {
 
 export { MAX_TIMER_MS } from '../../shared/durations';
 
-/** One sentence for whatever a handler threw: an Error's message, or what the value was (`throw undefined` included). */
+/** One sentence for whatever a handler threw: an Error's message, or what the value was (`throw undefined` included). Never throws. */
 export function describeThrown(thrown: unknown): string {
+  try {
+    return describeUnsafely(thrown);
+  } catch {
+    // a getter or proxy trap threw while we looked: name the kind of value without touching it again
+    return `the handler threw ${kindOf(thrown)} that cannot be described`;
+  }
+}
+
+function describeUnsafely(thrown: unknown): string {
   if (thrown instanceof Error) return thrown.message || `the handler threw ${thrown.name} without a message`;
   if (thrown === undefined || thrown === null) return `the handler threw ${String(thrown)}`;
   if (typeof thrown === 'object') {
@@ -51,12 +60,22 @@ export function describeThrown(thrown: unknown): string {
   return `the handler threw ${typeof thrown === 'symbol' ? thrown.toString() : String(thrown)}`;
 }
 
-/** The error code a thrown value answers with: a HandlerError's own, or a `code` string on a thrown object. */
+/** `typeof` cannot throw, even on a hostile proxy. */
+function kindOf(thrown: unknown): string {
+  const kind = typeof thrown;
+  return kind === 'object' || kind === 'undefined' ? `an ${kind}` : `a ${kind}`;
+}
+
+/** The error code a thrown value answers with: a HandlerError's own, or a `code` string on a thrown object. Never throws. */
 export function thrownCode(thrown: unknown): string {
-  if (thrown instanceof HandlerError) return thrown.code;
-  if (typeof thrown === 'object' && thrown !== null && !(thrown instanceof Error)) {
-    const code = (thrown as { code?: unknown }).code;
-    if (typeof code === 'string' && code !== '') return code;
+  try {
+    if (thrown instanceof HandlerError) return thrown.code;
+    if (typeof thrown === 'object' && thrown !== null && !(thrown instanceof Error)) {
+      const code = (thrown as { code?: unknown }).code;
+      if (typeof code === 'string' && code !== '') return code;
+    }
+  } catch {
+    // a getter or proxy trap threw: the value has no code we can read
   }
   return 'handler-error';
 }

@@ -11,6 +11,10 @@ import { encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
 
+/** How often, and from which delay (doubled each time), a worker whose channel the broker closed is reopened. */
+const REOPEN_ATTEMPTS = 5;
+const REOPEN_FIRST_DELAY_MS = 100;
+
 /** RabbitMQ 3.10's default max_message_size (128 MiB). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 134_217_728;
 
@@ -42,6 +46,8 @@ export interface RpcServerOptions {
   handlerTimeoutMs?: number;
   /** the broker's max_message_size: a bigger reply is answered with a `reply-too-large` error instead (default 128 MiB) */
   maxMessageBytes?: number;
+  /** abandoned handlers still listed (to be named on stop); beyond this the oldest are forgotten (default 1000) */
+  maxAbandonedHandlers?: number;
 }
 
 export interface RpcServerStats {
@@ -63,6 +69,7 @@ export interface ServerProblem {
     | 'reply-too-large'
     | 'consumer-cancelled'
     | 'channel-reopened'
+    | 'worker-lost'
     | 'handler-timeout'
     | 'late-handler'
     | 'event-loop-blocked'
@@ -80,6 +87,8 @@ export interface StopReport {
   unfinished: string[];
   /** handlers that timed out earlier (their requests were answered with `handler-timeout`) and had still not returned */
   abandoned: string[];
+  /** abandoned handlers beyond `maxAbandonedHandlers`, no longer listed in `abandoned` (whether they returned is unknown) */
+  abandonedForgotten: number;
 }
 
 /** One request a handler is working on. */
@@ -104,6 +113,10 @@ interface Worker {
   returned: Map<string, string>;
   /** why the broker closed this channel, when it did */
   closeReason?: string;
+  /** the channel's next 'drain', shared by every reply waiting for it */
+  drained?: Promise<void>;
+  /** set once a failed reply took the blame for closeReason (when it does not name a size) */
+  blamed?: boolean;
 }
 
 /** A reply that could not be published, remembered so its redelivery is answered with an error instead of running the handler again. */
@@ -129,7 +142,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private replySeq = 0;
   private deliverySeq = 0;
   private readonly running = new Map<number, Running>();
+  /** deliveries already acked or rejected: any other one is rejected by onMessage's last resort */
+  private readonly settled = new WeakSet<ConsumeMessage>();
   private readonly handlerTimeoutMs: number;
+  private readonly maxAbandonedHandlers: number;
+  private abandonedForgotten = 0;
   /** lowered when the broker refuses a reply as too large and names its real limit */
   private maxMessageBytes: number;
   private idle: (() => void) | undefined;
@@ -153,15 +170,16 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       throw new BridgeError('bad-input', `The handler timeout must be a whole number of ms from 1 to ${MAX_TIMER_MS}.`);
     }
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    this.maxAbandonedHandlers = options.maxAbandonedHandlers ?? 1000;
     this.link = new AmqpLink({
       url: options.amqpUrl,
       connectionName: options.name ?? `bridgescope-server ${this.queue}`,
       heartbeatSeconds: options.heartbeatSeconds,
       onConnected: (model) => this.setUp(model, workerCount, prefetch),
     });
-    this.link.on('status', (status) => this.emit('status', status));
+    this.link.on('status', (status) => this.emitSafely('status', status));
     // A synchronous handler that blocks the event loop looks like a silent broker to the heartbeat watchdog: say whose it is.
-    this.link.on('warning', (message) => this.emit('problem', { kind: 'event-loop-blocked', worker: '', rpcId: '', message }));
+    this.link.on('warning', (message) => this.problem({ kind: 'event-loop-blocked', worker: '', rpcId: '', message }));
   }
 
   get status(): LinkStatus {
@@ -214,6 +232,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       drained,
       unfinished: entries.filter((entry) => !entry.abandoned).map((entry) => entry.rpcId),
       abandoned: entries.filter((entry) => entry.abandoned).map((entry) => entry.rpcId),
+      abandonedForgotten: this.abandonedForgotten,
     };
     this.closing = true;
     // Acks go out on each channel's own buffer and a connection.close can overtake them: a channel.close, queued behind
@@ -226,7 +245,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   /** Declares the durable shared queue, binds it with key = its name, and starts one consumer per worker. */
   private async setUp(model: ChannelModel, workerCount: number, prefetch: number): Promise<void> {
-    // A reconnection while stopping must not start consuming again.
+    // A reconnection while stopping must not start consuming again: checked before and after every await.
     if (this.draining) return;
     const setupChannel = await model.createChannel();
     setupChannel.on('error', () => undefined);
@@ -241,22 +260,38 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       await declare.assertQueue(this.queue, { durable: true });
       await declare.bindQueue(this.queue, this.exchange, this.queue);
     } catch (err) {
-      throw new BridgeError('broker-failed', `Cannot declare the queue "${this.queue}": ${(err as Error).message}`);
+      throw new BridgeError('broker-failed', `Cannot declare the queue "${this.queue}": ${describeThrown(err)}`);
     }
     await declare.close().catch(() => undefined);
     await setupChannel.close().catch(() => undefined);
+    if (this.draining) return;
 
     this.model = model;
     const workers: Worker[] = [];
     for (let index = 0; index < workerCount; index += 1) {
-      workers.push(await this.openWorker(model, `worker-${index + 1}`, prefetch));
+      const worker = await this.openWorker(model, `worker-${index + 1}`, prefetch);
+      // Stopped meanwhile: openWorker closed the new channel itself; the ones already opened are closed here.
+      if (worker === undefined) {
+        await Promise.all(workers.map((opened) => opened.channel.close().catch(() => undefined)));
+        return;
+      }
+      workers.push(worker);
     }
     this.workers = workers;
   }
 
-  /** One competing consumer on its own confirm channel; a channel the broker closes is reopened, the connection kept. */
-  private async openWorker(model: ChannelModel, name: string, prefetch: number): Promise<Worker> {
+  /**
+   * One competing consumer on its own confirm channel; a channel the broker closes is reopened, the connection kept.
+   * Resolves with undefined (its channel closed) when a stop began meanwhile: the drain would never cancel it.
+   */
+  private async openWorker(model: ChannelModel, name: string, prefetch: number): Promise<Worker | undefined> {
     const channel = await model.createConfirmChannel();
+    const abandonIfStopping = async (): Promise<boolean> => {
+      if (!this.draining) return false;
+      await channel.close().catch(() => undefined);
+      return true;
+    };
+    if (await abandonIfStopping()) return undefined;
     const returned = new Map<string, string>();
     const worker: Worker = { name, channel, consumerTag: '', returned };
     channel.on('error', (err: Error) => {
@@ -264,6 +299,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       this.learnMaxMessageSize(err.message);
     });
     await channel.prefetch(prefetch);
+    if (await abandonIfStopping()) return undefined;
     channel.on('return', (message: Message) => {
       // amqplib's types omit the basic.return fields that are there at run time.
       const fields = message.fields as Message['fields'] & { replyCode?: number; replyText?: string };
@@ -274,28 +310,77 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       // A whole-connection loss is the link's to recover (setUp runs again): wait a moment to tell the two apart.
       setTimeout(() => {
         if (this.draining || this.model !== model || this.link.status.state !== 'connected') return;
-        this.emit('problem', { kind: 'channel-reopened', worker: name, rpcId: '', message: `The broker closed ${name}'s channel; reopening it on the same connection.` });
-        void this.openWorker(model, name, prefetch).then(
-          (replacement) => {
-            this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
-          },
-          () => undefined,
-        );
+        this.problem({ kind: 'channel-reopened', worker: name, rpcId: '', message: `The broker closed ${name}'s channel; reopening it on the same connection.` });
+        void this.reopenWorker(model, worker, prefetch);
       }, 100).unref();
     });
     const { consumerTag } = await channel.consume(this.queue, (message) => void this.onMessage(worker, message), { noAck: false });
     worker.consumerTag = consumerTag;
+    // A request it took before this close goes back to the queue, unanswered and unhandled.
+    if (await abandonIfStopping()) return undefined;
     this.stats.perWorker[name] ??= 0;
     return worker;
   }
 
+  /** Replaces a worker whose channel the broker closed, retrying with backoff; says so when it gives up. */
+  private async reopenWorker(model: ChannelModel, worker: Worker, prefetch: number): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      // The connection went meanwhile (setUp opens every worker again) or the server is stopping.
+      if (this.draining || this.model !== model) return;
+      try {
+        const replacement = await this.openWorker(model, worker.name, prefetch);
+        if (replacement) this.workers = this.workers.map((existing) => (existing === worker ? replacement : existing));
+        return;
+      } catch (err) {
+        if (this.draining || this.model !== model) return;
+        if (attempt >= REOPEN_ATTEMPTS) {
+          this.problem({
+            kind: 'worker-lost',
+            worker: worker.name,
+            rpcId: '',
+            message: `${worker.name} is gone: its channel could not be reopened after ${attempt} attempts (${describeThrown(err)}); the other workers keep serving.`,
+          });
+          return;
+        }
+        const delayMs = REOPEN_FIRST_DELAY_MS * 2 ** (attempt - 1);
+        this.problem({
+          kind: 'channel-reopened',
+          worker: worker.name,
+          rpcId: '',
+          message: `${worker.name}'s channel could not be reopened (${describeThrown(err)}); retrying in ${delayMs} ms.`,
+        });
+        await new Promise<void>((resolve) => setTimeout(resolve, delayMs).unref());
+      }
+    }
+  }
+
   private step(draft: TraceStepDraft): void {
-    this.emit('step', draft);
+    this.emitSafely('step', draft);
+  }
+
+  private problem(problem: ServerProblem): void {
+    this.emitSafely('problem', problem);
+  }
+
+  /** A listener that throws must not cut a request short (its delivery would stay unacked and jam the worker): report it instead. */
+  private emitSafely<K extends keyof RpcServerEvents>(event: K, ...args: RpcServerEvents[K]): void {
+    try {
+      (this.emit as (name: K, ...rest: RpcServerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      if (event === 'problem') return;
+      this.emitSafely('problem', { kind: 'internal', worker: '', rpcId: '', message: `A listener of the server's ${event} events threw: ${describeThrown(err)}` });
+    }
+  }
+
+  /** Acks or rejects a delivery once, remembering it so the last resort in onMessage knows it is settled. */
+  private settle(worker: Worker, message: ConsumeMessage, outcome: 'ack' | 'reject'): void {
+    this.settled.add(message);
+    safely(() => (outcome === 'ack' ? worker.channel.ack(message) : worker.channel.nack(message, false, false)));
   }
 
   private async onMessage(worker: Worker, message: ConsumeMessage | null): Promise<void> {
     if (message === null) {
-      this.emit('problem', {
+      this.problem({
         kind: 'consumer-cancelled',
         worker: worker.name,
         rpcId: '',
@@ -310,9 +395,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     try {
       await this.handle(worker, message, ticket);
     } catch (err) {
-      // Never expected (handlers' throws are answered in handle): report it and let the broker requeue the request.
+      // Never expected (handlers' throws are answered in handle). An unsettled delivery would hold a prefetch slot for
+      // good, so it is rejected without requeue (requeued, the same bug could loop on it).
       if (!this.closing) {
-        this.emit('problem', { kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${describeThrown(err)}` });
+        const settledBefore = this.settled.has(message);
+        if (!settledBefore) this.settle(worker, message, 'reject');
+        const fate = settledBefore ? '' : '; the request was rejected without requeue';
+        this.problem({ kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${describeThrown(err)}${fate}.` });
       }
     } finally {
       this.stats.inFlight -= 1;
@@ -346,7 +435,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     });
     if (!parsed.ok) {
       this.stats.rejected += 1;
-      safely(() => worker.channel.reject(message, false));
+      this.settle(worker, message, 'reject');
       this.step({
         rpcId,
         at: Date.now(),
@@ -354,11 +443,12 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         kind: 'request.rejected',
         detail: { worker: worker.name, reason: parsed.reason, bytes: message.content.byteLength },
       });
-      this.emit('problem', { kind: 'rejected', worker: worker.name, rpcId, message: `Rejected a request without requeue: ${parsed.reason}` });
+      this.problem({ kind: 'rejected', worker: worker.name, rpcId, message: `Rejected a request without requeue: ${parsed.reason}` });
       return;
     }
     const request = parsed.request;
-    const earlier = message.fields.redelivered ? this.failedReplies.get(rpcId) : undefined;
+    // Keyed by id and reply key: ids are chosen by clients, and two devices may well both send id 1.
+    const earlier = message.fields.redelivered ? this.failedReplies.get(failedReplyKey(rpcId, request.replyRoutingKey)) : undefined;
     if (earlier !== undefined && earlier.attempts < 1) {
       // Its reply failed before (the channel died with it): answer with that error rather than run the handler twice.
       earlier.attempts += 1;
@@ -371,10 +461,10 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     if (earlier !== undefined) {
       this.stats.rejected += 1;
-      safely(() => worker.channel.reject(message, false));
+      this.settle(worker, message, 'reject');
       const reason = `Its reply could not be published before (${earlier.reason}); rejected without requeue so it does not loop.`;
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
-      this.emit('problem', { kind: 'rejected', worker: worker.name, rpcId, message: `Rejected ${rpcId}: ${reason}` });
+      this.problem({ kind: 'rejected', worker: worker.name, rpcId, message: `Rejected ${rpcId}: ${reason}` });
       return;
     }
     const started = performance.now();
@@ -394,7 +484,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
           code: 'reply-too-large',
           message: `The reply is ${reply.byteLength} bytes; the broker accepts at most ${this.maxMessageBytes} (max_message_size).`,
         };
-        this.emit('problem', {
+        this.problem({
           kind: 'reply-too-large',
           worker: worker.name,
           rpcId,
@@ -445,10 +535,25 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (first !== 'timeout') return first;
     entry.abandoned = true;
     entry.controller.abort();
+    this.forgetOldestAbandoned();
     const message = `The handler did not answer ${entry.rpcId} within ${this.handlerTimeoutMs} ms; it was abandoned and the request answered with an error.`;
-    this.emit('problem', { kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
+    this.problem({ kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
     void work.then(() => this.running.delete(ticket));
     return { ok: false, error: { code: 'handler-timeout', message } };
+  }
+
+  /** A handler that hangs on every request would grow `running` for good: past the cap, the oldest abandoned are forgotten. */
+  private forgetOldestAbandoned(): void {
+    let abandoned = 0;
+    for (const entry of this.running.values()) if (entry.abandoned) abandoned += 1;
+    // Map order is insertion order: the first abandoned entries are the oldest.
+    for (const [ticket, entry] of this.running) {
+      if (abandoned <= this.maxAbandonedHandlers) break;
+      if (!entry.abandoned) continue;
+      this.running.delete(ticket);
+      this.abandonedForgotten += 1;
+      abandoned -= 1;
+    }
   }
 
   /** Reads the broker's real limit out of its refusal ("message size N is larger than configured max size M"). */
@@ -457,10 +562,32 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (limit) this.maxMessageBytes = Math.min(this.maxMessageBytes, Number(limit[1]));
   }
 
+  /**
+   * Resolves at the channel's next 'drain'. Every reply waiting on the same channel shares one listener (one per reply
+   * would pass Node's limit of 10 with prefetch > 10); it is removed when the drain comes or the channel closes.
+   */
+  private drained(worker: Worker): Promise<void> {
+    if (worker.drained) return worker.drained;
+    const channel = worker.channel;
+    const stopWaiting = new AbortController();
+    const onClose = (): void => stopWaiting.abort();
+    channel.once('close', onClose);
+    worker.drained = once(channel, 'drain', { signal: stopWaiting.signal })
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        channel.off('close', onClose);
+        worker.drained = undefined;
+      });
+    return worker.drained;
+  }
+
   /** Publishes the reply with `mandatory`, waits for the broker's confirm, and only then acks the request. */
   private async reply(worker: Worker, message: ConsumeMessage, request: RpcRequest, rpcId: string, body: Buffer): Promise<void> {
     if (this.closing) {
-      this.emit('problem', {
+      this.problem({
         kind: 'late-handler',
         worker: worker.name,
         rpcId,
@@ -500,35 +627,42 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       detail: { worker: worker.name, exchange: this.exchange, routingKey: request.replyRoutingKey, replyTopic, mandatory: true },
     });
     // Respect the socket's backpressure before taking more work; a closed channel settles `confirmed` instead.
-    if (!writable) await Promise.race([once(worker.channel, 'drain').catch(() => undefined), confirmed]);
+    if (!writable) await Promise.race([this.drained(worker), confirmed]);
     const failure = await confirmed;
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
-      // The channel's 'error' (the broker's reason) comes before its close: the confirm callback only says "closed".
-      const reason = worker.closeReason ?? failure.message;
-      // Only a refusal the broker tied to this reply (a channel error, a nack) is remembered; after a lost connection
-      // the redelivered request is simply handled again (at least once).
-      const refused = worker.closeReason !== undefined || failure.message === 'message nacked';
-      const tooLarge = /larger than configured max size/.test(reason);
-      if (tooLarge) this.learnMaxMessageSize(reason);
-      if (refused) {
-        const previous = this.failedReplies.get(rpcId);
+      // The channel's 'error' (the broker's reason) comes before its close, and amqplib then fails every unconfirmed
+      // publish of the channel with "channel closed": only the reply whose own size breaks the named limit was refused.
+      const closeReason = worker.closeReason;
+      if (closeReason !== undefined) this.learnMaxMessageSize(closeReason);
+      const tooLarge = closeReason !== undefined && /larger than configured max size/.test(closeReason) && body.byteLength > this.maxMessageBytes;
+      const nacked = failure.message === 'message nacked';
+      // Any other channel error is blamed on the oldest unconfirmed reply (the broker works in order), once per close:
+      // remembering it bounds the loop of a reply that always fails, and its siblings are merely lost.
+      const blamed = closeReason !== undefined && !tooLarge && !/larger than configured max size/.test(closeReason) && !worker.blamed;
+      if (blamed) worker.blamed = true;
+      const reason = tooLarge || closeReason === undefined ? (closeReason ?? failure.message) : `${failure.message}; the broker closed the channel: ${closeReason}`;
+      // Only a refusal the broker tied to this reply (too large, a nack) is remembered; any other lost reply (a sibling
+      // of a refused one, a lost connection) is handled again on redelivery (at least once).
+      if (tooLarge || nacked || blamed) {
+        const key = failedReplyKey(rpcId, request.replyRoutingKey);
+        const previous = this.failedReplies.get(key);
         const described = tooLarge
           ? `The reply was ${body.byteLength} bytes, over the broker's max_message_size (${this.maxMessageBytes})`
           : `The reply could not be published (${reason})`;
-        this.failedReplies.set(rpcId, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
+        this.failedReplies.set(key, { reason: described, code: tooLarge ? 'reply-too-large' : 'reply-failed', attempts: previous?.attempts ?? 0 });
       }
       if (!this.closing) {
-        this.emit('problem', { kind: tooLarge ? 'reply-too-large' : 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${reason}` });
+        this.problem({ kind: tooLarge ? 'reply-too-large' : 'reply-failed', worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${reason}` });
       }
-      safely(() => worker.channel.nack(message, false, false));
+      this.settle(worker, message, 'reject');
       return;
     }
     const returnReason = worker.returned.get(messageId);
     worker.returned.delete(messageId);
     // Even while closing: an ack that still precedes the channel.close saves a duplicate; a later one is refused harmlessly.
-    safely(() => worker.channel.ack(message));
+    this.settle(worker, message, 'ack');
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
     this.step({
@@ -540,7 +674,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     });
     if (returnReason) {
       this.stats.unroutable += 1;
-      this.emit('problem', {
+      this.problem({
         kind: 'unroutable',
         worker: worker.name,
         rpcId,
@@ -548,6 +682,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       });
     }
   }
+}
+
+/** Where a failed reply is remembered: the client-chosen id alone is not unique across devices. */
+function failedReplyKey(rpcId: string, replyRoutingKey: string): string {
+  return `${replyRoutingKey}\u0000${rpcId}`;
 }
 
 function safely(operation: () => void): void {
