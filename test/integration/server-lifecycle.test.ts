@@ -11,6 +11,7 @@ import { RpcServer, type ServerProblem } from '../../src/core/rpc/server';
 import { loadHandler, type RpcHandler } from '../../src/core/rpc/handlers';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
+import { collectReplies, declareRequestQueue, publishRequest, type ReplyCollector } from '../support/rpc-queues';
 
 const broker = inject('broker');
 let connection: ChannelModel;
@@ -75,48 +76,9 @@ function startServe(args: string[], nodeArgs: string[] = []): Serving {
   };
 }
 
-/** A reply topic with a queue bound to its routing key, counting the replies per request id. */
-async function replyCollector(): Promise<{ replyTopic: string; replies: Map<string, Array<Record<string, unknown>>>; waitFor(id: string): Promise<Record<string, unknown>> }> {
-  const replyTopic = `reply/${uniqueName('lifecycle')}`;
-  const { queue } = await channel.assertQueue('', { exclusive: true });
-  await channel.bindQueue(queue, 'amq.direct', replyTopic.replace('/', '.'));
-  const replies = new Map<string, Array<Record<string, unknown>>>();
-  const waiters = new Map<string, (reply: Record<string, unknown>) => void>();
-  await channel.consume(
-    queue,
-    (message) => {
-      if (!message) return;
-      const reply = JSON.parse(message.content.toString()) as Record<string, unknown>;
-      const id = String(reply.id);
-      replies.set(id, [...(replies.get(id) ?? []), reply]);
-      waiters.get(id)?.(reply);
-      waiters.delete(id);
-    },
-    { noAck: true },
-  );
-  return {
-    replyTopic,
-    replies,
-    waitFor(id) {
-      const earlier = replies.get(id)?.[0];
-      if (earlier) return Promise.resolve(earlier);
-      return new Promise((resolve) => waiters.set(id, resolve));
-    },
-  };
-}
-
-/** Publishes a request as the MQTT plugin does: to amq.direct with routing key = the request topic. */
-function sendRequest(queue: string, id: string, replyTopic: string, params: unknown = id): void {
-  channel.publish('amq.direct', queue, Buffer.from(JSON.stringify({ id, reply_to: replyTopic, params })));
-}
-
-async function declareQueue(): Promise<string> {
-  const queue = uniqueName('rpc_queue');
-  await channel.assertQueue(queue, { durable: true });
-  await channel.bindQueue(queue, 'amq.direct', queue);
-  closers.push(() => channel.deleteQueue(queue));
-  return queue;
-}
+const replyCollector = (): Promise<ReplyCollector> => collectReplies(channel, 'lifecycle');
+const sendRequest = (queue: string, id: string, replyTopic: string, params?: unknown): void => publishRequest(channel, queue, id, replyTopic, params);
+const declareQueue = (): Promise<string> => declareRequestQueue(channel, closers);
 
 async function startServer(queue: string, handler: RpcHandler, options: { workers?: number; prefetch?: number; handlerTimeoutMs?: number } = {}): Promise<RpcServer> {
   const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue, workers: options.workers ?? 1, prefetch: options.prefetch ?? 1, handler, ...(options.handlerTimeoutMs ? { handlerTimeoutMs: options.handlerTimeoutMs } : {}) });

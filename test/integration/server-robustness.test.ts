@@ -3,6 +3,7 @@ import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RpcServer, type RpcServerOptions, type ServerProblem } from '../../src/core/rpc/server';
 import { uniqueName } from '../support/names';
+import { collectReplies, declareRequestQueue, publishRequest, type ReplyCollector } from '../support/rpc-queues';
 
 const broker = inject('broker');
 let connection: ChannelModel;
@@ -19,48 +20,9 @@ afterAll(async () => {
   await connection.close();
 });
 
-/** A reply topic with a queue bound to its routing key, collecting the replies per request id. */
-async function replyCollector(): Promise<{ replyTopic: string; replies: Map<string, Array<Record<string, unknown>>>; waitFor(id: string): Promise<Record<string, unknown>> }> {
-  const replyTopic = `reply/${uniqueName('robust')}`;
-  const { queue } = await channel.assertQueue('', { exclusive: true });
-  await channel.bindQueue(queue, 'amq.direct', replyTopic.replace('/', '.'));
-  const replies = new Map<string, Array<Record<string, unknown>>>();
-  const waiters = new Map<string, (reply: Record<string, unknown>) => void>();
-  await channel.consume(
-    queue,
-    (message) => {
-      if (!message) return;
-      const reply = JSON.parse(message.content.toString()) as Record<string, unknown>;
-      const id = String(reply.id);
-      replies.set(id, [...(replies.get(id) ?? []), reply]);
-      waiters.get(id)?.(reply);
-      waiters.delete(id);
-    },
-    { noAck: true },
-  );
-  return {
-    replyTopic,
-    replies,
-    waitFor(id) {
-      const earlier = replies.get(id)?.[0];
-      if (earlier) return Promise.resolve(earlier);
-      return new Promise((resolve) => waiters.set(id, resolve));
-    },
-  };
-}
-
-/** Publishes a request as the MQTT plugin does: to amq.direct with routing key = the request topic. */
-function sendRequest(queue: string, id: string, replyTopic: string, params: unknown = id): void {
-  channel.publish('amq.direct', queue, Buffer.from(JSON.stringify({ id, reply_to: replyTopic, params })));
-}
-
-async function declareQueue(): Promise<string> {
-  const queue = uniqueName('rpc_queue');
-  await channel.assertQueue(queue, { durable: true });
-  await channel.bindQueue(queue, 'amq.direct', queue);
-  closers.push(() => channel.deleteQueue(queue));
-  return queue;
-}
+const replyCollector = (): Promise<ReplyCollector> => collectReplies(channel, 'robust');
+const sendRequest = (queue: string, id: string, replyTopic: string, params?: unknown): void => publishRequest(channel, queue, id, replyTopic, params);
+const declareQueue = (): Promise<string> => declareRequestQueue(channel, closers);
 
 function newServer(queue: string, options: Partial<RpcServerOptions> & Pick<RpcServerOptions, 'handler'>): RpcServer {
   const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue, workers: 1, prefetch: 1, ...options });

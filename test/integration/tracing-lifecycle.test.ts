@@ -1,7 +1,5 @@
 /** Firehose tracing is a vhost-wide setting: every way a BridgeScope process can end must give it back. */
-import { spawn } from 'node:child_process';
 import { createServer, connect as connectTcp, type Socket } from 'node:net';
-import { createInterface } from 'node:readline';
 import amqp from 'amqplib';
 import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
@@ -12,6 +10,7 @@ import { TraceStore } from '../../src/core/trace/trace-store';
 import { Session } from '../../src/core/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { cliPath } from '../support/cli';
+import { startGroupLeader, type GroupLeader } from '../support/processes';
 import { uniqueName } from '../support/names';
 
 const broker = inject('broker');
@@ -108,55 +107,18 @@ async function managementProxy(managementUrl: string): Promise<ManagementProxy> 
   };
 }
 
-interface Spawned {
-  pid: number;
-  lines: string[];
-  waitForLine(pattern: RegExp): Promise<string>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-/** Starts a command as the leader of its own process group (as a shell does), so a test can signal the whole group. */
-function spawnGroup(command: string, args: string[]): Spawned {
-  const child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
-  const onLine = (line: string): void => {
-    lines.push(line);
-    for (const waiter of [...waiters]) {
-      if (!waiter.pattern.test(line)) continue;
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve(line);
-    }
-  };
-  createInterface({ input: child.stdout }).on('line', onLine);
-  createInterface({ input: child.stderr }).on('line', onLine);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      process.kill(-(child.pid as number), 'SIGKILL');
-      await exited;
-    }
-  });
-  return {
-    pid: child.pid as number,
-    lines,
-    exited,
-    waitForLine(pattern) {
-      const seen = lines.find((line) => pattern.test(line));
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        waiters.push({ pattern, resolve });
-        void exited.then(({ code }) => reject(new Error(`exited (${code}) before printing ${pattern}: ${lines.join(' | ')}`)));
-      });
-    },
-  };
+/** Starts a command as the leader of its own process group, killed with its group after the test. */
+function spawnGroup(command: string, args: string[]): GroupLeader {
+  const leader = startGroupLeader(command, args);
+  cleanups.push(() => leader.kill());
+  return leader;
 }
 
 function traceArgs(vhost: TestVhost): string[] {
   return [cliPath, 'trace', '--amqp', vhost.amqpUrl, '--management', vhost.managementUrl, '--vhost', vhost.name];
 }
 
-function startTrace(vhost: TestVhost): Spawned {
+function startTrace(vhost: TestVhost): GroupLeader {
   return spawnGroup(process.execPath, traceArgs(vhost));
 }
 

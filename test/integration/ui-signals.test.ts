@@ -1,9 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AppState } from '../../src/shared/contract';
@@ -12,20 +10,11 @@ import { RpcClient } from '../../src/core/rpc/client';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
+import { startGroupLeader, type GroupLeader } from '../support/processes';
 
 const startScript = join(import.meta.dirname, '..', '..', 'scripts', 'start.mjs');
 /** npm's own entry point, run with this Node so the test does not depend on PATH. */
 const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
-
-/** A process started as the leader of its own process group, as a terminal starts a command. */
-interface GroupLeader {
-  child: ChildProcess;
-  lines: string[];
-  waitForLine(pattern: RegExp): Promise<string>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** what a terminal's Ctrl-C does: the signal to every process of the group */
-  signalGroup(signal: NodeJS.Signals): void;
-}
 
 const cleanups: Array<() => Promise<void>> = [];
 
@@ -33,52 +22,14 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function startGroupLeader(args: string[], extraEnv: NodeJS.ProcessEnv = {}): GroupLeader {
+/** `node ARGS` as a process-group leader, without the run's broker URLs in its environment; killed after the test. */
+function startNodeGroup(args: string[], extraEnv: NodeJS.ProcessEnv = {}): GroupLeader {
   const env = { ...process.env };
   // The sandbox cases must start their own broker, not reach the run's one through the environment.
   for (const name of ['BRIDGESCOPE_AMQP_URL', 'BRIDGESCOPE_MQTT_URL', 'BRIDGESCOPE_MANAGEMENT_URL', 'BRIDGESCOPE_SANDBOX_DIR']) delete env[name];
-  Object.assign(env, extraEnv);
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
-  const lines: string[] = [];
-  const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
-  const onLine = (line: string): void => {
-    lines.push(line);
-    for (const waiter of [...waiters]) {
-      if (!waiter.pattern.test(line)) continue;
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve(line);
-    }
-  };
-  createInterface({ input: child.stdout! }).on('line', onLine);
-  createInterface({ input: child.stderr! }).on('line', onLine);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
-  const signalGroup = (signal: NodeJS.Signals): void => {
-    try {
-      process.kill(-(child.pid as number), signal);
-    } catch {
-      // the group is already gone
-    }
-  };
-  cleanups.push(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      signalGroup('SIGKILL');
-      await exited;
-    }
-  });
-  return {
-    child,
-    lines,
-    exited,
-    signalGroup,
-    waitForLine(pattern) {
-      const seen = lines.find((line) => pattern.test(line));
-      if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        waiters.push({ pattern, resolve });
-        void exited.then(({ code, signal }) => reject(new Error(`exited (${code ?? signal}) before printing ${pattern}: ${lines.join(' | ')}`)));
-      });
-    },
-  };
+  const leader = startGroupLeader(process.execPath, args, { ...env, ...extraEnv });
+  cleanups.push(() => leader.kill());
+  return leader;
 }
 
 /** A fresh sandbox folder, marked as this test run's so a killed run's leftovers are reaped, and removed afterwards. */
@@ -156,7 +107,7 @@ async function openPage(url: URL): Promise<{ socket: WebSocket; next: (matches: 
 describe('bridgescope ui and npm start under signals', () => {
   it('stops the sandbox broker it started when Ctrl-C reaches its whole process group, and exits 0', async () => {
     const dir = await sandboxFolder();
-    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     await ui.waitForLine(/BridgeScope is ready: http/);
     const node = await runningSandbox(dir);
     ui.signalGroup('SIGINT');
@@ -167,7 +118,7 @@ describe('bridgescope ui and npm start under signals', () => {
 
   it('stops the sandbox broker it was still starting when Ctrl-C came during start-up', async () => {
     const dir = await sandboxFolder();
-    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     await ui.waitForLine(/starting the sandbox broker/);
     ui.signalGroup('SIGINT');
     expect(await ui.exited).toEqual({ code: 0, signal: null });
@@ -179,7 +130,7 @@ describe('bridgescope ui and npm start under signals', () => {
 
   it('does not connect to the sandbox broker it was still starting when Ctrl-C came during start-up', async () => {
     const dir = await sandboxFolder();
-    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     await ui.waitForLine(/starting the sandbox broker/);
     ui.signalGroup('SIGINT');
     expect(await ui.exited).toEqual({ code: 0, signal: null });
@@ -189,7 +140,7 @@ describe('bridgescope ui and npm start under signals', () => {
 
   it('finishes its cleanup when a second Ctrl-C arrives during it: the in-flight request is answered and the sandbox broker stopped', async () => {
     const dir = await sandboxFolder();
-    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     const ready = await ui.waitForLine(/BridgeScope is ready: http/);
     const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
     const node = await runningSandbox(dir);
@@ -223,7 +174,7 @@ describe('bridgescope ui and npm start under signals', () => {
     // A handler that takes as long as the request asks, so each reply marks a moment well apart from the previous one.
     const handlerPath = join(dir, 'slow-handler.mjs');
     await writeFile(handlerPath, 'export default async (request) => { await new Promise((done) => setTimeout(done, request.params.ms)); return { waitedMs: request.params.ms }; };\n');
-    const ui = startGroupLeader([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     const ready = await ui.waitForLine(/BridgeScope is ready: http/);
     const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
     const node = await runningSandbox(dir);
@@ -256,7 +207,7 @@ describe('bridgescope ui and npm start under signals', () => {
 
   it('stops the sandbox broker when Ctrl-C reaches the process group of `node scripts/start.mjs --web`, which exits 0 after its child', async () => {
     const dir = await sandboxFolder();
-    const start = startGroupLeader([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
+    const start = startNodeGroup([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
     await start.waitForLine(/BridgeScope is ready: http/);
     const node = await runningSandbox(dir);
     start.signalGroup('SIGINT');
@@ -267,7 +218,7 @@ describe('bridgescope ui and npm start under signals', () => {
 
   it('waits for its child when the terminal closes (SIGHUP to the group of `node scripts/start.mjs --web`), and the sandbox broker is stopped', async () => {
     const dir = await sandboxFolder();
-    const start = startGroupLeader([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
+    const start = startNodeGroup([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
     await start.waitForLine(/BridgeScope is ready: http/);
     const node = await runningSandbox(dir);
     start.signalGroup('SIGHUP');
@@ -282,7 +233,7 @@ describe('bridgescope ui and npm start under signals', () => {
     cleanups.push(async () => {
       process.kill(paused.pid, 'SIGCONT');
     });
-    const ui = startGroupLeader([cliPath, 'ui', '--no-sandbox'], {
+    const ui = startNodeGroup([cliPath, 'ui', '--no-sandbox'], {
       BRIDGESCOPE_AMQP_URL: paused.urls.amqp,
       BRIDGESCOPE_MQTT_URL: paused.urls.mqtt,
       BRIDGESCOPE_MANAGEMENT_URL: paused.urls.management,
@@ -297,7 +248,7 @@ describe('bridgescope ui and npm start under signals', () => {
 
   it('stops the sandbox broker when Ctrl-C reaches the process group of `npm run web`, where npm and start.mjs forward it again', async () => {
     const dir = await sandboxFolder();
-    const npm = startGroupLeader([npmCli, 'run', 'web', '--', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
+    const npm = startNodeGroup([npmCli, 'run', 'web', '--', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
     await npm.waitForLine(/BridgeScope is ready: http/);
     const node = await runningSandbox(dir);
     npm.signalGroup('SIGINT');

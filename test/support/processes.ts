@@ -1,5 +1,6 @@
 /** Child processes for interop tests: start one and await a line it prints, never a fixed sleep. */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 
 export interface Running {
@@ -45,6 +46,65 @@ export function startProcess(command: string, args: string[]): Running {
         child.kill('SIGTERM');
         await exited;
       }
+    },
+  };
+}
+
+export interface GroupLeader {
+  child: ChildProcess;
+  pid: number;
+  lines: string[];
+  /** resolves with the first line (stdout or stderr) matching `pattern`, seen before or after the call */
+  waitForLine(pattern: RegExp): Promise<string>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** what a terminal's Ctrl-C does: the signal to every process of the group */
+  signalGroup(signal: NodeJS.Signals): void;
+  /** SIGKILL to the whole group if it still runs, then its exit */
+  kill(): Promise<void>;
+}
+
+/** Starts a command as the leader of its own process group (as a shell does), so a test can signal the whole group. */
+export function startGroupLeader(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): GroupLeader {
+  const child = spawn(command, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env });
+  const lines: string[] = [];
+  const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
+  const onLine = (line: string): void => {
+    lines.push(line);
+    for (const waiter of [...waiters]) {
+      if (!waiter.pattern.test(line)) continue;
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve(line);
+    }
+  };
+  createInterface({ input: child.stdout as Readable }).on('line', onLine);
+  createInterface({ input: child.stderr as Readable }).on('line', onLine);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-(child.pid as number), signal);
+    } catch {
+      // the group is already gone
+    }
+  };
+  return {
+    child,
+    pid: child.pid as number,
+    lines,
+    exited,
+    signalGroup,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        signalGroup('SIGKILL');
+        await exited;
+      }
+    },
+    waitForLine(pattern) {
+      const seen = lines.find((line) => pattern.test(line));
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        waiters.push({ pattern, resolve });
+        void exited.then(({ code, signal }) => reject(new Error(`exited (${code ?? signal}) before printing ${pattern}: ${lines.join(' | ')}`)));
+      });
     },
   };
 }

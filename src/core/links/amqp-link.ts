@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError } from '../errors';
+import { withDeadline } from '../../shared/deadline';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export interface AmqpLinkOptions {
@@ -58,6 +59,16 @@ export async function connectAmqp(target: string | amqp.Options.Connect, socketO
   const model = await amqp.connect(target, socketOptions);
   model.on('error', () => undefined);
   return model;
+}
+
+/**
+ * Closes an AMQP connection politely, but never waits longer than `boundMs` for a broker that does not answer (a
+ * paused node): then the current socket (of `model`, the connection's latest) is destroyed.
+ */
+export async function closeAmqpBounded(connection: { close(): Promise<unknown> }, model: ChannelModel | undefined, boundMs = 5000): Promise<void> {
+  const closed = await withDeadline(connection.close().catch(() => undefined), boundMs);
+  // amqplib keeps the socket on the connection object; its types do not show it.
+  if (!closed.done) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
 }
 
 /** Turns amqplib's connection errors into one sentence a user can act on. */
@@ -251,16 +262,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     const model = this.model;
     this.connection = undefined;
     this.model = undefined;
-    if (connection) {
-      let timer: NodeJS.Timeout | undefined;
-      const answered = await Promise.race([
-        connection.close().then(() => true, () => true),
-        new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), boundMs))),
-      ]);
-      clearTimeout(timer);
-      // amqplib keeps the socket on the connection object; its types do not show it.
-      if (!answered) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
-    }
+    if (connection) await closeAmqpBounded(connection, model, boundMs);
     this.setStatus({ state: 'closed' });
   }
 }

@@ -1,6 +1,5 @@
 /** The broker's own record of routing: RabbitMQ's firehose (amq.rabbitmq.trace), turned on and off politely, and always given back. */
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
@@ -8,7 +7,7 @@ import { defaultEnvelopeFields, type EnvelopeFields } from '../../shared/rpc';
 import type { ErrorCode } from '../../shared/errors';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
 import { toErrorShape } from '../errors';
-import { amqpConnectOptions, explainAmqpError } from '../links/amqp-link';
+import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { readBody } from '../rpc/envelope';
 import { topicToRoutingKey } from '../topic-map';
@@ -358,16 +357,8 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   }
 
   /** Closes politely, but never waits longer than `boundMs` for a broker that does not answer (a paused node): then the socket goes. */
-  private async closeBounded(connection: amqp.RecoveringChannelModel, boundMs = 5000): Promise<void> {
-    const model = this.model;
-    let timer: NodeJS.Timeout | undefined;
-    const answered = await Promise.race([
-      connection.close().then(() => true, () => true),
-      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), boundMs))),
-    ]);
-    clearTimeout(timer);
-    // amqplib keeps the socket on the connection object; its types do not show it.
-    if (!answered) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
+  private closeBounded(connection: amqp.RecoveringChannelModel, boundMs = 5000): Promise<void> {
+    return closeAmqpBounded(connection, this.model, boundMs);
   }
 
   /** Stops consuming and gives tracing back (see `releaseTracing`); safe to call during start and more than once. Never throws. */
