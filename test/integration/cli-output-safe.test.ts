@@ -26,7 +26,7 @@ async function freshVhost(): Promise<{ name: string; api: ManagementApi; amqpUrl
 }
 
 describe('what the CLI prints', () => {
-  it('`trace` shows the text of a tracing marker left in the broker with its escape sequence made visible', async () => {
+  it('`trace` never shows the escape sequence of a tracing marker left in the broker: an unreadable time is "an unknown time"', async () => {
     const vhost = await freshVhost();
     // What a dead BridgeScope process left, as the broker stores it; the text is the broker's, not ours.
     await vhost.api.setTracingMarker({ since: '\u001b[2J2026-11-26T00:00:00Z', by: 'someone' });
@@ -53,7 +53,7 @@ describe('what the CLI prints', () => {
     expect(await exited).toBe(0);
     expect(stderr).toContain('left on by a BridgeScope process');
     expect(stderr).not.toContain('\u001b');
-    expect(stderr).toContain('\\x1b[2J2026');
+    expect(stderr).toContain('(since an unknown time)');
   });
 
   it('`trace --json` writes a body holding a URL with its password as ***', async () => {

@@ -276,21 +276,30 @@ function printVerdict(verdict: Verdict): void {
   process.stdout.write(`\n${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
 }
 
+/** How `call --trace` ended besides its outcome: whether tracing was given back, and the signal that interrupted it. */
+interface CallEnding {
+  restored: boolean;
+  interruptedBy?: StopSignal;
+}
+
 /** `bridgescope call`, and exit 1 when `--trace` could not give tracing back (whatever the call's own outcome). */
 async function callCommand(payloadText: string | undefined, options: CallOptions): Promise<number | undefined> {
-  const cleanup = { restored: true };
+  const cleanup: CallEnding = { restored: true };
   const code = await call(payloadText, options, cleanup);
+  // A signal or a closed output that came after the reply still ends the command as a shell reports it.
+  if (cleanup.interruptedBy) return signalExitCode(cleanup.interruptedBy);
   return (code ?? 0) === 0 && !cleanup.restored ? ExitCode.failure : code;
 }
 
 /** `bridgescope call`: one request, its reply or its failure, and always a verdict saying where it stopped. */
-async function call(payloadText: string | undefined, options: CallOptions, cleanup: { restored: boolean }): Promise<number | undefined> {
+async function call(payloadText: string | undefined, options: CallOptions, cleanup: CallEnding): Promise<number | undefined> {
   // --trace changes a vhost-wide setting: from the start, a signal ends the call and restores it instead of killing the process.
   const signals = options.trace ? new StopSignals() : undefined;
   const interruption = new AbortController();
   let interruptedBy: StopSignal | undefined;
   void signals?.stopped.then((signal) => {
     interruptedBy = signal;
+    cleanup.interruptedBy = signal;
     say(`Interrupted (${signal === 'SIGPIPE' ? 'output closed' : signal}): restoring firehose tracing...`);
     interruption.abort();
   });
