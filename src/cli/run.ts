@@ -107,6 +107,17 @@ export function parsePositiveInt(flag: string): (value: string) => number {
   };
 }
 
+/** A commander parser for a TCP port (1 to 65535). */
+export function parsePort(flag: string): (value: string) => number {
+  return (value: string) => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed <= 0 || parsed > 65_535) {
+      throw new InvalidArgumentError(`${flag} takes a port number from 1 to 65535, not "${value}".`);
+    }
+    return parsed;
+  };
+}
+
 /** A commander parser for a duration in ms; past what a Node timer holds it would fire at once, so that is a usage error too. */
 export function parseDurationMs(flag: string): (value: string) => number {
   return (value: string) => {

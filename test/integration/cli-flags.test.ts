@@ -16,6 +16,7 @@ const wrong: Array<[string, string[], RegExp]> = [
   ['map --role', ['map', 'a/b', '--role', 'device'], /--role takes one of publish, reply, filter/],
   ['bench --rounds', ['bench', '--rounds', 'many'], /--rounds takes a whole number above 0/],
   ['bindings --management', ['bindings', '--management', 'ftp://x'], /must start with http:\/\/ or https:\/\//],
+  ['ui --port', ['ui', '--port', '70000'], /--port takes a port number from 1 to 65535, not "70000"/],
 ];
 
 describe('every CLI flag', () => {

@@ -16,7 +16,7 @@ import { amqpConnectOptions } from '../../core/links/amqp-link';
 import { validateMqttUrl } from '../../core/links/mqtt-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
-import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, say, warn } from '../run';
+import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, printJsonLine, say, warn } from '../run';
 import { withDeadline } from '../../shared/deadline';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
@@ -143,7 +143,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
   const onStray = (kind: string) => (err: unknown) => {
     if (isHandlersStray(err, handlerFile)) {
       const line = `A handler's ${kind} escaped its request: ${describeThrown(err)}; still serving.`;
-      if (options.json) process.stdout.write(`${jsonForTerminal({ problem: { kind: 'stray-error', worker: '', rpcId: '', message: line } })}\n`);
+      if (options.json) printJsonLine({ problem: { kind: 'stray-error', worker: '', rpcId: '', message: line } });
       else warn(line);
       return;
     }
@@ -175,7 +175,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     });
     let started = false;
     server.on('problem', (problem) => {
-      if (options.json) process.stdout.write(`${jsonForTerminal({ problem })}\n`);
+      if (options.json) printJsonLine({ problem });
       else warn(problem.message);
     });
     server.on('status', (status) => {
@@ -184,7 +184,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       if (status.state === 'failed' && started) warn(status.message);
     });
     server.on('step', (step) => {
-      if (options.json) process.stdout.write(`${jsonForTerminal(step)}\n`);
+      if (options.json) printJsonLine(step);
       else if (step.kind === 'reply.published') {
         process.stdout.write(`${terminalSafe(`${step.detail.worker} answered ${step.rpcId} -> ${step.detail.exchange} "${step.detail.routingKey}"`)}\n`);
       }

@@ -8,7 +8,7 @@ import { defaultSandboxDir, stopSandbox } from '../../core/broker/sandbox';
 import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
 import { withDeadline } from '../../shared/deadline';
-import { action, ExitCode, parsePositiveInt, warn } from '../run';
+import { action, ExitCode, parsePort, warn } from '../run';
 
 const defaultStatic = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'out', 'renderer');
 
@@ -33,7 +33,7 @@ export function registerUiCommand(program: Command): void {
   program
     .command('ui')
     .description('serve the inspector to a browser on 127.0.0.1 (prints a URL with a random token, valid until this command stops)')
-    .option('--port <n>', 'port to listen on (default: a free one)', parsePositiveInt('--port'))
+    .option('--port <n>', 'port to listen on (default: a free one)', parsePort('--port'))
     .option('--static <dir>', 'the built renderer', defaultStatic)
     .option('--no-sandbox', 'do not start the sandbox broker when no broker is configured')
     .option('--sandbox-dir <path>', 'folder of the sandbox broker')
