@@ -17,6 +17,7 @@ export function exitCodeFor(code: ErrorCode): number {
       return ExitCode.timeout;
     case 'unreachable':
     case 'auth':
+    case 'not-connected':
       return ExitCode.unreachable;
     default:
       return ExitCode.failure;

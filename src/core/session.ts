@@ -256,7 +256,7 @@ export class Session {
   }
 
   private requireConnection(): Connection {
-    if (!this.connection) throw new BridgeError('bad-input', 'Not connected: open a connection (or start the sandbox broker) first.');
+    if (!this.connection) throw new BridgeError('not-connected', 'Not connected: open a connection (or start the sandbox broker) first.');
     return this.connection;
   }
 
@@ -455,7 +455,7 @@ export class Session {
   /** One load run at a time; the UI gets progress events and the summary is kept for the trace export. */
   async runLoad(args: LoadArgs): Promise<LoadSummary> {
     const { client } = this.requireConnection();
-    if (this.loadController) throw new BridgeError('bad-input', 'A load run is already going: cancel it or wait for it to end.');
+    if (this.loadController) throw new BridgeError('busy', 'A load run is already going: cancel it or wait for it to end.');
     const controller = new AbortController();
     this.loadController = controller;
     try {

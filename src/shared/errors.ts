@@ -2,6 +2,10 @@
 
 export type ErrorCode =
   | 'bad-input'
+  /** the command needs a broker connection and none is open */
+  | 'not-connected'
+  /** something of the kind is already running, or a cap is reached: try again later */
+  | 'busy'
   | 'timeout'
   | 'unreachable'
   | 'auth'

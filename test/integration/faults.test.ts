@@ -210,7 +210,7 @@ describe('backpressure', () => {
     const { server, client } = await startPair({ maxInFlight: 10_000, prefetch: 500 });
     const calls = Array.from({ length: 10_000 }, (_, index) => client.call({ topic: server.queue, params: index, timeoutMs: 120_000 }));
     expect(client.inFlight).toBe(10_000);
-    await expect(client.call({ topic: server.queue, params: 'over the cap' })).rejects.toMatchObject({ code: 'too-large', message: expect.stringMatching(/the cap is 10000/) });
+    await expect(client.call({ topic: server.queue, params: 'over the cap' })).rejects.toMatchObject({ code: 'busy', message: expect.stringMatching(/the cap is 10000/) });
     const outcomes = await Promise.all(calls);
     expect(outcomes.map((outcome) => outcome.result)).toEqual(Array.from({ length: 10_000 }, (_, index) => index));
     expect(client.inFlight).toBe(0);

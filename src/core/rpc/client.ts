@@ -277,7 +277,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     }
     const maxInFlight = this.options.maxInFlight ?? 20_000;
     if (this.pending.size >= maxInFlight) {
-      throw new BridgeError('too-large', `${this.pending.size} requests are already waiting for replies (the cap is ${maxInFlight}); wait for some to finish.`);
+      throw new BridgeError('busy', `${this.pending.size} requests are already waiting for replies (the cap is ${maxInFlight}); wait for some to finish.`);
     }
     const maxOffline = this.options.maxOfflineQueue ?? 1000;
     if (!this.link.connected && this.pending.size >= maxOffline) {
