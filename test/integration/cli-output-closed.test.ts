@@ -5,11 +5,11 @@ import { createInterface } from 'node:readline';
 import amqp from 'amqplib';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ManagementApi } from '../../src/core/broker/management-api';
-import { managementRequest } from '../../src/core/broker/management-http';
 import { RpcServer } from '../../src/core/rpc/server';
 import { loadHandler } from '../../src/core/rpc/handlers';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
+import { createTestVhost, type TestVhost } from '../support/vhosts';
 
 const broker = inject('broker');
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -18,14 +18,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
 });
 
-/** A vhost of the test's own: tracing is per vhost, and other test files trace "/" at the same time. */
-async function freshVhost(): Promise<{ name: string; api: ManagementApi; amqpUrl: string }> {
-  const name = uniqueName('closed-pipe');
-  const path = encodeURIComponent(name);
-  await managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'PUT', body: {} });
-  await managementRequest(broker.urls.management, `/api/permissions/${path}/guest`, { method: 'PUT', body: { configure: '.*', write: '.*', read: '.*' } });
-  cleanups.push(() => managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'DELETE' }));
-  return { name, api: new ManagementApi(broker.urls.management, name), amqpUrl: `${broker.urls.amqp}/${path}` };
+/** A vhost of the test's own, deleted after the test. */
+async function freshVhost(): Promise<TestVhost> {
+  const vhost = await createTestVhost(broker.urls, 'closed-pipe');
+  cleanups.push(() => vhost.remove());
+  return vhost;
 }
 
 describe('a CLI command whose stdout reader goes away', () => {

@@ -12,6 +12,7 @@ import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { cliPath } from '../support/cli';
 import { startGroupLeader, type GroupLeader } from '../support/processes';
 import { uniqueName } from '../support/names';
+import { createTestVhost, type TestVhost } from '../support/vhosts';
 
 const broker = inject('broker');
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -23,21 +24,11 @@ afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
 });
 
-interface TestVhost {
-  name: string;
-  api: ManagementApi;
-  amqpUrl: string;
-  managementUrl: string;
-}
-
 /** Each test gets a vhost of its own: tracing is per vhost, and other test files trace "/" at the same time. */
 async function freshVhost(): Promise<TestVhost> {
-  const name = uniqueName('tracing');
-  const path = encodeURIComponent(name);
-  await managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'PUT', body: {} });
-  await managementRequest(broker.urls.management, `/api/permissions/${path}/guest`, { method: 'PUT', body: { configure: '.*', write: '.*', read: '.*' } });
-  cleanups.push(() => managementRequest(broker.urls.management, `/api/vhosts/${path}`, { method: 'DELETE' }));
-  return { name, api: new ManagementApi(broker.urls.management, name), amqpUrl: `${broker.urls.amqp}/${path}`, managementUrl: broker.urls.management };
+  const vhost = await createTestVhost(broker.urls, 'tracing');
+  cleanups.push(() => vhost.remove());
+  return vhost;
 }
 
 async function markerPresent(vhost: TestVhost): Promise<boolean> {
