@@ -115,8 +115,6 @@ export class Session {
   private tracer: FirehoseTracer | undefined;
   private tracerDetach: (() => void) | undefined;
   private tracerView: TracerView = { state: 'off' };
-  /** what the user asked for last: a tracer resumed after a restart must not come back on after "off" */
-  private tracingWanted = false;
   /** a sandbox check running now, and whether another was asked for meanwhile */
   private sandboxCheck: Promise<void> | undefined;
   private sandboxRecheck = false;
@@ -479,7 +477,6 @@ export class Session {
    * call throws, so whoever asked (the UI, a cleanup step) can tell the user.
    */
   async setTracing(on: boolean): Promise<TracerView> {
-    this.tracingWanted = on;
     if (!on) {
       const release = await this.stopTracer();
       this.tracerView = release?.outcome === 'failed' ? { state: 'off', reason: release.reason } : { state: 'off' };
