@@ -41,6 +41,8 @@ export function describeStep(step: TraceStep): string {
         : `reply received on "${step.detail.topic}" (${step.detail.bytes} bytes)`;
     case 'rpc.failed':
       return `failed (${step.detail.code}): ${step.detail.message}`;
+    case 'rpc.diagnosed':
+      return `verdict ${step.detail.verdict.code} (stopped at ${step.detail.verdict.hop}): ${step.detail.verdict.message}`;
   }
 }
 

@@ -1,3 +1,5 @@
+import type { Verdict } from './diagnosis';
+
 /** The error shape that crosses every boundary (IPC, WebSocket, CLI): a code and one sentence. */
 
 export type ErrorCode =
@@ -20,4 +22,8 @@ export type ErrorCode =
 export interface ErrorShape {
   code: ErrorCode;
   message: string;
+  /** for a failed RPC: its id (to open its trace) */
+  rpcId?: string;
+  /** for a failed RPC: where it stopped and why */
+  verdict?: Verdict;
 }

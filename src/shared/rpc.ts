@@ -1,4 +1,5 @@
 /** Data shapes of one RPC as the user sees them: options, replies, link status. */
+import type { Verdict } from './diagnosis';
 
 export type QoS = 0 | 1 | 2;
 export type ReplyStrategy = 'per-request' | 'shared';
@@ -41,6 +42,8 @@ export interface RpcOutcome {
   /** QoS asked and granted for the reply subscription */
   subscriptionQos: { asked: QoS; granted: QoS | 'refused' };
   warnings: string[];
+  /** where the RPC stopped and why (the app and `call` always diagnose; a bare RpcClient does not) */
+  verdict?: Verdict;
 }
 
 export type LinkStatus =

@@ -59,11 +59,15 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         if (summary.state === 'pending') summary.state = 'failed';
         summary.warnings.push(step.detail.message);
         break;
+      case 'rpc.diagnosed':
+        summary.verdict = step.detail.verdict;
+        break;
       default:
         break;
     }
   }
-  const last = steps.at(-1);
+  // The verdict is decided after the RPC settled (evidence is gathered then): it does not lengthen the round trip.
+  const last = steps.findLast((step) => step.kind !== 'rpc.diagnosed');
   if (last && steps[0] && summary.state !== 'pending') summary.durationMs = last.at - steps[0].at;
   const predicted = summary.predictedRequestKey;
   const observed = summary.brokerRequestKeys?.[0];

@@ -1,5 +1,6 @@
 /** Trace steps: immutable, appended events of one RPC, as the client, the server and the broker saw it. */
 import type { QoS, ReplyStrategy } from './rpc';
+import type { Verdict } from './diagnosis';
 
 export interface TraceStepDetails {
   composed: { topic: string; qos: QoS; replyTopic: string; replyStrategy: ReplyStrategy; bytes: number; method?: string };
@@ -24,6 +25,8 @@ export interface TraceStepDetails {
   'request.rejected': { worker: string; reason: string; bytes: number };
   'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number };
   'rpc.failed': { code: string; message: string };
+  /** where the RPC stopped and why, decided after it settled (replied, failed or timed out); the last step of an RPC */
+  'rpc.diagnosed': { verdict: Verdict };
 }
 
 export type TraceStepKind = keyof TraceStepDetails;
@@ -64,6 +67,8 @@ export function stepPhase(step: TraceStep | TraceStepDraft): number {
       return 9;
     case 'rpc.failed':
       return 10;
+    case 'rpc.diagnosed':
+      return 11;
   }
 }
 
@@ -88,6 +93,8 @@ export interface RpcTraceSummary {
   /** whether any broker (firehose) step was seen; false means client and server steps only */
   brokerSeen: boolean;
   warnings: string[];
+  /** the verdict, once the RPC has settled and been diagnosed (its `rpc.diagnosed` step) */
+  verdict?: Verdict;
 }
 
 export const TRACE_EXPORT_FORMAT = 'bridgescope-trace';

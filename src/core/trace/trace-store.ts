@@ -13,6 +13,7 @@ import {
   type TraceStepKind,
 } from '../../shared/trace';
 import { redactDeep } from '../../shared/redact';
+import { HOPS, VERDICT_CODES } from '../../shared/diagnosis';
 import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../topic-map';
@@ -197,6 +198,9 @@ const stepDetailSchemas = {
   'request.rejected': z.object({ worker: z.string(), reason: z.string(), bytes: z.number() }),
   'mqtt.reply.received': z.object({ topic: z.string(), replyTopic: z.string(), topicMismatch: z.boolean(), bytes: z.number() }),
   'rpc.failed': z.object({ code: z.string(), message: z.string() }),
+  'rpc.diagnosed': z.object({
+    verdict: z.object({ code: z.enum(VERDICT_CODES), hop: z.enum(HOPS), message: z.string(), evidence: textList }),
+  }),
 } satisfies { [K in TraceStepKind]: z.ZodType<TraceStepDetails[K]> };
 
 const stepOf = <K extends TraceStepKind>(kind: K) =>
@@ -223,6 +227,7 @@ const stepSchema = z.discriminatedUnion('kind', [
   stepOf('request.rejected'),
   stepOf('mqtt.reply.received'),
   stepOf('rpc.failed'),
+  stepOf('rpc.diagnosed'),
 ]) satisfies z.ZodType<TraceStep>;
 
 const traceExportSchema = z.object({
