@@ -1,0 +1,208 @@
+/**
+ * The rules of each RabbitMQ version that matter for MQTT -> AMQP RPC, decided from the version the management API
+ * reports. Pure: used by the inspector, the verdicts, the lint and the pre-flight. Every rule names its source (a
+ * release note or a file of RabbitMQ's own source at a tag); docs/BROKER-VERSIONS.md is the same table for people.
+ */
+
+export interface BrokerVersion {
+  major: number;
+  minor: number;
+  patch: number;
+  /** as the broker reported it, e.g. "3.10.8" or "4.1.0-rc.1" */
+  text: string;
+}
+
+/** "3.10.8", "4.1.0-rc.1", "3.13.7+1.g1234" -> numbers; undefined when it does not start with major.minor. */
+export function parseBrokerVersion(text: string | undefined): BrokerVersion | undefined {
+  const match = /^\s*v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(text ?? '');
+  if (!match) return undefined;
+  return { major: Number(match[1]), minor: Number(match[2]), patch: Number(match[3] ?? 0), text: (text ?? '').trim() };
+}
+
+/** true when `version` is `major.minor` or newer */
+export function atLeast(version: BrokerVersion, major: number, minor: number): boolean {
+  return version.major > major || (version.major === major && version.minor >= minor);
+}
+
+export interface BrokerRules {
+  /** the version the rules are for; undefined when the broker's version could not be read */
+  version?: BrokerVersion;
+  /** MQTT 5 can be spoken (3.13+, feature flag `mqtt_v5`) */
+  mqtt5: boolean;
+  /** native MQTT (3.12+): no internal AMQP channels; QoS 0 subscribers may use the `rabbit_mqtt_qos0_queue` type */
+  nativeMqtt: boolean;
+  /** an MQTT 5 client publishing QoS 2 is disconnected with reason 0x9B "QoS not supported" (3.13+, i.e. wherever MQTT 5 is) */
+  mqtt5Qos2Disconnects: boolean;
+  /** AMQP consumers see the header `x-mqtt-publish-qos` (before 4.0) */
+  publishQosHeader: boolean;
+  /** AMQP consumers see the header `x-mqtt-dup` (before 3.12) */
+  dupHeader: boolean;
+  /** an unrouted QoS 1 publish of an MQTT 5 client gets PUBACK reason 0x10 "No matching subscribers" (3.13+) */
+  unroutedPubackReason: boolean;
+  /** MQTT 5 Response Topic reaches AMQP consumers as header `x-reply-to-topic`, already dotted; `reply_to` is not set (3.13+) */
+  responseTopicHeader: boolean;
+  /** the broker's default maximum MQTT packet size, bytes (16 MiB from 4.1, 256 MiB before; `mqtt.max_packet_size_authenticated`) */
+  defaultMaxPacketBytes: number;
+}
+
+export const MIB = 1024 * 1024;
+/** MQTT's own limit: the largest Remaining Length a packet can have */
+export const MQTT_PROTOCOL_MAX_PACKET = 268_435_455;
+
+/** The rules of one version. An unknown version gets the rules every version shares and the strictest limits. */
+export function brokerRules(versionText: string | undefined): BrokerRules {
+  const version = parseBrokerVersion(versionText);
+  if (!version) {
+    return {
+      mqtt5: false,
+      nativeMqtt: false,
+      mqtt5Qos2Disconnects: true,
+      publishQosHeader: false,
+      dupHeader: false,
+      unroutedPubackReason: false,
+      responseTopicHeader: false,
+      defaultMaxPacketBytes: 16 * MIB,
+    };
+  }
+  return {
+    version,
+    mqtt5: atLeast(version, 3, 13),
+    nativeMqtt: atLeast(version, 3, 12),
+    mqtt5Qos2Disconnects: atLeast(version, 3, 13),
+    publishQosHeader: !atLeast(version, 4, 0),
+    dupHeader: !atLeast(version, 3, 12),
+    unroutedPubackReason: atLeast(version, 3, 13),
+    responseTopicHeader: atLeast(version, 3, 13),
+    defaultMaxPacketBytes: atLeast(version, 4, 1) ? 16 * MIB : MQTT_PROTOCOL_MAX_PACKET,
+  };
+}
+
+export interface VersionRuleLine {
+  /** what the rule says, in a sentence */
+  rule: string;
+  /** whether it holds on this broker */
+  applies: boolean;
+  /** where it comes from: a release note or a RabbitMQ source file at a tag */
+  source: string;
+}
+
+/** The rules as the Connections panel and `bridgescope bindings --json` show them, each with its source. */
+export function describeBrokerRules(rules: BrokerRules): VersionRuleLine[] {
+  const unknown = rules.version === undefined;
+  const lines: VersionRuleLine[] = [
+    {
+      rule: 'MQTT 5 is available (Response Topic, Correlation Data, user properties, message expiry).',
+      applies: rules.mqtt5,
+      source: 'release-notes/3.13.0.md "MQTTv5 support"; deps/rabbitmq_mqtt/src/rabbit_mqtt_ff.erl (feature flag mqtt_v5) at v3.13.0',
+    },
+    {
+      rule: 'QoS 2 is granted and delivered as QoS 1 (MQTT 3.1.1 publishes and every subscription).',
+      applies: true,
+      source: 'measured on 3.10.8 (docs/RABBITMQ.md); deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl',
+    },
+    {
+      rule: 'An MQTT 5 client that publishes QoS 2 is disconnected with reason 0x9B "QoS not supported": BridgeScope sends QoS 1 instead.',
+      applies: rules.mqtt5Qos2Disconnects,
+      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl, process_request(?PUBLISH, QoS 2, MQTT 5) at v3.13.0 (commit c39079f657)',
+    },
+    {
+      rule: 'MQTT runs natively (no internal AMQP channels); QoS 0 subscriptions may use the rabbit_mqtt_qos0_queue type.',
+      applies: rules.nativeMqtt,
+      source: 'release-notes/3.12.0.md "MQTT Plugin"; deps/rabbitmq_mqtt/src/rabbit_mqtt_qos0_queue.erl at v3.12.0',
+    },
+    {
+      rule: 'AMQP consumers see the header x-mqtt-dup.',
+      applies: rules.dupHeader,
+      source: 'release-notes/3.12.0.md: "The x-mqtt-dup header will no longer be present"',
+    },
+    {
+      rule: 'AMQP consumers see the header x-mqtt-publish-qos.',
+      applies: rules.publishQosHeader,
+      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl at v3.13.0 (present) and v4.0.0 (gone, commit dda1c500da)',
+    },
+    {
+      rule: 'A Response Topic reaches AMQP consumers as header x-reply-to-topic (already dotted; reply_to is not set).',
+      applies: rules.responseTopicHeader,
+      source: 'deps/rabbitmq_mqtt/src/mc_mqtt.erl (x-reply-to-topic, x-correlation-id) at v3.13.0 (commit 8c0b0e9338)',
+    },
+    {
+      rule: 'An unrouted QoS 1 publish of an MQTT 5 client is answered PUBACK "No matching subscribers" (0x10).',
+      applies: rules.unroutedPubackReason,
+      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl, process_routing_confirm at v3.13.0 (commit d7882b00dc)',
+    },
+    {
+      rule:
+        rules.defaultMaxPacketBytes === 16 * MIB
+          ? 'The default maximum MQTT packet is 16 MiB (mqtt.max_packet_size_authenticated).'
+          : rules.mqtt5
+            ? 'The default maximum MQTT packet is 256 MiB, MQTT\'s own limit (mqtt.max_packet_size_authenticated).'
+            : 'No maximum MQTT packet setting: the limit is MQTT\'s own, 256 MiB.',
+      applies: true,
+      source: 'release-notes/4.1.0.md "MQTT": 256 MiB -> 16 MiB (commit bddc54613f); the setting came with MQTT 5 in 3.13.0 (commit f1f8167ec4)',
+    },
+    {
+      rule: 'Direct reply-to (amq.rabbitmq.reply-to) is for AMQP clients only; an MQTT device needs its own reply topic.',
+      applies: true,
+      source: 'release-notes/4.2.0.md "Direct Reply-To for AMQP 1.0" (AMQP 0-9-1 and 1.0 only)',
+    },
+    {
+      rule: 'Topics map to routing keys by / -> . and + -> *; a . inside a level does not survive the round trip.',
+      applies: true,
+      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_util.erl (mqtt_to_amqp/amqp_to_mqtt), every version',
+    },
+  ];
+  if (unknown) {
+    lines.unshift({
+      rule: 'The broker version could not be read (no management API): BridgeScope assumes the strictest rules.',
+      applies: true,
+      source: 'GET /api/overview rabbitmq_version',
+    });
+  }
+  return lines;
+}
+
+export interface SendPlan {
+  /** MQTT protocol level the client speaks: 4 = 3.1.1, 5 = MQTT 5 */
+  protocol: 4 | 5;
+  qos: 0 | 1 | 2;
+  /** payload bytes (the packet adds the topic and properties) */
+  bytes: number;
+}
+
+export interface VersionFinding {
+  code: 'qos2-downgraded' | 'qos2-disconnects' | 'packet-too-large' | 'no-mqtt5';
+  severity: 'error' | 'warning' | 'info';
+  /** what the request is sent as instead, when BridgeScope changes it */
+  sendQos?: 0 | 1;
+  message: string;
+}
+
+/** What this broker's version will do with a request before it is sent, in sentences a user can act on. */
+export function versionFindings(rules: BrokerRules, plan: SendPlan, maxPacketBytes = rules.defaultMaxPacketBytes): VersionFinding[] {
+  const findings: VersionFinding[] = [];
+  const name = rules.version ? `RabbitMQ ${rules.version.text}` : 'this broker (version unknown)';
+  if (plan.protocol === 5 && !rules.mqtt5 && rules.version) {
+    findings.push({ code: 'no-mqtt5', severity: 'warning', message: `${name} has no MQTT 5 (it came in 3.13): the client falls back to MQTT 3.1.1 or is refused.` });
+  }
+  if (plan.qos === 2) {
+    if (plan.protocol === 5 && rules.mqtt5Qos2Disconnects) {
+      findings.push({
+        code: 'qos2-disconnects',
+        severity: 'warning',
+        sendQos: 1,
+        message: `${name} disconnects an MQTT 5 client that publishes QoS 2 (reason 0x9B "QoS not supported"): sent as QoS 1 instead.`,
+      });
+    } else {
+      findings.push({ code: 'qos2-downgraded', severity: 'info', message: `${name} accepts QoS 2 as QoS 1 (PUBACK, not PUBREC): at-least-once, not exactly-once.` });
+    }
+  }
+  if (plan.bytes > maxPacketBytes) {
+    const mib = (n: number) => `${(n / MIB).toFixed(n % MIB === 0 ? 0 : 1)} MiB`;
+    findings.push({
+      code: 'packet-too-large',
+      severity: 'error',
+      message: `The request is ${mib(plan.bytes)}, more than the ${mib(maxPacketBytes)} maximum MQTT packet of ${name}: the broker would close the connection (raise mqtt.max_packet_size_authenticated or send less).`,
+    });
+  }
+  return findings;
+}
