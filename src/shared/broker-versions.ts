@@ -98,7 +98,7 @@ export function describeBrokerRules(rules: BrokerRules): VersionRuleLine[] {
     {
       rule: 'QoS 2 is granted and delivered as QoS 1 (MQTT 3.1.1 publishes and every subscription).',
       applies: true,
-      source: 'measured on 3.10.8 (docs/RABBITMQ.md); deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl',
+      source: 'measured on 3.10.8 (docs/RABBITMQ.md); deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl maybe_downgrade_qos/1',
     },
     {
       rule: 'An MQTT 5 client that publishes QoS 2 is disconnected with reason 0x9B "QoS not supported": BridgeScope sends QoS 1 instead.',
