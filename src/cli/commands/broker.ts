@@ -1,11 +1,26 @@
 /** `bridgescope broker start|stop|status`: the sandbox broker from the terminal. */
 import type { Command } from 'commander';
-import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox } from '../../core/broker/sandbox';
-import { action, ExitCode, parseDurationMs, printJson } from '../run';
+import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox, type SandboxInfo } from '../../core/broker/sandbox';
+import { isClusterDir, sandboxClusterStatus, startSandboxCluster, stopSandboxCluster, type ClusterInfo } from '../../core/broker/cluster';
+import { action, ExitCode, parseDurationMs, parsePositiveInt, printJson } from '../run';
 
 interface DirOptions {
   dir: string;
   json?: boolean;
+}
+
+/** One node's lines: name, pid, its three URLs. */
+function nodeLines(info: SandboxInfo, prefix = ''): string[] {
+  return [`${prefix}${info.nodeName} (pid ${info.pid})`, `  AMQP        ${info.urls.amqp}`, `  MQTT        ${info.urls.mqtt}`, `  Management  ${info.urls.management}`];
+}
+
+/** What `--json` prints of a cluster: each node with its URLs and ports. */
+function clusterJson(cluster: ClusterInfo): object {
+  return {
+    dir: cluster.dir,
+    mqttExchange: cluster.mqttExchange,
+    nodes: cluster.nodes.map((info) => ({ nodeName: info.nodeName, pid: info.pid, urls: info.urls, ports: info.ports, logFile: info.logFile })),
+  };
 }
 
 export function registerBrokerCommands(program: Command): void {
@@ -19,9 +34,34 @@ export function registerBrokerCommands(program: Command): void {
     .option('--dir <path>', 'folder for the node data and logs', defaultSandboxDir())
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to (mqtt.exchange)', 'amq.direct')
     .option('--timeout <ms>', 'how long to wait for the node to accept connections', parseDurationMs('--timeout'), 90_000)
+    .option('--nodes <n>', 'start a sandbox cluster of n nodes on this machine (2-9; each with its own ports), joined into one cluster', parsePositiveInt('--nodes'))
     .option('--json', 'print a machine-readable object')
     .action(
-      action(async (options: DirOptions & { exchange: string; timeout: number }) => {
+      action(async (options: DirOptions & { exchange: string; timeout: number; nodes?: number }) => {
+        if ((options.nodes ?? 1) > 1 || (options.nodes === undefined && isClusterDir(options.dir))) {
+          const result = await startSandboxCluster({
+            dir: options.dir,
+            nodes: options.nodes ?? (await sandboxClusterStatus(options.dir)).nodesCount,
+            mqttExchange: options.exchange,
+            timeoutMs: options.timeout,
+            onProgress: options.json ? undefined : (message) => process.stderr.write(`${message}\n`),
+          });
+          for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
+          if (options.json) {
+            printJson({ state: 'running', reused: result.reused, ...clusterJson(result.cluster) });
+            return;
+          }
+          const { cluster } = result;
+          process.stdout.write(
+            [
+              `${result.reused ? 'Already running' : 'Started'}: a sandbox cluster of ${cluster.nodes.length} nodes`,
+              ...cluster.nodes.flatMap((info, i) => nodeLines(info, `node ${i + 1}: `)),
+              `MQTT exchange: ${cluster.mqttExchange}   folder: ${cluster.dir}`,
+              '',
+            ].join('\n'),
+          );
+          return;
+        }
         const result = await startSandbox({
           dir: options.dir,
           mqttExchange: options.exchange,
@@ -56,6 +96,16 @@ export function registerBrokerCommands(program: Command): void {
     .option('--json', 'print a machine-readable object')
     .action(
       action(async (options: DirOptions) => {
+        if (isClusterDir(options.dir)) {
+          const results = await stopSandboxCluster(options.dir);
+          if (options.json) printJson({ nodes: results });
+          else {
+            for (const { nodeName, result } of results) {
+              process.stdout.write(result.stopped ? `Stopped ${nodeName} (pid ${result.info.pid})\n` : `Nothing to stop for ${nodeName}: ${result.reason}\n`);
+            }
+          }
+          return;
+        }
         const result = await stopSandbox(options.dir);
         if (options.json) printJson(result);
         else if (result.stopped) process.stdout.write(`Stopped ${result.info.nodeName} (pid ${result.info.pid})\n`);
@@ -70,6 +120,19 @@ export function registerBrokerCommands(program: Command): void {
     .option('--json', 'print a machine-readable object')
     .action(
       action(async (options: DirOptions) => {
+        if (isClusterDir(options.dir)) {
+          const status = await sandboxClusterStatus(options.dir);
+          if (options.json) printJson(status.state === 'running' ? { state: 'running', ...clusterJson(status.cluster) } : status);
+          else if (status.state === 'running') {
+            process.stdout.write([`running: a sandbox cluster of ${status.cluster.nodes.length} nodes`, ...status.cluster.nodes.flatMap((info, i) => nodeLines(info, `node ${i + 1}: `)), ''].join('\n'));
+          } else {
+            const lines = status.nodes.map(({ nodeName, status: node }) =>
+              node.state === 'running' ? `  ${nodeName}: running` : node.state === 'stale' ? `  ${nodeName}: not running (${node.reason})` : `  ${nodeName}: stopped`,
+            );
+            process.stdout.write([`not running: the sandbox cluster in ${status.dir} is ${status.state}`, ...lines, ''].join('\n'));
+          }
+          return status.state === 'running' ? ExitCode.ok : ExitCode.failure;
+        }
         const status = await sandboxStatus(options.dir);
         if (options.json) printJson(status);
         else if (status.state === 'running') {

@@ -47,6 +47,8 @@ const connectionSchema = z.object({
   client_properties: z.record(z.string(), z.unknown()).optional(),
 });
 
+const nodeSchema = z.object({ name: z.string(), running: z.boolean().optional(), type: z.string().optional() });
+
 const exchangeSchema = z.object({ name: z.string(), type: z.string(), durable: z.boolean().optional() });
 
 /**
@@ -182,6 +184,12 @@ export class ManagementApi {
         ...(typeof connectionName === 'string' ? { connectionName } : {}),
       };
     });
+  }
+
+  /** The cluster's nodes as this node sees them (a single node lists itself). */
+  async nodes(): Promise<Array<{ name: string; running: boolean }>> {
+    const raw = z.array(nodeSchema).parse(await this.get('/api/nodes?columns=name,running,type'));
+    return raw.map((node) => ({ name: node.name, running: node.running ?? false }));
   }
 
   async tracing(): Promise<boolean> {

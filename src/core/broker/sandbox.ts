@@ -251,6 +251,9 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   const warnings: string[] = [];
   const progress = opts.onProgress ?? (() => undefined);
   await mkdir(dir, { recursive: true });
+  if (existsSync(join(dir, 'cluster.json'))) {
+    throw new BridgeError('bad-input', `${dir} holds a sandbox cluster: use \`broker start --nodes N\` there, or another folder for a single node.`);
+  }
 
   const status = await sandboxStatus(dir);
   if (status.state === 'running') return { info: status.info, reused: true, warnings };

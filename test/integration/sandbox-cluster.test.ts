@@ -1,0 +1,112 @@
+/**
+ * A sandbox cluster of three nodes on this machine (issue 15): `broker start --nodes 3` forms it, the seed flow works
+ * with the device on node 1, the shared queue declared from node 3 and the server on node 3, and `status`/`stop` cover
+ * every node. Its own folder and ports: the test broker of the other tests is not touched.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isProcessAlive } from '../../src/core/broker/sandbox';
+import { sandboxClusterStatus } from '../../src/core/broker/cluster';
+import { ManagementApi } from '../../src/core/broker/management-api';
+import { managementRequest } from '../../src/core/broker/management-http';
+import { cliPath, runCli } from '../support/cli';
+import { startProcess, type Running } from '../support/processes';
+import { uniqueName } from '../support/names';
+
+interface NodeJson {
+  nodeName: string;
+  pid: number;
+  urls: { amqp: string; mqtt: string; management: string };
+  ports: { amqp: number; mqtt: number; management: number; dist: number };
+}
+
+describe('a sandbox cluster of three nodes', () => {
+  let dir: string;
+  let nodes: NodeJson[] = [];
+  let serve: Running | undefined;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'bridgescope-cluster-'));
+    const started = await runCli(['broker', 'start', '--nodes', '3', '--dir', dir, '--json']);
+    expect(started.code, started.stderr).toBe(0);
+    const printed = (JSON.parse(started.stdout) as { nodes: NodeJson[] }).nodes;
+    expect(printed.map((node) => node.urls.amqp)).toEqual(printed.map((node) => `amqp://***@127.0.0.1:${node.ports.amqp}`));
+    // The printed URLs hide the password; the cluster's own record has them whole.
+    const status = await sandboxClusterStatus(dir);
+    if (status.state !== 'running') throw new Error(`cluster not running after start: ${status.state}`);
+    nodes = status.cluster.nodes;
+  }, 300_000);
+
+  afterAll(async () => {
+    await serve?.stop();
+    await runCli(['broker', 'stop', '--dir', dir]);
+    await rm(dir, { recursive: true, force: true });
+  }, 120_000);
+
+  it('starts three nodes, each on ports of its own, that see each other as one cluster', async () => {
+    expect(nodes).toHaveLength(3);
+    const ports = nodes.flatMap((node) => Object.values(node.ports));
+    expect(new Set(ports).size).toBe(12);
+    for (const node of nodes) {
+      const members = await new ManagementApi(node.urls.management).nodes();
+      expect(members.map((member) => [member.name, member.running]).sort()).toEqual(nodes.map((n) => [n.nodeName, true]).sort());
+    }
+    const status = await runCli(['broker', 'status', '--dir', dir, '--json']);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ state: 'running', nodes: nodes.map((node) => ({ nodeName: node.nodeName, ports: node.ports })) });
+    // a second start reuses the running cluster
+    const again = await runCli(['broker', 'start', '--dir', dir, '--json']);
+    expect(JSON.parse(again.stdout)).toMatchObject({ state: 'running', reused: true });
+  });
+
+  it('carries the seed flow across nodes: device on node 1, shared queue and server on node 3', async () => {
+    const [first, , third] = nodes as [NodeJson, NodeJson, NodeJson];
+    const queue = uniqueName('rpc_queue');
+    serve = startProcess(process.execPath, [cliPath, 'serve', '--amqp', third.urls.amqp, '--queue', queue, '--workers', '2']);
+    await serve.waitForLine(/^Serving/);
+    const call = await runCli([
+      'call',
+      '--mqtt',
+      first.urls.mqtt,
+      '--amqp',
+      first.urls.amqp,
+      '--management',
+      first.urls.management,
+      '--topic',
+      queue,
+      '--json',
+      '{"across":"nodes"}',
+    ]);
+    expect(call.code, call.stderr).toBe(0);
+    const outcome = JSON.parse(call.stdout) as { ok: boolean; result: unknown; verdict: { code: string } };
+    expect(outcome).toMatchObject({ ok: true, verdict: { code: 'replied' } });
+    expect(JSON.stringify(outcome.result)).toContain('nodes');
+    // the shared queue lives on node 3 (declared by the server there), while the request entered at node 1
+    const info = await managementRequest<{ node: string }>(first.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
+    expect(info.node).toBe(third.nodeName);
+  });
+
+  it('stops every node and says so; status then exits 1', async () => {
+    await serve?.stop();
+    serve = undefined;
+    const stopped = await runCli(['broker', 'stop', '--dir', dir, '--json']);
+    expect(stopped.code).toBe(0);
+    const results = (JSON.parse(stopped.stdout) as { nodes: Array<{ nodeName: string; result: { stopped: boolean } }> }).nodes;
+    expect(results.map((entry) => entry.result.stopped)).toEqual([true, true, true]);
+    for (const node of nodes) expect(isProcessAlive(node.pid)).toBe(false);
+    const status = await runCli(['broker', 'status', '--dir', dir]);
+    expect(status.code).toBe(1);
+    expect(status.stdout).toMatch(/not running: the sandbox cluster in .* is stopped/);
+  }, 120_000);
+
+  it('refuses a size it cannot start and a single node in a cluster folder, with one sentence each', async () => {
+    const tooMany = await runCli(['broker', 'start', '--nodes', '12', '--dir', dir]);
+    expect(tooMany.code).toBe(2);
+    expect(tooMany.stderr).toMatch(/A sandbox cluster has 2 to 9 nodes \(got 12\)/);
+    const single = await runCli(['broker', 'start', '--nodes', '1', '--dir', dir]);
+    expect(single.code).toBe(2);
+    expect(single.stderr).toMatch(/holds a sandbox cluster: use `broker start --nodes N` there/);
+  });
+});
