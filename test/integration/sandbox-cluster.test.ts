@@ -7,7 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isProcessAlive } from '../../src/core/broker/sandbox';
+import { isProcessAlive, stopSandbox } from '../../src/core/broker/sandbox';
+import { AmqpLink } from '../../src/core/links/amqp-link';
+import { MqttLink } from '../../src/core/links/mqtt-link';
 import { sandboxClusterStatus } from '../../src/core/broker/cluster';
 import { ManagementApi } from '../../src/core/broker/management-api';
 import { managementRequest } from '../../src/core/broker/management-http';
@@ -88,13 +90,41 @@ describe('a sandbox cluster of three nodes', () => {
     expect(info.node).toBe(third.nodeName);
   });
 
-  it('stops every node and says so; status then exits 1', async () => {
+  it('fails over: AMQP and MQTT links with several URLs move to another node when theirs stops, and skip a dead first URL', async () => {
     await serve?.stop();
     serve = undefined;
+    const [first, second, third] = nodes as [NodeJson, NodeJson, NodeJson];
+    const amqpLink = new AmqpLink({ url: second.urls.amqp, fallbackUrls: [third.urls.amqp], connectionName: 'failover-test', onConnected: async () => undefined });
+    const mqttLink = new MqttLink({ url: second.urls.mqtt, fallbackUrls: [first.urls.mqtt], clientId: uniqueName('failover') });
+    try {
+      await amqpLink.open();
+      await mqttLink.open();
+      expect(amqpLink.currentUrl).toBe(second.urls.amqp);
+      const amqpBack = new Promise<void>((resolve) => amqpLink.on('status', (status) => status.state === 'connected' && resolve()));
+      const mqttBack = new Promise<void>((resolve) => mqttLink.on('status', (status) => status.state === 'connected' && resolve()));
+      const stopped = await stopSandbox(join(dir, 'node-2'));
+      expect(stopped.stopped).toBe(true);
+      await Promise.all([amqpBack, mqttBack]);
+      expect(amqpLink.currentUrl).toBe(third.urls.amqp);
+      // the MQTT link works on node 1: it can subscribe
+      expect(await mqttLink.subscribe(uniqueName('reply/failover'), 1)).toBe(1);
+      // a link whose first URL is the dead node connects to the next one
+      const late = new AmqpLink({ url: second.urls.amqp, fallbackUrls: [first.urls.amqp], connectionName: 'failover-test-2', onConnected: async () => undefined });
+      await late.open();
+      expect(late.currentUrl).toBe(first.urls.amqp);
+      await late.close();
+    } finally {
+      await amqpLink.close();
+      await mqttLink.close();
+    }
+  }, 120_000);
+
+  it('stops every node and says so; status then exits 1', async () => {
     const stopped = await runCli(['broker', 'stop', '--dir', dir, '--json']);
     expect(stopped.code).toBe(0);
     const results = (JSON.parse(stopped.stdout) as { nodes: Array<{ nodeName: string; result: { stopped: boolean } }> }).nodes;
-    expect(results.map((entry) => entry.result.stopped)).toEqual([true, true, true]);
+    // node 2 was stopped by the failover test
+    expect(results.map((entry) => entry.result.stopped)).toEqual([true, false, true]);
     for (const node of nodes) expect(isProcessAlive(node.pid)).toBe(false);
     const status = await runCli(['broker', 'status', '--dir', dir]);
     expect(status.code).toBe(1);

@@ -9,6 +9,11 @@ import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, u
 
 export interface AmqpLinkOptions {
   url: string;
+  /**
+   * Other nodes of the same cluster, tried in order when `url` cannot be reached or its connection is lost (failover).
+   * Each reconnection attempt goes to the next URL, round robin.
+   */
+  fallbackUrls?: readonly string[];
   /** shown in the management UI's connection list */
   connectionName: string;
   heartbeatSeconds?: number;
@@ -181,6 +186,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
 
   constructor(private readonly options: AmqpLinkOptions) {
     super();
+    this.urls = [options.url, ...(options.fallbackUrls ?? [])];
   }
 
   get status(): LinkStatus {
@@ -192,10 +198,52 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     this.emit('status', status);
   }
 
-  /** Resolves once connected and set up; rejects with one sentence when the first connection fails. */
+  /** The URL of the node the link is connected to (or trying now); differs from `url` after a failover. */
+  get currentUrl(): string {
+    return this.urls[this.urlIndex] ?? this.options.url;
+  }
+
+  private readonly urls: string[];
+  private urlIndex = 0;
+
+  /**
+   * Resolves once connected and set up; rejects with one sentence when the first connection fails (on every URL, with
+   * fallbacks: each is tried once, in order).
+   */
   async open(): Promise<void> {
-    const { url, heartbeatSeconds = 10 } = this.options;
-    const connectOptions = amqpConnectOptions(url, heartbeatSeconds);
+    const { heartbeatSeconds = 10 } = this.options;
+    // Checked up front: a wrong fallback URL is a usage error now, not a surprise during a failover.
+    const targets = this.urls.map((url) => amqpConnectOptions(url, heartbeatSeconds));
+    const failures: BridgeError[] = [];
+    for (let index = 0; index < targets.length; index += 1) {
+      try {
+        this.urlIndex = index;
+        await this.openAt(targets, index);
+        return;
+      } catch (err) {
+        failures.push(err instanceof BridgeError ? err : explainAmqpError(err, this.urls[index] as string));
+        // Only an unreachable node is worth the next URL; refused credentials or a bad vhost are the same everywhere.
+        if (!(err instanceof BridgeError) || (err.code !== 'unreachable' && err.code !== 'timeout')) break;
+      }
+    }
+    const failure =
+      failures.length > 1
+        ? new BridgeError(failures.at(-1)?.code ?? 'unreachable', `No node answered: ${failures.map((f) => f.message).join(' ')}`)
+        : (failures[0] as BridgeError);
+    this.setStatus({ state: 'failed', message: failure.message });
+    throw failure;
+  }
+
+  private async openAt(targets: amqp.Options.Connect[], start: number): Promise<void> {
+    const url = this.urls[start] as string;
+    const { heartbeatSeconds = 10 } = this.options;
+    // amqplib's recovery reads this object on every attempt: moving it to the next node is how a reconnection fails over.
+    const connectOptions: amqp.Options.Connect = { ...(targets[start] as amqp.Options.Connect) };
+    const failOver = (): void => {
+      if (targets.length < 2) return;
+      this.urlIndex = (this.urlIndex + 1) % targets.length;
+      Object.assign(connectOptions, targets[this.urlIndex]);
+    };
     this.setStatus({ state: 'connecting', since: Date.now() });
     const connection = await amqp.connect(connectOptions, {
       noDelay: true,
@@ -224,25 +272,26 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
       this.setStatus({ state: 'connected', since: Date.now() });
     });
     connection.on('disconnect', (err: Error) => {
+      failOver();
       this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: this.lossReason(err) });
     });
+    // An attempt that failed: the next one goes to the next node.
+    connection.on('connect-failed', () => failOver());
     connection.on('reconnect-scheduled', (info: { attempt: number; error: Error }) => {
       attempt = info.attempt;
       this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: this.lost?.error === info.error ? this.lost.reason : info.error.message });
     });
     connection.on('reconnect-failed', (err: Error) => {
-      this.setStatus({ state: 'failed', message: explainAmqpError(err, url).message });
+      this.setStatus({ state: 'failed', message: explainAmqpError(err, this.currentUrl).message });
     });
     // Connection-level errors are followed by 'disconnect'; the listener keeps them from crashing the process.
     connection.on('error', () => undefined);
     try {
       await connection.waitForConnect();
     } catch (err) {
-      const failure = explainAmqpError(err, url);
-      this.setStatus({ state: 'failed', message: failure.message });
       await connection.close().catch(() => undefined);
       this.connection = undefined;
-      throw failure;
+      throw explainAmqpError(err, url);
     }
   }
 

@@ -10,6 +10,11 @@ export type MqttVersionChoice = 4 | 5 | 'auto';
 
 export interface MqttLinkOptions {
   url: string;
+  /**
+   * Other nodes of the same cluster (same scheme and credentials), tried in order when `url` cannot be reached, and by
+   * mqtt.js in turn on each reconnection (failover).
+   */
+  fallbackUrls?: readonly string[];
   clientId: string;
   protocolVersion?: MqttVersionChoice;
   keepaliveSeconds?: number;
@@ -82,6 +87,14 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: ${message}`, { cause: err });
 }
 
+/** One entry of mqtt.js's `servers` (failover) list. */
+function serverOf(url: string): { host: string; port: number; protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss' | 'tcp' } {
+  const parsed = new URL(url);
+  const protocol = parsed.protocol.slice(0, -1) as 'mqtt' | 'mqtts' | 'ws' | 'wss' | 'tcp';
+  const defaultPort = protocol === 'mqtts' ? 8883 : protocol === 'ws' ? 80 : protocol === 'wss' ? 443 : 1883;
+  return { host: parsed.hostname, port: parsed.port ? Number(parsed.port) : defaultPort, protocol };
+}
+
 /** CONNACK codes that mean "this client may not connect" rather than "not now": 3.1.1 codes 2, 4, 5 and their MQTT 5 kin. */
 const permanentRefusals = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
 
@@ -94,6 +107,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
 
   constructor(private readonly options: MqttLinkOptions) {
     super();
+    this.currentUrl = options.url;
   }
 
   get status(): LinkStatus {
@@ -110,33 +124,56 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     this.emit('status', status);
   }
 
-  /** Connects once (failing fast with one sentence); afterwards mqtt.js reconnects and resubscribes by itself. */
+  /** The URL of the node the link connected to first (differs from `url` when `url` could not be reached). */
+  currentUrl: string;
+
+  /**
+   * Connects once (failing fast with one sentence; with fallbacks, each URL is tried once, in order); afterwards mqtt.js
+   * reconnects and resubscribes by itself, moving to the next URL on each attempt when there are several.
+   */
   async open(): Promise<void> {
-    const target = validateMqttUrl(this.options.url);
-    const choice = this.options.protocolVersion ?? 4;
+    const urls = [this.options.url, ...(this.options.fallbackUrls ?? [])];
+    const targets = urls.map((url) => validateMqttUrl(url));
     this.setStatus({ state: 'connecting', since: Date.now() });
-    try {
-      if (choice === 'auto') {
-        try {
-          this.mqttClient = await this.connectOnce(target, 5);
-        } catch (err) {
-          // RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT instead of answering it.
-          if (!(err instanceof BridgeError) || !/protocol version|closed before CONNACK/.test(err.message)) throw err;
-          this.mqttClient = await this.connectOnce(target, 4);
-        }
-      } else {
-        this.mqttClient = await this.connectOnce(target, choice);
+    const failures: Error[] = [];
+    for (const [index, target] of targets.entries()) {
+      // mqtt.js takes the servers in turn, starting with the first: start with this one, then the ones after it.
+      const servers = targets.length < 2 ? undefined : [...targets.slice(index), ...targets.slice(0, index)].map((t) => serverOf(t.url));
+      try {
+        this.mqttClient = await this.connectAt(target, urls[index] as string, servers);
+        this.currentUrl = urls[index] as string;
+        break;
+      } catch (err) {
+        failures.push(err as Error);
+        // Only an unreachable node is worth the next URL; refused credentials are the same everywhere.
+        if (!(err instanceof BridgeError) || err.code !== 'unreachable') break;
       }
-    } catch (err) {
-      this.setStatus({ state: 'failed', message: (err as Error).message });
-      throw err;
+    }
+    if (!this.mqttClient) {
+      const failure =
+        failures.length > 1 ? new BridgeError('unreachable', `No node answered: ${failures.map((f) => f.message).join(' ')}`) : (failures[0] as Error);
+      this.setStatus({ state: 'failed', message: failure.message });
+      throw failure;
     }
     this.watch(this.mqttClient);
     this.setStatus({ state: 'connected', since: Date.now() });
   }
 
-  private connectOnce(target: MqttTarget, version: 4 | 5): Promise<MqttClient> {
+  private async connectAt(target: MqttTarget, url: string, servers: IClientOptions['servers']): Promise<MqttClient> {
+    const choice = this.options.protocolVersion ?? 4;
+    if (choice !== 'auto') return this.connectOnce(target, choice, url, servers);
+    try {
+      return await this.connectOnce(target, 5, url, servers);
+    } catch (err) {
+      // RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT instead of answering it.
+      if (!(err instanceof BridgeError) || !/protocol version|closed before CONNACK/.test(err.message)) throw err;
+      return this.connectOnce(target, 4, url, servers);
+    }
+  }
+
+  private connectOnce(target: MqttTarget, version: 4 | 5, url: string, servers: IClientOptions['servers']): Promise<MqttClient> {
     const options: IClientOptions = {
+      ...(servers ? { servers } : {}),
       ...(target.username !== undefined ? { username: target.username } : {}),
       ...(target.password !== undefined ? { password: target.password } : {}),
       clientId: this.options.clientId,
@@ -160,7 +197,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
         cleanup();
         client.on('error', () => undefined);
         client.end(true);
-        reject(explainMqttError(err, this.options.url));
+        reject(explainMqttError(err, url));
       };
       const onClose = (): void => fail(Object.assign(new Error('the connection closed before CONNACK'), { code: 'ECONNCLOSED' }));
       const onConnect = (): void => {
