@@ -5,7 +5,7 @@ import { validateArgs } from '../../src/core/contract-schemas';
 import { BridgeError } from '../../src/core/errors';
 import { BoundedMap } from '../../src/core/bounded-map';
 import { reconnectDelay } from '../../src/core/links/mqtt-link';
-import { lintTopic, mapTopic, type TopicRole } from '../../src/core/topic-map';
+import { lintTopic, mapTopic, type TopicRole } from '../../src/shared/topic-map';
 import { parseRequest } from '../../src/core/rpc/envelope';
 
 describe('fuzzing the boundary (10,000 generated inputs each)', () => {

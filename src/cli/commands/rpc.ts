@@ -9,7 +9,7 @@ import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/se
 import { RpcClient } from '../../core/rpc/client';
 import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { parsePayloadText } from '../../core/rpc/envelope';
-import { mapTopic, type TopicRole } from '../../core/topic-map';
+import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
 import { amqpConnectOptions } from '../../core/links/amqp-link';

@@ -5,7 +5,7 @@ import type { BindingInfo, CheckLine, ProbeVerdict, QueueInfo } from '../../shar
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
 import { amqpConnectOptions, connectAmqp, explainAmqpError } from '../links/amqp-link';
-import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { toErrorShape } from '../errors';
 import type { ManagementApi } from './management-api';
 import { redactUrl } from './management-http';

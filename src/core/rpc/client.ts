@@ -6,7 +6,7 @@ import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyBody, t
 import type { TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
-import { hasBlockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
 import { BoundedMap } from '../bounded-map';
 
@@ -132,16 +132,15 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const warnings: string[] = [];
 
     const topicIssues = lintTopic(topic, 'publish', this.options.topicMap);
-    if (hasBlockingIssue(topicIssues)) {
-      throw new BridgeError('bad-input', `The request topic cannot be used: ${topicIssues.find((i) => i.severity === 'error')?.message}`);
-    }
+    const unusableTopic = blockingIssue(topicIssues);
+    if (unusableTopic) throw new BridgeError('bad-input', `The request topic cannot be used: ${unusableTopic.message}`);
     for (const issue of topicIssues) if (issue.severity === 'warning') warnings.push(issue.message);
 
     const strategy = options.strategy ?? this.strategy;
     const useShared = strategy === 'shared' && options.replyTopic === undefined && this.sharedReplyTopic !== undefined;
     const replyTopic = options.replyTopic ?? (useShared ? (this.sharedReplyTopic as string) : `${this.replyPrefix}/${randomUUID()}`);
     const replyIssues = lintTopic(replyTopic, 'reply', this.options.topicMap);
-    const unusable = replyIssues.find((issue) => issue.severity === 'error' && issue.code !== 'dot-in-level' && issue.code !== 'star-in-level');
+    const unusable = blockingIssue(replyIssues);
     if (unusable) throw new BridgeError('bad-input', `The reply topic cannot be used: ${unusable.message}`);
     for (const issue of replyIssues) if (issue.severity !== 'info') warnings.push(issue.message);
 

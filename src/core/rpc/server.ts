@@ -6,7 +6,7 @@ import { defaultEnvelopeFields, type EnvelopeFields, type LinkStatus } from '../
 import type { TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
 import { AmqpLink } from '../links/amqp-link';
-import type { TopicMapOptions } from '../topic-map';
+import type { TopicMapOptions } from '../../shared/topic-map';
 import { encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
