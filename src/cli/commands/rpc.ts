@@ -7,6 +7,7 @@ import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
 import { redactUrl } from '../../core/broker/management-http';
 import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
+import { buildCallOptions } from '../../core/rpc/call-options';
 import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { parsePayloadText } from '../../core/rpc/envelope';
 import { mapTopic, type TopicRole } from '../../shared/topic-map';
@@ -314,7 +315,6 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   try {
     try {
       const { payload, params } = parsePayload(payloadText);
-      const replyField = payload?.reply_to;
       client = new RpcClient({
         mqttUrl: resolveUrl('mqtt', options.mqtt),
         strategy: options.reply,
@@ -338,16 +338,19 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
         if (status.state === 'unavailable') warn(status.reason);
         if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
       }
-      outcome = await client.call({
-        topic: options.topic,
-        qos: Number(options.qos) as QoS,
-        ...(options.method ? { method: options.method } : {}),
-        ...(params !== undefined ? { params } : {}),
-        ...(payload ? { payload } : {}),
-        replyTopic: options.replyTopic ?? (typeof replyField === 'string' ? replyField : undefined),
-        timeoutMs: options.timeout,
-        signal: interruption.signal,
-      });
+      outcome = await client.call(
+        buildCallOptions({
+          topic: options.topic,
+          qos: Number(options.qos) as QoS,
+          strategy: options.reply,
+          ...(options.replyTopic !== undefined ? { replyTopic: options.replyTopic } : {}),
+          ...(options.method !== undefined ? { method: options.method } : {}),
+          ...(payload !== undefined ? { payload } : {}),
+          ...(params !== undefined ? { params } : {}),
+          timeoutMs: options.timeout,
+          signal: interruption.signal,
+        }),
+      );
     } catch (err) {
       failure = err;
     }
@@ -422,12 +425,12 @@ export function registerRpcCommands(program: Command): void {
   program
     .command('call')
     .description('send one request over MQTT and print the reply body (warnings go to stderr)')
-    .argument('[payload]', 'JSON request body (an object gets id and reply_to added; anything else becomes params); - reads stdin')
+    .argument('[payload]', 'JSON request body (an object gets id added, and reply_to: see --reply-topic; anything else becomes params); - reads stdin')
     .option('--mqtt <url>', 'MQTT URL (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
     .option('--topic <topic>', 'request topic', 'rpc_queue')
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), '1')
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
-    .option('--reply-topic <topic>', 'reply topic to use instead of reply/<uuid>')
+    .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>')
     .option('--method <name>', 'method field of the request')
     .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), 10_000)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')

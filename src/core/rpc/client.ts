@@ -47,6 +47,8 @@ export interface RpcCallOptions {
   /** publish again (same id) when no reply came within attemptTimeoutMs, this many times at most */
   retries?: number;
   attemptTimeoutMs?: number;
+  /** said before the call (e.g. by buildCallOptions): the outcome's warnings start with them */
+  warnings?: readonly string[];
 }
 
 const RETRY = Symbol('retry');
@@ -129,7 +131,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const topic = options.topic ?? 'rpc_queue';
     const qos = options.qos ?? 1;
     const timeoutMs = options.timeoutMs ?? 10_000;
-    const warnings: string[] = [];
+    const warnings: string[] = [...(options.warnings ?? [])];
 
     const topicIssues = lintTopic(topic, 'publish', this.options.topicMap);
     const unusableTopic = blockingIssue(topicIssues);
