@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox } from '../../core/broker/sandbox';
 import { action, ExitCode, parseDurationMs, printJson } from '../run';
+import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 
 interface DirOptions {
   dir: string;
@@ -17,7 +18,7 @@ export function registerBrokerCommands(program: Command): void {
     .command('start')
     .description('start the sandbox broker (or report the one already running in that folder) and print its URLs')
     .option('--dir <path>', 'folder for the node data and logs', defaultSandboxDir())
-    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (mqtt.exchange)', 'amq.direct')
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (mqtt.exchange)', DEFAULT_MQTT_EXCHANGE)
     .option('--timeout <ms>', 'how long to wait for the node to accept connections', parseDurationMs('--timeout'), 90_000)
     .option('--json', 'print a machine-readable object')
     .action(

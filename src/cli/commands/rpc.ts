@@ -25,6 +25,7 @@ import type { Verdict } from '../../shared/diagnosis';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
 
 interface ServeOptions {
   amqp?: string;
@@ -411,13 +412,13 @@ export function registerRpcCommands(program: Command): void {
     .command('serve')
     .description('run the embedded RPC server: N workers consuming the shared queue, replying through the MQTT exchange')
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
-    .option('--exchange <name>', 'exchange the MQTT plugin publishes to', 'amq.direct')
-    .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', 'rpc_queue')
-    .option('--workers <n>', 'competing consumers', parsePositiveInt('--workers'), 2)
-    .option('--prefetch <n>', 'unacked requests per worker', parsePositiveInt('--prefetch'), 1)
-    .option('--handler <spec>', 'echo | delay:MS | fail | fail:CODE:MESSAGE | PATH.js', 'echo')
-    .option('--handler-timeout <ms>', 'abandon a handler that has not answered after this long, replying with an error', parseDurationMs('--handler-timeout'), 30_000)
-    .option('--drain-timeout <ms>', 'on Ctrl-C or SIGTERM, how long in-flight requests may take before the rest go back to the queue', parseDurationMs('--drain-timeout'), 10_000)
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_SERVER_SETTINGS.exchange)
+    .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', DEFAULT_SERVER_SETTINGS.queue)
+    .option('--workers <n>', 'competing consumers', parsePositiveInt('--workers'), DEFAULT_SERVER_SETTINGS.workers)
+    .option('--prefetch <n>', 'unacked requests per worker', parsePositiveInt('--prefetch'), DEFAULT_SERVER_SETTINGS.prefetch)
+    .option('--handler <spec>', 'echo | delay:MS | fail | fail:CODE:MESSAGE | PATH.js', DEFAULT_SERVER_SETTINGS.handler)
+    .option('--handler-timeout <ms>', 'abandon a handler that has not answered after this long, replying with an error', parseDurationMs('--handler-timeout'), DEFAULT_HANDLER_TIMEOUT_MS)
+    .option('--drain-timeout <ms>', 'on Ctrl-C or SIGTERM, how long in-flight requests may take before the rest go back to the queue', parseDurationMs('--drain-timeout'), DEFAULT_DRAIN_TIMEOUT_MS)
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--json', 'print one JSON line per trace step and problem')
     .action(action(serve));
@@ -427,18 +428,18 @@ export function registerRpcCommands(program: Command): void {
     .description('send one request over MQTT and print the reply body (warnings go to stderr)')
     .argument('[payload]', 'JSON request body (an object gets id added, and reply_to: see --reply-topic; anything else becomes params); - reads stdin')
     .option('--mqtt <url>', 'MQTT URL (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
-    .option('--topic <topic>', 'request topic', 'rpc_queue')
-    .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), '1')
+    .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
+    .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
     .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>')
     .option('--method <name>', 'method field of the request')
-    .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), 10_000)
+    .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), DEFAULT_CALL_TIMEOUT_MS)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--trace', 'trace this RPC through the broker (firehose) and print every step after the reply')
     .option('--amqp <url>', 'AMQP URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--management <url>', 'management URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
-    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', 'amq.direct')
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', DEFAULT_MQTT_EXCHANGE)
     .option('--json', 'print one JSON object: ok, rpcId, verdict, warnings, and the reply (topics, QoS, worker, duration) or the error')
     .action(action(callCommand));
 

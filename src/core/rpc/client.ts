@@ -9,6 +9,7 @@ import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
 import { BoundedMap } from '../bounded-map';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 
 export interface RpcClientOptions {
   mqttUrl: string;
@@ -101,7 +102,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.clientId = options.clientId ?? `bridgescope-${randomUUID().slice(0, 8)}`;
     this.strategy = options.strategy ?? 'shared';
     this.fields = options.fields ?? defaultEnvelopeFields;
-    this.replyPrefix = options.replyPrefix ?? 'reply';
+    this.replyPrefix = options.replyPrefix ?? DEFAULT_REPLY_PREFIX;
     this.link = new MqttLink({
       url: options.mqttUrl,
       clientId: this.clientId,
@@ -128,9 +129,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** Sends one request and resolves with its reply; rejects with `timeout`, `cancelled` or `bad-input`. */
   async call(options: RpcCallOptions = {}): Promise<RpcOutcome> {
     const id = options.id ?? randomUUID();
-    const topic = options.topic ?? 'rpc_queue';
-    const qos = options.qos ?? 1;
-    const timeoutMs = options.timeoutMs ?? 10_000;
+    const topic = options.topic ?? DEFAULT_REQUEST_TOPIC;
+    const qos = options.qos ?? DEFAULT_REQUEST_QOS;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     const warnings: string[] = [...(options.warnings ?? [])];
 
     const topicIssues = lintTopic(topic, 'publish', this.options.topicMap);
