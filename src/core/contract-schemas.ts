@@ -1,6 +1,6 @@
 /** Validation at the edge: every command's args are checked here before the core sees them (IPC and WebSocket alike). */
 import { z } from 'zod';
-import type { CommandArgs, CommandName } from '../shared/contract';
+import { commandNames, type CommandArgs, type CommandName } from '../shared/contract';
 import { BridgeError } from './errors';
 import { MAX_TIMER_MS } from '../shared/durations';
 
@@ -42,7 +42,10 @@ const sendRequest = z.object({
   timeoutMs: durationMs('The timeout', 600_000, '10 minutes'),
 });
 
-const schemas = {
+/** Each command's schema, typed against its argument type: a schema that drifts from the contract does not compile. */
+type Schemas = { [K in CommandName]: z.ZodType<CommandArgs<K>> };
+
+const schemas: Schemas = {
   'app.state.get': empty,
   'broker.sandbox.start': empty,
   'broker.sandbox.stop': empty,
@@ -75,21 +78,25 @@ const schemas = {
     concurrency: z.number().int().min(1, { error: 'Concurrency must be at least 1.' }).max(10_000, { error: 'Concurrency must be at most 10,000.' }),
   }),
   'load.run.cancel': empty,
-} satisfies { [K in CommandName]: z.ZodType };
+};
 
 /** Checks a command's args as they arrived from outside; one sentence when they are wrong. */
 export function validateArgs<K extends CommandName>(name: K, args: unknown): CommandArgs<K> {
-  const schema = schemas[name] as z.ZodType | undefined;
-  if (!schema) throw new BridgeError('bad-input', `"${String(name)}" is not a BridgeScope command.`);
+  // The name comes from outside too: typed or not, an unknown one is refused before any lookup.
+  if (!isCommandName(name)) throw new BridgeError('bad-input', `"${String(name)}" is not a BridgeScope command.`);
+  const schema: z.ZodType<CommandArgs<K>> = schemas[name];
   const parsed = schema.safeParse(args ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
     throw new BridgeError('bad-input', `${name}: ${where}${issue?.message ?? 'invalid arguments'}`);
   }
-  return parsed.data as CommandArgs<K>;
+  return parsed.data;
 }
 
+const knownCommands: ReadonlySet<string> = new Set(commandNames);
+
+/** Whether a name from outside is a command of the contract (the runtime list `commandNames`, nothing else). */
 export function isCommandName(name: unknown): name is CommandName {
-  return typeof name === 'string' && Object.hasOwn(schemas, name);
+  return typeof name === 'string' && knownCommands.has(name);
 }

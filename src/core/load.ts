@@ -1,6 +1,7 @@
 /** The Load panel's engine: N requests at concurrency C with the compose settings, live progress, a summary. */
 import type { LoadProgress, LoadSummary } from '../shared/contract';
 import type { LinkStatus } from '../shared/rpc';
+import { percentile } from '../shared/stats';
 import { toErrorShape } from './errors';
 import type { RpcCallOptions, RpcClient } from './rpc/client';
 
@@ -12,9 +13,9 @@ function bucketOf(latencyMs: number): number {
   return index === -1 ? HISTOGRAM_BOUNDS_MS.length : index;
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+/** A run without a single reply shows 0 ms: the summary crosses JSON, where NaN would arrive as null. */
+function latencyPercentile(sorted: readonly number[], p: number): number {
+  return percentile(sorted, p) ?? 0;
 }
 
 export interface LoadOptions {
@@ -124,9 +125,9 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     errors,
     durationMs,
     throughput: ((completed + failed) / durationMs) * 1000,
-    p50: percentile(sorted, 50),
-    p95: percentile(sorted, 95),
-    p99: percentile(sorted, 99),
+    p50: latencyPercentile(sorted, 50),
+    p95: latencyPercentile(sorted, 95),
+    p99: latencyPercentile(sorted, 99),
     finishedAt: new Date().toISOString(),
   };
 }

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import type { ConnectionProfile, ProfileSummary } from '../shared/contract';
 import { BridgeError } from './errors';
 import { decodeUriPart, REDACTED, redactUrl, splitTypedUrl, typedCredentials } from '../shared/redact';
+import { DEFAULT_MQTT_EXCHANGE } from '../shared/defaults';
 
 export interface SecretBox {
   kind: ProfileSummary['secretStorage'];
@@ -142,7 +143,7 @@ export function profileFromEnv(env: NodeJS.ProcessEnv = process.env): Connection
     mqttUrl: env.BRIDGESCOPE_MQTT_URL ?? 'mqtt://127.0.0.1:1883',
     managementUrl: env.BRIDGESCOPE_MANAGEMENT_URL ?? 'http://guest:guest@127.0.0.1:15672',
     vhost: env.BRIDGESCOPE_VHOST ?? '/',
-    exchange: env.BRIDGESCOPE_EXCHANGE ?? 'amq.direct',
+    exchange: env.BRIDGESCOPE_EXCHANGE ?? DEFAULT_MQTT_EXCHANGE,
   };
 }
 

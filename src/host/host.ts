@@ -8,6 +8,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { eventNames, type EventName, type Events, type Handlers } from '../shared/contract';
 import type { ErrorShape } from '../shared/errors';
+import { WS_PATH, type EventFrameOf, type HostFrame, type ReceivedInvokeFrame } from '../shared/ws-frames';
 import { dispatch } from '../core/dispatch';
 
 export interface HostOptions {
@@ -41,7 +42,7 @@ const contentTypes: Record<string, string> = {
   '.woff2': 'font/woff2',
 };
 
-const frameSchema = z.object({ type: z.literal('invoke'), id: z.number().int(), command: z.string().max(200), args: z.unknown() });
+const frameSchema: z.ZodType<ReceivedInvokeFrame> = z.object({ type: z.literal('invoke'), id: z.number().int(), command: z.string().max(200), args: z.unknown() });
 
 /** The same policy as the Electron window: nothing inline, nothing from elsewhere. */
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
@@ -188,7 +189,7 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
     const refusedHost = hostRefusal(request);
     if (refusedHost) return refusedHost;
     const url = new URL(request.url ?? '/', 'http://127.0.0.1');
-    if (url.pathname !== '/ws') return { status: 404, sentence: 'The contract socket is at /ws.' };
+    if (url.pathname !== WS_PATH) return { status: 404, sentence: `The contract socket is at ${WS_PATH}.` };
     // Another origin (a page the user happens to visit) never gets a socket.
     if (request.headers.origin === undefined || !allowedOrigins.has(request.headers.origin)) {
       return { status: 403, sentence: `Only the inspector page itself (${[...allowedOrigins].join(' or ')}) may open this socket.` };
@@ -216,7 +217,7 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
   });
 
   /** Sends one frame; a value that cannot become JSON or a socket already gone is reported, never thrown. */
-  const send = (ws: WebSocket, frame: unknown): boolean => {
+  const send = (ws: WebSocket, frame: HostFrame): boolean => {
     if (ws.readyState !== ws.OPEN) return false;
     let text: string;
     try {
@@ -304,7 +305,8 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
       if (!(eventNames as readonly string[]).includes(name)) return;
       let text: string;
       try {
-        text = JSON.stringify({ type: 'event', name, payload });
+        const frame: EventFrameOf<typeof name> = { type: 'event', name, payload };
+        text = JSON.stringify(frame);
       } catch (err) {
         onProblem(`The ${name} event could not be turned into JSON: ${(err as Error)?.message ?? String(err)}`);
         return;

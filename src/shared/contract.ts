@@ -2,6 +2,7 @@
 import type { BindingInfo, BrokerOverview, CheckLine, ProbeVerdict } from './broker';
 import type { ErrorShape } from './errors';
 import type { LinkStatus, QoS, ReplyStrategy, RpcOutcome } from './rpc';
+import type { TopicMapping } from './topic-map';
 import type { TraceExport, TraceStep } from './trace';
 
 export interface SandboxView {
@@ -78,13 +79,8 @@ export interface SendRequestArgs {
   timeoutMs: number;
 }
 
-export interface TopicMappingView {
-  topic: string;
-  routingKey: string;
-  backToTopic: string;
-  roundTrips: boolean;
-  issues: Array<{ code: string; severity: 'error' | 'warning' | 'info'; message: string }>;
-}
+/** One topic's routing key, the topic it comes back as, and every finding (each says whether it blocks the topic's use). */
+export type TopicMappingView = TopicMapping;
 
 export interface BindingsView {
   exchange: string;

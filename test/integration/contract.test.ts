@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { CommandName, EventName, Events, InvokeReply } from '../../src/shared/contract';
+import type { HostFrame, ReceivedInvokeFrame } from '../../src/shared/ws-frames';
 import { dispatch } from '../../src/core/dispatch';
 import { Session } from '../../src/core/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
@@ -48,7 +49,7 @@ async function overWebSocket(): Promise<Transport> {
   const waiting = new Map<number, (reply: InvokeReply<CommandName>) => void>();
   const frames = new EventEmitter();
   socket.on('message', (data) => {
-    const frame = JSON.parse(data.toString()) as { type: string; id: number; name: string; payload: unknown } & InvokeReply<CommandName>;
+    const frame = JSON.parse(data.toString()) as HostFrame;
     if (frame.type === 'reply') waiting.get(frame.id)?.(frame);
     if (frame.type === 'event') frames.emit(frame.name, frame.payload);
   });
@@ -58,7 +59,8 @@ async function overWebSocket(): Promise<Transport> {
       const id = nextId;
       return new Promise((resolve) => {
         waiting.set(id, resolve);
-        socket.send(JSON.stringify({ type: 'invoke', id, command: name, args }));
+        const frame: ReceivedInvokeFrame = { type: 'invoke', id, command: name, args };
+        socket.send(JSON.stringify(frame));
       });
     },
     next: (name, until) => nextEvent(frames, name, until),

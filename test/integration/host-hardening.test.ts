@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { commandNames, type Handlers } from '../../src/shared/contract';
-import { mapTopic } from '../../src/core/topic-map';
+import { mapTopic } from '../../src/shared/topic-map';
 import { startHost, type Host } from '../../src/host/host';
 import { cliPath } from '../support/cli';
 import { startProcess } from '../support/processes';

@@ -9,7 +9,7 @@ import { TraceStore } from '../../src/core/trace/trace-store';
 import { RpcServer } from '../../src/core/rpc/server';
 import { RpcClient } from '../../src/core/rpc/client';
 import { loadHandler } from '../../src/core/rpc/handlers';
-import { topicToRoutingKey, MAX_ROUTING_KEY_BYTES } from '../../src/core/topic-map';
+import { topicToRoutingKey, MAX_ROUTING_KEY_BYTES } from '../../src/shared/topic-map';
 import { uniqueName } from '../support/names';
 import { runCli } from '../support/cli';
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { AppState } from '../../src/shared/contract';
+import type { HostFrame } from '../../src/shared/ws-frames';
 import { isProcessAlive, sandboxStatus, startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
 import { RpcClient } from '../../src/core/rpc/client';
 import { cliPath, runCli } from '../support/cli';
@@ -78,13 +78,8 @@ async function expectNodeGone(dir: string, node: SandboxInfo): Promise<void> {
   expect(await processesOfNode(node.nodeName)).toEqual([]);
 }
 
-interface PageFrame {
-  type: string;
-  id?: number;
-  ok?: boolean;
-  name?: string;
-  payload?: AppState;
-}
+/** What the page receives: the host's frames, as the renderer's client reads them. */
+type PageFrame = HostFrame;
 
 /** What the inspector page does: one contract socket with the page's origin and the run's token. */
 async function openPage(url: URL): Promise<{ socket: WebSocket; next: (matches: (frame: PageFrame) => boolean) => Promise<PageFrame> }> {
@@ -155,7 +150,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const device = new RpcClient({ mqttUrl: node.urls.mqtt, strategy: 'shared', clientId: uniqueName('device') });
     cleanups.push(() => device.close().catch(() => undefined));
     await device.connect();
-    const inFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && (frame.payload?.server.stats.inFlight ?? 0) > 0);
+    const inFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && frame.payload.server.stats.inFlight > 0);
     const reply = device.call({ topic: queue, params: { drained: true }, timeoutMs: 20_000 });
     await inFlight;
 
@@ -187,7 +182,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const device = new RpcClient({ mqttUrl: node.urls.mqtt, strategy: 'shared', clientId: uniqueName('device') });
     cleanups.push(() => device.close().catch(() => undefined));
     await device.connect();
-    const allInFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && (frame.payload?.server.stats.inFlight ?? 0) === 3);
+    const allInFlight = page.next((frame) => frame.type === 'event' && frame.name === 'app.state.changed' && frame.payload.server.stats.inFlight === 3);
     const first = device.call({ topic: queue, params: { ms: 2_000 }, timeoutMs: 30_000 });
     const second = device.call({ topic: queue, params: { ms: 4_000 }, timeoutMs: 30_000 });
     void device.call({ topic: queue, params: { ms: 60_000 }, timeoutMs: 30_000 }).catch(() => undefined);

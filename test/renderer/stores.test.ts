@@ -3,6 +3,7 @@ import { createPinia, setActivePinia } from 'pinia';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { TraceStep } from '../../src/shared/trace';
 import type { RpcOutcome } from '../../src/shared/rpc';
+import type { SendRequestArgs } from '../../src/shared/contract';
 import { clientKey } from '../../src/renderer/src/injection';
 import { payloadProblem, useComposeStore } from '../../src/renderer/src/stores/compose';
 import { MAX_RPCS_SHOWN, useTraceStore } from '../../src/renderer/src/stores/trace';
@@ -43,13 +44,17 @@ const outcome = (id: string): RpcOutcome => ({
 
 describe('compose store', () => {
   let app: App;
+  let client: ReturnType<typeof fakeClient>;
+  let sent: SendRequestArgs[];
   beforeEach(() => {
-    app = appWith(
-      fakeClient({
-        'topic.mapping.get': ({ topic }) => ({ topic, routingKey: topic, backToTopic: topic, roundTrips: true, issues: [] }),
-        'rpc.request.send': () => outcome('r1'),
-      }),
-    );
+    sent = [];
+    client = fakeClient({
+      'rpc.request.send': (args) => {
+        sent.push({ ...args });
+        return outcome(`r${sent.length}`);
+      },
+    });
+    app = appWith(client);
   });
 
   it('validates the payload as JSON, accepting an empty box', () => {
@@ -64,12 +69,44 @@ describe('compose store', () => {
     expect(compose.blocked).toBe(true);
   });
 
-  it('keeps a history of sent requests that can be replayed', async () => {
+  it('maps and lints the topics as they are typed, without asking the backend', () => {
     const compose = app.runWithContext(() => useComposeStore());
+    compose.form.topic = 'devices/d1/rpc';
+    compose.form.replyTopic = 'reply/v1.2/x';
+    expect(compose.requestMapping).toMatchObject({ routingKey: 'devices.d1.rpc', roundTrips: true, issues: [] });
+    expect(compose.replyMapping).toMatchObject({ routingKey: 'reply.v1.2.x', backToTopic: 'reply/v1/2/x', roundTrips: false });
+    expect(client.calls).toEqual([]);
+  });
+
+  it('blocks sending on the same rule as the core: any error in the request topic, a wildcard in the reply topic, but not a "." in it', () => {
+    const compose = app.runWithContext(() => useComposeStore());
+    compose.form.replyTopic = 'reply/v1.2/x';
+    expect(compose.blocked).toBe(false);
+    compose.form.replyTopic = 'reply/+';
+    expect(compose.blocked).toBe(true);
+    compose.form.replyTopic = '';
+    compose.form.topic = 'rpc/#';
+    expect(compose.blocked).toBe(true);
+    compose.form.topic = 'rpc.queue';
+    expect(compose.blocked).toBe(false);
+  });
+
+  it('keeps a history of sent requests; replaying one sends the same request again', async () => {
+    const compose = app.runWithContext(() => useComposeStore());
+    compose.form.topic = 'devices/d1/rpc';
+    compose.form.replyTopic = 'reply/mine';
+    compose.form.method = 'reboot';
+    compose.form.payloadText = '{"params": {"delay": 3}}';
     await compose.send();
     expect(compose.outcome?.id).toBe('r1');
+    // The form moves on; the replay must send what was sent, not what the form now says.
+    Object.assign(compose.form, { topic: 'other', replyTopic: '', method: '', payloadText: '{}' });
     await compose.replay(compose.history[0]!);
-    expect(compose.history).toHaveLength(2);
+    expect(sent).toHaveLength(2);
+    expect(sent[1]).toEqual(sent[0]);
+    expect(sent[0]).toMatchObject({ topic: 'devices/d1/rpc', replyTopic: 'reply/mine', method: 'reboot', payloadText: '{"params": {"delay": 3}}' });
+    expect(compose.history.map((entry) => entry.outcome?.id)).toEqual(['r2', 'r1']);
+    expect(compose.history[0]?.request).toEqual(sent[0]);
   });
 });
 

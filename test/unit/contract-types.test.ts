@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { commandNames, eventNames, type Handlers } from '../../src/shared/contract';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import { commandNames, eventNames, type CommandArgs, type CommandName, type Handlers } from '../../src/shared/contract';
+import { isCommandName, validateArgs } from '../../src/core/contract-schemas';
 import { Session } from '../../src/core/session';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
@@ -22,10 +23,49 @@ describe('the contract', () => {
     await session.dispose();
   });
 
-  it('does not compile a core that lacks a command (checked by npm run typecheck)', () => {
-    const incomplete = { 'app.state.get': async () => ({}) };
-    // @ts-expect-error every command of the contract must have a handler
-    const handlers: Handlers = incomplete;
-    expect(handlers).toBe(incomplete);
+  it('lets in exactly the names commandNames lists: nothing inherited, nothing near', () => {
+    for (const name of commandNames) expect(isCommandName(name)).toBe(true);
+    const strangers: unknown[] = ['', 'toString', '__proto__', 'constructor', 'hasOwnProperty', 'rpc.request', 'RPC.REQUEST.SEND', 'rpc.request.send ', 42, null, undefined];
+    for (const name of strangers) expect(isCommandName(name)).toBe(false);
+  });
+
+  it("has a schema for every command that takes any arguments of the command's type, unchanged", () => {
+    for (const name of commandNames) expect(validateArgs(name, validArgs[name])).toEqual(validArgs[name]);
+  });
+
+  it('does not compile a core that lacks a command (a type-level check: npm run typecheck fails otherwise)', () => {
+    expectTypeOf<{ 'app.state.get': Handlers['app.state.get'] }>().not.toExtend<Handlers>();
+    expectTypeOf<Omit<Handlers, 'rpc.request.send'>>().not.toExtend<Handlers>();
+    expectTypeOf<Handlers>().toExtend<Handlers>();
   });
 });
+
+const profile = { name: 'p', amqpUrl: 'amqp://h', mqttUrl: 'mqtt://h', managementUrl: 'http://h:15672', vhost: '/', exchange: 'amq.direct' };
+const send = { topic: 'rpc_queue', qos: 1 as const, strategy: 'shared' as const, replyTopic: 'reply/x', method: 'm', payloadText: '{}', timeoutMs: 1000 };
+
+/** One example of arguments per command, typed by the contract: each must pass its schema as it is. */
+const validArgs: { [K in CommandName]: CommandArgs<K> } = {
+  'app.state.get': {},
+  'broker.sandbox.start': {},
+  'broker.sandbox.stop': {},
+  'connection.open': { profile },
+  'connection.close': {},
+  'profile.list': {},
+  'profile.save': { profile },
+  'profile.delete': { name: 'p' },
+  'profile.load': { name: 'p' },
+  'server.start': { exchange: 'amq.direct', queue: 'rpc_queue', workers: 2, prefetch: 1, handler: 'echo' },
+  'server.stop': {},
+  'rpc.request.send': send,
+  'rpc.preflight.run': { topic: 'rpc_queue', strategy: 'per-request', replyTopic: 'reply/x' },
+  'topic.mapping.get': { topic: 'sensors/+/temp', role: 'filter' },
+  'broker.bindings.list': { exchange: 'amq.direct' },
+  'broker.probe.run': {},
+  'trace.tracing.set': { on: true },
+  'trace.snapshot.get': {},
+  'trace.export.create': {},
+  'trace.import.load': { trace: { steps: [] } },
+  'trace.store.clear': {},
+  'load.run.start': { ...send, count: 10, concurrency: 2 },
+  'load.run.cancel': {},
+};

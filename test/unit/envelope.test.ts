@@ -2,8 +2,26 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeReply, encodeRequest, parseRequest, readBody, readReplyFields } from '../../src/core/rpc/envelope';
 import { parseHandlerSpec } from '../../src/core/rpc/handlers';
+import { hasBlockingIssue, lintTopic, topicToRoutingKey } from '../../src/shared/topic-map';
 
 const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+
+/** What the bytes say, read independently of parseRequest: a JSON object in strict UTF-8, or nothing. */
+function readObject(bytes: Uint8Array): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reply topics a device would use, dots included (tolerated: the reply comes back on another topic, matched by id). */
+const replyTopic = fc
+  .array(fc.stringMatching(/^[a-z0-9._-]{1,8}$/), { minLength: 1, maxLength: 5 })
+  .map((levels) => levels.join('/'));
+/** JSON values as they come out of JSON (no -0, no undefined). */
+const jsonSafe = fc.jsonValue().map((value) => JSON.parse(JSON.stringify(value)) as unknown);
 
 describe('parseRequest', () => {
   it('reads the seed request and maps its reply topic to a routing key', () => {
@@ -45,13 +63,58 @@ describe('parseRequest', () => {
     }
   });
 
-  it('never throws, whatever the bytes (10,000 generated inputs)', () => {
+  it('accepts exactly the bytes that are a UTF-8 JSON object with a usable reply_to, whatever the bytes (10,000 generated inputs)', () => {
+    const request = fc.record({ id: fc.oneof(fc.string(), fc.integer()), reply_to: fc.oneof(replyTopic, fc.string()), params: fc.jsonValue() }).map(json);
     fc.assert(
-      fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.json().map((text) => Buffer.from(text))), (bytes) => {
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.json().map((text) => Buffer.from(text)), request), (bytes) => {
         const parsed = parseRequest(bytes);
-        expect(typeof parsed.ok).toBe('boolean');
+        const sent = readObject(bytes);
+        const replyTo = sent?.reply_to;
+        expect(parsed.ok).toBe(typeof replyTo === 'string' && !hasBlockingIssue(lintTopic(replyTo, 'reply')));
+        if (parsed.ok) expect(parsed.request).toMatchObject({ replyTopic: replyTo, replyRoutingKey: topicToRoutingKey(replyTo as string), body: sent });
+        else expect(parsed.reason).not.toBe('');
       }),
       { numRuns: 10_000 },
+    );
+  });
+
+  it('reads back every request it encodes: id, reply topic, method and params (round trip)', () => {
+    const draft = fc.record({
+      id: fc.string({ minLength: 1 }),
+      replyTopic,
+      method: fc.option(fc.string(), { nil: undefined }),
+      params: fc.option(jsonSafe, { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(draft, (sent) => {
+        const parsed = parseRequest(encodeRequest(sent));
+        expect(parsed.ok).toBe(true);
+        if (!parsed.ok) return;
+        const { id, replyTopic: topic, method, params, replyRoutingKey, replySource } = parsed.request;
+        expect({ id, replyTopic: topic, method, params }).toEqual(sent);
+        expect({ replyRoutingKey, replySource }).toEqual({ replyRoutingKey: topicToRoutingKey(sent.replyTopic), replySource: 'body' });
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe('reply round trip', () => {
+  it('reads back every reply it encodes: id, result or error, worker', () => {
+    const reply = fc.record({
+      id: fc.option(fc.string(), { nil: undefined }),
+      outcome: fc.oneof(
+        fc.record({ result: jsonSafe }),
+        fc.record({ error: fc.record({ code: fc.string(), message: fc.string() }) }),
+      ),
+      worker: fc.string(),
+    });
+    fc.assert(
+      fc.property(reply, ({ id, outcome, worker }) => {
+        const read = readReplyFields(readBody(encodeReply({ id, worker, ...outcome })));
+        expect(read).toEqual({ ...(id !== undefined ? { id } : {}), ...outcome, worker });
+      }),
+      { numRuns: 2000 },
     );
   });
 });

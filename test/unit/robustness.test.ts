@@ -5,22 +5,26 @@ import { validateArgs } from '../../src/core/contract-schemas';
 import { BridgeError } from '../../src/core/errors';
 import { BoundedMap } from '../../src/core/bounded-map';
 import { reconnectDelay } from '../../src/core/links/mqtt-link';
-import { lintTopic, mapTopic, type TopicRole } from '../../src/core/topic-map';
-import { parseRequest } from '../../src/core/rpc/envelope';
+import { hasBlockingIssue, lintTopic, mapTopic, routingKeyToTopic, topicToRoutingKey, type TopicRole } from '../../src/shared/topic-map';
+import { mqtt5ReplyKey, parseRequest } from '../../src/core/rpc/envelope';
 
 describe('fuzzing the boundary (10,000 generated inputs each)', () => {
-  it('maps and lints any string as any role without throwing', () => {
+  it('maps any string as any role so that it comes back unchanged unless a finding says why not', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'grapheme', maxLength: 80 }), fc.constantFrom<TopicRole>('publish', 'reply', 'filter'), fc.boolean(), (topic, role, sparkplug) => {
         const mapping = mapTopic(topic, role, { sparkplug });
-        expect(typeof mapping.routingKey).toBe('string');
-        expect(Array.isArray(lintTopic(topic, role))).toBe(true);
+        expect(mapping.backToTopic).toBe(routingKeyToTopic(mapping.routingKey, { sparkplug }));
+        expect(mapping.roundTrips).toBe(mapping.backToTopic === topic);
+        // Only "." and "*" (and, with Sparkplug, "___") change on the way back; anything else survives byte for byte.
+        if (!/[.*]/.test(topic) && !(sparkplug && topic.includes('___'))) expect(mapping.backToTopic).toBe(topic);
+        if (!mapping.roundTrips) expect(mapping.issues.some((issue) => issue.severity !== 'info')).toBe(true);
+        expect(mapping.issues).toEqual(lintTopic(topic, role, { sparkplug }));
       }),
       { numRuns: 10_000 },
     );
   });
 
-  it('parses any JSON-ish request with any headers without throwing', () => {
+  it('answers any JSON-ish request with any headers exactly when it names a usable reply topic, never throwing', () => {
     const body = fc.oneof(
       fc.record({ id: fc.oneof(fc.string(), fc.integer(), fc.constant(null)), reply_to: fc.oneof(fc.string(), fc.integer(), fc.constant(undefined)), params: fc.anything() }),
       fc.anything(),
@@ -29,7 +33,19 @@ describe('fuzzing the boundary (10,000 generated inputs each)', () => {
       fc.property(body, fc.dictionary(fc.string(), fc.anything()), (value, headers) => {
         const text = JSON.stringify(value) ?? '';
         const parsed = parseRequest(Buffer.from(text), { headers });
-        expect(parsed.ok ? typeof parsed.request.replyRoutingKey : typeof parsed.reason).toBe('string');
+        // What the request says, read independently: a JSON object whose reply_to is a usable topic, or none and an MQTT 5 header.
+        const sent: unknown = text === '' ? undefined : JSON.parse(text);
+        const record = typeof sent === 'object' && sent !== null && !Array.isArray(sent) ? (sent as Record<string, unknown>) : undefined;
+        const replyTo = record?.reply_to;
+        const headerKey = mqtt5ReplyKey(headers);
+        const answerable = record !== undefined && (typeof replyTo === 'string' ? !hasBlockingIssue(lintTopic(replyTo, 'reply')) : replyTo === undefined && headerKey !== undefined);
+        expect(parsed.ok).toBe(answerable);
+        if (parsed.ok) {
+          expect(parsed.request.body).toEqual(sent);
+          expect(parsed.request.replyRoutingKey).toBe(typeof replyTo === 'string' ? topicToRoutingKey(replyTo) : headerKey);
+        } else {
+          expect(parsed.reason).not.toBe('');
+        }
       }),
       { numRuns: 10_000 },
     );

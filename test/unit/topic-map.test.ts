@@ -7,7 +7,7 @@ import {
   routingKeyToTopic,
   topicToRoutingKey,
   type TopicRole,
-} from '../../src/core/topic-map';
+} from '../../src/shared/topic-map';
 
 const codes = (topic: string, role: TopicRole, sparkplug = false): string[] =>
   lintTopic(topic, role, { sparkplug }).map((issue) => issue.code);
@@ -111,7 +111,29 @@ describe('mapTopic', () => {
   it('shows the dot pitfall as a topic that does not round-trip', () => {
     const mapping = mapTopic('reply/v1.2/x', 'reply');
     expect(mapping).toMatchObject({ routingKey: 'reply.v1.2.x', backToTopic: 'reply/v1/2/x', roundTrips: false });
-    expect(hasBlockingIssue(mapping.issues)).toBe(true);
+    expect(mapping.issues).toMatchObject([{ code: 'dot-in-level', severity: 'error' }]);
+  });
+});
+
+describe('blocking', () => {
+  it('blocks a request topic on every error and on nothing else', () => {
+    expect(hasBlockingIssue(lintTopic('rpc/+', 'publish'))).toBe(true);
+    expect(hasBlockingIssue(lintTopic('', 'publish'))).toBe(true);
+    expect(hasBlockingIssue(lintTopic('rpc.queue', 'publish'))).toBe(false);
+    expect(hasBlockingIssue(lintTopic('/rpc//queue/', 'publish'))).toBe(false);
+  });
+
+  it('lets a reply topic with "." or "*" through (the reply comes back on another topic, matched by id) but blocks every other error', () => {
+    expect(hasBlockingIssue(lintTopic('reply/v1.2/x', 'reply'))).toBe(false);
+    expect(hasBlockingIssue(lintTopic('reply/a*b', 'reply'))).toBe(false);
+    expect(hasBlockingIssue(lintTopic('reply/#', 'reply'))).toBe(true);
+    expect(hasBlockingIssue(lintTopic('reply/a\u0000b', 'reply'))).toBe(true);
+    expect(hasBlockingIssue(lintTopic(`reply/${'x'.repeat(250)}`, 'reply'))).toBe(true);
+  });
+
+  it('blocks a malformed filter but not a dot in it', () => {
+    expect(hasBlockingIssue(lintTopic('sensors/#/x', 'filter'))).toBe(true);
+    expect(hasBlockingIssue(lintTopic('sensors/v1.2/+', 'filter'))).toBe(false);
   });
 });
 
@@ -139,6 +161,20 @@ describe('round trip (property)', () => {
         if (!mapping.roundTrips) expect(mapping.issues.some((issue) => issue.severity !== 'info')).toBe(true);
       }),
       { numRuns: 5000 },
+    );
+  });
+});
+
+describe('blocking (property)', () => {
+  it('marks a finding blocking exactly when it is an error, save "." and "*" in a reply topic', () => {
+    fc.assert(
+      fc.property(topic, roles, fc.boolean(), (candidate, role, sparkplug) => {
+        for (const issue of lintTopic(candidate, role, { sparkplug })) {
+          const tolerated = role === 'reply' && (issue.code === 'dot-in-level' || issue.code === 'star-in-level');
+          expect(issue.blocking).toBe(issue.severity === 'error' && !tolerated);
+        }
+      }),
+      { numRuns: 2000 },
     );
   });
 });

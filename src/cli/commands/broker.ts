@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox, type SandboxInfo } from '../../core/broker/sandbox';
 import { isClusterDir, sandboxClusterStatus, startSandboxCluster, stopSandboxCluster, type ClusterInfo } from '../../core/broker/cluster';
 import { action, ExitCode, parseDurationMs, parsePositiveInt, printJson } from '../run';
+import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 
 interface DirOptions {
   dir: string;
@@ -32,7 +33,7 @@ export function registerBrokerCommands(program: Command): void {
     .command('start')
     .description('start the sandbox broker (or report the one already running in that folder) and print its URLs')
     .option('--dir <path>', 'folder for the node data and logs', defaultSandboxDir())
-    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (mqtt.exchange)', 'amq.direct')
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (mqtt.exchange)', DEFAULT_MQTT_EXCHANGE)
     .option('--timeout <ms>', 'how long to wait for the node to accept connections', parseDurationMs('--timeout'), 90_000)
     .option('--nodes <n>', 'start a sandbox cluster of n nodes on this machine (2-9; each with its own ports), joined into one cluster', parsePositiveInt('--nodes'))
     .option('--json', 'print a machine-readable object')

@@ -7,9 +7,10 @@ import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
 import { redactUrl } from '../../core/broker/management-http';
 import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
+import { buildCallOptions } from '../../core/rpc/call-options';
 import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { parsePayloadText } from '../../core/rpc/envelope';
-import { mapTopic, type TopicRole } from '../../core/topic-map';
+import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
 import { amqpConnectOptions } from '../../core/links/amqp-link';
@@ -24,6 +25,7 @@ import type { Verdict } from '../../shared/diagnosis';
 import { resolveUrl } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
 
 interface ServeOptions {
   amqp?: string;
@@ -314,7 +316,6 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   try {
     try {
       const { payload, params } = parsePayload(payloadText);
-      const replyField = payload?.reply_to;
       client = new RpcClient({
         mqttUrl: resolveUrl('mqtt', options.mqtt),
         strategy: options.reply,
@@ -338,16 +339,19 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
         if (status.state === 'unavailable') warn(status.reason);
         if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
       }
-      outcome = await client.call({
-        topic: options.topic,
-        qos: Number(options.qos) as QoS,
-        ...(options.method ? { method: options.method } : {}),
-        ...(params !== undefined ? { params } : {}),
-        ...(payload ? { payload } : {}),
-        replyTopic: options.replyTopic ?? (typeof replyField === 'string' ? replyField : undefined),
-        timeoutMs: options.timeout,
-        signal: interruption.signal,
-      });
+      outcome = await client.call(
+        buildCallOptions({
+          topic: options.topic,
+          qos: Number(options.qos) as QoS,
+          strategy: options.reply,
+          ...(options.replyTopic !== undefined ? { replyTopic: options.replyTopic } : {}),
+          ...(options.method !== undefined ? { method: options.method } : {}),
+          ...(payload !== undefined ? { payload } : {}),
+          ...(params !== undefined ? { params } : {}),
+          timeoutMs: options.timeout,
+          signal: interruption.signal,
+        }),
+      );
     } catch (err) {
       failure = err;
     }
@@ -408,13 +412,13 @@ export function registerRpcCommands(program: Command): void {
     .command('serve')
     .description('run the embedded RPC server: N workers consuming the shared queue, replying through the MQTT exchange')
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
-    .option('--exchange <name>', 'exchange the MQTT plugin publishes to', 'amq.direct')
-    .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', 'rpc_queue')
-    .option('--workers <n>', 'competing consumers', parsePositiveInt('--workers'), 2)
-    .option('--prefetch <n>', 'unacked requests per worker', parsePositiveInt('--prefetch'), 1)
-    .option('--handler <spec>', 'echo | delay:MS | fail | fail:CODE:MESSAGE | PATH.js', 'echo')
-    .option('--handler-timeout <ms>', 'abandon a handler that has not answered after this long, replying with an error', parseDurationMs('--handler-timeout'), 30_000)
-    .option('--drain-timeout <ms>', 'on Ctrl-C or SIGTERM, how long in-flight requests may take before the rest go back to the queue', parseDurationMs('--drain-timeout'), 10_000)
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_SERVER_SETTINGS.exchange)
+    .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', DEFAULT_SERVER_SETTINGS.queue)
+    .option('--workers <n>', 'competing consumers', parsePositiveInt('--workers'), DEFAULT_SERVER_SETTINGS.workers)
+    .option('--prefetch <n>', 'unacked requests per worker', parsePositiveInt('--prefetch'), DEFAULT_SERVER_SETTINGS.prefetch)
+    .option('--handler <spec>', 'echo | delay:MS | fail | fail:CODE:MESSAGE | PATH.js', DEFAULT_SERVER_SETTINGS.handler)
+    .option('--handler-timeout <ms>', 'abandon a handler that has not answered after this long, replying with an error', parseDurationMs('--handler-timeout'), DEFAULT_HANDLER_TIMEOUT_MS)
+    .option('--drain-timeout <ms>', 'on Ctrl-C or SIGTERM, how long in-flight requests may take before the rest go back to the queue', parseDurationMs('--drain-timeout'), DEFAULT_DRAIN_TIMEOUT_MS)
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--json', 'print one JSON line per trace step and problem')
     .action(action(serve));
@@ -422,20 +426,20 @@ export function registerRpcCommands(program: Command): void {
   program
     .command('call')
     .description('send one request over MQTT and print the reply body (warnings go to stderr)')
-    .argument('[payload]', 'JSON request body (an object gets id and reply_to added; anything else becomes params); - reads stdin')
+    .argument('[payload]', 'JSON request body (an object gets id added, and reply_to: see --reply-topic; anything else becomes params); - reads stdin')
     .option('--mqtt <url>', 'MQTT URL (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
-    .option('--topic <topic>', 'request topic', 'rpc_queue')
-    .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), '1')
+    .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
+    .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
-    .option('--reply-topic <topic>', 'reply topic to use instead of reply/<uuid>')
+    .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>')
     .option('--method <name>', 'method field of the request')
-    .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), 10_000)
+    .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), DEFAULT_CALL_TIMEOUT_MS)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--trace', 'trace this RPC through the broker (firehose) and print every step after the reply')
     .option('--amqp <url>', 'AMQP URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--management <url>', 'management URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
-    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', 'amq.direct')
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', DEFAULT_MQTT_EXCHANGE)
     .option('--json', 'print one JSON object: ok, rpcId, verdict, warnings, and the reply (topics, QoS, worker, duration) or the error')
     .action(action(callCommand));
 

@@ -5,10 +5,11 @@ import type { BindingInfo, CheckLine, ProbeVerdict, QueueInfo } from '../../shar
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
 import { amqpConnectOptions, connectAmqp, explainAmqpError } from '../links/amqp-link';
-import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { toErrorShape } from '../errors';
 import type { ManagementApi } from './management-api';
 import { redactUrl } from './management-http';
+import { DEFAULT_MQTT_EXCHANGE, RABBITMQ_MQTT_EXCHANGE } from '../../shared/defaults';
 
 /** AMQP topic-exchange matching: `*` is exactly one word, `#` zero or more. */
 export function topicPatternMatches(pattern: string, routingKey: string): boolean {
@@ -132,7 +133,7 @@ async function rabbitSawSubscription(connection: amqp.ChannelModel, clientId: st
 
 /** Publishes one MQTT probe and sees which candidate exchange receives it, through temporary queues. */
 export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVerdict> {
-  const candidates = [...new Set(['amq.direct', 'amq.topic', options.configuredExchange])];
+  const candidates = [...new Set([DEFAULT_MQTT_EXCHANGE, RABBITMQ_MQTT_EXCHANGE, options.configuredExchange])];
   const token = randomUUID();
   const topic = `bridgescope/probe/${token}`;
   const routingKey = topicToRoutingKey(topic);

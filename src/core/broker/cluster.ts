@@ -12,6 +12,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { BridgeError } from '../errors';
+import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 import { ManagementApi } from './management-api';
 import { probeAll } from './readiness';
 import {
@@ -73,7 +74,7 @@ async function readCluster(dir: string): Promise<ClusterRecord | undefined> {
   try {
     const record = JSON.parse(await readFile(join(dir, CLUSTER_FILE), 'utf8')) as Partial<ClusterRecord>;
     if (!Array.isArray(record.nodes) || record.nodes.some((name) => typeof name !== 'string')) return undefined;
-    return { nodes: record.nodes, joined: record.joined === true, mqttExchange: record.mqttExchange ?? 'amq.direct' };
+    return { nodes: record.nodes, joined: record.joined === true, mqttExchange: record.mqttExchange ?? DEFAULT_MQTT_EXCHANGE };
   } catch {
     return undefined;
   }
@@ -128,7 +129,7 @@ export async function startSandboxCluster(opts: ClusterStartOptions): Promise<Cl
       `${dir} holds a sandbox cluster of ${existing.nodes.length} nodes, not ${opts.nodes}: use --nodes ${existing.nodes.length}, or another --dir.`,
     );
   }
-  const mqttExchange = existing?.mqttExchange ?? opts.mqttExchange ?? 'amq.direct';
+  const mqttExchange = existing?.mqttExchange ?? opts.mqttExchange ?? DEFAULT_MQTT_EXCHANGE;
   const base = `bridgescope-${randomBytes(3).toString('hex')}`;
   const record: ClusterRecord = existing ?? { nodes: Array.from({ length: opts.nodes }, (_, i) => `${base}-${i + 1}@localhost`), joined: false, mqttExchange };
   await writeFile(join(dir, CLUSTER_FILE), JSON.stringify(record, null, 2));

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BridgeError } from '../errors';
 import { probeAll, type BrokerUrls } from './readiness';
+import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 
 export interface SandboxPorts {
   amqp: number;
@@ -269,7 +270,7 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   const ports = await choosePorts(opts.ports, remembered?.ports, warnings);
   // The same node name keeps the same data folder (mnesia) across restarts.
   const nodeName = opts.nodeName ?? remembered?.nodeName ?? `bridgescope-${randomBytes(4).toString('hex')}@localhost`;
-  const mqttExchange = opts.mqttExchange ?? 'amq.direct';
+  const mqttExchange = opts.mqttExchange ?? DEFAULT_MQTT_EXCHANGE;
   const logFile = join(dir, 'node.log');
   const pidFile = join(dir, 'node.pid');
   await rm(pidFile, { force: true });

@@ -6,9 +6,10 @@ import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyBody, t
 import type { TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
-import { hasBlockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
 import { BoundedMap } from '../bounded-map';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 
 export interface RpcClientOptions {
   mqttUrl: string;
@@ -47,6 +48,8 @@ export interface RpcCallOptions {
   /** publish again (same id) when no reply came within attemptTimeoutMs, this many times at most */
   retries?: number;
   attemptTimeoutMs?: number;
+  /** said before the call (e.g. by buildCallOptions): the outcome's warnings start with them */
+  warnings?: readonly string[];
 }
 
 const RETRY = Symbol('retry');
@@ -99,7 +102,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.clientId = options.clientId ?? `bridgescope-${randomUUID().slice(0, 8)}`;
     this.strategy = options.strategy ?? 'shared';
     this.fields = options.fields ?? defaultEnvelopeFields;
-    this.replyPrefix = options.replyPrefix ?? 'reply';
+    this.replyPrefix = options.replyPrefix ?? DEFAULT_REPLY_PREFIX;
     this.link = new MqttLink({
       url: options.mqttUrl,
       clientId: this.clientId,
@@ -126,22 +129,21 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** Sends one request and resolves with its reply; rejects with `timeout`, `cancelled` or `bad-input`. */
   async call(options: RpcCallOptions = {}): Promise<RpcOutcome> {
     const id = options.id ?? randomUUID();
-    const topic = options.topic ?? 'rpc_queue';
-    const qos = options.qos ?? 1;
-    const timeoutMs = options.timeoutMs ?? 10_000;
-    const warnings: string[] = [];
+    const topic = options.topic ?? DEFAULT_REQUEST_TOPIC;
+    const qos = options.qos ?? DEFAULT_REQUEST_QOS;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    const warnings: string[] = [...(options.warnings ?? [])];
 
     const topicIssues = lintTopic(topic, 'publish', this.options.topicMap);
-    if (hasBlockingIssue(topicIssues)) {
-      throw new BridgeError('bad-input', `The request topic cannot be used: ${topicIssues.find((i) => i.severity === 'error')?.message}`);
-    }
+    const unusableTopic = blockingIssue(topicIssues);
+    if (unusableTopic) throw new BridgeError('bad-input', `The request topic cannot be used: ${unusableTopic.message}`);
     for (const issue of topicIssues) if (issue.severity === 'warning') warnings.push(issue.message);
 
     const strategy = options.strategy ?? this.strategy;
     const useShared = strategy === 'shared' && options.replyTopic === undefined && this.sharedReplyTopic !== undefined;
     const replyTopic = options.replyTopic ?? (useShared ? (this.sharedReplyTopic as string) : `${this.replyPrefix}/${randomUUID()}`);
     const replyIssues = lintTopic(replyTopic, 'reply', this.options.topicMap);
-    const unusable = replyIssues.find((issue) => issue.severity === 'error' && issue.code !== 'dot-in-level' && issue.code !== 'star-in-level');
+    const unusable = blockingIssue(replyIssues);
     if (unusable) throw new BridgeError('bad-input', `The reply topic cannot be used: ${unusable.message}`);
     for (const issue of replyIssues) if (issue.severity !== 'info') warnings.push(issue.message);
 

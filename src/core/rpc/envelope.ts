@@ -3,7 +3,7 @@ import { TextDecoder } from 'node:util';
 import { z } from 'zod';
 import { defaultEnvelopeFields, type EnvelopeFields, type ReplyBody, type RpcErrorBody } from '../../shared/rpc';
 import { BridgeError } from '../errors';
-import { hasBlockingIssue, lintTopic, MAX_ROUTING_KEY_BYTES, topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { blockingIssue, lintTopic, MAX_ROUTING_KEY_BYTES, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 
 export interface RpcRequest {
   id: string | undefined;
@@ -95,11 +95,9 @@ export function parseRequest(bytes: Uint8Array, context: ParseContext = {}): Par
   if (typeof rawReplyTo !== 'string') {
     return { ok: false, id, reason: `The request's "${fields.replyTo}" must be a topic string.` };
   }
-  const blocking = lintTopic(rawReplyTo, 'reply', context.topicMap).filter(
-    (issue) => issue.severity === 'error' && issue.code !== 'dot-in-level' && issue.code !== 'star-in-level',
-  );
-  if (hasBlockingIssue(blocking)) {
-    return { ok: false, id, reason: `The reply topic "${rawReplyTo.slice(0, 80)}" cannot be used: ${blocking[0]?.message}` };
+  const blocking = blockingIssue(lintTopic(rawReplyTo, 'reply', context.topicMap));
+  if (blocking) {
+    return { ok: false, id, reason: `The reply topic "${rawReplyTo.slice(0, 80)}" cannot be used: ${blocking.message}` };
   }
   const replyRoutingKey = topicToRoutingKey(rawReplyTo, context.topicMap);
   if (Buffer.byteLength(replyRoutingKey) > MAX_ROUTING_KEY_BYTES) {

@@ -6,10 +6,11 @@ import { defaultEnvelopeFields, type EnvelopeFields, type LinkStatus } from '../
 import type { TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
 import { AmqpLink } from '../links/amqp-link';
-import type { TopicMapOptions } from '../topic-map';
+import type { TopicMapOptions } from '../../shared/topic-map';
 import { encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
+import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QUEUE } from '../../shared/defaults';
 
 /** How often, and from which delay (doubled each time), a worker whose channel the broker closed is reopened. */
 const REOPEN_ATTEMPTS = 5;
@@ -154,8 +155,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   constructor(private readonly options: RpcServerOptions) {
     super();
-    this.exchange = options.exchange ?? 'amq.direct';
-    this.queue = options.queue ?? 'rpc_queue';
+    this.exchange = options.exchange ?? DEFAULT_MQTT_EXCHANGE;
+    this.queue = options.queue ?? DEFAULT_REQUEST_QUEUE;
     const workerCount = options.workers ?? 1;
     const prefetch = options.prefetch ?? 1;
     if (!Number.isInteger(workerCount) || workerCount < 1 || workerCount > 64) {
@@ -165,7 +166,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       throw new BridgeError('bad-input', 'The prefetch must be a whole number from 1 to 65535.');
     }
     validateQueueName(this.queue);
-    this.handlerTimeoutMs = options.handlerTimeoutMs ?? 30_000;
+    this.handlerTimeoutMs = options.handlerTimeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS;
     if (!Number.isInteger(this.handlerTimeoutMs) || this.handlerTimeoutMs < 1 || this.handlerTimeoutMs > MAX_TIMER_MS) {
       throw new BridgeError('bad-input', `The handler timeout must be a whole number of ms from 1 to ${MAX_TIMER_MS}.`);
     }
@@ -206,12 +207,12 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
    * broker, then closes. A handler still running after that is harmless: its reply is dropped and the broker puts its
    * request back on the queue. Calling it again returns the same stop.
    */
-  async stop(drainTimeoutMs = 10_000): Promise<void> {
+  async stop(drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS): Promise<void> {
     await this.stopWithReport(drainTimeoutMs);
   }
 
   /** `stop`, telling which requests it left: unfinished (back on the queue) and abandoned handlers. */
-  stopWithReport(drainTimeoutMs = 10_000): Promise<StopReport> {
+  stopWithReport(drainTimeoutMs = DEFAULT_DRAIN_TIMEOUT_MS): Promise<StopReport> {
     this.stopping ??= this.drainAndClose(drainTimeoutMs);
     return this.stopping;
   }

@@ -1,6 +1,7 @@
 /** Picks the transport once at start-up: the Electron bridge when the preload exposed it, the WebSocket host otherwise. */
 import type { BridgeClient, CommandArgs, CommandName, CommandResult, EventName, Events, InvokeReply } from '../../shared/contract';
 import type { ErrorShape } from '../../shared/errors';
+import { WS_PATH, type HostFrame, type InvokeFrame } from '../../shared/ws-frames';
 
 /** An error that crossed the boundary as data: a code and one sentence. */
 export class BackendError extends Error {
@@ -59,11 +60,12 @@ export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = W
         }
       };
       ws.onmessage = (message: MessageEvent<string>) => {
-        const frame = JSON.parse(message.data) as { type: string; id?: number; name?: string; payload?: unknown } & InvokeReply<CommandName>;
-        if (frame.type === 'reply' && frame.id !== undefined) {
+        // The host is ours and speaks only these frames; an error frame answers nothing the page waits for.
+        const frame = JSON.parse(message.data) as HostFrame;
+        if (frame.type === 'reply') {
           waiting.get(frame.id)?.resolve(frame);
           waiting.delete(frame.id);
-        } else if (frame.type === 'event' && frame.name) {
+        } else if (frame.type === 'event') {
           for (const listener of listeners.get(frame.name) ?? []) listener(frame.payload);
         }
       };
@@ -77,7 +79,8 @@ export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = W
       nextId += 1;
       const id = nextId;
       const reply = new Promise<InvokeReply<CommandName>>((resolve) => waiting.set(id, { resolve }));
-      ws.send(JSON.stringify({ type: 'invoke', id, command: name, args }));
+      const frame: InvokeFrame<K> = { type: 'invoke', id, command: name, args };
+      ws.send(JSON.stringify(frame));
       return unwrap(await reply) as CommandResult<K>;
     },
     on<E extends EventName>(name: E, listener: (payload: Events[E]) => void): () => void {
@@ -94,6 +97,6 @@ export function createBridgeClient(): BridgeClient {
   const bridge = (window as unknown as { bridgescope?: PreloadBridge }).bridgescope;
   if (bridge) return ipcClient(bridge);
   const token = new URLSearchParams(window.location.search).get('token') ?? '';
-  const url = `${window.location.protocol === 'https:' ? 'wss' : 'ws'}://${window.location.host}/ws?token=${encodeURIComponent(token)}`;
+  const url = `${window.location.protocol === 'https:' ? 'wss' : 'ws'}://${window.location.host}${WS_PATH}?token=${encodeURIComponent(token)}`;
   return webSocketClient(url);
 }

@@ -1,9 +1,10 @@
 /** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send, history and templates. */
 import { defineStore } from 'pinia';
-import { computed, reactive, ref, watch } from 'vue';
+import { computed, reactive, ref } from 'vue';
 import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
 import type { CheckLine } from '../../../shared/broker';
 import type { RpcOutcome } from '../../../shared/rpc';
+import { hasBlockingIssue, mapTopic } from '../../../shared/topic-map';
 import { messageOf, useClient, useStorage } from '../injection';
 
 export interface HistoryEntry {
@@ -49,8 +50,9 @@ export const useComposeStore = defineStore('compose', () => {
   const error = ref<string>();
   const history = ref<HistoryEntry[]>([]);
   const templates = ref<Template[]>(readTemplates());
-  const requestMapping = ref<TopicMappingView>();
-  const replyMapping = ref<TopicMappingView>();
+  // Computed here, on every keystroke, by the same pure module the core uses: no round trip to the backend.
+  const requestMapping = computed<TopicMappingView>(() => mapTopic(form.topic, 'publish'));
+  const replyMapping = computed<TopicMappingView | undefined>(() => (form.replyTopic ? mapTopic(form.replyTopic, 'reply') : undefined));
   const checks = ref<CheckLine[]>([]);
   const checksError = ref<string>();
 
@@ -58,8 +60,8 @@ export const useComposeStore = defineStore('compose', () => {
   const blocked = computed(
     () =>
       payloadError.value !== undefined ||
-      (requestMapping.value?.issues.some((issue) => issue.severity === 'error') ?? false) ||
-      (replyMapping.value?.issues.some((issue) => issue.severity === 'error' && issue.code === 'wildcard-in-topic') ?? false),
+      hasBlockingIssue(requestMapping.value.issues) ||
+      hasBlockingIssue(replyMapping.value?.issues ?? []),
   );
 
   function readTemplates(): Template[] {
@@ -69,20 +71,6 @@ export const useComposeStore = defineStore('compose', () => {
       return [];
     }
   }
-
-  let mappingTimer: ReturnType<typeof setTimeout> | undefined;
-  watch(
-    () => [form.topic, form.replyTopic] as const,
-    ([topic, replyTopic]) => {
-      clearTimeout(mappingTimer);
-      mappingTimer = setTimeout(() => {
-        void client.invoke('topic.mapping.get', { topic, role: 'publish' }).then((mapping) => (requestMapping.value = mapping), () => undefined);
-        if (replyTopic) void client.invoke('topic.mapping.get', { topic: replyTopic, role: 'reply' }).then((mapping) => (replyMapping.value = mapping), () => undefined);
-        else replyMapping.value = undefined;
-      }, 120);
-    },
-    { immediate: true },
-  );
 
   function snapshot(): SendRequestArgs {
     return {
