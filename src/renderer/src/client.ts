@@ -5,9 +5,14 @@ import type { ErrorShape } from '../../shared/errors';
 /** An error that crossed the boundary as data: a code and one sentence. */
 export class BackendError extends Error {
   readonly code: ErrorShape['code'];
+  /** a failed RPC's id and verdict, when the error is one */
+  readonly rpcId: ErrorShape['rpcId'];
+  readonly verdict: ErrorShape['verdict'];
   constructor(shape: ErrorShape) {
     super(shape.message);
     this.code = shape.code;
+    this.rpcId = shape.rpcId;
+    this.verdict = shape.verdict;
   }
 }
 
