@@ -260,6 +260,17 @@ describe('the Trace panel', () => {
     expect(trace.visibleIds).toContain('rpc-a');
     expect(trace.selectedId).toBe('rpc-a');
   });
+
+  it('Open in Trace keeps the search for an RPC whose steps have not arrived yet', () => {
+    mountWithPinia(TracePanel, {});
+    const trace = useTraceStore();
+    trace.ingest(stepsOf('rpc-b', replied));
+    trace.filter = 'rpc-b';
+    useNavStore().openInTrace('rpc-not-yet');
+    expect(trace.filter).toBe('rpc-b');
+    expect(trace.selectedId).toBe('rpc-not-yet');
+    expect(useNavStore().tab).toBe('trace');
+  });
 });
 
 describe('the inspector', () => {

@@ -158,9 +158,9 @@ export const useTraceStore = defineStore('trace', () => {
     selectedId.value = rpcId;
   }
 
-  /** Selects `rpcId` and clears a search or filter that would hide it from the list. */
+  /** Selects `rpcId` and clears a search or filter that hides it from the list (not for an RPC whose steps have not come yet). */
   function reveal(rpcId: string): void {
-    if (!visibleIds.value.includes(rpcId)) {
+    if (byRpc.has(rpcId) && !visibleIds.value.includes(rpcId)) {
       filter.value = '';
       show.value = 'all';
     }
