@@ -4,8 +4,8 @@ import { computed, reactive, ref, watch } from 'vue';
 import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
 import type { CheckLine } from '../../../shared/broker';
 import type { RpcOutcome } from '../../../shared/rpc';
-import type { Verdict } from '../../../shared/diagnosis';
 import { messageOf, useClient, useStorage } from '../injection';
+import type { Verdict } from '../../../shared/diagnosis';
 import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
 
