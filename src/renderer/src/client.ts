@@ -6,9 +6,14 @@ import { WS_PATH, type HostFrame, type InvokeFrame } from '../../shared/ws-frame
 /** An error that crossed the boundary as data: a code and one sentence. */
 export class BackendError extends Error {
   readonly code: ErrorShape['code'];
+  /** a failed RPC's id and verdict, when the error is one */
+  readonly rpcId: ErrorShape['rpcId'];
+  readonly verdict: ErrorShape['verdict'];
   constructor(shape: ErrorShape) {
     super(shape.message);
     this.code = shape.code;
+    this.rpcId = shape.rpcId;
+    this.verdict = shape.verdict;
   }
 }
 

@@ -2,29 +2,19 @@
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
 import type { AppState, ConnectionProfile, ProfileSummary } from '../../../shared/contract';
-import { messageOf, useClient } from '../injection';
+import { useClient } from '../injection';
+import { useBusy } from './use-busy';
 
 export const useAppStore = defineStore('app', () => {
   const client = useClient();
   const state = ref<AppState>();
   const profiles = ref<ProfileSummary[]>([]);
-  const busy = ref<string>();
-  const error = ref<string>();
+  // busy: the label of what runs ('Connecting'), for the Connections panel to say.
+  const { label: busy, error, run: attempt } = useBusy();
   const ready = computed(() => state.value !== undefined);
   const connected = computed(() => state.value?.links.mqtt.state === 'connected' && state.value.links.amqp.state === 'connected');
 
-  async function run<T>(label: string, work: () => Promise<T>): Promise<T | undefined> {
-    busy.value = label;
-    error.value = undefined;
-    try {
-      return await work();
-    } catch (err) {
-      error.value = messageOf(err);
-      return undefined;
-    } finally {
-      busy.value = undefined;
-    }
-  }
+  const run = <T>(label: string, work: () => Promise<T>): Promise<T | undefined> => attempt(work, label);
 
   async function load(): Promise<() => void> {
     const unsubscribe = client.on('app.state.changed', (next) => {

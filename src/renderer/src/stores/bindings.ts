@@ -1,40 +1,31 @@
 /** The bindings on the chosen exchange, refreshed live while shown, and the exchange probe's verdict. */
 import { defineStore } from 'pinia';
-import { ref } from 'vue';
+import { computed, ref } from 'vue';
 import type { BindingsView } from '../../../shared/contract';
 import type { ProbeVerdict } from '../../../shared/broker';
-import { messageOf, useClient } from '../injection';
+import { useClient } from '../injection';
+import { useBusy } from './use-busy';
 
 export const useBindingsStore = defineStore('bindings', () => {
   const client = useClient();
   const exchange = ref('amq.direct');
   const view = ref<BindingsView>();
-  const loading = ref(false);
-  const error = ref<string>();
   const probe = ref<ProbeVerdict>();
-  const probing = ref(false);
+  const listing = useBusy();
+  const probing = useBusy();
+  // One line in the panel: the listing's failure, else the probe's (a successful poll no longer wipes a probe's error).
+  const error = computed(() => listing.error.value ?? probing.error.value);
 
   async function refresh(): Promise<void> {
-    loading.value = true;
-    try {
+    await listing.run(async () => {
       view.value = await client.invoke('broker.bindings.list', { exchange: exchange.value });
-      error.value = undefined;
-    } catch (err) {
-      error.value = messageOf(err);
-    } finally {
-      loading.value = false;
-    }
+    });
   }
 
   async function runProbe(): Promise<void> {
-    probing.value = true;
-    try {
+    await probing.run(async () => {
       probe.value = await client.invoke('broker.probe.run', {});
-    } catch (err) {
-      error.value = messageOf(err);
-    } finally {
-      probing.value = false;
-    }
+    });
   }
 
   /** Polls while the panel is shown; returns the stop function for onScopeDispose. */
@@ -44,5 +35,5 @@ export const useBindingsStore = defineStore('bindings', () => {
     return () => clearInterval(timer);
   }
 
-  return { exchange, view, loading, error, probe, probing, refresh, runProbe, watchLive };
+  return { exchange, view, loading: listing.active, error, probe, probing: probing.active, refresh, runProbe, watchLive };
 });

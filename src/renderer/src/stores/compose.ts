@@ -6,11 +6,18 @@ import type { CheckLine } from '../../../shared/broker';
 import type { RpcOutcome } from '../../../shared/rpc';
 import { hasBlockingIssue, mapTopic } from '../../../shared/topic-map';
 import { messageOf, useClient, useStorage } from '../injection';
+import type { Verdict } from '../../../shared/diagnosis';
+import { rpcFailureOf } from '../verdicts';
+import { useBusy } from './use-busy';
 
 export interface HistoryEntry {
   request: SendRequestArgs;
   outcome?: RpcOutcome;
   error?: string;
+  /** the RPC's id, to open its trace (absent when the call failed before it had one) */
+  rpcId?: string;
+  /** where it stopped and why: the outcome's, or the failure's */
+  verdict?: Verdict;
   at: number;
 }
 
@@ -45,16 +52,18 @@ export const useComposeStore = defineStore('compose', () => {
     payloadText: '{\n  "params": {"hello": "device"}\n}',
     timeoutMs: 5000,
   });
-  const sending = ref(false);
+  const sending = useBusy();
   const outcome = ref<RpcOutcome>();
-  const error = ref<string>();
+  /** the last send's RPC id and verdict, whether it replied or failed */
+  const rpcId = ref<string>();
+  const verdict = ref<Verdict>();
   const history = ref<HistoryEntry[]>([]);
   const templates = ref<Template[]>(readTemplates());
   // Computed here, on every keystroke, by the same pure module the core uses: no round trip to the backend.
   const requestMapping = computed<TopicMappingView>(() => mapTopic(form.topic, 'publish'));
   const replyMapping = computed<TopicMappingView | undefined>(() => (form.replyTopic ? mapTopic(form.replyTopic, 'reply') : undefined));
   const checks = ref<CheckLine[]>([]);
-  const checksError = ref<string>();
+  const checking = useBusy();
 
   const payloadError = computed(() => payloadProblem(form.payloadText));
   const blocked = computed(
@@ -85,34 +94,39 @@ export const useComposeStore = defineStore('compose', () => {
   }
 
   async function runChecks(): Promise<void> {
-    checksError.value = undefined;
-    try {
+    await checking.run(async () => {
       checks.value = await client.invoke('rpc.preflight.run', {
         topic: form.topic,
         strategy: form.strategy,
         ...(form.replyTopic ? { replyTopic: form.replyTopic } : {}),
       });
-    } catch (err) {
-      checksError.value = messageOf(err);
-    }
+    }, 'Checking');
   }
 
   async function send(request: SendRequestArgs = snapshot()): Promise<void> {
-    if (sending.value) return;
-    sending.value = true;
-    error.value = undefined;
+    if (sending.active.value) return;
+    // The result area shows the last send's result: a new send starts from nothing.
     outcome.value = undefined;
+    rpcId.value = undefined;
+    verdict.value = undefined;
     const entry: HistoryEntry = { request, at: Date.now() };
-    try {
-      outcome.value = await client.invoke('rpc.request.send', request);
-      entry.outcome = outcome.value;
-    } catch (err) {
-      error.value = messageOf(err);
-      entry.error = error.value;
-    } finally {
-      sending.value = false;
-      history.value = [entry, ...history.value].slice(0, HISTORY_LIMIT);
+    const replied = await sending.run(async () => {
+      try {
+        return await client.invoke('rpc.request.send', request);
+      } catch (err) {
+        Object.assign(entry, rpcFailureOf(err));
+        throw err;
+      }
+    }, 'Waiting for the reply');
+    if (replied) {
+      outcome.value = replied;
+      Object.assign(entry, { outcome: replied, rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
+    } else {
+      entry.error = sending.error.value;
     }
+    rpcId.value = entry.rpcId;
+    verdict.value = entry.verdict;
+    history.value = [entry, ...history.value].slice(0, HISTORY_LIMIT);
   }
 
   function replay(entry: HistoryEntry): Promise<void> {
@@ -132,15 +146,17 @@ export const useComposeStore = defineStore('compose', () => {
   return {
     form,
     snapshot,
-    sending,
+    sending: sending.active,
     outcome,
-    error,
+    error: sending.error,
+    rpcId,
+    verdict,
     history,
     templates,
     requestMapping,
     replyMapping,
     checks,
-    checksError,
+    checksError: checking.error,
     payloadError,
     blocked,
     runChecks,

@@ -2,7 +2,8 @@
 import { defineStore } from 'pinia';
 import { ref, shallowRef } from 'vue';
 import type { LoadProgress, LoadSummary } from '../../../shared/contract';
-import { messageOf, useClient } from '../injection';
+import { useClient } from '../injection';
+import { useBusy } from './use-busy';
 import { useComposeStore } from './compose';
 
 export const useLoadStore = defineStore('load', () => {
@@ -10,11 +11,10 @@ export const useLoadStore = defineStore('load', () => {
   const compose = useComposeStore();
   const count = ref(1000);
   const concurrency = ref(10);
-  const running = ref(false);
   // Replaced whole on each tick (4 per second), never mutated deep: shallow refs keep it cheap.
   const progress = shallowRef<LoadProgress>();
   const summary = shallowRef<LoadSummary>();
-  const error = ref<string>();
+  const { active: running, error, run } = useBusy();
 
   function listen(): () => void {
     return client.on('load.progress.changed', (next) => {
@@ -23,21 +23,15 @@ export const useLoadStore = defineStore('load', () => {
   }
 
   async function start(): Promise<void> {
-    running.value = true;
-    error.value = undefined;
     summary.value = undefined;
     progress.value = undefined;
-    try {
+    await run(async () => {
       summary.value = await client.invoke('load.run.start', { ...compose.snapshot(), count: count.value, concurrency: concurrency.value });
-    } catch (err) {
-      error.value = messageOf(err);
-    } finally {
-      running.value = false;
-    }
+    }, 'Running');
   }
 
   async function cancel(): Promise<void> {
-    await client.invoke('load.run.cancel', {}).catch((err: unknown) => (error.value = messageOf(err)));
+    await run(() => client.invoke('load.run.cancel', {}), 'Cancelling');
   }
 
   return { count, concurrency, running, progress, summary, error, listen, start, cancel };

@@ -4,6 +4,7 @@ import { computed, ref, shallowRef } from 'vue';
 import { stepPhase, type RpcTraceSummary, type TraceExport, type TraceStep } from '../../../shared/trace';
 import { summarize } from '../../../shared/trace-summary';
 import { messageOf, useClient } from '../injection';
+import { useBusy } from './use-busy';
 import { useAppStore } from './app';
 
 export const MAX_RPCS_SHOWN = 20_000;
@@ -23,7 +24,8 @@ export const useTraceStore = defineStore('trace', () => {
   const filter = ref('');
   /** all RPCs, only those with warnings, or only those that ended without a reply */
   const show = ref<'all' | 'warnings' | 'failed'>('all');
-  const error = ref<string>();
+  // One error line for the panel's actions (snapshot, firehose, export, import, clear); reset as useBusy says.
+  const { error, run } = useBusy();
   const lastImport = shallowRef<{ rpcs: number }>();
 
   function ingest(steps: TraceStep[]): void {
@@ -108,12 +110,7 @@ export const useTraceStore = defineStore('trace', () => {
   async function start(): Promise<() => void> {
     const offAdded = client.on('trace.steps.added', ({ steps }) => ingest(steps));
     const offReset = client.on('trace.store.reset', ({ steps }) => reset(steps));
-    try {
-      const snapshot = await client.invoke('trace.snapshot.get', {});
-      reset(snapshot.steps);
-    } catch (err) {
-      error.value = messageOf(err);
-    }
+    await run(async () => reset((await client.invoke('trace.snapshot.get', {})).steps), 'Loading the trace');
     return () => {
       offAdded();
       offReset();
@@ -121,13 +118,10 @@ export const useTraceStore = defineStore('trace', () => {
   }
 
   async function setTracing(on: boolean): Promise<void> {
-    error.value = undefined;
-    try {
+    await run(async () => {
       const view = await client.invoke('trace.tracing.set', { on });
-      if (view.state === 'unavailable') error.value = view.reason;
-    } catch (err) {
-      error.value = messageOf(err);
-    }
+      if (view.state === 'unavailable') throw new Error(view.reason);
+    }, on ? 'Turning the firehose on' : 'Turning the firehose off');
   }
 
   // Still asked for while it reconnects after a broker restart; the panel says why it is not on.
@@ -139,38 +133,38 @@ export const useTraceStore = defineStore('trace', () => {
     return undefined;
   });
 
-  async function exportTrace(): Promise<TraceExport | undefined> {
-    try {
-      return await client.invoke('trace.export.create', {});
-    } catch (err) {
-      error.value = messageOf(err);
-      return undefined;
-    }
+  function exportTrace(): Promise<TraceExport | undefined> {
+    return run(() => client.invoke('trace.export.create', {}), 'Exporting');
   }
 
   async function importTrace(text: string): Promise<void> {
-    error.value = undefined;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (err) {
-      error.value = `That file is not JSON (${messageOf(err)}).`;
-      return;
-    }
-    try {
+    await run(async () => {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch (err) {
+        throw new Error(`That file is not JSON (${messageOf(err)}).`);
+      }
       const result = await client.invoke('trace.import.load', { trace: parsed });
       lastImport.value = { rpcs: new Set(result.steps.map((step) => step.rpcId)).size };
-    } catch (err) {
-      error.value = messageOf(err);
-    }
+    }, 'Importing');
   }
 
   async function clear(): Promise<void> {
-    await client.invoke('trace.store.clear', {}).catch((err: unknown) => (error.value = messageOf(err)));
+    await run(() => client.invoke('trace.store.clear', {}), 'Clearing');
   }
 
   function select(rpcId: string | undefined): void {
     selectedId.value = rpcId;
+  }
+
+  /** Selects `rpcId` and clears a search or filter that hides it from the list (not for an RPC whose steps have not come yet). */
+  function reveal(rpcId: string): void {
+    if (byRpc.has(rpcId) && !visibleIds.value.includes(rpcId)) {
+      filter.value = '';
+      show.value = 'all';
+    }
+    select(rpcId);
   }
 
   return {
@@ -196,5 +190,6 @@ export const useTraceStore = defineStore('trace', () => {
     importTrace,
     clear,
     select,
+    reveal,
   };
 });

@@ -1,0 +1,91 @@
+/** How the inspector shows a verdict: one word and a tone per code, the hops drawn on the path, the verdict a failed call carries. */
+import { HOPS, type Hop, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import type { RpcOutcome } from '../../shared/rpc';
+
+/** good: a reply; warn: an answer with a catch; bad: the RPC got lost; neutral: nothing to blame (cancelled, undecided). */
+export type VerdictTone = 'good' | 'warn' | 'bad' | 'neutral';
+
+/** The word shown beside the colour (a colour alone says nothing to some users); the code itself goes in the title. */
+export const VERDICT_LOOKS: Record<VerdictCode, { word: string; tone: VerdictTone }> = {
+  replied: { word: 'replied', tone: 'good' },
+  'replied-error': { word: 'error reply', tone: 'warn' },
+  'request-unroutable': { word: 'request dropped', tone: 'bad' },
+  'no-consumer': { word: 'no consumer', tone: 'bad' },
+  'server-slow': { word: 'server slow', tone: 'bad' },
+  'request-rejected': { word: 'rejected', tone: 'bad' },
+  'reply-unroutable': { word: 'reply dropped', tone: 'bad' },
+  'reply-on-other-topic': { word: 'other topic', tone: 'warn' },
+  'late-reply': { word: 'late reply', tone: 'warn' },
+  'wrong-exchange': { word: 'wrong exchange', tone: 'bad' },
+  'not-this-broker': { word: 'other broker', tone: 'bad' },
+  'access-refused': { word: 'access refused', tone: 'bad' },
+  'link-down': { word: 'link down', tone: 'bad' },
+  undetermined: { word: 'undetermined', tone: 'neutral' },
+  cancelled: { word: 'cancelled', tone: 'neutral' },
+  'not-sent': { word: 'not sent', tone: 'bad' },
+};
+
+/** The path as the user thinks of it: device -> exchange -> queue -> server -> exchange -> subscription -> device. */
+export const HOP_LABELS: Record<Hop, string> = {
+  'mqtt-publish': 'device',
+  exchange: 'exchange',
+  queue: 'queue',
+  server: 'server',
+  'reply-exchange': 'exchange',
+  'reply-queue': 'subscription',
+  'mqtt-deliver': 'device',
+};
+
+/** The codes where a reply reached the client: the whole path was travelled. */
+const REPLY_ARRIVED: ReadonlySet<VerdictCode> = new Set(['replied', 'replied-error', 'reply-on-other-topic']);
+
+export type HopMark = 'passed' | 'stopped' | 'not-reached';
+
+export interface HopOnPath {
+  hop: Hop;
+  label: string;
+  mark: HopMark;
+  /** the verdict's own hop (where it stopped, or what a reply with a catch points at) */
+  here: boolean;
+}
+
+/** Each hop of the path marked: passed before the verdict's hop, stopped at it, not reached after; for a reply, all passed. */
+export function hopsOnPath(verdict: Pick<Verdict, 'code' | 'hop'>): HopOnPath[] {
+  const at = HOPS.indexOf(verdict.hop);
+  const arrived = REPLY_ARRIVED.has(verdict.code);
+  return HOPS.map((hop, index) => ({
+    hop,
+    label: HOP_LABELS[hop],
+    mark: arrived || index < at ? 'passed' : index === at ? 'stopped' : 'not-reached',
+    here: index === at && verdict.code !== 'replied',
+  }));
+}
+
+/** What a failed `rpc.request.send` says about its RPC (the error shape's rpcId and verdict), read off whatever was thrown. */
+export function rpcFailureOf(err: unknown): { rpcId?: string; verdict?: Verdict } {
+  if (typeof err !== 'object' || err === null) return {};
+  const { rpcId, verdict } = err as { rpcId?: unknown; verdict?: unknown };
+  return {
+    ...(typeof rpcId === 'string' ? { rpcId } : {}),
+    ...(isVerdict(verdict) ? { verdict } : {}),
+  };
+}
+
+function isVerdict(value: unknown): value is Verdict {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Partial<Verdict>;
+  return typeof candidate.code === 'string' && candidate.code in VERDICT_LOOKS && typeof candidate.message === 'string' && HOPS.includes(candidate.hop as Hop) && Array.isArray(candidate.evidence);
+}
+
+/** A clock time (HH:MM:SS, local) for history rows. */
+export function clockTime(at: number): string {
+  const date = new Date(at);
+  return [date.getHours(), date.getMinutes(), date.getSeconds()].map((part) => String(part).padStart(2, '0')).join(':');
+}
+
+/** The code to show for a reply when the core sent no verdict with it (a bare client, an older core): an error reply is not "replied". */
+export function codeOfOutcome(outcome: Pick<RpcOutcome, 'error' | 'topicMismatch' | 'verdict'>): VerdictCode {
+  if (outcome.verdict) return outcome.verdict.code;
+  if (outcome.error) return 'replied-error';
+  return outcome.topicMismatch ? 'reply-on-other-topic' : 'replied';
+}

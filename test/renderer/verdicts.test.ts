@@ -1,0 +1,307 @@
+import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
+import { createPinia, setActivePinia } from 'pinia';
+import { describe, expect, it, vi } from 'vitest';
+import { VERDICT_CODES, type Verdict, type VerdictCode } from '../../src/shared/diagnosis';
+import type { RpcOutcome } from '../../src/shared/rpc';
+import type { TraceStep } from '../../src/shared/trace';
+import type { AppState } from '../../src/shared/contract';
+import { BackendError } from '../../src/renderer/src/client';
+import { clientKey } from '../../src/renderer/src/injection';
+import { useNavStore } from '../../src/renderer/src/stores/nav';
+import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useAppStore } from '../../src/renderer/src/stores/app';
+import VerdictBadge from '../../src/renderer/src/components/verdict/VerdictBadge.vue';
+import HopPath from '../../src/renderer/src/components/verdict/HopPath.vue';
+import ComposePanel from '../../src/renderer/src/components/compose/ComposePanel.vue';
+import TracePanel from '../../src/renderer/src/components/trace/TracePanel.vue';
+import TraceRpcList from '../../src/renderer/src/components/trace/TraceRpcList.vue';
+import App from '../../src/renderer/src/App.vue';
+import { fakeClient } from './fake-client';
+
+const dropped: Verdict = {
+  code: 'request-unroutable',
+  hop: 'exchange',
+  message: 'Nothing is bound on amq.direct for routing key "rpc_qeueu" (topic "rpc_qeueu"), so the broker dropped the request; bound keys, closest first: "rpc_queue": fix the topic or start a server on that queue.',
+  evidence: ['client: published "rpc_qeueu" (routing key "rpc_qeueu")', 'bindings: no queue is bound on amq.direct for "rpc_qeueu"'],
+};
+const replied: Verdict = { code: 'replied', hop: 'mqtt-deliver', message: 'A reply to "rpc_queue" arrived on "reply/abc".', evidence: ['client: reply received on "reply/abc" after 3 ms'] };
+const errorReply: Verdict = {
+  code: 'replied-error',
+  hop: 'server',
+  message: 'The server answered "rpc_queue" with error -32601 ("Method not found"): the path works, fix the request or the handler.',
+  evidence: ['server: error -32601: Method not found'],
+};
+
+const outcome = (id: string, overrides: Partial<RpcOutcome> = {}): RpcOutcome => ({
+  id,
+  replyTopic: `reply/${id}`,
+  arrivedOn: `reply/${id}`,
+  topicMismatch: false,
+  body: { kind: 'json', value: { id, result: 1 } },
+  result: 1,
+  durationMs: 3.25,
+  publishQos: { asked: 1, acknowledgedAs: 1 },
+  subscriptionQos: { asked: 1, granted: 1 },
+  warnings: [],
+  ...overrides,
+});
+
+/** The steps the core records for one RPC, ending with its verdict. */
+function stepsOf(rpcId: string, verdict: Verdict, at = 1000): TraceStep[] {
+  return [
+    { rpcId, seq: at, at, source: 'client', kind: 'composed', detail: { topic: 'rpc_qeueu', qos: 1, replyTopic: `reply/${rpcId}`, replyStrategy: 'per-request', bytes: 20 } },
+    { rpcId, seq: at + 1, at: at + 2, source: 'client', kind: 'mqtt.published', detail: { topic: 'rpc_qeueu', qosAsked: 1, predictedRoutingKey: 'rpc_qeueu' } },
+    { rpcId, seq: at + 2, at: at + 5000, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'No reply within 5000 ms.' } },
+    { rpcId, seq: at + 3, at: at + 5040, source: 'client', kind: 'rpc.diagnosed', detail: { verdict } },
+  ];
+}
+
+function mountWithPinia<C>(component: C, answers: Parameters<typeof fakeClient>[0]): { wrapper: VueWrapper; client: ReturnType<typeof fakeClient> } {
+  const pinia = createPinia();
+  setActivePinia(pinia);
+  // No topic mapping answer: these tests are about the result, and a mapping the client cannot get is simply not shown.
+  const client = fakeClient(answers);
+  const wrapper = mount(component as never, { attachTo: document.body, global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+  return { wrapper, client };
+}
+
+describe('the verdict badge', () => {
+  it.each(VERDICT_CODES)('shows "%s" as a word beside a colour', (code) => {
+    const badge = mount(VerdictBadge, { props: { code } });
+    expect(badge.text().trim()).not.toBe('');
+    expect(badge.classes().some((name) => name.startsWith('tone-'))).toBe(true);
+    expect(badge.attributes('title')).toContain(code);
+  });
+
+  it('paints only a real reply green: an error reply, a reply on another topic and every loss are not', () => {
+    const tone = (code: VerdictCode) => mount(VerdictBadge, { props: { code } }).attributes('data-tone');
+    expect(VERDICT_CODES.filter((code) => tone(code) === 'good')).toEqual(['replied']);
+    const error = mount(VerdictBadge, { props: { code: 'replied-error' } });
+    expect(error.text()).toBe('error reply');
+    expect(error.classes()).not.toContain('tone-good');
+    for (const code of ['request-unroutable', 'no-consumer', 'server-slow', 'reply-unroutable', 'not-this-broker'] as const) expect(tone(code)).toBe('bad');
+  });
+
+  it('gives every code its own word, so two verdicts never read the same', () => {
+    const words = VERDICT_CODES.map((code) => mount(VerdictBadge, { props: { code } }).text());
+    expect(new Set(words).size).toBe(VERDICT_CODES.length);
+  });
+});
+
+describe('the hop path', () => {
+  it('draws device -> exchange -> queue -> server -> exchange -> subscription -> device, stopped where the request was dropped', () => {
+    const hops = mount(HopPath, { props: { verdict: dropped } }).findAll('[data-testid=verdict-hop]');
+    expect(hops.map((hop) => hop.find('.hop-label').text())).toEqual(['device', 'exchange', 'queue', 'server', 'exchange', 'subscription', 'device']);
+    expect(hops.map((hop) => hop.find('.hop-mark').text())).toEqual(['passed', 'stopped here', 'not reached', 'not reached', 'not reached', 'not reached', 'not reached']);
+    expect(hops.map((hop) => hop.attributes('aria-current'))).toEqual([undefined, 'step', undefined, undefined, undefined, undefined, undefined]);
+  });
+
+  it('marks every hop passed for a reply', () => {
+    const wrapper = mount(HopPath, { props: { verdict: replied } });
+    expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(Array(7).fill('passed'));
+    expect(wrapper.find('[aria-current=step]').exists()).toBe(false);
+  });
+
+  it('for an error reply, passes every hop and points at the server', () => {
+    const wrapper = mount(HopPath, { props: { verdict: errorReply } });
+    expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(Array(7).fill('passed'));
+    expect(wrapper.find('[aria-current=step]').attributes('data-hop')).toBe('server');
+  });
+
+  it('stops at the queue for a request nobody consumes, after passing the device and the exchange', () => {
+    const wrapper = mount(HopPath, { props: { verdict: { code: 'no-consumer', hop: 'queue' } } });
+    expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(['passed', 'passed', 'stopped', 'not-reached', 'not-reached', 'not-reached', 'not-reached']);
+  });
+});
+
+describe('Compose shows the verdict of the last send', () => {
+  it('on a dropped request: the sentence, the path stopped at the exchange, the evidence collapsed, and Open in Trace selects that RPC', async () => {
+    const { wrapper } = mountWithPinia(ComposePanel, {
+      'rpc.request.send': () => Promise.reject(new BackendError({ code: 'timeout', message: 'No reply within 5000 ms.', rpcId: 'rpc-dropped', verdict: dropped })),
+    });
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    const verdict = wrapper.find('[data-testid=compose-verdict]');
+    expect(verdict.find('[data-testid=verdict-message]').text()).toBe(dropped.message);
+    expect(verdict.find('[data-testid=verdict-badge]').text()).toBe('request dropped');
+    expect(verdict.find('[aria-current=step]').attributes('data-hop')).toBe('exchange');
+    const evidence = verdict.find('[data-testid=verdict-evidence]');
+    expect((evidence.element as HTMLDetailsElement).open).toBe(false);
+    expect(evidence.findAll('li').map((line) => line.text())).toEqual(dropped.evidence);
+    // The client's generic sentence stays, as a detail: it is not the red headline next to a verdict.
+    expect(wrapper.find('[data-testid=compose-error]').text()).toBe('The client said: No reply within 5000 ms.');
+    expect(wrapper.find('[data-testid=compose-error]').classes()).not.toContain('error');
+
+    await wrapper.find('[data-testid=compose-open-trace]').trigger('click');
+    expect(useNavStore().tab).toBe('trace');
+    expect(useTraceStore().selectedId).toBe('rpc-dropped');
+  });
+
+  it('on a reply: "replied" in green, with the QoS downgrade still listed as a warning', async () => {
+    const downgrade = 'Asked QoS 2 for the request; RabbitMQ acknowledged it as QoS 1.';
+    const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => outcome('rpc-ok', { verdict: replied, warnings: [downgrade] }) });
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    const badge = wrapper.find('[data-testid=compose-verdict] [data-testid=verdict-badge]');
+    expect([badge.text(), badge.attributes('data-tone')]).toEqual(['replied', 'good']);
+    expect(wrapper.find('[data-testid=compose-warnings]').text()).toContain(downgrade);
+  });
+
+  it('on an error reply: not green, and says the server answered with an error', async () => {
+    const { wrapper } = mountWithPinia(ComposePanel, {
+      'rpc.request.send': () => outcome('rpc-err', { verdict: errorReply, error: { code: '-32601', message: 'Method not found' }, result: undefined }),
+    });
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    const badge = wrapper.find('[data-testid=compose-verdict] [data-testid=verdict-badge]');
+    expect(badge.text()).toBe('error reply');
+    expect(badge.attributes('data-tone')).not.toBe('good');
+  });
+
+  it('an error reply without a verdict (an older core) is still not a green "replied"', async () => {
+    const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => outcome('rpc-old', { error: { code: '-32000', message: 'boom' } }) });
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-verdict] [data-testid=verdict-badge]').attributes('data-code')).toBe('replied-error');
+  });
+});
+
+describe('the Compose history', () => {
+  it('lists time, topic, reply topic, the verdict as a word and a colour, and the round trip; a click opens the RPC in Trace', async () => {
+    let next = 0;
+    const answers = [
+      () => outcome('rpc-1', { verdict: replied }),
+      () => outcome('rpc-2', { verdict: errorReply, error: { code: '-32601', message: 'Method not found' } }),
+      () => Promise.reject(new BackendError({ code: 'timeout', message: 'No reply within 5000 ms.', rpcId: 'rpc-3', verdict: dropped })),
+    ];
+    const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => (answers[next++] as () => RpcOutcome)() });
+    for (let index = 0; index < answers.length; index += 1) {
+      await wrapper.find('form').trigger('submit');
+      await flushPromises();
+    }
+    const rows = wrapper.findAll('[data-testid=history-row]');
+    expect(rows.map((row) => [row.attributes('data-rpc-id'), row.find('[data-testid=verdict-badge]').text(), row.find('[data-testid=verdict-badge]').attributes('data-tone')])).toEqual([
+      ['rpc-3', 'request dropped', 'bad'],
+      ['rpc-2', 'error reply', 'warn'],
+      ['rpc-1', 'replied', 'good'],
+    ]);
+    const newest = rows[0]!.text();
+    expect(newest).toMatch(/^\d\d:\d\d:\d\d/);
+    expect(newest).toContain('rpc_queue');
+    expect(newest).toContain('no reply');
+    expect(rows[2]!.text()).toContain('reply/rpc-1');
+    expect(rows[2]!.text()).toContain('3.3 ms');
+
+    await rows[1]!.find('[data-testid=history-open]').trigger('click');
+    expect(useNavStore().tab).toBe('trace');
+    expect(useTraceStore().selectedId).toBe('rpc-2');
+  });
+
+  it('takes a verdict decided after the call from the trace, and cannot open an RPC that never got an id', async () => {
+    let next = 0;
+    const answers = [() => outcome('rpc-late'), () => Promise.reject(new BackendError({ code: 'not-connected', message: 'Connect to a broker first.' }))];
+    const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => (answers[next++] as () => RpcOutcome)() });
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    useTraceStore().ingest(stepsOf('rpc-late', { ...replied, code: 'reply-on-other-topic', hop: 'mqtt-deliver' }));
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    const rows = wrapper.findAll('[data-testid=history-row]');
+    expect(rows[1]!.find('[data-testid=verdict-badge]').attributes('data-code')).toBe('reply-on-other-topic');
+    expect(rows[0]!.find('[data-testid=history-open]').attributes('disabled')).toBeDefined();
+  });
+});
+
+describe('the Trace panel', () => {
+  function appState(): AppState {
+    return {
+      mode: 'browser',
+      sandbox: { state: 'stopped' },
+      links: { amqp: { state: 'idle' }, mqtt: { state: 'idle' } },
+      tracer: { state: 'off' },
+      server: { state: 'stopped', stats: { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} } },
+    } as AppState;
+  }
+
+  it('starts the detail with the verdict, before the steps, and does not list rpc.diagnosed as a step', async () => {
+    const { wrapper } = mountWithPinia(TracePanel, { 'trace.snapshot.get': () => ({ steps: stepsOf('rpc-a', dropped), dropped: { rpcs: 0, steps: 0 } }) });
+    useAppStore().state = appState();
+    await useTraceStore().start();
+    useTraceStore().select('rpc-a');
+    await flushPromises();
+    const html = wrapper.html();
+    expect(html.indexOf('data-testid="trace-verdict"')).toBeGreaterThan(-1);
+    expect(html.indexOf('data-testid="trace-verdict"')).toBeLessThan(html.indexOf('data-testid="trace-timeline"'));
+    expect(wrapper.find('[data-testid=trace-verdict] [data-testid=verdict-message]').text()).toBe(dropped.message);
+    expect(wrapper.find('[data-testid=trace-verdict] [data-testid=verdict-evidence]').findAll('li')).toHaveLength(2);
+    expect(wrapper.findAll('[data-testid=trace-step]').map((step) => step.attributes('data-kind'))).toEqual(['composed', 'mqtt.published', 'rpc.failed']);
+  });
+
+  it('shows each RPC\'s verdict in the list as a word and a colour', async () => {
+    // The list is virtual: it draws the rows that fit its height, which happy-dom does not lay out.
+    const height = vi.spyOn(HTMLElement.prototype, 'clientHeight', 'get').mockReturnValue(400);
+    const { wrapper } = mountWithPinia(TraceRpcList, {});
+    const trace = useTraceStore();
+    trace.ingest([...stepsOf('rpc-a', dropped, 1000), ...stepsOf('rpc-b', errorReply, 2000)]);
+    await flushPromises();
+    const rows = wrapper.findAll('[data-testid=trace-row]');
+    expect(rows.map((row) => [row.attributes('data-rpc-id'), row.find('[data-testid=verdict-badge]').text(), row.find('[data-testid=verdict-badge]').attributes('data-tone')])).toEqual([
+      ['rpc-b', 'error reply', 'warn'],
+      ['rpc-a', 'request dropped', 'bad'],
+    ]);
+    height.mockRestore();
+  });
+
+  it('Open in Trace shows an RPC the search had hidden', () => {
+    mountWithPinia(TracePanel, {});
+    const trace = useTraceStore();
+    trace.ingest([...stepsOf('rpc-a', dropped, 1000), ...stepsOf('rpc-b', replied, 2000)]);
+    trace.filter = 'rpc-b';
+    expect(trace.visibleIds).toEqual(['rpc-b']);
+    useNavStore().openInTrace('rpc-a');
+    expect(trace.visibleIds).toContain('rpc-a');
+    expect(trace.selectedId).toBe('rpc-a');
+  });
+
+  it('Open in Trace keeps the search for an RPC whose steps have not arrived yet', () => {
+    mountWithPinia(TracePanel, {});
+    const trace = useTraceStore();
+    trace.ingest(stepsOf('rpc-b', replied));
+    trace.filter = 'rpc-b';
+    useNavStore().openInTrace('rpc-not-yet');
+    expect(trace.filter).toBe('rpc-b');
+    expect(trace.selectedId).toBe('rpc-not-yet');
+    expect(useNavStore().tab).toBe('trace');
+  });
+});
+
+describe('the inspector', () => {
+  it('switches from Compose to the Trace panel with the RPC selected when Open in Trace is clicked', async () => {
+    const state = {
+      mode: 'browser',
+      sandbox: { state: 'stopped' },
+      profile: { name: 'Sandbox broker', amqpUrl: 'amqp://127.0.0.1:5673', mqttUrl: 'mqtt://127.0.0.1:1884', managementUrl: 'http://127.0.0.1:15673', vhost: '/', exchange: 'amq.direct' },
+      links: { amqp: { state: 'connected', since: 1 }, mqtt: { state: 'connected', since: 1 } },
+      tracer: { state: 'off' },
+      server: { state: 'stopped', stats: { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} } },
+    } as AppState;
+    const { wrapper, client } = mountWithPinia(App, {
+      'app.state.get': () => state,
+      'profile.list': () => [],
+      'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }),
+      'rpc.request.send': () => Promise.reject(new BackendError({ code: 'timeout', message: 'No reply within 5000 ms.', rpcId: 'rpc-x', verdict: dropped })),
+    });
+    await flushPromises();
+    await wrapper.find('[data-testid=compose-send]').trigger('click');
+    await flushPromises();
+    client.emit('trace.steps.added', { steps: stepsOf('rpc-x', dropped) });
+    await wrapper.find('[data-testid=compose-open-trace]').trigger('click');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=panel-trace]').isVisible()).toBe(true);
+    expect(wrapper.find('[data-testid=panel-compose]').isVisible()).toBe(false);
+    expect(wrapper.find('[data-testid=tab-trace]').classes()).toContain('active');
+    expect(wrapper.find('[data-testid=trace-selected]').text()).toContain('rpc-x');
+    expect(wrapper.find('[data-testid=trace-verdict] [data-testid=verdict-badge]').text()).toBe('request dropped');
+    wrapper.unmount();
+  });
+});
