@@ -10,8 +10,14 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const electronVersion = require('electron/package.json').version;
-// check id -> why it does not apply here (none yet)
-const suppressed = {};
+// check id -> the one file where it does not apply, and why. The scanner reads each file alone and cannot follow a
+// function call: it flags `new BrowserWindow(windowOptions(...))` as if the options had no contextIsolation.
+const suppressed = {
+  CONTEXT_ISOLATION_JS_CHECK: {
+    file: 'main/index.ts',
+    reason: 'the options come from windowOptions() in src/main/window.ts; shell-main.test.ts checks them on the built bundle',
+  },
+};
 
 const dir = mkdtempSync(join(tmpdir(), 'electronegativity-'));
 const csv = join(dir, 'findings.csv');
@@ -29,6 +35,8 @@ const findings = rows.map((row) => {
   return { check, severity, confidence, file, location };
 });
 for (const finding of findings) console.log(`${finding.severity.padEnd(13)} ${finding.check.padEnd(26)} ${finding.file}:${finding.location}`);
-const high = findings.filter((finding) => finding.severity === 'HIGH' && !suppressed[finding.check]);
+const isSuppressed = (finding) => suppressed[finding.check]?.file === finding.file.replaceAll('\\', '/');
+for (const finding of findings.filter(isSuppressed)) console.log(`suppressed ${finding.check} in ${finding.file}: ${suppressed[finding.check].reason}`);
+const high = findings.filter((finding) => finding.severity === 'HIGH' && !isSuppressed(finding));
 console.log(`electronegativity (Electron ${electronVersion}): ${findings.length} finding(s), ${high.length} high.`);
 process.exit(high.length > 0 ? 1 : 0);
