@@ -16,9 +16,10 @@ function send<E extends EventName>(name: E, payload: Events[E]): void {
   mainWindow?.webContents.send(`bridgescope:event:${name}`, payload);
 }
 
+// A frame that navigated away (detached) or is gone (null) may show another page by now: refused.
 function fromOurPage(event: IpcMainInvokeEvent): boolean {
   const frame = event.senderFrame;
-  return isAppPageCall({ url: frame?.url, topFrame: frame !== null && frame.parent === null, ourWindow: mainWindow !== undefined && event.sender === mainWindow.webContents }, page);
+  return isAppPageCall({ url: frame?.url, topFrame: frame !== null && frame.parent === null && !frame.detached, ourWindow: mainWindow !== undefined && event.sender === mainWindow.webContents }, page);
 }
 
 function createWindow(): BrowserWindow {

@@ -12,10 +12,12 @@ type Listener = (...args: any[]) => void;
 export interface FakeFrame {
   url: string;
   parent: FakeFrame | null;
+  /** a frame that navigated cross-origin and is being torn down */
+  detached?: boolean;
 }
 
 export class FakeWebContents extends EventEmitter {
-  readonly mainFrame: FakeFrame = { url: '', parent: null };
+  readonly mainFrame: FakeFrame = { url: '', parent: null, detached: false };
   readonly sent: { channel: string; payload: unknown }[] = [];
   windowOpenHandler: ((details: { url: string }) => { action: string }) | undefined;
   setWindowOpenHandler(handler: (details: { url: string }) => { action: string }): void {

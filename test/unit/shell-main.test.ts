@@ -92,7 +92,7 @@ describe('the built Electron main', () => {
     expect(answer).toMatchObject({ ok: true, result: { mode: 'electron' } });
   });
 
-  it('refuses a call from a subframe, from another file:// page, or from another window', async () => {
+  it('refuses a call from a subframe, from another file:// page, from another window, or from a frame that is gone', async () => {
     const { fake, window } = await started();
     const own = window.webContents.mainFrame;
     const refused = { ok: false, error: { code: 'bad-input' } };
@@ -104,8 +104,9 @@ describe('the built Electron main', () => {
     expect(await fake.invoke('app.state.get', {}, { contents: window.webContents, frame: { url: `${own.url}/../../other.html`, parent: null } })).toMatchObject(refused);
     // Another window's page, even the same file.
     expect(await fake.invoke('app.state.get', {}, { contents: new FakeWebContents(), frame: { url: own.url, parent: null } })).toMatchObject(refused);
-    // A frame that is gone.
+    // A frame that is gone, or on its way out after navigating elsewhere.
     expect(await fake.invoke('app.state.get', {}, { contents: window.webContents, frame: null })).toMatchObject(refused);
+    expect(await fake.invoke('app.state.get', {}, { contents: window.webContents, frame: { url: own.url, parent: null, detached: true } })).toMatchObject(refused);
     // The page itself with another fragment is still the page.
     expect(await fake.invoke('app.state.get', {}, { contents: window.webContents, frame: { url: `${own.url}#/trace`, parent: null } })).toMatchObject({ ok: true });
   });
