@@ -120,11 +120,14 @@ describe('the built Electron main', () => {
     expect(await fake.invoke('app.state.get', {}, { contents: window.webContents, frame: { url: pathToFileURL(join(root, 'out', 'renderer', 'index.html')).href, parent: null } })).toMatchObject({ ok: false });
   });
 
-  it('prevents navigation, denies window.open and every permission', async () => {
+  it('prevents navigation and webviews, denies window.open and every permission', async () => {
     const { fake, window } = await started();
     const navigation = new FakeEvent();
     window.webContents.emit('will-navigate', navigation, 'https://example.com/');
     expect(navigation.defaultPrevented).toBe(true);
+    const webview = new FakeEvent();
+    window.webContents.emit('will-attach-webview', webview, {}, {});
+    expect(webview.defaultPrevented).toBe(true);
     expect(window.webContents.windowOpenHandler?.({ url: 'https://example.com/' })).toEqual({ action: 'deny' });
     const granted: boolean[] = [];
     fake.permissionRequestHandler?.(window.webContents, 'media', (answer) => granted.push(answer));
