@@ -171,7 +171,8 @@ describe('the built Electron main', () => {
   it('quits through the same sequence when all windows close or a SIGTERM arrives', async () => {
     const { fake } = await started();
     fake.appEvents.emit('window-all-closed');
-    process.emit('SIGTERM');
+    // Only the shell's own SIGTERM listeners: the test runner's are not ours to trigger.
+    for (const listener of process.listeners('SIGTERM')) if (!signalListeners.get('SIGTERM')?.has(listener)) (listener as (signal: string) => void)('SIGTERM');
     expect(fake.quits).toBe(process.platform === 'darwin' ? 1 : 2);
     expect(await fake.exit).toBe(0);
     expect(fake.exits).toEqual([0]);
