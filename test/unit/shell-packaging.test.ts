@@ -3,7 +3,7 @@
  * it names every target and an icon that exists, and the app it packs holds everything the built main loads at run time.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +115,12 @@ describe('packaging', () => {
     };
     for (const name of packages) visit(name, app);
     expect(missing).toEqual([]);
+  });
+
+  it('leaves out what the app does not load: the libraries already bundled into the page, and the command line\'s TypeScript runner', () => {
+    const packages = new Set(packed.filter((file) => file.startsWith('/node_modules/')).map((file) => file.split('/').slice(2, file.split('/')[2]?.startsWith('@') ? 4 : 3).join('/')));
+    for (const name of ['vue', 'pinia', 'chart.js', '@tanstack/vue-virtual', 'tsx', 'esbuild']) expect(packages).not.toContain(name);
+    expect(readdirSync(join(work, 'dist', 'linux-unpacked', 'resources')).filter((file) => file.endsWith('.unpacked'))).toEqual([]);
   });
 
   it('loads the packed main in Node with every import resolved from inside the package', () => {
