@@ -10,7 +10,8 @@ import { osSecretBox } from './secrets';
 import { appPage, isAppPageCall, menuTemplate, windowOptions } from './window';
 
 let mainWindow: BrowserWindow | undefined;
-const page = appPage(__dirname, process.env.ELECTRON_RENDERER_URL);
+// The dev server's URL counts only when running from the sources: an installed app always loads its own file.
+const page = appPage(__dirname, app.isPackaged ? undefined : process.env.ELECTRON_RENDERER_URL);
 
 function send<E extends EventName>(name: E, payload: Events[E]): void {
   mainWindow?.webContents.send(`bridgescope:event:${name}`, payload);

@@ -48,6 +48,8 @@ export class FakeElectron {
   readonly exits: number[] = [];
   quits = 0;
   singleInstanceLock = true;
+  /** true as in an installed app, false as under `electron .` or `electron-vite dev` */
+  packaged = false;
   userData = '';
   permissionRequestHandler: ((contents: unknown, permission: string, callback: (granted: boolean) => void) => void) | undefined;
   permissionCheckHandler: ((...args: unknown[]) => boolean) | undefined;
@@ -126,6 +128,9 @@ export class FakeElectron {
     }
     return {
       app: {
+        get isPackaged() {
+          return fake.packaged;
+        },
         requestSingleInstanceLock: () => fake.singleInstanceLock,
         quit: () => {
           fake.quits += 1;

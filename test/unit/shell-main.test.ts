@@ -120,6 +120,15 @@ describe('the built Electron main', () => {
     expect(await fake.invoke('app.state.get', {}, { contents: window.webContents, frame: { url: pathToFileURL(join(root, 'out', 'renderer', 'index.html')).href, parent: null } })).toMatchObject({ ok: false });
   });
 
+  it('ignores a dev server URL in the environment once installed, and loads its own page', async () => {
+    vi.stubEnv('ELECTRON_RENDERER_URL', 'http://localhost:5173');
+    const fake = new FakeElectron();
+    fake.packaged = true;
+    const { window } = await started(fake);
+    expect(window.loaded).toEqual({ kind: 'file', target: join(root, 'out', 'renderer', 'index.html') });
+    expect(await fake.invoke('app.state.get', {}, { contents: window.webContents, frame: { url: 'http://localhost:5173/', parent: null } })).toMatchObject({ ok: false });
+  });
+
   it('prevents navigation and webviews, denies window.open and every permission', async () => {
     const { fake, window } = await started();
     const navigation = new FakeEvent();
