@@ -1,16 +1,16 @@
 import { resolve } from 'node:path';
-import { defineConfig, externalizeDepsPlugin } from 'electron-vite';
+import { defineConfig } from 'electron-vite';
 import vue from '@vitejs/plugin-vue';
 
+// electron-vite 6 leaves the package's dependencies external in main and preload by itself (build.externalizeDeps, on by default):
+// they are loaded from node_modules at run time, which is why electron-builder packs the production dependencies.
 export default defineConfig({
   main: {
-    plugins: [externalizeDepsPlugin()],
     build: { rollupOptions: { input: { index: resolve(__dirname, 'src/main/index.ts') } } },
   },
   preload: {
-    plugins: [externalizeDepsPlugin()],
     build: {
-      // A sandboxed preload must be CommonJS.
+      // A sandboxed preload must be CommonJS, and cannot require anything but electron: the contract's names are bundled in.
       rollupOptions: {
         input: { index: resolve(__dirname, 'src/preload/index.ts') },
         output: { format: 'cjs', entryFileNames: '[name].cjs' },

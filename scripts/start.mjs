@@ -2,6 +2,7 @@
 // `npm start`: build, then open the desktop app; where the Electron binary is missing, serve the same UI to a browser.
 // `npm run web` (or `--web`): always the browser mode. BRIDGESCOPE_SKIP_BUILD=1 skips the build (out/ must exist; tests use it).
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -20,12 +21,16 @@ if (process.env.BRIDGESCOPE_SKIP_BUILD !== '1') {
 }
 
 let electronBinary;
-if (!webOnly) {
+// Electron 45 downloads its binary on first use (require('electron')), not at npm install: with ELECTRON_SKIP_BINARY_DOWNLOAD set, never try.
+const electronInstalled = existsSync(join(root, 'node_modules', 'electron', 'path.txt'));
+if (!webOnly && (electronInstalled || !process.env.ELECTRON_SKIP_BINARY_DOWNLOAD)) {
   try {
     electronBinary = require('electron');
   } catch {
-    console.log('The Electron binary is not installed (ELECTRON_SKIP_BINARY_DOWNLOAD was set): opening the inspector in browser mode instead.');
+    console.log('The Electron binary could not be downloaded: opening the inspector in browser mode instead.');
   }
+} else if (!webOnly) {
+  console.log('The Electron binary is not installed (ELECTRON_SKIP_BINARY_DOWNLOAD is set): opening the inspector in browser mode instead.');
 }
 
 const child = electronBinary

@@ -1,60 +1,37 @@
-/** The Electron shell: one secure window, the contract bound to IPC by a loop, and a graceful quit. */
+/** The Electron shell: one secure window, the contract bound to IPC by a loop, and a graceful quit. The decisions live in window.ts, secrets.ts and quit.ts. */
 import { app, BrowserWindow, Menu, ipcMain, safeStorage, session as electronSession, type IpcMainInvokeEvent } from 'electron';
 import { join } from 'node:path';
 import { commandNames, type EventName, type Events } from '../shared/contract';
 import { dispatch } from '../core/dispatch';
 import { Session } from '../core/session';
-import { memorySecretBox, profileFromEnv, ProfileStore, type SecretBox } from '../core/profiles';
+import { profileFromEnv, ProfileStore } from '../core/profiles';
 import { createQuitSequence } from './quit';
+import { osSecretBox } from './secrets';
+import { appPage, isAppPageCall, menuTemplate, windowOptions } from './window';
 
 let mainWindow: BrowserWindow | undefined;
-
-/** Secrets through the OS keychain; Linux without a keyring falls back to plain text, and the UI says so. */
-function osSecretBox(): SecretBox {
-  if (!safeStorage.isEncryptionAvailable()) return memorySecretBox();
-  const plain = process.platform === 'linux' && safeStorage.getSelectedStorageBackend() === 'basic_text';
-  return {
-    kind: plain ? 'plain-text' : 'os-encrypted',
-    seal: (secret) => safeStorage.encryptString(secret).toString('base64'),
-    open: (sealed) => safeStorage.decryptString(Buffer.from(sealed, 'base64')),
-  };
-}
+// The dev server's URL counts only when running from the sources: an installed app always loads its own file.
+const page = appPage(__dirname, app.isPackaged ? undefined : process.env.ELECTRON_RENDERER_URL);
 
 function send<E extends EventName>(name: E, payload: Events[E]): void {
   mainWindow?.webContents.send(`bridgescope:event:${name}`, payload);
 }
 
-const rendererUrl = process.env.ELECTRON_RENDERER_URL;
-
-/** Only our own page may call the core. */
+// A frame that navigated away (detached) or is gone (null) may show another page by now: refused.
 function fromOurPage(event: IpcMainInvokeEvent): boolean {
-  const url = event.senderFrame?.url ?? '';
-  return rendererUrl ? url.startsWith(rendererUrl) : url.startsWith('file://');
+  const frame = event.senderFrame;
+  return isAppPageCall({ url: frame?.url, topFrame: frame !== null && frame.parent === null && !frame.detached, ourWindow: mainWindow !== undefined && event.sender === mainWindow.webContents }, page);
 }
 
 function createWindow(): BrowserWindow {
-  const window = new BrowserWindow({
-    width: 1320,
-    height: 860,
-    title: 'BridgeScope',
-    show: false,
-    icon: join(__dirname, '../../resources/icon.png'),
-    webPreferences: {
-      preload: join(__dirname, '../preload/index.cjs'),
-      contextIsolation: true,
-      sandbox: true,
-      nodeIntegration: false,
-      webviewTag: false,
-      // Middle-click would open links in new windows.
-      disableBlinkFeatures: 'Auxclick',
-    },
-  });
+  const window = new BrowserWindow(windowOptions(__dirname));
   window.once('ready-to-show', () => window.show());
   // The inspector has no external links: no new windows, no navigation away.
   window.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
   window.webContents.on('will-navigate', (event) => event.preventDefault());
-  if (rendererUrl) void window.loadURL(rendererUrl);
-  else void window.loadFile(join(__dirname, '../renderer/index.html'));
+  window.webContents.on('will-attach-webview', (event) => event.preventDefault());
+  if (page.kind === 'url') void window.loadURL(page.url);
+  else void window.loadFile(page.path);
   return window;
 }
 
@@ -71,26 +48,19 @@ if (!app.requestSingleInstanceLock()) {
     // The profile store needs safeStorage, which is ready only now.
     const session = new Session({
       mode: 'electron',
-      profiles: new ProfileStore(osSecretBox(), join(app.getPath('userData'), 'profiles.json')),
+      profiles: new ProfileStore(osSecretBox(safeStorage, process.platform), join(app.getPath('userData'), 'profiles.json')),
       emit: send,
     });
     core = session;
     electronSession.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
+    electronSession.defaultSession.setPermissionCheckHandler(() => false);
     for (const name of commandNames) {
       ipcMain.handle(name, (event, args: unknown) => {
         if (!fromOurPage(event)) return { ok: false, error: { code: 'bad-input', message: 'Refused: the call did not come from the BridgeScope window.' } };
         return dispatch(session.handlers, name, args);
       });
     }
-    Menu.setApplicationMenu(
-      Menu.buildFromTemplate([
-        ...(process.platform === 'darwin' ? [{ role: 'appMenu' as const }] : []),
-        { role: 'fileMenu' },
-        { role: 'editMenu' },
-        { role: 'viewMenu' },
-        { role: 'windowMenu' },
-      ]),
-    );
+    Menu.setApplicationMenu(Menu.buildFromTemplate(menuTemplate(process.platform)));
     mainWindow = createWindow();
     app.on('activate', () => {
       if (BrowserWindow.getAllWindows().length === 0) mainWindow = createWindow();
