@@ -198,11 +198,19 @@ export function versionFindings(rules: BrokerRules, plan: SendPlan, maxPacketByt
   }
   if (plan.bytes > maxPacketBytes) {
     const mib = (n: number) => `${(n / MIB).toFixed(n % MIB === 0 ? 0 : 1)} MiB`;
-    findings.push({
-      code: 'packet-too-large',
-      severity: 'error',
-      message: `The request is ${mib(plan.bytes)}, more than the ${mib(maxPacketBytes)} maximum MQTT packet of ${name}: the broker would close the connection (raise mqtt.max_packet_size_authenticated or send less).`,
-    });
+    findings.push(
+      rules.version
+        ? {
+            code: 'packet-too-large',
+            severity: 'error',
+            message: `The request is ${mib(plan.bytes)}, more than the ${mib(maxPacketBytes)} maximum MQTT packet of ${name}: the broker would close the connection (raise mqtt.max_packet_size_authenticated or send less).`,
+          }
+        : {
+            code: 'packet-too-large',
+            severity: 'warning',
+            message: `The request is ${mib(plan.bytes)}; RabbitMQ 4.1 and later take MQTT packets of at most ${mib(maxPacketBytes)} by default (mqtt.max_packet_size_authenticated), and this broker's version is not known here: it may close the connection.`,
+          },
+    );
   }
   return findings;
 }

@@ -11,8 +11,10 @@ export function describeStep(step: TraceStep): string {
       return `subscribed "${step.detail.topic}": asked QoS ${step.detail.qosAsked}, granted ${step.detail.qosGranted}`;
     case 'mqtt.published':
       return `MQTT PUBLISH "${step.detail.topic}" QoS ${step.detail.qosAsked}; predicted routing key "${step.detail.predictedRoutingKey}"`;
-    case 'mqtt.acknowledged':
-      return `broker answered ${step.detail.packet.toUpperCase()}: delivered as QoS ${step.detail.acknowledgedAs} (asked ${step.detail.qosAsked})`;
+    case 'mqtt.acknowledged': {
+      const unrouted = step.detail.reasonCode === 0x10 ? ' -- "No matching subscribers" (0x10): DROPPED as unroutable' : '';
+      return `broker answered ${step.detail.packet.toUpperCase()}: delivered as QoS ${step.detail.acknowledgedAs} (asked ${step.detail.qosAsked})${unrouted}`;
+    }
     case 'broker.published': {
       const dropped = step.detail.routedQueues.length === 0 ? ' -- DROPPED as unroutable' : '';
       const prediction =

@@ -190,6 +190,12 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const deliveredQueue = requestDelivered?.detail.queue ?? received?.detail.queue ?? brokerRequest?.detail.routedQueues[0] ?? input.facts?.requestQueues[0]?.name;
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
 
+  // MQTT 5 on RabbitMQ 3.13+: the PUBACK itself says the request reached no queue; no firehose needed.
+  if (acknowledged?.detail.reasonCode === 0x10) {
+    evidence.push('client: the broker answered PUBACK "No matching subscribers" (0x10): the request reached no queue');
+    if (input.facts) pushFactEvidence(input.facts, requestKey, evidence);
+    return unroutable(input, input.facts, exchange, requestKey, evidence);
+  }
   if (brokerRequest) {
     const routed = brokerRequest.detail.routedQueues;
     evidence.push(`broker: request published on ${brokerRequest.detail.exchange} with key "${brokerRequest.detail.routingKeys[0] ?? ''}", routed to ${routed.length > 0 ? quoted(routed) : 'no queue'}`);

@@ -6,7 +6,13 @@ export interface TraceStepDetails {
   composed: { topic: string; qos: QoS; replyTopic: string; replyStrategy: ReplyStrategy; bytes: number; method?: string };
   'mqtt.published': { topic: string; qosAsked: QoS; predictedRoutingKey: string };
   /** the broker's PUBACK (QoS 1) or PUBREC (QoS 2): RabbitMQ answers a QoS 2 publish with PUBACK */
-  'mqtt.acknowledged': { qosAsked: QoS; acknowledgedAs: QoS; packet: 'puback' | 'pubrec' };
+  'mqtt.acknowledged': {
+    qosAsked: QoS;
+    acknowledgedAs: QoS;
+    packet: 'puback' | 'pubrec';
+    /** MQTT 5 only: the ack's reason code; 0x10 "No matching subscribers" means RabbitMQ (3.13+) routed the request nowhere */
+    reasonCode?: number;
+  };
   'mqtt.subscribed': { topic: string; qosAsked: QoS; qosGranted: QoS | 'refused' };
   'broker.published': {
     exchange: string;

@@ -59,6 +59,10 @@ describe('the rules of each RabbitMQ version', () => {
     expect(rules.defaultMaxPacketBytes).toBe(16 * MIB);
     expect(versionFindings(rules, { protocol: 5, qos: 2, bytes: 1 })[0]?.sendQos).toBe(1);
     expect(describeBrokerRules(rules)[0]?.rule).toContain('could not be read');
+    // a large request is a warning then, not a refusal: the broker may well be older than 4.1
+    const [large] = versionFindings(rules, { protocol: 4, qos: 1, bytes: 20 * MIB });
+    expect(large).toMatchObject({ code: 'packet-too-large', severity: 'warning' });
+    expect(large?.message).toContain('RabbitMQ 4.1 and later');
   });
 
   it('every rule shown names its source', () => {

@@ -104,6 +104,8 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
   private closing = false;
   /** the protocol version the broker accepted: 4 (3.1.1) or 5 */
   protocolVersion: 4 | 5 = 4;
+  /** what an MQTT 5 broker's last CONNACK said of its limits (empty for MQTT 3.1.1, which has no way to say them) */
+  serverLimits: { maximumQoS?: 0 | 1; maximumPacketSize?: number } = {};
 
   constructor(private readonly options: MqttLinkOptions) {
     super();
@@ -191,7 +193,15 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     };
     const client = mqtt.connect(target.url, options);
     // Nagle's algorithm costs ~40 ms per request here (RABBITMQ-FACTS.md); set it on every new socket.
-    client.on('connect', () => (client.stream as Partial<Socket>).setNoDelay?.(true));
+    client.on('connect', (connack) => {
+      (client.stream as Partial<Socket>).setNoDelay?.(true);
+      // MQTT 5 brokers say their limits in the CONNACK; RabbitMQ 3.13+ sends Maximum QoS 1 and its Maximum Packet Size.
+      const properties = version === 5 ? connack.properties : undefined;
+      this.serverLimits = {
+        ...(properties?.maximumQoS === 0 || properties?.maximumQoS === 1 ? { maximumQoS: properties.maximumQoS } : {}),
+        ...(properties?.maximumPacketSize !== undefined ? { maximumPacketSize: properties.maximumPacketSize } : {}),
+      };
+    });
     return new Promise((resolve, reject) => {
       const fail = (err: Error & { code?: string | number }): void => {
         cleanup();

@@ -4,12 +4,16 @@ import { randomUUID } from 'node:crypto';
 import type { IClientPublishOptions, Packet } from 'mqtt';
 import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyBody, type ReplyStrategy, type RpcOutcome } from '../../shared/rpc';
 import type { TraceStepDraft } from '../../shared/trace';
+import { brokerRules, versionFindings } from '../../shared/broker-versions';
 import { BridgeError } from '../errors';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
 import { BoundedMap } from '../bounded-map';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
+
+/** MQTT 5 PUBACK reason code: the message was accepted but reached no subscriber (RabbitMQ: no queue was bound). */
+const NO_MATCHING_SUBSCRIBERS = 0x10;
 
 export interface RpcClientOptions {
   mqttUrl: string;
@@ -29,6 +33,8 @@ export interface RpcClientOptions {
   maxPayloadBytes?: number;
   /** passed to the MQTT link (tests shorten them) */
   reconnectDelayMs?: number;
+  /** the broker's version (management overview), when known: its rules apply where MQTT 3.1.1 cannot say them */
+  brokerVersion?: string;
 }
 
 export interface RpcCallOptions {
@@ -91,8 +97,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private readonly pending = new Map<string, PendingCall>();
   /** how recent calls ended, to tell a duplicate reply (at-least-once) from a late one */
   private readonly recentlyDone = new BoundedMap<string, 'replied' | 'failed'>(RECENT_IDS);
-  /** acks seen per packet id, so a QoS 2 publish answered with PUBACK is noticed */
-  private readonly acks = new Map<number, 'puback' | 'pubrec'>();
+  /** acks seen per packet id, so a QoS 2 publish answered with PUBACK is noticed, and an MQTT 5 reason code read */
+  private readonly acks = new Map<number, { packet: 'puback' | 'pubrec'; reasonCode?: number }>();
   private sharedReplyTopic: string | undefined;
   private sharedGrant: QoS | 'refused' = 'refused';
   duplicates = 0;
@@ -117,7 +123,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     await this.link.open();
     this.link.client.on('packetreceive', (packet: Packet) => {
       if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && typeof packet.messageId === 'number') {
-        this.acks.set(packet.messageId, packet.cmd);
+        this.acks.set(packet.messageId, { packet: packet.cmd, ...(typeof packet.reasonCode === 'number' ? { reasonCode: packet.reasonCode } : {}) });
       }
     });
     if (this.strategy === 'shared') {
@@ -150,6 +156,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const replyRoutingKey = topicToRoutingKey(replyTopic, this.options.topicMap);
     const body = encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
     this.admit(body.byteLength);
+    const sendQos = this.allowedQos(qos, topic, body.byteLength, warnings);
     const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
     step({
       rpcId: id,
@@ -185,33 +192,45 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       this.pending.set(id, { id, replyTopic, replyRoutingKey, started, resolve });
     });
     try {
-      const publishOptions: IClientPublishOptions = { qos };
+      const publishOptions: IClientPublishOptions = { qos: sendQos };
       if (this.link.protocolVersion === 5) {
         publishOptions.properties = { responseTopic: replyTopic, correlationData: Buffer.from(id) };
       }
       const predictedRoutingKey = topicToRoutingKey(topic, this.options.topicMap);
       const publish = async (): Promise<QoS> => {
-        step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: qos, predictedRoutingKey } });
+        step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: sendQos, predictedRoutingKey } });
         const packet = await Promise.race([this.link.client.publishAsync(topic, body, publishOptions), guard.expired]).catch((err: unknown) => {
           if (err instanceof BridgeError) throw err;
           throw new BridgeError('unreachable', `The MQTT connection closed before the broker acknowledged request ${id} (${(err as Error).message}).`);
         });
         const ack = packet?.messageId !== undefined ? this.acks.get(packet.messageId) : undefined;
         if (packet?.messageId !== undefined) this.acks.delete(packet.messageId);
-        const acknowledgedAs: QoS = qos === 0 ? 0 : ack === 'pubrec' ? 2 : 1;
-        if (qos > 0) {
+        const acknowledgedAs: QoS = sendQos === 0 ? 0 : ack?.packet === 'pubrec' ? 2 : 1;
+        if (sendQos > 0) {
           step({
             rpcId: id,
             at: Date.now(),
             source: 'client',
             kind: 'mqtt.acknowledged',
-            detail: { qosAsked: qos, acknowledgedAs, packet: ack ?? (acknowledgedAs === 2 ? 'pubrec' : 'puback') },
+            detail: {
+              qosAsked: sendQos,
+              acknowledgedAs,
+              packet: ack?.packet ?? (acknowledgedAs === 2 ? 'pubrec' : 'puback'),
+              ...(ack?.reasonCode !== undefined ? { reasonCode: ack.reasonCode } : {}),
+            },
           });
+        }
+        // RabbitMQ 3.13+ tells an MQTT 5 client that a QoS 1 publish reached no queue: no reply can come, say so now.
+        if (ack?.reasonCode === NO_MATCHING_SUBSCRIBERS) {
+          throw new BridgeError(
+            'unroutable',
+            `The broker answered PUBACK "No matching subscribers" (0x10): nothing is bound on the MQTT exchange for routing key "${predictedRoutingKey}", so the request was dropped.`,
+          );
         }
         return acknowledgedAs;
       };
       const acknowledgedAs = await publish();
-      if (qos === 2 && acknowledgedAs < 2) {
+      if (sendQos === 2 && acknowledgedAs < 2) {
         warnings.push('Published with QoS 2; the broker answered PUBACK, so it was delivered as QoS 1 (RabbitMQ grants at most 1).');
       }
 
@@ -269,6 +288,37 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       this.remember(id, outcomeOf);
       if (!useShared) void this.link.unsubscribe(replyTopic).catch(() => undefined);
     }
+  }
+
+  /**
+   * The QoS the request can be sent with on this broker, and whether it fits in one MQTT packet there. An MQTT 5 broker
+   * says its limits in the CONNACK (RabbitMQ 3.13+ says Maximum QoS 1 and disconnects a client that publishes QoS 2,
+   * reason 0x9B); for MQTT 3.1.1 the broker's version, when known, decides (docs/BROKER-VERSIONS.md).
+   */
+  private allowedQos(qos: QoS, topic: string, bodyBytes: number, warnings: string[]): QoS {
+    const limits = this.link.protocolVersion === 5 ? this.link.serverLimits : {};
+    // Fixed header, topic, packet id and properties (response topic, correlation data) come on top of the body.
+    const packetBytes = bodyBytes + Buffer.byteLength(topic) + 512;
+    if (limits.maximumPacketSize !== undefined && packetBytes > limits.maximumPacketSize) {
+      throw new BridgeError(
+        'too-large',
+        `The request is ${bodyBytes} bytes; the broker's CONNACK says it takes MQTT packets of at most ${limits.maximumPacketSize} bytes (RabbitMQ: mqtt.max_packet_size_authenticated). Nothing was sent.`,
+      );
+    }
+    if (this.link.protocolVersion !== 5) {
+      const rules = brokerRules(this.options.brokerVersion);
+      for (const finding of versionFindings(rules, { protocol: 4, qos, bytes: packetBytes })) {
+        if (finding.code === 'packet-too-large') warnings.push(finding.message);
+      }
+      return qos;
+    }
+    if (limits.maximumQoS !== undefined && qos > limits.maximumQoS) {
+      warnings.push(
+        `The broker's CONNACK says Maximum QoS ${limits.maximumQoS}: an MQTT 5 client that publishes QoS ${qos} is disconnected (reason 0x9B "QoS not supported"; RabbitMQ 3.13 and later), so the request was sent as QoS ${limits.maximumQoS}.`,
+      );
+      return limits.maximumQoS;
+    }
+    return qos;
   }
 
   /** Refuses a call at once when memory or the broker could not take it, instead of letting it pile up. */

@@ -180,7 +180,7 @@ const stepDetailSchemas = {
     method: z.string().optional(),
   }),
   'mqtt.published': z.object({ topic: z.string(), qosAsked: qosSchema, predictedRoutingKey: z.string() }),
-  'mqtt.acknowledged': z.object({ qosAsked: qosSchema, acknowledgedAs: qosSchema, packet: z.enum(['puback', 'pubrec']) }),
+  'mqtt.acknowledged': z.object({ qosAsked: qosSchema, acknowledgedAs: qosSchema, packet: z.enum(['puback', 'pubrec']), reasonCode: z.number().int().optional() }),
   'mqtt.subscribed': z.object({ topic: z.string(), qosAsked: qosSchema, qosGranted: z.union([qosSchema, z.literal('refused')]) }),
   'broker.published': z.object({
     exchange: z.string(),
