@@ -12,23 +12,53 @@ const envNames: Record<UrlKind, string> = {
   management: 'BRIDGESCOPE_MANAGEMENT_URL',
 };
 
-function sandboxUrls(): SandboxInfo['urls'] | undefined {
+/** The running sandbox's URLs: one node's, or every node's of a sandbox cluster (node 1 first). */
+function sandboxUrls(): Array<SandboxInfo['urls']> {
+  const dir = defaultSandboxDir();
+  const read = (path: string): SandboxInfo['urls'] | undefined => {
+    try {
+      return (JSON.parse(readFileSync(path, 'utf8')) as SandboxInfo).urls;
+    } catch {
+      return undefined;
+    }
+  };
+  const single = read(join(dir, 'sandbox.json'));
+  if (single) return [single];
   try {
-    const info = JSON.parse(readFileSync(join(defaultSandboxDir(), 'sandbox.json'), 'utf8')) as SandboxInfo;
-    return info.urls;
+    const cluster = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as { nodes?: unknown[] };
+    const count = Array.isArray(cluster.nodes) ? cluster.nodes.length : 0;
+    return Array.from({ length: count }, (_, i) => read(join(dir, `node-${i + 1}`, 'sandbox.json'))).filter((urls) => urls !== undefined);
   } catch {
-    return undefined;
+    return [];
   }
 }
 
-export function resolveUrl(kind: UrlKind, flag: string | undefined): string {
+/**
+ * Several URLs in one flag or variable, for the nodes of a cluster: separated by commas, each starting with its scheme
+ * (a comma inside a URL, e.g. in a password, does not split it).
+ */
+export function splitUrls(text: string): string[] {
+  return text
+    .split(/,(?=\s*(?:amqps?|mqtts?|wss?|tcp|https?):\/\/)/)
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0);
+}
+
+/** Every URL given for a protocol (a cluster's nodes), the first being the one to try first. */
+export function resolveUrls(kind: UrlKind, flag: string | undefined): string[] {
   const fromEnv = process.env[envNames[kind]];
-  const url = flag ?? (fromEnv || undefined) ?? sandboxUrls()?.[kind];
-  if (!url) {
+  const given = flag ?? (fromEnv || undefined);
+  const urls = given !== undefined ? splitUrls(given) : sandboxUrls().map((urls) => urls[kind]);
+  if (urls.length === 0) {
     throw new BridgeError(
       'bad-input',
       `No ${kind === 'management' ? 'management' : kind.toUpperCase()} URL: pass --${kind}, set ${envNames[kind]}, or start the sandbox broker with \`bridgescope broker start\`.`,
     );
   }
-  return url;
+  return urls;
+}
+
+/** The (first) URL for a protocol: the flag, then the environment, then the running sandbox. */
+export function resolveUrl(kind: UrlKind, flag: string | undefined): string {
+  return resolveUrls(kind, flag)[0] as string;
 }

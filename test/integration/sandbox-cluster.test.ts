@@ -90,25 +90,47 @@ describe('a sandbox cluster of three nodes', () => {
     expect(info.node).toBe(third.nodeName);
   });
 
-  it('fails over: AMQP and MQTT links with several URLs move to another node when theirs stops, and skip a dead first URL', async () => {
-    await serve?.stop();
-    serve = undefined;
+  it('keeps serving through the loss of a node: a quorum queue and a server and client with several URLs fail over', async () => {
     const [first, second, third] = nodes as [NodeJson, NodeJson, NodeJson];
-    const amqpLink = new AmqpLink({ url: second.urls.amqp, fallbackUrls: [third.urls.amqp], connectionName: 'failover-test', onConnected: async () => undefined });
-    const mqttLink = new MqttLink({ url: second.urls.mqtt, fallbackUrls: [first.urls.mqtt], clientId: uniqueName('failover') });
+    const queue = uniqueName('rpc_quorum');
+    serve = startProcess(process.execPath, [cliPath, 'serve', '--amqp', `${second.urls.amqp},${third.urls.amqp}`, '--queue', queue, '--queue-type', 'quorum']);
+    expect(await serve.waitForLine(/^Serving/)).toMatch(/\(quorum queue\).*fails over to/);
+    const call = (mqtt: string): ReturnType<typeof runCli> =>
+      runCli(['call', '--mqtt', mqtt, '--amqp', first.urls.amqp, '--management', first.urls.management, '--topic', queue, '--timeout', '15000', '--json', '{"n":1}']);
+    const before = await call(first.urls.mqtt);
+    expect(before.code, before.stderr).toBe(0);
+    const declared = await managementRequest<{ type: string; leader?: string; node?: string }>(first.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
+    expect(declared.type).toBe('quorum');
+
+    // Node 2 goes: the server was connected there, and so was the queue's leader.
+    expect((await stopSandbox(join(dir, 'node-2'))).stopped).toBe(true);
+    expect(await serve.waitForLine(/^AMQP connection back, at /)).toContain(`:${third.ports.amqp}`);
+    // A client whose first MQTT URL is the dead node connects to the next one, and the request is answered.
+    const after = await call(`${second.urls.mqtt},${first.urls.mqtt}`);
+    expect(after.code, after.stderr).toBe(0);
+    expect(JSON.parse(after.stdout)).toMatchObject({ ok: true, verdict: { code: 'replied' } });
+    const moved = await managementRequest<{ type: string; leader?: string; node?: string }>(first.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
+    expect(moved.leader ?? moved.node).not.toBe(second.nodeName);
+    await serve.stop();
+    serve = undefined;
+  }, 180_000);
+
+  it('fails over: AMQP and MQTT links with several URLs move to another node when theirs stops, and skip a dead first URL', async () => {
+    const [first, second, third] = nodes as [NodeJson, NodeJson, NodeJson];
+    const amqpLink = new AmqpLink({ url: third.urls.amqp, fallbackUrls: [first.urls.amqp], connectionName: 'failover-test', onConnected: async () => undefined });
+    const mqttLink = new MqttLink({ url: third.urls.mqtt, fallbackUrls: [first.urls.mqtt], clientId: uniqueName('failover') });
     try {
       await amqpLink.open();
       await mqttLink.open();
-      expect(amqpLink.currentUrl).toBe(second.urls.amqp);
+      expect(amqpLink.currentUrl).toBe(third.urls.amqp);
       const amqpBack = new Promise<void>((resolve) => amqpLink.on('status', (status) => status.state === 'connected' && resolve()));
       const mqttBack = new Promise<void>((resolve) => mqttLink.on('status', (status) => status.state === 'connected' && resolve()));
-      const stopped = await stopSandbox(join(dir, 'node-2'));
-      expect(stopped.stopped).toBe(true);
+      expect((await stopSandbox(join(dir, 'node-3'))).stopped).toBe(true);
       await Promise.all([amqpBack, mqttBack]);
-      expect(amqpLink.currentUrl).toBe(third.urls.amqp);
+      expect(amqpLink.currentUrl).toBe(first.urls.amqp);
       // the MQTT link works on node 1: it can subscribe
       expect(await mqttLink.subscribe(uniqueName('reply/failover'), 1)).toBe(1);
-      // a link whose first URL is the dead node connects to the next one
+      // a link whose first URL is a dead node connects to the next one
       const late = new AmqpLink({ url: second.urls.amqp, fallbackUrls: [first.urls.amqp], connectionName: 'failover-test-2', onConnected: async () => undefined });
       await late.open();
       expect(late.currentUrl).toBe(first.urls.amqp);
@@ -123,8 +145,8 @@ describe('a sandbox cluster of three nodes', () => {
     const stopped = await runCli(['broker', 'stop', '--dir', dir, '--json']);
     expect(stopped.code).toBe(0);
     const results = (JSON.parse(stopped.stdout) as { nodes: Array<{ nodeName: string; result: { stopped: boolean } }> }).nodes;
-    // node 2 was stopped by the failover test
-    expect(results.map((entry) => entry.result.stopped)).toEqual([true, false, true]);
+    // nodes 2 and 3 were stopped by the failover tests
+    expect(results.map((entry) => entry.result.stopped)).toEqual([true, false, false]);
     for (const node of nodes) expect(isProcessAlive(node.pid)).toBe(false);
     const status = await runCli(['broker', 'status', '--dir', dir]);
     expect(status.code).toBe(1);

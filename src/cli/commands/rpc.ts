@@ -22,7 +22,7 @@ import { withDeadline } from '../../shared/deadline';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
-import { resolveUrl } from '../urls';
+import { resolveUrl, resolveUrls } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
@@ -38,6 +38,7 @@ interface ServeOptions {
   drainTimeout: number;
   json?: boolean;
   sparkplug?: boolean;
+  queueType?: 'classic' | 'quorum';
 }
 
 interface CallOptions {
@@ -164,9 +165,11 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     const spec = parseHandlerSpec(options.handler);
     if (spec.kind === 'module') handlerFile = resolve(spec.path);
     const handler = await loadHandler(spec);
-    const amqpUrl = resolveUrl('amqp', options.amqp);
+    const [amqpUrl = '', ...fallbackAmqpUrls] = resolveUrls('amqp', options.amqp);
     const server = new RpcServer({
       amqpUrl,
+      fallbackAmqpUrls,
+      ...(options.queueType ? { queueType: options.queueType } : {}),
       exchange: options.exchange,
       queue: options.queue,
       workers: options.workers,
@@ -180,8 +183,16 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       if (options.json) printJsonLine({ problem });
       else warn(problem.message);
     });
+    let lost = false;
     server.on('status', (status) => {
-      if (status.state === 'reconnecting') warn(`AMQP connection lost (${status.lastError}); reconnecting (attempt ${status.attempt}).`);
+      if (status.state === 'reconnecting') {
+        lost = true;
+        warn(`AMQP connection lost (${status.lastError}); reconnecting (attempt ${status.attempt}).`);
+      }
+      if (status.state === 'connected' && lost) {
+        lost = false;
+        process.stderr.write(`AMQP connection back, at ${redactUrl(server.connectedUrl)}.\n`);
+      }
       // Before the start, a failure is the error start() throws: said once, by the command's own error line.
       if (status.state === 'failed' && started) warn(status.message);
     });
@@ -206,7 +217,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     }
     started = true;
     process.stderr.write(
-      `Serving "${server.queue}" on ${server.exchange} at ${redactUrl(amqpUrl)} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
+      `Serving "${server.queue}"${options.queueType ? ` (${options.queueType} queue)` : ''} on ${server.exchange} at ${redactUrl(amqpUrl)}${fallbackAmqpUrls.length > 0 ? ` (fails over to ${fallbackAmqpUrls.map((url) => redactUrl(url)).join(', ')})` : ''} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
     );
     let report: StopReport | undefined;
     const announce = (): void => void process.stderr.write(`Stopping: draining ${server.stats.inFlight} in-flight request(s)...\n`);
@@ -316,8 +327,10 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   try {
     try {
       const { payload, params } = parsePayload(payloadText);
+      const [mqttUrl = '', ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt);
       client = new RpcClient({
-        mqttUrl: resolveUrl('mqtt', options.mqtt),
+        mqttUrl,
+        fallbackMqttUrls,
         strategy: options.reply,
         protocolVersion: options.mqttVersion === 'auto' ? 'auto' : (Number(options.mqttVersion) as 4 | 5),
         topicMap: { sparkplug: Boolean(options.sparkplug) },
@@ -411,9 +424,14 @@ export function registerRpcCommands(program: Command): void {
   program
     .command('serve')
     .description('run the embedded RPC server: N workers consuming the shared queue, replying through the MQTT exchange')
-    .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
+    .option('--amqp <urls>', 'AMQP URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_SERVER_SETTINGS.exchange)
     .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', DEFAULT_SERVER_SETTINGS.queue)
+    .option(
+      '--queue-type <type>',
+      'classic | quorum: declare the queue of this type (quorum survives the loss of a cluster node); default: use an existing queue as it is, else classic',
+      parseChoice('--queue-type', ['classic', 'quorum'] as const),
+    )
     .option('--workers <n>', 'competing consumers', parsePositiveInt('--workers'), DEFAULT_SERVER_SETTINGS.workers)
     .option('--prefetch <n>', 'unacked requests per worker', parsePositiveInt('--prefetch'), DEFAULT_SERVER_SETTINGS.prefetch)
     .option('--handler <spec>', 'echo | delay:MS | fail | fail:CODE:MESSAGE | PATH.js', DEFAULT_SERVER_SETTINGS.handler)
@@ -427,7 +445,7 @@ export function registerRpcCommands(program: Command): void {
     .command('call')
     .description('send one request over MQTT and print the reply body (warnings go to stderr)')
     .argument('[payload]', 'JSON request body (an object gets id added, and reply_to: see --reply-topic; anything else becomes params); - reads stdin')
-    .option('--mqtt <url>', 'MQTT URL (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
+    .option('--mqtt <urls>', 'MQTT URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')

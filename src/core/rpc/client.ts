@@ -17,6 +17,8 @@ const NO_MATCHING_SUBSCRIBERS = 0x10;
 
 export interface RpcClientOptions {
   mqttUrl: string;
+  /** MQTT URLs of other nodes of the same cluster: tried when `mqttUrl` cannot be reached, and in turn on reconnection */
+  fallbackMqttUrls?: readonly string[];
   clientId?: string;
   /** prefix of generated reply topics: `<prefix>/<uuid>` */
   replyPrefix?: string;
@@ -115,6 +117,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       protocolVersion: options.protocolVersion ?? 4,
       keepaliveSeconds: options.keepaliveSeconds,
       ...(options.reconnectDelayMs !== undefined ? { reconnectDelayMs: options.reconnectDelayMs } : {}),
+      ...(options.fallbackMqttUrls?.length ? { fallbackUrls: options.fallbackMqttUrls } : {}),
     });
     this.link.on('message', (topic, payload) => this.onMessage(topic, payload));
   }

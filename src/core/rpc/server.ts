@@ -1,7 +1,7 @@
 /** The embedded RPC server: N competing workers on the shared queue, replying through the MQTT exchange. */
 import { EventEmitter, once } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import type { ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import { defaultEnvelopeFields, type EnvelopeFields, type LinkStatus } from '../../shared/rpc';
 import type { TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
@@ -32,8 +32,17 @@ export function validateQueueName(queue: string): void {
   }
 }
 
+export type QueueType = 'classic' | 'quorum';
+
 export interface RpcServerOptions {
   amqpUrl: string;
+  /** AMQP URLs of other nodes of the same cluster: tried when `amqpUrl` cannot be reached, and in turn on reconnection */
+  fallbackAmqpUrls?: readonly string[];
+  /**
+   * The shared queue's type when the server declares it: `quorum` is replicated over the cluster's nodes and survives
+   * the loss of one. Unset: an existing queue is used as it is, a missing one is declared classic.
+   */
+  queueType?: QueueType;
   exchange?: string;
   queue?: string;
   workers?: number;
@@ -174,6 +183,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     this.maxAbandonedHandlers = options.maxAbandonedHandlers ?? 1000;
     this.link = new AmqpLink({
       url: options.amqpUrl,
+      ...(options.fallbackAmqpUrls?.length ? { fallbackUrls: options.fallbackAmqpUrls } : {}),
       connectionName: options.name ?? `bridgescope-server ${this.queue}`,
       heartbeatSeconds: options.heartbeatSeconds,
       onConnected: (model) => this.setUp(model, workerCount, prefetch),
@@ -181,6 +191,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     this.link.on('status', (status) => this.emitSafely('status', status));
     // A synchronous handler that blocks the event loop looks like a silent broker to the heartbeat watchdog: say whose it is.
     this.link.on('warning', (message) => this.problem({ kind: 'event-loop-blocked', worker: '', rpcId: '', message }));
+  }
+
+  /** The AMQP URL of the node the server is connected to (another than `amqpUrl` after a failover). */
+  get connectedUrl(): string {
+    return this.link.currentUrl;
   }
 
   get status(): LinkStatus {
@@ -245,6 +260,47 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   }
 
   /** Declares the durable shared queue, binds it with key = its name, and starts one consumer per worker. */
+  /**
+   * Declares the shared queue (durable, of the asked type) and binds it with key = its name. Without a type, an existing
+   * queue is taken as it is (a classic declaration of a quorum queue would be refused as inequivalent).
+   */
+  private async declareQueue(model: ChannelModel): Promise<void> {
+    const queueType = this.options.queueType;
+    if (queueType === undefined) {
+      const probe = await model.createChannel();
+      probe.on('error', () => undefined);
+      const exists = await probe.checkQueue(this.queue).then(
+        () => true,
+        () => false,
+      );
+      await probe.close().catch(() => undefined);
+      if (exists) {
+        await this.withChannel(model, (channel) => channel.bindQueue(this.queue, this.exchange, this.queue));
+        return;
+      }
+    }
+    await this.withChannel(model, async (channel) => {
+      await channel.assertQueue(this.queue, { durable: true, ...(queueType === 'quorum' ? { arguments: { 'x-queue-type': 'quorum' } } : {}) });
+      await channel.bindQueue(this.queue, this.exchange, this.queue);
+    });
+  }
+
+  private async withChannel(model: ChannelModel, work: (channel: Channel) => Promise<unknown>): Promise<void> {
+    const channel = await model.createChannel();
+    channel.on('error', () => undefined);
+    try {
+      await work(channel);
+    } catch (err) {
+      const text = describeThrown(err);
+      const asked = this.options.queueType ?? 'classic';
+      const hint = /x-queue-type/.test(text)
+        ? ` It already exists with another type than ${asked}: delete it (its messages go with it) or use another --queue to get a ${asked} queue.`
+        : '';
+      throw new BridgeError('broker-failed', `Cannot declare the queue "${this.queue}": ${text}${hint}`);
+    }
+    await channel.close().catch(() => undefined);
+  }
+
   private async setUp(model: ChannelModel, workerCount: number, prefetch: number): Promise<void> {
     // A reconnection while stopping must not start consuming again: checked before and after every await.
     if (this.draining) return;
@@ -255,15 +311,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     } catch {
       throw new BridgeError('not-found', `The exchange "${this.exchange}" does not exist on the broker; the MQTT plugin publishes to mqtt.exchange (amq.topic unless configured).`);
     }
-    const declare = await model.createChannel();
-    declare.on('error', () => undefined);
-    try {
-      await declare.assertQueue(this.queue, { durable: true });
-      await declare.bindQueue(this.queue, this.exchange, this.queue);
-    } catch (err) {
-      throw new BridgeError('broker-failed', `Cannot declare the queue "${this.queue}": ${describeThrown(err)}`);
-    }
-    await declare.close().catch(() => undefined);
+    await this.declareQueue(model);
     await setupChannel.close().catch(() => undefined);
     if (this.draining) return;
 
