@@ -81,15 +81,14 @@ export class ConnectionController {
     const { factories } = this.options;
     const api = factories.createApi(profile);
     const client = factories.createClient(profile);
-    const connection: Connection = {
-      profile,
-      api,
-      client,
-      model: undefined,
-      inspector: factories.createInspector(profile, (model) => {
-        connection.model = model;
-      }),
-    };
+    // Each AMQP (re)connection of the inspector, possibly before this function has the connection object.
+    const latest: { model?: ChannelModel; connection?: Connection } = {};
+    const inspector = factories.createInspector(profile, (model) => {
+      latest.model = model;
+      if (latest.connection) latest.connection.model = model;
+    });
+    const connection: Connection = { profile, api, client, inspector, model: latest.model };
+    latest.connection = connection;
     const detachSteps = this.options.attachSteps(client);
     // A link that drops or comes back is when the node's real state may have changed: look at it then.
     let wasDown = false;
