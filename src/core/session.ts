@@ -1,23 +1,21 @@
 /** The composition root: builds one controller per concern (sandbox, connection, server, tracing, requests, load) and maps the contract's commands to them. */
 import type { AppState, ConnectionProfile, EventName, Events, Handlers, SandboxView, ServerSettings, ServerView, TracerView } from '../shared/contract';
-import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox } from './broker/sandbox';
-import { ManagementApi } from './broker/management-api';
-import { AmqpLink } from './links/amqp-link';
-import { RpcClient } from './rpc/client';
-import { RpcServer } from './rpc/server';
-import { loadHandler, parseHandlerSpec } from './rpc/handlers';
-import { checkAbandonedTracing, FirehoseTracer } from './trace/firehose';
+import { defaultSandboxDir } from './broker/sandbox';
 import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from './topic-map';
 import { restoreSecrets, type ProfileStore } from './profiles';
-import { SandboxController, type SandboxNode } from './session/sandbox';
-import { ConnectionController, sentenceOf, type Connection, type ConnectionFactories } from './session/connection';
-import { ServerController, type ServerControllerOptions } from './session/server';
+import { SandboxController } from './session/sandbox';
+import { ConnectionController, sentenceOf } from './session/connection';
+import { ServerController } from './session/server';
+import { realFactories, type SessionFactories } from './session/factories';
+import { runShutdown, shutdownTasks, type ShutdownTask } from './session/shutdown';
 import { TracingController } from './session/tracing';
 import { RequestsController } from './session/requests';
 import { LoadController } from './session/load';
 
 export { tracerViewFor } from './session/tracing';
+export type { SessionFactories } from './session/factories';
+export type { ShutdownTask } from './session/shutdown';
 
 export interface SessionOptions {
   mode: AppState['mode'];
@@ -29,37 +27,6 @@ export interface SessionOptions {
   traceFlushMs?: number;
   /** collaborators to replace (tests): the sandbox node, the links and APIs, the server, the tracer */
   factories?: Partial<SessionFactories>;
-}
-
-export interface SessionFactories extends ConnectionFactories {
-  sandboxNode: SandboxNode;
-  createServer: ServerControllerOptions['createServer'];
-  createTracer: (connection: Connection, store: TraceStore, owner: string) => FirehoseTracer;
-}
-
-/** The real collaborators: RabbitMQ through amqplib, mqtt.js and the management API. */
-export const realFactories: SessionFactories = {
-  sandboxNode: { status: sandboxStatus, start: startSandbox, stop: stopSandbox },
-  createApi: (profile) => new ManagementApi(profile.managementUrl, profile.vhost),
-  createClient: (profile) => new RpcClient({ mqttUrl: profile.mqttUrl, strategy: 'shared' }),
-  createInspector: (profile, onConnected) =>
-    new AmqpLink({
-      url: profile.amqpUrl,
-      connectionName: 'bridgescope-inspector',
-      onConnected: async (model) => onConnected(model),
-    }),
-  checkAbandonedTracing,
-  createServer: async ({ handlerSpec, ...options }) => new RpcServer({ ...options, handler: await loadHandler(parseHandlerSpec(handlerSpec)) }),
-  createTracer: (connection, store, owner) => new FirehoseTracer({ amqpUrl: connection.profile.amqpUrl, api: connection.api, store, owner }),
-};
-
-/** One step of a graceful end, named for the user; `needed` says whether it has anything to do (it is a no-op otherwise). */
-export interface ShutdownTask {
-  what: string;
-  kind: 'drain' | 'tracing' | 'links' | 'sandbox';
-  needed: () => boolean;
-  /** resolves with a sentence to tell the user, if any; throws what could not be done */
-  run: () => Promise<string | undefined>;
 }
 
 export class Session {
@@ -209,70 +176,30 @@ export class Session {
 
   /**
    * The graceful end, as named steps in order: drain the server, switch tracing back, close the links, stop a sandbox
-   * this session started. The browser host runs them under its own bounds and messages; Electron's quit runs `shutdown()`.
+   * this session started. The browser host (`bridgescope ui`) runs them under its own bounds; Electron's quit runs `shutdown()`.
    */
   shutdownTasks(): ShutdownTask[] {
-    const whose = this.options.mode === 'browser' ? 'this command' : 'the app';
-    return [
-      {
-        what: 'drain the embedded server',
-        kind: 'drain',
-        needed: () => this.server.active,
-        run: async () => {
-          this.load.cancel();
-          await this.server.stop();
-          return undefined;
-        },
-      },
-      {
-        what: 'turn firehose tracing back off',
-        kind: 'tracing',
-        needed: () => this.tracing.view.state === 'on',
-        run: async () => {
-          if (this.tracing.view.state === 'on') await this.setTracing(false);
-          return undefined;
-        },
-      },
-      {
-        what: 'close the connections',
-        kind: 'links',
-        needed: () => true,
-        run: async () => {
-          await this.close();
-          return undefined;
-        },
-      },
-      {
-        what: `stop the sandbox broker ${whose} started`,
-        kind: 'sandbox',
-        needed: () => this.sandbox.view.ownedByApp === true,
-        run: async () => {
-          if (this.sandbox.view.ownedByApp !== true) return undefined;
-          const stopped = await this.sandbox.stop(20_000);
-          return stopped.stopped ? undefined : `The sandbox broker was already gone: ${stopped.reason}.`;
-        },
-      },
-    ];
+    return shutdownTasks({
+      mode: this.options.mode,
+      server: this.server,
+      tracing: this.tracing,
+      sandbox: this.sandbox,
+      cancelLoad: () => this.load.cancel(),
+      tracingOff: () => this.setTracing(false),
+      close: () => this.close(),
+    });
   }
 
-  /** Runs every shutdown task in order; a failure to give tracing back is thrown unless the sandbox it was on went with it. */
+  /** Runs every shutdown step in order; a failure to give tracing back is thrown unless the sandbox it was on went with it. */
   async shutdown(): Promise<void> {
     this.load.cancel();
-    const tasks = this.shutdownTasks();
-    const ownedSandbox = this.sandbox.view.ownedByApp === true;
-    let failure: unknown;
-    for (const task of tasks) {
-      try {
-        await task.run();
-      } catch (err) {
-        failure ??= err;
-      }
+    try {
+      await runShutdown(this.shutdownTasks(), this.sandbox.view.ownedByApp === true);
+    } finally {
+      this.tracing.dispose();
+      clearTimeout(this.stateTimer);
+      this.stateTimer = undefined;
     }
-    this.tracing.dispose();
-    clearTimeout(this.stateTimer);
-    this.stateTimer = undefined;
-    // A sandbox stopped with it takes its tracing along (a restart resets the flag): nothing is left to report.
-    if (failure !== undefined && !ownedSandbox) throw failure;
   }
 
   /** The same as `shutdown()` (kept for the callers that use this name). */

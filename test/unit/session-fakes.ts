@@ -7,7 +7,7 @@ import type { TraceStepDraft } from '../../src/shared/trace';
 import type { SandboxInfo, SandboxStartResult, SandboxStatus, SandboxStopResult } from '../../src/core/broker/sandbox';
 import type { SandboxNode } from '../../src/core/session/sandbox';
 import type { ConnectionFactories } from '../../src/core/session/connection';
-import type { SessionFactories } from '../../src/core/session';
+import type { SessionFactories } from '../../src/core/session/factories';
 import type { FirehoseStatus, FirehoseTracer, TracingRelease } from '../../src/core/trace/firehose';
 import type { AmqpLink } from '../../src/core/links/amqp-link';
 import type { ManagementApi } from '../../src/core/broker/management-api';

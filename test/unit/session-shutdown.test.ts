@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { commandNames } from '../../src/shared/contract';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { Session } from '../../src/core/session';
+import { runShutdown, type ShutdownTask } from '../../src/core/session/shutdown';
 import { fakeSessionFactories, profile } from './session-fakes';
 
 function setUp(mode: 'browser' | 'electron' = 'browser') {
@@ -71,5 +72,29 @@ describe('the session, wired from fakes', () => {
     connection.client.link.setStatus({ state: 'reconnecting', since: 2, attempt: 1, lastError: 'ECONNRESET' });
     expect(node.statusCalls).toBe(before + 1);
     await session.shutdown();
+  });
+});
+
+describe('running the shutdown steps', () => {
+  const task = (kind: ShutdownTask['kind'], ran: string[], failWith?: string): ShutdownTask => ({
+    what: kind,
+    kind,
+    needed: () => true,
+    run: async () => {
+      ran.push(kind);
+      if (failWith) throw new Error(failWith);
+      return undefined;
+    },
+  });
+
+  it('runs every step even after one failed, then throws the first failure', async () => {
+    const ran: string[] = [];
+    await expect(runShutdown([task('drain', ran, 'drain failed'), task('tracing', ran, 'tracing failed'), task('links', ran)], false)).rejects.toThrow('drain failed');
+    expect(ran).toEqual(['drain', 'tracing', 'links']);
+  });
+
+  it('throws a failure to stop its own sandbox even though that sandbox would have taken the tracing along', async () => {
+    const ran: string[] = [];
+    await expect(runShutdown([task('tracing', ran, 'tracing failed'), task('sandbox', ran, 'the node did not stop')], true)).rejects.toThrow('the node did not stop');
   });
 });
