@@ -162,7 +162,7 @@ export class Session {
     if (failure !== undefined) throw failure;
   }
 
-  startServer(settings: ServerSettings): Promise<ServerView> {
+  async startServer(settings: ServerSettings): Promise<ServerView> {
     return this.server.start(this.connection.require().profile.amqpUrl, settings);
   }
 

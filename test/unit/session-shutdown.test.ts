@@ -28,6 +28,25 @@ describe('the session, wired from fakes', () => {
     expect(Object.keys(session.handlers).sort()).toEqual([...commandNames].sort());
   });
 
+  it('answers every command that needs a connection, sent before any, with a rejected not-connected (never a throw)', async () => {
+    const { session } = setUp();
+    const request = { topic: 't', qos: 1, strategy: 'shared', payloadText: '{}', timeoutMs: 100 } as const;
+    const calls: Array<() => Promise<unknown>> = [
+      () => session.handlers['rpc.request.send'](request),
+      () => session.handlers['load.run.start']({ ...request, count: 1, concurrency: 1 }),
+      () => session.handlers['rpc.preflight.run']({ topic: 't', strategy: 'shared' }),
+      () => session.handlers['broker.bindings.list']({ exchange: 'amq.direct' }),
+      () => session.handlers['broker.probe.run']({}),
+      () => session.handlers['server.start']({ exchange: 'amq.direct', queue: 'q', workers: 1, prefetch: 1, handler: 'echo' }),
+      () => session.handlers['trace.tracing.set']({ on: true }),
+    ];
+    for (const call of calls) {
+      let returned: Promise<unknown> | undefined;
+      expect(() => (returned = call())).not.toThrow();
+      await expect(returned).rejects.toMatchObject({ code: 'not-connected' });
+    }
+  });
+
   it('names its shutdown steps in the order they run, each saying whether it has anything to do', async () => {
     const { session } = await busySession();
     const tasks = session.shutdownTasks();

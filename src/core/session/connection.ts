@@ -149,12 +149,12 @@ export class ConnectionController {
     return connection.model ? amqpConsumerCounter(connection.model) : undefined;
   }
 
-  bindings(exchange: string): Promise<BindingsView> {
+  async bindings(exchange: string): Promise<BindingsView> {
     const connection = this.require();
     return bindingsView(connection.api, exchange, this.consumerCount(connection));
   }
 
-  preflight(args: Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'>): Promise<CheckLine[]> {
+  async preflight(args: Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'>): Promise<CheckLine[]> {
     const connection = this.require();
     const replyTopic = args.replyTopic || (args.strategy === 'shared' ? connection.client.sharedTopic : undefined);
     const consumerCount = this.consumerCount(connection);
@@ -167,7 +167,7 @@ export class ConnectionController {
     });
   }
 
-  probe(): Promise<ProbeVerdict> {
+  async probe(): Promise<ProbeVerdict> {
     const connection = this.require();
     return probeMqttExchange({
       mqttUrl: connection.profile.mqttUrl,
