@@ -5,8 +5,7 @@ import type { Verdict } from '../../shared/diagnosis';
 import type { RpcOutcome } from '../../shared/rpc';
 import type { TraceStep } from '../../shared/trace';
 import { BridgeError, toErrorShape } from '../errors';
-import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../diagnosis/evidence';
-import { validateMqttUrl } from '../links/mqtt-link';
+import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../diagnosis/evidence';
 import { callOptions } from './call-options';
 import type { Connection } from './connection';
 
@@ -21,25 +20,6 @@ export interface RequestsControllerOptions {
   /** default: `diagnoseRpc`, which asks the broker after a failure (bounded, ~6 s) */
   diagnose?: (options: RpcDiagnosisOptions) => Promise<Verdict>;
   newId?: () => string;
-}
-
-/** Where to ask the broker why a call failed: the connection's own management API and AMQP URL. */
-export function diagnosisBroker(connection: Connection): NonNullable<RpcDiagnosisOptions['broker']> {
-  let mqttUsername: string | undefined;
-  try {
-    mqttUsername = validateMqttUrl(connection.profile.mqttUrl).username;
-  } catch {
-    mqttUsername = undefined; // the link opened with it, so this does not happen; without it permissions are not checked
-  }
-  return {
-    managementUrl: connection.profile.managementUrl,
-    amqpUrl: connection.profile.amqpUrl,
-    vhost: connection.profile.vhost,
-    exchange: connection.profile.exchange,
-    mqttClientId: connection.client.clientId,
-    mqttConnected: connection.client.link.connected,
-    ...(mqttUsername !== undefined ? { mqttUsername } : {}),
-  };
 }
 
 /** The call's error, now carrying its RPC id and verdict (the message stays the one the user saw so far). */
@@ -81,7 +61,7 @@ export class RequestsController {
         ...(witness.linkLost ? { linkLost: witness.linkLost } : {}),
         ...(witness.lateReply ? { lateReply: witness.lateReply } : {}),
       };
-      verdict = await diagnose(outcome ? asked : { ...asked, broker: diagnosisBroker(connection) });
+      verdict = await diagnose(outcome ? asked : { ...asked, broker: diagnosisBroker(connection.profile, client) });
       // The reply came while the broker was being asked: it was late, whatever the broker said.
       if (!outcome && asked.lateReply === undefined && witness.lateReply !== undefined) {
         verdict = await diagnose({ ...asked, steps: this.options.steps(id), lateReply: witness.lateReply });
