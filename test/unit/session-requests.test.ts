@@ -99,6 +99,19 @@ describe('a request sent from the app', () => {
     expect(asked[1]?.lateReply?.topic).toBe('reply/shared');
   });
 
+  it('tells the diagnosis that the MQTT link was lost while the request was in flight', async () => {
+    const { requests, client, asked } = setUp();
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    const fail = client.answer;
+    client.answer = async (options) => {
+      client.link.setStatus({ state: 'reconnecting', since: 2, attempt: 1, lastError: 'ECONNRESET' });
+      return fail(options);
+    };
+    await requests.send(args).catch(() => undefined);
+    expect(asked[0]?.linkLost).toEqual({ at: expect.any(Number), reason: 'ECONNRESET' });
+    expect(asked[0]?.broker?.mqttConnected).toBe(false);
+  });
+
   it('leaves no listener on the client once settled', async () => {
     const { requests, client } = setUp();
     await requests.send(args);
