@@ -1,17 +1,37 @@
 /** The core's one error class: a BridgeScope error always carries a code and a user-facing sentence. */
+import type { Verdict } from '../shared/diagnosis';
 import type { ErrorCode, ErrorShape } from '../shared/errors';
+import { redactDeep } from '../shared/redact';
+
+export interface BridgeErrorOptions {
+  cause?: unknown;
+  /** for a failed RPC: its id (the UI opens its trace) */
+  rpcId?: string;
+  /** for a failed RPC: where it stopped and why */
+  verdict?: Verdict;
+}
 
 export class BridgeError extends Error {
   readonly code: ErrorCode;
+  readonly rpcId: string | undefined;
+  readonly verdict: Verdict | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, options?: BridgeErrorOptions) {
+    super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.name = 'BridgeError';
     this.code = code;
+    this.rpcId = options?.rpcId;
+    this.verdict = options?.verdict;
   }
 
   toShape(): ErrorShape {
-    return { code: this.code, message: this.message };
+    return {
+      code: this.code,
+      message: this.message,
+      ...(this.rpcId !== undefined ? { rpcId: this.rpcId } : {}),
+      // Its sentences quote broker answers and error messages: no password crosses the boundary in them either.
+      ...(this.verdict !== undefined ? { verdict: redactDeep(this.verdict) } : {}),
+    };
   }
 }
 

@@ -1,6 +1,7 @@
 /** The Load panel's engine: N requests at concurrency C with the compose settings, live progress, a summary. */
 import type { LoadProgress, LoadSummary } from '../shared/contract';
 import type { LinkStatus } from '../shared/rpc';
+import { randomUUID } from 'node:crypto';
 import { percentile } from '../shared/stats';
 import { toErrorShape } from './errors';
 import type { RpcCallOptions, RpcClient } from './rpc/client';
@@ -25,6 +26,8 @@ export interface LoadOptions {
   progressEveryMs?: number;
   signal?: AbortSignal;
   onProgress: (progress: LoadProgress) => void;
+  /** each request that failed, by its id (e.g. to give it a verdict); must not throw */
+  onFailed?: (rpcId: string, err: unknown) => void;
 }
 
 export async function runLoad(client: RpcClient, options: LoadOptions): Promise<LoadSummary> {
@@ -90,8 +93,9 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
       const dropsBefore = drops;
       const callController = new AbortController();
       inFlight.add(callController);
+      const id = randomUUID();
       try {
-        await client.call({ ...options.call, signal: callController.signal });
+        await client.call({ ...options.call, id, signal: callController.signal });
         const latency = performance.now() - t0;
         latencies.push(latency);
         histogram[bucketOf(latency)] = (histogram[bucketOf(latency)] ?? 0) + 1;
@@ -101,6 +105,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
         errors[code] = (errors[code] ?? 0) + 1;
         failed += 1;
         if (code !== 'cancelled' && (linkDown || drops !== dropsBefore)) failedByOutage += 1;
+        options.onFailed?.(id, err);
       } finally {
         inFlight.delete(callController);
       }

@@ -76,7 +76,7 @@ if (!app.requestSingleInstanceLock()) {
   });
 
   // Drain the embedded server, restore tracing, close the links, stop a sandbox the app started: once, bounded.
-  const quit = createQuitSequence({ cleanup: () => core?.dispose() ?? Promise.resolve(), exit: (code) => app.exit(code) });
+  const quit = createQuitSequence({ cleanup: () => core?.shutdown() ?? Promise.resolve(), exit: (code) => app.exit(code) });
   app.on('before-quit', (event) => {
     if (quit.onBeforeQuit()) event.preventDefault();
   });

@@ -104,7 +104,8 @@ export interface RpcTraceSummary {
 }
 
 export const TRACE_EXPORT_FORMAT = 'bridgescope-trace';
-export const TRACE_EXPORT_VERSION = 1;
+/** 2: steps may hold `rpc.diagnosed` (verdicts); version 1 files still import. */
+export const TRACE_EXPORT_VERSION = 2;
 
 export interface TraceExport {
   format: typeof TRACE_EXPORT_FORMAT;

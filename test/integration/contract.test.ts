@@ -142,11 +142,16 @@ describe.each(transports)('the contract over the %s', (_name, open) => {
     expect(await transport.invoke('server.stop', {})).toMatchObject({ ok: true, result: { state: 'stopped' } });
   });
 
-  it('exports the trace and imports it back', async () => {
+  it('exports the trace and imports it back with the same RPCs', async () => {
     const exported = await transport.invoke('trace.export.create', {});
-    expect(exported).toMatchObject({ ok: true, result: { format: 'bridgescope-trace', version: 1 } });
-    const imported = await transport.invoke('trace.import.load', { trace: exported.ok ? exported.result : null });
+    expect(exported).toMatchObject({ ok: true, result: { format: 'bridgescope-trace', version: 2 } });
+    const trace = exported.ok ? (exported.result as { steps: Array<{ seq: number }> }) : { steps: [] };
+    expect(trace.steps.length).toBeGreaterThan(0);
+    const imported = await transport.invoke('trace.import.load', { trace });
     expect(imported.ok).toBe(true);
+    // The store renumbers steps on import: everything else of every step comes back, in the same order.
+    const withoutSeq = (steps: Array<{ seq: number }>) => steps.map(({ seq: _seq, ...step }) => step);
+    expect(withoutSeq(imported.ok ? (imported.result as { steps: Array<{ seq: number }> }).steps : [])).toEqual(withoutSeq(trace.steps));
     expect(await transport.invoke('trace.import.load', { trace: { format: 'nope' } })).toMatchObject({ ok: false, error: { code: 'bad-input' } });
   });
 });

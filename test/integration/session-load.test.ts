@@ -42,5 +42,11 @@ describe('a load run when the connection is closed under it', () => {
     const summary = await run;
     expect(performance.now() - closedAt).toBeLessThan(5000);
     expect(summary).toMatchObject({ cancelled: true, completed: 0, failed: 8, errors: { cancelled: 8 }, notSent: 492 });
+    // Each failed request got a verdict from its own steps (no broker was asked per request): cancelled.
+    const verdicts = session.store
+      .rpcIds()
+      .flatMap((rpcId) => session.store.steps(rpcId))
+      .flatMap((step) => (step.kind === 'rpc.diagnosed' ? [step.detail.verdict.code] : []));
+    expect(verdicts).toEqual(Array.from({ length: 8 }, () => 'cancelled'));
   }, 60_000);
 });

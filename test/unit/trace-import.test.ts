@@ -27,7 +27,21 @@ const everyKind: TraceStepDraft[] = [
   { rpcId: 'r1', at: 1010, source: 'client', kind: 'mqtt.reply.received', detail: { topic: 'reply/r1', replyTopic: 'reply/r1', topicMismatch: false, bytes: 4 } },
   { rpcId: 'r2', at: 1011, source: 'server', kind: 'request.rejected', detail: { worker: 'w2', reason: 'not JSON', bytes: 3 } },
   { rpcId: 'r2', at: 1012, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'no reply' } },
+  {
+    rpcId: 'r2',
+    at: 1013,
+    source: 'client',
+    kind: 'rpc.diagnosed',
+    detail: { verdict: { code: 'request-rejected', hop: 'server', message: 'The server on queue "rpc_queue" rejected the request (not JSON).', evidence: ['server: rejected the request: not JSON'] } },
+  },
 ];
+
+/** Every RPC of a store as a reader sees it: its steps in flow order (without the store's own numbering) and its summary. */
+function rpcsOf(store: TraceStore): Record<string, { steps: unknown[]; summary: unknown }> {
+  return Object.fromEntries(
+    store.rpcIds().map((rpcId) => [rpcId, { steps: store.steps(rpcId).map(({ seq: _seq, ...step }) => step), summary: store.summary(rpcId) }]),
+  );
+}
 
 function validExport(): Record<string, unknown> {
   const store = new TraceStore();
@@ -101,6 +115,29 @@ describe('importing a trace', () => {
     const store = TraceStore.import(validExport());
     expect(store.steps('r1')).toHaveLength(11);
     expect(store.summary('r2').state).toBe('rejected');
+  });
+
+  it('gives back the RPCs it exported, step for step, verdicts and summaries included', () => {
+    const original = new TraceStore();
+    for (const draft of everyKind) original.add(draft);
+    const exported = JSON.parse(JSON.stringify(original.export())) as Record<string, unknown>;
+    expect(exported.version).toBe(2);
+    const imported = TraceStore.import(exported);
+    expect(rpcsOf(imported)).toEqual(rpcsOf(original));
+    expect(imported.summary('r2').verdict?.code).toBe('request-rejected');
+  });
+
+  it('still imports a version 1 file (before verdicts), with the same RPCs', () => {
+    const original = new TraceStore();
+    for (const draft of everyKind.filter((step) => step.kind !== 'rpc.diagnosed')) original.add(draft);
+    const versionOne = { ...(JSON.parse(JSON.stringify(original.export())) as Record<string, unknown>), version: 1 };
+    const imported = TraceStore.import(versionOne);
+    expect(rpcsOf(imported)).toEqual(rpcsOf(original));
+    expect(imported.summary('r2').verdict).toBeUndefined();
+  });
+
+  it('refuses a version it does not know, naming the ones it reads', () => {
+    expect(() => TraceStore.import({ ...validExport(), version: 3 })).toThrow(expect.objectContaining({ code: 'bad-input', message: expect.stringMatching(/version 1 or 2/) }));
   });
 
   it('refuses a composed step without detail.replyTopic with a bad-input sentence instead of crashing', () => {

@@ -1,7 +1,9 @@
 /** `bridgescope bindings`, `trace` and `probe`: what the broker really does, from the terminal. */
 import type { Command } from 'commander';
 import { ManagementApi } from '../../core/broker/management-api';
-import { liveConsumerCounts, probeMqttExchange } from '../../core/broker/checks';
+import { amqpConsumerCounter, probeMqttExchange } from '../../core/broker/checks';
+import { bindingsView } from '../../core/broker/bindings-view';
+import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../../core/trace/firehose';
 import { TraceStore } from '../../core/trace/trace-store';
 import { describeStep } from '../../shared/describe';
@@ -10,6 +12,7 @@ import { action, ExitCode, exitCodeFor, printJson, printJsonLine, say, warn } fr
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { resolveUrl } from '../urls';
 import { terminalSafe } from '../terminal';
+import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 
 export function registerInspectCommands(program: Command): void {
   program
@@ -17,17 +20,15 @@ export function registerInspectCommands(program: Command): void {
     .description('list the bindings on the MQTT exchange, with MQTT subscription queues linked to their client id')
     .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
     .option('--amqp <url>', 'AMQP URL for live consumer counts (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker, if any)')
-    .option('--exchange <name>', 'exchange to list', 'amq.direct')
+    .option('--exchange <name>', 'exchange to list', DEFAULT_MQTT_EXCHANGE)
     .option('--vhost <name>', 'virtual host', '/')
     .option('--json', 'print the bindings as JSON')
     .action(
       action(async (options: { management?: string; amqp?: string; exchange: string; vhost: string; json?: boolean }) => {
         const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
-        const [bindings, queues] = await Promise.all([api.bindings(options.exchange), api.queues()]);
-        const consumers = new Map(queues.map((queue) => [queue.name, queue.consumers]));
-        await refreshConsumers(consumers, options.amqp);
+        const { bindings } = await withLiveCounts(options.amqp, (count) => bindingsView(api, options.exchange, count));
         if (options.json) {
-          printJson(bindings.map((binding) => ({ ...binding, consumers: consumers.get(binding.destination) ?? null })));
+          printJson(bindings);
           return;
         }
         if (bindings.length === 0) {
@@ -39,7 +40,7 @@ export function registerInspectCommands(program: Command): void {
           [
             binding.bindingKey,
             binding.destination,
-            binding.mqttClientId !== undefined ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})` : `${consumers.get(binding.destination) ?? 0} consumer(s)`,
+            binding.mqttClientId !== undefined ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})` : `${binding.consumers ?? 0} consumer(s)`,
           ].map(terminalSafe),
         );
         const header = ['BINDING KEY', 'QUEUE', 'WHO'];
@@ -111,7 +112,7 @@ export function registerInspectCommands(program: Command): void {
     .option('--mqtt <url>', 'MQTT URL (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
-    .option('--exchange <name>', 'the exchange BridgeScope is configured for', 'amq.direct')
+    .option('--exchange <name>', 'the exchange BridgeScope is configured for', DEFAULT_MQTT_EXCHANGE)
     .option('--json', 'print the verdict as JSON')
     .action(
       action(async (options: { mqtt?: string; amqp?: string; management?: string; exchange: string; json?: boolean }) => {
@@ -150,13 +151,18 @@ function reportRelease(release: TracingRelease, vhost: string, { quietWhenLeftOn
   else process.stderr.write('Tracing restored: left on, as it was found.\n');
 }
 
-/** The management API's consumer counts lag by its stats interval; ask AMQP for live ones when it can be reached. */
-async function refreshConsumers(consumers: Map<string, number>, amqpFlag: string | undefined): Promise<void> {
-  let url: string;
+/** Runs `use` with live consumer counts over a short AMQP connection when one can be opened (the management API's lag ~5 s). */
+async function withLiveCounts<T>(amqpFlag: string | undefined, use: (count: ((queue: string) => Promise<number>) | undefined) => Promise<T>): Promise<T> {
+  let url: string | undefined;
   try {
     url = resolveUrl('amqp', amqpFlag);
   } catch {
-    return;
+    url = undefined;
   }
-  for (const [queue, live] of await liveConsumerCounts(url, [...consumers.keys()])) consumers.set(queue, live);
+  const connection = url ? await connectAmqp(amqpConnectOptions(url, 0), { timeout: 3000 }).catch(() => undefined) : undefined;
+  try {
+    return await use(connection ? amqpConsumerCounter(connection) : undefined);
+  } finally {
+    await connection?.close().catch(() => undefined);
+  }
 }

@@ -14,13 +14,12 @@ import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
 import { amqpConnectOptions } from '../../core/links/amqp-link';
-import { validateMqttUrl } from '../../core/links/mqtt-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, printJsonLine, say, warn } from '../run';
 import { withDeadline } from '../../shared/deadline';
 import { toErrorShape } from '../../core/errors';
-import { CallWitness, diagnoseRpc, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
+import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
 import { resolveUrl, resolveUrls } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
@@ -257,7 +256,7 @@ function listIds(ids: readonly string[]): string {
 }
 
 /** Where to ask the broker why a call failed; undefined when no management URL can be found (the verdict then says so). */
-function diagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagnosisOptions['broker'] {
+function callDiagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagnosisOptions['broker'] {
   try {
     const managementUrl = resolveUrl('management', options.management);
     let amqpUrl: string | undefined;
@@ -268,16 +267,7 @@ function diagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagnosisO
     } catch {
       amqpUrl = undefined; // the management API's counts (lagging) will do
     }
-    const mqttUsername = validateMqttUrl(resolveUrl('mqtt', options.mqtt)).username;
-    return {
-      managementUrl,
-      vhost,
-      exchange: options.exchange,
-      mqttClientId: client.clientId,
-      mqttConnected: client.link.connected,
-      ...(mqttUsername !== undefined ? { mqttUsername } : {}),
-      ...(amqpUrl !== undefined ? { amqpUrl } : {}),
-    };
+    return diagnosisBroker({ managementUrl, vhost, exchange: options.exchange, mqttUrl: resolveUrl('mqtt', options.mqtt), ...(amqpUrl !== undefined ? { amqpUrl } : {}) }, client);
   } catch {
     return undefined;
   }
@@ -383,7 +373,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       ...(outcome ? { outcome } : { error: failure }),
       ...(witness?.linkLost ? { linkLost: witness.linkLost } : {}),
       ...(witness?.lateReply ? { lateReply: witness.lateReply } : {}),
-      ...(outcome === undefined && client ? { broker: diagnosisBroker(options, client) } : {}),
+      ...(outcome === undefined && client ? { broker: callDiagnosisBroker(options, client) } : {}),
     });
     const traced = tracer && rpcId !== undefined ? { trace: steps, summary: store.summary(rpcId) } : {};
 

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { Session } from '../../core/session';
 import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profiles';
-import { defaultSandboxDir, stopSandbox } from '../../core/broker/sandbox';
+import { defaultSandboxDir } from '../../core/broker/sandbox';
 import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
 import { withDeadline } from '../../shared/deadline';
@@ -97,16 +97,16 @@ export function registerUiCommand(program: Command): void {
             await withinBound(boundMs, run);
           },
         });
+        // The session's own shutdown, in its order; each step under its own bound here.
         const tasks = (): CleanupTask[] => [
           step('close the browser pages\' socket', stepBoundMs.host, () => true, () => host.close()),
           step('let the start-up finish, so what it started can be stopped', stepBoundMs.startup, () => !startupDone, () => startup),
-          step('drain the embedded server', stepBoundMs.drain, () => ['starting', 'running'].includes(session.state().server.state), () => session.stopServer()),
-          step('turn firehose tracing back off', stepBoundMs.tracing, () => session.state().tracer.state === 'on', () => session.setTracing(false)),
-          step('close the connections', stepBoundMs.links, () => true, () => session.close()),
-          step('stop the sandbox broker this command started', stepBoundMs.sandbox, () => session.state().sandbox.ownedByApp === true, async () => {
-            const stopped = await stopSandbox(sandboxDir, 20_000);
-            if (!stopped.stopped) warn(`The sandbox broker was already gone: ${stopped.reason}.`);
-          }),
+          ...session.shutdownTasks().map((task) =>
+            step(task.what, stepBoundMs[task.kind], task.needed, async () => {
+              const note = await task.run();
+              if (note) warn(note);
+            }),
+          ),
         ];
         // A step given up or failed ends the process there with exit 1: what was given up may still hold sockets open.
         await runUntilStopped(signals, () => process.stderr.write('Stopping...\n'), tasks);

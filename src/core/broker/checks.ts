@@ -70,23 +70,6 @@ export function amqpConsumerCounter(model: amqp.ChannelModel): (queue: string) =
   };
 }
 
-/** Live consumer counts of `queues` over a short AMQP connection; queues it cannot check are left out. */
-export async function liveConsumerCounts(amqpUrl: string, queues: string[]): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  const connection = await connectAmqp(amqpConnectOptions(amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
-  if (!connection) return counts;
-  try {
-    const count = amqpConsumerCounter(connection);
-    for (const queue of queues) {
-      const live = await count(queue).catch(() => undefined);
-      if (live !== undefined) counts.set(queue, live);
-    }
-  } finally {
-    await connection.close().catch(() => undefined);
-  }
-  return counts;
-}
-
 /** The management API, if it answers: a refusal or an outage is a line of the verdict, not a silent gap. */
 async function usableManagementApi(api: ManagementApi | undefined, lines: CheckLine[]): Promise<{ api?: ManagementApi; protocols?: string[] }> {
   if (!api) return {};

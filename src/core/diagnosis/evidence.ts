@@ -9,8 +9,9 @@ import { bindingRoutes } from '../broker/checks';
 import { ManagementApi } from '../broker/management-api';
 import { managementRequest } from '../broker/management-http';
 import { amqpConnectOptions } from '../links/amqp-link';
+import { validateMqttUrl } from '../links/mqtt-link';
 import { BridgeError, toErrorShape } from '../errors';
-import { topicToRoutingKey, type TopicMapOptions } from '../topic-map';
+import { topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 
 export interface FactsOptions {
   managementUrl: string;
@@ -184,6 +185,28 @@ export interface RpcDiagnosisOptions {
   broker?: Omit<FactsOptions, 'requestKey'>;
   /** how long asking the broker may take in all (default 6 s): a hung broker must not hold the verdict */
   askTimeoutMs?: number;
+}
+
+/** Where to ask the broker why a call of `client` failed: its management API, AMQP (live counts) and the MQTT login to check. */
+export function diagnosisBroker(
+  where: { managementUrl: string; amqpUrl?: string; vhost: string; exchange: string; mqttUrl: string },
+  client: Pick<RpcClient, 'clientId' | 'link'>,
+): NonNullable<RpcDiagnosisOptions['broker']> {
+  let mqttUsername: string | undefined;
+  try {
+    mqttUsername = validateMqttUrl(where.mqttUrl).username;
+  } catch {
+    mqttUsername = undefined; // an MQTT URL that cannot be read has no login to check
+  }
+  return {
+    managementUrl: where.managementUrl,
+    vhost: where.vhost,
+    exchange: where.exchange,
+    mqttClientId: client.clientId,
+    mqttConnected: client.link.connected,
+    ...(mqttUsername !== undefined ? { mqttUsername } : {}),
+    ...(where.amqpUrl !== undefined ? { amqpUrl: where.amqpUrl } : {}),
+  };
 }
 
 /** The verdict on one RPC: on a failure the broker is asked first (never throws: what cannot be asked is listed as evidence). */

@@ -10,7 +10,7 @@ import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { readBody } from '../rpc/envelope';
-import { topicToRoutingKey } from '../topic-map';
+import { topicToRoutingKey } from '../../shared/topic-map';
 import type { TraceStore } from './trace-store';
 
 export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';

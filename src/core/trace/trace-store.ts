@@ -16,7 +16,7 @@ import { redactDeep } from '../../shared/redact';
 import { HOPS, VERDICT_CODES } from '../../shared/diagnosis';
 import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
-import { topicToRoutingKey } from '../topic-map';
+import { topicToRoutingKey } from '../../shared/topic-map';
 import { BoundedMap } from '../bounded-map';
 
 export interface TraceStoreOptions {
@@ -149,7 +149,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const parsed = traceExportSchema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new BridgeError('bad-input', `This is not a BridgeScope trace (version ${TRACE_EXPORT_VERSION}): ${issue?.path.join('.') || 'file'}: ${issue?.message}.`);
+      throw new BridgeError('bad-input', `This is not a BridgeScope trace (version ${IMPORTED_VERSIONS.join(' or ')}): ${issue?.path.join('.') || 'file'}: ${issue?.message}.`);
     }
     const store = new TraceStore({ maxRpcs: Math.max(options.maxRpcs ?? 10_000, 1), maxStepsPerRpc: options.maxStepsPerRpc ?? 64 });
     for (const step of [...parsed.data.steps].sort((a, b) => a.seq - b.seq)) {
@@ -230,9 +230,12 @@ const stepSchema = z.discriminatedUnion('kind', [
   stepOf('rpc.diagnosed'),
 ]) satisfies z.ZodType<TraceStep>;
 
+/** Every format version this build reads: 1 (before verdicts) and the current one. */
+const IMPORTED_VERSIONS = [1, TRACE_EXPORT_VERSION] as const;
+
 const traceExportSchema = z.object({
   format: z.literal(TRACE_EXPORT_FORMAT),
-  version: z.literal(TRACE_EXPORT_VERSION),
+  version: z.union([z.literal(1), z.literal(TRACE_EXPORT_VERSION)]),
   exportedAt: z.string(),
   dropped: z.object({ rpcs: z.number().int().nonnegative(), steps: z.number().int().nonnegative() }),
   loadRuns: z.array(z.unknown()).optional(),

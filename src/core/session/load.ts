@@ -1,0 +1,81 @@
+/** Load runs of a session: one at a time, progress events, the last summaries kept for the trace export, a verdict per failed request. */
+import type { LoadArgs, LoadProgress, LoadSummary } from '../../shared/contract';
+import { diagnose, type Verdict } from '../../shared/diagnosis';
+import type { TraceStep } from '../../shared/trace';
+import { BridgeError, toErrorShape } from '../errors';
+import { runLoad as runLoadEngine, type LoadOptions } from '../load';
+import type { RpcClient } from '../rpc/client';
+import { topicToRoutingKey } from '../../shared/topic-map';
+import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
+
+export interface LoadControllerOptions {
+  /** the open connection's client (throws not-connected) */
+  client: () => RpcClient;
+  emitProgress: (progress: LoadProgress) => void;
+  steps: (rpcId: string) => TraceStep[];
+  firehoseOn: () => boolean;
+  addVerdict: (rpcId: string, verdict: Verdict) => void;
+  /** the engine (default: src/core/load.ts) */
+  run?: (client: RpcClient, options: LoadOptions) => Promise<LoadSummary>;
+  /** summaries kept for the trace export (default 20) */
+  keepRuns?: number;
+}
+
+/**
+ * A failed request of a load run gets a verdict from its own steps only: asking the broker per request would load it
+ * more than the run does. Replied ones get none (their trace already says "replied"), which keeps a big run cheap.
+ */
+export function stepsOnlyVerdict(rpcId: string, steps: readonly TraceStep[], firehose: boolean, args: Pick<LoadArgs, 'topic' | 'timeoutMs'>, err: unknown): Verdict {
+  const failure = toErrorShape(err);
+  return diagnose({
+    rpcId,
+    steps,
+    firehose,
+    request: { topic: args.topic, routingKey: topicToRoutingKey(args.topic) },
+    timeoutMs: args.timeoutMs,
+    failure: { code: failure.code, message: failure.message },
+  });
+}
+
+export class LoadController {
+  private running: AbortController | undefined;
+  private readonly kept: LoadSummary[] = [];
+
+  constructor(private readonly options: LoadControllerOptions) {}
+
+  get runs(): readonly LoadSummary[] {
+    return this.kept;
+  }
+
+  async start(args: LoadArgs): Promise<LoadSummary> {
+    const client = this.options.client();
+    if (this.running) throw new BridgeError('busy', 'A load run is already going: cancel it or wait for it to end.');
+    const controller = new AbortController();
+    this.running = controller;
+    try {
+      const summary = await (this.options.run ?? runLoadEngine)(client, {
+        count: args.count,
+        concurrency: args.concurrency,
+        call: callOptions(args),
+        signal: controller.signal,
+        onProgress: (progress) => this.options.emitProgress(progress),
+        onFailed: (rpcId, err) => {
+          const steps = this.options.steps(rpcId);
+          if (steps.length > 0) this.options.addVerdict(rpcId, stepsOnlyVerdict(rpcId, steps, this.options.firehoseOn(), args, err));
+        },
+      });
+      this.kept.push(summary);
+      if (this.kept.length > (this.options.keepRuns ?? 20)) this.kept.shift();
+      return summary;
+    } finally {
+      this.running = undefined;
+    }
+  }
+
+  /** Cancels the run going now; says whether there was one. */
+  cancel(): boolean {
+    const running = this.running;
+    running?.abort();
+    return running !== undefined;
+  }
+}

@@ -1,0 +1,76 @@
+/** One request from Compose: sent, then diagnosed like `bridgescope call` (a verdict on the outcome, in the trace and on the error). */
+import { randomUUID } from 'node:crypto';
+import type { SendRequestArgs } from '../../shared/contract';
+import type { Verdict } from '../../shared/diagnosis';
+import type { RpcOutcome } from '../../shared/rpc';
+import type { TraceStep } from '../../shared/trace';
+import { BridgeError, toErrorShape } from '../errors';
+import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../diagnosis/evidence';
+import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
+import type { Connection } from './connection';
+
+export interface RequestsControllerOptions {
+  /** the open connection (throws not-connected) */
+  connection: () => Connection;
+  /** the steps the trace store holds for one RPC */
+  steps: (rpcId: string) => TraceStep[];
+  /** whether the broker's firehose feeds the trace now */
+  firehoseOn: () => boolean;
+  addVerdict: (rpcId: string, verdict: Verdict) => void;
+  /** default: `diagnoseRpc`, which asks the broker after a failure (bounded, ~6 s) */
+  diagnose?: (options: RpcDiagnosisOptions) => Promise<Verdict>;
+  newId?: () => string;
+}
+
+/** The call's error, now carrying its RPC id and verdict (the message stays the one the user saw so far). */
+export function failedRpcError(err: unknown, rpcId: string, verdict: Verdict): BridgeError {
+  const shape = toErrorShape(err);
+  return new BridgeError(shape.code, shape.message, { cause: err, rpcId, verdict });
+}
+
+export class RequestsController {
+  constructor(private readonly options: RequestsControllerOptions) {}
+
+  async send(args: SendRequestArgs): Promise<RpcOutcome> {
+    const connection = this.options.connection();
+    const call = callOptions(args);
+    const id = (this.options.newId ?? randomUUID)();
+    const client = connection.client;
+    // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
+    const witness = new CallWitness(client, () => id);
+    let outcome: RpcOutcome | undefined;
+    let failure: unknown;
+    let verdict: Verdict;
+    try {
+      try {
+        outcome = await client.call({ ...call, id });
+      } catch (err) {
+        failure = err;
+      }
+      const steps = this.options.steps(id);
+      // Refused before it was composed (a topic that cannot be used): its own sentence says it all, and there is no RPC to trace.
+      if (outcome === undefined && steps.length === 0) throw failure;
+      const diagnose = this.options.diagnose ?? diagnoseRpc;
+      const asked: RpcDiagnosisOptions = {
+        rpcId: id,
+        steps,
+        firehose: this.options.firehoseOn(),
+        requestTopic: args.topic,
+        timeoutMs: args.timeoutMs,
+        ...(outcome ? { outcome } : { error: failure }),
+        ...(witness.linkLost ? { linkLost: witness.linkLost } : {}),
+        ...(witness.lateReply ? { lateReply: witness.lateReply } : {}),
+      };
+      verdict = await diagnose(outcome ? asked : { ...asked, broker: diagnosisBroker(connection.profile, client) });
+      // The reply came while the broker was being asked: it was late, whatever the broker said.
+      if (!outcome && asked.lateReply === undefined && witness.lateReply !== undefined) {
+        verdict = await diagnose({ ...asked, steps: this.options.steps(id), lateReply: witness.lateReply });
+      }
+    } finally {
+      witness.stop();
+    }
+    this.options.addVerdict(id, verdict);
+    if (outcome) return { ...outcome, verdict };
+    throw failedRpcError(failure, id, verdict);
+  }
+}

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import type { LoadArgs, LoadSummary } from '../../src/shared/contract';
+import type { Verdict } from '../../src/shared/diagnosis';
+import { BridgeError } from '../../src/core/errors';
+import type { LoadOptions } from '../../src/core/load';
+import { LoadController } from '../../src/core/session/load';
+import type { RpcClient } from '../../src/core/rpc/client';
+import { TraceStore } from '../../src/core/trace/trace-store';
+
+const args: LoadArgs = { topic: 'load/rpc', qos: 1, strategy: 'shared', payloadText: '"x"', timeoutMs: 500, count: 3, concurrency: 1 };
+
+const summary = (finishedAt: string): LoadSummary => ({
+  count: 3,
+  completed: 1,
+  failed: 2,
+  elapsedMs: 1,
+  histogram: { boundsMs: [], counts: [] },
+  series: [],
+  cancelled: false,
+  errors: { timeout: 2 },
+  durationMs: 1,
+  throughput: 3,
+  p50: 1,
+  p95: 1,
+  p99: 1,
+  finishedAt,
+});
+
+function setUp(engine: (options: LoadOptions) => Promise<LoadSummary>, firehose = false) {
+  const store = new TraceStore();
+  const added: Array<{ rpcId: string; verdict: Verdict }> = [];
+  const load = new LoadController({
+    client: () => ({}) as RpcClient,
+    emitProgress: () => undefined,
+    steps: (rpcId) => store.steps(rpcId),
+    firehoseOn: () => firehose,
+    addVerdict: (rpcId, verdict) => added.push({ rpcId, verdict }),
+    run: (_client, options) => engine(options),
+  });
+  return { load, store, added };
+}
+
+describe('the load controller', () => {
+  it('gives each failed request a verdict from its own steps, and none to the replied ones or to requests never composed', async () => {
+    const { load, store, added } = setUp(async (options) => {
+      for (const [rpcId, code] of [['ok-1', undefined], ['slow-1', 'timeout'], ['never-1', 'bad-input']] as const) {
+        if (rpcId === 'never-1') {
+          options.onFailed?.(rpcId, new BridgeError(code as 'bad-input', 'refused'));
+          continue;
+        }
+        store.add({ rpcId, at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });
+        store.add({ rpcId, at: 2, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } });
+        if (code) options.onFailed?.(rpcId, new BridgeError(code, `No reply to ${rpcId}.`));
+      }
+      return summary('t1');
+    });
+    await load.start(args);
+    expect(added.map((entry) => entry.rpcId)).toEqual(['slow-1']);
+    // Without broker facts nor firehose, the steps alone do not decide where it stopped: the verdict says so.
+    expect(added[0]?.verdict).toMatchObject({ code: 'undetermined', hop: 'exchange' });
+    expect(added[0]?.verdict.message).toContain('"load/rpc"');
+  });
+
+  it('lets the broker steps decide when the firehose is on', async () => {
+    const { load, store, added } = setUp(async (options) => {
+      store.add({ rpcId: 'r', at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });
+      store.add({
+        rpcId: 'r',
+        at: 2,
+        source: 'broker',
+        kind: 'broker.published',
+        detail: { exchange: 'amq.direct', routingKeys: ['load.rpc'], routedQueues: [], leg: 'request' },
+      });
+      options.onFailed?.('r', new BridgeError('timeout', 'No reply.'));
+      return summary('t1');
+    }, true);
+    await load.start(args);
+    expect(added[0]?.verdict).toMatchObject({ code: 'request-unroutable', hop: 'exchange' });
+  });
+
+  it('runs one load at a time and cancels the one going', async () => {
+    let release: (value: LoadSummary) => void = () => undefined;
+    let signal: AbortSignal | undefined;
+    const { load } = setUp((options) => {
+      signal = options.signal;
+      return new Promise((resolve) => (release = resolve));
+    });
+    const first = load.start(args);
+    await expect(load.start(args)).rejects.toMatchObject({ code: 'busy' });
+    expect(load.cancel()).toBe(true);
+    expect(signal?.aborted).toBe(true);
+    release(summary('t1'));
+    await first;
+    expect(load.cancel()).toBe(false);
+  });
+
+  it('keeps the last 20 summaries for the trace export', async () => {
+    let run = 0;
+    const { load } = setUp(async () => summary(`t${(run += 1)}`));
+    for (let index = 0; index < 22; index += 1) await load.start(args);
+    expect(load.runs).toHaveLength(20);
+    expect(load.runs[0]?.finishedAt).toBe('t3');
+  });
+});

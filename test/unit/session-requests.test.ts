@@ -1,0 +1,134 @@
+import { describe, expect, it } from 'vitest';
+import type { SendRequestArgs } from '../../src/shared/contract';
+import type { Verdict } from '../../src/shared/diagnosis';
+import type { TraceStep } from '../../src/shared/trace';
+import { BridgeError, toErrorShape } from '../../src/core/errors';
+import { dispatch } from '../../src/core/dispatch';
+import type { RpcDiagnosisOptions } from '../../src/core/diagnosis/evidence';
+import { RequestsController } from '../../src/core/session/requests';
+import type { Connection } from '../../src/core/session/connection';
+import type { RpcClient } from '../../src/core/rpc/client';
+import type { Handlers } from '../../src/shared/contract';
+import { TraceStore } from '../../src/core/trace/trace-store';
+import { FakeClient, outcomeFor, profile } from './session-fakes';
+
+const args: SendRequestArgs = { topic: 'devices/rpc', qos: 1, strategy: 'shared', payloadText: '{"params": [1]}', timeoutMs: 1000 };
+const verdictFor = (code: Verdict['code']): Verdict => ({ code, hop: 'exchange', message: `verdict ${code} at amqp://bob:secret@host`, evidence: [] });
+
+function setUp() {
+  const client = new FakeClient();
+  client.link.setStatus({ state: 'connected', since: 1 });
+  const store = new TraceStore();
+  store.attach(client);
+  const asked: RpcDiagnosisOptions[] = [];
+  const added: Array<{ rpcId: string; verdict: Verdict }> = [];
+  let answer: (options: RpcDiagnosisOptions) => Promise<Verdict> = async () => verdictFor('replied');
+  const requests = new RequestsController({
+    connection: () => ({ profile, client: client as unknown as RpcClient }) as Connection,
+    steps: (rpcId) => store.steps(rpcId),
+    firehoseOn: () => false,
+    addVerdict: (rpcId, verdict) => added.push({ rpcId, verdict }),
+    diagnose: (options) => {
+      asked.push(options);
+      return answer(options);
+    },
+    newId: () => 'rpc-1',
+  });
+  return { requests, client, asked, added, diagnoseWith: (next: typeof answer) => (answer = next) };
+}
+
+/** A client call that composes the request (its first step), then fails with `error`. */
+function composedThenFails(client: FakeClient, error: BridgeError): void {
+  client.answer = async (options) => {
+    const draft = { rpcId: options.id as string, at: 1, source: 'client', kind: 'composed', detail: { topic: 'devices/rpc', qos: 1, replyTopic: 'reply/shared', replyStrategy: 'shared', bytes: 9 } };
+    client.step(draft as TraceStep);
+    throw error;
+  };
+}
+
+describe('a request sent from the app', () => {
+  it('is sent under the id its verdict is filed under, and returns the outcome with the verdict, asking no broker', async () => {
+    const { requests, client, asked, added } = setUp();
+    const outcome = await requests.send(args);
+    expect(client.calls[0]).toMatchObject({ id: 'rpc-1', topic: 'devices/rpc', payload: { params: [1] }, timeoutMs: 1000 });
+    expect(outcome).toEqual({ ...outcomeFor('rpc-1'), verdict: verdictFor('replied') });
+    expect(asked[0]).toMatchObject({ rpcId: 'rpc-1', outcome: outcomeFor('rpc-1'), firehose: false });
+    expect(asked[0]?.broker).toBeUndefined();
+    expect(added).toEqual([{ rpcId: 'rpc-1', verdict: verdictFor('replied') }]);
+  });
+
+  it('that fails is rejected with its own code and sentence plus its id and verdict, after the broker of the connection was asked', async () => {
+    const { requests, client, asked, added, diagnoseWith } = setUp();
+    diagnoseWith(async () => verdictFor('request-unroutable'));
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    const error = await requests.send(args).catch((err: unknown) => err);
+    expect(error).toMatchObject({ code: 'timeout', message: 'No reply to rpc-1 within 1000 ms.', rpcId: 'rpc-1', verdict: verdictFor('request-unroutable') });
+    expect(asked[0]).toMatchObject({ rpcId: 'rpc-1', requestTopic: 'devices/rpc', timeoutMs: 1000, steps: [expect.objectContaining({ kind: 'composed' })] });
+    expect(asked[0]?.broker).toEqual({
+      managementUrl: profile.managementUrl,
+      amqpUrl: profile.amqpUrl,
+      vhost: '/',
+      exchange: 'amq.direct',
+      mqttClientId: 'fake-client',
+      mqttConnected: true,
+      mqttUsername: 'guest',
+    });
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['request-unroutable']);
+  });
+
+  it('that is refused before it was composed keeps its own error, with no verdict and nothing in the trace', async () => {
+    const { requests, client, asked, added } = setUp();
+    client.answer = async () => {
+      throw new BridgeError('bad-input', 'The request topic cannot be used: it contains "#".');
+    };
+    await expect(requests.send(args)).rejects.toSatisfy((err) => err instanceof BridgeError && err.verdict === undefined && err.code === 'bad-input');
+    expect(asked).toEqual([]);
+    expect(added).toEqual([]);
+  });
+
+  it('whose reply arrives while the broker is being asked is diagnosed again as late', async () => {
+    const { requests, client, asked, diagnoseWith } = setUp();
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    diagnoseWith(async (options) => {
+      if (options.lateReply) return verdictFor('late-reply');
+      client.emit('stray', { topic: 'reply/shared', id: 'rpc-1', duplicate: false });
+      return verdictFor('server-slow');
+    });
+    await expect(requests.send(args)).rejects.toMatchObject({ verdict: { code: 'late-reply' } });
+    expect(asked).toHaveLength(2);
+    expect(asked[1]?.lateReply?.topic).toBe('reply/shared');
+  });
+
+  it('tells the diagnosis that the MQTT link was lost while the request was in flight', async () => {
+    const { requests, client, asked } = setUp();
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    const fail = client.answer;
+    client.answer = async (options) => {
+      client.link.setStatus({ state: 'reconnecting', since: 2, attempt: 1, lastError: 'ECONNRESET' });
+      return fail(options);
+    };
+    await requests.send(args).catch(() => undefined);
+    expect(asked[0]?.linkLost).toEqual({ at: expect.any(Number), reason: 'ECONNRESET' });
+    expect(asked[0]?.broker?.mqttConnected).toBe(false);
+  });
+
+  it('leaves no listener on the client once settled', async () => {
+    const { requests, client } = setUp();
+    await requests.send(args);
+    expect(client.listenerCount('stray')).toBe(0);
+    expect(client.link.listenerCount('status')).toBe(0);
+  });
+});
+
+describe('the error shape of a failed RPC', () => {
+  it('carries the RPC id and the verdict across dispatch, with no password in the verdict', async () => {
+    const failure = new BridgeError('timeout', 'No reply.', { rpcId: 'rpc-9', verdict: verdictFor('no-consumer') });
+    const handlers = { 'rpc.request.send': async () => Promise.reject(failure) } as unknown as Handlers;
+    const reply = await dispatch(handlers, 'rpc.request.send', args);
+    expect(reply).toEqual({ ok: false, error: { code: 'timeout', message: 'No reply.', rpcId: 'rpc-9', verdict: { ...verdictFor('no-consumer'), message: 'verdict no-consumer at amqp://***@host' } } });
+  });
+
+  it('has neither field for any other error', () => {
+    expect(toErrorShape(new BridgeError('busy', 'Busy.'))).toEqual({ code: 'busy', message: 'Busy.' });
+  });
+});

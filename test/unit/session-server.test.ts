@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import type { ServerSettings, ServerView } from '../../src/shared/contract';
+import { ServerController } from '../../src/core/session/server';
+import { FakeServer, Journal } from './session-fakes';
+
+const settings: ServerSettings = { exchange: 'amq.direct', queue: 'rpc_queue', workers: 2, prefetch: 1, handler: 'echo' };
+
+function setUp(prepare: (server: FakeServer) => void = () => undefined) {
+  const journal = new Journal();
+  const servers: FakeServer[] = [];
+  const asked: unknown[] = [];
+  const views: ServerView['state'][] = [];
+  const seen = { detached: 0 };
+  const controller: ServerController = new ServerController({
+    createServer: async (options) => {
+      asked.push(options);
+      const server = new FakeServer(`server${servers.length + 1}`, journal);
+      prepare(server);
+      servers.push(server);
+      return server.asServer();
+    },
+    attachSteps: () => () => void (seen.detached += 1),
+    onChange: () => views.push(controller.view().state),
+  });
+  return { controller, servers, journal, asked, views, seen };
+}
+
+describe('the embedded server controller', () => {
+  it('goes starting, then running, on the connection AMQP URL with the settings asked', async () => {
+    const { controller, asked, views } = setUp();
+    expect(await controller.start('amqp://broker', settings)).toMatchObject({ state: 'running', settings });
+    expect(asked).toEqual([{ amqpUrl: 'amqp://broker', exchange: 'amq.direct', queue: 'rpc_queue', workers: 2, prefetch: 1, handlerSpec: 'echo', name: 'bridgescope-app-server' }]);
+    expect(views).toEqual(['starting', 'running']);
+    expect(controller.active).toBe(true);
+  });
+
+  it('follows its own link: reconnecting with the reason while the broker is away, running again without it', async () => {
+    const { controller, servers } = setUp();
+    await controller.start('amqp://broker', settings);
+    servers[0]?.setStatus({ state: 'reconnecting', since: 2, attempt: 3, lastError: 'ECONNRESET' });
+    expect(controller.view()).toMatchObject({ state: 'reconnecting', message: 'The broker connection dropped (ECONNRESET); reconnecting, attempt 3.' });
+    servers[0]?.setStatus({ state: 'connected', since: 4 });
+    expect(controller.view().state).toBe('running');
+    expect(controller.view().message).toBeUndefined();
+  });
+
+  it('shows failed with the reason, and rethrows it, when the server cannot start', async () => {
+    const { controller, seen } = setUp((server) => (server.failStart = new Error('ACCESS_REFUSED')));
+    await expect(controller.start('amqp://broker', settings)).rejects.toThrow('ACCESS_REFUSED');
+    expect(controller.view()).toMatchObject({ state: 'failed', message: 'ACCESS_REFUSED', settings });
+    expect(controller.active).toBe(false);
+    expect(seen.detached).toBe(1);
+  });
+
+  it('stops the running server before it starts another', async () => {
+    const { controller, journal } = setUp();
+    await controller.start('amqp://broker', settings);
+    await controller.start('amqp://broker', { ...settings, queue: 'other' });
+    expect(journal.entries).toEqual(['server1.start', 'server1.stop', 'server2.start']);
+  });
+
+  it('keeps the last counters when stopped, and shows the live ones while running', async () => {
+    const { controller, servers, views } = setUp();
+    await controller.start('amqp://broker', settings);
+    const server = servers[0] as FakeServer;
+    server.stats.received = 3;
+    server.stats.perWorker.w1 = 3;
+    expect(controller.view().stats).toMatchObject({ received: 3, perWorker: { w1: 3 } });
+    await controller.stop();
+    server.stats.received = 99;
+    expect(controller.view()).toMatchObject({ state: 'stopped', stats: { received: 3 } });
+    expect(views.slice(-2)).toEqual(['stopping', 'stopped']);
+    // Stopping again has nothing to do.
+    await controller.stop();
+    expect(views.at(-1)).toBe('stopped');
+  });
+});
