@@ -1,4 +1,5 @@
 /** The composition root: builds one controller per concern (sandbox, connection, server, tracing, requests, load) and maps the contract's commands to them. */
+import type { TraceStep } from '../shared/trace';
 import type { AppState, ConnectionProfile, EventName, Events, Handlers, SandboxView, ServerSettings, ServerView, TracerView } from '../shared/contract';
 import { defaultSandboxDir } from './broker/sandbox';
 import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
@@ -65,6 +66,10 @@ export class Session {
       steps: (rpcId: string) => store.steps(rpcId),
       firehoseOn: () => this.tracing.firehoseOn,
       addVerdict: this.tracing.addVerdict.bind(this.tracing),
+      onStep: (listener: (step: TraceStep) => void) => {
+        store.on('added', listener);
+        return () => void store.off('added', listener);
+      },
     };
     this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts });
     this.load = new LoadController({

@@ -28,13 +28,17 @@ function setUp() {
     steps: (rpcId) => store.steps(rpcId),
     firehoseOn: () => false,
     addVerdict: (rpcId, verdict) => added.push({ rpcId, verdict }),
+    onStep: (listener) => {
+      store.on('added', listener);
+      return () => void store.off('added', listener);
+    },
     diagnose: (options) => {
       asked.push(options);
       return answer(options);
     },
     newId: () => 'rpc-1',
   });
-  return { requests, client, asked, added, diagnoseWith: (next: typeof answer) => (answer = next) };
+  return { requests, client, store, asked, added, diagnoseWith: (next: typeof answer) => (answer = next) };
 }
 
 /** A client call that composes the request (its first step), then fails with `error`. */
@@ -47,6 +51,26 @@ function composedThenFails(client: FakeClient, error: BridgeError): void {
 }
 
 describe('a request sent from the app', () => {
+  it('that timed out on a slow server gets its verdict revised to late-reply when the server publishes the reply later, once', async () => {
+    const { requests, client, store, asked, added, diagnoseWith } = setUp();
+    diagnoseWith(async (options) => verdictFor(options.steps.some((step) => step.kind === 'reply.published') ? 'late-reply' : 'server-slow'));
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    const error = await requests.send(args).catch((err: unknown) => err);
+    expect(error).toMatchObject({ verdict: verdictFor('server-slow') });
+    const replied = { worker: 'w1', exchange: 'amq.direct', routingKey: 'reply.shared', replyTopic: 'reply/shared', mandatory: true };
+    // the server's record of the reply, after the client gave up; another RPC's reply changes nothing
+    store.add({ rpcId: 'other', at: 5, source: 'server', kind: 'reply.published', detail: replied });
+    store.add({ rpcId: 'rpc-1', at: 5, source: 'server', kind: 'reply.published', detail: replied });
+    // the revision is decided from the steps alone: a turn of the event loop, no broker round trip
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['server-slow', 'late-reply']);
+    // the revision asks no broker
+    expect(asked.at(-1)?.broker).toBeUndefined();
+    store.add({ rpcId: 'rpc-1', at: 6, source: 'server', kind: 'reply.published', detail: replied });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added).toHaveLength(2);
+  });
+
   it('is sent under the id its verdict is filed under, and returns the outcome with the verdict, asking no broker', async () => {
     const { requests, client, asked, added } = setUp();
     const outcome = await requests.send(args);

@@ -17,6 +17,10 @@ export interface RequestsControllerOptions {
   /** whether the broker's firehose feeds the trace now */
   firehoseOn: () => boolean;
   addVerdict: (rpcId: string, verdict: Verdict) => void;
+  /** every step the trace store adds from now on (returns the unsubscribe): a reply published after the verdict revises it */
+  onStep?: (listener: (step: TraceStep) => void) => () => void;
+  /** how long after a failure a late reply still revises the verdict (default 60 s) */
+  lateWatchMs?: number;
   /** default: `diagnoseRpc`, which asks the broker after a failure (bounded, ~6 s) */
   diagnose?: (options: RpcDiagnosisOptions) => Promise<Verdict>;
   newId?: () => string;
@@ -41,6 +45,7 @@ export class RequestsController {
     let outcome: RpcOutcome | undefined;
     let failure: unknown;
     let verdict: Verdict;
+    let asked: RpcDiagnosisOptions;
     try {
       try {
         outcome = await client.call({ ...call, id });
@@ -51,7 +56,7 @@ export class RequestsController {
       // Refused before it was composed (a topic that cannot be used): its own sentence says it all, and there is no RPC to trace.
       if (outcome === undefined && steps.length === 0) throw failure;
       const diagnose = this.options.diagnose ?? diagnoseRpc;
-      const asked: RpcDiagnosisOptions = {
+      asked = {
         rpcId: id,
         steps,
         firehose: this.options.firehoseOn(),
@@ -71,6 +76,40 @@ export class RequestsController {
     }
     this.options.addVerdict(id, verdict);
     if (outcome) return { ...outcome, verdict };
+    if (REVISABLE.has(verdict.code)) this.watchForLateReply(id, { ...asked, broker: undefined }, verdict);
     throw failedRpcError(failure, id, verdict);
   }
+
+  /**
+   * A slow server's reply is often published after the client gave up and the verdict was given ("server-slow"): when
+   * the server's or the broker's record of that reply arrives, the verdict is decided again from the steps alone (no
+   * broker query) and added as the RPC's last step, so Trace and History show "late-reply". Compose keeps what it was told.
+   */
+  private watchForLateReply(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
+    const onStep = this.options.onStep;
+    if (!onStep) return;
+    const diagnose = this.options.diagnose ?? diagnoseRpc;
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      clearTimeout(timer);
+      unsubscribe();
+    };
+    const unsubscribe = onStep((step) => {
+      if (done || step.rpcId !== rpcId) return;
+      const replyPublished = step.kind === 'reply.published' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
+      if (!replyPublished) return;
+      finish();
+      void diagnose({ ...asked, steps: this.options.steps(rpcId) })
+        .then((revised) => {
+          if (revised.code !== first.code) this.options.addVerdict(rpcId, revised);
+        })
+        .catch(() => undefined);
+    });
+    const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
+    timer.unref();
+  }
 }
+
+/** Verdicts a reply published later can overturn (into late-reply). */
+const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer']);
