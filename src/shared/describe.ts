@@ -1,6 +1,9 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
 import type { TraceStep } from './trace';
 
+/** " at node", shown only when the broker named the node (in a cluster, it says which node saw the event) */
+const at = (node: string | undefined): string => (node === undefined ? '' : ` at ${node}`);
+
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
 
 export function describeStep(step: TraceStep): string {
@@ -19,10 +22,10 @@ export function describeStep(step: TraceStep): string {
       const dropped = step.detail.routedQueues.length === 0 ? ' -- DROPPED as unroutable' : '';
       const prediction =
         step.detail.matchesPrediction === false ? ` (predicted "${step.detail.predictedRoutingKey}")` : step.detail.matchesPrediction ? ' (as predicted)' : '';
-      return `broker: ${step.detail.leg} on ${step.detail.exchange} with key "${list(step.detail.routingKeys)}"${prediction} routed to ${list(step.detail.routedQueues)}${dropped}`;
+      return `broker${at(step.detail.node)}: ${step.detail.leg} on ${step.detail.exchange} with key "${list(step.detail.routingKeys)}"${prediction} routed to ${list(step.detail.routedQueues)}${dropped}`;
     }
     case 'broker.delivered':
-      return `broker: delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}`;
+      return `broker${at(step.detail.node)}: delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}`;
     case 'worker.received':
       return `${step.detail.worker} took it from ${step.detail.queue} (consumer ${step.detail.consumerTag})${step.detail.redelivered ? ', redelivered' : ''}`;
     case 'handler.finished':

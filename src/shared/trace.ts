@@ -21,8 +21,17 @@ export interface TraceStepDetails {
     predictedRoutingKey?: string;
     matchesPrediction?: boolean;
     leg: 'request' | 'reply';
+    /** the cluster node that saw the publish */
+    node?: string;
   };
-  'broker.delivered': { queue: string; routingKeys: string[]; redelivered: boolean; leg: 'request' | 'reply' };
+  'broker.delivered': {
+    queue: string;
+    routingKeys: string[];
+    redelivered: boolean;
+    leg: 'request' | 'reply';
+    /** the cluster node that delivered it (where the consumer's channel is) */
+    node?: string;
+  };
   'worker.received': { worker: string; consumerTag: string; queue: string; routingKey: string; redelivered: boolean };
   'handler.finished': { worker: string; durationMs: number; outcome: 'result' | 'error'; errorCode?: string };
   'reply.published': { worker: string; exchange: string; routingKey: string; replyTopic: string; mandatory: boolean };

@@ -9,6 +9,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isProcessAlive, stopSandbox } from '../../src/core/broker/sandbox';
 import { AmqpLink } from '../../src/core/links/amqp-link';
+import { RpcClient } from '../../src/core/rpc/client';
+import { RpcServer } from '../../src/core/rpc/server';
+import { FirehoseTracer } from '../../src/core/trace/firehose';
+import { TraceStore } from '../../src/core/trace/trace-store';
+import type { TraceStep } from '../../src/shared/trace';
 import { MqttLink } from '../../src/core/links/mqtt-link';
 import { sandboxClusterStatus } from '../../src/core/broker/cluster';
 import { ManagementApi } from '../../src/core/broker/management-api';
@@ -89,6 +94,52 @@ describe('a sandbox cluster of three nodes', () => {
     const info = await managementRequest<{ node: string }>(first.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
     expect(info.node).toBe(third.nodeName);
   });
+
+  it('traces one RPC across nodes: the firehose switched on at every node, each broker step labelled with its node, then restored', async () => {
+    const [first, , third] = nodes as [NodeJson, NodeJson, NodeJson];
+    const queue = uniqueName('rpc_traced');
+    const store = new TraceStore();
+    const server = new RpcServer({ amqpUrl: third.urls.amqp, queue, handler: async () => 'traced' });
+    const client = new RpcClient({ mqttUrl: first.urls.mqtt, strategy: 'per-request' });
+    const api = new ManagementApi(first.urls.management);
+    const tracer = new FirehoseTracer({ amqpUrl: first.urls.amqp, api, store });
+    const detach = [store.attach(client), store.attach(server)];
+    try {
+      await server.start();
+      await client.connect();
+      await tracer.start();
+      expect((await api.tracingByNode()).map((node) => node.on)).toEqual([true, true, true]);
+      const outcome = await client.call({ topic: queue, qos: 1, params: 1, timeoutMs: 10_000 });
+      // The broker's four events come through the firehose after the reply: wait for the last one, the reply's delivery.
+      const brokerSteps = (): TraceStep[] => store.steps(outcome.id).filter((step) => step.source === 'broker');
+      if (brokerSteps().length < 4) {
+        await new Promise<void>((resolve) => {
+          const check = (): void => {
+            if (brokerSteps().length < 4) return;
+            store.off('added', check);
+            resolve();
+          };
+          store.on('added', check);
+        });
+      }
+      const seen = brokerSteps().map((step) => `${step.kind}:${'leg' in step.detail ? step.detail.leg : ''}@${'node' in step.detail ? step.detail.node : '?'}`);
+      expect(seen.sort()).toEqual(
+        [
+          `broker.published:request@${first.nodeName}`,
+          `broker.delivered:request@${third.nodeName}`,
+          `broker.published:reply@${third.nodeName}`,
+          `broker.delivered:reply@${first.nodeName}`,
+        ].sort(),
+      );
+    } finally {
+      await tracer.stop();
+      for (const off of detach) off();
+      await client.close();
+      await server.stop(0);
+    }
+    // left as found: off at every node
+    expect((await api.tracingByNode()).map((node) => node.on)).toEqual([false, false, false]);
+  }, 60_000);
 
   it('keeps serving through the loss of a node: a quorum queue and a server and client with several URLs fail over', async () => {
     const [first, second, third] = nodes as [NodeJson, NodeJson, NodeJson];

@@ -19,7 +19,8 @@ const overviewSchema = z.object({
   erlang_version: z.string().optional(),
   cluster_name: z.string().optional(),
   management_version: z.string().optional(),
-  listeners: z.array(z.object({ protocol: z.string(), port: z.number() })).optional(),
+  node: z.string().optional(),
+  listeners: z.array(z.object({ protocol: z.string(), port: z.number(), node: z.string().optional(), ip_address: z.string().optional() })).optional(),
 });
 
 const bindingSchema = z.object({
@@ -96,10 +97,13 @@ const pagedQueuesSchema = z.object({ items: z.array(z.object({ name: z.string(),
 
 export class ManagementApi {
   private readonly vhostPath: string;
+  private peerApis: Promise<ManagementApi[]> | undefined;
 
   constructor(
     private readonly url: string,
     readonly vhost = '/',
+    /** the node this API belongs to, when known (a cluster peer found through another node) */
+    readonly nodeName?: string,
   ) {
     this.vhostPath = encodeURIComponent(vhost);
   }
@@ -192,13 +196,70 @@ export class ManagementApi {
     return raw.map((node) => ({ name: node.name, running: node.running ?? false }));
   }
 
+  /**
+   * The management API of every other node of the cluster, from the HTTP listeners the overview lists per node (a
+   * wildcard address means the node's own host name). Asked once; a single node has none.
+   */
+  private async peers(): Promise<ManagementApi[]> {
+    this.peerApis ??= this.get('/api/overview')
+      .then((raw) => {
+        const overview = overviewSchema.parse(raw);
+        const base = new URL(this.url);
+        return (overview.listeners ?? [])
+          .filter((listener) => (listener.protocol === 'http' || listener.protocol === 'https') && listener.node !== undefined && listener.node !== overview.node)
+          .map((listener) => {
+            const url = new URL(base.href);
+            const address = listener.ip_address;
+            const nodeHost = (listener.node ?? '').split('@')[1] || base.hostname;
+            url.hostname = address === undefined || address === '::' || address === '0.0.0.0' ? nodeHost : address.includes(':') ? `[${address}]` : address;
+            url.port = String(listener.port);
+            url.protocol = `${listener.protocol}:`;
+            return new ManagementApi(url.href, this.vhost, listener.node);
+          });
+      })
+      .catch(() => []);
+    return this.peerApis;
+  }
+
+  /**
+   * Whether the firehose is on for this vhost. The flag is per node, even when set through the management API (measured
+   * on a 3.10 cluster; rabbit_trace:start/1 sets the local node's environment only): in a cluster it is on when it is on
+   * at every node that answers.
+   */
   async tracing(): Promise<boolean> {
+    const own = await this.ownTracing();
+    if (!own) return false;
+    const peers = await Promise.all((await this.peers()).map((peer) => peer.ownTracing().catch(() => true)));
+    return peers.every(Boolean);
+  }
+
+  private async ownTracing(): Promise<boolean> {
     const raw = z.object({ tracing: z.boolean().optional() }).parse(await this.get(`/api/vhosts/${this.vhostPath}`));
     return raw.tracing ?? false;
   }
 
+  /** The firehose flag of this vhost at each node: the one asked, then its peers (a node that does not answer is left out). */
+  async tracingByNode(): Promise<Array<{ node: string; on: boolean }>> {
+    const own = { node: this.nodeName ?? (await this.overviewNode()) ?? 'this node', on: await this.ownTracing() };
+    const peers = await Promise.all(
+      (await this.peers()).map((peer) =>
+        peer.ownTracing().then(
+          (on) => ({ node: peer.nodeName ?? 'a peer', on }),
+          () => undefined,
+        ),
+      ),
+    );
+    return [own, ...peers.filter((peer) => peer !== undefined)];
+  }
+
+  private async overviewNode(): Promise<string | undefined> {
+    return overviewSchema.parse(await this.get('/api/overview')).node;
+  }
+
+  /** Switches the firehose at this node and at every other node of the cluster (the flag is per node). */
   async setTracing(on: boolean): Promise<void> {
     await managementRequest(this.url, `/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
+    await Promise.allSettled((await this.peers()).map((peer) => managementRequest(peer.url, `/api/vhosts/${peer.vhostPath}`, { method: 'PUT', body: { tracing: on } })));
   }
 
   /** Every BridgeScope ownership marker on this vhost, oldest first; none when BridgeScope did not switch tracing on. */

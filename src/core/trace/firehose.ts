@@ -29,6 +29,8 @@ export interface FirehoseEvent {
   routingKeys: string[];
   routedQueues: string[];
   redelivered: boolean;
+  /** the node that saw it (header `node`): in a cluster, where the publishing or consuming channel is */
+  node?: string;
   body: Buffer;
 }
 
@@ -50,6 +52,7 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
     routingKeys: stringList(headers.routing_keys),
     routedQueues: stringList(headers.routed_queues),
     redelivered: headers.redelivered === 1 || headers.redelivered === true,
+    ...(typeof headers.node === 'string' || Buffer.isBuffer(headers.node) ? { node: String(headers.node) } : {}),
     body: message.content,
   };
 }
@@ -72,7 +75,13 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   if (rpcId === undefined) return undefined;
   const at = Date.now();
   if (event.type === 'deliver') {
-    return { rpcId, at, source: 'broker', kind: 'broker.delivered', detail: { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg } };
+    return {
+      rpcId,
+      at,
+      source: 'broker',
+      kind: 'broker.delivered',
+      detail: { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg, ...(event.node !== undefined ? { node: event.node } : {}) },
+    };
   }
   const predicted = predictedKey(store, rpcId, leg);
   return {
@@ -86,6 +95,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
       routedQueues: event.routedQueues,
       leg,
       ...(predicted !== undefined ? { predictedRoutingKey: predicted, matchesPrediction: event.routingKeys[0] === predicted } : {}),
+      ...(event.node !== undefined ? { node: event.node } : {}),
     },
   };
 }
