@@ -61,6 +61,7 @@ const schemas: Schemas = {
     workers: z.number().int().min(1, { error: 'At least 1 worker.' }).max(64, { error: 'At most 64 workers.' }),
     prefetch: z.number().int().min(1).max(65_535, { error: 'The prefetch must be from 1 to 65535.' }),
     handler: nonEmpty('The handler', 1000),
+    queueType: z.enum(['classic', 'quorum'], { error: 'The queue type is classic or quorum.' }).optional(),
   }),
   'server.stop': empty,
   'rpc.request.send': sendRequest,

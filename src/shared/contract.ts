@@ -39,6 +39,8 @@ export interface ServerSettings {
   workers: number;
   prefetch: number;
   handler: string;
+  /** declare the queue as this type; unset: an existing queue is used as it is, a missing one is declared classic */
+  queueType?: 'classic' | 'quorum';
 }
 
 export interface ServerView {

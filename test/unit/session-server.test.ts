@@ -34,6 +34,12 @@ describe('the embedded server controller', () => {
     expect(controller.active).toBe(true);
   });
 
+  it('passes the queue type of the Server panel on to the server (a quorum queue survives the loss of a cluster node)', async () => {
+    const { controller, asked } = setUp();
+    await controller.start('amqp://broker', { ...settings, queueType: 'quorum' });
+    expect(asked[0]).toMatchObject({ queue: 'rpc_queue', queueType: 'quorum' });
+  });
+
   it('follows its own link: reconnecting with the reason while the broker is away, running again without it', async () => {
     const { controller, servers } = setUp();
     await controller.start('amqp://broker', settings);
