@@ -27,11 +27,17 @@ export interface QueueInfo {
   durable: boolean;
   mqttClientId?: string;
   mqttQos?: 0 | 1;
+  /** classic, quorum, stream, or rabbit_mqtt_qos0_queue (3.12+) */
+  type?: string;
+  /** the node holding the queue (a quorum queue's leader) */
+  node?: string;
 }
 
 export interface ConnectionInfo {
   name: string;
   protocol: string;
+  /** the cluster node the connection is on */
+  node?: string;
   mqttClientId?: string;
   connectionName?: string;
 }

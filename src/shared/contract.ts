@@ -87,7 +87,8 @@ export type TopicMappingView = TopicMapping;
 export interface BindingsView {
   exchange: string;
   exchangeType: string;
-  bindings: Array<BindingInfo & { consumers: number | null }>;
+  /** each binding with its queue's consumers and, for a queue, its type and node (a quorum queue's leader) */
+  bindings: Array<BindingInfo & { consumers: number | null; queueType?: string; node?: string }>;
 }
 
 export interface LoadProgress {

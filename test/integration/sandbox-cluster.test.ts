@@ -217,6 +217,12 @@ describe('a sandbox cluster of three nodes', () => {
     expect(before.code, before.stderr).toBe(0);
     const declared = await managementRequest<{ type: string; leader?: string; node?: string }>(first.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
     expect(declared.type).toBe('quorum');
+    // `bindings` shows the queue's type and the node of its leader
+    const listed = await runCli(['bindings', '--management', first.urls.management, '--amqp', first.urls.amqp, '--json']);
+    const binding = (JSON.parse(listed.stdout) as Array<{ destination: string; queueType?: string; node?: string }>).find((entry) => entry.destination === queue);
+    expect(binding).toMatchObject({ queueType: 'quorum', node: declared.leader ?? declared.node });
+    const table = await runCli(['bindings', '--management', first.urls.management, '--amqp', first.urls.amqp]);
+    expect(table.stdout).toMatch(new RegExp(`${queue}\\s+.*quorum ${(declared.leader ?? '').replace(/[.@-]/g, '\\$&')}`));
 
     // Node 2 goes: the server was connected there, and so was the queue's leader.
     expect((await stopSandbox(join(dir, 'node-2'))).stopped).toBe(true);

@@ -35,15 +35,18 @@ export function registerInspectCommands(program: Command): void {
           process.stdout.write(`No bindings on ${terminalSafe(options.exchange)}.\n`);
           return;
         }
+        // In a cluster, each queue's type and node (a quorum queue's leader) are shown too.
+        const clustered = (await api.nodes().catch(() => [])).length > 1;
         // Keys, queue names and client ids come from the broker: escaped before the columns are measured.
         const rows = bindings.map((binding) =>
           [
             binding.bindingKey,
             binding.destination,
             binding.mqttClientId !== undefined ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})` : `${binding.consumers ?? 0} consumer(s)`,
+            ...(clustered ? [`${binding.queueType ?? ''} ${binding.node ?? ''}`.trim()] : []),
           ].map(terminalSafe),
         );
-        const header = ['BINDING KEY', 'QUEUE', 'WHO'];
+        const header = ['BINDING KEY', 'QUEUE', 'WHO', ...(clustered ? ['TYPE / NODE'] : [])];
         const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
         const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
         process.stdout.write(`Bindings on ${terminalSafe(options.exchange)}:\n${[line(header), ...rows.map(line)].join('\n')}\n`);

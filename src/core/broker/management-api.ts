@@ -39,10 +39,14 @@ const queueSchema = z.object({
   durable: z.boolean().optional(),
   auto_delete: z.boolean().optional(),
   exclusive: z.boolean().optional(),
+  type: z.string().optional(),
+  node: z.string().optional(),
+  leader: z.string().optional(),
 });
 
 const connectionSchema = z.object({
   name: z.string(),
+  node: z.string().optional(),
   protocol: z.string().optional(),
   user: z.string().optional(),
   client_properties: z.record(z.string(), z.unknown()).optional(),
@@ -159,7 +163,7 @@ export class ManagementApi {
   }
 
   async queues(): Promise<QueueInfo[]> {
-    const columns = 'name,consumers,messages,messages_ready,messages_unacknowledged,durable,auto_delete,exclusive';
+    const columns = 'name,consumers,messages,messages_ready,messages_unacknowledged,durable,auto_delete,exclusive,type,node,leader';
     const raw = z.array(queueSchema).parse(await this.get(`/api/queues/${this.vhostPath}?columns=${columns}`));
     return raw.map((queue) => {
       const owner = mqttSubscriptionOwner(queue.name);
@@ -171,19 +175,22 @@ export class ManagementApi {
         messagesUnacked: queue.messages_unacknowledged ?? 0,
         durable: queue.durable ?? false,
         ...(owner ? { mqttClientId: owner.clientId, mqttQos: owner.qos } : {}),
+        ...(queue.type !== undefined ? { type: queue.type } : {}),
+        ...((queue.leader ?? queue.node) !== undefined ? { node: queue.leader ?? queue.node } : {}),
       };
     });
   }
 
   /** Connections by protocol; MQTT ones carry their client id. The broker refreshes this list every few seconds. */
   async connections(): Promise<ConnectionInfo[]> {
-    const raw = z.array(connectionSchema).parse(await this.get('/api/connections?columns=name,protocol,user,client_properties'));
+    const raw = z.array(connectionSchema).parse(await this.get('/api/connections?columns=name,node,protocol,user,client_properties'));
     return raw.map((connection) => {
       const clientId = connection.client_properties?.client_id;
       const connectionName = connection.client_properties?.connection_name;
       return {
         name: connection.name,
         protocol: connection.protocol ?? 'unknown',
+        ...(connection.node !== undefined ? { node: connection.node } : {}),
         ...(typeof clientId === 'string' ? { mqttClientId: clientId } : {}),
         ...(typeof connectionName === 'string' ? { connectionName } : {}),
       };
