@@ -108,10 +108,6 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     return this.replyKeys.get(routingKey);
   }
 
-  has(rpcId: string): boolean {
-    return this.rpcs.has(rpcId);
-  }
-
   /** One RPC's steps in flow order (phase), then in arrival order. */
   steps(rpcId: string): TraceStep[] {
     const steps = this.rpcs.get(rpcId) ?? [];
