@@ -28,6 +28,25 @@ describe('the sandbox controller', () => {
     expect(sandbox.profile()).toMatchObject({ name: 'Sandbox broker', amqpUrl: 'amqp://guest:guest@127.0.0.1:1', exchange: 'amq.direct' });
   });
 
+  it('counts a start still running as the app\'s own: a stop meanwhile waits for it, then stops the node (a quit during start-up leaves nothing behind)', async () => {
+    const journal = new Journal();
+    const node = new FakeNode(journal);
+    let finishStart: () => void = () => undefined;
+    const start = node.start.bind(node);
+    node.start = () => new Promise((resolve) => (finishStart = () => resolve(start())));
+    const { sandbox } = controller(node);
+    const starting = sandbox.start();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(sandbox.view.state).toBe('starting');
+    expect(sandbox.owned).toBe(true);
+    const stopping = sandbox.stop();
+    finishStart();
+    await starting;
+    expect(await stopping).toMatchObject({ stopped: true });
+    expect(journal.entries).toEqual(['node.start', 'node.stop']);
+    expect(sandbox.owned).toBe(false);
+  });
+
   it('shows failed with the reason, and rethrows it, when the node cannot start', async () => {
     const node = new FakeNode();
     node.failStart = new Error('rabbitmq-server is not installed');

@@ -312,7 +312,8 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
 
   progress(`Starting RabbitMQ node ${nodeName} in ${dir}`);
   const logFd = openSync(logFile, 'a');
-  const child = spawn(serverScript, [], { detached: true, stdio: ['ignore', logFd, logFd], env });
+  // In its own folder: an Erlang crash dump (erl_crash.dump) lands there, not in whatever folder the user ran us from.
+  const child = spawn(serverScript, [], { detached: true, stdio: ['ignore', logFd, logFd], env, cwd: dir });
   closeSync(logFd);
   let exited = false;
   child.once('exit', () => {

@@ -31,6 +31,8 @@ export class SandboxController {
   private watchTimer: NodeJS.Timeout | undefined;
   /** pid of the node this app started: a node someone restarted outside the app is not the app's to stop on quit */
   private ownedPid: number | undefined;
+  /** a start this app asked for and that has not settled yet: a quit meanwhile waits for it, then stops the node */
+  private starting: Promise<unknown> | undefined;
 
   constructor(private readonly options: SandboxControllerOptions) {}
 
@@ -51,7 +53,9 @@ export class SandboxController {
     }
     this.set({ state: 'starting' });
     try {
-      const result = await this.options.node.start({ dir: this.options.dir });
+      const started = this.options.node.start({ dir: this.options.dir });
+      this.starting = started.finally(() => (this.starting = undefined)).catch(() => undefined);
+      const result = await started;
       this.ownedPid = result.reused ? undefined : result.info.pid;
       this.set({
         state: 'running',
@@ -67,8 +71,17 @@ export class SandboxController {
     return this.current;
   }
 
-  /** Stops the node (the caller closes what is connected to it first). */
+  /** Whether this app is starting the node now, or started the node that runs (so it is the app's to stop on quit). */
+  get owned(): boolean {
+    return this.starting !== undefined || this.current.ownedByApp === true;
+  }
+
+  /**
+   * Stops the node (the caller closes what is connected to it first). A start still running is waited for first: its
+   * node would otherwise come up after the stop and outlive the app.
+   */
   async stop(timeoutMs?: number): Promise<SandboxStopResult> {
+    if (this.starting) await this.starting;
     const result = await this.options.node.stop(this.options.dir, timeoutMs);
     this.set({ state: 'stopped' });
     return result;

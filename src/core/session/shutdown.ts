@@ -17,7 +17,7 @@ export interface ShutdownParts {
   mode: AppState['mode'];
   server: Pick<ServerController, 'active' | 'stop'>;
   tracing: Pick<TracingController, 'view'>;
-  sandbox: Pick<SandboxController, 'view' | 'stop'>;
+  sandbox: Pick<SandboxController, 'view' | 'stop' | 'owned'>;
   cancelLoad: () => void;
   tracingOff: () => Promise<TracerView>;
   /** closes the connection (and whatever runs on it) */
@@ -26,7 +26,8 @@ export interface ShutdownParts {
 
 export function shutdownTasks(parts: ShutdownParts): ShutdownTask[] {
   const whose = parts.mode === 'browser' ? 'this command' : 'the app';
-  const ownsSandbox = (): boolean => parts.sandbox.view.ownedByApp === true;
+  // Owned also while the app's own start is still running (a quit during start-up must not leave the node behind).
+  const ownsSandbox = (): boolean => parts.sandbox.owned;
   return [
     {
       what: 'drain the embedded server',
