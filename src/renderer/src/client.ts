@@ -40,19 +40,58 @@ export function ipcClient(bridge: PreloadBridge): BridgeClient {
 
 type Listener = (payload: unknown) => void;
 
-/** The browser transport: one WebSocket, invokes matched to replies by id, events fanned out to listeners. */
-export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = WebSocket): BridgeClient {
+/** Whether the page still reaches the BridgeScope host (browser mode); the Electron bridge is in-process and always up. */
+export type HostLinkState = { state: 'up' } | { state: 'down'; since: number; attempts: number };
+
+/** A transport that can lose the host: says when it did and when it is back. */
+export interface HostLink {
+  hostLink(): HostLinkState;
+  /** called on every change; returns the unsubscribe */
+  onHostLink(listener: (state: HostLinkState) => void): () => void;
+}
+
+export function hasHostLink(client: object): client is HostLink {
+  return typeof (client as Partial<HostLink>).onHostLink === 'function';
+}
+
+/** How long to wait before the next attempt to reach a host that went away: 1 s, then up to 5 s. */
+export function reconnectDelayMs(attempts: number): number {
+  return Math.min(5000, 1000 * Math.max(1, attempts));
+}
+
+/** The browser transport: one WebSocket, invokes matched to replies by id, events fanned out to listeners; reconnects after the host went away. */
+export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = WebSocket): BridgeClient & HostLink {
   let nextId = 0;
   const waiting = new Map<number, { resolve: (reply: InvokeReply<CommandName>) => void }>();
   const listeners = new Map<string, Set<Listener>>();
+  const linkListeners = new Set<(state: HostLinkState) => void>();
+  let link: HostLinkState = { state: 'up' };
   let socket: WebSocket | undefined;
   let opened: Promise<WebSocket> | undefined;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+
+  const setLink = (next: HostLinkState): void => {
+    link = next;
+    for (const listener of linkListeners) listener(next);
+  };
+
+  // Once the host went away, keep trying on a timer; events resume by themselves since the host sends them to every page.
+  const scheduleRetry = (): void => {
+    if (retry !== undefined || link.state !== 'down') return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      void connect().catch(() => undefined);
+    }, reconnectDelayMs(link.attempts));
+  };
 
   const connect = (): Promise<WebSocket> => {
     opened ??= new Promise((resolve, reject) => {
       const ws = new WebSocketImpl(url);
+      let wasOpen = false;
       ws.onopen = () => {
+        wasOpen = true;
         socket = ws;
+        if (link.state === 'down') setLink({ state: 'up' });
         resolve(ws);
       };
       ws.onerror = () => reject(new BackendError({ code: 'unreachable', message: 'Cannot reach the BridgeScope host (is `npm run web` still running, and is the token in the URL right?).' }));
@@ -62,6 +101,11 @@ export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = W
         for (const [id, waiter] of waiting) {
           waiter.resolve({ ok: false, error: { code: 'unreachable', message: 'The connection to the BridgeScope host closed.' } });
           waiting.delete(id);
+        }
+        // A page that never reached the host says so once, in its loading error; one that had it keeps trying.
+        if (wasOpen || link.state === 'down') {
+          setLink({ state: 'down', since: link.state === 'down' ? link.since : Date.now(), attempts: link.state === 'down' ? link.attempts + 1 : 0 });
+          scheduleRetry();
         }
       };
       ws.onmessage = (message: MessageEvent<string>) => {
@@ -94,6 +138,11 @@ export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = W
       set.add(listener as Listener);
       listeners.set(name, set);
       return () => void set.delete(listener as Listener);
+    },
+    hostLink: () => link,
+    onHostLink(listener) {
+      linkListeners.add(listener);
+      return () => void linkListeners.delete(listener);
     },
   };
 }
