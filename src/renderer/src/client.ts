@@ -2,6 +2,9 @@
 import type { BridgeClient, CommandArgs, CommandName, CommandResult, EventName, Events, InvokeReply } from '../../shared/contract';
 import type { ErrorShape } from '../../shared/errors';
 import { WS_PATH, type HostFrame, type InvokeFrame } from '../../shared/ws-frames';
+import { reconnectDelayMs, type HostLink, type HostLinkState } from './host-link';
+
+export { hasHostLink, type HostLink, type HostLinkState } from './host-link';
 
 /** An error that crossed the boundary as data: a code and one sentence. */
 export class BackendError extends Error {
@@ -39,25 +42,6 @@ export function ipcClient(bridge: PreloadBridge): BridgeClient {
 }
 
 type Listener = (payload: unknown) => void;
-
-/** Whether the page still reaches the BridgeScope host (browser mode); the Electron bridge is in-process and always up. */
-export type HostLinkState = { state: 'up' } | { state: 'down'; since: number; attempts: number };
-
-/** A transport that can lose the host: says when it did and when it is back. */
-export interface HostLink {
-  hostLink(): HostLinkState;
-  /** called on every change; returns the unsubscribe */
-  onHostLink(listener: (state: HostLinkState) => void): () => void;
-}
-
-export function hasHostLink(client: object): client is HostLink {
-  return typeof (client as Partial<HostLink>).onHostLink === 'function';
-}
-
-/** How long to wait before the next attempt to reach a host that went away: 1 s, then up to 5 s. */
-export function reconnectDelayMs(attempts: number): number {
-  return Math.min(5000, 1000 * Math.max(1, attempts));
-}
 
 /** The browser transport: one WebSocket, invokes matched to replies by id, events fanned out to listeners; reconnects after the host went away. */
 export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = WebSocket): BridgeClient & HostLink {

@@ -3,7 +3,7 @@ import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
 import type { AppState, ConnectionProfile, ProfileSummary } from '../../../shared/contract';
 import { useClient } from '../injection';
-import { hasHostLink, type HostLinkState } from '../client';
+import { hasHostLink, type HostLinkState } from '../host-link';
 import { useBusy } from './use-busy';
 
 export const useAppStore = defineStore('app', () => {

@@ -22,6 +22,7 @@ export const useBindingsStore = defineStore('bindings', () => {
   const view = ref<BindingsView>();
   /** every binding the polls have seen on this exchange, with when: a per-request reply binding is often gone by the next look */
   const seen = ref(new Map<string, SeenBinding>());
+  let seenOn: string | undefined;
   const probe = ref<ProbeVerdict>();
   const listing = useBusy();
   const probing = useBusy();
@@ -37,7 +38,9 @@ export const useBindingsStore = defineStore('bindings', () => {
   }
 
   function remember(next: BindingsView, at: number): void {
-    const map = view.value?.exchange === next.exchange ? new Map(seen.value) : new Map<string, SeenBinding>();
+    // What was seen on another exchange says nothing about this one.
+    const map = seenOn === next.exchange ? new Map(seen.value) : new Map<string, SeenBinding>();
+    seenOn = next.exchange;
     const present = new Set<string>();
     for (const binding of next.bindings) {
       const key = `${binding.destination}\u0000${binding.bindingKey}`;

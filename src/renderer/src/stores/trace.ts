@@ -4,7 +4,7 @@ import { computed, ref, shallowRef } from 'vue';
 import { stepPhase, TRACE_EXPORT_FORMAT, type RpcTraceSummary, type TraceExport, type TraceStep } from '../../../shared/trace';
 import { summarize } from '../../../shared/trace-summary';
 import { messageOf, useClient } from '../injection';
-import { hasHostLink } from '../client';
+import { hasHostLink } from '../host-link';
 import { useBusy } from './use-busy';
 import { useAppStore } from './app';
 
