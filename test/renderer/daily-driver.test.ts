@@ -327,7 +327,13 @@ describe('the Trace panel', () => {
     trace.ingest(rpcSteps('from-load', 2000));
     trace.loadActive = false;
     trace.ingest(rpcSteps('from-device', 3000, { client: false }));
-    expect(['from-compose', 'from-load', 'from-device'].map((id) => trace.originOf(id))).toEqual(['compose', 'load', 'external']);
+    // A load run's last steps can come after the run's answer: still the run's.
+    trace.ingest(rpcSteps('late-load', 3500));
+    expect(['from-compose', 'from-load', 'from-device', 'late-load'].map((id) => trace.originOf(id))).toEqual(['compose', 'load', 'external', 'load']);
+    // Read again (the host came back, or a reload): what the page knew stays, the rest is from earlier.
+    trace.reset([...rpcSteps('from-compose', 1000), ...rpcSteps('from-load', 2000), ...rpcSteps('before-page', 500)]);
+    expect(['from-compose', 'from-load', 'before-page'].map((id) => trace.originOf(id))).toEqual(['compose', 'load', 'earlier']);
+    trace.ingest(rpcSteps('from-device', 3000, { client: false }));
     trace.origin = 'compose';
     expect(trace.visibleIds).toEqual(['from-compose']);
     trace.origin = 'external';
@@ -339,6 +345,7 @@ describe('the Trace panel', () => {
     const { wrapper } = mountWith(TraceRpcList, {});
     const longTopic = `reply/${'0123456789abcdef'.repeat(4)}`;
     useTraceStore().ingest(rpcSteps('rpc-long', new Date(2026, 0, 2, 13, 4, 5).getTime(), { replyTopic: longTopic }));
+    useTraceStore().markComposed('rpc-long');
     await flushPromises();
     const row = wrapper.find('[data-testid=trace-row]');
     expect(row.find('[data-testid=trace-row-time]').text()).toBe('13:04:05');
@@ -456,6 +463,7 @@ describe('the Bindings panel', () => {
   it("labels BridgeScope's own reply binding and highlights the one the last reply needs", async () => {
     const { wrapper } = mountWith(BindingsPanel, { 'broker.bindings.list': () => view([queueBinding, replyBinding('reply.mine'), replyBinding('sensors.x', 'device-7')]) }, connected);
     useTraceStore().ingest(rpcSteps('mine', 1000, { replyTopic: 'reply/mine', strategy: 'shared' }));
+    useTraceStore().markComposed('mine');
     await flushPromises();
     const rows = wrapper.findAll('[data-testid=binding-row]');
     expect(rows.map((row) => row.attributes('data-needed'))).toEqual([undefined, 'reply', undefined]);
@@ -469,6 +477,7 @@ describe('the Bindings panel', () => {
     const { wrapper } = mountWith(BindingsPanel, { 'broker.bindings.list': () => view([queueBinding]) }, connected);
     const start = new Date(2026, 0, 2, 9, 0, 1).getTime();
     useTraceStore().ingest(rpcSteps('gone', start));
+    useTraceStore().markComposed('gone');
     await flushPromises();
     expect(wrapper.find('[data-testid=bindings-need-gone]').text()).toBe('gone: was there from 09:00:01 to 09:00:01');
     expect(wrapper.find('[data-testid=binding-gone-row]').text()).toContain('reply.gone');

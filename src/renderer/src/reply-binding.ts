@@ -13,6 +13,8 @@ export interface ReplyBindingNeed {
   /** from the trace: when the client subscribed to the reply topic, and when the call ended (a per-request subscription goes then) */
   subscribedAt?: number;
   endedAt?: number;
+  /** the queue the broker delivered the reply to (firehose), i.e. the binding's destination */
+  queue?: string;
 }
 
 /** The need of one RPC from its steps; undefined before its reply topic is known. */
@@ -21,7 +23,9 @@ export function replyBindingNeed(rpcId: string, steps: TraceStep[]): ReplyBindin
   let strategy: ReplyStrategy | undefined;
   let subscribedAt: number | undefined;
   let endedAt: number | undefined;
+  let queue: string | undefined;
   for (const step of steps) {
+    if (step.kind === 'broker.delivered' && step.detail.leg === 'reply') queue = step.detail.queue;
     if (step.kind === 'composed') {
       replyTopic = step.detail.replyTopic;
       strategy = step.detail.replyStrategy;
@@ -40,6 +44,7 @@ export function replyBindingNeed(rpcId: string, steps: TraceStep[]): ReplyBindin
     pending: endedAt === undefined,
     ...(subscribedAt !== undefined ? { subscribedAt } : {}),
     ...(endedAt !== undefined ? { endedAt } : {}),
+    ...(queue !== undefined ? { queue } : {}),
   };
 }
 

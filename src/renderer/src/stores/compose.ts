@@ -124,12 +124,15 @@ export const useComposeStore = defineStore('compose', () => {
     rpcId.value = undefined;
     verdict.value = undefined;
     const entry: HistoryEntry = { request, at: Date.now() };
+    trace.composePending = true;
     const replied = await sending.run(async () => {
       try {
         return await client.invoke('rpc.request.send', request);
       } catch (err) {
         Object.assign(entry, rpcFailureOf(err));
         throw err;
+      } finally {
+        trace.composePending = false;
       }
     }, 'Waiting for the reply');
     if (replied) {

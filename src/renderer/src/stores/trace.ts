@@ -10,8 +10,11 @@ import { useAppStore } from './app';
 
 export const MAX_RPCS_SHOWN = 20_000;
 
-/** Where an RPC came from: sent from Compose, by a load run of this page, or by someone else (only the server or the broker saw it). */
-export type RpcOrigin = 'compose' | 'load' | 'external';
+/**
+ * Where an RPC came from: sent from Compose, by a load run of this page, by this app's client before the page saw it
+ * (a reload or an import), or by someone else (only the server or the broker saw it).
+ */
+export type RpcOrigin = 'compose' | 'load' | 'earlier' | 'external';
 
 export const useTraceStore = defineStore('trace', () => {
   const client = useClient();
@@ -38,6 +41,11 @@ export const useTraceStore = defineStore('trace', () => {
   const composeIds = new Set<string>();
   const loadIds = new Set<string>();
   const ourIds = new Set<string>();
+  /** set by Compose while its send waits for the answer */
+  const composePending = ref(false);
+  const composePendingIds = new Set<string>();
+  /** RPCs of this app's client that were in the trace before this page saw them come (a reload, an import) */
+  const earlierIds = new Set<string>();
 
   function ingest(steps: TraceStep[]): void {
     for (const step of steps) {
@@ -47,6 +55,7 @@ export const useTraceStore = defineStore('trace', () => {
         byRpc.set(step.rpcId, list);
         order.push(step.rpcId);
         if (loadActive.value) loadIds.add(step.rpcId);
+        else if (composePending.value) composePendingIds.add(step.rpcId);
       }
       // This page's client publishes Compose's and the load run's requests; an RPC it never published is someone else's.
       if (step.source === 'client') ourIds.add(step.rpcId);
@@ -64,6 +73,8 @@ export const useTraceStore = defineStore('trace', () => {
         summaries.delete(id);
         loadIds.delete(id);
         ourIds.delete(id);
+        composePendingIds.delete(id);
+        earlierIds.delete(id);
       }
       order = order.slice(excess);
       droppedRpcs.value += excess;
@@ -75,13 +86,17 @@ export const useTraceStore = defineStore('trace', () => {
     byRpc.clear();
     haystacks.clear();
     summaries.clear();
+    // Where an RPC came from is kept across a reset (the same host read again); one this page never saw is from earlier.
+    const known = new Set([...order, ...composeIds]);
     order = [];
-    loadIds.clear();
-    ourIds.clear();
     totalSteps.value = 0;
     droppedRpcs.value = 0;
     selectedId.value = undefined;
+    const wasLoading = loadActive.value;
+    loadActive.value = false;
     ingest(steps);
+    loadActive.value = wasLoading;
+    for (const id of order) if (!known.has(id)) earlierIds.add(id);
   }
 
   function summary(rpcId: string): RpcTraceSummary {
@@ -93,11 +108,15 @@ export const useTraceStore = defineStore('trace', () => {
     return cached;
   }
 
-  /** Compose's: it says so once the call returned (a request still pending with our client is taken as Compose's too). */
+  /**
+   * Compose claims its RPC once the call returned; until then, one of our client's RPCs is Compose's while a Compose send is
+   * pending and no load run goes. Otherwise it is a load run's: its last steps can arrive after the run's answer.
+   */
   function originOf(rpcId: string): RpcOrigin {
     if (composeIds.has(rpcId)) return 'compose';
     if (!ourIds.has(rpcId)) return 'external';
-    return loadIds.has(rpcId) ? 'load' : 'compose';
+    if (earlierIds.has(rpcId)) return 'earlier';
+    return !loadIds.has(rpcId) && composePendingIds.has(rpcId) ? 'compose' : 'load';
   }
 
   /** The newest RPC from `from`, if any. */
@@ -245,6 +264,7 @@ export const useTraceStore = defineStore('trace', () => {
     show,
     origin,
     loadActive,
+    composePending,
     error,
     lastImport,
     originOf,
