@@ -165,6 +165,28 @@ describe('the inspector as a daily driver, in Chromium', () => {
     await shootEveryPanel('used');
   });
 
+  it('gives every control of every panel a name a screen reader can say', async () => {
+    const unnamed: string[] = [];
+    for (const panel of panels) {
+      await page.click(`[data-testid=tab-${panel}]`);
+      await page.waitForSelector(`[data-testid=panel-${panel}]`, { state: 'visible' });
+      unnamed.push(
+        ...(await page.$$eval('button, input:not([type=hidden]), select, textarea', (controls) =>
+          controls
+            // Shown ones only (the file input is hidden and driven by its Import button); the DOM's types are not loaded here.
+            .filter((control) => (control as unknown as { offsetParent: unknown }).offsetParent !== null)
+            .filter((control) => {
+              const labels = (control as unknown as { labels?: { length: number } | null }).labels;
+              const named = control.getAttribute('aria-label') || control.getAttribute('aria-labelledby') || (labels?.length ?? 0) > 0 || (control.tagName === 'BUTTON' && control.textContent?.trim());
+              return !named;
+            })
+            .map((control) => `${control.tagName.toLowerCase()} ${control.getAttribute('data-testid') ?? control.outerHTML.slice(0, 80)}`),
+        )).map((control) => `${panel}: ${control}`),
+      );
+    }
+    expect(unnamed).toEqual([]);
+  });
+
   it('says "disconnected from BridgeScope" within a couple of seconds of the host stopping, and no pill says connected', async () => {
     await page.click('[data-testid=tab-compose]');
     await inspector?.ui.stop();

@@ -310,6 +310,17 @@ describe('the trace timeline', () => {
     expect(wrapper.find('[data-testid=trace-total]').text()).toBe('Total: 9 ms from the first step to the last.');
   });
 
+  it('says the broker routed the request before its PUBACK reached the client, when that is why', () => {
+    const acked: TraceStep[] = [
+      steps[1]!,
+      { rpcId: 'a', seq: 6, at: at + 5, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } },
+      { ...steps[2]!, at: at + 3 },
+    ];
+    expect(timelineOf(acked).rows[2]!.clockNote).toBe(
+      'Stamped 2 ms before the step above: the broker routed the request before its PUBACK reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.',
+    );
+  });
+
   it('says nothing about clocks when the times read top to bottom', () => {
     const wrapper = mount(TraceTimeline, { props: { steps: steps.filter((step) => step.source !== 'broker') } });
     expect(wrapper.find('[data-testid=trace-clock-note]').exists()).toBe(false);

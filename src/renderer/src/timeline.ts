@@ -23,12 +23,16 @@ export interface Timeline {
 }
 
 function clockNote(step: TraceStep, above: TraceStep, behindMs: number): string {
-  const by = `${behindMs} ms before the step above`;
-  if (step.source === 'broker' || above.source === 'broker') {
-    return `Stamped ${by}: broker steps carry the time BridgeScope read them from the firehose, not the time the broker acted, so they can lag the client's and the server's own steps.`;
+  const by = `Stamped ${behindMs} ms before the step above`;
+  // The client stamps an ack when it arrives; the broker had routed the request before sending it.
+  if (above.kind === 'mqtt.acknowledged' && step.source === 'broker') {
+    return `${by}: the broker routed the request before its ${above.detail.packet.toUpperCase()} reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.`;
   }
-  if (step.source !== above.source) return `Stamped ${by}: the ${step.source}'s and the ${above.source}'s clocks disagree (they are different processes), so the path's order is shown.`;
-  return `Stamped ${by} by the same ${step.source}: recorded out of order.`;
+  if (step.source === 'broker' || above.source === 'broker') {
+    return `${by}: broker steps carry the time BridgeScope read them from the firehose, the client's and the server's their own, so the two clocks disagree by a few ms. The list follows the path, not the clocks.`;
+  }
+  if (step.source !== above.source) return `${by}: the ${step.source} and the ${above.source} stamp their own steps, and their clocks disagree. The list follows the path, not the clocks.`;
+  return `${by} by the same ${step.source}: recorded out of order.`;
 }
 
 /** Steps come in the path's order (src/shared/trace.ts stepPhase); the verdict is a conclusion above the timeline, not a step on it. */
