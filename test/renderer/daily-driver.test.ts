@@ -164,6 +164,28 @@ describe('when the BridgeScope host goes away', () => {
   });
 });
 
+describe('the trace after the host came back', () => {
+  it('reads the whole trace again and keeps the RPC the user was looking at selected', async () => {
+    const linkListeners = new Set<(state: HostLinkState) => void>();
+    let snapshot = rpcSteps('seen', 1000);
+    const client = Object.assign(fakeClient({ 'trace.snapshot.get': () => ({ steps: snapshot, dropped: { rpcs: 0, steps: 0 } }) }), {
+      hostLink: (): HostLinkState => ({ state: 'up' }),
+      onHostLink: (listener: (state: HostLinkState) => void) => (linkListeners.add(listener), () => void linkListeners.delete(listener)),
+    });
+    const pinia = createPinia();
+    setActivePinia(pinia);
+    mount({ template: '<div />' }, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+    const trace = useTraceStore();
+    await trace.start();
+    trace.select('seen');
+    snapshot = [...rpcSteps('seen', 1000), ...rpcSteps('while-away', 2000)];
+    linkListeners.forEach((listener) => listener({ state: 'up' }));
+    await flushPromises();
+    expect(trace.visibleIds).toEqual(['while-away', 'seen']);
+    expect(trace.selectedId).toBe('seen');
+  });
+});
+
 describe('the app at start-up', () => {
   it('keeps the tab the user clicked while it loaded, instead of switching to Compose', async () => {
     let answer: (state: AppState) => void = () => undefined;
