@@ -2,6 +2,9 @@
 import type { BridgeClient, CommandArgs, CommandName, CommandResult, EventName, Events, InvokeReply } from '../../shared/contract';
 import type { ErrorShape } from '../../shared/errors';
 import { WS_PATH, type HostFrame, type InvokeFrame } from '../../shared/ws-frames';
+import { reconnectDelayMs, type HostLink, type HostLinkState } from './host-link';
+
+export { hasHostLink, type HostLink, type HostLinkState } from './host-link';
 
 /** An error that crossed the boundary as data: a code and one sentence. */
 export class BackendError extends Error {
@@ -40,19 +43,39 @@ export function ipcClient(bridge: PreloadBridge): BridgeClient {
 
 type Listener = (payload: unknown) => void;
 
-/** The browser transport: one WebSocket, invokes matched to replies by id, events fanned out to listeners. */
-export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = WebSocket): BridgeClient {
+/** The browser transport: one WebSocket, invokes matched to replies by id, events fanned out to listeners; reconnects after the host went away. */
+export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = WebSocket): BridgeClient & HostLink {
   let nextId = 0;
   const waiting = new Map<number, { resolve: (reply: InvokeReply<CommandName>) => void }>();
   const listeners = new Map<string, Set<Listener>>();
+  const linkListeners = new Set<(state: HostLinkState) => void>();
+  let link: HostLinkState = { state: 'up' };
   let socket: WebSocket | undefined;
   let opened: Promise<WebSocket> | undefined;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+
+  const setLink = (next: HostLinkState): void => {
+    link = next;
+    for (const listener of linkListeners) listener(next);
+  };
+
+  // Once the host went away, keep trying on a timer; events resume by themselves since the host sends them to every page.
+  const scheduleRetry = (): void => {
+    if (retry !== undefined || link.state !== 'down') return;
+    retry = setTimeout(() => {
+      retry = undefined;
+      void connect().catch(() => undefined);
+    }, reconnectDelayMs(link.attempts));
+  };
 
   const connect = (): Promise<WebSocket> => {
     opened ??= new Promise((resolve, reject) => {
       const ws = new WebSocketImpl(url);
+      let wasOpen = false;
       ws.onopen = () => {
+        wasOpen = true;
         socket = ws;
+        if (link.state === 'down') setLink({ state: 'up' });
         resolve(ws);
       };
       ws.onerror = () => reject(new BackendError({ code: 'unreachable', message: 'Cannot reach the BridgeScope host (is `npm run web` still running, and is the token in the URL right?).' }));
@@ -62,6 +85,11 @@ export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = W
         for (const [id, waiter] of waiting) {
           waiter.resolve({ ok: false, error: { code: 'unreachable', message: 'The connection to the BridgeScope host closed.' } });
           waiting.delete(id);
+        }
+        // A page that never reached the host says so once, in its loading error; one that had it keeps trying.
+        if (wasOpen || link.state === 'down') {
+          setLink({ state: 'down', since: link.state === 'down' ? link.since : Date.now(), attempts: link.state === 'down' ? link.attempts + 1 : 0 });
+          scheduleRetry();
         }
       };
       ws.onmessage = (message: MessageEvent<string>) => {
@@ -94,6 +122,11 @@ export function webSocketClient(url: string, WebSocketImpl: typeof WebSocket = W
       set.add(listener as Listener);
       listeners.set(name, set);
       return () => void set.delete(listener as Listener);
+    },
+    hostLink: () => link,
+    onHostLink(listener) {
+      linkListeners.add(listener);
+      return () => void linkListeners.delete(listener);
     },
   };
 }

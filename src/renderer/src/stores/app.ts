@@ -3,6 +3,7 @@ import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
 import type { AppState, ConnectionProfile, ProfileSummary } from '../../../shared/contract';
 import { useClient } from '../injection';
+import { hasHostLink, type HostLinkState } from '../host-link';
 import { useBusy } from './use-busy';
 
 export const useAppStore = defineStore('app', () => {
@@ -14,17 +15,34 @@ export const useAppStore = defineStore('app', () => {
   const ready = computed(() => state.value !== undefined);
   const connected = computed(() => state.value?.links.mqtt.state === 'connected' && state.value.links.amqp.state === 'connected');
 
+  /** browser mode: whether the page still reaches `bridgescope ui`; while it does not, nothing else shown is known to be true */
+  const host = ref<HostLinkState>(hasHostLink(client) ? client.hostLink() : { state: 'up' });
+  const hostDown = computed(() => host.value.state === 'down');
+
   const run = <T>(label: string, work: () => Promise<T>): Promise<T | undefined> => attempt(work, label);
 
   async function load(): Promise<() => void> {
     const unsubscribe = client.on('app.state.changed', (next) => {
       state.value = next;
     });
-    await run('Loading', async () => {
-      state.value = await client.invoke('app.state.get', {});
-      profiles.value = await client.invoke('profile.list', {});
-    });
-    return unsubscribe;
+    const refresh = () =>
+      run('Loading', async () => {
+        state.value = await client.invoke('app.state.get', {});
+        profiles.value = await client.invoke('profile.list', {});
+      });
+    // Back from a host that went away: what it says now replaces what the page last heard.
+    const offHost = hasHostLink(client)
+      ? client.onHostLink((next) => {
+          const wasDown = host.value.state === 'down';
+          host.value = next;
+          if (wasDown && next.state === 'up') void refresh();
+        })
+      : () => undefined;
+    await refresh();
+    return () => {
+      unsubscribe();
+      offHost();
+    };
   }
 
   const startSandbox = () =>
@@ -59,5 +77,5 @@ export const useAppStore = defineStore('app', () => {
 
   const loadProfile = (name: string) => run('Loading the profile', () => client.invoke('profile.load', { name }));
 
-  return { state, profiles, busy, error, ready, connected, load, startSandbox, connect, disconnect, saveProfile, deleteProfile, loadProfile };
+  return { state, host, hostDown, profiles, busy, error, ready, connected, load, startSandbox, connect, disconnect, saveProfile, deleteProfile, loadProfile };
 });

@@ -6,10 +6,23 @@ import type { ProbeVerdict } from '../../../shared/broker';
 import { useClient } from '../injection';
 import { useBusy } from './use-busy';
 
+export interface SeenBinding {
+  bindingKey: string;
+  destination: string;
+  mqttClientId?: string;
+  /** when a poll first and last saw it, and the first poll that did not */
+  firstSeen: number;
+  lastSeen: number;
+  goneAt?: number;
+}
+
 export const useBindingsStore = defineStore('bindings', () => {
   const client = useClient();
   const exchange = ref('amq.direct');
   const view = ref<BindingsView>();
+  /** every binding the polls have seen on this exchange, with when: a per-request reply binding is often gone by the next look */
+  const seen = ref(new Map<string, SeenBinding>());
+  let seenOn: string | undefined;
   const probe = ref<ProbeVerdict>();
   const listing = useBusy();
   const probing = useBusy();
@@ -18,8 +31,25 @@ export const useBindingsStore = defineStore('bindings', () => {
 
   async function refresh(): Promise<void> {
     await listing.run(async () => {
-      view.value = await client.invoke('broker.bindings.list', { exchange: exchange.value });
+      const next = await client.invoke('broker.bindings.list', { exchange: exchange.value });
+      remember(next, Date.now());
+      view.value = next;
     });
+  }
+
+  function remember(next: BindingsView, at: number): void {
+    // What was seen on another exchange says nothing about this one.
+    const map = seenOn === next.exchange ? new Map(seen.value) : new Map<string, SeenBinding>();
+    seenOn = next.exchange;
+    const present = new Set<string>();
+    for (const binding of next.bindings) {
+      const key = `${binding.destination}\u0000${binding.bindingKey}`;
+      present.add(key);
+      const before = map.get(key);
+      map.set(key, { bindingKey: binding.bindingKey, destination: binding.destination, mqttClientId: binding.mqttClientId, firstSeen: before && before.goneAt === undefined ? before.firstSeen : at, lastSeen: at });
+    }
+    for (const [key, binding] of map) if (!present.has(key) && binding.goneAt === undefined) map.set(key, { ...binding, goneAt: at });
+    seen.value = map;
   }
 
   async function runProbe(): Promise<void> {
@@ -35,5 +65,5 @@ export const useBindingsStore = defineStore('bindings', () => {
     return () => clearInterval(timer);
   }
 
-  return { exchange, view, loading: listing.active, error, probe, probing: probing.active, refresh, runProbe, watchLive };
+  return { exchange, view, seen, remember, loading: listing.active, error, probe, probing: probing.active, refresh, runProbe, watchLive };
 });

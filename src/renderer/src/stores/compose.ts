@@ -1,6 +1,6 @@
 /** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send, history and templates. */
 import { defineStore } from 'pinia';
-import { computed, reactive, ref } from 'vue';
+import { computed, reactive, ref, watch } from 'vue';
 import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
 import type { CheckLine } from '../../../shared/broker';
 import type { RpcOutcome } from '../../../shared/rpc';
@@ -9,6 +9,8 @@ import { messageOf, useClient, useStorage } from '../injection';
 import type { Verdict } from '../../../shared/diagnosis';
 import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
+import { useTraceStore } from './trace';
+import { timeoutProblem } from '../form-checks';
 
 export interface HistoryEntry {
   request: SendRequestArgs;
@@ -43,6 +45,7 @@ export function payloadProblem(text: string): string | undefined {
 export const useComposeStore = defineStore('compose', () => {
   const client = useClient();
   const storage = useStorage();
+  const trace = useTraceStore();
   const form = reactive<SendRequestArgs>({
     topic: 'rpc_queue',
     qos: 1,
@@ -66,11 +69,22 @@ export const useComposeStore = defineStore('compose', () => {
   const checking = useBusy();
 
   const payloadError = computed(() => payloadProblem(form.payloadText));
+  // v-model.number leaves '' in the field when it is emptied: a sentence next to it, and no send.
+  const timeoutError = computed(() => timeoutProblem(form.timeoutMs as number | string));
   const blocked = computed(
     () =>
       payloadError.value !== undefined ||
+      timeoutError.value !== undefined ||
       hasBlockingIssue(requestMapping.value.issues) ||
       hasBlockingIssue(replyMapping.value?.issues ?? []),
+  );
+
+  // Pre-flight results are about one topic, reply topic and strategy: changing any of them makes them stale.
+  watch(
+    () => [form.topic, form.replyTopic, form.strategy],
+    () => {
+      checks.value = [];
+    },
   );
 
   function readTemplates(): Template[] {
@@ -104,28 +118,34 @@ export const useComposeStore = defineStore('compose', () => {
   }
 
   async function send(request: SendRequestArgs = snapshot()): Promise<void> {
-    if (sending.active.value) return;
+    if (sending.active.value || blocked.value) return;
     // The result area shows the last send's result: a new send starts from nothing.
     outcome.value = undefined;
     rpcId.value = undefined;
     verdict.value = undefined;
     const entry: HistoryEntry = { request, at: Date.now() };
+    trace.composePending = true;
     const replied = await sending.run(async () => {
       try {
         return await client.invoke('rpc.request.send', request);
       } catch (err) {
         Object.assign(entry, rpcFailureOf(err));
         throw err;
+      } finally {
+        trace.composePending = false;
       }
     }, 'Waiting for the reply');
     if (replied) {
       outcome.value = replied;
+      // A reply proves what a failed pre-flight said: its FAIL lines would now contradict the result shown below them.
+      if (checks.value.some((line) => line.status !== 'pass')) checks.value = [];
       Object.assign(entry, { outcome: replied, rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
     } else {
       entry.error = sending.error.value;
     }
     rpcId.value = entry.rpcId;
     verdict.value = entry.verdict;
+    if (entry.rpcId !== undefined) trace.markComposed(entry.rpcId);
     history.value = [entry, ...history.value].slice(0, HISTORY_LIMIT);
   }
 
@@ -136,6 +156,18 @@ export const useComposeStore = defineStore('compose', () => {
 
   function saveTemplate(name: string): void {
     templates.value = [...templates.value.filter((template) => template.name !== name), { name, request: snapshot() }];
+    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
+  }
+
+  function deleteTemplate(name: string): void {
+    templates.value = templates.value.filter((template) => template.name !== name);
+    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
+  }
+
+  /** Renames in place (a template already called `to` is replaced). */
+  function renameTemplate(from: string, to: string): void {
+    if (from === to) return;
+    templates.value = templates.value.filter((template) => template.name !== to).map((template) => (template.name === from ? { ...template, name: to } : template));
     storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
   }
 
@@ -158,11 +190,14 @@ export const useComposeStore = defineStore('compose', () => {
     checks,
     checksError: checking.error,
     payloadError,
+    timeoutError,
     blocked,
     runChecks,
     send,
     replay,
     saveTemplate,
+    deleteTemplate,
+    renameTemplate,
     useTemplate,
   };
 });

@@ -8,12 +8,25 @@ export type Tab = 'connections' | 'server' | 'compose' | 'bindings' | 'trace' | 
 export const useNavStore = defineStore('nav', () => {
   const trace = useTraceStore();
   const tab = ref<Tab>('connections');
+  /** whether the user (or a panel acting for them) picked the panel: the app's own start-up guess never overrides that */
+  const chosen = ref(false);
+
+  /** Shows `next` because the user asked for it. */
+  function show(next: Tab): void {
+    chosen.value = true;
+    tab.value = next;
+  }
+
+  /** The app's guess at start-up (Compose once a profile is connected): taken only if the user has not picked a panel yet. */
+  function suggest(next: Tab): void {
+    if (!chosen.value) tab.value = next;
+  }
 
   /** Shows the Trace panel with `rpcId` selected (and listed, even if the search or the filter hid it). */
   function openInTrace(rpcId: string): void {
     trace.reveal(rpcId);
-    tab.value = 'trace';
+    show('trace');
   }
 
-  return { tab, openInTrace };
+  return { tab, chosen, show, suggest, openInTrace };
 });

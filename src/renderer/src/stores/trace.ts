@@ -1,13 +1,20 @@
 /** The trace as the inspector shows it: steps per RPC, ingested in batches, searchable, exportable. */
 import { defineStore } from 'pinia';
 import { computed, ref, shallowRef } from 'vue';
-import { stepPhase, type RpcTraceSummary, type TraceExport, type TraceStep } from '../../../shared/trace';
+import { stepPhase, TRACE_EXPORT_FORMAT, type RpcTraceSummary, type TraceExport, type TraceStep } from '../../../shared/trace';
 import { summarize } from '../../../shared/trace-summary';
 import { messageOf, useClient } from '../injection';
+import { hasHostLink } from '../host-link';
 import { useBusy } from './use-busy';
 import { useAppStore } from './app';
 
 export const MAX_RPCS_SHOWN = 20_000;
+
+/**
+ * Where an RPC came from: sent from Compose, by a load run of this page, by this app's client before the page saw it
+ * (a reload or an import), or by someone else (only the server or the broker saw it).
+ */
+export type RpcOrigin = 'compose' | 'load' | 'earlier' | 'external';
 
 export const useTraceStore = defineStore('trace', () => {
   const client = useClient();
@@ -26,7 +33,19 @@ export const useTraceStore = defineStore('trace', () => {
   const show = ref<'all' | 'warnings' | 'failed'>('all');
   // One error line for the panel's actions (snapshot, firehose, export, import, clear); reset as useBusy says.
   const { error, run } = useBusy();
-  const lastImport = shallowRef<{ rpcs: number }>();
+  const lastImport = shallowRef<{ rpcs: number; file?: string }>();
+  /** which RPCs to list by where they came from */
+  const origin = ref<'all' | RpcOrigin>('all');
+  /** set by the Load panel while its run goes: RPCs first seen then are the run's */
+  const loadActive = ref(false);
+  const composeIds = new Set<string>();
+  const loadIds = new Set<string>();
+  const ourIds = new Set<string>();
+  /** set by Compose while its send waits for the answer */
+  const composePending = ref(false);
+  const composePendingIds = new Set<string>();
+  /** RPCs of this app's client that were in the trace before this page saw them come (a reload, an import) */
+  const earlierIds = new Set<string>();
 
   function ingest(steps: TraceStep[]): void {
     for (const step of steps) {
@@ -35,7 +54,11 @@ export const useTraceStore = defineStore('trace', () => {
         list = [];
         byRpc.set(step.rpcId, list);
         order.push(step.rpcId);
+        if (loadActive.value) loadIds.add(step.rpcId);
+        else if (composePending.value) composePendingIds.add(step.rpcId);
       }
+      // This page's client publishes Compose's and the load run's requests; an RPC it never published is someone else's.
+      if (step.source === 'client') ourIds.add(step.rpcId);
       list.push(step);
       haystacks.delete(step.rpcId);
       summaries.delete(step.rpcId);
@@ -48,6 +71,10 @@ export const useTraceStore = defineStore('trace', () => {
         byRpc.delete(id);
         haystacks.delete(id);
         summaries.delete(id);
+        loadIds.delete(id);
+        ourIds.delete(id);
+        composePendingIds.delete(id);
+        earlierIds.delete(id);
       }
       order = order.slice(excess);
       droppedRpcs.value += excess;
@@ -59,11 +86,17 @@ export const useTraceStore = defineStore('trace', () => {
     byRpc.clear();
     haystacks.clear();
     summaries.clear();
+    // Where an RPC came from is kept across a reset (the same host read again); one this page never saw is from earlier.
+    const known = new Set([...order, ...composeIds]);
     order = [];
     totalSteps.value = 0;
     droppedRpcs.value = 0;
     selectedId.value = undefined;
+    const wasLoading = loadActive.value;
+    loadActive.value = false;
     ingest(steps);
+    loadActive.value = wasLoading;
+    for (const id of order) if (!known.has(id)) earlierIds.add(id);
   }
 
   function summary(rpcId: string): RpcTraceSummary {
@@ -73,6 +106,32 @@ export const useTraceStore = defineStore('trace', () => {
       summaries.set(rpcId, cached);
     }
     return cached;
+  }
+
+  /**
+   * Compose claims its RPC once the call returned; until then, one of our client's RPCs is Compose's while a Compose send is
+   * pending and no load run goes. Otherwise it is a load run's: its last steps can arrive after the run's answer.
+   */
+  function originOf(rpcId: string): RpcOrigin {
+    if (composeIds.has(rpcId)) return 'compose';
+    if (!ourIds.has(rpcId)) return 'external';
+    if (earlierIds.has(rpcId)) return 'earlier';
+    return !loadIds.has(rpcId) && composePendingIds.has(rpcId) ? 'compose' : 'load';
+  }
+
+  /** The newest RPC from `from`, if any. */
+  function newestFrom(from: RpcOrigin): string | undefined {
+    void version.value;
+    for (let index = order.length - 1; index >= 0; index -= 1) {
+      const id = order[index] as string;
+      if (originOf(id) === from) return id;
+    }
+    return undefined;
+  }
+
+  function markComposed(rpcId: string): void {
+    composeIds.add(rpcId);
+    version.value += 1;
   }
 
   function stepsOf(rpcId: string): TraceStep[] {
@@ -95,6 +154,7 @@ export const useTraceStore = defineStore('trace', () => {
     let ids = needle === '' ? order : order.filter((id) => haystack(id).includes(needle));
     if (show.value === 'warnings') ids = ids.filter((id) => summary(id).warnings.length > 0);
     if (show.value === 'failed') ids = ids.filter((id) => ['failed', 'rejected'].includes(summary(id).state));
+    if (origin.value !== 'all') ids = ids.filter((id) => originOf(id) === origin.value);
     return [...ids].reverse();
   });
 
@@ -110,10 +170,25 @@ export const useTraceStore = defineStore('trace', () => {
   async function start(): Promise<() => void> {
     const offAdded = client.on('trace.steps.added', ({ steps }) => ingest(steps));
     const offReset = client.on('trace.store.reset', ({ steps }) => reset(steps));
-    await run(async () => reset((await client.invoke('trace.snapshot.get', {})).steps), 'Loading the trace');
+    const load = () =>
+      run(async () => {
+        const { steps } = await client.invoke('trace.snapshot.get', {});
+        // Read again after the host came back: the RPC the user was looking at stays selected.
+        const keep = selectedId.value;
+        reset(steps);
+        if (keep !== undefined && byRpc.has(keep)) selectedId.value = keep;
+      }, 'Loading the trace');
+    // Steps sent while the page could not reach the host are lost to it: read the whole trace again once it is back.
+    const offHost = hasHostLink(client)
+      ? client.onHostLink((next) => {
+          if (next.state === 'up') void load();
+        })
+      : () => undefined;
+    await load();
     return () => {
       offAdded();
       offReset();
+      offHost();
     };
   }
 
@@ -137,20 +212,32 @@ export const useTraceStore = defineStore('trace', () => {
     return run(() => client.invoke('trace.export.create', {}), 'Exporting');
   }
 
-  async function importTrace(text: string): Promise<void> {
+  async function importTrace(text: string, file?: string): Promise<void> {
+    // The line under the toolbar is about this import only: a failure never sits next to the previous success.
+    lastImport.value = undefined;
+    const named = file ? `"${file}"` : 'That file';
     await run(async () => {
       let parsed: unknown;
       try {
         parsed = JSON.parse(text);
       } catch (err) {
-        throw new Error(`That file is not JSON (${messageOf(err)}).`);
+        throw new Error(`${named} is not JSON (${messageOf(err)}), so it is not a BridgeScope trace export.`);
       }
-      const result = await client.invoke('trace.import.load', { trace: parsed });
-      lastImport.value = { rpcs: new Set(result.steps.map((step) => step.rpcId)).size };
+      if (typeof parsed !== 'object' || parsed === null || (parsed as { format?: unknown }).format !== TRACE_EXPORT_FORMAT) {
+        throw new Error(`${named} is not a BridgeScope trace export (those are JSON files made by Export, with "format": "${TRACE_EXPORT_FORMAT}"). Nothing was imported.`);
+      }
+      let result;
+      try {
+        result = await client.invoke('trace.import.load', { trace: parsed });
+      } catch (err) {
+        throw new Error(`${named} could not be imported, the trace shown is unchanged. ${messageOf(err)}`);
+      }
+      lastImport.value = { rpcs: new Set(result.steps.map((step) => step.rpcId)).size, ...(file ? { file } : {}) };
     }, 'Importing');
   }
 
   async function clear(): Promise<void> {
+    lastImport.value = undefined;
     await run(() => client.invoke('trace.store.clear', {}), 'Clearing');
   }
 
@@ -163,6 +250,7 @@ export const useTraceStore = defineStore('trace', () => {
     if (byRpc.has(rpcId) && !visibleIds.value.includes(rpcId)) {
       filter.value = '';
       show.value = 'all';
+      origin.value = 'all';
     }
     select(rpcId);
   }
@@ -174,8 +262,15 @@ export const useTraceStore = defineStore('trace', () => {
     selectedId,
     filter,
     show,
+    origin,
+    loadActive,
+    composePending,
     error,
     lastImport,
+    originOf,
+    newestFrom,
+    markComposed,
+    stepsOf,
     visibleIds,
     selectedSteps,
     selectedSummary,

@@ -1,0 +1,107 @@
+/** A composed request as a command a user can paste into a POSIX shell: `bridgescope call ...` or `mosquitto_pub ...`. */
+import type { ConnectionProfile, SendRequestArgs } from '../../shared/contract';
+import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
+import { defaultEnvelopeFields } from '../../shared/rpc';
+
+/** Characters a POSIX shell never treats specially inside a word; anything else is single-quoted. */
+const SAFE_WORD = /^[A-Za-z0-9_/.:,=@%+-]+$/;
+
+/** One word for a POSIX shell (sh, bash, zsh): bare when it is safe, else single-quoted with each `'` written as `'\''`. */
+export function shellQuote(word: string): string {
+  if (SAFE_WORD.test(word)) return word;
+  return `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+/** A word written as it is, for a shell expansion the user fills in (a password the app only shows as ***). */
+interface RawWord {
+  raw: string;
+}
+
+function command(words: Array<string | RawWord>): string {
+  return words.map((word) => (typeof word === 'string' ? shellQuote(word) : word.raw)).join(' ');
+}
+
+/** The core shows saved passwords as ***: the command reads the real one from the environment instead. */
+const REDACTED = '***';
+
+/** The payload on one line when it is JSON (the box may span lines), else exactly as typed. */
+function compactPayload(text: string): string {
+  try {
+    return JSON.stringify(JSON.parse(text));
+  } catch {
+    return text;
+  }
+}
+
+/** `bridgescope call` with the same request: only the flags that differ from the CLI's defaults, the payload last. */
+export function asBridgescopeCall(request: SendRequestArgs, profile?: Pick<ConnectionProfile, 'mqttUrl' | 'exchange'>): string {
+  const words = ['bridgescope', 'call'];
+  if (profile?.mqttUrl) words.push('--mqtt', profile.mqttUrl);
+  if (request.topic !== DEFAULT_REQUEST_TOPIC) words.push('--topic', request.topic);
+  if (request.qos !== DEFAULT_REQUEST_QOS) words.push('--qos', String(request.qos));
+  if (request.strategy !== 'per-request') words.push('--reply', request.strategy);
+  if (request.replyTopic) words.push('--reply-topic', request.replyTopic);
+  if (request.method) words.push('--method', request.method);
+  if (request.timeoutMs !== DEFAULT_CALL_TIMEOUT_MS) words.push('--timeout', String(request.timeoutMs));
+  if (profile?.exchange && profile.exchange !== DEFAULT_MQTT_EXCHANGE) words.push('--exchange', profile.exchange);
+  if (request.payloadText.trim() !== '') words.push(compactPayload(request.payloadText));
+  return command(words);
+}
+
+/** The request body the core would publish (src/core/rpc/envelope.ts): the typed object, then id and reply_to, method, params. */
+export function requestBody(request: SendRequestArgs, id: string, generatedReplyTopic: string): string {
+  const fields = defaultEnvelopeFields;
+  let extra: Record<string, unknown> = {};
+  let params: unknown;
+  if (request.payloadText.trim() !== '') {
+    const value: unknown = JSON.parse(request.payloadText);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) extra = value as Record<string, unknown>;
+    else params = value;
+  }
+  // The reply topic the core picks: the form's, else the payload's reply_to when it is a string, else a generated one.
+  const payloadReplyTo = extra[fields.replyTo];
+  const replyTopic = request.replyTopic || (typeof payloadReplyTo === 'string' ? payloadReplyTo : generatedReplyTopic);
+  const body: Record<string, unknown> = { ...extra, [fields.id]: id, [fields.replyTo]: replyTopic };
+  if (request.method) body[fields.method] = request.method;
+  if (params !== undefined) body[fields.params] = params;
+  return JSON.stringify(body);
+}
+
+/** Host, port and credentials of the first MQTT URL of a profile (a cluster profile lists several, comma-separated). */
+function mqttEndpoint(mqttUrl: string): { host: string; port: string; tls: boolean; username?: string; password?: string } | undefined {
+  const first = mqttUrl.split(',')[0]?.trim() ?? '';
+  let url: URL;
+  try {
+    url = new URL(first);
+  } catch {
+    return undefined;
+  }
+  const tls = url.protocol === 'mqtts:' || url.protocol === 'ssl:';
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: url.port || (tls ? '8883' : '1883'),
+    tls,
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+  };
+}
+
+/**
+ * `mosquitto_pub` publishing the body the core would send. It only publishes: the reply comes on the body's reply_to,
+ * which `mosquitto_sub -t` can watch. RabbitMQ grants at most QoS 1 and answers a QoS 2 publish with a PUBACK that
+ * mosquitto_pub reports as a protocol error, so QoS 2 is sent as 1, and the command says so.
+ */
+export function asMosquittoPub(request: SendRequestArgs, profile: Pick<ConnectionProfile, 'mqttUrl'> | undefined, id: string, generatedReplyTopic: string): string {
+  const words: Array<string | RawWord> = ['mosquitto_pub'];
+  const endpoint = profile ? mqttEndpoint(profile.mqttUrl) : undefined;
+  if (endpoint) {
+    words.push('-h', endpoint.host, '-p', endpoint.port);
+    if (endpoint.tls) words.push('--capath', '/etc/ssl/certs');
+    if (endpoint.username) words.push('-u', endpoint.username);
+    if (endpoint.password) words.push('-P', endpoint.password === REDACTED ? { raw: '"$MQTT_PASSWORD"' } : endpoint.password);
+  }
+  const qos = request.qos === 2 ? 1 : request.qos;
+  words.push('-t', request.topic, '-q', String(qos), '-m', requestBody(request, id, generatedReplyTopic));
+  const note = request.qos === 2 ? '  # QoS 2 sent as 1: RabbitMQ grants at most 1 and mosquitto_pub fails on its PUBACK' : '';
+  return command(words) + note;
+}

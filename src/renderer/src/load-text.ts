@@ -1,0 +1,46 @@
+/** A load run's outcome in words: each error code as a sentence, and cancelled requests apart from failed ones. */
+import type { LoadSummary } from '../../shared/contract';
+
+/** What happened to the requests of one error code, after "N request(s)". */
+const WHAT: Record<string, string> = {
+  timeout: 'got no reply within the timeout',
+  unroutable: 'were routed nowhere by the broker (no queue bound for the request topic)',
+  cancelled: 'were cancelled',
+  'not-connected': 'could not be sent: there was no broker connection',
+  unreachable: 'could not reach the broker',
+  auth: "were refused by the broker's access control",
+  'too-large': 'were larger than the broker accepts',
+  'bad-input': 'were refused as invalid before sending',
+  busy: 'were refused because the client was busy',
+  'broker-failed': 'failed on the broker',
+  'not-found': 'named something the broker does not have',
+};
+
+function requests(count: number): string {
+  return count === 1 ? '1 request' : `${count.toLocaleString('en-US')} requests`;
+}
+
+/** Each failure code of a run as one sentence, most frequent first; cancelled requests are left to `cancelledText`. */
+export function loadErrorSentences(errors: Record<string, number>): string[] {
+  return Object.entries(errors)
+    .filter(([code, count]) => code !== 'cancelled' && count > 0)
+    .sort(([, a], [, b]) => b - a)
+    .map(([code, count]) => {
+      const what = WHAT[code] ?? `failed (${code})`;
+      // "were" reads wrong for one request.
+      return `${requests(count)} ${count === 1 ? what.replace(/^were /, 'was ') : what}.`;
+    });
+}
+
+/** Requests that failed for a reason other than the user's cancel. */
+export function failedNotCancelled(summary: Pick<LoadSummary, 'failed' | 'errors'>): number {
+  return summary.failed - (summary.errors.cancelled ?? 0);
+}
+
+/** What a cancel left: the requests cut off in flight and those never sent; undefined when the run was not cancelled. */
+export function cancelledText(summary: Pick<LoadSummary, 'cancelled' | 'errors' | 'notSent'>): string | undefined {
+  if (!summary.cancelled) return undefined;
+  const inFlight = summary.errors.cancelled ?? 0;
+  const notSent = summary.notSent ?? 0;
+  return `Cancelled: ${requests(inFlight)} in flight ${inFlight === 1 ? 'was' : 'were'} cut off, ${requests(notSent)} never sent.`;
+}

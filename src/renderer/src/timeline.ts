@@ -1,0 +1,71 @@
+/** One RPC's steps as the timeline lists them: in the path's order, each with its offset, the delta from the step above, and a note where the clocks disagree. */
+import type { TraceSource, TraceStep } from '../../shared/trace';
+import { describeStep } from '../../shared/describe';
+
+export interface TimelineRow {
+  step: TraceStep;
+  /** ms since the earliest step */
+  offset: number;
+  /** ms since the step above (0 for the first) */
+  delta: number;
+  text: string;
+  warn: boolean;
+  /** set when this step carries an earlier time than the step above: why the times do not read top to bottom */
+  clockNote?: string;
+}
+
+export interface Timeline {
+  rows: TimelineRow[];
+  /** ms from the earliest to the latest step */
+  totalMs: number;
+  /** how many rows carry a time earlier than the row above */
+  outOfOrder: number;
+}
+
+function clockNote(step: TraceStep, above: TraceStep, behindMs: number): string {
+  const by = `Stamped ${behindMs} ms before the step above`;
+  // The client stamps an ack when it arrives; the broker had routed the request before sending it.
+  if (above.kind === 'mqtt.acknowledged' && step.source === 'broker') {
+    return `${by}: the broker routed the request before its ${above.detail.packet.toUpperCase()} reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.`;
+  }
+  if (step.source === 'broker' || above.source === 'broker') {
+    return `${by}: broker steps carry the time BridgeScope read them from the firehose, the client's and the server's their own, so the two clocks disagree by a few ms. The list follows the path, not the clocks.`;
+  }
+  if (step.source !== above.source) return `${by}: the ${step.source} and the ${above.source} stamp their own steps, and their clocks disagree. The list follows the path, not the clocks.`;
+  return `${by} by the same ${step.source}: recorded out of order.`;
+}
+
+/** Steps come in the path's order (src/shared/trace.ts stepPhase); the verdict is a conclusion above the timeline, not a step on it. */
+export function timelineOf(steps: TraceStep[]): Timeline {
+  const path = steps.filter((step) => step.kind !== 'rpc.diagnosed');
+  if (path.length === 0) return { rows: [], totalMs: 0, outOfOrder: 0 };
+  const first = Math.min(...path.map((step) => step.at));
+  const last = Math.max(...path.map((step) => step.at));
+  let outOfOrder = 0;
+  const rows = path.map((step, index): TimelineRow => {
+    const above = path[index - 1];
+    const delta = above ? step.at - above.at : 0;
+    const warn =
+      (step.kind === 'broker.published' && (step.detail.routedQueues.length === 0 || step.detail.matchesPrediction === false)) ||
+      (step.kind === 'mqtt.reply.received' && step.detail.topicMismatch) ||
+      (step.kind === 'reply.confirmed' && step.detail.outcome !== 'routed') ||
+      (step.kind === 'mqtt.acknowledged' && step.detail.acknowledgedAs < step.detail.qosAsked) ||
+      step.kind === 'request.rejected' ||
+      step.kind === 'rpc.failed';
+    const row: TimelineRow = { step, offset: step.at - first, delta, text: describeStep(step), warn };
+    if (above && delta < 0) {
+      outOfOrder += 1;
+      row.clockNote = clockNote(step, above, -delta);
+    }
+    return row;
+  });
+  return { rows, totalMs: last - first, outOfOrder };
+}
+
+/** A delta as the column shows it: +3 ms, −2 ms (a true minus sign), 0 ms. */
+export function formatDelta(ms: number): string {
+  if (ms === 0) return '0 ms';
+  return `${ms > 0 ? '+' : '−'}${Math.abs(ms)} ms`;
+}
+
+export const SOURCE_NAMES: Record<TraceSource, string> = { client: 'client', server: 'server', broker: 'broker' };

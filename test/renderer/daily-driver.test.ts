@@ -1,0 +1,530 @@
+import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
+import { createPinia, setActivePinia } from 'pinia';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { AppState, BindingsView, LoadSummary } from '../../src/shared/contract';
+import type { CheckLine } from '../../src/shared/broker';
+import type { RpcOutcome } from '../../src/shared/rpc';
+import type { TraceStep } from '../../src/shared/trace';
+import { clientKey } from '../../src/renderer/src/injection';
+import { webSocketClient, type HostLinkState } from '../../src/renderer/src/client';
+import { useAppStore } from '../../src/renderer/src/stores/app';
+import { useComposeStore } from '../../src/renderer/src/stores/compose';
+import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useLoadStore } from '../../src/renderer/src/stores/load';
+import { useNavStore } from '../../src/renderer/src/stores/nav';
+import { useBindingsStore } from '../../src/renderer/src/stores/bindings';
+import { formatDelta, timelineOf } from '../../src/renderer/src/timeline';
+import { histogramOptions, throughputOptions } from '../../src/renderer/src/load-charts';
+import { cancelledText, loadErrorSentences } from '../../src/renderer/src/load-text';
+import { concurrencyProblem, countProblem, timeoutProblem } from '../../src/renderer/src/form-checks';
+import { replyBindingNeed } from '../../src/renderer/src/reply-binding';
+import App from '../../src/renderer/src/App.vue';
+import ComposePanel from '../../src/renderer/src/components/compose/ComposePanel.vue';
+import TracePanel from '../../src/renderer/src/components/trace/TracePanel.vue';
+import TraceRpcList from '../../src/renderer/src/components/trace/TraceRpcList.vue';
+import TraceTimeline from '../../src/renderer/src/components/trace/TraceTimeline.vue';
+import LoadPanel from '../../src/renderer/src/components/load/LoadPanel.vue';
+import BindingsPanel from '../../src/renderer/src/components/bindings/BindingsPanel.vue';
+import { fakeClient } from './fake-client';
+
+const stats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
+const connected: AppState = {
+  mode: 'browser',
+  sandbox: { state: 'stopped' },
+  profile: { name: 'Sandbox broker', amqpUrl: 'amqp://127.0.0.1:5673', mqttUrl: 'mqtt://127.0.0.1:1884', managementUrl: 'http://127.0.0.1:15673', vhost: '/', exchange: 'amq.direct' },
+  links: { amqp: { state: 'connected', since: 1 }, mqtt: { state: 'connected', since: 1 } },
+  tracer: { state: 'on', since: 1 },
+  server: { state: 'stopped', stats },
+};
+
+const outcome = (id: string, overrides: Partial<RpcOutcome> = {}): RpcOutcome => ({
+  id,
+  replyTopic: `reply/${id}`,
+  arrivedOn: `reply/${id}`,
+  topicMismatch: false,
+  body: { kind: 'json', value: { id, result: { temperature: 21.5 }, worker: 'worker-1' } },
+  result: { temperature: 21.5 },
+  durationMs: 3.25,
+  publishQos: { asked: 1, acknowledgedAs: 1 },
+  subscriptionQos: { asked: 1, granted: 1 },
+  warnings: [],
+  ...overrides,
+});
+
+/** What this page's client records for one request, and what the server and (optionally) the broker add. */
+function rpcSteps(rpcId: string, at: number, options: { client?: boolean; replyTopic?: string; strategy?: 'per-request' | 'shared' } = {}): TraceStep[] {
+  const replyTopic = options.replyTopic ?? `reply/${rpcId}`;
+  const server: TraceStep[] = [
+    { rpcId, seq: at + 3, at: at + 3, source: 'server', kind: 'worker.received', detail: { worker: 'worker-1', consumerTag: 'c1', queue: 'rpc_queue', routingKey: 'rpc_queue', redelivered: false } },
+    { rpcId, seq: at + 4, at: at + 4, source: 'server', kind: 'handler.finished', detail: { worker: 'worker-1', durationMs: 1, outcome: 'result' } },
+  ];
+  if (options.client === false) return server;
+  return [
+    { rpcId, seq: at, at, source: 'client', kind: 'composed', detail: { topic: 'rpc_queue', qos: 1, replyTopic, replyStrategy: options.strategy ?? 'per-request', bytes: 61 } },
+    { rpcId, seq: at + 1, at: at + 1, source: 'client', kind: 'mqtt.subscribed', detail: { topic: replyTopic, qosAsked: 1, qosGranted: 1 } },
+    { rpcId, seq: at + 2, at: at + 2, source: 'client', kind: 'mqtt.published', detail: { topic: 'rpc_queue', qosAsked: 1, predictedRoutingKey: 'rpc_queue' } },
+    ...server,
+    { rpcId, seq: at + 5, at: at + 6, source: 'client', kind: 'mqtt.reply.received', detail: { topic: replyTopic, replyTopic, topicMismatch: false, bytes: 70 } },
+  ];
+}
+
+function mountWith<C>(component: C, answers: Parameters<typeof fakeClient>[0] = {}, state?: AppState): { wrapper: VueWrapper; client: ReturnType<typeof fakeClient> } {
+  const pinia = createPinia();
+  setActivePinia(pinia);
+  const client = fakeClient({ 'profile.list': () => [], ...answers });
+  const wrapper = mount(component as never, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client }, stubs: { LoadCharts: true } } });
+  if (state) useAppStore().state = state;
+  return { wrapper, client };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+describe('when the BridgeScope host goes away', () => {
+  class ClosingSocket {
+    static all: ClosingSocket[] = [];
+    static refuse = false;
+    onopen: (() => void) | null = null;
+    onmessage: ((event: { data: string }) => void) | null = null;
+    onclose: (() => void) | null = null;
+    onerror: (() => void) | null = null;
+    constructor(readonly url: string) {
+      ClosingSocket.all.push(this);
+      const refuse = ClosingSocket.refuse;
+      queueMicrotask(() => {
+        if (refuse) {
+          this.onerror?.();
+          this.onclose?.();
+        } else this.onopen?.();
+      });
+    }
+    send(): void {}
+    /** the host stopped: the socket closes */
+    hostStopped(): void {
+      this.onclose?.();
+    }
+  }
+
+  it('the client says the host is down at once, keeps trying, and says it is back when a socket opens again', async () => {
+    vi.useFakeTimers();
+    ClosingSocket.all = [];
+    ClosingSocket.refuse = false;
+    const client = webSocketClient('ws://x/ws?token=t', ClosingSocket as unknown as typeof WebSocket);
+    const seen: HostLinkState['state'][] = [];
+    client.onHostLink((state) => seen.push(state.state));
+    client.on('app.state.changed', () => undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    ClosingSocket.refuse = true;
+    ClosingSocket.all[0]!.hostStopped();
+    expect(client.hostLink().state).toBe('down');
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(ClosingSocket.all).toHaveLength(2);
+    expect(client.hostLink()).toMatchObject({ state: 'down', attempts: 1 });
+    ClosingSocket.refuse = false;
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(ClosingSocket.all).toHaveLength(3);
+    expect(seen).toEqual(['down', 'down', 'up']);
+  });
+
+  it('the status pills stop saying "connected", say "disconnected from BridgeScope", and the state is read again once the host is back', async () => {
+    const linkListeners = new Set<(state: HostLinkState) => void>();
+    let link: HostLinkState = { state: 'up' };
+    const base = fakeClient({ 'app.state.get': () => connected, 'profile.list': () => [], 'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }) });
+    const client = Object.assign(base, {
+      hostLink: () => link,
+      onHostLink: (listener: (state: HostLinkState) => void) => {
+        linkListeners.add(listener);
+        return () => void linkListeners.delete(listener);
+      },
+    });
+    const setLink = (next: HostLinkState) => {
+      link = next;
+      linkListeners.forEach((listener) => listener(next));
+    };
+    const pinia = createPinia();
+    setActivePinia(pinia);
+    const wrapper = mount(App, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+    await flushPromises();
+    expect(wrapper.find('[data-testid=status-amqp]').attributes('data-state')).toBe('connected');
+    setLink({ state: 'down', since: Date.now(), attempts: 0 });
+    await flushPromises();
+    expect(wrapper.find('[data-testid=status-host]').text()).toBe('Disconnected from BridgeScope');
+    expect(wrapper.find('[data-testid=host-down]').text()).toContain('Reconnecting by itself');
+    expect(['amqp', 'mqtt', 'tracer'].map((pill) => wrapper.find(`[data-testid=status-${pill}]`).attributes('data-state'))).toEqual(['unknown', 'unknown', 'unknown']);
+    expect(wrapper.text()).not.toMatch(/AMQP: connected/);
+    const readsBefore = client.calls.filter((name) => name === 'app.state.get').length;
+    setLink({ state: 'up' });
+    await flushPromises();
+    expect(client.calls.filter((name) => name === 'app.state.get').length).toBe(readsBefore + 1);
+    expect(wrapper.find('[data-testid=status-host]').exists()).toBe(false);
+    expect(wrapper.find('[data-testid=status-amqp]').attributes('data-state')).toBe('connected');
+    wrapper.unmount();
+  });
+});
+
+describe('the trace after the host came back', () => {
+  it('reads the whole trace again and keeps the RPC the user was looking at selected', async () => {
+    const linkListeners = new Set<(state: HostLinkState) => void>();
+    let snapshot = rpcSteps('seen', 1000);
+    const client = Object.assign(fakeClient({ 'trace.snapshot.get': () => ({ steps: snapshot, dropped: { rpcs: 0, steps: 0 } }) }), {
+      hostLink: (): HostLinkState => ({ state: 'up' }),
+      onHostLink: (listener: (state: HostLinkState) => void) => (linkListeners.add(listener), () => void linkListeners.delete(listener)),
+    });
+    const pinia = createPinia();
+    setActivePinia(pinia);
+    mount({ template: '<div />' }, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+    const trace = useTraceStore();
+    await trace.start();
+    trace.select('seen');
+    snapshot = [...rpcSteps('seen', 1000), ...rpcSteps('while-away', 2000)];
+    linkListeners.forEach((listener) => listener({ state: 'up' }));
+    await flushPromises();
+    expect(trace.visibleIds).toEqual(['while-away', 'seen']);
+    expect(trace.selectedId).toBe('seen');
+  });
+});
+
+describe('the app at start-up', () => {
+  it('keeps the tab the user clicked while it loaded, instead of switching to Compose', async () => {
+    let answer: (state: AppState) => void = () => undefined;
+    const { wrapper } = mountWith(App, {
+      'app.state.get': () => new Promise<AppState>((resolve) => (answer = resolve)),
+      'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }),
+    });
+    await wrapper.find('[data-testid=tab-load]').trigger('click');
+    answer(connected);
+    await flushPromises();
+    expect(useNavStore().tab).toBe('load');
+    expect(wrapper.find('[data-testid=tab-load]').attributes('aria-selected')).toBe('true');
+    wrapper.unmount();
+  });
+
+  it('still opens Compose when a profile is connected and the user has not picked a tab', async () => {
+    const { wrapper } = mountWith(App, { 'app.state.get': () => connected, 'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }) });
+    await flushPromises();
+    expect(useNavStore().tab).toBe('compose');
+    wrapper.unmount();
+  });
+
+  it('sends with Ctrl+Enter right after the topic was edited', async () => {
+    const sent: string[] = [];
+    const { wrapper } = mountWith(App, {
+      'app.state.get': () => connected,
+      'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }),
+      'rpc.request.send': (args) => (sent.push(args.topic), outcome('rpc-k')),
+    });
+    await flushPromises();
+    await wrapper.find('[data-testid=compose-topic]').setValue('devices/42/rpc');
+    window.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', ctrlKey: true }));
+    await flushPromises();
+    expect(sent).toEqual(['devices/42/rpc']);
+    wrapper.unmount();
+  });
+
+  it('moves between tabs with the arrow keys, as a tablist', async () => {
+    const { wrapper } = mountWith(App, { 'app.state.get': () => connected, 'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }) });
+    await flushPromises();
+    await wrapper.find('[data-testid=tab-compose]').trigger('keydown', { key: 'ArrowRight' });
+    expect(useNavStore().tab).toBe('bindings');
+    await wrapper.find('[data-testid=tab-bindings]').trigger('keydown', { key: 'Home' });
+    expect(useNavStore().tab).toBe('connections');
+    wrapper.unmount();
+  });
+});
+
+describe('Compose', () => {
+  const failing: CheckLine[] = [{ check: 'request binding', status: 'fail', message: 'Nothing is bound for "rpc_queue".' }];
+
+  it('drops a pre-flight FAIL once a reply proves the path works', async () => {
+    const { wrapper } = mountWith(ComposePanel, { 'rpc.preflight.run': () => failing, 'rpc.request.send': () => outcome('rpc-1') }, connected);
+    await flushPromises();
+    await wrapper.find('[data-testid=compose-preflight]').trigger('click');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-checks]').text()).toContain('FAIL');
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-reply]').exists()).toBe(true);
+    expect(wrapper.find('[data-testid=compose-checks]').exists()).toBe(false);
+  });
+
+  it('drops pre-flight results when the topic they were about changes', async () => {
+    const { wrapper } = mountWith(ComposePanel, { 'rpc.preflight.run': () => failing }, connected);
+    await flushPromises();
+    await wrapper.find('[data-testid=compose-preflight]').trigger('click');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-checks]').exists()).toBe(true);
+    await wrapper.find('[data-testid=compose-topic]').setValue('rpc_queue2');
+    expect(wrapper.find('[data-testid=compose-checks]').exists()).toBe(false);
+  });
+
+  it('says what is wrong with an empty timeout next to the field, and does not send', async () => {
+    const { wrapper, client } = mountWith(ComposePanel, { 'rpc.request.send': () => outcome('never') }, connected);
+    await wrapper.find('[data-testid=compose-timeout]').setValue('');
+    expect(wrapper.find('[data-testid=compose-timeout-error]').text()).toBe('The timeout is empty: type a whole number ms.');
+    expect(wrapper.find('[data-testid=compose-send]').attributes('disabled')).toBeDefined();
+    await useComposeStore().send();
+    expect(client.calls).not.toContain('rpc.request.send');
+  });
+
+  it('copies the reply body, and the request as a bridgescope call command', async () => {
+    const copied: string[] = [];
+    Object.defineProperty(navigator, 'clipboard', { value: { writeText: async (text: string) => void copied.push(text) }, configurable: true });
+    const { wrapper } = mountWith(ComposePanel, { 'rpc.request.send': () => outcome('rpc-c') }, connected);
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    await wrapper.find('[data-testid=copy-reply]').trigger('click');
+    await wrapper.find('[data-testid=copy-as-call]').trigger('click');
+    await flushPromises();
+    expect(JSON.parse(copied[0]!)).toMatchObject({ result: { temperature: 21.5 } });
+    expect(copied[1]).toBe(`bridgescope call --mqtt mqtt://127.0.0.1:1884 --timeout 5000 '{"params":{"hello":"device"}}'`);
+    expect(wrapper.find('[data-testid=copy-reply]').text()).toBe('Copied');
+  });
+
+  it('renames and deletes templates', () => {
+    mountWith(ComposePanel, {}, connected);
+    const compose = useComposeStore();
+    compose.saveTemplate('a');
+    compose.saveTemplate('b');
+    compose.renameTemplate('a', 'ping');
+    compose.deleteTemplate('b');
+    expect(compose.templates.map((template) => template.name)).toEqual(['ping']);
+  });
+});
+
+describe('form checks', () => {
+  it('gives each wrong number as a sentence with the limit', () => {
+    expect(timeoutProblem('')).toBe('The timeout is empty: type a whole number ms.');
+    expect(timeoutProblem(0)).toBe('The timeout must be at least 1 ms.');
+    expect(timeoutProblem(600_001)).toBe('The timeout must be at most 600,000 ms.');
+    expect(timeoutProblem(1.5)).toBe('The timeout must be a whole number ms.');
+    expect(timeoutProblem(5000)).toBeUndefined();
+    expect(countProblem(2_000_000)).toBe('The number of requests must be at most 1,000,000.');
+    expect(concurrencyProblem('')).toBe('The concurrency is empty: type a whole number.');
+  });
+});
+
+describe('the trace timeline', () => {
+  const at = 10_000;
+  const steps: TraceStep[] = [
+    { rpcId: 'a', seq: 1, at, source: 'client', kind: 'composed', detail: { topic: 'rpc_queue', qos: 1, replyTopic: 'reply/a', replyStrategy: 'per-request', bytes: 40 } },
+    { rpcId: 'a', seq: 2, at: at + 2, source: 'client', kind: 'mqtt.published', detail: { topic: 'rpc_queue', qosAsked: 1, predictedRoutingKey: 'rpc_queue' } },
+    { rpcId: 'a', seq: 5, at: at + 9, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } },
+    { rpcId: 'a', seq: 3, at: at + 4, source: 'server', kind: 'worker.received', detail: { worker: 'worker-1', consumerTag: 'c', queue: 'rpc_queue', routingKey: 'rpc_queue', redelivered: false } },
+    { rpcId: 'a', seq: 4, at: at + 7, source: 'client', kind: 'mqtt.reply.received', detail: { topic: 'reply/a', replyTopic: 'reply/a', topicMismatch: false, bytes: 30 } },
+  ];
+
+  it('gives each step its delta from the step above and the total from first to last', () => {
+    const timeline = timelineOf(steps);
+    expect(timeline.rows.map((row) => row.delta)).toEqual([0, 2, 7, -5, 3]);
+    expect(timeline.totalMs).toBe(9);
+    expect(formatDelta(-5)).toBe('−5 ms');
+  });
+
+  it('explains a step stamped earlier than the one above instead of leaving it unexplained', () => {
+    const wrapper = mount(TraceTimeline, { props: { steps } });
+    const rows = wrapper.findAll('[data-testid=trace-step]');
+    expect(rows[3]!.find('[data-testid=trace-step-delta]').text()).toContain('−5 ms');
+    expect(rows[3]!.find('[data-testid=trace-step-clock-note]').text()).toMatch(/Stamped 5 ms before the step above: broker steps carry the time BridgeScope read them/);
+    expect(rows.filter((row) => row.find('[data-testid=trace-step-clock-note]').exists())).toHaveLength(1);
+    expect(wrapper.find('[data-testid=trace-clock-note]').text()).toContain('One step carries an earlier time');
+    expect(wrapper.find('[data-testid=trace-total]').text()).toBe('Total: 9 ms from the first step to the last.');
+  });
+
+  it('says the broker routed the request before its PUBACK reached the client, when that is why', () => {
+    const acked: TraceStep[] = [
+      steps[1]!,
+      { rpcId: 'a', seq: 6, at: at + 5, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } },
+      { ...steps[2]!, at: at + 3 },
+    ];
+    expect(timelineOf(acked).rows[2]!.clockNote).toBe(
+      'Stamped 2 ms before the step above: the broker routed the request before its PUBACK reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.',
+    );
+  });
+
+  it('says nothing about clocks when the times read top to bottom', () => {
+    const wrapper = mount(TraceTimeline, { props: { steps: steps.filter((step) => step.source !== 'broker') } });
+    expect(wrapper.find('[data-testid=trace-clock-note]').exists()).toBe(false);
+  });
+});
+
+describe('the Trace panel', () => {
+  it('tells Compose, load-run and external RPCs apart, and filters the list by origin', async () => {
+    const { wrapper } = mountWith(ComposePanel, { 'rpc.request.send': () => outcome('from-compose') }, connected);
+    const trace = useTraceStore();
+    trace.ingest(rpcSteps('from-compose', 1000));
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    trace.loadActive = true;
+    trace.ingest(rpcSteps('from-load', 2000));
+    trace.loadActive = false;
+    trace.ingest(rpcSteps('from-device', 3000, { client: false }));
+    // A load run's last steps can come after the run's answer: still the run's.
+    trace.ingest(rpcSteps('late-load', 3500));
+    expect(['from-compose', 'from-load', 'from-device', 'late-load'].map((id) => trace.originOf(id))).toEqual(['compose', 'load', 'external', 'load']);
+    // Read again (the host came back, or a reload): what the page knew stays, the rest is from earlier.
+    trace.reset([...rpcSteps('from-compose', 1000), ...rpcSteps('from-load', 2000), ...rpcSteps('before-page', 500)]);
+    expect(['from-compose', 'from-load', 'before-page'].map((id) => trace.originOf(id))).toEqual(['compose', 'load', 'earlier']);
+    trace.ingest(rpcSteps('from-device', 3000, { client: false }));
+    trace.origin = 'compose';
+    expect(trace.visibleIds).toEqual(['from-compose']);
+    trace.origin = 'external';
+    expect(trace.visibleIds).toEqual(['from-device']);
+  });
+
+  it('lists each RPC with its time, round trip and origin, and the whole topic in a tooltip', async () => {
+    const height = vi.spyOn(HTMLElement.prototype, 'clientHeight', 'get').mockReturnValue(400);
+    const { wrapper } = mountWith(TraceRpcList, {});
+    const longTopic = `reply/${'0123456789abcdef'.repeat(4)}`;
+    useTraceStore().ingest(rpcSteps('rpc-long', new Date(2026, 0, 2, 13, 4, 5).getTime(), { replyTopic: longTopic }));
+    useTraceStore().markComposed('rpc-long');
+    await flushPromises();
+    const row = wrapper.find('[data-testid=trace-row]');
+    expect(row.find('[data-testid=trace-row-time]').text()).toBe('13:04:05');
+    expect(row.find('[data-testid=trace-row-rtt]').text()).toBe('6 ms');
+    expect(row.find('[data-testid=trace-row-origin]').text()).toBe('compose');
+    expect(row.find('[data-testid=trace-row-topic]').attributes('title')).toBe(`rpc_queue → ${longTopic}`);
+    height.mockRestore();
+  });
+
+  it('shows the request and reply bodies of an RPC sent from Compose, and says the steps carry only sizes for others', async () => {
+    const { wrapper } = mountWith(TracePanel, {}, connected);
+    const compose = useComposeStore();
+    const trace = useTraceStore();
+    compose.history = [{ request: compose.snapshot(), outcome: outcome('mine'), rpcId: 'mine', at: 1 }];
+    trace.ingest([...rpcSteps('mine', 1000), ...rpcSteps('theirs', 2000, { client: false })]);
+    trace.select('mine');
+    await flushPromises();
+    expect(JSON.parse(wrapper.find('[data-testid=trace-request-body]').text())).toEqual({ params: { hello: 'device' }, id: 'mine', reply_to: 'reply/mine' });
+    expect(JSON.parse(wrapper.find('[data-testid=trace-reply-body]').text())).toMatchObject({ id: 'mine', result: { temperature: 21.5 } });
+    trace.select('theirs');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-request-body]').exists()).toBe(false);
+    expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toMatch(/The trace steps carry sizes, not bodies/);
+  });
+
+  it('shows a long body cut, with Show all', async () => {
+    const { wrapper } = mountWith(TracePanel, {}, connected);
+    const compose = useComposeStore();
+    compose.history = [{ request: compose.snapshot(), outcome: outcome('big', { body: { kind: 'text', text: 'x'.repeat(5000) } }), rpcId: 'big', at: 1 }];
+    useTraceStore().ingest(rpcSteps('big', 1000));
+    useTraceStore().select('big');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-reply-body]').text()).toHaveLength(2001);
+    await wrapper.find('[data-testid=trace-reply-show-all]').trigger('click');
+    expect(wrapper.find('[data-testid=trace-reply-body]').text()).toHaveLength(5000);
+  });
+
+  it('a bad import says why in a sentence and no longer shows the previous "Imported" line', async () => {
+    const { wrapper } = mountWith(TracePanel, { 'trace.import.load': () => ({ steps: rpcSteps('x', 1), dropped: { rpcs: 0, steps: 0 } }) }, connected);
+    const trace = useTraceStore();
+    await trace.importTrace(JSON.stringify({ format: 'bridgescope-trace', version: 1, steps: [] }), 'good.json');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-imported]').text()).toBe('Imported 1 RPCs from good.json.');
+    await trace.importTrace('{"steps": 7}', 'bad.json');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-imported]').exists()).toBe(false);
+    expect(wrapper.find('[data-testid=trace-error]').text()).toMatch(/^"bad\.json" is not a BridgeScope trace export .* Nothing was imported\.$/);
+  });
+});
+
+describe('the Load panel', () => {
+  const summary = (overrides: Partial<LoadSummary>): LoadSummary => ({
+    count: 100,
+    completed: 40,
+    failed: 60,
+    elapsedMs: 900,
+    histogram: { boundsMs: [1, 5], counts: [30, 10, 0] },
+    series: [{ atMs: 250, throughput: 40 }],
+    cancelled: false,
+    errors: {},
+    durationMs: 900,
+    throughput: 111,
+    p50: 1,
+    p95: 2,
+    p99: 3,
+    finishedAt: '2026-01-01T00:00:00.000Z',
+    ...overrides,
+  });
+
+  it('shows an empty state before any run, not blank charts', () => {
+    const { wrapper } = mountWith(LoadPanel, {}, connected);
+    expect(wrapper.find('[data-testid=load-empty]').text()).toContain('No load run yet.');
+    expect(wrapper.findComponent({ name: 'LoadCharts' }).exists()).toBe(false);
+  });
+
+  it('counts cancelled requests as cancelled, not failed, and gives the errors as sentences', async () => {
+    const { wrapper } = mountWith(LoadPanel, { 'load.run.start': () => summary({ cancelled: true, failed: 15, errors: { cancelled: 10, timeout: 5 }, notSent: 45 }) }, connected);
+    await useLoadStore().start();
+    useLoadStore().progress = summary({ failed: 15 });
+    await flushPromises();
+    expect(wrapper.find('[data-testid=load-failed]').text()).toBe('5');
+    expect(wrapper.find('[data-testid=load-cancelled]').text()).toBe('55');
+    expect(wrapper.find('[data-testid=load-summary-cancelled]').text()).toBe('Cancelled: 10 requests in flight were cut off, 45 requests never sent.');
+    expect(wrapper.find('[data-testid=load-summary-errors]').text()).toBe('5 requests got no reply within the timeout.');
+    expect(wrapper.find('[data-testid=load-summary]').text()).not.toMatch(/[{}]/);
+  });
+
+  it('refuses to run with an empty count and says so next to the field', async () => {
+    const { wrapper, client } = mountWith(LoadPanel, { 'load.run.start': () => summary({}) }, connected);
+    await wrapper.find('[data-testid=load-count]').setValue('');
+    expect(wrapper.find('[data-testid=load-count-error]').text()).toBe('The number of requests is empty: type a whole number.');
+    expect(wrapper.find('[data-testid=load-run]').attributes('disabled')).toBeDefined();
+    await useLoadStore().start();
+    expect(client.calls).not.toContain('load.run.start');
+  });
+
+  it('draws both charts from 0, with units on the axes', () => {
+    expect(throughputOptions().scales?.y).toMatchObject({ beginAtZero: true, min: 0, title: { text: 'requests/s' } });
+    expect(histogramOptions().scales?.y).toMatchObject({ beginAtZero: true, min: 0, title: { text: 'requests' } });
+    expect(throughputOptions().scales?.x).toMatchObject({ title: { text: 'time since start (s)' } });
+  });
+
+  it('words every error code, the unknown ones too', () => {
+    expect(loadErrorSentences({ unroutable: 1, weird: 2, cancelled: 4 })).toEqual(['2 requests failed (weird).', '1 request was routed nowhere by the broker (no queue bound for the request topic).']);
+    expect(cancelledText({ cancelled: false, errors: {} })).toBeUndefined();
+  });
+});
+
+describe('the Bindings panel', () => {
+  const view = (bindings: BindingsView['bindings']): BindingsView => ({ exchange: 'amq.direct', exchangeType: 'direct', bindings });
+  const queueBinding = { exchange: 'amq.direct', destination: 'rpc_queue', destinationType: 'queue', bindingKey: 'rpc_queue', consumers: 2 } as BindingsView['bindings'][number];
+  const replyBinding = (key: string, client = 'bridgescope-0a1b2c3d') =>
+    ({ exchange: 'amq.direct', destination: `mqtt-subscription-${client}qos1`, destinationType: 'queue', bindingKey: key, mqttClientId: client, mqttQos: 1, consumers: 1 }) as BindingsView['bindings'][number];
+
+  it("labels BridgeScope's own reply binding and highlights the one the last reply needs", async () => {
+    const { wrapper } = mountWith(BindingsPanel, { 'broker.bindings.list': () => view([queueBinding, replyBinding('reply.mine'), replyBinding('sensors.x', 'device-7')]) }, connected);
+    useTraceStore().ingest(rpcSteps('mine', 1000, { replyTopic: 'reply/mine', strategy: 'shared' }));
+    useTraceStore().markComposed('mine');
+    await flushPromises();
+    const rows = wrapper.findAll('[data-testid=binding-row]');
+    expect(rows.map((row) => row.attributes('data-needed'))).toEqual([undefined, 'reply', undefined]);
+    expect(rows[1]!.find('[data-testid=binding-own]').text()).toBe("BridgeScope's own reply subscription (this app)");
+    expect(rows[2]!.find('[data-testid=binding-own]').exists()).toBe(false);
+    expect(wrapper.find('[data-testid=bindings-need]').text()).toContain('there now');
+    wrapper.unmount();
+  });
+
+  it('says when a per-request reply binding that is gone was there, from the trace', async () => {
+    const { wrapper } = mountWith(BindingsPanel, { 'broker.bindings.list': () => view([queueBinding]) }, connected);
+    const start = new Date(2026, 0, 2, 9, 0, 1).getTime();
+    useTraceStore().ingest(rpcSteps('gone', start));
+    useTraceStore().markComposed('gone');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=bindings-need-gone]').text()).toBe('gone: was there from 09:00:01 to 09:00:01');
+    expect(wrapper.find('[data-testid=binding-gone-row]').text()).toContain('reply.gone');
+    wrapper.unmount();
+  });
+
+  it('remembers a binding a poll saw and the next one did not', () => {
+    const steps = rpcSteps('r', 5);
+    expect(replyBindingNeed('r', steps)).toMatchObject({ replyKey: 'reply.r', subscribedAt: 6, endedAt: 11, pending: false });
+    mountWith(BindingsPanel, {}, connected);
+    const store = useBindingsStore();
+    store.remember(view([replyBinding('reply.r')]), 100);
+    store.remember(view([replyBinding('reply.r')]), 200);
+    store.remember(view([]), 300);
+    expect([...store.seen.values()]).toEqual([expect.objectContaining({ bindingKey: 'reply.r', firstSeen: 100, lastSeen: 200, goneAt: 300 })]);
+  });
+});
