@@ -5,6 +5,7 @@ import type { BindingsView } from '../../../shared/contract';
 import type { ProbeVerdict } from '../../../shared/broker';
 import { useClient } from '../injection';
 import { useBusy } from './use-busy';
+import { DEFAULT_MQTT_EXCHANGE } from '../../../shared/defaults';
 
 export interface SeenBinding {
   bindingKey: string;
@@ -18,7 +19,7 @@ export interface SeenBinding {
 
 export const useBindingsStore = defineStore('bindings', () => {
   const client = useClient();
-  const exchange = ref('amq.direct');
+  const exchange = ref(DEFAULT_MQTT_EXCHANGE);
   const view = ref<BindingsView>();
   /** every binding the polls have seen on this exchange, with when: a per-request reply binding is often gone by the next look */
   const seen = ref(new Map<string, SeenBinding>());

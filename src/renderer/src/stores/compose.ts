@@ -11,6 +11,7 @@ import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
 import { useTraceStore } from './trace';
 import { timeoutProblem } from '../form-checks';
+import { DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
 
 export interface HistoryEntry {
   request: SendRequestArgs;
@@ -47,7 +48,7 @@ export const useComposeStore = defineStore('compose', () => {
   const storage = useStorage();
   const trace = useTraceStore();
   const form = reactive<SendRequestArgs>({
-    topic: 'rpc_queue',
+    topic: DEFAULT_REQUEST_TOPIC,
     qos: 1,
     strategy: 'per-request',
     replyTopic: '',

@@ -5,11 +5,12 @@ import type { ServerSettings } from '../../../shared/contract';
 import { useClient } from '../injection';
 import { useBusy } from './use-busy';
 import { useAppStore } from './app';
+import { DEFAULT_SERVER_SETTINGS } from '../../../shared/defaults';
 
 export const useServerStore = defineStore('server', () => {
   const client = useClient();
   const app = useAppStore();
-  const settings = reactive<ServerSettings>({ exchange: 'amq.direct', queue: 'rpc_queue', workers: 2, prefetch: 1, handler: 'echo' });
+  const settings = reactive<ServerSettings>({ ...DEFAULT_SERVER_SETTINGS });
   const { active: busy, error, run } = useBusy();
   const view = computed(() => app.state?.server);
   // A server waiting for its broker to come back is still running as far as the user is concerned: it can be stopped.
