@@ -66,6 +66,8 @@ export interface AppState {
   tracer: TracerView;
   server: ServerView;
   overview?: BrokerOverview;
+  /** the MQTT client id of the app's own RPC client (its reply subscriptions are the app's) */
+  mqttClientId?: string;
   /** something the user should read once about this connection, e.g. tracing a dead BridgeScope process left on */
   notice?: string;
 }

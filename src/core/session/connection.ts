@@ -63,7 +63,7 @@ export class ConnectionController {
   }
 
   /** What the app state shows of the connection. */
-  view(): Pick<AppState, 'profile' | 'links' | 'overview' | 'notice'> {
+  view(): Pick<AppState, 'profile' | 'links' | 'overview' | 'notice' | 'mqttClientId'> {
     const connection = this.connection;
     return {
       ...(connection ? { profile: redactProfile(connection.profile) } : {}),
@@ -73,6 +73,7 @@ export class ConnectionController {
       },
       ...(this.overview ? { overview: this.overview } : {}),
       ...(this.notice ? { notice: this.notice } : {}),
+      ...(connection ? { mqttClientId: connection.client.clientId } : {}),
     };
   }
 
