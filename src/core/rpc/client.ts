@@ -172,17 +172,22 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     // One deadline for the whole call: subscribing and publishing can hang too while the broker is away.
     const guard = this.guard(id, replyTopic, replyRoutingKey, topic, timeoutMs, options.signal);
     let grant: QoS | 'refused' = this.sharedGrant;
+    // A call that ends before the try/finally below still settles in the trace, with the reason.
+    const failEarly = (err: unknown): never => {
+      guard.clear();
+      const failure = err instanceof BridgeError ? err : new BridgeError('internal', (err as Error).message, { cause: err });
+      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
+      throw failure;
+    };
     if (!useShared) {
-      grant = await Promise.race([this.link.subscribe(replyTopic, qos), guard.expired]).catch((err: unknown) => {
-        guard.clear();
-        throw err;
+      const subscribing = this.link.subscribe(replyTopic, qos);
+      grant = await Promise.race([subscribing, guard.expired]).catch((err: unknown) => {
+        // Cancelled or timed out while subscribing: the subscription may still complete; it must not outlive the call.
+        void subscribing.then(() => this.link.unsubscribe(replyTopic)).catch(() => undefined);
+        return failEarly(err);
       });
       step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.subscribed', detail: { topic: replyTopic, qosAsked: qos, qosGranted: grant } });
-      if (grant === 'refused') {
-        // Disarm the deadline and the abort listener here: this exit comes before the try/finally below.
-        guard.clear();
-        throw new BridgeError('broker-failed', `The broker refused the subscription to the reply topic "${replyTopic}".`);
-      }
+      if (grant === 'refused') failEarly(new BridgeError('broker-failed', `The broker refused the subscription to the reply topic "${replyTopic}".`));
     }
     const subscriptionAsked: QoS = useShared ? 1 : qos;
     if (grant !== 'refused' && grant < subscriptionAsked) {
