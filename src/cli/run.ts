@@ -5,6 +5,7 @@ import { toErrorShape } from '../core/errors';
 import { passwordForms, redactDeep, redactUrlsInText, scrubSecrets } from '../shared/redact';
 import { MAX_TIMER_MS } from '../shared/durations';
 import { jsonForTerminal, terminalSafe } from './terminal';
+import { splitUrls } from './urls';
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
 
@@ -34,7 +35,8 @@ function rememberSecrets(args: unknown[]): void {
     else if (arg !== null && typeof arg === 'object') values.push(...Object.values(arg).filter((value): value is string => typeof value === 'string'));
   }
   // Only URLs: a payload such as {"to":"a:b@c"} has no password to hide.
-  for (const value of values) for (const secret of value?.includes('://') ? passwordForms(value) : []) knownSecrets.add(secret);
+  // A flag may hold several URLs of one cluster: each has its own password.
+  for (const value of values) for (const url of value?.includes('://') ? splitUrls(value) : []) for (const secret of passwordForms(url)) knownSecrets.add(secret);
 }
 
 /** Just after a URL already shown as `scheme://***@` or `scheme://user:***@`: nothing before it is left to hide. */

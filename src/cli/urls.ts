@@ -39,7 +39,7 @@ function sandboxUrls(): Array<SandboxInfo['urls']> {
  */
 export function splitUrls(text: string): string[] {
   return text
-    .split(/,(?=\s*(?:amqps?|mqtts?|wss?|tcp|https?):\/\/)/)
+    .split(/,(?=\s*(?:amqps?|mqtts?|wss?|tcp|https?):\/\/)/i)
     .map((part) => part.trim())
     .filter((part) => part.length > 0);
 }

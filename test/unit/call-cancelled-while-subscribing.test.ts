@@ -23,7 +23,7 @@ async function slowSubackBroker() {
       }
       if (packet.cmd === 'unsubscribe') {
         seen.push(`unsubscribe ${packet.unsubscriptions[0]}`);
-        send({ cmd: 'unsuback', messageId: packet.messageId });
+        send({ cmd: 'unsuback', messageId: packet.messageId, granted: [] });
         onUnsubscribe?.();
       }
       if (packet.cmd === 'pingreq') send({ cmd: 'pingresp' });

@@ -145,9 +145,11 @@ export async function startSandboxCluster(opts: ClusterStartOptions): Promise<Cl
   }
 
   const statuses = await Promise.all(record.nodes.map((_, i) => sandboxStatus(nodeDir(dir, i))));
-  if (statuses.every((status) => status.state === 'running')) {
+  if (record.joined && statuses.every((status) => status.state === 'running')) {
     const infos = statuses.flatMap((status) => (status.state === 'running' ? [status.info] : []));
-    return { cluster: { dir, nodes: infos, mqttExchange }, reused: true, warnings };
+    // Reused only when the nodes really form one cluster (a join that failed last time leaves three single nodes).
+    const members = await membersSeenBy(infos[0] as SandboxInfo).catch(() => new Map<string, boolean>());
+    if (record.nodes.every((name) => members.get(name) === true)) return { cluster: { dir, nodes: infos, mqttExchange }, reused: true, warnings };
   }
   if (record.joined) {
     // A sandbox cluster starts fresh each time, with the same node names and ports: RabbitMQ 3.10's MQTT client-id

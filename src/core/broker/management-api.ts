@@ -101,7 +101,7 @@ const pagedQueuesSchema = z.object({ items: z.array(z.object({ name: z.string(),
 
 export class ManagementApi {
   private readonly vhostPath: string;
-  private peerApis: Promise<ManagementApi[]> | undefined;
+  private peerApis: ManagementApi[] | undefined;
 
   constructor(
     private readonly url: string,
@@ -204,40 +204,48 @@ export class ManagementApi {
   }
 
   /**
-   * The management API of every other node of the cluster, from the HTTP listeners the overview lists per node (a
-   * wildcard address means the node's own host name). Asked once; a single node has none.
+   * The management API of every other node of the cluster, from the HTTP listeners the overview lists per node. The
+   * user's credentials go only where the node itself said it listens: an explicit address, or, for a wildcard one, the
+   * same loopback host as the URL given (a sandbox cluster); never a host guessed from a node name, never https
+   * downgraded to http. A node that cannot be reached this way is left out (and said to be by `tracingByNode`). A failed
+   * overview is asked again next time, not remembered.
    */
   private async peers(): Promise<ManagementApi[]> {
-    this.peerApis ??= this.get('/api/overview')
-      .then((raw) => {
-        const overview = overviewSchema.parse(raw);
-        const base = new URL(this.url);
-        return (overview.listeners ?? [])
-          .filter((listener) => (listener.protocol === 'http' || listener.protocol === 'https') && listener.node !== undefined && listener.node !== overview.node)
-          .map((listener) => {
-            const url = new URL(base.href);
-            const address = listener.ip_address;
-            const nodeHost = (listener.node ?? '').split('@')[1] || base.hostname;
-            url.hostname = address === undefined || address === '::' || address === '0.0.0.0' ? nodeHost : address.includes(':') ? `[${address}]` : address;
-            url.port = String(listener.port);
-            url.protocol = `${listener.protocol}:`;
-            return new ManagementApi(url.href, this.vhost, listener.node);
-          });
-      })
-      .catch(() => []);
+    if (this.peerApis) return this.peerApis;
+    const overview = overviewSchema.parse(await this.get('/api/overview').catch(() => ({})));
+    if (overview.listeners === undefined) return [];
+    const base = new URL(this.url);
+    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(base.hostname);
+    const byNode = new Map<string, ManagementApi>();
+    for (const listener of overview.listeners) {
+      const node = listener.node;
+      if (node === undefined || node === overview.node || byNode.has(node)) continue;
+      // Never send the password in the clear where the user gave https.
+      if (listener.protocol !== base.protocol.slice(0, -1)) continue;
+      const address = listener.ip_address;
+      const wildcard = address === undefined || address === '::' || address === '0.0.0.0';
+      if (wildcard && !loopback) continue;
+      const url = new URL(base.href);
+      url.hostname = wildcard ? base.hostname : address.includes(':') ? `[${address}]` : address;
+      url.port = String(listener.port);
+      byNode.set(node, new ManagementApi(url.href, this.vhost, node));
+    }
+    this.peerApis = [...byNode.values()];
     return this.peerApis;
   }
 
   /**
-   * Whether the firehose is on for this vhost. The flag is per node, even when set through the management API (measured
-   * on a 3.10 cluster; rabbit_trace:start/1 sets the local node's environment only): in a cluster it is on when it is on
-   * at every node that answers.
+   * Whether the firehose is on for this vhost at every node (the flag is per node, even when set through the management
+   * API: measured on a 3.10 cluster; rabbit_trace:start/1 sets the local node's environment only). A node that does not
+   * answer counts as off: switching on then tries it again.
    */
   async tracing(): Promise<boolean> {
-    const own = await this.ownTracing();
-    if (!own) return false;
-    const peers = await Promise.all((await this.peers()).map((peer) => peer.ownTracing().catch(() => true)));
-    return peers.every(Boolean);
+    return (await this.tracingByNode()).every((node) => node.on === true);
+  }
+
+  /** Whether the firehose is on at any node that answers: what must be switched off when giving tracing back. */
+  async tracingAnywhere(): Promise<boolean> {
+    return (await this.tracingByNode()).some((node) => node.on === true);
   }
 
   private async ownTracing(): Promise<boolean> {
@@ -245,18 +253,18 @@ export class ManagementApi {
     return raw.tracing ?? false;
   }
 
-  /** The firehose flag of this vhost at each node: the one asked, then its peers (a node that does not answer is left out). */
-  async tracingByNode(): Promise<Array<{ node: string; on: boolean }>> {
-    const own = { node: this.nodeName ?? (await this.overviewNode()) ?? 'this node', on: await this.ownTracing() };
+  /** The firehose flag of this vhost at each node: the one asked, then its peers (`on` undefined: the node did not answer). */
+  async tracingByNode(): Promise<Array<{ node: string; on: boolean | undefined }>> {
+    const own = { node: this.nodeName ?? (await this.overviewNode().catch(() => undefined)) ?? 'this node', on: await this.ownTracing() };
     const peers = await Promise.all(
       (await this.peers()).map((peer) =>
         peer.ownTracing().then(
           (on) => ({ node: peer.nodeName ?? 'a peer', on }),
-          () => undefined,
+          () => ({ node: peer.nodeName ?? 'a peer', on: undefined }),
         ),
       ),
     );
-    return [own, ...peers.filter((peer) => peer !== undefined)];
+    return [own, ...peers];
   }
 
   private async overviewNode(): Promise<string | undefined> {

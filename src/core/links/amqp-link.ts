@@ -239,8 +239,10 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     const { heartbeatSeconds = 10 } = this.options;
     // amqplib's recovery reads this object on every attempt: moving it to the next node is how a reconnection fails over.
     const connectOptions: amqp.Options.Connect = { ...(targets[start] as amqp.Options.Connect) };
+    let connectedOnce = false;
     const failOver = (): void => {
-      if (targets.length < 2) return;
+      // Before the first connection, open() itself tries the next URL (and says which one failed).
+      if (targets.length < 2 || !connectedOnce) return;
       this.urlIndex = (this.urlIndex + 1) % targets.length;
       Object.assign(connectOptions, targets[this.urlIndex]);
     };
@@ -268,6 +270,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     this.connection = connection;
     let attempt = 0;
     connection.on('connect', () => {
+      connectedOnce = true;
       attempt = 0;
       this.setStatus({ state: 'connected', since: Date.now() });
     });

@@ -104,10 +104,13 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private sharedReplyTopic: string | undefined;
   private sharedGrant: QoS | 'refused' = 'refused';
   duplicates = 0;
+  /** the broker's version once known (the app reads it from the management API after connecting) */
+  brokerVersion: string | undefined;
 
   constructor(private readonly options: RpcClientOptions) {
     super();
     this.clientId = options.clientId ?? `bridgescope-${randomUUID().slice(0, 8)}`;
+    this.brokerVersion = options.brokerVersion;
     this.strategy = options.strategy ?? 'shared';
     this.fields = options.fields ?? defaultEnvelopeFields;
     this.replyPrefix = options.replyPrefix ?? DEFAULT_REPLY_PREFIX;
@@ -159,7 +162,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const replyRoutingKey = topicToRoutingKey(replyTopic, this.options.topicMap);
     const body = encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
     this.admit(body.byteLength);
-    const sendQos = this.allowedQos(qos, topic, body.byteLength, warnings);
+    const sendQos = this.allowedQos(qos, topic, replyTopic, body.byteLength, warnings);
     const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
     step({
       rpcId: id,
@@ -303,20 +306,24 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
    * says its limits in the CONNACK (RabbitMQ 3.13+ says Maximum QoS 1 and disconnects a client that publishes QoS 2,
    * reason 0x9B); for MQTT 3.1.1 the broker's version, when known, decides (docs/BROKER-VERSIONS.md).
    */
-  private allowedQos(qos: QoS, topic: string, bodyBytes: number, warnings: string[]): QoS {
+  private allowedQos(qos: QoS, topic: string, replyTopic: string, bodyBytes: number, warnings: string[]): QoS {
     const limits = this.link.protocolVersion === 5 ? this.link.serverLimits : {};
-    // Fixed header, topic, packet id and properties (response topic, correlation data) come on top of the body.
-    const packetBytes = bodyBytes + Buffer.byteLength(topic) + 512;
+    // Fixed header, topic, packet id and properties (response topic and correlation data, each about a reply topic
+    // and an id long) come on top of the body.
+    const packetBytes = bodyBytes + Buffer.byteLength(topic) + 2 * (Buffer.byteLength(replyTopic) + 64);
     if (limits.maximumPacketSize !== undefined && packetBytes > limits.maximumPacketSize) {
       throw new BridgeError(
         'too-large',
-        `The request is ${bodyBytes} bytes; the broker's CONNACK says it takes MQTT packets of at most ${limits.maximumPacketSize} bytes (RabbitMQ: mqtt.max_packet_size_authenticated). Nothing was sent.`,
+        `The request is about ${packetBytes} bytes with its headers; the broker's CONNACK says it takes MQTT packets of at most ${limits.maximumPacketSize} bytes (RabbitMQ: mqtt.max_packet_size_authenticated). Nothing was sent.`,
       );
     }
     if (this.link.protocolVersion !== 5) {
-      const rules = brokerRules(this.options.brokerVersion);
+      const rules = brokerRules(this.brokerVersion);
       for (const finding of versionFindings(rules, { protocol: 4, qos, bytes: packetBytes })) {
-        if (finding.code === 'packet-too-large') warnings.push(finding.message);
+        if (finding.code !== 'packet-too-large') continue;
+        // A known version's limit is a refusal (the broker would close the connection and mqtt.js resend it forever).
+        if (finding.severity === 'error') throw new BridgeError('too-large', `${finding.message} Nothing was sent.`);
+        warnings.push(finding.message);
       }
       return qos;
     }

@@ -119,6 +119,8 @@ export class ConnectionController {
     this.connection = connection;
     this.detach = detach;
     this.overview = await api.overview().catch(() => undefined);
+    // The version's rules (e.g. 16 MiB MQTT packets from 4.1) apply to what the client sends from now on.
+    if (this.overview && this.overview.rabbitmqVersion !== 'unknown') client.brokerVersion = this.overview.rabbitmqVersion;
     // Tracing that a BridgeScope process which died left on: said once, and switched off when this session is done.
     connection.abandonedTracing = await factories.checkAbandonedTracing(api).catch(() => undefined);
     const notices = [previousFailure, connection.abandonedTracing?.message].filter((sentence) => sentence !== undefined);

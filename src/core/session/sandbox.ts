@@ -51,10 +51,22 @@ export class SandboxController {
       this.set({ state: 'running', urls: status.info.urls, nodeName: status.info.nodeName, ownedByApp: false });
       return this.current;
     }
+    // A second start while one runs joins it: two rabbitmq-server in one folder would fight over it.
+    if (this.starting) {
+      await this.starting;
+      return this.current;
+    }
     this.set({ state: 'starting' });
     try {
       const started = this.options.node.start({ dir: this.options.dir });
-      this.starting = started.finally(() => (this.starting = undefined)).catch(() => undefined);
+      const settled: Promise<unknown> = started.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.starting = settled;
+      void settled.then(() => {
+        if (this.starting === settled) this.starting = undefined;
+      });
       const result = await started;
       this.ownedPid = result.reused ? undefined : result.info.pid;
       this.set({

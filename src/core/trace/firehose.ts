@@ -126,7 +126,8 @@ export async function releaseTracing(api: ManagementApi, ownQueue?: string): Pro
     if (markers.length === 0) return { outcome: 'left-on', why: 'not-ours' };
     const others = (await api.liveTracerQueues()).filter((queue) => queue !== ownQueue);
     if (others.length > 0) return { outcome: 'left-on', why: 'in-use' };
-    if (await api.tracing()) await api.setTracing(false);
+    // Off at every node where it is on (in a cluster a restarted node may have lost it while others kept it).
+    if (await api.tracingAnywhere()) await api.setTracing(false);
     // A tracer that started meanwhile may have found tracing still on and joined it: give it its tracing back.
     if ((await api.liveTracerQueues()).some((queue) => queue !== ownQueue)) {
       await api.setTracing(true);
@@ -160,7 +161,7 @@ export async function checkAbandonedTracing(api: ManagementApi): Promise<Abandon
   const marker = markers[0];
   if (!marker) return undefined;
   if ((await api.liveTracerQueues()).length > 0) return undefined;
-  if (!(await api.tracing())) {
+  if (!(await api.tracingAnywhere())) {
     await api.deleteTracingMarkers(markers.map((stale) => stale.exchange)).catch(() => undefined);
     return undefined;
   }
