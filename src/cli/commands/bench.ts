@@ -20,7 +20,7 @@ interface BenchCase {
 
 function plan(quick: boolean): BenchCase[] {
   const n = (full: number, fast: number): number => (quick ? fast : full);
-  const main: ContenderName[] = ['raw', 'bridgescope', 'bridgescope-traced'];
+  const main: ContenderName[] = ['raw', 'raw-reliable', 'bridgescope', 'bridgescope-traced'];
   return [
     { concurrency: 1, payloadBytes: 64, requests: n(2000, 300), contenders: [...main, 'raw-per-request', 'bridgescope-per-request'] },
     { concurrency: 10, payloadBytes: 64, requests: n(5000, 1000), contenders: main },
@@ -113,7 +113,7 @@ export function registerBenchCommand(program: Command): void {
         }
         const computed = ratios(cases);
         if (quick) process.stdout.write('\n(--quick: every contender ran in this process, so peak RSS is the whole run\'s, not each contender\'s.)');
-        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / raw, same run, median of ${rounds} round(s)):\n`);
+        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work):\n`);
         for (const ratio of computed) {
           process.stdout.write(`  ${ratio.label.padEnd(58)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
         }
