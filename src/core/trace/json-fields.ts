@@ -62,6 +62,37 @@ function parseSlice(bytes: Buffer, start: number, end: number): { ok: true; valu
   }
 }
 
+const quotedNames = new Map<string, { name: string; bytes: Buffer }>();
+
+/** A field name as it appears in a body without escapes, kept for the next body (the names are a handful, set by config). */
+function quotedName(name: string): { name: string; bytes: Buffer } {
+  let quoted = quotedNames.get(name);
+  if (!quoted) {
+    quoted = { name, bytes: Buffer.from(JSON.stringify(name)) };
+    if (quotedNames.size < 64) quotedNames.set(name, quoted);
+  }
+  return quoted;
+}
+
+/**
+ * Which wanted field the key between `start` and `end` (quotes included) names: null for none, undefined when it is not
+ * a valid string. Compared byte by byte, so the keys of a body are never turned into strings; an escaped key is parsed.
+ */
+function keyName(bytes: Buffer, start: number, end: number, quoted: ReadonlyArray<{ name: string; bytes: Buffer }>): string | null | undefined {
+  let escaped = false;
+  for (let i = start + 1; i < end - 1 && !escaped; i += 1) escaped = bytes[i] === BACKSLASH;
+  if (!escaped) {
+    for (const candidate of quoted) {
+      if (candidate.bytes.length === end - start && bytes.compare(candidate.bytes, 0, candidate.bytes.length, start, end) === 0) return candidate.name;
+    }
+    return null;
+  }
+  const parsed = parseSlice(bytes, start, end);
+  if (!parsed.ok || typeof parsed.value !== 'string') return undefined;
+  const name = parsed.value;
+  return quoted.some((candidate) => candidate.name === name) ? name : null;
+}
+
 /**
  * The `wanted` top-level fields of a JSON object, read up to the last of them; undefined when the body is not a JSON
  * object (as far as it was read). Only the wanted values are parsed; the scan stops once all of them are found.
@@ -69,6 +100,7 @@ function parseSlice(bytes: Buffer, start: number, end: number): { ok: true; valu
 export function readTopLevelFields(body: Uint8Array, wanted: readonly string[]): Map<string, unknown> | undefined {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const found = new Map<string, unknown>();
+  const quoted = wanted.map(quotedName);
   let i = skipSpace(bytes, 0);
   if (bytes[i] !== 0x7b) return undefined;
   i = skipSpace(bytes, i + 1);
@@ -77,15 +109,14 @@ export function readTopLevelFields(body: Uint8Array, wanted: readonly string[]):
     if (bytes[i] !== QUOTE) return undefined;
     const keyEnd = skipString(bytes, i);
     if (keyEnd < 0) return undefined;
-    const key = parseSlice(bytes, i, keyEnd);
-    if (!key.ok) return undefined;
+    const name = keyName(bytes, i, keyEnd, quoted);
+    if (name === undefined) return undefined;
     i = skipSpace(bytes, keyEnd);
     if (bytes[i] !== 0x3a) return undefined;
     i = skipSpace(bytes, i + 1);
     const valueEnd = skipValue(bytes, i);
     if (valueEnd < 0) return undefined;
-    const name = key.value as string;
-    if (wanted.includes(name) && !found.has(name)) {
+    if (name !== null && !found.has(name)) {
       const value = parseSlice(bytes, i, valueEnd);
       if (!value.ok) return undefined;
       found.set(name, value.value);
