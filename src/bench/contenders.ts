@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import mqtt from 'mqtt';
+import type { ConfirmChannel } from 'amqplib';
 import type { BrokerUrls } from '../core/broker/readiness';
 import { ManagementApi } from '../core/broker/management-api';
 import { RpcClient } from '../core/rpc/client';
@@ -11,7 +12,7 @@ import { FirehoseTracer } from '../core/trace/firehose';
 import { TraceStore } from '../core/trace/trace-store';
 import { amqpConnectOptions, connectAmqp } from '../core/links/amqp-link';
 
-export type ContenderName = 'raw' | 'bridgescope' | 'raw-per-request' | 'bridgescope-per-request' | 'bridgescope-traced';
+export type ContenderName = 'raw' | 'raw-reliable' | 'bridgescope' | 'raw-per-request' | 'bridgescope-per-request' | 'bridgescope-traced';
 
 export interface RunSpec {
   contender: ContenderName;
@@ -56,10 +57,14 @@ async function drive(call: CallOnce, total: number, concurrency: number, payload
   return latencies;
 }
 
-/** The floor: an amqplib consumer that replies to reply_to with / -> ., and an mqtt.js client matching replies by id. */
-async function raw(urls: BrokerUrls, queue: string, perRequest: boolean): Promise<Contender> {
+/**
+ * The floors: an amqplib consumer that replies to reply_to with / -> ., and an mqtt.js client matching replies by id.
+ * `reliable` gives it BridgeScope's server's guarantees: a confirm channel, `mandatory` replies, and each request acked
+ * only once its reply is confirmed (a request whose reply is lost goes back to the queue).
+ */
+async function raw(urls: BrokerUrls, queue: string, perRequest: boolean, reliable = false): Promise<Contender> {
   const connection = await connectAmqp(amqpConnectOptions(urls.amqp, 10), { noDelay: true });
-  const channel = await connection.createChannel();
+  const channel = reliable ? await connection.createConfirmChannel() : await connection.createChannel();
   // The same topology as BridgeScope's server: a durable queue, so QoS 1 (persistent) requests cost the broker the same.
   await channel.assertQueue(queue, { durable: true });
   await channel.bindQueue(queue, 'amq.direct', queue);
@@ -67,8 +72,17 @@ async function raw(urls: BrokerUrls, queue: string, perRequest: boolean): Promis
   await channel.consume(queue, (message) => {
     if (!message) return;
     const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string; params: unknown };
-    channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: request.params })));
-    channel.ack(message);
+    const body = Buffer.from(JSON.stringify({ id: request.id, result: request.params }));
+    const key = request.reply_to.replaceAll('/', '.');
+    if (!reliable) {
+      channel.publish('amq.direct', key, body);
+      channel.ack(message);
+      return;
+    }
+    (channel as ConfirmChannel).publish('amq.direct', key, body, { mandatory: true }, (err: unknown) => {
+      if (err) channel.nack(message, false, true);
+      else channel.ack(message);
+    });
   });
 
   const client = await mqtt.connectAsync(urls.mqtt, { clientId: `bench-raw-${randomUUID().slice(0, 8)}`, reconnectPeriod: 0 });
@@ -131,8 +145,8 @@ async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean,
 export async function runContender(spec: RunSpec): Promise<RunResult> {
   const queue = `bench-${spec.contender}-${randomUUID().slice(0, 8)}`;
   const contender =
-    spec.contender === 'raw' || spec.contender === 'raw-per-request'
-      ? await raw(spec.urls, queue, spec.contender === 'raw-per-request')
+    spec.contender === 'raw' || spec.contender === 'raw-per-request' || spec.contender === 'raw-reliable'
+      ? await raw(spec.urls, queue, spec.contender === 'raw-per-request', spec.contender === 'raw-reliable')
       : await bridgescope(spec.urls, queue, spec.contender === 'bridgescope-per-request', spec.contender === 'bridgescope-traced');
   const payload = 'x'.repeat(spec.payloadBytes);
   try {

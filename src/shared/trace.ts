@@ -47,8 +47,16 @@ export interface TraceStepDetails {
 export type TraceStepKind = keyof TraceStepDetails;
 export type TraceSource = 'client' | 'server' | 'broker';
 
+/** Immutable by type (no freeze at run time: a step is built per hop of every RPC, and nothing changes it). */
 export type TraceStep = {
-  [K in TraceStepKind]: { rpcId: string; seq: number; at: number; source: TraceSource; kind: K; detail: TraceStepDetails[K] };
+  [K in TraceStepKind]: {
+    readonly rpcId: string;
+    readonly seq: number;
+    readonly at: number;
+    readonly source: TraceSource;
+    readonly kind: K;
+    readonly detail: Readonly<TraceStepDetails[K]>;
+  };
 }[TraceStepKind];
 
 /** A step before the tracer numbered it. */

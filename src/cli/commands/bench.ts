@@ -1,7 +1,7 @@
 /** `bridgescope bench`: BridgeScope against a raw mqtt.js + amqplib floor, side by side in one run, on a private broker. */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -20,7 +20,7 @@ interface BenchCase {
 
 function plan(quick: boolean): BenchCase[] {
   const n = (full: number, fast: number): number => (quick ? fast : full);
-  const main: ContenderName[] = ['raw', 'bridgescope', 'bridgescope-traced'];
+  const main: ContenderName[] = ['raw', 'raw-reliable', 'bridgescope', 'bridgescope-traced'];
   return [
     { concurrency: 1, payloadBytes: 64, requests: n(2000, 300), contenders: [...main, 'raw-per-request', 'bridgescope-per-request'] },
     { concurrency: 10, payloadBytes: 64, requests: n(5000, 1000), contenders: main },
@@ -60,6 +60,29 @@ async function rendererScale(resultFile: string): Promise<void> {
   });
 }
 
+/**
+ * The UI under a sustained stream (bench/ui-stream.ts): needs the broker still running, the built renderer and Chromium.
+ * Returns its figures, or undefined when it cannot run here.
+ */
+async function uiStream(urls: BrokerUrls, seconds: number, dir: string): Promise<unknown> {
+  const script = resolve('bench', 'ui-stream.ts');
+  if (!existsSync(script) || !existsSync('/usr/bin/chromium') || !existsSync(resolve('out', 'renderer', 'index.html'))) {
+    process.stderr.write('Skipping the UI stream benchmark: it runs from a built checkout with Debian chromium installed.\n');
+    return undefined;
+  }
+  const file = join(dir, 'ui-stream.json');
+  await new Promise<void>((resolvePromise, reject) => {
+    // The URLs (with the sandbox's credentials) go by environment, not on a command line others can read.
+    const child = spawn(process.execPath, ['--import', 'tsx', script, file, String(seconds)], {
+      stdio: 'inherit',
+      env: { ...process.env, BRIDGESCOPE_BENCH_URLS: JSON.stringify(urls) },
+    });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolvePromise() : reject(new Error(`the UI stream benchmark failed (exit ${code})`))));
+  });
+  return JSON.parse(await readFile(file, 'utf8')) as unknown;
+}
+
 export function registerBenchCommand(program: Command): void {
   program
     .command('bench')
@@ -83,6 +106,7 @@ export function registerBenchCommand(program: Command): void {
         const { info } = await startSandbox({ dir, timeoutMs: 120_000 });
         const urls: BrokerUrls = info.urls;
         const cases: CaseSummary[] = [];
+        let uiStreamResult: unknown;
         try {
           for (const benchCase of plan(quick)) {
             const byContender = new Map<ContenderName, RunResult[]>();
@@ -107,13 +131,18 @@ export function registerBenchCommand(program: Command): void {
             for (const results of byContender.values()) cases.push(summarizeRounds(results));
             process.stderr.write(`  done: concurrency ${benchCase.concurrency}, ${benchCase.payloadBytes >= 1048576 ? '1 MiB' : `${benchCase.payloadBytes} B`} payload\n`);
           }
+          // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
+          uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
+            process.stderr.write(`The UI stream benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`);
+            return undefined;
+          });
         } finally {
           await stopSandbox(dir);
           await rm(dir, { recursive: true, force: true });
         }
         const computed = ratios(cases);
         if (quick) process.stdout.write('\n(--quick: every contender ran in this process, so peak RSS is the whole run\'s, not each contender\'s.)');
-        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / raw, same run, median of ${rounds} round(s)):\n`);
+        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work):\n`);
         for (const ratio of computed) {
           process.stdout.write(`  ${ratio.label.padEnd(58)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
         }
@@ -123,11 +152,12 @@ export function registerBenchCommand(program: Command): void {
           at: new Date().toISOString(),
           quick,
           rounds,
-          machine: { cpus: cpus().length, node: process.version, rabbitmq: 'sandbox broker' },
+          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, rabbitmq: 'sandbox broker', shared: 'the cores are shared with other work: compare ratios from the same run' },
           rssPerContender: !quick,
           wallSeconds: (Date.now() - started) / 1000,
           cases,
           ratios: computed,
+          ...(uiStreamResult !== undefined ? { uiStream: uiStreamResult } : {}),
         };
         await writeFile(join(outDir, 'latest.json'), JSON.stringify(report, null, 2));
         await writeFile(join(outDir, 'latest.svg'), renderSvg(cases, `BridgeScope vs raw mqtt.js + amqplib (${quick ? 'quick' : 'full'}, median of ${rounds})`));

@@ -164,7 +164,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.admit(body.byteLength);
     const sendQos = this.allowedQos(qos, topic, replyTopic, body.byteLength, warnings);
     const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
-    step({
+    if (this.traced) step({
       rpcId: id,
       at: Date.now(),
       source: 'client',
@@ -179,7 +179,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const failEarly = (err: unknown): never => {
       guard.clear();
       const failure = err instanceof BridgeError ? err : new BridgeError('internal', (err as Error).message, { cause: err });
-      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
+      if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
       throw failure;
     };
     if (!useShared) {
@@ -189,7 +189,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         void subscribing.then(() => this.link.unsubscribe(replyTopic)).catch(() => undefined);
         return failEarly(err);
       });
-      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.subscribed', detail: { topic: replyTopic, qosAsked: qos, qosGranted: grant } });
+      if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.subscribed', detail: { topic: replyTopic, qosAsked: qos, qosGranted: grant } });
       if (grant === 'refused') failEarly(new BridgeError('broker-failed', `The broker refused the subscription to the reply topic "${replyTopic}".`));
     }
     const subscriptionAsked: QoS = useShared ? 1 : qos;
@@ -209,7 +209,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       }
       const predictedRoutingKey = topicToRoutingKey(topic, this.options.topicMap);
       const publish = async (): Promise<QoS> => {
-        step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: sendQos, predictedRoutingKey } });
+        if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: sendQos, predictedRoutingKey } });
         const packet = await Promise.race([this.link.client.publishAsync(topic, body, publishOptions), guard.expired]).catch((err: unknown) => {
           if (err instanceof BridgeError) throw err;
           throw new BridgeError('unreachable', `The MQTT connection closed before the broker acknowledged request ${id} (${(err as Error).message}).`);
@@ -218,7 +218,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         if (packet?.messageId !== undefined) this.acks.delete(packet.messageId);
         const acknowledgedAs: QoS = sendQos === 0 ? 0 : ack?.packet === 'pubrec' ? 2 : 1;
         if (sendQos > 0) {
-          step({
+          if (this.traced) step({
             rpcId: id,
             at: Date.now(),
             source: 'client',
@@ -268,7 +268,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         warnings.push(`The reply asked for "${replyTopic}" arrived on "${reply.topic}": a "." in a topic level is a level separator for RabbitMQ.`);
       }
       outcomeOf = 'replied';
-      step({
+      if (this.traced) step({
         rpcId: id,
         at: Date.now(),
         source: 'client',
@@ -291,7 +291,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       };
     } catch (err) {
       const failure = err instanceof BridgeError ? err : new BridgeError('internal', (err as Error).message, { cause: err });
-      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
+      if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
       throw failure;
     } finally {
       guard.clear();
@@ -413,6 +413,11 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   /** the one reply topic of the shared strategy, once connected */
+  /** Whether anyone listens to steps: when nobody does, no step object is built at all. */
+  private get traced(): boolean {
+    return this.listenerCount('step') > 0;
+  }
+
   get sharedTopic(): string | undefined {
     return this.sharedReplyTopic;
   }

@@ -127,6 +127,9 @@ interface Worker {
   drained?: Promise<void>;
   /** set once a failed reply took the blame for closeReason (when it does not name a size) */
   blamed?: boolean;
+  /** deliveries not yet acked or rejected, by delivery tag in arrival order; `ready` once the reply is confirmed */
+  unacked: Map<number, { message: ConsumeMessage; ready: boolean }>;
+  flushScheduled: boolean;
 }
 
 /** A reply that could not be published, remembered so its redelivery is answered with an error instead of running the handler again. */
@@ -202,10 +205,6 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     return this.link.status;
   }
 
-  get workerNames(): string[] {
-    return this.workers.map((worker) => worker.name);
-  }
-
   async start(): Promise<void> {
     await this.link.open();
     // Stopped while connecting: the connection that just opened must not outlive the stop.
@@ -250,6 +249,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       abandoned: entries.filter((entry) => entry.abandoned).map((entry) => entry.rpcId),
       abandonedForgotten: this.abandonedForgotten,
     };
+    // Acks still waiting for the end of the turn go out now, before the channels close behind them.
+    for (const worker of this.workers) this.flushAcks(worker);
     this.closing = true;
     // Acks go out on each channel's own buffer and a connection.close can overtake them: a channel.close, queued behind
     // them and answered by the broker, proves they were processed. Unacked requests go back to the queue.
@@ -342,7 +343,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     };
     if (await abandonIfStopping()) return undefined;
     const returned = new Map<string, string>();
-    const worker: Worker = { name, channel, consumerTag: '', returned };
+    const worker: Worker = { name, channel, consumerTag: '', returned, unacked: new Map(), flushScheduled: false };
     channel.on('error', (err: Error) => {
       worker.closeReason = err.message;
       this.learnMaxMessageSize(err.message);
@@ -403,6 +404,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
   }
 
+  /** Whether anyone listens to steps: when nobody does, no step object is built at all. */
+  private get traced(): boolean {
+    return this.listenerCount('step') > 0;
+  }
+
   private step(draft: TraceStepDraft): void {
     this.emitSafely('step', draft);
   }
@@ -421,10 +427,59 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
   }
 
-  /** Acks or rejects a delivery once, remembering it so the last resort in onMessage knows it is settled. */
+  /**
+   * Acks or rejects a delivery once, remembering it so the last resort in onMessage knows it is settled. A reject goes out
+   * at once; an ack waits for the end of this turn of the event loop (see flushAcks), unless the server is stopping.
+   */
   private settle(worker: Worker, message: ConsumeMessage, outcome: 'ack' | 'reject'): void {
     this.settled.add(message);
-    safely(() => (outcome === 'ack' ? worker.channel.ack(message) : worker.channel.nack(message, false, false)));
+    const tag = message.fields.deliveryTag;
+    if (outcome === 'reject') {
+      worker.unacked.delete(tag);
+      safely(() => worker.channel.nack(message, false, false));
+      // Its slot at the head of the line may have held back acks ready behind it.
+      if (worker.unacked.size > 0) this.scheduleAckFlush(worker);
+      return;
+    }
+    const entry = worker.unacked.get(tag);
+    if (entry) entry.ready = true;
+    else safely(() => worker.channel.ack(message));
+    if (this.draining) this.flushAcks(worker);
+    else this.scheduleAckFlush(worker);
+  }
+
+  /**
+   * Every ack that became ready in this turn (a batch of confirms arrives in one socket read) goes out once the turn's
+   * promise continuations have run: one `basic.ack multiple` for the run of ready deliveries at the head of the channel's
+   * line, written with the replies published meanwhile. Never before the reply's own confirm.
+   */
+  private scheduleAckFlush(worker: Worker): void {
+    if (worker.flushScheduled) return;
+    worker.flushScheduled = true;
+    process.nextTick(() => this.flushAcks(worker));
+  }
+
+  private flushAcks(worker: Worker): void {
+    worker.flushScheduled = false;
+    let last: ConsumeMessage | undefined;
+    let count = 0;
+    // Delivery tags grow on a channel and the map keeps their order: `multiple` acks exactly the ready prefix.
+    for (const [tag, entry] of worker.unacked) {
+      if (!entry.ready) break;
+      worker.unacked.delete(tag);
+      last = entry.message;
+      count += 1;
+    }
+    if (last) {
+      const upTo = last;
+      safely(() => worker.channel.ack(upTo, count > 1));
+    }
+    // Ready ones behind a request still being handled are acked alone: a slow handler must not hold their prefetch slots.
+    for (const [tag, entry] of worker.unacked) {
+      if (!entry.ready) continue;
+      worker.unacked.delete(tag);
+      safely(() => worker.channel.ack(entry.message));
+    }
   }
 
   private async onMessage(worker: Worker, message: ConsumeMessage | null): Promise<void> {
@@ -439,6 +494,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     this.stats.received += 1;
     this.stats.inFlight += 1;
+    worker.unacked.set(message.fields.deliveryTag, { message, ready: false });
     this.deliverySeq += 1;
     const ticket = this.deliverySeq;
     try {
@@ -469,7 +525,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       topicMap: this.options.topicMap,
     });
     const rpcId = (parsed.ok ? parsed.request.id : parsed.id) ?? `delivery-${message.fields.deliveryTag}-${randomUUID().slice(0, 8)}`;
-    this.step({
+    if (this.traced) this.step({
       rpcId,
       at: Date.now(),
       source: 'server',
@@ -485,7 +541,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     if (!parsed.ok) {
       this.stats.rejected += 1;
       this.settle(worker, message, 'reject');
-      this.step({
+      if (this.traced) this.step({
         rpcId,
         at: Date.now(),
         source: 'server',
@@ -502,7 +558,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       // Its reply failed before (the channel died with it): answer with that error rather than run the handler twice.
       earlier.attempts += 1;
       const reason = `${earlier.reason}; the handler was not run again.`;
-      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'handler.finished', detail: { worker: worker.name, durationMs: 0, outcome: 'error', errorCode: earlier.code } });
+      if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'handler.finished', detail: { worker: worker.name, durationMs: 0, outcome: 'error', errorCode: earlier.code } });
       const body = encodeReply({ id: request.id, error: { code: earlier.code, message: reason }, worker: worker.name }, fields);
       this.stats.failed += 1;
       await this.reply(worker, message, request, rpcId, body);
@@ -512,7 +568,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       this.stats.rejected += 1;
       this.settle(worker, message, 'reject');
       const reason = `Its reply could not be published before (${earlier.reason}); rejected without requeue so it does not loop.`;
-      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
+      if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
       this.problem({ kind: 'rejected', worker: worker.name, rpcId, message: `Rejected ${rpcId}: ${reason}` });
       return;
     }
@@ -548,7 +604,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       if (!this.closing) this.stats.failed += 1;
       reply = encodeReply({ id: request.id, error, worker: worker.name }, fields);
     }
-    this.step({
+    if (this.traced) this.step({
       rpcId,
       at: Date.now(),
       source: 'server',
@@ -668,7 +724,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       // The channel closed under us: the broker requeues the request.
       settle(err instanceof Error ? err : new Error(describeThrown(err)));
     }
-    this.step({
+    if (this.traced) this.step({
       rpcId,
       at: Date.now(),
       source: 'server',
@@ -680,7 +736,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     const failure = await confirmed;
     if (failure) {
       // The channel is gone (the request will be redelivered) or the broker refused the reply.
-      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
+      if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
       // The channel's 'error' (the broker's reason) comes before its close, and amqplib then fails every unconfirmed
       // publish of the channel with "channel closed": only the reply whose own size breaks the named limit was refused.
       const closeReason = worker.closeReason;
@@ -714,7 +770,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     this.settle(worker, message, 'ack');
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
-    this.step({
+    if (this.traced) this.step({
       rpcId,
       at: Date.now(),
       source: 'server',

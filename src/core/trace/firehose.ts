@@ -9,7 +9,7 @@ import type { TraceStep, TraceStepDraft } from '../../shared/trace';
 import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
-import { readBody } from '../rpc/envelope';
+import { readTopLevelFields } from './json-fields';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import type { TraceStore } from './trace-store';
 
@@ -59,14 +59,14 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
 
 /** Turns a firehose event into a trace step, if it belongs to an RPC the store knows (or carries an id). */
 export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: EnvelopeFields = defaultEnvelopeFields): TraceStepDraft | undefined {
-  const body = readBody(event.body);
-  const record = body.kind === 'json' && typeof body.value === 'object' && body.value !== null ? (body.value as Record<string, unknown>) : undefined;
-  const rawId = record?.[fields.id];
-  const isRequest = record !== undefined && fields.replyTo in record;
+  // Only the id and the reply topic are read: the rest of the body (a 1 MiB payload) is skipped, never parsed.
+  const record = readTopLevelFields(event.body, [fields.id, fields.replyTo]);
+  const rawId = record?.get(fields.id);
+  const isRequest = record?.has(fields.replyTo) ?? false;
   let rpcId = typeof rawId === 'string' || typeof rawId === 'number' ? String(rawId) : undefined;
   const leg: 'request' | 'reply' =
     event.type === 'deliver' ? (event.name.startsWith('mqtt-subscription-') ? 'reply' : 'request') : isRequest ? 'request' : 'reply';
-  const replyTo = record?.[fields.replyTo];
+  const replyTo = record?.get(fields.replyTo);
   if (isRequest && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(topicToRoutingKey(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
     const key = event.routingKeys[0];

@@ -63,7 +63,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       return undefined;
     }
     this.seq += 1;
-    const step = Object.freeze({ ...draft, seq: this.seq }) as TraceStep;
+    const step = { ...draft, seq: this.seq } as TraceStep;
     steps.push(step);
     if (step.kind === 'composed') this.noteReplyKey(topicToRoutingKey(step.detail.replyTopic), step.rpcId);
     if (step.kind === 'reply.published') this.noteReplyKey(step.detail.routingKey, step.rpcId);
