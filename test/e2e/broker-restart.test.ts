@@ -6,7 +6,7 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
 import { uniqueName } from '../support/names';
-import { openInspector, type OpenInspector } from '../support/inspector';
+import { firehoseOnInUi, openInspector, startServerInUi, type OpenInspector } from '../support/inspector';
 
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
 const queue = uniqueName('restart_queue');
@@ -44,13 +44,8 @@ async function sendAndAwaitReply(temperature: number): Promise<void> {
 describe('a broker restarted under the inspector', () => {
   it('serves and traces an RPC before the restart', async () => {
     await page.waitForSelector('[data-testid=status-amqp][data-state=connected]');
-    await page.click('[data-testid=tab-server]');
-    await page.fill('[data-testid=server-queue]', queue);
-    await page.click('[data-testid=server-toggle]');
-    await page.waitForSelector('[data-testid=server-state] >> text=running');
-    await page.click('[data-testid=tab-trace]');
-    await page.check('[data-testid=trace-firehose]');
-    await page.waitForSelector('[data-testid=status-tracer][data-state=on]');
+    await startServerInUi(page, queue);
+    await firehoseOnInUi(page);
     await sendAndAwaitReply(20.5);
   }, 60_000);
 

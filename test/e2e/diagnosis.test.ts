@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { openInspector, type OpenInspector } from '../support/inspector';
+import { openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
@@ -18,20 +18,12 @@ let inspector: OpenInspector | undefined;
 
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
-  inspector = await openInspector([], {
-    BRIDGESCOPE_AMQP_URL: broker.urls.amqp,
-    BRIDGESCOPE_MQTT_URL: broker.urls.mqtt,
-    BRIDGESCOPE_MANAGEMENT_URL: broker.urls.management,
-  });
+  inspector = await openInspectorOn(broker.urls);
   ({ page } = inspector);
   await page.click('[data-testid=tab-connections]');
   await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
   // A server that takes 3 s per request, on a queue of this test's own.
-  await page.click('[data-testid=tab-server]');
-  await page.fill('[data-testid=server-queue]', queue);
-  await page.fill('[data-testid=server-handler]', 'delay:3000');
-  await page.click('[data-testid=server-toggle]');
-  await page.waitForSelector('[data-testid=server-state] >> text=running');
+  await startServerInUi(page, queue, 'delay:3000');
 }, 90_000);
 
 afterAll(async () => {

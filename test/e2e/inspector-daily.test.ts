@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { openInspector, type OpenInspector } from '../support/inspector';
+import { firehoseOnInUi, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'daily');
@@ -15,11 +15,7 @@ let page: Page;
 
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
-  inspector = await openInspector([], {
-    BRIDGESCOPE_AMQP_URL: broker.urls.amqp,
-    BRIDGESCOPE_MQTT_URL: broker.urls.mqtt,
-    BRIDGESCOPE_MANAGEMENT_URL: broker.urls.management,
-  });
+  inspector = await openInspectorOn(broker.urls);
   page = inspector.page;
   await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(inspector.url).origin });
 }, 60_000);
@@ -62,13 +58,8 @@ describe('the inspector as a daily driver, in Chromium', () => {
   });
 
   it('sends from Compose by keyboard alone and opens the RPC in Trace by keys', async () => {
-    await page.click('[data-testid=tab-server]');
-    await page.fill('[data-testid=server-queue]', queue);
-    await page.click('[data-testid=server-toggle]');
-    await page.waitForSelector('[data-testid=server-state] >> text=running');
-    await page.click('[data-testid=tab-trace]');
-    await page.check('[data-testid=trace-firehose]');
-    await page.waitForSelector('[data-testid=status-tracer][data-state=on]');
+    await startServerInUi(page, queue);
+    await firehoseOnInUi(page);
     await page.click('[data-testid=tab-compose]');
     await page.fill('[data-testid=compose-topic]', queue);
     await page.focus('[data-testid=compose-topic]');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { openInspector, type OpenInspector } from '../support/inspector';
+import { openInspectorOn, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
@@ -17,11 +17,7 @@ let inspector: OpenInspector | undefined;
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
   // What `npm run web` runs after building, pointed at the test's own broker.
-  inspector = await openInspector([], {
-    BRIDGESCOPE_AMQP_URL: broker.urls.amqp,
-    BRIDGESCOPE_MQTT_URL: broker.urls.mqtt,
-    BRIDGESCOPE_MANAGEMENT_URL: broker.urls.management,
-  });
+  inspector = await openInspectorOn(broker.urls);
   ({ browser, page, url } = inspector);
 }, 60_000);
 

@@ -39,3 +39,28 @@ export async function openInspector(args: string[], env: Record<string, string> 
     },
   };
 }
+
+/** `bridgescope ui` pointed at a broker through the environment, as `npm run web` runs it after a build. */
+export function openInspectorOn(urls: { amqp: string; mqtt: string; management: string }, args: string[] = []): Promise<OpenInspector> {
+  return openInspector(args, {
+    BRIDGESCOPE_AMQP_URL: urls.amqp,
+    BRIDGESCOPE_MQTT_URL: urls.mqtt,
+    BRIDGESCOPE_MANAGEMENT_URL: urls.management,
+  });
+}
+
+/** Starts the embedded server from the Server panel on `queue` and waits until it runs. */
+export async function startServerInUi(page: Page, queue: string, handler?: string): Promise<void> {
+  await page.click('[data-testid=tab-server]');
+  await page.fill('[data-testid=server-queue]', queue);
+  if (handler !== undefined) await page.fill('[data-testid=server-handler]', handler);
+  await page.click('[data-testid=server-toggle]');
+  await page.waitForSelector('[data-testid=server-state] >> text=running');
+}
+
+/** Switches the broker firehose on from the Trace panel and waits until the header says so. */
+export async function firehoseOnInUi(page: Page): Promise<void> {
+  await page.click('[data-testid=tab-trace]');
+  await page.check('[data-testid=trace-firehose]');
+  await page.waitForSelector('[data-testid=status-tracer][data-state=on]');
+}
