@@ -3,13 +3,11 @@
 // `npm run web` (or `--web`): always the browser mode. BRIDGESCOPE_SKIP_BUILD=1 skips the build (out/ must exist; tests use it).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { constants } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
 const webOnly = process.argv.includes('--web');
 
 if (process.env.BRIDGESCOPE_SKIP_BUILD !== '1') {
@@ -24,10 +22,12 @@ let electronBinary;
 // Electron 45 downloads its binary on first use (require('electron')), not at npm install: with ELECTRON_SKIP_BINARY_DOWNLOAD set, never try.
 const electronInstalled = existsSync(join(root, 'node_modules', 'electron', 'path.txt'));
 if (!webOnly && (electronInstalled || !process.env.ELECTRON_SKIP_BINARY_DOWNLOAD)) {
-  try {
-    electronBinary = require('electron');
-  } catch {
-    console.log('The Electron binary could not be downloaded: opening the inspector in browser mode instead.');
+  // In a child: a failed download prints its whole stack; the user gets one sentence with the reason instead.
+  const found = spawnSync(process.execPath, ['-e', "process.stdout.write(require('electron'))"], { cwd: root, encoding: 'utf8' });
+  if (found.status === 0 && found.stdout) electronBinary = found.stdout;
+  else {
+    const reason = (found.stderr ?? '').split('\n').find((line) => /Error|ENOTFOUND|EAI_AGAIN|ECONN|fetch failed/.test(line))?.trim();
+    console.log(`The Electron binary could not be downloaded${reason ? ` (${reason.slice(0, 200)})` : ''}: opening the inspector in browser mode instead.`);
   }
 } else if (!webOnly) {
   console.log('The Electron binary is not installed (ELECTRON_SKIP_BINARY_DOWNLOAD is set): opening the inspector in browser mode instead.');
