@@ -2,13 +2,12 @@
  * Renderer scale: how fast the inspector's trace store ingests steps, what 100,000 steps cost in memory,
  * and the frame time while scrolling the trace list in headless Chromium. Run by `bridgescope bench`.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApp } from 'vue';
 import { createPinia, setActivePinia } from 'pinia';
-import { chromium } from 'playwright-core';
+import { launchUncappedChromium, startUi } from './browser';
 import type { TraceExport, TraceStep } from '../src/shared/trace';
 import type { BridgeClient } from '../src/shared/contract';
 import { clientKey } from '../src/renderer/src/injection';
@@ -60,24 +59,9 @@ async function scrollBenchmark(steps: TraceStep[]): Promise<{ medianFrameMs: num
   const file = join(dir, 'trace.json');
   const exported: TraceExport = { format: 'bridgescope-trace', version: 2, exportedAt: new Date().toISOString(), dropped: { rpcs: 0, steps: 0 }, steps };
   await writeFile(file, JSON.stringify(exported));
-  const ui = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'bridgescope'), 'ui', '--no-sandbox'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, BRIDGESCOPE_AMQP_URL: '' },
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    ui.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /(http:\/\/\S+)/.exec(out);
-      if (match?.[1]) resolve(match[1]);
-    });
-    ui.on('exit', (code) => reject(new Error(`bridgescope ui exited (${code})`)));
-  });
-  // Without the frame-rate limit, the time between animation frames is the time the page needs for one.
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-frame-rate-limit', '--disable-gpu-vsync'],
-  });
+  const ui = await startUi({ BRIDGESCOPE_AMQP_URL: '' });
+  const url = ui.url;
+  const browser = await launchUncappedChromium();
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await page.goto(url);
@@ -107,7 +91,7 @@ async function scrollBenchmark(steps: TraceStep[]): Promise<{ medianFrameMs: num
     };
   } finally {
     await browser.close();
-    ui.kill('SIGINT');
+    await ui.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -4,10 +4,9 @@
  * scrolling), the page's heap and the host's RSS over time, and how far the UI lags behind the stream. Run by
  * `bridgescope bench` with the broker's URLs in BRIDGESCOPE_BENCH_URLS: `ui-stream.ts <result.json> <seconds>`.
  */
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { launchUncappedChromium, startUi } from './browser';
 
 interface Urls {
   amqp: string;
@@ -88,26 +87,9 @@ async function rssMiB(pid: number | undefined): Promise<number> {
   return kib ? Number(kib) / 1024 : Number.NaN;
 }
 
-const ui = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'bridgescope'), 'ui', '--no-sandbox'], {
-  stdio: ['ignore', 'pipe', 'pipe'],
-  env: { ...process.env, BRIDGESCOPE_AMQP_URL: urls.amqp, BRIDGESCOPE_MQTT_URL: urls.mqtt, BRIDGESCOPE_MANAGEMENT_URL: urls.management },
-});
-ui.stderr.resume();
-const exited = new Promise<void>((resolve) => ui.on('exit', () => resolve()));
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  ui.stdout.on('data', (chunk: Buffer) => {
-    out += chunk.toString();
-    const match = /BridgeScope is ready: (http:\/\/\S+)/.exec(out);
-    if (match?.[1]) resolve(match[1]);
-  });
-  ui.on('exit', (code) => reject(new Error(`bridgescope ui exited (${code})`)));
-});
-// As bench/renderer-scale.ts: without the frame-rate limit, the time between two frames is the work one frame needs.
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-frame-rate-limit', '--disable-gpu-vsync'],
-});
+const ui = await startUi({ BRIDGESCOPE_AMQP_URL: urls.amqp, BRIDGESCOPE_MQTT_URL: urls.mqtt, BRIDGESCOPE_MANAGEMENT_URL: urls.management });
+const url = ui.url;
+const browser = await launchUncappedChromium();
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   await page.addInitScript(watchStream);
@@ -159,7 +141,7 @@ try {
       scrollingWork.push(...moving.work.slice(1));
     }
     while (Date.now() - started < mark * 1000) await page.waitForTimeout(100);
-    samples.push({ atS: mark, heapMiB: round(await heapMiB()), hostRssMiB: round(await rssMiB(ui.pid)), rpcs: await composedSoFar() });
+    samples.push({ atS: mark, heapMiB: round(await heapMiB()), hostRssMiB: round(await rssMiB(ui.child.pid)), rpcs: await composedSoFar() });
     process.stderr.write(`  ui stream: ${mark} s, ${samples.at(-1)?.rpcs} RPCs seen by the page, heap ${samples.at(-1)?.heapMiB} MiB\n`);
   }
   const elapsedS = (Date.now() - started) / 1000;
@@ -228,6 +210,5 @@ try {
   if (resultFile) await writeFile(resultFile, JSON.stringify(result, null, 2));
 } finally {
   await browser.close();
-  ui.kill('SIGINT');
-  await exited;
+  await ui.stop();
 }

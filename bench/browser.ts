@@ -1,0 +1,46 @@
+/** What the browser benchmarks share: `bridgescope ui` started as a user would, and a Chromium whose frames are not capped. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+
+export interface RunningUi {
+  child: ChildProcess;
+  url: string;
+  /** Ctrl-C, then waits until it has cleaned up and exited */
+  stop(): Promise<void>;
+}
+
+/** Starts `bridgescope ui --no-sandbox` with `env` and resolves with the URL it prints once ready. */
+export async function startUi(env: NodeJS.ProcessEnv): Promise<RunningUi> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'bridgescope'), 'ui', '--no-sandbox'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  child.stderr?.resume();
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /BridgeScope is ready: (http:\/\/\S+)/.exec(out);
+      if (match?.[1]) resolve(match[1]);
+    });
+    child.on('exit', (code) => reject(new Error(`bridgescope ui exited (${code})`)));
+  });
+  return {
+    child,
+    url,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+      await exited;
+    },
+  };
+}
+
+/** Debian's Chromium, headless; without the frame-rate limit, the time between two frames is the work one frame needs. */
+export function launchUncappedChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-frame-rate-limit', '--disable-gpu-vsync'],
+  });
+}
