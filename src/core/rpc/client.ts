@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { IClientPublishOptions, Packet } from 'mqtt';
 import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyBody, type ReplyStrategy, type RpcOutcome } from '../../shared/rpc';
 import type { TraceStepDraft } from '../../shared/trace';
-import { brokerRules, versionFindings } from '../../shared/broker-versions';
+import { brokerRules, versionFindings, type BrokerRules } from '../../shared/broker-versions';
 import { BridgeError } from '../errors';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
@@ -104,8 +104,19 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private sharedReplyTopic: string | undefined;
   private sharedGrant: QoS | 'refused' = 'refused';
   duplicates = 0;
+  /** the broker's version rules, decided once per version (not per request: this is the send path) */
+  private rules: BrokerRules = brokerRules(undefined);
+  private version: string | undefined;
+
   /** the broker's version once known (the app reads it from the management API after connecting) */
-  brokerVersion: string | undefined;
+  get brokerVersion(): string | undefined {
+    return this.version;
+  }
+
+  set brokerVersion(version: string | undefined) {
+    this.version = version;
+    this.rules = brokerRules(version);
+  }
 
   constructor(private readonly options: RpcClientOptions) {
     super();
@@ -318,8 +329,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       );
     }
     if (this.link.protocolVersion !== 5) {
-      const rules = brokerRules(this.brokerVersion);
-      for (const finding of versionFindings(rules, { protocol: 4, qos, bytes: packetBytes })) {
+      for (const finding of versionFindings(this.rules, { protocol: 4, qos, bytes: packetBytes })) {
         if (finding.code !== 'packet-too-large') continue;
         // A known version's limit is a refusal (the broker would close the connection and mqtt.js resend it forever).
         if (finding.severity === 'error') throw new BridgeError('too-large', `${finding.message} Nothing was sent.`);
