@@ -1,12 +1,16 @@
 /** Several broker URLs in one text (the nodes of a cluster): how a list is split, shown and redacted, for the CLI and the app alike. */
-import { redactUrl, splitTypedUrl } from './redact';
+import { parsedAsTyped, redactUrl, splitTypedUrl } from './redact';
 
 const SEPARATOR = /[,\r\n]+(?=\s*(?:amqps?|mqtts?|wss?|tcp|https?):\/\/)/gi;
 
-/** Whether a piece may be the start of a URL whose raw password went on past a separator: `scheme://user:pass` and no `@`. */
+/**
+ * Whether a piece may be the start of a URL whose raw password went on past a separator: `scheme://user:pass` without
+ * `@`, or with nothing after its last `@` (no host).
+ */
 function unfinishedUserinfo(piece: string): boolean {
   const { prefix, userinfo, rest } = splitTypedUrl(piece);
-  return prefix !== '' && userinfo === undefined && rest.includes(':');
+  if (prefix === '') return false;
+  return userinfo === undefined ? rest.includes(':') : rest === '';
 }
 
 /** Whether a piece's user-info is a user name only (so the text before it may have been the rest of a password). */
@@ -47,9 +51,23 @@ export function splitUrls(text: string): string[] {
   return urls;
 }
 
-/** A list as typed, shown with every URL's password replaced by ***; one per line when it was typed so, else comma-separated. */
+/** Whether a URL reads the same to a parser as it was typed, with a plain host: then its password is exactly where redactUrl looks. */
+function readsAsTyped(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/.test(parsed.hostname) && parsedAsTyped(url, parsed);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A list as typed, shown with every URL's password replaced by ***; one per line when it was typed so, else comma-separated.
+ * A list whose URLs do not all read as typed (a raw password holding a separator, an `@` or a scheme) is redacted as one
+ * URL, from its first `://` to its last `@`: over-redacting is the safe side.
+ */
 export function redactUrlList(text: string): string {
   const urls = splitUrls(text);
-  if (urls.length < 2) return redactUrl(text);
+  if (urls.length < 2 || !urls.every(readsAsTyped)) return redactUrl(text.trim());
   return urls.map((url) => redactUrl(url)).join(text.includes('\n') ? '\n' : ', ');
 }
