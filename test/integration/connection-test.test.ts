@@ -10,12 +10,6 @@ import { uniqueName } from '../support/names';
 const broker = inject('broker');
 const admin = broker.urls.management;
 
-/** A URL of the test broker with other credentials. */
-function withUserinfo(url: string, userinfo: string, path = ''): string {
-  const { protocol, host } = new URL(url);
-  return `${protocol}//${userinfo}@${host}${path}`;
-}
-
 /** A URL of the test broker on a loopback port nothing listens on. */
 function onPort(url: string, port: number): string {
   const parsed = new URL(url);
