@@ -63,7 +63,7 @@ const profileWith = (overrides: Partial<ConnectionProfile> = {}): ConnectionProf
 async function test(profile: ConnectionProfile): Promise<ConnectionTestLine[]> {
   const reply = await dispatch(session.handlers, 'connection.test', { profile });
   if (!reply.ok) throw new Error(reply.error.message);
-  return reply.result;
+  return reply.result as ConnectionTestLine[];
 }
 
 describe('Test connection on the sandbox broker', () => {
