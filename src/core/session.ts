@@ -92,7 +92,8 @@ export class Session {
         return this.state();
       },
       'profile.list': () => options.profiles.list(),
-      'profile.save': ({ profile }) => options.profiles.save(profile),
+      // A profile saved from the form as shown (passwords ***) keeps the passwords this session knows, not the stars.
+      'profile.save': ({ profile }) => options.profiles.save(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
       'profile.delete': ({ name }) => options.profiles.remove(name),
       'profile.load': ({ name }) => options.profiles.get(name),
       'server.start': (settings) => this.startServer(settings),

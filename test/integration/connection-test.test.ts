@@ -130,6 +130,10 @@ describe('Test connection on the sandbox broker', () => {
     const shown = (after as { result: AppState }).result.profile as ConnectionProfile;
     expect(shown.password).toBe('***');
     expect((await test(shown)).every((line) => line.ok)).toBe(true);
+    // Saved as shown, it keeps the real password, not the stars.
+    await dispatch(session.handlers, 'profile.save', { profile: { ...shown, name: 'saved-as-shown' } });
+    const loaded = await dispatch(session.handlers, 'profile.load', { name: 'saved-as-shown' });
+    expect(loaded).toMatchObject({ ok: true, result: { password } });
     await dispatch(session.handlers, 'connection.close', {});
   });
 

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -173,5 +173,23 @@ describe('a list of URLs per protocol in a profile', () => {
       }),
       { numRuns: 20 },
     );
+  });
+
+  it('opens a file saved before lists (one sealed password per kind) as it was', async () => {
+    const file = join(dir, 'old-format.json');
+    const box = memorySecretBox();
+    const sealed = box.seal('old p@ss');
+    const old = [{ name: 'old', vhost: '/', exchange: 'amq.direct', urls: { amqp: 'amqp://u@h:5672/', mqtt: 'mqtt://h:1883', management: 'http://u@h:15672' }, secrets: { amqp: sealed, management: sealed } }];
+    await writeFile(file, JSON.stringify(old));
+    const store = new ProfileStore(box, file);
+    expect(await store.get('old')).toEqual({
+      name: 'old',
+      vhost: '/',
+      exchange: 'amq.direct',
+      amqpUrl: 'amqp://u:old%20p%40ss@h:5672/',
+      mqttUrl: 'mqtt://h:1883',
+      managementUrl: 'http://u:old%20p%40ss@h:15672',
+    });
+    expect((await store.list())[0]?.amqpUrl).toBe('amqp://u@h:5672/');
   });
 });
