@@ -119,6 +119,12 @@ export function pointAt(options: IClientOptions, target: MqttTarget): void {
   else delete options.password;
 }
 
+/** The TLS files as mqtt.js options, for a TLS URL only: mqtt.js turns mqtt:// into mqtts:// by itself when given a certificate and key. */
+function tlsOptions(target: MqttTarget, tls: TlsFiles | undefined): Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> {
+  if (!tls || !/^(mqtts|wss):/i.test(target.url)) return {};
+  return { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}), rejectUnauthorized: tls.rejectUnauthorized };
+}
+
 /** CONNACK codes that mean "this client may not connect" rather than "not now": 3.1.1 codes 2, 4, 5 and their MQTT 5 kin. */
 const permanentRefusals = new Set([2, 4, 5, 133, 134, 135, 138, 140]);
 
@@ -155,7 +161,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     this.emit('status', status);
   }
 
-  /** The URL of the node the link connected to first (differs from `url` when `url` could not be reached). */
+  /** The URL of the node the link is connected to, or trying now (differs from `url` after a failover). */
   currentUrl: string;
 
   /**
@@ -199,7 +205,9 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
   private failOver(client: MqttClient): void {
     if (this.targets.length < 2) return;
     this.targetIndex = (this.targetIndex + 1) % this.targets.length;
-    pointAt(client.options, this.targets[this.targetIndex] as MqttTarget);
+    const target = this.targets[this.targetIndex] as MqttTarget;
+    pointAt(client.options, target);
+    Object.assign(client.options, { ca: undefined, cert: undefined, key: undefined, rejectUnauthorized: undefined }, tlsOptions(target, this.options.tls));
     this.currentUrl = this.targetUrls[this.targetIndex] as string;
   }
 
@@ -216,12 +224,8 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
   }
 
   private connectOnce(target: MqttTarget, version: 4 | 5, url: string): Promise<MqttClient> {
-    const tls = this.options.tls;
     const options: IClientOptions = {
-      ...(tls?.ca ? { ca: tls.ca } : {}),
-      ...(tls?.cert ? { cert: tls.cert } : {}),
-      ...(tls?.key ? { key: tls.key } : {}),
-      ...(tls ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
+      ...tlsOptions(target, this.options.tls),
       ...(target.username !== undefined ? { username: target.username } : {}),
       ...(target.password !== undefined ? { password: target.password } : {}),
       clientId: this.options.clientId,
