@@ -3,20 +3,42 @@ import { z } from 'zod';
 import { commandNames, type CommandArgs, type CommandName } from '../shared/contract';
 import { BridgeError } from './errors';
 import { MAX_TIMER_MS } from '../shared/durations';
+import { profileProblems } from '../shared/profile-checks';
 
 const empty = z.object({}).strict();
 const nonEmpty = (what: string, max = 2000) =>
   z.string({ error: `${what} must be text.` }).trim().min(1, { error: `${what} cannot be empty.` }).max(max, { error: `${what} is too long.` });
 const url = (what: string) => nonEmpty(what, 2000);
 
-const profile = z.object({
-  name: nonEmpty('The profile name', 100),
-  amqpUrl: url('The AMQP URL'),
-  mqttUrl: url('The MQTT URL'),
-  managementUrl: url('The management URL'),
-  vhost: z.string().min(1).max(255).default('/'),
-  exchange: nonEmpty('The exchange', 255),
-});
+const filePath = (what: string) => z.string({ error: `${what} must be a file path.` }).max(4096, { error: `${what} is too long.` }).optional();
+
+const profile = z
+  .object({
+    name: nonEmpty('The profile name', 100),
+    amqpUrl: url('The AMQP URL'),
+    mqttUrl: url('The MQTT URL'),
+    managementUrl: url('The management URL'),
+    vhost: z.string().min(1).max(255).default('/'),
+    exchange: nonEmpty('The exchange', 255),
+    mqttClientId: z.string({ error: 'The client id must be text.' }).max(1000, { error: 'The client id is too long.' }).optional(),
+    username: z.string({ error: 'The user name must be text.' }).max(1000, { error: 'The user name is too long.' }).optional(),
+    password: z.string({ error: 'The password must be text.' }).max(1000, { error: 'The password is too long.' }).optional(),
+    tls: z
+      .object({
+        caFile: filePath('The CA file'),
+        certFile: filePath('The client certificate file'),
+        keyFile: filePath('The key file'),
+        verify: z.boolean({ error: 'Verify certificate must be true or false.' }).optional(),
+      })
+      .optional(),
+    keepaliveSeconds: z.number({ error: 'The keepalive must be a number of seconds.' }).optional(),
+    cleanSession: z.boolean({ error: 'Clean session must be true or false.' }).optional(),
+    mqttVersion: z.union([z.literal(4), z.literal(5), z.literal('auto')], { error: 'The MQTT version is 4 (3.1.1), 5 or auto.' }).optional(),
+  })
+  // The same sentences the form shows next to its fields.
+  .superRefine((value, context) => {
+    for (const problem of profileProblems(value)) context.addIssue({ code: 'custom', path: [problem.field], message: problem.message });
+  });
 
 export { MAX_TIMER_MS } from '../shared/durations';
 
@@ -51,6 +73,7 @@ const schemas: Schemas = {
   'broker.sandbox.stop': empty,
   'connection.open': z.object({ profile }),
   'connection.close': empty,
+  'connection.test': z.object({ profile }),
   'profile.list': empty,
   'profile.save': z.object({ profile }),
   'profile.delete': z.object({ name: nonEmpty('The profile name', 100) }),

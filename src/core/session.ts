@@ -5,6 +5,8 @@ import { defaultSandboxDir } from './broker/sandbox';
 import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from '../shared/topic-map';
 import { restoreSecrets, type ProfileStore } from './profiles';
+import { brokerTargets } from './connection-details';
+import { testConnection } from './connection-test';
 import { SandboxController } from './session/sandbox';
 import { ConnectionController, sentenceOf } from './session/connection';
 import { ServerController } from './session/server';
@@ -83,12 +85,15 @@ export class Session {
       'broker.sandbox.start': () => this.startSandbox(),
       'broker.sandbox.stop': () => this.stopSandbox(),
       'connection.open': ({ profile }) => this.open(profile),
+      // Passwords shown as *** are the ones this session knows, as for connection.open.
+      'connection.test': ({ profile }) => testConnection(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
       'connection.close': async () => {
         await this.close();
         return this.state();
       },
       'profile.list': () => options.profiles.list(),
-      'profile.save': ({ profile }) => options.profiles.save(profile),
+      // A profile saved from the form as shown (passwords ***) keeps the passwords this session knows, not the stars.
+      'profile.save': ({ profile }) => options.profiles.save(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
       'profile.delete': ({ name }) => options.profiles.remove(name),
       'profile.load': ({ name }) => options.profiles.get(name),
       'server.start': (settings) => this.startServer(settings),
@@ -168,7 +173,8 @@ export class Session {
   }
 
   async startServer(settings: ServerSettings): Promise<ServerView> {
-    return this.server.start(this.connection.require().profile.amqpUrl, settings);
+    // Every AMQP URL of the profile with its credential fields, one per line: the server fails over as the inspector does.
+    return this.server.start(brokerTargets(this.connection.require().profile).amqp.join('\n'), settings);
   }
 
   stopServer(): Promise<void> {

@@ -17,14 +17,52 @@ export interface SandboxView {
   ownedByApp?: boolean;
 }
 
+/** TLS for amqps://, mqtts://, wss:// and https:// URLs: files the core reads (paths on the machine running the core). */
+export interface ProfileTls {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** false accepts any certificate (the UI warns); default true */
+  verify?: boolean;
+}
+
 export interface ConnectionProfile {
   name: string;
+  /** one URL, or several (a cluster's nodes, tried in order for failover) separated by commas or line breaks; same for the other two */
   amqpUrl: string;
   mqttUrl: string;
   managementUrl: string;
   vhost: string;
   /** the exchange the MQTT plugin publishes to */
   exchange: string;
+  /** the app's MQTT client id; unset: generated (`bridgescope-` and 8 hex digits) */
+  mqttClientId?: string;
+  /** used for every URL of the profile (AMQP, MQTT, management); wins over a user name or password inside a URL */
+  username?: string;
+  password?: string;
+  tls?: ProfileTls;
+  /** MQTT keepalive (default 30) */
+  keepaliveSeconds?: number;
+  /** MQTT clean session (default true) */
+  cleanSession?: boolean;
+  /** MQTT protocol version: 4 = 3.1.1 (default), 5, or 'auto' (5, else 3.1.1) */
+  mqttVersion?: 4 | 5 | 'auto';
+}
+
+/** One URL of a profile as `connection.test` found it; every field is for a person to read. */
+export interface ConnectionTestLine {
+  protocol: 'amqp' | 'mqtt' | 'management';
+  /** redacted */
+  url: string;
+  ok: boolean;
+  /** one sentence: reached and authenticated, or why not */
+  sentence: string;
+  /** management: the broker's version from the overview */
+  brokerVersion?: string;
+  /** MQTT: the protocol version the broker accepted */
+  mqttVersion?: '3.1.1' | '5';
+  /** for a TLS URL: whether the broker's certificate was verified ('not-verified' when verification is off) */
+  tls?: 'verified' | 'not-verified';
 }
 
 /** A saved profile as listed: its URLs carry no password. */
@@ -129,6 +167,8 @@ export interface Commands {
   'broker.sandbox.stop': { args: Record<string, never>; result: SandboxView };
   'connection.open': { args: { profile: ConnectionProfile }; result: AppState };
   'connection.close': { args: Record<string, never>; result: AppState };
+  /** tries every URL of a profile once, apart from the open connection (which it leaves as it is) */
+  'connection.test': { args: { profile: ConnectionProfile }; result: ConnectionTestLine[] };
   'profile.list': { args: Record<string, never>; result: ProfileSummary[] };
   'profile.save': { args: { profile: ConnectionProfile }; result: ProfileSummary[] };
   'profile.delete': { args: { name: string }; result: ProfileSummary[] };
@@ -169,6 +209,7 @@ export const commandNames = [
   'broker.sandbox.stop',
   'connection.open',
   'connection.close',
+  'connection.test',
   'profile.list',
   'profile.save',
   'profile.delete',

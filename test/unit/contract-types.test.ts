@@ -50,6 +50,7 @@ const validArgs: { [K in CommandName]: CommandArgs<K> } = {
   'broker.sandbox.stop': {},
   'connection.open': { profile },
   'connection.close': {},
+  'connection.test': { profile: { ...profile, amqpUrl: 'amqp://a,amqp://b', mqttClientId: 'me', username: 'u', password: 'p', keepaliveSeconds: 10, cleanSession: false, mqttVersion: 'auto' } },
   'profile.list': {},
   'profile.save': { profile },
   'profile.delete': { name: 'p' },

@@ -172,9 +172,10 @@ export class ConnectionController {
 
   async probe(): Promise<ProbeVerdict> {
     const connection = this.require();
+    // The nodes the links reached, credential fields applied.
     return probeMqttExchange({
-      mqttUrl: connection.profile.mqttUrl,
-      amqpUrl: connection.profile.amqpUrl,
+      mqttUrl: connection.client.link.currentUrl,
+      amqpUrl: connection.inspector.currentUrl,
       configuredExchange: connection.profile.exchange,
       api: connection.api,
     });
