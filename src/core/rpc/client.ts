@@ -14,6 +14,7 @@ import {
 import type { TraceStepDraft } from '../../shared/trace';
 import { brokerRules, versionFindings, type BrokerRules } from '../../shared/broker-versions';
 import { BridgeError } from '../errors';
+import { redactUrl } from '../../shared/redact';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
@@ -151,7 +152,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   async connect(): Promise<void> {
-    await this.link.open();
+    await this.link.open().catch((err: unknown) => {
+      throw this.explainMqtt5Refusal(err);
+    });
     this.link.client.on('packetreceive', (packet: Packet) => {
       if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && typeof packet.messageId === 'number') {
         this.acks.set(packet.messageId, { packet: packet.cmd, ...(typeof packet.reasonCode === 'number' ? { reasonCode: packet.reasonCode } : {}) });
@@ -367,6 +370,21 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return limits.maximumQoS;
     }
     return qos;
+  }
+
+  /** RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT without a word: say why, and what to do instead. */
+  private explainMqtt5Refusal(err: unknown): unknown {
+    const closed = err instanceof BridgeError && /closed before CONNACK|protocol version/.test(err.message);
+    if (this.options.protocolVersion !== 5 || !closed || (this.options.fallbackMqttUrls?.length ?? 0) > 0) return err;
+    const why =
+      this.rules.version && !this.rules.mqtt5
+        ? `RabbitMQ ${this.rules.version.text} has no MQTT 5 (it came in 3.13).`
+        : 'RabbitMQ before 3.13 has no MQTT 5 (3.13 and later need the feature flag mqtt_v5 enabled).';
+    return new BridgeError(
+      'unreachable',
+      `The broker at ${redactUrl(this.options.mqttUrl)} closed the connection on an MQTT 5 CONNECT: ${why} Connect with MQTT 3.1.1 or auto.`,
+      { cause: err },
+    );
   }
 
   /** Why MQTT 5 options asked of this call were not sent: the connection speaks 3.1.1 (fell back, or was asked to). */
