@@ -5,7 +5,7 @@ import type { AppState, SendRequestArgs } from '../../src/shared/contract';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import { clientKey } from '../../src/renderer/src/injection';
 import { useAppStore } from '../../src/renderer/src/stores/app';
-import { useComposeStore } from '../../src/renderer/src/stores/compose';
+import { forHistory, useComposeStore } from '../../src/renderer/src/stores/compose';
 import { asBridgescopeCall, asMosquittoPub } from '../../src/renderer/src/copy-as';
 import ComposePanel from '../../src/renderer/src/components/compose/ComposePanel.vue';
 import { fakeClient } from './fake-client';
@@ -81,6 +81,16 @@ describe('Compose payload formats', () => {
     await compose.loadPayloadFile({ name: 'huge.bin', size: 17 * 1024 * 1024, arrayBuffer: () => Promise.reject(new Error('not read')) });
     expect(compose.payloadError).toBe("The file is 17.0 MiB; Compose sends files of at most 16.0 MiB (RabbitMQ 4.1's default maximum MQTT packet).");
     expect(compose.blocked).toBe(true);
+  });
+
+  it('keeps a small file in the history for replay, and only the name of a large one (replay then asks for the file)', () => {
+    const base = { topic: 't', qos: 1 as const, strategy: 'per-request' as const, timeoutMs: 100, payloadFormat: 'file' as const, payloadFileName: 'f.bin' };
+    expect(forHistory({ ...base, payloadText: 'AAAA' }).payloadText).toBe('AAAA');
+    expect(forHistory({ ...base, payloadText: 'A'.repeat(200_000) })).toEqual({ ...base, payloadText: '' });
+    mountCompose();
+    const compose = useComposeStore();
+    compose.fill({ ...base, payloadText: '' });
+    expect(compose.payloadError).toBe('Choose a file to send.');
   });
 
   it('a template or replay without a format goes back to JSON and no MQTT 5 options', async () => {

@@ -41,6 +41,15 @@ export function payloadProblem(text: string, format: PayloadFormat = 'json'): st
   return formatProblem(format, text);
 }
 
+/** A file's bytes kept in the history (for replay) up to this size; a larger file is named there, not kept. */
+export const HISTORY_FILE_BYTES = 64 * 1024;
+
+/** The request as the history keeps it: 200 entries of 16 MiB files would hold gigabytes. */
+export function forHistory(request: SendRequestArgs): SendRequestArgs {
+  if (request.payloadFormat !== 'file' || request.payloadText.length <= Math.ceil(HISTORY_FILE_BYTES / 3) * 4) return request;
+  return { ...request, payloadText: '' };
+}
+
 /** The MQTT 5 part of the form as typed: the expiry field is '' when empty. */
 export interface Mqtt5Form {
   userProperties: UserProperty[];
@@ -221,7 +230,7 @@ export const useComposeStore = defineStore('compose', () => {
     outcome.value = undefined;
     rpcId.value = undefined;
     verdict.value = undefined;
-    const entry: HistoryEntry = { request, at: Date.now() };
+    const entry: HistoryEntry = { request: forHistory(request), at: Date.now() };
     trace.composePending = true;
     const replied = await sending.run(async () => {
       try {
