@@ -56,7 +56,7 @@ describe('Compose payload formats and MQTT 5 options, in Chromium on RabbitMQ 3.
     expect(await page.textContent('[data-testid=compose-reply-size]')).toMatch(/^Reply body: \d+ bytes, JSON$/);
     await shoot('json-reply');
     await page.selectOption('[data-testid=compose-reply-view]', 'hex');
-    expect(await page.textContent('[data-testid=compose-reply]')).toMatch(/^00000000  7b 22/);
+    expect(await page.textContent('[data-testid=compose-reply]')).toMatch(/^00000000 {2}7b 22/);
     await shoot('json-reply-as-hex');
     await page.selectOption('[data-testid=compose-reply-view]', 'auto');
   });
