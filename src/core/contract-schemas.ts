@@ -4,6 +4,7 @@ import { commandNames, type CommandArgs, type CommandName } from '../shared/cont
 import { BridgeError } from './errors';
 import { MAX_TIMER_MS } from '../shared/durations';
 import { profileProblems } from '../shared/profile-checks';
+import { payloadFormats, type PayloadFormat } from '../shared/payload-format';
 
 const empty = z.object({}).strict();
 const nonEmpty = (what: string, max = 2000) =>
@@ -54,6 +55,28 @@ const qos = z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'QoS mu
 const strategy = z.enum(['per-request', 'shared'], { error: 'The reply strategy must be per-request or shared.' });
 const optionalTopic = z.string().max(65_535).optional();
 
+/** MQTT 5 strings are at most 65,535 bytes; the UI keeps them far shorter. */
+const mqttString = (what: string) => z.string({ error: `${what} must be text.` }).max(65_535, { error: `${what} is too long.` });
+
+const mqtt5 = z
+  .object({
+    userProperties: z
+      .array(z.object({ key: nonEmpty('A user property name', 65_535), value: mqttString('A user property value') }).strict(), {
+        error: 'User properties must be a list of name/value pairs.',
+      })
+      .max(100, { error: 'At most 100 user properties.' })
+      .optional(),
+    correlationData: mqttString('The correlation data').optional(),
+    responseTopic: mqttString('The response topic').optional(),
+    messageExpirySeconds: z
+      .number({ error: 'The message expiry must be a number of seconds.' })
+      .int({ error: 'The message expiry must be a whole number of seconds.' })
+      .min(1, { error: 'The message expiry must be at least 1 s.' })
+      .max(4_294_967_295, { error: 'The message expiry must be at most 4294967295 s (MQTT\'s limit).' })
+      .optional(),
+  })
+  .strict();
+
 const sendRequest = z.object({
   topic: nonEmpty('The request topic', 65_535),
   qos,
@@ -61,6 +84,9 @@ const sendRequest = z.object({
   replyTopic: optionalTopic,
   method: z.string().max(1000).optional(),
   payloadText: z.string().max(64 * 1024 * 1024, { error: 'The payload is over 64 MiB.' }),
+  payloadFormat: z.enum(payloadFormats as [PayloadFormat, ...PayloadFormat[]], { error: 'The payload format is json, text, hex, base64 or file.' }).optional(),
+  payloadFileName: z.string().max(1000).optional(),
+  mqtt5: mqtt5.optional(),
   timeoutMs: durationMs('The timeout', 600_000, '10 minutes'),
 });
 

@@ -1,7 +1,8 @@
 /** The one contract between the UI and the core: every command's args and result, every event's payload. */
 import type { BindingInfo, BrokerOverview, CheckLine, ProbeVerdict } from './broker';
 import type { ErrorShape } from './errors';
-import type { LinkStatus, QoS, ReplyStrategy, RpcOutcome } from './rpc';
+import type { LinkStatus, Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome } from './rpc';
+import type { PayloadFormat } from './payload-format';
 import type { TopicMapping } from './topic-map';
 import type { TraceExport, TraceStep } from './trace';
 
@@ -116,8 +117,17 @@ export interface SendRequestArgs {
   strategy: ReplyStrategy;
   replyTopic?: string;
   method?: string;
-  /** JSON text of the request body or params, exactly as typed */
+  /**
+   * The body as the user gave it, read per `payloadFormat`: JSON text of the request body or params (id and reply_to
+   * added), plain text, hex digits, or base64 (a file's bytes travel as base64); only JSON is changed before sending.
+   */
   payloadText: string;
+  /** default 'json' */
+  payloadFormat?: PayloadFormat;
+  /** the file's name, for the 'file' format (shown, never read by the core) */
+  payloadFileName?: string;
+  /** MQTT 5 properties of the request; sent only when the connection speaks MQTT 5, else a warning says they were not */
+  mqtt5?: Mqtt5RequestOptions;
   timeoutMs: number;
 }
 

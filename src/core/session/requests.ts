@@ -8,6 +8,7 @@ import { BridgeError, toErrorShape } from '../errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../diagnosis/evidence';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
 import type { Connection } from './connection';
+import { topicToRoutingKey } from '../../shared/topic-map';
 
 export interface RequestsControllerOptions {
   /** the open connection (throws not-connected) */
@@ -42,6 +43,8 @@ export class RequestsController {
     const client = connection.client;
     // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
     const witness = new CallWitness(client, () => id);
+    // A body sent as given has no id, so the server's steps for it are under an id of its own: watch for its rejection.
+    const rejection = call.rawBody !== undefined ? this.watchRawRejection(topicToRoutingKey(args.topic), call.rawBody.byteLength) : undefined;
     let outcome: RpcOutcome | undefined;
     let failure: unknown;
     let verdict: Verdict;
@@ -52,7 +55,7 @@ export class RequestsController {
       } catch (err) {
         failure = err;
       }
-      const steps = this.options.steps(id);
+      const steps = [...this.options.steps(id), ...(rejection?.steps(id) ?? [])];
       // Refused before it was composed (a topic that cannot be used): its own sentence says it all, and there is no RPC to trace.
       if (outcome === undefined && steps.length === 0) throw failure;
       const diagnose = this.options.diagnose ?? diagnoseRpc;
@@ -73,11 +76,30 @@ export class RequestsController {
       }
     } finally {
       witness.stop();
+      rejection?.stop();
     }
     this.options.addVerdict(id, verdict);
     if (outcome) return { ...outcome, verdict };
     if (REVISABLE.has(verdict.code)) this.watchForLateReply(id, { ...asked, broker: undefined }, verdict);
     throw failedRpcError(failure, id, verdict);
+  }
+
+  /**
+   * The server's record of a request without an id (text, hex, base64, a file): received on the request's routing key,
+   * then rejected, with exactly the request's size. Its steps are lent to the RPC for its verdict (request-rejected).
+   */
+  private watchRawRejection(routingKey: string, bytes: number): { steps: (rpcId: string) => TraceStep[]; stop: () => void } {
+    const received = new Set<string>();
+    let rejectedAs: string | undefined;
+    const stop =
+      this.options.onStep?.((step) => {
+        if (step.kind === 'worker.received' && step.detail.routingKey === routingKey) received.add(step.rpcId);
+        if (step.kind === 'request.rejected' && received.has(step.rpcId) && step.detail.bytes === bytes) rejectedAs ??= step.rpcId;
+      }) ?? (() => undefined);
+    return {
+      steps: (rpcId) => (rejectedAs === undefined ? [] : this.options.steps(rejectedAs).map((step) => ({ ...step, rpcId }))),
+      stop,
+    };
   }
 
   /**
