@@ -106,6 +106,7 @@ export function registerInspectCommands(program: Command): void {
         }
         say(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.`);
         tracer.on('status', (next) => reportStatus(next, options.vhost));
+        tracer.on('node-resumed', (node) => say(`Tracing switched on again at ${terminalSafe(node)}: the node restarted, and a restart resets it.`));
         await runUntilStopped(signals, () => process.stderr.write('Stopping: restoring firehose tracing...\n'), tasks);
         return ExitCode.ok;
       }),

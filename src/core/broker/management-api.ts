@@ -125,6 +125,8 @@ const pagedQueuesSchema = z.object({ items: z.array(z.object({ name: z.string(),
 export class ManagementApi {
   private readonly vhostPath: string;
   private peerApis: ManagementApi[] | undefined;
+  /** the node this URL reaches, as its overview says (learnt with the peers) */
+  private selfNode: string | undefined;
 
   constructor(
     private readonly url: string,
@@ -244,6 +246,7 @@ export class ManagementApi {
     if (this.peerApis) return this.peerApis;
     const overview = overviewSchema.parse(await this.get('/api/overview').catch(() => ({})));
     if (overview.listeners === undefined) return [];
+    this.selfNode = overview.node;
     const base = new URL(this.url);
     const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(base.hostname);
     const byNode = new Map<string, ManagementApi>();
@@ -262,6 +265,20 @@ export class ManagementApi {
     }
     this.peerApis = [...byNode.values()];
     return this.peerApis;
+  }
+
+  /**
+   * The peers, asked again when a running node is missing from them: a node that was down when they were first read
+   * (the overview lists only running nodes' listeners) must be reached once it is back, to switch tracing there too.
+   */
+  private async livePeers(): Promise<ManagementApi[]> {
+    const peers = await this.peers();
+    const nodes = await this.nodes().catch(() => undefined);
+    if (nodes === undefined) return peers;
+    const known = new Set([this.nodeName ?? this.selfNode, ...peers.map((peer) => peer.nodeName)]);
+    if (!nodes.some((node) => node.running && !known.has(node.name))) return peers;
+    this.peerApis = undefined;
+    return this.peers();
   }
 
   /**
@@ -287,7 +304,7 @@ export class ManagementApi {
   async tracingByNode(): Promise<Array<{ node: string; on: boolean | undefined }>> {
     const own = { node: this.nodeName ?? (await this.overviewNode().catch(() => undefined)) ?? 'this node', on: await this.ownTracing() };
     const peers = await Promise.all(
-      (await this.peers()).map((peer) =>
+      (await this.livePeers()).map((peer) =>
         peer.ownTracing().then(
           (on) => ({ node: peer.nodeName ?? 'a peer', on }),
           () => ({ node: peer.nodeName ?? 'a peer', on: undefined }),
@@ -304,7 +321,16 @@ export class ManagementApi {
   /** Switches the firehose at this node and at every other node of the cluster (the flag is per node). */
   async setTracing(on: boolean): Promise<void> {
     await managementRequest(this.url, `/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
-    await Promise.allSettled((await this.peers()).map((peer) => managementRequest(peer.url, `/api/vhosts/${peer.vhostPath}`, { method: 'PUT', body: { tracing: on } })));
+    await Promise.allSettled((await this.livePeers()).map((peer) => managementRequest(peer.url, `/api/vhosts/${peer.vhostPath}`, { method: 'PUT', body: { tracing: on } })));
+  }
+
+  /** Switches the firehose at one node of the cluster (by its name); throws when that node cannot be reached. */
+  async setTracingAt(node: string, on: boolean): Promise<void> {
+    const peers = await this.livePeers();
+    const own = this.nodeName ?? this.selfNode ?? (await this.overviewNode());
+    const target = node === own ? this : peers.find((peer) => peer.nodeName === node);
+    if (!target) throw new BridgeError('unreachable', `The management API of node ${node} is not known from ${this.nodeName ?? 'this node'}: tracing could not be switched there.`);
+    await managementRequest(target.url, `/api/vhosts/${target.vhostPath}`, { method: 'PUT', body: { tracing: on } });
   }
 
   /** Every BridgeScope ownership marker on this vhost, oldest first; none when BridgeScope did not switch tracing on. */
