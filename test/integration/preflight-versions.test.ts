@@ -11,6 +11,9 @@ import type { CheckLine } from '../../src/shared/broker';
 import { RULE_SOURCES } from '../../src/shared/broker-versions';
 import { runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
+import { Session } from '../../src/core/session';
+import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
+import { validateArgs } from '../../src/core/contract-schemas';
 import { DEFAULT_MQTT_EXCHANGE } from '../../src/shared/defaults';
 
 const broker = inject('broker');
@@ -87,5 +90,22 @@ describe('the pre-flight on the real RabbitMQ 3.10', () => {
     expect(good.code, good.stderr).toBe(0);
     expect(good.stdout).toMatch(/^PASS {2}request routed: /m);
     expect(good.stdout).not.toMatch(/broker version/);
+  });
+
+  it('the app\'s rpc.preflight.run takes the QoS and the payload and says the same, with the version read on connecting', async () => {
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+    try {
+      await session.open({ name: 'versions', amqpUrl: broker.urls.amqp, mqttUrl: broker.urls.mqtt, managementUrl: broker.urls.management, vhost: '/', exchange: DEFAULT_MQTT_EXCHANGE });
+      const args = validateArgs('rpc.preflight.run', { topic: server.queue, strategy: 'shared', qos: 2, payloadText: '{"n":1}' });
+      const lines = await session.handlers['rpc.preflight.run'](args);
+      expect(versionLines(lines).map((line) => line.source)).toEqual([RULE_SOURCES.qos2Downgraded]);
+      expect(versionLines(lines)[0]?.message).toContain(`RabbitMQ ${version} accepts QoS 2 as QoS 1`);
+      // without QoS and payload (what the Compose panel sends today) nothing is said of them
+      const plain = await session.handlers['rpc.preflight.run'](validateArgs('rpc.preflight.run', { topic: server.queue, strategy: 'shared' }));
+      expect(versionLines(plain)).toEqual([]);
+      expect(() => validateArgs('rpc.preflight.run', { topic: server.queue, strategy: 'shared', qos: 3 })).toThrow(/QoS must be 0, 1 or 2/);
+    } finally {
+      await session.dispose();
+    }
   });
 });
