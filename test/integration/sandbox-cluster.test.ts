@@ -98,6 +98,8 @@ describe('a sandbox cluster of three nodes', () => {
     // the shared queue lives on node 3 (declared by the server there), while the request entered at node 1
     const info = await managementRequest<{ node: string }>(first.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
     expect(info.node).toBe(third.nodeName);
+    await serve.stop();
+    serve = undefined;
   });
 
   it('traces one RPC across nodes: the firehose switched on at every node, each broker step labelled with its node, then restored', async () => {
