@@ -131,6 +131,9 @@ export interface SendRequestArgs {
   timeoutMs: number;
 }
 
+/** What the pre-flight checks: the request's topic and reply; its QoS and payload too when given (the broker version's rules use them). */
+export type PreflightArgs = Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'> & Partial<Pick<SendRequestArgs, 'qos' | 'payloadText'>>;
+
 /** One topic's routing key, the topic it comes back as, and every finding (each says whether it blocks the topic's use). */
 export type TopicMappingView = TopicMapping;
 
@@ -186,7 +189,7 @@ export interface Commands {
   'server.start': { args: ServerSettings; result: ServerView };
   'server.stop': { args: Record<string, never>; result: ServerView };
   'rpc.request.send': { args: SendRequestArgs; result: RpcOutcome };
-  'rpc.preflight.run': { args: Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'>; result: CheckLine[] };
+  'rpc.preflight.run': { args: PreflightArgs; result: CheckLine[] };
   'topic.mapping.get': { args: { topic: string; role: 'publish' | 'reply' | 'filter' }; result: TopicMappingView };
   'broker.bindings.list': { args: { exchange: string }; result: BindingsView };
   'broker.probe.run': { args: Record<string, never>; result: ProbeVerdict };

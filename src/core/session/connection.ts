@@ -1,6 +1,6 @@
 /** The broker connection of a session: its links (MQTT client, AMQP inspector), the management API, and what is asked through them. */
 import type { ChannelModel } from 'amqplib';
-import type { BindingsView, ConnectionProfile, AppState, SendRequestArgs } from '../../shared/contract';
+import type { BindingsView, ConnectionProfile, AppState, PreflightArgs } from '../../shared/contract';
 import type { CheckLine, ProbeVerdict } from '../../shared/broker';
 import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError, toErrorShape } from '../errors';
@@ -157,16 +157,23 @@ export class ConnectionController {
     return bindingsView(connection.api, exchange, this.consumerCount(connection));
   }
 
-  async preflight(args: Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'>): Promise<CheckLine[]> {
+  async preflight(args: PreflightArgs): Promise<CheckLine[]> {
     const connection = this.require();
     const replyTopic = args.replyTopic || (args.strategy === 'shared' ? connection.client.sharedTopic : undefined);
     const consumerCount = this.consumerCount(connection);
+    const version = this.overview?.rabbitmqVersion;
     return preflight(connection.api, {
       exchange: connection.profile.exchange,
       requestTopic: args.topic,
       replyTopic,
       strategy: args.strategy,
       ...(consumerCount ? { consumerCount } : {}),
+      // the version read on connecting; the rules of the request as it will be sent, by the MQTT version this client speaks
+      ...(version !== undefined && version !== 'unknown' ? { brokerVersion: version } : {}),
+      mqttVersion: connection.client.link.protocolVersion,
+      mqttClientId: connection.client.clientId,
+      ...(args.qos !== undefined ? { qos: args.qos } : {}),
+      ...(args.payloadText !== undefined ? { payloadBytes: Buffer.byteLength(args.payloadText) } : {}),
     });
   }
 
