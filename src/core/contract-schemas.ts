@@ -120,6 +120,7 @@ const schemas: Schemas = {
     replyTopic: optionalTopic,
     qos: qos.optional(),
     payloadText: sendRequest.shape.payloadText.optional(),
+    payloadFormat: sendRequest.shape.payloadFormat,
   }),
   'topic.mapping.get': z.object({ topic: z.string().max(65_535), role: z.enum(['publish', 'reply', 'filter']) }),
   'broker.bindings.list': z.object({ exchange: nonEmpty('The exchange', 255) }),

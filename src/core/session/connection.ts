@@ -11,6 +11,7 @@ import type { AmqpLink } from '../links/amqp-link';
 import type { RpcClient } from '../rpc/client';
 import type { AbandonedTracing } from '../trace/firehose';
 import { redactProfile } from '../profiles';
+import { rawPayloadBytes, type PayloadFormat } from '../../shared/payload-format';
 
 /** How a connection's collaborators are made; the session passes the real ones, tests pass fakes. */
 export interface ConnectionFactories {
@@ -42,6 +43,13 @@ export interface ConnectionControllerOptions {
 }
 
 const isDown = (status: LinkStatus): boolean => status.state === 'reconnecting' || status.state === 'failed';
+
+/** The request's size as it will be sent (a JSON body gains only its id and reply_to); a body that cannot be decoded counts as typed. */
+function payloadSize(format: PayloadFormat, text: string): number {
+  if (format === 'json') return Buffer.byteLength(text);
+  const decoded = rawPayloadBytes(format, text);
+  return decoded.ok ? decoded.bytes.byteLength : Buffer.byteLength(text);
+}
 
 export const notConnected = (): BridgeError => new BridgeError('not-connected', 'Not connected: open a connection (or start the sandbox broker) first.');
 
@@ -173,7 +181,7 @@ export class ConnectionController {
       mqttVersion: connection.client.link.protocolVersion,
       mqttClientId: connection.client.clientId,
       ...(args.qos !== undefined ? { qos: args.qos } : {}),
-      ...(args.payloadText !== undefined ? { payloadBytes: Buffer.byteLength(args.payloadText) } : {}),
+      ...(args.payloadText !== undefined ? { payloadBytes: payloadSize(args.payloadFormat ?? 'json', args.payloadText) } : {}),
     });
   }
 

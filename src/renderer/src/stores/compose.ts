@@ -219,6 +219,10 @@ export const useComposeStore = defineStore('compose', () => {
       checks.value = await client.invoke('rpc.preflight.run', {
         topic: form.topic,
         strategy: form.strategy,
+        // QoS and size: the broker version's rules (QoS 2 granted as 1, the maximum packet size) are about them
+        qos: form.qos,
+        payloadText: form.payloadText,
+        payloadFormat: form.payloadFormat,
         ...(form.replyTopic ? { replyTopic: form.replyTopic } : {}),
       });
     }, 'Checking');
