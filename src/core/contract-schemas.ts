@@ -3,13 +3,15 @@ import { z } from 'zod';
 import { commandNames, type CommandArgs, type CommandName } from '../shared/contract';
 import { BridgeError } from './errors';
 import { MAX_TIMER_MS } from '../shared/durations';
+import { HISTORY_LIMIT } from '../shared/workspace';
 
 const empty = z.object({}).strict();
 const nonEmpty = (what: string, max = 2000) =>
   z.string({ error: `${what} must be text.` }).trim().min(1, { error: `${what} cannot be empty.` }).max(max, { error: `${what} is too long.` });
 const url = (what: string) => nonEmpty(what, 2000);
 
-const profile = z.object({
+/** A connection profile as the contract takes it (also each profile of an imported workspace file). */
+export const profileSchema = z.object({
   name: nonEmpty('The profile name', 100),
   amqpUrl: url('The AMQP URL'),
   mqttUrl: url('The MQTT URL'),
@@ -32,7 +34,8 @@ const qos = z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'QoS mu
 const strategy = z.enum(['per-request', 'shared'], { error: 'The reply strategy must be per-request or shared.' });
 const optionalTopic = z.string().max(65_535).optional();
 
-const sendRequest = z.object({
+/** A Compose request (also each one kept in the history file and in templates). */
+export const sendRequestSchema = z.object({
   topic: nonEmpty('The request topic', 65_535),
   qos,
   strategy,
@@ -42,6 +45,10 @@ const sendRequest = z.object({
   timeoutMs: durationMs('The timeout', 600_000, '10 minutes'),
 });
 
+export const templateName = nonEmpty('The template name', 100);
+/** A saved Compose request under its name. */
+export const templateSchema = z.object({ name: templateName, request: sendRequestSchema });
+
 /** Each command's schema, typed against its argument type: a schema that drifts from the contract does not compile. */
 type Schemas = { [K in CommandName]: z.ZodType<CommandArgs<K>> };
 
@@ -49,10 +56,10 @@ const schemas: Schemas = {
   'app.state.get': empty,
   'broker.sandbox.start': empty,
   'broker.sandbox.stop': empty,
-  'connection.open': z.object({ profile }),
+  'connection.open': z.object({ profile: profileSchema }),
   'connection.close': empty,
   'profile.list': empty,
-  'profile.save': z.object({ profile }),
+  'profile.save': z.object({ profile: profileSchema }),
   'profile.delete': z.object({ name: nonEmpty('The profile name', 100) }),
   'profile.load': z.object({ name: nonEmpty('The profile name', 100) }),
   'server.start': z.object({
@@ -64,7 +71,7 @@ const schemas: Schemas = {
     queueType: z.enum(['classic', 'quorum'], { error: 'The queue type is classic or quorum.' }).optional(),
   }),
   'server.stop': empty,
-  'rpc.request.send': sendRequest,
+  'rpc.request.send': sendRequestSchema,
   'rpc.preflight.run': z.object({ topic: nonEmpty('The request topic', 65_535), strategy, replyTopic: optionalTopic }),
   'topic.mapping.get': z.object({ topic: z.string().max(65_535), role: z.enum(['publish', 'reply', 'filter']) }),
   'broker.bindings.list': z.object({ exchange: nonEmpty('The exchange', 255) }),
@@ -74,11 +81,23 @@ const schemas: Schemas = {
   'trace.export.create': empty,
   'trace.import.load': z.object({ trace: z.unknown() }),
   'trace.store.clear': empty,
-  'load.run.start': sendRequest.extend({
+  'load.run.start': sendRequestSchema.extend({
     count: z.number().int().min(1, { error: 'Send at least 1 request.' }).max(1_000_000, { error: 'At most 1,000,000 requests per run.' }),
     concurrency: z.number().int().min(1, { error: 'Concurrency must be at least 1.' }).max(10_000, { error: 'Concurrency must be at most 10,000.' }),
   }),
   'load.run.cancel': empty,
+  'workspace.history.list': z.object({
+    search: z.string().max(1000, { error: 'The search is too long.' }).optional(),
+    limit: z.number().int().min(1).max(HISTORY_LIMIT).optional(),
+  }),
+  'workspace.history.delete': z.object({ id: nonEmpty('The entry id', 200) }),
+  'workspace.history.clear': empty,
+  'workspace.templates.list': empty,
+  'workspace.template.save': z.object({ template: templateSchema }),
+  'workspace.template.rename': z.object({ from: templateName, to: templateName }),
+  'workspace.template.delete': z.object({ name: templateName }),
+  'workspace.export.create': z.object({ includePasswords: z.boolean({ error: 'includePasswords must be true or false.' }) }),
+  'workspace.import.load': z.object({ file: z.unknown() }),
 };
 
 /** Checks a command's args as they arrived from outside; one sentence when they are wrong. */

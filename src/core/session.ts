@@ -13,6 +13,8 @@ import { runShutdown, shutdownTasks, type ShutdownTask } from './session/shutdow
 import { TracingController } from './session/tracing';
 import { RequestsController } from './session/requests';
 import { LoadController } from './session/load';
+import { WorkspaceController } from './session/workspace';
+import { WorkspaceStore } from './workspace';
 
 export { tracerViewFor } from './session/tracing';
 export type { SessionFactories } from './session/factories';
@@ -28,6 +30,10 @@ export interface SessionOptions {
   traceFlushMs?: number;
   /** collaborators to replace (tests): the sandbox node, the links and APIs, the server, the tracer */
   factories?: Partial<SessionFactories>;
+  /** Compose's history and templates (default: in memory only) */
+  workspace?: WorkspaceStore;
+  /** told about something that went wrong without failing a command (a history write) */
+  onProblem?: (sentence: string) => void;
 }
 
 export class Session {
@@ -38,6 +44,7 @@ export class Session {
   private readonly tracing: TracingController;
   private readonly requests: RequestsController;
   private readonly load: LoadController;
+  private readonly workspace: WorkspaceController;
   private lastProfile: ConnectionProfile | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
 
@@ -71,7 +78,14 @@ export class Session {
         return () => void store.off('added', listener);
       },
     };
-    this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts });
+    this.workspace = new WorkspaceController({
+      store: options.workspace ?? new WorkspaceStore(),
+      profiles: options.profiles,
+      emit: options.emit,
+      ...(options.onProblem ? { onProblem: options.onProblem } : {}),
+    });
+    // Compose's sends are history, recorded here when they settle; load runs are not.
+    this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts, onSettled: (settled) => this.workspace.record(settled) });
     this.load = new LoadController({
       client: () => this.connection.require().client,
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
@@ -108,6 +122,15 @@ export class Session {
       'trace.export.create': async () => this.tracing.export(this.load.runs),
       'trace.import.load': async ({ trace }) => this.tracing.import(trace),
       'trace.store.clear': async () => this.tracing.clear(),
+      'workspace.history.list': ({ search, limit }) => this.workspace.list(search, limit),
+      'workspace.history.delete': ({ id }) => this.workspace.delete(id),
+      'workspace.history.clear': () => this.workspace.clear(),
+      'workspace.templates.list': () => this.workspace.templates(),
+      'workspace.template.save': ({ template }) => this.workspace.saveTemplate(template),
+      'workspace.template.rename': ({ from, to }) => this.workspace.renameTemplate(from, to),
+      'workspace.template.delete': ({ name }) => this.workspace.deleteTemplate(name),
+      'workspace.export.create': ({ includePasswords }) => this.workspace.export(includePasswords),
+      'workspace.import.load': ({ file }) => this.workspace.import(file),
     } satisfies Handlers;
   }
 
