@@ -39,8 +39,8 @@ export interface WorkspaceStoreOptions {
   now?: () => number;
 }
 
-/** How much of a reply body is kept for the search and the row's title. */
-const REPLY_TEXT_LIMIT = 2000;
+/** How much of a reply body is kept (for the search and Trace's body view): 500 entries stay under ~8 MiB. */
+const REPLY_TEXT_LIMIT = 16 * 1024;
 
 export function replyTextOf(text: string): string {
   return text.length > REPLY_TEXT_LIMIT ? `${text.slice(0, REPLY_TEXT_LIMIT)}…` : text;

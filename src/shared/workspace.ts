@@ -21,7 +21,7 @@ export interface HistoryEntry {
   request: SendRequestArgs;
   /** the failure's sentence, when it failed */
   error?: string;
-  /** the reply body as text (truncated), searched with the rest */
+  /** the reply body as shown (pretty JSON, text, or base64 for binary; cut at 16 KiB), searched with the rest */
   replyText?: string;
 }
 

@@ -172,7 +172,7 @@ export class WorkspaceController {
 }
 
 function replyTextFor(body: NonNullable<SettledRequest['outcome']>['body']): string {
-  if (body.kind === 'json') return JSON.stringify(body.value);
+  if (body.kind === 'json') return JSON.stringify(body.value, null, 2);
   if (body.kind === 'text') return body.text;
-  return `(${body.bytes} bytes of binary)`;
+  return `(${body.bytes} bytes of binary, base64) ${body.base64}`;
 }

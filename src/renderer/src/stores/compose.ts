@@ -1,36 +1,17 @@
-/** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send, history and templates. */
+/** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send (history and templates: stores/history.ts). */
 import { defineStore } from 'pinia';
 import { computed, reactive, ref, watch } from 'vue';
 import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
 import type { CheckLine } from '../../../shared/broker';
 import type { RpcOutcome } from '../../../shared/rpc';
 import { hasBlockingIssue, mapTopic } from '../../../shared/topic-map';
-import { messageOf, useClient, useStorage } from '../injection';
+import { messageOf, useClient } from '../injection';
 import type { Verdict } from '../../../shared/diagnosis';
 import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
 import { useTraceStore } from './trace';
 import { timeoutProblem } from '../form-checks';
 import { DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
-
-export interface HistoryEntry {
-  request: SendRequestArgs;
-  outcome?: RpcOutcome;
-  error?: string;
-  /** the RPC's id, to open its trace (absent when the call failed before it had one) */
-  rpcId?: string;
-  /** where it stopped and why: the outcome's, or the failure's */
-  verdict?: Verdict;
-  at: number;
-}
-
-export interface Template {
-  name: string;
-  request: SendRequestArgs;
-}
-
-const TEMPLATES_KEY = 'bridgescope.templates';
-const HISTORY_LIMIT = 200;
 
 /** Validates the payload box as the user types: empty is fine, otherwise it must be JSON. */
 export function payloadProblem(text: string): string | undefined {
@@ -45,7 +26,6 @@ export function payloadProblem(text: string): string | undefined {
 
 export const useComposeStore = defineStore('compose', () => {
   const client = useClient();
-  const storage = useStorage();
   const trace = useTraceStore();
   const form = reactive<SendRequestArgs>({
     topic: DEFAULT_REQUEST_TOPIC,
@@ -61,8 +41,6 @@ export const useComposeStore = defineStore('compose', () => {
   /** the last send's RPC id and verdict, whether it replied or failed */
   const rpcId = ref<string>();
   const verdict = ref<Verdict>();
-  const history = ref<HistoryEntry[]>([]);
-  const templates = ref<Template[]>(readTemplates());
   // Computed here, on every keystroke, by the same pure module the core uses: no round trip to the backend.
   const requestMapping = computed<TopicMappingView>(() => mapTopic(form.topic, 'publish'));
   const replyMapping = computed<TopicMappingView | undefined>(() => (form.replyTopic ? mapTopic(form.replyTopic, 'reply') : undefined));
@@ -87,14 +65,6 @@ export const useComposeStore = defineStore('compose', () => {
       checks.value = [];
     },
   );
-
-  function readTemplates(): Template[] {
-    try {
-      return JSON.parse(storage.get(TEMPLATES_KEY) ?? '[]') as Template[];
-    } catch {
-      return [];
-    }
-  }
 
   function snapshot(): SendRequestArgs {
     return {
@@ -124,7 +94,8 @@ export const useComposeStore = defineStore('compose', () => {
     outcome.value = undefined;
     rpcId.value = undefined;
     verdict.value = undefined;
-    const entry: HistoryEntry = { request, at: Date.now() };
+    // The core records the send in the history when it settles; the page only shows the result.
+    const entry: { rpcId?: string; verdict?: Verdict } = {};
     trace.composePending = true;
     const replied = await sending.run(async () => {
       try {
@@ -140,40 +111,16 @@ export const useComposeStore = defineStore('compose', () => {
       outcome.value = replied;
       // A reply proves what a failed pre-flight said: its FAIL lines would now contradict the result shown below them.
       if (checks.value.some((line) => line.status !== 'pass')) checks.value = [];
-      Object.assign(entry, { outcome: replied, rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
-    } else {
-      entry.error = sending.error.value;
+      Object.assign(entry, { rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
     }
     rpcId.value = entry.rpcId;
     verdict.value = entry.verdict;
     if (entry.rpcId !== undefined) trace.markComposed(entry.rpcId);
-    history.value = [entry, ...history.value].slice(0, HISTORY_LIMIT);
   }
 
-  function replay(entry: HistoryEntry): Promise<void> {
-    Object.assign(form, { replyTopic: '', method: '' }, entry.request);
-    return send(entry.request);
-  }
-
-  function saveTemplate(name: string): void {
-    templates.value = [...templates.value.filter((template) => template.name !== name), { name, request: snapshot() }];
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  function deleteTemplate(name: string): void {
-    templates.value = templates.value.filter((template) => template.name !== name);
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  /** Renames in place (a template already called `to` is replaced). */
-  function renameTemplate(from: string, to: string): void {
-    if (from === to) return;
-    templates.value = templates.value.filter((template) => template.name !== to).map((template) => (template.name === from ? { ...template, name: to } : template));
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  function useTemplate(template: Template): void {
-    Object.assign(form, { replyTopic: '', method: '' }, template.request);
+  /** Fills the form with a request (a template, or a history entry to replay). */
+  function fill(request: SendRequestArgs): void {
+    Object.assign(form, { replyTopic: '', method: '' }, request);
   }
 
   return {
@@ -184,8 +131,6 @@ export const useComposeStore = defineStore('compose', () => {
     error: sending.error,
     rpcId,
     verdict,
-    history,
-    templates,
     requestMapping,
     replyMapping,
     checks,
@@ -195,10 +140,6 @@ export const useComposeStore = defineStore('compose', () => {
     blocked,
     runChecks,
     send,
-    replay,
-    saveTemplate,
-    deleteTemplate,
-    renameTemplate,
-    useTemplate,
+    fill,
   };
 });
