@@ -4,7 +4,7 @@ import type { ErrorShape } from './errors';
 import type { LinkStatus, QoS, ReplyStrategy, RpcOutcome } from './rpc';
 import type { TopicMapping } from './topic-map';
 import type { TraceExport, TraceStep } from './trace';
-import type { HistoryList, ImportReport, RequestTemplate, WorkspaceExport } from './workspace';
+import type { HistoryEntry, HistoryList, ImportReport, RequestTemplate, WorkspaceExport } from './workspace';
 
 export interface SandboxView {
   /** what the node really is, checked again whenever a link drops or comes back: 'unreachable' = alive but not answering */
@@ -169,8 +169,8 @@ export interface Events {
   'trace.steps.added': { steps: TraceStep[] };
   'trace.store.reset': { steps: TraceStep[] };
   'load.progress.changed': LoadProgress;
-  /** the history changed (an entry added, deleted, or all cleared): pages list it again */
-  'workspace.history.changed': { reason: 'added' | 'deleted' | 'cleared' };
+  /** the history changed; sent before the send's own answer, so a page shows the entry with the result */
+  'workspace.history.changed': { reason: 'added'; entry: HistoryEntry } | { reason: 'deleted'; id: string } | { reason: 'cleared' };
   'workspace.templates.changed': { templates: RequestTemplate[] };
 }
 

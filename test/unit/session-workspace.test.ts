@@ -37,7 +37,7 @@ describe('the workspace controller', () => {
     await new Promise<void>((resolve) => queueMicrotask(resolve));
     const [kept] = (await store.list()).entries;
     expect(kept).toMatchObject({ id: 'r1', rpcId: 'r1', topic: 'rpc_queue', replyTopic: 'reply/r1', qos: 1, roundTripMs: 4.5, verdict: { code: 'replied' }, replyText: '{\n  "pong": true\n}' });
-    expect(events).toContainEqual({ name: 'workspace.history.changed', payload: { reason: 'added' } });
+    expect(events).toContainEqual({ name: 'workspace.history.changed', payload: { reason: 'added', entry: kept } });
   });
 
   it('exports profiles and templates without any password unless asked', async () => {

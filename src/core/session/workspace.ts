@@ -75,10 +75,9 @@ export class WorkspaceController {
       ...(settled.outcome ? { roundTripMs: settled.outcome.durationMs, replyText: replyTextOf(replyTextFor(settled.outcome.body)) } : {}),
       ...(settled.error !== undefined ? { error: settled.error } : {}),
     };
-    this.options.store
-      .add(entry)
-      .then(() => this.options.emit('workspace.history.changed', { reason: 'added' }))
-      .catch((err: unknown) => this.options.onProblem?.(`The history entry could not be kept: ${(err as Error).message}`));
+    // Told now, before the send's own answer goes out: the page shows the row with the result, not a moment after it.
+    this.options.emit('workspace.history.changed', { reason: 'added', entry });
+    this.options.store.add(entry).catch((err: unknown) => this.options.onProblem?.(`The history entry could not be kept: ${(err as Error).message}`));
   }
 
   list(search?: string, limit?: number): Promise<HistoryList> {
@@ -87,7 +86,7 @@ export class WorkspaceController {
 
   async delete(id: string): Promise<{ deleted: boolean }> {
     const deleted = await this.options.store.delete(id);
-    if (deleted) this.options.emit('workspace.history.changed', { reason: 'deleted' });
+    if (deleted) this.options.emit('workspace.history.changed', { reason: 'deleted', id });
     return { deleted };
   }
 

@@ -1,8 +1,8 @@
 /** Compose's history and templates as the core keeps them: listed, searched, replayed, deleted, cleared; every open page agrees. */
 import { defineStore } from 'pinia';
 import { computed, ref, watch } from 'vue';
-import type { SendRequestArgs } from '../../../shared/contract';
-import type { HistoryEntry, RequestTemplate } from '../../../shared/workspace';
+import type { Events, SendRequestArgs } from '../../../shared/contract';
+import { HISTORY_LIMIT, type HistoryEntry, type RequestTemplate } from '../../../shared/workspace';
 import { hasHostLink } from '../host-link';
 import { useClient, useStorage } from '../injection';
 import { useBusy } from './use-busy';
@@ -79,10 +79,25 @@ export const useHistoryStore = defineStore('history', () => {
     storage.set(LEGACY_TEMPLATES_MOVED_KEY, String(legacy.length));
   }
 
+  /** Applies a change the core announced (this page's or another's); a search in force is asked again. */
+  function changed(change: Events['workspace.history.changed']): void {
+    if (change.reason === 'added') {
+      all.value = [change.entry, ...all.value.filter((entry) => entry.id !== change.entry.id)].slice(0, HISTORY_LIMIT);
+      if (change.entry.rpcId !== undefined) trace.markComposed(change.entry.rpcId);
+    } else if (change.reason === 'deleted') {
+      all.value = all.value.filter((entry) => entry.id !== change.id);
+      matching.value = matching.value.filter((entry) => entry.id !== change.id);
+    } else {
+      all.value = [];
+      matching.value = [];
+    }
+    if (change.reason === 'added' && search.value.trim() !== '') void refresh();
+  }
+
   /** Lists both, follows the core's changes (and lists again after the host was away); returns the unsubscribe. */
   async function start(): Promise<() => void> {
     const offs = [
-      client.on('workspace.history.changed', () => void refresh()),
+      client.on('workspace.history.changed', (change) => changed(change)),
       client.on('workspace.templates.changed', (payload) => (templates.value = payload.templates)),
       hasHostLink(client)
         ? client.onHostLink((link) => {
