@@ -28,17 +28,17 @@ export function newToken(): string {
   return randomBytes(24).toString('base64url');
 }
 
-/** The kept token and port, or a fresh token when there is none, it is unreadable, or `rotate` asks for a new one. */
+/** The kept token and port, or a fresh token when there is none, it is unreadable, or `rotate` asks for a new one (the port stays). */
 export async function readUiIdentity(dir: string, rotate: boolean): Promise<{ identity: UiIdentity; fresh: boolean }> {
-  if (!rotate) {
-    try {
-      const parsed = identitySchema.safeParse(JSON.parse(await readFile(join(dir, UI_IDENTITY_FILE), 'utf8')));
-      if (parsed.success) return { identity: parsed.data, fresh: false };
-    } catch {
-      // None yet, or unreadable: a new token below.
-    }
+  let kept: UiIdentity | undefined;
+  try {
+    const parsed = identitySchema.safeParse(JSON.parse(await readFile(join(dir, UI_IDENTITY_FILE), 'utf8')));
+    if (parsed.success) kept = parsed.data;
+  } catch {
+    // None yet, or unreadable: a new token below.
   }
-  return { identity: { token: newToken() }, fresh: true };
+  if (kept && !rotate) return { identity: kept, fresh: false };
+  return { identity: { token: newToken(), ...(kept?.port !== undefined ? { port: kept.port } : {}) }, fresh: true };
 }
 
 /** Written whole (temp + rename), readable by its owner only: the token opens the inspector. */

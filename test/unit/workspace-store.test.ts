@@ -110,6 +110,7 @@ describe("the browser host's kept token and port", () => {
     expect(await readUiIdentity(dir, false)).toEqual({ identity: { token: first.identity.token, port: 45123 }, fresh: false });
     const rotated = await readUiIdentity(dir, true);
     expect(rotated.identity.token).not.toBe(first.identity.token);
+    expect(rotated.identity.port).toBe(45123);
     await writeFile(join(dir, UI_IDENTITY_FILE), 'garbage');
     expect((await readUiIdentity(dir, false)).fresh).toBe(true);
   });

@@ -60,7 +60,7 @@ async function startKeptHost(session: Session, options: { port?: number; static:
 export function registerUiCommand(program: Command): void {
   program
     .command('ui')
-    .description('serve the inspector to a browser on 127.0.0.1 (prints a URL with a token kept in the data dir, so a restart keeps the same URL)')
+    .description('serve the inspector to a browser on 127.0.0.1 (prints a URL with a token kept in the data dir until --new-token, so a restart keeps the same URL)')
     .option('--port <n>', 'port to listen on (default: the last run\'s when free, else a free one)', parsePort('--port'))
     .option('--data-dir <path>', 'where history, templates and the token are kept (default: $XDG_CONFIG_HOME/bridgescope or ~/.config/bridgescope)')
     .option('--new-token', 'replace the kept token (pages opened with the old URL are refused)')
