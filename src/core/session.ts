@@ -218,12 +218,18 @@ export class Session {
     });
   }
 
+  /** Resolves once the history and templates changed so far are on disk. */
+  workspaceFlushed(): Promise<void> {
+    return this.workspace.flushed();
+  }
+
   /** Runs every shutdown step in order; a failure to give tracing back is thrown unless the sandbox it was on went with it. */
   async shutdown(): Promise<void> {
     this.load.cancel();
     try {
       await runShutdown(this.shutdownTasks(), this.sandbox.view.ownedByApp === true);
     } finally {
+      await this.workspace.flushed();
       this.tracing.dispose();
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;

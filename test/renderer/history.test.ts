@@ -76,7 +76,10 @@ describe('the history store and its panel', () => {
     expect(wrapper.findAll('[data-testid=history-row]')).toHaveLength(2);
 
     await wrapper.find('[data-testid=history-clear]').trigger('click');
+    await flushPromises();
     expect(wrapper.find('[data-testid=history-clear-confirm]').text()).toContain('Delete all 2 entries of the history?');
+    // The question takes the focus, on the answer that keeps everything.
+    expect(document.activeElement?.getAttribute('data-testid')).toBe('history-clear-no');
     await wrapper.find('[data-testid=history-clear-no]').trigger('click');
     expect(wrapper.findAll('[data-testid=history-row]')).toHaveLength(2);
     await wrapper.find('[data-testid=history-clear]').trigger('click');

@@ -69,6 +69,19 @@ describe('the workspace controller', () => {
     expect((await target.profiles.get('prod')).amqpUrl).toBe('amqp://app:s3cr%2Fet@broker:5672');
   });
 
+  it('re-importing an export without passwords keeps the passwords already saved for unchanged URLs', async () => {
+    const { workspace, profiles } = controller();
+    await profiles.save(profile('prod'));
+    const file = await workspace.export(false);
+    (file.profiles[0] as { mqttUrl: string }).mqttUrl = 'mqtt://app@other-broker:1883';
+    await workspace.import(file);
+    const kept = await profiles.get('prod');
+    expect(kept.amqpUrl).toBe('amqp://app:s3cr%2Fet@broker:5672');
+    expect(kept.managementUrl).toBe('http://admin:adminpw@broker:15672');
+    // A URL that changed is taken as imported: no old password is put on another broker.
+    expect(kept.mqttUrl).toBe('mqtt://app@other-broker:1883');
+  });
+
   it('refuses a file that is not a workspace whole, with one sentence, changing nothing', async () => {
     const { workspace, profiles } = controller();
     await expect(workspace.import({ format: 'bridgescope-trace', version: 2, steps: [] })).rejects.toThrow('This is not a BridgeScope profiles file (its "format" is not "bridgescope-workspace").');

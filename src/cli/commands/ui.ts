@@ -132,6 +132,7 @@ export function registerUiCommand(program: Command): void {
         // The session's own shutdown, in its order; each step under its own bound here.
         const tasks = (): CleanupTask[] => [
           step('close the browser pages\' socket', stepBoundMs.host, () => true, () => host.close()),
+          step('save the history', stepBoundMs.host, () => true, () => session.workspaceFlushed()),
           step('let the start-up finish, so what it started can be stopped', stepBoundMs.startup, () => !startupDone, () => startup),
           ...session.shutdownTasks().map((task) =>
             step(task.what, stepBoundMs[task.kind], task.needed, async () => {

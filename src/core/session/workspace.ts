@@ -47,6 +47,20 @@ export function withoutPasswords(profile: ConnectionProfile): ConnectionProfile 
 
 const SECRET_KEY = /password|passphrase|secret|privatekey/i;
 
+/**
+ * A profile imported without passwords over a saved one keeps the saved passwords where nothing else changed: each field
+ * that equals the saved one with its password taken out gets the saved value back (re-importing your own export loses nothing).
+ */
+export function keepKnownPasswords(imported: ConnectionProfile, saved: ConnectionProfile): ConnectionProfile {
+  const bare = withoutPasswords(saved) as unknown as Record<string, unknown>;
+  const known = saved as unknown as Record<string, unknown>;
+  const merged: Record<string, unknown> = { ...imported };
+  for (const [key, value] of Object.entries(imported)) {
+    if (typeof value === 'string' && value !== known[key] && value === bare[key]) merged[key] = known[key];
+  }
+  return merged as unknown as ConnectionProfile;
+}
+
 function firstIssue(error: z.ZodError): string {
   const issue = error.issues[0];
   const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
@@ -94,6 +108,11 @@ export class WorkspaceController {
     const cleared = await this.options.store.clear();
     this.options.emit('workspace.history.changed', { reason: 'cleared' });
     return { cleared };
+  }
+
+  /** Waits for the history and templates to be on disk (a clean shutdown). */
+  flushed(): Promise<void> {
+    return this.options.store.flushed();
   }
 
   templates(): Promise<RequestTemplate[]> {
@@ -154,7 +173,8 @@ export class WorkspaceController {
       else report.templates.refused.push({ name: nameOf(item, `template #${index + 1}`), reason: firstIssue(parsed.error) });
     });
     const knownProfiles = new Set((await this.options.profiles.list()).map((profile) => profile.name));
-    for (const profile of profiles) {
+    for (const imported of profiles) {
+      const profile = knownProfiles.has(imported.name) ? keepKnownPasswords(imported, await this.options.profiles.get(imported.name)) : imported;
       await this.options.profiles.save(profile);
       (knownProfiles.has(profile.name) ? report.profiles.replaced : report.profiles.added).push(profile.name);
       knownProfiles.add(profile.name);

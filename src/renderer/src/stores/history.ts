@@ -34,21 +34,29 @@ export const useHistoryStore = defineStore('history', () => {
   // An answer to an older search must not replace a newer one's.
   let asked = 0;
 
+  /** Lists every entry again (at start, and when the host is back); `refreshSearch` asks only for the search's matches. */
   async function refresh(): Promise<void> {
-    const ticket = ++asked;
-    const term = search.value.trim();
     await busy.run(async () => {
-      const [everything, found] = await Promise.all([
-        client.invoke('workspace.history.list', {}),
-        term === '' ? undefined : client.invoke('workspace.history.list', { search: term }),
-      ]);
-      if (ticket !== asked) return;
+      const everything = await client.invoke('workspace.history.list', {});
       all.value = everything.entries;
+      notice.value = everything.notice;
       // After a reload the Trace still knows these RPCs as Compose's (its origin filter).
       for (const entry of everything.entries) if (entry.rpcId !== undefined && trace.originOf(entry.rpcId) !== 'compose') trace.markComposed(entry.rpcId);
-      matching.value = found?.entries ?? [];
-      notice.value = everything.notice;
     }, 'Loading the history');
+    await refreshSearch();
+  }
+
+  async function refreshSearch(): Promise<void> {
+    const ticket = ++asked;
+    const term = search.value.trim();
+    if (term === '') {
+      matching.value = [];
+      return;
+    }
+    await busy.run(async () => {
+      const found = await client.invoke('workspace.history.list', { search: term });
+      if (ticket === asked) matching.value = found.entries;
+    }, 'Searching the history');
   }
 
   async function refreshTemplates(): Promise<void> {
@@ -91,7 +99,7 @@ export const useHistoryStore = defineStore('history', () => {
       all.value = [];
       matching.value = [];
     }
-    if (change.reason === 'added' && search.value.trim() !== '') void refresh();
+    if (change.reason === 'added' && search.value.trim() !== '') void refreshSearch();
   }
 
   /** Lists both, follows the core's changes (and lists again after the host was away); returns the unsubscribe. */
@@ -110,7 +118,7 @@ export const useHistoryStore = defineStore('history', () => {
     return () => offs.forEach((off) => off());
   }
 
-  watch(search, () => void refresh());
+  watch(search, () => void refreshSearch());
 
   const byRpcId = (rpcId: string): HistoryEntry | undefined => all.value.find((entry) => entry.rpcId === rpcId);
 
