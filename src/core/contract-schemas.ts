@@ -5,6 +5,7 @@ import { BridgeError } from './errors';
 import { MAX_TIMER_MS } from '../shared/durations';
 import { profileProblems } from '../shared/profile-checks';
 import { payloadFormats, type PayloadFormat } from '../shared/payload-format';
+import { HISTORY_LIMIT } from '../shared/workspace';
 
 const empty = z.object({}).strict();
 const nonEmpty = (what: string, max = 2000) =>
@@ -13,7 +14,8 @@ const url = (what: string) => nonEmpty(what, 2000);
 
 const filePath = (what: string) => z.string({ error: `${what} must be a file path.` }).max(4096, { error: `${what} is too long.` }).optional();
 
-const profile = z
+/** A connection profile as the contract takes it (also each profile of an imported workspace file). */
+export const profileSchema = z
   .object({
     name: nonEmpty('The profile name', 100),
     amqpUrl: url('The AMQP URL'),
@@ -77,7 +79,8 @@ const mqtt5 = z
   })
   .strict();
 
-const sendRequest = z.object({
+/** A Compose request (also each one kept in the history file and in templates). */
+export const sendRequestSchema = z.object({
   topic: nonEmpty('The request topic', 65_535),
   qos,
   strategy,
@@ -90,6 +93,10 @@ const sendRequest = z.object({
   timeoutMs: durationMs('The timeout', 600_000, '10 minutes'),
 });
 
+export const templateName = nonEmpty('The template name', 100);
+/** A saved Compose request under its name. */
+export const templateSchema = z.object({ name: templateName, request: sendRequestSchema });
+
 /** Each command's schema, typed against its argument type: a schema that drifts from the contract does not compile. */
 type Schemas = { [K in CommandName]: z.ZodType<CommandArgs<K>> };
 
@@ -97,11 +104,11 @@ const schemas: Schemas = {
   'app.state.get': empty,
   'broker.sandbox.start': empty,
   'broker.sandbox.stop': empty,
-  'connection.open': z.object({ profile }),
+  'connection.open': z.object({ profile: profileSchema }),
   'connection.close': empty,
-  'connection.test': z.object({ profile }),
+  'connection.test': z.object({ profile: profileSchema }),
   'profile.list': empty,
-  'profile.save': z.object({ profile }),
+  'profile.save': z.object({ profile: profileSchema }),
   'profile.delete': z.object({ name: nonEmpty('The profile name', 100) }),
   'profile.load': z.object({ name: nonEmpty('The profile name', 100) }),
   'server.start': z.object({
@@ -113,14 +120,14 @@ const schemas: Schemas = {
     queueType: z.enum(['classic', 'quorum'], { error: 'The queue type is classic or quorum.' }).optional(),
   }),
   'server.stop': empty,
-  'rpc.request.send': sendRequest,
+  'rpc.request.send': sendRequestSchema,
   'rpc.preflight.run': z.object({
     topic: nonEmpty('The request topic', 65_535),
     strategy,
     replyTopic: optionalTopic,
     qos: qos.optional(),
-    payloadText: sendRequest.shape.payloadText.optional(),
-    payloadFormat: sendRequest.shape.payloadFormat,
+    payloadText: sendRequestSchema.shape.payloadText.optional(),
+    payloadFormat: sendRequestSchema.shape.payloadFormat,
   }),
   'topic.mapping.get': z.object({ topic: z.string().max(65_535), role: z.enum(['publish', 'reply', 'filter']) }),
   'broker.bindings.list': z.object({ exchange: nonEmpty('The exchange', 255) }),
@@ -130,11 +137,23 @@ const schemas: Schemas = {
   'trace.export.create': empty,
   'trace.import.load': z.object({ trace: z.unknown() }),
   'trace.store.clear': empty,
-  'load.run.start': sendRequest.extend({
+  'load.run.start': sendRequestSchema.extend({
     count: z.number().int().min(1, { error: 'Send at least 1 request.' }).max(1_000_000, { error: 'At most 1,000,000 requests per run.' }),
     concurrency: z.number().int().min(1, { error: 'Concurrency must be at least 1.' }).max(10_000, { error: 'Concurrency must be at most 10,000.' }),
   }),
   'load.run.cancel': empty,
+  'workspace.history.list': z.object({
+    search: z.string().max(1000, { error: 'The search is too long.' }).optional(),
+    limit: z.number().int().min(1).max(HISTORY_LIMIT).optional(),
+  }),
+  'workspace.history.delete': z.object({ id: nonEmpty('The entry id', 200) }),
+  'workspace.history.clear': empty,
+  'workspace.templates.list': empty,
+  'workspace.template.save': z.object({ template: templateSchema }),
+  'workspace.template.rename': z.object({ from: templateName, to: templateName }),
+  'workspace.template.delete': z.object({ name: templateName }),
+  'workspace.export.create': z.object({ includePasswords: z.boolean({ error: 'includePasswords must be true or false.' }) }),
+  'workspace.import.load': z.object({ file: z.unknown() }),
 };
 
 /** Checks a command's args as they arrived from outside; one sentence when they are wrong. */

@@ -15,6 +15,8 @@ import { runShutdown, shutdownTasks, type ShutdownTask } from './session/shutdow
 import { TracingController } from './session/tracing';
 import { RequestsController } from './session/requests';
 import { LoadController } from './session/load';
+import { WorkspaceController } from './session/workspace';
+import { WorkspaceStore } from './workspace';
 
 export { tracerViewFor } from './session/tracing';
 export type { SessionFactories } from './session/factories';
@@ -30,6 +32,10 @@ export interface SessionOptions {
   traceFlushMs?: number;
   /** collaborators to replace (tests): the sandbox node, the links and APIs, the server, the tracer */
   factories?: Partial<SessionFactories>;
+  /** Compose's history and templates (default: in memory only) */
+  workspace?: WorkspaceStore;
+  /** told about something that went wrong without failing a command (a history write) */
+  onProblem?: (sentence: string) => void;
 }
 
 export class Session {
@@ -40,6 +46,7 @@ export class Session {
   private readonly tracing: TracingController;
   private readonly requests: RequestsController;
   private readonly load: LoadController;
+  private readonly workspace: WorkspaceController;
   private lastProfile: ConnectionProfile | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
 
@@ -73,7 +80,14 @@ export class Session {
         return () => void store.off('added', listener);
       },
     };
-    this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts });
+    this.workspace = new WorkspaceController({
+      store: options.workspace ?? new WorkspaceStore(),
+      profiles: options.profiles,
+      emit: options.emit,
+      ...(options.onProblem ? { onProblem: options.onProblem } : {}),
+    });
+    // Compose's sends are history, recorded here when they settle; load runs are not.
+    this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts, onSettled: (settled) => this.workspace.record(settled) });
     this.load = new LoadController({
       client: () => this.connection.require().client,
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
@@ -113,6 +127,15 @@ export class Session {
       'trace.export.create': async () => this.tracing.export(this.load.runs),
       'trace.import.load': async ({ trace }) => this.tracing.import(trace),
       'trace.store.clear': async () => this.tracing.clear(),
+      'workspace.history.list': ({ search, limit }) => this.workspace.list(search, limit),
+      'workspace.history.delete': ({ id }) => this.workspace.delete(id),
+      'workspace.history.clear': () => this.workspace.clear(),
+      'workspace.templates.list': () => this.workspace.templates(),
+      'workspace.template.save': ({ template }) => this.workspace.saveTemplate(template),
+      'workspace.template.rename': ({ from, to }) => this.workspace.renameTemplate(from, to),
+      'workspace.template.delete': ({ name }) => this.workspace.deleteTemplate(name),
+      'workspace.export.create': ({ includePasswords }) => this.workspace.export(includePasswords),
+      'workspace.import.load': ({ file }) => this.workspace.import(file),
     } satisfies Handlers;
   }
 
@@ -201,12 +224,18 @@ export class Session {
     });
   }
 
+  /** Resolves once the history and templates changed so far are on disk. */
+  workspaceFlushed(): Promise<void> {
+    return this.workspace.flushed();
+  }
+
   /** Runs every shutdown step in order; a failure to give tracing back is thrown unless the sandbox it was on went with it. */
   async shutdown(): Promise<void> {
     this.load.cancel();
     try {
       await runShutdown(this.shutdownTasks(), this.sandbox.view.ownedByApp === true);
     } finally {
+      await this.workspace.flushed();
       this.tracing.dispose();
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;

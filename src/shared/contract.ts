@@ -5,6 +5,7 @@ import type { LinkStatus, Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome } 
 import type { PayloadFormat } from './payload-format';
 import type { TopicMapping } from './topic-map';
 import type { TraceExport, TraceStep } from './trace';
+import type { HistoryEntry, HistoryList, ImportReport, RequestTemplate, WorkspaceExport } from './workspace';
 
 export interface SandboxView {
   /** what the node really is, checked again whenever a link drops or comes back: 'unreachable' = alive but not answering */
@@ -200,6 +201,19 @@ export interface Commands {
   'trace.store.clear': { args: Record<string, never>; result: { cleared: number } };
   'load.run.start': { args: LoadArgs; result: LoadSummary };
   'load.run.cancel': { args: Record<string, never>; result: { cancelled: boolean } };
+  /** Compose's history, newest first; `search` matches topic, reply topic, verdict, body and error (case-insensitive) */
+  'workspace.history.list': { args: { search?: string; limit?: number }; result: HistoryList };
+  'workspace.history.delete': { args: { id: string }; result: { deleted: boolean } };
+  'workspace.history.clear': { args: Record<string, never>; result: { cleared: number } };
+  'workspace.templates.list': { args: Record<string, never>; result: RequestTemplate[] };
+  /** a template of the same name is replaced */
+  'workspace.template.save': { args: { template: RequestTemplate }; result: RequestTemplate[] };
+  'workspace.template.rename': { args: { from: string; to: string }; result: RequestTemplate[] };
+  'workspace.template.delete': { args: { name: string }; result: RequestTemplate[] };
+  /** the saved profiles and the templates as one file; passwords only when asked */
+  'workspace.export.create': { args: { includePasswords: boolean }; result: WorkspaceExport };
+  /** merges by name; a file that is not a BridgeScope workspace changes nothing */
+  'workspace.import.load': { args: { file: unknown }; result: ImportReport };
 }
 
 export interface Events {
@@ -208,6 +222,9 @@ export interface Events {
   'trace.steps.added': { steps: TraceStep[] };
   'trace.store.reset': { steps: TraceStep[] };
   'load.progress.changed': LoadProgress;
+  /** the history changed; sent before the send's own answer, so a page shows the entry with the result */
+  'workspace.history.changed': { reason: 'added'; entry: HistoryEntry } | { reason: 'deleted'; id: string } | { reason: 'cleared' };
+  'workspace.templates.changed': { templates: RequestTemplate[] };
 }
 
 export type CommandName = keyof Commands;
@@ -241,9 +258,25 @@ export const commandNames = [
   'trace.store.clear',
   'load.run.start',
   'load.run.cancel',
+  'workspace.history.list',
+  'workspace.history.delete',
+  'workspace.history.clear',
+  'workspace.templates.list',
+  'workspace.template.save',
+  'workspace.template.rename',
+  'workspace.template.delete',
+  'workspace.export.create',
+  'workspace.import.load',
 ] as const satisfies readonly CommandName[];
 
-export const eventNames = ['app.state.changed', 'trace.steps.added', 'trace.store.reset', 'load.progress.changed'] as const satisfies readonly EventName[];
+export const eventNames = [
+  'app.state.changed',
+  'trace.steps.added',
+  'trace.store.reset',
+  'load.progress.changed',
+  'workspace.history.changed',
+  'workspace.templates.changed',
+] as const satisfies readonly EventName[];
 
 /** The core's side of the contract: one async function per command. */
 export type Handlers = { [K in CommandName]: (args: CommandArgs<K>) => Promise<CommandResult<K>> };

@@ -69,4 +69,13 @@ const validArgs: { [K in CommandName]: CommandArgs<K> } = {
   'trace.store.clear': {},
   'load.run.start': { ...send, count: 10, concurrency: 2 },
   'load.run.cancel': {},
+  'workspace.history.list': { search: 'rpc', limit: 10 },
+  'workspace.history.delete': { id: 'x' },
+  'workspace.history.clear': {},
+  'workspace.templates.list': {},
+  'workspace.template.save': { template: { name: 't', request: send } },
+  'workspace.template.rename': { from: 't', to: 'u' },
+  'workspace.template.delete': { name: 't' },
+  'workspace.export.create': { includePasswords: false },
+  'workspace.import.load': { file: { format: 'bridgescope-workspace', version: 1, profiles: [], templates: [] } },
 };

@@ -25,6 +25,20 @@ export interface RequestsControllerOptions {
   /** default: `diagnoseRpc`, which asks the broker after a failure (bounded, ~6 s) */
   diagnose?: (options: RpcDiagnosisOptions) => Promise<Verdict>;
   newId?: () => string;
+  /** told once per send when it settles, replied or failed (the history records it here, so a page reloaded mid-send loses nothing) */
+  onSettled?: (settled: SettledRequest) => void;
+}
+
+/** One Compose send as it ended: the reply, or the failure's sentence; the verdict either way when there was an RPC. */
+export interface SettledRequest {
+  at: number;
+  request: SendRequestArgs;
+  rpcId?: string;
+  outcome?: RpcOutcome;
+  verdict?: Verdict;
+  error?: string;
+  /** the reply topic used, from the trace when the call did not say it */
+  replyTopic?: string;
 }
 
 /** The call's error, now carrying its RPC id and verdict (the message stays the one the user saw so far). */
@@ -37,9 +51,32 @@ export class RequestsController {
   constructor(private readonly options: RequestsControllerOptions) {}
 
   async send(args: SendRequestArgs): Promise<RpcOutcome> {
+    const at = Date.now();
+    const id = (this.options.newId ?? randomUUID)();
+    const onSettled = this.options.onSettled;
+    if (!onSettled) return this.sendAndDiagnose(args, id);
+    try {
+      const outcome = await this.sendAndDiagnose(args, id);
+      onSettled({ at, request: args, rpcId: id, outcome, replyTopic: outcome.replyTopic, ...(outcome.verdict ? { verdict: outcome.verdict } : {}) });
+      return outcome;
+    } catch (err) {
+      const shape = toErrorShape(err);
+      const replyTopic = shape.rpcId === undefined ? undefined : this.options.steps(shape.rpcId).find((step) => step.kind === 'composed')?.detail.replyTopic;
+      onSettled({
+        at,
+        request: args,
+        error: shape.message,
+        ...(shape.rpcId !== undefined ? { rpcId: shape.rpcId } : {}),
+        ...(shape.verdict ? { verdict: shape.verdict } : {}),
+        ...(replyTopic !== undefined ? { replyTopic } : {}),
+      });
+      throw err;
+    }
+  }
+
+  private async sendAndDiagnose(args: SendRequestArgs, id: string): Promise<RpcOutcome> {
     const connection = this.options.connection();
     const call = callOptions(args);
-    const id = (this.options.newId ?? randomUUID)();
     const client = connection.client;
     // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
     const witness = new CallWitness(client, () => id);

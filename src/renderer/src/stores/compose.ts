@@ -1,4 +1,4 @@
-/** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send, history and templates. */
+/** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send (history and templates: stores/history.ts). */
 import { defineStore } from 'pinia';
 import { computed, reactive, ref, watch } from 'vue';
 import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
@@ -9,7 +9,7 @@ import { cleanMqtt5, expiryProblem, mqtt5OptionRules, userPropertiesProblem } fr
 import { brokerRules } from '../../../shared/broker-versions';
 import { useAppStore } from './app';
 import { hasBlockingIssue, mapTopic } from '../../../shared/topic-map';
-import { messageOf, useClient, useStorage } from '../injection';
+import { messageOf, useClient } from '../injection';
 import type { Verdict } from '../../../shared/diagnosis';
 import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
@@ -17,37 +17,9 @@ import { useTraceStore } from './trace';
 import { timeoutProblem } from '../form-checks';
 import { DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
 
-export interface HistoryEntry {
-  request: SendRequestArgs;
-  outcome?: RpcOutcome;
-  error?: string;
-  /** the RPC's id, to open its trace (absent when the call failed before it had one) */
-  rpcId?: string;
-  /** where it stopped and why: the outcome's, or the failure's */
-  verdict?: Verdict;
-  at: number;
-}
-
-export interface Template {
-  name: string;
-  request: SendRequestArgs;
-}
-
-const TEMPLATES_KEY = 'bridgescope.templates';
-const HISTORY_LIMIT = 200;
-
 /** Validates the payload box as the user types, per its format: empty JSON is fine, hex and base64 must decode. */
 export function payloadProblem(text: string, format: PayloadFormat = 'json'): string | undefined {
   return formatProblem(format, text);
-}
-
-/** A file's bytes kept in the history (for replay) up to this size; a larger file is named there, not kept. */
-export const HISTORY_FILE_BYTES = 64 * 1024;
-
-/** The request as the history keeps it: 200 entries of 16 MiB files would hold gigabytes. */
-export function forHistory(request: SendRequestArgs): SendRequestArgs {
-  if (request.payloadFormat !== 'file' || request.payloadText.length <= Math.ceil(HISTORY_FILE_BYTES / 3) * 4) return request;
-  return { ...request, payloadText: '' };
 }
 
 /** The MQTT 5 part of the form as typed: the expiry field is '' when empty. */
@@ -83,7 +55,6 @@ function formFrom(request: SendRequestArgs): Partial<ComposeForm> {
 
 export const useComposeStore = defineStore('compose', () => {
   const client = useClient();
-  const storage = useStorage();
   const trace = useTraceStore();
   const app = useAppStore();
   const form = reactive<ComposeForm>({
@@ -106,8 +77,6 @@ export const useComposeStore = defineStore('compose', () => {
   /** the last send's RPC id and verdict, whether it replied or failed */
   const rpcId = ref<string>();
   const verdict = ref<Verdict>();
-  const history = ref<HistoryEntry[]>([]);
-  const templates = ref<Template[]>(readTemplates());
   // Computed here, on every keystroke, by the same pure module the core uses: no round trip to the backend.
   const requestMapping = computed<TopicMappingView>(() => mapTopic(form.topic, 'publish'));
   const replyMapping = computed<TopicMappingView | undefined>(() => (form.replyTopic ? mapTopic(form.replyTopic, 'reply') : undefined));
@@ -140,14 +109,6 @@ export const useComposeStore = defineStore('compose', () => {
       checks.value = [];
     },
   );
-
-  function readTemplates(): Template[] {
-    try {
-      return JSON.parse(storage.get(TEMPLATES_KEY) ?? '[]') as Template[];
-    } catch {
-      return [];
-    }
-  }
 
   function snapshot(): SendRequestArgs {
     const expiry = form.mqtt5.messageExpirySeconds;
@@ -234,7 +195,8 @@ export const useComposeStore = defineStore('compose', () => {
     outcome.value = undefined;
     rpcId.value = undefined;
     verdict.value = undefined;
-    const entry: HistoryEntry = { request: forHistory(request), at: Date.now() };
+    // The core records the send in the history when it settles; the page only shows the result.
+    const entry: { rpcId?: string; verdict?: Verdict } = {};
     trace.composePending = true;
     const replied = await sending.run(async () => {
       try {
@@ -250,40 +212,11 @@ export const useComposeStore = defineStore('compose', () => {
       outcome.value = replied;
       // A reply proves what a failed pre-flight said: its FAIL lines would now contradict the result shown below them.
       if (checks.value.some((line) => line.status !== 'pass')) checks.value = [];
-      Object.assign(entry, { outcome: replied, rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
-    } else {
-      entry.error = sending.error.value;
+      Object.assign(entry, { rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
     }
     rpcId.value = entry.rpcId;
     verdict.value = entry.verdict;
     if (entry.rpcId !== undefined) trace.markComposed(entry.rpcId);
-    history.value = [entry, ...history.value].slice(0, HISTORY_LIMIT);
-  }
-
-  function replay(entry: HistoryEntry): Promise<void> {
-    fill(entry.request);
-    return send(entry.request);
-  }
-
-  function saveTemplate(name: string): void {
-    templates.value = [...templates.value.filter((template) => template.name !== name), { name, request: snapshot() }];
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  function deleteTemplate(name: string): void {
-    templates.value = templates.value.filter((template) => template.name !== name);
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  /** Renames in place (a template already called `to` is replaced). */
-  function renameTemplate(from: string, to: string): void {
-    if (from === to) return;
-    templates.value = templates.value.filter((template) => template.name !== to).map((template) => (template.name === from ? { ...template, name: to } : template));
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  function useTemplate(template: Template): void {
-    fill(template.request);
   }
 
   return {
@@ -294,8 +227,6 @@ export const useComposeStore = defineStore('compose', () => {
     error: sending.error,
     rpcId,
     verdict,
-    history,
-    templates,
     requestMapping,
     replyMapping,
     checks,
@@ -310,14 +241,9 @@ export const useComposeStore = defineStore('compose', () => {
     loadPayloadFile,
     addUserProperty,
     removeUserProperty,
-    fill,
     blocked,
     runChecks,
     send,
-    replay,
-    saveTemplate,
-    deleteTemplate,
-    renameTemplate,
-    useTemplate,
+    fill,
   };
 });
