@@ -1,7 +1,7 @@
 /** The device side of an RPC: publish a request over MQTT, wait for the reply, match it by id (never by topic string). */
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import type { IClientPublishOptions, Packet } from 'mqtt';
+import type { IClientPublishOptions, IPublishPacket, Packet } from 'mqtt';
 import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyBody, type ReplyStrategy, type RpcOutcome } from '../../shared/rpc';
 import type { TraceStepDraft } from '../../shared/trace';
 import { brokerRules, versionFindings, type BrokerRules } from '../../shared/broker-versions';
@@ -10,6 +10,7 @@ import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
 import { BoundedMap } from '../bounded-map';
+import { mqttMessage, type MqttPublishFacts } from '../trace/message-view';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 
 /** MQTT 5 PUBACK reason code: the message was accepted but reached no subscriber (RabbitMQ: no queue was bound). */
@@ -72,6 +73,8 @@ interface Reply {
   topic: string;
   payload: Buffer;
   body: ReplyBody;
+  /** the PUBLISH's flags and MQTT 5 properties, for the trace */
+  facts: MqttPublishFacts;
 }
 
 interface PendingCall {
@@ -133,7 +136,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       ...(options.reconnectDelayMs !== undefined ? { reconnectDelayMs: options.reconnectDelayMs } : {}),
       ...(options.fallbackMqttUrls?.length ? { fallbackUrls: options.fallbackMqttUrls } : {}),
     });
-    this.link.on('message', (topic, payload) => this.onMessage(topic, payload));
+    this.link.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
   }
 
   async connect(): Promise<void> {
@@ -180,7 +183,15 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       at: Date.now(),
       source: 'client',
       kind: 'composed',
-      detail: { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength, ...(options.method ? { method: options.method } : {}) },
+      detail: {
+        topic,
+        qos,
+        replyTopic,
+        replyStrategy: useShared ? 'shared' : 'per-request',
+        bytes: body.byteLength,
+        ...(options.method ? { method: options.method } : {}),
+        wire: mqttMessage({ qos: sendQos, retain: false, ...(this.link.protocolVersion === 5 ? { properties: { responseTopic: replyTopic, correlationData: id } } : {}) }, body),
+      },
     });
 
     // One deadline for the whole call: subscribing and publishing can hang too while the broker is away.
@@ -284,7 +295,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         at: Date.now(),
         source: 'client',
         kind: 'mqtt.reply.received',
-        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength },
+        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength, wire: mqttMessage(reply.facts, reply.payload) },
       });
       return {
         id,
@@ -399,7 +410,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   /** Matches by the id in the reply; replies without one (plain text) by routing-key equivalence, oldest call first. */
-  private onMessage(topic: string, payload: Buffer): void {
+  private onMessage(topic: string, payload: Buffer, packet?: IPublishPacket): void {
     const body = readBody(payload);
     const { id } = readReplyFields(body, this.fields);
     let call = id !== undefined ? this.pending.get(id) : undefined;
@@ -419,7 +430,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return;
     }
     this.pending.delete(call.id);
-    call.resolve({ topic, payload, body });
+    const facts: MqttPublishFacts = { qos: packet?.qos ?? 0, retain: packet?.retain ?? false, dup: packet?.dup ?? false, ...(packet?.properties ? { properties: { ...packet.properties } } : {}) };
+    call.resolve({ topic, payload, body, facts });
   }
 
   /** the one reply topic of the shared strategy, once connected */
