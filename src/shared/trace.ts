@@ -69,9 +69,9 @@ export interface TraceStepDetails {
     /** the message as delivered: properties, headers and the start of the body */
     wire?: TraceMessage;
   };
-  'worker.received': { worker: string; consumerTag: string; queue: string; routingKey: string; redelivered: boolean };
+  'worker.received': { worker: string; consumerTag: string; queue: string; routingKey: string; redelivered: boolean; wire?: TraceMessage };
   'handler.finished': { worker: string; durationMs: number; outcome: 'result' | 'error'; errorCode?: string };
-  'reply.published': { worker: string; exchange: string; routingKey: string; replyTopic: string; mandatory: boolean };
+  'reply.published': { worker: string; exchange: string; routingKey: string; replyTopic: string; mandatory: boolean; wire?: TraceMessage };
   /** the broker's publisher confirm; a mandatory reply nothing was bound for comes back first as a basic.return */
   'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked'; returnReason?: string };
   'request.rejected': { worker: string; reason: string; bytes: number };

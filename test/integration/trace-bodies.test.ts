@@ -61,7 +61,11 @@ describe('bodies and headers in the trace, from the real broker', () => {
       expect(published?.body).toMatchObject({ bytes: composed?.body.bytes, shown: 4096, preview: composed?.body.preview });
       expect(wireOf(find('broker.delivered', 'request') as TraceStep)?.body.bytes).toBe(composed?.body.bytes);
 
+      // The server's own view: the delivery's properties and headers, and the reply it published.
+      expect(wireOf(find('worker.received') as TraceStep)).toMatchObject({ protocol: 'amqp', headers: { 'x-mqtt-publish-qos': 1 }, body: { bytes: composed?.body.bytes } });
+
       const reply = wireOf(find('mqtt.reply.received') as TraceStep);
+      expect(wireOf(find('reply.published') as TraceStep)).toMatchObject({ properties: { contentType: 'application/json' }, body: { bytes: reply?.body.bytes } });
       expect(reply).toMatchObject({ protocol: 'mqtt', properties: { qos: 1, retain: false, dup: false } });
       expect(reply?.body.bytes).toBeGreaterThan(10_000);
       expect(wireOf(replyDelivered)?.body.bytes).toBe(reply?.body.bytes);

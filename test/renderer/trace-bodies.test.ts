@@ -38,7 +38,7 @@ function externalRpc(rpcId: string, replyBody: TraceMessage['body']): TraceStep[
 
 function mountWith<C>(component: C, props: Record<string, unknown>): VueWrapper {
   setActivePinia(createPinia());
-  return mount(component as never, { props, global: { provide: { [clientKey as symbol]: fakeClient({}) } } });
+  return mount(component as never, { props: props as never, global: { provide: { [clientKey as symbol]: fakeClient({}) } } });
 }
 
 describe('bodies and headers in the trace detail', () => {
