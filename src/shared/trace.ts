@@ -184,6 +184,8 @@ export const TRACE_BODY_BUDGET_BYTES = 32 * 1024 * 1024;
 export class PreviewBudget {
   private queue: Array<{ rpcId: string; seq: number }> = [];
   private head = 0;
+  /** preview bytes per RPC, so an RPC that goes is forgotten without reading its (cold) steps again */
+  private readonly perRpc = new Map<string, number>();
   used = 0;
 
   constructor(readonly limit: number) {}
@@ -193,11 +195,17 @@ export class PreviewBudget {
     const size = previewSize(step);
     if (size === 0) return;
     this.used += size;
+    this.perRpc.set(step.rpcId, (this.perRpc.get(step.rpcId) ?? 0) + size);
     this.queue.push({ rpcId: step.rpcId, seq: step.seq });
     while (this.used > this.limit && this.head < this.queue.length) {
       const oldest = this.queue[this.head] as { rpcId: string; seq: number };
       this.head += 1;
-      this.used -= drop(oldest.rpcId, oldest.seq);
+      const freed = drop(oldest.rpcId, oldest.seq);
+      if (freed === 0) continue;
+      this.used -= freed;
+      const left = (this.perRpc.get(oldest.rpcId) ?? freed) - freed;
+      if (left > 0) this.perRpc.set(oldest.rpcId, left);
+      else this.perRpc.delete(oldest.rpcId);
     }
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);
@@ -206,13 +214,17 @@ export class PreviewBudget {
   }
 
   /** An RPC went with its steps: their previews no longer count. */
-  forget(steps: readonly TraceStep[]): void {
-    for (const step of steps) this.used -= previewSize(step);
+  forget(rpcId: string): void {
+    const size = this.perRpc.get(rpcId);
+    if (size === undefined) return;
+    this.used -= size;
+    this.perRpc.delete(rpcId);
   }
 
   clear(): void {
     this.queue = [];
     this.head = 0;
+    this.perRpc.clear();
     this.used = 0;
   }
 }

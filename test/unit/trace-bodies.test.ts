@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TRACE_BODY_PREVIEW_BYTES, wireOf, type TraceStepDraft } from '../../src/shared/trace';
+import { previewSize, TRACE_BODY_PREVIEW_BYTES, wireOf, type TraceStepDraft } from '../../src/shared/trace';
 import { amqpMessage, bodyPreview, mqttMessage, traceValue } from '../../src/core/trace/message-view';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { firehoseStep, parseFirehoseMessage } from '../../src/core/trace/firehose';
@@ -114,6 +115,18 @@ describe('the body budget', () => {
     expect(store.bodies.used).toBe(200);
     store.clear();
     expect(store.bodies.used).toBe(0);
+  });
+
+  it('counts exactly the previews it holds, whatever mix of RPCs, sizes, evictions and drops', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 3000 })), { maxLength: 60 }), (adds) => {
+        const store = new TraceStore({ maxRpcs: 4, maxBodyBytes: 8000 });
+        for (const [rpc, size] of adds) store.add(delivered(`r${rpc}`, Buffer.alloc(size, 0x61)));
+        const held = store.allSteps().reduce((sum, step) => sum + previewSize(step), 0);
+        expect(store.bodies.used).toBe(held);
+        expect(held).toBeLessThanOrEqual(8000);
+      }),
+    );
   });
 
   it('keeps flow order on insert and finds a detail without sorting', () => {

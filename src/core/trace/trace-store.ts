@@ -57,9 +57,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.maxRpcs = options.maxRpcs ?? 10_000;
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
-    this.rpcs = new BoundedMap(this.maxRpcs, (_id, steps) => {
+    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId) => {
       this.droppedRpcs += 1;
-      this.bodies.forget(steps);
+      this.bodies.forget(rpcId);
     });
     this.replyKeys = new BoundedMap(this.maxRpcs * 2);
   }

@@ -89,7 +89,7 @@ export const useTraceStore = defineStore('trace', () => {
       const excess = order.length - MAX_RPCS_SHOWN;
       for (const id of order.slice(0, excess)) {
         totalSteps.value -= byRpc.get(id)?.length ?? 0;
-        bodies.forget(byRpc.get(id) ?? []);
+        bodies.forget(id);
         byRpc.delete(id);
         haystacks.delete(id);
         summaries.delete(id);
