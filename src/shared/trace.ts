@@ -181,11 +181,24 @@ export const TRACE_BODY_BUDGET_BYTES = 32 * 1024 * 1024;
  * Keeps the body previews of a trace within a byte budget: notes every preview as it comes, and says which old ones
  * to drop (oldest first) once the budget is passed. The store drops them and tells how many bytes that freed.
  */
+interface BudgetRpc {
+  rpcId: string;
+  /** preview bytes of this RPC still held */
+  bytes: number;
+  /** its entries in the queue not passed yet */
+  entries: number;
+  /** set when the RPC went (evicted or cleared): its queue entries are dead */
+  gone: boolean;
+}
+
 export class PreviewBudget {
-  private queue: Array<{ rpcId: string; seq: number }> = [];
+  /** the previews in the order they came, oldest at `head`; entries of RPCs that went are skipped, then compacted away */
+  private queue: Array<{ rpc: BudgetRpc; seq: number }> = [];
   private head = 0;
-  /** preview bytes per RPC, so an RPC that goes is forgotten without reading its (cold) steps again */
-  private readonly perRpc = new Map<string, number>();
+  /** entries after `head` whose RPC went */
+  private dead = 0;
+  /** per RPC, so an RPC that goes is forgotten without reading its (cold) steps again */
+  private readonly perRpc = new Map<string, BudgetRpc>();
   used = 0;
 
   constructor(readonly limit: number) {}
@@ -195,35 +208,59 @@ export class PreviewBudget {
     const size = previewSize(step);
     if (size === 0) return;
     this.used += size;
-    this.perRpc.set(step.rpcId, (this.perRpc.get(step.rpcId) ?? 0) + size);
-    this.queue.push({ rpcId: step.rpcId, seq: step.seq });
+    let rpc = this.perRpc.get(step.rpcId);
+    if (!rpc) {
+      rpc = { rpcId: step.rpcId, bytes: 0, gone: false, entries: 0 };
+      this.perRpc.set(step.rpcId, rpc);
+    }
+    rpc.bytes += size;
+    rpc.entries += 1;
+    this.queue.push({ rpc, seq: step.seq });
     while (this.used > this.limit && this.head < this.queue.length) {
-      const oldest = this.queue[this.head] as { rpcId: string; seq: number };
+      const oldest = this.queue[this.head] as { rpc: BudgetRpc; seq: number };
       this.head += 1;
-      const freed = drop(oldest.rpcId, oldest.seq);
-      if (freed === 0) continue;
+      if (oldest.rpc.gone) {
+        this.dead -= 1;
+        continue;
+      }
+      const freed = drop(oldest.rpc.rpcId, oldest.seq);
       this.used -= freed;
-      const left = (this.perRpc.get(oldest.rpcId) ?? freed) - freed;
-      if (left > 0) this.perRpc.set(oldest.rpcId, left);
-      else this.perRpc.delete(oldest.rpcId);
+      oldest.rpc.bytes -= freed;
+      oldest.rpc.entries -= 1;
     }
-    if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.head);
-      this.head = 0;
-    }
+    this.compact();
   }
 
-  /** An RPC went with its steps: their previews no longer count. */
+  /** An RPC went with its steps: their previews no longer count, and their queue entries are dead. */
   forget(rpcId: string): void {
-    const size = this.perRpc.get(rpcId);
-    if (size === undefined) return;
-    this.used -= size;
+    const rpc = this.perRpc.get(rpcId);
+    if (!rpc) return;
+    this.used -= rpc.bytes;
+    rpc.gone = true;
+    this.dead += rpc.entries;
     this.perRpc.delete(rpcId);
+    this.compact();
+  }
+
+  /** Keeps the queue at most about twice the previews held, however many passed or went. */
+  private compact(): void {
+    const waste = this.head + this.dead;
+    if (waste <= 1024 || waste * 2 <= this.queue.length) return;
+    this.queue = this.queue.slice(this.head).filter((entry) => !entry.rpc.gone);
+    this.head = 0;
+    this.dead = 0;
+  }
+
+  /** How many entries the queue holds (bounded by about twice the previews held). */
+  get queued(): number {
+    return this.queue.length;
   }
 
   clear(): void {
+    for (const rpc of this.perRpc.values()) rpc.gone = true;
     this.queue = [];
     this.head = 0;
+    this.dead = 0;
     this.perRpc.clear();
     this.used = 0;
   }

@@ -129,6 +129,14 @@ describe('the body budget', () => {
     );
   });
 
+  it('stays bounded under an endless stream of small bodies that never reach the budget (its queue once grew with every step)', () => {
+    const store = new TraceStore({ maxRpcs: 100 });
+    for (let index = 0; index < 20_000; index += 1) store.add(delivered(`r${index}`, Buffer.from('{"id":1}')));
+    expect(store.size).toBe(100);
+    expect(store.bodies.used).toBe(100 * 8);
+    expect(store.bodies.queued).toBeLessThanOrEqual(2 * 100 + 1025);
+  });
+
   it('keeps flow order on insert and finds a detail without sorting', () => {
     const store = new TraceStore();
     store.add({ rpcId: 'a', at: 3, source: 'client', kind: 'mqtt.reply.received', detail: { topic: 'reply/a', replyTopic: 'reply/a', topicMismatch: false, bytes: 1 } });
