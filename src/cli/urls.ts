@@ -3,6 +3,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultSandboxDir, type SandboxInfo } from '../core/broker/sandbox';
 import { BridgeError } from '../core/errors';
+import { splitUrls } from '../shared/url-list';
+
+/** Several URLs in one flag or variable (a cluster's nodes): the app's profiles read lists by the same rule. */
+export { splitUrls };
 
 type UrlKind = 'amqp' | 'mqtt' | 'management';
 
@@ -31,17 +35,6 @@ function sandboxUrls(): Array<SandboxInfo['urls']> {
   } catch {
     return [];
   }
-}
-
-/**
- * Several URLs in one flag or variable, for the nodes of a cluster: separated by commas, each starting with its scheme
- * (a comma inside a URL, e.g. in a password, does not split it).
- */
-export function splitUrls(text: string): string[] {
-  return text
-    .split(/,(?=\s*(?:amqps?|mqtts?|wss?|tcp|https?):\/\/)/i)
-    .map((part) => part.trim())
-    .filter((part) => part.length > 0);
 }
 
 /** Every URL given for a protocol (a cluster's nodes), the first being the one to try first. */

@@ -4,6 +4,7 @@ import { dirname } from 'node:path';
 import type { ConnectionProfile, ProfileSummary } from '../shared/contract';
 import { BridgeError } from './errors';
 import { decodeUriPart, REDACTED, redactUrl, splitTypedUrl, typedCredentials } from '../shared/redact';
+import { redactUrlList, splitUrls } from '../shared/url-list';
 import { DEFAULT_MQTT_EXCHANGE } from '../shared/defaults';
 
 export interface SecretBox {
@@ -29,13 +30,31 @@ export function memorySecretBox(): SecretBox {
   };
 }
 
-interface StoredProfile extends Omit<ConnectionProfile, 'amqpUrl' | 'mqttUrl' | 'managementUrl'> {
-  urls: { amqp: string; mqtt: string; management: string };
-  /** sealed passwords by URL kind */
-  secrets: Partial<Record<'amqp' | 'mqtt' | 'management', string>>;
+type UrlKind = 'amqp' | 'mqtt' | 'management';
+
+/** What a profile keeps besides its URLs; the password field is sealed apart. */
+type Details = Pick<ConnectionProfile, 'mqttClientId' | 'username' | 'tls' | 'keepaliveSeconds' | 'cleanSession' | 'mqttVersion'>;
+
+interface StoredProfile extends Details {
+  name: string;
+  vhost: string;
+  exchange: string;
+  /** each list without its passwords, as typed otherwise (one per line, or comma-separated) */
+  urls: Record<UrlKind, string>;
+  /**
+   * sealed passwords by URL kind: one per URL of the list (null where a URL has none); a single string is the one URL
+   * of a profile saved before lists; `field` is the password field's
+   */
+  secrets: Partial<Record<UrlKind, string | Array<string | null>>> & { field?: string };
 }
 
-type UrlKind = 'amqp' | 'mqtt' | 'management';
+const urlKinds: readonly UrlKind[] = ['amqp', 'mqtt', 'management'];
+const fieldOf = { amqp: 'amqpUrl', mqtt: 'mqttUrl', management: 'managementUrl' } as const satisfies Record<UrlKind, keyof ConnectionProfile>;
+
+/** The separator a list was typed with, to give it back the same way. */
+const separatorOf = (text: string): string => (text.includes('\n') ? '\n' : ', ');
+
+const joinList = (urls: readonly string[], typed: string): string => (urls.length < 2 ? (urls[0] ?? typed) : urls.join(separatorOf(typed)));
 
 /** Splits the password out as typed (everything after the first `:` up to the last `@`), so a raw `/` or `#` in it never stays in the stored URL. */
 function splitPassword(url: string): { bare: string; password: string | undefined } {
@@ -47,10 +66,22 @@ function splitPassword(url: string): { bare: string; password: string | undefine
 }
 
 /** Puts a stored password back, percent-encoded, so the URL reads the same to every parser. */
-function joinPassword(url: string, password: string | undefined): string {
+export function joinPassword(url: string, password: string | undefined): string {
   if (password === undefined) return url;
   const { prefix, userinfo, rest } = splitTypedUrl(url);
   return `${prefix}${userinfo ?? ''}:${encodeURIComponent(password)}@${rest}`;
+}
+
+/** The details of a profile that are set, and nothing else (an unset field stays absent, not undefined). */
+function detailsOf(profile: Details): Details {
+  const details: Details = {};
+  if (profile.mqttClientId !== undefined) details.mqttClientId = profile.mqttClientId;
+  if (profile.username !== undefined) details.username = profile.username;
+  if (profile.tls !== undefined) details.tls = { ...profile.tls };
+  if (profile.keepaliveSeconds !== undefined) details.keepaliveSeconds = profile.keepaliveSeconds;
+  if (profile.cleanSession !== undefined) details.cleanSession = profile.cleanSession;
+  if (profile.mqttVersion !== undefined) details.mqttVersion = profile.mqttVersion;
+  return details;
 }
 
 export class ProfileStore {
@@ -84,11 +115,13 @@ export class ProfileStore {
   private summary(profile: StoredProfile): ProfileSummary {
     return {
       name: profile.name,
-      amqpUrl: redactUrl(profile.urls.amqp),
-      mqttUrl: redactUrl(profile.urls.mqtt),
-      managementUrl: redactUrl(profile.urls.management),
+      amqpUrl: redactUrlList(profile.urls.amqp),
+      mqttUrl: redactUrlList(profile.urls.mqtt),
+      managementUrl: redactUrlList(profile.urls.management),
       vhost: profile.vhost,
       exchange: profile.exchange,
+      ...detailsOf(profile),
+      ...(profile.secrets.field !== undefined ? { password: REDACTED } : {}),
       secretStorage: this.secrets.kind,
     };
   }
@@ -102,13 +135,19 @@ export class ProfileStore {
     await this.load();
     const urls = {} as StoredProfile['urls'];
     const secrets: StoredProfile['secrets'] = {};
-    const sources: Record<UrlKind, string> = { amqp: profile.amqpUrl, mqtt: profile.mqttUrl, management: profile.managementUrl };
-    for (const kind of Object.keys(sources) as UrlKind[]) {
-      const { bare, password } = splitPassword(sources[kind]);
-      urls[kind] = bare;
-      if (password !== undefined) secrets[kind] = this.secrets.seal(password);
+    for (const kind of urlKinds) {
+      const typed = profile[fieldOf[kind]];
+      const parts = splitUrls(typed).map((url) => splitPassword(url));
+      urls[kind] = joinList(
+        parts.map((part) => part.bare),
+        typed,
+      );
+      if (parts.some((part) => part.password !== undefined)) {
+        secrets[kind] = parts.map((part) => (part.password === undefined ? null : this.secrets.seal(part.password)));
+      }
     }
-    this.profiles.set(profile.name, { name: profile.name, vhost: profile.vhost, exchange: profile.exchange, urls, secrets });
+    if (profile.password) secrets.field = this.secrets.seal(profile.password);
+    this.profiles.set(profile.name, { name: profile.name, vhost: profile.vhost, exchange: profile.exchange, ...detailsOf(profile), urls, secrets });
     await this.persist();
     return this.list();
   }
@@ -127,9 +166,24 @@ export class ProfileStore {
     if (!stored) throw new BridgeError('not-found', `There is no saved profile named "${name}".`);
     const open = (kind: UrlKind): string => {
       const sealed = stored.secrets[kind];
-      return joinPassword(stored.urls[kind], sealed === undefined ? undefined : this.secrets.open(sealed));
+      const list = sealed === undefined ? [] : typeof sealed === 'string' ? [sealed] : sealed;
+      const bare = splitUrls(stored.urls[kind]);
+      const opened = bare.map((url, index) => {
+        const secret = list[index];
+        return joinPassword(url, secret === undefined || secret === null ? undefined : this.secrets.open(secret));
+      });
+      return joinList(opened, stored.urls[kind]);
     };
-    return { name: stored.name, vhost: stored.vhost, exchange: stored.exchange, amqpUrl: open('amqp'), mqttUrl: open('mqtt'), managementUrl: open('management') };
+    return {
+      name: stored.name,
+      vhost: stored.vhost,
+      exchange: stored.exchange,
+      amqpUrl: open('amqp'),
+      mqttUrl: open('mqtt'),
+      managementUrl: open('management'),
+      ...detailsOf(stored),
+      ...(stored.secrets.field !== undefined ? { password: this.secrets.open(stored.secrets.field) } : {}),
+    };
   }
 }
 
@@ -147,22 +201,35 @@ export function profileFromEnv(env: NodeJS.ProcessEnv = process.env): Connection
   };
 }
 
-/** The profile as shown to the UI: every password replaced by ***, so state broadcasts never carry secrets. */
+/** The profile as shown to the UI: every password of every URL, and the password field, replaced by ***, so state broadcasts never carry secrets. */
 export function redactProfile(profile: ConnectionProfile): ConnectionProfile {
-  return { ...profile, amqpUrl: redactUrl(profile.amqpUrl), mqttUrl: redactUrl(profile.mqttUrl), managementUrl: redactUrl(profile.managementUrl) };
+  return {
+    ...profile,
+    amqpUrl: redactUrlList(profile.amqpUrl),
+    mqttUrl: redactUrlList(profile.mqttUrl),
+    managementUrl: redactUrlList(profile.managementUrl),
+    ...(profile.password ? { password: REDACTED } : {}),
+  };
 }
 
 /** A URL sent back with *** as its password gets the password it had in `known` (same URL otherwise). */
 export function restoreSecret(url: string, known: string | undefined): string {
   if (!known || !url.includes(`${REDACTED}@`)) return url;
-  return redactUrl(known) === url ? known : url;
+  if (redactUrlList(known) === url) return known;
+  // Edited lists: each URL still shown redacted gets its password back from the known URL it is the redaction of.
+  const knownUrls = splitUrls(known);
+  const urls = splitUrls(url);
+  const restored = urls.map((part) => (part.includes(`${REDACTED}@`) ? (knownUrls.find((candidate) => redactUrl(candidate) === part) ?? part) : part));
+  return restored.every((part, index) => part === urls[index]) ? url : joinList(restored, url);
 }
 
 export function restoreSecrets(profile: ConnectionProfile, known: ConnectionProfile | undefined): ConnectionProfile {
-  return {
+  const restored: ConnectionProfile = {
     ...profile,
     amqpUrl: restoreSecret(profile.amqpUrl, known?.amqpUrl),
     mqttUrl: restoreSecret(profile.mqttUrl, known?.mqttUrl),
     managementUrl: restoreSecret(profile.managementUrl, known?.managementUrl),
   };
+  if (profile.password === REDACTED && known?.password) restored.password = known.password;
+  return restored;
 }

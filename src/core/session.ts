@@ -5,6 +5,8 @@ import { defaultSandboxDir } from './broker/sandbox';
 import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from '../shared/topic-map';
 import { restoreSecrets, type ProfileStore } from './profiles';
+import { brokerTargets } from './connection-details';
+import { testConnection } from './connection-test';
 import { SandboxController } from './session/sandbox';
 import { ConnectionController, sentenceOf } from './session/connection';
 import { ServerController } from './session/server';
@@ -13,6 +15,8 @@ import { runShutdown, shutdownTasks, type ShutdownTask } from './session/shutdow
 import { TracingController } from './session/tracing';
 import { RequestsController } from './session/requests';
 import { LoadController } from './session/load';
+import { WorkspaceController } from './session/workspace';
+import { WorkspaceStore } from './workspace';
 
 export { tracerViewFor } from './session/tracing';
 export type { SessionFactories } from './session/factories';
@@ -28,6 +32,10 @@ export interface SessionOptions {
   traceFlushMs?: number;
   /** collaborators to replace (tests): the sandbox node, the links and APIs, the server, the tracer */
   factories?: Partial<SessionFactories>;
+  /** Compose's history and templates (default: in memory only) */
+  workspace?: WorkspaceStore;
+  /** told about something that went wrong without failing a command (a history write) */
+  onProblem?: (sentence: string) => void;
 }
 
 export class Session {
@@ -38,6 +46,7 @@ export class Session {
   private readonly tracing: TracingController;
   private readonly requests: RequestsController;
   private readonly load: LoadController;
+  private readonly workspace: WorkspaceController;
   private lastProfile: ConnectionProfile | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
 
@@ -71,7 +80,14 @@ export class Session {
         return () => void store.off('added', listener);
       },
     };
-    this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts });
+    this.workspace = new WorkspaceController({
+      store: options.workspace ?? new WorkspaceStore(),
+      profiles: options.profiles,
+      emit: options.emit,
+      ...(options.onProblem ? { onProblem: options.onProblem } : {}),
+    });
+    // Compose's sends are history, recorded here when they settle; load runs are not.
+    this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts, onSettled: (settled) => this.workspace.record(settled) });
     this.load = new LoadController({
       client: () => this.connection.require().client,
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
@@ -83,12 +99,15 @@ export class Session {
       'broker.sandbox.start': () => this.startSandbox(),
       'broker.sandbox.stop': () => this.stopSandbox(),
       'connection.open': ({ profile }) => this.open(profile),
+      // Passwords shown as *** are the ones this session knows, as for connection.open.
+      'connection.test': ({ profile }) => testConnection(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
       'connection.close': async () => {
         await this.close();
         return this.state();
       },
       'profile.list': () => options.profiles.list(),
-      'profile.save': ({ profile }) => options.profiles.save(profile),
+      // A profile saved from the form as shown (passwords ***) keeps the passwords this session knows, not the stars.
+      'profile.save': ({ profile }) => options.profiles.save(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
       'profile.delete': ({ name }) => options.profiles.remove(name),
       'profile.load': ({ name }) => options.profiles.get(name),
       'server.start': (settings) => this.startServer(settings),
@@ -108,6 +127,15 @@ export class Session {
       'trace.export.create': async () => this.tracing.export(this.load.runs),
       'trace.import.load': async ({ trace }) => this.tracing.import(trace),
       'trace.store.clear': async () => this.tracing.clear(),
+      'workspace.history.list': ({ search, limit }) => this.workspace.list(search, limit),
+      'workspace.history.delete': ({ id }) => this.workspace.delete(id),
+      'workspace.history.clear': () => this.workspace.clear(),
+      'workspace.templates.list': () => this.workspace.templates(),
+      'workspace.template.save': ({ template }) => this.workspace.saveTemplate(template),
+      'workspace.template.rename': ({ from, to }) => this.workspace.renameTemplate(from, to),
+      'workspace.template.delete': ({ name }) => this.workspace.deleteTemplate(name),
+      'workspace.export.create': ({ includePasswords }) => this.workspace.export(includePasswords),
+      'workspace.import.load': ({ file }) => this.workspace.import(file),
     } satisfies Handlers;
   }
 
@@ -168,7 +196,8 @@ export class Session {
   }
 
   async startServer(settings: ServerSettings): Promise<ServerView> {
-    return this.server.start(this.connection.require().profile.amqpUrl, settings);
+    // Every AMQP URL of the profile with its credential fields, one per line: the server fails over as the inspector does.
+    return this.server.start(brokerTargets(this.connection.require().profile).amqp.join('\n'), settings);
   }
 
   stopServer(): Promise<void> {
@@ -195,12 +224,18 @@ export class Session {
     });
   }
 
+  /** Resolves once the history and templates changed so far are on disk. */
+  workspaceFlushed(): Promise<void> {
+    return this.workspace.flushed();
+  }
+
   /** Runs every shutdown step in order; a failure to give tracing back is thrown unless the sandbox it was on went with it. */
   async shutdown(): Promise<void> {
     this.load.cancel();
     try {
       await runShutdown(this.shutdownTasks(), this.sandbox.view.ownedByApp === true);
     } finally {
+      await this.workspace.flushed();
       this.tracing.dispose();
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;

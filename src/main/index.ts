@@ -5,6 +5,7 @@ import { commandNames, type EventName, type Events } from '../shared/contract';
 import { dispatch } from '../core/dispatch';
 import { Session } from '../core/session';
 import { profileFromEnv, ProfileStore } from '../core/profiles';
+import { WorkspaceStore } from '../core/workspace';
 import { createQuitSequence } from './quit';
 import { osSecretBox } from './secrets';
 import { appPage, isAppPageCall, menuTemplate, windowOptions } from './window';
@@ -50,6 +51,8 @@ if (!app.requestSingleInstanceLock()) {
       mode: 'electron',
       profiles: new ProfileStore(osSecretBox(safeStorage, process.platform), join(app.getPath('userData'), 'profiles.json')),
       emit: send,
+      // History and templates last in the same folder as the profiles.
+      workspace: new WorkspaceStore({ dir: app.getPath('userData') }),
     });
     core = session;
     electronSession.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));

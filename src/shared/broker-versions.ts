@@ -46,6 +46,33 @@ export interface BrokerRules {
 }
 
 export const MIB = 1024 * 1024;
+
+/** Where each rule comes from (a release note, or a file of RabbitMQ's source at a tag): the one place every line that states a rule takes it from. */
+export const RULE_SOURCES = {
+  version: 'GET /api/overview rabbitmq_version',
+  mqtt5: 'release-notes/3.13.0.md "MQTTv5 support"; deps/rabbitmq_mqtt/src/rabbit_mqtt_ff.erl (feature flag mqtt_v5) at v3.13.0',
+  qos2Downgraded: 'measured on 3.10.8 (docs/RABBITMQ.md); deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl maybe_downgrade_qos/1',
+  qos2Disconnects: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl, process_request(?PUBLISH, QoS 2, MQTT 5) at v3.13.0 (commit c39079f657)',
+  nativeMqtt: 'release-notes/3.12.0.md "MQTT Plugin"; deps/rabbitmq_mqtt/src/rabbit_mqtt_qos0_queue.erl at v3.12.0',
+  dupHeader: 'release-notes/3.12.0.md: "The x-mqtt-dup header will no longer be present"',
+  publishQosHeader: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl at v3.13.0 (present) and v4.0.0 (gone, commit dda1c500da)',
+  responseTopicHeader: 'deps/rabbitmq_mqtt/src/mc_mqtt.erl (x-reply-to-topic, x-correlation-id) at v3.13.0 (commit 8c0b0e9338)',
+  unroutedPuback: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl, process_routing_confirm at v3.13.0 (commit d7882b00dc)',
+  maxPacket: 'release-notes/4.1.0.md "MQTT": 256 MiB -> 16 MiB (commit bddc54613f); the setting came with MQTT 5 in 3.13.0 (commit f1f8167ec4)',
+  directReplyTo: 'release-notes/4.2.0.md "Direct Reply-To for AMQP 1.0" (AMQP 0-9-1 and 1.0 only)',
+  topicMap: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_util.erl (mqtt_to_amqp/amqp_to_mqtt), every version',
+} as const;
+
+/** The headers the MQTT plugin put on what AMQP consumers receive, and the version each went away in. */
+export const MQTT_HEADERS = [
+  { header: 'x-mqtt-dup', goneIn: { major: 3, minor: 12 }, use: 'to spot a redelivered request', source: RULE_SOURCES.dupHeader },
+  { header: 'x-mqtt-publish-qos', goneIn: { major: 4, minor: 0 }, use: "to learn the QoS the device published with", source: RULE_SOURCES.publishQosHeader },
+] as const;
+
+/** RabbitMQ's direct reply-to pseudo-queue: a name AMQP clients use, never a topic an MQTT device can subscribe to. */
+export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
+
+const headerGone = (version: BrokerVersion, header: (typeof MQTT_HEADERS)[number]): boolean => atLeast(version, header.goneIn.major, header.goneIn.minor);
 /** MQTT's own limit: the largest Remaining Length a packet can have */
 export const MQTT_PROTOCOL_MAX_PACKET = 268_435_455;
 
@@ -69,8 +96,8 @@ export function brokerRules(versionText: string | undefined): BrokerRules {
     mqtt5: atLeast(version, 3, 13),
     nativeMqtt: atLeast(version, 3, 12),
     mqtt5Qos2Disconnects: atLeast(version, 3, 13),
-    publishQosHeader: !atLeast(version, 4, 0),
-    dupHeader: !atLeast(version, 3, 12),
+    publishQosHeader: !headerGone(version, MQTT_HEADERS[1]),
+    dupHeader: !headerGone(version, MQTT_HEADERS[0]),
     unroutedPubackReason: atLeast(version, 3, 13),
     responseTopicHeader: atLeast(version, 3, 13),
     defaultMaxPacketBytes: atLeast(version, 4, 1) ? 16 * MIB : MQTT_PROTOCOL_MAX_PACKET,
@@ -93,42 +120,42 @@ export function describeBrokerRules(rules: BrokerRules): VersionRuleLine[] {
     {
       rule: 'MQTT 5 is available (Response Topic, Correlation Data, user properties, message expiry).',
       applies: rules.mqtt5,
-      source: 'release-notes/3.13.0.md "MQTTv5 support"; deps/rabbitmq_mqtt/src/rabbit_mqtt_ff.erl (feature flag mqtt_v5) at v3.13.0',
+      source: RULE_SOURCES.mqtt5,
     },
     {
       rule: 'QoS 2 is granted and delivered as QoS 1 (MQTT 3.1.1 publishes and every subscription).',
       applies: true,
-      source: 'measured on 3.10.8 (docs/RABBITMQ.md); deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl maybe_downgrade_qos/1',
+      source: RULE_SOURCES.qos2Downgraded,
     },
     {
       rule: 'An MQTT 5 client that publishes QoS 2 is disconnected with reason 0x9B "QoS not supported": BridgeScope sends QoS 1 instead.',
       applies: rules.mqtt5Qos2Disconnects,
-      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl, process_request(?PUBLISH, QoS 2, MQTT 5) at v3.13.0 (commit c39079f657)',
+      source: RULE_SOURCES.qos2Disconnects,
     },
     {
       rule: 'MQTT runs natively (no internal AMQP channels); QoS 0 subscriptions may use the rabbit_mqtt_qos0_queue type.',
       applies: rules.nativeMqtt,
-      source: 'release-notes/3.12.0.md "MQTT Plugin"; deps/rabbitmq_mqtt/src/rabbit_mqtt_qos0_queue.erl at v3.12.0',
+      source: RULE_SOURCES.nativeMqtt,
     },
     {
       rule: 'AMQP consumers see the header x-mqtt-dup.',
       applies: rules.dupHeader,
-      source: 'release-notes/3.12.0.md: "The x-mqtt-dup header will no longer be present"',
+      source: RULE_SOURCES.dupHeader,
     },
     {
       rule: 'AMQP consumers see the header x-mqtt-publish-qos.',
       applies: rules.publishQosHeader,
-      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl at v3.13.0 (present) and v4.0.0 (gone, commit dda1c500da)',
+      source: RULE_SOURCES.publishQosHeader,
     },
     {
       rule: 'A Response Topic reaches AMQP consumers as header x-reply-to-topic (already dotted; reply_to is not set).',
       applies: rules.responseTopicHeader,
-      source: 'deps/rabbitmq_mqtt/src/mc_mqtt.erl (x-reply-to-topic, x-correlation-id) at v3.13.0 (commit 8c0b0e9338)',
+      source: RULE_SOURCES.responseTopicHeader,
     },
     {
       rule: 'An unrouted QoS 1 publish of an MQTT 5 client is answered PUBACK "No matching subscribers" (0x10).',
       applies: rules.unroutedPubackReason,
-      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl, process_routing_confirm at v3.13.0 (commit d7882b00dc)',
+      source: RULE_SOURCES.unroutedPuback,
     },
     {
       rule:
@@ -138,24 +165,24 @@ export function describeBrokerRules(rules: BrokerRules): VersionRuleLine[] {
             ? 'The default maximum MQTT packet is 256 MiB, MQTT\'s own limit (mqtt.max_packet_size_authenticated).'
             : 'No maximum MQTT packet setting: the limit is MQTT\'s own, 256 MiB.',
       applies: true,
-      source: 'release-notes/4.1.0.md "MQTT": 256 MiB -> 16 MiB (commit bddc54613f); the setting came with MQTT 5 in 3.13.0 (commit f1f8167ec4)',
+      source: RULE_SOURCES.maxPacket,
     },
     {
-      rule: 'Direct reply-to (amq.rabbitmq.reply-to) is for AMQP clients only; an MQTT device needs its own reply topic.',
+      rule: `Direct reply-to (${DIRECT_REPLY_TO}) is for AMQP clients only; an MQTT device needs its own reply topic.`,
       applies: true,
-      source: 'release-notes/4.2.0.md "Direct Reply-To for AMQP 1.0" (AMQP 0-9-1 and 1.0 only)',
+      source: RULE_SOURCES.directReplyTo,
     },
     {
       rule: 'Topics map to routing keys by / -> . and + -> *; a . inside a level does not survive the round trip.',
       applies: true,
-      source: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_util.erl (mqtt_to_amqp/amqp_to_mqtt), every version',
+      source: RULE_SOURCES.topicMap,
     },
   ];
   if (unknown) {
     lines.unshift({
       rule: 'The broker version could not be read (no management API): BridgeScope assumes the strictest rules.',
       applies: true,
-      source: 'GET /api/overview rabbitmq_version',
+      source: RULE_SOURCES.version,
     });
   }
   return lines;
@@ -170,19 +197,29 @@ export interface SendPlan {
 }
 
 export interface VersionFinding {
-  code: 'qos2-downgraded' | 'qos2-disconnects' | 'packet-too-large' | 'no-mqtt5';
+  code: 'qos2-downgraded' | 'qos2-disconnects' | 'packet-too-large' | 'no-mqtt5' | 'mqtt-header' | 'direct-reply-to';
   severity: 'error' | 'warning' | 'info';
   /** what the request is sent as instead, when BridgeScope changes it */
   sendQos?: 0 | 1;
   message: string;
+  /** where the rule comes from (RULE_SOURCES) */
+  source: string;
 }
+
+const brokerName = (rules: BrokerRules): string => (rules.version ? `RabbitMQ ${rules.version.text}` : 'this broker (version unknown)');
+const mib = (n: number): string => `${(n / MIB).toFixed(n % MIB === 0 ? 0 : 1)} MiB`;
 
 /** What this broker's version will do with a request before it is sent, in sentences a user can act on. */
 export function versionFindings(rules: BrokerRules, plan: SendPlan, maxPacketBytes = rules.defaultMaxPacketBytes): VersionFinding[] {
   const findings: VersionFinding[] = [];
-  const name = rules.version ? `RabbitMQ ${rules.version.text}` : 'this broker (version unknown)';
+  const name = brokerName(rules);
   if (plan.protocol === 5 && !rules.mqtt5 && rules.version) {
-    findings.push({ code: 'no-mqtt5', severity: 'warning', message: `${name} has no MQTT 5 (it came in 3.13): the client falls back to MQTT 3.1.1 or is refused.` });
+    findings.push({
+      code: 'no-mqtt5',
+      severity: 'warning',
+      message: `${name} has no MQTT 5 (it came in 3.13): the client falls back to MQTT 3.1.1 or is refused.`,
+      source: RULE_SOURCES.mqtt5,
+    });
   }
   if (plan.qos === 2) {
     if (plan.protocol === 5 && rules.mqtt5Qos2Disconnects) {
@@ -191,26 +228,79 @@ export function versionFindings(rules: BrokerRules, plan: SendPlan, maxPacketByt
         severity: 'warning',
         sendQos: 1,
         message: `${name} disconnects an MQTT 5 client that publishes QoS 2 (reason 0x9B "QoS not supported"): sent as QoS 1 instead.`,
+        source: RULE_SOURCES.qos2Disconnects,
       });
     } else {
-      findings.push({ code: 'qos2-downgraded', severity: 'info', message: `${name} accepts QoS 2 as QoS 1 (PUBACK, not PUBREC): at-least-once, not exactly-once.` });
+      findings.push({
+        code: 'qos2-downgraded',
+        severity: 'info',
+        message: `${name} accepts QoS 2 as QoS 1 (PUBACK, not PUBREC): at-least-once, not exactly-once.`,
+        source: RULE_SOURCES.qos2Downgraded,
+      });
     }
   }
   if (plan.bytes > maxPacketBytes) {
-    const mib = (n: number) => `${(n / MIB).toFixed(n % MIB === 0 ? 0 : 1)} MiB`;
     findings.push(
       rules.version
         ? {
             code: 'packet-too-large',
             severity: 'error',
             message: `The request is ${mib(plan.bytes)}, more than the ${mib(maxPacketBytes)} maximum MQTT packet of ${name}: the broker would close the connection (raise mqtt.max_packet_size_authenticated or send less).`,
+            source: RULE_SOURCES.maxPacket,
           }
         : {
             code: 'packet-too-large',
             severity: 'warning',
             message: `The request is ${mib(plan.bytes)}; RabbitMQ 4.1 and later take MQTT packets of at most ${mib(maxPacketBytes)} by default (mqtt.max_packet_size_authenticated), and this broker's version is not known here: it may close the connection.`,
+            source: RULE_SOURCES.maxPacket,
           },
     );
+  }
+  return findings;
+}
+
+export interface PreflightPlan {
+  /** MQTT protocol level the client speaks or asks for (default 4, MQTT 3.1.1) */
+  protocol?: 4 | 5;
+  /** the request's QoS, when known */
+  qos?: 0 | 1 | 2;
+  /** the request's payload bytes, when known */
+  bytes?: number;
+  /** the reply topic the device will be told to use, when known */
+  replyTopic?: string;
+}
+
+/**
+ * The pre-flight's lines from the broker version's rules: what `versionFindings` says of the request, the MQTT headers
+ * a server may read that this version sets or no longer sets, and direct reply-to given as a reply topic.
+ */
+export function preflightVersionFindings(rules: BrokerRules, plan: PreflightPlan): VersionFinding[] {
+  // QoS 2 asked and QoS 1 given is worth a warning before sending: the user asked for exactly-once.
+  const findings = versionFindings(rules, { protocol: plan.protocol ?? 4, qos: plan.qos ?? 1, bytes: plan.bytes ?? 0 }).map((finding) =>
+    finding.code === 'qos2-downgraded' ? { ...finding, severity: 'warning' as const } : finding,
+  );
+  const name = brokerName(rules);
+  const version = rules.version;
+  // Headers a server written against 3.10/3.11 may read, and that this version no longer sets: one line for all of them.
+  const gone = version ? MQTT_HEADERS.filter((header) => headerGone(version, header)) : [];
+  if (gone.length > 0) {
+    const list = (parts: string[]): string => (parts.length > 1 ? `${parts.slice(0, -1).join(', ')} and ${parts.at(-1)}` : (parts[0] ?? ''));
+    findings.push({
+      code: 'mqtt-header',
+      severity: 'warning',
+      message: `${name} no longer sets the header${gone.length > 1 ? 's' : ''} ${list(gone.map((h) => `${h.header} (gone since ${h.goneIn.major}.${h.goneIn.minor})`))} on requests from MQTT: a server that reads ${gone.length > 1 ? 'them' : 'it'} ${list(gone.map((h) => h.use))} gets nothing.`,
+      source: gone.map((header) => header.source).join('; '),
+    });
+  }
+  // as a topic or as the routing key it maps to ("/" -> "."), with or without the suffix AMQP clients see
+  const replyKey = plan.replyTopic?.replaceAll('/', '.');
+  if (replyKey !== undefined && (replyKey === DIRECT_REPLY_TO || replyKey.startsWith(`${DIRECT_REPLY_TO}.`))) {
+    findings.push({
+      code: 'direct-reply-to',
+      severity: 'error',
+      message: `"${plan.replyTopic}" names RabbitMQ's direct reply-to, which is for AMQP clients only${version ? `, on ${name} as on every version` : ''}: an MQTT device cannot receive replies there; give it a reply topic of its own.`,
+      source: RULE_SOURCES.directReplyTo,
+    });
   }
   return findings;
 }

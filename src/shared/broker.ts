@@ -6,6 +6,8 @@ export interface BrokerOverview {
   clusterName: string;
   /** listener protocols: amqp, mqtt, http, ... */
   protocols: string[];
+  /** the node that answered (a cluster has several) */
+  node?: string;
 }
 
 export interface BindingInfo {
@@ -42,6 +44,13 @@ export interface ConnectionInfo {
   connectionName?: string;
 }
 
+/** One consumer of a queue, with the node its connection is on (management API; listed at its stats interval, ~5 s). */
+export interface ConsumerInfo {
+  queue: string;
+  node?: string;
+  connectionName?: string;
+}
+
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
 /** One line of a pre-flight or probe verdict a user can act on. */
@@ -49,6 +58,8 @@ export interface CheckLine {
   check: string;
   status: CheckStatus;
   message: string;
+  /** where the rule behind the line comes from, when it is one of the broker version's rules (also said in the message) */
+  source?: string;
 }
 
 export interface ProbeVerdict {

@@ -1,9 +1,11 @@
 /** The one contract between the UI and the core: every command's args and result, every event's payload. */
 import type { BindingInfo, BrokerOverview, CheckLine, ProbeVerdict } from './broker';
 import type { ErrorShape } from './errors';
-import type { LinkStatus, QoS, ReplyStrategy, RpcOutcome } from './rpc';
+import type { LinkStatus, Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome } from './rpc';
+import type { PayloadFormat } from './payload-format';
 import type { TopicMapping } from './topic-map';
 import type { TraceExport, TraceStep } from './trace';
+import type { HistoryEntry, HistoryList, ImportReport, RequestTemplate, WorkspaceExport } from './workspace';
 
 export interface SandboxView {
   /** what the node really is, checked again whenever a link drops or comes back: 'unreachable' = alive but not answering */
@@ -17,14 +19,52 @@ export interface SandboxView {
   ownedByApp?: boolean;
 }
 
+/** TLS for amqps://, mqtts://, wss:// and https:// URLs: files the core reads (paths on the machine running the core). */
+export interface ProfileTls {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  /** false accepts any certificate (the UI warns); default true */
+  verify?: boolean;
+}
+
 export interface ConnectionProfile {
   name: string;
+  /** one URL, or several (a cluster's nodes, tried in order for failover) separated by commas or line breaks; same for the other two */
   amqpUrl: string;
   mqttUrl: string;
   managementUrl: string;
   vhost: string;
   /** the exchange the MQTT plugin publishes to */
   exchange: string;
+  /** the app's MQTT client id; unset: generated (`bridgescope-` and 8 hex digits) */
+  mqttClientId?: string;
+  /** used for every URL of the profile (AMQP, MQTT, management); wins over a user name or password inside a URL */
+  username?: string;
+  password?: string;
+  tls?: ProfileTls;
+  /** MQTT keepalive (default 30) */
+  keepaliveSeconds?: number;
+  /** MQTT clean session (default true) */
+  cleanSession?: boolean;
+  /** MQTT protocol version: 4 = 3.1.1 (default), 5, or 'auto' (5, else 3.1.1) */
+  mqttVersion?: 4 | 5 | 'auto';
+}
+
+/** One URL of a profile as `connection.test` found it; every field is for a person to read. */
+export interface ConnectionTestLine {
+  protocol: 'amqp' | 'mqtt' | 'management';
+  /** redacted */
+  url: string;
+  ok: boolean;
+  /** one sentence: reached and authenticated, or why not */
+  sentence: string;
+  /** management: the broker's version from the overview */
+  brokerVersion?: string;
+  /** MQTT: the protocol version the broker accepted */
+  mqttVersion?: '3.1.1' | '5';
+  /** for a TLS URL: whether the broker's certificate was verified ('not-verified' when verification is off) */
+  tls?: 'verified' | 'not-verified';
 }
 
 /** A saved profile as listed: its URLs carry no password. */
@@ -78,10 +118,22 @@ export interface SendRequestArgs {
   strategy: ReplyStrategy;
   replyTopic?: string;
   method?: string;
-  /** JSON text of the request body or params, exactly as typed */
+  /**
+   * The body as the user gave it, read per `payloadFormat`: JSON text of the request body or params (id and reply_to
+   * added), plain text, hex digits, or base64 (a file's bytes travel as base64); only JSON is changed before sending.
+   */
   payloadText: string;
+  /** default 'json' */
+  payloadFormat?: PayloadFormat;
+  /** the file's name, for the 'file' format (shown, never read by the core) */
+  payloadFileName?: string;
+  /** MQTT 5 properties of the request; sent only when the connection speaks MQTT 5, else a warning says they were not */
+  mqtt5?: Mqtt5RequestOptions;
   timeoutMs: number;
 }
+
+/** What the pre-flight checks: the request's topic and reply; its QoS and payload too when given (the broker version's rules use them). */
+export type PreflightArgs = Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'> & Partial<Pick<SendRequestArgs, 'qos' | 'payloadText'>>;
 
 /** One topic's routing key, the topic it comes back as, and every finding (each says whether it blocks the topic's use). */
 export type TopicMappingView = TopicMapping;
@@ -129,6 +181,8 @@ export interface Commands {
   'broker.sandbox.stop': { args: Record<string, never>; result: SandboxView };
   'connection.open': { args: { profile: ConnectionProfile }; result: AppState };
   'connection.close': { args: Record<string, never>; result: AppState };
+  /** tries every URL of a profile once, apart from the open connection (which it leaves as it is) */
+  'connection.test': { args: { profile: ConnectionProfile }; result: ConnectionTestLine[] };
   'profile.list': { args: Record<string, never>; result: ProfileSummary[] };
   'profile.save': { args: { profile: ConnectionProfile }; result: ProfileSummary[] };
   'profile.delete': { args: { name: string }; result: ProfileSummary[] };
@@ -136,7 +190,7 @@ export interface Commands {
   'server.start': { args: ServerSettings; result: ServerView };
   'server.stop': { args: Record<string, never>; result: ServerView };
   'rpc.request.send': { args: SendRequestArgs; result: RpcOutcome };
-  'rpc.preflight.run': { args: Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'>; result: CheckLine[] };
+  'rpc.preflight.run': { args: PreflightArgs; result: CheckLine[] };
   'topic.mapping.get': { args: { topic: string; role: 'publish' | 'reply' | 'filter' }; result: TopicMappingView };
   'broker.bindings.list': { args: { exchange: string }; result: BindingsView };
   'broker.probe.run': { args: Record<string, never>; result: ProbeVerdict };
@@ -147,6 +201,19 @@ export interface Commands {
   'trace.store.clear': { args: Record<string, never>; result: { cleared: number } };
   'load.run.start': { args: LoadArgs; result: LoadSummary };
   'load.run.cancel': { args: Record<string, never>; result: { cancelled: boolean } };
+  /** Compose's history, newest first; `search` matches topic, reply topic, verdict, body and error (case-insensitive) */
+  'workspace.history.list': { args: { search?: string; limit?: number }; result: HistoryList };
+  'workspace.history.delete': { args: { id: string }; result: { deleted: boolean } };
+  'workspace.history.clear': { args: Record<string, never>; result: { cleared: number } };
+  'workspace.templates.list': { args: Record<string, never>; result: RequestTemplate[] };
+  /** a template of the same name is replaced */
+  'workspace.template.save': { args: { template: RequestTemplate }; result: RequestTemplate[] };
+  'workspace.template.rename': { args: { from: string; to: string }; result: RequestTemplate[] };
+  'workspace.template.delete': { args: { name: string }; result: RequestTemplate[] };
+  /** the saved profiles and the templates as one file; passwords only when asked */
+  'workspace.export.create': { args: { includePasswords: boolean }; result: WorkspaceExport };
+  /** merges by name; a file that is not a BridgeScope workspace changes nothing */
+  'workspace.import.load': { args: { file: unknown }; result: ImportReport };
 }
 
 export interface Events {
@@ -155,6 +222,9 @@ export interface Events {
   'trace.steps.added': { steps: TraceStep[] };
   'trace.store.reset': { steps: TraceStep[] };
   'load.progress.changed': LoadProgress;
+  /** the history changed; sent before the send's own answer, so a page shows the entry with the result */
+  'workspace.history.changed': { reason: 'added'; entry: HistoryEntry } | { reason: 'deleted'; id: string } | { reason: 'cleared' };
+  'workspace.templates.changed': { templates: RequestTemplate[] };
 }
 
 export type CommandName = keyof Commands;
@@ -169,6 +239,7 @@ export const commandNames = [
   'broker.sandbox.stop',
   'connection.open',
   'connection.close',
+  'connection.test',
   'profile.list',
   'profile.save',
   'profile.delete',
@@ -187,9 +258,25 @@ export const commandNames = [
   'trace.store.clear',
   'load.run.start',
   'load.run.cancel',
+  'workspace.history.list',
+  'workspace.history.delete',
+  'workspace.history.clear',
+  'workspace.templates.list',
+  'workspace.template.save',
+  'workspace.template.rename',
+  'workspace.template.delete',
+  'workspace.export.create',
+  'workspace.import.load',
 ] as const satisfies readonly CommandName[];
 
-export const eventNames = ['app.state.changed', 'trace.steps.added', 'trace.store.reset', 'load.progress.changed'] as const satisfies readonly EventName[];
+export const eventNames = [
+  'app.state.changed',
+  'trace.steps.added',
+  'trace.store.reset',
+  'load.progress.changed',
+  'workspace.history.changed',
+  'workspace.templates.changed',
+] as const satisfies readonly EventName[];
 
 /** The core's side of the contract: one async function per command. */
 export type Handlers = { [K in CommandName]: (args: CommandArgs<K>) => Promise<CommandResult<K>> };

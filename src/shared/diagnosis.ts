@@ -22,6 +22,26 @@ export const VERDICT_CODES = [
 ] as const;
 export type VerdictCode = (typeof VERDICT_CODES)[number];
 
+/** The word a user reads for each verdict (the UI shows it beside a colour; the history search matches it). */
+export const VERDICT_WORDS: Record<VerdictCode, string> = {
+  replied: 'replied',
+  'replied-error': 'error reply',
+  'request-unroutable': 'request dropped',
+  'no-consumer': 'no consumer',
+  'server-slow': 'server slow',
+  'request-rejected': 'rejected',
+  'reply-unroutable': 'reply dropped',
+  'reply-on-other-topic': 'other topic',
+  'late-reply': 'late reply',
+  'wrong-exchange': 'wrong exchange',
+  'not-this-broker': 'other broker',
+  'access-refused': 'access refused',
+  'link-down': 'link down',
+  undetermined: 'undetermined',
+  cancelled: 'cancelled',
+  'not-sent': 'not sent',
+};
+
 /** Where an RPC can stop, in the order a request and its reply travel. */
 export const HOPS = ['mqtt-publish', 'exchange', 'queue', 'server', 'reply-exchange', 'reply-queue', 'mqtt-deliver'] as const;
 export type Hop = (typeof HOPS)[number];

@@ -116,6 +116,14 @@ describe.each(transports)('the contract over the %s', (_name, open) => {
     expect(reopened).toMatchObject({ ok: true, result: { links: { amqp: { state: 'connected' }, mqtt: { state: 'connected' } } } });
   });
 
+  it('tests the redacted profile it showed, one line per URL, without a password in the answer', async () => {
+    const state = await transport.invoke('app.state.get', {});
+    const shown = state.ok ? (state.result as { profile: unknown }).profile : undefined;
+    const reply = await transport.invoke('connection.test', { profile: shown });
+    expect(reply).toMatchObject({ ok: true, result: [{ protocol: 'amqp', ok: true }, { protocol: 'mqtt', ok: true }, { protocol: 'management', ok: true }] });
+    expect(JSON.stringify(reply)).not.toContain('guest:guest');
+  });
+
   it('maps a topic and explains the dot pitfall', async () => {
     const reply = await transport.invoke('topic.mapping.get', { topic: 'reply/v1.2/x', role: 'reply' });
     expect(reply).toMatchObject({ ok: true, result: { routingKey: 'reply.v1.2.x', backToTopic: 'reply/v1/2/x', roundTrips: false } });

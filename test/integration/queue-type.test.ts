@@ -42,6 +42,20 @@ describe('the shared queue type', () => {
     await channel.deleteQueue(queue);
   });
 
+  it('declares a classic queue with x-queue-type classic (a vhost whose default type is quorum must not turn it quorum), and takes an existing classic queue', async () => {
+    const queue = uniqueName('rpc_classic');
+    await serverOn(queue, 'classic').start();
+    const declared = await managementRequest<{ type: string; arguments: Record<string, unknown> }>(broker.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
+    expect(declared).toMatchObject({ type: 'classic', arguments: { 'x-queue-type': 'classic' } });
+    await channel.deleteQueue(queue);
+    // a classic queue declared without the argument (by an older server, say) is the same queue to the broker
+    const older = uniqueName('rpc_classic');
+    await channel.assertQueue(older, { durable: true });
+    await serverOn(older, 'classic').start();
+    expect(await queueType(older)).toBe('classic');
+    await channel.deleteQueue(older);
+  });
+
   it('says in one sentence that an existing classic queue cannot become a quorum queue, and what to do', async () => {
     const queue = uniqueName('rpc_classic');
     await channel.assertQueue(queue, { durable: true });

@@ -11,7 +11,12 @@ import { isProcessAlive, startSandbox, stopSandbox } from '../../src/core/broker
 import { AmqpLink } from '../../src/core/links/amqp-link';
 import { RpcClient } from '../../src/core/rpc/client';
 import { RpcServer } from '../../src/core/rpc/server';
-import { FirehoseTracer } from '../../src/core/trace/firehose';
+import { once } from 'node:events';
+import amqp from 'amqplib';
+import { FirehoseTracer, type FirehoseStatus } from '../../src/core/trace/firehose';
+import { amqpConsumerCounter, preflight, probeMqttExchange } from '../../src/core/broker/checks';
+import type { CheckLine } from '../../src/shared/broker';
+import { DEFAULT_MQTT_EXCHANGE } from '../../src/shared/defaults';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import type { TraceStep } from '../../src/shared/trace';
 import { MqttLink } from '../../src/core/links/mqtt-link';
@@ -93,6 +98,8 @@ describe('a sandbox cluster of three nodes', () => {
     // the shared queue lives on node 3 (declared by the server there), while the request entered at node 1
     const info = await managementRequest<{ node: string }>(first.urls.management, `/api/queues/%2F/${encodeURIComponent(queue)}`);
     expect(info.node).toBe(third.nodeName);
+    await serve.stop();
+    serve = undefined;
   });
 
   it('traces one RPC across nodes: the firehose switched on at every node, each broker step labelled with its node, then restored', async () => {
@@ -139,6 +146,58 @@ describe('a sandbox cluster of three nodes', () => {
     }
     // left as found: off at every node
     expect((await api.tracingByNode()).map((node) => node.on)).toEqual([false, false, false]);
+  }, 60_000);
+
+  it('names the nodes in pre-flight and probe: the quorum leader on node 2, the server\'s consumers on node 3, the MQTT client on node 1', async () => {
+    const [first, second, third] = nodes as [NodeJson, NodeJson, NodeJson];
+    const queue = uniqueName('rpc_placed');
+    // The quorum queue is declared through node 2, so its leader is there; the server then consumes it from node 3.
+    const declarer = await amqp.connect(second.urls.amqp);
+    const live = await amqp.connect(first.urls.amqp);
+    const server = new RpcServer({ amqpUrl: third.urls.amqp, queue, queueType: 'quorum', workers: 2, handler: async () => 'placed' });
+    const client = new RpcClient({ mqttUrl: first.urls.mqtt, strategy: 'shared' });
+    try {
+      const channel = await declarer.createChannel();
+      await channel.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await server.start();
+      await client.connect();
+      const api = new ManagementApi(first.urls.management);
+      const check = (): Promise<CheckLine[]> =>
+        preflight(api, {
+          exchange: DEFAULT_MQTT_EXCHANGE,
+          requestTopic: queue,
+          replyTopic: client.sharedTopic,
+          strategy: 'shared',
+          consumerCount: amqpConsumerCounter(live),
+          mqttClientId: client.clientId,
+        });
+      // The management API lists consumers at its stats interval (5 s) and has no event to wait for: asked again until it does.
+      let lines = await check();
+      const consumed = (): string | undefined => lines.find((line) => line.check === 'request consumed')?.message;
+      for (const deadline = Date.now() + 20_000; /not listed/.test(consumed() ?? '') && Date.now() < deadline; ) {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        lines = await check();
+      }
+      expect(consumed()).toBe(`${queue} (quorum, leader ${second.nodeName}) has 2 consumer(s): 2 on ${third.nodeName}.`);
+      expect(lines.find((line) => line.check === 'reply subscription')?.message).toContain(`(client ${client.clientId}, on ${first.nodeName})`);
+      expect(lines.find((line) => line.check === 'cluster')).toEqual({
+        check: 'cluster',
+        status: 'pass',
+        message: `A cluster of 3 nodes, all running; the MQTT client ${client.clientId} is connected to ${first.nodeName}.`,
+      });
+
+      // The probe, with its MQTT client on node 1, its AMQP connection on node 3, asked through node 2's management API.
+      const verdict = await probeMqttExchange({ mqttUrl: first.urls.mqtt, amqpUrl: third.urls.amqp, configuredExchange: DEFAULT_MQTT_EXCHANGE, api: new ManagementApi(second.urls.management) });
+      expect(verdict.observedExchange).toBe(DEFAULT_MQTT_EXCHANGE);
+      expect(verdict.lines.find((line) => line.check === 'cluster')?.message).toMatch(
+        new RegExp(`^A cluster of 3 nodes, all running; the probe's MQTT client bridgescope-probe-\\w+ is connected to ${first.nodeName}; its AMQP connection to ${third.nodeName}\\.$`),
+      );
+    } finally {
+      await client.close();
+      await server.stop(0);
+      await declarer.close();
+      await live.close();
+    }
   }, 60_000);
 
   it('loses no request when a node stops in the middle of 1,000 QoS 1 requests on a quorum queue (duplicates counted)', async () => {
@@ -200,11 +259,35 @@ describe('a sandbox cluster of three nodes', () => {
     const figures = { requests: total, stoppedNodeAfterReplies: stoppedAtReply, lost: total - answers.size, duplicateReplies: client.duplicates, handledMoreThanOnce: handledTwice, seconds: Number(seconds.toFixed(1)) };
     await mkdir(join(import.meta.dirname, '..', '..', 'test-results'), { recursive: true });
     await writeFile(join(import.meta.dirname, '..', '..', 'test-results', 'cluster-failover.json'), JSON.stringify(figures, null, 2));
-    // Node 2 comes back (same name and ports, its data kept) and rejoins, for the tests after this one.
-    await startSandbox({ dir: join(dir, 'node-2'), nodeName: second.nodeName });
-    // it answers only once booted, and a node boots back into its cluster
-    expect((await new ManagementApi(first.urls.management).nodes()).map((node) => node.running)).toEqual([true, true, true]);
+    // Node 2 stays down: the next test brings it back while a tracer runs.
   }, 300_000);
+
+  it('switches tracing on at a node the moment it comes back, without the tracer\'s own link noticing, and off everywhere on release', async () => {
+    const [first, second] = nodes as [NodeJson, NodeJson, NodeJson];
+    const api = new ManagementApi(first.urls.management);
+    const tracer = new FirehoseTracer({ amqpUrl: first.urls.amqp, api, store: new TraceStore(), nodeWatchMs: 500 });
+    const statuses: FirehoseStatus['state'][] = [];
+    tracer.on('status', (status) => statuses.push(status.state));
+    const flags = async (): Promise<Record<string, boolean | undefined>> => Object.fromEntries((await api.tracingByNode()).map((node) => [node.node, node.on]));
+    try {
+      expect((await tracer.start()).state).toBe('on');
+      // node 2 is down (stopped by the test before): on at the other two
+      expect((await flags())[second.nodeName]).toBeUndefined();
+      const resumed = once(tracer, 'node-resumed');
+      // Node 2 comes back (same name and ports, its data kept) and rejoins; a restart leaves its tracing flag off.
+      await startSandbox({ dir: join(dir, 'node-2'), nodeName: second.nodeName });
+      expect(await resumed).toEqual([second.nodeName]);
+      expect(Object.values(await flags())).toEqual([true, true, true]);
+      // the tracer's link (on node 1) never dropped: this was not its reconnect
+      expect(statuses).toEqual(['on']);
+    } finally {
+      expect(await tracer.stop()).toEqual({ outcome: 'switched-off' });
+    }
+    // off at every node, node 2 included, though it was down when tracing was switched on
+    expect(Object.values(await flags())).toEqual([false, false, false]);
+    // it answers only once booted, and a node boots back into its cluster
+    expect((await api.nodes()).map((node) => node.running)).toEqual([true, true, true]);
+  }, 120_000);
 
   it('keeps serving through the loss of a node: a quorum queue and a server and client with several URLs fail over', async () => {
     const [first, second, third] = nodes as [NodeJson, NodeJson, NodeJson];

@@ -254,10 +254,10 @@ describe('bridgescope ui and npm start under signals', () => {
 });
 
 describe('bridgescope ui --help', () => {
-  it('calls the token what it is: valid for this run, not one-time', async () => {
+  it('calls the token what it is: kept across runs until --new-token, not one-time', async () => {
     const help = await runCli(['ui', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).not.toMatch(/one-time/);
-    expect(help.stdout.replace(/\s+/g, ' ')).toMatch(/random token, valid until this command stops/);
+    expect(help.stdout.replace(/\s+/g, ' ')).toMatch(/a token kept in the data dir until --new-token, so a restart keeps the same URL/);
   });
 });

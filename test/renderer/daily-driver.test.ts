@@ -1,7 +1,8 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia } from 'pinia';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { AppState, BindingsView, LoadSummary } from '../../src/shared/contract';
+import type { AppState, BindingsView, LoadSummary, SendRequestArgs } from '../../src/shared/contract';
+import type { HistoryEntry } from '../../src/shared/workspace';
 import type { CheckLine } from '../../src/shared/broker';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import type { TraceStep } from '../../src/shared/trace';
@@ -26,6 +27,8 @@ import TraceTimeline from '../../src/renderer/src/components/trace/TraceTimeline
 import LoadPanel from '../../src/renderer/src/components/load/LoadPanel.vue';
 import BindingsPanel from '../../src/renderer/src/components/bindings/BindingsPanel.vue';
 import { fakeClient } from './fake-client';
+import { fakeWorkspace } from './fake-workspace';
+import { useHistoryStore } from '../../src/renderer/src/stores/history';
 
 const stats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
 const connected: AppState = {
@@ -75,6 +78,13 @@ function mountWith<C>(component: C, answers: Parameters<typeof fakeClient>[0] = 
   const wrapper = mount(component as never, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client }, stubs: { LoadCharts: true } } });
   if (state) useAppStore().state = state;
   return { wrapper, client };
+}
+
+/** A history entry as the core keeps one for this outcome (the reply body as shown). */
+function historyEntry(request: SendRequestArgs, replied: RpcOutcome): HistoryEntry {
+  const body = replied.body;
+  const replyText = body.kind === 'json' ? JSON.stringify(body.value, null, 2) : body.kind === 'text' ? body.text : body.base64;
+  return { id: replied.id, rpcId: replied.id, at: 1, topic: request.topic, qos: request.qos, request, replyTopic: replied.replyTopic, roundTripMs: replied.durationMs, replyText };
 }
 
 afterEach(() => {
@@ -282,14 +292,15 @@ describe('Compose', () => {
     expect(wrapper.find('[data-testid=copy-reply]').text()).toBe('Copied');
   });
 
-  it('renames and deletes templates', () => {
-    mountWith(ComposePanel, {}, connected);
-    const compose = useComposeStore();
-    compose.saveTemplate('a');
-    compose.saveTemplate('b');
-    compose.renameTemplate('a', 'ping');
-    compose.deleteTemplate('b');
-    expect(compose.templates.map((template) => template.name)).toEqual(['ping']);
+  it('renames and deletes templates', async () => {
+    const workspace = fakeWorkspace();
+    mountWith(ComposePanel, workspace.answers, connected);
+    const history = useHistoryStore();
+    await history.saveTemplate('a');
+    await history.saveTemplate('b');
+    await history.renameTemplate('a', 'ping');
+    await history.deleteTemplate('b');
+    expect(history.templates.map((template) => template.name)).toEqual(['ping']);
   });
 });
 
@@ -392,7 +403,7 @@ describe('the Trace panel', () => {
     const { wrapper } = mountWith(TracePanel, {}, connected);
     const compose = useComposeStore();
     const trace = useTraceStore();
-    compose.history = [{ request: compose.snapshot(), outcome: outcome('mine'), rpcId: 'mine', at: 1 }];
+    useHistoryStore().all = [historyEntry(compose.snapshot(), outcome('mine'))];
     trace.ingest([...rpcSteps('mine', 1000), ...rpcSteps('theirs', 2000, { client: false })]);
     trace.select('mine');
     await flushPromises();
@@ -407,7 +418,7 @@ describe('the Trace panel', () => {
   it('shows a long body cut, with Show all', async () => {
     const { wrapper } = mountWith(TracePanel, {}, connected);
     const compose = useComposeStore();
-    compose.history = [{ request: compose.snapshot(), outcome: outcome('big', { body: { kind: 'text', text: 'x'.repeat(5000) } }), rpcId: 'big', at: 1 }];
+    useHistoryStore().all = [historyEntry(compose.snapshot(), outcome('big', { body: { kind: 'text', text: 'x'.repeat(5000) } }))];
     useTraceStore().ingest(rpcSteps('big', 1000));
     useTraceStore().select('big');
     await flushPromises();

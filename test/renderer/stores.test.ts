@@ -9,6 +9,9 @@ import { payloadProblem, useComposeStore } from '../../src/renderer/src/stores/c
 import { MAX_RPCS_SHOWN, useTraceStore } from '../../src/renderer/src/stores/trace';
 import { webSocketClient } from '../../src/renderer/src/client';
 import { fakeClient } from './fake-client';
+import { fakeWorkspace } from './fake-workspace';
+import { useHistoryStore } from '../../src/renderer/src/stores/history';
+import { flushPromises } from '@vue/test-utils';
 
 /** An app with the client provided and Pinia active: stores run inside its context, as in the real renderer. */
 function appWith(client: ReturnType<typeof fakeClient>): App {
@@ -91,22 +94,31 @@ describe('compose store', () => {
     expect(compose.blocked).toBe(false);
   });
 
-  it('keeps a history of sent requests; replaying one sends the same request again', async () => {
+  it('replays a history entry: the same request is sent again, whatever the form says now', async () => {
+    const workspace = fakeWorkspace();
+    const replying = workspace.recording(client.invoke.bind(client, 'rpc.request.send') as never);
+    const recording = fakeClient({ ...workspace.answers, 'rpc.request.send': replying });
+    workspace.connect(recording);
+    app = appWith(recording);
     const compose = app.runWithContext(() => useComposeStore());
+    const history = app.runWithContext(() => useHistoryStore());
+    await history.start();
     compose.form.topic = 'devices/d1/rpc';
     compose.form.replyTopic = 'reply/mine';
     compose.form.method = 'reboot';
     compose.form.payloadText = '{"params": {"delay": 3}}';
     await compose.send();
+    await flushPromises();
     expect(compose.outcome?.id).toBe('r1');
     // The form moves on; the replay must send what was sent, not what the form now says.
     Object.assign(compose.form, { topic: 'other', replyTopic: '', method: '', payloadText: '{}' });
-    await compose.replay(compose.history[0]!);
+    await history.replay(history.entries[0]!);
+    await flushPromises();
     expect(sent).toHaveLength(2);
     expect(sent[1]).toEqual(sent[0]);
     expect(sent[0]).toMatchObject({ topic: 'devices/d1/rpc', replyTopic: 'reply/mine', method: 'reboot', payloadText: '{"params": {"delay": 3}}' });
-    expect(compose.history.map((entry) => entry.outcome?.id)).toEqual(['r2', 'r1']);
-    expect(compose.history[0]?.request).toEqual(sent[0]);
+    expect(history.entries.map((entry) => entry.rpcId)).toEqual(['r2', 'r1']);
+    expect(history.entries[0]?.request).toEqual(sent[0]);
   });
 });
 

@@ -17,6 +17,8 @@ import TracePanel from '../../src/renderer/src/components/trace/TracePanel.vue';
 import TraceRpcList from '../../src/renderer/src/components/trace/TraceRpcList.vue';
 import App from '../../src/renderer/src/App.vue';
 import { fakeClient } from './fake-client';
+import { fakeWorkspace } from './fake-workspace';
+import { useHistoryStore } from '../../src/renderer/src/stores/history';
 
 const dropped: Verdict = {
   code: 'request-unroutable',
@@ -174,7 +176,10 @@ describe('the Compose history', () => {
       () => outcome('rpc-2', { verdict: errorReply, error: { code: '-32601', message: 'Method not found' } }),
       () => Promise.reject(new BackendError({ code: 'timeout', message: 'No reply within 5000 ms.', rpcId: 'rpc-3', verdict: dropped })),
     ];
-    const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => (answers[next++] as () => RpcOutcome)() });
+    const workspace = fakeWorkspace();
+    const { wrapper, client } = mountWithPinia(ComposePanel, { ...workspace.answers, 'rpc.request.send': workspace.recording(() => (answers[next++] as () => RpcOutcome)()) });
+    workspace.connect(client);
+    await useHistoryStore().start();
     for (let index = 0; index < answers.length; index += 1) {
       await wrapper.find('form').trigger('submit');
       await flushPromises();
@@ -200,7 +205,10 @@ describe('the Compose history', () => {
   it('takes a verdict decided after the call from the trace, and cannot open an RPC that never got an id', async () => {
     let next = 0;
     const answers = [() => outcome('rpc-late'), () => Promise.reject(new BackendError({ code: 'not-connected', message: 'Connect to a broker first.' }))];
-    const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => (answers[next++] as () => RpcOutcome)() });
+    const workspace = fakeWorkspace();
+    const { wrapper, client } = mountWithPinia(ComposePanel, { ...workspace.answers, 'rpc.request.send': workspace.recording(() => (answers[next++] as () => RpcOutcome)()) });
+    workspace.connect(client);
+    await useHistoryStore().start();
     await wrapper.find('form').trigger('submit');
     await flushPromises();
     useTraceStore().ingest(stepsOf('rpc-late', { ...replied, code: 'reply-on-other-topic', hop: 'mqtt-deliver' }));

@@ -31,8 +31,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw new Error(`The integration tests need a RabbitMQ sandbox broker and it could not start: ${(err as Error).message}`);
   }
   project.provide('broker', info);
+  // `bridgescope ui` keeps its token, port and history under $XDG_CONFIG_HOME: the run's own folder, never the user's.
+  const config = await mkdtemp(join(tmpdir(), 'bridgescope-test-config-'));
+  process.env.XDG_CONFIG_HOME = config;
   return async () => {
     await stopSandbox(dir);
     await rm(dir, { recursive: true, force: true });
+    await rm(config, { recursive: true, force: true });
   };
 }

@@ -1,4 +1,7 @@
 /** The end-to-end tests' way in: `bridgescope ui` as a user runs it, and Debian's Chromium open on its page. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { cliPath } from './cli';
 import { startProcess, type Running } from './processes';
@@ -19,9 +22,14 @@ export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   });
 }
 
-/** Starts `bridgescope ui` with `args` and `env`, opens its printed URL at 1400x900 and waits until the app is ready. */
+/**
+ * Starts `bridgescope ui` with `args` and `env`, opens its printed URL at 1400x900 and waits until the app is ready. Each
+ * one gets a data dir of its own (history, token, port) unless `args` names one.
+ */
 export async function openInspector(args: string[], env: Record<string, string> = {}): Promise<OpenInspector> {
-  const ui = startProcess('env', [...Object.entries(env).map(([name, value]) => `${name}=${value}`), process.execPath, cliPath, 'ui', ...args]);
+  const ownDir = args.includes('--data-dir') ? undefined : await mkdtemp(join(tmpdir(), 'bridgescope-ui-data-'));
+  const dataDir = ownDir === undefined ? [] : ['--data-dir', ownDir];
+  const ui = startProcess('env', [...Object.entries(env).map(([name, value]) => `${name}=${value}`), process.execPath, cliPath, 'ui', ...dataDir, ...args]);
   const ready = await ui.waitForLine(/BridgeScope is ready: http/);
   const url = /(http:\/\/\S+)/.exec(ready)?.[1] as string;
   const browser = await launchChromium();
@@ -36,6 +44,7 @@ export async function openInspector(args: string[], env: Record<string, string> 
     async close() {
       await browser.close();
       await ui.stop();
+      if (ownDir !== undefined) await rm(ownDir, { recursive: true, force: true });
     },
   };
 }

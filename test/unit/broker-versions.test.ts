@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { brokerRules, describeBrokerRules, MIB, parseBrokerVersion, versionFindings } from '../../src/shared/broker-versions';
+import { brokerRules, describeBrokerRules, MIB, parseBrokerVersion, preflightVersionFindings, RULE_SOURCES, versionFindings } from '../../src/shared/broker-versions';
+import { versionCheckLines } from '../../src/core/broker/checks';
 
 describe('the rules of each RabbitMQ version', () => {
   it('reads the versions brokers report, including pre-releases and build suffixes', () => {
@@ -67,5 +68,61 @@ describe('the rules of each RabbitMQ version', () => {
 
   it('every rule shown names its source', () => {
     for (const line of describeBrokerRules(brokerRules('3.13.0'))) expect(line.source.length).toBeGreaterThan(10);
+  });
+});
+
+describe('the pre-flight lines of each RabbitMQ version', () => {
+  // Everything a version has a rule about, asked at once: MQTT 5, QoS 2, 17 MiB, direct reply-to as the reply topic.
+  const asked = { protocol: 5 as const, qos: 2 as const, bytes: 17 * MIB, replyTopic: 'amq.rabbitmq.reply-to' };
+
+  it.each([
+    // version, what the pre-flight says (code:severity), and the headers it says are gone
+    ['3.10.8', ['no-mqtt5:warning', 'qos2-downgraded:warning', 'direct-reply-to:error'], []],
+    ['3.12.14', ['no-mqtt5:warning', 'qos2-downgraded:warning', 'mqtt-header:warning', 'direct-reply-to:error'], ['x-mqtt-dup']],
+    ['3.13.7', ['qos2-disconnects:warning', 'mqtt-header:warning', 'direct-reply-to:error'], ['x-mqtt-dup']],
+    ['4.0.9', ['qos2-disconnects:warning', 'mqtt-header:warning', 'direct-reply-to:error'], ['x-mqtt-dup', 'x-mqtt-publish-qos']],
+    ['4.1.4', ['qos2-disconnects:warning', 'packet-too-large:error', 'mqtt-header:warning', 'direct-reply-to:error'], ['x-mqtt-dup', 'x-mqtt-publish-qos']],
+  ] as const)('%s', (version, expected, goneHeaders) => {
+    const findings = preflightVersionFindings(brokerRules(version), asked);
+    expect(findings.map((finding) => `${finding.code}:${finding.severity}`)).toEqual(expected);
+    // every line names the version it is about and the rule's source
+    for (const finding of findings) {
+      expect(finding.message).toContain(`RabbitMQ ${version}`);
+      expect(Object.values(RULE_SOURCES).some((source) => finding.source.includes(source))).toBe(true);
+    }
+    const headers = findings.find((finding) => finding.code === 'mqtt-header');
+    for (const header of ['x-mqtt-dup', 'x-mqtt-publish-qos']) {
+      if ((goneHeaders as readonly string[]).includes(header)) expect(headers?.message).toContain(header);
+      else expect(headers?.message ?? '').not.toContain(header);
+    }
+  });
+
+  it('says nothing of QoS, size or the reply topic it is not told, and an MQTT 3.1.1 QoS 2 is downgraded everywhere', () => {
+    expect(preflightVersionFindings(brokerRules('3.10.8'), {})).toEqual([]);
+    for (const version of ['3.10.8', '3.13.7', '4.1.4']) {
+      expect(preflightVersionFindings(brokerRules(version), { protocol: 4, qos: 2 }).map((f) => f.code)).toContain('qos2-downgraded');
+    }
+  });
+
+  it('knows direct reply-to as a topic, as its routing key, and with the suffix AMQP clients see; an ordinary topic is left alone', () => {
+    const rules = brokerRules('3.10.8');
+    for (const replyTopic of ['amq.rabbitmq.reply-to', 'amq/rabbitmq/reply-to', 'amq.rabbitmq.reply-to.g2dkABNyYWJiaXQ']) {
+      expect(preflightVersionFindings(rules, { replyTopic }).map((f) => f.code)).toEqual(['direct-reply-to']);
+    }
+    expect(preflightVersionFindings(rules, { replyTopic: 'amq/rabbitmq/replies' })).toEqual([]);
+  });
+
+  it('as pre-flight lines: fail, warn or pass by severity, each with the version and "Source:" in its sentence', () => {
+    const lines = versionCheckLines(brokerRules('4.1.0'), { protocol: 4, qos: 2, bytes: 20 * MIB });
+    expect(lines.map((line) => [line.check, line.status])).toEqual([
+      ['broker version', 'warn'],
+      ['broker version', 'fail'],
+      ['broker version', 'warn'],
+    ]);
+    for (const line of lines) expect(line.message).toMatch(/RabbitMQ 4\.1\.0\b.* Source: .+\.$/);
+    // an unknown version says so first, then applies the strictest rules
+    const unknown = versionCheckLines(brokerRules(undefined), { protocol: 5, qos: 2 });
+    expect(unknown[0]?.message).toContain('could not be read');
+    expect(unknown.map((line) => line.status)).toEqual(['warn', 'warn']);
   });
 });

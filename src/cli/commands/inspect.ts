@@ -1,18 +1,20 @@
 /** `bridgescope bindings`, `trace` and `probe`: what the broker really does, from the terminal. */
 import type { Command } from 'commander';
 import { ManagementApi } from '../../core/broker/management-api';
-import { amqpConsumerCounter, probeMqttExchange } from '../../core/broker/checks';
+import { amqpConsumerCounter, preflight, probeMqttExchange } from '../../core/broker/checks';
 import { bindingsView } from '../../core/broker/bindings-view';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../../core/trace/firehose';
 import { TraceStore } from '../../core/trace/trace-store';
 import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
-import { action, ExitCode, exitCodeFor, printJson, printJsonLine, say, warn } from '../run';
+import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson, printJsonLine, say, warn } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { resolveUrl } from '../urls';
 import { terminalSafe } from '../terminal';
-import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
+import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
+import type { CheckLine } from '../../shared/broker';
+import type { ReplyStrategy } from '../../shared/rpc';
 
 export function registerInspectCommands(program: Command): void {
   program
@@ -104,9 +106,70 @@ export function registerInspectCommands(program: Command): void {
         }
         say(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.`);
         tracer.on('status', (next) => reportStatus(next, options.vhost));
+        tracer.on('node-resumed', (node) => say(`Tracing switched on again at ${terminalSafe(node)}: the node restarted, and a restart resets it.`));
         await runUntilStopped(signals, () => process.stderr.write('Stopping: restoring firehose tracing...\n'), tasks);
         return ExitCode.ok;
       }),
+    );
+
+  program
+    .command('preflight')
+    .description("before sending: is the request routed and consumed, will the reply come back, and what this broker version does with it (QoS, size, MQTT 5, headers); on a cluster, the nodes")
+    .argument('[payload]', 'the request body as it will be sent: only its size is used')
+    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--amqp <url>', 'AMQP URL for live consumer counts (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker, if any)')
+    .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
+    .option('--vhost <name>', 'virtual host', '/')
+    .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
+    .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
+    .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
+    .option('--reply-topic <topic>', 'the reply topic the device is told to use')
+    .option('--mqtt-version <v>', 'the MQTT version the device speaks: 4 (3.1.1) or 5', parseChoice('--mqtt-version', ['4', '5'] as const), '4')
+    .option('--payload-bytes <n>', 'the request body size, when not given as PAYLOAD', parsePositiveInt('--payload-bytes'))
+    .option('--mqtt-client <id>', 'the MQTT client id of the device: on a cluster, the node it is connected to is named')
+    .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
+    .option('--json', 'print the lines as JSON')
+    .action(
+      action(
+        async (
+          payload: string | undefined,
+          options: {
+            management?: string;
+            amqp?: string;
+            exchange: string;
+            vhost: string;
+            topic: string;
+            qos: '0' | '1' | '2';
+            reply: ReplyStrategy;
+            replyTopic?: string;
+            mqttVersion: '4' | '5';
+            payloadBytes?: number;
+            mqttClient?: string;
+            sparkplug?: boolean;
+            json?: boolean;
+          },
+        ) => {
+          const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
+          const bytes = payload !== undefined ? Buffer.byteLength(payload) : options.payloadBytes;
+          const lines: CheckLine[] = await withLiveCounts(options.amqp, (count) =>
+            preflight(api, {
+              exchange: options.exchange,
+              requestTopic: options.topic,
+              replyTopic: options.replyTopic,
+              strategy: options.reply,
+              topicMap: { sparkplug: Boolean(options.sparkplug) },
+              qos: Number(options.qos) as 0 | 1 | 2,
+              mqttVersion: options.mqttVersion === '5' ? 5 : 4,
+              ...(bytes !== undefined ? { payloadBytes: bytes } : {}),
+              ...(options.mqttClient !== undefined ? { mqttClientId: options.mqttClient } : {}),
+              ...(count ? { consumerCount: count } : {}),
+            }),
+          );
+          if (options.json) printJson(lines);
+          else for (const line of lines) process.stdout.write(`${line.status.toUpperCase().padEnd(4)}  ${terminalSafe(`${line.check}: ${line.message}`)}\n`);
+          return lines.some((line) => line.status === 'fail') ? ExitCode.failure : ExitCode.ok;
+        },
+      ),
     );
 
   program

@@ -2,14 +2,16 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Command } from 'commander';
-import type { QoS, ReplyStrategy, RpcOutcome } from '../../shared/rpc';
+import { InvalidArgumentError, type Command } from 'commander';
+import type { Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome, UserProperty } from '../../shared/rpc';
+import { BridgeError } from '../../core/errors';
+import type { PayloadFormat } from '../../shared/payload-format';
 import { redactUrl } from '../../core/broker/management-http';
 import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
-import { buildCallOptions } from '../../core/rpc/call-options';
+import { buildCallOptions, readPayload } from '../../core/rpc/call-options';
+import { cleanMqtt5 } from '../../shared/mqtt5-options';
 import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
-import { parsePayloadText } from '../../core/rpc/envelope';
 import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
@@ -49,6 +51,12 @@ interface CallOptions {
   method?: string;
   timeout: number;
   mqttVersion: '4' | '5' | 'auto';
+  payloadFormat?: CliPayloadFormat;
+  payloadFile?: string;
+  userProperty?: UserProperty[];
+  correlationData?: string;
+  responseTopic?: string;
+  messageExpiry?: number;
   json?: boolean;
   sparkplug?: boolean;
   trace?: boolean;
@@ -57,10 +65,51 @@ interface CallOptions {
   exchange: string;
 }
 
-/** PAYLOAD: a JSON object becomes the request body (id and reply_to are added), anything else its params; - reads stdin. */
-export function parsePayload(text: string | undefined): { payload?: Record<string, unknown>; params?: unknown } {
-  if (text === undefined) return {};
-  return parsePayloadText(text === '-' ? readFileSync(0, 'utf8') : text, 'PAYLOAD');
+type CliPayloadFormat = Exclude<PayloadFormat, 'file'>;
+
+/**
+ * PAYLOAD (or --payload-file) read per --payload-format: json (default for PAYLOAD): a JSON object becomes the request
+ * body (id and reply_to are added), anything else its params; text, hex, base64: the bytes are sent exactly as given.
+ * A file without --payload-format is sent as its raw bytes. PAYLOAD `-` reads stdin.
+ */
+export function parsePayload(
+  text: string | undefined,
+  format: CliPayloadFormat | undefined = undefined,
+  file: string | undefined = undefined,
+): { payload?: Record<string, unknown>; params?: unknown; rawBody?: Uint8Array } {
+  if (file !== undefined) {
+    if (text !== undefined) throw new BridgeError('bad-input', 'Give the request body either as PAYLOAD or with --payload-file, not both.');
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(file);
+    } catch (err) {
+      throw new BridgeError('bad-input', `--payload-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
+    }
+    if (format === undefined) return { rawBody: bytes };
+    return readPayload(format, bytes.toString('utf8'), `--payload-file ${file}`);
+  }
+  if (text === undefined) {
+    if (format !== undefined && format !== 'json') throw new BridgeError('bad-input', `--payload-format ${format} needs a PAYLOAD or --payload-file.`);
+    return {};
+  }
+  return readPayload(format, text === '-' ? readFileSync(0, 'utf8') : text, 'PAYLOAD');
+}
+
+/** `--user-property name=value`, repeatable (a name may repeat, as MQTT 5 allows). */
+function collectUserProperty(value: string, previous: UserProperty[] = []): UserProperty[] {
+  const at = value.indexOf('=');
+  if (at < 1) throw new InvalidArgumentError(`--user-property takes name=value, not "${value}".`);
+  return [...previous, { key: value.slice(0, at), value: value.slice(at + 1) }];
+}
+
+/** The MQTT 5 options of `call`, or undefined when none was given. */
+function mqtt5Options(options: CallOptions): Mqtt5RequestOptions | undefined {
+  return cleanMqtt5({
+    ...(options.userProperty ? { userProperties: options.userProperty } : {}),
+    ...(options.correlationData !== undefined ? { correlationData: options.correlationData } : {}),
+    ...(options.responseTopic !== undefined ? { responseTopic: options.responseTopic } : {}),
+    ...(options.messageExpiry !== undefined ? { messageExpirySeconds: options.messageExpiry } : {}),
+  });
 }
 
 /** Waits (bounded) for the broker's record of the reply's delivery, which can trail the reply itself. */
@@ -316,7 +365,8 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let witness: CallWitness | undefined;
   try {
     try {
-      const { payload, params } = parsePayload(payloadText);
+      const { payload, params, rawBody } = parsePayload(payloadText, options.payloadFormat, options.payloadFile);
+      const mqtt5 = mqtt5Options(options);
       const [mqttUrl = '', ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt);
       client = new RpcClient({
         mqttUrl,
@@ -351,6 +401,8 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
           ...(options.method !== undefined ? { method: options.method } : {}),
           ...(payload !== undefined ? { payload } : {}),
           ...(params !== undefined ? { params } : {}),
+          ...(rawBody !== undefined ? { rawBody } : {}),
+          ...(mqtt5 !== undefined ? { mqtt5 } : {}),
           timeoutMs: options.timeout,
           signal: interruption.signal,
         }),
@@ -434,7 +486,16 @@ export function registerRpcCommands(program: Command): void {
   program
     .command('call')
     .description('send one request over MQTT and print the reply body (warnings go to stderr)')
-    .argument('[payload]', 'JSON request body (an object gets id added, and reply_to: see --reply-topic; anything else becomes params); - reads stdin')
+    .argument(
+      '[payload]',
+      'request body: JSON by default (an object gets id added, and reply_to: see --reply-topic; anything else becomes params); with --payload-format text, hex or base64 the bytes are sent exactly as given; - reads stdin',
+    )
+    .option(
+      '--payload-format <format>',
+      'json | text | hex | base64: how PAYLOAD (or --payload-file) is read; only json gets id and reply_to, so another body can only be answered by a server reading the MQTT 5 Response Topic',
+      parseChoice('--payload-format', ['json', 'text', 'hex', 'base64'] as const),
+    )
+    .option('--payload-file <path>', "send this file's bytes exactly as they are (or read per --payload-format)")
     .option('--mqtt <urls>', 'MQTT URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
@@ -443,6 +504,10 @@ export function registerRpcCommands(program: Command): void {
     .option('--method <name>', 'method field of the request')
     .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), DEFAULT_CALL_TIMEOUT_MS)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
+    .option('--user-property <name=value>', 'MQTT 5 user property (repeatable; RabbitMQ 3.13+ passes it on as an AMQP header)', collectUserProperty)
+    .option('--correlation-data <text>', 'MQTT 5 Correlation Data (default: the RPC id; RabbitMQ 3.13+: AMQP correlation_id)')
+    .option('--response-topic <topic>', 'MQTT 5 Response Topic (default: the reply topic; RabbitMQ 3.13+: AMQP header x-reply-to-topic)')
+    .option('--message-expiry <s>', 'MQTT 5 Message Expiry Interval in seconds (RabbitMQ 3.13+: a per-message TTL)', parsePositiveInt('--message-expiry'))
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--trace', 'trace this RPC through the broker (firehose) and print every step after the reply')
     .option('--amqp <url>', 'AMQP URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')

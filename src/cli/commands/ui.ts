@@ -5,6 +5,8 @@ import type { Command } from 'commander';
 import { Session } from '../../core/session';
 import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profiles';
 import { defaultSandboxDir } from '../../core/broker/sandbox';
+import { defaultDataDir, readUiIdentity, writeUiIdentity } from '../../core/data-dir';
+import { WorkspaceStore } from '../../core/workspace';
 import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
 import { withDeadline } from '../../shared/deadline';
@@ -29,36 +31,66 @@ async function withinBound(boundMs: number, run: () => Promise<unknown>): Promis
   if (!result.done) throw new Error(`it did not finish within ${Math.round(boundMs / 1000)} s`);
 }
 
+/**
+ * Starts the host with the token and port kept in the data dir (the port only when free: else a new one, said once), and
+ * keeps what it used, so the page already open reconnects to the next run by itself.
+ */
+async function startKeptHost(session: Session, options: { port?: number; static: string; newToken?: boolean }, dataDir: string): Promise<Host> {
+  const { identity } = await readUiIdentity(dataDir, options.newToken === true);
+  const start = (port: number | undefined): Promise<Host> =>
+    startHost(session.handlers, { staticDir: options.static, token: identity.token, ...(port ? { port } : {}), onProblem: (sentence) => warn(sentence) });
+  let host: Host;
+  if (options.port !== undefined || identity.port === undefined) host = await start(options.port);
+  else {
+    try {
+      host = await start(identity.port);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' && (err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+      host = await start(undefined);
+      warn(`Port ${identity.port} of the last run is taken by another process: the inspector moved to ${new URL(host.origin).port} (pages open on the old URL must be opened again).`);
+    }
+  }
+  const port = Number(new URL(host.origin).port);
+  await writeUiIdentity(dataDir, { token: identity.token, port }).catch((err: unknown) =>
+    warn(`The token and port could not be kept in ${dataDir} (${(err as Error).message}): the next run gets a new URL.`),
+  );
+  return host;
+}
+
 export function registerUiCommand(program: Command): void {
   program
     .command('ui')
-    .description('serve the inspector to a browser on 127.0.0.1 (prints a URL with a random token, valid until this command stops)')
-    .option('--port <n>', 'port to listen on (default: a free one)', parsePort('--port'))
+    .description('serve the inspector to a browser on 127.0.0.1 (prints a URL with a token kept in the data dir until --new-token, so a restart keeps the same URL)')
+    .option('--port <n>', 'port to listen on (default: the last run\'s when free, else a free one)', parsePort('--port'))
+    .option('--data-dir <path>', 'where history, templates and the token are kept (default: $XDG_CONFIG_HOME/bridgescope or ~/.config/bridgescope)')
+    .option('--new-token', 'replace the kept token (pages opened with the old URL are refused)')
     .option('--static <dir>', 'the built renderer', defaultStatic)
     .option('--no-sandbox', 'do not start the sandbox broker when no broker is configured')
     .option('--sandbox-dir <path>', 'folder of the sandbox broker')
     .action(
-      action(async (options: { port?: number; static: string; sandbox: boolean; sandboxDir?: string }) => {
+      action(async (options: { port?: number; static: string; sandbox: boolean; sandboxDir?: string; dataDir?: string; newToken?: boolean }) => {
         // Listening first: a Ctrl-C during start-up still stops what start-up started.
         const signals = new StopSignals({
           boundMs: Object.values(stepBoundMs).reduce((sum, ms) => sum + ms, 0) + 5_000,
         });
         const sandboxDir = options.sandboxDir ?? defaultSandboxDir();
+        const dataDir = options.dataDir ?? defaultDataDir();
         // The session exists before the host it emits through.
         const late: { host?: Host } = {};
+        const workspace = new WorkspaceStore({ dir: dataDir });
         const session = new Session({
           mode: 'browser',
           profiles: new ProfileStore(memorySecretBox()),
           emit: (name, payload) => late.host?.broadcast(name, payload),
           sandboxDir,
+          workspace,
+          onProblem: (sentence) => warn(sentence),
         });
         let host: Host;
         try {
-          host = await startHost(session.handlers, {
-            staticDir: options.static,
-            ...(options.port ? { port: options.port } : {}),
-            onProblem: (sentence) => warn(sentence),
-          });
+          await workspace.load();
+          if (workspace.notice) warn(workspace.notice);
+          host = await startKeptHost(session, options, dataDir);
         } catch (err) {
           signals.dispose();
           throw err;
@@ -100,6 +132,7 @@ export function registerUiCommand(program: Command): void {
         // The session's own shutdown, in its order; each step under its own bound here.
         const tasks = (): CleanupTask[] => [
           step('close the browser pages\' socket', stepBoundMs.host, () => true, () => host.close()),
+          step('save the history', stepBoundMs.host, () => true, () => session.workspaceFlushed()),
           step('let the start-up finish, so what it started can be stopped', stepBoundMs.startup, () => !startupDone, () => startup),
           ...session.shutdownTasks().map((task) =>
             step(task.what, stepBoundMs[task.kind], task.needed, async () => {

@@ -1,7 +1,8 @@
 /** The exchange probe (where does the MQTT plugin really publish?) and the pre-flight checks before a request. */
 import { randomUUID } from 'node:crypto';
 import type amqp from 'amqplib';
-import type { BindingInfo, CheckLine, ProbeVerdict, QueueInfo } from '../../shared/broker';
+import type { BindingInfo, CheckLine, ConsumerInfo, ProbeVerdict, QueueInfo } from '../../shared/broker';
+import { brokerRules, describeBrokerRules, preflightVersionFindings, type BrokerRules, type PreflightPlan } from '../../shared/broker-versions';
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
 import { amqpConnectOptions, connectAmqp, explainAmqpError } from '../links/amqp-link';
@@ -140,6 +141,8 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
     const channel = await connection.createChannel();
     channel.on('error', () => undefined);
     let observed: string | undefined;
+    /** one of our temporary queues: it lives on the node of our AMQP connection */
+    let amqpQueue: string | undefined;
     let resolveArrival: () => void = () => undefined;
     const arrival = new Promise<void>((resolve) => (resolveArrival = resolve));
     for (const exchange of candidates) {
@@ -151,6 +154,7 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
         continue; // a configured exchange that does not exist is reported below
       }
       const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+      amqpQueue ??= queue;
       await channel.bindQueue(queue, exchange, routingKey);
       await channel.consume(queue, () => {
         observed ??= exchange;
@@ -203,6 +207,15 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
     if (observed && api) {
       lines.push(...wildcardOnDirectLines(observed, exchangeType, await api.bindings(observed)));
     }
+    // On a cluster, which node each of the probe's connections was on (while they are still open).
+    const nodes = api ? await clusterNodes(api) : undefined;
+    if (api && nodes) {
+      const [mqttNode, amqpNode] = await Promise.all([
+        mqttClientNode(api, clientId),
+        amqpQueue === undefined ? undefined : api.queue(amqpQueue).then((queue) => queue?.node, () => undefined),
+      ]);
+      lines.push(clusterLine(nodes, [clientPlace(`the probe's MQTT client ${clientId}`, mqttNode), ...(amqpNode ? [`its AMQP connection to ${amqpNode}`] : [])]));
+    }
     return verdict(observed, exchangeType);
   } finally {
     await link.close();
@@ -231,20 +244,99 @@ export interface PreflightOptions {
   topicMap?: TopicMapOptions;
   /** live consumer counts over AMQP; the management API's own counts lag by its stats interval (~5 s) */
   consumerCount?: (queue: string) => Promise<number>;
+  /** the broker's version as the management API reported it; read from its overview when not given */
+  brokerVersion?: string;
+  /** the request as it will be sent, when known: its QoS, its payload's bytes, the MQTT version the client speaks */
+  qos?: 0 | 1 | 2;
+  payloadBytes?: number;
+  mqttVersion?: 4 | 5;
+  /** the MQTT client that will send: on a cluster, the node it is connected to is named */
+  mqttClientId?: string;
 }
 
-/** Before sending: is the request routed and consumed, will the reply be routed, does the reply topic survive? */
+/** The broker version's rules as pre-flight lines, each saying the version and where the rule comes from. */
+export function versionCheckLines(rules: BrokerRules, plan: PreflightPlan): CheckLine[] {
+  const lines: CheckLine[] = preflightVersionFindings(rules, plan).map((finding) => ({
+    check: 'broker version',
+    status: finding.severity === 'error' ? 'fail' : finding.severity === 'warning' ? 'warn' : 'pass',
+    message: `${finding.message} Source: ${finding.source}.`,
+    source: finding.source,
+  }));
+  if (!rules.version) {
+    const [unknown] = describeBrokerRules(rules);
+    if (unknown) lines.unshift({ check: 'broker version', status: 'warn', message: `${unknown.rule} Source: ${unknown.source}.`, source: unknown.source });
+  }
+  return lines;
+}
+
+/** "quorum, leader rabbit-2@host" or "classic, on rabbit-3@host": where a queue lives on a cluster. */
+export function queuePlace(queue: QueueInfo | undefined): string {
+  const type = queue?.type ?? 'classic';
+  if (queue?.node === undefined) return type;
+  return `${type}, ${type === 'quorum' ? 'leader' : 'on'} ${queue.node}`;
+}
+
+/** "2 on rabbit-3@host, 1 on rabbit-1@host", from the consumers the management API lists for `queue`. */
+function consumerNodes(consumers: readonly ConsumerInfo[], queue: string): { listed: number; text: string } {
+  const byNode = new Map<string, number>();
+  for (const consumer of consumers) {
+    if (consumer.queue !== queue) continue;
+    const node = consumer.node ?? 'an unknown node';
+    byNode.set(node, (byNode.get(node) ?? 0) + 1);
+  }
+  const listed = [...byNode.values()].reduce((sum, n) => sum + n, 0);
+  return { listed, text: [...byNode].map(([node, n]) => `${n} on ${node}`).join(', ') };
+}
+
+/**
+ * The node an MQTT client is connected to: its connection when the management API lists it, else the node of its
+ * subscription queue (the MQTT plugin makes it on the client's own node). Undefined when neither is there yet.
+ */
+export async function mqttClientNode(api: ManagementApi, clientId: string): Promise<string | undefined> {
+  const connection = (await api.connections().catch(() => [])).find((c) => c.mqttClientId === clientId && c.node !== undefined);
+  if (connection?.node) return connection.node;
+  for (const qos of [1, 0]) {
+    const queue = await api.queue(`mqtt-subscription-${clientId}qos${qos}`).catch(() => undefined);
+    if (queue?.node) return queue.node;
+  }
+  return undefined;
+}
+
+/** The cluster's nodes, or undefined on a single node (where no node needs naming). */
+async function clusterNodes(api: ManagementApi): Promise<Array<{ name: string; running: boolean }> | undefined> {
+  const nodes = await api.nodes().catch(() => []);
+  return nodes.length > 1 ? nodes : undefined;
+}
+
+/** Where an MQTT client is, in words: "the MQTT client X is connected to N", or that it is not known yet. */
+function clientPlace(label: string, node: string | undefined): string {
+  return node
+    ? `${label} is connected to ${node}`
+    : `the node of ${label} is not known yet (it has no subscription, and the management API has not listed its connection)`;
+}
+
+/** One line about the cluster: its nodes, those not running, and where the connections that matter are. */
+function clusterLine(nodes: Array<{ name: string; running: boolean }>, where: string[]): CheckLine {
+  const down = nodes.filter((node) => !node.running).map((node) => node.name);
+  const state = down.length === 0 ? 'all running' : `${down.join(', ')} not running`;
+  return { check: 'cluster', status: down.length === 0 ? 'pass' : 'warn', message: `A cluster of ${nodes.length} nodes, ${[state, ...where].join('; ')}.` };
+}
+
+/** Before sending: is the request routed and consumed, will the reply be routed, does the reply topic survive, what does this broker version do with it? */
 export async function preflight(api: ManagementApi, options: PreflightOptions): Promise<CheckLine[]> {
   const lines: CheckLine[] = [];
   const requestIssues = lintTopic(options.requestTopic, 'publish', options.topicMap);
   for (const issue of requestIssues.filter((i) => i.severity !== 'info')) {
     lines.push({ check: 'request topic', status: issue.severity === 'error' ? 'fail' : 'warn', message: issue.message });
   }
-  const [exchangeType, bindings, queues] = await Promise.all([
+  const [exchangeType, bindings, queues, nodes, version] = await Promise.all([
     api.exchangeType(options.exchange),
     api.bindings(options.exchange),
     api.queues(),
+    clusterNodes(api),
+    options.brokerVersion !== undefined ? options.brokerVersion : api.overview().then((overview) => overview.rabbitmqVersion, () => undefined),
   ]);
+  const consumers = nodes ? await api.consumers().catch(() => []) : [];
   const requestKey = topicToRoutingKey(options.requestTopic, options.topicMap);
   const bound = bindings.filter((binding) => binding.destinationType === 'queue' && bindingRoutes(exchangeType, binding.bindingKey, requestKey));
   const serverQueues = bound.filter((binding) => binding.mqttClientId === undefined);
@@ -262,38 +354,65 @@ export async function preflight(api: ManagementApi, options: PreflightOptions): 
     });
     const byName = new Map<string, QueueInfo>(queues.map((queue) => [queue.name, queue]));
     for (const binding of serverQueues) {
-      const consumers = options.consumerCount
-        ? await options.consumerCount(binding.destination).catch(() => byName.get(binding.destination)?.consumers ?? 0)
-        : (byName.get(binding.destination)?.consumers ?? 0);
+      const queue = byName.get(binding.destination);
+      const count = options.consumerCount
+        ? await options.consumerCount(binding.destination).catch(() => queue?.consumers ?? 0)
+        : (queue?.consumers ?? 0);
+      // On a cluster: the queue's type and node (a quorum queue's leader), and the nodes its consumers are on.
+      const name = nodes ? `${binding.destination} (${queuePlace(queue)})` : binding.destination;
+      let where = '';
+      if (nodes && count > 0) {
+        const listed = consumerNodes(consumers, binding.destination);
+        const unlisted = count - listed.listed;
+        where = `: ${[listed.text, unlisted > 0 ? `${unlisted} not listed by the management API yet (it lists consumers every few seconds)` : ''].filter(Boolean).join('; ')}`;
+      }
+      const leaderDown = nodes !== undefined && queue?.node !== undefined && nodes.some((node) => node.name === queue.node && !node.running);
       lines.push(
-        consumers > 0
-          ? { check: 'request consumed', status: 'pass', message: `${binding.destination} has ${consumers} consumer(s).` }
-          : { check: 'request consumed', status: 'warn', message: `Nobody consumes ${binding.destination}: requests wait there until a server starts.` },
+        count === 0
+          ? { check: 'request consumed', status: 'warn', message: `Nobody consumes ${name}: requests wait there until a server starts.` }
+          : leaderDown
+            ? { check: 'request consumed', status: 'warn', message: `${name} has ${count} consumer(s)${where}, but its node ${queue?.node} is not running.` }
+            : { check: 'request consumed', status: 'pass', message: `${name} has ${count} consumer(s)${where}.` },
       );
     }
   }
 
   if (options.replyTopic === undefined) {
     lines.push({ check: 'reply subscription', status: 'pass', message: 'A fresh reply topic is subscribed just before sending (per-request).' });
-    return lines;
-  }
-  const replyIssues = lintTopic(options.replyTopic, 'reply', options.topicMap).filter((i) => i.severity !== 'info');
-  for (const issue of replyIssues) {
-    lines.push({ check: 'reply topic', status: issue.severity === 'error' ? 'fail' : 'warn', message: issue.message });
-  }
-  if (replyIssues.length === 0) lines.push({ check: 'reply topic', status: 'pass', message: `"${options.replyTopic}" survives the mapping unchanged.` });
-  const replyKey = topicToRoutingKey(options.replyTopic, options.topicMap);
-  const replyBinding = bindings.find((binding) => binding.mqttClientId !== undefined && bindingRoutes(exchangeType, binding.bindingKey, replyKey));
-  if (replyBinding) {
-    lines.push({ check: 'reply subscription', status: 'pass', message: `"${replyKey}" reaches ${replyBinding.destination} (client ${replyBinding.mqttClientId}).` });
-  } else if (options.strategy === 'per-request') {
-    lines.push({ check: 'reply subscription', status: 'pass', message: `"${options.replyTopic}" is subscribed just before sending (per-request).` });
   } else {
-    lines.push({
-      check: 'reply subscription',
-      status: 'fail',
-      message: `No MQTT subscription is bound for reply key "${replyKey}" yet: the server's reply would be returned as unroutable.`,
-    });
+    const replyIssues = lintTopic(options.replyTopic, 'reply', options.topicMap).filter((i) => i.severity !== 'info');
+    for (const issue of replyIssues) {
+      lines.push({ check: 'reply topic', status: issue.severity === 'error' ? 'fail' : 'warn', message: issue.message });
+    }
+    if (replyIssues.length === 0) lines.push({ check: 'reply topic', status: 'pass', message: `"${options.replyTopic}" survives the mapping unchanged.` });
+    const replyKey = topicToRoutingKey(options.replyTopic, options.topicMap);
+    const replyBinding = bindings.find((binding) => binding.mqttClientId !== undefined && bindingRoutes(exchangeType, binding.bindingKey, replyKey));
+    if (replyBinding) {
+      const replyQueue = nodes ? queues.find((queue) => queue.name === replyBinding.destination) : undefined;
+      const on = replyQueue?.node ? `, on ${replyQueue.node}` : '';
+      lines.push({ check: 'reply subscription', status: 'pass', message: `"${replyKey}" reaches ${replyBinding.destination} (client ${replyBinding.mqttClientId}${on}).` });
+    } else if (options.strategy === 'per-request') {
+      lines.push({ check: 'reply subscription', status: 'pass', message: `"${options.replyTopic}" is subscribed just before sending (per-request).` });
+    } else {
+      lines.push({
+        check: 'reply subscription',
+        status: 'fail',
+        message: `No MQTT subscription is bound for reply key "${replyKey}" yet: the server's reply would be returned as unroutable.`,
+      });
+    }
+  }
+
+  lines.push(
+    ...versionCheckLines(brokerRules(version), {
+      ...(options.mqttVersion !== undefined ? { protocol: options.mqttVersion } : {}),
+      ...(options.qos !== undefined ? { qos: options.qos } : {}),
+      ...(options.payloadBytes !== undefined ? { bytes: options.payloadBytes } : {}),
+      ...(options.replyTopic !== undefined ? { replyTopic: options.replyTopic } : {}),
+    }),
+  );
+  if (nodes) {
+    const id = options.mqttClientId;
+    lines.push(clusterLine(nodes, id === undefined ? [] : [clientPlace(`the MQTT client ${id}`, await mqttClientNode(api, id))]));
   }
   return lines;
 }

@@ -1,7 +1,7 @@
 /** What the broker knows and AMQP 0-9-1 cannot tell: bindings, queues, connections, vhost tracing (management HTTP API). */
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { BindingInfo, BrokerOverview, ConnectionInfo, QueueInfo } from '../../shared/broker';
+import type { BindingInfo, BrokerOverview, ConnectionInfo, ConsumerInfo, QueueInfo } from '../../shared/broker';
 import { BridgeError } from '../errors';
 import { managementRequest } from './management-http';
 
@@ -44,6 +44,24 @@ const queueSchema = z.object({
   leader: z.string().optional(),
 });
 
+const QUEUE_COLUMNS = 'name,consumers,messages,messages_ready,messages_unacknowledged,durable,auto_delete,exclusive,type,node,leader';
+
+function queueInfo(queue: z.infer<typeof queueSchema>): QueueInfo {
+  const owner = mqttSubscriptionOwner(queue.name);
+  return {
+    name: queue.name,
+    consumers: queue.consumers ?? 0,
+    messages: queue.messages ?? 0,
+    messagesReady: queue.messages_ready ?? 0,
+    messagesUnacked: queue.messages_unacknowledged ?? 0,
+    durable: queue.durable ?? false,
+    ...(owner ? { mqttClientId: owner.clientId, mqttQos: owner.qos } : {}),
+    ...(queue.type !== undefined ? { type: queue.type } : {}),
+    // a quorum queue's leader; any other queue's node
+    ...((queue.leader ?? queue.node) !== undefined ? { node: queue.leader ?? queue.node } : {}),
+  };
+}
+
 const connectionSchema = z.object({
   name: z.string(),
   node: z.string().optional(),
@@ -52,7 +70,12 @@ const connectionSchema = z.object({
   client_properties: z.record(z.string(), z.unknown()).optional(),
 });
 
-const nodeSchema = z.object({ name: z.string(), running: z.boolean().optional(), type: z.string().optional() });
+const consumerSchema = z.object({
+  queue: z.object({ name: z.string() }),
+  channel_details: z.object({ node: z.string().optional(), connection_name: z.string().optional() }).optional(),
+});
+
+const nodeSchema = z.object({ name: z.string(), running: z.boolean().optional(), type: z.string().optional(), uptime: z.number().optional() });
 
 const exchangeSchema = z.object({ name: z.string(), type: z.string(), durable: z.boolean().optional() });
 
@@ -102,6 +125,8 @@ const pagedQueuesSchema = z.object({ items: z.array(z.object({ name: z.string(),
 export class ManagementApi {
   private readonly vhostPath: string;
   private peerApis: ManagementApi[] | undefined;
+  /** the node this URL reaches, as its overview says (learnt with the peers) */
+  private selfNode: string | undefined;
 
   constructor(
     private readonly url: string,
@@ -123,6 +148,7 @@ export class ManagementApi {
       erlangVersion: raw.erlang_version ?? 'unknown',
       clusterName: raw.cluster_name ?? '',
       protocols: [...new Set((raw.listeners ?? []).map((listener) => listener.protocol))].sort(),
+      ...(raw.node !== undefined ? { node: raw.node } : {}),
     };
   }
 
@@ -163,22 +189,18 @@ export class ManagementApi {
   }
 
   async queues(): Promise<QueueInfo[]> {
-    const columns = 'name,consumers,messages,messages_ready,messages_unacknowledged,durable,auto_delete,exclusive,type,node,leader';
-    const raw = z.array(queueSchema).parse(await this.get(`/api/queues/${this.vhostPath}?columns=${columns}`));
-    return raw.map((queue) => {
-      const owner = mqttSubscriptionOwner(queue.name);
-      return {
-        name: queue.name,
-        consumers: queue.consumers ?? 0,
-        messages: queue.messages ?? 0,
-        messagesReady: queue.messages_ready ?? 0,
-        messagesUnacked: queue.messages_unacknowledged ?? 0,
-        durable: queue.durable ?? false,
-        ...(owner ? { mqttClientId: owner.clientId, mqttQos: owner.qos } : {}),
-        ...(queue.type !== undefined ? { type: queue.type } : {}),
-        ...((queue.leader ?? queue.node) !== undefined ? { node: queue.leader ?? queue.node } : {}),
-      };
-    });
+    const raw = z.array(queueSchema).parse(await this.get(`/api/queues/${this.vhostPath}?columns=${QUEUE_COLUMNS}`));
+    return raw.map(queueInfo);
+  }
+
+  /** One queue (its type and node are known at once; its counts lag by the stats interval), or undefined when there is none. */
+  async queue(name: string): Promise<QueueInfo | undefined> {
+    try {
+      return queueInfo(queueSchema.parse(await this.get(`/api/queues/${this.vhostPath}/${encodeURIComponent(name)}?columns=${QUEUE_COLUMNS}`)));
+    } catch (err) {
+      if (err instanceof BridgeError && err.code === 'not-found') return undefined;
+      throw err;
+    }
   }
 
   /** Connections by protocol; MQTT ones carry their client id. The broker refreshes this list every few seconds. */
@@ -197,10 +219,20 @@ export class ManagementApi {
     });
   }
 
-  /** The cluster's nodes as this node sees them (a single node lists itself). */
-  async nodes(): Promise<Array<{ name: string; running: boolean }>> {
-    const raw = z.array(nodeSchema).parse(await this.get('/api/nodes?columns=name,running,type'));
-    return raw.map((node) => ({ name: node.name, running: node.running ?? false }));
+  /** The consumers on this vhost, each with the node of its connection. Listed at the broker's stats interval (~5 s): a new one may be missing. */
+  async consumers(): Promise<ConsumerInfo[]> {
+    const raw = z.array(consumerSchema).parse(await this.get(`/api/consumers/${this.vhostPath}`));
+    return raw.map((consumer) => ({
+      queue: consumer.queue.name,
+      ...(consumer.channel_details?.node !== undefined ? { node: consumer.channel_details.node } : {}),
+      ...(consumer.channel_details?.connection_name !== undefined ? { connectionName: consumer.channel_details.connection_name } : {}),
+    }));
+  }
+
+  /** The cluster's nodes as this node sees them (a single node lists itself); `uptime` (ms) of a running node tells a restart. */
+  async nodes(): Promise<Array<{ name: string; running: boolean; uptime?: number }>> {
+    const raw = z.array(nodeSchema).parse(await this.get('/api/nodes?columns=name,running,type,uptime'));
+    return raw.map((node) => ({ name: node.name, running: node.running ?? false, ...(node.uptime !== undefined ? { uptime: node.uptime } : {}) }));
   }
 
   /**
@@ -214,6 +246,7 @@ export class ManagementApi {
     if (this.peerApis) return this.peerApis;
     const overview = overviewSchema.parse(await this.get('/api/overview').catch(() => ({})));
     if (overview.listeners === undefined) return [];
+    this.selfNode = overview.node;
     const base = new URL(this.url);
     const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(base.hostname);
     const byNode = new Map<string, ManagementApi>();
@@ -232,6 +265,20 @@ export class ManagementApi {
     }
     this.peerApis = [...byNode.values()];
     return this.peerApis;
+  }
+
+  /**
+   * The peers, asked again when a running node is missing from them: a node that was down when they were first read
+   * (the overview lists only running nodes' listeners) must be reached once it is back, to switch tracing there too.
+   */
+  private async livePeers(): Promise<ManagementApi[]> {
+    const peers = await this.peers();
+    const nodes = await this.nodes().catch(() => undefined);
+    if (nodes === undefined) return peers;
+    const known = new Set([this.nodeName ?? this.selfNode, ...peers.map((peer) => peer.nodeName)]);
+    if (!nodes.some((node) => node.running && !known.has(node.name))) return peers;
+    this.peerApis = undefined;
+    return this.peers();
   }
 
   /**
@@ -257,7 +304,7 @@ export class ManagementApi {
   async tracingByNode(): Promise<Array<{ node: string; on: boolean | undefined }>> {
     const own = { node: this.nodeName ?? (await this.overviewNode().catch(() => undefined)) ?? 'this node', on: await this.ownTracing() };
     const peers = await Promise.all(
-      (await this.peers()).map((peer) =>
+      (await this.livePeers()).map((peer) =>
         peer.ownTracing().then(
           (on) => ({ node: peer.nodeName ?? 'a peer', on }),
           () => ({ node: peer.nodeName ?? 'a peer', on: undefined }),
@@ -274,7 +321,16 @@ export class ManagementApi {
   /** Switches the firehose at this node and at every other node of the cluster (the flag is per node). */
   async setTracing(on: boolean): Promise<void> {
     await managementRequest(this.url, `/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
-    await Promise.allSettled((await this.peers()).map((peer) => managementRequest(peer.url, `/api/vhosts/${peer.vhostPath}`, { method: 'PUT', body: { tracing: on } })));
+    await Promise.allSettled((await this.livePeers()).map((peer) => managementRequest(peer.url, `/api/vhosts/${peer.vhostPath}`, { method: 'PUT', body: { tracing: on } })));
+  }
+
+  /** Switches the firehose at one node of the cluster (by its name); throws when that node cannot be reached. */
+  async setTracingAt(node: string, on: boolean): Promise<void> {
+    const peers = await this.livePeers();
+    const own = this.nodeName ?? this.selfNode ?? (await this.overviewNode());
+    const target = node === own ? this : peers.find((peer) => peer.nodeName === node);
+    if (!target) throw new BridgeError('unreachable', `The management API of node ${node} is not known from ${this.nodeName ?? 'this node'}: tracing could not be switched there.`);
+    await managementRequest(target.url, `/api/vhosts/${target.vhostPath}`, { method: 'PUT', body: { tracing: on } });
   }
 
   /** Every BridgeScope ownership marker on this vhost, oldest first; none when BridgeScope did not switch tracing on. */

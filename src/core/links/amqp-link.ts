@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError } from '../errors';
+import { tlsFailure, type TlsFiles } from '../connection-details';
 import { withDeadline } from '../../shared/deadline';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
@@ -22,6 +23,14 @@ export interface AmqpLinkOptions {
   /** retries before the first connection; 0 fails fast on a wrong URL or a dead broker */
   initialRetries?: number;
   maxReconnectDelayMs?: number;
+  /** for amqps://: CA, client certificate and key, and whether the broker's certificate is verified */
+  tls?: TlsFiles;
+}
+
+/** TLS files as socket options for amqplib (passed to tls.connect for amqps://; plain amqp:// ignores them). */
+export function amqpTlsSocketOptions(tls: TlsFiles | undefined): Record<string, unknown> {
+  if (!tls) return {};
+  return { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}), rejectUnauthorized: tls.rejectUnauthorized };
 }
 
 interface AmqpLinkEvents {
@@ -83,6 +92,8 @@ export function explainAmqpError(err: unknown, url: string): BridgeError {
   const message = scrubSecrets((err as Error).message ?? String(err), passwordForms(url));
   const code = (err as NodeJS.ErrnoException).code;
   const where = redactUrl(url);
+  const tls = tlsFailure(err as Error & { code?: string }, where);
+  if (tls) return tls;
   if (code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts AMQP connections at ${where} (connection refused).`);
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new BridgeError('unreachable', `The AMQP host in ${where} cannot be resolved.`);
   if (code === 'ETIMEDOUT' || /timeout/i.test(message)) return new BridgeError('timeout', `The AMQP connection to ${where} timed out.`);
@@ -248,6 +259,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     };
     this.setStatus({ state: 'connecting', since: Date.now() });
     const connection = await amqp.connect(connectOptions, {
+      ...amqpTlsSocketOptions(this.options.tls),
       noDelay: true,
       timeout: 5000,
       clientProperties: { connection_name: this.options.connectionName },

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { LinkStatus, QoS } from '../../shared/rpc';
 import { BridgeError } from '../errors';
+import { tlsFailure, type TlsFiles } from '../connection-details';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export type MqttVersionChoice = 4 | 5 | 'auto';
@@ -26,6 +27,10 @@ export interface MqttLinkOptions {
   flapWindowMs?: number;
   /** after this many flaps in a row, reconnecting stops: another client has the same id */
   maxFlaps?: number;
+  /** for mqtts:// and wss://: CA, client certificate and key, and whether the broker's certificate is verified */
+  tls?: TlsFiles;
+  /** MQTT clean session / clean start (default true); false keeps the session (and its queue) on the broker between connections */
+  clean?: boolean;
 }
 
 /** Exponential backoff with jitter, so a fleet of clients does not reconnect in lockstep. */
@@ -75,6 +80,8 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   const where = redactUrl(url);
   // A library's message may quote what it was given; no form of the password may pass through.
   const message = scrubSecrets(err.message, passwordForms(url));
+  const tls = tlsFailure(err, where);
+  if (tls) return tls;
   if (err.code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts MQTT connections at ${where} (connection refused).`);
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new BridgeError('unreachable', `The MQTT host in ${where} cannot be resolved.`);
   if (err.code === 4 || err.code === 5 || err.code === 134 || err.code === 135) {
@@ -87,12 +94,35 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: ${message}`, { cause: err });
 }
 
-/** One entry of mqtt.js's `servers` (failover) list. */
-function serverOf(url: string): { host: string; port: number; protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss' | 'tcp' } {
-  const parsed = new URL(url);
+/**
+ * Points mqtt.js's options (the object its stream builder reads on every reconnection) at one URL: host, port, scheme,
+ * WebSocket path, credentials, and the TLS server name of that host. mqtt.js's own `servers` list changes only host, port
+ * and scheme, so a failover kept the first URL's TLS server name and WebSocket path.
+ */
+export function pointAt(options: IClientOptions, target: MqttTarget): void {
+  const parsed = new URL(target.url);
   const protocol = parsed.protocol.slice(0, -1) as 'mqtt' | 'mqtts' | 'ws' | 'wss' | 'tcp';
   const defaultPort = protocol === 'mqtts' ? 8883 : protocol === 'ws' ? 80 : protocol === 'wss' ? 443 : 1883;
-  return { host: parsed.hostname, port: parsed.port ? Number(parsed.port) : defaultPort, protocol };
+  // WHATWG keeps IPv6 brackets; sockets and TLS want the bare address.
+  const hostname = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  options.protocol = protocol;
+  options.host = hostname;
+  options.hostname = hostname;
+  options.port = parsed.port ? Number(parsed.port) : defaultPort;
+  if (protocol === 'ws' || protocol === 'wss') options.path = `${parsed.pathname}${parsed.search}`;
+  else delete options.path;
+  // mqtt.js's TLS builder sets the server name from the host only when none is set yet.
+  delete options.servername;
+  if (target.username !== undefined) options.username = target.username;
+  else delete options.username;
+  if (target.password !== undefined) options.password = target.password;
+  else delete options.password;
+}
+
+/** The TLS files as mqtt.js options, for a TLS URL only: mqtt.js turns mqtt:// into mqtts:// by itself when given a certificate and key. */
+function tlsOptions(target: MqttTarget, tls: TlsFiles | undefined): Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'rejectUnauthorized'> {
+  if (!tls || !/^(mqtts|wss):/i.test(target.url)) return {};
+  return { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}), rejectUnauthorized: tls.rejectUnauthorized };
 }
 
 /** CONNACK codes that mean "this client may not connect" rather than "not now": 3.1.1 codes 2, 4, 5 and their MQTT 5 kin. */
@@ -107,9 +137,14 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
   /** what an MQTT 5 broker's last CONNACK said of its limits (empty for MQTT 3.1.1, which has no way to say them) */
   serverLimits: { maximumQoS?: 0 | 1; maximumPacketSize?: number } = {};
 
-  constructor(private readonly options: MqttLinkOptions) {
+  constructor(private options: MqttLinkOptions) {
     super();
     this.currentUrl = options.url;
+  }
+
+  /** TLS and session settings, set by whoever made the link before open() (the RPC client builds its link itself). */
+  useDetails(details: Pick<MqttLinkOptions, 'tls' | 'clean'>): void {
+    this.options = { ...this.options, ...details };
   }
 
   get status(): LinkStatus {
@@ -126,7 +161,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     this.emit('status', status);
   }
 
-  /** The URL of the node the link connected to first (differs from `url` when `url` could not be reached). */
+  /** The URL of the node the link is connected to, or trying now (differs from `url` after a failover). */
   currentUrl: string;
 
   /**
@@ -139,11 +174,10 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     this.setStatus({ state: 'connecting', since: Date.now() });
     const failures: Error[] = [];
     for (const [index, target] of targets.entries()) {
-      // mqtt.js takes the servers in turn, starting with the first: start with this one, then the ones after it.
-      const servers = targets.length < 2 ? undefined : [...targets.slice(index), ...targets.slice(0, index)].map((t) => serverOf(t.url));
       try {
-        this.mqttClient = await this.connectAt(target, urls[index] as string, servers);
+        this.mqttClient = await this.connectAt(target, urls[index] as string);
         this.currentUrl = urls[index] as string;
+        this.targetIndex = index;
         break;
       } catch (err) {
         failures.push(err as Error);
@@ -157,25 +191,41 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
       this.setStatus({ state: 'failed', message: failure.message });
       throw failure;
     }
+    this.targets = targets;
+    this.targetUrls = urls;
     this.watch(this.mqttClient);
     this.setStatus({ state: 'connected', since: Date.now() });
   }
 
-  private async connectAt(target: MqttTarget, url: string, servers: IClientOptions['servers']): Promise<MqttClient> {
+  private targets: MqttTarget[] = [];
+  private targetUrls: string[] = [];
+  private targetIndex = 0;
+
+  /** Each reconnection goes to the next URL (round robin), with that URL's own host, server name, path and credentials. */
+  private failOver(client: MqttClient): void {
+    if (this.targets.length < 2) return;
+    this.targetIndex = (this.targetIndex + 1) % this.targets.length;
+    const target = this.targets[this.targetIndex] as MqttTarget;
+    pointAt(client.options, target);
+    Object.assign(client.options, { ca: undefined, cert: undefined, key: undefined, rejectUnauthorized: undefined }, tlsOptions(target, this.options.tls));
+    this.currentUrl = this.targetUrls[this.targetIndex] as string;
+  }
+
+  private async connectAt(target: MqttTarget, url: string): Promise<MqttClient> {
     const choice = this.options.protocolVersion ?? 4;
-    if (choice !== 'auto') return this.connectOnce(target, choice, url, servers);
+    if (choice !== 'auto') return this.connectOnce(target, choice, url);
     try {
-      return await this.connectOnce(target, 5, url, servers);
+      return await this.connectOnce(target, 5, url);
     } catch (err) {
       // RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT instead of answering it.
       if (!(err instanceof BridgeError) || !/protocol version|closed before CONNACK/.test(err.message)) throw err;
-      return this.connectOnce(target, 4, url, servers);
+      return this.connectOnce(target, 4, url);
     }
   }
 
-  private connectOnce(target: MqttTarget, version: 4 | 5, url: string, servers: IClientOptions['servers']): Promise<MqttClient> {
+  private connectOnce(target: MqttTarget, version: 4 | 5, url: string): Promise<MqttClient> {
     const options: IClientOptions = {
-      ...(servers ? { servers } : {}),
+      ...tlsOptions(target, this.options.tls),
       ...(target.username !== undefined ? { username: target.username } : {}),
       ...(target.password !== undefined ? { password: target.password } : {}),
       clientId: this.options.clientId,
@@ -185,7 +235,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
       // mqtt.js keeps its reconnect loop (it resends in-flight QoS 1 packets and resubscribes);
       // watch() sets the interval for each outage: jittered, and growing when connections keep dropping.
       reconnectPeriod: this.options.reconnectDelayMs ?? 1000,
-      clean: true,
+      clean: this.options.clean ?? true,
       resubscribe: true,
       // Without it mqtt.js stops its reconnect loop for good after one refused CONNACK (a restarting RabbitMQ answers
       // "Server unavailable" while its vhost is not up yet), and the link would say "reconnecting" forever.
@@ -263,6 +313,8 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     });
     client.on('reconnect', () => {
       attempt += 1;
+      // Emitted just before mqtt.js builds the next stream from its options.
+      this.failOver(client);
       if (this.current.state !== 'failed') {
         this.setStatus({ state: 'reconnecting', since: Date.now(), attempt, lastError: lastError || 'connection lost' });
       }

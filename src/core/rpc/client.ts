@@ -2,13 +2,23 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import type { IClientPublishOptions, IPublishPacket, Packet } from 'mqtt';
-import { defaultEnvelopeFields, type EnvelopeFields, type QoS, type ReplyBody, type ReplyStrategy, type RpcOutcome } from '../../shared/rpc';
+import {
+  defaultEnvelopeFields,
+  type EnvelopeFields,
+  type Mqtt5RequestOptions,
+  type QoS,
+  type ReplyBody,
+  type ReplyStrategy,
+  type RpcOutcome,
+} from '../../shared/rpc';
 import type { TraceStepDraft } from '../../shared/trace';
 import { brokerRules, versionFindings, type BrokerRules } from '../../shared/broker-versions';
 import { BridgeError } from '../errors';
+import { redactUrl } from '../../shared/redact';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
+import { mqtt5PublishProperties, readReplyProperties } from './mqtt5-properties';
 import { BoundedMap } from '../bounded-map';
 import { mqttMessage, type MqttPublishFacts } from '../trace/message-view';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
@@ -47,6 +57,10 @@ export interface RpcCallOptions {
   params?: unknown;
   /** a whole JSON object to send; id and reply_to are added to it */
   payload?: Record<string, unknown>;
+  /** bytes sent exactly as given instead of the JSON envelope (no id, no reply_to): method, params and payload are unused */
+  rawBody?: Uint8Array;
+  /** MQTT 5 properties of the request; over MQTT 3.1.1 they cannot be sent, and a warning says so */
+  mqtt5?: Mqtt5RequestOptions;
   replyTopic?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -69,12 +83,16 @@ function timer(ms: number): { elapsed: Promise<typeof RETRY>; cancel: () => void
   return { elapsed, cancel: () => clearTimeout(handle) };
 }
 
+/** What the trace keeps of a reply's PUBLISH besides its payload. */
+function publishFacts(packet: IPublishPacket | undefined): MqttPublishFacts {
+  return { qos: packet?.qos ?? 0, retain: packet?.retain ?? false, dup: packet?.dup ?? false, ...(packet?.properties ? { properties: { ...packet.properties } } : {}) };
+}
+
 interface Reply {
   topic: string;
   payload: Buffer;
   body: ReplyBody;
-  /** the PUBLISH's flags and MQTT 5 properties, for the trace */
-  facts: MqttPublishFacts;
+  packet?: IPublishPacket;
 }
 
 interface PendingCall {
@@ -140,7 +158,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   async connect(): Promise<void> {
-    await this.link.open();
+    await this.link.open().catch((err: unknown) => {
+      throw this.explainMqtt5Refusal(err);
+    });
     this.link.client.on('packetreceive', (packet: Packet) => {
       if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && typeof packet.messageId === 'number') {
         this.acks.set(packet.messageId, { packet: packet.cmd, ...(typeof packet.reasonCode === 'number' ? { reasonCode: packet.reasonCode } : {}) });
@@ -174,7 +194,10 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     for (const issue of replyIssues) if (issue.severity !== 'info') warnings.push(issue.message);
 
     const replyRoutingKey = topicToRoutingKey(replyTopic, this.options.topicMap);
-    const body = encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
+    const raw = options.rawBody;
+    const body = raw
+      ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)
+      : encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
     this.admit(body.byteLength);
     const sendQos = this.allowedQos(qos, topic, replyTopic, body.byteLength, warnings);
     const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
@@ -190,7 +213,10 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         replyStrategy: useShared ? 'shared' : 'per-request',
         bytes: body.byteLength,
         ...(options.method ? { method: options.method } : {}),
-        wire: mqttMessage({ qos: sendQos, retain: false, ...(this.link.protocolVersion === 5 ? { properties: { responseTopic: replyTopic, correlationData: id } } : {}) }, body),
+        wire: mqttMessage(
+          { qos: sendQos, retain: false, ...(this.link.protocolVersion === 5 ? { properties: { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) } } : {}) },
+          body,
+        ),
       },
     });
 
@@ -227,7 +253,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     try {
       const publishOptions: IClientPublishOptions = { qos: sendQos };
       if (this.link.protocolVersion === 5) {
-        publishOptions.properties = { responseTopic: replyTopic, correlationData: Buffer.from(id) };
+        publishOptions.properties = mqtt5PublishProperties(id, replyTopic, options.mqtt5);
+      } else if (options.mqtt5 !== undefined) {
+        warnings.push(this.mqtt5NotSent());
       }
       const predictedRoutingKey = topicToRoutingKey(topic, this.options.topicMap);
       const publish = async (): Promise<QoS> => {
@@ -295,14 +323,18 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         at: Date.now(),
         source: 'client',
         kind: 'mqtt.reply.received',
-        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength, wire: mqttMessage(reply.facts, reply.payload) },
+        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength, wire: mqttMessage(publishFacts(reply.packet), reply.payload) },
       });
+      const replyProperties = reply.packet ? readReplyProperties(reply.packet) : undefined;
       return {
         id,
         replyTopic,
         arrivedOn: reply.topic,
         topicMismatch,
         body: replyBody,
+        bodyBytes: reply.payload.byteLength,
+        mqttVersion: this.link.protocolVersion,
+        ...(replyProperties ? { replyProperties } : {}),
         ...(fields.result !== undefined ? { result: fields.result } : {}),
         ...(fields.error ? { error: fields.error } : {}),
         ...(fields.worker ? { worker: fields.worker } : {}),
@@ -355,6 +387,31 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return limits.maximumQoS;
     }
     return qos;
+  }
+
+  /** RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT without a word: say why, and what to do instead. */
+  private explainMqtt5Refusal(err: unknown): unknown {
+    const closed = err instanceof BridgeError && /closed before CONNACK|protocol version/.test(err.message);
+    if (this.options.protocolVersion !== 5 || !closed || (this.options.fallbackMqttUrls?.length ?? 0) > 0) return err;
+    const why =
+      this.rules.version && !this.rules.mqtt5
+        ? `RabbitMQ ${this.rules.version.text} has no MQTT 5 (it came in 3.13).`
+        : 'RabbitMQ before 3.13 has no MQTT 5 (3.13 and later need the feature flag mqtt_v5 enabled).';
+    return new BridgeError(
+      'unreachable',
+      `The broker at ${redactUrl(this.options.mqttUrl)} closed the connection on an MQTT 5 CONNECT: ${why} Connect with MQTT 3.1.1 or auto.`,
+      { cause: err },
+    );
+  }
+
+  /** Why MQTT 5 options asked of this call were not sent: the connection speaks 3.1.1 (fell back, or was asked to). */
+  private mqtt5NotSent(): string {
+    const name = this.rules.version ? `RabbitMQ ${this.rules.version.text}` : undefined;
+    const why =
+      name && !this.rules.mqtt5
+        ? `${name} has no MQTT 5 (it came in 3.13), so the connection speaks MQTT 3.1.1`
+        : 'the connection speaks MQTT 3.1.1 (it was asked to, or the broker refused MQTT 5)';
+    return `The MQTT 5 options (user properties, correlation data, response topic, message expiry) were not sent: ${why}.`;
   }
 
   /** Refuses a call at once when memory or the broker could not take it, instead of letting it pile up. */
@@ -414,6 +471,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const body = readBody(payload);
     const { id } = readReplyFields(body, this.fields);
     let call = id !== undefined ? this.pending.get(id) : undefined;
+    // An MQTT 5 reply to a body without an id (text, bytes) may still carry the request's Correlation Data: the id.
+    const correlation = id === undefined ? packet?.properties?.correlationData : undefined;
+    if (!call && correlation !== undefined) call = this.pending.get(correlation.toString('utf8'));
     if (!call && id === undefined) {
       const key = topicToRoutingKey(topic, this.options.topicMap);
       for (const candidate of this.pending.values()) {
@@ -430,8 +490,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return;
     }
     this.pending.delete(call.id);
-    const facts: MqttPublishFacts = { qos: packet?.qos ?? 0, retain: packet?.retain ?? false, dup: packet?.dup ?? false, ...(packet?.properties ? { properties: { ...packet.properties } } : {}) };
-    call.resolve({ topic, payload, body, facts });
+    call.resolve({ topic, payload, body, ...(packet ? { packet } : {}) });
   }
 
   /** the one reply topic of the shared strategy, once connected */

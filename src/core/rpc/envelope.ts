@@ -38,7 +38,7 @@ export function readBody(bytes: Uint8Array): ReplyBody {
   const text = decodeUtf8(bytes);
   if (text === undefined) return { kind: 'binary', base64: Buffer.from(bytes).toString('base64'), bytes: bytes.byteLength };
   try {
-    return { kind: 'json', value: JSON.parse(text) as unknown };
+    return { kind: 'json', value: JSON.parse(text) as unknown, text };
   } catch {
     return { kind: 'text', text };
   }

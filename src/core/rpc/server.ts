@@ -282,7 +282,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       }
     }
     await this.withChannel(model, async (channel) => {
-      await channel.assertQueue(this.queue, { durable: true, ...(queueType === 'quorum' ? { arguments: { 'x-queue-type': 'quorum' } } : {}) });
+      // The type is always said: a vhost whose default queue type is quorum (4.x) would otherwise make it a quorum queue.
+      await channel.assertQueue(this.queue, { durable: true, arguments: { 'x-queue-type': queueType ?? 'classic' } });
       await channel.bindQueue(this.queue, this.exchange, this.queue);
     });
   }

@@ -1,6 +1,6 @@
 /** The broker connection of a session: its links (MQTT client, AMQP inspector), the management API, and what is asked through them. */
 import type { ChannelModel } from 'amqplib';
-import type { BindingsView, ConnectionProfile, AppState, SendRequestArgs } from '../../shared/contract';
+import type { BindingsView, ConnectionProfile, AppState, PreflightArgs } from '../../shared/contract';
 import type { CheckLine, ProbeVerdict } from '../../shared/broker';
 import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError, toErrorShape } from '../errors';
@@ -11,6 +11,7 @@ import type { AmqpLink } from '../links/amqp-link';
 import type { RpcClient } from '../rpc/client';
 import type { AbandonedTracing } from '../trace/firehose';
 import { redactProfile } from '../profiles';
+import { rawPayloadBytes, type PayloadFormat } from '../../shared/payload-format';
 
 /** How a connection's collaborators are made; the session passes the real ones, tests pass fakes. */
 export interface ConnectionFactories {
@@ -42,6 +43,13 @@ export interface ConnectionControllerOptions {
 }
 
 const isDown = (status: LinkStatus): boolean => status.state === 'reconnecting' || status.state === 'failed';
+
+/** The request's size as it will be sent (a JSON body gains only its id and reply_to); a body that cannot be decoded counts as typed. */
+function payloadSize(format: PayloadFormat, text: string): number {
+  if (format === 'json') return Buffer.byteLength(text);
+  const decoded = rawPayloadBytes(format, text);
+  return decoded.ok ? decoded.bytes.byteLength : Buffer.byteLength(text);
+}
 
 export const notConnected = (): BridgeError => new BridgeError('not-connected', 'Not connected: open a connection (or start the sandbox broker) first.');
 
@@ -157,24 +165,32 @@ export class ConnectionController {
     return bindingsView(connection.api, exchange, this.consumerCount(connection));
   }
 
-  async preflight(args: Omit<SendRequestArgs, 'payloadText' | 'qos' | 'timeoutMs' | 'method'>): Promise<CheckLine[]> {
+  async preflight(args: PreflightArgs): Promise<CheckLine[]> {
     const connection = this.require();
     const replyTopic = args.replyTopic || (args.strategy === 'shared' ? connection.client.sharedTopic : undefined);
     const consumerCount = this.consumerCount(connection);
+    const version = this.overview?.rabbitmqVersion;
     return preflight(connection.api, {
       exchange: connection.profile.exchange,
       requestTopic: args.topic,
       replyTopic,
       strategy: args.strategy,
       ...(consumerCount ? { consumerCount } : {}),
+      // the version read on connecting; the rules of the request as it will be sent, by the MQTT version this client speaks
+      ...(version !== undefined && version !== 'unknown' ? { brokerVersion: version } : {}),
+      mqttVersion: connection.client.link.protocolVersion,
+      mqttClientId: connection.client.clientId,
+      ...(args.qos !== undefined ? { qos: args.qos } : {}),
+      ...(args.payloadText !== undefined ? { payloadBytes: payloadSize(args.payloadFormat ?? 'json', args.payloadText) } : {}),
     });
   }
 
   async probe(): Promise<ProbeVerdict> {
     const connection = this.require();
+    // The nodes the links reached, credential fields applied.
     return probeMqttExchange({
-      mqttUrl: connection.profile.mqttUrl,
-      amqpUrl: connection.profile.amqpUrl,
+      mqttUrl: connection.client.link.currentUrl,
+      amqpUrl: connection.inspector.currentUrl,
       configuredExchange: connection.profile.exchange,
       api: connection.api,
     });

@@ -10,6 +10,9 @@ import type { TraceStore } from '../trace/trace-store';
 import type { SandboxNode } from './sandbox';
 import type { Connection, ConnectionFactories } from './connection';
 import type { ServerControllerOptions } from './server';
+import type { ConnectionProfile } from '../../shared/contract';
+import { splitUrls } from '../../shared/url-list';
+import { brokerTargets, tlsFiles } from '../connection-details';
 
 export interface SessionFactories extends ConnectionFactories {
   sandboxNode: SandboxNode;
@@ -17,18 +20,45 @@ export interface SessionFactories extends ConnectionFactories {
   createTracer: (connection: Connection, store: TraceStore, owner: string) => FirehoseTracer;
 }
 
+/** The RPC client of a profile: every MQTT URL (failover), its client id, version, keepalive, clean session and TLS. */
+function clientOf(profile: ConnectionProfile): RpcClient {
+  const [mqttUrl = '', ...fallbackMqttUrls] = brokerTargets(profile).mqtt;
+  const tls = tlsFiles(profile);
+  const client = new RpcClient({
+    mqttUrl,
+    fallbackMqttUrls,
+    strategy: 'shared',
+    ...(profile.mqttClientId ? { clientId: profile.mqttClientId } : {}),
+    protocolVersion: profile.mqttVersion ?? 4,
+    ...(profile.keepaliveSeconds !== undefined ? { keepaliveSeconds: profile.keepaliveSeconds } : {}),
+  });
+  client.link.useDetails({ ...(tls ? { tls } : {}), ...(profile.cleanSession === false ? { clean: false } : {}) });
+  return client;
+}
+
 /** The real collaborators: RabbitMQ through amqplib, mqtt.js and the management API. */
 export const realFactories: SessionFactories = {
   sandboxNode: { status: sandboxStatus, start: startSandbox, stop: stopSandbox },
-  createApi: (profile) => new ManagementApi(profile.managementUrl, profile.vhost),
-  createClient: (profile) => new RpcClient({ mqttUrl: profile.mqttUrl, strategy: 'shared' }),
-  createInspector: (profile, onConnected) =>
-    new AmqpLink({
-      url: profile.amqpUrl,
+  // The management API is asked at one node: the cluster's answer is the same at every node.
+  createApi: (profile) => new ManagementApi(brokerTargets(profile).management[0] ?? profile.managementUrl, profile.vhost),
+  createClient: clientOf,
+  createInspector: (profile, onConnected) => {
+    const [url = '', ...fallbackUrls] = brokerTargets(profile).amqp;
+    const tls = tlsFiles(profile);
+    return new AmqpLink({
+      url,
+      fallbackUrls,
+      ...(tls ? { tls } : {}),
       connectionName: 'bridgescope-inspector',
       onConnected: async (model) => onConnected(model),
-    }),
+    });
+  },
   checkAbandonedTracing,
-  createServer: async ({ handlerSpec, ...options }) => new RpcServer({ ...options, handler: await loadHandler(parseHandlerSpec(handlerSpec)) }),
-  createTracer: (connection, store, owner) => new FirehoseTracer({ amqpUrl: connection.profile.amqpUrl, api: connection.api, store, owner }),
+  // `amqpUrl` is the profile's list (credential fields applied): the first node, then the failover ones.
+  createServer: async ({ handlerSpec, amqpUrl, ...options }) => {
+    const [first = amqpUrl, ...fallbackAmqpUrls] = splitUrls(amqpUrl);
+    return new RpcServer({ ...options, amqpUrl: first, fallbackAmqpUrls, handler: await loadHandler(parseHandlerSpec(handlerSpec)) });
+  },
+  // The tracer follows the node the inspector reached (the first URL that answered).
+  createTracer: (connection, store, owner) => new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, api: connection.api, store, owner }),
 };

@@ -8,6 +8,7 @@ import { BridgeError, toErrorShape } from '../errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../diagnosis/evidence';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
 import type { Connection } from './connection';
+import { topicToRoutingKey } from '../../shared/topic-map';
 
 export interface RequestsControllerOptions {
   /** the open connection (throws not-connected) */
@@ -24,6 +25,20 @@ export interface RequestsControllerOptions {
   /** default: `diagnoseRpc`, which asks the broker after a failure (bounded, ~6 s) */
   diagnose?: (options: RpcDiagnosisOptions) => Promise<Verdict>;
   newId?: () => string;
+  /** told once per send when it settles, replied or failed (the history records it here, so a page reloaded mid-send loses nothing) */
+  onSettled?: (settled: SettledRequest) => void;
+}
+
+/** One Compose send as it ended: the reply, or the failure's sentence; the verdict either way when there was an RPC. */
+export interface SettledRequest {
+  at: number;
+  request: SendRequestArgs;
+  rpcId?: string;
+  outcome?: RpcOutcome;
+  verdict?: Verdict;
+  error?: string;
+  /** the reply topic used, from the trace when the call did not say it */
+  replyTopic?: string;
 }
 
 /** The call's error, now carrying its RPC id and verdict (the message stays the one the user saw so far). */
@@ -36,12 +51,37 @@ export class RequestsController {
   constructor(private readonly options: RequestsControllerOptions) {}
 
   async send(args: SendRequestArgs): Promise<RpcOutcome> {
+    const at = Date.now();
+    const id = (this.options.newId ?? randomUUID)();
+    const onSettled = this.options.onSettled;
+    if (!onSettled) return this.sendAndDiagnose(args, id);
+    try {
+      const outcome = await this.sendAndDiagnose(args, id);
+      onSettled({ at, request: args, rpcId: id, outcome, replyTopic: outcome.replyTopic, ...(outcome.verdict ? { verdict: outcome.verdict } : {}) });
+      return outcome;
+    } catch (err) {
+      const shape = toErrorShape(err);
+      const replyTopic = shape.rpcId === undefined ? undefined : this.options.steps(shape.rpcId).find((step) => step.kind === 'composed')?.detail.replyTopic;
+      onSettled({
+        at,
+        request: args,
+        error: shape.message,
+        ...(shape.rpcId !== undefined ? { rpcId: shape.rpcId } : {}),
+        ...(shape.verdict ? { verdict: shape.verdict } : {}),
+        ...(replyTopic !== undefined ? { replyTopic } : {}),
+      });
+      throw err;
+    }
+  }
+
+  private async sendAndDiagnose(args: SendRequestArgs, id: string): Promise<RpcOutcome> {
     const connection = this.options.connection();
     const call = callOptions(args);
-    const id = (this.options.newId ?? randomUUID)();
     const client = connection.client;
     // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
     const witness = new CallWitness(client, () => id);
+    // A body sent as given has no id, so the server's steps for it are under an id of its own: watch for its rejection.
+    const rejection = call.rawBody !== undefined ? this.watchRawRejection(topicToRoutingKey(args.topic), call.rawBody.byteLength) : undefined;
     let outcome: RpcOutcome | undefined;
     let failure: unknown;
     let verdict: Verdict;
@@ -52,7 +92,7 @@ export class RequestsController {
       } catch (err) {
         failure = err;
       }
-      const steps = this.options.steps(id);
+      const steps = [...this.options.steps(id), ...(rejection?.steps(id) ?? [])];
       // Refused before it was composed (a topic that cannot be used): its own sentence says it all, and there is no RPC to trace.
       if (outcome === undefined && steps.length === 0) throw failure;
       const diagnose = this.options.diagnose ?? diagnoseRpc;
@@ -73,11 +113,30 @@ export class RequestsController {
       }
     } finally {
       witness.stop();
+      rejection?.stop();
     }
     this.options.addVerdict(id, verdict);
     if (outcome) return { ...outcome, verdict };
     if (REVISABLE.has(verdict.code)) this.watchForLateReply(id, { ...asked, broker: undefined }, verdict);
     throw failedRpcError(failure, id, verdict);
+  }
+
+  /**
+   * The server's record of a request without an id (text, hex, base64, a file): received on the request's routing key,
+   * then rejected, with exactly the request's size. Its steps are lent to the RPC for its verdict (request-rejected).
+   */
+  private watchRawRejection(routingKey: string, bytes: number): { steps: (rpcId: string) => TraceStep[]; stop: () => void } {
+    const received = new Set<string>();
+    let rejectedAs: string | undefined;
+    const stop =
+      this.options.onStep?.((step) => {
+        if (step.kind === 'worker.received' && step.detail.routingKey === routingKey) received.add(step.rpcId);
+        if (step.kind === 'request.rejected' && received.has(step.rpcId) && step.detail.bytes === bytes) rejectedAs ??= step.rpcId;
+      }) ?? (() => undefined);
+    return {
+      steps: (rpcId) => (rejectedAs === undefined ? [] : this.options.steps(rejectedAs).map((step) => ({ ...step, rpcId }))),
+      stop,
+    };
   }
 
   /**

@@ -13,6 +13,7 @@ import { readTopLevelFields } from './json-fields';
 import { amqpMessage } from './message-view';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import type { TraceStore } from './trace-store';
+import { TracingNodeKeeper } from './node-restarts';
 
 export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 
@@ -184,10 +185,14 @@ export interface FirehoseTracerOptions {
   owner?: string;
   /** longest wait between reconnection attempts (default 5 s) */
   maxReconnectDelayMs?: number;
+  /** on a cluster, how often the nodes are looked at to switch tracing on again at one that restarted (default 2 s) */
+  nodeWatchMs?: number;
 }
 
 interface FirehoseTracerEvents {
   status: [FirehoseStatus];
+  /** tracing was switched on again at a cluster node that restarted (its flag does not survive a restart) */
+  'node-resumed': [node: string];
 }
 
 type Unavailable = Extract<FirehoseStatus, { state: 'unavailable' }>;
@@ -223,9 +228,12 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private touched = false;
   private lastTurnedOn = false;
   private lostBecause: string | undefined;
+  /** on a cluster: switches tracing on again at a node that restarts, without waiting for our own link */
+  private readonly keeper: TracingNodeKeeper;
 
   constructor(private readonly options: FirehoseTracerOptions) {
     super();
+    this.keeper = new TracingNodeKeeper(options.api, (node) => this.emit('node-resumed', node), options.nodeWatchMs);
   }
 
   get status(): FirehoseStatus {
@@ -305,6 +313,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       if (this.stopping) return this.current;
       throw explainAmqpError(err, this.options.amqpUrl);
     }
+    if (!this.stopping) await this.keeper.start();
     return this.current;
   }
 
@@ -380,6 +389,8 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   }
 
   private async finish(): Promise<TracingRelease> {
+    // First: nothing may switch tracing on again at a node while it is being given back.
+    await this.keeper.stop();
     const connection = this.connection;
     this.connection = undefined;
     // Closing first removes our own live queue, so two tracers stopping at once both see "no other tracer".

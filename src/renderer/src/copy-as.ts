@@ -1,7 +1,8 @@
 /** A composed request as a command a user can paste into a POSIX shell: `bridgescope call ...` or `mosquitto_pub ...`. */
 import type { ConnectionProfile, SendRequestArgs } from '../../shared/contract';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
-import { defaultEnvelopeFields } from '../../shared/rpc';
+import { defaultEnvelopeFields, type Mqtt5RequestOptions } from '../../shared/rpc';
+import { encodeBase64, rawPayloadBytes } from '../../shared/payload-format';
 
 /** Characters a POSIX shell never treats specially inside a word; anything else is single-quoted. */
 const SAFE_WORD = /^[A-Za-z0-9_/.:,=@%+-]+$/;
@@ -44,7 +45,19 @@ export function asBridgescopeCall(request: SendRequestArgs, profile?: Pick<Conne
   if (request.method) words.push('--method', request.method);
   if (request.timeoutMs !== DEFAULT_CALL_TIMEOUT_MS) words.push('--timeout', String(request.timeoutMs));
   if (profile?.exchange && profile.exchange !== DEFAULT_MQTT_EXCHANGE) words.push('--exchange', profile.exchange);
-  if (request.payloadText.trim() !== '') words.push(compactPayload(request.payloadText));
+  const mqtt5 = request.mqtt5;
+  if (mqtt5) {
+    words.push('--mqtt-version', '5');
+    for (const pair of mqtt5.userProperties ?? []) words.push('--user-property', `${pair.key}=${pair.value}`);
+    if (mqtt5.correlationData) words.push('--correlation-data', mqtt5.correlationData);
+    if (mqtt5.responseTopic) words.push('--response-topic', mqtt5.responseTopic);
+    if (mqtt5.messageExpirySeconds !== undefined) words.push('--message-expiry', String(mqtt5.messageExpirySeconds));
+  }
+  const format = request.payloadFormat ?? 'json';
+  // The browser never learns a picked file's path: the command names the file, to be run where it is.
+  if (format === 'file') words.push('--payload-file', request.payloadFileName || 'FILE');
+  else if (format !== 'json') words.push('--payload-format', format, request.payloadText);
+  else if (request.payloadText.trim() !== '') words.push(compactPayload(request.payloadText));
   return command(words);
 }
 
@@ -101,7 +114,31 @@ export function asMosquittoPub(request: SendRequestArgs, profile: Pick<Connectio
     if (endpoint.password) words.push('-P', endpoint.password === REDACTED ? { raw: '"$MQTT_PASSWORD"' } : endpoint.password);
   }
   const qos = request.qos === 2 ? 1 : request.qos;
-  words.push('-t', request.topic, '-q', String(qos), '-m', requestBody(request, id, generatedReplyTopic));
-  const note = request.qos === 2 ? '  # QoS 2 sent as 1: RabbitMQ grants at most 1 and mosquitto_pub fails on its PUBACK' : '';
-  return command(words) + note;
+  const format = request.payloadFormat ?? 'json';
+  const body = format === 'json' ? requestBody(request, id, generatedReplyTopic) : undefined;
+  // The response topic is the reply topic the body names (the form's, else the payload's reply_to, else a generated one).
+  const replyTopic = body !== undefined ? String((JSON.parse(body) as Record<string, unknown>)[defaultEnvelopeFields.replyTo]) : request.replyTopic || generatedReplyTopic;
+  if (request.mqtt5) words.push('-V', 'mqttv5', ...mqtt5Words(request.mqtt5, id, replyTopic));
+  words.push('-t', request.topic, '-q', String(qos));
+  const notes = request.qos === 2 ? ['QoS 2 sent as 1: RabbitMQ grants at most 1 and mosquitto_pub fails on its PUBACK'] : [];
+  let pipe = '';
+  if (format === 'json') words.push('-m', body ?? '');
+  else if (format === 'text') words.push('-m', request.payloadText);
+  else if (format === 'file') words.push('-f', request.payloadFileName || 'FILE');
+  else {
+    // Bytes a shell word cannot hold (NUL, say) go through stdin: base64 in the command, decoded by base64 -d.
+    const decoded = rawPayloadBytes(format, request.payloadText);
+    pipe = `printf %s ${shellQuote(decoded.ok ? encodeBase64(decoded.bytes) : '')} | base64 -d | `;
+    words.push('-s');
+  }
+  if (format !== 'json' && !request.mqtt5) notes.push('a non-JSON body has no reply_to: only a server reading the MQTT 5 Response Topic can answer');
+  return pipe + command(words) + (notes.length > 0 ? `  # ${notes.join('; ')}` : '');
+}
+
+/** mosquitto_pub's MQTT 5 properties for the request, as the core sends them (response topic and correlation data by default). */
+function mqtt5Words(options: Mqtt5RequestOptions, id: string, replyTopic: string): string[] {
+  const words = ['-D', 'publish', 'response-topic', options.responseTopic || replyTopic, '-D', 'publish', 'correlation-data', options.correlationData || id];
+  for (const pair of options.userProperties ?? []) words.push('-D', 'publish', 'user-property', pair.key, pair.value);
+  if (options.messageExpirySeconds !== undefined) words.push('-D', 'publish', 'message-expiry-interval', String(options.messageExpirySeconds));
+  return words;
 }

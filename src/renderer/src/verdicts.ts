@@ -1,29 +1,33 @@
 /** How the inspector shows a verdict: one word and a tone per code, the hops drawn on the path, the verdict a failed call carries. */
-import { HOPS, type Hop, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import { HOPS, VERDICT_CODES, VERDICT_WORDS, type Hop, type Verdict, type VerdictCode } from '../../shared/diagnosis';
 import type { RpcOutcome } from '../../shared/rpc';
 
 /** good: a reply; warn: an answer with a catch; bad: the RPC got lost; neutral: nothing to blame (cancelled, undecided). */
 export type VerdictTone = 'good' | 'warn' | 'bad' | 'neutral';
 
-/** The word shown beside the colour (a colour alone says nothing to some users); the code itself goes in the title. */
-export const VERDICT_LOOKS: Record<VerdictCode, { word: string; tone: VerdictTone }> = {
-  replied: { word: 'replied', tone: 'good' },
-  'replied-error': { word: 'error reply', tone: 'warn' },
-  'request-unroutable': { word: 'request dropped', tone: 'bad' },
-  'no-consumer': { word: 'no consumer', tone: 'bad' },
-  'server-slow': { word: 'server slow', tone: 'bad' },
-  'request-rejected': { word: 'rejected', tone: 'bad' },
-  'reply-unroutable': { word: 'reply dropped', tone: 'bad' },
-  'reply-on-other-topic': { word: 'other topic', tone: 'warn' },
-  'late-reply': { word: 'late reply', tone: 'warn' },
-  'wrong-exchange': { word: 'wrong exchange', tone: 'bad' },
-  'not-this-broker': { word: 'other broker', tone: 'bad' },
-  'access-refused': { word: 'access refused', tone: 'bad' },
-  'link-down': { word: 'link down', tone: 'bad' },
-  undetermined: { word: 'undetermined', tone: 'neutral' },
-  cancelled: { word: 'cancelled', tone: 'neutral' },
-  'not-sent': { word: 'not sent', tone: 'bad' },
+/** The tone of each verdict; its word (shown beside the colour: a colour alone says nothing to some users) is shared with the core's history search. */
+const VERDICT_TONES: Record<VerdictCode, VerdictTone> = {
+  replied: 'good',
+  'replied-error': 'warn',
+  'request-unroutable': 'bad',
+  'no-consumer': 'bad',
+  'server-slow': 'bad',
+  'request-rejected': 'bad',
+  'reply-unroutable': 'bad',
+  'reply-on-other-topic': 'warn',
+  'late-reply': 'warn',
+  'wrong-exchange': 'bad',
+  'not-this-broker': 'bad',
+  'access-refused': 'bad',
+  'link-down': 'bad',
+  undetermined: 'neutral',
+  cancelled: 'neutral',
+  'not-sent': 'bad',
 };
+
+export const VERDICT_LOOKS: Record<VerdictCode, { word: string; tone: VerdictTone }> = Object.fromEntries(
+  VERDICT_CODES.map((code) => [code, { word: VERDICT_WORDS[code], tone: VERDICT_TONES[code] }]),
+) as Record<VerdictCode, { word: string; tone: VerdictTone }>;
 
 /** The path as the user thinks of it: device -> exchange -> queue -> server -> exchange -> subscription -> device. */
 export const HOP_LABELS: Record<Hop, string> = {

@@ -1,7 +1,7 @@
 /** Connection state: the sandbox broker, the profile in use, the links' status, saved profiles. */
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
-import type { AppState, ConnectionProfile, ProfileSummary } from '../../../shared/contract';
+import type { AppState, ConnectionProfile, ConnectionTestLine, ProfileSummary } from '../../../shared/contract';
 import { useClient } from '../injection';
 import { hasHostLink, type HostLinkState } from '../host-link';
 import { useBusy } from './use-busy';
@@ -11,6 +11,8 @@ export const useAppStore = defineStore('app', () => {
   const client = useClient();
   const state = ref<AppState>();
   const profiles = ref<ProfileSummary[]>([]);
+  /** the last Test connection's lines, with the profile name they were for */
+  const testResult = ref<{ profile: string; lines: ConnectionTestLine[] }>();
   // busy: the label of what runs ('Connecting'), for the Connections panel to say.
   const { label: busy, error, run: attempt } = useBusy();
   const ready = computed(() => state.value !== undefined);
@@ -78,5 +80,30 @@ export const useAppStore = defineStore('app', () => {
 
   const loadProfile = (name: string) => run('Loading the profile', () => client.invoke('profile.load', { name }));
 
-  return { state, host, hostDown, profiles, busy, error, ready, connected, load, startSandbox, connect, disconnect, saveProfile, deleteProfile, loadProfile };
+  /** Tries every URL of the profile apart from the open connection; the lines replace the last test's. */
+  const testConnection = (profile: ConnectionProfile) =>
+    run('Testing the connection', async () => {
+      testResult.value = undefined;
+      testResult.value = { profile: profile.name, lines: await client.invoke('connection.test', { profile }) };
+    });
+
+  return {
+    state,
+    host,
+    hostDown,
+    profiles,
+    testResult,
+    busy,
+    error,
+    ready,
+    connected,
+    load,
+    startSandbox,
+    connect,
+    disconnect,
+    saveProfile,
+    deleteProfile,
+    loadProfile,
+    testConnection,
+  };
 });

@@ -1,11 +1,15 @@
-/** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send, history and templates. */
+/** Composing a request: the form, live mapping and lint of the topics, pre-flight checks, send (history and templates: stores/history.ts). */
 import { defineStore } from 'pinia';
 import { computed, reactive, ref, watch } from 'vue';
 import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
 import type { CheckLine } from '../../../shared/broker';
-import type { RpcOutcome } from '../../../shared/rpc';
+import type { RpcOutcome, UserProperty } from '../../../shared/rpc';
+import { MAX_FILE_PAYLOAD_BYTES, encodeBase64, fileTooLarge, payloadProblem as formatProblem, type PayloadFormat } from '../../../shared/payload-format';
+import { cleanMqtt5, expiryProblem, mqtt5OptionRules, userPropertiesProblem } from '../../../shared/mqtt5-options';
+import { brokerRules } from '../../../shared/broker-versions';
+import { useAppStore } from './app';
 import { hasBlockingIssue, mapTopic } from '../../../shared/topic-map';
-import { messageOf, useClient, useStorage } from '../injection';
+import { messageOf, useClient } from '../injection';
 import type { Verdict } from '../../../shared/diagnosis';
 import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
@@ -13,69 +17,87 @@ import { useTraceStore } from './trace';
 import { timeoutProblem } from '../form-checks';
 import { DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
 
-export interface HistoryEntry {
-  request: SendRequestArgs;
-  outcome?: RpcOutcome;
-  error?: string;
-  /** the RPC's id, to open its trace (absent when the call failed before it had one) */
-  rpcId?: string;
-  /** where it stopped and why: the outcome's, or the failure's */
-  verdict?: Verdict;
-  at: number;
+/** Validates the payload box as the user types, per its format: empty JSON is fine, hex and base64 must decode. */
+export function payloadProblem(text: string, format: PayloadFormat = 'json'): string | undefined {
+  return formatProblem(format, text);
 }
 
-export interface Template {
-  name: string;
-  request: SendRequestArgs;
+/** The MQTT 5 part of the form as typed: the expiry field is '' when empty. */
+export interface Mqtt5Form {
+  userProperties: UserProperty[];
+  correlationData: string;
+  responseTopic: string;
+  messageExpirySeconds: number | '';
 }
 
-const TEMPLATES_KEY = 'bridgescope.templates';
-const HISTORY_LIMIT = 200;
+/** The form: the request as typed, with its format and MQTT 5 options always present (the snapshot drops what is empty). */
+export type ComposeForm = Required<Pick<SendRequestArgs, 'payloadFormat' | 'payloadFileName'>> & Omit<SendRequestArgs, 'mqtt5' | 'payloadFormat' | 'payloadFileName'> & { mqtt5: Mqtt5Form };
 
-/** Validates the payload box as the user types: empty is fine, otherwise it must be JSON. */
-export function payloadProblem(text: string): string | undefined {
-  if (text.trim() === '') return undefined;
-  try {
-    JSON.parse(text);
-    return undefined;
-  } catch (err) {
-    return `Not valid JSON: ${messageOf(err)}`;
-  }
+const emptyMqtt5 = (): Mqtt5Form => ({ userProperties: [], correlationData: '', responseTopic: '', messageExpirySeconds: '' });
+
+/** What a saved or replayed request leaves unsaid is the default, not whatever the form held before. */
+function formFrom(request: SendRequestArgs): Partial<ComposeForm> {
+  const { mqtt5, ...rest } = request;
+  return {
+    replyTopic: '',
+    method: '',
+    payloadFormat: 'json',
+    payloadFileName: '',
+    ...rest,
+    mqtt5: {
+      ...emptyMqtt5(),
+      ...mqtt5,
+      userProperties: (mqtt5?.userProperties ?? []).map((pair) => ({ ...pair })),
+      messageExpirySeconds: mqtt5?.messageExpirySeconds ?? '',
+    },
+  };
 }
 
 export const useComposeStore = defineStore('compose', () => {
   const client = useClient();
-  const storage = useStorage();
   const trace = useTraceStore();
-  const form = reactive<SendRequestArgs>({
+  const app = useAppStore();
+  const form = reactive<ComposeForm>({
     topic: DEFAULT_REQUEST_TOPIC,
     qos: 1,
     strategy: 'per-request',
     replyTopic: '',
     method: '',
     payloadText: '{\n  "params": {"hello": "device"}\n}',
+    payloadFormat: 'json',
+    payloadFileName: '',
+    mqtt5: emptyMqtt5(),
     timeoutMs: 5000,
   });
+  /** what each format's box held, so switching formats back and forth loses nothing typed */
+  const textByFormat: Partial<Record<PayloadFormat, string>> = {};
+  const fileError = ref<string>();
   const sending = useBusy();
   const outcome = ref<RpcOutcome>();
   /** the last send's RPC id and verdict, whether it replied or failed */
   const rpcId = ref<string>();
   const verdict = ref<Verdict>();
-  const history = ref<HistoryEntry[]>([]);
-  const templates = ref<Template[]>(readTemplates());
   // Computed here, on every keystroke, by the same pure module the core uses: no round trip to the backend.
   const requestMapping = computed<TopicMappingView>(() => mapTopic(form.topic, 'publish'));
   const replyMapping = computed<TopicMappingView | undefined>(() => (form.replyTopic ? mapTopic(form.replyTopic, 'reply') : undefined));
   const checks = ref<CheckLine[]>([]);
   const checking = useBusy();
 
-  const payloadError = computed(() => payloadProblem(form.payloadText));
+  const payloadError = computed(() => fileError.value ?? payloadProblem(form.payloadText, form.payloadFormat));
+  const expiryError = computed(() => expiryProblem(form.mqtt5.messageExpirySeconds));
+  const userPropertiesError = computed(() => userPropertiesProblem(form.mqtt5.userProperties));
+  /** the connected broker's version rules for MQTT 5 (AppState.overview), and whether the last request went out over MQTT 5 */
+  const mqtt5Rules = computed(() => mqtt5OptionRules(brokerRules(app.state?.overview?.rabbitmqVersion)));
+  // Open only where MQTT 5 can be spoken: a known 3.13+ broker, and no sign (the last reply) that the connection is 3.1.1.
+  const mqtt5Available = computed(() => brokerRules(app.state?.overview?.rabbitmqVersion).mqtt5 && outcome.value?.mqttVersion !== 4);
   // v-model.number leaves '' in the field when it is emptied: a sentence next to it, and no send.
   const timeoutError = computed(() => timeoutProblem(form.timeoutMs as number | string));
   const blocked = computed(
     () =>
       payloadError.value !== undefined ||
       timeoutError.value !== undefined ||
+      expiryError.value !== undefined ||
+      userPropertiesError.value !== undefined ||
       hasBlockingIssue(requestMapping.value.issues) ||
       hasBlockingIssue(replyMapping.value?.issues ?? []),
   );
@@ -88,24 +110,69 @@ export const useComposeStore = defineStore('compose', () => {
     },
   );
 
-  function readTemplates(): Template[] {
-    try {
-      return JSON.parse(storage.get(TEMPLATES_KEY) ?? '[]') as Template[];
-    } catch {
-      return [];
-    }
-  }
-
   function snapshot(): SendRequestArgs {
+    const expiry = form.mqtt5.messageExpirySeconds;
+    const mqtt5 = cleanMqtt5({
+      userProperties: form.mqtt5.userProperties.map((pair) => ({ key: pair.key.trim(), value: pair.value })),
+      correlationData: form.mqtt5.correlationData,
+      responseTopic: form.mqtt5.responseTopic,
+      ...(typeof expiry === 'number' ? { messageExpirySeconds: expiry } : {}),
+    });
     return {
       topic: form.topic,
       qos: form.qos,
       strategy: form.strategy,
       timeoutMs: form.timeoutMs,
       payloadText: form.payloadText,
+      ...(form.payloadFormat !== 'json' ? { payloadFormat: form.payloadFormat } : {}),
+      ...(form.payloadFormat === 'file' && form.payloadFileName ? { payloadFileName: form.payloadFileName } : {}),
       ...(form.replyTopic ? { replyTopic: form.replyTopic } : {}),
       ...(form.method ? { method: form.method } : {}),
+      ...(mqtt5 ? { mqtt5 } : {}),
     };
+  }
+
+  /** Switches the payload's format; each format keeps its own text, so going back restores what was typed there. */
+  function setPayloadFormat(format: PayloadFormat): void {
+    if (format === form.payloadFormat) return;
+    textByFormat[form.payloadFormat] = form.payloadText;
+    form.payloadFormat = format;
+    form.payloadText = textByFormat[format] ?? '';
+    if (format !== 'file') fileError.value = undefined;
+  }
+
+  /** A file picked in the browser: its bytes, read here, travel as base64; over the cap, a sentence and nothing kept. */
+  async function loadPayloadFile(file: { name: string; size: number; arrayBuffer(): Promise<ArrayBuffer> }): Promise<void> {
+    setPayloadFormat('file');
+    if (file.size > MAX_FILE_PAYLOAD_BYTES) {
+      fileError.value = fileTooLarge(file.size);
+      form.payloadText = '';
+      form.payloadFileName = '';
+      return;
+    }
+    try {
+      form.payloadText = encodeBase64(new Uint8Array(await file.arrayBuffer()));
+      form.payloadFileName = file.name;
+      fileError.value = undefined;
+    } catch (err) {
+      fileError.value = `The file ${file.name} could not be read: ${messageOf(err)}`;
+      form.payloadText = '';
+      form.payloadFileName = '';
+    }
+  }
+
+  function addUserProperty(): void {
+    form.mqtt5.userProperties.push({ key: '', value: '' });
+  }
+
+  function removeUserProperty(index: number): void {
+    form.mqtt5.userProperties.splice(index, 1);
+  }
+
+  /** Fills the form with a saved or past request; what it does not say goes back to the default. */
+  function fill(request: SendRequestArgs): void {
+    fileError.value = undefined;
+    Object.assign(form, formFrom(request));
   }
 
   async function runChecks(): Promise<void> {
@@ -113,6 +180,10 @@ export const useComposeStore = defineStore('compose', () => {
       checks.value = await client.invoke('rpc.preflight.run', {
         topic: form.topic,
         strategy: form.strategy,
+        // QoS and size: the broker version's rules (QoS 2 granted as 1, the maximum packet size) are about them
+        qos: form.qos,
+        payloadText: form.payloadText,
+        payloadFormat: form.payloadFormat,
         ...(form.replyTopic ? { replyTopic: form.replyTopic } : {}),
       });
     }, 'Checking');
@@ -124,7 +195,8 @@ export const useComposeStore = defineStore('compose', () => {
     outcome.value = undefined;
     rpcId.value = undefined;
     verdict.value = undefined;
-    const entry: HistoryEntry = { request, at: Date.now() };
+    // The core records the send in the history when it settles; the page only shows the result.
+    const entry: { rpcId?: string; verdict?: Verdict } = {};
     trace.composePending = true;
     const replied = await sending.run(async () => {
       try {
@@ -140,40 +212,11 @@ export const useComposeStore = defineStore('compose', () => {
       outcome.value = replied;
       // A reply proves what a failed pre-flight said: its FAIL lines would now contradict the result shown below them.
       if (checks.value.some((line) => line.status !== 'pass')) checks.value = [];
-      Object.assign(entry, { outcome: replied, rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
-    } else {
-      entry.error = sending.error.value;
+      Object.assign(entry, { rpcId: replied.id }, replied.verdict ? { verdict: replied.verdict } : {});
     }
     rpcId.value = entry.rpcId;
     verdict.value = entry.verdict;
     if (entry.rpcId !== undefined) trace.markComposed(entry.rpcId);
-    history.value = [entry, ...history.value].slice(0, HISTORY_LIMIT);
-  }
-
-  function replay(entry: HistoryEntry): Promise<void> {
-    Object.assign(form, { replyTopic: '', method: '' }, entry.request);
-    return send(entry.request);
-  }
-
-  function saveTemplate(name: string): void {
-    templates.value = [...templates.value.filter((template) => template.name !== name), { name, request: snapshot() }];
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  function deleteTemplate(name: string): void {
-    templates.value = templates.value.filter((template) => template.name !== name);
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  /** Renames in place (a template already called `to` is replaced). */
-  function renameTemplate(from: string, to: string): void {
-    if (from === to) return;
-    templates.value = templates.value.filter((template) => template.name !== to).map((template) => (template.name === from ? { ...template, name: to } : template));
-    storage.set(TEMPLATES_KEY, JSON.stringify(templates.value));
-  }
-
-  function useTemplate(template: Template): void {
-    Object.assign(form, { replyTopic: '', method: '' }, template.request);
   }
 
   return {
@@ -184,21 +227,23 @@ export const useComposeStore = defineStore('compose', () => {
     error: sending.error,
     rpcId,
     verdict,
-    history,
-    templates,
     requestMapping,
     replyMapping,
     checks,
     checksError: checking.error,
     payloadError,
     timeoutError,
+    expiryError,
+    userPropertiesError,
+    mqtt5Rules,
+    mqtt5Available,
+    setPayloadFormat,
+    loadPayloadFile,
+    addUserProperty,
+    removeUserProperty,
     blocked,
     runChecks,
     send,
-    replay,
-    saveTemplate,
-    deleteTemplate,
-    renameTemplate,
-    useTemplate,
+    fill,
   };
 });

@@ -1,0 +1,81 @@
+/** What a profile means to the links: every URL of each list with the user name and password fields applied, and the TLS files read. */
+import { readFileSync } from 'node:fs';
+import type { ConnectionProfile } from '../shared/contract';
+import { splitUrls } from '../shared/url-list';
+import { decodeUriPart, splitTypedUrl, typedCredentials } from '../shared/redact';
+import { BridgeError } from './errors';
+
+export interface BrokerTargets {
+  /** each list in order: the first URL is tried first, the others are the failover nodes */
+  amqp: string[];
+  mqtt: string[];
+  management: string[];
+}
+
+/** TLS options as Node's tls.connect takes them (mqtt.js and amqplib pass them through). */
+export interface TlsFiles {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  rejectUnauthorized: boolean;
+}
+
+/**
+ * A URL with the profile's user name and password fields in it. The fields win over what the URL holds, each for its own
+ * part: a user name field alone keeps the URL's password (and a password field needs the user name field).
+ */
+export function withCredentials(url: string, username: string | undefined, password: string | undefined): string {
+  if (!username && !password) return url;
+  const { prefix, rest } = splitTypedUrl(url);
+  const typed = typedCredentials(url);
+  const user = username || decodeUriPart(typed?.username ?? '');
+  const secret = password || (typed?.password === undefined ? undefined : decodeUriPart(typed.password));
+  return `${prefix}${encodeURIComponent(user)}${secret === undefined ? '' : `:${encodeURIComponent(secret)}`}@${rest}`;
+}
+
+/** Every URL the links use, in order, with the credential fields applied. */
+export function brokerTargets(profile: ConnectionProfile): BrokerTargets {
+  const apply = (list: string): string[] => splitUrls(list).map((url) => withCredentials(url, profile.username, profile.password));
+  return { amqp: apply(profile.amqpUrl), mqtt: apply(profile.mqttUrl), management: apply(profile.managementUrl) };
+}
+
+function readTlsFile(path: string | undefined, what: string): Buffer | undefined {
+  const file = path?.trim();
+  if (!file) return undefined;
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'there is no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
+    throw new BridgeError('bad-input', `The ${what} "${file}" cannot be read: ${why}.`);
+  }
+}
+
+/** The profile's TLS files, read now (so a wrong path is one sentence before any connection); undefined when none is set. */
+export function tlsFiles(profile: Pick<ConnectionProfile, 'tls'>): TlsFiles | undefined {
+  const tls = profile.tls;
+  if (!tls) return undefined;
+  const ca = readTlsFile(tls.caFile, 'CA file');
+  const cert = readTlsFile(tls.certFile, 'client certificate file');
+  const key = readTlsFile(tls.keyFile, 'key file');
+  const rejectUnauthorized = tls.verify !== false;
+  if (!ca && !cert && !key && rejectUnauthorized) return undefined;
+  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), rejectUnauthorized };
+}
+
+const CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ALTNAME/;
+
+/** A TLS failure as one sentence (`where` is the redacted URL), or undefined when the error is not about TLS. */
+export function tlsFailure(err: Error & { code?: string | number }, where: string): BridgeError | undefined {
+  const code = typeof err.code === 'string' ? err.code : '';
+  if (CERTIFICATE_CODES.test(code) || err.message === 'TLS not authorized') {
+    return new BridgeError(
+      'auth',
+      `The broker at ${where} presented a certificate that could not be verified (${code || err.message}): give its CA file, or turn certificate verification off.`,
+    );
+  }
+  if (code === 'EPROTO' || code.startsWith('ERR_SSL') || /wrong version number|packet length too long/.test(err.message)) {
+    return new BridgeError('unreachable', `The TLS handshake with ${where} failed: the port may not speak TLS (${code || 'handshake error'}).`);
+  }
+  return undefined;
+}

@@ -1,0 +1,53 @@
+/** Where `bridgescope ui` keeps what lasts between runs (history, templates, its token and port), and that token and port. */
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+/** $XDG_CONFIG_HOME/bridgescope, else ~/.config/bridgescope. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.trim() !== '' ? env.XDG_CONFIG_HOME : join(homedir(), '.config');
+  return join(base, 'bridgescope');
+}
+
+export const UI_IDENTITY_FILE = 'ui-host.json';
+
+/** The browser host's token and port, kept so a restarted `bridgescope ui` answers the page that is already open. */
+export interface UiIdentity {
+  token: string;
+  port?: number;
+}
+
+const identitySchema = z.object({
+  token: z.string().regex(/^[A-Za-z0-9_-]{32,}$/),
+  port: z.number().int().min(1).max(65_535).optional(),
+});
+
+export function newToken(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** The kept token and port, or a fresh token when there is none, it is unreadable, or `rotate` asks for a new one (the port stays). */
+export async function readUiIdentity(dir: string, rotate: boolean): Promise<{ identity: UiIdentity; fresh: boolean }> {
+  let kept: UiIdentity | undefined;
+  try {
+    const parsed = identitySchema.safeParse(JSON.parse(await readFile(join(dir, UI_IDENTITY_FILE), 'utf8')));
+    if (parsed.success) kept = parsed.data;
+  } catch {
+    // None yet, or unreadable: a new token below.
+  }
+  if (kept && !rotate) return { identity: kept, fresh: false };
+  return { identity: { token: newToken(), ...(kept?.port !== undefined ? { port: kept.port } : {}) }, fresh: true };
+}
+
+/** Written whole (temp + rename), readable by its owner only: the token opens the inspector. */
+export async function writeUiIdentity(dir: string, identity: UiIdentity): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, UI_IDENTITY_FILE);
+  const temp = `${file}.${process.pid}.tmp`;
+  await writeFile(temp, JSON.stringify(identity), { mode: 0o600 });
+  // writeFile's mode applies only to a new file; a temp file left by a crash keeps its own.
+  await chmod(temp, 0o600);
+  await rename(temp, file);
+}

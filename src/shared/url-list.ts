@@ -1,0 +1,73 @@
+/** Several broker URLs in one text (the nodes of a cluster): how a list is split, shown and redacted, for the CLI and the app alike. */
+import { parsedAsTyped, redactUrl, splitTypedUrl } from './redact';
+
+const SEPARATOR = /[,\r\n]+(?=\s*(?:amqps?|mqtts?|wss?|tcp|https?):\/\/)/gi;
+
+/**
+ * Whether a piece may be the start of a URL whose raw password went on past a separator: `scheme://user:pass` without
+ * `@`, or with nothing after its last `@` (no host).
+ */
+function unfinishedUserinfo(piece: string): boolean {
+  const { prefix, userinfo, rest } = splitTypedUrl(piece);
+  if (prefix === '') return false;
+  return userinfo === undefined ? rest.includes(':') : rest === '';
+}
+
+/** Whether a piece's user-info is a user name only (so the text before it may have been the rest of a password). */
+function userOnly(piece: string): boolean {
+  const { userinfo } = splitTypedUrl(piece);
+  return userinfo !== undefined && !userinfo.includes(':');
+}
+
+/**
+ * The URLs of a list, separated by commas or line breaks, each starting with its scheme. A separator inside a raw
+ * password (`amqp://u:a,amqp://b@host`) cannot be told from two URLs; it is read as one URL, so no part of that password
+ * is ever shown as a URL of its own.
+ */
+export function splitUrls(text: string): string[] {
+  // Each piece as a span of the text, so a merged URL keeps exactly what was typed between its pieces.
+  const spans: Array<{ start: number; end: number }> = [];
+  let start = 0;
+  for (const match of text.matchAll(SEPARATOR)) {
+    spans.push({ start, end: match.index });
+    start = match.index + match[0].length;
+  }
+  spans.push({ start, end: text.length });
+  const pieces = spans.map((span) => ({ ...span, text: text.slice(span.start, span.end).trim() })).filter((piece) => piece.text.length > 0);
+  const urls: string[] = [];
+  for (let index = 0; index < pieces.length; index += 1) {
+    const piece = pieces[index] as (typeof pieces)[number];
+    let url = piece.text;
+    if (unfinishedUserinfo(url)) {
+      const end = pieces.findIndex((candidate, at) => at > index && candidate.text.includes('@'));
+      const last = pieces[end];
+      if (last && userOnly(last.text)) {
+        url = text.slice(piece.start, last.end).trim();
+        index = end;
+      }
+    }
+    urls.push(url);
+  }
+  return urls;
+}
+
+/** Whether a URL reads the same to a parser as it was typed, with a plain host: then its password is exactly where redactUrl looks. */
+function readsAsTyped(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/.test(parsed.hostname) && parsedAsTyped(url, parsed);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A list as typed, shown with every URL's password replaced by ***; one per line when it was typed so, else comma-separated.
+ * A list whose URLs do not all read as typed (a raw password holding a separator, an `@` or a scheme) is redacted as one
+ * URL, from its first `://` to its last `@`: over-redacting is the safe side.
+ */
+export function redactUrlList(text: string): string {
+  const urls = splitUrls(text);
+  if (urls.length < 2 || !urls.every(readsAsTyped)) return redactUrl(text.trim());
+  return urls.map((url) => redactUrl(url)).join(text.includes('\n') ? '\n' : ', ');
+}

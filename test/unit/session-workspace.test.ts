@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
+import { WorkspaceController } from '../../src/core/session/workspace';
+import { WorkspaceStore } from '../../src/core/workspace';
+import type { EventName, Events } from '../../src/shared/contract';
+
+const request = { topic: 'rpc_queue', qos: 1 as const, strategy: 'per-request' as const, payloadText: '{}', timeoutMs: 5000 };
+const profile = (name: string, password = 's3cr/et') => ({
+  name,
+  amqpUrl: `amqp://app:${encodeURIComponent(password)}@broker:5672`,
+  mqttUrl: `mqtt://app:${encodeURIComponent(password)}@broker:1883`,
+  managementUrl: 'http://admin:adminpw@broker:15672',
+  vhost: '/',
+  exchange: 'amq.direct',
+});
+
+function controller() {
+  const events: Array<{ name: EventName; payload: unknown }> = [];
+  const profiles = new ProfileStore(memorySecretBox());
+  const store = new WorkspaceStore();
+  const workspace = new WorkspaceController({ store, profiles, emit: <E extends EventName>(name: E, payload: Events[E]) => void events.push({ name, payload }) });
+  return { workspace, profiles, store, events };
+}
+
+describe('the workspace controller', () => {
+  it('records a settled send with its verdict, round trip and reply, and tells every page', async () => {
+    const { workspace, store, events } = controller();
+    workspace.record({
+      at: 5,
+      request,
+      rpcId: 'r1',
+      replyTopic: 'reply/r1',
+      verdict: { code: 'replied', hop: 'mqtt-deliver', message: 'It replied.', evidence: [] },
+      outcome: { durationMs: 4.5, body: { kind: 'json', value: { pong: true } } } as never,
+    });
+    await store.flushed();
+    await new Promise<void>((resolve) => queueMicrotask(resolve));
+    const [kept] = (await store.list()).entries;
+    expect(kept).toMatchObject({ id: 'r1', rpcId: 'r1', topic: 'rpc_queue', replyTopic: 'reply/r1', qos: 1, roundTripMs: 4.5, verdict: { code: 'replied' }, replyText: '{\n  "pong": true\n}' });
+    expect(events).toContainEqual({ name: 'workspace.history.changed', payload: { reason: 'added', entry: kept } });
+  });
+
+  it('exports profiles and templates without any password unless asked', async () => {
+    const { workspace, profiles } = controller();
+    await profiles.save(profile('prod'));
+    await workspace.saveTemplate({ name: 'ping', request });
+    const file = await workspace.export(false);
+    expect(file).toMatchObject({ format: 'bridgescope-workspace', version: 1, includesPasswords: false, templates: [{ name: 'ping' }] });
+    const text = JSON.stringify(file);
+    expect(text).not.toContain('s3cr');
+    expect(text).not.toContain('adminpw');
+    expect(file.profiles[0]).toMatchObject({ name: 'prod', amqpUrl: 'amqp://app@broker:5672', managementUrl: 'http://admin@broker:15672' });
+    const withSecrets = await workspace.export(true);
+    expect(withSecrets.profiles[0]?.amqpUrl).toBe('amqp://app:s3cr%2Fet@broker:5672');
+  });
+
+  it('imports by name: says what it added, replaced and refused (with why), and keeps the good items', async () => {
+    const source = controller();
+    await source.profiles.save(profile('prod'));
+    await source.profiles.save(profile('staging'));
+    await source.workspace.saveTemplate({ name: 'ping', request });
+    const file = await source.workspace.export(true);
+    file.profiles.push({ ...profile('broken'), amqpUrl: '' });
+    const target = controller();
+    await target.profiles.save(profile('prod', 'old'));
+    const report = await target.workspace.import(JSON.parse(JSON.stringify(file)));
+    expect(report.profiles).toEqual({ added: ['staging'], replaced: ['prod'], refused: [{ name: 'broken', reason: 'amqpUrl: The AMQP URL cannot be empty.' }] });
+    expect(report.templates).toEqual({ added: ['ping'], replaced: [], refused: [] });
+    expect((await target.profiles.get('prod')).amqpUrl).toBe('amqp://app:s3cr%2Fet@broker:5672');
+  });
+
+  it('re-importing an export without passwords keeps the passwords already saved for unchanged URLs', async () => {
+    const { workspace, profiles } = controller();
+    await profiles.save(profile('prod'));
+    const file = await workspace.export(false);
+    (file.profiles[0] as { mqttUrl: string }).mqttUrl = 'mqtt://app@other-broker:1883';
+    await workspace.import(file);
+    const kept = await profiles.get('prod');
+    expect(kept.amqpUrl).toBe('amqp://app:s3cr%2Fet@broker:5672');
+    expect(kept.managementUrl).toBe('http://admin:adminpw@broker:15672');
+    // A URL that changed is taken as imported: no old password is put on another broker.
+    expect(kept.mqttUrl).toBe('mqtt://app@other-broker:1883');
+  });
+
+  it('refuses a file that is not a workspace whole, with one sentence, changing nothing', async () => {
+    const { workspace, profiles } = controller();
+    await expect(workspace.import({ format: 'bridgescope-trace', version: 2, steps: [] })).rejects.toThrow('This is not a BridgeScope profiles file (its "format" is not "bridgescope-workspace").');
+    await expect(workspace.import('hello')).rejects.toThrow('This is not a BridgeScope profiles file (not a JSON object).');
+    await expect(workspace.import({ format: 'bridgescope-workspace', version: 9, profiles: [profile('x')] })).rejects.toThrow(/format version this BridgeScope does not read/);
+    expect(await profiles.list()).toEqual([]);
+  });
+});

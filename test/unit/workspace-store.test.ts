@@ -1,0 +1,117 @@
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { WORKSPACE_FILE, WorkspaceStore } from '../../src/core/workspace';
+import { readUiIdentity, writeUiIdentity, UI_IDENTITY_FILE } from '../../src/core/data-dir';
+import type { HistoryEntry } from '../../src/shared/workspace';
+
+const request = { topic: 'rpc_queue', qos: 1 as const, strategy: 'per-request' as const, payloadText: '{"params":{"n":1}}', timeoutMs: 5000 };
+
+function entry(id: string, extra: Partial<HistoryEntry> = {}): HistoryEntry {
+  return { id, at: 1000, topic: 'rpc_queue', qos: 1, request, rpcId: id, replyTopic: `reply/${id}`, roundTripMs: 3, verdict: { code: 'replied', message: 'It replied.' }, ...extra };
+}
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'bridgescope-workspace-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('the workspace store', () => {
+  it('keeps history and templates in its file, for the next run to read', async () => {
+    const first = new WorkspaceStore({ dir });
+    await first.add(entry('a'));
+    await first.saveTemplate({ name: 'ping', request });
+    const next = new WorkspaceStore({ dir });
+    expect((await next.list()).entries.map((kept) => kept.id)).toEqual(['a']);
+    expect(await next.listTemplates()).toEqual([{ name: 'ping', request }]);
+    expect((await stat(join(dir, WORKSPACE_FILE))).mode & 0o777).toBe(0o600);
+  });
+
+  it('keeps the newest entries up to its bound, dropping the oldest', async () => {
+    const store = new WorkspaceStore({ dir, limit: 3 });
+    for (const id of ['1', '2', '3', '4', '5']) await store.add(entry(id));
+    expect((await store.list()).entries.map((kept) => kept.id)).toEqual(['5', '4', '3']);
+    expect((await new WorkspaceStore({ dir, limit: 3 }).list()).total).toBe(3);
+  });
+
+  it('writes whole files only: many changes at once leave one readable file with all of them and no temp file', async () => {
+    const store = new WorkspaceStore({ dir });
+    await Promise.all(Array.from({ length: 30 }, (_, index) => store.add(entry(String(index)))));
+    await store.flushed();
+    expect(await readdir(dir)).toEqual([WORKSPACE_FILE]);
+    const saved = JSON.parse(await readFile(join(dir, WORKSPACE_FILE), 'utf8')) as { history: unknown[] };
+    expect(saved.history).toHaveLength(30);
+  });
+
+  it('sets a corrupt file aside with one sentence and starts empty, without overwriting it', async () => {
+    await writeFile(join(dir, WORKSPACE_FILE), '{"version": 1, "history": [tru');
+    const store = new WorkspaceStore({ dir });
+    const listed = await store.list();
+    expect(listed.entries).toEqual([]);
+    expect(listed.notice).toMatch(/is not JSON: it was kept as .*workspace\.json\.unreadable-.*, and history and templates start empty\.$/);
+    const aside = (await readdir(dir)).find((name) => name.startsWith(`${WORKSPACE_FILE}.unreadable-`)) as string;
+    expect(await readFile(join(dir, aside), 'utf8')).toBe('{"version": 1, "history": [tru');
+    await store.add(entry('after'));
+    expect((await store.list()).notice).toBeUndefined();
+  });
+
+  it('sets a file from a newer BridgeScope aside instead of reading or overwriting it', async () => {
+    await writeFile(join(dir, WORKSPACE_FILE), JSON.stringify({ version: 7, history: [], templates: [], more: true }));
+    const listed = await new WorkspaceStore({ dir }).list();
+    expect(listed.notice).toMatch(/was written by a newer BridgeScope \(format 7, this one reads 1\)/);
+    expect((await readdir(dir)).some((name) => name.startsWith(`${WORKSPACE_FILE}.unreadable-`))).toBe(true);
+  });
+
+  it('searches topic, reply topic, verdict word, body, reply and error, case-insensitively', async () => {
+    const store = new WorkspaceStore();
+    await store.add(entry('ok', { replyText: '{"result":"PONG"}' }));
+    await store.add(entry('lost', { topic: 'orders/create', verdict: { code: 'request-unroutable', message: 'Nothing is bound.' }, error: 'No reply within 5000 ms.' }));
+    const ids = async (search: string) => (await store.list(search)).entries.map((kept) => kept.id);
+    expect(await ids('ORDERS')).toEqual(['lost']);
+    expect(await ids('request dropped')).toEqual(['lost']);
+    expect(await ids('pong')).toEqual(['ok']);
+    expect(await ids('reply/ok')).toEqual(['ok']);
+    expect(await ids('"n":1')).toEqual(['lost', 'ok']);
+    expect(await ids('nothing like it')).toEqual([]);
+  });
+
+  it('deletes one entry, clears all, and keeps nothing on disk without a data dir', async () => {
+    const store = new WorkspaceStore();
+    await store.add(entry('a'));
+    await store.add(entry('b'));
+    expect(await store.delete('a')).toBe(true);
+    expect(await store.delete('a')).toBe(false);
+    expect(await store.clear()).toBe(1);
+    expect((await store.list()).entries).toEqual([]);
+    expect(store.file).toBeUndefined();
+  });
+
+  it('renames a template in place, refusing a name already taken', async () => {
+    const store = new WorkspaceStore();
+    await store.saveTemplate({ name: 'a', request });
+    await store.saveTemplate({ name: 'b', request });
+    expect((await store.renameTemplate('a', 'c')).map((template) => template.name)).toEqual(['c', 'b']);
+    await expect(store.renameTemplate('c', 'b')).rejects.toThrow('A template named "b" already exists: delete it first or pick another name.');
+    await expect(store.renameTemplate('x', 'y')).rejects.toThrow('There is no template named "x".');
+    expect((await store.deleteTemplate('c')).map((template) => template.name)).toEqual(['b']);
+  });
+});
+
+describe("the browser host's kept token and port", () => {
+  it('reuses the kept token and port, in a file only its owner can read, and makes a new token when asked', async () => {
+    const first = await readUiIdentity(dir, false);
+    expect(first.fresh).toBe(true);
+    await writeUiIdentity(dir, { token: first.identity.token, port: 45123 });
+    expect((await stat(join(dir, UI_IDENTITY_FILE))).mode & 0o777).toBe(0o600);
+    expect(await readUiIdentity(dir, false)).toEqual({ identity: { token: first.identity.token, port: 45123 }, fresh: false });
+    const rotated = await readUiIdentity(dir, true);
+    expect(rotated.identity.token).not.toBe(first.identity.token);
+    expect(rotated.identity.port).toBe(45123);
+    await writeFile(join(dir, UI_IDENTITY_FILE), 'garbage');
+    expect((await readUiIdentity(dir, false)).fresh).toBe(true);
+  });
+});
