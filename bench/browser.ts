@@ -12,7 +12,9 @@ export interface RunningUi {
 
 /** Starts `bridgescope ui --no-sandbox` with `env` and resolves with the URL it prints once ready. */
 export async function startUi(env: NodeJS.ProcessEnv): Promise<RunningUi> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'bridgescope'), 'ui', '--no-sandbox'], {
+  // To profile or sample the host (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"): node flags that NODE_OPTIONS refuses.
+  const nodeArgs = (process.env.BRIDGESCOPE_BENCH_UI_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+  const child = spawn(process.execPath, [...nodeArgs, join(import.meta.dirname, '..', 'bin', 'bridgescope'), 'ui', '--no-sandbox'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });

@@ -57,7 +57,7 @@ async function ingestBenchmark(): Promise<{ stepsPerSecond: number; heapMiB: num
 async function scrollBenchmark(steps: TraceStep[]): Promise<{ medianFrameMs: number; p95FrameMs: number; frames: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'bridgescope-scale-'));
   const file = join(dir, 'trace.json');
-  const exported: TraceExport = { format: 'bridgescope-trace', version: 2, exportedAt: new Date().toISOString(), dropped: { rpcs: 0, steps: 0 }, steps };
+  const exported: TraceExport = { format: 'bridgescope-trace', version: 3, exportedAt: new Date().toISOString(), dropped: { rpcs: 0, steps: 0 }, steps };
   await writeFile(file, JSON.stringify(exported));
   const ui = await startUi({ BRIDGESCOPE_AMQP_URL: '' });
   const url = ui.url;

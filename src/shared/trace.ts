@@ -2,8 +2,41 @@
 import type { QoS, ReplyStrategy } from './rpc';
 import type { Verdict } from './diagnosis';
 
+/** A JSON-safe header or property value as the trace keeps it (nested tables become JSON text, bytes UTF-8 or base64 text). */
+export type TraceValue = string | number | boolean | null;
+
+/**
+ * A message body as the trace keeps it: only its first bytes (at most TRACE_BODY_PREVIEW_BYTES), with its full size and
+ * how to read them. The rest of the body is never kept, so it cannot be shown later.
+ */
+export interface TraceBody {
+  /** the whole body's size in bytes */
+  bytes: number;
+  /** json: UTF-8 text that opens like JSON (the inspector parses it when it is complete); text: other UTF-8; binary: not text */
+  encoding: 'json' | 'text' | 'binary';
+  /** the kept bytes: the text itself, or base64 for binary */
+  preview: string;
+  /** how many bytes `preview` holds: less than `bytes` when the body was cut */
+  shown: number;
+  /** set when the store dropped the preview to keep the trace within its memory budget (headers stay) */
+  dropped?: boolean;
+}
+
+/** What a message carried at one hop, to read it there: its properties, its headers and the start of its body. */
+export interface TraceMessage {
+  protocol: 'amqp' | 'mqtt';
+  /** AMQP basic properties (content_type, correlation_id, reply_to, delivery_mode, ...); MQTT: qos, retain, dup and MQTT 5 properties */
+  properties: Record<string, TraceValue>;
+  /** AMQP headers (x-mqtt-publish-qos, x-mqtt-dup, x-reply-to-topic, ...); MQTT 5: user properties */
+  headers: Record<string, TraceValue>;
+  body: TraceBody;
+}
+
+/** How many bytes of each body a step keeps. */
+export const TRACE_BODY_PREVIEW_BYTES = 4096;
+
 export interface TraceStepDetails {
-  composed: { topic: string; qos: QoS; replyTopic: string; replyStrategy: ReplyStrategy; bytes: number; method?: string };
+  composed: { topic: string; qos: QoS; replyTopic: string; replyStrategy: ReplyStrategy; bytes: number; method?: string; wire?: TraceMessage };
   'mqtt.published': { topic: string; qosAsked: QoS; predictedRoutingKey: string };
   /** the broker's PUBACK (QoS 1) or PUBREC (QoS 2): RabbitMQ answers a QoS 2 publish with PUBACK */
   'mqtt.acknowledged': {
@@ -23,6 +56,8 @@ export interface TraceStepDetails {
     leg: 'request' | 'reply';
     /** the cluster node that saw the publish */
     node?: string;
+    /** the message as published: properties, headers and the start of the body */
+    wire?: TraceMessage;
   };
   'broker.delivered': {
     queue: string;
@@ -31,14 +66,16 @@ export interface TraceStepDetails {
     leg: 'request' | 'reply';
     /** the cluster node that delivered it (where the consumer's channel is) */
     node?: string;
+    /** the message as delivered: properties, headers and the start of the body */
+    wire?: TraceMessage;
   };
-  'worker.received': { worker: string; consumerTag: string; queue: string; routingKey: string; redelivered: boolean };
+  'worker.received': { worker: string; consumerTag: string; queue: string; routingKey: string; redelivered: boolean; wire?: TraceMessage };
   'handler.finished': { worker: string; durationMs: number; outcome: 'result' | 'error'; errorCode?: string };
-  'reply.published': { worker: string; exchange: string; routingKey: string; replyTopic: string; mandatory: boolean };
+  'reply.published': { worker: string; exchange: string; routingKey: string; replyTopic: string; mandatory: boolean; wire?: TraceMessage };
   /** the broker's publisher confirm; a mandatory reply nothing was bound for comes back first as a basic.return */
   'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked'; returnReason?: string };
   'request.rejected': { worker: string; reason: string; bytes: number };
-  'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number };
+  'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; wire?: TraceMessage };
   'rpc.failed': { code: string; message: string };
   /** where the RPC stopped and why, decided after it settled (replied, failed or timed out); the last step of an RPC */
   'rpc.diagnosed': { verdict: Verdict };
@@ -120,9 +157,118 @@ export interface RpcTraceSummary {
   verdict?: Verdict;
 }
 
+/** The message a step carries as it was on the wire there, if any (composed, broker and reply-received steps). */
+export function wireOf(step: TraceStep | TraceStepDraft): TraceMessage | undefined {
+  return 'wire' in step.detail ? step.detail.wire : undefined;
+}
+
+/** The bytes a step's body preview holds in memory, as the trace's budget counts them (0 once dropped). */
+export function previewSize(step: TraceStep): number {
+  return wireOf(step)?.body.preview.length ?? 0;
+}
+
+/** The same step without its body preview (size, encoding and headers stay): what the budget leaves of an old step. */
+export function withoutPreview(step: TraceStep): TraceStep {
+  const message = wireOf(step);
+  if (!message || message.body.dropped) return step;
+  return { ...step, detail: { ...step.detail, wire: { ...message, body: { ...message.body, preview: '', shown: 0, dropped: true } } } } as TraceStep;
+}
+
+/** The default memory budget for body previews in one trace store: older previews are dropped beyond it. */
+export const TRACE_BODY_BUDGET_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Keeps the body previews of a trace within a byte budget: notes every preview as it comes, and says which old ones
+ * to drop (oldest first) once the budget is passed. The store drops them and tells how many bytes that freed.
+ */
+interface BudgetRpc {
+  rpcId: string;
+  /** preview bytes of this RPC still held */
+  bytes: number;
+  /** its entries in the queue not passed yet */
+  entries: number;
+  /** set when the RPC went (evicted or cleared): its queue entries are dead */
+  gone: boolean;
+}
+
+export class PreviewBudget {
+  /** the previews in the order they came, oldest at `head`; entries of RPCs that went are skipped, then compacted away */
+  private queue: Array<{ rpc: BudgetRpc; seq: number }> = [];
+  private head = 0;
+  /** entries after `head` whose RPC went */
+  private dead = 0;
+  /** per RPC, so an RPC that goes is forgotten without reading its (cold) steps again */
+  private readonly perRpc = new Map<string, BudgetRpc>();
+  used = 0;
+
+  constructor(readonly limit: number) {}
+
+  /** Counts `step`'s preview, then drops the oldest previews while over budget; `drop` returns the bytes it freed (0 when that step is gone). */
+  note(step: TraceStep, drop: (rpcId: string, seq: number) => number): void {
+    const size = previewSize(step);
+    if (size === 0) return;
+    this.used += size;
+    let rpc = this.perRpc.get(step.rpcId);
+    if (!rpc) {
+      rpc = { rpcId: step.rpcId, bytes: 0, gone: false, entries: 0 };
+      this.perRpc.set(step.rpcId, rpc);
+    }
+    rpc.bytes += size;
+    rpc.entries += 1;
+    this.queue.push({ rpc, seq: step.seq });
+    while (this.used > this.limit && this.head < this.queue.length) {
+      const oldest = this.queue[this.head] as { rpc: BudgetRpc; seq: number };
+      this.head += 1;
+      if (oldest.rpc.gone) {
+        this.dead -= 1;
+        continue;
+      }
+      const freed = drop(oldest.rpc.rpcId, oldest.seq);
+      this.used -= freed;
+      oldest.rpc.bytes -= freed;
+      oldest.rpc.entries -= 1;
+    }
+    this.compact();
+  }
+
+  /** An RPC went with its steps: their previews no longer count, and their queue entries are dead. */
+  forget(rpcId: string): void {
+    const rpc = this.perRpc.get(rpcId);
+    if (!rpc) return;
+    this.used -= rpc.bytes;
+    rpc.gone = true;
+    this.dead += rpc.entries;
+    this.perRpc.delete(rpcId);
+    this.compact();
+  }
+
+  /** Keeps the queue at most about twice the previews held, however many passed or went. */
+  private compact(): void {
+    const waste = this.head + this.dead;
+    if (waste <= 1024 || waste * 2 <= this.queue.length) return;
+    this.queue = this.queue.slice(this.head).filter((entry) => !entry.rpc.gone);
+    this.head = 0;
+    this.dead = 0;
+  }
+
+  /** How many entries the queue holds (bounded by about twice the previews held). */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  clear(): void {
+    for (const rpc of this.perRpc.values()) rpc.gone = true;
+    this.queue = [];
+    this.head = 0;
+    this.dead = 0;
+    this.perRpc.clear();
+    this.used = 0;
+  }
+}
+
 export const TRACE_EXPORT_FORMAT = 'bridgescope-trace';
-/** 2: steps may hold `rpc.diagnosed` (verdicts); version 1 files still import. */
-export const TRACE_EXPORT_VERSION = 2;
+/** 3: steps may carry `wire` (properties, headers, body preview); 2: `rpc.diagnosed` (verdicts). Versions 1 and 2 still import. */
+export const TRACE_EXPORT_VERSION = 3;
 
 export interface TraceExport {
   format: typeof TRACE_EXPORT_FORMAT;

@@ -412,7 +412,7 @@ describe('the Trace panel', () => {
     trace.select('theirs');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-request-body]').exists()).toBe(false);
-    expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toMatch(/The trace steps carry sizes, not bodies/);
+    expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toMatch(/No body was traced for this RPC/);
   });
 
   it('shows a long body cut, with Show all', async () => {

@@ -1,14 +1,35 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { TraceStepDraft } from '../../src/shared/trace';
+import type { TraceMessage, TraceStepDraft } from '../../src/shared/trace';
 import { describeStep, formatTimeline } from '../../src/shared/describe';
 import { summarize } from '../../src/shared/trace-summary';
 import { BridgeError } from '../../src/core/errors';
 import { TraceStore } from '../../src/core/trace/trace-store';
 
-/** One step of every kind, as the client, the server and the broker emit them. */
+const requestWire: TraceMessage = {
+  protocol: 'amqp',
+  properties: { content_type: null, delivery_mode: 2 },
+  headers: { 'x-mqtt-publish-qos': 1, 'x-mqtt-dup': false },
+  body: { bytes: 10, encoding: 'json', preview: '{"id":"r1"}', shown: 10 },
+};
+
+/** One step of every kind, as the client, the server and the broker emit them (with the messages they carry). */
 const everyKind: TraceStepDraft[] = [
-  { rpcId: 'r1', at: 1000, source: 'client', kind: 'composed', detail: { topic: 'rpc_queue', qos: 1, replyTopic: 'reply/r1', replyStrategy: 'per-request', bytes: 10, method: 'm' } },
+  {
+    rpcId: 'r1',
+    at: 1000,
+    source: 'client',
+    kind: 'composed',
+    detail: {
+      topic: 'rpc_queue',
+      qos: 1,
+      replyTopic: 'reply/r1',
+      replyStrategy: 'per-request',
+      bytes: 10,
+      method: 'm',
+      wire: { protocol: 'mqtt', properties: { qos: 1, retain: false }, headers: {}, body: { bytes: 10, encoding: 'json', preview: '{"id":"r1"}', shown: 10 } },
+    },
+  },
   { rpcId: 'r1', at: 1001, source: 'client', kind: 'mqtt.subscribed', detail: { topic: 'reply/r1', qosAsked: 1, qosGranted: 1 } },
   { rpcId: 'r1', at: 1002, source: 'client', kind: 'mqtt.published', detail: { topic: 'rpc_queue', qosAsked: 1, predictedRoutingKey: 'rpc_queue' } },
   { rpcId: 'r1', at: 1003, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 2, acknowledgedAs: 1, packet: 'puback' } },
@@ -17,14 +38,26 @@ const everyKind: TraceStepDraft[] = [
     at: 1004,
     source: 'broker',
     kind: 'broker.published',
-    detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], predictedRoutingKey: 'rpc_queue', matchesPrediction: true, leg: 'request' },
+    detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], predictedRoutingKey: 'rpc_queue', matchesPrediction: true, leg: 'request', wire: requestWire },
   },
-  { rpcId: 'r1', at: 1005, source: 'broker', kind: 'broker.delivered', detail: { queue: 'rpc_queue', routingKeys: ['rpc_queue'], redelivered: false, leg: 'request' } },
+  { rpcId: 'r1', at: 1005, source: 'broker', kind: 'broker.delivered', detail: { queue: 'rpc_queue', routingKeys: ['rpc_queue'], redelivered: false, leg: 'request', wire: requestWire } },
   { rpcId: 'r1', at: 1006, source: 'server', kind: 'worker.received', detail: { worker: 'w1', consumerTag: 'c1', queue: 'rpc_queue', routingKey: 'rpc_queue', redelivered: false } },
   { rpcId: 'r1', at: 1007, source: 'server', kind: 'handler.finished', detail: { worker: 'w1', durationMs: 1.5, outcome: 'error', errorCode: 'E' } },
   { rpcId: 'r1', at: 1008, source: 'server', kind: 'reply.published', detail: { worker: 'w1', exchange: 'amq.direct', routingKey: 'reply.r1', replyTopic: 'reply/r1', mandatory: true } },
   { rpcId: 'r1', at: 1009, source: 'server', kind: 'reply.confirmed', detail: { worker: 'w1', outcome: 'returned', returnReason: 'NO_ROUTE' } },
-  { rpcId: 'r1', at: 1010, source: 'client', kind: 'mqtt.reply.received', detail: { topic: 'reply/r1', replyTopic: 'reply/r1', topicMismatch: false, bytes: 4 } },
+  {
+    rpcId: 'r1',
+    at: 1010,
+    source: 'client',
+    kind: 'mqtt.reply.received',
+    detail: {
+      topic: 'reply/r1',
+      replyTopic: 'reply/r1',
+      topicMismatch: false,
+      bytes: 4,
+      wire: { protocol: 'mqtt', properties: { qos: 1, retain: false, dup: false }, headers: {}, body: { bytes: 4, encoding: 'binary', preview: 'AAECAw==', shown: 4, dropped: false } },
+    },
+  },
   { rpcId: 'r2', at: 1011, source: 'server', kind: 'request.rejected', detail: { worker: 'w2', reason: 'not JSON', bytes: 3 } },
   { rpcId: 'r2', at: 1012, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'no reply' } },
   {
@@ -121,7 +154,7 @@ describe('importing a trace', () => {
     const original = new TraceStore();
     for (const draft of everyKind) original.add(draft);
     const exported = JSON.parse(JSON.stringify(original.export())) as Record<string, unknown>;
-    expect(exported.version).toBe(2);
+    expect(exported.version).toBe(3);
     const imported = TraceStore.import(exported);
     expect(rpcsOf(imported)).toEqual(rpcsOf(original));
     expect(imported.summary('r2').verdict?.code).toBe('request-rejected');
@@ -136,8 +169,21 @@ describe('importing a trace', () => {
     expect(imported.summary('r2').verdict).toBeUndefined();
   });
 
+  it('still imports a version 2 file (before bodies and headers), with the same RPCs and no messages', () => {
+    const withoutWire = everyKind.map((draft) => {
+      const { wire: _wire, ...detail } = draft.detail as { wire?: unknown };
+      return { ...draft, detail } as TraceStepDraft;
+    });
+    const original = new TraceStore();
+    for (const draft of withoutWire) original.add(draft);
+    const versionTwo = { ...(JSON.parse(JSON.stringify(original.export())) as Record<string, unknown>), version: 2 };
+    const imported = TraceStore.import(versionTwo);
+    expect(rpcsOf(imported)).toEqual(rpcsOf(original));
+    expect(imported.steps('r1').some((step) => 'wire' in step.detail)).toBe(false);
+  });
+
   it('refuses a version it does not know, naming the ones it reads', () => {
-    expect(() => TraceStore.import({ ...validExport(), version: 3 })).toThrow(expect.objectContaining({ code: 'bad-input', message: expect.stringMatching(/version 1 or 2/) }));
+    expect(() => TraceStore.import({ ...validExport(), version: 4 })).toThrow(expect.objectContaining({ code: 'bad-input', message: expect.stringMatching(/version 1, 2 or 3/) }));
   });
 
   it('refuses a composed step without detail.replyTopic with a bad-input sentence instead of crashing', () => {

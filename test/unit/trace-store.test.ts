@@ -53,7 +53,7 @@ describe('TraceStore', () => {
     store.add(composed('a'));
     store.add({ rpcId: 'a', at: 1001, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'at amqp://bob:secret@host:5672' } });
     const exported = JSON.parse(JSON.stringify(store.export()));
-    expect(exported).toMatchObject({ format: 'bridgescope-trace', version: 2 });
+    expect(exported).toMatchObject({ format: 'bridgescope-trace', version: 3 });
     expect(JSON.stringify(exported)).not.toContain('secret');
     const imported = TraceStore.import(exported);
     expect(imported.steps('a').map((step) => step.kind)).toEqual(['composed', 'rpc.failed']);

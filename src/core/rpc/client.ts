@@ -20,6 +20,7 @@ import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } fro
 import { encodeRequest, readBody, readReplyFields } from './envelope';
 import { mqtt5PublishProperties, readReplyProperties } from './mqtt5-properties';
 import { BoundedMap } from '../bounded-map';
+import { mqttMessage, type MqttPublishFacts } from '../trace/message-view';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 
 /** MQTT 5 PUBACK reason code: the message was accepted but reached no subscriber (RabbitMQ: no queue was bound). */
@@ -80,6 +81,11 @@ function timer(ms: number): { elapsed: Promise<typeof RETRY>; cancel: () => void
   let handle: NodeJS.Timeout | undefined;
   const elapsed = new Promise<typeof RETRY>((resolve) => (handle = setTimeout(() => resolve(RETRY), ms)));
   return { elapsed, cancel: () => clearTimeout(handle) };
+}
+
+/** What the trace keeps of a reply's PUBLISH besides its payload. */
+function publishFacts(packet: IPublishPacket | undefined): MqttPublishFacts {
+  return { qos: packet?.qos ?? 0, retain: packet?.retain ?? false, dup: packet?.dup ?? false, ...(packet?.properties ? { properties: { ...packet.properties } } : {}) };
 }
 
 interface Reply {
@@ -200,7 +206,18 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       at: Date.now(),
       source: 'client',
       kind: 'composed',
-      detail: { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength, ...(options.method ? { method: options.method } : {}) },
+      detail: {
+        topic,
+        qos,
+        replyTopic,
+        replyStrategy: useShared ? 'shared' : 'per-request',
+        bytes: body.byteLength,
+        ...(options.method ? { method: options.method } : {}),
+        wire: mqttMessage(
+          { qos: sendQos, retain: false, ...(this.link.protocolVersion === 5 ? { properties: { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) } } : {}) },
+          body,
+        ),
+      },
     });
 
     // One deadline for the whole call: subscribing and publishing can hang too while the broker is away.
@@ -306,7 +323,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         at: Date.now(),
         source: 'client',
         kind: 'mqtt.reply.received',
-        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength },
+        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength, wire: mqttMessage(publishFacts(reply.packet), reply.payload) },
       });
       const replyProperties = reply.packet ? readReplyProperties(reply.packet) : undefined;
       return {

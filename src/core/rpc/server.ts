@@ -10,6 +10,7 @@ import type { TopicMapOptions } from '../../shared/topic-map';
 import { encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
+import { amqpMessage } from '../trace/message-view';
 import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QUEUE } from '../../shared/defaults';
 
 /** How often, and from which delay (doubled each time), a worker whose channel the broker closed is reopened. */
@@ -537,6 +538,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         queue: this.queue,
         routingKey: message.fields.routingKey,
         redelivered: message.fields.redelivered,
+        wire: amqpMessage(message.properties as unknown as Record<string, unknown>, message.content),
       },
     });
     if (!parsed.ok) {
@@ -730,7 +732,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       at: Date.now(),
       source: 'server',
       kind: 'reply.published',
-      detail: { worker: worker.name, exchange: this.exchange, routingKey: request.replyRoutingKey, replyTopic, mandatory: true },
+      detail: {
+        worker: worker.name,
+        exchange: this.exchange,
+        routingKey: request.replyRoutingKey,
+        replyTopic,
+        mandatory: true,
+        wire: amqpMessage({ messageId, contentType: 'application/json', ...(request.correlationId ? { correlationId: request.correlationId } : {}) }, body),
+      },
     });
     // Respect the socket's backpressure before taking more work; a closed channel settles `confirmed` instead.
     if (!writable) await Promise.race([this.drained(worker), confirmed]);

@@ -10,6 +10,7 @@ import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { readTopLevelFields } from './json-fields';
+import { amqpMessage } from './message-view';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import type { TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
@@ -32,6 +33,8 @@ export interface FirehoseEvent {
   redelivered: boolean;
   /** the node that saw it (header `node`): in a cluster, where the publishing or consuming channel is */
   node?: string;
+  /** the traced message's own AMQP properties and headers (the firehose copies them into its header `properties`) */
+  properties?: Record<string, unknown>;
   body: Buffer;
 }
 
@@ -54,6 +57,9 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
     routedQueues: stringList(headers.routed_queues),
     redelivered: headers.redelivered === 1 || headers.redelivered === true,
     ...(typeof headers.node === 'string' || Buffer.isBuffer(headers.node) ? { node: String(headers.node) } : {}),
+    ...(typeof headers.properties === 'object' && headers.properties !== null && !Buffer.isBuffer(headers.properties)
+      ? { properties: headers.properties as Record<string, unknown> }
+      : {}),
     body: message.content,
   };
 }
@@ -75,16 +81,18 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   }
   if (rpcId === undefined) return undefined;
   const at = Date.now();
+  // What the user reads at this hop: the message's properties and headers, and the first bytes of its body (not parsed).
+  const wire = amqpMessage(event.properties, event.body);
   if (event.type === 'deliver') {
     return {
       rpcId,
       at,
       source: 'broker',
       kind: 'broker.delivered',
-      detail: { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg, ...(event.node !== undefined ? { node: event.node } : {}) },
+      detail: { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg, ...(event.node !== undefined ? { node: event.node } : {}), wire },
     };
   }
-  const predicted = predictedKey(store, rpcId, leg);
+  const predicted = leg === 'request' ? store.findDetail(rpcId, 'mqtt.published')?.predictedRoutingKey : store.findDetail(rpcId, 'reply.published')?.routingKey;
   return {
     rpcId,
     at,
@@ -97,16 +105,9 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
       leg,
       ...(predicted !== undefined ? { predictedRoutingKey: predicted, matchesPrediction: event.routingKeys[0] === predicted } : {}),
       ...(event.node !== undefined ? { node: event.node } : {}),
+      wire,
     },
   };
-}
-
-function predictedKey(store: TraceStore, rpcId: string, leg: 'request' | 'reply'): string | undefined {
-  for (const step of store.steps(rpcId)) {
-    if (leg === 'request' && step.kind === 'mqtt.published') return step.detail.predictedRoutingKey;
-    if (leg === 'reply' && step.kind === 'reply.published') return step.detail.routingKey;
-  }
-  return undefined;
 }
 
 /** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */

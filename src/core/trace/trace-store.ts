@@ -2,7 +2,10 @@
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
 import {
+  PreviewBudget,
+  previewSize,
   stepPhase,
+  TRACE_BODY_BUDGET_BYTES,
   TRACE_EXPORT_FORMAT,
   TRACE_EXPORT_VERSION,
   type RpcTraceSummary,
@@ -11,6 +14,7 @@ import {
   type TraceStepDetails,
   type TraceStepDraft,
   type TraceStepKind,
+  withoutPreview,
 } from '../../shared/trace';
 import { redactDeep } from '../../shared/redact';
 import { HOPS, VERDICT_CODES } from '../../shared/diagnosis';
@@ -22,6 +26,8 @@ import { BoundedMap } from '../bounded-map';
 export interface TraceStoreOptions {
   maxRpcs?: number;
   maxStepsPerRpc?: number;
+  /** bytes of body previews kept in all (default TRACE_BODY_BUDGET_BYTES); beyond it the oldest previews are dropped, their sizes and headers kept */
+  maxBodyBytes?: number;
 }
 
 interface TraceStoreEvents {
@@ -42,16 +48,26 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   droppedSteps = 0;
   readonly maxRpcs: number;
   readonly maxStepsPerRpc: number;
+  /** the body previews' memory budget: `bodies.used` bytes of `bodies.limit` */
+  readonly bodies: PreviewBudget;
+  private readonly dropPreview = (rpcId: string, seq: number): number => this.dropPreviewOf(rpcId, seq);
 
   constructor(options: TraceStoreOptions = {}) {
     super();
     this.maxRpcs = options.maxRpcs ?? 10_000;
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
-    this.rpcs = new BoundedMap(this.maxRpcs, () => (this.droppedRpcs += 1));
+    this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
+    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId) => {
+      this.droppedRpcs += 1;
+      this.bodies.forget(rpcId);
+    });
     this.replyKeys = new BoundedMap(this.maxRpcs * 2);
   }
 
-  /** Numbers a draft, stores it and announces it; the oldest RPC goes when the cap is reached. */
+  /**
+   * Numbers a draft, stores it and announces it; the oldest RPC goes when the cap is reached. Each RPC's list stays in
+   * flow order as steps come (an insertion from the end, where a step nearly always belongs), so no read sorts.
+   */
   add(draft: TraceStepDraft): TraceStep | undefined {
     let steps = this.rpcs.get(draft.rpcId);
     if (!steps) {
@@ -63,18 +79,42 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       return undefined;
     }
     this.seq += 1;
-    const step = { ...draft, seq: this.seq } as TraceStep;
-    steps.push(step);
+    const step = { rpcId: draft.rpcId, seq: this.seq, at: draft.at, source: draft.source, kind: draft.kind, detail: draft.detail } as TraceStep;
+    const phase = stepPhase(step);
+    let at = steps.length;
+    while (at > 0 && stepPhase(steps[at - 1] as TraceStep) > phase) at -= 1;
+    if (at === steps.length) steps.push(step);
+    else steps.splice(at, 0, step);
     if (step.kind === 'composed') this.noteReplyKey(topicToRoutingKey(step.detail.replyTopic), step.rpcId);
     if (step.kind === 'reply.published') this.noteReplyKey(step.detail.routingKey, step.rpcId);
+    this.bodies.note(step, this.dropPreview);
     this.emit('added', step);
     return step;
+  }
+
+  /** Replaces a kept step by the same step without its body preview; the bytes freed (0 when the step is gone). */
+  private dropPreviewOf(rpcId: string, seq: number): number {
+    const steps = this.rpcs.get(rpcId);
+    const index = steps ? steps.findIndex((step) => step.seq === seq) : -1;
+    if (!steps || index < 0) return 0;
+    const step = steps[index] as TraceStep;
+    steps[index] = withoutPreview(step);
+    return previewSize(step);
+  }
+
+  /** The detail of an RPC's first step of `kind` (in flow order), without copying or sorting its steps. */
+  findDetail<K extends TraceStepKind>(rpcId: string, kind: K): Readonly<TraceStepDetails[K]> | undefined {
+    const steps = this.rpcs.get(rpcId);
+    if (!steps) return undefined;
+    for (const step of steps) if (step.kind === kind) return step.detail as TraceStepDetails[K];
+    return undefined;
   }
 
   /** Forgets every step; returns how many RPCs were cleared. */
   clear(): number {
     const cleared = this.rpcs.size;
     this.rpcs.clear();
+    this.bodies.clear();
     this.replyKeys.clear();
     this.droppedRpcs = 0;
     this.droppedSteps = 0;
@@ -110,8 +150,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** One RPC's steps in flow order (phase), then in arrival order. */
   steps(rpcId: string): TraceStep[] {
-    const steps = this.rpcs.get(rpcId) ?? [];
-    return [...steps].sort((a, b) => stepPhase(a) - stepPhase(b) || a.seq - b.seq);
+    return [...(this.rpcs.get(rpcId) ?? [])];
   }
 
   rpcIds(): string[] {
@@ -145,9 +184,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const parsed = traceExportSchema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
-      throw new BridgeError('bad-input', `This is not a BridgeScope trace (version ${IMPORTED_VERSIONS.join(' or ')}): ${issue?.path.join('.') || 'file'}: ${issue?.message}.`);
+      throw new BridgeError('bad-input', `This is not a BridgeScope trace (version ${IMPORTED_VERSIONS.slice(0, -1).join(', ')} or ${IMPORTED_VERSIONS.at(-1)}): ${issue?.path.join('.') || 'file'}: ${issue?.message}.`);
     }
-    const store = new TraceStore({ maxRpcs: Math.max(options.maxRpcs ?? 10_000, 1), maxStepsPerRpc: options.maxStepsPerRpc ?? 64 });
+    const store = new TraceStore({ ...options, maxRpcs: Math.max(options.maxRpcs ?? 10_000, 1), maxStepsPerRpc: options.maxStepsPerRpc ?? 64 });
     for (const step of [...parsed.data.steps].sort((a, b) => a.seq - b.seq)) {
       const { seq: _seq, ...draft } = step;
       store.add(draft as TraceStepDraft);
@@ -165,6 +204,21 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)]);
 const legSchema = z.enum(['request', 'reply']);
 const textList = z.array(z.string());
+const traceValueSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const messageSchema = z
+  .object({
+    protocol: z.enum(['amqp', 'mqtt']),
+    properties: z.record(z.string(), traceValueSchema),
+    headers: z.record(z.string(), traceValueSchema),
+    body: z.object({
+      bytes: z.number().int().nonnegative(),
+      encoding: z.enum(['json', 'text', 'binary']),
+      preview: z.string(),
+      shown: z.number().int().nonnegative(),
+      dropped: z.boolean().optional(),
+    }),
+  })
+  .optional();
 
 const stepDetailSchemas = {
   composed: z.object({
@@ -174,6 +228,7 @@ const stepDetailSchemas = {
     replyStrategy: z.enum(['per-request', 'shared']),
     bytes: z.number(),
     method: z.string().optional(),
+    wire: messageSchema,
   }),
   'mqtt.published': z.object({ topic: z.string(), qosAsked: qosSchema, predictedRoutingKey: z.string() }),
   'mqtt.acknowledged': z.object({ qosAsked: qosSchema, acknowledgedAs: qosSchema, packet: z.enum(['puback', 'pubrec']), reasonCode: z.number().int().optional() }),
@@ -186,14 +241,15 @@ const stepDetailSchemas = {
     matchesPrediction: z.boolean().optional(),
     leg: legSchema,
     node: z.string().optional(),
+    wire: messageSchema,
   }),
-  'broker.delivered': z.object({ queue: z.string(), routingKeys: textList, redelivered: z.boolean(), leg: legSchema, node: z.string().optional() }),
-  'worker.received': z.object({ worker: z.string(), consumerTag: z.string(), queue: z.string(), routingKey: z.string(), redelivered: z.boolean() }),
+  'broker.delivered': z.object({ queue: z.string(), routingKeys: textList, redelivered: z.boolean(), leg: legSchema, node: z.string().optional(), wire: messageSchema }),
+  'worker.received': z.object({ worker: z.string(), consumerTag: z.string(), queue: z.string(), routingKey: z.string(), redelivered: z.boolean(), wire: messageSchema }),
   'handler.finished': z.object({ worker: z.string(), durationMs: z.number(), outcome: z.enum(['result', 'error']), errorCode: z.string().optional() }),
-  'reply.published': z.object({ worker: z.string(), exchange: z.string(), routingKey: z.string(), replyTopic: z.string(), mandatory: z.boolean() }),
+  'reply.published': z.object({ worker: z.string(), exchange: z.string(), routingKey: z.string(), replyTopic: z.string(), mandatory: z.boolean(), wire: messageSchema }),
   'reply.confirmed': z.object({ worker: z.string(), outcome: z.enum(['routed', 'returned', 'nacked']), returnReason: z.string().optional() }),
   'request.rejected': z.object({ worker: z.string(), reason: z.string(), bytes: z.number() }),
-  'mqtt.reply.received': z.object({ topic: z.string(), replyTopic: z.string(), topicMismatch: z.boolean(), bytes: z.number() }),
+  'mqtt.reply.received': z.object({ topic: z.string(), replyTopic: z.string(), topicMismatch: z.boolean(), bytes: z.number(), wire: messageSchema }),
   'rpc.failed': z.object({ code: z.string(), message: z.string() }),
   'rpc.diagnosed': z.object({
     verdict: z.object({ code: z.enum(VERDICT_CODES), hop: z.enum(HOPS), message: z.string(), evidence: textList }),
@@ -227,12 +283,12 @@ const stepSchema = z.discriminatedUnion('kind', [
   stepOf('rpc.diagnosed'),
 ]) satisfies z.ZodType<TraceStep>;
 
-/** Every format version this build reads: 1 (before verdicts) and the current one. */
-const IMPORTED_VERSIONS = [1, TRACE_EXPORT_VERSION] as const;
+/** Every format version this build reads: 1 (before verdicts), 2 (before bodies) and the current one. */
+const IMPORTED_VERSIONS = [1, 2, TRACE_EXPORT_VERSION] as const;
 
 const traceExportSchema = z.object({
   format: z.literal(TRACE_EXPORT_FORMAT),
-  version: z.union([z.literal(1), z.literal(TRACE_EXPORT_VERSION)]),
+  version: z.union([z.literal(1), z.literal(2), z.literal(TRACE_EXPORT_VERSION)]),
   exportedAt: z.string(),
   dropped: z.object({ rpcs: z.number().int().nonnegative(), steps: z.number().int().nonnegative() }),
   loadRuns: z.array(z.unknown()).optional(),

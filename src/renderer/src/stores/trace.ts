@@ -1,7 +1,17 @@
 /** The trace as the inspector shows it: steps per RPC, ingested in batches, searchable, exportable. */
 import { defineStore } from 'pinia';
 import { computed, ref, shallowRef } from 'vue';
-import { stepPhase, TRACE_EXPORT_FORMAT, type RpcTraceSummary, type TraceExport, type TraceStep } from '../../../shared/trace';
+import {
+  PreviewBudget,
+  previewSize,
+  stepPhase,
+  TRACE_BODY_BUDGET_BYTES,
+  TRACE_EXPORT_FORMAT,
+  withoutPreview,
+  type RpcTraceSummary,
+  type TraceExport,
+  type TraceStep,
+} from '../../../shared/trace';
 import { summarize } from '../../../shared/trace-summary';
 import { messageOf, useClient } from '../injection';
 import { hasHostLink } from '../host-link';
@@ -25,6 +35,16 @@ export const useTraceStore = defineStore('trace', () => {
   const summaries = new Map<string, RpcTraceSummary>();
   let order: string[] = [];
   const version = ref(0);
+  /** the page keeps body previews within the same budget as the host: older ones are dropped, their sizes and headers kept */
+  const bodies = new PreviewBudget(TRACE_BODY_BUDGET_BYTES);
+  const dropPreview = (rpcId: string, seq: number): number => {
+    const list = byRpc.get(rpcId);
+    const index = list ? list.findIndex((step) => step.seq === seq) : -1;
+    if (!list || index < 0) return 0;
+    const step = list[index] as TraceStep;
+    list[index] = withoutPreview(step);
+    return previewSize(step);
+  };
   const totalSteps = ref(0);
   const droppedRpcs = ref(0);
   const selectedId = ref<string>();
@@ -60,6 +80,7 @@ export const useTraceStore = defineStore('trace', () => {
       // This page's client publishes Compose's and the load run's requests; an RPC it never published is someone else's.
       if (step.source === 'client') ourIds.add(step.rpcId);
       list.push(step);
+      bodies.note(step, dropPreview);
       haystacks.delete(step.rpcId);
       summaries.delete(step.rpcId);
     }
@@ -68,6 +89,7 @@ export const useTraceStore = defineStore('trace', () => {
       const excess = order.length - MAX_RPCS_SHOWN;
       for (const id of order.slice(0, excess)) {
         totalSteps.value -= byRpc.get(id)?.length ?? 0;
+        bodies.forget(id);
         byRpc.delete(id);
         haystacks.delete(id);
         summaries.delete(id);
@@ -84,6 +106,7 @@ export const useTraceStore = defineStore('trace', () => {
 
   function reset(steps: TraceStep[]): void {
     byRpc.clear();
+    bodies.clear();
     haystacks.clear();
     summaries.clear();
     // Where an RPC came from is kept across a reset (the same host read again); one this page never saw is from earlier.
