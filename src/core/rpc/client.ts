@@ -90,6 +90,13 @@ interface RpcClientEvents {
 
 const RECENT_IDS = 10_000;
 
+interface TopicFacts {
+  /** why the topic cannot be used, when it cannot */
+  unusable: string | undefined;
+  warnings: readonly string[];
+  routingKey: string;
+}
+
 export class RpcClient extends EventEmitter<RpcClientEvents> {
   readonly link: MqttLink;
   readonly clientId: string;
@@ -102,6 +109,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** acks seen per packet id, so a QoS 2 publish answered with PUBACK is noticed, and an MQTT 5 reason code read */
   private readonly acks = new Map<number, { packet: 'puback' | 'pubrec'; reasonCode?: number }>();
   private sharedReplyTopic: string | undefined;
+  /** the topic map's verdicts on the topics every call uses again (see topicFacts) */
+  private readonly knownTopics = new Map<string, TopicFacts>();
   private sharedGrant: QoS | 'refused' = 'refused';
   duplicates = 0;
   /** the broker's version rules, decided once per version (not per request: this is the send path) */
@@ -157,24 +166,23 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     const warnings: string[] = [...(options.warnings ?? [])];
 
-    const topicIssues = lintTopic(topic, 'publish', this.options.topicMap);
-    const unusableTopic = blockingIssue(topicIssues);
-    if (unusableTopic) throw new BridgeError('bad-input', `The request topic cannot be used: ${unusableTopic.message}`);
-    for (const issue of topicIssues) if (issue.severity === 'warning') warnings.push(issue.message);
+    const topicFacts = this.topicFacts(topic, 'publish', true);
+    if (topicFacts.unusable) throw new BridgeError('bad-input', `The request topic cannot be used: ${topicFacts.unusable}`);
+    warnings.push(...topicFacts.warnings);
 
     const strategy = options.strategy ?? this.strategy;
     const useShared = strategy === 'shared' && options.replyTopic === undefined && this.sharedReplyTopic !== undefined;
     const replyTopic = options.replyTopic ?? (useShared ? (this.sharedReplyTopic as string) : `${this.replyPrefix}/${randomUUID()}`);
-    const replyIssues = lintTopic(replyTopic, 'reply', this.options.topicMap);
-    const unusable = blockingIssue(replyIssues);
-    if (unusable) throw new BridgeError('bad-input', `The reply topic cannot be used: ${unusable.message}`);
-    for (const issue of replyIssues) if (issue.severity !== 'info') warnings.push(issue.message);
+    // A per-request reply topic is new every time: not worth keeping.
+    const replyFacts = this.topicFacts(replyTopic, 'reply', replyTopic === this.sharedReplyTopic);
+    if (replyFacts.unusable) throw new BridgeError('bad-input', `The reply topic cannot be used: ${replyFacts.unusable}`);
+    warnings.push(...replyFacts.warnings);
 
-    const replyRoutingKey = topicToRoutingKey(replyTopic, this.options.topicMap);
+    const replyRoutingKey = replyFacts.routingKey;
     const body = encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
     this.admit(body.byteLength);
     const sendQos = this.allowedQos(qos, topic, replyTopic, body.byteLength, warnings);
-    const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
+    const step = this.emitStep;
     if (this.traced) step({
       rpcId: id,
       at: Date.now(),
@@ -218,7 +226,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       if (this.link.protocolVersion === 5) {
         publishOptions.properties = { responseTopic: replyTopic, correlationData: Buffer.from(id) };
       }
-      const predictedRoutingKey = topicToRoutingKey(topic, this.options.topicMap);
+      const predictedRoutingKey = topicFacts.routingKey;
       const publish = async (): Promise<QoS> => {
         if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: sendQos, predictedRoutingKey } });
         const packet = await Promise.race([this.link.client.publishAsync(topic, body, publishOptions), guard.expired]).catch((err: unknown) => {
@@ -420,6 +428,30 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     }
     this.pending.delete(call.id);
     call.resolve({ topic, payload, body });
+  }
+
+  private readonly emitStep = (draft: TraceStepDraft): void => void this.emit('step', draft);
+
+  /**
+   * What the topic map says of a topic in a role: the reason it cannot be used, the warnings, its routing key. The request
+   * topic and the shared reply topic come back on every call: theirs are kept (a few, so a burst of topics cannot grow it).
+   */
+  private topicFacts(topic: string, role: 'publish' | 'reply', keep: boolean): TopicFacts {
+    const cacheKey = `${role}\u0000${topic}`;
+    const known = keep ? this.knownTopics.get(cacheKey) : undefined;
+    if (known) return known;
+    const issues = lintTopic(topic, role, this.options.topicMap);
+    const facts: TopicFacts = {
+      unusable: blockingIssue(issues)?.message,
+      // a request topic's warnings; a reply topic's warnings and its errors that do not block
+      warnings: issues.filter((issue) => (role === 'publish' ? issue.severity === 'warning' : issue.severity !== 'info')).map((issue) => issue.message),
+      routingKey: topicToRoutingKey(topic, this.options.topicMap),
+    };
+    if (keep) {
+      if (this.knownTopics.size >= 64) this.knownTopics.clear();
+      this.knownTopics.set(cacheKey, facts);
+    }
+    return facts;
   }
 
   /** the one reply topic of the shared strategy, once connected */
