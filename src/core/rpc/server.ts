@@ -433,8 +433,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     return this.listenerCount('step') > 0;
   }
 
+  /** emitSafely for the hot path: several steps per request, without the rest-arguments array. */
   private step(draft: TraceStepDraft): void {
-    this.emitSafely('step', draft);
+    try {
+      this.emit('step', draft);
+    } catch (err) {
+      this.listenerThrew('step', err);
+    }
   }
 
   private problem(problem: ServerProblem): void {
@@ -446,9 +451,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     try {
       (this.emit as (name: K, ...rest: RpcServerEvents[K]) => boolean)(event, ...args);
     } catch (err) {
-      if (event === 'problem') return;
-      this.emitSafely('problem', { kind: 'internal', worker: '', rpcId: '', message: `A listener of the server's ${event} events threw: ${describeThrown(err)}` });
+      this.listenerThrew(event, err);
     }
+  }
+
+  private listenerThrew(event: keyof RpcServerEvents, err: unknown): void {
+    if (event === 'problem') return;
+    this.emitSafely('problem', { kind: 'internal', worker: '', rpcId: '', message: `A listener of the server's ${event} events threw: ${describeThrown(err)}` });
   }
 
   /**
@@ -748,12 +757,10 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         this.exchange,
         request.replyRoutingKey,
         body,
-        {
-          mandatory: true,
-          messageId,
-          contentType: 'application/json',
-          ...(request.correlationId ? { correlationId: request.correlationId } : {}),
-        },
+        // Literals, not a spread of a conditional object: this runs once per request.
+        request.correlationId
+          ? { mandatory: true, messageId, contentType: 'application/json', correlationId: request.correlationId }
+          : { mandatory: true, messageId, contentType: 'application/json' },
         (err: unknown) => settle(err ? (err instanceof Error ? err : new Error(describeThrown(err))) : undefined),
       );
     } catch (err) {
