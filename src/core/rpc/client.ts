@@ -72,6 +72,8 @@ interface Reply {
   topic: string;
   payload: Buffer;
   body: ReplyBody;
+  /** read once, when the reply was matched by its id */
+  fields: ReturnType<typeof readReplyFields>;
 }
 
 interface PendingCall {
@@ -281,7 +283,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       }
 
       const replyBody = reply.body;
-      const fields = readReplyFields(replyBody, this.fields);
+      const fields = reply.fields;
       const topicMismatch = reply.topic !== replyTopic;
       if (topicMismatch) {
         warnings.push(`The reply asked for "${replyTopic}" arrived on "${reply.topic}": a "." in a topic level is a level separator for RabbitMQ.`);
@@ -409,7 +411,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** Matches by the id in the reply; replies without one (plain text) by routing-key equivalence, oldest call first. */
   private onMessage(topic: string, payload: Buffer): void {
     const body = readBody(payload);
-    const { id } = readReplyFields(body, this.fields);
+    const fields = readReplyFields(body, this.fields);
+    const { id } = fields;
     let call = id !== undefined ? this.pending.get(id) : undefined;
     if (!call && id === undefined) {
       const key = topicToRoutingKey(topic, this.options.topicMap);
@@ -427,7 +430,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return;
     }
     this.pending.delete(call.id);
-    call.resolve({ topic, payload, body });
+    call.resolve({ topic, payload, body, fields });
   }
 
   private readonly emitStep = (draft: TraceStepDraft): void => void this.emit('step', draft);
