@@ -3,7 +3,7 @@
  * every round, a V8 CPU profile of the measured part (after warm-up) of each, and the top of every profile by self
  * time and by module. The ratios are per round (same broker, back to back), then the median.
  *
- *   node --import tsx bench/profile.ts [--contenders raw-reliable,bridgescope] [--concurrency 100] [--requests 5000]
+ *   node --import tsx bench/profile.ts [--contenders raw-reliable,bridgescope] [--concurrency 100] [--requests 5000] [--warmup requests/10]
  *     [--rounds 3] [--top 25] [--no-profile] [--dir .scratch/bench-broker] [--stop]
  *
  * The sandbox broker in --dir is started once and reused by later runs (stop it with --stop, or `bridgescope broker stop`).
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     contenders: { type: 'string', default: 'raw-reliable,bridgescope' },
     concurrency: { type: 'string', default: '100' },
     requests: { type: 'string', default: '5000' },
+    warmup: { type: 'string' },
     rounds: { type: 'string', default: '3' },
     top: { type: 'string', default: '25' },
     'no-profile': { type: 'boolean', default: false },
@@ -50,6 +51,14 @@ const top = Number(values.top);
 const profiling = !values['no-profile'];
 const dir = resolve(values.dir ?? '.scratch/bench-broker');
 const profileDir = join(dir, 'profiles');
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
+async function cpuOf(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
 
 function fileName(contender: string): string {
   return contender.replace(/[^A-Za-z0-9-]+/g, '_');
@@ -137,6 +146,7 @@ process.stderr.write(`Sandbox broker in ${dir} (reused when running)...\n`);
 const { info } = await startSandbox({ dir, timeoutMs: 120_000 });
 const results = new Map<string, RunResult[]>();
 const perRoundRatios = new Map<string, number[]>();
+const brokerCpu = new Map<string, number[]>();
 try {
   for (let round = 0; round < rounds; round += 1) {
     const order = round % 2 === 0 ? contenders : [...contenders].reverse();
@@ -148,17 +158,21 @@ try {
         urls: info.urls,
         concurrency,
         requests,
-        warmup: Math.max(20, Math.round(requests / 10)),
+        warmup: values.warmup !== undefined ? Number(values.warmup) : Math.max(20, Math.round(requests / 10)),
         payloadBytes: 64,
         ...(profiling ? { cpuProfile: join(profileDir, `${fileName(contender)}-${round}.cpuprofile`) } : {}),
       };
+      const brokerBefore = await cpuOf(info.pid);
       const result = await runChild(spec, resolve(tree ?? '.'));
+      // The broker's share over the whole child run (set-up and warm-up included): per RPC over every request it carried.
+      const brokerUs = (((await cpuOf(info.pid)) - brokerBefore) / (spec.requests + spec.warmup)) * 1000;
+      brokerCpu.set(contender, [...(brokerCpu.get(contender) ?? []), brokerUs]);
       results.set(contender, [...(results.get(contender) ?? []), result]);
       const perSecond = (result.requests / result.durationMs) * 1000;
       throughput.set(contender, perSecond);
       const sorted = [...result.latenciesMs].sort((a, b) => a - b);
       const cpu = ((result.cpuMs ?? Number.NaN) / result.requests) * 1000;
-      process.stdout.write(`round ${round + 1}  ${contender.padEnd(24)} ${perSecond.toFixed(0).padStart(6)} req/s  p50 ${percentile(sorted, 50).toFixed(2)} ms  CPU ${cpu.toFixed(0)} us/RPC\n`);
+      process.stdout.write(`round ${round + 1}  ${contender.padEnd(24)} ${perSecond.toFixed(0).padStart(6)} req/s  p50 ${percentile(sorted, 50).toFixed(2)} ms  CPU ${cpu.toFixed(0)} us/RPC  broker ${(brokerCpu.get(contender)?.at(-1) ?? Number.NaN).toFixed(0)} us/RPC\n`);
     }
     const base = throughput.get(contenders[0] as string) as number;
     for (const contender of contenders.slice(1)) {
@@ -175,7 +189,7 @@ for (const contender of contenders) {
   const perSecond = median(runs.map((run) => (run.requests / run.durationMs) * 1000));
   const ratio = perRoundRatios.get(contender);
   const cpu = median(runs.map((run) => ((run.cpuMs ?? Number.NaN) / run.requests) * 1000));
-  process.stdout.write(`  ${contender.padEnd(24)} ${perSecond.toFixed(0).padStart(6)} req/s  CPU ${cpu.toFixed(0)} us/RPC${ratio ? `  / ${contenders[0]} ${median(ratio).toFixed(3)} (rounds: ${ratio.map((r) => r.toFixed(3)).join(' ')})` : ''}\n`);
+  process.stdout.write(`  ${contender.padEnd(24)} ${perSecond.toFixed(0).padStart(6)} req/s  CPU ${cpu.toFixed(0)} us/RPC  broker ${median(brokerCpu.get(contender) ?? []).toFixed(0)} us/RPC${ratio ? `  / ${contenders[0]} ${median(ratio).toFixed(3)} (rounds: ${ratio.map((r) => r.toFixed(3)).join(' ')})` : ''}\n`);
 }
 
 if (profiling) {

@@ -30,6 +30,16 @@ function plan(quick: boolean): BenchCase[] {
   ];
 }
 
+/**
+ * Requests before the measured ones. Small payloads: at least 2,000, so the measurement is of the optimized code of both
+ * sides (with 300, --quick's old warm-up, CPU per RPC was still twice its steady value for raw and BridgeScope alike, and
+ * BridgeScope's longer path is further from it). 1 MiB: a tenth, as before (each one is costly and the JIT is not the issue).
+ */
+function warmupFor(benchCase: BenchCase): number {
+  const tenth = Math.max(20, Math.round(benchCase.requests / 10));
+  return benchCase.payloadBytes >= 1024 * 1024 ? tenth : Math.max(2000, tenth);
+}
+
 /** Each run in a fresh process, so one contender's heap and sockets never weigh on the other's numbers. */
 function runInChild(spec: RunSpec): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
@@ -120,7 +130,7 @@ export function registerBenchCommand(program: Command): void {
                   urls,
                   concurrency: benchCase.concurrency,
                   requests,
-                  warmup: Math.max(20, Math.round(requests / 10)),
+                  warmup: warmupFor(benchCase),
                   payloadBytes: benchCase.payloadBytes,
                 };
                 // --quick runs in this process to stay under a minute; its peak RSS is then shared by all contenders.
