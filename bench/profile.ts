@@ -13,7 +13,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSandbox, stopSandbox } from '../src/core/broker/sandbox';
-import type { ContenderName, RunResult, RunSpec } from '../src/bench/contenders';
+import { measureBroker, type ContenderName, type RunResult, type RunSpec } from '../src/bench/contenders';
 import { median, percentile } from '../src/bench/report';
 
 interface ProfileNode {
@@ -51,14 +51,6 @@ const top = Number(values.top);
 const profiling = !values['no-profile'];
 const dir = resolve(values.dir ?? '.scratch/bench-broker');
 const profileDir = join(dir, 'profiles');
-
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
-async function cpuOf(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-}
 
 function fileName(contender: string): string {
   return contender.replace(/[^A-Za-z0-9-]+/g, '_');
@@ -162,10 +154,9 @@ try {
         payloadBytes: 64,
         ...(profiling ? { cpuProfile: join(profileDir, `${fileName(contender)}-${round}.cpuprofile`) } : {}),
       };
-      const brokerBefore = await cpuOf(info.pid);
-      const result = await runChild(spec, resolve(tree ?? '.'));
+      const result = await measureBroker(info.pid, spec, (asked) => runChild(asked, resolve(tree ?? '.')));
       // The broker's share over the whole child run (set-up and warm-up included): per RPC over every request it carried.
-      const brokerUs = (((await cpuOf(info.pid)) - brokerBefore) / (spec.requests + spec.warmup)) * 1000;
+      const brokerUs = result.brokerCpuMs !== undefined && result.brokerRequests ? (result.brokerCpuMs / result.brokerRequests) * 1000 : Number.NaN;
       brokerCpu.set(contender, [...(brokerCpu.get(contender) ?? []), brokerUs]);
       results.set(contender, [...(results.get(contender) ?? []), result]);
       const perSecond = (result.requests / result.durationMs) * 1000;

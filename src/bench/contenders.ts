@@ -1,6 +1,6 @@
 /** One benchmark run of one contender: the raw mqtt.js + amqplib floor, or BridgeScope's own client and server. */
 import { randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Session } from 'node:inspector/promises';
 import type { Socket } from 'node:net';
 import mqtt from 'mqtt';
@@ -52,6 +52,25 @@ export interface RunResult {
   peakRssBytes: number;
   /** CPU time (user + system) this process spent in the measured part: both sides of the RPC run here */
   cpuMs?: number;
+  /** the broker's CPU time over the whole run (set by the caller, who knows its pid) and the requests it carried then */
+  brokerCpuMs?: number;
+  brokerRequests?: number;
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN where it cannot be read. */
+export async function processCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in clock ticks (100/s).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** Runs one contender and adds the broker's CPU time over it. */
+export async function measureBroker(brokerPid: number, spec: RunSpec, run: (spec: RunSpec) => Promise<RunResult>): Promise<RunResult> {
+  const before = await processCpuMs(brokerPid);
+  const result = await run(spec);
+  const spent = (await processCpuMs(brokerPid)) - before;
+  return Number.isFinite(spent) ? { ...result, brokerCpuMs: spent, brokerRequests: spec.requests + spec.warmup } : result;
 }
 
 /** Something that answers one request: the contender's client side. */

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { startSandbox, stopSandbox } from '../../core/broker/sandbox';
 import type { BrokerUrls } from '../../core/broker/readiness';
-import { runContender, type ContenderName, type RunResult, type RunSpec } from '../../bench/contenders';
+import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../../bench/contenders';
 import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../bench/report';
 import { action, parsePositiveInt } from '../run';
 
@@ -134,7 +134,7 @@ export function registerBenchCommand(program: Command): void {
                   payloadBytes: benchCase.payloadBytes,
                 };
                 // --quick runs in this process to stay under a minute; its peak RSS is then shared by all contenders.
-                const result = quick ? await runContender(spec) : await runInChild(spec);
+                const result = await measureBroker(info.pid, spec, quick ? runContender : runInChild);
                 byContender.set(contender, [...(byContender.get(contender) ?? []), result]);
               }
             }
