@@ -101,7 +101,7 @@ export function ratios(cases: CaseSummary[]): Ratio[] {
   add('throughput per-request bridgescope/raw at concurrency 1', rawPer && bsPer ? bsPer.throughput / rawPer.throughput : undefined, '>= 0.9', (v) => v >= 0.9);
   // Throughput on a shared machine swings with the neighbours' load; CPU per RPC of our process much less.
   add(
-    `CPU per RPC bridgescope/raw-reliable at concurrency ${top} (this process, both sides)`,
+    `CPU per RPC bridgescope/raw-reliable at concurrency ${top}`,
     reliableTop?.cpuUsPerRpc && bsTop?.cpuUsPerRpc ? bsTop.cpuUsPerRpc / reliableTop.cpuUsPerRpc : undefined,
     'report',
     () => true,

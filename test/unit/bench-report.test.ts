@@ -41,7 +41,7 @@ describe('bench ratios', () => {
     expect(reliable).toMatchObject({ cpuUsPerRpc: 100, brokerCpuUsPerRpc: 160 });
     expect(ours).toMatchObject({ cpuUsPerRpc: 130, brokerCpuUsPerRpc: 165 });
     const byLabel = new Map(ratios([reliable, ours]).map((ratio) => [ratio.label, ratio]));
-    expect(byLabel.get('CPU per RPC bridgescope/raw-reliable at concurrency 100 (this process, both sides)')?.value).toBeCloseTo(1.3);
+    expect(byLabel.get('CPU per RPC bridgescope/raw-reliable at concurrency 100')?.value).toBeCloseTo(1.3);
     expect(formatTable([ours])).toMatch(/CPU us\/RPC\s+broker us\/RPC\n.*\s130\s+165$/);
   });
 

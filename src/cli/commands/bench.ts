@@ -152,7 +152,7 @@ export function registerBenchCommand(program: Command): void {
         }
         const computed = ratios(cases);
         if (quick) process.stdout.write('\n(--quick: every contender ran in this process, so peak RSS is the whole run\'s, not each contender\'s.)');
-        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work):\n`);
+        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
         for (const ratio of computed) {
           process.stdout.write(`  ${ratio.label.padEnd(58)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
         }
