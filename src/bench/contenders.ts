@@ -1,5 +1,7 @@
 /** One benchmark run of one contender: the raw mqtt.js + amqplib floor, or BridgeScope's own client and server. */
 import { randomUUID } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import type { Socket } from 'node:net';
 import mqtt from 'mqtt';
 import type { ConfirmChannel } from 'amqplib';
@@ -12,6 +14,21 @@ import { FirehoseTracer } from '../core/trace/firehose';
 import { TraceStore } from '../core/trace/trace-store';
 import { amqpConnectOptions, connectAmqp } from '../core/links/amqp-link';
 
+/** The V8 sampling profiler of this process, started now; `stop` returns the profile (the .cpuprofile format). */
+async function startProfiler(): Promise<{ stop: () => Promise<unknown> }> {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    async stop() {
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      return profile;
+    },
+  };
+}
+
 export type ContenderName = 'raw' | 'raw-reliable' | 'bridgescope' | 'raw-per-request' | 'bridgescope-per-request' | 'bridgescope-traced';
 
 export interface RunSpec {
@@ -21,6 +38,8 @@ export interface RunSpec {
   requests: number;
   warmup: number;
   payloadBytes: number;
+  /** write a CPU profile of the measured part (after warm-up) to this .cpuprofile file */
+  cpuProfile?: string;
 }
 
 export interface RunResult {
@@ -31,6 +50,27 @@ export interface RunResult {
   durationMs: number;
   latenciesMs: number[];
   peakRssBytes: number;
+  /** CPU time (user + system) this process spent in the measured part: both sides of the RPC run here */
+  cpuMs?: number;
+  /** the broker's CPU time over the whole run (set by the caller, who knows its pid) and the requests it carried then */
+  brokerCpuMs?: number;
+  brokerRequests?: number;
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN where it cannot be read. */
+export async function processCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // The fields after the command name (which may hold spaces): utime and stime are the 12th and 13th, in clock ticks (100/s).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** Runs one contender and adds the broker's CPU time over it. */
+export async function measureBroker(brokerPid: number, spec: RunSpec, run: (spec: RunSpec) => Promise<RunResult>): Promise<RunResult> {
+  const before = await processCpuMs(brokerPid);
+  const result = await run(spec);
+  const spent = (await processCpuMs(brokerPid)) - before;
+  return Number.isFinite(spent) ? { ...result, brokerCpuMs: spent, brokerRequests: spec.requests + spec.warmup } : result;
 }
 
 /** Something that answers one request: the contender's client side. */
@@ -151,9 +191,13 @@ export async function runContender(spec: RunSpec): Promise<RunResult> {
   const payload = 'x'.repeat(spec.payloadBytes);
   try {
     await drive(contender.call, spec.warmup, spec.concurrency, payload);
+    const profiler = spec.cpuProfile ? await startProfiler() : undefined;
+    const cpuBefore = process.cpuUsage();
     const begin = performance.now();
     const latenciesMs = await drive(contender.call, spec.requests, spec.concurrency, payload);
     const durationMs = performance.now() - begin;
+    const cpu = process.cpuUsage(cpuBefore);
+    if (profiler && spec.cpuProfile) await writeFile(spec.cpuProfile, JSON.stringify(await profiler.stop()));
     return {
       contender: spec.contender,
       concurrency: spec.concurrency,
@@ -162,6 +206,7 @@ export async function runContender(spec: RunSpec): Promise<RunResult> {
       durationMs,
       latenciesMs,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      cpuMs: (cpu.user + cpu.system) / 1000,
     };
   } finally {
     await contender.close();

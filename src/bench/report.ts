@@ -24,6 +24,13 @@ export interface CaseSummary {
   p95: number;
   p99: number;
   peakRssMiB: number;
+  /**
+   * CPU time per RPC of the process running both sides (client and server), median over rounds: on a machine shared with
+   * other work this moves far less than throughput does, so it says where our own cost went.
+   */
+  cpuUsPerRpc?: number;
+  /** the broker's CPU time per RPC over the same runs (set-up and warm-up included), when it could be read */
+  brokerCpuUsPerRpc?: number;
 }
 
 /** The median of each metric over the rounds of one contender in one case. */
@@ -38,8 +45,12 @@ export function summarizeRounds(results: RunResult[]): CaseSummary {
       p95: percentile(sorted, 95),
       p99: percentile(sorted, 99),
       rss: result.peakRssBytes / 1024 / 1024,
+      cpu: result.cpuMs !== undefined ? (result.cpuMs / result.requests) * 1000 : Number.NaN,
+      broker: result.brokerCpuMs !== undefined && result.brokerRequests ? (result.brokerCpuMs / result.brokerRequests) * 1000 : Number.NaN,
     };
   });
+  const cpu = median(perRound.map((round) => round.cpu));
+  const broker = median(perRound.map((round) => round.broker));
   return {
     contender: first.contender,
     concurrency: first.concurrency,
@@ -50,6 +61,8 @@ export function summarizeRounds(results: RunResult[]): CaseSummary {
     p95: median(perRound.map((round) => round.p95)),
     p99: median(perRound.map((round) => round.p99)),
     peakRssMiB: median(perRound.map((round) => round.rss)),
+    ...(Number.isFinite(cpu) ? { cpuUsPerRpc: cpu } : {}),
+    ...(Number.isFinite(broker) ? { brokerCpuUsPerRpc: broker } : {}),
   };
 }
 
@@ -86,6 +99,13 @@ export function ratios(cases: CaseSummary[]): Ratio[] {
   const rawPer = find('raw-per-request', 1);
   const bsPer = find('bridgescope-per-request', 1);
   add('throughput per-request bridgescope/raw at concurrency 1', rawPer && bsPer ? bsPer.throughput / rawPer.throughput : undefined, '>= 0.9', (v) => v >= 0.9);
+  // Throughput on a shared machine swings with the neighbours' load; CPU per RPC of our process much less.
+  add(
+    `CPU per RPC bridgescope/raw-reliable at concurrency ${top}`,
+    reliableTop?.cpuUsPerRpc && bsTop?.cpuUsPerRpc ? bsTop.cpuUsPerRpc / reliableTop.cpuUsPerRpc : undefined,
+    'report',
+    () => true,
+  );
   const traced = find('bridgescope-traced', top);
   add(`throughput traced bridgescope/raw at concurrency ${top}`, rawTop && traced ? traced.throughput / rawTop.throughput : undefined, '>= 0.6', (v) => v >= 0.6);
   for (const concurrency of [...new Set(cases.map((c) => c.concurrency))]) {
@@ -97,7 +117,7 @@ export function ratios(cases: CaseSummary[]): Ratio[] {
 }
 
 export function formatTable(cases: CaseSummary[]): string {
-  const header = ['contender', 'conc', 'payload', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'peak RSS MiB'];
+  const header = ['contender', 'conc', 'payload', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms', 'peak RSS MiB', 'CPU us/RPC', 'broker us/RPC'];
   const rows = cases.map((c) => [
     c.contender,
     String(c.concurrency),
@@ -107,6 +127,8 @@ export function formatTable(cases: CaseSummary[]): string {
     c.p95.toFixed(2),
     c.p99.toFixed(2),
     c.peakRssMiB.toFixed(0),
+    c.cpuUsPerRpc !== undefined ? c.cpuUsPerRpc.toFixed(0) : '-',
+    c.brokerCpuUsPerRpc !== undefined ? c.brokerCpuUsPerRpc.toFixed(0) : '-',
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
   const line = (cells: string[]): string => cells.map((cell, column) => cell.padStart(widths[column] ?? 0)).join('  ');

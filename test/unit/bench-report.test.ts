@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ratios, type CaseSummary } from '../../src/bench/report';
-import type { ContenderName } from '../../src/bench/contenders';
+import { formatTable, ratios, summarizeRounds, type CaseSummary } from '../../src/bench/report';
+import type { ContenderName, RunResult } from '../../src/bench/contenders';
 
 function summary(contender: ContenderName, concurrency: number, throughput: number, p50 = 1): CaseSummary {
   return { contender, concurrency, payloadBytes: 64, rounds: 1, throughput, p50, p95: p50, p99: p50, peakRssMiB: 100 };
@@ -21,5 +21,33 @@ describe('bench ratios', () => {
     expect(byLabel.get('throughput bridgescope/raw at concurrency 100')).toMatchObject({ value: 0.78, target: '>= 0.85', met: false });
     expect(byLabel.get('throughput traced bridgescope/raw at concurrency 100')).toMatchObject({ value: 0.5, target: '>= 0.6', met: false });
     expect(byLabel.get('p50 latency bridgescope/raw at concurrency 1')).toMatchObject({ target: '<= 1.10', met: true });
+  });
+
+  it('reports CPU per RPC, ours and the broker\'s, as the median over rounds, and our share against the reliable floor', () => {
+    const run = (contender: ContenderName, cpuMs: number, brokerCpuMs: number): RunResult => ({
+      contender,
+      concurrency: 100,
+      payloadBytes: 64,
+      requests: 1000,
+      durationMs: 500,
+      latenciesMs: [1, 2, 3],
+      peakRssBytes: 100 * 1024 * 1024,
+      cpuMs,
+      brokerCpuMs,
+      brokerRequests: 2000,
+    });
+    const reliable = summarizeRounds([run('raw-reliable', 90, 300), run('raw-reliable', 100, 320), run('raw-reliable', 300, 900)]);
+    const ours = summarizeRounds([run('bridgescope', 120, 310), run('bridgescope', 150, 330), run('bridgescope', 130, 2000)]);
+    expect(reliable).toMatchObject({ cpuUsPerRpc: 100, brokerCpuUsPerRpc: 160 });
+    expect(ours).toMatchObject({ cpuUsPerRpc: 130, brokerCpuUsPerRpc: 165 });
+    const byLabel = new Map(ratios([reliable, ours]).map((ratio) => [ratio.label, ratio]));
+    expect(byLabel.get('CPU per RPC bridgescope/raw-reliable at concurrency 100')?.value).toBeCloseTo(1.3);
+    expect(formatTable([ours])).toMatch(/CPU us\/RPC\s+broker us\/RPC\n.*\s130\s+165$/);
+  });
+
+  it('prints a dash where a run measured no CPU (an older result)', () => {
+    const old = summarizeRounds([{ contender: 'raw', concurrency: 1, payloadBytes: 64, requests: 10, durationMs: 10, latenciesMs: [1], peakRssBytes: 0 }]);
+    expect(old.cpuUsPerRpc).toBeUndefined();
+    expect(formatTable([old])).toMatch(/-\s+-$/);
   });
 });

@@ -19,7 +19,6 @@ import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { encodeRequest, readBody, readReplyFields } from './envelope';
 import { mqtt5PublishProperties, readReplyProperties } from './mqtt5-properties';
-import { BoundedMap } from '../bounded-map';
 import { mqttMessage, type MqttPublishFacts } from '../trace/message-view';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 
@@ -93,6 +92,8 @@ interface Reply {
   payload: Buffer;
   body: ReplyBody;
   packet?: IPublishPacket;
+  /** read once, when the reply was matched by its id */
+  fields: ReturnType<typeof readReplyFields>;
 }
 
 interface PendingCall {
@@ -111,6 +112,37 @@ interface RpcClientEvents {
 
 const RECENT_IDS = 10_000;
 
+/**
+ * How the last calls ended, by id: at least the last `limit`, at most twice that. Two generations of plain Maps, the
+ * older dropped whole when the newer is full: no per-entry eviction on the hot path (a BoundedMap's delete and order
+ * array cost about 4 us per call here once full).
+ */
+class RecentIds {
+  private current = new Map<string, 'replied' | 'failed'>();
+  private previous = new Map<string, 'replied' | 'failed'>();
+
+  constructor(private readonly limit: number) {}
+
+  set(id: string, outcome: 'replied' | 'failed'): void {
+    if (this.current.size >= this.limit) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(id, outcome);
+  }
+
+  get(id: string): 'replied' | 'failed' | undefined {
+    return this.current.get(id) ?? this.previous.get(id);
+  }
+}
+
+interface TopicFacts {
+  /** why the topic cannot be used, when it cannot */
+  unusable: string | undefined;
+  warnings: readonly string[];
+  routingKey: string;
+}
+
 export class RpcClient extends EventEmitter<RpcClientEvents> {
   readonly link: MqttLink;
   readonly clientId: string;
@@ -119,10 +151,12 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private readonly replyPrefix: string;
   private readonly pending = new Map<string, PendingCall>();
   /** how recent calls ended, to tell a duplicate reply (at-least-once) from a late one */
-  private readonly recentlyDone = new BoundedMap<string, 'replied' | 'failed'>(RECENT_IDS);
+  private readonly recentlyDone = new RecentIds(RECENT_IDS);
   /** acks seen per packet id, so a QoS 2 publish answered with PUBACK is noticed, and an MQTT 5 reason code read */
   private readonly acks = new Map<number, { packet: 'puback' | 'pubrec'; reasonCode?: number }>();
   private sharedReplyTopic: string | undefined;
+  /** the topic map's verdicts on the topics every call uses again (see topicFacts) */
+  private readonly knownTopics = new Map<string, TopicFacts>();
   private sharedGrant: QoS | 'refused' = 'refused';
   duplicates = 0;
   /** the broker's version rules, decided once per version (not per request: this is the send path) */
@@ -180,27 +214,26 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const timeoutMs = options.timeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     const warnings: string[] = [...(options.warnings ?? [])];
 
-    const topicIssues = lintTopic(topic, 'publish', this.options.topicMap);
-    const unusableTopic = blockingIssue(topicIssues);
-    if (unusableTopic) throw new BridgeError('bad-input', `The request topic cannot be used: ${unusableTopic.message}`);
-    for (const issue of topicIssues) if (issue.severity === 'warning') warnings.push(issue.message);
+    const topicFacts = this.topicFacts(topic, 'publish', true);
+    if (topicFacts.unusable) throw new BridgeError('bad-input', `The request topic cannot be used: ${topicFacts.unusable}`);
+    warnings.push(...topicFacts.warnings);
 
     const strategy = options.strategy ?? this.strategy;
     const useShared = strategy === 'shared' && options.replyTopic === undefined && this.sharedReplyTopic !== undefined;
     const replyTopic = options.replyTopic ?? (useShared ? (this.sharedReplyTopic as string) : `${this.replyPrefix}/${randomUUID()}`);
-    const replyIssues = lintTopic(replyTopic, 'reply', this.options.topicMap);
-    const unusable = blockingIssue(replyIssues);
-    if (unusable) throw new BridgeError('bad-input', `The reply topic cannot be used: ${unusable.message}`);
-    for (const issue of replyIssues) if (issue.severity !== 'info') warnings.push(issue.message);
+    // A per-request reply topic is new every time: not worth keeping.
+    const replyFacts = this.topicFacts(replyTopic, 'reply', replyTopic === this.sharedReplyTopic);
+    if (replyFacts.unusable) throw new BridgeError('bad-input', `The reply topic cannot be used: ${replyFacts.unusable}`);
+    warnings.push(...replyFacts.warnings);
 
-    const replyRoutingKey = topicToRoutingKey(replyTopic, this.options.topicMap);
+    const replyRoutingKey = replyFacts.routingKey;
     const raw = options.rawBody;
     const body = raw
       ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)
       : encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
     this.admit(body.byteLength);
     const sendQos = this.allowedQos(qos, topic, replyTopic, body.byteLength, warnings);
-    const step = (draft: TraceStepDraft): void => void this.emit('step', draft);
+    const step = this.emitStep;
     if (this.traced) step({
       rpcId: id,
       at: Date.now(),
@@ -257,7 +290,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       } else if (options.mqtt5 !== undefined) {
         warnings.push(this.mqtt5NotSent());
       }
-      const predictedRoutingKey = topicToRoutingKey(topic, this.options.topicMap);
+      const predictedRoutingKey = topicFacts.routingKey;
       const publish = async (): Promise<QoS> => {
         if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic, qosAsked: sendQos, predictedRoutingKey } });
         const packet = await Promise.race([this.link.client.publishAsync(topic, body, publishOptions), guard.expired]).catch((err: unknown) => {
@@ -312,7 +345,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       }
 
       const replyBody = reply.body;
-      const fields = readReplyFields(replyBody, this.fields);
+      const fields = reply.fields;
       const topicMismatch = reply.topic !== replyTopic;
       if (topicMismatch) {
         warnings.push(`The reply asked for "${replyTopic}" arrived on "${reply.topic}": a "." in a topic level is a level separator for RabbitMQ.`);
@@ -372,6 +405,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       );
     }
     if (this.link.protocolVersion !== 5) {
+      // The only finding used here is a packet over the version's limit: most requests are far below it (hot path).
+      if (packetBytes <= this.rules.defaultMaxPacketBytes) return qos;
       for (const finding of versionFindings(this.rules, { protocol: 4, qos, bytes: packetBytes })) {
         if (finding.code !== 'packet-too-large') continue;
         // A known version's limit is a refusal (the broker would close the connection and mqtt.js resend it forever).
@@ -469,7 +504,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   /** Matches by the id in the reply; replies without one (plain text) by routing-key equivalence, oldest call first. */
   private onMessage(topic: string, payload: Buffer, packet?: IPublishPacket): void {
     const body = readBody(payload);
-    const { id } = readReplyFields(body, this.fields);
+    const fields = readReplyFields(body, this.fields);
+    const { id } = fields;
     let call = id !== undefined ? this.pending.get(id) : undefined;
     // An MQTT 5 reply to a body without an id (text, bytes) may still carry the request's Correlation Data: the id.
     const correlation = id === undefined ? packet?.properties?.correlationData : undefined;
@@ -490,7 +526,31 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return;
     }
     this.pending.delete(call.id);
-    call.resolve({ topic, payload, body, ...(packet ? { packet } : {}) });
+    call.resolve({ topic, payload, body, fields, ...(packet ? { packet } : {}) });
+  }
+
+  private readonly emitStep = (draft: TraceStepDraft): void => void this.emit('step', draft);
+
+  /**
+   * What the topic map says of a topic in a role: the reason it cannot be used, the warnings, its routing key. The request
+   * topic and the shared reply topic come back on every call: theirs are kept (a few, so a burst of topics cannot grow it).
+   */
+  private topicFacts(topic: string, role: 'publish' | 'reply', keep: boolean): TopicFacts {
+    const cacheKey = `${role}\u0000${topic}`;
+    const known = keep ? this.knownTopics.get(cacheKey) : undefined;
+    if (known) return known;
+    const issues = lintTopic(topic, role, this.options.topicMap);
+    const facts: TopicFacts = {
+      unusable: blockingIssue(issues)?.message,
+      // a request topic's warnings; a reply topic's warnings and its errors that do not block
+      warnings: issues.filter((issue) => (role === 'publish' ? issue.severity === 'warning' : issue.severity !== 'info')).map((issue) => issue.message),
+      routingKey: topicToRoutingKey(topic, this.options.topicMap),
+    };
+    if (keep) {
+      if (this.knownTopics.size >= 64) this.knownTopics.clear();
+      this.knownTopics.set(cacheKey, facts);
+    }
+    return facts;
   }
 
   /** the one reply topic of the shared strategy, once connected */

@@ -107,8 +107,32 @@ interface Running {
   rpcId: string;
   worker: string;
   abandoned: boolean;
-  /** the handler's signal: aborted at its timeout or when the server stops */
-  controller: AbortController;
+  /**
+   * the handler's signal: aborted at its timeout or when the server stops. Made only when the handler reads it (most
+   * handlers never do, and one per request is measurable); `aborted` remembers an abort that came before.
+   */
+  controller?: AbortController;
+  aborted: boolean;
+}
+
+/** Aborts a request's signal, or makes sure it is born aborted if the handler reads it later. */
+function abortRunning(entry: Running): void {
+  entry.aborted = true;
+  entry.controller?.abort();
+}
+
+function signalOf(entry: Running): AbortSignal {
+  if (!entry.controller) {
+    entry.controller = new AbortController();
+    if (entry.aborted) entry.controller.abort();
+  }
+  return entry.controller.signal;
+}
+
+type HandlerSettled = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
+
+function failedWith(thrown: unknown): HandlerSettled {
+  return { ok: false, error: { code: thrownCode(thrown), message: describeThrown(thrown) } };
 }
 
 interface RpcServerEvents {
@@ -256,7 +280,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     // Acks go out on each channel's own buffer and a connection.close can overtake them: a channel.close, queued behind
     // them and answered by the broker, proves they were processed. Unacked requests go back to the queue.
     await Promise.all(this.workers.map((worker) => worker.channel.close().catch(() => undefined)));
-    for (const entry of this.running.values()) entry.controller.abort();
+    for (const entry of this.running.values()) abortRunning(entry);
     await this.link.close();
     return report;
   }
@@ -411,8 +435,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     return this.listenerCount('step') > 0;
   }
 
+  /** emitSafely for the hot path: several steps per request, without the rest-arguments array. */
   private step(draft: TraceStepDraft): void {
-    this.emitSafely('step', draft);
+    try {
+      this.emit('step', draft);
+    } catch (err) {
+      this.listenerThrew('step', err);
+    }
   }
 
   private problem(problem: ServerProblem): void {
@@ -424,9 +453,13 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     try {
       (this.emit as (name: K, ...rest: RpcServerEvents[K]) => boolean)(event, ...args);
     } catch (err) {
-      if (event === 'problem') return;
-      this.emitSafely('problem', { kind: 'internal', worker: '', rpcId: '', message: `A listener of the server's ${event} events threw: ${describeThrown(err)}` });
+      this.listenerThrew(event, err);
     }
+  }
+
+  private listenerThrew(event: keyof RpcServerEvents, err: unknown): void {
+    if (event === 'problem') return;
+    this.emitSafely('problem', { kind: 'internal', worker: '', rpcId: '', message: `A listener of the server's ${event} events threw: ${describeThrown(err)}` });
   }
 
   /**
@@ -576,9 +609,10 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const started = performance.now();
-    const entry: Running = { rpcId, worker: worker.name, abandoned: false, controller: new AbortController() };
+    const entry: Running = { rpcId, worker: worker.name, abandoned: false, aborted: false };
     this.running.set(ticket, entry);
-    const settled = await this.runHandler(request, worker, ticket, entry);
+    const running = this.runHandler(request, worker, ticket, entry);
+    const settled = running instanceof Promise ? await running : running;
     let reply: Buffer | undefined;
     let error: { code: string; message: string } | undefined;
     if (settled.ok) {
@@ -621,28 +655,39 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
    * Runs the handler under the handler timeout. Whatever it throws (even `undefined`) becomes an error; one that does
    * not settle in time is abandoned (its signal aborted) and stays listed until it returns.
    */
-  private async runHandler(
-    request: RpcRequest,
-    worker: Worker,
-    ticket: number,
-    entry: Running,
-  ): Promise<{ ok: true; result: unknown } | { ok: false; error: { code: string; message: string } }> {
-    // One controller per request: aborted alone at its timeout, or with all the others when the server stops.
-    const signal = entry.controller.signal;
-    const work = (async () => {
-      try {
-        return { ok: true as const, result: await this.options.handler(request, { worker: worker.name, signal }) };
-      } catch (thrown) {
-        return { ok: false as const, error: { code: thrownCode(thrown), message: describeThrown(thrown) } };
-      }
-    })();
+  private runHandler(request: RpcRequest, worker: Worker, ticket: number, entry: Running): HandlerSettled | Promise<HandlerSettled> {
+    // One signal per request (made when the handler reads it): aborted alone at its timeout, or with all the others when
+    // the server stops.
+    const context = {
+      worker: worker.name,
+      get signal(): AbortSignal {
+        return signalOf(entry);
+      },
+    };
+    let value: unknown;
+    try {
+      value = this.options.handler(request, context);
+    } catch (thrown) {
+      return failedWith(thrown);
+    }
+    // A synchronous handler (echo, most real ones) has finished: no timer, no race. Its time cannot be cut short anyway,
+    // the event loop was its own until it returned.
+    if (!isThenable(value)) return { ok: true, result: value };
+    return this.raceHandlerTimeout(Promise.resolve(value), worker, ticket, entry);
+  }
+
+  private async raceHandlerTimeout(pending: Promise<unknown>, worker: Worker, ticket: number, entry: Running): Promise<HandlerSettled> {
+    const work = pending.then(
+      (result): HandlerSettled => ({ ok: true, result }),
+      (thrown: unknown) => failedWith(thrown),
+    );
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.handlerTimeoutMs)));
     const first = await Promise.race([work, timedOut]);
     clearTimeout(timer);
     if (first !== 'timeout') return first;
     entry.abandoned = true;
-    entry.controller.abort();
+    abortRunning(entry);
     this.forgetOldestAbandoned();
     const message = `The handler did not answer ${entry.rpcId} within ${this.handlerTimeoutMs} ms; it was abandoned and the request answered with an error.`;
     this.problem({ kind: 'handler-timeout', worker: worker.name, rpcId: entry.rpcId, message });
@@ -715,12 +760,10 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         this.exchange,
         request.replyRoutingKey,
         body,
-        {
-          mandatory: true,
-          messageId,
-          contentType: 'application/json',
-          ...(request.correlationId ? { correlationId: request.correlationId } : {}),
-        },
+        // Literals, not a spread of a conditional object: this runs once per request.
+        request.correlationId
+          ? { mandatory: true, messageId, contentType: 'application/json', correlationId: request.correlationId }
+          : { mandatory: true, messageId, contentType: 'application/json' },
         (err: unknown) => settle(err ? (err instanceof Error ? err : new Error(describeThrown(err))) : undefined),
       );
     } catch (err) {
@@ -802,6 +845,10 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 /** Where a failed reply is remembered: the client-chosen id alone is not unique across devices. */
 function failedReplyKey(rpcId: string, replyRoutingKey: string): string {
   return `${replyRoutingKey}\u0000${rpcId}`;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
 function safely(operation: () => void): void {
