@@ -39,8 +39,8 @@ function clientOf(profile: ConnectionProfile): RpcClient {
 /** The real collaborators: RabbitMQ through amqplib, mqtt.js and the management API. */
 export const realFactories: SessionFactories = {
   sandboxNode: { status: sandboxStatus, start: startSandbox, stop: stopSandbox },
-  // The management API is asked at one node: the cluster's answer is the same at every node.
-  createApi: (profile) => new ManagementApi(brokerTargets(profile).management[0] ?? profile.managementUrl, profile.vhost),
+  // The management API is asked at one node (the cluster's answer is the same at every node), with the profile's TLS files.
+  createApi: (profile) => new ManagementApi(brokerTargets(profile).management[0] ?? profile.managementUrl, profile.vhost, undefined, tlsFiles(profile)),
   createClient: clientOf,
   createInspector: (profile, onConnected) => {
     const [url = '', ...fallbackUrls] = brokerTargets(profile).amqp;
