@@ -5,7 +5,7 @@ import { defaultSandboxDir } from './broker/sandbox';
 import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from '../shared/topic-map';
 import { restoreSecrets, type ProfileStore } from './profiles';
-import { brokerTargets } from './connection-details';
+import { brokerTargets, tlsFiles } from './connection-details';
 import { testConnection } from './connection-test';
 import { SandboxController } from './session/sandbox';
 import { ConnectionController, sentenceOf } from './session/connection';
@@ -70,7 +70,12 @@ export class Session {
       onLinksDown: () => this.sandbox.linksDown(),
       onLinksUp: () => this.sandbox.linksUp(),
     });
-    this.server = new ServerController({ createServer: factories.createServer, attachSteps: (server) => store.attach(server), onChange: changed });
+    // The server connects with the open profile's TLS files and verify setting, as the inspector does.
+    const createServer: SessionFactories['createServer'] = (settings) => {
+      const tls = tlsFiles(this.connection.require().profile);
+      return factories.createServer({ ...settings, ...(tls ? { tls } : {}) });
+    };
+    this.server = new ServerController({ createServer, attachSteps: (server) => store.attach(server), onChange: changed });
     const verdicts = {
       steps: (rpcId: string) => store.steps(rpcId),
       firehoseOn: () => this.tracing.firehoseOn,

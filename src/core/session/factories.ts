@@ -54,11 +54,14 @@ export const realFactories: SessionFactories = {
     });
   },
   checkAbandonedTracing,
-  // `amqpUrl` is the profile's list (credential fields applied): the first node, then the failover ones.
+  // `amqpUrl` is the profile's list (credential fields applied): the first node, then the failover ones; `tls` its TLS files.
   createServer: async ({ handlerSpec, amqpUrl, ...options }) => {
     const [first = amqpUrl, ...fallbackAmqpUrls] = splitUrls(amqpUrl);
     return new RpcServer({ ...options, amqpUrl: first, fallbackAmqpUrls, handler: await loadHandler(parseHandlerSpec(handlerSpec)) });
   },
-  // The tracer follows the node the inspector reached (the first URL that answered).
-  createTracer: (connection, store, owner) => new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, api: connection.api, store, owner }),
+  // The tracer follows the node the inspector reached (the first URL that answered), with the profile's TLS files.
+  createTracer: (connection, store, owner) => {
+    const tls = tlsFiles(connection.profile);
+    return new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, ...(tls ? { tls } : {}), api: connection.api, store, owner });
+  },
 };
