@@ -5,7 +5,7 @@ import { defaultSandboxDir } from './broker/sandbox';
 import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from '../shared/topic-map';
 import { restoreSecrets, type ProfileStore } from './profiles';
-import { brokerTargets, tlsFiles } from './connection-details';
+import { brokerTargets } from './connection-details';
 import { testConnection } from './connection-test';
 import { SandboxController } from './session/sandbox';
 import { ConnectionController, sentenceOf } from './session/connection';
@@ -72,7 +72,7 @@ export class Session {
     });
     // The server connects with the open profile's TLS files and verify setting, as the inspector does.
     const createServer: SessionFactories['createServer'] = (settings) => {
-      const tls = tlsFiles(this.connection.require().profile);
+      const { tls } = this.connection.require();
       return factories.createServer({ ...settings, ...(tls ? { tls } : {}) });
     };
     this.server = new ServerController({ createServer, attachSteps: (server) => store.attach(server), onChange: changed });

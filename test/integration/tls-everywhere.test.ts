@@ -18,6 +18,7 @@ import { TraceStore } from '../../src/core/trace/trace-store';
 import { testConnection } from '../../src/core/connection-test';
 import { Session } from '../../src/core/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
+import { dispatch } from '../../src/core/dispatch';
 import type { ConnectionProfile } from '../../src/shared/contract';
 import { uniqueName } from '../support/names';
 import { createTestVhost, type TestVhost } from '../support/vhosts';
@@ -179,7 +180,8 @@ describe("a profile's CA file, from the form to every connection", () => {
   const profile = (vhost: string, tls: ConnectionProfile['tls']): ConnectionProfile => ({
     name: 'private CA',
     amqpUrl: amqpsUrl(vhost),
-    mqttUrl: broker.urls.mqtt,
+    // The MQTT plugin takes the vhost from a "vhost:user" user name.
+    mqttUrl: broker.urls.mqtt.replace('mqtt://', `mqtt://${encodeURIComponent(`${vhost}:guest`)}:guest@`),
     managementUrl: httpsUrl(),
     vhost,
     exchange: 'amq.direct',
@@ -198,16 +200,25 @@ describe("a profile's CA file, from the form to every connection", () => {
     expect(without.filter((line) => line.protocol !== 'mqtt').map((line) => line.sentence)).toEqual([expect.stringMatching(NOT_VERIFIED), expect.stringMatching(NOT_VERIFIED)]);
   });
 
-  it('an open connection starts its server and switches tracing on over TLS', async () => {
+  it('an open connection starts its server, traces, probes and diagnoses over TLS', async () => {
     const vhost = await freshVhost();
     const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
     cleanups.push(() => session.dispose());
     await session.open(profile(vhost.name, { caFile }));
     expect(session.state().overview?.rabbitmqVersion).toMatch(/^\d+\.\d+\.\d+/);
-    const server = await session.startServer({ exchange: 'amq.direct', queue: uniqueName('tls-session'), workers: 1, prefetch: 1, handler: 'echo' });
+    const queue = uniqueName('tls_session');
+    const server = await session.startServer({ exchange: 'amq.direct', queue, workers: 1, prefetch: 1, handler: 'echo' });
     expect(server.state).toBe('running');
     expect(await session.setTracing(true)).toMatchObject({ state: 'on' });
     expect(await vhost.api.tracing()).toBe(true);
+    const send = (topic: string) => dispatch(session.handlers, 'rpc.request.send', { topic, qos: 1, strategy: 'shared', payloadText: '{"params": {"n": 1}}', timeoutMs: 3000 });
+    expect(await send(queue)).toMatchObject({ ok: true, result: { verdict: { code: 'replied' } } });
+    // The probe opens AMQP and MQTT connections of its own; the verdict asks the management API and AMQP for live counts.
+    expect(await dispatch(session.handlers, 'broker.probe.run', {})).toMatchObject({ ok: true, result: { observedExchange: 'amq.direct' } });
+    const unroutable = await send(`tls/${uniqueName('nobody')}`);
+    expect(unroutable).toMatchObject({ ok: false, error: { verdict: { code: 'request-unroutable' } } });
+    const evidence = (unroutable as { error: { verdict: { evidence: string[] } } }).error.verdict.evidence.join('\n');
+    expect(evidence).not.toMatch(/not asked|could not connect|could not be verified/);
     await session.close();
     expect(await vhost.api.tracing()).toBe(false);
   });

@@ -61,7 +61,7 @@ export const realFactories: SessionFactories = {
   },
   // The tracer follows the node the inspector reached (the first URL that answered), with the profile's TLS files.
   createTracer: (connection, store, owner) => {
-    const tls = tlsFiles(connection.profile);
+    const { tls } = connection;
     return new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, ...(tls ? { tls } : {}), api: connection.api, store, owner });
   },
 };
