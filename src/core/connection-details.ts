@@ -39,6 +39,12 @@ export function brokerTargets(profile: ConnectionProfile): BrokerTargets {
   return { amqp: apply(profile.amqpUrl), mqtt: apply(profile.mqttUrl), management: apply(profile.managementUrl) };
 }
 
+/** TLS files as the options of tls.connect / https.request (the AMQP links, the tracer and the management API pass them on). */
+export function tlsSocketOptions(tls: TlsFiles | undefined): Record<string, unknown> {
+  if (!tls) return {};
+  return { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}), rejectUnauthorized: tls.rejectUnauthorized };
+}
+
 function readTlsFile(path: string | undefined, what: string): Buffer | undefined {
   const file = path?.trim();
   if (!file) return undefined;

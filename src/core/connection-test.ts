@@ -75,10 +75,10 @@ async function testMqtt(url: string, profile: ConnectionProfile, tls: TlsFiles |
   }
 }
 
-async function testManagement(url: string, vhost: string): Promise<ConnectionTestLine> {
+async function testManagement(url: string, vhost: string, tls: TlsFiles | undefined): Promise<ConnectionTestLine> {
   const line = { protocol: 'management' as const, url: redactUrl(url) };
   try {
-    const overview = await new ManagementApi(url, vhost).overview();
+    const overview = await new ManagementApi(url, vhost, undefined, tls).overview();
     const version = overview.rabbitmqVersion;
     return {
       ...line,
@@ -107,6 +107,6 @@ export async function testConnection(profile: ConnectionProfile): Promise<Connec
   return Promise.all([
     ...targets.amqp.map((url) => guarded('amqp', url, () => testAmqp(url, tls))),
     ...targets.mqtt.map((url) => guarded('mqtt', url, () => testMqtt(url, profile, tls))),
-    ...targets.management.map((url) => guarded('management', url, () => testManagement(url, profile.vhost))),
+    ...targets.management.map((url) => guarded('management', url, () => testManagement(url, profile.vhost, tls))),
   ]);
 }

@@ -70,7 +70,12 @@ export class Session {
       onLinksDown: () => this.sandbox.linksDown(),
       onLinksUp: () => this.sandbox.linksUp(),
     });
-    this.server = new ServerController({ createServer: factories.createServer, attachSteps: (server) => store.attach(server), onChange: changed });
+    // The server connects with the open profile's TLS files and verify setting, as the inspector does.
+    const createServer: SessionFactories['createServer'] = (settings) => {
+      const { tls } = this.connection.require();
+      return factories.createServer({ ...settings, ...(tls ? { tls } : {}) });
+    };
+    this.server = new ServerController({ createServer, attachSteps: (server) => store.attach(server), onChange: changed });
     const verdicts = {
       steps: (rpcId: string) => store.steps(rpcId),
       firehoseOn: () => this.tracing.firehoseOn,

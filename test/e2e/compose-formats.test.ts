@@ -96,6 +96,8 @@ describe('Compose payload formats and MQTT 5 options, in Chromium on RabbitMQ 3.
     await page.selectOption('[data-testid=compose-payload-format]', 'json');
     expect(await page.getAttribute('[data-testid=compose-mqtt5]', 'open')).toBeNull();
     expect(await page.textContent('[data-testid=compose-mqtt5-rules]')).toMatch(/RabbitMQ 3\.1\d\.\d+ has no MQTT 5/);
+    // The profile (from the environment) asks for no MQTT version: the app connects with 3.1.1, and says where to change it.
+    expect(await page.textContent('[data-testid=compose-mqtt5-folded]')).toBe('(this connection speaks MQTT 3.1.1: set MQTT 5 or auto in the profile)');
     await page.click('[data-testid=compose-mqtt5] summary');
     await page.click('[data-testid=compose-user-property-add]');
     await page.fill('[data-testid=compose-user-property-key]', 'tenant');

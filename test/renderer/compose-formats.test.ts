@@ -1,7 +1,7 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia } from 'pinia';
 import { describe, expect, it } from 'vitest';
-import type { AppState, SendRequestArgs } from '../../src/shared/contract';
+import type { AppState, ConnectionProfile, SendRequestArgs } from '../../src/shared/contract';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import { clientKey } from '../../src/renderer/src/injection';
 import { useAppStore } from '../../src/renderer/src/stores/app';
@@ -12,10 +12,19 @@ import ComposePanel from '../../src/renderer/src/components/compose/ComposePanel
 import { fakeClient } from './fake-client';
 
 const stats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
-const state = (rabbitmqVersion: string): AppState => ({
+type MqttVersion = NonNullable<ConnectionProfile['mqttVersion']>;
+const state = (rabbitmqVersion: string, mqttVersion?: MqttVersion): AppState => ({
   mode: 'browser',
   sandbox: { state: 'stopped' },
-  profile: { name: 'Sandbox broker', amqpUrl: 'amqp://127.0.0.1:5673', mqttUrl: 'mqtt://127.0.0.1:1884', managementUrl: 'http://127.0.0.1:15673', vhost: '/', exchange: 'amq.direct' },
+  profile: {
+    name: 'Sandbox broker',
+    amqpUrl: 'amqp://127.0.0.1:5673',
+    mqttUrl: 'mqtt://127.0.0.1:1884',
+    managementUrl: 'http://127.0.0.1:15673',
+    vhost: '/',
+    exchange: 'amq.direct',
+    ...(mqttVersion !== undefined ? { mqttVersion } : {}),
+  },
   links: { amqp: { state: 'connected', since: 1 }, mqtt: { state: 'connected', since: 1 } },
   tracer: { state: 'off' },
   server: { state: 'stopped', stats },
@@ -35,13 +44,14 @@ const outcome = (overrides: Partial<RpcOutcome> = {}): RpcOutcome => ({
   ...overrides,
 });
 
-function mountCompose(version = '3.10.8', answers: Parameters<typeof fakeClient>[0] = {}): { wrapper: VueWrapper; sent: SendRequestArgs[] } {
+/** `mqttVersion`: the open profile's (unset: MQTT 3.1.1, as the app connects then). */
+function mountCompose(version = '3.10.8', answers: Parameters<typeof fakeClient>[0] = {}, mqttVersion?: MqttVersion): { wrapper: VueWrapper; sent: SendRequestArgs[] } {
   const pinia = createPinia();
   setActivePinia(pinia);
   const sent: SendRequestArgs[] = [];
   const client = fakeClient({ 'profile.list': () => [], 'rpc.request.send': (args) => (sent.push(args), outcome()), ...answers });
   const wrapper = mount(ComposePanel, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
-  useAppStore().state = state(version);
+  useAppStore().state = state(version, mqttVersion);
   return { wrapper, sent };
 }
 
@@ -113,8 +123,30 @@ describe('Compose MQTT 5 options', () => {
     expect(wrapper.find('[data-testid=compose-mqtt5-rules]').text()).toContain('RabbitMQ 3.10.8 has no MQTT 5');
   });
 
+  it('are folded on 3.13 when the profile speaks MQTT 3.1.1, saying where to change it; open once it says auto', async () => {
+    const { wrapper } = mountCompose('3.13.7', {}, 4);
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-mqtt5]').attributes('open')).toBeUndefined();
+    expect(wrapper.find('[data-testid=compose-mqtt5-folded]').text()).toBe('(this connection speaks MQTT 3.1.1: set MQTT 5 or auto in the profile)');
+    // A profile saved before the field existed connects with 3.1.1 too.
+    useAppStore().state = state('3.13.7');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-mqtt5]').attributes('open')).toBeUndefined();
+    useAppStore().state = state('3.13.7', 'auto');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-mqtt5]').attributes('open')).toBeDefined();
+    expect(wrapper.find('[data-testid=compose-mqtt5-folded]').text()).toBe('');
+  });
+
+  it('stay folded on 3.10 with a profile asking for auto: the broker has no MQTT 5', async () => {
+    const { wrapper } = mountCompose('3.10.8', {}, 'auto');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-mqtt5]').attributes('open')).toBeUndefined();
+    expect(wrapper.find('[data-testid=compose-mqtt5-folded]').text()).toBe('(not sent over MQTT 3.1.1)');
+  });
+
   it('are open on 3.13, say what each maps to, and reach the request: rows, expiry checked, empty ones dropped', async () => {
-    const { wrapper, sent } = mountCompose('3.13.7');
+    const { wrapper, sent } = mountCompose('3.13.7', {}, 5);
     await flushPromises();
     expect(wrapper.find('[data-testid=compose-mqtt5]').attributes('open')).toBeDefined();
     expect(wrapper.find('[data-testid=compose-mqtt5]').text()).toContain('AMQP header x-reply-to-topic');

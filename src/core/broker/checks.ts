@@ -6,6 +6,7 @@ import { brokerRules, describeBrokerRules, preflightVersionFindings, type Broker
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
 import { amqpConnectOptions, connectAmqp, explainAmqpError } from '../links/amqp-link';
+import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { toErrorShape } from '../errors';
 import type { ManagementApi } from './management-api';
@@ -56,6 +57,8 @@ export interface ProbeOptions {
   configuredExchange: string;
   api?: ManagementApi;
   timeoutMs?: number;
+  /** for amqps:// and mqtts:// (wss://): the profile's CA, client certificate and key, and whether certificates are verified */
+  tls?: TlsFiles;
 }
 
 /** Live consumer counts through a passive queue.declare on a short-lived channel. */
@@ -131,12 +134,13 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
   const { api, protocols } = await usableManagementApi(options.api, lines);
   let connection: amqp.ChannelModel;
   try {
-    connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 10), { noDelay: true, timeout: 5000 });
+    connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 10), { ...tlsSocketOptions(options.tls), noDelay: true, timeout: 5000 });
   } catch (err) {
     throw explainAmqpError(err, options.amqpUrl);
   }
   const clientId = `bridgescope-probe-${token.slice(0, 8)}`;
   const link = new MqttLink({ url: options.mqttUrl, clientId });
+  if (options.tls) link.useDetails({ tls: options.tls });
   try {
     const channel = await connection.createChannel();
     channel.on('error', () => undefined);

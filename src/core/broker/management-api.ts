@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { BindingInfo, BrokerOverview, ConnectionInfo, ConsumerInfo, QueueInfo } from '../../shared/broker';
 import { BridgeError } from '../errors';
-import { managementRequest } from './management-http';
+import { managementRequest, type ManagementRequestOptions } from './management-http';
+import type { TlsFiles } from '../connection-details';
 
 const MQTT_SUBSCRIPTION_QUEUE = /^mqtt-subscription-(.*)qos([01])$/;
 
@@ -133,12 +134,19 @@ export class ManagementApi {
     readonly vhost = '/',
     /** the node this API belongs to, when known (a cluster peer found through another node) */
     readonly nodeName?: string,
+    /** for https://: the profile's CA, client certificate and key, and whether certificates are verified (peers too) */
+    private readonly tls?: TlsFiles,
   ) {
     this.vhostPath = encodeURIComponent(vhost);
   }
 
+  /** One request to this API's URL with its TLS settings. */
+  private request<T>(path: string, options: Omit<ManagementRequestOptions, 'tls'> = {}): Promise<T> {
+    return managementRequest<T>(this.url, path, { ...options, ...(this.tls ? { tls: this.tls } : {}) });
+  }
+
   private get<T>(path: string): Promise<T> {
-    return managementRequest<T>(this.url, path);
+    return this.request<T>(path);
   }
 
   async overview(): Promise<BrokerOverview> {
@@ -261,7 +269,7 @@ export class ManagementApi {
       const url = new URL(base.href);
       url.hostname = wildcard ? base.hostname : address.includes(':') ? `[${address}]` : address;
       url.port = String(listener.port);
-      byNode.set(node, new ManagementApi(url.href, this.vhost, node));
+      byNode.set(node, new ManagementApi(url.href, this.vhost, node, this.tls));
     }
     this.peerApis = [...byNode.values()];
     return this.peerApis;
@@ -320,8 +328,8 @@ export class ManagementApi {
 
   /** Switches the firehose at this node and at every other node of the cluster (the flag is per node). */
   async setTracing(on: boolean): Promise<void> {
-    await managementRequest(this.url, `/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
-    await Promise.allSettled((await this.livePeers()).map((peer) => managementRequest(peer.url, `/api/vhosts/${peer.vhostPath}`, { method: 'PUT', body: { tracing: on } })));
+    await this.request(`/api/vhosts/${this.vhostPath}`, { method: 'PUT', body: { tracing: on } });
+    await Promise.allSettled((await this.livePeers()).map((peer) => peer.request(`/api/vhosts/${peer.vhostPath}`, { method: 'PUT', body: { tracing: on } })));
   }
 
   /** Switches the firehose at one node of the cluster (by its name); throws when that node cannot be reached. */
@@ -330,7 +338,7 @@ export class ManagementApi {
     const own = this.nodeName ?? this.selfNode ?? (await this.overviewNode());
     const target = node === own ? this : peers.find((peer) => peer.nodeName === node);
     if (!target) throw new BridgeError('unreachable', `The management API of node ${node} is not known from ${this.nodeName ?? 'this node'}: tracing could not be switched there.`);
-    await managementRequest(target.url, `/api/vhosts/${target.vhostPath}`, { method: 'PUT', body: { tracing: on } });
+    await target.request(`/api/vhosts/${target.vhostPath}`, { method: 'PUT', body: { tracing: on } });
   }
 
   /** Every BridgeScope ownership marker on this vhost, oldest first; none when BridgeScope did not switch tracing on. */
@@ -355,7 +363,7 @@ export class ManagementApi {
   async setTracingMarker(marker: TracingMarker): Promise<string> {
     const exchange = `${TRACING_MARKER_EXCHANGE}.${randomUUID()}`;
     // internal: nobody can publish to it; durable: it must outlive the process and a broker restart.
-    await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`, {
+    await this.request(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`, {
       method: 'PUT',
       body: { type: 'fanout', durable: true, auto_delete: false, internal: true, arguments: { 'x-bridgescope-since': marker.since, 'x-bridgescope-by': marker.by } },
     });
@@ -366,7 +374,7 @@ export class ManagementApi {
   async deleteTracingMarkers(exchanges: readonly string[]): Promise<void> {
     for (const exchange of exchanges) {
       try {
-        await managementRequest(this.url, `/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`, { method: 'DELETE' });
+        await this.request(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`, { method: 'DELETE' });
       } catch (err) {
         if (!(err instanceof BridgeError && err.code === 'not-found')) throw err;
       }

@@ -1,6 +1,9 @@
 /** One HTTP call to RabbitMQ's management API, with credentials taken from the URL and clear errors. */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { decodeUriPart, parsedAsTyped, unreadableUrlMessage } from '../../shared/redact';
 import { BridgeError } from '../errors';
+import { tlsFailure, tlsSocketOptions, type TlsFiles } from '../connection-details';
 
 /** Kept here for the callers that import it from this module; the one redactor lives in src/shared/redact.ts. */
 export { redactUrl } from '../../shared/redact';
@@ -9,6 +12,36 @@ export interface ManagementRequestOptions {
   method?: 'GET' | 'PUT' | 'POST' | 'DELETE';
   body?: unknown;
   timeoutMs?: number;
+  /** for https://: the profile's CA, client certificate and key, and whether the server's certificate is verified */
+  tls?: TlsFiles;
+}
+
+/** A response read whole: the status and the body as text. */
+interface HttpAnswer {
+  status: number;
+  text: string;
+}
+
+/**
+ * One request with Node's http/https (its global agents pool the connections, per TLS settings): fetch cannot be given a
+ * CA file or verify=false without a dispatcher from a package of its own. Rejects with the socket's error, or the
+ * signal's reason once it fires, even while the body is being read.
+ */
+function send(target: string, method: string, headers: Record<string, string>, body: string | undefined, tls: TlsFiles | undefined, signal: AbortSignal): Promise<HttpAnswer> {
+  const secure = target.startsWith('https:');
+  return new Promise((resolve, reject) => {
+    const onResponse = (response: IncomingMessage): void => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+    };
+    const options = { method, headers, signal, ...(secure ? tlsSocketOptions(tls) : {}) };
+    const req = secure ? httpsRequest(target, options, onResponse) : httpRequest(target, options, onResponse);
+    req.on('error', (err) => reject(signal.aborted ? signal.reason : err));
+    signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+    req.end(body);
+  });
 }
 
 /** Splits `http://user:pass@host:15672/` into a clean base URL and a basic-auth header (never printed). */
@@ -43,23 +76,21 @@ export async function managementRequest<T = unknown>(
   options: ManagementRequestOptions = {},
 ): Promise<T> {
   const { base, authorization, display } = parseManagementUrl(url);
-  const init: RequestInit = {
-    method: options.method ?? 'GET',
-    headers: { authorization, 'content-type': 'application/json' },
-    signal: AbortSignal.timeout(options.timeoutMs ?? 5000),
-  };
-  if (options.body !== undefined) init.body = JSON.stringify(options.body);
-  let response: Response;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const signal = AbortSignal.timeout(timeoutMs);
+  const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+  let response: HttpAnswer;
   try {
-    response = await fetch(`${base}${path}`, init);
+    response = await send(`${base}${path}`, options.method ?? 'GET', { authorization, 'content-type': 'application/json' }, body, options.tls, signal);
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause;
-    if ((err as Error).name === 'TimeoutError') {
-      throw new BridgeError('timeout', `The management API at ${display} did not answer within ${options.timeoutMs ?? 5000} ms.`);
+    if (signal.aborted) {
+      throw new BridgeError('timeout', `The management API at ${display} did not answer within ${timeoutMs} ms.`);
     }
+    const tls = tlsFailure(err as Error & { code?: string }, display);
+    if (tls) throw tls;
     throw new BridgeError(
       'unreachable',
-      `Cannot reach the management API at ${display} (${cause?.code ?? (err as Error).message}); is the rabbitmq_management plugin enabled?`,
+      `Cannot reach the management API at ${display} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the rabbitmq_management plugin enabled?`,
       { cause: err },
     );
   }
@@ -73,11 +104,10 @@ export async function managementRequest<T = unknown>(
   if (response.status === 404) {
     throw new BridgeError('not-found', `The management API at ${display} has nothing at ${path} (404).`);
   }
-  if (!response.ok) {
-    const text = await response.text().catch(() => '');
-    throw new BridgeError('broker-failed', `The management API answered ${response.status} for ${path}: ${text.slice(0, 200)}`);
+  if (response.status < 200 || response.status > 299) {
+    throw new BridgeError('broker-failed', `The management API answered ${response.status} for ${path}: ${response.text.slice(0, 200)}`);
   }
-  const text = await response.text();
+  const { text } = response;
   if (text.length === 0) return undefined as T;
   try {
     return JSON.parse(text) as T;

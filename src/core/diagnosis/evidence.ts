@@ -9,6 +9,7 @@ import { bindingRoutes } from '../broker/checks';
 import { ManagementApi } from '../broker/management-api';
 import { managementRequest } from '../broker/management-http';
 import { amqpConnectOptions } from '../links/amqp-link';
+import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { validateMqttUrl } from '../links/mqtt-link';
 import { BridgeError, toErrorShape } from '../errors';
 import { topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
@@ -27,6 +28,8 @@ export interface FactsOptions {
   mqttConnected?: boolean;
   /** the MQTT login ("user" or "vhost:user"), to check its permissions; undefined: the plugin's default user, not checked */
   mqttUsername?: string;
+  /** for https:// and amqps://: the profile's CA, client certificate and key, and whether certificates are verified */
+  tls?: TlsFiles;
 }
 
 const permissionsSchema = z.object({ configure: z.string(), write: z.string(), read: z.string() });
@@ -49,7 +52,7 @@ async function accessProblemOf(options: FactsOptions, vhost: string): Promise<{ 
   const user = colon > 0 ? options.mqttUsername.slice(colon + 1) : options.mqttUsername;
   let raw: unknown;
   try {
-    raw = await managementRequest(options.managementUrl, `/api/permissions/${encodeURIComponent(userVhost)}/${encodeURIComponent(user)}`);
+    raw = await managementRequest(options.managementUrl, `/api/permissions/${encodeURIComponent(userVhost)}/${encodeURIComponent(user)}`, options.tls ? { tls: options.tls } : {});
   } catch (err) {
     if (err instanceof BridgeError && err.code === 'not-found') return { hop: 'mqtt-publish', message: `MQTT user "${user}" has no permissions at all in vhost "${userVhost}": grant them (rabbitmqctl set_permissions).` };
     return undefined;
@@ -80,8 +83,8 @@ interface LiveQueue {
 }
 
 /** Passive queue.declare on a throwaway channel each (a missing queue closes only its channel); undefined when it does not exist. */
-async function checkQueues(amqpUrl: string, names: string[]): Promise<Map<string, LiveQueue | undefined> | undefined> {
-  const connection = await amqp.connect(amqpConnectOptions(amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
+async function checkQueues(amqpUrl: string, names: string[], tls: TlsFiles | undefined): Promise<Map<string, LiveQueue | undefined> | undefined> {
+  const connection = await amqp.connect(amqpConnectOptions(amqpUrl, 0), { ...tlsSocketOptions(tls), timeout: 3000 }).catch(() => undefined);
   if (!connection) return undefined;
   connection.on('error', () => undefined);
   const found = new Map<string, LiveQueue | undefined>();
@@ -107,13 +110,13 @@ const reason = (err: unknown): string => toErrorShape(err).message;
 
 /** Asks the broker, after the fact, where a request to `requestKey` would go and whether our MQTT client is there at all. */
 export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFacts> {
-  const api = new ManagementApi(options.managementUrl, options.vhost ?? '/');
+  const api = new ManagementApi(options.managementUrl, options.vhost ?? '/', undefined, options.tls);
   const facts: BrokerFacts = { exchange: options.exchange, requestQueues: [], closestKeys: [], elsewhere: [], unavailable: [] };
   const [exchangeType, bindings, exchanges, vhostBindings, queues, connections] = await Promise.all([
     api.exchangeType(options.exchange).catch((err: unknown) => void facts.unavailable.push(`the type of ${options.exchange}: ${reason(err)}`)),
     api.bindings(options.exchange).catch((err: unknown) => void facts.unavailable.push(`the bindings on ${options.exchange}: ${reason(err)}`)),
     api.exchanges().catch(() => undefined),
-    managementRequest<unknown>(options.managementUrl, `/api/bindings/${encodeURIComponent(api.vhost)}`)
+    managementRequest<unknown>(options.managementUrl, `/api/bindings/${encodeURIComponent(api.vhost)}`, options.tls ? { tls: options.tls } : {})
       .then((raw) => vhostBindingSchema.parse(raw))
       .catch(() => undefined),
     api.queues().catch(() => undefined),
@@ -140,7 +143,7 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   }
 
   const subscriptionQueues = options.mqttClientId !== undefined ? [`mqtt-subscription-${options.mqttClientId}qos1`, `mqtt-subscription-${options.mqttClientId}qos0`] : [];
-  const live = options.amqpUrl ? await checkQueues(options.amqpUrl, [...bound, ...subscriptionQueues]) : undefined;
+  const live = options.amqpUrl ? await checkQueues(options.amqpUrl, [...bound, ...subscriptionQueues], options.tls) : undefined;
   if (options.amqpUrl && !live) facts.unavailable.push('live queue counts over AMQP (could not connect); the management API counts are up to ~5 s old');
   const listed = new Map((queues ?? []).map((queue) => [queue.name, queue]));
   for (const name of bound) {
@@ -191,6 +194,7 @@ export interface RpcDiagnosisOptions {
 export function diagnosisBroker(
   where: { managementUrl: string; amqpUrl?: string; vhost: string; exchange: string; mqttUrl: string },
   client: Pick<RpcClient, 'clientId' | 'link'>,
+  tls?: TlsFiles,
 ): NonNullable<RpcDiagnosisOptions['broker']> {
   let mqttUsername: string | undefined;
   try {
@@ -206,6 +210,7 @@ export function diagnosisBroker(
     mqttConnected: client.link.connected,
     ...(mqttUsername !== undefined ? { mqttUsername } : {}),
     ...(where.amqpUrl !== undefined ? { amqpUrl: where.amqpUrl } : {}),
+    ...(tls ? { tls } : {}),
   };
 }
 

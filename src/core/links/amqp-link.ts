@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import amqp, { type ChannelModel, type RecoveringChannelModel } from 'amqplib';
 import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError } from '../errors';
-import { tlsFailure, type TlsFiles } from '../connection-details';
+import { tlsFailure, tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { withDeadline } from '../../shared/deadline';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
@@ -28,10 +28,7 @@ export interface AmqpLinkOptions {
 }
 
 /** TLS files as socket options for amqplib (passed to tls.connect for amqps://; plain amqp:// ignores them). */
-export function amqpTlsSocketOptions(tls: TlsFiles | undefined): Record<string, unknown> {
-  if (!tls) return {};
-  return { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}), rejectUnauthorized: tls.rejectUnauthorized };
-}
+export const amqpTlsSocketOptions = tlsSocketOptions;
 
 interface AmqpLinkEvents {
   status: [LinkStatus];

@@ -6,6 +6,7 @@ import { defaultEnvelopeFields, type EnvelopeFields, type LinkStatus } from '../
 import type { TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
 import { AmqpLink } from '../links/amqp-link';
+import type { TlsFiles } from '../connection-details';
 import type { TopicMapOptions } from '../../shared/topic-map';
 import { encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
@@ -39,6 +40,8 @@ export interface RpcServerOptions {
   amqpUrl: string;
   /** AMQP URLs of other nodes of the same cluster: tried when `amqpUrl` cannot be reached, and in turn on reconnection */
   fallbackAmqpUrls?: readonly string[];
+  /** for amqps://: CA, client certificate and key, and whether the broker's certificate is verified */
+  tls?: TlsFiles;
   /**
    * The shared queue's type when the server declares it: `quorum` is replicated over the cluster's nodes and survives
    * the loss of one. Unset: an existing queue is used as it is, a missing one is declared classic.
@@ -212,6 +215,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     this.link = new AmqpLink({
       url: options.amqpUrl,
       ...(options.fallbackAmqpUrls?.length ? { fallbackUrls: options.fallbackAmqpUrls } : {}),
+      ...(options.tls ? { tls: options.tls } : {}),
       connectionName: options.name ?? `bridgescope-server ${this.queue}`,
       heartbeatSeconds: options.heartbeatSeconds,
       onConnected: (model) => this.setUp(model, workerCount, prefetch),

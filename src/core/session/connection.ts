@@ -11,6 +11,7 @@ import type { AmqpLink } from '../links/amqp-link';
 import type { RpcClient } from '../rpc/client';
 import type { AbandonedTracing } from '../trace/firehose';
 import { redactProfile } from '../profiles';
+import { tlsFiles, type TlsFiles } from '../connection-details';
 import { rawPayloadBytes, type PayloadFormat } from '../../shared/payload-format';
 
 /** How a connection's collaborators are made; the session passes the real ones, tests pass fakes. */
@@ -24,6 +25,8 @@ export interface ConnectionFactories {
 
 export interface Connection {
   profile: ConnectionProfile;
+  /** the profile's TLS files, read when it was opened: every other connection made for it (server, tracer, probe, diagnosis) uses them */
+  tls?: TlsFiles;
   api: ManagementApi;
   client: RpcClient;
   inspector: AmqpLink;
@@ -88,6 +91,7 @@ export class ConnectionController {
   /** Opens both links (the caller closed any previous connection); `previousFailure` is told in the notice. */
   async open(profile: ConnectionProfile, previousFailure?: string): Promise<void> {
     const { factories } = this.options;
+    const tls = tlsFiles(profile);
     const api = factories.createApi(profile);
     const client = factories.createClient(profile);
     // Each AMQP (re)connection of the inspector, possibly before this function has the connection object.
@@ -96,7 +100,7 @@ export class ConnectionController {
       latest.model = model;
       if (latest.connection) latest.connection.model = model;
     });
-    const connection: Connection = { profile, api, client, inspector, model: latest.model };
+    const connection: Connection = { profile, ...(tls ? { tls } : {}), api, client, inspector, model: latest.model };
     latest.connection = connection;
     const detachSteps = this.options.attachSteps(client);
     // A link that drops or comes back is when the node's real state may have changed: look at it then.
@@ -193,6 +197,7 @@ export class ConnectionController {
       amqpUrl: connection.inspector.currentUrl,
       configuredExchange: connection.profile.exchange,
       api: connection.api,
+      ...(connection.tls ? { tls: connection.tls } : {}),
     });
   }
 }

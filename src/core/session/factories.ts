@@ -39,8 +39,8 @@ function clientOf(profile: ConnectionProfile): RpcClient {
 /** The real collaborators: RabbitMQ through amqplib, mqtt.js and the management API. */
 export const realFactories: SessionFactories = {
   sandboxNode: { status: sandboxStatus, start: startSandbox, stop: stopSandbox },
-  // The management API is asked at one node: the cluster's answer is the same at every node.
-  createApi: (profile) => new ManagementApi(brokerTargets(profile).management[0] ?? profile.managementUrl, profile.vhost),
+  // The management API is asked at one node (the cluster's answer is the same at every node), with the profile's TLS files.
+  createApi: (profile) => new ManagementApi(brokerTargets(profile).management[0] ?? profile.managementUrl, profile.vhost, undefined, tlsFiles(profile)),
   createClient: clientOf,
   createInspector: (profile, onConnected) => {
     const [url = '', ...fallbackUrls] = brokerTargets(profile).amqp;
@@ -54,11 +54,14 @@ export const realFactories: SessionFactories = {
     });
   },
   checkAbandonedTracing,
-  // `amqpUrl` is the profile's list (credential fields applied): the first node, then the failover ones.
+  // `amqpUrl` is the profile's list (credential fields applied): the first node, then the failover ones; `tls` its TLS files.
   createServer: async ({ handlerSpec, amqpUrl, ...options }) => {
     const [first = amqpUrl, ...fallbackAmqpUrls] = splitUrls(amqpUrl);
     return new RpcServer({ ...options, amqpUrl: first, fallbackAmqpUrls, handler: await loadHandler(parseHandlerSpec(handlerSpec)) });
   },
-  // The tracer follows the node the inspector reached (the first URL that answered).
-  createTracer: (connection, store, owner) => new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, api: connection.api, store, owner }),
+  // The tracer follows the node the inspector reached (the first URL that answered), with the profile's TLS files.
+  createTracer: (connection, store, owner) => {
+    const { tls } = connection;
+    return new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, ...(tls ? { tls } : {}), api: connection.api, store, owner });
+  },
 };

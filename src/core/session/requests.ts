@@ -106,7 +106,7 @@ export class RequestsController {
         ...(witness.linkLost ? { linkLost: witness.linkLost } : {}),
         ...(witness.lateReply ? { lateReply: witness.lateReply } : {}),
       };
-      verdict = await diagnose(outcome ? asked : { ...asked, broker: diagnosisBroker(connection.profile, client) });
+      verdict = await diagnose(outcome ? asked : { ...asked, broker: diagnosisBroker(connection.profile, client, connection.tls) });
       // The reply came while the broker was being asked: it was late, whatever the broker said.
       if (!outcome && asked.lateReply === undefined && witness.lateReply !== undefined) {
         verdict = await diagnose({ ...asked, steps: this.options.steps(id), lateReply: witness.lateReply });

@@ -8,6 +8,7 @@ import type { ErrorCode } from '../../shared/errors';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
 import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
+import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { readTopLevelFields } from './json-fields';
 import { amqpMessage } from './message-view';
@@ -176,6 +177,8 @@ export async function checkAbandonedTracing(api: ManagementApi): Promise<Abandon
 
 export interface FirehoseTracerOptions {
   amqpUrl: string;
+  /** for amqps://: CA, client certificate and key, and whether the broker's certificate is verified */
+  tls?: TlsFiles;
   api: ManagementApi;
   store: TraceStore;
   fields?: EnvelopeFields;
@@ -267,6 +270,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     this.touched = true;
     if (this.stopping) return this.current;
     const connection = await amqp.connect(amqpConnectOptions(this.options.amqpUrl, 10), {
+      ...tlsSocketOptions(this.options.tls),
       noDelay: true,
       timeout: 5000,
       clientProperties: { connection_name: 'bridgescope-tracer' },

@@ -88,8 +88,16 @@ export const useComposeStore = defineStore('compose', () => {
   const userPropertiesError = computed(() => userPropertiesProblem(form.mqtt5.userProperties));
   /** the connected broker's version rules for MQTT 5 (AppState.overview), and whether the last request went out over MQTT 5 */
   const mqtt5Rules = computed(() => mqtt5OptionRules(brokerRules(app.state?.overview?.rabbitmqVersion)));
-  // Open only where MQTT 5 can be spoken: a known 3.13+ broker, and no sign (the last reply) that the connection is 3.1.1.
-  const mqtt5Available = computed(() => brokerRules(app.state?.overview?.rabbitmqVersion).mqtt5 && outcome.value?.mqttVersion !== 4);
+  /**
+   * Why the MQTT 5 options are folded ('' when they are sent). Open only where MQTT 5 is spoken: the open profile asks
+   * for MQTT 5 or auto (unset is 3.1.1), the broker is a known 3.13+, and the last reply did not come over 3.1.1.
+   */
+  const mqtt5Folded = computed(() => {
+    const profile = app.state?.profile;
+    if (profile && (profile.mqttVersion ?? 4) === 4) return '(this connection speaks MQTT 3.1.1: set MQTT 5 or auto in the profile)';
+    return brokerRules(app.state?.overview?.rabbitmqVersion).mqtt5 && outcome.value?.mqttVersion !== 4 ? '' : '(not sent over MQTT 3.1.1)';
+  });
+  const mqtt5Available = computed(() => mqtt5Folded.value === '');
   // v-model.number leaves '' in the field when it is emptied: a sentence next to it, and no send.
   const timeoutError = computed(() => timeoutProblem(form.timeoutMs as number | string));
   const blocked = computed(
@@ -237,6 +245,7 @@ export const useComposeStore = defineStore('compose', () => {
     userPropertiesError,
     mqtt5Rules,
     mqtt5Available,
+    mqtt5Folded,
     setPayloadFormat,
     loadPayloadFile,
     addUserProperty,
