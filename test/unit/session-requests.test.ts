@@ -8,14 +8,14 @@ import type { RpcDiagnosisOptions } from '../../src/core/diagnosis/evidence';
 import { RequestsController } from '../../src/core/session/requests';
 import type { Connection } from '../../src/core/session/connection';
 import type { RpcClient } from '../../src/core/rpc/client';
-import type { Handlers } from '../../src/shared/contract';
+import type { ConnectionProfile, Handlers } from '../../src/shared/contract';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { FakeClient, outcomeFor, profile } from './session-fakes';
 
 const args: SendRequestArgs = { topic: 'devices/rpc', qos: 1, strategy: 'shared', payloadText: '{"params": [1]}', timeoutMs: 1000 };
 const verdictFor = (code: Verdict['code']): Verdict => ({ code, hop: 'exchange', message: `verdict ${code} at amqp://bob:secret@host`, evidence: [] });
 
-function setUp() {
+function setUp(connectionProfile: ConnectionProfile = profile) {
   const client = new FakeClient();
   client.link.setStatus({ state: 'connected', since: 1 });
   const store = new TraceStore();
@@ -24,7 +24,7 @@ function setUp() {
   const added: Array<{ rpcId: string; verdict: Verdict }> = [];
   let answer: (options: RpcDiagnosisOptions) => Promise<Verdict> = async () => verdictFor('replied');
   const requests = new RequestsController({
-    connection: () => ({ profile, client: client as unknown as RpcClient }) as Connection,
+    connection: () => ({ profile: connectionProfile, client: client as unknown as RpcClient }) as Connection,
     steps: (rpcId) => store.steps(rpcId),
     firehoseOn: () => false,
     addVerdict: (rpcId, verdict) => added.push({ rpcId, verdict }),
@@ -98,6 +98,20 @@ describe('a request sent from the app', () => {
       mqttUsername: 'guest',
     });
     expect(added.map((entry) => entry.verdict.code)).toEqual(['request-unroutable']);
+  });
+
+  it('that fails asks the broker at the first node of each list, with the user name and password fields applied', async () => {
+    const { requests, client, asked, diagnoseWith } = setUp({
+      ...profile,
+      amqpUrl: 'amqp://127.0.0.1:5701, amqp://127.0.0.1:5702',
+      managementUrl: 'http://127.0.0.1:15701,http://127.0.0.1:15702',
+      username: 'ops',
+      password: 'p@ss',
+    });
+    diagnoseWith(async () => verdictFor('request-unroutable'));
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    await requests.send(args).catch(() => undefined);
+    expect(asked[0]?.broker).toMatchObject({ managementUrl: 'http://ops:p%40ss@127.0.0.1:15701', amqpUrl: 'amqp://ops:p%40ss@127.0.0.1:5701' });
   });
 
   it('that is refused before it was composed keeps its own error, with no verdict and nothing in the trace', async () => {

@@ -8,6 +8,9 @@ import { BridgeError, toErrorShape } from '../errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../diagnosis/evidence';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
 import type { Connection } from './connection';
+import { brokerTargets } from '../connection-details';
+import type { AmqpLink } from '../links/amqp-link';
+import type { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
 
 export interface RequestsControllerOptions {
@@ -45,6 +48,22 @@ export interface SettledRequest {
 export function failedRpcError(err: unknown, rpcId: string, verdict: Verdict): BridgeError {
   const shape = toErrorShape(err);
   return new BridgeError(shape.code, shape.message, { cause: err, rpcId, verdict });
+}
+
+/**
+ * Where the broker is asked why a call failed: the nodes the links really reached and the first management URL, each
+ * with the profile's user name and password fields applied (the profile's own URLs may be lists, without the login).
+ */
+function whereToAsk(connection: Connection): Parameters<typeof diagnosisBroker>[0] {
+  const targets = brokerTargets(connection.profile);
+  return {
+    vhost: connection.profile.vhost,
+    exchange: connection.profile.exchange,
+    managementUrl: targets.management[0] ?? connection.profile.managementUrl,
+    // the node each link is on now (failover may have moved it), else the first of the list
+    amqpUrl: (connection.inspector as AmqpLink | undefined)?.currentUrl ?? targets.amqp[0] ?? connection.profile.amqpUrl,
+    mqttUrl: (connection.client.link as MqttLink | undefined)?.currentUrl ?? targets.mqtt[0] ?? connection.profile.mqttUrl,
+  };
 }
 
 export class RequestsController {
@@ -106,7 +125,7 @@ export class RequestsController {
         ...(witness.linkLost ? { linkLost: witness.linkLost } : {}),
         ...(witness.lateReply ? { lateReply: witness.lateReply } : {}),
       };
-      verdict = await diagnose(outcome ? asked : { ...asked, broker: diagnosisBroker(connection.profile, client, connection.tls) });
+      verdict = await diagnose(outcome ? asked : { ...asked, broker: diagnosisBroker(whereToAsk(connection), client, connection.tls) });
       // The reply came while the broker was being asked: it was late, whatever the broker said.
       if (!outcome && asked.lateReply === undefined && witness.lateReply !== undefined) {
         verdict = await diagnose({ ...asked, steps: this.options.steps(id), lateReply: witness.lateReply });
