@@ -19,6 +19,8 @@ export interface HostOptions {
   token?: string;
   /** the largest contract frame accepted (default 80 MiB); bigger ones close the socket with 1009 */
   maxFrameBytes?: number;
+  /** bytes queued for a page past which its trace steps are skipped until it catches up (default 16 MiB) */
+  behindBytes?: number;
   /** told about anything that went wrong inside the host without taking it down (default: nothing) */
   onProblem?: (sentence: string) => void;
 }
@@ -49,6 +51,9 @@ const CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
 
 /** A contract frame can carry a 1 MiB request or a whole trace export; anything bigger is refused by `ws` (close 1009). */
 const MAX_FRAME_BYTES = 80 * 1024 * 1024;
+
+/** A page this far behind (bytes the host queued for it) is sent no more trace steps until it catches up. */
+const BEHIND_BYTES = 16 * 1024 * 1024;
 
 function sameToken(given: string | null, token: string): boolean {
   if (given === null) return false;
@@ -182,6 +187,9 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
   });
 
   const sockets = new Set<WebSocket>();
+  /** pages whose trace steps are being skipped until they catch up (see keepsUp) */
+  const behind = new WeakSet<WebSocket>();
+  const behindBytes = options.behindBytes ?? BEHIND_BYTES;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? MAX_FRAME_BYTES });
 
   /** Why this upgrade gets no socket, if it does not. */
@@ -297,6 +305,29 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
   allowedHosts = new Set([`127.0.0.1:${address.port}`, `localhost:${address.port}`]);
   allowedOrigins = new Set([origin, `http://localhost:${address.port}`]);
 
+  /**
+   * Whether a page reads its trace steps fast enough to be sent more. A page that stops reading (a frozen tab, a slow
+   * link) would otherwise make the host queue every step for it: past BEHIND_BYTES waiting, its steps are skipped; once it
+   * has read what waited, it gets the whole trace again (`trace.store.reset`: the page drops what the snapshot repeats).
+   */
+  function keepsUp(ws: WebSocket): boolean {
+    if (ws.bufferedAmount > behindBytes) {
+      behind.add(ws);
+      return false;
+    }
+    if (!behind.has(ws)) return true;
+    if (ws.bufferedAmount > 0) return false;
+    behind.delete(ws);
+    void handlers['trace.snapshot.get']({})
+      .then(({ steps }) => {
+        if (ws.readyState !== ws.OPEN) return;
+        const frame: EventFrameOf<'trace.store.reset'> = { type: 'event', name: 'trace.store.reset', payload: { steps } };
+        ws.send(JSON.stringify(frame), () => undefined);
+      })
+      .catch((err: unknown) => onProblem(`A page that fell behind could not be sent the trace again: ${(err as Error)?.message ?? String(err)}`));
+    return false;
+  }
+
   return {
     origin,
     token,
@@ -311,7 +342,11 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
         onProblem(`The ${name} event could not be turned into JSON: ${(err as Error)?.message ?? String(err)}`);
         return;
       }
-      for (const ws of sockets) if (ws.readyState === ws.OPEN) ws.send(text, () => undefined);
+      for (const ws of sockets) {
+        if (ws.readyState !== ws.OPEN) continue;
+        if (name === 'trace.steps.added' && !keepsUp(ws)) continue;
+        ws.send(text, () => undefined);
+      }
     },
     async close() {
       for (const ws of sockets) ws.terminate();

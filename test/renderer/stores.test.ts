@@ -140,6 +140,23 @@ describe('trace store', () => {
     expect(trace.totalSteps).toBe(3);
   });
 
+  it('does not count twice the steps a snapshot already held when their event arrives after it, and keeps the RPC being looked at', async () => {
+    const trace = app.runWithContext(() => useTraceStore());
+    await trace.start();
+    client.emit('trace.steps.added', { steps: [step('a', 1)] });
+    trace.selectedId = 'a';
+    // The host resends the whole trace (a page that fell behind); steps 2 and 3 were still on their way as an event.
+    client.emit('trace.store.reset', { steps: [step('a', 1), step('b', 2), step('b', 3)] });
+    client.emit('trace.steps.added', { steps: [step('b', 2), step('b', 3), step('c', 4)] });
+    expect(trace.totalSteps).toBe(4);
+    expect(trace.visibleIds).toEqual(['c', 'b', 'a']);
+    expect(trace.selectedId).toBe('a');
+    // A restarted host counts from 1 again: its snapshot is the new mark.
+    client.emit('trace.store.reset', { steps: [step('d', 1)] });
+    client.emit('trace.steps.added', { steps: [step('d', 2)] });
+    expect(trace.totalSteps).toBe(2);
+  });
+
   it('filters by any text of the steps', async () => {
     const trace = app.runWithContext(() => useTraceStore());
     trace.ingest([step('alpha', 1), step('beta', 2)]);

@@ -67,8 +67,17 @@ export const useTraceStore = defineStore('trace', () => {
   /** RPCs of this app's client that were in the trace before this page saw them come (a reload, an import) */
   const earlierIds = new Set<string>();
 
+  /**
+   * The newest step of the last snapshot. A snapshot read while steps were still on their way (a reconnect, a resync after
+   * the page fell behind) already holds them: when their event arrives next, they are not counted twice.
+   */
+  let snapshotSeq = 0;
+
   function ingest(steps: TraceStep[]): void {
+    let kept = 0;
     for (const step of steps) {
+      if (snapshotSeq > 0 && step.seq <= snapshotSeq) continue;
+      kept += 1;
       let list = byRpc.get(step.rpcId);
       if (!list) {
         list = [];
@@ -84,7 +93,7 @@ export const useTraceStore = defineStore('trace', () => {
       haystacks.delete(step.rpcId);
       summaries.delete(step.rpcId);
     }
-    totalSteps.value += steps.length;
+    totalSteps.value += kept;
     if (order.length > MAX_RPCS_SHOWN) {
       const excess = order.length - MAX_RPCS_SHOWN;
       for (const id of order.slice(0, excess)) {
@@ -114,12 +123,18 @@ export const useTraceStore = defineStore('trace', () => {
     order = [];
     totalSteps.value = 0;
     droppedRpcs.value = 0;
+    // The RPC being looked at stays selected when the new trace still holds it (a reconnect, a resync).
+    const keepSelected = selectedId.value;
     selectedId.value = undefined;
     const wasLoading = loadActive.value;
     loadActive.value = false;
+    snapshotSeq = 0;
     ingest(steps);
+    // A restarted host counts from 1 again: the snapshot's own newest step is the mark.
+    snapshotSeq = steps.reduce((newest, step) => Math.max(newest, step.seq), 0);
     loadActive.value = wasLoading;
     for (const id of order) if (!known.has(id)) earlierIds.add(id);
+    if (keepSelected !== undefined && byRpc.has(keepSelected)) selectedId.value = keepSelected;
   }
 
   function summary(rpcId: string): RpcTraceSummary {
@@ -196,10 +211,8 @@ export const useTraceStore = defineStore('trace', () => {
     const load = () =>
       run(async () => {
         const { steps } = await client.invoke('trace.snapshot.get', {});
-        // Read again after the host came back: the RPC the user was looking at stays selected.
-        const keep = selectedId.value;
+        // Read again after the host came back: the RPC the user was looking at stays selected (reset keeps it).
         reset(steps);
-        if (keep !== undefined && byRpc.has(keep)) selectedId.value = keep;
       }, 'Loading the trace');
     // Steps sent while the page could not reach the host are lost to it: read the whole trace again once it is back.
     const offHost = hasHostLink(client)
