@@ -109,7 +109,10 @@ export class ProfileStore {
   private async persist(): Promise<void> {
     if (!this.file) return;
     await mkdir(dirname(this.file), { recursive: true });
-    await writeFile(this.file, JSON.stringify([...this.profiles.values()], null, 2), { mode: 0o600 });
+    // Secrets kept in memory only (browser mode) are numbers that mean nothing to the next run: the file keeps the
+    // profiles without them, and the passwords are typed again after a restart.
+    const stored = this.secrets.kind === 'memory' ? [...this.profiles.values()].map((profile) => ({ ...profile, secrets: {} })) : [...this.profiles.values()];
+    await writeFile(this.file, JSON.stringify(stored, null, 2), { mode: 0o600 });
   }
 
   private summary(profile: StoredProfile): ProfileSummary {

@@ -80,7 +80,8 @@ export function registerUiCommand(program: Command): void {
         const workspace = new WorkspaceStore({ dir: dataDir });
         const session = new Session({
           mode: 'browser',
-          profiles: new ProfileStore(memorySecretBox()),
+          // Profiles last between runs (in the data dir); their passwords stay in this process only.
+          profiles: new ProfileStore(memorySecretBox(), join(dataDir, 'profiles.json')),
           emit: (name, payload) => late.host?.broadcast(name, payload),
           sandboxDir,
           workspace,
