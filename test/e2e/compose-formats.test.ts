@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
+import { atIssueSizesAndSchemes, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'requests');
@@ -28,18 +28,7 @@ afterAll(async () => {
 
 /** The Compose panel light and dark at both window sizes the issue names. */
 async function shoot(label: string): Promise<void> {
-  for (const [width, height] of [
-    [1400, 900],
-    [1024, 700],
-  ] as const) {
-    await page.setViewportSize({ width, height });
-    for (const scheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme: scheme });
-      await page.screenshot({ path: join(shots, `${label}-${scheme}-${width}x${height}.png`), fullPage: true });
-    }
-  }
-  await page.setViewportSize({ width: 1400, height: 900 });
-  await page.emulateMedia({ colorScheme: 'light' });
+  await atIssueSizesAndSchemes(page, (suffix) => page.screenshot({ path: join(shots, `${label}-${suffix}.png`), fullPage: true }).then(() => undefined));
 }
 
 async function sendAndWait(): Promise<void> {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { firehoseOnInUi, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
+import { atIssueSizesAndSchemes, firehoseOnInUi, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'daily');
@@ -27,22 +27,13 @@ afterAll(async () => {
 
 /** Every panel, light and dark, at the two window sizes the issue names. */
 async function shootEveryPanel(label: string): Promise<void> {
-  for (const [width, height] of [
-    [1400, 900],
-    [1024, 700],
-  ] as const) {
-    await page.setViewportSize({ width, height });
-    for (const scheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme: scheme });
-      for (const panel of panels) {
-        await page.click(`[data-testid=tab-${panel}]`);
-        await page.waitForSelector(`[data-testid=panel-${panel}]`, { state: 'visible' });
-        await page.screenshot({ path: join(shots, `${label}-${panel}-${scheme}-${width}x${height}.png`), fullPage: true });
-      }
+  await atIssueSizesAndSchemes(page, async (suffix) => {
+    for (const panel of panels) {
+      await page.click(`[data-testid=tab-${panel}]`);
+      await page.waitForSelector(`[data-testid=panel-${panel}]`, { state: 'visible' });
+      await page.screenshot({ path: join(shots, `${label}-${panel}-${suffix}.png`), fullPage: true });
     }
-  }
-  await page.setViewportSize({ width: 1400, height: 900 });
-  await page.emulateMedia({ colorScheme: 'light' });
+  });
 }
 
 // Expressions as text: this file is type-checked without the DOM's types, the page runs them.

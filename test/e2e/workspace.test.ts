@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
 import { cliPath } from '../support/cli';
 import { startProcess, type Running } from '../support/processes';
-import { openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
+import { atIssueSizesAndSchemes, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'workspace');
@@ -60,19 +60,10 @@ async function send(topic: string, timeoutMs: number, payload: string): Promise<
 
 /** The Compose panel scrolled to the history, light and dark, at both sizes the issue names. */
 async function shootHistory(label: string): Promise<void> {
-  for (const [width, height] of [
-    [1400, 900],
-    [1024, 700],
-  ] as const) {
-    await page.setViewportSize({ width, height });
-    for (const scheme of ['light', 'dark'] as const) {
-      await page.emulateMedia({ colorScheme: scheme });
-      await page.locator('[data-testid=compose-history]').scrollIntoViewIfNeeded();
-      await page.screenshot({ path: join(shots, `${label}-${scheme}-${width}x${height}.png`) });
-    }
-  }
-  await page.setViewportSize({ width: 1400, height: 900 });
-  await page.emulateMedia({ colorScheme: 'light' });
+  await atIssueSizesAndSchemes(page, async (suffix) => {
+    await page.locator('[data-testid=compose-history]').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(shots, `${label}-${suffix}.png`) });
+  });
 }
 
 describe('history, templates and profiles that last', () => {
@@ -206,18 +197,7 @@ describe('history, templates and profiles that last', () => {
     await page.setInputFiles('[data-testid=profiles-import]', { name: 'plain.json', mimeType: 'application/json', buffer: Buffer.from(plain) });
     await page.waitForSelector('[data-testid=profiles-import-report] >> text=Replaced 1 template of the same name: "health check".');
     expect(await page.textContent('[data-testid=profiles-import-report]')).toContain('"e2e remote"');
-    for (const [width, height] of [
-      [1400, 900],
-      [1024, 700],
-    ] as const) {
-      await page.setViewportSize({ width, height });
-      for (const scheme of ['light', 'dark'] as const) {
-        await page.emulateMedia({ colorScheme: scheme });
-        await page.screenshot({ path: join(shots, `profiles-import-report-${scheme}-${width}x${height}.png`), fullPage: true });
-      }
-    }
-    await page.setViewportSize({ width: 1400, height: 900 });
-    await page.emulateMedia({ colorScheme: 'light' });
+    await atIssueSizesAndSchemes(page, (suffix) => page.screenshot({ path: join(shots, `profiles-import-report-${suffix}.png`), fullPage: true }).then(() => undefined));
     // A file that is not one changes nothing and says so in one sentence.
     await page.setInputFiles('[data-testid=profiles-import]', { name: 'trace.json', mimeType: 'application/json', buffer: Buffer.from('{"format": "bridgescope-trace", "version": 2, "steps": []}') });
     await page.waitForSelector('[data-testid=profiles-transfer-error]');

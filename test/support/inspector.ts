@@ -73,3 +73,22 @@ export async function firehoseOnInUi(page: Page): Promise<void> {
   await page.check('[data-testid=trace-firehose]');
   await page.waitForSelector('[data-testid=status-tracer][data-state=on]');
 }
+
+/**
+ * Each of the two window sizes the inspector issue names, light then dark: `shoot` takes the screenshot(s) of one
+ * combination, named by the suffix (`dark-1024x700`). The page is left at 1400x900, light.
+ */
+export async function atIssueSizesAndSchemes(page: Page, shoot: (suffix: string) => Promise<void>): Promise<void> {
+  for (const [width, height] of [
+    [1400, 900],
+    [1024, 700],
+  ] as const) {
+    await page.setViewportSize({ width, height });
+    for (const scheme of ['light', 'dark'] as const) {
+      await page.emulateMedia({ colorScheme: scheme });
+      await shoot(`${scheme}-${width}x${height}`);
+    }
+  }
+  await page.setViewportSize({ width: 1400, height: 900 });
+  await page.emulateMedia({ colorScheme: 'light' });
+}
