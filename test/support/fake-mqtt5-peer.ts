@@ -3,8 +3,8 @@
  * worker's reply reaches a device: on the request's Response Topic (else its body's reply_to), with the request's
  * Correlation Data and, when asked, reply properties. Enough to see what the client puts on the wire and reads back.
  */
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import mqttPacket, { type IPublishPacket, type Packet } from 'mqtt-packet';
+import type { IPublishPacket } from 'mqtt-packet';
+import { startPacketServer } from './mqtt-packet-server';
 
 export interface FakeMqtt5Peer {
   url: string;
@@ -43,42 +43,23 @@ function defaultReply(packet: IPublishPacket): Buffer {
 export async function startFakeMqtt5Peer(options: FakeMqtt5PeerOptions = {}): Promise<FakeMqtt5Peer> {
   const protocolVersion = options.protocolVersion ?? 5;
   const published: IPublishPacket[] = [];
-  const sockets = new Set<Socket>();
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => undefined);
-    const parser = mqttPacket.parser({ protocolVersion });
-    const send = (packet: Packet): void => void socket.write(mqttPacket.generate(packet, { protocolVersion }));
-    parser.on('packet', (packet: Packet) => {
-      if (packet.cmd === 'connect') {
-        send(protocolVersion === 5 ? { cmd: 'connack', sessionPresent: false, reasonCode: 0 } : { cmd: 'connack', sessionPresent: false, returnCode: 0 });
-      }
-      if (packet.cmd === 'subscribe') send({ cmd: 'suback', messageId: packet.messageId ?? 0, granted: packet.subscriptions.map(() => 1) });
-      if (packet.cmd === 'unsubscribe') send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: [0] });
-      if (packet.cmd === 'pingreq') send({ cmd: 'pingresp' });
-      if (packet.cmd !== 'publish') return;
-      published.push(packet);
-      if (packet.qos === 1) send({ cmd: 'puback', messageId: packet.messageId ?? 0 });
-      const topic = replyTopicOf(packet);
-      if (topic === undefined) return;
-      const properties =
-        protocolVersion === 5
-          ? { ...options.replyProperties, ...(packet.properties?.correlationData ? { correlationData: packet.properties.correlationData } : {}) }
-          : undefined;
-      send({ cmd: 'publish', topic, payload: (options.reply ?? defaultReply)(packet), qos: 0, dup: false, retain: false, ...(properties ? { properties } : {}) });
-    });
-    parser.on('error', () => socket.destroy());
-    socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+  const server = await startPacketServer(protocolVersion, (packet, send) => {
+    if (packet.cmd === 'connect') {
+      send(protocolVersion === 5 ? { cmd: 'connack', sessionPresent: false, reasonCode: 0 } : { cmd: 'connack', sessionPresent: false, returnCode: 0 });
+    }
+    if (packet.cmd === 'subscribe') send({ cmd: 'suback', messageId: packet.messageId ?? 0, granted: packet.subscriptions.map(() => 1) });
+    if (packet.cmd === 'unsubscribe') send({ cmd: 'unsuback', messageId: packet.messageId ?? 0, granted: [0] });
+    if (packet.cmd === 'pingreq') send({ cmd: 'pingresp' });
+    if (packet.cmd !== 'publish') return;
+    published.push(packet);
+    if (packet.qos === 1) send({ cmd: 'puback', messageId: packet.messageId ?? 0 });
+    const topic = replyTopicOf(packet);
+    if (topic === undefined) return;
+    const properties =
+      protocolVersion === 5
+        ? { ...options.replyProperties, ...(packet.properties?.correlationData ? { correlationData: packet.properties.correlationData } : {}) }
+        : undefined;
+    send({ cmd: 'publish', topic, payload: (options.reply ?? defaultReply)(packet), qos: 0, dup: false, retain: false, ...(properties ? { properties } : {}) });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    published,
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...server, published };
 }
