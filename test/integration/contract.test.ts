@@ -9,6 +9,7 @@ import { Session } from '../../src/core/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { startHost, type Host } from '../../src/host/host';
 import { uniqueName } from '../support/names';
+import { TRACE_EXPORT_VERSION } from '../../src/shared/trace';
 
 const broker = inject('broker');
 const events = new EventEmitter();
@@ -152,7 +153,7 @@ describe.each(transports)('the contract over the %s', (_name, open) => {
 
   it('exports the trace and imports it back with the same RPCs', async () => {
     const exported = await transport.invoke('trace.export.create', {});
-    expect(exported).toMatchObject({ ok: true, result: { format: 'bridgescope-trace', version: 2 } });
+    expect(exported).toMatchObject({ ok: true, result: { format: 'bridgescope-trace', version: TRACE_EXPORT_VERSION } });
     const trace = exported.ok ? (exported.result as { steps: Array<{ seq: number }> }) : { steps: [] };
     expect(trace.steps.length).toBeGreaterThan(0);
     const imported = await transport.invoke('trace.import.load', { trace });
