@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { managementRequest } from '../../src/core/broker/management-http';
+import { ManagementApi } from '../../src/core/broker/management-api';
 
 const servers: Array<HttpServer | NetServer> = [];
 const sockets = new Set<Socket>();
@@ -82,5 +83,34 @@ describe('management requests', () => {
     );
     await expect(managementRequest(`http://127.0.0.1:${port}`, '/api/html')).rejects.toThrow("is not JSON; is it really RabbitMQ's management API?");
     await expect(managementRequest(`http://127.0.0.1:${port}`, '/api/fail')).rejects.toThrow('The management API answered 500 for /api/fail: boom');
+  });
+});
+
+describe('a management API given the URLs of several nodes', () => {
+  const overviewAt = (status: number) =>
+    createHttpServer((_request, response) => {
+      response.writeHead(status, { 'content-type': 'application/json' });
+      response.end(status === 200 ? JSON.stringify({ rabbitmq_version: '3.13.7', node: 'rabbit@b' }) : '{}');
+    });
+
+  it('asks the next node when the one in use cannot be reached, and keeps asking the one that answered', async () => {
+    const dead = await closedPort();
+    const alive = await listen(overviewAt(200));
+    const api = new ManagementApi(`http://guest:guest@127.0.0.1:${dead}`, '/', undefined, undefined, [`http://guest:guest@127.0.0.1:${alive}`]);
+    expect((await api.overview()).rabbitmqVersion).toBe('3.13.7');
+    expect(api.url).toBe(`http://guest:guest@127.0.0.1:${alive}`);
+  });
+
+  it('does not move on when a node answers with a refusal: credentials are the whole cluster\'s', async () => {
+    const refusing = await listen(overviewAt(401));
+    const alive = await listen(overviewAt(200));
+    const api = new ManagementApi(`http://guest:wrong@127.0.0.1:${refusing}`, '/', undefined, undefined, [`http://guest:wrong@127.0.0.1:${alive}`]);
+    await expect(api.overview()).rejects.toMatchObject({ code: 'auth' });
+  });
+
+  it('says why the first node failed when none can be reached', async () => {
+    const [first, second] = [await closedPort(), await closedPort()];
+    const api = new ManagementApi(`http://127.0.0.1:${first}`, '/', undefined, undefined, [`http://127.0.0.1:${second}`]);
+    await expect(api.overview()).rejects.toMatchObject({ code: 'unreachable', message: expect.stringContaining(`127.0.0.1:${first}`) });
   });
 });

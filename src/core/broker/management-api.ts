@@ -129,20 +129,49 @@ export class ManagementApi {
   /** the node this URL reaches, as its overview says (learnt with the peers) */
   private selfNode: string | undefined;
 
+  /** this API's URL first, then the other nodes' management URLs of the same cluster (failover) */
+  private readonly urls: readonly string[];
+  /** the URL that answered last: asked first next time */
+  private current = 0;
+
   constructor(
-    private readonly url: string,
+    url: string,
     readonly vhost = '/',
     /** the node this API belongs to, when known (a cluster peer found through another node) */
     readonly nodeName?: string,
     /** for https://: the profile's CA, client certificate and key, and whether certificates are verified (peers too) */
     private readonly tls?: TlsFiles,
+    /** other nodes' management URLs, tried in turn when the one in use cannot be reached or does not answer */
+    fallbackUrls: readonly string[] = [],
   ) {
+    this.urls = [url, ...fallbackUrls];
     this.vhostPath = encodeURIComponent(vhost);
   }
 
-  /** One request to this API's URL with its TLS settings. */
-  private request<T>(path: string, options: Omit<ManagementRequestOptions, 'tls'> = {}): Promise<T> {
-    return managementRequest<T>(this.url, path, { ...options, ...(this.tls ? { tls: this.tls } : {}) });
+  /** The management URL in use (the last one that answered). */
+  get url(): string {
+    return this.urls[this.current] as string;
+  }
+
+  /**
+   * One request with this API's TLS settings, at the URL in use; when that node cannot be reached or does not answer, at
+   * the next one of the list (an answer, even a refusal, settles it: credentials and permissions are the cluster's).
+   */
+  private async request<T>(path: string, options: Omit<ManagementRequestOptions, 'tls'> = {}): Promise<T> {
+    const withTls = { ...options, ...(this.tls ? { tls: this.tls } : {}) };
+    let failure: unknown;
+    for (let tried = 0; tried < this.urls.length; tried += 1) {
+      const index = (this.current + tried) % this.urls.length;
+      try {
+        const answer = await managementRequest<T>(this.urls[index] as string, path, withTls);
+        this.current = index;
+        return answer;
+      } catch (err) {
+        if (!(err instanceof BridgeError) || (err.code !== 'unreachable' && err.code !== 'timeout')) throw err;
+        failure ??= err;
+      }
+    }
+    throw failure;
   }
 
   private get<T>(path: string): Promise<T> {

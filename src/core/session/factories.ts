@@ -40,7 +40,11 @@ function clientOf(profile: ConnectionProfile): RpcClient {
 export const realFactories: SessionFactories = {
   sandboxNode: { status: sandboxStatus, start: startSandbox, stop: stopSandbox },
   // The management API is asked at one node (the cluster's answer is the same at every node), with the profile's TLS files.
-  createApi: (profile) => new ManagementApi(brokerTargets(profile).management[0] ?? profile.managementUrl, profile.vhost, undefined, tlsFiles(profile)),
+  createApi: (profile) => {
+    // every management URL of the list: the next is asked when the one in use cannot be reached
+    const [first = profile.managementUrl, ...others] = brokerTargets(profile).management;
+    return new ManagementApi(first, profile.vhost, undefined, tlsFiles(profile), others);
+  },
   createClient: clientOf,
   createInspector: (profile, onConnected) => {
     const [url = '', ...fallbackUrls] = brokerTargets(profile).amqp;

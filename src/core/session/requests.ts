@@ -10,6 +10,7 @@ import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
 import type { Connection } from './connection';
 import { brokerTargets } from '../connection-details';
 import type { AmqpLink } from '../links/amqp-link';
+import type { ManagementApi } from '../broker/management-api';
 import type { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
 
@@ -59,7 +60,8 @@ function whereToAsk(connection: Connection): Parameters<typeof diagnosisBroker>[
   return {
     vhost: connection.profile.vhost,
     exchange: connection.profile.exchange,
-    managementUrl: targets.management[0] ?? connection.profile.managementUrl,
+    // the management URL that answered last (the list fails over), else the first
+    managementUrl: (connection.api as ManagementApi | undefined)?.url ?? targets.management[0] ?? connection.profile.managementUrl,
     // the node each link is on now (failover may have moved it), else the first of the list
     amqpUrl: (connection.inspector as AmqpLink | undefined)?.currentUrl ?? targets.amqp[0] ?? connection.profile.amqpUrl,
     mqttUrl: (connection.client.link as MqttLink | undefined)?.currentUrl ?? targets.mqtt[0] ?? connection.profile.mqttUrl,
