@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
+import { Session } from '../../src/core/session';
+import type { AppState } from '../../src/shared/contract';
 
 const profile = (name: string) => ({ name, amqpUrl: 'amqp://app@broker:5672', mqttUrl: 'mqtt://broker:1883', managementUrl: 'http://broker:15672', vhost: '/', exchange: 'amq.direct' });
 const NOW = Date.UTC(2026, 10, 26, 10, 0, 0);
@@ -69,5 +71,15 @@ describe('the profiles file', () => {
     expect((await profiles.list()).map((summary) => summary.name)).toEqual(['kept']);
     await expect(profiles.remove('kept')).rejects.toThrow();
     expect((await profiles.list()).map((summary) => summary.name)).toEqual(['kept']);
+  });
+
+  it('that was set aside is told in the app state, where the profiles are listed', async () => {
+    await writeFile(file, 'not json');
+    let changed: (state: AppState) => void = () => undefined;
+    const told = new Promise<AppState>((resolve) => (changed = resolve));
+    const session = new Session({ mode: 'browser', profiles: store(), emit: (name, payload) => name === 'app.state.changed' && changed(payload as AppState) });
+    expect(await session.handlers['profile.list']({})).toEqual([]);
+    expect((await told).notice).toMatch(new RegExp(`^The profiles file .*profiles\\.json is not JSON: it was kept as .*\\.unreadable-`));
+    expect(session.state().notice).toBe((await told).notice);
   });
 });
