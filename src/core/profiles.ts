@@ -1,11 +1,12 @@
 /** Saved connection profiles; passwords are split out of the URLs and kept by a SecretBox (OS keychain, or memory). */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
 import type { ConnectionProfile, ProfileSummary } from '../shared/contract';
 import { BridgeError } from './errors';
 import { decodeUriPart, REDACTED, redactUrl, splitTypedUrl, typedCredentials } from '../shared/redact';
 import { redactUrlList, splitUrls } from '../shared/url-list';
 import { DEFAULT_MQTT_EXCHANGE } from '../shared/defaults';
+import { OneAtATime, setFileAside, writeFileWhole } from './json-file';
 
 export interface SecretBox {
   kind: ProfileSummary['secretStorage'];
@@ -48,6 +49,23 @@ interface StoredProfile extends Details {
   secrets: Partial<Record<UrlKind, string | Array<string | null>>> & { field?: string };
 }
 
+const sealedList = z.union([z.string(), z.array(z.string().nullable())]);
+
+/** One profile as profiles.json keeps it; an entry that does not read so is never loaded (the file is set aside). */
+const storedSchema: z.ZodType<StoredProfile> = z.object({
+  name: z.string().min(1),
+  vhost: z.string(),
+  exchange: z.string(),
+  urls: z.object({ amqp: z.string(), mqtt: z.string(), management: z.string() }),
+  secrets: z.object({ amqp: sealedList.optional(), mqtt: sealedList.optional(), management: sealedList.optional(), field: z.string().optional() }),
+  mqttClientId: z.string().optional(),
+  username: z.string().optional(),
+  tls: z.object({ caFile: z.string().optional(), certFile: z.string().optional(), keyFile: z.string().optional(), verify: z.boolean().optional() }).optional(),
+  keepaliveSeconds: z.number().optional(),
+  cleanSession: z.boolean().optional(),
+  mqttVersion: z.union([z.literal(4), z.literal(5), z.literal('auto')]).optional(),
+});
+
 const urlKinds: readonly UrlKind[] = ['amqp', 'mqtt', 'management'];
 const fieldOf = { amqp: 'amqpUrl', mqtt: 'mqttUrl', management: 'managementUrl' } as const satisfies Record<UrlKind, keyof ConnectionProfile>;
 
@@ -63,6 +81,14 @@ function splitPassword(url: string): { bare: string; password: string | undefine
   const { prefix, rest } = splitTypedUrl(url);
   // The @ stays even after an empty user name, so the password goes back in the same place.
   return { bare: `${prefix}${credentials.username}@${rest}`, password: decodeUriPart(credentials.password) };
+}
+
+/** A list as typed with the password of each of its URLs taken out (user names, hosts and separators kept). */
+export function withoutUrlPasswords(list: string): string {
+  return joinList(
+    splitUrls(list).map((url) => splitPassword(url).bare),
+    list,
+  );
 }
 
 /** Puts a stored password back, percent-encoded, so the URL reads the same to every parser. */
@@ -84,35 +110,99 @@ function detailsOf(profile: Details): Details {
   return details;
 }
 
+export interface ProfileStoreOptions {
+  /** told once, when the file could not be read (it is kept aside, or left alone) */
+  onProblem?: (sentence: string) => void;
+  now?: () => number;
+}
+
 export class ProfileStore {
   private profiles = new Map<string, StoredProfile>();
-  private loaded = false;
+  private loaded: Promise<void> | undefined;
+  private readonly writes = new OneAtATime();
+  /** the one sentence about a file that could not be read */
+  private problem: string | undefined;
+  /** where profiles are written; undefined keeps them in memory (no file, or one that could not be set aside) */
+  private file: string | undefined;
 
   /** `file` undefined keeps profiles in memory only. */
   constructor(
     private readonly secrets: SecretBox,
-    private readonly file?: string,
-  ) {}
+    file?: string,
+    private readonly options: ProfileStoreOptions = {},
+  ) {
+    this.file = file;
+  }
 
-  private async load(): Promise<void> {
-    if (this.loaded) return;
-    this.loaded = true;
-    if (!this.file) return;
+  /** What went wrong reading the file, if anything: one sentence naming where it was kept. */
+  get notice(): string | undefined {
+    return this.problem;
+  }
+
+  private load(): Promise<void> {
+    this.loaded ??= this.readFile();
+    return this.loaded;
+  }
+
+  /** A file that cannot be read, or holds anything but profiles, is moved aside (so nothing is lost) and never overwritten. */
+  private async readFile(): Promise<void> {
+    const file = this.file;
+    if (file === undefined) return;
+    let text: string;
     try {
-      const stored = JSON.parse(await readFile(this.file, 'utf8')) as StoredProfile[];
-      for (const profile of stored) this.profiles.set(profile.name, profile);
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      this.file = undefined;
+      return this.tell(`The profiles file ${file} could not be read (${(err as Error).message}): saved profiles start empty and are not written to it.`);
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
     } catch {
-      // No file yet, or unreadable: start empty rather than refuse to open.
+      return this.setAside(file, 'is not JSON', []);
+    }
+    if (!Array.isArray(raw)) return this.setAside(file, 'is not a list of profiles', []);
+    const good: StoredProfile[] = [];
+    for (const item of raw) {
+      const parsed = storedSchema.safeParse(item);
+      if (parsed.success) good.push(parsed.data);
+    }
+    if (good.length < raw.length) return this.setAside(file, `has ${raw.length - good.length} of ${raw.length} entries that are not saved profiles`, good);
+    for (const profile of good) this.profiles.set(profile.name, profile);
+  }
+
+  private async setAside(file: string, why: string, good: StoredProfile[]): Promise<void> {
+    const kept = good.length > 0 ? `the ${good.length} readable ones are loaded` : 'saved profiles start empty';
+    try {
+      const aside = await setFileAside(file, (this.options.now ?? Date.now)());
+      for (const profile of good) this.profiles.set(profile.name, profile);
+      this.tell(`The profiles file ${file} ${why}: it was kept as ${aside}, and ${kept}.`);
+    } catch (err) {
+      // Never overwrite a file that could not be moved out of the way.
+      this.file = undefined;
+      for (const profile of good) this.profiles.set(profile.name, profile);
+      this.tell(`The profiles file ${file} ${why} and could not be set aside (${(err as Error).message}): ${kept}, and nothing is written to it.`);
     }
   }
 
-  private async persist(): Promise<void> {
-    if (!this.file) return;
-    await mkdir(dirname(this.file), { recursive: true });
-    // Secrets kept in memory only (browser mode) are numbers that mean nothing to the next run: the file keeps the
-    // profiles without them, and the passwords are typed again after a restart.
-    const stored = this.secrets.kind === 'memory' ? [...this.profiles.values()].map((profile) => ({ ...profile, secrets: {} })) : [...this.profiles.values()];
-    await writeFile(this.file, JSON.stringify(stored, null, 2), { mode: 0o600 });
+  private tell(sentence: string): void {
+    this.problem = sentence;
+    this.options.onProblem?.(sentence);
+  }
+
+  /** Writes the profiles as they are when its turn comes, whole (temp file and rename), one write at a time; a failed write throws. */
+  private persist(): Promise<void> {
+    return this.writes.run(async () => {
+      const file = this.file;
+      if (file === undefined) return;
+      // Secrets kept in memory only (browser mode) are numbers that mean nothing to the next run: the file keeps the
+      // profiles without them, and the passwords are typed again after a restart.
+      const stored = this.secrets.kind === 'memory' ? [...this.profiles.values()].map((profile) => ({ ...profile, secrets: {} })) : [...this.profiles.values()];
+      await writeFileWhole(file, JSON.stringify(stored, null, 2));
+      // Said until the profiles are saved again: the file aside stays where the sentence named it.
+      this.problem = undefined;
+    });
   }
 
   private summary(profile: StoredProfile): ProfileSummary {
@@ -135,7 +225,27 @@ export class ProfileStore {
   }
 
   async save(profile: ConnectionProfile): Promise<ProfileSummary[]> {
+    return this.saveAll([profile]);
+  }
+
+  /** Saves every profile or none: when the file cannot be written, the profiles are as they were before and the error is thrown. */
+  async saveAll(profiles: readonly ConnectionProfile[]): Promise<ProfileSummary[]> {
     await this.load();
+    const before = new Map(profiles.map((profile) => [profile.name, this.profiles.get(profile.name)]));
+    for (const profile of profiles) this.profiles.set(profile.name, this.stored(profile));
+    try {
+      await this.persist();
+    } catch (err) {
+      for (const [name, kept] of before) {
+        if (kept) this.profiles.set(name, kept);
+        else this.profiles.delete(name);
+      }
+      throw err;
+    }
+    return this.list();
+  }
+
+  private stored(profile: ConnectionProfile): StoredProfile {
     const urls = {} as StoredProfile['urls'];
     const secrets: StoredProfile['secrets'] = {};
     for (const kind of urlKinds) {
@@ -150,15 +260,19 @@ export class ProfileStore {
       }
     }
     if (profile.password) secrets.field = this.secrets.seal(profile.password);
-    this.profiles.set(profile.name, { name: profile.name, vhost: profile.vhost, exchange: profile.exchange, ...detailsOf(profile), urls, secrets });
-    await this.persist();
-    return this.list();
+    return { name: profile.name, vhost: profile.vhost, exchange: profile.exchange, ...detailsOf(profile), urls, secrets };
   }
 
   async remove(name: string): Promise<ProfileSummary[]> {
     await this.load();
+    const removed = this.profiles.get(name);
     this.profiles.delete(name);
-    await this.persist();
+    try {
+      await this.persist();
+    } catch (err) {
+      if (removed) this.profiles.set(name, removed);
+      throw err;
+    }
     return this.list();
   }
 

@@ -110,7 +110,12 @@ export class Session {
         await this.close();
         return this.state();
       },
-      'profile.list': () => options.profiles.list(),
+      'profile.list': async () => {
+        const told = options.profiles.notice;
+        const profiles = await options.profiles.list();
+        if (options.profiles.notice !== told) this.stateChanged();
+        return profiles;
+      },
       // A profile saved from the form as shown (passwords ***) keeps the passwords this session knows, not the stars.
       'profile.save': ({ profile }) => options.profiles.save(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
       'profile.delete': ({ name }) => options.profiles.remove(name),
@@ -149,7 +154,10 @@ export class Session {
   }
 
   state(): AppState {
-    return { mode: this.options.mode, sandbox: this.sandbox.view, ...this.connection.view(), tracer: this.tracing.view, server: this.server.view() };
+    const view = this.connection.view();
+    // A profiles file that could not be read is told where the profiles are listed, with the connection's own notice.
+    const notice = [view.notice, this.options.profiles.notice].filter((sentence) => sentence !== undefined).join(' ');
+    return { mode: this.options.mode, sandbox: this.sandbox.view, ...view, ...(notice ? { notice } : {}), tracer: this.tracing.view, server: this.server.view() };
   }
 
   /** State changes come in bursts (every request moves the counters): coalesce them. */

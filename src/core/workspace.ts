@@ -1,11 +1,12 @@
 /** Compose's history and templates, kept in one JSON file in a data dir (or in memory only), bounded and written atomically. */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { VERDICT_CODES, VERDICT_WORDS } from '../shared/diagnosis';
 import { HISTORY_LIMIT, type HistoryEntry, type HistoryList, type RequestTemplate } from '../shared/workspace';
 import { BridgeError } from './errors';
 import { sendRequestSchema, templateSchema } from './contract-schemas';
+import { setFileAside, writeFileWhole } from './json-file';
 
 /** The file's format; a newer one is set aside, never overwritten by an older BridgeScope. */
 export const WORKSPACE_FORMAT_VERSION = 1;
@@ -101,9 +102,8 @@ export class WorkspaceStore {
 
   private async setAside(why: string): Promise<void> {
     const file = this.file as string;
-    const aside = `${file}.unreadable-${new Date(this.now()).toISOString().replace(/[:.]/g, '-')}`;
     try {
-      await rename(file, aside);
+      const aside = await setFileAside(file, this.now());
       this.problem = `The history file ${file} ${why}: it was kept as ${aside}, and history and templates start empty.`;
     } catch (err) {
       this.problem = `The history file ${file} ${why} and could not be set aside (${(err as Error).message}): history and templates start empty and are not saved.`;
@@ -199,12 +199,9 @@ export class WorkspaceStore {
     const file = this.file as string;
     this.dirty = false;
     const text = JSON.stringify({ version: WORKSPACE_FORMAT_VERSION, history: this.history, templates: this.templates });
-    const temp = `${file}.${process.pid}.tmp`;
     try {
-      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
       // A crash mid-write leaves the temp file, never half a history file: rename replaces it whole.
-      await writeFile(temp, text, { mode: 0o600 });
-      await rename(temp, file);
+      await writeFileWhole(file, text);
       this.problem = undefined;
     } catch (err) {
       this.problem = `The history could not be saved to ${file}: ${(err as Error).message}.`;

@@ -3,14 +3,17 @@ import { parsedAsTyped, redactUrl, splitTypedUrl } from './redact';
 
 const SEPARATOR = /[,\r\n]+(?=\s*(?:amqps?|mqtts?|wss?|tcp|https?):\/\/)/gi;
 
+/** A host and port with nothing after them but a path, query or fragment: `h1:5672`, `[::1]:1883/`, `h:15672?x`. */
+const HOST_AND_PORT = /^(?:[^:/?#@[\]]+|\[[^\]]*\]):\d{1,5}(?:[/?#].*)?$/s;
+
 /**
  * Whether a piece may be the start of a URL whose raw password went on past a separator: `scheme://user:pass` without
- * `@`, or with nothing after its last `@` (no host).
+ * `@`, or with nothing after its last `@` (no host). A `host:port` (then nothing, `/`, `?` or `#`) is a whole URL.
  */
 function unfinishedUserinfo(piece: string): boolean {
   const { prefix, userinfo, rest } = splitTypedUrl(piece);
   if (prefix === '') return false;
-  return userinfo === undefined ? rest.includes(':') : rest === '';
+  return userinfo === undefined ? rest.includes(':') && !HOST_AND_PORT.test(rest) : rest === '';
 }
 
 /** Whether a piece's user-info is a user name only (so the text before it may have been the rest of a password). */

@@ -192,4 +192,21 @@ describe('a list of URLs per protocol in a profile', () => {
     });
     expect((await store.list())[0]?.amqpUrl).toBe('amqp://u@h:5672/');
   });
+
+  it('reads a host and port without user-info as a whole URL, so the next URL of the list is its own', async () => {
+    expect(splitUrls('amqp://h1:5672, amqp://guest@h2:5672')).toEqual(['amqp://h1:5672', 'amqp://guest@h2:5672']);
+    expect(splitUrls('mqtt://h1:1883/\nmqtt://u@h2:1883')).toEqual(['mqtt://h1:1883/', 'mqtt://u@h2:1883']);
+    expect(splitUrls('http://[::1]:15672?x=1,http://admin@h2:15672')).toEqual(['http://[::1]:15672?x=1', 'http://admin@h2:15672']);
+    expect(splitUrls('amqp://h1:5672#a, amqp://@h2:5672')).toEqual(['amqp://h1:5672#a', 'amqp://@h2:5672']);
+    // Still one URL: a raw password holding a separator (no port shape before it).
+    expect(splitUrls('amqp://u:a,amqp://b@host')).toEqual(['amqp://u:a,amqp://b@host']);
+    expect(redactUrlList('amqp://h1:5672, amqp://guest@h2:5672')).toBe('amqp://h1:5672, amqp://guest@h2:5672');
+    // Saved in browser mode and read by the next run: the list comes back as typed, with the password of its own URL.
+    const file = join(dir, 'host-port-list.json');
+    const typed = { name: 'nodes', amqpUrl: 'amqp://h1:5672, amqp://guest@h2:5672', mqttUrl: 'mqtt://h1:1883\nmqtt://u:pw@h2:1883\nmqtt://d@h3:1883', managementUrl: 'http://h:15672', vhost: '/', exchange: 'amq.direct' };
+    const first = new ProfileStore(memorySecretBox(), file);
+    await first.save(typed);
+    expect(await first.get('nodes')).toEqual(typed);
+    expect(await new ProfileStore(memorySecretBox(), file).get('nodes')).toEqual({ ...typed, mqttUrl: 'mqtt://h1:1883\nmqtt://u@h2:1883\nmqtt://d@h3:1883' });
+  });
 });

@@ -1,8 +1,12 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { WorkspaceController } from '../../src/core/session/workspace';
 import { WorkspaceStore } from '../../src/core/workspace';
 import type { EventName, Events } from '../../src/shared/contract';
+import type { RequestTemplate } from '../../src/shared/workspace';
 
 const request = { topic: 'rpc_queue', qos: 1 as const, strategy: 'per-request' as const, payloadText: '{}', timeoutMs: 5000 };
 const profile = (name: string, password = 's3cr/et') => ({
@@ -88,5 +92,64 @@ describe('the workspace controller', () => {
     await expect(workspace.import('hello')).rejects.toThrow('This is not a BridgeScope profiles file (not a JSON object).');
     await expect(workspace.import({ format: 'bridgescope-workspace', version: 9, profiles: [profile('x')] })).rejects.toThrow(/format version this BridgeScope does not read/);
     expect(await profiles.list()).toEqual([]);
+  });
+
+  it('exports a list of URLs with every node kept, each without its password, and leaves other text fields alone', async () => {
+    const { workspace, profiles } = controller();
+    await profiles.save({ ...profile('cluster'), amqpUrl: 'amqp://u:p1@h1:5672, amqp://u:p2@h2:5672', mqttUrl: 'mqtt://h1:1883\nmqtt://d:p3@h2:1883', mqttClientId: 'dev:1@lab', username: 'me', password: 'field-pw' });
+    const [exported] = (await workspace.export(false)).profiles;
+    expect(exported).toEqual({ ...profile('cluster'), amqpUrl: 'amqp://u@h1:5672, amqp://u@h2:5672', mqttUrl: 'mqtt://h1:1883\nmqtt://d@h2:1883', managementUrl: 'http://admin@broker:15672', mqttClientId: 'dev:1@lab', username: 'me' });
+  });
+
+  it('re-importing its own export without passwords keeps the saved password field too, unless the profile changed', async () => {
+    const { workspace, profiles } = controller();
+    await profiles.save({ ...profile('prod'), username: 'me', password: 'field-pw' });
+    await profiles.save({ ...profile('edited'), username: 'me', password: 'field-pw' });
+    const file = await workspace.export(false);
+    (file.profiles[1] as { vhost: string }).vhost = '/other';
+    await workspace.import(JSON.parse(JSON.stringify(file)));
+    expect(await profiles.get('prod')).toEqual({ ...profile('prod'), username: 'me', password: 'field-pw' });
+    // Another vhost is another target: the old password is not put on it.
+    expect((await profiles.get('edited')).password).toBeUndefined();
+  });
+
+  it('applies nothing of an import whose profiles cannot be written, and says so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bridgescope-import-'));
+    try {
+      const file = join(dir, 'profiles.json');
+      const profiles = new ProfileStore(memorySecretBox(), file);
+      await profiles.save(profile('prod', 'old'));
+      const store = new WorkspaceStore();
+      const workspace = new WorkspaceController({ store, profiles, emit: () => undefined });
+      await rm(file);
+      await mkdir(join(file, 'in-the-way'), { recursive: true });
+      const source = controller();
+      await source.profiles.save(profile('prod'));
+      await source.profiles.save(profile('staging'));
+      await source.workspace.saveTemplate({ name: 'ping', request });
+      await expect(workspace.import(await source.workspace.export(true))).rejects.toThrow(/^Nothing was imported: the profiles could not be saved \(/);
+      expect((await profiles.list()).map((summary) => summary.name)).toEqual(['prod']);
+      expect((await profiles.get('prod')).amqpUrl).toBe('amqp://app:old@broker:5672');
+      expect(await store.listTemplates()).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says exactly what was applied when a template cannot be saved half-way', async () => {
+    class FailingSecond extends WorkspaceStore {
+      private saves = 0;
+      override async saveTemplate(template: RequestTemplate): Promise<RequestTemplate[]> {
+        this.saves += 1;
+        if (this.saves === 2) throw new Error('disk full');
+        return super.saveTemplate(template);
+      }
+    }
+    const profiles = new ProfileStore(memorySecretBox());
+    const events: EventName[] = [];
+    const workspace = new WorkspaceController({ store: new FailingSecond(), profiles, emit: (name) => void events.push(name) });
+    const file = { format: 'bridgescope-workspace', version: 1, profiles: [profile('prod')], templates: [{ name: 'a', request }, { name: 'b', request }, { name: 'c', request }] };
+    await expect(workspace.import(file)).rejects.toThrow('The import stopped half-way (disk full): the profiles "prod" and the templates "a" were saved; the templates "b" and "c" were not.');
+    expect(events).toEqual(['workspace.templates.changed']);
   });
 });

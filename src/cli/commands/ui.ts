@@ -81,7 +81,7 @@ export function registerUiCommand(program: Command): void {
         const session = new Session({
           mode: 'browser',
           // Profiles last between runs (in the data dir); their passwords stay in this process only.
-          profiles: new ProfileStore(memorySecretBox(), join(dataDir, 'profiles.json')),
+          profiles: new ProfileStore(memorySecretBox(), join(dataDir, 'profiles.json'), { onProblem: (sentence) => warn(sentence) }),
           emit: (name, payload) => late.host?.broadcast(name, payload),
           sandboxDir,
           workspace,

@@ -1,12 +1,12 @@
 /** The workspace as the app sees it: history recorded when a Compose send settles, templates, and the profiles-and-templates file. */
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ConnectionProfile, EventName, Events } from '../../shared/contract';
-import { splitTypedUrl, typedCredentials } from '../../shared/redact';
 import { forHistory, type HistoryEntry, type HistoryList, type ImportReport, type RequestTemplate, type WorkspaceExport } from '../../shared/workspace';
 import { BridgeError } from '../errors';
 import { profileSchema, templateSchema } from '../contract-schemas';
-import type { ProfileStore } from '../profiles';
+import { withoutUrlPasswords, type ProfileStore } from '../profiles';
 import { replyTextOf, type WorkspaceStore } from '../workspace';
 import type { SettledRequest } from './requests';
 
@@ -27,44 +27,45 @@ const exportSchema = z.object({
   templates: z.array(z.unknown(), { error: 'The file has no "templates" list.' }).default([]),
 });
 
-/** Passwords out of every URL in a profile, and any field named like a secret dropped: the profile is carried as it is otherwise. */
+/** The profile without any password: taken out of each URL of its three URL lists, and the password field dropped; nothing else changes. */
 export function withoutPasswords(profile: ConnectionProfile): ConnectionProfile {
-  const strip = (value: unknown): unknown => {
-    if (typeof value === 'string') {
-      const credentials = typedCredentials(value);
-      if (credentials?.password === undefined) return value;
-      const { prefix, rest } = splitTypedUrl(value);
-      return `${prefix}${credentials.username}@${rest}`;
-    }
-    if (Array.isArray(value)) return value.map(strip);
-    if (value !== null && typeof value === 'object') {
-      return Object.fromEntries(Object.entries(value).filter(([key]) => !SECRET_KEY.test(key)).map(([key, item]) => [key, strip(item)]));
-    }
-    return value;
+  const { password: _password, ...rest } = profile;
+  return {
+    ...rest,
+    amqpUrl: withoutUrlPasswords(profile.amqpUrl),
+    mqttUrl: withoutUrlPasswords(profile.mqttUrl),
+    managementUrl: withoutUrlPasswords(profile.managementUrl),
   };
-  return strip(profile) as ConnectionProfile;
 }
 
-const SECRET_KEY = /password|passphrase|secret|privatekey/i;
+const URL_FIELDS = ['amqpUrl', 'mqttUrl', 'managementUrl'] as const;
 
 /**
- * A profile imported without passwords over a saved one keeps the saved passwords where nothing else changed: each field
- * that equals the saved one with its password taken out gets the saved value back (re-importing your own export loses nothing).
+ * A profile imported without passwords over a saved one keeps the saved passwords where nothing else changed: each URL
+ * list that equals the saved one with its passwords taken out gets the saved list back, and the password field is kept
+ * when the imported profile has none and is otherwise the saved one without passwords (re-importing your own export loses nothing).
  */
 export function keepKnownPasswords(imported: ConnectionProfile, saved: ConnectionProfile): ConnectionProfile {
-  const bare = withoutPasswords(saved) as unknown as Record<string, unknown>;
-  const known = saved as unknown as Record<string, unknown>;
-  const merged: Record<string, unknown> = { ...imported };
-  for (const [key, value] of Object.entries(imported)) {
-    if (typeof value === 'string' && value !== known[key] && value === bare[key]) merged[key] = known[key];
+  const bare = withoutPasswords(saved);
+  const merged: ConnectionProfile = { ...imported };
+  for (const field of URL_FIELDS) {
+    if (imported[field] !== saved[field] && imported[field] === bare[field]) merged[field] = saved[field];
   }
-  return merged as unknown as ConnectionProfile;
+  if (imported.password === undefined && saved.password !== undefined && isDeepStrictEqual(withoutPasswords(imported), bare)) merged.password = saved.password;
+  return merged;
 }
 
 function firstIssue(error: z.ZodError): string {
   const issue = error.issues[0];
   const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
   return `${where}${issue?.message ?? 'not valid'}`;
+}
+
+/** Names for a sentence: "a", "b" and "c", or "none". */
+function listed(names: readonly string[]): string {
+  if (names.length === 0) return '(none)';
+  const quoted = names.map((name) => JSON.stringify(name));
+  return quoted.length === 1 ? (quoted[0] as string) : `${quoted.slice(0, -1).join(', ')} and ${quoted.at(-1) as string}`;
 }
 
 function nameOf(item: unknown, fallback: string): string {
@@ -172,20 +173,42 @@ export class WorkspaceController {
       if (parsed.success) templates.push(parsed.data);
       else report.templates.refused.push({ name: nameOf(item, `template #${index + 1}`), reason: firstIssue(parsed.error) });
     });
-    const knownProfiles = new Set((await this.options.profiles.list()).map((profile) => profile.name));
+    // Everything is checked before anything is written: the profiles go in one write (all or none), then the templates.
+    const saved = new Map<string, ConnectionProfile>();
+    for (const summary of await this.options.profiles.list()) saved.set(summary.name, await this.options.profiles.get(summary.name));
+    const toSave = new Map<string, ConnectionProfile>();
     for (const imported of profiles) {
-      const profile = knownProfiles.has(imported.name) ? keepKnownPasswords(imported, await this.options.profiles.get(imported.name)) : imported;
-      await this.options.profiles.save(profile);
-      (knownProfiles.has(profile.name) ? report.profiles.replaced : report.profiles.added).push(profile.name);
-      knownProfiles.add(profile.name);
+      const known = saved.get(imported.name);
+      (known !== undefined || toSave.has(imported.name) ? report.profiles.replaced : report.profiles.added).push(imported.name);
+      toSave.set(imported.name, known ? keepKnownPasswords(imported, known) : imported);
     }
     const knownTemplates = new Set((await this.options.store.listTemplates()).map((template) => template.name));
     for (const template of templates) {
-      await this.options.store.saveTemplate(template);
       (knownTemplates.has(template.name) ? report.templates.replaced : report.templates.added).push(template.name);
       knownTemplates.add(template.name);
     }
-    if (templates.length > 0) this.options.emit('workspace.templates.changed', { templates: await this.options.store.listTemplates() });
+    if (toSave.size > 0) {
+      try {
+        await this.options.profiles.saveAll([...toSave.values()]);
+      } catch (err) {
+        throw new BridgeError('internal', `Nothing was imported: the profiles could not be saved (${(err as Error).message}).`);
+      }
+    }
+    const savedTemplates: string[] = [];
+    try {
+      for (const template of templates) {
+        await this.options.store.saveTemplate(template);
+        savedTemplates.push(template.name);
+      }
+    } catch (err) {
+      const left = templates.map((template) => template.name).filter((name) => !savedTemplates.includes(name));
+      throw new BridgeError(
+        'internal',
+        `The import stopped half-way (${(err as Error).message}): the profiles ${listed([...toSave.keys()])} and the templates ${listed(savedTemplates)} were saved; the templates ${listed(left)} were not.`,
+      );
+    } finally {
+      if (savedTemplates.length > 0) this.options.emit('workspace.templates.changed', { templates: await this.options.store.listTemplates() });
+    }
     return report;
   }
 }
