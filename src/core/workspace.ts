@@ -7,7 +7,7 @@ import { HISTORY_LIMIT, type HistoryEntry, type HistoryList, type RequestTemplat
 import { BridgeError } from './errors';
 import { sendRequestSchema, templateSchema } from './contract-schemas';
 
-/** The file's format; a newer one is set aside, never overwritten by an older BridgeScope. */
+/** The file's format; a newer one is left in place (this run then works in memory), never overwritten by an older BridgeScope. */
 export const WORKSPACE_FORMAT_VERSION = 1;
 export const WORKSPACE_FILE = 'workspace.json';
 
@@ -62,7 +62,10 @@ export class WorkspaceStore {
     this.limit = options.limit ?? HISTORY_LIMIT;
   }
 
-  /** A file that cannot be read is moved aside (so nothing is lost) and the store starts empty, with one sentence. */
+  /**
+   * A corrupt file is moved aside (so nothing is lost) and the store starts empty, with one sentence; a file from a newer
+   * BridgeScope is left untouched and this run works from memory, also with one sentence.
+   */
   load(): Promise<void> {
     this.loaded ??= this.readFile();
     return this.loaded;
@@ -91,7 +94,10 @@ export class WorkspaceStore {
     }
     const version = (raw as { version?: unknown } | null)?.version;
     if (typeof version === 'number' && version > WORKSPACE_FORMAT_VERSION) {
-      return this.setAside(`was written by a newer BridgeScope (format ${version}, this one reads ${WORKSPACE_FORMAT_VERSION})`);
+      // Not corrupt, only newer: the newer build must find its history where it left it, so this run never touches it.
+      this.problem = `The history file ${this.file} was written by a newer BridgeScope (format ${version}, this one reads ${WORKSPACE_FORMAT_VERSION}): it is left as it is, and this run keeps history and templates in memory only.`;
+      this.workInMemory();
+      return;
     }
     const parsed = fileSchema.safeParse(raw);
     if (!parsed.success) return this.setAside('is not a BridgeScope history file');
@@ -108,9 +114,14 @@ export class WorkspaceStore {
     } catch (err) {
       this.problem = `The history file ${file} ${why} and could not be set aside (${(err as Error).message}): history and templates start empty and are not saved.`;
       // Never overwrite a file we could not move out of the way.
-      this.options.dir = undefined;
-      (this as { file: string | undefined }).file = undefined;
+      this.workInMemory();
     }
+  }
+
+  /** From now on nothing is written: the file stays exactly as it was found. */
+  private workInMemory(): void {
+    this.options.dir = undefined;
+    (this as { file: string | undefined }).file = undefined;
   }
 
   private now(): number {

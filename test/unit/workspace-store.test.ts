@@ -59,11 +59,21 @@ describe('the workspace store', () => {
     expect((await store.list()).notice).toBeUndefined();
   });
 
-  it('sets a file from a newer BridgeScope aside instead of reading or overwriting it', async () => {
-    await writeFile(join(dir, WORKSPACE_FILE), JSON.stringify({ version: 7, history: [], templates: [], more: true }));
-    const listed = await new WorkspaceStore({ dir }).list();
-    expect(listed.notice).toMatch(/was written by a newer BridgeScope \(format 7, this one reads 1\)/);
-    expect((await readdir(dir)).some((name) => name.startsWith(`${WORKSPACE_FILE}.unreadable-`))).toBe(true);
+  it('leaves a file from a newer BridgeScope in place, untouched, and works from memory for this run, saying so once', async () => {
+    const newer = JSON.stringify({ version: 7, history: [{ id: 'kept-by-the-newer-build' }], templates: [], more: true });
+    await writeFile(join(dir, WORKSPACE_FILE), newer);
+    const store = new WorkspaceStore({ dir });
+    const listed = await store.list();
+    expect(listed.entries).toEqual([]);
+    expect(listed.notice).toMatch(/^The history file .*workspace\.json was written by a newer BridgeScope \(format 7, this one reads 1\): it is left as it is, and this run keeps history and templates in memory only\.$/);
+    // This run still works: what it sends is listed, and its templates are kept, in memory.
+    await store.add(entry('this-run'));
+    await store.saveTemplate({ name: 'ping', request });
+    await store.flushed();
+    expect((await store.list()).entries.map((kept) => kept.id)).toEqual(['this-run']);
+    expect((await store.list()).notice).toBe(listed.notice);
+    expect(await readdir(dir)).toEqual([WORKSPACE_FILE]);
+    expect(await readFile(join(dir, WORKSPACE_FILE), 'utf8')).toBe(newer);
   });
 
   it('searches topic, reply topic, verdict word, body, reply and error, case-insensitively', async () => {
