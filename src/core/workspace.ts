@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { VERDICT_CODES, VERDICT_WORDS } from '../shared/diagnosis';
-import { HISTORY_LIMIT, type HistoryEntry, type HistoryList, type RequestTemplate } from '../shared/workspace';
+import { HISTORY_LIMIT, forHistory, type HistoryEntry, type HistoryList, type RequestTemplate } from '../shared/workspace';
 import { BridgeError } from './errors';
 import { sendRequestSchema, templateSchema } from './contract-schemas';
 
@@ -21,6 +21,7 @@ const entrySchema: z.ZodType<HistoryEntry> = z.object({
   roundTripMs: z.number().optional(),
   rpcId: z.string().optional(),
   request: sendRequestSchema,
+  bodyNotKept: z.number().int().nonnegative().optional(),
   error: z.string().optional(),
   replyText: z.string().optional(),
 });
@@ -101,7 +102,8 @@ export class WorkspaceStore {
     }
     const parsed = fileSchema.safeParse(raw);
     if (!parsed.success) return this.setAside('is not a BridgeScope history file');
-    this.history = parsed.data.history.slice(0, this.limit);
+    // Files written before every body was capped may hold bodies of megabytes: trimmed here, smaller from the next write.
+    this.history = parsed.data.history.slice(0, this.limit).map((entry) => (entry.bodyNotKept === undefined ? { ...entry, ...forHistory(entry.request) } : entry));
     this.templates = parsed.data.templates;
   }
 
