@@ -3,12 +3,12 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VERDICT_CODES, VERDICT_WORDS } from '../shared/diagnosis';
-import { HISTORY_LIMIT, type HistoryEntry, type HistoryList, type RequestTemplate } from '../shared/workspace';
+import { HISTORY_LIMIT, forHistory, type HistoryEntry, type HistoryList, type RequestTemplate } from '../shared/workspace';
 import { BridgeError } from './errors';
 import { sendRequestSchema, templateSchema } from './contract-schemas';
 import { setFileAside, writeFileWhole } from './json-file';
 
-/** The file's format; a newer one is set aside, never overwritten by an older BridgeScope. */
+/** The file's format; a newer one is left in place (this run then works in memory), never overwritten by an older BridgeScope. */
 export const WORKSPACE_FORMAT_VERSION = 1;
 export const WORKSPACE_FILE = 'workspace.json';
 
@@ -22,6 +22,7 @@ const entrySchema: z.ZodType<HistoryEntry> = z.object({
   roundTripMs: z.number().optional(),
   rpcId: z.string().optional(),
   request: sendRequestSchema,
+  bodyNotKept: z.number().int().nonnegative().optional(),
   error: z.string().optional(),
   replyText: z.string().optional(),
 });
@@ -63,7 +64,10 @@ export class WorkspaceStore {
     this.limit = options.limit ?? HISTORY_LIMIT;
   }
 
-  /** A file that cannot be read is moved aside (so nothing is lost) and the store starts empty, with one sentence. */
+  /**
+   * A corrupt file is moved aside (so nothing is lost) and the store starts empty, with one sentence; a file from a newer
+   * BridgeScope is left untouched and this run works from memory, also with one sentence.
+   */
   load(): Promise<void> {
     this.loaded ??= this.readFile();
     return this.loaded;
@@ -92,11 +96,15 @@ export class WorkspaceStore {
     }
     const version = (raw as { version?: unknown } | null)?.version;
     if (typeof version === 'number' && version > WORKSPACE_FORMAT_VERSION) {
-      return this.setAside(`was written by a newer BridgeScope (format ${version}, this one reads ${WORKSPACE_FORMAT_VERSION})`);
+      // Not corrupt, only newer: the newer build must find its history where it left it, so this run never touches it.
+      this.problem = `The history file ${this.file} was written by a newer BridgeScope (format ${version}, this one reads ${WORKSPACE_FORMAT_VERSION}): it is left as it is, and this run keeps history and templates in memory only.`;
+      this.workInMemory();
+      return;
     }
     const parsed = fileSchema.safeParse(raw);
     if (!parsed.success) return this.setAside('is not a BridgeScope history file');
-    this.history = parsed.data.history.slice(0, this.limit);
+    // Files written before every body was capped may hold bodies of megabytes: trimmed here, smaller from the next write.
+    this.history = parsed.data.history.slice(0, this.limit).map((entry) => (entry.bodyNotKept === undefined ? { ...entry, ...forHistory(entry.request) } : entry));
     this.templates = parsed.data.templates;
   }
 
@@ -108,9 +116,14 @@ export class WorkspaceStore {
     } catch (err) {
       this.problem = `The history file ${file} ${why} and could not be set aside (${(err as Error).message}): history and templates start empty and are not saved.`;
       // Never overwrite a file we could not move out of the way.
-      this.options.dir = undefined;
-      (this as { file: string | undefined }).file = undefined;
+      this.workInMemory();
     }
+  }
+
+  /** From now on nothing is written: the file stays exactly as it was found. */
+  private workInMemory(): void {
+    this.options.dir = undefined;
+    (this as { file: string | undefined }).file = undefined;
   }
 
   private now(): number {

@@ -54,6 +54,8 @@ const MAX_FRAME_BYTES = 80 * 1024 * 1024;
 
 /** A page this far behind (bytes the host queued for it) is sent no more trace steps until it catches up. */
 const BEHIND_BYTES = 16 * 1024 * 1024;
+/** How often a page that fell behind is checked for having caught up (when no new step would check it). */
+const BEHIND_CHECK_MS = 250;
 
 function sameToken(given: string | null, token: string): boolean {
   if (given === null) return false;
@@ -188,7 +190,8 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
 
   const sockets = new Set<WebSocket>();
   /** pages whose trace steps are being skipped until they catch up (see keepsUp) */
-  const behind = new WeakSet<WebSocket>();
+  /** Pages that fell behind, each watched until it has read what waited (then it is sent the whole trace again). */
+  const behind = new Map<WebSocket, NodeJS.Timeout>();
   const behindBytes = options.behindBytes ?? BEHIND_BYTES;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? MAX_FRAME_BYTES });
 
@@ -277,7 +280,11 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
 
   wss.on('connection', (ws: WebSocket) => {
     sockets.add(ws);
-    ws.on('close', () => sockets.delete(ws));
+    ws.on('close', () => {
+      sockets.delete(ws);
+      clearInterval(behind.get(ws));
+      behind.delete(ws);
+    });
     // Oversized frames, bad opcodes and resets end up here; `ws` closes the socket itself.
     ws.on('error', () => undefined);
     ws.on('message', (data, isBinary) => {
@@ -312,11 +319,34 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
    */
   function keepsUp(ws: WebSocket): boolean {
     if (ws.bufferedAmount > behindBytes) {
-      behind.add(ws);
+      fellBehind(ws);
       return false;
     }
     if (!behind.has(ws)) return true;
     if (ws.bufferedAmount > 0) return false;
+    resync(ws);
+    return false;
+  }
+
+  /**
+   * Watches a page that fell behind: if tracing goes quiet after the burst, no further step would find it caught up, so
+   * it is checked on its own until it has read what waited. The watch never keeps the process alive.
+   */
+  function fellBehind(ws: WebSocket): void {
+    if (behind.has(ws)) return;
+    const watch = setInterval(() => {
+      if (ws.readyState !== ws.OPEN) {
+        clearInterval(watch);
+        behind.delete(ws);
+      } else if (ws.bufferedAmount === 0) resync(ws);
+    }, BEHIND_CHECK_MS);
+    watch.unref();
+    behind.set(ws, watch);
+  }
+
+  /** Sends a page that caught up the whole trace (`trace.store.reset`) in place of the steps it was not sent. */
+  function resync(ws: WebSocket): void {
+    clearInterval(behind.get(ws));
     behind.delete(ws);
     void handlers['trace.snapshot.get']({})
       .then(({ steps }) => {
@@ -325,7 +355,6 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
         ws.send(JSON.stringify(frame), () => undefined);
       })
       .catch((err: unknown) => onProblem(`A page that fell behind could not be sent the trace again: ${(err as Error)?.message ?? String(err)}`));
-    return false;
   }
 
   return {
@@ -349,6 +378,8 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
       }
     },
     async close() {
+      for (const watch of behind.values()) clearInterval(watch);
+      behind.clear();
       for (const ws of sockets) ws.terminate();
       wss.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -134,6 +134,24 @@ describe('history, templates and profiles that last', () => {
     expect(await page.textContent('[data-testid=history-count]')).toBe('0 kept');
   }, 60_000);
 
+  it('replays an entry whose body was too big to keep by filling the form and asking for the body, sending nothing empty', async () => {
+    // No server since the restart: a short wait is enough for the entry.
+    await send(queue, 1500, JSON.stringify({ params: { blob: 'b'.repeat(100 * 1024) } }));
+    await page.fill('[data-testid=compose-payload]', '{"params": {}}');
+    await page.fill('[data-testid=compose-topic]', typo);
+    await page.locator('[data-testid=history-row]').first().locator('[data-testid=history-replay]').click();
+    expect(await page.textContent('[data-testid=compose-payload-error]')).toBe('The body (100.0 KiB) was too big to keep in the history: paste it again to send.');
+    expect(await page.inputValue('[data-testid=compose-topic]')).toBe(queue);
+    expect(await page.inputValue('[data-testid=compose-payload]')).toBe('');
+    expect(await page.isDisabled('[data-testid=compose-send]')).toBe(true);
+    await atIssueSizesAndSchemes(page, async (suffix) => {
+      await page.locator('[data-testid=compose-payload-error]').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(shots, `history-replay-body-not-kept-${suffix}.png`) });
+    });
+    // Nothing was sent: still the one entry.
+    await waitForRows(1);
+  }, 60_000);
+
   it('renames a template in an inline field and deletes another', async () => {
     await page.click('[data-testid=tab-compose]');
     await page.fill('[data-testid=compose-topic]', queue);

@@ -96,10 +96,13 @@ describe('Compose payload formats', () => {
 
   it('keeps a small file in the history for replay, and only the name of a large one (replay then asks for the file)', () => {
     const base = { topic: 't', qos: 1 as const, strategy: 'per-request' as const, timeoutMs: 100, payloadFormat: 'file' as const, payloadFileName: 'f.bin' };
-    expect(forHistory({ ...base, payloadText: 'AAAA' }).payloadText).toBe('AAAA');
-    expect(forHistory({ ...base, payloadText: 'A'.repeat(200_000) })).toEqual({ ...base, payloadText: '' });
+    expect(forHistory({ ...base, payloadText: 'AAAA' })).toEqual({ request: { ...base, payloadText: 'AAAA' } });
+    expect(forHistory({ ...base, payloadText: 'A'.repeat(200_000) })).toEqual({ request: { ...base, payloadText: '' }, bodyNotKept: 150_000 });
     mountCompose();
     const compose = useComposeStore();
+    compose.fill({ ...base, payloadText: '' }, 150_000);
+    expect(compose.payloadError).toBe('The file f.bin (146.5 KiB) was too big to keep in the history: choose it again to send.');
+    // An entry kept before the size was recorded: the form still asks for the file.
     compose.fill({ ...base, payloadText: '' });
     expect(compose.payloadError).toBe('Choose a file to send.');
   });

@@ -120,6 +120,38 @@ describe('compose store', () => {
     expect(history.entries.map((entry) => entry.rpcId)).toEqual(['r2', 'r1']);
     expect(history.entries[0]?.request).toEqual(sent[0]);
   });
+
+  it('replays an entry whose body was too big to keep: the form is filled and asks for the body, and nothing empty is sent', async () => {
+    const workspace = fakeWorkspace();
+    const replying = workspace.recording(client.invoke.bind(client, 'rpc.request.send') as never);
+    const recording = fakeClient({ ...workspace.answers, 'rpc.request.send': replying });
+    workspace.connect(recording);
+    app = appWith(recording);
+    const compose = app.runWithContext(() => useComposeStore());
+    const history = app.runWithContext(() => useHistoryStore());
+    await history.start();
+    const big = JSON.stringify({ params: { blob: 'x'.repeat(100 * 1024) } });
+    compose.form.topic = 'devices/d1/rpc';
+    compose.form.payloadText = big;
+    await compose.send();
+    await flushPromises();
+    expect(history.entries[0]).toMatchObject({ bodyNotKept: big.length, request: { topic: 'devices/d1/rpc', payloadText: '' } });
+    compose.form.topic = 'other';
+    await history.replay(history.entries[0]!);
+    await flushPromises();
+    // Not sent again with an empty body: the form holds the request and says what is missing.
+    expect(sent).toHaveLength(1);
+    expect(compose.form.topic).toBe('devices/d1/rpc');
+    expect(compose.form.payloadText).toBe('');
+    expect(compose.payloadError).toBe('The body (100.0 KiB) was too big to keep in the history: paste it again to send.');
+    expect(compose.blocked).toBe(true);
+    // Given the body again, the form sends.
+    compose.form.payloadText = big;
+    expect(compose.payloadError).toBeUndefined();
+    await compose.send();
+    expect(sent).toHaveLength(2);
+    expect(sent[1]).toMatchObject({ topic: 'devices/d1/rpc', payloadText: big });
+  });
 });
 
 describe('trace store', () => {

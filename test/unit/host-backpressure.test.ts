@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import type { Handlers } from '../../src/shared/contract';
 import type { TraceStep } from '../../src/shared/trace';
@@ -17,47 +17,98 @@ const snapshotStep = { ...bigStep(999), detail: { topic: 'snapshot', qos: 1, rep
 let host: Host | undefined;
 let dir: string | undefined;
 afterEach(async () => {
+  vi.restoreAllMocks();
   await host?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+async function openPage(): Promise<{ page: WebSocket; frames: HostFrame[]; until: (test: () => boolean) => Promise<void> }> {
+  dir = await mkdtemp(join(tmpdir(), 'bridgescope-host-'));
+  await writeFile(join(dir, 'index.html'), '<!doctype html><title>t</title>');
+  const handlers = { 'trace.snapshot.get': async () => ({ steps: [snapshotStep], dropped: { rpcs: 0, steps: 0 } }) } as unknown as Handlers;
+  host = await startHost(handlers, { staticDir: dir, behindBytes: BEHIND_BYTES });
+  const page = new WebSocket(`${host.origin.replace('http', 'ws')}/ws?token=${host.token}`, { origin: host.origin });
+  await new Promise((resolve, reject) => page.once('open', resolve).once('error', reject));
+  const frames: HostFrame[] = [];
+  const waiters: Array<() => void> = [];
+  page.on('message', (data) => {
+    frames.push(JSON.parse(String(data)) as HostFrame);
+    for (const wake of waiters.splice(0)) wake();
+  });
+  const until = async (test: () => boolean): Promise<void> => {
+    while (!test()) await new Promise<void>((resolve) => waiters.push(resolve));
+  };
+  return { page, frames, until };
+}
+
+const SENT = 200;
+/** The page stops reading while 200 big steps are traced, then a marker event, then it reads again. */
+function pauseAndFlood(page: WebSocket): void {
+  // The page stops reading: nothing it was sent leaves the host's queue past what the kernel takes.
+  (page as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
+  for (let seq = 1; seq <= SENT; seq += 1) host!.broadcast('trace.steps.added', { steps: [bigStep(seq)] });
+  // Other events still go out: the marker comes after everything that was queued.
+  host!.broadcast('load.progress.changed', { count: 1, completed: 0, failed: 0, elapsedMs: 0, histogram: { boundsMs: [], counts: [] }, series: [] });
+  (page as unknown as { _socket: { resume(): void } })._socket.resume();
+}
+
 describe('the browser host with a page that stops reading', () => {
   it('skips trace steps for it past its limit instead of queueing them all, then sends it the whole trace again once it caught up', async () => {
-    dir = await mkdtemp(join(tmpdir(), 'bridgescope-host-'));
-    await writeFile(join(dir, 'index.html'), '<!doctype html><title>t</title>');
-    const handlers = { 'trace.snapshot.get': async () => ({ steps: [snapshotStep], dropped: { rpcs: 0, steps: 0 } }) } as unknown as Handlers;
-    host = await startHost(handlers, { staticDir: dir, behindBytes: BEHIND_BYTES });
-    const page = new WebSocket(`${host.origin.replace('http', 'ws')}/ws?token=${host.token}`, { origin: host.origin });
-    await new Promise((resolve, reject) => page.once('open', resolve).once('error', reject));
-    const frames: HostFrame[] = [];
-    const waiters: Array<() => void> = [];
-    page.on('message', (data) => {
-      frames.push(JSON.parse(String(data)) as HostFrame);
-      for (const wake of waiters.splice(0)) wake();
-    });
-    const until = async (test: () => boolean): Promise<void> => {
-      while (!test()) await new Promise<void>((resolve) => waiters.push(resolve));
-    };
-    // The page stops reading: nothing it was sent leaves the host's queue past what the kernel takes.
-    (page as unknown as { _socket: { pause(): void; resume(): void } })._socket.pause();
-    const sent = 200;
-    for (let seq = 1; seq <= sent; seq += 1) host.broadcast('trace.steps.added', { steps: [bigStep(seq)] });
-    // Other events still go out: the marker comes after everything that was queued.
-    host.broadcast('load.progress.changed', { count: 1, completed: 0, failed: 0, elapsedMs: 0, histogram: { boundsMs: [], counts: [] }, series: [] });
-    (page as unknown as { _socket: { resume(): void } })._socket.resume();
+    const { page, frames, until } = await openPage();
+    pauseAndFlood(page);
+    const sent = SENT;
     await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'load.progress.changed'));
     const stepsReceived = frames.filter((frame) => frame.type === 'event' && frame.name === 'trace.steps.added').length;
     // 200 events of 256 KiB = 50 MiB; what reached the page is what fitted under the limit (plus the kernel's buffers).
     expect(stepsReceived).toBeGreaterThan(0);
     expect(stepsReceived).toBeLessThan(sent / 2);
-    // The next step finds the page caught up: instead of it, the whole trace, from which the page rebuilds.
-    host.broadcast('trace.steps.added', { steps: [bigStep(sent + 1)] });
+    // Once caught up (seen by its watch or by the next step), the page is sent the whole trace, from which it rebuilds.
+    host!.broadcast('trace.steps.added', { steps: [bigStep(sent + 1)] });
     await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'trace.store.reset'));
     const reset = frames.find((frame) => frame.type === 'event' && frame.name === 'trace.store.reset');
     expect(reset).toMatchObject({ payload: { steps: [expect.objectContaining({ seq: 999 })] } });
     // From then on, steps flow again.
-    host.broadcast('trace.steps.added', { steps: [{ ...snapshotStep, seq: 1000 }] });
+    host!.broadcast('trace.steps.added', { steps: [{ ...snapshotStep, seq: 1000 }] });
     await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'trace.steps.added' && frame.payload.steps[0]?.seq === 1000));
     page.close();
+  });
+
+  it('sends the whole trace again as soon as the page caught up, even when no further step is traced', async () => {
+    const { page, frames, until } = await openPage();
+    pauseAndFlood(page);
+    await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'load.progress.changed'));
+    // Tracing went quiet after the burst: nothing else is broadcast, and still the page gets its hole filled.
+    await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'trace.store.reset'));
+    expect(frames.find((frame) => frame.type === 'event' && frame.name === 'trace.store.reset')).toMatchObject({ payload: { steps: [expect.objectContaining({ seq: 999 })] } });
+    page.close();
+  });
+
+  it('stops watching a page that closed while behind, and closes promptly', async () => {
+    const watches = new Set<unknown>();
+    const cleared = new Set<unknown>();
+    const wakeOnClear: Array<() => void> = [];
+    const realSetInterval = globalThis.setInterval;
+    const realClearInterval = globalThis.clearInterval;
+    vi.spyOn(globalThis, 'setInterval').mockImplementation(((...args: Parameters<typeof setInterval>) => {
+      const watch = realSetInterval(...args);
+      watches.add(watch);
+      return watch;
+    }) as typeof setInterval);
+    vi.spyOn(globalThis, 'clearInterval').mockImplementation(((watch: Parameters<typeof clearInterval>[0]) => {
+      realClearInterval(watch);
+      if (watch !== undefined) cleared.add(watch);
+      for (const wake of wakeOnClear.splice(0)) wake();
+    }) as typeof clearInterval);
+    const { page } = await openPage();
+    const watchesBefore = watches.size;
+    (page as unknown as { _socket: { pause(): void } })._socket.pause();
+    for (let seq = 1; seq <= 200; seq += 1) host!.broadcast('trace.steps.added', { steps: [bigStep(seq)] });
+    expect(watches.size).toBe(watchesBefore + 1);
+    const [watch] = [...watches].slice(-1);
+    page.terminate();
+    while (!cleared.has(watch)) await new Promise<void>((resolve) => wakeOnClear.push(resolve));
+    const closing = host!.close();
+    host = undefined;
+    await closing;
   });
 });

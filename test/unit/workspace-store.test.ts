@@ -2,9 +2,9 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { WORKSPACE_FILE, WorkspaceStore } from '../../src/core/workspace';
+import { WORKSPACE_FILE, WorkspaceStore, replyTextOf } from '../../src/core/workspace';
 import { readUiIdentity, writeUiIdentity, UI_IDENTITY_FILE } from '../../src/core/data-dir';
-import type { HistoryEntry } from '../../src/shared/workspace';
+import { HISTORY_BODY_BYTES, forHistory, type HistoryEntry } from '../../src/shared/workspace';
 
 const request = { topic: 'rpc_queue', qos: 1 as const, strategy: 'per-request' as const, payloadText: '{"params":{"n":1}}', timeoutMs: 5000 };
 
@@ -59,11 +59,51 @@ describe('the workspace store', () => {
     expect((await store.list()).notice).toBeUndefined();
   });
 
-  it('sets a file from a newer BridgeScope aside instead of reading or overwriting it', async () => {
-    await writeFile(join(dir, WORKSPACE_FILE), JSON.stringify({ version: 7, history: [], templates: [], more: true }));
-    const listed = await new WorkspaceStore({ dir }).list();
-    expect(listed.notice).toMatch(/was written by a newer BridgeScope \(format 7, this one reads 1\)/);
-    expect((await readdir(dir)).some((name) => name.startsWith(`${WORKSPACE_FILE}.unreadable-`))).toBe(true);
+  it('leaves a file from a newer BridgeScope in place, untouched, and works from memory for this run, saying so once', async () => {
+    const newer = JSON.stringify({ version: 7, history: [{ id: 'kept-by-the-newer-build' }], templates: [], more: true });
+    await writeFile(join(dir, WORKSPACE_FILE), newer);
+    const store = new WorkspaceStore({ dir });
+    const listed = await store.list();
+    expect(listed.entries).toEqual([]);
+    expect(listed.notice).toMatch(/^The history file .*workspace\.json was written by a newer BridgeScope \(format 7, this one reads 1\): it is left as it is, and this run keeps history and templates in memory only\.$/);
+    // This run still works: what it sends is listed, and its templates are kept, in memory.
+    await store.add(entry('this-run'));
+    await store.saveTemplate({ name: 'ping', request });
+    await store.flushed();
+    expect((await store.list()).entries.map((kept) => kept.id)).toEqual(['this-run']);
+    expect((await store.list()).notice).toBe(listed.notice);
+    expect(await readdir(dir)).toEqual([WORKSPACE_FILE]);
+    expect(await readFile(join(dir, WORKSPACE_FILE), 'utf8')).toBe(newer);
+  });
+
+  it('keeps a body up to 64 KiB in every format, and of a bigger one only its size', () => {
+    const at = (payloadFormat: 'json' | 'text' | 'hex' | 'base64' | 'file', payloadText: string) => forHistory({ ...request, payloadFormat, payloadText });
+    const limit = HISTORY_BODY_BYTES;
+    const cases = [
+      { format: 'json' as const, fits: `"${'x'.repeat(limit - 2)}"`, over: `"${'x'.repeat(limit - 1)}"`, overBytes: limit + 1 },
+      // UTF-8 bytes, not characters: 'é' is two bytes.
+      { format: 'text' as const, fits: 'é'.repeat(limit / 2), over: `${'é'.repeat(limit / 2)}!`, overBytes: limit + 1 },
+      { format: 'hex' as const, fits: 'ab'.repeat(limit / 2), over: 'ab'.repeat(limit), overBytes: limit * 2 },
+      { format: 'base64' as const, fits: 'AAAA'.repeat(limit / 4), over: 'AAAA'.repeat(limit / 2), overBytes: limit * 2 },
+      // A file is measured by its bytes (it travels as base64: 4 characters for 3 bytes).
+      { format: 'file' as const, fits: 'AAAA'.repeat(21845), over: 'AAAA'.repeat(21846), overBytes: 21846 * 3 },
+    ];
+    for (const { format, fits, over, overBytes } of cases) {
+      expect(at(format, fits), format).toEqual({ request: { ...request, payloadFormat: format, payloadText: fits } });
+      expect(at(format, over), format).toEqual({ request: { ...request, payloadFormat: format, payloadText: '' }, bodyNotKept: overBytes });
+    }
+  });
+
+  it('trims big bodies a file kept before every body was capped, and keeps the reply text cut at 16 KiB', async () => {
+    const big = { ...request, payloadFormat: 'text' as const, payloadText: 'x'.repeat(HISTORY_BODY_BYTES + 10) };
+    await writeFile(join(dir, WORKSPACE_FILE), JSON.stringify({ version: 1, history: [entry('old', { request: big })], templates: [] }));
+    const store = new WorkspaceStore({ dir });
+    expect((await store.list()).entries[0]).toMatchObject({ id: 'old', bodyNotKept: HISTORY_BODY_BYTES + 10, request: { payloadText: '' } });
+    await store.add(entry('new'));
+    await store.flushed();
+    expect((await stat(join(dir, WORKSPACE_FILE))).size).toBeLessThan(4096);
+    expect(replyTextOf('r'.repeat(16 * 1024))).toHaveLength(16 * 1024);
+    expect(replyTextOf('r'.repeat(100_000))).toBe(`${'r'.repeat(16 * 1024)}…`);
   });
 
   it('searches topic, reply topic, verdict word, body, reply and error, case-insensitively', async () => {

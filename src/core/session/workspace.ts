@@ -83,7 +83,7 @@ export class WorkspaceController {
       at: settled.at,
       topic: settled.request.topic,
       qos: settled.request.qos,
-      request: forHistory(settled.request),
+      ...forHistory(settled.request),
       ...(settled.replyTopic !== undefined ? { replyTopic: settled.replyTopic } : {}),
       ...(settled.rpcId !== undefined ? { rpcId: settled.rpcId } : {}),
       ...(settled.verdict ? { verdict: { code: settled.verdict.code, message: settled.verdict.message } } : {}),

@@ -16,6 +16,7 @@ import { useBusy } from './use-busy';
 import { useTraceStore } from './trace';
 import { timeoutProblem } from '../form-checks';
 import { DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
+import { bodyNotKeptProblem } from '../../../shared/workspace';
 
 /** Validates the payload box as the user types, per its format: empty JSON is fine, hex and base64 must decode. */
 export function payloadProblem(text: string, format: PayloadFormat = 'json'): string | undefined {
@@ -72,6 +73,8 @@ export const useComposeStore = defineStore('compose', () => {
   /** what each format's box held, so switching formats back and forth loses nothing typed */
   const textByFormat: Partial<Record<PayloadFormat, string>> = {};
   const fileError = ref<string>();
+  /** a replayed entry whose body the history did not keep: said until a body is given */
+  const bodyMissing = ref<string>();
   const sending = useBusy();
   const outcome = ref<RpcOutcome>();
   /** the last send's RPC id and verdict, whether it replied or failed */
@@ -83,7 +86,13 @@ export const useComposeStore = defineStore('compose', () => {
   const checks = ref<CheckLine[]>([]);
   const checking = useBusy();
 
-  const payloadError = computed(() => fileError.value ?? payloadProblem(form.payloadText, form.payloadFormat));
+  const payloadError = computed(() => fileError.value ?? bodyMissing.value ?? payloadProblem(form.payloadText, form.payloadFormat));
+  // Synchronous: fill() sets the sentence right after it changes the body, and only a later change may clear it.
+  watch(
+    () => [form.payloadText, form.payloadFormat],
+    () => (bodyMissing.value = undefined),
+    { flush: 'sync' },
+  );
   const expiryError = computed(() => expiryProblem(form.mqtt5.messageExpirySeconds));
   const userPropertiesError = computed(() => userPropertiesProblem(form.mqtt5.userProperties));
   /** the connected broker's version rules for MQTT 5 (AppState.overview), and whether the last request went out over MQTT 5 */
@@ -177,10 +186,14 @@ export const useComposeStore = defineStore('compose', () => {
     form.mqtt5.userProperties.splice(index, 1);
   }
 
-  /** Fills the form with a saved or past request; what it does not say goes back to the default. */
-  function fill(request: SendRequestArgs): void {
+  /**
+   * Fills the form with a saved or past request; what it does not say goes back to the default. A history entry whose
+   * body was too big to keep (`bodyNotKept`, its size) leaves the body empty and blocks the send with a sentence.
+   */
+  function fill(request: SendRequestArgs, bodyNotKept?: number): void {
     fileError.value = undefined;
     Object.assign(form, formFrom(request));
+    bodyMissing.value = bodyNotKept === undefined ? undefined : bodyNotKeptProblem(request, bodyNotKept);
   }
 
   async function runChecks(): Promise<void> {

@@ -138,8 +138,9 @@ export const useHistoryStore = defineStore('history', () => {
     }, 'Clearing');
   }
 
+  /** Fills Compose and sends; an entry whose body was not kept only fills it, and the form asks for the body. */
   function replay(entry: HistoryEntry): Promise<void> {
-    compose.fill(entry.request);
+    compose.fill(entry.request, entry.bodyNotKept);
     return compose.send(entry.request);
   }
 
