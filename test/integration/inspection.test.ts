@@ -12,6 +12,7 @@ import { loadHandler } from '../../src/core/rpc/handlers';
 import { topicToRoutingKey, MAX_ROUTING_KEY_BYTES } from '../../src/shared/topic-map';
 import { uniqueName } from '../support/names';
 import { runCli } from '../support/cli';
+import { waitForStep } from '../support/trace-wait';
 
 const broker = inject('broker');
 const api = new ManagementApi(broker.urls.management);
@@ -38,20 +39,6 @@ beforeEach(async () => {
 afterEach(async () => {
   expect(await api.tracing()).toBe(tracingBefore);
 });
-
-/** Resolves once the store holds a step that satisfies `done` for this rpc. */
-function waitForStep(store: TraceStore, done: (step: TraceStep) => boolean): Promise<TraceStep> {
-  const seen = store.allSteps().find(done);
-  if (seen) return Promise.resolve(seen);
-  return new Promise((resolve) => {
-    const onAdded = (step: TraceStep): void => {
-      if (!done(step)) return;
-      store.off('added', onAdded);
-      resolve(step);
-    };
-    store.on('added', onAdded);
-  });
-}
 
 async function traced<T>(run: (store: TraceStore, tracer: FirehoseTracer) => Promise<T>, onEvent?: (event: FirehoseEvent) => void): Promise<T> {
   const store = new TraceStore();

@@ -7,6 +7,7 @@ import { RpcServer } from '../../src/core/rpc/server';
 import { RpcClient } from '../../src/core/rpc/client';
 import { loadHandler } from '../../src/core/rpc/handlers';
 import { uniqueName } from '../support/names';
+import { waitForStep } from '../support/trace-wait';
 
 const broker = inject('broker');
 const api = new ManagementApi(broker.urls.management);
@@ -23,19 +24,6 @@ afterAll(async () => {
   await client.close();
   await server.stop();
 });
-
-function waitForStep(store: TraceStore, done: (step: TraceStep) => boolean): Promise<TraceStep> {
-  const seen = store.allSteps().find(done);
-  if (seen) return Promise.resolve(seen);
-  return new Promise((resolve) => {
-    const onAdded = (step: TraceStep): void => {
-      if (!done(step)) return;
-      store.off('added', onAdded);
-      resolve(step);
-    };
-    store.on('added', onAdded);
-  });
-}
 
 describe('bodies and headers in the trace, from the real broker', () => {
   it('every hop carries what it saw: the MQTT plugin headers at the broker, QoS at the client, and the body start with its size', async () => {

@@ -94,7 +94,8 @@ describe('compose store', () => {
     expect(compose.blocked).toBe(false);
   });
 
-  it('replays a history entry: the same request is sent again, whatever the form says now', async () => {
+  /** Compose and a started history store over a fake workspace that records each send as the core would. */
+  async function withRecordedHistory() {
     const workspace = fakeWorkspace();
     const replying = workspace.recording(client.invoke.bind(client, 'rpc.request.send') as never);
     const recording = fakeClient({ ...workspace.answers, 'rpc.request.send': replying });
@@ -103,6 +104,11 @@ describe('compose store', () => {
     const compose = app.runWithContext(() => useComposeStore());
     const history = app.runWithContext(() => useHistoryStore());
     await history.start();
+    return { compose, history };
+  }
+
+  it('replays a history entry: the same request is sent again, whatever the form says now', async () => {
+    const { compose, history } = await withRecordedHistory();
     compose.form.topic = 'devices/d1/rpc';
     compose.form.replyTopic = 'reply/mine';
     compose.form.method = 'reboot';
@@ -122,14 +128,7 @@ describe('compose store', () => {
   });
 
   it('replays an entry whose body was too big to keep: the form is filled and asks for the body, and nothing empty is sent', async () => {
-    const workspace = fakeWorkspace();
-    const replying = workspace.recording(client.invoke.bind(client, 'rpc.request.send') as never);
-    const recording = fakeClient({ ...workspace.answers, 'rpc.request.send': replying });
-    workspace.connect(recording);
-    app = appWith(recording);
-    const compose = app.runWithContext(() => useComposeStore());
-    const history = app.runWithContext(() => useHistoryStore());
-    await history.start();
+    const { compose, history } = await withRecordedHistory();
     const big = JSON.stringify({ params: { blob: 'x'.repeat(100 * 1024) } });
     compose.form.topic = 'devices/d1/rpc';
     compose.form.payloadText = big;
