@@ -1,5 +1,7 @@
 /** What the browser benchmarks share: `bridgescope ui` started as a user would, and a Chromium whose frames are not capped. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 
@@ -14,7 +16,9 @@ export interface RunningUi {
 export async function startUi(env: NodeJS.ProcessEnv): Promise<RunningUi> {
   // To profile or sample the host (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"): node flags that NODE_OPTIONS refuses.
   const nodeArgs = (process.env.BRIDGESCOPE_BENCH_UI_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
-  const child = spawn(process.execPath, [...nodeArgs, join(import.meta.dirname, '..', 'bin', 'bridgescope'), 'ui', '--no-sandbox'], {
+  // A data dir of its own: the benchmark must not take (or write into) the user's history, token and port.
+  const dataDir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-ui-'));
+  const child = spawn(process.execPath, [...nodeArgs, join(import.meta.dirname, '..', 'bin', 'bridgescope'), 'ui', '--no-sandbox', '--data-dir', dataDir], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },
   });
@@ -35,6 +39,7 @@ export async function startUi(env: NodeJS.ProcessEnv): Promise<RunningUi> {
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
       await exited;
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,9 +1,10 @@
 /** Where `bridgescope ui` keeps what lasts between runs (history, templates, its token and port), and that token and port. */
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { BridgeError } from './errors';
 
 /** $XDG_CONFIG_HOME/bridgescope, else ~/.config/bridgescope. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -50,4 +51,52 @@ export async function writeUiIdentity(dir: string, identity: UiIdentity): Promis
   // writeFile's mode applies only to a new file; a temp file left by a crash keeps its own.
   await chmod(temp, 0o600);
   await rename(temp, file);
+}
+
+export const UI_LOCK_FILE = 'ui.lock';
+
+/** Whether `pid` is a live process that could be a BridgeScope (on Linux, its command line says so; elsewhere, alive is enough). */
+async function holdsLock(pid: number): Promise<boolean> {
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: alive, someone else's; ESRCH: gone.
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    return /bridgescope|node/i.test(await readFile(`/proc/${pid}/cmdline`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Takes the data dir for this `bridgescope ui`: two runs on one dir would each rewrite its history, templates and profiles
+ * whole, the last writer erasing the other's. Refused (one sentence) while another live run holds it; a lock left by a
+ * run that was killed is taken over. Returns the release (the lock file removed; a failure there is harmless).
+ */
+export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, UI_LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return async () => {
+        await unlink(file).catch(() => undefined);
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number.parseInt((await readFile(file, 'utf8').catch(() => '')).trim(), 10);
+    if (await holdsLock(holder)) {
+      throw new BridgeError(
+        'busy',
+        `Another bridgescope ui (pid ${holder}) is using ${dir} for its history, templates, profiles and URL: open its URL, stop it first, or give this one its own --data-dir.`,
+      );
+    }
+    // Left by a run that was killed: taken over.
+    await unlink(file).catch(() => undefined);
+  }
+  throw new BridgeError('busy', `The data dir ${dir} is being taken by another bridgescope ui at this very moment: try again.`);
 }

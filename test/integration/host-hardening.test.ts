@@ -131,6 +131,9 @@ describe('the browser host under hostile requests', () => {
       '--no-sandbox',
       '--static',
       staticDir,
+      // its own data dir: one `ui` per data dir, and other test files start theirs meanwhile
+      '--data-dir',
+      join(staticDir, 'data'),
     ]);
     try {
       const ready = await ui.waitForLine(/BridgeScope is ready: http/);

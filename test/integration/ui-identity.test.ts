@@ -57,4 +57,25 @@ describe('the URL of `bridgescope ui` across runs', () => {
       /^warning: The history file .*workspace\.json is not JSON: it was kept as .*workspace\.json\.unreadable-\S+, and history and templates start empty\.$/,
     );
   }, 60_000);
+
+  it('refuses a second run on the same data dir in one sentence while the first runs, and takes over the lock of one that was killed', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'bridgescope-ui-identity-'));
+    cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const first = await startUi(dataDir);
+    const second = startProcess('env', ['-u', 'BRIDGESCOPE_AMQP_URL', process.execPath, cliPath, 'ui', '--no-sandbox', '--data-dir', dataDir]);
+    running.push(second);
+    expect(await second.exited).toBe(1);
+    expect(second.lines.join('\n')).toContain(`Another bridgescope ui (pid ${first.ui.child.pid}) is using ${dataDir}`);
+    // The first one runs on, undisturbed.
+    expect(first.ui.child.exitCode).toBeNull();
+    // Killed without its cleanup: the lock stays behind, and the next run takes it over.
+    first.ui.child.kill('SIGKILL');
+    await first.ui.exited;
+    expect(await readFile(join(dataDir, 'ui.lock'), 'utf8')).toBe(`${first.ui.child.pid}\n`);
+    const third = await startUi(dataDir);
+    expect(third.url.searchParams.get('token')).toBe(first.url.searchParams.get('token'));
+    await third.ui.stop();
+    // A clean stop gives the data dir back.
+    await expect(readFile(join(dataDir, 'ui.lock'), 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+  }, 60_000);
 });

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import WebSocket from 'ws';
@@ -27,7 +28,12 @@ function startNodeGroup(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Group
   const env = { ...process.env };
   // The sandbox cases must start their own broker, not reach the run's one through the environment.
   for (const name of ['BRIDGESCOPE_AMQP_URL', 'BRIDGESCOPE_MQTT_URL', 'BRIDGESCOPE_MANAGEMENT_URL', 'BRIDGESCOPE_SANDBOX_DIR']) delete env[name];
+  // Its own data dir (history, token, the one-run-per-dir lock): other test files start `ui` meanwhile.
+  const config = mkdtempSync(join(tmpdir(), 'bridgescope-test-config-'));
+  env.XDG_CONFIG_HOME = config;
   const leader = startGroupLeader(process.execPath, args, { ...env, ...extraEnv });
+  // run in reverse: the process is killed first, then its folder goes
+  cleanups.push(() => rm(config, { recursive: true, force: true }));
   cleanups.push(() => leader.kill());
   return leader;
 }

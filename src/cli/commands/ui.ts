@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { Session } from '../../core/session';
 import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profiles';
 import { defaultSandboxDir } from '../../core/broker/sandbox';
-import { defaultDataDir, readUiIdentity, writeUiIdentity } from '../../core/data-dir';
+import { defaultDataDir, lockDataDir, readUiIdentity, writeUiIdentity } from '../../core/data-dir';
 import { WorkspaceStore } from '../../core/workspace';
 import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
@@ -88,12 +88,16 @@ export function registerUiCommand(program: Command): void {
           onProblem: (sentence) => warn(sentence),
         });
         let host: Host;
+        let releaseDataDir: () => Promise<void> = async () => undefined;
         try {
+          // One run per data dir: two would rewrite each other's history, templates and profiles.
+          releaseDataDir = await lockDataDir(dataDir);
           await workspace.load();
           if (workspace.notice) warn(workspace.notice);
           host = await startKeptHost(session, options, dataDir);
         } catch (err) {
           signals.dispose();
+          await releaseDataDir();
           throw err;
         }
         late.host = host;
@@ -141,6 +145,8 @@ export function registerUiCommand(program: Command): void {
               if (note) warn(note);
             }),
           ),
+          // Last: the history is saved and nothing writes to the data dir any more.
+          { what: 'release the data dir', run: releaseDataDir },
         ];
         // A step given up or failed ends the process there with exit 1: what was given up may still hold sockets open.
         await runUntilStopped(signals, () => process.stderr.write('Stopping...\n'), tasks);
