@@ -1,5 +1,6 @@
 /** Where `bridgescope ui` keeps what lasts between runs (history, templates, its token and port), and that token and port. */
 import { randomBytes } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -74,7 +75,7 @@ async function holdsLock(pid: number): Promise<boolean> {
 /**
  * Takes the data dir for this `bridgescope ui`: two runs on one dir would each rewrite its history, templates and profiles
  * whole, the last writer erasing the other's. Refused (one sentence) while another live run holds it; a lock left by a
- * run that was killed is taken over. Returns the release (the lock file removed; a failure there is harmless).
+ * run that was killed is taken over. The lock goes when the process exits; the returned release gives it back earlier.
  */
 export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -82,7 +83,17 @@ export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
   for (let attempt = 0; attempt < 2; attempt += 1) {
     try {
       await writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      // Whichever way the process ends (a forced exit included), the dir is given back; only a kill leaves the lock behind.
+      const onExit = (): void => {
+        try {
+          unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      };
+      process.once('exit', onExit);
       return async () => {
+        process.off('exit', onExit);
         await unlink(file).catch(() => undefined);
       };
     } catch (err) {

@@ -29,7 +29,7 @@ function startNodeGroup(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Group
   // The sandbox cases must start their own broker, not reach the run's one through the environment.
   for (const name of ['BRIDGESCOPE_AMQP_URL', 'BRIDGESCOPE_MQTT_URL', 'BRIDGESCOPE_MANAGEMENT_URL', 'BRIDGESCOPE_SANDBOX_DIR']) delete env[name];
   // Its own data dir (history, token, the one-run-per-dir lock): other test files start `ui` meanwhile.
-  const config = mkdtempSync(join(tmpdir(), 'bridgescope-test-config-'));
+  const config = mkdtempSync(join(tmpdir(), 'bridgescope-config-'));
   env.XDG_CONFIG_HOME = config;
   const leader = startGroupLeader(process.execPath, args, { ...env, ...extraEnv });
   // run in reverse: the process is killed first, then its folder goes

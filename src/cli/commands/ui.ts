@@ -90,7 +90,7 @@ export function registerUiCommand(program: Command): void {
         let host: Host;
         let releaseDataDir: () => Promise<void> = async () => undefined;
         try {
-          // One run per data dir: two would rewrite each other's history, templates and profiles.
+          // One run per data dir: two would rewrite each other's history, templates and profiles (given back on exit).
           releaseDataDir = await lockDataDir(dataDir);
           await workspace.load();
           if (workspace.notice) warn(workspace.notice);
@@ -145,8 +145,6 @@ export function registerUiCommand(program: Command): void {
               if (note) warn(note);
             }),
           ),
-          // Last: the history is saved and nothing writes to the data dir any more.
-          { what: 'release the data dir', run: releaseDataDir },
         ];
         // A step given up or failed ends the process there with exit 1: what was given up may still hold sockets open.
         await runUntilStopped(signals, () => process.stderr.write('Stopping...\n'), tasks);
