@@ -130,12 +130,17 @@ describe('the inspector as a daily driver, in Chromium', () => {
 
   it('keeps the trace of load runs apart from Compose with the origin filter', async () => {
     await page.click('[data-testid=tab-trace]');
+    // The virtual list redraws its rows a frame after the filter changes (and the load run's last steps may still come):
+    // wait until the rows shown are all of one origin, then read them.
+    const rowsOnlyFrom = (origin: string) =>
+      page.waitForFunction(
+        `(() => { const shown = [...new Set([...document.querySelectorAll('[data-testid=trace-row-origin]')].map((cell) => cell.textContent))]; return shown.length === 1 && shown[0] === ${JSON.stringify(origin)}; })()`,
+      );
     await page.selectOption('[data-testid=trace-origin]', 'compose');
-    const origins = await page.$$eval('[data-testid=trace-row-origin]', (cells) => [...new Set(cells.map((cell) => cell.textContent))]);
-    expect(origins).toEqual(['compose']);
+    await rowsOnlyFrom('compose');
     expect(await page.textContent('[data-testid=trace-counts]')).toMatch(/^3 RPCs/);
     await page.selectOption('[data-testid=trace-origin]', 'load');
-    expect(await page.$$eval('[data-testid=trace-row-origin]', (cells) => [...new Set(cells.map((cell) => cell.textContent))])).toEqual(['load']);
+    await rowsOnlyFrom('load');
     // A Compose RPC stays selected when the filter goes back to all: the screenshots show its bodies.
     await page.selectOption('[data-testid=trace-origin]', 'compose');
     await page.click('[data-testid=trace-row]');
