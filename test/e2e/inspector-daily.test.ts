@@ -131,11 +131,11 @@ describe('the inspector as a daily driver, in Chromium', () => {
   it('keeps the trace of load runs apart from Compose with the origin filter', async () => {
     await page.click('[data-testid=tab-trace]');
     // The virtual list redraws its rows a frame after the filter changes (and the load run's last steps may still come):
-    // wait until the rows shown are all of one origin, then read them.
-    const rowsOnlyFrom = (origin: string) =>
-      page.waitForFunction(
-        `(() => { const shown = [...new Set([...document.querySelectorAll('[data-testid=trace-row-origin]')].map((cell) => cell.textContent))]; return shown.length === 1 && shown[0] === ${JSON.stringify(origin)}; })()`,
-      );
+    // wait until a row of that origin is shown and no row of another (selectors, not script: the page's CSP forbids eval).
+    const rowsOnlyFrom = async (origin: string): Promise<void> => {
+      await page.waitForSelector(`[data-testid=trace-row-origin]:text-is("${origin}")`);
+      await page.waitForSelector(`[data-testid=trace-row-origin]:not(:text-is("${origin}"))`, { state: 'detached' });
+    };
     await page.selectOption('[data-testid=trace-origin]', 'compose');
     await rowsOnlyFrom('compose');
     expect(await page.textContent('[data-testid=trace-counts]')).toMatch(/^3 RPCs/);
