@@ -51,6 +51,18 @@ const watchStream = `(() => {
  * so its frame-to-frame time is about 16.7 ms whatever the work: the work per frame is what says whether it keeps up.
  * Scrolling moves the trace list up and down by 400 px a frame.
  */
+
+/** Frame to frame and work per frame (ms) of one phase: median, p95 and how many frames. */
+function frameFigures(frameToFrame: number[], work: number[]): { medianMs: number; p95Ms: number; workMedianMs: number; workP95Ms: number; frames: number } {
+  return {
+    medianMs: round(quantile(frameToFrame, 0.5), 2),
+    p95Ms: round(quantile(frameToFrame, 0.95), 2),
+    workMedianMs: round(quantile(work, 0.5), 2),
+    workP95Ms: round(quantile(work, 0.95), 2),
+    frames: frameToFrame.length,
+  };
+}
+
 function frames(page: Page, scroll: boolean): Promise<{ deltas: number[]; work: number[] }> {
   return page.evaluate(`(async () => {
     const list = document.querySelector('[data-testid=trace-list]');
@@ -177,20 +189,8 @@ try {
     stepBatches: stream.batches,
     traceCounts: counts,
     frames: {
-      idle: {
-        medianMs: round(quantile(idle, 0.5), 2),
-        p95Ms: round(quantile(idle, 0.95), 2),
-        workMedianMs: round(quantile(idleWork, 0.5), 2),
-        workP95Ms: round(quantile(idleWork, 0.95), 2),
-        frames: idle.length,
-      },
-      scrolling: {
-        medianMs: round(quantile(scrolling, 0.5), 2),
-        p95Ms: round(quantile(scrolling, 0.95), 2),
-        workMedianMs: round(quantile(scrollingWork, 0.5), 2),
-        workP95Ms: round(quantile(scrollingWork, 0.95), 2),
-        frames: scrolling.length,
-      },
+      idle: frameFigures(idle, idleWork),
+      scrolling: frameFigures(scrolling, scrollingWork),
       target: 'median < 16 ms (scrolling: frame to frame; idle: work per frame, since an idle page is drawn at the display rate)',
       met: quantile(idleWork, 0.5) < 16 && quantile(scrolling, 0.5) < 16,
     },

@@ -1,28 +1,15 @@
 /** RpcServer against hostile handlers and listeners, stops during reconnection and lost workers: no delivery is ever left unsettled. */
-import amqp, { type Channel, type ChannelModel } from 'amqplib';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { RpcServer, type RpcServerOptions, type ServerProblem } from '../../src/core/rpc/server';
 import { uniqueName } from '../support/names';
-import { collectReplies, declareRequestQueue, publishRequest, type ReplyCollector } from '../support/rpc-queues';
+import { amqpChannelForFile, collectReplies, declareRequestQueue, publishRequest, type ReplyCollector } from '../support/rpc-queues';
 
 const broker = inject('broker');
-let connection: ChannelModel;
-let channel: Channel;
-const closers: Array<() => Promise<unknown>> = [];
+const { channel, closers } = amqpChannelForFile(broker.urls.amqp);
 
-beforeAll(async () => {
-  connection = await amqp.connect(broker.urls.amqp);
-  channel = await connection.createChannel();
-});
-
-afterAll(async () => {
-  for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
-  await connection.close();
-});
-
-const replyCollector = (): Promise<ReplyCollector> => collectReplies(channel, 'robust');
-const sendRequest = (queue: string, id: string, replyTopic: string, params?: unknown): void => publishRequest(channel, queue, id, replyTopic, params);
-const declareQueue = (): Promise<string> => declareRequestQueue(channel, closers);
+const replyCollector = (): Promise<ReplyCollector> => collectReplies(channel(), 'robust');
+const sendRequest = (queue: string, id: string, replyTopic: string, params?: unknown): void => publishRequest(channel(), queue, id, replyTopic, params);
+const declareQueue = (): Promise<string> => declareRequestQueue(channel(), closers);
 
 function newServer(queue: string, options: Partial<RpcServerOptions> & Pick<RpcServerOptions, 'handler'>): RpcServer {
   const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue, workers: 1, prefetch: 1, ...options });
@@ -186,7 +173,7 @@ describe('a stop while the server reconnects', () => {
     await reopenStartedPromise;
     await reopening?.catch(() => undefined);
     // The drain is still waiting for the slow handler: nothing may consume the queue meanwhile.
-    expect((await channel.checkQueue(queue)).consumerCount).toBe(0);
+    expect((await channel().checkQueue(queue)).consumerCount).toBe(0);
     release();
     await stopping;
   }, 30_000);

@@ -1,5 +1,6 @@
 /** Server tests' side of the wire, over plain AMQP: request queues, requests as the MQTT plugin publishes them, and replies counted per id. */
-import type { Channel } from 'amqplib';
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
+import { afterAll, beforeAll } from 'vitest';
 import { uniqueName } from './names';
 
 export interface ReplyCollector {
@@ -50,4 +51,29 @@ export async function declareRequestQueue(channel: Channel, closers: Array<() =>
   await channel.bindQueue(queue, 'amq.direct', queue);
   closers.push(() => channel.deleteQueue(queue));
   return queue;
+}
+
+/**
+ * One AMQP connection and channel for a whole test file: opened before its tests, closed after them, together with
+ * whatever the tests put in `closers` (closed newest first, a failure there ignored).
+ */
+export function amqpChannelForFile(url: string): { channel: () => Channel; closers: Array<() => Promise<unknown>> } {
+  let connection: ChannelModel | undefined;
+  let channel: Channel | undefined;
+  const closers: Array<() => Promise<unknown>> = [];
+  beforeAll(async () => {
+    connection = await amqp.connect(url);
+    channel = await connection.createChannel();
+  });
+  afterAll(async () => {
+    for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
+    await connection?.close();
+  });
+  return {
+    channel: () => {
+      if (!channel) throw new Error('The AMQP channel is opened in beforeAll: use it inside a test.');
+      return channel;
+    },
+    closers,
+  };
 }
