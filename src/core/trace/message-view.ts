@@ -106,10 +106,18 @@ export interface MqttPublishFacts {
 
 /** An MQTT message: QoS, retain, dup and MQTT 5 properties; user properties as headers. */
 export function mqttMessage(facts: MqttPublishFacts, body: Uint8Array): TraceMessage {
-  const { userProperties, ...rest } = facts.properties ?? {};
+  const properties: Record<string, TraceValue> = { qos: facts.qos, retain: facts.retain ?? false };
+  if (facts.dup !== undefined) properties.dup = facts.dup;
+  let userProperties: unknown;
+  // MQTT 3.1.1 (most traffic) has no properties: no copy, no rest object on that path.
+  if (facts.properties) {
+    const { userProperties: user, ...rest } = facts.properties;
+    userProperties = user;
+    Object.assign(properties, table(rest));
+  }
   return {
     protocol: 'mqtt',
-    properties: { qos: facts.qos, retain: facts.retain ?? false, ...(facts.dup !== undefined ? { dup: facts.dup } : {}), ...table(rest) },
+    properties,
     headers: table(typeof userProperties === 'object' && userProperties !== null ? (userProperties as Record<string, unknown>) : undefined),
     body: bodyPreview(body),
   };
