@@ -155,9 +155,16 @@ interface Worker {
   drained?: Promise<void>;
   /** set once a failed reply took the blame for closeReason (when it does not name a size) */
   blamed?: boolean;
-  /** deliveries not yet acked or rejected, by delivery tag in arrival order; `ready` once the reply is confirmed */
-  unacked: Map<number, { message: ConsumeMessage; ready: boolean }>;
+  /** deliveries not yet acked or rejected, by delivery tag in arrival order */
+  unacked: Map<number, Delivery>;
   flushScheduled: boolean;
+}
+
+/** A delivery being handled: `ready` once its reply is confirmed (its ack may go), `settled` once acked or rejected. */
+interface Delivery {
+  message: ConsumeMessage;
+  ready: boolean;
+  settled: boolean;
 }
 
 /** A reply that could not be published, remembered so its redelivery is answered with an error instead of running the handler again. */
@@ -183,8 +190,6 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private replySeq = 0;
   private deliverySeq = 0;
   private readonly running = new Map<number, Running>();
-  /** deliveries already acked or rejected: any other one is rejected by onMessage's last resort */
-  private readonly settled = new WeakSet<ConsumeMessage>();
   private readonly handlerTimeoutMs: number;
   private readonly maxAbandonedHandlers: number;
   private abandonedForgotten = 0;
@@ -471,8 +476,10 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
    * at once; an ack waits for the end of this turn of the event loop (see flushAcks), unless the server is stopping.
    */
   private settle(worker: Worker, message: ConsumeMessage, outcome: 'ack' | 'reject'): void {
-    this.settled.add(message);
     const tag = message.fields.deliveryTag;
+    const entry = worker.unacked.get(tag);
+    // Read by onMessage's last resort (a flag on the delivery, not a WeakSet entry per request for the GC to sweep).
+    if (entry) entry.settled = true;
     if (outcome === 'reject') {
       worker.unacked.delete(tag);
       safely(() => worker.channel.nack(message, false, false));
@@ -480,7 +487,6 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       if (worker.unacked.size > 0) this.scheduleAckFlush(worker);
       return;
     }
-    const entry = worker.unacked.get(tag);
     if (entry) entry.ready = true;
     else safely(() => worker.channel.ack(message));
     if (this.draining) this.flushAcks(worker);
@@ -533,7 +539,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     this.stats.received += 1;
     this.stats.inFlight += 1;
-    worker.unacked.set(message.fields.deliveryTag, { message, ready: false });
+    const delivery: Delivery = { message, ready: false, settled: false };
+    worker.unacked.set(message.fields.deliveryTag, delivery);
     this.deliverySeq += 1;
     const ticket = this.deliverySeq;
     try {
@@ -542,7 +549,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       // Never expected (handlers' throws are answered in handle). An unsettled delivery would hold a prefetch slot for
       // good, so it is rejected without requeue (requeued, the same bug could loop on it).
       if (!this.closing) {
-        const settledBefore = this.settled.has(message);
+        const settledBefore = delivery.settled;
         if (!settledBefore) this.settle(worker, message, 'reject');
         const fate = settledBefore ? '' : '; the request was rejected without requeue';
         this.problem({ kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${describeThrown(err)}${fate}.` });

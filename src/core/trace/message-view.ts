@@ -64,9 +64,12 @@ export function traceValue(value: unknown): TraceValue {
   }
 }
 
+/** The one table of a message without headers (most MQTT 3.1.1 traffic): shared and frozen, as steps are never changed. */
+const NO_ENTRIES: Record<string, TraceValue> = Object.freeze({});
+
 function table(source: Record<string, unknown> | undefined, skip?: ReadonlySet<string>): Record<string, TraceValue> {
+  if (!source) return NO_ENTRIES;
   const out: Record<string, TraceValue> = {};
-  if (!source) return out;
   let count = 0;
   let left = 0;
   for (const key in source) {

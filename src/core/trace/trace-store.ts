@@ -51,6 +51,11 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** the body previews' memory budget: `bodies.used` bytes of `bodies.limit` */
   readonly bodies: PreviewBudget;
   private readonly dropPreview = (rpcId: string, seq: number): number => this.dropPreviewOf(rpcId, seq);
+  /** the RPC the last step went to, and its steps (undefined once it may have gone: evicted or cleared) */
+  private lastRpcId: string | undefined;
+  private lastSteps: TraceStep[] | undefined;
+  private lastReplyTopic: string | undefined;
+  private lastReplyKey = '';
 
   constructor(options: TraceStoreOptions = {}) {
     super();
@@ -58,6 +63,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
     this.rpcs = new BoundedMap(this.maxRpcs, (rpcId) => {
+      if (rpcId === this.lastRpcId) this.lastSteps = undefined;
       this.droppedRpcs += 1;
       this.bodies.forget(rpcId);
     });
@@ -69,11 +75,14 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
    * flow order as steps come (an insertion from the end, where a step nearly always belongs), so no read sorts.
    */
   add(draft: TraceStepDraft): TraceStep | undefined {
-    let steps = this.rpcs.get(draft.rpcId);
+    // The steps of one RPC mostly come in a row (a server's received, finished and published): skip the map lookup then.
+    let steps = draft.rpcId === this.lastRpcId ? this.lastSteps : this.rpcs.get(draft.rpcId);
     if (!steps) {
       steps = [];
       this.rpcs.set(draft.rpcId, steps);
     }
+    this.lastRpcId = draft.rpcId;
+    this.lastSteps = steps;
     if (steps.length >= this.maxStepsPerRpc) {
       this.droppedSteps += 1;
       return undefined;
@@ -85,11 +94,20 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     while (at > 0 && stepPhase(steps[at - 1] as TraceStep) > phase) at -= 1;
     if (at === steps.length) steps.push(step);
     else steps.splice(at, 0, step);
-    if (step.kind === 'composed') this.noteReplyKey(topicToRoutingKey(step.detail.replyTopic), step.rpcId);
+    if (step.kind === 'composed') this.noteReplyKey(this.replyKeyOf(step.detail.replyTopic), step.rpcId);
     if (step.kind === 'reply.published') this.noteReplyKey(step.detail.routingKey, step.rpcId);
     this.bodies.note(step, this.dropPreview);
     this.emit('added', step);
     return step;
+  }
+
+  /** The routing key of a reply topic: the shared one comes back on every call, its key is kept. */
+  private replyKeyOf(replyTopic: string): string {
+    if (replyTopic !== this.lastReplyTopic) {
+      this.lastReplyTopic = replyTopic;
+      this.lastReplyKey = topicToRoutingKey(replyTopic);
+    }
+    return this.lastReplyKey;
   }
 
   /** Replaces a kept step by the same step without its body preview; the bytes freed (0 when the step is gone). */
@@ -114,6 +132,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   clear(): number {
     const cleared = this.rpcs.size;
     this.rpcs.clear();
+    this.lastSteps = undefined;
     this.bodies.clear();
     this.replyKeys.clear();
     this.droppedRpcs = 0;
