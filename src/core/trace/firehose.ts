@@ -5,14 +5,13 @@ import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { defaultEnvelopeFields, type EnvelopeFields } from '../../shared/rpc';
 import type { ErrorCode } from '../../shared/errors';
-import type { TraceStep, TraceStepDraft } from '../../shared/trace';
+import type { TraceStep, TraceStepDetails, TraceStepDraft } from '../../shared/trace';
 import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { readTopLevelFields } from './json-fields';
 import { amqpMessage } from './message-view';
-import { topicToRoutingKey } from '../../shared/topic-map';
 import type { TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
 
@@ -51,18 +50,20 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
   const type = key.slice(0, dot);
   if (dot < 0 || (type !== 'publish' && type !== 'deliver')) return undefined;
   const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
-  return {
+  // Four events per RPC: a literal, then the optional fields (spreads of conditional objects cost more than the rest).
+  const event: FirehoseEvent = {
     type,
     name: key.slice(dot + 1),
     routingKeys: stringList(headers.routing_keys),
     routedQueues: stringList(headers.routed_queues),
     redelivered: headers.redelivered === 1 || headers.redelivered === true,
-    ...(typeof headers.node === 'string' || Buffer.isBuffer(headers.node) ? { node: String(headers.node) } : {}),
-    ...(typeof headers.properties === 'object' && headers.properties !== null && !Buffer.isBuffer(headers.properties)
-      ? { properties: headers.properties as Record<string, unknown> }
-      : {}),
     body: message.content,
   };
+  if (typeof headers.node === 'string' || Buffer.isBuffer(headers.node)) event.node = String(headers.node);
+  if (typeof headers.properties === 'object' && headers.properties !== null && !Buffer.isBuffer(headers.properties)) {
+    event.properties = headers.properties as Record<string, unknown>;
+  }
+  return event;
 }
 
 /** Turns a firehose event into a trace step, if it belongs to an RPC the store knows (or carries an id). */
@@ -75,7 +76,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   const leg: 'request' | 'reply' =
     event.type === 'deliver' ? (event.name.startsWith('mqtt-subscription-') ? 'reply' : 'request') : isRequest ? 'request' : 'reply';
   const replyTo = record?.get(fields.replyTo);
-  if (isRequest && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(topicToRoutingKey(replyTo), rpcId);
+  if (isRequest && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
     const key = event.routingKeys[0];
     rpcId = key !== undefined ? store.rpcForReplyKey(key) : undefined;
@@ -85,30 +86,20 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   // What the user reads at this hop: the message's properties and headers, and the first bytes of its body (not parsed).
   const wire = amqpMessage(event.properties, event.body);
   if (event.type === 'deliver') {
-    return {
-      rpcId,
-      at,
-      source: 'broker',
-      kind: 'broker.delivered',
-      detail: { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg, ...(event.node !== undefined ? { node: event.node } : {}), wire },
-    };
+    const delivered: TraceStepDetails['broker.delivered'] = { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg };
+    if (event.node !== undefined) delivered.node = event.node;
+    delivered.wire = wire;
+    return { rpcId, at, source: 'broker', kind: 'broker.delivered', detail: delivered };
   }
   const predicted = leg === 'request' ? store.findDetail(rpcId, 'mqtt.published')?.predictedRoutingKey : store.findDetail(rpcId, 'reply.published')?.routingKey;
-  return {
-    rpcId,
-    at,
-    source: 'broker',
-    kind: 'broker.published',
-    detail: {
-      exchange: event.name,
-      routingKeys: event.routingKeys,
-      routedQueues: event.routedQueues,
-      leg,
-      ...(predicted !== undefined ? { predictedRoutingKey: predicted, matchesPrediction: event.routingKeys[0] === predicted } : {}),
-      ...(event.node !== undefined ? { node: event.node } : {}),
-      wire,
-    },
-  };
+  const published: TraceStepDetails['broker.published'] = { exchange: event.name, routingKeys: event.routingKeys, routedQueues: event.routedQueues, leg };
+  if (predicted !== undefined) {
+    published.predictedRoutingKey = predicted;
+    published.matchesPrediction = event.routingKeys[0] === predicted;
+  }
+  if (event.node !== undefined) published.node = event.node;
+  published.wire = wire;
+  return { rpcId, at, source: 'broker', kind: 'broker.published', detail: published };
 }
 
 /** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */

@@ -101,8 +101,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     return step;
   }
 
-  /** The routing key of a reply topic: the shared one comes back on every call, its key is kept. */
-  private replyKeyOf(replyTopic: string): string {
+  /** The routing key of a reply topic: the shared one comes back on every call (and every firehose request), its key is kept. */
+  replyKeyOf(replyTopic: string): string {
     if (replyTopic !== this.lastReplyTopic) {
       this.lastReplyTopic = replyTopic;
       this.lastReplyKey = topicToRoutingKey(replyTopic);
