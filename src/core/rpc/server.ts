@@ -9,7 +9,7 @@ import { AmqpLink } from '../links/amqp-link';
 import type { TlsFiles } from '../connection-details';
 import type { TopicMapOptions } from '../../shared/topic-map';
 import { encodeReply, parseRequest, type RpcRequest } from './envelope';
-import { describeThrown, MAX_TIMER_MS, thrownCode, type RpcHandler } from './handlers';
+import { describeThrown, MAX_TIMER_MS, thrownCode, type HandlerContext, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
 import { amqpMessage } from '../trace/message-view';
 import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QUEUE } from '../../shared/defaults';
@@ -130,6 +130,18 @@ function signalOf(entry: Running): AbortSignal {
     if (entry.aborted) entry.controller.abort();
   }
   return entry.controller.signal;
+}
+
+/** What a handler is given besides its request: a class, so the getter lives on the prototype, not in a literal per request. */
+class RequestContext implements HandlerContext {
+  constructor(
+    readonly worker: string,
+    private readonly entry: Running,
+  ) {}
+
+  get signal(): AbortSignal {
+    return signalOf(this.entry);
+  }
 }
 
 type HandlerSettled = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
@@ -668,12 +680,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private runHandler(request: RpcRequest, worker: Worker, ticket: number, entry: Running): HandlerSettled | Promise<HandlerSettled> {
     // One signal per request (made when the handler reads it): aborted alone at its timeout, or with all the others when
     // the server stops.
-    const context = {
-      worker: worker.name,
-      get signal(): AbortSignal {
-        return signalOf(entry);
-      },
-    };
+    const context = new RequestContext(worker.name, entry);
     let value: unknown;
     try {
       value = this.options.handler(request, context);
