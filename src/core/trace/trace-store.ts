@@ -56,6 +56,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private lastSteps: TraceStep[] | undefined;
   private lastReplyTopic: string | undefined;
   private lastReplyKey = '';
+  /** steps attached sources emitted, not stored yet (see attach) */
+  private handedOver: TraceStepDraft[] = [];
 
   constructor(options: TraceStoreOptions = {}) {
     super();
@@ -75,6 +77,12 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
    * flow order as steps come (an insertion from the end, where a step nearly always belongs), so no read sorts.
    */
   add(draft: TraceStepDraft): TraceStep | undefined {
+    // Steps handed over by attached sources come first: numbers follow the order steps were emitted in.
+    if (this.handedOver.length > 0) this.takeHandedOver();
+    return this.store(draft);
+  }
+
+  private store(draft: TraceStepDraft): TraceStep | undefined {
     // The steps of one RPC mostly come in a row (a server's received, finished and published): skip the map lookup then.
     let steps = draft.rpcId === this.lastRpcId ? this.lastSteps : this.rpcs.get(draft.rpcId);
     if (!steps) {
@@ -110,6 +118,17 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     return this.lastReplyKey;
   }
 
+  /** Stores the steps attached sources handed over, in their order; every read calls it first. */
+  private takeHandedOver(): void {
+    const drafts = this.handedOver;
+    this.handedOver = [];
+    for (const draft of drafts) this.store(draft);
+  }
+
+  private readonly takeHandedOverLater = (): void => {
+    if (this.handedOver.length > 0) this.takeHandedOver();
+  };
+
   /** Replaces a kept step by the same step without its body preview; the bytes freed (0 when the step is gone). */
   private dropPreviewOf(rpcId: string, seq: number): number {
     const steps = this.rpcs.get(rpcId);
@@ -122,6 +141,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** The detail of an RPC's first step of `kind` (in flow order), without copying or sorting its steps. */
   findDetail<K extends TraceStepKind>(rpcId: string, kind: K): Readonly<TraceStepDetails[K]> | undefined {
+    if (this.handedOver.length > 0) this.takeHandedOver();
     const steps = this.rpcs.get(rpcId);
     if (!steps) return undefined;
     for (const step of steps) if (step.kind === kind) return step.detail as TraceStepDetails[K];
@@ -130,6 +150,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** Forgets every step; returns how many RPCs were cleared. */
   clear(): number {
+    this.handedOver = [];
     const cleared = this.rpcs.size;
     this.rpcs.clear();
     this.lastSteps = undefined;
@@ -151,9 +172,16 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.droppedSteps = other.droppedSteps;
   }
 
-  /** Feeds every 'step' event of a client or server into the store; returns the unsubscribe. */
+  /**
+   * Feeds every 'step' event of a client or server into the store; returns the unsubscribe. A step is handed over at
+   * once and stored after the current I/O callback (or at the next read, whichever comes first): the RPC's own next
+   * write (a publish, a reply) goes out before the store's work, which is off the request's path.
+   */
   attach(source: StepSource): () => void {
-    const listener = (draft: TraceStepDraft): void => void this.add(draft);
+    const listener = (draft: TraceStepDraft): void => {
+      this.handedOver.push(draft);
+      if (this.handedOver.length === 1) setImmediate(this.takeHandedOverLater);
+    };
     source.on('step', listener);
     return () => void source.off('step', listener);
   }
@@ -164,23 +192,28 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   }
 
   rpcForReplyKey(routingKey: string): string | undefined {
+    if (this.handedOver.length > 0) this.takeHandedOver();
     return this.replyKeys.get(routingKey);
   }
 
   /** One RPC's steps in flow order (phase), then in arrival order. */
   steps(rpcId: string): TraceStep[] {
+    if (this.handedOver.length > 0) this.takeHandedOver();
     return [...(this.rpcs.get(rpcId) ?? [])];
   }
 
   rpcIds(): string[] {
+    if (this.handedOver.length > 0) this.takeHandedOver();
     return [...this.rpcs.keys()];
   }
 
   get size(): number {
+    if (this.handedOver.length > 0) this.takeHandedOver();
     return this.rpcs.size;
   }
 
   allSteps(): TraceStep[] {
+    if (this.handedOver.length > 0) this.takeHandedOver();
     return [...this.rpcs.values()].flat().sort((a, b) => a.seq - b.seq);
   }
 
@@ -189,6 +222,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   }
 
   export(): TraceExport {
+    if (this.handedOver.length > 0) this.takeHandedOver();
     return {
       format: TRACE_EXPORT_FORMAT,
       version: TRACE_EXPORT_VERSION,
