@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { TraceStep, TraceStepDraft } from '../../src/shared/trace';
 import { formatTimeline } from '../../src/shared/describe';
@@ -65,6 +66,67 @@ describe('TraceStore', () => {
     expect(() => TraceStore.import({ format: 'bridgescope-trace', version: 1, exportedAt: 'x', dropped: { rpcs: 0, steps: 0 }, steps: [{ kind: 'nope' }] })).toThrow(
       /not a BridgeScope trace/,
     );
+  });
+});
+
+describe('steps handed over by an attached client or server', () => {
+  const source = () => {
+    const emitter = new EventEmitter<{ step: [TraceStepDraft] }>();
+    return { emitter, emit: (draft: TraceStepDraft) => emitter.emit('step', draft) };
+  };
+
+  it('are there for any read at once, numbered in the order they were emitted, a direct add between them included', () => {
+    const store = new TraceStore();
+    const { emitter, emit } = source();
+    store.attach(emitter);
+    emit(composed('a', 1));
+    store.add(composed('b', 2));
+    emit(composed('c', 3));
+    expect(store.size).toBe(3);
+    expect(store.allSteps().map((step) => [step.rpcId, step.seq])).toEqual([
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ]);
+    expect(store.findDetail('c', 'composed')?.replyTopic).toBe('reply/c');
+    expect(store.rpcForReplyKey('reply.c')).toBe('c');
+  });
+
+  it('are stored by the next turn even when nothing reads, and announced then', async () => {
+    const store = new TraceStore();
+    const { emitter, emit } = source();
+    store.attach(emitter);
+    const announced: string[] = [];
+    store.on('added', (step) => announced.push(step.rpcId));
+    emit(composed('a'));
+    emit(composed('b'));
+    expect(announced).toEqual([]);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(announced).toEqual(['a', 'b']);
+  });
+
+  it('are all stored when an "added" listener throws on one of them, and counted by clear', () => {
+    const store = new TraceStore();
+    const { emitter, emit } = source();
+    store.attach(emitter);
+    store.on('added', (step) => {
+      if (step.rpcId === 'a') throw new Error('a listener bug');
+    });
+    emit(composed('a'));
+    emit(composed('b'));
+    expect(store.rpcIds()).toEqual(['a', 'b']);
+    emit(composed('c'));
+    expect(store.clear()).toBe(3);
+    expect(store.size).toBe(0);
+  });
+
+  it('let a firehose request note its reply key after the composed step emitted before it', () => {
+    const store = new TraceStore();
+    const { emitter, emit } = source();
+    store.attach(emitter);
+    emit({ rpcId: 'first', at: 1, source: 'client', kind: 'composed', detail: { topic: 'rpc_queue', qos: 1, replyTopic: 'reply/shared', replyStrategy: 'shared', bytes: 10 } });
+    store.noteReplyKey('reply.shared', 'second');
+    expect(store.rpcForReplyKey('reply.shared')).toBe('second');
   });
 });
 

@@ -102,8 +102,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     while (at > 0 && stepPhase(steps[at - 1] as TraceStep) > phase) at -= 1;
     if (at === steps.length) steps.push(step);
     else steps.splice(at, 0, step);
-    if (step.kind === 'composed') this.noteReplyKey(this.replyKeyOf(step.detail.replyTopic), step.rpcId);
-    if (step.kind === 'reply.published') this.noteReplyKey(step.detail.routingKey, step.rpcId);
+    if (step.kind === 'composed') this.replyKeys.set(this.replyKeyOf(step.detail.replyTopic), step.rpcId);
+    if (step.kind === 'reply.published') this.replyKeys.set(step.detail.routingKey, step.rpcId);
     this.bodies.note(step, this.dropPreview);
     this.emit('added', step);
     return step;
@@ -122,7 +122,14 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private takeHandedOver(): void {
     const drafts = this.handedOver;
     this.handedOver = [];
-    for (const draft of drafts) this.store(draft);
+    for (const draft of drafts) {
+      try {
+        this.store(draft);
+      } catch {
+        // An 'added' listener threw (the step is stored): the rest of the batch is stored all the same, and the reader
+        // (or the setImmediate) that took them is not cut short. Stored inside the emitter, it was reported there.
+      }
+    }
   }
 
   private readonly takeHandedOverLater = (): void => {
@@ -150,7 +157,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** Forgets every step; returns how many RPCs were cleared. */
   clear(): number {
-    this.handedOver = [];
+    // Counted among the RPCs cleared, as they were when stored at once.
+    if (this.handedOver.length > 0) this.takeHandedOver();
     const cleared = this.rpcs.size;
     this.rpcs.clear();
     this.lastSteps = undefined;
@@ -188,6 +196,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** Remembers which RPC a reply routing key belongs to (from a request body seen by the firehose). */
   noteReplyKey(routingKey: string, rpcId: string): void {
+    // A composed step still handed over would note its key after this one and win: take it first.
+    if (this.handedOver.length > 0) this.takeHandedOver();
     this.replyKeys.set(routingKey, rpcId);
   }
 
