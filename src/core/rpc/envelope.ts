@@ -88,7 +88,7 @@ export function parseRequest(bytes: Uint8Array, context: ParseContext = {}): Par
   const correlationId = context.correlationId;
 
   if (rawReplyTo === undefined && headerKey !== undefined) {
-    return { ok: true, request: { id, replyTopic: undefined, replyRoutingKey: headerKey, replySource: 'mqtt5-header', method, params, body, correlationId } };
+    return { ok: true, request: { id, method, params, body, correlationId, replyTopic: undefined, replyRoutingKey: headerKey, replySource: 'mqtt5-header' } };
   }
   if (rawReplyTo === undefined) {
     return { ok: false, id, reason: `The request has no "${fields.replyTo}" field, so there is nowhere to send the reply.` };
@@ -105,7 +105,7 @@ export function parseRequest(bytes: Uint8Array, context: ParseContext = {}): Par
     return { ok: false, id, reason: `The reply topic maps to a routing key over ${MAX_ROUTING_KEY_BYTES} bytes.` };
   }
   // One literal of the same shape as above: a spread of a shared base object cost more than the JSON parse here (3.6 vs 1.2 us).
-  return { ok: true, request: { id, replyTopic: rawReplyTo, replyRoutingKey, replySource: 'body', method, params, body, correlationId } };
+  return { ok: true, request: { id, method, params, body, correlationId, replyTopic: rawReplyTo, replyRoutingKey, replySource: 'body' } };
 }
 
 export interface ReplyEnvelope {

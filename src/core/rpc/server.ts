@@ -132,18 +132,6 @@ function signalOf(entry: Running): AbortSignal {
   return entry.controller.signal;
 }
 
-/** What a handler is given besides its request: a class, so the getter lives on the prototype, not in a literal per request. */
-class RequestContext implements HandlerContext {
-  constructor(
-    readonly worker: string,
-    private readonly entry: Running,
-  ) {}
-
-  get signal(): AbortSignal {
-    return signalOf(this.entry);
-  }
-}
-
 type HandlerSettled = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
 
 function failedWith(thrown: unknown): HandlerSettled {
@@ -680,7 +668,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private runHandler(request: RpcRequest, worker: Worker, ticket: number, entry: Running): HandlerSettled | Promise<HandlerSettled> {
     // One signal per request (made when the handler reads it): aborted alone at its timeout, or with all the others when
     // the server stops.
-    const context = new RequestContext(worker.name, entry);
+    // A literal with its getter as an own property: a handler may spread the context ({ ...context, log }) and keep
+    // the signal (a class's prototype getter would be lost by the spread).
+    const context: HandlerContext = {
+      worker: worker.name,
+      get signal(): AbortSignal {
+        return signalOf(entry);
+      },
+    };
     let value: unknown;
     try {
       value = this.options.handler(request, context);
