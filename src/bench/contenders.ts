@@ -29,7 +29,14 @@ async function startProfiler(): Promise<{ stop: () => Promise<unknown> }> {
   };
 }
 
-export type ContenderName = 'raw' | 'raw-reliable' | 'bridgescope' | 'raw-per-request' | 'bridgescope-per-request' | 'bridgescope-traced';
+export type ContenderName =
+  | 'raw'
+  | 'raw-reliable'
+  | 'raw-traced'
+  | 'bridgescope'
+  | 'raw-per-request'
+  | 'bridgescope-per-request'
+  | 'bridgescope-traced';
 
 export interface RunSpec {
   contender: ContenderName;
@@ -102,7 +109,10 @@ async function drive(call: CallOnce, total: number, concurrency: number, payload
  * `reliable` gives it BridgeScope's server's guarantees: a confirm channel, `mandatory` replies, and each request acked
  * only once its reply is confirmed (a request whose reply is lost goes back to the queue).
  */
-async function raw(urls: BrokerUrls, queue: string, perRequest: boolean, reliable = false): Promise<Contender> {
+async function raw(urls: BrokerUrls, queue: string, perRequest: boolean, reliable = false, traced = false): Promise<Contender> {
+  // raw-traced: the broker's firehose on and a bare consumer of it (no parsing), so the broker does the same work as for
+  // BridgeScope traced: what is left between the two is BridgeScope's tracer, not the firehose.
+  const firehose = traced ? await bareFirehose(urls) : undefined;
   const connection = await connectAmqp(amqpConnectOptions(urls.amqp, 10), { noDelay: true });
   const channel = reliable ? await connection.createConfirmChannel() : await connection.createChannel();
   // The same topology as BridgeScope's server: a durable queue, so QoS 1 (persistent) requests cost the broker the same.
@@ -151,6 +161,26 @@ async function raw(urls: BrokerUrls, queue: string, perRequest: boolean, reliabl
       await client.endAsync();
       await channel.deleteQueue(queue);
       await connection.close();
+      await firehose?.close();
+    },
+  };
+}
+
+/** Tracing on for the vhost, an exclusive queue bound to every trace message, consumed without ack and without a look inside. */
+async function bareFirehose(urls: BrokerUrls): Promise<{ close: () => Promise<void> }> {
+  const api = new ManagementApi(urls.management);
+  const wasOn = await api.tracing();
+  const connection = await connectAmqp(amqpConnectOptions(urls.amqp, 10), { noDelay: true });
+  const channel = await connection.createChannel();
+  const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true, arguments: { 'x-max-length': 100_000 } });
+  await channel.bindQueue(queue, 'amq.rabbitmq.trace', '#');
+  let seen = 0;
+  await channel.consume(queue, () => void (seen += 1), { noAck: true });
+  if (!wasOn) await api.setTracing(true);
+  return {
+    async close() {
+      if (!wasOn) await api.setTracing(false);
+      await connection.close();
     },
   };
 }
@@ -185,8 +215,8 @@ async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean,
 export async function runContender(spec: RunSpec): Promise<RunResult> {
   const queue = `bench-${spec.contender}-${randomUUID().slice(0, 8)}`;
   const contender =
-    spec.contender === 'raw' || spec.contender === 'raw-per-request' || spec.contender === 'raw-reliable'
-      ? await raw(spec.urls, queue, spec.contender === 'raw-per-request', spec.contender === 'raw-reliable')
+    spec.contender === 'raw' || spec.contender === 'raw-per-request' || spec.contender === 'raw-reliable' || spec.contender === 'raw-traced'
+      ? await raw(spec.urls, queue, spec.contender === 'raw-per-request', spec.contender === 'raw-reliable', spec.contender === 'raw-traced')
       : await bridgescope(spec.urls, queue, spec.contender === 'bridgescope-per-request', spec.contender === 'bridgescope-traced');
   const payload = 'x'.repeat(spec.payloadBytes);
   try {

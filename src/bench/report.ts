@@ -111,6 +111,10 @@ export function ratios(cases: CaseSummary[]): Ratio[] {
   );
   const traced = find('bridgescope-traced', top);
   add(`throughput traced bridgescope/raw at concurrency ${top}`, rawTop && traced ? traced.throughput / rawTop.throughput : undefined, '>= 0.6', (v) => v >= 0.6);
+  // The same with the broker's firehose on for the raw loop too (and a bare consumer of it): BridgeScope's tracer alone.
+  const rawTraced = find('raw-traced', top);
+  add(`throughput traced bridgescope/raw-traced at concurrency ${top}`, rawTraced && traced ? traced.throughput / rawTraced.throughput : undefined, 'report', () => true);
+  add(`throughput raw-traced/raw at concurrency ${top} (the firehose's own cost)`, rawTop && rawTraced ? rawTraced.throughput / rawTop.throughput : undefined, 'report', () => true);
   for (const concurrency of [...new Set(cases.map((c) => c.concurrency))]) {
     const rawBig = find('raw', concurrency, 1024 * 1024);
     const bsBig = find('bridgescope', concurrency, 1024 * 1024);
@@ -141,6 +145,7 @@ export function formatTable(cases: CaseSummary[]): string {
 const palette: Record<ContenderName, string> = {
   raw: '#6b7280',
   'raw-reliable': '#374151',
+  'raw-traced': '#9ca3af',
   bridgescope: '#2563eb',
   'raw-per-request': '#a8a29e',
   'bridgescope-per-request': '#0891b2',

@@ -23,6 +23,14 @@ describe('bench ratios', () => {
     expect(byLabel.get('p50 latency bridgescope/raw at concurrency 1')).toMatchObject({ target: '<= 1.10', met: true });
   });
 
+  it('tells the firehose\'s own cost from the tracer\'s when the raw loop also ran with the firehose on', () => {
+    const cases = [summary('raw', 100, 5000), summary('raw-traced', 100, 3000), summary('bridgescope-traced', 100, 2400)];
+    const byLabel = new Map(ratios(cases).map((ratio) => [ratio.label, ratio]));
+    expect(byLabel.get('throughput traced bridgescope/raw at concurrency 100')).toMatchObject({ value: 0.48, met: false });
+    expect(byLabel.get('throughput traced bridgescope/raw-traced at concurrency 100')).toMatchObject({ value: 0.8, target: 'report' });
+    expect(byLabel.get("throughput raw-traced/raw at concurrency 100 (the firehose's own cost)")).toMatchObject({ value: 0.6, target: 'report' });
+  });
+
   it('reports CPU per RPC, ours and the broker\'s, as the median over rounds, and our share against the reliable floor', () => {
     const run = (contender: ContenderName, cpuMs: number, brokerCpuMs: number): RunResult => ({
       contender,
