@@ -114,7 +114,7 @@ export function ratios(cases: CaseSummary[]): Ratio[] {
   // The same with the broker's firehose on for the raw loop too (and a bare consumer of it): BridgeScope's tracer alone.
   const rawTraced = find('raw-traced', top);
   add(`throughput traced bridgescope/raw-traced at concurrency ${top}`, rawTraced && traced ? traced.throughput / rawTraced.throughput : undefined, 'report', () => true);
-  add(`throughput raw-traced/raw at concurrency ${top} (the firehose's own cost)`, rawTop && rawTraced ? rawTraced.throughput / rawTop.throughput : undefined, 'report', () => true);
+  add(`throughput raw-traced/raw at concurrency ${top} (firehose cost)`, rawTop && rawTraced ? rawTraced.throughput / rawTop.throughput : undefined, 'report', () => true);
   for (const concurrency of [...new Set(cases.map((c) => c.concurrency))]) {
     const rawBig = find('raw', concurrency, 1024 * 1024);
     const bsBig = find('bridgescope', concurrency, 1024 * 1024);

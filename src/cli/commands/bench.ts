@@ -155,7 +155,7 @@ export function registerBenchCommand(program: Command): void {
         const computed = ratios(cases);
         process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
         for (const ratio of computed) {
-          process.stdout.write(`  ${ratio.label.padEnd(58)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
+          process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
         }
         const outDir = resolve(options.out);
         await mkdir(outDir, { recursive: true });
