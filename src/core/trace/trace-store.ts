@@ -51,9 +51,6 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** the body previews' memory budget: `bodies.used` bytes of `bodies.limit` */
   readonly bodies: PreviewBudget;
   private readonly dropPreview = (rpcId: string, seq: number): number => this.dropPreviewOf(rpcId, seq);
-  /** the RPC the last step went to, and its steps (undefined once it may have gone: evicted or cleared) */
-  private lastRpcId: string | undefined;
-  private lastSteps: TraceStep[] | undefined;
   private lastReplyTopic: string | undefined;
   private lastReplyKey = '';
   /** steps attached sources emitted, not stored yet (see attach) */
@@ -65,7 +62,6 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
     this.rpcs = new BoundedMap(this.maxRpcs, (rpcId) => {
-      if (rpcId === this.lastRpcId) this.lastSteps = undefined;
       this.droppedRpcs += 1;
       this.bodies.forget(rpcId);
     });
@@ -78,19 +74,16 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
    */
   add(draft: TraceStepDraft): TraceStep | undefined {
     // Steps handed over by attached sources come first: numbers follow the order steps were emitted in.
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     return this.store(draft);
   }
 
   private store(draft: TraceStepDraft): TraceStep | undefined {
-    // The steps of one RPC mostly come in a row (a server's received, finished and published): skip the map lookup then.
-    let steps = draft.rpcId === this.lastRpcId ? this.lastSteps : this.rpcs.get(draft.rpcId);
+    let steps = this.rpcs.get(draft.rpcId);
     if (!steps) {
       steps = [];
       this.rpcs.set(draft.rpcId, steps);
     }
-    this.lastRpcId = draft.rpcId;
-    this.lastSteps = steps;
     if (steps.length >= this.maxStepsPerRpc) {
       this.droppedSteps += 1;
       return undefined;
@@ -120,6 +113,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** Stores the steps attached sources handed over, in their order; every read calls it first. */
   private takeHandedOver(): void {
+    if (this.handedOver.length === 0) return;
     const drafts = this.handedOver;
     this.handedOver = [];
     for (const draft of drafts) {
@@ -132,9 +126,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     }
   }
 
-  private readonly takeHandedOverLater = (): void => {
-    if (this.handedOver.length > 0) this.takeHandedOver();
-  };
+  private readonly takeHandedOverLater = (): void => this.takeHandedOver();
 
   /** Replaces a kept step by the same step without its body preview; the bytes freed (0 when the step is gone). */
   private dropPreviewOf(rpcId: string, seq: number): number {
@@ -148,7 +140,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** The detail of an RPC's first step of `kind` (in flow order), without copying or sorting its steps. */
   findDetail<K extends TraceStepKind>(rpcId: string, kind: K): Readonly<TraceStepDetails[K]> | undefined {
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     const steps = this.rpcs.get(rpcId);
     if (!steps) return undefined;
     for (const step of steps) if (step.kind === kind) return step.detail as TraceStepDetails[K];
@@ -158,10 +150,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** Forgets every step; returns how many RPCs were cleared. */
   clear(): number {
     // Counted among the RPCs cleared, as they were when stored at once.
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     const cleared = this.rpcs.size;
     this.rpcs.clear();
-    this.lastSteps = undefined;
     this.bodies.clear();
     this.replyKeys.clear();
     this.droppedRpcs = 0;
@@ -197,33 +188,33 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** Remembers which RPC a reply routing key belongs to (from a request body seen by the firehose). */
   noteReplyKey(routingKey: string, rpcId: string): void {
     // A composed step still handed over would note its key after this one and win: take it first.
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     this.replyKeys.set(routingKey, rpcId);
   }
 
   rpcForReplyKey(routingKey: string): string | undefined {
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     return this.replyKeys.get(routingKey);
   }
 
   /** One RPC's steps in flow order (phase), then in arrival order. */
   steps(rpcId: string): TraceStep[] {
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     return [...(this.rpcs.get(rpcId) ?? [])];
   }
 
   rpcIds(): string[] {
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     return [...this.rpcs.keys()];
   }
 
   get size(): number {
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     return this.rpcs.size;
   }
 
   allSteps(): TraceStep[] {
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     return [...this.rpcs.values()].flat().sort((a, b) => a.seq - b.seq);
   }
 
@@ -232,7 +223,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   }
 
   export(): TraceExport {
-    if (this.handedOver.length > 0) this.takeHandedOver();
+    this.takeHandedOver();
     return {
       format: TRACE_EXPORT_FORMAT,
       version: TRACE_EXPORT_VERSION,
