@@ -12,6 +12,7 @@ import { loadHandler, type RpcHandler } from '../../src/core/rpc/handlers';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { collectReplies, declareRequestQueue, publishRequest, type ReplyCollector } from '../support/rpc-queues';
+import type { TraceStepDraft } from '../../src/shared/trace';
 
 const broker = inject('broker');
 let connection: ChannelModel;
@@ -94,8 +95,19 @@ async function startServer(queue: string, handler: RpcHandler, options: { worker
 async function takeOverAndSettle(queue: string, collector: Awaited<ReturnType<typeof replyCollector>>): Promise<RpcServer> {
   const second = await startServer(queue, await loadHandler({ kind: 'echo' }));
   const sentinel = uniqueName('sentinel');
+  // The reply can reach the collector before the broker's confirm reaches the server, which counts a reply as given
+  // only then: its reply.confirmed step says the count is done.
+  const confirmed = new Promise<void>((resolve) => {
+    const onStep = (draft: TraceStepDraft): void => {
+      if (draft.rpcId !== sentinel || draft.kind !== 'reply.confirmed') return;
+      second.off('step', onStep);
+      resolve();
+    };
+    second.on('step', onStep);
+  });
   sendRequest(queue, sentinel, collector.replyTopic);
   await collector.waitFor(sentinel);
+  await confirmed;
   collector.replies.delete(sentinel);
   return second;
 }
