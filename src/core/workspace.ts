@@ -1,12 +1,11 @@
 /** Compose's history and templates, kept in one JSON file in a data dir (or in memory only), bounded and written atomically. */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VERDICT_CODES, VERDICT_WORDS } from '../shared/diagnosis';
 import { HISTORY_LIMIT, forHistory, type HistoryEntry, type HistoryList, type RequestTemplate } from '../shared/workspace';
 import { BridgeError } from './errors';
 import { sendRequestSchema, templateSchema } from './contract-schemas';
-import { setFileAside, writeFileWhole } from './json-file';
+import { readOwnFile, setFileAside, writeFileWhole } from './json-file';
 
 /** The file's format; a newer one is left in place (this run then works in memory), never overwritten by an older BridgeScope. */
 export const WORKSPACE_FORMAT_VERSION = 1;
@@ -80,17 +79,13 @@ export class WorkspaceStore {
 
   private async readFile(): Promise<void> {
     if (this.file === undefined) return;
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      this.problem = `The history file ${this.file} could not be read (${(err as Error).message}): history and templates start empty.`;
-      return;
-    }
+    const read = await readOwnFile(this.file);
+    if (read.kind === 'missing') return;
+    // Never written over: a file that could not be read (a restore's mode 000, a FIFO, another user's) is moved aside first.
+    if (read.kind === 'refused') return this.setAside(read.why);
     let raw: unknown;
     try {
-      raw = JSON.parse(text);
+      raw = JSON.parse(read.text);
     } catch {
       return this.setAside('is not JSON');
     }
