@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
-import { mkdir, open, realpath, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** The most a data-dir file may hold (the history's 500 entries with bodies of 64 KiB stay well under it). */
@@ -95,6 +95,13 @@ async function writeTarget(file: string): Promise<string> {
 export async function writeFileWhole(file: string, text: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const target = await writeTarget(file);
+  const folder = await stat(dirname(target));
+  // Others who can write the folder could swap the file between the temp file and the rename (unless the sticky bit, as on /tmp, stops them).
+  const uid = process.getuid?.();
+  if (uid !== undefined && ((folder.uid !== uid && folder.uid !== 0) || ((folder.mode & 0o022) !== 0 && (folder.mode & 0o1000) === 0))) {
+    const why = folder.uid !== uid && folder.uid !== 0 ? `a folder of another user's (uid ${folder.uid})` : `a folder other users can write (mode 0${(folder.mode & 0o777).toString(8)})`;
+    throw new Error(`${target} is in ${dirname(target)}, ${why}, so it is not written: run chmod go-w ${dirname(target)}, or keep the file elsewhere`);
+  }
   const temp = join(dirname(target), `${basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
   const handle = await open(temp, 'wx', 0o600);
   try {

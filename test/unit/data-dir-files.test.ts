@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chown, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -102,6 +102,23 @@ describe('symlinks in the data dir', () => {
       expect(await readdir(dotfiles)).toEqual(['profiles.json']);
     } finally {
       await rm(dotfiles, { recursive: true, force: true });
+    }
+  });
+
+  it('a profiles.json that links into a folder other users can write is not written there: the save fails in one sentence', async () => {
+    const shared = await mkdtemp(join(tmpdir(), 'bridgescope-shared-'));
+    try {
+      await chmod(shared, 0o777);
+      const target = join(shared, 'profiles.json');
+      await writeFile(target, '[]', { mode: 0o600 });
+      await symlink(target, join(dir, 'profiles.json'));
+      await expect(new ProfileStore(memorySecretBox(), join(dir, 'profiles.json')).save(profile('prod'))).rejects.toThrow(
+        `${target} is in ${shared}, a folder other users can write (mode 0777), so it is not written: run chmod go-w ${shared}, or keep the file elsewhere`,
+      );
+      expect(await readFile(target, 'utf8')).toBe('[]');
+      expect(await readdir(shared)).toEqual(['profiles.json']);
+    } finally {
+      await rm(shared, { recursive: true, force: true });
     }
   });
 
