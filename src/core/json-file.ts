@@ -42,7 +42,8 @@ export function foreignWriter(stats: Stats): string | undefined {
 export async function readOwnFile(file: string, limitBytes: number = DATA_FILE_LIMIT_BYTES): Promise<OwnFile> {
   let handle;
   try {
-    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    // Non-blocking: a FIFO opens at once (and is refused below) instead of waiting for a writer; never a terminal of ours.
+    handle = await open(file, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOCTTY ?? 0));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
     return { kind: 'refused', why: `could not be read (${(err as Error).message})` };
