@@ -1,12 +1,11 @@
 /** Saved connection profiles; passwords are split out of the URLs and kept by a SecretBox (OS keychain, or memory). */
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import type { ConnectionProfile, ProfileSummary } from '../shared/contract';
 import { BridgeError } from './errors';
 import { decodeUriPart, REDACTED, redactUrl, splitTypedUrl, typedCredentials } from '../shared/redact';
 import { redactUrlList, splitUrls } from '../shared/url-list';
 import { DEFAULT_MQTT_EXCHANGE } from '../shared/defaults';
-import { OneAtATime, setFileAside, writeFileWhole } from './json-file';
+import { OneAtATime, readOwnFile, setFileAside, writeFileWhole } from './json-file';
 
 export interface SecretBox {
   kind: ProfileSummary['secretStorage'];
@@ -148,17 +147,12 @@ export class ProfileStore {
   private async readFile(): Promise<void> {
     const file = this.file;
     if (file === undefined) return;
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      this.file = undefined;
-      return this.tell(`The profiles file ${file} could not be read (${(err as Error).message}): saved profiles start empty and are not written to it.`);
-    }
+    const read = await readOwnFile(file);
+    if (read.kind === 'missing') return;
+    if (read.kind === 'refused') return this.setAside(file, read.why, []);
     let raw: unknown;
     try {
-      raw = JSON.parse(text);
+      raw = JSON.parse(read.text);
     } catch {
       return this.setAside(file, 'is not JSON', []);
     }

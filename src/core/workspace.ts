@@ -1,12 +1,11 @@
 /** Compose's history and templates, kept in one JSON file in a data dir (or in memory only), bounded and written atomically. */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VERDICT_CODES, VERDICT_WORDS } from '../shared/diagnosis';
 import { HISTORY_LIMIT, forHistory, type HistoryEntry, type HistoryList, type RequestTemplate } from '../shared/workspace';
 import { BridgeError } from './errors';
 import { sendRequestSchema, templateSchema } from './contract-schemas';
-import { setFileAside, writeFileWhole } from './json-file';
+import { DATA_FILE_LIMIT_BYTES, readOwnFile, setFileAside, writeFileWhole } from './json-file';
 
 /** The file's format; a newer one is left in place (this run then works in memory), never overwritten by an older BridgeScope. */
 export const WORKSPACE_FORMAT_VERSION = 1;
@@ -54,6 +53,8 @@ export class WorkspaceStore {
   private loaded: Promise<void> | undefined;
   private writing: Promise<void> = Promise.resolve();
   private dirty = false;
+  /** what the last write failed with (undefined after one that worked) */
+  private writeError: Error | undefined;
   /** the one sentence about a file that could not be read, said in every list until the next change is saved */
   private problem: string | undefined;
   readonly file: string | undefined;
@@ -80,17 +81,13 @@ export class WorkspaceStore {
 
   private async readFile(): Promise<void> {
     if (this.file === undefined) return;
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      this.problem = `The history file ${this.file} could not be read (${(err as Error).message}): history and templates start empty.`;
-      return;
-    }
+    const read = await readOwnFile(this.file);
+    if (read.kind === 'missing') return;
+    // Never written over: a file that could not be read (a restore's mode 000, a FIFO, another user's) is moved aside first.
+    if (read.kind === 'refused') return this.setAside(read.why);
     let raw: unknown;
     try {
-      raw = JSON.parse(text);
+      raw = JSON.parse(read.text);
     } catch {
       return this.setAside('is not JSON');
     }
@@ -176,6 +173,45 @@ export class WorkspaceStore {
     return this.listTemplates();
   }
 
+  /**
+   * Saves many at once, each as saveTemplate would (a name kept is replaced in place, a new one goes last), in one write,
+   * all or none: when the file cannot be written (or would grow past what a data file may hold) the templates are as they
+   * were and the error is thrown.
+   */
+  async saveTemplates(templates: readonly RequestTemplate[]): Promise<RequestTemplate[]> {
+    await this.load();
+    const before = this.templates;
+    const next = [...before];
+    const at = new Map(next.map((kept, index) => [kept.name, index]));
+    for (const template of templates) {
+      const index = at.get(template.name);
+      if (index === undefined) {
+        at.set(template.name, next.length);
+        next.push(template);
+      } else next[index] = template;
+    }
+    this.templates = next;
+    if (this.file !== undefined) {
+      const bytes = Buffer.byteLength(this.text());
+      if (bytes > DATA_FILE_LIMIT_BYTES) {
+        this.templates = before;
+        throw new BridgeError(
+          'too-large',
+          `${templates.length} templates would make ${this.file} ${Math.ceil(bytes / (1024 * 1024))} MiB, over the ${DATA_FILE_LIMIT_BYTES / (1024 * 1024)} MiB a data file may have.`,
+        );
+      }
+    }
+    await this.save();
+    const failed = this.writeError;
+    if (failed !== undefined) {
+      this.templates = before;
+      // The file keeps the templates it had: written again as they were.
+      void this.save();
+      throw failed;
+    }
+    return this.listTemplates();
+  }
+
   async renameTemplate(from: string, to: string): Promise<RequestTemplate[]> {
     await this.load();
     const source = this.templates.find((kept) => kept.name === from);
@@ -208,15 +244,20 @@ export class WorkspaceStore {
     return this.writing;
   }
 
+  private text(): string {
+    return JSON.stringify({ version: WORKSPACE_FORMAT_VERSION, history: this.history, templates: this.templates });
+  }
+
   private async write(): Promise<void> {
     const file = this.file as string;
     this.dirty = false;
-    const text = JSON.stringify({ version: WORKSPACE_FORMAT_VERSION, history: this.history, templates: this.templates });
     try {
       // A crash mid-write leaves the temp file, never half a history file: rename replaces it whole.
-      await writeFileWhole(file, text);
+      await writeFileWhole(file, this.text());
       this.problem = undefined;
+      this.writeError = undefined;
     } catch (err) {
+      this.writeError = err as Error;
       this.problem = `The history could not be saved to ${file}: ${(err as Error).message}.`;
     }
   }

@@ -71,7 +71,7 @@ describe('the URL of `bridgescope ui` across runs', () => {
     // Killed without its cleanup: the lock stays behind, and the next run takes it over.
     first.ui.child.kill('SIGKILL');
     await first.ui.exited;
-    expect(await readFile(join(dataDir, 'ui.lock'), 'utf8')).toBe(`${first.ui.child.pid}\n`);
+    expect(JSON.parse(await readFile(join(dataDir, 'ui.lock'), 'utf8'))).toMatchObject({ pid: first.ui.child.pid, command: 'ui', dataDir });
     const third = await startUi(dataDir);
     expect(third.url.searchParams.get('token')).toBe(first.url.searchParams.get('token'));
     await third.ui.stop();

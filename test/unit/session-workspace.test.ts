@@ -136,20 +136,44 @@ describe('the workspace controller', () => {
     }
   });
 
-  it('says exactly what was applied when a template cannot be saved half-way', async () => {
-    class FailingSecond extends WorkspaceStore {
-      private saves = 0;
-      override async saveTemplate(template: RequestTemplate): Promise<RequestTemplate[]> {
-        this.saves += 1;
-        if (this.saves === 2) throw new Error('disk full');
-        return super.saveTemplate(template);
+  it('saves the templates of an import in one write, all or none, and says exactly what was applied when they cannot be saved', async () => {
+    class FailingWrite extends WorkspaceStore {
+      override async saveTemplates(): Promise<RequestTemplate[]> {
+        throw new Error('disk full');
       }
     }
     const profiles = new ProfileStore(memorySecretBox());
     const events: EventName[] = [];
-    const workspace = new WorkspaceController({ store: new FailingSecond(), profiles, emit: (name) => void events.push(name) });
+    const store = new FailingWrite();
+    const workspace = new WorkspaceController({ store, profiles, emit: (name) => void events.push(name) });
     const file = { format: 'bridgescope-workspace', version: 1, profiles: [profile('prod')], templates: [{ name: 'a', request }, { name: 'b', request }, { name: 'c', request }] };
-    await expect(workspace.import(file)).rejects.toThrow('The import stopped half-way (disk full): the profiles "prod" and the templates "a" were saved; the templates "b" and "c" were not.');
-    expect(events).toEqual(['workspace.templates.changed']);
+    await expect(workspace.import(file)).rejects.toThrow('The templates were not imported (disk full): the profiles "prod" were saved; none of the 3 templates was.');
+    expect(await store.listTemplates()).toEqual([]);
+    expect(events).toEqual([]);
   });
+
+  it('imports 100,000 templates into its file in one write', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'bridgescope-import-many-'));
+    try {
+      class OneAtATimeRefused extends WorkspaceStore {
+        override saveTemplate(): Promise<RequestTemplate[]> {
+          throw new Error('an import saves its templates together, never one write per template');
+        }
+      }
+      const store = new OneAtATimeRefused({ dir });
+      await store.saveTemplates([{ name: 't5', request: { ...request, topic: 'before' } }]);
+      const workspace = new WorkspaceController({ store, profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+      const templates = Array.from({ length: 100_000 }, (_, index) => ({ name: `t${index}`, request }));
+      const report = await workspace.import({ format: 'bridgescope-workspace', version: 1, profiles: [], templates });
+      expect(report.templates.added).toHaveLength(99_999);
+      expect(report.templates.replaced).toEqual(['t5']);
+      await store.flushed();
+      const next = await new WorkspaceStore({ dir }).listTemplates();
+      expect(next).toHaveLength(100_000);
+      expect(next[0]).toEqual({ name: 't5', request });
+      expect(next.at(-1)?.name).toBe('t99999');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

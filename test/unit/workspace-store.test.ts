@@ -130,6 +130,16 @@ describe('the workspace store', () => {
     expect(store.file).toBeUndefined();
   });
 
+  it('refuses, in one sentence and changing nothing, templates that would make its file bigger than the next run may read', async () => {
+    const store = new WorkspaceStore({ dir });
+    await store.saveTemplate({ name: 'kept', request });
+    const before = await readFile(join(dir, WORKSPACE_FILE), 'utf8');
+    const big = Array.from({ length: 65 }, (_, index) => ({ name: `big${index}`, request: { ...request, payloadText: 'x'.repeat(1024 * 1024) } }));
+    await expect(store.saveTemplates(big)).rejects.toThrow(`65 templates would make ${join(dir, WORKSPACE_FILE)} 66 MiB, over the 64 MiB a data file may have.`);
+    expect((await store.listTemplates()).map((template) => template.name)).toEqual(['kept']);
+    expect(await readFile(join(dir, WORKSPACE_FILE), 'utf8')).toBe(before);
+  });
+
   it('renames a template in place, refusing a name already taken', async () => {
     const store = new WorkspaceStore();
     await store.saveTemplate({ name: 'a', request });

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { Session } from '../../core/session';
 import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profiles';
 import { defaultSandboxDir } from '../../core/broker/sandbox';
-import { defaultDataDir, lockDataDir, readUiIdentity, writeUiIdentity } from '../../core/data-dir';
+import { checkDataDir, defaultDataDir, lockDataDir, readUiIdentity, writeUiIdentity } from '../../core/data-dir';
 import { WorkspaceStore } from '../../core/workspace';
 import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
@@ -36,7 +36,8 @@ async function withinBound(boundMs: number, run: () => Promise<unknown>): Promis
  * keeps what it used, so the page already open reconnects to the next run by itself.
  */
 async function startKeptHost(session: Session, options: { port?: number; static: string; newToken?: boolean }, dataDir: string): Promise<Host> {
-  const { identity } = await readUiIdentity(dataDir, options.newToken === true);
+  const { identity, problem } = await readUiIdentity(dataDir, options.newToken === true);
+  if (problem) warn(problem);
   const start = (port: number | undefined): Promise<Host> =>
     startHost(session.handlers, { staticDir: options.static, token: identity.token, ...(port ? { port } : {}), onProblem: (sentence) => warn(sentence) });
   let host: Host;
@@ -90,6 +91,8 @@ export function registerUiCommand(program: Command): void {
         let host: Host;
         let releaseDataDir: () => Promise<void> = async () => undefined;
         try {
+          // A data dir another user can write is theirs to steer (its token opens this inspector): refused before anything is read.
+          await checkDataDir(dataDir);
           // One run per data dir: two would rewrite each other's history, templates and profiles (given back on exit).
           releaseDataDir = await lockDataDir(dataDir);
           await workspace.load();
