@@ -151,4 +151,32 @@ describe('firehose events', () => {
     const step = event ? firehoseStep(event, store) : undefined;
     expect(step).toMatchObject({ rpcId: 'r1', kind: 'broker.published', detail: { leg: 'reply' } });
   });
+
+  // Headers as RabbitMQ 3.10.8 sent them (docs/RABBITMQ.md): the connection name, the channel and the user.
+  const who = (connection: string, channel: number) => ({ connection: Buffer.from(connection), channel, user: Buffer.from('guest') });
+
+  it('keeps who published a message and who it was delivered to (connection, channel, user)', () => {
+    const store = new TraceStore();
+    store.add(composed('r2'));
+    const published = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.r2'], routed_queues: ['q'], ...who('127.0.0.1:54538 -> 127.0.0.1:1883', 3) }, '{"id":"r2"}'));
+    expect(published ? firehoseStep(published, store) : undefined).toMatchObject({
+      kind: 'broker.published',
+      detail: { leg: 'reply', publisher: { connection: '127.0.0.1:54538 -> 127.0.0.1:1883', channel: 3, user: 'guest' } },
+    });
+    const delivered = parseFirehoseMessage(message('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0, ...who('127.0.0.1:59314 -> 127.0.0.1:5672', 1) }, '{"id":"r2","reply_to":"reply/r2"}'));
+    expect(delivered ? firehoseStep(delivered, store) : undefined).toMatchObject({
+      kind: 'broker.delivered',
+      detail: { leg: 'request', consumer: { connection: '127.0.0.1:59314 -> 127.0.0.1:5672', channel: 1, user: 'guest' } },
+    });
+  });
+
+  it('calls the request delivered to an MQTT subscriber of the request topic a request, and a forged reply with a reply_to a reply', () => {
+    const store = new TraceStore();
+    store.add(composed('r3'));
+    const copy = parseFirehoseMessage(message('deliver.mqtt-subscription-evilqos1', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":"r3","reply_to":"reply/r3"}'));
+    expect(copy ? firehoseStep(copy, store) : undefined).toMatchObject({ kind: 'broker.delivered', detail: { leg: 'request', queue: 'mqtt-subscription-evilqos1' } });
+    const forged = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.r3'], routed_queues: ['q'] }, '{"id":"r3","reply_to":"elsewhere/x","result":"INJECTED"}'));
+    expect(forged ? firehoseStep(forged, store) : undefined).toMatchObject({ kind: 'broker.published', detail: { leg: 'reply' } });
+    expect(store.rpcForReplyKey('elsewhere.x')).toBeUndefined();
+  });
 });
