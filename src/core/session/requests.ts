@@ -137,7 +137,10 @@ export class RequestsController {
       rejection?.stop();
     }
     this.options.addVerdict(id, verdict);
-    if (outcome) return { ...outcome, verdict };
+    if (outcome) {
+      this.watchReplyRecords(id, asked, verdict);
+      return { ...outcome, verdict };
+    }
     if (REVISABLE.has(verdict.code)) this.watchForLateReply(id, { ...asked, broker: undefined }, verdict);
     throw failedRpcError(failure, id, verdict);
   }
@@ -158,6 +161,47 @@ export class RequestsController {
       steps: (rpcId) => (rejectedAs === undefined ? [] : this.options.steps(rejectedAs).map((step) => ({ ...step, rpcId }))),
       stop,
     };
+  }
+
+  /**
+   * The broker's record of a reply (firehose) often comes after the client took it, and a second reply (the true one,
+   * after a forged one) later still: as they arrive, the verdict is decided again from the steps alone (no broker query)
+   * and added as the RPC's last step when it says something new, so Reply, Trace and History flag a foreign or second reply.
+   */
+  private watchReplyRecords(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
+    const onStep = this.options.onStep;
+    if (!onStep) return;
+    const diagnose = this.options.diagnose ?? diagnoseRpc;
+    let last = first;
+    let revisions = 0;
+    let scheduled = false;
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      clearTimeout(timer);
+      unsubscribe();
+    };
+    // A burst of records (publish, deliveries, the second reply) is decided once, after the burst.
+    const decide = (): void => {
+      scheduled = false;
+      if (done) return;
+      void diagnose({ ...asked, steps: this.options.steps(rpcId) })
+        .then((revised) => {
+          if (done || (revised.code === last.code && revised.message === last.message)) return;
+          last = revised;
+          revisions += 1;
+          this.options.addVerdict(rpcId, revised);
+          if (revisions >= MAX_REPLY_REVISIONS) finish();
+        })
+        .catch(() => undefined);
+    };
+    const unsubscribe = onStep((step) => {
+      if (done || scheduled || step.rpcId !== rpcId || !tellsOfReplies(step)) return;
+      scheduled = true;
+      setImmediate(decide);
+    });
+    const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
+    timer.unref();
   }
 
   /**
@@ -190,6 +234,24 @@ export class RequestsController {
     timer.unref();
   }
 }
+
+/** The steps that can change what is known of a reply already taken: who published it, who got the request, a second reply. */
+function tellsOfReplies(step: TraceStep): boolean {
+  switch (step.kind) {
+    case 'broker.published':
+      return step.detail.leg === 'reply';
+    case 'broker.delivered':
+      return step.detail.leg === 'request';
+    case 'mqtt.reply.ignored':
+    case 'reply.published':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** How many times the verdict on one replied RPC may be revised as records come (each is a step of the RPC). */
+const MAX_REPLY_REVISIONS = 4;
 
 /** Verdicts a reply published later can overturn (into late-reply). */
 const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer']);
