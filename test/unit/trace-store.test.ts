@@ -170,6 +170,18 @@ describe('firehose events', () => {
     });
   });
 
+  it('does not say the reply was dropped when one reply was routed and a second one (after the reply topic went) was not', () => {
+    const store = new TraceStore();
+    store.add(composed('r4'));
+    const reply = (routedQueues: string[]): TraceStepDraft => ({
+      rpcId: 'r4', at: 1001, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.r4'], routedQueues, leg: 'reply' },
+    });
+    store.add(reply(['mqtt-subscription-dqos1']));
+    store.add(reply([]));
+    expect(store.summary('r4').warnings.join(' ')).not.toMatch(/dropped the reply/);
+    expect(store.summary('r4').replyRoutedQueues).toEqual(['mqtt-subscription-dqos1']);
+  });
+
   it('calls the request delivered to an MQTT subscriber of the request topic a request, and a forged reply with a reply_to a reply', () => {
     const store = new TraceStore();
     store.add(composed('r3'));
