@@ -92,6 +92,12 @@ describe('a request sent from the app', () => {
     expect(added).toHaveLength(2);
   });
 
+  it('watches the steps of every replied RPC through one listener on the trace store, however many are sent', async () => {
+    const { requests, store } = setUp();
+    for (let sent = 0; sent < 15; sent += 1) await requests.send(args);
+    expect(store.listenerCount('added')).toBe(1);
+  });
+
   it('is sent under the id its verdict is filed under, and returns the outcome with the verdict, asking no broker', async () => {
     const { requests, client, asked, added } = setUp();
     const outcome = await requests.send(args);

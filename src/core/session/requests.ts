@@ -69,7 +69,37 @@ function whereToAsk(connection: Connection): Parameters<typeof diagnosisBroker>[
 }
 
 export class RequestsController {
+  /** the RPCs whose later steps are watched (late replies, records of a reply taken), by id: one store listener for them all */
+  private readonly watched = new Map<string, Set<(step: TraceStep) => void>>();
+  private unsubscribeSteps: (() => void) | undefined;
+
   constructor(private readonly options: RequestsControllerOptions) {}
+
+  /**
+   * Calls `listener` with every step of `rpcId` added from now on; returns the unsubscribe. One listener on the store
+   * serves every watched RPC (a Compose user sends many within a watch's 60 s; each step is looked up once, by id).
+   */
+  private watchSteps(rpcId: string, listener: (step: TraceStep) => void): (() => void) | undefined {
+    const onStep = this.options.onStep;
+    if (!onStep) return undefined;
+    let listeners = this.watched.get(rpcId);
+    if (!listeners) {
+      listeners = new Set();
+      this.watched.set(rpcId, listeners);
+    }
+    listeners.add(listener);
+    this.unsubscribeSteps ??= onStep((step) => {
+      for (const watcher of this.watched.get(step.rpcId) ?? []) watcher(step);
+    });
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.watched.get(rpcId) === listeners) this.watched.delete(rpcId);
+      if (this.watched.size === 0) {
+        this.unsubscribeSteps?.();
+        this.unsubscribeSteps = undefined;
+      }
+    };
+  }
 
   async send(args: SendRequestArgs): Promise<RpcOutcome> {
     const at = Date.now();
@@ -169,8 +199,6 @@ export class RequestsController {
    * and added as the RPC's last step when it says something new, so Reply, Trace and History flag a foreign or second reply.
    */
   private watchReplyRecords(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
-    const onStep = this.options.onStep;
-    if (!onStep) return;
     const diagnose = this.options.diagnose ?? diagnoseRpc;
     let last = first;
     let revisions = 0;
@@ -179,7 +207,7 @@ export class RequestsController {
     const finish = (): void => {
       done = true;
       clearTimeout(timer);
-      unsubscribe();
+      unsubscribe?.();
     };
     // A burst of records (publish, deliveries, the second reply) is decided once, after the burst.
     const decide = (): void => {
@@ -195,11 +223,12 @@ export class RequestsController {
         })
         .catch(() => undefined);
     };
-    const unsubscribe = onStep((step) => {
-      if (done || scheduled || step.rpcId !== rpcId || !tellsOfReplies(step)) return;
+    const unsubscribe = this.watchSteps(rpcId, (step) => {
+      if (done || scheduled || !tellsOfReplies(step)) return;
       scheduled = true;
       setImmediate(decide);
     });
+    if (!unsubscribe) return;
     const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
     timer.unref();
   }
@@ -210,17 +239,15 @@ export class RequestsController {
    * broker query) and added as the RPC's last step, so Trace and History show "late-reply". Compose keeps what it was told.
    */
   private watchForLateReply(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
-    const onStep = this.options.onStep;
-    if (!onStep) return;
     const diagnose = this.options.diagnose ?? diagnoseRpc;
     let done = false;
     const finish = (): void => {
       done = true;
       clearTimeout(timer);
-      unsubscribe();
+      unsubscribe?.();
     };
-    const unsubscribe = onStep((step) => {
-      if (done || step.rpcId !== rpcId) return;
+    const unsubscribe = this.watchSteps(rpcId, (step) => {
+      if (done) return;
       const replyPublished = step.kind === 'reply.published' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
       if (!replyPublished) return;
       finish();
@@ -230,6 +257,7 @@ export class RequestsController {
         })
         .catch(() => undefined);
     });
+    if (!unsubscribe) return;
     const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
     timer.unref();
   }
