@@ -373,6 +373,13 @@ function sameBody(a: TraceMessage | undefined, b: TraceMessage | undefined): boo
   return a !== undefined && b !== undefined && !a.body.dropped && !b.body.dropped && a.body.bytes === b.body.bytes && a.body.preview === b.body.preview;
 }
 
+/** The peer's address of a connection named "peer address:port -> listener address:port". */
+function peerHost(connection: string): string {
+  const peer = connection.split(' -> ')[0] ?? connection;
+  const colon = peer.lastIndexOf(':');
+  return colon > 0 ? peer.slice(0, colon) : peer;
+}
+
 type ReplyPublish = Extract<TraceStep | TraceStepDraft, { kind: 'broker.published' }>;
 type Delivery = Extract<TraceStep | TraceStepDraft, { kind: 'broker.delivered' }>;
 
@@ -434,13 +441,21 @@ function replyDoubt(input: DiagnosisInput, requestTopic: string, evidence: strin
       const how = asSubscriber
         ? `that connection got the request only as an MQTT subscriber of "${requestTopic}" (its queue "${asSubscriber.detail.queue}"), not from a server's queue`
         : 'the broker never delivered the request to that connection';
+      // A server may publish on a second connection of its own: from the consumer's host, as its user, it could be that.
+      const host = peerHost(publisher.connection);
+      const sibling = asSubscriber
+        ? undefined
+        : consumers.find((step) => step.detail.consumer && peerHost(step.detail.consumer.connection) === host && step.detail.consumer.user === publisher.user);
+      const trust = sibling
+        ? `Unless your server publishes its replies on a second connection (this one comes from the consumer's host ${host} as the same user), do not trust its content.`
+        : 'Do not trust its content.';
       evidence.push(
         'firehose: a server that publishes its replies on a connection other than the one it consumes on would look the same; the embedded server and most clients use one',
       );
       return {
         code: 'reply-foreign',
         hop: 'reply-exchange',
-        message: `The reply taken for "${requestTopic}" did not come from a consumer of the request: it was published by ${partyText(publisher)}${named}, and ${how}; ${went}. Do not trust its content.${second}`,
+        message: `The reply taken for "${requestTopic}" did not come from a consumer of the request: it was published by ${partyText(publisher)}${named}, and ${how}; ${went}. ${trust}${second}`,
       };
     }
   }

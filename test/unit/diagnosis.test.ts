@@ -213,10 +213,18 @@ describe('a reply that arrived: who published it, and whether it was the only on
   });
 
   it('flags a reply from a connection the request was never delivered to, even when it is the only reply', () => {
-    const verdict = diagnose(replied([requestTo('orders.new', serverConnection), replyBy(evilConnection, spoofBody, 10), taken(spoofBody)], true, 'evil-worker'));
+    const elsewhere = '10.0.0.9:41000 -> 10.0.0.1:5672';
+    const verdict = diagnose(replied([requestTo('orders.new', serverConnection), replyBy(elsewhere, spoofBody, 10), taken(spoofBody)], true, 'evil-worker'));
     expect(verdict.code).toBe('reply-foreign');
     expect(verdict.message).toContain('the broker never delivered the request to that connection');
-    expect(verdict.message).toContain('The client took it: it was the only reply.');
+    expect(verdict.message).toContain('. Do not trust its content. The client took it: it was the only reply.');
+  });
+
+  it('from the consumer\'s host as its user, says it may be the server\'s own second connection for publishing', () => {
+    const sameHost = '127.0.0.1:61000 -> 127.0.0.1:5672';
+    const verdict = diagnose(replied([requestTo('orders.new', serverConnection), replyBy(sameHost, realBody, 10), taken(realBody)], true));
+    expect(verdict.code).toBe('reply-foreign');
+    expect(verdict.message).toContain('Unless your server publishes its replies on a second connection (this one comes from the consumer\'s host 127.0.0.1 as the same user), do not trust its content.');
   });
 
   it('says replied, with the publisher in the evidence, when the consumer of the request published the only reply', () => {
