@@ -281,8 +281,11 @@ export class PreviewBudget {
 }
 
 export const TRACE_EXPORT_FORMAT = 'bridgescope-trace';
-/** 3: steps may carry `wire` (properties, headers, body preview); 2: `rpc.diagnosed` (verdicts). Versions 1 and 2 still import. */
-export const TRACE_EXPORT_VERSION = 3;
+/**
+ * 4: broker steps may name their `publisher`/`consumer`, and a second reply is an `mqtt.reply.ignored` step; 3: steps may
+ * carry `wire` (properties, headers, body preview); 2: `rpc.diagnosed` (verdicts). Versions 1 to 3 still import.
+ */
+export const TRACE_EXPORT_VERSION = 4;
 
 export interface TraceExport {
   format: typeof TRACE_EXPORT_FORMAT;

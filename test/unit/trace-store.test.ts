@@ -54,11 +54,26 @@ describe('TraceStore', () => {
     store.add(composed('a'));
     store.add({ rpcId: 'a', at: 1001, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'at amqp://bob:secret@host:5672' } });
     const exported = JSON.parse(JSON.stringify(store.export()));
-    expect(exported).toMatchObject({ format: 'bridgescope-trace', version: 3 });
+    expect(exported).toMatchObject({ format: 'bridgescope-trace', version: 4 });
     expect(JSON.stringify(exported)).not.toContain('secret');
     const imported = TraceStore.import(exported);
     expect(imported.steps('a').map((step) => step.kind)).toEqual(['composed', 'rpc.failed']);
     expect(imported.summary('a').state).toBe('failed');
+  });
+
+  it('exports and imports who published and consumed each message, and a second reply the client ignored', () => {
+    const store = new TraceStore();
+    store.add(composed('b'));
+    const party = { connection: '127.0.0.1:54538 -> 127.0.0.1:1883', channel: 3, user: 'guest' };
+    store.add({ rpcId: 'b', at: 1001, source: 'broker', kind: 'broker.delivered', detail: { queue: 'q', routingKeys: ['q'], redelivered: false, leg: 'request', consumer: party } });
+    store.add({ rpcId: 'b', at: 1002, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.b'], routedQueues: ['s'], leg: 'reply', publisher: party } });
+    store.add({ rpcId: 'b', at: 1003, source: 'client', kind: 'mqtt.reply.ignored', detail: { topic: 'reply/b', bytes: 12, reason: 'second-reply' } });
+    const imported = TraceStore.import(JSON.parse(JSON.stringify(store.export())));
+    expect(imported.steps('b').map((step) => step.detail)).toEqual(store.steps('b').map((step) => step.detail));
+    // a file of the version before (no publishers, no ignored replies) still imports
+    const older = { ...JSON.parse(JSON.stringify(store.export())), version: 3 };
+    older.steps = older.steps.filter((step: { kind: string }) => step.kind !== 'mqtt.reply.ignored');
+    expect(TraceStore.import(older).steps('b')).toHaveLength(3);
   });
 
   it('refuses a file that is not a trace, in one sentence', () => {

@@ -349,12 +349,12 @@ const stepSchema = z.discriminatedUnion('kind', [
   stepOf('rpc.diagnosed'),
 ]) satisfies z.ZodType<TraceStep>;
 
-/** Every format version this build reads: 1 (before verdicts), 2 (before bodies) and the current one. */
-const IMPORTED_VERSIONS = [1, 2, TRACE_EXPORT_VERSION] as const;
+/** Every format version this build reads: 1 (before verdicts), 2 (before bodies), 3 (before publishers) and the current one. */
+const IMPORTED_VERSIONS = [1, 2, 3, TRACE_EXPORT_VERSION] as const;
 
 const traceExportSchema = z.object({
   format: z.literal(TRACE_EXPORT_FORMAT),
-  version: z.union([z.literal(1), z.literal(2), z.literal(TRACE_EXPORT_VERSION)]),
+  version: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(TRACE_EXPORT_VERSION)]),
   exportedAt: z.string(),
   dropped: z.object({ rpcs: z.number().int().nonnegative(), steps: z.number().int().nonnegative() }),
   loadRuns: z.array(z.unknown()).optional(),
