@@ -426,7 +426,7 @@ function replyDoubt(input: DiagnosisInput, requestTopic: string, evidence: strin
   if (notServers) evidence.push(`server: the embedded server's reply (${serverWorker}) is not the one the client took`);
 
   const named = input.outcome?.worker !== undefined ? `, which names itself worker "${input.outcome.worker}"` : '';
-  const second = replies >= 2 ? ` The client took it because it came first; ${replies - 1} more ${replies === 2 ? 'reply' : 'replies'} to the same id came after and ${replies === 2 ? 'was' : 'were'} ignored (see the evidence).` : ' The client took it: it was the only reply.';
+  const second = replies >= 2 ? ` The client took it because it came first; ${replies - 1} more ${replies === 2 ? 'reply' : 'replies'} to the same id came after and ${replies === 2 ? 'was' : 'were'} not used (see the evidence).` : ' The client took it: it was the only reply.';
 
   // The firehose can tell who published the reply taken and who the request was delivered to: judge it.
   const publisher = takenPublish?.detail.publisher;
@@ -465,7 +465,7 @@ function replyDoubt(input: DiagnosisInput, requestTopic: string, evidence: strin
   return {
     code: 'replied-twice',
     hop: 'mqtt-deliver',
-    message: `${replies} replies to one request on "${requestTopic}" arrived: the client took the first${takenFrom} and ignored the rest. A request handled twice (redelivered, sent again, or bound to two server queues) or a forged reply does this; the evidence lists each.${why}`,
+    message: `${replies} replies to one request on "${requestTopic}" arrived: the client took the first${takenFrom} and did not use the rest. A request handled twice (redelivered, sent again, or bound to two server queues) or a forged reply does this; the evidence lists each.${why}`,
   };
 }
 

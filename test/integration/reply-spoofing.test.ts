@@ -132,7 +132,7 @@ describe.each([
           expect(verdict.message).toContain('worker "evil-worker"');
           expect(verdict.message).toContain(`only as an MQTT subscriber of "${queue}"`);
           expect(verdict.message).toContain(`it went to queue "${queue}" on connection`);
-          expect(verdict.message).toContain('The client took it because it came first; 1 more reply to the same id came after and was ignored');
+          expect(verdict.message).toContain('The client took it because it came first; 1 more reply to the same id came after and was not used');
           expect(evidence).toMatch(new RegExp(`reply \\d of 2 published by user "guest" on connection "${forger.connectionPrefix}[^"]*".*\\(the reply the client took\\)`));
           expect(evidence).toMatch(/reply \d of 2 published by user "guest" on connection "[^"]+", routed to "mqtt-subscription-[^"]+": \{"id":"[^"]+","result":\{"n":1\}/);
         } else {

@@ -169,7 +169,7 @@ describe('Compose shows the verdict of the last send', () => {
       code: 'reply-foreign',
       hop: 'reply-exchange',
       message:
-        'The reply taken for "rpc_queue" did not come from a consumer of the request: it was published by user "guest" on connection "127.0.0.1:54538 -> 127.0.0.1:1883", which names itself worker "evil-worker", and that connection got the request only as an MQTT subscriber of "rpc_queue". Do not trust its content. The client took it because it came first; 1 more reply to the same id came after and was ignored (see the evidence).',
+        'The reply taken for "rpc_queue" did not come from a consumer of the request: it was published by user "guest" on connection "127.0.0.1:54538 -> 127.0.0.1:1883", which names itself worker "evil-worker", and that connection got the request only as an MQTT subscriber of "rpc_queue". Do not trust its content. The client took it because it came first; 1 more reply to the same id came after and was not used (see the evidence).',
       evidence: ['broker: reply 2 of 2 published by user "guest" on connection "127.0.0.1:59314 -> 127.0.0.1:5672", routed to "mqtt-subscription-deviceqos1"'],
     };
     useTraceStore().ingest([

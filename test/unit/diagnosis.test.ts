@@ -205,7 +205,7 @@ describe('a reply that arrived: who published it, and whether it was the only on
     expect(verdict.message).toContain('worker "evil-worker"');
     expect(verdict.message).toContain('only as an MQTT subscriber of "orders/new" (its queue "mqtt-subscription-evilqos1"), not from a server\'s queue');
     expect(verdict.message).toContain(`queue "orders.new" on connection "${serverConnection}"`);
-    expect(verdict.message).toContain('The client took it because it came first; 1 more reply to the same id came after and was ignored');
+    expect(verdict.message).toContain('The client took it because it came first; 1 more reply to the same id came after and was not used');
     const evidence = verdict.evidence.join('\n');
     expect(evidence).toContain(`reply 1 of 2 published by user "guest" on connection "${evilConnection}", routed to "mqtt-subscription-deviceqos1" (the reply the client took): {"id":"rpc-1","result":"INJECTED-42"`);
     expect(evidence).toContain(`reply 2 of 2 published by user "guest" on connection "${serverConnection}"`);
