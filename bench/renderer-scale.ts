@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createApp } from 'vue';
 import { createPinia, setActivePinia } from 'pinia';
 import { launchUncappedChromium, startUi } from './browser';
-import type { TraceExport, TraceStep } from '../src/shared/trace';
+import { TRACE_EXPORT_VERSION, type TraceExport, type TraceStep } from '../src/shared/trace';
 import type { BridgeClient } from '../src/shared/contract';
 import { clientKey } from '../src/renderer/src/injection';
 import { useTraceStore } from '../src/renderer/src/stores/trace';
@@ -57,7 +57,7 @@ async function ingestBenchmark(): Promise<{ stepsPerSecond: number; heapMiB: num
 async function scrollBenchmark(steps: TraceStep[]): Promise<{ medianFrameMs: number; p95FrameMs: number; frames: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'bridgescope-scale-'));
   const file = join(dir, 'trace.json');
-  const exported: TraceExport = { format: 'bridgescope-trace', version: 3, exportedAt: new Date().toISOString(), dropped: { rpcs: 0, steps: 0 }, steps };
+  const exported: TraceExport = { format: 'bridgescope-trace', version: TRACE_EXPORT_VERSION, exportedAt: new Date().toISOString(), dropped: { rpcs: 0, steps: 0 }, steps };
   await writeFile(file, JSON.stringify(exported));
   const ui = await startUi({ BRIDGESCOPE_AMQP_URL: '' });
   const url = ui.url;

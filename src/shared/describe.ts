@@ -1,8 +1,13 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
-import type { TraceStep } from './trace';
+import type { BrokerParty, TraceStep } from './trace';
 
 /** " at node", shown only when the broker named the node (in a cluster, it says which node saw the event) */
 const at = (node: string | undefined): string => (node === undefined ? '' : ` at ${node}`);
+
+/** A connection as the firehose names it, with its user: who published or consumed a message. */
+export function party(who: BrokerParty): string {
+  return `${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"${who.channel !== undefined ? ` (channel ${who.channel})` : ''}`;
+}
 
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
 
@@ -20,12 +25,13 @@ export function describeStep(step: TraceStep): string {
     }
     case 'broker.published': {
       const dropped = step.detail.routedQueues.length === 0 ? ' -- DROPPED as unroutable' : '';
+      const by = step.detail.publisher ? `; published by ${party(step.detail.publisher)}` : '';
       const prediction =
         step.detail.matchesPrediction === false ? ` (predicted "${step.detail.predictedRoutingKey}")` : step.detail.matchesPrediction ? ' (as predicted)' : '';
-      return `broker${at(step.detail.node)}: ${step.detail.leg} on ${step.detail.exchange} with key "${list(step.detail.routingKeys)}"${prediction} routed to ${list(step.detail.routedQueues)}${dropped}`;
+      return `broker${at(step.detail.node)}: ${step.detail.leg} on ${step.detail.exchange} with key "${list(step.detail.routingKeys)}"${prediction} routed to ${list(step.detail.routedQueues)}${dropped}${by}`;
     }
     case 'broker.delivered':
-      return `broker${at(step.detail.node)}: delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}`;
+      return `broker${at(step.detail.node)}: ${step.detail.leg} delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}${step.detail.consumer ? ` to ${party(step.detail.consumer)}` : ''}`;
     case 'worker.received':
       return `${step.detail.worker} took it from ${step.detail.queue} (consumer ${step.detail.consumerTag})${step.detail.redelivered ? ', redelivered' : ''}`;
     case 'handler.finished':
@@ -44,6 +50,8 @@ export function describeStep(step: TraceStep): string {
       return step.detail.topicMismatch
         ? `reply received on "${step.detail.topic}" -- asked "${step.detail.replyTopic}" (dot pitfall)`
         : `reply received on "${step.detail.topic}" (${step.detail.bytes} bytes)`;
+    case 'mqtt.reply.ignored':
+      return `second reply received on "${step.detail.topic}" (${step.detail.bytes} bytes): ignored, the call had taken the first`;
     case 'rpc.failed':
       return `failed (${step.detail.code}): ${step.detail.message}`;
     case 'rpc.diagnosed':

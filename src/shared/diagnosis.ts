@@ -1,10 +1,15 @@
 /** "Why no reply?": the verdict on one RPC (code, hop, one sentence, evidence), decided purely from collected evidence. */
-import type { TraceStep, TraceStepDraft } from './trace';
+import type { BrokerParty, TraceMessage, TraceStep, TraceStepDraft } from './trace';
 
-/** Every verdict a user can get; the issue's thirteen, plus three real cases it did not list (undecided, cancelled, never sent). */
+/**
+ * Every verdict a user can get; the issue's thirteen, plus three real cases it did not list (undecided, cancelled, never
+ * sent), plus two doubts about a reply that arrived (one from a connection that did not consume the request, a second one).
+ */
 export const VERDICT_CODES = [
   'replied',
   'replied-error',
+  'reply-foreign',
+  'replied-twice',
   'request-unroutable',
   'no-consumer',
   'server-slow',
@@ -26,6 +31,8 @@ export type VerdictCode = (typeof VERDICT_CODES)[number];
 export const VERDICT_WORDS: Record<VerdictCode, string> = {
   replied: 'replied',
   'replied-error': 'error reply',
+  'reply-foreign': 'foreign reply',
+  'replied-twice': 'two replies',
   'request-unroutable': 'request dropped',
   'no-consumer': 'no consumer',
   'server-slow': 'server slow',
@@ -98,7 +105,15 @@ export interface DiagnosisInput {
   reply?: { topic: string; routingKey: string };
   timeoutMs?: number;
   /** the reply, when one arrived */
-  outcome?: { replyTopic: string; arrivedOn: string; topicMismatch: boolean; durationMs?: number; error?: { code: string; message: string } };
+  outcome?: {
+    replyTopic: string;
+    arrivedOn: string;
+    topicMismatch: boolean;
+    durationMs?: number;
+    error?: { code: string; message: string };
+    /** the worker the reply names itself (its own word, in its body) */
+    worker?: string;
+  };
   /** how the call failed, when it did */
   failure?: { code: string; message: string };
   /** a reply for this RPC that arrived after the client gave up */
@@ -159,10 +174,12 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const acknowledged = stepOf(steps, 'mqtt.acknowledged');
   if (acknowledged) evidence.push(`client: the broker acknowledged the request (${acknowledged.detail.packet.toUpperCase()})`);
 
-  // 1. A reply arrived.
+  // 1. A reply arrived: first whether it can be trusted (who published it, whether it was the only one), then what it says.
   const outcome = input.outcome;
   if (outcome) {
     evidence.push(`client: reply received on "${outcome.arrivedOn}"${outcome.durationMs !== undefined ? ` after ${Math.round(outcome.durationMs)} ms` : ''}`);
+    const doubt = replyDoubt(input, requestTopic, evidence);
+    if (doubt) return verdict(doubt.code, doubt.hop, doubt.message);
     if (outcome.error) {
       evidence.push(`server: error ${outcome.error.code}: ${outcome.error.message}`);
       return verdict('replied-error', 'server', `The server answered "${requestTopic}" with error ${outcome.error.code} ("${outcome.error.message}"): the path works, fix the request or the handler.`);
@@ -334,6 +351,122 @@ export function diagnose(input: DiagnosisInput): Verdict {
     'server',
     `Queue "${busy.name}" has ${busy.consumers} consumer(s) and one of them took the request, but no reply came within ${waited}: the server is slow or its reply was lost; raise the timeout, or turn on the firehose (call --trace) to see the reply's path.`,
   );
+}
+
+/** How much of a reply's body a verdict quotes. */
+const QUOTED_BODY_CHARS = 120;
+
+/** A connection as the firehose names it, with its user. */
+function partyText(who: BrokerParty): string {
+  return `${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"`;
+}
+
+function quotedBody(message: TraceMessage | undefined): string {
+  if (!message || message.body.dropped) return '';
+  if (message.body.encoding === 'binary') return ` (${message.body.bytes} bytes, binary)`;
+  const text = message.body.preview.replace(/\s+/g, ' ');
+  return `: ${text.length > QUOTED_BODY_CHARS ? `${text.slice(0, QUOTED_BODY_CHARS)}...` : text}`;
+}
+
+/** Whether two steps carried the same body, as far as their kept previews tell. */
+function sameBody(a: TraceMessage | undefined, b: TraceMessage | undefined): boolean {
+  return a !== undefined && b !== undefined && !a.body.dropped && !b.body.dropped && a.body.bytes === b.body.bytes && a.body.preview === b.body.preview;
+}
+
+/** The peer's address of a connection named "peer address:port -> listener address:port". */
+function peerHost(connection: string): string {
+  const peer = connection.split(' -> ')[0] ?? connection;
+  const colon = peer.lastIndexOf(':');
+  return colon > 0 ? peer.slice(0, colon) : peer;
+}
+
+type ReplyPublish = Extract<TraceStep | TraceStepDraft, { kind: 'broker.published' }>;
+type Delivery = Extract<TraceStep | TraceStepDraft, { kind: 'broker.delivered' }>;
+
+const isSubscription = (queue: string): boolean => queue.startsWith('mqtt-subscription-');
+
+/**
+ * The doubts about a reply that arrived, from the broker's record (firehose) and the client's: the reply taken was
+ * published on a connection that did not take the request from a server's queue (a forged reply, or a server that
+ * publishes on a connection of its own), or more than one reply came. Says nothing when the record cannot tell.
+ */
+function replyDoubt(input: DiagnosisInput, requestTopic: string, evidence: string[]): { code: VerdictCode; hop: Hop; message: string } | undefined {
+  const { steps } = input;
+  const publishes = steps.filter((step): step is ReplyPublish => step.kind === 'broker.published' && step.detail.leg === 'reply');
+  const deliveries = steps.filter((step): step is Delivery => step.kind === 'broker.delivered' && step.detail.leg === 'request');
+  const taken = stepOf(steps, 'mqtt.reply.received');
+  const ignored = steps.filter((step): step is Extract<TraceStep | TraceStepDraft, { kind: 'mqtt.reply.ignored' }> => step.kind === 'mqtt.reply.ignored');
+  const serverReplies = steps.filter((step): step is Extract<TraceStep | TraceStepDraft, { kind: 'reply.published' }> => step.kind === 'reply.published');
+  const replies = Math.max(publishes.length, (taken ? 1 : 0) + ignored.length);
+  if (replies < 2 && publishes.length === 0) return undefined;
+
+  // Which publish record is the reply the client took: the one with its body (previews are the same bytes at both hops).
+  const takenWire = taken?.detail.wire;
+  let takenPublish = publishes.find((step) => sameBody(step.detail.wire, takenWire));
+  if (!takenPublish && publishes.length === 1 && replies === 1) takenPublish = publishes[0];
+
+  const consumers = deliveries.filter((step) => step.detail.consumer !== undefined && !isSubscription(step.detail.queue));
+  const subscribers = deliveries.filter((step) => step.detail.consumer !== undefined && isSubscription(step.detail.queue));
+  for (const delivery of deliveries) {
+    if (delivery.detail.consumer) evidence.push(`broker: request delivered from queue "${delivery.detail.queue}" to ${partyText(delivery.detail.consumer)}`);
+  }
+  publishes.forEach((step, index) => {
+    const who = step.detail.publisher ? partyText(step.detail.publisher) : 'a connection the firehose did not name';
+    const routed = step.detail.routedQueues.length > 0 ? quoted(step.detail.routedQueues) : 'no queue';
+    const role = step === takenPublish ? ' (the reply the client took)' : '';
+    evidence.push(`broker: reply ${index + 1} of ${publishes.length} published by ${who}, routed to ${routed}${role}${quotedBody(step.detail.wire)}`);
+  });
+  for (const step of ignored) {
+    evidence.push(`client: another reply arrived on "${step.detail.topic}" after the first and was ignored${quotedBody(step.detail.wire)}`);
+  }
+  // Without the firehose, the embedded server's own record still tells whether the reply taken was its reply.
+  const serverWorker = serverReplies[0]?.detail.worker;
+  const takenIsServers = serverReplies.some((step) => sameBody(step.detail.wire, takenWire));
+  const notServers = serverWorker !== undefined && takenWire !== undefined && !takenWire.body.dropped && !takenIsServers;
+  if (notServers) evidence.push(`server: the embedded server's reply (${serverWorker}) is not the one the client took`);
+
+  const named = input.outcome?.worker !== undefined ? `, which names itself worker "${input.outcome.worker}"` : '';
+  const second = replies >= 2 ? ` The client took it because it came first; ${replies - 1} more ${replies === 2 ? 'reply' : 'replies'} to the same id came after and ${replies === 2 ? 'was' : 'were'} not used (see the evidence).` : ' The client took it: it was the only reply.';
+
+  // The firehose can tell who published the reply taken and who the request was delivered to: judge it.
+  const publisher = takenPublish?.detail.publisher;
+  if (publisher && deliveries.some((step) => step.detail.consumer !== undefined)) {
+    const fromConsumer = consumers.some((step) => step.detail.consumer?.connection === publisher.connection);
+    if (!fromConsumer) {
+      const asSubscriber = subscribers.find((step) => step.detail.consumer?.connection === publisher.connection);
+      const went =
+        consumers.length > 0
+          ? `it went to ${consumers.map((step) => `queue "${step.detail.queue}" on connection "${step.detail.consumer?.connection ?? '?'}"`).join(', ')}`
+          : 'it reached no server queue';
+      const how = asSubscriber
+        ? `that connection got the request only as an MQTT subscriber of "${requestTopic}" (its queue "${asSubscriber.detail.queue}"), not from a server's queue`
+        : 'the broker never delivered the request to that connection';
+      // A server may publish on a second connection of its own: from the consumer's host, as its user, it could be that.
+      const host = peerHost(publisher.connection);
+      const sibling = asSubscriber
+        ? undefined
+        : consumers.find((step) => step.detail.consumer && peerHost(step.detail.consumer.connection) === host && step.detail.consumer.user === publisher.user);
+      const trust = sibling
+        ? `Unless your server publishes its replies on a second connection (this one comes from the consumer's host ${host} as the same user), do not trust its content.`
+        : 'Do not trust its content.';
+      evidence.push(
+        'firehose: a server that publishes its replies on a connection other than the one it consumes on would look the same; the embedded server and most clients use one',
+      );
+      return {
+        code: 'reply-foreign',
+        hop: 'reply-exchange',
+        message: `The reply taken for "${requestTopic}" did not come from a consumer of the request: it was published by ${partyText(publisher)}${named}, and ${how}; ${went}. ${trust}${second}`,
+      };
+    }
+  }
+  if (replies < 2) return undefined;
+  const takenFrom = publisher ? ` (published by ${partyText(publisher)}${named})` : named ? ` (${named.slice(2)})` : '';
+  const why = notServers ? ` The embedded server's own reply (${serverWorker}) is not the one taken: turn on the firehose to see who published each.` : '';
+  return {
+    code: 'replied-twice',
+    hop: 'mqtt-deliver',
+    message: `${replies} replies to one request on "${requestTopic}" arrived: the client took the first${takenFrom} and did not use the rest. A request handled twice (redelivered, sent again, or bound to two server queues) or a forged reply does this; the evidence lists each.${why}`,
+  };
 }
 
 function unroutable(input: DiagnosisInput, facts: BrokerFacts | undefined, exchange: string, requestKey: string, evidence: string[]): Verdict {

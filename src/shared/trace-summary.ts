@@ -26,7 +26,8 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         if (step.detail.leg === 'request') {
           summary.brokerRequestKeys = step.detail.routingKeys;
           summary.requestRoutedQueues = step.detail.routedQueues;
-        } else {
+        } else if (!summary.replyRoutedQueues?.length) {
+          // With more than one reply (a forged one, a second one), the reply that was routed is the one to show.
           summary.brokerReplyKeys = step.detail.routingKeys;
           summary.replyRoutedQueues = step.detail.routedQueues;
         }

@@ -56,6 +56,8 @@ export interface TraceStepDetails {
     leg: 'request' | 'reply';
     /** the cluster node that saw the publish */
     node?: string;
+    /** who published it, as the firehose names them (headers `connection`, `channel`, `user`); a client's own word in the body is not this */
+    publisher?: BrokerParty;
     /** the message as published: properties, headers and the start of the body */
     wire?: TraceMessage;
   };
@@ -66,6 +68,8 @@ export interface TraceStepDetails {
     leg: 'request' | 'reply';
     /** the cluster node that delivered it (where the consumer's channel is) */
     node?: string;
+    /** who it was delivered to: the consuming connection, channel and user, as the firehose names them */
+    consumer?: BrokerParty;
     /** the message as delivered: properties, headers and the start of the body */
     wire?: TraceMessage;
   };
@@ -76,9 +80,18 @@ export interface TraceStepDetails {
   'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked'; returnReason?: string };
   'request.rejected': { worker: string; reason: string; bytes: number };
   'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; wire?: TraceMessage };
+  /** another reply with the id of a call that already took one (the first reply wins): kept, not used */
+  'mqtt.reply.ignored': { topic: string; bytes: number; reason: 'second-reply'; wire?: TraceMessage };
   'rpc.failed': { code: string; message: string };
   /** where the RPC stopped and why, decided after it settled (replied, failed or timed out); the last step of an RPC */
   'rpc.diagnosed': { verdict: Verdict };
+}
+
+/** A connection as the broker's firehose names it: `connection` is "peer address:port -> broker address:port". */
+export interface BrokerParty {
+  connection: string;
+  channel?: number;
+  user?: string;
 }
 
 export type TraceStepKind = keyof TraceStepDetails;
@@ -124,6 +137,7 @@ export function stepPhase(step: TraceStep | TraceStepDraft): number {
     case 'reply.confirmed':
       return 7;
     case 'mqtt.reply.received':
+    case 'mqtt.reply.ignored':
       return 9;
     case 'rpc.failed':
       return 10;
@@ -267,8 +281,11 @@ export class PreviewBudget {
 }
 
 export const TRACE_EXPORT_FORMAT = 'bridgescope-trace';
-/** 3: steps may carry `wire` (properties, headers, body preview); 2: `rpc.diagnosed` (verdicts). Versions 1 and 2 still import. */
-export const TRACE_EXPORT_VERSION = 3;
+/**
+ * 4: broker steps may name their `publisher`/`consumer`, and a second reply is an `mqtt.reply.ignored` step; 3: steps may
+ * carry `wire` (properties, headers, body preview); 2: `rpc.diagnosed` (verdicts). Versions 1 to 3 still import.
+ */
+export const TRACE_EXPORT_VERSION = 4;
 
 export interface TraceExport {
   format: typeof TRACE_EXPORT_FORMAT;

@@ -333,6 +333,20 @@ describe('the trace timeline', () => {
     expect(formatDelta(-5)).toBe('−5 ms');
   });
 
+  it('shows a second reply to the same id as a warning row that says it was ignored, and who published each reply', () => {
+    const publisher = { connection: '127.0.0.1:54538 -> 127.0.0.1:1883', channel: 3, user: 'guest' };
+    const doubled: TraceStep[] = [
+      ...steps,
+      { rpcId: 'a', seq: 6, at: at + 8, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.a'], routedQueues: ['q'], leg: 'reply', publisher } },
+      { rpcId: 'a', seq: 7, at: at + 12, source: 'client', kind: 'mqtt.reply.ignored', detail: { topic: 'reply/a', bytes: 31, reason: 'second-reply' } },
+    ];
+    const rows = mount(TraceTimeline, { props: { steps: doubled } }).findAll('[data-testid=trace-step]');
+    const ignored = rows.find((row) => row.attributes('data-kind') === 'mqtt.reply.ignored');
+    expect(ignored?.text()).toContain('second reply received on "reply/a" (31 bytes): ignored, the call had taken the first');
+    expect(ignored?.classes()).toContain('warn');
+    expect(rows.find((row) => row.text().includes('published by'))?.text()).toContain('published by user "guest" on connection "127.0.0.1:54538 -> 127.0.0.1:1883" (channel 3)');
+  });
+
   it('explains a step stamped earlier than the one above instead of leaving it unexplained', () => {
     const wrapper = mount(TraceTimeline, { props: { steps } });
     const rows = wrapper.findAll('[data-testid=trace-step]');

@@ -160,6 +160,29 @@ describe('Compose shows the verdict of the last send', () => {
     expect(badge.attributes('data-tone')).not.toBe('good');
   });
 
+  it('on a reply the trace later doubts (a forged reply taken first): the Reply panel turns from "replied" to "foreign reply" with the sentence', async () => {
+    const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => outcome('rpc-spoofed', { verdict: replied, result: 'INJECTED-42', worker: 'evil-worker' }) });
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-verdict] [data-testid=verdict-badge]').text()).toBe('replied');
+    const foreign: Verdict = {
+      code: 'reply-foreign',
+      hop: 'reply-exchange',
+      message:
+        'The reply taken for "rpc_queue" did not come from a consumer of the request: it was published by user "guest" on connection "127.0.0.1:54538 -> 127.0.0.1:1883", which names itself worker "evil-worker", and that connection got the request only as an MQTT subscriber of "rpc_queue". Do not trust its content. The client took it because it came first; 1 more reply to the same id came after and was not used (see the evidence).',
+      evidence: ['broker: reply 2 of 2 published by user "guest" on connection "127.0.0.1:59314 -> 127.0.0.1:5672", routed to "mqtt-subscription-deviceqos1"'],
+    };
+    useTraceStore().ingest([
+      { rpcId: 'rpc-spoofed', seq: 1, at: 1, source: 'client', kind: 'rpc.diagnosed', detail: { verdict: replied } },
+      { rpcId: 'rpc-spoofed', seq: 2, at: 2, source: 'client', kind: 'rpc.diagnosed', detail: { verdict: foreign } },
+    ]);
+    await flushPromises();
+    const verdict = wrapper.find('[data-testid=compose-verdict]');
+    expect([verdict.find('[data-testid=verdict-badge]').text(), verdict.find('[data-testid=verdict-badge]').attributes('data-tone')]).toEqual(['foreign reply', 'bad']);
+    expect(verdict.find('[data-testid=verdict-message]').text()).toBe(foreign.message);
+    expect(verdict.find('[data-testid=verdict-evidence]').findAll('li').map((line) => line.text())).toEqual(foreign.evidence);
+  });
+
   it('an error reply without a verdict (an older core) is still not a green "replied"', async () => {
     const { wrapper } = mountWithPinia(ComposePanel, { 'rpc.request.send': () => outcome('rpc-old', { error: { code: '-32000', message: 'boom' } }) });
     await wrapper.find('form').trigger('submit');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { closestKeys, diagnose, editDistance, HOPS, VERDICT_CODES, type BrokerFacts, type DiagnosisInput } from '../../src/shared/diagnosis';
 import type { TraceStepDraft } from '../../src/shared/trace';
+import { amqpMessage, mqttMessage } from '../../src/core/trace/message-view';
 
 const rpcId = 'rpc-1';
 const composed: TraceStepDraft = { rpcId, at: 1, source: 'client', kind: 'composed', detail: { topic: 'orders/new', qos: 1, replyTopic: 'reply/abc', replyStrategy: 'per-request', bytes: 10 } };
@@ -150,5 +151,113 @@ describe('closest bound keys', () => {
   it('orders keys by edit distance', () => {
     expect(editDistance('kitten', 'sitting')).toBe(3);
     expect(closestKeys('rpc_queue', ['billing', 'rpc_queues', 'rpc_queue_xyz', 'rpc-queue2'])).toEqual(['rpc_queues', 'rpc-queue2', 'rpc_queue_xyz', 'billing']);
+  });
+});
+
+/*
+ * Who published the reply taken, and whether it was the only one. The fixtures copy the firehose records measured on
+ * RabbitMQ 3.10.8 (docs/RABBITMQ.md): `connection` is "peer -> listener", an MQTT client's publishes and deliveries
+ * carry the same connection on different channels, and an MQTT client subscribed to the request topic gets a copy of
+ * the request in its own mqtt-subscription queue.
+ */
+describe('a reply that arrived: who published it, and whether it was the only one', () => {
+  const serverConnection = '127.0.0.1:59314 -> 127.0.0.1:5672';
+  const evilConnection = '127.0.0.1:54538 -> 127.0.0.1:1883';
+  const spoofBody = Buffer.from(JSON.stringify({ id: rpcId, result: 'INJECTED-42', worker: 'evil-worker' }));
+  const realBody = Buffer.from(JSON.stringify({ id: rpcId, result: { n: 1 }, worker: 'worker-1' }));
+  const requestTo = (queue: string, connection: string, at = 5): TraceStepDraft => ({
+    rpcId, at, source: 'broker', kind: 'broker.delivered',
+    detail: { queue, routingKeys: ['orders.new'], redelivered: false, leg: 'request', consumer: { connection, channel: 1, user: 'guest' } },
+  });
+  const replyBy = (connection: string, body: Buffer, at: number): TraceStepDraft => ({
+    rpcId, at, source: 'broker', kind: 'broker.published',
+    detail: { exchange: 'amq.direct', routingKeys: ['reply.abc'], routedQueues: ['mqtt-subscription-deviceqos1'], leg: 'reply', publisher: { connection, channel: 3, user: 'guest' }, wire: amqpMessage({}, body) },
+  });
+  const taken = (body: Buffer, at = 20): TraceStepDraft => ({
+    rpcId, at, source: 'client', kind: 'mqtt.reply.received', detail: { topic: 'reply/abc', replyTopic: 'reply/abc', topicMismatch: false, bytes: body.byteLength, wire: mqttMessage({ qos: 1, retain: false }, body) },
+  });
+  const ignored = (body: Buffer, at = 30): TraceStepDraft => ({
+    rpcId, at, source: 'client', kind: 'mqtt.reply.ignored', detail: { topic: 'reply/abc', bytes: body.byteLength, reason: 'second-reply', wire: mqttMessage({ qos: 1, retain: false }, body) },
+  });
+  const replied = (steps: TraceStepDraft[], firehose: boolean, worker?: string): DiagnosisInput =>
+    input({ steps: [...sent, ...steps], firehose, failure: undefined, outcome: { replyTopic: 'reply/abc', arrivedOn: 'reply/abc', topicMismatch: false, ...(worker ? { worker } : {}) } });
+
+  it('keeps the verdict codes a closed set that lists both doubts', () => {
+    expect([...VERDICT_CODES].sort()).toEqual(
+      [
+        'replied', 'replied-error', 'reply-foreign', 'replied-twice', 'request-unroutable', 'no-consumer', 'server-slow', 'request-rejected',
+        'reply-unroutable', 'reply-on-other-topic', 'late-reply', 'wrong-exchange', 'not-this-broker', 'access-refused', 'link-down',
+        'undetermined', 'cancelled', 'not-sent',
+      ].sort(),
+    );
+  });
+
+  it('flags the reply taken as foreign when its publisher got the request only as an MQTT subscriber, naming it, and lists the true reply that came second', () => {
+    const verdict = diagnose(
+      replied(
+        [requestTo('orders.new', serverConnection), requestTo('mqtt-subscription-evilqos1', evilConnection), replyBy(evilConnection, spoofBody, 10), replyBy(serverConnection, realBody, 3010), taken(spoofBody), ignored(realBody, 3020)],
+        true,
+        'evil-worker',
+      ),
+    );
+    expect(verdict).toMatchObject({ code: 'reply-foreign', hop: 'reply-exchange' });
+    expect(verdict.message).toContain(`user "guest" on connection "${evilConnection}"`);
+    expect(verdict.message).toContain('worker "evil-worker"');
+    expect(verdict.message).toContain('only as an MQTT subscriber of "orders/new" (its queue "mqtt-subscription-evilqos1"), not from a server\'s queue');
+    expect(verdict.message).toContain(`queue "orders.new" on connection "${serverConnection}"`);
+    expect(verdict.message).toContain('The client took it because it came first; 1 more reply to the same id came after and was not used');
+    const evidence = verdict.evidence.join('\n');
+    expect(evidence).toContain(`reply 1 of 2 published by user "guest" on connection "${evilConnection}", routed to "mqtt-subscription-deviceqos1" (the reply the client took): {"id":"rpc-1","result":"INJECTED-42"`);
+    expect(evidence).toContain(`reply 2 of 2 published by user "guest" on connection "${serverConnection}"`);
+    expect(evidence).toContain('another reply arrived on "reply/abc" after the first and was ignored: {"id":"rpc-1","result":{"n":1}');
+  });
+
+  it('flags a reply from a connection the request was never delivered to, even when it is the only reply', () => {
+    const elsewhere = '10.0.0.9:41000 -> 10.0.0.1:5672';
+    const verdict = diagnose(replied([requestTo('orders.new', serverConnection), replyBy(elsewhere, spoofBody, 10), taken(spoofBody)], true, 'evil-worker'));
+    expect(verdict.code).toBe('reply-foreign');
+    expect(verdict.message).toContain('the broker never delivered the request to that connection');
+    expect(verdict.message).toContain('. Do not trust its content. The client took it: it was the only reply.');
+  });
+
+  it('from the consumer\'s host as its user, says it may be the server\'s own second connection for publishing', () => {
+    const sameHost = '127.0.0.1:61000 -> 127.0.0.1:5672';
+    const verdict = diagnose(replied([requestTo('orders.new', serverConnection), replyBy(sameHost, realBody, 10), taken(realBody)], true));
+    expect(verdict.code).toBe('reply-foreign');
+    expect(verdict.message).toContain('Unless your server publishes its replies on a second connection (this one comes from the consumer\'s host 127.0.0.1 as the same user), do not trust its content.');
+  });
+
+  it('says replied, with the publisher in the evidence, when the consumer of the request published the only reply', () => {
+    const verdict = diagnose(replied([requestTo('orders.new', serverConnection), replyBy(serverConnection, realBody, 10), taken(realBody)], true, 'worker-1'));
+    expect(verdict.code).toBe('replied');
+    expect(verdict.evidence.join('\n')).toContain(`reply 1 of 1 published by user "guest" on connection "${serverConnection}"`);
+  });
+
+  it('says replied-twice, naming the one taken, when two consumers of the request both replied', () => {
+    const other = '127.0.0.1:60000 -> 127.0.0.1:5672';
+    const secondBody = Buffer.from(JSON.stringify({ id: rpcId, result: { n: 2 } }));
+    const verdict = diagnose(
+      replied([requestTo('orders.new', serverConnection), requestTo('orders.audit', other), replyBy(serverConnection, realBody, 10), replyBy(other, secondBody, 12), taken(realBody), ignored(secondBody)], true),
+    );
+    expect(verdict).toMatchObject({ code: 'replied-twice', hop: 'mqtt-deliver' });
+    expect(verdict.message).toContain(`2 replies to one request on "orders/new" arrived: the client took the first (published by user "guest" on connection "${serverConnection}")`);
+  });
+
+  it('without the firehose, says replied-twice from the client alone and that the embedded server\'s reply is not the one taken, never foreign', () => {
+    const serverReply: TraceStepDraft = {
+      rpcId, at: 9, source: 'server', kind: 'reply.published',
+      detail: { worker: 'worker-1', exchange: 'amq.direct', routingKey: 'reply.abc', replyTopic: 'reply/abc', mandatory: true, wire: amqpMessage({}, realBody) },
+    };
+    const verdict = diagnose(replied([serverReply, taken(spoofBody), ignored(realBody)], false, 'evil-worker'));
+    expect(verdict.code).toBe('replied-twice');
+    expect(verdict.message).toContain('the client took the first (which names itself worker "evil-worker")');
+    expect(verdict.message).toContain("The embedded server's own reply (worker-1) is not the one taken: turn on the firehose to see who published each.");
+  });
+
+  it('says nothing of the publisher when the firehose recorded no delivery of the request (it cannot tell)', () => {
+    const verdict = diagnose(replied([replyBy(evilConnection, spoofBody, 10), taken(spoofBody)], true));
+    expect(verdict.code).toBe('replied');
+    const offVerdict = diagnose(replied([taken(spoofBody)], false));
+    expect(offVerdict.code).toBe('replied');
   });
 });

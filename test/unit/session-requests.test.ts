@@ -71,6 +71,33 @@ describe('a request sent from the app', () => {
     expect(added).toHaveLength(2);
   });
 
+  it('that replied gets its verdict decided again when a second reply or the broker\'s record of a reply comes, once per burst, asking no broker', async () => {
+    const { requests, store, asked, added, diagnoseWith } = setUp();
+    diagnoseWith(async (options) => verdictFor(options.steps.some((step) => step.kind === 'mqtt.reply.ignored') ? 'replied-twice' : 'replied'));
+    const outcome = await requests.send(args);
+    expect(outcome.verdict?.code).toBe('replied');
+    const second = { topic: 'reply/shared', bytes: 9, reason: 'second-reply' as const };
+    const record = { exchange: 'amq.direct', routingKeys: ['reply.shared'], routedQueues: ['q'], leg: 'reply' as const };
+    // another RPC's second reply changes nothing; this RPC's record and second reply, in one burst, are decided once
+    store.add({ rpcId: 'other', at: 5, source: 'client', kind: 'mqtt.reply.ignored', detail: second });
+    store.add({ rpcId: 'rpc-1', at: 5, source: 'broker', kind: 'broker.published', detail: record });
+    store.add({ rpcId: 'rpc-1', at: 6, source: 'client', kind: 'mqtt.reply.ignored', detail: second });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['replied', 'replied-twice']);
+    expect(asked).toHaveLength(2);
+    expect(asked.at(-1)?.broker).toBeUndefined();
+    // the same verdict again is not added again
+    store.add({ rpcId: 'rpc-1', at: 7, source: 'broker', kind: 'broker.published', detail: record });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added).toHaveLength(2);
+  });
+
+  it('watches the steps of every replied RPC through one listener on the trace store, however many are sent', async () => {
+    const { requests, store } = setUp();
+    for (let sent = 0; sent < 15; sent += 1) await requests.send(args);
+    expect(store.listenerCount('added')).toBe(1);
+  });
+
   it('is sent under the id its verdict is filed under, and returns the outcome with the verdict, asking no broker', async () => {
     const { requests, client, asked, added } = setUp();
     const outcome = await requests.send(args);

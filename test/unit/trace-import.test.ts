@@ -154,7 +154,7 @@ describe('importing a trace', () => {
     const original = new TraceStore();
     for (const draft of everyKind) original.add(draft);
     const exported = JSON.parse(JSON.stringify(original.export())) as Record<string, unknown>;
-    expect(exported.version).toBe(3);
+    expect(exported.version).toBe(4);
     const imported = TraceStore.import(exported);
     expect(rpcsOf(imported)).toEqual(rpcsOf(original));
     expect(imported.summary('r2').verdict?.code).toBe('request-rejected');
@@ -183,7 +183,7 @@ describe('importing a trace', () => {
   });
 
   it('refuses a version it does not know, naming the ones it reads', () => {
-    expect(() => TraceStore.import({ ...validExport(), version: 4 })).toThrow(expect.objectContaining({ code: 'bad-input', message: expect.stringMatching(/version 1, 2 or 3/) }));
+    expect(() => TraceStore.import({ ...validExport(), version: 5 })).toThrow(expect.objectContaining({ code: 'bad-input', message: expect.stringMatching(/version 1, 2, 3 or 4/) }));
   });
 
   it('refuses a composed step without detail.replyTopic with a bad-input sentence instead of crashing', () => {

@@ -54,11 +54,26 @@ describe('TraceStore', () => {
     store.add(composed('a'));
     store.add({ rpcId: 'a', at: 1001, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'at amqp://bob:secret@host:5672' } });
     const exported = JSON.parse(JSON.stringify(store.export()));
-    expect(exported).toMatchObject({ format: 'bridgescope-trace', version: 3 });
+    expect(exported).toMatchObject({ format: 'bridgescope-trace', version: 4 });
     expect(JSON.stringify(exported)).not.toContain('secret');
     const imported = TraceStore.import(exported);
     expect(imported.steps('a').map((step) => step.kind)).toEqual(['composed', 'rpc.failed']);
     expect(imported.summary('a').state).toBe('failed');
+  });
+
+  it('exports and imports who published and consumed each message, and a second reply the client ignored', () => {
+    const store = new TraceStore();
+    store.add(composed('b'));
+    const party = { connection: '127.0.0.1:54538 -> 127.0.0.1:1883', channel: 3, user: 'guest' };
+    store.add({ rpcId: 'b', at: 1001, source: 'broker', kind: 'broker.delivered', detail: { queue: 'q', routingKeys: ['q'], redelivered: false, leg: 'request', consumer: party } });
+    store.add({ rpcId: 'b', at: 1002, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.b'], routedQueues: ['s'], leg: 'reply', publisher: party } });
+    store.add({ rpcId: 'b', at: 1003, source: 'client', kind: 'mqtt.reply.ignored', detail: { topic: 'reply/b', bytes: 12, reason: 'second-reply' } });
+    const imported = TraceStore.import(JSON.parse(JSON.stringify(store.export())));
+    expect(imported.steps('b').map((step) => step.detail)).toEqual(store.steps('b').map((step) => step.detail));
+    // a file of the version before (no publishers, no ignored replies) still imports
+    const older = { ...JSON.parse(JSON.stringify(store.export())), version: 3 };
+    older.steps = older.steps.filter((step: { kind: string }) => step.kind !== 'mqtt.reply.ignored');
+    expect(TraceStore.import(older).steps('b')).toHaveLength(3);
   });
 
   it('refuses a file that is not a trace, in one sentence', () => {
@@ -150,5 +165,45 @@ describe('firehose events', () => {
     const event = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.r1'], routed_queues: ['q'] }, 'done'));
     const step = event ? firehoseStep(event, store) : undefined;
     expect(step).toMatchObject({ rpcId: 'r1', kind: 'broker.published', detail: { leg: 'reply' } });
+  });
+
+  // Headers as RabbitMQ 3.10.8 sent them (docs/RABBITMQ.md): the connection name, the channel and the user.
+  const who = (connection: string, channel: number) => ({ connection: Buffer.from(connection), channel, user: Buffer.from('guest') });
+
+  it('keeps who published a message and who it was delivered to (connection, channel, user)', () => {
+    const store = new TraceStore();
+    store.add(composed('r2'));
+    const published = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.r2'], routed_queues: ['q'], ...who('127.0.0.1:54538 -> 127.0.0.1:1883', 3) }, '{"id":"r2"}'));
+    expect(published ? firehoseStep(published, store) : undefined).toMatchObject({
+      kind: 'broker.published',
+      detail: { leg: 'reply', publisher: { connection: '127.0.0.1:54538 -> 127.0.0.1:1883', channel: 3, user: 'guest' } },
+    });
+    const delivered = parseFirehoseMessage(message('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0, ...who('127.0.0.1:59314 -> 127.0.0.1:5672', 1) }, '{"id":"r2","reply_to":"reply/r2"}'));
+    expect(delivered ? firehoseStep(delivered, store) : undefined).toMatchObject({
+      kind: 'broker.delivered',
+      detail: { leg: 'request', consumer: { connection: '127.0.0.1:59314 -> 127.0.0.1:5672', channel: 1, user: 'guest' } },
+    });
+  });
+
+  it('does not say the reply was dropped when one reply was routed and a second one (after the reply topic went) was not', () => {
+    const store = new TraceStore();
+    store.add(composed('r4'));
+    const reply = (routedQueues: string[]): TraceStepDraft => ({
+      rpcId: 'r4', at: 1001, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.r4'], routedQueues, leg: 'reply' },
+    });
+    store.add(reply(['mqtt-subscription-dqos1']));
+    store.add(reply([]));
+    expect(store.summary('r4').warnings.join(' ')).not.toMatch(/dropped the reply/);
+    expect(store.summary('r4').replyRoutedQueues).toEqual(['mqtt-subscription-dqos1']);
+  });
+
+  it('calls the request delivered to an MQTT subscriber of the request topic a request, and a forged reply with a reply_to a reply', () => {
+    const store = new TraceStore();
+    store.add(composed('r3'));
+    const copy = parseFirehoseMessage(message('deliver.mqtt-subscription-evilqos1', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":"r3","reply_to":"reply/r3"}'));
+    expect(copy ? firehoseStep(copy, store) : undefined).toMatchObject({ kind: 'broker.delivered', detail: { leg: 'request', queue: 'mqtt-subscription-evilqos1' } });
+    const forged = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.r3'], routed_queues: ['q'] }, '{"id":"r3","reply_to":"elsewhere/x","result":"INJECTED"}'));
+    expect(forged ? firehoseStep(forged, store) : undefined).toMatchObject({ kind: 'broker.published', detail: { leg: 'reply' } });
+    expect(store.rpcForReplyKey('elsewhere.x')).toBeUndefined();
   });
 });

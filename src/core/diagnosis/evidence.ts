@@ -230,8 +230,8 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
     ...(options.linkLost ? { linkLost: options.linkLost } : {}),
   };
   if (options.outcome) {
-    const { replyTopic: asked, arrivedOn, topicMismatch, durationMs, error } = options.outcome;
-    input.outcome = { replyTopic: asked, arrivedOn, topicMismatch, durationMs, ...(error ? { error } : {}) };
+    const { replyTopic: asked, arrivedOn, topicMismatch, durationMs, error, worker } = options.outcome;
+    input.outcome = { replyTopic: asked, arrivedOn, topicMismatch, durationMs, ...(error ? { error } : {}), ...(worker !== undefined ? { worker } : {}) };
     return diagnose(input);
   }
   if (options.error !== undefined) input.failure = toErrorShape(options.error);

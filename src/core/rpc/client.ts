@@ -533,6 +533,11 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     if (!call) {
       const duplicate = id !== undefined && this.recentlyDone.get(id) === 'replied';
       if (duplicate) this.duplicates += 1;
+      // A second reply to a call that took one: kept in the trace (it may be the true one), never used.
+      if (duplicate && this.traced) {
+        const detail: TraceStepDetails['mqtt.reply.ignored'] = { topic, bytes: payload.byteLength, reason: 'second-reply', wire: mqttMessage(publishFacts(packet), payload) };
+        this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.reply.ignored', detail });
+      }
       this.emit('stray', { topic, ...(id !== undefined ? { id } : {}), duplicate });
       return;
     }

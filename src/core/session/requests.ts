@@ -69,7 +69,37 @@ function whereToAsk(connection: Connection): Parameters<typeof diagnosisBroker>[
 }
 
 export class RequestsController {
+  /** the RPCs whose later steps are watched (late replies, records of a reply taken), by id: one store listener for them all */
+  private readonly watched = new Map<string, Set<(step: TraceStep) => void>>();
+  private unsubscribeSteps: (() => void) | undefined;
+
   constructor(private readonly options: RequestsControllerOptions) {}
+
+  /**
+   * Calls `listener` with every step of `rpcId` added from now on; returns the unsubscribe. One listener on the store
+   * serves every watched RPC (a Compose user sends many within a watch's 60 s; each step is looked up once, by id).
+   */
+  private watchSteps(rpcId: string, listener: (step: TraceStep) => void): (() => void) | undefined {
+    const onStep = this.options.onStep;
+    if (!onStep) return undefined;
+    let listeners = this.watched.get(rpcId);
+    if (!listeners) {
+      listeners = new Set();
+      this.watched.set(rpcId, listeners);
+    }
+    listeners.add(listener);
+    this.unsubscribeSteps ??= onStep((step) => {
+      for (const watcher of this.watched.get(step.rpcId) ?? []) watcher(step);
+    });
+    return () => {
+      listeners.delete(listener);
+      if (listeners.size === 0 && this.watched.get(rpcId) === listeners) this.watched.delete(rpcId);
+      if (this.watched.size === 0) {
+        this.unsubscribeSteps?.();
+        this.unsubscribeSteps = undefined;
+      }
+    };
+  }
 
   async send(args: SendRequestArgs): Promise<RpcOutcome> {
     const at = Date.now();
@@ -137,7 +167,10 @@ export class RequestsController {
       rejection?.stop();
     }
     this.options.addVerdict(id, verdict);
-    if (outcome) return { ...outcome, verdict };
+    if (outcome) {
+      this.watchReplyRecords(id, asked, verdict);
+      return { ...outcome, verdict };
+    }
     if (REVISABLE.has(verdict.code)) this.watchForLateReply(id, { ...asked, broker: undefined }, verdict);
     throw failedRpcError(failure, id, verdict);
   }
@@ -161,22 +194,60 @@ export class RequestsController {
   }
 
   /**
+   * The broker's record of a reply (firehose) often comes after the client took it, and a second reply (the true one,
+   * after a forged one) later still: as they arrive, the verdict is decided again from the steps alone (no broker query)
+   * and added as the RPC's last step when it says something new, so Reply, Trace and History flag a foreign or second reply.
+   */
+  private watchReplyRecords(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
+    const diagnose = this.options.diagnose ?? diagnoseRpc;
+    let last = first;
+    let revisions = 0;
+    let scheduled = false;
+    let done = false;
+    const finish = (): void => {
+      done = true;
+      clearTimeout(timer);
+      unsubscribe?.();
+    };
+    // A burst of records (publish, deliveries, the second reply) is decided once, after the burst.
+    const decide = (): void => {
+      scheduled = false;
+      if (done) return;
+      void diagnose({ ...asked, steps: this.options.steps(rpcId) })
+        .then((revised) => {
+          if (done || (revised.code === last.code && revised.message === last.message)) return;
+          last = revised;
+          revisions += 1;
+          this.options.addVerdict(rpcId, revised);
+          if (revisions >= MAX_REPLY_REVISIONS) finish();
+        })
+        .catch(() => undefined);
+    };
+    const unsubscribe = this.watchSteps(rpcId, (step) => {
+      if (done || scheduled || !tellsOfReplies(step)) return;
+      scheduled = true;
+      setImmediate(decide);
+    });
+    if (!unsubscribe) return;
+    const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
+    timer.unref();
+  }
+
+  /**
    * A slow server's reply is often published after the client gave up and the verdict was given ("server-slow"): when
    * the server's or the broker's record of that reply arrives, the verdict is decided again from the steps alone (no
    * broker query) and added as the RPC's last step, so Trace and History show "late-reply". Compose keeps what it was told.
    */
   private watchForLateReply(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
-    const onStep = this.options.onStep;
-    if (!onStep) return;
     const diagnose = this.options.diagnose ?? diagnoseRpc;
     let done = false;
     const finish = (): void => {
       done = true;
       clearTimeout(timer);
-      unsubscribe();
+      unsubscribe?.();
     };
-    const unsubscribe = onStep((step) => {
-      if (done || step.rpcId !== rpcId) return;
+    const unsubscribe = this.watchSteps(rpcId, (step) => {
+      if (done) return;
       const replyPublished = step.kind === 'reply.published' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
       if (!replyPublished) return;
       finish();
@@ -186,10 +257,29 @@ export class RequestsController {
         })
         .catch(() => undefined);
     });
+    if (!unsubscribe) return;
     const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
     timer.unref();
   }
 }
+
+/** The steps that can change what is known of a reply already taken: who published it, who got the request, a second reply. */
+function tellsOfReplies(step: TraceStep): boolean {
+  switch (step.kind) {
+    case 'broker.published':
+      return step.detail.leg === 'reply';
+    case 'broker.delivered':
+      return step.detail.leg === 'request';
+    case 'mqtt.reply.ignored':
+    case 'reply.published':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** How many times the verdict on one replied RPC may be revised as records come (each is a step of the RPC). */
+const MAX_REPLY_REVISIONS = 4;
 
 /** Verdicts a reply published later can overturn (into late-reply). */
 const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer']);

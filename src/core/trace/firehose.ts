@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { defaultEnvelopeFields, type EnvelopeFields } from '../../shared/rpc';
 import type { ErrorCode } from '../../shared/errors';
-import type { TraceStep, TraceStepDetails, TraceStepDraft } from '../../shared/trace';
+import type { BrokerParty, TraceStep, TraceStepDetails, TraceStepDraft } from '../../shared/trace';
 import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
@@ -35,7 +35,22 @@ export interface FirehoseEvent {
   node?: string;
   /** the traced message's own AMQP properties and headers (the firehose copies them into its header `properties`) */
   properties?: Record<string, unknown>;
+  /** the publishing (publish) or consuming (deliver) connection, channel and user (headers `connection`, `channel`, `user`) */
+  party?: BrokerParty;
   body: Buffer;
+}
+
+const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
+
+/** The firehose's `connection`, `channel` and `user` headers, when it sent a connection name (RabbitMQ 3.10 to 4.x do). */
+function partyOf(headers: Record<string, unknown>): BrokerParty | undefined {
+  const connection = text(headers.connection);
+  if (connection === undefined) return undefined;
+  const party: BrokerParty = { connection };
+  if (typeof headers.channel === 'number') party.channel = headers.channel;
+  const user = text(headers.user);
+  if (user !== undefined) party.user = user;
+  return party;
 }
 
 function stringList(value: unknown): string[] {
@@ -63,6 +78,8 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
   if (typeof headers.properties === 'object' && headers.properties !== null && !Buffer.isBuffer(headers.properties)) {
     event.properties = headers.properties as Record<string, unknown>;
   }
+  const party = partyOf(headers);
+  if (party) event.party = party;
   return event;
 }
 
@@ -73,10 +90,9 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   const rawId = record?.get(fields.id);
   const isRequest = record?.has(fields.replyTo) ?? false;
   let rpcId = typeof rawId === 'string' || typeof rawId === 'number' ? String(rawId) : undefined;
-  const leg: 'request' | 'reply' =
-    event.type === 'deliver' ? (event.name.startsWith('mqtt-subscription-') ? 'reply' : 'request') : isRequest ? 'request' : 'reply';
+  const leg = legOf(event, isRequest, rpcId, store);
   const replyTo = record?.get(fields.replyTo);
-  if (isRequest && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
+  if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
     const key = event.routingKeys[0];
     rpcId = key !== undefined ? store.rpcForReplyKey(key) : undefined;
@@ -88,6 +104,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   if (event.type === 'deliver') {
     const delivered: TraceStepDetails['broker.delivered'] = { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg };
     if (event.node !== undefined) delivered.node = event.node;
+    if (event.party) delivered.consumer = event.party;
     delivered.wire = wire;
     return { rpcId, at, source: 'broker', kind: 'broker.delivered', detail: delivered };
   }
@@ -98,8 +115,21 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
     published.matchesPrediction = event.routingKeys[0] === predicted;
   }
   if (event.node !== undefined) published.node = event.node;
+  if (event.party) published.publisher = event.party;
   published.wire = wire;
   return { rpcId, at, source: 'broker', kind: 'broker.published', detail: published };
+}
+
+/**
+ * Request or reply: a message on the RPC's own reply key is its reply (whatever its body holds: a forged reply may carry
+ * a reply_to); else a body with a reply_to is the request, wherever it goes (an MQTT client subscribed to the request
+ * topic gets a copy in its mqtt-subscription queue); else a delivery to an MQTT subscription is a reply.
+ */
+function legOf(event: FirehoseEvent, isRequest: boolean, rpcId: string | undefined, store: TraceStore): 'request' | 'reply' {
+  const replyTopic = rpcId !== undefined ? store.findDetail(rpcId, 'composed')?.replyTopic : undefined;
+  if (replyTopic !== undefined && event.routingKeys[0] === store.replyKeyOf(replyTopic)) return 'reply';
+  if (isRequest) return 'request';
+  return event.type === 'deliver' && !event.name.startsWith('mqtt-subscription-') ? 'request' : 'reply';
 }
 
 /** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */

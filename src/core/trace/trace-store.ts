@@ -257,6 +257,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
  */
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)]);
 const legSchema = z.enum(['request', 'reply']);
+const partySchema = z.object({ connection: z.string(), channel: z.number().optional(), user: z.string().optional() }).optional();
 const textList = z.array(z.string());
 const traceValueSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 const messageSchema = z
@@ -295,15 +296,25 @@ const stepDetailSchemas = {
     matchesPrediction: z.boolean().optional(),
     leg: legSchema,
     node: z.string().optional(),
+    publisher: partySchema,
     wire: messageSchema,
   }),
-  'broker.delivered': z.object({ queue: z.string(), routingKeys: textList, redelivered: z.boolean(), leg: legSchema, node: z.string().optional(), wire: messageSchema }),
+  'broker.delivered': z.object({
+    queue: z.string(),
+    routingKeys: textList,
+    redelivered: z.boolean(),
+    leg: legSchema,
+    node: z.string().optional(),
+    consumer: partySchema,
+    wire: messageSchema,
+  }),
   'worker.received': z.object({ worker: z.string(), consumerTag: z.string(), queue: z.string(), routingKey: z.string(), redelivered: z.boolean(), wire: messageSchema }),
   'handler.finished': z.object({ worker: z.string(), durationMs: z.number(), outcome: z.enum(['result', 'error']), errorCode: z.string().optional() }),
   'reply.published': z.object({ worker: z.string(), exchange: z.string(), routingKey: z.string(), replyTopic: z.string(), mandatory: z.boolean(), wire: messageSchema }),
   'reply.confirmed': z.object({ worker: z.string(), outcome: z.enum(['routed', 'returned', 'nacked']), returnReason: z.string().optional() }),
   'request.rejected': z.object({ worker: z.string(), reason: z.string(), bytes: z.number() }),
   'mqtt.reply.received': z.object({ topic: z.string(), replyTopic: z.string(), topicMismatch: z.boolean(), bytes: z.number(), wire: messageSchema }),
+  'mqtt.reply.ignored': z.object({ topic: z.string(), bytes: z.number(), reason: z.literal('second-reply'), wire: messageSchema }),
   'rpc.failed': z.object({ code: z.string(), message: z.string() }),
   'rpc.diagnosed': z.object({
     verdict: z.object({ code: z.enum(VERDICT_CODES), hop: z.enum(HOPS), message: z.string(), evidence: textList }),
@@ -333,16 +344,17 @@ const stepSchema = z.discriminatedUnion('kind', [
   stepOf('reply.confirmed'),
   stepOf('request.rejected'),
   stepOf('mqtt.reply.received'),
+  stepOf('mqtt.reply.ignored'),
   stepOf('rpc.failed'),
   stepOf('rpc.diagnosed'),
 ]) satisfies z.ZodType<TraceStep>;
 
-/** Every format version this build reads: 1 (before verdicts), 2 (before bodies) and the current one. */
-const IMPORTED_VERSIONS = [1, 2, TRACE_EXPORT_VERSION] as const;
+/** Every format version this build reads: 1 (before verdicts), 2 (before bodies), 3 (before publishers) and the current one. */
+const IMPORTED_VERSIONS = [1, 2, 3, TRACE_EXPORT_VERSION] as const;
 
 const traceExportSchema = z.object({
   format: z.literal(TRACE_EXPORT_FORMAT),
-  version: z.union([z.literal(1), z.literal(2), z.literal(TRACE_EXPORT_VERSION)]),
+  version: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(TRACE_EXPORT_VERSION)]),
   exportedAt: z.string(),
   dropped: z.object({ rpcs: z.number().int().nonnegative(), steps: z.number().int().nonnegative() }),
   loadRuns: z.array(z.unknown()).optional(),

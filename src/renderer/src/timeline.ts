@@ -51,6 +51,7 @@ export function timelineOf(steps: TraceStep[]): Timeline {
       (step.kind === 'reply.confirmed' && step.detail.outcome !== 'routed') ||
       (step.kind === 'mqtt.acknowledged' && step.detail.acknowledgedAs < step.detail.qosAsked) ||
       step.kind === 'request.rejected' ||
+      step.kind === 'mqtt.reply.ignored' ||
       step.kind === 'rpc.failed';
     const row: TimelineRow = { step, offset: step.at - first, delta, text: describeStep(step), warn };
     if (above && delta < 0) {

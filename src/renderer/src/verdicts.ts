@@ -9,6 +9,8 @@ export type VerdictTone = 'good' | 'warn' | 'bad' | 'neutral';
 const VERDICT_TONES: Record<VerdictCode, VerdictTone> = {
   replied: 'good',
   'replied-error': 'warn',
+  'reply-foreign': 'bad',
+  'replied-twice': 'warn',
   'request-unroutable': 'bad',
   'no-consumer': 'bad',
   'server-slow': 'bad',
@@ -41,7 +43,7 @@ export const HOP_LABELS: Record<Hop, string> = {
 };
 
 /** The codes where a reply reached the client: the whole path was travelled. */
-const REPLY_ARRIVED: ReadonlySet<VerdictCode> = new Set(['replied', 'replied-error', 'reply-on-other-topic']);
+const REPLY_ARRIVED: ReadonlySet<VerdictCode> = new Set(['replied', 'replied-error', 'reply-on-other-topic', 'reply-foreign', 'replied-twice']);
 
 export type HopMark = 'passed' | 'stopped' | 'not-reached';
 
@@ -85,6 +87,18 @@ function isVerdict(value: unknown): value is Verdict {
 export function clockTime(at: number): string {
   const date = new Date(at);
   return [date.getHours(), date.getMinutes(), date.getSeconds()].map((part) => String(part).padStart(2, '0')).join(':');
+}
+
+/** Verdicts that doubt a reply already shown: decided when the broker's record or a second reply comes, after the answer. */
+const REPLY_DOUBTS: ReadonlySet<VerdictCode> = new Set(['reply-foreign', 'replied-twice']);
+
+/**
+ * The verdict the Reply panel shows: the one the call answered with, unless the trace has since doubted the reply (a
+ * foreign or second reply must not hide behind "replied"); the trace's when the answer had none.
+ */
+export function shownVerdict(told: Verdict | undefined, traced: Verdict | undefined): Verdict | undefined {
+  if (traced && REPLY_DOUBTS.has(traced.code)) return traced;
+  return told ?? traced;
 }
 
 /** The code to show for a reply when the core sent no verdict with it (a bare client, an older core): an error reply is not "replied". */
