@@ -1,11 +1,12 @@
 /** `bridgescope serve`, `call` and `map`: the RPC engine and the topic map from the terminal. */
-import { readFileSync } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome, UserProperty } from '../../shared/rpc';
 import { BridgeError } from '../../core/errors';
-import type { PayloadFormat } from '../../shared/payload-format';
+import { MAX_FILE_PAYLOAD_BYTES, type PayloadFormat } from '../../shared/payload-format';
 import { redactUrl } from '../../core/broker/management-http';
 import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
@@ -67,24 +68,99 @@ interface CallOptions {
 
 type CliPayloadFormat = Exclude<PayloadFormat, 'file'>;
 
+/** The most bytes `call` reads of a payload file or stdin, per format: 16 MiB of body, as Compose (hex and base64 spell it longer). */
+export function payloadSourceLimit(format: CliPayloadFormat | undefined): number {
+  return format === 'hex' || format === 'base64' ? 4 * MAX_FILE_PAYLOAD_BYTES : MAX_FILE_PAYLOAD_BYTES;
+}
+
+function tooLarge(label: string, format: CliPayloadFormat | undefined): BridgeError {
+  const limit = payloadSourceLimit(format);
+  return new BridgeError('too-large', `${label} is larger than ${limit / (1024 * 1024)} MiB, the most \`call\` reads${format === 'hex' || format === 'base64' ? ` as ${format}` : ''} (16 MiB of body, as Compose); nothing was sent.`);
+}
+
+/**
+ * A payload file's bytes, bounded: only a regular file (a FIFO, a device such as /dev/zero or a folder is refused before
+ * any read: give such bytes on stdin with PAYLOAD -), and at most payloadSourceLimit bytes, however much the file grows
+ * while it is read. Opened without blocking, so a FIFO nobody writes is refused at once.
+ */
+async function readPayloadFile(file: string, format: CliPayloadFormat | undefined): Promise<Buffer> {
+  const label = `--payload-file ${file}`;
+  let handle: FileHandle;
+  try {
+    handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    throw new BridgeError('bad-input', `--payload-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new BridgeError('bad-input', `${label} is not a regular file (a FIFO, a device or a folder), so it could block or never end; pipe its bytes into PAYLOAD - instead.`);
+    const limit = payloadSourceLimit(format);
+    if (info.size > limit) throw tooLarge(label, format);
+    // One byte more than the file holds: reading it means the file grew while it was read (a log being written).
+    const buffer = Buffer.allocUnsafe(Math.min(limit, info.size) + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length === buffer.length) {
+      throw length > limit ? tooLarge(label, format) : new BridgeError('bad-input', `${label} grew while it was read; give a file that is not being written.`);
+    }
+    return buffer.subarray(0, length);
+  } catch (err) {
+    if (err instanceof BridgeError) throw err;
+    throw new BridgeError('bad-input', `--payload-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** PAYLOAD `-`: stdin until it ends, at most payloadSourceLimit bytes and no longer than the call's --timeout (a pipe nobody closes). */
+function readStdin(format: CliPayloadFormat | undefined, timeoutMs: number): Promise<Buffer> {
+  const stdin = process.stdin;
+  const limit = payloadSourceLimit(format);
+  return new Promise((resolvePromise, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (error: Error | undefined): void => {
+      clearTimeout(timer);
+      stdin.off('data', onData).off('end', onEnd).off('error', onError);
+      // Nothing more is read: a stdin left open must not keep the process alive.
+      stdin.destroy();
+      if (error) reject(error);
+      else resolvePromise(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) finish(tooLarge('PAYLOAD - (stdin)', format));
+      else chunks.push(chunk);
+    };
+    const onEnd = (): void => finish(undefined);
+    const onError = (err: Error): void => finish(new BridgeError('bad-input', `PAYLOAD -: cannot read stdin (${(err as NodeJS.ErrnoException).code ?? err.message}).`));
+    const timer = setTimeout(
+      () => finish(new BridgeError('bad-input', `PAYLOAD -: stdin did not end within the --timeout of ${timeoutMs} ms, so nothing was sent (close it, e.g. end a pipe or press Ctrl-D).`)),
+      timeoutMs,
+    );
+    stdin.on('data', onData).on('end', onEnd).on('error', onError);
+  });
+}
+
 /**
  * PAYLOAD (or --payload-file) read per --payload-format: json (default for PAYLOAD): a JSON object becomes the request
  * body (id and reply_to are added), anything else its params; text, hex, base64: the bytes are sent exactly as given.
- * A file without --payload-format is sent as its raw bytes. PAYLOAD `-` reads stdin.
+ * A file without --payload-format is sent as its raw bytes. PAYLOAD `-` reads stdin. Both sources are bounded in size,
+ * and stdin in time (`timeoutMs`, the call's own).
  */
-export function parsePayload(
+export async function parsePayload(
   text: string | undefined,
   format: CliPayloadFormat | undefined = undefined,
   file: string | undefined = undefined,
-): { payload?: Record<string, unknown>; params?: unknown; rawBody?: Uint8Array } {
+  timeoutMs: number = DEFAULT_CALL_TIMEOUT_MS,
+): Promise<{ payload?: Record<string, unknown>; params?: unknown; rawBody?: Uint8Array }> {
   if (file !== undefined) {
     if (text !== undefined) throw new BridgeError('bad-input', 'Give the request body either as PAYLOAD or with --payload-file, not both.');
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(file);
-    } catch (err) {
-      throw new BridgeError('bad-input', `--payload-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
-    }
+    const bytes = await readPayloadFile(file, format);
     if (format === undefined) return { rawBody: bytes };
     return readPayload(format, bytes.toString('utf8'), `--payload-file ${file}`);
   }
@@ -92,7 +168,7 @@ export function parsePayload(
     if (format !== undefined && format !== 'json') throw new BridgeError('bad-input', `--payload-format ${format} needs a PAYLOAD or --payload-file.`);
     return {};
   }
-  return readPayload(format, text === '-' ? readFileSync(0, 'utf8') : text, 'PAYLOAD');
+  return readPayload(format, text === '-' ? (await readStdin(format, timeoutMs)).toString('utf8') : text, 'PAYLOAD');
 }
 
 /** `--user-property name=value`, repeatable (a name may repeat, as MQTT 5 allows). */
@@ -365,7 +441,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let witness: CallWitness | undefined;
   try {
     try {
-      const { payload, params, rawBody } = parsePayload(payloadText, options.payloadFormat, options.payloadFile);
+      const { payload, params, rawBody } = await parsePayload(payloadText, options.payloadFormat, options.payloadFile, options.timeout);
       const mqtt5 = mqtt5Options(options);
       const [mqttUrl = '', ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt);
       client = new RpcClient({

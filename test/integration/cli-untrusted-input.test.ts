@@ -1,0 +1,79 @@
+/** Issue 27, "data you can trust": what `call`, `map`, `probe` and `serve` do with input that is hostile, unbounded or wrong. */
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cliPath, runCli, type CliResult } from '../support/cli';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+async function scratch(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-untrusted-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** The CLI with stdin a pipe this test never closes (a writer that went quiet). */
+function runWithOpenStdin(args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    cleanups.push(async () => {
+      child.stdin.destroy();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+  });
+}
+
+// Nothing is ever connected to: every refusal comes before the MQTT connection.
+const nowhere = ['--mqtt', 'mqtt://127.0.0.1:1'];
+
+describe('call: payload sources are bounded', () => {
+  it('refuses --payload-file /dev/zero (raw and hex) at once with exit 2 and one sentence, reading nothing', async () => {
+    for (const format of [[], ['--payload-format', 'hex']]) {
+      const result = await runCli(['call', ...nowhere, '--payload-file', '/dev/zero', ...format]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(
+        'bridgescope: --payload-file /dev/zero is not a regular file (a FIFO, a device or a folder), so it could block or never end; pipe its bytes into PAYLOAD - instead.\n',
+      );
+    }
+  });
+
+  it('refuses a FIFO nobody writes at once, instead of waiting past --timeout', async () => {
+    const fifo = join(await scratch(), 'body.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const result = await runCli(['call', ...nowhere, '--timeout', '1000', '--payload-file', fifo]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^bridgescope: --payload-file .*body\.fifo is not a regular file/);
+  }, 15_000);
+
+  it('refuses a file over 16 MiB (17 MiB, sparse) and stdin over 16 MiB, the cap Compose has, with exit 2', async () => {
+    const big = join(await scratch(), 'big.bin');
+    await writeFile(big, '');
+    await truncate(big, 17 * 1024 * 1024);
+    const fromFile = await runCli(['call', ...nowhere, '--payload-file', big]);
+    expect(fromFile.code).toBe(2);
+    expect(fromFile.stderr).toBe(`bridgescope: --payload-file ${big} is larger than 16 MiB, the most \`call\` reads (16 MiB of body, as Compose); nothing was sent.\n`);
+    const fromStdin = await runCli(['call', ...nowhere, '--payload-format', 'text', '-'], { input: Buffer.alloc(17 * 1024 * 1024, 0x61) });
+    expect(fromStdin.code).toBe(2);
+    expect(fromStdin.stderr).toBe('bridgescope: PAYLOAD - (stdin) is larger than 16 MiB, the most `call` reads (16 MiB of body, as Compose); nothing was sent.\n');
+  }, 30_000);
+
+  it('gives up on a stdin nobody closes after --timeout, with exit 2', async () => {
+    const result = await runWithOpenStdin(['call', ...nowhere, '--timeout', '800', '-']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      'bridgescope: PAYLOAD -: stdin did not end within the --timeout of 800 ms, so nothing was sent (close it, e.g. end a pipe or press Ctrl-D).\n',
+    );
+  }, 15_000);
+});
