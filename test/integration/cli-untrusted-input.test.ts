@@ -77,3 +77,13 @@ describe('call: payload sources are bounded', () => {
     );
   }, 15_000);
 });
+
+describe('map: a topic pasted from a device log', () => {
+  it('shows ESC, BEL and U+202E as escapes, never raw (no title set, no screen cleared, no text reversed)', async () => {
+    const topic = 'plant/\u001b]0;owned\u0007/\u001b[2J/\u202emeti';
+    const result = await runCli(['map', topic, '--role', 'publish']);
+    for (const raw of ['\u001b', '\u0007', '\u202e']) expect(result.stdout).not.toContain(raw);
+    expect(result.stdout.split('\n')[0]).toBe('topic        plant/\\x1b]0;owned\\x07/\\x1b[2J/\\u202emeti');
+    expect(result.stdout).toContain('routing key  plant.\\x1b]0;owned\\x07.\\x1b[2J.\\u202emeti');
+  });
+});

@@ -613,7 +613,8 @@ export function registerRpcCommands(program: Command): void {
         ];
         if (mapping.issues.length === 0) lines.push('ok: survives the round trip unchanged');
         for (const issue of mapping.issues) lines.push(`${issue.severity}: ${issue.message}`);
-        process.stdout.write(`${lines.join('\n')}\n`);
+        // A topic pasted from a device log may hold ESC, BEL or a bidi override: shown as escapes, like every other command.
+        process.stdout.write(`${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
       }),
     );
 }
