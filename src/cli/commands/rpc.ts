@@ -231,12 +231,16 @@ async function finishTraced(signals: StopSignals, client: RpcClient, tracer: Fir
   return outcome.state === 'clean' && outcome.failed.length === 0;
 }
 
-/** The reply body on stdout: escaped on a terminal, byte for byte into a pipe (scripts need the bytes). */
+/**
+ * The reply body on stdout: escaped on a terminal, byte for byte into a pipe or file (scripts need the bytes). A body that
+ * is not UTF-8 text is base64 on a terminal, and into a pipe exactly its bytes, with no newline added.
+ */
 export function printReply(outcome: RpcOutcome, terminal: boolean = stdoutIsTerminal()): void {
   const body = outcome.body;
   if (body.kind === 'json') process.stdout.write(`${terminal ? jsonForTerminal(body.value) : JSON.stringify(body.value)}\n`);
   else if (body.kind === 'text') process.stdout.write(`${terminal ? terminalSafe(body.text) : body.text}\n`);
-  else process.stdout.write(`${body.base64}\n`);
+  else if (terminal) process.stdout.write(`${body.base64}\n`);
+  else process.stdout.write(Buffer.from(body.base64, 'base64'));
 }
 
 /**
