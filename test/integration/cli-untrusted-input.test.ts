@@ -87,3 +87,13 @@ describe('map: a topic pasted from a device log', () => {
     expect(result.stdout).toContain('routing key  plant.\\x1b]0;owned\\x07.\\x1b[2J.\\u202emeti');
   });
 });
+
+describe('call --reply-topic', () => {
+  it("refuses an empty reply topic with exit 2 and one sentence, before connecting, instead of waiting for the timeout", async () => {
+    const result = await runCli(['call', ...nowhere, '--timeout', '20000', '--reply-topic', '']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe(
+      "error: option '--reply-topic <topic>' argument '' is invalid. --reply-topic cannot be empty (MQTT forbids an empty topic): give a topic, or leave the flag out for a generated reply/<uuid>.\n",
+    );
+  });
+});

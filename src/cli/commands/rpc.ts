@@ -178,6 +178,12 @@ function collectUserProperty(value: string, previous: UserProperty[] = []): User
   return [...previous, { key: value.slice(0, at), value: value.slice(at + 1) }];
 }
 
+/** `--reply-topic`: an empty one is no topic at all (MQTT forbids it), not a request for a generated one: a usage error. */
+function parseReplyTopic(value: string): string {
+  if (value === '') throw new InvalidArgumentError('--reply-topic cannot be empty (MQTT forbids an empty topic): give a topic, or leave the flag out for a generated reply/<uuid>.');
+  return value;
+}
+
 /** The MQTT 5 options of `call`, or undefined when none was given. */
 function mqtt5Options(options: CallOptions): Mqtt5RequestOptions | undefined {
   return cleanMqtt5({
@@ -580,7 +586,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
-    .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>')
+    .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>', parseReplyTopic)
     .option('--method <name>', 'method field of the request')
     .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), DEFAULT_CALL_TIMEOUT_MS)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
