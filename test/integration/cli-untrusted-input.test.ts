@@ -3,9 +3,10 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { cliPath, runCli, type CliResult } from '../support/cli';
 
+const broker = inject('broker');
 const cleanups: Array<() => Promise<unknown>> = [];
 
 afterEach(async () => {
@@ -96,4 +97,32 @@ describe('call --reply-topic', () => {
       "error: option '--reply-topic <topic>' argument '' is invalid. --reply-topic cannot be empty (MQTT forbids an empty topic): give a topic, or leave the flag out for a generated reply/<uuid>.\n",
     );
   });
+});
+
+/** The URL with credentials the broker refuses. */
+function withBadCredentials(url: string): string {
+  const parsed = new URL(url);
+  parsed.username = 'guest';
+  parsed.password = 'not-the-password';
+  return parsed.toString();
+}
+
+describe('probe with refused credentials', () => {
+  it('exits 4 (credentials refused) whichever URL is refused, and --json says the sentence once', async () => {
+    const cases = [
+      ['mqtt', /The broker at mqtt:\/\/.*refused the MQTT credentials\./],
+      ['management', /The management API at http:\/\/.* refused the credentials \(401\)\./],
+      ['amqp', /The broker at amqp:\/\/.*refused the AMQP credentials\./],
+    ] as const;
+    for (const [target, sentence] of cases) {
+      const url = (key: 'mqtt' | 'amqp' | 'management') => (key === target ? withBadCredentials(broker.urls[key]) : broker.urls[key]);
+      const args = ['probe', '--mqtt', url('mqtt'), '--amqp', url('amqp'), '--management', url('management')];
+      for (const json of [[], ['--json']]) {
+        const result = await runCli([...args, ...json]);
+        const said = `${result.stdout}${result.stderr}`;
+        expect({ target, json, code: result.code }).toEqual({ target, json, code: 4 });
+        expect(said.split(new RegExp(sentence.source)).length - 1).toBe(1);
+      }
+    }
+  }, 90_000);
 });
