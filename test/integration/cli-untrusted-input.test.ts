@@ -4,7 +4,11 @@ import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { createInterface } from 'node:readline';
 import { cliPath, runCli, type CliResult } from '../support/cli';
+import { uniqueName } from '../support/names';
+import { startFakeMqttBroker } from '../support/fake-mqtt-broker';
+import { mqttPluginWarning } from '../../src/cli/commands/rpc';
 
 const broker = inject('broker');
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -125,4 +129,48 @@ describe('probe with refused credentials', () => {
       }
     }
   }, 90_000);
+});
+
+describe('serve on a broker whose MQTT plugin does not feed the served exchange', () => {
+  it('says so once at start (warning line), and keeps serving', async () => {
+    const queue = uniqueName('rpc_queue');
+    const child = spawn(
+      process.execPath,
+      [cliPath, 'serve', '--amqp', broker.urls.amqp, '--mqtt', broker.urls.mqtt, '--management', broker.urls.management, '--queue', queue, '--exchange', 'amq.topic'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    });
+    const lines: string[] = [];
+    const warned = new Promise<string>((resolve) =>
+      createInterface({ input: child.stderr }).on('line', (line) => {
+        lines.push(line);
+        if (line.startsWith('warning: ')) resolve(line);
+      }),
+    );
+    // (the user name is hidden too: the sandbox's is its password, guest)
+    expect(await warned).toMatch(
+      new RegExp(`^warning: The MQTT plugin of amqp://\\*\\*\\*:\\*\\*\\*@127\\.0\\.0\\.1:${broker.ports.amqp}/? publishes to amq\\.direct \\(mqtt\\.exchange\\), but "${queue}" is served on amq\\.topic: devices' requests will not reach it \\(use --exchange amq\\.direct\\)\\.$`),
+    );
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(lines.filter((line) => line.startsWith('warning: '))).toHaveLength(1);
+    expect(lines.some((line) => line.startsWith('Serving '))).toBe(true);
+  }, 60_000);
+
+  it('says nothing when the plugin publishes to the served exchange, and names another broker behind the MQTT URL', async () => {
+    const queue = uniqueName('rpc_queue');
+    const urls = { amqpUrl: broker.urls.amqp, mqtt: broker.urls.mqtt, management: broker.urls.management, queue };
+    expect(await mqttPluginWarning({ ...urls, exchange: 'amq.direct' })).toBeUndefined();
+    const fake = await startFakeMqttBroker();
+    cleanups.push(() => fake.close());
+    expect(await mqttPluginWarning({ ...urls, mqtt: fake.url, exchange: 'amq.direct' })).toMatch(
+      new RegExp(`^The MQTT broker at ${fake.url}/? accepted our message but the RabbitMQ at .* never saw it: they are not the same broker \\(is .* a Mosquitto\\?\\): devices on ${fake.url}/? cannot reach "${queue}"\\.$`),
+    );
+  }, 60_000);
 });

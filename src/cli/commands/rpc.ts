@@ -15,8 +15,9 @@ import { cleanMqtt5 } from '../../shared/mqtt5-options';
 import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
+import { probeMqttExchange } from '../../core/broker/checks';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
-import { amqpConnectOptions } from '../../core/links/amqp-link';
+import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, printJsonLine, say, warn } from '../run';
@@ -31,6 +32,8 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIME
 
 interface ServeOptions {
   amqp?: string;
+  mqtt?: string;
+  management?: string;
   exchange: string;
   queue: string;
   workers: number;
@@ -353,6 +356,16 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     process.stderr.write(
       `Serving "${server.queue}"${options.queueType ? ` (${options.queueType} queue)` : ''} on ${server.exchange} at ${redactUrl(amqpUrl)}${fallbackAmqpUrls.length > 0 ? ` (fails over to ${fallbackAmqpUrls.map((url) => redactUrl(url)).join(', ')})` : ''} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
     );
+    let stopping = false;
+    void signals.stopped.then(() => (stopping = true));
+    // Said once, in the background: serving does not wait for it, and it never stops serve.
+    void mqttPluginWarning({ amqpUrl, exchange: server.exchange, queue: server.queue, ...(options.mqtt ? { mqtt: options.mqtt } : {}), ...(options.management ? { management: options.management } : {}) })
+      .then((sentence) => {
+        if (sentence === undefined || stopping) return;
+        if (options.json) printJsonLine({ problem: { kind: 'mqtt-plugin', worker: '', rpcId: '', message: sentence } });
+        else warn(sentence);
+      })
+      .catch(() => undefined);
     let report: StopReport | undefined;
     const announce = (): void => void process.stderr.write(`Stopping: draining ${server.stats.inFlight} in-flight request(s)...\n`);
     const tasks = (): CleanupTask[] => [{ what: 'drain in-flight requests and flush their acks', run: async () => (report = await server.stopWithReport(options.drainTimeout)) }];
@@ -384,6 +397,47 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     // A handler's own timers (an abandoned one, say) or a connection still opening must not keep the process alive.
     setTimeout(() => process.exit(), 2000).unref();
   }
+}
+
+/**
+ * What `serve` says once at start when devices cannot reach its queue through this broker: the broker has no MQTT
+ * listener (the rabbitmq_mqtt plugin is off), its MQTT plugin publishes to another exchange than the one served, or the
+ * MQTT URL reaches another broker. Asked of the management API (its listeners) and by the exchange probe (a message of its
+ * own, on a topic of its own); undefined when all is well or when it cannot be told (no management URL, another broker's
+ * management API, anything unreachable): a warning, never a reason not to serve. Bounded by the probe's own timeouts.
+ */
+export async function mqttPluginWarning(options: { amqpUrl: string; exchange: string; queue: string; mqtt?: string; management?: string }): Promise<string | undefined> {
+  let api: ManagementApi;
+  let mqttUrl: string | undefined;
+  try {
+    api = new ManagementApi(resolveUrl('management', options.management));
+    mqttUrl = resolveUrl('mqtt', options.mqtt);
+  } catch {
+    return undefined;
+  }
+  const overview = await api.overview().catch(() => undefined);
+  if (!overview) return undefined;
+  // Only the served broker's own management API can speak for it: the same cluster name as the AMQP connection's.
+  const connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
+  if (!connection) return undefined;
+  const clusterName = (connection.connection as unknown as { serverProperties?: Record<string, unknown> }).serverProperties?.cluster_name;
+  await connection.close().catch(() => undefined);
+  if (clusterName !== overview.clusterName) return undefined;
+  const broker = redactUrl(options.amqpUrl);
+  if (!overview.protocols.includes('mqtt')) {
+    return `The broker at ${broker} has no MQTT listener (is the rabbitmq_mqtt plugin enabled?): no device can call "${options.queue}" through it, and a device that gets replies is calling another broker.`;
+  }
+  const verdict = await probeMqttExchange({ mqttUrl, amqpUrl: options.amqpUrl, configuredExchange: options.exchange, api }).catch(() => undefined);
+  if (!verdict) return undefined;
+  const observed = verdict.observedExchange;
+  if (observed !== undefined && observed !== options.exchange) {
+    return `The MQTT plugin of ${broker} publishes to ${observed} (mqtt.exchange), but "${options.queue}" is served on ${options.exchange}: devices' requests will not reach it (use --exchange ${observed}).`;
+  }
+  if (observed === undefined) {
+    const line = verdict.lines.find((candidate) => candidate.status === 'fail' && candidate.check === 'MQTT exchange');
+    if (line) return `${line.message.replace(/\.$/, '')}: devices on ${redactUrl(mqttUrl)} cannot reach "${options.queue}".`;
+  }
+  return undefined;
 }
 
 function listIds(ids: readonly string[]): string {
@@ -554,6 +608,8 @@ export function registerRpcCommands(program: Command): void {
     .description('run the embedded RPC server: N workers consuming the shared queue, replying through the MQTT exchange')
     .option('--amqp <urls>', 'AMQP URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_SERVER_SETTINGS.exchange)
+    .option('--mqtt <url>', 'MQTT URL the devices use, to check at start that the MQTT plugin publishes to --exchange (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL, to check at start that the broker has the MQTT plugin (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)")
     .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', DEFAULT_SERVER_SETTINGS.queue)
     .option(
       '--queue-type <type>',
