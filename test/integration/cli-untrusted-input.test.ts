@@ -72,7 +72,13 @@ describe('call: payload sources are bounded', () => {
     const fromStdin = await runCli(['call', ...nowhere, '--payload-format', 'text', '-'], { input: Buffer.alloc(17 * 1024 * 1024, 0x61) });
     expect(fromStdin.code).toBe(2);
     expect(fromStdin.stderr).toBe('bridgescope: PAYLOAD - (stdin) is larger than 16 MiB, the most `call` reads (16 MiB of body, as Compose); nothing was sent.\n');
-  }, 30_000);
+    // 34 MiB of hex text is within what is read, but spells 17 MiB of body
+    const hex = join(await scratch(), 'big.hex');
+    await writeFile(hex, Buffer.alloc(34 * 1024 * 1024, 0x61));
+    const fromHex = await runCli(['call', ...nowhere, '--payload-format', 'hex', '--payload-file', hex]);
+    expect(fromHex.code).toBe(2);
+    expect(fromHex.stderr).toBe(`bridgescope: --payload-file ${hex} spells 17825792 bytes of body, more than the 16 MiB \`call\` sends (as Compose); nothing was sent.\n`);
+  }, 90_000);
 
   it('gives up on a stdin nobody closes after --timeout, with exit 2', async () => {
     const result = await runWithOpenStdin(['call', ...nowhere, '--timeout', '800', '-']);

@@ -165,13 +165,22 @@ export async function parsePayload(
     if (text !== undefined) throw new BridgeError('bad-input', 'Give the request body either as PAYLOAD or with --payload-file, not both.');
     const bytes = await readPayloadFile(file, format);
     if (format === undefined) return { rawBody: bytes };
-    return readPayload(format, bytes.toString('utf8'), `--payload-file ${file}`);
+    return withinCap(readPayload(format, bytes.toString('utf8'), `--payload-file ${file}`), `--payload-file ${file}`);
   }
   if (text === undefined) {
     if (format !== undefined && format !== 'json') throw new BridgeError('bad-input', `--payload-format ${format} needs a PAYLOAD or --payload-file.`);
     return {};
   }
-  return readPayload(format, text === '-' ? (await readStdin(format, timeoutMs)).toString('utf8') : text, 'PAYLOAD');
+  if (text !== '-') return readPayload(format, text, 'PAYLOAD');
+  return withinCap(readPayload(format, (await readStdin(format, timeoutMs)).toString('utf8'), 'PAYLOAD'), 'PAYLOAD - (stdin)');
+}
+
+/** Hex or base64 text within its cap can still spell more than 16 MiB of body: refused the same way. */
+function withinCap<T extends { rawBody?: Uint8Array }>(read: T, label: string): T {
+  if (read.rawBody !== undefined && read.rawBody.byteLength > MAX_FILE_PAYLOAD_BYTES) {
+    throw new BridgeError('too-large', `${label} spells ${read.rawBody.byteLength} bytes of body, more than the 16 MiB \`call\` sends (as Compose); nothing was sent.`);
+  }
+  return read;
 }
 
 /** `--user-property name=value`, repeatable (a name may repeat, as MQTT 5 allows). */
