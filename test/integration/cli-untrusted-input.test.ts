@@ -80,6 +80,17 @@ describe('call: payload sources are bounded', () => {
     expect(fromHex.stderr).toBe(`bridgescope: --payload-file ${hex} spells 17825792 bytes of body, more than the 16 MiB \`call\` sends (as Compose); nothing was sent.\n`);
   }, 90_000);
 
+  it('still reads a regular file and a stdin that ends (the call then goes on to connect: exit 4 here, nowhere to connect to)', async () => {
+    const small = join(await scratch(), 'body.json');
+    await writeFile(small, '{"params": [1, 2]}');
+    const fromFile = await runCli(['call', ...nowhere, '--payload-format', 'json', '--payload-file', small]);
+    const fromStdin = await runCli(['call', ...nowhere, '-'], { input: '{"params": [1, 2]}' });
+    for (const result of [fromFile, fromStdin]) {
+      expect(result.code).toBe(4);
+      expect(result.stderr).toMatch(/^bridgescope: .*127\.0\.0\.1:1/);
+    }
+  }, 30_000);
+
   it('gives up on a stdin nobody closes after --timeout, with exit 2', async () => {
     const result = await runWithOpenStdin(['call', ...nowhere, '--timeout', '800', '-']);
     expect(result.code).toBe(2);
