@@ -19,6 +19,61 @@ function latencyPercentile(sorted: readonly number[], p: number): number {
   return percentile(sorted, p) ?? 0;
 }
 
+/** One throughput point of a run's series: the end of its interval, the rate over it, and (kept here only) its length. */
+interface SeriesPoint {
+  atMs: number;
+  throughput: number;
+  spanMs: number;
+}
+
+/**
+ * A run's throughput series with a fixed most points, however long the run: the last `recent` intervals as they were
+ * measured, and before them at most `history` points, each the time-weighted mean of the intervals it stands for
+ * (neighbours are merged in pairs whenever the history fills up, so older stretches get coarser). Every progress event
+ * carries it whole, so an hour-long run must not send a bigger one each second than a one-minute run.
+ */
+export class BoundedSeries {
+  private readonly recentPoints: SeriesPoint[] = [];
+  private historyPoints: SeriesPoint[] = [];
+
+  constructor(
+    private readonly recent = 240,
+    private readonly history = 240,
+  ) {}
+
+  get maxPoints(): number {
+    return this.recent + this.history;
+  }
+
+  push(atMs: number, throughput: number, spanMs: number): void {
+    this.recentPoints.push({ atMs, throughput, spanMs });
+    if (this.recentPoints.length <= this.recent) return;
+    this.historyPoints.push(this.recentPoints.shift() as SeriesPoint);
+    if (this.historyPoints.length > this.history) this.historyPoints = mergePairs(this.historyPoints);
+  }
+
+  points(): Array<{ atMs: number; throughput: number }> {
+    const shown = (point: SeriesPoint): { atMs: number; throughput: number } => ({ atMs: point.atMs, throughput: point.throughput });
+    return [...this.historyPoints.map(shown), ...this.recentPoints.map(shown)];
+  }
+}
+
+/** Each two neighbours as one point over both intervals (an odd last one stays as it is). */
+function mergePairs(points: readonly SeriesPoint[]): SeriesPoint[] {
+  const merged: SeriesPoint[] = [];
+  for (let at = 0; at < points.length; at += 2) {
+    const first = points[at] as SeriesPoint;
+    const second = points[at + 1];
+    if (second === undefined) {
+      merged.push(first);
+      continue;
+    }
+    const spanMs = first.spanMs + second.spanMs;
+    merged.push({ atMs: second.atMs, spanMs, throughput: spanMs > 0 ? (first.throughput * first.spanMs + second.throughput * second.spanMs) / spanMs : 0 });
+  }
+  return merged;
+}
+
 export interface LoadOptions {
   count: number;
   concurrency: number;
@@ -34,7 +89,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   const histogram = new Array<number>(HISTOGRAM_BOUNDS_MS.length + 1).fill(0);
   const latencies: number[] = [];
   const errors: Record<string, number> = {};
-  const series: Array<{ atMs: number; throughput: number }> = [];
+  const series = new BoundedSeries();
   let started = 0;
   let completed = 0;
   let failed = 0;
@@ -68,11 +123,11 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     failed,
     elapsedMs: performance.now() - begin,
     histogram: { boundsMs: HISTOGRAM_BOUNDS_MS, counts: [...histogram] },
-    series: [...series],
+    series: series.points(),
   });
   const timer = setInterval(() => {
     const now = performance.now();
-    series.push({ atMs: now - begin, throughput: ((completed + failed - lastCompleted) / (now - lastTick)) * 1000 });
+    series.push(now - begin, ((completed + failed - lastCompleted) / (now - lastTick)) * 1000, now - lastTick);
     lastTick = now;
     lastCompleted = completed + failed;
     options.onProgress(progress());

@@ -17,6 +17,8 @@ import { RequestsController } from './session/requests';
 import { LoadController } from './session/load';
 import { WorkspaceController } from './session/workspace';
 import { WorkspaceStore } from './workspace';
+import { parseHandlerSpec } from './rpc/handlers';
+import { BridgeError } from './errors';
 
 export { tracerViewFor } from './session/tracing';
 export type { SessionFactories } from './session/factories';
@@ -36,6 +38,11 @@ export interface SessionOptions {
   workspace?: WorkspaceStore;
   /** told about something that went wrong without failing a command (a history write) */
   onProblem?: (sentence: string) => void;
+  /**
+   * Whether `server.start` may load a handler module (a path): it runs code as this user, so the browser host offers it
+   * only when the user asked (`bridgescope ui --allow-handler-modules`). Default: yes in the Electron window, no in a browser.
+   */
+  allowHandlerModules?: boolean;
 }
 
 export class Session {
@@ -209,6 +216,13 @@ export class Session {
   }
 
   async startServer(settings: ServerSettings): Promise<ServerView> {
+    const spec = parseHandlerSpec(settings.handler);
+    if (spec.kind === 'module' && !(this.options.allowHandlerModules ?? this.options.mode === 'electron')) {
+      throw new BridgeError(
+        'bad-input',
+        `The handler module ${spec.path} is refused: handler modules run code as the user running BridgeScope, so the browser socket takes them only after \`bridgescope ui --allow-handler-modules\` (echo, delay:MS and fail:CODE:MESSAGE work always).`,
+      );
+    }
     // Every AMQP URL of the profile with its credential fields, one per line: the server fails over as the inspector does.
     return this.server.start(brokerTargets(this.connection.require().profile).amqp.join('\n'), settings);
   }

@@ -60,6 +60,8 @@ export interface CheckLine {
   message: string;
   /** where the rule behind the line comes from, when it is one of the broker version's rules (also said in the message) */
   source?: string;
+  /** 'auth' on a failed line whose cause is refused credentials (the CLI then exits 4, as for any refused login) */
+  cause?: 'auth';
 }
 
 export interface ProbeVerdict {

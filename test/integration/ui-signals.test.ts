@@ -175,7 +175,7 @@ describe('bridgescope ui and npm start under signals', () => {
     // A handler that takes as long as the request asks, so each reply marks a moment well apart from the previous one.
     const handlerPath = join(dir, 'slow-handler.mjs');
     await writeFile(handlerPath, 'export default async (request) => { await new Promise((done) => setTimeout(done, request.params.ms)); return { waitedMs: request.params.ms }; };\n');
-    const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
+    const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir, '--allow-handler-modules']);
     const ready = await ui.waitForLine(/BridgeScope is ready: http/);
     const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
     const node = await runningSandbox(dir);

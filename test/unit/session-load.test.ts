@@ -41,6 +41,25 @@ function setUp(engine: (options: LoadOptions) => Promise<LoadSummary>, firehose 
 }
 
 describe('the load controller', () => {
+  it('refuses a run whose request or reply topic cannot be used (a NUL pasted from a device log) up front, in one sentence, sending nothing', async () => {
+    let runs = 0;
+    const { load } = setUp(async () => {
+      runs += 1;
+      return summary('never');
+    });
+    await expect(load.start({ ...args, topic: 'plant/\u0000/rpc', count: 100 })).rejects.toMatchObject({
+      code: 'bad-input',
+      message: 'The load run was not started: the request topic cannot be used: MQTT forbids the NUL character in topics.',
+    });
+    await expect(load.start({ ...args, replyTopic: 'reply/\u0000' })).rejects.toMatchObject({
+      code: 'bad-input',
+      message: 'The load run was not started: the reply topic cannot be used: MQTT forbids the NUL character in topics.',
+    });
+    expect(runs).toBe(0);
+    // Nothing was left running: the next good run starts.
+    await expect(load.start(args)).resolves.toMatchObject({ finishedAt: 'never' });
+  });
+
   it('gives each failed request a verdict from its own steps, and none to the replied ones or to requests never composed', async () => {
     const { load, store, added } = setUp(async (options) => {
       for (const [rpcId, code] of [['ok-1', undefined], ['slow-1', 'timeout'], ['never-1', 'bad-input']] as const) {

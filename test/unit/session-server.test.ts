@@ -1,7 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { ServerSettings, ServerView } from '../../src/shared/contract';
 import { ServerController } from '../../src/core/session/server';
-import { FakeServer, Journal } from './session-fakes';
+import { realFactories } from '../../src/core/session/factories';
+import { Session } from '../../src/core/session';
+import { dispatch } from '../../src/core/dispatch';
+import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
+import { FakeServer, Journal, fakeSessionFactories, profile } from './session-fakes';
 
 const settings: ServerSettings = { exchange: 'amq.direct', queue: 'rpc_queue', workers: 2, prefetch: 1, handler: 'echo' };
 
@@ -79,5 +86,64 @@ describe('the embedded server controller', () => {
     // Stopping again has nothing to do.
     await controller.stop();
     expect(views.at(-1)).toBe('stopped');
+  });
+});
+
+describe('a handler module asked for over the browser socket', () => {
+  const made: string[] = [];
+  afterEach(async () => {
+    for (const dir of made.splice(0)) await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A connected browser-mode session whose server is built by the real factory (the module is loaded before any broker is asked). */
+  async function browserSession(allowHandlerModules?: boolean) {
+    const fakes = fakeSessionFactories();
+    const session = new Session({
+      mode: 'browser',
+      profiles: new ProfileStore(memorySecretBox()),
+      emit: () => undefined,
+      sandboxDir: '/tmp/fake',
+      factories: { ...fakes.factories, createServer: realFactories.createServer },
+      ...(allowHandlerModules !== undefined ? { allowHandlerModules } : {}),
+    });
+    await session.open(profile);
+    return session;
+  }
+
+  async function moduleFile(): Promise<{ path: string; mark: string }> {
+    const dir = await mkdtemp(join(tmpdir(), 'bridgescope-socket-module-'));
+    made.push(dir);
+    const mark = `ran${Math.random().toString(36).slice(2)}`;
+    const path = join(dir, 'handler.mjs');
+    await writeFile(path, `globalThis.${mark} = true;\nexport default () => 'ok';\n`, { mode: 0o644 });
+    return { path, mark };
+  }
+
+  const start = (session: Session, handler: string) => dispatch(session.handlers, 'server.start', { ...settings, handler });
+
+  it('is refused unless `bridgescope ui --allow-handler-modules` allowed it, even the user\'s own file, and its code never runs', async () => {
+    const { path, mark } = await moduleFile();
+    expect(await start(await browserSession(), path)).toEqual({
+      ok: false,
+      error: {
+        code: 'bad-input',
+        message: `The handler module ${path} is refused: handler modules run code as the user running BridgeScope, so the browser socket takes them only after \`bridgescope ui --allow-handler-modules\` (echo, delay:MS and fail:CODE:MESSAGE work always).`,
+      },
+    });
+    expect((globalThis as Record<string, unknown>)[mark]).toBeUndefined();
+  });
+
+  it('is refused, allowed or not, when another user owns it; the built-in handlers start either way', async () => {
+    const { path, mark } = await moduleFile();
+    await chown(path, 65534, 65534);
+    expect(await start(await browserSession(true), path)).toEqual({
+      ok: false,
+      error: { code: 'bad-input', message: `The handler module ${path} is refused: it belongs to user id 65534, not to you or root, so its owner could run code as you.` },
+    });
+    expect((globalThis as Record<string, unknown>)[mark]).toBeUndefined();
+    const fakes = fakeSessionFactories();
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined, sandboxDir: '/tmp/fake', factories: fakes.factories });
+    await session.open(profile);
+    for (const handler of ['echo', 'delay:5', 'fail:E1:no']) expect(await start(session, handler)).toMatchObject({ ok: true, result: { state: 'running' } });
   });
 });

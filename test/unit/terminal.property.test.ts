@@ -254,6 +254,21 @@ describe('the reply body `call` prints', () => {
     expect(written).toEqual(['\\x1b[2J\n', '\u001b[2J\n']);
   });
 
+  it('writes a body that is not UTF-8 byte for byte into a pipe (no base64, no newline added), and as base64 on a terminal', () => {
+    const bytes = Buffer.from([0xff, 0xfe, 0x00, 0x1b, 0x5b, 0x32, 0x4a, 0xc3, 0x28, 0x0a]);
+    const chunks: Buffer[] = [];
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      chunks.push(Buffer.from(chunk));
+      return true;
+    });
+    const binary: RpcOutcome = { ...outcome(''), body: { kind: 'binary', base64: bytes.toString('base64'), bytes: bytes.length } };
+    printReply(binary, false);
+    expect(Buffer.concat(chunks)).toEqual(bytes);
+    chunks.length = 0;
+    printReply(binary, true);
+    expect(Buffer.concat(chunks).toString('utf8')).toBe(`${bytes.toString('base64')}\n`);
+  });
+
   it('keeps its bytes when stdout is a pipe, for scripts', () => {
     const written = captureWrites(process.stdout);
     fc.assert(

@@ -194,6 +194,8 @@ export function registerInspectCommands(program: Command): void {
           if (verdict.observedExchange) process.stdout.write(`The MQTT plugin publishes to: ${terminalSafe(verdict.observedExchange)}\n`);
           for (const line of verdict.lines) process.stdout.write(`${line.status.toUpperCase().padEnd(4)}  ${terminalSafe(line.message)}\n`);
         }
+        // Refused credentials end it as a refused login ends every command (4); any other failed check, 1.
+        if (verdict.lines.some((line) => line.status === 'fail' && line.cause === 'auth')) return ExitCode.unreachable;
         return verdict.lines.some((line) => line.status === 'fail') ? ExitCode.failure : ExitCode.ok;
       }),
     );

@@ -1,11 +1,12 @@
 /** `bridgescope serve`, `call` and `map`: the RPC engine and the topic map from the terminal. */
-import { readFileSync } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome, UserProperty } from '../../shared/rpc';
 import { BridgeError } from '../../core/errors';
-import type { PayloadFormat } from '../../shared/payload-format';
+import { MAX_FILE_PAYLOAD_BYTES, type PayloadFormat } from '../../shared/payload-format';
 import { redactUrl } from '../../core/broker/management-http';
 import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/server';
 import { RpcClient } from '../../core/rpc/client';
@@ -14,8 +15,9 @@ import { cleanMqtt5 } from '../../shared/mqtt5-options';
 import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import { ManagementApi } from '../../core/broker/management-api';
+import { probeMqttExchange } from '../../core/broker/checks';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
-import { amqpConnectOptions } from '../../core/links/amqp-link';
+import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, printJsonLine, say, warn } from '../run';
@@ -30,6 +32,8 @@ import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIME
 
 interface ServeOptions {
   amqp?: string;
+  mqtt?: string;
+  management?: string;
   exchange: string;
   queue: string;
   workers: number;
@@ -67,32 +71,116 @@ interface CallOptions {
 
 type CliPayloadFormat = Exclude<PayloadFormat, 'file'>;
 
+/** The most bytes `call` reads of a payload file or stdin, per format: 16 MiB of body, as Compose (hex and base64 spell it longer). */
+export function payloadSourceLimit(format: CliPayloadFormat | undefined): number {
+  return format === 'hex' || format === 'base64' ? 4 * MAX_FILE_PAYLOAD_BYTES : MAX_FILE_PAYLOAD_BYTES;
+}
+
+function tooLarge(label: string, format: CliPayloadFormat | undefined): BridgeError {
+  const limit = payloadSourceLimit(format);
+  return new BridgeError('too-large', `${label} is larger than ${limit / (1024 * 1024)} MiB, the most \`call\` reads${format === 'hex' || format === 'base64' ? ` as ${format}` : ''} (16 MiB of body, as Compose); nothing was sent.`);
+}
+
+/**
+ * A payload file's bytes, bounded: only a regular file (a FIFO, a device such as /dev/zero or a folder is refused before
+ * any read: give such bytes on stdin with PAYLOAD -), and at most payloadSourceLimit bytes, however much the file grows
+ * while it is read. Opened without blocking, so a FIFO nobody writes is refused at once.
+ */
+async function readPayloadFile(file: string, format: CliPayloadFormat | undefined): Promise<Buffer> {
+  const label = `--payload-file ${file}`;
+  let handle: FileHandle;
+  try {
+    handle = await open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch (err) {
+    throw new BridgeError('bad-input', `--payload-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new BridgeError('bad-input', `${label} is not a regular file (a FIFO, a device or a folder), so it could block or never end; pipe its bytes into PAYLOAD - instead.`);
+    const limit = payloadSourceLimit(format);
+    if (info.size > limit) throw tooLarge(label, format);
+    // One byte more than the file holds: reading it means the file grew while it was read (a log being written).
+    const buffer = Buffer.allocUnsafe(Math.min(limit, info.size) + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    if (length === buffer.length) {
+      throw length > limit ? tooLarge(label, format) : new BridgeError('bad-input', `${label} grew while it was read; give a file that is not being written.`);
+    }
+    return buffer.subarray(0, length);
+  } catch (err) {
+    if (err instanceof BridgeError) throw err;
+    throw new BridgeError('bad-input', `--payload-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/** PAYLOAD `-`: stdin until it ends, at most payloadSourceLimit bytes and no longer than the call's --timeout (a pipe nobody closes). */
+function readStdin(format: CliPayloadFormat | undefined, timeoutMs: number): Promise<Buffer> {
+  const stdin = process.stdin;
+  const limit = payloadSourceLimit(format);
+  return new Promise((resolvePromise, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (error: Error | undefined): void => {
+      clearTimeout(timer);
+      stdin.off('data', onData).off('end', onEnd).off('error', onError);
+      // Nothing more is read: a stdin left open must not keep the process alive.
+      stdin.destroy();
+      if (error) reject(error);
+      else resolvePromise(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) finish(tooLarge('PAYLOAD - (stdin)', format));
+      else chunks.push(chunk);
+    };
+    const onEnd = (): void => finish(undefined);
+    const onError = (err: Error): void => finish(new BridgeError('bad-input', `PAYLOAD -: cannot read stdin (${(err as NodeJS.ErrnoException).code ?? err.message}).`));
+    const timer = setTimeout(
+      () => finish(new BridgeError('bad-input', `PAYLOAD -: stdin did not end within the --timeout of ${timeoutMs} ms, so nothing was sent (close it, e.g. end a pipe or press Ctrl-D).`)),
+      timeoutMs,
+    );
+    stdin.on('data', onData).on('end', onEnd).on('error', onError);
+  });
+}
+
 /**
  * PAYLOAD (or --payload-file) read per --payload-format: json (default for PAYLOAD): a JSON object becomes the request
  * body (id and reply_to are added), anything else its params; text, hex, base64: the bytes are sent exactly as given.
- * A file without --payload-format is sent as its raw bytes. PAYLOAD `-` reads stdin.
+ * A file without --payload-format is sent as its raw bytes. PAYLOAD `-` reads stdin. Both sources are bounded in size,
+ * and stdin in time (`timeoutMs`, the call's own).
  */
-export function parsePayload(
+export async function parsePayload(
   text: string | undefined,
   format: CliPayloadFormat | undefined = undefined,
   file: string | undefined = undefined,
-): { payload?: Record<string, unknown>; params?: unknown; rawBody?: Uint8Array } {
+  timeoutMs: number = DEFAULT_CALL_TIMEOUT_MS,
+): Promise<{ payload?: Record<string, unknown>; params?: unknown; rawBody?: Uint8Array }> {
   if (file !== undefined) {
     if (text !== undefined) throw new BridgeError('bad-input', 'Give the request body either as PAYLOAD or with --payload-file, not both.');
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(file);
-    } catch (err) {
-      throw new BridgeError('bad-input', `--payload-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}).`);
-    }
+    const bytes = await readPayloadFile(file, format);
     if (format === undefined) return { rawBody: bytes };
-    return readPayload(format, bytes.toString('utf8'), `--payload-file ${file}`);
+    return withinCap(readPayload(format, bytes.toString('utf8'), `--payload-file ${file}`), `--payload-file ${file}`);
   }
   if (text === undefined) {
     if (format !== undefined && format !== 'json') throw new BridgeError('bad-input', `--payload-format ${format} needs a PAYLOAD or --payload-file.`);
     return {};
   }
-  return readPayload(format, text === '-' ? readFileSync(0, 'utf8') : text, 'PAYLOAD');
+  if (text !== '-') return readPayload(format, text, 'PAYLOAD');
+  return withinCap(readPayload(format, (await readStdin(format, timeoutMs)).toString('utf8'), 'PAYLOAD'), 'PAYLOAD - (stdin)');
+}
+
+/** Hex or base64 text within its cap can still spell more than 16 MiB of body: refused the same way. */
+function withinCap<T extends { rawBody?: Uint8Array }>(read: T, label: string): T {
+  if (read.rawBody !== undefined && read.rawBody.byteLength > MAX_FILE_PAYLOAD_BYTES) {
+    throw new BridgeError('too-large', `${label} spells ${read.rawBody.byteLength} bytes of body, more than the 16 MiB \`call\` sends (as Compose); nothing was sent.`);
+  }
+  return read;
 }
 
 /** `--user-property name=value`, repeatable (a name may repeat, as MQTT 5 allows). */
@@ -100,6 +188,12 @@ function collectUserProperty(value: string, previous: UserProperty[] = []): User
   const at = value.indexOf('=');
   if (at < 1) throw new InvalidArgumentError(`--user-property takes name=value, not "${value}".`);
   return [...previous, { key: value.slice(0, at), value: value.slice(at + 1) }];
+}
+
+/** `--reply-topic`: an empty one is no topic at all (MQTT forbids it), not a request for a generated one: a usage error. */
+function parseReplyTopic(value: string): string {
+  if (value === '') throw new InvalidArgumentError('--reply-topic cannot be empty (MQTT forbids an empty topic): give a topic, or leave the flag out for a generated reply/<uuid>.');
+  return value;
 }
 
 /** The MQTT 5 options of `call`, or undefined when none was given. */
@@ -155,12 +249,16 @@ async function finishTraced(signals: StopSignals, client: RpcClient, tracer: Fir
   return outcome.state === 'clean' && outcome.failed.length === 0;
 }
 
-/** The reply body on stdout: escaped on a terminal, byte for byte into a pipe (scripts need the bytes). */
+/**
+ * The reply body on stdout: escaped on a terminal, byte for byte into a pipe or file (scripts need the bytes). A body that
+ * is not UTF-8 text is base64 on a terminal, and into a pipe exactly its bytes, with no newline added.
+ */
 export function printReply(outcome: RpcOutcome, terminal: boolean = stdoutIsTerminal()): void {
   const body = outcome.body;
   if (body.kind === 'json') process.stdout.write(`${terminal ? jsonForTerminal(body.value) : JSON.stringify(body.value)}\n`);
   else if (body.kind === 'text') process.stdout.write(`${terminal ? terminalSafe(body.text) : body.text}\n`);
-  else process.stdout.write(`${body.base64}\n`);
+  else if (terminal) process.stdout.write(`${body.base64}\n`);
+  else process.stdout.write(Buffer.from(body.base64, 'base64'));
 }
 
 /**
@@ -267,6 +365,16 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     process.stderr.write(
       `Serving "${server.queue}"${options.queueType ? ` (${options.queueType} queue)` : ''} on ${server.exchange} at ${redactUrl(amqpUrl)}${fallbackAmqpUrls.length > 0 ? ` (fails over to ${fallbackAmqpUrls.map((url) => redactUrl(url)).join(', ')})` : ''} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
     );
+    let stopping = false;
+    void signals.stopped.then(() => (stopping = true));
+    // Said once, in the background: serving does not wait for it, and it never stops serve.
+    void mqttPluginWarning({ amqpUrl, exchange: server.exchange, queue: server.queue, ...(options.mqtt ? { mqtt: options.mqtt } : {}), ...(options.management ? { management: options.management } : {}) })
+      .then((sentence) => {
+        if (sentence === undefined || stopping) return;
+        if (options.json) printJsonLine({ problem: { kind: 'mqtt-plugin', worker: '', rpcId: '', message: sentence } });
+        else warn(sentence);
+      })
+      .catch(() => undefined);
     let report: StopReport | undefined;
     const announce = (): void => void process.stderr.write(`Stopping: draining ${server.stats.inFlight} in-flight request(s)...\n`);
     const tasks = (): CleanupTask[] => [{ what: 'drain in-flight requests and flush their acks', run: async () => (report = await server.stopWithReport(options.drainTimeout)) }];
@@ -298,6 +406,47 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     // A handler's own timers (an abandoned one, say) or a connection still opening must not keep the process alive.
     setTimeout(() => process.exit(), 2000).unref();
   }
+}
+
+/**
+ * What `serve` says once at start when devices cannot reach its queue through this broker: the broker has no MQTT
+ * listener (the rabbitmq_mqtt plugin is off), its MQTT plugin publishes to another exchange than the one served, or the
+ * MQTT URL reaches another broker. Asked of the management API (its listeners) and by the exchange probe (a message of its
+ * own, on a topic of its own); undefined when all is well or when it cannot be told (no management URL, another broker's
+ * management API, anything unreachable): a warning, never a reason not to serve. Bounded by the probe's own timeouts.
+ */
+export async function mqttPluginWarning(options: { amqpUrl: string; exchange: string; queue: string; mqtt?: string; management?: string }): Promise<string | undefined> {
+  let api: ManagementApi;
+  let mqttUrl: string | undefined;
+  try {
+    api = new ManagementApi(resolveUrl('management', options.management));
+    mqttUrl = resolveUrl('mqtt', options.mqtt);
+  } catch {
+    return undefined;
+  }
+  const overview = await api.overview().catch(() => undefined);
+  if (!overview) return undefined;
+  // Only the served broker's own management API can speak for it: the same cluster name as the AMQP connection's.
+  const connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
+  if (!connection) return undefined;
+  const clusterName = (connection.connection as unknown as { serverProperties?: Record<string, unknown> }).serverProperties?.cluster_name;
+  await connection.close().catch(() => undefined);
+  if (clusterName !== overview.clusterName) return undefined;
+  const broker = redactUrl(options.amqpUrl);
+  if (!overview.protocols.includes('mqtt')) {
+    return `The broker at ${broker} has no MQTT listener (is the rabbitmq_mqtt plugin enabled?): no device can call "${options.queue}" through it, and a device that gets replies is calling another broker.`;
+  }
+  const verdict = await probeMqttExchange({ mqttUrl, amqpUrl: options.amqpUrl, configuredExchange: options.exchange, api }).catch(() => undefined);
+  if (!verdict) return undefined;
+  const observed = verdict.observedExchange;
+  if (observed !== undefined && observed !== options.exchange) {
+    return `The MQTT plugin of ${broker} publishes to ${observed} (mqtt.exchange), but "${options.queue}" is served on ${options.exchange}: devices' requests will not reach it (use --exchange ${observed}).`;
+  }
+  if (observed === undefined) {
+    const line = verdict.lines.find((candidate) => candidate.status === 'fail' && candidate.check === 'MQTT exchange');
+    if (line) return `${line.message.replace(/\.$/, '')}: devices on ${redactUrl(mqttUrl)} cannot reach "${options.queue}".`;
+  }
+  return undefined;
 }
 
 function listIds(ids: readonly string[]): string {
@@ -365,7 +514,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let witness: CallWitness | undefined;
   try {
     try {
-      const { payload, params, rawBody } = parsePayload(payloadText, options.payloadFormat, options.payloadFile);
+      const { payload, params, rawBody } = await parsePayload(payloadText, options.payloadFormat, options.payloadFile, options.timeout);
       const mqtt5 = mqtt5Options(options);
       const [mqttUrl = '', ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt);
       client = new RpcClient({
@@ -468,6 +617,8 @@ export function registerRpcCommands(program: Command): void {
     .description('run the embedded RPC server: N workers consuming the shared queue, replying through the MQTT exchange')
     .option('--amqp <urls>', 'AMQP URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_SERVER_SETTINGS.exchange)
+    .option('--mqtt <url>', 'MQTT URL the devices use, to check at start that the MQTT plugin publishes to --exchange (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL, to check at start that the broker has the MQTT plugin (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)")
     .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', DEFAULT_SERVER_SETTINGS.queue)
     .option(
       '--queue-type <type>',
@@ -500,7 +651,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
-    .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>')
+    .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>', parseReplyTopic)
     .option('--method <name>', 'method field of the request')
     .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), DEFAULT_CALL_TIMEOUT_MS)
     .option('--mqtt-version <v>', '4 (3.1.1), 5 or auto', parseChoice('--mqtt-version', ['4', '5', 'auto'] as const), '4')
@@ -537,7 +688,8 @@ export function registerRpcCommands(program: Command): void {
         ];
         if (mapping.issues.length === 0) lines.push('ok: survives the round trip unchanged');
         for (const issue of mapping.issues) lines.push(`${issue.severity}: ${issue.message}`);
-        process.stdout.write(`${lines.join('\n')}\n`);
+        // A topic pasted from a device log may hold ESC, BEL or a bidi override: shown as escapes, like every other command.
+        process.stdout.write(`${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
       }),
     );
 }

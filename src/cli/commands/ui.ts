@@ -68,8 +68,12 @@ export function registerUiCommand(program: Command): void {
     .option('--static <dir>', 'the built renderer', defaultStatic)
     .option('--no-sandbox', 'do not start the sandbox broker when no broker is configured')
     .option('--sandbox-dir <path>', 'folder of the sandbox broker')
+    .option(
+      '--allow-handler-modules',
+      "let the Server panel load a handler module (PATH.js): it runs code as you, so without this only echo, delay:MS and fail are served; a module must be yours, in a folder only you can write",
+    )
     .action(
-      action(async (options: { port?: number; static: string; sandbox: boolean; sandboxDir?: string; dataDir?: string; newToken?: boolean }) => {
+      action(async (options: { port?: number; static: string; sandbox: boolean; sandboxDir?: string; dataDir?: string; newToken?: boolean; allowHandlerModules?: boolean }) => {
         // Listening first: a Ctrl-C during start-up still stops what start-up started.
         const signals = new StopSignals({
           boundMs: Object.values(stepBoundMs).reduce((sum, ms) => sum + ms, 0) + 5_000,
@@ -87,6 +91,7 @@ export function registerUiCommand(program: Command): void {
           sandboxDir,
           workspace,
           onProblem: (sentence) => warn(sentence),
+          allowHandlerModules: options.allowHandlerModules === true,
         });
         let host: Host;
         let releaseDataDir: () => Promise<void> = async () => undefined;

@@ -81,7 +81,7 @@ async function usableManagementApi(api: ManagementApi | undefined, lines: CheckL
     return { api, protocols: (await api.overview()).protocols };
   } catch (err) {
     const failure = toErrorShape(err);
-    if (failure.code === 'auth') lines.push({ check: 'management API', status: 'fail', message: failure.message });
+    if (failure.code === 'auth') lines.push({ check: 'management API', status: 'fail', message: failure.message, cause: 'auth' });
     else lines.push({ check: 'management API', status: 'warn', message: `${failure.message.replace(/\.$/, '')}: exchange types and bindings are not checked.` });
     return {};
   }
@@ -97,7 +97,7 @@ function mqttConnectLine(err: unknown, amqpUrl: string, protocols: string[] | un
   else if (protocols && !protocols.includes('mqtt')) message = `${capitalize(rabbit)} has no MQTT listener (is the rabbitmq_mqtt plugin enabled?): ${lowerFirst(reason)}.`;
   else if (protocols) message = `${reason}; ${rabbit} does have an MQTT listener, so check the MQTT URL's host and port.`;
   else message = `${reason}; if it should be ${rabbit}, is the rabbitmq_mqtt plugin enabled?`;
-  return { check: 'MQTT connection', status: 'fail', message };
+  return { check: 'MQTT connection', status: 'fail', message, ...(failure.code === 'auth' ? { cause: 'auth' as const } : {}) };
 }
 
 const capitalize = (text: string): string => text.charAt(0).toUpperCase() + text.slice(1);

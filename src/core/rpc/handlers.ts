@@ -1,6 +1,8 @@
 /** The embedded server's request handlers: echo, delay, fail, or a user's JavaScript module. */
 import { pathToFileURL } from 'node:url';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { realpath, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { BridgeError } from '../errors';
 import { MAX_TIMER_MS } from '../../shared/durations';
 import type { RpcRequest } from './envelope';
@@ -12,6 +14,9 @@ export interface HandlerContext {
 }
 
 export type RpcHandler = (request: RpcRequest, context: HandlerContext) => unknown;
+
+/** The extensions a handler module may have (its real file's too, after every symlink). */
+const MODULE_EXTENSION = /\.(c|m)?js$/;
 
 export type HandlerSpec =
   | { kind: 'echo' }
@@ -94,8 +99,56 @@ export function parseHandlerSpec(text: string): HandlerSpec {
   if (text === 'fail') return { kind: 'fail', code: 'failed', message: 'The fail handler fails every request.' };
   const fail = /^fail:([^:]+)(?::(.*))?$/.exec(text);
   if (fail) return { kind: 'fail', code: fail[1] as string, message: fail[2] ?? 'The fail handler fails every request.' };
-  if (/\.(c|m)?js$/.test(text)) return { kind: 'module', path: text };
+  if (MODULE_EXTENSION.test(text)) return { kind: 'module', path: text };
   throw new BridgeError('bad-input', `Unknown handler "${text}": use echo, delay:MS, fail, fail:CODE:MESSAGE or a path to a .js module.`);
+}
+
+/** Who may own a handler module or a folder above it: this user or root (undefined where there are no uids: Windows). */
+function trustedOwners(): ReadonlySet<number> | undefined {
+  const uid = process.getuid?.();
+  return uid === undefined ? undefined : new Set([uid, 0]);
+}
+
+/**
+ * The real path of a handler module, once it is safe to run as this user: a regular file with a .js, .mjs or .cjs name,
+ * owned by this user or root and writable by nobody else, in a folder that nobody else can write (every folder above
+ * it owned by this user or root, writable by others only with the sticky bit, as /tmp). Checked on the real path, so a
+ * symlink cannot lend a safe-looking name or place to another file, and that real path is what gets imported (nobody
+ * else can swap it between the check and the import). Else one sentence naming the path and the reason (bad-input).
+ */
+export async function checkHandlerModule(path: string): Promise<string> {
+  const refuse = (reason: string): never => {
+    throw new BridgeError('bad-input', `The handler module ${path} is refused: ${reason}.`);
+  };
+  let real: string;
+  try {
+    real = await realpath(resolve(path));
+  } catch (err) {
+    return refuse(`it cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const shown = real === resolve(path) ? 'it' : `its real file ${real}`;
+  const statOf = (at: string): Promise<Stats> =>
+    stat(at).catch((err: unknown) => refuse(`${at} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`));
+  const file = await statOf(real);
+  if (!file.isFile()) refuse(`${shown} is not a regular file`);
+  if (!MODULE_EXTENSION.test(real)) refuse(`${shown} is not a .js, .mjs or .cjs file`);
+  const owners = trustedOwners();
+  if (owners === undefined) return real;
+  if (!owners.has(file.uid)) refuse(`${shown} belongs to user id ${file.uid}, not to you or root, so its owner could run code as you`);
+  if ((file.mode & 0o022) !== 0) refuse(`${shown} can be changed by other users (mode ${(file.mode & 0o777).toString(8)}; chmod go-w)`);
+  let folder = dirname(real);
+  for (let nearest = true; ; nearest = false) {
+    const info = await statOf(folder);
+    if (!owners.has(info.uid)) refuse(`the folder ${folder} belongs to user id ${info.uid}, not to you or root, so its owner could replace the module`);
+    const othersWrite = (info.mode & 0o022) !== 0;
+    // In a sticky folder (/tmp) others cannot rename or delete what is not theirs, so it may sit above the module, not hold it.
+    if (othersWrite && (nearest || (info.mode & 0o1000) === 0)) {
+      refuse(`the folder ${folder} can be written by other users (mode ${(info.mode & 0o7777).toString(8)}), so they could replace the module`);
+    }
+    const parent = dirname(folder);
+    if (parent === folder) return real;
+    folder = parent;
+  }
 }
 
 /** Waits `ms`, or rejects when the request is given up; the abort listener goes when the wait ends, so none pile up. */
@@ -134,7 +187,7 @@ export async function loadHandler(spec: HandlerSpec): Promise<RpcHandler> {
         throw new HandlerError(spec.code, spec.message);
       };
     case 'module': {
-      const url = pathToFileURL(resolve(spec.path)).href;
+      const url = pathToFileURL(await checkHandlerModule(spec.path)).href;
       let loaded: { default?: unknown; handle?: unknown };
       try {
         loaded = (await import(url)) as { default?: unknown; handle?: unknown };

@@ -5,7 +5,7 @@ import type { TraceStep } from '../../shared/trace';
 import { BridgeError, toErrorShape } from '../errors';
 import { runLoad as runLoadEngine, type LoadOptions } from '../load';
 import type { RpcClient } from '../rpc/client';
-import { topicToRoutingKey } from '../../shared/topic-map';
+import { blockingIssue, lintTopic, topicToRoutingKey } from '../../shared/topic-map';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
 
 export interface LoadControllerOptions {
@@ -50,13 +50,19 @@ export class LoadController {
   async start(args: LoadArgs): Promise<LoadSummary> {
     const client = this.options.client();
     if (this.running) throw new BridgeError('busy', 'A load run is already going: cancel it or wait for it to end.');
+    // Every request of a run has the same topics and body: one that cannot be sent is refused once, before any is sent.
+    const call = callOptions(args);
+    for (const [role, topic] of [['request', call.topic], ['reply', call.replyTopic]] as const) {
+      const issue = topic === undefined ? undefined : blockingIssue(lintTopic(topic, role === 'request' ? 'publish' : 'reply'));
+      if (issue) throw new BridgeError('bad-input', `The load run was not started: the ${role} topic cannot be used: ${issue.message}`);
+    }
     const controller = new AbortController();
     this.running = controller;
     try {
       const summary = await (this.options.run ?? runLoadEngine)(client, {
         count: args.count,
         concurrency: args.concurrency,
-        call: callOptions(args),
+        call,
         signal: controller.signal,
         onProgress: (progress) => this.options.emitProgress(progress),
         onFailed: (rpcId, err) => {
