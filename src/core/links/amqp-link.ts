@@ -6,6 +6,7 @@ import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError } from '../errors';
 import { tlsFailure, tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { withDeadline } from '../../shared/deadline';
+import { firstThatAnswers, type Answered } from './in-turn';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export interface AmqpLinkOptions {
@@ -72,6 +73,25 @@ export async function connectAmqp(target: string | amqp.Options.Connect, socketO
   return model;
 }
 
+/** How long one AMQP connection attempt may take, TCP and handshake together (amqplib's socket timeout covers both). */
+export const AMQP_CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * A plain AMQP connection to the first node of a list that answers: each attempt bounded, a node that cannot be reached
+ * or never answers (a half-dead cluster node) is followed by the next. Every URL is checked before any is tried.
+ */
+export async function connectFirstAmqp(urls: readonly string[], socketOptions: Record<string, unknown>, heartbeatSeconds = 0): Promise<Answered<ChannelModel>> {
+  const targets = urls.map((url) => amqpConnectOptions(url, heartbeatSeconds));
+  return firstThatAnswers(urls, (_url, index) => connectAmqp(targets[index] as amqp.Options.Connect, { timeout: AMQP_CONNECT_TIMEOUT_MS, ...socketOptions }), explainAmqpError);
+}
+
+/** The first node of a list that accepts an AMQP connection (opened and closed again), for a caller that connects by itself. */
+export async function reachableAmqpUrl(urls: readonly string[], tls?: TlsFiles): Promise<Omit<Answered<unknown>, 'value'>> {
+  const { value: model, ...answered } = await connectFirstAmqp(urls, tlsSocketOptions(tls));
+  await closeAmqpBounded(model, model);
+  return answered;
+}
+
 /**
  * Closes an AMQP connection politely, but never waits longer than `boundMs` for a broker that does not answer (a
  * paused node): then the current socket (of `model`, the connection's latest) is destroyed.
@@ -93,7 +113,7 @@ export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (tls) return tls;
   if (code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts AMQP connections at ${where} (connection refused).`);
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new BridgeError('unreachable', `The AMQP host in ${where} cannot be resolved.`);
-  if (code === 'ETIMEDOUT' || /timeout/i.test(message)) return new BridgeError('timeout', `The AMQP connection to ${where} timed out.`);
+  if (code === 'ETIMEDOUT' || /timeout|ETIMEDOUT/i.test(message)) return new BridgeError('timeout', `The AMQP connection to ${where} timed out.`);
   if (/ACCESS_REFUSED|403/.test(message)) return new BridgeError('auth', `The broker at ${where} refused the AMQP credentials.`);
   if (/NOT_ALLOWED|530/.test(message)) return new BridgeError('auth', `The broker at ${where} does not allow this vhost for this user.`);
   return new BridgeError('unreachable', `Cannot open an AMQP connection to ${where}: ${message}`, { cause: err });
@@ -222,24 +242,20 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     const { heartbeatSeconds = 10 } = this.options;
     // Checked up front: a wrong fallback URL is a usage error now, not a surprise during a failover.
     const targets = this.urls.map((url) => amqpConnectOptions(url, heartbeatSeconds));
-    const failures: BridgeError[] = [];
-    for (let index = 0; index < targets.length; index += 1) {
-      try {
-        this.urlIndex = index;
-        await this.openAt(targets, index);
-        return;
-      } catch (err) {
-        failures.push(err instanceof BridgeError ? err : explainAmqpError(err, this.urls[index] as string));
-        // Only an unreachable node is worth the next URL; refused credentials or a bad vhost are the same everywhere.
-        if (!(err instanceof BridgeError) || (err.code !== 'unreachable' && err.code !== 'timeout')) break;
-      }
+    try {
+      await firstThatAnswers(
+        this.urls,
+        (_url, index) => {
+          this.urlIndex = index;
+          return this.openAt(targets, index);
+        },
+        explainAmqpError,
+      );
+    } catch (err) {
+      const failure = explainAmqpError(err, this.currentUrl);
+      this.setStatus({ state: 'failed', message: failure.message });
+      throw failure;
     }
-    const failure =
-      failures.length > 1
-        ? new BridgeError(failures.at(-1)?.code ?? 'unreachable', `No node answered: ${failures.map((f) => f.message).join(' ')}`)
-        : (failures[0] as BridgeError);
-    this.setStatus({ state: 'failed', message: failure.message });
-    throw failure;
   }
 
   private async openAt(targets: amqp.Options.Connect[], start: number): Promise<void> {
@@ -258,7 +274,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     const connection = await amqp.connect(connectOptions, {
       ...amqpTlsSocketOptions(this.options.tls),
       noDelay: true,
-      timeout: 5000,
+      timeout: AMQP_CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: this.options.connectionName },
       recovery: {
         initialMaxRetries: this.options.initialRetries ?? 0,

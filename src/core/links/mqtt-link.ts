@@ -5,6 +5,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { LinkStatus, QoS } from '../../shared/rpc';
 import { BridgeError } from '../errors';
 import { tlsFailure, type TlsFiles } from '../connection-details';
+import { firstThatAnswers, type Answered } from './in-turn';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export type MqttVersionChoice = 4 | 5 | 'auto';
@@ -172,25 +173,20 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     const urls = [this.options.url, ...(this.options.fallbackUrls ?? [])];
     const targets = urls.map((url) => validateMqttUrl(url));
     this.setStatus({ state: 'connecting', since: Date.now() });
-    const failures: Error[] = [];
-    for (const [index, target] of targets.entries()) {
-      try {
-        this.mqttClient = await this.connectAt(target, urls[index] as string);
-        this.currentUrl = urls[index] as string;
-        this.targetIndex = index;
-        break;
-      } catch (err) {
-        failures.push(err as Error);
-        // Only an unreachable node is worth the next URL; refused credentials are the same everywhere.
-        if (!(err instanceof BridgeError) || err.code !== 'unreachable') break;
-      }
+    let answered: Answered<MqttClient>;
+    try {
+      answered = await firstThatAnswers(
+        urls,
+        (url, index) => this.connectAt(targets[index] as MqttTarget, url),
+        (err, url) => (err instanceof BridgeError ? err : explainMqttError(err as Error, url)),
+      );
+    } catch (err) {
+      this.setStatus({ state: 'failed', message: (err as Error).message });
+      throw err;
     }
-    if (!this.mqttClient) {
-      const failure =
-        failures.length > 1 ? new BridgeError('unreachable', `No node answered: ${failures.map((f) => f.message).join(' ')}`) : (failures[0] as Error);
-      this.setStatus({ state: 'failed', message: failure.message });
-      throw failure;
-    }
+    this.mqttClient = answered.value;
+    this.currentUrl = answered.url;
+    this.targetIndex = answered.index;
     this.targets = targets;
     this.targetUrls = urls;
     this.watch(this.mqttClient);
