@@ -54,7 +54,8 @@ export function amqpConnectOptions(url: string, heartbeatSeconds: number): amqp.
   const vhost = parsed.pathname.length > 1 ? decodeUriPart(parsed.pathname.slice(1)) : '/';
   return {
     protocol: parsed.protocol.slice(0, -1),
-    hostname: parsed.hostname,
+    // WHATWG URL keeps an IPv6 address in brackets ([::1]); amqplib hands the hostname to net.connect, which wants it bare.
+    hostname: parsed.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: parsed.port ? Number(parsed.port) : parsed.protocol === 'amqps:' ? 5671 : 5672,
     username: decodeUriPart(parsed.username) || 'guest',
     password: decodeUriPart(parsed.password) || 'guest',
