@@ -103,6 +103,23 @@ export async function closeAmqpBounded(connection: { close(): Promise<unknown> }
   if (!closed.done) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
 }
 
+/**
+ * amqplib's own words (lib/connection.js, its opening handshake) when the broker answers connection.open with
+ * connection.close: the frame is printed without its reply code, so this text is all there is to recognise.
+ */
+export const AMQPLIB_OPEN_ANSWERED_BY_CLOSE = 'Expected ConnectionOpenOk; got <ConnectionClose';
+
+/** The vhost of the URL is not there for this user: it does not exist, or the user has no permission on it. */
+function missingVhost(url: string): BridgeError {
+  let vhost = '/';
+  try {
+    vhost = amqpConnectOptions(url, 0).vhost ?? '/';
+  } catch {
+    // an unreadable URL never got as far as a handshake; the default vhost is named then
+  }
+  return new BridgeError('auth', `The vhost "${vhost}" does not exist on this broker (or the user has no access to it).`);
+}
+
 /** Turns amqplib's connection errors into one sentence a user can act on. */
 export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (err instanceof BridgeError) return err;
@@ -116,7 +133,9 @@ export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new BridgeError('unreachable', `The AMQP host in ${where} cannot be resolved.`);
   if (code === 'ETIMEDOUT' || /timeout|ETIMEDOUT/i.test(message)) return new BridgeError('timeout', `The AMQP connection to ${where} timed out.`);
   if (/ACCESS_REFUSED|403/.test(message)) return new BridgeError('auth', `The broker at ${where} refused the AMQP credentials.`);
-  if (/NOT_ALLOWED|530/.test(message)) return new BridgeError('auth', `The broker at ${where} does not allow this vhost for this user.`);
+  // RabbitMQ answers connection.open with connection.close (530 NOT_ALLOWED) for a vhost it lacks or the user may not use;
+  // amqplib gives no structured reply code for it, only its own text.
+  if (/NOT_ALLOWED|530/.test(message) || message.startsWith(AMQPLIB_OPEN_ANSWERED_BY_CLOSE)) return missingVhost(url);
   return new BridgeError('unreachable', `Cannot open an AMQP connection to ${where}: ${message}`, { cause: err });
 }
 

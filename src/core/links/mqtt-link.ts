@@ -6,7 +6,7 @@ import type { LinkStatus, QoS } from '../../shared/rpc';
 import { BridgeError } from '../errors';
 import { tlsFailure, type TlsFiles } from '../connection-details';
 import { firstThatAnswers, type Answered } from './in-turn';
-import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
+import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, typedCredentials, unreadableUrlMessage } from '../../shared/redact';
 
 export type MqttVersionChoice = 4 | 5 | 'auto';
 
@@ -86,7 +86,11 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   if (err.code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts MQTT connections at ${where} (connection refused).`);
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new BridgeError('unreachable', `The MQTT host in ${where} cannot be resolved.`);
   if (err.code === 4 || err.code === 5 || err.code === 134 || err.code === 135) {
-    return new BridgeError('auth', `The broker at ${where} refused the MQTT credentials.`);
+    // RabbitMQ reads a user name "vhost:user" as a vhost and a user; a vhost it lacks is refused like a wrong password.
+    const user = decodeUriPart(typedCredentials(url)?.username ?? '');
+    const vhost = user.includes(':') ? user.slice(0, user.indexOf(':')) : undefined;
+    const orVhost = vhost !== undefined ? `, or the vhost "${vhost}" (before the ":" of the user name) does not exist on it or is not this user's` : '';
+    return new BridgeError('auth', `The broker at ${where} refused the MQTT credentials${orVhost}.`);
   }
   if (err.code === 2 || err.code === 133) return new BridgeError('auth', `The broker at ${where} refused the MQTT client id.`);
   if (err.code === 1 || err.code === 132) {
