@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultSandboxDir, type SandboxInfo } from '../core/broker/sandbox';
 import { BridgeError } from '../core/errors';
+import { ManagementApi } from '../core/broker/management-api';
+import { reachableAmqpUrl } from '../core/links/amqp-link';
+import { skippedSentence } from '../core/links/in-turn';
 import { splitUrls } from '../shared/url-list';
 
 /** Several URLs in one flag or variable (a cluster's nodes): the app's profiles read lists by the same rule. */
@@ -54,4 +57,20 @@ export function resolveUrls(kind: UrlKind, flag: string | undefined): string[] {
 /** The (first) URL for a protocol: the flag, then the environment, then the running sandbox. */
 export function resolveUrl(kind: UrlKind, flag: string | undefined): string {
   return resolveUrls(kind, flag)[0] as string;
+}
+
+/** The management API at every URL given (a cluster's nodes): when the one in use cannot be reached or does not answer, the next is asked. */
+export function managementApiFor(flag: string | undefined, vhost?: string): ManagementApi {
+  const [first, ...others] = resolveUrls('management', flag) as [string, ...string[]];
+  return new ManagementApi(first, vhost, undefined, undefined, others);
+}
+
+/**
+ * The first AMQP URL of the list that accepts a connection (each attempt bounded), for a command that connects by itself
+ * (the tracer); `skipped`, when nodes before it did not answer: one sentence naming them and the one in use.
+ */
+export async function reachableAmqp(flag: string | undefined): Promise<{ url: string; skipped?: string }> {
+  const answered = await reachableAmqpUrl(resolveUrls('amqp', flag));
+  const skipped = skippedSentence(answered);
+  return { url: answered.url, ...(skipped ? { skipped } : {}) };
 }

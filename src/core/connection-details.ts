@@ -1,5 +1,6 @@
 /** What a profile means to the links: every URL of each list with the user name and password fields applied, and the TLS files read. */
-import { readFileSync } from 'node:fs';
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { ConnectionProfile } from '../shared/contract';
 import { splitUrls } from '../shared/url-list';
 import { decodeUriPart, splitTypedUrl, typedCredentials } from '../shared/redact';
@@ -45,25 +46,56 @@ export function tlsSocketOptions(tls: TlsFiles | undefined): Record<string, unkn
   return { ...(tls.ca ? { ca: tls.ca } : {}), ...(tls.cert ? { cert: tls.cert } : {}), ...(tls.key ? { key: tls.key } : {}), rejectUnauthorized: tls.rejectUnauthorized };
 }
 
-function readTlsFile(path: string | undefined, what: string): Buffer | undefined {
+/** The most a TLS file may hold: a PEM bundle of a few certificates is kilobytes; a whole public CA bundle is about 250 KiB. */
+export const TLS_FILE_MAX_BYTES = 1024 * 1024;
+
+/**
+ * One TLS file, read without ever blocking the process: a regular file only (not a device such as /dev/zero, a pipe
+ * that nobody writes, a socket or a folder), at most TLS_FILE_MAX_BYTES. A profile can be imported, so the path may
+ * be anything.
+ */
+async function readTlsFile(path: string | undefined, what: string): Promise<Buffer | undefined> {
   const file = path?.trim();
   if (!file) return undefined;
+  const cannot = (why: string): BridgeError => new BridgeError('bad-input', `The ${what} "${file}" cannot be read: ${why}.`);
+  let handle: FileHandle | undefined;
   try {
-    return readFileSync(file);
+    // Non-blocking: opening a pipe nobody writes to would otherwise hold one of libuv's few threads forever.
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const stats = await handle.stat();
+    if (stats.isDirectory()) throw cannot('it is a folder');
+    if (!stats.isFile()) throw cannot('it is not a regular file (a device, a pipe or a socket)');
+    if (stats.size > TLS_FILE_MAX_BYTES) throw cannot(`it holds ${formatBytes(stats.size)}, more than the ${formatBytes(TLS_FILE_MAX_BYTES)} a certificate or key file may hold`);
+    // A file that grows while it is read (or whose size the system does not tell) is still read up to the cap only.
+    const buffer = Buffer.alloc(TLS_FILE_MAX_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length > TLS_FILE_MAX_BYTES) throw cannot(`it holds more than the ${formatBytes(TLS_FILE_MAX_BYTES)} a certificate or key file may hold`);
+    }
+    return Buffer.from(buffer.subarray(0, length));
   } catch (err) {
+    if (err instanceof BridgeError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'there is no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message;
-    throw new BridgeError('bad-input', `The ${what} "${file}" cannot be read: ${why}.`);
+    throw cannot(code === 'ENOENT' ? 'there is no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (err as Error).message);
+  } finally {
+    await handle?.close().catch(() => undefined);
   }
 }
 
+function formatBytes(bytes: number): string {
+  return bytes >= 1024 * 1024 ? `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MiB` : `${Math.ceil(bytes / 1024)} KiB`;
+}
+
 /** The profile's TLS files, read now (so a wrong path is one sentence before any connection); undefined when none is set. */
-export function tlsFiles(profile: Pick<ConnectionProfile, 'tls'>): TlsFiles | undefined {
+export async function tlsFiles(profile: Pick<ConnectionProfile, 'tls'>): Promise<TlsFiles | undefined> {
   const tls = profile.tls;
   if (!tls) return undefined;
-  const ca = readTlsFile(tls.caFile, 'CA file');
-  const cert = readTlsFile(tls.certFile, 'client certificate file');
-  const key = readTlsFile(tls.keyFile, 'key file');
+  const ca = await readTlsFile(tls.caFile, 'CA file');
+  const cert = await readTlsFile(tls.certFile, 'client certificate file');
+  const key = await readTlsFile(tls.keyFile, 'client key file');
   const rejectUnauthorized = tls.verify !== false;
   if (!ca && !cert && !key && rejectUnauthorized) return undefined;
   return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), rejectUnauthorized };

@@ -97,7 +97,7 @@ export async function testConnection(profile: ConnectionProfile): Promise<Connec
   let tls: TlsFiles | undefined;
   let tlsProblem: string | undefined;
   try {
-    tls = tlsFiles(profile);
+    tls = await tlsFiles(profile);
   } catch (err) {
     tlsProblem = toErrorShape(err).message;
   }

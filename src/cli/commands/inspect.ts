@@ -1,6 +1,5 @@
 /** `bridgescope bindings`, `trace` and `probe`: what the broker really does, from the terminal. */
 import type { Command } from 'commander';
-import { ManagementApi } from '../../core/broker/management-api';
 import { amqpConsumerCounter, preflight, probeMqttExchange } from '../../core/broker/checks';
 import { bindingsView } from '../../core/broker/bindings-view';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
@@ -10,7 +9,7 @@ import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
 import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson, printJsonLine, say, warn } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
-import { resolveUrl } from '../urls';
+import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 import type { CheckLine } from '../../shared/broker';
@@ -27,7 +26,7 @@ export function registerInspectCommands(program: Command): void {
     .option('--json', 'print the bindings as JSON')
     .action(
       action(async (options: { management?: string; amqp?: string; exchange: string; vhost: string; json?: boolean }) => {
-        const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
+        const api = managementApiFor(options.management, options.vhost);
         const { bindings } = await withLiveCounts(options.amqp, (count) => bindingsView(api, options.exchange, count));
         if (options.json) {
           printJson(bindings);
@@ -67,7 +66,7 @@ export function registerInspectCommands(program: Command): void {
         // First of all, so no signal finds tracing switched on and nobody left to switch it off.
         const signals = new StopSignals();
         const store = new TraceStore();
-        const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
+        const api = managementApiFor(options.management, options.vhost);
         const print = (event: FirehoseEvent, step: TraceStep | undefined): void => {
           if (step) {
             if (options.json) printJsonLine(step);
@@ -85,7 +84,10 @@ export function registerInspectCommands(program: Command): void {
             `${new Date().toISOString().slice(11, 23)}  ${'-'.padEnd(8)}  ${terminalSafe(`${event.type} ${event.name} key "${event.routingKeys.join(', ')}"${routed}`)}\n`,
           );
         };
-        const tracer = new FirehoseTracer({ amqpUrl: resolveUrl('amqp', options.amqp), api, store, onEvent: print, owner: `bridgescope trace (pid ${process.pid})` });
+        // The first node of the list that answers: the tracer stays with it.
+        const amqp = await reachableAmqp(options.amqp);
+        if (amqp.skipped) warn(amqp.skipped);
+        const tracer = new FirehoseTracer({ amqpUrl: amqp.url, api, store, onEvent: print, owner: `bridgescope trace (pid ${process.pid})` });
         const abandoned = await checkAbandonedTracing(api);
         if (abandoned) say(abandoned.message);
         const tasks = () => [
@@ -149,7 +151,7 @@ export function registerInspectCommands(program: Command): void {
             json?: boolean;
           },
         ) => {
-          const api = new ManagementApi(resolveUrl('management', options.management), options.vhost);
+          const api = managementApiFor(options.management, options.vhost);
           const bytes = payload !== undefined ? Buffer.byteLength(payload) : options.payloadBytes;
           const lines: CheckLine[] = await withLiveCounts(options.amqp, (count) =>
             preflight(api, {
@@ -182,11 +184,16 @@ export function registerInspectCommands(program: Command): void {
     .option('--json', 'print the verdict as JSON')
     .action(
       action(async (options: { mqtt?: string; amqp?: string; management?: string; exchange: string; json?: boolean }) => {
+        const [mqttUrl, ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt) as [string, ...string[]];
+        const [amqpUrl, ...fallbackAmqpUrls] = resolveUrls('amqp', options.amqp) as [string, ...string[]];
         const verdict = await probeMqttExchange({
-          mqttUrl: resolveUrl('mqtt', options.mqtt),
-          amqpUrl: resolveUrl('amqp', options.amqp),
+          mqttUrl,
+          fallbackMqttUrls,
+          amqpUrl,
+          fallbackAmqpUrls,
           configuredExchange: options.exchange,
-          api: new ManagementApi(resolveUrl('management', options.management)),
+          api: managementApiFor(options.management),
+          onSkipped: warn,
         });
         if (options.json) printJson(verdict);
         else {

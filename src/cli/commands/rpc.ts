@@ -14,7 +14,7 @@ import { buildCallOptions, readPayload } from '../../core/rpc/call-options';
 import { cleanMqtt5 } from '../../shared/mqtt5-options';
 import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
 import { mapTopic, type TopicRole } from '../../shared/topic-map';
-import { ManagementApi } from '../../core/broker/management-api';
+import type { ManagementApi } from '../../core/broker/management-api';
 import { probeMqttExchange } from '../../core/broker/checks';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
@@ -25,7 +25,7 @@ import { withDeadline } from '../../shared/deadline';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
-import { resolveUrl, resolveUrls } from '../urls';
+import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
@@ -362,13 +362,15 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       return crashReason === undefined ? undefined : 1;
     }
     started = true;
+    // The node it reached (a node before it in the list may not have answered); the others are where it fails over to.
+    const failoverNodes = [amqpUrl, ...fallbackAmqpUrls].filter((url) => url !== server.connectedUrl);
     process.stderr.write(
-      `Serving "${server.queue}"${options.queueType ? ` (${options.queueType} queue)` : ''} on ${server.exchange} at ${redactUrl(amqpUrl)}${fallbackAmqpUrls.length > 0 ? ` (fails over to ${fallbackAmqpUrls.map((url) => redactUrl(url)).join(', ')})` : ''} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
+      `Serving "${server.queue}"${options.queueType ? ` (${options.queueType} queue)` : ''} on ${server.exchange} at ${redactUrl(server.connectedUrl)}${failoverNodes.length > 0 ? ` (fails over to ${failoverNodes.map((url) => redactUrl(url)).join(', ')})` : ''} with ${options.workers} worker(s), prefetch ${options.prefetch}, handler ${options.handler}. Ctrl-C stops.\n`,
     );
     let stopping = false;
     void signals.stopped.then(() => (stopping = true));
     // Said once, in the background: serving does not wait for it, and it never stops serve.
-    void mqttPluginWarning({ amqpUrl, exchange: server.exchange, queue: server.queue, ...(options.mqtt ? { mqtt: options.mqtt } : {}), ...(options.management ? { management: options.management } : {}) })
+    void mqttPluginWarning({ amqpUrl: server.connectedUrl, exchange: server.exchange, queue: server.queue, ...(options.mqtt ? { mqtt: options.mqtt } : {}), ...(options.management ? { management: options.management } : {}) })
       .then((sentence) => {
         if (sentence === undefined || stopping) return;
         if (options.json) printJsonLine({ problem: { kind: 'mqtt-plugin', worker: '', rpcId: '', message: sentence } });
@@ -419,7 +421,7 @@ export async function mqttPluginWarning(options: { amqpUrl: string; exchange: st
   let api: ManagementApi;
   let mqttUrl: string | undefined;
   try {
-    api = new ManagementApi(resolveUrl('management', options.management));
+    api = managementApiFor(options.management);
     mqttUrl = resolveUrl('mqtt', options.mqtt);
   } catch {
     return undefined;
@@ -531,9 +533,12 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
       witness = new CallWitness(client, () => rpcId);
       if (options.trace) {
-        const amqpUrl = resolveUrl('amqp', options.amqp);
+        // The first node of the list that answers: the tracer stays with it.
+        const amqp = await reachableAmqp(options.amqp);
+        if (amqp.skipped) warn(amqp.skipped);
+        const amqpUrl = amqp.url;
         // Tracing is per vhost: the one the tracer consumes in, named by the AMQP URL.
-        const api = new ManagementApi(resolveUrl('management', options.management), amqpConnectOptions(amqpUrl, 0).vhost);
+        const api = managementApiFor(options.management, amqpConnectOptions(amqpUrl, 0).vhost);
         abandoned = await checkAbandonedTracing(api).catch(() => undefined);
         if (abandoned) say(abandoned.message);
         tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})` });

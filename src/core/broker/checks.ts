@@ -5,7 +5,8 @@ import type { BindingInfo, CheckLine, ConsumerInfo, ProbeVerdict, QueueInfo } fr
 import { brokerRules, describeBrokerRules, preflightVersionFindings, type BrokerRules, type PreflightPlan } from '../../shared/broker-versions';
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
-import { amqpConnectOptions, connectAmqp, explainAmqpError } from '../links/amqp-link';
+import { amqpConnectOptions, connectFirstAmqp } from '../links/amqp-link';
+import { skippedSentence, usingSentence } from '../links/in-turn';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
 import { toErrorShape } from '../errors';
@@ -54,6 +55,11 @@ export function wildcardOnDirectLines(exchange: string, exchangeType: string | u
 export interface ProbeOptions {
   mqttUrl: string;
   amqpUrl: string;
+  /** other nodes of the cluster, tried in turn when one cannot be reached or never answers */
+  fallbackMqttUrls?: readonly string[];
+  fallbackAmqpUrls?: readonly string[];
+  /** told when nodes of a list did not answer: one sentence naming them and the node in use */
+  onSkipped?: (sentence: string) => void;
   configuredExchange: string;
   api?: ManagementApi;
   timeoutMs?: number;
@@ -132,14 +138,14 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
     lines,
   });
   const { api, protocols } = await usableManagementApi(options.api, lines);
-  let connection: amqp.ChannelModel;
-  try {
-    connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 10), { ...tlsSocketOptions(options.tls), noDelay: true, timeout: 5000 });
-  } catch (err) {
-    throw explainAmqpError(err, options.amqpUrl);
-  }
+  const reached = await connectFirstAmqp([options.amqpUrl, ...(options.fallbackAmqpUrls ?? [])], { ...tlsSocketOptions(options.tls), noDelay: true }, 10);
+  const connection = reached.value;
+  // From here on, the node in use is the one named.
+  const amqpUrl = reached.url;
+  const skipped = skippedSentence(reached);
+  if (skipped) options.onSkipped?.(skipped);
   const clientId = `bridgescope-probe-${token.slice(0, 8)}`;
-  const link = new MqttLink({ url: options.mqttUrl, clientId });
+  const link = new MqttLink({ url: options.mqttUrl, ...(options.fallbackMqttUrls?.length ? { fallbackUrls: options.fallbackMqttUrls } : {}), clientId });
   if (options.tls) link.useDetails({ tls: options.tls });
   try {
     const channel = await connection.createChannel();
@@ -168,9 +174,10 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
     try {
       await link.open();
     } catch (err) {
-      lines.unshift(mqttConnectLine(err, options.amqpUrl, protocols));
+      lines.unshift(mqttConnectLine(err, amqpUrl, protocols));
       return verdict();
     }
+    if (link.currentUrl !== options.mqttUrl) options.onSkipped?.(usingSentence(link.currentUrl, [`The MQTT node ${redactUrl(options.mqttUrl)} could not be reached or did not answer.`]));
     // Our own subscription leaves a trace on RabbitMQ (its subscription queue) even when mqtt.exchange is elsewhere.
     let echoed = false;
     link.on('message', (messageTopic) => {
@@ -186,12 +193,12 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
     await within(arrival);
 
     const exchangeType = observed ? await exchangeTypeOf(observed, api) : undefined;
-    const mqttUrl = redactUrl(options.mqttUrl);
+    const mqttUrl = redactUrl(link.currentUrl);
     if (observed === undefined && !(await rabbitSawSubscription(connection, clientId))) {
       lines.unshift({
         check: 'MQTT exchange',
         status: 'fail',
-        message: `The MQTT broker at ${mqttUrl} ${acknowledged ? 'accepted our message' : `did not acknowledge our message within ${timeoutMs} ms`} but the RabbitMQ at ${redactUrl(options.amqpUrl)} never saw it: they are not the same broker (is ${mqttUrl} a Mosquitto?)${vhostHint(options.amqpUrl)}.`,
+        message: `The MQTT broker at ${mqttUrl} ${acknowledged ? 'accepted our message' : `did not acknowledge our message within ${timeoutMs} ms`} but the RabbitMQ at ${redactUrl(amqpUrl)} never saw it: they are not the same broker (is ${mqttUrl} a Mosquitto?)${vhostHint(amqpUrl)}.`,
       });
     } else if (observed === undefined) {
       lines.unshift({

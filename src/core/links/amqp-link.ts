@@ -6,6 +6,7 @@ import type { LinkStatus } from '../../shared/rpc';
 import { BridgeError } from '../errors';
 import { tlsFailure, tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { withDeadline } from '../../shared/deadline';
+import { firstThatAnswers, type Answered } from './in-turn';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export interface AmqpLinkOptions {
@@ -53,7 +54,8 @@ export function amqpConnectOptions(url: string, heartbeatSeconds: number): amqp.
   const vhost = parsed.pathname.length > 1 ? decodeUriPart(parsed.pathname.slice(1)) : '/';
   return {
     protocol: parsed.protocol.slice(0, -1),
-    hostname: parsed.hostname,
+    // WHATWG URL keeps an IPv6 address in brackets ([::1]); amqplib hands the hostname to net.connect, which wants it bare.
+    hostname: parsed.hostname.replace(/^\[(.*)\]$/, '$1'),
     port: parsed.port ? Number(parsed.port) : parsed.protocol === 'amqps:' ? 5671 : 5672,
     username: decodeUriPart(parsed.username) || 'guest',
     password: decodeUriPart(parsed.password) || 'guest',
@@ -72,6 +74,25 @@ export async function connectAmqp(target: string | amqp.Options.Connect, socketO
   return model;
 }
 
+/** How long one AMQP connection attempt may take, TCP and handshake together (amqplib's socket timeout covers both). */
+export const AMQP_CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * A plain AMQP connection to the first node of a list that answers: each attempt bounded, a node that cannot be reached
+ * or never answers (a half-dead cluster node) is followed by the next. Every URL is checked before any is tried.
+ */
+export async function connectFirstAmqp(urls: readonly string[], socketOptions: Record<string, unknown>, heartbeatSeconds = 0): Promise<Answered<ChannelModel>> {
+  const targets = urls.map((url) => amqpConnectOptions(url, heartbeatSeconds));
+  return firstThatAnswers(urls, (_url, index) => connectAmqp(targets[index] as amqp.Options.Connect, { timeout: AMQP_CONNECT_TIMEOUT_MS, ...socketOptions }), explainAmqpError);
+}
+
+/** The first node of a list that accepts an AMQP connection (opened and closed again), for a caller that connects by itself. */
+export async function reachableAmqpUrl(urls: readonly string[], tls?: TlsFiles): Promise<Omit<Answered<unknown>, 'value'>> {
+  const { value: model, ...answered } = await connectFirstAmqp(urls, tlsSocketOptions(tls));
+  await closeAmqpBounded(model, model);
+  return answered;
+}
+
 /**
  * Closes an AMQP connection politely, but never waits longer than `boundMs` for a broker that does not answer (a
  * paused node): then the current socket (of `model`, the connection's latest) is destroyed.
@@ -80,6 +101,23 @@ export async function closeAmqpBounded(connection: { close(): Promise<unknown> }
   const closed = await withDeadline(connection.close().catch(() => undefined), boundMs);
   // amqplib keeps the socket on the connection object; its types do not show it.
   if (!closed.done) (model?.connection as unknown as { stream?: Socket } | undefined)?.stream?.destroy();
+}
+
+/**
+ * amqplib's own words (lib/connection.js, its opening handshake) when the broker answers connection.open with
+ * connection.close: the frame is printed without its reply code, so this text is all there is to recognise.
+ */
+export const AMQPLIB_OPEN_ANSWERED_BY_CLOSE = 'Expected ConnectionOpenOk; got <ConnectionClose';
+
+/** The vhost of the URL is not there for this user: it does not exist, or the user has no permission on it. */
+function missingVhost(url: string): BridgeError {
+  let vhost = '/';
+  try {
+    vhost = amqpConnectOptions(url, 0).vhost ?? '/';
+  } catch {
+    // an unreadable URL never got as far as a handshake; the default vhost is named then
+  }
+  return new BridgeError('auth', `The vhost "${vhost}" does not exist on this broker (or the user has no access to it).`);
 }
 
 /** Turns amqplib's connection errors into one sentence a user can act on. */
@@ -93,9 +131,11 @@ export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (tls) return tls;
   if (code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts AMQP connections at ${where} (connection refused).`);
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new BridgeError('unreachable', `The AMQP host in ${where} cannot be resolved.`);
-  if (code === 'ETIMEDOUT' || /timeout/i.test(message)) return new BridgeError('timeout', `The AMQP connection to ${where} timed out.`);
+  if (code === 'ETIMEDOUT' || /timeout|ETIMEDOUT/i.test(message)) return new BridgeError('timeout', `The AMQP connection to ${where} timed out.`);
   if (/ACCESS_REFUSED|403/.test(message)) return new BridgeError('auth', `The broker at ${where} refused the AMQP credentials.`);
-  if (/NOT_ALLOWED|530/.test(message)) return new BridgeError('auth', `The broker at ${where} does not allow this vhost for this user.`);
+  // RabbitMQ answers connection.open with connection.close (530 NOT_ALLOWED) for a vhost it lacks or the user may not use;
+  // amqplib gives no structured reply code for it, only its own text.
+  if (/NOT_ALLOWED|530/.test(message) || message.startsWith(AMQPLIB_OPEN_ANSWERED_BY_CLOSE)) return missingVhost(url);
   return new BridgeError('unreachable', `Cannot open an AMQP connection to ${where}: ${message}`, { cause: err });
 }
 
@@ -222,24 +262,20 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     const { heartbeatSeconds = 10 } = this.options;
     // Checked up front: a wrong fallback URL is a usage error now, not a surprise during a failover.
     const targets = this.urls.map((url) => amqpConnectOptions(url, heartbeatSeconds));
-    const failures: BridgeError[] = [];
-    for (let index = 0; index < targets.length; index += 1) {
-      try {
-        this.urlIndex = index;
-        await this.openAt(targets, index);
-        return;
-      } catch (err) {
-        failures.push(err instanceof BridgeError ? err : explainAmqpError(err, this.urls[index] as string));
-        // Only an unreachable node is worth the next URL; refused credentials or a bad vhost are the same everywhere.
-        if (!(err instanceof BridgeError) || (err.code !== 'unreachable' && err.code !== 'timeout')) break;
-      }
+    try {
+      await firstThatAnswers(
+        this.urls,
+        (_url, index) => {
+          this.urlIndex = index;
+          return this.openAt(targets, index);
+        },
+        explainAmqpError,
+      );
+    } catch (err) {
+      const failure = explainAmqpError(err, this.currentUrl);
+      this.setStatus({ state: 'failed', message: failure.message });
+      throw failure;
     }
-    const failure =
-      failures.length > 1
-        ? new BridgeError(failures.at(-1)?.code ?? 'unreachable', `No node answered: ${failures.map((f) => f.message).join(' ')}`)
-        : (failures[0] as BridgeError);
-    this.setStatus({ state: 'failed', message: failure.message });
-    throw failure;
   }
 
   private async openAt(targets: amqp.Options.Connect[], start: number): Promise<void> {
@@ -258,7 +294,7 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
     const connection = await amqp.connect(connectOptions, {
       ...amqpTlsSocketOptions(this.options.tls),
       noDelay: true,
-      timeout: 5000,
+      timeout: AMQP_CONNECT_TIMEOUT_MS,
       clientProperties: { connection_name: this.options.connectionName },
       recovery: {
         initialMaxRetries: this.options.initialRetries ?? 0,

@@ -5,7 +5,8 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { LinkStatus, QoS } from '../../shared/rpc';
 import { BridgeError } from '../errors';
 import { tlsFailure, type TlsFiles } from '../connection-details';
-import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
+import { firstThatAnswers, type Answered } from './in-turn';
+import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, typedCredentials, unreadableUrlMessage } from '../../shared/redact';
 
 export type MqttVersionChoice = 4 | 5 | 'auto';
 
@@ -85,7 +86,11 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   if (err.code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts MQTT connections at ${where} (connection refused).`);
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new BridgeError('unreachable', `The MQTT host in ${where} cannot be resolved.`);
   if (err.code === 4 || err.code === 5 || err.code === 134 || err.code === 135) {
-    return new BridgeError('auth', `The broker at ${where} refused the MQTT credentials.`);
+    // RabbitMQ reads a user name "vhost:user" as a vhost and a user; a vhost it lacks is refused like a wrong password.
+    const user = decodeUriPart(typedCredentials(url)?.username ?? '');
+    const vhost = user.includes(':') ? user.slice(0, user.indexOf(':')) : undefined;
+    const orVhost = vhost !== undefined ? `, or the vhost "${vhost}" (before the ":" of the user name) does not exist on it or is not this user's` : '';
+    return new BridgeError('auth', `The broker at ${where} refused the MQTT credentials${orVhost}.`);
   }
   if (err.code === 2 || err.code === 133) return new BridgeError('auth', `The broker at ${where} refused the MQTT client id.`);
   if (err.code === 1 || err.code === 132) {
@@ -172,25 +177,20 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
     const urls = [this.options.url, ...(this.options.fallbackUrls ?? [])];
     const targets = urls.map((url) => validateMqttUrl(url));
     this.setStatus({ state: 'connecting', since: Date.now() });
-    const failures: Error[] = [];
-    for (const [index, target] of targets.entries()) {
-      try {
-        this.mqttClient = await this.connectAt(target, urls[index] as string);
-        this.currentUrl = urls[index] as string;
-        this.targetIndex = index;
-        break;
-      } catch (err) {
-        failures.push(err as Error);
-        // Only an unreachable node is worth the next URL; refused credentials are the same everywhere.
-        if (!(err instanceof BridgeError) || err.code !== 'unreachable') break;
-      }
+    let answered: Answered<MqttClient>;
+    try {
+      answered = await firstThatAnswers(
+        urls,
+        (url, index) => this.connectAt(targets[index] as MqttTarget, url),
+        (err, url) => (err instanceof BridgeError ? err : explainMqttError(err as Error, url)),
+      );
+    } catch (err) {
+      this.setStatus({ state: 'failed', message: (err as Error).message });
+      throw err;
     }
-    if (!this.mqttClient) {
-      const failure =
-        failures.length > 1 ? new BridgeError('unreachable', `No node answered: ${failures.map((f) => f.message).join(' ')}`) : (failures[0] as Error);
-      this.setStatus({ state: 'failed', message: failure.message });
-      throw failure;
-    }
+    this.mqttClient = answered.value;
+    this.currentUrl = answered.url;
+    this.targetIndex = answered.index;
     this.targets = targets;
     this.targetUrls = urls;
     this.watch(this.mqttClient);

@@ -16,10 +16,11 @@ import { rawPayloadBytes, type PayloadFormat } from '../../shared/payload-format
 
 /** How a connection's collaborators are made; the session passes the real ones, tests pass fakes. */
 export interface ConnectionFactories {
-  createClient(profile: ConnectionProfile): RpcClient;
+  /** `tls` is the profile's TLS files, read (asynchronously, checked) before any of these is called */
+  createClient(profile: ConnectionProfile, tls?: TlsFiles): RpcClient;
   /** `onConnected` gets each new AMQP connection (live consumer counts go through it) */
-  createInspector(profile: ConnectionProfile, onConnected: (model: ChannelModel) => void): AmqpLink;
-  createApi(profile: ConnectionProfile): ManagementApi;
+  createInspector(profile: ConnectionProfile, onConnected: (model: ChannelModel) => void, tls?: TlsFiles): AmqpLink;
+  createApi(profile: ConnectionProfile, tls?: TlsFiles): ManagementApi;
   checkAbandonedTracing(api: ManagementApi): Promise<AbandonedTracing | undefined>;
 }
 
@@ -91,15 +92,19 @@ export class ConnectionController {
   /** Opens both links (the caller closed any previous connection); `previousFailure` is told in the notice. */
   async open(profile: ConnectionProfile, previousFailure?: string): Promise<void> {
     const { factories } = this.options;
-    const tls = tlsFiles(profile);
-    const api = factories.createApi(profile);
-    const client = factories.createClient(profile);
+    const tls = await tlsFiles(profile);
+    const api = factories.createApi(profile, tls);
+    const client = factories.createClient(profile, tls);
     // Each AMQP (re)connection of the inspector, possibly before this function has the connection object.
     const latest: { model?: ChannelModel; connection?: Connection } = {};
-    const inspector = factories.createInspector(profile, (model) => {
-      latest.model = model;
-      if (latest.connection) latest.connection.model = model;
-    });
+    const inspector = factories.createInspector(
+      profile,
+      (model) => {
+        latest.model = model;
+        if (latest.connection) latest.connection.model = model;
+      },
+      tls,
+    );
     const connection: Connection = { profile, ...(tls ? { tls } : {}), api, client, inspector, model: latest.model };
     latest.connection = connection;
     const detachSteps = this.options.attachSteps(client);

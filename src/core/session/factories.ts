@@ -12,7 +12,7 @@ import type { Connection, ConnectionFactories } from './connection';
 import type { ServerControllerOptions } from './server';
 import type { ConnectionProfile } from '../../shared/contract';
 import { splitUrls } from '../../shared/url-list';
-import { brokerTargets, tlsFiles } from '../connection-details';
+import { brokerTargets, type TlsFiles } from '../connection-details';
 
 export interface SessionFactories extends ConnectionFactories {
   sandboxNode: SandboxNode;
@@ -21,9 +21,8 @@ export interface SessionFactories extends ConnectionFactories {
 }
 
 /** The RPC client of a profile: every MQTT URL (failover), its client id, version, keepalive, clean session and TLS. */
-function clientOf(profile: ConnectionProfile): RpcClient {
+function clientOf(profile: ConnectionProfile, tls?: TlsFiles): RpcClient {
   const [mqttUrl = '', ...fallbackMqttUrls] = brokerTargets(profile).mqtt;
-  const tls = tlsFiles(profile);
   const client = new RpcClient({
     mqttUrl,
     fallbackMqttUrls,
@@ -40,15 +39,14 @@ function clientOf(profile: ConnectionProfile): RpcClient {
 export const realFactories: SessionFactories = {
   sandboxNode: { status: sandboxStatus, start: startSandbox, stop: stopSandbox },
   // The management API is asked at one node (the cluster's answer is the same at every node), with the profile's TLS files.
-  createApi: (profile) => {
+  createApi: (profile, tls) => {
     // every management URL of the list: the next is asked when the one in use cannot be reached
     const [first = profile.managementUrl, ...others] = brokerTargets(profile).management;
-    return new ManagementApi(first, profile.vhost, undefined, tlsFiles(profile), others);
+    return new ManagementApi(first, profile.vhost, undefined, tls, others);
   },
   createClient: clientOf,
-  createInspector: (profile, onConnected) => {
+  createInspector: (profile, onConnected, tls) => {
     const [url = '', ...fallbackUrls] = brokerTargets(profile).amqp;
-    const tls = tlsFiles(profile);
     return new AmqpLink({
       url,
       fallbackUrls,
