@@ -288,7 +288,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
         () => this.completeBootsLater(exchange, undefined, attempt + 1),
       );
       this.completing = run.finally(() => (this.completing = undefined));
-    }, attempt === 0 ? 0 : 1000);
+    }, 1000);
     this.bootsTimer.unref();
   }
 

@@ -13,16 +13,26 @@ import { z } from 'zod';
 import { defaultDataDir } from '../data-dir';
 import { LIVE_TRACER_QUEUE_PREFIX, TRACING_MARKER_EXCHANGE, type ManagementApi, type NodeBoot, type TracingMarker, type TracingMarkerRecord } from '../broker/management-api';
 
-/** Two readings of one boot differ by the node's statistics interval (5 s by default) and a round trip at most. */
-export const SAME_BOOT_TOLERANCE_MS = 10_000;
+/**
+ * How much later than the marker a node's start may seem and still be the same boot: a start is estimated from the
+ * uptime the node last reported, which lags by its statistics interval (5 s by default), more while it is paused.
+ */
+export const SAME_BOOT_TOLERANCE_MS = 30_000;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-const bootSchema = z.object({ node: z.string(), osPid: z.string(), startedAt: z.number() });
+/** A node's boot as recorded, with when it was read (a restart after that starts later). */
+const bootSchema = z.object({ node: z.string(), osPid: z.string(), startedAt: z.number(), recordedAt: z.number() });
 const markerRecordSchema = z.object({ exchange: z.string(), vhost: z.string(), boots: z.array(bootSchema), pid: z.number() });
 const tracerRecordSchema = z.object({ queue: z.string(), vhost: z.string(), pid: z.number() });
 
 type MarkerRecord = z.infer<typeof markerRecordSchema>;
+type RecordedBoot = z.infer<typeof bootSchema>;
+
+const recordedNow = (boots: readonly NodeBoot[]): RecordedBoot[] => {
+  const recordedAt = Date.now();
+  return boots.map((boot) => ({ ...boot, recordedAt }));
+};
 
 /** The uuid at the end of one of our names, or undefined for any other name (never a path: names come from the broker). */
 function idOf(name: string, prefix: string): string | undefined {
@@ -34,8 +44,13 @@ function idOf(name: string, prefix: string): string | undefined {
 const markerId = (exchange: string): string | undefined => idOf(exchange, `${TRACING_MARKER_EXCHANGE}.`);
 const tracerId = (queue: string): string | undefined => idOf(queue, LIVE_TRACER_QUEUE_PREFIX);
 
-export function sameBoot(a: NodeBoot, b: NodeBoot): boolean {
-  return a.node === b.node && a.osPid === b.osPid && Math.abs(a.startedAt - b.startedAt) <= SAME_BOOT_TOLERANCE_MS;
+/**
+ * Whether `now` (a reading of a node) is the `recorded` boot: the same OS process, started before it was recorded (a
+ * restart starts later; a late estimate is allowed for). A container may give a restarted node the same OS pid: then
+ * its start, later than the record, tells.
+ */
+export function sameBoot(recorded: RecordedBoot, now: NodeBoot): boolean {
+  return recorded.node === now.node && recorded.osPid === now.osPid && now.startedAt <= recorded.recordedAt + SAME_BOOT_TOLERANCE_MS;
 }
 
 function isAlive(pid: number): boolean {
@@ -91,7 +106,7 @@ export class TracingOwnership {
     const id = randomUUID();
     const exchange = `${TRACING_MARKER_EXCHANGE}.${id}`;
     const boots = await api.nodeBoots().catch(() => []);
-    await this.write(`marker-${id}.json`, { exchange, vhost: api.vhost, boots, pid: process.pid } satisfies MarkerRecord);
+    await this.write(`marker-${id}.json`, { exchange, vhost: api.vhost, boots: recordedNow(boots), pid: process.pid } satisfies MarkerRecord);
     try {
       return await api.setTracingMarker(marker, id);
     } catch (err) {
@@ -113,7 +128,7 @@ export class TracingOwnership {
     const [boots, nodes] = await Promise.all([api.nodeBoots(), api.nodes()]);
     // `renew`: a node that restarted under the writer (who switched it on again): its old boot is forgotten.
     const known = new Map(record.boots.filter((boot) => boot.node !== renew).map((boot) => [boot.node, boot]));
-    for (const boot of boots) if (!known.has(boot.node)) known.set(boot.node, boot);
+    for (const boot of recordedNow(boots)) if (!known.has(boot.node)) known.set(boot.node, boot);
     await this.write(file, { ...record, boots: [...known.values()] });
     return nodes.filter((node) => node.running).every((node) => known.has(node.name));
   }
@@ -133,8 +148,8 @@ export class TracingOwnership {
       if (!record || record.exchange !== marker.exchange || record.vhost !== api.vhost) continue;
       current ??= await api.nodeBoots().catch(() => []);
       const now = current;
-      const restarted = record.boots.some((boot) => now.some((seen) => seen.node === boot.node && !sameBoot(seen, boot)));
-      const valid = record.boots.length > 0 && record.boots.every((boot) => now.some((seen) => sameBoot(seen, boot)));
+      const restarted = record.boots.some((boot) => now.some((seen) => seen.node === boot.node && !sameBoot(boot, seen)));
+      const valid = record.boots.length > 0 && record.boots.every((boot) => now.some((seen) => sameBoot(boot, seen)));
       if (restarted) claims.stale.push(marker);
       else if (valid) claims.ours.push(marker);
       // Otherwise the boot cannot be told (not reported yet, or not to this user): not ours, left alone.
