@@ -6,6 +6,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { createTestVhost, type TestVhost } from '../support/vhosts';
+import { TracingOwnership } from '../../src/core/trace/ownership';
 
 const broker = inject('broker');
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -24,8 +25,8 @@ async function freshVhost(): Promise<TestVhost> {
 describe('what the CLI prints', () => {
   it('`trace` never shows the escape sequence of a tracing marker left in the broker: an unreadable time is "an unknown time"', async () => {
     const vhost = await freshVhost();
-    // What a dead BridgeScope process left, as the broker stores it; the text is the broker's, not ours.
-    await vhost.api.setTracingMarker({ since: '\u001b[2J2026-11-26T00:00:00Z', by: 'someone' });
+    // What a dead BridgeScope process left, as the broker stores it: the marker's text is shown from the broker, never trusted.
+    await new TracingOwnership().claimMarker(vhost.api, { since: '\u001b[2J2026-11-26T00:00:00Z', by: 'someone' });
     await vhost.api.setTracing(true);
     const child = spawn(process.execPath, [cliPath, 'trace', '--amqp', vhost.amqpUrl, '--management', broker.urls.management, '--vhost', vhost.name], {
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,4 +1,5 @@
 /** Firehose tracing is a vhost-wide setting: every way a BridgeScope process can end must give it back. */
+import { randomUUID } from 'node:crypto';
 import { createServer, connect as connectTcp, type Socket } from 'node:net';
 import amqp from 'amqplib';
 import fc from 'fast-check';
@@ -7,6 +8,7 @@ import { ManagementApi, TRACING_MARKER_EXCHANGE } from '../../src/core/broker/ma
 import { managementRequest } from '../../src/core/broker/management-http';
 import { checkAbandonedTracing, FirehoseTracer, releaseTracing, type FirehoseEvent } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
+import { TracingOwnership } from '../../src/core/trace/ownership';
 import { Session } from '../../src/core/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { cliPath } from '../support/cli';
@@ -33,6 +35,11 @@ async function freshVhost(): Promise<TestVhost> {
 
 async function markerPresent(vhost: TestVhost): Promise<boolean> {
   return (await vhost.api.tracingMarker()) !== undefined;
+}
+
+/** What a BridgeScope process of this OS user leaves when it switches tracing on: its record, then its marker. */
+function claimMarker(api: ManagementApi, since: string, by: string): Promise<string> {
+  return new TracingOwnership().claimMarker(api, { since, by });
 }
 
 interface ManagementProxy {
@@ -232,7 +239,7 @@ describe('ownership', () => {
 
   it('tracing left on by a dead BridgeScope process is noticed by `call --trace` too, and switched off when the call ends', async () => {
     const vhost = await freshVhost();
-    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await claimMarker(vhost.api, '2026-11-26T01:00:00.000Z', 'bridgescope trace (pid 1)');
     await vhost.api.setTracing(true);
     const call = spawnGroup(process.execPath, [
       cliPath, 'call', '--trace', '--mqtt', broker.urls.mqtt, '--amqp', vhost.amqpUrl, '--management', vhost.managementUrl,
@@ -273,14 +280,17 @@ describe('ownership', () => {
       }
     }
     const api = new JoinDuringSwitchOff(vhost.managementUrl, vhost.name);
-    await api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'the tracer that is stopping' });
+    await claimMarker(api, '2026-11-26T01:00:00.000Z', 'the tracer that is stopping');
     await api.setTracing(true);
     api.join = async () => {
-      // What a starting tracer does first: its exclusive live queue.
+      // What a starting tracer does first: its record, then its exclusive live queue.
+      const queue = `bridgescope.tracer.${randomUUID()}`;
+      await new TracingOwnership().registerTracer(queue, vhost.name);
+      cleanups.push(() => new TracingOwnership().unregisterTracer(queue));
       const connection = await amqp.connect(vhost.amqpUrl);
       cleanups.push(() => connection.close());
       const channel = await connection.createChannel();
-      await channel.assertQueue(`bridgescope.tracer.${uniqueName('late')}`, { exclusive: true });
+      await channel.assertQueue(queue, { exclusive: true });
     };
     expect(await releaseTracing(api)).toEqual({ outcome: 'left-on', why: 'in-use' });
     expect(await api.tracing()).toBe(true);
@@ -317,7 +327,7 @@ describe('ownership', () => {
 
   it('replaces a stale marker (tracing off, e.g. after a node restart) with one naming the tracer that switches tracing on', async () => {
     const vhost = await freshVhost();
-    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await claimMarker(vhost.api, '2026-11-26T01:00:00.000Z', 'bridgescope trace (pid 1)');
     const startedAt = Date.now();
     const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore(), owner: 'the tracer after the restart' });
     cleanups.push(() => tracer.stop());
@@ -329,7 +339,7 @@ describe('ownership', () => {
 
   it('says "an unknown time" for a marker whose since is not an ISO date (any vhost user can write it)', async () => {
     const vhost = await freshVhost();
-    await vhost.api.setTracingMarker({ since: 'yesterday); run rm -rf / (really', by: 'x\u001b[2Jcleared\nthe screen' });
+    await claimMarker(vhost.api, 'yesterday); run rm -rf / (really', 'x\u001b[2Jcleared\nthe screen');
     await vhost.api.setTracing(true);
     const abandoned = await checkAbandonedTracing(vhost.api);
     expect(abandoned?.message).toBe(
@@ -352,7 +362,7 @@ describe('ownership', () => {
   it('lets an app that only connects (no tracer) notice abandoned tracing and switch it off when done', async () => {
     const vhost = await freshVhost();
     // What a BridgeScope process that died while tracing leaves behind: its marker and the flag on, no live tracer queue.
-    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await claimMarker(vhost.api, '2026-11-26T01:00:00.000Z', 'bridgescope trace (pid 1)');
     await vhost.api.setTracing(true);
     const abandoned = await checkAbandonedTracing(vhost.api);
     expect(abandoned?.message).toBe(
@@ -366,7 +376,7 @@ describe('ownership', () => {
 
   it('has the app say, on connecting, that a dead BridgeScope process left tracing on, and switch it off when it closes', async () => {
     const vhost = await freshVhost();
-    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await claimMarker(vhost.api, '2026-11-26T01:00:00.000Z', 'bridgescope trace (pid 1)');
     await vhost.api.setTracing(true);
     const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
     cleanups.push(() => session.dispose());
@@ -401,7 +411,7 @@ describe('ownership', () => {
 
   it('has the app fail its close, after closing its links, when tracing a dead process left on cannot be switched off', async () => {
     const vhost = await freshVhost();
-    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await claimMarker(vhost.api, '2026-11-26T01:00:00.000Z', 'bridgescope trace (pid 1)');
     await vhost.api.setTracing(true);
     const proxy = await managementProxy(vhost.managementUrl);
     const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
@@ -416,7 +426,7 @@ describe('ownership', () => {
 
   it('removes quietly a marker whose tracing is already off (a node restart resets the flag)', async () => {
     const vhost = await freshVhost();
-    await vhost.api.setTracingMarker({ since: '2026-11-26T01:00:00.000Z', by: 'bridgescope trace (pid 1)' });
+    await claimMarker(vhost.api, '2026-11-26T01:00:00.000Z', 'bridgescope trace (pid 1)');
     expect(await checkAbandonedTracing(vhost.api)).toBeUndefined();
     expect(await markerPresent(vhost)).toBe(false);
   });
@@ -528,17 +538,108 @@ describe('the marker', () => {
     expect(exchange).toMatchObject({ durable: true, internal: true, arguments: { 'x-bridgescope-by': 'a test' } });
   });
 
-  it('left by an older BridgeScope (one exchange named exactly so) is still read, and removed when tracing is given back', async () => {
+  it('left by an older BridgeScope (one exchange named exactly so, which anyone can make) proves nothing: tracing is left as found (#27)', async () => {
     const vhost = await freshVhost();
     await managementRequest(vhost.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${TRACING_MARKER_EXCHANGE}`, {
       method: 'PUT',
       body: { type: 'fanout', durable: true, internal: true, arguments: { 'x-bridgescope-since': '2026-11-26T01:00:00.000Z', 'x-bridgescope-by': 'bridgescope trace (pid 1)' } },
     });
     await vhost.api.setTracing(true);
-    const abandoned = await checkAbandonedTracing(vhost.api);
-    expect(abandoned?.since).toBe('2026-11-26T01:00:00.000Z');
-    expect(await abandoned?.restore()).toEqual({ outcome: 'switched-off' });
+    expect(await checkAbandonedTracing(vhost.api)).toBeUndefined();
+    expect(await releaseTracing(vhost.api)).toEqual({ outcome: 'left-on', why: 'not-ours' });
+    expect(await vhost.api.tracing()).toBe(true);
+  });
+});
+
+/** Another user of the broker (a tenant), with the tags and the permissions on `vhost` given; deleted after the test. */
+async function otherUser(vhost: TestVhost, tags: string): Promise<{ name: string; managementUrl: string; amqpUrl: string }> {
+  const name = uniqueName('tenant');
+  const password = uniqueName('pw');
+  await managementRequest(vhost.managementUrl, `/api/users/${encodeURIComponent(name)}`, { method: 'PUT', body: { password, tags } });
+  cleanups.push(() => managementRequest(vhost.managementUrl, `/api/users/${encodeURIComponent(name)}`, { method: 'DELETE' }));
+  await managementRequest(vhost.managementUrl, `/api/permissions/${encodeURIComponent(vhost.name)}/${encodeURIComponent(name)}`, {
+    method: 'PUT',
+    body: { configure: '.*', write: '.*', read: '.*' },
+  });
+  const withUser = (url: string): string => {
+    const parsed = new URL(url);
+    parsed.username = name;
+    parsed.password = password;
+    return parsed.toString().replace(/\/+$/, '');
+  };
+  return { name, managementUrl: withUser(vhost.managementUrl), amqpUrl: withUser(vhost.amqpUrl) };
+}
+
+describe('a shared broker (#27)', () => {
+  it('takes no `bridgescope.tracing-owner.*` exchange another user made as ours: `trace` leaves the tracing it found on', async () => {
+    const vhost = await freshVhost();
+    const tenant = await otherUser(vhost, 'management');
+    // What any user who may declare exchanges can make: our name, our arguments.
+    await managementRequest(tenant.managementUrl, `/api/exchanges/${encodeURIComponent(vhost.name)}/${TRACING_MARKER_EXCHANGE}.x`, {
+      method: 'PUT',
+      body: { type: 'fanout', durable: true, internal: true, arguments: { 'x-bridgescope-since': '2026-11-26T01:00:00.000Z', 'x-bridgescope-by': 'bridgescope trace (pid 1)' } },
+    });
+    // The operator switches tracing on by hand.
+    await vhost.api.setTracing(true);
+    expect(await checkAbandonedTracing(vhost.api)).toBeUndefined();
+    const trace = startTrace(vhost);
+    await trace.waitForLine(/Tracing vhost .* \(it was already on\)/);
+    process.kill(-trace.pid, 'SIGINT');
+    expect((await trace.exited).code).toBe(0);
+    expect(trace.lines.join('\n')).not.toMatch(/left on by a BridgeScope process/);
+    expect(trace.lines).toContain('Tracing restored: left on, as it was found.');
+    expect(await vhost.api.tracing()).toBe(true);
+  });
+
+  it('does not let a `bridgescope.tracer.*` queue another user made keep on the tracing our last tracer switched on', async () => {
+    const vhost = await freshVhost();
+    const tenant = await otherUser(vhost, '');
+    const connection = await amqp.connect(tenant.amqpUrl, { clientProperties: { connection_name: 'bridgescope-tracer' } });
+    cleanups.push(() => connection.close());
+    const channel = await connection.createChannel();
+    await channel.assertQueue(`bridgescope.tracer.${uniqueName('forged')}`, { exclusive: true, autoDelete: true });
+    const tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store: new TraceStore() });
+    cleanups.push(() => tracer.stop());
+    expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
+    expect(await tracer.stop()).toEqual({ outcome: 'switched-off' });
     expect(await vhost.api.tracing()).toBe(false);
     expect(await markerPresent(vhost)).toBe(false);
+  });
+
+  it('tells a management user who is not an administrator that tracing needs the administrator tag, and `call --trace` goes on without the firehose', async () => {
+    const vhost = await freshVhost();
+    const tenant = await otherUser(vhost, 'management');
+    const call = spawnGroup(process.execPath, [
+      cliPath, 'call', '--trace', '--mqtt', broker.urls.mqtt, '--amqp', vhost.amqpUrl, '--management', tenant.managementUrl,
+      '--topic', uniqueName('nobody-serves'), '--timeout', '300', '"hello"',
+    ]);
+    // Exit 3: the call ran to its timeout (nobody serves the topic), with the client's own steps.
+    expect((await call.exited).code).toBe(3);
+    expect(call.lines).toContain(
+      `warning: Firehose tracing on vhost ${vhost.name} needs a management user with the "administrator" tag (RabbitMQ lets only administrators switch it); showing client and server steps only.`,
+    );
+    expect(call.lines.join('\n')).not.toMatch(/refused the credentials/);
+    expect(await vhost.api.tracing()).toBe(false);
+  });
+
+  it('says the same to the app, whose session goes on without the firehose', async () => {
+    const vhost = await freshVhost();
+    const tenant = await otherUser(vhost, 'management');
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined });
+    cleanups.push(() => session.dispose());
+    // Only the management API is asked as that user: the links keep the test's own credentials.
+    await session.open({
+      name: 'not-admin',
+      amqpUrl: vhost.amqpUrl,
+      mqttUrl: broker.urls.mqtt,
+      managementUrl: tenant.managementUrl,
+      vhost: vhost.name,
+      exchange: 'amq.direct',
+    });
+    expect(await session.setTracing(true)).toEqual({
+      state: 'unavailable',
+      reason: `Firehose tracing on vhost ${vhost.name} needs a management user with the "administrator" tag (RabbitMQ lets only administrators switch it); showing client and server steps only.`,
+    });
+    expect(session.state().links).toMatchObject({ amqp: { state: 'connected' }, mqtt: { state: 'connected' } });
   });
 });

@@ -13,6 +13,7 @@ import { TraceStore } from '../../src/core/trace/trace-store';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
+import { startGroupLeader } from '../support/processes';
 
 /** These tests restart their broker: they get one of their own, so the shared one keeps serving the other files. */
 let dir: string;
@@ -35,6 +36,11 @@ afterAll(async () => {
 async function restartBroker(): Promise<void> {
   await stopSandbox(dir);
   broker = (await startSandbox({ dir, nodeName: broker.nodeName, ports: broker.ports, timeoutMs: 120_000 })).info;
+}
+
+/** Awaits each answer of the management API until the node reports its boot (some seconds after it starts). */
+async function untilBootReported(api: ManagementApi): Promise<void> {
+  while ((await api.nodeBoots()).length === 0) await new Promise((resolve) => setImmediate(resolve));
 }
 
 function untilStatus(tracer: FirehoseTracer, done: (status: FirehoseStatus) => boolean): Promise<FirehoseStatus> {
@@ -118,6 +124,8 @@ describe('a broker restart under a running tracer', () => {
 
   it('stops within its close bound on a paused broker (the close is never answered), saying tracing may still be on', async () => {
     const api = new ManagementApi(broker.urls.management);
+    // The marker's record must hold the node's boot for a later process to prove it ours: the node reports it with its first statistics.
+    await untilBootReported(api);
     const tracer = new FirehoseTracer({ amqpUrl: broker.urls.amqp, api, store: new TraceStore() });
     closers.push(() => tracer.stop());
     expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
@@ -138,4 +146,31 @@ describe('a broker restart under a running tracer', () => {
     expect(release).toMatchObject({ outcome: 'failed', reason: expect.stringMatching(/it may still be on\.$/) });
     expect(await releaseTracing(api)).toEqual({ outcome: 'switched-off' });
   }, 60_000);
+
+  it('leaves on the tracing an operator switched on by hand after the restart, though a killed `trace` left its marker from before (#27)', async () => {
+    const api = new ManagementApi(broker.urls.management);
+    const traceArgs = [cliPath, 'trace', '--amqp', broker.urls.amqp, '--management', broker.urls.management];
+    expect(await api.tracing()).toBe(false);
+    // The killed run's marker is provably from this boot (the record holds it) before the restart makes it stale.
+    await untilBootReported(api);
+    const killed = startGroupLeader(process.execPath, traceArgs);
+    closers.push(() => killed.kill());
+    await killed.waitForLine(/^Tracing vhost \/ \(turned on/);
+    await killed.kill();
+    await restartBroker();
+    // Once the node reports its new boot, the marker's record is provably from the boot before.
+    await untilBootReported(api);
+    // The restart reset the flag, not the durable marker; then the operator switches tracing on by hand.
+    expect(await api.tracing()).toBe(false);
+    await api.setTracing(true);
+    closers.push(() => api.setTracing(false));
+    const next = startGroupLeader(process.execPath, traceArgs);
+    closers.push(() => next.kill());
+    await next.waitForLine(/^Tracing vhost \/ \(it was already on\)/);
+    next.signalGroup('SIGINT');
+    expect((await next.exited).code).toBe(0);
+    expect(next.lines.join('\n')).not.toMatch(/left on by a BridgeScope process/);
+    expect(next.lines).toContain('Tracing restored: left on, as it was found.');
+    expect(await api.tracing()).toBe(true);
+  }, 180_000);
 });

@@ -76,14 +76,29 @@ const consumerSchema = z.object({
   channel_details: z.object({ node: z.string().optional(), connection_name: z.string().optional() }).optional(),
 });
 
-const nodeSchema = z.object({ name: z.string(), running: z.boolean().optional(), type: z.string().optional(), uptime: z.number().optional() });
+const nodeSchema = z.object({
+  name: z.string(),
+  running: z.boolean().optional(),
+  type: z.string().optional(),
+  uptime: z.number().optional(),
+  os_pid: z.union([z.string(), z.number()]).optional(),
+});
+
+/** One boot of one node: a restart gives it another OS process and a later start (the firehose flag does not survive it). */
+export interface NodeBoot {
+  node: string;
+  osPid: string;
+  /** ms since the epoch, estimated as now minus the uptime the node last reported (its statistics lag by up to ~5 s) */
+  startedAt: number;
+}
 
 const exchangeSchema = z.object({ name: z.string(), type: z.string(), durable: z.boolean().optional() });
 
 /**
- * Durable exchanges named `bridgescope.tracing-owner.<uuid>` (or, from older versions, exactly this name) say
- * "BridgeScope switched tracing on here"; their arguments say who and since when. One per owner: a tracer removes only
- * the markers it read, so it can never remove the one a tracer that started meanwhile has just written.
+ * Durable exchanges named `bridgescope.tracing-owner.<uuid>` say "BridgeScope switched tracing on here"; their arguments
+ * say who and since when. One per owner: a tracer removes only the markers it read, so it can never remove the one a
+ * tracer that started meanwhile has just written. Any user who may declare exchanges can make one: only those whose
+ * record this user keeps locally count (`src/core/trace/ownership.ts`).
  */
 export const TRACING_MARKER_EXCHANGE = 'bridgescope.tracing-owner';
 /** Every live BridgeScope tracer holds an exclusive queue with this prefix: it vanishes with the tracer's connection. */
@@ -273,6 +288,18 @@ export class ManagementApi {
   }
 
   /**
+   * The boot of each running node, for the nodes that report one: a node's OS process id and uptime appear some seconds
+   * after it starts (with its first statistics), and only to users tagged monitoring or administrator.
+   */
+  async nodeBoots(): Promise<NodeBoot[]> {
+    const raw = z.array(nodeSchema).parse(await this.get('/api/nodes?columns=name,running,uptime,os_pid'));
+    const now = Date.now();
+    return raw.flatMap((node) =>
+      node.running === true && node.os_pid !== undefined && node.uptime !== undefined ? [{ node: node.name, osPid: String(node.os_pid), startedAt: now - node.uptime }] : [],
+    );
+  }
+
+  /**
    * The management API of every other node of the cluster, from the HTTP listeners the overview lists per node. The
    * user's credentials go only where the node itself said it listens: an explicit address, or, for a wildcard one, the
    * same loopback host as the URL given (a sandbox cluster); never a host guessed from a node name, never https
@@ -370,7 +397,7 @@ export class ManagementApi {
     await target.request(`/api/vhosts/${target.vhostPath}`, { method: 'PUT', body: { tracing: on } });
   }
 
-  /** Every BridgeScope ownership marker on this vhost, oldest first; none when BridgeScope did not switch tracing on. */
+  /** Every exchange named like a BridgeScope ownership marker on this vhost, oldest first (anyone may have made one). */
   async tracingMarkers(): Promise<TracingMarkerRecord[]> {
     const pattern = encodeURIComponent(`^${TRACING_MARKER_EXCHANGE.replaceAll('.', '\\.')}(\\.|$)`);
     const raw = markerListSchema.parse(
@@ -388,9 +415,12 @@ export class ManagementApi {
     return oldest ? { since: oldest.since, by: oldest.by } : undefined;
   }
 
-  /** Writes a new marker of its own and returns its exchange name (the one to remove when this owner gives tracing back). */
-  async setTracingMarker(marker: TracingMarker): Promise<string> {
-    const exchange = `${TRACING_MARKER_EXCHANGE}.${randomUUID()}`;
+  /**
+   * Writes a marker exchange and returns its name. Any user who may declare exchanges can write one too: only a marker
+   * whose record this user keeps locally counts as BridgeScope's (`src/core/trace/ownership.ts`).
+   */
+  async setTracingMarker(marker: TracingMarker, id: string = randomUUID()): Promise<string> {
+    const exchange = `${TRACING_MARKER_EXCHANGE}.${id}`;
     // internal: nobody can publish to it; durable: it must outlive the process and a broker restart.
     await this.request(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}`, {
       method: 'PUT',
@@ -410,7 +440,7 @@ export class ManagementApi {
     }
   }
 
-  /** Names of the exclusive `bridgescope.tracer.*` queues: one per live BridgeScope tracer on this vhost. */
+  /** Names of the exclusive `bridgescope.tracer.*` queues: one per live BridgeScope tracer on this vhost, and any a user made so. */
   async liveTracerQueues(): Promise<string[]> {
     const pattern = encodeURIComponent(`^${LIVE_TRACER_QUEUE_PREFIX.replaceAll('.', '\\.')}`);
     // The name filter only applies to paged requests; 500 tracers at once is far beyond any real use.

@@ -44,6 +44,17 @@ function send(target: string, method: string, headers: Record<string, string>, b
   });
 }
 
+/** The user logged in, but lacks the tag `path` needs (RabbitMQ lets only administrators read or switch a vhost's tracing). */
+export class MissingTagError extends BridgeError {
+  constructor(
+    display: string,
+    readonly path: string,
+    readonly tag: 'management' | 'administrator',
+  ) {
+    super('auth', `The management API at ${display} accepted the credentials but refused ${path} (401): the user needs the "${tag}" tag.`);
+  }
+}
+
 /** Splits `http://user:pass@host:15672/` into a clean base URL and a basic-auth header (never printed). */
 export function parseManagementUrl(url: string): { base: string; authorization: string; display: string } {
   const unreadable = (): BridgeError => new BridgeError('bad-input', unreadableUrlMessage(url, 'management', 'http://user:pass@host:15672'));
@@ -95,6 +106,9 @@ export async function managementRequest<T = unknown>(
     );
   }
   if (response.status === 401) {
+    // RabbitMQ answers 401 for a missing user tag too ("Not administrator user"): the password was right, the user lacks the tag.
+    const tag = /"Not (management|administrator) user"/.exec(response.text)?.[1] as 'management' | 'administrator' | undefined;
+    if (tag) throw new MissingTagError(display, path, tag);
     throw new BridgeError('auth', `The management API at ${display} refused the credentials (401).`);
   }
   if (response.status === 403) {

@@ -10,10 +10,12 @@ import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
+import { MissingTagError } from '../broker/management-http';
 import { readTopLevelFields } from './json-fields';
 import { amqpMessage } from './message-view';
 import type { TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
+import { TracingOwnership } from './ownership';
 
 export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 
@@ -138,27 +140,38 @@ export type TracingRelease =
   | { outcome: 'left-on'; why: 'not-ours' | 'in-use' }
   | { outcome: 'failed'; reason: string; code?: ErrorCode };
 
+/** Whose release this is: the tracer queue of the caller, and the markers it wrote itself and still vouches for. */
+export interface ReleaseOptions {
+  ownQueue?: string;
+  /** markers this process wrote while its link has stayed up since (so on the boot it switched on), valid without a boot check */
+  vouched?: readonly string[];
+  ownership?: TracingOwnership;
+}
+
 /**
  * The one rule for handing tracing back, used by every BridgeScope process when it is done: switch tracing off only
- * when BridgeScope switched it on (a marker is there) and no other live BridgeScope tracer remains; then remove the
- * markers read at the start, and only those (a tracer that started meanwhile wrote its own). Tracing a human switched
- * on (no marker) is never touched. Never throws.
+ * when BridgeScope provably switched it on (a marker of ours, for this boot of the nodes: see `TracingOwnership`) and
+ * no other live BridgeScope tracer of ours remains; then remove those markers, and only those (a tracer that started
+ * meanwhile wrote its own). Tracing anyone else switched on (no marker of ours) is never touched; a forged tracer queue
+ * keeps nothing on. Markers of ours from before a node restart are removed on the way. Never throws.
  */
-export async function releaseTracing(api: ManagementApi, ownQueue?: string): Promise<TracingRelease> {
+export async function releaseTracing(api: ManagementApi, options: ReleaseOptions = {}): Promise<TracingRelease> {
+  const { ownQueue, vouched = [], ownership = new TracingOwnership() } = options;
   try {
-    const markers = await api.tracingMarkers();
-    if (markers.length === 0) return { outcome: 'left-on', why: 'not-ours' };
-    const others = (await api.liveTracerQueues()).filter((queue) => queue !== ownQueue);
+    const { ours, stale } = await ownership.classify(api, await api.tracingMarkers(), vouched);
+    if (stale.length > 0) await ownership.removeMarkers(api, stale.map((marker) => marker.exchange)).catch(() => undefined);
+    if (ours.length === 0) return { outcome: 'left-on', why: 'not-ours' };
+    const others = (await ownership.liveTracers(api)).filter((queue) => queue !== ownQueue);
     if (others.length > 0) return { outcome: 'left-on', why: 'in-use' };
     // Off at every node where it is on (in a cluster a restarted node may have lost it while others kept it).
     if (await api.tracingAnywhere()) await api.setTracing(false);
     // A tracer that started meanwhile may have found tracing still on and joined it: give it its tracing back.
-    if ((await api.liveTracerQueues()).some((queue) => queue !== ownQueue)) {
+    if ((await ownership.liveTracers(api)).some((queue) => queue !== ownQueue)) {
       await api.setTracing(true);
       return { outcome: 'left-on', why: 'in-use' };
     }
     // The markers go last: a crash before this leaves a stale marker (removed by the next check), never an unowned flag.
-    await api.deleteTracingMarkers(markers.map((marker) => marker.exchange));
+    await ownership.removeMarkers(api, ours.map((marker) => marker.exchange));
     return { outcome: 'switched-off' };
   } catch (err) {
     const shape = toErrorShape(err);
@@ -175,24 +188,25 @@ export interface AbandonedTracing {
 }
 
 /**
- * Call on connect (CLI or app, tracing or not): tracing on + BridgeScope's marker + no live BridgeScope tracer means a
- * BridgeScope process died without restoring it. Returns the sentence to show and the restore to run when done, or
- * undefined. A stale marker (tracing already off, e.g. after a node restart) is removed quietly. Throws the management
- * API's error (e.g. 'auth') so a caller can tell the user.
+ * Call on connect (CLI or app, tracing or not): tracing on + a marker of ours for this boot + no live tracer of ours
+ * means a BridgeScope process died without restoring it. Returns the sentence to show and the restore to run when done,
+ * or undefined. Markers of ours that are stale (a node restarted since, or tracing already off) are removed quietly;
+ * markers anyone else made are left alone. Throws the management API's error (e.g. 'auth') so a caller can tell the user.
  */
-export async function checkAbandonedTracing(api: ManagementApi): Promise<AbandonedTracing | undefined> {
-  const markers = await api.tracingMarkers();
-  const marker = markers[0];
+export async function checkAbandonedTracing(api: ManagementApi, ownership: TracingOwnership = new TracingOwnership()): Promise<AbandonedTracing | undefined> {
+  const { ours, stale } = await ownership.classify(api, await api.tracingMarkers());
+  if (stale.length > 0) await ownership.removeMarkers(api, stale.map((marker) => marker.exchange)).catch(() => undefined);
+  const marker = ours[0];
   if (!marker) return undefined;
-  if ((await api.liveTracerQueues()).length > 0) return undefined;
+  if ((await ownership.liveTracers(api)).length > 0) return undefined;
   if (!(await api.tracingAnywhere())) {
-    await api.deleteTracingMarkers(markers.map((stale) => stale.exchange)).catch(() => undefined);
+    await ownership.removeMarkers(api, ours.map((old) => old.exchange)).catch(() => undefined);
     return undefined;
   }
   return {
     since: marker.since,
     message: `Firehose tracing on vhost ${api.vhost} was left on by a BridgeScope process that ended without restoring it (since ${marker.since}); it will be switched off when this one is done.`,
-    restore: () => releaseTracing(api),
+    restore: () => releaseTracing(api, { ownership }),
   };
 }
 
@@ -211,6 +225,8 @@ export interface FirehoseTracerOptions {
   maxReconnectDelayMs?: number;
   /** on a cluster, how often the nodes are looked at to switch tracing on again at one that restarted (default 2 s) */
   nodeWatchMs?: number;
+  /** where this OS user's records of markers and tracer queues are kept (default: the config folder's `tracing`) */
+  ownership?: TracingOwnership;
 }
 
 interface FirehoseTracerEvents {
@@ -221,8 +237,16 @@ interface FirehoseTracerEvents {
 
 type Unavailable = Extract<FirehoseStatus, { state: 'unavailable' }>;
 
-function unavailableBecause(err: unknown, what: string): Unavailable {
+function unavailableBecause(err: unknown, what: string, vhost: string): Unavailable {
   const shape = toErrorShape(err);
+  // Only administrators may switch tracing (the API answers 401 to others, though their password is right).
+  if (err instanceof MissingTagError) {
+    return {
+      state: 'unavailable',
+      code: shape.code,
+      reason: `Firehose tracing on vhost ${vhost} needs a management user with the "administrator" tag (RabbitMQ lets only administrators switch it); showing client and server steps only.`,
+    };
+  }
   return { state: 'unavailable', code: shape.code, reason: `${what} (${shape.message}); showing client and server steps only.` };
 }
 
@@ -254,10 +278,48 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private lostBecause: string | undefined;
   /** on a cluster: switches tracing on again at a node that restarts, without waiting for our own link */
   private readonly keeper: TracingNodeKeeper;
+  private readonly ownership: TracingOwnership;
+  /** the marker this tracer wrote, while its link has stayed up since: ours on this boot without asking the nodes */
+  private ownMarker: string | undefined;
+  private bootsTimer: NodeJS.Timeout | undefined;
+  /** a record update under way: waited for before the record is removed, so it cannot bring the record back */
+  private completing: Promise<unknown> | undefined;
 
   constructor(private readonly options: FirehoseTracerOptions) {
     super();
-    this.keeper = new TracingNodeKeeper(options.api, (node) => this.emit('node-resumed', node), options.nodeWatchMs);
+    this.ownership = options.ownership ?? new TracingOwnership();
+    this.keeper = new TracingNodeKeeper(
+      options.api,
+      (node) => {
+        // That node's boot in our record is the old one now: recorded again once the node reports its new one.
+        if (this.ownMarker !== undefined) this.completeBootsLater(this.ownMarker, node);
+        this.emit('node-resumed', node);
+      },
+      options.nodeWatchMs,
+    );
+  }
+
+  private release(): Promise<TracingRelease> {
+    return releaseTracing(this.options.api, {
+      ...(this.queue !== undefined ? { ownQueue: this.queue } : {}),
+      vouched: this.ownMarker !== undefined ? [this.ownMarker] : [],
+      ownership: this.ownership,
+    });
+  }
+
+  /** Nodes report their boot some seconds after they start: added to the marker's record once they do (for 30 s at most). */
+  private completeBootsLater(exchange: string, renew?: string, attempt = 0): void {
+    clearTimeout(this.bootsTimer);
+    if (attempt > 30) return;
+    this.bootsTimer = setTimeout(() => {
+      if (this.ownMarker !== exchange || this.stopping) return;
+      const run = this.ownership.completeBoots(this.options.api, exchange, attempt === 0 ? renew : undefined).then(
+        (complete) => complete || this.completeBootsLater(exchange, undefined, attempt + 1),
+        () => this.completeBootsLater(exchange, undefined, attempt + 1),
+      );
+      this.completing = run.finally(() => (this.completing = undefined));
+    }, 1000);
+    this.bootsTimer.unref();
   }
 
   get status(): FirehoseStatus {
@@ -286,7 +348,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       // A read first: a refused password or a missing vhost fails here, before anything is changed.
       await api.tracing();
     } catch (err) {
-      return this.setStatus(unavailableBecause(err, 'Cannot read the firehose setting'));
+      return this.setStatus(unavailableBecause(err, 'Cannot read the firehose setting', api.vhost));
     }
     this.touched = true;
     if (this.stopping) return this.current;
@@ -308,6 +370,8 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     // Connection-level errors are followed by 'disconnect'; the listener keeps them from crashing the process.
     connection.on('error', () => undefined);
     connection.on('disconnect', (err: Error) => {
+      // The node may restart while the link is down: from now on our marker must prove its boot like anyone's.
+      this.ownMarker = undefined;
       if (!this.stopping) this.setStatus({ state: 'reconnecting', since: Date.now(), attempt: 0, reason: this.lostBecause ?? err.message });
       this.lostBecause = undefined;
     });
@@ -323,16 +387,16 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       this.setStatus({ state: 'on', since: Date.now(), turnedOnByUs: this.lastTurnedOn, ...(resumed ? { resumed: true } : {}) });
     });
     connection.on('reconnect-failed', (err: Error) => {
-      if (this.connectedOnce && !this.stopping) this.setStatus(unavailableBecause(err, 'Tracing stopped: lost the broker'));
+      if (this.connectedOnce && !this.stopping) this.setStatus(unavailableBecause(err, 'Tracing stopped: lost the broker', this.options.api.vhost));
     });
     try {
       await connection.waitForConnect();
     } catch (err) {
       this.connection = undefined;
       await this.closeBounded(connection);
-      const release = await releaseTracing(api, this.queue);
+      const release = await this.release();
       if (err instanceof ManagementFailure) {
-        const status = unavailableBecause(err.original, 'Cannot turn on firehose tracing');
+        const status = unavailableBecause(err.original, 'Cannot turn on firehose tracing', api.vhost);
         return this.setStatus(release.outcome === 'failed' ? { ...status, reason: `${status.reason} ${release.reason}` } : status);
       }
       if (this.stopping) return this.current;
@@ -350,6 +414,10 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     channel.on('error', () => undefined);
     // A fresh name per connection: the broker may still hold the previous connection's exclusive queue for a moment.
     const queue = `${LIVE_TRACER_QUEUE_PREFIX}${randomUUID()}`;
+    // Recorded before it exists: only a queue this user's BridgeScope recorded counts as a live tracer.
+    await this.ownership.registerTracer(queue, this.options.api.vhost);
+    const previous = this.queue;
+    if (previous !== undefined) await this.ownership.unregisterTracer(previous);
     // Bounded at the broker too: a burst while we are slow never grows without limit.
     await channel.assertQueue(queue, { exclusive: true, autoDelete: true, arguments: { 'x-max-length': 100_000 } });
     this.queue = queue;
@@ -376,16 +444,19 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
 
   /**
    * Switches tracing on when it is off, marker first: a crash in between leaves a stale marker, never an unowned flag.
-   * Markers found while tracing is off are stale (a node restart resets the flag, not a durable exchange): they are
-   * replaced, so the marker names this process and this time.
+   * Markers of ours found while tracing is off are stale (a node restart resets the flag, not a durable exchange): they
+   * are replaced, so the marker names this process and this time. Markers anyone else made are left alone.
    */
   private async switchOn(): Promise<boolean> {
     const { api } = this.options;
     if (await api.tracing()) return false;
-    await api.deleteTracingMarkers((await api.tracingMarkers()).map((stale) => stale.exchange));
+    const stale = await this.ownership.recorded(api, await api.tracingMarkers());
+    await this.ownership.removeMarkers(api, stale.map((marker) => marker.exchange));
     const marker: TracingMarker = { since: new Date().toISOString(), by: this.options.owner ?? `BridgeScope pid ${process.pid} on ${hostname()}` };
-    await api.setTracingMarker(marker);
+    const exchange = await this.ownership.claimMarker(api, marker);
+    this.ownMarker = exchange;
     await api.setTracing(true);
+    this.completeBootsLater(exchange);
     return true;
   }
 
@@ -425,7 +496,11 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     const late = this.connection as amqp.RecoveringChannelModel | undefined;
     this.connection = undefined;
     if (late) await this.closeBounded(late);
-    const release: TracingRelease = this.touched ? await releaseTracing(this.options.api, this.queue) : { outcome: 'left-on', why: 'not-ours' };
+    // No record update may land after the record is removed.
+    clearTimeout(this.bootsTimer);
+    await this.completing;
+    const release: TracingRelease = this.touched ? await this.release() : { outcome: 'left-on', why: 'not-ours' };
+    if (this.queue !== undefined) await this.ownership.unregisterTracer(this.queue);
     this.setStatus({ state: 'off' });
     return release;
   }
