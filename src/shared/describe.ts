@@ -43,7 +43,7 @@ export function describeStep(step: TraceStep): string {
     case 'mqtt.reply.received':
       return step.detail.topicMismatch
         ? `reply received on "${step.detail.topic}" -- asked "${step.detail.replyTopic}" (dot pitfall)`
-        : `reply received on "${step.detail.topic}" (${step.detail.bytes} bytes)`;
+        : `reply received on "${step.detail.topic}"${step.detail.qos !== undefined ? ` at QoS ${step.detail.qos}` : ''} (${step.detail.bytes} bytes)`;
     case 'rpc.failed':
       return `failed (${step.detail.code}): ${step.detail.message}`;
     case 'rpc.diagnosed':

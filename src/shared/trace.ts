@@ -75,7 +75,8 @@ export interface TraceStepDetails {
   /** the broker's publisher confirm; a mandatory reply nothing was bound for comes back first as a basic.return */
   'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked'; returnReason?: string };
   'request.rejected': { worker: string; reason: string; bytes: number };
-  'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; wire?: TraceMessage };
+  /** `qos`: the QoS the reply was delivered at (the PUBLISH packet's), which can be below the subscription's grant */
+  'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; qos?: QoS; wire?: TraceMessage };
   'rpc.failed': { code: string; message: string };
   /** where the RPC stopped and why, decided after it settled (replied, failed or timed out); the last step of an RPC */
   'rpc.diagnosed': { verdict: Verdict };
