@@ -72,6 +72,8 @@ const IDENTITY_FILE = 'identity.json';
 interface SandboxIdentity {
   nodeName: string;
   ports: SandboxPorts;
+  /** a cluster node from a prepared root: the cluster's epmd port, which a restart of this node alone must use again */
+  sharedEpmdPort?: number;
 }
 
 const portLabels: Record<keyof SandboxPorts, string> = { amqp: 'AMQP', mqtt: 'MQTT', management: 'management HTTP', dist: 'Erlang distribution' };
@@ -170,7 +172,7 @@ async function readIdentity(dir: string): Promise<SandboxIdentity | undefined> {
     if (typeof identity.nodeName !== 'string' || !ports || !valid(ports.amqp) || !valid(ports.mqtt) || !valid(ports.management) || !valid(ports.dist)) {
       return undefined;
     }
-    return { nodeName: identity.nodeName, ports };
+    return { nodeName: identity.nodeName, ports, ...(valid(identity.sharedEpmdPort) ? { sharedEpmdPort: identity.sharedEpmdPort } : {}) };
   } catch {
     return undefined;
   }
@@ -308,7 +310,12 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   // A node from a prepared root sees its folder at /sandbox, and finds other nodes through an epmd of its own port.
   const inner = install.kind === 'root' ? ROOT_SANDBOX_DIR : dir;
   let epmdPort: number | undefined;
-  if (install.kind === 'root') epmdPort = opts.epmdPort ?? (await startEpmd(install.root, dir));
+  let sharedEpmdPort: number | undefined;
+  if (install.kind === 'root') {
+    // A cluster node restarted on its own (the others running) finds them through the cluster's epmd, still running.
+    sharedEpmdPort = opts.epmdPort ?? (remembered?.sharedEpmdPort && !(await isPortFree(remembered.sharedEpmdPort)) ? remembered.sharedEpmdPort : undefined);
+    epmdPort = sharedEpmdPort ?? (await startEpmd(install.root, dir));
+  }
   const env: NodeJS.ProcessEnv = {
     ...(install.kind === 'root' ? rootBaseEnv() : (opts.env ?? process.env)),
     // The Erlang cookie lives in $HOME: keep the sandbox's own, inside its folder.
@@ -401,7 +408,8 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
     if (epmdPort) info.epmdPort = epmdPort;
   }
   await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...info, wrapperPid: child.pid }, null, 2));
-  await writeFile(join(dir, IDENTITY_FILE), JSON.stringify({ nodeName, ports } satisfies SandboxIdentity, null, 2));
+  const identity: SandboxIdentity = { nodeName, ports, ...(sharedEpmdPort ? { sharedEpmdPort } : {}) };
+  await writeFile(join(dir, IDENTITY_FILE), JSON.stringify(identity, null, 2));
   progress(`RabbitMQ node ${nodeName} is ready`);
   return { info, reused: false, warnings };
 }
