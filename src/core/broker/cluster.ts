@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -97,33 +97,63 @@ export function isClusterDir(dir: string): boolean {
   return existsSync(join(dir, CLUSTER_FILE));
 }
 
-/**
- * rabbitmqctl against one sandbox node, with that node's cookie ($HOME) and none of the system's env file; for a prepared
- * root, the root's own rabbitmqctl, chrooted with the node's folder mounted, through the cluster's epmd.
- */
 async function rabbitmqctl(nodeName: string, home: string, args: string[], env: NodeJS.ProcessEnv, install: RabbitMQInstall, epmdPort?: number): Promise<string> {
+  return rabbitmqTool('rabbitmqctl', nodeName, home, args, env, install, epmdPort);
+}
+
+function rootPluginsDir(root: string): { RABBITMQ_PLUGINS_DIR?: string } {
+  const lib = '/usr/lib/rabbitmq/lib';
+  const server = (() => {
+    try {
+      return readdirSync(join(root, lib)).find((name) => name.startsWith('rabbitmq_server-'));
+    } catch {
+      return undefined;
+    }
+  })();
+  return server ? { RABBITMQ_PLUGINS_DIR: join(lib, server, 'plugins') } : {};
+}
+
+/**
+ * A RabbitMQ command-line tool against one sandbox node (its folder `home`), with that node's cookie ($HOME), plugins
+ * file and none of the system's env file; for a prepared root, the root's own tool, chrooted with the node's folder
+ * mounted, through the node's epmd.
+ */
+export async function rabbitmqTool(
+  tool: 'rabbitmqctl' | 'rabbitmq-plugins',
+  nodeName: string,
+  home: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  install: RabbitMQInstall,
+  epmdPort?: number,
+): Promise<string> {
+  // rabbitmq-plugins of 4.0.5 takes the node only after its command (`-n` first prints its usage); rabbitmqctl either way.
+  const argv = tool === 'rabbitmq-plugins' ? [...args, '-n', nodeName] : ['-n', nodeName, ...args];
   const command =
     install.kind === 'root'
       ? {
-          ...chrootCommand(install.root, home, ['/usr/lib/rabbitmq/bin/rabbitmqctl', '-n', nodeName, ...args]),
+          ...chrootCommand(install.root, home, [`/usr/lib/rabbitmq/bin/${tool}`, ...argv]),
           env: {
             ...rootBaseEnv(),
             RABBITMQ_CONF_ENV_FILE: join(ROOT_SANDBOX_DIR, 'rabbitmq-env.conf'),
+            RABBITMQ_ENABLED_PLUGINS_FILE: join(ROOT_SANDBOX_DIR, 'enabled_plugins'),
+            // 4.0.5's rabbitmq-plugins does not find its plugins by itself in Debian's layout (plugins_dir_does_not_exist).
+            ...rootPluginsDir(install.root),
             ERL_EPMD_ADDRESS: '127.0.0.1',
             ...(epmdPort ? { ERL_EPMD_PORT: String(epmdPort) } : {}),
           },
         }
       : {
-          file: join(dirname(findRabbitMQ(env)), 'rabbitmqctl'),
-          args: ['-n', nodeName, ...args],
-          env: { ...env, HOME: home, RABBITMQ_CONF_ENV_FILE: join(home, 'rabbitmq-env.conf') },
+          file: join(dirname(findRabbitMQ(env)), tool),
+          args: argv,
+          env: { ...env, HOME: home, RABBITMQ_CONF_ENV_FILE: join(home, 'rabbitmq-env.conf'), RABBITMQ_ENABLED_PLUGINS_FILE: join(home, 'enabled_plugins') },
         };
   try {
     const { stdout } = await promisify(execFile)(command.file, command.args, { env: command.env, timeout: 120_000 });
     return stdout;
   } catch (err) {
     const detail = (err as { stderr?: string }).stderr?.trim().split('\n').slice(-3).join(' ') || (err as Error).message;
-    throw new BridgeError('broker-failed', `rabbitmqctl ${args[0]} on ${nodeName} failed: ${detail}`, { cause: err });
+    throw new BridgeError('broker-failed', `${tool} ${args[0]} on ${nodeName} failed: ${detail}`, { cause: err });
   }
 }
 
