@@ -49,7 +49,7 @@ export function describeStep(step: TraceStep): string {
     case 'mqtt.reply.received':
       return step.detail.topicMismatch
         ? `reply received on "${step.detail.topic}" -- asked "${step.detail.replyTopic}" (dot pitfall)`
-        : `reply received on "${step.detail.topic}" (${step.detail.bytes} bytes)`;
+        : `reply received on "${step.detail.topic}"${step.detail.qos !== undefined ? ` at QoS ${step.detail.qos}` : ''} (${step.detail.bytes} bytes)`;
     case 'mqtt.reply.ignored':
       return `second reply received on "${step.detail.topic}" (${step.detail.bytes} bytes): ignored, the call had taken the first`;
     case 'rpc.failed':

@@ -78,6 +78,8 @@ export interface RpcOutcome {
   publishQos: { asked: QoS; acknowledgedAs: QoS };
   /** QoS asked and granted for the reply subscription */
   subscriptionQos: { asked: QoS; granted: QoS | 'refused' };
+  /** the QoS the reply was delivered at (its PUBLISH packet's): below the grant when the broker downgraded it */
+  replyQos?: QoS;
   warnings: string[];
   /** where the RPC stopped and why (the app and `call` always diagnose; a bare RpcClient does not) */
   verdict?: Verdict;

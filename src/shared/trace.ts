@@ -79,7 +79,8 @@ export interface TraceStepDetails {
   /** the broker's publisher confirm; a mandatory reply nothing was bound for comes back first as a basic.return */
   'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked'; returnReason?: string };
   'request.rejected': { worker: string; reason: string; bytes: number };
-  'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; wire?: TraceMessage };
+  /** `qos`: the QoS the reply was delivered at (the PUBLISH packet's), which can be below the subscription's grant */
+  'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; qos?: QoS; wire?: TraceMessage };
   /** another reply with the id of a call that already took one (the first reply wins): kept, not used */
   'mqtt.reply.ignored': { topic: string; bytes: number; reason: 'second-reply'; wire?: TraceMessage };
   'rpc.failed': { code: string; message: string };

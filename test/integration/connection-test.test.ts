@@ -80,9 +80,15 @@ describe('Test connection on the sandbox broker', () => {
     expect(lines[2]?.sentence).toContain(`RabbitMQ ${lines[2]?.brokerVersion}`);
   });
 
-  it('falls back to MQTT 3.1.1 on "auto" with RabbitMQ 3.10 and says the broker refused MQTT 5', async () => {
+  it(`on "auto" takes MQTT 5 where the broker has it (3.13+), else falls back to 3.1.1 saying the broker refused MQTT 5 (RabbitMQ ${broker.version ?? 'unknown'})`, async () => {
     const lines = await test(profileWith({ mqttVersion: 'auto' }));
-    expect(lines.find((line) => line.protocol === 'mqtt')).toMatchObject({ ok: true, mqttVersion: '3.1.1', sentence: 'Reached and signed in; MQTT 3.1.1 accepted (the broker refused MQTT 5).' });
+    const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
+    const mqtt5 = major > 3 || (major === 3 && minor >= 13);
+    expect(lines.find((line) => line.protocol === 'mqtt')).toMatchObject(
+      mqtt5
+        ? { ok: true, mqttVersion: '5', sentence: 'Reached and signed in; MQTT 5 accepted.' }
+        : { ok: true, mqttVersion: '3.1.1', sentence: 'Reached and signed in; MQTT 3.1.1 accepted (the broker refused MQTT 5).' },
+    );
   });
 
   it('gives a wrong password one sentence per protocol, and shows neither password', async () => {

@@ -329,6 +329,41 @@ describe('verdicts against the sandbox broker', () => {
   });
 });
 
+describe(`the same verdict every time, 20 runs each, a new device each run (RabbitMQ ${broker.version ?? 'unknown'})`, () => {
+  // Issue 22: on 4.0.5 and 4.3.6 these were sometimes not-this-broker. The device's subscription queue is exclusive there
+  // (a passive declare by another connection gets 405, which was read as "no such queue"), and the management API's
+  // connection list lags a new connection by seconds: both negative made "this broker never saw the client".
+  const runs = 20;
+  const codesOf = async (setup: () => Promise<CallSetup>): Promise<string[]> => {
+    const codes: string[] = [];
+    for (let run = 0; run < runs; run += 1) {
+      const client = new RpcClient({ mqttUrl: home.mqttUrl, strategy: 'per-request', clientId: uniqueName('device') });
+      await client.connect();
+      try {
+        codes.push((await verdictOf({ ...(await setup()), client })).verdict.code);
+      } finally {
+        await client.close();
+      }
+    }
+    return codes;
+  };
+
+  it('a topic typo: request-unroutable', async () => {
+    const server = await startServer();
+    expect(await codesOf(async () => ({ topic: `${server.queue}x` }))).toEqual(Array(runs).fill('request-unroutable'));
+  }, 180_000);
+
+  it('a bound queue nobody consumes: no-consumer', async () => {
+    const queue = await idleQueue();
+    expect(await codesOf(async () => ({ topic: queue }))).toEqual(Array(runs).fill('no-consumer'));
+  }, 180_000);
+
+  it('a server slower than the timeout: server-slow', async () => {
+    const server = await startServer({ handler: 'delay:3000' });
+    expect(await codesOf(async () => ({ topic: server.queue, timeoutMs: 500 }))).toEqual(Array(runs).fill('server-slow'));
+  }, 180_000);
+});
+
 describe('asking the broker after a failure', () => {
   it('gives the verdict in bounded time when the management API never answers, saying what could not be asked', async () => {
     const hung = createHttpServer(() => undefined); // accepts, never answers

@@ -39,6 +39,8 @@ describe('interop with independent clients', () => {
     expect(await publisher.exited).toBe(0);
     const replyLine = await subscriber.waitForLine(/^\{/);
     expect(JSON.parse(replyLine)).toEqual({ id: 'from-mosquitto', result: { temperature: 21.5 }, worker: 'worker-1' });
+    // Delivered at QoS 1 as subscribed (issue 22: our transient replies came as q0 on 4.x): `-d` prints the PUBLISH flags.
+    expect(await subscriber.waitForLine(/received PUBLISH/)).toMatch(/received PUBLISH \(d0, q1,/);
   });
 
   it("gets the seed Python (pika) server's plain-text reply, matched by routing key", async () => {
@@ -52,6 +54,24 @@ describe('interop with independent clients', () => {
     expect(outcome.body).toEqual({ kind: 'text', text: 'done' });
     expect(outcome.topicMismatch).toBe(false);
     await python.waitForLine(new RegExp(`answered ${outcome.replyTopic}`));
+  });
+
+  it(`names delivery_mode when the seed Python server's non-persistent reply reaches a QoS 1 subscriber at QoS 0 (3.13+; RabbitMQ ${broker.version ?? 'unknown'})`, async () => {
+    const queue = uniqueName('rpc_queue');
+    const python = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'seed_server.py'), broker.urls.amqp, queue]);
+    await python.waitForLine(/^ready$/);
+    const client = new RpcClient({ mqttUrl: broker.urls.mqtt, strategy: 'per-request' });
+    await client.connect();
+    closers.push(() => client.close());
+    const outcome = await client.call({ topic: queue, qos: 1, params: 'which qos?', timeoutMs: 5000 });
+    const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
+    if (major > 3 || (major === 3 && minor >= 13)) {
+      expect(outcome.replyQos).toBe(0);
+      expect(outcome.warnings).toContainEqual(expect.stringMatching(/arrived at QoS 0 though its subscription was granted QoS 1: .*delivery_mode/));
+    } else {
+      expect(outcome.replyQos).toBe(1);
+      expect(outcome.warnings.join(' ')).not.toContain('delivery_mode');
+    }
   });
 
   it('lets bridgescope call reach the Python server and print its reply on stdout', async () => {

@@ -23,7 +23,7 @@ async function firstMessage(queue: string): Promise<amqp.ConsumeMessage> {
   });
 }
 
-describe('the MQTT plugin of the sandbox broker', () => {
+describe(`the MQTT plugin of the sandbox broker (RabbitMQ ${broker.version ?? 'unknown'})`, () => {
   it('publishes an MQTT message to amq.direct, where a queue bound with the topic as key receives it', async () => {
     const queue = uniqueName('rpc_queue');
     await channel.assertQueue(queue, { exclusive: true });
@@ -38,7 +38,9 @@ describe('the MQTT plugin of the sandbox broker', () => {
     expect(message.fields.exchange).toBe('amq.direct');
     expect(message.fields.routingKey).toBe(queue);
     expect(JSON.parse(message.content.toString())).toEqual({ reply_to: 'reply/abc' });
-    expect(message.properties.headers?.['x-mqtt-publish-qos']).toBe(1);
+    // The header went away in 4.0 (message containers; docs/BROKER-VERSIONS.md): seen on 3.10.8, gone on 4.0.5 and 4.3.6.
+    const major = Number((broker.version ?? '0').split('.')[0]);
+    expect(message.properties.headers?.['x-mqtt-publish-qos']).toBe(major >= 4 ? undefined : 1);
   });
 
   it('turns every / of a topic into a . of the routing key', async () => {

@@ -1,13 +1,13 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManagementApi } from '../../src/core/broker/management-api';
 import { probeMqttExchange } from '../../src/core/broker/checks';
-import { findRabbitMQ, startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+import { rabbitmqTool } from '../../src/core/broker/cluster';
+import { resolveRabbitMQ } from '../../src/core/broker/installations';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
 
@@ -47,11 +47,8 @@ describe('the exchange probe on a RabbitMQ of its own', () => {
   });
 
   it('says the RabbitMQ has no MQTT listener and asks whether rabbitmq_mqtt is enabled, once the plugin is off', async () => {
-    // The sandbox's own cookie ($HOME) and plugins file, as the node was started with them.
-    await promisify(execFile)(join(dirname(findRabbitMQ()), 'rabbitmq-plugins'), ['disable', 'rabbitmq_mqtt', '-n', broker.nodeName], {
-      env: { ...process.env, HOME: dir, RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'), RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf') },
-      timeout: 120_000,
-    });
+    // The sandbox's own cookie ($HOME) and plugins file, as the node was started with them; the tool of its RabbitMQ.
+    await rabbitmqTool('rabbitmq-plugins', broker.nodeName, dir, ['disable', 'rabbitmq_mqtt'], process.env, resolveRabbitMQ(broker.rabbitmq), broker.epmdPort);
     const api = new ManagementApi(broker.urls.management);
     expect((await api.overview()).protocols).not.toContain('mqtt');
     const verdict = await probeMqttExchange({ mqttUrl: broker.urls.mqtt, amqpUrl: broker.urls.amqp, configuredExchange: 'amq.direct', api });

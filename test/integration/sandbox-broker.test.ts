@@ -3,7 +3,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { findRabbitMQ, sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
+import { findRabbitMQ, isPortFree, isProcessAlive, killRootProcesses, sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
 import { BridgeError } from '../../src/core/errors';
 import { runCli } from '../support/cli';
 
@@ -58,6 +58,19 @@ describe('sandbox broker', () => {
     expect((failure as BridgeError).code).toBe('broker-failed');
     expect((failure as BridgeError).message).toMatch(new RegExp(`port ${address.port} was taken by another process`));
     expect((await sandboxStatus(dir)).state).toBe('stopped');
+  });
+
+  it(`stops a node of the run's RabbitMQ (${broker.version ?? 'unknown'}) leaving nothing behind: no VM, no epmd of its own, no mount`, async () => {
+    const dir = await tempDir();
+    const { info } = await startSandbox({ dir, timeoutMs: 120_000 });
+    expect(info.version).toBe(broker.version);
+    expect(await stopSandbox(dir)).toMatchObject({ stopped: true });
+    expect(isProcessAlive(info.pid)).toBe(false);
+    if (info.root) {
+      // A root's node: nothing runs there with this folder mounted any more (its mount namespaces ended with it).
+      expect(await killRootProcesses(info.root, dir, 1000)).toBe(0);
+      expect(await isPortFree(info.epmdPort as number)).toBe(true);
+    }
   });
 
   it('names the install commands when RabbitMQ is not installed', () => {

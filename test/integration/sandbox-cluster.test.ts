@@ -322,6 +322,9 @@ describe('a sandbox cluster of three nodes', () => {
 
   it('fails over: AMQP and MQTT links with several URLs move to another node when theirs stops, and skip a dead first URL', async () => {
     const [first, second, third] = nodes as [NodeJson, NodeJson, NodeJson];
+    // Node 2 (stopped by the test before) comes back first: on Khepri (RabbitMQ 4.2+) a change of metadata, such as the
+    // binding of an MQTT subscription, needs a majority of the nodes, so with two of three down node 1 refuses it.
+    await startSandbox({ dir: join(dir, 'node-2'), nodeName: second.nodeName });
     const amqpLink = new AmqpLink({ url: third.urls.amqp, fallbackUrls: [first.urls.amqp], connectionName: 'failover-test', onConnected: async () => undefined });
     const mqttLink = new MqttLink({ url: third.urls.mqtt, fallbackUrls: [first.urls.mqtt], clientId: uniqueName('failover') });
     try {
@@ -336,7 +339,7 @@ describe('a sandbox cluster of three nodes', () => {
       // the MQTT link works on node 1: it can subscribe
       expect(await mqttLink.subscribe(uniqueName('reply/failover'), 1)).toBe(1);
       // a link whose first URL is a dead node connects to the next one
-      const late = new AmqpLink({ url: second.urls.amqp, fallbackUrls: [first.urls.amqp], connectionName: 'failover-test-2', onConnected: async () => undefined });
+      const late = new AmqpLink({ url: third.urls.amqp, fallbackUrls: [first.urls.amqp], connectionName: 'failover-test-2', onConnected: async () => undefined });
       await late.open();
       expect(late.currentUrl).toBe(first.urls.amqp);
       await late.close();
@@ -350,8 +353,8 @@ describe('a sandbox cluster of three nodes', () => {
     const stopped = await runCli(['broker', 'stop', '--dir', dir, '--json']);
     expect(stopped.code).toBe(0);
     const results = (JSON.parse(stopped.stdout) as { nodes: Array<{ nodeName: string; result: { stopped: boolean } }> }).nodes;
-    // nodes 2 and 3 were stopped by the failover tests
-    expect(results.map((entry) => entry.result.stopped)).toEqual([true, false, false]);
+    // node 3 was stopped by the failover test (node 2 came back before it)
+    expect(results.map((entry) => entry.result.stopped)).toEqual([true, true, false]);
     for (const node of nodes) expect(isProcessAlive(node.pid)).toBe(false);
     const status = await runCli(['broker', 'status', '--dir', dir]);
     expect(status.code).toBe(1);

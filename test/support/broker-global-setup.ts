@@ -18,12 +18,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (reaped.length > 0) console.warn(`Stopped ${reaped.length} test broker(s) left running by killed test runs: ${reaped.join(', ')}`);
   const dir = await mkdtemp(join(tmpdir(), 'bridgescope-test-'));
   await claimTestBroker(dir);
+  // The RabbitMQ under test: the machine's (default), or 4.0 / 4.3 from a root prepared by scripts/rabbitmq-root.sh.
+  // Sandboxes the tests start themselves (and `bridgescope broker start` run by a test) use the same one.
+  const rabbitmq = process.env.BRIDGESCOPE_TEST_RABBITMQ?.trim() || 'system';
+  process.env.BRIDGESCOPE_RABBITMQ = rabbitmq;
   let info: SandboxInfo;
   try {
     const result = await startSandbox({
       dir,
       nodeName: `bridgescope-test-${process.pid}-${randomBytes(3).toString('hex')}@localhost`,
       timeoutMs: 120_000,
+      rabbitmq,
     });
     info = result.info;
   } catch (err) {
@@ -31,10 +36,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
     throw new Error(`The integration tests need a RabbitMQ sandbox broker and it could not start: ${(err as Error).message}`);
   }
   project.provide('broker', info);
+  const named = `RabbitMQ ${info.version ?? 'of unknown version'} (BRIDGESCOPE_TEST_RABBITMQ=${rabbitmq}${info.root ? `, root ${info.root}` : ''})`;
+  console.log(`== Integration and end-to-end tests run on ${named}, node ${info.nodeName}`);
   // `bridgescope ui` keeps its token, port and history under $XDG_CONFIG_HOME: the run's own folder, never the user's.
   const config = await mkdtemp(join(tmpdir(), 'bridgescope-test-config-'));
   process.env.XDG_CONFIG_HOME = config;
   return async () => {
+    console.log(`== The integration and end-to-end tests ran on ${named}`);
     await stopSandbox(dir);
     await rm(dir, { recursive: true, force: true });
     await rm(config, { recursive: true, force: true });

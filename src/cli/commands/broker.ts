@@ -12,7 +12,7 @@ interface DirOptions {
 
 /** One node's lines: name, pid, its three URLs. */
 function nodeLines(info: SandboxInfo, prefix = ''): string[] {
-  return [`${prefix}${info.nodeName} (pid ${info.pid})`, `  AMQP        ${info.urls.amqp}`, `  MQTT        ${info.urls.mqtt}`, `  Management  ${info.urls.management}`];
+  return [`${prefix}${info.nodeName} (pid ${info.pid}${info.version ? `, RabbitMQ ${info.version}` : ''})`, `  AMQP        ${info.urls.amqp}`, `  MQTT        ${info.urls.mqtt}`, `  Management  ${info.urls.management}`];
 }
 
 /** What `--json` prints of a cluster: each node with its URLs and ports. */
@@ -36,15 +36,20 @@ export function registerBrokerCommands(program: Command): void {
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to (mqtt.exchange)', DEFAULT_MQTT_EXCHANGE)
     .option('--timeout <ms>', 'how long to wait for the node to accept connections', parseDurationMs('--timeout'), 90_000)
     .option('--nodes <n>', 'start a sandbox cluster of n nodes on this machine (2-9; each with its own ports), joined into one cluster', parsePositiveInt('--nodes'))
+    .option(
+      '--rabbitmq <which>',
+      "which RabbitMQ: system (this machine's), 4.0 or 4.3 (a root prepared once by scripts/rabbitmq-root.sh), or a prepared root's path (default: $BRIDGESCOPE_RABBITMQ, else system)",
+    )
     .option('--json', 'print a machine-readable object')
     .action(
-      action(async (options: DirOptions & { exchange: string; timeout: number; nodes?: number }) => {
+      action(async (options: DirOptions & { exchange: string; timeout: number; nodes?: number; rabbitmq?: string }) => {
         if ((options.nodes ?? 1) > 1 || (options.nodes === undefined && isClusterDir(options.dir))) {
           const result = await startSandboxCluster({
             dir: options.dir,
             nodes: options.nodes ?? (await sandboxClusterStatus(options.dir)).nodesCount,
             mqttExchange: options.exchange,
             timeoutMs: options.timeout,
+            ...(options.rabbitmq !== undefined ? { rabbitmq: options.rabbitmq } : {}),
             onProgress: options.json ? undefined : (message) => process.stderr.write(`${message}\n`),
           });
           for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
@@ -67,6 +72,7 @@ export function registerBrokerCommands(program: Command): void {
           dir: options.dir,
           mqttExchange: options.exchange,
           timeoutMs: options.timeout,
+          ...(options.rabbitmq !== undefined ? { rabbitmq: options.rabbitmq } : {}),
           onProgress: options.json ? undefined : (message) => process.stderr.write(`${message}\n`),
         });
         for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
@@ -80,6 +86,7 @@ export function registerBrokerCommands(program: Command): void {
             result.reused
               ? `Already running: ${info.nodeName} (pid ${info.pid})`
               : `Started ${info.nodeName} (pid ${info.pid})`,
+            ...(info.version ? [`RabbitMQ    ${info.version}${info.root ? ` (from ${info.root})` : ''}`] : []),
             `AMQP        ${info.urls.amqp}`,
             `MQTT        ${info.urls.mqtt}`,
             `Management  ${info.urls.management}`,

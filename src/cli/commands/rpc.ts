@@ -40,6 +40,7 @@ interface ServeOptions {
   prefetch: number;
   handler: string;
   handlerTimeout: number;
+  transientReplies?: boolean;
   drainTimeout: number;
   json?: boolean;
   sparkplug?: boolean;
@@ -323,6 +324,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       handler,
       handlerTimeoutMs: options.handlerTimeout,
       topicMap: { sparkplug: Boolean(options.sparkplug) },
+      persistentReplies: !options.transientReplies,
     });
     let started = false;
     server.on('problem', (problem) => {
@@ -636,6 +638,10 @@ export function registerRpcCommands(program: Command): void {
     .option('--handler-timeout <ms>', 'abandon a handler that has not answered after this long, replying with an error', parseDurationMs('--handler-timeout'), DEFAULT_HANDLER_TIMEOUT_MS)
     .option('--drain-timeout <ms>', 'on Ctrl-C or SIGTERM, how long in-flight requests may take before the rest go back to the queue', parseDurationMs('--drain-timeout'), DEFAULT_DRAIN_TIMEOUT_MS)
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
+    .option(
+      '--transient-replies',
+      'publish replies non-persistent (delivery_mode 1): on RabbitMQ 3.13+ they then reach devices at QoS 0 whatever their subscription (default: persistent, delivered at the QoS subscribed)',
+    )
     .option('--json', 'print one JSON line per trace step and problem')
     .action(action(serve));
 

@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,9 +15,12 @@ import { BridgeError } from '../errors';
 import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 import { ManagementApi } from './management-api';
 import { probeAll } from './readiness';
+import { chrootCommand, resolveRabbitMQ, rootBaseEnv, ROOT_SANDBOX_DIR, type RabbitMQInstall } from './installations';
 import {
   findRabbitMQ,
   freePorts,
+  killRootProcesses,
+  startEpmd,
   sandboxStatus,
   startSandbox,
   stopSandbox,
@@ -36,6 +39,8 @@ interface ClusterRecord {
   /** true once every node joined the first one (a later start forms the cluster afresh) */
   joined: boolean;
   mqttExchange: string;
+  /** which RabbitMQ the nodes run (see installations.ts); kept so a later start and stop use the same */
+  rabbitmq?: string;
 }
 
 export interface ClusterInfo {
@@ -52,6 +57,8 @@ export interface ClusterStartOptions {
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
   onProgress?: (message: string) => void;
+  /** which RabbitMQ (`system`, `4.0`, `4.3` or a prepared root's path); default the folder's last, else $BRIDGESCOPE_RABBITMQ */
+  rabbitmq?: string;
 }
 
 export interface ClusterStartResult {
@@ -74,7 +81,12 @@ async function readCluster(dir: string): Promise<ClusterRecord | undefined> {
   try {
     const record = JSON.parse(await readFile(join(dir, CLUSTER_FILE), 'utf8')) as Partial<ClusterRecord>;
     if (!Array.isArray(record.nodes) || record.nodes.some((name) => typeof name !== 'string')) return undefined;
-    return { nodes: record.nodes, joined: record.joined === true, mqttExchange: record.mqttExchange ?? DEFAULT_MQTT_EXCHANGE };
+    return {
+      nodes: record.nodes,
+      joined: record.joined === true,
+      mqttExchange: record.mqttExchange ?? DEFAULT_MQTT_EXCHANGE,
+      ...(typeof record.rabbitmq === 'string' ? { rabbitmq: record.rabbitmq } : {}),
+    };
   } catch {
     return undefined;
   }
@@ -85,18 +97,63 @@ export function isClusterDir(dir: string): boolean {
   return existsSync(join(dir, CLUSTER_FILE));
 }
 
-/** rabbitmqctl against one sandbox node, with that node's cookie ($HOME) and none of the system's env file. */
-async function rabbitmqctl(nodeName: string, home: string, args: string[], env: NodeJS.ProcessEnv): Promise<string> {
-  const ctl = join(dirname(findRabbitMQ(env)), 'rabbitmqctl');
+async function rabbitmqctl(nodeName: string, home: string, args: string[], env: NodeJS.ProcessEnv, install: RabbitMQInstall, epmdPort?: number): Promise<string> {
+  return rabbitmqTool('rabbitmqctl', nodeName, home, args, env, install, epmdPort);
+}
+
+function rootPluginsDir(root: string): { RABBITMQ_PLUGINS_DIR?: string } {
+  const lib = '/usr/lib/rabbitmq/lib';
+  const server = (() => {
+    try {
+      return readdirSync(join(root, lib)).find((name) => name.startsWith('rabbitmq_server-'));
+    } catch {
+      return undefined;
+    }
+  })();
+  return server ? { RABBITMQ_PLUGINS_DIR: join(lib, server, 'plugins') } : {};
+}
+
+/**
+ * A RabbitMQ command-line tool against one sandbox node (its folder `home`), with that node's cookie ($HOME), plugins
+ * file and none of the system's env file; for a prepared root, the root's own tool, chrooted with the node's folder
+ * mounted, through the node's epmd.
+ */
+export async function rabbitmqTool(
+  tool: 'rabbitmqctl' | 'rabbitmq-plugins',
+  nodeName: string,
+  home: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  install: RabbitMQInstall,
+  epmdPort?: number,
+): Promise<string> {
+  // rabbitmq-plugins of 4.0.5 takes the node only after its command (`-n` first prints its usage); rabbitmqctl either way.
+  const argv = tool === 'rabbitmq-plugins' ? [...args, '-n', nodeName] : ['-n', nodeName, ...args];
+  const command =
+    install.kind === 'root'
+      ? {
+          ...chrootCommand(install.root, home, [`/usr/lib/rabbitmq/bin/${tool}`, ...argv]),
+          env: {
+            ...rootBaseEnv(),
+            RABBITMQ_CONF_ENV_FILE: join(ROOT_SANDBOX_DIR, 'rabbitmq-env.conf'),
+            RABBITMQ_ENABLED_PLUGINS_FILE: join(ROOT_SANDBOX_DIR, 'enabled_plugins'),
+            // 4.0.5's rabbitmq-plugins does not find its plugins by itself in Debian's layout (plugins_dir_does_not_exist).
+            ...rootPluginsDir(install.root),
+            ERL_EPMD_ADDRESS: '127.0.0.1',
+            ...(epmdPort ? { ERL_EPMD_PORT: String(epmdPort) } : {}),
+          },
+        }
+      : {
+          file: join(dirname(findRabbitMQ(env)), tool),
+          args: argv,
+          env: { ...env, HOME: home, RABBITMQ_CONF_ENV_FILE: join(home, 'rabbitmq-env.conf'), RABBITMQ_ENABLED_PLUGINS_FILE: join(home, 'enabled_plugins') },
+        };
   try {
-    const { stdout } = await promisify(execFile)(ctl, ['-n', nodeName, ...args], {
-      env: { ...env, HOME: home, RABBITMQ_CONF_ENV_FILE: join(home, 'rabbitmq-env.conf') },
-      timeout: 120_000,
-    });
+    const { stdout } = await promisify(execFile)(command.file, command.args, { env: command.env, timeout: 120_000 });
     return stdout;
   } catch (err) {
     const detail = (err as { stderr?: string }).stderr?.trim().split('\n').slice(-3).join(' ') || (err as Error).message;
-    throw new BridgeError('broker-failed', `rabbitmqctl ${args[0]} on ${nodeName} failed: ${detail}`, { cause: err });
+    throw new BridgeError('broker-failed', `${tool} ${args[0]} on ${nodeName} failed: ${detail}`, { cause: err });
   }
 }
 
@@ -130,8 +187,13 @@ export async function startSandboxCluster(opts: ClusterStartOptions): Promise<Cl
     );
   }
   const mqttExchange = existing?.mqttExchange ?? opts.mqttExchange ?? DEFAULT_MQTT_EXCHANGE;
+  const install = resolveRabbitMQ(opts.rabbitmq ?? existing?.rabbitmq, env);
   const base = `bridgescope-${randomBytes(3).toString('hex')}`;
   const record: ClusterRecord = existing ?? { nodes: Array.from({ length: opts.nodes }, (_, i) => `${base}-${i + 1}@localhost`), joined: false, mqttExchange };
+  if (existing?.rabbitmq !== undefined && existing.rabbitmq !== install.label && existing.joined) {
+    throw new BridgeError('bad-input', `${dir} holds a sandbox cluster of RabbitMQ ${existing.rabbitmq}, not ${install.label}: use --rabbitmq ${existing.rabbitmq}, or another --dir.`);
+  }
+  record.rabbitmq = install.label;
   await writeFile(join(dir, CLUSTER_FILE), JSON.stringify(record, null, 2));
 
   // One cookie for every node: each node's $HOME is its folder, so the cookie is copied there (Erlang wants mode 0400).
@@ -157,9 +219,16 @@ export async function startSandboxCluster(opts: ClusterStartOptions): Promise<Cl
     // sandbox's queues are recreated by whoever uses them. Nodes still running are stopped first.
     warnings.push('The sandbox cluster starts fresh: queues and messages of its last run are gone (node names and ports stay).');
     await Promise.all(record.nodes.map((_, i) => stopSandbox(nodeDir(dir, i))));
+    if (install.kind === 'root') await killRootProcesses(install.root, dir, 5000);
     await Promise.all(record.nodes.map((_, i) => rm(join(nodeDir(dir, i), 'mnesia'), { recursive: true, force: true })));
     record.joined = false;
     await writeFile(join(dir, CLUSTER_FILE), JSON.stringify(record, null, 2));
+  }
+  // Nodes from a prepared root find each other through one epmd of the cluster's own (in the cluster's folder).
+  let epmdPort: number | undefined;
+  if (install.kind === 'root') {
+    await killRootProcesses(install.root, dir, 5000);
+    epmdPort = await startEpmd(install.root, dir);
   }
   // Fresh ports for nodes that never ran, picked together so no two nodes race for the same one.
   const fresh = await freePorts(4 * record.nodes.length);
@@ -172,6 +241,8 @@ export async function startSandboxCluster(opts: ClusterStartOptions): Promise<Cl
       nodeName,
       mqttExchange,
       env,
+      rabbitmq: install.label,
+      ...(epmdPort ? { epmdPort } : {}),
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(neverRan ? { ports: portsFor(i) } : {}),
       onProgress: progress,
@@ -189,9 +260,9 @@ export async function startSandboxCluster(opts: ClusterStartOptions): Promise<Cl
     if (members.get(info.nodeName)) continue;
     progress(`Joining ${info.nodeName} to ${first.nodeName}`);
     const home = nodeDir(dir, i + 1);
-    await rabbitmqctl(info.nodeName, home, ['stop_app'], env);
-    await rabbitmqctl(info.nodeName, home, ['join_cluster', first.nodeName], env);
-    await rabbitmqctl(info.nodeName, home, ['start_app'], env);
+    await rabbitmqctl(info.nodeName, home, ['stop_app'], env, install, epmdPort);
+    await rabbitmqctl(info.nodeName, home, ['join_cluster', first.nodeName], env, install, epmdPort);
+    await rabbitmqctl(info.nodeName, home, ['start_app'], env, install, epmdPort);
   }
   record.joined = true;
   await writeFile(join(dir, CLUSTER_FILE), JSON.stringify(record, null, 2));
@@ -232,9 +303,21 @@ export async function sandboxClusterStatus(dir: string): Promise<ClusterStatus> 
   return { state: running.length === 0 ? 'stopped' : 'partial', dir, nodes, nodesCount };
 }
 
+function tryResolve(rabbitmq: string): RabbitMQInstall | undefined {
+  try {
+    return resolveRabbitMQ(rabbitmq);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Stops every node of the cluster in `dir` (together) and waits until their Erlang VMs are gone. */
 export async function stopSandboxCluster(dir: string, timeoutMs = 30_000): Promise<Array<{ nodeName: string; result: SandboxStopResult }>> {
   const record = await readCluster(dir);
   if (!record) return [];
-  return Promise.all(record.nodes.map(async (nodeName, i) => ({ nodeName, result: await stopSandbox(nodeDir(dir, i), timeoutMs) })));
+  const results = await Promise.all(record.nodes.map(async (nodeName, i) => ({ nodeName, result: await stopSandbox(nodeDir(dir, i), timeoutMs) })));
+  // The cluster's own epmd (nodes from a prepared root), found by the root the nodes ran from.
+  const install = record.rabbitmq ? tryResolve(record.rabbitmq) : undefined;
+  if (install?.kind === 'root') await killRootProcesses(install.root, dir, 5000);
+  return results;
 }

@@ -1,13 +1,15 @@
 /** The sandbox broker: a private RabbitMQ node with MQTT and management, living in one folder on loopback ports it keeps. */
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BridgeError } from '../errors';
 import { probeAll, type BrokerUrls } from './readiness';
+import { ManagementApi } from './management-api';
+import { chrootCommand, resolveRabbitMQ, rootBaseEnv, ROOT_SANDBOX_DIR, ROOT_SERVER_SCRIPT, type RabbitMQInstall } from './installations';
 import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 
 export interface SandboxPorts {
@@ -27,6 +29,13 @@ export interface SandboxInfo {
   mqttExchange: string;
   startedAt: string;
   logFile: string;
+  /** which RabbitMQ runs it: `system`, `4.0`, `4.3` or a prepared root's path (see installations.ts) */
+  rabbitmq?: string;
+  /** RabbitMQ's version as the node reports it (management API), e.g. 4.3.6 */
+  version?: string;
+  /** a node from a prepared root: the root, and the port of the epmd its node finds others through */
+  root?: string;
+  epmdPort?: number;
 }
 
 export type SandboxStatus =
@@ -50,6 +59,10 @@ export interface SandboxStartOptions {
   /** fixed ports instead of free ones (tests use this to provoke a port clash) */
   ports?: Partial<SandboxPorts>;
   onProgress?: (message: string) => void;
+  /** which RabbitMQ (`system`, `4.0`, `4.3` or a prepared root's path); default $BRIDGESCOPE_RABBITMQ, else system */
+  rabbitmq?: string;
+  /** a prepared root's node uses this epmd port (a cluster's nodes share one, started by the cluster) instead of its own */
+  epmdPort?: number;
 }
 
 const STATE_FILE = 'sandbox.json';
@@ -59,6 +72,8 @@ const IDENTITY_FILE = 'identity.json';
 interface SandboxIdentity {
   nodeName: string;
   ports: SandboxPorts;
+  /** a cluster node from a prepared root: the cluster's epmd port, which a restart of this node alone must use again */
+  sharedEpmdPort?: number;
 }
 
 const portLabels: Record<keyof SandboxPorts, string> = { amqp: 'AMQP', mqtt: 'MQTT', management: 'management HTTP', dist: 'Erlang distribution' };
@@ -157,7 +172,7 @@ async function readIdentity(dir: string): Promise<SandboxIdentity | undefined> {
     if (typeof identity.nodeName !== 'string' || !ports || !valid(ports.amqp) || !valid(ports.mqtt) || !valid(ports.management) || !valid(ports.dist)) {
       return undefined;
     }
-    return { nodeName: identity.nodeName, ports };
+    return { nodeName: identity.nodeName, ports, ...(valid(identity.sharedEpmdPort) ? { sharedEpmdPort: identity.sharedEpmdPort } : {}) };
   } catch {
     return undefined;
   }
@@ -262,11 +277,12 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   const remembered = (await readIdentity(dir)) ?? (status.state === 'stale' ? { nodeName: status.info.nodeName, ports: status.info.ports } : undefined);
   if (status.state === 'stale') {
     warnings.push(`Found a stale sandbox record: ${status.reason}; starting a fresh node.`);
-    if (isProcessAlive(status.info.pid)) await killNode(status.info.pid, 15_000);
-    await rm(join(dir, STATE_FILE), { force: true });
+    // Everything the record names goes: the node if still alive, its wrapper, a root's namespace and epmd.
+    await stopSandbox(dir, 15_000);
   }
 
-  const serverScript = findRabbitMQ(opts.env ?? process.env);
+  const install = resolveRabbitMQ(opts.rabbitmq, opts.env ?? process.env);
+  const serverScript = install.kind === 'root' ? ROOT_SERVER_SCRIPT : findRabbitMQ(opts.env ?? process.env);
   const ports = await choosePorts(opts.ports, remembered?.ports, warnings);
   // The same node name keeps the same data folder (mnesia) across restarts.
   const nodeName = opts.nodeName ?? remembered?.nodeName ?? `bridgescope-${randomBytes(4).toString('hex')}@localhost`;
@@ -291,29 +307,40 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   // An empty env file keeps the system's /etc/rabbitmq/rabbitmq-env.conf (node name, ports) out of the sandbox.
   await writeFile(join(dir, 'rabbitmq-env.conf'), '');
 
+  // A node from a prepared root sees its folder at /sandbox, and finds other nodes through an epmd of its own port.
+  const inner = install.kind === 'root' ? ROOT_SANDBOX_DIR : dir;
+  let epmdPort: number | undefined;
+  let sharedEpmdPort: number | undefined;
+  if (install.kind === 'root') {
+    // A cluster node restarted on its own (the others running) finds them through the cluster's epmd, still running.
+    sharedEpmdPort = opts.epmdPort ?? (remembered?.sharedEpmdPort && !(await isPortFree(remembered.sharedEpmdPort)) ? remembered.sharedEpmdPort : undefined);
+    epmdPort = sharedEpmdPort ?? (await startEpmd(install.root, dir));
+  }
   const env: NodeJS.ProcessEnv = {
-    ...(opts.env ?? process.env),
+    ...(install.kind === 'root' ? rootBaseEnv() : (opts.env ?? process.env)),
     // The Erlang cookie lives in $HOME: keep the sandbox's own, inside its folder.
-    HOME: dir,
+    HOME: inner,
     RABBITMQ_NODENAME: nodeName,
     RABBITMQ_NODE_PORT: String(ports.amqp),
     RABBITMQ_DIST_PORT: String(ports.dist),
-    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq.conf'),
-    RABBITMQ_CONF_ENV_FILE: join(dir, 'rabbitmq-env.conf'),
-    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
-    RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
-    RABBITMQ_LOG_BASE: join(dir, 'log'),
-    RABBITMQ_PID_FILE: pidFile,
-    RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
+    RABBITMQ_CONFIG_FILE: join(inner, 'rabbitmq.conf'),
+    RABBITMQ_CONF_ENV_FILE: join(inner, 'rabbitmq-env.conf'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(inner, 'enabled_plugins'),
+    RABBITMQ_MNESIA_BASE: join(inner, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(inner, 'log'),
+    RABBITMQ_PID_FILE: join(inner, 'node.pid'),
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(inner, 'advanced.config'),
     ERL_EPMD_ADDRESS: '127.0.0.1',
+    ...(epmdPort ? { ERL_EPMD_PORT: String(epmdPort) } : {}),
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
   };
   delete env.RABBITMQ_NODE_IP_ADDRESS;
 
-  progress(`Starting RabbitMQ node ${nodeName} in ${dir}`);
+  progress(`Starting RabbitMQ node ${nodeName} (RabbitMQ ${describeInstall(install)}) in ${dir}`);
   const logFd = openSync(logFile, 'a');
   // In its own folder: an Erlang crash dump (erl_crash.dump) lands there, not in whatever folder the user ran us from.
-  const child = spawn(serverScript, [], { detached: true, stdio: ['ignore', logFd, logFd], env, cwd: dir });
+  const command = install.kind === 'root' ? chrootCommand(install.root, dir, [serverScript]) : { file: serverScript, args: [] };
+  const child = spawn(command.file, command.args, { detached: true, stdio: ['ignore', logFd, logFd], env, cwd: dir });
   closeSync(logFd);
   let exited = false;
   child.once('exit', () => {
@@ -336,6 +363,7 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   let lastReason = 'not started yet';
   for (;;) {
     if (exited) {
+      if (install.kind === 'root') await killRootProcesses(install.root, dir, 5000);
       const log = logTail(logFile, 40);
       throw new BridgeError(
         'broker-failed',
@@ -344,6 +372,7 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
     }
     if (Date.now() > deadline) {
       await killProcessGroup(child.pid);
+      if (install.kind === 'root') await killRootProcesses(install.root, dir, 5000);
       throw new BridgeError(
         'timeout',
         `RabbitMQ node ${nodeName} did not become ready within ${Math.round((opts.timeoutMs ?? 90_000) / 1000)} s (${lastReason}). Log: ${logFile}`,
@@ -358,6 +387,10 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   }
 
   const pid = Number((await readFile(pidFile, 'utf8')).trim());
+  const version = await new ManagementApi(urls.management)
+    .overview()
+    .then((overview) => overview.rabbitmqVersion)
+    .catch(() => undefined);
   const info: SandboxInfo = {
     nodeName,
     dir,
@@ -367,9 +400,16 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
     mqttExchange,
     startedAt: new Date().toISOString(),
     logFile,
+    rabbitmq: install.label,
+    ...(version ? { version } : {}),
   };
+  if (install.kind === 'root') {
+    info.root = install.root;
+    if (epmdPort) info.epmdPort = epmdPort;
+  }
   await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...info, wrapperPid: child.pid }, null, 2));
-  await writeFile(join(dir, IDENTITY_FILE), JSON.stringify({ nodeName, ports } satisfies SandboxIdentity, null, 2));
+  const identity: SandboxIdentity = { nodeName, ports, ...(sharedEpmdPort ? { sharedEpmdPort } : {}) };
+  await writeFile(join(dir, IDENTITY_FILE), JSON.stringify(identity, null, 2));
   progress(`RabbitMQ node ${nodeName} is ready`);
   return { info, reused: false, warnings };
 }
@@ -408,6 +448,58 @@ async function killNode(pid: number, timeoutMs: number): Promise<void> {
   await waitForExit(pid, 5000);
 }
 
+/**
+ * Kills, bounded, every process chrooted in `root` that sees the sandbox folder `dir` at /sandbox (a node, its epmd, a
+ * rabbitmqctl): a process belongs to this folder only if that mount is this very folder (same device and inode), so a
+ * copied record or another sandbox on the same root is never touched. Their mount namespaces end with them.
+ */
+export async function killRootProcesses(root: string, dir: string, timeoutMs: number): Promise<number> {
+  const target = await stat(dir).catch(() => undefined);
+  if (!target) return 0;
+  const pids = (await readdir('/proc').catch(() => [] as string[])).filter((name) => /^\d+$/.test(name) && Number(name) !== process.pid);
+  const owned = await Promise.all(
+    pids.map(async (pid) => {
+      if ((await readlink(`/proc/${pid}/root`).catch(() => '')) !== root) return 0;
+      const seen = await stat(`/proc/${pid}/root${ROOT_SANDBOX_DIR}`).catch(() => undefined);
+      return seen && seen.dev === target.dev && seen.ino === target.ino ? Number(pid) : 0;
+    }),
+  );
+  const found = owned.filter((pid) => pid > 0);
+  await Promise.all(found.map((pid) => killNode(pid, timeoutMs)));
+  return found.length;
+}
+
+/** How a start names its RabbitMQ: the machine's package, or a prepared root's version. */
+export function describeInstall(install: RabbitMQInstall): string {
+  if (install.kind === 'system') return 'from this machine';
+  return `${install.label}${install.version ? ` (${install.version})` : ''} from ${install.root}`;
+}
+
+/** An epmd of its own (a free port, on loopback) for nodes from a prepared root, run from that root with `dir` mounted. */
+export async function startEpmd(root: string, dir: string): Promise<number> {
+  const [port] = (await freePorts(1)) as [number];
+  const logFd = openSync(join(dir, 'epmd.log'), 'a');
+  // In the folder's own namespace too, so that stopping the folder's processes (killRootProcesses) finds it.
+  const command = chrootCommand(root, dir, ['/usr/bin/epmd', '-port', String(port), '-address', '127.0.0.1']);
+  const child = spawn(command.file, command.args, {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: rootBaseEnv(),
+  });
+  closeSync(logFd);
+  child.once('error', () => undefined);
+  child.unref();
+  const deadline = Date.now() + 10_000;
+  while (await isPortFree(port)) {
+    if (child.exitCode !== null || child.pid === undefined || Date.now() > deadline) {
+      if (child.pid) await killNode(child.pid, 2000);
+      throw new BridgeError('broker-failed', `epmd from ${root} did not start on port ${port} (log: ${join(dir, 'epmd.log')}).`);
+    }
+    await new Promise<void>((resolve) => setTimeout(resolve, 50));
+  }
+  return port;
+}
+
 export type SandboxStopResult = { stopped: true; info: SandboxInfo } | { stopped: false; reason: string };
 
 /** Stops the node in `dir` and waits until its Erlang VM is gone. */
@@ -418,6 +510,9 @@ export async function stopSandbox(dir: string, timeoutMs = 30_000): Promise<Sand
   const wasAlive = isProcessAlive(info.pid);
   if (wasAlive) await killNode(info.pid, timeoutMs);
   if (info.wrapperPid && isProcessAlive(info.wrapperPid)) await killNode(info.wrapperPid, 5000);
+  // A node from a prepared root: whatever else runs in that root with this folder mounted (the epmd it started; its
+  // mounts end with the last process of its mount namespace).
+  if (info.root) await killRootProcesses(info.root, dir, 5000);
   await rm(join(dir, STATE_FILE), { force: true });
   await rm(join(dir, 'node.pid'), { force: true });
   if (!wasAlive) return { stopped: false, reason: `node ${info.nodeName} was not running (stale record removed)` };

@@ -82,12 +82,18 @@ interface LiveQueue {
   ready: number;
 }
 
-/** Passive queue.declare on a throwaway channel each (a missing queue closes only its channel); undefined when it does not exist. */
-async function checkQueues(amqpUrl: string, names: string[], tls: TlsFiles | undefined): Promise<Map<string, LiveQueue | undefined> | undefined> {
+/**
+ * What a passive queue.declare learnt of a queue: its counts; `missing` (404); `locked` (405 RESOURCE_LOCKED: it exists,
+ * exclusive to another connection, as an MQTT client's subscription queues are since RabbitMQ 3.12); `unknown` otherwise.
+ */
+type QueueCheck = LiveQueue | 'missing' | 'locked' | 'unknown';
+
+/** Passive queue.declare on a throwaway channel each (a missing or locked queue closes only its channel). */
+async function checkQueues(amqpUrl: string, names: string[], tls: TlsFiles | undefined): Promise<Map<string, QueueCheck> | undefined> {
   const connection = await amqp.connect(amqpConnectOptions(amqpUrl, 0), { ...tlsSocketOptions(tls), timeout: 3000 }).catch(() => undefined);
   if (!connection) return undefined;
   connection.on('error', () => undefined);
-  const found = new Map<string, LiveQueue | undefined>();
+  const found = new Map<string, QueueCheck>();
   try {
     for (const name of names) {
       const channel = await connection.createChannel();
@@ -96,8 +102,9 @@ async function checkQueues(amqpUrl: string, names: string[], tls: TlsFiles | und
         const queue = await channel.checkQueue(name);
         found.set(name, { consumers: queue.consumerCount, ready: queue.messageCount });
         await channel.close().catch(() => undefined);
-      } catch {
-        found.set(name, undefined);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        found.set(name, code === 404 ? 'missing' : code === 405 ? 'locked' : 'unknown');
       }
     }
   } finally {
@@ -147,7 +154,8 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   if (options.amqpUrl && !live) facts.unavailable.push('live queue counts over AMQP (could not connect); the management API counts are up to ~5 s old');
   const listed = new Map((queues ?? []).map((queue) => [queue.name, queue]));
   for (const name of bound) {
-    const now = live?.get(name);
+    const checked = live?.get(name);
+    const now = typeof checked === 'object' ? checked : undefined;
     const stats = listed.get(name);
     const fact: QueueFact = now
       ? { name, consumers: now.consumers, ready: now.ready, live: true }
@@ -162,7 +170,10 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   } else if (options.mqttClientId !== undefined) {
     facts.mqttClientId = options.mqttClientId;
     const inConnections = connections?.some((connection) => connection.mqttClientId === options.mqttClientId);
-    const hasQueue = live ? subscriptionQueues.some((name) => live.get(name) !== undefined) : undefined;
+    // A subscription queue that exists proves the client is here, even one exclusive to its connection (405, 3.12+);
+    // only every queue answered missing (404) counts against.
+    const checks = subscriptionQueues.map((name) => live?.get(name));
+    const hasQueue = !live ? undefined : checks.some((check) => check !== 'missing' && check !== 'unknown') ? true : checks.every((check) => check === 'missing') ? false : undefined;
     // Either is proof it is here; both must be asked and negative to say it is not.
     if (inConnections === true || hasQueue === true) facts.clientSeen = true;
     else if (inConnections === false && hasQueue === false) facts.clientSeen = false;

@@ -83,6 +83,13 @@ function timer(ms: number): { elapsed: Promise<typeof RETRY>; cancel: () => void
 }
 
 /** What the trace keeps of a reply's PUBLISH besides its payload. */
+/**
+ * A reply delivered below its subscription's grant. RabbitMQ 3.13+ delivers an AMQP message to an MQTT subscriber at
+ * min(subscription QoS, 1 if the message is persistent (delivery_mode 2) else 0): the server published it transient.
+ */
+export const DOWNGRADED_REPLY_WARNING = (granted: QoS): string =>
+  `The reply arrived at QoS 0 though its subscription was granted QoS ${granted}: the server published it non-persistent (AMQP delivery_mode 1 or unset), and RabbitMQ 3.13+ delivers such a message to MQTT at QoS 0; publish replies with delivery_mode 2 to keep QoS 1.`;
+
 function publishFacts(packet: IPublishPacket | undefined): MqttPublishFacts {
   const facts: MqttPublishFacts = { qos: packet?.qos ?? 0, retain: packet?.retain ?? false, dup: packet?.dup ?? false };
   if (packet?.properties) facts.properties = { ...packet.properties };
@@ -358,12 +365,14 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
         warnings.push(`The reply asked for "${replyTopic}" arrived on "${reply.topic}": a "." in a topic level is a level separator for RabbitMQ.`);
       }
       outcomeOf = 'replied';
+      const replyQos = (reply.packet?.qos ?? 0) as QoS;
+      if (grant !== 'refused' && grant >= 1 && replyQos === 0) warnings.push(DOWNGRADED_REPLY_WARNING(grant));
       if (this.traced) step({
         rpcId: id,
         at: Date.now(),
         source: 'client',
         kind: 'mqtt.reply.received',
-        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength, wire: mqttMessage(publishFacts(reply.packet), reply.payload) },
+        detail: { topic: reply.topic, replyTopic, topicMismatch, bytes: reply.payload.byteLength, qos: replyQos, wire: mqttMessage(publishFacts(reply.packet), reply.payload) },
       });
       // Once per call: a literal, then the optional fields in their place (spreads of conditional objects cost more).
       const outcome: RpcOutcome = {
@@ -383,6 +392,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       outcome.durationMs = performance.now() - started;
       outcome.publishQos = { asked: qos, acknowledgedAs };
       outcome.subscriptionQos = { asked: subscriptionAsked, granted: grant };
+      outcome.replyQos = replyQos;
       outcome.warnings = warnings;
       return outcome;
     } catch (err) {

@@ -62,6 +62,11 @@ export interface RpcServerOptions {
   maxMessageBytes?: number;
   /** abandoned handlers still listed (to be named on stop); beyond this the oldest are forgotten (default 1000) */
   maxAbandonedHandlers?: number;
+  /**
+   * Replies published persistent (delivery_mode 2), the default: since RabbitMQ 3.13 an AMQP message reaches an MQTT
+   * subscriber at QoS 1 only when persistent, so a transient reply is delivered at QoS 0 whatever the device subscribed.
+   */
+  persistentReplies?: boolean;
 }
 
 export interface RpcServerStats {
@@ -195,6 +200,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   private abandonedForgotten = 0;
   /** lowered when the broker refuses a reply as too large and names its real limit */
   private maxMessageBytes: number;
+  /** the replies' delivery_mode: 2 (persistent) unless the options say transient */
+  private readonly replyDeliveryMode: 1 | 2;
   private idle: (() => void) | undefined;
   readonly stats: RpcServerStats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
 
@@ -217,6 +224,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     }
     this.maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.maxAbandonedHandlers = options.maxAbandonedHandlers ?? 1000;
+    this.replyDeliveryMode = options.persistentReplies === false ? 1 : 2;
     this.link = new AmqpLink({
       url: options.amqpUrl,
       ...(options.fallbackAmqpUrls?.length ? { fallbackUrls: options.fallbackAmqpUrls } : {}),
@@ -775,8 +783,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         body,
         // Literals, not a spread of a conditional object: this runs once per request.
         request.correlationId
-          ? { mandatory: true, messageId, contentType: 'application/json', correlationId: request.correlationId }
-          : { mandatory: true, messageId, contentType: 'application/json' },
+          ? { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, correlationId: request.correlationId }
+          : { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
         (err: unknown) => settle(err ? (err instanceof Error ? err : new Error(describeThrown(err))) : undefined),
       );
     } catch (err) {
@@ -795,7 +803,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         replyTopic,
         mandatory: true,
         wire: amqpMessage(
-          request.correlationId ? { messageId, contentType: 'application/json', correlationId: request.correlationId } : { messageId, contentType: 'application/json' },
+          request.correlationId
+            ? { messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, correlationId: request.correlationId }
+            : { messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
           body,
         ),
       },

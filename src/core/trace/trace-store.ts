@@ -313,7 +313,14 @@ const stepDetailSchemas = {
   'reply.published': z.object({ worker: z.string(), exchange: z.string(), routingKey: z.string(), replyTopic: z.string(), mandatory: z.boolean(), wire: messageSchema }),
   'reply.confirmed': z.object({ worker: z.string(), outcome: z.enum(['routed', 'returned', 'nacked']), returnReason: z.string().optional() }),
   'request.rejected': z.object({ worker: z.string(), reason: z.string(), bytes: z.number() }),
-  'mqtt.reply.received': z.object({ topic: z.string(), replyTopic: z.string(), topicMismatch: z.boolean(), bytes: z.number(), wire: messageSchema }),
+  'mqtt.reply.received': z.object({
+    topic: z.string(),
+    replyTopic: z.string(),
+    topicMismatch: z.boolean(),
+    bytes: z.number(),
+    qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).optional(),
+    wire: messageSchema,
+  }),
   'mqtt.reply.ignored': z.object({ topic: z.string(), bytes: z.number(), reason: z.literal('second-reply'), wire: messageSchema }),
   'rpc.failed': z.object({ code: z.string(), message: z.string() }),
   'rpc.diagnosed': z.object({
