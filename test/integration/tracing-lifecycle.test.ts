@@ -159,9 +159,9 @@ describe('signals', () => {
     expect(await vhost.api.tracing()).toBe(false);
   });
 
-  it('`trace` under `timeout -s TERM 3` (which signals the child and then its process group) switches tracing back off', async () => {
+  it('`trace` under `timeout -s TERM 10` (which signals the child and then its process group) switches tracing back off', async () => {
     const vhost = await freshVhost();
-    const run = spawnGroup('timeout', ['-s', 'TERM', '3', ...traceArgs(vhost)]);
+    const run = spawnGroup('timeout', ['-s', 'TERM', '10', ...traceArgs(vhost)]);
     await run.waitForLine(/Tracing vhost .* \(turned on/);
     expect(await vhost.api.tracing()).toBe(true);
     expect((await run.exited).code).toBe(124);
