@@ -306,8 +306,11 @@ describe('verdicts against the sandbox broker', () => {
     const { verdict } = await verdictOf({ topic: uniqueName('rpc_queue'), mqttUrl: broker.urls.mqtt.replace('mqtt://', `mqtt://${user}:secret@`) });
     expect(verdict).toMatchObject({ code: 'access-refused', hop: 'reply-queue' });
     expect(verdict.message).toContain(`MQTT user "${user}" may not read from amq.direct in vhost "/" (read permission "^mqtt-subscription-")`);
-    // The broker closed the connection: its connection list proves nothing about where the client went.
-    expect(verdict.evidence).toContain('not asked: whether this broker knows our MQTT client (our MQTT link was down when asked)');
+    const notAsked = 'not asked: whether this broker knows our MQTT client (our MQTT link was down when asked)';
+    // 3.10 closed the connection: its connection list proves nothing about where the client went. 4.x (native MQTT)
+    // keeps the link up after the refusal (seen on 4.0.5), so the broker is asked and that line is not there.
+    if (/^3\.(9|10|11)\./.test(broker.version ?? '')) expect(verdict.evidence).toContain(notAsked);
+    else expect(verdict.evidence).not.toContain(notAsked);
   });
 
   it('says not-this-broker when the MQTT URL points at a Mosquitto instead of the RabbitMQ asked', async () => {

@@ -10,6 +10,7 @@ import { rabbitmqTool } from '../../src/core/broker/cluster';
 import { resolveRabbitMQ } from '../../src/core/broker/installations';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
+import { mqttPluginWarning } from '../../src/cli/commands/rpc';
 
 /**
  * A RabbitMQ of its own, with mqtt.exchange set to an exchange the probe does not watch, and whose MQTT plugin the last
@@ -46,7 +47,7 @@ describe('the exchange probe on a RabbitMQ of its own', () => {
     ]);
   });
 
-  it('says the RabbitMQ has no MQTT listener and asks whether rabbitmq_mqtt is enabled, once the plugin is off', async () => {
+  it('says the RabbitMQ has no MQTT listener and asks whether rabbitmq_mqtt is enabled, once the plugin is off, and `serve` warns of it at start', async () => {
     // The sandbox's own cookie ($HOME) and plugins file, as the node was started with them; the tool of its RabbitMQ.
     await rabbitmqTool('rabbitmq-plugins', broker.nodeName, dir, ['disable', 'rabbitmq_mqtt'], process.env, resolveRabbitMQ(broker.rabbitmq), broker.epmdPort);
     const api = new ManagementApi(broker.urls.management);
@@ -58,5 +59,10 @@ describe('the exchange probe on a RabbitMQ of its own', () => {
         message: expect.stringMatching(/^The RabbitMQ at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:\d+\/? has no MQTT listener \(is the rabbitmq_mqtt plugin enabled\?\): nothing accepts MQTT connections at /),
       }),
     ]);
+    // `serve` says it once at start (issue 27: it said nothing while devices called through another broker).
+    const queue = uniqueName('rpc_queue');
+    expect(await mqttPluginWarning({ amqpUrl: broker.urls.amqp, mqtt: broker.urls.mqtt, management: broker.urls.management, queue, exchange: 'amq.direct' })).toMatch(
+      new RegExp(`^The broker at amqp://.*@127\\.0\\.0\\.1:${broker.ports.amqp}/? has no MQTT listener \\(is the rabbitmq_mqtt plugin enabled\\?\\): no device can call "${queue}" through it, and a device that gets replies is calling another broker\\.$`),
+    );
   }, 150_000);
 });
