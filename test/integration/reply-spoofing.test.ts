@@ -47,7 +47,8 @@ beforeAll(async () => {
   // The real server's handler answers only after the forged reply was acknowledged: the forgery is first, every time.
   (globalThis as Record<string, unknown>)[gateKey] = (id: string) => gate(id).promise;
   await writeFile(join(moduleDir, 'after-spoof.mjs'), `export default async (request) => { await globalThis.${gateKey}(request.id); return request.params; };\n`);
-  session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), traceFlushMs: 10, emit: (name, payload) => events.emit(name, payload) });
+  // The handler module is this test's own file: a browser-mode session loads one only when its user allowed it.
+  session = new Session({ mode: 'browser', allowHandlerModules: true, profiles: new ProfileStore(memorySecretBox()), traceFlushMs: 10, emit: (name, payload) => events.emit(name, payload) });
   const mqttUser = encodeURIComponent(`${vhost.name}:guest`);
   mqttUrl = broker.urls.mqtt.replace('mqtt://', `mqtt://${mqttUser}:guest@`);
   await session.open({ name: 'spoofing', amqpUrl: vhost.amqpUrl, mqttUrl, managementUrl: broker.urls.management, vhost: vhost.name, exchange: 'amq.direct' });
