@@ -215,7 +215,8 @@ export class RequestsController {
       if (done) return;
       void diagnose({ ...asked, steps: this.options.steps(rpcId) })
         .then((revised) => {
-          if (done || (revised.code === last.code && revised.message === last.message)) return;
+          // New evidence alone (the client's second reply after the broker's records of both) is news too.
+          if (done || (revised.code === last.code && revised.message === last.message && sameLines(revised.evidence, last.evidence))) return;
           last = revised;
           revisions += 1;
           this.options.addVerdict(rpcId, revised);
@@ -283,3 +284,7 @@ const MAX_REPLY_REVISIONS = 4;
 
 /** Verdicts a reply published later can overturn (into late-reply). */
 const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer']);
+
+function sameLines(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((line, index) => line === b[index]);
+}
