@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { BridgeError } from './errors';
 import { foreignWriter, readOwnFile, writeFileWhole } from './json-file';
+import { isProcessAlive } from './processes';
 
 /** $XDG_CONFIG_HOME/bridgescope, else ~/.config/bridgescope. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -136,16 +137,6 @@ async function startTimeOf(pid: number): Promise<string | undefined> {
   return read.slice(read.lastIndexOf(')') + 2).split(' ')[22 - 3];
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, someone else's; ESRCH: gone.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * The pid of the live `bridgescope ui` that holds the lock on `realDir`, or undefined for a lock to take over: its process
  * is gone, or it is another process now (another start time), or the lock was made for another dir (copied with it).
@@ -160,7 +151,7 @@ async function lockHolder(text: string, realDir: string): Promise<number | undef
   }
   if (record === undefined) {
     const pid = Number.parseInt(text.trim(), 10);
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || !isAlive(pid)) return undefined;
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || !isProcessAlive(pid)) return undefined;
     // Where the command line can be read, only a bridgescope ui holds it (not any node process that got the pid).
     const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
     if (cmdline === undefined) return pid;
@@ -168,7 +159,7 @@ async function lockHolder(text: string, realDir: string): Promise<number | undef
     return args.some((arg) => /bridgescope/i.test(arg)) && args.includes('ui') ? pid : undefined;
   }
   const { pid } = record;
-  if (pid <= 0 || pid === process.pid || record.dataDir !== realDir || !isAlive(pid)) return undefined;
+  if (pid <= 0 || pid === process.pid || record.dataDir !== realDir || !isProcessAlive(pid)) return undefined;
   if (record.startTime !== undefined) {
     const now = await startTimeOf(pid);
     if (now !== undefined && now !== record.startTime) return undefined;

@@ -3,7 +3,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { findRabbitMQ, isPortFree, isProcessAlive, killRootProcesses, sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
+import { findRabbitMQ, isPortFree, killRootProcesses, sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
+import { isProcessAlive } from '../../src/core/processes';
 import { BridgeError } from '../../src/core/errors';
 import { runCli } from '../support/cli';
 

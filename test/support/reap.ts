@@ -2,7 +2,8 @@
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isProcessAlive, stopSandbox } from '../../src/core/broker/sandbox';
+import { stopSandbox } from '../../src/core/broker/sandbox';
+import { isProcessAlive } from '../../src/core/processes';
 
 const OWNER_FILE = 'owner.pid';
 export const TEST_BROKER_PREFIXES = ['bridgescope-test-', 'bridgescope-faults-'];

@@ -11,6 +11,7 @@ import { probeAll, type BrokerUrls } from './readiness';
 import { ManagementApi } from './management-api';
 import { chrootCommand, resolveRabbitMQ, rootBaseEnv, ROOT_SANDBOX_DIR, ROOT_SERVER_SCRIPT, type RabbitMQInstall } from './installations';
 import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
+import { isProcessAlive } from '../processes';
 
 export interface SandboxPorts {
   amqp: number;
@@ -200,16 +201,6 @@ async function choosePorts(requested: Partial<SandboxPorts> | undefined, remembe
     }
   }
   return chosen;
-}
-
-export function isProcessAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function readState(dir: string): Promise<SandboxInfo | undefined> {

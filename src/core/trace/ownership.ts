@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { defaultDataDir } from '../data-dir';
 import { LIVE_TRACER_QUEUE_PREFIX, TRACING_MARKER_EXCHANGE, type ManagementApi, type NodeBoot, type TracingMarker, type TracingMarkerRecord } from '../broker/management-api';
+import { isProcessAlive } from '../processes';
 
 /**
  * How much later than the marker a node's start may seem and still be the same boot: a start is estimated from the
@@ -51,16 +52,6 @@ const tracerId = (queue: string): string | undefined => idOf(queue, LIVE_TRACER_
  */
 export function sameBoot(recorded: RecordedBoot, now: NodeBoot): boolean {
   return recorded.node === now.node && recorded.osPid === now.osPid && now.startedAt <= recorded.recordedAt + SAME_BOOT_TOLERANCE_MS;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: alive, another OS user's process.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** The markers found on a vhost, sorted: ours (recorded, same boot), ours but stale (a node restarted since), and the rest. */
@@ -198,7 +189,7 @@ export class TracingOwnership {
       const id = tracerId(queue);
       const record = id !== undefined ? await this.read(`tracer-${id}.json`, tracerRecordSchema) : undefined;
       if (!record || record.queue !== queue || record.vhost !== api.vhost) continue;
-      if (isAlive(record.pid)) live.push(queue);
+      if (isProcessAlive(record.pid)) live.push(queue);
       else await this.unregisterTracer(queue);
     }
     return live;
