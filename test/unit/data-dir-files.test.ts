@@ -24,20 +24,24 @@ afterEach(async () => {
 
 /**
  * Runs `script` (ES module text, with `store` bound to the module at `module`) in a child node whose reads of a mode-000
- * file fail with EACCES: as uid 65534 when this test runs as root (root reads everything), else as this user.
+ * file fail with EACCES: when this test runs as root (root reads everything), the child loads the module as root, then
+ * becomes uid 65534 (node itself may live where 65534 cannot reach, as CI's Node 24 under /root does); else as this user.
  */
 function runUnprivileged(module: string, script: string): Promise<{ code: number | null; output: string }> {
   const root = process.getuid?.() === 0;
-  const source = `const store = await import(${JSON.stringify(pathToFileURL(module).href)});\n${script}`;
+  const drop = root ? 'process.setgid(65534);\nprocess.setuid(65534);\n' : '';
+  const source = `const store = await import(${JSON.stringify(pathToFileURL(module).href)});\n${drop}${script}`;
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', source], {
     cwd: join(import.meta.dirname, '..', '..'),
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...(root ? { uid: 65534, gid: 65534 } : {}),
   });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, output })));
+  return new Promise((resolve) => {
+    child.on('error', (err) => resolve({ code: null, output: `${output}${err.message}` }));
+    child.on('close', (code) => resolve({ code, output }));
+  });
 }
 
 /** Makes `dir` and its `file` (mode 000, holding `text`) belong to the user runUnprivileged runs as. */
