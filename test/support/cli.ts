@@ -22,6 +22,8 @@ export function runCli(args: string[], options: { input?: string | Buffer; env?:
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
+    // A command that stops reading early (past a size cap) closes the pipe: EPIPE on our side is its answer, not an error.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');
   });
 }
