@@ -2,8 +2,9 @@
 import type { BrokerParty, TraceMessage, TraceStep, TraceStepDraft } from './trace';
 
 /**
- * Every verdict a user can get; the issue's thirteen, plus three real cases it did not list (undecided, cancelled, never
- * sent), plus two doubts about a reply that arrived (one from a connection that did not consume the request, a second one).
+ * Every verdict a user can get: a reply (good or an error object), a failure at one of the seven hops (HOPS), three
+ * cases outside the path (undecided, cancelled, never sent), and two doubts about a reply that arrived (one from a
+ * connection that did not consume the request, a second one). test/unit/diagnosis.test.ts produces each from a fixture.
  */
 export const VERDICT_CODES = [
   'replied',
