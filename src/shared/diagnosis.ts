@@ -1,5 +1,6 @@
 /** "Why no reply?": the verdict on one RPC (code, hop, one sentence, evidence), decided purely from collected evidence. */
 import type { BrokerParty, TraceMessage, TraceStep, TraceStepDraft } from './trace';
+import { isSubscriptionQueue, REASON } from './rabbitmq-mqtt';
 import { HOPS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
 // The verdict's own types and lists live in the leaf module verdict.ts (trace, rpc and errors need them too).
@@ -170,7 +171,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
 
   // MQTT 5 on RabbitMQ 3.13+: the PUBACK itself says the request reached no queue; no firehose needed.
-  if (acknowledged?.detail.reasonCode === 0x10) {
+  if (acknowledged?.detail.reasonCode === REASON.noMatchingSubscribers) {
     evidence.push('client: the broker answered PUBACK "No matching subscribers" (0x10): the request reached no queue');
     if (input.facts) pushFactEvidence(input.facts, requestKey, evidence);
     return unroutable(input, input.facts, exchange, requestKey, evidence);
@@ -246,7 +247,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict('request-rejected', 'server', `The server on ${queueName} rejected the request (${rejected.detail.reason.replace(/\.$/, '')}): fix the request's body or fields.`);
   }
   // Routed only to MQTT subscribers (a device subscribed to the request topic) is routed to no server.
-  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !queue.startsWith('mqtt-subscription-'));
+  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !isSubscriptionQueue(queue));
   if (brokerRequest && serverQueues?.length === 0) {
     const verdict = unroutable(input, facts, brokerRequest.detail.exchange, requestKey, evidence);
     if (verdict.code === 'request-unroutable' && brokerRequest.detail.routedQueues.length > 0) {
@@ -325,7 +326,7 @@ function peerHost(connection: string): string {
 type ReplyPublish = Extract<TraceStep | TraceStepDraft, { kind: 'broker.published' }>;
 type Delivery = Extract<TraceStep | TraceStepDraft, { kind: 'broker.delivered' }>;
 
-const isSubscription = (queue: string): boolean => queue.startsWith('mqtt-subscription-');
+const isSubscription = isSubscriptionQueue;
 
 /**
  * The doubts about a reply that arrived, from the broker's record (firehose) and the client's: the reply taken was
