@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { brokerRules, describeBrokerRules, MIB, parseBrokerVersion, preflightVersionFindings, RULE_SOURCES, versionFindings } from '../../src/shared/broker-versions';
+import { brokerRules, describeBrokerRules, MIB, parseBrokerVersion, preflightVersionFindings, ruleHolds, RULE_SOURCES, VERSION_RULES, versionFindings, type MajorMinor } from '../../src/shared/broker-versions';
 import { versionCheckLines } from '../../src/core/broker/checks';
 
 describe('the rules of each RabbitMQ version', () => {
@@ -64,6 +64,27 @@ describe('the rules of each RabbitMQ version', () => {
     const [large] = versionFindings(rules, { protocol: 4, qos: 1, bytes: 20 * MIB });
     expect(large).toMatchObject({ code: 'packet-too-large', severity: 'warning' });
     expect(large?.message).toContain('RabbitMQ 4.1 and later');
+  });
+
+  // One row per rule: where it starts and stops holding is the row's own range, read at the boundaries.
+  const at = ([major, minor]: MajorMinor, patch = 0) => parseBrokerVersion(`${major}.${minor}.${patch}`);
+  const before = ([major, minor]: MajorMinor) => (minor > 0 ? at([major, minor - 1], 99) : at([major - 1, 99], 99));
+  it.each(VERSION_RULES.map((rule) => [rule.key, rule] as const))('rule %s holds exactly on its versions', (_key, rule) => {
+    const since: MajorMinor | undefined = 'since' in rule ? rule.since : undefined;
+    const until: MajorMinor | undefined = 'until' in rule ? rule.until : undefined;
+    if (since) {
+      expect(ruleHolds(rule, at(since))).toBe(true);
+      expect(ruleHolds(rule, before(since))).toBe(false);
+    }
+    if (until) {
+      expect(ruleHolds(rule, before(until))).toBe(true);
+      expect(ruleHolds(rule, at(until))).toBe(false);
+    }
+    if (!since && !until) for (const version of ['3.10.8', '4.3.6']) expect(ruleHolds(rule, parseBrokerVersion(version))).toBe(true);
+    expect(ruleHolds(rule, undefined)).toBe(rule.unknown);
+    const line = describeBrokerRules(brokerRules('4.0.5')).find((shown) => shown.rule === rule.rule);
+    expect(line).toMatchObject({ applies: ruleHolds(rule, parseBrokerVersion('4.0.5')), source: rule.source });
+    expect(line?.versions).toMatch(/^(\d+\.\d+\+|before \d+\.\d+|\d+\.\d+ to before \d+\.\d+|every version)$/);
   });
 
   it('every rule shown names its source', () => {
