@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { brokerRules, describeBrokerRules, MIB, parseBrokerVersion, preflightVersionFindings, ruleHolds, RULE_SOURCES, VERSION_RULES, versionFindings, type MajorMinor } from '../../src/shared/broker-versions';
 import { versionCheckLines } from '../../src/core/broker/checks';
@@ -145,5 +146,41 @@ describe('the pre-flight lines of each RabbitMQ version', () => {
     const unknown = versionCheckLines(brokerRules(undefined), { protocol: 5, qos: 2 });
     expect(unknown[0]?.message).toContain('could not be read');
     expect(unknown.map((line) => line.status)).toEqual(['warn', 'warn']);
+  });
+});
+
+/*
+ * docs/BROKER-VERSIONS.md is the same table for people: its first table must name exactly the rules VERSION_RULES has
+ * (plus the packet limit, a number rather than a yes or no), and where a row's version columns say yes / - / n/a, they
+ * must say what the rule's range says.
+ */
+describe('docs/BROKER-VERSIONS.md against the rules table', () => {
+  const page = readFileSync(new URL('../../docs/BROKER-VERSIONS.md', import.meta.url), 'utf8');
+  const lines = page.split('\n');
+  const start = lines.findIndex((line) => line.startsWith('| rule |'));
+  const cells = (line: string): string[] => line.split('|').slice(1, -1).map((cell) => cell.trim());
+  const header = cells(lines[start] ?? '');
+  const rows = lines.slice(start + 2).filter((line, index, all) => all.slice(0, index + 1).every((l) => l.startsWith('|'))).map(cells);
+  // "3.10", "4.1+" -> the first version of each column
+  const versionColumns = header.flatMap((name, index) => (/^\d+\.\d+\+?$/.test(name) ? [{ index, version: parseBrokerVersion(`${name.replace('+', '')}.0`) }] : []));
+  const documented = new Map<string, { rule: (typeof VERSION_RULES)[number]; inverse: boolean }>(VERSION_RULES.flatMap((rule) => rule.doc.map((doc) => [doc.row, { rule, inverse: 'inverse' in doc }] as const)));
+  const numberRows = ['Default maximum MQTT packet'];
+
+  it('finds the table and its version columns', () => {
+    expect(start).toBeGreaterThan(0);
+    expect(versionColumns.map((column) => column.version?.text)).toEqual(['3.10.0', '3.11.0', '3.12.0', '3.13.0', '4.0.0', '4.1.0']);
+  });
+
+  it('names the same rules as the code, no more and no fewer', () => {
+    expect(rows.map((row) => row[0]).sort()).toEqual([...documented.keys(), ...numberRows].sort());
+  });
+
+  it.each(rows.filter((row) => documented.has(row[0] ?? '')).map((row) => [row[0], row] as const))('row "%s" says what its rule says on each version', (name, row) => {
+    const { rule, inverse } = documented.get(name ?? '') as { rule: (typeof VERSION_RULES)[number]; inverse: boolean };
+    for (const { index, version } of versionColumns) {
+      const cell = row[index] ?? '';
+      if (!/^(yes|-|n\/a)$/.test(cell)) continue;
+      expect({ version: version?.text, holds: cell === 'yes' }).toEqual({ version: version?.text, holds: ruleHolds(rule, version) !== inverse });
+    }
   });
 });
