@@ -3,6 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import vue from 'eslint-plugin-vue';
 import globals from 'globals';
+import noImportCycle from './eslint/no-import-cycle.js';
 
 const nodeBuiltins = { regex: '^node:', message: 'Node built-ins are not available in this layer.' };
 const electron = { name: 'electron', message: 'Only src/main and src/preload may import electron.' };
@@ -36,6 +37,13 @@ export default tseslint.config(
   {
     files: ['src/shared/**'],
     rules: rules([{ regex: '^[^.]', message: 'src/shared is pure TypeScript: it imports nothing outside itself.' }, layer(['core', 'main', 'preload', 'host', 'cli', 'renderer'], 'src/shared imports nothing outside itself.')]),
+  },
+  {
+    // No import circles inside src/shared, type-only ones included: a type two modules need lives in a leaf module
+    // both import (verdict.ts, profile.ts, send-request.ts).
+    files: ['src/shared/**/*.ts'],
+    plugins: { local: { rules: { 'no-import-cycle': noImportCycle } } },
+    rules: { 'local/no-import-cycle': 'error' },
   },
   {
     files: ['src/core/**'],

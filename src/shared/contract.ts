@@ -1,11 +1,16 @@
 /** The one contract between the UI and the core: every command's args and result, every event's payload. */
 import type { BindingInfo, BrokerOverview, CheckLine, ProbeVerdict } from './broker';
 import type { ErrorShape } from './errors';
-import type { LinkStatus, Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome } from './rpc';
-import type { PayloadFormat } from './payload-format';
+import type { LinkStatus, RpcOutcome } from './rpc';
 import type { TopicMapping } from './topic-map';
 import type { TraceExport, TraceStep } from './trace';
 import type { HistoryEntry, HistoryList, ImportReport, RequestTemplate, WorkspaceExport } from './workspace';
+import type { ConnectionProfile } from './profile';
+import type { SendRequestArgs } from './send-request';
+
+// Leaf modules of their own (the workspace needs them too, and imports nothing of the contract).
+export type { ConnectionProfile, ProfileTls } from './profile';
+export type { SendRequestArgs } from './send-request';
 
 export interface SandboxView {
   /** what the node really is, checked again whenever a link drops or comes back: 'unreachable' = alive but not answering */
@@ -17,38 +22,6 @@ export interface SandboxView {
   nodeName?: string;
   /** whether this app started it (and stops it on quit) */
   ownedByApp?: boolean;
-}
-
-/** TLS for amqps://, mqtts://, wss:// and https:// URLs: files the core reads (paths on the machine running the core). */
-export interface ProfileTls {
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  /** false accepts any certificate (the UI warns); default true */
-  verify?: boolean;
-}
-
-export interface ConnectionProfile {
-  name: string;
-  /** one URL, or several (a cluster's nodes, tried in order for failover) separated by commas or line breaks; same for the other two */
-  amqpUrl: string;
-  mqttUrl: string;
-  managementUrl: string;
-  vhost: string;
-  /** the exchange the MQTT plugin publishes to */
-  exchange: string;
-  /** the app's MQTT client id; unset: generated (`bridgescope-` and 8 hex digits) */
-  mqttClientId?: string;
-  /** used for every URL of the profile (AMQP, MQTT, management); wins over a user name or password inside a URL */
-  username?: string;
-  password?: string;
-  tls?: ProfileTls;
-  /** MQTT keepalive (default 30) */
-  keepaliveSeconds?: number;
-  /** MQTT clean session (default true) */
-  cleanSession?: boolean;
-  /** MQTT protocol version: 4 = 3.1.1 (default), 5, or 'auto' (5, else 3.1.1) */
-  mqttVersion?: 4 | 5 | 'auto';
 }
 
 /** One URL of a profile as `connection.test` found it; every field is for a person to read. */
@@ -110,26 +83,6 @@ export interface AppState {
   mqttClientId?: string;
   /** something the user should read once about this connection, e.g. tracing a dead BridgeScope process left on */
   notice?: string;
-}
-
-export interface SendRequestArgs {
-  topic: string;
-  qos: QoS;
-  strategy: ReplyStrategy;
-  replyTopic?: string;
-  method?: string;
-  /**
-   * The body as the user gave it, read per `payloadFormat`: JSON text of the request body or params (id and reply_to
-   * added), plain text, hex digits, or base64 (a file's bytes travel as base64); only JSON is changed before sending.
-   */
-  payloadText: string;
-  /** default 'json' */
-  payloadFormat?: PayloadFormat;
-  /** the file's name, for the 'file' format (shown, never read by the core) */
-  payloadFileName?: string;
-  /** MQTT 5 properties of the request; sent only when the connection speaks MQTT 5, else a warning says they were not */
-  mqtt5?: Mqtt5RequestOptions;
-  timeoutMs: number;
 }
 
 /** What the pre-flight checks: the request's topic and reply; its QoS and payload too when given (the broker version's rules use them). */

@@ -1,4 +1,5 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
+import { REASON } from './rabbitmq-mqtt';
 import type { BrokerParty, TraceStep } from './trace';
 
 /** " at node", shown only when the broker named the node (in a cluster, it says which node saw the event) */
@@ -20,7 +21,7 @@ export function describeStep(step: TraceStep): string {
     case 'mqtt.published':
       return `MQTT PUBLISH "${step.detail.topic}" QoS ${step.detail.qosAsked}; predicted routing key "${step.detail.predictedRoutingKey}"`;
     case 'mqtt.acknowledged': {
-      const unrouted = step.detail.reasonCode === 0x10 ? ' -- "No matching subscribers" (0x10): DROPPED as unroutable' : '';
+      const unrouted = step.detail.reasonCode === REASON.noMatchingSubscribers ? ' -- "No matching subscribers" (0x10): DROPPED as unroutable' : '';
       return `broker answered ${step.detail.packet.toUpperCase()}: delivered as QoS ${step.detail.acknowledgedAs} (asked ${step.detail.qosAsked})${unrouted}`;
     }
     case 'broker.published': {

@@ -1,67 +1,10 @@
 /** "Why no reply?": the verdict on one RPC (code, hop, one sentence, evidence), decided purely from collected evidence. */
 import type { BrokerParty, TraceMessage, TraceStep, TraceStepDraft } from './trace';
+import { isSubscriptionQueue, REASON } from './rabbitmq-mqtt';
+import { HOPS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
-/**
- * Every verdict a user can get; the issue's thirteen, plus three real cases it did not list (undecided, cancelled, never
- * sent), plus two doubts about a reply that arrived (one from a connection that did not consume the request, a second one).
- */
-export const VERDICT_CODES = [
-  'replied',
-  'replied-error',
-  'reply-foreign',
-  'replied-twice',
-  'request-unroutable',
-  'no-consumer',
-  'server-slow',
-  'request-rejected',
-  'reply-unroutable',
-  'reply-on-other-topic',
-  'late-reply',
-  'wrong-exchange',
-  'not-this-broker',
-  'access-refused',
-  'link-down',
-  'undetermined',
-  'cancelled',
-  'not-sent',
-] as const;
-export type VerdictCode = (typeof VERDICT_CODES)[number];
-
-/** The word a user reads for each verdict (the UI shows it beside a colour; the history search matches it). */
-export const VERDICT_WORDS: Record<VerdictCode, string> = {
-  replied: 'replied',
-  'replied-error': 'error reply',
-  'reply-foreign': 'foreign reply',
-  'replied-twice': 'two replies',
-  'request-unroutable': 'request dropped',
-  'no-consumer': 'no consumer',
-  'server-slow': 'server slow',
-  'request-rejected': 'rejected',
-  'reply-unroutable': 'reply dropped',
-  'reply-on-other-topic': 'other topic',
-  'late-reply': 'late reply',
-  'wrong-exchange': 'wrong exchange',
-  'not-this-broker': 'other broker',
-  'access-refused': 'access refused',
-  'link-down': 'link down',
-  undetermined: 'undetermined',
-  cancelled: 'cancelled',
-  'not-sent': 'not sent',
-};
-
-/** Where an RPC can stop, in the order a request and its reply travel. */
-export const HOPS = ['mqtt-publish', 'exchange', 'queue', 'server', 'reply-exchange', 'reply-queue', 'mqtt-deliver'] as const;
-export type Hop = (typeof HOPS)[number];
-
-export interface Verdict {
-  code: VerdictCode;
-  /** the hop where the RPC stopped (for a reply: the last hop it reached) */
-  hop: Hop;
-  /** one plain sentence naming the exchange/queue/key/topic concerned and what to do */
-  message: string;
-  /** the facts the verdict rests on, one short line each */
-  evidence: string[];
-}
+// The verdict's own types and lists live in the leaf module verdict.ts (trace, rpc and errors need them too).
+export { HOPS, VERDICT_CODES, VERDICT_WORDS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
 /** One queue the request key routes to, with its counts as asked after the failure. */
 export interface QueueFact {
@@ -228,7 +171,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
 
   // MQTT 5 on RabbitMQ 3.13+: the PUBACK itself says the request reached no queue; no firehose needed.
-  if (acknowledged?.detail.reasonCode === 0x10) {
+  if (acknowledged?.detail.reasonCode === REASON.noMatchingSubscribers) {
     evidence.push('client: the broker answered PUBACK "No matching subscribers" (0x10): the request reached no queue');
     if (input.facts) pushFactEvidence(input.facts, requestKey, evidence);
     return unroutable(input, input.facts, exchange, requestKey, evidence);
@@ -304,7 +247,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict('request-rejected', 'server', `The server on ${queueName} rejected the request (${rejected.detail.reason.replace(/\.$/, '')}): fix the request's body or fields.`);
   }
   // Routed only to MQTT subscribers (a device subscribed to the request topic) is routed to no server.
-  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !queue.startsWith('mqtt-subscription-'));
+  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !isSubscriptionQueue(queue));
   if (brokerRequest && serverQueues?.length === 0) {
     const verdict = unroutable(input, facts, brokerRequest.detail.exchange, requestKey, evidence);
     if (verdict.code === 'request-unroutable' && brokerRequest.detail.routedQueues.length > 0) {
@@ -383,7 +326,7 @@ function peerHost(connection: string): string {
 type ReplyPublish = Extract<TraceStep | TraceStepDraft, { kind: 'broker.published' }>;
 type Delivery = Extract<TraceStep | TraceStepDraft, { kind: 'broker.delivered' }>;
 
-const isSubscription = (queue: string): boolean => queue.startsWith('mqtt-subscription-');
+const isSubscription = isSubscriptionQueue;
 
 /**
  * The doubts about a reply that arrived, from the broker's record (firehose) and the client's: the reply taken was

@@ -1,4 +1,4 @@
-import type { Verdict } from './diagnosis';
+import type { Verdict } from './verdict';
 
 /** The error shape that crosses every boundary (IPC, WebSocket, CLI): a code and one sentence. */
 

@@ -1,5 +1,5 @@
 /** MQTT 5 options of a request: what counts as given, what is wrong with them, and what each broker version does with them. */
-import type { BrokerRules } from './broker-versions';
+import { MQTT5_SINCE, noMqtt5, type BrokerRules } from './broker-versions';
 import type { Mqtt5RequestOptions } from './rpc';
 
 /** Options with nothing in them are no options: empty fields and nameless user properties are dropped. */
@@ -45,12 +45,12 @@ export function mqtt5OptionRules(rules: BrokerRules): { summary: string; lines: 
   const name = rules.version ? `RabbitMQ ${rules.version.text}` : 'This broker (version unknown)';
   const honoured = rules.mqtt5;
   const summary = !rules.version
-    ? `${name}: RabbitMQ 3.13 and later map these options to AMQP; 3.10-3.12 have no MQTT 5, and the options are then not sent.`
+    ? `${name}: RabbitMQ ${MQTT5_SINCE} and later map these options to AMQP; older versions have no MQTT 5, and the options are then not sent.`
     : honoured
-      ? `${name} speaks MQTT 5 (3.13+) and passes these on to AMQP consumers as below.`
-      : `${name} has no MQTT 5 (3.10-3.12 have none; it came in 3.13): these options are not sent, and a connection asking for MQTT 5 is refused or falls back to 3.1.1.`;
+      ? `${name} speaks MQTT 5 (${MQTT5_SINCE}+) and passes these on to AMQP consumers as below.`
+      : `${noMqtt5(name)}: these options are not sent, and a connection asking for MQTT 5 is refused or falls back to 3.1.1.`;
   const unknown = !rules.version;
-  const effect = (yes: string): string => (honoured ? yes : unknown ? `3.13+: ${yes}` : 'not sent (no MQTT 5)');
+  const effect = (yes: string): string => (honoured ? yes : unknown ? `${MQTT5_SINCE}+: ${yes}` : 'not sent (no MQTT 5)');
   return {
     summary,
     lines: [

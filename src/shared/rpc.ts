@@ -1,5 +1,5 @@
 /** Data shapes of one RPC as the user sees them: options, replies, link status. */
-import type { Verdict } from './diagnosis';
+import type { Verdict } from './verdict';
 
 export type QoS = 0 | 1 | 2;
 export type ReplyStrategy = 'per-request' | 'shared';

@@ -1,6 +1,6 @@
 /** Trace steps: immutable, appended events of one RPC, as the client, the server and the broker saw it. */
 import type { QoS, ReplyStrategy } from './rpc';
-import type { Verdict } from './diagnosis';
+import type { Verdict } from './verdict';
 
 /** A JSON-safe header or property value as the trace keeps it (nested tables become JSON text, bytes UTF-8 or base64 text). */
 export type TraceValue = string | number | boolean | null;

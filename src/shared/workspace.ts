@@ -1,6 +1,7 @@
 /** What lasts between runs: Compose's history and templates, and the file that carries profiles and templates to another machine. */
-import type { ConnectionProfile, SendRequestArgs } from './contract';
-import type { VerdictCode } from './diagnosis';
+import type { ConnectionProfile } from './profile';
+import type { SendRequestArgs } from './send-request';
+import type { VerdictCode } from './verdict';
 import { formatBytes, utf8Bytes } from './payload-format';
 import type { QoS } from './rpc';
 

@@ -203,6 +203,34 @@ describe('a clean stop of serve', () => {
   }, 60_000);
 });
 
+describe("a handler's context", () => {
+  // A handler that adds to its context by spreading it ({ ...context, log }) once lost the abort signal: the context
+  // was built with the signal as a getter, which a spread does not copy (fixed in e39a051, untested until now).
+  it('keeps worker and signal through a spread, and the signal aborts when the handler times out', async () => {
+    const queue = await declareQueue();
+    const collector = await replyCollector();
+    let aborted!: () => void;
+    const abortSeen = new Promise<void>((resolve) => (aborted = resolve));
+    await startServer(
+      queue,
+      (request, context) => {
+        const mine = { ...context, log: (line: string) => line };
+        if (request.params === 'hang') {
+          mine.signal.addEventListener('abort', () => aborted(), { once: true });
+          return new Promise(() => undefined);
+        }
+        return { worker: mine.worker, signal: mine.signal instanceof AbortSignal, aborted: mine.signal.aborted };
+      },
+      { handlerTimeoutMs: 300 },
+    );
+    sendRequest(queue, 'spread', collector.replyTopic, 'look');
+    expect(await collector.waitFor('spread')).toMatchObject({ result: { worker: expect.any(String), signal: true, aborted: false } });
+    sendRequest(queue, 'hang', collector.replyTopic, 'hang');
+    await abortSeen;
+    expect(await collector.waitFor('hang')).toMatchObject({ error: { code: expect.any(String) } });
+  });
+});
+
 describe('handlers that throw anything', () => {
   const poisons: Array<[string, () => unknown, string]> = [
     ['Promise.reject()', () => Promise.reject(), 'the handler threw undefined'],

@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { brokerRules, describeBrokerRules, MIB, parseBrokerVersion, preflightVersionFindings, RULE_SOURCES, versionFindings } from '../../src/shared/broker-versions';
+import { brokerRules, describeBrokerRules, MIB, parseBrokerVersion, preflightVersionFindings, ruleHolds, RULE_SOURCES, VERSION_RULES, versionFindings, type MajorMinor } from '../../src/shared/broker-versions';
 import { versionCheckLines } from '../../src/core/broker/checks';
 
 describe('the rules of each RabbitMQ version', () => {
@@ -66,6 +67,27 @@ describe('the rules of each RabbitMQ version', () => {
     expect(large?.message).toContain('RabbitMQ 4.1 and later');
   });
 
+  // One row per rule: where it starts and stops holding is the row's own range, read at the boundaries.
+  const at = ([major, minor]: MajorMinor, patch = 0) => parseBrokerVersion(`${major}.${minor}.${patch}`);
+  const before = ([major, minor]: MajorMinor) => (minor > 0 ? at([major, minor - 1], 99) : at([major - 1, 99], 99));
+  it.each(VERSION_RULES.map((rule) => [rule.key, rule] as const))('rule %s holds exactly on its versions', (_key, rule) => {
+    const since: MajorMinor | undefined = 'since' in rule ? rule.since : undefined;
+    const until: MajorMinor | undefined = 'until' in rule ? rule.until : undefined;
+    if (since) {
+      expect(ruleHolds(rule, at(since))).toBe(true);
+      expect(ruleHolds(rule, before(since))).toBe(false);
+    }
+    if (until) {
+      expect(ruleHolds(rule, before(until))).toBe(true);
+      expect(ruleHolds(rule, at(until))).toBe(false);
+    }
+    if (!since && !until) for (const version of ['3.10.8', '4.3.6']) expect(ruleHolds(rule, parseBrokerVersion(version))).toBe(true);
+    expect(ruleHolds(rule, undefined)).toBe(rule.unknown);
+    const line = describeBrokerRules(brokerRules('4.0.5')).find((shown) => shown.rule === rule.rule);
+    expect(line).toMatchObject({ applies: ruleHolds(rule, parseBrokerVersion('4.0.5')), source: rule.source });
+    expect(line?.versions).toMatch(/^(\d+\.\d+\+|before \d+\.\d+|\d+\.\d+ to before \d+\.\d+|every version)$/);
+  });
+
   it('every rule shown names its source', () => {
     for (const line of describeBrokerRules(brokerRules('3.13.0'))) expect(line.source.length).toBeGreaterThan(10);
   });
@@ -124,5 +146,41 @@ describe('the pre-flight lines of each RabbitMQ version', () => {
     const unknown = versionCheckLines(brokerRules(undefined), { protocol: 5, qos: 2 });
     expect(unknown[0]?.message).toContain('could not be read');
     expect(unknown.map((line) => line.status)).toEqual(['warn', 'warn']);
+  });
+});
+
+/*
+ * docs/BROKER-VERSIONS.md is the same table for people: its first table must name exactly the rules VERSION_RULES has
+ * (plus the packet limit, a number rather than a yes or no), and where a row's version columns say yes / - / n/a, they
+ * must say what the rule's range says.
+ */
+describe('docs/BROKER-VERSIONS.md against the rules table', () => {
+  const page = readFileSync(new URL('../../docs/BROKER-VERSIONS.md', import.meta.url), 'utf8');
+  const lines = page.split('\n');
+  const start = lines.findIndex((line) => line.startsWith('| rule |'));
+  const cells = (line: string): string[] => line.split('|').slice(1, -1).map((cell) => cell.trim());
+  const header = cells(lines[start] ?? '');
+  const rows = lines.slice(start + 2).filter((line, index, all) => all.slice(0, index + 1).every((l) => l.startsWith('|'))).map(cells);
+  // "3.10", "4.1+" -> the first version of each column
+  const versionColumns = header.flatMap((name, index) => (/^\d+\.\d+\+?$/.test(name) ? [{ index, version: parseBrokerVersion(`${name.replace('+', '')}.0`) }] : []));
+  const documented = new Map<string, { rule: (typeof VERSION_RULES)[number]; inverse: boolean }>(VERSION_RULES.flatMap((rule) => rule.doc.map((doc) => [doc.row, { rule, inverse: 'inverse' in doc }] as const)));
+  const numberRows = ['Default maximum MQTT packet'];
+
+  it('finds the table and its version columns', () => {
+    expect(start).toBeGreaterThan(0);
+    expect(versionColumns.map((column) => column.version?.text)).toEqual(['3.10.0', '3.11.0', '3.12.0', '3.13.0', '4.0.0', '4.1.0']);
+  });
+
+  it('names the same rules as the code, no more and no fewer', () => {
+    expect(rows.map((row) => row[0]).sort()).toEqual([...documented.keys(), ...numberRows].sort());
+  });
+
+  it.each(rows.filter((row) => documented.has(row[0] ?? '')).map((row) => [row[0], row] as const))('row "%s" says what its rule says on each version', (name, row) => {
+    const { rule, inverse } = documented.get(name ?? '') as { rule: (typeof VERSION_RULES)[number]; inverse: boolean };
+    for (const { index, version } of versionColumns) {
+      const cell = row[index] ?? '';
+      if (!/^(yes|-|n\/a)$/.test(cell)) continue;
+      expect({ version: version?.text, holds: cell === 'yes' }).toEqual({ version: version?.text, holds: ruleHolds(rule, version) !== inverse });
+    }
   });
 });

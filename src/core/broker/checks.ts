@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type amqp from 'amqplib';
 import type { BindingInfo, CheckLine, ConsumerInfo, ProbeVerdict, QueueInfo } from '../../shared/broker';
+import { subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
 import { brokerRules, describeBrokerRules, preflightVersionFindings, type BrokerRules, type PreflightPlan } from '../../shared/broker-versions';
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
@@ -114,7 +115,7 @@ async function rabbitSawSubscription(connection: amqp.ChannelModel, clientId: st
   const channel = await connection.createChannel();
   channel.on('error', () => undefined);
   try {
-    await channel.checkQueue(`mqtt-subscription-${clientId}qos1`);
+    await channel.checkQueue(subscriptionQueueName(clientId, 1));
     return true;
   } catch (err) {
     // 404 is "no such queue"; anything else (e.g. 405 locked by its owner) means it exists.
@@ -306,8 +307,8 @@ function consumerNodes(consumers: readonly ConsumerInfo[], queue: string): { lis
 export async function mqttClientNode(api: ManagementApi, clientId: string): Promise<string | undefined> {
   const connection = (await api.connections().catch(() => [])).find((c) => c.mqttClientId === clientId && c.node !== undefined);
   if (connection?.node) return connection.node;
-  for (const qos of [1, 0]) {
-    const queue = await api.queue(`mqtt-subscription-${clientId}qos${qos}`).catch(() => undefined);
+  for (const qos of [1, 0] as const) {
+    const queue = await api.queue(subscriptionQueueName(clientId, qos)).catch(() => undefined);
     if (queue?.node) return queue.node;
   }
   return undefined;

@@ -3,17 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { BindingInfo, BrokerOverview, ConnectionInfo, ConsumerInfo, QueueInfo } from '../../shared/broker';
 import { BridgeError } from '../errors';
+import { subscriptionQueueOwner } from '../../shared/rabbitmq-mqtt';
 import { managementRequest, type ManagementRequestOptions } from './management-http';
 import type { TlsFiles } from '../connection-details';
 
-const MQTT_SUBSCRIPTION_QUEUE = /^mqtt-subscription-(.*)qos([01])$/;
-
 /** `mqtt-subscription-<clientId>qos1` -> { clientId, qos }; undefined for any other queue. */
-export function mqttSubscriptionOwner(queue: string): { clientId: string; qos: 0 | 1 } | undefined {
-  const match = MQTT_SUBSCRIPTION_QUEUE.exec(queue);
-  if (!match) return undefined;
-  return { clientId: match[1] as string, qos: match[2] === '1' ? 1 : 0 };
-}
+export const mqttSubscriptionOwner = subscriptionQueueOwner;
 
 const overviewSchema = z.object({
   rabbitmq_version: z.string().optional(),

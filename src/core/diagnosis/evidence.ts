@@ -2,6 +2,7 @@
 import amqp from 'amqplib';
 import { z } from 'zod';
 import { closestKeys, diagnose, type BrokerFacts, type DiagnosisInput, type Hop, type QueueFact, type Verdict } from '../../shared/diagnosis';
+import { isSubscriptionQueue, subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
 import type { LinkStatus, RpcOutcome } from '../../shared/rpc';
 import type { RpcClient } from '../rpc/client';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
@@ -61,7 +62,7 @@ async function accessProblemOf(options: FactsOptions, vhost: string): Promise<{ 
   if (!permissions.success) return undefined;
   const { configure, write, read } = permissions.data;
   const exchange = options.exchange;
-  const queue = `mqtt-subscription-${options.mqttClientId ?? '<client id>'}qos1`;
+  const queue = subscriptionQueueName(options.mqttClientId ?? '<client id>', 1);
   const where = `in vhost "${userVhost}"`;
   if (!grants(read, exchange)) {
     return { hop: 'reply-queue', message: `MQTT user "${user}" may not read from ${exchange} ${where} (read permission "${read}"), so RabbitMQ refuses its reply subscription and closes the connection: let the read permission match ${exchange}.` };
@@ -145,11 +146,11 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   const typeOf = new Map((exchanges ?? []).map((exchange) => [exchange.name, exchange.type]));
   for (const binding of vhostBindings ?? []) {
     if (binding.source === '' || binding.source === options.exchange || binding.source === 'amq.rabbitmq.trace') continue;
-    if (binding.destination_type !== 'queue' || binding.destination.startsWith('mqtt-subscription-') || binding.routing_key === '#') continue;
+    if (binding.destination_type !== 'queue' || isSubscriptionQueue(binding.destination) || binding.routing_key === '#') continue;
     if (routes(typeOf.get(binding.source), binding.routing_key)) facts.elsewhere.push({ exchange: binding.source, queue: binding.destination });
   }
 
-  const subscriptionQueues = options.mqttClientId !== undefined ? [`mqtt-subscription-${options.mqttClientId}qos1`, `mqtt-subscription-${options.mqttClientId}qos0`] : [];
+  const subscriptionQueues = options.mqttClientId !== undefined ? [subscriptionQueueName(options.mqttClientId, 1), subscriptionQueueName(options.mqttClientId, 0)] : [];
   const live = options.amqpUrl ? await checkQueues(options.amqpUrl, [...bound, ...subscriptionQueues], options.tls) : undefined;
   if (options.amqpUrl && !live) facts.unavailable.push('live queue counts over AMQP (could not connect); the management API counts are up to ~5 s old');
   const listed = new Map((queues ?? []).map((queue) => [queue.name, queue]));

@@ -242,7 +242,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
       reconnectOnConnackError: true,
     };
     const client = mqtt.connect(target.url, options);
-    // Nagle's algorithm costs ~40 ms per request here (RABBITMQ-FACTS.md); set it on every new socket.
+    // Nagle's algorithm costs ~40 ms per request here (docs/RABBITMQ.md, "Latency: Nagle's algorithm"); set it on every new socket.
     client.on('connect', (connack) => {
       (client.stream as Partial<Socket>).setNoDelay?.(true);
       // MQTT 5 brokers say their limits in the CONNACK; RabbitMQ 3.13+ sends Maximum QoS 1 and its Maximum Packet Size.

@@ -12,7 +12,7 @@ import {
   type RpcOutcome,
 } from '../../shared/rpc';
 import type { TraceStepDetails, TraceStepDraft } from '../../shared/trace';
-import { brokerRules, versionFindings, type BrokerRules } from '../../shared/broker-versions';
+import { brokerRules, MQTT5_SINCE, noMqtt5, versionFindings, type BrokerRules } from '../../shared/broker-versions';
 import { BridgeError } from '../errors';
 import { redactUrl } from '../../shared/redact';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
@@ -483,8 +483,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     if (this.options.protocolVersion !== 5 || !closed || (this.options.fallbackMqttUrls?.length ?? 0) > 0) return err;
     const why =
       this.rules.version && !this.rules.mqtt5
-        ? `RabbitMQ ${this.rules.version.text} has no MQTT 5 (it came in 3.13).`
-        : 'RabbitMQ before 3.13 has no MQTT 5 (3.13 and later need the feature flag mqtt_v5 enabled).';
+        ? `${noMqtt5(`RabbitMQ ${this.rules.version.text}`)}.`
+        : `RabbitMQ before ${MQTT5_SINCE} has no MQTT 5 (${MQTT5_SINCE} and later need the feature flag mqtt_v5 enabled).`;
     return new BridgeError(
       'unreachable',
       `The broker at ${redactUrl(this.options.mqttUrl)} closed the connection on an MQTT 5 CONNECT: ${why} Connect with MQTT 3.1.1 or auto.`,

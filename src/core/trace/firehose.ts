@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { defaultEnvelopeFields, type EnvelopeFields } from '../../shared/rpc';
+import { isSubscriptionQueue } from '../../shared/rabbitmq-mqtt';
 import type { ErrorCode } from '../../shared/errors';
 import type { BrokerParty, TraceStep, TraceStepDetails, TraceStepDraft } from '../../shared/trace';
 import { toErrorShape } from '../errors';
@@ -131,7 +132,7 @@ function legOf(event: FirehoseEvent, isRequest: boolean, rpcId: string | undefin
   const replyTopic = rpcId !== undefined ? store.findDetail(rpcId, 'composed')?.replyTopic : undefined;
   if (replyTopic !== undefined && event.routingKeys[0] === store.replyKeyOf(replyTopic)) return 'reply';
   if (isRequest) return 'request';
-  return event.type === 'deliver' && !event.name.startsWith('mqtt-subscription-') ? 'request' : 'reply';
+  return event.type === 'deliver' && !isSubscriptionQueue(event.name) ? 'request' : 'reply';
 }
 
 /** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */

@@ -1,5 +1,5 @@
 /** One RPC's steps as the timeline lists them: in the path's order, each with its offset, the delta from the step above, and a note where the clocks disagree. */
-import type { TraceSource, TraceStep } from '../../shared/trace';
+import type { TraceStep } from '../../shared/trace';
 import { describeStep } from '../../shared/describe';
 
 export interface TimelineRow {
@@ -68,5 +68,3 @@ export function formatDelta(ms: number): string {
   if (ms === 0) return '0 ms';
   return `${ms > 0 ? '+' : '−'}${Math.abs(ms)} ms`;
 }
-
-export const SOURCE_NAMES: Record<TraceSource, string> = { client: 'client', server: 'server', broker: 'broker' };

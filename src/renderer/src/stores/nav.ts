@@ -3,7 +3,9 @@ import { defineStore } from 'pinia';
 import { ref } from 'vue';
 import { useTraceStore } from './trace';
 
-export type Tab = 'connections' | 'server' | 'compose' | 'bindings' | 'trace' | 'load';
+/** The panels, in the order of the tab strip (App.vue labels each; a tab without a label does not compile). */
+export const TABS = ['connections', 'server', 'compose', 'bindings', 'trace', 'load'] as const;
+export type Tab = (typeof TABS)[number];
 
 export const useNavStore = defineStore('nav', () => {
   const trace = useTraceStore();

@@ -1,0 +1,63 @@
+/** A verdict on one RPC: its code, the word a user reads for it, the hop where the RPC stopped. A leaf module: it imports nothing. */
+/**
+ * Every verdict a user can get: a reply (good or an error object), a failure at one of the seven hops (HOPS), three
+ * cases outside the path (undecided, cancelled, never sent), and two doubts about a reply that arrived (one from a
+ * connection that did not consume the request, a second one). test/unit/diagnosis.test.ts produces each from a fixture.
+ */
+export const VERDICT_CODES = [
+  'replied',
+  'replied-error',
+  'reply-foreign',
+  'replied-twice',
+  'request-unroutable',
+  'no-consumer',
+  'server-slow',
+  'request-rejected',
+  'reply-unroutable',
+  'reply-on-other-topic',
+  'late-reply',
+  'wrong-exchange',
+  'not-this-broker',
+  'access-refused',
+  'link-down',
+  'undetermined',
+  'cancelled',
+  'not-sent',
+] as const;
+export type VerdictCode = (typeof VERDICT_CODES)[number];
+
+/** The word a user reads for each verdict (the UI shows it beside a colour; the history search matches it). */
+export const VERDICT_WORDS: Record<VerdictCode, string> = {
+  replied: 'replied',
+  'replied-error': 'error reply',
+  'reply-foreign': 'foreign reply',
+  'replied-twice': 'two replies',
+  'request-unroutable': 'request dropped',
+  'no-consumer': 'no consumer',
+  'server-slow': 'server slow',
+  'request-rejected': 'rejected',
+  'reply-unroutable': 'reply dropped',
+  'reply-on-other-topic': 'other topic',
+  'late-reply': 'late reply',
+  'wrong-exchange': 'wrong exchange',
+  'not-this-broker': 'other broker',
+  'access-refused': 'access refused',
+  'link-down': 'link down',
+  undetermined: 'undetermined',
+  cancelled: 'cancelled',
+  'not-sent': 'not sent',
+};
+
+/** Where an RPC can stop, in the order a request and its reply travel. */
+export const HOPS = ['mqtt-publish', 'exchange', 'queue', 'server', 'reply-exchange', 'reply-queue', 'mqtt-deliver'] as const;
+export type Hop = (typeof HOPS)[number];
+
+export interface Verdict {
+  code: VerdictCode;
+  /** the hop where the RPC stopped (for a reply: the last hop it reached) */
+  hop: Hop;
+  /** one plain sentence naming the exchange/queue/key/topic concerned and what to do */
+  message: string;
+  /** the facts the verdict rests on, one short line each */
+  evidence: string[];
+}
