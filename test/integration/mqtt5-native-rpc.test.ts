@@ -5,6 +5,7 @@
  * 3.10-3.12 have no MQTT 5, and the device is told so in one sentence.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import amqp from 'amqplib';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RpcServer, type ServerProblem } from '../../src/core/rpc/server';
@@ -74,6 +75,39 @@ describe.runIf(rules.mqtt5)(`native MQTT 5 request/response on RabbitMQ ${broker
     expect(reply.topic).toBe(replyTopic);
     expect(Buffer.from(reply.properties?.correlationData ?? [])).not.toEqual(correlationData);
     expect(problems.splice(0)).toEqual([expect.objectContaining({ kind: 'correlation-lost', message: expect.stringContaining('Send UTF-8 Correlation Data') })]);
+  });
+});
+
+describe.runIf(rules.mqtt5)(`what a third-party server does to an MQTT 5 reply on RabbitMQ ${broker.version}`, () => {
+  /** A bare amqplib server: answers each seed-pattern request on its reply key, copying the correlation_id or not. */
+  async function thirdPartyServer(queue: string, copyCorrelation: boolean): Promise<void> {
+    const connection = await amqp.connect(broker.urls.amqp);
+    closers.push(() => connection.close());
+    const channel = await connection.createChannel();
+    await channel.assertQueue(queue, { durable: false, autoDelete: true });
+    await channel.bindQueue(queue, 'amq.direct', queue);
+    await channel.consume(queue, (message) => {
+      if (!message) return;
+      const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+      const properties = copyCorrelation ? { deliveryMode: 2, correlationId: message.properties.correlationId as string } : { deliveryMode: 2 };
+      channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'ok' })), properties);
+      channel.ack(message);
+    });
+  }
+
+  it.each([
+    [false, 'says Correlation Data did not survive when the server drops correlation_id'],
+    [true, 'says nothing of Correlation Data when the server copies correlation_id'],
+  ])('copy=%s: %s', async (copyCorrelation) => {
+    const queue = uniqueName('third5');
+    await thirdPartyServer(queue, copyCorrelation);
+    const client = new RpcClient({ mqttUrl: broker.urls.mqtt, protocolVersion: 5, strategy: 'per-request', clientId: uniqueName('cli5'), brokerVersion: broker.version });
+    await client.connect();
+    closers.push(() => client.close());
+    const outcome = await client.call({ topic: queue, qos: 1, params: 1, timeoutMs: 10_000, mqtt5: { correlationData: 'order-77' } });
+    expect(outcome.result).toBe('ok');
+    const lost = outcome.warnings?.filter((warning) => warning.startsWith('Correlation Data did not survive')) ?? [];
+    expect(lost).toEqual(copyCorrelation ? [] : ['Correlation Data did not survive the round trip: the request carried "order-77", the reply carried none. The server must copy the request\'s AMQP correlation_id (or its x-correlation-id header) onto its reply; RabbitMQ 3.13+ hands it back to the device as Correlation Data.']);
   });
 });
 
