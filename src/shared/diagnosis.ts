@@ -226,6 +226,17 @@ export function diagnose(input: DiagnosisInput): Verdict {
 
   const replyKey = replyPublished?.detail.routingKey ?? brokerReply?.detail.routingKeys[0];
   const expectedReplyKey = input.reply?.routingKey;
+  // AMQP's own RPC convention: reply to the default exchange with the request's reply_to property as the key. RabbitMQ
+  // never sets reply_to on a request from MQTT (an MQTT 5 Response Topic becomes the header x-reply-to-topic:
+  // deps/rabbitmq_mqtt/src/mc_mqtt.erl at v3.13.0), and the default exchange routes to no MQTT subscription.
+  if (brokerReply !== undefined && (brokerReply.detail.exchange === '' || brokerReply.detail.exchange === 'amq.default')) {
+    const target = expectedReplyKey !== undefined ? `${exchange} with key "${expectedReplyKey}"` : exchange;
+    return verdict(
+      'reply-to-property',
+      'reply-exchange',
+      `The server published its reply to the default exchange with key "${replyKey ?? ''}": that is AMQP's reply_to convention, but RabbitMQ never sets reply_to on a request from MQTT, and the default exchange reaches no MQTT subscription. Publish the reply to ${target} (the request body's reply_to field with "/" turned into ".", or an MQTT 5 request's x-reply-to-topic header).`,
+    );
+  }
   const replyDropped = replyConfirmed?.detail.outcome === 'returned' || (brokerReply !== undefined && brokerReply.detail.routedQueues.length === 0);
   if (replyDropped) {
     const replyExchange = brokerReply?.detail.exchange ?? replyPublished?.detail.exchange ?? exchange;

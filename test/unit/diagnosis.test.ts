@@ -70,6 +70,7 @@ describe('the verdict engine', () => {
     'server-slow': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed()] }),
     'request-rejected': input({ steps: [...sent, { rpcId, at: 6, source: 'server', kind: 'request.rejected', detail: { worker: 'worker-1', reason: 'no reply_to field', bytes: 10 } }, failed()] }),
     'reply-unroutable': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, brokerReply(50, []), failed()] }),
+    'reply-to-property': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, { rpcId, at: 50, source: 'broker', kind: 'broker.published', detail: { exchange: '', routingKeys: ['reply/abc'], routedQueues: [], leg: 'reply' } }, failed()] }),
     'reply-on-other-topic': input({ steps: sent, failure: undefined, outcome: { replyTopic: 'reply/v1.2', arrivedOn: 'reply/v1/2', topicMismatch: true } }),
     'late-reply': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), brokerReply(1500, ['mqtt-subscription-xqos1'])] }),
     'wrong-exchange': input({ facts: facts({ elsewhere: [{ exchange: 'amq.topic', queue: 'orders' }] }) }),
