@@ -171,6 +171,13 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
 
   // MQTT 5 on RabbitMQ 3.13+: the PUBACK itself says the request reached no queue; no firehose needed.
+  // MQTT 5: a PUBACK with an error reason code says a queue refused the request (0x83 on 4.0.5, 0x97 on 4.3.6 for a
+  // full reject-publish queue); the broker did route it, so this is the queue's refusal, not the exchange's.
+  const refusedCode = acknowledged?.detail.reasonCode;
+  if (refusedCode !== undefined && refusedCode >= 0x80) {
+    evidence.push(`client: the broker answered PUBACK 0x${refusedCode.toString(16)}: a queue refused the request`);
+    return verdict('request-rejected', 'queue', `A queue bound for "${requestKey}" on ${exchange} refused the request (PUBACK 0x${refusedCode.toString(16)}): it is full with x-overflow reject-publish, or at a limit of its queue type; make its consumers keep up, or raise its x-max-length.`);
+  }
   if (acknowledged?.detail.reasonCode === REASON.noMatchingSubscribers) {
     evidence.push('client: the broker answered PUBACK "No matching subscribers" (0x10): the request reached no queue');
     if (input.facts) pushFactEvidence(input.facts, requestKey, evidence);

@@ -118,6 +118,13 @@ describe('the verdict engine', () => {
     expect(verdict.message).toContain('"reply/v1_2"');
   });
 
+  it('MQTT 5: a PUBACK with an error code (a queue refused it) is request-rejected at the queue, not a lost link', () => {
+    const refused: TraceStepDraft = { rpcId, at: 3, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback', reasonCode: 0x97 } };
+    const verdict = diagnose(input({ steps: [composed, published, refused, failed(4, 'unroutable', 'refused')], failure: { code: 'unroutable', message: 'refused' } }));
+    expect(verdict).toMatchObject({ code: 'request-rejected', hop: 'queue' });
+    expect(verdict.message).toContain('(PUBACK 0x97)');
+  });
+
   it('firehose: an empty routed_queues is request-unroutable, naming the closest bound keys', () => {
     const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest([]), failed()], facts: facts({ closestKeys: ['orders.news', 'billing'] }) }));
     expect(verdict).toMatchObject({ code: 'request-unroutable', hop: 'exchange' });

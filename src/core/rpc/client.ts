@@ -101,6 +101,16 @@ export function correlationLostWarning(sent: string, received: Buffer | undefine
   return `Correlation Data did not survive the round trip: the request carried "${sent.slice(0, 80)}", the reply carried ${shown}. The server must copy the request's AMQP correlation_id (or its x-correlation-id header) onto its reply; RabbitMQ 3.13+ hands it back to the device as Correlation Data.`;
 }
 
+/**
+ * A PUBACK with an error reason code (MQTT 5): a queue the request was routed to refused it. Measured with a queue at
+ * x-max-length 0 and x-overflow reject-publish: RabbitMQ 4.0.5 answers 0x83 "Implementation specific error", 4.3.6
+ * 0x97 "Quota exceeded" (test/integration/mqtt5-on-the-broker.test.ts).
+ */
+export function refusedPublishSentence(reasonCode: number, mqttMessage: string, routingKey: string): string {
+  const reason = mqttMessage.replace(/^Publish error: /, '');
+  return `The broker refused the request with PUBACK 0x${reasonCode.toString(16).padStart(2, '0')} "${reason}": a queue bound for routing key "${routingKey}" rejected it (a full queue with x-overflow reject-publish, or a limit of its queue type), so it was not delivered.`;
+}
+
 function publishFacts(packet: IPublishPacket | undefined): MqttPublishFacts {
   const facts: MqttPublishFacts = { qos: packet?.qos ?? 0, retain: packet?.retain ?? false, dup: packet?.dup ?? false };
   if (packet?.properties) facts.properties = { ...packet.properties };
@@ -436,6 +446,12 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     if (this.traced) this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic: sending.topic, qosAsked: qos, predictedRoutingKey } });
     const packet = await Promise.race([this.link.client.publishAsync(sending.topic, sending.body, sending.options), sending.guard.expired]).catch((err: unknown) => {
       if (err instanceof BridgeError) throw err;
+      // mqtt.js fails the publish with the PUBACK's reason code when it is an error (0x80 and up, MQTT 5 only).
+      const reasonCode = (err as { code?: unknown }).code;
+      if (typeof reasonCode === 'number' && reasonCode >= 0x80) {
+        if (this.traced) this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: qos, acknowledgedAs: 1, packet: 'puback', reasonCode } });
+        throw new BridgeError('unroutable', refusedPublishSentence(reasonCode, (err as Error).message, predictedRoutingKey));
+      }
       throw new BridgeError('unreachable', `The MQTT connection closed before the broker acknowledged request ${id} (${(err as Error).message}).`);
     });
     const ack = packet?.messageId !== undefined ? this.acks.get(packet.messageId) : undefined;
