@@ -171,6 +171,13 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
 
   // MQTT 5 on RabbitMQ 3.13+: the PUBACK itself says the request reached no queue; no firehose needed.
+  // MQTT 5: a PUBACK with an error reason code says a queue refused the request (0x83 on 4.0.5, 0x97 on 4.3.6 for a
+  // full reject-publish queue); the broker did route it, so this is the queue's refusal, not the exchange's.
+  const refusedCode = acknowledged?.detail.reasonCode;
+  if (refusedCode !== undefined && refusedCode >= 0x80) {
+    evidence.push(`client: the broker answered PUBACK 0x${refusedCode.toString(16)}: a queue refused the request`);
+    return verdict('request-rejected', 'queue', `A queue bound for "${requestKey}" on ${exchange} refused the request (PUBACK 0x${refusedCode.toString(16)}): it is full with x-overflow reject-publish, or at a limit of its queue type; make its consumers keep up, or raise its x-max-length.`);
+  }
   if (acknowledged?.detail.reasonCode === REASON.noMatchingSubscribers) {
     evidence.push('client: the broker answered PUBACK "No matching subscribers" (0x10): the request reached no queue');
     if (input.facts) pushFactEvidence(input.facts, requestKey, evidence);
@@ -226,6 +233,17 @@ export function diagnose(input: DiagnosisInput): Verdict {
 
   const replyKey = replyPublished?.detail.routingKey ?? brokerReply?.detail.routingKeys[0];
   const expectedReplyKey = input.reply?.routingKey;
+  // AMQP's own RPC convention: reply to the default exchange with the request's reply_to property as the key. RabbitMQ
+  // never sets reply_to on a request from MQTT (an MQTT 5 Response Topic becomes the header x-reply-to-topic:
+  // deps/rabbitmq_mqtt/src/mc_mqtt.erl at v3.13.0), and the default exchange routes to no MQTT subscription.
+  if (brokerReply !== undefined && (brokerReply.detail.exchange === '' || brokerReply.detail.exchange === 'amq.default')) {
+    const target = expectedReplyKey !== undefined ? `${exchange} with key "${expectedReplyKey}"` : exchange;
+    return verdict(
+      'reply-to-property',
+      'reply-exchange',
+      `The server published its reply to the default exchange with key "${replyKey ?? ''}": that is AMQP's reply_to convention, but RabbitMQ never sets reply_to on a request from MQTT, and the default exchange reaches no MQTT subscription. Publish the reply to ${target} (the request body's reply_to field with "/" turned into ".", or an MQTT 5 request's x-reply-to-topic header).`,
+    );
+  }
   const replyDropped = replyConfirmed?.detail.outcome === 'returned' || (brokerReply !== undefined && brokerReply.detail.routedQueues.length === 0);
   if (replyDropped) {
     const replyExchange = brokerReply?.detail.exchange ?? replyPublished?.detail.exchange ?? exchange;

@@ -1,6 +1,7 @@
 import { EventEmitter, once } from 'node:events';
 import { join } from 'node:path';
 import WebSocket from 'ws';
+import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Events, ServerSettings } from '../../src/shared/contract';
 import type { RpcOutcome } from '../../src/shared/rpc';
@@ -119,6 +120,38 @@ describe.each([
     expect(session.store.summary(outcome.id).verdict?.code).toBe('replied');
     await session.stopServer();
   });
+});
+
+describe('a third-party server that follows AMQP\'s reply_to convention', () => {
+  afterAll(async () => {
+    await session.setTracing(false);
+  }, 30_000);
+
+  it('replying to the default exchange is named as such (firehose on): reply-to-property, with the exchange and key to use', async () => {
+    expect((await session.setTracing(true)).state).toBe('on');
+    const queue = uniqueName('replyto_queue');
+    const connection = await amqp.connect(vhost.amqpUrl);
+    const channel = await connection.createChannel();
+    try {
+      await channel.assertQueue(queue, { durable: false, autoDelete: true });
+      await channel.bindQueue(queue, 'amq.direct', queue);
+      // An AMQP RPC server as written for AMQP clients: the reply goes to the default exchange, keyed by the reply_to it found.
+      await channel.consume(queue, (message) => {
+        if (!message) return;
+        const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+        channel.publish('', (message.properties.replyTo as string | undefined) ?? request.reply_to, Buffer.from(JSON.stringify({ id: request.id, result: 'lost' })));
+        channel.ack(message);
+      });
+      const reply = await send(queue, 1500);
+      expect(reply.ok).toBe(false);
+      const error = (reply as { error: ErrorShape }).error;
+      expect(error.verdict).toMatchObject({ code: 'reply-to-property', hop: 'reply-exchange' });
+      expect(error.verdict?.message).toContain('The server published its reply to the default exchange with key "');
+      expect(error.verdict?.message).toContain('Publish the reply to amq.direct with key "');
+    } finally {
+      await connection.close();
+    }
+  }, 30_000);
 });
 
 describe('the error of a failed RPC', () => {

@@ -12,6 +12,7 @@ describe('the delay handler', () => {
       replyTopic: 'reply/one',
       replyRoutingKey: 'reply.one',
       replySource: 'body',
+      correlationHeader: undefined,
       method: undefined,
       params: 'x',
       body: {},

@@ -70,6 +70,7 @@ describe('the verdict engine', () => {
     'server-slow': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed()] }),
     'request-rejected': input({ steps: [...sent, { rpcId, at: 6, source: 'server', kind: 'request.rejected', detail: { worker: 'worker-1', reason: 'no reply_to field', bytes: 10 } }, failed()] }),
     'reply-unroutable': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, brokerReply(50, []), failed()] }),
+    'reply-to-property': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, { rpcId, at: 50, source: 'broker', kind: 'broker.published', detail: { exchange: '', routingKeys: ['reply/abc'], routedQueues: [], leg: 'reply' } }, failed()] }),
     'reply-on-other-topic': input({ steps: sent, failure: undefined, outcome: { replyTopic: 'reply/v1.2', arrivedOn: 'reply/v1/2', topicMismatch: true } }),
     'late-reply': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), brokerReply(1500, ['mqtt-subscription-xqos1'])] }),
     'wrong-exchange': input({ facts: facts({ elsewhere: [{ exchange: 'amq.topic', queue: 'orders' }] }) }),
@@ -115,6 +116,13 @@ describe('the verdict engine', () => {
     const verdict = diagnose(input({ steps: sent, failure: undefined, outcome: { replyTopic: 'reply/v1.2', arrivedOn: 'reply/v1/2', topicMismatch: true } }));
     expect(verdict).toMatchObject({ code: 'reply-on-other-topic', hop: 'mqtt-deliver' });
     expect(verdict.message).toContain('"reply/v1_2"');
+  });
+
+  it('MQTT 5: a PUBACK with an error code (a queue refused it) is request-rejected at the queue, not a lost link', () => {
+    const refused: TraceStepDraft = { rpcId, at: 3, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback', reasonCode: 0x97 } };
+    const verdict = diagnose(input({ steps: [composed, published, refused, failed(4, 'unroutable', 'refused')], failure: { code: 'unroutable', message: 'refused' } }));
+    expect(verdict).toMatchObject({ code: 'request-rejected', hop: 'queue' });
+    expect(verdict.message).toContain('(PUBACK 0x97)');
   });
 
   it('firehose: an empty routed_queues is request-unroutable, naming the closest bound keys', () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { encodeReply, encodeRequest, parseRequest, readBody, readReplyFields } from '../../src/core/rpc/envelope';
+import { correlationLost, encodeReply, encodeRequest, parseRequest, readBody, readReplyFields } from '../../src/core/rpc/envelope';
 import { parseHandlerSpec } from '../../src/core/rpc/handlers';
 import { hasBlockingIssue, lintTopic, topicToRoutingKey } from '../../src/shared/topic-map';
 
@@ -61,6 +61,33 @@ describe('parseRequest', () => {
       const parsed = parseRequest(json({ id: 'm5' }), { headers: { [header]: 'reply.m5' }, correlationId: 'corr-1' });
       expect(parsed).toMatchObject({ ok: true, request: { replyRoutingKey: 'reply.m5', replySource: 'mqtt5-header', correlationId: 'corr-1' } });
     }
+  });
+
+  it('takes a native MQTT 5 request (Response Topic, any body) as params: nothing, text, JSON or bytes', () => {
+    const headers = { 'x-reply-to-topic': 'reply.n5' };
+    const cases: Array<[Uint8Array, unknown]> = [
+      [Buffer.alloc(0), null],
+      [Buffer.from('temperature?'), 'temperature?'],
+      [Buffer.from('[1,2]'), [1, 2]],
+      [Buffer.from([0xff, 0x00]), { base64: '/wA=' }],
+    ];
+    for (const [bytes, params] of cases) {
+      expect(parseRequest(bytes, { headers, correlationId: 'c' })).toEqual({
+        ok: true,
+        request: { id: undefined, method: undefined, params, body: params, correlationId: 'c', correlationHeader: undefined, replyTopic: undefined, replyRoutingKey: 'reply.n5', replySource: 'mqtt5-header' },
+      });
+    }
+    // without the header, the same bodies are refused as before
+    expect(parseRequest(Buffer.alloc(0))).toMatchObject({ ok: false, reason: 'The request body is empty.' });
+  });
+
+  it('keeps a long or binary Correlation Data (header x-correlation-id) to echo, and knows when amqplib lost its bytes', () => {
+    const long = 'c'.repeat(300);
+    const parsed = parseRequest(Buffer.alloc(0), { headers: { 'x-reply-to-topic': 'reply.n5', 'x-correlation-id': long } });
+    expect(parsed).toMatchObject({ ok: true, request: { correlationHeader: long, correlationId: undefined } });
+    expect(correlationLost(long)).toBe(false);
+    expect(correlationLost(Buffer.from([0, 255]).toString('utf8'))).toBe(true);
+    expect(correlationLost(Buffer.from([0, 255]))).toBe(false);
   });
 
   it('accepts exactly the bytes that are a UTF-8 JSON object with a usable reply_to, whatever the bytes (10,000 generated inputs)', () => {

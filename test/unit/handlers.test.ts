@@ -87,7 +87,7 @@ describe('delay:MS', () => {
       listeners -= 1;
       remove(...args);
     }) as AbortSignal['removeEventListener'];
-    const request = { id: '1', replyTopic: 'r', replyRoutingKey: 'r', replySource: 'body' as const, method: undefined, params: 1, body: {}, correlationId: undefined };
+    const request = { id: '1', replyTopic: 'r', replyRoutingKey: 'r', replySource: 'body' as const, method: undefined, params: 1, body: {}, correlationId: undefined, correlationHeader: undefined };
     await Promise.all(Array.from({ length: 50 }, () => handler(request, { worker: 'w', signal: stop.signal })));
     expect(listeners).toBe(0);
   });

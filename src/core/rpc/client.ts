@@ -17,7 +17,7 @@ import { BridgeError } from '../errors';
 import { redactUrl } from '../../shared/redact';
 import { MqttLink, type MqttVersionChoice } from '../links/mqtt-link';
 import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } from '../../shared/topic-map';
-import { encodeRequest, readBody, readReplyFields } from './envelope';
+import { decodeUtf8, encodeRequest, readBody, readReplyFields } from './envelope';
 import { mqtt5PublishProperties, readReplyProperties } from './mqtt5-properties';
 import { mqttMessage, type MqttPublishFacts } from '../trace/message-view';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
@@ -89,6 +89,27 @@ function timer(ms: number): { elapsed: Promise<typeof RETRY>; cancel: () => void
  */
 export const DOWNGRADED_REPLY_WARNING = (granted: QoS): string =>
   `The reply arrived at QoS 0 though its subscription was granted QoS ${granted}: the server published it non-persistent (AMQP delivery_mode 1 or unset), and RabbitMQ 3.13+ delivers such a message to MQTT at QoS 0; publish replies with delivery_mode 2 to keep QoS 1.`;
+
+/**
+ * An MQTT 5 request's Correlation Data that did not come back on its reply. RabbitMQ 3.13+ maps it to AMQP correlation_id
+ * (or header x-correlation-id) and back (mc_mqtt.erl at v3.13.0): a server must copy it onto its reply, or the device
+ * cannot match the reply by it.
+ */
+export function correlationLostWarning(sent: string, received: Buffer | undefined): string | undefined {
+  if (received !== undefined && received.equals(Buffer.from(sent, 'utf8'))) return undefined;
+  const shown = received === undefined ? 'none' : `"${decodeUtf8(received) ?? `base64:${received.toString('base64')}`}"`.slice(0, 120);
+  return `Correlation Data did not survive the round trip: the request carried "${sent.slice(0, 80)}", the reply carried ${shown}. The server must copy the request's AMQP correlation_id (or its x-correlation-id header) onto its reply; RabbitMQ 3.13+ hands it back to the device as Correlation Data.`;
+}
+
+/**
+ * A PUBACK with an error reason code (MQTT 5): a queue the request was routed to refused it. Measured with a queue at
+ * x-max-length 0 and x-overflow reject-publish: RabbitMQ 4.0.5 answers 0x83 "Implementation specific error", 4.3.6
+ * 0x97 "Quota exceeded" (test/integration/mqtt5-on-the-broker.test.ts).
+ */
+export function refusedPublishSentence(reasonCode: number, mqttMessage: string, routingKey: string): string {
+  const reason = mqttMessage.replace(/^Publish error: /, '');
+  return `The broker refused the request with PUBACK 0x${reasonCode.toString(16).padStart(2, '0')} "${reason}": a queue bound for routing key "${routingKey}" rejected it (a full queue with x-overflow reject-publish, or a limit of its queue type), so it was not delivered.`;
+}
 
 function publishFacts(packet: IPublishPacket | undefined): MqttPublishFacts {
   const facts: MqttPublishFacts = { qos: packet?.qos ?? 0, retain: packet?.retain ?? false, dup: packet?.dup ?? false };
@@ -367,6 +388,10 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       outcomeOf = 'replied';
       const replyQos = (reply.packet?.qos ?? 0) as QoS;
       if (grant !== 'refused' && grant >= 1 && replyQos === 0) warnings.push(DOWNGRADED_REPLY_WARNING(grant));
+      if (this.link.protocolVersion === 5) {
+        const lost = correlationLostWarning(options.mqtt5?.correlationData || id, reply.packet?.properties?.correlationData);
+        if (lost) warnings.push(lost);
+      }
       if (this.traced) step({
         rpcId: id,
         at: Date.now(),
@@ -421,6 +446,12 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     if (this.traced) this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic: sending.topic, qosAsked: qos, predictedRoutingKey } });
     const packet = await Promise.race([this.link.client.publishAsync(sending.topic, sending.body, sending.options), sending.guard.expired]).catch((err: unknown) => {
       if (err instanceof BridgeError) throw err;
+      // mqtt.js fails the publish with the PUBACK's reason code when it is an error (0x80 and up, MQTT 5 only).
+      const reasonCode = (err as { code?: unknown }).code;
+      if (typeof reasonCode === 'number' && reasonCode >= 0x80) {
+        if (this.traced) this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: qos, acknowledgedAs: 1, packet: 'puback', reasonCode } });
+        throw new BridgeError('unroutable', refusedPublishSentence(reasonCode, (err as Error).message, predictedRoutingKey));
+      }
       throw new BridgeError('unreachable', `The MQTT connection closed before the broker acknowledged request ${id} (${(err as Error).message}).`);
     });
     const ack = packet?.messageId !== undefined ? this.acks.get(packet.messageId) : undefined;

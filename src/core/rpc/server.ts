@@ -8,7 +8,7 @@ import { BridgeError } from '../errors';
 import { AmqpLink } from '../links/amqp-link';
 import type { TlsFiles } from '../connection-details';
 import type { TopicMapOptions } from '../../shared/topic-map';
-import { encodeReply, parseRequest, type RpcRequest } from './envelope';
+import { correlationLost, encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { describeThrown, MAX_TIMER_MS, thrownCode, type HandlerContext, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
 import { amqpMessage } from '../trace/message-view';
@@ -91,6 +91,7 @@ export interface ServerProblem {
     | 'worker-lost'
     | 'handler-timeout'
     | 'late-handler'
+    | 'correlation-lost'
     | 'event-loop-blocked'
     | 'internal';
   worker: string;
@@ -607,6 +608,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       return;
     }
     const request = parsed.request;
+    if (correlationLost(request.correlationHeader)) {
+      this.problem({
+        kind: 'correlation-lost',
+        worker: worker.name,
+        rpcId,
+        message: `The request's MQTT 5 Correlation Data is not UTF-8: RabbitMQ passes such bytes as the AMQP header x-correlation-id, which amqplib reads as UTF-8 text, so the bytes are lost and the reply carries them altered (the device cannot match it). Send UTF-8 Correlation Data: it then travels as correlation_id, unchanged.`,
+      });
+    }
     // Keyed by id and reply key: ids are chosen by clients, and two devices may well both send id 1.
     const earlier = message.fields.redelivered ? this.failedReplies.get(failedReplyKey(rpcId, request.replyRoutingKey)) : undefined;
     if (earlier !== undefined && earlier.attempts < 1) {
@@ -784,7 +793,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         // Literals, not a spread of a conditional object: this runs once per request.
         request.correlationId
           ? { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, correlationId: request.correlationId }
-          : { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
+          : request.correlationHeader
+            ? { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, headers: { 'x-correlation-id': request.correlationHeader } }
+            : { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
         (err: unknown) => settle(err ? (err instanceof Error ? err : new Error(describeThrown(err))) : undefined),
       );
     } catch (err) {
@@ -805,7 +816,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         wire: amqpMessage(
           request.correlationId
             ? { messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, correlationId: request.correlationId }
-            : { messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
+            : request.correlationHeader
+              ? { messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, headers: { 'x-correlation-id': request.correlationHeader } }
+              : { messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
           body,
         ),
       },
