@@ -1,5 +1,6 @@
 /** The `bridgescope` command line: headless commands over the same core the app uses. */
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { registerBrokerCommands } from './commands/broker';
 import { registerRpcCommands } from './commands/rpc';
@@ -8,9 +9,10 @@ import { registerUiCommand } from './commands/ui';
 import { registerBenchCommand } from './commands/bench';
 import { ExitCode, printable } from './run';
 import { guardOutputs } from './lifecycle';
+import { packageRoot } from './checkout';
 
 /** The version users see is the one package.json ships. */
-const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+const { version } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command('bridgescope')
