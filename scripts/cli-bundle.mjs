@@ -1,9 +1,9 @@
 // The command line's bundle, out/cli/main.js: built by `npm run build` (electron.vite.config.ts calls buildCli after the
 // main process) and, when the sources changed since, again by bin/bridgescope before it runs (see cliBundleState).
-// Everything it runs is in that one file, the npm libraries too: resolving and loading ~260 files of node_modules cost
-// more than half of a start; one minified file (whitespace and syntax only: names stay, so stacks stay readable with
-// `node --enable-source-maps`) parses in a few tens of ms.
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+// Everything it runs is in it, the npm libraries too: resolving and loading ~260 files of node_modules cost more than half
+// of a start. Each command's code is a chunk of its own (out/cli/chunks), loaded only when that command runs; minified
+// (whitespace and syntax only: names stay, so stacks stay readable with `node --enable-source-maps`).
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 export const bundleRelative = join('out', 'cli', 'main.js');
@@ -33,7 +33,11 @@ export async function buildCli(root) {
     sourcemap: 'linked',
     metafile: true,
     write: false,
-    outfile: join(root, bundleRelative),
+    // Each command's module in its own chunk (src/cli/main.ts imports them when they are needed).
+    splitting: true,
+    outdir: join(root, 'out', 'cli'),
+    entryNames: '[name]',
+    chunkNames: 'chunks/[name]-[hash]',
     logLevel: 'silent',
   });
   // Our own sources one by one; the libraries by the file npm rewrites at every install (a stat per library file would
@@ -43,17 +47,28 @@ export async function buildCli(root) {
     .filter((input) => !input.split(/[\\/]/).includes('node_modules'));
   inputs.push('package.json', join('node_modules', '.package-lock.json'));
   const outDir = join(root, 'out', 'cli');
-  mkdirSync(outDir, { recursive: true });
+  mkdirSync(join(outDir, 'chunks'), { recursive: true });
   const suffix = `.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  // The map first, the bundle, then the manifest that says which sources (and when) the bundle was made from.
-  const files = result.outputFiles;
-  for (const file of [...files.filter((f) => f.path.endsWith('.map')), ...files.filter((f) => !f.path.endsWith('.map'))]) {
+  // Maps and chunks first (named by their content's hash), the entry that imports them last, then the manifest that says
+  // which sources (and when) the bundle was made from.
+  const entry = join(root, bundleRelative);
+  const files = [...result.outputFiles].sort((a, b) => rank(a.path) - rank(b.path));
+  function rank(path) {
+    return path.endsWith('.map') ? 0 : path === entry ? 2 : 1;
+  }
+  for (const file of files) {
     writeFileSync(file.path + suffix, file.contents);
     renameSync(file.path + suffix, file.path);
   }
   const manifest = join(root, manifestRelative);
   writeFileSync(manifest + suffix, JSON.stringify({ startedAt: started, inputs }));
   renameSync(manifest + suffix, manifest);
+  // Chunks of earlier builds (another hash) are no longer imported by anything.
+  const current = new Set(files.map((file) => file.path));
+  for (const name of readdirSync(join(outDir, 'chunks'))) {
+    const path = join(outDir, 'chunks', name);
+    if (!current.has(path) && !name.endsWith('.tmp')) rmSync(path, { force: true });
+  }
   return Date.now() - started;
 }
 
