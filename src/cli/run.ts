@@ -5,7 +5,7 @@ import { toErrorShape } from '../core/errors';
 import { passwordForms, redactDeep, redactUrlsInText, scrubSecrets } from '../shared/redact';
 import { MAX_TIMER_MS } from '../shared/durations';
 import { jsonForTerminal, terminalSafe } from './terminal';
-import { splitUrls } from './urls';
+import { splitUrls } from '../shared/url-list';
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
 

@@ -94,6 +94,81 @@ async function uiStream(urls: BrokerUrls, seconds: number, dir: string): Promise
   return JSON.parse(await readFile(file, 'utf8')) as unknown;
 }
 
+interface BrokerRun {
+  /** as asked (`system`, `4.3`, ...) */
+  rabbitmq: string;
+  /** as the node reported it */
+  version: string;
+  wallSeconds: number;
+  cases: CaseSummary[];
+  ratios: ReturnType<typeof ratios>;
+  uiStream?: unknown;
+}
+
+/** The whole plan, then the UI stream, on one private sandbox broker of the given RabbitMQ. */
+async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, rounds: number): Promise<BrokerRun> {
+  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
+  const started = Date.now();
+  process.stderr.write(`Starting a private sandbox broker${rabbitmq ? ` (RabbitMQ ${rabbitmq})` : ''} for the benchmark...\n`);
+  const { info } = await startSandbox({ dir, timeoutMs: 120_000, ...(rabbitmq !== undefined ? { rabbitmq } : {}) });
+  const urls: BrokerUrls = info.urls;
+  const cases: CaseSummary[] = [];
+  let uiStreamResult: unknown;
+  try {
+    process.stderr.write(`  RabbitMQ ${info.version ?? 'unknown'} (${info.rabbitmq ?? 'system'})\n`);
+    for (const benchCase of plan(quick)) {
+      const byContender = new Map<ContenderName, RunResult[]>();
+      for (let round = 0; round < rounds; round += 1) {
+        // Alternate the order every round, so drift on this shared machine hits every contender alike.
+        const order = round % 2 === 0 ? benchCase.contenders : [...benchCase.contenders].reverse();
+        for (const contender of order) {
+          const spec: RunSpec = {
+            contender,
+            urls,
+            concurrency: benchCase.concurrency,
+            requests: benchCase.requests,
+            warmup: warmupFor(benchCase),
+            payloadBytes: benchCase.payloadBytes,
+          };
+          // Always in a fresh process, --quick too: in one process the libraries' code is optimised for whichever
+          // contender ran first (and the heap is shared), which moved --quick's ratios by up to 0.2.
+          const result = await measureBroker(info.pid, spec, runInChild);
+          byContender.set(contender, [...(byContender.get(contender) ?? []), result]);
+        }
+      }
+      for (const results of byContender.values()) cases.push(summarizeRounds(results));
+      process.stderr.write(`  done: concurrency ${benchCase.concurrency}, ${benchCase.payloadBytes >= 1048576 ? '1 MiB' : `${benchCase.payloadBytes} B`} payload\n`);
+    }
+    // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
+    uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
+      process.stderr.write(`The UI stream benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      return undefined;
+    });
+  } finally {
+    await stopSandbox(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+  return {
+    rabbitmq: info.rabbitmq ?? rabbitmq ?? 'system',
+    version: info.version ?? 'unknown',
+    wallSeconds: (Date.now() - started) / 1000,
+    cases,
+    ratios: ratios(cases),
+    ...(uiStreamResult !== undefined ? { uiStream: uiStreamResult } : {}),
+  };
+}
+
+/** The ratios of every broker's run in one table: a column per RabbitMQ version. */
+function sideBySide(brokers: BrokerRun[]): string {
+  const [first] = brokers as [BrokerRun, ...BrokerRun[]];
+  const lines = [`${'ratio (same run)'.padEnd(66)} ${brokers.map((run) => run.version.padStart(8)).join(' ')}  target`];
+  for (const ratio of first.ratios) {
+    const values = brokers.map((run) => run.ratios.find((other) => other.label === ratio.label)?.value.toFixed(3) ?? '-');
+    lines.push(`${ratio.label.padEnd(66)} ${values.map((value) => value.padStart(8)).join(' ')}  ${ratio.target}`);
+  }
+  return lines.join('\n');
+}
+
 export function registerBenchCommand(program: Command): void {
   program
     .command('bench')
@@ -101,9 +176,10 @@ export function registerBenchCommand(program: Command): void {
     .option('--quick', 'fewer requests and rounds, 30 s of UI stream: finishes in a few minutes')
     .option('--rounds <n>', 'rounds per case (the median is reported)', parsePositiveInt('--rounds'))
     .option('--out <dir>', 'where to write latest.json and latest.svg', 'bench/results')
+    .option('--rabbitmq <which>', 'which RabbitMQ runs the sandbox: system, 4.0, 4.3 or a prepared root; a comma list (system,4.3) runs the plan on each in turn and reports them side by side (default: $BRIDGESCOPE_RABBITMQ, else system)')
     .option('--child <spec>', 'internal: run one contender and print its result')
     .action(
-      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string }) => {
+      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string; rabbitmq?: string }) => {
         if (options.child) {
           const result = await runContender(JSON.parse(options.child) as RunSpec);
           process.stdout.write(JSON.stringify(result));
@@ -111,67 +187,37 @@ export function registerBenchCommand(program: Command): void {
         }
         const quick = Boolean(options.quick);
         const rounds = options.rounds ?? (quick ? 2 : 5);
-        const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
-        process.stderr.write('Starting a private sandbox broker for the benchmark...\n');
         const started = Date.now();
-        const { info } = await startSandbox({ dir, timeoutMs: 120_000 });
-        const urls: BrokerUrls = info.urls;
-        const cases: CaseSummary[] = [];
-        let uiStreamResult: unknown;
-        try {
-          for (const benchCase of plan(quick)) {
-            const byContender = new Map<ContenderName, RunResult[]>();
-            for (let round = 0; round < rounds; round += 1) {
-              // Alternate the order every round, so drift on this shared machine hits every contender alike.
-              const order = round % 2 === 0 ? benchCase.contenders : [...benchCase.contenders].reverse();
-              for (const contender of order) {
-                const requests = benchCase.requests;
-                const spec: RunSpec = {
-                  contender,
-                  urls,
-                  concurrency: benchCase.concurrency,
-                  requests,
-                  warmup: warmupFor(benchCase),
-                  payloadBytes: benchCase.payloadBytes,
-                };
-                // Always in a fresh process, --quick too: in one process the libraries' code is optimised for whichever
-                // contender ran first (and the heap is shared), which moved --quick's ratios by up to 0.2.
-                const result = await measureBroker(info.pid, spec, runInChild);
-                byContender.set(contender, [...(byContender.get(contender) ?? []), result]);
-              }
-            }
-            for (const results of byContender.values()) cases.push(summarizeRounds(results));
-            process.stderr.write(`  done: concurrency ${benchCase.concurrency}, ${benchCase.payloadBytes >= 1048576 ? '1 MiB' : `${benchCase.payloadBytes} B`} payload\n`);
+        // One broker after the other, the same plan on each: the side-by-side report compares ratios, each from its own run.
+        const wanted = options.rabbitmq ? options.rabbitmq.split(',').map((which) => which.trim()).filter(Boolean) : [undefined];
+        const brokers: BrokerRun[] = [];
+        for (const rabbitmq of wanted) brokers.push(await benchOnBroker(rabbitmq, quick, rounds));
+        const [first] = brokers as [BrokerRun, ...BrokerRun[]];
+        for (const run of brokers) {
+          process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq})\n${formatTable(run.cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
+          for (const ratio of run.ratios) {
+            process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
           }
-          // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
-          uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
-            process.stderr.write(`The UI stream benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`);
-            return undefined;
-          });
-        } finally {
-          await stopSandbox(dir);
-          await rm(dir, { recursive: true, force: true });
         }
-        const computed = ratios(cases);
-        process.stdout.write(`\n${formatTable(cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
-        for (const ratio of computed) {
-          process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
-        }
+        if (brokers.length > 1) process.stdout.write(`\n${sideBySide(brokers)}\n`);
         const outDir = resolve(options.out);
         await mkdir(outDir, { recursive: true });
         const report = {
           at: new Date().toISOString(),
           quick,
           rounds,
-          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, rabbitmq: 'sandbox broker', shared: 'the cores are shared with other work: compare ratios from the same run' },
+          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, rabbitmq: first.version, shared: 'the cores are shared with other work: compare ratios from the same run' },
           rssPerContender: true,
           wallSeconds: (Date.now() - started) / 1000,
-          cases,
-          ratios: computed,
-          ...(uiStreamResult !== undefined ? { uiStream: uiStreamResult } : {}),
+          // The first broker's run at the top level (what every reader of this file used to find there)...
+          cases: first.cases,
+          ratios: first.ratios,
+          ...(first.uiStream !== undefined ? { uiStream: first.uiStream } : {}),
+          // ...and every broker's, side by side, when more than one ran.
+          ...(brokers.length > 1 ? { brokers: brokers.map(({ rabbitmq, version, wallSeconds, ratios: r, cases: c, uiStream: u }) => ({ rabbitmq, version, wallSeconds, ratios: r, cases: c, ...(u !== undefined ? { uiStream: u } : {}) })) } : {}),
         };
         await writeFile(join(outDir, 'latest.json'), JSON.stringify(report, null, 2));
-        await writeFile(join(outDir, 'latest.svg'), renderSvg(cases, `BridgeScope vs raw mqtt.js + amqplib (${quick ? 'quick' : 'full'}, median of ${rounds})`));
+        await writeFile(join(outDir, 'latest.svg'), renderSvg(first.cases, `BridgeScope vs raw mqtt.js + amqplib on RabbitMQ ${first.version} (${quick ? 'quick' : 'full'}, median of ${rounds})`));
         process.stdout.write(`\nWrote ${join(outDir, 'latest.json')} and ${join(outDir, 'latest.svg')} (${report.wallSeconds.toFixed(0)} s).\n`);
         await rendererScale(join(outDir, 'latest.json'));
       }),

@@ -1,6 +1,5 @@
 /** `bridgescope ui`: the inspector in a browser: the core, a sandbox broker when none is configured, the WebSocket host, and a bounded, named cleanup on the way out. */
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Session } from '../../core/session';
 import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profiles';
@@ -11,8 +10,9 @@ import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
 import { withDeadline } from '../../shared/deadline';
 import { action, ExitCode, parsePort, warn } from '../run';
+import { packageRoot } from '../checkout';
 
-const defaultStatic = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'out', 'renderer');
+const defaultStatic = join(packageRoot, 'out', 'renderer');
 
 /** How long each cleanup step may take before it is given up and named; the server's own drain waits up to 10 s. */
 const stepBoundMs = {
