@@ -138,8 +138,11 @@ describe('Test connection on the sandbox broker', () => {
     expect((await test(shown)).every((line) => line.ok)).toBe(true);
     // Saved as shown, it keeps the real password, not the stars.
     await dispatch(session.handlers, 'profile.save', { profile: { ...shown, name: 'saved-as-shown' } });
+    // A Load shows it as *** again (issue 26); an export that asks for passwords has the real one.
     const loaded = await dispatch(session.handlers, 'profile.load', { name: 'saved-as-shown' });
-    expect(loaded).toMatchObject({ ok: true, result: { password } });
+    expect(loaded).toMatchObject({ ok: true, result: { password: '***' } });
+    const exported = await dispatch(session.handlers, 'workspace.export.create', { includePasswords: true });
+    expect(JSON.stringify(exported)).toContain(`"password":"${password}"`);
     await dispatch(session.handlers, 'connection.close', {});
   });
 
