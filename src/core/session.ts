@@ -46,6 +46,13 @@ export interface SessionOptions {
   allowHandlerModules?: boolean;
 }
 
+/** "Connected to B; stopped with the previous connection to A", or "Reconnected to A; …" when both name the same nodes. */
+function replacedSentence(next: ConnectionProfile, previous: ConnectionProfile): string {
+  const now = brokerEndpoints(next) ?? 'the new broker';
+  const before = brokerEndpoints(previous) ?? 'the previous broker';
+  return now === before ? `Reconnected to ${now}; stopped with the previous connection` : `Connected to ${now}; stopped with the previous connection to ${before}`;
+}
+
 export class Session {
   readonly handlers: Handlers;
   private readonly sandbox: SandboxController;
@@ -246,7 +253,7 @@ export class Session {
     if (loadCancelled) stopped.push('the load run (cancelled)');
     const notices = [
       released ? sentenceOf(released) : undefined,
-      stopped.length > 0 ? `Connected to ${brokerEndpoints(profile) ?? 'the new broker'}; stopped with the previous connection to ${brokerEndpoints(previous.profile) ?? 'the previous broker'}: ${stopped.join(', ')}.` : undefined,
+      stopped.length > 0 ? `${replacedSentence(profile, previous.profile)}: ${stopped.join(', ')}.` : undefined,
     ].filter((sentence) => sentence !== undefined);
     if (notices.length > 0) this.connection.addNotice(notices.join(' '));
     return this.state();

@@ -4,7 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -12,10 +12,11 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
 import { cliPath } from '../support/cli';
-import { firehoseOnInUi, openInspector, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
+import { atIssueSizesAndSchemes, firehoseOnInUi, openInspector, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
 import { startProcess } from '../support/processes';
 
 const broker = inject('broker');
+const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
 const amqpPort = new URL(broker.urls.amqp).port;
 const mqttPort = new URL(broker.urls.mqtt).port;
 const queue = uniqueName('rpc_queue');
@@ -113,7 +114,7 @@ describe('trust: copy as a command (issue 26, item 4)', () => {
     expect(await page.$('[data-testid=connections-error]')).toBeNull();
     await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
     // The new links are up: what ran for the previous connection stopped, and the panel says what and why.
-    expect(await page.textContent('[data-testid=connection-notice]')).toMatch(/stopped with the previous connection to .*: the embedded server on rpc_queue-\S+, the firehose/);
+    expect(await page.textContent('[data-testid=connection-notice]')).toMatch(/^Reconnected to 127\.0\.0\.1:\d+ \(AMQP\), :\d+ \(MQTT\); stopped with the previous connection: the embedded server on rpc_queue-\S+, the firehose/);
     await startServerInUi(page, queue);
     await page.click('[data-testid=tab-compose]');
     await page.fill('[data-testid=compose-topic]', queue);
@@ -192,5 +193,30 @@ describe('trust: a saved profile loaded back (issue 26, item 6)', () => {
     expect(await page.$('[data-testid=connections-error]')).toBeNull();
     await page.waitForSelector('[data-testid=status-amqp][data-state=connected]');
     await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
+  }, 60_000);
+});
+
+describe('the Connections panel after the trust fixes', () => {
+  it('is shot light and dark at 1400x900 and 1024x700, with a passing Test connection and a refused Connect', async () => {
+    await mkdir(shots, { recursive: true });
+    await page.click('[data-testid=tab-connections]');
+    await page.click('[data-testid=connection-test]');
+    await page.waitForSelector('[data-testid=connection-test-result]');
+    await atIssueSizesAndSchemes(page, (suffix) => page.screenshot({ path: join(shots, `trust-connections-${suffix}.png`), fullPage: true }));
+    await page.selectOption('[data-testid=profile-mqtt-version]', '5');
+    await page.click('[data-testid=connect]');
+    await page.waitForSelector('[data-testid=connections-error]');
+    await atIssueSizesAndSchemes(page, (suffix) => page.screenshot({ path: join(shots, `trust-connections-refused-${suffix}.png`), fullPage: true }));
+    await page.selectOption('[data-testid=profile-mqtt-version]', '4');
+  }, 60_000);
+
+  it('is shot empty, as a `ui` with no broker configured opens', async () => {
+    const fresh = await openInspector(['--no-sandbox'], { BRIDGESCOPE_AMQP_URL: '' });
+    try {
+      await fresh.page.click('[data-testid=tab-connections]');
+      await atIssueSizesAndSchemes(fresh.page, (suffix) => fresh.page.screenshot({ path: join(shots, `trust-connections-empty-${suffix}.png`), fullPage: true }));
+    } finally {
+      await fresh.close();
+    }
   }, 60_000);
 });
