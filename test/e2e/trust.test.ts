@@ -202,11 +202,11 @@ describe('the Connections panel after the trust fixes', () => {
     await page.click('[data-testid=tab-connections]');
     await page.click('[data-testid=connection-test]');
     await page.waitForSelector('[data-testid=connection-test-result]');
-    await atIssueSizesAndSchemes(page, (suffix) => page.screenshot({ path: join(shots, `trust-connections-${suffix}.png`), fullPage: true }));
+    await atIssueSizesAndSchemes(page, async (suffix) => void (await page.screenshot({ path: join(shots, `trust-connections-${suffix}.png`), fullPage: true })));
     await page.selectOption('[data-testid=profile-mqtt-version]', '5');
     await page.click('[data-testid=connect]');
     await page.waitForSelector('[data-testid=connections-error]');
-    await atIssueSizesAndSchemes(page, (suffix) => page.screenshot({ path: join(shots, `trust-connections-refused-${suffix}.png`), fullPage: true }));
+    await atIssueSizesAndSchemes(page, async (suffix) => void (await page.screenshot({ path: join(shots, `trust-connections-refused-${suffix}.png`), fullPage: true })));
     await page.selectOption('[data-testid=profile-mqtt-version]', '4');
   }, 60_000);
 
@@ -214,7 +214,7 @@ describe('the Connections panel after the trust fixes', () => {
     const fresh = await openInspector(['--no-sandbox'], { BRIDGESCOPE_AMQP_URL: '' });
     try {
       await fresh.page.click('[data-testid=tab-connections]');
-      await atIssueSizesAndSchemes(fresh.page, (suffix) => fresh.page.screenshot({ path: join(shots, `trust-connections-empty-${suffix}.png`), fullPage: true }));
+      await atIssueSizesAndSchemes(fresh.page, async (suffix) => void (await fresh.page.screenshot({ path: join(shots, `trust-connections-empty-${suffix}.png`), fullPage: true })));
     } finally {
       await fresh.close();
     }
