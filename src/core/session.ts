@@ -4,7 +4,7 @@ import type { AppState, ConnectionProfile, EventName, Events, Handlers, SandboxV
 import { defaultSandboxDir } from './broker/sandbox';
 import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
 import { mapTopic } from '../shared/topic-map';
-import { restoreSecrets, type ProfileStore } from './profiles';
+import { redactProfile, restoreSecrets, type ProfileStore } from './profiles';
 import { brokerTargets } from './connection-details';
 import { testConnection } from './connection-test';
 import { SandboxController } from './session/sandbox';
@@ -18,7 +18,8 @@ import { LoadController } from './session/load';
 import { WorkspaceController } from './session/workspace';
 import { WorkspaceStore } from './workspace';
 import { parseHandlerSpec } from './rpc/handlers';
-import { BridgeError } from './errors';
+import { BridgeError, toErrorShape } from './errors';
+import { brokerEndpoints } from '../shared/url-list';
 
 export { tracerViewFor } from './session/tracing';
 export type { SessionFactories } from './session/factories';
@@ -43,6 +44,13 @@ export interface SessionOptions {
    * only when the user asked (`bridgescope ui --allow-handler-modules`). Default: yes in the Electron window, no in a browser.
    */
   allowHandlerModules?: boolean;
+}
+
+/** "Connected to B; stopped with the previous connection to A", or "Reconnected to A; …" when both name the same nodes. */
+function replacedSentence(next: ConnectionProfile, previous: ConnectionProfile): string {
+  const now = brokerEndpoints(next) ?? 'the new broker';
+  const before = brokerEndpoints(previous) ?? 'the previous broker';
+  return now === before ? `Reconnected to ${now}; stopped with the previous connection` : `Connected to ${now}; stopped with the previous connection to ${before}`;
 }
 
 export class Session {
@@ -112,7 +120,7 @@ export class Session {
       'broker.sandbox.stop': () => this.stopSandbox(),
       'connection.open': ({ profile }) => this.open(profile),
       // Passwords shown as *** are the ones this session knows, as for connection.open.
-      'connection.test': ({ profile }) => testConnection(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
+      'connection.test': async ({ profile }) => testConnection(await this.withSecrets(profile)),
       'connection.close': async () => {
         await this.close();
         return this.state();
@@ -124,9 +132,10 @@ export class Session {
         return profiles;
       },
       // A profile saved from the form as shown (passwords ***) keeps the passwords this session knows, not the stars.
-      'profile.save': ({ profile }) => options.profiles.save(restoreSecrets(profile, this.lastProfile ?? this.sandbox.profile())),
+      'profile.save': async ({ profile }) => options.profiles.save(await this.withSecrets(profile)),
       'profile.delete': ({ name }) => options.profiles.remove(name),
-      'profile.load': ({ name }) => options.profiles.get(name),
+      // Loaded into the form as any profile is shown: passwords as ***, put back from the saved profile on use.
+      'profile.load': async ({ name }) => redactProfile(await options.profiles.get(name)),
       'server.start': (settings) => this.startServer(settings),
       'server.stop': async () => {
         await this.stopServer();
@@ -191,14 +200,80 @@ export class Session {
     return this.sandbox.profile();
   }
 
+  /**
+   * The UI only ever sees passwords as ***: each one is put back from the profile it came from, the one in use, the
+   * sandbox's, or the saved profile of the same name (a Load shows it masked). A *** nobody knows stays as typed.
+   */
+  private async withSecrets(requested: ConnectionProfile): Promise<ConnectionProfile> {
+    const saved = await this.options.profiles.get(requested.name).catch(() => undefined);
+    return [this.lastProfile, this.sandbox.profile(), saved].reduce<ConnectionProfile>((profile, known) => restoreSecrets(profile, known), requested);
+  }
+
+  /**
+   * Replaces the links with ones for `requested`. The embedded server and the firehose have AMQP connections of their
+   * own: they keep running while the new links are tried. A refused Connect puts the previous links back, so a typo
+   * never costs the working session; a Connect that succeeds then stops what ran for the previous broker and says so.
+   */
   async open(requested: ConnectionProfile): Promise<AppState> {
-    // The UI only ever sees passwords as ***: put back the ones this session already knows.
-    const profile = restoreSecrets(requested, this.lastProfile ?? this.sandbox.profile());
+    const profile = await this.withSecrets(requested);
+    const previous = this.connection.current;
+    if (!previous) {
+      await this.connection.open(profile);
+      this.lastProfile = profile;
+      return this.state();
+    }
+    // A load run would fail request by request on links that go away: it ends now, as cancelled.
+    const loadCancelled = this.load.cancel();
+    this.sandbox.stopWatch();
     // The previous connection's failed tracing release is told with the new connection, not in the way of it.
-    const previous = await this.close().then(() => undefined, sentenceOf);
-    await this.connection.open(profile, previous);
+    const released = await this.connection.close();
+    try {
+      await this.connection.open(profile);
+    } catch (err) {
+      const refused = toErrorShape(err);
+      const where = brokerEndpoints(previous.profile) ?? 'the previous broker';
+      try {
+        await this.connection.open(previous.profile);
+      } catch (again) {
+        const stopped = await this.stopWhatRan();
+        throw new BridgeError(
+          refused.code,
+          `${refused.message} The previous connection to ${where} could not be reopened either (${sentenceOf(again)})${stopped.length > 0 ? `: stopped with it: ${stopped.join(', ')}` : ''}.`,
+        );
+      }
+      const kept = [this.server.active ? 'the embedded server' : undefined, this.tracing.view.state === 'on' ? 'the firehose' : undefined].filter((what) => what !== undefined);
+      throw new BridgeError(
+        refused.code,
+        `${refused.message} Still connected to ${where}${kept.length > 0 ? `, with ${kept.join(' and ')} running` : ''}: nothing was changed.${loadCancelled ? ' The load run was cancelled.' : ''}`,
+      );
+    }
     this.lastProfile = profile;
+    // The new links are up: what ran for the previous broker stops now, and the notice says what and why.
+    const stopped = await this.stopWhatRan();
+    if (loadCancelled) stopped.push('the load run (cancelled)');
+    const notices = [
+      released ? sentenceOf(released) : undefined,
+      stopped.length > 0 ? `${replacedSentence(profile, previous.profile)}: ${stopped.join(', ')}.` : undefined,
+    ].filter((sentence) => sentence !== undefined);
+    if (notices.length > 0) this.connection.addNotice(notices.join(' '));
     return this.state();
+  }
+
+  /** Stops the embedded server and the firehose (they ran for the connection being replaced); names what was stopped. */
+  private async stopWhatRan(): Promise<string[]> {
+    const stopped: string[] = [];
+    if (this.server.active) {
+      const queue = this.server.view().settings?.queue;
+      await this.server.stop();
+      stopped.push(queue ? `the embedded server on ${queue}` : 'the embedded server');
+    }
+    if (this.tracing.view.state === 'on') {
+      await this.setTracing(false).then(
+        () => stopped.push('the firehose (tracing switched back off)'),
+        (err: unknown) => stopped.push(`the firehose (${sentenceOf(err)})`),
+      );
+    }
+    return stopped;
   }
 
   /** Closes everything even when tracing cannot be given back; then throws that failure, so the caller can say it. */

@@ -74,3 +74,27 @@ export function redactUrlList(text: string): string {
   if (urls.length < 2 || !urls.every(readsAsTyped)) return redactUrl(text.trim());
   return urls.map((url) => redactUrl(url)).join(text.includes('\n') ? '\n' : ', ');
 }
+
+/** `host:port` of the first URL of a list (the node tried first), or undefined when it is not a URL yet. */
+export function firstEndpoint(list: string): string | undefined {
+  const first = splitUrls(list)[0]?.trim();
+  if (!first) return undefined;
+  try {
+    const url = new URL(first);
+    if (url.hostname === '') return undefined;
+    const defaults: Record<string, string> = { 'amqp:': '5672', 'amqps:': '5671', 'mqtt:': '1883', 'tcp:': '1883', 'mqtts:': '8883', 'ssl:': '8883', 'ws:': '80', 'wss:': '443', 'http:': '80', 'https:': '443' };
+    return `${url.hostname}:${url.port || defaults[url.protocol] || '?'}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Which broker a profile reaches, in a few words: "127.0.0.1:5672 (AMQP), :1883 (MQTT)"; the MQTT host is left out when it is the AMQP one. */
+export function brokerEndpoints(profile: { amqpUrl: string; mqttUrl: string }): string | undefined {
+  const amqp = firstEndpoint(profile.amqpUrl);
+  const mqtt = firstEndpoint(profile.mqttUrl);
+  if (amqp === undefined || mqtt === undefined) return undefined;
+  const amqpHost = amqp.slice(0, amqp.lastIndexOf(':'));
+  const mqttShown = mqtt.startsWith(`${amqpHost}:`) ? mqtt.slice(amqpHost.length) : mqtt;
+  return `${amqp} (AMQP), ${mqttShown} (MQTT)`;
+}

@@ -1,4 +1,9 @@
 import { createServer } from 'node:net';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startProcess, type Running } from '../support/processes';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AppState, ConnectionProfile, ConnectionTestLine } from '../../src/shared/contract';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
@@ -138,8 +143,11 @@ describe('Test connection on the sandbox broker', () => {
     expect((await test(shown)).every((line) => line.ok)).toBe(true);
     // Saved as shown, it keeps the real password, not the stars.
     await dispatch(session.handlers, 'profile.save', { profile: { ...shown, name: 'saved-as-shown' } });
+    // A Load shows it as *** again (issue 26); an export that asks for passwords has the real one.
     const loaded = await dispatch(session.handlers, 'profile.load', { name: 'saved-as-shown' });
-    expect(loaded).toMatchObject({ ok: true, result: { password } });
+    expect(loaded).toMatchObject({ ok: true, result: { password: '***' } });
+    const exported = await dispatch(session.handlers, 'workspace.export.create', { includePasswords: true });
+    expect(JSON.stringify(exported)).toContain(`"password":"${password}"`);
     await dispatch(session.handlers, 'connection.close', {});
   });
 
@@ -158,5 +166,51 @@ describe('Test connection on the sandbox broker', () => {
   it('refuses a profile with a field problem in the sentence the form shows', async () => {
     const reply = await dispatch(session.handlers, 'connection.test', { profile: profileWith({ keepaliveSeconds: -1 }) });
     expect(reply).toMatchObject({ ok: false, error: { code: 'bad-input', message: 'connection.test: profile.keepaliveSeconds: The keepalive is a whole number of seconds from 0 (off) to 65535.' } });
+  });
+});
+
+describe('Test connection with the MQTT URL on another broker (issue 26)', () => {
+  let mosquitto: Running | undefined;
+  let dir = '';
+  let mosquittoUrl = '';
+
+  beforeAll(async () => {
+    const port = await deadPort();
+    dir = await mkdtemp(join(tmpdir(), 'bridgescope-mosquitto-'));
+    await writeFile(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n`);
+    // Debian's mosquitto package (.ci/run installs it); a missing one fails the tests with this sentence, never skips them.
+    const binary = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((path) => existsSync(path));
+    if (!binary) throw new Error('These tests need a Mosquitto broker: apt-get install mosquitto.');
+    mosquitto = startProcess(binary, ['-c', join(dir, 'mosquitto.conf')]);
+    await mosquitto.waitForLine(/running/);
+    mosquittoUrl = `mqtt://127.0.0.1:${port}`;
+  });
+
+  afterAll(async () => {
+    await mosquitto?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('fails the MQTT line when the RabbitMQ of the AMQP URL never saw the test client (MQTT 3.1.1, as probe asks)', async () => {
+    const lines = await test(profileWith({ mqttUrl: mosquittoUrl }));
+    const mqtt = lines.find((line) => line.protocol === 'mqtt');
+    expect(mqtt).toMatchObject({ ok: false, mqttVersion: '3.1.1' });
+    expect(mqtt?.sentence).toMatch(/^An MQTT broker answered and accepted MQTT 3\.1\.1, but the RabbitMQ at amqp:\/\/[^:]+:\*\*\*@127\.0\.0\.1:\d+\/ never saw this client: they are not the same broker \(is mqtt:\/\/[^:]+:\*\*\*@127\.0\.0\.1:\d+ a Mosquitto\?\)\.$/);
+    expect(mqtt?.sentence).not.toContain(password);
+    expect(lines.filter((line) => line.protocol !== 'mqtt').every((line) => line.ok)).toBe(true);
+  });
+
+  it('fails an MQTT 5 acceptance next to a RabbitMQ without MQTT 5, when the AMQP URL cannot be asked', async () => {
+    const lines = await test(profileWith({ mqttUrl: mosquittoUrl, mqttVersion: 5, amqpUrl: onPort(bare(broker.urls.amqp, '/'), dead) }));
+    const mqtt = lines.find((line) => line.protocol === 'mqtt');
+    const management = lines.find((line) => line.protocol === 'management');
+    expect(management).toMatchObject({ ok: true });
+    // From 3.13 RabbitMQ has MQTT 5 and nothing contradicts the acceptance (the AMQP side, which would tell, is dead here).
+    if (!/^3\.(1[0-2]|[0-9])\./.test(management?.brokerVersion ?? '')) {
+      expect(mqtt).toMatchObject({ ok: true, mqttVersion: '5' });
+      return;
+    }
+    expect(mqtt).toMatchObject({ ok: false, mqttVersion: '5' });
+    expect(mqtt?.sentence).toMatch(/^An MQTT broker answered and accepted MQTT 5, but RabbitMQ 3\.\d+\.\d+ \(its management API at .*\) has no MQTT 5: the MQTT URL reaches another broker \(a Mosquitto\?\)\.$/);
   });
 });

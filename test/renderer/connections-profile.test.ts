@@ -27,6 +27,13 @@ function mountPanel() {
 
 const flush = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
+/** The form starts empty (issue 26: no broker on the standard ports is chosen for the user): a broker typed in. */
+async function typeBroker(wrapper: ReturnType<typeof mountPanel>['wrapper']): Promise<void> {
+  await wrapper.find('[data-testid=profile-amqp]').setValue('amqp://guest:guest@broker.example:5672');
+  await wrapper.find('[data-testid=profile-mqtt]').setValue('mqtt://broker.example:1883');
+  await wrapper.find('[data-testid=profile-management]').setValue('http://guest:guest@broker.example:15672');
+}
+
 describe('the Connections panel profile form', () => {
   it('shows a generated client id, and a new one on request', async () => {
     const { wrapper } = mountPanel();
@@ -40,6 +47,7 @@ describe('the Connections panel profile form', () => {
 
   it('says what is wrong next to the field before connecting, and keeps Connect and Test disabled until it is fixed', async () => {
     const { wrapper } = mountPanel();
+    await typeBroker(wrapper);
     await wrapper.find('[data-testid=profile-mqtt]').setValue('mqtt://a:1883\nhttp://b:1883');
     await wrapper.find('[data-testid=profile-keepalive]').setValue('-1');
     expect(wrapper.find('[data-testid=problem-mqttUrl]').text()).toBe('An MQTT URL must start with mqtt://, mqtts://, ws:// or wss:// (URL 2 of 2).');
@@ -53,6 +61,7 @@ describe('the Connections panel profile form', () => {
 
   it('warns when certificate verification is off, and says TLS settings need a TLS URL', async () => {
     const { wrapper } = mountPanel();
+    await typeBroker(wrapper);
     await wrapper.find('[data-testid=profile-verify]').setValue(false);
     expect(wrapper.find('[data-testid=verify-off-warning]').text()).toMatch(/^Verification is off: any server can pose as this broker/);
     expect(wrapper.find('[data-testid=problem-tls]').text()).toBe('TLS settings apply to amqps://, mqtts://, wss:// and https:// URLs, and none of the URLs uses TLS.');
@@ -63,6 +72,7 @@ describe('the Connections panel profile form', () => {
 
   it('tests the profile as typed (lists and details) and shows one line per URL under the form, until the form changes', async () => {
     const { wrapper, tested } = mountPanel();
+    await typeBroker(wrapper);
     await wrapper.find('[data-testid=profile-amqp]').setValue('amqp://127.0.0.1:1/, amqp://127.0.0.1:5672/');
     await wrapper.find('[data-testid=profile-username]').setValue('u');
     await wrapper.find('[data-testid=profile-password]').setValue('pw');
@@ -102,6 +112,41 @@ describe('the Connections panel profile form', () => {
     app.state = state();
     await flush();
     expect(wrapper.find<HTMLInputElement>('[data-testid=profile-username]').element.value).toBe('typing');
+  });
+
+  it('never rewrites a form the user typed in when the profile in use changes elsewhere, and keeps it across a remount (issue 26)', async () => {
+    const { wrapper, app } = mountPanel();
+    await typeBroker(wrapper);
+    await wrapper.find('[data-testid=profile-mqtt-version]').setValue('5');
+    expect(wrapper.find('[data-testid=connect]').text()).toBe('Connect to broker.example:5672 (AMQP), :1883 (MQTT)');
+    // Another page of the same `ui` connected to the machine's own broker.
+    const elsewhere: ConnectionProfile = { name: 'Local', amqpUrl: 'amqp://guest:***@127.0.0.1:5672', mqttUrl: 'mqtt://127.0.0.1:1883', managementUrl: 'http://127.0.0.1:15672', vhost: '/', exchange: 'amq.topic' };
+    app.state = {
+      mode: 'browser',
+      sandbox: { state: 'stopped' },
+      profile: elsewhere,
+      links: { amqp: { state: 'connected', since: 1 }, mqtt: { state: 'connected', since: 1 } },
+      tracer: { state: 'off' },
+      server: { state: 'stopped', stats: { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} } },
+    };
+    await flush();
+    expect(wrapper.find<HTMLTextAreaElement>('[data-testid=profile-amqp]').element.value).toBe('amqp://guest:guest@broker.example:5672');
+    expect(wrapper.find<HTMLSelectElement>('[data-testid=profile-mqtt-version]').element.value).toBe('5');
+    // A visit to another tab unmounts the panel: the form is the same when it comes back.
+    const pinia = (wrapper.vm as unknown as { $pinia: ReturnType<typeof createPinia> }).$pinia;
+    wrapper.unmount();
+    const again = mount(ConnectionsPanel, { global: { plugins: [pinia], provide: { [clientKey as symbol]: fakeClient({}) } } });
+    expect(again.find<HTMLTextAreaElement>('[data-testid=profile-amqp]').element.value).toBe('amqp://guest:guest@broker.example:5672');
+    expect(again.find('[data-testid=connect]').text()).toContain('broker.example:5672');
+  });
+
+  it('starts empty, with Connect off, rather than on a broker at the standard ports (issue 26)', () => {
+    const { wrapper } = mountPanel();
+    for (const field of ['profile-amqp', 'profile-mqtt', 'profile-management']) expect(wrapper.find<HTMLTextAreaElement>(`[data-testid=${field}]`).element.value).toBe('');
+    expect(wrapper.find('[data-testid=connect]').text()).toBe('Connect');
+    expect(wrapper.find('[data-testid=connect]').attributes('disabled')).toBeDefined();
+    expect(wrapper.find('[data-testid=profile-blank]').exists()).toBe(true);
+    expect(wrapper.find('[data-testid=problem-amqpUrl]').exists()).toBe(false);
   });
 
   it('labels every field, select and button', () => {

@@ -81,3 +81,28 @@ describe('Copy as mosquitto_pub', () => {
     expect(line.split(' -t ')[0]).toBe('mosquitto_pub -h broker.example -p 8884 --capath /etc/ssl/certs -u dev -P "$MQTT_PASSWORD"');
   });
 });
+
+describe('what a connection speaking MQTT 3.1.1 really sent (issue 26)', () => {
+  const withMqtt5: SendRequestArgs = { ...request, mqtt5: { userProperties: [{ key: 'tenant', value: 'acme' }], messageExpirySeconds: 60 } };
+
+  it('leaves the MQTT 5 options out of both commands, and names them in a comment', () => {
+    const call = asBridgescopeCall(withMqtt5, profile, false);
+    expect(call).not.toContain('--mqtt-version');
+    expect(call).not.toContain('--user-property');
+    expect(call).toMatch(/ {2}# MQTT 5 options not sent \(this connection speaks MQTT 3\.1\.1\), left out: user property tenant=acme, message expiry 60 s$/);
+    const pub = asMosquittoPub(withMqtt5, profile, 'id-1', 'reply/x', false);
+    expect(pub).not.toContain('mqttv5');
+    expect(pub).not.toContain('-D');
+    expect(pub).toContain('# MQTT 5 options not sent');
+    // The comment is one: a shell reads the same words as without it.
+    expect(wordsOf(call)).toEqual(wordsOf(asBridgescopeCall(request, profile)));
+  });
+
+  it('keeps them when they were sent', () => {
+    expect(asBridgescopeCall(withMqtt5, profile, true)).toContain('--mqtt-version 5 --user-property tenant=acme');
+  });
+
+  it('reads a password shown as *** from $MQTT_PASSWORD', () => {
+    expect(asBridgescopeCall(request, { mqttUrl: 'mqtt://u:***@h:1883', exchange: 'amq.direct' })).toContain('--mqtt mqtt://u:"$MQTT_PASSWORD"@h:1883 ');
+  });
+});

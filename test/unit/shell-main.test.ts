@@ -191,7 +191,7 @@ describe('the built Electron main', () => {
 describe('profile passwords in the built main', () => {
   const profile = { name: 'lab', amqpUrl: 'amqp://app:s3cret@127.0.0.1:9/', mqttUrl: 'mqtt://127.0.0.1:9', managementUrl: 'http://app:s3cret@127.0.0.1:9', vhost: '/', exchange: 'amq.topic' };
 
-  async function saveThenRestart(setup: (fake: FakeElectron) => void): Promise<{ listed: unknown; loaded: unknown; file: string }> {
+  async function saveThenRestart(setup: (fake: FakeElectron) => void): Promise<{ listed: unknown; loaded: unknown; exported: string; file: string }> {
     const first = new FakeElectron();
     setup(first);
     const { window } = await started(first);
@@ -203,13 +203,16 @@ describe('profile passwords in the built main', () => {
     const again = await started(second);
     const listed = await second.invoke('profile.list', {}, ownPage(again.window));
     const loaded = await second.invoke('profile.load', { name: 'lab' }, ownPage(again.window));
-    return { listed, loaded, file: readFileSync(join(userData, 'profiles.json'), 'utf8') };
+    // A Load shows the passwords as *** (issue 26); an export that asks for them shows they came back from the keychain.
+    const exported = JSON.stringify(await second.invoke('workspace.export.create', { includePasswords: true }, ownPage(again.window)));
+    return { listed, loaded, exported, file: readFileSync(join(userData, 'profiles.json'), 'utf8') };
   }
 
   it('keeps them in the OS keychain when there is one, never in the file', async () => {
-    const { listed, loaded, file } = await saveThenRestart(() => undefined);
+    const { listed, loaded, exported, file } = await saveThenRestart(() => undefined);
     expect(listed).toMatchObject({ ok: true, result: [{ name: 'lab', secretStorage: 'os-encrypted' }] });
-    expect(loaded).toMatchObject({ ok: true, result: { amqpUrl: profile.amqpUrl, managementUrl: profile.managementUrl } });
+    expect(loaded).toMatchObject({ ok: true, result: { amqpUrl: 'amqp://app:***@127.0.0.1:9/', managementUrl: 'http://app:***@127.0.0.1:9' } });
+    expect(exported).toContain(profile.amqpUrl);
     expect(file).not.toContain('s3cret');
   });
 
@@ -218,8 +221,9 @@ describe('profile passwords in the built main', () => {
     ["Linux's basic_text backend is all there is", (fake: FakeElectron) => (fake.safeStorage.backend = 'basic_text')],
   ])('still keeps profiles working across restarts when %s, and says they are in plain text', async (_case, setup) => {
     const linuxOnly = setup.toString().includes('basic_text') && process.platform !== 'linux';
-    const { listed, loaded } = await saveThenRestart(setup);
+    const { listed, loaded, exported } = await saveThenRestart(setup);
     expect(listed).toMatchObject({ ok: true, result: [{ name: 'lab', secretStorage: linuxOnly ? 'os-encrypted' : 'plain-text' }] });
-    expect(loaded).toMatchObject({ ok: true, result: { amqpUrl: profile.amqpUrl, managementUrl: profile.managementUrl } });
+    expect(loaded).toMatchObject({ ok: true, result: { amqpUrl: 'amqp://app:***@127.0.0.1:9/', managementUrl: 'http://app:***@127.0.0.1:9' } });
+    expect(exported).toContain(profile.amqpUrl);
   });
 });

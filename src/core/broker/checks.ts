@@ -111,7 +111,7 @@ const capitalize = (text: string): string => text.charAt(0).toUpperCase() + text
 const lowerFirst = (text: string): string => text.charAt(0).toLowerCase() + text.slice(1);
 
 /** Whether RabbitMQ holds the queue its MQTT plugin makes for our probe client's subscription: did our MQTT client reach it? */
-async function rabbitSawSubscription(connection: amqp.ChannelModel, clientId: string): Promise<boolean> {
+export async function rabbitSawSubscription(connection: amqp.ChannelModel, clientId: string): Promise<boolean> {
   const channel = await connection.createChannel();
   channel.on('error', () => undefined);
   try {
@@ -236,7 +236,7 @@ export async function probeMqttExchange(options: ProbeOptions): Promise<ProbeVer
 }
 
 /** The MQTT plugin's sessions live in its own default vhost; an AMQP URL on another vhost never sees them. */
-function vhostHint(amqpUrl: string): string {
+export function vhostHint(amqpUrl: string): string {
   const vhost = amqpConnectOptions(amqpUrl, 0).vhost;
   return vhost && vhost !== '/' ? `, or the MQTT plugin uses another vhost than "${vhost}"` : '';
 }

@@ -145,6 +145,12 @@ export class ConnectionController {
     this.options.onChange();
   }
 
+  /** Adds a sentence to what the app state's notice says of this connection (until it closes). */
+  addNotice(sentence: string): void {
+    this.notice = this.notice === undefined ? sentence : `${this.notice} ${sentence}`;
+    this.options.onChange();
+  }
+
   /** Closes both links and gives back abandoned tracing; resolves with that failure (to be told), if any. */
   async close(): Promise<BridgeError | undefined> {
     const connection = this.connection;

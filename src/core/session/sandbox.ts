@@ -48,7 +48,8 @@ export class SandboxController {
   async start(): Promise<SandboxView> {
     const status = await this.options.node.status(this.options.dir);
     if (status.state === 'running') {
-      this.set({ state: 'running', urls: status.info.urls, nodeName: status.info.nodeName, ownedByApp: false });
+      // "Connect to the sandbox broker" on a node this process started keeps it this process's to stop on exit.
+      this.set({ state: 'running', urls: status.info.urls, nodeName: status.info.nodeName, ownedByApp: this.ownedPid !== undefined && status.info.pid === this.ownedPid });
       return this.current;
     }
     // A second start while one runs joins it: two rabbitmq-server in one folder would fight over it.

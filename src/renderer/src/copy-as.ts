@@ -34,10 +34,35 @@ function compactPayload(text: string): string {
   }
 }
 
-/** `bridgescope call` with the same request: only the flags that differ from the CLI's defaults, the payload last. */
-export function asBridgescopeCall(request: SendRequestArgs, profile?: Pick<ConnectionProfile, 'mqttUrl' | 'exchange'>): string {
-  const words = ['bridgescope', 'call'];
-  if (profile?.mqttUrl) words.push('--mqtt', profile.mqttUrl);
+/**
+ * The MQTT 5 options a connection speaking MQTT 3.1.1 did not send, named for the comment after the command (empty when
+ * they were sent, or none were set). A copied command asks only for what was really sent: asking for MQTT 5 fails there.
+ */
+function droppedMqtt5(options: Mqtt5RequestOptions | undefined): string {
+  if (!options) return '';
+  const named = [
+    ...(options.userProperties ?? []).map((pair) => `user property ${pair.key}=${pair.value}`),
+    ...(options.correlationData ? [`correlation data ${options.correlationData}`] : []),
+    ...(options.responseTopic ? [`response topic ${options.responseTopic}`] : []),
+    ...(options.messageExpirySeconds !== undefined ? [`message expiry ${options.messageExpirySeconds} s`] : []),
+  ];
+  // A comment ends at the line's end: a line break in a value would start a command.
+  return named.length === 0 ? '' : `MQTT 5 options not sent (this connection speaks MQTT 3.1.1), left out: ${named.join(', ').replace(/[\r\n]+/g, ' ')}`;
+}
+
+/** A URL shown with *** as its password: the command reads the real one from $MQTT_PASSWORD. */
+function urlWord(url: string): string | RawWord {
+  if (!url.includes(`:${REDACTED}@`)) return url;
+  return { raw: url.split(REDACTED).map((part) => (part === '' ? '' : shellQuote(part))).join('"$MQTT_PASSWORD"') };
+}
+
+/**
+ * `bridgescope call` with the same request: only the flags that differ from the CLI's defaults, the payload last.
+ * `mqtt5Sent`: whether the connection sent the MQTT 5 options (false on MQTT 3.1.1: they are left out, and said so).
+ */
+export function asBridgescopeCall(request: SendRequestArgs, profile?: Pick<ConnectionProfile, 'mqttUrl' | 'exchange'>, mqtt5Sent = true): string {
+  const words: Array<string | RawWord> = ['bridgescope', 'call'];
+  if (profile?.mqttUrl) words.push('--mqtt', urlWord(profile.mqttUrl));
   if (request.topic !== DEFAULT_REQUEST_TOPIC) words.push('--topic', request.topic);
   if (request.qos !== DEFAULT_REQUEST_QOS) words.push('--qos', String(request.qos));
   if (request.strategy !== 'per-request') words.push('--reply', request.strategy);
@@ -45,7 +70,8 @@ export function asBridgescopeCall(request: SendRequestArgs, profile?: Pick<Conne
   if (request.method) words.push('--method', request.method);
   if (request.timeoutMs !== DEFAULT_CALL_TIMEOUT_MS) words.push('--timeout', String(request.timeoutMs));
   if (profile?.exchange && profile.exchange !== DEFAULT_MQTT_EXCHANGE) words.push('--exchange', profile.exchange);
-  const mqtt5 = request.mqtt5;
+  const mqtt5 = mqtt5Sent ? request.mqtt5 : undefined;
+  const dropped = mqtt5Sent ? '' : droppedMqtt5(request.mqtt5);
   if (mqtt5) {
     words.push('--mqtt-version', '5');
     for (const pair of mqtt5.userProperties ?? []) words.push('--user-property', `${pair.key}=${pair.value}`);
@@ -58,7 +84,7 @@ export function asBridgescopeCall(request: SendRequestArgs, profile?: Pick<Conne
   if (format === 'file') words.push('--payload-file', request.payloadFileName || 'FILE');
   else if (format !== 'json') words.push('--payload-format', format, request.payloadText);
   else if (request.payloadText.trim() !== '') words.push(compactPayload(request.payloadText));
-  return command(words);
+  return command(words) + (dropped ? `  # ${dropped}` : '');
 }
 
 /** The request body the core would publish (src/core/rpc/envelope.ts): the typed object, then id and reply_to, method, params. */
@@ -104,7 +130,8 @@ function mqttEndpoint(mqttUrl: string): { host: string; port: string; tls: boole
  * which `mosquitto_sub -t` can watch. RabbitMQ grants at most QoS 1 and answers a QoS 2 publish with a PUBACK that
  * mosquitto_pub reports as a protocol error, so QoS 2 is sent as 1, and the command says so.
  */
-export function asMosquittoPub(request: SendRequestArgs, profile: Pick<ConnectionProfile, 'mqttUrl'> | undefined, id: string, generatedReplyTopic: string): string {
+export function asMosquittoPub(request: SendRequestArgs, profile: Pick<ConnectionProfile, 'mqttUrl'> | undefined, id: string, generatedReplyTopic: string, mqtt5Sent = true): string {
+  const mqtt5 = mqtt5Sent ? request.mqtt5 : undefined;
   const words: Array<string | RawWord> = ['mosquitto_pub'];
   const endpoint = profile ? mqttEndpoint(profile.mqttUrl) : undefined;
   if (endpoint) {
@@ -118,9 +145,10 @@ export function asMosquittoPub(request: SendRequestArgs, profile: Pick<Connectio
   const body = format === 'json' ? requestBody(request, id, generatedReplyTopic) : undefined;
   // The response topic is the reply topic the body names (the form's, else the payload's reply_to, else a generated one).
   const replyTopic = body !== undefined ? String((JSON.parse(body) as Record<string, unknown>)[defaultEnvelopeFields.replyTo]) : request.replyTopic || generatedReplyTopic;
-  if (request.mqtt5) words.push('-V', 'mqttv5', ...mqtt5Words(request.mqtt5, id, replyTopic));
+  if (mqtt5) words.push('-V', 'mqttv5', ...mqtt5Words(mqtt5, id, replyTopic));
   words.push('-t', request.topic, '-q', String(qos));
   const notes = request.qos === 2 ? ['QoS 2 sent as 1: RabbitMQ grants at most 1 and mosquitto_pub fails on its PUBACK'] : [];
+  if (!mqtt5Sent && request.mqtt5) notes.push(droppedMqtt5(request.mqtt5));
   let pipe = '';
   if (format === 'json') words.push('-m', body ?? '');
   else if (format === 'text') words.push('-m', request.payloadText);
@@ -131,7 +159,7 @@ export function asMosquittoPub(request: SendRequestArgs, profile: Pick<Connectio
     pipe = `printf %s ${shellQuote(decoded.ok ? encodeBase64(decoded.bytes) : '')} | base64 -d | `;
     words.push('-s');
   }
-  if (format !== 'json' && !request.mqtt5) notes.push('a non-JSON body has no reply_to: only a server reading the MQTT 5 Response Topic can answer');
+  if (format !== 'json' && !mqtt5) notes.push('a non-JSON body has no reply_to: only a server reading the MQTT 5 Response Topic can answer');
   return pipe + command(words) + (notes.length > 0 ? `  # ${notes.join('; ')}` : '');
 }
 
