@@ -1,0 +1,44 @@
+/**
+ * The attribute names BridgeScope's spans use: OpenTelemetry semantic conventions v1.44 for messaging
+ * (https://opentelemetry.io/docs/specs/semconv/messaging/messaging-spans/) and RabbitMQ
+ * (https://opentelemetry.io/docs/specs/semconv/messaging/rabbitmq/). Kept here as literals, as the JS SDK advises for
+ * its incubating entry point; test/unit/otel-conventions.test.ts checks them against @opentelemetry/semantic-conventions.
+ */
+export const ATTR = {
+  messagingSystem: 'messaging.system',
+  operationType: 'messaging.operation.type',
+  operationName: 'messaging.operation.name',
+  destinationName: 'messaging.destination.name',
+  routingKey: 'messaging.rabbitmq.destination.routing_key',
+  deliveryTag: 'messaging.rabbitmq.message.delivery_tag',
+  messageId: 'messaging.message.id',
+  conversationId: 'messaging.message.conversation_id',
+  bodySize: 'messaging.message.body.size',
+  consumerGroup: 'messaging.consumer.group.name',
+  errorType: 'error.type',
+  protocolName: 'network.protocol.name',
+  protocolVersion: 'network.protocol.version',
+} as const;
+
+/** messaging.system: the broker is RabbitMQ on both legs (the MQTT plugin is RabbitMQ's; network.protocol.name says mqtt). */
+export const MESSAGING_SYSTEM = 'rabbitmq';
+
+export type OperationType = 'send' | 'receive' | 'process' | 'settle';
+
+/** RabbitMQ's destination: `{exchange}:{routing key}` (the exchange alone when the key is empty). */
+export function destinationName(exchange: string, routingKey: string): string {
+  return routingKey === '' ? exchange : `${exchange}:${routingKey}`;
+}
+
+/** BridgeScope's own attributes and the verdict event (no convention names these). */
+export const BRIDGESCOPE = {
+  rpcId: 'bridgescope.rpc.id',
+  worker: 'bridgescope.worker',
+  routedQueues: 'bridgescope.broker.routed_queues',
+  node: 'bridgescope.broker.node',
+  observedBy: 'bridgescope.observed_by',
+  verdictEvent: 'bridgescope.verdict',
+  verdictCode: 'bridgescope.verdict.code',
+  verdictHop: 'bridgescope.verdict.hop',
+  verdictMessage: 'bridgescope.verdict.message',
+} as const;

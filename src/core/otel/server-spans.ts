@@ -1,0 +1,158 @@
+/**
+ * The embedded server's side of an RPC as spans, continuing the trace the request came with (AMQP headers
+ * `traceparent`/`tracestate`, which RabbitMQ 3.13+ makes of MQTT 5 user properties, or the 3.1.1 body fields):
+ * `process {exchange}:{key}` (CONSUMER) from delivery to ack, its handler, `send {exchange}:{reply key}` (PRODUCER) for
+ * the reply, whose context goes on the reply as AMQP headers, and `ack`/`nack {queue}` (settle).
+ */
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
+import type { ConsumeMessage } from 'amqplib';
+import type { TraceStepDraft } from '../../shared/trace';
+import { BoundedMap } from '../bounded-map';
+import { ATTR, BRIDGESCOPE, destinationName, MESSAGING_SYSTEM } from './conventions';
+import { carrierOf, requestContext } from './context';
+
+/** What RpcServer tells its tracing (RpcServerOptions.tracing). */
+export interface ServerTracing {
+  /** a request was delivered to a worker (before its handler runs); `body` is the parsed JSON body, when it parsed */
+  received(rpcId: string, worker: string, queue: string, message: ConsumeMessage, body: unknown): void;
+  /** the headers to publish the reply with: the trace context of its send span */
+  replyHeaders(rpcId: string, worker: string, exchange: string, routingKey: string): Record<string, string> | undefined;
+}
+
+interface Handling {
+  process: Span;
+  processContext: Context;
+  handler: Span;
+  send?: Span;
+  queue: string;
+  ids: Attributes;
+}
+
+/** Spans of the server's requests; `step` takes the server's steps (handler finished, reply confirmed, rejected). */
+export class ServerSpans implements ServerTracing {
+  /** requests between delivery and settle, by worker and id; bounded (a request whose steps never come is dropped) */
+  private readonly open = new BoundedMap<string, Handling>(10_000, (_, handling) => this.abandon(handling));
+
+  constructor(private readonly tracer: Tracer) {}
+
+  received(rpcId: string, worker: string, queue: string, message: ConsumeMessage, body: unknown): void {
+    const parent = requestContext(message.properties.headers as Record<string, unknown> | undefined, body) ?? ROOT_CONTEXT;
+    const { exchange, routingKey, deliveryTag } = message.fields;
+    const ids: Attributes = { [ATTR.conversationId]: rpcId, [BRIDGESCOPE.rpcId]: rpcId, [BRIDGESCOPE.worker]: worker };
+    const messageId = typeof message.properties.messageId === 'string' ? message.properties.messageId : rpcId;
+    const process = this.tracer.startSpan(
+      `process ${destinationName(exchange, routingKey)}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          [ATTR.messagingSystem]: MESSAGING_SYSTEM,
+          [ATTR.operationType]: 'process',
+          [ATTR.operationName]: 'consume',
+          [ATTR.destinationName]: destinationName(exchange, routingKey),
+          ...(routingKey !== '' ? { [ATTR.routingKey]: routingKey } : {}),
+          [ATTR.consumerGroup]: queue,
+          [ATTR.deliveryTag]: deliveryTag,
+          [ATTR.messageId]: messageId,
+          [ATTR.bodySize]: message.content.byteLength,
+          [ATTR.protocolName]: 'amqp',
+          [ATTR.protocolVersion]: '0.9.1',
+          ...ids,
+        },
+      },
+      parent,
+    );
+    const processContext = trace.setSpan(parent, process);
+    const method = typeof body === 'object' && body !== null && typeof (body as { method?: unknown }).method === 'string' ? (body as { method: string }).method : undefined;
+    const handler = this.tracer.startSpan(`handle ${method ?? queue}`, { kind: SpanKind.INTERNAL, attributes: ids }, processContext);
+    this.open.set(key(worker, rpcId), { process, processContext, handler, queue, ids });
+  }
+
+  replyHeaders(rpcId: string, worker: string, exchange: string, routingKey: string): Record<string, string> | undefined {
+    const handling = this.open.get(key(worker, rpcId));
+    if (!handling) return undefined;
+    handling.send = this.tracer.startSpan(
+      `send ${destinationName(exchange, routingKey)}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          [ATTR.messagingSystem]: MESSAGING_SYSTEM,
+          [ATTR.operationType]: 'send',
+          [ATTR.operationName]: 'publish',
+          [ATTR.destinationName]: destinationName(exchange, routingKey),
+          ...(routingKey !== '' ? { [ATTR.routingKey]: routingKey } : {}),
+          ...handling.ids,
+        },
+      },
+      handling.processContext,
+    );
+    const carrier = carrierOf(handling.send.spanContext());
+    return carrier ? { ...carrier } : undefined;
+  }
+
+  /** The server's steps end the spans: a listener of RpcServer's 'step' events. */
+  readonly step = (step: TraceStepDraft): void => {
+    if (step.kind === 'handler.finished') {
+      const handling = this.open.get(key(step.detail.worker, step.rpcId));
+      if (!handling) return;
+      if (step.detail.outcome === 'error') {
+        handling.handler.setAttribute(ATTR.errorType, step.detail.errorCode ?? 'error');
+        handling.handler.setStatus({ code: SpanStatusCode.ERROR, message: step.detail.errorCode ?? 'error' });
+      }
+      handling.handler.end(step.at);
+    } else if (step.kind === 'reply.confirmed') {
+      const handling = this.open.get(key(step.detail.worker, step.rpcId));
+      if (!handling) return;
+      this.open.delete(key(step.detail.worker, step.rpcId));
+      const failed = step.detail.outcome === 'returned' ? 'unroutable' : step.detail.outcome === 'nacked' ? 'nacked' : undefined;
+      if (handling.send && failed) {
+        handling.send.setAttribute(ATTR.errorType, failed);
+        handling.send.setStatus({ code: SpanStatusCode.ERROR, message: step.detail.returnReason ?? failed });
+      }
+      handling.send?.end(step.at);
+      // The ack goes once the reply is confirmed; a nacked reply's request is rejected instead.
+      this.settle(handling, step.detail.outcome === 'nacked' ? 'nack' : 'ack', step.at);
+      if (failed) handling.process.setAttribute(ATTR.errorType, failed);
+      handling.process.end(step.at);
+    } else if (step.kind === 'request.rejected') {
+      const handling = this.open.get(key(step.detail.worker, step.rpcId));
+      if (!handling) return;
+      this.open.delete(key(step.detail.worker, step.rpcId));
+      handling.handler.end(step.at);
+      this.settle(handling, 'nack', step.at);
+      handling.process.setAttribute(ATTR.errorType, 'rejected');
+      handling.process.setStatus({ code: SpanStatusCode.ERROR, message: step.detail.reason });
+      handling.process.end(step.at);
+    }
+  };
+
+  private settle(handling: Handling, operation: 'ack' | 'nack', at: number): void {
+    const span = this.tracer.startSpan(
+      `${operation} ${handling.queue}`,
+      {
+        kind: SpanKind.CLIENT,
+        startTime: at,
+        attributes: {
+          [ATTR.messagingSystem]: MESSAGING_SYSTEM,
+          [ATTR.operationType]: 'settle',
+          [ATTR.operationName]: operation,
+          [ATTR.destinationName]: handling.queue,
+          ...handling.ids,
+        },
+      },
+      handling.processContext,
+    );
+    span.end(at);
+  }
+
+  /** A request whose end never came (its steps were lost, or too many were open): its spans end, marked so. */
+  private abandon(handling: Handling): void {
+    for (const span of [handling.handler, handling.send, handling.process]) {
+      span?.setAttribute(ATTR.errorType, 'abandoned');
+      span?.end();
+    }
+  }
+}
+
+function key(worker: string, rpcId: string): string {
+  return `${worker}\u0000${rpcId}`;
+}
