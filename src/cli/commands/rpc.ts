@@ -565,9 +565,9 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       spans = otel
         ? new RpcSpans(otel.tracer, { topic: options.topic, routingKey: topicToRoutingKey(options.topic, topicMap), exchange: options.exchange, mqttVersion: client.link.protocolVersion, ...(options.method !== undefined ? { method: options.method } : {}) })
         : undefined;
-      outcome = await client.call(
-        buildCallOptions({
-          ...(spans?.carrier ? { traceContext: spans.carrier } : {}),
+      outcome = await client.call({
+        ...(spans?.carrier ? { traceContext: spans.carrier } : {}),
+        ...buildCallOptions({
           topic: options.topic,
           qos: Number(options.qos) as QoS,
           strategy: options.reply,
@@ -580,7 +580,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
           timeoutMs: options.timeout,
           signal: interruption.signal,
         }),
-      );
+      });
     } catch (err) {
       failure = err;
     }

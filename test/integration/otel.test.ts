@@ -1,0 +1,176 @@
+/**
+ * Issue 23, OpenTelemetry: one RPC through the real broker gives one trace, from the device's publish to the reply's
+ * delivery, exported over OTLP/HTTP by `call` and `serve` and decoded here with the official OTLP protobuf definitions.
+ * On RabbitMQ before 3.13 (3.10.8 here) the context rides in the 3.1.1 body fields; on 3.13+ in MQTT 5 user properties.
+ */
+import { spawn } from 'node:child_process';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import * as semconv from '@opentelemetry/semantic-conventions/incubating';
+import { cliPath, runCli } from '../support/cli';
+import { uniqueName } from '../support/names';
+import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver';
+
+const broker = inject('broker');
+const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
+const mqtt5 = major > 3 || (major === 3 && minor >= 13);
+const mqttVersion = mqtt5 ? '5' : '4';
+const cleanups: Array<() => Promise<unknown>> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+async function receiver(): Promise<OtlpReceiver> {
+  const started = await startOtlpReceiver();
+  cleanups.push(() => started.close());
+  return started;
+}
+
+/** `serve` on a queue of its own, resolved once it says "Serving"; stopped (SIGINT, drained, spans flushed) by `stop`. */
+async function startServe(args: string[]): Promise<{ stop: () => Promise<number | null>; stderr: string[] }> {
+  const child = spawn(process.execPath, [cliPath, 'serve', '--amqp', broker.urls.amqp, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  cleanups.push(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  const stderr: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      stderr.push(line);
+      if (/^Serving /.test(line)) resolve();
+    });
+    void exited.then(() => reject(new Error(`serve exited early: ${stderr.join(' | ')}`)));
+  });
+  return {
+    stderr,
+    stop: async () => {
+      child.kill('SIGINT');
+      return exited;
+    },
+  };
+}
+
+const byName = (spans: ReceivedSpan[], name: string): ReceivedSpan => {
+  const found = spans.filter((span) => span.name === name);
+  expect(found.map((span) => span.name), `one span named "${name}" among ${spans.map((span) => span.name).join(', ')}`).toEqual([name]);
+  return found[0] as ReceivedSpan;
+};
+
+describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT ${mqtt5 ? '5 user properties' : '3.1.1 body fields'})`, () => {
+  it('one RPC between `call --otlp --trace` and `serve --otlp` is one trace with the right parents, names and attributes', async () => {
+    const otlp = await receiver();
+    const queue = uniqueName('otel_rpc');
+    const serve = await startServe(['--queue', queue, '--otlp', otlp.url]);
+    const dir = await mkdtemp(join(tmpdir(), 'bridgescope-otel-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'trace.otlp.jsonl');
+    const result = await runCli([
+      'call', '--trace', '--json', '--exchange', broker.mqttExchange, '--otlp', otlp.url, '--otlp-file', file, '--mqtt-version', mqttVersion, '--topic', queue, '--method', 'add',
+      '--mqtt', broker.urls.mqtt, '--amqp', broker.urls.amqp, '--management', broker.urls.management, '{"a":1}',
+    ]);
+    expect(result.stderr).not.toMatch(/could not be exported|OpenTelemetry/);
+    expect(result.code, result.stderr).toBe(0);
+    const rpcId = (JSON.parse(result.stdout) as { rpcId: string }).rpcId;
+    expect(await serve.stop()).toBe(0);
+    const spans = await otlp.until((all) => all.some((span) => span.name.startsWith('ack ')) && all.some((span) => span.name.startsWith('call ')));
+    expect(otlp.errors).toEqual([]);
+
+    // One trace, from the device's publish to the reply's delivery.
+    expect(new Set(spans.map((span) => span.traceId)).size).toBe(1);
+    // The exchange the sandbox's MQTT plugin publishes to (mqtt.exchange), as the worker saw it.
+    const exchange = (spans.find((span) => span.name.startsWith('process '))?.name ?? '').slice('process '.length).split(':')[0] as string;
+    const root = byName(spans, 'call add');
+    const send = byName(spans, `send ${exchange}:${queue}`);
+    const routeRequest = byName(spans, `route ${exchange}:${queue}`);
+    const deliverRequest = byName(spans, `deliver ${queue}`);
+    const process = byName(spans, `process ${exchange}:${queue}`);
+    const handler = byName(spans, 'handle add');
+    const ack = byName(spans, `ack ${queue}`);
+    const replySend = spans.find((span) => span.name.startsWith('send ') && span !== send) as ReceivedSpan;
+    const replyKey = replySend.attributes['messaging.rabbitmq.destination.routing_key'] as string;
+    const routeReply = byName(spans, `route ${exchange}:${replyKey}`);
+    const deliverReply = spans.find((span) => span.name.startsWith('deliver ') && span !== deliverRequest) as ReceivedSpan;
+    const receive = spans.find((span) => span.name.startsWith('receive ')) as ReceivedSpan;
+    expect(spans).toHaveLength(11);
+
+    // Parent and child: client and broker hops from `call`, worker hops from `serve`, joined by the propagated context.
+    expect(root.parentSpanId).toBe('');
+    expect(send.parentSpanId).toBe(root.spanId);
+    expect(routeRequest.parentSpanId).toBe(send.spanId);
+    expect(deliverRequest.parentSpanId).toBe(routeRequest.spanId);
+    expect(process.parentSpanId).toBe(send.spanId);
+    expect(handler.parentSpanId).toBe(process.spanId);
+    expect(replySend.parentSpanId).toBe(process.spanId);
+    expect(ack.parentSpanId).toBe(process.spanId);
+    expect(routeReply.parentSpanId).toBe(replySend.spanId);
+    expect(deliverReply.parentSpanId).toBe(routeReply.spanId);
+    expect(receive.parentSpanId).toBe(replySend.spanId);
+    expect(new Set(spans.map((span) => span.service))).toEqual(new Set(['bridgescope-call', 'bridgescope-serve']));
+
+    // The convention's names and values (span kinds: 4 producer, 5 consumer).
+    expect(send.kind).toBe(4);
+    expect(replySend.kind).toBe(4);
+    expect(process.kind).toBe(5);
+    expect(receive.kind).toBe(5);
+    expect(send.attributes).toMatchObject({
+      [semconv.ATTR_MESSAGING_SYSTEM]: semconv.MESSAGING_SYSTEM_VALUE_RABBITMQ,
+      [semconv.ATTR_MESSAGING_OPERATION_TYPE]: semconv.MESSAGING_OPERATION_TYPE_VALUE_SEND,
+      [semconv.ATTR_MESSAGING_OPERATION_NAME]: 'publish',
+      [semconv.ATTR_MESSAGING_DESTINATION_NAME]: `${exchange}:${queue}`,
+      [semconv.ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY]: queue,
+      [semconv.ATTR_MESSAGING_MESSAGE_ID]: rpcId,
+      [semconv.ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: rpcId,
+    });
+    expect(process.attributes).toMatchObject({
+      [semconv.ATTR_MESSAGING_SYSTEM]: 'rabbitmq',
+      [semconv.ATTR_MESSAGING_OPERATION_TYPE]: semconv.MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
+      [semconv.ATTR_MESSAGING_DESTINATION_NAME]: `${exchange}:${queue}`,
+      [semconv.ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY]: queue,
+      [semconv.ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: rpcId,
+    });
+    expect(ack.attributes).toMatchObject({ [semconv.ATTR_MESSAGING_OPERATION_TYPE]: semconv.MESSAGING_OPERATION_TYPE_VALUE_SETTLE, [semconv.ATTR_MESSAGING_OPERATION_NAME]: 'ack' });
+    expect(receive.attributes).toMatchObject({ [semconv.ATTR_MESSAGING_OPERATION_TYPE]: semconv.MESSAGING_OPERATION_TYPE_VALUE_RECEIVE });
+    // Every messaging.* or error.* attribute we send is one the convention defines.
+    const known = new Set(Object.entries(semconv).filter(([name]) => name.startsWith('ATTR_')).map(([, value]) => value as string));
+    for (const span of spans) {
+      for (const name of Object.keys(span.attributes).filter((key) => key.startsWith('messaging.') || key.startsWith('error.') || key.startsWith('network.'))) {
+        expect(known.has(name), `${span.name}: ${name}`).toBe(true);
+      }
+    }
+
+    // Where the context rode: MQTT 5 user properties (RabbitMQ 3.13+ made them AMQP headers), else the 3.1.1 body field;
+    // the reply carried the worker's send span in its AMQP headers (and, on MQTT 5, in user properties to the device).
+    type Wire = { headers: Record<string, unknown>; body: { preview: string } };
+    const trace = (JSON.parse(result.stdout) as { trace: Array<{ kind: string; detail: { leg?: string; wire?: Wire } }> }).trace;
+    const requestWire = trace.find((step) => step.kind === 'broker.published' && step.detail.leg === 'request')?.detail.wire as Wire;
+    const replyWire = trace.find((step) => step.kind === 'broker.published' && step.detail.leg === 'reply')?.detail.wire as Wire;
+    const deviceWire = trace.find((step) => step.kind === 'mqtt.reply.received')?.detail.wire as Wire;
+    const sendParent = `00-${send.traceId}-${send.spanId}-01`;
+    const replyParent = `00-${send.traceId}-${replySend.spanId}-01`;
+    if (mqtt5) {
+      expect(requestWire.headers.traceparent).toBe(sendParent);
+      expect(JSON.parse(requestWire.body.preview)).not.toHaveProperty('traceparent');
+      expect(deviceWire.headers.traceparent).toBe(replyParent);
+    } else {
+      expect(requestWire.headers.traceparent).toBeUndefined();
+      expect(JSON.parse(requestWire.body.preview)).toMatchObject({ traceparent: sendParent });
+    }
+    expect(replyWire.headers.traceparent).toBe(replyParent);
+
+    // The verdict is an event of the RPC's root span.
+    expect(root.events).toEqual([{ name: 'bridgescope.verdict', attributes: { 'bridgescope.verdict.code': 'replied', 'bridgescope.verdict.hop': expect.any(String), 'bridgescope.verdict.message': expect.any(String) } }]);
+
+    // The same spans of `call` in the file, as OTLP JSON lines.
+    const lines = (await readFile(file, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<{ traceId: string; name: string }> }> }> });
+    const fileSpans = lines.flatMap((line) => line.resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans)));
+    expect(fileSpans.map((span) => span.name).sort()).toEqual(spans.filter((span) => span.service === 'bridgescope-call').map((span) => span.name).sort());
+    expect(new Set(fileSpans.map((span) => span.traceId))).toEqual(new Set([root.traceId]));
+  });
+});
