@@ -173,4 +173,50 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     expect(fileSpans.map((span) => span.name).sort()).toEqual(spans.filter((span) => span.service === 'bridgescope-call').map((span) => span.name).sort());
     expect(new Set(fileSpans.map((span) => span.traceId))).toEqual(new Set([root.traceId]));
   });
+
+  // Issue 23: on MQTT 3.1.1 (RabbitMQ before 3.13) the context is in the request body, which a stock instrumentation does not read.
+  it.skipIf(!mqtt5)('a third-party worker instrumented by @opentelemetry/instrumentation-amqplib joins the same trace (MQTT 5, issue 23)', async () => {
+    const otlp = await receiver();
+    const queue = uniqueName('otel_third_party');
+    const worker = spawn(process.execPath, [join(import.meta.dirname, '..', 'support', 'otel-amqplib-worker.cjs'), broker.urls.amqp, broker.mqttExchange, queue, otlp.url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => worker.on('close', (code) => resolve(code)));
+    cleanups.push(async () => {
+      if (worker.exitCode === null && worker.signalCode === null) {
+        worker.kill('SIGKILL');
+        await exited;
+      }
+    });
+    let stderr = '';
+    worker.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: worker.stdout }).on('line', (line) => line === 'ready' && resolve());
+      void exited.then(() => reject(new Error(`the worker exited early: ${stderr}`)));
+    });
+    const result = await runCli([
+      'call', '--trace', '--json', '--exchange', broker.mqttExchange, '--otlp', otlp.url, '--mqtt-version', '5', '--topic', queue,
+      '--mqtt', broker.urls.mqtt, '--amqp', broker.urls.amqp, '--management', broker.urls.management, '{"a":1}',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ ok: true, result: 'third-party' });
+    worker.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const spans = await otlp.until((all) => all.some((span) => span.service === 'third-party-worker' && span.kind === 4) && all.some((span) => span.name.startsWith('call ')));
+    expect(otlp.errors).toEqual([]);
+
+    const ours = spans.filter((span) => span.service === 'bridgescope-call');
+    const theirs = spans.filter((span) => span.service === 'third-party-worker');
+    const send = ours.find((span) => span.name.startsWith('send ')) as ReceivedSpan;
+    const receive = ours.find((span) => span.name.startsWith('receive ')) as ReceivedSpan;
+    const consume = theirs.find((span) => span.kind === 5) as ReceivedSpan;
+    const publish = theirs.find((span) => span.kind === 4) as ReceivedSpan;
+    expect(new Set(spans.map((span) => span.traceId))).toEqual(new Set([send.traceId]));
+    // Their consumer continues our device's publish; their reply's publish is a child of it; our device's receive, of that.
+    expect(consume.parentSpanId).toBe(send.spanId);
+    expect(publish.parentSpanId).toBe(consume.spanId);
+    expect(receive.parentSpanId).toBe(publish.spanId);
+    const routeReply = ours.find((span) => span.name.startsWith('route ') && span.parentSpanId !== send.spanId) as ReceivedSpan;
+    expect(routeReply.parentSpanId).toBe(publish.spanId);
+  });
 });

@@ -1,0 +1,73 @@
+/** Issue 23: the OpenTelemetry pieces that need no broker: attribute names, the W3C carriers, and what is exported when. */
+import { describe, expect, it } from 'vitest';
+import * as semconv from '@opentelemetry/semantic-conventions/incubating';
+import { ATTR, destinationName, MESSAGING_SYSTEM } from '../../src/core/otel/conventions';
+import { carryTraceContext, contextFrom, requestContext, TRACE_BODY_FIELDS } from '../../src/core/otel/context';
+import { otelExportFor, otlpTracesUrl } from '../../src/core/otel/export';
+import { trace } from '@opentelemetry/api';
+
+const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+
+describe('OpenTelemetry conventions (messaging semconv v1.44)', () => {
+  it('uses the attribute names of @opentelemetry/semantic-conventions', () => {
+    expect(ATTR.messagingSystem).toBe(semconv.ATTR_MESSAGING_SYSTEM);
+    expect(ATTR.operationType).toBe(semconv.ATTR_MESSAGING_OPERATION_TYPE);
+    expect(ATTR.operationName).toBe(semconv.ATTR_MESSAGING_OPERATION_NAME);
+    expect(ATTR.destinationName).toBe(semconv.ATTR_MESSAGING_DESTINATION_NAME);
+    expect(ATTR.routingKey).toBe(semconv.ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY);
+    expect(ATTR.deliveryTag).toBe(semconv.ATTR_MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG);
+    expect(ATTR.messageId).toBe(semconv.ATTR_MESSAGING_MESSAGE_ID);
+    expect(ATTR.conversationId).toBe(semconv.ATTR_MESSAGING_MESSAGE_CONVERSATION_ID);
+    expect(ATTR.bodySize).toBe(semconv.ATTR_MESSAGING_MESSAGE_BODY_SIZE);
+    expect(ATTR.consumerGroup).toBe(semconv.ATTR_MESSAGING_CONSUMER_GROUP_NAME);
+    expect(ATTR.errorType).toBe(semconv.ATTR_ERROR_TYPE);
+    expect(ATTR.protocolName).toBe(semconv.ATTR_NETWORK_PROTOCOL_NAME);
+    expect(MESSAGING_SYSTEM).toBe(semconv.MESSAGING_SYSTEM_VALUE_RABBITMQ);
+  });
+
+  it('names a RabbitMQ destination {exchange}:{routing key}', () => {
+    expect(destinationName('amq.topic', 'rpc_queue')).toBe('amq.topic:rpc_queue');
+    expect(destinationName('amq.topic', '')).toBe('amq.topic');
+  });
+});
+
+describe('W3C trace context on requests', () => {
+  it('goes in MQTT 5 user properties, after the ones the user gave', () => {
+    const carried = carryTraceContext({ mqtt5: { userProperties: [{ key: 'k', value: 'v' }] }, payload: { a: 1 } }, { traceparent, tracestate: 'x=1' }, 5);
+    expect(carried.mqtt5?.userProperties).toEqual([
+      { key: 'k', value: 'v' },
+      { key: 'traceparent', value: traceparent },
+      { key: 'tracestate', value: 'x=1' },
+    ]);
+    expect(carried.payload).toEqual({ a: 1 });
+  });
+
+  it('goes in the body fields on MQTT 3.1.1 (no MQTT 5 options, which would be warned as not sent), and nowhere in a raw body', () => {
+    const carried = carryTraceContext({ payload: { a: 1 } }, { traceparent }, 4);
+    expect(carried).toEqual({ payload: { a: 1, [TRACE_BODY_FIELDS.traceparent]: traceparent } });
+    const raw = { rawBody: new Uint8Array([1]) };
+    expect(carryTraceContext(raw, { traceparent }, 4)).toBe(raw);
+  });
+
+  it('is read from AMQP headers first, then the body fields; anything malformed is no context', () => {
+    const fromHeaders = requestContext({ traceparent: Buffer.from(traceparent) }, { traceparent: '00-11111111111111111111111111111111-2222222222222222-01' });
+    expect(trace.getSpanContext(fromHeaders!)?.traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(trace.getSpanContext(requestContext(undefined, { traceparent })!)?.spanId).toBe('b7ad6b7169203331');
+    expect(requestContext({ traceparent: 'garbage' }, { traceparent: 42 })).toBeUndefined();
+    expect(requestContext(undefined, ['not', 'an', 'object'])).toBeUndefined();
+    expect(contextFrom({ traceparent: '00-00000000000000000000000000000000-0000000000000000-01' })).toBeUndefined();
+  });
+});
+
+describe('export', () => {
+  it('makes nothing unless --otlp or --otlp-file is given', () => {
+    expect(otelExportFor({}, 'bridgescope-call')).toBeUndefined();
+  });
+
+  it('takes a collector URL as typed, and refuses anything else with one sentence', () => {
+    expect(otlpTracesUrl('http://localhost:4318')).toBe('http://localhost:4318/v1/traces');
+    expect(otlpTracesUrl('https://tempo.example:4318/custom/v1/traces')).toBe('https://tempo.example:4318/custom/v1/traces');
+    expect(() => otlpTracesUrl('localhost:4318')).toThrow('--otlp "localhost:4318" must be an http:// or https:// URL (OTLP over HTTP, port 4318 by default).');
+    expect(() => otlpTracesUrl('not a url')).toThrow('--otlp "not a url" is not a URL (e.g. http://localhost:4318).');
+  });
+});
