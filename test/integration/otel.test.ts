@@ -219,4 +219,20 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     const routeReply = ours.find((span) => span.name.startsWith('route ') && span.parentSpanId !== send.spanId) as ReceivedSpan;
     expect(routeReply.parentSpanId).toBe(publish.spanId);
   });
+
+  it('a collector that cannot be reached costs the call a warning, not its reply; a bad --otlp URL is one sentence before connecting', async () => {
+    const queue = uniqueName('otel_nowhere');
+    const serve = await startServe(['--queue', queue]);
+    cleanups.push(() => serve.stop());
+    const closed = await receiver();
+    await closed.close();
+    const result = await runCli(['call', '--exchange', broker.mqttExchange, '--otlp', closed.url, '--topic', queue, '--mqtt', broker.urls.mqtt, '{"a":1}']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ result: { a: 1 } });
+    expect(result.stderr).toMatch(new RegExp(`span\\(s\\) could not be exported to ${closed.url}/v1/traces: .+\\.\\n`));
+
+    const bad = await runCli(['serve', '--otlp', 'localhost:4318', '--queue', queue, '--amqp', broker.urls.amqp]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('bridgescope: --otlp "localhost:4318" must be an http:// or https:// URL (OTLP over HTTP, port 4318 by default).\n');
+  });
 });

@@ -530,6 +530,8 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let spans: RpcSpans | undefined;
   try {
     try {
+      // A bad --otlp is bad input, said before anything is connected.
+      otel = otelFor(options, 'bridgescope-call');
       const { payload, params, rawBody } = await parsePayload(payloadText, options.payloadFormat, options.payloadFile, options.timeout);
       const mqtt5 = mqtt5Options(options);
       const [mqttUrl = '', ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt);
@@ -560,7 +562,6 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
         if (status.state === 'unavailable') warn(status.reason);
         if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
       }
-      otel = otelFor(options, 'bridgescope-call');
       const topicMap = { sparkplug: Boolean(options.sparkplug) };
       spans = otel
         ? new RpcSpans(otel.tracer, { topic: options.topic, routingKey: topicToRoutingKey(options.topic, topicMap), exchange: options.exchange, mqttVersion: client.link.protocolVersion, ...(options.method !== undefined ? { method: options.method } : {}) })

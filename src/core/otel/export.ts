@@ -116,8 +116,13 @@ export class OtelExport {
 
   /** Flushes and stops; resolves with why exports failed (empty when every span went where asked). */
   async shutdown(): Promise<string[]> {
-    await this.provider.shutdown();
-    return this.exporters.flatMap((exporter) => (exporter.failure !== undefined ? [exporter.failure] : []));
+    const thrown = await this.provider.shutdown().then(
+      () => undefined,
+      (err: unknown) => (err instanceof Error ? err.message : String(err)),
+    );
+    const failures = this.exporters.flatMap((exporter) => (exporter.failure !== undefined ? [exporter.failure] : []));
+    if (failures.length === 0 && thrown !== undefined) failures.push(`the OpenTelemetry export failed (${thrown})`);
+    return failures;
   }
 
   /** spans exported successfully, per destination */
