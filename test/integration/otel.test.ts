@@ -13,6 +13,10 @@ import * as semconv from '@opentelemetry/semantic-conventions/incubating';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver';
+import { Session } from '../../src/core/session';
+import { dispatch } from '../../src/core/dispatch';
+import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
+import { OtelExport } from '../../src/core/otel/export';
 
 const broker = inject('broker');
 const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
@@ -234,5 +238,26 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     const bad = await runCli(['serve', '--otlp', 'localhost:4318', '--queue', queue, '--amqp', broker.urls.amqp]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toBe('bridgescope: --otlp "localhost:4318" must be an http:// or https:// URL (OTLP over HTTP, port 4318 by default).\n');
+  });
+
+  it("the app's setting (ui --otlp, BRIDGESCOPE_OTLP_URL): a Compose send to the Server panel's server is one trace too", async () => {
+    const otlp = await receiver();
+    const otel = new OtelExport({ url: otlp.url, serviceName: 'bridgescope-app' });
+    const session = new Session({ mode: 'browser', profiles: new ProfileStore(memorySecretBox()), emit: () => undefined, otel });
+    cleanups.push(() => session.dispose());
+    await session.open({ name: 'otel', amqpUrl: broker.urls.amqp, mqttUrl: broker.urls.mqtt, managementUrl: broker.urls.management, vhost: '/', exchange: broker.mqttExchange, mqttVersion: mqtt5 ? 5 : 4 });
+    const queue = uniqueName('otel_app');
+    expect(await dispatch(session.handlers, 'server.start', { exchange: broker.mqttExchange, queue, workers: 1, prefetch: 1, handler: 'echo' })).toMatchObject({ ok: true });
+    const sent = await dispatch(session.handlers, 'rpc.request.send', { topic: queue, qos: 1, strategy: 'shared', method: 'add', payloadText: '{"a":1}', timeoutMs: 5000 });
+    expect(sent).toMatchObject({ ok: true });
+    await otel.flush();
+    const spans = await otlp.until((all) => all.some((span) => span.name === 'call add') && all.some((span) => span.name.startsWith('ack ')));
+    expect(new Set(spans.map((span) => span.traceId)).size).toBe(1);
+    const send = byName(spans, `send ${broker.mqttExchange}:${queue}`);
+    expect(byName(spans, `process ${broker.mqttExchange}:${queue}`).parentSpanId).toBe(send.spanId);
+    const replySend = spans.find((span) => span.name.startsWith('send ') && span !== send) as ReceivedSpan;
+    expect((spans.find((span) => span.name.startsWith('receive ')) as ReceivedSpan).parentSpanId).toBe(mqtt5 ? replySend.spanId : byName(spans, 'call add').spanId);
+    expect(new Set(spans.map((span) => span.service))).toEqual(new Set(['bridgescope-app']));
+    await otel.shutdown();
   });
 });
