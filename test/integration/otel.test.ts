@@ -91,13 +91,13 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     // The exchange the sandbox's MQTT plugin publishes to (mqtt.exchange), as the worker saw it.
     const exchange = (spans.find((span) => span.name.startsWith('process '))?.name ?? '').slice('process '.length).split(':')[0] as string;
     const root = byName(spans, 'call add');
-    const send = byName(spans, `send ${exchange}:${queue}`);
+    const send = byName(spans, `publish ${exchange}:${queue}`);
     const routeRequest = byName(spans, `route ${exchange}:${queue}`);
     const deliverRequest = byName(spans, `deliver ${queue}`);
     const process = byName(spans, `process ${exchange}:${queue}`);
     const handler = byName(spans, 'handle add');
-    const ack = byName(spans, `ack ${queue}`);
-    const replySend = spans.find((span) => span.name.startsWith('send ') && span !== send) as ReceivedSpan;
+    const ack = byName(spans, `ack ${exchange}:${queue}`);
+    const replySend = spans.find((span) => span.name.startsWith('publish ') && span !== send) as ReceivedSpan;
     const replyKey = replySend.attributes['messaging.rabbitmq.destination.routing_key'] as string;
     const routeReply = byName(spans, `route ${exchange}:${replyKey}`);
     const deliverReply = spans.find((span) => span.name.startsWith('deliver ') && span !== deliverRequest) as ReceivedSpan;
@@ -118,11 +118,11 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     expect(receive.parentSpanId).toBe(replySend.spanId);
     expect(new Set(spans.map((span) => span.service))).toEqual(new Set(['bridgescope-call', 'bridgescope-serve']));
 
-    // The convention's names and values (span kinds: 4 producer, 5 consumer).
+    // The convention's names and values (span kinds: 3 client, 4 producer, 5 consumer), span names `{operation name} {destination}`.
     expect(send.kind).toBe(4);
     expect(replySend.kind).toBe(4);
     expect(process.kind).toBe(5);
-    expect(receive.kind).toBe(5);
+    expect(receive.kind).toBe(3);
     expect(send.attributes).toMatchObject({
       [semconv.ATTR_MESSAGING_SYSTEM]: semconv.MESSAGING_SYSTEM_VALUE_RABBITMQ,
       [semconv.ATTR_MESSAGING_OPERATION_TYPE]: semconv.MESSAGING_OPERATION_TYPE_VALUE_SEND,
@@ -135,6 +135,8 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     expect(process.attributes).toMatchObject({
       [semconv.ATTR_MESSAGING_SYSTEM]: 'rabbitmq',
       [semconv.ATTR_MESSAGING_OPERATION_TYPE]: semconv.MESSAGING_OPERATION_TYPE_VALUE_PROCESS,
+      [semconv.ATTR_MESSAGING_OPERATION_NAME]: 'process',
+      // {exchange}:{routing key}:{queue}, the queue once as it equals the key
       [semconv.ATTR_MESSAGING_DESTINATION_NAME]: `${exchange}:${queue}`,
       [semconv.ATTR_MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY]: queue,
       [semconv.ATTR_MESSAGING_MESSAGE_CONVERSATION_ID]: rpcId,
@@ -211,7 +213,7 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
 
     const ours = spans.filter((span) => span.service === 'bridgescope-call');
     const theirs = spans.filter((span) => span.service === 'third-party-worker');
-    const send = ours.find((span) => span.name.startsWith('send ')) as ReceivedSpan;
+    const send = ours.find((span) => span.name.startsWith('publish ')) as ReceivedSpan;
     const receive = ours.find((span) => span.name.startsWith('receive ')) as ReceivedSpan;
     const consume = theirs.find((span) => span.kind === 5) as ReceivedSpan;
     const publish = theirs.find((span) => span.kind === 4) as ReceivedSpan;
@@ -253,9 +255,9 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     await otel.flush();
     const spans = await otlp.until((all) => all.some((span) => span.name === 'call add') && all.some((span) => span.name.startsWith('ack ')));
     expect(new Set(spans.map((span) => span.traceId)).size).toBe(1);
-    const send = byName(spans, `send ${broker.mqttExchange}:${queue}`);
+    const send = byName(spans, `publish ${broker.mqttExchange}:${queue}`);
     expect(byName(spans, `process ${broker.mqttExchange}:${queue}`).parentSpanId).toBe(send.spanId);
-    const replySend = spans.find((span) => span.name.startsWith('send ') && span !== send) as ReceivedSpan;
+    const replySend = spans.find((span) => span.name.startsWith('publish ') && span !== send) as ReceivedSpan;
     expect((spans.find((span) => span.name.startsWith('receive ')) as ReceivedSpan).parentSpanId).toBe(mqtt5 ? replySend.spanId : byName(spans, 'call add').spanId);
     expect(new Set(spans.map((span) => span.service))).toEqual(new Set(['bridgescope-app']));
     await otel.shutdown();

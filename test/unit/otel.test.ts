@@ -1,7 +1,7 @@
 /** Issue 23: the OpenTelemetry pieces that need no broker: attribute names, the W3C carriers, and what is exported when. */
 import { describe, expect, it } from 'vitest';
 import * as semconv from '@opentelemetry/semantic-conventions/incubating';
-import { ATTR, destinationName, MESSAGING_SYSTEM } from '../../src/core/otel/conventions';
+import { ATTR, consumerDestinationName, destinationName, MESSAGING_SYSTEM } from '../../src/core/otel/conventions';
 import { carryTraceContext, contextFrom, requestContext, TRACE_BODY_FIELDS } from '../../src/core/otel/context';
 import { otelExportFor, otlpTracesUrl } from '../../src/core/otel/export';
 import { trace } from '@opentelemetry/api';
@@ -28,6 +28,14 @@ describe('OpenTelemetry conventions (messaging semconv v1.44)', () => {
   it('names a RabbitMQ destination {exchange}:{routing key}', () => {
     expect(destinationName('amq.topic', 'rpc_queue')).toBe('amq.topic:rpc_queue');
     expect(destinationName('amq.topic', '')).toBe('amq.topic');
+    expect(destinationName('', 'rpc_queue')).toBe('rpc_queue');
+    expect(destinationName('', '')).toBe('amq.default');
+  });
+
+  it("names a consumer's destination {exchange}:{routing key}:{queue}, the queue once when it is the key", () => {
+    expect(consumerDestinationName('amq.topic', 'devices.rpc', 'workers')).toBe('amq.topic:devices.rpc:workers');
+    expect(consumerDestinationName('amq.topic', 'rpc_queue', 'rpc_queue')).toBe('amq.topic:rpc_queue');
+    expect(consumerDestinationName('', 'rpc_queue', 'rpc_queue')).toBe('rpc_queue');
   });
 });
 

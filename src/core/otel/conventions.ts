@@ -25,9 +25,22 @@ export const MESSAGING_SYSTEM = 'rabbitmq';
 
 export type OperationType = 'send' | 'receive' | 'process' | 'settle';
 
-/** RabbitMQ's destination: `{exchange}:{routing key}` (the exchange alone when the key is empty). */
+/**
+ * A producer's destination (semconv v1.44, RabbitMQ, note [1] of the send span): `{exchange}:{routing key}`; only the one
+ * present when the other is empty; `amq.default` for the default exchange without a key.
+ */
 export function destinationName(exchange: string, routingKey: string): string {
-  return routingKey === '' ? exchange : `${exchange}:${routingKey}`;
+  const parts = [exchange, routingKey].filter((part) => part !== '');
+  return parts.length === 0 ? 'amq.default' : parts.join(':');
+}
+
+/**
+ * A consumer's destination (v1.44, process and settle spans): `{exchange}:{routing key}:{queue}`, empty values omitted,
+ * and the queue once when it equals the routing key.
+ */
+export function consumerDestinationName(exchange: string, routingKey: string, queue: string): string {
+  const parts = [exchange, routingKey, routingKey === queue ? '' : queue].filter((part) => part !== '');
+  return parts.length === 0 ? 'amq.default' : parts.join(':');
 }
 
 /** BridgeScope's own attributes and the verdict event (no convention names these). */

@@ -78,7 +78,7 @@ export class RpcSpans {
     this.root = tracer.startSpan(`call ${start.method ?? start.topic}`, { kind: SpanKind.INTERNAL, attributes: { [ATTR.messagingSystem]: MESSAGING_SYSTEM } }, parent);
     this.rootContext = trace.setSpan(parent, this.root);
     this.send = tracer.startSpan(
-      `send ${destination}`,
+      `publish ${destination}`,
       {
         kind: SpanKind.PRODUCER,
         attributes: {
@@ -189,7 +189,8 @@ export function spansFromSteps(tracer: Tracer, steps: readonly Step[], parents: 
         [ATTR.bodySize]: step.detail.bytes,
       };
       if (step.detail.topicMismatch) attributes[ATTR.errorType] = 'reply-on-other-topic';
-      instant(`receive ${step.detail.topic}`, SpanKind.CONSUMER, attributes, step.at, reply);
+      // The call waits for its reply: a receive span, CLIENT as v1.44 has it.
+      instant(`receive ${step.detail.topic}`, SpanKind.CLIENT, attributes, step.at, reply);
     }
   }
 }

@@ -8,7 +8,7 @@ import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Co
 import type { ConsumeMessage } from 'amqplib';
 import type { TraceStepDraft } from '../../shared/trace';
 import { BoundedMap } from '../bounded-map';
-import { ATTR, BRIDGESCOPE, destinationName, MESSAGING_SYSTEM } from './conventions';
+import { ATTR, BRIDGESCOPE, consumerDestinationName, destinationName, MESSAGING_SYSTEM } from './conventions';
 import { carrierOf, requestContext } from './context';
 
 /** What RpcServer tells its tracing (RpcServerOptions.tracing). */
@@ -24,7 +24,8 @@ interface Handling {
   processContext: Context;
   handler: Span;
   send?: Span;
-  queue: string;
+  /** the consumer's destination, for its settle span too */
+  destination: string;
   ids: Attributes;
 }
 
@@ -40,15 +41,16 @@ export class ServerSpans implements ServerTracing {
     const { exchange, routingKey, deliveryTag } = message.fields;
     const ids: Attributes = { [ATTR.conversationId]: rpcId, [BRIDGESCOPE.rpcId]: rpcId, [BRIDGESCOPE.worker]: worker };
     const messageId = typeof message.properties.messageId === 'string' ? message.properties.messageId : rpcId;
+    const destination = consumerDestinationName(exchange, routingKey, queue);
     const process = this.tracer.startSpan(
-      `process ${destinationName(exchange, routingKey)}`,
+      `process ${destination}`,
       {
         kind: SpanKind.CONSUMER,
         attributes: {
           [ATTR.messagingSystem]: MESSAGING_SYSTEM,
           [ATTR.operationType]: 'process',
-          [ATTR.operationName]: 'consume',
-          [ATTR.destinationName]: destinationName(exchange, routingKey),
+          [ATTR.operationName]: 'process',
+          [ATTR.destinationName]: destination,
           ...(routingKey !== '' ? { [ATTR.routingKey]: routingKey } : {}),
           [ATTR.consumerGroup]: queue,
           [ATTR.deliveryTag]: deliveryTag,
@@ -64,14 +66,14 @@ export class ServerSpans implements ServerTracing {
     const processContext = trace.setSpan(parent, process);
     const method = typeof body === 'object' && body !== null && typeof (body as { method?: unknown }).method === 'string' ? (body as { method: string }).method : undefined;
     const handler = this.tracer.startSpan(`handle ${method ?? queue}`, { kind: SpanKind.INTERNAL, attributes: ids }, processContext);
-    this.open.set(key(worker, rpcId), { process, processContext, handler, queue, ids });
+    this.open.set(key(worker, rpcId), { process, processContext, handler, destination, ids });
   }
 
   replyHeaders(rpcId: string, worker: string, exchange: string, routingKey: string): Record<string, string> | undefined {
     const handling = this.open.get(key(worker, rpcId));
     if (!handling) return undefined;
     handling.send = this.tracer.startSpan(
-      `send ${destinationName(exchange, routingKey)}`,
+      `publish ${destinationName(exchange, routingKey)}`,
       {
         kind: SpanKind.PRODUCER,
         attributes: {
@@ -127,7 +129,7 @@ export class ServerSpans implements ServerTracing {
 
   private settle(handling: Handling, operation: 'ack' | 'nack', at: number): void {
     const span = this.tracer.startSpan(
-      `${operation} ${handling.queue}`,
+      `${operation} ${handling.destination}`,
       {
         kind: SpanKind.CLIENT,
         startTime: at,
@@ -135,7 +137,7 @@ export class ServerSpans implements ServerTracing {
           [ATTR.messagingSystem]: MESSAGING_SYSTEM,
           [ATTR.operationType]: 'settle',
           [ATTR.operationName]: operation,
-          [ATTR.destinationName]: handling.queue,
+          [ATTR.destinationName]: handling.destination,
           ...handling.ids,
         },
       },
