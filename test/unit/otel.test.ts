@@ -5,6 +5,9 @@ import { ATTR, consumerDestinationName, destinationName, MESSAGING_SYSTEM } from
 import { carryTraceContext, contextFrom, requestContext, TRACE_BODY_FIELDS } from '../../src/core/otel/context';
 import { otelExportFor, otlpTracesUrl } from '../../src/core/otel/export';
 import { trace } from '@opentelemetry/api';
+import type { ConsumeMessage } from 'amqplib';
+import { InMemorySpanExporter, BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { ServerSpans } from '../../src/core/otel/server-spans';
 
 const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 
@@ -77,5 +80,26 @@ describe('export', () => {
     expect(otlpTracesUrl('https://tempo.example:4318/custom/v1/traces')).toBe('https://tempo.example:4318/custom/v1/traces');
     expect(() => otlpTracesUrl('localhost:4318')).toThrow('--otlp "localhost:4318" must be an http:// or https:// URL (OTLP over HTTP, port 4318 by default).');
     expect(() => otlpTracesUrl('not a url')).toThrow('--otlp "not a url" is not a URL (e.g. http://localhost:4318).');
+  });
+});
+
+describe('the server side never costs a request its answer', () => {
+  it('takes any headers and bodies, and starts a new trace when the context is unreadable', () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    const spans = new ServerSpans(provider.getTracer('test'));
+    const hostile: unknown[] = [{ traceparent: {}, tracestate: 5 }, { traceparent: [1, 2] }, { traceparent: '00-zz-yy-01' }, null, { traceparent: 'x'.repeat(100_000) }];
+    hostile.forEach((headers, n) => {
+      const message = { fields: { exchange: 'amq.topic', routingKey: 'q', deliveryTag: n + 1 }, properties: { headers }, content: Buffer.from('{}') } as unknown as ConsumeMessage;
+      expect(() => spans.received(`id-${n}`, 'w1', 'q', message, { traceparent: { nested: true } })).not.toThrow();
+      const headersOut = spans.replyHeaders(`id-${n}`, 'w1', 'amq.topic', 'reply.x');
+      expect(headersOut?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+      spans.step({ rpcId: `id-${n}`, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: 'w1', outcome: 'routed' } });
+    });
+    const finished = exporter.getFinishedSpans();
+    // process, publish and ack per request (the handler span ends with its own step, not sent here)
+    expect(finished.filter((span) => span.name === 'process amq.topic:q:q' || span.name === 'process amq.topic:q')).toHaveLength(hostile.length);
+    expect(finished.every((span) => span.parentSpanContext === undefined || span.parentSpanContext.traceId === span.spanContext().traceId)).toBe(true);
+    expect(spans.replyHeaders('unknown', 'w1', 'amq.topic', 'k')).toBeUndefined();
   });
 });

@@ -36,7 +36,16 @@ export class ServerSpans implements ServerTracing {
 
   constructor(private readonly tracer: Tracer) {}
 
+  /** Never throws: tracing must not cost a request its answer (whatever the headers hold). */
   received(rpcId: string, worker: string, queue: string, message: ConsumeMessage, body: unknown): void {
+    try {
+      this.start(rpcId, worker, queue, message, body);
+    } catch {
+      // no span for this request
+    }
+  }
+
+  private start(rpcId: string, worker: string, queue: string, message: ConsumeMessage, body: unknown): void {
     const parent = requestContext(message.properties.headers as Record<string, unknown> | undefined, body) ?? ROOT_CONTEXT;
     const { exchange, routingKey, deliveryTag } = message.fields;
     const ids: Attributes = { [ATTR.conversationId]: rpcId, [BRIDGESCOPE.rpcId]: rpcId, [BRIDGESCOPE.worker]: worker };
@@ -69,7 +78,16 @@ export class ServerSpans implements ServerTracing {
     this.open.set(key(worker, rpcId), { process, processContext, handler, destination, ids });
   }
 
+  /** Never throws: a reply goes out with or without its trace context. */
   replyHeaders(rpcId: string, worker: string, exchange: string, routingKey: string): Record<string, string> | undefined {
+    try {
+      return this.startReply(rpcId, worker, exchange, routingKey);
+    } catch {
+      return undefined;
+    }
+  }
+
+  private startReply(rpcId: string, worker: string, exchange: string, routingKey: string): Record<string, string> | undefined {
     const handling = this.open.get(key(worker, rpcId));
     if (!handling) return undefined;
     handling.send = this.tracer.startSpan(
