@@ -147,10 +147,11 @@ export interface StepSpanParents {
 export function spansFromSteps(tracer: Tracer, steps: readonly Step[], parents: StepSpanParents = {}): void {
   const requestPublish = steps.find((step) => step.kind === 'broker.published' && step.detail.leg === 'request');
   const request = parents.request ?? requestContext(headersOf(requestPublish), bodyOf(requestPublish)) ?? parents.fallback;
-  // The reply's context: the AMQP headers the worker published it with (the firehose's copy), or the MQTT 5 user properties it arrived with.
+  // The reply's context: the AMQP headers the worker published it with (the firehose's copy), or what it arrived with:
+  // MQTT 5 user properties, or on 3.1.1 its body fields (BridgeScope's server adds them when the request had them).
   const replyPublish = steps.find((step) => step.kind === 'broker.published' && step.detail.leg === 'reply');
   const replyReceived = steps.find((step) => step.kind === 'mqtt.reply.received');
-  const reply = contextFrom(headersOf(replyPublish)) ?? contextFrom(headersOf(replyReceived)) ?? parents.fallback ?? request;
+  const reply = contextFrom(headersOf(replyPublish)) ?? requestContext(headersOf(replyReceived), bodyOf(replyReceived)) ?? parents.fallback ?? request;
   const ids = parents.ids ?? {};
   const instant = (name: string, kind: SpanKind, attributes: Attributes, at: number, parent: Context | undefined): Context => {
     const span = tracer.startSpan(name, { kind, attributes: { ...attributes, ...ids }, startTime: at }, parent ?? otelContext.active());

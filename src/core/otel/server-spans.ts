@@ -9,7 +9,7 @@ import type { ConsumeMessage } from 'amqplib';
 import type { TraceStepDraft } from '../../shared/trace';
 import { BoundedMap } from '../bounded-map';
 import { ATTR, BRIDGESCOPE, consumerDestinationName, destinationName, MESSAGING_SYSTEM } from './conventions';
-import { carrierOf, requestContext } from './context';
+import { carrierOf, contextFrom, requestContext, TRACE_BODY_FIELDS } from './context';
 
 /** What RpcServer tells its tracing (RpcServerOptions.tracing). */
 export interface ServerTracing {
@@ -17,6 +17,8 @@ export interface ServerTracing {
   received(rpcId: string, worker: string, queue: string, message: ConsumeMessage, body: unknown): void;
   /** the headers to publish the reply with: the trace context of its send span */
   replyHeaders(rpcId: string, worker: string, exchange: string, routingKey: string): Record<string, string> | undefined;
+  /** the reply's body, with the same context in its fields when the request carried its own in its body (MQTT 3.1.1) */
+  replyBody(rpcId: string, worker: string, exchange: string, routingKey: string, body: Buffer): Buffer;
 }
 
 interface Handling {
@@ -26,6 +28,8 @@ interface Handling {
   send?: Span;
   /** the consumer's destination, for its settle span too */
   destination: string;
+  /** the request's context came in its body fields (MQTT 3.1.1), not in headers */
+  fromBody: boolean;
   ids: Attributes;
 }
 
@@ -46,7 +50,10 @@ export class ServerSpans implements ServerTracing {
   }
 
   private start(rpcId: string, worker: string, queue: string, message: ConsumeMessage, body: unknown): void {
-    const parent = requestContext(message.properties.headers as Record<string, unknown> | undefined, body) ?? ROOT_CONTEXT;
+    const headers = message.properties.headers as Record<string, unknown> | undefined;
+    const fromHeaders = contextFrom(headers);
+    const fromBody = fromHeaders ? undefined : requestContext(undefined, body);
+    const parent = fromHeaders ?? fromBody ?? ROOT_CONTEXT;
     const { exchange, routingKey, deliveryTag } = message.fields;
     const ids: Attributes = { [ATTR.conversationId]: rpcId, [BRIDGESCOPE.rpcId]: rpcId, [BRIDGESCOPE.worker]: worker };
     const messageId = typeof message.properties.messageId === 'string' ? message.properties.messageId : rpcId;
@@ -75,7 +82,7 @@ export class ServerSpans implements ServerTracing {
     const processContext = trace.setSpan(parent, process);
     const method = typeof body === 'object' && body !== null && typeof (body as { method?: unknown }).method === 'string' ? (body as { method: string }).method : undefined;
     const handler = this.tracer.startSpan(`handle ${method ?? queue}`, { kind: SpanKind.INTERNAL, attributes: ids }, processContext);
-    this.open.set(key(worker, rpcId), { process, processContext, handler, destination, ids });
+    this.open.set(key(worker, rpcId), { process, processContext, handler, destination, ids, fromBody: fromBody !== undefined });
   }
 
   /** Never throws: a reply goes out with or without its trace context. */
@@ -87,9 +94,27 @@ export class ServerSpans implements ServerTracing {
     }
   }
 
+  /** Never throws; a body that is not a JSON object is left as it is. */
+  replyBody(rpcId: string, worker: string, exchange: string, routingKey: string, body: Buffer): Buffer {
+    try {
+      const handling = this.open.get(key(worker, rpcId));
+      if (!handling?.fromBody) return body;
+      const carrier = this.startReply(rpcId, worker, exchange, routingKey);
+      const record = JSON.parse(body.toString('utf8')) as unknown;
+      if (!carrier?.traceparent || typeof record !== 'object' || record === null || Array.isArray(record)) return body;
+      const fields: Record<string, string> = { [TRACE_BODY_FIELDS.traceparent]: carrier.traceparent };
+      if (carrier.tracestate) fields[TRACE_BODY_FIELDS.tracestate] = carrier.tracestate;
+      return Buffer.from(JSON.stringify({ ...record, ...fields }));
+    } catch {
+      return body;
+    }
+  }
+
+  /** The reply's send span (made once per request), and its context as W3C headers. */
   private startReply(rpcId: string, worker: string, exchange: string, routingKey: string): Record<string, string> | undefined {
     const handling = this.open.get(key(worker, rpcId));
     if (!handling) return undefined;
+    if (handling.send) return carrierHeaders(handling.send);
     handling.send = this.tracer.startSpan(
       `publish ${destinationName(exchange, routingKey)}`,
       {
@@ -105,8 +130,7 @@ export class ServerSpans implements ServerTracing {
       },
       handling.processContext,
     );
-    const carrier = carrierOf(handling.send.spanContext());
-    return carrier ? { ...carrier } : undefined;
+    return carrierHeaders(handling.send);
   }
 
   /** The server's steps end the spans: a listener of RpcServer's 'step' events. */
@@ -171,6 +195,11 @@ export class ServerSpans implements ServerTracing {
       span?.end();
     }
   }
+}
+
+function carrierHeaders(span: Span): Record<string, string> | undefined {
+  const carrier = carrierOf(span.spanContext());
+  return carrier ? { ...carrier } : undefined;
 }
 
 function key(worker: string, rpcId: string): string {

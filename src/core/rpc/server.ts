@@ -772,6 +772,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       });
       return;
     }
+    // OpenTelemetry: a request that carried its trace context in its body (MQTT 3.1.1) gets the reply's there too.
+    body = this.options.tracing?.replyBody(rpcId, worker.name, this.exchange, request.replyRoutingKey, body) ?? body;
     // Only needs to be unique on this channel, to match a basic.return to its publish.
     this.replySeq += 1;
     const messageId = `${worker.name}-${this.replySeq}`;
