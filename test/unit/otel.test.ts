@@ -8,6 +8,8 @@ import { trace } from '@opentelemetry/api';
 import type { ConsumeMessage } from 'amqplib';
 import { InMemorySpanExporter, BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ServerSpans } from '../../src/core/otel/server-spans';
+import { RpcSpans, spansFromSteps } from '../../src/core/otel/rpc-spans';
+import type { TraceStepDraft } from '../../src/shared/trace';
 
 const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 
@@ -101,5 +103,51 @@ describe('the server side never costs a request its answer', () => {
     expect(finished.filter((span) => span.name === 'process amq.topic:q:q' || span.name === 'process amq.topic:q')).toHaveLength(hostile.length);
     expect(finished.every((span) => span.parentSpanContext === undefined || span.parentSpanContext.traceId === span.spanContext().traceId)).toBe(true);
     expect(spans.replyHeaders('unknown', 'w1', 'amq.topic', 'k')).toBeUndefined();
+  });
+});
+
+describe('spans from steps', () => {
+  const setup = () => {
+    const exporter = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+    return { exporter, tracer: provider.getTracer('test') };
+  };
+  const wire = (headers: Record<string, string>) => ({ protocol: 'amqp' as const, properties: {}, headers, body: { bytes: 2, encoding: 'json' as const, preview: '{}', shown: 2 } });
+
+  it('a call that timed out: the root span carries error.type and the verdict event, the send span ends at its PUBACK', () => {
+    const { exporter, tracer } = setup();
+    const rpc = new RpcSpans(tracer, { topic: 'rpc_queue', routingKey: 'rpc_queue', exchange: 'amq.topic', mqttVersion: 4 });
+    const t = Date.now();
+    const steps: TraceStepDraft[] = [
+      { rpcId: 'r1', at: t, source: 'client', kind: 'mqtt.published', detail: { topic: 'rpc_queue', qosAsked: 1, predictedRoutingKey: 'rpc_queue' } },
+      { rpcId: 'r1', at: t + 3, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } },
+    ];
+    rpc.end({ rpcId: 'r1', steps, verdict: { code: 'no-consumer', hop: 'queue', message: 'Nobody consumes "rpc_queue".', evidence: [] }, errorCode: 'timeout' });
+    const [send, root] = exporter.getFinishedSpans();
+    expect(send?.name).toBe('publish amq.topic:rpc_queue');
+    expect(send?.endTime).toEqual([Math.floor((t + 3) / 1000), ((t + 3) % 1000) * 1e6]);
+    expect(root?.attributes['error.type']).toBe('timeout');
+    expect(root?.status.code).toBe(2);
+    expect(root?.events.map((event) => [event.name, event.attributes])).toEqual([
+      ['bridgescope.verdict', { 'bridgescope.verdict.code': 'no-consumer', 'bridgescope.verdict.hop': 'queue', 'bridgescope.verdict.message': 'Nobody consumes "rpc_queue".' }],
+    ]);
+  });
+
+  it("Watch's hook: another client's RPC joins the device's trace through the context its request carried", () => {
+    const { exporter, tracer } = setup();
+    const t = Date.now();
+    const steps: TraceStepDraft[] = [
+      { rpcId: 'x', at: t, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.topic', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request', wire: wire({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }) } },
+      { rpcId: 'x', at: t + 1, source: 'broker', kind: 'broker.delivered', detail: { queue: 'rpc_queue', routingKeys: ['rpc_queue'], redelivered: false, leg: 'request' } },
+      { rpcId: 'x', at: t + 5, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.topic', routingKeys: ['reply.1'], routedQueues: [], leg: 'reply', wire: wire({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01' }) } },
+    ];
+    spansFromSteps(tracer, steps);
+    const [route, deliver, routeReply] = exporter.getFinishedSpans();
+    expect(route?.spanContext().traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(route?.parentSpanContext?.spanId).toBe('b7ad6b7169203331');
+    expect(deliver?.parentSpanContext?.spanId).toBe(route?.spanContext().spanId);
+    expect(routeReply?.parentSpanContext?.spanId).toBe('00f067aa0ba902b7');
+    expect(routeReply?.attributes['error.type']).toBe('unroutable');
+    expect(route?.attributes).toMatchObject({ 'messaging.destination.name': 'amq.topic:rpc_queue', 'messaging.rabbitmq.destination.routing_key': 'rpc_queue', 'messaging.operation.name': 'route' });
   });
 });

@@ -1,8 +1,10 @@
 /**
- * The attribute names BridgeScope's spans use: OpenTelemetry semantic conventions v1.44 for messaging
- * (https://opentelemetry.io/docs/specs/semconv/messaging/messaging-spans/) and RabbitMQ
- * (https://opentelemetry.io/docs/specs/semconv/messaging/rabbitmq/). Kept here as literals, as the JS SDK advises for
- * its incubating entry point; test/unit/otel-conventions.test.ts checks them against @opentelemetry/semantic-conventions.
+ * The attribute names BridgeScope's spans use: OpenTelemetry semantic conventions v1.44.0 for messaging
+ * (docs/messaging/messaging-spans.md, https://opentelemetry.io/docs/specs/semconv/messaging/messaging-spans/: span name
+ * `{messaging.operation.name} {destination}`) and RabbitMQ (docs/messaging/rabbitmq.md,
+ * https://opentelemetry.io/docs/specs/semconv/messaging/rabbitmq/: send spans PRODUCER, receive CLIENT, process
+ * CONSUMER, settle CLIENT, and the destination names below). Kept here as literals, as the JS SDK advises for its
+ * incubating entry point; test/unit/otel.test.ts checks them against @opentelemetry/semantic-conventions.
  */
 export const ATTR = {
   messagingSystem: 'messaging.system',
