@@ -21,7 +21,7 @@ export function otelFor(options: OtlpOptions, serviceName: string): OtelExport |
 }
 
 /** Sends what is left, within `boundMs`, and says what could not be exported. */
-export async function finishOtel(otel: OtelExport | undefined, boundMs = 6000): Promise<void> {
+export async function finishOtel(otel: OtelExport | undefined, boundMs = 7000): Promise<void> {
   if (!otel) return;
   const ended = await withDeadline(otel.shutdown(), boundMs).catch((err: unknown) => ({ done: true as const, value: [`the OpenTelemetry export failed (${(err as Error).message})`] }));
   const failures = ended.done ? ended.value : [`the OpenTelemetry export did not finish within ${boundMs} ms`];

@@ -17,6 +17,9 @@ import { Session } from '../../src/core/session';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { OtelExport } from '../../src/core/otel/export';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { RpcClient } from '../../src/core/rpc/client';
 
 const broker = inject('broker');
 const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
@@ -266,5 +269,32 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     // reply body's fields, which the server adds when the request came with them.
     expect(new Set(spans.map((span) => span.service))).toEqual(new Set(['bridgescope-app']));
     await otel.shutdown();
+  });
+
+  it('serve --otlp to a collector that never answers still stops on Ctrl-C, within its bound, and says what was not exported', async () => {
+    const held: IncomingMessage[] = [];
+    let received!: () => void;
+    const exportArrived = new Promise<void>((resolve) => (received = resolve));
+    // Takes the export request and never answers it.
+    const hung = createServer((req) => {
+      held.push(req);
+      received();
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => {
+      hung.closeAllConnections();
+      hung.close(() => resolve());
+    }));
+    const queue = uniqueName('otel_hung');
+    const serve = await startServe(['--queue', queue, '--otlp', `http://127.0.0.1:${(hung.address() as AddressInfo).port}`]);
+    const device = new RpcClient({ mqttUrl: broker.urls.mqtt, clientId: uniqueName('device') });
+    cleanups.push(() => device.close());
+    await device.connect();
+    expect((await device.call({ topic: queue, params: 1, timeoutMs: 5000 })).result).toBe(1);
+    const code = await serve.stop();
+    expect(code).toBe(0);
+    await exportArrived;
+    expect(serve.stderr.join('\n')).toMatch(/^warning: \d+ span\(s\) could not be exported to http:\/\/127\.0\.0\.1:\d+\/v1\/traces: .+\.$/m);
+    expect(serve.stderr).toContainEqual(expect.stringMatching(/^Stopped\. received 1, replied 1/));
   });
 });

@@ -68,7 +68,7 @@ class Watched implements SpanExporter {
 
   constructor(
     private readonly inner: SpanExporter,
-    private readonly where: string,
+    readonly where: string,
   ) {}
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
@@ -101,7 +101,8 @@ export class OtelExport {
       this.exporters.push(new Watched(new OTLPTraceExporter({ url, timeoutMillis }), url));
     }
     if (options.file !== undefined) this.exporters.push(new Watched(new OtlpJsonFileExporter(options.file), options.file));
-    const processors: SpanProcessor[] = this.exporters.map((exporter) => new BatchSpanProcessor(exporter, { exportTimeoutMillis: timeoutMillis }));
+    // The processor waits a second longer than the exporter, so an export that fails is told by the exporter, with its reason.
+    const processors: SpanProcessor[] = this.exporters.map((exporter) => new BatchSpanProcessor(exporter, { exportTimeoutMillis: timeoutMillis + 1000 }));
     this.provider = new BasicTracerProvider({
       resource: resourceFromAttributes({ 'service.name': options.serviceName ?? 'bridgescope' }),
       spanProcessors: processors,
@@ -121,7 +122,7 @@ export class OtelExport {
       (err: unknown) => (err instanceof Error ? err.message : String(err)),
     );
     const failures = this.exporters.flatMap((exporter) => (exporter.failure !== undefined ? [exporter.failure] : []));
-    if (failures.length === 0 && thrown !== undefined) failures.push(`the OpenTelemetry export failed (${thrown})`);
+    if (failures.length === 0 && thrown !== undefined) failures.push(`the OpenTelemetry export to ${this.exporters.map((exporter) => exporter.where).join(' and ')} failed (${thrown})`);
     return failures;
   }
 
