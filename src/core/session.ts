@@ -277,6 +277,8 @@ export class Session {
       this.tracing.dispose();
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;
+      // The spans still buffered (the app quitting): bounded by the exporter's timeout; failures are the caller's to say.
+      await this.options.otel?.shutdown();
     }
   }
 

@@ -258,7 +258,8 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     expect(await dispatch(session.handlers, 'server.start', { exchange: broker.mqttExchange, queue, workers: 1, prefetch: 1, handler: 'echo' })).toMatchObject({ ok: true });
     const sent = await dispatch(session.handlers, 'rpc.request.send', { topic: queue, qos: 1, strategy: 'shared', method: 'add', payloadText: '{"a":1}', timeoutMs: 5000 });
     expect(sent).toMatchObject({ ok: true });
-    await otel.flush();
+    // The Electron app's quit (Session.shutdown) sends what the batch still holds.
+    await session.shutdown();
     const spans = await otlp.until((all) => all.some((span) => span.name === 'call add') && all.some((span) => span.name.startsWith('ack ')));
     expect(new Set(spans.map((span) => span.traceId)).size).toBe(1);
     const send = byName(spans, `publish ${broker.mqttExchange}:${queue}`);
@@ -268,7 +269,6 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
     // Without the firehose the reply's own carrier says where it came from: MQTT 5 user properties, or on 3.1.1 the
     // reply body's fields, which the server adds when the request came with them.
     expect(new Set(spans.map((span) => span.service))).toEqual(new Set(['bridgescope-app']));
-    await otel.shutdown();
   });
 
   it('serve --otlp to a collector that never answers still stops on Ctrl-C, within its bound, and says what was not exported', async () => {
