@@ -20,6 +20,8 @@ import { WorkspaceStore } from './workspace';
 import { parseHandlerSpec } from './rpc/handlers';
 import { BridgeError, toErrorShape } from './errors';
 import { brokerEndpoints } from '../shared/url-list';
+import type { OtelExport } from './otel/export';
+import { ServerSpans } from './otel/server-spans';
 
 export { tracerViewFor } from './session/tracing';
 export type { SessionFactories } from './session/factories';
@@ -44,6 +46,8 @@ export interface SessionOptions {
    * only when the user asked (`bridgescope ui --allow-handler-modules`). Default: yes in the Electron window, no in a browser.
    */
   allowHandlerModules?: boolean;
+  /** OpenTelemetry export (`ui --otlp`, BRIDGESCOPE_OTLP_URL in the app): Compose's RPCs and the embedded server's spans; none by default */
+  otel?: OtelExport;
 }
 
 /** "Connected to B; stopped with the previous connection to A", or "Reconnected to A; …" when both name the same nodes. */
@@ -88,7 +92,9 @@ export class Session {
     // The server connects with the open profile's TLS files and verify setting, as the inspector does.
     const createServer: SessionFactories['createServer'] = (settings) => {
       const { tls } = this.connection.require();
-      return factories.createServer({ ...settings, ...(tls ? { tls } : {}) });
+      const spans = options.otel ? new ServerSpans(options.otel.tracer) : undefined;
+      const created = factories.createServer({ ...settings, ...(tls ? { tls } : {}), ...(spans ? { tracing: spans } : {}) });
+      return spans ? created.then((server) => server.on('step', spans.step)) : created;
     };
     this.server = new ServerController({ createServer, attachSteps: (server) => store.attach(server), onChange: changed });
     const verdicts = {
@@ -107,7 +113,12 @@ export class Session {
       ...(options.onProblem ? { onProblem: options.onProblem } : {}),
     });
     // Compose's sends are history, recorded here when they settle; load runs are not.
-    this.requests = new RequestsController({ connection: () => this.connection.require(), ...verdicts, onSettled: (settled) => this.workspace.record(settled) });
+    this.requests = new RequestsController({
+      connection: () => this.connection.require(),
+      ...verdicts,
+      onSettled: (settled) => this.workspace.record(settled),
+      ...(options.otel ? { otel: options.otel } : {}),
+    });
     this.load = new LoadController({
       client: () => this.connection.require().client,
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
@@ -341,6 +352,8 @@ export class Session {
       this.tracing.dispose();
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;
+      // The spans still buffered (the app quitting): bounded by the exporter's timeout; failures are the caller's to say.
+      await this.options.otel?.shutdown();
     }
   }
 

@@ -6,6 +6,7 @@ import { dispatch } from '../core/dispatch';
 import { Session } from '../core/session';
 import { profileFromEnv, ProfileStore } from '../core/profiles';
 import { WorkspaceStore } from '../core/workspace';
+import { otelExportFor, type OtelExport } from '../core/otel/export';
 import { createQuitSequence } from './quit';
 import { osSecretBox } from './secrets';
 import { appPage, isAppPageCall, menuTemplate, windowOptions } from './window';
@@ -53,6 +54,8 @@ if (!app.requestSingleInstanceLock()) {
       emit: send,
       // History and templates last in the same folder as the profiles.
       workspace: new WorkspaceStore({ dir: app.getPath('userData') }),
+      // OpenTelemetry export only when asked: BRIDGESCOPE_OTLP_URL (a collector, e.g. http://localhost:4318) and/or BRIDGESCOPE_OTLP_FILE.
+      ...otelFromEnv(),
     });
     core = session;
     electronSession.defaultSession.setPermissionRequestHandler((_contents, _permission, callback) => callback(false));
@@ -88,4 +91,17 @@ if (!app.requestSingleInstanceLock()) {
   app.on('window-all-closed', () => {
     if (process.platform !== 'darwin') app.quit();
   });
+}
+
+/** The app's OpenTelemetry setting, from the environment; a bad URL is said once on stderr and nothing is exported. */
+function otelFromEnv(): { otel?: OtelExport } {
+  const url = process.env.BRIDGESCOPE_OTLP_URL?.trim() || undefined;
+  const file = process.env.BRIDGESCOPE_OTLP_FILE?.trim() || undefined;
+  try {
+    const otel = otelExportFor({ ...(url ? { otlp: url } : {}), ...(file ? { otlpFile: file } : {}) }, 'bridgescope-app');
+    return otel ? { otel } : {};
+  } catch (err) {
+    process.stderr.write(`BridgeScope: BRIDGESCOPE_OTLP_URL/FILE not used: ${(err as Error).message}\n`);
+    return {};
+  }
 }

@@ -22,6 +22,10 @@ import { TraceStore } from '../../core/trace/trace-store';
 import { formatTimeline } from '../../shared/describe';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, printJsonLine, say, warn } from '../run';
 import { withDeadline } from '../../shared/deadline';
+import { ServerSpans } from '../../core/otel/server-spans';
+import { RpcSpans } from '../../core/otel/rpc-spans';
+import { topicToRoutingKey } from '../../shared/topic-map';
+import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
@@ -30,7 +34,7 @@ import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
 
-interface ServeOptions {
+interface ServeOptions extends OtlpOptions {
   amqp?: string;
   mqtt?: string;
   management?: string;
@@ -47,7 +51,7 @@ interface ServeOptions {
   queueType?: 'classic' | 'quorum';
 }
 
-interface CallOptions {
+interface CallOptions extends OtlpOptions {
   mqtt?: string;
   topic: string;
   qos: `${QoS}`;
@@ -302,6 +306,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     crashReason ??= reason;
     onCrash(reason);
   };
+  let otel: ReturnType<typeof otelFor>;
   const onException = onStray('exception');
   const onRejection = onStray('unhandled rejection');
   // They stay until the process ends: an abandoned handler may still throw after "Stopped.".
@@ -313,7 +318,10 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     if (spec.kind === 'module') handlerFile = resolve(spec.path);
     const handler = await loadHandler(spec);
     const [amqpUrl = '', ...fallbackAmqpUrls] = resolveUrls('amqp', options.amqp);
+    otel = otelFor(options, 'bridgescope-serve');
+    const spans = otel ? new ServerSpans(otel.tracer) : undefined;
     const server = new RpcServer({
+      ...(spans ? { tracing: spans } : {}),
       amqpUrl,
       fallbackAmqpUrls,
       ...(options.queueType ? { queueType: options.queueType } : {}),
@@ -344,6 +352,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       // Before the start, a failure is the error start() throws: said once, by the command's own error line.
       if (status.state === 'failed' && started) warn(status.message);
     });
+    if (spans) server.on('step', spans.step);
     server.on('step', (step) => {
       if (options.json) printJsonLine(step);
       else if (step.kind === 'reply.published') {
@@ -394,6 +403,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     } else {
       await runUntilStopped(signals, announce, tasks);
     }
+    await finishOtel(otel);
     const { stats } = server;
     process.stderr.write(
       `Stopped. received ${stats.received}, replied ${stats.replied}, failed ${stats.failed}, rejected ${stats.rejected}, unroutable ${stats.unroutable}; per worker ${JSON.stringify(stats.perWorker)}\n`,
@@ -516,8 +526,12 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let outcome: RpcOutcome | undefined;
   let failure: unknown;
   let witness: CallWitness | undefined;
+  let otel: ReturnType<typeof otelFor>;
+  let spans: RpcSpans | undefined;
   try {
     try {
+      // A bad --otlp is bad input, said before anything is connected.
+      otel = otelFor(options, 'bridgescope-call');
       const { payload, params, rawBody } = await parsePayload(payloadText, options.payloadFormat, options.payloadFile, options.timeout);
       const mqtt5 = mqtt5Options(options);
       const [mqttUrl = '', ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt);
@@ -548,8 +562,13 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
         if (status.state === 'unavailable') warn(status.reason);
         if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
       }
-      outcome = await client.call(
-        buildCallOptions({
+      const topicMap = { sparkplug: Boolean(options.sparkplug) };
+      spans = otel
+        ? new RpcSpans(otel.tracer, { topic: options.topic, routingKey: topicToRoutingKey(options.topic, topicMap), exchange: options.exchange, mqttVersion: client.link.protocolVersion, ...(options.method !== undefined ? { method: options.method } : {}) })
+        : undefined;
+      outcome = await client.call({
+        ...(spans?.carrier ? { traceContext: spans.carrier } : {}),
+        ...buildCallOptions({
           topic: options.topic,
           qos: Number(options.qos) as QoS,
           strategy: options.reply,
@@ -562,7 +581,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
           timeoutMs: options.timeout,
           signal: interruption.signal,
         }),
-      );
+      });
     } catch (err) {
       failure = err;
     }
@@ -584,6 +603,10 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       ...(outcome === undefined && client ? { broker: callDiagnosisBroker(options, client) } : {}),
     });
     const traced = tracer && rpcId !== undefined ? { trace: steps, summary: store.summary(rpcId) } : {};
+    if (spans) {
+      spans.end({ rpcId, steps, verdict, ...(outcome ? {} : { errorCode: toErrorShape(failure).code }) });
+      await finishOtel(otel);
+    }
 
     if (outcome) {
       for (const message of outcome.warnings) warn(message);
@@ -619,7 +642,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
 }
 
 export function registerRpcCommands(program: Command): void {
-  program
+  const serveCommand = program
     .command('serve')
     .description('run the embedded RPC server: N workers consuming the shared queue, replying through the MQTT exchange')
     .option('--amqp <urls>', 'AMQP URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
@@ -644,8 +667,9 @@ export function registerRpcCommands(program: Command): void {
     )
     .option('--json', 'print one JSON line per trace step and problem')
     .action(action(serve));
+  addOtlpOptions(serveCommand);
 
-  program
+  const callCommandSpec = program
     .command('call')
     .description('send one request over MQTT and print the reply body (warnings go to stderr)')
     .argument(
@@ -677,6 +701,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', DEFAULT_MQTT_EXCHANGE)
     .option('--json', 'print one JSON object: ok, rpcId, verdict, warnings, and the reply (topics, QoS, worker, duration) or the error')
     .action(action(callCommand));
+  addOtlpOptions(callCommandSpec);
 
   program
     .command('map')

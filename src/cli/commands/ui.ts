@@ -1,4 +1,5 @@
 /** `bridgescope ui`: the inspector in a browser: the core, a sandbox broker when none is configured, the WebSocket host, and a bounded, named cleanup on the way out. */
+import { finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Session } from '../../core/session';
@@ -72,8 +73,11 @@ export function registerUiCommand(program: Command): void {
       '--allow-handler-modules',
       "let the Server panel load a handler module (PATH.js): it runs code as you, so without this only echo, delay:MS and fail are served; a module must be yours, in a folder only you can write",
     )
+    .option('--otlp <url>', "export OpenTelemetry spans of Compose's RPCs and the Server panel's requests over OTLP/HTTP to this collector (e.g. http://localhost:4318)")
+    .option('--otlp-file <path>', 'write the same spans to this file as OTLP JSON lines')
     .action(
-      action(async (options: { port?: number; static: string; sandbox: boolean; sandboxDir?: string; dataDir?: string; newToken?: boolean; allowHandlerModules?: boolean }) => {
+      action(async (options: OtlpOptions & { port?: number; static: string; sandbox: boolean; sandboxDir?: string; dataDir?: string; newToken?: boolean; allowHandlerModules?: boolean }) => {
+        const otel = otelFor(options, 'bridgescope-app');
         // Listening first: a Ctrl-C during start-up still stops what start-up started.
         const signals = new StopSignals({
           boundMs: Object.values(stepBoundMs).reduce((sum, ms) => sum + ms, 0) + 5_000,
@@ -92,6 +96,7 @@ export function registerUiCommand(program: Command): void {
           workspace,
           onProblem: (sentence) => warn(sentence),
           allowHandlerModules: options.allowHandlerModules === true,
+          ...(otel ? { otel } : {}),
         });
         let host: Host;
         let releaseDataDir: () => Promise<void> = async () => undefined;
@@ -156,6 +161,7 @@ export function registerUiCommand(program: Command): void {
         ];
         // A step given up or failed ends the process there with exit 1: what was given up may still hold sockets open.
         await runUntilStopped(signals, () => process.stderr.write('Stopping...\n'), tasks);
+        await finishOtel(otel);
         process.stderr.write('Stopped.\n');
         // A link that keeps a timer after its close would otherwise hold the process; everything that matters is done.
         setTimeout(() => process.exit(process.exitCode ?? ExitCode.ok), 3_000).unref();

@@ -20,6 +20,7 @@ import { blockingIssue, lintTopic, topicToRoutingKey, type TopicMapOptions } fro
 import { decodeUtf8, encodeRequest, readBody, readReplyFields } from './envelope';
 import { mqtt5PublishProperties, readReplyProperties } from './mqtt5-properties';
 import { mqttMessage, type MqttPublishFacts } from '../trace/message-view';
+import { carryTraceContext, type TraceCarrier } from '../otel/context';
 import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_REPLY_PREFIX, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 
 /** MQTT 5 PUBACK reason code: the message was accepted but reached no subscriber (RabbitMQ: no queue was bound). */
@@ -72,6 +73,8 @@ export interface RpcCallOptions {
   attemptTimeoutMs?: number;
   /** said before the call (e.g. by buildCallOptions): the outcome's warnings start with them */
   warnings?: readonly string[];
+  /** W3C trace context to carry (src/core/otel/context.ts): MQTT 5 user properties, or 3.1.1 body fields */
+  traceContext?: TraceCarrier;
 }
 
 const RETRY = Symbol('retry');
@@ -291,7 +294,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   }
 
   /** Sends one request and resolves with its reply; rejects with `timeout`, `cancelled` or `bad-input`. */
-  async call(options: RpcCallOptions = {}): Promise<RpcOutcome> {
+  async call(asked: RpcCallOptions = {}): Promise<RpcOutcome> {
+    const options = asked.traceContext ? carryTraceContext(asked, asked.traceContext, this.link.protocolVersion) : asked;
     const id = options.id ?? randomUUID();
     const topic = options.topic ?? DEFAULT_REQUEST_TOPIC;
     const qos = options.qos ?? DEFAULT_REQUEST_QOS;

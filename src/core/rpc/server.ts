@@ -12,6 +12,7 @@ import { correlationLost, encodeReply, parseRequest, type RpcRequest } from './e
 import { describeThrown, MAX_TIMER_MS, thrownCode, type HandlerContext, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
 import { amqpMessage } from '../trace/message-view';
+import type { ServerTracing } from '../otel/server-spans';
 import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QUEUE } from '../../shared/defaults';
 
 /** How often, and from which delay (doubled each time), a worker whose channel the broker closed is reopened. */
@@ -67,6 +68,8 @@ export interface RpcServerOptions {
    * subscriber at QoS 1 only when persistent, so a transient reply is delivered at QoS 0 whatever the device subscribed.
    */
   persistentReplies?: boolean;
+  /** OpenTelemetry (src/core/otel/server-spans.ts): continues each request's trace and puts it on the reply */
+  tracing?: ServerTracing;
 }
 
 export interface RpcServerStats {
@@ -580,6 +583,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       topicMap: this.options.topicMap,
     });
     const rpcId = (parsed.ok ? parsed.request.id : parsed.id) ?? `delivery-${message.fields.deliveryTag}-${randomUUID().slice(0, 8)}`;
+    this.options.tracing?.received(rpcId, worker.name, this.queue, message, parsed.ok ? parsed.request.body : undefined);
     if (this.traced) this.step({
       rpcId,
       at: Date.now(),
@@ -777,6 +781,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       });
       return;
     }
+    // OpenTelemetry: a request that carried its trace context in its body (MQTT 3.1.1) gets the reply's there too.
+    body = this.options.tracing?.replyBody(rpcId, worker.name, this.exchange, request.replyRoutingKey, body) ?? body;
     // Only needs to be unique on this channel, to match a basic.return to its publish.
     this.replySeq += 1;
     const messageId = `${worker.name}-${this.replySeq}`;
@@ -791,11 +797,14 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         request.replyRoutingKey,
         body,
         // Literals, not a spread of a conditional object: this runs once per request.
-        request.correlationId
-          ? { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, correlationId: request.correlationId }
-          : request.correlationHeader
-            ? { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, headers: { 'x-correlation-id': request.correlationHeader } }
-            : { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
+        withHeaders(
+          request.correlationId
+            ? { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, correlationId: request.correlationId }
+            : request.correlationHeader
+              ? { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode, headers: { 'x-correlation-id': request.correlationHeader } }
+              : { mandatory: true, messageId, contentType: 'application/json', deliveryMode: this.replyDeliveryMode },
+          this.options.tracing?.replyHeaders(rpcId, worker.name, this.exchange, request.replyRoutingKey),
+        ),
         (err: unknown) => settle(err ? (err instanceof Error ? err : new Error(describeThrown(err))) : undefined),
       );
     } catch (err) {
@@ -877,6 +886,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       });
     }
   }
+}
+
+/** A reply's publish options with the trace context's headers, when tracing gave some. */
+function withHeaders<T extends { headers?: Record<string, unknown> }>(options: T, headers: Record<string, string> | undefined): T {
+  return headers ? { ...options, headers: { ...options.headers, ...headers } } : options;
 }
 
 /** Where a failed reply is remembered: the client-chosen id alone is not unique across devices. */

@@ -13,6 +13,8 @@ import type { AmqpLink } from '../links/amqp-link';
 import type { ManagementApi } from '../broker/management-api';
 import type { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
+import type { OtelExport } from '../otel/export';
+import { RpcSpans } from '../otel/rpc-spans';
 
 export interface RequestsControllerOptions {
   /** the open connection (throws not-connected) */
@@ -31,6 +33,8 @@ export interface RequestsControllerOptions {
   newId?: () => string;
   /** told once per send when it settles, replied or failed (the history records it here, so a page reloaded mid-send loses nothing) */
   onSettled?: (settled: SettledRequest) => void;
+  /** when set, each send is one OpenTelemetry trace (src/core/otel/rpc-spans.ts) */
+  otel?: OtelExport;
 }
 
 /** One Compose send as it ended: the reply, or the failure's sentence; the verdict either way when there was an RPC. */
@@ -135,11 +139,16 @@ export class RequestsController {
     const rejection = call.rawBody !== undefined ? this.watchRawRejection(topicToRoutingKey(args.topic), call.rawBody.byteLength) : undefined;
     let outcome: RpcOutcome | undefined;
     let failure: unknown;
-    let verdict: Verdict;
+    let verdict: Verdict | undefined;
     let asked: RpcDiagnosisOptions;
+    const otel = this.options.otel;
+    const topicRoutingKey = otel ? topicToRoutingKey(args.topic) : '';
+    const spans = otel
+      ? new RpcSpans(otel.tracer, { topic: args.topic, routingKey: topicRoutingKey, exchange: connection.profile.exchange, mqttVersion: client.link.protocolVersion, ...(args.method ? { method: args.method } : {}) })
+      : undefined;
     try {
       try {
-        outcome = await client.call({ ...call, id });
+        outcome = await client.call({ ...call, id, ...(spans?.carrier ? { traceContext: spans.carrier } : {}) });
       } catch (err) {
         failure = err;
       }
@@ -165,6 +174,7 @@ export class RequestsController {
     } finally {
       witness.stop();
       rejection?.stop();
+      spans?.end({ rpcId: id, steps: this.options.steps(id), ...(verdict ? { verdict } : {}), ...(outcome ? {} : { errorCode: toErrorShape(failure).code }) });
     }
     this.options.addVerdict(id, verdict);
     if (outcome) {
