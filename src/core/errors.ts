@@ -1,10 +1,12 @@
 /** The core's one error class: a BridgeScope error always carries a code and a user-facing sentence. */
 import type { Verdict } from '../shared/diagnosis';
-import type { ErrorCode, ErrorShape } from '../shared/errors';
+import type { ErrorCode, ErrorShape, FailureReason } from '../shared/errors';
 import { redactDeep } from '../shared/redact';
 
 export interface BridgeErrorOptions {
   cause?: unknown;
+  /** why, for a program (a verdict, a fall-back): never read the sentence */
+  reason?: FailureReason;
   /** for a failed RPC: its id (the UI opens its trace) */
   rpcId?: string;
   /** for a failed RPC: where it stopped and why */
@@ -15,6 +17,7 @@ export class BridgeError extends Error {
   readonly code: ErrorCode;
   readonly rpcId: string | undefined;
   readonly verdict: Verdict | undefined;
+  readonly reason: FailureReason | undefined;
 
   constructor(code: ErrorCode, message: string, options?: BridgeErrorOptions) {
     super(message, options?.cause !== undefined ? { cause: options.cause } : undefined);
@@ -22,6 +25,7 @@ export class BridgeError extends Error {
     this.code = code;
     this.rpcId = options?.rpcId;
     this.verdict = options?.verdict;
+    this.reason = options?.reason;
   }
 
   toShape(): ErrorShape {
@@ -29,6 +33,7 @@ export class BridgeError extends Error {
       code: this.code,
       message: this.message,
       ...(this.rpcId !== undefined ? { rpcId: this.rpcId } : {}),
+      ...(this.reason !== undefined ? { reason: this.reason } : {}),
       // Its sentences quote broker answers and error messages: no password crosses the boundary in them either.
       ...(this.verdict !== undefined ? { verdict: redactDeep(this.verdict) } : {}),
     };

@@ -1,5 +1,6 @@
 /** "Why no reply?": the verdict on one RPC (code, hop, one sentence, evidence), decided purely from collected evidence. */
 import type { BrokerParty, TraceMessage, TraceStep, TraceStepDraft } from './trace';
+import type { FailureReason } from './errors';
 import { isSubscriptionQueue, REASON } from './rabbitmq-mqtt';
 import { HOPS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
@@ -58,7 +59,7 @@ export interface DiagnosisInput {
     worker?: string;
   };
   /** how the call failed, when it did */
-  failure?: { code: string; message: string };
+  failure?: { code: string; message: string; reason?: FailureReason };
   /** a reply for this RPC that arrived after the client gave up */
   lateReply?: { topic: string; at: number };
   /** the first loss of the MQTT link while the RPC was in flight */
@@ -151,7 +152,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
   if (failure?.code === 'unreachable' && !published) {
     return verdict('link-down', 'mqtt-publish', `The request to "${requestTopic}" was never published: ${failure.message.replace(/\.$/, '')}; check the MQTT URL and that the broker runs.`);
   }
-  if (failure?.code === 'unreachable' || (failure?.code === 'timeout' && failure.message.includes('link is down'))) {
+  if (failure?.code === 'unreachable' || (failure?.code === 'timeout' && failure.reason === 'link-down')) {
     return verdict('link-down', 'mqtt-publish', `The MQTT connection was lost while the request to "${requestTopic}" was in flight (${failure.message.replace(/\.$/, '')}); check the broker and the network, then send it again.`);
   }
   if (failure?.code === 'bad-input' || failure?.code === 'too-large') {

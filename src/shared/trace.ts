@@ -1,6 +1,7 @@
 /** Trace steps: immutable, appended events of one RPC, as the client, the server and the broker saw it. */
 import type { QoS, ReplyStrategy } from './rpc';
 import type { Verdict } from './verdict';
+import type { FailureReason } from './errors';
 
 /** A JSON-safe header or property value as the trace keeps it (nested tables become JSON text, bytes UTF-8 or base64 text). */
 export type TraceValue = string | number | boolean | null;
@@ -83,7 +84,7 @@ export interface TraceStepDetails {
   'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; qos?: QoS; wire?: TraceMessage };
   /** another reply with the id of a call that already took one (the first reply wins): kept, not used */
   'mqtt.reply.ignored': { topic: string; bytes: number; reason: 'second-reply'; wire?: TraceMessage };
-  'rpc.failed': { code: string; message: string };
+  'rpc.failed': { code: string; message: string; reason?: FailureReason };
   /** where the RPC stopped and why, decided after it settled (replied, failed or timed out); the last step of an RPC */
   'rpc.diagnosed': { verdict: Verdict };
 }

@@ -92,6 +92,20 @@ describe('the verdict engine', () => {
     expect(verdict.message.length).toBeGreaterThan(0);
   });
 
+  // A timeout while the link was down, told by its reason, not its words.
+  const linkDownTimeout = input({ steps: sent, failure: { code: 'timeout', message: 'No reply within 1000 ms: the MQTT link is down.', reason: 'link-down' } });
+
+  it('decides from codes and reasons, never our sentences: every fixture keeps its verdict with every message scrambled', () => {
+    const scramble = (fixture: DiagnosisInput): DiagnosisInput => ({
+      ...fixture,
+      ...(fixture.failure ? { failure: { ...fixture.failure, message: 'zzz reworded zzz' } } : {}),
+      steps: fixture.steps.map((step) => (step.kind === 'rpc.failed' ? { ...step, detail: { ...step.detail, message: 'zzz reworded zzz' } } : step)),
+    });
+    for (const code of VERDICT_CODES) expect({ code, got: diagnose(scramble(producedBy[code])).code }).toEqual({ code, got: code });
+    expect(diagnose(scramble(linkDownTimeout)).code).toBe('link-down');
+    expect(diagnose(linkDownTimeout).code).toBe('link-down');
+  });
+
   it('says not-sent, naming why, for a request refused before it left (bad input or too large)', () => {
     const tooLarge = diagnose(producedBy['not-sent']);
     expect(tooLarge).toMatchObject({ code: 'not-sent', hop: 'mqtt-publish' });

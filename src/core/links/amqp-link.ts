@@ -104,6 +104,18 @@ export async function closeAmqpBounded(connection: { close(): Promise<unknown> }
 }
 
 /**
+ * amqplib's error for a publish the broker answered with basic.nack on a confirm channel (lib/channel_model.js,
+ * ConfirmChannel; seen for a full queue with x-overflow reject-publish).
+ */
+export const AMQPLIB_NACKED = 'message nacked';
+
+/**
+ * RabbitMQ's channel close for a message over max_message_size (rabbit_channel.erl, check_msg_size):
+ * "PRECONDITION_FAILED - message size N is larger than configured max size M". Group 2 is the broker's limit.
+ */
+export const RABBITMQ_TOO_LARGE = /message size (\d+) is larger than configured max size (\d+)/;
+
+/**
  * amqplib's own words (lib/connection.js, its opening handshake) when the broker answers connection.open with
  * connection.close: the frame is printed without its reply code, so this text is all there is to recognise.
  */

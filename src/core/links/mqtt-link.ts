@@ -77,6 +77,9 @@ export function validateMqttUrl(url: string): MqttTarget {
   return target;
 }
 
+/** Our own code for a socket that closed before the CONNACK (mqtt.js only says 'close'). */
+const CLOSED_BEFORE_CONNACK = 'ECONNCLOSED';
+
 function explainMqttError(err: Error & { code?: string | number }, url: string): BridgeError {
   const where = redactUrl(url);
   // A library's message may quote what it was given; no form of the password may pass through.
@@ -94,7 +97,10 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   }
   if (err.code === 2 || err.code === 133) return new BridgeError('auth', `The broker at ${where} refused the MQTT client id.`);
   if (err.code === 1 || err.code === 132) {
-    return new BridgeError('unreachable', `The broker at ${where} does not speak this MQTT protocol version.`);
+    return new BridgeError('unreachable', `The broker at ${where} does not speak this MQTT protocol version.`, { reason: 'protocol-version-refused' });
+  }
+  if (err.code === CLOSED_BEFORE_CONNACK) {
+    return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: the connection closed before the broker answered the CONNECT.`, { cause: err, reason: 'closed-before-connack' });
   }
   return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: ${message}`, { cause: err });
 }
@@ -218,7 +224,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
       return await this.connectOnce(target, 5, url);
     } catch (err) {
       // RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT instead of answering it.
-      if (!(err instanceof BridgeError) || !/protocol version|closed before CONNACK/.test(err.message)) throw err;
+      if (!(err instanceof BridgeError) || (err.reason !== 'protocol-version-refused' && err.reason !== 'closed-before-connack')) throw err;
       return this.connectOnce(target, 4, url);
     }
   }
@@ -259,7 +265,7 @@ export class MqttLink extends EventEmitter<MqttLinkEvents> {
         client.end(true);
         reject(explainMqttError(err, url));
       };
-      const onClose = (): void => fail(Object.assign(new Error('the connection closed before CONNACK'), { code: 'ECONNCLOSED' }));
+      const onClose = (): void => fail(Object.assign(new Error('the connection closed before CONNACK'), { code: CLOSED_BEFORE_CONNACK }));
       const onConnect = (): void => {
         cleanup();
         this.protocolVersion = version;

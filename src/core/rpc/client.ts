@@ -144,7 +144,7 @@ class CallGuard {
         const hint = link.connected
           ? `is a server consuming the queue bound to "${topicToRoutingKey(topic, topicMap)}"?`
           : 'the MQTT link is down and did not come back in time.';
-        reject(new BridgeError('timeout', `No reply to ${id} within ${timeoutMs} ms on "${replyTopic}" (routing key "${replyRoutingKey}"): ${hint}`));
+        reject(new BridgeError('timeout', `No reply to ${id} within ${timeoutMs} ms on "${replyTopic}" (routing key "${replyRoutingKey}"): ${hint}`, link.connected ? undefined : { reason: 'link-down' }));
       }, timeoutMs);
       if (!signal) return;
       this.onAbort = () => reject(new BridgeError('cancelled', `The request ${id} was cancelled.`));
@@ -426,7 +426,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       return outcome;
     } catch (err) {
       const failure = err instanceof BridgeError ? err : new BridgeError('internal', (err as Error).message, { cause: err });
-      if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
+      if (this.traced) step({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: failure.reason ? { code: failure.code, message: failure.message, reason: failure.reason } : { code: failure.code, message: failure.message } });
       throw failure;
     } finally {
       guard.clear();
@@ -440,7 +440,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private failEarly(id: string, guard: CallGuard, err: unknown): never {
     guard.clear();
     const failure = err instanceof BridgeError ? err : new BridgeError('internal', (err as Error).message, { cause: err });
-    if (this.traced) this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: { code: failure.code, message: failure.message } });
+    if (this.traced) this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'rpc.failed', detail: failure.reason ? { code: failure.code, message: failure.message, reason: failure.reason } : { code: failure.code, message: failure.message } });
     throw failure;
   }
 
@@ -514,7 +514,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
   /** RabbitMQ before 3.13 closes the socket on an MQTT 5 CONNECT without a word: say why, and what to do instead. */
   private explainMqtt5Refusal(err: unknown): unknown {
-    const closed = err instanceof BridgeError && /closed before CONNACK|protocol version/.test(err.message);
+    const closed = err instanceof BridgeError && (err.reason === 'closed-before-connack' || err.reason === 'protocol-version-refused');
     if (this.options.protocolVersion !== 5 || !closed || (this.options.fallbackMqttUrls?.length ?? 0) > 0) return err;
     const why =
       this.rules.version && !this.rules.mqtt5

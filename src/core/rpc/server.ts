@@ -5,7 +5,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message } f
 import { defaultEnvelopeFields, type EnvelopeFields, type LinkStatus } from '../../shared/rpc';
 import type { TraceStepDetails, TraceStepDraft } from '../../shared/trace';
 import { BridgeError } from '../errors';
-import { AmqpLink } from '../links/amqp-link';
+import { AMQPLIB_NACKED, AmqpLink, RABBITMQ_TOO_LARGE } from '../links/amqp-link';
 import type { TlsFiles } from '../connection-details';
 import type { TopicMapOptions } from '../../shared/topic-map';
 import { correlationLost, encodeReply, parseRequest, type RpcRequest } from './envelope';
@@ -744,8 +744,8 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
 
   /** Reads the broker's real limit out of its refusal ("message size N is larger than configured max size M"). */
   private learnMaxMessageSize(reason: string): void {
-    const limit = /larger than configured max size (\d+)/.exec(reason);
-    if (limit) this.maxMessageBytes = Math.min(this.maxMessageBytes, Number(limit[1]));
+    const limit = RABBITMQ_TOO_LARGE.exec(reason);
+    if (limit) this.maxMessageBytes = Math.min(this.maxMessageBytes, Number(limit[2]));
   }
 
   /**
@@ -842,11 +842,11 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       // publish of the channel with "channel closed": only the reply whose own size breaks the named limit was refused.
       const closeReason = worker.closeReason;
       if (closeReason !== undefined) this.learnMaxMessageSize(closeReason);
-      const tooLarge = closeReason !== undefined && /larger than configured max size/.test(closeReason) && body.byteLength > this.maxMessageBytes;
-      const nacked = failure.message === 'message nacked';
+      const tooLarge = closeReason !== undefined && RABBITMQ_TOO_LARGE.test(closeReason) && body.byteLength > this.maxMessageBytes;
+      const nacked = failure.message === AMQPLIB_NACKED;
       // Any other channel error is blamed on the oldest unconfirmed reply (the broker works in order), once per close:
       // remembering it bounds the loop of a reply that always fails, and its siblings are merely lost.
-      const blamed = closeReason !== undefined && !tooLarge && !/larger than configured max size/.test(closeReason) && !worker.blamed;
+      const blamed = closeReason !== undefined && !tooLarge && !RABBITMQ_TOO_LARGE.test(closeReason) && !worker.blamed;
       if (blamed) worker.blamed = true;
       const reason = tooLarge || closeReason === undefined ? (closeReason ?? failure.message) : `${failure.message}; the broker closed the channel: ${closeReason}`;
       // Only a refusal the broker tied to this reply (too large, a nack) is remembered; any other lost reply (a sibling

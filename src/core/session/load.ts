@@ -33,7 +33,7 @@ export function stepsOnlyVerdict(rpcId: string, steps: readonly TraceStep[], fir
     firehose,
     request: { topic: args.topic, routingKey: topicToRoutingKey(args.topic) },
     timeoutMs: args.timeoutMs,
-    failure: { code: failure.code, message: failure.message },
+    failure: failure.reason ? { code: failure.code, message: failure.message, reason: failure.reason } : { code: failure.code, message: failure.message },
   });
 }
 

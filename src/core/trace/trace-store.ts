@@ -18,6 +18,7 @@ import {
 } from '../../shared/trace';
 import { redactDeep } from '../../shared/redact';
 import { HOPS, VERDICT_CODES } from '../../shared/diagnosis';
+import { FAILURE_REASONS } from '../../shared/errors';
 import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../../shared/topic-map';
@@ -322,7 +323,7 @@ const stepDetailSchemas = {
     wire: messageSchema,
   }),
   'mqtt.reply.ignored': z.object({ topic: z.string(), bytes: z.number(), reason: z.literal('second-reply'), wire: messageSchema }),
-  'rpc.failed': z.object({ code: z.string(), message: z.string() }),
+  'rpc.failed': z.object({ code: z.string(), message: z.string(), reason: z.enum(FAILURE_REASONS).optional() }),
   'rpc.diagnosed': z.object({
     verdict: z.object({ code: z.enum(VERDICT_CODES), hop: z.enum(HOPS), message: z.string(), evidence: textList }),
   }),
