@@ -1,0 +1,342 @@
+/**
+ * Passive RPC pairing (issue 23, Watch): requests seen on the MQTT exchange matched with their replies, from the
+ * messages alone. Pure: no broker, no clock of its own (every call gets `now`), so the unit tests drive it directly.
+ *
+ * A request is a message that names where its reply goes:
+ * - the seed pattern: a JSON body with `id` and `reply_to` (the reply's routing key is reply_to with "/" turned into ".");
+ * - MQTT 5 (RabbitMQ 3.13+): header `x-reply-to-topic` (already dotted) with `correlation_id` or header `x-correlation-id`;
+ * - plain AMQP RPC: properties `reply_to` and `correlation_id` (the reply goes to the default exchange, key reply_to).
+ * A reply is a message on a pending request's reply key; when several wait on one key, the correlation id (or the seed
+ * body's `id`) picks one, else the oldest.
+ */
+import { percentile } from '../../shared/stats';
+
+export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
+
+export interface ObservedMessage {
+  at: number;
+  exchange: string;
+  routingKey: string;
+  correlationId?: string;
+  replyTo?: string;
+  headers?: Record<string, unknown>;
+  body: Buffer;
+  /** the publishing connection, when the observer knows it (the firehose does, a tap does not) */
+  connection?: string;
+}
+
+export interface RpcRef {
+  pattern: RpcPattern;
+  /** the request's routing key: the topic the stats are kept per */
+  topic: string;
+  /** the seed body's id or the correlation id */
+  id: string;
+  replyKey: string;
+  sentAt: number;
+}
+
+export type WatchEvent =
+  | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
+  /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
+  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string } })
+  /** a reply after the timeout (kept for the late window) */
+  | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
+  /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
+  | { type: 'watch-key'; key: string }
+  | { type: 'unwatch-key'; key: string }
+  /** what the caps made it forget */
+  | { type: 'dropped'; what: 'pending' | 'timed-out' | 'topic'; count: number; reason: string };
+
+export interface PairingOptions {
+  timeoutMs: number;
+  /** how long an unanswered request is still recognised as late when its reply comes (default: the timeout) */
+  lateWindowMs?: number;
+  /** most requests waiting for a reply at once (default 10,000): past it the oldest is forgotten and said */
+  maxPending?: number;
+  /** most round trips kept per topic for the percentiles (default 1,000, the latest) */
+  maxSamples?: number;
+  /** most topics with stats (default 1,000) */
+  maxTopics?: number;
+}
+
+export interface TopicStats {
+  topic: string;
+  requests: number;
+  replies: number;
+  unanswered: number;
+  late: number;
+  /** requests per second since the first one seen on the topic */
+  rate: number;
+  p50?: number;
+  p95?: number;
+  p99?: number;
+  workers: Record<string, number>;
+}
+
+interface Pending extends RpcRef {
+  deadline: number;
+  wrongKey?: { routingKey: string; worker?: string };
+}
+
+interface TopicAcc {
+  requests: number;
+  replies: number;
+  unanswered: number;
+  late: number;
+  firstAt: number;
+  lastAt: number;
+  samples: number[];
+  workers: Map<string, number>;
+}
+
+/** A header's text: AMQP long strings arrive as Buffers through amqplib. */
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'number') return String(value);
+  return undefined;
+}
+
+function jsonObject(body: Buffer): Record<string, unknown> | undefined {
+  if (body.length === 0 || body.length > 1_000_000 || body[0] !== 0x7b) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a message says about itself as a request: its pattern, id and reply key; undefined when it names no reply address. */
+export function asRequest(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined {
+  const headers = message.headers ?? {};
+  const replyTopic = text(headers['x-reply-to-topic']);
+  const correlation = message.correlationId ?? text(headers['x-correlation-id']);
+  if (replyTopic !== undefined && replyTopic !== '') {
+    const body = jsonObject(message.body);
+    const id = correlation ?? (typeof body?.id === 'string' || typeof body?.id === 'number' ? String(body.id) : undefined);
+    if (id !== undefined) return { pattern: 'mqtt5', topic: message.routingKey, id, replyKey: replyTopic };
+  }
+  const body = jsonObject(message.body);
+  if (body && (typeof body.id === 'string' || typeof body.id === 'number') && typeof body.reply_to === 'string' && body.reply_to !== '') {
+    return { pattern: 'seed', topic: message.routingKey, id: String(body.id), replyKey: body.reply_to.replaceAll('/', '.') };
+  }
+  if (message.replyTo && correlation !== undefined) return { pattern: 'amqp', topic: message.routingKey, id: correlation, replyKey: message.replyTo };
+  return undefined;
+}
+
+/** The worker a reply names: its body's `worker` field, else its connection when known. */
+function workerOf(message: ObservedMessage): string | undefined {
+  const body = jsonObject(message.body);
+  if (typeof body?.worker === 'string' && body.worker !== '') return body.worker.slice(0, 200);
+  return message.connection;
+}
+
+/** The id a reply carries: its correlation id, else its seed body's id. */
+function replyId(message: ObservedMessage): string | undefined {
+  const correlation = message.correlationId ?? text(message.headers?.['x-correlation-id']);
+  if (correlation !== undefined) return correlation;
+  const body = jsonObject(message.body);
+  return typeof body?.id === 'string' || typeof body?.id === 'number' ? String(body.id) : undefined;
+}
+
+export class RpcPairing {
+  private readonly timeoutMs: number;
+  private readonly lateWindowMs: number;
+  private readonly maxPending: number;
+  private readonly maxSamples: number;
+  private readonly maxTopics: number;
+  /** by pattern:id, in arrival order (a Map keeps it): the oldest is first */
+  private readonly pending = new Map<string, Pending>();
+  /** unanswered, kept for the late window, in timeout order */
+  private readonly timedOut = new Map<string, Pending & { lateUntil: number }>();
+  /** how many pending or timed-out requests wait on each reply key */
+  private readonly keyUse = new Map<string, number>();
+  private readonly topics = new Map<string, TopicAcc>();
+
+  constructor(options: PairingOptions) {
+    this.timeoutMs = options.timeoutMs;
+    this.lateWindowMs = options.lateWindowMs ?? options.timeoutMs;
+    this.maxPending = options.maxPending ?? 10_000;
+    this.maxSamples = options.maxSamples ?? 1000;
+    this.maxTopics = options.maxTopics ?? 1000;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** The reply keys waited on now (a tap's bindings besides the request keys). */
+  watchedKeys(): string[] {
+    return [...this.keyUse.keys()];
+  }
+
+  observe(message: ObservedMessage): WatchEvent[] {
+    const events: WatchEvent[] = [];
+    // A reply first: a reply that itself names a reply address (a chained call) still answers the request it answers.
+    if (this.keyUse.has(message.routingKey)) {
+      const answered = this.answer(message, events);
+      if (answered) return events;
+    }
+    const request = asRequest(message);
+    if (request) {
+      this.addRequest({ ...request, sentAt: message.at, deadline: message.at + this.timeoutMs }, events);
+      return events;
+    }
+    // A reply on a key nobody waits on that names a pending seed request's id: a reply sent to the wrong key.
+    const id = replyId(message);
+    if (id !== undefined) {
+      for (const pattern of ['seed', 'mqtt5', 'amqp'] as const) {
+        const entry = this.pending.get(`${pattern}:${id}`);
+        if (entry && entry.replyKey !== message.routingKey) {
+          const worker = workerOf(message);
+          entry.wrongKey = { routingKey: message.routingKey, ...(worker !== undefined ? { worker } : {}) };
+          break;
+        }
+      }
+    }
+    return events;
+  }
+
+  /** Requests past their timeout become `unanswered`; timed-out ones past the late window are forgotten. */
+  tick(now: number): WatchEvent[] {
+    const events: WatchEvent[] = [];
+    for (const [key, entry] of this.pending) {
+      if (entry.deadline > now) break; // arrival order is deadline order: one timeout for all
+      this.pending.delete(key);
+      this.timedOut.set(key, { ...entry, lateUntil: entry.deadline + this.lateWindowMs });
+      if (this.timedOut.size > this.maxPending) {
+        const [oldestKey, oldest] = this.timedOut.entries().next().value as [string, Pending];
+        this.timedOut.delete(oldestKey);
+        this.release(oldest.replyKey, events);
+        events.push({ type: 'dropped', what: 'timed-out', count: 1, reason: `more than ${this.maxPending} unanswered requests in the late window; a late reply to ${oldest.topic} id ${oldest.id} will not be recognised` });
+      }
+      const acc = this.topicAcc(entry.topic, entry.sentAt, events);
+      if (acc) acc.unanswered += 1;
+      const { deadline: _deadline, ...ref } = entry;
+      events.push({ ...ref, type: 'unanswered', waitedMs: now - entry.sentAt });
+    }
+    for (const [key, entry] of this.timedOut) {
+      if (entry.lateUntil > now) break;
+      this.timedOut.delete(key);
+      this.release(entry.replyKey, events);
+    }
+    return events;
+  }
+
+  /** Everything waited on is let go (the watcher stops): unwatch-key events for each key. */
+  close(): WatchEvent[] {
+    const events: WatchEvent[] = [];
+    for (const key of [...this.keyUse.keys()]) events.push({ type: 'unwatch-key', key });
+    this.keyUse.clear();
+    this.pending.clear();
+    this.timedOut.clear();
+    return events;
+  }
+
+  stats(now: number): TopicStats[] {
+    return [...this.topics.entries()].map(([topic, acc]) => {
+      const sorted = [...acc.samples].sort((a, b) => a - b);
+      const seconds = Math.max(1, (now - acc.firstAt) / 1000);
+      const line: TopicStats = {
+        topic,
+        requests: acc.requests,
+        replies: acc.replies,
+        unanswered: acc.unanswered,
+        late: acc.late,
+        rate: Math.round((acc.requests / seconds) * 100) / 100,
+        workers: Object.fromEntries(acc.workers),
+      };
+      const p50 = percentile(sorted, 50);
+      const p95 = percentile(sorted, 95);
+      const p99 = percentile(sorted, 99);
+      if (p50 !== undefined) line.p50 = p50;
+      if (p95 !== undefined) line.p95 = p95;
+      if (p99 !== undefined) line.p99 = p99;
+      return line;
+    });
+  }
+
+  private addRequest(entry: Pending, events: WatchEvent[]): void {
+    const key = `${entry.pattern}:${entry.id}`;
+    // The same id again (a retry, or QoS 1 redelivery): the newer replaces the older, which is not counted as lost.
+    const previous = this.pending.get(key);
+    if (previous) {
+      this.pending.delete(key);
+      this.release(previous.replyKey, events);
+    }
+    if (this.pending.size >= this.maxPending) {
+      const [oldestKey, oldest] = this.pending.entries().next().value as [string, Pending];
+      this.pending.delete(oldestKey);
+      this.release(oldest.replyKey, events);
+      events.push({ type: 'dropped', what: 'pending', count: 1, reason: `more than ${this.maxPending} requests waited for a reply at once; the oldest (${oldest.topic} id ${oldest.id}) is no longer followed` });
+    }
+    const acc = this.topicAcc(entry.topic, entry.sentAt, events);
+    if (acc) {
+      acc.requests += 1;
+      acc.lastAt = entry.sentAt;
+    }
+    this.pending.set(key, entry);
+    this.hold(entry.replyKey, events);
+  }
+
+  private answer(message: ObservedMessage, events: WatchEvent[]): boolean {
+    const id = replyId(message);
+    const matches = (entry: Pending): boolean => entry.replyKey === message.routingKey && (id === undefined || entry.id === id);
+    let found: [string, Pending] | undefined;
+    for (const item of this.pending) if (matches(item[1])) { found = item; break; }
+    const worker = workerOf(message);
+    if (found) {
+      const [key, entry] = found;
+      this.pending.delete(key);
+      this.release(entry.replyKey, events);
+      const rttMs = Math.max(0, message.at - entry.sentAt);
+      const acc = this.topics.get(entry.topic);
+      if (acc) {
+        acc.replies += 1;
+        acc.samples.push(rttMs);
+        if (acc.samples.length > this.maxSamples) acc.samples.shift();
+        if (worker !== undefined && (acc.workers.has(worker) || acc.workers.size < 100)) acc.workers.set(worker, (acc.workers.get(worker) ?? 0) + 1);
+      }
+      const { deadline: _deadline, wrongKey: _wrong, ...ref } = entry;
+      events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}) });
+      return true;
+    }
+    let late: [string, Pending & { lateUntil: number }] | undefined;
+    for (const item of this.timedOut) if (matches(item[1])) { late = item; break; }
+    if (!late) return false;
+    const [key, entry] = late;
+    this.timedOut.delete(key);
+    this.release(entry.replyKey, events);
+    const acc = this.topics.get(entry.topic);
+    if (acc) acc.late += 1;
+    const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, ...ref } = entry;
+    events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}) });
+    return true;
+  }
+
+  private topicAcc(topic: string, at: number, events: WatchEvent[]): TopicAcc | undefined {
+    let acc = this.topics.get(topic);
+    if (acc) return acc;
+    if (this.topics.size >= this.maxTopics) {
+      events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
+      return undefined;
+    }
+    acc = { requests: 0, replies: 0, unanswered: 0, late: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    this.topics.set(topic, acc);
+    return acc;
+  }
+
+  private hold(key: string, events: WatchEvent[]): void {
+    const uses = this.keyUse.get(key) ?? 0;
+    this.keyUse.set(key, uses + 1);
+    if (uses === 0) events.push({ type: 'watch-key', key });
+  }
+
+  private release(key: string, events: WatchEvent[]): void {
+    const uses = this.keyUse.get(key) ?? 0;
+    if (uses <= 1) {
+      if (this.keyUse.delete(key)) events.push({ type: 'unwatch-key', key });
+    } else this.keyUse.set(key, uses - 1);
+  }
+}
