@@ -6,6 +6,7 @@ import { registerRpcCommands } from './commands/rpc';
 import { registerInspectCommands } from './commands/inspect';
 import { registerUiCommand } from './commands/ui';
 import { registerBenchCommand } from './commands/bench';
+import { registerWatchCommand } from './commands/watch';
 import { ExitCode, printable } from './run';
 import { guardOutputs } from './lifecycle';
 
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerInspectCommands(program);
   registerUiCommand(program);
   registerBenchCommand(program);
+  registerWatchCommand(program);
   for (const command of program.commands) {
     command.exitOverride();
     for (const sub of command.commands) sub.exitOverride();

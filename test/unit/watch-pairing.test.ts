@@ -73,3 +73,18 @@ describe('passive RPC pairing', () => {
     expect(pairing.close()).toHaveLength(2);
   });
 });
+
+describe('reply keys that linger', () => {
+  it('keeps a reply key watched for the linger after its request closed, so the next request on it is not late to watch', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 500 });
+    expect(pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }))).toEqual([{ type: 'watch-key', key: 'reply.x' }]);
+    expect(of(pairing.observe(msg(10, 'reply.x', { id: 'a' })), 'unwatch-key')).toEqual([]);
+    expect(pairing.observe(msg(100, 'rpc_queue', { id: 'b', reply_to: 'reply/x' }))).toEqual([]);
+    pairing.observe(msg(120, 'reply.x', { id: 'b' }));
+    expect(pairing.tick(619)).toEqual([]);
+    expect(pairing.tick(620)).toEqual([{ type: 'unwatch-key', key: 'reply.x' }]);
+    pairing.observe(msg(700, 'rpc_queue', { id: 'c', reply_to: 'reply/x' }));
+    const [first] = of(pairing.tick(1700), 'unanswered');
+    expect(first).toMatchObject({ id: 'c', keyWatchedLate: true });
+  });
+});

@@ -38,7 +38,8 @@ export interface RpcRef {
 export type WatchEvent =
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
   /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
-  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string } })
+  /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
+  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string }; keyWatchedLate?: true })
   /** a reply after the timeout (kept for the late window) */
   | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
   /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
@@ -57,6 +58,14 @@ export interface PairingOptions {
   maxSamples?: number;
   /** most topics with stats (default 1,000) */
   maxTopics?: number;
+  /**
+   * how long a reply key stays watched after its last request closed (default 0). A tap binds a reply key only after it
+   * saw the request, so a worker faster than that bind is missed; a device reusing its reply topic is seen from its
+   * second request on while the key lingers.
+   */
+  keyLingerMs?: number;
+  /** most lingering reply keys (default 1,000): past it the longest idle is let go */
+  maxLingering?: number;
 }
 
 export interface TopicStats {
@@ -75,6 +84,7 @@ export interface TopicStats {
 
 interface Pending extends RpcRef {
   deadline: number;
+  keyWatchedLate?: true;
   wrongKey?: { routingKey: string; worker?: string };
 }
 
@@ -153,6 +163,10 @@ export class RpcPairing {
   /** how many pending or timed-out requests wait on each reply key */
   private readonly keyUse = new Map<string, number>();
   private readonly topics = new Map<string, TopicAcc>();
+  /** reply keys nobody waits on, still watched until their linger ends, by when they became idle (in that order) */
+  private readonly lingering = new Map<string, number>();
+  private readonly keyLingerMs: number;
+  private readonly maxLingering: number;
 
   constructor(options: PairingOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -160,6 +174,8 @@ export class RpcPairing {
     this.maxPending = options.maxPending ?? 10_000;
     this.maxSamples = options.maxSamples ?? 1000;
     this.maxTopics = options.maxTopics ?? 1000;
+    this.keyLingerMs = options.keyLingerMs ?? 0;
+    this.maxLingering = options.maxLingering ?? 1000;
   }
 
   get pendingCount(): number {
@@ -168,13 +184,13 @@ export class RpcPairing {
 
   /** The reply keys waited on now (a tap's bindings besides the request keys). */
   watchedKeys(): string[] {
-    return [...this.keyUse.keys()];
+    return [...this.keyUse.keys(), ...this.lingering.keys()];
   }
 
   observe(message: ObservedMessage): WatchEvent[] {
     const events: WatchEvent[] = [];
     // A reply first: a reply that itself names a reply address (a chained call) still answers the request it answers.
-    if (this.keyUse.has(message.routingKey)) {
+    if (this.keyUse.has(message.routingKey) || this.lingering.has(message.routingKey)) {
       const answered = this.answer(message, events);
       if (answered) return events;
     }
@@ -208,7 +224,7 @@ export class RpcPairing {
       if (this.timedOut.size > this.maxPending) {
         const [oldestKey, oldest] = this.timedOut.entries().next().value as [string, Pending];
         this.timedOut.delete(oldestKey);
-        this.release(oldest.replyKey, events);
+        this.release(oldest.replyKey, events, now);
         events.push({ type: 'dropped', what: 'timed-out', count: 1, reason: `more than ${this.maxPending} unanswered requests in the late window; a late reply to ${oldest.topic} id ${oldest.id} will not be recognised` });
       }
       const acc = this.topicAcc(entry.topic, entry.sentAt, events);
@@ -219,7 +235,12 @@ export class RpcPairing {
     for (const [key, entry] of this.timedOut) {
       if (entry.lateUntil > now) break;
       this.timedOut.delete(key);
-      this.release(entry.replyKey, events);
+      this.release(entry.replyKey, events, now);
+    }
+    for (const [key, since] of this.lingering) {
+      if (since + this.keyLingerMs > now) break;
+      this.lingering.delete(key);
+      events.push({ type: 'unwatch-key', key });
     }
     return events;
   }
@@ -227,8 +248,9 @@ export class RpcPairing {
   /** Everything waited on is let go (the watcher stops): unwatch-key events for each key. */
   close(): WatchEvent[] {
     const events: WatchEvent[] = [];
-    for (const key of [...this.keyUse.keys()]) events.push({ type: 'unwatch-key', key });
+    for (const key of this.watchedKeys()) events.push({ type: 'unwatch-key', key });
     this.keyUse.clear();
+    this.lingering.clear();
     this.pending.clear();
     this.timedOut.clear();
     return events;
@@ -263,12 +285,12 @@ export class RpcPairing {
     const previous = this.pending.get(key);
     if (previous) {
       this.pending.delete(key);
-      this.release(previous.replyKey, events);
+      this.release(previous.replyKey, events, entry.sentAt);
     }
     if (this.pending.size >= this.maxPending) {
       const [oldestKey, oldest] = this.pending.entries().next().value as [string, Pending];
       this.pending.delete(oldestKey);
-      this.release(oldest.replyKey, events);
+      this.release(oldest.replyKey, events, entry.sentAt);
       events.push({ type: 'dropped', what: 'pending', count: 1, reason: `more than ${this.maxPending} requests waited for a reply at once; the oldest (${oldest.topic} id ${oldest.id}) is no longer followed` });
     }
     const acc = this.topicAcc(entry.topic, entry.sentAt, events);
@@ -276,8 +298,8 @@ export class RpcPairing {
       acc.requests += 1;
       acc.lastAt = entry.sentAt;
     }
+    if (this.hold(entry.replyKey, events)) entry.keyWatchedLate = true;
     this.pending.set(key, entry);
-    this.hold(entry.replyKey, events);
   }
 
   private answer(message: ObservedMessage, events: WatchEvent[]): boolean {
@@ -289,7 +311,7 @@ export class RpcPairing {
     if (found) {
       const [key, entry] = found;
       this.pending.delete(key);
-      this.release(entry.replyKey, events);
+      this.release(entry.replyKey, events, message.at);
       const rttMs = Math.max(0, message.at - entry.sentAt);
       const acc = this.topics.get(entry.topic);
       if (acc) {
@@ -298,7 +320,7 @@ export class RpcPairing {
         if (acc.samples.length > this.maxSamples) acc.samples.shift();
         if (worker !== undefined && (acc.workers.has(worker) || acc.workers.size < 100)) acc.workers.set(worker, (acc.workers.get(worker) ?? 0) + 1);
       }
-      const { deadline: _deadline, wrongKey: _wrong, ...ref } = entry;
+      const { deadline: _deadline, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = entry;
       events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}) });
       return true;
     }
@@ -307,10 +329,10 @@ export class RpcPairing {
     if (!late) return false;
     const [key, entry] = late;
     this.timedOut.delete(key);
-    this.release(entry.replyKey, events);
+    this.release(entry.replyKey, events, message.at);
     const acc = this.topics.get(entry.topic);
     if (acc) acc.late += 1;
-    const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, ...ref } = entry;
+    const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, ...ref } = entry;
     events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}) });
     return true;
   }
@@ -327,16 +349,31 @@ export class RpcPairing {
     return acc;
   }
 
-  private hold(key: string, events: WatchEvent[]): void {
+  /** true when the key starts being watched now */
+  private hold(key: string, events: WatchEvent[]): boolean {
     const uses = this.keyUse.get(key) ?? 0;
     this.keyUse.set(key, uses + 1);
-    if (uses === 0) events.push({ type: 'watch-key', key });
+    if (uses > 0 || this.lingering.delete(key)) return false;
+    events.push({ type: 'watch-key', key });
+    return true;
   }
 
-  private release(key: string, events: WatchEvent[]): void {
+  private release(key: string, events: WatchEvent[], now: number): void {
     const uses = this.keyUse.get(key) ?? 0;
-    if (uses <= 1) {
-      if (this.keyUse.delete(key)) events.push({ type: 'unwatch-key', key });
-    } else this.keyUse.set(key, uses - 1);
+    if (uses > 1) {
+      this.keyUse.set(key, uses - 1);
+      return;
+    }
+    if (!this.keyUse.delete(key)) return;
+    if (this.keyLingerMs <= 0) {
+      events.push({ type: 'unwatch-key', key });
+      return;
+    }
+    this.lingering.set(key, now);
+    if (this.lingering.size > this.maxLingering) {
+      const [oldest] = this.lingering.keys();
+      this.lingering.delete(oldest as string);
+      events.push({ type: 'unwatch-key', key: oldest as string });
+    }
   }
 }
