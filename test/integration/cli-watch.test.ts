@@ -89,7 +89,8 @@ describe('bridgescope watch, tap mode', () => {
     expect(await publish(idleKey, { id: 'idle-1', reply_to: replyTo })).toBe(0);
     expect(await publish(nobodyKey, { id: 'nobody-1', reply_to: replyTo })).toBe(0);
     if (mqtt5) {
-      expect(await publish(queue, 'mqtt5 body', ['-V', 'mqttv5', '-D', 'publish', 'response-topic', `reply/${device}-5`, '-D', 'publish', 'correlation-data', 'ok-5'])).toBe(0);
+      // MQTT 5 on the device's reply topic (already bound: a new one would race the tap's bind, as above).
+      expect(await publish(queue, 'mqtt5 body', ['-V', 'mqttv5', '-D', 'publish', 'response-topic', replyTo, '-D', 'publish', 'correlation-data', 'ok-5'])).toBe(0);
     }
     // The device gets its two prompt replies (the late one comes after -C 2 is reached).
     await subscriber.waitForLine(/"id": ?"ok-2"|ok-2/);
@@ -101,7 +102,7 @@ describe('bridgescope watch, tap mode', () => {
     const verdicts = lines.filter((line) => line.type === 'verdict').map((line) => `${line.id}:${line.verdict?.code}`);
     expect(Object.keys(pairs).sort()).toEqual(mqtt5 ? ['ok-1', 'ok-2', 'ok-5'] : ['ok-1', 'ok-2']);
     expect(pairs['ok-1']).toMatchObject({ pattern: 'seed', topic: queue, replyKey: `reply.${device}`, worker: 'py-1' });
-    if (mqtt5) expect(pairs['ok-5']).toMatchObject({ pattern: 'mqtt5', topic: queue, replyKey: `reply.${device}-5`, worker: 'py-1' });
+    if (mqtt5) expect(pairs['ok-5']).toMatchObject({ pattern: 'mqtt5', topic: queue, replyKey: `reply.${device}`, worker: 'py-1' });
     expect(verdicts.sort()).toEqual(
       [
         'idle-1:no-consumer',

@@ -19,6 +19,9 @@ describe('passive RPC pairing', () => {
     expect(asRequest(msg(0, 'rpc_queue', { id: 'a' }))).toBeUndefined();
     expect(asRequest(msg(0, 'rpc_queue', '{not json'))).toBeUndefined();
     expect(asRequest(msg(0, 'rpc_queue', [1, 2]))).toBeUndefined();
+    // A reply address no routing key can carry is not followed (a bind for it would close the tap's channel).
+    expect(asRequest(msg(0, 'rpc_queue', { id: 'x', reply_to: 'r/'.repeat(200) }))).toBeUndefined();
+    expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': { nested: true } }, correlationId: 'c' }))).toBeUndefined();
   });
 
   it('pairs a seed request with its reply (a body without id included), counts workers and keeps percentiles', () => {

@@ -117,8 +117,16 @@ function jsonObject(body: Buffer): Record<string, unknown> | undefined {
   }
 }
 
-/** What a message says about itself as a request: its pattern, id and reply key; undefined when it names no reply address. */
+/** AMQP routing keys are short strings: a reply address longer than this cannot be one (nor bound). */
+const MAX_KEY_BYTES = 255;
+
+/** What a message says about itself as a request: its pattern, id and reply key; undefined when it names no reply address (or one no reply can be sent to). */
 export function asRequest(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined {
+  const request = requestOf(message);
+  return request && Buffer.byteLength(request.replyKey) <= MAX_KEY_BYTES ? request : undefined;
+}
+
+function requestOf(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined {
   const headers = message.headers ?? {};
   const replyTopic = text(headers['x-reply-to-topic']);
   const correlation = message.correlationId ?? text(headers['x-correlation-id']);

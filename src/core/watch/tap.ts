@@ -53,6 +53,10 @@ export class Tap extends EventEmitter<TapEvents> {
     });
     const channel = await connection.createChannel();
     channel.on('error', () => undefined);
+    // A refused bind (permissions) closes the channel, not the connection: the tap is over all the same.
+    channel.on('close', () => {
+      if (!this.stopping) this.emit('lost', 'the broker closed the tap channel (a bind refused?)');
+    });
     this.channel = channel;
     await channel.checkExchange(this.options.exchange);
     const { queue } = await channel.assertQueue('', {
