@@ -123,6 +123,29 @@ describe('bridgescope watch, tap mode', () => {
     expect(await leftOnBroker(tapQueue)).toEqual({ queue: false, bindings: 0 });
   });
 
+  it("with '#' on a topic exchange, names a reply sent on a wrong key as reply-unroutable", async () => {
+    const requestKey = `${uniqueName('watch_t')}.rpc`;
+    const connection = await amqp.connect(broker.urls.amqp);
+    closers.push(() => connection.close());
+    const channel = await connection.createChannel();
+    const { queue } = await channel.assertQueue('', { exclusive: true });
+    await channel.bindQueue(queue, 'amq.topic', requestKey);
+    // A worker (any AMQP client) that replies to the right id on the wrong key.
+    await channel.consume(queue, (message) => {
+      if (!message) return;
+      const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+      channel.publish('amq.topic', `wrong.${request.reply_to.replaceAll('/', '.')}`, Buffer.from(JSON.stringify({ id: request.id, worker: 'js-1' })));
+    }, { noAck: true });
+    const watch = startWatch(['--exchange', 'amq.topic', '--topic', '#', '--timeout', '1000', '--json']);
+    await watch.queue;
+    channel.publish('amq.topic', requestKey, Buffer.from(JSON.stringify({ id: 'wrong-t', reply_to: 'reply/t' })));
+    const line = JSON.parse(await watch.waitForLine(/"type":"verdict"/)) as JsonLine;
+    expect(line).toMatchObject({ id: 'wrong-t', topic: requestKey, verdict: { code: 'reply-unroutable' } });
+    expect(line.verdict?.message).toContain(`key "wrong.reply.t", not "reply.t"`);
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+  });
+
   it.each([
     ['one Ctrl-C to the process', (watch: GroupLeader) => watch.child.kill('SIGINT')],
     ['two quick Ctrl-C to the process group', (watch: GroupLeader) => (watch.signalGroup('SIGINT'), watch.signalGroup('SIGINT'))],
