@@ -77,6 +77,16 @@ describe('passive RPC pairing', () => {
   });
 });
 
+describe('the live rate', () => {
+  it('counts the requests of the last 10 seconds, so a topic that went quiet reads 0/s', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100_000 });
+    for (let i = 0; i < 20; i += 1) pairing.observe(msg(i * 100, 'rpc_queue', { id: `r${i}`, reply_to: 'r/x' }));
+    expect(pairing.stats(2000)[0]?.rate).toBe(10);
+    expect(pairing.stats(10_500)[0]?.rate).toBe(1);
+    expect(pairing.stats(60_000)[0]?.rate).toBe(0);
+  });
+});
+
 describe('reply keys that linger', () => {
   it('keeps a reply key watched for the linger after its request closed, so the next request on it is not late to watch', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 500 });

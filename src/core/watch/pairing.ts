@@ -74,7 +74,7 @@ export interface TopicStats {
   replies: number;
   unanswered: number;
   late: number;
-  /** requests per second since the first one seen on the topic */
+  /** requests per second over the last RATE_WINDOW_S seconds (or since the first one, when that is sooner) */
   rate: number;
   p50?: number;
   p95?: number;
@@ -88,7 +88,12 @@ interface Pending extends RpcRef {
   wrongKey?: { routingKey: string; worker?: string };
 }
 
+/** the window of the live rate, in one-second buckets */
+export const RATE_WINDOW_S = 10;
+
 interface TopicAcc {
+  /** requests per second, by (second % RATE_WINDOW_S), with the second each bucket counts */
+  buckets: Array<{ second: number; count: number }>;
   requests: number;
   replies: number;
   unanswered: number;
@@ -267,14 +272,16 @@ export class RpcPairing {
   stats(now: number): TopicStats[] {
     return [...this.topics.entries()].map(([topic, acc]) => {
       const sorted = [...acc.samples].sort((a, b) => a - b);
-      const seconds = Math.max(1, (now - acc.firstAt) / 1000);
+      const nowSecond = Math.floor(now / 1000);
+      const recent = acc.buckets.reduce((sum, bucket) => (bucket.second > nowSecond - RATE_WINDOW_S && bucket.second <= nowSecond ? sum + bucket.count : sum), 0);
+      const seconds = Math.min(RATE_WINDOW_S, Math.max(1, (now - acc.firstAt) / 1000));
       const line: TopicStats = {
         topic,
         requests: acc.requests,
         replies: acc.replies,
         unanswered: acc.unanswered,
         late: acc.late,
-        rate: Math.round((acc.requests / seconds) * 100) / 100,
+        rate: Math.round((recent / seconds) * 100) / 100,
         workers: Object.fromEntries(acc.workers),
       };
       const p50 = percentile(sorted, 50);
@@ -305,6 +312,13 @@ export class RpcPairing {
     if (acc) {
       acc.requests += 1;
       acc.lastAt = entry.sentAt;
+      const second = Math.floor(entry.sentAt / 1000);
+      const bucket = acc.buckets[second % RATE_WINDOW_S] as { second: number; count: number };
+      if (bucket.second !== second) {
+        bucket.second = second;
+        bucket.count = 0;
+      }
+      bucket.count += 1;
     }
     if (this.hold(entry.replyKey, events)) entry.keyWatchedLate = true;
     this.pending.set(key, entry);
@@ -352,7 +366,7 @@ export class RpcPairing {
       events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
       return undefined;
     }
-    acc = { requests: 0, replies: 0, unanswered: 0, late: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, late: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
     this.topics.set(topic, acc);
     return acc;
   }
