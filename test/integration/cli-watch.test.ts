@@ -31,10 +31,10 @@ function start(command: string, args: string[]): Running {
   return process;
 }
 
-function startWatch(args: string[]): GroupLeader & { queue: Promise<string> } {
+function startWatch(args: string[]): GroupLeader & { queue: Promise<string | undefined> } {
   const leader = startGroupLeader(process.execPath, [cliPath, 'watch', '--amqp', broker.urls.amqp, '--management', broker.urls.management, ...args]);
   leaders.push(leader);
-  const queue = leader.waitForLine(/^Watching /).then((line) => /tap queue "([^"]+)"/.exec(line)?.[1] as string);
+  const queue = leader.waitForLine(/^Watching /).then((line) => /tap queue "([^"]+)"/.exec(line)?.[1]);
   return Object.assign(leader, { queue });
 }
 
@@ -61,8 +61,8 @@ function publish(topic: string, body: unknown, extra: string[] = []): Promise<nu
   return start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', topic, '-i', uniqueName('pub'), '-m', typeof body === 'string' ? body : JSON.stringify(body), ...extra]).exited;
 }
 
-describe('bridgescope watch, tap mode', () => {
-  it('pairs the replies of a third-party worker and gives each unanswered request its verdict', async () => {
+describe('bridgescope watch', () => {
+  it.each(['tap', 'firehose'] as const)('%s mode pairs the replies of a third-party worker and gives each unanswered request its verdict', async (mode) => {
     const queue = uniqueName('watch_rpc');
     const idleKey = uniqueName('watch_idle');
     const nobodyKey = uniqueName('watch_nobody');
@@ -76,7 +76,7 @@ describe('bridgescope watch, tap mode', () => {
 
     const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
     await worker.waitForLine(/^ready$/);
-    const watch = startWatch(['--topic', queue, '--topic', idleKey, '--topic', nobodyKey, '--timeout', '1500', '--late-window', '10000', '--json']);
+    const watch = startWatch(['--mode', mode, '--topic', queue, '--topic', idleKey, '--topic', nobodyKey, '--timeout', '1500', '--late-window', '10000', '--json']);
     const tapQueue = await watch.queue;
 
     const device = uniqueName('dev');
@@ -111,7 +111,7 @@ describe('bridgescope watch, tap mode', () => {
         'nobody-1:request-unroutable',
         'none-1:server-slow',
         // On amq.direct a tap cannot see a reply sent to a key it does not know: the firehose mode can.
-        'wrong-1:server-slow',
+        mode === 'tap' ? 'wrong-1:server-slow' : 'wrong-1:reply-unroutable',
       ].sort(),
     );
     const idle = lines.find((line) => line.id === 'idle-1');
@@ -120,7 +120,8 @@ describe('bridgescope watch, tap mode', () => {
     watch.signalGroup('SIGINT');
     expect((await watch.exited).code).toBe(0);
     expect(watch.lines).toContainEqual(expect.stringMatching(new RegExp(`^summary ${queue}: .* ${mqtt5 ? 6 : 5} requests, ${mqtt5 ? 3 : 2} replied, 3 unanswered \\(1 late\\); round trip p50 \\d+ms.*; workers: py-1 ${mqtt5 ? 3 : 2}$`)));
-    expect(await leftOnBroker(tapQueue)).toEqual({ queue: false, bindings: 0 });
+    if (mode === 'tap') expect(await leftOnBroker(tapQueue as string)).toEqual({ queue: false, bindings: 0 });
+    else expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');
   });
 
   it("with '#' on a topic exchange, names a reply sent on a wrong key as reply-unroutable", async () => {
@@ -152,7 +153,7 @@ describe('bridgescope watch, tap mode', () => {
   ])('%s while a reply key is bound leaves no tap queue and no binding', async (_name, stop) => {
     const queue = uniqueName('watch_stop');
     const watch = startWatch(['--topic', queue, '--timeout', '60000']);
-    const tapQueue = await watch.queue;
+    const tapQueue = (await watch.queue) as string;
     // A request nobody answers: its reply key stays bound on the tap while it waits.
     expect(await publish(queue, { id: 'waiting', reply_to: `reply/${uniqueName('dev')}` })).toBe(0);
     const api = new ManagementApi(broker.urls.management);

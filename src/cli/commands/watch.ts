@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { Watcher, type WatchLine } from '../../core/watch/watcher';
 import type { TopicStats } from '../../core/watch/pairing';
 import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
-import { action, ExitCode, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
+import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
@@ -45,7 +45,7 @@ export function registerWatchCommand(program: Command): void {
     .option('--management <url>', 'management URL, for the verdicts (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
     .option('--vhost <name>', 'virtual host', '/')
     .option('--exchange <name>', 'the exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
-    .option('--mode <mode>', 'tap: a private queue bound to the request keys (and each reply key while awaited)', parseChoice('--mode', ['tap'] as const), 'tap')
+    .option('--mode <mode>', 'tap: a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
     .option('--topic <key>', `request routing key to watch, repeatable (default ${DEFAULT_REQUEST_TOPIC}; "#" on a topic exchange watches all)`, (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--timeout <ms>', 'a request without a reply after this long gets a verdict', parseDurationMs('--timeout'), 5000)
     .option('--late-window <ms>', 'how long after the timeout a reply still counts as late (default: the timeout)', parseDurationMs('--late-window'))
@@ -66,6 +66,7 @@ export function registerWatchCommand(program: Command): void {
         }
         const requestKeys = options.topic && options.topic.length > 0 ? [...new Set(options.topic)] : [DEFAULT_REQUEST_TOPIC];
         const watcher = new Watcher({
+          mode: options.mode,
           amqpUrl: amqp.url,
           ...(managementUrl !== undefined ? { managementUrl } : {}),
           vhost: options.vhost,
@@ -79,19 +80,42 @@ export function registerWatchCommand(program: Command): void {
           if (options.json) printJsonLine(line);
           else process.stdout.write(`${terminalSafe(plainLine(line))}\n`);
         });
-        const tasks = () => [{ what: `delete the tap queue${watcher.tap.queue ? ` "${watcher.tap.queue}"` : ''} and its bindings`, run: () => watcher.stop() }];
+        const firehose = options.mode === 'firehose';
+        const tasks = () => [
+          {
+            what: firehose ? `stop tracing and restore firehose tracing on vhost ${options.vhost}` : `delete the tap queue${watcher.tap?.queue ? ` "${watcher.tap.queue}"` : ''} and its bindings`,
+            run: async () => {
+              await watcher.stop();
+              for (const release of watcher.releases) {
+                if (release.outcome === 'failed') throw new Error(release.reason);
+                if (release.outcome === 'switched-off') say(`Tracing restored: switched off on vhost ${options.vhost}.`);
+              }
+            },
+          },
+        ];
+        if (firehose) {
+          watcher.on('status', (status) => {
+            if (status.state === 'reconnecting') say(`Tracing paused: ${status.reason}; reconnecting.`);
+          });
+        }
         let lost: string | undefined;
         watcher.on('lost', (reason) => {
           lost = reason;
           say(`bridgescope: the tap lost its AMQP connection (${reason}); the broker deleted the tap queue with it. Stopping.`);
           signals.onSignal('SIGTERM');
         });
-        let queue: string;
+        let started: Awaited<ReturnType<Watcher['start']>>;
         try {
-          queue = await watcher.start();
+          started = await watcher.start();
         } catch (err) {
           await signals.cleanup(tasks());
           throw err;
+        }
+        if (watcher.firehose?.abandonedMessage) say(watcher.firehose.abandonedMessage);
+        if (typeof started !== 'string' && started.state === 'unavailable') {
+          await signals.cleanup(tasks());
+          say(`bridgescope: ${started.reason}`);
+          return started.code ? exitCodeFor(started.code) : ExitCode.failure;
         }
         const summary = setInterval(() => {
           for (const stats of watcher.stats()) {
@@ -100,17 +124,21 @@ export function registerWatchCommand(program: Command): void {
           }
         }, options.summaryEvery);
         summary.unref();
-        say(`Watching ${options.exchange} for ${requestKeys.map((key) => `"${key}"`).join(', ')} through tap queue "${queue}" (timeout ${options.timeout} ms). Ctrl-C stops and deletes it.`);
+        const through =
+          typeof started === 'string'
+            ? `through tap queue "${started}" (timeout ${options.timeout} ms). Ctrl-C stops and deletes it.`
+            : `through the firehose${started.state === 'on' && started.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'} (timeout ${options.timeout} ms).`;
+        say(`Watching ${options.exchange} for ${requestKeys.map((key) => `"${key}"`).join(', ')} ${through}`);
         await runUntilStopped(
           signals,
           () => {
             clearInterval(summary);
-            process.stderr.write('Stopping: deleting the tap queue...\n');
+            process.stderr.write(firehose ? 'Stopping: restoring firehose tracing...\n' : 'Stopping: deleting the tap queue...\n');
           },
           tasks,
         );
         for (const stats of watcher.stats()) say(summaryLine(stats));
-        say('Stopped: the tap queue and its bindings are deleted.');
+        say(firehose ? 'Stopped.' : 'Stopped: the tap queue and its bindings are deleted.');
         return lost !== undefined ? ExitCode.failure : ExitCode.ok;
       }),
     );

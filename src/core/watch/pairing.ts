@@ -23,6 +23,8 @@ export interface ObservedMessage {
   body: Buffer;
   /** the publishing connection, when the observer knows it (the firehose does, a tap does not) */
   connection?: string;
+  /** the queues the broker routed it to, when the observer knows (the firehose does): none means dropped */
+  routedQueues?: readonly string[];
 }
 
 export interface RpcRef {
@@ -39,7 +41,7 @@ export type WatchEvent =
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
   /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
   /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
-  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string }; keyWatchedLate?: true })
+  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string; dropped?: true }; keyWatchedLate?: true })
   /** a reply after the timeout (kept for the late window) */
   | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
   /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
@@ -85,7 +87,7 @@ export interface TopicStats {
 interface Pending extends RpcRef {
   deadline: number;
   keyWatchedLate?: true;
-  wrongKey?: { routingKey: string; worker?: string };
+  wrongKey?: { routingKey: string; worker?: string; dropped?: true };
 }
 
 /** the window of the live rate, in one-second buckets */
@@ -200,14 +202,15 @@ export class RpcPairing {
     return [...this.keyUse.keys(), ...this.lingering.keys()];
   }
 
-  observe(message: ObservedMessage): WatchEvent[] {
+  /** `mayBeRequest` false: the message is on no watched request key (a firehose sees them all), so only a reply or nothing. */
+  observe(message: ObservedMessage, mayBeRequest = true): WatchEvent[] {
     const events: WatchEvent[] = [];
     // A reply first: a reply that itself names a reply address (a chained call) still answers the request it answers.
     if (this.keyUse.has(message.routingKey) || this.lingering.has(message.routingKey)) {
       const answered = this.answer(message, events);
       if (answered) return events;
     }
-    const request = asRequest(message);
+    const request = mayBeRequest ? asRequest(message) : undefined;
     if (request) {
       this.addRequest({ ...request, sentAt: message.at, deadline: message.at + this.timeoutMs }, events);
       return events;
@@ -330,6 +333,11 @@ export class RpcPairing {
     let found: [string, Pending] | undefined;
     for (const item of this.pending) if (matches(item[1])) { found = item; break; }
     const worker = workerOf(message);
+    // The firehose saw the reply reach no queue: the device was not subscribed, so it is no answer.
+    if (found && message.routedQueues !== undefined && message.routedQueues.length === 0) {
+      found[1].wrongKey = { routingKey: message.routingKey, ...(worker !== undefined ? { worker } : {}), dropped: true };
+      return true;
+    }
     if (found) {
       const [key, entry] = found;
       this.pending.delete(key);

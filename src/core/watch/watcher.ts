@@ -4,8 +4,13 @@ import { diagnose, type Verdict } from '../../shared/diagnosis';
 import { gatherBrokerFacts } from '../diagnosis/evidence';
 import { RpcPairing, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
 import { Tap } from './tap';
+import { FirehoseSource } from './firehose-source';
+import { ManagementApi } from '../broker/management-api';
+import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
 
 export interface WatcherOptions {
+  /** tap (default): a private queue bound to the keys; firehose: the vhost's trace exchange (needs the management URL) */
+  mode?: 'tap' | 'firehose';
   amqpUrl: string;
   /** for the verdicts' broker facts (bindings, consumers); without it a verdict says it could not ask */
   managementUrl?: string;
@@ -27,11 +32,17 @@ export type WatchLine =
 export interface WatcherEvents {
   line: [WatchLine];
   lost: [reason: string];
+  status: [FirehoseStatus];
 }
 
 export class Watcher extends EventEmitter<WatcherEvents> {
   readonly pairing: RpcPairing;
-  readonly tap: Tap;
+  /** the tap, in tap mode */
+  readonly tap: Tap | undefined;
+  /** the firehose, in firehose mode */
+  readonly firehose: FirehoseSource | undefined;
+  /** in firehose mode: how tracing was given back */
+  releases: TracingRelease[] = [];
   private timer: NodeJS.Timeout | undefined;
   /** verdicts being worked out (facts asked of the broker), so stop can wait for them */
   private readonly deciding = new Set<Promise<void>>();
@@ -44,13 +55,30 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
       keyLingerMs: options.keyLingerMs ?? 30_000,
     });
-    this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys });
-    this.tap.on('message', (message) => this.handle(this.pairing.observe(message)));
-    this.tap.on('lost', (reason) => this.emit('lost', reason));
+    if (options.mode === 'firehose') {
+      if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
+      this.firehose = new FirehoseSource({
+        amqpUrl: options.amqpUrl,
+        api: new ManagementApi(options.managementUrl, options.vhost ?? '/'),
+        exchange: options.exchange,
+        owner: `bridgescope watch (pid ${process.pid})`,
+      });
+      this.firehose.on('message', (message) => {
+        // Only the watched request keys start an RPC; every reply is seen anyway.
+        const keys = this.options.requestKeys;
+        this.handle(this.pairing.observe(message, message.exchange === this.options.exchange && (keys.includes('#') || keys.includes(message.routingKey))));
+      });
+      this.firehose.on('status', (status) => this.emit('status', status));
+    } else {
+      this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys });
+      this.tap.on('message', (message) => this.handle(this.pairing.observe(message)));
+      this.tap.on('lost', (reason) => this.emit('lost', reason));
+    }
   }
 
-  async start(): Promise<string> {
-    const queue = await this.tap.start();
+  /** Starts observing: the tap queue's name, or the firehose's status. */
+  async start(): Promise<string | FirehoseStatus> {
+    const queue = this.firehose ? await this.firehose.start() : await (this.tap as Tap).start();
     const every = Math.max(20, Math.min(250, Math.floor(this.options.timeoutMs / 4)));
     this.timer = setInterval(() => this.handle(this.pairing.tick(Date.now())), every);
     this.timer.unref();
@@ -64,7 +92,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.tap.stop();
+    if (this.firehose) this.releases = await this.firehose.stop();
+    await this.tap?.stop();
     await Promise.allSettled([...this.deciding]);
   }
 
@@ -72,10 +101,10 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     for (const event of events) {
       switch (event.type) {
         case 'watch-key':
-          this.tap.watchKey(event.key);
+          this.tap?.watchKey(event.key);
           break;
         case 'unwatch-key':
-          this.tap.unwatchKey(event.key);
+          this.tap?.unwatchKey(event.key);
           break;
         case 'pair':
           this.emit('line', event);
@@ -115,6 +144,15 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   /** The verdict on a request left unanswered: a reply on the wrong key decides it; otherwise what the broker tells now. */
   private async decide(event: Extract<WatchEvent, { type: 'unanswered' }>): Promise<Verdict> {
     const waited = `${this.options.timeoutMs} ms`;
+    if (event.wrongKey?.dropped) {
+      const who = event.wrongKey.worker !== undefined ? ` (${event.wrongKey.worker})` : '';
+      return {
+        code: 'reply-unroutable',
+        hop: 'reply-exchange',
+        message: `The server${who} replied to "${event.topic}" id ${event.id} with key "${event.replyKey}", but nothing was bound to it, so the broker dropped the reply: the device was not subscribed to its reply topic when the reply came (subscribe before sending and stay subscribed until the reply).`,
+        evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `broker: the reply was published with key "${event.replyKey}" and routed to no queue`],
+      };
+    }
     if (event.wrongKey) {
       const who = event.wrongKey.worker !== undefined ? ` (${event.wrongKey.worker})` : '';
       return {
@@ -131,7 +169,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
           ...(this.options.vhost !== undefined ? { vhost: this.options.vhost } : {}),
           exchange: this.options.exchange,
           requestKey: event.topic,
-          ignoreQueues: this.tap.queue !== undefined ? [this.tap.queue] : [],
+          ignoreQueues: this.tap?.queue !== undefined ? [this.tap.queue] : [],
         }).catch(() => undefined)
       : undefined;
     const verdict = diagnose({
