@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { asRequest, RpcPairing, type ObservedMessage, type WatchEvent } from '../../src/core/watch/pairing';
+import { observedFromFirehose } from '../../src/core/watch/firehose-source';
 
 const msg = (at: number, routingKey: string, body: unknown, extra: Partial<ObservedMessage> = {}): ObservedMessage => ({
   at,
@@ -99,5 +100,33 @@ describe('reply keys that linger', () => {
     pairing.observe(msg(700, 'rpc_queue', { id: 'c', reply_to: 'reply/x' }));
     const [first] = of(pairing.tick(1700), 'unanswered');
     expect(first).toMatchObject({ id: 'c', keyWatchedLate: true });
+  });
+});
+
+describe('what the firehose adds', () => {
+  it('takes a reply the broker routed to no queue as dropped, not as an answer, and follows no request off the watched keys', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100 });
+    pairing.observe(msg(0, 'rpc_queue', { id: 'd', reply_to: 'reply/gone' }));
+    expect(pairing.observe(msg(5, 'reply.gone', { id: 'd', worker: 'w' }, { routedQueues: [] }))).toEqual([]);
+    const [unanswered] = of(pairing.tick(100), 'unanswered');
+    expect(unanswered?.wrongKey).toEqual({ routingKey: 'reply.gone', worker: 'w', dropped: true });
+    expect(pairing.observe(msg(200, 'elsewhere', { id: 'e', reply_to: 'reply/e' }), false)).toEqual([]);
+    expect(pairing.pendingCount).toBe(0);
+  });
+
+  it('reads a firehose publish record: properties, headers, connection and routed queues', () => {
+    const event = {
+      type: 'publish' as const,
+      name: 'amq.direct',
+      routingKeys: ['rpc_queue'],
+      routedQueues: ['rpc_queue'],
+      redelivered: false,
+      properties: { correlation_id: 'c', reply_to: 'amq.gen-1', headers: { 'x-reply-to-topic': 'r.x' } },
+      party: { connection: '127.0.0.1:5000 -> 127.0.0.1:5672' },
+      body: Buffer.from('x'),
+    };
+    expect(observedFromFirehose(event, 'amq.direct', 7)).toMatchObject({ at: 7, routingKey: 'rpc_queue', correlationId: 'c', replyTo: 'amq.gen-1', headers: { 'x-reply-to-topic': 'r.x' }, connection: '127.0.0.1:5000 -> 127.0.0.1:5672', routedQueues: ['rpc_queue'] });
+    expect(observedFromFirehose({ ...event, type: 'deliver' }, 'amq.direct', 7)).toBeUndefined();
+    expect(observedFromFirehose({ ...event, name: 'amq.topic' }, 'amq.direct', 7)).toBeUndefined();
   });
 });
