@@ -149,6 +149,19 @@ describe('bridgescope watch', () => {
     expect((await watch.exited).code).toBe(0);
   });
 
+  it('firehose mode sent two quick Ctrl-C to its process group switches tracing back off and leaves no marker', async () => {
+    const api = new ManagementApi(broker.urls.management);
+    const watch = startWatch(['--mode', 'firehose', '--topic', uniqueName('watch_fh'), '--timeout', '60000']);
+    await watch.queue;
+    expect(await api.tracing()).toBe(true);
+    watch.signalGroup('SIGINT');
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');
+    expect(await api.tracing()).toBe(false);
+    expect(await api.tracingMarkers()).toEqual([]);
+  });
+
   it.each([
     ['one Ctrl-C to the process', (watch: GroupLeader) => watch.child.kill('SIGINT')],
     ['two quick Ctrl-C to the process group', (watch: GroupLeader) => (watch.signalGroup('SIGINT'), watch.signalGroup('SIGINT'))],
