@@ -21,6 +21,7 @@ const commandModules: Array<{ names: string[]; load: () => Promise<Register> }> 
   { names: ['bindings', 'trace', 'preflight', 'probe'], load: async () => (await import('./commands/inspect')).registerInspectCommands },
   { names: ['ui'], load: async () => (await import('./commands/ui')).registerUiCommand },
   { names: ['bench'], load: async () => (await import('./commands/bench')).registerBenchCommand },
+  { names: ['watch'], load: async () => (await import('./commands/watch')).registerWatchCommand },
 ];
 
 /** The modules `args` needs: the named command's; none for a bare --version; all of them for the help or anything else. */

@@ -31,6 +31,8 @@ export interface FactsOptions {
   mqttUsername?: string;
   /** for https:// and amqps://: the profile's CA, client certificate and key, and whether certificates are verified */
   tls?: TlsFiles;
+  /** queues that are the asker's own (a watch tap): their bindings are not a server's */
+  ignoreQueues?: readonly string[];
 }
 
 const permissionsSchema = z.object({ configure: z.string(), write: z.string(), read: z.string() });
@@ -134,7 +136,7 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   if (accessProblem) facts.accessProblem = accessProblem;
 
   const routes = (type: string | undefined, bindingKey: string): boolean => bindingRoutes(type ?? 'direct', bindingKey, options.requestKey);
-  const serverBindings = (bindings ?? []).filter((binding) => binding.destinationType === 'queue' && binding.mqttClientId === undefined);
+  const serverBindings = (bindings ?? []).filter((binding) => binding.destinationType === 'queue' && binding.mqttClientId === undefined && !options.ignoreQueues?.includes(binding.destination));
   const bound = [...new Set(serverBindings.filter((binding) => routes(exchangeType ?? undefined, binding.bindingKey)).map((binding) => binding.destination))];
   facts.closestKeys = closestKeys(
     options.requestKey,

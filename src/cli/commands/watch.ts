@@ -1,0 +1,145 @@
+/** `bridgescope watch`: other clients' RPCs on the MQTT exchange, paired passively, with a verdict for each one unanswered (issue 23). */
+import type { Command } from 'commander';
+import { Watcher, type WatchLine } from '../../core/watch/watcher';
+import type { TopicStats } from '../../core/watch/pairing';
+import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
+import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
+import { runUntilStopped, StopSignals } from '../lifecycle';
+import { reachableAmqp, resolveUrls } from '../urls';
+import { terminalSafe } from '../terminal';
+
+interface WatchOptions {
+  amqp?: string;
+  management?: string;
+  vhost: string;
+  exchange: string;
+  mode: 'tap' | 'firehose';
+  topic?: string[];
+  timeout: number;
+  lateWindow?: number;
+  keyLinger: number;
+  summaryEvery: number;
+  json?: boolean;
+}
+
+const ms = (value: number | undefined): string => (value === undefined ? '-' : `${Math.round(value)}ms`);
+
+function plainLine(line: WatchLine): string {
+  const time = new Date().toISOString().slice(11, 23);
+  if (line.type === 'dropped') return `${time}  dropped   ${line.reason}`;
+  const who = 'worker' in line && line.worker !== undefined ? `  worker ${line.worker}` : '';
+  if (line.type === 'pair') return `${time}  replied   ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern})`;
+  return `${time}  ${line.verdict.code.padEnd(9)} ${line.topic}  id ${line.id}${line.rttMs !== undefined ? `  ${ms(line.rttMs)}` : ''}${who}  (${line.pattern}): ${line.verdict.message}`;
+}
+
+function summaryLine(stats: TopicStats): string {
+  const workers = Object.entries(stats.workers).map(([name, count]) => `${name} ${count}`).join(', ');
+  return `summary ${stats.topic}: ${stats.rate}/s, ${stats.requests} requests, ${stats.replies} replied, ${stats.unanswered} unanswered (${stats.late} late); round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+}
+
+export function registerWatchCommand(program: Command): void {
+  program
+    .command('watch')
+    .description("pair other clients' RPCs on the MQTT exchange without publishing anything: round trips, workers, and a verdict for each request left unanswered; Ctrl-C leaves nothing on the broker")
+    .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
+    .option('--management <url>', 'management URL, for the verdicts (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--vhost <name>', 'virtual host', '/')
+    .option('--exchange <name>', 'the exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
+    .option('--mode <mode>', 'tap: a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
+    .option('--topic <key>', `request routing key to watch, repeatable (default ${DEFAULT_REQUEST_TOPIC}; "#" on a topic exchange watches all)`, (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
+    .option('--timeout <ms>', 'a request without a reply after this long gets a verdict', parseDurationMs('--timeout'), 5000)
+    .option('--late-window <ms>', 'how long after the timeout a reply still counts as late (default: the timeout)', parseDurationMs('--late-window'))
+    .option('--key-linger <ms>', 'how long a reply key stays bound after its last request closed, so a device reusing its reply topic is seen from its second request on', parseDurationMs('--key-linger'), 30_000)
+    .option('--summary-every <ms>', 'how often the per-topic summary line is written (to stderr)', parseDurationMs('--summary-every'), 5000)
+    .option('--json', 'one JSON line per closed pair, verdict or drop, and one per topic summary')
+    .action(
+      action(async (options: WatchOptions) => {
+        // First of all, so no signal finds the tap queue made and nobody left to delete it.
+        const signals = new StopSignals();
+        const amqp = await reachableAmqp(options.amqp);
+        if (amqp.skipped) say(`warning: ${amqp.skipped}`);
+        let managementUrl: string | undefined;
+        try {
+          managementUrl = resolveUrls('management', options.management)[0];
+        } catch {
+          say('warning: no management URL: verdicts on unanswered requests will not say why (pass --management).');
+        }
+        const requestKeys = options.topic && options.topic.length > 0 ? [...new Set(options.topic)] : [DEFAULT_REQUEST_TOPIC];
+        const watcher = new Watcher({
+          mode: options.mode,
+          amqpUrl: amqp.url,
+          ...(managementUrl !== undefined ? { managementUrl } : {}),
+          vhost: options.vhost,
+          exchange: options.exchange,
+          requestKeys,
+          timeoutMs: options.timeout,
+          keyLingerMs: options.keyLinger,
+          ...(options.lateWindow !== undefined ? { lateWindowMs: options.lateWindow } : {}),
+        });
+        watcher.on('line', (line) => {
+          if (options.json) printJsonLine(line);
+          else process.stdout.write(`${terminalSafe(plainLine(line))}\n`);
+        });
+        const firehose = options.mode === 'firehose';
+        const tasks = () => [
+          {
+            what: firehose ? `stop tracing and restore firehose tracing on vhost ${options.vhost}` : `delete the tap queue${watcher.tap?.queue ? ` "${watcher.tap.queue}"` : ''} and its bindings`,
+            run: async () => {
+              await watcher.stop();
+              for (const release of watcher.releases) {
+                if (release.outcome === 'failed') throw new Error(release.reason);
+                if (release.outcome === 'switched-off') say(`Tracing restored: switched off on vhost ${options.vhost}.`);
+              }
+            },
+          },
+        ];
+        if (firehose) {
+          watcher.on('status', (status) => {
+            if (status.state === 'reconnecting') say(`Tracing paused: ${status.reason}; reconnecting.`);
+          });
+        }
+        let lost: string | undefined;
+        watcher.on('lost', (reason) => {
+          lost = reason;
+          say(`bridgescope: the tap lost its AMQP connection (${reason}); the broker deleted the tap queue with it. Stopping.`);
+          signals.onSignal('SIGTERM');
+        });
+        let started: Awaited<ReturnType<Watcher['start']>>;
+        try {
+          started = await watcher.start();
+        } catch (err) {
+          await signals.cleanup(tasks());
+          throw err;
+        }
+        if (watcher.firehose?.abandonedMessage) say(watcher.firehose.abandonedMessage);
+        if (typeof started !== 'string' && started.state === 'unavailable') {
+          await signals.cleanup(tasks());
+          say(`bridgescope: ${started.reason}`);
+          return started.code ? exitCodeFor(started.code) : ExitCode.failure;
+        }
+        const summary = setInterval(() => {
+          for (const stats of watcher.stats()) {
+            if (options.json) printJsonLine({ type: 'summary', ...stats });
+            else say(summaryLine(stats));
+          }
+        }, options.summaryEvery);
+        summary.unref();
+        const through =
+          typeof started === 'string'
+            ? `through tap queue "${started}" (timeout ${options.timeout} ms). Ctrl-C stops and deletes it.`
+            : `through the firehose${started.state === 'on' && started.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'} (timeout ${options.timeout} ms).`;
+        say(`Watching ${options.exchange} for ${requestKeys.map((key) => `"${key}"`).join(', ')} ${through}`);
+        await runUntilStopped(
+          signals,
+          () => {
+            clearInterval(summary);
+            process.stderr.write(firehose ? 'Stopping: restoring firehose tracing...\n' : 'Stopping: deleting the tap queue...\n');
+          },
+          tasks,
+        );
+        for (const stats of watcher.stats()) say(summaryLine(stats));
+        say(firehose ? 'Stopped.' : 'Stopped: the tap queue and its bindings are deleted.');
+        return lost !== undefined ? ExitCode.failure : ExitCode.ok;
+      }),
+    );
+}

@@ -1,0 +1,79 @@
+/**
+ * Watch's "firehose" observation: RabbitMQ's trace exchange, switched on for the vhost (only if it was off) and given back
+ * on stop by the same ownership rules as `bridgescope trace`. It sees every publish, with the queues it reached: a reply
+ * on a key nobody waits on, a reply the broker dropped, and a worker faster than any bind.
+ */
+import { EventEmitter } from 'node:events';
+import type { ManagementApi } from '../broker/management-api';
+import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../trace/firehose';
+import { TraceStore } from '../trace/trace-store';
+import type { ObservedMessage } from './pairing';
+
+export interface FirehoseSourceEvents {
+  message: [ObservedMessage];
+  lost: [reason: string];
+  status: [FirehoseStatus];
+}
+
+const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
+
+/** A firehose publish record as the pairing reads it; undefined for deliveries and other exchanges. */
+export function observedFromFirehose(event: FirehoseEvent, exchange: string, at: number): ObservedMessage | undefined {
+  if (event.type !== 'publish' || (event.name !== exchange && event.name !== '')) return undefined;
+  const routingKey = event.routingKeys[0];
+  if (routingKey === undefined) return undefined;
+  const observed: ObservedMessage = { at, exchange: event.name, routingKey, body: event.body, routedQueues: event.routedQueues };
+  const properties = event.properties ?? {};
+  const correlationId = text(properties.correlation_id);
+  const replyTo = text(properties.reply_to);
+  if (correlationId !== undefined) observed.correlationId = correlationId;
+  if (replyTo !== undefined) observed.replyTo = replyTo;
+  if (properties.headers !== null && typeof properties.headers === 'object' && !Buffer.isBuffer(properties.headers)) observed.headers = properties.headers as Record<string, unknown>;
+  if (event.party?.connection !== undefined) observed.connection = event.party.connection;
+  return observed;
+}
+
+export class FirehoseSource extends EventEmitter<FirehoseSourceEvents> {
+  private readonly tracer: FirehoseTracer;
+  private abandoned: Awaited<ReturnType<typeof checkAbandonedTracing>>;
+  private stopped: Promise<TracingRelease[]> | undefined;
+
+  constructor(private readonly options: { amqpUrl: string; api: ManagementApi; exchange: string; owner: string }) {
+    super();
+    this.tracer = new FirehoseTracer({
+      amqpUrl: options.amqpUrl,
+      api: options.api,
+      store: new TraceStore(),
+      owner: options.owner,
+      onEvent: (event) => {
+        const observed = observedFromFirehose(event, options.exchange, Date.now());
+        if (observed) this.emit('message', observed);
+      },
+    });
+    this.tracer.on('status', (status) => this.emit('status', status));
+  }
+
+  /** A message from a BridgeScope that died with tracing on, when one did: this one switches it off when done. */
+  get abandonedMessage(): string | undefined {
+    return this.abandoned?.message;
+  }
+
+  async start(): Promise<FirehoseStatus> {
+    this.abandoned = await checkAbandonedTracing(this.options.api);
+    return this.tracer.start();
+  }
+
+  /** Every key is seen already: nothing to bind. */
+  watchKey(): void {}
+  unwatchKey(): void {}
+
+  /** Gives tracing back (and switches off what a dead BridgeScope left on); safe to call twice. */
+  stop(): Promise<TracingRelease[]> {
+    this.stopped ??= (async () => {
+      const releases = [await this.tracer.stop()];
+      if (this.abandoned) releases.push(await this.abandoned.restore());
+      return releases;
+    })();
+    return this.stopped;
+  }
+}

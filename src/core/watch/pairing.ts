@@ -1,0 +1,409 @@
+/**
+ * Passive RPC pairing (issue 23, Watch): requests seen on the MQTT exchange matched with their replies, from the
+ * messages alone. Pure: no broker, no clock of its own (every call gets `now`), so the unit tests drive it directly.
+ *
+ * A request is a message that names where its reply goes:
+ * - the seed pattern: a JSON body with `id` and `reply_to` (the reply's routing key is reply_to with "/" turned into ".");
+ * - MQTT 5 (RabbitMQ 3.13+): header `x-reply-to-topic` (already dotted) with `correlation_id` or header `x-correlation-id`;
+ * - plain AMQP RPC: properties `reply_to` and `correlation_id` (the reply goes to the default exchange, key reply_to).
+ * A reply is a message on a pending request's reply key; when several wait on one key, the correlation id (or the seed
+ * body's `id`) picks one, else the oldest.
+ */
+import { percentile } from '../../shared/stats';
+
+export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
+
+export interface ObservedMessage {
+  at: number;
+  exchange: string;
+  routingKey: string;
+  correlationId?: string;
+  replyTo?: string;
+  headers?: Record<string, unknown>;
+  body: Buffer;
+  /** the publishing connection, when the observer knows it (the firehose does, a tap does not) */
+  connection?: string;
+  /** the queues the broker routed it to, when the observer knows (the firehose does): none means dropped */
+  routedQueues?: readonly string[];
+}
+
+export interface RpcRef {
+  pattern: RpcPattern;
+  /** the request's routing key: the topic the stats are kept per */
+  topic: string;
+  /** the seed body's id or the correlation id */
+  id: string;
+  replyKey: string;
+  sentAt: number;
+}
+
+export type WatchEvent =
+  | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
+  /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
+  /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
+  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string; dropped?: true }; keyWatchedLate?: true })
+  /** a reply after the timeout (kept for the late window) */
+  | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
+  /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
+  | { type: 'watch-key'; key: string }
+  | { type: 'unwatch-key'; key: string }
+  /** what the caps made it forget */
+  | { type: 'dropped'; what: 'pending' | 'timed-out' | 'topic'; count: number; reason: string };
+
+export interface PairingOptions {
+  timeoutMs: number;
+  /** how long an unanswered request is still recognised as late when its reply comes (default: the timeout) */
+  lateWindowMs?: number;
+  /** most requests waiting for a reply at once (default 10,000): past it the oldest is forgotten and said */
+  maxPending?: number;
+  /** most round trips kept per topic for the percentiles (default 1,000, the latest) */
+  maxSamples?: number;
+  /** most topics with stats (default 1,000) */
+  maxTopics?: number;
+  /**
+   * how long a reply key stays watched after its last request closed (default 0). A tap binds a reply key only after it
+   * saw the request, so a worker faster than that bind is missed; a device reusing its reply topic is seen from its
+   * second request on while the key lingers.
+   */
+  keyLingerMs?: number;
+  /** most lingering reply keys (default 1,000): past it the longest idle is let go */
+  maxLingering?: number;
+}
+
+export interface TopicStats {
+  topic: string;
+  requests: number;
+  replies: number;
+  unanswered: number;
+  late: number;
+  /** requests per second over the last RATE_WINDOW_S seconds (or since the first one, when that is sooner) */
+  rate: number;
+  p50?: number;
+  p95?: number;
+  p99?: number;
+  workers: Record<string, number>;
+}
+
+interface Pending extends RpcRef {
+  deadline: number;
+  keyWatchedLate?: true;
+  wrongKey?: { routingKey: string; worker?: string; dropped?: true };
+}
+
+/** the window of the live rate, in one-second buckets */
+export const RATE_WINDOW_S = 10;
+
+interface TopicAcc {
+  /** requests per second, by (second % RATE_WINDOW_S), with the second each bucket counts */
+  buckets: Array<{ second: number; count: number }>;
+  requests: number;
+  replies: number;
+  unanswered: number;
+  late: number;
+  firstAt: number;
+  lastAt: number;
+  samples: number[];
+  workers: Map<string, number>;
+}
+
+/** A header's text: AMQP long strings arrive as Buffers through amqplib. */
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (typeof value === 'number') return String(value);
+  return undefined;
+}
+
+function jsonObject(body: Buffer): Record<string, unknown> | undefined {
+  if (body.length === 0 || body.length > 1_000_000 || body[0] !== 0x7b) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** AMQP routing keys are short strings: a reply address longer than this cannot be one (nor bound). */
+const MAX_KEY_BYTES = 255;
+
+/** What a message says about itself as a request: its pattern, id and reply key; undefined when it names no reply address (or one no reply can be sent to). */
+export function asRequest(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined {
+  const request = requestOf(message);
+  return request && Buffer.byteLength(request.replyKey) <= MAX_KEY_BYTES ? request : undefined;
+}
+
+function requestOf(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined {
+  const headers = message.headers ?? {};
+  const replyTopic = text(headers['x-reply-to-topic']);
+  const correlation = message.correlationId ?? text(headers['x-correlation-id']);
+  if (replyTopic !== undefined && replyTopic !== '') {
+    const body = jsonObject(message.body);
+    const id = correlation ?? (typeof body?.id === 'string' || typeof body?.id === 'number' ? String(body.id) : undefined);
+    if (id !== undefined) return { pattern: 'mqtt5', topic: message.routingKey, id, replyKey: replyTopic };
+  }
+  const body = jsonObject(message.body);
+  if (body && (typeof body.id === 'string' || typeof body.id === 'number') && typeof body.reply_to === 'string' && body.reply_to !== '') {
+    return { pattern: 'seed', topic: message.routingKey, id: String(body.id), replyKey: body.reply_to.replaceAll('/', '.') };
+  }
+  if (message.replyTo && correlation !== undefined) return { pattern: 'amqp', topic: message.routingKey, id: correlation, replyKey: message.replyTo };
+  return undefined;
+}
+
+/** The worker a reply names: its body's `worker` field, else its connection when known. */
+function workerOf(message: ObservedMessage): string | undefined {
+  const body = jsonObject(message.body);
+  if (typeof body?.worker === 'string' && body.worker !== '') return body.worker.slice(0, 200);
+  return message.connection;
+}
+
+/** The id a reply carries: its correlation id, else its seed body's id. */
+function replyId(message: ObservedMessage): string | undefined {
+  const correlation = message.correlationId ?? text(message.headers?.['x-correlation-id']);
+  if (correlation !== undefined) return correlation;
+  const body = jsonObject(message.body);
+  return typeof body?.id === 'string' || typeof body?.id === 'number' ? String(body.id) : undefined;
+}
+
+export class RpcPairing {
+  private readonly timeoutMs: number;
+  private readonly lateWindowMs: number;
+  private readonly maxPending: number;
+  private readonly maxSamples: number;
+  private readonly maxTopics: number;
+  /** by pattern:id, in arrival order (a Map keeps it): the oldest is first */
+  private readonly pending = new Map<string, Pending>();
+  /** unanswered, kept for the late window, in timeout order */
+  private readonly timedOut = new Map<string, Pending & { lateUntil: number }>();
+  /** how many pending or timed-out requests wait on each reply key */
+  private readonly keyUse = new Map<string, number>();
+  private readonly topics = new Map<string, TopicAcc>();
+  /** reply keys nobody waits on, still watched until their linger ends, by when they became idle (in that order) */
+  private readonly lingering = new Map<string, number>();
+  private readonly keyLingerMs: number;
+  private readonly maxLingering: number;
+
+  constructor(options: PairingOptions) {
+    this.timeoutMs = options.timeoutMs;
+    this.lateWindowMs = options.lateWindowMs ?? options.timeoutMs;
+    this.maxPending = options.maxPending ?? 10_000;
+    this.maxSamples = options.maxSamples ?? 1000;
+    this.maxTopics = options.maxTopics ?? 1000;
+    this.keyLingerMs = options.keyLingerMs ?? 0;
+    this.maxLingering = options.maxLingering ?? 1000;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  /** The reply keys waited on now (a tap's bindings besides the request keys). */
+  watchedKeys(): string[] {
+    return [...this.keyUse.keys(), ...this.lingering.keys()];
+  }
+
+  /** `mayBeRequest` false: the message is on no watched request key (a firehose sees them all), so only a reply or nothing. */
+  observe(message: ObservedMessage, mayBeRequest = true): WatchEvent[] {
+    const events: WatchEvent[] = [];
+    // A reply first: a reply that itself names a reply address (a chained call) still answers the request it answers.
+    if (this.keyUse.has(message.routingKey) || this.lingering.has(message.routingKey)) {
+      const answered = this.answer(message, events);
+      if (answered) return events;
+    }
+    const request = mayBeRequest ? asRequest(message) : undefined;
+    if (request) {
+      this.addRequest({ ...request, sentAt: message.at, deadline: message.at + this.timeoutMs }, events);
+      return events;
+    }
+    // A reply on a key nobody waits on that names a pending seed request's id: a reply sent to the wrong key.
+    const id = replyId(message);
+    if (id !== undefined) {
+      for (const pattern of ['seed', 'mqtt5', 'amqp'] as const) {
+        const entry = this.pending.get(`${pattern}:${id}`);
+        if (entry && entry.replyKey !== message.routingKey) {
+          const worker = workerOf(message);
+          entry.wrongKey = { routingKey: message.routingKey, ...(worker !== undefined ? { worker } : {}) };
+          break;
+        }
+      }
+    }
+    return events;
+  }
+
+  /** Requests past their timeout become `unanswered`; timed-out ones past the late window are forgotten. */
+  tick(now: number): WatchEvent[] {
+    const events: WatchEvent[] = [];
+    for (const [key, entry] of this.pending) {
+      if (entry.deadline > now) break; // arrival order is deadline order: one timeout for all
+      this.pending.delete(key);
+      this.timedOut.set(key, { ...entry, lateUntil: entry.deadline + this.lateWindowMs });
+      if (this.timedOut.size > this.maxPending) {
+        const [oldestKey, oldest] = this.timedOut.entries().next().value as [string, Pending];
+        this.timedOut.delete(oldestKey);
+        this.release(oldest.replyKey, events, now);
+        events.push({ type: 'dropped', what: 'timed-out', count: 1, reason: `more than ${this.maxPending} unanswered requests in the late window; a late reply to ${oldest.topic} id ${oldest.id} will not be recognised` });
+      }
+      const acc = this.topicAcc(entry.topic, entry.sentAt, events);
+      if (acc) acc.unanswered += 1;
+      const { deadline: _deadline, ...ref } = entry;
+      events.push({ ...ref, type: 'unanswered', waitedMs: now - entry.sentAt });
+    }
+    for (const [key, entry] of this.timedOut) {
+      if (entry.lateUntil > now) break;
+      this.timedOut.delete(key);
+      this.release(entry.replyKey, events, now);
+    }
+    for (const [key, since] of this.lingering) {
+      if (since + this.keyLingerMs > now) break;
+      this.lingering.delete(key);
+      events.push({ type: 'unwatch-key', key });
+    }
+    return events;
+  }
+
+  /** Everything waited on is let go (the watcher stops): unwatch-key events for each key. */
+  close(): WatchEvent[] {
+    const events: WatchEvent[] = [];
+    for (const key of this.watchedKeys()) events.push({ type: 'unwatch-key', key });
+    this.keyUse.clear();
+    this.lingering.clear();
+    this.pending.clear();
+    this.timedOut.clear();
+    return events;
+  }
+
+  stats(now: number): TopicStats[] {
+    return [...this.topics.entries()].map(([topic, acc]) => {
+      const sorted = [...acc.samples].sort((a, b) => a - b);
+      const nowSecond = Math.floor(now / 1000);
+      const recent = acc.buckets.reduce((sum, bucket) => (bucket.second > nowSecond - RATE_WINDOW_S && bucket.second <= nowSecond ? sum + bucket.count : sum), 0);
+      const seconds = Math.min(RATE_WINDOW_S, Math.max(1, (now - acc.firstAt) / 1000));
+      const line: TopicStats = {
+        topic,
+        requests: acc.requests,
+        replies: acc.replies,
+        unanswered: acc.unanswered,
+        late: acc.late,
+        rate: Math.round((recent / seconds) * 100) / 100,
+        workers: Object.fromEntries(acc.workers),
+      };
+      const p50 = percentile(sorted, 50);
+      const p95 = percentile(sorted, 95);
+      const p99 = percentile(sorted, 99);
+      if (p50 !== undefined) line.p50 = p50;
+      if (p95 !== undefined) line.p95 = p95;
+      if (p99 !== undefined) line.p99 = p99;
+      return line;
+    });
+  }
+
+  private addRequest(entry: Pending, events: WatchEvent[]): void {
+    const key = `${entry.pattern}:${entry.id}`;
+    // The same id again (a retry, or QoS 1 redelivery): the newer replaces the older, which is not counted as lost.
+    const previous = this.pending.get(key);
+    if (previous) {
+      this.pending.delete(key);
+      this.release(previous.replyKey, events, entry.sentAt);
+    }
+    if (this.pending.size >= this.maxPending) {
+      const [oldestKey, oldest] = this.pending.entries().next().value as [string, Pending];
+      this.pending.delete(oldestKey);
+      this.release(oldest.replyKey, events, entry.sentAt);
+      events.push({ type: 'dropped', what: 'pending', count: 1, reason: `more than ${this.maxPending} requests waited for a reply at once; the oldest (${oldest.topic} id ${oldest.id}) is no longer followed` });
+    }
+    const acc = this.topicAcc(entry.topic, entry.sentAt, events);
+    if (acc) {
+      acc.requests += 1;
+      acc.lastAt = entry.sentAt;
+      const second = Math.floor(entry.sentAt / 1000);
+      const bucket = acc.buckets[second % RATE_WINDOW_S] as { second: number; count: number };
+      if (bucket.second !== second) {
+        bucket.second = second;
+        bucket.count = 0;
+      }
+      bucket.count += 1;
+    }
+    if (this.hold(entry.replyKey, events)) entry.keyWatchedLate = true;
+    this.pending.set(key, entry);
+  }
+
+  private answer(message: ObservedMessage, events: WatchEvent[]): boolean {
+    const id = replyId(message);
+    const matches = (entry: Pending): boolean => entry.replyKey === message.routingKey && (id === undefined || entry.id === id);
+    let found: [string, Pending] | undefined;
+    for (const item of this.pending) if (matches(item[1])) { found = item; break; }
+    const worker = workerOf(message);
+    // The firehose saw the reply reach no queue: the device was not subscribed, so it is no answer.
+    if (found && message.routedQueues !== undefined && message.routedQueues.length === 0) {
+      found[1].wrongKey = { routingKey: message.routingKey, ...(worker !== undefined ? { worker } : {}), dropped: true };
+      return true;
+    }
+    if (found) {
+      const [key, entry] = found;
+      this.pending.delete(key);
+      this.release(entry.replyKey, events, message.at);
+      const rttMs = Math.max(0, message.at - entry.sentAt);
+      const acc = this.topics.get(entry.topic);
+      if (acc) {
+        acc.replies += 1;
+        acc.samples.push(rttMs);
+        if (acc.samples.length > this.maxSamples) acc.samples.shift();
+        if (worker !== undefined && (acc.workers.has(worker) || acc.workers.size < 100)) acc.workers.set(worker, (acc.workers.get(worker) ?? 0) + 1);
+      }
+      const { deadline: _deadline, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = entry;
+      events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}) });
+      return true;
+    }
+    let late: [string, Pending & { lateUntil: number }] | undefined;
+    for (const item of this.timedOut) if (matches(item[1])) { late = item; break; }
+    if (!late) return false;
+    const [key, entry] = late;
+    this.timedOut.delete(key);
+    this.release(entry.replyKey, events, message.at);
+    const acc = this.topics.get(entry.topic);
+    if (acc) acc.late += 1;
+    const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, ...ref } = entry;
+    events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}) });
+    return true;
+  }
+
+  private topicAcc(topic: string, at: number, events: WatchEvent[]): TopicAcc | undefined {
+    let acc = this.topics.get(topic);
+    if (acc) return acc;
+    if (this.topics.size >= this.maxTopics) {
+      events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
+      return undefined;
+    }
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, late: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    this.topics.set(topic, acc);
+    return acc;
+  }
+
+  /** true when the key starts being watched now */
+  private hold(key: string, events: WatchEvent[]): boolean {
+    const uses = this.keyUse.get(key) ?? 0;
+    this.keyUse.set(key, uses + 1);
+    if (uses > 0 || this.lingering.delete(key)) return false;
+    events.push({ type: 'watch-key', key });
+    return true;
+  }
+
+  private release(key: string, events: WatchEvent[], now: number): void {
+    const uses = this.keyUse.get(key) ?? 0;
+    if (uses > 1) {
+      this.keyUse.set(key, uses - 1);
+      return;
+    }
+    if (!this.keyUse.delete(key)) return;
+    if (this.keyLingerMs <= 0) {
+      events.push({ type: 'unwatch-key', key });
+      return;
+    }
+    this.lingering.set(key, now);
+    if (this.lingering.size > this.maxLingering) {
+      const [oldest] = this.lingering.keys();
+      this.lingering.delete(oldest as string);
+      events.push({ type: 'unwatch-key', key: oldest as string });
+    }
+  }
+}

@@ -1,0 +1,191 @@
+/** Watch (issue 23): a tap and the pairing together, with a verdict for each request left unanswered. */
+import { EventEmitter } from 'node:events';
+import { diagnose, type Verdict } from '../../shared/diagnosis';
+import { gatherBrokerFacts } from '../diagnosis/evidence';
+import { RpcPairing, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
+import { Tap } from './tap';
+import { FirehoseSource } from './firehose-source';
+import { ManagementApi } from '../broker/management-api';
+import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
+
+export interface WatcherOptions {
+  /** tap (default): a private queue bound to the keys; firehose: the vhost's trace exchange (needs the management URL) */
+  mode?: 'tap' | 'firehose';
+  amqpUrl: string;
+  /** for the verdicts' broker facts (bindings, consumers); without it a verdict says it could not ask */
+  managementUrl?: string;
+  vhost?: string;
+  exchange: string;
+  requestKeys: readonly string[];
+  timeoutMs: number;
+  lateWindowMs?: number;
+  /** how long a reply key stays bound after its last request closed (default 30 s) */
+  keyLingerMs?: number;
+  maxPending?: number;
+}
+
+export type WatchLine =
+  | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
+  | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string })
+  | { type: 'dropped'; what: string; count: number; reason: string };
+
+export interface WatcherEvents {
+  line: [WatchLine];
+  lost: [reason: string];
+  status: [FirehoseStatus];
+}
+
+export class Watcher extends EventEmitter<WatcherEvents> {
+  readonly pairing: RpcPairing;
+  /** the tap, in tap mode */
+  readonly tap: Tap | undefined;
+  /** the firehose, in firehose mode */
+  readonly firehose: FirehoseSource | undefined;
+  /** in firehose mode: how tracing was given back */
+  releases: TracingRelease[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  /** verdicts being worked out (facts asked of the broker), so stop can wait for them */
+  private readonly deciding = new Set<Promise<void>>();
+
+  constructor(private readonly options: WatcherOptions) {
+    super();
+    this.pairing = new RpcPairing({
+      timeoutMs: options.timeoutMs,
+      ...(options.lateWindowMs !== undefined ? { lateWindowMs: options.lateWindowMs } : {}),
+      ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
+      keyLingerMs: options.keyLingerMs ?? 30_000,
+    });
+    if (options.mode === 'firehose') {
+      if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
+      this.firehose = new FirehoseSource({
+        amqpUrl: options.amqpUrl,
+        api: new ManagementApi(options.managementUrl, options.vhost ?? '/'),
+        exchange: options.exchange,
+        owner: `bridgescope watch (pid ${process.pid})`,
+      });
+      this.firehose.on('message', (message) => {
+        // Only the watched request keys start an RPC; every reply is seen anyway.
+        const keys = this.options.requestKeys;
+        this.handle(this.pairing.observe(message, message.exchange === this.options.exchange && (keys.includes('#') || keys.includes(message.routingKey))));
+      });
+      this.firehose.on('status', (status) => this.emit('status', status));
+    } else {
+      this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys });
+      this.tap.on('message', (message) => this.handle(this.pairing.observe(message)));
+      this.tap.on('lost', (reason) => this.emit('lost', reason));
+    }
+  }
+
+  /** Starts observing: the tap queue's name, or the firehose's status. */
+  async start(): Promise<string | FirehoseStatus> {
+    const queue = this.firehose ? await this.firehose.start() : await (this.tap as Tap).start();
+    const every = Math.max(20, Math.min(250, Math.floor(this.options.timeoutMs / 4)));
+    this.timer = setInterval(() => this.handle(this.pairing.tick(Date.now())), every);
+    this.timer.unref();
+    return queue;
+  }
+
+  stats(): TopicStats[] {
+    return this.pairing.stats(Date.now());
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.firehose) this.releases = await this.firehose.stop();
+    await this.tap?.stop();
+    await Promise.allSettled([...this.deciding]);
+  }
+
+  private handle(events: WatchEvent[]): void {
+    for (const event of events) {
+      switch (event.type) {
+        case 'watch-key':
+          this.tap?.watchKey(event.key);
+          break;
+        case 'unwatch-key':
+          this.tap?.unwatchKey(event.key);
+          break;
+        case 'pair':
+          this.emit('line', event);
+          break;
+        case 'dropped':
+          this.emit('line', event);
+          break;
+        case 'late': {
+          const { type: _type, rttMs, worker, ...ref } = event;
+          const verdict = diagnose({
+            rpcId: ref.id,
+            steps: [],
+            firehose: false,
+            request: { topic: ref.topic, routingKey: ref.topic },
+            reply: { topic: ref.replyKey, routingKey: ref.replyKey },
+            timeoutMs: this.options.timeoutMs,
+            failure: { code: 'timeout', message: `no reply within ${this.options.timeoutMs} ms` },
+            lateReply: { topic: ref.replyKey, at: Date.now() },
+          });
+          verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
+          this.emit('line', { ...ref, type: 'verdict', verdict, rttMs, ...(worker !== undefined ? { worker } : {}) });
+          break;
+        }
+        case 'unanswered': {
+          const decided = this.decide(event).then((verdict) => {
+            const { type: _type, waitedMs: _waited, wrongKey: _wrong, ...ref } = event;
+            this.emit('line', { ...ref, type: 'verdict', verdict });
+          });
+          this.deciding.add(decided);
+          void decided.finally(() => this.deciding.delete(decided));
+          break;
+        }
+      }
+    }
+  }
+
+  /** The verdict on a request left unanswered: a reply on the wrong key decides it; otherwise what the broker tells now. */
+  private async decide(event: Extract<WatchEvent, { type: 'unanswered' }>): Promise<Verdict> {
+    const waited = `${this.options.timeoutMs} ms`;
+    if (event.wrongKey?.dropped) {
+      const who = event.wrongKey.worker !== undefined ? ` (${event.wrongKey.worker})` : '';
+      return {
+        code: 'reply-unroutable',
+        hop: 'reply-exchange',
+        message: `The server${who} replied to "${event.topic}" id ${event.id} with key "${event.replyKey}", but nothing was bound to it, so the broker dropped the reply: the device was not subscribed to its reply topic when the reply came (subscribe before sending and stay subscribed until the reply).`,
+        evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `broker: the reply was published with key "${event.replyKey}" and routed to no queue`],
+      };
+    }
+    if (event.wrongKey) {
+      const who = event.wrongKey.worker !== undefined ? ` (${event.wrongKey.worker})` : '';
+      return {
+        code: 'reply-unroutable',
+        hop: 'reply-exchange',
+        message: `The server${who} replied to "${event.topic}" id ${event.id} with key "${event.wrongKey.routingKey}", not "${event.replyKey}" (the reply_to with "/" turned into "."), so the device subscribed to it never got the reply: fix the server to reply with key "${event.replyKey}".`,
+        evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `watch: a reply naming id "${event.id}" was published with key "${event.wrongKey.routingKey}"`],
+      };
+    }
+    const facts = this.options.managementUrl
+      ? await gatherBrokerFacts({
+          managementUrl: this.options.managementUrl,
+          amqpUrl: this.options.amqpUrl,
+          ...(this.options.vhost !== undefined ? { vhost: this.options.vhost } : {}),
+          exchange: this.options.exchange,
+          requestKey: event.topic,
+          ignoreQueues: this.tap?.queue !== undefined ? [this.tap.queue] : [],
+        }).catch(() => undefined)
+      : undefined;
+    const verdict = diagnose({
+      rpcId: event.id,
+      steps: [],
+      firehose: false,
+      request: { topic: event.topic, routingKey: event.topic },
+      reply: { topic: event.replyKey, routingKey: event.replyKey },
+      timeoutMs: this.options.timeoutMs,
+      failure: { code: 'timeout', message: `no reply within ${waited}` },
+      ...(facts ? { facts } : {}),
+    });
+    verdict.evidence.unshift(`watch: request "${event.id}" (${event.pattern}) on "${event.topic}", no reply on "${event.replyKey}" within ${waited}`);
+    if (event.keyWatchedLate) {
+      verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
+    }
+    return verdict;
+  }
+}

@@ -1,0 +1,184 @@
+/**
+ * `bridgescope watch` (issue 23) against independent clients on the real broker: mosquitto_pub / mosquitto_sub as devices
+ * and a Python pika worker that answers some requests, one late, one on a wrong key and one not at all. Every pair and
+ * verdict is checked, and each way of stopping leaves no tap queue and no binding behind.
+ */
+import { join } from 'node:path';
+import amqp from 'amqplib';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { ManagementApi } from '../../src/core/broker/management-api';
+import { cliPath } from '../support/cli';
+import { uniqueName } from '../support/names';
+import { startGroupLeader, startProcess, type GroupLeader, type Running } from '../support/processes';
+
+const broker = inject('broker');
+const mqttPort = String(broker.ports.mqtt);
+const running: Running[] = [];
+const leaders: GroupLeader[] = [];
+const closers: Array<() => Promise<unknown>> = [];
+afterAll(async () => {
+  for (const leader of leaders.splice(0)) await leader.kill();
+  for (const process of running.splice(0)) await process.stop();
+  for (const close of closers.splice(0)) await close().catch(() => undefined);
+});
+
+const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
+const mqtt5 = major > 3 || (major === 3 && minor >= 13);
+
+function start(command: string, args: string[]): Running {
+  const process = startProcess(command, args);
+  running.push(process);
+  return process;
+}
+
+function startWatch(args: string[]): GroupLeader & { queue: Promise<string | undefined> } {
+  const leader = startGroupLeader(process.execPath, [cliPath, 'watch', '--amqp', broker.urls.amqp, '--management', broker.urls.management, ...args]);
+  leaders.push(leader);
+  const queue = leader.waitForLine(/^Watching /).then((line) => /tap queue "([^"]+)"/.exec(line)?.[1]);
+  return Object.assign(leader, { queue });
+}
+
+/** The JSON lines printed so far, parsed (summaries left out). */
+interface JsonLine {
+  type: string;
+  id?: string;
+  verdict?: { code: string; message: string };
+  [field: string]: unknown;
+}
+function jsonLines(leader: GroupLeader): JsonLine[] {
+  return leader.lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as JsonLine).filter((line) => line.type !== 'summary');
+}
+
+/** Whether the broker still has the tap queue, or any binding to it on amq.direct. */
+async function leftOnBroker(queue: string): Promise<{ queue: boolean; bindings: number }> {
+  const api = new ManagementApi(broker.urls.management);
+  const queues = await api.queues();
+  const bindings = await api.bindings('amq.direct');
+  return { queue: queues.some((item) => item.name === queue), bindings: bindings.filter((binding) => binding.destination === queue).length };
+}
+
+function publish(topic: string, body: unknown, extra: string[] = []): Promise<number | null> {
+  return start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', topic, '-i', uniqueName('pub'), '-m', typeof body === 'string' ? body : JSON.stringify(body), ...extra]).exited;
+}
+
+describe('bridgescope watch', () => {
+  it.each(['tap', 'firehose'] as const)('%s mode pairs the replies of a third-party worker and gives each unanswered request its verdict', async (mode) => {
+    const queue = uniqueName('watch_rpc');
+    const idleKey = uniqueName('watch_idle');
+    const nobodyKey = uniqueName('watch_nobody');
+    // A queue bound for idleKey that nobody consumes.
+    const connection = await amqp.connect(broker.urls.amqp);
+    closers.push(() => connection.close());
+    const channel = await connection.createChannel();
+    await channel.assertQueue(idleKey, { autoDelete: false, durable: false });
+    closers.push(() => channel.deleteQueue(idleKey));
+    await channel.bindQueue(idleKey, 'amq.direct', idleKey);
+
+    const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
+    await worker.waitForLine(/^ready$/);
+    const watch = startWatch(['--mode', mode, '--topic', queue, '--topic', idleKey, '--topic', nobodyKey, '--timeout', '1500', '--late-window', '10000', '--json']);
+    const tapQueue = await watch.queue;
+
+    const device = uniqueName('dev');
+    const subscriber = start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', `reply/${device}`, '-q', '1', '-C', mqtt5 ? '3' : '2', '-d', '-i', uniqueName('sub')]);
+    await subscriber.waitForLine(/received SUBACK/);
+    const replyTo = `reply/${device}`;
+    // A tap binds the reply key once it sees a request: a worker faster than that bind is missed on the first request from a
+    // reply topic. The key then stays bound (--key-linger), so the unanswered request goes first and the rest are all seen.
+    for (const id of ['none-1', 'ok-1', 'ok-2', 'late-1', 'wrong-1']) expect(await publish(queue, { id, reply_to: replyTo, params: {} })).toBe(0);
+    expect(await publish(idleKey, { id: 'idle-1', reply_to: replyTo })).toBe(0);
+    expect(await publish(nobodyKey, { id: 'nobody-1', reply_to: replyTo })).toBe(0);
+    if (mqtt5) {
+      // MQTT 5 on the device's reply topic (already bound: a new one would race the tap's bind, as above).
+      expect(await publish(queue, 'mqtt5 body', ['-V', 'mqttv5', '-D', 'publish', 'response-topic', replyTo, '-D', 'publish', 'correlation-data', 'ok-5'])).toBe(0);
+    }
+    // The device gets its prompt replies and then leaves (-C), before the late one: the firehose sees that one dropped
+    // if it is not late (a reply to a device that left is no answer), so the device stays for all the prompt ones.
+    expect(await subscriber.exited).toBe(0);
+    expect(subscriber.lines.filter((line) => line.startsWith('{')).map((line) => (JSON.parse(line) as { id: string }).id).sort()).toEqual(mqtt5 ? ['ok-1', 'ok-2', 'ok-5'] : ['ok-1', 'ok-2']);
+
+    // The late reply is the last line to come: its late-reply verdict.
+    await watch.waitForLine(/"code":"late-reply"/);
+    const lines = jsonLines(watch);
+    const pairs = Object.fromEntries(lines.filter((line) => line.type === 'pair').map((line) => [line.id as string, line]));
+    const verdicts = lines.filter((line) => line.type === 'verdict').map((line) => `${line.id}:${line.verdict?.code}`);
+    expect(Object.keys(pairs).sort()).toEqual(mqtt5 ? ['ok-1', 'ok-2', 'ok-5'] : ['ok-1', 'ok-2']);
+    expect(pairs['ok-1']).toMatchObject({ pattern: 'seed', topic: queue, replyKey: `reply.${device}`, worker: 'py-1' });
+    if (mqtt5) expect(pairs['ok-5']).toMatchObject({ pattern: 'mqtt5', topic: queue, replyKey: `reply.${device}`, worker: 'py-1' });
+    expect(verdicts.sort()).toEqual(
+      [
+        'idle-1:no-consumer',
+        'late-1:server-slow', // at the timeout the worker had the request and no reply had come
+        'late-1:late-reply',
+        'nobody-1:request-unroutable',
+        'none-1:server-slow',
+        // On amq.direct a tap cannot see a reply sent to a key it does not know: the firehose mode can.
+        mode === 'tap' ? 'wrong-1:server-slow' : 'wrong-1:reply-unroutable',
+      ].sort(),
+    );
+    const idle = lines.find((line) => line.id === 'idle-1');
+    expect(idle?.verdict?.message).toContain(`Queue "${idleKey}"`);
+
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    expect(watch.lines).toContainEqual(expect.stringMatching(new RegExp(`^summary ${queue}: .* ${mqtt5 ? 6 : 5} requests, ${mqtt5 ? 3 : 2} replied, 3 unanswered \\(1 late\\); round trip p50 \\d+ms.*; workers: py-1 ${mqtt5 ? 3 : 2}$`)));
+    if (mode === 'tap') expect(await leftOnBroker(tapQueue as string)).toEqual({ queue: false, bindings: 0 });
+    else expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');
+  });
+
+  it("with '#' on a topic exchange, names a reply sent on a wrong key as reply-unroutable", async () => {
+    const requestKey = `${uniqueName('watch_t')}.rpc`;
+    const connection = await amqp.connect(broker.urls.amqp);
+    closers.push(() => connection.close());
+    const channel = await connection.createChannel();
+    const { queue } = await channel.assertQueue('', { exclusive: true });
+    await channel.bindQueue(queue, 'amq.topic', requestKey);
+    // A worker (any AMQP client) that replies to the right id on the wrong key.
+    await channel.consume(queue, (message) => {
+      if (!message) return;
+      const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+      channel.publish('amq.topic', `wrong.${request.reply_to.replaceAll('/', '.')}`, Buffer.from(JSON.stringify({ id: request.id, worker: 'js-1' })));
+    }, { noAck: true });
+    const watch = startWatch(['--exchange', 'amq.topic', '--topic', '#', '--timeout', '1000', '--json']);
+    await watch.queue;
+    channel.publish('amq.topic', requestKey, Buffer.from(JSON.stringify({ id: 'wrong-t', reply_to: 'reply/t' })));
+    const line = JSON.parse(await watch.waitForLine(/"type":"verdict"/)) as JsonLine;
+    expect(line).toMatchObject({ id: 'wrong-t', topic: requestKey, verdict: { code: 'reply-unroutable' } });
+    expect(line.verdict?.message).toContain(`key "wrong.reply.t", not "reply.t"`);
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+  });
+
+  it('firehose mode sent two quick Ctrl-C to its process group switches tracing back off and leaves no marker', async () => {
+    const api = new ManagementApi(broker.urls.management);
+    const watch = startWatch(['--mode', 'firehose', '--topic', uniqueName('watch_fh'), '--timeout', '60000']);
+    await watch.queue;
+    expect(await api.tracing()).toBe(true);
+    watch.signalGroup('SIGINT');
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');
+    expect(await api.tracing()).toBe(false);
+    expect(await api.tracingMarkers()).toEqual([]);
+  });
+
+  it.each([
+    ['one Ctrl-C to the process', (watch: GroupLeader) => watch.child.kill('SIGINT')],
+    ['two quick Ctrl-C to the process group', (watch: GroupLeader) => (watch.signalGroup('SIGINT'), watch.signalGroup('SIGINT'))],
+  ])('%s while a reply key is bound leaves no tap queue and no binding', async (_name, stop) => {
+    const queue = uniqueName('watch_stop');
+    const watch = startWatch(['--topic', queue, '--timeout', '60000']);
+    const tapQueue = (await watch.queue) as string;
+    // A request nobody answers: its reply key stays bound on the tap while it waits.
+    expect(await publish(queue, { id: 'waiting', reply_to: `reply/${uniqueName('dev')}` })).toBe(0);
+    const api = new ManagementApi(broker.urls.management);
+    for (;;) {
+      const bound = (await api.bindings('amq.direct')).filter((binding) => binding.destination === tapQueue).length;
+      if (bound === 2) break;
+    }
+    stop(watch);
+    expect((await watch.exited).code).toBe(0);
+    expect(watch.lines).toContainEqual('Stopped: the tap queue and its bindings are deleted.');
+    expect(await leftOnBroker(tapQueue)).toEqual({ queue: false, bindings: 0 });
+  });
+});

@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import { asRequest, RpcPairing, type ObservedMessage, type WatchEvent } from '../../src/core/watch/pairing';
+import { observedFromFirehose } from '../../src/core/watch/firehose-source';
+
+const msg = (at: number, routingKey: string, body: unknown, extra: Partial<ObservedMessage> = {}): ObservedMessage => ({
+  at,
+  exchange: 'amq.topic',
+  routingKey,
+  body: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)),
+  ...extra,
+});
+const of = <T extends WatchEvent['type']>(events: WatchEvent[], type: T) => events.filter((event) => event.type === type) as Array<Extract<WatchEvent, { type: T }>>;
+
+describe('passive RPC pairing', () => {
+  it('recognises the three request patterns and ignores other messages', () => {
+    expect(asRequest(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/dev-1' }))).toEqual({ pattern: 'seed', topic: 'rpc_queue', id: 'a', replyKey: 'reply.dev-1' });
+    expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': 'reply.d5' }, correlationId: 'c5' }))).toEqual({ pattern: 'mqtt5', topic: 'rpc_queue', id: 'c5', replyKey: 'reply.d5' });
+    expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': 'reply.d5', 'x-correlation-id': Buffer.from('bin') } }))?.id).toBe('bin');
+    expect(asRequest(msg(0, 'rpc_queue', 'raw', { replyTo: 'amq.gen-1', correlationId: 'c1' }))).toEqual({ pattern: 'amqp', topic: 'rpc_queue', id: 'c1', replyKey: 'amq.gen-1' });
+    expect(asRequest(msg(0, 'rpc_queue', { id: 'a' }))).toBeUndefined();
+    expect(asRequest(msg(0, 'rpc_queue', '{not json'))).toBeUndefined();
+    expect(asRequest(msg(0, 'rpc_queue', [1, 2]))).toBeUndefined();
+    // A reply address no routing key can carry is not followed (a bind for it would close the tap's channel).
+    expect(asRequest(msg(0, 'rpc_queue', { id: 'x', reply_to: 'r/'.repeat(200) }))).toBeUndefined();
+    expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': { nested: true } }, correlationId: 'c' }))).toBeUndefined();
+  });
+
+  it('pairs a seed request with its reply (a body without id included), counts workers and keeps percentiles', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    const opened = pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }));
+    expect(opened).toEqual([{ type: 'watch-key', key: 'reply.x' }]);
+    const closed = pairing.observe(msg(40, 'reply.x', { id: 'a', result: 1, worker: 'w1' }));
+    expect(of(closed, 'pair')).toEqual([expect.objectContaining({ pattern: 'seed', id: 'a', topic: 'rpc_queue', rttMs: 40, worker: 'w1' })]);
+    expect(of(closed, 'unwatch-key')).toEqual([{ type: 'unwatch-key', key: 'reply.x' }]);
+    pairing.observe(msg(100, 'rpc_queue', { id: 'b', reply_to: 'reply/y' }));
+    expect(of(pairing.observe(msg(110, 'reply.y', 'done', { connection: 'conn-9' })), 'pair')[0]).toMatchObject({ id: 'b', rttMs: 10, worker: 'conn-9' });
+    const [stats] = pairing.stats(2000);
+    expect(stats).toMatchObject({ topic: 'rpc_queue', requests: 2, replies: 2, unanswered: 0, p50: 10, p99: 40, workers: { w1: 1, 'conn-9': 1 } });
+  });
+
+  it('pairs MQTT 5 and AMQP replies by correlation id among several on one key', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    pairing.observe(msg(0, 'rpc_queue', 'one', { headers: { 'x-reply-to-topic': 'r.shared' }, correlationId: 'c1' }));
+    pairing.observe(msg(1, 'rpc_queue', 'two', { headers: { 'x-reply-to-topic': 'r.shared' }, correlationId: 'c2' }));
+    expect(of(pairing.observe(msg(5, 'r.shared', 'ok', { correlationId: 'c2' })), 'pair')[0]).toMatchObject({ pattern: 'mqtt5', id: 'c2', rttMs: 4 });
+    pairing.observe(msg(10, 'jobs', 'x', { replyTo: 'amq.gen-A', correlationId: 'k' }));
+    expect(of(pairing.observe(msg(30, 'amq.gen-A', 'y', { correlationId: 'k' })), 'pair')[0]).toMatchObject({ pattern: 'amqp', id: 'k', rttMs: 20 });
+    expect(pairing.watchedKeys()).toEqual(['r.shared']);
+  });
+
+  it('says unanswered at the timeout, names a reply that came on the wrong key, and recognises a late reply', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100, lateWindowMs: 500 });
+    pairing.observe(msg(0, 'rpc_queue', { id: 'late', reply_to: 'reply/l' }));
+    pairing.observe(msg(0, 'rpc_queue', { id: 'wrong', reply_to: 'reply/w' }));
+    expect(pairing.observe(msg(10, 'oops.key', { id: 'wrong', worker: 'py' }))).toEqual([]);
+    expect(pairing.tick(99)).toEqual([]);
+    const expired = of(pairing.tick(100), 'unanswered');
+    expect(expired.map((event) => event.id)).toEqual(['late', 'wrong']);
+    expect(expired[1]?.wrongKey).toEqual({ routingKey: 'oops.key', worker: 'py' });
+    // The reply key stays watched through the late window, so a late reply is seen.
+    const late = pairing.observe(msg(300, 'reply.l', { id: 'late' }));
+    expect(of(late, 'late')[0]).toMatchObject({ id: 'late', rttMs: 300 });
+    expect(of(pairing.tick(601), 'unwatch-key')).toEqual([{ type: 'unwatch-key', key: 'reply.w' }]);
+    expect(pairing.watchedKeys()).toEqual([]);
+    expect(pairing.stats(1000)[0]).toMatchObject({ requests: 2, replies: 0, unanswered: 2, late: 1 });
+  });
+
+  it('is bounded: past the pending cap the oldest request is dropped and said', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000, maxPending: 2, maxTopics: 1 });
+    pairing.observe(msg(0, 'rpc_queue', { id: '1', reply_to: 'r/1' }));
+    pairing.observe(msg(0, 'rpc_queue', { id: '2', reply_to: 'r/2' }));
+    const events = pairing.observe(msg(0, 'rpc_queue', { id: '3', reply_to: 'r/3' }));
+    expect(of(events, 'dropped')).toEqual([expect.objectContaining({ what: 'pending', count: 1 })]);
+    expect(of(events, 'unwatch-key')).toEqual([{ type: 'unwatch-key', key: 'r.1' }]);
+    expect(pairing.pendingCount).toBe(2);
+    expect(of(pairing.observe(msg(0, 'other', { id: '4', reply_to: 'r/4' })), 'dropped').map((event) => event.what)).toEqual(['pending', 'topic']);
+    expect(pairing.close()).toHaveLength(2);
+  });
+});
+
+describe('the live rate', () => {
+  it('counts the requests of the last 10 seconds, so a topic that went quiet reads 0/s', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100_000 });
+    for (let i = 0; i < 20; i += 1) pairing.observe(msg(i * 100, 'rpc_queue', { id: `r${i}`, reply_to: 'r/x' }));
+    expect(pairing.stats(2000)[0]?.rate).toBe(10);
+    expect(pairing.stats(10_500)[0]?.rate).toBe(1);
+    expect(pairing.stats(60_000)[0]?.rate).toBe(0);
+  });
+});
+
+describe('reply keys that linger', () => {
+  it('keeps a reply key watched for the linger after its request closed, so the next request on it is not late to watch', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 500 });
+    expect(pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }))).toEqual([{ type: 'watch-key', key: 'reply.x' }]);
+    expect(of(pairing.observe(msg(10, 'reply.x', { id: 'a' })), 'unwatch-key')).toEqual([]);
+    expect(pairing.observe(msg(100, 'rpc_queue', { id: 'b', reply_to: 'reply/x' }))).toEqual([]);
+    pairing.observe(msg(120, 'reply.x', { id: 'b' }));
+    expect(pairing.tick(619)).toEqual([]);
+    expect(pairing.tick(620)).toEqual([{ type: 'unwatch-key', key: 'reply.x' }]);
+    pairing.observe(msg(700, 'rpc_queue', { id: 'c', reply_to: 'reply/x' }));
+    const [first] = of(pairing.tick(1700), 'unanswered');
+    expect(first).toMatchObject({ id: 'c', keyWatchedLate: true });
+  });
+});
+
+describe('what the firehose adds', () => {
+  it('takes a reply the broker routed to no queue as dropped, not as an answer, and follows no request off the watched keys', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100 });
+    pairing.observe(msg(0, 'rpc_queue', { id: 'd', reply_to: 'reply/gone' }));
+    expect(pairing.observe(msg(5, 'reply.gone', { id: 'd', worker: 'w' }, { routedQueues: [] }))).toEqual([]);
+    const [unanswered] = of(pairing.tick(100), 'unanswered');
+    expect(unanswered?.wrongKey).toEqual({ routingKey: 'reply.gone', worker: 'w', dropped: true });
+    expect(pairing.observe(msg(200, 'elsewhere', { id: 'e', reply_to: 'reply/e' }), false)).toEqual([]);
+    expect(pairing.pendingCount).toBe(0);
+  });
+
+  it('reads a firehose publish record: properties, headers, connection and routed queues', () => {
+    const event = {
+      type: 'publish' as const,
+      name: 'amq.direct',
+      routingKeys: ['rpc_queue'],
+      routedQueues: ['rpc_queue'],
+      redelivered: false,
+      properties: { correlation_id: 'c', reply_to: 'amq.gen-1', headers: { 'x-reply-to-topic': 'r.x' } },
+      party: { connection: '127.0.0.1:5000 -> 127.0.0.1:5672' },
+      body: Buffer.from('x'),
+    };
+    expect(observedFromFirehose(event, 'amq.direct', 7)).toMatchObject({ at: 7, routingKey: 'rpc_queue', correlationId: 'c', replyTo: 'amq.gen-1', headers: { 'x-reply-to-topic': 'r.x' }, connection: '127.0.0.1:5000 -> 127.0.0.1:5672', routedQueues: ['rpc_queue'] });
+    expect(observedFromFirehose({ ...event, type: 'deliver' }, 'amq.direct', 7)).toBeUndefined();
+    expect(observedFromFirehose({ ...event, name: 'amq.topic' }, 'amq.direct', 7)).toBeUndefined();
+  });
+});
