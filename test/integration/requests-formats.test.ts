@@ -9,18 +9,48 @@ import { RpcClient } from '../../src/core/rpc/client';
 import { RpcServer } from '../../src/core/rpc/server';
 import { loadHandler, parseHandlerSpec } from '../../src/core/rpc/handlers';
 import { ManagementApi } from '../../src/core/broker/management-api';
+import { atLeast, parseBrokerVersion } from '../../src/shared/broker-versions';
 import { uniqueName } from '../support/names';
 import { runCli } from '../support/cli';
 import { createTestVhost, type TestVhost } from '../support/vhosts';
 
-/** Payload formats and MQTT 5 options against the run's real broker: RabbitMQ 3.10, which has no MQTT 5. */
+/** Payload formats and MQTT 5 options against the run's real broker: 3.10.8 has no MQTT 5, 4.0.5 and 4.3.6 have it. */
 const broker = inject('broker');
 const closers: Array<() => Promise<void>> = [];
 afterAll(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 }, 60_000);
 
-describe('MQTT 5 asked of RabbitMQ 3.10', () => {
+const version = parseBrokerVersion(broker.version);
+/** MQTT 5 came in 3.13: 3.10.8 closes an MQTT 5 CONNECT, 4.0.5 and 4.3.6 take it (docs/BROKER-VERSIONS.md). */
+const hasMqtt5 = version !== undefined && atLeast(version, 3, 13);
+
+describe(`MQTT 5 asked of RabbitMQ ${broker.version ?? 'unknown'} (${hasMqtt5 ? 'has' : 'has no'} MQTT 5)`, () => {
+  if (hasMqtt5) {
+    it('protocol 5: connected over MQTT 5', async () => {
+      const client = new RpcClient({ mqttUrl: broker.urls.mqtt, protocolVersion: 5, clientId: uniqueName('v5'), brokerVersion: broker.version });
+      closers.push(() => client.close());
+      await client.connect();
+      expect(client.link.protocolVersion).toBe(5);
+    });
+
+    it('auto: connects over MQTT 5, the request is answered over it and nothing says the MQTT 5 options were dropped', async () => {
+      const queue = uniqueName('v5_queue');
+      const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue, workers: 1, handler: await loadHandler(parseHandlerSpec('echo')) });
+      await server.start();
+      closers.push(() => server.stop());
+      const client = new RpcClient({ mqttUrl: broker.urls.mqtt, protocolVersion: 'auto', strategy: 'per-request', clientId: uniqueName('auto'), brokerVersion: broker.version });
+      await client.connect();
+      closers.push(() => client.close());
+      expect(client.link.protocolVersion).toBe(5);
+      const outcome = await client.call({ topic: queue, qos: 1, params: 1, timeoutMs: 5000, mqtt5: { userProperties: [{ key: 'k', value: 'v' }], messageExpirySeconds: 10 } });
+      expect(outcome.result).toBe(1);
+      expect(outcome.mqttVersion).toBe(5);
+      expect(outcome.warnings.join(' ')).not.toMatch(/were not sent/);
+    });
+    return;
+  }
+
   it('protocol 5: the connection is refused, in one sentence that says why and what to do', async () => {
     const version = (await new ManagementApi(broker.urls.management, '/').overview()).rabbitmqVersion;
     expect(version).toMatch(/^3\.1[0-2]\./);
@@ -102,7 +132,7 @@ describe('a request from the app in each payload format', () => {
     expect(error.verdict?.message).toMatch(/The server on .* rejected the request \(The request body is (not valid JSON|binary)/);
   });
 
-  it('json with MQTT 5 options over the 3.1.1 connection: answered, with the warning', async () => {
+  it('json with MQTT 5 options over the 3.1.1 connection (the profile asks no MQTT version): answered, with the warning and its reason', async () => {
     const reply = await dispatch(session.handlers, 'rpc.request.send', {
       topic: queue,
       qos: 1,
@@ -113,7 +143,13 @@ describe('a request from the app in each payload format', () => {
     });
     expect(reply).toMatchObject({ ok: true, result: { result: 2, verdict: { code: 'replied' } } });
     const outcome = (reply as { result: RpcOutcome }).result;
-    expect(outcome.warnings).toContainEqual(expect.stringContaining('The MQTT 5 options (user properties, correlation data, response topic, message expiry) were not sent: RabbitMQ 3.1'));
+    expect(outcome.mqttVersion).toBe(4);
+    // 3.10 has no MQTT 5 at all; 4.x has it, and the reason is this connection's own 3.1.1
+    expect(outcome.warnings).toContainEqual(
+      `The MQTT 5 options (user properties, correlation data, response topic, message expiry) were not sent: ${
+        hasMqtt5 ? 'the connection speaks MQTT 3.1.1 (it was asked to, or the broker refused MQTT 5)' : `RabbitMQ ${broker.version} has no MQTT 5 (it came in 3.13), so the connection speaks MQTT 3.1.1`
+      }.`,
+    );
   });
 
   it('refuses bad hex before sending, in one sentence', async () => {

@@ -94,18 +94,26 @@ describe('data-dir files that never end', () => {
 });
 
 describe('a lock left behind', () => {
-  /** A node process that has nothing to do with BridgeScope and runs until killed. */
-  function unrelatedNode(): ChildProcess {
-    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  /**
+   * A node process that has nothing to do with BridgeScope and runs until killed, returned once it runs its own code:
+   * before that its /proc cmdline is still its parent's, and its start time (in 10 ms ticks) can equal that of the ui
+   * started right after it, which made the lock look still held (seen on the 4.x passes of issue 22, 3 of 4 runs).
+   */
+  async function unrelatedNode(): Promise<ChildProcess> {
+    const child = spawn(process.execPath, ['-e', 'process.stdout.write("running\\n"); setInterval(() => {}, 1000)'], { stdio: ['ignore', 'pipe', 'ignore'] });
     cleanups.push(async () => {
       child.kill('SIGKILL');
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`the unrelated node process exited (${code}) before it ran`)));
     });
     return child;
   }
 
   it('is taken over when its pid now belongs to an unrelated node process', async () => {
     const dataDir = await tempDir();
-    const other = unrelatedNode();
+    const other = await unrelatedNode();
     // As an older BridgeScope left it (a bare pid) ...
     await writeFile(join(dataDir, 'ui.lock'), `${other.pid}\n`, { mode: 0o600 });
     const first = ui(dataDir);

@@ -38,7 +38,8 @@ function send(target: string, method: string, headers: Record<string, string>, b
     };
     const options = { method, headers, signal, ...(secure ? tlsSocketOptions(tls) : {}) };
     const req = secure ? httpsRequest(target, options, onResponse) : httpRequest(target, options, onResponse);
-    req.on('error', (err) => reject(signal.aborted ? signal.reason : err));
+    // reusedSocket: the request went out on a kept-alive connection, which the server may have closed as it was sent
+    req.on('error', (err) => reject(signal.aborted ? signal.reason : Object.assign(err, { reusedSocket: req.reusedSocket })));
     signal.addEventListener('abort', () => reject(signal.reason), { once: true });
     req.end(body);
   });
@@ -90,9 +91,16 @@ export async function managementRequest<T = unknown>(
   const timeoutMs = options.timeoutMs ?? 5000;
   const signal = AbortSignal.timeout(timeoutMs);
   const body = options.body === undefined ? undefined : JSON.stringify(options.body);
+  const method = options.method ?? 'GET';
+  const ask = (): Promise<HttpAnswer> => send(`${base}${path}`, method, { authorization, 'content-type': 'application/json' }, body, options.tls, signal);
   let response: HttpAnswer;
   try {
-    response = await send(`${base}${path}`, options.method ?? 'GET', { authorization, 'content-type': 'application/json' }, body, options.tls, signal);
+    response = await ask().catch((err: NodeJS.ErrnoException & { reusedSocket?: boolean }) => {
+      // RabbitMQ's web server closes idle kept-alive connections on a timer: a GET that met that close on a reused
+      // connection is asked once more, on a new one (Node's documented remedy); a PUT or DELETE is never sent twice.
+      if (method === 'GET' && err.reusedSocket === true && err.code === 'ECONNRESET' && !signal.aborted) return ask();
+      throw err;
+    });
   } catch (err) {
     if (signal.aborted) {
       throw new BridgeError('timeout', `The management API at ${display} did not answer within ${timeoutMs} ms.`);
