@@ -3,17 +3,15 @@
  * in Chromium on the app as it was; these tests drive the same steps against `bridgescope ui` and the test's own broker.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
 import { cliPath } from '../support/cli';
 import { atIssueSizesAndSchemes, firehoseOnInUi, openInspector, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
-import { startProcess } from '../support/processes';
+import { startMosquitto } from '../support/processes';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
@@ -146,17 +144,8 @@ describe('trust: copy as a command (issue 26, item 4)', () => {
 describe('trust: Test connection against another broker (issue 26, item 5)', () => {
   it('fails the MQTT line when the MQTT URL is a Mosquitto and not the RabbitMQ the other URLs reach', async () => {
     const port = await freePort();
-    const dir = await mkdtemp(join(tmpdir(), 'bridgescope-mosquitto-'));
-    await writeFile(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n`);
-    // Debian's mosquitto package (.ci/run installs it); a missing one fails the test with this sentence, never skips it.
-    const binary = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((path) => existsSync(path));
-    if (!binary) throw new Error('This test needs a Mosquitto broker: apt-get install mosquitto.');
-    const mosquitto = startProcess(binary, ['-c', join(dir, 'mosquitto.conf')]);
-    closers.push(async () => {
-      await mosquitto.stop();
-      await rm(dir, { recursive: true, force: true });
-    });
-    await mosquitto.waitForLine(/running/);
+    const mosquitto = await startMosquitto(port);
+    closers.push(() => mosquitto.stop());
 
     await page.click('[data-testid=tab-connections]');
     await page.fill('[data-testid=profile-mqtt]', `mqtt://127.0.0.1:${port}`);

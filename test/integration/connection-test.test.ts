@@ -1,9 +1,5 @@
 import { createServer } from 'node:net';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startProcess, type Running } from '../support/processes';
+import { startMosquitto } from '../support/processes';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AppState, ConnectionProfile, ConnectionTestLine } from '../../src/shared/contract';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
@@ -170,25 +166,16 @@ describe('Test connection on the sandbox broker', () => {
 });
 
 describe('Test connection with the MQTT URL on another broker (issue 26)', () => {
-  let mosquitto: Running | undefined;
-  let dir = '';
+  let mosquitto: Awaited<ReturnType<typeof startMosquitto>> | undefined;
   let mosquittoUrl = '';
 
   beforeAll(async () => {
-    const port = await deadPort();
-    dir = await mkdtemp(join(tmpdir(), 'bridgescope-mosquitto-'));
-    await writeFile(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n`);
-    // Debian's mosquitto package (.ci/run installs it); a missing one fails the tests with this sentence, never skips them.
-    const binary = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((path) => existsSync(path));
-    if (!binary) throw new Error('These tests need a Mosquitto broker: apt-get install mosquitto.');
-    mosquitto = startProcess(binary, ['-c', join(dir, 'mosquitto.conf')]);
-    await mosquitto.waitForLine(/running/);
-    mosquittoUrl = `mqtt://127.0.0.1:${port}`;
+    mosquitto = await startMosquitto(await deadPort());
+    mosquittoUrl = mosquitto.url;
   });
 
   afterAll(async () => {
     await mosquitto?.stop();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it('fails the MQTT line when the RabbitMQ of the AMQP URL never saw the test client (MQTT 3.1.1, as probe asks)', async () => {

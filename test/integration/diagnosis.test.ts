@@ -1,11 +1,7 @@
-import { existsSync } from 'node:fs';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { BridgeError } from '../../src/core/errors';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import type { Verdict } from '../../src/shared/diagnosis';
@@ -19,7 +15,7 @@ import { FirehoseTracer } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { CallWitness, diagnoseRpc } from '../../src/core/diagnosis/evidence';
 import { uniqueName } from '../support/names';
-import { startProcess } from '../support/processes';
+import { startMosquitto } from '../support/processes';
 import { runCli } from '../support/cli';
 import { validateMqttUrl } from '../../src/core/links/mqtt-link';
 
@@ -315,17 +311,8 @@ describe('verdicts against the sandbox broker', () => {
 
   it('says not-this-broker when the MQTT URL points at a Mosquitto instead of the RabbitMQ asked', async () => {
     const port = await freePort();
-    const dir = await mkdtemp(join(tmpdir(), 'bridgescope-mosquitto-'));
-    await writeFile(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n`);
-    // Debian's mosquitto package (.ci/run installs it); a missing one fails the test with this sentence, never skips it.
-    const binary = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((path) => existsSync(path));
-    if (!binary) throw new Error('This test needs a Mosquitto broker: apt-get install mosquitto.');
-    const mosquitto = startProcess(binary, ['-c', join(dir, 'mosquitto.conf')]);
-    closers.push(async () => {
-      await mosquitto.stop();
-      await rm(dir, { recursive: true, force: true });
-    });
-    await mosquitto.waitForLine(/running/);
+    const mosquitto = await startMosquitto(port);
+    closers.push(() => mosquitto.stop());
     const { verdict, client } = await verdictOf({ topic: uniqueName('rpc_queue'), mqttUrl: `mqtt://127.0.0.1:${port}` });
     expect(verdict).toMatchObject({ code: 'not-this-broker', hop: 'mqtt-publish' });
     expect(verdict.message).toContain(`never saw MQTT client "${client.clientId}"`);

@@ -2,6 +2,10 @@
 import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface Running {
   child: ChildProcessWithoutNullStreams;
@@ -105,6 +109,27 @@ export function startGroupLeader(command: string, args: string[], env: NodeJS.Pr
         waiters.push({ pattern, resolve });
         void exited.then(({ code, signal }) => reject(new Error(`exited (${code ?? signal}) before printing ${pattern}: ${lines.join(' | ')}`)));
       });
+    },
+  };
+}
+
+/**
+ * A Mosquitto broker of the test's own on `port` (anonymous, nothing persisted): another broker than the RabbitMQ
+ * asked, for the not-this-broker cases. Debian's mosquitto package (.ci/run installs it); a missing one fails the test
+ * with this sentence, never skips it.
+ */
+export async function startMosquitto(port: number): Promise<{ url: string; stop(): Promise<void> }> {
+  const binary = ['/usr/sbin/mosquitto', '/usr/bin/mosquitto'].find((path) => existsSync(path));
+  if (!binary) throw new Error('This test needs a Mosquitto broker: apt-get install mosquitto.');
+  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-mosquitto-'));
+  await writeFile(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n`);
+  const mosquitto = startProcess(binary, ['-c', join(dir, 'mosquitto.conf')]);
+  await mosquitto.waitForLine(/running/);
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    async stop() {
+      await mosquitto.stop();
+      await rm(dir, { recursive: true, force: true });
     },
   };
 }
