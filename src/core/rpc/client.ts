@@ -141,10 +141,14 @@ class CallGuard {
   ) {
     this.expired = new Promise<never>((_, reject) => {
       this.timer = setTimeout(() => {
-        const hint = link.connected
-          ? `is a server consuming the queue bound to "${topicToRoutingKey(topic, topicMap)}"?`
-          : 'the MQTT link is down and did not come back in time.';
-        reject(new BridgeError('timeout', `No reply to ${id} within ${timeoutMs} ms on "${replyTopic}" (routing key "${replyRoutingKey}"): ${hint}`, link.connected ? undefined : { reason: 'link-down' }));
+        // No guess at the cause here: the verdict decided after the timeout says where the RPC stopped (a generic "is a
+        // server consuming?" contradicted a verdict such as "rejected", where a server did consume).
+        const base = `No reply to ${id} within ${timeoutMs} ms on "${replyTopic}" (routing key "${replyRoutingKey}")`;
+        reject(
+          link.connected
+            ? new BridgeError('timeout', `${base}.`)
+            : new BridgeError('timeout', `${base}: the MQTT link is down and did not come back in time.`, { reason: 'link-down' }),
+        );
       }, timeoutMs);
       if (!signal) return;
       this.onAbort = () => reject(new BridgeError('cancelled', `The request ${id} was cancelled.`));
