@@ -4,7 +4,7 @@ import { isSubscriptionQueue, REASON } from './rabbitmq-mqtt';
 import { HOPS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
 // The verdict's own types and lists live in the leaf module verdict.ts (trace, rpc and errors need them too).
-export { HOPS, VERDICT_CODES, VERDICT_WORDS, type Hop, type Verdict, type VerdictCode } from './verdict';
+export { HOPS, VERDICT_CODES, VERDICT_WORDS, latestVerdict, verdictWordOf, type Hop, type Verdict, type VerdictCode, type VerdictSources } from './verdict';
 
 /** One queue the request key routes to, with its counts as asked after the failure. */
 export interface QueueFact {
