@@ -63,9 +63,10 @@ export interface Verdict {
 }
 
 /** What a place knows about one RPC's verdict: the trace's latest `rpc.diagnosed` one, the one the call answered with (or History kept). */
-export interface VerdictSources {
-  traced?: Verdict | undefined;
-  told?: Verdict | undefined;
+export interface VerdictSources<V extends Pick<Verdict, 'code'> = Verdict> {
+  traced?: V | undefined;
+  /** History keeps only the code and the sentence */
+  told?: V | undefined;
 }
 
 /**
@@ -73,12 +74,12 @@ export interface VerdictSources {
  * The trace's last verdict is the latest (a timeout's "server slow" becomes "late reply" when the reply comes after all;
  * a "replied" becomes "foreign reply" once the broker's record doubts it); the call's own is shown until the trace has one.
  */
-export function latestVerdict({ traced, told }: VerdictSources): Verdict | undefined {
+export function latestVerdict<V extends Pick<Verdict, 'code'>>({ traced, told }: VerdictSources<V>): V | undefined {
   return traced ?? told;
 }
 
 /** The word for an RPC's latest verdict, or undefined while none is decided (pending). */
-export function verdictWordOf(sources: VerdictSources): string | undefined {
+export function verdictWordOf<V extends Pick<Verdict, 'code'>>(sources: VerdictSources<V>): string | undefined {
   const verdict = latestVerdict(sources);
   return verdict ? VERDICT_WORDS[verdict.code] : undefined;
 }

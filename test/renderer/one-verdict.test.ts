@@ -8,6 +8,7 @@ import { createPinia, setActivePinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { VERDICT_WORDS, type Verdict, type VerdictCode } from '../../src/shared/diagnosis';
 import type { AppState } from '../../src/shared/contract';
+import type { ErrorCode } from '../../src/shared/errors';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import type { TraceStep } from '../../src/shared/trace';
 import { BackendError } from '../../src/renderer/src/client';
@@ -22,7 +23,7 @@ const verdictOf = (code: VerdictCode): Verdict => ({ code, hop: 'server', messag
 interface Scenario {
   name: string;
   /** what the call answered with: a reply (with its verdict) or a failure (with its verdict) */
-  answer: { reply: Partial<RpcOutcome> } | { failure: { code: string; message: string } };
+  answer: { reply: Partial<RpcOutcome> } | { failure: { code: ErrorCode; message: string } };
   told: VerdictCode;
   /** the trace's verdicts, in the order decided: the last is the one every panel shows */
   traced: VerdictCode[];

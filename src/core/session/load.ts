@@ -34,6 +34,7 @@ export function stepsOnlyVerdict(rpcId: string, steps: readonly TraceStep[], fir
     request: { topic: args.topic, routingKey: topicToRoutingKey(args.topic) },
     timeoutMs: args.timeoutMs,
     failure: { code: failure.code, message: failure.message },
+    remedies: 'app',
   });
 }
 
