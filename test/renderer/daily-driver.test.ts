@@ -446,7 +446,7 @@ describe('the Trace panel', () => {
     const trace = useTraceStore();
     await trace.importTrace(JSON.stringify({ format: 'bridgescope-trace', version: 1, steps: [] }), 'good.json');
     await flushPromises();
-    expect(wrapper.find('[data-testid=trace-imported]').text()).toBe('Imported 1 RPCs from good.json.');
+    expect(wrapper.find('[data-testid=trace-imported]').text()).toBe('Imported 1 RPC from good.json.');
     await trace.importTrace('{"steps": 7}', 'bad.json');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-imported]').exists()).toBe(false);

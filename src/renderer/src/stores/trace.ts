@@ -196,13 +196,28 @@ export const useTraceStore = defineStore('trace', () => {
     return [...ids].reverse();
   });
 
+  /**
+   * The RPC the detail pane shows: the selected one while the list shows it; one the search or filters hide is not shown
+   * (it stays selected, and comes back when they match it again). One whose steps have not come yet is shown (Open in Trace).
+   */
+  const shownId = computed(() => {
+    void version.value;
+    const id = selectedId.value;
+    if (id === undefined) return undefined;
+    return !byRpc.has(id) || visibleIds.value.includes(id) ? id : undefined;
+  });
   const selectedSteps = computed(() => {
     void version.value;
-    return selectedId.value ? stepsOf(selectedId.value) : [];
+    return shownId.value ? stepsOf(shownId.value) : [];
   });
   const selectedSummary = computed(() => {
     void version.value;
-    return selectedId.value ? summary(selectedId.value) : undefined;
+    return shownId.value ? summary(shownId.value) : undefined;
+  });
+  /** every RPC the page holds, whatever the filters */
+  const rpcCount = computed(() => {
+    void version.value;
+    return order.length;
   });
 
   async function start(): Promise<() => void> {
@@ -294,6 +309,7 @@ export const useTraceStore = defineStore('trace', () => {
   return {
     version,
     totalSteps,
+    rpcCount,
     droppedRpcs,
     selectedId,
     filter,
