@@ -491,6 +491,18 @@ describe('the Load panel', () => {
     expect(wrapper.find('[data-testid=load-summary]').text()).not.toMatch(/[{}]/);
   });
 
+  it('adds up after a cancel: done (replied or failed on their own) plus cancelled is the run\'s count (issue 26: 2,379 + 17,671 made 20,050 of 20,000)', async () => {
+    const cancelledRun = summary({ count: 20000, completed: 2300, failed: 129, cancelled: true, errors: { cancelled: 50, timeout: 79 }, notSent: 17571 });
+    const { wrapper } = mountWith(LoadPanel, { 'load.run.start': () => cancelledRun }, connected);
+    await useLoadStore().start();
+    useLoadStore().progress = cancelledRun;
+    await flushPromises();
+    const done = wrapper.find('[data-testid=load-done]').text();
+    const cancelled = Number(wrapper.find('[data-testid=load-cancelled]').text());
+    expect(done).toBe('2379 / 20000');
+    expect(2379 + cancelled).toBe(20000);
+  });
+
   it('refuses to run with an empty count and says so next to the field', async () => {
     const { wrapper, client } = mountWith(LoadPanel, { 'load.run.start': () => summary({}) }, connected);
     await wrapper.find('[data-testid=load-count]').setValue('');
