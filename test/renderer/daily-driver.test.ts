@@ -162,6 +162,9 @@ describe('when the BridgeScope host goes away', () => {
     await flushPromises();
     expect(wrapper.find('[data-testid=status-host]').text()).toBe('Disconnected from BridgeScope');
     expect(wrapper.find('[data-testid=host-down]').text()).toContain('Reconnecting by itself');
+    // The token is kept in the data dir now: a restart keeps the URL (issue 26).
+    expect(wrapper.find('[data-testid=host-down]').text()).not.toContain('the token changes each run');
+    expect(wrapper.find('[data-testid=host-down]').text()).toContain('a restart keeps the same URL');
     expect(['amqp', 'mqtt', 'tracer'].map((pill) => wrapper.find(`[data-testid=status-${pill}]`).attributes('data-state'))).toEqual(['unknown', 'unknown', 'unknown']);
     expect(wrapper.text()).not.toMatch(/AMQP: connected/);
     const readsBefore = client.calls.filter((name) => name === 'app.state.get').length;
@@ -193,6 +196,42 @@ describe('the trace after the host came back', () => {
     await flushPromises();
     expect(trace.visibleIds).toEqual(['while-away', 'seen']);
     expect(trace.selectedId).toBe('seen');
+  });
+});
+
+describe('the trace after `ui` was restarted (issue 26)', () => {
+  it('keeps the RPCs the page held (the restarted host starts empty), selected one included, and Export writes them too', async () => {
+    const linkListeners = new Set<(state: HostLinkState) => void>();
+    // seq counts from 1 again in a restarted host: its steps are numbered below the page's.
+    let snapshot = rpcSteps('before', 1000);
+    const client = Object.assign(
+      fakeClient({
+        'trace.snapshot.get': () => ({ steps: snapshot, dropped: { rpcs: 0, steps: 0 } }),
+        'trace.export.create': () => ({ format: 'bridgescope-trace', version: 4, exportedAt: 'now', dropped: { rpcs: 0, steps: 0 }, steps: snapshot }) as never,
+      }),
+      {
+        hostLink: (): HostLinkState => ({ state: 'up' }),
+        onHostLink: (listener: (state: HostLinkState) => void) => (linkListeners.add(listener), () => void linkListeners.delete(listener)),
+      },
+    );
+    const pinia = createPinia();
+    setActivePinia(pinia);
+    mount({ template: '<div />' }, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+    const trace = useTraceStore();
+    await trace.start();
+    trace.select('before');
+    snapshot = rpcSteps('after', 1);
+    linkListeners.forEach((listener) => listener({ state: 'up' }));
+    await flushPromises();
+    expect(trace.visibleIds).toEqual(['after', 'before']);
+    expect(trace.selectedId).toBe('before');
+    expect(trace.selectedSummary?.state).not.toBe('pending');
+    expect(trace.keptAcrossRestart).toBe(1);
+    const exported = await trace.exportTrace();
+    expect(new Set(exported?.steps.map((step) => step.rpcId))).toEqual(new Set(['before', 'after']));
+    // New steps of the restarted host still arrive (the mark is the host's own newest step, not the page's).
+    client.emit('trace.steps.added', { steps: rpcSteps('next', 50) });
+    expect(trace.visibleIds[0]).toBe('next');
   });
 });
 
