@@ -63,3 +63,22 @@ describe('the Trace panel', () => {
     expect(wrapper.find('[data-testid=trace-counts]').text()).toMatch(/^1 RPC, 2 steps/);
   });
 });
+
+describe('the Trace detail under a verdict', () => {
+  it('does not repeat the client\'s generic sentence ("is a server consuming …?") as a warning', async () => {
+    const { wrapper } = mountPanel();
+    const trace = useTraceStore();
+    const generic = 'No reply to rpc-r within 1000 ms on "reply/rpc-r": is a server consuming the queue bound to "orders"?';
+    trace.ingest([
+      ...stepsOf('rpc-r', 'orders', 1000),
+      { rpcId: 'rpc-r', seq: 1100, at: 1100, source: 'server', kind: 'request.rejected', detail: { worker: 'w1', reason: 'the body is not JSON', bytes: 3 } },
+      { rpcId: 'rpc-r', seq: 2000, at: 2000, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: generic } },
+      { rpcId: 'rpc-r', seq: 2001, at: 2001, source: 'client', kind: 'rpc.diagnosed', detail: { verdict: { code: 'request-rejected', hop: 'server', message: 'The server rejected it.', evidence: [] } } },
+    ]);
+    trace.select('rpc-r');
+    await flushPromises();
+    const warnings = wrapper.find('[data-testid=trace-warnings]').text();
+    expect(warnings).toContain('The server rejected the request: the body is not JSON');
+    expect(warnings).not.toContain('is a server consuming');
+  });
+});

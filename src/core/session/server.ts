@@ -19,7 +19,8 @@ export const emptyStats = (): ServerView['stats'] => ({ received: 0, replied: 0,
 export function logLineOfStep(step: TraceStepDraft): ServerLogLine | undefined {
   if (step.kind !== 'handler.finished') return undefined;
   const { worker, durationMs, outcome, errorCode } = step.detail;
-  const took = `in ${Math.round(durationMs)} ms`;
+  // A handler like echo answers in well under a millisecond: "in 0 ms" would read as not timed.
+  const took = durationMs < 1 ? 'in under 1 ms' : `in ${Math.round(durationMs)} ms`;
   return { at: step.at, rpcId: step.rpcId, worker, outcome, text: outcome === 'error' ? `answered with error ${errorCode ?? '?'} ${took}` : `answered ${took}` };
 }
 
@@ -41,7 +42,7 @@ export class ServerController {
   private server: RpcServer | undefined;
   private current: ServerView = { state: 'stopped', stats: emptyStats() };
   private detach: (() => void) | undefined;
-  /** newest first, at most SERVER_LOG_LINES; kept after a stop (what the last run did), started afresh by a start */
+  /** newest first, at most SERVER_LOG_LINES; kept across stops and starts (a handler changed by stop and start keeps what came before) */
   private log: ServerLogLine[] = [];
 
   constructor(private readonly options: ServerControllerOptions) {}
@@ -69,7 +70,6 @@ export class ServerController {
     const server = await this.options.createServer({ amqpUrl, ...rest, handlerSpec, name: 'bridgescope-app-server' });
     const detachSteps = this.options.attachSteps(server);
     const onChange = (): void => this.options.onChange();
-    this.log = [];
     const addLine = (line: ServerLogLine | undefined): void => {
       if (!line) return;
       this.log = [line, ...this.log.slice(0, SERVER_LOG_LINES - 1)];
