@@ -62,7 +62,22 @@ export interface ServerView {
   message?: string;
   settings?: ServerSettings;
   stats: { received: number; replied: number; failed: number; rejected: number; unroutable: number; inFlight: number; perWorker: Record<string, number> };
+  /** the server's log, newest first (the last SERVER_LOG_LINES): per request the handler's outcome, and every problem with its sentence */
+  log?: ServerLogLine[];
 }
+
+/** One line of the embedded server's log: a request's handler outcome ('result', 'error') or a problem the server reported. */
+export interface ServerLogLine {
+  at: number;
+  /** empty for a problem that concerns no one request (the event loop blocked, a channel reopened) */
+  rpcId: string;
+  worker: string;
+  outcome: 'result' | 'error' | 'problem';
+  text: string;
+}
+
+/** How many lines of its log the embedded server keeps. */
+export const SERVER_LOG_LINES = 200;
 
 /** 'off' with a reason = tracing stopped by itself (e.g. it could not resume after a broker restart) */
 export type TracerView =

@@ -70,3 +70,8 @@ export function formatTimeline(steps: TraceStep[], safe: (line: string) => strin
     .map((step) => safe(`${`+${step.at - first}`.padStart(6)} ms  ${step.source.padEnd(6)}  ${step.kind.padEnd(19)}  ${describeStep(step)}`))
     .join('\n');
 }
+
+/** "1 RPC", "2 RPCs", "1,234 steps": a count with its noun in the right number (plural: noun + "s" unless given). */
+export function counted(count: number, noun: string, plural = `${noun}s`): string {
+  return `${count.toLocaleString('en-US')} ${count === 1 ? noun : plural}`;
+}

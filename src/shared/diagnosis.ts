@@ -5,7 +5,7 @@ import { isSubscriptionQueue, REASON } from './rabbitmq-mqtt';
 import { HOPS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
 // The verdict's own types and lists live in the leaf module verdict.ts (trace, rpc and errors need them too).
-export { HOPS, VERDICT_CODES, VERDICT_WORDS, type Hop, type Verdict, type VerdictCode } from './verdict';
+export { HOPS, VERDICT_CODES, VERDICT_WORDS, latestVerdict, verdictWordOf, type Hop, type Verdict, type VerdictCode, type VerdictSources } from './verdict';
 
 /** One queue the request key routes to, with its counts as asked after the failure. */
 export interface QueueFact {
@@ -65,6 +65,8 @@ export interface DiagnosisInput {
   /** the first loss of the MQTT link while the RPC was in flight */
   linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
+  /** where the user reads the remedies: 'app' points at its panels (Server, Trace); otherwise (the command line) at commands */
+  remedies?: 'app' | 'cli';
 }
 
 /** Levenshtein distance, for "did you mean" lists of bound keys. */
@@ -170,6 +172,12 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const replyConfirmed = stepOf(steps, 'reply.confirmed');
   const deliveredQueue = requestDelivered?.detail.queue ?? received?.detail.queue ?? brokerRequest?.detail.routedQueues[0] ?? input.facts?.requestQueues[0]?.name;
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
+  // The remedies name what the user has at hand: the app's panels in the app, the commands on the command line.
+  const inApp = input.remedies === 'app';
+  const startServer = (queue: string): string => (inApp ? `start a server on it (the Server panel, queue "${queue}")` : `start a server on it (bridgescope serve --queue ${queue})`);
+  const firehoseSwitch = inApp ? `the Trace panel's "Broker firehose"` : 'call --trace';
+  // The embedded server's own events (source "server") say it took the request: its log is the Server panel's.
+  const serverLog = inApp && received?.source === 'server' ? "the Server panel's log says which" : 'its own log says which';
 
   // MQTT 5 on RabbitMQ 3.13+: the PUBACK itself says the request reached no queue; no firehose needed.
   // MQTT 5: a PUBACK with an error reason code says a queue refused the request (0x83 on 4.0.5, 0x97 on 4.3.6 for a
@@ -275,12 +283,12 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict;
   }
   if (requestDelivered || received) {
-    return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (its own log says which); raise the timeout or check the server's handler.`);
+    return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (${serverLog}); raise the timeout or check the server's handler.`);
   }
   if (brokerRequest && input.firehose) {
     const waiting = facts?.requestQueues.find((queue) => brokerRequest.detail.routedQueues.includes(queue.name));
     const count = waiting ? `; ${waiting.ready} message(s) wait there` : '';
-    return verdict('no-consumer', 'queue', `The request reached ${queueName} but nobody consumed it within ${waited}${count}: start a server on it (bridgescope serve --queue ${deliveredQueue ?? requestKey}).`);
+    return verdict('no-consumer', 'queue', `The request reached ${queueName} but nobody consumed it within ${waited}${count}: ${startServer(deliveredQueue ?? requestKey)}.`);
   }
 
   // Firehose off (or it missed the request): what was asked after the timeout.
@@ -288,7 +296,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict(
       'undetermined',
       acknowledged ? 'exchange' : 'mqtt-publish',
-      `No reply to "${requestTopic}" within ${waited}, and the broker could not be asked why; give management and AMQP URLs, or turn on the firehose (call --trace) to see the request's path.`,
+      `No reply to "${requestTopic}" within ${waited}, and the broker could not be asked why; give management and AMQP URLs, or turn on the firehose (${firehoseSwitch}) to see the request's path.`,
     );
   }
   if (facts.clientSeen === false) {
@@ -304,14 +312,14 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict(
       'no-consumer',
       'queue',
-      `Queue "${idle.name}" (bound on ${facts.exchange} for "${requestKey}") has no consumer, so the request waits there with ${idle.ready} message(s) in all: start a server on it (bridgescope serve --queue ${idle.name}).`,
+      `Queue "${idle.name}" (bound on ${facts.exchange} for "${requestKey}") has no consumer, so the request waits there with ${idle.ready} message(s) in all: ${startServer(idle.name)}.`,
     );
   }
   const busy = facts.requestQueues[0] as QueueFact;
   return verdict(
     'server-slow',
     'server',
-    `Queue "${busy.name}" has ${busy.consumers} consumer(s) and one of them took the request, but no reply came within ${waited}: the server is slow or its reply was lost; raise the timeout, or turn on the firehose (call --trace) to see the reply's path.`,
+    `Queue "${busy.name}" has ${busy.consumers} consumer(s) and one of them took the request, but no reply came within ${waited}: the server is slow or its reply was lost; raise the timeout, or turn on the firehose (${firehoseSwitch}) to see the reply's path.`,
   );
 }
 

@@ -63,3 +63,25 @@ export interface Verdict {
   /** the facts the verdict rests on, one short line each */
   evidence: string[];
 }
+
+/** What a place knows about one RPC's verdict: the trace's latest `rpc.diagnosed` one, the one the call answered with (or History kept). */
+export interface VerdictSources<V extends Pick<Verdict, 'code'> = Verdict> {
+  traced?: V | undefined;
+  /** History keeps only the code and the sentence */
+  told?: V | undefined;
+}
+
+/**
+ * The one verdict every panel shows for an RPC (Reply panel, History, Trace list, Trace header): the latest decided.
+ * The trace's last verdict is the latest (a timeout's "server slow" becomes "late reply" when the reply comes after all;
+ * a "replied" becomes "foreign reply" once the broker's record doubts it); the call's own is shown until the trace has one.
+ */
+export function latestVerdict<V extends Pick<Verdict, 'code'>>({ traced, told }: VerdictSources<V>): V | undefined {
+  return traced ?? told;
+}
+
+/** The word for an RPC's latest verdict, or undefined while none is decided (pending). */
+export function verdictWordOf<V extends Pick<Verdict, 'code'>>(sources: VerdictSources<V>): string | undefined {
+  const verdict = latestVerdict(sources);
+  return verdict ? VERDICT_WORDS[verdict.code] : undefined;
+}

@@ -162,6 +162,9 @@ describe('when the BridgeScope host goes away', () => {
     await flushPromises();
     expect(wrapper.find('[data-testid=status-host]').text()).toBe('Disconnected from BridgeScope');
     expect(wrapper.find('[data-testid=host-down]').text()).toContain('Reconnecting by itself');
+    // The token is kept in the data dir now: a restart keeps the URL (issue 26).
+    expect(wrapper.find('[data-testid=host-down]').text()).not.toContain('the token changes each run');
+    expect(wrapper.find('[data-testid=host-down]').text()).toContain('a restart keeps the same URL');
     expect(['amqp', 'mqtt', 'tracer'].map((pill) => wrapper.find(`[data-testid=status-${pill}]`).attributes('data-state'))).toEqual(['unknown', 'unknown', 'unknown']);
     expect(wrapper.text()).not.toMatch(/AMQP: connected/);
     const readsBefore = client.calls.filter((name) => name === 'app.state.get').length;
@@ -193,6 +196,42 @@ describe('the trace after the host came back', () => {
     await flushPromises();
     expect(trace.visibleIds).toEqual(['while-away', 'seen']);
     expect(trace.selectedId).toBe('seen');
+  });
+});
+
+describe('the trace after `ui` was restarted (issue 26)', () => {
+  it('keeps the RPCs the page held (the restarted host starts empty), selected one included, and Export writes them too', async () => {
+    const linkListeners = new Set<(state: HostLinkState) => void>();
+    // seq counts from 1 again in a restarted host: its steps are numbered below the page's.
+    let snapshot = rpcSteps('before', 1000);
+    const client = Object.assign(
+      fakeClient({
+        'trace.snapshot.get': () => ({ steps: snapshot, dropped: { rpcs: 0, steps: 0 } }),
+        'trace.export.create': () => ({ format: 'bridgescope-trace', version: 4, exportedAt: 'now', dropped: { rpcs: 0, steps: 0 }, steps: snapshot }) as never,
+      }),
+      {
+        hostLink: (): HostLinkState => ({ state: 'up' }),
+        onHostLink: (listener: (state: HostLinkState) => void) => (linkListeners.add(listener), () => void linkListeners.delete(listener)),
+      },
+    );
+    const pinia = createPinia();
+    setActivePinia(pinia);
+    mount({ template: '<div />' }, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+    const trace = useTraceStore();
+    await trace.start();
+    trace.select('before');
+    snapshot = rpcSteps('after', 1);
+    linkListeners.forEach((listener) => listener({ state: 'up' }));
+    await flushPromises();
+    expect(trace.visibleIds).toEqual(['after', 'before']);
+    expect(trace.selectedId).toBe('before');
+    expect(trace.selectedSummary?.state).not.toBe('pending');
+    expect(trace.keptAcrossRestart).toBe(1);
+    const exported = await trace.exportTrace();
+    expect(new Set(exported?.steps.map((step) => step.rpcId))).toEqual(new Set(['before', 'after']));
+    // New steps of the restarted host still arrive (the mark is the host's own newest step, not the page's).
+    client.emit('trace.steps.added', { steps: rpcSteps('next', 50) });
+    expect(trace.visibleIds[0]).toBe('next');
   });
 });
 
@@ -489,6 +528,18 @@ describe('the Load panel', () => {
     expect(wrapper.find('[data-testid=load-summary-cancelled]').text()).toBe('Cancelled: 10 requests in flight were cut off, 45 requests never sent.');
     expect(wrapper.find('[data-testid=load-summary-errors]').text()).toBe('5 requests got no reply within the timeout.');
     expect(wrapper.find('[data-testid=load-summary]').text()).not.toMatch(/[{}]/);
+  });
+
+  it('adds up after a cancel: done (replied or failed on their own) plus cancelled is the run\'s count (issue 26: 2,379 + 17,671 made 20,050 of 20,000)', async () => {
+    const cancelledRun = summary({ count: 20000, completed: 2300, failed: 129, cancelled: true, errors: { cancelled: 50, timeout: 79 }, notSent: 17571 });
+    const { wrapper } = mountWith(LoadPanel, { 'load.run.start': () => cancelledRun }, connected);
+    await useLoadStore().start();
+    useLoadStore().progress = cancelledRun;
+    await flushPromises();
+    const done = wrapper.find('[data-testid=load-done]').text();
+    const cancelled = Number(wrapper.find('[data-testid=load-cancelled]').text());
+    expect(done).toBe('2379 / 20000');
+    expect(2379 + cancelled).toBe(20000);
   });
 
   it('refuses to run with an empty count and says so next to the field', async () => {

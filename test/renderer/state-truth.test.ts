@@ -63,7 +63,7 @@ describe('panels after the broker went away', () => {
     await wrapper.find('[data-testid=trace-clear]').trigger('click');
     expect(wrapper.find('[data-testid=trace-clear-confirm]').text()).toContain('cannot be undone');
     expect(client.calls.filter((name) => name === 'trace.store.clear')).toEqual([]);
-    await wrapper.find('[data-testid=trace-clear-no]').trigger('click');
+    await wrapper.find('[data-testid=trace-clear-keep]').trigger('click');
     expect(wrapper.find('[data-testid=trace-clear-confirm]').exists()).toBe(false);
     await wrapper.find('[data-testid=trace-clear]').trigger('click');
     await wrapper.find('[data-testid=trace-clear-yes]').trigger('click');

@@ -130,9 +130,9 @@ describe('Compose shows the verdict of the last send', () => {
     const evidence = verdict.find('[data-testid=verdict-evidence]');
     expect((evidence.element as HTMLDetailsElement).open).toBe(false);
     expect(evidence.findAll('li').map((line) => line.text())).toEqual(dropped.evidence);
-    // The client's generic sentence stays, as a detail: it is not the red headline next to a verdict.
-    expect(wrapper.find('[data-testid=compose-error]').text()).toBe('The client said: No reply within 5000 ms.');
-    expect(wrapper.find('[data-testid=compose-error]').classes()).not.toContain('error');
+    // No generic client sentence under the verdict (issue 26): "is a server consuming …?" contradicted "rejected".
+    expect(wrapper.find('[data-testid=compose-error]').exists()).toBe(false);
+    expect(wrapper.text()).not.toContain('The client said');
 
     await wrapper.find('[data-testid=compose-open-trace]').trigger('click');
     expect(useNavStore().tab).toBe('trace');

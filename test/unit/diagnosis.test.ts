@@ -333,3 +333,42 @@ describe('a reply that arrived: who published it, and whether it was the only on
     expect(offVerdict.code).toBe('replied');
   });
 });
+
+describe('remedies where the user is (issue 26)', () => {
+  const workerReceived: TraceStepDraft = { rpcId, at: 6, source: 'server', kind: 'worker.received', detail: { worker: 'bridgescope-1', consumerTag: 'c1', queue: 'orders.new', routingKey: 'orders.new', redelivered: false } };
+  const noConsumerFirehose = input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), failed()] });
+  const noConsumerFacts = input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 3, live: true }] }) });
+  const embeddedSlow = input({ steps: [...sent, workerReceived, failed()] });
+  const otherSlow = input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed()] });
+  const consumedNoFirehose = input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 2, ready: 0, live: true }] }) });
+
+  it('in the app: no consumer points at the Server panel, not at bridgescope serve', () => {
+    for (const asked of [noConsumerFirehose, noConsumerFacts]) {
+      const verdict = diagnose({ ...asked, remedies: 'app' });
+      expect(verdict.code).toBe('no-consumer');
+      expect(verdict.message).toContain('Server panel');
+      expect(verdict.message).not.toContain('bridgescope serve');
+    }
+  });
+
+  it('in the app: a slow embedded server points at the Server panel\'s log; another server at its own log', () => {
+    const embedded = diagnose({ ...embeddedSlow, remedies: 'app' });
+    expect(embedded.code).toBe('server-slow');
+    expect(embedded.message).toContain("the Server panel's log");
+    const other = diagnose({ ...otherSlow, remedies: 'app' });
+    expect(other.code).toBe('server-slow');
+    expect(other.message).toContain('its own log');
+    expect(other.message).not.toContain('Server panel');
+  });
+
+  it('in the app: the firehose is the Trace panel\'s switch, not call --trace', () => {
+    const verdict = diagnose({ ...consumedNoFirehose, remedies: 'app' });
+    expect(verdict.message).toContain('Trace panel');
+    expect(verdict.message).not.toContain('--trace');
+  });
+
+  it('on the command line the remedies stay commands', () => {
+    expect(diagnose(noConsumerFirehose).message).toContain('bridgescope serve --queue');
+    expect(diagnose(consumedNoFirehose).message).toContain('call --trace');
+  });
+});

@@ -147,3 +147,36 @@ describe('a handler module asked for over the browser socket', () => {
     for (const handler of ['echo', 'delay:5', 'fail:E1:no']) expect(await start(session, handler)).toMatchObject({ ok: true, result: { state: 'running' } });
   });
 });
+
+describe('the embedded server\'s log (issue 26)', () => {
+  it('keeps, per request, the handler\'s outcome and every problem with its sentence, newest first, and keeps it after a stop', async () => {
+    const { controller, servers } = setUp();
+    await controller.start('amqp://broker', settings);
+    const server = servers[0]!;
+    server.emit('step', { rpcId: 'r1', at: 10, source: 'server', kind: 'worker.received', detail: { worker: 'w1', consumerTag: 'c', queue: 'rpc_queue', routingKey: 'rpc_queue', redelivered: false } });
+    server.emit('step', { rpcId: 'r1', at: 11, source: 'server', kind: 'handler.finished', detail: { worker: 'w1', durationMs: 2.4, outcome: 'result' } });
+    server.emit('step', { rpcId: 'r2', at: 12, source: 'server', kind: 'handler.finished', detail: { worker: 'w2', durationMs: 5, outcome: 'error', errorCode: '-32601' } });
+    server.emit('problem', { kind: 'handler-timeout', worker: 'w1', rpcId: 'r3', message: 'The handler did not answer r3 within 30000 ms.' });
+    server.emit('problem', { kind: 'event-loop-blocked', worker: '', rpcId: '', message: 'The event loop was blocked for 900 ms.' });
+    const log = controller.view().log ?? [];
+    expect(log.map(({ rpcId, worker, outcome, text }) => ({ rpcId, worker, outcome, text }))).toEqual([
+      { rpcId: '', worker: '', outcome: 'problem', text: 'The event loop was blocked for 900 ms.' },
+      { rpcId: 'r3', worker: 'w1', outcome: 'problem', text: 'The handler did not answer r3 within 30000 ms.' },
+      { rpcId: 'r2', worker: 'w2', outcome: 'error', text: 'answered with error -32601 in 5 ms' },
+      { rpcId: 'r1', worker: 'w1', outcome: 'result', text: 'answered in 2 ms' },
+    ]);
+    await controller.stop();
+    expect(controller.view().log).toHaveLength(4);
+  });
+
+  it('keeps the last 200 lines only', async () => {
+    const { controller, servers } = setUp();
+    await controller.start('amqp://broker', settings);
+    for (let index = 0; index < 250; index += 1) {
+      servers[0]!.emit('step', { rpcId: `r${index}`, at: index, source: 'server', kind: 'handler.finished', detail: { worker: 'w1', durationMs: 1, outcome: 'result' } });
+    }
+    const log = controller.view().log ?? [];
+    expect(log).toHaveLength(200);
+    expect(log[0]?.rpcId).toBe('r249');
+  });
+});

@@ -202,6 +202,8 @@ export interface RpcDiagnosisOptions {
   broker?: Omit<FactsOptions, 'requestKey'>;
   /** how long asking the broker may take in all (default 6 s): a hung broker must not hold the verdict */
   askTimeoutMs?: number;
+  /** where the user reads the verdict: 'app' names its panels in the remedies (DiagnosisInput.remedies) */
+  remedies?: 'app' | 'cli';
 }
 
 /** Where to ask the broker why a call of `client` failed: its management API, AMQP (live counts) and the MQTT login to check. */
@@ -242,6 +244,7 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
     ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
     ...(options.lateReply ? { lateReply: options.lateReply } : {}),
     ...(options.linkLost ? { linkLost: options.linkLost } : {}),
+    ...(options.remedies ? { remedies: options.remedies } : {}),
   };
   if (options.outcome) {
     const { replyTopic: asked, arrivedOn, topicMismatch, durationMs, error, worker } = options.outcome;

@@ -34,6 +34,7 @@ export function stepsOnlyVerdict(rpcId: string, steps: readonly TraceStep[], fir
     request: { topic: args.topic, routingKey: topicToRoutingKey(args.topic) },
     timeoutMs: args.timeoutMs,
     failure: failure.reason ? { code: failure.code, message: failure.message, reason: failure.reason } : { code: failure.code, message: failure.message },
+    remedies: 'app',
   });
 }
 

@@ -162,6 +162,8 @@ export class RequestsController {
         firehose: this.options.firehoseOn(),
         requestTopic: args.topic,
         timeoutMs: args.timeoutMs,
+        // The session serves the app (window or browser): remedies name its panels, not commands.
+        remedies: 'app',
         ...(outcome ? { outcome } : { error: failure }),
         ...(witness.linkLost ? { linkLost: witness.linkLost } : {}),
         ...(witness.lateReply ? { lateReply: witness.lateReply } : {}),

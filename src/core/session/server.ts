@@ -1,8 +1,9 @@
 /** The embedded RPC server of a session: one at a time, its panel view following its own AMQP link. */
-import type { ServerSettings, ServerView } from '../../shared/contract';
+import { SERVER_LOG_LINES, type ServerLogLine, type ServerSettings, type ServerView } from '../../shared/contract';
+import type { TraceStepDraft } from '../../shared/trace';
 import type { LinkStatus } from '../../shared/rpc';
 import { toErrorShape } from '../errors';
-import type { RpcServer, RpcServerOptions } from '../rpc/server';
+import type { RpcServer, RpcServerOptions, ServerProblem } from '../rpc/server';
 
 export interface ServerControllerOptions {
   /** builds the server for these settings (the handler spec is resolved by the factory) */
@@ -13,6 +14,15 @@ export interface ServerControllerOptions {
 }
 
 export const emptyStats = (): ServerView['stats'] => ({ received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} });
+
+/** The log line for one of the server's steps: only a handler's outcome makes one (the rest is in the trace). */
+export function logLineOfStep(step: TraceStepDraft): ServerLogLine | undefined {
+  if (step.kind !== 'handler.finished') return undefined;
+  const { worker, durationMs, outcome, errorCode } = step.detail;
+  // A handler like echo answers in well under a millisecond: "in 0 ms" would read as not timed.
+  const took = durationMs < 1 ? 'in under 1 ms' : `in ${Math.round(durationMs)} ms`;
+  return { at: step.at, rpcId: step.rpcId, worker, outcome, text: outcome === 'error' ? `answered with error ${errorCode ?? '?'} ${took}` : `answered ${took}` };
+}
 
 /** What the server panel says for a state of the server's AMQP link (undefined: no change, e.g. while starting). */
 export function serverStateFor(status: LinkStatus): Pick<ServerView, 'state' | 'message'> | undefined {
@@ -32,13 +42,15 @@ export class ServerController {
   private server: RpcServer | undefined;
   private current: ServerView = { state: 'stopped', stats: emptyStats() };
   private detach: (() => void) | undefined;
+  /** newest first, at most SERVER_LOG_LINES; kept across stops and starts (a handler changed by stop and start keeps what came before) */
+  private log: ServerLogLine[] = [];
 
   constructor(private readonly options: ServerControllerOptions) {}
 
   /** The panel's view, with the running server's live counters. */
   view(): ServerView {
     const server = this.server;
-    return { ...this.current, stats: server ? { ...server.stats, perWorker: { ...server.stats.perWorker } } : this.current.stats };
+    return { ...this.current, stats: server ? { ...server.stats, perWorker: { ...server.stats.perWorker } } : this.current.stats, log: this.log };
   }
 
   /** Whether a server is starting or running (something to drain). */
@@ -58,6 +70,18 @@ export class ServerController {
     const server = await this.options.createServer({ amqpUrl, ...rest, handlerSpec, name: 'bridgescope-app-server' });
     const detachSteps = this.options.attachSteps(server);
     const onChange = (): void => this.options.onChange();
+    const addLine = (line: ServerLogLine | undefined): void => {
+      if (!line) return;
+      this.log = [line, ...this.log.slice(0, SERVER_LOG_LINES - 1)];
+    };
+    const onStep = (step: TraceStepDraft): void => {
+      addLine(logLineOfStep(step));
+      onChange();
+    };
+    const onProblem = (problem: ServerProblem): void => {
+      addLine({ at: Date.now(), rpcId: problem.rpcId, worker: problem.worker, outcome: 'problem', text: problem.message });
+      onChange();
+    };
     // The panel follows the server's own link: never "running" while its connection is gone.
     const onStatus = (status: LinkStatus): void => {
       const next = serverStateFor(status);
@@ -69,13 +93,13 @@ export class ServerController {
       this.options.onChange();
     };
     server.on('status', onStatus);
-    server.on('step', onChange);
-    server.on('problem', onChange);
+    server.on('step', onStep);
+    server.on('problem', onProblem);
     const detach = (): void => {
       detachSteps();
       server.off('status', onStatus);
-      server.off('step', onChange);
-      server.off('problem', onChange);
+      server.off('step', onStep);
+      server.off('problem', onProblem);
     };
     this.set({ state: 'starting', settings, stats: emptyStats() });
     try {

@@ -1,5 +1,5 @@
 /** How the inspector shows a verdict: one word and a tone per code, the hops drawn on the path, the verdict a failed call carries. */
-import { HOPS, VERDICT_CODES, VERDICT_WORDS, type Hop, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import { HOPS, VERDICT_CODES, VERDICT_WORDS, latestVerdict, type Hop, type Verdict, type VerdictCode } from '../../shared/diagnosis';
 import type { RpcOutcome } from '../../shared/rpc';
 
 /** good: a reply; warn: an answer with a catch; bad: the RPC got lost; neutral: nothing to blame (cancelled, undecided). */
@@ -90,16 +90,9 @@ export function clockTime(at: number): string {
   return [date.getHours(), date.getMinutes(), date.getSeconds()].map((part) => String(part).padStart(2, '0')).join(':');
 }
 
-/** Verdicts that doubt a reply already shown: decided when the broker's record or a second reply comes, after the answer. */
-const REPLY_DOUBTS: ReadonlySet<VerdictCode> = new Set(['reply-foreign', 'replied-twice']);
-
-/**
- * The verdict the Reply panel shows: the one the call answered with, unless the trace has since doubted the reply (a
- * foreign or second reply must not hide behind "replied"); the trace's when the answer had none.
- */
+/** The verdict the Reply panel shows: the RPC's latest, as every other panel shows it (src/shared/verdict.ts latestVerdict). */
 export function shownVerdict(told: Verdict | undefined, traced: Verdict | undefined): Verdict | undefined {
-  if (traced && REPLY_DOUBTS.has(traced.code)) return traced;
-  return told ?? traced;
+  return latestVerdict({ traced, told });
 }
 
 /** The code to show for a reply when the core sent no verdict with it (a bare client, an older core): an error reply is not "replied". */

@@ -119,9 +119,10 @@ export const useComposeStore = defineStore('compose', () => {
       hasBlockingIssue(replyMapping.value?.issues ?? []),
   );
 
-  // Pre-flight results are about one topic, reply topic and strategy: changing any of them makes them stale.
+  // Pre-flight results are about one topic, reply topic, strategy, QoS and payload (the version rules read the last two):
+  // changing any of them makes them stale (a QoS 2 warning must not stay once QoS is back to 1).
   watch(
-    () => [form.topic, form.replyTopic, form.strategy],
+    () => [form.topic, form.replyTopic, form.strategy, form.qos, form.payloadText, form.payloadFormat],
     () => {
       checks.value = [];
     },

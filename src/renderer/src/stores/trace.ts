@@ -72,12 +72,18 @@ export const useTraceStore = defineStore('trace', () => {
    * the page fell behind) already holds them: when their event arrives next, they are not counted twice.
    */
   let snapshotSeq = 0;
+  /** the newest step the host sent this page (a restarted host counts from 1 again: its snapshot is then below it) */
+  let hostSeq = 0;
+  /** steps of RPCs the page held when `ui` was restarted (the new host does not have them): kept, and written by Export */
+  let keptSteps: TraceStep[] = [];
+  const keptAcrossRestart = ref(0);
 
   function ingest(steps: TraceStep[]): void {
     let kept = 0;
     for (const step of steps) {
       if (snapshotSeq > 0 && step.seq <= snapshotSeq) continue;
       kept += 1;
+      if (step.seq > hostSeq) hostSeq = step.seq;
       let list = byRpc.get(step.rpcId);
       if (!list) {
         list = [];
@@ -113,7 +119,8 @@ export const useTraceStore = defineStore('trace', () => {
     version.value += 1;
   }
 
-  function reset(steps: TraceStep[]): void {
+  /** The page's trace becomes `steps` (the host's); `kept` (RPCs from before a restart of the host) go first, as older. */
+  function reset(steps: TraceStep[], kept: TraceStep[] = []): void {
     byRpc.clear();
     bodies.clear();
     haystacks.clear();
@@ -129,9 +136,13 @@ export const useTraceStore = defineStore('trace', () => {
     const wasLoading = loadActive.value;
     loadActive.value = false;
     snapshotSeq = 0;
+    keptSteps = kept;
+    ingest(kept);
+    keptAcrossRestart.value = new Set(kept.map((step) => step.rpcId)).size;
     ingest(steps);
     // A restarted host counts from 1 again: the snapshot's own newest step is the mark.
     snapshotSeq = steps.reduce((newest, step) => Math.max(newest, step.seq), 0);
+    hostSeq = snapshotSeq;
     loadActive.value = wasLoading;
     for (const id of order) if (!known.has(id)) earlierIds.add(id);
     if (keepSelected !== undefined && byRpc.has(keepSelected)) selectedId.value = keepSelected;
@@ -196,28 +207,52 @@ export const useTraceStore = defineStore('trace', () => {
     return [...ids].reverse();
   });
 
+  /**
+   * The RPC the detail pane shows: the selected one while the list shows it; one the search or filters hide is not shown
+   * (it stays selected, and comes back when they match it again). One whose steps have not come yet is shown (Open in Trace).
+   */
+  const shownId = computed(() => {
+    void version.value;
+    const id = selectedId.value;
+    if (id === undefined) return undefined;
+    return !byRpc.has(id) || visibleIds.value.includes(id) ? id : undefined;
+  });
   const selectedSteps = computed(() => {
     void version.value;
-    return selectedId.value ? stepsOf(selectedId.value) : [];
+    return shownId.value ? stepsOf(shownId.value) : [];
   });
   const selectedSummary = computed(() => {
     void version.value;
-    return selectedId.value ? summary(selectedId.value) : undefined;
+    return shownId.value ? summary(shownId.value) : undefined;
+  });
+  /** every RPC the page holds, whatever the filters */
+  const rpcCount = computed(() => {
+    void version.value;
+    return order.length;
   });
 
   async function start(): Promise<() => void> {
     const offAdded = client.on('trace.steps.added', ({ steps }) => ingest(steps));
     const offReset = client.on('trace.store.reset', ({ steps }) => reset(steps));
-    const load = () =>
+    const load = (afterHostDown = false) =>
       run(async () => {
         const { steps } = await client.invoke('trace.snapshot.get', {});
-        // Read again after the host came back: the RPC the user was looking at stays selected (reset keeps it).
-        reset(steps);
+        // Read again after the host came back: the RPC the user was looking at stays selected (reset keeps it). A host
+        // that was restarted holds none of what the page showed (its steps count from 1 again): those RPCs are kept on
+        // the page, not wiped (History's "Open in Trace" still finds them settled, and Export writes them).
+        const newest = steps.reduce((max, step) => Math.max(max, step.seq), 0);
+        if (afterHostDown && newest < hostSeq) {
+          const inSnapshot = new Set(steps.map((step) => step.rpcId));
+          const kept = order.filter((id) => !inSnapshot.has(id)).flatMap((id) => byRpc.get(id) ?? []);
+          reset(steps, kept);
+        } else {
+          reset(steps);
+        }
       }, 'Loading the trace');
     // Steps sent while the page could not reach the host are lost to it: read the whole trace again once it is back.
     const offHost = hasHostLink(client)
       ? client.onHostLink((next) => {
-          if (next.state === 'up') void load();
+          if (next.state === 'up') void load(true);
         })
       : () => undefined;
     await load();
@@ -244,8 +279,12 @@ export const useTraceStore = defineStore('trace', () => {
     return undefined;
   });
 
+  /** The host's export, with the RPCs kept on the page across a restart of the host (older, so first). */
   function exportTrace(): Promise<TraceExport | undefined> {
-    return run(() => client.invoke('trace.export.create', {}), 'Exporting');
+    return run(async () => {
+      const exported = await client.invoke('trace.export.create', {});
+      return keptSteps.length === 0 ? exported : { ...exported, steps: [...keptSteps, ...exported.steps] };
+    }, 'Exporting');
   }
 
   async function importTrace(text: string, file?: string): Promise<void> {
@@ -294,6 +333,8 @@ export const useTraceStore = defineStore('trace', () => {
   return {
     version,
     totalSteps,
+    rpcCount,
+    keptAcrossRestart,
     droppedRpcs,
     selectedId,
     filter,
