@@ -57,20 +57,6 @@ describe('panels after the broker went away', () => {
     expect((reconnecting.wrapper.find('[data-testid=trace-firehose]').element as HTMLInputElement).checked).toBe(true);
   });
 
-  it("the trace panel's Clear asks first, as History's does, and Keep changes nothing (issue 26)", async () => {
-    const { wrapper, client } = mountWith(TracePanel, appState({}), { 'trace.store.clear': () => ({}) as never });
-    await flushPromises();
-    await wrapper.find('[data-testid=trace-clear]').trigger('click');
-    expect(wrapper.find('[data-testid=trace-clear-confirm]').text()).toContain('cannot be undone');
-    expect(client.calls.filter((name) => name === 'trace.store.clear')).toEqual([]);
-    await wrapper.find('[data-testid=trace-clear-keep]').trigger('click');
-    expect(wrapper.find('[data-testid=trace-clear-confirm]').exists()).toBe(false);
-    await wrapper.find('[data-testid=trace-clear]').trigger('click');
-    await wrapper.find('[data-testid=trace-clear-yes]').trigger('click');
-    await flushPromises();
-    expect(client.calls.filter((name) => name === 'trace.store.clear')).toHaveLength(1);
-  });
-
   it('the load summary says how many requests failed because the broker went away', async () => {
     const summary: LoadSummary = {
       count: 100,
