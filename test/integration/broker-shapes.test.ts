@@ -42,7 +42,8 @@ async function until<T>(what: string, read: () => Promise<T | undefined>, timeou
     const value = await read().catch(() => undefined);
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`The management API never showed ${what} in ${timeoutMs} ms.`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    // No fixed pause: the next request goes as soon as this one is answered (the project's way of waiting on the API).
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 

@@ -187,7 +187,7 @@ describe(`OpenTelemetry across MQTT and AMQP (RabbitMQ ${broker.version}, MQTT $
   });
 
   // Issue 23: on MQTT 3.1.1 (RabbitMQ before 3.13) the context is in the request body, which a stock instrumentation does not read.
-  it.skipIf(!mqtt5)('a third-party worker instrumented by @opentelemetry/instrumentation-amqplib joins the same trace (MQTT 5, issue 23)', async () => {
+  it.skipIf(!mqtt5)('a third-party worker instrumented by @opentelemetry/instrumentation-amqplib joins the same trace (MQTT 5 only, #23)', async () => {
     const otlp = await receiver();
     const queue = uniqueName('otel_third_party');
     const worker = spawn(process.execPath, [join(import.meta.dirname, '..', 'support', 'otel-amqplib-worker.cjs'), broker.urls.amqp, broker.mqttExchange, queue, otlp.url], {
