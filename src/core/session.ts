@@ -16,6 +16,7 @@ import { TracingController } from './session/tracing';
 import { RequestsController } from './session/requests';
 import { LoadController } from './session/load';
 import { WorkspaceController } from './session/workspace';
+import { WatchController } from './session/watch';
 import { WorkspaceStore } from './workspace';
 import { parseHandlerSpec } from './rpc/handlers';
 import { BridgeError, toErrorShape } from './errors';
@@ -66,6 +67,7 @@ export class Session {
   private readonly requests: RequestsController;
   private readonly load: LoadController;
   private readonly workspace: WorkspaceController;
+  private readonly watch: WatchController;
   private lastProfile: ConnectionProfile | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
 
@@ -118,6 +120,13 @@ export class Session {
       ...verdicts,
       onSettled: (settled) => this.workspace.record(settled),
       ...(options.otel ? { otel: options.otel } : {}),
+    });
+    this.watch = new WatchController({
+      connection: () => this.connection.require(),
+      emitView: (view) => options.emit('watch.view.changed', view),
+      emitBatch: (batch) => options.emit('watch.batch.added', batch),
+      addStep: (draft) => void store.add(draft),
+      ...(factories.createWatcher ? { createWatcher: factories.createWatcher } : {}),
     });
     this.load = new LoadController({
       client: () => this.connection.require().client,
@@ -173,6 +182,10 @@ export class Session {
       'workspace.template.delete': ({ name }) => this.workspace.deleteTemplate(name),
       'workspace.export.create': ({ includePasswords }) => this.workspace.export(includePasswords),
       'workspace.import.load': ({ file }) => this.workspace.import(file),
+      'watch.start': (settings) => this.watch.start(settings),
+      'watch.stop': () => this.watch.stop(),
+      'watch.snapshot.get': async () => this.watch.snapshot(),
+      'watch.rpc.open': async ({ key }) => this.watch.open(key),
     } satisfies Handlers;
   }
 
@@ -273,6 +286,10 @@ export class Session {
   /** Stops the embedded server and the firehose (they ran for the connection being replaced); names what was stopped. */
   private async stopWhatRan(): Promise<string[]> {
     const stopped: string[] = [];
+    if (this.watch.active) {
+      await this.watch.stop();
+      stopped.push('the watch');
+    }
     if (this.server.active) {
       const queue = this.server.view().settings?.queue;
       await this.server.stop();
@@ -292,6 +309,8 @@ export class Session {
     // A load run on a connection that goes away ends now, as cancelled, instead of timing out request by request.
     this.load.cancel();
     this.sandbox.stopWatch();
+    // The watch has an AMQP connection of its own: its tap queue (or the tracing it switched on) goes before the links.
+    await this.watch.stop();
     await this.server.stop();
     let failure: unknown;
     await this.setTracing(false).catch((err: unknown) => (failure = err));
@@ -350,6 +369,7 @@ export class Session {
     } finally {
       await this.workspace.flushed();
       this.tracing.dispose();
+      this.watch.dispose();
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;
       // The spans still buffered (the app quitting): bounded by the exporter's timeout; failures are the caller's to say.
