@@ -1,4 +1,4 @@
-/** The Load panel's two charts' axes: both from 0, each with its unit. */
+/** The charts' axes: the Load panel's two and the Watch panel's latency chart, each from 0 with its unit. */
 import type { ChartOptions } from 'chart.js';
 
 const base = { animation: false, responsive: true, maintainAspectRatio: false } as const;
@@ -20,6 +20,18 @@ export function throughputOptions(): ChartOptions<'line'> {
     scales: {
       x: { title: { display: true, text: 'time since start (s)' } },
       y: { beginAtZero: true, min: 0, title: { display: true, text: 'requests/s' } },
+    },
+  };
+}
+
+/** The Watch panel's latency chart: round trip percentiles over wall-clock time, from 0. */
+export function watchLatencyOptions(): ChartOptions<'line'> {
+  return {
+    ...base,
+    plugins: { legend: { display: true, position: 'bottom', labels: { boxWidth: 12 } } },
+    scales: {
+      x: { title: { display: true, text: 'time' }, ticks: { maxTicksLimit: 8, autoSkip: true } },
+      y: { beginAtZero: true, min: 0, title: { display: true, text: 'round trip (ms)' } },
     },
   };
 }
