@@ -10,7 +10,7 @@ import { timeoutProblem } from '../form-checks';
 /** verdicts the panel lists (the newest) */
 export const WATCH_VERDICTS_SHOWN = 200;
 /** replied pairs the panel lists (the newest), to open one in Trace */
-export const WATCH_REPLIED_SHOWN = 10;
+export const WATCH_REPLIED_SHOWN = 5;
 /** points per topic in the latency chart (one per batch, the newest) */
 export const WATCH_SERIES_POINTS = 240;
 /** topics whose latency series is kept */
