@@ -91,7 +91,8 @@ describe('the Watch panel, in Chromium', () => {
     expect(await start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', nobodyKey, '-i', uniqueName('pub'), '-m', JSON.stringify({ id: 'nobody-1', reply_to: replyTopic })]).exited).toBe(0);
 
     const row = `[data-testid=watch-row][data-topic="${queue}"]`;
-    await page.waitForFunction((selector) => Number(document.querySelector(`${selector} [data-testid=watch-replies]`)?.textContent ?? 0) >= 200, row);
+    // A page expression (text, so the Node type check does not need the DOM's types).
+    await page.waitForFunction(`Number(document.querySelector(${JSON.stringify(`${row} [data-testid=watch-replies]`)})?.textContent ?? 0) >= 200`);
     await page.waitForSelector('[data-testid=watch-verdict][data-code=server-slow]');
     await page.waitForSelector('[data-testid=watch-verdict][data-code=late-reply]');
     await page.waitForSelector('[data-testid=watch-verdict][data-code=request-unroutable]');
@@ -109,7 +110,7 @@ describe('the Watch panel, in Chromium', () => {
     await atIssueSizesAndSchemes(page, async (suffix) => {
       // A batch drawn in this scheme and size first (the chart redraws at most twice a second).
       const pairs = Number(await page.textContent('[data-testid=watch-pairs]'));
-      await page.waitForFunction((before) => Number(document.querySelector('[data-testid=watch-pairs]')?.textContent ?? 0) > before + 50, pairs);
+      await page.waitForFunction(`Number(document.querySelector('[data-testid=watch-pairs]')?.textContent ?? 0) > ${pairs + 50}`);
       await page.screenshot({ path: join(shots, `watch-${suffix}.png`) });
       await page.screenshot({ path: join(shots, `watch-${suffix}-full.png`), fullPage: true });
     });

@@ -51,6 +51,7 @@ export class WatchController {
   private dropped: WatchDropped = { pending: 0, timedOut: 0, topic: 0, ui: 0 };
   private lastBatch: WatchBatch | undefined;
   private readonly opened = new Set<string>();
+  private ending: Promise<void> | undefined;
 
   constructor(private readonly options: WatchControllerOptions) {}
 
@@ -125,12 +126,18 @@ export class WatchController {
 
   /** Stops the watch (the tap queue and its bindings deleted, or tracing given back); a no-op when none runs. */
   async stop(): Promise<WatchView> {
-    if (!this.watcher) return this.current;
+    if (!this.watcher && !this.ending) return this.current;
     await this.end(undefined, 'stopped');
     return this.current;
   }
 
-  private async end(message: string | undefined, state: 'stopped' | 'failed'): Promise<void> {
+  /** One ending at a time: a Stop while the tap is being lost (or twice) waits for the same one. */
+  private end(message: string | undefined, state: 'stopped' | 'failed'): Promise<void> {
+    this.ending ??= this.ended(message, state).finally(() => (this.ending = undefined));
+    return this.ending;
+  }
+
+  private async ended(message: string | undefined, state: 'stopped' | 'failed'): Promise<void> {
     const watcher = this.watcher;
     if (!watcher) return;
     clearInterval(this.timer);
