@@ -167,6 +167,17 @@ const schemas: Schemas = {
   'watch.stop': empty,
   'watch.snapshot.get': empty,
   'watch.rpc.open': z.object({ key: nonEmpty('The watched RPC key', 400) }).strict(),
+  'otel.export.get': empty,
+  'otel.export.set': z
+    .object({
+      url: z.union([
+        z.null(),
+        nonEmpty('The OTLP URL', 2000).refine((text) => /^https?:\/\/[^\s/]+/i.test(text) && URL.canParse(text), {
+          error: 'The OTLP URL must be an http:// or https:// URL (OTLP over HTTP, e.g. http://localhost:4318).',
+        }),
+      ]),
+    })
+    .strict(),
 };
 
 /** Checks a command's args as they arrived from outside; one sentence when they are wrong. */

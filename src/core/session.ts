@@ -22,6 +22,8 @@ import { parseHandlerSpec } from './rpc/handlers';
 import { BridgeError, toErrorShape } from './errors';
 import { brokerEndpoints } from '../shared/url-list';
 import type { OtelExport } from './otel/export';
+import type { OtelView } from '../shared/contract';
+import { withDeadline } from '../shared/deadline';
 import { ServerSpans } from './otel/server-spans';
 
 export { tracerViewFor } from './session/tracing';
@@ -70,8 +72,14 @@ export class Session {
   private readonly watch: WatchController;
   private lastProfile: ConnectionProfile | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
+  /** the OpenTelemetry export in use: the start-up one, or the one set from the app (`otel.export.set`) */
+  private otel: OtelExport | undefined;
+  private otelSource: OtelView['source'];
+  private otelMessage: string | undefined;
 
   constructor(private readonly options: SessionOptions) {
+    this.otel = options.otel;
+    this.otelSource = options.otel ? 'start-up' : undefined;
     const factories = { ...realFactories, ...options.factories };
     const changed = (): void => this.stateChanged();
     this.tracing = new TracingController({
@@ -94,7 +102,8 @@ export class Session {
     // The server connects with the open profile's TLS files and verify setting, as the inspector does.
     const createServer: SessionFactories['createServer'] = (settings) => {
       const { tls } = this.connection.require();
-      const spans = options.otel ? new ServerSpans(options.otel.tracer) : undefined;
+      // A server keeps the export that was set when it started.
+      const spans = this.otel ? new ServerSpans(this.otel.tracer) : undefined;
       const created = factories.createServer({ ...settings, ...(tls ? { tls } : {}), ...(spans ? { tracing: spans } : {}) });
       return spans ? created.then((server) => server.on('step', spans.step)) : created;
     };
@@ -119,7 +128,7 @@ export class Session {
       connection: () => this.connection.require(),
       ...verdicts,
       onSettled: (settled) => this.workspace.record(settled),
-      ...(options.otel ? { otel: options.otel } : {}),
+      otel: () => this.otel,
     });
     this.watch = new WatchController({
       connection: () => this.connection.require(),
@@ -186,6 +195,8 @@ export class Session {
       'watch.stop': () => this.watch.stop(),
       'watch.snapshot.get': async () => this.watch.snapshot(),
       'watch.rpc.open': async ({ key }) => this.watch.open(key),
+      'otel.export.get': async () => this.otelView(),
+      'otel.export.set': ({ url }) => this.setOtel(url),
     } satisfies Handlers;
   }
 
@@ -356,6 +367,35 @@ export class Session {
     });
   }
 
+  otelView(): OtelView {
+    const otel = this.otel;
+    return {
+      state: otel ? 'on' : 'off',
+      ...(otel ? { destinations: otel.destinations } : {}),
+      ...(this.otelSource ? { source: this.otelSource } : {}),
+      ...(this.otelMessage !== undefined ? { message: this.otelMessage } : {}),
+    };
+  }
+
+  /**
+   * The app's OpenTelemetry setting, for this run: a URL replaces the export in use (start-up or app), null switches it
+   * off. The previous export sends what it still holds (bounded) and says what it could not.
+   */
+  async setOtel(url: string | null): Promise<OtelView> {
+    // The SDK is loaded only when an export is asked for.
+    const next = url === null ? undefined : new (await import('./otel/export')).OtelExport({ url, serviceName: 'bridgescope-app' });
+    const previous = this.otel;
+    this.otel = next;
+    this.otelSource = next ? 'app' : undefined;
+    this.otelMessage = undefined;
+    if (previous) {
+      const ended = await withDeadline(previous.shutdown(), 7000).catch((err: unknown) => ({ done: true as const, value: [sentenceOf(err)] }));
+      const failures = ended.done ? ended.value : ['the previous OpenTelemetry export did not finish within 7 s'];
+      if (failures.length > 0) this.otelMessage = `${failures.join('; ')}.`;
+    }
+    return this.otelView();
+  }
+
   /** Resolves once the history and templates changed so far are on disk. */
   workspaceFlushed(): Promise<void> {
     return this.workspace.flushed();
@@ -373,7 +413,7 @@ export class Session {
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;
       // The spans still buffered (the app quitting): bounded by the exporter's timeout; failures are the caller's to say.
-      await this.options.otel?.shutdown();
+      await this.otel?.shutdown();
     }
   }
 

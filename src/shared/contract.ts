@@ -217,6 +217,17 @@ export interface WatchBatch {
   dropped: WatchDropped;
 }
 
+/** The app's OpenTelemetry export: off unless asked (at start-up, or here for this run of the app). */
+export interface OtelView {
+  state: 'off' | 'on';
+  /** where spans go: the OTLP/HTTP traces URL and/or the OTLP JSON file */
+  destinations?: string[];
+  /** start-up: BRIDGESCOPE_OTLP_URL/FILE or `ui --otlp`; app: set from the app for this run */
+  source?: 'start-up' | 'app';
+  /** what the export that was replaced or switched off could not send */
+  message?: string;
+}
+
 /** The most verdicts one watch batch carries. */
 export const WATCH_BATCH_VERDICTS = 100;
 
@@ -267,6 +278,9 @@ export interface Commands {
   'watch.snapshot.get': { args: Record<string, never>; result: { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[] } };
   /** adds a watched RPC's steps to the trace (what the watch saw of it) and answers with its trace rpcId */
   'watch.rpc.open': { args: { key: string }; result: { rpcId: string } };
+  'otel.export.get': { args: Record<string, never>; result: OtelView };
+  /** exports spans of Compose's RPCs and servers started from now on to this OTLP/HTTP URL; null switches the export off (what is buffered is sent first) */
+  'otel.export.set': { args: { url: string | null }; result: OtelView };
 }
 
 export interface Events {
@@ -326,6 +340,8 @@ export const commandNames = [
   'watch.stop',
   'watch.snapshot.get',
   'watch.rpc.open',
+  'otel.export.get',
+  'otel.export.set',
 ] as const satisfies readonly CommandName[];
 
 export const eventNames = [

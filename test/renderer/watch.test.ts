@@ -11,6 +11,7 @@ import { useTraceStore } from '../../src/renderer/src/stores/trace';
 import { useAppStore } from '../../src/renderer/src/stores/app';
 import WatchPanel from '../../src/renderer/src/components/watch/WatchPanel.vue';
 import { fakeClient } from './fake-client';
+import { useOtelStore } from '../../src/renderer/src/stores/otel';
 
 function appWith(client: ReturnType<typeof fakeClient>): App {
   const app = createApp({});
@@ -145,5 +146,32 @@ describe('watch panel', () => {
     expect(verdict.find('[data-testid=watch-verdict-sentence]').text()).toBe('Nobody consumes from rpc_queue.');
     expect(wrapper.find('[data-testid=watch-dropped]').text()).toBe('2');
     expect(wrapper.find('[data-testid=watch-toggle]').text()).toBe('Stop');
+  });
+});
+
+describe('OpenTelemetry setting', () => {
+  it('is off by default, refuses a URL that is not http(s) with one sentence, and sends a good one to the core', async () => {
+    const asked: Array<string | null> = [];
+    const client = fakeClient({
+      'otel.export.get': () => ({ state: 'off' }),
+      'otel.export.set': ({ url }) => {
+        asked.push(url);
+        return url === null ? { state: 'off' } : { state: 'on', destinations: [`${url}/v1/traces`], source: 'app' };
+      },
+    });
+    appWith(client);
+    const otel = useOtelStore();
+    await otel.load();
+    expect(otel.view.state).toBe('off');
+    otel.urlText = 'localhost:4318';
+    await otel.apply();
+    expect(otel.urlError).toMatch(/http:\/\/ or https:\/\//);
+    expect(asked).toEqual([]);
+    otel.urlText = ' http://127.0.0.1:4318 ';
+    await otel.apply();
+    expect(otel.view).toMatchObject({ state: 'on', destinations: ['http://127.0.0.1:4318/v1/traces'] });
+    await otel.off();
+    expect(asked).toEqual(['http://127.0.0.1:4318', null]);
+    expect(otel.view.state).toBe('off');
   });
 });

@@ -81,4 +81,6 @@ const validArgs: { [K in CommandName]: CommandArgs<K> } = {
   'watch.stop': {},
   'watch.snapshot.get': {},
   'watch.rpc.open': { key: 'w1' },
+  'otel.export.get': {},
+  'otel.export.set': { url: 'http://localhost:4318' },
 };
