@@ -33,6 +33,17 @@ function start(command: string, args: string[]): Running {
   return process;
 }
 
+/** Waits until the number `selector` shows reaches `least` (a function, as the page's CSP allows no eval; typed here, as the Node type check knows no DOM). */
+function numberAtLeast(selector: string, least: number): Promise<unknown> {
+  return page.waitForFunction(
+    ([shown, atLeast]) => {
+      const dom = (globalThis as unknown as { document: { querySelector(what: string): { textContent: string | null } | null } }).document;
+      return Number(dom.querySelector(shown)?.textContent ?? 0) >= atLeast;
+    },
+    [selector, least] as const,
+  );
+}
+
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
   // The third-party worker: "ok-" at once, "late-" after 1.5 s (the watch's timeout is 1 s), "none-" never.
@@ -91,8 +102,7 @@ describe('the Watch panel, in Chromium', () => {
     expect(await start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', nobodyKey, '-i', uniqueName('pub'), '-m', JSON.stringify({ id: 'nobody-1', reply_to: replyTopic })]).exited).toBe(0);
 
     const row = `[data-testid=watch-row][data-topic="${queue}"]`;
-    // A page expression (text, so the Node type check does not need the DOM's types).
-    await page.waitForFunction(`Number(document.querySelector(${JSON.stringify(`${row} [data-testid=watch-replies]`)})?.textContent ?? 0) >= 200`);
+    await numberAtLeast(`${row} [data-testid=watch-replies]`, 200);
     await page.waitForSelector('[data-testid=watch-verdict][data-code=server-slow]');
     await page.waitForSelector('[data-testid=watch-verdict][data-code=late-reply]');
     await page.waitForSelector('[data-testid=watch-verdict][data-code=request-unroutable]');
@@ -110,7 +120,7 @@ describe('the Watch panel, in Chromium', () => {
     await atIssueSizesAndSchemes(page, async (suffix) => {
       // A batch drawn in this scheme and size first (the chart redraws at most twice a second).
       const pairs = Number(await page.textContent('[data-testid=watch-pairs]'));
-      await page.waitForFunction(`Number(document.querySelector('[data-testid=watch-pairs]')?.textContent ?? 0) > ${pairs + 50}`);
+      await numberAtLeast('[data-testid=watch-pairs]', pairs + 50);
       await page.screenshot({ path: join(shots, `watch-${suffix}.png`) });
       await page.screenshot({ path: join(shots, `watch-${suffix}-full.png`), fullPage: true });
     });
@@ -135,5 +145,14 @@ describe('the Watch panel, in Chromium', () => {
     expect((await api.bindings('amq.direct')).filter((binding) => binding.destination === tapQueue)).toEqual([]);
     // The figures of the run stay on the panel after Stop.
     expect(await page.locator('[data-testid=watch-row]').count()).toBeGreaterThan(0);
+  });
+
+  it('shows the OpenTelemetry setting off by default in Connections, with one sentence for a URL that is not http(s)', async () => {
+    await page.click('[data-testid=tab-connections]');
+    await page.waitForSelector('[data-testid=otel-setting][data-state=off]');
+    await page.fill('[data-testid=otel-url]', 'localhost:4318');
+    await page.click('[data-testid=otel-apply]');
+    expect(await page.textContent('[data-testid=otel-url-error]')).toMatch(/must be an http:\/\/ or https:\/\/ URL/);
+    await page.locator('[data-testid=otel-setting]').screenshot({ path: join(shots, 'otel-setting-light-1400x900.png') });
   });
 });
