@@ -36,7 +36,7 @@ export function watchLatencyOptions(): ChartOptions<'line'> {
     plugins: { legend: { display: true, position: 'bottom', labels: { boxWidth: 12 } } },
     scales: {
       // Linear in ms, labelled as clock times: points come 4 a second, so category labels would repeat each second.
-      x: { type: 'linear', bounds: 'data', title: { display: true, text: 'time' }, ticks: { maxTicksLimit: 8, callback: (value) => clock(Number(value)) } },
+      x: { type: 'linear', title: { display: true, text: 'time' }, ticks: { maxTicksLimit: 8, callback: (value) => clock(Number(value)) } },
       y: { beginAtZero: true, min: 0, title: { display: true, text: 'round trip (ms)' } },
     },
   };
