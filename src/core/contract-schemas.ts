@@ -154,6 +154,30 @@ const schemas: Schemas = {
   'workspace.template.delete': z.object({ name: templateName }),
   'workspace.export.create': z.object({ includePasswords: z.boolean({ error: 'includePasswords must be true or false.' }) }),
   'workspace.import.load': z.object({ file: z.unknown() }),
+  'watch.start': z
+    .object({
+      mode: z.enum(['tap', 'firehose'], { error: 'The watch mode is tap or firehose.' }),
+      timeoutMs: durationMs('The watch timeout', 600_000, '10 minutes'),
+      requestKeys: z
+        .array(nonEmpty('A request key', 255), { error: 'The request keys must be a list of routing keys.' })
+        .min(1, { error: 'Watch at least one request key.' })
+        .max(100, { error: 'At most 100 request keys.' }),
+    })
+    .strict(),
+  'watch.stop': empty,
+  'watch.snapshot.get': empty,
+  'watch.rpc.open': z.object({ key: nonEmpty('The watched RPC key', 400) }).strict(),
+  'otel.export.get': empty,
+  'otel.export.set': z
+    .object({
+      url: z.union([
+        z.null(),
+        nonEmpty('The OTLP URL', 2000).refine((text) => /^https?:\/\/[^\s/]+/i.test(text) && URL.canParse(text), {
+          error: 'The OTLP URL must be an http:// or https:// URL (OTLP over HTTP, e.g. http://localhost:4318).',
+        }),
+      ]),
+    })
+    .strict(),
 };
 
 /** Checks a command's args as they arrived from outside; one sentence when they are wrong. */

@@ -16,11 +16,14 @@ import { TracingController } from './session/tracing';
 import { RequestsController } from './session/requests';
 import { LoadController } from './session/load';
 import { WorkspaceController } from './session/workspace';
+import { WatchController } from './session/watch';
 import { WorkspaceStore } from './workspace';
 import { parseHandlerSpec } from './rpc/handlers';
 import { BridgeError, toErrorShape } from './errors';
 import { brokerEndpoints } from '../shared/url-list';
 import type { OtelExport } from './otel/export';
+import type { OtelView } from '../shared/contract';
+import { withDeadline } from '../shared/deadline';
 import { ServerSpans } from './otel/server-spans';
 
 export { tracerViewFor } from './session/tracing';
@@ -66,10 +69,17 @@ export class Session {
   private readonly requests: RequestsController;
   private readonly load: LoadController;
   private readonly workspace: WorkspaceController;
+  private readonly watch: WatchController;
   private lastProfile: ConnectionProfile | undefined;
   private stateTimer: NodeJS.Timeout | undefined;
+  /** the OpenTelemetry export in use: the start-up one, or the one set from the app (`otel.export.set`) */
+  private otel: OtelExport | undefined;
+  private otelSource: OtelView['source'];
+  private otelMessage: string | undefined;
 
   constructor(private readonly options: SessionOptions) {
+    this.otel = options.otel;
+    this.otelSource = options.otel ? 'start-up' : undefined;
     const factories = { ...realFactories, ...options.factories };
     const changed = (): void => this.stateChanged();
     this.tracing = new TracingController({
@@ -92,7 +102,8 @@ export class Session {
     // The server connects with the open profile's TLS files and verify setting, as the inspector does.
     const createServer: SessionFactories['createServer'] = (settings) => {
       const { tls } = this.connection.require();
-      const spans = options.otel ? new ServerSpans(options.otel.tracer) : undefined;
+      // A server keeps the export that was set when it started.
+      const spans = this.otel ? new ServerSpans(this.otel.tracer) : undefined;
       const created = factories.createServer({ ...settings, ...(tls ? { tls } : {}), ...(spans ? { tracing: spans } : {}) });
       return spans ? created.then((server) => server.on('step', spans.step)) : created;
     };
@@ -117,7 +128,14 @@ export class Session {
       connection: () => this.connection.require(),
       ...verdicts,
       onSettled: (settled) => this.workspace.record(settled),
-      ...(options.otel ? { otel: options.otel } : {}),
+      otel: () => this.otel,
+    });
+    this.watch = new WatchController({
+      connection: () => this.connection.require(),
+      emitView: (view) => options.emit('watch.view.changed', view),
+      emitBatch: (batch) => options.emit('watch.batch.added', batch),
+      addStep: (draft) => void store.add(draft),
+      ...(factories.createWatcher ? { createWatcher: factories.createWatcher } : {}),
     });
     this.load = new LoadController({
       client: () => this.connection.require().client,
@@ -173,6 +191,12 @@ export class Session {
       'workspace.template.delete': ({ name }) => this.workspace.deleteTemplate(name),
       'workspace.export.create': ({ includePasswords }) => this.workspace.export(includePasswords),
       'workspace.import.load': ({ file }) => this.workspace.import(file),
+      'watch.start': (settings) => this.watch.start(settings),
+      'watch.stop': () => this.watch.stop(),
+      'watch.snapshot.get': async () => this.watch.snapshot(),
+      'watch.rpc.open': async ({ key }) => this.watch.open(key),
+      'otel.export.get': async () => this.otelView(),
+      'otel.export.set': ({ url }) => this.setOtel(url),
     } satisfies Handlers;
   }
 
@@ -273,6 +297,10 @@ export class Session {
   /** Stops the embedded server and the firehose (they ran for the connection being replaced); names what was stopped. */
   private async stopWhatRan(): Promise<string[]> {
     const stopped: string[] = [];
+    if (this.watch.active) {
+      await this.watch.stop();
+      stopped.push('the watch');
+    }
     if (this.server.active) {
       const queue = this.server.view().settings?.queue;
       await this.server.stop();
@@ -292,6 +320,8 @@ export class Session {
     // A load run on a connection that goes away ends now, as cancelled, instead of timing out request by request.
     this.load.cancel();
     this.sandbox.stopWatch();
+    // The watch has an AMQP connection of its own: its tap queue (or the tracing it switched on) goes before the links.
+    await this.watch.stop();
     await this.server.stop();
     let failure: unknown;
     await this.setTracing(false).catch((err: unknown) => (failure = err));
@@ -337,6 +367,35 @@ export class Session {
     });
   }
 
+  otelView(): OtelView {
+    const otel = this.otel;
+    return {
+      state: otel ? 'on' : 'off',
+      ...(otel ? { destinations: otel.destinations } : {}),
+      ...(this.otelSource ? { source: this.otelSource } : {}),
+      ...(this.otelMessage !== undefined ? { message: this.otelMessage } : {}),
+    };
+  }
+
+  /**
+   * The app's OpenTelemetry setting, for this run: a URL replaces the export in use (start-up or app), null switches it
+   * off. The previous export sends what it still holds (bounded) and says what it could not.
+   */
+  async setOtel(url: string | null): Promise<OtelView> {
+    // The SDK is loaded only when an export is asked for.
+    const next = url === null ? undefined : new (await import('./otel/export')).OtelExport({ url, serviceName: 'bridgescope-app' });
+    const previous = this.otel;
+    this.otel = next;
+    this.otelSource = next ? 'app' : undefined;
+    this.otelMessage = undefined;
+    if (previous) {
+      const ended = await withDeadline(previous.shutdown(), 7000).catch((err: unknown) => ({ done: true as const, value: [sentenceOf(err)] }));
+      const failures = ended.done ? ended.value : ['the previous OpenTelemetry export did not finish within 7 s'];
+      if (failures.length > 0) this.otelMessage = `${failures.join('; ')}.`;
+    }
+    return this.otelView();
+  }
+
   /** Resolves once the history and templates changed so far are on disk. */
   workspaceFlushed(): Promise<void> {
     return this.workspace.flushed();
@@ -350,10 +409,11 @@ export class Session {
     } finally {
       await this.workspace.flushed();
       this.tracing.dispose();
+      this.watch.dispose();
       clearTimeout(this.stateTimer);
       this.stateTimer = undefined;
       // The spans still buffered (the app quitting): bounded by the exporter's timeout; failures are the caller's to say.
-      await this.options.otel?.shutdown();
+      await this.otel?.shutdown();
     }
   }
 

@@ -7,6 +7,7 @@ import type { TraceExport, TraceStep } from './trace';
 import type { HistoryEntry, HistoryList, ImportReport, RequestTemplate, WorkspaceExport } from './workspace';
 import type { ConnectionProfile } from './profile';
 import type { SendRequestArgs } from './send-request';
+import type { Verdict } from './verdict';
 
 // Leaf modules of their own (the workspace needs them too, and imports nothing of the contract).
 export type { ConnectionProfile, ProfileTls } from './profile';
@@ -143,6 +144,93 @@ export interface LoadArgs extends SendRequestArgs {
   concurrency: number;
 }
 
+/** What the Watch panel asks for: how to observe, which request keys, and when a request counts as unanswered. */
+export interface WatchSettings {
+  /** tap: a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost's trace exchange */
+  mode: 'tap' | 'firehose';
+  timeoutMs: number;
+  /** request routing keys to watch ('#' on a topic exchange: all) */
+  requestKeys: string[];
+}
+
+export interface WatchView {
+  state: 'stopped' | 'starting' | 'running' | 'stopping' | 'failed';
+  /** why it failed or stopped by itself, or what stopping gave back (tracing switched off) */
+  message?: string;
+  settings?: WatchSettings;
+  exchange?: string;
+  since?: number;
+  /** the tap queue's name (tap mode), or 'firehose' */
+  through?: string;
+}
+
+/** One request topic's live figures, as the watcher's pairing keeps them. */
+export interface WatchTopicStats {
+  topic: string;
+  requests: number;
+  replies: number;
+  unanswered: number;
+  late: number;
+  /** requests per second over the last 10 s */
+  rate: number;
+  p50?: number;
+  p95?: number;
+  p99?: number;
+  /** each worker that answered, with how many replies */
+  workers: Record<string, number>;
+}
+
+/** One watched RPC that closed: a reply (`verdict` absent), or a verdict (unanswered, late, reply on the wrong key). */
+export interface WatchRpc {
+  /** the session's key for it (what `watch.rpc.open` takes) */
+  key: string;
+  pattern: 'seed' | 'mqtt5' | 'amqp';
+  topic: string;
+  id: string;
+  replyKey: string;
+  sentAt: number;
+  rttMs?: number;
+  worker?: string;
+  verdict?: Verdict;
+}
+
+/** What the caps made the watch forget, by cause; `ui` counts verdicts not sent to the page (more than the batch holds). */
+export interface WatchDropped {
+  pending: number;
+  timedOut: number;
+  topic: number;
+  ui: number;
+  /** the last sentence the watcher said about a drop */
+  last?: string;
+}
+
+/** One batch of the watch (a few per second, whatever the traffic): the figures now, and what closed since the last. */
+export interface WatchBatch {
+  at: number;
+  stats: WatchTopicStats[];
+  /** verdicts since the last batch (at most WATCH_BATCH_VERDICTS; the rest are counted in dropped.ui) */
+  verdicts: WatchRpc[];
+  /** the last few replied pairs since the last batch (a sample, for opening one in Trace) */
+  replied: WatchRpc[];
+  /** replied pairs since the last batch, all counted */
+  pairs: number;
+  dropped: WatchDropped;
+}
+
+/** The app's OpenTelemetry export: off unless asked (at start-up, or here for this run of the app). */
+export interface OtelView {
+  state: 'off' | 'on';
+  /** where spans go: the OTLP/HTTP traces URL and/or the OTLP JSON file */
+  destinations?: string[];
+  /** start-up: BRIDGESCOPE_OTLP_URL/FILE or `ui --otlp`; app: set from the app for this run */
+  source?: 'start-up' | 'app';
+  /** what the export that was replaced or switched off could not send */
+  message?: string;
+}
+
+/** The most verdicts one watch batch carries. */
+export const WATCH_BATCH_VERDICTS = 100;
+
 export interface Commands {
   'app.state.get': { args: Record<string, never>; result: AppState };
   'broker.sandbox.start': { args: Record<string, never>; result: SandboxView };
@@ -182,6 +270,17 @@ export interface Commands {
   'workspace.export.create': { args: { includePasswords: boolean }; result: WorkspaceExport };
   /** merges by name; a file that is not a BridgeScope workspace changes nothing */
   'workspace.import.load': { args: { file: unknown }; result: ImportReport };
+  /** starts watching other clients' RPCs on the connection's MQTT exchange (one watch at a time); batches come as `watch.batch.added` */
+  'watch.start': { args: WatchSettings; result: WatchView };
+  /** stops the watch: deletes the tap queue and its bindings, or gives firehose tracing back */
+  'watch.stop': { args: Record<string, never>; result: WatchView };
+  /** the watch now: its view, the latest batch and the verdicts kept (for a page that opens or reloads) */
+  'watch.snapshot.get': { args: Record<string, never>; result: { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[] } };
+  /** adds a watched RPC's steps to the trace (what the watch saw of it) and answers with its trace rpcId */
+  'watch.rpc.open': { args: { key: string }; result: { rpcId: string } };
+  'otel.export.get': { args: Record<string, never>; result: OtelView };
+  /** exports spans of Compose's RPCs and servers started from now on to this OTLP/HTTP URL; null switches the export off (what is buffered is sent first) */
+  'otel.export.set': { args: { url: string | null }; result: OtelView };
 }
 
 export interface Events {
@@ -193,6 +292,8 @@ export interface Events {
   /** the history changed; sent before the send's own answer, so a page shows the entry with the result */
   'workspace.history.changed': { reason: 'added'; entry: HistoryEntry } | { reason: 'deleted'; id: string } | { reason: 'cleared' };
   'workspace.templates.changed': { templates: RequestTemplate[] };
+  'watch.view.changed': WatchView;
+  'watch.batch.added': WatchBatch;
 }
 
 export type CommandName = keyof Commands;
@@ -235,6 +336,12 @@ export const commandNames = [
   'workspace.template.delete',
   'workspace.export.create',
   'workspace.import.load',
+  'watch.start',
+  'watch.stop',
+  'watch.snapshot.get',
+  'watch.rpc.open',
+  'otel.export.get',
+  'otel.export.set',
 ] as const satisfies readonly CommandName[];
 
 export const eventNames = [
@@ -244,6 +351,8 @@ export const eventNames = [
   'load.progress.changed',
   'workspace.history.changed',
   'workspace.templates.changed',
+  'watch.view.changed',
+  'watch.batch.added',
 ] as const satisfies readonly EventName[];
 
 /** The core's side of the contract: one async function per command. */

@@ -77,4 +77,10 @@ const validArgs: { [K in CommandName]: CommandArgs<K> } = {
   'workspace.template.delete': { name: 't' },
   'workspace.export.create': { includePasswords: false },
   'workspace.import.load': { file: { format: 'bridgescope-workspace', version: 1, profiles: [], templates: [] } },
+  'watch.start': { mode: 'tap', timeoutMs: 5000, requestKeys: ['rpc_queue'] },
+  'watch.stop': {},
+  'watch.snapshot.get': {},
+  'watch.rpc.open': { key: 'w1' },
+  'otel.export.get': {},
+  'otel.export.set': { url: 'http://localhost:4318' },
 };

@@ -126,6 +126,11 @@ export class OtelExport {
     return failures;
   }
 
+  /** where the spans go: the traces URL and/or the file */
+  get destinations(): string[] {
+    return this.exporters.map((exporter) => exporter.where);
+  }
+
   /** spans exported successfully, per destination */
   get exported(): number {
     return this.exporters.reduce((sum, exporter) => sum + exporter.exported, 0);

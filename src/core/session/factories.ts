@@ -10,6 +10,7 @@ import type { TraceStore } from '../trace/trace-store';
 import type { SandboxNode } from './sandbox';
 import type { Connection, ConnectionFactories } from './connection';
 import type { ServerControllerOptions } from './server';
+import type { WatchControllerOptions } from './watch';
 import type { ConnectionProfile } from '../../shared/contract';
 import { splitUrls } from '../../shared/url-list';
 import { brokerTargets, type TlsFiles } from '../connection-details';
@@ -18,6 +19,8 @@ export interface SessionFactories extends ConnectionFactories {
   sandboxNode: SandboxNode;
   createServer: ServerControllerOptions['createServer'];
   createTracer: (connection: Connection, store: TraceStore, owner: string) => FirehoseTracer;
+  /** the Watch panel's watcher (unset: the real one, `src/core/watch/watcher.ts`) */
+  createWatcher?: WatchControllerOptions['createWatcher'];
 }
 
 /** The RPC client of a profile: every MQTT URL (failover), its client id, version, keepalive, clean session and TLS. */

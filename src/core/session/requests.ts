@@ -34,7 +34,7 @@ export interface RequestsControllerOptions {
   /** told once per send when it settles, replied or failed (the history records it here, so a page reloaded mid-send loses nothing) */
   onSettled?: (settled: SettledRequest) => void;
   /** when set, each send is one OpenTelemetry trace (src/core/otel/rpc-spans.ts) */
-  otel?: OtelExport;
+  otel?: () => OtelExport | undefined;
 }
 
 /** One Compose send as it ended: the reply, or the failure's sentence; the verdict either way when there was an RPC. */
@@ -141,7 +141,7 @@ export class RequestsController {
     let failure: unknown;
     let verdict: Verdict | undefined;
     let asked: RpcDiagnosisOptions;
-    const otel = this.options.otel;
+    const otel = this.options.otel?.();
     const topicRoutingKey = otel ? topicToRoutingKey(args.topic) : '';
     const spans = otel
       ? new RpcSpans(otel.tracer, { topic: args.topic, routingKey: topicRoutingKey, exchange: connection.profile.exchange, mqttVersion: client.link.protocolVersion, ...(args.method ? { method: args.method } : {}) })

@@ -4,7 +4,7 @@ import { ref } from 'vue';
 import { useTraceStore } from './trace';
 
 /** The panels, in the order of the tab strip (App.vue labels each; a tab without a label does not compile). */
-export const TABS = ['connections', 'server', 'compose', 'bindings', 'trace', 'load'] as const;
+export const TABS = ['connections', 'server', 'compose', 'bindings', 'trace', 'load', 'watch'] as const;
 export type Tab = (typeof TABS)[number];
 
 export const useNavStore = defineStore('nav', () => {

@@ -1,0 +1,276 @@
+/**
+ * The Watch panel's watcher (issue 23): one at a time on the open connection's MQTT exchange, its lines turned into
+ * batches for the page a few times a second (whatever the request rate), bounded, and stopped with the connection.
+ */
+import type { WatchBatch, WatchDropped, WatchRpc, WatchSettings, WatchView } from '../../shared/contract';
+import { WATCH_BATCH_VERDICTS } from '../../shared/contract';
+import type { TraceStepDraft } from '../../shared/trace';
+import type { Verdict } from '../../shared/diagnosis';
+import { BridgeError, toErrorShape } from '../errors';
+import { brokerTargets } from '../connection-details';
+import { Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
+import type { FirehoseStatus } from '../trace/firehose';
+import type { Connection } from './connection';
+
+/** What the controller needs of a watcher (the real one, or a test's). */
+export type WatcherLike = Pick<Watcher, 'on' | 'start' | 'stop' | 'stats' | 'releases'>;
+
+export interface WatchControllerOptions {
+  connection: () => Connection;
+  emitView: (view: WatchView) => void;
+  emitBatch: (batch: WatchBatch) => void;
+  /** adds steps to the session's trace store (for `open`) */
+  addStep: (draft: TraceStepDraft) => void;
+  /** how often a batch goes to the page (default 250 ms) */
+  flushMs?: number;
+  createWatcher?: (options: WatcherOptions) => WatcherLike;
+}
+
+/** closed RPCs kept for `open` (the latest) */
+const KEPT_CLOSED = 2000;
+/** verdicts kept for a page that opens or reloads (the latest) */
+const KEPT_VERDICTS = 500;
+/** replied pairs each batch carries as a sample */
+const REPLIED_SAMPLE = 5;
+/** how long a reply key stays bound after its last request closed (as the CLI's default) */
+const KEY_LINGER_MS = 30_000;
+
+/** What a tap or firehose watch does not see, said in every verdict and trace it opens. */
+const WATCH_SEES = 'watch: these steps are what the watch saw on the exchange (the request and the reply as published); deliveries and the worker\'s own steps are not observed';
+
+export class WatchController {
+  private watcher: WatcherLike | undefined;
+  private current: WatchView = { state: 'stopped' };
+  private timer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  private readonly closed = new Map<string, WatchRpc>();
+  private verdicts: WatchRpc[] = [];
+  private batchVerdicts: WatchRpc[] = [];
+  private batchReplied: WatchRpc[] = [];
+  private batchPairs = 0;
+  private dropped: WatchDropped = { pending: 0, timedOut: 0, topic: 0, ui: 0 };
+  private lastBatch: WatchBatch | undefined;
+  private readonly opened = new Set<string>();
+  private ending: Promise<void> | undefined;
+
+  constructor(private readonly options: WatchControllerOptions) {}
+
+  get view(): WatchView {
+    return this.current;
+  }
+
+  get active(): boolean {
+    return this.watcher !== undefined;
+  }
+
+  snapshot(): { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[] } {
+    return { view: this.current, ...(this.lastBatch ? { batch: this.lastBatch } : {}), verdicts: [...this.verdicts] };
+  }
+
+  private setView(view: WatchView): void {
+    this.current = view;
+    this.options.emitView(view);
+  }
+
+  async start(settings: WatchSettings): Promise<WatchView> {
+    if (this.watcher || this.current.state === 'starting' || this.current.state === 'stopping') {
+      throw new BridgeError('bad-input', 'A watch is already running: stop it before starting another.');
+    }
+    const { profile } = this.options.connection();
+    const targets = brokerTargets(profile);
+    const amqpUrl = targets.amqp[0];
+    const managementUrl = targets.management[0];
+    if (!amqpUrl) throw new BridgeError('bad-input', 'The connection has no AMQP URL to watch through.');
+    if (settings.mode === 'firehose' && !managementUrl) {
+      throw new BridgeError('bad-input', 'The firehose mode needs the profile\'s management URL (it switches tracing on through the management API).');
+    }
+    const requestKeys = [...new Set(settings.requestKeys.map((key) => key.trim()))];
+    const create = this.options.createWatcher ?? ((options: WatcherOptions) => new Watcher(options));
+    const watcher = create({
+      mode: settings.mode,
+      amqpUrl,
+      ...(managementUrl ? { managementUrl } : {}),
+      vhost: profile.vhost,
+      exchange: profile.exchange,
+      requestKeys,
+      timeoutMs: settings.timeoutMs,
+      keyLingerMs: KEY_LINGER_MS,
+    });
+    this.reset();
+    this.watcher = watcher;
+    const shown: WatchSettings = { ...settings, requestKeys };
+    this.setView({ state: 'starting', settings: shown, exchange: profile.exchange });
+    watcher.on('line', (line) => this.onLine(line));
+    watcher.on('lost', (reason) => {
+      if (this.watcher !== watcher) return;
+      void this.end(`The watch stopped: it lost its AMQP connection (${reason}); the broker deleted the tap queue with it.`, 'failed');
+    });
+    let started: string | FirehoseStatus;
+    try {
+      started = await watcher.start();
+    } catch (err) {
+      await this.end(`The watch could not start: ${toErrorShape(err).message}`, 'failed');
+      throw err;
+    }
+    if (typeof started !== 'string' && started.state === 'unavailable') {
+      await this.end(`The watch could not start: ${started.reason}`, 'failed');
+      throw new BridgeError(started.code ?? 'internal', started.reason);
+    }
+    if (this.watcher !== watcher) return this.current;
+    const flushMs = this.options.flushMs ?? 250;
+    this.timer = setInterval(() => this.flush(), flushMs);
+    this.timer.unref();
+    this.setView({ state: 'running', settings: shown, exchange: profile.exchange, since: Date.now(), through: typeof started === 'string' ? started : 'firehose' });
+    return this.current;
+  }
+
+  /** Stops the watch (the tap queue and its bindings deleted, or tracing given back); a no-op when none runs. */
+  async stop(): Promise<WatchView> {
+    if (!this.watcher && !this.ending) return this.current;
+    await this.end(undefined, 'stopped');
+    return this.current;
+  }
+
+  /** One ending at a time: a Stop while the tap is being lost (or twice) waits for the same one. */
+  private end(message: string | undefined, state: 'stopped' | 'failed'): Promise<void> {
+    this.ending ??= this.ended(message, state).finally(() => (this.ending = undefined));
+    return this.ending;
+  }
+
+  private async ended(message: string | undefined, state: 'stopped' | 'failed'): Promise<void> {
+    const watcher = this.watcher;
+    if (!watcher) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    const settings = this.current.settings;
+    const exchange = this.current.exchange;
+    const kept = { ...(settings ? { settings } : {}), ...(exchange !== undefined ? { exchange } : {}) };
+    this.setView({ state: 'stopping', ...kept });
+    let said = message;
+    try {
+      await watcher.stop();
+      for (const release of watcher.releases) {
+        if (release.outcome === 'failed') said = `${said ? `${said} ` : ''}Tracing could not be given back: ${release.reason}`;
+      }
+      if (said === undefined && watcher.releases.some((release) => release.outcome === 'switched-off')) said = 'Stopped: firehose tracing switched back off.';
+    } catch (err) {
+      said = `${said ? `${said} ` : ''}Stopping the watch failed: ${toErrorShape(err).message}`;
+      state = 'failed';
+    } finally {
+      this.watcher = undefined;
+    }
+    this.flush();
+    this.setView({ state, ...kept, ...(said !== undefined ? { message: said } : {}) });
+  }
+
+  private reset(): void {
+    this.closed.clear();
+    this.opened.clear();
+    this.verdicts = [];
+    this.batchVerdicts = [];
+    this.batchReplied = [];
+    this.batchPairs = 0;
+    this.dropped = { pending: 0, timedOut: 0, topic: 0, ui: 0 };
+    this.lastBatch = undefined;
+  }
+
+  private onLine(line: WatchLine): void {
+    if (line.type === 'dropped') {
+      const field = line.what === 'timed-out' ? 'timedOut' : line.what === 'pending' ? 'pending' : line.what === 'topic' ? 'topic' : undefined;
+      if (field) this.dropped[field] += line.count;
+      this.dropped.last = line.reason;
+      return;
+    }
+    this.seq += 1;
+    const rpc: WatchRpc = {
+      key: `w${this.seq}`,
+      pattern: line.pattern,
+      topic: line.topic,
+      id: line.id.slice(0, 200),
+      replyKey: line.replyKey,
+      sentAt: line.sentAt,
+      ...(line.rttMs !== undefined ? { rttMs: line.rttMs } : {}),
+      ...(line.worker !== undefined ? { worker: line.worker } : {}),
+      ...(line.type === 'verdict' ? { verdict: line.verdict } : {}),
+    };
+    this.closed.set(rpc.key, rpc);
+    if (this.closed.size > KEPT_CLOSED) this.closed.delete(this.closed.keys().next().value as string);
+    if (line.type === 'pair') {
+      this.batchPairs += 1;
+      this.batchReplied.push(rpc);
+      if (this.batchReplied.length > REPLIED_SAMPLE) this.batchReplied.shift();
+      return;
+    }
+    if (this.batchVerdicts.length >= WATCH_BATCH_VERDICTS) {
+      this.dropped.ui += 1;
+      return;
+    }
+    this.batchVerdicts.push(rpc);
+  }
+
+  /** One batch to the page: the figures now and what closed since the last batch. */
+  private flush(): void {
+    const watcher = this.watcher;
+    const stats = watcher ? watcher.stats() : (this.lastBatch?.stats ?? []);
+    const batch: WatchBatch = {
+      at: Date.now(),
+      stats,
+      verdicts: this.batchVerdicts,
+      replied: this.batchReplied,
+      pairs: this.batchPairs,
+      dropped: { ...this.dropped },
+    };
+    this.verdicts.push(...this.batchVerdicts);
+    if (this.verdicts.length > KEPT_VERDICTS) this.verdicts = this.verdicts.slice(-KEPT_VERDICTS);
+    this.batchVerdicts = [];
+    this.batchReplied = [];
+    this.batchPairs = 0;
+    this.lastBatch = batch;
+    this.options.emitBatch(batch);
+  }
+
+  /** The watched RPC as trace steps (added once) under its own rpcId: what the watch saw, and its verdict. */
+  open(key: string): { rpcId: string } {
+    const rpc = this.closed.get(key);
+    if (!rpc) throw new BridgeError('bad-input', `The watched RPC ${key} is no longer kept (the watch keeps the last ${KEPT_CLOSED} it closed, and forgets them on a new start).`);
+    const rpcId = `watch-${rpc.pattern}-${rpc.id}-${rpc.sentAt}`.slice(0, 300);
+    if (this.opened.has(rpcId)) return { rpcId };
+    this.opened.add(rpcId);
+    const exchange = this.current.exchange ?? '';
+    const tapQueue = this.current.through !== undefined && this.current.through !== 'firehose' ? this.current.through : undefined;
+    // The tap queue is one queue each message reached (the tap only sees what it got); the firehose's routed queues are not kept by the pairing.
+    const routedQueues = tapQueue ? [tapQueue] : ['(not kept by watch)'];
+    this.options.addStep({
+      rpcId,
+      at: rpc.sentAt,
+      source: 'broker',
+      kind: 'broker.published',
+      detail: { exchange, routingKeys: [rpc.topic], routedQueues, leg: 'request' },
+    });
+    if (rpc.rttMs !== undefined) {
+      this.options.addStep({
+        rpcId,
+        at: rpc.sentAt + rpc.rttMs,
+        source: 'broker',
+        kind: 'broker.published',
+        detail: { exchange: rpc.pattern === 'amqp' ? '' : exchange, routingKeys: [rpc.replyKey], routedQueues, leg: 'reply' },
+      });
+    }
+    const verdict: Verdict = rpc.verdict
+      ? { ...rpc.verdict, evidence: [...rpc.verdict.evidence, WATCH_SEES] }
+      : {
+          code: 'replied',
+          hop: 'mqtt-deliver',
+          message: `The watch saw the reply to "${rpc.topic}" id ${rpc.id} published on "${rpc.replyKey}" ${rpc.rttMs ?? 0} ms after the request${rpc.worker !== undefined ? `, from ${rpc.worker}` : ''}.`,
+          evidence: [`watch: request "${rpc.id}" (${rpc.pattern}) on "${rpc.topic}", reply on "${rpc.replyKey}"`, WATCH_SEES],
+        };
+    this.options.addStep({ rpcId, at: rpc.sentAt + (rpc.rttMs ?? 0), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });
+    return { rpcId };
+  }
+
+  /** Stops the batching timer (the session is going away). */
+  dispose(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

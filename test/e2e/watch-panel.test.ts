@@ -1,0 +1,158 @@
+/**
+ * Issue 23's Watch panel in Chromium: outside clients (mosquitto_pub and mosquitto_sub as devices, an amqplib worker that
+ * answers most requests, some late and some never) make a live stream while the panel watches in tap mode; the table,
+ * the workers, the verdicts, Open in Trace and Stop are checked, and screenshots are taken light and dark at both sizes.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import amqp, { type ChannelModel } from 'amqplib';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ManagementApi } from '../../src/core/broker/management-api';
+import { uniqueName } from '../support/names';
+import { startProcess, type Running } from '../support/processes';
+import { atIssueSizesAndSchemes, openInspectorOn, type OpenInspector } from '../support/inspector';
+
+const broker = inject('broker');
+const mqttPort = String(broker.ports.mqtt);
+const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'watch');
+const queue = uniqueName('watch_e2e');
+const nobodyKey = uniqueName('watch_e2e_nobody');
+const device = uniqueName('dev');
+const replyTopic = `reply/${device}`;
+let inspector: OpenInspector | undefined;
+let page: Page;
+let worker: ChannelModel | undefined;
+const running: Running[] = [];
+const timers: Array<ReturnType<typeof setTimeout>> = [];
+let stream: ReturnType<typeof setInterval> | undefined;
+
+function start(command: string, args: string[]): Running {
+  const process = startProcess(command, args);
+  running.push(process);
+  return process;
+}
+
+/** Waits until the number `selector` shows reaches `least` (a function, as the page's CSP allows no eval; typed here, as the Node type check knows no DOM). */
+function numberAtLeast(selector: string, least: number): Promise<unknown> {
+  return page.waitForFunction(
+    ([shown, atLeast]) => {
+      const dom = (globalThis as unknown as { document: { querySelector(what: string): { textContent: string | null } | null } }).document;
+      return Number(dom.querySelector(shown)?.textContent ?? 0) >= atLeast;
+    },
+    [selector, least] as const,
+  );
+}
+
+beforeAll(async () => {
+  await mkdir(shots, { recursive: true });
+  // The third-party worker: "ok-" at once, "late-" after 1.5 s (the watch's timeout is 1 s), "none-" never.
+  worker = await amqp.connect(broker.urls.amqp);
+  const channel = await worker.createChannel();
+  await channel.assertQueue(queue, { durable: false, autoDelete: true });
+  await channel.bindQueue(queue, 'amq.direct', queue);
+  await channel.consume(queue, (message) => {
+    if (!message) return;
+    channel.ack(message);
+    const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+    const reply = (): boolean => channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'ok', worker: request.id.endsWith('7') ? 'node-w2' : 'node-w1' })));
+    if (request.id.startsWith('ok-')) reply();
+    else if (request.id.startsWith('late-')) timers.push(setTimeout(reply, 1500));
+  });
+  inspector = await openInspectorOn(broker.urls);
+  page = inspector.page;
+  await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
+}, 60_000);
+
+afterAll(async () => {
+  clearInterval(stream);
+  timers.forEach(clearTimeout);
+  await inspector?.close();
+  for (const process of running.splice(0)) await process.stop();
+  await worker?.close().catch(() => undefined);
+});
+
+describe('the Watch panel, in Chromium', () => {
+  let tapQueue = '';
+
+  it('watches a live stream from outside clients: the table, the workers and the verdicts', async () => {
+    await page.click('[data-testid=tab-watch]');
+    await page.waitForSelector('[data-testid=watch-empty]');
+    await page.selectOption('[data-testid=watch-mode]', 'tap');
+    await page.fill('[data-testid=watch-timeout]', '1000');
+    await page.fill('[data-testid=watch-keys]', `${queue}, ${nobodyKey}`);
+    await page.click('[data-testid=watch-toggle]');
+    await page.waitForSelector('[data-testid=panel-watch][data-state=running]');
+    tapQueue = /tap queue (\S+)/.exec((await page.textContent('[data-testid=watch-status]')) ?? '')?.[1] ?? '';
+    expect(tapQueue).toMatch(/^amq\.gen-/);
+
+    // The device stays subscribed to its reply topic; its requests come from mosquitto_pub, one line one message.
+    const subscriber = start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', replyTopic, '-q', '1', '-d', '-i', uniqueName('sub')]);
+    await subscriber.waitForLine(/received SUBACK/);
+    const publisher = start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', queue, '-i', uniqueName('pub'), '-l']);
+    let n = 0;
+    // About 100 requests a second, as long as the test runs (the screenshots are of a live stream).
+    stream = setInterval(() => {
+      for (let burst = 0; burst < 2; burst += 1) {
+        n += 1;
+        const id = n % 25 === 0 ? `none-${n}` : n % 40 === 0 ? `late-${n}` : `ok-${n}`;
+        publisher.child.stdin.write(`${JSON.stringify({ id, reply_to: replyTopic, params: { n } })}\n`);
+      }
+    }, 20);
+    expect(await start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', nobodyKey, '-i', uniqueName('pub'), '-m', JSON.stringify({ id: 'nobody-1', reply_to: replyTopic })]).exited).toBe(0);
+
+    const row = `[data-testid=watch-row][data-topic="${queue}"]`;
+    await numberAtLeast(`${row} [data-testid=watch-replies]`, 200);
+    await page.waitForSelector('[data-testid=watch-verdict][data-code=server-slow]');
+    await page.waitForSelector('[data-testid=watch-verdict][data-code=late-reply]');
+    await page.waitForSelector('[data-testid=watch-verdict][data-code=request-unroutable]');
+    const workers = (await page.textContent(`${row} [data-testid=watch-workers]`)) ?? '';
+    expect(workers).toMatch(/node-w1 \d+/);
+    expect(workers).toMatch(/node-w2 \d+/);
+    expect(Number(await page.textContent(`${row} [data-testid=watch-unanswered]`))).toBeGreaterThan(0);
+    const late = page.locator('[data-testid=watch-verdict][data-code=late-reply]').first();
+    expect((await late.locator('[data-testid=verdict-badge]').textContent())?.trim()).toBe('late reply');
+    expect(await late.locator('[data-testid=watch-verdict-sentence]').textContent()).toMatch(/\w.{20,}/);
+    expect(await page.textContent('[data-testid=watch-dropped]')).toBe('0');
+  }, 60_000);
+
+  it('takes screenshots of the panel under the live stream, light and dark, at 1400x900 and 1024x700', async () => {
+    await atIssueSizesAndSchemes(page, async (suffix) => {
+      // A batch drawn in this scheme and size first (the chart redraws at most twice a second).
+      const pairs = Number(await page.textContent('[data-testid=watch-pairs]'));
+      await numberAtLeast('[data-testid=watch-pairs]', pairs + 50);
+      await page.screenshot({ path: join(shots, `watch-${suffix}.png`) });
+      await page.screenshot({ path: join(shots, `watch-${suffix}-full.png`), fullPage: true });
+    });
+  }, 60_000);
+
+  it('opens an unanswered request in Trace with what the watch saw and the same verdict word', async () => {
+    const unanswered = page.locator('[data-testid=watch-verdict][data-code=server-slow]').first();
+    const word = (await unanswered.locator('[data-testid=verdict-badge]').textContent())?.trim();
+    await unanswered.locator('[data-testid=watch-open]').click();
+    await page.waitForSelector('[data-testid=panel-trace]', { state: 'visible' });
+    await page.waitForSelector('[data-testid=trace-selected-verdict]');
+    expect((await page.textContent('[data-testid=trace-selected-verdict]'))?.trim()).toContain(word);
+    await page.screenshot({ path: join(shots, 'watch-open-in-trace-light-1400x900.png') });
+  });
+
+  it('Stop deletes the tap queue and its bindings while the stream goes on', async () => {
+    await page.click('[data-testid=tab-watch]');
+    await page.click('[data-testid=watch-toggle]');
+    await page.waitForSelector('[data-testid=panel-watch][data-state=stopped]');
+    const api = new ManagementApi(broker.urls.management);
+    expect((await api.queues()).some((item) => item.name === tapQueue)).toBe(false);
+    expect((await api.bindings('amq.direct')).filter((binding) => binding.destination === tapQueue)).toEqual([]);
+    // The figures of the run stay on the panel after Stop.
+    expect(await page.locator('[data-testid=watch-row]').count()).toBeGreaterThan(0);
+  });
+
+  it('shows the OpenTelemetry setting off by default in Connections, with one sentence for a URL that is not http(s)', async () => {
+    await page.click('[data-testid=tab-connections]');
+    await page.waitForSelector('[data-testid=otel-setting][data-state=off]');
+    await page.fill('[data-testid=otel-url]', 'localhost:4318');
+    await page.click('[data-testid=otel-apply]');
+    expect(await page.textContent('[data-testid=otel-url-error]')).toMatch(/must be an http:\/\/ or https:\/\/ URL/);
+    await page.locator('[data-testid=otel-setting]').screenshot({ path: join(shots, 'otel-setting-light-1400x900.png') });
+  });
+});

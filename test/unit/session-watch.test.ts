@@ -1,0 +1,103 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { WatchBatch, WatchView } from '../../src/shared/contract';
+import { WATCH_BATCH_VERDICTS } from '../../src/shared/contract';
+import type { TraceStepDraft } from '../../src/shared/trace';
+import type { Verdict } from '../../src/shared/diagnosis';
+import type { Connection } from '../../src/core/session/connection';
+import { WatchController, type WatcherLike } from '../../src/core/session/watch';
+import type { WatcherOptions, WatcherEvents } from '../../src/core/watch/watcher';
+import { profile } from './session-fakes';
+
+/** A watcher that says what the test tells it to, and records how it was made and stopped. */
+class FakeWatcher extends EventEmitter<WatcherEvents> {
+  releases = [];
+  stopped = 0;
+  constructor(readonly options: WatcherOptions) {
+    super();
+  }
+  async start(): Promise<string> {
+    return 'amq.gen-fake';
+  }
+  async stop(): Promise<void> {
+    this.stopped += 1;
+  }
+  stats() {
+    return [{ topic: 'rpc_queue', requests: 1, replies: 1, unanswered: 0, late: 0, rate: 1, workers: {} }];
+  }
+}
+
+const verdict: Verdict = { code: 'server-slow', hop: 'server', message: 'No reply.', evidence: [] };
+
+function controller() {
+  const batches: WatchBatch[] = [];
+  const views: WatchView[] = [];
+  const steps: TraceStepDraft[] = [];
+  let made: FakeWatcher | undefined;
+  const watch = new WatchController({
+    connection: () => ({ profile }) as Connection,
+    emitView: (view) => views.push(view),
+    emitBatch: (batch) => batches.push(batch),
+    addStep: (draft) => steps.push(draft),
+    flushMs: 60_000,
+    createWatcher: (options) => (made = new FakeWatcher(options)) as unknown as WatcherLike,
+  });
+  return { watch, batches, views, steps, watcher: () => made as FakeWatcher };
+}
+
+describe('the session watch controller', () => {
+  it('watches on the profile\'s exchange and vhost with the settings asked', async () => {
+    const { watch, watcher } = controller();
+    const view = await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue', ' rpc_queue', 'b'] });
+    expect(view).toMatchObject({ state: 'running', through: 'amq.gen-fake', exchange: 'amq.direct' });
+    expect(watcher().options).toMatchObject({ mode: 'tap', exchange: 'amq.direct', vhost: '/', timeoutMs: 700, requestKeys: ['rpc_queue', 'b'] });
+    await watch.stop();
+  });
+
+  it('sends one batch for any number of lines: pairs counted, a sample of replies, verdicts capped with the rest counted', async () => {
+    const { watch, batches, watcher } = controller();
+    await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    const ref = { pattern: 'seed' as const, topic: 'rpc_queue', replyKey: 'reply.x', sentAt: 1 };
+    for (let n = 0; n < 10_000; n += 1) watcher().emit('line', { ...ref, id: `ok-${n}`, type: 'pair', rttMs: 3 });
+    for (let n = 0; n < WATCH_BATCH_VERDICTS + 20; n += 1) watcher().emit('line', { ...ref, id: `none-${n}`, type: 'verdict', verdict });
+    watcher().emit('line', { type: 'dropped', what: 'pending', count: 1, reason: 'more than 10000 requests waited' });
+    await watch.stop();
+    const [batch] = batches;
+    expect(batches).toHaveLength(1);
+    expect(batch?.pairs).toBe(10_000);
+    expect(batch?.replied.map((rpc) => rpc.id)).toEqual(['ok-9995', 'ok-9996', 'ok-9997', 'ok-9998', 'ok-9999']);
+    expect(batch?.verdicts).toHaveLength(WATCH_BATCH_VERDICTS);
+    expect(batch?.dropped).toEqual({ pending: 1, timedOut: 0, topic: 0, ui: 20, last: 'more than 10000 requests waited' });
+    // Only the latest closed RPCs are kept for Open in Trace: the first pair is forgotten, with a sentence.
+    expect(() => watch.open('w1')).toThrow(/no longer kept/);
+  });
+
+  it('opens a watched RPC as trace steps once, with its verdict and what the watch does not see', async () => {
+    const { watch, batches, watcher, steps } = controller();
+    await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.x', sentAt: 1000, id: 'late-1', type: 'verdict', verdict, rttMs: 900, worker: 'w' });
+    await watch.stop();
+    const key = batches[0]?.verdicts[0]?.key as string;
+    const { rpcId } = watch.open(key);
+    expect(watch.open(key).rpcId).toBe(rpcId);
+    expect(steps.map((step) => [step.kind, step.at])).toEqual([
+      ['broker.published', 1000],
+      ['broker.published', 1900],
+      ['rpc.diagnosed', 1900],
+    ]);
+    const diagnosed = steps[2] as Extract<TraceStepDraft, { kind: 'rpc.diagnosed' }>;
+    expect(diagnosed.detail.verdict.code).toBe('server-slow');
+    expect(diagnosed.detail.verdict.evidence.at(-1)).toMatch(/not observed/);
+  });
+
+  it('stops the watcher when the tap is lost, and says why', async () => {
+    const { watch, views, watcher } = controller();
+    await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('lost', 'connection reset');
+    // A Stop while the lost tap is being cleaned up waits for that cleanup: the watcher is stopped once.
+    await watch.stop();
+    expect(watcher().stopped).toBe(1);
+    expect(views.at(-1)).toMatchObject({ state: 'failed', message: expect.stringMatching(/lost its AMQP connection \(connection reset\)/) });
+    expect(watch.active).toBe(false);
+  });
+});
