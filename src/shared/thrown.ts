@@ -4,7 +4,7 @@
  * One sentence for whatever was thrown: an Error's message, or what the value was (`throw undefined` included). Never
  * throws. `thrower` names who threw when the value carries no message of its own (a handler, a listener, ...).
  */
-export function messageOf(thrown: unknown, thrower = 'the code'): string {
+export function messageOf(thrown: unknown, thrower = 'an operation'): string {
   try {
     return describeUnsafely(thrown, thrower);
   } catch {

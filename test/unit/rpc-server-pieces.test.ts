@@ -45,7 +45,9 @@ describe('the ack batcher', () => {
   it('acks ready deliveries behind one still being handled alone, and the held one later', async () => {
     const channel = new FakeAckChannel();
     const acks = new AckBatcher<ConsumeMessage>(channel);
-    const [slow, quick, quicker] = [1, 2, 3].map(delivery);
+    const slow = delivery(1);
+    const quick = delivery(2);
+    const quicker = delivery(3);
     for (const message of [slow, quick, quicker]) acks.track(message);
     acks.settle(quick, 'ack', false);
     acks.settle(quicker, 'ack', false);
@@ -59,7 +61,8 @@ describe('the ack batcher', () => {
   it('rejects at once without requeue, marks the delivery settled, and acks at once when told to', () => {
     const channel = new FakeAckChannel();
     const acks = new AckBatcher<ConsumeMessage>(channel);
-    const [bad, good] = [7, 8].map(delivery);
+    const bad = delivery(7);
+    const good = delivery(8);
     const badDelivery = acks.track(bad);
     acks.track(good);
     acks.settle(bad, 'reject', false);

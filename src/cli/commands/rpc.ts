@@ -12,7 +12,8 @@ import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/se
 import { RpcClient } from '../../core/rpc/client';
 import { buildCallOptions, readPayload } from '../../core/rpc/call-options';
 import { cleanMqtt5 } from '../../shared/mqtt5-options';
-import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
+import { loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
+import { messageOf } from '../../shared/thrown';
 import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import type { ManagementApi } from '../../core/broker/management-api';
 import { probeMqttExchange } from '../../core/broker/checks';
@@ -296,12 +297,12 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
   // other exception is a bug of ours, which must not be hidden.
   const onStray = (kind: string) => (err: unknown) => {
     if (isHandlersStray(err, handlerFile)) {
-      const line = `A handler's ${kind} escaped its request: ${describeThrown(err)}; still serving.`;
+      const line = `A handler's ${kind} escaped its request: ${messageOf(err, 'the handler')}; still serving.`;
       if (options.json) printJsonLine({ problem: { kind: 'stray-error', worker: '', rpcId: '', message: line } });
       else warn(line);
       return;
     }
-    const reason = err instanceof Error ? err.message || err.name : describeThrown(err);
+    const reason = err instanceof Error ? err.message || err.name : messageOf(err, 'the handler');
     process.stderr.write(`bridgescope: internal error (not the handler's): ${terminalSafe(reason)}; stopping.\n`);
     crashReason ??= reason;
     onCrash(reason);

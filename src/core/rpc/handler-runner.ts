@@ -1,5 +1,6 @@
 /** Runs a request's handler under the handler timeout, and keeps the running and abandoned ones to name on stop. */
-import { describeThrown, thrownCode, type HandlerContext, type RpcHandler } from './handlers';
+import { messageOf } from '../../shared/thrown';
+import { thrownCode, type HandlerContext, type RpcHandler } from './handlers';
 import type { RpcRequest } from './envelope';
 
 /** How a handler ended: its result, or the error its request is answered with. */
@@ -42,7 +43,7 @@ function signalOf(entry: Running): AbortSignal {
 }
 
 function failedWith(thrown: unknown): HandlerSettled {
-  return { ok: false, error: { code: thrownCode(thrown), message: describeThrown(thrown) } };
+  return { ok: false, error: { code: thrownCode(thrown), message: messageOf(thrown, 'the handler') } };
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
