@@ -11,10 +11,7 @@ export interface CallGuardOptions {
   connected: () => boolean;
 }
 
-/**
- * `expired` rejects when the call's time is up (`timeout`) or it is cancelled (`cancelled`); `clear` disarms it. A class,
- * not closures per call: it is on the hot path (docs/ARCHITECTURE.md).
- */
+/** `expired` rejects when the call's time is up (`timeout`) or it is cancelled (`cancelled`); `clear` disarms it. */
 export class CallGuard {
   readonly expired: Promise<never>;
   private timer: NodeJS.Timeout | undefined;

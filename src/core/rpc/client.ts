@@ -120,7 +120,6 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     });
     this.link.client.on('packetreceive', (packet: Packet) => {
       if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && typeof packet.messageId === 'number') {
-        // Per PUBACK: a literal and a conditional field, not a spread of a conditional object (measurably dearer).
         const ack: { packet: 'puback' | 'pubrec'; reasonCode?: number } = { packet: packet.cmd };
         if (typeof packet.reasonCode === 'number') ack.reasonCode = packet.reasonCode;
         this.acks.set(packet.messageId, ack);
@@ -166,7 +165,6 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const sendQos = allowedQos(this.link, this.rules, { qos, topic, replyTopic, bodyBytes: body.byteLength }, warnings);
     const step = this.emitStep;
     if (this.traced) {
-      // The hot path of every traced call: literals with conditional fields, no spreads of conditional objects.
       const facts: MqttPublishFacts = { qos: sendQos, retain: false };
       if (this.link.protocolVersion === 5) facts.properties = { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) };
       const detail: TraceStepDetails['composed'] = { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength };

@@ -34,7 +34,6 @@ export function publishReply(
   let settle!: (err: Error | undefined) => void;
   const confirmed = new Promise<Error | undefined>((resolve) => (settle = resolve));
   let writable = true;
-  // A fresh object per reply: it is completed in place (no spread of a conditional object per request).
   const options = replyProperties(request, messageId, deliveryMode) as Options.Publish;
   options.mandatory = true;
   if (traceHeaders) options.headers = { ...options.headers, ...traceHeaders };
