@@ -2,6 +2,7 @@
 import { messageOf } from '../../shared/thrown';
 import { thrownCode, type HandlerContext, type RpcHandler } from './handlers';
 import type { RpcRequest } from './envelope';
+import type { ServerReplyErrorCode } from './server-types';
 
 /** How a handler ended: its result, or the error its request is answered with. */
 export type HandlerSettled = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
@@ -100,7 +101,7 @@ export class HandlerRunner {
     const message = `The handler did not answer ${entry.rpcId} within ${this.options.timeoutMs} ms; it was abandoned and the request answered with an error.`;
     this.options.onTimeout(entry, message);
     void work.then(() => this.running.delete(ticket));
-    return { ok: false, error: { code: 'handler-timeout', message } };
+    return { ok: false, error: { code: 'handler-timeout' satisfies ServerReplyErrorCode, message } };
   }
 
   /** The request is done with: forgotten unless abandoned (an abandoned one is forgotten when its handler returns). */

@@ -1,6 +1,7 @@
 /** Why a reply was not confirmed, read from what the broker and amqplib said: pure, so it is tested without a broker. */
 import { AMQPLIB_NACKED, RABBITMQ_TOO_LARGE } from '../links/amqp-link';
 import { BoundedMap } from '../bounded-map';
+import type { ServerReplyErrorCode } from './server-types';
 
 export interface ReplyFailureFacts {
   /** the error amqplib failed the publish with */
@@ -60,7 +61,7 @@ export function classifyReplyFailure(facts: ReplyFailureFacts): ReplyFailure {
 /** A reply that could not be published, remembered so its redelivery is answered with an error instead of running the handler again. */
 export interface FailedReply {
   reason: string;
-  code: 'reply-failed' | 'reply-too-large';
+  code: Extract<ServerReplyErrorCode, 'reply-failed' | 'reply-too-large'>;
   /** error replies already tried for it: a second failure rejects the request so it cannot loop */
   attempts: number;
 }

@@ -4,6 +4,7 @@ import { messageOf } from '../../shared/thrown';
 import type { EnvelopeFields } from '../../shared/rpc';
 import { encodeReply, type RpcRequest } from './envelope';
 import type { HandlerSettled } from './handler-runner';
+import type { ServerReplyErrorCode } from './server-types';
 
 /** A reply's AMQP properties: the request's correlation (id or header) is copied back, so the device can match it. */
 export function replyProperties(request: RpcRequest, messageId: string, deliveryMode: 1 | 2): Record<string, unknown> {
@@ -64,10 +65,10 @@ export function encodeHandlerReply(settled: HandlerSettled, request: RpcRequest,
     try {
       body = encodeReply({ id: request.id, result: settled.result, worker }, fields);
     } catch (err) {
-      error = { code: 'unserializable-result', message: `The handler's result cannot be sent as JSON: ${messageOf(err)}` };
+      error = { code: 'unserializable-result' satisfies ServerReplyErrorCode, message: `The handler's result cannot be sent as JSON: ${messageOf(err)}` };
     }
     if (body && body.byteLength > maxMessageBytes) {
-      error = { code: 'reply-too-large', message: `The reply is ${body.byteLength} bytes; the broker accepts at most ${maxMessageBytes} (max_message_size).` };
+      error = { code: 'reply-too-large' satisfies ServerReplyErrorCode, message: `The reply is ${body.byteLength} bytes; the broker accepts at most ${maxMessageBytes} (max_message_size).` };
       tooLargeBytes = body.byteLength;
     }
   }
