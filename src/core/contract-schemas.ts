@@ -1,5 +1,6 @@
 /** Validation at the edge: every command's args are checked here before the core sees them (IPC and WebSocket alike). */
 import { z } from 'zod';
+import { REPLY_STRATEGIES } from '../shared/rpc';
 import { commandNames, type CommandArgs, type CommandName } from '../shared/contract';
 import { BridgeError } from './errors';
 import { MAX_TIMER_MS } from '../shared/durations';
@@ -54,7 +55,7 @@ const durationMs = (what: string, maxMs: number, maxText: string) =>
     .max(Math.min(maxMs, MAX_TIMER_MS), { error: `${what} must be at most ${maxText}.` });
 
 const qos = z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'QoS must be 0, 1 or 2.' });
-const strategy = z.enum(['per-request', 'shared'], { error: 'The reply strategy must be per-request or shared.' });
+const strategy = z.enum(REPLY_STRATEGIES, { error: 'The reply strategy must be per-request or shared.' });
 const optionalTopic = z.string().max(65_535).optional();
 
 /** MQTT 5 strings are at most 65,535 bytes; the UI keeps them far shorter. */

@@ -146,8 +146,8 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     // settles), and an AbortController per call cost 2.3-2.5 us each here, 46 ms of a 30-s profile of the host under a load run.
     const laneController = new AbortController();
     inFlight.add(laneController);
-    // The same reasoning: one options object per lane, its id changed before each call (a call reads its options only
-    // while it runs, and the lane's next call starts once it settled), not a spread of the run's options per call.
+    // One options object per lane, its id changed before each call: a call reads its options only while it runs, and
+    // the lane's next call starts once it settled.
     const laneCall: RpcCallOptions = { ...options.call, signal: laneController.signal };
     while (started < options.count && !options.signal?.aborted && gaveUp === undefined) {
       started += 1;

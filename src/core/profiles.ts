@@ -4,7 +4,7 @@ import type { ConnectionProfile, ProfileSummary } from '../shared/contract';
 import { BridgeError } from './errors';
 import { decodeUriPart, REDACTED, redactUrl, splitTypedUrl, typedCredentials } from '../shared/redact';
 import { redactUrlList, splitUrls } from '../shared/url-list';
-import { DEFAULT_MQTT_EXCHANGE } from '../shared/defaults';
+import { DEFAULT_MANAGEMENT_URL, DEFAULT_MQTT_EXCHANGE, DEFAULT_MQTT_URL, DEFAULT_VHOST } from '../shared/defaults';
 import { OneAtATime, readOwnFile, setFileAside, writeFileWhole } from './json-file';
 
 export interface SecretBox {
@@ -305,9 +305,9 @@ export function profileFromEnv(env: NodeJS.ProcessEnv = process.env): Connection
   return {
     name: 'From environment',
     amqpUrl,
-    mqttUrl: env.BRIDGESCOPE_MQTT_URL ?? 'mqtt://127.0.0.1:1883',
-    managementUrl: env.BRIDGESCOPE_MANAGEMENT_URL ?? 'http://guest:guest@127.0.0.1:15672',
-    vhost: env.BRIDGESCOPE_VHOST ?? '/',
+    mqttUrl: env.BRIDGESCOPE_MQTT_URL ?? DEFAULT_MQTT_URL,
+    managementUrl: env.BRIDGESCOPE_MANAGEMENT_URL ?? DEFAULT_MANAGEMENT_URL,
+    vhost: env.BRIDGESCOPE_VHOST ?? DEFAULT_VHOST,
     exchange: env.BRIDGESCOPE_EXCHANGE ?? DEFAULT_MQTT_EXCHANGE,
   };
 }

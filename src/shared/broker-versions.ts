@@ -231,8 +231,12 @@ export interface SendPlan {
   bytes: number;
 }
 
+/** What a broker-version finding is about. */
+export const VERSION_FINDING_CODES = ['qos2-downgraded', 'qos2-disconnects', 'packet-too-large', 'no-mqtt5', 'mqtt-header', 'direct-reply-to'] as const;
+export type VersionFindingCode = (typeof VERSION_FINDING_CODES)[number];
+
 export interface VersionFinding {
-  code: 'qos2-downgraded' | 'qos2-disconnects' | 'packet-too-large' | 'no-mqtt5' | 'mqtt-header' | 'direct-reply-to';
+  code: VersionFindingCode;
   severity: 'error' | 'warning' | 'info';
   /** what the request is sent as instead, when BridgeScope changes it */
   sendQos?: 0 | 1;

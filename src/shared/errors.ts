@@ -2,22 +2,25 @@ import type { Verdict } from './verdict';
 
 /** The error shape that crosses every boundary (IPC, WebSocket, CLI): a code and one sentence. */
 
-export type ErrorCode =
-  | 'bad-input'
+/** What kind of failure an error is: a program branches on this (and on FAILURE_REASONS), never on the sentence. */
+export const ERROR_CODES = [
+  'bad-input',
   /** the command needs a broker connection and none is open */
-  | 'not-connected'
+  'not-connected',
   /** something of the kind is already running, or a cap is reached: try again later */
-  | 'busy'
-  | 'timeout'
-  | 'unreachable'
-  | 'auth'
-  | 'not-found'
-  | 'not-installed'
-  | 'broker-failed'
-  | 'unroutable'
-  | 'cancelled'
-  | 'too-large'
-  | 'internal';
+  'busy',
+  'timeout',
+  'unreachable',
+  'auth',
+  'not-found',
+  'not-installed',
+  'broker-failed',
+  'unroutable',
+  'cancelled',
+  'too-large',
+  'internal',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /**
  * Why a failure happened, when code and sentence alone do not say it to a program: verdicts and fall-backs read this,

@@ -2,7 +2,9 @@
 import type { Verdict } from './verdict';
 
 export type QoS = 0 | 1 | 2;
-export type ReplyStrategy = 'per-request' | 'shared';
+/** How a call gets its reply: a reply topic of its own (subscribed for the call), or the client's one shared topic. */
+export const REPLY_STRATEGIES = ['per-request', 'shared'] as const;
+export type ReplyStrategy = (typeof REPLY_STRATEGIES)[number];
 
 /** Names of the request body's fields; devices that use other names can rename them. */
 export interface EnvelopeFields {

@@ -2,21 +2,24 @@
 
 export type TopicRole = 'publish' | 'reply' | 'filter';
 
-export type TopicIssueCode =
-  | 'empty-topic'
-  | 'null-character'
-  | 'topic-too-long'
-  | 'dot-in-level'
-  | 'star-in-level'
-  | 'wildcard-in-topic'
-  | 'plus-not-whole-level'
-  | 'hash-not-last'
-  | 'empty-level'
-  | 'leading-slash'
-  | 'trailing-slash'
-  | 'dollar-prefix'
-  | 'key-too-long'
-  | 'sparkplug-prefix';
+/** What a topic-map finding is about. */
+export const TOPIC_ISSUE_CODES = [
+  'empty-topic',
+  'null-character',
+  'topic-too-long',
+  'dot-in-level',
+  'star-in-level',
+  'wildcard-in-topic',
+  'plus-not-whole-level',
+  'hash-not-last',
+  'empty-level',
+  'leading-slash',
+  'trailing-slash',
+  'dollar-prefix',
+  'key-too-long',
+  'sparkplug-prefix',
+] as const;
+export type TopicIssueCode = (typeof TOPIC_ISSUE_CODES)[number];
 
 export interface TopicIssue {
   code: TopicIssueCode;

@@ -3,8 +3,11 @@ import { chmod, chown, mkdir, mkdtemp, realpath, rm, symlink, writeFile } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkHandlerModule, describeThrown, HandlerError, loadHandler, MAX_TIMER_MS, parseHandlerSpec, thrownCode } from '../../src/core/rpc/handlers';
+import { checkHandlerModule, HandlerError, loadHandler, MAX_TIMER_MS, parseHandlerSpec, thrownCode } from '../../src/core/rpc/handlers';
 import { BridgeError } from '../../src/core/errors';
+import { messageOf } from '../../src/shared/thrown';
+
+const describeThrown = (thrown: unknown): string => messageOf(thrown, 'the handler');
 
 describe('what a handler threw, in one sentence', () => {
   it.each([
@@ -19,6 +22,11 @@ describe('what a handler threw, in one sentence', () => {
     [{ message: 'from an object' }, 'from an object'],
   ])('describes %o as "%s"', (thrown, sentence) => {
     expect(describeThrown(thrown)).toBe(sentence);
+  });
+
+  it("names no handler when no thrower is given (a broker channel error is not a handler's)", () => {
+    expect(messageOf(undefined)).toBe('an operation threw undefined');
+    expect(messageOf(new Error(''))).toBe('an operation threw Error without a message');
   });
 
   it('describes a circular object without throwing itself', () => {

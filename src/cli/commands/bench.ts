@@ -10,6 +10,7 @@ import type { BrokerUrls } from '../../core/broker/readiness';
 import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../../bench/contenders';
 import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../bench/report';
 import { action, parsePositiveInt } from '../run';
+import { messageOf } from '../../shared/thrown';
 
 interface BenchCase {
   concurrency: number;
@@ -141,7 +142,7 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
     }
     // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
     uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
-      process.stderr.write(`The UI stream benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.stderr.write(`The UI stream benchmark failed: ${messageOf(err)}\n`);
       return undefined;
     });
   } finally {

@@ -11,9 +11,9 @@ import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
-import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
+import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 import type { CheckLine } from '../../shared/broker';
-import type { ReplyStrategy } from '../../shared/rpc';
+import { REPLY_STRATEGIES, type ReplyStrategy } from '../../shared/rpc';
 
 export function registerInspectCommands(program: Command): void {
   program
@@ -124,7 +124,7 @@ export function registerInspectCommands(program: Command): void {
     .option('--vhost <name>', 'virtual host', '/')
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
-    .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
+    .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', REPLY_STRATEGIES), DEFAULT_CALL_REPLY_STRATEGY)
     .option('--reply-topic <topic>', 'the reply topic the device is told to use')
     .option('--mqtt-version <v>', 'the MQTT version the device speaks: 4 (3.1.1) or 5', parseChoice('--mqtt-version', ['4', '5'] as const), '4')
     .option('--payload-bytes <n>', 'the request body size, when not given as PAYLOAD', parsePositiveInt('--payload-bytes'))

@@ -4,7 +4,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { InvalidArgumentError, type Command } from 'commander';
-import type { Mqtt5RequestOptions, QoS, ReplyStrategy, RpcOutcome, UserProperty } from '../../shared/rpc';
+import { REPLY_STRATEGIES, type Mqtt5RequestOptions, type QoS, type ReplyStrategy, type RpcOutcome, type UserProperty } from '../../shared/rpc';
 import { BridgeError } from '../../core/errors';
 import { MAX_FILE_PAYLOAD_BYTES, type PayloadFormat } from '../../shared/payload-format';
 import { redactUrl } from '../../core/broker/management-http';
@@ -12,7 +12,8 @@ import { RpcServer, validateQueueName, type StopReport } from '../../core/rpc/se
 import { RpcClient } from '../../core/rpc/client';
 import { buildCallOptions, readPayload } from '../../core/rpc/call-options';
 import { cleanMqtt5 } from '../../shared/mqtt5-options';
-import { describeThrown, loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
+import { loadHandler, parseHandlerSpec } from '../../core/rpc/handlers';
+import { messageOf } from '../../shared/thrown';
 import { mapTopic, type TopicRole } from '../../shared/topic-map';
 import type { ManagementApi } from '../../core/broker/management-api';
 import { probeMqttExchange } from '../../core/broker/checks';
@@ -32,7 +33,7 @@ import type { Verdict } from '../../shared/diagnosis';
 import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
-import { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
+import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
 
 interface ServeOptions extends OtlpOptions {
   amqp?: string;
@@ -296,12 +297,12 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
   // other exception is a bug of ours, which must not be hidden.
   const onStray = (kind: string) => (err: unknown) => {
     if (isHandlersStray(err, handlerFile)) {
-      const line = `A handler's ${kind} escaped its request: ${describeThrown(err)}; still serving.`;
+      const line = `A handler's ${kind} escaped its request: ${messageOf(err, 'the handler')}; still serving.`;
       if (options.json) printJsonLine({ problem: { kind: 'stray-error', worker: '', rpcId: '', message: line } });
       else warn(line);
       return;
     }
-    const reason = err instanceof Error ? err.message || err.name : describeThrown(err);
+    const reason = err instanceof Error ? err.message || err.name : messageOf(err, 'the handler');
     process.stderr.write(`bridgescope: internal error (not the handler's): ${terminalSafe(reason)}; stopping.\n`);
     crashReason ??= reason;
     onCrash(reason);
@@ -685,7 +686,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--mqtt <urls>', 'MQTT URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
-    .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', ['per-request', 'shared'] as const), 'per-request')
+    .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', REPLY_STRATEGIES), DEFAULT_CALL_REPLY_STRATEGY)
     .option('--reply-topic <topic>', 'reply topic; wins over a reply_to in PAYLOAD (warned when they differ), which wins over a generated reply/<uuid>', parseReplyTopic)
     .option('--method <name>', 'method field of the request')
     .option('--timeout <ms>', 'how long to wait for the reply', parseDurationMs('--timeout'), DEFAULT_CALL_TIMEOUT_MS)

@@ -11,6 +11,7 @@ import { JsonTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BasicTracerProvider, BatchSpanProcessor, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { BridgeError } from '../errors';
+import { messageOf } from '../../shared/thrown';
 
 export interface OtelExportOptions {
   /** OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces (a URL without a path gets /v1/traces) */
@@ -119,7 +120,7 @@ export class OtelExport {
   async shutdown(): Promise<string[]> {
     const thrown = await this.provider.shutdown().then(
       () => undefined,
-      (err: unknown) => (err instanceof Error ? err.message : String(err)),
+      (err: unknown) => messageOf(err),
     );
     const failures = this.exporters.flatMap((exporter) => (exporter.failure !== undefined ? [exporter.failure] : []));
     if (failures.length === 0 && thrown !== undefined) failures.push(`the OpenTelemetry export to ${this.exporters.map((exporter) => exporter.where).join(' and ')} failed (${thrown})`);

@@ -152,7 +152,6 @@ export function parseRequest(bytes: Uint8Array, context: ParseContext = {}): Par
   if (Buffer.byteLength(replyRoutingKey) > MAX_ROUTING_KEY_BYTES) {
     return { ok: false, id, reason: `The reply topic maps to a routing key over ${MAX_ROUTING_KEY_BYTES} bytes.` };
   }
-  // One literal of the same shape as above: a spread of a shared base object cost more than the JSON parse here (3.6 vs 1.2 us).
   return { ok: true, request: { id, method, params, body, correlationId, correlationHeader, replyTopic: rawReplyTo, replyRoutingKey, replySource: 'body' } };
 }
 

@@ -36,41 +36,6 @@ export class HandlerError extends Error {
 
 export { MAX_TIMER_MS } from '../../shared/durations';
 
-/** One sentence for whatever a handler threw: an Error's message, or what the value was (`throw undefined` included). Never throws. */
-export function describeThrown(thrown: unknown): string {
-  try {
-    return describeUnsafely(thrown);
-  } catch {
-    // a getter or proxy trap threw while we looked: name the kind of value without touching it again
-    return `the handler threw ${kindOf(thrown)} that cannot be described`;
-  }
-}
-
-function describeUnsafely(thrown: unknown): string {
-  if (thrown instanceof Error) return thrown.message || `the handler threw ${thrown.name} without a message`;
-  if (thrown === undefined || thrown === null) return `the handler threw ${String(thrown)}`;
-  if (typeof thrown === 'object') {
-    const message = (thrown as { message?: unknown }).message;
-    if (typeof message === 'string' && message !== '') return message;
-    let shown: string;
-    try {
-      shown = JSON.stringify(thrown) ?? Object.prototype.toString.call(thrown);
-    } catch {
-      // circular or BigInt inside: name the kind of object instead
-      shown = Object.prototype.toString.call(thrown);
-    }
-    return `the handler threw an object: ${shown.slice(0, 200)}`;
-  }
-  if (typeof thrown === 'string') return thrown === '' ? 'the handler threw an empty string' : thrown;
-  return `the handler threw ${typeof thrown === 'symbol' ? thrown.toString() : String(thrown)}`;
-}
-
-/** `typeof` cannot throw, even on a hostile proxy. */
-function kindOf(thrown: unknown): string {
-  const kind = typeof thrown;
-  return kind === 'object' || kind === 'undefined' ? `an ${kind}` : `a ${kind}`;
-}
-
 /** The error code a thrown value answers with: a HandlerError's own, or a `code` string on a thrown object. Never throws. */
 export function thrownCode(thrown: unknown): string {
   try {

@@ -11,6 +11,7 @@ import type { SandboxNode } from './sandbox';
 import type { Connection, ConnectionFactories } from './connection';
 import type { ServerControllerOptions } from './server';
 import type { WatchControllerOptions } from './watch';
+import { DEFAULT_CLIENT_REPLY_STRATEGY } from '../../shared/defaults';
 import type { ConnectionProfile } from '../../shared/contract';
 import { splitUrls } from '../../shared/url-list';
 import { brokerTargets, type TlsFiles } from '../connection-details';
@@ -29,7 +30,7 @@ function clientOf(profile: ConnectionProfile, tls?: TlsFiles): RpcClient {
   const client = new RpcClient({
     mqttUrl,
     fallbackMqttUrls,
-    strategy: 'shared',
+    strategy: DEFAULT_CLIENT_REPLY_STRATEGY,
     ...(profile.mqttClientId ? { clientId: profile.mqttClientId } : {}),
     protocolVersion: profile.mqttVersion ?? 4,
     ...(profile.keepaliveSeconds !== undefined ? { keepaliveSeconds: profile.keepaliveSeconds } : {}),

@@ -68,7 +68,6 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
   const type = key.slice(0, dot);
   if (dot < 0 || (type !== 'publish' && type !== 'deliver')) return undefined;
   const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
-  // Four events per RPC: a literal, then the optional fields (spreads of conditional objects cost more than the rest).
   const event: FirehoseEvent = {
     type,
     name: key.slice(dot + 1),

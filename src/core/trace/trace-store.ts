@@ -1,6 +1,8 @@
 /** Keeps the trace: immutable steps per RPC, bounded in memory, summarised, exported and imported as versioned JSON. */
 import { EventEmitter } from 'node:events';
 import { z } from 'zod';
+import { DEFAULT_TRACE_MAX_RPCS, DEFAULT_TRACE_MAX_STEPS_PER_RPC } from '../../shared/defaults';
+import { REPLY_STRATEGIES } from '../../shared/rpc';
 import {
   PreviewBudget,
   previewSize,
@@ -59,8 +61,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   constructor(options: TraceStoreOptions = {}) {
     super();
-    this.maxRpcs = options.maxRpcs ?? 10_000;
-    this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
+    this.maxRpcs = options.maxRpcs ?? DEFAULT_TRACE_MAX_RPCS;
+    this.maxStepsPerRpc = options.maxStepsPerRpc ?? DEFAULT_TRACE_MAX_STEPS_PER_RPC;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
     this.rpcs = new BoundedMap(this.maxRpcs, (rpcId) => {
       this.droppedRpcs += 1;
@@ -241,7 +243,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       const issue = parsed.error.issues[0];
       throw new BridgeError('bad-input', `This is not a BridgeScope trace (version ${IMPORTED_VERSIONS.slice(0, -1).join(', ')} or ${IMPORTED_VERSIONS.at(-1)}): ${issue?.path.join('.') || 'file'}: ${issue?.message}.`);
     }
-    const store = new TraceStore({ ...options, maxRpcs: Math.max(options.maxRpcs ?? 10_000, 1), maxStepsPerRpc: options.maxStepsPerRpc ?? 64 });
+    const store = new TraceStore({ ...options, maxRpcs: Math.max(options.maxRpcs ?? DEFAULT_TRACE_MAX_RPCS, 1), maxStepsPerRpc: options.maxStepsPerRpc ?? DEFAULT_TRACE_MAX_STEPS_PER_RPC });
     for (const step of [...parsed.data.steps].sort((a, b) => a.seq - b.seq)) {
       const { seq: _seq, ...draft } = step;
       store.add(draft as TraceStepDraft);
@@ -281,7 +283,7 @@ const stepDetailSchemas = {
     topic: z.string(),
     qos: qosSchema,
     replyTopic: z.string(),
-    replyStrategy: z.enum(['per-request', 'shared']),
+    replyStrategy: z.enum(REPLY_STRATEGIES),
     bytes: z.number(),
     method: z.string().optional(),
     wire: messageSchema,

@@ -20,7 +20,5 @@ export function useStorage(): KeyValueStorage {
   return inject(storageKey, { get: () => null, set: () => undefined });
 }
 
-/** The message of anything thrown, for the one sentence a user sees. */
-export function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+/** The message of anything thrown, for the one sentence a user sees (the one helper every face uses). */
+export { messageOf } from '../../shared/thrown';

@@ -5,7 +5,7 @@ import type { AppState, ConnectionProfile, ConnectionTestLine, ProfileSummary } 
 import { useClient } from '../injection';
 import { hasHostLink, type HostLinkState } from '../host-link';
 import { useBusy } from './use-busy';
-import { DEFAULT_MQTT_EXCHANGE } from '../../../shared/defaults';
+import { DEFAULT_MQTT_EXCHANGE, DEFAULT_VHOST } from '../../../shared/defaults';
 
 export const useAppStore = defineStore('app', () => {
   const client = useClient();
@@ -53,7 +53,7 @@ export const useAppStore = defineStore('app', () => {
       const sandbox = await client.invoke('broker.sandbox.start', {});
       if (sandbox.urls) {
         state.value = await client.invoke('connection.open', {
-          profile: { name: 'Sandbox broker', amqpUrl: sandbox.urls.amqp, mqttUrl: sandbox.urls.mqtt, managementUrl: sandbox.urls.management, vhost: '/', exchange: DEFAULT_MQTT_EXCHANGE },
+          profile: { name: 'Sandbox broker', amqpUrl: sandbox.urls.amqp, mqttUrl: sandbox.urls.mqtt, managementUrl: sandbox.urls.management, vhost: DEFAULT_VHOST, exchange: DEFAULT_MQTT_EXCHANGE },
         });
       }
     });

@@ -15,7 +15,7 @@ import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
 import { useTraceStore } from './trace';
 import { timeoutProblem } from '../form-checks';
-import { DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
+import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
 import { bodyNotKeptProblem } from '../../../shared/workspace';
 
 /** Validates the payload box as the user types, per its format: empty JSON is fine, hex and base64 must decode. */
@@ -61,7 +61,7 @@ export const useComposeStore = defineStore('compose', () => {
   const form = reactive<ComposeForm>({
     topic: DEFAULT_REQUEST_TOPIC,
     qos: 1,
-    strategy: 'per-request',
+    strategy: DEFAULT_CALL_REPLY_STRATEGY,
     replyTopic: '',
     method: '',
     payloadText: '{\n  "params": {"hello": "device"}\n}',

@@ -6,7 +6,7 @@
 import { defineStore } from 'pinia';
 import { reactive, ref, watch } from 'vue';
 import type { ConnectionProfile } from '../../../shared/contract';
-import { DEFAULT_MQTT_EXCHANGE } from '../../../shared/defaults';
+import { DEFAULT_MQTT_EXCHANGE, DEFAULT_VHOST } from '../../../shared/defaults';
 import { generatedClientId } from '../../../shared/profile-checks';
 import { useAppStore } from './app';
 
@@ -36,7 +36,7 @@ export const useProfileFormStore = defineStore('profile-form', () => {
     amqpUrl: '',
     mqttUrl: '',
     managementUrl: '',
-    vhost: '/',
+    vhost: DEFAULT_VHOST,
     exchange: DEFAULT_MQTT_EXCHANGE,
     mqttClientId: generatedClientId(),
     username: '',

@@ -1,0 +1,108 @@
+/** Matches replies to the calls waiting for them: by the id in the reply, its MQTT 5 Correlation Data, or its topic. */
+import type { IPublishPacket } from 'mqtt';
+import type { EnvelopeFields, ReplyBody } from '../../shared/rpc';
+import { readBody, readReplyFields } from './envelope';
+
+export interface Reply {
+  topic: string;
+  payload: Buffer;
+  body: ReplyBody;
+  packet?: IPublishPacket;
+  /** read once, when the reply was matched by its id */
+  fields: ReturnType<typeof readReplyFields>;
+}
+
+interface PendingCall {
+  id: string;
+  replyRoutingKey: string;
+  resolve: (reply: Reply) => void;
+}
+
+/** A reply that matched no waiting call: late (after a timeout), duplicate (at least once), or foreign. */
+export interface StrayReply {
+  id: string | undefined;
+  /** the call with this id already took a reply */
+  duplicate: boolean;
+  body: ReplyBody;
+}
+
+/**
+ * How the last calls ended, by id: at least the last `limit`, at most twice that. Two generations of plain Maps, the
+ * older dropped whole when the newer is full: no per-entry eviction on the hot path (a BoundedMap's delete and order
+ * array cost about 4 us per call here once full).
+ */
+export class RecentIds {
+  private current = new Map<string, 'replied' | 'failed'>();
+  private previous = new Map<string, 'replied' | 'failed'>();
+
+  constructor(private readonly limit: number) {}
+
+  set(id: string, outcome: 'replied' | 'failed'): void {
+    if (this.current.size >= this.limit) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(id, outcome);
+  }
+
+  get(id: string): 'replied' | 'failed' | undefined {
+    return this.current.get(id) ?? this.previous.get(id);
+  }
+}
+
+export class ReplyMatcher {
+  private readonly pending = new Map<string, PendingCall>();
+  /** how recent calls ended, to tell a duplicate reply (at-least-once) from a late one */
+  private readonly recentlyDone: RecentIds;
+
+  constructor(
+    private readonly fields: () => EnvelopeFields,
+    /** the routing key a topic maps to (a reply without an id is matched by it) */
+    private readonly routingKeyOf: (topic: string) => string,
+    recentIds = 10_000,
+  ) {
+    this.recentlyDone = new RecentIds(recentIds);
+  }
+
+  /** calls waiting for their reply */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Resolves with the call's reply; it never rejects (the call's guard ends a wait that lasts too long). */
+  wait(id: string, replyRoutingKey: string): Promise<Reply> {
+    return new Promise<Reply>((resolve) => this.pending.set(id, { id, replyRoutingKey, resolve }));
+  }
+
+  /** The call ended (replied or not): a later reply with its id is a stray, a duplicate when it had replied. */
+  done(id: string, outcome: 'replied' | 'failed'): void {
+    this.pending.delete(id);
+    this.recentlyDone.set(id, outcome);
+  }
+
+  /** Hands a reply to its call; a reply without a call is returned as a stray. Replies without an id (plain text) go by routing key, oldest call first. */
+  match(topic: string, payload: Buffer, packet?: IPublishPacket): StrayReply | undefined {
+    const body = readBody(payload);
+    const fields = readReplyFields(body, this.fields());
+    const { id } = fields;
+    let call = id !== undefined ? this.pending.get(id) : undefined;
+    // An MQTT 5 reply to a body without an id (text, bytes) may still carry the request's Correlation Data: the id.
+    const correlation = id === undefined ? packet?.properties?.correlationData : undefined;
+    if (!call && correlation !== undefined) call = this.pending.get(correlation.toString('utf8'));
+    if (!call && id === undefined) {
+      const key = this.routingKeyOf(topic);
+      for (const candidate of this.pending.values()) {
+        if (candidate.replyRoutingKey === key) {
+          call = candidate;
+          break;
+        }
+      }
+    }
+    if (!call) return { id, duplicate: id !== undefined && this.recentlyDone.get(id) === 'replied', body };
+    this.pending.delete(call.id);
+    const reply: Reply = { topic, payload, body, fields };
+    if (packet) reply.packet = packet;
+    call.resolve(reply);
+    return undefined;
+  }
+}
