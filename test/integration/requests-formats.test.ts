@@ -130,6 +130,12 @@ describe('a request from the app in each payload format', () => {
     const error = (reply as { error: ErrorShape }).error;
     expect(error).toMatchObject({ code: 'timeout', verdict: { code: 'request-rejected', hop: 'server' } });
     expect(error.verdict?.message).toMatch(/The server on .* rejected the request \(The request body is (not valid JSON|binary)/);
+    // One RPC in the trace: the server's record of the id-less body is the send's, not a second "external" RPC without a verdict.
+    const snapshot = await dispatch(session.handlers, 'trace.snapshot.get', {});
+    const steps = (snapshot as { result: { steps: Array<{ rpcId: string; kind: string }> } }).result.steps;
+    const ofThisSend = steps.filter((step) => step.rpcId === error.rpcId).map((step) => step.kind);
+    expect(ofThisSend).toEqual(expect.arrayContaining(['composed', 'worker.received', 'request.rejected', 'rpc.diagnosed']));
+    expect(steps.filter((step) => step.rpcId.startsWith('delivery-'))).toEqual([]);
   });
 
   it('json with MQTT 5 options over the 3.1.1 connection (the profile asks no MQTT version): answered, with the warning and its reason', async () => {

@@ -12,6 +12,7 @@ import { correlationLost, encodeReply, parseRequest, type RpcRequest } from './e
 import { describeThrown, MAX_TIMER_MS, thrownCode, type HandlerContext, type RpcHandler } from './handlers';
 import { BoundedMap } from '../bounded-map';
 import { amqpMessage } from '../trace/message-view';
+import { DELIVERY_ID_PREFIX } from '../trace/raw-requests';
 import type { ServerTracing } from '../otel/server-spans';
 import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QUEUE } from '../../shared/defaults';
 
@@ -582,7 +583,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
       correlationId: message.properties.correlationId as string | undefined,
       topicMap: this.options.topicMap,
     });
-    const rpcId = (parsed.ok ? parsed.request.id : parsed.id) ?? `delivery-${message.fields.deliveryTag}-${randomUUID().slice(0, 8)}`;
+    const rpcId = (parsed.ok ? parsed.request.id : parsed.id) ?? `${DELIVERY_ID_PREFIX}${message.fields.deliveryTag}-${randomUUID().slice(0, 8)}`;
     this.options.tracing?.received(rpcId, worker.name, this.queue, message, parsed.ok ? parsed.request.body : undefined);
     if (this.traced) this.step({
       rpcId,
