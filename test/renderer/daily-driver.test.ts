@@ -489,7 +489,22 @@ describe('the Trace panel', () => {
     await trace.importTrace('{"steps": 7}', 'bad.json');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-imported]').exists()).toBe(false);
-    expect(wrapper.find('[data-testid=trace-error]').text()).toMatch(/^"bad\.json" is not a BridgeScope trace export .* Nothing was imported\.$/);
+    expect(wrapper.find('[data-testid=trace-import-error]').text()).toMatch(/^"bad\.json" is not a BridgeScope trace export .* Nothing was imported\. Dismiss$/);
+  });
+
+  it.each([
+    ['a search', (trace: ReturnType<typeof useTraceStore>) => void (trace.filter = 'x')],
+    ['another RPC picked', (trace: ReturnType<typeof useTraceStore>) => trace.select('x')],
+    ['Dismiss', (trace: ReturnType<typeof useTraceStore>) => trace.dismissImportError()],
+  ])('an old import error does not stay on screen: %s clears it', async (_what, act) => {
+    const { wrapper } = mountWith(TracePanel, {}, connected);
+    const trace = useTraceStore();
+    await trace.importTrace('not json', 'bad.json');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-import-error]').exists()).toBe(true);
+    act(trace);
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-import-error]').exists()).toBe(false);
   });
 });
 
