@@ -99,7 +99,12 @@ export class Session {
     };
     // A raw send's steps at the embedded server are the sending RPC's, not a second "external" one.
     const rawRequests = new RawRequestJoin();
-    this.server = new ServerController({ createServer, attachSteps: (server) => store.attach(server, (draft) => rawRequests.rename(draft)), onChange: changed });
+    this.server = new ServerController({
+      createServer,
+      attachSteps: (server) => store.attach(server, (draft) => rawRequests.rename(draft)),
+      rpcIdOf: (rpcId) => rawRequests.idOf(rpcId),
+      onChange: changed,
+    });
     const verdicts = {
       steps: (rpcId: string) => store.steps(rpcId),
       firehoseOn: () => this.tracing.firehoseOn,

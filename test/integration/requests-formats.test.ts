@@ -136,6 +136,10 @@ describe('a request from the app in each payload format', () => {
     const ofThisSend = steps.filter((step) => step.rpcId === error.rpcId).map((step) => step.kind);
     expect(ofThisSend).toEqual(expect.arrayContaining(['composed', 'worker.received', 'request.rejected', 'rpc.diagnosed']));
     expect(steps.filter((step) => step.rpcId.startsWith('delivery-'))).toEqual([]);
+    // The Server panel's log names the same RPC, so its link opens it in the Trace.
+    const state = await dispatch(session.handlers, 'app.state.get', {});
+    const log = (state as { result: { server: { log?: Array<{ rpcId: string; text: string }> } } }).result.server.log ?? [];
+    expect(log.find((line) => line.rpcId === error.rpcId)?.text).toMatch(/^Rejected a request without requeue: /);
   });
 
   it('json with MQTT 5 options over the 3.1.1 connection (the profile asks no MQTT version): answered, with the warning and its reason', async () => {

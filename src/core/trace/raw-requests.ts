@@ -35,6 +35,11 @@ export class RawRequestJoin {
     };
   }
 
+  /** The RPC id a server id is filed under: the sender's for a joined delivery, the id itself otherwise. */
+  idOf(rpcId: string): string {
+    return this.renamed.get(rpcId) ?? rpcId;
+  }
+
   /** The draft under the sender's id when its delivery was joined; the draft itself otherwise. */
   rename(draft: TraceStepDraft): TraceStepDraft {
     let rpcId = this.renamed.get(draft.rpcId);
