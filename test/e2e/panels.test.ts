@@ -45,15 +45,16 @@ async function send(payloadFormat: string, payloadText: string, timeoutMs = 3000
 
 /** Every visible button, field and list box of the page: its visible label, and the name playwright's accessibility tree gives it. */
 async function namesOnPage(): Promise<Array<{ what: string; visible: string; name: string }>> {
-  const controls = await page.evaluate(() => {
+  const controls = await page.$$eval('button, input:not([type=hidden]):not([type=file]), select, textarea', (elements) => {
     const found: Array<{ index: number; what: string; visible: string }> = [];
-    const shown = (element: Element): boolean => (element as HTMLElement).offsetParent !== null || element.getClientRects().length > 0;
+    type Control = (typeof elements)[number];
     // The text a sighted user reads: the element's text nodes, apart from controls inside a label, text for screen
     // readers only and what is hidden from them; one space between nodes.
-    const textOf = (element: Element | null): string => {
+    const textOf = (element: Control | null): string => {
       if (!element) return '';
       const parts: string[] = [];
-      const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+      // 4: NodeFilter.SHOW_TEXT
+      const walker = element.ownerDocument.createTreeWalker(element, 4);
       for (let node = walker.nextNode(); node; node = walker.nextNode()) {
         const parent = node.parentElement;
         if (parent && parent !== element && parent.closest('input, select, textarea, option, .sr-only, [aria-hidden=true]')) continue;
@@ -62,10 +63,11 @@ async function namesOnPage(): Promise<Array<{ what: string; visible: string; nam
       }
       return parts.join(' ').replace(/\s+/g, ' ').trim();
     };
-    document.querySelectorAll('button, input:not([type=hidden]):not([type=file]), select, textarea').forEach((element, index) => {
-      if (!shown(element)) return;
+    elements.forEach((element, index) => {
+      // Only what has a box; playwright's own visibility decides below (a closed <details> keeps boxes).
+      if (element.getClientRects().length === 0) return;
       element.setAttribute('data-a11y-index', String(index));
-      const label = element.closest('label') ?? (element.id ? document.querySelector(`label[for="${element.id}"]`) : null);
+      const label = element.closest('label') ?? (element.id ? element.ownerDocument.querySelector(`label[for="${element.id}"]`) : null);
       const visible = element.tagName === 'BUTTON' ? textOf(element) : textOf(label);
       found.push({ index, what: `${element.tagName.toLowerCase()}${element.getAttribute('data-testid') ? `[${element.getAttribute('data-testid')}]` : ''}`, visible });
     });
@@ -132,7 +134,7 @@ describe('the panels in Chromium (issue 26)', () => {
     await page.setViewportSize({ width: 1024, height: 700 });
     try {
       await page.click('[data-testid=tab-compose]');
-      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.evaluate('window.scrollTo(0, 0)');
       for (const testid of ['compose-send', 'compose-history']) {
         const box = await page.locator(`[data-testid=${testid}]`).boundingBox();
         expect({ testid, top: box?.y, inView: box !== null && box.y >= 0 && box.y + Math.min(box.height, 40) <= 700 }).toMatchObject({ testid, inView: true });
@@ -159,7 +161,7 @@ describe('the panels in Chromium (issue 26)', () => {
           await page.click(`[data-testid=tab-${panel}]`);
           await page.waitForSelector(`[data-testid=panel-${panel}]`, { state: 'visible' });
           if (panel === 'trace') await page.locator('[data-testid=trace-row]').first().click();
-          await page.evaluate(() => window.scrollTo(0, 0));
+          await page.evaluate('window.scrollTo(0, 0)');
           await page.screenshot({ path: join(shots, `${panel}-${theme}-${width}x${height}.png`) });
         }
       }
