@@ -10,6 +10,7 @@ import { testConnection } from './connection-test';
 import { SandboxController } from './session/sandbox';
 import { ConnectionController, sentenceOf } from './session/connection';
 import { ServerController } from './session/server';
+import { RawRequestJoin } from './trace/raw-requests';
 import { realFactories, type SessionFactories } from './session/factories';
 import { runShutdown, shutdownTasks, type ShutdownTask } from './session/shutdown';
 import { TracingController } from './session/tracing';
@@ -107,7 +108,14 @@ export class Session {
       const created = factories.createServer({ ...settings, ...(tls ? { tls } : {}), ...(spans ? { tracing: spans } : {}) });
       return spans ? created.then((server) => server.on('step', spans.step)) : created;
     };
-    this.server = new ServerController({ createServer, attachSteps: (server) => store.attach(server), onChange: changed });
+    // A raw send's steps at the embedded server are the sending RPC's, not a second "external" one.
+    const rawRequests = new RawRequestJoin();
+    this.server = new ServerController({
+      createServer,
+      attachSteps: (server) => store.attach(server, (draft) => rawRequests.rename(draft)),
+      rpcIdOf: (rpcId) => rawRequests.idOf(rpcId),
+      onChange: changed,
+    });
     const verdicts = {
       steps: (rpcId: string) => store.steps(rpcId),
       firehoseOn: () => this.tracing.firehoseOn,
@@ -128,6 +136,7 @@ export class Session {
       connection: () => this.connection.require(),
       ...verdicts,
       onSettled: (settled) => this.workspace.record(settled),
+      expectRaw: (routingKey, bytes, rpcId) => rawRequests.expect(routingKey, bytes, rpcId),
       otel: () => this.otel,
     });
     this.watch = new WatchController({

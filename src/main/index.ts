@@ -1,5 +1,5 @@
 /** The Electron shell: one secure window, the contract bound to IPC by a loop, and a graceful quit. The decisions live in window.ts, secrets.ts and quit.ts. */
-import { app, BrowserWindow, Menu, ipcMain, safeStorage, session as electronSession, type IpcMainInvokeEvent } from 'electron';
+import { app, BrowserWindow, Menu, ipcMain, safeStorage, session as electronSession, shell, type IpcMainInvokeEvent } from 'electron';
 import { join } from 'node:path';
 import { commandNames, type EventName, type Events } from '../shared/contract';
 import { dispatch } from '../core/dispatch';
@@ -9,7 +9,7 @@ import { WorkspaceStore } from '../core/workspace';
 import { otelExportFor, type OtelExport } from '../core/otel/export';
 import { createQuitSequence } from './quit';
 import { osSecretBox } from './secrets';
-import { appPage, isAppPageCall, menuTemplate, windowOptions } from './window';
+import { appPage, isAppPageCall, isDocLink, menuTemplate, windowOptions } from './window';
 
 let mainWindow: BrowserWindow | undefined;
 // The dev server's URL counts only when running from the sources: an installed app always loads its own file.
@@ -28,8 +28,11 @@ function fromOurPage(event: IpcMainInvokeEvent): boolean {
 function createWindow(): BrowserWindow {
   const window = new BrowserWindow(windowOptions(__dirname));
   window.once('ready-to-show', () => window.show());
-  // The inspector has no external links: no new windows, no navigation away.
-  window.webContents.setWindowOpenHandler(() => ({ action: 'deny' }));
+  // No new windows, no navigation away: a documentation link (RabbitMQ's docs and source) opens in the OS browser.
+  window.webContents.setWindowOpenHandler(({ url }) => {
+    if (isDocLink(url)) void shell.openExternal(url).catch(() => undefined);
+    return { action: 'deny' };
+  });
   window.webContents.on('will-navigate', (event) => event.preventDefault());
   window.webContents.on('will-attach-webview', (event) => event.preventDefault());
   if (page.kind === 'url') void window.loadURL(page.url);

@@ -75,3 +75,18 @@ export function menuTemplate(platform: NodeJS.Platform): Electron.MenuItemConstr
     { role: 'windowMenu' },
   ];
 }
+
+/** Where the page's documentation links may go: RabbitMQ's docs and its source at a tag. Opened in the OS browser, never in the app's window. */
+const DOC_PREFIXES = ['https://www.rabbitmq.com/docs/', 'https://github.com/rabbitmq/rabbitmq-server/'];
+
+/** Whether a link the page asked to open is a documentation link (see DOC_PREFIXES); anything unparsable is not. */
+export function isDocLink(url: string): boolean {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return false;
+  }
+  // Compared on the normalised URL, so no user:pass@, odd port or encoded host slips past a prefix.
+  return parsed.username === '' && parsed.password === '' && DOC_PREFIXES.some((prefix) => parsed.href.startsWith(prefix));
+}

@@ -150,3 +150,20 @@ export function showReply(body: ReplyBody, view: ReplyView = 'auto'): string {
   // Not UTF-8: the bytes that are not text show as U+FFFD.
   return new TextDecoder('utf-8').decode(bytes);
 }
+
+/**
+ * The same bytes in another notation (for Compose's format switch): undefined when the text does not decode in its own
+ * format, is empty, or its bytes are not UTF-8 and the new format is text or JSON. `file` is never a target.
+ */
+export function convertPayload(from: PayloadFormat, to: Exclude<PayloadFormat, 'file'>, text: string): string | undefined {
+  if (text === '') return undefined;
+  const decoded = from === 'json' ? ({ ok: true, bytes: utf8Bytes(text) } as const) : rawPayloadBytes(from, text);
+  if (!decoded.ok) return undefined;
+  if (to === 'hex') return encodeHex(decoded.bytes);
+  if (to === 'base64') return encodeBase64(decoded.bytes);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(decoded.bytes);
+  } catch {
+    return undefined;
+  }
+}

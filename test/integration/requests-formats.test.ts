@@ -130,6 +130,16 @@ describe('a request from the app in each payload format', () => {
     const error = (reply as { error: ErrorShape }).error;
     expect(error).toMatchObject({ code: 'timeout', verdict: { code: 'request-rejected', hop: 'server' } });
     expect(error.verdict?.message).toMatch(/The server on .* rejected the request \(The request body is (not valid JSON|binary)/);
+    // One RPC in the trace: the server's record of the id-less body is the send's, not a second "external" RPC without a verdict.
+    const snapshot = await dispatch(session.handlers, 'trace.snapshot.get', {});
+    const steps = (snapshot as { result: { steps: Array<{ rpcId: string; kind: string }> } }).result.steps;
+    const ofThisSend = steps.filter((step) => step.rpcId === error.rpcId).map((step) => step.kind);
+    expect(ofThisSend).toEqual(expect.arrayContaining(['composed', 'worker.received', 'request.rejected', 'rpc.diagnosed']));
+    expect(steps.filter((step) => step.rpcId.startsWith('delivery-'))).toEqual([]);
+    // The Server panel's log names the same RPC, so its link opens it in the Trace.
+    const state = await dispatch(session.handlers, 'app.state.get', {});
+    const log = (state as { result: { server: { log?: Array<{ rpcId: string; text: string }> } } }).result.server.log ?? [];
+    expect(log.find((line) => line.rpcId === error.rpcId)?.text).toMatch(/^Rejected a request without requeue: /);
   });
 
   it('json with MQTT 5 options over the 3.1.1 connection (the profile asks no MQTT version): answered, with the warning and its reason', async () => {

@@ -31,4 +31,21 @@ describe('the broker version rules in the Connections panel', () => {
     expect(wrapper.text()).toContain('Version unknown: the strictest rules are assumed');
     expect(wrapper.attributes('data-version')).toBe('unknown');
   });
+
+  it('each rule says the version it needs, in plain words, and links its source', () => {
+    const { wrapper } = rulesOf('3.10.8');
+    const rows = wrapper.findAll('[data-testid=broker-rule]');
+    const mqtt5 = rows.find((row) => row.text().includes('MQTT 5 is available'));
+    expect(mqtt5?.find('[data-testid=broker-rule-needs]').text()).toBe('3.13 and later');
+    expect(mqtt5?.findAll('a').map((link) => link.attributes('href'))).toEqual([
+      'https://github.com/rabbitmq/rabbitmq-server/blob/main/release-notes/3.13.0.md',
+      'https://github.com/rabbitmq/rabbitmq-server/blob/v3.13.0/deps/rabbitmq_mqtt/src/rabbit_mqtt_ff.erl',
+    ]);
+    expect(rows.find((row) => row.text().includes('x-mqtt-publish-qos'))?.find('[data-testid=broker-rule-needs]').text()).toBe('Before 4.0');
+    for (const row of rows) expect(row.find('[data-testid=broker-rule-needs]').text()).not.toBe('');
+    // No "does not apply" over a rule that itself says "not": the other versions' rules are listed by what they need.
+    expect(wrapper.text()).not.toMatch(/Does not apply|Not on this version/);
+    expect(wrapper.find('summary').text()).toMatch(/^On other versions \(\d+\)$/);
+    for (const link of wrapper.findAll('a')) expect(link.attributes('target')).toBe('_blank');
+  });
 });

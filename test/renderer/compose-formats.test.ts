@@ -71,16 +71,35 @@ describe('Compose payload formats', () => {
     expect(sent[0]?.mqtt5).toBeUndefined();
   });
 
-  it('keeps what was typed in each format when switching back and forth', async () => {
+  it('converts the text when the format changes (the same bytes in the new notation), rather than emptying it', async () => {
     const { wrapper } = mountCompose();
     const compose = useComposeStore();
-    const json = compose.form.payloadText;
-    await wrapper.find('[data-testid=compose-payload-format]').setValue('text');
+    const format = wrapper.find('[data-testid=compose-payload-format]');
+    await wrapper.find('[data-testid=compose-payload]').setValue('{"a": "é"}');
+    await format.setValue('text');
+    expect(compose.form.payloadText).toBe('{"a": "é"}');
+    await format.setValue('hex');
+    expect(compose.form.payloadText).toBe('7b 22 61 22 3a 20 22 c3 a9 22 7d');
+    await format.setValue('base64');
+    expect(compose.form.payloadText).toBe('eyJhIjogIsOpIn0=');
+    await format.setValue('json');
+    expect(compose.form.payloadText).toBe('{"a": "é"}');
+  });
+
+  it('bytes that cannot be shown in the new format (not UTF-8, or not valid hex) bring back what that format held last', async () => {
+    const { wrapper } = mountCompose();
+    const compose = useComposeStore();
+    const format = wrapper.find('[data-testid=compose-payload-format]');
+    await format.setValue('text');
     await wrapper.find('[data-testid=compose-payload]').setValue('hello');
-    await wrapper.find('[data-testid=compose-payload-format]').setValue('json');
-    expect(compose.form.payloadText).toBe(json);
-    await wrapper.find('[data-testid=compose-payload-format]').setValue('text');
+    await format.setValue('hex');
+    await wrapper.find('[data-testid=compose-payload]').setValue('ff fe');
+    await format.setValue('text');
     expect(compose.form.payloadText).toBe('hello');
+    await format.setValue('hex');
+    await wrapper.find('[data-testid=compose-payload]').setValue('7b zz');
+    await format.setValue('base64');
+    expect(compose.form.payloadText).toBe('');
   });
 
   it('reads a picked file into base64, and refuses one over the cap with a sentence', async () => {

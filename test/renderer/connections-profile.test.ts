@@ -157,4 +157,17 @@ describe('the Connections panel profile form', () => {
     }
     for (const button of wrapper.findAll('button')) expect(button.text() || button.attributes('aria-label')).toBeTruthy();
   });
+
+  it('confirms a saved profile by name, and stops saying so once the form changes', async () => {
+    const client = fakeClient({ 'profile.save': ({ profile }) => [{ ...profile, secretStorage: 'keychain' }] as never });
+    const pinia = createPinia();
+    const wrapper = mount(ConnectionsPanel, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+    await typeBroker(wrapper);
+    await wrapper.find('[data-testid=profile-name]').setValue('bench');
+    await wrapper.find('[data-testid=profile-save]').trigger('click');
+    await flush();
+    expect(wrapper.find('[data-testid=profile-saved]').text()).toBe('Saved the profile “bench”: it is listed under Saved profiles.');
+    await wrapper.find('[data-testid=profile-name]').setValue('bench 2');
+    expect(wrapper.find('[data-testid=profile-saved]').exists()).toBe(false);
+  });
 });

@@ -29,6 +29,7 @@ import BindingsPanel from '../../src/renderer/src/components/bindings/BindingsPa
 import { fakeClient } from './fake-client';
 import { fakeWorkspace } from './fake-workspace';
 import { useHistoryStore } from '../../src/renderer/src/stores/history';
+import { templateSummaries } from '../../src/renderer/src/template-summary';
 
 const stats = { received: 0, replied: 0, failed: 0, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
 const connected: AppState = {
@@ -341,6 +342,61 @@ describe('Compose', () => {
     await history.deleteTemplate('b');
     expect(history.templates.map((template) => template.name)).toEqual(['ping']);
   });
+
+  it('template rows say what sets each apart, and a deleted template comes back with Undo', async () => {
+    const workspace = fakeWorkspace();
+    const { wrapper } = mountWith(ComposePanel, workspace.answers, connected);
+    const history = useHistoryStore();
+    const compose = useComposeStore();
+    compose.form.payloadText = '{"params": {"delay": 3}}';
+    compose.form.method = 'reboot';
+    await history.saveTemplate('reboot');
+    compose.form.payloadText = '{}';
+    compose.form.method = 'ping';
+    compose.form.qos = 2;
+    await history.saveTemplate('ping');
+    await flushPromises();
+    const what = Object.fromEntries(wrapper.findAll('[data-testid=template-row]').map((row) => [row.attributes('data-name'), row.find('[data-testid=template-what]').text()]));
+    expect(what).toEqual({ reboot: 'method reboot · QoS 1 · {"params": {"delay": 3}}', ping: 'method ping · QoS 2 · {}' });
+    await wrapper.find('[data-name=reboot] [data-testid=template-delete]').trigger('click');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=template-deleted]').text()).toContain('Deleted the template "reboot".');
+    await wrapper.find('[data-testid=template-undo]').trigger('click');
+    await flushPromises();
+    expect(history.templates.map((template) => template.name).sort()).toEqual(['ping', 'reboot']);
+    expect(history.templates.find((template) => template.name === 'reboot')?.request).toMatchObject({ method: 'reboot', payloadText: '{"params": {"delay": 3}}' });
+    expect(wrapper.find('[data-testid=template-deleted]').exists()).toBe(false);
+  });
+
+  it('after a send, shows the body that was published, with the id and reply_to the app added', async () => {
+    const { wrapper } = mountWith(ComposePanel, { 'rpc.request.send': () => outcome('r1') }, connected);
+    const compose = useComposeStore();
+    await compose.send();
+    const sent = JSON.stringify({ id: 'r1', reply_to: 'reply/r1', params: { hello: 'device' } });
+    useTraceStore().ingest([
+      {
+        rpcId: 'r1',
+        seq: 1,
+        at: 1,
+        source: 'client',
+        kind: 'composed',
+        detail: { topic: 'rpc_queue', qos: 1, replyTopic: 'reply/r1', replyStrategy: 'per-request', bytes: sent.length, wire: { protocol: 'mqtt', properties: { qos: 1 }, headers: {}, body: { bytes: sent.length, encoding: 'json', preview: sent, shown: sent.length } } },
+      },
+    ]);
+    await flushPromises();
+    expect(wrapper.find('[data-testid=compose-sent-id]').text()).toBe('r1');
+    expect(wrapper.find('[data-testid=compose-sent-reply-to]').text()).toBe('reply/r1');
+    expect(JSON.parse(wrapper.find('[data-testid=compose-sent-body]').text())).toEqual({ id: 'r1', reply_to: 'reply/r1', params: { hello: 'device' } });
+  });
+});
+
+describe('template summaries', () => {
+  const base = { topic: 'rpc_queue', qos: 1 as const, strategy: 'per-request' as const, timeoutMs: 5000, payloadText: '{}' };
+  it('one template says what was set beyond the defaults; several say only what differs between them', () => {
+    expect(templateSummaries([{ ...base, method: 'reboot' }])).toEqual(['rpc_queue · method reboot · {}']);
+    expect(templateSummaries([base, { ...base, topic: 'devices/d1/rpc', payloadText: 'x'.repeat(60) }])).toEqual(['rpc_queue · {}', `devices/d1/rpc · ${'x'.repeat(39)}…`]);
+    expect(templateSummaries([{ ...base, payloadFormat: 'file', payloadFileName: 'f.bin' }])).toEqual(['rpc_queue · file f.bin']);
+  });
 });
 
 describe('form checks', () => {
@@ -489,7 +545,22 @@ describe('the Trace panel', () => {
     await trace.importTrace('{"steps": 7}', 'bad.json');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-imported]').exists()).toBe(false);
-    expect(wrapper.find('[data-testid=trace-error]').text()).toMatch(/^"bad\.json" is not a BridgeScope trace export .* Nothing was imported\.$/);
+    expect(wrapper.find('[data-testid=trace-import-error]').text()).toMatch(/^"bad\.json" is not a BridgeScope trace export .* Nothing was imported\. Dismiss$/);
+  });
+
+  it.each([
+    ['a search', (trace: ReturnType<typeof useTraceStore>) => void (trace.filter = 'x')],
+    ['another RPC picked', (trace: ReturnType<typeof useTraceStore>) => trace.select('x')],
+    ['Dismiss', (trace: ReturnType<typeof useTraceStore>) => trace.dismissImportError()],
+  ])('an old import error does not stay on screen: %s clears it', async (_what, act) => {
+    const { wrapper } = mountWith(TracePanel, {}, connected);
+    const trace = useTraceStore();
+    await trace.importTrace('not json', 'bad.json');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-import-error]').exists()).toBe(true);
+    act(trace);
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-import-error]').exists()).toBe(false);
   });
 });
 

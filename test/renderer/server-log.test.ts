@@ -8,6 +8,7 @@ import { clientKey } from '../../src/renderer/src/injection';
 import { useAppStore } from '../../src/renderer/src/stores/app';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
 import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useServerStore } from '../../src/renderer/src/stores/server';
 import { fakeClient } from './fake-client';
 
 const stats = { received: 2, replied: 1, failed: 1, rejected: 0, unroutable: 0, inFlight: 0, perWorker: {} };
@@ -50,5 +51,28 @@ describe('the Server panel\'s log', () => {
     const wrapper = mountWith({ state: 'running', settings, stats, log: [] });
     await flushPromises();
     expect(wrapper.find('[data-testid=server-log-empty]').exists()).toBe(true);
+  });
+});
+
+describe('the Server panel while the server runs', () => {
+  it('keeps the handler editable and restarts the server with it in one click (Apply), no stop-edit-start', async () => {
+    const pinia = createPinia();
+    setActivePinia(pinia);
+    const started: unknown[] = [];
+    const client = fakeClient({ 'server.start': (args) => (started.push(args), { state: 'running', settings: args, stats }) as never });
+    const wrapper = mount(ServerPanel, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
+    useAppStore().state = { mode: 'browser', sandbox: { state: 'stopped' }, links: { amqp: { state: 'connected', since: 1 }, mqtt: { state: 'connected', since: 1 } }, tracer: { state: 'off' }, server: { state: 'running', settings, stats } } as AppState;
+    Object.assign(useServerStore().settings, settings);
+    await flushPromises();
+    const handler = wrapper.find<HTMLInputElement>('[data-testid=server-handler]');
+    expect(handler.element.disabled).toBe(false);
+    expect(wrapper.find<HTMLButtonElement>('[data-testid=server-apply]').element.disabled).toBe(true);
+    await handler.setValue('fail:not-found:No such device');
+    expect(wrapper.find<HTMLButtonElement>('[data-testid=server-apply]').element.disabled).toBe(false);
+    await wrapper.find('form').trigger('submit');
+    await flushPromises();
+    expect(started).toEqual([{ ...settings, handler: 'fail:not-found:No such device' }]);
+    expect(wrapper.find('[data-testid=server-toggle]').text()).toBe('Stop server');
+    expect(wrapper.findAll('#handlers option').map((option) => option.attributes('value'))).toEqual(expect.arrayContaining(['fail:not-found:No such device', './handlers/my-handler.mjs']));
   });
 });

@@ -107,7 +107,7 @@ describe('compose store', () => {
     return { compose, history };
   }
 
-  it('replays a history entry: the same request is sent again, whatever the form says now', async () => {
+  it('replays a history entry: the form is filled with it and nothing goes out until Send; then the same request is sent', async () => {
     const { compose, history } = await withRecordedHistory();
     compose.form.topic = 'devices/d1/rpc';
     compose.form.replyTopic = 'reply/mine';
@@ -118,8 +118,13 @@ describe('compose store', () => {
     expect(compose.outcome?.id).toBe('r1');
     // The form moves on; the replay must send what was sent, not what the form now says.
     Object.assign(compose.form, { topic: 'other', replyTopic: '', method: '', payloadText: '{}' });
-    await history.replay(history.entries[0]!);
+    history.replay(history.entries[0]!);
     await flushPromises();
+    expect(sent).toHaveLength(1);
+    expect(compose.filledFrom).toBe('the history');
+    await compose.send();
+    await flushPromises();
+    expect(compose.filledFrom).toBeUndefined();
     expect(sent).toHaveLength(2);
     expect(sent[1]).toEqual(sent[0]);
     expect(sent[0]).toMatchObject({ topic: 'devices/d1/rpc', replyTopic: 'reply/mine', method: 'reboot', payloadText: '{"params": {"delay": 3}}' });
@@ -136,7 +141,7 @@ describe('compose store', () => {
     await flushPromises();
     expect(history.entries[0]).toMatchObject({ bodyNotKept: big.length, request: { topic: 'devices/d1/rpc', payloadText: '' } });
     compose.form.topic = 'other';
-    await history.replay(history.entries[0]!);
+    history.replay(history.entries[0]!);
     await flushPromises();
     // Not sent again with an empty body: the form holds the request and says what is missing.
     expect(sent).toHaveLength(1);

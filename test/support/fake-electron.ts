@@ -54,6 +54,8 @@ export class FakeElectron {
   permissionRequestHandler: ((contents: unknown, permission: string, callback: (granted: boolean) => void) => void) | undefined;
   permissionCheckHandler: ((...args: unknown[]) => boolean) | undefined;
   applicationMenu: unknown;
+  /** the URLs the shell handed to the OS browser (shell.openExternal) */
+  readonly openedExternally: string[] = [];
   readonly safeStorage: FakeSafeStorage = { available: true, backend: 'gnome_libsecret' };
   private readyResolve!: () => void;
   private readonly ready = new Promise<void>((resolve) => (this.readyResolve = resolve));
@@ -171,6 +173,12 @@ export class FakeElectron {
         encryptString: (plain: string) => Buffer.from(`sealed:${Buffer.from(plain).toString('hex')}`),
         decryptString: (sealed: Buffer) => Buffer.from(sealed.toString().replace(/^sealed:/, ''), 'hex').toString(),
       },
+      shell: {
+        openExternal: (url: string) => {
+          fake.openedExternally.push(url);
+          return Promise.resolve();
+        },
+      },
       Menu: {
         buildFromTemplate: (template: unknown) => ({ template }),
         setApplicationMenu: (menu: unknown) => (fake.applicationMenu = menu),
@@ -223,6 +231,9 @@ export const electronModule = {
   },
   get Menu() {
     return current().module.Menu;
+  },
+  get shell() {
+    return current().module.shell;
   },
 };
 

@@ -138,6 +138,11 @@ describe('the built Electron main', () => {
     window.webContents.emit('will-attach-webview', webview, {}, {});
     expect(webview.defaultPrevented).toBe(true);
     expect(window.webContents.windowOpenHandler?.({ url: 'https://example.com/' })).toEqual({ action: 'deny' });
+    // A documentation link is denied in the app and handed to the OS browser; nothing else is.
+    const doc = 'https://github.com/rabbitmq/rabbitmq-server/blob/main/release-notes/3.13.0.md';
+    expect(window.webContents.windowOpenHandler?.({ url: doc })).toEqual({ action: 'deny' });
+    expect(window.webContents.windowOpenHandler?.({ url: 'https://github.com.evil.example/rabbitmq/rabbitmq-server/' })).toEqual({ action: 'deny' });
+    expect(fake.openedExternally).toEqual([doc]);
     const granted: boolean[] = [];
     fake.permissionRequestHandler?.(window.webContents, 'media', (answer) => granted.push(answer));
     fake.permissionRequestHandler?.(window.webContents, 'notifications', (answer) => granted.push(answer));

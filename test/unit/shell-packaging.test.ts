@@ -125,7 +125,7 @@ describe('packaging', () => {
 
   it('loads the packed main in Node with every import resolved from inside the package', () => {
     // A stand-in electron that declines the single-instance lock: the main imports everything, then quits at once.
-    const stub = `export const app = { requestSingleInstanceLock: () => false, quit: () => console.log('quit') }; export const BrowserWindow = {}, Menu = {}, ipcMain = {}, safeStorage = {}, session = {};`;
+    const stub = `export const app = { requestSingleInstanceLock: () => false, quit: () => console.log('quit') }; export const BrowserWindow = {}, Menu = {}, ipcMain = {}, safeStorage = {}, session = {}, shell = {};`;
     const hooks = `export async function resolve(specifier, context, next) { return specifier === 'electron' ? { url: ${JSON.stringify(`data:text/javascript,${encodeURIComponent(stub)}`)}, shortCircuit: true } : next(specifier, context); }`;
     const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
     const run = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, join(app, 'out', 'main', 'index.js')], {

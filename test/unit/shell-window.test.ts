@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { appPage, isAppPageCall, menuTemplate, windowOptions } from '../../src/main/window';
+import { appPage, isAppPageCall, isDocLink, menuTemplate, windowOptions } from '../../src/main/window';
 import { osSecretBox, type SafeStorageLike } from '../../src/main/secrets';
 
 const mainDir = join('/opt', 'BridgeScope', 'resources', 'app.asar', 'out', 'main');
@@ -92,5 +92,18 @@ describe('where the app keeps profile passwords', () => {
     const broken = osSecretBox({ ...keychain(true), decryptString: () => { throw new Error('wrong key'); } }, 'linux');
     expect(broken.open('AAAA')).toBe('');
     expect(osSecretBox(keychain(false), 'linux').open(box.seal('s3cret'))).toBe('');
+  });
+});
+
+describe('documentation links', () => {
+  it('RabbitMQ docs and its source count; anything else, a look-alike host or credentials in the URL do not', () => {
+    expect(isDocLink('https://www.rabbitmq.com/docs/mqtt')).toBe(true);
+    expect(isDocLink('https://github.com/rabbitmq/rabbitmq-server/blob/v3.13.0/deps/rabbitmq_mqtt/src/mc_mqtt.erl')).toBe(true);
+    expect(isDocLink('https://github.com/rabbitmq/rabbitmq-server.evil/x')).toBe(false);
+    expect(isDocLink('https://github.com@evil.example/rabbitmq/rabbitmq-server/')).toBe(false);
+    expect(isDocLink('https://user:pw@www.rabbitmq.com/docs/mqtt')).toBe(false);
+    expect(isDocLink('http://www.rabbitmq.com/docs/mqtt')).toBe(false);
+    expect(isDocLink('file:///etc/passwd')).toBe(false);
+    expect(isDocLink('not a url')).toBe(false);
   });
 });

@@ -30,6 +30,7 @@ import { classifyReplyFailure, FailedReplies, learnMaxMessageSize } from './repl
 import { encodeHandlerReply, publishReply, replyProperties } from './reply-publish';
 import type { RpcServerOptions, RpcServerStats, StopReport } from './server-types';
 import { ServerEvents } from './server-events';
+import { DELIVERY_ID_PREFIX } from '../trace/raw-requests';
 
 export { validateQueueName, type QueueType } from './queue-topology';
 export { SERVER_PROBLEM_KINDS, SERVER_REPLY_ERROR_CODES } from './server-types';
@@ -229,7 +230,7 @@ export class RpcServer extends ServerEvents {
       correlationId: message.properties.correlationId as string | undefined,
       topicMap: this.options.topicMap,
     });
-    const rpcId = (parsed.ok ? parsed.request.id : parsed.id) ?? `delivery-${message.fields.deliveryTag}-${randomUUID().slice(0, 8)}`;
+    const rpcId = (parsed.ok ? parsed.request.id : parsed.id) ?? `${DELIVERY_ID_PREFIX}${message.fields.deliveryTag}-${randomUUID().slice(0, 8)}`;
     this.options.tracing?.received(rpcId, worker.name, this.queue, message, parsed.ok ? parsed.request.body : undefined);
     if (this.traced) {
       const { consumerTag, routingKey, redelivered } = message.fields;

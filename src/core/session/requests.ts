@@ -31,6 +31,11 @@ export interface RequestsControllerOptions {
   /** default: `diagnoseRpc`, which asks the broker after a failure (bounded, ~6 s) */
   diagnose?: (options: RpcDiagnosisOptions) => Promise<Verdict>;
   newId?: () => string;
+  /**
+   * A raw body (no id) is about to be sent on `routingKey` as `rpcId`: the embedded server's steps for it join that RPC.
+   * Returns the cancel, called once the send settled.
+   */
+  expectRaw?: (routingKey: string, bytes: number, rpcId: string) => () => void;
   /** told once per send when it settles, replied or failed (the history records it here, so a page reloaded mid-send loses nothing) */
   onSettled?: (settled: SettledRequest) => void;
   /** when set, each send is one OpenTelemetry trace (src/core/otel/rpc-spans.ts) */
@@ -135,8 +140,8 @@ export class RequestsController {
     const client = connection.client;
     // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
     const witness = new CallWitness(client, () => id);
-    // A body sent as given has no id, so the server's steps for it are under an id of its own: watch for its rejection.
-    const rejection = call.rawBody !== undefined ? this.watchRawRejection(topicToRoutingKey(args.topic), call.rawBody.byteLength) : undefined;
+    // A body sent as given has no id: the embedded server's steps for it are joined to this RPC (RawRequestJoin).
+    const unexpect = call.rawBody !== undefined ? this.options.expectRaw?.(topicToRoutingKey(args.topic), call.rawBody.byteLength, id) : undefined;
     let outcome: RpcOutcome | undefined;
     let failure: unknown;
     let verdict: Verdict | undefined;
@@ -152,7 +157,7 @@ export class RequestsController {
       } catch (err) {
         failure = err;
       }
-      const steps = [...this.options.steps(id), ...(rejection?.steps(id) ?? [])];
+      const steps = this.options.steps(id);
       // Refused before it was composed (a topic that cannot be used): its own sentence says it all, and there is no RPC to trace.
       if (outcome === undefined && steps.length === 0) throw failure;
       const diagnose = this.options.diagnose ?? diagnoseRpc;
@@ -175,7 +180,7 @@ export class RequestsController {
       }
     } finally {
       witness.stop();
-      rejection?.stop();
+      unexpect?.();
       spans?.end({ rpcId: id, steps: this.options.steps(id), ...(verdict ? { verdict } : {}), ...(outcome ? {} : { errorCode: toErrorShape(failure).code }) });
     }
     this.options.addVerdict(id, verdict);
@@ -185,24 +190,6 @@ export class RequestsController {
     }
     if (REVISABLE.has(verdict.code)) this.watchForLateReply(id, { ...asked, broker: undefined }, verdict);
     throw failedRpcError(failure, id, verdict);
-  }
-
-  /**
-   * The server's record of a request without an id (text, hex, base64, a file): received on the request's routing key,
-   * then rejected, with exactly the request's size. Its steps are lent to the RPC for its verdict (request-rejected).
-   */
-  private watchRawRejection(routingKey: string, bytes: number): { steps: (rpcId: string) => TraceStep[]; stop: () => void } {
-    const received = new Set<string>();
-    let rejectedAs: string | undefined;
-    const stop =
-      this.options.onStep?.((step) => {
-        if (step.kind === 'worker.received' && step.detail.routingKey === routingKey) received.add(step.rpcId);
-        if (step.kind === 'request.rejected' && received.has(step.rpcId) && step.detail.bytes === bytes) rejectedAs ??= step.rpcId;
-      }) ?? (() => undefined);
-    return {
-      steps: (rpcId) => (rejectedAs === undefined ? [] : this.options.steps(rejectedAs).map((step) => ({ ...step, rpcId }))),
-      stop,
-    };
   }
 
   /**

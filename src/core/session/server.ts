@@ -10,6 +10,8 @@ export interface ServerControllerOptions {
   createServer(options: Omit<RpcServerOptions, 'handler'> & { handlerSpec: string }): Promise<RpcServer>;
   /** feeds the server's trace steps into the trace store; returns the unsubscribe */
   attachSteps: (server: RpcServer) => () => void;
+  /** the RPC id the trace files a server id under (a raw send's delivery is the sender's RPC): the log links the same */
+  rpcIdOf?: (rpcId: string) => string;
   onChange: () => void;
 }
 
@@ -70,8 +72,10 @@ export class ServerController {
     const server = await this.options.createServer({ amqpUrl, ...rest, handlerSpec, name: 'bridgescope-app-server' });
     const detachSteps = this.options.attachSteps(server);
     const onChange = (): void => this.options.onChange();
-    const addLine = (line: ServerLogLine | undefined): void => {
-      if (!line) return;
+    const addLine = (found: ServerLogLine | undefined): void => {
+      if (!found) return;
+      const rpcId = found.rpcId ? (this.options.rpcIdOf?.(found.rpcId) ?? found.rpcId) : found.rpcId;
+      const line = rpcId === found.rpcId ? found : { ...found, rpcId, text: found.text.replaceAll(found.rpcId, rpcId) };
       this.log = [line, ...this.log.slice(0, SERVER_LOG_LINES - 1)];
     };
     const onStep = (step: TraceStepDraft): void => {

@@ -177,11 +177,13 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /**
    * Feeds every 'step' event of a client or server into the store; returns the unsubscribe. A step is handed over at
    * once and stored after the current I/O callback (or at the next read, whichever comes first): the RPC's own next
-   * write (a publish, a reply) goes out before the store's work, which is off the request's path.
+   * write (a publish, a reply) goes out before the store's work, which is off the request's path. `rename` puts a
+   * step under another RPC's id (see RawRequestJoin).
    */
-  attach(source: StepSource): () => void {
+  attach(source: StepSource, rename?: (draft: TraceStepDraft) => TraceStepDraft): () => void {
     const listener = (draft: TraceStepDraft): void => {
-      this.handedOver.push(draft);
+      // Renamed as emitted, before anything is stored or announced: a step never shows under an id it later leaves.
+      this.handedOver.push(rename ? rename(draft) : draft);
       if (this.handedOver.length === 1) setImmediate(this.takeHandedOverLater);
     };
     source.on('step', listener);

@@ -68,13 +68,19 @@ export const useAppStore = defineStore('app', () => {
       state.value = await client.invoke('connection.close', {});
     });
 
-  const saveProfile = (profile: ConnectionProfile) =>
-    run('Saving', async () => {
+  /** "Saved the profile X." after a save, until the next save or another profile action. */
+  const profileSaved = ref<string>();
+  const saveProfile = (profile: ConnectionProfile) => {
+    profileSaved.value = undefined;
+    return run('Saving', async () => {
       profiles.value = await client.invoke('profile.save', { profile });
+      profileSaved.value = profile.name;
     });
+  };
 
   const deleteProfile = (name: string) =>
     run('Deleting', async () => {
+      profileSaved.value = undefined;
       profiles.value = await client.invoke('profile.delete', { name });
     });
 
@@ -102,6 +108,7 @@ export const useAppStore = defineStore('app', () => {
     connect,
     disconnect,
     saveProfile,
+    profileSaved,
     deleteProfile,
     loadProfile,
     testConnection,

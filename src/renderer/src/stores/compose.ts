@@ -4,7 +4,7 @@ import { computed, reactive, ref, watch } from 'vue';
 import type { SendRequestArgs, TopicMappingView } from '../../../shared/contract';
 import type { CheckLine } from '../../../shared/broker';
 import type { RpcOutcome, UserProperty } from '../../../shared/rpc';
-import { MAX_FILE_PAYLOAD_BYTES, encodeBase64, fileTooLarge, payloadProblem as formatProblem, type PayloadFormat } from '../../../shared/payload-format';
+import { MAX_FILE_PAYLOAD_BYTES, convertPayload, encodeBase64, fileTooLarge, payloadProblem as formatProblem, type PayloadFormat } from '../../../shared/payload-format';
 import { cleanMqtt5, expiryProblem, mqtt5OptionRules, userPropertiesProblem } from '../../../shared/mqtt5-options';
 import { brokerRules } from '../../../shared/broker-versions';
 import { useAppStore } from './app';
@@ -85,6 +85,8 @@ export const useComposeStore = defineStore('compose', () => {
   const replyMapping = computed<TopicMappingView | undefined>(() => (form.replyTopic ? mapTopic(form.replyTopic, 'reply') : undefined));
   const checks = ref<CheckLine[]>([]);
   const checking = useBusy();
+  /** where the form was filled from ("the history", "the template X"), said next to Send until it is pressed */
+  const filledFrom = ref<string>();
 
   const payloadError = computed(() => fileError.value ?? bodyMissing.value ?? payloadProblem(form.payloadText, form.payloadFormat));
   // Synchronous: fill() sets the sentence right after it changes the body, and only a later change may clear it.
@@ -150,12 +152,17 @@ export const useComposeStore = defineStore('compose', () => {
     };
   }
 
-  /** Switches the payload's format; each format keeps its own text, so going back restores what was typed there. */
+  /**
+   * Switches the payload's format: the same bytes in the new notation (JSON or text to hex shows the text's UTF-8 bytes,
+   * hex back to text the text). Where they cannot be (bytes that are not UTF-8 shown as text, a file), what the box held
+   * last in that format comes back, as when each format kept its own text.
+   */
   function setPayloadFormat(format: PayloadFormat): void {
     if (format === form.payloadFormat) return;
     textByFormat[form.payloadFormat] = form.payloadText;
+    const converted = format === 'file' ? undefined : convertPayload(form.payloadFormat, format, form.payloadText);
     form.payloadFormat = format;
-    form.payloadText = textByFormat[format] ?? '';
+    form.payloadText = converted ?? textByFormat[format] ?? '';
     if (format !== 'file') fileError.value = undefined;
   }
 
@@ -191,8 +198,9 @@ export const useComposeStore = defineStore('compose', () => {
    * Fills the form with a saved or past request; what it does not say goes back to the default. A history entry whose
    * body was too big to keep (`bodyNotKept`, its size) leaves the body empty and blocks the send with a sentence.
    */
-  function fill(request: SendRequestArgs, bodyNotKept?: number): void {
+  function fill(request: SendRequestArgs, bodyNotKept?: number, from?: string): void {
     fileError.value = undefined;
+    filledFrom.value = from;
     Object.assign(form, formFrom(request));
     bodyMissing.value = bodyNotKept === undefined ? undefined : bodyNotKeptProblem(request, bodyNotKept);
   }
@@ -214,6 +222,7 @@ export const useComposeStore = defineStore('compose', () => {
   async function send(request: SendRequestArgs = snapshot()): Promise<void> {
     if (sending.active.value || blocked.value) return;
     // The result area shows the last send's result: a new send starts from nothing.
+    filledFrom.value = undefined;
     outcome.value = undefined;
     rpcId.value = undefined;
     verdict.value = undefined;
@@ -265,6 +274,7 @@ export const useComposeStore = defineStore('compose', () => {
     addUserProperty,
     removeUserProperty,
     blocked,
+    filledFrom,
     runChecks,
     send,
     fill,

@@ -138,10 +138,12 @@ export const useHistoryStore = defineStore('history', () => {
     }, 'Clearing');
   }
 
-  /** Fills Compose and sends; an entry whose body was not kept only fills it, and the form asks for the body. */
-  function replay(entry: HistoryEntry): Promise<void> {
-    compose.fill(entry.request, entry.bodyNotKept);
-    return compose.send(entry.request);
+  /**
+   * Fills Compose with the entry's request; nothing is sent until the user presses Send (a replay of a request to a
+   * shared broker must be looked at first). An entry whose body was not kept leaves the body empty and asks for it.
+   */
+  function replay(entry: HistoryEntry): void {
+    compose.fill(entry.request, entry.bodyNotKept, 'the history');
   }
 
   async function saveTemplate(name: string, request: SendRequestArgs = compose.snapshot()): Promise<boolean> {
@@ -161,14 +163,27 @@ export const useHistoryStore = defineStore('history', () => {
     return renamed === true;
   }
 
+  /** The template deleted last, until it is restored or another is deleted: Undo saves it back. */
+  const deletedTemplate = ref<RequestTemplate>();
+
   async function deleteTemplate(name: string): Promise<void> {
-    await templateBusy.run(async () => {
+    const template = templates.value.find((candidate) => candidate.name === name);
+    const deleted = await templateBusy.run(async () => {
       templates.value = await client.invoke('workspace.template.delete', { name });
+      return true;
     }, 'Deleting the template');
+    if (deleted && template) deletedTemplate.value = template;
+  }
+
+  /** Saves the template deleted last back under its name. */
+  async function undoDeleteTemplate(): Promise<void> {
+    const template = deletedTemplate.value;
+    if (!template) return;
+    if (await saveTemplate(template.name, template.request)) deletedTemplate.value = undefined;
   }
 
   function useTemplate(template: RequestTemplate): void {
-    compose.fill(template.request);
+    compose.fill(template.request, undefined, `the template "${template.name}"`);
   }
 
   return {
@@ -188,6 +203,9 @@ export const useHistoryStore = defineStore('history', () => {
     saveTemplate,
     renameTemplate,
     deleteTemplate,
+    deletedTemplate,
+    undoDeleteTemplate,
+    dismissDeletedTemplate: () => void (deletedTemplate.value = undefined),
     useTemplate,
   };
 });

@@ -20,9 +20,22 @@ export const useServerStore = defineStore('server', () => {
     await run(() => client.invoke('server.start', { ...settings }), 'Starting the server');
   }
 
+  /** Whether the form differs from what the running server was started with: then Apply restarts it with the form. */
+  const changed = computed(() => {
+    const running = view.value?.settings;
+    if (!running) return false;
+    const keys = new Set([...Object.keys(running), ...Object.keys(settings)]) as Set<keyof ServerSettings>;
+    return [...keys].some((key) => (running[key] ?? undefined) !== (settings[key] ?? undefined));
+  });
+
+  /** Restarts the running server with the form's settings (a new handler, more workers): one click, no stop-edit-start. */
+  async function apply(): Promise<void> {
+    await run(() => client.invoke('server.start', { ...settings }), 'Restarting the server');
+  }
+
   async function stop(): Promise<void> {
     await run(() => client.invoke('server.stop', {}), 'Stopping the server');
   }
 
-  return { settings, error, busy, view, running, start, stop };
+  return { settings, error, busy, view, running, changed, start, apply, stop };
 });

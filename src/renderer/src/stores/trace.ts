@@ -1,6 +1,6 @@
 /** The trace as the inspector shows it: steps per RPC, ingested in batches, searchable, exportable. */
 import { defineStore } from 'pinia';
-import { computed, ref, shallowRef } from 'vue';
+import { computed, ref, shallowRef, watch } from 'vue';
 import {
   PreviewBudget,
   previewSize,
@@ -54,8 +54,15 @@ export const useTraceStore = defineStore('trace', () => {
   // One error line for the panel's actions (snapshot, firehose, export, import, clear); reset as useBusy says.
   const { error, run } = useBusy();
   const lastImport = shallowRef<{ rpcs: number; file?: string }>();
+  /**
+   * Why the last import failed: its own line, gone as soon as the user does something else with the trace (another
+   * import, Export, Clear, a search or filter, another RPC picked) or dismisses it, so an old failure never sits on screen.
+   */
+  const importError = ref<string>();
   /** which RPCs to list by where they came from */
   const origin = ref<'all' | RpcOrigin>('all');
+  // A search or filter is the user moving on: an old import failure goes.
+  watch([filter, show, origin], () => void (importError.value = undefined));
   /** set by the Load panel while its run goes: RPCs first seen then are the run's */
   const loadActive = ref(false);
   const composeIds = new Set<string>();
@@ -281,6 +288,7 @@ export const useTraceStore = defineStore('trace', () => {
 
   /** The host's export, with the RPCs kept on the page across a restart of the host (older, so first). */
   function exportTrace(): Promise<TraceExport | undefined> {
+    importError.value = undefined;
     return run(async () => {
       const exported = await client.invoke('trace.export.create', {});
       return keptSteps.length === 0 ? exported : { ...exported, steps: [...keptSteps, ...exported.steps] };
@@ -290,8 +298,9 @@ export const useTraceStore = defineStore('trace', () => {
   async function importTrace(text: string, file?: string): Promise<void> {
     // The line under the toolbar is about this import only: a failure never sits next to the previous success.
     lastImport.value = undefined;
+    importError.value = undefined;
     const named = file ? `"${file}"` : 'That file';
-    await run(async () => {
+    const failed = await run(async () => {
       let parsed: unknown;
       try {
         parsed = JSON.parse(text);
@@ -308,15 +317,23 @@ export const useTraceStore = defineStore('trace', () => {
         throw new Error(`${named} could not be imported, the trace shown is unchanged. ${messageOf(err)}`);
       }
       lastImport.value = { rpcs: new Set(result.steps.map((step) => step.rpcId)).size, ...(file ? { file } : {}) };
+      return false;
     }, 'Importing');
+    // The panel's shared error line would keep it until the next action settles: the import's failure has a line of its own.
+    if (failed === undefined && error.value !== undefined) {
+      importError.value = error.value;
+      error.value = undefined;
+    }
   }
 
   async function clear(): Promise<void> {
     lastImport.value = undefined;
+    importError.value = undefined;
     await run(() => client.invoke('trace.store.clear', {}), 'Clearing');
   }
 
   function select(rpcId: string | undefined): void {
+    if (rpcId !== selectedId.value) importError.value = undefined;
     selectedId.value = rpcId;
   }
 
@@ -343,6 +360,8 @@ export const useTraceStore = defineStore('trace', () => {
     loadActive,
     composePending,
     error,
+    importError,
+    dismissImportError: () => void (importError.value = undefined),
     lastImport,
     originOf,
     newestFrom,

@@ -1,0 +1,59 @@
+/**
+ * Joins the server's record of a request sent without an id (text, hex, base64, a file) to the RPC that sent it.
+ *
+ * Such a body carries no id, so the embedded server numbers the delivery itself (`delivery-…`): without this join the
+ * trace listed every such send twice, the client's RPC and an "external" one holding the server's steps, which never got
+ * a verdict. A send says what it expects (routing key and size) before it publishes; the first matching delivery the
+ * server receives takes the sender's id, and every later step of that delivery follows it.
+ */
+import type { TraceStepDraft } from '../../shared/trace';
+import { BoundedMap } from '../bounded-map';
+
+interface Expected {
+  routingKey: string;
+  bytes: number;
+  rpcId: string;
+}
+
+/** How the server numbers a delivery whose body carried no id (src/core/rpc/server.ts). */
+export const DELIVERY_ID_PREFIX = 'delivery-';
+
+/** How many server deliveries are remembered as renamed (a delivery's steps come within its handling, well under this). */
+const KEPT_DELIVERIES = 1000;
+
+export class RawRequestJoin {
+  private expected: Expected[] = [];
+  /** the server's id for a delivery -> the sender's RPC id */
+  private readonly renamed = new BoundedMap<string, string>(KEPT_DELIVERIES);
+
+  /** A raw body of `bytes` is about to be published on `routingKey` as `rpcId`; returns the cancel (no match expected any more). */
+  expect(routingKey: string, bytes: number, rpcId: string): () => void {
+    const entry: Expected = { routingKey, bytes, rpcId };
+    this.expected.push(entry);
+    return () => {
+      this.expected = this.expected.filter((other) => other !== entry);
+    };
+  }
+
+  /** The RPC id a server id is filed under: the sender's for a joined delivery, the id itself otherwise. */
+  idOf(rpcId: string): string {
+    return this.renamed.get(rpcId) ?? rpcId;
+  }
+
+  /** The draft under the sender's id when its delivery was joined; the draft itself otherwise. */
+  rename(draft: TraceStepDraft): TraceStepDraft {
+    let rpcId = this.renamed.get(draft.rpcId);
+    if (rpcId === undefined && draft.kind === 'worker.received' && this.expected.length > 0) {
+      const { routingKey, wire } = draft.detail;
+      const index = this.expected.findIndex((entry) => entry.routingKey === routingKey && (wire === undefined || wire.body.bytes === entry.bytes));
+      const match = this.expected[index];
+      // A delivery whose body carried an id of its own (JSON) is that RPC's: only the server's own numbering is joined.
+      if (match && draft.rpcId.startsWith(DELIVERY_ID_PREFIX)) {
+        this.expected.splice(index, 1);
+        this.renamed.set(draft.rpcId, match.rpcId);
+        rpcId = match.rpcId;
+      }
+    }
+    return rpcId === undefined ? draft : ({ ...draft, rpcId } as TraceStepDraft);
+  }
+}
