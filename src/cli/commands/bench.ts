@@ -9,6 +9,7 @@ import { startSandbox, stopSandbox } from '../../core/broker/sandbox';
 import type { BrokerUrls } from '../../core/broker/readiness';
 import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../../bench/contenders';
 import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../bench/report';
+import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../../bench/watch';
 import { action, parsePositiveInt } from '../run';
 
 interface BenchCase {
@@ -103,6 +104,8 @@ interface BrokerRun {
   cases: CaseSummary[];
   ratios: ReturnType<typeof ratios>;
   uiStream?: unknown;
+  /** watch off / tap / firehose at concurrency 100 (src/bench/watch.ts) */
+  watch?: WatchCost;
 }
 
 /** The whole plan, then the UI stream, on one private sandbox broker of the given RabbitMQ. */
@@ -114,6 +117,7 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
   const urls: BrokerUrls = info.urls;
   const cases: CaseSummary[] = [];
   let uiStreamResult: unknown;
+  let watch: WatchCost | undefined;
   try {
     process.stderr.write(`  RabbitMQ ${info.version ?? 'unknown'} (${info.rabbitmq ?? 'system'})\n`);
     for (const benchCase of plan(quick)) {
@@ -139,6 +143,8 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
       for (const results of byContender.values()) cases.push(summarizeRounds(results));
       process.stderr.write(`  done: concurrency ${benchCase.concurrency}, ${benchCase.payloadBytes >= 1048576 ? '1 MiB' : `${benchCase.payloadBytes} B`} payload\n`);
     }
+    watch = await watchCost(urls, info.pid, quick, rounds, (spec) => runInChild(spec));
+    process.stderr.write('  done: watch off / tap / firehose at concurrency 100\n');
     // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
     uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
       process.stderr.write(`The UI stream benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -155,7 +161,30 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
     cases,
     ratios: ratios(cases),
     ...(uiStreamResult !== undefined ? { uiStream: uiStreamResult } : {}),
+    ...(watch ? { watch } : {}),
   };
+}
+
+/** `bench --watch-soak <seconds>`: outside traffic at 1,000 RPC/s under a watcher, its memory every 10 s; writes watch-soak.json. */
+async function soak(seconds: number, mode: 'tap' | 'firehose', rabbitmq: string | undefined, outDir: string): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
+  process.stderr.write(`Starting a private sandbox broker${rabbitmq ? ` (RabbitMQ ${rabbitmq})` : ''} for the watch soak...\n`);
+  const { info } = await startSandbox({ dir, timeoutMs: 120_000, ...(rabbitmq !== undefined ? { rabbitmq } : {}) });
+  try {
+    const report = await watchSoak(info.urls, {
+      seconds,
+      rate: 1000,
+      mode,
+      onSample: (sample) => process.stderr.write(`  ${sample.atS} s: RSS ${(sample.rssBytes / 1048576).toFixed(1)} MiB, heap ${(sample.heapUsedBytes / 1048576).toFixed(1)} MiB\n`),
+    });
+    process.stdout.write(`${formatSoak(report)}\n`);
+    await mkdir(outDir, { recursive: true });
+    await writeFile(join(outDir, `watch-soak-${mode}.json`), JSON.stringify({ at: new Date().toISOString(), rabbitmq: info.version ?? 'unknown', ...report }, null, 2));
+    process.stdout.write(`Wrote ${join(outDir, `watch-soak-${mode}.json`)}.\n`);
+  } finally {
+    await stopSandbox(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** The ratios of every broker's run in one table: a column per RabbitMQ version. */
@@ -177,9 +206,21 @@ export function registerBenchCommand(program: Command): void {
     .option('--rounds <n>', 'rounds per case (the median is reported)', parsePositiveInt('--rounds'))
     .option('--out <dir>', 'where to write latest.json and latest.svg', 'bench/results')
     .option('--rabbitmq <which>', 'which RabbitMQ runs the sandbox: system, 4.0, 4.3 or a prepared root; a comma list (system,4.3) runs the plan on each in turn and reports them side by side (default: $BRIDGESCOPE_RABBITMQ, else system)')
+    .option('--watch-soak <seconds>', 'instead of the plan: outside clients at 1,000 RPC/s for this long under `watch`, its RSS and heap every 10 s (writes watch-soak-<mode>.json)', parsePositiveInt('--watch-soak'))
+    .option('--watch-mode <mode>', 'the watch mode of --watch-soak: tap or firehose', 'tap')
     .option('--child <spec>', 'internal: run one contender and print its result')
+    .option('--watch-child <spec>', 'internal: run a watcher and print its samples')
     .action(
-      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string; rabbitmq?: string }) => {
+      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string; rabbitmq?: string; watchSoak?: number; watchMode: string; watchChild?: string }) => {
+        if (options.watchChild) {
+          await runWatchChild(JSON.parse(options.watchChild) as WatchChildSpec);
+          return;
+        }
+        if (options.watchSoak !== undefined) {
+          if (options.watchMode !== 'tap' && options.watchMode !== 'firehose') throw new Error(`--watch-mode must be tap or firehose, not "${options.watchMode}".`);
+          await soak(options.watchSoak, options.watchMode, options.rabbitmq, resolve(options.out));
+          return;
+        }
         if (options.child) {
           const result = await runContender(JSON.parse(options.child) as RunSpec);
           process.stdout.write(JSON.stringify(result));
@@ -199,6 +240,7 @@ export function registerBenchCommand(program: Command): void {
             process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
           }
         }
+        for (const run of brokers) if (run.watch) process.stdout.write(`\n${formatWatchCost(run.watch)}\n`);
         if (brokers.length > 1) process.stdout.write(`\n${sideBySide(brokers)}\n`);
         const outDir = resolve(options.out);
         await mkdir(outDir, { recursive: true });
@@ -213,6 +255,7 @@ export function registerBenchCommand(program: Command): void {
           cases: first.cases,
           ratios: first.ratios,
           ...(first.uiStream !== undefined ? { uiStream: first.uiStream } : {}),
+          ...(first.watch ? { watch: first.watch } : {}),
           // ...and every broker's, side by side, when more than one ran.
           ...(brokers.length > 1 ? { brokers: brokers.map(({ rabbitmq, version, wallSeconds, ratios: r, cases: c, uiStream: u }) => ({ rabbitmq, version, wallSeconds, ratios: r, cases: c, ...(u !== undefined ? { uiStream: u } : {}) })) } : {}),
         };
