@@ -8,6 +8,9 @@ import { FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
 import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
 
+/** how long the broker's facts for one topic serve the verdicts of its unanswered requests */
+const FACTS_FRESH_MS = 2000;
+
 export interface WatcherOptions {
   /** tap (default): a private queue bound to the keys; firehose: the vhost's trace exchange (needs the management URL) */
   mode?: 'tap' | 'firehose';
@@ -46,6 +49,11 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   private timer: NodeJS.Timeout | undefined;
   /** verdicts being worked out (facts asked of the broker), so stop can wait for them */
   private readonly deciding = new Set<Promise<void>>();
+  /**
+   * The broker's facts per request topic, asked once and shared for FACTS_FRESH_MS: a worker gone under 1,000 RPC/s
+   * would otherwise send the management API thousands of requests a second, each listing every queue and binding.
+   */
+  private readonly facts = new Map<string, { at: number; facts: Promise<Awaited<ReturnType<typeof gatherBrokerFacts>> | undefined> }>();
 
   constructor(private readonly options: WatcherOptions) {
     super();
@@ -141,6 +149,26 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     }
   }
 
+  private factsFor(topic: string): Promise<Awaited<ReturnType<typeof gatherBrokerFacts>> | undefined> {
+    const managementUrl = this.options.managementUrl;
+    if (!managementUrl) return Promise.resolve(undefined);
+    const now = Date.now();
+    const known = this.facts.get(topic);
+    if (known && now - known.at < FACTS_FRESH_MS) return known.facts;
+    // Stale entries go as new ones come: the map holds at most the topics asked about in the last FACTS_FRESH_MS.
+    for (const [key, entry] of this.facts) if (now - entry.at >= FACTS_FRESH_MS) this.facts.delete(key);
+    const facts = gatherBrokerFacts({
+      managementUrl,
+      amqpUrl: this.options.amqpUrl,
+      ...(this.options.vhost !== undefined ? { vhost: this.options.vhost } : {}),
+      exchange: this.options.exchange,
+      requestKey: topic,
+      ignoreQueues: this.tap?.queue !== undefined ? [this.tap.queue] : [],
+    }).catch(() => undefined);
+    this.facts.set(topic, { at: now, facts });
+    return facts;
+  }
+
   /** The verdict on a request left unanswered: a reply on the wrong key decides it; otherwise what the broker tells now. */
   private async decide(event: Extract<WatchEvent, { type: 'unanswered' }>): Promise<Verdict> {
     const waited = `${this.options.timeoutMs} ms`;
@@ -162,16 +190,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `watch: a reply naming id "${event.id}" was published with key "${event.wrongKey.routingKey}"`],
       };
     }
-    const facts = this.options.managementUrl
-      ? await gatherBrokerFacts({
-          managementUrl: this.options.managementUrl,
-          amqpUrl: this.options.amqpUrl,
-          ...(this.options.vhost !== undefined ? { vhost: this.options.vhost } : {}),
-          exchange: this.options.exchange,
-          requestKey: event.topic,
-          ignoreQueues: this.tap?.queue !== undefined ? [this.tap.queue] : [],
-        }).catch(() => undefined)
-      : undefined;
+    const facts = await this.factsFor(event.topic);
     const verdict = diagnose({
       rpcId: event.id,
       steps: [],
