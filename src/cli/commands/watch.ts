@@ -95,13 +95,18 @@ export function registerWatchCommand(program: Command): void {
         ];
         if (firehose) {
           watcher.on('status', (status) => {
-            if (status.state === 'reconnecting') say(`Tracing paused: ${status.reason}; reconnecting.`);
+            if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tracing paused: lost the broker (${status.reason}); reconnecting.`);
+            else if (status.state === 'on' && status.resumed) say(`Tracing resumed on vhost ${options.vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
           });
         }
+        watcher.on('tapStatus', (status) => {
+          if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tap paused: lost the broker (${status.reason}), which deletes the tap queue with its bindings; reconnecting.`);
+          else if (status.state === 'on') say(`Tap resumed on a new queue "${status.queue}" after ${Math.round((status.blindUntil - status.blindFrom) / 1000)} s unseen; requests waiting then may get a verdict for a reply that came in the gap.`);
+        });
         let lost: string | undefined;
         watcher.on('lost', (reason) => {
           lost = reason;
-          say(`bridgescope: the tap lost its AMQP connection (${reason}); the broker deleted the tap queue with it. Stopping.`);
+          say(`bridgescope: the tap is over (${reason}). Stopping.`);
           signals.onSignal('SIGTERM');
         });
         let started: Awaited<ReturnType<Watcher['start']>>;
@@ -138,7 +143,9 @@ export function registerWatchCommand(program: Command): void {
           tasks,
         );
         for (const stats of watcher.stats()) say(summaryLine(stats));
-        say(firehose ? 'Stopped.' : 'Stopped: the tap queue and its bindings are deleted.');
+        if (firehose) say('Stopped.');
+        else if (watcher.tapStopped === 'cut') say('Stopped: the broker did not answer, so the connection was cut; the broker deletes the tap queue and its bindings when it notices.');
+        else say('Stopped: the tap queue and its bindings are deleted.');
         return lost !== undefined ? ExitCode.failure : ExitCode.ok;
       }),
     );

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { diagnose, type Verdict } from '../../shared/diagnosis';
 import { gatherBrokerFacts } from '../diagnosis/evidence';
 import { RpcPairing, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
-import { Tap } from './tap';
+import { Tap, type TapStatus } from './tap';
 import { FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
 import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
@@ -36,6 +36,8 @@ export interface WatcherEvents {
   line: [WatchLine];
   lost: [reason: string];
   status: [FirehoseStatus];
+  /** tap mode: the connection lost and the tap back on a new queue (a broker restart) */
+  tapStatus: [TapStatus];
 }
 
 export class Watcher extends EventEmitter<WatcherEvents> {
@@ -47,6 +49,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   /** in firehose mode: how tracing was given back */
   releases: TracingRelease[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** the last time the tap saw nothing (its connection lost): a request waiting then may have had a reply it missed */
+  private blind: { from: number; until?: number } | undefined;
   /** verdicts being worked out (facts asked of the broker), so stop can wait for them */
   private readonly deciding = new Set<Promise<void>>();
   /**
@@ -81,6 +85,11 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys });
       this.tap.on('message', (message) => this.handle(this.pairing.observe(message)));
       this.tap.on('lost', (reason) => this.emit('lost', reason));
+      this.tap.on('status', (status) => {
+        if (status.state === 'reconnecting') this.blind = { from: status.since };
+        else this.blind = { from: status.blindFrom, until: status.blindUntil };
+        this.emit('tapStatus', status);
+      });
     }
   }
 
@@ -97,11 +106,14 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     return this.pairing.stats(Date.now());
   }
 
+  /** in tap mode: 'cut' when the broker did not answer the delete nor the close in time and the socket was cut */
+  tapStopped: 'deleted' | 'cut' | undefined;
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.firehose) this.releases = await this.firehose.stop();
-    await this.tap?.stop();
+    if (this.tap) this.tapStopped = await this.tap.stop();
     await Promise.allSettled([...this.deciding]);
   }
 
@@ -202,6 +214,10 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(facts ? { facts } : {}),
     });
     verdict.evidence.unshift(`watch: request "${event.id}" (${event.pattern}) on "${event.topic}", no reply on "${event.replyKey}" within ${waited}`);
+    const blind = this.blind;
+    if (blind && (blind.until === undefined || blind.until > event.sentAt) && blind.from < event.sentAt + this.options.timeoutMs) {
+      verdict.evidence.push(`tap: the connection to the broker was lost from ${new Date(blind.from).toISOString()}${blind.until !== undefined ? ` to ${new Date(blind.until).toISOString()}` : ''}; a reply in that gap was not seen`);
+    }
     if (event.keyWatchedLate) {
       verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
     }
