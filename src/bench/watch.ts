@@ -30,7 +30,7 @@ export interface WatchChildSpec {
 /** What the watch child prints, one JSON object a line. */
 export type WatchChildLine =
   | { type: 'ready' }
-  | { type: 'sample'; atS: number; rssBytes: number; heapUsedBytes: number; pending: number; lines: number; pairs: number; verdicts: number; dropped: number; droppedReasons: string[] }
+  | { type: 'sample'; atS: number; rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number; pending: number; lines: number; pairs: number; verdicts: number; dropped: number; droppedReasons: string[] }
   | { type: 'stopped'; cpuMs: number; lines: number; pairs: number; verdicts: number; dropped: number };
 
 /** The child: a Watcher as `bridgescope watch --json` runs it (every line serialised), reporting on stdout; SIGINT stops it. */
@@ -56,7 +56,7 @@ export async function runWatchChild(spec: WatchChildSpec): Promise<void> {
   await watcher.start();
   const sampler = setInterval(() => {
     const memory = process.memoryUsage();
-    out({ type: 'sample', atS: Math.round((Date.now() - started) / 1000), rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, pending: watcher.pairing.pendingCount, lines: counts.lines, pairs: counts.pairs, verdicts: counts.verdicts, dropped: counts.dropped, droppedReasons: [...reasons] });
+    out({ type: 'sample', atS: Math.round((Date.now() - started) / 1000), rssBytes: memory.rss, heapUsedBytes: memory.heapUsed, heapTotalBytes: memory.heapTotal, externalBytes: memory.external, pending: watcher.pairing.pendingCount, lines: counts.lines, pairs: counts.pairs, verdicts: counts.verdicts, dropped: counts.dropped, droppedReasons: [...reasons] });
   }, spec.sampleEveryMs);
   out({ type: 'ready' });
   await new Promise<void>((done) => process.once('SIGINT', () => done()));
@@ -247,9 +247,9 @@ export function formatSoak(report: SoakReport): string {
   const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1).padStart(7);
   const lines = [
     `Watch soak (${report.mode}): ${report.sent} requests in ${report.seconds} s (${(report.sent / report.seconds).toFixed(0)}/s asked ${report.targetRate}/s), ${report.answered} answered, 1 in ${report.unansweredEvery} left unanswered on purpose`,
-    '    s  RSS MiB  heap MiB  pending     pairs  verdicts  dropped',
+    '    s  RSS MiB  heap MiB  heap total  external  pending     pairs  verdicts  dropped',
   ];
-  for (const s of report.samples) lines.push(`${String(s.atS).padStart(5)}  ${mib(s.rssBytes)}  ${mib(s.heapUsedBytes).padStart(8)}  ${String(s.pending).padStart(7)}  ${String(s.pairs).padStart(8)}  ${String(s.verdicts).padStart(8)}  ${String(s.dropped).padStart(7)}`);
+  for (const s of report.samples) lines.push(`${String(s.atS).padStart(5)}  ${mib(s.rssBytes)}  ${mib(s.heapUsedBytes).padStart(8)}  ${mib(s.heapTotalBytes).padStart(10)}  ${mib(s.externalBytes).padStart(8)}  ${String(s.pending).padStart(7)}  ${String(s.pairs).padStart(8)}  ${String(s.verdicts).padStart(8)}  ${String(s.dropped).padStart(7)}`);
   const reasons = report.samples.at(-1)?.droppedReasons ?? [];
   if (reasons.length > 0) lines.push(`  dropped because: ${reasons.join('; ')}`);
   lines.push(`  watcher CPU ${(report.stopped.cpuMs / 1000).toFixed(1)} s over the run`);

@@ -109,7 +109,7 @@ interface BrokerRun {
 }
 
 /** The whole plan, then the UI stream, on one private sandbox broker of the given RabbitMQ. */
-async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, rounds: number): Promise<BrokerRun> {
+async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, rounds: number, watchOnly = false): Promise<BrokerRun> {
   const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
   const started = Date.now();
   process.stderr.write(`Starting a private sandbox broker${rabbitmq ? ` (RabbitMQ ${rabbitmq})` : ''} for the benchmark...\n`);
@@ -120,7 +120,7 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
   let watch: WatchCost | undefined;
   try {
     process.stderr.write(`  RabbitMQ ${info.version ?? 'unknown'} (${info.rabbitmq ?? 'system'})\n`);
-    for (const benchCase of plan(quick)) {
+    for (const benchCase of watchOnly ? [] : plan(quick)) {
       const byContender = new Map<ContenderName, RunResult[]>();
       for (let round = 0; round < rounds; round += 1) {
         // Alternate the order every round, so drift on this shared machine hits every contender alike.
@@ -146,7 +146,7 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
     watch = await watchCost(urls, info.pid, quick, rounds, (spec) => runInChild(spec));
     process.stderr.write('  done: watch off / tap / firehose at concurrency 100\n');
     // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
-    uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
+    if (!watchOnly) uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
       process.stderr.write(`The UI stream benchmark failed: ${err instanceof Error ? err.message : String(err)}\n`);
       return undefined;
     });
@@ -207,11 +207,12 @@ export function registerBenchCommand(program: Command): void {
     .option('--out <dir>', 'where to write latest.json and latest.svg', 'bench/results')
     .option('--rabbitmq <which>', 'which RabbitMQ runs the sandbox: system, 4.0, 4.3 or a prepared root; a comma list (system,4.3) runs the plan on each in turn and reports them side by side (default: $BRIDGESCOPE_RABBITMQ, else system)')
     .option('--watch-soak <seconds>', 'instead of the plan: outside clients at 1,000 RPC/s for this long under `watch`, its RSS and heap every 10 s (writes watch-soak-<mode>.json)', parsePositiveInt('--watch-soak'))
+    .option('--watch-only', "only watch's cost (off / tap / firehose at concurrency 100), not the contenders' plan nor the UI stream")
     .option('--watch-mode <mode>', 'the watch mode of --watch-soak: tap or firehose', 'tap')
     .option('--child <spec>', 'internal: run one contender and print its result')
     .option('--watch-child <spec>', 'internal: run a watcher and print its samples')
     .action(
-      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string; rabbitmq?: string; watchSoak?: number; watchMode: string; watchChild?: string }) => {
+      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string; rabbitmq?: string; watchSoak?: number; watchMode: string; watchChild?: string; watchOnly?: boolean }) => {
         if (options.watchChild) {
           await runWatchChild(JSON.parse(options.watchChild) as WatchChildSpec);
           return;
@@ -232,7 +233,16 @@ export function registerBenchCommand(program: Command): void {
         // One broker after the other, the same plan on each: the side-by-side report compares ratios, each from its own run.
         const wanted = options.rabbitmq ? options.rabbitmq.split(',').map((which) => which.trim()).filter(Boolean) : [undefined];
         const brokers: BrokerRun[] = [];
-        for (const rabbitmq of wanted) brokers.push(await benchOnBroker(rabbitmq, quick, rounds));
+        for (const rabbitmq of wanted) brokers.push(await benchOnBroker(rabbitmq, quick, rounds, Boolean(options.watchOnly)));
+        if (options.watchOnly) {
+          // Its own file: a watch-only run must not replace the plan's latest.json.
+          for (const run of brokers) if (run.watch) process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq}), median of ${rounds} round(s)\n${formatWatchCost(run.watch)}\n`);
+          await mkdir(resolve(options.out), { recursive: true });
+          const file = join(resolve(options.out), 'watch-cost.json');
+          await writeFile(file, JSON.stringify({ at: new Date().toISOString(), quick, rounds, brokers: brokers.map(({ rabbitmq, version, watch }) => ({ rabbitmq, version, watch })) }, null, 2));
+          process.stdout.write(`Wrote ${file}.\n`);
+          return;
+        }
         const [first] = brokers as [BrokerRun, ...BrokerRun[]];
         for (const run of brokers) {
           process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq})\n${formatTable(run.cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
