@@ -45,7 +45,7 @@ export function registerWatchCommand(program: Command): void {
     .option('--management <url>', 'management URL, for the verdicts (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
     .option('--vhost <name>', 'virtual host', '/')
     .option('--exchange <name>', 'the exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
-    .option('--mode <mode>', 'tap: a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
+    .option('--mode <mode>', 'tap (the default, by the bench: the broker spends ~1.2x its CPU per RPC, against ~1.85x for the firehose; docs/WATCH.md): a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does; it also sees replies on keys nobody waits on', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
     .option('--topic <key>', `request routing key to watch, repeatable (default ${DEFAULT_REQUEST_TOPIC}; "#" on a topic exchange watches all)`, (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--timeout <ms>', 'a request without a reply after this long gets a verdict', parseDurationMs('--timeout'), 5000)
     .option('--late-window <ms>', 'how long after the timeout a reply still counts as late (default: the timeout)', parseDurationMs('--late-window'))
