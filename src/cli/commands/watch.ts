@@ -101,6 +101,8 @@ export function registerWatchCommand(program: Command): void {
         }
         watcher.on('tapStatus', (status) => {
           if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tap paused: lost the broker (${status.reason}), which deletes the tap queue with its bindings; reconnecting.`);
+          // About once a minute at the longest retry delay: a broker that stays away (or a tap it now refuses) is not silent.
+          else if (status.state === 'reconnecting' && status.attempt % 12 === 0) say(`Tap still reconnecting (try ${status.attempt}): ${status.reason}.`);
           else if (status.state === 'on') say(`Tap resumed on a new queue "${status.queue}" after ${Math.round((status.blindUntil - status.blindFrom) / 1000)} s unseen; requests waiting then may get a verdict for a reply that came in the gap.`);
         });
         let lost: string | undefined;
