@@ -47,6 +47,8 @@ export interface RunSpec {
   payloadBytes: number;
   /** write a CPU profile of the measured part (after warm-up) to this .cpuprofile file */
   cpuProfile?: string;
+  /** the request queue (and key) to use, when the caller must know it (the watch bench watches it); default a fresh name */
+  queue?: string;
 }
 
 export interface RunResult {
@@ -213,7 +215,7 @@ async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean,
 
 /** Sets one contender up, warms it, measures it, tears it down. Run it in its own process for a clean RSS. */
 export async function runContender(spec: RunSpec): Promise<RunResult> {
-  const queue = `bench-${spec.contender}-${randomUUID().slice(0, 8)}`;
+  const queue = spec.queue ?? `bench-${spec.contender}-${randomUUID().slice(0, 8)}`;
   const contender =
     spec.contender === 'raw' || spec.contender === 'raw-per-request' || spec.contender === 'raw-reliable' || spec.contender === 'raw-traced'
       ? await raw(spec.urls, queue, spec.contender === 'raw-per-request', spec.contender === 'raw-reliable', spec.contender === 'raw-traced')

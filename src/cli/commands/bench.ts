@@ -9,6 +9,7 @@ import { startSandbox, stopSandbox } from '../../core/broker/sandbox';
 import type { BrokerUrls } from '../../core/broker/readiness';
 import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../../bench/contenders';
 import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../bench/report';
+import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../../bench/watch';
 import { action, parsePositiveInt } from '../run';
 import { messageOf } from '../../shared/thrown';
 
@@ -104,10 +105,12 @@ interface BrokerRun {
   cases: CaseSummary[];
   ratios: ReturnType<typeof ratios>;
   uiStream?: unknown;
+  /** watch off / tap / firehose at concurrency 100 (src/bench/watch.ts) */
+  watch?: WatchCost;
 }
 
 /** The whole plan, then the UI stream, on one private sandbox broker of the given RabbitMQ. */
-async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, rounds: number): Promise<BrokerRun> {
+async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, rounds: number, watchOnly = false): Promise<BrokerRun> {
   const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
   const started = Date.now();
   process.stderr.write(`Starting a private sandbox broker${rabbitmq ? ` (RabbitMQ ${rabbitmq})` : ''} for the benchmark...\n`);
@@ -115,9 +118,10 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
   const urls: BrokerUrls = info.urls;
   const cases: CaseSummary[] = [];
   let uiStreamResult: unknown;
+  let watch: WatchCost | undefined;
   try {
     process.stderr.write(`  RabbitMQ ${info.version ?? 'unknown'} (${info.rabbitmq ?? 'system'})\n`);
-    for (const benchCase of plan(quick)) {
+    for (const benchCase of watchOnly ? [] : plan(quick)) {
       const byContender = new Map<ContenderName, RunResult[]>();
       for (let round = 0; round < rounds; round += 1) {
         // Alternate the order every round, so drift on this shared machine hits every contender alike.
@@ -140,8 +144,10 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
       for (const results of byContender.values()) cases.push(summarizeRounds(results));
       process.stderr.write(`  done: concurrency ${benchCase.concurrency}, ${benchCase.payloadBytes >= 1048576 ? '1 MiB' : `${benchCase.payloadBytes} B`} payload\n`);
     }
+    watch = await watchCost(urls, info.pid, quick, rounds, (spec) => runInChild(spec));
+    process.stderr.write('  done: watch off / tap / firehose at concurrency 100\n');
     // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
-    uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
+    if (!watchOnly) uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
       process.stderr.write(`The UI stream benchmark failed: ${messageOf(err)}\n`);
       return undefined;
     });
@@ -156,7 +162,30 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
     cases,
     ratios: ratios(cases),
     ...(uiStreamResult !== undefined ? { uiStream: uiStreamResult } : {}),
+    ...(watch ? { watch } : {}),
   };
+}
+
+/** `bench --watch-soak <seconds>`: outside traffic at 1,000 RPC/s under a watcher, its memory every 10 s; writes watch-soak.json. */
+async function soak(seconds: number, mode: 'tap' | 'firehose', rabbitmq: string | undefined, outDir: string): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
+  process.stderr.write(`Starting a private sandbox broker${rabbitmq ? ` (RabbitMQ ${rabbitmq})` : ''} for the watch soak...\n`);
+  const { info } = await startSandbox({ dir, timeoutMs: 120_000, ...(rabbitmq !== undefined ? { rabbitmq } : {}) });
+  try {
+    const report = await watchSoak(info.urls, {
+      seconds,
+      rate: 1000,
+      mode,
+      onSample: (sample) => process.stderr.write(`  ${sample.atS} s: RSS ${(sample.rssBytes / 1048576).toFixed(1)} MiB, heap ${(sample.heapUsedBytes / 1048576).toFixed(1)} MiB\n`),
+    });
+    process.stdout.write(`${formatSoak(report)}\n`);
+    await mkdir(outDir, { recursive: true });
+    await writeFile(join(outDir, `watch-soak-${mode}.json`), JSON.stringify({ at: new Date().toISOString(), rabbitmq: info.version ?? 'unknown', ...report }, null, 2));
+    process.stdout.write(`Wrote ${join(outDir, `watch-soak-${mode}.json`)}.\n`);
+  } finally {
+    await stopSandbox(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** The ratios of every broker's run in one table: a column per RabbitMQ version. */
@@ -178,9 +207,22 @@ export function registerBenchCommand(program: Command): void {
     .option('--rounds <n>', 'rounds per case (the median is reported)', parsePositiveInt('--rounds'))
     .option('--out <dir>', 'where to write latest.json and latest.svg', 'bench/results')
     .option('--rabbitmq <which>', 'which RabbitMQ runs the sandbox: system, 4.0, 4.3 or a prepared root; a comma list (system,4.3) runs the plan on each in turn and reports them side by side (default: $BRIDGESCOPE_RABBITMQ, else system)')
+    .option('--watch-soak <seconds>', 'instead of the plan: outside clients at 1,000 RPC/s for this long under `watch`, its RSS and heap every 10 s (writes watch-soak-<mode>.json)', parsePositiveInt('--watch-soak'))
+    .option('--watch-only', "only watch's cost (off / tap / firehose at concurrency 100), not the contenders' plan nor the UI stream")
+    .option('--watch-mode <mode>', 'the watch mode of --watch-soak: tap or firehose', 'tap')
     .option('--child <spec>', 'internal: run one contender and print its result')
+    .option('--watch-child <spec>', 'internal: run a watcher and print its samples')
     .action(
-      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string; rabbitmq?: string }) => {
+      action(async (options: { quick?: boolean; rounds?: number; out: string; child?: string; rabbitmq?: string; watchSoak?: number; watchMode: string; watchChild?: string; watchOnly?: boolean }) => {
+        if (options.watchChild) {
+          await runWatchChild(JSON.parse(options.watchChild) as WatchChildSpec);
+          return;
+        }
+        if (options.watchSoak !== undefined) {
+          if (options.watchMode !== 'tap' && options.watchMode !== 'firehose') throw new Error(`--watch-mode must be tap or firehose, not "${options.watchMode}".`);
+          await soak(options.watchSoak, options.watchMode, options.rabbitmq, resolve(options.out));
+          return;
+        }
         if (options.child) {
           const result = await runContender(JSON.parse(options.child) as RunSpec);
           process.stdout.write(JSON.stringify(result));
@@ -192,7 +234,16 @@ export function registerBenchCommand(program: Command): void {
         // One broker after the other, the same plan on each: the side-by-side report compares ratios, each from its own run.
         const wanted = options.rabbitmq ? options.rabbitmq.split(',').map((which) => which.trim()).filter(Boolean) : [undefined];
         const brokers: BrokerRun[] = [];
-        for (const rabbitmq of wanted) brokers.push(await benchOnBroker(rabbitmq, quick, rounds));
+        for (const rabbitmq of wanted) brokers.push(await benchOnBroker(rabbitmq, quick, rounds, Boolean(options.watchOnly)));
+        if (options.watchOnly) {
+          // Its own file: a watch-only run must not replace the plan's latest.json.
+          for (const run of brokers) if (run.watch) process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq}), median of ${rounds} round(s)\n${formatWatchCost(run.watch)}\n`);
+          await mkdir(resolve(options.out), { recursive: true });
+          const file = join(resolve(options.out), 'watch-cost.json');
+          await writeFile(file, JSON.stringify({ at: new Date().toISOString(), quick, rounds, brokers: brokers.map(({ rabbitmq, version, watch }) => ({ rabbitmq, version, watch })) }, null, 2));
+          process.stdout.write(`Wrote ${file}.\n`);
+          return;
+        }
         const [first] = brokers as [BrokerRun, ...BrokerRun[]];
         for (const run of brokers) {
           process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq})\n${formatTable(run.cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
@@ -200,6 +251,7 @@ export function registerBenchCommand(program: Command): void {
             process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
           }
         }
+        for (const run of brokers) if (run.watch) process.stdout.write(`\n${formatWatchCost(run.watch)}\n`);
         if (brokers.length > 1) process.stdout.write(`\n${sideBySide(brokers)}\n`);
         const outDir = resolve(options.out);
         await mkdir(outDir, { recursive: true });
@@ -214,6 +266,7 @@ export function registerBenchCommand(program: Command): void {
           cases: first.cases,
           ratios: first.ratios,
           ...(first.uiStream !== undefined ? { uiStream: first.uiStream } : {}),
+          ...(first.watch ? { watch: first.watch } : {}),
           // ...and every broker's, side by side, when more than one ran.
           ...(brokers.length > 1 ? { brokers: brokers.map(({ rabbitmq, version, wallSeconds, ratios: r, cases: c, uiStream: u }) => ({ rabbitmq, version, wallSeconds, ratios: r, cases: c, ...(u !== undefined ? { uiStream: u } : {}) })) } : {}),
         };

@@ -45,7 +45,7 @@ export function registerWatchCommand(program: Command): void {
     .option('--management <url>', 'management URL, for the verdicts (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
     .option('--vhost <name>', 'virtual host', '/')
     .option('--exchange <name>', 'the exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
-    .option('--mode <mode>', 'tap: a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
+    .option('--mode <mode>', 'tap (the default, by the bench: the broker spends ~1.2x its CPU per RPC, against ~1.85x for the firehose; docs/WATCH.md): a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does; it also sees replies on keys nobody waits on', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
     .option('--topic <key>', `request routing key to watch, repeatable (default ${DEFAULT_REQUEST_TOPIC}; "#" on a topic exchange watches all)`, (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .option('--timeout <ms>', 'a request without a reply after this long gets a verdict', parseDurationMs('--timeout'), 5000)
     .option('--late-window <ms>', 'how long after the timeout a reply still counts as late (default: the timeout)', parseDurationMs('--late-window'))
@@ -95,13 +95,20 @@ export function registerWatchCommand(program: Command): void {
         ];
         if (firehose) {
           watcher.on('status', (status) => {
-            if (status.state === 'reconnecting') say(`Tracing paused: ${status.reason}; reconnecting.`);
+            if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tracing paused: lost the broker (${status.reason}); reconnecting.`);
+            else if (status.state === 'on' && status.resumed) say(`Tracing resumed on vhost ${options.vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
           });
         }
+        watcher.on('tapStatus', (status) => {
+          if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tap paused: lost the broker (${status.reason}), which deletes the tap queue with its bindings; reconnecting.`);
+          // About once a minute at the longest retry delay: a broker that stays away (or a tap it now refuses) is not silent.
+          else if (status.state === 'reconnecting' && status.attempt % 12 === 0) say(`Tap still reconnecting (try ${status.attempt}): ${status.reason}.`);
+          else if (status.state === 'on') say(`Tap resumed on a new queue "${status.queue}" after ${Math.round((status.blindUntil - status.blindFrom) / 1000)} s unseen; requests waiting then may get a verdict for a reply that came in the gap.`);
+        });
         let lost: string | undefined;
         watcher.on('lost', (reason) => {
           lost = reason;
-          say(`bridgescope: the tap lost its AMQP connection (${reason}); the broker deleted the tap queue with it. Stopping.`);
+          say(`bridgescope: the tap is over (${reason}). Stopping.`);
           signals.onSignal('SIGTERM');
         });
         let started: Awaited<ReturnType<Watcher['start']>>;
@@ -138,7 +145,9 @@ export function registerWatchCommand(program: Command): void {
           tasks,
         );
         for (const stats of watcher.stats()) say(summaryLine(stats));
-        say(firehose ? 'Stopped.' : 'Stopped: the tap queue and its bindings are deleted.');
+        if (firehose) say('Stopped.');
+        else if (watcher.tapStopped === 'cut') say('Stopped: the broker did not answer, so the connection was cut; the broker deletes the tap queue and its bindings when it notices.');
+        else say('Stopped: the tap queue and its bindings are deleted.');
         return lost !== undefined ? ExitCode.failure : ExitCode.ok;
       }),
     );

@@ -9,6 +9,9 @@ import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type Firehos
 import { TraceStore } from '../trace/trace-store';
 import type { ObservedMessage } from './pairing';
 
+/** the RPCs the firehose's own trace store keeps for watch (none is read: see the constructor) */
+const WATCH_STORE_RPCS = 16;
+
 export interface FirehoseSourceEvents {
   message: [ObservedMessage];
   lost: [reason: string];
@@ -43,7 +46,10 @@ export class FirehoseSource extends EventEmitter<FirehoseSourceEvents> {
     this.tracer = new FirehoseTracer({
       amqpUrl: options.amqpUrl,
       api: options.api,
-      store: new TraceStore(),
+      // The tracer files what it recognises as an RPC's steps in a store; watch pairs from onEvent and reads no store, so
+      // it gets a small one. With the default (10,000 RPCs) every other client's RPCs were kept with their wire copies: a
+      // watcher at 1,000 RPC/s kept tens of MiB of heap for nothing (bench --watch-soak).
+      store: new TraceStore({ maxRpcs: WATCH_STORE_RPCS }),
       owner: options.owner,
       onEvent: (event) => {
         const observed = observedFromFirehose(event, options.exchange, Date.now());

@@ -1,12 +1,17 @@
 /**
  * Watch's "tap" observation: a private exclusive server-named queue bound on the MQTT exchange to the request keys, and
  * to each reply key while a request waits on it. It publishes nothing, and the broker deletes the queue (with its
- * bindings) when the connection closes, however the process ends.
+ * bindings) when the connection closes, however the process ends. A lost connection (a broker restart) is retried: a
+ * new queue, the same bindings.
  */
 import { EventEmitter } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { amqpConnectOptions, AMQP_CONNECT_TIMEOUT_MS, connectAmqp } from '../links/amqp-link';
+import { withDeadline } from '../../shared/deadline';
 import type { ObservedMessage } from './pairing';
+
+/** how long each step of the tap's stop (delete the queue, close the connection) may wait on the broker */
+const STOP_STEP_MS = 3000;
 
 export interface TapOptions {
   amqpUrl: string;
@@ -15,12 +20,21 @@ export interface TapOptions {
   requestKeys: readonly string[];
   /** most messages the tap queue holds before the broker drops the oldest (a slow watcher must not grow the broker's memory) */
   maxLength?: number;
+  /** longest wait between two tries to come back after a lost connection (default 5 s) */
+  maxReconnectDelayMs?: number;
 }
+
+export type TapStatus =
+  | { state: 'reconnecting'; since: number; attempt: number; reason: string }
+  /** back on a new tap queue; nothing published from blindFrom to blindUntil was seen */
+  | { state: 'on'; queue: string; resumed: true; blindFrom: number; blindUntil: number };
 
 export interface TapEvents {
   message: [ObservedMessage];
-  /** the connection closed while tapping (broker gone or restarted): the tap is over */
+  /** the broker refused the tap (its channel closed, the connection still up): the tap is over */
   lost: [reason: string];
+  /** a lost connection and the tries to come back (a broker restart) */
+  status: [TapStatus];
 }
 
 export class Tap extends EventEmitter<TapEvents> {
@@ -29,6 +43,10 @@ export class Tap extends EventEmitter<TapEvents> {
   private queueName: string | undefined;
   private readonly replyBindings = new Set<string>();
   private stopping = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private stopped: Promise<'deleted' | 'cut'> | undefined;
+  /** the current connection's queue is declared, bound and consumed */
+  private live = false;
   /** binds and unbinds in order, one at a time, so an unbind never overtakes its bind */
   private chain: Promise<unknown> = Promise.resolve();
 
@@ -45,17 +63,39 @@ export class Tap extends EventEmitter<TapEvents> {
     return !this.options.requestKeys.includes('#') && !this.options.requestKeys.includes(key) && !/[*#]/.test(key);
   }
 
+  /** Connects, declares the tap queue and binds the request keys; on a lost connection it comes back by itself (see `resume`). */
   async start(): Promise<string> {
+    return this.open();
+  }
+
+  /** One connection's worth of tap: a fresh server-named queue, the request keys and every reply key still awaited bound to it. */
+  private async open(): Promise<string> {
     const connection = await connectAmqp(amqpConnectOptions(this.options.amqpUrl, 30), { timeout: AMQP_CONNECT_TIMEOUT_MS });
+    if (this.stopping) {
+      await connection.close().catch(() => undefined);
+      throw new Error('the tap was stopped while it connected');
+    }
     this.connection = connection;
+    let connectionGone = false;
+    connection.on('error', () => undefined);
     connection.on('close', (err?: Error) => {
-      if (!this.stopping) this.emit('lost', err?.message ?? 'the AMQP connection closed');
+      connectionGone = true;
+      if (this.stopping || this.connection !== connection) return;
+      // Only a tap that was fully up resumes: a try that fails half-way is the resume loop's (or start's) to handle.
+      const wasLive = this.live;
+      this.live = false;
+      this.connection = undefined;
+      this.channel = undefined;
+      if (wasLive) void this.resume(err?.message ?? 'the AMQP connection closed');
     });
     const channel = await connection.createChannel();
     channel.on('error', () => undefined);
-    // A refused bind (permissions) closes the channel, not the connection: the tap is over all the same.
+    // A refused bind (permissions) closes the channel, not the connection: the tap is over. A channel closed because its
+    // connection went is the connection's business (amqplib closes the channels first, then says the connection closed).
     channel.on('close', () => {
-      if (!this.stopping) this.emit('lost', 'the broker closed the tap channel (a bind refused?)');
+      setImmediate(() => {
+        if (!this.stopping && !connectionGone && this.channel === channel) this.emit('lost', 'the broker closed the tap channel (a bind refused?)');
+      });
     });
     this.channel = channel;
     await channel.checkExchange(this.options.exchange);
@@ -67,8 +107,41 @@ export class Tap extends EventEmitter<TapEvents> {
     });
     this.queueName = queue;
     for (const key of this.options.requestKeys) await channel.bindQueue(queue, this.options.exchange, key);
+    for (const key of this.replyBindings) await channel.bindQueue(queue, this.options.exchange, key);
     await channel.consume(queue, (message) => message && this.onMessage(message), { noAck: true, exclusive: true });
+    this.live = true;
     return queue;
+  }
+
+  /**
+   * The connection went (a broker restart, a network cut): the broker has deleted the exclusive queue with it, so every
+   * try makes a new one, until one works or `stop` is called. Messages published meanwhile are not seen: the status says
+   * when the gap began and ended.
+   */
+  private async resume(reason: string): Promise<void> {
+    const since = Date.now();
+    this.chain = Promise.resolve();
+    for (let attempt = 1; !this.stopping; attempt += 1) {
+      this.emit('status', { state: 'reconnecting', since, attempt, reason });
+      const delay = Math.min(this.options.maxReconnectDelayMs ?? 5000, 250 * 2 ** (attempt - 1));
+      await new Promise((resolve) => {
+        this.retryTimer = setTimeout(resolve, delay);
+      });
+      this.retryTimer = undefined;
+      if (this.stopping) return;
+      try {
+        const queue = await this.open();
+        this.emit('status', { state: 'on', queue, resumed: true, blindFrom: since, blindUntil: Date.now() });
+        return;
+      } catch (err) {
+        reason = (err as Error)?.message ?? String(err);
+        // A half-made connection from this try must not linger.
+        const half = this.connection;
+        this.connection = undefined;
+        this.channel = undefined;
+        await half?.close().catch(() => undefined);
+      }
+    }
   }
 
   private onMessage(message: ConsumeMessage): void {
@@ -106,12 +179,23 @@ export class Tap extends EventEmitter<TapEvents> {
     this.chain = this.chain.then(() => (this.channel && !this.stopping ? work() : undefined)).catch(() => undefined);
   }
 
-  /** Deletes the tap queue (its bindings go with it) and closes the connection; safe to call twice. */
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  /**
+   * Deletes the tap queue (its bindings go with it) and closes the connection, each given STOP_STEP_MS; safe to call
+   * twice. A broker that does not answer in time gets its socket cut: it deletes an exclusive queue with its connection.
+   */
+  async stop(): Promise<'deleted' | 'cut'> {
+    if (this.stopped) return this.stopped;
     this.stopping = true;
-    const { channel, connection, queueName } = this;
-    if (channel && queueName) await channel.deleteQueue(queueName).catch(() => undefined);
-    await connection?.close().catch(() => undefined);
+    clearTimeout(this.retryTimer);
+    this.stopped = (async () => {
+      const { channel, connection, queueName } = this;
+      const deleted = channel && queueName ? await withDeadline(channel.deleteQueue(queueName).then(() => true, () => false), STOP_STEP_MS) : { done: true, value: true };
+      const closed = connection ? await withDeadline(connection.close().catch(() => undefined), STOP_STEP_MS) : { done: true };
+      // With an error, so amqplib sees its socket fail and stops its heartbeat timers (a plain destroy keeps them, and the process, alive).
+      if (!closed.done) (connection as unknown as { connection?: { stream?: { destroy?: (err: Error) => void } } }).connection?.stream?.destroy?.(new Error('the broker did not answer the close'));
+      // A queue not confirmed deleted on a connection that closed is gone too; only a cut connection leaves it to the broker.
+      return deleted.done || closed.done ? 'deleted' : 'cut';
+    })();
+    return this.stopped;
   }
 }

@@ -3,10 +3,13 @@ import { EventEmitter } from 'node:events';
 import { diagnose, type Verdict } from '../../shared/diagnosis';
 import { gatherBrokerFacts } from '../diagnosis/evidence';
 import { RpcPairing, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
-import { Tap } from './tap';
+import { Tap, type TapStatus } from './tap';
 import { FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
 import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
+
+/** how long the broker's facts for one topic serve the verdicts of its unanswered requests */
+const FACTS_FRESH_MS = 2000;
 
 export interface WatcherOptions {
   /** tap (default): a private queue bound to the keys; firehose: the vhost's trace exchange (needs the management URL) */
@@ -33,6 +36,8 @@ export interface WatcherEvents {
   line: [WatchLine];
   lost: [reason: string];
   status: [FirehoseStatus];
+  /** tap mode: the connection lost and the tap back on a new queue (a broker restart) */
+  tapStatus: [TapStatus];
 }
 
 export class Watcher extends EventEmitter<WatcherEvents> {
@@ -44,8 +49,15 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   /** in firehose mode: how tracing was given back */
   releases: TracingRelease[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** the last time the tap saw nothing (its connection lost): a request waiting then may have had a reply it missed */
+  private blind: { from: number; until?: number } | undefined;
   /** verdicts being worked out (facts asked of the broker), so stop can wait for them */
   private readonly deciding = new Set<Promise<void>>();
+  /**
+   * The broker's facts per request topic, asked once and shared for FACTS_FRESH_MS: a worker gone under 1,000 RPC/s
+   * would otherwise send the management API thousands of requests a second, each listing every queue and binding.
+   */
+  private readonly facts = new Map<string, { at: number; facts: Promise<Awaited<ReturnType<typeof gatherBrokerFacts>> | undefined> }>();
 
   constructor(private readonly options: WatcherOptions) {
     super();
@@ -73,6 +85,11 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys });
       this.tap.on('message', (message) => this.handle(this.pairing.observe(message)));
       this.tap.on('lost', (reason) => this.emit('lost', reason));
+      this.tap.on('status', (status) => {
+        if (status.state === 'reconnecting') this.blind = { from: status.since };
+        else this.blind = { from: status.blindFrom, until: status.blindUntil };
+        this.emit('tapStatus', status);
+      });
     }
   }
 
@@ -89,11 +106,14 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     return this.pairing.stats(Date.now());
   }
 
+  /** in tap mode: 'cut' when the broker did not answer the delete nor the close in time and the socket was cut */
+  tapStopped: 'deleted' | 'cut' | undefined;
+
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.firehose) this.releases = await this.firehose.stop();
-    await this.tap?.stop();
+    if (this.tap) this.tapStopped = await this.tap.stop();
     await Promise.allSettled([...this.deciding]);
   }
 
@@ -141,6 +161,26 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     }
   }
 
+  private factsFor(topic: string): Promise<Awaited<ReturnType<typeof gatherBrokerFacts>> | undefined> {
+    const managementUrl = this.options.managementUrl;
+    if (!managementUrl) return Promise.resolve(undefined);
+    const now = Date.now();
+    const known = this.facts.get(topic);
+    if (known && now - known.at < FACTS_FRESH_MS) return known.facts;
+    // Stale entries go as new ones come: the map holds at most the topics asked about in the last FACTS_FRESH_MS.
+    for (const [key, entry] of this.facts) if (now - entry.at >= FACTS_FRESH_MS) this.facts.delete(key);
+    const facts = gatherBrokerFacts({
+      managementUrl,
+      amqpUrl: this.options.amqpUrl,
+      ...(this.options.vhost !== undefined ? { vhost: this.options.vhost } : {}),
+      exchange: this.options.exchange,
+      requestKey: topic,
+      ignoreQueues: this.tap?.queue !== undefined ? [this.tap.queue] : [],
+    }).catch(() => undefined);
+    this.facts.set(topic, { at: now, facts });
+    return facts;
+  }
+
   /** The verdict on a request left unanswered: a reply on the wrong key decides it; otherwise what the broker tells now. */
   private async decide(event: Extract<WatchEvent, { type: 'unanswered' }>): Promise<Verdict> {
     const waited = `${this.options.timeoutMs} ms`;
@@ -162,16 +202,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `watch: a reply naming id "${event.id}" was published with key "${event.wrongKey.routingKey}"`],
       };
     }
-    const facts = this.options.managementUrl
-      ? await gatherBrokerFacts({
-          managementUrl: this.options.managementUrl,
-          amqpUrl: this.options.amqpUrl,
-          ...(this.options.vhost !== undefined ? { vhost: this.options.vhost } : {}),
-          exchange: this.options.exchange,
-          requestKey: event.topic,
-          ignoreQueues: this.tap?.queue !== undefined ? [this.tap.queue] : [],
-        }).catch(() => undefined)
-      : undefined;
+    const facts = await this.factsFor(event.topic);
     const verdict = diagnose({
       rpcId: event.id,
       steps: [],
@@ -183,6 +214,10 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(facts ? { facts } : {}),
     });
     verdict.evidence.unshift(`watch: request "${event.id}" (${event.pattern}) on "${event.topic}", no reply on "${event.replyKey}" within ${waited}`);
+    const blind = this.blind;
+    if (blind && (blind.until === undefined || blind.until > event.sentAt) && blind.from < event.sentAt + this.options.timeoutMs) {
+      verdict.evidence.push(`tap: the connection to the broker was lost from ${new Date(blind.from).toISOString()}${blind.until !== undefined ? ` to ${new Date(blind.until).toISOString()}` : ''}; a reply in that gap was not seen`);
+    }
     if (event.keyWatchedLate) {
       verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
     }
