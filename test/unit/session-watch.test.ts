@@ -93,11 +93,22 @@ describe('the session watch controller', () => {
   it('stops the watcher when the tap is lost, and says why', async () => {
     const { watch, views, watcher } = controller();
     await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
-    watcher().emit('lost', 'connection reset');
+    watcher().emit('lost', 'NOT_FOUND - no exchange');
     // A Stop while the lost tap is being cleaned up waits for that cleanup: the watcher is stopped once.
     await watch.stop();
     expect(watcher().stopped).toBe(1);
-    expect(views.at(-1)).toMatchObject({ state: 'failed', message: expect.stringMatching(/lost its AMQP connection \(connection reset\)/) });
+    expect(views.at(-1)).toMatchObject({ state: 'failed', message: expect.stringMatching(/the broker refused its tap queue \(NOT_FOUND - no exchange\)/) });
     expect(watch.active).toBe(false);
+  });
+
+  it('keeps watching through a broker restart, saying the tap reconnects and then what it could not see', async () => {
+    const { watch, views, watcher } = controller();
+    await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('tapStatus', { state: 'reconnecting', since: 1000, attempt: 1, reason: 'CONNECTION_FORCED - broker forced connection closure' });
+    expect(views.at(-1)).toMatchObject({ state: 'running', message: expect.stringMatching(/lost its AMQP connection \(CONNECTION_FORCED.*\); reconnecting \(attempt 1\)/) });
+    watcher().emit('tapStatus', { state: 'on', queue: 'amq.gen-new', resumed: true, blindFrom: 1000, blindUntil: 4200 });
+    expect(views.at(-1)).toMatchObject({ state: 'running', through: 'amq.gen-new', message: expect.stringMatching(/back on a new queue after about 3 s unseen/) });
+    expect(watch.active).toBe(true);
+    await watch.stop();
   });
 });

@@ -103,7 +103,17 @@ export class WatchController {
     watcher.on('line', (line) => this.onLine(line));
     watcher.on('lost', (reason) => {
       if (this.watcher !== watcher) return;
-      void this.end(`The watch stopped: it lost its AMQP connection (${reason}); the broker deleted the tap queue with it.`, 'failed');
+      void this.end(`The watch stopped: the broker refused its tap queue (${reason}).`, 'failed');
+    });
+    // A lost connection (a broker restart) is not the end: the tap reconnects on a new queue with the same bindings.
+    watcher.on('tapStatus', (status) => {
+      if (this.watcher !== watcher || this.current.state !== 'running') return;
+      if (status.state === 'reconnecting') {
+        this.setView({ ...this.current, message: `The tap lost its AMQP connection (${status.reason}); reconnecting (attempt ${status.attempt}). Requests published meanwhile are not seen.` });
+      } else {
+        const unseenS = Math.round((status.blindUntil - status.blindFrom) / 1000);
+        this.setView({ ...this.current, through: status.queue, message: `The tap is back on a new queue after about ${unseenS} s unseen; what was published in that gap was not seen.` });
+      }
     });
     let started: string | FirehoseStatus;
     try {
