@@ -467,8 +467,10 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       const event = parseFirehoseMessage(message);
       if (!event) return;
       const draft = firehoseStep(event, this.options.store, this.options.fields);
-      const step = draft ? this.options.store.add(draft) : undefined;
-      this.options.onEvent?.(event, step);
+      const { onEvent, store } = this.options;
+      // The step is built only for a listener of every event (the `trace` CLI); the store keeps the draft until read.
+      if (onEvent) onEvent(event, draft ? store.add(draft) : undefined);
+      else if (draft) store.record(draft);
     } catch {
       // One unreadable event is dropped; the stream goes on.
     }
