@@ -111,13 +111,16 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private lastReplyKey = '';
   /** steps attached sources emitted, not stored yet (see attach) */
   private handedOver: TraceStepDraft[] = [];
+  /** the RPC the last step went to (forgotten when it goes) */
+  private lastFacts: RpcFacts | undefined;
 
   constructor(options: TraceStoreOptions = {}) {
     super();
     this.maxRpcs = options.maxRpcs ?? 10_000;
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? 64;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
-    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId) => {
+    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId, facts) => {
+      if (facts === this.lastFacts) this.lastFacts = undefined;
       this.droppedRpcs += 1;
       this.bodies.forget(rpcId);
     });
@@ -144,10 +147,15 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** Stores a draft: false past the RPC's cap; else its step when asked for (or built for an 'added' listener), else true. */
   private store(draft: TraceStepDraft, wantStep: boolean): TraceStep | boolean {
-    let facts = this.rpcs.get(draft.rpcId);
-    if (!facts) {
-      facts = new RpcFacts(draft.rpcId);
-      this.rpcs.set(draft.rpcId, facts);
+    // Steps of one RPC often come one after another (composed and published; received, finished and replied).
+    let facts = this.lastFacts;
+    if (facts === undefined || facts.rpcId !== draft.rpcId) {
+      facts = this.rpcs.get(draft.rpcId);
+      if (!facts) {
+        facts = new RpcFacts(draft.rpcId);
+        this.rpcs.set(draft.rpcId, facts);
+      }
+      this.lastFacts = facts;
     }
     if (facts.entries.length >= this.maxStepsPerRpc) {
       this.droppedSteps += 1;
@@ -221,6 +229,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.takeHandedOver();
     const cleared = this.rpcs.size;
     this.rpcs.clear();
+    this.lastFacts = undefined;
     this.bodies.clear();
     this.replyKeys.clear();
     this.droppedRpcs = 0;
