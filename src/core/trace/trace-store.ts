@@ -46,22 +46,18 @@ interface StepSource {
  * then kept in its place, so every reader after that gets the same object. Storing a step is a push of two references.
  */
 class RpcFacts {
-  /** drafts (and steps already built from them), in flow order */
+  /** drafts, and in their place the steps built from them, in flow order */
   readonly entries: Array<TraceStepDraft | TraceStep> = [];
   readonly seqs: number[] = [];
-  /** the steps built so far, by index; made at the first read */
-  built: Array<TraceStep | undefined> | undefined;
 
   constructor(readonly rpcId: string) {}
 
-  /** The step at `index`, built from its draft the first time it is asked for. */
+  /** The step at `index`, built from its draft the first time it is asked for (a draft has no `seq`, a step has). */
   step(index: number): TraceStep {
-    const built = (this.built ??= []);
-    const known = built[index];
-    if (known) return known;
-    const draft = this.entries[index] as TraceStepDraft;
-    const step = { rpcId: draft.rpcId, seq: this.seqs[index] as number, at: draft.at, source: draft.source, kind: draft.kind, detail: draft.detail } as TraceStep;
-    built[index] = step;
+    const entry = this.entries[index] as TraceStepDraft | TraceStep;
+    if ((entry as Partial<TraceStep>).seq !== undefined) return entry as TraceStep;
+    // The RPC's first id string for all its steps (the server and the firehose each parsed a copy of their own).
+    const step = { rpcId: this.rpcId, seq: this.seqs[index] as number, at: entry.at, source: entry.source, kind: entry.kind, detail: entry.detail } as TraceStep;
     this.entries[index] = step;
     return step;
   }
@@ -82,14 +78,9 @@ class RpcFacts {
     if (at === entries.length) {
       entries.push(draft);
       this.seqs.push(seq);
-      if (this.built) this.built.length = entries.length;
     } else {
       entries.splice(at, 0, draft);
       this.seqs.splice(at, 0, seq);
-      if (this.built) {
-        this.built.length = entries.length - 1;
-        this.built.splice(at, 0, undefined);
-      }
     }
     return at;
   }
@@ -208,9 +199,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const index = facts ? facts.seqs.indexOf(seq) : -1;
     if (!facts || index < 0) return 0;
     const step = facts.step(index);
-    const lighter = withoutPreview(step);
-    (facts.built as Array<TraceStep | undefined>)[index] = lighter;
-    facts.entries[index] = lighter;
+    facts.entries[index] = withoutPreview(step);
     return previewSize(step);
   }
 
