@@ -1,8 +1,7 @@
 /**
  * One copy of the strings a trace keeps on step after step: the firehose's node, connection, user, exchange, queue and
- * routing-key names, header values, and the body previews an RPC's hops share (the request's text is seen four times,
- * at the client, the broker's publish and delivery, and the server). Every message decodes them afresh; a store of
- * 10,000 RPCs then held tens of thousands of equal strings. Bounded: the table starts over when full, so a string
+ * routing-key names. Every trace message decodes them afresh; a store of 10,000 traced RPCs then held tens of thousands
+ * of equal strings. Bounded: the table starts over when full, so a string
  * that never comes back (an id) costs one entry for a while, never memory for good.
  */
 export class Interner {
@@ -24,7 +23,5 @@ export class Interner {
   }
 }
 
-/** The trace's names and header values (short, repeated across RPCs). */
+/** The firehose's names (short, repeated across RPCs). */
 export const traceNames = new Interner(4096, 256);
-/** Body previews (repeated across one RPC's hops). */
-export const tracePreviews = new Interner(1024, 4096 * 4);

@@ -5,7 +5,6 @@
  */
 import { isAscii } from 'node:buffer';
 import { TextDecoder } from 'node:util';
-import { traceNames, tracePreviews } from './intern';
 import { TRACE_BODY_PREVIEW_BYTES, type TraceBody, type TraceMessage, type TraceValue } from '../../shared/trace';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -44,11 +43,11 @@ export function bodyPreview(body: Uint8Array, limit = TRACE_BODY_PREVIEW_BYTES):
   // Most bodies are ASCII (JSON): then one byte is one character, and latin1 reads them without the strict decoder.
   if (isAscii(head)) {
     const text = (Buffer.isBuffer(head) ? head : Buffer.from(head.buffer, head.byteOffset, head.byteLength)).toString('latin1');
-    if (!CONTROL.test(text)) return { bytes: body.byteLength, encoding: opensLikeJson(text) ? 'json' : 'text', preview: tracePreviews.of(text), shown: head.byteLength };
+    if (!CONTROL.test(text)) return { bytes: body.byteLength, encoding: opensLikeJson(text) ? 'json' : 'text', preview: text, shown: head.byteLength };
   }
   const decoded = utf8Prefix(head, cut);
   if (decoded && !CONTROL.test(decoded.text)) {
-    return { bytes: body.byteLength, encoding: opensLikeJson(decoded.text) ? 'json' : 'text', preview: tracePreviews.of(decoded.text), shown: decoded.shown };
+    return { bytes: body.byteLength, encoding: opensLikeJson(decoded.text) ? 'json' : 'text', preview: decoded.text, shown: decoded.shown };
   }
   return { bytes: body.byteLength, encoding: 'binary', preview: Buffer.from(head.buffer, head.byteOffset, head.byteLength).toString('base64'), shown: head.byteLength };
 }
@@ -60,7 +59,7 @@ function cutText(text: string): string {
 /** One header or property value, JSON-safe and short: bytes as UTF-8 (or base64), tables and lists as JSON text. */
 export function traceValue(value: unknown): TraceValue {
   if (value === null || value === undefined) return null;
-  if (typeof value === 'string') return traceNames.of(cutText(value));
+  if (typeof value === 'string') return cutText(value);
   if (typeof value === 'number') return Number.isFinite(value) ? value : String(value);
   if (typeof value === 'boolean') return value;
   if (typeof value === 'bigint') return value.toString();
