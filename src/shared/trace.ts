@@ -221,17 +221,21 @@ export class PreviewBudget {
 
   /** Counts `step`'s preview, then drops the oldest previews while over budget; `drop` returns the bytes it freed (0 when that step is gone). */
   note(step: TraceStep, drop: (rpcId: string, seq: number) => number): void {
-    const size = previewSize(step);
+    this.noteSize(step.rpcId, step.seq, previewSize(step), drop);
+  }
+
+  /** As `note`, for a preview of `size` bytes of step `seq` of `rpcId` (the core store notes drafts before it builds steps). */
+  noteSize(rpcId: string, seq: number, size: number, drop: (rpcId: string, seq: number) => number): void {
     if (size === 0) return;
     this.used += size;
-    let rpc = this.perRpc.get(step.rpcId);
+    let rpc = this.perRpc.get(rpcId);
     if (!rpc) {
-      rpc = { rpcId: step.rpcId, bytes: 0, gone: false, entries: 0 };
-      this.perRpc.set(step.rpcId, rpc);
+      rpc = { rpcId, bytes: 0, gone: false, entries: 0 };
+      this.perRpc.set(rpcId, rpc);
     }
     rpc.bytes += size;
     rpc.entries += 1;
-    this.queue.push({ rpc, seq: step.seq });
+    this.queue.push({ rpc, seq });
     while (this.used > this.limit && this.head < this.queue.length) {
       const oldest = this.queue[this.head] as { rpc: BudgetRpc; seq: number };
       this.head += 1;

@@ -52,7 +52,8 @@ export class ServerController {
   /** The panel's view, with the running server's live counters. */
   view(): ServerView {
     const server = this.server;
-    return { ...this.current, stats: server ? { ...server.stats, perWorker: { ...server.stats.perWorker } } : this.current.stats, log: this.log };
+    // A copy per view (at most one every 50 ms under a stream), not a new array per step: the log itself changes in place.
+    return { ...this.current, stats: server ? { ...server.stats, perWorker: { ...server.stats.perWorker } } : this.current.stats, log: this.log.slice() };
   }
 
   /** Whether a server is starting or running (something to drain). */
@@ -76,7 +77,8 @@ export class ServerController {
       if (!found) return;
       const rpcId = found.rpcId ? (this.options.rpcIdOf?.(found.rpcId) ?? found.rpcId) : found.rpcId;
       const line = rpcId === found.rpcId ? found : { ...found, rpcId, text: found.text.replaceAll(found.rpcId, rpcId) };
-      this.log = [line, ...this.log.slice(0, SERVER_LOG_LINES - 1)];
+      this.log.unshift(line);
+      if (this.log.length > SERVER_LOG_LINES) this.log.length = SERVER_LOG_LINES;
     };
     const onStep = (step: TraceStepDraft): void => {
       addLine(logLineOfStep(step));

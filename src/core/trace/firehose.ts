@@ -14,6 +14,7 @@ import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from
 import { MissingTagError } from '../broker/management-http';
 import { readTopLevelFields } from './json-fields';
 import { amqpMessage } from './message-view';
+import { traceNames } from './intern';
 import type { TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
 import { TracingOwnership } from './ownership';
@@ -43,7 +44,7 @@ export interface FirehoseEvent {
   body: Buffer;
 }
 
-const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
+const text = (value: unknown): string | undefined => (typeof value === 'string' ? traceNames.of(value) : Buffer.isBuffer(value) ? traceNames.of(value.toString('utf8')) : undefined);
 
 /** The firehose's `connection`, `channel` and `user` headers, when it sent a connection name (RabbitMQ 3.10 to 4.x do). */
 function partyOf(headers: Record<string, unknown>): BrokerParty | undefined {
@@ -58,7 +59,7 @@ function partyOf(headers: Record<string, unknown>): BrokerParty | undefined {
 
 function stringList(value: unknown): string[] {
   if (!Array.isArray(value)) return [];
-  return value.map((item) => (Buffer.isBuffer(item) ? item.toString('utf8') : String(item)));
+  return value.map((item) => traceNames.of(Buffer.isBuffer(item) ? item.toString('utf8') : String(item)));
 }
 
 /** Reads one firehose message: `publish.<exchange>` or `deliver.<queue>` with its headers; undefined for anything else. */
@@ -70,13 +71,13 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
   const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
   const event: FirehoseEvent = {
     type,
-    name: key.slice(dot + 1),
+    name: traceNames.of(key.slice(dot + 1)),
     routingKeys: stringList(headers.routing_keys),
     routedQueues: stringList(headers.routed_queues),
     redelivered: headers.redelivered === 1 || headers.redelivered === true,
     body: message.content,
   };
-  if (typeof headers.node === 'string' || Buffer.isBuffer(headers.node)) event.node = String(headers.node);
+  if (typeof headers.node === 'string' || Buffer.isBuffer(headers.node)) event.node = traceNames.of(String(headers.node));
   if (typeof headers.properties === 'object' && headers.properties !== null && !Buffer.isBuffer(headers.properties)) {
     event.properties = headers.properties as Record<string, unknown>;
   }
@@ -466,8 +467,10 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       const event = parseFirehoseMessage(message);
       if (!event) return;
       const draft = firehoseStep(event, this.options.store, this.options.fields);
-      const step = draft ? this.options.store.add(draft) : undefined;
-      this.options.onEvent?.(event, step);
+      const { onEvent, store } = this.options;
+      // The step is built only for a listener of every event (the `trace` CLI); the store keeps the draft until read.
+      if (onEvent) onEvent(event, draft ? store.add(draft) : undefined);
+      else if (draft) store.record(draft);
     } catch {
       // One unreadable event is dropped; the stream goes on.
     }

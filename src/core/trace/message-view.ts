@@ -3,6 +3,7 @@
  * full size and the encoding. Built on the hot path of every traced hop, so nothing here parses a body: a body is
  * cut, decoded as UTF-8 if it is, and kept as text or base64.
  */
+import { isAscii } from 'node:buffer';
 import { TextDecoder } from 'node:util';
 import { TRACE_BODY_PREVIEW_BYTES, type TraceBody, type TraceMessage, type TraceValue } from '../../shared/trace';
 
@@ -29,14 +30,24 @@ function utf8Prefix(bytes: Uint8Array, cut: boolean): { text: string; shown: num
   return bytes.byteLength === 0 ? { text: '', shown: 0 } : undefined;
 }
 
+/** Whether text opens (after white space) with `{` or `[`. */
+function opensLikeJson(text: string): boolean {
+  const first = text.trimStart()[0];
+  return first === '{' || first === '[';
+}
+
 /** The first `limit` bytes of a body, as text when it is UTF-8 (json when it opens like JSON), else base64. */
 export function bodyPreview(body: Uint8Array, limit = TRACE_BODY_PREVIEW_BYTES): TraceBody {
   const cut = body.byteLength > limit;
   const head = cut ? body.subarray(0, limit) : body;
+  // Most bodies are ASCII (JSON): then one byte is one character, and latin1 reads them without the strict decoder.
+  if (isAscii(head)) {
+    const text = (Buffer.isBuffer(head) ? head : Buffer.from(head.buffer, head.byteOffset, head.byteLength)).toString('latin1');
+    if (!CONTROL.test(text)) return { bytes: body.byteLength, encoding: opensLikeJson(text) ? 'json' : 'text', preview: text, shown: head.byteLength };
+  }
   const decoded = utf8Prefix(head, cut);
   if (decoded && !CONTROL.test(decoded.text)) {
-    const first = decoded.text.trimStart()[0];
-    return { bytes: body.byteLength, encoding: first === '{' || first === '[' ? 'json' : 'text', preview: decoded.text, shown: decoded.shown };
+    return { bytes: body.byteLength, encoding: opensLikeJson(decoded.text) ? 'json' : 'text', preview: decoded.text, shown: decoded.shown };
   }
   return { bytes: body.byteLength, encoding: 'binary', preview: Buffer.from(head.buffer, head.byteOffset, head.byteLength).toString('base64'), shown: head.byteLength };
 }

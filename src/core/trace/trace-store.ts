@@ -42,8 +42,54 @@ interface StepSource {
   off(event: 'step', listener: (draft: TraceStepDraft) => void): unknown;
 }
 
+/**
+ * What the store keeps of one RPC: the drafts its writers handed over, in flow order, and the number each was given. A
+ * draft becomes a `TraceStep` only when a reader asks for it (or an 'added' listener is there to take it); the step is
+ * then kept in its place, so every reader after that gets the same object. Storing a step is a push of two references.
+ */
+class RpcFacts {
+  /** drafts, and in their place the steps built from them, in flow order */
+  readonly entries: Array<TraceStepDraft | TraceStep> = [];
+  readonly seqs: number[] = [];
+
+  constructor(readonly rpcId: string) {}
+
+  /** The step at `index`, built from its draft the first time it is asked for (a draft has no `seq`, a step has). */
+  step(index: number): TraceStep {
+    const entry = this.entries[index] as TraceStepDraft | TraceStep;
+    if ((entry as Partial<TraceStep>).seq !== undefined) return entry as TraceStep;
+    // The RPC's first id string for all its steps (the server and the firehose each parsed a copy of their own).
+    const step = { rpcId: this.rpcId, seq: this.seqs[index] as number, at: entry.at, source: entry.source, kind: entry.kind, detail: entry.detail } as TraceStep;
+    this.entries[index] = step;
+    return step;
+  }
+
+  /** Every step, in flow order (built as needed). */
+  all(): TraceStep[] {
+    const steps: TraceStep[] = new Array<TraceStep>(this.entries.length);
+    for (let index = 0; index < steps.length; index += 1) steps[index] = this.step(index);
+    return steps;
+  }
+
+  /** Puts a draft where its phase belongs (nearly always at the end); returns its index. */
+  insert(draft: TraceStepDraft, seq: number): number {
+    const { entries } = this;
+    const phase = stepPhase(draft);
+    let at = entries.length;
+    while (at > 0 && stepPhase(entries[at - 1] as TraceStepDraft) > phase) at -= 1;
+    if (at === entries.length) {
+      entries.push(draft);
+      this.seqs.push(seq);
+    } else {
+      entries.splice(at, 0, draft);
+      this.seqs.splice(at, 0, seq);
+    }
+    return at;
+  }
+}
+
 export class TraceStore extends EventEmitter<TraceStoreEvents> {
-  private readonly rpcs: BoundedMap<string, TraceStep[]>;
+  private readonly rpcs: BoundedMap<string, RpcFacts>;
   /** reply routing key -> rpc id, to join broker events of plain-text replies that carry no id */
   private readonly replyKeys: BoundedMap<string, string>;
   private seq = 0;
@@ -58,13 +104,16 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private lastReplyKey = '';
   /** steps attached sources emitted, not stored yet (see attach) */
   private handedOver: TraceStepDraft[] = [];
+  /** the RPC the last step went to (forgotten when it goes) */
+  private lastFacts: RpcFacts | undefined;
 
   constructor(options: TraceStoreOptions = {}) {
     super();
     this.maxRpcs = options.maxRpcs ?? DEFAULT_TRACE_MAX_RPCS;
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? DEFAULT_TRACE_MAX_STEPS_PER_RPC;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
-    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId) => {
+    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId, facts) => {
+      if (facts === this.lastFacts) this.lastFacts = undefined;
       this.droppedRpcs += 1;
       this.bodies.forget(rpcId);
     });
@@ -74,34 +123,49 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /**
    * Numbers a draft, stores it and announces it; the oldest RPC goes when the cap is reached. Each RPC's list stays in
    * flow order as steps come (an insertion from the end, where a step nearly always belongs), so no read sorts.
+   * Returns the step (built now); `record` stores without building it.
    */
   add(draft: TraceStepDraft): TraceStep | undefined {
     // Steps handed over by attached sources come first: numbers follow the order steps were emitted in.
     this.takeHandedOver();
-    return this.store(draft);
+    const stored = this.store(draft, true);
+    return typeof stored === 'object' ? stored : undefined;
   }
 
-  private store(draft: TraceStepDraft): TraceStep | undefined {
-    let steps = this.rpcs.get(draft.rpcId);
-    if (!steps) {
-      steps = [];
-      this.rpcs.set(draft.rpcId, steps);
+  /** As `add`, without building the step for the caller: whether it was kept (false past the RPC's cap). */
+  record(draft: TraceStepDraft): boolean {
+    this.takeHandedOver();
+    return this.store(draft, false) !== false;
+  }
+
+  /** Stores a draft: false past the RPC's cap; else its step when asked for (or built for an 'added' listener), else true. */
+  private store(draft: TraceStepDraft, wantStep: boolean): TraceStep | boolean {
+    // Steps of one RPC often come one after another (composed and published; received, finished and replied).
+    let facts = this.lastFacts;
+    if (facts === undefined || facts.rpcId !== draft.rpcId) {
+      facts = this.rpcs.get(draft.rpcId);
+      if (!facts) {
+        facts = new RpcFacts(draft.rpcId);
+        this.rpcs.set(draft.rpcId, facts);
+      }
+      this.lastFacts = facts;
     }
-    if (steps.length >= this.maxStepsPerRpc) {
+    if (facts.entries.length >= this.maxStepsPerRpc) {
       this.droppedSteps += 1;
-      return undefined;
+      return false;
     }
     this.seq += 1;
-    const step = { rpcId: draft.rpcId, seq: this.seq, at: draft.at, source: draft.source, kind: draft.kind, detail: draft.detail } as TraceStep;
-    const phase = stepPhase(step);
-    let at = steps.length;
-    while (at > 0 && stepPhase(steps[at - 1] as TraceStep) > phase) at -= 1;
-    if (at === steps.length) steps.push(step);
-    else steps.splice(at, 0, step);
-    if (step.kind === 'composed') this.replyKeys.set(this.replyKeyOf(step.detail.replyTopic), step.rpcId);
-    if (step.kind === 'reply.published') this.replyKeys.set(step.detail.routingKey, step.rpcId);
-    this.bodies.note(step, this.dropPreview);
-    this.emit('added', step);
+    const seq = this.seq;
+    const index = facts.insert(draft, seq);
+    if (draft.kind === 'composed') this.replyKeys.set(this.replyKeyOf(draft.detail.replyTopic), draft.rpcId);
+    else if (draft.kind === 'reply.published') this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
+    const size = previewSize(draft as TraceStep);
+    if (size > 0) this.bodies.noteSize(draft.rpcId, seq, size, this.dropPreview);
+    // Built only for a listener: with none (a CLI call, the benchmark), a step stays a draft until read.
+    const listened = this.listenerCount('added') > 0;
+    if (!listened && !wantStep) return true;
+    const step = facts.step(index);
+    if (listened) this.emit('added', step);
     return step;
   }
 
@@ -121,7 +185,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.handedOver = [];
     for (const draft of drafts) {
       try {
-        this.store(draft);
+        this.store(draft, false);
       } catch {
         // An 'added' listener threw (the step is stored): the rest of the batch is stored all the same, and the reader
         // (or the setImmediate) that took them is not cut short. Stored inside the emitter, it was reported there.
@@ -133,20 +197,20 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /** Replaces a kept step by the same step without its body preview; the bytes freed (0 when the step is gone). */
   private dropPreviewOf(rpcId: string, seq: number): number {
-    const steps = this.rpcs.get(rpcId);
-    const index = steps ? steps.findIndex((step) => step.seq === seq) : -1;
-    if (!steps || index < 0) return 0;
-    const step = steps[index] as TraceStep;
-    steps[index] = withoutPreview(step);
+    const facts = this.rpcs.get(rpcId);
+    const index = facts ? facts.seqs.indexOf(seq) : -1;
+    if (!facts || index < 0) return 0;
+    const step = facts.step(index);
+    facts.entries[index] = withoutPreview(step);
     return previewSize(step);
   }
 
   /** The detail of an RPC's first step of `kind` (in flow order), without copying or sorting its steps. */
   findDetail<K extends TraceStepKind>(rpcId: string, kind: K): Readonly<TraceStepDetails[K]> | undefined {
     this.takeHandedOver();
-    const steps = this.rpcs.get(rpcId);
-    if (!steps) return undefined;
-    for (const step of steps) if (step.kind === kind) return step.detail as TraceStepDetails[K];
+    const facts = this.rpcs.get(rpcId);
+    if (!facts) return undefined;
+    for (const entry of facts.entries) if (entry.kind === kind) return entry.detail as TraceStepDetails[K];
     return undefined;
   }
 
@@ -156,6 +220,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.takeHandedOver();
     const cleared = this.rpcs.size;
     this.rpcs.clear();
+    this.lastFacts = undefined;
     this.bodies.clear();
     this.replyKeys.clear();
     this.droppedRpcs = 0;
@@ -205,7 +270,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** One RPC's steps in flow order (phase), then in arrival order. */
   steps(rpcId: string): TraceStep[] {
     this.takeHandedOver();
-    return [...(this.rpcs.get(rpcId) ?? [])];
+    return this.rpcs.get(rpcId)?.all() ?? [];
   }
 
   rpcIds(): string[] {
@@ -220,7 +285,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   allSteps(): TraceStep[] {
     this.takeHandedOver();
-    return [...this.rpcs.values()].flat().sort((a, b) => a.seq - b.seq);
+    const steps: TraceStep[] = [];
+    for (const facts of this.rpcs.values()) for (const step of facts.all()) steps.push(step);
+    return steps.sort((a, b) => a.seq - b.seq);
   }
 
   summary(rpcId: string): RpcTraceSummary {
