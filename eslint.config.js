@@ -47,7 +47,7 @@ export default tseslint.config(
   },
   {
     files: ['src/core/**'],
-    rules: rules([layer(['main', 'preload', 'host', 'cli', 'renderer', 'bench'], 'src/core may import only src/shared, Node and npm libraries.')], [electron, { name: 'vue', message: 'src/core is UI-free.' }]),
+    rules: rules([layer(['main', 'preload', 'host', 'cli', 'renderer'], 'src/core may import only src/shared, Node and npm libraries.')], [electron, { name: 'vue', message: 'src/core is UI-free.' }]),
   },
   {
     files: ['src/main/**'],
@@ -62,8 +62,8 @@ export default tseslint.config(
     ]),
   },
   {
-    files: ['src/host/**', 'src/cli/**', 'src/bench/**'],
-    rules: rules([layer(['main', 'preload', 'renderer'], 'src/host, src/cli and src/bench may import core and shared.')], [electron]),
+    files: ['src/host/**', 'src/cli/**'],
+    rules: rules([layer(['main', 'preload', 'renderer'], 'src/host and src/cli may import core and shared.')], [electron]),
   },
   {
     files: ['src/renderer/**'],

@@ -13,8 +13,8 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSandbox, stopSandbox } from '../src/core/broker/sandbox';
-import { measureBroker, type ContenderName, type RunResult, type RunSpec } from '../src/bench/contenders';
-import { median, percentile } from '../src/bench/report';
+import { measureBroker, type ContenderName, type RunResult, type RunSpec } from '../src/cli/bench/contenders';
+import { median, percentile } from '../src/cli/bench/report';
 
 interface ProfileNode {
   id: number;

@@ -11,7 +11,7 @@ import { launchUncappedChromium, startUi } from './browser';
 import { TRACE_EXPORT_VERSION, type TraceExport, type TraceStep } from '../src/shared/trace';
 import type { BridgeClient } from '../src/shared/contract';
 import { clientKey } from '../src/renderer/src/injection';
-import { useTraceStore } from '../src/renderer/src/stores/trace';
+import { useTraceViewStore } from '../src/renderer/src/stores/trace-view';
 
 const STEPS = 100_000;
 const STEPS_PER_RPC = 10;
@@ -43,7 +43,7 @@ async function ingestBenchmark(): Promise<{ stepsPerSecond: number; heapMiB: num
   gc?.();
   const heapBefore = process.memoryUsage().heapUsed;
   const steps = makeSteps();
-  const trace = app.runWithContext(() => useTraceStore());
+  const trace = app.runWithContext(() => useTraceViewStore());
   const begin = performance.now();
   for (let index = 0; index < steps.length; index += BATCH) trace.ingest(steps.slice(index, index + BATCH));
   // Reading the list is part of the cost a user pays: the newest-first ids are recomputed once.

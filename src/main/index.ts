@@ -3,9 +3,9 @@ import { app, BrowserWindow, Menu, ipcMain, safeStorage, session as electronSess
 import { join } from 'node:path';
 import { commandNames, type EventName, type Events } from '../shared/contract';
 import { dispatch } from '../core/dispatch';
-import { Session } from '../core/session';
+import { Session } from '../core/session/session';
 import { profileFromEnv, ProfileStore } from '../core/profiles';
-import { WorkspaceStore } from '../core/workspace';
+import { WorkspaceStore } from '../core/workspace-file';
 import { otelExportFor, type OtelExport } from '../core/otel/export';
 import { createQuitSequence } from './quit';
 import { osSecretBox } from './secrets';

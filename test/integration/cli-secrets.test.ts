@@ -2,7 +2,7 @@ import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { managementRequest } from '../../src/core/broker/management-http';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { dispatch } from '../../src/core/dispatch';
 import { cliPath, runCli } from '../support/cli';
 import { startProcess } from '../support/processes';

@@ -3,7 +3,7 @@ import { startMosquitto } from '../support/processes';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AppState, ConnectionProfile, ConnectionTestLine } from '../../src/shared/contract';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { dispatch } from '../../src/core/dispatch';
 import { managementRequest } from '../../src/core/broker/management-http';
 import { uniqueName } from '../support/names';

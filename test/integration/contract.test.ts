@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { CommandName, EventName, Events, InvokeReply } from '../../src/shared/contract';
 import type { HostFrame, ReceivedInvokeFrame } from '../../src/shared/ws-frames';
 import { dispatch } from '../../src/core/dispatch';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { startHost, type Host } from '../../src/host/host';
 import { uniqueName } from '../support/names';

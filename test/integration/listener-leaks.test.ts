@@ -1,6 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { runLoad } from '../../src/core/load';
+import { runLoad } from '../../src/core/rpc/load-engine';
 import { RpcClient } from '../../src/core/rpc/client';
 import { loadHandler } from '../../src/core/rpc/handlers';
 import { RpcServer } from '../../src/core/rpc/server';

@@ -13,7 +13,7 @@ import * as semconv from '@opentelemetry/semantic-conventions/incubating';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { OtelExport } from '../../src/core/otel/export';

@@ -15,7 +15,7 @@ import type { CheckLine } from '../../src/shared/broker';
 import { RULE_SOURCES } from '../../src/shared/broker-versions';
 import { runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { validateArgs } from '../../src/core/contract-schemas';
 import { DEFAULT_MQTT_EXCHANGE } from '../../src/shared/defaults';

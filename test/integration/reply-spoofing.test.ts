@@ -11,7 +11,7 @@ import type { RpcOutcome } from '../../src/shared/rpc';
 import type { TraceStep } from '../../src/shared/trace';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { uniqueName } from '../support/names';
 import { createTestVhost, type TestVhost } from '../support/vhosts';
 

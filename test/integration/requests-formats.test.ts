@@ -4,7 +4,7 @@ import type { ErrorShape } from '../../src/shared/errors';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { RpcClient } from '../../src/core/rpc/client';
 import { RpcServer } from '../../src/core/rpc/server';
 import { loadHandler, parseHandlerSpec } from '../../src/core/rpc/handlers';

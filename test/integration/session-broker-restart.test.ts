@@ -7,7 +7,7 @@ import type { AppState, LoadProgress, LoadSummary } from '../../src/shared/contr
 import type { TraceStep } from '../../src/shared/trace';
 import { sandboxStatus, startSandbox, stopSandbox } from '../../src/core/broker/sandbox';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
 

@@ -9,7 +9,7 @@ import type { ErrorShape } from '../../src/shared/errors';
 import type { TraceStep } from '../../src/shared/trace';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { startHost } from '../../src/host/host';
 import { uniqueName } from '../support/names';
 import { createTestVhost, type TestVhost } from '../support/vhosts';

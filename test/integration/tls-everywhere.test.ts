@@ -16,7 +16,7 @@ import { loadHandler, parseHandlerSpec } from '../../src/core/rpc/handlers';
 import { FirehoseTracer } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { testConnection } from '../../src/core/connection-test';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { dispatch } from '../../src/core/dispatch';
 import type { ConnectionProfile } from '../../src/shared/contract';

@@ -9,7 +9,7 @@ import { managementRequest } from '../../src/core/broker/management-http';
 import { checkAbandonedTracing, FirehoseTracer, releaseTracing, type FirehoseEvent } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { TracingOwnership } from '../../src/core/trace/ownership';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { cliPath } from '../support/cli';
 import { startGroupLeader, type GroupLeader } from '../support/processes';

@@ -10,7 +10,7 @@ import { clientKey } from '../../src/renderer/src/injection';
 import { webSocketClient, type HostLinkState } from '../../src/renderer/src/client';
 import { useAppStore } from '../../src/renderer/src/stores/app';
 import { useComposeStore } from '../../src/renderer/src/stores/compose';
-import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useLoadStore } from '../../src/renderer/src/stores/load';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
 import { useBindingsStore } from '../../src/renderer/src/stores/bindings';
@@ -189,7 +189,7 @@ describe('the trace after the host came back', () => {
     const pinia = createPinia();
     setActivePinia(pinia);
     mount({ template: '<div />' }, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     await trace.start();
     trace.select('seen');
     snapshot = [...rpcSteps('seen', 1000), ...rpcSteps('while-away', 2000)];
@@ -218,7 +218,7 @@ describe('the trace after `ui` was restarted (issue 26)', () => {
     const pinia = createPinia();
     setActivePinia(pinia);
     mount({ template: '<div />' }, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client } } });
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     await trace.start();
     trace.select('before');
     snapshot = rpcSteps('after', 1);
@@ -373,7 +373,7 @@ describe('Compose', () => {
     const compose = useComposeStore();
     await compose.send();
     const sent = JSON.stringify({ id: 'r1', reply_to: 'reply/r1', params: { hello: 'device' } });
-    useTraceStore().ingest([
+    useTraceViewStore().ingest([
       {
         rpcId: 'r1',
         seq: 1,
@@ -472,7 +472,7 @@ describe('the trace timeline', () => {
 describe('the Trace panel', () => {
   it('tells Compose, load-run and external RPCs apart, and filters the list by origin', async () => {
     const { wrapper } = mountWith(ComposePanel, { 'rpc.request.send': () => outcome('from-compose') }, connected);
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     trace.ingest(rpcSteps('from-compose', 1000));
     await wrapper.find('form').trigger('submit');
     await flushPromises();
@@ -497,8 +497,8 @@ describe('the Trace panel', () => {
     const height = vi.spyOn(HTMLElement.prototype, 'clientHeight', 'get').mockReturnValue(400);
     const { wrapper } = mountWith(TraceRpcList, {});
     const longTopic = `reply/${'0123456789abcdef'.repeat(4)}`;
-    useTraceStore().ingest(rpcSteps('rpc-long', new Date(2026, 0, 2, 13, 4, 5).getTime(), { replyTopic: longTopic }));
-    useTraceStore().markComposed('rpc-long');
+    useTraceViewStore().ingest(rpcSteps('rpc-long', new Date(2026, 0, 2, 13, 4, 5).getTime(), { replyTopic: longTopic }));
+    useTraceViewStore().markComposed('rpc-long');
     await flushPromises();
     const row = wrapper.find('[data-testid=trace-row]');
     expect(row.find('[data-testid=trace-row-time]').text()).toBe('13:04:05');
@@ -511,7 +511,7 @@ describe('the Trace panel', () => {
   it('shows the request and reply bodies of an RPC sent from Compose, and says the steps carry only sizes for others', async () => {
     const { wrapper } = mountWith(TracePanel, {}, connected);
     const compose = useComposeStore();
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     useHistoryStore().all = [historyEntry(compose.snapshot(), outcome('mine'))];
     trace.ingest([...rpcSteps('mine', 1000), ...rpcSteps('theirs', 2000, { client: false })]);
     trace.select('mine');
@@ -528,8 +528,8 @@ describe('the Trace panel', () => {
     const { wrapper } = mountWith(TracePanel, {}, connected);
     const compose = useComposeStore();
     useHistoryStore().all = [historyEntry(compose.snapshot(), outcome('big', { body: { kind: 'text', text: 'x'.repeat(5000) } }))];
-    useTraceStore().ingest(rpcSteps('big', 1000));
-    useTraceStore().select('big');
+    useTraceViewStore().ingest(rpcSteps('big', 1000));
+    useTraceViewStore().select('big');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-reply-body]').text()).toHaveLength(2001);
     await wrapper.find('[data-testid=trace-reply-show-all]').trigger('click');
@@ -538,7 +538,7 @@ describe('the Trace panel', () => {
 
   it('a bad import says why in a sentence and no longer shows the previous "Imported" line', async () => {
     const { wrapper } = mountWith(TracePanel, { 'trace.import.load': () => ({ steps: rpcSteps('x', 1), dropped: { rpcs: 0, steps: 0 } }) }, connected);
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     await trace.importTrace(JSON.stringify({ format: 'bridgescope-trace', version: 1, steps: [] }), 'good.json');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-imported]').text()).toBe('Imported 1 RPC from good.json.');
@@ -549,12 +549,12 @@ describe('the Trace panel', () => {
   });
 
   it.each([
-    ['a search', (trace: ReturnType<typeof useTraceStore>) => void (trace.filter = 'x')],
-    ['another RPC picked', (trace: ReturnType<typeof useTraceStore>) => trace.select('x')],
-    ['Dismiss', (trace: ReturnType<typeof useTraceStore>) => trace.dismissImportError()],
+    ['a search', (trace: ReturnType<typeof useTraceViewStore>) => void (trace.filter = 'x')],
+    ['another RPC picked', (trace: ReturnType<typeof useTraceViewStore>) => trace.select('x')],
+    ['Dismiss', (trace: ReturnType<typeof useTraceViewStore>) => trace.dismissImportError()],
   ])('an old import error does not stay on screen: %s clears it', async (_what, act) => {
     const { wrapper } = mountWith(TracePanel, {}, connected);
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     await trace.importTrace('not json', 'bad.json');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-import-error]').exists()).toBe(true);
@@ -642,8 +642,8 @@ describe('the Bindings panel', () => {
 
   it("labels BridgeScope's own reply binding and highlights the one the last reply needs", async () => {
     const { wrapper } = mountWith(BindingsPanel, { 'broker.bindings.list': () => view([queueBinding, replyBinding('reply.mine'), replyBinding('sensors.x', 'device-7')]) }, connected);
-    useTraceStore().ingest(rpcSteps('mine', 1000, { replyTopic: 'reply/mine', strategy: 'shared' }));
-    useTraceStore().markComposed('mine');
+    useTraceViewStore().ingest(rpcSteps('mine', 1000, { replyTopic: 'reply/mine', strategy: 'shared' }));
+    useTraceViewStore().markComposed('mine');
     await flushPromises();
     const rows = wrapper.findAll('[data-testid=binding-row]');
     expect(rows.map((row) => row.attributes('data-needed'))).toEqual([undefined, 'reply', undefined]);
@@ -656,8 +656,8 @@ describe('the Bindings panel', () => {
   it('says when a per-request reply binding that is gone was there, from the trace', async () => {
     const { wrapper } = mountWith(BindingsPanel, { 'broker.bindings.list': () => view([queueBinding]) }, connected);
     const start = new Date(2026, 0, 2, 9, 0, 1).getTime();
-    useTraceStore().ingest(rpcSteps('gone', start));
-    useTraceStore().markComposed('gone');
+    useTraceViewStore().ingest(rpcSteps('gone', start));
+    useTraceViewStore().markComposed('gone');
     await flushPromises();
     expect(wrapper.find('[data-testid=bindings-need-gone]').text()).toBe('gone: was there from 09:00:01 to 09:00:01');
     expect(wrapper.find('[data-testid=binding-gone-row]').text()).toContain('reply.gone');

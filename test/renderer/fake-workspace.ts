@@ -3,7 +3,7 @@ import type { CommandArgs, CommandName, CommandResult, EventName, Events, SendRe
 import type { RpcOutcome } from '../../src/shared/rpc';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { WorkspaceController } from '../../src/core/session/workspace';
-import { WorkspaceStore } from '../../src/core/workspace';
+import { WorkspaceStore } from '../../src/core/workspace-file';
 import { validateArgs } from '../../src/core/contract-schemas';
 
 type Answers = { [K in CommandName]?: (args: CommandArgs<K>) => CommandResult<K> | Promise<CommandResult<K>> };

@@ -7,7 +7,7 @@ import ServerPanel from '../../src/renderer/src/components/server/ServerPanel.vu
 import { clientKey } from '../../src/renderer/src/injection';
 import { useAppStore } from '../../src/renderer/src/stores/app';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
-import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useServerStore } from '../../src/renderer/src/stores/server';
 import { fakeClient } from './fake-client';
 
@@ -44,7 +44,7 @@ describe('the Server panel\'s log', () => {
     expect(rows[1]!.text()).toContain('answered with error -32601 in 5 ms');
     await rows[1]!.find('[data-testid=server-log-open]').trigger('click');
     expect(useNavStore().tab).toBe('trace');
-    expect(useTraceStore().selectedId).toBe('r2');
+    expect(useTraceViewStore().selectedId).toBe('r2');
   });
 
   it('says the log is empty before any request', async () => {

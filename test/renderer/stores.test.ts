@@ -6,7 +6,7 @@ import type { RpcOutcome } from '../../src/shared/rpc';
 import type { SendRequestArgs } from '../../src/shared/contract';
 import { clientKey } from '../../src/renderer/src/injection';
 import { payloadProblem, useComposeStore } from '../../src/renderer/src/stores/compose';
-import { MAX_RPCS_SHOWN, useTraceStore } from '../../src/renderer/src/stores/trace';
+import { MAX_RPCS_SHOWN, useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { webSocketClient } from '../../src/renderer/src/client';
 import { fakeClient } from './fake-client';
 import { fakeWorkspace } from './fake-workspace';
@@ -167,7 +167,7 @@ describe('trace store', () => {
   });
 
   it('ingests a batch of steps with one update, newest RPC first', async () => {
-    const trace = app.runWithContext(() => useTraceStore());
+    const trace = app.runWithContext(() => useTraceViewStore());
     await trace.start();
     const before = trace.version;
     client.emit('trace.steps.added', { steps: [step('a', 1), step('b', 2), step('a', 3)] });
@@ -177,7 +177,7 @@ describe('trace store', () => {
   });
 
   it('does not count twice the steps a snapshot already held when their event arrives after it, and keeps the RPC being looked at', async () => {
-    const trace = app.runWithContext(() => useTraceStore());
+    const trace = app.runWithContext(() => useTraceViewStore());
     await trace.start();
     client.emit('trace.steps.added', { steps: [step('a', 1)] });
     trace.selectedId = 'a';
@@ -194,14 +194,14 @@ describe('trace store', () => {
   });
 
   it('filters by any text of the steps', async () => {
-    const trace = app.runWithContext(() => useTraceStore());
+    const trace = app.runWithContext(() => useTraceViewStore());
     trace.ingest([step('alpha', 1), step('beta', 2)]);
     trace.filter = 'reply/beta';
     expect(trace.visibleIds).toEqual(['beta']);
   });
 
   it('shows only the RPCs that failed when asked', () => {
-    const trace = app.runWithContext(() => useTraceStore());
+    const trace = app.runWithContext(() => useTraceViewStore());
     trace.ingest([step('ok', 1), step('bad', 2), { rpcId: 'bad', seq: 3, at: 1003, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'No reply.' } }]);
     trace.show = 'failed';
     expect(trace.visibleIds).toEqual(['bad']);
@@ -210,7 +210,7 @@ describe('trace store', () => {
   });
 
   it(`keeps at most ${MAX_RPCS_SHOWN} RPCs and counts the dropped ones`, () => {
-    const trace = app.runWithContext(() => useTraceStore());
+    const trace = app.runWithContext(() => useTraceViewStore());
     trace.ingest(Array.from({ length: MAX_RPCS_SHOWN + 5 }, (_, index) => step(`r${index}`, index)));
     expect(trace.visibleIds).toHaveLength(MAX_RPCS_SHOWN);
     expect(trace.droppedRpcs).toBe(5);

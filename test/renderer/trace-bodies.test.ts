@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { defineComponent } from 'vue';
 import type { TraceMessage, TraceStep } from '../../src/shared/trace';
 import { clientKey } from '../../src/renderer/src/injection';
-import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import TraceBodies from '../../src/renderer/src/components/trace/TraceBodies.vue';
 import TraceTimeline from '../../src/renderer/src/components/trace/TraceTimeline.vue';
 import { fakeClient } from './fake-client';
@@ -82,8 +82,8 @@ describe('bodies and headers in the trace detail', () => {
   });
 
   it('the page keeps previews within its budget too: old ones are dropped as new steps come', async () => {
-    let trace!: ReturnType<typeof useTraceStore>;
-    mountWith(defineComponent({ setup: () => void (trace = useTraceStore()), render: () => null }), {});
+    let trace!: ReturnType<typeof useTraceViewStore>;
+    mountWith(defineComponent({ setup: () => void (trace = useTraceViewStore()), render: () => null }), {});
     const big = { bytes: 4096, encoding: 'text' as const, preview: 'z'.repeat(4096), shown: 4096 };
     // 32 MiB of previews is 8192 bodies of 4 KiB; 9000 RPCs of one such body each go past it.
     const steps = Array.from({ length: 9000 }, (_, index): TraceStep => ({

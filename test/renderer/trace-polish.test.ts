@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { TraceStep } from '../../src/shared/trace';
 import TracePanel from '../../src/renderer/src/components/trace/TracePanel.vue';
 import { clientKey } from '../../src/renderer/src/injection';
-import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { fakeClient } from './fake-client';
 
 function stepsOf(rpcId: string, topic: string, at: number): TraceStep[] {
@@ -26,7 +26,7 @@ function mountPanel(answers: Parameters<typeof fakeClient>[0] = {}) {
 describe('the Trace panel', () => {
   it('does not keep an RPC the search no longer matches in the detail pane, and shows it again when the search matches it', async () => {
     const { wrapper } = mountPanel();
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     trace.ingest([...stepsOf('rpc-orders', 'orders', 1000), ...stepsOf('rpc-billing', 'billing', 2000)]);
     trace.select('rpc-orders');
     await flushPromises();
@@ -42,7 +42,7 @@ describe('the Trace panel', () => {
   it('asks before Clear, as History does: Keep clears nothing, Clear clears', async () => {
     let cleared = 0;
     const { wrapper } = mountPanel({ 'trace.store.clear': () => ({ cleared: (cleared += 1) }) });
-    useTraceStore().ingest(stepsOf('rpc-a', 'orders', 1000));
+    useTraceViewStore().ingest(stepsOf('rpc-a', 'orders', 1000));
     await flushPromises();
     await wrapper.find('[data-testid=trace-clear]').trigger('click');
     expect(cleared).toBe(0);
@@ -58,7 +58,7 @@ describe('the Trace panel', () => {
 
   it('says "1 RPC", not "1 RPCs"', async () => {
     const { wrapper } = mountPanel();
-    useTraceStore().ingest(stepsOf('rpc-a', 'orders', 1000));
+    useTraceViewStore().ingest(stepsOf('rpc-a', 'orders', 1000));
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-counts]').text()).toMatch(/^1 RPC, 2 steps/);
   });
@@ -67,7 +67,7 @@ describe('the Trace panel', () => {
 describe('the Trace detail under a verdict', () => {
   it('does not repeat the client\'s generic sentence ("is a server consuming …?") as a warning', async () => {
     const { wrapper } = mountPanel();
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     const generic = 'No reply to rpc-r within 1000 ms on "reply/rpc-r": is a server consuming the queue bound to "orders"?';
     trace.ingest([
       ...stepsOf('rpc-r', 'orders', 1000),

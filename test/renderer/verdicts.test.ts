@@ -8,7 +8,7 @@ import type { AppState } from '../../src/shared/contract';
 import { BackendError } from '../../src/renderer/src/client';
 import { clientKey } from '../../src/renderer/src/injection';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
-import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useAppStore } from '../../src/renderer/src/stores/app';
 import VerdictBadge from '../../src/renderer/src/components/verdict/VerdictBadge.vue';
 import HopPath from '../../src/renderer/src/components/verdict/HopPath.vue';
@@ -136,7 +136,7 @@ describe('Compose shows the verdict of the last send', () => {
 
     await wrapper.find('[data-testid=compose-open-trace]').trigger('click');
     expect(useNavStore().tab).toBe('trace');
-    expect(useTraceStore().selectedId).toBe('rpc-dropped');
+    expect(useTraceViewStore().selectedId).toBe('rpc-dropped');
   });
 
   it('on a reply: "replied" in green, with the QoS downgrade still listed as a warning', async () => {
@@ -172,7 +172,7 @@ describe('Compose shows the verdict of the last send', () => {
         'The reply taken for "rpc_queue" did not come from a consumer of the request: it was published by user "guest" on connection "127.0.0.1:54538 -> 127.0.0.1:1883", which names itself worker "evil-worker", and that connection got the request only as an MQTT subscriber of "rpc_queue". Do not trust its content. The client took it because it came first; 1 more reply to the same id came after and was not used (see the evidence).',
       evidence: ['broker: reply 2 of 2 published by user "guest" on connection "127.0.0.1:59314 -> 127.0.0.1:5672", routed to "mqtt-subscription-deviceqos1"'],
     };
-    useTraceStore().ingest([
+    useTraceViewStore().ingest([
       { rpcId: 'rpc-spoofed', seq: 1, at: 1, source: 'client', kind: 'rpc.diagnosed', detail: { verdict: replied } },
       { rpcId: 'rpc-spoofed', seq: 2, at: 2, source: 'client', kind: 'rpc.diagnosed', detail: { verdict: foreign } },
     ]);
@@ -222,7 +222,7 @@ describe('the Compose history', () => {
 
     await rows[1]!.find('[data-testid=history-open]').trigger('click');
     expect(useNavStore().tab).toBe('trace');
-    expect(useTraceStore().selectedId).toBe('rpc-2');
+    expect(useTraceViewStore().selectedId).toBe('rpc-2');
   });
 
   it('takes a verdict decided after the call from the trace, and cannot open an RPC that never got an id', async () => {
@@ -234,7 +234,7 @@ describe('the Compose history', () => {
     await useHistoryStore().start();
     await wrapper.find('form').trigger('submit');
     await flushPromises();
-    useTraceStore().ingest(stepsOf('rpc-late', { ...replied, code: 'reply-on-other-topic', hop: 'mqtt-deliver' }));
+    useTraceViewStore().ingest(stepsOf('rpc-late', { ...replied, code: 'reply-on-other-topic', hop: 'mqtt-deliver' }));
     await wrapper.find('form').trigger('submit');
     await flushPromises();
     const rows = wrapper.findAll('[data-testid=history-row]');
@@ -257,8 +257,8 @@ describe('the Trace panel', () => {
   it('starts the detail with the verdict, before the steps, and does not list rpc.diagnosed as a step', async () => {
     const { wrapper } = mountWithPinia(TracePanel, { 'trace.snapshot.get': () => ({ steps: stepsOf('rpc-a', dropped), dropped: { rpcs: 0, steps: 0 } }) });
     useAppStore().state = appState();
-    await useTraceStore().start();
-    useTraceStore().select('rpc-a');
+    await useTraceViewStore().start();
+    useTraceViewStore().select('rpc-a');
     await flushPromises();
     const html = wrapper.html();
     expect(html.indexOf('data-testid="trace-verdict"')).toBeGreaterThan(-1);
@@ -272,7 +272,7 @@ describe('the Trace panel', () => {
     // The list is virtual: it draws the rows that fit its height, which happy-dom does not lay out.
     const height = vi.spyOn(HTMLElement.prototype, 'clientHeight', 'get').mockReturnValue(400);
     const { wrapper } = mountWithPinia(TraceRpcList, {});
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     trace.ingest([...stepsOf('rpc-a', dropped, 1000), ...stepsOf('rpc-b', errorReply, 2000)]);
     await flushPromises();
     const rows = wrapper.findAll('[data-testid=trace-row]');
@@ -285,7 +285,7 @@ describe('the Trace panel', () => {
 
   it('Open in Trace shows an RPC the search had hidden', () => {
     mountWithPinia(TracePanel, {});
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     trace.ingest([...stepsOf('rpc-a', dropped, 1000), ...stepsOf('rpc-b', replied, 2000)]);
     trace.filter = 'rpc-b';
     expect(trace.visibleIds).toEqual(['rpc-b']);
@@ -296,7 +296,7 @@ describe('the Trace panel', () => {
 
   it('Open in Trace keeps the search for an RPC whose steps have not arrived yet', () => {
     mountWithPinia(TracePanel, {});
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     trace.ingest(stepsOf('rpc-b', replied));
     trace.filter = 'rpc-b';
     useNavStore().openInTrace('rpc-not-yet');

@@ -7,7 +7,7 @@ import type { Verdict } from '../../src/shared/diagnosis';
 import { clientKey } from '../../src/renderer/src/injection';
 import { requestKeysOf, useWatchStore, WATCH_SERIES_POINTS, WATCH_VERDICTS_SHOWN } from '../../src/renderer/src/stores/watch';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
-import { useTraceStore } from '../../src/renderer/src/stores/trace';
+import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useAppStore } from '../../src/renderer/src/stores/app';
 import WatchPanel from '../../src/renderer/src/components/watch/WatchPanel.vue';
 import { fakeClient } from './fake-client';
@@ -114,7 +114,7 @@ describe('watch store', () => {
 
   it('opens a watched RPC in Trace once its steps arrived', async () => {
     const watch = useWatchStore();
-    const trace = useTraceStore();
+    const trace = useTraceViewStore();
     await watch.listen();
     await trace.start().catch(() => undefined);
     const opening = watch.open(rpc('a', { verdict: noConsumer }));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatTable, ratios, summarizeRounds, type CaseSummary } from '../../src/bench/report';
-import type { ContenderName, RunResult } from '../../src/bench/contenders';
+import { formatTable, ratios, summarizeRounds, type CaseSummary } from '../../src/cli/bench/report';
+import type { ContenderName, RunResult } from '../../src/cli/bench/contenders';
 
 function summary(contender: ContenderName, concurrency: number, throughput: number, p50 = 1): CaseSummary {
   return { contender, concurrency, payloadBytes: 64, rounds: 1, throughput, p50, p95: p50, p99: p50, peakRssMiB: 100 };

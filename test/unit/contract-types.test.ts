@@ -1,7 +1,7 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { commandNames, eventNames, type CommandArgs, type CommandName, type Handlers } from '../../src/shared/contract';
 import { isCommandName, validateArgs } from '../../src/core/contract-schemas';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 

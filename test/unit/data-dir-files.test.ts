@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { WORKSPACE_FILE, WorkspaceStore } from '../../src/core/workspace';
+import { WORKSPACE_FILE, WorkspaceStore } from '../../src/core/workspace-file';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { readUiIdentity, writeUiIdentity } from '../../src/core/data-dir';
 import { mkfifo } from '../support/fifo';
@@ -64,7 +64,7 @@ describe('a data-dir file that cannot be read', () => {
   it('workspace.json: is set aside with one sentence and never overwritten by the next save', async () => {
     await unreadableFile(WORKSPACE_FILE, KEPT_TEMPLATES);
     const run = await runUnprivileged(
-      join(import.meta.dirname, '..', '..', 'src', 'core', 'workspace.ts'),
+      join(import.meta.dirname, '..', '..', 'src', 'core', 'workspace-file.ts'),
       `const s = new store.WorkspaceStore({ dir: ${JSON.stringify(dir)} });
        await s.load();
        console.log('NOTICE ' + s.notice);

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { BoundedSeries, runLoad } from '../../src/core/load';
+import { BoundedSeries, runLoad } from '../../src/core/rpc/load-engine';
 import type { LoadProgress } from '../../src/shared/contract';
 import type { RpcCallOptions } from '../../src/core/rpc/client';
 import { BridgeError } from '../../src/core/errors';

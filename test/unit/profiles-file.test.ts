@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import type { AppState } from '../../src/shared/contract';
 
 const profile = (name: string) => ({ name, amqpUrl: 'amqp://app@broker:5672', mqttUrl: 'mqtt://broker:1883', managementUrl: 'http://broker:15672', vhost: '/', exchange: 'amq.direct' });

@@ -6,7 +6,7 @@ import { MqttLink, validateMqttUrl } from '../../src/core/links/mqtt-link';
 import { ManagementApi } from '../../src/core/broker/management-api';
 import { memorySecretBox, ProfileStore, redactProfile, restoreSecrets } from '../../src/core/profiles';
 import { TraceStore } from '../../src/core/trace/trace-store';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { dispatch } from '../../src/core/dispatch';
 import { BridgeError } from '../../src/core/errors';
 import { action } from '../../src/cli/run';

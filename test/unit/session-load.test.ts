@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { LoadArgs, LoadSummary } from '../../src/shared/contract';
 import type { Verdict } from '../../src/shared/diagnosis';
 import { BridgeError } from '../../src/core/errors';
-import type { LoadOptions } from '../../src/core/load';
+import type { LoadOptions } from '../../src/core/rpc/load-engine';
 import { LoadController } from '../../src/core/session/load';
 import type { RpcClient } from '../../src/core/rpc/client';
 import { TraceStore } from '../../src/core/trace/trace-store';

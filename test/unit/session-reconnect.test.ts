@@ -1,7 +1,7 @@
 /** Issue 26, item 2: a Connect replaces the links only once new ones are up; what ran before is kept or named. */
 import { describe, expect, it } from 'vitest';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { fakeSessionFactories, profile } from './session-fakes';
 
 async function busySession() {

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { ServerSettings, ServerView } from '../../src/shared/contract';
 import { ServerController } from '../../src/core/session/server';
 import { realFactories } from '../../src/core/session/factories';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { FakeServer, Journal, fakeSessionFactories, profile } from './session-fakes';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { commandNames } from '../../src/shared/contract';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
-import { Session } from '../../src/core/session';
+import { Session } from '../../src/core/session/session';
 import { runShutdown, type ShutdownTask } from '../../src/core/session/shutdown';
 import { fakeSessionFactories, profile } from './session-fakes';
 

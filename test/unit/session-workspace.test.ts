@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { WorkspaceController } from '../../src/core/session/workspace';
-import { WorkspaceStore } from '../../src/core/workspace';
+import { WorkspaceStore } from '../../src/core/workspace-file';
 import type { EventName, Events } from '../../src/shared/contract';
 import type { RequestTemplate } from '../../src/shared/workspace';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { percentile } from '../../src/shared/stats';
-import { percentile as benchPercentile } from '../../src/bench/report';
+import { percentile as benchPercentile } from '../../src/cli/bench/report';
 
 describe('percentile', () => {
   it('takes the nearest rank of an ascending list', () => {

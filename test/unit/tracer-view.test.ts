@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tracerViewFor } from '../../src/core/session';
+import { tracerViewFor } from '../../src/core/session/session';
 
 describe("the tracer's status events as the trace panel sees them", () => {
   it('maps on, reconnecting (with its reason), off and unavailable (with its reason)', () => {

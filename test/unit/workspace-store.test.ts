@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { WORKSPACE_FILE, WorkspaceStore, replyTextOf } from '../../src/core/workspace';
+import { WORKSPACE_FILE, WorkspaceStore, replyTextOf } from '../../src/core/workspace-file';
 import { readUiIdentity, writeUiIdentity, UI_IDENTITY_FILE } from '../../src/core/data-dir';
 import { HISTORY_BODY_BYTES, forHistory, type HistoryEntry } from '../../src/shared/workspace';
 

@@ -7,9 +7,9 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { startSandbox, stopSandbox } from '../../core/broker/sandbox';
 import type { BrokerUrls } from '../../core/broker/readiness';
-import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../../bench/contenders';
-import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../../bench/report';
-import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../../bench/watch';
+import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../bench/contenders';
+import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../bench/report';
+import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../bench/watch';
 import { action, parsePositiveInt } from '../run';
 import { messageOf } from '../../shared/thrown';
 
@@ -105,7 +105,7 @@ interface BrokerRun {
   cases: CaseSummary[];
   ratios: ReturnType<typeof ratios>;
   uiStream?: unknown;
-  /** watch off / tap / firehose at concurrency 100 (src/bench/watch.ts) */
+  /** watch off / tap / firehose at concurrency 100 (src/cli/bench/watch.ts) */
   watch?: WatchCost;
 }
 

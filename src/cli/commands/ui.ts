@@ -2,11 +2,11 @@
 import { finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Session } from '../../core/session';
+import { Session } from '../../core/session/session';
 import { memorySecretBox, profileFromEnv, ProfileStore } from '../../core/profiles';
 import { defaultSandboxDir } from '../../core/broker/sandbox';
 import { checkDataDir, defaultDataDir, lockDataDir, readUiIdentity, writeUiIdentity } from '../../core/data-dir';
-import { WorkspaceStore } from '../../core/workspace';
+import { WorkspaceStore } from '../../core/workspace-file';
 import { startHost, type Host } from '../../host/host';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
 import { withDeadline } from '../../shared/deadline';

@@ -3,7 +3,7 @@ import type { LoadArgs, LoadProgress, LoadSummary } from '../../shared/contract'
 import { diagnose, type Verdict } from '../../shared/diagnosis';
 import type { TraceStep } from '../../shared/trace';
 import { BridgeError, toErrorShape } from '../errors';
-import { runLoad as runLoadEngine, type LoadOptions } from '../load';
+import { runLoad as runLoadEngine, type LoadOptions } from '../rpc/load-engine';
 import type { RpcClient } from '../rpc/client';
 import { blockingIssue, lintTopic, topicToRoutingKey } from '../../shared/topic-map';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
@@ -15,7 +15,7 @@ export interface LoadControllerOptions {
   steps: (rpcId: string) => TraceStep[];
   firehoseOn: () => boolean;
   addVerdict: (rpcId: string, verdict: Verdict) => void;
-  /** the engine (default: src/core/load.ts) */
+  /** the engine (default: src/core/rpc/load-engine.ts) */
   run?: (client: RpcClient, options: LoadOptions) => Promise<LoadSummary>;
   /** summaries kept for the trace export (default 20) */
   keepRuns?: number;

@@ -7,7 +7,7 @@ import { forHistory, type HistoryEntry, type HistoryList, type ImportReport, typ
 import { BridgeError } from '../errors';
 import { profileSchema, templateSchema } from '../contract-schemas';
 import { withoutUrlPasswords, type ProfileStore } from '../profiles';
-import { replyTextOf, type WorkspaceStore } from '../workspace';
+import { replyTextOf, type WorkspaceStore } from '../workspace-file';
 import type { SettledRequest } from './requests';
 
 export interface WorkspaceControllerOptions {

@@ -13,7 +13,7 @@ import { messageOf, useClient } from '../injection';
 import type { Verdict } from '../../../shared/diagnosis';
 import { rpcFailureOf } from '../verdicts';
 import { useBusy } from './use-busy';
-import { useTraceStore } from './trace';
+import { useTraceViewStore } from './trace-view';
 import { timeoutProblem } from '../form-checks';
 import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_REQUEST_TOPIC } from '../../../shared/defaults';
 import { bodyNotKeptProblem } from '../../../shared/workspace';
@@ -56,7 +56,7 @@ function formFrom(request: SendRequestArgs): Partial<ComposeForm> {
 
 export const useComposeStore = defineStore('compose', () => {
   const client = useClient();
-  const trace = useTraceStore();
+  const trace = useTraceViewStore();
   const app = useAppStore();
   const form = reactive<ComposeForm>({
     topic: DEFAULT_REQUEST_TOPIC,

@@ -7,7 +7,7 @@ import { hasHostLink } from '../host-link';
 import { useClient, useStorage } from '../injection';
 import { useBusy } from './use-busy';
 import { useComposeStore } from './compose';
-import { useTraceStore } from './trace';
+import { useTraceViewStore } from './trace-view';
 
 export type { HistoryEntry, RequestTemplate } from '../../../shared/workspace';
 
@@ -19,7 +19,7 @@ export const useHistoryStore = defineStore('history', () => {
   const client = useClient();
   const storage = useStorage();
   const compose = useComposeStore();
-  const trace = useTraceStore();
+  const trace = useTraceViewStore();
   /** every entry kept, newest first (Trace finds a Compose request's bodies here) */
   const all = ref<HistoryEntry[]>([]);
   /** the entries the search matches (the core searches) */

@@ -5,13 +5,13 @@ import type { LoadProgress, LoadSummary } from '../../../shared/contract';
 import { useClient } from '../injection';
 import { useBusy } from './use-busy';
 import { useComposeStore } from './compose';
-import { useTraceStore } from './trace';
+import { useTraceViewStore } from './trace-view';
 import { concurrencyProblem, countProblem } from '../form-checks';
 
 export const useLoadStore = defineStore('load', () => {
   const client = useClient();
   const compose = useComposeStore();
-  const trace = useTraceStore();
+  const trace = useTraceViewStore();
   const count = ref(1000);
   const concurrency = ref(10);
   // Replaced whole on each tick (4 per second), never mutated deep: shallow refs keep it cheap.

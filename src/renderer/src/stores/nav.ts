@@ -1,14 +1,14 @@
 /** Which panel is shown, and the one way across panels: opening an RPC in the Trace panel. */
 import { defineStore } from 'pinia';
 import { ref } from 'vue';
-import { useTraceStore } from './trace';
+import { useTraceViewStore } from './trace-view';
 
 /** The panels, in the order of the tab strip (App.vue labels each; a tab without a label does not compile). */
 export const TABS = ['connections', 'server', 'compose', 'bindings', 'trace', 'load', 'watch'] as const;
 export type Tab = (typeof TABS)[number];
 
 export const useNavStore = defineStore('nav', () => {
-  const trace = useTraceStore();
+  const trace = useTraceViewStore();
   const tab = ref<Tab>('connections');
   /** whether the user (or a panel acting for them) picked the panel: the app's own start-up guess never overrides that */
   const chosen = ref(false);

@@ -26,7 +26,7 @@ export const MAX_RPCS_SHOWN = 20_000;
  */
 export type RpcOrigin = 'compose' | 'load' | 'earlier' | 'external';
 
-export const useTraceStore = defineStore('trace', () => {
+export const useTraceViewStore = defineStore('trace', () => {
   const client = useClient();
   const app = useAppStore();
   // Plain containers, not reactive: one `version` bump per batch re-renders what depends on them.

@@ -1,35 +1,35 @@
 /** The composition root: builds one controller per concern (sandbox, connection, server, tracing, requests, load) and maps the contract's commands to them. */
-import type { TraceStep } from '../shared/trace';
-import type { AppState, ConnectionProfile, EventName, Events, Handlers, SandboxView, ServerSettings, ServerView, TracerView } from '../shared/contract';
-import { defaultSandboxDir } from './broker/sandbox';
-import type { TraceStore, TraceStoreOptions } from './trace/trace-store';
-import { mapTopic } from '../shared/topic-map';
-import { redactProfile, restoreSecrets, type ProfileStore } from './profiles';
-import { brokerTargets } from './connection-details';
-import { testConnection } from './connection-test';
-import { SandboxController } from './session/sandbox';
-import { ConnectionController, sentenceOf } from './session/connection';
-import { ServerController } from './session/server';
-import { RawRequestJoin } from './trace/raw-requests';
-import { realFactories, type SessionFactories } from './session/factories';
-import { runShutdown, shutdownTasks, type ShutdownTask } from './session/shutdown';
-import { TracingController } from './session/tracing';
-import { RequestsController } from './session/requests';
-import { LoadController } from './session/load';
-import { WorkspaceController } from './session/workspace';
-import { WatchController } from './session/watch';
-import { WorkspaceStore } from './workspace';
-import { parseHandlerSpec } from './rpc/handlers';
-import { BridgeError, toErrorShape } from './errors';
-import { brokerEndpoints } from '../shared/url-list';
-import type { OtelExport } from './otel/export';
-import type { OtelView } from '../shared/contract';
-import { withDeadline } from '../shared/deadline';
-import { ServerSpans } from './otel/server-spans';
+import type { TraceStep } from '../../shared/trace';
+import type { AppState, ConnectionProfile, EventName, Events, Handlers, SandboxView, ServerSettings, ServerView, TracerView } from '../../shared/contract';
+import { defaultSandboxDir } from '../broker/sandbox';
+import type { TraceStore, TraceStoreOptions } from '../trace/trace-store';
+import { mapTopic } from '../../shared/topic-map';
+import { redactProfile, restoreSecrets, type ProfileStore } from '../profiles';
+import { brokerTargets } from '../connection-details';
+import { testConnection } from '../connection-test';
+import { SandboxController } from './sandbox';
+import { ConnectionController, sentenceOf } from './connection';
+import { ServerController } from './server';
+import { RawRequestJoin } from '../trace/raw-requests';
+import { realFactories, type SessionFactories } from './factories';
+import { runShutdown, shutdownTasks, type ShutdownTask } from './shutdown';
+import { TracingController } from './tracing';
+import { RequestsController } from './requests';
+import { LoadController } from './load';
+import { WorkspaceController } from './workspace';
+import { WatchController } from './watch';
+import { WorkspaceStore } from '../workspace-file';
+import { parseHandlerSpec } from '../rpc/handlers';
+import { BridgeError, toErrorShape } from '../errors';
+import { brokerEndpoints } from '../../shared/url-list';
+import type { OtelExport } from '../otel/export';
+import type { OtelView } from '../../shared/contract';
+import { withDeadline } from '../../shared/deadline';
+import { ServerSpans } from '../otel/server-spans';
 
-export { tracerViewFor } from './session/tracing';
-export type { SessionFactories } from './session/factories';
-export type { ShutdownTask } from './session/shutdown';
+export { tracerViewFor } from './tracing';
+export type { SessionFactories } from './factories';
+export type { ShutdownTask } from './shutdown';
 
 export interface SessionOptions {
   mode: AppState['mode'];
@@ -392,7 +392,7 @@ export class Session {
    */
   async setOtel(url: string | null): Promise<OtelView> {
     // The SDK is loaded only when an export is asked for.
-    const next = url === null ? undefined : new (await import('./otel/export')).OtelExport({ url, serviceName: 'bridgescope-app' });
+    const next = url === null ? undefined : new (await import('../otel/export')).OtelExport({ url, serviceName: 'bridgescope-app' });
     const previous = this.otel;
     this.otel = next;
     this.otelSource = next ? 'app' : undefined;

@@ -5,14 +5,14 @@ import { Session } from 'node:inspector/promises';
 import type { Socket } from 'node:net';
 import mqtt from 'mqtt';
 import type { ConfirmChannel } from 'amqplib';
-import type { BrokerUrls } from '../core/broker/readiness';
-import { ManagementApi } from '../core/broker/management-api';
-import { RpcClient } from '../core/rpc/client';
-import { RpcServer } from '../core/rpc/server';
-import { loadHandler } from '../core/rpc/handlers';
-import { FirehoseTracer } from '../core/trace/firehose';
-import { TraceStore } from '../core/trace/trace-store';
-import { amqpConnectOptions, connectAmqp } from '../core/links/amqp-link';
+import type { BrokerUrls } from '../../core/broker/readiness';
+import { ManagementApi } from '../../core/broker/management-api';
+import { RpcClient } from '../../core/rpc/client';
+import { RpcServer } from '../../core/rpc/server';
+import { loadHandler } from '../../core/rpc/handlers';
+import { FirehoseTracer } from '../../core/trace/firehose';
+import { TraceStore } from '../../core/trace/trace-store';
+import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 
 /** The V8 sampling profiler of this process, started now; `stop` returns the profile (the .cpuprofile format). */
 async function startProfiler(): Promise<{ stop: () => Promise<unknown> }> {

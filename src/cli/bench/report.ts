@@ -1,5 +1,5 @@
 /** Benchmark arithmetic and output: percentiles, medians over rounds, ratios to the raw floor, the table and the SVG. */
-import { percentile as nearestRank } from '../shared/stats';
+import { percentile as nearestRank } from '../../shared/stats';
 import type { ContenderName, RunResult } from './contenders';
 
 /** A bench round with no samples reports NaN, which the table prints as such. */

@@ -1,10 +1,10 @@
 /** The Load panel's engine: N requests at concurrency C with the compose settings, live progress, a summary. */
-import type { LoadProgress, LoadSummary } from '../shared/contract';
-import type { LinkStatus } from '../shared/rpc';
+import type { LoadProgress, LoadSummary } from '../../shared/contract';
+import type { LinkStatus } from '../../shared/rpc';
 import { randomUUID } from 'node:crypto';
-import { percentile } from '../shared/stats';
-import { toErrorShape } from './errors';
-import type { RpcCallOptions, RpcClient } from './rpc/client';
+import { percentile } from '../../shared/stats';
+import { toErrorShape } from '../errors';
+import type { RpcCallOptions, RpcClient } from './client';
 
 /** Upper bounds of the latency histogram's buckets, in ms; the last bucket is open-ended. */
 export const HISTOGRAM_BOUNDS_MS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];

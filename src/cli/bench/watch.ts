@@ -12,9 +12,9 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Socket } from 'node:net';
 import mqtt from 'mqtt';
-import type { BrokerUrls } from '../core/broker/readiness';
-import { amqpConnectOptions, connectAmqp } from '../core/links/amqp-link';
-import { Watcher } from '../core/watch/watcher';
+import type { BrokerUrls } from '../../core/broker/readiness';
+import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
+import { Watcher } from '../../core/watch/watcher';
 import { measureBroker, type RunResult, type RunSpec } from './contenders';
 import { median, summarizeRounds, type CaseSummary } from './report';
 
