@@ -1,10 +1,9 @@
 /** Issue 13 "Requests and payloads" in Chromium: each payload format sent to a real server, MQTT 5 options, reply views; screenshots of each. */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { atIssueSizesAndSchemes, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
+import { atIssueSizesAndSchemes, openInspectorForTest, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'requests');
@@ -13,11 +12,8 @@ let inspector: OpenInspector | undefined;
 let page: Page;
 
 beforeAll(async () => {
-  await mkdir(shots, { recursive: true });
-  inspector = await openInspectorOn(broker.urls);
+  inspector = await openInspectorForTest(broker.urls, shots, queue);
   page = inspector.page;
-  await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
-  await startServerInUi(page, queue);
   await page.click('[data-testid=tab-compose]');
   await page.fill('[data-testid=compose-topic]', queue);
 }, 60_000);

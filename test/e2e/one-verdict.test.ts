@@ -3,12 +3,11 @@
  * Trace header (replied, error reply, request dropped), the embedded server's log in the Server panel, and screenshots of
  * the panels this changed, light and dark, at 1400x900 and 1024x700.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { atIssueSizesAndSchemes, firehoseOnInUi, openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
+import { atIssueSizesAndSchemes, firehoseOnInUi, openInspectorForTest, startServerInUi, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'one-verdict');
@@ -17,10 +16,8 @@ let inspector: OpenInspector | undefined;
 let page: Page;
 
 beforeAll(async () => {
-  await mkdir(shots, { recursive: true });
-  inspector = await openInspectorOn(broker.urls);
+  inspector = await openInspectorForTest(broker.urls, shots);
   page = inspector.page;
-  await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
 }, 60_000);
 
 afterAll(async () => {

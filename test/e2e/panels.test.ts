@@ -4,12 +4,11 @@
  * snapshot), Send and History fit a 1024x700 window, and screenshots of every panel, light and dark, at 1400x900 and
  * 1024x700 (test-results/screenshots/panels/).
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { uniqueName } from '../support/names';
-import { openInspectorOn, startServerInUi, type OpenInspector } from '../support/inspector';
+import { openInspectorForTest, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'panels');
@@ -19,11 +18,8 @@ let inspector: OpenInspector | undefined;
 let page: Page;
 
 beforeAll(async () => {
-  await mkdir(shots, { recursive: true });
-  inspector = await openInspectorOn(broker.urls);
+  inspector = await openInspectorForTest(broker.urls, shots, queue);
   page = inspector.page;
-  await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
-  await startServerInUi(page, queue);
 }, 60_000);
 
 afterAll(async () => {

@@ -4,16 +4,13 @@
  * and a broker restart while it runs (it comes back on its own and says so). This file stops, pauses and restarts its
  * broker: it gets a node of its own, so the shared one keeps serving the other files.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+import type { SandboxInfo } from '../../src/core/broker/sandbox';
 import { ManagementApi } from '../../src/core/broker/management-api';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
-import { claimTestBroker } from '../support/reap';
+import { removeOwnTestBroker, restartOwnTestBroker, startOwnTestBroker } from '../support/reap';
 import { startGroupLeader, type GroupLeader } from '../support/processes';
 
 let dir: string;
@@ -22,22 +19,18 @@ const leaders: GroupLeader[] = [];
 const closers: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'bridgescope-test-watch-stop-'));
-  await claimTestBroker(dir);
-  broker = (await startSandbox({ dir, nodeName: uniqueName('bridgescope-watch-stop') + '@localhost', timeoutMs: 120_000 })).info;
+  ({ dir, broker } = await startOwnTestBroker('own-watch-stop'));
 }, 150_000);
 
 afterAll(async () => {
   for (const leader of leaders.splice(0)) await leader.kill();
   for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
-  await stopSandbox(dir);
-  await rm(dir, { recursive: true, force: true });
+  await removeOwnTestBroker(dir);
 }, 60_000);
 
 /** Stops the node gracefully and starts it again with the same name, ports and data. */
 async function restartBroker(): Promise<void> {
-  await stopSandbox(dir);
-  broker = (await startSandbox({ dir, nodeName: broker.nodeName, ports: broker.ports, timeoutMs: 120_000 })).info;
+  broker = await restartOwnTestBroker(dir, broker);
 }
 
 /** `watch` as the leader of its own process group; every signal counts (no echo window), so a second Ctrl-C is one. */

@@ -1,6 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rm } from 'node:fs/promises';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LinkStatus } from '../../src/shared/rpc';
@@ -10,7 +8,7 @@ import { RpcClient } from '../../src/core/rpc/client';
 import { loadHandler } from '../../src/core/rpc/handlers';
 import { BridgeError } from '../../src/core/errors';
 import { uniqueName } from '../support/names';
-import { claimTestBroker } from '../support/reap';
+import { startOwnTestBroker } from '../support/reap';
 
 /**
  * These tests stop, start and pause a broker: they get one of their own, so the shared one keeps serving the other files.
@@ -21,9 +19,7 @@ const closers: Array<() => Promise<void>> = [];
 const table: Array<Record<string, string | number>> = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'bridgescope-faults-'));
-  await claimTestBroker(dir);
-  broker = (await startSandbox({ dir, nodeName: uniqueName('bridgescope-faults') + '@localhost', timeoutMs: 120_000 })).info;
+  ({ dir, broker } = await startOwnTestBroker('own-faults'));
 }, 150_000);
 
 afterAll(async () => {

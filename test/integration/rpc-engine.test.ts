@@ -78,7 +78,12 @@ describe('request and reply through RabbitMQ', () => {
       workers.push(outcome.worker ?? 'none');
     }
     const counts = Object.fromEntries(['worker-1', 'worker-2'].map((name) => [name, workers.filter((w) => w === name).length]));
-    expect(counts).toEqual({ 'worker-1': 10, 'worker-2': 10 });
+    // Every reply names one of the two, and both take a fair share. Not exactly 10/10: a worker's ack goes out after its
+    // reply's confirm, so the next request can reach the broker before that ack and skip the worker (11/9 seen on a
+    // loaded machine); RabbitMQ's round robin is over the consumers that have room at that moment.
+    expect(workers.filter((w) => w !== 'worker-1' && w !== 'worker-2')).toEqual([]);
+    expect(counts['worker-1']).toBeGreaterThanOrEqual(7);
+    expect(counts['worker-2']).toBeGreaterThanOrEqual(7);
   });
 
   it('round-trips a 1 MiB payload', async () => {

@@ -1,18 +1,15 @@
 /** A node restart resets the vhost's firehose flag: a running tracer must come back, switch it on again and say so. */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
+import type { SandboxInfo } from '../../src/core/broker/sandbox';
 import { ManagementApi } from '../../src/core/broker/management-api';
 import { FirehoseTracer, releaseTracing, type FirehoseEvent, type FirehoseStatus } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
-import { claimTestBroker } from '../support/reap';
+import { removeOwnTestBroker, restartOwnTestBroker, startOwnTestBroker } from '../support/reap';
 import { startGroupLeader } from '../support/processes';
 
 /** These tests restart their broker: they get one of their own, so the shared one keeps serving the other files. */
@@ -21,21 +18,17 @@ let broker: SandboxInfo;
 const closers: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'bridgescope-tracing-restart-'));
-  await claimTestBroker(dir);
-  broker = (await startSandbox({ dir, nodeName: uniqueName('bridgescope-tracing-restart') + '@localhost', timeoutMs: 120_000 })).info;
+  ({ dir, broker } = await startOwnTestBroker('own-tracing-restart'));
 }, 150_000);
 
 afterAll(async () => {
   for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
-  await stopSandbox(dir);
-  await rm(dir, { recursive: true, force: true });
+  await removeOwnTestBroker(dir);
 }, 60_000);
 
 /** Stops the node gracefully and starts it again with the same name, ports and data. */
 async function restartBroker(): Promise<void> {
-  await stopSandbox(dir);
-  broker = (await startSandbox({ dir, nodeName: broker.nodeName, ports: broker.ports, timeoutMs: 120_000 })).info;
+  broker = await restartOwnTestBroker(dir, broker);
 }
 
 /** Awaits each answer of the management API until the node reports its boot (some seconds after it starts). */

@@ -1,5 +1,8 @@
 /** A BridgeClient for store and component tests: answers from a table, emits events on demand. */
+import { createApp, type App } from 'vue';
+import { createPinia, setActivePinia } from 'pinia';
 import type { BridgeClient, CommandArgs, CommandName, CommandResult, EventName, Events } from '../../src/shared/contract';
+import { clientKey } from '../../src/renderer/src/injection';
 
 type Answers = { [K in CommandName]?: (args: CommandArgs<K>) => CommandResult<K> | Promise<CommandResult<K>> };
 
@@ -24,4 +27,14 @@ export function fakeClient(answers: Answers): BridgeClient & { emit<E extends Ev
       for (const listener of listeners.get(name) ?? []) listener(payload);
     },
   };
+}
+
+/** An app with the client provided and Pinia active: stores run inside its context, as in the real renderer. */
+export function appWith(client: ReturnType<typeof fakeClient>): App {
+  const app = createApp({});
+  const pinia = createPinia();
+  app.provide(clientKey, client);
+  app.use(pinia);
+  setActivePinia(pinia);
+  return app;
 }

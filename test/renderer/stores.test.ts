@@ -1,27 +1,15 @@
-import { createApp, type App } from 'vue';
-import { createPinia, setActivePinia } from 'pinia';
+import type { App } from 'vue';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { TraceStep } from '../../src/shared/trace';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import type { SendRequestArgs } from '../../src/shared/contract';
-import { clientKey } from '../../src/renderer/src/injection';
 import { payloadProblem, useComposeStore } from '../../src/renderer/src/stores/compose';
 import { MAX_RPCS_SHOWN, useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { webSocketClient } from '../../src/renderer/src/client';
-import { fakeClient } from './fake-client';
+import { appWith, fakeClient } from './fake-client';
 import { fakeWorkspace } from './fake-workspace';
 import { useHistoryStore } from '../../src/renderer/src/stores/history';
 import { flushPromises } from '@vue/test-utils';
-
-/** An app with the client provided and Pinia active: stores run inside its context, as in the real renderer. */
-function appWith(client: ReturnType<typeof fakeClient>): App {
-  const app = createApp({});
-  const pinia = createPinia();
-  app.provide(clientKey, client);
-  app.use(pinia);
-  setActivePinia(pinia);
-  return app;
-}
 
 const step = (rpcId: string, seq: number): TraceStep => ({
   rpcId,

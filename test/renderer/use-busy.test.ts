@@ -1,12 +1,9 @@
-import { createApp, type App } from 'vue';
-import { createPinia, setActivePinia } from 'pinia';
 import { describe, expect, it } from 'vitest';
 import { useBusy } from '../../src/renderer/src/stores/use-busy';
 import { useServerStore } from '../../src/renderer/src/stores/server';
 import { useBindingsStore } from '../../src/renderer/src/stores/bindings';
-import { clientKey } from '../../src/renderer/src/injection';
 import type { ServerView } from '../../src/shared/contract';
-import { fakeClient } from './fake-client';
+import { appWith, fakeClient } from './fake-client';
 
 /** A promise the test settles by hand, to look at a store while an attempt is running. */
 function deferred<T>() {
@@ -17,15 +14,6 @@ function deferred<T>() {
     reject = rej;
   });
   return { promise, resolve, reject };
-}
-
-function appWith(client: ReturnType<typeof fakeClient>): App {
-  const app = createApp({});
-  const pinia = createPinia();
-  app.provide(clientKey, client);
-  app.use(pinia);
-  setActivePinia(pinia);
-  return app;
 }
 
 describe('useBusy: the busy/error pattern of every store', () => {

@@ -1,4 +1,4 @@
-import { createApp, type App } from 'vue';
+import type { App } from 'vue';
 import { createPinia, setActivePinia } from 'pinia';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { flushPromises, mount } from '@vue/test-utils';
@@ -10,17 +10,8 @@ import { useNavStore } from '../../src/renderer/src/stores/nav';
 import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useAppStore } from '../../src/renderer/src/stores/app';
 import WatchPanel from '../../src/renderer/src/components/watch/WatchPanel.vue';
-import { fakeClient } from './fake-client';
+import { appWith, fakeClient } from './fake-client';
 import { useOtelStore } from '../../src/renderer/src/stores/otel';
-
-function appWith(client: ReturnType<typeof fakeClient>): App {
-  const app = createApp({});
-  const pinia = createPinia();
-  app.provide(clientKey, client);
-  app.use(pinia);
-  setActivePinia(pinia);
-  return app;
-}
 
 const noConsumer: Verdict = { code: 'no-consumer', hop: 'queue', message: 'Nobody consumes from rpc_queue.', evidence: [] };
 const rpc = (key: string, extra: Partial<WatchRpc> = {}): WatchRpc => ({ key, pattern: 'seed', topic: 'rpc_queue', id: key, replyKey: `reply.${key}`, sentAt: 1000, ...extra });

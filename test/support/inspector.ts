@@ -1,5 +1,5 @@
 /** The end-to-end tests' way in: `bridgescope ui` as a user runs it, and Debian's Chromium open on its page. */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -56,6 +56,18 @@ export function openInspectorOn(urls: { amqp: string; mqtt: string; management: 
     BRIDGESCOPE_MQTT_URL: urls.mqtt,
     BRIDGESCOPE_MANAGEMENT_URL: urls.management,
   });
+}
+
+/**
+ * An end-to-end test's inspector: its screenshot folder made, `bridgescope ui` on the run's broker, the MQTT link up,
+ * and, given a queue, the embedded server started on it.
+ */
+export async function openInspectorForTest(urls: { amqp: string; mqtt: string; management: string }, shots: string, queue?: string): Promise<OpenInspector> {
+  await mkdir(shots, { recursive: true });
+  const inspector = await openInspectorOn(urls);
+  await inspector.page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
+  if (queue !== undefined) await startServerInUi(inspector.page, queue);
+  return inspector;
 }
 
 /** Starts the embedded server from the Server panel on `queue` and waits until it runs. */

@@ -1,12 +1,13 @@
 /** Test brokers whose test run was killed (no teardown) are stopped by the next run, so they never pile up. */
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stopSandbox } from '../../src/core/broker/sandbox';
+import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
 import { isProcessAlive } from '../../src/core/processes';
 
 const OWNER_FILE = 'owner.pid';
-export const TEST_BROKER_PREFIXES = ['bridgescope-test-', 'bridgescope-faults-'];
+export const TEST_BROKER_PREFIXES = ['bridgescope-test-', 'bridgescope-faults-', 'bridgescope-own-'];
 
 /** Marks a test broker's folder with the pid of the process that owns it. */
 export async function claimTestBroker(dir: string): Promise<void> {
@@ -27,4 +28,27 @@ export async function reapOrphanedTestBrokers(): Promise<string[]> {
     reaped.push(name);
   }
   return reaped;
+}
+
+/**
+ * A sandbox broker of a test file's own, for tests that restart, pause or stop it (the run's shared one keeps serving the
+ * other files): its folder claimed, so a killed run's node is stopped by the next run.
+ */
+export async function startOwnTestBroker(name: string): Promise<{ dir: string; broker: SandboxInfo }> {
+  const dir = await mkdtemp(join(tmpdir(), `bridgescope-${name}-`));
+  await claimTestBroker(dir);
+  const broker = (await startSandbox({ dir, nodeName: `${name}-${randomBytes(4).toString('hex')}@localhost`, timeoutMs: 120_000 })).info;
+  return { dir, broker };
+}
+
+/** Stops an own test broker gracefully and starts it again with the same name, ports and data. */
+export async function restartOwnTestBroker(dir: string, broker: SandboxInfo): Promise<SandboxInfo> {
+  await stopSandbox(dir);
+  return (await startSandbox({ dir, nodeName: broker.nodeName, ports: broker.ports, timeoutMs: 120_000 })).info;
+}
+
+/** Stops an own test broker and removes its folder. */
+export async function removeOwnTestBroker(dir: string): Promise<void> {
+  await stopSandbox(dir);
+  await rm(dir, { recursive: true, force: true });
 }

@@ -10,6 +10,7 @@
  * body's `id`) picks one, else the oldest.
  */
 import { percentile } from '../../shared/stats';
+import type { WatchTopicStats } from '../../shared/contract';
 
 export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
 
@@ -70,19 +71,8 @@ export interface PairingOptions {
   maxLingering?: number;
 }
 
-export interface TopicStats {
-  topic: string;
-  requests: number;
-  replies: number;
-  unanswered: number;
-  late: number;
-  /** requests per second over the last RATE_WINDOW_S seconds (or since the first one, when that is sooner) */
-  rate: number;
-  p50?: number;
-  p95?: number;
-  p99?: number;
-  workers: Record<string, number>;
-}
+/** One request topic's live figures: the same shape the app's Watch panel receives. */
+export type TopicStats = WatchTopicStats;
 
 interface Pending extends RpcRef {
   deadline: number;
