@@ -65,8 +65,11 @@ export interface DiagnosisInput {
   /** the first loss of the MQTT link while the RPC was in flight */
   linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
-  /** where the user reads the remedies: 'app' points at its panels (Server, Trace); otherwise (the command line) at commands */
-  remedies?: 'app' | 'cli';
+  /**
+   * where the user reads the remedies: 'app' points at its panels (Server, Trace); 'watch' at what a watcher of other
+   * clients' traffic has (their worker, watch's firehose mode); otherwise (the command line) at commands
+   */
+  remedies?: 'app' | 'cli' | 'watch';
 }
 
 /** Levenshtein distance, for "did you mean" lists of bound keys. */
@@ -174,8 +177,10 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
   // The remedies name what the user has at hand: the app's panels in the app, the commands on the command line.
   const inApp = input.remedies === 'app';
-  const startServer = (queue: string): string => (inApp ? `start a server on it (the Server panel, queue "${queue}")` : `start a server on it (bridgescope serve --queue ${queue})`);
-  const firehoseSwitch = inApp ? `the Trace panel's "Broker firehose"` : 'call --trace';
+  const watching = input.remedies === 'watch';
+  const startServer = (queue: string): string =>
+    watching ? `start the worker that consumes it` : inApp ? `start a server on it (the Server panel, queue "${queue}")` : `start a server on it (bridgescope serve --queue ${queue})`;
+  const firehoseSwitch = watching ? `watch's firehose mode (--mode firehose, or Mode in the Watch panel)` : inApp ? `the Trace panel's "Broker firehose"` : 'call --trace';
   // The embedded server's own events (source "server") say it took the request: its log is the Server panel's.
   const serverLog = inApp && received?.source === 'server' ? "the Server panel's log says which" : 'its own log says which';
 

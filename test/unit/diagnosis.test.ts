@@ -367,6 +367,16 @@ describe('remedies where the user is (issue 26)', () => {
     expect(verdict.message).not.toContain('--trace');
   });
 
+  it('in watch (other clients\' traffic): the firehose is watch\'s mode, and a missing consumer is their worker, not a server of ours', () => {
+    const slow = diagnose({ ...consumedNoFirehose, remedies: 'watch' });
+    expect(slow.message).toContain('--mode firehose');
+    expect(slow.message).not.toContain('call --trace');
+    const noConsumer = diagnose({ ...noConsumerFacts, remedies: 'watch' });
+    expect(noConsumer.code).toBe('no-consumer');
+    expect(noConsumer.message).toContain('start the worker that consumes it');
+    expect(noConsumer.message).not.toContain('bridgescope serve');
+  });
+
   it('on the command line the remedies stay commands', () => {
     expect(diagnose(noConsumerFirehose).message).toContain('bridgescope serve --queue');
     expect(diagnose(consumedNoFirehose).message).toContain('call --trace');
