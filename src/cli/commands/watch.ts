@@ -7,8 +7,10 @@ import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonL
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
+import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
+import { WatchSpans } from '../../core/otel/watch-spans';
 
-interface WatchOptions {
+interface WatchOptions extends OtlpOptions {
   amqp?: string;
   management?: string;
   vhost: string;
@@ -38,7 +40,7 @@ function summaryLine(stats: TopicStats): string {
 }
 
 export function registerWatchCommand(program: Command): void {
-  program
+  const command = program
     .command('watch')
     .description("pair other clients' RPCs on the MQTT exchange without publishing anything: round trips, workers, and a verdict for each request left unanswered; Ctrl-C leaves nothing on the broker")
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
@@ -65,7 +67,11 @@ export function registerWatchCommand(program: Command): void {
           say('warning: no management URL: verdicts on unanswered requests will not say why (pass --management).');
         }
         const requestKeys = options.topic && options.topic.length > 0 ? [...new Set(options.topic)] : [DEFAULT_REQUEST_TOPIC];
+        // Spans only for requests that carry a trace context, and only when asked (a bad --otlp is said before connecting).
+        const otel = otelFor(options, 'bridgescope-watch');
+        const spans = otel ? new WatchSpans(otel.tracer, { exchange: options.exchange, observedBy: options.mode }) : undefined;
         const watcher = new Watcher({
+          ...(spans ? { spans } : {}),
           mode: options.mode,
           amqpUrl: amqp.url,
           ...(managementUrl !== undefined ? { managementUrl } : {}),
@@ -116,11 +122,13 @@ export function registerWatchCommand(program: Command): void {
           started = await watcher.start();
         } catch (err) {
           await signals.cleanup(tasks());
+          await finishOtel(otel);
           throw err;
         }
         if (watcher.firehose?.abandonedMessage) say(watcher.firehose.abandonedMessage);
         if (typeof started !== 'string' && started.state === 'unavailable') {
           await signals.cleanup(tasks());
+          await finishOtel(otel);
           say(`bridgescope: ${started.reason}`);
           return started.code ? exitCodeFor(started.code) : ExitCode.failure;
         }
@@ -145,10 +153,13 @@ export function registerWatchCommand(program: Command): void {
           tasks,
         );
         for (const stats of watcher.stats()) say(summaryLine(stats));
+        // What is left to export goes within a bound (finishOtel says what could not be sent).
+        await finishOtel(otel);
         if (firehose) say('Stopped.');
         else if (watcher.tapStopped === 'cut') say('Stopped: the broker did not answer, so the connection was cut; the broker deletes the tap queue and its bindings when it notices.');
         else say('Stopped: the tap queue and its bindings are deleted.');
         return lost !== undefined ? ExitCode.failure : ExitCode.ok;
       }),
     );
+  addOtlpOptions(command);
 }

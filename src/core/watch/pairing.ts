@@ -104,7 +104,8 @@ function text(value: unknown): string | undefined {
   return undefined;
 }
 
-function jsonObject(body: Buffer): Record<string, unknown> | undefined {
+/** A JSON object body (the seed's envelope), or undefined: not an object, not JSON, or over 1 MB. */
+export function jsonObject(body: Buffer): Record<string, unknown> | undefined {
   if (body.length === 0 || body.length > 1_000_000 || body[0] !== 0x7b) return undefined;
   try {
     const parsed: unknown = JSON.parse(body.toString('utf8'));

@@ -2,7 +2,8 @@
 import { EventEmitter } from 'node:events';
 import { diagnose, type Verdict } from '../../shared/diagnosis';
 import { gatherBrokerFacts } from '../diagnosis/evidence';
-import { RpcPairing, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
+import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
+import type { WatchSpans } from '../otel/watch-spans';
 import { Tap, type TapStatus } from './tap';
 import { FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
@@ -25,6 +26,8 @@ export interface WatcherOptions {
   /** how long a reply key stays bound after its last request closed (default 30 s) */
   keyLingerMs?: number;
   maxPending?: number;
+  /** OpenTelemetry spans for the requests that carry a trace context (`watch --otlp`); none without it */
+  spans?: WatchSpans;
 }
 
 export type WatchLine =
@@ -67,6 +70,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
       keyLingerMs: options.keyLingerMs ?? 30_000,
     });
+    const spans = options.spans;
+    if (spans) this.on('line', (line) => line.type !== 'dropped' && spans.settle(line));
     if (options.mode === 'firehose') {
       if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
       this.firehose = new FirehoseSource({
@@ -78,12 +83,13 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       this.firehose.on('message', (message) => {
         // Only the watched request keys start an RPC; every reply is seen anyway.
         const keys = this.options.requestKeys;
-        this.handle(this.pairing.observe(message, message.exchange === this.options.exchange && (keys.includes('#') || keys.includes(message.routingKey))));
+        const mayBeRequest = message.exchange === this.options.exchange && (keys.includes('#') || keys.includes(message.routingKey));
+        this.observe(message, mayBeRequest);
       });
       this.firehose.on('status', (status) => this.emit('status', status));
     } else {
       this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys });
-      this.tap.on('message', (message) => this.handle(this.pairing.observe(message)));
+      this.tap.on('message', (message) => this.observe(message, true));
       this.tap.on('lost', (reason) => this.emit('lost', reason));
       this.tap.on('status', (status) => {
         if (status.state === 'reconnecting') this.blind = { from: status.since };
@@ -91,6 +97,15 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         this.emit('tapStatus', status);
       });
     }
+  }
+
+  private observe(message: ObservedMessage, mayBeRequest: boolean): void {
+    const spans = this.options.spans;
+    if (spans && mayBeRequest) {
+      const request = asRequest(message);
+      if (request) spans.request({ ...request, sentAt: message.at }, message.headers, jsonObject(message.body), message.routedQueues);
+    }
+    this.handle(this.pairing.observe(message, mayBeRequest));
   }
 
   /** Starts observing: the tap queue's name, or the firehose's status. */
@@ -115,6 +130,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     if (this.firehose) this.releases = await this.firehose.stop();
     if (this.tap) this.tapStopped = await this.tap.stop();
     await Promise.allSettled([...this.deciding]);
+    this.options.spans?.endAll();
   }
 
   private handle(events: WatchEvent[]): void {
