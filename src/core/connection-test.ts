@@ -122,7 +122,9 @@ async function testManagement(url: string, vhost: string, tls: TlsFiles | undefi
     return {
       ...line,
       ok: true,
-      sentence: `Reached and signed in: RabbitMQ ${version}${overview.clusterName ? ` (cluster ${overview.clusterName})` : ''}.`,
+      // The node's own name, as every other view names it (the API gives it to administrators). Never the cluster name:
+      // RabbitMQ's default one carries the machine's host name (…@vm) where the node is …@localhost, read as two brokers.
+      sentence: `Reached and signed in: RabbitMQ ${version}${overview.node ? ` (node ${overview.node})` : ''}.`,
       ...(version !== 'unknown' ? { brokerVersion: version } : {}),
     };
   } catch (err) {

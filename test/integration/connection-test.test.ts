@@ -78,7 +78,8 @@ describe('Test connection on the sandbox broker', () => {
     expect(lines[0]?.sentence).toBe(`Reached and signed in as "${user}" on vhost "/".`);
     expect(lines[1]).toMatchObject({ mqttVersion: '3.1.1', sentence: 'Reached and signed in; MQTT 3.1.1 accepted.' });
     expect(lines[2]?.brokerVersion).toMatch(/^\d+\.\d+\.\d+/);
-    expect(lines[2]?.sentence).toContain(`RabbitMQ ${lines[2]?.brokerVersion}`);
+    // One node name everywhere: the node's own (…@localhost), not RabbitMQ's default cluster name with the host's name.
+    expect(lines[2]?.sentence).toMatch(new RegExp(`^Reached and signed in: RabbitMQ ${lines[2]?.brokerVersion?.replaceAll('.', '\\.')}( \\(node ${broker.nodeName.replaceAll('.', '\\.')}\\))?\\.$`));
   });
 
   it(`on "auto" takes MQTT 5 where the broker has it (3.13+), else falls back to 3.1.1 saying the broker refused MQTT 5 (RabbitMQ ${broker.version ?? 'unknown'})`, async () => {
