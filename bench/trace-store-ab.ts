@@ -25,38 +25,52 @@ interface Tree {
   TraceStore: new (options?: { maxRpcs?: number }) => { attach(source: EventEmitter): () => void; readonly size: number };
   amqpMessage: (properties: Record<string, unknown>, body: Uint8Array) => unknown;
   mqttMessage: (facts: { qos: number; retain?: boolean }, body: Uint8Array) => unknown;
+  /** a tree whose writers leave wires to be built when read (issue 25, round three) */
+  amqpWire?: (properties: Record<string, unknown>, body: Uint8Array, owned?: boolean) => unknown;
+  mqttWire?: (facts: { qos: number; retain?: boolean }, body: Uint8Array, owned?: boolean) => unknown;
+  WIRE_SOURCE?: symbol;
 }
 
 async function load(name: string, root: string): Promise<Tree> {
   const store = (await import(pathToFileURL(resolve(root, 'src/core/trace/trace-store.ts')).href)) as Pick<Tree, 'TraceStore'>;
   const view = (await import(pathToFileURL(resolve(root, 'src/core/trace/message-view.ts')).href)) as Omit<Tree, 'name' | 'TraceStore'>;
-  return { name, TraceStore: store.TraceStore, amqpMessage: view.amqpMessage, mqttMessage: view.mqttMessage };
+  return { name, TraceStore: store.TraceStore, amqpMessage: view.amqpMessage, mqttMessage: view.mqttMessage, amqpWire: view.amqpWire, mqttWire: view.mqttWire, WIRE_SOURCE: view.WIRE_SOURCE };
 }
 
 const trees = [await load('this', '.'), await load(other, other)];
 const ids = Array.from({ length: rpcs }, () => randomUUID());
 const queue = 'bench-queue';
 
-/** One RPC's steps as an untraced app call hands them over (client, then server). */
+/**
+ * One RPC's steps as an untraced app call hands them over (client, then server), each with the wire as that tree's
+ * writers make it: built at once, or left to be built when read (the request and reply bodies arrive as views of a
+ * socket's buffer, as mqtt.js and amqplib hand them over; the composed request and the published reply are ours).
+ */
 function emitRpc(tree: Tree, client: EventEmitter, server: EventEmitter, id: string): void {
   const replyTopic = 'bridgescope/reply/5d1c0f3e';
   const request = Buffer.from(`{"id":"${id}","reply_to":"${replyTopic}","params":"${'x'.repeat(40)}"}`);
   const reply = Buffer.from(`{"id":"${id}","result":"${'x'.repeat(40)}"}`);
+  const received = Buffer.concat([Buffer.alloc(16), request]).subarray(16);
+  const delivered = Buffer.concat([Buffer.alloc(16), reply]).subarray(16);
   const now = Date.now();
-  client.emit('step', { rpcId: id, at: now, source: 'client', kind: 'composed', detail: { topic: queue, qos: 1, replyTopic, replyStrategy: 'shared', bytes: request.byteLength, wire: tree.mqttMessage({ qos: 1, retain: false }, request) } });
+  const amqp = <D extends { detail: object }>(draft: D, properties: Record<string, unknown>, body: Buffer, owned: boolean): D =>
+    tree.amqpWire && tree.WIRE_SOURCE ? { ...draft, [tree.WIRE_SOURCE]: tree.amqpWire(properties, body, owned) } : { ...draft, detail: { ...draft.detail, wire: tree.amqpMessage(properties, body) } };
+  const mqtt = <D extends { detail: object }>(draft: D, body: Buffer, owned: boolean): D =>
+    tree.mqttWire && tree.WIRE_SOURCE ? { ...draft, [tree.WIRE_SOURCE]: tree.mqttWire({ qos: 1, retain: false }, body, owned) } : { ...draft, detail: { ...draft.detail, wire: tree.mqttMessage({ qos: 1, retain: false }, body) } };
+  client.emit('step', mqtt({ rpcId: id, at: now, source: 'client', kind: 'composed', detail: { topic: queue, qos: 1, replyTopic, replyStrategy: 'shared', bytes: request.byteLength } }, request, true));
   client.emit('step', { rpcId: id, at: now, source: 'client', kind: 'mqtt.published', detail: { topic: queue, qosAsked: 1, predictedRoutingKey: queue } });
-  server.emit('step', {
-    rpcId: id, at: now, source: 'server', kind: 'worker.received',
-    detail: { worker: 'w1', consumerTag: 'amq.ctag-1', queue, routingKey: queue, redelivered: false, wire: tree.amqpMessage({ deliveryMode: 2, headers: { 'x-mqtt-publish-qos': 1, 'x-mqtt-dup': false } }, request) },
-  });
+  server.emit(
+    'step',
+    amqp({ rpcId: id, at: now, source: 'server', kind: 'worker.received', detail: { worker: 'w1', consumerTag: 'amq.ctag-1', queue, routingKey: queue, redelivered: false } }, { deliveryMode: 2, headers: { 'x-mqtt-publish-qos': 1, 'x-mqtt-dup': false } }, received, false),
+  );
   client.emit('step', { rpcId: id, at: now, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } });
   server.emit('step', { rpcId: id, at: now, source: 'server', kind: 'handler.finished', detail: { worker: 'w1', durationMs: 0, outcome: 'result' } });
-  server.emit('step', {
-    rpcId: id, at: now, source: 'server', kind: 'reply.published',
-    detail: { worker: 'w1', exchange: 'amq.topic', routingKey: 'bridgescope.reply.5d1c0f3e', replyTopic, mandatory: true, wire: tree.amqpMessage({ messageId: id, contentType: 'application/json', deliveryMode: 1 }, reply) },
-  });
+  server.emit(
+    'step',
+    amqp({ rpcId: id, at: now, source: 'server', kind: 'reply.published', detail: { worker: 'w1', exchange: 'amq.topic', routingKey: 'bridgescope.reply.5d1c0f3e', replyTopic, mandatory: true } }, { messageId: id, contentType: 'application/json', deliveryMode: 2 }, reply, true),
+  );
   server.emit('step', { rpcId: id, at: now, source: 'server', kind: 'reply.confirmed', detail: { worker: 'w1', outcome: 'routed' } });
-  client.emit('step', { rpcId: id, at: now, source: 'client', kind: 'mqtt.reply.received', detail: { topic: replyTopic, replyTopic, topicMismatch: false, bytes: reply.byteLength, qos: 1, wire: tree.mqttMessage({ qos: 1, retain: false }, reply) } });
+  client.emit('step', mqtt({ rpcId: id, at: now, source: 'client', kind: 'mqtt.reply.received', detail: { topic: replyTopic, replyTopic, topicMismatch: false, bytes: reply.byteLength, qos: 1 } }, delivered, false));
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;

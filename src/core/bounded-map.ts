@@ -22,10 +22,14 @@ export class BoundedMap<K, V> {
   }
 
   set(key: K, value: V): void {
-    if (!this.map.has(key)) {
-      if (this.map.size >= this.limit) this.evictOldest();
-      this.order.push(key);
-    }
+    if (!this.map.has(key)) this.add(key, value);
+    else this.map.set(key, value);
+  }
+
+  /** As `set`, for a key the caller knows is not there (it just missed a `get`): one lookup less. */
+  add(key: K, value: V): void {
+    if (this.map.size >= this.limit) this.evictOldest();
+    this.order.push(key);
     this.map.set(key, value);
   }
 
@@ -52,10 +56,10 @@ export class BoundedMap<K, V> {
     while (this.head < this.order.length) {
       const key = this.order[this.head] as K;
       this.head += 1;
-      if (this.map.has(key)) {
-        const value = this.map.get(key) as V;
+      const value = this.map.get(key);
+      if (value !== undefined || this.map.has(key)) {
         this.map.delete(key);
-        this.onEvict?.(key, value);
+        this.onEvict?.(key, value as V);
         break;
       }
     }

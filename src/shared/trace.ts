@@ -178,9 +178,14 @@ export function wireOf(step: TraceStep | TraceStepDraft): TraceMessage | undefin
   return 'wire' in step.detail ? step.detail.wire : undefined;
 }
 
-/** The bytes a step's body preview holds in memory, as the trace's budget counts them (0 once dropped). */
-export function previewSize(step: TraceStep): number {
-  return wireOf(step)?.body.preview.length ?? 0;
+/**
+ * The body bytes a step's preview keeps, as the trace's budget counts them (0 once dropped): the first
+ * TRACE_BODY_PREVIEW_BYTES of the body. Counted from the sizes, not the preview's text, so the core store can count a
+ * preview before it is built (see WireSource in src/core/trace/message-view.ts) and free exactly that much later.
+ */
+export function previewSize(step: TraceStep | TraceStepDraft): number {
+  const body = wireOf(step)?.body;
+  return body === undefined || body.dropped ? 0 : Math.min(body.bytes, TRACE_BODY_PREVIEW_BYTES);
 }
 
 /** The same step without its body preview (size, encoding and headers stay): what the budget leaves of an old step. */
@@ -208,13 +213,19 @@ interface BudgetRpc {
 }
 
 export class PreviewBudget {
-  /** the previews in the order they came, oldest at `head`; entries of RPCs that went are skipped, then compacted away */
-  private queue: Array<{ rpc: BudgetRpc; seq: number }> = [];
+  /**
+   * The previews in the order they came, oldest at `head`, as two parallel lists (no object per preview): entries of
+   * RPCs that went are skipped, then compacted away.
+   */
+  private queueRpcs: BudgetRpc[] = [];
+  private queueSeqs: number[] = [];
   private head = 0;
   /** entries after `head` whose RPC went */
   private dead = 0;
   /** per RPC, so an RPC that goes is forgotten without reading its (cold) steps again */
   private readonly perRpc = new Map<string, BudgetRpc>();
+  /** the RPC of the last preview noted: previews of one RPC often come one after another */
+  private last: BudgetRpc | undefined;
   used = 0;
 
   constructor(readonly limit: number) {}
@@ -228,25 +239,31 @@ export class PreviewBudget {
   noteSize(rpcId: string, seq: number, size: number, drop: (rpcId: string, seq: number) => number): void {
     if (size === 0) return;
     this.used += size;
-    let rpc = this.perRpc.get(rpcId);
-    if (!rpc) {
-      rpc = { rpcId, bytes: 0, gone: false, entries: 0 };
-      this.perRpc.set(rpcId, rpc);
+    let rpc = this.last;
+    if (rpc === undefined || rpc.rpcId !== rpcId || rpc.gone) {
+      rpc = this.perRpc.get(rpcId);
+      if (!rpc) {
+        rpc = { rpcId, bytes: 0, gone: false, entries: 0 };
+        this.perRpc.set(rpcId, rpc);
+      }
+      this.last = rpc;
     }
     rpc.bytes += size;
     rpc.entries += 1;
-    this.queue.push({ rpc, seq });
-    while (this.used > this.limit && this.head < this.queue.length) {
-      const oldest = this.queue[this.head] as { rpc: BudgetRpc; seq: number };
+    this.queueRpcs.push(rpc);
+    this.queueSeqs.push(seq);
+    while (this.used > this.limit && this.head < this.queueRpcs.length) {
+      const oldest = this.queueRpcs[this.head] as BudgetRpc;
+      const oldestSeq = this.queueSeqs[this.head] as number;
       this.head += 1;
-      if (oldest.rpc.gone) {
+      if (oldest.gone) {
         this.dead -= 1;
         continue;
       }
-      const freed = drop(oldest.rpc.rpcId, oldest.seq);
+      const freed = drop(oldest.rpcId, oldestSeq);
       this.used -= freed;
-      oldest.rpc.bytes -= freed;
-      oldest.rpc.entries -= 1;
+      oldest.bytes -= freed;
+      oldest.entries -= 1;
     }
     this.compact();
   }
@@ -265,23 +282,34 @@ export class PreviewBudget {
   /** Keeps the queue at most about twice the previews held, however many passed or went. */
   private compact(): void {
     const waste = this.head + this.dead;
-    if (waste <= 1024 || waste * 2 <= this.queue.length) return;
-    this.queue = this.queue.slice(this.head).filter((entry) => !entry.rpc.gone);
+    if (waste <= 1024 || waste * 2 <= this.queueRpcs.length) return;
+    const rpcs: BudgetRpc[] = [];
+    const seqs: number[] = [];
+    for (let index = this.head; index < this.queueRpcs.length; index += 1) {
+      const rpc = this.queueRpcs[index] as BudgetRpc;
+      if (rpc.gone) continue;
+      rpcs.push(rpc);
+      seqs.push(this.queueSeqs[index] as number);
+    }
+    this.queueRpcs = rpcs;
+    this.queueSeqs = seqs;
     this.head = 0;
     this.dead = 0;
   }
 
   /** How many entries the queue holds (bounded by about twice the previews held). */
   get queued(): number {
-    return this.queue.length;
+    return this.queueRpcs.length;
   }
 
   clear(): void {
     for (const rpc of this.perRpc.values()) rpc.gone = true;
-    this.queue = [];
+    this.queueRpcs = [];
+    this.queueSeqs = [];
     this.head = 0;
     this.dead = 0;
     this.perRpc.clear();
+    this.last = undefined;
     this.used = 0;
   }
 }

@@ -1,7 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { previewSize, TRACE_BODY_PREVIEW_BYTES, wireOf, type TraceStepDraft } from '../../src/shared/trace';
-import { amqpMessage, bodyPreview, mqttMessage, traceValue } from '../../src/core/trace/message-view';
+import { amqpMessage, amqpWire, bodyPreview, buildWire, mqttMessage, mqttWire, traceValue, WIRE_SOURCE, wireSourceOf, withWire, type MqttPublishFacts, type PendingDraft } from '../../src/core/trace/message-view';
+
+/** A draft with its wire left to be built, as the writers hand them over. */
+const pendingAmqp = (draft: TraceStepDraft, properties: Record<string, unknown>, body: Buffer, owned = false): TraceStepDraft =>
+  ({ ...draft, [WIRE_SOURCE]: amqpWire(properties, body, owned) }) as PendingDraft;
+const pendingMqtt = (draft: TraceStepDraft, facts: MqttPublishFacts, body: Buffer, owned = false): TraceStepDraft =>
+  ({ ...draft, [WIRE_SOURCE]: mqttWire(facts, body, owned) }) as PendingDraft;
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { firehoseStep, parseFirehoseMessage } from '../../src/core/trace/firehose';
 import { bodyView, hexDump } from '../../src/renderer/src/components/trace/body-view';
@@ -90,17 +96,76 @@ describe('body previews in the trace', () => {
       content: Buffer.from('{"id":"a","reply_to":"reply/a","params":{}}'),
     });
     const draft = event ? firehoseStep(event, store) : undefined;
-    const wire = draft ? wireOf(draft) : undefined;
+    const wire = draft ? wireOf(withWire(draft)) : undefined;
     expect(wire).toMatchObject({ protocol: 'amqp', properties: { correlation_id: 'a' }, headers: { 'x-mqtt-publish-qos': 1, 'x-mqtt-dup': false } });
     expect(wire?.body).toMatchObject({ encoding: 'json', bytes: 43, shown: 43 });
   });
 });
 
+/** A draft whose wire is left to be built (as the client, the server and the firehose hand them over). */
+const pendingDelivered = (rpcId: string, body: Buffer): TraceStepDraft =>
+  pendingAmqp({ rpcId, at: 1, source: 'broker', kind: 'broker.delivered', detail: { queue: 'rpc_queue', routingKeys: ['rpc_queue'], redelivered: false, leg: 'request' } }, { headers: {} }, body);
+
+describe('wires built when read', () => {
+  const bodies = fc.oneof(
+    fc.string({ maxLength: 200 }).map((text) => Buffer.from(text)),
+    fc.string({ minLength: 4000, maxLength: 5000 }).map((text) => Buffer.from(`{"a":"${text}"}`)),
+    fc.uint8Array({ maxLength: 5000 }).map((bytes) => Buffer.from(bytes)),
+  );
+
+  it('a pending wire, once built, is exactly the wire built at once, for any body (text, cut UTF-8, binary, over 4 KiB)', () => {
+    fc.assert(
+      fc.property(bodies, fc.boolean(), (body, owned) => {
+        const properties = { contentType: 'application/json', deliveryMode: 2, headers: { 'x-mqtt-publish-qos': 1 } };
+        const amqp = pendingAmqp(delivered('a', Buffer.alloc(0)), properties, body, owned);
+        expect(buildWire(wireSourceOf(amqp) as never)).toEqual(amqpMessage(properties, body));
+        const facts = { qos: 1, retain: false, properties: { userProperties: { traceparent: '00-abc' }, correlationData: Buffer.from('id') } };
+        const mqtt = pendingMqtt(delivered('a', Buffer.alloc(0)), facts, body, owned);
+        expect(buildWire(wireSourceOf(mqtt) as never)).toEqual(mqttMessage(facts, body));
+      }),
+    );
+  });
+
+  it("keeps a copy of at most 4 KiB of a body it does not own (a socket's buffer is never held), and its own short body as is", () => {
+    const socketChunk = Buffer.alloc(64 * 1024, 0x61);
+    const message = socketChunk.subarray(100, 200);
+    const held = wireSourceOf(pendingDelivered('a', message))?.head;
+    expect(typeof held).toBe('string');
+    expect(held).toHaveLength(100);
+    const big = Buffer.alloc(1024 * 1024, 0x61);
+    expect(wireSourceOf(pendingAmqp(delivered('b', Buffer.alloc(0)), {}, big, true))?.head).toHaveLength(TRACE_BODY_PREVIEW_BYTES);
+    const ours = Buffer.from('{"id":"c"}');
+    expect(wireSourceOf(pendingAmqp(delivered('c', Buffer.alloc(0)), {}, ours, true))?.head).toBe(ours);
+  });
+
+  it('the store keeps the draft as handed over until read, then the same built step for every reader, without the source', () => {
+    const store = new TraceStore();
+    const body = Buffer.from('{"id":"a","reply_to":"reply/a"}');
+    store.record(pendingDelivered('a', body));
+    const [first] = store.steps('a');
+    expect(wireOf(first as never)).toEqual(amqpMessage({ headers: {} }, body));
+    expect(wireSourceOf(first as never)).toBeUndefined();
+    expect(store.steps('a')[0]).toBe(first);
+    expect(JSON.parse(JSON.stringify(store.export())).steps[0].detail.wire.body.preview).toBe(body.toString());
+  });
+
+  it('a listener of every step (serve --json) prints the wire; the draft handed to others is unchanged', () => {
+    const draft = pendingDelivered('a', Buffer.from('hello'));
+    const printed = JSON.parse(JSON.stringify(withWire(draft)));
+    expect(printed.detail.wire).toMatchObject({ protocol: 'amqp', body: { encoding: 'text', preview: 'hello', bytes: 5 } });
+    expect('wire' in draft.detail).toBe(false);
+    expect(withWire(printed)).toBe(printed);
+  });
+});
+
 describe('the body budget', () => {
-  it('drops the oldest previews once the store holds more than its budget, keeping sizes and headers', () => {
+  it.each([
+    ['built at once', delivered],
+    ['left to be built', pendingDelivered],
+  ])('drops the oldest previews once the store holds more than its budget, keeping sizes and headers (wires %s)', (_how, make) => {
     const store = new TraceStore({ maxBodyBytes: 10_000 });
     const body = Buffer.from('x'.repeat(3000));
-    for (const id of ['a', 'b', 'c', 'd', 'e']) store.add(delivered(id, body));
+    for (const id of ['a', 'b', 'c', 'd', 'e']) store.record(make(id, body));
     expect(store.bodies.used).toBeLessThanOrEqual(10_000);
     const kept = (id: string) => wireOf(store.steps(id)[0] as never)?.body;
     expect(kept('a')).toEqual({ bytes: 3000, encoding: 'text', preview: '', shown: 0, dropped: true });
@@ -119,9 +184,13 @@ describe('the body budget', () => {
 
   it('counts exactly the previews it holds, whatever mix of RPCs, sizes, evictions and drops', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 3000 })), { maxLength: 60 }), (adds) => {
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 6000 }), fc.boolean(), fc.boolean()), { maxLength: 60 }), (adds) => {
         const store = new TraceStore({ maxRpcs: 4, maxBodyBytes: 8000 });
-        for (const [rpc, size] of adds) store.add(delivered(`r${rpc}`, Buffer.alloc(size, 0x61)));
+        for (const [rpc, size, pending, binary] of adds) {
+          // Text and binary (base64 previews are longer than their bytes): the budget counts body bytes either way.
+          const body = Buffer.alloc(size, binary ? 0x01 : 0x61);
+          store.add(pending ? pendingDelivered(`r${rpc}`, body) : delivered(`r${rpc}`, body));
+        }
         const held = store.allSteps().reduce((sum, step) => sum + previewSize(step), 0);
         expect(store.bodies.used).toBe(held);
         expect(held).toBeLessThanOrEqual(8000);

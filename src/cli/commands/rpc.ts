@@ -34,6 +34,7 @@ import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../url
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
 import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
+import { withWire } from '../../core/trace/message-view';
 
 interface ServeOptions extends OtlpOptions {
   amqp?: string;
@@ -355,7 +356,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     });
     if (spans) server.on('step', spans.step);
     server.on('step', (step) => {
-      if (options.json) printJsonLine(step);
+      if (options.json) printJsonLine(withWire(step));
       else if (step.kind === 'reply.published') {
         process.stdout.write(`${terminalSafe(`${step.detail.worker} answered ${step.rpcId} -> ${step.detail.exchange} "${step.detail.routingKey}"`)}\n`);
       }

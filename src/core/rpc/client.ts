@@ -11,7 +11,7 @@ import { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import { encodeRequest } from './envelope';
 import { mqtt5PublishProperties } from './mqtt5-properties';
-import { mqttMessage, type MqttPublishFacts } from '../trace/message-view';
+import { mqttWire, WIRE_SOURCE, type MqttPublishFacts, type PendingDraft } from '../trace/message-view';
 import { carryTraceContext } from '../otel/context';
 import {
   DEFAULT_CALL_TIMEOUT_MS,
@@ -169,8 +169,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       if (this.link.protocolVersion === 5) facts.properties = { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) };
       const detail: TraceStepDetails['composed'] = { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength };
       if (options.method) detail.method = options.method;
-      detail.wire = mqttMessage(facts, body);
-      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'composed', detail });
+      // The wire is built when the step is read (a raw body is the caller's memory: its head is copied).
+      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'composed', detail, [WIRE_SOURCE]: mqttWire(facts, body, !raw) });
     }
 
     // One deadline for the whole call: subscribing and publishing can hang too while the broker is away.
@@ -225,9 +225,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
       outcomeOf = 'replied';
       if (this.traced) {
-        const wire = mqttMessage(publishFacts(reply.packet), reply.payload);
-        const detail = { topic: reply.topic, replyTopic, topicMismatch: reply.topic !== replyTopic, bytes: reply.payload.byteLength, qos: (reply.packet?.qos ?? 0) as QoS, wire };
-        step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.reply.received', detail });
+        const detail = { topic: reply.topic, replyTopic, topicMismatch: reply.topic !== replyTopic, bytes: reply.payload.byteLength, qos: (reply.packet?.qos ?? 0) as QoS };
+        step({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.reply.received', detail, [WIRE_SOURCE]: mqttWire(publishFacts(reply.packet), reply.payload) });
       }
       const mqttVersion = this.link.protocolVersion;
       return buildOutcome(reply, {
@@ -305,13 +304,13 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const { id, duplicate } = stray;
     if (duplicate) this.duplicates += 1;
     if (duplicate && id !== undefined && this.traced) {
-      const detail: TraceStepDetails['mqtt.reply.ignored'] = { topic, bytes: payload.byteLength, reason: 'second-reply', wire: mqttMessage(publishFacts(packet), payload) };
-      this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.reply.ignored', detail });
+      const detail: TraceStepDetails['mqtt.reply.ignored'] = { topic, bytes: payload.byteLength, reason: 'second-reply' };
+      this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.reply.ignored', detail, [WIRE_SOURCE]: mqttWire(publishFacts(packet), payload) });
     }
     this.emit('stray', { topic, ...(id !== undefined ? { id } : {}), duplicate });
   }
 
-  private readonly emitStep = (draft: TraceStepDraft): void => void this.emit('step', draft);
+  private readonly emitStep = (draft: PendingDraft): void => void this.emit('step', draft);
 
   /** Whether anyone listens to steps: when nobody does, no step object is built at all. */
   private get traced(): boolean {

@@ -4,6 +4,7 @@ import type { LinkStatus } from '../../shared/rpc';
 import type { TraceStepDraft } from '../../shared/trace';
 import { messageOf } from '../../shared/thrown';
 import type { ServerProblem } from './server-types';
+import type { PendingDraft } from '../trace/message-view';
 
 export interface RpcServerEvents {
   step: [TraceStepDraft];
@@ -18,7 +19,7 @@ export class ServerEvents extends EventEmitter<RpcServerEvents> {
   }
 
   /** emitSafely for the hot path: several steps per request, without the rest-arguments array. */
-  protected step(draft: TraceStepDraft): void {
+  protected step(draft: PendingDraft): void {
     try {
       this.emit('step', draft);
     } catch (err) {

@@ -12,7 +12,7 @@ import { BridgeError } from '../errors';
 import { AmqpLink } from '../links/amqp-link';
 import { correlationLost, encodeReply, parseRequest, type RpcRequest } from './envelope';
 import { MAX_TIMER_MS } from './handlers';
-import { amqpMessage } from '../trace/message-view';
+import { amqpWire, WIRE_SOURCE } from '../trace/message-view';
 import {
   DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_HANDLER_TIMEOUT_MS,
@@ -234,8 +234,9 @@ export class RpcServer extends ServerEvents {
     this.options.tracing?.received(rpcId, worker.name, this.queue, message, parsed.ok ? parsed.request.body : undefined);
     if (this.traced) {
       const { consumerTag, routingKey, redelivered } = message.fields;
-      const wire = amqpMessage(message.properties as unknown as Record<string, unknown>, message.content);
-      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'worker.received', detail: { worker: worker.name, consumerTag, queue: this.queue, routingKey, redelivered, wire } });
+      const detail = { worker: worker.name, consumerTag, queue: this.queue, routingKey, redelivered };
+      const wire = amqpWire(message.properties as unknown as Record<string, unknown>, message.content);
+      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'worker.received', detail, [WIRE_SOURCE]: wire });
     }
     if (!parsed.ok) return this.reject(worker, message, rpcId, parsed.reason, `Rejected a request without requeue: ${parsed.reason}`);
     const request = parsed.request;
@@ -297,8 +298,9 @@ export class RpcServer extends ServerEvents {
     const traceHeaders = this.options.tracing?.replyHeaders(rpcId, worker.name, exchange, routingKey);
     const { writable, confirmed } = publishReply(worker.channel, exchange, request, messageId, this.replyDeliveryMode, body, traceHeaders);
     if (this.traced) {
-      const wire = amqpMessage(replyProperties(request, messageId, this.replyDeliveryMode), body);
-      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.published', detail: { worker: worker.name, exchange, routingKey, replyTopic, mandatory: true, wire } });
+      const detail = { worker: worker.name, exchange, routingKey, replyTopic, mandatory: true };
+      const properties = replyProperties(request, messageId, this.replyDeliveryMode);
+      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.published', detail, [WIRE_SOURCE]: amqpWire(properties, body, true) });
     }
     // Respect the socket's backpressure before taking more work; a closed channel settles `confirmed` instead.
     if (!writable) await Promise.race([channelDrained(worker), confirmed]);

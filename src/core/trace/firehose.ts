@@ -6,14 +6,14 @@ import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { defaultEnvelopeFields, type EnvelopeFields } from '../../shared/rpc';
 import { isSubscriptionQueue } from '../../shared/rabbitmq-mqtt';
 import type { ErrorCode } from '../../shared/errors';
-import type { BrokerParty, TraceStep, TraceStepDetails, TraceStepDraft } from '../../shared/trace';
+import type { BrokerParty, TraceStep, TraceStepDetails } from '../../shared/trace';
 import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { MissingTagError } from '../broker/management-http';
 import { readTopLevelFields } from './json-fields';
-import { amqpMessage } from './message-view';
+import { amqpWire, WIRE_SOURCE, type PendingDraft } from './message-view';
 import { traceNames } from './intern';
 import type { TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
@@ -87,7 +87,7 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
 }
 
 /** Turns a firehose event into a trace step, if it belongs to an RPC the store knows (or carries an id). */
-export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: EnvelopeFields = defaultEnvelopeFields): TraceStepDraft | undefined {
+export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: EnvelopeFields = defaultEnvelopeFields): PendingDraft | undefined {
   // Only the id and the reply topic are read: the rest of the body (a 1 MiB payload) is skipped, never parsed.
   const record = readTopLevelFields(event.body, [fields.id, fields.replyTo]);
   const rawId = record?.get(fields.id);
@@ -102,14 +102,13 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   }
   if (rpcId === undefined) return undefined;
   const at = Date.now();
-  // What the user reads at this hop: the message's properties and headers, and the first bytes of its body (not parsed).
-  const wire = amqpMessage(event.properties, event.body);
+  // What the user reads at this hop: the message's properties and headers, and the first bytes of its body (not
+  // parsed), built when the step is read.
   if (event.type === 'deliver') {
     const delivered: TraceStepDetails['broker.delivered'] = { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg };
     if (event.node !== undefined) delivered.node = event.node;
     if (event.party) delivered.consumer = event.party;
-    delivered.wire = wire;
-    return { rpcId, at, source: 'broker', kind: 'broker.delivered', detail: delivered };
+    return { rpcId, at, source: 'broker', kind: 'broker.delivered', detail: delivered, [WIRE_SOURCE]: amqpWire(event.properties, event.body) };
   }
   const predicted = leg === 'request' ? store.findDetail(rpcId, 'mqtt.published')?.predictedRoutingKey : store.findDetail(rpcId, 'reply.published')?.routingKey;
   const published: TraceStepDetails['broker.published'] = { exchange: event.name, routingKeys: event.routingKeys, routedQueues: event.routedQueues, leg };
@@ -119,8 +118,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   }
   if (event.node !== undefined) published.node = event.node;
   if (event.party) published.publisher = event.party;
-  published.wire = wire;
-  return { rpcId, at, source: 'broker', kind: 'broker.published', detail: published };
+  return { rpcId, at, source: 'broker', kind: 'broker.published', detail: published, [WIRE_SOURCE]: amqpWire(event.properties, event.body) };
 }
 
 /**

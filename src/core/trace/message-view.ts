@@ -5,7 +5,7 @@
  */
 import { isAscii } from 'node:buffer';
 import { TextDecoder } from 'node:util';
-import { TRACE_BODY_PREVIEW_BYTES, type TraceBody, type TraceMessage, type TraceValue } from '../../shared/trace';
+import { TRACE_BODY_PREVIEW_BYTES, type TraceBody, type TraceMessage, type TraceStep, type TraceStepDraft, type TraceValue } from '../../shared/trace';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 /** Header and property values longer than this are cut (a header is read, not stored whole). */
@@ -38,18 +38,22 @@ function opensLikeJson(text: string): boolean {
 
 /** The first `limit` bytes of a body, as text when it is UTF-8 (json when it opens like JSON), else base64. */
 export function bodyPreview(body: Uint8Array, limit = TRACE_BODY_PREVIEW_BYTES): TraceBody {
-  const cut = body.byteLength > limit;
-  const head = cut ? body.subarray(0, limit) : body;
+  return previewOfHead(body.byteLength > limit ? body.subarray(0, limit) : body, body.byteLength);
+}
+
+/** The preview of a body of `bytes` bytes from its first bytes (`head`, all of it when it is not cut). */
+function previewOfHead(head: Uint8Array, bytes: number): TraceBody {
+  const cut = bytes > head.byteLength;
   // Most bodies are ASCII (JSON): then one byte is one character, and latin1 reads them without the strict decoder.
   if (isAscii(head)) {
     const text = (Buffer.isBuffer(head) ? head : Buffer.from(head.buffer, head.byteOffset, head.byteLength)).toString('latin1');
-    if (!CONTROL.test(text)) return { bytes: body.byteLength, encoding: opensLikeJson(text) ? 'json' : 'text', preview: text, shown: head.byteLength };
+    if (!CONTROL.test(text)) return { bytes, encoding: opensLikeJson(text) ? 'json' : 'text', preview: text, shown: head.byteLength };
   }
   const decoded = utf8Prefix(head, cut);
   if (decoded && !CONTROL.test(decoded.text)) {
-    return { bytes: body.byteLength, encoding: opensLikeJson(decoded.text) ? 'json' : 'text', preview: decoded.text, shown: decoded.shown };
+    return { bytes, encoding: opensLikeJson(decoded.text) ? 'json' : 'text', preview: decoded.text, shown: decoded.shown };
   }
-  return { bytes: body.byteLength, encoding: 'binary', preview: Buffer.from(head.buffer, head.byteOffset, head.byteLength).toString('base64'), shown: head.byteLength };
+  return { bytes, encoding: 'binary', preview: Buffer.from(head.buffer, head.byteOffset, head.byteLength).toString('base64'), shown: head.byteLength };
 }
 
 function cutText(text: string): string {
@@ -99,15 +103,18 @@ function table(source: Record<string, unknown> | undefined, skip?: ReadonlySet<s
 
 const AMQP_NOT_PROPERTIES = new Set(['headers']);
 
-/** An AMQP message: its basic properties (headers apart) and headers, as amqplib decoded them. */
-export function amqpMessage(properties: Record<string, unknown> | undefined, body: Uint8Array): TraceMessage {
+/** An AMQP message's basic properties (headers apart) and headers, as amqplib decoded them. */
+function amqpTables(properties: Record<string, unknown> | undefined): Pick<TraceMessage, 'properties' | 'headers'> {
   const headers = properties?.headers;
   return {
-    protocol: 'amqp',
     properties: table(properties, AMQP_NOT_PROPERTIES),
     headers: table(typeof headers === 'object' && headers !== null ? (headers as Record<string, unknown>) : undefined),
-    body: bodyPreview(body),
   };
+}
+
+/** An AMQP message: its basic properties (headers apart) and headers, as amqplib decoded them. */
+export function amqpMessage(properties: Record<string, unknown> | undefined, body: Uint8Array): TraceMessage {
+  return { protocol: 'amqp', ...amqpTables(properties), body: bodyPreview(body) };
 }
 
 /** What an MQTT PUBLISH carried besides its payload: the fixed header's flags and the MQTT 5 properties. */
@@ -118,8 +125,8 @@ export interface MqttPublishFacts {
   properties?: Record<string, unknown>;
 }
 
-/** An MQTT message: QoS, retain, dup and MQTT 5 properties; user properties as headers. */
-export function mqttMessage(facts: MqttPublishFacts, body: Uint8Array): TraceMessage {
+/** An MQTT message's QoS, retain, dup and MQTT 5 properties; user properties as headers. */
+function mqttTables(facts: MqttPublishFacts): Pick<TraceMessage, 'properties' | 'headers'> {
   const properties: Record<string, TraceValue> = { qos: facts.qos, retain: facts.retain ?? false };
   if (facts.dup !== undefined) properties.dup = facts.dup;
   let userProperties: unknown;
@@ -129,10 +136,99 @@ export function mqttMessage(facts: MqttPublishFacts, body: Uint8Array): TraceMes
     userProperties = user;
     Object.assign(properties, table(rest));
   }
-  return {
-    protocol: 'mqtt',
-    properties,
-    headers: table(typeof userProperties === 'object' && userProperties !== null ? (userProperties as Record<string, unknown>) : undefined),
-    body: bodyPreview(body),
-  };
+  return { properties, headers: table(typeof userProperties === 'object' && userProperties !== null ? (userProperties as Record<string, unknown>) : undefined) };
+}
+
+/** An MQTT message: QoS, retain, dup and MQTT 5 properties; user properties as headers. */
+export function mqttMessage(facts: MqttPublishFacts, body: Uint8Array): TraceMessage {
+  return { protocol: 'mqtt', ...mqttTables(facts), body: bodyPreview(body) };
+}
+
+/**
+ * What a step's wire is built from, kept on its draft until a reader asks for the step (most steps of an untraced app
+ * call never are): the message's facts and the head of its body. A head that is a view of someone else's memory (a
+ * socket's read buffer) is copied, so a kept draft never holds more than its preview's bytes.
+ */
+export type WireSource =
+  | ({ protocol: 'amqp'; properties: Record<string, unknown> | undefined } & PendingBody)
+  | ({ protocol: 'mqtt'; facts: MqttPublishFacts } & PendingBody);
+
+interface PendingBody {
+  /** the body's first bytes: the body itself (ours), or a copy as a latin1 string (one character a byte, cheap to keep) */
+  head: Uint8Array | string;
+  bytes: number;
+  /** set once the trace's body budget took the preview: the head is gone, its encoding is kept */
+  dropped?: TraceBody['encoding'];
+}
+
+/** The key of a draft's wire source: a symbol, so JSON, structured clone and spreads of the detail never see it. */
+export const WIRE_SOURCE = Symbol('wire source');
+
+/** A draft whose wire is still to be built from its source. */
+export type PendingDraft = TraceStepDraft & { [WIRE_SOURCE]?: WireSource };
+
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * The head of a body to keep: the body itself when it is ours and short (`owned`: a buffer we encoded and never
+ * change), else a copy of at most TRACE_BODY_PREVIEW_BYTES bytes, as a latin1 string (the bytes exactly, and for the
+ * garbage collector one small object, where a Buffer copy is three and memory outside its heap).
+ */
+function headOf(body: Uint8Array, owned: boolean): Uint8Array | string {
+  if (owned && body.byteLength <= TRACE_BODY_PREVIEW_BYTES) return body;
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  return bytes.toString('latin1', 0, Math.min(bytes.byteLength, TRACE_BODY_PREVIEW_BYTES));
+}
+
+/** A head's bytes, as previews are built from them. */
+function headBytes(head: Uint8Array | string): Uint8Array {
+  return typeof head === 'string' ? Buffer.from(head, 'latin1') : head;
+}
+
+/**
+ * An AMQP message's wire, to be built when its step is read: a writer puts it on the draft it emits, in the literal
+ * (`{ ...step, [WIRE_SOURCE]: amqpWire(...) }`: a property added later costs the draft a second object).
+ */
+export function amqpWire(properties: Record<string, unknown> | undefined, body: Uint8Array, owned = false): WireSource {
+  return { protocol: 'amqp', properties, head: headOf(body, owned), bytes: body.byteLength };
+}
+
+/** An MQTT message's wire, to be built when its step is read (see `amqpWire`). */
+export function mqttWire(facts: MqttPublishFacts, body: Uint8Array, owned = false): WireSource {
+  return { protocol: 'mqtt', facts, head: headOf(body, owned), bytes: body.byteLength };
+}
+
+/** The wire a source describes; its body preview is marked dropped when the trace's body budget took it. */
+export function buildWire(source: WireSource): TraceMessage {
+  const body: TraceBody = source.dropped
+    ? { bytes: source.bytes, encoding: source.dropped, preview: '', shown: 0, dropped: true }
+    : previewOfHead(headBytes(source.head), source.bytes);
+  return source.protocol === 'amqp' ? { protocol: 'amqp', ...amqpTables(source.properties), body } : { protocol: 'mqtt', ...mqttTables(source.facts), body };
+}
+
+/** The draft with its wire built (itself when it has none pending): what a listener of 'step' that reads wires prints. */
+export function withWire<D extends TraceStepDraft | TraceStep>(draft: D): D {
+  const source = (draft as PendingDraft)[WIRE_SOURCE];
+  if (source === undefined) return draft;
+  const { [WIRE_SOURCE]: _source, ...rest } = draft as D & PendingDraft;
+  return { ...rest, detail: { ...draft.detail, wire: buildWire(source) } } as unknown as D;
+}
+
+/** The wire source of a draft, if its wire is still to be built. */
+export function wireSourceOf(draft: TraceStepDraft | TraceStep): WireSource | undefined {
+  return (draft as PendingDraft)[WIRE_SOURCE];
+}
+
+/** The preview bytes a source will hold once built: what the trace's body budget counts for it (see `previewSize`). */
+export function pendingPreviewBytes(source: WireSource): number {
+  return source.dropped ? 0 : typeof source.head === 'string' ? source.head.length : source.head.byteLength;
+}
+
+/** The budget took this preview: the head goes, its size and encoding stay. Returns the bytes freed. */
+export function dropPendingPreview(source: WireSource): number {
+  const freed = pendingPreviewBytes(source);
+  if (freed === 0) return 0;
+  source.dropped = previewOfHead(headBytes(source.head), source.bytes).encoding;
+  source.head = NO_BYTES;
+  return freed;
 }

@@ -25,6 +25,7 @@ import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import { BoundedMap } from '../bounded-map';
+import { buildWire, dropPendingPreview, pendingPreviewBytes, wireSourceOf } from './message-view';
 
 export interface TraceStoreOptions {
   maxRpcs?: number;
@@ -58,8 +59,11 @@ class RpcFacts {
   step(index: number): TraceStep {
     const entry = this.entries[index] as TraceStepDraft | TraceStep;
     if ((entry as Partial<TraceStep>).seq !== undefined) return entry as TraceStep;
+    // The wire a writer left to be built (see WireSource) is built now, once.
+    const source = wireSourceOf(entry);
+    const detail = source === undefined ? entry.detail : { ...entry.detail, wire: buildWire(source) };
     // The RPC's first id string for all its steps (the server and the firehose each parsed a copy of their own).
-    const step = { rpcId: this.rpcId, seq: this.seqs[index] as number, at: entry.at, source: entry.source, kind: entry.kind, detail: entry.detail } as TraceStep;
+    const step = { rpcId: this.rpcId, seq: this.seqs[index] as number, at: entry.at, source: entry.source, kind: entry.kind, detail } as TraceStep;
     this.entries[index] = step;
     return step;
   }
@@ -146,10 +150,12 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       facts = this.rpcs.get(draft.rpcId);
       if (!facts) {
         facts = new RpcFacts(draft.rpcId);
-        this.rpcs.set(draft.rpcId, facts);
+        this.rpcs.add(draft.rpcId, facts);
       }
       this.lastFacts = facts;
     }
+    // One id string per RPC is kept: the server's and the firehose's own parsed copies go with their garbage.
+    draft.rpcId = facts.rpcId;
     if (facts.entries.length >= this.maxStepsPerRpc) {
       this.droppedSteps += 1;
       return false;
@@ -159,7 +165,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const index = facts.insert(draft, seq);
     if (draft.kind === 'composed') this.replyKeys.set(this.replyKeyOf(draft.detail.replyTopic), draft.rpcId);
     else if (draft.kind === 'reply.published') this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
-    const size = previewSize(draft as TraceStep);
+    const source = wireSourceOf(draft);
+    const size = source === undefined ? previewSize(draft) : pendingPreviewBytes(source);
     if (size > 0) this.bodies.noteSize(draft.rpcId, seq, size, this.dropPreview);
     // Built only for a listener: with none (a CLI call, the benchmark), a step stays a draft until read.
     const listened = this.listenerCount('added') > 0;
@@ -200,9 +207,12 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const facts = this.rpcs.get(rpcId);
     const index = facts ? facts.seqs.indexOf(seq) : -1;
     if (!facts || index < 0) return 0;
-    const step = facts.step(index);
-    facts.entries[index] = withoutPreview(step);
-    return previewSize(step);
+    const entry = facts.entries[index] as TraceStepDraft | TraceStep;
+    // Not built yet: its source loses the head, and the step is built without a preview when read.
+    const source = wireSourceOf(entry);
+    if (source !== undefined) return dropPendingPreview(source);
+    facts.entries[index] = withoutPreview(entry as TraceStep);
+    return previewSize(entry);
   }
 
   /** The detail of an RPC's first step of `kind` (in flow order), without copying or sorting its steps. */
@@ -249,7 +259,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const listener = (draft: TraceStepDraft): void => {
       // Renamed as emitted, before anything is stored or announced: a step never shows under an id it later leaves.
       this.handedOver.push(rename ? rename(draft) : draft);
-      if (this.handedOver.length === 1) setImmediate(this.takeHandedOverLater);
+      if (this.handedOver.length === 1) queueMicrotask(this.takeHandedOverLater);
     };
     source.on('step', listener);
     return () => void source.off('step', listener);
