@@ -25,7 +25,7 @@ import {
 } from '../../shared/defaults';
 import { CallGuard } from './call-guard';
 import { ReplyMatcher, type Reply } from './reply-matcher';
-import { admit, allowedQos, explainMqtt5Refusal, mqtt5NotSent } from './send-limits';
+import { admit, allowedQos, explainMqtt5Refusal, mqtt5NotSent, type SendCaps } from './send-limits';
 import { TopicFactsCache } from './topic-facts';
 import type { RpcCallOptions, RpcClientOptions } from './client-options';
 
@@ -91,8 +91,16 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     this.rules = brokerRules(version);
   }
 
+  /** the client's own limits, read once */
+  private readonly caps: SendCaps;
+
   constructor(private readonly options: RpcClientOptions) {
     super();
+    this.caps = {
+      maxPayloadBytes: options.maxPayloadBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      maxInFlight: options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
+      maxOfflineQueue: options.maxOfflineQueue ?? DEFAULT_MAX_OFFLINE_QUEUE,
+    };
     this.clientId = options.clientId ?? `bridgescope-${randomUUID().slice(0, 8)}`;
     this.brokerVersion = options.brokerVersion;
     this.strategy = options.strategy ?? DEFAULT_CLIENT_REPLY_STRATEGY;
@@ -157,11 +165,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
     const body = raw
       ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength)
       : encodeRequest({ id, replyTopic, method: options.method, params: options.params, extra: options.payload }, this.fields);
-    admit(body.byteLength, this.replies.size, this.link.connected, {
-      maxPayloadBytes: this.options.maxPayloadBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-      maxInFlight: this.options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT,
-      maxOfflineQueue: this.options.maxOfflineQueue ?? DEFAULT_MAX_OFFLINE_QUEUE,
-    });
+    admit(body.byteLength, this.replies.size, this.link.connected, this.caps);
     const sendQos = allowedQos(this.link, this.rules, { qos, topic, replyTopic, bodyBytes: body.byteLength }, warnings);
     const step = this.emitStep;
     if (this.traced) {
@@ -193,7 +197,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
     const started = performance.now();
     let outcomeOf: 'replied' | 'failed' = 'failed';
-    const replied = this.replies.wait(id, replyRoutingKey);
+    const slot = this.replies.expect(id, replyRoutingKey);
     try {
       const publishOptions: IClientPublishOptions = { qos: sendQos };
       if (this.link.protocolVersion === 5) {
@@ -209,11 +213,13 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
 
       // At-least-once: with retries, a request without a reply in time is published again under the same id;
       // the first reply wins and later ones are counted as duplicates, never delivered twice.
-      let reply: Reply | undefined;
+      // Nearly every call: the reply came during the publish, or the guard's one wait takes it (no race promise).
+      let reply: Reply | undefined = (options.retries ?? 0) > 0 && options.attemptTimeoutMs !== undefined ? undefined : (slot.reply ?? (await guard.wait<Reply>((resolve) => (slot.resolve = resolve))));
+      const replied = reply === undefined ? (slot.reply !== undefined ? Promise.resolve(slot.reply) : new Promise<Reply>((resolve) => (slot.resolve = resolve))) : undefined;
       for (let attempt = 1; reply === undefined; attempt += 1) {
         const retrying = attempt <= (options.retries ?? 0) && options.attemptTimeoutMs !== undefined;
         const wait = retrying ? timer(options.attemptTimeoutMs as number) : undefined;
-        const next = await (wait ? Promise.race([replied, guard.expired, wait.elapsed]) : Promise.race([replied, guard.expired]));
+        const next = await (wait ? Promise.race([replied as Promise<Reply>, guard.expired, wait.elapsed]) : Promise.race([replied as Promise<Reply>, guard.expired]));
         wait?.cancel();
         if (next !== RETRY) {
           reply = next;
@@ -269,7 +275,11 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
   private async publish(sending: Sending): Promise<QoS> {
     const { id, qos, predictedRoutingKey } = sending;
     if (this.traced) this.emitStep({ rpcId: id, at: Date.now(), source: 'client', kind: 'mqtt.published', detail: { topic: sending.topic, qosAsked: qos, predictedRoutingKey } });
-    const packet = await Promise.race([this.link.client.publishAsync(sending.topic, sending.body, sending.options), sending.guard.expired]).catch((err: unknown) => {
+    // The guard's wait settles on the acknowledgement or the call's end, whichever comes first (no race promise).
+    const client = this.link.client;
+    const packet = await sending.guard.wait<Packet | undefined>((resolve, reject) => {
+      client.publish(sending.topic, sending.body, sending.options, (err, sent) => (err ? reject(err) : resolve(sent)));
+    }).catch((err: unknown) => {
       if (err instanceof BridgeError) throw err;
       // mqtt.js fails the publish with the PUBACK's reason code when it is an error (0x80 and up, MQTT 5 only).
       const reasonCode = (err as { code?: unknown }).code;

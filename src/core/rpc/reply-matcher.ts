@@ -12,11 +12,15 @@ export interface Reply {
   fields: ReturnType<typeof readReplyFields>;
 }
 
-interface PendingCall {
+/** A call waiting for its reply: the reply is handed to `resolve` once there is one, or kept in `reply` until then. */
+export interface ReplySlot {
   id: string;
   replyRoutingKey: string;
-  resolve: (reply: Reply) => void;
+  reply?: Reply;
+  resolve?: (reply: Reply) => void;
 }
+
+type PendingCall = ReplySlot;
 
 /** A reply that matched no waiting call: late (after a timeout), duplicate (at least once), or foreign. */
 export interface StrayReply {
@@ -71,7 +75,17 @@ export class ReplyMatcher {
 
   /** Resolves with the call's reply; it never rejects (the call's guard ends a wait that lasts too long). */
   wait(id: string, replyRoutingKey: string): Promise<Reply> {
-    return new Promise<Reply>((resolve) => this.pending.set(id, { id, replyRoutingKey, resolve }));
+    return new Promise<Reply>((resolve) => (this.expect(id, replyRoutingKey).resolve = resolve));
+  }
+
+  /**
+   * As `wait`, without a promise: the slot keeps a reply that comes before anyone waits (during the publish), and hands
+   * a later one to the `resolve` the caller sets (a call that waits through its guard then makes one promise, not two).
+   */
+  expect(id: string, replyRoutingKey: string): ReplySlot {
+    const slot: ReplySlot = { id, replyRoutingKey };
+    this.pending.set(id, slot);
+    return slot;
   }
 
   /** The call ended (replied or not): a later reply with its id is a stray, a duplicate when it had replied. */
@@ -102,7 +116,8 @@ export class ReplyMatcher {
     this.pending.delete(call.id);
     const reply: Reply = { topic, payload, body, fields };
     if (packet) reply.packet = packet;
-    call.resolve(reply);
+    if (call.resolve) call.resolve(reply);
+    else call.reply = reply;
     return undefined;
   }
 }

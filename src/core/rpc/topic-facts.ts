@@ -9,7 +9,8 @@ export interface TopicFacts {
 }
 
 export class TopicFactsCache {
-  private readonly known = new Map<string, TopicFacts>();
+  /** by role, keyed by the topic itself: a key made per call (role + topic) was a new string to hash every time */
+  private readonly known = { publish: new Map<string, TopicFacts>(), reply: new Map<string, TopicFacts>() };
 
   constructor(private readonly topicMap: TopicMapOptions | undefined) {}
 
@@ -18,8 +19,8 @@ export class TopicFactsCache {
    * topic and the shared reply topic come back on every call: theirs are kept (a few, so a burst of topics cannot grow it).
    */
   facts(topic: string, role: 'publish' | 'reply', keep: boolean): TopicFacts {
-    const cacheKey = `${role}\u0000${topic}`;
-    const known = keep ? this.known.get(cacheKey) : undefined;
+    const kept = this.known[role];
+    const known = keep ? kept.get(topic) : undefined;
     if (known) return known;
     const issues = lintTopic(topic, role, this.topicMap);
     const facts: TopicFacts = {
@@ -29,8 +30,8 @@ export class TopicFactsCache {
       routingKey: topicToRoutingKey(topic, this.topicMap),
     };
     if (keep) {
-      if (this.known.size >= 64) this.known.clear();
-      this.known.set(cacheKey, facts);
+      if (kept.size >= 64) kept.clear();
+      kept.set(topic, facts);
     }
     return facts;
   }
