@@ -26,8 +26,8 @@ interface Tree {
   amqpMessage: (properties: Record<string, unknown>, body: Uint8Array) => unknown;
   mqttMessage: (facts: { qos: number; retain?: boolean }, body: Uint8Array) => unknown;
   /** a tree whose writers leave wires to be built when read (issue 25, round three) */
-  amqpWire?: (properties: Record<string, unknown>, body: Uint8Array, owned?: boolean) => unknown;
-  mqttWire?: (facts: { qos: number; retain?: boolean }, body: Uint8Array, owned?: boolean) => unknown;
+  amqpWire?: (properties: Record<string, unknown>, body: Uint8Array) => unknown;
+  mqttWire?: (facts: { qos: number; retain?: boolean }, body: Uint8Array) => unknown;
   WIRE_SOURCE?: symbol;
 }
 
@@ -53,24 +53,24 @@ function emitRpc(tree: Tree, client: EventEmitter, server: EventEmitter, id: str
   const received = Buffer.concat([Buffer.alloc(16), request]).subarray(16);
   const delivered = Buffer.concat([Buffer.alloc(16), reply]).subarray(16);
   const now = Date.now();
-  const amqp = <D extends { detail: object }>(draft: D, properties: Record<string, unknown>, body: Buffer, owned: boolean): D =>
-    tree.amqpWire && tree.WIRE_SOURCE ? { ...draft, [tree.WIRE_SOURCE]: tree.amqpWire(properties, body, owned) } : { ...draft, detail: { ...draft.detail, wire: tree.amqpMessage(properties, body) } };
-  const mqtt = <D extends { detail: object }>(draft: D, body: Buffer, owned: boolean): D =>
-    tree.mqttWire && tree.WIRE_SOURCE ? { ...draft, [tree.WIRE_SOURCE]: tree.mqttWire({ qos: 1, retain: false }, body, owned) } : { ...draft, detail: { ...draft.detail, wire: tree.mqttMessage({ qos: 1, retain: false }, body) } };
-  client.emit('step', mqtt({ rpcId: id, at: now, source: 'client', kind: 'composed', detail: { topic: queue, qos: 1, replyTopic, replyStrategy: 'shared', bytes: request.byteLength } }, request, true));
+  const amqp = <D extends { detail: object }>(draft: D, properties: Record<string, unknown>, body: Buffer): D =>
+    tree.amqpWire && tree.WIRE_SOURCE ? { ...draft, [tree.WIRE_SOURCE]: tree.amqpWire(properties, body) } : { ...draft, detail: { ...draft.detail, wire: tree.amqpMessage(properties, body) } };
+  const mqtt = <D extends { detail: object }>(draft: D, body: Buffer): D =>
+    tree.mqttWire && tree.WIRE_SOURCE ? { ...draft, [tree.WIRE_SOURCE]: tree.mqttWire({ qos: 1, retain: false }, body) } : { ...draft, detail: { ...draft.detail, wire: tree.mqttMessage({ qos: 1, retain: false }, body) } };
+  client.emit('step', mqtt({ rpcId: id, at: now, source: 'client', kind: 'composed', detail: { topic: queue, qos: 1, replyTopic, replyStrategy: 'shared', bytes: request.byteLength } }, request));
   client.emit('step', { rpcId: id, at: now, source: 'client', kind: 'mqtt.published', detail: { topic: queue, qosAsked: 1, predictedRoutingKey: queue } });
   server.emit(
     'step',
-    amqp({ rpcId: id, at: now, source: 'server', kind: 'worker.received', detail: { worker: 'w1', consumerTag: 'amq.ctag-1', queue, routingKey: queue, redelivered: false } }, { deliveryMode: 2, headers: { 'x-mqtt-publish-qos': 1, 'x-mqtt-dup': false } }, received, false),
+    amqp({ rpcId: id, at: now, source: 'server', kind: 'worker.received', detail: { worker: 'w1', consumerTag: 'amq.ctag-1', queue, routingKey: queue, redelivered: false } }, { deliveryMode: 2, headers: { 'x-mqtt-publish-qos': 1, 'x-mqtt-dup': false } }, received),
   );
   client.emit('step', { rpcId: id, at: now, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } });
   server.emit('step', { rpcId: id, at: now, source: 'server', kind: 'handler.finished', detail: { worker: 'w1', durationMs: 0, outcome: 'result' } });
   server.emit(
     'step',
-    amqp({ rpcId: id, at: now, source: 'server', kind: 'reply.published', detail: { worker: 'w1', exchange: 'amq.topic', routingKey: 'bridgescope.reply.5d1c0f3e', replyTopic, mandatory: true } }, { messageId: id, contentType: 'application/json', deliveryMode: 2 }, reply, true),
+    amqp({ rpcId: id, at: now, source: 'server', kind: 'reply.published', detail: { worker: 'w1', exchange: 'amq.topic', routingKey: 'bridgescope.reply.5d1c0f3e', replyTopic, mandatory: true } }, { messageId: id, contentType: 'application/json', deliveryMode: 2 }, reply),
   );
   server.emit('step', { rpcId: id, at: now, source: 'server', kind: 'reply.confirmed', detail: { worker: 'w1', outcome: 'routed' } });
-  client.emit('step', mqtt({ rpcId: id, at: now, source: 'client', kind: 'mqtt.reply.received', detail: { topic: replyTopic, replyTopic, topicMismatch: false, bytes: reply.byteLength, qos: 1 } }, delivered, false));
+  client.emit('step', mqtt({ rpcId: id, at: now, source: 'client', kind: 'mqtt.reply.received', detail: { topic: replyTopic, replyTopic, topicMismatch: false, bytes: reply.byteLength, qos: 1 } }, delivered));
 }
 
 const gc = (globalThis as { gc?: () => void }).gc;

@@ -202,7 +202,7 @@ export const TRACE_BODY_BUDGET_BYTES = 32 * 1024 * 1024;
  * Keeps the body previews of a trace within a byte budget: notes every preview as it comes, and says which old ones
  * to drop (oldest first) once the budget is passed. The store drops them and tells how many bytes that freed.
  */
-interface BudgetRpc {
+export interface BudgetRpc {
   rpcId: string;
   /** preview bytes of this RPC still held */
   bytes: number;
@@ -238,16 +238,27 @@ export class PreviewBudget {
   /** As `note`, for a preview of `size` bytes of step `seq` of `rpcId` (the core store notes drafts before it builds steps). */
   noteSize(rpcId: string, seq: number, size: number, drop: (rpcId: string, seq: number) => number): void {
     if (size === 0) return;
-    this.used += size;
     let rpc = this.last;
     if (rpc === undefined || rpc.rpcId !== rpcId || rpc.gone) {
       rpc = this.perRpc.get(rpcId);
       if (!rpc) {
-        rpc = { rpcId, bytes: 0, gone: false, entries: 0 };
+        rpc = PreviewBudget.rpc(rpcId);
         this.perRpc.set(rpcId, rpc);
       }
       this.last = rpc;
     }
+    this.noteFor(rpc, seq, size, drop);
+  }
+
+  /** A new RPC's entry, for a caller that keeps it with the RPC (`noteFor`, `forgetRpc`: no lookup by id). */
+  static rpc(rpcId: string): BudgetRpc {
+    return { rpcId, bytes: 0, gone: false, entries: 0 };
+  }
+
+  /** As `noteSize`, for an RPC whose entry the caller keeps. */
+  noteFor(rpc: BudgetRpc, seq: number, size: number, drop: (rpcId: string, seq: number) => number): void {
+    if (size === 0) return;
+    this.used += size;
     rpc.bytes += size;
     rpc.entries += 1;
     this.queueRpcs.push(rpc);
@@ -272,10 +283,16 @@ export class PreviewBudget {
   forget(rpcId: string): void {
     const rpc = this.perRpc.get(rpcId);
     if (!rpc) return;
+    this.perRpc.delete(rpcId);
+    this.forgetRpc(rpc);
+  }
+
+  /** As `forget`, for an RPC whose entry the caller keeps. */
+  forgetRpc(rpc: BudgetRpc): void {
+    if (rpc.gone) return;
     this.used -= rpc.bytes;
     rpc.gone = true;
     this.dead += rpc.entries;
-    this.perRpc.delete(rpcId);
     this.compact();
   }
 
@@ -304,6 +321,7 @@ export class PreviewBudget {
 
   clear(): void {
     for (const rpc of this.perRpc.values()) rpc.gone = true;
+    for (let index = this.head; index < this.queueRpcs.length; index += 1) (this.queueRpcs[index] as BudgetRpc).gone = true;
     this.queueRpcs = [];
     this.queueSeqs = [];
     this.head = 0;

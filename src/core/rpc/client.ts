@@ -173,8 +173,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       if (this.link.protocolVersion === 5) facts.properties = { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) };
       const detail: TraceStepDetails['composed'] = { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength };
       if (options.method) detail.method = options.method;
-      // The wire is built when the step is read (a raw body is the caller's memory: its head is copied).
-      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'composed', detail, [WIRE_SOURCE]: mqttWire(facts, body, !raw) });
+      // The wire is built when the step is read.
+      step({ rpcId: id, at: Date.now(), source: 'client', kind: 'composed', detail, [WIRE_SOURCE]: mqttWire(facts, body) });
     }
 
     // One deadline for the whole call: subscribing and publishing can hang too while the broker is away.

@@ -300,7 +300,7 @@ export class RpcServer extends ServerEvents {
     if (this.traced) {
       const detail = { worker: worker.name, exchange, routingKey, replyTopic, mandatory: true };
       const properties = replyProperties(request, messageId, this.replyDeliveryMode);
-      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.published', detail, [WIRE_SOURCE]: amqpWire(properties, body, true) });
+      this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.published', detail, [WIRE_SOURCE]: amqpWire(properties, body) });
     }
     // Respect the socket's backpressure before taking more work; a closed channel settles `confirmed` instead.
     if (!writable) await Promise.race([channelDrained(worker), confirmed]);

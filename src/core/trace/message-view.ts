@@ -154,8 +154,8 @@ export type WireSource =
   | ({ protocol: 'mqtt'; facts: MqttPublishFacts } & PendingBody);
 
 interface PendingBody {
-  /** the body's first bytes: the body itself (ours), or a copy as a latin1 string (one character a byte, cheap to keep) */
-  head: Uint8Array | string;
+  /** the body's first bytes, as a latin1 string (one character a byte) */
+  head: string;
   bytes: number;
   /** set once the trace's body budget took the preview: the head is gone, its encoding is kept */
   dropped?: TraceBody['encoding'];
@@ -167,35 +167,34 @@ export const WIRE_SOURCE = Symbol('wire source');
 /** A draft whose wire is still to be built from its source. */
 export type PendingDraft = TraceStepDraft & { [WIRE_SOURCE]?: WireSource };
 
-const NO_BYTES = new Uint8Array(0);
+
 
 /**
- * The head of a body to keep: the body itself when it is ours and short (`owned`: a buffer we encoded and never
- * change), else a copy of at most TRACE_BODY_PREVIEW_BYTES bytes, as a latin1 string (the bytes exactly, and for the
- * garbage collector one small object, where a Buffer copy is three and memory outside its heap).
+ * The head of a body to keep: a copy of at most TRACE_BODY_PREVIEW_BYTES bytes as a latin1 string (one character a
+ * byte, so the bytes exactly). A string is one small object in the heap; a reference to the body itself (even one we
+ * encoded) held a Buffer object and its 8 KiB pool slab, several times the preview's size, for as long as the step is kept.
  */
-function headOf(body: Uint8Array, owned: boolean): Uint8Array | string {
-  if (owned && body.byteLength <= TRACE_BODY_PREVIEW_BYTES) return body;
+function headOf(body: Uint8Array): string {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   return bytes.toString('latin1', 0, Math.min(bytes.byteLength, TRACE_BODY_PREVIEW_BYTES));
 }
 
 /** A head's bytes, as previews are built from them. */
-function headBytes(head: Uint8Array | string): Uint8Array {
-  return typeof head === 'string' ? Buffer.from(head, 'latin1') : head;
+function headBytes(head: string): Uint8Array {
+  return Buffer.from(head, 'latin1');
 }
 
 /**
  * An AMQP message's wire, to be built when its step is read: a writer puts it on the draft it emits, in the literal
  * (`{ ...step, [WIRE_SOURCE]: amqpWire(...) }`: a property added later costs the draft a second object).
  */
-export function amqpWire(properties: Record<string, unknown> | undefined, body: Uint8Array, owned = false): WireSource {
-  return { protocol: 'amqp', properties, head: headOf(body, owned), bytes: body.byteLength };
+export function amqpWire(properties: Record<string, unknown> | undefined, body: Uint8Array): WireSource {
+  return { protocol: 'amqp', properties, head: headOf(body), bytes: body.byteLength };
 }
 
 /** An MQTT message's wire, to be built when its step is read (see `amqpWire`). */
-export function mqttWire(facts: MqttPublishFacts, body: Uint8Array, owned = false): WireSource {
-  return { protocol: 'mqtt', facts, head: headOf(body, owned), bytes: body.byteLength };
+export function mqttWire(facts: MqttPublishFacts, body: Uint8Array): WireSource {
+  return { protocol: 'mqtt', facts, head: headOf(body), bytes: body.byteLength };
 }
 
 /** The wire a source describes; its body preview is marked dropped when the trace's body budget took it. */
@@ -221,7 +220,7 @@ export function wireSourceOf(draft: TraceStepDraft | TraceStep): WireSource | un
 
 /** The preview bytes a source will hold once built: what the trace's body budget counts for it (see `previewSize`). */
 export function pendingPreviewBytes(source: WireSource): number {
-  return source.dropped ? 0 : typeof source.head === 'string' ? source.head.length : source.head.byteLength;
+  return source.dropped ? 0 : source.head.length;
 }
 
 /** The budget took this preview: the head goes, its size and encoding stay. Returns the bytes freed. */
@@ -229,6 +228,6 @@ export function dropPendingPreview(source: WireSource): number {
   const freed = pendingPreviewBytes(source);
   if (freed === 0) return 0;
   source.dropped = previewOfHead(headBytes(source.head), source.bytes).encoding;
-  source.head = NO_BYTES;
+  source.head = '';
   return freed;
 }

@@ -16,6 +16,7 @@ import {
   type TraceStepDetails,
   type TraceStepDraft,
   type TraceStepKind,
+  type BudgetRpc,
   withoutPreview,
 } from '../../shared/trace';
 import { redactDeep } from '../../shared/redact';
@@ -44,50 +45,66 @@ interface StepSource {
 }
 
 /**
- * What the store keeps of one RPC: the drafts its writers handed over, in flow order, and the number each was given. A
- * draft becomes a `TraceStep` only when a reader asks for it (or an 'added' listener is there to take it); the step is
- * then kept in its place, so every reader after that gets the same object. Storing a step is a push of two references.
+ * What the store keeps of one RPC: the drafts its writers handed over, in flow order, each with the number it was given.
+ * A draft becomes a `TraceStep` only when a reader asks for it (or an 'added' listener is there to take it); the step is
+ * then kept in its place, so every reader after that gets the same object. Storing a step is a push of two values.
  */
 class RpcFacts {
-  /** drafts, and in their place the steps built from them, in flow order */
-  readonly entries: Array<TraceStepDraft | TraceStep> = [];
-  readonly seqs: number[] = [];
+  /** drafts (and in their place the steps built from them) in flow order, each followed by its number: one list, not two */
+  readonly items: Array<TraceStepDraft | TraceStep | number> = [];
+  /** its previews in the store's body budget, once it has one (kept here: no lookup by id per preview) */
+  budget: BudgetRpc | undefined = undefined;
 
   constructor(readonly rpcId: string) {}
 
+  /** how many steps it holds */
+  get size(): number {
+    return this.items.length >> 1;
+  }
+
+  /** The entry at `index`: a draft, or the step built from it. */
+  entry(index: number): TraceStepDraft | TraceStep {
+    return this.items[index << 1] as TraceStepDraft | TraceStep;
+  }
+
+  /** The index of the step numbered `seq`, or -1. */
+  indexOf(seq: number): number {
+    for (let at = 1; at < this.items.length; at += 2) if (this.items[at] === seq) return at >> 1;
+    return -1;
+  }
+
+  /** Replaces the entry at `index` (a step without its preview). */
+  replace(index: number, step: TraceStep): void {
+    this.items[index << 1] = step;
+  }
+
   /** The step at `index`, built from its draft the first time it is asked for (a draft has no `seq`, a step has). */
   step(index: number): TraceStep {
-    const entry = this.entries[index] as TraceStepDraft | TraceStep;
+    const entry = this.entry(index);
     if ((entry as Partial<TraceStep>).seq !== undefined) return entry as TraceStep;
     // The wire a writer left to be built (see WireSource) is built now, once.
     const source = wireSourceOf(entry);
     const detail = source === undefined ? entry.detail : { ...entry.detail, wire: buildWire(source) };
     // The RPC's first id string for all its steps (the server and the firehose each parsed a copy of their own).
-    const step = { rpcId: this.rpcId, seq: this.seqs[index] as number, at: entry.at, source: entry.source, kind: entry.kind, detail } as TraceStep;
-    this.entries[index] = step;
+    const step = { rpcId: this.rpcId, seq: this.items[(index << 1) + 1] as number, at: entry.at, source: entry.source, kind: entry.kind, detail } as TraceStep;
+    this.items[index << 1] = step;
     return step;
   }
 
   /** Every step, in flow order (built as needed). */
   all(): TraceStep[] {
-    const steps: TraceStep[] = new Array<TraceStep>(this.entries.length);
+    const steps: TraceStep[] = new Array<TraceStep>(this.size);
     for (let index = 0; index < steps.length; index += 1) steps[index] = this.step(index);
     return steps;
   }
 
   /** Puts a draft where its phase belongs (nearly always at the end); returns its index. */
   insert(draft: TraceStepDraft, seq: number): number {
-    const { entries } = this;
     const phase = stepPhase(draft);
-    let at = entries.length;
-    while (at > 0 && stepPhase(entries[at - 1] as TraceStepDraft) > phase) at -= 1;
-    if (at === entries.length) {
-      entries.push(draft);
-      this.seqs.push(seq);
-    } else {
-      entries.splice(at, 0, draft);
-      this.seqs.splice(at, 0, seq);
-    }
+    let at = this.size;
+    while (at > 0 && stepPhase(this.entry(at - 1) as TraceStepDraft) > phase) at -= 1;
+    if (at === this.size) this.items.push(draft, seq);
+    else this.items.splice(at << 1, 0, draft, seq);
     return at;
   }
 }
@@ -116,10 +133,10 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.maxRpcs = options.maxRpcs ?? DEFAULT_TRACE_MAX_RPCS;
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? DEFAULT_TRACE_MAX_STEPS_PER_RPC;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
-    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId, facts) => {
+    this.rpcs = new BoundedMap(this.maxRpcs, (_rpcId, facts) => {
       if (facts === this.lastFacts) this.lastFacts = undefined;
       this.droppedRpcs += 1;
-      this.bodies.forget(rpcId);
+      if (facts.budget) this.bodies.forgetRpc(facts.budget);
     });
     this.replyKeys = new BoundedMap(this.maxRpcs * 2);
   }
@@ -156,7 +173,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     }
     // One id string per RPC is kept: the server's and the firehose's own parsed copies go with their garbage.
     draft.rpcId = facts.rpcId;
-    if (facts.entries.length >= this.maxStepsPerRpc) {
+    if (facts.size >= this.maxStepsPerRpc) {
       this.droppedSteps += 1;
       return false;
     }
@@ -167,7 +184,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     else if (draft.kind === 'reply.published') this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
     const source = wireSourceOf(draft);
     const size = source === undefined ? previewSize(draft) : pendingPreviewBytes(source);
-    if (size > 0) this.bodies.noteSize(draft.rpcId, seq, size, this.dropPreview);
+    if (size > 0) this.bodies.noteFor((facts.budget ??= PreviewBudget.rpc(facts.rpcId)), seq, size, this.dropPreview);
     // Built only for a listener: with none (a CLI call, the benchmark), a step stays a draft until read.
     const listened = this.listenerCount('added') > 0;
     if (!listened && !wantStep) return true;
@@ -205,13 +222,13 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** Replaces a kept step by the same step without its body preview; the bytes freed (0 when the step is gone). */
   private dropPreviewOf(rpcId: string, seq: number): number {
     const facts = this.rpcs.get(rpcId);
-    const index = facts ? facts.seqs.indexOf(seq) : -1;
+    const index = facts ? facts.indexOf(seq) : -1;
     if (!facts || index < 0) return 0;
-    const entry = facts.entries[index] as TraceStepDraft | TraceStep;
+    const entry = facts.entry(index);
     // Not built yet: its source loses the head, and the step is built without a preview when read.
     const source = wireSourceOf(entry);
     if (source !== undefined) return dropPendingPreview(source);
-    facts.entries[index] = withoutPreview(entry as TraceStep);
+    facts.replace(index, withoutPreview(entry as TraceStep));
     return previewSize(entry);
   }
 
@@ -220,7 +237,10 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.takeHandedOver();
     const facts = this.rpcs.get(rpcId);
     if (!facts) return undefined;
-    for (const entry of facts.entries) if (entry.kind === kind) return entry.detail as TraceStepDetails[K];
+    for (let index = 0; index < facts.size; index += 1) {
+      const entry = facts.entry(index);
+      if (entry.kind === kind) return entry.detail as TraceStepDetails[K];
+    }
     return undefined;
   }
 
