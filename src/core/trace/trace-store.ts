@@ -279,7 +279,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const listener = (draft: TraceStepDraft): void => {
       // Renamed as emitted, before anything is stored or announced: a step never shows under an id it later leaves.
       this.handedOver.push(rename ? rename(draft) : draft);
-      if (this.handedOver.length === 1) queueMicrotask(this.takeHandedOverLater);
+      if (this.handedOver.length === 1) setImmediate(this.takeHandedOverLater);
     };
     source.on('step', listener);
     return () => void source.off('step', listener);
