@@ -159,16 +159,24 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     return this.store(draft, false) !== false;
   }
 
+  /**
+   * An RPC's facts by id. Steps of one RPC often come one after another (composed and published; received, finished and
+   * replied; a firehose event's lookups and then its step): the last one found is tried first, without the Map.
+   */
+  private factsOf(rpcId: string): RpcFacts | undefined {
+    const last = this.lastFacts;
+    if (last !== undefined && last.rpcId === rpcId) return last;
+    const facts = this.rpcs.get(rpcId);
+    if (facts) this.lastFacts = facts;
+    return facts;
+  }
+
   /** Stores a draft: false past the RPC's cap; else its step when asked for (or built for an 'added' listener), else true. */
   private store(draft: TraceStepDraft, wantStep: boolean): TraceStep | boolean {
-    // Steps of one RPC often come one after another (composed and published; received, finished and replied).
-    let facts = this.lastFacts;
-    if (facts === undefined || facts.rpcId !== draft.rpcId) {
-      facts = this.rpcs.get(draft.rpcId);
-      if (!facts) {
-        facts = new RpcFacts(draft.rpcId);
-        this.rpcs.add(draft.rpcId, facts);
-      }
+    let facts = this.factsOf(draft.rpcId);
+    if (!facts) {
+      facts = new RpcFacts(draft.rpcId);
+      this.rpcs.add(draft.rpcId, facts);
       this.lastFacts = facts;
     }
     // One id string per RPC is kept: the server's and the firehose's own parsed copies go with their garbage.
@@ -235,7 +243,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** The detail of an RPC's first step of `kind` (in flow order), without copying or sorting its steps. */
   findDetail<K extends TraceStepKind>(rpcId: string, kind: K): Readonly<TraceStepDetails[K]> | undefined {
     this.takeHandedOver();
-    const facts = this.rpcs.get(rpcId);
+    const facts = this.factsOf(rpcId);
     if (!facts) return undefined;
     for (let index = 0; index < facts.size; index += 1) {
       const entry = facts.entry(index);
