@@ -127,6 +127,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       throw this.options.protocolVersion === 5 && !this.options.fallbackMqttUrls?.length ? explainMqtt5Refusal(err, this.rules, this.options.mqttUrl) : err;
     });
     this.link.client.on('packetreceive', (packet: Packet) => {
+      // A plain MQTT 3.1.1 PUBACK (no reason code) says nothing a missing entry does not (see publish): not kept.
+      if (packet.cmd === 'puback' && typeof packet.reasonCode !== 'number') return;
       if ((packet.cmd === 'puback' || packet.cmd === 'pubrec') && typeof packet.messageId === 'number') {
         const ack: { packet: 'puback' | 'pubrec'; reasonCode?: number } = { packet: packet.cmd };
         if (typeof packet.reasonCode === 'number') ack.reasonCode = packet.reasonCode;
@@ -289,8 +291,8 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       }
       throw new BridgeError('unreachable', `The MQTT connection closed before the broker acknowledged request ${id} (${messageOf(err)}).`);
     });
-    const ack = packet?.messageId !== undefined ? this.acks.get(packet.messageId) : undefined;
-    if (packet?.messageId !== undefined) this.acks.delete(packet.messageId);
+    const ack = packet?.messageId !== undefined && this.acks.size > 0 ? this.acks.get(packet.messageId) : undefined;
+    if (ack !== undefined) this.acks.delete(packet?.messageId as number);
     const acknowledgedAs: QoS = qos === 0 ? 0 : ack?.packet === 'pubrec' ? 2 : 1;
     if (qos > 0 && this.traced) {
       const detail: TraceStepDetails['mqtt.acknowledged'] = { qosAsked: qos, acknowledgedAs, packet: ack?.packet ?? (acknowledgedAs === 2 ? 'pubrec' : 'puback') };
