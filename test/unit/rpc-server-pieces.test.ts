@@ -72,6 +72,32 @@ describe('the ack batcher', () => {
     expect(channel.calls).toEqual(['nack 7', 'ack 8']);
   });
 
+  it('keeps the arrival order through rejects in the middle: the ready run after a rejected head goes as one multiple', async () => {
+    const channel = new FakeAckChannel();
+    const acks = new AckBatcher<ConsumeMessage>(channel);
+    const messages = [1, 2, 3, 4, 5].map(delivery);
+    for (const message of messages) acks.track(message);
+    acks.settle(messages[2]!, 'reject', false);
+    acks.settle(messages[1]!, 'ack', false);
+    acks.settle(messages[3]!, 'ack', false);
+    await nextTurn();
+    // 1 still being handled: 2 and 4 go alone, 3 was rejected at once.
+    expect(channel.calls).toEqual(['nack 3', 'ack 2', 'ack 4']);
+    acks.settle(messages[0]!, 'reject', false);
+    acks.settle(messages[4]!, 'ack', false);
+    await nextTurn();
+    expect(channel.calls).toEqual(['nack 3', 'ack 2', 'ack 4', 'nack 1', 'ack 5']);
+    expect(acks.pending).toBe(0);
+    // Tracked after the line emptied: the links start over.
+    const next = [6, 7].map(delivery);
+    for (const message of next) acks.track(message);
+    acks.settle(next[0]!, 'ack', false);
+    acks.settle(next[1]!, 'ack', false);
+    await nextTurn();
+    expect(channel.calls.slice(5)).toEqual(['ack 7 multiple']);
+    expect(acks.pending).toBe(0);
+  });
+
   it('survives a channel that throws on ack (closed under it)', async () => {
     const acks = new AckBatcher<ConsumeMessage>({
       ack: () => {

@@ -18,18 +18,39 @@ export interface Delivery<M> {
   settled: boolean;
 }
 
+/**
+ * A tracked delivery, linked in arrival order: the flush walks the links (a `for...of` over a Map allocated an iterator
+ * and an entry array per delivery, on every flush of every turn).
+ */
+interface Link<M> extends Delivery<M> {
+  linked: boolean;
+  previous: Link<M> | undefined;
+  next: Link<M> | undefined;
+}
+
 export class AckBatcher<M extends Tagged> {
-  /** deliveries not yet acked or rejected, by delivery tag in arrival order */
-  private readonly unacked = new Map<number, Delivery<M>>();
+  /** deliveries not yet acked or rejected, by delivery tag */
+  private readonly unacked = new Map<number, Link<M>>();
+  /** the same deliveries in arrival order (delivery tags grow on a channel): the oldest, and the newest */
+  private head: Link<M> | undefined;
+  private tail: Link<M> | undefined;
+  /** how many of them are ready: the flush stops looking once it has acked them all */
+  private readyCount = 0;
   private flushScheduled = false;
+  private readonly scheduledFlush = (): void => this.flush();
 
   constructor(private readonly channel: AckChannel<M>) {}
 
   /** Starts following a delivery; its `settled` flag tells later whether it was acked or rejected. */
   track(message: M): Delivery<M> {
-    const delivery: Delivery<M> = { message, ready: false, settled: false };
-    this.unacked.set(message.fields.deliveryTag, delivery);
-    return delivery;
+    const link: Link<M> = { message, ready: false, settled: false, linked: true, previous: this.tail, next: undefined };
+    const replaced = this.unacked.get(message.fields.deliveryTag);
+    if (replaced) this.unlink(replaced);
+    this.unacked.set(message.fields.deliveryTag, link);
+    if (this.tail) this.tail.next = link;
+    else this.head = link;
+    this.tail = link;
+    return link;
   }
 
   /** deliveries neither acked nor rejected yet */
@@ -46,14 +67,16 @@ export class AckBatcher<M extends Tagged> {
     const entry = this.unacked.get(tag);
     if (entry) entry.settled = true;
     if (outcome === 'reject') {
-      this.unacked.delete(tag);
-      safely(() => this.channel.nack(message, false, false));
+      if (entry) this.forget(entry);
+      safelyNack(this.channel, message);
       // Its slot at the head of the line may have held back acks ready behind it.
       if (this.unacked.size > 0) this.schedule();
       return;
     }
-    if (entry) entry.ready = true;
-    else safely(() => this.channel.ack(message));
+    if (entry) {
+      if (!entry.ready) this.readyCount += 1;
+      entry.ready = true;
+    } else safelyAck(this.channel, message, false);
     if (now) this.flush();
     else this.schedule();
   }
@@ -66,37 +89,63 @@ export class AckBatcher<M extends Tagged> {
   private schedule(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    process.nextTick(() => this.flush());
+    process.nextTick(this.scheduledFlush);
   }
 
   flush(): void {
     this.flushScheduled = false;
     let last: M | undefined;
     let count = 0;
-    // Delivery tags grow on a channel and the map keeps their order: `multiple` acks exactly the ready prefix.
-    for (const [tag, entry] of this.unacked) {
-      if (!entry.ready) break;
-      this.unacked.delete(tag);
-      last = entry.message;
+    // Delivery tags grow on a channel and the links keep their order: `multiple` acks exactly the ready prefix.
+    while (this.head?.ready) {
+      last = this.head.message;
+      this.forget(this.head);
       count += 1;
     }
-    if (last) {
-      const upTo = last;
-      safely(() => this.channel.ack(upTo, count > 1));
-    }
+    if (last) safelyAck(this.channel, last, count > 1);
     // Ready ones behind a request still being handled are acked alone: a slow handler must not hold their prefetch slots.
-    for (const [tag, entry] of this.unacked) {
-      if (!entry.ready) continue;
-      this.unacked.delete(tag);
-      safely(() => this.channel.ack(entry.message));
+    for (let entry = this.head; entry && this.readyCount > 0; ) {
+      const next = entry.next;
+      if (entry.ready) {
+        this.forget(entry);
+        safelyAck(this.channel, entry.message, false);
+      }
+      entry = next;
     }
+  }
+
+  /** The delivery is acked or rejected: no longer followed. */
+  private forget(entry: Link<M>): void {
+    if (this.unacked.get(entry.message.fields.deliveryTag) === entry) this.unacked.delete(entry.message.fields.deliveryTag);
+    this.unlink(entry);
+  }
+
+  private unlink(entry: Link<M>): void {
+    if (!entry.linked) return;
+    entry.linked = false;
+    if (entry.ready) this.readyCount -= 1;
+    if (entry.previous) entry.previous.next = entry.next;
+    else if (this.head === entry) this.head = entry.next;
+    if (entry.next) entry.next.previous = entry.previous;
+    else if (this.tail === entry) this.tail = entry.previous;
+    entry.previous = undefined;
+    entry.next = undefined;
   }
 }
 
-function safely(operation: () => void): void {
+// The channel closed under us (amqplib throws): the broker requeues unacked deliveries. No closure per call.
+function safelyAck<M>(channel: AckChannel<M>, message: M, allUpTo: boolean): void {
   try {
-    operation();
+    channel.ack(message, allUpTo);
   } catch {
-    // The channel closed under us; the broker requeues unacked deliveries.
+    // see above
+  }
+}
+
+function safelyNack<M>(channel: AckChannel<M>, message: M): void {
+  try {
+    channel.nack(message, false, false);
+  } catch {
+    // see above
   }
 }
