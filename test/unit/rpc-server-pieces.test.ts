@@ -257,7 +257,7 @@ describe('encoding a handler outcome as a reply', () => {
 });
 
 describe('publishing a reply', () => {
-  it('copies the correlation back, marks it mandatory, adds trace headers, and resolves with the confirm', async () => {
+  it('copies the correlation back, marks it mandatory, adds trace headers, and calls back once with the confirm', () => {
     const published: unknown[][] = [];
     const channel = {
       publish: (...args: unknown[]) => {
@@ -267,21 +267,31 @@ describe('publishing a reply', () => {
       },
     } as unknown as Pick<ConfirmChannel, 'publish'>;
     const asked = request({ correlationHeader: 'abc' });
-    const { writable, confirmed } = publishReply(channel, 'amq.direct', asked, 'w-1', 2, Buffer.from('{}'), { traceparent: 't' });
+    const confirms: unknown[] = [];
+    const writable = publishReply(channel, 'amq.direct', asked, 'w-1', 2, Buffer.from('{}'), { traceparent: 't' }, (failure) => confirms.push(failure));
     expect(writable).toBe(false);
-    expect(await confirmed).toBeUndefined();
+    expect(confirms).toEqual([undefined]);
+    // amqplib calls back again for every unconfirmed publish when the channel closes: the caller is told once only.
+    (published[0]?.[4] as (err: unknown) => void)(new Error('Channel closed'));
+    expect(confirms).toEqual([undefined]);
     expect(published[0]?.slice(0, 2)).toEqual(['amq.direct', 'reply.x']);
     expect(published[0]?.[3]).toEqual({ messageId: 'w-1', contentType: 'application/json', deliveryMode: 2, mandatory: true, headers: { 'x-correlation-id': 'abc', traceparent: 't' } });
     expect(replyProperties(request({ correlationId: 'c' }), 'w-2', 1)).toEqual({ messageId: 'w-2', contentType: 'application/json', deliveryMode: 1, correlationId: 'c' });
   });
 
-  it('settles with the error of a channel that throws on publish', async () => {
+  it('returns the error of a channel that throws on publish, and never calls back for it', () => {
+    let callback: ((err: unknown) => void) | undefined;
     const channel = {
-      publish: () => {
+      publish: (...args: unknown[]) => {
+        callback = args[4] as (err: unknown) => void;
         throw new Error('Channel closed');
       },
     } as unknown as Pick<ConfirmChannel, 'publish'>;
-    expect((await publishReply(channel, 'x', request(), 'id', 2, Buffer.alloc(0), undefined).confirmed)?.message).toBe('Channel closed');
+    const confirms: unknown[] = [];
+    const published = publishReply(channel, 'x', request(), 'id', 2, Buffer.alloc(0), undefined, (failure) => confirms.push(failure));
+    expect(published instanceof Error && published.message).toBe('Channel closed');
+    callback?.(new Error('Channel closed'));
+    expect(confirms).toEqual([]);
   });
 });
 
