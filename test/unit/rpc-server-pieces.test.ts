@@ -98,6 +98,22 @@ describe('the ack batcher', () => {
     expect(acks.pending).toBe(0);
   });
 
+  it('settles the Delivery track gave (no lookup), once: a second settle of it, or one from another batcher, goes alone', async () => {
+    const channel = new FakeAckChannel();
+    const acks = new AckBatcher<ConsumeMessage>(channel);
+    const first = acks.track(delivery(1));
+    const second = acks.track(delivery(2));
+    acks.settleDelivery(second, 'reject', false);
+    acks.settleDelivery(second, 'reject', false);
+    expect(acks.pending).toBe(1);
+    acks.settleDelivery(first, 'ack', false);
+    await nextTurn();
+    const foreign = new AckBatcher<ConsumeMessage>(new FakeAckChannel()).track(delivery(9));
+    acks.settleDelivery(foreign, 'ack', true);
+    expect(channel.calls).toEqual(['nack 2', 'nack 2', 'ack 1', 'ack 9']);
+    expect([first.settled, second.settled, acks.pending]).toEqual([true, true, 0]);
+  });
+
   it('survives a channel that throws on ack (closed under it)', async () => {
     const acks = new AckBatcher<ConsumeMessage>({
       ack: () => {

@@ -23,17 +23,20 @@ export interface Delivery<M> {
  * and an entry array per delivery, on every flush of every turn).
  */
 interface Link<M> extends Delivery<M> {
-  linked: boolean;
+  /** the batcher that tracks it, until it is acked or rejected */
+  linked: AckBatcher<Tagged> | undefined;
   previous: Link<M> | undefined;
   next: Link<M> | undefined;
 }
 
 export class AckBatcher<M extends Tagged> {
-  /** deliveries not yet acked or rejected, by delivery tag */
-  private readonly unacked = new Map<number, Link<M>>();
-  /** the same deliveries in arrival order (delivery tags grow on a channel): the oldest, and the newest */
+  /**
+   * The deliveries not yet acked or rejected, in arrival order (delivery tags grow on a channel): the oldest and the
+   * newest. No Map by tag: the server settles the Delivery that track gave it.
+   */
   private head: Link<M> | undefined;
   private tail: Link<M> | undefined;
+  private count = 0;
   /** how many of them are ready: the flush stops looking once it has acked them all */
   private readyCount = 0;
   private flushScheduled = false;
@@ -43,40 +46,45 @@ export class AckBatcher<M extends Tagged> {
 
   /** Starts following a delivery; its `settled` flag tells later whether it was acked or rejected. */
   track(message: M): Delivery<M> {
-    const link: Link<M> = { message, ready: false, settled: false, linked: true, previous: this.tail, next: undefined };
-    const replaced = this.unacked.get(message.fields.deliveryTag);
-    if (replaced) this.unlink(replaced);
-    this.unacked.set(message.fields.deliveryTag, link);
+    const link: Link<M> = { message, ready: false, settled: false, linked: this, previous: this.tail, next: undefined };
     if (this.tail) this.tail.next = link;
     else this.head = link;
     this.tail = link;
+    this.count += 1;
     return link;
   }
 
   /** deliveries neither acked nor rejected yet */
   get pending(): number {
-    return this.unacked.size;
+    return this.count;
+  }
+
+  /** `settleDelivery` for a message: its delivery is looked up by tag (a message never tracked is acked or rejected alone). */
+  settle(message: M, outcome: 'ack' | 'reject', now: boolean): void {
+    const tag = message.fields.deliveryTag;
+    let entry = this.head;
+    while (entry && entry.message.fields.deliveryTag !== tag) entry = entry.next;
+    this.settleDelivery(entry ?? { message, ready: false, settled: false }, outcome, now);
   }
 
   /**
    * Acks or rejects a delivery once. A reject goes out at once; an ack waits for the end of this turn of the event loop
    * (see flush), or goes now with `now` (a stopping server).
    */
-  settle(message: M, outcome: 'ack' | 'reject', now: boolean): void {
-    const tag = message.fields.deliveryTag;
-    const entry = this.unacked.get(tag);
-    if (entry) entry.settled = true;
+  settleDelivery(delivery: Delivery<M>, outcome: 'ack' | 'reject', now: boolean): void {
+    const entry = (delivery as Partial<Link<M>>).linked === this ? (delivery as Link<M>) : undefined;
+    delivery.settled = true;
     if (outcome === 'reject') {
-      if (entry) this.forget(entry);
-      safelyNack(this.channel, message);
+      if (entry) this.unlink(entry);
+      safelyNack(this.channel, delivery.message);
       // Its slot at the head of the line may have held back acks ready behind it.
-      if (this.unacked.size > 0) this.schedule();
+      if (this.count > 0) this.schedule();
       return;
     }
     if (entry) {
       if (!entry.ready) this.readyCount += 1;
       entry.ready = true;
-    } else safelyAck(this.channel, message, false);
+    } else safelyAck(this.channel, delivery.message, false);
     if (now) this.flush();
     else this.schedule();
   }
@@ -99,7 +107,7 @@ export class AckBatcher<M extends Tagged> {
     // Delivery tags grow on a channel and the links keep their order: `multiple` acks exactly the ready prefix.
     while (this.head?.ready) {
       last = this.head.message;
-      this.forget(this.head);
+      this.unlink(this.head);
       count += 1;
     }
     if (last) safelyAck(this.channel, last, count > 1);
@@ -107,7 +115,7 @@ export class AckBatcher<M extends Tagged> {
     for (let entry = this.head; entry && this.readyCount > 0; ) {
       const next = entry.next;
       if (entry.ready) {
-        this.forget(entry);
+        this.unlink(entry);
         safelyAck(this.channel, entry.message, false);
       }
       entry = next;
@@ -115,19 +123,15 @@ export class AckBatcher<M extends Tagged> {
   }
 
   /** The delivery is acked or rejected: no longer followed. */
-  private forget(entry: Link<M>): void {
-    if (this.unacked.get(entry.message.fields.deliveryTag) === entry) this.unacked.delete(entry.message.fields.deliveryTag);
-    this.unlink(entry);
-  }
-
   private unlink(entry: Link<M>): void {
-    if (!entry.linked) return;
-    entry.linked = false;
+    if (entry.linked !== this) return;
+    entry.linked = undefined;
+    this.count -= 1;
     if (entry.ready) this.readyCount -= 1;
     if (entry.previous) entry.previous.next = entry.next;
-    else if (this.head === entry) this.head = entry.next;
+    else this.head = entry.next;
     if (entry.next) entry.next.previous = entry.previous;
-    else if (this.tail === entry) this.tail = entry.previous;
+    else this.tail = entry.previous;
     entry.previous = undefined;
     entry.next = undefined;
   }

@@ -184,8 +184,8 @@ export class RpcServer extends ServerEvents {
   }
 
   /** Acks (batched to the end of the turn unless stopping) or rejects a delivery once. */
-  private settle(worker: Worker, message: ConsumeMessage, outcome: 'ack' | 'reject'): void {
-    worker.acks.settle(message, outcome, this.draining);
+  private settle(call: InboundCall, outcome: 'ack' | 'reject'): void {
+    call.worker.acks.settleDelivery(call.delivery, outcome, this.draining);
   }
 
   private onMessage(worker: Worker, message: ConsumeMessage | null): void {
@@ -211,10 +211,10 @@ export class RpcServer extends ServerEvents {
    */
   private broke(call: InboundCall, err: unknown): void {
     if (call.over) return;
-    const { worker, message } = call;
+    const { worker } = call;
     if (!this.closing) {
       const settledBefore = call.delivery.settled;
-      if (!settledBefore) this.settle(worker, message, 'reject');
+      if (!settledBefore) this.settle(call, 'reject');
       const fate = settledBefore ? '' : '; the request was rejected without requeue';
       this.problem({ kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${messageOf(err)}${fate}.` });
     }
@@ -231,9 +231,10 @@ export class RpcServer extends ServerEvents {
   }
 
   /** Rejects a request without requeue, with its trace step and problem. */
-  private reject(worker: Worker, message: ConsumeMessage, rpcId: string, reason: string, problem: string): void {
+  private reject(call: InboundCall, rpcId: string, reason: string, problem: string): void {
+    const { worker, message } = call;
     this.stats.rejected += 1;
-    this.settle(worker, message, 'reject');
+    this.settle(call, 'reject');
     if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
     this.problem({ kind: 'rejected', worker: worker.name, rpcId, message: problem });
   }
@@ -262,7 +263,7 @@ export class RpcServer extends ServerEvents {
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'worker.received', detail, [WIRE_SOURCE]: wire });
     }
     if (!parsed.ok) {
-      this.reject(worker, message, rpcId, parsed.reason, `Rejected a request without requeue: ${parsed.reason}`);
+      this.reject(call, rpcId, parsed.reason, `Rejected a request without requeue: ${parsed.reason}`);
       return this.end(call);
     }
     const request = parsed.request;
@@ -287,7 +288,7 @@ export class RpcServer extends ServerEvents {
     }
     if (earlier !== undefined) {
       const reason = `Its reply could not be published before (${earlier.reason}); rejected without requeue so it does not loop.`;
-      this.reject(worker, message, rpcId, reason, `Rejected ${rpcId}: ${reason}`);
+      this.reject(call, rpcId, reason, `Rejected ${rpcId}: ${reason}`);
       return this.end(call);
     }
     const started = performance.now();
@@ -373,7 +374,7 @@ export class RpcServer extends ServerEvents {
 
   /** The channel is gone (the request will be redelivered) or the broker refused the reply. */
   private notConfirmed(call: InboundCall, failure: Error): void {
-    const { worker, message, rpcId } = call;
+    const { worker, rpcId } = call;
     if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
     const verdict = classifyReplyFailure({
       failureMessage: failure.message,
@@ -389,16 +390,16 @@ export class RpcServer extends ServerEvents {
       const kind = verdict.tooLarge ? 'reply-too-large' : 'reply-failed';
       this.problem({ kind, worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${verdict.reason}` });
     }
-    this.settle(worker, message, 'reject');
+    this.settle(call, 'reject');
   }
 
   /** Confirmed: the request is acked; a reply the broker returned (basic.return came before the confirm) is unroutable. */
   private routedOrReturned(call: InboundCall): void {
-    const { worker, message, rpcId, messageId } = call;
+    const { worker, rpcId, messageId } = call;
     const returnReason = worker.returned.size > 0 ? worker.returned.get(messageId) : undefined;
     if (returnReason !== undefined) worker.returned.delete(messageId);
     // Even while closing: an ack that still precedes the channel.close saves a duplicate; a later one is refused harmlessly.
-    this.settle(worker, message, 'ack');
+    this.settle(call, 'ack');
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
     if (this.traced) {
