@@ -56,6 +56,16 @@ describe('parseRequest', () => {
     if (!parsed.ok) expect(parsed.reason).toMatch(reason);
   });
 
+  it('answers a reply topic seen before as the first time, for each topic-map flavour (its key is cached)', () => {
+    const sparkplug = { sparkplug: true };
+    for (let round = 0; round < 2; round += 1) {
+      expect(parseRequest(json({ reply_to: 'spBv1.0/g/DDATA' }))).toMatchObject({ ok: true, request: { replyRoutingKey: 'spBv1.0.g.DDATA' } });
+      expect(parseRequest(json({ reply_to: 'spBv1.0/g/DDATA' }), { topicMap: sparkplug })).toMatchObject({ ok: true, request: { replyRoutingKey: 'spBv1___0.g.DDATA' } });
+      const refused = parseRequest(json({ id: `r${round}`, reply_to: 'reply/#' }));
+      expect(refused).toMatchObject({ ok: false, id: `r${round}` });
+    }
+  });
+
   it('takes the MQTT 5 response topic header (already dot-translated) when the body has no reply_to', () => {
     for (const header of ['x-reply-to-topic', 'x-opt-reply-to-topic']) {
       const parsed = parseRequest(json({ id: 'm5' }), { headers: { [header]: 'reply.m5' }, correlationId: 'corr-1' });

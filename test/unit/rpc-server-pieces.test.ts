@@ -72,6 +72,48 @@ describe('the ack batcher', () => {
     expect(channel.calls).toEqual(['nack 7', 'ack 8']);
   });
 
+  it('keeps the arrival order through rejects in the middle: the ready run after a rejected head goes as one multiple', async () => {
+    const channel = new FakeAckChannel();
+    const acks = new AckBatcher<ConsumeMessage>(channel);
+    const messages = [1, 2, 3, 4, 5].map(delivery);
+    for (const message of messages) acks.track(message);
+    acks.settle(messages[2]!, 'reject', false);
+    acks.settle(messages[1]!, 'ack', false);
+    acks.settle(messages[3]!, 'ack', false);
+    await nextTurn();
+    // 1 still being handled: 2 and 4 go alone, 3 was rejected at once.
+    expect(channel.calls).toEqual(['nack 3', 'ack 2', 'ack 4']);
+    acks.settle(messages[0]!, 'reject', false);
+    acks.settle(messages[4]!, 'ack', false);
+    await nextTurn();
+    expect(channel.calls).toEqual(['nack 3', 'ack 2', 'ack 4', 'nack 1', 'ack 5']);
+    expect(acks.pending).toBe(0);
+    // Tracked after the line emptied: the links start over.
+    const next = [6, 7].map(delivery);
+    for (const message of next) acks.track(message);
+    acks.settle(next[0]!, 'ack', false);
+    acks.settle(next[1]!, 'ack', false);
+    await nextTurn();
+    expect(channel.calls.slice(5)).toEqual(['ack 7 multiple']);
+    expect(acks.pending).toBe(0);
+  });
+
+  it('settles the Delivery track gave (no lookup), once: a second settle of it, or one from another batcher, goes alone', async () => {
+    const channel = new FakeAckChannel();
+    const acks = new AckBatcher<ConsumeMessage>(channel);
+    const first = acks.track(delivery(1));
+    const second = acks.track(delivery(2));
+    acks.settleDelivery(second, 'reject', false);
+    acks.settleDelivery(second, 'reject', false);
+    expect(acks.pending).toBe(1);
+    acks.settleDelivery(first, 'ack', false);
+    await nextTurn();
+    const foreign = new AckBatcher<ConsumeMessage>(new FakeAckChannel()).track(delivery(9));
+    acks.settleDelivery(foreign, 'ack', true);
+    expect(channel.calls).toEqual(['nack 2', 'nack 2', 'ack 1', 'ack 9']);
+    expect([first.settled, second.settled, acks.pending]).toEqual([true, true, 0]);
+  });
+
   it('survives a channel that throws on ack (closed under it)', async () => {
     const acks = new AckBatcher<ConsumeMessage>({
       ack: () => {
@@ -231,7 +273,7 @@ describe('encoding a handler outcome as a reply', () => {
 });
 
 describe('publishing a reply', () => {
-  it('copies the correlation back, marks it mandatory, adds trace headers, and resolves with the confirm', async () => {
+  it('copies the correlation back, marks it mandatory, adds trace headers, and calls back once with the confirm', () => {
     const published: unknown[][] = [];
     const channel = {
       publish: (...args: unknown[]) => {
@@ -241,21 +283,31 @@ describe('publishing a reply', () => {
       },
     } as unknown as Pick<ConfirmChannel, 'publish'>;
     const asked = request({ correlationHeader: 'abc' });
-    const { writable, confirmed } = publishReply(channel, 'amq.direct', asked, 'w-1', 2, Buffer.from('{}'), { traceparent: 't' });
+    const confirms: unknown[] = [];
+    const writable = publishReply(channel, 'amq.direct', asked, 'w-1', 2, Buffer.from('{}'), { traceparent: 't' }, (failure) => confirms.push(failure));
     expect(writable).toBe(false);
-    expect(await confirmed).toBeUndefined();
+    expect(confirms).toEqual([undefined]);
+    // amqplib calls back again for every unconfirmed publish when the channel closes: the caller is told once only.
+    (published[0]?.[4] as (err: unknown) => void)(new Error('Channel closed'));
+    expect(confirms).toEqual([undefined]);
     expect(published[0]?.slice(0, 2)).toEqual(['amq.direct', 'reply.x']);
     expect(published[0]?.[3]).toEqual({ messageId: 'w-1', contentType: 'application/json', deliveryMode: 2, mandatory: true, headers: { 'x-correlation-id': 'abc', traceparent: 't' } });
     expect(replyProperties(request({ correlationId: 'c' }), 'w-2', 1)).toEqual({ messageId: 'w-2', contentType: 'application/json', deliveryMode: 1, correlationId: 'c' });
   });
 
-  it('settles with the error of a channel that throws on publish', async () => {
+  it('returns the error of a channel that throws on publish, and never calls back for it', () => {
+    let callback: ((err: unknown) => void) | undefined;
     const channel = {
-      publish: () => {
+      publish: (...args: unknown[]) => {
+        callback = args[4] as (err: unknown) => void;
         throw new Error('Channel closed');
       },
     } as unknown as Pick<ConfirmChannel, 'publish'>;
-    expect((await publishReply(channel, 'x', request(), 'id', 2, Buffer.alloc(0), undefined).confirmed)?.message).toBe('Channel closed');
+    const confirms: unknown[] = [];
+    const published = publishReply(channel, 'x', request(), 'id', 2, Buffer.alloc(0), undefined, (failure) => confirms.push(failure));
+    expect(published instanceof Error && published.message).toBe('Channel closed');
+    callback?.(new Error('Channel closed'));
+    expect(confirms).toEqual([]);
   });
 });
 

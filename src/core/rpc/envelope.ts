@@ -147,15 +147,43 @@ export function parseRequest(bytes: Uint8Array, context: ParseContext = {}): Par
   if (typeof rawReplyTo !== 'string') {
     return { ok: false, id, reason: `The request's "${fields.replyTo}" must be a topic string.` };
   }
-  const blocking = blockingIssue(lintTopic(rawReplyTo, 'reply', context.topicMap));
-  if (blocking) {
-    return { ok: false, id, reason: `The reply topic "${rawReplyTo.slice(0, 80)}" cannot be used: ${blocking.message}` };
+  const replyKey = replyKeyOf(rawReplyTo, context.topicMap);
+  if (replyKey.reason !== undefined) return { ok: false, id, reason: replyKey.reason };
+  return { ok: true, request: { id, method, params, body, correlationId, correlationHeader, replyTopic: rawReplyTo, replyRoutingKey: replyKey.routingKey, replySource: 'body' } };
+}
+
+/** A reply topic's routing key, or why the topic cannot be used. */
+type ReplyKey = { routingKey: string; reason: undefined } | { routingKey: undefined; reason: string };
+
+/**
+ * Reply topics already seen, by topic map (the lint and the key depend on `sparkplug` only, as lintTopic's cache says):
+ * devices mostly reuse one reply topic, and linting it and mapping it again cost several strings per request. Bounded:
+ * past the limit the cache starts over, as lintTopic's does; a long topic is not kept (an MQTT topic may be 64 KB).
+ */
+const replyKeys = [new Map<string, ReplyKey>(), new Map<string, ReplyKey>()] as const;
+const REPLY_KEY_CACHE_LIMIT = 256;
+const REPLY_KEY_CACHED_LENGTH = 512;
+
+function replyKeyOf(topic: string, topicMap: TopicMapOptions | undefined): ReplyKey {
+  if (topic.length > REPLY_KEY_CACHED_LENGTH) return computeReplyKey(topic, topicMap);
+  const cache = replyKeys[topicMap?.sparkplug ? 1 : 0];
+  let key = cache.get(topic);
+  if (key === undefined) {
+    key = computeReplyKey(topic, topicMap);
+    if (cache.size >= REPLY_KEY_CACHE_LIMIT) cache.clear();
+    cache.set(topic, key);
   }
-  const replyRoutingKey = topicToRoutingKey(rawReplyTo, context.topicMap);
-  if (Buffer.byteLength(replyRoutingKey) > MAX_ROUTING_KEY_BYTES) {
-    return { ok: false, id, reason: `The reply topic maps to a routing key over ${MAX_ROUTING_KEY_BYTES} bytes.` };
+  return key;
+}
+
+function computeReplyKey(topic: string, topicMap: TopicMapOptions | undefined): ReplyKey {
+  const blocking = blockingIssue(lintTopic(topic, 'reply', topicMap));
+  if (blocking) return { routingKey: undefined, reason: `The reply topic "${topic.slice(0, 80)}" cannot be used: ${blocking.message}` };
+  const routingKey = topicToRoutingKey(topic, topicMap);
+  if (Buffer.byteLength(routingKey) > MAX_ROUTING_KEY_BYTES) {
+    return { routingKey: undefined, reason: `The reply topic maps to a routing key over ${MAX_ROUTING_KEY_BYTES} bytes.` };
   }
-  return { ok: true, request: { id, method, params, body, correlationId, correlationHeader, replyTopic: rawReplyTo, replyRoutingKey, replySource: 'body' } };
+  return { routingKey, reason: undefined };
 }
 
 export interface ReplyEnvelope {

@@ -85,23 +85,34 @@ export class HandlerRunner {
     return this.raceTimeout(Promise.resolve(value), ticket, entry);
   }
 
-  private async raceTimeout(pending: Promise<unknown>, ticket: number, entry: Running): Promise<HandlerSettled> {
-    const work = pending.then(
-      (result): HandlerSettled => ({ ok: true, result }),
-      (thrown: unknown) => failedWith(thrown),
-    );
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.options.timeoutMs)));
-    const first = await Promise.race([work, timedOut]);
-    clearTimeout(timer);
-    if (first !== 'timeout') return first;
-    entry.abandoned = true;
-    abortRunning(entry);
-    this.forgetOldestAbandoned();
-    const message = `The handler did not answer ${entry.rpcId} within ${this.options.timeoutMs} ms; it was abandoned and the request answered with an error.`;
-    this.options.onTimeout(entry, message);
-    void work.then(() => this.running.delete(ticket));
-    return { ok: false, error: { code: 'handler-timeout' satisfies ServerReplyErrorCode, message } };
+  /** One promise and one timer per asynchronous handler (no race, no async frame): the first of the two to come wins. */
+  private raceTimeout(pending: Promise<unknown>, ticket: number, entry: Running): Promise<HandlerSettled> {
+    return new Promise<HandlerSettled>((resolve) => {
+      let over = false;
+      const timer = setTimeout(() => {
+        over = true;
+        entry.abandoned = true;
+        abortRunning(entry);
+        this.forgetOldestAbandoned();
+        const message = `The handler did not answer ${entry.rpcId} within ${this.options.timeoutMs} ms; it was abandoned and the request answered with an error.`;
+        this.options.onTimeout(entry, message);
+        resolve({ ok: false, error: { code: 'handler-timeout' satisfies ServerReplyErrorCode, message } });
+      }, this.options.timeoutMs);
+      const settle = (settled: HandlerSettled): void => {
+        // Abandoned: its request was answered already; it is forgotten now that it returned.
+        if (over) {
+          this.running.delete(ticket);
+          return;
+        }
+        over = true;
+        clearTimeout(timer);
+        resolve(settled);
+      };
+      pending.then(
+        (result) => settle({ ok: true, result }),
+        (thrown: unknown) => settle(failedWith(thrown)),
+      );
+    });
   }
 
   /** The request is done with: forgotten unless abandoned (an abandoned one is forgotten when its handler returns). */

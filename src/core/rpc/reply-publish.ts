@@ -15,14 +15,15 @@ export function replyProperties(request: RpcRequest, messageId: string, delivery
       : { messageId, contentType: 'application/json', deliveryMode };
 }
 
-export interface PublishedReply {
-  /** false: the socket's buffer is full, wait for the channel's 'drain' before taking more work */
-  writable: boolean;
-  /** the broker's confirm: undefined, or why the reply was not taken (a nack, a closed channel) */
-  confirmed: Promise<Error | undefined>;
-}
+/** Told once, by the broker's confirm: undefined, or why the reply was not taken (a nack, a closed channel). */
+export type ReplyConfirmed = (failure: Error | undefined) => void;
 
-/** Publishes with `mandatory` (an unroutable reply comes back as basic.return) and the trace context's headers, if any. */
+/**
+ * Publishes with `mandatory` (an unroutable reply comes back as basic.return) and the trace context's headers, if any.
+ * `confirmed` is called once, by the confirm (no promise per reply: the caller's callback does what follows). Returns
+ * false when the socket's buffer is full (wait for the channel's 'drain' before taking more work), or the error the
+ * publish threw: the channel is closed and `confirmed` is never called.
+ */
 export function publishReply(
   channel: Pick<ConfirmChannel, 'publish'>,
   exchange: string,
@@ -31,22 +32,29 @@ export function publishReply(
   deliveryMode: 1 | 2,
   body: Buffer,
   traceHeaders: Record<string, string> | undefined,
-): PublishedReply {
-  let settle!: (err: Error | undefined) => void;
-  const confirmed = new Promise<Error | undefined>((resolve) => (settle = resolve));
-  let writable = true;
+  confirmed: ReplyConfirmed,
+): boolean | Error {
+  let told = false;
+  const tell = (err: unknown): void => {
+    // amqplib may call back for a publish that threw (the channel's close fails every unconfirmed one): once only.
+    if (told) return;
+    told = true;
+    confirmed(err ? asError(err) : undefined);
+  };
   const options = replyProperties(request, messageId, deliveryMode) as Options.Publish;
   options.mandatory = true;
   if (traceHeaders) options.headers = { ...options.headers, ...traceHeaders };
   try {
-    writable = channel.publish(exchange, request.replyRoutingKey, body, options, (err: unknown) =>
-      settle(err ? (err instanceof Error ? err : new Error(messageOf(err))) : undefined),
-    );
+    return channel.publish(exchange, request.replyRoutingKey, body, options, tell);
   } catch (err) {
-    // The channel closed under us: the broker requeues the request.
-    settle(err instanceof Error ? err : new Error(messageOf(err)));
+    // The channel closed under us (the broker requeues the request): said by the return value, `confirmed` is not called.
+    told = true;
+    return asError(err);
   }
-  return { writable, confirmed };
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(messageOf(err));
 }
 
 /** The reply a handler's outcome is answered with: its result, or an error when it failed or its result cannot go. */

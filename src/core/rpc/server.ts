@@ -10,7 +10,7 @@ import type { TraceStepDetails } from '../../shared/trace';
 import { messageOf } from '../../shared/thrown';
 import { BridgeError } from '../errors';
 import { AmqpLink } from '../links/amqp-link';
-import { correlationLost, encodeReply, parseRequest, type RpcRequest } from './envelope';
+import { correlationLost, encodeReply, parseRequest, type ParseContext, type RpcRequest } from './envelope';
 import { MAX_TIMER_MS } from './handlers';
 import { amqpWire, WIRE_SOURCE } from '../trace/message-view';
 import {
@@ -26,6 +26,7 @@ import {
 import { declareTopology, validateQueueName } from './queue-topology';
 import { channelDrained, WorkerPool, type Worker, type WorkerModel } from './worker-pool';
 import { HandlerRunner, type HandlerSettled } from './handler-runner';
+import type { Delivery } from './ack-batcher';
 import { classifyReplyFailure, FailedReplies, learnMaxMessageSize } from './reply-failure';
 import { encodeHandlerReply, publishReply, replyProperties } from './reply-publish';
 import type { RpcServerOptions, RpcServerStats, StopReport } from './server-types';
@@ -49,6 +50,8 @@ export class RpcServer extends ServerEvents {
   private stopping: Promise<StopReport> | undefined;
   /** requests whose reply could not be published: a redelivery of one is answered with an error, not handled again */
   private readonly failedReplies = new FailedReplies(10_000);
+  /** parseRequest's context, filled anew for every request (it keeps nothing of it): one object instead of one per request */
+  private readonly parseContext: ParseContext = {};
   private replySeq = 0;
   private deliverySeq = 0;
   /** lowered when the broker refuses a reply as too large and names its real limit */
@@ -181,11 +184,11 @@ export class RpcServer extends ServerEvents {
   }
 
   /** Acks (batched to the end of the turn unless stopping) or rejects a delivery once. */
-  private settle(worker: Worker, message: ConsumeMessage, outcome: 'ack' | 'reject'): void {
-    worker.acks.settle(message, outcome, this.draining);
+  private settle(call: InboundCall, outcome: 'ack' | 'reject'): void {
+    call.worker.acks.settleDelivery(call.delivery, outcome, this.draining);
   }
 
-  private async onMessage(worker: Worker, message: ConsumeMessage | null): Promise<void> {
+  private onMessage(worker: Worker, message: ConsumeMessage | null): void {
     if (message === null) {
       const text = `The broker cancelled ${worker.name}'s consumer: was the queue "${this.queue}" deleted?`;
       this.problem({ kind: 'consumer-cancelled', worker: worker.name, rpcId: '', message: text });
@@ -193,44 +196,65 @@ export class RpcServer extends ServerEvents {
     }
     this.stats.received += 1;
     this.stats.inFlight += 1;
-    const delivery = worker.acks.track(message);
     this.deliverySeq += 1;
-    const ticket = this.deliverySeq;
+    const call = new InboundCall(worker, message, worker.acks.track(message), this.deliverySeq);
     try {
-      await this.handle(worker, message, ticket);
+      this.handle(call);
     } catch (err) {
-      // Never expected (handlers' throws are answered in handle). An unsettled delivery would hold a prefetch slot for
-      // good, so it is rejected without requeue (requeued, the same bug could loop on it).
-      if (!this.closing) {
-        const settledBefore = delivery.settled;
-        if (!settledBefore) this.settle(worker, message, 'reject');
-        const fate = settledBefore ? '' : '; the request was rejected without requeue';
-        this.problem({ kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${messageOf(err)}${fate}.` });
-      }
-    } finally {
-      this.stats.inFlight -= 1;
-      this.handlers.finished(ticket);
-      if (this.draining && this.stats.inFlight === 0) this.idle?.();
+      this.broke(call, err);
     }
   }
 
+  /**
+   * Never expected (handlers' throws are answered in handle). An unsettled delivery would hold a prefetch slot for good,
+   * so it is rejected without requeue (requeued, the same bug could loop on it).
+   */
+  private broke(call: InboundCall, err: unknown): void {
+    if (call.over) return;
+    const { worker } = call;
+    if (!this.closing) {
+      const settledBefore = call.delivery.settled;
+      if (!settledBefore) this.settle(call, 'reject');
+      const fate = settledBefore ? '' : '; the request was rejected without requeue';
+      this.problem({ kind: 'internal', worker: worker.name, rpcId: '', message: `Could not finish a request on ${worker.name}: ${messageOf(err)}${fate}.` });
+    }
+    this.end(call);
+  }
+
+  /** The request is over (replied, rejected, dropped or failed): its in-flight slot is given back, once. */
+  private end(call: InboundCall): void {
+    if (call.over) return;
+    call.over = true;
+    this.stats.inFlight -= 1;
+    this.handlers.finished(call.ticket);
+    if (this.draining && this.stats.inFlight === 0) this.idle?.();
+  }
+
   /** Rejects a request without requeue, with its trace step and problem. */
-  private reject(worker: Worker, message: ConsumeMessage, rpcId: string, reason: string, problem: string): void {
+  private reject(call: InboundCall, rpcId: string, reason: string, problem: string): void {
+    const { worker, message } = call;
     this.stats.rejected += 1;
-    this.settle(worker, message, 'reject');
+    this.settle(call, 'reject');
     if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'request.rejected', detail: { worker: worker.name, reason, bytes: message.content.byteLength } });
     this.problem({ kind: 'rejected', worker: worker.name, rpcId, message: problem });
   }
 
-  private async handle(worker: Worker, message: ConsumeMessage, ticket: number): Promise<void> {
+  /**
+   * Parses the request and runs its handler. A synchronous handler's outcome is replied to at once; only an asynchronous
+   * one costs a continuation. What follows the publish is the confirm callback's (see reply).
+   */
+  private handle(call: InboundCall): void {
+    const { worker, message } = call;
     const fields = this.options.fields ?? defaultEnvelopeFields;
-    const parsed = parseRequest(message.content, {
-      fields,
-      headers: message.properties.headers as Record<string, unknown> | undefined,
-      correlationId: message.properties.correlationId as string | undefined,
-      topicMap: this.options.topicMap,
-    });
+    const context = this.parseContext;
+    context.fields = fields;
+    context.headers = message.properties.headers as Record<string, unknown> | undefined;
+    context.correlationId = message.properties.correlationId as string | undefined;
+    context.topicMap = this.options.topicMap;
+    const parsed = parseRequest(message.content, context);
+    context.headers = undefined;
     const rpcId = (parsed.ok ? parsed.request.id : parsed.id) ?? `${DELIVERY_ID_PREFIX}${message.fields.deliveryTag}-${randomUUID().slice(0, 8)}`;
+    call.rpcId = rpcId;
     this.options.tracing?.received(rpcId, worker.name, this.queue, message, parsed.ok ? parsed.request.body : undefined);
     if (this.traced) {
       const { consumerTag, routingKey, redelivered } = message.fields;
@@ -238,8 +262,12 @@ export class RpcServer extends ServerEvents {
       const wire = amqpWire(message.properties as unknown as Record<string, unknown>, message.content);
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'worker.received', detail, [WIRE_SOURCE]: wire });
     }
-    if (!parsed.ok) return this.reject(worker, message, rpcId, parsed.reason, `Rejected a request without requeue: ${parsed.reason}`);
+    if (!parsed.ok) {
+      this.reject(call, rpcId, parsed.reason, `Rejected a request without requeue: ${parsed.reason}`);
+      return this.end(call);
+    }
     const request = parsed.request;
+    call.request = request;
     if (correlationLost(request.correlationHeader)) {
       this.problem({
         kind: 'correlation-lost',
@@ -256,15 +284,32 @@ export class RpcServer extends ServerEvents {
       if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'handler.finished', detail: { worker: worker.name, durationMs: 0, outcome: 'error', errorCode: earlier.code } });
       const body = encodeReply({ id: request.id, error: { code: earlier.code, message: reason }, worker: worker.name }, fields);
       this.stats.failed += 1;
-      return this.reply(worker, message, request, rpcId, body);
+      return this.reply(call, body);
     }
     if (earlier !== undefined) {
       const reason = `Its reply could not be published before (${earlier.reason}); rejected without requeue so it does not loop.`;
-      return this.reject(worker, message, rpcId, reason, `Rejected ${rpcId}: ${reason}`);
+      this.reject(call, rpcId, reason, `Rejected ${rpcId}: ${reason}`);
+      return this.end(call);
     }
     const started = performance.now();
-    const running = this.handlers.run(ticket, rpcId, worker.name, request);
-    const settled: HandlerSettled = running instanceof Promise ? await running : running;
+    const running = this.handlers.run(call.ticket, rpcId, worker.name, request);
+    if (!(running instanceof Promise)) return this.handled(call, running, started);
+    running.then(
+      (settled) => {
+        try {
+          this.handled(call, settled, started);
+        } catch (err) {
+          this.broke(call, err);
+        }
+      },
+      (err: unknown) => this.broke(call, err),
+    );
+  }
+
+  /** The handler's outcome (or its error) is encoded and replied. */
+  private handled(call: InboundCall, settled: HandlerSettled, started: number): void {
+    const { worker, request, rpcId } = call;
+    const fields = this.options.fields ?? defaultEnvelopeFields;
     const { body, error, tooLargeBytes } = encodeHandlerReply(settled, request, worker.name, fields, this.maxMessageBytes);
     if (tooLargeBytes !== undefined) {
       const text = `The reply to ${rpcId} is ${tooLargeBytes} bytes, over the broker's max_message_size (${this.maxMessageBytes}); answered with a reply-too-large error instead.`;
@@ -277,58 +322,84 @@ export class RpcServer extends ServerEvents {
       if (error) detail.errorCode = error.code;
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'handler.finished', detail });
     }
-    await this.reply(worker, message, request, rpcId, body);
+    this.reply(call, body);
   }
 
-  /** Publishes the reply with `mandatory`, waits for the broker's confirm, and only then acks the request. */
-  private async reply(worker: Worker, message: ConsumeMessage, request: RpcRequest, rpcId: string, body: Buffer): Promise<void> {
+  /**
+   * Publishes the reply with `mandatory`; the broker's confirm then acks the request (see confirmed). No promise per
+   * reply: the confirm callback drives the ack and the bookkeeping.
+   */
+  private reply(call: InboundCall, body: Buffer): void {
+    const { worker, request, rpcId } = call;
     if (this.closing) {
       const text = `The handler of ${rpcId} ended after the drain was over; its reply was dropped and the broker put the request back on the queue.`;
       this.problem({ kind: 'late-handler', worker: worker.name, rpcId, message: text });
-      return;
+      return this.end(call);
     }
     const { exchange } = this;
     const routingKey = request.replyRoutingKey;
     // OpenTelemetry: a request that carried its trace context in its body (MQTT 3.1.1) gets the reply's there too.
     body = this.options.tracing?.replyBody(rpcId, worker.name, exchange, routingKey, body) ?? body;
+    call.bodyBytes = body.byteLength;
     // Only needs to be unique on this channel, to match a basic.return to its publish.
     this.replySeq += 1;
     const messageId = `${worker.name}-${this.replySeq}`;
-    const replyTopic = request.replyTopic ?? routingKey;
+    call.messageId = messageId;
     const traceHeaders = this.options.tracing?.replyHeaders(rpcId, worker.name, exchange, routingKey);
-    const { writable, confirmed } = publishReply(worker.channel, exchange, request, messageId, this.replyDeliveryMode, body, traceHeaders);
+    const published = publishReply(worker.channel, exchange, request, messageId, this.replyDeliveryMode, body, traceHeaders, (failure) => this.confirmed(call, failure));
     if (this.traced) {
-      const detail = { worker: worker.name, exchange, routingKey, replyTopic, mandatory: true };
+      const detail = { worker: worker.name, exchange, routingKey, replyTopic: request.replyTopic ?? routingKey, mandatory: true };
       const properties = replyProperties(request, messageId, this.replyDeliveryMode);
       this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.published', detail, [WIRE_SOURCE]: amqpWire(properties, body) });
     }
-    // Respect the socket's backpressure before taking more work; a closed channel settles `confirmed` instead.
-    if (!writable) await Promise.race([channelDrained(worker), confirmed]);
-    const failure = await confirmed;
-    if (failure) {
-      // The channel is gone (the request will be redelivered) or the broker refused the reply.
-      if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
-      const verdict = classifyReplyFailure({
-        failureMessage: failure.message,
-        closeReason: worker.closeReason,
-        bodyBytes: body.byteLength,
-        maxMessageBytes: this.maxMessageBytes,
-        blamedBefore: worker.blamed === true,
-      });
-      this.maxMessageBytes = verdict.maxMessageBytes;
-      if (verdict.blamed) worker.blamed = true;
-      if (verdict.remember) this.failedReplies.remember(rpcId, routingKey, verdict.remember);
-      if (!this.closing) {
-        const kind = verdict.tooLarge ? 'reply-too-large' : 'reply-failed';
-        this.problem({ kind, worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${verdict.reason}` });
-      }
-      this.settle(worker, message, 'reject');
+    // The publish threw: the channel is gone (the broker requeues the request), as a failed confirm says.
+    if (published instanceof Error) return this.confirmed(call, published);
+    // Respect the socket's backpressure: every reply waiting on a full channel shares its one 'drain' listener. The
+    // request is over only at its confirm, which comes after the drain or instead of it (a closed channel).
+    if (!published) void channelDrained(worker);
+  }
+
+  /** The broker's confirm of a reply: only now is its request acked (or rejected when the reply was not taken). */
+  private confirmed(call: InboundCall, failure: Error | undefined): void {
+    if (call.over) return;
+    try {
+      if (failure) this.notConfirmed(call, failure);
+      else this.routedOrReturned(call);
+    } catch (err) {
+      this.broke(call, err);
       return;
     }
-    const returnReason = worker.returned.get(messageId);
-    worker.returned.delete(messageId);
+    this.end(call);
+  }
+
+  /** The channel is gone (the request will be redelivered) or the broker refused the reply. */
+  private notConfirmed(call: InboundCall, failure: Error): void {
+    const { worker, rpcId } = call;
+    if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
+    const verdict = classifyReplyFailure({
+      failureMessage: failure.message,
+      closeReason: worker.closeReason,
+      bodyBytes: call.bodyBytes,
+      maxMessageBytes: this.maxMessageBytes,
+      blamedBefore: worker.blamed === true,
+    });
+    this.maxMessageBytes = verdict.maxMessageBytes;
+    if (verdict.blamed) worker.blamed = true;
+    if (verdict.remember) this.failedReplies.remember(rpcId, call.request.replyRoutingKey, verdict.remember);
+    if (!this.closing) {
+      const kind = verdict.tooLarge ? 'reply-too-large' : 'reply-failed';
+      this.problem({ kind, worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${verdict.reason}` });
+    }
+    this.settle(call, 'reject');
+  }
+
+  /** Confirmed: the request is acked; a reply the broker returned (basic.return came before the confirm) is unroutable. */
+  private routedOrReturned(call: InboundCall): void {
+    const { worker, rpcId, messageId } = call;
+    const returnReason = worker.returned.size > 0 ? worker.returned.get(messageId) : undefined;
+    if (returnReason !== undefined) worker.returned.delete(messageId);
     // Even while closing: an ack that still precedes the channel.close saves a duplicate; a later one is refused harmlessly.
-    this.settle(worker, message, 'ack');
+    this.settle(call, 'ack');
     this.stats.replied += 1;
     this.stats.perWorker[worker.name] = (this.stats.perWorker[worker.name] ?? 0) + 1;
     if (this.traced) {
@@ -338,8 +409,27 @@ export class RpcServer extends ServerEvents {
     }
     if (returnReason) {
       this.stats.unroutable += 1;
-      const text = `The reply to ${rpcId} was returned as unroutable (${returnReason}): nothing is bound to "${exchange}" with key "${routingKey}" (is the device subscribed to "${replyTopic}"?).`;
+      const { exchange } = this;
+      const routingKey = call.request.replyRoutingKey;
+      const text = `The reply to ${rpcId} was returned as unroutable (${returnReason}): nothing is bound to "${exchange}" with key "${routingKey}" (is the device subscribed to "${call.request.replyTopic ?? routingKey}"?).`;
       this.problem({ kind: 'unroutable', worker: worker.name, rpcId, message: text });
     }
   }
+}
+
+/** One request on its way through the server, from its delivery to its ack: what its callbacks share (no async frames). */
+class InboundCall {
+  rpcId = '';
+  request!: RpcRequest;
+  messageId = '';
+  bodyBytes = 0;
+  /** its in-flight slot was given back: a late callback (a confirm after an internal failure) does nothing more */
+  over = false;
+
+  constructor(
+    readonly worker: Worker,
+    readonly message: ConsumeMessage,
+    readonly delivery: Delivery<ConsumeMessage>,
+    readonly ticket: number,
+  ) {}
 }
