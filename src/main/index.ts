@@ -7,6 +7,7 @@ import { Session } from '../core/session/session';
 import { profileFromEnv, ProfileStore } from '../core/profiles';
 import { WorkspaceStore } from '../core/workspace-file';
 import { otelExportFor, type OtelExport } from '../core/otel/export';
+import { tightenHeapGrowth } from '../core/heap-growth';
 import { createQuitSequence } from './quit';
 import { osSecretBox } from './secrets';
 import { appPage, isAppPageCall, isDocLink, menuTemplate, windowOptions } from './window';
@@ -50,6 +51,8 @@ if (!app.requestSingleInstanceLock()) {
   });
 
   void app.whenReady().then(async () => {
+    // The main process holds the session for hours, as the `ui` host does: its heap is kept near what is live.
+    tightenHeapGrowth();
     // The profile store needs safeStorage, which is ready only now.
     const session = new Session({
       mode: 'electron',

@@ -8,6 +8,7 @@ import { defaultSandboxDir } from '../../core/broker/sandbox';
 import { checkDataDir, defaultDataDir, lockDataDir, readUiIdentity, writeUiIdentity } from '../../core/data-dir';
 import { WorkspaceStore } from '../../core/workspace-file';
 import { startHost, type Host } from '../../host/host';
+import { tightenHeapGrowth } from '../../core/heap-growth';
 import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
 import { withDeadline } from '../../shared/deadline';
 import { action, ExitCode, parsePort, warn } from '../run';
@@ -37,6 +38,8 @@ async function withinBound(boundMs: number, run: () => Promise<unknown>): Promis
  * keeps what it used, so the page already open reconnects to the next run by itself.
  */
 async function startKeptHost(session: Session, options: { port?: number; static: string; newToken?: boolean }, dataDir: string): Promise<Host> {
+  // A host runs for hours under streams of steps: its heap is kept near what is live (see heap-growth.ts).
+  tightenHeapGrowth();
   const { identity, problem } = await readUiIdentity(dataDir, options.newToken === true);
   if (problem) warn(problem);
   const start = (port: number | undefined): Promise<Host> =>
