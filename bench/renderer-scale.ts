@@ -9,6 +9,7 @@ import { createApp } from 'vue';
 import { createPinia, setActivePinia } from 'pinia';
 import { launchUncappedChromium, startUi } from './browser';
 import { TRACE_EXPORT_VERSION, type TraceExport, type TraceStep } from '../src/shared/trace';
+import { counted } from '../src/shared/describe';
 import type { BridgeClient } from '../src/shared/contract';
 import { clientKey } from '../src/renderer/src/injection';
 import { useTraceViewStore } from '../src/renderer/src/stores/trace-view';
@@ -68,7 +69,7 @@ async function scrollBenchmark(steps: TraceStep[]): Promise<{ medianFrameMs: num
     await page.waitForSelector('[data-app-state="ready"]');
     await page.click('[data-testid=tab-trace]');
     await page.setInputFiles('[data-testid=trace-import]', file);
-    await page.waitForSelector(`[data-testid=trace-counts] >> text=${STEPS / STEPS_PER_RPC} RPCs`, { timeout: 60_000 });
+    await page.waitForSelector(`[data-testid=trace-counts] >> text=${counted(STEPS / STEPS_PER_RPC, 'RPC')}`, { timeout: 60_000 });
     // Runs in the page (a string, so this Node-side file needs no DOM types).
     const frames = (await page.evaluate(`(async () => {
       const list = document.querySelector('[data-testid=trace-list]');
