@@ -1,7 +1,9 @@
 /** Probes that tell whether a broker really accepts AMQP, MQTT and management HTTP connections. */
 import amqp from 'amqplib';
 import mqtt from 'mqtt';
+import type { Socket } from 'node:net';
 import { managementRequest } from './management-http';
+import { withDeadline } from '../../shared/deadline';
 
 export interface BrokerUrls {
   amqp: string;
@@ -11,11 +13,21 @@ export interface BrokerUrls {
 
 export type ProbeResult = { ok: true } | { ok: false; reason: string };
 
+/**
+ * A node that is stopping (or paused) can accept a connection and then never answer its close: each probe gives its
+ * goodbye `timeoutMs` too, then drops the socket and says the node did not answer. (A probe that waited for ever kept the
+ * app's sandbox check from ever seeing the node stopped.)
+ */
 export async function probeAmqp(url: string, timeoutMs = 3000): Promise<ProbeResult> {
   try {
     const connection = await amqp.connect(url, { timeout: timeoutMs, noDelay: true });
     connection.on('error', () => undefined);
-    await connection.close();
+    const closed = await withDeadline(connection.close().catch(() => undefined), timeoutMs);
+    if (!closed.done) {
+      // amqplib keeps the socket on the connection object; its types do not show it.
+      (connection.connection as unknown as { stream?: Socket }).stream?.destroy();
+      return { ok: false, reason: `it accepted a connection but did not answer its close within ${timeoutMs} ms` };
+    }
     return { ok: true };
   } catch (err) {
     return { ok: false, reason: (err as Error).message };
@@ -29,7 +41,11 @@ export async function probeMqtt(url: string, timeoutMs = 3000): Promise<ProbeRes
       connectTimeout: timeoutMs,
       clientId: `bridgescope-probe-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
     });
-    await client.endAsync();
+    const ended = await withDeadline(client.endAsync().catch(() => undefined), timeoutMs);
+    if (!ended.done) {
+      client.end(true);
+      return { ok: false, reason: `it accepted a connection but did not let it end within ${timeoutMs} ms` };
+    }
     return { ok: true };
   } catch (err) {
     return { ok: false, reason: (err as Error).message };
