@@ -7,6 +7,7 @@
  * The watcher always runs in a process of its own (`bench --watch-child`), so its memory and CPU are its own.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { tracked } from './started';
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -75,10 +76,12 @@ interface WatchChild {
 
 /** Starts `bench --watch-child` and waits until it watches (the broker URLs, with their credentials, go by environment). */
 async function startWatchChild(urls: BrokerUrls, spec: WatchChildSpec, onLine?: (line: WatchChildLine) => void): Promise<WatchChild> {
-  const child: ChildProcess = spawn(process.execPath, [resolve(process.argv[1] ?? 'bin/bridgescope'), 'bench', '--watch-child', JSON.stringify(spec)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, BRIDGESCOPE_BENCH_URLS: JSON.stringify(urls) },
-  });
+  const child: ChildProcess = tracked(
+    spawn(process.execPath, [resolve(process.argv[1] ?? 'bin/bridgescope'), 'bench', '--watch-child', JSON.stringify(spec)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, BRIDGESCOPE_BENCH_URLS: JSON.stringify(urls) },
+    }),
+  );
   const lines: WatchChildLine[] = [];
   const waiters: Array<(line: WatchChildLine) => void> = [];
   createInterface({ input: child.stdout! }).on('line', (text) => {

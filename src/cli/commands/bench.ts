@@ -1,16 +1,17 @@
 /** `bridgescope bench`: BridgeScope against a raw mqtt.js + amqplib floor, side by side in one run, on a private broker. */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { startSandbox, stopSandbox } from '../../core/broker/sandbox';
 import type { BrokerUrls } from '../../core/broker/readiness';
 import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../bench/contenders';
 import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../bench/report';
 import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../bench/watch';
 import { action, parsePositiveInt } from '../run';
+import { runUntilStopped, signalExitCode, StopSignals } from '../lifecycle';
+import { endSandbox, privateSandbox, stopTasks, tracked } from '../bench/started';
 import { messageOf } from '../../shared/thrown';
 
 interface BenchCase {
@@ -46,9 +47,11 @@ function warmupFor(benchCase: BenchCase): number {
 /** Each run in a fresh process, so one contender's heap and sockets never weigh on the other's numbers. */
 function runInChild(spec: RunSpec): Promise<RunResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [resolve(process.argv[1] ?? 'bin/bridgescope'), 'bench', '--child', JSON.stringify(spec)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = tracked(
+      spawn(process.execPath, [resolve(process.argv[1] ?? 'bin/bridgescope'), 'bench', '--child', JSON.stringify(spec)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.on('error', reject);
@@ -67,7 +70,7 @@ async function rendererScale(resultFile: string): Promise<void> {
     return;
   }
   await new Promise<void>((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, resultFile], { stdio: 'inherit' });
+    const child = tracked(spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script, resultFile], { stdio: 'inherit' }));
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolvePromise() : reject(new Error(`the renderer scale benchmark failed (exit ${code})`))));
   });
@@ -86,10 +89,12 @@ async function uiStream(urls: BrokerUrls, seconds: number, dir: string): Promise
   const file = join(dir, 'ui-stream.json');
   await new Promise<void>((resolvePromise, reject) => {
     // The URLs (with the sandbox's credentials) go by environment, not on a command line others can read.
-    const child = spawn(process.execPath, ['--import', 'tsx', script, file, String(seconds)], {
-      stdio: 'inherit',
-      env: { ...process.env, BRIDGESCOPE_BENCH_URLS: JSON.stringify(urls) },
-    });
+    const child = tracked(
+      spawn(process.execPath, ['--import', 'tsx', script, file, String(seconds)], {
+        stdio: 'inherit',
+        env: { ...process.env, BRIDGESCOPE_BENCH_URLS: JSON.stringify(urls) },
+      }),
+    );
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolvePromise() : reject(new Error(`the UI stream benchmark failed (exit ${code})`))));
   });
@@ -111,10 +116,9 @@ interface BrokerRun {
 
 /** The whole plan, then the UI stream, on one private sandbox broker of the given RabbitMQ. */
 async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, rounds: number, watchOnly = false): Promise<BrokerRun> {
-  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
-  const started = Date.now();
+  const begun = Date.now();
   process.stderr.write(`Starting a private sandbox broker${rabbitmq ? ` (RabbitMQ ${rabbitmq})` : ''} for the benchmark...\n`);
-  const { info } = await startSandbox({ dir, timeoutMs: 120_000, ...(rabbitmq !== undefined ? { rabbitmq } : {}) });
+  const { dir, info } = await privateSandbox(rabbitmq);
   const urls: BrokerUrls = info.urls;
   const cases: CaseSummary[] = [];
   let uiStreamResult: unknown;
@@ -152,13 +156,12 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
       return undefined;
     });
   } finally {
-    await stopSandbox(dir);
-    await rm(dir, { recursive: true, force: true });
+    await endSandbox(dir);
   }
   return {
     rabbitmq: info.rabbitmq ?? rabbitmq ?? 'system',
     version: info.version ?? 'unknown',
-    wallSeconds: (Date.now() - started) / 1000,
+    wallSeconds: (Date.now() - begun) / 1000,
     cases,
     ratios: ratios(cases),
     ...(uiStreamResult !== undefined ? { uiStream: uiStreamResult } : {}),
@@ -168,9 +171,8 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
 
 /** `bench --watch-soak <seconds>`: outside traffic at 1,000 RPC/s under a watcher, its memory every 10 s; writes watch-soak.json. */
 async function soak(seconds: number, mode: 'tap' | 'firehose', rabbitmq: string | undefined, outDir: string): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'bridgescope-bench-'));
   process.stderr.write(`Starting a private sandbox broker${rabbitmq ? ` (RabbitMQ ${rabbitmq})` : ''} for the watch soak...\n`);
-  const { info } = await startSandbox({ dir, timeoutMs: 120_000, ...(rabbitmq !== undefined ? { rabbitmq } : {}) });
+  const { dir, info } = await privateSandbox(rabbitmq);
   try {
     const report = await watchSoak(info.urls, {
       seconds,
@@ -183,8 +185,7 @@ async function soak(seconds: number, mode: 'tap' | 'firehose', rabbitmq: string 
     await writeFile(join(outDir, `watch-soak-${mode}.json`), JSON.stringify({ at: new Date().toISOString(), rabbitmq: info.version ?? 'unknown', ...report }, null, 2));
     process.stdout.write(`Wrote ${join(outDir, `watch-soak-${mode}.json`)}.\n`);
   } finally {
-    await stopSandbox(dir);
-    await rm(dir, { recursive: true, force: true });
+    await endSandbox(dir);
   }
 }
 
@@ -218,62 +219,87 @@ export function registerBenchCommand(program: Command): void {
           await runWatchChild(JSON.parse(options.watchChild) as WatchChildSpec);
           return;
         }
-        if (options.watchSoak !== undefined) {
-          if (options.watchMode !== 'tap' && options.watchMode !== 'firehose') throw new Error(`--watch-mode must be tap or firehose, not "${options.watchMode}".`);
-          await soak(options.watchSoak, options.watchMode, options.rabbitmq, resolve(options.out));
-          return;
-        }
         if (options.child) {
           const result = await runContender(JSON.parse(options.child) as RunSpec);
           process.stdout.write(JSON.stringify(result));
           return;
         }
-        const quick = Boolean(options.quick);
-        const rounds = options.rounds ?? (quick ? 2 : 5);
-        const started = Date.now();
-        // One broker after the other, the same plan on each: the side-by-side report compares ratios, each from its own run.
-        const wanted = options.rabbitmq ? options.rabbitmq.split(',').map((which) => which.trim()).filter(Boolean) : [undefined];
-        const brokers: BrokerRun[] = [];
-        for (const rabbitmq of wanted) brokers.push(await benchOnBroker(rabbitmq, quick, rounds, Boolean(options.watchOnly)));
-        if (options.watchOnly) {
-          // Its own file: a watch-only run must not replace the plan's latest.json.
-          for (const run of brokers) if (run.watch) process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq}), median of ${rounds} round(s)\n${formatWatchCost(run.watch)}\n`);
-          await mkdir(resolve(options.out), { recursive: true });
-          const file = join(resolve(options.out), 'watch-cost.json');
-          await writeFile(file, JSON.stringify({ at: new Date().toISOString(), quick, rounds, brokers: brokers.map(({ rabbitmq, version, watch }) => ({ rabbitmq, version, watch })) }, null, 2));
-          process.stdout.write(`Wrote ${file}.\n`);
-          return;
-        }
-        const [first] = brokers as [BrokerRun, ...BrokerRun[]];
-        for (const run of brokers) {
-          process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq})\n${formatTable(run.cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
-          for (const ratio of run.ratios) {
-            process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
-          }
-        }
-        for (const run of brokers) if (run.watch) process.stdout.write(`\n${formatWatchCost(run.watch)}\n`);
-        if (brokers.length > 1) process.stdout.write(`\n${sideBySide(brokers)}\n`);
-        const outDir = resolve(options.out);
-        await mkdir(outDir, { recursive: true });
-        const report = {
-          at: new Date().toISOString(),
-          quick,
-          rounds,
-          machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, rabbitmq: first.version, shared: 'the cores are shared with other work: compare ratios from the same run' },
-          rssPerContender: true,
-          wallSeconds: (Date.now() - started) / 1000,
-          // The first broker's run at the top level (what every reader of this file used to find there)...
-          cases: first.cases,
-          ratios: first.ratios,
-          ...(first.uiStream !== undefined ? { uiStream: first.uiStream } : {}),
-          ...(first.watch ? { watch: first.watch } : {}),
-          // ...and every broker's, side by side, when more than one ran.
-          ...(brokers.length > 1 ? { brokers: brokers.map(({ rabbitmq, version, wallSeconds, ratios: r, cases: c, uiStream: u }) => ({ rabbitmq, version, wallSeconds, ratios: r, cases: c, ...(u !== undefined ? { uiStream: u } : {}) })) } : {}),
-        };
-        await writeFile(join(outDir, 'latest.json'), JSON.stringify(report, null, 2));
-        await writeFile(join(outDir, 'latest.svg'), renderSvg(first.cases, `BridgeScope vs raw mqtt.js + amqplib on RabbitMQ ${first.version} (${quick ? 'quick' : 'full'}, median of ${rounds})`));
-        process.stdout.write(`\nWrote ${join(outDir, 'latest.json')} and ${join(outDir, 'latest.svg')} (${report.wallSeconds.toFixed(0)} s).\n`);
-        await rendererScale(join(outDir, 'latest.json'));
+        // From here on the run starts brokers and processes: a stop signal ends them all (bounded), then the command.
+        const signals = new StopSignals();
+        const stopping = runUntilStopped(
+          signals,
+          () => signals.say('Stopping the benchmark: ending its runs and stopping its sandbox broker...'),
+          stopTasks,
+        ).then(() => {
+          signals.say('Stopped; the benchmark wrote nothing.');
+          signals.exit(signalExitCode('SIGINT'));
+        });
+        const first = await Promise.race([
+          benchCommand(options).then(
+            () => ({ stopped: false as const }),
+            (err: unknown) => ({ stopped: false as const, err }),
+          ),
+          signals.stopped.then(() => ({ stopped: true as const })),
+        ]);
+        // Once a stop began, its cleanup decides the ending (the runs it kills fail on their way out: not worth a word).
+        if (first.stopped || signals.leftUndone.length > 0) return stopping;
+        signals.dispose();
+        if ('err' in first) throw first.err;
       }),
     );
+}
+
+/** The benchmark proper (not a child): the plan, a watch soak or watch's cost. */
+async function benchCommand(options: { quick?: boolean; rounds?: number; out: string; rabbitmq?: string; watchSoak?: number; watchMode: string; watchOnly?: boolean }): Promise<void> {
+  if (options.watchSoak !== undefined) {
+    if (options.watchMode !== 'tap' && options.watchMode !== 'firehose') throw new Error(`--watch-mode must be tap or firehose, not "${options.watchMode}".`);
+    await soak(options.watchSoak, options.watchMode, options.rabbitmq, resolve(options.out));
+    return;
+  }
+  const quick = Boolean(options.quick);
+  const rounds = options.rounds ?? (quick ? 2 : 5);
+  const started = Date.now();
+  // One broker after the other, the same plan on each: the side-by-side report compares ratios, each from its own run.
+  const wanted = options.rabbitmq ? options.rabbitmq.split(',').map((which) => which.trim()).filter(Boolean) : [undefined];
+  const brokers: BrokerRun[] = [];
+  for (const rabbitmq of wanted) brokers.push(await benchOnBroker(rabbitmq, quick, rounds, Boolean(options.watchOnly)));
+  if (options.watchOnly) {
+    // Its own file: a watch-only run must not replace the plan's latest.json.
+    for (const run of brokers) if (run.watch) process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq}), median of ${rounds} round(s)\n${formatWatchCost(run.watch)}\n`);
+    await mkdir(resolve(options.out), { recursive: true });
+    const file = join(resolve(options.out), 'watch-cost.json');
+    await writeFile(file, JSON.stringify({ at: new Date().toISOString(), quick, rounds, brokers: brokers.map(({ rabbitmq, version, watch }) => ({ rabbitmq, version, watch })) }, null, 2));
+    process.stdout.write(`Wrote ${file}.\n`);
+    return;
+  }
+  const [first] = brokers as [BrokerRun, ...BrokerRun[]];
+  for (const run of brokers) {
+    process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq})\n${formatTable(run.cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
+    for (const ratio of run.ratios) {
+      process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
+    }
+  }
+  for (const run of brokers) if (run.watch) process.stdout.write(`\n${formatWatchCost(run.watch)}\n`);
+  if (brokers.length > 1) process.stdout.write(`\n${sideBySide(brokers)}\n`);
+  const outDir = resolve(options.out);
+  await mkdir(outDir, { recursive: true });
+  const report = {
+    at: new Date().toISOString(),
+    quick,
+    rounds,
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', node: process.version, rabbitmq: first.version, shared: 'the cores are shared with other work: compare ratios from the same run' },
+    rssPerContender: true,
+    wallSeconds: (Date.now() - started) / 1000,
+    // The first broker's run at the top level (what every reader of this file used to find there)...
+    cases: first.cases,
+    ratios: first.ratios,
+    ...(first.uiStream !== undefined ? { uiStream: first.uiStream } : {}),
+    ...(first.watch ? { watch: first.watch } : {}),
+    // ...and every broker's, side by side, when more than one ran.
+    ...(brokers.length > 1 ? { brokers: brokers.map(({ rabbitmq, version, wallSeconds, ratios: r, cases: c, uiStream: u }) => ({ rabbitmq, version, wallSeconds, ratios: r, cases: c, ...(u !== undefined ? { uiStream: u } : {}) })) } : {}),
+  };
+  await writeFile(join(outDir, 'latest.json'), JSON.stringify(report, null, 2));
+  await writeFile(join(outDir, 'latest.svg'), renderSvg(first.cases, `BridgeScope vs raw mqtt.js + amqplib on RabbitMQ ${first.version} (${quick ? 'quick' : 'full'}, median of ${rounds})`));
+  process.stdout.write(`\nWrote ${join(outDir, 'latest.json')} and ${join(outDir, 'latest.svg')} (${report.wallSeconds.toFixed(0)} s).\n`);
+  await rendererScale(join(outDir, 'latest.json'));
 }

@@ -1,0 +1,77 @@
+/**
+ * `bridgescope bench` starts a private RabbitMQ node and a process per run: Ctrl-C to its process group (what a terminal
+ * sends), and a second one while it cleans up, must leave neither behind, nor the node's folder.
+ */
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cliPath } from '../support/cli';
+import { startGroupLeader, type GroupLeader } from '../support/processes';
+import { sandboxStatus } from '../../src/core/broker/sandbox';
+
+/** Whether a process runs (signal 0 asks without sending). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const leaders: GroupLeader[] = [];
+const folders: string[] = [];
+
+afterEach(async () => {
+  for (const leader of leaders.splice(0)) await leader.kill();
+  for (const folder of folders.splice(0)) await rm(folder, { recursive: true, force: true });
+});
+
+/** The processes whose command line names `text` (the node of a sandbox names its folder), from /proc. */
+async function processesNaming(text: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const command = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (command.includes(text)) found.push(`${pid}: ${command.replaceAll('\0', ' ').slice(0, 120)}`);
+  }
+  return found;
+}
+
+describe('bridgescope bench stopping', () => {
+  it('Ctrl-C to the process group, then again while it cleans up: its runs end, its sandbox node stops, its folder goes, exit 130', async () => {
+    // Its own temporary directory: the sandbox's folder is made there, and nothing else is.
+    const temporary = await mkdtemp(join(tmpdir(), 'bench-stop-'));
+    folders.push(temporary);
+    const rabbitmq = process.env.BRIDGESCOPE_TEST_RABBITMQ?.trim() || 'system';
+    const bench = startGroupLeader(process.execPath, [cliPath, 'bench', '--quick', '--watch-only', '--rabbitmq', rabbitmq, '--out', join(temporary, 'results')], {
+      ...process.env,
+      TMPDIR: temporary,
+      // Every signal counts (no echo window): the second Ctrl-C below is a second one.
+      BRIDGESCOPE_SIGNAL_ECHO_MS: '0',
+    });
+    leaders.push(bench);
+    // The node runs and the first contender and watcher processes start with the run.
+    await bench.waitForLine(/^ {2}RabbitMQ /);
+    const [sandbox] = (await readdir(temporary)).filter((name) => name.startsWith('bridgescope-bench-'));
+    expect(sandbox).toBeDefined();
+    // The node's pid as the sandbox recorded it (a node in a prepared root does not name the folder on its command line).
+    const node = (await sandboxStatus(join(temporary, sandbox as string))) as Extract<Awaited<ReturnType<typeof sandboxStatus>>, { state: 'running' }>;
+    expect(node.state).toBe('running');
+    expect(alive(node.info.pid)).toBe(true);
+
+    bench.signalGroup('SIGINT');
+    await bench.waitForLine(/^Stopping the benchmark/);
+    bench.signalGroup('SIGINT');
+    const { code } = await bench.exited;
+
+    expect(code).toBe(130);
+    expect(bench.lines).toContainEqual(expect.stringMatching(/^Still cleaning up \(/));
+    expect(bench.lines).toContainEqual('Stopped; the benchmark wrote nothing.');
+    expect(bench.lines.join('\n')).not.toMatch(/Forced exit|left undone|at .*\.js:\d+/);
+    expect(alive(node.info.pid)).toBe(false);
+    expect(await processesNaming(temporary)).toEqual([]);
+    expect(await readdir(temporary)).toEqual([]);
+  }, 120_000);
+});
