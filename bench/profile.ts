@@ -13,7 +13,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSandbox, stopSandbox } from '../src/core/broker/sandbox';
-import { measureBroker, type ContenderName, type RunResult, type RunSpec } from '../src/cli/bench/contenders';
+import { brokerSettled, measureBroker, type ContenderName, type RunResult, type RunSpec } from '../src/cli/bench/contenders';
 import { median, percentile } from '../src/cli/bench/report';
 
 interface ProfileNode {
@@ -154,6 +154,7 @@ try {
         payloadBytes: 64,
         ...(profiling ? { cpuProfile: join(profileDir, `${fileName(contender)}-${round}.cpuprofile`) } : {}),
       };
+      await brokerSettled(info.pid);
       const result = await measureBroker(info.pid, spec, (asked) => runChild(asked, resolve(tree ?? '.')));
       // The broker's share over the whole child run (set-up and warm-up included): per RPC over every request it carried.
       const brokerUs = result.brokerCpuMs !== undefined && result.brokerRequests ? (result.brokerCpuMs / result.brokerRequests) * 1000 : Number.NaN;

@@ -74,6 +74,23 @@ export async function processCpuMs(pid: number): Promise<number> {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
+/**
+ * Waits until the broker is idle: its CPU over the last quarter second under a tenth of a core (or `boundMs` passed).
+ * The contender before may have left it busy (tracing switched off, queues deleted, a backlog of confirms), and that
+ * work would be charged to the next contender's broker CPU and throughput. Returns how long it waited.
+ */
+export async function brokerSettled(brokerPid: number, boundMs = 5000): Promise<number> {
+  const begin = performance.now();
+  let before = await processCpuMs(brokerPid);
+  while (performance.now() - begin < boundMs) {
+    await new Promise((done) => setTimeout(done, 250));
+    const now = await processCpuMs(brokerPid);
+    if (!Number.isFinite(now) || now - before < 25) break;
+    before = now;
+  }
+  return performance.now() - begin;
+}
+
 /** Runs one contender and adds the broker's CPU time over it. */
 export async function measureBroker(brokerPid: number, spec: RunSpec, run: (spec: RunSpec) => Promise<RunResult>): Promise<RunResult> {
   const before = await processCpuMs(brokerPid);

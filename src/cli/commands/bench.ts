@@ -6,7 +6,7 @@ import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { BrokerUrls } from '../../core/broker/readiness';
-import { measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../bench/contenders';
+import { brokerSettled, measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../bench/contenders';
 import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../bench/report';
 import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../bench/watch';
 import { action, parsePositiveInt } from '../run';
@@ -141,6 +141,7 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
           };
           // Always in a fresh process, --quick too: in one process the libraries' code is optimised for whichever
           // contender ran first (and the heap is shared), which moved --quick's ratios by up to 0.2.
+          await brokerSettled(info.pid);
           const result = await measureBroker(info.pid, spec, runInChild);
           byContender.set(contender, [...(byContender.get(contender) ?? []), result]);
         }
