@@ -298,15 +298,53 @@ export class ProfileStore {
   }
 }
 
-/** A broker configured through the environment, or undefined to use the sandbox broker. */
-export function profileFromEnv(env: NodeJS.ProcessEnv = process.env): ConnectionProfile | undefined {
+/**
+ * The MQTT or management URL a broker's AMQP URL implies: the same host and user, the plugin's default port (TLS ports
+ * for amqps). Undefined when the AMQP URL cannot be read that way. An AMQP URL without a user stands for guest, which the
+ * management API needs spelled out.
+ */
+export function siblingUrl(amqpUrl: string, kind: 'mqtt' | 'management'): string | undefined {
+  const { prefix, userinfo, rest } = splitTypedUrl(amqpUrl.trim());
+  const tls = /^amqps:\/\/$/i.test(prefix);
+  if (!tls && !/^amqp:\/\/$/i.test(prefix)) return undefined;
+  const hostAndPort = rest.split(/[/?#]/, 1)[0] ?? '';
+  const host = /^\[[^\]]*\]/.exec(hostAndPort)?.[0] ?? hostAndPort.replace(/:\d*$/, '');
+  if (host === '' || host.includes(':') !== host.startsWith('[')) return undefined;
+  if (kind === 'mqtt') return `${tls ? 'mqtts' : 'mqtt'}://${userinfo !== undefined ? `${userinfo}@` : ''}${host}:${tls ? 8883 : 1883}`;
+  return `${tls ? 'https' : 'http'}://${userinfo ?? 'guest:guest'}@${host}:${tls ? 15671 : 15672}`;
+}
+
+/** Each URL of an AMQP list turned into its sibling (see siblingUrl); undefined when one of them cannot be. */
+function siblingList(amqpUrls: string, kind: 'mqtt' | 'management'): string | undefined {
+  const siblings = splitUrls(amqpUrls).map((url) => siblingUrl(url, kind));
+  return siblings.length > 0 && siblings.every((url) => url !== undefined) ? siblings.join(', ') : undefined;
+}
+
+/**
+ * A broker configured through the environment, or undefined to use the sandbox broker. An MQTT or management URL not
+ * given is the AMQP URL's host with the plugin's default port (before, 127.0.0.1: a remote broker's app then talked to
+ * whatever ran locally); `note` is told which, in one sentence each (passwords shown as ***).
+ */
+export function profileFromEnv(env: NodeJS.ProcessEnv = process.env, note?: (sentence: string) => void): ConnectionProfile | undefined {
   const amqpUrl = env.BRIDGESCOPE_AMQP_URL;
   if (!amqpUrl) return undefined;
+  const implied = (variable: string, kind: 'mqtt' | 'management', fallback: string): string => {
+    const given = env[variable];
+    if (given) return given;
+    const sibling = siblingList(amqpUrl, kind);
+    const what = kind === 'mqtt' ? 'the MQTT plugin' : 'the management plugin';
+    note?.(
+      sibling !== undefined
+        ? `${variable} is not set: using ${redactUrlList(sibling)} (the AMQP URL's host and user, ${what}'s default port).`
+        : `${variable} is not set, and the AMQP URL does not say a host: using ${redactUrlList(fallback)}.`,
+    );
+    return sibling ?? fallback;
+  };
   return {
     name: 'From environment',
     amqpUrl,
-    mqttUrl: env.BRIDGESCOPE_MQTT_URL ?? DEFAULT_MQTT_URL,
-    managementUrl: env.BRIDGESCOPE_MANAGEMENT_URL ?? DEFAULT_MANAGEMENT_URL,
+    mqttUrl: implied('BRIDGESCOPE_MQTT_URL', 'mqtt', DEFAULT_MQTT_URL),
+    managementUrl: implied('BRIDGESCOPE_MANAGEMENT_URL', 'management', DEFAULT_MANAGEMENT_URL),
     vhost: env.BRIDGESCOPE_VHOST ?? DEFAULT_VHOST,
     exchange: env.BRIDGESCOPE_EXCHANGE ?? DEFAULT_MQTT_EXCHANGE,
   };

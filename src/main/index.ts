@@ -78,7 +78,7 @@ if (!app.requestSingleInstanceLock()) {
       if (BrowserWindow.getAllWindows().length === 0) mainWindow = createWindow();
     });
     // Straight to a working setup; a failure shows in the Connections panel.
-    const configured = profileFromEnv();
+    const configured = profileFromEnv(process.env, (sentence) => console.warn(sentence));
     if (configured) await session.open(configured).catch(() => undefined);
     else {
       await session.startSandbox().catch(() => undefined);

@@ -122,7 +122,7 @@ export function registerUiCommand(program: Command): void {
         let stopRequested = false;
         void signals.stopped.then(() => (stopRequested = true));
         const startup = (async () => {
-          const configured = profileFromEnv();
+          const configured = profileFromEnv(process.env, (sentence) => process.stderr.write(`${sentence}\n`));
           try {
             if (configured) await session.open(configured);
             else if (options.sandbox) {
