@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cliPath } from '../support/cli';
 import { startGroupLeader, type GroupLeader } from '../support/processes';
 import { sandboxStatus } from '../../src/core/broker/sandbox';
+import { withDeadline } from '../../src/shared/deadline';
 
 /** Whether a process runs (signal 0 asks without sending). */
 function alive(pid: number): boolean {
@@ -24,7 +25,14 @@ const leaders: GroupLeader[] = [];
 const folders: string[] = [];
 
 afterEach(async () => {
-  for (const leader of leaders.splice(0)) await leader.kill();
+  // A test that failed before its Ctrl-C still lets the bench stop its node (a SIGKILL would leave the node running).
+  for (const leader of leaders.splice(0)) {
+    if (leader.child.exitCode === null && leader.child.signalCode === null) {
+      leader.signalGroup('SIGINT');
+      await withDeadline(leader.exited, 30_000);
+    }
+    await leader.kill();
+  }
   for (const folder of folders.splice(0)) await rm(folder, { recursive: true, force: true });
 });
 
