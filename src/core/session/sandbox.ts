@@ -146,7 +146,10 @@ export class SandboxController {
         } else {
           const gone = !/alive but not answering/.test(status.reason);
           const { warnings: _warnings, ...rest } = before;
-          this.set({ ...rest, state: gone ? 'stopped' : 'unreachable', message: `The sandbox broker: ${status.reason}.` });
+          // A node whose process went while its record is still there (a stop caught half way) is stopped, and said so
+          // as a stopped one is: the same sentence, whichever the check saw first.
+          const message = gone ? `The sandbox broker is not running (${status.reason}); start it again to reconnect.` : `The sandbox broker: ${status.reason}.`;
+          this.set({ ...rest, state: gone ? 'stopped' : 'unreachable', message });
         }
       } while (this.recheck);
     };
