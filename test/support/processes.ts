@@ -40,10 +40,12 @@ export function startProcess(command: string, args: string[]): Running {
     waitForLine(pattern) {
       const seen = lines.find((line) => pattern.test(line));
       if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        waiters.push({ pattern, resolve });
-        void exited.then((code) => reject(new Error(`${command} exited (${code}) before printing ${pattern}: ${lines.join(' | ')}`)));
-      });
+      return settledQuietly(
+        new Promise((resolve, reject) => {
+          waiters.push({ pattern, resolve });
+          void exited.then((code) => reject(new Error(`${command} exited (${code}) before printing ${pattern}: ${lines.join(' | ')}`)));
+        }),
+      );
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
@@ -52,6 +54,16 @@ export function startProcess(command: string, args: string[]): Running {
       }
     },
   };
+}
+
+/**
+ * The same promise, with a handler attached: a test that awaits it still gets its rejection, but one that failed
+ * before awaiting it (a wait set up ahead of the step that threw) does not leave an unhandled rejection behind when the
+ * process is killed in the clean-up, on top of the real failure.
+ */
+function settledQuietly<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }
 
 export interface GroupLeader {
@@ -105,10 +117,12 @@ export function startGroupLeader(command: string, args: string[], env: NodeJS.Pr
     waitForLine(pattern) {
       const seen = lines.find((line) => pattern.test(line));
       if (seen !== undefined) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        waiters.push({ pattern, resolve });
-        void exited.then(({ code, signal }) => reject(new Error(`exited (${code ?? signal}) before printing ${pattern}: ${lines.join(' | ')}`)));
-      });
+      return settledQuietly(
+        new Promise((resolve, reject) => {
+          waiters.push({ pattern, resolve });
+          void exited.then(({ code, signal }) => reject(new Error(`exited (${code ?? signal}) before printing ${pattern}: ${lines.join(' | ')}`)));
+        }),
+      );
     },
   };
 }

@@ -2,10 +2,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { homedir, platform } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { BridgeError } from '../errors';
 import { probeAll, type BrokerUrls } from './readiness';
 import { ManagementApi } from './management-api';
@@ -110,23 +110,74 @@ export function findRabbitMQ(env: NodeJS.ProcessEnv = process.env, knownPaths = 
   return found;
 }
 
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => {
-      return new Promise<Server>((resolve, reject) => {
-        const server = createServer();
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', () => resolve(server));
-      });
-    }),
-  );
-  const ports = servers.map((server) => {
-    const address = server.address();
-    if (address === null || typeof address === 'string') throw new Error('no port');
-    return address.port;
+/**
+ * The range the OS takes a connection's local port from (Linux: /proc/sys/net/ipv4/ip_local_port_range; macOS and
+ * Windows: IANA's 49152-65535).
+ */
+export function ephemeralPortRange(): { low: number; high: number } {
+  if (platform() === 'linux') {
+    try {
+      const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+      if (Number.isInteger(low) && Number.isInteger(high) && (low as number) <= (high as number)) return { low: low as number, high: high as number };
+    } catch {
+      // not readable: the IANA range below
+    }
+  }
+  return { low: 49_152, high: 65_535 };
+}
+
+/** RabbitMQ's own default ports above 10000 (management, Web MQTT/STOMP, Prometheus, distribution): never the sandbox's. */
+const RABBITMQ_DEFAULT_PORTS = new Set([15_671, 15_672, 15_673, 15_674, 15_675, 15_692, 25_672]);
+const LOWEST_PORT = 10_000;
+
+function listenOn(port: number): Promise<Server | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => resolve(server));
   });
-  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  return ports;
+}
+
+/**
+ * `count` distinct ports free on loopback now, picked at random outside the ephemeral range. A port the OS hands out as
+ * a connection's local port (what listen(0) picks from) can be held by any outgoing connection when the node restarts
+ * on it, a client reconnecting to that very port included (TCP connects to itself when both ends get the same port):
+ * the node then fails to start with eaddrinuse. Outside that range only a listener takes a port. When the range leaves
+ * too little room (or every pick is taken), the OS's own choice is used.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const { low, high } = ephemeralPortRange();
+  const spans = [
+    [LOWEST_PORT, Math.min(low, 65_536) - 1],
+    [Math.max(high + 1, LOWEST_PORT), 65_535],
+  ].filter(([from, to]) => (to as number) - (from as number) >= 1000) as Array<[number, number]>;
+  const size = spans.reduce((sum, [from, to]) => sum + to - from + 1, 0);
+  const held: Server[] = [];
+  try {
+    for (let attempt = 0; held.length < count && attempt < 40 * count; attempt++) {
+      let pick = size > 0 ? randomInt(size) : -1;
+      let port: number | undefined;
+      for (const [from, to] of spans) {
+        if (pick <= to - from) {
+          port = from + pick;
+          break;
+        }
+        pick -= to - from + 1;
+      }
+      if (port === undefined) break;
+      if (RABBITMQ_DEFAULT_PORTS.has(port)) continue;
+      const server = await listenOn(port);
+      if (server) held.push(server);
+    }
+    while (held.length < count) {
+      const server = await listenOn(0);
+      if (!server) throw new Error('no free port on 127.0.0.1');
+      held.push(server);
+    }
+    return held.map((server) => (server.address() as AddressInfo).port);
+  } finally {
+    await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
 }
 
 /** Whether a listener could bind 127.0.0.1:port right now. */
