@@ -8,6 +8,7 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import { z } from 'zod';
 import { eventNames, type EventName, type Events, type Handlers } from '../shared/contract';
 import type { ErrorShape } from '../shared/errors';
+import type { TraceStep } from '../shared/trace';
 import { WS_PATH, type EventFrameOf, type HostFrame, type ReceivedInvokeFrame } from '../shared/ws-frames';
 import { dispatch } from '../core/dispatch';
 
@@ -21,6 +22,8 @@ export interface HostOptions {
   maxFrameBytes?: number;
   /** bytes queued for a page past which its trace steps are skipped until it catches up (default 16 MiB) */
   behindBytes?: number;
+  /** steps per `trace.store.reset` piece when a page that fell behind is sent the whole trace again (default 2000) */
+  resetPieceSteps?: number;
   /** told about anything that went wrong inside the host without taking it down (default: nothing) */
   onProblem?: (sentence: string) => void;
 }
@@ -56,6 +59,8 @@ const MAX_FRAME_BYTES = 80 * 1024 * 1024;
 const BEHIND_BYTES = 16 * 1024 * 1024;
 /** How often a page that fell behind is checked for having caught up (when no new step would check it). */
 const BEHIND_CHECK_MS = 250;
+/** Steps per piece of a page's catch-up (about 1 MiB of JSON each at the trace's usual step sizes). */
+const RESET_PIECE_STEPS = 2000;
 
 function sameToken(given: string | null, token: string): boolean {
   if (given === null) return false;
@@ -193,6 +198,9 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
   /** Pages that fell behind, each watched until it has read what waited (then it is sent the whole trace again). */
   const behind = new Map<WebSocket, NodeJS.Timeout>();
   const behindBytes = options.behindBytes ?? BEHIND_BYTES;
+  /** Pages being sent the whole trace again, piece by piece: live steps are not sent to them meanwhile. */
+  const catchingUp = new Set<WebSocket>();
+  const resetPieceSteps = options.resetPieceSteps ?? RESET_PIECE_STEPS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? MAX_FRAME_BYTES });
 
   /** Why this upgrade gets no socket, if it does not. */
@@ -318,6 +326,7 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
    * has read what waited, it gets the whole trace again (`trace.store.reset`: the page drops what the snapshot repeats).
    */
   function keepsUp(ws: WebSocket): boolean {
+    if (catchingUp.has(ws)) return false;
     if (ws.bufferedAmount > behindBytes) {
       fellBehind(ws);
       return false;
@@ -348,13 +357,51 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
   function resync(ws: WebSocket): void {
     clearInterval(behind.get(ws));
     behind.delete(ws);
-    void handlers['trace.snapshot.get']({})
-      .then(({ steps }) => {
+    catchingUp.add(ws);
+    void sendWholeTrace(ws).catch((err: unknown) => {
+      catchingUp.delete(ws);
+      onProblem(`A page that fell behind could not be sent the trace again: ${(err as Error)?.message ?? String(err)}`);
+    });
+  }
+
+  /**
+   * The whole trace as `trace.store.reset` pieces of at most `resetPieceSteps` steps, each sent once the one before it
+   * left the process: the host never holds more than one piece's JSON (one frame of the whole trace was tens of MiB at
+   * the caps, a spike in the host's memory). Steps traced meanwhile are not sent to this page as they come; they follow
+   * in more pieces, read from the store again until none is new, and live steps flow again in that same turn.
+   */
+  async function sendWholeTrace(ws: WebSocket): Promise<void> {
+    const send = (steps: TraceStep[], piece: 'first' | 'middle' | 'last' | undefined): Promise<void> =>
+      new Promise((resolve) => {
+        const frame: EventFrameOf<'trace.store.reset'> = { type: 'event', name: 'trace.store.reset', payload: piece ? { steps, piece } : { steps } };
+        // Called once the frame was handed to the socket, or with the error that closed it.
+        ws.send(JSON.stringify(frame), () => resolve());
+      });
+    try {
+      let { steps } = await handlers['trace.snapshot.get']({});
+      if (ws.readyState !== ws.OPEN) return;
+      // Not awaited: live steps follow it from this same turn on.
+      if (steps.length <= resetPieceSteps) {
+        void send(steps, undefined);
+        return;
+      }
+      let sentThrough = 0;
+      let first = true;
+      while (steps.length > 0) {
+        for (let at = 0; at < steps.length && ws.readyState === ws.OPEN; at += resetPieceSteps) {
+          const piece = steps.slice(at, at + resetPieceSteps);
+          for (const step of piece) if (step.seq > sentThrough) sentThrough = step.seq;
+          await send(piece, first ? 'first' : 'middle');
+          first = false;
+        }
         if (ws.readyState !== ws.OPEN) return;
-        const frame: EventFrameOf<'trace.store.reset'> = { type: 'event', name: 'trace.store.reset', payload: { steps } };
-        ws.send(JSON.stringify(frame), () => undefined);
-      })
-      .catch((err: unknown) => onProblem(`A page that fell behind could not be sent the trace again: ${(err as Error)?.message ?? String(err)}`));
+        const through = sentThrough;
+        steps = (await handlers['trace.snapshot.get']({})).steps.filter((step) => step.seq > through);
+      }
+      if (ws.readyState === ws.OPEN) void send([], 'last');
+    } finally {
+      catchingUp.delete(ws);
+    }
   }
 
   return {

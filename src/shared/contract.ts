@@ -287,7 +287,11 @@ export interface Events {
   'app.state.changed': AppState;
   /** batched: one event carries every step added since the last one */
   'trace.steps.added': { steps: TraceStep[] };
-  'trace.store.reset': { steps: TraceStep[] };
+  /**
+   * the whole trace again, in place of what the page holds; a large one comes in pieces ('first', then 'middle' ones,
+   * then 'last', nothing else in between), so neither end builds it as one frame
+   */
+  'trace.store.reset': { steps: TraceStep[]; piece?: 'first' | 'middle' | 'last' };
   'load.progress.changed': LoadProgress;
   /** the history changed; sent before the send's own answer, so a page shows the entry with the result */
   'workspace.history.changed': { reason: 'added'; entry: HistoryEntry } | { reason: 'deleted'; id: string } | { reason: 'cleared' };

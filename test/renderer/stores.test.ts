@@ -181,6 +181,26 @@ describe('trace store', () => {
     expect(trace.totalSteps).toBe(2);
   });
 
+  it('rebuilds from a reset sent in pieces, keeps every piece, and drops the live steps the pieces already held', async () => {
+    const trace = app.runWithContext(() => useTraceViewStore());
+    await trace.start();
+    client.emit('trace.steps.added', { steps: [step('old', 1)] });
+    client.emit('trace.steps.added', { steps: [step('a', 2)] });
+    trace.selectedId = 'a';
+    // Pieces come in the store's order, not by seq: the second piece holds older steps than the first.
+    client.emit('trace.store.reset', { steps: [step('b', 5), step('b', 6)], piece: 'first' });
+    client.emit('trace.store.reset', { steps: [step('a', 2), step('a', 3)], piece: 'middle' });
+    client.emit('trace.store.reset', { steps: [step('c', 7)], piece: 'middle' });
+    client.emit('trace.store.reset', { steps: [], piece: 'last' });
+    expect(trace.totalSteps).toBe(5);
+    expect(trace.visibleIds).toEqual(['c', 'a', 'b']);
+    // A batch still on its way when the pieces were read repeats steps 6 and 7; step 8 is new.
+    client.emit('trace.steps.added', { steps: [step('b', 6), step('c', 7), step('c', 8)] });
+    expect(trace.totalSteps).toBe(6);
+    // The RPC looked at came back in the second piece: still selected.
+    expect(trace.selectedId).toBe('a');
+  });
+
   it('filters by any text of the steps', async () => {
     const trace = app.runWithContext(() => useTraceViewStore());
     trace.ingest([step('alpha', 1), step('beta', 2)]);

@@ -22,11 +22,14 @@ afterEach(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function openPage(): Promise<{ page: WebSocket; frames: HostFrame[]; until: (test: () => boolean) => Promise<void> }> {
+async function openPage(
+  snapshot: () => TraceStep[] = () => [snapshotStep],
+  resetPieceSteps?: number,
+): Promise<{ page: WebSocket; frames: HostFrame[]; until: (test: () => boolean) => Promise<void> }> {
   dir = await mkdtemp(join(tmpdir(), 'bridgescope-host-'));
   await writeFile(join(dir, 'index.html'), '<!doctype html><title>t</title>');
-  const handlers = { 'trace.snapshot.get': async () => ({ steps: [snapshotStep], dropped: { rpcs: 0, steps: 0 } }) } as unknown as Handlers;
-  host = await startHost(handlers, { staticDir: dir, behindBytes: BEHIND_BYTES });
+  const handlers = { 'trace.snapshot.get': async () => ({ steps: snapshot(), dropped: { rpcs: 0, steps: 0 } }) } as unknown as Handlers;
+  host = await startHost(handlers, { staticDir: dir, behindBytes: BEHIND_BYTES, ...(resetPieceSteps ? { resetPieceSteps } : {}) });
   const page = new WebSocket(`${host.origin.replace('http', 'ws')}/ws?token=${host.token}`, { origin: host.origin });
   await new Promise((resolve, reject) => page.once('open', resolve).once('error', reject));
   const frames: HostFrame[] = [];
@@ -80,6 +83,44 @@ describe('the browser host with a page that stops reading', () => {
     // Tracing went quiet after the burst: nothing else is broadcast, and still the page gets its hole filled.
     await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'trace.store.reset'));
     expect(frames.find((frame) => frame.type === 'event' && frame.name === 'trace.store.reset')).toMatchObject({ payload: { steps: [expect.objectContaining({ seq: 999 })] } });
+    page.close();
+  });
+
+  it('sends a large trace again in pieces, then the steps traced meanwhile, each step once, and live steps after the last piece', async () => {
+    // The store the host reads: 10 steps when the page caught up; 3 more are traced just after the host read them.
+    const store: TraceStep[] = Array.from({ length: 10 }, (_, index) => ({ ...snapshotStep, rpcId: `r${index}`, seq: 1000 + index }));
+    const meanwhile = [1010, 1011, 1012].map((seq) => ({ ...snapshotStep, rpcId: `n${seq}`, seq }));
+    let reads = 0;
+    const { page, frames, until } = await openPage(() => {
+      const now = [...store];
+      if (reads++ === 0) {
+        queueMicrotask(() => {
+          store.push(...meanwhile);
+          host!.broadcast('trace.steps.added', { steps: meanwhile });
+        });
+      }
+      return now;
+    }, 4);
+    pauseAndFlood(page);
+    await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'load.progress.changed'));
+    const pieces = (): Array<{ steps: TraceStep[]; piece?: string }> =>
+      frames.flatMap((frame) => (frame.type === 'event' && frame.name === 'trace.store.reset' ? [frame.payload] : []));
+    await until(() => pieces().some((piece) => piece.piece === 'last'));
+    expect(reads).toBeGreaterThanOrEqual(2);
+    // After the last piece, live steps flow again.
+    host!.broadcast('trace.steps.added', { steps: [{ ...snapshotStep, seq: 2000 }] });
+    await until(() => frames.some((frame) => frame.type === 'event' && frame.name === 'trace.steps.added' && frame.payload.steps[0]?.seq === 2000));
+    const kinds = pieces().map((piece) => piece.piece);
+    expect(kinds[0]).toBe('first');
+    expect(kinds.at(-1)).toBe('last');
+    expect(kinds.slice(1, -1).every((kind) => kind === 'middle')).toBe(true);
+    expect(pieces().every((piece) => piece.steps.length <= 4)).toBe(true);
+    const seqs = pieces().flatMap((piece) => piece.steps.map((step) => step.seq));
+    expect(seqs).toEqual(Array.from({ length: 13 }, (_, index) => 1000 + index));
+    // None of the steps traced during the catch-up went out as a live step before the last piece.
+    const lastPiece = frames.findIndex((frame) => frame.type === 'event' && frame.name === 'trace.store.reset' && frame.payload.piece === 'last');
+    const firstPiece = frames.findIndex((frame) => frame.type === 'event' && frame.name === 'trace.store.reset');
+    expect(frames.slice(firstPiece, lastPiece).some((frame) => frame.type === 'event' && frame.name === 'trace.steps.added')).toBe(false);
     page.close();
   });
 

@@ -155,6 +155,36 @@ export const useTraceViewStore = defineStore('trace', () => {
     if (keepSelected !== undefined && byRpc.has(keepSelected)) selectedId.value = keepSelected;
   }
 
+  /** The newest step of the pieces of a reset so far (a reset in pieces sets its mark with the last one). */
+  let piecesSeq = 0;
+  let selectedAcrossPieces: string | undefined;
+  /**
+   * A reset the host sends in pieces: the first clears as a whole reset does, the others add; the mark that drops the
+   * steps the reset repeats is set by the last, once every piece was read.
+   */
+  function resetPiece(steps: TraceStep[], piece?: 'first' | 'middle' | 'last'): void {
+    if (piece === undefined) {
+      reset(steps);
+      return;
+    }
+    if (piece === 'first') {
+      selectedAcrossPieces = selectedId.value;
+      reset(steps);
+      snapshotSeq = 0;
+      piecesSeq = 0;
+    } else {
+      ingest(steps);
+    }
+    // The RPC being looked at stays selected when a later piece holds it.
+    if (selectedId.value === undefined && selectedAcrossPieces !== undefined && byRpc.has(selectedAcrossPieces)) selectedId.value = selectedAcrossPieces;
+    piecesSeq = steps.reduce((newest, step) => Math.max(newest, step.seq), piecesSeq);
+    if (piece === 'last') {
+      selectedAcrossPieces = undefined;
+      snapshotSeq = piecesSeq;
+      hostSeq = piecesSeq;
+    }
+  }
+
   function summary(rpcId: string): RpcTraceSummary {
     let cached = summaries.get(rpcId);
     if (!cached) {
@@ -240,7 +270,7 @@ export const useTraceViewStore = defineStore('trace', () => {
 
   async function start(): Promise<() => void> {
     const offAdded = client.on('trace.steps.added', ({ steps }) => ingest(steps));
-    const offReset = client.on('trace.store.reset', ({ steps }) => reset(steps));
+    const offReset = client.on('trace.store.reset', ({ steps, piece }) => resetPiece(steps, piece));
     const load = (afterHostDown = false) =>
       run(async () => {
         const { steps } = await client.invoke('trace.snapshot.get', {});
