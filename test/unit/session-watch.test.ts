@@ -35,7 +35,7 @@ function controller() {
   const steps: TraceStepDraft[] = [];
   let made: FakeWatcher | undefined;
   const watch = new WatchController({
-    connection: () => ({ profile }) as Connection,
+    connection: () => ({ profile, inspector: { currentUrl: '' } }) as unknown as Connection,
     emitView: (view) => views.push(view),
     emitBatch: (batch) => batches.push(batch),
     addStep: (draft) => steps.push(draft),

@@ -76,9 +76,10 @@ export class WatchController {
     if (this.watcher || this.current.state === 'starting' || this.current.state === 'stopping') {
       throw new BridgeError('bad-input', 'A watch is already running: stop it before starting another.');
     }
-    const { profile } = this.options.connection();
+    const { profile, tls, inspector } = this.options.connection();
     const targets = brokerTargets(profile);
-    const amqpUrl = targets.amqp[0];
+    // The node the app's own AMQP link is on (a failover list's current one), with the profile's TLS files.
+    const amqpUrl = inspector.currentUrl || targets.amqp[0];
     const managementUrl = targets.management[0];
     if (!amqpUrl) throw new BridgeError('bad-input', 'The connection has no AMQP URL to watch through.');
     if (settings.mode === 'firehose' && !managementUrl) {
@@ -89,6 +90,7 @@ export class WatchController {
     const watcher = create({
       mode: settings.mode,
       amqpUrl,
+      ...(tls ? { tls } : {}),
       ...(managementUrl ? { managementUrl } : {}),
       vhost: profile.vhost,
       exchange: profile.exchange,

@@ -8,6 +8,7 @@ import type { ManagementApi } from '../broker/management-api';
 import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../trace/firehose';
 import { TraceStore } from '../trace/trace-store';
 import type { ObservedMessage } from './pairing';
+import type { TlsFiles } from '../connection-details';
 
 /** the RPCs the firehose's own trace store keeps for watch (none is read: see the constructor) */
 const WATCH_STORE_RPCS = 16;
@@ -41,10 +42,11 @@ export class FirehoseSource extends EventEmitter<FirehoseSourceEvents> {
   private abandoned: Awaited<ReturnType<typeof checkAbandonedTracing>>;
   private stopped: Promise<TracingRelease[]> | undefined;
 
-  constructor(private readonly options: { amqpUrl: string; api: ManagementApi; exchange: string; owner: string }) {
+  constructor(private readonly options: { amqpUrl: string; api: ManagementApi; exchange: string; owner: string; tls?: TlsFiles }) {
     super();
     this.tracer = new FirehoseTracer({
       amqpUrl: options.amqpUrl,
+      ...(options.tls ? { tls: options.tls } : {}),
       api: options.api,
       // The tracer files what it recognises as an RPC's steps in a store; watch pairs from onEvent and reads no store, so
       // it gets a small one. With the default (10,000 RPCs) every other client's RPCs were kept with their wire copies: a

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { amqpConnectOptions, AMQP_CONNECT_TIMEOUT_MS, connectAmqp } from '../links/amqp-link';
 import { withDeadline } from '../../shared/deadline';
+import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import type { ObservedMessage } from './pairing';
 
 /** how long each step of the tap's stop (delete the queue, close the connection) may wait on the broker */
@@ -15,6 +16,8 @@ const STOP_STEP_MS = 3000;
 
 export interface TapOptions {
   amqpUrl: string;
+  /** the profile's TLS files, for an amqps:// URL with a private CA or a client certificate */
+  tls?: TlsFiles;
   exchange: string;
   /** the request keys bound for good ('#' on a topic exchange sees every message on it) */
   requestKeys: readonly string[];
@@ -70,7 +73,7 @@ export class Tap extends EventEmitter<TapEvents> {
 
   /** One connection's worth of tap: a fresh server-named queue, the request keys and every reply key still awaited bound to it. */
   private async open(): Promise<string> {
-    const connection = await connectAmqp(amqpConnectOptions(this.options.amqpUrl, 30), { timeout: AMQP_CONNECT_TIMEOUT_MS });
+    const connection = await connectAmqp(amqpConnectOptions(this.options.amqpUrl, 30), { timeout: AMQP_CONNECT_TIMEOUT_MS, ...tlsSocketOptions(this.options.tls) });
     if (this.stopping) {
       await connection.close().catch(() => undefined);
       throw new Error('the tap was stopped while it connected');

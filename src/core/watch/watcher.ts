@@ -7,6 +7,7 @@ import type { WatchSpans } from '../otel/watch-spans';
 import { Tap, type TapStatus } from './tap';
 import { FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
+import type { TlsFiles } from '../connection-details';
 import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
 
 /** how long the broker's facts for one topic serve the verdicts of its unanswered requests */
@@ -16,6 +17,8 @@ export interface WatcherOptions {
   /** tap (default): a private queue bound to the keys; firehose: the vhost's trace exchange (needs the management URL) */
   mode?: 'tap' | 'firehose';
   amqpUrl: string;
+  /** the profile's TLS files (a private CA, a client certificate), for every connection the watch makes: AMQP and HTTP */
+  tls?: TlsFiles;
   /** for the verdicts' broker facts (bindings, consumers); without it a verdict says it could not ask */
   managementUrl?: string;
   vhost?: string;
@@ -76,8 +79,9 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
       this.firehose = new FirehoseSource({
         amqpUrl: options.amqpUrl,
-        api: new ManagementApi(options.managementUrl, options.vhost ?? '/'),
+        api: new ManagementApi(options.managementUrl, options.vhost ?? '/', undefined, options.tls),
         exchange: options.exchange,
+        ...(options.tls ? { tls: options.tls } : {}),
         owner: `bridgescope watch (pid ${process.pid})`,
       });
       this.firehose.on('message', (message) => {
@@ -88,7 +92,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       });
       this.firehose.on('status', (status) => this.emit('status', status));
     } else {
-      this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys });
+      this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys, ...(options.tls ? { tls: options.tls } : {}) });
       this.tap.on('message', (message) => this.observe(message, true));
       this.tap.on('lost', (reason) => this.emit('lost', reason));
       this.tap.on('status', (status) => {
@@ -190,6 +194,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       managementUrl,
       amqpUrl: this.options.amqpUrl,
       ...(this.options.vhost !== undefined ? { vhost: this.options.vhost } : {}),
+      ...(this.options.tls ? { tls: this.options.tls } : {}),
       exchange: this.options.exchange,
       requestKey: topic,
       ignoreQueues: this.tap?.queue !== undefined ? [this.tap.queue] : [],
