@@ -103,7 +103,7 @@ const amqpsUrl = (vhost = '/'): string => `amqps://guest:guest@127.0.0.1:${amqpP
 const httpsUrl = (): string => `https://guest:guest@127.0.0.1:${managementProxy.port}`;
 const verified = (): TlsFiles => ({ ca, rejectUnauthorized: true });
 const unverified: TlsFiles = { rejectUnauthorized: false };
-const NOT_VERIFIED = /^The broker at \S+ presented a certificate that could not be verified \(\w+\): give its CA file, or turn certificate verification off\.$/;
+const NOT_VERIFIED = /^The broker at \S+ presented a certificate that could not be verified \(\w+\): give its CA file \(on the command line: NODE_EXTRA_CA_CERTS=ca\.pem\), or turn certificate verification off\.$/;
 
 async function freshVhost(): Promise<TestVhost> {
   const vhost = await createTestVhost(broker.urls, 'tls');
