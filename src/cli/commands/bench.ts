@@ -11,7 +11,7 @@ import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } fro
 import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../bench/watch';
 import { action, parsePositiveInt } from '../run';
 import { runUntilStopped, signalExitCode, StopSignals } from '../lifecycle';
-import { endSandbox, privateSandbox, stopTasks, tracked } from '../bench/started';
+import { endSandbox, isStopping, noteWritten, privateSandbox, stopTasks, tracked, unlessStopping, writtenFiles } from '../bench/started';
 import { messageOf } from '../../shared/thrown';
 
 interface BenchCase {
@@ -153,6 +153,8 @@ async function benchOnBroker(rabbitmq: string | undefined, quick: boolean, round
     process.stderr.write('  done: watch off / tap / firehose at concurrency 100\n');
     // --quick: 30 s of stream instead of 2 minutes (the inspector's caps do not fill in 30 s).
     if (!watchOnly) uiStreamResult = await uiStream(urls, quick ? 30 : 120, dir).catch((err: unknown) => {
+      // Stopped (its child was ended by the stop): the run ends here, it does not go on without it.
+      if (isStopping()) throw err;
       process.stderr.write(`The UI stream benchmark failed: ${messageOf(err)}\n`);
       return undefined;
     });
@@ -182,8 +184,10 @@ async function soak(seconds: number, mode: 'tap' | 'firehose', rabbitmq: string 
       onSample: (sample) => process.stderr.write(`  ${sample.atS} s: RSS ${(sample.rssBytes / 1048576).toFixed(1)} MiB, heap ${(sample.heapUsedBytes / 1048576).toFixed(1)} MiB\n`),
     });
     process.stdout.write(`${formatSoak(report)}\n`);
+    unlessStopping();
     await mkdir(outDir, { recursive: true });
     await writeFile(join(outDir, `watch-soak-${mode}.json`), JSON.stringify({ at: new Date().toISOString(), rabbitmq: info.version ?? 'unknown', ...report }, null, 2));
+    noteWritten(join(outDir, `watch-soak-${mode}.json`));
     process.stdout.write(`Wrote ${join(outDir, `watch-soak-${mode}.json`)}.\n`);
   } finally {
     await endSandbox(dir);
@@ -231,9 +235,11 @@ export function registerBenchCommand(program: Command): void {
           signals,
           () => signals.say('Stopping the benchmark: ending its runs and stopping its sandbox broker...'),
           stopTasks,
-        ).then(() => {
-          signals.say('Stopped; the benchmark wrote nothing.');
-          signals.exit(signalExitCode('SIGINT'));
+        ).then(async () => {
+          const written = writtenFiles();
+          signals.say(written.length > 0 ? `Stopped; the benchmark had written ${written.join(' and ')}.` : 'Stopped; the benchmark wrote nothing.');
+          // As a shell reports the signal: 130 for Ctrl-C, 143 for SIGTERM, 129 for a closed terminal.
+          signals.exit(signalExitCode(await signals.stopped));
         });
         const first = await Promise.race([
           benchCommand(options).then(
@@ -267,9 +273,11 @@ async function benchCommand(options: { quick?: boolean; rounds?: number; out: st
   if (options.watchOnly) {
     // Its own file: a watch-only run must not replace the plan's latest.json.
     for (const run of brokers) if (run.watch) process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq}), median of ${rounds} round(s)\n${formatWatchCost(run.watch)}\n`);
+    unlessStopping();
     await mkdir(resolve(options.out), { recursive: true });
     const file = join(resolve(options.out), 'watch-cost.json');
     await writeFile(file, JSON.stringify({ at: new Date().toISOString(), quick, rounds, brokers: brokers.map(({ rabbitmq, version, watch }) => ({ rabbitmq, version, watch })) }, null, 2));
+    noteWritten(file);
     process.stdout.write(`Wrote ${file}.\n`);
     return;
   }
@@ -283,6 +291,8 @@ async function benchCommand(options: { quick?: boolean; rounds?: number; out: st
   for (const run of brokers) if (run.watch) process.stdout.write(`\n${formatWatchCost(run.watch)}\n`);
   if (brokers.length > 1) process.stdout.write(`\n${sideBySide(brokers)}\n`);
   const outDir = resolve(options.out);
+  // A run stopped meanwhile (its last steps' children ended) must not replace the last good results with its own.
+  unlessStopping();
   await mkdir(outDir, { recursive: true });
   const report = {
     at: new Date().toISOString(),
@@ -300,7 +310,10 @@ async function benchCommand(options: { quick?: boolean; rounds?: number; out: st
     ...(brokers.length > 1 ? { brokers: brokers.map(({ rabbitmq, version, wallSeconds, ratios: r, cases: c, uiStream: u }) => ({ rabbitmq, version, wallSeconds, ratios: r, cases: c, ...(u !== undefined ? { uiStream: u } : {}) })) } : {}),
   };
   await writeFile(join(outDir, 'latest.json'), JSON.stringify(report, null, 2));
+  noteWritten(join(outDir, 'latest.json'));
   await writeFile(join(outDir, 'latest.svg'), renderSvg(first.cases, `BridgeScope vs raw mqtt.js + amqplib on RabbitMQ ${first.version} (${quick ? 'quick' : 'full'}, median of ${rounds})`));
+  noteWritten(join(outDir, 'latest.svg'));
   process.stdout.write(`\nWrote ${join(outDir, 'latest.json')} and ${join(outDir, 'latest.svg')} (${report.wallSeconds.toFixed(0)} s).\n`);
+  unlessStopping();
   await rendererScale(join(outDir, 'latest.json'));
 }

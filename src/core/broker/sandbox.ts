@@ -64,6 +64,8 @@ export interface SandboxStartOptions {
   rabbitmq?: string;
   /** a prepared root's node uses this epmd port (a cluster's nodes share one, started by the cluster) instead of its own */
   epmdPort?: number;
+  /** aborting it while the node starts kills the node (as a start past its timeout does) and rejects with 'cancelled' */
+  signal?: AbortSignal;
 }
 
 const STATE_FILE = 'sandbox.json';
@@ -411,6 +413,11 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
         'broker-failed',
         `RabbitMQ node ${nodeName} stopped during start-up: ${explainStartFailure(log, ports)}. Log: ${logFile}`,
       );
+    }
+    if (opts.signal?.aborted) {
+      await killProcessGroup(child.pid);
+      if (install.kind === 'root') await killRootProcesses(install.root, dir, 5000);
+      throw new BridgeError('cancelled', `The start of RabbitMQ node ${nodeName} was stopped; the node is stopped too.`);
     }
     if (Date.now() > deadline) {
       await killProcessGroup(child.pid);
