@@ -298,26 +298,39 @@ export class ProfileStore {
   }
 }
 
+/** The vhost an AMQP URL names (its path, percent-decoded; none or empty is "/"). */
+export function amqpUrlVhost(amqpUrl: string): string {
+  const { rest } = splitTypedUrl(amqpUrl.trim());
+  const path = /\/([^?#]*)/.exec(rest)?.[1] ?? '';
+  return path === '' ? '/' : decodeUriPart(path);
+}
+
 /**
  * The MQTT or management URL a broker's AMQP URL implies: the same host and user, the plugin's default port (TLS ports
  * for amqps). Undefined when the AMQP URL cannot be read that way. An AMQP URL without a user stands for guest, which the
- * management API needs spelled out.
+ * management API needs spelled out. The MQTT plugin takes a vhost other than its default from a "vhost:user" user
+ * name: for `vhost` (default: the AMQP URL's) other than "/", the MQTT URL's user name is that.
  */
-export function siblingUrl(amqpUrl: string, kind: 'mqtt' | 'management'): string | undefined {
+export function siblingUrl(amqpUrl: string, kind: 'mqtt' | 'management', vhost = amqpUrlVhost(amqpUrl)): string | undefined {
   const { prefix, userinfo, rest } = splitTypedUrl(amqpUrl.trim());
   const tls = /^amqps:\/\/$/i.test(prefix);
   if (!tls && !/^amqp:\/\/$/i.test(prefix)) return undefined;
   const hostAndPort = rest.split(/[/?#]/, 1)[0] ?? '';
   const host = /^\[[^\]]*\]/.exec(hostAndPort)?.[0] ?? hostAndPort.replace(/:\d*$/, '');
   if (host === '' || host.includes(':') !== host.startsWith('[')) return undefined;
-  if (kind === 'mqtt') return `${tls ? 'mqtts' : 'mqtt'}://${userinfo !== undefined ? `${userinfo}@` : ''}${host}:${tls ? 8883 : 1883}`;
+  if (kind === 'mqtt') {
+    const user = vhost === '/' ? userinfo : `${encodeURIComponent(`${vhost}:`)}${userinfo ?? 'guest:guest'}`;
+    return `${tls ? 'mqtts' : 'mqtt'}://${user !== undefined ? `${user}@` : ''}${host}:${tls ? 8883 : 1883}`;
+  }
   return `${tls ? 'https' : 'http'}://${userinfo ?? 'guest:guest'}@${host}:${tls ? 15671 : 15672}`;
 }
 
-/** Each URL of an AMQP list turned into its sibling (see siblingUrl); undefined when one of them cannot be. */
-function siblingList(amqpUrls: string, kind: 'mqtt' | 'management'): string | undefined {
-  const siblings = splitUrls(amqpUrls).map((url) => siblingUrl(url, kind));
-  return siblings.length > 0 && siblings.every((url) => url !== undefined) ? siblings.join(', ') : undefined;
+/** Each URL of an AMQP list turned into its sibling (see siblingUrl), leaving out any it cannot read; undefined when none is left. */
+function siblingList(amqpUrls: string, kind: 'mqtt' | 'management', vhost: string | undefined): string | undefined {
+  const siblings = splitUrls(amqpUrls)
+    .map((url) => siblingUrl(url, kind, vhost ?? amqpUrlVhost(url)))
+    .filter((url) => url !== undefined);
+  return siblings.length > 0 ? siblings.join(', ') : undefined;
 }
 
 /**
@@ -328,14 +341,16 @@ function siblingList(amqpUrls: string, kind: 'mqtt' | 'management'): string | un
 export function profileFromEnv(env: NodeJS.ProcessEnv = process.env, note?: (sentence: string) => void): ConnectionProfile | undefined {
   const amqpUrl = env.BRIDGESCOPE_AMQP_URL;
   if (!amqpUrl) return undefined;
+  const vhost = env.BRIDGESCOPE_VHOST || undefined;
   const implied = (variable: string, kind: 'mqtt' | 'management', fallback: string): string => {
     const given = env[variable];
     if (given) return given;
-    const sibling = siblingList(amqpUrl, kind);
+    const sibling = siblingList(amqpUrl, kind, vhost);
     const what = kind === 'mqtt' ? 'the MQTT plugin' : 'the management plugin';
+    const named = kind === 'mqtt' && (vhost ?? amqpUrlVhost(splitUrls(amqpUrl)[0] ?? '')) !== '/' ? '; the vhost in its user name, as the MQTT plugin reads it' : '';
     note?.(
       sibling !== undefined
-        ? `${variable} is not set: using ${redactUrlList(sibling)} (the AMQP URL's host and user, ${what}'s default port).`
+        ? `${variable} is not set: using ${redactUrlList(sibling)} (the AMQP URL's host and user, ${what}'s default port${named}).`
         : `${variable} is not set, and the AMQP URL does not say a host: using ${redactUrlList(fallback)}.`,
     );
     return sibling ?? fallback;

@@ -34,6 +34,23 @@ describe('the environment profile', () => {
     expect(profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqp://n1:5672, amqp://n2:5672' })?.mqttUrl).toBe('mqtt://n1:1883, mqtt://n2:1883');
   });
 
+  it('puts a vhost other than "/" in the MQTT user name, as the MQTT plugin reads it: the AMQP URL\'s, or BRIDGESCOPE_VHOST', () => {
+    const notes: string[] = [];
+    const profile = profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqp://alice:s3cret@rabbit.example/prod' }, (note) => notes.push(note));
+    expect(profile?.mqttUrl).toBe('mqtt://prod%3Aalice:s3cret@rabbit.example:1883');
+    // The management API takes the vhost from its paths, not from the user.
+    expect(profile?.managementUrl).toBe('http://alice:s3cret@rabbit.example:15672');
+    expect(notes[0]).toBe(
+      "BRIDGESCOPE_MQTT_URL is not set: using mqtt://prod%3Aalice:***@rabbit.example:1883 (the AMQP URL's host and user, the MQTT plugin's default port; the vhost in its user name, as the MQTT plugin reads it).",
+    );
+    expect(profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqp://rabbit.example', BRIDGESCOPE_VHOST: 'team a' })?.mqttUrl).toBe('mqtt://team%20a%3Aguest:guest@rabbit.example:1883');
+    expect(siblingUrl('amqp://u:p@h/%2F', 'mqtt')).toBe('mqtt://u:p@h:1883');
+  });
+
+  it('leaves out a node of a list it cannot read instead of giving up the whole list for this machine', () => {
+    expect(profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqp://n1:5672, amqp://, amqp://n3:5672' })?.mqttUrl).toBe('mqtt://n1:1883, mqtt://n3:1883');
+  });
+
   it('falls back to this machine when the AMQP URL has no host it can read, and says so', () => {
     const notes: string[] = [];
     expect(siblingUrl('not a url', 'mqtt')).toBeUndefined();
