@@ -16,7 +16,7 @@ import mqtt from 'mqtt';
 import type { BrokerUrls } from '../../core/broker/readiness';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 import { Watcher } from '../../core/watch/watcher';
-import { measureBroker, type RunResult, type RunSpec } from './contenders';
+import { brokerSettled, measureBroker, type RunResult, type RunSpec } from './contenders';
 import { median, summarizeRounds, type CaseSummary } from './report';
 
 export type WatchMode = 'off' | 'tap' | 'firehose';
@@ -141,6 +141,9 @@ export async function watchCost(
       const watch = mode === 'off' ? undefined : await startWatchChild(urls, { mode, topic: queue, timeoutMs: 5000, sampleEveryMs: 3_600_000 });
       const spec: RunSpec = { contender: 'raw', urls, concurrency, requests, warmup: 2000, payloadBytes: 64, queue };
       try {
+        // What the previous mode left (tracing switched off, a tap queue deleted) and this watcher's start are not this
+        // mode's cost: the broker is let go idle first, as before each contender of the plan.
+        await brokerSettled(brokerPid);
         results.set(mode, [...(results.get(mode) ?? []), await measureBroker(brokerPid, spec, runInChild)]);
       } finally {
         const stopped = await watch?.stop();
