@@ -147,7 +147,7 @@ export class SandboxController {
           const gone = !/alive but not answering/.test(status.reason);
           const { warnings: _warnings, ...rest } = before;
           // A node whose process went while its record is still there (a stop caught half way) is stopped, and said so
-          // as a stopped one is: the same sentence, whichever the check saw first.
+          // in the words of a stopped one ("is not running ...; start it again"), with what the check saw in between.
           const message = gone ? `The sandbox broker is not running (${status.reason}); start it again to reconnect.` : `The sandbox broker: ${status.reason}.`;
           this.set({ ...rest, state: gone ? 'stopped' : 'unreachable', message });
         }
