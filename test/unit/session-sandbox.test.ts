@@ -85,6 +85,18 @@ describe('the sandbox controller', () => {
     expect(sandbox.view).toMatchObject({ state: 'unreachable', message: 'The sandbox broker: the node is alive but not answering.' });
   });
 
+  it('says a node whose process went while its record is still there (a stop caught half way) is not running, as a stopped one', async () => {
+    const node = new FakeNode();
+    const { sandbox } = controller(node);
+    await sandbox.start();
+    node.statusAnswers.push({ state: 'stale', dir: '/tmp/fake', info: runningInfo(node.pid), reason: `node n@localhost (pid ${node.pid}) is no longer running` });
+    await sandbox.check();
+    expect(sandbox.view).toMatchObject({
+      state: 'stopped',
+      message: `The sandbox broker is not running (node n@localhost (pid ${node.pid}) is no longer running); start it again to reconnect.`,
+    });
+  });
+
   it('runs one check at a time: checks asked meanwhile make one more pass, not one each', async () => {
     const node = new FakeNode();
     const { sandbox } = controller(node);
