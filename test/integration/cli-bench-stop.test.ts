@@ -119,17 +119,7 @@ describe('bridgescope bench stopping', () => {
   }, 120_000);
 
   it('Ctrl-C to the process group, then again while it cleans up: its runs end, its sandbox node stops, its folder goes, exit 130', async () => {
-    // Its own temporary directory: the sandbox's folder is made there, and nothing else is.
-    const temporary = await mkdtemp(join(tmpdir(), 'bench-stop-'));
-    folders.push(temporary);
-    const rabbitmq = process.env.BRIDGESCOPE_TEST_RABBITMQ?.trim() || 'system';
-    const bench = startGroupLeader(process.execPath, [cliPath, 'bench', '--quick', '--watch-only', '--rabbitmq', rabbitmq, '--out', join(temporary, 'results')], {
-      ...process.env,
-      TMPDIR: temporary,
-      // Every signal counts (no echo window): the second Ctrl-C below is a second one.
-      BRIDGESCOPE_SIGNAL_ECHO_MS: '0',
-    });
-    leaders.push(bench);
+    const { bench, temporary } = await startBench();
     // The node runs and the first contender and watcher processes start with the run.
     await bench.waitForLine(/^ {2}RabbitMQ /);
     const [sandbox] = (await readdir(temporary)).filter((name) => name.startsWith('bridgescope-bench-'));
