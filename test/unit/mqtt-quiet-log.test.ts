@@ -14,5 +14,9 @@ describe("mqtt.js's own log", () => {
     process.env.DEBUG = 'bridgescope,mqttjs*';
     // No log option: mqtt.js falls back to its `debug` logger, which DEBUG switches on.
     expect(quietLog()).toEqual({});
+    process.env.DEBUG = '*';
+    expect(quietLog()).toEqual({});
+    process.env.DEBUG = 'bridgescope:*';
+    expect(quietLog().log).toBeTypeOf('function');
   });
 });

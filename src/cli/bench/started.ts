@@ -111,9 +111,10 @@ export function endSandbox(dir: string): Promise<void> {
   return ending;
 }
 
+/** Resolves once `child` closed ('close', after its output was read: what removes it from `started.children`). */
 function endChild(child: ChildProcess): Promise<void> {
   return new Promise<void>((resolvePromise) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolvePromise();
+    if (!started.children.has(child)) return resolvePromise();
     child.once('close', () => resolvePromise());
     child.kill('SIGTERM');
     // One that ignores SIGTERM (a browser closing) is killed after 5 s.
@@ -133,6 +134,8 @@ export function stopTasks(): CleanupTask[] {
       what: `end ${started.children.size} benchmark process(es)`,
       run: async () => {
         // Until none is left: one the run spawned while the first ones ended is ended too (tracked() ends later ones).
+        // Each round waits for real 'close' events (a child that exited but is not closed yet is waited for, not
+        // counted as ended: a loop over already-settled promises would never yield to I/O again).
         while (started.children.size > 0) await Promise.all([...started.children].map(endChild));
       },
     });
