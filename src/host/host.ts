@@ -61,6 +61,8 @@ const BEHIND_BYTES = 16 * 1024 * 1024;
 const BEHIND_CHECK_MS = 250;
 /** Steps per piece of a page's catch-up (about 1 MiB of JSON each at the trace's usual step sizes). */
 const RESET_PIECE_STEPS = 2000;
+/** Rounds of a catch-up that wait for each piece before the steps traced meanwhile go out without waiting. */
+const RESET_ROUNDS = 3;
 
 function sameToken(given: string | null, token: string): boolean {
   if (given === null) return false;
@@ -200,6 +202,8 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
   const behindBytes = options.behindBytes ?? BEHIND_BYTES;
   /** Pages being sent the whole trace again, piece by piece: live steps are not sent to them meanwhile. */
   const catchingUp = new Set<WebSocket>();
+  /** each page's latest catch-up: an older one (ended by a plain reset, or overtaken) stops at its next step */
+  const generations = new WeakMap<WebSocket, number>();
   const resetPieceSteps = options.resetPieceSteps ?? RESET_PIECE_STEPS;
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxFrameBytes ?? MAX_FRAME_BYTES });
 
@@ -377,9 +381,13 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
         // Called once the frame was handed to the socket, or with the error that closed it.
         ws.send(JSON.stringify(frame), () => resolve());
       });
+    // A plain reset broadcast meanwhile (a Clear, an import) replaces the page's trace: this catch-up then ends.
+    const generation = (generations.get(ws) ?? 0) + 1;
+    generations.set(ws, generation);
+    const current = (): boolean => ws.readyState === ws.OPEN && generations.get(ws) === generation;
     try {
       let { steps } = await handlers['trace.snapshot.get']({});
-      if (ws.readyState !== ws.OPEN) return;
+      if (!current()) return;
       // Not awaited: live steps follow it from this same turn on.
       if (steps.length <= resetPieceSteps) {
         void send(steps, undefined);
@@ -387,20 +395,27 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
       }
       let sentThrough = 0;
       let first = true;
-      while (steps.length > 0) {
-        for (let at = 0; at < steps.length && ws.readyState === ws.OPEN; at += resetPieceSteps) {
+      // Under a steady stream each re-read finds new steps: after a few rounds, what is new goes out without waiting
+      // (one round's worth queued at most) and live steps flow again.
+      for (let round = 0; ; round += 1) {
+        const final = round >= RESET_ROUNDS;
+        for (let at = 0; at < steps.length && current(); at += resetPieceSteps) {
           const piece = steps.slice(at, at + resetPieceSteps);
           for (const step of piece) if (step.seq > sentThrough) sentThrough = step.seq;
-          await send(piece, first ? 'first' : 'middle');
+          const sent = send(piece, first ? 'first' : 'middle');
           first = false;
+          if (!final) await sent;
         }
-        if (ws.readyState !== ws.OPEN) return;
+        if (!current()) return;
+        if (final) break;
         const through = sentThrough;
         steps = (await handlers['trace.snapshot.get']({})).steps.filter((step) => step.seq > through);
+        if (!current()) return;
+        if (steps.length === 0) break;
       }
-      if (ws.readyState === ws.OPEN) void send([], 'last');
+      void send([], 'last');
     } finally {
-      catchingUp.delete(ws);
+      if (generations.get(ws) === generation) catchingUp.delete(ws);
     }
   }
 
@@ -421,6 +436,11 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
       for (const ws of sockets) {
         if (ws.readyState !== ws.OPEN) continue;
         if (name === 'trace.steps.added' && !keepsUp(ws)) continue;
+        // A plain reset (a Clear, an import) is the page's whole trace: a catch-up under way for it ends here.
+        if (name === 'trace.store.reset' && catchingUp.has(ws)) {
+          generations.set(ws, (generations.get(ws) ?? 0) + 1);
+          catchingUp.delete(ws);
+        }
         ws.send(text, () => undefined);
       }
     },

@@ -201,6 +201,18 @@ describe('trace store', () => {
     expect(trace.selectedId).toBe('a');
   });
 
+  it('drops the pieces still on their way after a plain reset (a Clear during a catch-up)', async () => {
+    const trace = app.runWithContext(() => useTraceViewStore());
+    await trace.start();
+    client.emit('trace.store.reset', { steps: [step('b', 5)], piece: 'first' });
+    client.emit('trace.store.reset', { steps: [] });
+    client.emit('trace.store.reset', { steps: [step('a', 2)], piece: 'middle' });
+    client.emit('trace.store.reset', { steps: [], piece: 'last' });
+    expect(trace.totalSteps).toBe(0);
+    client.emit('trace.steps.added', { steps: [step('c', 9)] });
+    expect(trace.visibleIds).toEqual(['c']);
+  });
+
   it('filters by any text of the steps', async () => {
     const trace = app.runWithContext(() => useTraceViewStore());
     trace.ingest([step('alpha', 1), step('beta', 2)]);

@@ -158,16 +158,22 @@ export const useTraceViewStore = defineStore('trace', () => {
   /** The newest step of the pieces of a reset so far (a reset in pieces sets its mark with the last one). */
   let piecesSeq = 0;
   let selectedAcrossPieces: string | undefined;
+  /** a reset in pieces is under way (its 'first' came, its 'last' not yet) */
+  let piecesActive = false;
   /**
    * A reset the host sends in pieces: the first clears as a whole reset does, the others add; the mark that drops the
    * steps the reset repeats is set by the last, once every piece was read.
    */
   function resetPiece(steps: TraceStep[], piece?: 'first' | 'middle' | 'last'): void {
     if (piece === undefined) {
+      // A plain reset (a Clear, an import) ends a reset in pieces: its later pieces, still on their way, are dropped.
+      piecesActive = false;
       reset(steps);
       return;
     }
+    if (piece !== 'first' && !piecesActive) return;
     if (piece === 'first') {
+      piecesActive = true;
       selectedAcrossPieces = selectedId.value;
       reset(steps);
       snapshotSeq = 0;
@@ -179,6 +185,7 @@ export const useTraceViewStore = defineStore('trace', () => {
     if (selectedId.value === undefined && selectedAcrossPieces !== undefined && byRpc.has(selectedAcrossPieces)) selectedId.value = selectedAcrossPieces;
     piecesSeq = steps.reduce((newest, step) => Math.max(newest, step.seq), piecesSeq);
     if (piece === 'last') {
+      piecesActive = false;
       selectedAcrossPieces = undefined;
       snapshotSeq = piecesSeq;
       hostSeq = piecesSeq;
