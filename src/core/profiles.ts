@@ -360,7 +360,8 @@ export function profileFromEnv(env: NodeJS.ProcessEnv = process.env, note?: (sen
     amqpUrl,
     mqttUrl: implied('BRIDGESCOPE_MQTT_URL', 'mqtt', DEFAULT_MQTT_URL),
     managementUrl: implied('BRIDGESCOPE_MANAGEMENT_URL', 'management', DEFAULT_MANAGEMENT_URL),
-    vhost: env.BRIDGESCOPE_VHOST ?? DEFAULT_VHOST,
+    // The AMQP URL's vhost unless BRIDGESCOPE_VHOST says another: the management API, requests and Watch look there.
+    vhost: env.BRIDGESCOPE_VHOST || (amqpUrlVhost(splitUrls(amqpUrl)[0] ?? '') ?? DEFAULT_VHOST),
     exchange: env.BRIDGESCOPE_EXCHANGE ?? DEFAULT_MQTT_EXCHANGE,
   };
 }

@@ -38,6 +38,8 @@ describe('the environment profile', () => {
     const notes: string[] = [];
     const profile = profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqp://alice:s3cret@rabbit.example/prod' }, (note) => notes.push(note));
     expect(profile?.mqttUrl).toBe('mqtt://prod%3Aalice:s3cret@rabbit.example:1883');
+    // The profile's vhost is the AMQP URL's too (the management API and Watch look there).
+    expect(profile?.vhost).toBe('prod');
     // The management API takes the vhost from its paths, not from the user.
     expect(profile?.managementUrl).toBe('http://alice:s3cret@rabbit.example:15672');
     expect(notes[0]).toBe(
