@@ -372,7 +372,8 @@ export async function startHost(handlers: Handlers, options: HostOptions): Promi
    * The whole trace as `trace.store.reset` pieces of at most `resetPieceSteps` steps, each sent once the one before it
    * left the process: the host never holds more than one piece's JSON (one frame of the whole trace was tens of MiB at
    * the caps, a spike in the host's memory). Steps traced meanwhile are not sent to this page as they come; they follow
-   * in more pieces, read from the store again until none is new, and live steps flow again in that same turn.
+   * in more pieces, read from the store again until none is new (or, after RESET_ROUNDS rounds, sent at once), and
+   * live steps flow again in that same turn. A plain reset broadcast meanwhile ends it (see `generations`).
    */
   async function sendWholeTrace(ws: WebSocket): Promise<void> {
     const send = (steps: TraceStep[], piece: 'first' | 'middle' | 'last' | undefined): Promise<void> =>

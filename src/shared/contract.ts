@@ -289,7 +289,8 @@ export interface Events {
   'trace.steps.added': { steps: TraceStep[] };
   /**
    * the whole trace again, in place of what the page holds; a large one comes in pieces ('first', then 'middle' ones,
-   * then 'last', nothing else in between), so neither end builds it as one frame
+   * then 'last'; no trace steps in between), so neither end builds it as one frame. A plain reset between them ends
+   * the pieces: the page drops any that still arrive
    */
   'trace.store.reset': { steps: TraceStep[]; piece?: 'first' | 'middle' | 'last' };
   'load.progress.changed': LoadProgress;
