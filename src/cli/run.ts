@@ -6,6 +6,7 @@ import { passwordForms, redactDeep, redactUrlsInText, scrubSecrets } from '../sh
 import { MAX_TIMER_MS } from '../shared/durations';
 import { jsonForTerminal, terminalSafe } from './terminal';
 import { splitUrls } from '../shared/url-list';
+import { forgetGivenUrls, noteGivenUrls } from './given-urls';
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
 
@@ -83,6 +84,9 @@ export function printJsonLine(value: unknown): void {
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     rememberSecrets(args);
+    // A URL flag not given follows the broker the others name (see resolveUrls): this command's flags, not a previous one's.
+    forgetGivenUrls();
+    noteGivenUrls(args);
     try {
       const code = await fn(...args);
       process.exitCode = code ?? ExitCode.ok;

@@ -1,4 +1,10 @@
-/** Where the CLI finds broker URLs: the flag, then BRIDGESCOPE_*_URL, then the running sandbox broker. */
+/**
+ * Where the CLI finds broker URLs: the flag, then BRIDGESCOPE_*_URL, then the running sandbox broker. When the command
+ * names another broker than the sandbox for one protocol, the sandbox is not used for the others: an MQTT or management
+ * URL not given is the AMQP URL's host with the plugin's default port (as the app's environment profile), said on
+ * stderr; any other missing URL is asked for in one sentence. Before, `--amqp` to a remote broker sent the MQTT side
+ * (or the verdict's management API) to the local sandbox: two brokers in one answer.
+ */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultSandboxDir, type SandboxInfo } from '../core/broker/sandbox';
@@ -7,11 +13,13 @@ import { ManagementApi } from '../core/broker/management-api';
 import { reachableAmqpUrl } from '../core/links/amqp-link';
 import { skippedSentence } from '../core/links/in-turn';
 import { splitUrls } from '../shared/url-list';
+import { givenFlags, KINDS, said, type UrlKind } from './given-urls';
+import { siblingList } from '../core/profiles';
+import { say } from './run';
+import { redactUrl, splitTypedUrl } from '../shared/redact';
 
 /** Several URLs in one flag or variable (a cluster's nodes): the app's profiles read lists by the same rule. */
 export { splitUrls };
-
-type UrlKind = 'amqp' | 'mqtt' | 'management';
 
 const envNames: Record<UrlKind, string> = {
   amqp: 'BRIDGESCOPE_AMQP_URL',
@@ -40,11 +48,66 @@ function sandboxUrls(): Array<SandboxInfo['urls']> {
   }
 }
 
+const flagNames: Record<UrlKind, string> = { amqp: '--amqp', mqtt: '--mqtt', management: '--management' };
+
+function givenFor(kind: UrlKind): { urls: string; from: string } | undefined {
+  const fromFlag = givenFlags[kind];
+  if (fromFlag !== undefined) return { urls: fromFlag, from: flagNames[kind] };
+  const fromEnv = process.env[envNames[kind]];
+  return fromEnv ? { urls: fromEnv, from: envNames[kind] } : undefined;
+}
+
+const DEFAULT_PORTS: Record<string, string> = { 'amqp:': '5672', 'amqps:': '5671', 'mqtt:': '1883', 'mqtts:': '8883', 'ws:': '80', 'wss:': '443', 'http:': '80', 'https:': '443' };
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+/** host:port of a URL (loopback names as one, the scheme's default port spelled out), or undefined when unreadable. */
+function endpointOf(url: string): string | undefined {
+  const { prefix, rest } = splitTypedUrl(url.trim());
+  try {
+    const parsed = new URL(`${prefix}${rest}`);
+    const host = LOOPBACK.has(parsed.hostname.toLowerCase()) ? 'loopback' : parsed.hostname.toLowerCase();
+    return `${host}:${parsed.port || DEFAULT_PORTS[parsed.protocol.toLowerCase()] || ''}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether every URL of a list is one of the running sandbox's for that protocol. */
+function isSandbox(kind: UrlKind, urls: string, sandbox: ReadonlyArray<SandboxInfo['urls']>): boolean {
+  const ours = new Set(sandbox.map((node) => endpointOf(node[kind])));
+  return splitUrls(urls).every((url) => {
+    const endpoint = endpointOf(url);
+    return endpoint !== undefined && ours.has(endpoint);
+  });
+}
+
 /** Every URL given for a protocol (a cluster's nodes), the first being the one to try first. */
 export function resolveUrls(kind: UrlKind, flag: string | undefined): string[] {
   const fromEnv = process.env[envNames[kind]];
   const given = flag ?? (fromEnv || undefined);
-  const urls = given !== undefined ? splitUrls(given) : sandboxUrls().map((urls) => urls[kind]);
+  if (given !== undefined) return splitUrls(given);
+  const sandbox = sandboxUrls();
+  // Another protocol's URL names a broker other than the sandbox: the sandbox would answer for another broker.
+  const elsewhere = KINDS.filter((other) => other !== kind)
+    .map((other) => ({ other, given: givenFor(other) }))
+    .find(({ other, given: named }) => named !== undefined && !isSandbox(other, named.urls, sandbox));
+  if (elsewhere?.given) {
+    const { other, given: named } = elsewhere;
+    // The app's environment profile rule (the same siblingList): the AMQP URL's host, the plugin's default port.
+    const derived = other === 'amqp' && kind !== 'amqp' ? siblingList(named.urls, kind) : undefined;
+    if (derived !== undefined) {
+      if (!said.has(kind)) {
+        said.add(kind);
+        say(`bridgescope: no ${kind === 'management' ? 'management' : 'MQTT'} URL given: using ${splitUrls(derived).map(redactUrl).join(', ')} (the host of ${named.from} with the plugin's default port); pass ${flagNames[kind]} or set ${envNames[kind]} to say otherwise.`);
+      }
+      return splitUrls(derived);
+    }
+    throw new BridgeError(
+      'bad-input',
+      `No ${kind === 'management' ? 'management' : kind.toUpperCase()} URL for the broker ${named.from} names (${splitUrls(named.urls).map(redactUrl).join(', ')}): pass ${flagNames[kind]} or set ${envNames[kind]}${sandbox.length > 0 ? ' (the running sandbox broker is another broker)' : ''}.`,
+    );
+  }
+  const urls = sandbox.map((urls) => urls[kind]);
   if (urls.length === 0) {
     throw new BridgeError(
       'bad-input',

@@ -326,7 +326,7 @@ export function siblingUrl(amqpUrl: string, kind: 'mqtt' | 'management', vhost =
 }
 
 /** Each URL of an AMQP list turned into its sibling (see siblingUrl), leaving out any it cannot read; undefined when none is left. */
-function siblingList(amqpUrls: string, kind: 'mqtt' | 'management', vhost: string | undefined): string | undefined {
+export function siblingList(amqpUrls: string, kind: 'mqtt' | 'management', vhost?: string): string | undefined {
   const siblings = splitUrls(amqpUrls)
     .map((url) => siblingUrl(url, kind, vhost ?? amqpUrlVhost(url)))
     .filter((url) => url !== undefined);

@@ -19,7 +19,7 @@ export function registerInspectCommands(program: Command): void {
   program
     .command('bindings')
     .description('list the bindings on the MQTT exchange, with MQTT subscription queues linked to their client id')
-    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--amqp <url>', 'AMQP URL for live consumer counts (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker, if any)')
     .option('--exchange <name>', 'exchange to list', DEFAULT_MQTT_EXCHANGE)
     .option('--vhost <name>', 'virtual host', '/')
@@ -58,7 +58,7 @@ export function registerInspectCommands(program: Command): void {
     .command('trace')
     .description('turn on firehose tracing and stream what the broker publishes and delivers; Ctrl-C restores the setting')
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
-    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--vhost <name>', 'virtual host', '/')
     .option('--json', 'one JSON line per step')
     .action(
@@ -118,7 +118,7 @@ export function registerInspectCommands(program: Command): void {
     .command('preflight')
     .description("before sending: is the request routed and consumed, will the reply come back, and what this broker version does with it (QoS, size, MQTT 5, headers); on a cluster, the nodes")
     .argument('[payload]', 'the request body as it will be sent: only its size is used')
-    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--amqp <url>', 'AMQP URL for live consumer counts (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker, if any)')
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
     .option('--vhost <name>', 'virtual host', '/')
@@ -177,9 +177,9 @@ export function registerInspectCommands(program: Command): void {
   program
     .command('probe')
     .description('find which exchange the MQTT plugin publishes to, and warn about mismatches')
-    .option('--mqtt <url>', 'MQTT URL (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
+    .option('--mqtt <url>', "MQTT URL (default: $BRIDGESCOPE_MQTT_URL, else the sandbox broker, or the AMQP URL's host on port 1883 when that is another broker)")
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
-    .option('--management <url>', 'management URL (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--exchange <name>', 'the exchange BridgeScope is configured for', DEFAULT_MQTT_EXCHANGE)
     .option('--json', 'print the verdict as JSON')
     .action(

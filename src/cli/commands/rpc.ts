@@ -649,8 +649,8 @@ export function registerRpcCommands(program: Command): void {
     .description('run the embedded RPC server: N workers consuming the shared queue, replying through the MQTT exchange')
     .option('--amqp <urls>', 'AMQP URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_SERVER_SETTINGS.exchange)
-    .option('--mqtt <url>', 'MQTT URL the devices use, to check at start that the MQTT plugin publishes to --exchange (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
-    .option('--management <url>', "management URL, to check at start that the broker has the MQTT plugin (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)")
+    .option('--mqtt <url>', "MQTT URL the devices use, to check at start that the MQTT plugin publishes to --exchange (default: $BRIDGESCOPE_MQTT_URL, else the sandbox broker, or the AMQP URL's host on port 1883 when that is another broker)")
+    .option('--management <url>', "management URL, to check at start that the broker has the MQTT plugin (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--queue <name>', 'shared request queue (durable, bound with key = its name)', DEFAULT_SERVER_SETTINGS.queue)
     .option(
       '--queue-type <type>',
@@ -684,7 +684,7 @@ export function registerRpcCommands(program: Command): void {
       parseChoice('--payload-format', ['json', 'text', 'hex', 'base64'] as const),
     )
     .option('--payload-file <path>', "send this file's bytes exactly as they are (or read per --payload-format)")
-    .option('--mqtt <urls>', 'MQTT URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_MQTT_URL or the sandbox broker)')
+    .option('--mqtt <urls>', "MQTT URL, or several (comma-separated) of one cluster to fail over between (default: $BRIDGESCOPE_MQTT_URL, else the sandbox broker, or the AMQP URL's host on port 1883 when that is another broker)")
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', REPLY_STRATEGIES), DEFAULT_CALL_REPLY_STRATEGY)
@@ -699,7 +699,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--sparkplug', 'the broker runs with mqtt.sparkplug = true')
     .option('--trace', 'trace this RPC through the broker (firehose) and print every step after the reply')
     .option('--amqp <url>', 'AMQP URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
-    .option('--management <url>', 'management URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL for --trace and for asking why a call failed (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to (to say why a call failed)', DEFAULT_MQTT_EXCHANGE)
     .option('--json', 'print one JSON object: ok, rpcId, verdict, warnings, and the reply (topics, QoS, worker, duration) or the error')
     .action(action(callCommand));

@@ -44,7 +44,7 @@ export function registerWatchCommand(program: Command): void {
     .command('watch')
     .description("pair other clients' RPCs on the MQTT exchange without publishing anything: round trips, workers, and a verdict for each request left unanswered; Ctrl-C leaves nothing on the broker")
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
-    .option('--management <url>', 'management URL, for the verdicts (default: $BRIDGESCOPE_MANAGEMENT_URL or the sandbox broker)')
+    .option('--management <url>', "management URL, for the verdicts (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--vhost <name>', 'virtual host', '/')
     .option('--exchange <name>', 'the exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
     .option('--mode <mode>', 'tap (the default, by the bench: the broker spends ~1.2x its CPU per RPC, against ~1.85x for the firehose; docs/WATCH.md): a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does; it also sees replies on keys nobody waits on', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
