@@ -27,6 +27,7 @@ import { managementRequest } from '../../src/core/broker/management-http';
 import { cliPath, runCli } from '../support/cli';
 import { startProcess, type Running } from '../support/processes';
 import { uniqueName } from '../support/names';
+import { claimTestBroker } from '../support/reap';
 
 interface NodeJson {
   nodeName: string;
@@ -42,6 +43,8 @@ describe('a sandbox cluster of three nodes', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'bridgescope-cluster-'));
+    // Claimed: a run stopped by Ctrl-C stops the three nodes too.
+    await claimTestBroker(dir);
     const started = await runCli(['broker', 'start', '--nodes', '3', '--dir', dir, '--json']);
     expect(started.code, started.stderr).toBe(0);
     const printed = (JSON.parse(started.stdout) as { nodes: NodeJson[] }).nodes;

@@ -1,5 +1,5 @@
 /** Starts one sandbox broker for the whole integration run and removes it afterwards; no broker means a failed run. */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -38,13 +38,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('broker', info);
   const named = `RabbitMQ ${info.version ?? 'of unknown version'} (BRIDGESCOPE_TEST_RABBITMQ=${rabbitmq}${info.root ? `, root ${info.root}` : ''})`;
   console.log(`== Integration and end-to-end tests run on ${named}, node ${info.nodeName}`);
-  // `bridgescope ui` keeps its token, port and history under $XDG_CONFIG_HOME: the run's own folder, never the user's.
-  const config = await mkdtemp(join(tmpdir(), 'bridgescope-test-config-'));
+  // `bridgescope ui` keeps its token, port and history under $XDG_CONFIG_HOME: the run's own folder, never the user's;
+  // inside the broker's, so that a run stopped by Ctrl-C leaves neither behind (see claimTestBroker).
+  const config = join(dir, 'config');
+  await mkdir(config);
   process.env.XDG_CONFIG_HOME = config;
   return async () => {
     console.log(`== The integration and end-to-end tests ran on ${named}`);
     await stopSandbox(dir);
     await rm(dir, { recursive: true, force: true });
-    await rm(config, { recursive: true, force: true });
   };
 }

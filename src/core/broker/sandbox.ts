@@ -482,7 +482,7 @@ async function killProcessGroup(pid: number | undefined): Promise<void> {
 }
 
 /** SIGTERM lets RabbitMQ shut down cleanly; SIGKILL only when it does not within the timeout. */
-async function killNode(pid: number, timeoutMs: number): Promise<void> {
+export async function killNode(pid: number, timeoutMs: number): Promise<void> {
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
