@@ -92,6 +92,15 @@ export class StopSignals {
   private readonly echoWindowMs: number;
   private readonly signals: readonly StopSignal[];
   private readonly listener = (signal: StopSignal): void => this.onSignal(signal);
+  /**
+   * Once a stop began, the process ends with process.exit when its work is done. Left to end by itself, Node closes its
+   * handles first, the signal handlers with them, and a second Ctrl-C landing in that teardown (tens of ms on a loaded
+   * machine) killed a cleanly stopped command with SIGINT (130, not 0). process.exit leaves the handlers in place.
+   */
+  private readonly exitWhenDone = (): void => {
+    const code = Number(process.exitCode ?? 0);
+    this.exitWith(Number.isInteger(code) ? code : 1);
+  };
   private readonly outputClosed = (signal: StopSignal): void => this.onSignal(signal);
 
   constructor(private readonly options: StopOptions = {}) {
@@ -121,6 +130,8 @@ export class StopSignals {
     this.count += 1;
     this.lastAt = now;
     if (this.count === 1) {
+      // Only for the real exit (a test that gives its own never ends its process this way).
+      if (this.options.exit === undefined) process.once('beforeExit', this.exitWhenDone);
       this.resolveStopped(signal);
       return;
     }
@@ -163,6 +174,7 @@ export class StopSignals {
 
   dispose(): void {
     for (const signal of this.signals) process.off(signal, this.listener);
+    process.off('beforeExit', this.exitWhenDone);
     outputWatchers.delete(this.outputClosed);
   }
 }

@@ -36,6 +36,7 @@ export function describeStep(step: TraceStep): string {
     case 'worker.received':
       return `${step.detail.worker} took it from ${step.detail.queue} (consumer ${step.detail.consumerTag})${step.detail.redelivered ? ', redelivered' : ''}`;
     case 'handler.finished':
+      if (step.detail.keptReply) return `${step.detail.worker}: handler not run again: the reply the broker nacked before goes again${step.detail.outcome === 'error' ? ` (error ${step.detail.errorCode ?? '?'})` : ''}`;
       return `${step.detail.worker}: handler ${step.detail.outcome === 'result' ? 'answered' : `failed (${step.detail.errorCode ?? 'error'})`} in ${step.detail.durationMs.toFixed(1)} ms`;
     case 'reply.published':
       return `${step.detail.worker}: reply to ${step.detail.exchange} with key "${step.detail.routingKey}" (from reply topic "${step.detail.replyTopic}"), mandatory`;
@@ -44,7 +45,9 @@ export function describeStep(step: TraceStep): string {
         ? `${step.detail.worker}: broker confirmed the reply`
         : step.detail.outcome === 'returned'
           ? `${step.detail.worker}: broker RETURNED the reply as unroutable (${step.detail.returnReason ?? ''})`
-          : `${step.detail.worker}: broker refused the reply (nack)`;
+          : step.detail.outcome === 'nacked'
+            ? `${step.detail.worker}: broker refused the reply (nack)`
+            : `${step.detail.worker}: the channel closed before the broker confirmed the reply`;
     case 'request.rejected':
       return `${step.detail.worker}: rejected without requeue: ${step.detail.reason}`;
     case 'mqtt.reply.received':

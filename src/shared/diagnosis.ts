@@ -105,6 +105,10 @@ function stepOf<K extends TraceStep['kind']>(steps: DiagnosisInput['steps'], kin
     | undefined;
 }
 
+function lastStepOf<K extends TraceStep['kind']>(steps: DiagnosisInput['steps'], kind: K): Extract<TraceStep | TraceStepDraft, { kind: K }> | undefined {
+  return steps.findLast((step) => step.kind === kind) as Extract<TraceStep | TraceStepDraft, { kind: K }> | undefined;
+}
+
 /** Decides the verdict: a reply first, then how the call failed, then the broker's record, the server's events, the facts asked after. */
 export function diagnose(input: DiagnosisInput): Verdict {
   const { steps } = input;
@@ -171,8 +175,10 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const requestDelivered = stepOf(steps, 'broker.delivered', 'request');
   const received = stepOf(steps, 'worker.received');
   const rejected = stepOf(steps, 'request.rejected');
-  const replyPublished = stepOf(steps, 'reply.published');
-  const replyConfirmed = stepOf(steps, 'reply.confirmed');
+  // The last publish: a reply the broker nacked is published again (kept by the server) when its request comes back.
+  const replyPublished = lastStepOf(steps, 'reply.published');
+  // The last confirm: a reply the broker nacked may have gone again (kept by the server) and been routed then.
+  const replyConfirmed = lastStepOf(steps, 'reply.confirmed');
   const deliveredQueue = requestDelivered?.detail.queue ?? received?.detail.queue ?? brokerRequest?.detail.routedQueues[0] ?? input.facts?.requestQueues[0]?.name;
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
   // The remedies name what the user has at hand: the app's panels in the app, the commands on the command line.
@@ -219,7 +225,8 @@ export function diagnose(input: DiagnosisInput): Verdict {
   }
 
   // The reply came, or was published, after the client gave up.
-  const replyAt = brokerReply?.at ?? replyPublished?.at;
+  // The latest publish of a reply: one nacked and published again later counts from the second publish.
+  const replyAt = brokerReply !== undefined || replyPublished !== undefined ? Math.max(brokerReply?.at ?? 0, replyPublished?.at ?? 0) : undefined;
   if (input.lateReply || (failedAt !== undefined && replyAt !== undefined && replyAt > failedAt && failure?.code === 'timeout')) {
     return verdict(
       'late-reply',
@@ -266,6 +273,15 @@ export function diagnose(input: DiagnosisInput): Verdict {
         ? `fix the server to reply with key "${expectedReplyKey}" (the reply_to "${replyTopic}" with "/" turned into ".")`
         : `the reply subscription to "${replyTopic}" was gone, so subscribe before sending and stay subscribed until the reply`;
     return verdict('reply-unroutable', 'reply-exchange', `The server replied on ${replyExchange} with key "${replyKey ?? '?'}", which nothing is bound to, so the broker dropped the reply: ${fix}.`);
+  }
+  if (replyConfirmed?.detail.outcome === 'nacked') {
+    const replyExchange = replyPublished?.detail.exchange ?? brokerReply?.detail.exchange ?? exchange;
+    const routedTo = brokerReply && brokerReply.detail.routedQueues.length > 0 ? ` to ${quoted(brokerReply.detail.routedQueues)}` : '';
+    return verdict(
+      'reply-refused',
+      'reply-queue',
+      `The broker refused the server's reply on ${replyExchange} with key "${replyKey ?? '?'}"${routedTo} (a publisher-confirm nack): a queue it was routed to was full and rejects new messages (x-overflow reject-publish), or went down (its node stopping); send the request again, and check that queue's length limit if it keeps happening.`,
+    );
   }
   if (brokerReply) {
     return verdict(

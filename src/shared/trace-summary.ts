@@ -12,6 +12,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
     warnings: [],
   };
   let replyReturned = false;
+  let replyNacked = false;
   for (const step of steps) {
     switch (step.kind) {
       case 'composed':
@@ -46,6 +47,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         break;
       case 'reply.confirmed':
         if (step.detail.outcome === 'returned') replyReturned = true;
+        if (step.detail.outcome === 'nacked') replyNacked = true;
         break;
       case 'request.rejected':
         summary.state = 'rejected';
@@ -86,6 +88,12 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
     summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);
   }
-  if (summary.redelivered) summary.warnings.push('The request was redelivered (a worker died or its channel closed before acking).');
+  if (summary.redelivered) {
+    summary.warnings.push(
+      replyNacked
+        ? 'The request was redelivered: the server put it back on its queue when the broker nacked its reply, to publish that reply again.'
+        : 'The request was redelivered (a worker died or its channel closed before acking).',
+    );
+  }
   return summary;
 }

@@ -75,10 +75,15 @@ export interface TraceStepDetails {
     wire?: TraceMessage;
   };
   'worker.received': { worker: string; consumerTag: string; queue: string; routingKey: string; redelivered: boolean; wire?: TraceMessage };
-  'handler.finished': { worker: string; durationMs: number; outcome: 'result' | 'error'; errorCode?: string };
+  /** `keptReply`: the request came back after its reply was nacked; that reply went again, the handler was not run */
+  'handler.finished': { worker: string; durationMs: number; outcome: 'result' | 'error'; errorCode?: string; keptReply?: boolean };
   'reply.published': { worker: string; exchange: string; routingKey: string; replyTopic: string; mandatory: boolean; wire?: TraceMessage };
-  /** the broker's publisher confirm; a mandatory reply nothing was bound for comes back first as a basic.return */
-  'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked'; returnReason?: string };
+  /**
+   * the broker's publisher confirm; a mandatory reply nothing was bound for comes back first as a basic.return;
+   * `nacked`: the broker refused it; `lost`: its channel closed before the broker confirmed it (the reply may or may not
+   * have been routed)
+   */
+  'reply.confirmed': { worker: string; outcome: 'routed' | 'returned' | 'nacked' | 'lost'; returnReason?: string };
   'request.rejected': { worker: string; reason: string; bytes: number };
   /** `qos`: the QoS the reply was delivered at (the PUBLISH packet's), which can be below the subscription's grant */
   'mqtt.reply.received': { topic: string; replyTopic: string; topicMismatch: boolean; bytes: number; qos?: QoS; wire?: TraceMessage };

@@ -120,7 +120,7 @@ describe('bridgescope watch', () => {
     expect(idle?.verdict?.message).toContain(`Queue "${idleKey}"`);
 
     watch.signalGroup('SIGINT');
-    expect((await watch.exited).code).toBe(0);
+    expect({ ...(await watch.exited), output: watch.lines }).toEqual({ code: 0, signal: null, output: expect.any(Array) });
     expect(watch.lines).toContainEqual(expect.stringMatching(new RegExp(`^summary ${queue}: .* ${mqtt5 ? 6 : 5} requests, ${mqtt5 ? 3 : 2} replied, 3 unanswered \\(1 late\\); round trip p50 \\d+ms.*; workers: py-1 ${mqtt5 ? 3 : 2}$`)));
     if (mode === 'tap') expect(await leftOnBroker(tapQueue as string)).toEqual({ queue: false, bindings: 0 });
     else expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');
@@ -146,7 +146,7 @@ describe('bridgescope watch', () => {
     expect(line).toMatchObject({ id: 'wrong-t', topic: requestKey, verdict: { code: 'reply-unroutable' } });
     expect(line.verdict?.message).toContain(`key "wrong.reply.t", not "reply.t"`);
     watch.signalGroup('SIGINT');
-    expect((await watch.exited).code).toBe(0);
+    expect({ ...(await watch.exited), output: watch.lines }).toEqual({ code: 0, signal: null, output: expect.any(Array) });
   });
 
   it('firehose mode sent two quick Ctrl-C to its process group switches tracing back off and leaves no marker', async () => {
@@ -156,7 +156,7 @@ describe('bridgescope watch', () => {
     expect(await api.tracing()).toBe(true);
     watch.signalGroup('SIGINT');
     watch.signalGroup('SIGINT');
-    expect((await watch.exited).code).toBe(0);
+    expect({ ...(await watch.exited), output: watch.lines }).toEqual({ code: 0, signal: null, output: expect.any(Array) });
     expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');
     expect(await api.tracing()).toBe(false);
     expect(await api.tracingMarkers()).toEqual([]);
@@ -177,7 +177,7 @@ describe('bridgescope watch', () => {
       if (bound === 2) break;
     }
     stop(watch);
-    expect((await watch.exited).code).toBe(0);
+    expect({ ...(await watch.exited), output: watch.lines }).toEqual({ code: 0, signal: null, output: expect.any(Array) });
     expect(watch.lines).toContainEqual('Stopped: the tap queue and its bindings are deleted.');
     expect(await leftOnBroker(tapQueue)).toEqual({ queue: false, bindings: 0 });
   });

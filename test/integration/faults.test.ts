@@ -7,6 +7,8 @@ import { RpcServer, type ServerProblem } from '../../src/core/rpc/server';
 import { RpcClient } from '../../src/core/rpc/client';
 import { loadHandler } from '../../src/core/rpc/handlers';
 import { BridgeError } from '../../src/core/errors';
+import type { TraceStepDraft } from '../../src/shared/trace';
+import { wireSourceOf } from '../../src/core/trace/message-view';
 import { uniqueName } from '../support/names';
 import { startOwnTestBroker } from '../support/reap';
 
@@ -90,7 +92,7 @@ describe.each([
         next += 1;
         try {
           const outcome = await client.call({ id, topic: server.queue, qos: 1, params: id, timeoutMs: 90_000, retries: 20, attemptTimeoutMs: 4000 });
-          outcomes.set(id, outcome.id === id && outcome.result === id ? 'reply' : 'wrong reply');
+          outcomes.set(id, outcome.id === id && outcome.result === id ? 'reply' : `wrong reply: ${JSON.stringify(outcome.error ?? outcome.body)}`);
         } catch (err) {
           outcomes.set(id, err instanceof BridgeError ? err.code : 'crash');
         }
@@ -181,6 +183,61 @@ describe('a channel closed by the broker', () => {
     expect(JSON.parse(await answered)).toMatchObject({ id: 'fine', result: 'ok' });
     expect(statuses).not.toContain('reconnecting');
     table.push({ fault: 'channel closed by the broker (404)', sent: 2, replies: 1, errors: 1, lost: 0, duplicates: 0 });
+  }, 60_000);
+});
+
+/** The head of the message a step saw on the wire, as text. */
+const wireBody = (step: TraceStepDraft): string => wireSourceOf(step)?.head ?? '';
+
+describe('a reply the broker nacks', () => {
+  it('goes again once, when its request comes back, without running the handler twice; then the request is rejected instead of looping', async () => {
+    const connection = await amqp.connect(broker.urls.amqp);
+    closers.push(() => connection.close());
+    const channel = await connection.createChannel();
+    const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue: uniqueName('rpc_queue'), workers: 1, handler: await loadHandler({ kind: 'echo' }) });
+    await server.start();
+    closers.push(() => server.stop(2000));
+    const steps: TraceStepDraft[] = [];
+    server.on('step', (step) => steps.push(step));
+    const problems: ServerProblem[] = [];
+    // The device's reply queue refuses every message: RabbitMQ nacks the reply (as 4.x does for a subscription queue
+    // going down while the node stops, the case this is for; a full reject-publish queue makes it happen on demand).
+    const { queue: replies } = await channel.assertQueue('', { exclusive: true, arguments: { 'x-max-length': 0, 'x-overflow': 'reject-publish' } });
+    await channel.bindQueue(replies, 'amq.direct', 'reply.nacked');
+    const rejected = new Promise<void>((resolve) =>
+      server.on('problem', (problem) => {
+        problems.push(problem);
+        if (problem.kind === 'rejected') resolve();
+      }),
+    );
+    channel.sendToQueue(server.queue, Buffer.from(JSON.stringify({ id: 'nacked', reply_to: 'reply/nacked', params: 'kept' })));
+    await rejected;
+    expect(problems.map((problem) => `${problem.kind}: ${problem.message}`)).toEqual([
+      'reply-failed: The reply to nacked was not confirmed: message nacked; the request goes back to the queue and the same reply is published again when it comes back',
+      'rejected: The reply to nacked was not confirmed: message nacked, for the second time: the request is rejected without requeue so it does not loop.',
+    ]);
+    expect(server.stats).toMatchObject({ received: 2, rejected: 1, replied: 0 });
+
+    const mine = steps.filter((step) => step.rpcId === 'nacked');
+    expect(mine.filter((step) => step.kind === 'worker.received').map((step) => step.detail)).toEqual([
+      expect.objectContaining({ redelivered: false }),
+      expect.objectContaining({ redelivered: true }),
+    ]);
+    // The handler ran once; the redelivery published the very reply it made.
+    expect(mine.filter((step) => step.kind === 'handler.finished').map((step) => step.detail)).toEqual([
+      expect.objectContaining({ outcome: 'result' }),
+      expect.objectContaining({ outcome: 'result', durationMs: 0, keptReply: true }),
+    ]);
+    const published = mine.filter((step) => step.kind === 'reply.published').map((step) => JSON.parse(wireBody(step)) as unknown);
+    expect(published).toEqual([expect.objectContaining({ id: 'nacked', result: 'kept' }), expect.objectContaining({ id: 'nacked', result: 'kept' })]);
+    expect(mine.filter((step) => step.kind === 'reply.confirmed').map((step) => step.detail)).toEqual([
+      expect.objectContaining({ outcome: 'nacked' }),
+      expect.objectContaining({ outcome: 'nacked' }),
+    ]);
+    expect(mine.filter((step) => step.kind === 'request.rejected')).toHaveLength(1);
+    // Nothing is left on the request queue: the request did not loop.
+    expect((await channel.checkQueue(server.queue)).messageCount).toBe(0);
+    table.push({ fault: 'reply nacked twice (reject-publish)', sent: 1, replies: 0, errors: 1, lost: 0, duplicates: 0 });
   }, 60_000);
 });
 

@@ -12,6 +12,14 @@ const brokerRequest = (routedQueues: string[]): TraceStepDraft => ({
   rpcId, at: 4, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['orders.new'], routedQueues, leg: 'request' },
 });
 const brokerDelivered: TraceStepDraft = { rpcId, at: 5, source: 'broker', kind: 'broker.delivered', detail: { queue: 'orders.new', routingKeys: ['orders.new'], redelivered: false, leg: 'request' } };
+const replyPublished = (at: number): TraceStepDraft => ({
+  rpcId,
+  at,
+  source: 'server',
+  kind: 'reply.published',
+  detail: { worker: 'worker-1', exchange: 'amq.direct', routingKey: 'reply.abc', replyTopic: 'reply/abc', mandatory: true },
+});
+const replyConfirmed = (at: number, outcome: 'routed' | 'nacked' | 'lost'): TraceStepDraft => ({ rpcId, at, source: 'server', kind: 'reply.confirmed', detail: { worker: 'worker-1', outcome } });
 const brokerReply = (at: number, routedQueues: string[], key = 'reply.abc'): TraceStepDraft => ({
   rpcId, at, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [key], routedQueues, leg: 'reply' },
 });
@@ -70,6 +78,7 @@ describe('the verdict engine', () => {
     'server-slow': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed()] }),
     'request-rejected': input({ steps: [...sent, { rpcId, at: 6, source: 'server', kind: 'request.rejected', detail: { worker: 'worker-1', reason: 'no reply_to field', bytes: 10 } }, failed()] }),
     'reply-unroutable': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, brokerReply(50, []), failed()] }),
+    'reply-refused': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, replyPublished(40), replyConfirmed(45, 'nacked'), brokerReply(44, ['mqtt-subscription-sensor7qos1']), failed()] }),
     'reply-to-property': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, { rpcId, at: 50, source: 'broker', kind: 'broker.published', detail: { exchange: '', routingKeys: ['reply/abc'], routedQueues: [], leg: 'reply' } }, failed()] }),
     'reply-on-other-topic': input({ steps: sent, failure: undefined, outcome: { replyTopic: 'reply/v1.2', arrivedOn: 'reply/v1/2', topicMismatch: true } }),
     'late-reply': input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), brokerReply(1500, ['mqtt-subscription-xqos1'])] }),
@@ -161,6 +170,24 @@ describe('the verdict engine', () => {
   it('firehose: delivered and no reply published is server-slow', () => {
     const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed()] }));
     expect(verdict).toMatchObject({ code: 'server-slow', hop: 'server' });
+  });
+
+  it('a reply the broker nacked is reply-refused, naming the queue it was routed to; published again and routed, it is not', () => {
+    const nacked = [...sent, brokerRequest(['orders.new']), brokerDelivered, replyPublished(40), brokerReply(41, ['mqtt-subscription-sensor7qos1']), replyConfirmed(45, 'nacked')];
+    const verdict = diagnose(input({ firehose: true, steps: [...nacked, failed()] }));
+    expect(verdict).toMatchObject({ code: 'reply-refused', hop: 'reply-queue' });
+    expect(verdict.message).toContain('"mqtt-subscription-sensor7qos1"');
+    expect(verdict.message).toContain('x-overflow reject-publish');
+    expect(verdict.evidence).toContain('server: the broker nacked the reply');
+    // The server kept the reply and published it again when the request came back: routed, then lost on the way.
+    const again = [...nacked, replyPublished(60), brokerReply(61, ['mqtt-subscription-sensor7qos1']), replyConfirmed(65, 'routed'), failed()];
+    expect(diagnose(input({ firehose: true, steps: again })).code).toBe('undetermined');
+    // Published again after the client gave up: late, counted from the second publish.
+    const late = [...nacked, failed(1000), replyPublished(1200), replyConfirmed(1205, 'routed')];
+    expect(diagnose(input({ firehose: true, steps: late })).code).toBe('late-reply');
+    // A channel that closed before the confirm is no refusal of the broker's.
+    const lost = [...sent, brokerRequest(['orders.new']), brokerDelivered, replyPublished(40), replyConfirmed(45, 'lost'), failed()];
+    expect(diagnose(input({ firehose: true, steps: lost })).code).not.toBe('reply-refused');
   });
 
   it('firehose: a reply routed nowhere is reply-unroutable, with the key it should have used', () => {

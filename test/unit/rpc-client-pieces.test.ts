@@ -27,6 +27,16 @@ describe('the reply matcher', () => {
     expect(replies.match('reply/x', json({ id: 'a', result: 2 }))).toMatchObject({ id: 'a', duplicate: true });
   });
 
+  it('calls a second reply a duplicate even when it comes in the same socket read as the first, before the call ended', () => {
+    const replies = matcher();
+    void replies.wait('c', 'reply.x');
+    expect(replies.match('reply/x', json({ id: 'c', result: 'forged' }))).toBeUndefined();
+    // The call's continuation (which ends it with done) has not run yet.
+    expect(replies.match('reply/x', json({ id: 'c', result: 'true' }))).toMatchObject({ id: 'c', duplicate: true });
+    replies.done('c', 'replied');
+    expect(replies.match('reply/x', json({ id: 'c', result: 'third' }))).toMatchObject({ id: 'c', duplicate: true });
+  });
+
   it('calls a reply to a call that failed late, not a duplicate, and one without a call foreign', () => {
     const replies = matcher();
     void replies.wait('b', 'reply.x');

@@ -72,6 +72,17 @@ describe('the ack batcher', () => {
     expect(channel.calls).toEqual(['nack 7', 'ack 8']);
   });
 
+  it('puts a delivery back on its queue at once when told to requeue it', () => {
+    const channel = new FakeAckChannel();
+    const acks = new AckBatcher<ConsumeMessage>(channel);
+    const again = delivery(3);
+    const tracked = acks.track(again);
+    acks.settle(again, 'requeue', false);
+    expect(tracked.settled).toBe(true);
+    expect(channel.calls).toEqual(['nack 3 requeue']);
+    expect(acks.pending).toBe(0);
+  });
+
   it('keeps the arrival order through rejects in the middle: the ready run after a rejected head goes as one multiple', async () => {
     const channel = new FakeAckChannel();
     const acks = new AckBatcher<ConsumeMessage>(channel);
@@ -143,15 +154,15 @@ describe('classifying a reply the broker did not confirm', () => {
     expect(verdict).toMatchObject({ tooLarge: false, blamed: false, remember: undefined });
   });
 
-  it("remembers amqplib's nack as reply-failed", () => {
+  it("remembers amqplib's nack as reply-failed, with the reply to publish again (a queue went down or was full)", () => {
     const verdict = classifyReplyFailure({ failureMessage: AMQPLIB_NACKED, closeReason: undefined, bodyBytes: 10, maxMessageBytes: 1000, blamedBefore: false });
-    expect(verdict).toMatchObject({ tooLarge: false, blamed: false, reason: AMQPLIB_NACKED, remember: { code: 'reply-failed' } });
+    expect(verdict).toMatchObject({ tooLarge: false, blamed: false, reason: AMQPLIB_NACKED, remember: { code: 'reply-failed', resend: true } });
   });
 
   it('blames another channel error on one reply only, once per close', () => {
     const facts = { failureMessage: 'channel closed', closeReason: 'NOT_FOUND - no exchange', bodyBytes: 10, maxMessageBytes: 1000 };
     const first = classifyReplyFailure({ ...facts, blamedBefore: false });
-    expect(first).toMatchObject({ blamed: true, reason: 'channel closed; the broker closed the channel: NOT_FOUND - no exchange', remember: { code: 'reply-failed' } });
+    expect(first).toMatchObject({ blamed: true, reason: 'channel closed; the broker closed the channel: NOT_FOUND - no exchange', remember: { code: 'reply-failed', resend: false } });
     expect(classifyReplyFailure({ ...facts, blamedBefore: true })).toMatchObject({ blamed: false, remember: undefined });
   });
 
@@ -165,15 +176,47 @@ describe('classifying a reply the broker did not confirm', () => {
     expect(learnMaxMessageSize('something else', 500)).toBe(500);
   });
 
-  it('keeps refused replies by routing key and id, with the count of error replies tried', () => {
+  it("keeps refused replies by routing key, id and the request's bytes, counting only answers from memory refused again", () => {
     const failed = new FailedReplies(2);
-    failed.remember('1', 'reply.a', { code: 'reply-failed', reason: 'x' });
-    expect(failed.get('1', 'reply.b')).toBeUndefined();
-    const entry = failed.get('1', 'reply.a');
-    expect(entry).toEqual({ code: 'reply-failed', reason: 'x', attempts: 0 });
-    if (entry) entry.attempts += 1;
-    failed.remember('1', 'reply.a', { code: 'reply-too-large', reason: 'y' });
-    expect(failed.get('1', 'reply.a')).toEqual({ code: 'reply-too-large', reason: 'y', attempts: 1 });
+    const request = Buffer.from('{"id":"1"}');
+    const refusal = { code: 'reply-failed' as const, reason: 'x' };
+    failed.remember('1', 'reply.a', refusal, request, { again: false });
+    expect(failed.find('1', 'reply.b', request)).toBeUndefined();
+    // Another request that reuses the id and the reply topic (a device counting from 1 again) is not this one.
+    expect(failed.find('1', 'reply.a', Buffer.from('{"id":"1","n":2}'))).toBeUndefined();
+    expect(failed.find('1', 'reply.a', request)).toMatchObject({ code: 'reply-failed', reason: 'x', attempts: 0 });
+    // The answer from memory was refused too: one attempt, after which the server rejects the request.
+    failed.remember('1', 'reply.a', { code: 'reply-too-large', reason: 'y' }, request, { again: true });
+    expect(failed.find('1', 'reply.a', request)).toMatchObject({ code: 'reply-too-large', reason: 'y', attempts: 1 });
+    failed.forget('1', 'reply.a');
+    expect(failed.find('1', 'reply.a', request)).toBeUndefined();
+  });
+
+  it('keeps a nacked reply (a copy off the shared pool) within a byte budget, and frees its bytes when forgotten or evicted', () => {
+    const failed = new FailedReplies(2, 10);
+    const nacked = { code: 'reply-failed' as const, reason: 'nacked' };
+    const request = (id: string): Buffer => Buffer.from(id);
+    const reply = Buffer.from('123456');
+    failed.remember('1', 'reply.a', nacked, request('1'), { again: false, body: reply, answer: { outcome: 'result' } });
+    const first = failed.find('1', 'reply.a', request('1'));
+    expect(first?.body?.toString()).toBe('123456');
+    expect(first?.body?.buffer).not.toBe(reply.buffer);
+    expect(first?.answer).toEqual({ outcome: 'result' });
+    // Over the budget: remembered without its reply (the redelivery gets an error reply, as before).
+    failed.remember('2', 'reply.a', nacked, request('2'), { again: false, body: Buffer.from('7890ab') });
+    expect(failed.find('2', 'reply.a', request('2'))?.body).toBeUndefined();
+    expect(failed.bytes).toBe(6);
+    // Refused again from memory: not kept for a third try.
+    failed.remember('1', 'reply.a', nacked, request('1'), { again: true, body: reply });
+    expect(failed.find('1', 'reply.a', request('1'))?.body).toBeUndefined();
+    expect(failed.bytes).toBe(0);
+    failed.remember('3', 'reply.a', nacked, request('3'), { again: false, body: Buffer.from('cd') });
+    failed.forget('3', 'reply.a');
+    expect(failed.bytes).toBe(0);
+    failed.remember('4', 'reply.a', nacked, request('4'), { again: false, body: Buffer.from('ef') });
+    failed.remember('5', 'reply.a', nacked, request('5'), { again: false, body: Buffer.from('gh') });
+    failed.remember('6', 'reply.a', nacked, request('6'), { again: false, body: Buffer.from('ij') });
+    expect(failed.bytes).toBe(4);
   });
 });
 

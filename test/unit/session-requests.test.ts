@@ -92,6 +92,37 @@ describe('a request sent from the app', () => {
     expect(added).toHaveLength(2);
   });
 
+  it('that replied sees a second reply that came while its first verdict was being decided', async () => {
+    const { requests, store, added, diagnoseWith } = setUp();
+    const second = { topic: 'reply/shared', bytes: 9, reason: 'second-reply' as const };
+    let first = true;
+    diagnoseWith(async (options) => {
+      // The server's true reply lands while the first verdict is decided, before anything watches the RPC's steps.
+      if (first) store.add({ rpcId: 'rpc-1', at: 5, source: 'client', kind: 'mqtt.reply.ignored', detail: second });
+      first = false;
+      return verdictFor(options.steps.some((step) => step.kind === 'mqtt.reply.ignored') ? 'replied-twice' : 'replied');
+    });
+    expect((await requests.send(args)).verdict?.code).toBe('replied');
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['replied', 'replied-twice']);
+  });
+
+  it('that timed out sees the server publish its reply while its first verdict was being decided', async () => {
+    const { requests, client, store, added, diagnoseWith } = setUp();
+    const replied = { worker: 'w1', exchange: 'amq.direct', routingKey: 'reply.shared', replyTopic: 'reply/shared', mandatory: true };
+    let first = true;
+    diagnoseWith(async (options) => {
+      if (first) store.add({ rpcId: 'rpc-1', at: 5, source: 'server', kind: 'reply.published', detail: replied });
+      first = false;
+      return verdictFor(options.steps.some((step) => step.kind === 'reply.published') ? 'late-reply' : 'server-slow');
+    });
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    await requests.send(args).catch(() => undefined);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['server-slow', 'late-reply']);
+  });
+
   it('watches the steps of every replied RPC through one listener on the trace store, however many are sent', async () => {
     const { requests, store } = setUp();
     for (let sent = 0; sent < 15; sent += 1) await requests.send(args);

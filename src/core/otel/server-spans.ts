@@ -147,14 +147,14 @@ export class ServerSpans implements ServerTracing {
       const handling = this.open.get(key(step.detail.worker, step.rpcId));
       if (!handling) return;
       this.open.delete(key(step.detail.worker, step.rpcId));
-      const failed = step.detail.outcome === 'returned' ? 'unroutable' : step.detail.outcome === 'nacked' ? 'nacked' : undefined;
+      const failed = step.detail.outcome === 'returned' ? 'unroutable' : step.detail.outcome === 'routed' ? undefined : step.detail.outcome;
       if (handling.send && failed) {
         handling.send.setAttribute(ATTR.errorType, failed);
         handling.send.setStatus({ code: SpanStatusCode.ERROR, message: step.detail.returnReason ?? failed });
       }
       handling.send?.end(step.at);
       // The ack goes once the reply is confirmed; a nacked reply's request is rejected instead.
-      this.settle(handling, step.detail.outcome === 'nacked' ? 'nack' : 'ack', step.at);
+      this.settle(handling, step.detail.outcome === 'nacked' || step.detail.outcome === 'lost' ? 'nack' : 'ack', step.at);
       if (failed) handling.process.setAttribute(ATTR.errorType, failed);
       handling.process.end(step.at);
     } else if (step.kind === 'request.rejected') {

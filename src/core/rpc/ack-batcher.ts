@@ -11,6 +11,9 @@ export interface Tagged {
   fields: { deliveryTag: number };
 }
 
+/** How a delivery ends: acked, rejected without requeue, or put back on its queue (it comes again, redelivered). */
+export type Settlement = 'ack' | 'reject' | 'requeue';
+
 /** A delivery being handled: `ready` once its reply is confirmed (its ack may go), `settled` once acked or rejected. */
 export interface Delivery<M> {
   message: M;
@@ -60,7 +63,7 @@ export class AckBatcher<M extends Tagged> {
   }
 
   /** `settleDelivery` for a message: its delivery is looked up by tag (a message never tracked is acked or rejected alone). */
-  settle(message: M, outcome: 'ack' | 'reject', now: boolean): void {
+  settle(message: M, outcome: Settlement, now: boolean): void {
     const tag = message.fields.deliveryTag;
     let entry = this.head;
     while (entry && entry.message.fields.deliveryTag !== tag) entry = entry.next;
@@ -68,15 +71,15 @@ export class AckBatcher<M extends Tagged> {
   }
 
   /**
-   * Acks or rejects a delivery once. A reject goes out at once; an ack waits for the end of this turn of the event loop
-   * (see flush), or goes now with `now` (a stopping server).
+   * Acks or rejects a delivery once. A reject (or a requeue) goes out at once; an ack waits for the end of this turn of
+   * the event loop (see flush), or goes now with `now` (a stopping server).
    */
-  settleDelivery(delivery: Delivery<M>, outcome: 'ack' | 'reject', now: boolean): void {
+  settleDelivery(delivery: Delivery<M>, outcome: Settlement, now: boolean): void {
     const entry = (delivery as Partial<Link<M>>).linked === this ? (delivery as Link<M>) : undefined;
     delivery.settled = true;
-    if (outcome === 'reject') {
+    if (outcome !== 'ack') {
       if (entry) this.unlink(entry);
-      safelyNack(this.channel, delivery.message);
+      safelyNack(this.channel, delivery.message, outcome === 'requeue');
       // Its slot at the head of the line may have held back acks ready behind it.
       if (this.count > 0) this.schedule();
       return;
@@ -146,9 +149,9 @@ function safelyAck<M>(channel: AckChannel<M>, message: M, allUpTo: boolean): voi
   }
 }
 
-function safelyNack<M>(channel: AckChannel<M>, message: M): void {
+function safelyNack<M>(channel: AckChannel<M>, message: M, requeue: boolean): void {
   try {
-    channel.nack(message, false, false);
+    channel.nack(message, false, requeue);
   } catch {
     // see above
   }

@@ -90,8 +90,8 @@ export class ReplyMatcher {
 
   /** The call ended (replied or not): a later reply with its id is a stray, a duplicate when it had replied. */
   done(id: string, outcome: 'replied' | 'failed'): void {
-    this.pending.delete(id);
-    this.recentlyDone.set(id, outcome);
+    // A call that took a reply was marked at once, in `match` (see there).
+    if (this.pending.delete(id) || outcome === 'failed') this.recentlyDone.set(id, outcome);
   }
 
   /** Hands a reply to its call; a reply without a call is returned as a stray. Replies without an id (plain text) go by routing key, oldest call first. */
@@ -114,6 +114,9 @@ export class ReplyMatcher {
     }
     if (!call) return { id, duplicate: id !== undefined && this.recentlyDone.get(id) === 'replied', body };
     this.pending.delete(call.id);
+    // Marked now, not when the call's continuation runs: a second reply in the same socket read (a forged one and the
+    // server's, a redelivered request's) comes before that, and is a duplicate, not a foreign stray.
+    this.recentlyDone.set(call.id, 'replied');
     const reply: Reply = { topic, payload, body, fields };
     if (packet) reply.packet = packet;
     if (call.resolve) call.resolve(reply);

@@ -26,8 +26,8 @@ import {
 import { declareTopology, validateQueueName } from './queue-topology';
 import { channelDrained, WorkerPool, type Worker, type WorkerModel } from './worker-pool';
 import { HandlerRunner, type HandlerSettled } from './handler-runner';
-import type { Delivery } from './ack-batcher';
-import { classifyReplyFailure, FailedReplies, learnMaxMessageSize } from './reply-failure';
+import type { Delivery, Settlement } from './ack-batcher';
+import { classifyReplyFailure, FailedReplies, learnMaxMessageSize, type RefusedAnswer } from './reply-failure';
 import { encodeHandlerReply, publishReply, replyProperties } from './reply-publish';
 import type { RpcServerOptions, RpcServerStats, StopReport } from './server-types';
 import { ServerEvents } from './server-events';
@@ -184,7 +184,7 @@ export class RpcServer extends ServerEvents {
   }
 
   /** Acks (batched to the end of the turn unless stopping) or rejects a delivery once. */
-  private settle(call: InboundCall, outcome: 'ack' | 'reject'): void {
+  private settle(call: InboundCall, outcome: Settlement): void {
     call.worker.acks.settleDelivery(call.delivery, outcome, this.draining);
   }
 
@@ -276,10 +276,20 @@ export class RpcServer extends ServerEvents {
         message: `The request's MQTT 5 Correlation Data is not UTF-8: RabbitMQ passes such bytes as the AMQP header x-correlation-id, which amqplib reads as UTF-8 text, so the bytes are lost and the reply carries them altered (the device cannot match it). Send UTF-8 Correlation Data: it then travels as correlation_id, unchanged.`,
       });
     }
-    const earlier = message.fields.redelivered ? this.failedReplies.get(rpcId, request.replyRoutingKey) : undefined;
+    const earlier = message.fields.redelivered ? this.failedReplies.find(rpcId, request.replyRoutingKey, message.content) : undefined;
     if (earlier !== undefined && earlier.attempts < 1) {
-      // Its reply failed before (the channel died with it): answer with that error rather than run the handler twice.
-      earlier.attempts += 1;
+      // Answered from memory: the handler is not run twice. A refusal of this answer counts against the request.
+      call.fromMemory = true;
+      if (earlier.body !== undefined) {
+        // Its reply was nacked (a queue went down or was full): the same reply goes again.
+        if (this.traced) {
+          const detail: TraceStepDetails['handler.finished'] = { worker: worker.name, durationMs: 0, outcome: earlier.answer?.outcome ?? 'result', keptReply: true };
+          if (earlier.answer?.errorCode !== undefined) detail.errorCode = earlier.answer.errorCode;
+          this.step({ rpcId, at: Date.now(), source: 'server', kind: 'handler.finished', detail });
+        }
+        return this.reply(call, earlier.body);
+      }
+      // Its reply was refused before: answer with that error.
       const reason = `${earlier.reason}; the handler was not run again.`;
       if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'handler.finished', detail: { worker: worker.name, durationMs: 0, outcome: 'error', errorCode: earlier.code } });
       const body = encodeReply({ id: request.id, error: { code: earlier.code, message: reason }, worker: worker.name }, fields);
@@ -287,6 +297,7 @@ export class RpcServer extends ServerEvents {
       return this.reply(call, body);
     }
     if (earlier !== undefined) {
+      this.failedReplies.forget(rpcId, request.replyRoutingKey);
       const reason = `Its reply could not be published before (${earlier.reason}); rejected without requeue so it does not loop.`;
       this.reject(call, rpcId, reason, `Rejected ${rpcId}: ${reason}`);
       return this.end(call);
@@ -311,6 +322,7 @@ export class RpcServer extends ServerEvents {
     const { worker, request, rpcId } = call;
     const fields = this.options.fields ?? defaultEnvelopeFields;
     const { body, error, tooLargeBytes } = encodeHandlerReply(settled, request, worker.name, fields, this.maxMessageBytes);
+    if (error) call.errorCode = error.code;
     if (tooLargeBytes !== undefined) {
       const text = `The reply to ${rpcId} is ${tooLargeBytes} bytes, over the broker's max_message_size (${this.maxMessageBytes}); answered with a reply-too-large error instead.`;
       this.problem({ kind: 'reply-too-large', worker: worker.name, rpcId, message: text });
@@ -331,6 +343,7 @@ export class RpcServer extends ServerEvents {
    */
   private reply(call: InboundCall, body: Buffer): void {
     const { worker, request, rpcId } = call;
+    call.body = body;
     if (this.closing) {
       const text = `The handler of ${rpcId} ended after the drain was over; its reply was dropped and the broker put the request back on the queue.`;
       this.problem({ kind: 'late-handler', worker: worker.name, rpcId, message: text });
@@ -374,8 +387,7 @@ export class RpcServer extends ServerEvents {
 
   /** The channel is gone (the request will be redelivered) or the broker refused the reply. */
   private notConfirmed(call: InboundCall, failure: Error): void {
-    const { worker, rpcId } = call;
-    if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome: 'nacked' } });
+    const { worker, rpcId, request, message } = call;
     const verdict = classifyReplyFailure({
       failureMessage: failure.message,
       closeReason: worker.closeReason,
@@ -383,19 +395,47 @@ export class RpcServer extends ServerEvents {
       maxMessageBytes: this.maxMessageBytes,
       blamedBefore: worker.blamed === true,
     });
+    // A nack is the broker's refusal; any other failure is amqplib's for a channel that closed before the confirm.
+    const outcome = verdict.nacked ? 'nacked' : 'lost';
+    if (this.traced) this.step({ rpcId, at: Date.now(), source: 'server', kind: 'reply.confirmed', detail: { worker: worker.name, outcome } });
     this.maxMessageBytes = verdict.maxMessageBytes;
     if (verdict.blamed) worker.blamed = true;
-    if (verdict.remember) this.failedReplies.remember(rpcId, call.request.replyRoutingKey, verdict.remember);
+    const refusal = verdict.remember;
+    const text = `The reply to ${rpcId} was not confirmed: ${verdict.reason}`;
+    if (refusal !== undefined && call.fromMemory) {
+      // Answered from memory and refused again: rejected for good (a third answer would likely go the same way). A
+      // refusal that closed the channel loses this reject too: its redelivery is rejected then, by what is remembered.
+      this.failedReplies.remember(rpcId, request.replyRoutingKey, refusal, message.content, { again: true });
+      if (outcome === 'nacked' && !this.closing) {
+        this.reject(call, rpcId, `its reply was refused twice (${verdict.reason})`, `${text}, for the second time: the request is rejected without requeue so it does not loop.`);
+        return;
+      }
+    }
+    // A nacked reply goes again when its request comes back: put back on the queue now, unless it already came back
+    // once (a redelivery the server kept nothing of is not requeued: nothing may loop if memory was lost meanwhile).
+    let requeue = refusal?.resend === true && !call.fromMemory && !message.fields.redelivered;
+    if (refusal !== undefined && !call.fromMemory) {
+      const refused: RefusedAnswer = { again: false };
+      if (requeue && call.body !== undefined) {
+        refused.body = call.body;
+        refused.answer = call.errorCode !== undefined ? { outcome: 'error', errorCode: call.errorCode } : { outcome: 'result' };
+      }
+      const kept = this.failedReplies.remember(rpcId, request.replyRoutingKey, refusal, message.content, refused).body !== undefined;
+      requeue = requeue && kept;
+    }
     if (!this.closing) {
       const kind = verdict.tooLarge ? 'reply-too-large' : 'reply-failed';
-      this.problem({ kind, worker: worker.name, rpcId, message: `The reply to ${rpcId} was not confirmed: ${verdict.reason}` });
+      const next = requeue ? '; the request goes back to the queue and the same reply is published again when it comes back' : '';
+      this.problem({ kind, worker: worker.name, rpcId, message: `${text}${next}` });
     }
-    this.settle(call, 'reject');
+    this.settle(call, requeue ? 'requeue' : 'reject');
   }
 
   /** Confirmed: the request is acked; a reply the broker returned (basic.return came before the confirm) is unroutable. */
   private routedOrReturned(call: InboundCall): void {
     const { worker, rpcId, messageId } = call;
+    // An answer from memory that the broker took: nothing of the request needs keeping any more.
+    if (call.fromMemory) this.failedReplies.forget(rpcId, call.request.replyRoutingKey);
     const returnReason = worker.returned.size > 0 ? worker.returned.get(messageId) : undefined;
     if (returnReason !== undefined) worker.returned.delete(messageId);
     // Even while closing: an ack that still precedes the channel.close saves a duplicate; a later one is refused harmlessly.
@@ -422,6 +462,12 @@ class InboundCall {
   rpcId = '';
   request!: RpcRequest;
   messageId = '';
+  /** the reply as the handler made it (before any trace context went in): kept to publish again if the broker nacks it */
+  body: Buffer | undefined;
+  /** the handler's error code, when it answered with an error */
+  errorCode: string | undefined;
+  /** answered from what was kept of an earlier refused reply, without running the handler */
+  fromMemory = false;
   bodyBytes = 0;
   /** its in-flight slot was given back: a late callback (a confirm after an internal failure) does nothing more */
   over = false;

@@ -88,9 +88,16 @@ export class RequestsController {
    * Calls `listener` with every step of `rpcId` added from now on; returns the unsubscribe. One listener on the store
    * serves every watched RPC (a Compose user sends many within a watch's 60 s; each step is looked up once, by id).
    */
-  private watchSteps(rpcId: string, listener: (step: TraceStep) => void): (() => void) | undefined {
+  private watchSteps(rpcId: string, listener: (step: TraceStep) => void, seen?: RpcDiagnosisOptions['steps']): (() => void) | undefined {
     const onStep = this.options.onStep;
     if (!onStep) return undefined;
+    // The steps added since `seen` was read (while the first verdict was decided: the client's second reply, the
+    // server's reply, the broker's records) came before this subscription: they are handed to the listener first.
+    if (seen !== undefined) {
+      const known = new Set(seen.map((step) => (step as Partial<TraceStep>).seq));
+      const missed = this.options.steps(rpcId).filter((step) => !known.has(step.seq));
+      if (missed.length > 0) queueMicrotask(() => missed.forEach(listener));
+    }
     let listeners = this.watched.get(rpcId);
     if (!listeners) {
       listeners = new Set();
@@ -223,11 +230,15 @@ export class RequestsController {
         })
         .catch(() => undefined);
     };
-    const unsubscribe = this.watchSteps(rpcId, (step) => {
-      if (done || scheduled || !tellsOfReplies(step)) return;
-      scheduled = true;
-      setImmediate(decide);
-    });
+    const unsubscribe = this.watchSteps(
+      rpcId,
+      (step) => {
+        if (done || scheduled || !tellsOfReplies(step)) return;
+        scheduled = true;
+        setImmediate(decide);
+      },
+      asked.steps,
+    );
     if (!unsubscribe) return;
     const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
     timer.unref();
@@ -246,17 +257,21 @@ export class RequestsController {
       clearTimeout(timer);
       unsubscribe?.();
     };
-    const unsubscribe = this.watchSteps(rpcId, (step) => {
-      if (done) return;
-      const replyPublished = step.kind === 'reply.published' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
-      if (!replyPublished) return;
-      finish();
-      void diagnose({ ...asked, steps: this.options.steps(rpcId) })
-        .then((revised) => {
-          if (revised.code !== first.code) this.options.addVerdict(rpcId, revised);
-        })
-        .catch(() => undefined);
-    });
+    const unsubscribe = this.watchSteps(
+      rpcId,
+      (step) => {
+        if (done) return;
+        const replyPublished = step.kind === 'reply.published' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
+        if (!replyPublished) return;
+        finish();
+        void diagnose({ ...asked, steps: this.options.steps(rpcId) })
+          .then((revised) => {
+            if (revised.code !== first.code) this.options.addVerdict(rpcId, revised);
+          })
+          .catch(() => undefined);
+      },
+      asked.steps,
+    );
     if (!unsubscribe) return;
     const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
     timer.unref();
@@ -282,7 +297,7 @@ function tellsOfReplies(step: TraceStep): boolean {
 const MAX_REPLY_REVISIONS = 4;
 
 /** Verdicts a reply published later can overturn (into late-reply). */
-const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer']);
+const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer', 'reply-refused']);
 
 function sameLines(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((line, index) => line === b[index]);

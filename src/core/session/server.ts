@@ -21,6 +21,10 @@ export const emptyStats = (): ServerView['stats'] => ({ received: 0, replied: 0,
 export function logLineOfStep(step: TraceStepDraft): ServerLogLine | undefined {
   if (step.kind !== 'handler.finished') return undefined;
   const { worker, durationMs, outcome, errorCode } = step.detail;
+  if (step.detail.keptReply) {
+    const was = outcome === 'error' ? `its error ${errorCode ?? '?'}` : 'its reply';
+    return { at: step.at, rpcId: step.rpcId, worker, outcome, text: `came back after the broker nacked ${was}: published again, handler not run` };
+  }
   // A handler like echo answers in well under a millisecond: "in 0 ms" would read as not timed.
   const took = durationMs < 1 ? 'in under 1 ms' : `in ${Math.round(durationMs)} ms`;
   return { at: step.at, rpcId: step.rpcId, worker, outcome, text: outcome === 'error' ? `answered with error ${errorCode ?? '?'} ${took}` : `answered ${took}` };

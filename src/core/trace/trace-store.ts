@@ -419,9 +419,9 @@ const stepDetailSchemas = {
     wire: messageSchema,
   }),
   'worker.received': z.object({ worker: z.string(), consumerTag: z.string(), queue: z.string(), routingKey: z.string(), redelivered: z.boolean(), wire: messageSchema }),
-  'handler.finished': z.object({ worker: z.string(), durationMs: z.number(), outcome: z.enum(['result', 'error']), errorCode: z.string().optional() }),
+  'handler.finished': z.object({ worker: z.string(), durationMs: z.number(), outcome: z.enum(['result', 'error']), errorCode: z.string().optional(), keptReply: z.boolean().optional() }),
   'reply.published': z.object({ worker: z.string(), exchange: z.string(), routingKey: z.string(), replyTopic: z.string(), mandatory: z.boolean(), wire: messageSchema }),
-  'reply.confirmed': z.object({ worker: z.string(), outcome: z.enum(['routed', 'returned', 'nacked']), returnReason: z.string().optional() }),
+  'reply.confirmed': z.object({ worker: z.string(), outcome: z.enum(['routed', 'returned', 'nacked', 'lost']), returnReason: z.string().optional() }),
   'request.rejected': z.object({ worker: z.string(), reason: z.string(), bytes: z.number() }),
   'mqtt.reply.received': z.object({
     topic: z.string(),

@@ -16,6 +16,7 @@ const VERDICT_TONES: Record<VerdictCode, VerdictTone> = {
   'server-slow': 'bad',
   'request-rejected': 'bad',
   'reply-unroutable': 'bad',
+  'reply-refused': 'bad',
   'reply-to-property': 'bad',
   'reply-on-other-topic': 'warn',
   'late-reply': 'warn',
