@@ -13,7 +13,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startSandbox, stopSandbox } from '../src/core/broker/sandbox';
-import { brokerSettled, measureBroker, type ContenderName, type RunResult, type RunSpec } from '../src/cli/bench/contenders';
+import { brokerSettled, contenderEnv, measureBroker, type ContenderName, type RunResult, type RunSpec } from '../src/cli/bench/contenders';
 import { median, percentile } from '../src/cli/bench/report';
 
 interface ProfileNode {
@@ -58,7 +58,7 @@ function fileName(contender: string): string {
 
 function runChild(spec: RunSpec, tree: string): Promise<RunResult> {
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [join(tree, 'bin/bridgescope'), 'bench', '--child', JSON.stringify(spec)], { cwd: tree, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [join(tree, 'bin/bridgescope'), 'bench', '--child', JSON.stringify(spec)], { cwd: tree, stdio: ['ignore', 'pipe', 'inherit'], env: contenderEnv(spec.contender) });
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.on('error', fail);

@@ -10,6 +10,20 @@ export const bundleRelative = join('out', 'cli', 'main.js');
 const manifestRelative = join('out', 'cli', 'inputs.json');
 
 /**
+ * mqtt.js and mqtt-packet require the `debug` package: they get src/cli/quiet-debug.cjs, which hands out loggers that
+ * do nothing unless DEBUG is set (see there). The shim's own require of 'debug' is the real package.
+ */
+function quietDebug(root) {
+  const shim = join(root, 'src', 'cli', 'quiet-debug.cjs');
+  return {
+    name: 'quiet-debug',
+    setup(build) {
+      build.onResolve({ filter: /^debug$/ }, (args) => (args.importer === shim ? undefined : { path: shim }));
+    },
+  };
+}
+
+/**
  * Bundles src/cli/main.ts into out/cli/main.js. Written under temporary names and renamed, so a launcher starting at the
  * same moment (tests start many at once) reads either the old bundle or the new one, never half a file.
  * Returns the build's duration in ms.
@@ -39,6 +53,7 @@ export async function buildCli(root) {
     entryNames: '[name]',
     chunkNames: 'chunks/[name]-[hash]',
     logLevel: 'silent',
+    plugins: [quietDebug(root)],
   });
   // Our own sources one by one; the libraries by the file npm rewrites at every install (a stat per library file would
   // cost a few ms per start).

@@ -237,6 +237,15 @@ async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean,
   };
 }
 
+/**
+ * The environment of a contender's process. The command line's bundle gives mqtt.js a `debug` that does nothing while
+ * DEBUG is unset (src/cli/quiet-debug.cjs); the raw loops stand for the program a user writes with mqtt.js and amqplib,
+ * which loads the real package: DEBUG=-* (no namespace on) gives them exactly that, its disabled loggers included.
+ */
+export function contenderEnv(contender: ContenderName, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return contender.startsWith('raw') && !env.DEBUG ? { ...env, DEBUG: '-*' } : env;
+}
+
 /** Sets one contender up, warms it, measures it, tears it down. Run it in its own process for a clean RSS. */
 export async function runContender(spec: RunSpec): Promise<RunResult> {
   const queue = spec.queue ?? `bench-${spec.contender}-${randomUUID().slice(0, 8)}`;

@@ -6,7 +6,7 @@ import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { BrokerUrls } from '../../core/broker/readiness';
-import { brokerSettled, measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../bench/contenders';
+import { brokerSettled, contenderEnv, measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../bench/contenders';
 import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../bench/report';
 import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../bench/watch';
 import { action, parsePositiveInt } from '../run';
@@ -50,6 +50,7 @@ function runInChild(spec: RunSpec): Promise<RunResult> {
     const child = tracked(
       spawn(process.execPath, [resolve(process.argv[1] ?? 'bin/bridgescope'), 'bench', '--child', JSON.stringify(spec)], {
         stdio: ['ignore', 'pipe', 'inherit'],
+        env: contenderEnv(spec.contender),
       }),
     );
     let out = '';
