@@ -3,7 +3,7 @@
 // Everything it runs is in it, the npm libraries too: resolving and loading ~260 files of node_modules cost more than half
 // of a start. Each command's code is a chunk of its own (out/cli/chunks), loaded only when that command runs; minified
 // (whitespace and syntax only: names stay, so stacks stay readable with `node --enable-source-maps`).
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 export const bundleRelative = join('out', 'cli', 'main.js');
@@ -11,14 +11,16 @@ const manifestRelative = join('out', 'cli', 'inputs.json');
 
 /**
  * mqtt.js and mqtt-packet require the `debug` package: they get src/cli/quiet-debug.cjs, which hands out loggers that
- * do nothing unless DEBUG is set (see there). The shim's own require of 'debug' is the real package.
+ * do nothing unless DEBUG is set (see there). Only those two: any other library gets the real package, whatever of its
+ * API it uses. The shim's path is a real path, as esbuild's own are (the build's list of inputs must find it).
  */
-function quietDebug(root) {
-  const shim = join(root, 'src', 'cli', 'quiet-debug.cjs');
+export function quietDebug(root) {
+  const shim = realpathSync(join(root, 'src', 'cli', 'quiet-debug.cjs'));
+  const mqttModule = /[\\/]node_modules[\\/]mqtt(-packet)?[\\/]/;
   return {
     name: 'quiet-debug',
     setup(build) {
-      build.onResolve({ filter: /^debug$/ }, (args) => (args.importer === shim ? undefined : { path: shim }));
+      build.onResolve({ filter: /^debug$/ }, (args) => (mqttModule.test(args.importer) ? { path: shim } : undefined));
     },
   };
 }
@@ -60,7 +62,8 @@ export async function buildCli(root) {
   const inputs = Object.keys(result.metafile.inputs)
     .map((input) => relative(root, join(root, input)))
     .filter((input) => !input.split(/[\\/]/).includes('node_modules'));
-  inputs.push('package.json', join('node_modules', '.package-lock.json'));
+  // This script too: what it puts in the bundle (the debug shim) changes with it.
+  inputs.push('package.json', join('node_modules', '.package-lock.json'), join('scripts', 'cli-bundle.mjs'));
   const outDir = join(root, 'out', 'cli');
   mkdirSync(join(outDir, 'chunks'), { recursive: true });
   const suffix = `.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
