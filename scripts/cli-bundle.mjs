@@ -15,12 +15,17 @@ const manifestRelative = join('out', 'cli', 'inputs.json');
  * API it uses. The shim's path is a real path, as esbuild's own are (the build's list of inputs must find it).
  */
 export function quietDebug(root) {
-  const shim = realpathSync(join(root, 'src', 'cli', 'quiet-debug.cjs'));
   const mqttModule = /[\\/]node_modules[\\/]mqtt(-packet)?[\\/]/;
+  // Looked up at the first mqtt module: a bundle without mqtt (the launcher's tests build one) needs no shim.
+  let shim;
   return {
     name: 'quiet-debug',
     setup(build) {
-      build.onResolve({ filter: /^debug$/ }, (args) => (mqttModule.test(args.importer) ? { path: shim } : undefined));
+      build.onResolve({ filter: /^debug$/ }, (args) => {
+        if (!mqttModule.test(args.importer)) return undefined;
+        shim ??= realpathSync(join(root, 'src', 'cli', 'quiet-debug.cjs'));
+        return { path: shim };
+      });
     },
   };
 }
