@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { readTopLevelFields } from '../../src/core/trace/json-fields';
 
 const read = (text: string, wanted = ['id', 'reply_to']): Record<string, unknown> | undefined => {
@@ -25,6 +26,20 @@ describe('readTopLevelFields', () => {
       const expected = Object.fromEntries(['id', 'reply_to'].filter((key) => key in parsed).map((key) => [key, parsed[key]]));
       expect(read(sample)).toEqual(expected);
     }
+  });
+
+  it('agrees with JSON.parse on any object, compact or spaced, with escaped, non-ASCII and long keys and values', () => {
+    const key = fc.oneof(fc.constantFrom('id', 'reply_to', 'params', 'i\u0064', 'reply\\_to'), fc.string({ maxLength: 60 }), fc.string({ unit: 'grapheme', maxLength: 8 }));
+    const value = fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.string({ maxLength: 120 }), fc.string({ unit: 'binary', maxLength: 80 }), fc.uuid());
+    fc.assert(
+      fc.property(fc.dictionary(key, value, { maxKeys: 8 }), fc.boolean(), (object, spaced) => {
+        const text = spaced ? JSON.stringify(object, null, 2) : JSON.stringify(object);
+        const parsed = JSON.parse(text) as Record<string, unknown>;
+        const expected = Object.fromEntries(['id', 'reply_to'].filter((name) => Object.hasOwn(parsed, name)).map((name) => [name, parsed[name]]));
+        expect(read(text)).toEqual(expected);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('says a body that is not a JSON object has no fields', () => {

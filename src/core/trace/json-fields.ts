@@ -13,9 +13,23 @@ function skipSpace(bytes: Buffer, at: number): number {
   return i;
 }
 
+/** Strings up to this long are scanned byte by byte; longer ones are searched for their quote (a call into native code). */
+const SHORT_STRING = 48;
+
 /** The index just past the string that opens at `at`; -1 when it never closes. */
 function skipString(bytes: Buffer, at: number): number {
-  let from = at + 1;
+  // Keys, ids and reply topics are short: a loop here costs less than a call into Buffer#indexOf.
+  const end = Math.min(bytes.length, at + 1 + SHORT_STRING);
+  for (let i = at + 1; i < end; i += 1) {
+    const byte = bytes[i];
+    if (byte === QUOTE) return i + 1;
+    if (byte === BACKSLASH) {
+      if (i + 1 >= bytes.length) return -1;
+      i += 1;
+    }
+  }
+  if (end === bytes.length) return -1;
+  let from = end;
   for (;;) {
     const quote = bytes.indexOf(QUOTE, from);
     if (quote < 0) return -1;
@@ -54,11 +68,23 @@ function skipValue(bytes: Buffer, at: number): number {
   return i > at ? i : -1;
 }
 
-function parseSlice(bytes: Buffer, start: number, end: number): { ok: true; value: unknown } | { ok: false } {
+/** What `parseSlice` returns for a slice that is not JSON. */
+const NOT_JSON = Symbol('not JSON');
+
+function parseSlice(bytes: Buffer, start: number, end: number): unknown {
+  // An ASCII string without escapes (an id, a reply topic: nearly every value read here) is its bytes between the quotes.
+  if (bytes[start] === QUOTE && end - start >= 2 && bytes[end - 1] === QUOTE) {
+    let plain = true;
+    for (let i = start + 1; i < end - 1 && plain; i += 1) {
+      const byte = bytes[i] as number;
+      plain = byte !== BACKSLASH && byte >= 0x20 && byte < 0x80;
+    }
+    if (plain) return bytes.toString('latin1', start + 1, end - 1);
+  }
   try {
-    return { ok: true, value: JSON.parse(bytes.toString('utf8', start, end)) as unknown };
+    return JSON.parse(bytes.toString('utf8', start, end)) as unknown;
   } catch {
-    return { ok: false };
+    return NOT_JSON;
   }
 }
 
@@ -82,15 +108,31 @@ function keyName(bytes: Buffer, start: number, end: number, quoted: ReadonlyArra
   let escaped = false;
   for (let i = start + 1; i < end - 1 && !escaped; i += 1) escaped = bytes[i] === BACKSLASH;
   if (!escaped) {
-    for (const candidate of quoted) {
-      if (candidate.bytes.length === end - start && bytes.compare(candidate.bytes, 0, candidate.bytes.length, start, end) === 0) return candidate.name;
-    }
+    for (const candidate of quoted) if (sameBytes(candidate.bytes, bytes, start, end)) return candidate.name;
     return null;
   }
-  const parsed = parseSlice(bytes, start, end);
-  if (!parsed.ok || typeof parsed.value !== 'string') return undefined;
-  const name = parsed.value;
+  const name = parseSlice(bytes, start, end);
+  if (typeof name !== 'string') return undefined;
   return quoted.some((candidate) => candidate.name === name) ? name : null;
+}
+
+/** Whether `bytes` between `start` and `end` are `expected` (a key of a few bytes: compared here, not in native code). */
+function sameBytes(expected: Buffer, bytes: Buffer, start: number, end: number): boolean {
+  if (expected.length !== end - start) return false;
+  for (let i = 0; i < expected.length; i += 1) if (expected[i] !== bytes[start + i]) return false;
+  return true;
+}
+
+/** The quoted names of the last `wanted` list: the firehose asks for the same two names for every message. */
+let lastWanted: readonly string[] = [];
+let lastQuoted: ReadonlyArray<{ name: string; bytes: Buffer }> = [];
+
+function quotedList(wanted: readonly string[]): ReadonlyArray<{ name: string; bytes: Buffer }> {
+  if (wanted.length !== lastWanted.length || wanted.some((name, index) => name !== lastWanted[index])) {
+    lastWanted = [...wanted];
+    lastQuoted = wanted.map(quotedName);
+  }
+  return lastQuoted;
 }
 
 /**
@@ -100,7 +142,7 @@ function keyName(bytes: Buffer, start: number, end: number, quoted: ReadonlyArra
 export function readTopLevelFields(body: Uint8Array, wanted: readonly string[]): Map<string, unknown> | undefined {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const found = new Map<string, unknown>();
-  const quoted = wanted.map(quotedName);
+  const quoted = quotedList(wanted);
   let i = skipSpace(bytes, 0);
   if (bytes[i] !== 0x7b) return undefined;
   i = skipSpace(bytes, i + 1);
@@ -118,8 +160,8 @@ export function readTopLevelFields(body: Uint8Array, wanted: readonly string[]):
     if (valueEnd < 0) return undefined;
     if (name !== null && !found.has(name)) {
       const value = parseSlice(bytes, i, valueEnd);
-      if (!value.ok) return undefined;
-      found.set(name, value.value);
+      if (value === NOT_JSON) return undefined;
+      found.set(name, value);
       if (found.size === wanted.length) return found;
     }
     i = skipSpace(bytes, valueEnd);
