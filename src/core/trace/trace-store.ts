@@ -26,7 +26,8 @@ import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import { BoundedMap } from '../bounded-map';
-import { buildWire, dropPendingPreview, pendingPreviewBytes, wireSourceOf } from './message-view';
+import { buildWire, dropPendingPreview, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
+import { FactTape, type TapeOwner } from './fact-tape';
 
 export interface TraceStoreOptions {
   maxRpcs?: number;
@@ -44,27 +45,68 @@ interface StepSource {
   off(event: 'step', listener: (draft: TraceStepDraft) => void): unknown;
 }
 
+/** A kept step's values on the tape, in this order (written by `TraceStore.store`, read by `RpcFacts`). */
+const TAPE_KIND = 0;
+const TAPE_DETAIL = 3;
+const TAPE_VALUES = 5;
+
 /**
- * What the store keeps of one RPC: the drafts its writers handed over, in flow order, each with the number it was given.
- * A draft becomes a `TraceStep` only when a reader asks for it (or an 'added' listener is there to take it); the step is
- * then kept in its place, so every reader after that gets the same object. Storing a step is a push of two values.
+ * What the store keeps of one RPC: its steps in flow order, each followed by the number it was given. A step nobody
+ * has read is kept as its facts on the store's tape (a position: see FactTape) or, when it could not go there, as the
+ * draft its writer handed over. It becomes a `TraceStep` only when a reader asks for it (or an 'added' listener is there
+ * to take it); the step is then kept in its place, so every reader after that gets the same object.
  */
-class RpcFacts {
-  /** drafts (and in their place the steps built from them) in flow order, each followed by its number: one list, not two */
+class RpcFacts implements TapeOwner {
+  /** steps (a tape position, a draft, or the step built from them) in flow order, each followed by its number: one list, not two */
   readonly items: Array<TraceStepDraft | TraceStep | number> = [];
   /** its previews in the store's body budget, once it has one (kept here: no lookup by id per preview) */
   budget: BudgetRpc | undefined = undefined;
+  /** false once the RPC went from the store (its tape cells are nobody's then) */
+  live = true;
 
-  constructor(readonly rpcId: string) {}
+  /** The RPC went: its tape cells are nobody's, and what it held goes now (a segment may name it until written again). */
+  forget(): void {
+    this.live = false;
+    this.items.length = 0;
+  }
+
+  constructor(
+    readonly rpcId: string,
+    private readonly tape: FactTape,
+  ) {}
 
   /** how many steps it holds */
   get size(): number {
     return this.items.length >> 1;
   }
 
-  /** The entry at `index`: a draft, or the step built from it. */
+  /** The kind of the step at `index`, without building it. */
+  kindAt(index: number): TraceStepKind {
+    const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
+    return typeof entry === 'number' ? (this.tape.readOne(entry, TAPE_KIND) as TraceStepKind) : entry.kind;
+  }
+
+  /** The detail of the step at `index` (read from the tape, or the draft's or step's own). */
+  detailAt(index: number): TraceStepDraft['detail'] {
+    const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
+    return typeof entry === 'number' ? (this.tape.readOne(entry, TAPE_DETAIL) as TraceStepDraft['detail']) : entry.detail;
+  }
+
+  /** Where the step at `index` sits in the flow (see `stepPhase`). */
+  private phaseAt(index: number): number {
+    const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
+    return typeof entry === 'number' ? this.tape.head(entry) : stepPhase(entry);
+  }
+
+  /** The entry at `index` as an object: a step on the tape is read back into its draft, which then takes its place. */
   entry(index: number): TraceStepDraft | TraceStep {
-    return this.items[index << 1] as TraceStepDraft | TraceStep;
+    const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
+    if (typeof entry !== 'number') return entry;
+    const [kind, at, source, detail, wire] = this.tape.read(entry, TAPE_VALUES);
+    const draft = { rpcId: this.rpcId, at, source, kind, detail } as PendingDraft;
+    if (wire !== undefined) draft[WIRE_SOURCE] = wire as WireSource;
+    this.items[index << 1] = draft;
+    return draft;
   }
 
   /** The index of the step numbered `seq`, or -1. */
@@ -98,16 +140,26 @@ class RpcFacts {
     return steps;
   }
 
-  /** Puts a draft where its phase belongs (nearly always at the end); returns its index. */
-  insert(draft: TraceStepDraft, seq: number): number {
-    const phase = stepPhase(draft);
+  /** Puts a step (its tape position, or its draft) where its phase belongs (nearly always at the end); returns its index. */
+  insert(entry: TraceStepDraft | number, phase: number, seq: number): number {
     let at = this.size;
-    while (at > 0 && stepPhase(this.entry(at - 1) as TraceStepDraft) > phase) at -= 1;
-    if (at === this.size) this.items.push(draft, seq);
-    else this.items.splice(at << 1, 0, draft, seq);
+    while (at > 0 && this.phaseAt(at - 1) > phase) at -= 1;
+    if (at === this.size) this.items.push(entry, seq);
+    else this.items.splice(at << 1, 0, entry, seq);
     return at;
   }
+
+  /** The tape is about to write `segment` again: this RPC's steps there are read back into drafts first. */
+  unTape(segment: number): void {
+    for (let index = 0; index < this.size; index += 1) {
+      const entry = this.items[index << 1];
+      if (typeof entry === 'number' && FactTape.segmentOf(entry) === segment) this.entry(index);
+    }
+  }
 }
+
+/** Tape cells per RPC of the store's cap: an untraced call's 8 steps take about 120 (see FactTape). */
+const TAPE_CELLS_PER_RPC = 128;
 
 export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private readonly rpcs: BoundedMap<string, RpcFacts>;
@@ -127,16 +179,22 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private handedOver: TraceStepDraft[] = [];
   /** the RPC the last step went to (forgotten when it goes) */
   private lastFacts: RpcFacts | undefined;
+  /** where unread steps are kept (see FactTape), and the one array a step's values are handed to it in */
+  private readonly tape: FactTape;
+  private readonly taping: unknown[] = new Array<unknown>(TAPE_VALUES);
 
   constructor(options: TraceStoreOptions = {}) {
     super();
     this.maxRpcs = options.maxRpcs ?? DEFAULT_TRACE_MAX_RPCS;
     this.maxStepsPerRpc = options.maxStepsPerRpc ?? DEFAULT_TRACE_MAX_STEPS_PER_RPC;
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
+    // Room for the steps of about as many untraced calls as the store keeps: past it, the oldest kept steps are read back.
+    this.tape = new FactTape(this.maxRpcs * TAPE_CELLS_PER_RPC);
     this.rpcs = new BoundedMap(this.maxRpcs, (_rpcId, facts) => {
       if (facts === this.lastFacts) this.lastFacts = undefined;
       this.droppedRpcs += 1;
       if (facts.budget) this.bodies.forgetRpc(facts.budget);
+      facts.forget();
     });
     this.replyKeys = new BoundedMap(this.maxRpcs * 2);
   }
@@ -175,7 +233,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private store(draft: TraceStepDraft, wantStep: boolean): TraceStep | boolean {
     let facts = this.factsOf(draft.rpcId);
     if (!facts) {
-      facts = new RpcFacts(draft.rpcId);
+      facts = new RpcFacts(draft.rpcId, this.tape);
       this.rpcs.add(draft.rpcId, facts);
       this.lastFacts = facts;
     }
@@ -187,14 +245,29 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     }
     this.seq += 1;
     const seq = this.seq;
-    const index = facts.insert(draft, seq);
     if (draft.kind === 'composed') this.replyKeys.set(this.replyKeyOf(draft.detail.replyTopic), draft.rpcId);
     else if (draft.kind === 'reply.published') this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
     const source = wireSourceOf(draft);
     const size = source === undefined ? previewSize(draft) : pendingPreviewBytes(source);
-    if (size > 0) this.bodies.noteFor((facts.budget ??= PreviewBudget.rpc(facts.rpcId)), seq, size, this.dropPreview);
-    // Built only for a listener: with none (a CLI call, the benchmark), a step stays a draft until read.
+    // Built only for a listener: with none (a CLI call, the benchmark), a step is kept as its facts on the tape until read.
     const listened = this.listenerCount('added') > 0;
+    const phase = stepPhase(draft);
+    let index: number;
+    if (!listened && !wantStep) {
+      const values = this.taping;
+      values[TAPE_KIND] = draft.kind;
+      values[1] = draft.at;
+      values[2] = draft.source;
+      values[TAPE_DETAIL] = draft.detail;
+      values[4] = source;
+      const position = this.tape.write(facts, phase, values);
+      values.fill(undefined);
+      index = facts.insert(position >= 0 ? position : draft, phase, seq);
+    } else {
+      index = facts.insert(draft, phase, seq);
+    }
+    // Noted once the step is in its place: the budget may drop this very preview at once.
+    if (size > 0) this.bodies.noteFor((facts.budget ??= PreviewBudget.rpc(facts.rpcId)), seq, size, this.dropPreview);
     if (!listened && !wantStep) return true;
     const step = facts.step(index);
     if (listened) this.emit('added', step);
@@ -246,8 +319,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const facts = this.factsOf(rpcId);
     if (!facts) return undefined;
     for (let index = 0; index < facts.size; index += 1) {
-      const entry = facts.entry(index);
-      if (entry.kind === kind) return entry.detail as TraceStepDetails[K];
+      if (facts.kindAt(index) === kind) return facts.detailAt(index) as TraceStepDetails[K];
     }
     return undefined;
   }
@@ -257,7 +329,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     // Counted among the RPCs cleared, as they were when stored at once.
     this.takeHandedOver();
     const cleared = this.rpcs.size;
+    for (const facts of this.rpcs.values()) facts.forget();
     this.rpcs.clear();
+    this.tape.clear();
     this.lastFacts = undefined;
     this.bodies.clear();
     this.replyKeys.clear();
