@@ -48,6 +48,20 @@ describe('the fact tape', () => {
     );
   });
 
+  it('reads back any string exactly, short or long: non-ASCII, astral characters, lone surrogates', () => {
+    const tape = new FactTape(1 << 16);
+    const me = owner();
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.string({ unit: 'binary', maxLength: 80 }), fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((unit) => String.fromCharCode(unit)), maxLength: 80 })), { maxLength: 6 }), (strings) => {
+        const position = tape.write(me, 0, strings);
+        expect(tape.read(position, strings.length)).toEqual(strings);
+      }),
+      { numRuns: 300 },
+    );
+    const odd = ['\ud800', `x${'\udc00'.repeat(40)}`, `a${'😀'.repeat(30)}\ud83d`, ''];
+    expect(tape.read(tape.write(me, 0, odd), odd.length)).toEqual(odd);
+  });
+
   it('keeps an object with a __proto__ key, or nested too deep to follow, by reference (a cycle never loops)', () => {
     const tape = new FactTape(1 << 16);
     const proto = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as Record<string, unknown>;

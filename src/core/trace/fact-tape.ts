@@ -21,7 +21,7 @@ const TRUE = 2;
 const FALSE = 3;
 /** a number, in `nums` */
 const NUMBER = 4;
-/** a string: its characters in `chars`, where `nums` says (length * 2^24 + offset) */
+/** a string: its UTF-16 code units in `chars`, where `nums` says (length * 2^24 + offset, in code units) */
 const STRING = 5;
 /** a plain object: its shape's number in `nums`, its values in the cells after it */
 const OBJECT = 6;
@@ -79,13 +79,8 @@ function isPlainObject(value: object): value is Record<string, unknown> {
   return proto === Object.prototype;
 }
 
-/** The string of `length` code units from `from` (in pieces: `apply` takes a bounded number of arguments). */
-function charsToString(chars: Uint16Array, from: number, length: number): string {
-  if (length <= 4096) return String.fromCharCode.apply(null, chars.subarray(from, from + length) as unknown as number[]);
-  let text = '';
-  for (let at = 0; at < length; at += 4096) text += String.fromCharCode.apply(null, chars.subarray(from + at, from + Math.min(length, at + 4096)) as unknown as number[]);
-  return text;
-}
+/** Strings up to this long are copied code unit by code unit here; longer ones by Buffer#write (a call into native code). */
+const SHORT_STRING = 24;
 
 /** A kept RPC whose steps are on the tape: told to read them back before their segment is written again. */
 export interface TapeOwner {
@@ -98,8 +93,8 @@ export interface TapeOwner {
 class Segment {
   readonly tags = new Uint8Array(SEGMENT_CELLS);
   readonly nums = new Float64Array(SEGMENT_CELLS);
-  /** strings, as their UTF-16 code units: nothing here for the garbage collector to follow */
-  readonly chars = new Uint16Array(SEGMENT_CHARS);
+  /** strings, as their UTF-16 code units (little-endian, as Buffer's utf16le): nothing for the garbage collector to follow; never read before written */
+  readonly chars = Buffer.allocUnsafeSlow(SEGMENT_CHARS * 2);
   charsUsed = 0;
   /** values kept by reference (rare: a Buffer or a Date in a message's properties) */
   refs: unknown[] = [];
@@ -243,7 +238,14 @@ export class FactTape {
         const from = segment.charsUsed;
         if (from + value.length > SEGMENT_CHARS) throw NO_ROOM;
         const chars = segment.chars;
-        for (let index = 0; index < value.length; index += 1) chars[from + index] = value.charCodeAt(index);
+        if (value.length > SHORT_STRING) chars.write(value, from * 2, 'utf16le');
+        else {
+          for (let index = 0, at = from * 2; index < value.length; index += 1, at += 2) {
+            const unit = value.charCodeAt(index);
+            chars[at] = unit & 0xff;
+            chars[at + 1] = unit >>> 8;
+          }
+        }
         segment.charsUsed = from + value.length;
         this.tags[cell] = STRING;
         this.nums[cell] = value.length * LENGTH_UNIT + from;
@@ -310,7 +312,7 @@ export class FactTape {
         const packed = this.nums[cell] as number;
         const length = Math.floor(packed / LENGTH_UNIT);
         const from = packed - length * LENGTH_UNIT;
-        return charsToString((this.segment as Segment).chars, from, length);
+        return (this.segment as Segment).chars.toString('utf16le', from * 2, (from + length) * 2);
       }
       case REFERENCE:
         return (this.segment as Segment).refs[this.nums[cell] as number];
