@@ -174,7 +174,7 @@ export class FactTape {
   readOne(position: number, index: number): unknown {
     this.use(this.segments[position >>> SEGMENT_BITS] as Segment);
     this.at = (position & SEGMENT_MASK) + 1;
-    for (let skipped = 0; skipped < index; skipped += 1) this.skip();
+    for (let skipped = 0; skipped < index; skipped += 1) this.passValue();
     const value = this.get();
     this.restoreWriting();
     return value;
@@ -191,11 +191,6 @@ export class FactTape {
     this.current = -1;
     this.cell = SEGMENT_CELLS;
     this.restoreWriting();
-  }
-
-  /** Cells in use by the segments allocated so far (for the tests). */
-  get allocatedCells(): number {
-    return this.segments.length * SEGMENT_CELLS;
   }
 
   private use(segment: Segment): void {
@@ -340,14 +335,15 @@ export class FactTape {
     }
   }
 
-  private skip(): void {
+  /** Moves the read cursor past one value (and what it holds), building nothing. */
+  private passValue(): void {
     const cell = this.at;
     this.at = cell + 1;
     const tag = this.tags[cell];
     if (tag === ARRAY) {
-      for (let index = this.nums[cell] as number; index > 0; index -= 1) this.skip();
+      for (let index = this.nums[cell] as number; index > 0; index -= 1) this.passValue();
     } else if (tag === OBJECT) {
-      for (let index = (shapes[this.nums[cell] as number] as Shape).keys.length; index > 0; index -= 1) this.skip();
+      for (let index = (shapes[this.nums[cell] as number] as Shape).keys.length; index > 0; index -= 1) this.passValue();
     }
   }
 }
