@@ -187,7 +187,7 @@ describe('a channel closed by the broker', () => {
 });
 
 /** The head of the message a step saw on the wire, as text. */
-const wireBody = (step: TraceStepDraft): string => wireSourceOf(step)?.head ?? '';
+const wireBody = (step: TraceStepDraft): string => wireSourceOf(step)?.head.toString('latin1') ?? '';
 
 describe('a reply the broker nacks', () => {
   it('goes again once, when its request comes back, without running the handler twice; then the request is rejected instead of looping', async () => {

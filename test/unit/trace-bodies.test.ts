@@ -126,15 +126,29 @@ describe('wires built when read', () => {
     );
   });
 
-  it("keeps a copy of at most 4 KiB of a body, never the body (a socket's read buffer, a 1 MiB payload, a pool slab)", () => {
+  it("keeps a copy of at most 4 KiB of a body once stored, never the body (a socket's read buffer, a 1 MiB payload, a pool slab)", () => {
     const socketChunk = Buffer.alloc(64 * 1024, 0x61);
-    const held = wireSourceOf(pendingDelivered('a', socketChunk.subarray(100, 200)))?.head;
-    expect(typeof held).toBe('string');
-    expect(held).toHaveLength(100);
-    const big = Buffer.alloc(1024 * 1024, 0xff);
-    const bigSource = wireSourceOf(pendingAmqp(delivered('b', Buffer.alloc(0)), {}, big));
-    expect(bigSource?.head).toHaveLength(TRACE_BODY_PREVIEW_BYTES);
-    expect(bigSource?.bytes).toBe(1024 * 1024);
+    const small = pendingDelivered('a', socketChunk.subarray(100, 200));
+    // Handed over as a view (no copy on the writer's path), of at most 4 KiB.
+    expect(wireSourceOf(small)?.head.byteLength).toBe(100);
+    const big = Buffer.alloc(1024 * 1024, 0x62);
+    const bigDraft = pendingAmqp(delivered('b', Buffer.alloc(0)), {}, big);
+    expect(wireSourceOf(bigDraft)?.head.byteLength).toBe(TRACE_BODY_PREVIEW_BYTES);
+    expect(wireSourceOf(bigDraft)?.bytes).toBe(1024 * 1024);
+    // A step with more values than the store's tape holds in one piece is kept as its draft: with a copy of its head too.
+    const crowded = pendingAmqp(
+      { rpcId: 'c', at: 1, source: 'broker', kind: 'broker.delivered', detail: { queue: 'q', routingKeys: new Array<string>(20_000).fill('k'), redelivered: false, leg: 'request' } },
+      {},
+      socketChunk.subarray(300, 310),
+    );
+    const store = new TraceStore();
+    for (const draft of [small, bigDraft, crowded]) store.record(draft);
+    // The memory is used again once the store has the steps: what it kept is its own.
+    socketChunk.fill(0x7a);
+    big.fill(0x7a);
+    expect(wireOf(store.steps('a')[0] as never)?.body).toMatchObject({ bytes: 100, shown: 100, preview: 'a'.repeat(100) });
+    expect(wireOf(store.steps('b')[0] as never)?.body).toMatchObject({ bytes: 1024 * 1024, shown: TRACE_BODY_PREVIEW_BYTES, preview: 'b'.repeat(TRACE_BODY_PREVIEW_BYTES) });
+    expect(wireOf(store.steps('c')[0] as never)?.body).toMatchObject({ bytes: 10, preview: 'a'.repeat(10) });
   });
 
   it('the store keeps the draft as handed over until read, then the same built step for every reader, without the source', () => {

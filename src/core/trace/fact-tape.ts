@@ -5,9 +5,11 @@
  * young-generation collection, are copied by it, and are then marked for as long as the step is kept: 13-16 % of the
  * process's CPU at c=100 (docs/PERFORMANCE.md, eighth pass). Here a step's values are written, in order, into typed
  * arrays the collector never looks into: numbers and flags as numbers, a string as its UTF-16 code units, a plain object
- * as its shape (the list of its keys, shared by every object with the same keys) followed by its values. Reading a step
- * back builds the same values: equal, keys in the same order; anything that is not a plain value (a Buffer, a Date, a
- * class instance) is kept by reference, as it was.
+ * as its shape (the list of its keys, shared by every object with the same keys) followed by its values, a Buffer (a
+ * body's head: a view of the body the writer handed over) as a copy of its bytes. A string written lately in the same
+ * segment (a topic, a routing key, a step's kind: they come back in every call) is pointed at, not copied again.
+ * Reading a step back builds the same values: equal, keys in the same order, a Buffer of its own memory; anything else
+ * that is not a plain value (a Date, a class instance, a Buffer over 8 KiB) is kept by reference, as it was.
  *
  * The tape is a ring of segments, allocated as they are first needed. When the ring comes round to a segment that still
  * holds steps of a kept RPC (an RPC that lives long, or more steps per RPC than the ring was sized for), those steps are
@@ -21,7 +23,7 @@ const TRUE = 2;
 const FALSE = 3;
 /** a number, in `nums` */
 const NUMBER = 4;
-/** a string: its UTF-16 code units in `chars`, where `nums` says (length * 2^24 + offset, in code units) */
+/** a string: its UTF-16 code units in `bytes`, where `nums` says (length in code units * 2^24 + offset in bytes) */
 const STRING = 5;
 /** a plain object: its shape's number in `nums`, its values in the cells after it */
 const OBJECT = 6;
@@ -29,13 +31,17 @@ const OBJECT = 6;
 const ARRAY = 7;
 /** anything else, kept by reference: its index in `refs` in `nums` */
 const REFERENCE = 8;
+/** a Buffer (a message body's head): its bytes copied in `bytes`, where `nums` says (length * 2^24 + offset); read back as a Buffer of its own */
+const BYTES = 9;
 
 /** Cells per segment: a power of two. */
 const SEGMENT_BITS = 14;
 const SEGMENT_CELLS = 1 << SEGMENT_BITS;
 const SEGMENT_MASK = SEGMENT_CELLS - 1;
-/** Characters per segment: an untraced call writes about 8 a cell (its body heads, topics and names). */
-const SEGMENT_CHARS = SEGMENT_CELLS * 10;
+/** Bytes of strings and body heads per segment: an untraced call writes about 5 a cell (its body heads, topics and names). */
+const SEGMENT_BYTES = SEGMENT_CELLS * 20;
+/** A Buffer longer than this is kept by reference (a body head is at most TRACE_BODY_PREVIEW_BYTES). */
+const MAX_COPIED_BYTES = 8192;
 const LENGTH_UNIT = 2 ** 24;
 /** Nested deeper than this, a value is kept by reference (a cycle would never end). */
 const MAX_DEPTH = 8;
@@ -81,6 +87,19 @@ function isPlainObject(value: object): value is Record<string, unknown> {
 
 /** Strings up to this long are copied code unit by code unit here; longer ones by Buffer#write (a call into native code). */
 const SHORT_STRING = 24;
+/**
+ * Strings at least this long are looked for among the segment's recent ones first: the same topic, routing key,
+ * consumer tag and step kind come back in every call, and a string already there is pointed at, not copied again.
+ */
+const RECALLED_STRING = 8;
+/** Slots of the segment's recent strings (a power of two), found by a hash of a few of their code units. */
+const RECALL_SLOTS = 32;
+
+/** The slot of a string of at least RECALLED_STRING code units: its length and three code units (a `/` and a `.` differ). */
+function recallSlot(value: string): number {
+  const length = value.length;
+  return (length * 5 + value.charCodeAt(length - 1) + value.charCodeAt(length >> 1) * 3 + value.charCodeAt(length >> 3) * 7) & (RECALL_SLOTS - 1);
+}
 
 /** A kept RPC whose steps are on the tape: told to read them back before their segment is written again. */
 export interface TapeOwner {
@@ -93,9 +112,12 @@ export interface TapeOwner {
 class Segment {
   readonly tags = new Uint8Array(SEGMENT_CELLS);
   readonly nums = new Float64Array(SEGMENT_CELLS);
-  /** strings, as their UTF-16 code units (little-endian, as Buffer's utf16le): nothing for the garbage collector to follow; never read before written */
-  readonly chars = Buffer.allocUnsafeSlow(SEGMENT_CHARS * 2);
-  charsUsed = 0;
+  /** strings (their UTF-16 code units, little-endian as Buffer's utf16le) and Buffers' bytes: nothing for the garbage collector to follow; never read before written */
+  readonly bytes = Buffer.allocUnsafeSlow(SEGMENT_BYTES);
+  bytesUsed = 0;
+  /** strings written here lately, and where (as a STRING cell's number): see RECALLED_STRING */
+  readonly recalled: Array<string | undefined> = new Array<string | undefined>(RECALL_SLOTS).fill(undefined);
+  readonly recalledAt = new Float64Array(RECALL_SLOTS);
   /** values kept by reference (rare: a Buffer or a Date in a message's properties) */
   refs: unknown[] = [];
   /** the RPCs with steps here (one entry per run of steps of the same RPC) */
@@ -133,7 +155,7 @@ export class FactTape {
       if (this.cell >= SEGMENT_CELLS - 1) this.nextSegment();
       const start = this.cell;
       const segment = this.segment as Segment;
-      const chars = segment.charsUsed;
+      const bytes = segment.bytesUsed;
       const refs = segment.refs.length;
       try {
         this.nums[start] = head;
@@ -142,8 +164,10 @@ export class FactTape {
         for (let index = 0; index < values.length; index += 1) this.put(values[index], 0);
       } catch (err) {
         if (err !== NO_ROOM) throw err;
-        // Not enough room left in this segment: start the next one (a record never spans two).
-        segment.charsUsed = chars;
+        // Not enough room left in this segment: start the next one (a record never spans two). Its strings' bytes are
+        // given back, so none of them may be recalled.
+        segment.bytesUsed = bytes;
+        segment.recalled.fill(undefined);
         segment.refs.length = refs;
         this.cell = SEGMENT_CELLS;
         continue;
@@ -216,7 +240,8 @@ export class FactTape {
       segment.owners = [];
       for (const owner of owners) if (owner.live) owner.unTape(next);
       segment.refs = [];
-      segment.charsUsed = 0;
+      segment.bytesUsed = 0;
+      segment.recalled.fill(undefined);
     }
     this.current = next;
     this.cell = 0;
@@ -228,24 +253,10 @@ export class FactTape {
     if (cell >= SEGMENT_CELLS) throw NO_ROOM;
     this.cell = cell + 1;
     switch (typeof value) {
-      case 'string': {
-        const segment = this.segment as Segment;
-        const from = segment.charsUsed;
-        if (from + value.length > SEGMENT_CHARS) throw NO_ROOM;
-        const chars = segment.chars;
-        if (value.length > SHORT_STRING) chars.write(value, from * 2, 'utf16le');
-        else {
-          for (let index = 0, at = from * 2; index < value.length; index += 1, at += 2) {
-            const unit = value.charCodeAt(index);
-            chars[at] = unit & 0xff;
-            chars[at + 1] = unit >>> 8;
-          }
-        }
-        segment.charsUsed = from + value.length;
+      case 'string':
         this.tags[cell] = STRING;
-        this.nums[cell] = value.length * LENGTH_UNIT + from;
+        this.nums[cell] = this.putString(value);
         return;
-      }
       case 'number':
         this.tags[cell] = NUMBER;
         this.nums[cell] = value;
@@ -268,7 +279,13 @@ export class FactTape {
             for (let index = 0; index < value.length; index += 1) this.put(value[index], depth + 1);
             return;
           }
-          if (isPlainObject(value) && this.putObject(cell, value, depth)) return;
+          if (isPlainObject(value)) {
+            if (this.putObject(cell, value, depth)) return;
+          } else if (value instanceof Buffer && value.byteLength <= MAX_COPIED_BYTES) {
+            this.tags[cell] = BYTES;
+            this.nums[cell] = this.putBytes(value);
+            return;
+          }
         }
         break;
       default:
@@ -278,6 +295,47 @@ export class FactTape {
     this.tags[cell] = REFERENCE;
     this.nums[cell] = refs.length;
     refs.push(value);
+  }
+
+  /** Writes a string's code units (or finds it among the recent ones); returns its STRING cell's number. */
+  private putString(value: string): number {
+    const segment = this.segment as Segment;
+    const length = value.length;
+    let slot = -1;
+    if (length >= RECALLED_STRING) {
+      slot = recallSlot(value);
+      if (segment.recalled[slot] === value) return segment.recalledAt[slot] as number;
+    }
+    // UTF-16 code units start at an even byte.
+    const from = (segment.bytesUsed + 1) & ~1;
+    if (from + length * 2 > SEGMENT_BYTES) throw NO_ROOM;
+    const bytes = segment.bytes;
+    if (length > SHORT_STRING) bytes.write(value, from, 'utf16le');
+    else {
+      for (let index = 0, at = from; index < length; index += 1, at += 2) {
+        const unit = value.charCodeAt(index);
+        bytes[at] = unit & 0xff;
+        bytes[at + 1] = unit >>> 8;
+      }
+    }
+    segment.bytesUsed = from + length * 2;
+    const packed = length * LENGTH_UNIT + from;
+    if (slot >= 0) {
+      segment.recalled[slot] = value;
+      segment.recalledAt[slot] = packed;
+    }
+    return packed;
+  }
+
+  /** Copies a Buffer's bytes; returns its BYTES cell's number. */
+  private putBytes(value: Buffer): number {
+    const segment = this.segment as Segment;
+    const from = segment.bytesUsed;
+    const length = value.byteLength;
+    if (from + length > SEGMENT_BYTES) throw NO_ROOM;
+    segment.bytes.set(value, from);
+    segment.bytesUsed = from + length;
+    return length * LENGTH_UNIT + from;
   }
 
   /** Writes an object's values after its cell, then its shape in that cell; false (nothing kept) when it has too many or new keys past the limit. */
@@ -307,7 +365,16 @@ export class FactTape {
         const packed = this.nums[cell] as number;
         const length = Math.floor(packed / LENGTH_UNIT);
         const from = packed - length * LENGTH_UNIT;
-        return (this.segment as Segment).chars.toString('utf16le', from * 2, (from + length) * 2);
+        return (this.segment as Segment).bytes.toString('utf16le', from, from + length * 2);
+      }
+      case BYTES: {
+        const packed = this.nums[cell] as number;
+        const length = Math.floor(packed / LENGTH_UNIT);
+        const from = packed - length * LENGTH_UNIT;
+        // Its own memory (not a view of the segment, written again later; not a slice of Buffer's shared pool).
+        const copy = Buffer.allocUnsafeSlow(length);
+        (this.segment as Segment).bytes.copy(copy, 0, from, from + length);
+        return copy;
       }
       case REFERENCE:
         return (this.segment as Segment).refs[this.nums[cell] as number];

@@ -146,16 +146,17 @@ export function mqttMessage(facts: MqttPublishFacts, body: Uint8Array): TraceMes
 
 /**
  * What a step's wire is built from, kept on its draft until a reader asks for the step (most steps of an untraced app
- * call never are): the message's facts and the head of its body. A head that is a view of someone else's memory (a
- * socket's read buffer) is copied, so a kept draft never holds more than its preview's bytes.
+ * call never are): the message's facts and the head of its body. The head a writer hands over is a view of the body
+ * (no copy on the hot path); the trace store copies it when it keeps the step (see `ownedHead`), so a kept step never
+ * holds someone else's memory (a socket's read buffer, a pool slab), only its preview's bytes.
  */
 export type WireSource =
   | ({ protocol: 'amqp'; properties: Record<string, unknown> | undefined } & PendingBody)
   | ({ protocol: 'mqtt'; facts: MqttPublishFacts } & PendingBody);
 
 interface PendingBody {
-  /** the body's first bytes, as a latin1 string (one character a byte) */
-  head: string;
+  /** the body's first bytes (at most TRACE_BODY_PREVIEW_BYTES): a view of the body until the store keeps it */
+  head: Buffer;
   bytes: number;
   /** set once the trace's body budget took the preview: the head is gone, its encoding is kept */
   dropped?: TraceBody['encoding'];
@@ -169,19 +170,23 @@ export type PendingDraft = TraceStepDraft & { [WIRE_SOURCE]?: WireSource };
 
 
 
-/**
- * The head of a body to keep: a copy of at most TRACE_BODY_PREVIEW_BYTES bytes as a latin1 string (one character a
- * byte, so the bytes exactly). A string is one small object in the heap; a reference to the body itself (even one we
- * encoded) held a Buffer object and its 8 KiB pool slab, several times the preview's size, for as long as the step is kept.
- */
-function headOf(body: Uint8Array): string {
+const NO_BYTES = Buffer.alloc(0);
+
+/** The head of a body: a view of at most TRACE_BODY_PREVIEW_BYTES of its first bytes (no copy). */
+function headOf(body: Uint8Array): Buffer {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  return bytes.toString('latin1', 0, Math.min(bytes.byteLength, TRACE_BODY_PREVIEW_BYTES));
+  return bytes.byteLength > TRACE_BODY_PREVIEW_BYTES ? bytes.subarray(0, TRACE_BODY_PREVIEW_BYTES) : bytes;
 }
 
-/** A head's bytes, as previews are built from them. */
-function headBytes(head: string): Uint8Array {
-  return Buffer.from(head, 'latin1');
+/**
+ * A source whose head is a copy of its own, for a draft that is kept as it is: a view of a socket's read buffer or of
+ * a pool slab would hold all of that memory for as long as the step is kept.
+ */
+export function ownedHead(source: WireSource): void {
+  if (source.head.byteLength === 0) return;
+  const copy = Buffer.allocUnsafeSlow(source.head.byteLength);
+  source.head.copy(copy);
+  source.head = copy;
 }
 
 /**
@@ -201,7 +206,7 @@ export function mqttWire(facts: MqttPublishFacts, body: Uint8Array): WireSource 
 export function buildWire(source: WireSource): TraceMessage {
   const body: TraceBody = source.dropped
     ? { bytes: source.bytes, encoding: source.dropped, preview: '', shown: 0, dropped: true }
-    : previewOfHead(headBytes(source.head), source.bytes);
+    : previewOfHead(source.head, source.bytes);
   return source.protocol === 'amqp' ? { protocol: 'amqp', ...amqpTables(source.properties), body } : { protocol: 'mqtt', ...mqttTables(source.facts), body };
 }
 
@@ -220,14 +225,14 @@ export function wireSourceOf(draft: TraceStepDraft | TraceStep): WireSource | un
 
 /** The preview bytes a source will hold once built: what the trace's body budget counts for it (see `previewSize`). */
 export function pendingPreviewBytes(source: WireSource): number {
-  return source.dropped ? 0 : source.head.length;
+  return source.dropped ? 0 : source.head.byteLength;
 }
 
 /** The budget took this preview: the head goes, its size and encoding stay. Returns the bytes freed. */
 export function dropPendingPreview(source: WireSource): number {
   const freed = pendingPreviewBytes(source);
   if (freed === 0) return 0;
-  source.dropped = previewOfHead(headBytes(source.head), source.bytes).encoding;
-  source.head = '';
+  source.dropped = previewOfHead(source.head, source.bytes).encoding;
+  source.head = NO_BYTES;
   return freed;
 }

@@ -26,7 +26,7 @@ import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import { BoundedMap } from '../bounded-map';
-import { buildWire, dropPendingPreview, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
+import { buildWire, dropPendingPreview, ownedHead, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
 import { FactTape, type TapeOwner } from './fact-tape';
 
 export interface TraceStoreOptions {
@@ -262,6 +262,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       values[4] = source;
       const position = this.tape.write(facts, phase, values);
       values.fill(undefined);
+      // Kept as its draft (too big for the tape): its head becomes a copy of its own.
+      if (position < 0 && source !== undefined) ownedHead(source);
       index = facts.insert(position >= 0 ? position : draft, phase, seq);
     } else {
       index = facts.insert(draft, phase, seq);
