@@ -45,10 +45,32 @@ interface StepSource {
   off(event: 'step', listener: (draft: TraceStepDraft) => void): unknown;
 }
 
-/** A kept step's values on the tape, in this order (written by `TraceStore.store`, read by `RpcFacts`). */
-const TAPE_KIND = 0;
-const TAPE_DETAIL = 3;
-const TAPE_VALUES = 5;
+/** A kept step's values on the tape, in this order: at, source, detail, wire (written by `TraceStore.store`, read by `RpcFacts`). */
+const TAPE_VALUES = 4;
+
+/**
+ * A taped step's kind and phase are its record's head number (read without reading the record: the firehose looks for
+ * a step of a kind among an RPC's steps for each of its messages): the kind as a small code, the phase (a multiple of
+ * 0.5 below 16) in the low bits.
+ */
+const PHASE_SLOTS = 32;
+const kindNames: TraceStepKind[] = [];
+const kindCodes = new Map<TraceStepKind, number>();
+const MAX_KIND_CODES = 256;
+
+/** The head of a step of `kind` in `phase`, or -1 when it cannot be told in one (a kind or phase out of the ordinary). */
+function tapeHead(kind: TraceStepKind, phase: number): number {
+  const slot = phase * 2;
+  if (!(Number.isInteger(slot) && slot >= 0 && slot < PHASE_SLOTS)) return -1;
+  let code = kindCodes.get(kind);
+  if (code === undefined) {
+    if (kindNames.length >= MAX_KIND_CODES) return -1;
+    code = kindNames.length;
+    kindNames.push(kind);
+    kindCodes.set(kind, code);
+  }
+  return code * PHASE_SLOTS + slot;
+}
 
 /**
  * What the store keeps of one RPC: its steps in flow order, each followed by the number it was given. A step nobody
@@ -83,26 +105,29 @@ class RpcFacts implements TapeOwner {
   /** The kind of the step at `index`, without building it. */
   kindAt(index: number): TraceStepKind {
     const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
-    return typeof entry === 'number' ? (this.tape.readOne(entry, TAPE_KIND) as TraceStepKind) : entry.kind;
+    return typeof entry === 'number' ? (kindNames[Math.floor(this.tape.head(entry) / PHASE_SLOTS)] as TraceStepKind) : entry.kind;
   }
 
-  /** The detail of the step at `index` (read from the tape, or the draft's or step's own). */
+  /**
+   * The detail of the step at `index`. A step on the tape is read back into its draft the first time (the firehose asks
+   * for the same step's detail for each of an RPC's messages: read once, not decoded again for each).
+   */
   detailAt(index: number): TraceStepDraft['detail'] {
-    const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
-    return typeof entry === 'number' ? (this.tape.readOne(entry, TAPE_DETAIL) as TraceStepDraft['detail']) : entry.detail;
+    return this.entry(index).detail;
   }
 
   /** Where the step at `index` sits in the flow (see `stepPhase`). */
   private phaseAt(index: number): number {
     const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
-    return typeof entry === 'number' ? this.tape.head(entry) : stepPhase(entry);
+    return typeof entry === 'number' ? (this.tape.head(entry) % PHASE_SLOTS) / 2 : stepPhase(entry);
   }
 
   /** The entry at `index` as an object: a step on the tape is read back into its draft, which then takes its place. */
   entry(index: number): TraceStepDraft | TraceStep {
     const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
     if (typeof entry !== 'number') return entry;
-    const [kind, at, source, detail, wire] = this.tape.read(entry, TAPE_VALUES);
+    const [at, source, detail, wire] = this.tape.read(entry, TAPE_VALUES);
+    const kind = kindNames[Math.floor(this.tape.head(entry) / PHASE_SLOTS)] as TraceStepKind;
     const draft = { rpcId: this.rpcId, at, source, kind, detail } as PendingDraft;
     if (wire !== undefined) draft[WIRE_SOURCE] = wire as WireSource;
     this.items[index << 1] = draft;
@@ -253,19 +278,21 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     const listened = this.listenerCount('added') > 0;
     const phase = stepPhase(draft);
     let index: number;
-    if (!listened && !wantStep) {
+    const head = !listened && !wantStep ? tapeHead(draft.kind, phase) : -1;
+    if (head >= 0) {
       const values = this.taping;
-      values[TAPE_KIND] = draft.kind;
-      values[1] = draft.at;
-      values[2] = draft.source;
-      values[TAPE_DETAIL] = draft.detail;
-      values[4] = source;
-      const position = this.tape.write(facts, phase, values);
+      values[0] = draft.at;
+      values[1] = draft.source;
+      values[2] = draft.detail;
+      values[3] = source;
+      const position = this.tape.write(facts, head, values);
       values.fill(undefined);
-      // Kept as its draft (too big for the tape): its head becomes a copy of its own.
       if (position < 0 && source !== undefined) ownedHead(source);
       index = facts.insert(position >= 0 ? position : draft, phase, seq);
     } else {
+      // Kept as its draft (a kind or phase the tape's head cannot tell, or too big for the tape: see above), its body's
+      // head becomes a copy of its own; a step built now keeps only its preview.
+      if (!listened && !wantStep && source !== undefined) ownedHead(source);
       index = facts.insert(draft, phase, seq);
     }
     // Noted once the step is in its place: the budget may drop this very preview at once.
