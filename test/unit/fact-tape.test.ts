@@ -42,6 +42,7 @@ describe('the fact tape', () => {
         expect(position).toBeGreaterThanOrEqual(0);
         expect(Object.is(tape.head(position), head)).toBe(true);
         sameValue(tape.read(position, record.length), record);
+        record.forEach((value, index) => sameValue(tape.readOne(position, index), value));
       }),
       { numRuns: 400 },
     );

@@ -194,6 +194,28 @@ export class FactTape {
     return values;
   }
 
+  /** The `index`th value of the record at `position` (the values before it are skipped, not built). */
+  readOne(position: number, index: number): unknown {
+    this.use(this.segments[position >>> SEGMENT_BITS] as Segment);
+    this.at = (position & SEGMENT_MASK) + 1;
+    for (let skipped = 0; skipped < index; skipped += 1) this.passValue();
+    const value = this.get();
+    this.restoreWriting();
+    return value;
+  }
+
+  /** Moves the read cursor past one value (and what it holds), building nothing. */
+  private passValue(): void {
+    const cell = this.at;
+    this.at = cell + 1;
+    const tag = this.tags[cell];
+    if (tag === ARRAY) {
+      for (let index = this.nums[cell] as number; index > 0; index -= 1) this.passValue();
+    } else if (tag === OBJECT) {
+      for (let index = (shapes[this.nums[cell] as number] as Shape).keys.length; index > 0; index -= 1) this.passValue();
+    }
+  }
+
   /** The segment of a position (what `unTape` is told). */
   static segmentOf(position: number): number {
     return position >>> SEGMENT_BITS;

@@ -46,6 +46,7 @@ interface StepSource {
 }
 
 /** A kept step's values on the tape, in this order: at, source, detail, wire (written by `TraceStore.store`, read by `RpcFacts`). */
+const TAPE_DETAIL = 2;
 const TAPE_VALUES = 4;
 
 /**
@@ -109,11 +110,12 @@ class RpcFacts implements TapeOwner {
   }
 
   /**
-   * The detail of the step at `index`. A step on the tape is read back into its draft the first time (the firehose asks
-   * for the same step's detail for each of an RPC's messages: read once, not decoded again for each).
+   * The detail of the step at `index`: of a step on the tape, read alone (the firehose asks for it for each of an RPC's
+   * messages; reading the whole step back into a draft once cost more, measured: its wire's head and its objects).
    */
   detailAt(index: number): TraceStepDraft['detail'] {
-    return this.entry(index).detail;
+    const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
+    return typeof entry === 'number' ? (this.tape.readOne(entry, TAPE_DETAIL) as TraceStepDraft['detail']) : entry.detail;
   }
 
   /** Where the step at `index` sits in the flow (see `stepPhase`). */
@@ -283,7 +285,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       const values = this.taping;
       values[0] = draft.at;
       values[1] = draft.source;
-      values[2] = draft.detail;
+      values[TAPE_DETAIL] = draft.detail;
       values[3] = source;
       const position = this.tape.write(facts, head, values);
       values.fill(undefined);
