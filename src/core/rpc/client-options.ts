@@ -36,7 +36,10 @@ export interface RpcCallOptions {
   params?: unknown;
   /** a whole JSON object to send; id and reply_to are added to it */
   payload?: Record<string, unknown>;
-  /** bytes sent exactly as given instead of the JSON envelope (no id, no reply_to): method, params and payload are unused */
+  /**
+   * bytes sent exactly as given instead of the JSON envelope (no id, no reply_to): method, params and payload are unused.
+   * Not to be changed while the call is on its way: the trace reads its first bytes after the call has handed it over.
+   */
   rawBody?: Uint8Array;
   /** MQTT 5 properties of the request; over MQTT 3.1.1 they cannot be sent, and a warning says so */
   mqtt5?: Mqtt5RequestOptions;

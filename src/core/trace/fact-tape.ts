@@ -16,6 +16,8 @@
  * read back into drafts first, so nothing is ever lost: the tape decides how a step is kept, never whether.
  */
 
+import { TRACE_BODY_PREVIEW_BYTES } from '../../shared/trace';
+
 /** What a cell holds. */
 const UNDEFINED = 0;
 const NULL = 1;
@@ -40,8 +42,8 @@ const SEGMENT_CELLS = 1 << SEGMENT_BITS;
 const SEGMENT_MASK = SEGMENT_CELLS - 1;
 /** Bytes of strings and body heads per segment: an untraced call writes about 5 a cell (its body heads, topics and names). */
 const SEGMENT_BYTES = SEGMENT_CELLS * 20;
-/** A Buffer longer than this is kept by reference (a body head is at most TRACE_BODY_PREVIEW_BYTES). */
-const MAX_COPIED_BYTES = 8192;
+/** A Buffer longer than this is kept by reference; a body's head (at most TRACE_BODY_PREVIEW_BYTES) is always copied. */
+const MAX_COPIED_BYTES = Math.max(8192, TRACE_BODY_PREVIEW_BYTES);
 const LENGTH_UNIT = 2 ** 24;
 /** Nested deeper than this, a value is kept by reference (a cycle would never end). */
 const MAX_DEPTH = 8;
@@ -92,6 +94,8 @@ const SHORT_STRING = 24;
  * consumer tag and step kind come back in every call, and a string already there is pointed at, not copied again.
  */
 const RECALLED_STRING = 8;
+/** Longer strings (a body's text, a long header) are not recalled: they rarely come again, and the slot would keep them alive. */
+const MAX_RECALLED_STRING = 128;
 /** Slots of the segment's recent strings (a power of two), found by a hash of a few of their code units. */
 const RECALL_SLOTS = 32;
 
@@ -139,6 +143,11 @@ export class FactTape {
   private segment: Segment | undefined;
   /** while reading: the next cell */
   private at = 0;
+  /**
+   * Whether the last record written kept a value by reference (a Date, a Buffer over 8 KiB, an object of a shape past
+   * the shapes' limit): what it holds is then shared with the writer's objects, not copied.
+   */
+  keptReferences = false;
 
   /** `cells` bounds the memory (about 29 bytes a cell with its characters): beyond it the oldest segment is written again. */
   constructor(cells: number) {
@@ -148,7 +157,7 @@ export class FactTape {
   /**
    * Writes a record: its `head` number (readable without reading the record: `head`) then `values`, one after the other
    * (the caller may reuse the array). Returns where it is, or -1 when it cannot be kept on the tape (bigger than a
-   * segment): the caller keeps it as it is.
+   * segment): the caller keeps it as it is. `keptReferences` then says whether anything of it was kept by reference.
    */
   write(owner: TapeOwner, head: number, values: readonly unknown[]): number {
     for (let attempt = 0; attempt < 2; attempt += 1) {
@@ -173,6 +182,7 @@ export class FactTape {
         continue;
       }
       if (segment.owners[segment.owners.length - 1] !== owner) segment.owners.push(owner);
+      this.keptReferences = segment.refs.length > refs;
       return (this.current << SEGMENT_BITS) | start;
     }
     this.cell = SEGMENT_CELLS;
@@ -314,7 +324,7 @@ export class FactTape {
     const segment = this.segment as Segment;
     const length = value.length;
     let slot = -1;
-    if (length >= RECALLED_STRING) {
+    if (length >= RECALLED_STRING && length <= MAX_RECALLED_STRING) {
       slot = recallSlot(value);
       if (segment.recalled[slot] === value) return segment.recalledAt[slot] as number;
     }

@@ -183,7 +183,11 @@ function headOf(body: Uint8Array): Buffer {
  * a pool slab would hold all of that memory for as long as the step is kept.
  */
 export function ownedHead(source: WireSource): void {
-  if (source.head.byteLength === 0) return;
+  if (source.head.byteLength === 0) {
+    // An empty view still holds all of its memory (mqtt.js gives an empty payload as a slice of the socket's chunk).
+    source.head = NO_BYTES;
+    return;
+  }
   const copy = Buffer.allocUnsafeSlow(source.head.byteLength);
   source.head.copy(copy);
   source.head = copy;

@@ -289,11 +289,13 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       values[3] = source;
       const position = this.tape.write(facts, head, values);
       values.fill(undefined);
-      if (position < 0 && source !== undefined) ownedHead(source);
+      // Kept as its draft (too big for the tape), or its wire source kept by reference (an object of a shape past the
+      // tape's limit): the head becomes a copy of its own.
+      if ((position < 0 || this.tape.keptReferences) && source !== undefined) ownedHead(source);
       index = facts.insert(position >= 0 ? position : draft, phase, seq);
     } else {
-      // Kept as its draft (a kind or phase the tape's head cannot tell, or too big for the tape: see above), its body's
-      // head becomes a copy of its own; a step built now keeps only its preview.
+      // Kept as its draft (a kind or phase the tape's head cannot tell), its body's head becomes a copy of its own; a
+      // step built now keeps only its preview.
       if (!listened && !wantStep && source !== undefined) ownedHead(source);
       index = facts.insert(draft, phase, seq);
     }
