@@ -173,10 +173,9 @@ export class FactTape {
         for (let index = 0; index < values.length; index += 1) this.put(values[index], 0);
       } catch (err) {
         if (err !== NO_ROOM) throw err;
-        // Not enough room left in this segment: start the next one (a record never spans two). Its strings' bytes are
-        // given back, so none of them may be recalled.
+        // Not enough room left in this segment: start the next one (a record never spans two). This segment is not
+        // written again until the ring comes round (which forgets its recalled strings).
         segment.bytesUsed = bytes;
-        segment.recalled.fill(undefined);
         segment.refs.length = refs;
         this.cell = SEGMENT_CELLS;
         continue;

@@ -73,6 +73,16 @@ function tapeHead(kind: TraceStepKind, phase: number): number {
   return code * PHASE_SLOTS + slot;
 }
 
+/** The kind a taped step's head tells (see `tapeHead`). */
+function headKind(head: number): TraceStepKind {
+  return kindNames[Math.floor(head / PHASE_SLOTS)] as TraceStepKind;
+}
+
+/** The phase a taped step's head tells (see `tapeHead`). */
+function headPhase(head: number): number {
+  return (head % PHASE_SLOTS) / 2;
+}
+
 /**
  * What the store keeps of one RPC: its steps in flow order, each followed by the number it was given. A step nobody
  * has read is kept as its facts on the store's tape (a position: see FactTape) or, when it could not go there, as the
@@ -106,7 +116,7 @@ class RpcFacts implements TapeOwner {
   /** The kind of the step at `index`, without building it. */
   kindAt(index: number): TraceStepKind {
     const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
-    return typeof entry === 'number' ? (kindNames[Math.floor(this.tape.head(entry) / PHASE_SLOTS)] as TraceStepKind) : entry.kind;
+    return typeof entry === 'number' ? headKind(this.tape.head(entry)) : entry.kind;
   }
 
   /**
@@ -121,7 +131,7 @@ class RpcFacts implements TapeOwner {
   /** Where the step at `index` sits in the flow (see `stepPhase`). */
   private phaseAt(index: number): number {
     const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
-    return typeof entry === 'number' ? (this.tape.head(entry) % PHASE_SLOTS) / 2 : stepPhase(entry);
+    return typeof entry === 'number' ? headPhase(this.tape.head(entry)) : stepPhase(entry);
   }
 
   /** The entry at `index` as an object: a step on the tape is read back into its draft, which then takes its place. */
@@ -129,8 +139,7 @@ class RpcFacts implements TapeOwner {
     const entry = this.items[index << 1] as TraceStepDraft | TraceStep | number;
     if (typeof entry !== 'number') return entry;
     const [at, source, detail, wire] = this.tape.read(entry, TAPE_VALUES);
-    const kind = kindNames[Math.floor(this.tape.head(entry) / PHASE_SLOTS)] as TraceStepKind;
-    const draft = { rpcId: this.rpcId, at, source, kind, detail } as PendingDraft;
+    const draft = { rpcId: this.rpcId, at, source, kind: headKind(this.tape.head(entry)), detail } as PendingDraft;
     if (wire !== undefined) draft[WIRE_SOURCE] = wire as WireSource;
     this.items[index << 1] = draft;
     return draft;
