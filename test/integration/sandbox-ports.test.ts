@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSandbox, stopSandbox, type SandboxInfo } from '../../src/core/broker/sandbox';
 import { runCli } from '../support/cli';
@@ -61,13 +61,14 @@ describe('the sandbox broker across stop and start', () => {
     }
   }, 150_000);
 
-  it('`bridgescope broker start` prints the same URLs after `broker stop`', async () => {
+  it('`bridgescope broker start` prints the same URLs after `broker stop`, its folder given as a relative path', async () => {
     const urlLines = (stdout: string): string[] => stdout.split('\n').filter((line) => /^(AMQP|MQTT|Management) +[a-z]+:\/\//.test(line));
     const before = await runCli(['broker', 'start', '--dir', dir]);
     expect(before.code).toBe(0);
     expect(urlLines(before.stdout)).toHaveLength(3);
     expect((await runCli(['broker', 'stop', '--dir', dir])).code).toBe(0);
-    const after = await runCli(['broker', 'start', '--dir', dir]);
+    // A folder given relative to where the command runs (the node's $HOME, where Erlang writes its cookie, is made absolute).
+    const after = await runCli(['broker', 'start', '--dir', basename(dir)], { cwd: dirname(dir) });
     expect(after.code).toBe(0);
     expect(after.stdout).toMatch(/^Started /);
     expect(urlLines(after.stdout)).toEqual(urlLines(before.stdout));

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { promisify } from 'node:util';
 import { BridgeError } from '../errors';
 import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
@@ -168,7 +168,8 @@ async function membersSeenBy(first: SandboxInfo): Promise<Map<string, boolean>> 
  * management and node 1 lists all of them as running members.
  */
 export async function startSandboxCluster(opts: ClusterStartOptions): Promise<ClusterStartResult> {
-  const { dir } = opts;
+  // Absolute: each node runs with its folder as $HOME, and Erlang cannot create its cookie at a relative one.
+  const dir = resolvePath(opts.dir);
   const env = opts.env ?? process.env;
   const progress = opts.onProgress ?? (() => undefined);
   const warnings: string[] = [];

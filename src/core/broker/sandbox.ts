@@ -4,7 +4,7 @@ import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { homedir, platform } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
 import { BridgeError } from '../errors';
 import { probeAll, type BrokerUrls } from './readiness';
@@ -307,7 +307,8 @@ function explainStartFailure(log: string, ports: SandboxPorts): string {
  * Resolves only when AMQP, MQTT and management HTTP all answer.
  */
 export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxStartResult> {
-  const dir = opts.dir;
+  // Absolute: the node runs with its folder as $HOME, and Erlang cannot create its cookie at a relative one.
+  const dir = resolvePath(opts.dir);
   const warnings: string[] = [];
   const progress = opts.onProgress ?? (() => undefined);
   await mkdir(dir, { recursive: true });
