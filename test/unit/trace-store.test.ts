@@ -84,6 +84,43 @@ describe('TraceStore', () => {
   });
 });
 
+describe("an RPC's routing keys the firehose compares its messages with", () => {
+  const published = (rpcId: string, predictedRoutingKey: string): TraceStepDraft => ({
+    rpcId,
+    at: 1001,
+    source: 'client',
+    kind: 'mqtt.published',
+    detail: { topic: 'rpc_queue', qosAsked: 1, predictedRoutingKey },
+  });
+  const replied = (rpcId: string, routingKey: string): TraceStepDraft => ({
+    rpcId,
+    at: 1002,
+    source: 'server',
+    kind: 'reply.published',
+    detail: { worker: 'w1', exchange: 'amq.direct', routingKey, replyTopic: 'reply/a', mandatory: true },
+  });
+
+  for (const listened of [false, true]) {
+    it(`are those of the first step of each kind, as findDetail reads them (steps ${listened ? 'built at once' : 'on the tape'})`, () => {
+      const store = new TraceStore();
+      if (listened) store.on('added', () => undefined);
+      // a second reply (a spoof, or a second worker) and a second publish come later: the first of each kind counts
+      store.add(replied('a', 'reply.a'));
+      store.add(composed('a'));
+      store.add(published('a', 'rpc_queue'));
+      store.add(published('a', 'rpc.queue'));
+      store.add(replied('a', 'reply.forged'));
+      store.add(published('b', 'rpc_queue'));
+      expect(store.keysOf('a')).toMatchObject({ replyKey: 'reply.a', predictedKey: 'rpc_queue', repliedKey: 'reply.a' });
+      expect(store.keysOf('a')?.replyKey).toBe(store.replyKeyOf(store.findDetail('a', 'composed')!.replyTopic));
+      expect(store.keysOf('a')?.predictedKey).toBe(store.findDetail('a', 'mqtt.published')?.predictedRoutingKey);
+      expect(store.keysOf('a')?.repliedKey).toBe(store.findDetail('a', 'reply.published')?.routingKey);
+      expect(store.keysOf('b')).toMatchObject({ replyKey: undefined, predictedKey: 'rpc_queue', repliedKey: undefined });
+      expect(store.keysOf('c')).toBeUndefined();
+    });
+  }
+});
+
 describe('steps handed over by an attached client or server', () => {
   const source = () => {
     const emitter = new EventEmitter<{ step: [TraceStepDraft] }>();

@@ -13,9 +13,11 @@ import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { MissingTagError } from '../broker/management-http';
 import { readTopLevelFields } from './json-fields';
+import type { EncodedTable } from './field-table';
+import { FirehoseHeaders, readFirehoseHeaders } from './firehose-headers';
 import { amqpWire, WIRE_SOURCE, type PendingDraft } from './message-view';
 import { traceNames } from './intern';
-import type { TraceStore } from './trace-store';
+import type { RpcKeys, TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
 import { TracingOwnership } from './ownership';
 
@@ -37,25 +39,17 @@ export interface FirehoseEvent {
   redelivered: boolean;
   /** the node that saw it (header `node`): in a cluster, where the publishing or consuming channel is */
   node?: string;
-  /** the traced message's own AMQP properties and headers (the firehose copies them into its header `properties`) */
-  properties?: Record<string, unknown>;
+  /**
+   * the traced message's own AMQP properties and headers (the firehose copies them into its header `properties`): as
+   * their table's bytes when the tracer's own frame reader took them (decoded when the step is read), else decoded
+   */
+  properties?: Record<string, unknown> | EncodedTable;
   /** the publishing (publish) or consuming (deliver) connection, channel and user (headers `connection`, `channel`, `user`) */
   party?: BrokerParty;
   body: Buffer;
 }
 
 const text = (value: unknown): string | undefined => (typeof value === 'string' ? traceNames.of(value) : Buffer.isBuffer(value) ? traceNames.of(value.toString('utf8')) : undefined);
-
-/** The firehose's `connection`, `channel` and `user` headers, when it sent a connection name (RabbitMQ 3.10 to 4.x do). */
-function partyOf(headers: Record<string, unknown>): BrokerParty | undefined {
-  const connection = text(headers.connection);
-  if (connection === undefined) return undefined;
-  const party: BrokerParty = { connection };
-  if (typeof headers.channel === 'number') party.channel = headers.channel;
-  const user = text(headers.user);
-  if (user !== undefined) party.user = user;
-  return party;
-}
 
 function stringList(value: unknown): string[] {
   if (!Array.isArray(value)) return [];
@@ -68,22 +62,79 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
   const dot = key.indexOf('.');
   const type = key.slice(0, dot);
   if (dot < 0 || (type !== 'publish' && type !== 'deliver')) return undefined;
-  const headers = (message.properties.headers ?? {}) as Record<string, unknown>;
+  const given: unknown = message.properties.headers;
+  // Read by the tracer's own frame reader (readFirehoseFrames), or else decoded by amqplib.
+  const headers = given instanceof FirehoseHeaders ? given : headersOf((given ?? {}) as Record<string, unknown>);
   const event: FirehoseEvent = {
     type,
     name: traceNames.of(key.slice(dot + 1)),
-    routingKeys: stringList(headers.routing_keys),
-    routedQueues: stringList(headers.routed_queues),
-    redelivered: headers.redelivered === 1 || headers.redelivered === true,
+    routingKeys: headers.routingKeys,
+    routedQueues: headers.routedQueues,
+    redelivered: headers.redelivered,
     body: message.content,
   };
-  if (typeof headers.node === 'string' || Buffer.isBuffer(headers.node)) event.node = traceNames.of(String(headers.node));
-  if (typeof headers.properties === 'object' && headers.properties !== null && !Buffer.isBuffer(headers.properties)) {
-    event.properties = headers.properties as Record<string, unknown>;
+  if (headers.node !== undefined) event.node = headers.node;
+  if (headers.properties !== undefined) event.properties = headers.properties;
+  else if (headers.decoded !== undefined) event.properties = headers.decoded;
+  if (headers.connection !== undefined) {
+    const party: BrokerParty = { connection: headers.connection };
+    if (headers.channel !== undefined) party.channel = headers.channel;
+    if (headers.user !== undefined) party.user = headers.user;
+    event.party = party;
   }
-  const party = partyOf(headers);
-  if (party) event.party = party;
   return event;
+}
+
+/** What the tracer reads of headers amqplib decoded (a connection the frame reader could not take over). */
+function headersOf(decoded: Record<string, unknown>): FirehoseHeaders {
+  const headers = new FirehoseHeaders();
+  headers.routingKeys = stringList(decoded.routing_keys);
+  headers.routedQueues = stringList(decoded.routed_queues);
+  headers.redelivered = decoded.redelivered === 1 || decoded.redelivered === true;
+  headers.node = text(decoded.node);
+  const properties = decoded.properties;
+  if (typeof properties === 'object' && properties !== null && !Buffer.isBuffer(properties)) headers.decoded = properties as Record<string, unknown>;
+  headers.connection = text(decoded.connection);
+  if (typeof decoded.channel === 'number') headers.channel = decoded.channel;
+  headers.user = text(decoded.user);
+  return headers;
+}
+
+/** The part of amqplib's connection the tracer's frame reader stands in for (amqplib 2.x: `recvFrame`, `rest`, `maxFrameSize`). */
+interface FrameReading {
+  recvFrame: () => unknown;
+  rest: Buffer;
+  maxFrameSize: number;
+}
+
+const FRAME_HEADER = 2;
+const FRAME_END = 206;
+
+/**
+ * Reads the content headers of the tracer's own connection itself (every message on it is the firehose's) into
+ * `FirehoseHeaders` (see `readFirehoseHeaders`): the traced message's own properties stay as their table's bytes until
+ * the step is read. Every other frame, and any header that is not a headers table alone, is amqplib's as always.
+ * Returns false, changing nothing, when the connection is not the amqplib it knows (then amqplib decodes everything).
+ */
+export function readFirehoseFrames(connection: unknown): boolean {
+  const conn = connection as Partial<FrameReading> | undefined;
+  if (!conn || typeof conn.recvFrame !== 'function' || !Buffer.isBuffer(conn.rest) || typeof conn.maxFrameSize !== 'number') return false;
+  const amqplibFrame = conn.recvFrame;
+  conn.recvFrame = function recvFrame(this: FrameReading) {
+    const rest = this.rest;
+    if (rest.length >= 8 && rest[0] === FRAME_HEADER) {
+      const size = rest.readUInt32BE(3);
+      if ((this.maxFrameSize === 0 || size <= this.maxFrameSize) && rest.length >= 8 + size && rest[7 + size] === FRAME_END) {
+        const read = readFirehoseHeaders(rest.subarray(7, 7 + size));
+        if (read !== undefined) {
+          this.rest = rest.subarray(8 + size);
+          return { id: 60, channel: rest.readUInt16BE(1), size: read.size, fields: { headers: read.headers } };
+        }
+      }
+    }
+    return amqplibFrame.call(this);
+  };
+  return true;
 }
 
 /** Turns a firehose event into a trace step, if it belongs to an RPC the store knows (or carries an id). */
@@ -93,12 +144,14 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   const rawId = record?.get(fields.id);
   const isRequest = record?.has(fields.replyTo) ?? false;
   let rpcId = typeof rawId === 'string' || typeof rawId === 'number' ? String(rawId) : undefined;
-  const leg = legOf(event, isRequest, rpcId, store);
+  let keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
+  const leg = legOf(event, isRequest, keys);
   const replyTo = record?.get(fields.replyTo);
   if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
     const key = event.routingKeys[0];
     rpcId = key !== undefined ? store.rpcForReplyKey(key) : undefined;
+    keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
   }
   if (rpcId === undefined) return undefined;
   const at = Date.now();
@@ -110,7 +163,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
     if (event.party) delivered.consumer = event.party;
     return { rpcId, at, source: 'broker', kind: 'broker.delivered', detail: delivered, [WIRE_SOURCE]: amqpWire(event.properties, event.body) };
   }
-  const predicted = leg === 'request' ? store.findDetail(rpcId, 'mqtt.published')?.predictedRoutingKey : store.findDetail(rpcId, 'reply.published')?.routingKey;
+  const predicted = leg === 'request' ? keys?.predictedKey : keys?.repliedKey;
   const published: TraceStepDetails['broker.published'] = { exchange: event.name, routingKeys: event.routingKeys, routedQueues: event.routedQueues, leg };
   if (predicted !== undefined) {
     published.predictedRoutingKey = predicted;
@@ -126,9 +179,9 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
  * a reply_to); else a body with a reply_to is the request, wherever it goes (an MQTT client subscribed to the request
  * topic gets a copy in its mqtt-subscription queue); else a delivery to an MQTT subscription is a reply.
  */
-function legOf(event: FirehoseEvent, isRequest: boolean, rpcId: string | undefined, store: TraceStore): 'request' | 'reply' {
-  const replyTopic = rpcId !== undefined ? store.findDetail(rpcId, 'composed')?.replyTopic : undefined;
-  if (replyTopic !== undefined && event.routingKeys[0] === store.replyKeyOf(replyTopic)) return 'reply';
+function legOf(event: FirehoseEvent, isRequest: boolean, keys: RpcKeys | undefined): 'request' | 'reply' {
+  const replyKey = keys?.replyKey;
+  if (replyKey !== undefined && event.routingKeys[0] === replyKey) return 'reply';
   if (isRequest) return 'request';
   return event.type === 'deliver' && !isSubscriptionQueue(event.name) ? 'request' : 'reply';
 }
@@ -409,6 +462,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private async setup(model: ChannelModel): Promise<void> {
     this.model = model;
     model.on('error', () => undefined);
+    readFirehoseFrames((model as unknown as { connection?: unknown }).connection);
     const channel = await model.createChannel();
     channel.on('error', () => undefined);
     // A fresh name per connection: the broker may still hold the previous connection's exclusive queue for a moment.

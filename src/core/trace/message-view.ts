@@ -6,6 +6,7 @@
 import { isAscii } from 'node:buffer';
 import { TextDecoder } from 'node:util';
 import { TRACE_BODY_PREVIEW_BYTES, type TraceBody, type TraceMessage, type TraceStep, type TraceStepDraft, type TraceValue } from '../../shared/trace';
+import { decodeFieldTable, type EncodedTable } from './field-table';
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 /** Header and property values longer than this are cut (a header is read, not stored whole). */
@@ -104,7 +105,16 @@ function table(source: Record<string, unknown> | undefined, skip?: ReadonlySet<s
 const AMQP_NOT_PROPERTIES = new Set(['headers']);
 
 /** An AMQP message's basic properties (headers apart) and headers, as amqplib decoded them. */
-function amqpTables(properties: Record<string, unknown> | undefined): Pick<TraceMessage, 'properties' | 'headers'> {
+function amqpTables(given: Record<string, unknown> | EncodedTable | undefined): Pick<TraceMessage, 'properties' | 'headers'> {
+  let properties = given as Record<string, unknown> | undefined;
+  if (Buffer.isBuffer(given)) {
+    try {
+      properties = decodeFieldTable(given);
+    } catch (err) {
+      // Only the firehose's copy is kept as bytes, unread until now: a table that cannot be followed costs this view only.
+      return { properties: { unreadable: `RabbitMQ's copy of this message's properties could not be decoded (${(err as Error).message}).` }, headers: {} };
+    }
+  }
   const headers = properties?.headers;
   return {
     properties: table(properties, AMQP_NOT_PROPERTIES),
@@ -151,7 +161,8 @@ export function mqttMessage(facts: MqttPublishFacts, body: Uint8Array): TraceMes
  * holds someone else's memory (a socket's read buffer, a pool slab), only its preview's bytes.
  */
 export type WireSource =
-  | ({ protocol: 'amqp'; properties: Record<string, unknown> | undefined } & PendingBody)
+  /** properties: as amqplib decoded them, or (the firehose's) their field table's bytes, decoded when the wire is built */
+  | ({ protocol: 'amqp'; properties: Record<string, unknown> | EncodedTable | undefined } & PendingBody)
   | ({ protocol: 'mqtt'; facts: MqttPublishFacts } & PendingBody);
 
 interface PendingBody {
@@ -197,7 +208,7 @@ export function ownedHead(source: WireSource): void {
  * An AMQP message's wire, to be built when its step is read: a writer puts it on the draft it emits, in the literal
  * (`{ ...step, [WIRE_SOURCE]: amqpWire(...) }`: a property added later costs the draft a second object).
  */
-export function amqpWire(properties: Record<string, unknown> | undefined, body: Uint8Array): WireSource {
+export function amqpWire(properties: Record<string, unknown> | EncodedTable | undefined, body: Uint8Array): WireSource {
   return { protocol: 'amqp', properties, head: headOf(body), bytes: body.byteLength };
 }
 

@@ -84,14 +84,31 @@ function headPhase(head: number): number {
 }
 
 /**
+ * The routing keys the firehose compares each of an RPC's messages with, noted as its steps are stored: of the first
+ * step of each kind, as `findDetail` finds it (steps of one kind share a phase, so the first stored is first in flow
+ * order), without reading a step back from the tape four times an RPC.
+ */
+export interface RpcKeys {
+  /** the routing key of its reply topic (its `composed` step) */
+  readonly replyKey: string | undefined;
+  /** the routing key its request was predicted to take (its `mqtt.published` step) */
+  readonly predictedKey: string | undefined;
+  /** the routing key its reply was published with (its `reply.published` step) */
+  readonly repliedKey: string | undefined;
+}
+
+/**
  * What the store keeps of one RPC: its steps in flow order, each followed by the number it was given. A step nobody
  * has read is kept as its facts on the store's tape (a position: see FactTape) or, when it could not go there, as the
  * draft its writer handed over. It becomes a `TraceStep` only when a reader asks for it (or an 'added' listener is there
  * to take it); the step is then kept in its place, so every reader after that gets the same object.
  */
-class RpcFacts implements TapeOwner {
+class RpcFacts implements TapeOwner, RpcKeys {
   /** steps (a tape position, a draft, or the step built from them) in flow order, each followed by its number: one list, not two */
   readonly items: Array<TraceStepDraft | TraceStep | number> = [];
+  replyKey: string | undefined = undefined;
+  predictedKey: string | undefined = undefined;
+  repliedKey: string | undefined = undefined;
   /** its previews in the store's body budget, once it has one (kept here: no lookup by id per preview) */
   budget: BudgetRpc | undefined = undefined;
   /** false once the RPC went from the store (its tape cells are nobody's then) */
@@ -281,8 +298,14 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     }
     this.seq += 1;
     const seq = this.seq;
-    if (draft.kind === 'composed') this.replyKeys.set(this.replyKeyOf(draft.detail.replyTopic), draft.rpcId);
-    else if (draft.kind === 'reply.published') this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
+    if (draft.kind === 'composed') {
+      const replyKey = this.replyKeyOf(draft.detail.replyTopic);
+      this.replyKeys.set(replyKey, draft.rpcId);
+      facts.replyKey ??= replyKey;
+    } else if (draft.kind === 'reply.published') {
+      this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
+      facts.repliedKey ??= draft.detail.routingKey;
+    } else if (draft.kind === 'mqtt.published') facts.predictedKey ??= draft.detail.predictedRoutingKey;
     const source = wireSourceOf(draft);
     const size = source === undefined ? previewSize(draft) : pendingPreviewBytes(source);
     // Built only for a listener: with none (a CLI call, the benchmark), a step is kept as its facts on the tape until read.
@@ -353,6 +376,12 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     if (source !== undefined) return dropPendingPreview(source);
     facts.replace(index, withoutPreview(entry as TraceStep));
     return previewSize(entry);
+  }
+
+  /** The routing keys the firehose compares an RPC's messages with (see `RpcKeys`); undefined for an RPC it does not hold. */
+  keysOf(rpcId: string): RpcKeys | undefined {
+    this.takeHandedOver();
+    return this.factsOf(rpcId);
   }
 
   /** The detail of an RPC's first step of `kind` (in flow order), without copying or sorting its steps. */
