@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeFieldTable } from '../../src/core/trace/field-table';
 import { FirehoseHeaders, readFirehoseHeaders } from '../../src/core/trace/firehose-headers';
 import { firehoseStep, parseFirehoseMessage, readFirehoseFrames } from '../../src/core/trace/firehose';
-import { withWire } from '../../src/core/trace/message-view';
+import { amqpWire, ownedHead, withWire } from '../../src/core/trace/message-view';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import type { TraceMessage } from '../../src/shared/trace';
 
@@ -118,6 +118,29 @@ describe("the tracer's own reading of firehose headers", () => {
     const unknownTag = headerPayload({ node: 'rabbit@a' });
     unknownTag[18 + 1 + 'node'.length] = 'Q'.charCodeAt(0);
     expect(readFirehoseHeaders(unknownTag)).toBeUndefined();
+  });
+
+  it('reads only the keys it knows by all their bytes, and skips any other of the same length', () => {
+    const read = readFirehoseHeaders(headerPayload({ routing_kexs: ['forged'], routing_keys: ['rpc_queue'], nodf: 'x', node: 'rabbit@a', vhost: '/', exchange_name: 'amq.direct' }));
+    expect(read?.headers).toMatchObject({ routingKeys: ['rpc_queue'], node: 'rabbit@a' });
+  });
+
+  it("keeps no view of the socket's buffer once a step is stored: the properties' bytes are copied, on the tape or with a kept draft", () => {
+    const frame = Buffer.from(captured['3.10.8']![0]!, 'base64');
+    const body = Buffer.from('{"id":"a","reply_to":"replies/a","params":{}}');
+    const expected = decodeFieldTable(readFirehoseHeaders(Buffer.from(frame))!.headers.properties!);
+    const store = new TraceStore();
+    const event = parseFirehoseMessage({ fields: { routingKey: 'publish.amq.direct' } as never, properties: { headers: readFirehoseHeaders(frame)!.headers } as never, content: body });
+    store.record(firehoseStep(event!, store)!);
+    // the socket's buffer is reused for the next bytes that arrive
+    frame.fill(0);
+    const [step] = store.steps('a');
+    expect((step!.detail as { wire?: TraceMessage }).wire?.headers).toEqual(expected.headers);
+    const source = amqpWire(readFirehoseHeaders(Buffer.from(captured['3.10.8']![0]!, 'base64'))!.headers.properties, body);
+    const view = source.protocol === 'amqp' ? (source.properties as Buffer) : Buffer.alloc(0);
+    ownedHead(source);
+    view.fill(0);
+    expect(source.protocol === 'amqp' && decodeFieldTable(source.properties as Buffer)).toEqual(expected);
   });
 
   it("a copy of the traced message's properties that cannot be decoded costs that step's properties only", () => {

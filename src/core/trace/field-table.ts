@@ -50,14 +50,17 @@ export class FieldReader {
     return fields;
   }
 
-  /** A nested table (its tag next) left as its bytes (a copy: the frame's buffer is the socket's and is reused). */
+  /**
+   * A nested table (its tag next) left as its bytes: a view of the frame (of the socket's read buffer), which whoever
+   * keeps it copies (the trace store does: see `ownedHead`).
+   */
   encoded(): EncodedTable {
     const { buf } = this;
     const length = buf.readUInt32BE(this.offset + 1);
     const start = this.offset + 5;
     if (start + length > buf.length) throw new RangeError('field table runs past its frame');
     this.offset = start + length;
-    return Buffer.from(buf.subarray(start, start + length));
+    return buf.subarray(start, start + length);
   }
 
   value(): unknown {
@@ -142,6 +145,25 @@ export class FieldReader {
       }
       default:
         throw new TypeError(`Unexpected field type tag ${tag === undefined ? '(none)' : JSON.stringify(String.fromCharCode(tag))}`);
+    }
+  }
+
+  /** Past the value here, decoding only what its length is not written for (a number's type gives its size). */
+  skip(): void {
+    const { buf } = this;
+    const tag = buf[this.offset];
+    switch (tag) {
+      case UPPER_S:
+      case UPPER_F:
+      case UPPER_A:
+      case LOWER_X: {
+        const end = this.offset + 5 + buf.readUInt32BE(this.offset + 1);
+        if (end > buf.length) throw new RangeError('value runs past its frame');
+        this.offset = end;
+        return;
+      }
+      default:
+        this.value();
     }
   }
 

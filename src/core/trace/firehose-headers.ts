@@ -16,7 +16,7 @@ export class FirehoseHeaders {
   routedQueues: string[] = [];
   redelivered = false;
   node: string | undefined = undefined;
-  /** the traced message's own properties and headers (header `properties`), as their field table's bytes */
+  /** the traced message's own properties and headers (header `properties`), as their field table's bytes (a view of the frame) */
   properties: EncodedTable | undefined = undefined;
   /** the same, as amqplib decoded them (a connection the frame reader did not take over) */
   decoded: Record<string, unknown> | undefined = undefined;
@@ -89,6 +89,48 @@ function names(reader: FieldReader): string[] {
   return list;
 }
 
+/** The keys the tracer reads, told apart by their bytes (no string is made of a key). */
+const ROUTING_KEYS = 0;
+const ROUTED_QUEUES = 1;
+const PROPERTIES = 2;
+const NODE = 3;
+const CONNECTION = 4;
+const USER = 5;
+const CHANNEL = 6;
+const REDELIVERED = 7;
+const KEY_BYTES = ['routing_keys', 'routed_queues', 'properties', 'node', 'connection', 'user', 'channel', 'redelivered'].map((key) => Buffer.from(key, 'latin1'));
+
+/** Which of the keys the tracer reads is at `start` (`length` bytes long), or -1 for any other. */
+function keyAt(buf: Buffer, start: number, length: number): number {
+  let key: number;
+  switch (length) {
+    case 12:
+      key = ROUTING_KEYS;
+      break;
+    case 13:
+      key = ROUTED_QUEUES;
+      break;
+    case 10:
+      key = buf[start] === 0x70 ? PROPERTIES : CONNECTION;
+      break;
+    case 4:
+      key = buf[start] === 0x6e ? NODE : USER;
+      break;
+    case 7:
+      key = CHANNEL;
+      break;
+    case 11:
+      key = REDELIVERED;
+      break;
+    default:
+      return -1;
+  }
+  const expected = KEY_BYTES[key]!;
+  if (start + length > buf.length) throw new RangeError('key runs past its frame');
+  for (let i = 0; i < length; i++) if (buf[start + i] !== expected[i]) return -1;
+  return key;
+}
+
 /** AMQP basic class, and the one property flag of a firehose message (RabbitMQ sets only its headers). */
 const BASIC_CLASS = 60;
 const HEADERS_ONLY = 0x2000;
@@ -109,41 +151,41 @@ export function readFirehoseHeaders(payload: Buffer): { size: number; headers: F
     const headers = new FirehoseHeaders();
     while (reader.offset < end) {
       const keyLength = payload[reader.offset]!;
-      const key = nameAt(payload, reader.offset + 1, keyLength);
+      const key = keyAt(payload, reader.offset + 1, keyLength);
       reader.offset += 1 + keyLength;
       switch (key) {
-        case 'routing_keys':
+        case ROUTING_KEYS:
           headers.routingKeys = names(reader);
           break;
-        case 'routed_queues':
+        case ROUTED_QUEUES:
           headers.routedQueues = names(reader);
           break;
-        case 'properties':
+        case PROPERTIES:
           if (payload[reader.offset] === UPPER_F) headers.properties = reader.encoded();
           else reader.value();
           break;
-        case 'node':
+        case NODE:
           headers.node = asText(stringOrValue(reader));
           break;
-        case 'connection':
+        case CONNECTION:
           headers.connection = asText(stringOrValue(reader));
           break;
-        case 'user':
+        case USER:
           headers.user = asText(stringOrValue(reader));
           break;
-        case 'channel': {
+        case CHANNEL: {
           const channel = reader.value();
           headers.channel = typeof channel === 'number' ? channel : undefined;
           break;
         }
-        case 'redelivered': {
+        case REDELIVERED: {
           const redelivered = reader.value();
           headers.redelivered = redelivered === 1 || redelivered === true;
           break;
         }
         default:
-          // exchange_name, vhost and anything a later RabbitMQ adds: not read by the tracer.
-          stringOrValue(reader);
+          // exchange_name, vhost and anything a later RabbitMQ adds: not read by the tracer, skipped.
+          reader.skip();
       }
     }
     return reader.offset === end ? { size, headers } : undefined;

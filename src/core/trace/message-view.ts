@@ -190,18 +190,24 @@ function headOf(body: Uint8Array): Buffer {
 }
 
 /**
- * A source whose head is a copy of its own, for a draft that is kept as it is: a view of a socket's read buffer or of
- * a pool slab would hold all of that memory for as long as the step is kept.
+ * A source whose head (and encoded properties) are copies of its own, for a draft that is kept as it is: a view of a
+ * socket's read buffer or of a pool slab would hold all of that memory for as long as the step is kept.
  */
 export function ownedHead(source: WireSource): void {
+  // The firehose's copy of a message's properties, left as their table's bytes, is a view of the socket's read buffer too.
+  if (source.protocol === 'amqp' && Buffer.isBuffer(source.properties)) source.properties = ownedCopy(source.properties);
   if (source.head.byteLength === 0) {
     // An empty view still holds all of its memory (mqtt.js gives an empty payload as a slice of the socket's chunk).
     source.head = NO_BYTES;
     return;
   }
-  const copy = Buffer.allocUnsafeSlow(source.head.byteLength);
-  source.head.copy(copy);
-  source.head = copy;
+  source.head = ownedCopy(source.head);
+}
+
+function ownedCopy(view: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(view.byteLength);
+  view.copy(copy);
+  return copy;
 }
 
 /**
