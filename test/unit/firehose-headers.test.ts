@@ -91,7 +91,8 @@ describe("the tracer's own reading of firehose headers", () => {
         fc.array(tie('value'), { maxLength: 4 }),
         tie('table'),
       ),
-      table: fc.dictionary(fc.string({ minLength: 1, maxLength: 40 }), tie('value'), { maxKeys: 5 }),
+      // (a table with a key "!" is a typed value to amqplib's encoder)
+      table: fc.dictionary(fc.string({ minLength: 1, maxLength: 40 }).filter((key) => key !== '!'), tie('value'), { maxKeys: 5 }),
     }));
     fc.assert(
       fc.property(value.table, (table) => {

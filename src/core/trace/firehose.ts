@@ -9,6 +9,7 @@ import type { ErrorCode } from '../../shared/errors';
 import type { BrokerParty, TraceStep, TraceStepDetails } from '../../shared/trace';
 import { toErrorShape } from '../errors';
 import { amqpConnectOptions, closeAmqpBounded, explainAmqpError } from '../links/amqp-link';
+import { readFramesWithoutCopies } from '../links/amqp-frames';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { MissingTagError } from '../broker/management-http';
@@ -100,41 +101,18 @@ function headersOf(decoded: Record<string, unknown>): FirehoseHeaders {
   return headers;
 }
 
-/** The part of amqplib's connection the tracer's frame reader stands in for (amqplib 2.x: `recvFrame`, `rest`, `maxFrameSize`). */
-interface FrameReading {
-  recvFrame: () => unknown;
-  rest: Buffer;
-  maxFrameSize: number;
-}
-
-const FRAME_HEADER = 2;
-const FRAME_END = 206;
-
 /**
  * Reads the content headers of the tracer's own connection itself (every message on it is the firehose's) into
  * `FirehoseHeaders` (see `readFirehoseHeaders`): the traced message's own properties stay as their table's bytes until
- * the step is read. Every other frame, and any header that is not a headers table alone, is amqplib's as always.
- * Returns false, changing nothing, when the connection is not the amqplib it knows (then amqplib decodes everything).
+ * the step is read. Every other frame, and any header that is not a headers table alone, is amqplib's as always; the
+ * frames' bytes are gathered without amqplib's copy of every read (`readFramesWithoutCopies`). Returns false, changing
+ * nothing, when the connection is not the amqplib it knows (then amqplib reads and decodes everything).
  */
 export function readFirehoseFrames(connection: unknown): boolean {
-  const conn = connection as Partial<FrameReading> | undefined;
-  if (!conn || typeof conn.recvFrame !== 'function' || !Buffer.isBuffer(conn.rest) || typeof conn.maxFrameSize !== 'number') return false;
-  const amqplibFrame = conn.recvFrame;
-  conn.recvFrame = function recvFrame(this: FrameReading) {
-    const rest = this.rest;
-    if (rest.length >= 8 && rest[0] === FRAME_HEADER) {
-      const size = rest.readUInt32BE(3);
-      if ((this.maxFrameSize === 0 || size <= this.maxFrameSize) && rest.length >= 8 + size && rest[7 + size] === FRAME_END) {
-        const read = readFirehoseHeaders(rest.subarray(7, 7 + size));
-        if (read !== undefined) {
-          this.rest = rest.subarray(8 + size);
-          return { id: 60, channel: rest.readUInt16BE(1), size: read.size, fields: { headers: read.headers } };
-        }
-      }
-    }
-    return amqplibFrame.call(this);
-  };
-  return true;
+  return readFramesWithoutCopies(connection, (payload, channel) => {
+    const read = readFirehoseHeaders(payload);
+    return read && { id: 60, channel, size: read.size, fields: { headers: read.headers } };
+  });
 }
 
 /** Turns a firehose event into a trace step, if it belongs to an RPC the store knows (or carries an id). */
