@@ -7,6 +7,7 @@ import { BridgeError } from '../errors';
 import { tlsFailure, tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { withDeadline } from '../../shared/deadline';
 import { firstThatAnswers, type Answered } from './in-turn';
+import { readFramesWithoutCopies } from './amqp-frames';
 import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
 
 export interface AmqpLinkOptions {
@@ -318,6 +319,8 @@ export class AmqpLink extends EventEmitter<AmqpLinkEvents> {
           // amqplib's recovery listens for the model's errors only after this setup succeeds; a reset or a broker
           // shutting down meanwhile (or while recovery closes a failed attempt) would throw from the socket's handler.
           model.on('error', () => undefined);
+          // Its frames' bytes gathered without amqplib's copy of every read (a server's deliveries come as many small ones).
+          readFramesWithoutCopies((model as unknown as { connection?: unknown }).connection);
           this.model = model;
           this.loopWatch = watchHeartbeat(model, heartbeatSeconds, (spell) => this.emit('warning', busyMessage(spell.blockedMs)));
           await this.options.onConnected(model);
