@@ -3,8 +3,8 @@
  * messages (the firehose tracer's). amqplib 2.x joins what is left of the last read with every new read
  * (`Buffer.concat([rest, incoming])`, a copy of the whole read even when nothing was left); profiled traced at c=100
  * that copy was 15 us an RPC of the tracer's process. Here a read is used as it is when nothing was left over, and a
- * frame cut in two by a read is completed with just the bytes it lacks (the rest of the read waits its turn): every
- * byte is copied at most once, most never. Frames are still decoded by amqplib; a content header frame can be read by
+ * frame cut by reads is completed with just the bytes it lacks, joined once (the rest of the last read waits its turn):
+ * only a frame that reads cut is copied, once, and a frame that waits for more while the socket is dry once more. Frames are still decoded by amqplib; a content header frame can be read by
  * the caller instead (`header`).
  */
 
@@ -45,33 +45,53 @@ export function readFramesWithoutCopies(connection: unknown, header?: HeaderRead
   /** bytes of the last read past the frame it completed: used before the next read */
   let pending: Buffer = EMPTY;
 
+  /** The next bytes: what is left of the last read, else a new read (null when the socket has nothing more yet). */
+  const next = (self: FrameReading): Buffer | null => {
+    if (pending.length > 0) {
+      const more = pending;
+      pending = EMPTY;
+      return more;
+    }
+    const read = self.stream.read();
+    if (read !== null) self.recvSinceLastCheck = true;
+    return read;
+  };
+
   /** Makes `rest` begin with a whole frame (or one amqplib will refuse); false when the socket has nothing more yet. */
   const gather = (self: FrameReading): boolean => {
     let rest = self.rest;
     for (;;) {
-      let lacking = -1;
+      let lacking: number;
       if (rest.length >= FRAME_PREFIX) {
         const size = rest.readUInt32BE(3);
         // Too big: amqplib says so (its frameError closes the connection).
         if (self.maxFrameSize > 0 && size > self.maxFrameSize) return true;
         lacking = FRAME_PREFIX + size + 1 - rest.length;
         if (lacking <= 0) return true;
+      } else if (rest.length === 0) {
+        const more = next(self);
+        if (more === null) return false;
+        // Nothing was left over: the read is used as it is.
+        self.rest = rest = more;
+        continue;
+      } else lacking = FRAME_PREFIX - rest.length;
+      // Only the bytes lacking are joined to what is there, in one copy however many reads bring them; the rest of
+      // the last read waits its turn.
+      const pieces: Buffer[] = [rest];
+      while (lacking > 0) {
+        let more = next(self);
+        if (more === null) {
+          if (pieces.length > 1) self.rest = Buffer.concat(pieces);
+          return false;
+        }
+        if (more.length > lacking) {
+          pending = more.subarray(lacking);
+          more = more.subarray(0, lacking);
+        }
+        pieces.push(more);
+        lacking -= more.length;
       }
-      let more = pending;
-      pending = EMPTY;
-      if (more.length === 0) {
-        const read = self.stream.read();
-        if (read === null) return false;
-        self.recvSinceLastCheck = true;
-        more = read;
-      }
-      if (rest.length === 0) rest = more;
-      else if (lacking > 0 && more.length > lacking) {
-        // Only the bytes this frame lacks are joined to it; the rest of the read is the next frames'.
-        rest = Buffer.concat([rest, more.subarray(0, lacking)]);
-        pending = more.subarray(lacking);
-      } else rest = Buffer.concat([rest, more]);
-      self.rest = rest;
+      self.rest = rest = Buffer.concat(pieces);
     }
   };
 
@@ -80,7 +100,7 @@ export function readFramesWithoutCopies(connection: unknown, header?: HeaderRead
     const rest = this.rest;
     if (header !== undefined && rest[0] === FRAME_HEADER) {
       const size = rest.readUInt32BE(3);
-      if (rest.length >= FRAME_PREFIX + size + 1 && rest[FRAME_PREFIX + size] === FRAME_END) {
+      if ((this.maxFrameSize === 0 || size <= this.maxFrameSize) && rest.length >= FRAME_PREFIX + size + 1 && rest[FRAME_PREFIX + size] === FRAME_END) {
         const frame = header(rest.subarray(FRAME_PREFIX, FRAME_PREFIX + size), rest.readUInt16BE(1));
         if (frame !== undefined) {
           this.rest = rest.subarray(FRAME_PREFIX + size + 1);
