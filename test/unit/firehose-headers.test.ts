@@ -144,6 +144,24 @@ describe("the tracer's own reading of firehose headers", () => {
     expect(source.protocol === 'amqp' && decodeFieldTable(source.properties as Buffer)).toEqual(expected);
   });
 
+  it("keeps no view of the socket's buffer for a properties table longer than the tape copies (a long header)", () => {
+    const frame = headerPayload({ routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'], properties: { correlation_id: 'a', headers: { token: 'x'.repeat(9000) } } });
+    const body = Buffer.from('{"id":"a","reply_to":"replies/a"}');
+    const stored = (bytes: Buffer): TraceStore => {
+      const store = new TraceStore();
+      const event = parseFirehoseMessage({ fields: { routingKey: 'publish.amq.direct' } as never, properties: { headers: readFirehoseHeaders(bytes)!.headers } as never, content: body });
+      store.record(firehoseStep(event!, store)!);
+      return store;
+    };
+    const expected = stored(Buffer.from(frame)).steps('a')[0]!.detail as { wire?: TraceMessage };
+    const store = stored(frame);
+    frame.fill(0);
+    const wire = (store.steps('a')[0]!.detail as { wire?: TraceMessage }).wire;
+    expect(wire?.headers.token).toBeDefined();
+    expect(wire).toEqual(expected.wire);
+    expect(wire?.properties).toMatchObject({ correlation_id: 'a' });
+  });
+
   it("a copy of the traced message's properties that cannot be decoded costs that step's properties only", () => {
     const payload = headerPayload({ routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'], properties: { correlation_id: 'a' }, node: 'rabbit@a' });
     // the nested table's first key made to claim more bytes than the table has

@@ -104,13 +104,15 @@ describe("an RPC's routing keys the firehose compares its messages with", () => 
     it(`are those of the first step of each kind, as findDetail reads them (steps ${listened ? 'built at once' : 'on the tape'})`, () => {
       const store = new TraceStore();
       if (listened) store.on('added', () => undefined);
+      // record (what the firehose and attached writers use) keeps an unread step on the tape when nobody listens
+      const keep = (draft: TraceStepDraft): void => void store.record(draft);
       // a second reply (a spoof, or a second worker) and a second publish come later: the first of each kind counts
-      store.add(replied('a', 'reply.a'));
-      store.add(composed('a'));
-      store.add(published('a', 'rpc_queue'));
-      store.add(published('a', 'rpc.queue'));
-      store.add(replied('a', 'reply.forged'));
-      store.add(published('b', 'rpc_queue'));
+      keep(replied('a', 'reply.a'));
+      keep(composed('a'));
+      keep(published('a', 'rpc_queue'));
+      keep(published('a', 'rpc.queue'));
+      keep(replied('a', 'reply.forged'));
+      keep(published('b', 'rpc_queue'));
       expect(store.keysOf('a')).toMatchObject({ replyKey: 'reply.a', predictedKey: 'rpc_queue', repliedKey: 'reply.a' });
       expect(store.keysOf('a')?.replyKey).toBe(store.replyKeyOf(store.findDetail('a', 'composed')!.replyTopic));
       expect(store.keysOf('a')?.predictedKey).toBe(store.findDetail('a', 'mqtt.published')?.predictedRoutingKey);
@@ -119,6 +121,17 @@ describe("an RPC's routing keys the firehose compares its messages with", () => 
       expect(store.keysOf('c')).toBeUndefined();
     });
   }
+
+  it('go with their RPC when it is evicted, and come again with it (the reply key still finds the RPC id)', () => {
+    const store = new TraceStore({ maxRpcs: 1 });
+    store.record(composed('a'));
+    store.record(composed('b'));
+    expect(store.keysOf('a')).toBeUndefined();
+    expect(store.rpcForReplyKey('reply.a')).toBe('a');
+    store.record(published('a', 'rpc_queue'));
+    expect(store.keysOf('a')).toMatchObject({ replyKey: undefined, predictedKey: 'rpc_queue' });
+    expect(store.keysOf('a')?.replyKey).toBe(store.findDetail('a', 'composed')?.replyTopic);
+  });
 });
 
 describe('steps handed over by an attached client or server', () => {

@@ -43,7 +43,7 @@ const SEGMENT_MASK = SEGMENT_CELLS - 1;
 /** Bytes of strings and body heads per segment: an untraced call writes about 5 a cell (its body heads, topics and names). */
 const SEGMENT_BYTES = SEGMENT_CELLS * 20;
 /** A Buffer longer than this is kept by reference; a body's head (at most TRACE_BODY_PREVIEW_BYTES) is always copied. */
-const MAX_COPIED_BYTES = Math.max(8192, TRACE_BODY_PREVIEW_BYTES);
+export const MAX_COPIED_BYTES = Math.max(8192, TRACE_BODY_PREVIEW_BYTES);
 const LENGTH_UNIT = 2 ** 24;
 /** Nested deeper than this, a value is kept by reference (a cycle would never end). */
 const MAX_DEPTH = 8;

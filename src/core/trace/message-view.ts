@@ -204,6 +204,15 @@ export function ownedHead(source: WireSource): void {
   source.head = ownedCopy(source.head);
 }
 
+/**
+ * The firehose's properties table, when longer than `limit` (what the trace store's tape copies; a longer Buffer it
+ * keeps by reference), becomes a copy of its own before the tape takes the source apart: a view of the socket's read
+ * would otherwise stay on the tape.
+ */
+export function ownedLongTable(source: WireSource, limit: number): void {
+  if (source.protocol === 'amqp' && Buffer.isBuffer(source.properties) && source.properties.byteLength > limit) source.properties = ownedCopy(source.properties);
+}
+
 function ownedCopy(view: Buffer): Buffer {
   const copy = Buffer.allocUnsafeSlow(view.byteLength);
   view.copy(copy);

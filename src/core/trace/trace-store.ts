@@ -26,8 +26,8 @@ import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import { BoundedMap } from '../bounded-map';
-import { buildWire, dropPendingPreview, ownedHead, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
-import { FactTape, type TapeOwner } from './fact-tape';
+import { buildWire, dropPendingPreview, ownedHead, ownedLongTable, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
+import { FactTape, MAX_COPIED_BYTES, type TapeOwner } from './fact-tape';
 
 export interface TraceStoreOptions {
   maxRpcs?: number;
@@ -314,6 +314,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     let index: number;
     const head = !listened && !wantStep ? tapeHead(draft.kind, phase) : -1;
     if (head >= 0) {
+      if (source !== undefined) ownedLongTable(source, MAX_COPIED_BYTES);
       const values = this.taping;
       values[0] = draft.at;
       values[1] = draft.source;
