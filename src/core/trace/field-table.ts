@@ -149,7 +149,7 @@ export class FieldReader {
   }
 
   /** Past the value here, decoding only what its length is not written for (a number's type gives its size). */
-  skip(): void {
+  skipValue(): void {
     const { buf } = this;
     const tag = buf[this.offset];
     switch (tag) {

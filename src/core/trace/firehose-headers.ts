@@ -57,36 +57,58 @@ export function nameAt(buf: Uint8Array, start: number, length: number): string {
   return text;
 }
 
-/** A string value (tag `S`) as a name; anything else as amqplib would decode it. */
-function stringOrValue(reader: FieldReader): unknown {
+/** A decoded value as a name: a string or a byte array's text, interned; undefined for anything else. */
+function nameOf(value: unknown): string | undefined {
+  return typeof value === 'string' ? traceNames.of(value) : Buffer.isBuffer(value) ? traceNames.of(value.toString('utf8')) : undefined;
+}
+
+/** An item of a list of names: a name, or anything else as its text. */
+function itemName(item: unknown): string {
+  return nameOf(item) ?? traceNames.of(String(item));
+}
+
+/** A decoded value as a list of names: an array's items; no names for anything else. */
+function namesOf(value: unknown): string[] {
+  return Array.isArray(value) ? value.map(itemName) : [];
+}
+
+/** The value here as a name: a string (tag `S`) recognised by its bytes, anything else decoded as amqplib would, then `nameOf`. */
+function readName(reader: FieldReader): string | undefined {
   const { buf } = reader;
-  if (buf[reader.offset] !== UPPER_S) return reader.value();
+  if (buf[reader.offset] !== UPPER_S) return nameOf(reader.value());
   const length = buf.readUInt32BE(reader.offset + 1);
   const text = nameAt(buf, reader.offset + 5, length);
   reader.offset += 5 + length;
   return text;
 }
 
-function asText(value: unknown): string | undefined {
-  return typeof value === 'string' ? value : Buffer.isBuffer(value) ? traceNames.of(value.toString('utf8')) : undefined;
-}
-
-/** An array of names (tag `A` of `S`s, what RabbitMQ writes); anything else as `parseFirehoseMessage` always read it. */
-function names(reader: FieldReader): string[] {
+/** An array of names (tag `A` of `S`s, what RabbitMQ writes); anything else as `namesOf` reads it. */
+function readNames(reader: FieldReader): string[] {
   const { buf } = reader;
-  if (buf[reader.offset] !== UPPER_A) {
-    const value = reader.value();
-    return Array.isArray(value) ? value.map((item) => asText(item) ?? traceNames.of(String(item))) : [];
-  }
+  if (buf[reader.offset] !== UPPER_A) return namesOf(reader.value());
   const end = reader.offset + 5 + buf.readUInt32BE(reader.offset + 1);
   if (end > buf.length) throw new RangeError('array runs past its frame');
   reader.offset += 5;
   const list: string[] = [];
   while (reader.offset < end) {
-    const item = stringOrValue(reader);
-    list.push(asText(item) ?? traceNames.of(String(item)));
+    list.push(buf[reader.offset] === UPPER_S ? (readName(reader) as string) : itemName(reader.value()));
   }
   return list;
+}
+
+/** What the tracer reads of headers amqplib decoded (a connection the frame reader did not take over). */
+export function headersFromDecoded(decoded: Record<string, unknown>): FirehoseHeaders {
+  const headers = new FirehoseHeaders();
+  headers.routingKeys = namesOf(decoded.routing_keys);
+  headers.routedQueues = namesOf(decoded.routed_queues);
+  headers.redelivered = decoded.redelivered === 1 || decoded.redelivered === true;
+  headers.node = nameOf(decoded.node);
+  const properties = decoded.properties;
+  if (typeof properties === 'object' && properties !== null && !Buffer.isBuffer(properties)) headers.decoded = properties as Record<string, unknown>;
+  headers.connection = nameOf(decoded.connection);
+  if (typeof decoded.channel === 'number') headers.channel = decoded.channel;
+  headers.user = nameOf(decoded.user);
+  return headers;
 }
 
 /** The keys the tracer reads, told apart by their bytes (no string is made of a key). */
@@ -155,23 +177,23 @@ export function readFirehoseHeaders(payload: Buffer): { size: number; headers: F
       reader.offset += 1 + keyLength;
       switch (key) {
         case ROUTING_KEYS:
-          headers.routingKeys = names(reader);
+          headers.routingKeys = readNames(reader);
           break;
         case ROUTED_QUEUES:
-          headers.routedQueues = names(reader);
+          headers.routedQueues = readNames(reader);
           break;
         case PROPERTIES:
           if (payload[reader.offset] === UPPER_F) headers.properties = reader.encoded();
           else reader.value();
           break;
         case NODE:
-          headers.node = asText(stringOrValue(reader));
+          headers.node = readName(reader);
           break;
         case CONNECTION:
-          headers.connection = asText(stringOrValue(reader));
+          headers.connection = readName(reader);
           break;
         case USER:
-          headers.user = asText(stringOrValue(reader));
+          headers.user = readName(reader);
           break;
         case CHANNEL: {
           const channel = reader.value();
@@ -185,7 +207,7 @@ export function readFirehoseHeaders(payload: Buffer): { size: number; headers: F
         }
         default:
           // exchange_name, vhost and anything a later RabbitMQ adds: not read by the tracer, skipped.
-          reader.skip();
+          reader.skipValue();
       }
     }
     return reader.offset === end ? { size, headers } : undefined;

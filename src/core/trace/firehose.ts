@@ -15,7 +15,7 @@ import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from
 import { MissingTagError } from '../broker/management-http';
 import { readTopLevelFields } from './json-fields';
 import type { EncodedTable } from './field-table';
-import { FirehoseHeaders, readFirehoseHeaders } from './firehose-headers';
+import { FirehoseHeaders, headersFromDecoded, readFirehoseHeaders } from './firehose-headers';
 import { amqpWire, WIRE_SOURCE, type PendingDraft } from './message-view';
 import { traceNames } from './intern';
 import type { RpcKeys, TraceStore } from './trace-store';
@@ -50,13 +50,6 @@ export interface FirehoseEvent {
   body: Buffer;
 }
 
-const text = (value: unknown): string | undefined => (typeof value === 'string' ? traceNames.of(value) : Buffer.isBuffer(value) ? traceNames.of(value.toString('utf8')) : undefined);
-
-function stringList(value: unknown): string[] {
-  if (!Array.isArray(value)) return [];
-  return value.map((item) => traceNames.of(Buffer.isBuffer(item) ? item.toString('utf8') : String(item)));
-}
-
 /** Reads one firehose message: `publish.<exchange>` or `deliver.<queue>` with its headers; undefined for anything else. */
 export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'properties' | 'content'>): FirehoseEvent | undefined {
   const key = message.fields.routingKey;
@@ -65,7 +58,7 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
   if (dot < 0 || (type !== 'publish' && type !== 'deliver')) return undefined;
   const given: unknown = message.properties.headers;
   // Read by the tracer's own frame reader (readFirehoseFrames), or else decoded by amqplib.
-  const headers = given instanceof FirehoseHeaders ? given : headersOf((given ?? {}) as Record<string, unknown>);
+  const headers = given instanceof FirehoseHeaders ? given : headersFromDecoded((given ?? {}) as Record<string, unknown>);
   const event: FirehoseEvent = {
     type,
     name: traceNames.of(key.slice(dot + 1)),
@@ -84,21 +77,6 @@ export function parseFirehoseMessage(message: Pick<ConsumeMessage, 'fields' | 'p
     event.party = party;
   }
   return event;
-}
-
-/** What the tracer reads of headers amqplib decoded (a connection the frame reader could not take over). */
-function headersOf(decoded: Record<string, unknown>): FirehoseHeaders {
-  const headers = new FirehoseHeaders();
-  headers.routingKeys = stringList(decoded.routing_keys);
-  headers.routedQueues = stringList(decoded.routed_queues);
-  headers.redelivered = decoded.redelivered === 1 || decoded.redelivered === true;
-  headers.node = text(decoded.node);
-  const properties = decoded.properties;
-  if (typeof properties === 'object' && properties !== null && !Buffer.isBuffer(properties)) headers.decoded = properties as Record<string, unknown>;
-  headers.connection = text(decoded.connection);
-  if (typeof decoded.channel === 'number') headers.channel = decoded.channel;
-  headers.user = text(decoded.user);
-  return headers;
 }
 
 /**
