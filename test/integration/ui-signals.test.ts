@@ -58,9 +58,10 @@ async function sandboxFolder(): Promise<string> {
   return dir;
 }
 
-async function runningSandbox(dir: string): Promise<SandboxInfo> {
+/** The sandbox broker `command` started in `dir`; when it is not running, the error says what the command printed (its start-up's words). */
+async function runningSandbox(dir: string, command: { lines: string[] }): Promise<SandboxInfo> {
   const status = await sandboxStatus(dir);
-  if (status.state !== 'running') throw new Error(`the sandbox broker in ${dir} is ${status.state}`);
+  if (status.state !== 'running') throw new Error(`the sandbox broker in ${dir} is ${status.state}; the command printed: ${command.lines.join(' | ')}`);
   return status.info;
 }
 
@@ -119,7 +120,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const dir = await sandboxFolder();
     const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     await ui.waitForLine(/BridgeScope is ready: http/);
-    const node = await runningSandbox(dir);
+    const node = await runningSandbox(dir, ui);
     ui.signalGroup('SIGINT');
     expect(await ui.exited).toEqual({ code: 0, signal: null });
     await expectNodeGone(dir, node);
@@ -153,7 +154,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     const ready = await ui.waitForLine(/BridgeScope is ready: http/);
     const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
-    const node = await runningSandbox(dir);
+    const node = await runningSandbox(dir, ui);
 
     // The page starts a server whose handler takes 3 s, so the drain has a request to wait for.
     const page = await openPage(url);
@@ -187,7 +188,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir, '--allow-handler-modules']);
     const ready = await ui.waitForLine(/BridgeScope is ready: http/);
     const url = new URL(/(http:\/\/\S+)/.exec(ready)?.[1] as string);
-    const node = await runningSandbox(dir);
+    const node = await runningSandbox(dir, ui);
     const page = await openPage(url);
     const queue = uniqueName('rpc_queue');
     const started = page.next((frame) => frame.type === 'reply' && frame.id === 1);
@@ -219,7 +220,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const dir = await sandboxFolder();
     const start = startNodeGroup([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
     await start.waitForLine(/BridgeScope is ready: http/);
-    const node = await runningSandbox(dir);
+    const node = await runningSandbox(dir, start);
     start.signalGroup('SIGINT');
     expect(await start.exited).toEqual({ code: 0, signal: null });
     await expectNodeGone(dir, node);
@@ -230,7 +231,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const dir = await sandboxFolder();
     const start = startNodeGroup([startScript, '--web', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
     await start.waitForLine(/BridgeScope is ready: http/);
-    const node = await runningSandbox(dir);
+    const node = await runningSandbox(dir, start);
     start.signalGroup('SIGHUP');
     expect(await start.exited).toEqual({ code: 0, signal: null });
     await expectNodeGone(dir, node);
@@ -260,7 +261,7 @@ describe('bridgescope ui and npm start under signals', () => {
     const dir = await sandboxFolder();
     const npm = startNodeGroup([npmScript(), 'run', 'web', '--', '--sandbox-dir', dir], { BRIDGESCOPE_SKIP_BUILD: '1' });
     await npm.waitForLine(/BridgeScope is ready: http/);
-    const node = await runningSandbox(dir);
+    const node = await runningSandbox(dir, npm);
     npm.signalGroup('SIGINT');
     await npm.exited;
     await expectNodeGone(dir, node);

@@ -93,7 +93,9 @@ export async function reapOrphanedTestBrokers(): Promise<string[]> {
   for (const name of await readdir(tmpdir())) {
     if (!TEST_BROKER_PREFIXES.some((prefix) => name.startsWith(prefix))) continue;
     const dir = join(tmpdir(), name);
-    const owner = Number(await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => 'NaN'));
+    // Read while its owner writes it, the file is empty: that is no owner yet (Number('') is 0, a pid never alive).
+    const text = (await readFile(join(dir, OWNER_FILE), 'utf8').catch(() => '')).trim();
+    const owner = /^[1-9]\d*$/.test(text) ? Number(text) : Number.NaN;
     if (Number.isInteger(owner) && isProcessAlive(owner)) continue;
     // A folder without an owner yet may belong to a run that is just starting: leave the young ones alone. Gone
     // meanwhile: another run's reaper (scripts/integration-pass.sh starts two runs at once) or teardown took it.
