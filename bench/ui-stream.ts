@@ -4,7 +4,8 @@
  * scrolling), the page's heap and the host's RSS over time, and how far the UI lags behind the stream. Run by
  * `bridgescope bench` with the broker's URLs in BRIDGESCOPE_BENCH_URLS: `ui-stream.ts <result.json> <seconds>`.
  * BRIDGESCOPE_BENCH_UI_NODE_ARGS passes node flags to the host (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, or a
- * `--require` of a memory sampler) to profile it under the stream.
+ * `--require` of a memory sampler) to profile it under the stream; BRIDGESCOPE_BENCH_PAGE_PROFILE=<file.cpuprofile>
+ * writes a CPU profile of the page's first 40 s under the stream (what its frames spend their time on).
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Page } from 'playwright-core';
@@ -136,6 +137,13 @@ try {
   const heapBefore = await heapMiB();
   await page.click('[data-testid=load-run]');
   const started = Date.now();
+  const pageProfile = process.env.BRIDGESCOPE_BENCH_PAGE_PROFILE;
+  // The last sample mark at or before 40 s.
+  const profileUntilS = Math.min(40, Math.floor(seconds / SAMPLE_EVERY_S) * SAMPLE_EVERY_S);
+  if (pageProfile) {
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.start');
+  }
   await page.click('[data-testid=tab-trace]');
 
   const idle: number[] = [];
@@ -157,6 +165,11 @@ try {
     while (Date.now() - started < mark * 1000) await page.waitForTimeout(100);
     samples.push({ atS: mark, heapMiB: round(await heapMiB()), hostRssMiB: round(await rssMiB(ui.child.pid)), rpcs: await composedSoFar() });
     process.stderr.write(`  ui stream: ${mark} s, ${samples.at(-1)?.rpcs} RPCs seen by the page, heap ${samples.at(-1)?.heapMiB} MiB\n`);
+    if (pageProfile && mark === profileUntilS) {
+      const { profile } = (await cdp.send('Profiler.stop')) as { profile: unknown };
+      await writeFile(pageProfile, JSON.stringify(profile));
+      process.stderr.write(`  ui stream: the page's CPU profile of its first ${mark} s is in ${pageProfile}\n`);
+    }
   }
   const elapsedS = (Date.now() - started) / 1000;
   const stream = (await page.evaluate('({ lags: window.__stream.lags, composed: window.__stream.composed, batches: window.__stream.batches })')) as {
