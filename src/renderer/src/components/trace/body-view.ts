@@ -1,5 +1,6 @@
 /** How the inspector shows a body the trace kept: pretty JSON when it parses, text when it is text, a hex dump otherwise. */
 import { TRACE_BODY_PREVIEW_BYTES, type TraceBody } from '../../../../shared/trace';
+import { formatCount } from '../../../../shared/describe';
 
 export interface BodyView {
   /** what the body pane shows ('' when the preview was dropped) */
@@ -9,7 +10,7 @@ export interface BodyView {
   note: string;
 }
 
-const bytesText = (n: number): string => `${n.toLocaleString('en-US')} byte${n === 1 ? '' : 's'}`;
+const bytesText = (n: number): string => `${formatCount(n)} byte${n === 1 ? '' : 's'}`;
 
 /** A hex dump of bytes: offset, 16 bytes in hex, the same as ASCII (dots for the rest). */
 export function hexDump(bytes: Uint8Array): string {
