@@ -463,6 +463,31 @@ describe('the trace timeline', () => {
     );
   });
 
+  it('says the broker delivered the request to the server before its PUBACK reached the client, not that one clock disagrees with itself', () => {
+    // In the app the client and the server share one clock: a worker's step under the ack is the ack arriving late.
+    const acked: TraceStep[] = [
+      steps[1]!,
+      { rpcId: 'a', seq: 6, at: at + 48, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } },
+      { rpcId: 'a', seq: 7, at: at + 37, source: 'server', kind: 'worker.received', detail: { worker: 'worker-1', queue: 'rpc_queue', consumerTag: 'ctag', routingKey: 'rpc_queue', redelivered: false } },
+    ];
+    const note = timelineOf(acked).rows[2]!.clockNote;
+    expect(note).toBe(
+      'Stamped 11 ms before the step above: the broker delivered the request to the server before its PUBACK reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.',
+    );
+    expect(note).not.toMatch(/disagree/);
+    expect(mount(TraceTimeline, { props: { steps: acked } }).find('[data-testid=trace-clock-note]').text()).toContain('(marked ↑): the note on the row says why.');
+  });
+
+  it('says the broker delivered the reply before its confirm reached the server, when the reply is stamped before the confirm', () => {
+    const confirmed: TraceStep[] = [
+      { rpcId: 'a', seq: 8, at: at + 63, source: 'server', kind: 'reply.confirmed', detail: { worker: 'worker-1', outcome: 'routed' } },
+      { rpcId: 'a', seq: 9, at: at + 62, source: 'client', kind: 'mqtt.reply.received', detail: { topic: 'reply/a', replyTopic: 'reply/a', topicMismatch: false, bytes: 93, qos: 1 } },
+    ];
+    expect(timelineOf(confirmed).rows[1]!.clockNote).toBe(
+      'Stamped 1 ms before the step above: the broker delivered the reply to the client before its confirm reached the server, which stamps the confirm on arrival. The list follows the path, not the clocks.',
+    );
+  });
+
   it('says nothing about clocks when the times read top to bottom', () => {
     const wrapper = mount(TraceTimeline, { props: { steps: steps.filter((step) => step.source !== 'broker') } });
     expect(wrapper.find('[data-testid=trace-clock-note]').exists()).toBe(false);
