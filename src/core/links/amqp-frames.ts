@@ -4,8 +4,8 @@
  * (`Buffer.concat([rest, incoming])`, a copy of the whole read even when nothing was left); profiled traced at c=100
  * that copy was 15 us an RPC of the tracer's process. Here a read is used as it is when nothing was left over, and a
  * frame cut by reads is completed with just the bytes it lacks, joined once (the rest of the last read waits its turn):
- * only a frame that reads cut is copied, once, and a frame that waits for more while the socket is dry once more. Frames are still decoded by amqplib; a content header frame can be read by
- * the caller instead (`header`).
+ * only a frame that reads cut is copied, once (again when it must wait for a read that has not come yet). Frames are
+ * still decoded by amqplib; a content header frame can be read by the caller instead (`header`).
  */
 
 /** The part of amqplib's connection read here (amqplib 2.x: `recvFrame`, `rest`, `maxFrameSize`, `stream`, `recvSinceLastCheck`). */

@@ -1,5 +1,7 @@
 /** The numbers a user types, checked as they type with the core's own limits (src/core/contract-schemas.ts), each as one sentence. */
 
+import { formatCount } from '../../shared/describe';
+
 /** A number field bound with v-model.number: a number, or the raw text when the browser could not read one (an empty field is ''). */
 export type NumberField = number | string | null | undefined;
 
@@ -8,8 +10,8 @@ function wholeNumberProblem(value: NumberField, what: string, min: number, max: 
   if (value === '' || value === null || value === undefined) return `${what} is empty: type a whole number${suffix}.`;
   if (typeof value !== 'number' || !Number.isFinite(value)) return `${what} must be a number${suffix}.`;
   if (!Number.isInteger(value)) return `${what} must be a whole number${suffix}.`;
-  if (value < min) return `${what} must be at least ${min.toLocaleString('en-US')}${suffix}.`;
-  if (value > max) return `${what} must be at most ${max.toLocaleString('en-US')}${suffix}.`;
+  if (value < min) return `${what} must be at least ${formatCount(min)}${suffix}.`;
+  if (value > max) return `${what} must be at most ${formatCount(max)}${suffix}.`;
   return undefined;
 }
 

@@ -1,5 +1,6 @@
 /** A load run's outcome in words: each error code as a sentence, and cancelled requests apart from failed ones. */
 import type { LoadSummary } from '../../shared/contract';
+import { counted } from '../../shared/describe';
 
 /** What happened to the requests of one error code, after "N request(s)". */
 const WHAT: Record<string, string> = {
@@ -17,7 +18,7 @@ const WHAT: Record<string, string> = {
 };
 
 function requests(count: number): string {
-  return count === 1 ? '1 request' : `${count.toLocaleString('en-US')} requests`;
+  return counted(count, 'request');
 }
 
 /** Each failure code of a run as one sentence, most frequent first; cancelled requests are left to `cancelledText`. */

@@ -26,11 +26,9 @@ function clockNote(step: TraceStep, above: TraceStep, behindMs: number): string 
   const by = `Stamped ${behindMs} ms before the step above`;
   // The client stamps an ack when it arrives; the broker had routed the request (and delivered it to a worker, whose
   // step can come first too: in the app the server and the client share one clock) before the ack got back.
-  if (above.kind === 'mqtt.acknowledged' && step.source === 'broker') {
-    return `${by}: the broker routed the request before its ${above.detail.packet.toUpperCase()} reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.`;
-  }
-  if (above.kind === 'mqtt.acknowledged' && step.source === 'server') {
-    return `${by}: the broker delivered the request to the server before its ${above.detail.packet.toUpperCase()} reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.`;
+  if (above.kind === 'mqtt.acknowledged' && (step.source === 'broker' || step.source === 'server')) {
+    const passed = step.source === 'broker' ? 'routed the request' : 'delivered the request to the server';
+    return `${by}: the broker ${passed} before its ${above.detail.packet.toUpperCase()} reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.`;
   }
   // The same for the reply: the server stamps the broker's confirm when it arrives, after the broker passed the reply on.
   if (above.kind === 'reply.confirmed' && (step.source === 'client' || step.source === 'broker')) {
