@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createConnection, createServer, type AddressInfo, type Server } from 'node:net';
 import { homedir, platform } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
@@ -358,7 +358,7 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   let sharedEpmdPort: number | undefined;
   if (install.kind === 'root') {
     // A cluster node restarted on its own (the others running) finds them through the cluster's epmd, still running.
-    sharedEpmdPort = opts.epmdPort ?? (remembered?.sharedEpmdPort && !(await isPortFree(remembered.sharedEpmdPort)) ? remembered.sharedEpmdPort : undefined);
+    sharedEpmdPort = opts.epmdPort ?? (remembered?.sharedEpmdPort && (await acceptsConnections(remembered.sharedEpmdPort)) ? remembered.sharedEpmdPort : undefined);
     epmdPort = sharedEpmdPort ?? (await startEpmd(install.root, dir));
   }
   const env: NodeJS.ProcessEnv = {
@@ -525,29 +525,62 @@ export function describeInstall(install: RabbitMQInstall): string {
   return `${install.label}${install.version ? ` (${install.version})` : ''} from ${install.root}`;
 }
 
-/** An epmd of its own (a free port, on loopback) for nodes from a prepared root, run from that root with `dir` mounted. */
+/**
+ * An epmd of its own (a free port, on loopback) for nodes from a prepared root, run from that root with `dir` mounted.
+ * Waiting for it connects to the port instead of binding it: a bind to see whether the port is still free holds it for a
+ * moment, and an epmd that binds in that moment exits quietly (status 0). A port taken by someone else between the pick
+ * and epmd's bind ends the same way, so a new port is picked then, three times at most.
+ */
 export async function startEpmd(root: string, dir: string): Promise<number> {
-  const [port] = (await freePorts(1)) as [number];
-  const logFd = openSync(join(dir, 'epmd.log'), 'a');
-  // In the folder's own namespace too, so that stopping the folder's processes (killRootProcesses) finds it.
-  const command = chrootCommand(root, dir, ['/usr/bin/epmd', '-port', String(port), '-address', '127.0.0.1']);
-  const child = spawn(command.file, command.args, {
-    detached: true,
-    stdio: ['ignore', logFd, logFd],
-    env: rootBaseEnv(),
-  });
-  closeSync(logFd);
-  child.once('error', () => undefined);
-  child.unref();
-  const deadline = Date.now() + 10_000;
-  while (await isPortFree(port)) {
-    if (child.exitCode !== null || child.pid === undefined || Date.now() > deadline) {
-      if (child.pid) await killNode(child.pid, 2000);
-      throw new BridgeError('broker-failed', `epmd from ${root} did not start on port ${port} (log: ${join(dir, 'epmd.log')}).`);
+  let lastPort = 0;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const [port] = (await freePorts(1)) as [number];
+    lastPort = port;
+    const logFd = openSync(join(dir, 'epmd.log'), 'a');
+    // In the folder's own namespace too, so that stopping the folder's processes (killRootProcesses) finds it.
+    const command = chrootCommand(root, dir, ['/usr/bin/epmd', '-port', String(port), '-address', '127.0.0.1']);
+    const child = spawn(command.file, command.args, {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      env: rootBaseEnv(),
+    });
+    closeSync(logFd);
+    child.once('error', () => undefined);
+    child.unref();
+    const deadline = Date.now() + 30_000;
+    while (!(await acceptsConnections(port))) {
+      if (child.exitCode !== null || child.pid === undefined) break;
+      if (Date.now() > deadline) {
+        await killNode(child.pid, 2000);
+        throw new BridgeError('broker-failed', `epmd from ${root} did not listen on port ${port} within 30 s${epmdLogTail(dir)}.`);
+      }
+      await new Promise<void>((resolve) => setTimeout(resolve, 50));
     }
-    await new Promise<void>((resolve) => setTimeout(resolve, 50));
+    if (child.exitCode === null && child.pid !== undefined) return port;
   }
-  return port;
+  throw new BridgeError('broker-failed', `epmd from ${root} exited three times without listening (last on port ${lastPort})${epmdLogTail(dir)}.`);
+}
+
+/** The end of a folder's epmd log, for an error message: what epmd or the chroot's mounts said. */
+function epmdLogTail(dir: string): string {
+  const path = join(dir, 'epmd.log');
+  const text = logTail(path, 5).replace(/\s+/g, ' ');
+  return `; ${path}${text ? ` ends "${text.slice(-300)}"` : ' is empty'}`;
+}
+
+/** Whether something accepts a TCP connection on loopback `port` now (asked without taking the port). */
+export function acceptsConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
 }
 
 export type SandboxStopResult = { stopped: true; info: SandboxInfo } | { stopped: false; reason: string };
