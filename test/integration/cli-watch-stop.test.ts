@@ -11,7 +11,7 @@ import { ManagementApi } from '../../src/core/broker/management-api';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { removeOwnTestBroker, restartOwnTestBroker, startOwnTestBroker } from '../support/reap';
-import { startGroupLeader, type GroupLeader } from '../support/processes';
+import { pauseProcess, startGroupLeader, type GroupLeader } from '../support/processes';
 
 let dir: string;
 let broker: SandboxInfo;
@@ -78,10 +78,10 @@ async function request(topic: string, id: string, replyTo: string): Promise<void
   await connection.close();
 }
 
-/** Pauses the broker (SIGSTOP) until the returned function is called; a guard resumes it if a test fails first. */
-function pauseBroker(): () => void {
+/** Pauses the broker (SIGSTOP, seen stopped) until the returned function is called; a guard resumes it if a test fails first. */
+async function pauseBroker(): Promise<() => void> {
   const pid = broker.pid;
-  process.kill(pid, 'SIGSTOP');
+  await pauseProcess(pid);
   const resume = (): void => {
     clearTimeout(guard);
     process.kill(pid, 'SIGCONT');
@@ -98,7 +98,7 @@ describe('bridgescope watch leaves nothing on the broker', () => {
     const tapQueue = (await watch.queue) as string;
     await request(topic, 'waiting', `reply/${uniqueName('dev')}`);
     await untilBound(tapQueue, 2);
-    const resume = pauseBroker();
+    const resume = await pauseBroker();
     watch.signalGroup('SIGINT');
     await watch.waitForLine(/^Stopping: deleting the tap queue/);
     watch.signalGroup('SIGINT');
@@ -115,7 +115,7 @@ describe('bridgescope watch leaves nothing on the broker', () => {
     const tapQueue = (await watch.queue) as string;
     await request(topic, 'waiting', `reply/${uniqueName('dev')}`);
     await untilBound(tapQueue, 2);
-    const resume = pauseBroker();
+    const resume = await pauseBroker();
     const stoppingAt = Date.now();
     watch.child.kill('SIGINT');
     const { code } = await watch.exited;
@@ -124,7 +124,7 @@ describe('bridgescope watch leaves nothing on the broker', () => {
     expect(code).toBe(0);
     // 3 s for the unanswered delete, 3 s for the unanswered close, then the socket is cut.
     expect(tookMs).toBeLessThan(10_000);
-    expect(watch.lines).toContain('Stopped: the broker did not answer, so the connection was cut; the broker deletes the tap queue and its bindings when it notices.');
+    expect(watch.lines, `what watch printed: ${watch.lines.join(' | ')}`).toContain('Stopped: the broker did not answer, so the connection was cut; the broker deletes the tap queue and its bindings when it notices.');
     await untilNoTap();
   }, 60_000);
 
@@ -132,7 +132,7 @@ describe('bridgescope watch leaves nothing on the broker', () => {
     const watch = startWatch(['--mode', 'firehose', '--topic', uniqueName('watch_fh2'), '--timeout', '60000']);
     await watch.waitForLine(/^Watching .* through the firehose \(turned on/);
     expect(await api().tracing()).toBe(true);
-    const resume = pauseBroker();
+    const resume = await pauseBroker();
     watch.signalGroup('SIGINT');
     await watch.waitForLine(/^Stopping: restoring firehose tracing/);
     watch.signalGroup('SIGINT');

@@ -11,6 +11,7 @@ import type { TraceStepDraft } from '../../src/shared/trace';
 import { wireSourceOf } from '../../src/core/trace/message-view';
 import { uniqueName } from '../support/names';
 import { startOwnTestBroker } from '../support/reap';
+import { pauseProcess } from '../support/processes';
 
 /**
  * These tests stop, start and pause a broker: they get one of their own, so the shared one keeps serving the other files.
@@ -127,7 +128,7 @@ describe('a dead link', () => {
     const mqttDown = untilStatus(client.link, ['reconnecting', 'failed'], client.link.status).then(noticed('MQTT'));
     const amqpDown = untilStatus(server, ['reconnecting', 'failed'], server.status).then(noticed('AMQP'));
     paused = Date.now();
-    process.kill(broker.pid, 'SIGSTOP');
+    await pauseProcess(broker.pid);
     try {
       const [mqtt, amqp] = await Promise.all([mqttDown, amqpDown]);
       const noticedAfterMs = Math.max(mqtt.afterMs, amqp.afterMs);

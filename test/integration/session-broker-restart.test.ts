@@ -10,6 +10,7 @@ import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { Session } from '../../src/core/session/session';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
+import { pauseProcess } from '../support/processes';
 
 /**
  * The app (an in-process Session) on a sandbox node of its own that this file stops and starts under it, the way a
@@ -153,7 +154,7 @@ describe('a broker restart under the app', () => {
   it('shows the node as unreachable while it is paused, and running again when it answers', async () => {
     const status = await sandboxStatus(dir);
     if (status.state !== 'running') throw new Error(`the node is not running: ${status.state}`);
-    process.kill(status.info.pid, 'SIGSTOP');
+    await pauseProcess(status.info.pid);
     try {
       // The inspector's AMQP heartbeat notices the silence; the node's process is alive, so it is unreachable, not stopped.
       const paused = await untilState((state) => state.sandbox.state === 'unreachable');

@@ -10,7 +10,7 @@ import { TraceStore } from '../../src/core/trace/trace-store';
 import { cliPath } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { removeOwnTestBroker, restartOwnTestBroker, startOwnTestBroker } from '../support/reap';
-import { startGroupLeader } from '../support/processes';
+import { pauseProcess, startGroupLeader } from '../support/processes';
 
 /** These tests restart their broker: they get one of their own, so the shared one keeps serving the other files. */
 let dir: string;
@@ -133,7 +133,7 @@ describe('a broker restart under a running tracer', () => {
     expect(await tracer.start()).toMatchObject({ state: 'on', turnedOnByUs: true });
     const bootBefore = (await api.nodeBoots())[0]?.startedAt ?? 0;
     const paused = broker.pid;
-    process.kill(paused, 'SIGSTOP');
+    await pauseProcess(paused);
     // A guard, not a wait: a stop that hangs (the bug) must not leave the node paused for the rest of the run.
     const guard = setTimeout(() => process.kill(paused, 'SIGCONT'), 20_000);
     let release: Awaited<ReturnType<FirehoseTracer['stop']>>;

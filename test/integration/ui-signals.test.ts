@@ -12,7 +12,7 @@ import { RpcClient } from '../../src/core/rpc/client';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { claimTestBroker } from '../support/reap';
-import { startGroupLeader, type GroupLeader } from '../support/processes';
+import { type GroupLeader, pauseProcess, startGroupLeader } from '../support/processes';
 
 const startScript = join(import.meta.dirname, '..', '..', 'scripts', 'start.mjs');
 /** npm's own entry point, run with this Node so the test does not depend on PATH. */
@@ -250,7 +250,7 @@ describe('bridgescope ui and npm start under signals', () => {
       BRIDGESCOPE_MANAGEMENT_URL: paused.urls.management,
     });
     await ui.waitForLine(/BridgeScope is ready: http/);
-    process.kill(paused.pid, 'SIGSTOP');
+    await pauseProcess(paused.pid);
     ui.signalGroup('SIGTERM');
     // A paused node never answers connection.close: the link destroys its socket after 5 s instead of waiting forever.
     expect(await ui.exited).toEqual({ code: 0, signal: null });

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'n
 import type { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -125,6 +125,25 @@ export function startGroupLeader(command: string, args: string[], env: NodeJS.Pr
       );
     },
   };
+}
+
+/**
+ * Pauses a process (a broker node: SIGSTOP) and resolves once the kernel shows it stopped (state T in /proc/<pid>/stat),
+ * so what the test does next meets a process that no longer answers. Bounded: a process not stopped within 5 s fails
+ * the test with that sentence.
+ */
+export async function pauseProcess(pid: number): Promise<void> {
+  process.kill(pid, 'SIGSTOP');
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+    // The state follows the command name, which is in parentheses and may hold spaces or parentheses itself.
+    if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T') return;
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGCONT');
+      throw new Error(`process ${pid} was sent SIGSTOP but is not stopped after 5 s (${stat ? 'state ' + stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) : 'gone'})`);
+    }
+  }
 }
 
 /**
