@@ -1,10 +1,10 @@
 import type { App } from 'vue';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { TraceStep } from '../../src/shared/trace';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import type { SendRequestArgs } from '../../src/shared/contract';
 import { payloadProblem, useComposeStore } from '../../src/renderer/src/stores/compose';
-import { MAX_RPCS_SHOWN, useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
+import { BATCH_SHOW_BURST, BATCH_SHOWS_PER_SECOND, MAX_RPCS_SHOWN, useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { webSocketClient } from '../../src/renderer/src/client';
 import { appWith, fakeClient } from './fake-client';
 import { fakeWorkspace } from './fake-workspace';
@@ -153,6 +153,7 @@ describe('trace store', () => {
     client = fakeClient({ 'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }) });
     app = appWith(client);
   });
+  afterEach(() => void vi.useRealTimers());
 
   it('ingests a batch of steps with one update, newest RPC first', async () => {
     const trace = app.runWithContext(() => useTraceViewStore());
@@ -162,6 +163,26 @@ describe('trace store', () => {
     expect(trace.version).toBe(before + 1);
     expect(trace.visibleIds).toEqual(['b', 'a']);
     expect(trace.totalSteps).toBe(3);
+  });
+
+  it('shows a stream of batches a few times a second, not at every batch, and loses none of their steps', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+    const trace = app.runWithContext(() => useTraceViewStore());
+    await trace.start();
+    const before = trace.version;
+    // A load run's stream: the host sends a batch every 30 ms; 2 s of it, 2 RPCs a batch.
+    for (let batch = 0; batch < 66; batch += 1) {
+      client.emit('trace.steps.added', { steps: [step(`r${batch * 2}`, batch * 4 + 1), step(`r${batch * 2}`, batch * 4 + 2), step(`r${batch * 2 + 1}`, batch * 4 + 3), step(`r${batch * 2 + 1}`, batch * 4 + 4)] });
+      vi.advanceTimersByTime(30);
+    }
+    vi.advanceTimersByTime(1000);
+    const shows = trace.version - before;
+    // The first batches show at once (a Compose send, a short burst); then BATCH_SHOWS_PER_SECOND a second (3 s in all).
+    expect(shows).toBeGreaterThanOrEqual(BATCH_SHOW_BURST);
+    expect(shows).toBeLessThanOrEqual(BATCH_SHOW_BURST + 3 * BATCH_SHOWS_PER_SECOND + 1);
+    expect(trace.totalSteps).toBe(264);
+    expect(trace.visibleIds).toHaveLength(132);
+    expect(trace.visibleIds[0]).toBe('r131');
   });
 
   it('does not count twice the steps a snapshot already held when their event arrives after it, and keeps the RPC being looked at', async () => {

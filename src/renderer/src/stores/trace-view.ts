@@ -19,6 +19,10 @@ import { useBusy } from './use-busy';
 import { useAppStore } from './app';
 
 export const MAX_RPCS_SHOWN = 20_000;
+/** batches of steps shown at once before the page shows them together (see showBatch) */
+export const BATCH_SHOW_BURST = 12;
+/** how often a stream's batches are shown, once the burst is spent */
+export const BATCH_SHOWS_PER_SECOND = 5;
 
 /**
  * Where an RPC came from: sent from Compose, by a load run of this page, by this app's client before the page saw it
@@ -45,8 +49,11 @@ export const useTraceViewStore = defineStore('trace', () => {
     list[index] = withoutPreview(step);
     return previewSize(step);
   };
+  /** what the page shows of the counts (set when a batch is shown); the counts themselves are kept as batches come */
   const totalSteps = ref(0);
   const droppedRpcs = ref(0);
+  let stepCount = 0;
+  let droppedCount = 0;
   const selectedId = ref<string>();
   const filter = ref('');
   /** all RPCs, only those with warnings, or only those that ended without a reply */
@@ -85,7 +92,7 @@ export const useTraceViewStore = defineStore('trace', () => {
   let keptSteps: TraceStep[] = [];
   const keptAcrossRestart = ref(0);
 
-  function ingest(steps: TraceStep[]): void {
+  function ingest(steps: TraceStep[], show = true): void {
     let kept = 0;
     for (const step of steps) {
       if (snapshotSeq > 0 && step.seq <= snapshotSeq) continue;
@@ -106,11 +113,11 @@ export const useTraceViewStore = defineStore('trace', () => {
       haystacks.delete(step.rpcId);
       summaries.delete(step.rpcId);
     }
-    totalSteps.value += kept;
+    stepCount += kept;
     if (order.length > MAX_RPCS_SHOWN) {
       const excess = order.length - MAX_RPCS_SHOWN;
       for (const id of order.slice(0, excess)) {
-        totalSteps.value -= byRpc.get(id)?.length ?? 0;
+        stepCount -= byRpc.get(id)?.length ?? 0;
         bodies.forget(id);
         byRpc.delete(id);
         haystacks.delete(id);
@@ -121,9 +128,42 @@ export const useTraceViewStore = defineStore('trace', () => {
         earlierIds.delete(id);
       }
       order = order.slice(excess);
-      droppedRpcs.value += excess;
+      droppedCount += excess;
     }
+    if (show) showBatch();
+  }
+
+  /**
+   * The host sends a batch every 30 ms under a stream; each `version` bump has Vue patch the list, the counts and the
+   * chart, and the browser lay them out again: under a load run, more than a frame's work each on a slow machine, so the
+   * page fell behind the host. Batches are shown as a bucket of BATCH_SHOW_BURST shows allows, refilled at
+   * BATCH_SHOWS_PER_SECOND: a Compose send or a short burst shows at once, batch by batch; a stream's batches show
+   * together, that many times a second (their steps are in the store already, unread until then). A reset shows at once.
+   */
+  let showTokens = BATCH_SHOW_BURST;
+  let tokensAt = 0;
+  let showTimer: ReturnType<typeof setTimeout> | undefined;
+  function showNow(): void {
+    showTimer = undefined;
+    totalSteps.value = stepCount;
+    droppedRpcs.value = droppedCount;
     version.value += 1;
+  }
+  function showBatch(): void {
+    if (showTimer !== undefined) return;
+    const now = performance.now();
+    showTokens = Math.min(BATCH_SHOW_BURST, showTokens + ((now - tokensAt) * BATCH_SHOWS_PER_SECOND) / 1000);
+    tokensAt = now;
+    if (showTokens >= 1) {
+      showTokens -= 1;
+      showNow();
+      return;
+    }
+    showTimer = setTimeout(() => {
+      showTokens = 0;
+      tokensAt = performance.now();
+      showNow();
+    }, ((1 - showTokens) * 1000) / BATCH_SHOWS_PER_SECOND);
   }
 
   /** The page's trace becomes `steps` (the host's); `kept` (RPCs from before a restart of the host) go first, as older. */
@@ -135,8 +175,8 @@ export const useTraceViewStore = defineStore('trace', () => {
     // Where an RPC came from is kept across a reset (the same host read again); one this page never saw is from earlier.
     const known = new Set([...order, ...composeIds]);
     order = [];
-    totalSteps.value = 0;
-    droppedRpcs.value = 0;
+    stepCount = 0;
+    droppedCount = 0;
     // The RPC being looked at stays selected when the new trace still holds it (a reconnect, a resync).
     const keepSelected = selectedId.value;
     selectedId.value = undefined;
@@ -144,15 +184,18 @@ export const useTraceViewStore = defineStore('trace', () => {
     loadActive.value = false;
     snapshotSeq = 0;
     keptSteps = kept;
-    ingest(kept);
+    ingest(kept, false);
     keptAcrossRestart.value = new Set(kept.map((step) => step.rpcId)).size;
-    ingest(steps);
+    ingest(steps, false);
     // A restarted host counts from 1 again: the snapshot's own newest step is the mark.
     snapshotSeq = steps.reduce((newest, step) => Math.max(newest, step.seq), 0);
     hostSeq = snapshotSeq;
     loadActive.value = wasLoading;
     for (const id of order) if (!known.has(id)) earlierIds.add(id);
     if (keepSelected !== undefined && byRpc.has(keepSelected)) selectedId.value = keepSelected;
+    // A reset (the whole trace read again) is shown at once, whatever the batches before it.
+    clearTimeout(showTimer);
+    showNow();
   }
 
   /** The newest step of the pieces of a reset so far (a reset in pieces sets its mark with the last one). */
@@ -304,6 +347,8 @@ export const useTraceViewStore = defineStore('trace', () => {
       offAdded();
       offReset();
       offHost();
+      clearTimeout(showTimer);
+      showTimer = undefined;
     };
   }
 
