@@ -185,6 +185,35 @@ describe('trace store', () => {
     expect(trace.visibleIds[0]).toBe('r131');
   });
 
+  it('shows a waiting show at once when Compose claims its RPC, a reset in pieces ends, or the panel stops', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance', 'Date'] });
+    const trace = app.runWithContext(() => useTraceViewStore());
+    const stop = await trace.start();
+    let seq = 0;
+    const burst = (count: number): void => {
+      for (let batch = 0; batch < count; batch += 1) client.emit('trace.steps.added', { steps: [step(`s${seq}`, ++seq)] });
+    };
+    // Past the burst, a batch waits for its show: what the panel shows (the list is redrawn at a show) stays as it was.
+    expect(trace.visibleIds).toHaveLength(0);
+    burst(BATCH_SHOW_BURST + 3);
+    expect(trace.totalSteps).toBe(BATCH_SHOW_BURST);
+    const shown = trace.version;
+    trace.markComposed('s0');
+    expect(trace.version).toBe(shown + 1);
+    expect(trace.totalSteps).toBe(BATCH_SHOW_BURST + 3);
+    expect(trace.visibleIds).toHaveLength(BATCH_SHOW_BURST + 3);
+    burst(2);
+    expect(trace.totalSteps).toBe(BATCH_SHOW_BURST + 3);
+    client.emit('trace.store.reset', { steps: [step('x', 1)], piece: 'first' });
+    burst(3);
+    client.emit('trace.store.reset', { steps: [step('y', 2)], piece: 'last' });
+    expect(trace.totalSteps).toBe(5);
+    expect(trace.visibleIds.slice(0, 2)).toEqual(['y', `s${seq - 1}`]);
+    burst(2);
+    stop();
+    expect(trace.totalSteps).toBe(7);
+  });
+
   it('does not count twice the steps a snapshot already held when their event arrives after it, and keeps the RPC being looked at', async () => {
     const trace = app.runWithContext(() => useTraceViewStore());
     await trace.start();

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'n
 import type { Readable } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -128,22 +128,34 @@ export function startGroupLeader(command: string, args: string[], env: NodeJS.Pr
 }
 
 /**
- * Pauses a process (a broker node: SIGSTOP) and resolves once the kernel shows it stopped (state T in /proc/<pid>/stat),
- * so what the test does next meets a process that no longer answers. Bounded: a process not stopped within 5 s fails
- * the test with that sentence.
+ * Pauses a process (a broker node: SIGSTOP) and resolves once the kernel shows every thread of it stopped (state T in
+ * /proc/<pid>/task/<tid>/stat: the VM's schedulers are threads), so what the test does next meets a process that no
+ * longer answers. Bounded: a process not stopped within 5 s is resumed and fails the test with that sentence.
  */
 export async function pauseProcess(pid: number): Promise<void> {
   process.kill(pid, 'SIGSTOP');
   const deadline = Date.now() + 5000;
   for (;;) {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-    // The state follows the command name, which is in parentheses and may hold spaces or parentheses itself.
-    if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T') return;
+    const states = await threadStates(pid);
+    if (states.length > 0 && states.every((state) => state === 'T' || state === 't')) return;
     if (Date.now() > deadline) {
-      process.kill(pid, 'SIGCONT');
-      throw new Error(`process ${pid} was sent SIGSTOP but is not stopped after 5 s (${stat ? 'state ' + stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) : 'gone'})`);
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // gone meanwhile: the error below says so
+      }
+      throw new Error(`process ${pid} was sent SIGSTOP but is not stopped after 5 s (its threads' states: ${states.join('') || 'none, it is gone'})`);
     }
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
+}
+
+/** The state letter of each thread of a process (empty when it is gone). */
+async function threadStates(pid: number): Promise<string[]> {
+  const tasks = await readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  const stats = await Promise.all(tasks.map((tid) => readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '')));
+  // The state follows the command name, which is in parentheses and may hold spaces or parentheses itself.
+  return stats.filter((stat) => stat !== '').map((stat) => stat.charAt(stat.lastIndexOf(')') + 2));
 }
 
 /**

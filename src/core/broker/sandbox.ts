@@ -358,7 +358,7 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   let sharedEpmdPort: number | undefined;
   if (install.kind === 'root') {
     // A cluster node restarted on its own (the others running) finds them through the cluster's epmd, still running.
-    sharedEpmdPort = opts.epmdPort ?? (remembered?.sharedEpmdPort && (await acceptsConnections(remembered.sharedEpmdPort)) ? remembered.sharedEpmdPort : undefined);
+    sharedEpmdPort = opts.epmdPort ?? (remembered?.sharedEpmdPort && (await epmdListens(remembered.sharedEpmdPort)) ? remembered.sharedEpmdPort : undefined);
     epmdPort = sharedEpmdPort ?? (await startEpmd(install.root, dir));
   }
   const env: NodeJS.ProcessEnv = {
@@ -527,12 +527,14 @@ export function describeInstall(install: RabbitMQInstall): string {
 
 /**
  * An epmd of its own (a free port, on loopback) for nodes from a prepared root, run from that root with `dir` mounted.
- * Waiting for it connects to the port instead of binding it: a bind to see whether the port is still free holds it for a
- * moment, and an epmd that binds in that moment exits quietly (status 0). A port taken by someone else between the pick
- * and epmd's bind ends the same way, so a new port is picked then, three times at most.
+ * Waiting for it asks the port as a node would (epmd's NAMES request) instead of binding it: a bind to see whether the
+ * port is still free holds it for a moment, and an epmd that binds in that moment exits quietly (status 0). A port taken
+ * by another listener between the pick and epmd's bind ends the same way (that listener does not answer as epmd), so a
+ * new port is picked then, three times at most.
  */
 export async function startEpmd(root: string, dir: string): Promise<number> {
   let lastPort = 0;
+  let spawnError: Error | undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
     const [port] = (await freePorts(1)) as [number];
     lastPort = port;
@@ -545,41 +547,54 @@ export async function startEpmd(root: string, dir: string): Promise<number> {
       env: rootBaseEnv(),
     });
     closeSync(logFd);
-    child.once('error', () => undefined);
+    child.once('error', (err) => void (spawnError = err));
     child.unref();
+    const ended = (): boolean => child.exitCode !== null || child.signalCode !== null || child.pid === undefined || spawnError !== undefined;
     const deadline = Date.now() + 30_000;
-    while (!(await acceptsConnections(port))) {
-      if (child.exitCode !== null || child.pid === undefined) break;
+    while (!ended() && !(await epmdListens(port))) {
       if (Date.now() > deadline) {
-        await killNode(child.pid, 2000);
+        await killNode(child.pid as number, 2000);
         throw new BridgeError('broker-failed', `epmd from ${root} did not listen on port ${port} within 30 s${epmdLogTail(dir)}.`);
       }
       await new Promise<void>((resolve) => setTimeout(resolve, 50));
     }
-    if (child.exitCode === null && child.pid !== undefined) return port;
+    if (!ended()) return port;
+    if (spawnError) break;
   }
-  throw new BridgeError('broker-failed', `epmd from ${root} exited three times without listening (last on port ${lastPort})${epmdLogTail(dir)}.`);
+  const why = spawnError ? `could not be started (${spawnError.message})` : `exited three times without listening (last on port ${lastPort})`;
+  throw new BridgeError('broker-failed', `epmd from ${root} ${why}${epmdLogTail(dir)}.`);
 }
 
 /** The end of a folder's epmd log, for an error message: what epmd or the chroot's mounts said. */
 function epmdLogTail(dir: string): string {
   const path = join(dir, 'epmd.log');
   const text = logTail(path, 5).replace(/\s+/g, ' ');
-  return `; ${path}${text ? ` ends "${text.slice(-300)}"` : ' is empty'}`;
+  return `; ${path}${text ? ` ends "${text.slice(-300)}"` : ' has nothing in it'}`;
 }
 
-/** Whether something accepts a TCP connection on loopback `port` now (asked without taking the port). */
-export function acceptsConnections(port: number): Promise<boolean> {
+/** epmd's NAMES request: a 2-byte length (1), then 110 ('n'); its answer begins with epmd's own port, 4 bytes. */
+const EPMD_NAMES_REQUEST = Buffer.from([0, 1, 110]);
+
+/**
+ * Whether an epmd answers on loopback `port` now, as itself: it is asked for its names, as a node asks it, and must say
+ * its own port back (any other listener does not). Asked without taking the port; bounded by `timeoutMs`.
+ */
+export function epmdListens(port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
+    let answer = Buffer.alloc(0);
     const socket = createConnection({ port, host: '127.0.0.1' });
-    socket.once('connect', () => {
+    const done = (listens: boolean): void => {
       socket.destroy();
-      resolve(true);
+      resolve(listens);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => socket.write(EPMD_NAMES_REQUEST));
+    socket.on('data', (chunk: Buffer) => {
+      answer = Buffer.concat([answer, chunk]);
+      if (answer.length >= 4) done(answer.readUInt32BE(0) === port);
     });
-    socket.once('error', () => {
-      socket.destroy();
-      resolve(false);
-    });
+    socket.once('error', () => done(false));
+    socket.once('close', () => done(answer.length >= 4 && answer.readUInt32BE(0) === port));
   });
 }
 

@@ -33,7 +33,7 @@ export type RpcOrigin = 'compose' | 'load' | 'earlier' | 'external';
 export const useTraceViewStore = defineStore('trace', () => {
   const client = useClient();
   const app = useAppStore();
-  // Plain containers, not reactive: one `version` bump per batch re-renders what depends on them.
+  // Plain containers, not reactive: a `version` bump re-renders what depends on them (at most a few a second, see showBatch).
   const byRpc = new Map<string, TraceStep[]>();
   const haystacks = new Map<string, string>();
   const summaries = new Map<string, RpcTraceSummary>();
@@ -68,8 +68,12 @@ export const useTraceViewStore = defineStore('trace', () => {
   const importError = ref<string>();
   /** which RPCs to list by where they came from */
   const origin = ref<'all' | RpcOrigin>('all');
-  // A search or filter is the user moving on: an old import failure goes.
-  watch([filter, show, origin], () => void (importError.value = undefined));
+  // A search or filter is the user moving on: an old import failure goes. It is read over every step that came so far,
+  // so a show still waiting is made now (the counts then match the list).
+  watch([filter, show, origin], () => {
+    importError.value = undefined;
+    if (showTimer !== undefined) showAll();
+  });
   /** set by the Load panel while its run goes: RPCs first seen then are the run's */
   const loadActive = ref(false);
   const composeIds = new Set<string>();
@@ -149,6 +153,11 @@ export const useTraceViewStore = defineStore('trace', () => {
     droppedRpcs.value = droppedCount;
     version.value += 1;
   }
+  /** Shows what came so far now, a show still waiting included (a reset, Compose's RPC, a filter, the store's stop). */
+  function showAll(): void {
+    clearTimeout(showTimer);
+    showNow();
+  }
   function showBatch(): void {
     if (showTimer !== undefined) return;
     const now = performance.now();
@@ -194,8 +203,7 @@ export const useTraceViewStore = defineStore('trace', () => {
     for (const id of order) if (!known.has(id)) earlierIds.add(id);
     if (keepSelected !== undefined && byRpc.has(keepSelected)) selectedId.value = keepSelected;
     // A reset (the whole trace read again) is shown at once, whatever the batches before it.
-    clearTimeout(showTimer);
-    showNow();
+    showAll();
   }
 
   /** The newest step of the pieces of a reset so far (a reset in pieces sets its mark with the last one). */
@@ -232,6 +240,7 @@ export const useTraceViewStore = defineStore('trace', () => {
       selectedAcrossPieces = undefined;
       snapshotSeq = piecesSeq;
       hostSeq = piecesSeq;
+      showAll();
     }
   }
 
@@ -267,7 +276,7 @@ export const useTraceViewStore = defineStore('trace', () => {
 
   function markComposed(rpcId: string): void {
     composeIds.add(rpcId);
-    version.value += 1;
+    showAll();
   }
 
   function stepsOf(rpcId: string): TraceStep[] {
@@ -347,8 +356,8 @@ export const useTraceViewStore = defineStore('trace', () => {
       offAdded();
       offReset();
       offHost();
-      clearTimeout(showTimer);
-      showTimer = undefined;
+      // What came before the stop is shown, not left waiting for the next start.
+      if (showTimer !== undefined) showAll();
     };
   }
 
