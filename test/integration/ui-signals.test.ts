@@ -11,7 +11,7 @@ import { isProcessAlive } from '../../src/core/processes';
 import { RpcClient } from '../../src/core/rpc/client';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
-import { claimTestBroker } from '../support/reap';
+import { claimTestBroker, processesIn } from '../support/reap';
 import { type GroupLeader, pauseProcess, startGroupLeader } from '../support/processes';
 
 const startScript = join(import.meta.dirname, '..', '..', 'scripts', 'start.mjs');
@@ -138,6 +138,18 @@ describe('bridgescope ui and npm start under signals', () => {
     expect(await processesNamingFolder(dir)).toEqual([]);
     expect(ui.lines).not.toContain(expect.stringMatching(/BridgeScope is ready/));
   }, 120_000);
+
+  it('`broker start` interrupted by Ctrl-C while its node starts: the node is stopped once its start is done, nothing of it left, exit 130', async () => {
+    const dir = await sandboxFolder();
+    const start = startNodeGroup([cliPath, 'broker', 'start', '--dir', dir]);
+    await start.waitForLine(/^Starting RabbitMQ node /);
+    start.signalGroup('SIGINT');
+    expect(await start.exited).toEqual({ code: 130, signal: null });
+    expect(start.lines).toContain('Stopped: nothing of this start is left running.');
+    expect((await sandboxStatus(dir)).state).toBe('stopped');
+    // Nothing runs in the folder or, from a prepared root, with it mounted: no VM, no epmd of its own.
+    expect(await processesIn([dir])).toEqual([]);
+  }, 180_000);
 
   it('does not connect to the sandbox broker it was still starting when Ctrl-C came during start-up', async () => {
     const dir = await sandboxFolder();

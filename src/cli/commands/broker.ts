@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox, type SandboxInfo } from '../../core/broker/sandbox';
 import { isClusterDir, sandboxClusterStatus, startSandboxCluster, stopSandboxCluster, type ClusterInfo } from '../../core/broker/cluster';
 import { action, ExitCode, parseDurationMs, parsePositiveInt, printJson } from '../run';
+import { signalExitCode, StopSignals } from '../lifecycle';
 import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 
 interface DirOptions {
@@ -44,18 +45,23 @@ export function registerBrokerCommands(program: Command): void {
     .action(
       action(async (options: DirOptions & { exchange: string; timeout: number; nodes?: number; rabbitmq?: string }) => {
         if ((options.nodes ?? 1) > 1 || (options.nodes === undefined && isClusterDir(options.dir))) {
-          const result = await startSandboxCluster({
-            dir: options.dir,
-            nodes: options.nodes ?? (await sandboxClusterStatus(options.dir)).nodesCount,
-            mqttExchange: options.exchange,
-            timeoutMs: options.timeout,
-            ...(options.rabbitmq !== undefined ? { rabbitmq: options.rabbitmq } : {}),
-            onProgress: options.json ? undefined : (message) => process.stderr.write(`${message}\n`),
-          });
+          const result = await startUnlessStopped(
+            startSandboxCluster({
+              dir: options.dir,
+              nodes: options.nodes ?? (await sandboxClusterStatus(options.dir)).nodesCount,
+              mqttExchange: options.exchange,
+              timeoutMs: options.timeout,
+              ...(options.rabbitmq !== undefined ? { rabbitmq: options.rabbitmq } : {}),
+              onProgress: options.json ? undefined : (message) => process.stderr.write(`${message}\n`),
+            }),
+            options.timeout,
+            () => stopSandboxCluster(options.dir),
+          );
+          if (typeof result === 'number') return result;
           for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
           if (options.json) {
             printJson({ state: 'running', reused: result.reused, ...clusterJson(result.cluster) });
-            return;
+            return ExitCode.ok;
           }
           const { cluster } = result;
           process.stdout.write(
@@ -66,20 +72,25 @@ export function registerBrokerCommands(program: Command): void {
               '',
             ].join('\n'),
           );
-          return;
+          return ExitCode.ok;
         }
-        const result = await startSandbox({
-          dir: options.dir,
-          mqttExchange: options.exchange,
-          timeoutMs: options.timeout,
-          ...(options.rabbitmq !== undefined ? { rabbitmq: options.rabbitmq } : {}),
-          onProgress: options.json ? undefined : (message) => process.stderr.write(`${message}\n`),
-        });
+        const result = await startUnlessStopped(
+          startSandbox({
+            dir: options.dir,
+            mqttExchange: options.exchange,
+            timeoutMs: options.timeout,
+            ...(options.rabbitmq !== undefined ? { rabbitmq: options.rabbitmq } : {}),
+            onProgress: options.json ? undefined : (message) => process.stderr.write(`${message}\n`),
+          }),
+          options.timeout,
+          () => stopSandbox(options.dir),
+        );
+        if (typeof result === 'number') return result;
         for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
         const { info } = result;
         if (options.json) {
           printJson({ state: 'running', reused: result.reused, ...info });
-          return;
+          return ExitCode.ok;
         }
         process.stdout.write(
           [
@@ -94,6 +105,7 @@ export function registerBrokerCommands(program: Command): void {
             '',
           ].join('\n'),
         );
+        return ExitCode.ok;
       }),
     );
 
@@ -153,4 +165,43 @@ export function registerBrokerCommands(program: Command): void {
         return status.state === 'running' ? ExitCode.ok : ExitCode.failure;
       }),
     );
+}
+
+/**
+ * A start that Ctrl-C (or SIGTERM, SIGHUP) may cut short. The node is started detached and recorded only once it
+ * answers, so a command simply ended by the signal left it running unrecorded (`broker stop` found nothing). Interrupted,
+ * the start is let finish (bounded by its own timeout) and the node it started is stopped; one that was already running
+ * (reused) is left alone. Returns the start's result, or the exit code of the interrupted command (130 for Ctrl-C).
+ */
+async function startUnlessStopped<T extends { reused: boolean }>(start: Promise<T>, startTimeoutMs: number, stop: () => Promise<unknown>): Promise<T | number> {
+  const signals = new StopSignals({ boundMs: startTimeoutMs + 30_000 });
+  const settled = start.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+  const first = await Promise.race([settled, signals.stopped]);
+  if (typeof first === 'object') {
+    signals.dispose();
+    if ('error' in first) throw first.error;
+    return first.value;
+  }
+  process.stderr.write('Stopping: the node being started is stopped once its start is done...\n');
+  const outcome = await signals.cleanup([
+    { what: 'let the start finish, so the node it started can be stopped', run: () => settled },
+    {
+      what: 'stop the node it started',
+      run: async () => {
+        // A start that failed cleaned up after itself; its stop finds nothing then, and says nothing.
+        const done = await settled;
+        if (!('value' in done && done.value.reused)) await stop();
+      },
+    },
+  ]);
+  if (outcome.state === 'timed-out') {
+    signals.say(`bridgescope: cleanup did not finish in time; left undone: ${outcome.leftUndone.join('; ')}.`);
+    return ExitCode.failure;
+  }
+  if (outcome.failed.length > 0) return ExitCode.failure;
+  process.stderr.write('Stopped: nothing of this start is left running.\n');
+  return signalExitCode(first);
 }
