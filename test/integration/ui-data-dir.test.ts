@@ -3,7 +3,7 @@ import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cliPath } from '../support/cli';
+import { cliPath, runCli } from '../support/cli';
 import { mkfifo } from '../support/fifo';
 import { startProcess, type Running } from '../support/processes';
 
@@ -30,6 +30,20 @@ async function tempDir(): Promise<string> {
 const PLANTED = JSON.stringify({ token: 'planted-by-someone-else-0123456789abcdef', port: 45999 });
 /** Another user (uid 65534) owns what this test gives it; the test runs as root, which may chown. */
 const OTHER = 65534;
+
+describe('`ui` without the built page', () => {
+  it('says in one sentence that the page is not built and how to build it, exits 1, and starts nothing', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'bridgescope-no-renderer-'));
+    try {
+      const result = await runCli(['ui', '--no-sandbox', '--static', empty, '--data-dir', join(empty, 'data')], { env: { BRIDGESCOPE_AMQP_URL: '' } });
+      expect(result.code).toBe(1);
+      expect(result.stdout).not.toMatch(/BridgeScope is ready/);
+      expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^bridgescope: the inspector's page is not built \(.*index\.html is missing\): run `npm run build` once/)]);
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
+});
 
 describe('a data dir other users can reach', () => {
   it('refuses a data dir that other users can write, in one sentence, without using its token', async () => {

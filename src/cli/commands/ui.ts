@@ -1,5 +1,6 @@
 /** `bridgescope ui`: the inspector in a browser: the core, a sandbox broker when none is configured, the WebSocket host, and a bounded, named cleanup on the way out. */
 import { finishOtel, otelFor, type OtlpOptions } from '../otlp';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Session } from '../../core/session/session';
@@ -80,6 +81,13 @@ export function registerUiCommand(program: Command): void {
     .option('--otlp-file <path>', 'write the same spans to this file as OTLP JSON lines')
     .action(
       action(async (options: OtlpOptions & { port?: number; static: string; sandbox: boolean; sandboxDir?: string; dataDir?: string; newToken?: boolean; allowHandlerModules?: boolean }) => {
+        // Without the built page, the URL it prints would only ever answer 404: said now, in one sentence, before anything starts.
+        if (!existsSync(join(options.static, 'index.html'))) {
+          process.stderr.write(
+            `bridgescope: the inspector's page is not built (${join(options.static, 'index.html')} is missing): run \`npm run build\` once (\`npm start\` builds it too), then \`bridgescope ui\` again.\n`,
+          );
+          return ExitCode.failure;
+        }
         const otel = otelFor(options, 'bridgescope-app');
         // Listening first: a Ctrl-C during start-up still stops what start-up started.
         const signals = new StopSignals({
