@@ -18,11 +18,13 @@ function youngGenerationMiB(tighten: boolean): number {
     const young = v8.getHeapSpaceStatistics().find((space) => space.space_name === 'new_space');
     process.stdout.write(String(young.space_size / 1048576));
   `;
-  return Number(execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' }));
+  // V8 sizes its default young-generation ceiling from the machine (32 MiB on one 2-core VM here, 128 MiB on another):
+  // the test gives both runs the larger ceiling, so what it measures is the cap's doing on any machine.
+  return Number(execFileSync(process.execPath, ['--max-semi-space-size=64', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' }));
 }
 
 describe('the heap of a long-running host', () => {
-  it('stops growing its young generation at the cap (V8 lets it grow to 128 MiB by default, most of a host RSS under a stream)', () => {
+  it('stops growing its young generation at the cap (V8 may let it grow to 128 MiB, most of a host RSS under a stream)', () => {
     expect(youngGenerationMiB(false)).toBeGreaterThanOrEqual(4 * YOUNG_CAP_MIB);
     // At the cap, or one doubling past it (the check follows a collection), with the space's own pages on top.
     expect(youngGenerationMiB(true)).toBeLessThan(2.5 * YOUNG_CAP_MIB);
