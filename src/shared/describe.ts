@@ -14,8 +14,11 @@ const list = (items: string[]): string => (items.length === 0 ? 'nothing' : item
 
 export function describeStep(step: TraceStep): string {
   switch (step.kind) {
-    case 'composed':
-      return `request on "${step.detail.topic}" (QoS ${step.detail.qos}, ${step.detail.bytes} bytes), reply to "${step.detail.replyTopic}" (${step.detail.replyStrategy})`;
+    case 'composed': {
+      const { asGiven } = step.detail;
+      const given = asGiven === undefined ? '' : asGiven === 'with-response-topic' ? ', body as given: the reply topic only in its MQTT 5 Response Topic' : ', body as given: no id, no reply_to';
+      return `request on "${step.detail.topic}" (QoS ${step.detail.qos}, ${step.detail.bytes} bytes${given}), reply to "${step.detail.replyTopic}" (${step.detail.replyStrategy})`;
+    }
     case 'mqtt.subscribed':
       return `subscribed "${step.detail.topic}": asked QoS ${step.detail.qosAsked}, granted ${step.detail.qosGranted}`;
     case 'mqtt.published':

@@ -303,6 +303,17 @@ export function diagnose(input: DiagnosisInput): Verdict {
     }
     return verdict;
   }
+  // A body sent as given over MQTT 3.1.1 names no reply topic at all: a server that reads it from the body cannot answer.
+  const nowhereToReply = composed?.detail.asGiven === 'without-reply-topic';
+  const noReplyTopic = (queue: string): Verdict => {
+    evidence.push('client: the body was sent as given (no id, no reply_to) over MQTT 3.1.1, which has no Response Topic');
+    return verdict(
+      'request-rejected',
+      'server',
+      `A consumer of ${queue} took the request but no reply came within ${waited}: its body was sent as given, with no id and no reply_to, over MQTT 3.1.1, which has no Response Topic, so the server had no reply topic to answer on (BridgeScope's own server rejects such a request and says so in its log). Send the body as JSON (it gets id and reply_to), or over MQTT 5, whose Response Topic carries the reply topic.`,
+    );
+  };
+  if (nowhereToReply && (requestDelivered || received)) return noReplyTopic(queueName);
   if (requestDelivered || received) {
     return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (${serverLog}); raise the timeout or check the server's handler.`);
   }
@@ -317,7 +328,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict(
       'undetermined',
       acknowledged ? 'exchange' : 'mqtt-publish',
-      `No reply to "${requestTopic}" within ${waited}, and the broker could not be asked why; give management and AMQP URLs, or turn on the firehose (${firehoseSwitch}) to see the request's path.`,
+      `No reply to "${requestTopic}" within ${waited}, and the broker could not be asked why; give management and AMQP URLs${input.firehose ? '' : `, or turn on the firehose (${firehoseSwitch}) to see the request's path`}.`,
     );
   }
   if (facts.clientSeen === false) {
@@ -337,11 +348,10 @@ export function diagnose(input: DiagnosisInput): Verdict {
     );
   }
   const busy = facts.requestQueues[0] as QueueFact;
-  return verdict(
-    'server-slow',
-    'server',
-    `Queue "${busy.name}" has ${busy.consumers} consumer(s) and one of them took the request, but no reply came within ${waited}: the server is slow or its reply was lost; raise the timeout, or turn on the firehose (${firehoseSwitch}) to see the reply's path.`,
-  );
+  if (nowhereToReply) return noReplyTopic(`queue "${busy.name}"`);
+  // With the firehose on, it saw nothing of this RPC's path (a body it could not join): advising it would say nothing.
+  const next = input.firehose ? `raise the timeout, or look at the server's log` : `raise the timeout, or turn on the firehose (${firehoseSwitch}) to see the reply's path`;
+  return verdict('server-slow', 'server', `Queue "${busy.name}" has ${busy.consumers} consumer(s) and one of them took the request, but no reply came within ${waited}: the server is slow or its reply was lost; ${next}.`);
 }
 
 /** How much of a reply's body a verdict quotes. */

@@ -37,7 +37,20 @@ export interface TraceMessage {
 export const TRACE_BODY_PREVIEW_BYTES = 4096;
 
 export interface TraceStepDetails {
-  composed: { topic: string; qos: QoS; replyTopic: string; replyStrategy: ReplyStrategy; bytes: number; method?: string; wire?: TraceMessage };
+  composed: {
+    topic: string;
+    qos: QoS;
+    replyTopic: string;
+    replyStrategy: ReplyStrategy;
+    bytes: number;
+    method?: string;
+    /**
+     * set when the body was sent exactly as given (text, hex, base64, a file): it carries no id and no reply_to, so only
+     * an MQTT 5 Response Topic tells a server where to answer ('with-response-topic'); over MQTT 3.1.1 nothing does
+     */
+    asGiven?: 'with-response-topic' | 'without-reply-topic';
+    wire?: TraceMessage;
+  };
   'mqtt.published': { topic: string; qosAsked: QoS; predictedRoutingKey: string };
   /** the broker's PUBACK (QoS 1) or PUBREC (QoS 2): RabbitMQ answers a QoS 2 publish with PUBACK */
   'mqtt.acknowledged': {

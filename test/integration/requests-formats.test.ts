@@ -198,4 +198,27 @@ describe('bridgescope call: payload formats and MQTT 5 flags', () => {
     expect(result.code).not.toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, error: { code: 'timeout' } });
   }, 60_000);
+
+  it('--payload-format text --trace: the broker steps of a body with no id are joined to the call, and the verdict says it named no reply topic', async () => {
+    const queue = uniqueName('cli_text_traced');
+    const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue, workers: 1, handler: await loadHandler(parseHandlerSpec('echo')) });
+    await server.start();
+    closers.push(() => server.stop());
+    const rejected = new Promise<string>((resolve) => server.on('problem', (problem) => resolve(problem.message)));
+    const args = ['call', '--mqtt', broker.urls.mqtt, '--amqp', broker.urls.amqp, '--management', broker.urls.management, '--topic', queue, '--payload-format', 'text', '--timeout', '1500', '--trace', '--json', 'hello there'];
+    const result = await runCli(args);
+    expect(await rejected).toMatch(/The request body is not valid JSON/);
+    const printed = JSON.parse(result.stdout) as { ok: boolean; verdict: { code: string; message: string }; trace: Array<{ kind: string; detail: Record<string, unknown> }> };
+    // The firehose saw the request published and delivered to the server's queue: those steps are this call's.
+    const brokerSteps = printed.trace.filter((step) => step.kind.startsWith('broker.')).map((step) => [step.kind, step.detail.leg, step.detail.queue ?? step.detail.routedQueues]);
+    expect(brokerSteps).toEqual([
+      ['broker.published', 'request', [queue]],
+      ['broker.delivered', 'request', queue],
+    ]);
+    expect(printed.trace.find((step) => step.kind === 'composed')?.detail.asGiven).toBe('without-reply-topic');
+    // Not "server slow ... turn on the firehose" (it was on): the body named no reply topic, and the way out.
+    expect(printed.verdict.code).toBe('request-rejected');
+    expect(printed.verdict.message).toMatch(/sent as given, with no id and no reply_to, over MQTT 3\.1\.1.*Send the body as JSON/);
+    expect(printed.verdict.message).not.toMatch(/turn on the firehose/);
+  }, 60_000);
 });

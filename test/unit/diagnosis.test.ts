@@ -233,6 +233,28 @@ describe('the verdict engine', () => {
     expect(verdict.message).toContain('firehose');
   });
 
+  it('with the firehose on but blind to this RPC, a consumed queue is server-slow without advising the firehose', () => {
+    const verdict = diagnose(input({ firehose: true, facts: facts({ requestQueues: [{ name: 'orders', consumers: 2, ready: 0, live: true }] }) }));
+    expect(verdict).toMatchObject({ code: 'server-slow', hop: 'server' });
+    expect(verdict.message).not.toContain('firehose');
+    expect(diagnose(input({ firehose: true })).message).not.toContain('firehose');
+  });
+
+  it("a body sent as given over MQTT 3.1.1 and taken by a consumer: no reply topic to answer on, whether the firehose saw it or the queue's counts say it", () => {
+    const asGiven: TraceStepDraft = { ...composed, detail: { ...composed.detail, asGiven: 'without-reply-topic' } } as TraceStepDraft;
+    const traced = diagnose(input({ firehose: true, steps: [asGiven, published, acked, brokerRequest(['orders.new']), brokerDelivered, failed()] }));
+    const asked = diagnose(input({ steps: [asGiven, published, acked, failed()], facts: facts({ requestQueues: [{ name: 'orders', consumers: 2, ready: 0, live: true }] }) }));
+    for (const verdict of [traced, asked]) {
+      expect(verdict).toMatchObject({ code: 'request-rejected', hop: 'server' });
+      expect(verdict.message).toMatch(/sent as given, with no id and no reply_to, over MQTT 3\.1\.1.*Send the body as JSON.*or over MQTT 5/);
+    }
+    // Over MQTT 5 its Response Topic names the reply topic: a consumer that did not answer is just slow.
+    const withResponseTopic: TraceStepDraft = { ...composed, detail: { ...composed.detail, asGiven: 'with-response-topic' } } as TraceStepDraft;
+    expect(diagnose(input({ firehose: true, steps: [withResponseTopic, published, acked, brokerRequest(['orders.new']), brokerDelivered, failed()] })).code).toBe('server-slow');
+    // Nobody consuming is still no-consumer, whatever the body.
+    expect(diagnose(input({ steps: [asGiven, published, acked, failed()], facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 1, live: true }] }) })).code).toBe('no-consumer');
+  });
+
   it('a broker that never saw our client is not-this-broker', () => {
     const verdict = diagnose(input({ facts: facts({ clientSeen: false }) }));
     expect(verdict).toMatchObject({ code: 'not-this-broker', hop: 'mqtt-publish' });

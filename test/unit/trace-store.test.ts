@@ -4,6 +4,7 @@ import type { TraceStep, TraceStepDraft } from '../../src/shared/trace';
 import { formatTimeline } from '../../src/shared/describe';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { firehoseStep, parseFirehoseMessage } from '../../src/core/trace/firehose';
+import { mqttWire, WIRE_SOURCE } from '../../src/core/trace/message-view';
 
 const composed = (rpcId: string, at = 1000): TraceStepDraft => ({
   rpcId,
@@ -255,5 +256,51 @@ describe('firehose events', () => {
     const forged = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.r3'], routed_queues: ['q'] }, '{"id":"r3","reply_to":"elsewhere/x","result":"INJECTED"}'));
     expect(forged ? firehoseStep(forged, store) : undefined).toMatchObject({ kind: 'broker.published', detail: { leg: 'reply' } });
     expect(store.rpcForReplyKey('elsewhere.x')).toBeUndefined();
+  });
+
+  it('joins the copies of requests sent as given (no id in the body) to their RPCs by key, size and bytes, one copy each, oldest first', () => {
+    const store = new TraceStore();
+    const sentAsGiven = (rpcId: string, body: string): TraceStepDraft => ({
+      ...composed(rpcId),
+      detail: { topic: 'devices/rpc', qos: 1, replyTopic: `reply/${rpcId}`, replyStrategy: 'per-request', bytes: Buffer.byteLength(body), asGiven: 'without-reply-topic' },
+      [WIRE_SOURCE]: mqttWire({ qos: 1, retain: false }, Buffer.from(body)),
+    }) as TraceStepDraft;
+    // Two calls send the same text at once: each copy of the broker's goes to one of them, in the order they were sent.
+    store.add(sentAsGiven('a', 'hello'));
+    store.add(sentAsGiven('b', 'hello'));
+    const seen = (key: string, headers: Record<string, unknown>, body: string) => {
+      const event = parseFirehoseMessage(message(key, headers, body));
+      const step = event ? firehoseStep(event, store) : undefined;
+      if (step) store.add(step);
+      return step && [step.rpcId, step.kind, 'leg' in step.detail ? step.detail.leg : undefined];
+    };
+    const published = { routing_keys: ['devices.rpc'], routed_queues: ['rpc_queue'] };
+    expect(seen('publish.amq.topic', published, 'hello')).toEqual(['a', 'broker.published', 'request']);
+    expect(seen('publish.amq.topic', published, 'hello')).toEqual(['b', 'broker.published', 'request']);
+    // Someone else's identical request after both were seen is nobody's; so is another body or another key.
+    expect(seen('publish.amq.topic', published, 'hello')).toBeUndefined();
+    expect(seen('publish.amq.topic', published, 'hellO')).toBeUndefined();
+    expect(seen('publish.amq.topic', { routing_keys: ['devices.other'], routed_queues: [] }, 'hello')).toBeUndefined();
+    const delivered = { routing_keys: ['devices.rpc'], redelivered: 0 };
+    expect(seen('deliver.rpc_queue', delivered, 'hello')).toEqual(['a', 'broker.delivered', 'request']);
+    expect(seen('deliver.rpc_queue', delivered, 'hello')).toEqual(['b', 'broker.delivered', 'request']);
+    // A redelivery (rejected with requeue), or a copy to a device subscribed to the request topic: the oldest that matches.
+    expect(seen('deliver.rpc_queue', { ...delivered, redelivered: 1 }, 'hello')).toEqual(['a', 'broker.delivered', 'request']);
+    expect(seen('deliver.mqtt-subscription-devqos1', delivered, 'hello')).toEqual(['a', 'broker.delivered', 'request']);
+    // The steps are the RPCs' own: the client's and the broker's, one trace each.
+    expect(store.steps('b').map((step) => step.kind)).toEqual(['composed', 'broker.published', 'broker.delivered']);
+    expect(store.steps('a').map((step) => step.kind)).toEqual(['composed', 'broker.published', 'broker.delivered', 'broker.delivered', 'broker.delivered']);
+  });
+
+  it("takes the routing key the client predicted for a body sent as given (the broker's own topic rules)", () => {
+    const store = new TraceStore();
+    store.add({
+      ...composed('s1'),
+      detail: { topic: 'spBv1.0/g/DCMD/e', qos: 1, replyTopic: 'reply/s1', replyStrategy: 'per-request', bytes: 2, asGiven: 'with-response-topic' },
+      [WIRE_SOURCE]: mqttWire({ qos: 1, retain: false }, Buffer.from('on')),
+    } as TraceStepDraft);
+    store.add({ rpcId: 's1', at: 1001, source: 'client', kind: 'mqtt.published', detail: { topic: 'spBv1.0/g/DCMD/e', qosAsked: 1, predictedRoutingKey: 'spBv1___0.g.DCMD.e' } });
+    const event = parseFirehoseMessage(message('publish.amq.topic', { routing_keys: ['spBv1___0.g.DCMD.e'], routed_queues: ['q'] }, 'on'));
+    expect(event ? firehoseStep(event, store) : undefined).toMatchObject({ rpcId: 's1', detail: { leg: 'request', matchesPrediction: true } });
   });
 });

@@ -175,6 +175,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       if (this.link.protocolVersion === 5) facts.properties = { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) };
       const detail: TraceStepDetails['composed'] = { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength };
       if (options.method) detail.method = options.method;
+      if (raw) detail.asGiven = this.link.protocolVersion === 5 ? 'with-response-topic' : 'without-reply-topic';
       // The wire is built when the step is read.
       step({ rpcId: id, at: Date.now(), source: 'client', kind: 'composed', detail, [WIRE_SOURCE]: mqttWire(facts, body) });
     }

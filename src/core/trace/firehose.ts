@@ -98,15 +98,20 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   // Only the id and the reply topic are read: the rest of the body (a 1 MiB payload) is skipped, never parsed.
   const record = readTopLevelFields(event.body, [fields.id, fields.replyTo]);
   const rawId = record?.get(fields.id);
-  const isRequest = record?.has(fields.replyTo) ?? false;
+  let isRequest = record?.has(fields.replyTo) ?? false;
   let rpcId = typeof rawId === 'string' || typeof rawId === 'number' ? String(rawId) : undefined;
+  // A body with no id may be a request sent as given (text, hex, a file): found by its key, size and first bytes.
+  const routingKey = event.routingKeys[0];
+  if (rpcId === undefined && routingKey !== undefined) {
+    rpcId = store.asGivenRequestOf(event.type, routingKey, event.body, event.redelivered || (event.type === 'deliver' && isSubscriptionQueue(event.name)));
+    if (rpcId !== undefined) isRequest = true;
+  }
   let keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
   const leg = legOf(event, isRequest, keys);
   const replyTo = record?.get(fields.replyTo);
   if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
-    const key = event.routingKeys[0];
-    rpcId = key !== undefined ? store.rpcForReplyKey(key) : undefined;
+    rpcId = routingKey !== undefined ? store.rpcForReplyKey(routingKey) : undefined;
     keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
   }
   if (rpcId === undefined) return undefined;

@@ -57,3 +57,65 @@ export class RawRequestJoin {
     return rpcId === undefined ? draft : ({ ...draft, rpcId } as TraceStepDraft);
   }
 }
+
+/** How many requests sent as given are remembered for the firehose (their copies come within the RPC's life). */
+const KEPT_AS_GIVEN = 256;
+
+interface AsGivenRequest {
+  rpcId: string;
+  routingKey: string;
+  bytes: number;
+  /** a copy of the body's first bytes (at most a preview's) */
+  head: Buffer;
+  published: boolean;
+  delivered: boolean;
+}
+
+/**
+ * Finds the RPC a firehose copy of a request sent as given belongs to. The firehose joins a message to its RPC by the
+ * id in its JSON body; a body sent as given has none, so without this such a request never showed a broker step, and
+ * its verdict advised turning on the firehose that was on. The client's `composed` step says a body was sent as given;
+ * its routing key, size and first bytes are noted, and each copy of the broker's (`publish.<exchange>`, then
+ * `deliver.<queue>`) goes to the oldest such request not yet seen there. A redelivery, or a copy to an MQTT
+ * subscription of the request topic, goes to the oldest that matches.
+ */
+export class AsGivenRequests {
+  private entries: AsGivenRequest[] = [];
+
+  /** `rpcId` sent a body as given: `bytes` long, starting with `head`, predicted to be routed with `routingKey`. */
+  note(rpcId: string, routingKey: string, bytes: number, head: Uint8Array): void {
+    this.entries.push({ rpcId, routingKey, bytes, head: Buffer.from(head), published: false, delivered: false });
+    if (this.entries.length > KEPT_AS_GIVEN) this.entries.shift();
+  }
+
+  /** The broker predicted another key for `rpcId` (its `mqtt.published` step, after the broker's own topic rules). */
+  rekey(rpcId: string, routingKey: string): void {
+    const entry = this.entries.findLast((candidate) => candidate.rpcId === rpcId);
+    if (entry) entry.routingKey = routingKey;
+  }
+
+  /** The RPC of a firehose copy (`again`: a redelivery, or a copy to an MQTT subscription); undefined when none matches. */
+  rpcOf(type: 'publish' | 'deliver', routingKey: string, body: Buffer, again: boolean): string | undefined {
+    let oldest: AsGivenRequest | undefined;
+    for (const entry of this.entries) {
+      if (entry.routingKey !== routingKey || entry.bytes !== body.byteLength || !entry.head.equals(body.subarray(0, entry.head.byteLength))) continue;
+      if (!again) {
+        const seen = type === 'publish' ? entry.published : entry.delivered;
+        if (seen) continue;
+        if (type === 'publish') entry.published = true;
+        else entry.delivered = true;
+        return entry.rpcId;
+      }
+      oldest ??= entry;
+    }
+    return oldest?.rpcId;
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  clear(): void {
+    this.entries = [];
+  }
+}

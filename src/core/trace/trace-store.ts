@@ -28,6 +28,7 @@ import { topicToRoutingKey } from '../../shared/topic-map';
 import { BoundedMap } from '../bounded-map';
 import { buildWire, dropPendingPreview, ownedHead, ownedLongTable, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
 import { FactTape, MAX_COPIED_BYTES, type TapeOwner } from './fact-tape';
+import { AsGivenRequests } from './raw-requests';
 
 export interface TraceStoreOptions {
   maxRpcs?: number;
@@ -235,6 +236,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /** where unread steps are kept (see FactTape), and the one array a step's values are handed to it in */
   private readonly tape: FactTape;
   private readonly taping: unknown[] = new Array<unknown>(TAPE_VALUES);
+  /** requests sent with their body as given (no id): how the firehose's copies of them are found */
+  private readonly asGiven = new AsGivenRequests();
 
   constructor(options: TraceStoreOptions = {}) {
     super();
@@ -302,10 +305,15 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       const replyKey = this.replyKeyOf(draft.detail.replyTopic);
       this.replyKeys.set(replyKey, draft.rpcId);
       facts.replyKey ??= replyKey;
+      const head = draft.detail.asGiven !== undefined ? wireSourceOf(draft)?.head : undefined;
+      if (head) this.asGiven.note(draft.rpcId, topicToRoutingKey(draft.detail.topic), draft.detail.bytes, head);
     } else if (draft.kind === 'reply.published') {
       this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
       facts.repliedKey ??= draft.detail.routingKey;
-    } else if (draft.kind === 'mqtt.published') facts.predictedKey ??= draft.detail.predictedRoutingKey;
+    } else if (draft.kind === 'mqtt.published') {
+      facts.predictedKey ??= draft.detail.predictedRoutingKey;
+      if (this.asGiven.size > 0) this.asGiven.rekey(draft.rpcId, draft.detail.predictedRoutingKey);
+    }
     const source = wireSourceOf(draft);
     const size = source === undefined ? previewSize(draft) : pendingPreviewBytes(source);
     // Built only for a listener: with none (a CLI call, the benchmark), a step is kept as its facts on the tape until read.
@@ -407,6 +415,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.lastFacts = undefined;
     this.bodies.clear();
     this.replyKeys.clear();
+    this.asGiven.clear();
     this.droppedRpcs = 0;
     this.droppedSteps = 0;
     return cleared;
@@ -444,6 +453,12 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     // A composed step still handed over would note its key after this one and win: take it first.
     this.takeHandedOver();
     this.replyKeys.set(routingKey, rpcId);
+  }
+
+  /** The RPC a firehose copy of a request sent as given belongs to (see `AsGivenRequests`). */
+  asGivenRequestOf(type: 'publish' | 'deliver', routingKey: string, body: Buffer, again: boolean): string | undefined {
+    this.takeHandedOver();
+    return this.asGiven.size > 0 ? this.asGiven.rpcOf(type, routingKey, body, again) : undefined;
   }
 
   rpcForReplyKey(routingKey: string): string | undefined {
@@ -539,6 +554,7 @@ const stepDetailSchemas = {
     replyStrategy: z.enum(REPLY_STRATEGIES),
     bytes: z.number(),
     method: z.string().optional(),
+    asGiven: z.enum(['with-response-topic', 'without-reply-topic']).optional(),
     wire: messageSchema,
   }),
   'mqtt.published': z.object({ topic: z.string(), qosAsked: qosSchema, predictedRoutingKey: z.string() }),
