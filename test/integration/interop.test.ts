@@ -122,4 +122,14 @@ describe('bridgescope serve and call (CLI)', () => {
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ routingKey: 'reply.v1.2.x', backToTopic: 'reply/v1/2/x', roundTrips: false });
   });
+
+  it('map fails (exit 1) on a topic that cannot be used in its role, and says why', async () => {
+    const [text, json] = await Promise.all([runCli(['map', 'a/+/b', '--role', 'publish']), runCli(['map', 'a/+/b', '--role', 'publish', '--json'])]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain('error: MQTT forbids wildcards in a PUBLISH topic');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ issues: [{ code: 'wildcard-in-topic', blocking: true }] });
+    // The same filter as a subscription is fine.
+    expect((await runCli(['map', 'a/+/b', '--role', 'filter'])).code).toBe(0);
+  });
 });

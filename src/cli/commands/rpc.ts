@@ -715,9 +715,11 @@ export function registerRpcCommands(program: Command): void {
     .action(
       action(async (topic: string, options: { role: TopicRole; sparkplug?: boolean; json?: boolean }) => {
         const mapping = mapTopic(topic, options.role, { sparkplug: Boolean(options.sparkplug) });
+        // A topic MQTT or RabbitMQ refuses in this role fails the command, as a linter's error does (a script can test it).
+        const code = mapping.issues.some((issue) => issue.blocking) ? ExitCode.failure : ExitCode.ok;
         if (options.json) {
           printJson(mapping);
-          return;
+          return code;
         }
         const lines = [
           `topic        ${mapping.topic}`,
@@ -728,6 +730,7 @@ export function registerRpcCommands(program: Command): void {
         for (const issue of mapping.issues) lines.push(`${issue.severity}: ${issue.message}`);
         // A topic pasted from a device log may hold ESC, BEL or a bidi override: shown as escapes, like every other command.
         process.stdout.write(`${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
+        return code;
       }),
     );
 }
