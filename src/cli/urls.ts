@@ -5,7 +5,7 @@
  * stderr; any other missing URL is asked for in one sentence. Before, `--amqp` to a remote broker sent the MQTT side
  * (or the verdict's management API) to the local sandbox: two brokers in one answer.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultSandboxDir, type SandboxInfo } from '../core/broker/sandbox';
 import { BridgeError } from '../core/errors';
@@ -109,6 +109,14 @@ export function resolveUrls(kind: UrlKind, flag: string | undefined): string[] {
   }
   const urls = sandbox.map((urls) => urls[kind]);
   if (urls.length === 0) {
+    // A sandbox that ran here before and is stopped now: the broker is what is missing, not a flag (exit 4, as any broker down).
+    const dir = defaultSandboxDir();
+    if (existsSync(dir)) {
+      throw new BridgeError(
+        'unreachable',
+        `No ${kind === 'management' ? 'management' : kind.toUpperCase()} URL: the sandbox broker (${dir}) is not running; start it with \`bridgescope broker start\`, or pass --${kind} or set ${envNames[kind]}.`,
+      );
+    }
     throw new BridgeError(
       'bad-input',
       `No ${kind === 'management' ? 'management' : kind.toUpperCase()} URL: pass --${kind}, set ${envNames[kind]}, or start the sandbox broker with \`bridgescope broker start\`.`,

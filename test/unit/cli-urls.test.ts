@@ -101,6 +101,13 @@ describe('broker URLs on the command line', () => {
     expect(stderr).toEqual([]);
   });
 
+  it('say the sandbox is not running (unreachable: exit 4) when it ran here before, and ask for a URL when there never was one', () => {
+    command({});
+    expect(() => resolveUrl('mqtt', undefined)).toThrow(expect.objectContaining({ code: 'unreachable', message: `No MQTT URL: the sandbox broker (${dir}) is not running; start it with \`bridgescope broker start\`, or pass --mqtt or set BRIDGESCOPE_MQTT_URL.` }));
+    process.env.BRIDGESCOPE_SANDBOX_DIR = join(dir, 'never-started');
+    expect(() => resolveUrl('amqp', undefined)).toThrow(expect.objectContaining({ code: 'bad-input', message: 'No AMQP URL: pass --amqp, set BRIDGESCOPE_AMQP_URL, or start the sandbox broker with `bridgescope broker start`.' }));
+  });
+
   it('forget the flags of the command before', () => {
     sandboxRunning();
     command({ amqp: 'amqp://broker.example' });
