@@ -120,6 +120,8 @@ describe('bridgescope ui and npm start under signals', () => {
     const dir = await sandboxFolder();
     const ui = startNodeGroup([cliPath, 'ui', '--sandbox-dir', dir]);
     await ui.waitForLine(/BridgeScope is ready: http/);
+    // "starting the sandbox broker..." gets its end: which node, and that it goes with this run.
+    await ui.waitForLine(/^Sandbox broker \S+ started; it stops when this run ends\.$/);
     const node = await runningSandbox(dir, ui);
     ui.signalGroup('SIGINT');
     expect(await ui.exited).toEqual({ code: 0, signal: null });

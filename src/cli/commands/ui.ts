@@ -135,7 +135,12 @@ export function registerUiCommand(program: Command): void {
             if (configured) await session.open(configured);
             else if (options.sandbox) {
               process.stderr.write('No broker configured (BRIDGESCOPE_AMQP_URL unset): starting the sandbox broker...\n');
-              await session.startSandbox();
+              const sandbox = await session.startSandbox();
+              // The sentence above gets its end: started (and stopped with this run) or one already running (left running).
+              if (sandbox.state === 'running') {
+                const node = sandbox.nodeName !== undefined ? ` ${sandbox.nodeName}` : '';
+                process.stderr.write(sandbox.ownedByApp ? `Sandbox broker${node} started; it stops when this run ends.\n` : `Sandbox broker${node} was already running: using it, and leaving it running.\n`);
+              }
               const profile = session.sandboxProfile();
               // Stopping while the sandbox started: the broker must finish starting (to be stopped), but nothing connects to it.
               if (profile && !stopRequested) await session.open(profile);
