@@ -4,7 +4,7 @@ import type { TraceStep, TraceStepDraft } from '../../src/shared/trace';
 import { formatTimeline } from '../../src/shared/describe';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { firehoseStep, parseFirehoseMessage } from '../../src/core/trace/firehose';
-import { mqttWire, WIRE_SOURCE } from '../../src/core/trace/message-view';
+import { mqttWire, WIRE_SOURCE, type PendingDraft } from '../../src/core/trace/message-view';
 
 const composed = (rpcId: string, at = 1000): TraceStepDraft => ({
   rpcId,
@@ -258,13 +258,31 @@ describe('firehose events', () => {
     expect(store.rpcForReplyKey('elsewhere.x')).toBeUndefined();
   });
 
+  it("calls a reply delivered to a queue that is not an MQTT subscription (a watcher's tap) a reply, by the reply key its request named", () => {
+    // Someone else's RPC (the trace command): no composed step, only what the firehose saw.
+    const store = new TraceStore();
+    const step = (key: string, headers: Record<string, unknown>, body: string) => {
+      const event = parseFirehoseMessage(message(key, headers, body));
+      const draft = event ? firehoseStep(event, store) : undefined;
+      if (draft) store.add(draft);
+      return draft && [draft.kind, 'leg' in draft.detail ? draft.detail.leg : undefined, 'queue' in draft.detail ? draft.detail.queue : undefined];
+    };
+    expect(step('deliver.amq.gen-tap', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":"f1","reply_to":"reply/f1"}')).toEqual(['broker.delivered', 'request', 'amq.gen-tap']);
+    expect(step('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":"f1","reply_to":"reply/f1"}')).toEqual(['broker.delivered', 'request', 'rpc_queue']);
+    expect(step('deliver.amq.gen-tap', { routing_keys: ['reply.f1'], redelivered: 0 }, '{"id":"f1","result":1}')).toEqual(['broker.delivered', 'reply', 'amq.gen-tap']);
+    expect(step('deliver.mqtt-subscription-devqos1', { routing_keys: ['reply.f1'], redelivered: 0 }, '{"id":"f1","result":1}')).toEqual(['broker.delivered', 'reply', 'mqtt-subscription-devqos1']);
+  });
+
   it('joins the copies of requests sent as given (no id in the body) to their RPCs by key, size and bytes, one copy each, oldest first', () => {
     const store = new TraceStore();
-    const sentAsGiven = (rpcId: string, body: string): TraceStepDraft => ({
-      ...composed(rpcId),
+    const sentAsGiven = (rpcId: string, body: string): PendingDraft => ({
+      rpcId,
+      at: 1000,
+      source: 'client',
+      kind: 'composed',
       detail: { topic: 'devices/rpc', qos: 1, replyTopic: `reply/${rpcId}`, replyStrategy: 'per-request', bytes: Buffer.byteLength(body), asGiven: 'without-reply-topic' },
       [WIRE_SOURCE]: mqttWire({ qos: 1, retain: false }, Buffer.from(body)),
-    }) as TraceStepDraft;
+    });
     // Two calls send the same text at once: each copy of the broker's goes to one of them, in the order they were sent.
     store.add(sentAsGiven('a', 'hello'));
     store.add(sentAsGiven('b', 'hello'));
@@ -294,11 +312,15 @@ describe('firehose events', () => {
 
   it("takes the routing key the client predicted for a body sent as given (the broker's own topic rules)", () => {
     const store = new TraceStore();
-    store.add({
-      ...composed('s1'),
+    const sent: PendingDraft = {
+      rpcId: 's1',
+      at: 1000,
+      source: 'client',
+      kind: 'composed',
       detail: { topic: 'spBv1.0/g/DCMD/e', qos: 1, replyTopic: 'reply/s1', replyStrategy: 'per-request', bytes: 2, asGiven: 'with-response-topic' },
       [WIRE_SOURCE]: mqttWire({ qos: 1, retain: false }, Buffer.from('on')),
-    } as TraceStepDraft);
+    };
+    store.add(sent);
     store.add({ rpcId: 's1', at: 1001, source: 'client', kind: 'mqtt.published', detail: { topic: 'spBv1.0/g/DCMD/e', qosAsked: 1, predictedRoutingKey: 'spBv1___0.g.DCMD.e' } });
     const event = parseFirehoseMessage(message('publish.amq.topic', { routing_keys: ['spBv1___0.g.DCMD.e'], routed_queues: ['q'] }, 'on'));
     expect(event ? firehoseStep(event, store) : undefined).toMatchObject({ rpcId: 's1', detail: { leg: 'request', matchesPrediction: true } });

@@ -107,7 +107,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
     if (rpcId !== undefined) isRequest = true;
   }
   let keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
-  const leg = legOf(event, isRequest, keys);
+  const leg = legOf(event, isRequest, keys, store, rpcId);
   const replyTo = record?.get(fields.replyTo);
   if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
@@ -138,13 +138,18 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
 /**
  * Request or reply: a message on the RPC's own reply key is its reply (whatever its body holds: a forged reply may carry
  * a reply_to); else a body with a reply_to is the request, wherever it goes (an MQTT client subscribed to the request
- * topic gets a copy in its mqtt-subscription queue); else a delivery to an MQTT subscription is a reply.
+ * topic gets a copy in its mqtt-subscription queue); else a publish or a delivery to an MQTT subscription is a reply,
+ * and a delivery to another queue is a request unless it came on the reply key its request named.
  */
-function legOf(event: FirehoseEvent, isRequest: boolean, keys: RpcKeys | undefined): 'request' | 'reply' {
+function legOf(event: FirehoseEvent, isRequest: boolean, keys: RpcKeys | undefined, store: TraceStore, rpcId: string | undefined): 'request' | 'reply' {
   const replyKey = keys?.replyKey;
-  if (replyKey !== undefined && event.routingKeys[0] === replyKey) return 'reply';
+  const key = event.routingKeys[0];
+  if (replyKey !== undefined && key === replyKey) return 'reply';
   if (isRequest) return 'request';
-  return event.type === 'deliver' && !isSubscriptionQueue(event.name) ? 'request' : 'reply';
+  if (event.type !== 'deliver' || isSubscriptionQueue(event.name)) return 'reply';
+  // Delivered to another queue (a watcher's tap, an AMQP consumer of replies) on the reply key its request named (noted
+  // when the firehose saw that request): the reply, not the request again.
+  return key !== undefined && rpcId !== undefined && store.rpcForReplyKey(key) === rpcId ? 'reply' : 'request';
 }
 
 /** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */
