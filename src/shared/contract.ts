@@ -169,7 +169,13 @@ export interface WatchTopicStats {
   topic: string;
   requests: number;
   replies: number;
+  /** no reply seen within the timeout where one would have been seen */
   unanswered: number;
+  /**
+   * no reply seen, but none could have been: a tap binds a reply key new to it only once it sees the request, and a
+   * fast worker answers before that bind (the firehose mode sees every reply)
+   */
+  unseen: number;
   late: number;
   /** requests per second over the last 10 s */
   rate: number;

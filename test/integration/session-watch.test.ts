@@ -104,10 +104,12 @@ describe('the session watch (tap)', () => {
     const last = await done;
     seen.stop();
     const line = last.stats.find((stats) => stats.topic === requestKey);
-    expect(line).toMatchObject({ requests: 6, replies: 4, unanswered: 2, workers: { 'node-w1': 4 } });
+    // none-0 was the first on its reply key (bound only then: "not seen"); none-1 came while the key was bound (unanswered).
+    expect(line).toMatchObject({ requests: 6, replies: 4, unanswered: 1, unseen: 1, workers: { 'node-w1': 4 } });
     expect(line?.p50).toBeGreaterThanOrEqual(0);
     expect(line?.p99).toBeGreaterThanOrEqual(line?.p50 ?? 0);
     expect(seen.batches.reduce((sum, batch) => sum + batch.pairs, 0)).toBe(4);
+    expect(seen.batches.flatMap((batch) => batch.verdicts).find((rpc) => rpc.id === 'none-0')?.verdict?.code).toBe('undetermined');
     const verdict = seen.batches.flatMap((batch) => batch.verdicts).find((rpc) => rpc.id === 'none-1');
     // The worker took the request and said nothing: the same engine's verdict as for the app's own RPCs.
     expect(verdict?.verdict?.code).toBe('server-slow');

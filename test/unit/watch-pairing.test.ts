@@ -90,7 +90,7 @@ describe('the live rate', () => {
 
 describe('reply keys that linger', () => {
   it('keeps a reply key watched for the linger after its request closed, so the next request on it is not late to watch', () => {
-    const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 500 });
+    const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 500, boundLate: () => true });
     expect(pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }))).toEqual([{ type: 'watch-key', key: 'reply.x' }]);
     expect(of(pairing.observe(msg(10, 'reply.x', { id: 'a' })), 'unwatch-key')).toEqual([]);
     expect(pairing.observe(msg(100, 'rpc_queue', { id: 'b', reply_to: 'reply/x' }))).toEqual([]);
@@ -100,6 +100,20 @@ describe('reply keys that linger', () => {
     pairing.observe(msg(700, 'rpc_queue', { id: 'c', reply_to: 'reply/x' }));
     const [first] = of(pairing.tick(1700), 'unanswered');
     expect(first).toMatchObject({ id: 'c', keyWatchedLate: true });
+    // b and a were answered; c's key was bound only when c was seen: "not seen", not unanswered.
+    expect(pairing.stats(1700)[0]).toMatchObject({ requests: 3, replies: 2, unanswered: 0, unseen: 1 });
+  });
+
+  it('counts a request unanswered, not "not seen", where its reply key needed no late bind (the firehose, a request key, #)', () => {
+    const firehose = new RpcPairing({ timeoutMs: 100 });
+    const tap = new RpcPairing({ timeoutMs: 100, boundLate: (key) => key !== 'rpc_queue' });
+    for (const pairing of [firehose, tap]) {
+      pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/fresh' }));
+      pairing.observe(msg(0, 'rpc_queue', { id: 'b', reply_to: 'rpc_queue' }));
+      pairing.tick(100);
+    }
+    expect(firehose.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
+    expect(tap.stats(100)[0]).toMatchObject({ unanswered: 1, unseen: 1 });
   });
 });
 

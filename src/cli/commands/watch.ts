@@ -36,7 +36,7 @@ function plainLine(line: WatchLine): string {
 
 function summaryLine(stats: TopicStats): string {
   const workers = Object.entries(stats.workers).map(([name, count]) => `${name} ${count}`).join(', ');
-  return `summary ${stats.topic}: ${stats.rate}/s, ${stats.requests} requests, ${stats.replies} replied, ${stats.unanswered} unanswered (${stats.late} late); round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+  return `summary ${stats.topic}: ${stats.rate}/s, ${stats.requests} requests, ${stats.replies} replied, ${stats.unanswered} unanswered${stats.unseen > 0 ? `, ${stats.unseen} not seen (reply key bound after the request)` : ''} (${stats.late} late); round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
 }
 
 export function registerWatchCommand(program: Command): void {
@@ -82,9 +82,15 @@ export function registerWatchCommand(program: Command): void {
           keyLingerMs: options.keyLinger,
           ...(options.lateWindow !== undefined ? { lateWindowMs: options.lateWindow } : {}),
         });
+        let toldUnseen = false;
         watcher.on('line', (line) => {
           if (options.json) printJsonLine(line);
           else process.stdout.write(`${terminalSafe(plainLine(line))}\n`);
+          // The tap's blind spot, said once where a person reads it: fresh reply topics answered faster than the tap binds them.
+          if (!toldUnseen && line.type === 'verdict' && line.verdict.code === 'undetermined' && line.verdict.evidence.some((item) => item.startsWith('tap: the reply key'))) {
+            toldUnseen = true;
+            say(`warning: the workers answer faster than the tap can bind a reply key it sees for the first time (a device making a new reply topic per request): such replies are not seen, and their requests are counted "not seen", not unanswered. --mode firehose sees every reply.`);
+          }
         });
         const firehose = options.mode === 'firehose';
         const tasks = () => [

@@ -69,6 +69,12 @@ export interface PairingOptions {
   keyLingerMs?: number;
   /** most lingering reply keys (default 1,000): past it the longest idle is let go */
   maxLingering?: number;
+  /**
+   * whether a reply key first watched when its request is seen can miss a reply (a tap binds it then, and a fast worker
+   * answers before the bind takes effect); default: never (the firehose sees every key). Such a request with no reply
+   * seen is counted `unseen`, not `unanswered`.
+   */
+  boundLate?: (replyKey: string) => boolean;
 }
 
 /** One request topic's live figures: the same shape the app's Watch panel receives. */
@@ -89,6 +95,7 @@ interface TopicAcc {
   requests: number;
   replies: number;
   unanswered: number;
+  unseen: number;
   late: number;
   firstAt: number;
   lastAt: number;
@@ -173,6 +180,7 @@ export class RpcPairing {
   private readonly lingering = new Map<string, number>();
   private readonly keyLingerMs: number;
   private readonly maxLingering: number;
+  private readonly boundLate: ((replyKey: string) => boolean) | undefined;
 
   constructor(options: PairingOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -182,6 +190,7 @@ export class RpcPairing {
     this.maxTopics = options.maxTopics ?? 1000;
     this.keyLingerMs = options.keyLingerMs ?? 0;
     this.maxLingering = options.maxLingering ?? 1000;
+    this.boundLate = options.boundLate;
   }
 
   get pendingCount(): number {
@@ -235,7 +244,8 @@ export class RpcPairing {
         events.push({ type: 'dropped', what: 'timed-out', count: 1, reason: `more than ${this.maxPending} unanswered requests in the late window; a late reply to ${oldest.topic} id ${oldest.id} will not be recognised` });
       }
       const acc = this.topicAcc(entry.topic, entry.sentAt, events);
-      if (acc) acc.unanswered += 1;
+      if (acc && entry.keyWatchedLate) acc.unseen += 1;
+      else if (acc) acc.unanswered += 1;
       const { deadline: _deadline, ...ref } = entry;
       events.push({ ...ref, type: 'unanswered', waitedMs: now - entry.sentAt });
     }
@@ -274,6 +284,7 @@ export class RpcPairing {
         requests: acc.requests,
         replies: acc.replies,
         unanswered: acc.unanswered,
+        unseen: acc.unseen,
         late: acc.late,
         rate: Math.round((recent / seconds) * 100) / 100,
         workers: Object.fromEntries(acc.workers),
@@ -314,7 +325,7 @@ export class RpcPairing {
       }
       bucket.count += 1;
     }
-    if (this.hold(entry.replyKey, events)) entry.keyWatchedLate = true;
+    if (this.hold(entry.replyKey, events) && this.boundLate?.(entry.replyKey)) entry.keyWatchedLate = true;
     this.pending.set(key, entry);
   }
 
@@ -365,7 +376,7 @@ export class RpcPairing {
       events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
       return undefined;
     }
-    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, late: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, late: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
     this.topics.set(topic, acc);
     return acc;
   }

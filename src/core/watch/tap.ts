@@ -61,8 +61,8 @@ export class Tap extends EventEmitter<TapEvents> {
     return this.queueName;
   }
 
-  /** Reply keys need no binding of their own when '#' is bound, nor when they are request keys (unbinding would cut those). */
-  private needsBinding(key: string): boolean {
+  /** Reply keys need no binding of their own when '#' is bound, nor when they are request keys (unbinding would cut those): a key that does is bound only once its request is seen. */
+  needsBinding(key: string): boolean {
     return !this.options.requestKeys.includes('#') && !this.options.requestKeys.includes(key) && !/[*#]/.test(key);
   }
 

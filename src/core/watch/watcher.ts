@@ -72,6 +72,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.lateWindowMs !== undefined ? { lateWindowMs: options.lateWindowMs } : {}),
       ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
       keyLingerMs: options.keyLingerMs ?? 30_000,
+      // A tap binds a reply key only once it sees the request: a reply faster than that bind is not seen.
+      ...(options.mode === 'firehose' ? {} : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false }),
     });
     const spans = options.spans;
     if (spans) this.on('line', (line) => line.type !== 'dropped' && spans.settle(line));
@@ -241,9 +243,15 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     if (blind && (blind.until === undefined || blind.until > event.sentAt) && blind.from < event.sentAt + this.options.timeoutMs) {
       verdict.evidence.push(`tap: the connection to the broker was lost from ${new Date(blind.from).toISOString()}${blind.until !== undefined ? ` to ${new Date(blind.until).toISOString()}` : ''}; a reply in that gap was not seen`);
     }
-    if (event.keyWatchedLate) {
-      verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
-    }
-    return verdict;
+    if (!event.keyWatchedLate) return verdict;
+    verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
+    // A consumer took it, and its reply may well have come before the tap could see it: not "slow", not known.
+    if (verdict.code !== 'server-slow') return verdict;
+    const queue = facts?.requestQueues.find((candidate) => candidate.consumers > 0)?.name;
+    return {
+      ...verdict,
+      code: 'undetermined',
+      message: `A consumer${queue !== undefined ? ` of queue "${queue}"` : ''} took the request; no reply was seen on "${event.replyKey}" within ${waited}, but the tap could bind that key only once it saw the request (a reply topic new to it), and a worker answers faster than that bind: the reply may have come. --mode firehose (Mode in the Watch panel) sees every reply.`,
+    };
   }
 }
