@@ -186,7 +186,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const watching = input.remedies === 'watch';
   const startServer = (queue: string): string =>
     watching ? `start the worker that consumes it` : inApp ? `start a server on it (the Server panel, queue "${queue}")` : `start a server on it (bridgescope serve --queue ${queue})`;
-  const firehoseSwitch = watching ? `watch's firehose mode (--mode firehose, or Mode in the Watch panel)` : inApp ? `the Trace panel's "Broker firehose"` : 'call --trace';
+  const firehoseSwitch = watching ? `watch --mode firehose, or Mode in the Watch panel` : inApp ? `the Trace panel's "Broker firehose"` : 'call --trace';
   // The embedded server's own events (source "server") say it took the request: its log is the Server panel's.
   const serverLog = inApp && received?.source === 'server' ? "the Server panel's log says which" : 'its own log says which';
 

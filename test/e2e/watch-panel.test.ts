@@ -110,6 +110,10 @@ describe('the Watch panel, in Chromium', () => {
     expect(workers).toMatch(/node-w1 \d+/);
     expect(workers).toMatch(/node-w2 \d+/);
     expect(Number(await page.textContent(`${row} [data-testid=watch-unanswered]`))).toBeGreaterThan(0);
+    // The request routed nowhere could have no reply: unanswered, never "not seen", though its reply key was new to the tap.
+    const nobodyRow = `[data-testid=watch-row][data-topic="${nobodyKey}"]`;
+    await page.waitForFunction((selector) => document.querySelector(selector)?.textContent?.trim() === '1', `${nobodyRow} [data-testid=watch-unanswered]`);
+    expect(await page.textContent(`${nobodyRow} [data-testid=watch-unseen]`)).toBe('0');
     const late = page.locator('[data-testid=watch-verdict][data-code=late-reply]').first();
     expect((await late.locator('[data-testid=verdict-badge]').textContent())?.trim()).toBe('late reply');
     expect(await late.locator('[data-testid=watch-verdict-sentence]').textContent()).toMatch(/\w.{20,}/);

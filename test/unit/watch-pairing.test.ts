@@ -114,6 +114,10 @@ describe('reply keys that linger', () => {
     }
     expect(firehose.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 1, unseen: 1 });
+    // Its verdict found nothing consuming the request: no reply could have come, so it is unanswered after all.
+    tap.unseenWasUnanswered('rpc_queue');
+    tap.unseenWasUnanswered('rpc_queue');
+    expect(tap.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
   });
 });
 

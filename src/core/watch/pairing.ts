@@ -262,6 +262,17 @@ export class RpcPairing {
     return events;
   }
 
+  /**
+   * A request counted not seen turned out to be one no reply could answer (nothing consumed it, or it was routed
+   * nowhere): it is counted unanswered after all.
+   */
+  unseenWasUnanswered(topic: string): void {
+    const acc = this.topics.get(topic);
+    if (!acc || acc.unseen === 0) return;
+    acc.unseen -= 1;
+    acc.unanswered += 1;
+  }
+
   /** Everything waited on is let go (the watcher stops): unwatch-key events for each key. */
   close(): WatchEvent[] {
     const events: WatchEvent[] = [];

@@ -245,8 +245,12 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     }
     if (!event.keyWatchedLate) return verdict;
     verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
-    // A consumer took it, and its reply may well have come before the tap could see it: not "slow", not known.
-    if (verdict.code !== 'server-slow') return verdict;
+    // A consumer took it, and its reply may well have come before the tap could see it: not "slow", not known. Any other
+    // verdict (routed nowhere, nobody consuming) says no reply could have come: unanswered after all.
+    if (verdict.code !== 'server-slow') {
+      this.pairing.unseenWasUnanswered(event.topic);
+      return verdict;
+    }
     const queue = facts?.requestQueues.find((candidate) => candidate.consumers > 0)?.name;
     return {
       ...verdict,
