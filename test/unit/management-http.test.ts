@@ -56,6 +56,14 @@ describe('management requests', () => {
     );
   });
 
+  it('say an AMQP port given as the management URL is not an HTTP server, not that the plugin is off', async () => {
+    // RabbitMQ's AMQP listener answers anything it cannot read with its own protocol header, then closes.
+    const port = await listen(createNetServer((socket) => socket.end(Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]))));
+    await expect(managementRequest(`http://guest:guest@127.0.0.1:${port}`, '/api/overview')).rejects.toThrow(
+      expect.objectContaining({ code: 'unreachable', message: expect.stringMatching(new RegExp(`^What answers at http://127\\.0\\.0\\.1:${port} is not an HTTP server \\(HPE_\\w+\\): the management URL names another port`)) }),
+    );
+  });
+
   it('give up after the timeout when no answer comes, or when the answer stops halfway', async () => {
     const silent = await listen(createHttpServer(() => undefined));
     await expect(managementRequest(`http://127.0.0.1:${silent}`, '/api/overview', { timeoutMs: 200 })).rejects.toThrow(

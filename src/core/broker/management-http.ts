@@ -107,6 +107,12 @@ export async function managementRequest<T = unknown>(
     }
     const tls = tlsFailure(err as Error & { code?: string }, display);
     if (tls) throw tls;
+    // Something answered, but not in HTTP: an AMQP or MQTT port given as the management URL (AMQP answers its own
+    // protocol header), not a plugin that is off.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== undefined && code.startsWith('HPE_')) {
+      throw new BridgeError('unreachable', `What answers at ${display} is not an HTTP server (${code}): the management URL names another port (an AMQP or MQTT one?); RabbitMQ's management API listens on 15672 by default.`, { cause: err });
+    }
     throw new BridgeError(
       'unreachable',
       `Cannot reach the management API at ${display} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); is the rabbitmq_management plugin enabled?`,
