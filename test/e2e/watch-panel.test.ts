@@ -112,7 +112,10 @@ describe('the Watch panel, in Chromium', () => {
     expect(Number(await page.textContent(`${row} [data-testid=watch-unanswered]`))).toBeGreaterThan(0);
     // The request routed nowhere could have no reply: unanswered, never "not seen", though its reply key was new to the tap.
     const nobodyRow = `[data-testid=watch-row][data-topic="${nobodyKey}"]`;
-    await page.waitForFunction((selector) => document.querySelector(selector)?.textContent?.trim() === '1', `${nobodyRow} [data-testid=watch-unanswered]`);
+    await page.waitForFunction((selector) => {
+      const dom = (globalThis as unknown as { document: { querySelector(what: string): { textContent: string | null } | null } }).document;
+      return dom.querySelector(selector)?.textContent?.trim() === '1';
+    }, `${nobodyRow} [data-testid=watch-unanswered]`);
     expect(await page.textContent(`${nobodyRow} [data-testid=watch-unseen]`)).toBe('0');
     const late = page.locator('[data-testid=watch-verdict][data-code=late-reply]').first();
     expect((await late.locator('[data-testid=verdict-badge]').textContent())?.trim()).toBe('late reply');
