@@ -7,6 +7,7 @@ import { MAX_TIMER_MS } from '../shared/durations';
 import { jsonForTerminal, terminalSafe } from './terminal';
 import { splitUrls } from '../shared/url-list';
 import { forgetGivenUrls, noteGivenUrls } from './given-urls';
+import { noteTls } from './tls';
 
 export const ExitCode = { ok: 0, failure: 1, usage: 2, timeout: 3, unreachable: 4 } as const;
 
@@ -88,6 +89,8 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
     forgetGivenUrls();
     noteGivenUrls(args);
     try {
+      // TLS files are read before anything connects: a wrong path is one sentence (exit 2).
+      await noteTls(args);
       const code = await fn(...args);
       process.exitCode = code ?? ExitCode.ok;
     } catch (err) {

@@ -17,6 +17,7 @@ import { givenFlags, KINDS, said, type UrlKind } from './given-urls';
 import { siblingList } from '../core/profiles';
 import { say } from './run';
 import { redactUrl, splitTypedUrl } from '../shared/redact';
+import { cliTls } from './tls';
 
 /** Several URLs in one flag or variable (a cluster's nodes): the app's profiles read lists by the same rule. */
 export { splitUrls };
@@ -133,7 +134,7 @@ export function resolveUrl(kind: UrlKind, flag: string | undefined): string {
 /** The management API at every URL given (a cluster's nodes): when the one in use cannot be reached or does not answer, the next is asked. */
 export function managementApiFor(flag: string | undefined, vhost?: string): ManagementApi {
   const [first, ...others] = resolveUrls('management', flag) as [string, ...string[]];
-  return new ManagementApi(first, vhost, undefined, undefined, others);
+  return new ManagementApi(first, vhost, undefined, cliTls(), others);
 }
 
 /**
@@ -141,7 +142,7 @@ export function managementApiFor(flag: string | undefined, vhost?: string): Mana
  * (the tracer); `skipped`, when nodes before it did not answer: one sentence naming them and the one in use.
  */
 export async function reachableAmqp(flag: string | undefined): Promise<{ url: string; skipped?: string }> {
-  const answered = await reachableAmqpUrl(resolveUrls('amqp', flag));
+  const answered = await reachableAmqpUrl(resolveUrls('amqp', flag), cliTls());
   const skipped = skippedSentence(answered);
   return { url: answered.url, ...(skipped ? { skipped } : {}) };
 }

@@ -109,7 +109,7 @@ export function tlsFailure(err: Error & { code?: string | number }, where: strin
   if (CERTIFICATE_CODES.test(code) || err.message === 'TLS not authorized') {
     return new BridgeError(
       'auth',
-      `The broker at ${where} presented a certificate that could not be verified (${code || err.message}): give its CA file (on the command line: NODE_EXTRA_CA_CERTS=ca.pem), or turn certificate verification off.`,
+      `The broker at ${where} presented a certificate that could not be verified (${code || err.message}): give its CA file (on the command line: --tls-ca ca.pem), or turn certificate verification off (--tls-insecure).`,
     );
   }
   if (code === 'EPROTO' || code.startsWith('ERR_SSL') || /wrong version number|packet length too long/.test(err.message)) {

@@ -5,6 +5,7 @@ import { BridgeError } from './errors';
 import { decodeUriPart, REDACTED, redactUrl, splitTypedUrl, typedCredentials } from '../shared/redact';
 import { redactUrlList, splitUrls } from '../shared/url-list';
 import { DEFAULT_MANAGEMENT_URL, DEFAULT_MQTT_EXCHANGE, DEFAULT_MQTT_URL, DEFAULT_VHOST } from '../shared/defaults';
+import { tlsSettings } from '../shared/tls-settings';
 import { OneAtATime, readOwnFile, setFileAside, writeFileWhole } from './json-file';
 
 export interface SecretBox {
@@ -355,6 +356,7 @@ export function profileFromEnv(env: NodeJS.ProcessEnv = process.env, note?: (sen
     );
     return sibling ?? fallback;
   };
+  const tls = tlsSettings({}, env);
   return {
     name: 'From environment',
     amqpUrl,
@@ -363,6 +365,7 @@ export function profileFromEnv(env: NodeJS.ProcessEnv = process.env, note?: (sen
     // The AMQP URL's vhost unless BRIDGESCOPE_VHOST says another: the management API, requests and Watch look there.
     vhost: env.BRIDGESCOPE_VHOST || (amqpUrlVhost(splitUrls(amqpUrl)[0] ?? '') ?? DEFAULT_VHOST),
     exchange: env.BRIDGESCOPE_EXCHANGE ?? DEFAULT_MQTT_EXCHANGE,
+    ...(tls !== undefined ? { tls } : {}),
   };
 }
 

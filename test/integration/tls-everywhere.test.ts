@@ -21,6 +21,7 @@ import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { dispatch } from '../../src/core/dispatch';
 import type { ConnectionProfile } from '../../src/shared/contract';
 import { uniqueName } from '../support/names';
+import { runCli } from '../support/cli';
 import { createTestVhost, type TestVhost } from '../support/vhosts';
 
 const broker = inject('broker');
@@ -67,6 +68,7 @@ let caFile = '';
 let ca: Buffer;
 let amqpProxy: TlsProxy;
 let managementProxy: TlsProxy;
+let mqttProxy: TlsProxy;
 
 beforeAll(async () => {
   certDir = mkdtempSync(join(tmpdir(), 'bridgescope-ca-'));
@@ -90,11 +92,12 @@ beforeAll(async () => {
   const key = readFileSync(file('server-key.pem'));
   amqpProxy = await tlsProxy(broker.urls.amqp, cert, key);
   managementProxy = await tlsProxy(broker.urls.management, cert, key);
+  mqttProxy = await tlsProxy(broker.urls.mqtt, cert, key);
 });
 
 afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  await Promise.all([amqpProxy?.close(), managementProxy?.close()]);
+  await Promise.all([amqpProxy?.close(), managementProxy?.close(), mqttProxy?.close()]);
   rmSync(certDir, { recursive: true, force: true });
 });
 
@@ -102,7 +105,7 @@ const amqpsUrl = (vhost = '/'): string => `amqps://guest:guest@127.0.0.1:${amqpP
 const httpsUrl = (): string => `https://guest:guest@127.0.0.1:${managementProxy.port}`;
 const verified = (): TlsFiles => ({ ca, rejectUnauthorized: true });
 const unverified: TlsFiles = { rejectUnauthorized: false };
-const NOT_VERIFIED = /^The broker at \S+ presented a certificate that could not be verified \(\w+\): give its CA file \(on the command line: NODE_EXTRA_CA_CERTS=ca\.pem\), or turn certificate verification off\.$/;
+const NOT_VERIFIED = /^The broker at \S+ presented a certificate that could not be verified \(\w+\): give its CA file \(on the command line: --tls-ca ca\.pem\), or turn certificate verification off \(--tls-insecure\)\.$/;
 
 async function freshVhost(): Promise<TestVhost> {
   const vhost = await createTestVhost(broker.urls, 'tls');
@@ -241,4 +244,43 @@ describe("a profile's CA file, from the form to every connection", () => {
     expect(await vhost.api.tracing()).toBe(false);
     expect((await vhost.api.queues()).filter((item) => item.name.startsWith('amq.gen-'))).toEqual([]);
   }, 120_000);
+});
+
+describe('the command line over TLS with a private CA (--tls-ca, --tls-insecure, BRIDGESCOPE_TLS_*)', () => {
+  const mqttsUrl = (): string => `mqtts://127.0.0.1:${mqttProxy.port}`;
+  const plainEnv = { BRIDGESCOPE_TLS_CA_FILE: '', BRIDGESCOPE_TLS_CERT_FILE: '', BRIDGESCOPE_TLS_KEY_FILE: '', BRIDGESCOPE_TLS_VERIFY: '' };
+
+  it('call --trace reaches a server through mqtts://, traces through amqps:// and asks https://, all with --tls-ca', async () => {
+    const queue = uniqueName('tls_cli');
+    const server = new RpcServer({ amqpUrl: amqpsUrl(), tls: verified(), exchange: 'amq.direct', queue, handler: await loadHandler(parseHandlerSpec('echo')) });
+    cleanups.push(() => server.stop());
+    await server.start();
+    const args = ['call', '--mqtt', mqttsUrl(), '--amqp', amqpsUrl(), '--management', httpsUrl(), '--topic', queue, '--trace', '--json', '--timeout', '5000', '{"n": 1}'];
+    const result = await runCli([...args, '--tls-ca', caFile], { env: plainEnv });
+    expect(result.code, result.stderr).toBe(0);
+    const printed = JSON.parse(result.stdout) as { verdict: { code: string }; trace: Array<{ kind: string; detail: { leg?: string } }> };
+    expect(printed.verdict.code).toBe('replied');
+    // The firehose's copies came over amqps:// (the tracer) after tracing was switched on over https:// (the management API).
+    expect(printed.trace.filter((step) => step.kind === 'broker.delivered').map((step) => step.detail.leg)).toEqual(['request', 'reply']);
+    // Without the CA: one sentence naming the flags, exit 4, nothing sent.
+    const refused = await runCli(args, { env: plainEnv });
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/could not be verified \(\w+\): give its CA file \(on the command line: --tls-ca ca\.pem\), or turn certificate verification off \(--tls-insecure\)\./);
+  });
+
+  it('bindings over https:// takes the CA from BRIDGESCOPE_TLS_CA_FILE, or no verification from --tls-insecure', async () => {
+    const args = ['bindings', '--management', httpsUrl(), '--amqp', amqpsUrl(), '--json'];
+    const fromEnv = await runCli(args, { env: { ...plainEnv, BRIDGESCOPE_TLS_CA_FILE: caFile } });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    expect(Array.isArray(JSON.parse(fromEnv.stdout))).toBe(true);
+    const insecure = await runCli([...args, '--tls-insecure'], { env: plainEnv });
+    expect(insecure.code, insecure.stderr).toBe(0);
+    expect((await runCli(args, { env: plainEnv })).code).toBe(4);
+  });
+
+  it('a TLS file that cannot be read is one sentence, exit 2, before anything connects', async () => {
+    const result = await runCli(['bindings', '--management', httpsUrl(), '--tls-ca', join(certDir, 'missing.pem')], { env: plainEnv });
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim()).toBe(`bridgescope: The CA file "${join(certDir, 'missing.pem')}" cannot be read: there is no such file.`);
+  });
 });

@@ -172,7 +172,7 @@ describe('Test connection over TLS', () => {
       const [, refused] = await testConnection(profile(url, undefined));
       expect(refused?.ok).toBe(false);
       expect(refused?.sentence).toBe(
-        `The broker at ${url} presented a certificate that could not be verified (DEPTH_ZERO_SELF_SIGNED_CERT): give its CA file (on the command line: NODE_EXTRA_CA_CERTS=ca.pem), or turn certificate verification off.`,
+        `The broker at ${url} presented a certificate that could not be verified (DEPTH_ZERO_SELF_SIGNED_CERT): give its CA file (on the command line: --tls-ca ca.pem), or turn certificate verification off (--tls-insecure).`,
       );
       const [, missing] = await testConnection(profile(url, { caFile: join(certDir, 'nope.pem') }));
       expect(missing).toMatchObject({ ok: false, sentence: `The CA file "${join(certDir, 'nope.pem')}" cannot be read: there is no such file.` });

@@ -1,8 +1,18 @@
 /** The environment profile (`BRIDGESCOPE_AMQP_URL` and friends): a remote broker's other URLs follow its AMQP URL's host. */
 import { describe, expect, it } from 'vitest';
 import { profileFromEnv, siblingUrl } from '../../src/core/profiles';
+import { tlsSettings } from '../../src/shared/tls-settings';
 
 describe('the environment profile', () => {
+  it('takes TLS files and verification from BRIDGESCOPE_TLS_*, as the command line does; a flag wins over its variable', () => {
+    const env = { BRIDGESCOPE_AMQP_URL: 'amqps://b.example', BRIDGESCOPE_TLS_CA_FILE: '/etc/ca.pem', BRIDGESCOPE_TLS_CERT_FILE: ' /etc/dev.pem ', BRIDGESCOPE_TLS_KEY_FILE: '/etc/dev.key' };
+    expect(profileFromEnv(env)?.tls).toEqual({ caFile: '/etc/ca.pem', certFile: '/etc/dev.pem', keyFile: '/etc/dev.key', verify: true });
+    expect(profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqps://b.example', BRIDGESCOPE_TLS_VERIFY: 'false' })?.tls).toEqual({ verify: false });
+    expect(profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqp://b.example' })?.tls).toBeUndefined();
+    expect(tlsSettings({ tlsCa: 'mine.pem', tlsInsecure: true }, env)).toEqual({ caFile: 'mine.pem', certFile: '/etc/dev.pem', keyFile: '/etc/dev.key', verify: false });
+    expect(tlsSettings({}, { BRIDGESCOPE_TLS_VERIFY: 'true', BRIDGESCOPE_TLS_CA_FILE: '' })).toBeUndefined();
+  });
+
   it('is off without an AMQP URL', () => {
     expect(profileFromEnv({})).toBeUndefined();
   });

@@ -11,6 +11,8 @@ import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
+import { addTlsOptions, cliTls, withCliTls } from '../tls';
+import { tlsSocketOptions } from '../../core/connection-details';
 import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 import type { CheckLine } from '../../shared/broker';
 import { REPLY_STRATEGIES, type ReplyStrategy } from '../../shared/rpc';
@@ -87,7 +89,7 @@ export function registerInspectCommands(program: Command): void {
         // The first node of the list that answers: the tracer stays with it.
         const amqp = await reachableAmqp(options.amqp);
         if (amqp.skipped) warn(amqp.skipped);
-        const tracer = new FirehoseTracer({ amqpUrl: amqp.url, api, store, onEvent: print, owner: `bridgescope trace (pid ${process.pid})` });
+        const tracer = new FirehoseTracer({ amqpUrl: amqp.url, api, store, onEvent: print, owner: `bridgescope trace (pid ${process.pid})`, ...withCliTls() });
         const abandoned = await checkAbandonedTracing(api);
         if (abandoned) say(abandoned.message);
         const tasks = () => [
@@ -194,6 +196,7 @@ export function registerInspectCommands(program: Command): void {
           configuredExchange: options.exchange,
           api: managementApiFor(options.management),
           onSkipped: warn,
+          ...withCliTls(),
         });
         if (options.json) printJson(verdict);
         else {
@@ -206,6 +209,12 @@ export function registerInspectCommands(program: Command): void {
         return verdict.lines.some((line) => line.status === 'fail') ? ExitCode.failure : ExitCode.ok;
       }),
     );
+
+  // Each of them connects to the broker: the TLS options after its own.
+  for (const name of ['bindings', 'trace', 'preflight', 'probe']) {
+    const command = program.commands.find((candidate) => candidate.name() === name);
+    if (command) addTlsOptions(command);
+  }
 }
 
 
@@ -234,7 +243,7 @@ async function withLiveCounts<T>(amqpFlag: string | undefined, use: (count: ((qu
   } catch {
     url = undefined;
   }
-  const connection = url ? await connectAmqp(amqpConnectOptions(url, 0), { timeout: 3000 }).catch(() => undefined) : undefined;
+  const connection = url ? await connectAmqp(amqpConnectOptions(url, 0), { ...tlsSocketOptions(cliTls()), timeout: 3000 }).catch(() => undefined) : undefined;
   try {
     return await use(connection ? amqpConsumerCounter(connection) : undefined);
   } finally {

@@ -27,6 +27,8 @@ import { ServerSpans } from '../../core/otel/server-spans';
 import { RpcSpans } from '../../core/otel/rpc-spans';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
+import { addTlsOptions, cliTls, withCliTls } from '../tls';
+import { tlsSocketOptions } from '../../core/connection-details';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
@@ -335,6 +337,7 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       handlerTimeoutMs: options.handlerTimeout,
       topicMap: { sparkplug: Boolean(options.sparkplug) },
       persistentReplies: !options.transientReplies,
+      ...withCliTls(),
     });
     let started = false;
     server.on('problem', (problem) => {
@@ -443,7 +446,7 @@ export async function mqttPluginWarning(options: { amqpUrl: string; exchange: st
   const overview = await api.overview().catch(() => undefined);
   if (!overview) return undefined;
   // Only the served broker's own management API can speak for it: the same cluster name as the AMQP connection's.
-  const connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 0), { timeout: 3000 }).catch(() => undefined);
+  const connection = await connectAmqp(amqpConnectOptions(options.amqpUrl, 0), { ...tlsSocketOptions(cliTls()), timeout: 3000 }).catch(() => undefined);
   if (!connection) return undefined;
   const clusterName = (connection.connection as unknown as { serverProperties?: Record<string, unknown> }).serverProperties?.cluster_name;
   await connection.close().catch(() => undefined);
@@ -452,7 +455,7 @@ export async function mqttPluginWarning(options: { amqpUrl: string; exchange: st
   if (!overview.protocols.includes('mqtt')) {
     return `The broker at ${broker} has no MQTT listener (is the rabbitmq_mqtt plugin enabled?): no device can call "${options.queue}" through it, and a device that gets replies is calling another broker.`;
   }
-  const verdict = await probeMqttExchange({ mqttUrl, amqpUrl: options.amqpUrl, configuredExchange: options.exchange, api }).catch(() => undefined);
+  const verdict = await probeMqttExchange({ mqttUrl, amqpUrl: options.amqpUrl, configuredExchange: options.exchange, api, ...withCliTls() }).catch(() => undefined);
   if (!verdict) return undefined;
   const observed = verdict.observedExchange;
   if (observed !== undefined && observed !== options.exchange) {
@@ -481,7 +484,7 @@ function callDiagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagno
     } catch {
       amqpUrl = undefined; // the management API's counts (lagging) will do
     }
-    return diagnosisBroker({ managementUrl, vhost, exchange: options.exchange, mqttUrl: resolveUrl('mqtt', options.mqtt), ...(amqpUrl !== undefined ? { amqpUrl } : {}) }, client);
+    return diagnosisBroker({ managementUrl, vhost, exchange: options.exchange, mqttUrl: resolveUrl('mqtt', options.mqtt), ...(amqpUrl !== undefined ? { amqpUrl } : {}) }, client, cliTls());
   } catch {
     return undefined;
   }
@@ -544,6 +547,8 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
         protocolVersion: options.mqttVersion === 'auto' ? 'auto' : (Number(options.mqttVersion) as 4 | 5),
         topicMap: { sparkplug: Boolean(options.sparkplug) },
       });
+      const tls = cliTls();
+      if (tls) client.link.useDetails({ tls });
       // The client's own steps always: the verdict rests on them (the firehose adds the broker's).
       store.attach(client);
       client.on('step', (step) => void (rpcId ??= step.kind === 'composed' ? step.rpcId : undefined));
@@ -559,7 +564,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
         const api = managementApiFor(options.management, amqpConnectOptions(amqpUrl, 0).vhost);
         abandoned = await checkAbandonedTracing(api).catch(() => undefined);
         if (abandoned) say(abandoned.message);
-        tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})` });
+        tracer = new FirehoseTracer({ amqpUrl, api, store, owner: `bridgescope call --trace (pid ${process.pid})`, ...withCliTls() });
         const status = await tracer.start();
         if (status.state === 'unavailable') warn(status.reason);
         if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
@@ -670,6 +675,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--json', 'print one JSON line per trace step and problem')
     .action(action(serve));
   addOtlpOptions(serveCommand);
+  addTlsOptions(serveCommand);
 
   const callCommandSpec = program
     .command('call')
@@ -704,6 +710,7 @@ export function registerRpcCommands(program: Command): void {
     .option('--json', 'print one JSON object: ok, rpcId, verdict, warnings, and the reply (topics, QoS, worker, duration) or the error')
     .action(action(callCommand));
   addOtlpOptions(callCommandSpec);
+  addTlsOptions(callCommandSpec);
 
   program
     .command('map')

@@ -8,6 +8,7 @@ import { runUntilStopped, StopSignals } from '../lifecycle';
 import { reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
+import { addTlsOptions, withCliTls } from '../tls';
 import { WatchSpans } from '../../core/otel/watch-spans';
 
 interface WatchOptions extends OtlpOptions {
@@ -81,6 +82,7 @@ export function registerWatchCommand(program: Command): void {
           timeoutMs: options.timeout,
           keyLingerMs: options.keyLinger,
           ...(options.lateWindow !== undefined ? { lateWindowMs: options.lateWindow } : {}),
+          ...withCliTls(),
         });
         let toldUnseen = false;
         watcher.on('line', (line) => {
@@ -168,4 +170,5 @@ export function registerWatchCommand(program: Command): void {
       }),
     );
   addOtlpOptions(command);
+  addTlsOptions(command);
 }
