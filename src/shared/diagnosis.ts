@@ -172,7 +172,10 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const failedAt = stepOf(steps, 'rpc.failed')?.at ?? input.lateReply?.at;
   const brokerRequest = stepOf(steps, 'broker.published', 'request');
   const brokerReply = stepOf(steps, 'broker.published', 'reply');
-  const requestDelivered = stepOf(steps, 'broker.delivered', 'request');
+  // A server took it: a copy delivered to an MQTT subscriber of the request topic (a device) is no consumer's of the queue.
+  const requestDelivered = steps.find((step) => step.kind === 'broker.delivered' && step.detail.leg === 'request' && !isSubscriptionQueue(step.detail.queue)) as
+    | Extract<TraceStep | TraceStepDraft, { kind: 'broker.delivered' }>
+    | undefined;
   const received = stepOf(steps, 'worker.received');
   const rejected = stepOf(steps, 'request.rejected');
   // The last publish: a reply the broker nacked is published again (kept by the server) when its request comes back.
@@ -462,7 +465,7 @@ function replyDoubt(input: DiagnosisInput, requestTopic: string, evidence: strin
   }
   if (replies < 2) return undefined;
   const takenFrom = publisher ? ` (published by ${partyText(publisher)}${named})` : named ? ` (${named.slice(2)})` : '';
-  const why = notServers ? ` The embedded server's own reply (${serverWorker}) is not the one taken: turn on the firehose to see who published each.` : '';
+  const why = notServers ? ` The embedded server's own reply (${serverWorker}) is not the one taken${input.firehose ? '' : ': turn on the firehose to see who published each'}.` : '';
   return {
     code: 'replied-twice',
     hop: 'mqtt-deliver',

@@ -269,6 +269,8 @@ describe('firehose events', () => {
     };
     expect(step('deliver.amq.gen-tap', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":"f1","reply_to":"reply/f1"}')).toEqual(['broker.delivered', 'request', 'amq.gen-tap']);
     expect(step('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":"f1","reply_to":"reply/f1"}')).toEqual(['broker.delivered', 'request', 'rpc_queue']);
+    // A second device request naming the same reply topic: the first one's reply is still a reply.
+    step('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":"f2","reply_to":"reply/f1"}');
     expect(step('deliver.amq.gen-tap', { routing_keys: ['reply.f1'], redelivered: 0 }, '{"id":"f1","result":1}')).toEqual(['broker.delivered', 'reply', 'amq.gen-tap']);
     expect(step('deliver.mqtt-subscription-devqos1', { routing_keys: ['reply.f1'], redelivered: 0 }, '{"id":"f1","result":1}')).toEqual(['broker.delivered', 'reply', 'mqtt-subscription-devqos1']);
   });
@@ -292,22 +294,50 @@ describe('firehose events', () => {
       if (step) store.add(step);
       return step && [step.rpcId, step.kind, 'leg' in step.detail ? step.detail.leg : undefined];
     };
-    const published = { routing_keys: ['devices.rpc'], routed_queues: ['rpc_queue'] };
+    const published = { routing_keys: ['devices.rpc'], routed_queues: ['amq.gen-tap', 'rpc_queue', 'mqtt-subscription-devqos1'] };
     expect(seen('publish.amq.topic', published, 'hello')).toEqual(['a', 'broker.published', 'request']);
     expect(seen('publish.amq.topic', published, 'hello')).toEqual(['b', 'broker.published', 'request']);
     // Someone else's identical request after both were seen is nobody's; so is another body or another key.
     expect(seen('publish.amq.topic', published, 'hello')).toBeUndefined();
     expect(seen('publish.amq.topic', published, 'hellO')).toBeUndefined();
     expect(seen('publish.amq.topic', { routing_keys: ['devices.other'], routed_queues: [] }, 'hello')).toBeUndefined();
+    // One request, three queues (a watcher's tap, the server's, a device subscribed to the request topic): each copy is its.
     const delivered = { routing_keys: ['devices.rpc'], redelivered: 0 };
-    expect(seen('deliver.rpc_queue', delivered, 'hello')).toEqual(['a', 'broker.delivered', 'request']);
+    for (const queue of ['amq.gen-tap', 'rpc_queue', 'mqtt-subscription-devqos1']) {
+      expect(seen(`deliver.${queue}`, delivered, 'hello')).toEqual(['a', 'broker.delivered', 'request']);
+    }
     expect(seen('deliver.rpc_queue', delivered, 'hello')).toEqual(['b', 'broker.delivered', 'request']);
-    // A redelivery (rejected with requeue), or a copy to a device subscribed to the request topic: the oldest that matches.
+    // A third delivery from the server's queue is no one's; a redelivery (rejected with requeue) is the oldest delivered there.
+    expect(seen('deliver.rpc_queue', delivered, 'hello')).toBeUndefined();
     expect(seen('deliver.rpc_queue', { ...delivered, redelivered: 1 }, 'hello')).toEqual(['a', 'broker.delivered', 'request']);
-    expect(seen('deliver.mqtt-subscription-devqos1', delivered, 'hello')).toEqual(['a', 'broker.delivered', 'request']);
-    // The steps are the RPCs' own: the client's and the broker's, one trace each.
+    // A queue the publish was not routed to never takes it.
+    expect(seen('deliver.elsewhere', delivered, 'hello')).toBeUndefined();
     expect(store.steps('b').map((step) => step.kind)).toEqual(['composed', 'broker.published', 'broker.delivered']);
-    expect(store.steps('a').map((step) => step.kind)).toEqual(['composed', 'broker.published', 'broker.delivered', 'broker.delivered', 'broker.delivered']);
+    expect(store.steps('a').filter((step) => step.kind === 'broker.delivered')).toHaveLength(4);
+  });
+
+  it('never gives a retry the copies of an earlier send of the same body: routed nowhere, or gone from the store', () => {
+    const store = new TraceStore({ maxRpcs: 2 });
+    const send = (rpcId: string): void =>
+      void store.add({
+        rpcId, at: 1000, source: 'client', kind: 'composed',
+        detail: { topic: 'rpc_queue', qos: 1, replyTopic: `reply/${rpcId}`, replyStrategy: 'per-request', bytes: 5, asGiven: 'without-reply-topic' },
+        [WIRE_SOURCE]: mqttWire({ qos: 1, retain: false }, Buffer.from('hello')),
+      } as PendingDraft);
+    const copy = (key: string, headers: Record<string, unknown>) => {
+      const event = parseFirehoseMessage(message(key, headers, 'hello'));
+      return event ? firehoseStep(event, store)?.rpcId : undefined;
+    };
+    send('first');
+    // Nothing was bound yet: routed nowhere.
+    expect(copy('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: [] })).toBe('first');
+    send('retry');
+    expect(copy('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] })).toBe('retry');
+    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 })).toBe('retry');
+    // Two more RPCs push "first" and "retry" out of the store (maxRpcs 2): a later identical copy is nobody's.
+    store.add(composed('x1'));
+    store.add(composed('x2'));
+    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 1 })).toBeUndefined();
   });
 
   it("takes the routing key the client predicted for a body sent as given (the broker's own topic rules)", () => {

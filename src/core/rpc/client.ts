@@ -12,6 +12,7 @@ import { topicToRoutingKey } from '../../shared/topic-map';
 import { encodeRequest } from './envelope';
 import { mqtt5PublishProperties } from './mqtt5-properties';
 import { mqttWire, WIRE_SOURCE, type MqttPublishFacts, type PendingDraft } from '../trace/message-view';
+import { readTopLevelFields } from '../trace/json-fields';
 import { carryTraceContext } from '../otel/context';
 import {
   DEFAULT_CALL_TIMEOUT_MS,
@@ -175,7 +176,11 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       if (this.link.protocolVersion === 5) facts.properties = { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) };
       const detail: TraceStepDetails['composed'] = { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength };
       if (options.method) detail.method = options.method;
-      if (raw) detail.asGiven = this.link.protocolVersion === 5 ? 'with-response-topic' : 'without-reply-topic';
+      // A body that is itself an envelope (a captured request sent from a file) names its own id and reply topic.
+      const envelope = raw ? readTopLevelFields(body, [this.fields.id, this.fields.replyTo]) : undefined;
+      if (raw && !envelope?.has(this.fields.id) && !envelope?.has(this.fields.replyTo)) {
+        detail.asGiven = this.link.protocolVersion === 5 ? 'with-response-topic' : 'without-reply-topic';
+      }
       // The wire is built when the step is read.
       step({ rpcId: id, at: Date.now(), source: 'client', kind: 'composed', detail, [WIRE_SOURCE]: mqttWire(facts, body) });
     }

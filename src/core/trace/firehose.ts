@@ -103,11 +103,12 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   // A body with no id may be a request sent as given (text, hex, a file): found by its key, size and first bytes.
   const routingKey = event.routingKeys[0];
   if (rpcId === undefined && routingKey !== undefined) {
-    rpcId = store.asGivenRequestOf(event.type, routingKey, event.body, event.redelivered || (event.type === 'deliver' && isSubscriptionQueue(event.name)));
+    const copy = event.type === 'publish' ? { type: 'publish' as const, routedQueues: event.routedQueues } : { type: 'deliver' as const, queue: event.name, redelivered: event.redelivered };
+    rpcId = store.asGivenRequestOf(copy, routingKey, event.body);
     if (rpcId !== undefined) isRequest = true;
   }
   let keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
-  const leg = legOf(event, isRequest, keys, store, rpcId);
+  const leg = legOf(event, isRequest, keys, store);
   const replyTo = record?.get(fields.replyTo);
   if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
@@ -141,15 +142,15 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
  * topic gets a copy in its mqtt-subscription queue); else a publish or a delivery to an MQTT subscription is a reply,
  * and a delivery to another queue is a request unless it came on the reply key its request named.
  */
-function legOf(event: FirehoseEvent, isRequest: boolean, keys: RpcKeys | undefined, store: TraceStore, rpcId: string | undefined): 'request' | 'reply' {
+function legOf(event: FirehoseEvent, isRequest: boolean, keys: RpcKeys | undefined, store: TraceStore): 'request' | 'reply' {
   const replyKey = keys?.replyKey;
   const key = event.routingKeys[0];
   if (replyKey !== undefined && key === replyKey) return 'reply';
   if (isRequest) return 'request';
   if (event.type !== 'deliver' || isSubscriptionQueue(event.name)) return 'reply';
-  // Delivered to another queue (a watcher's tap, an AMQP consumer of replies) on the reply key its request named (noted
-  // when the firehose saw that request): the reply, not the request again.
-  return key !== undefined && rpcId !== undefined && store.rpcForReplyKey(key) === rpcId ? 'reply' : 'request';
+  // Delivered to another queue (a watcher's tap, an AMQP consumer of replies) on a key a request named for its reply
+  // (noted when the firehose saw it; several devices' requests may share one): a reply, not a request.
+  return key !== undefined && store.rpcForReplyKey(key) !== undefined ? 'reply' : 'request';
 }
 
 /** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */

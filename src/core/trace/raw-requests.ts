@@ -58,7 +58,7 @@ export class RawRequestJoin {
   }
 }
 
-/** How many requests sent as given are remembered for the firehose (their copies come within the RPC's life). */
+/** How many requests sent as given are remembered for the firehose at most (each goes when its RPC leaves the store). */
 const KEPT_AS_GIVEN = 256;
 
 interface AsGivenRequest {
@@ -67,55 +67,70 @@ interface AsGivenRequest {
   bytes: number;
   /** a copy of the body's first bytes (at most a preview's) */
   head: Buffer;
-  published: boolean;
-  delivered: boolean;
+  /** the queues the broker routed its publish to, once the firehose saw it */
+  routedQueues: readonly string[] | undefined;
+  /** the queues a copy of it was delivered from so far */
+  deliveredFrom: Set<string>;
 }
 
 /**
  * Finds the RPC a firehose copy of a request sent as given belongs to. The firehose joins a message to its RPC by the
  * id in its JSON body; a body sent as given has none, so without this such a request never showed a broker step, and
  * its verdict advised turning on the firehose that was on. The client's `composed` step says a body was sent as given;
- * its routing key, size and first bytes are noted, and each copy of the broker's (`publish.<exchange>`, then
- * `deliver.<queue>`) goes to the oldest such request not yet seen there. A redelivery, or a copy to an MQTT
- * subscription of the request topic, goes to the oldest that matches.
+ * its routing key, size and first bytes are noted. The broker's publish of such a body goes to the oldest request not
+ * yet seen published, and keeps the queues it was routed to; a delivery from a queue goes to the oldest request routed
+ * there that has not been delivered from it yet (one request, several queues: a watcher's tap, an MQTT subscription of
+ * the request topic, the server's queue); a redelivery to the oldest one already delivered from that queue. An RPC's
+ * entry goes when the RPC leaves the store, so a later request with the same body is never taken for it.
  */
 export class AsGivenRequests {
-  private entries: AsGivenRequest[] = [];
+  /** in the order they were sent */
+  private readonly entries = new Map<string, AsGivenRequest>();
 
   /** `rpcId` sent a body as given: `bytes` long, starting with `head`, predicted to be routed with `routingKey`. */
   note(rpcId: string, routingKey: string, bytes: number, head: Uint8Array): void {
-    this.entries.push({ rpcId, routingKey, bytes, head: Buffer.from(head), published: false, delivered: false });
-    if (this.entries.length > KEPT_AS_GIVEN) this.entries.shift();
+    this.entries.delete(rpcId);
+    this.entries.set(rpcId, { rpcId, routingKey, bytes, head: Buffer.from(head), routedQueues: undefined, deliveredFrom: new Set() });
+    if (this.entries.size > KEPT_AS_GIVEN) this.entries.delete(this.entries.keys().next().value as string);
   }
 
-  /** The broker predicted another key for `rpcId` (its `mqtt.published` step, after the broker's own topic rules). */
+  /** The client predicted another key for `rpcId` (its `mqtt.published` step, after the broker's own topic rules). */
   rekey(rpcId: string, routingKey: string): void {
-    const entry = this.entries.findLast((candidate) => candidate.rpcId === rpcId);
+    const entry = this.entries.get(rpcId);
     if (entry) entry.routingKey = routingKey;
   }
 
-  /** The RPC of a firehose copy (`again`: a redelivery, or a copy to an MQTT subscription); undefined when none matches. */
-  rpcOf(type: 'publish' | 'deliver', routingKey: string, body: Buffer, again: boolean): string | undefined {
-    let oldest: AsGivenRequest | undefined;
-    for (const entry of this.entries) {
+  /** The RPC left the store: none of its copies can be joined to it any more. */
+  forget(rpcId: string): void {
+    this.entries.delete(rpcId);
+  }
+
+  /** The RPC of a firehose copy (`routedQueues` of a publish; `queue` and `redelivered` of a delivery); undefined when none matches. */
+  rpcOf(copy: { type: 'publish'; routedQueues: readonly string[] } | { type: 'deliver'; queue: string; redelivered: boolean }, routingKey: string, body: Buffer): string | undefined {
+    for (const entry of this.entries.values()) {
       if (entry.routingKey !== routingKey || entry.bytes !== body.byteLength || !entry.head.equals(body.subarray(0, entry.head.byteLength))) continue;
-      if (!again) {
-        const seen = type === 'publish' ? entry.published : entry.delivered;
-        if (seen) continue;
-        if (type === 'publish') entry.published = true;
-        else entry.delivered = true;
+      if (copy.type === 'publish') {
+        if (entry.routedQueues !== undefined) continue;
+        entry.routedQueues = copy.routedQueues;
         return entry.rpcId;
       }
-      oldest ??= entry;
+      if (copy.redelivered) {
+        if (entry.deliveredFrom.has(copy.queue)) return entry.rpcId;
+        continue;
+      }
+      // Routed elsewhere (or nowhere): not this request's copy. A publish the firehose did not see (it started later) routes anywhere.
+      if (entry.deliveredFrom.has(copy.queue) || (entry.routedQueues !== undefined && !entry.routedQueues.includes(copy.queue))) continue;
+      entry.deliveredFrom.add(copy.queue);
+      return entry.rpcId;
     }
-    return oldest?.rpcId;
+    return undefined;
   }
 
   get size(): number {
-    return this.entries.length;
+    return this.entries.size;
   }
 
   clear(): void {
-    this.entries = [];
+    this.entries.clear();
   }
 }

@@ -246,8 +246,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.bodies = new PreviewBudget(options.maxBodyBytes ?? TRACE_BODY_BUDGET_BYTES);
     // Room for the steps of about as many untraced calls as the store keeps: past it, the oldest kept steps are read back.
     this.tape = new FactTape(this.maxRpcs * TAPE_CELLS_PER_RPC);
-    this.rpcs = new BoundedMap(this.maxRpcs, (_rpcId, facts) => {
+    this.rpcs = new BoundedMap(this.maxRpcs, (rpcId, facts) => {
       if (facts === this.lastFacts) this.lastFacts = undefined;
+      if (this.asGiven.size > 0) this.asGiven.forget(rpcId);
       this.droppedRpcs += 1;
       if (facts.budget) this.bodies.forgetRpc(facts.budget);
       facts.forget();
@@ -456,9 +457,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   }
 
   /** The RPC a firehose copy of a request sent as given belongs to (see `AsGivenRequests`). */
-  asGivenRequestOf(type: 'publish' | 'deliver', routingKey: string, body: Buffer, again: boolean): string | undefined {
+  asGivenRequestOf(copy: Parameters<AsGivenRequests['rpcOf']>[0], routingKey: string, body: Buffer): string | undefined {
     this.takeHandedOver();
-    return this.asGiven.size > 0 ? this.asGiven.rpcOf(type, routingKey, body, again) : undefined;
+    return this.asGiven.size > 0 ? this.asGiven.rpcOf(copy, routingKey, body) : undefined;
   }
 
   rpcForReplyKey(routingKey: string): string | undefined {
