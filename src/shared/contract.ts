@@ -172,10 +172,12 @@ export interface WatchTopicStats {
   /** no reply seen within the timeout where one would have been seen */
   unanswered: number;
   /**
-   * no reply seen, but none could have been: a tap binds a reply key new to it only once it sees the request, and a
-   * fast worker answers before that bind (the firehose mode sees every reply)
+   * no reply seen, but a prompt one could not have been: a tap binds a reply key new to it only once it sees the
+   * request, and a reply may come before that bind (the firehose mode sees every reply)
    */
   unseen: number;
+  /** requests still within their timeout (neither replied nor decided yet) */
+  waiting: number;
   late: number;
   /** requests per second over the last 10 s */
   rate: number;

@@ -115,9 +115,18 @@ describe('reply keys that linger', () => {
     expect(firehose.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 1, unseen: 1 });
     // Its verdict found nothing consuming the request: no reply could have come, so it is unanswered after all.
-    tap.unseenWasUnanswered('rpc_queue');
-    tap.unseenWasUnanswered('rpc_queue');
+    tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', topic: 'rpc_queue' });
+    tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', topic: 'rpc_queue' });
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
+  });
+
+  it('counts a "not seen" request unanswered once its reply comes late (the bind was in place then)', () => {
+    const tap = new RpcPairing({ timeoutMs: 100, lateWindowMs: 1000, boundLate: () => true });
+    tap.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/fresh' }));
+    tap.tick(100);
+    expect(tap.stats(100)[0]).toMatchObject({ unanswered: 0, unseen: 1 });
+    expect(of(tap.observe(msg(400, 'reply.fresh', { id: 'a' })), 'late')).toHaveLength(1);
+    expect(tap.stats(400)[0]).toMatchObject({ unanswered: 1, unseen: 0, late: 1 });
   });
 });
 

@@ -37,7 +37,9 @@ function plainLine(line: WatchLine): string {
 
 function summaryLine(stats: TopicStats): string {
   const workers = Object.entries(stats.workers).map(([name, count]) => `${name} ${count}`).join(', ');
-  return `summary ${stats.topic}: ${stats.rate}/s, ${stats.requests} requests, ${stats.replies} replied, ${stats.unanswered} unanswered${stats.unseen > 0 ? `, ${stats.unseen} not seen (reply key bound after the request)` : ''} (${stats.late} late); round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+  const waiting = stats.waiting > 0 ? `, ${stats.waiting} waiting` : '';
+  const unseen = stats.unseen > 0 ? `, ${stats.unseen} not seen (reply key bound after the request)` : '';
+  return `summary ${stats.topic}: ${stats.rate}/s over the last 10 s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting} (${stats.late} late); round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
 }
 
 export function registerWatchCommand(program: Command): void {
@@ -89,9 +91,9 @@ export function registerWatchCommand(program: Command): void {
           if (options.json) printJsonLine(line);
           else process.stdout.write(`${terminalSafe(plainLine(line))}\n`);
           // The tap's blind spot, said once where a person reads it: fresh reply topics answered faster than the tap binds them.
-          if (!toldUnseen && line.type === 'verdict' && line.verdict.code === 'undetermined' && line.verdict.evidence.some((item) => item.startsWith('tap: the reply key'))) {
+          if (!toldUnseen && line.type === 'verdict' && line.unseen) {
             toldUnseen = true;
-            say(`warning: the workers answer faster than the tap can bind a reply key it sees for the first time (a device making a new reply topic per request): such replies are not seen, and their requests are counted "not seen", not unanswered. --mode firehose sees every reply.`);
+            say(`warning: the tap binds a reply key only once it sees a request naming it, so a prompt reply to a reply topic it had not seen before may come before the bind (a device that makes a new reply topic per request makes every one new): such requests are counted "not seen", not unanswered. --mode firehose sees every reply.`);
           }
         });
         const firehose = options.mode === 'firehose';
@@ -160,7 +162,10 @@ export function registerWatchCommand(program: Command): void {
           },
           tasks,
         );
-        for (const stats of watcher.stats()) say(summaryLine(stats));
+        for (const stats of watcher.stats()) {
+          if (options.json) printJsonLine({ type: 'summary', ...stats });
+          else say(summaryLine(stats));
+        }
         // What is left to export goes within a bound (finishOtel says what could not be sent).
         await finishOtel(otel);
         if (firehose) say('Stopped.');

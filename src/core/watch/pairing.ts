@@ -266,7 +266,16 @@ export class RpcPairing {
    * A request counted not seen turned out to be one no reply could answer (nothing consumed it, or it was routed
    * nowhere): it is counted unanswered after all.
    */
-  unseenWasUnanswered(topic: string): void {
+  unseenWasUnanswered(ref: Pick<RpcRef, 'pattern' | 'id' | 'topic'>): void {
+    const entry = this.timedOut.get(`${ref.pattern}:${ref.id}`);
+    if (entry) {
+      if (!entry.keyWatchedLate) return;
+      delete entry.keyWatchedLate;
+    }
+    this.moveUnseen(ref.topic);
+  }
+
+  private moveUnseen(topic: string): void {
     const acc = this.topics.get(topic);
     if (!acc || acc.unseen === 0) return;
     acc.unseen -= 1;
@@ -285,6 +294,8 @@ export class RpcPairing {
   }
 
   stats(now: number): TopicStats[] {
+    const waiting = new Map<string, number>();
+    for (const entry of this.pending.values()) waiting.set(entry.topic, (waiting.get(entry.topic) ?? 0) + 1);
     return [...this.topics.entries()].map(([topic, acc]) => {
       const sorted = [...acc.samples].sort((a, b) => a - b);
       const nowSecond = Math.floor(now / 1000);
@@ -296,6 +307,7 @@ export class RpcPairing {
         replies: acc.replies,
         unanswered: acc.unanswered,
         unseen: acc.unseen,
+        waiting: waiting.get(topic) ?? 0,
         late: acc.late,
         rate: Math.round((recent / seconds) * 100) / 100,
         workers: Object.fromEntries(acc.workers),
@@ -373,6 +385,8 @@ export class RpcPairing {
     const [key, entry] = late;
     this.timedOut.delete(key);
     this.release(entry.replyKey, events, message.at);
+    // A reply after the timeout: the tap's bind was in place, so a request counted not seen was answered late, not unseen.
+    if (entry.keyWatchedLate) this.moveUnseen(entry.topic);
     const acc = this.topics.get(entry.topic);
     if (acc) acc.late += 1;
     const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, ...ref } = entry;

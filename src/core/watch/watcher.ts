@@ -10,6 +10,9 @@ import { ManagementApi } from '../broker/management-api';
 import type { TlsFiles } from '../connection-details';
 import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
 
+/** verdicts that say no reply could have come, whatever the tap saw */
+const NO_REPLY_POSSIBLE: ReadonlySet<string> = new Set(['request-unroutable', 'wrong-exchange', 'no-consumer', 'not-this-broker']);
+
 /** how long the broker's facts for one topic serve the verdicts of its unanswered requests */
 const FACTS_FRESH_MS = 2000;
 
@@ -35,7 +38,8 @@ export interface WatcherOptions {
 
 export type WatchLine =
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
-  | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string })
+  /** `unseen`: no reply seen, but the tap could not have seen a prompt one (its reply key was bound only once the request was seen) */
+  | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true })
   | { type: 'dropped'; what: string; count: number; reason: string };
 
 export interface WatcherEvents {
@@ -173,8 +177,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         }
         case 'unanswered': {
           const decided = this.decide(event).then((verdict) => {
-            const { type: _type, waitedMs: _waited, wrongKey: _wrong, ...ref } = event;
-            this.emit('line', { ...ref, type: 'verdict', verdict });
+            const { type: _type, waitedMs: _waited, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = event;
+            this.emit('line', { ...ref, type: 'verdict', verdict, ...(this.unseen.delete(event) ? { unseen: true as const } : {}) });
           });
           this.deciding.add(decided);
           void decided.finally(() => this.deciding.delete(decided));
@@ -205,9 +209,14 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     return facts;
   }
 
+  /** requests whose verdict left them "not seen" (see `decide`), until their line is out */
+  private readonly unseen = new Set<object>();
+
   /** The verdict on a request left unanswered: a reply on the wrong key decides it; otherwise what the broker tells now. */
   private async decide(event: Extract<WatchEvent, { type: 'unanswered' }>): Promise<Verdict> {
     const waited = `${this.options.timeoutMs} ms`;
+    // A reply on another key (or one the firehose saw dropped) was seen: the request was answered, wrongly.
+    if (event.wrongKey && event.keyWatchedLate) this.pairing.unseenWasUnanswered(event);
     if (event.wrongKey?.dropped) {
       const who = event.wrongKey.worker !== undefined ? ` (${event.wrongKey.worker})` : '';
       return {
@@ -230,7 +239,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     const verdict = diagnose({
       rpcId: event.id,
       steps: [],
-      firehose: false,
+      // In firehose mode the firehose is on: a verdict never advises it.
+      firehose: this.firehose !== undefined,
       remedies: 'watch',
       request: { topic: event.topic, routingKey: event.topic },
       reply: { topic: event.replyKey, routingKey: event.replyKey },
@@ -245,17 +255,19 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     }
     if (!event.keyWatchedLate) return verdict;
     verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
-    // A consumer took it, and its reply may well have come before the tap could see it: not "slow", not known. Any other
-    // verdict (routed nowhere, nobody consuming) says no reply could have come: unanswered after all.
-    if (verdict.code !== 'server-slow') {
-      this.pairing.unseenWasUnanswered(event.topic);
+    // Only a verdict from complete facts that no reply could have come (routed nowhere, nobody consuming, the key bound
+    // elsewhere) makes it unanswered after all; otherwise a prompt reply may have come before the tap's bind: not known.
+    if (NO_REPLY_POSSIBLE.has(verdict.code) && facts !== undefined && facts.unavailable.length === 0) {
+      this.pairing.unseenWasUnanswered(event);
       return verdict;
     }
+    this.unseen.add(event);
+    if (verdict.code !== 'server-slow') return verdict;
     const queue = facts?.requestQueues.find((candidate) => candidate.consumers > 0)?.name;
     return {
       ...verdict,
       code: 'undetermined',
-      message: `A consumer${queue !== undefined ? ` of queue "${queue}"` : ''} took the request; no reply was seen on "${event.replyKey}" within ${waited}, but the tap could bind that key only once it saw the request (a reply topic new to it), and a worker answers faster than that bind: the reply may have come. --mode firehose (Mode in the Watch panel) sees every reply.`,
+      message: `A consumer${queue !== undefined ? ` of queue "${queue}"` : ''} took the request; no reply was seen on "${event.replyKey}" within ${waited}, but the tap could bind that key only once it saw the request (a reply topic it had not seen before), so a prompt reply may have come before the bind: whether one came is not known. --mode firehose (Mode in the Watch panel) sees every reply.`,
     };
   }
 }
