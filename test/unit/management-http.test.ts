@@ -60,7 +60,7 @@ describe('management requests', () => {
     // RabbitMQ's AMQP listener answers anything it cannot read with its own protocol header, then closes.
     const port = await listen(createNetServer((socket) => socket.end(Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1]))));
     await expect(managementRequest(`http://guest:guest@127.0.0.1:${port}`, '/api/overview')).rejects.toThrow(
-      expect.objectContaining({ code: 'unreachable', message: expect.stringMatching(new RegExp(`^What answers at http://127\\.0\\.0\\.1:${port} is not an HTTP server \\(HPE_\\w+\\): the management URL names another port`)) }),
+      expect.objectContaining({ code: 'unreachable', message: expect.stringMatching(new RegExp(`^What answers at http://127\\.0\\.0\\.1:${port} does not speak plain HTTP \\(HPE_\\w+\\): the management URL names another port`)) }),
     );
   });
 

@@ -111,7 +111,7 @@ export async function managementRequest<T = unknown>(
     // protocol header), not a plugin that is off.
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== undefined && code.startsWith('HPE_')) {
-      throw new BridgeError('unreachable', `What answers at ${display} is not an HTTP server (${code}): the management URL names another port (an AMQP or MQTT one?); RabbitMQ's management API listens on 15672 by default.`, { cause: err });
+      throw new BridgeError('unreachable', `What answers at ${display} does not speak plain HTTP (${code}): the management URL names another port (an AMQP or MQTT one?), or a TLS port that needs https://; RabbitMQ's management API listens on 15672 (HTTP) or 15671 (HTTPS) by default.`, { cause: err });
     }
     throw new BridgeError(
       'unreachable',
