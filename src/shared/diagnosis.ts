@@ -1,7 +1,7 @@
 /** "Why no reply?": the verdict on one RPC (code, hop, one sentence, evidence), decided purely from collected evidence. */
 import type { BrokerParty, TraceMessage, TraceStep, TraceStepDraft } from './trace';
 import type { FailureReason } from './errors';
-import { isSubscriptionQueue, REASON } from './rabbitmq-mqtt';
+import { isSubscriptionQueue, isWatchTapQueue, REASON } from './rabbitmq-mqtt';
 import { HOPS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
 // The verdict's own types and lists live in the leaf module verdict.ts (trace, rpc and errors need them too).
@@ -173,7 +173,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const brokerRequest = stepOf(steps, 'broker.published', 'request');
   const brokerReply = stepOf(steps, 'broker.published', 'reply');
   // A server took it: a copy delivered to an MQTT subscriber of the request topic (a device) is no consumer's of the queue.
-  const requestDelivered = steps.find((step) => step.kind === 'broker.delivered' && step.detail.leg === 'request' && !isSubscriptionQueue(step.detail.queue)) as
+  const requestDelivered = steps.find((step) => step.kind === 'broker.delivered' && step.detail.leg === 'request' && !isSubscriptionQueue(step.detail.queue) && !isWatchTapQueue(step.detail.queue)) as
     | Extract<TraceStep | TraceStepDraft, { kind: 'broker.delivered' }>
     | undefined;
   const received = stepOf(steps, 'worker.received');
@@ -298,7 +298,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict('request-rejected', 'server', `The server on ${queueName} rejected the request (${rejected.detail.reason.replace(/\.$/, '')}): fix the request's body or fields.`);
   }
   // Routed only to MQTT subscribers (a device subscribed to the request topic) is routed to no server.
-  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !isSubscriptionQueue(queue));
+  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !isSubscriptionQueue(queue) && !isWatchTapQueue(queue));
   if (brokerRequest && serverQueues?.length === 0) {
     const verdict = unroutable(input, facts, brokerRequest.detail.exchange, requestKey, evidence);
     if (verdict.code === 'request-unroutable' && brokerRequest.detail.routedQueues.length > 0) {

@@ -15,6 +15,17 @@ export function subscriptionQueueName(clientId: string, qos: 0 | 1): string {
   return `${SUBSCRIPTION_QUEUE_PREFIX}${clientId}qos${qos}`;
 }
 
+/**
+ * The queue a BridgeScope `watch` taps the MQTT exchange with: bound to the request keys (and reply keys) it watches,
+ * consumed by the watcher, so it would pass for a server's queue. Every check and verdict leaves it out, and `bindings`
+ * says whose it is.
+ */
+export const WATCH_TAP_QUEUE_PREFIX = 'bridgescope.watch-tap.';
+
+export function isWatchTapQueue(queue: string): boolean {
+  return queue.startsWith(WATCH_TAP_QUEUE_PREFIX);
+}
+
 /** Whether a queue is an MQTT client's subscription queue (by its name: the plugin's prefix). */
 export function isSubscriptionQueue(queue: string): boolean {
   return queue.startsWith(SUBSCRIPTION_QUEUE_PREFIX);

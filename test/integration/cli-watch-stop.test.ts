@@ -46,10 +46,10 @@ function startWatch(args: string[]): GroupLeader & { queue: Promise<string | und
 
 const api = (): ManagementApi => new ManagementApi(broker.urls.management);
 
-/** Every queue whose name starts as the tap's do (amq.gen-), and every binding on amq.direct to one of them. */
+/** Every queue whose name starts as the tap's do (bridgescope.watch-tap.), and every binding on amq.direct to one of them. */
 async function tapsOnBroker(): Promise<{ queues: string[]; bindings: number }> {
-  const queues = (await api().queues()).map((queue) => queue.name).filter((name) => name.startsWith('amq.gen-'));
-  const bindings = (await api().bindings('amq.direct')).filter((binding) => binding.destination.startsWith('amq.gen-')).length;
+  const queues = (await api().queues()).map((queue) => queue.name).filter((name) => name.startsWith('bridgescope.watch-tap.'));
+  const bindings = (await api().bindings('amq.direct')).filter((binding) => binding.destination.startsWith('bridgescope.watch-tap.')).length;
   return { queues, bindings };
 }
 
@@ -102,7 +102,7 @@ describe('bridgescope watch leaves nothing on the broker', () => {
     watch.signalGroup('SIGINT');
     await watch.waitForLine(/^Stopping: deleting the tap queue/);
     watch.signalGroup('SIGINT');
-    await watch.waitForLine(/^Still cleaning up \(delete the tap queue "amq\.gen-[^"]+" and its bindings\)\. Press Ctrl-C once more/);
+    await watch.waitForLine(/^Still cleaning up \(delete the tap queue "bridgescope\.watch-tap\.[^"]+" and its bindings\)\. Press Ctrl-C once more/);
     resume();
     expect((await watch.exited).code).toBe(0);
     expect(watch.lines).toContain('Stopped: the tap queue and its bindings are deleted.');
@@ -156,10 +156,10 @@ describe('bridgescope watch leaves nothing on the broker', () => {
     await untilBound(before, 2);
 
     const paused = watch.waitForLine(/^Tap paused: lost the broker \(.+\), which deletes the tap queue with its bindings; reconnecting\.$/);
-    const resumed = watch.waitForLine(/^Tap resumed on a new queue "amq\.gen-[^"]+" after \d+ s unseen/);
+    const resumed = watch.waitForLine(/^Tap resumed on a new queue "bridgescope\.watch-tap\.[^"]+" after \d+ s unseen/);
     await restartBroker();
     await paused;
-    const after = /"(amq\.gen-[^"]+)"/.exec(await resumed)?.[1] as string;
+    const after = /"(bridgescope\.watch-tap\.[^"]+)"/.exec(await resumed)?.[1] as string;
     expect(after).not.toBe(before);
     // The request key, and the reply key still awaited from before the restart.
     await untilBound(after, 2);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ManagementApi } from '../../src/core/broker/management-api';
-import { cliPath } from '../support/cli';
+import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { startGroupLeader, startProcess, type GroupLeader, type Running } from '../support/processes';
 
@@ -164,6 +164,26 @@ describe('bridgescope watch', () => {
     // The summary printed on the way out, after every verdict.
     expect(watch.lines).toContainEqual(expect.stringMatching(new RegExp(`^summary ${queue}: .* 3 requests, 0 replied, 0 unanswered, 3 not seen \\(reply key bound after the request\\) \\(0 late\\)`)));
     expect(watch.lines).toContainEqual(expect.stringMatching(new RegExp(`^summary ${nobodyKey}: .* 1 request, 0 replied, 1 unanswered \\(0 late\\)`)));
+  });
+
+  it("a running tap is nobody's server: call and preflight on a key only the tap is bound to say routed nowhere, and bindings says whose queue it is", async () => {
+    const lonelyKey = uniqueName('watch_lonely');
+    const watch = startWatch(['--topic', lonelyKey, '--timeout', '60000']);
+    const tap = await watch.queue;
+    expect(tap).toMatch(/^bridgescope\.watch-tap\./);
+    const urls = ['--mqtt', broker.urls.mqtt, '--amqp', broker.urls.amqp, '--management', broker.urls.management];
+    const [called, checked, listed] = await Promise.all([
+      runCli(['call', ...urls, '--topic', lonelyKey, '--timeout', '1500', '{}']),
+      runCli(['preflight', '--management', broker.urls.management, '--amqp', broker.urls.amqp, '--topic', lonelyKey]),
+      runCli(['bindings', '--management', broker.urls.management, '--amqp', broker.urls.amqp]),
+    ]);
+    expect(called.code).toBe(3);
+    expect(called.stderr).toMatch(new RegExp(`why: Nothing is bound on amq.direct for routing key "${lonelyKey}"`));
+    expect(called.stderr).not.toContain(tap as string);
+    expect(checked.stdout).toMatch(new RegExp(`^FAIL  request routed: No queue is bound to amq.direct for routing key "${lonelyKey}"`, 'm'));
+    expect(listed.stdout).toMatch(new RegExp(`${lonelyKey}\\s+${(tap as string).replaceAll('.', '\\.')}\\s+a BridgeScope watch's tap: no server`));
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
   });
 
   it("with '#' on a topic exchange, names a reply sent on a wrong key as reply-unroutable", async () => {

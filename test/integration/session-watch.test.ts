@@ -93,7 +93,7 @@ describe('the session watch (tap)', () => {
     const started = await dispatch(session.handlers, 'watch.start', { mode: 'tap', timeoutMs: 800, requestKeys: [requestKey] });
     expect(started).toMatchObject({ ok: true, result: { state: 'running', exchange: 'amq.direct' } });
     tapQueue = (started as { result: WatchView }).result.through as string;
-    expect(tapQueue).toMatch(/^amq\.gen-/);
+    expect(tapQueue).toMatch(/^bridgescope\.watch-tap\./);
     const seen = gather();
     // The first request binds the reply key (it stays bound a while), so the prompt replies after it are all seen.
     const first = next('watch.batch.added', (batch) => batch.verdicts.some((rpc) => rpc.id === 'none-0'));

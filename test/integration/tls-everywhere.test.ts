@@ -242,7 +242,7 @@ describe("a profile's CA file, from the form to every connection", () => {
       expect(await dispatch(session.handlers, 'watch.stop', {}), mode).toMatchObject({ ok: true });
     }
     expect(await vhost.api.tracing()).toBe(false);
-    expect((await vhost.api.queues()).filter((item) => item.name.startsWith('amq.gen-'))).toEqual([]);
+    expect((await vhost.api.queues()).filter((item) => item.name.startsWith('bridgescope.watch-tap.'))).toEqual([]);
   }, 120_000);
 });
 

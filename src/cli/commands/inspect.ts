@@ -11,6 +11,7 @@ import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
+import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import { addTlsOptions, cliTls, withCliTls } from '../tls';
 import { tlsSocketOptions } from '../../core/connection-details';
 import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
@@ -45,7 +46,11 @@ export function registerInspectCommands(program: Command): void {
           [
             binding.bindingKey,
             binding.destination,
-            binding.mqttClientId !== undefined ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})` : `${binding.consumers ?? 0} consumer(s)`,
+            binding.mqttClientId !== undefined
+              ? `MQTT client ${binding.mqttClientId} (QoS ${binding.mqttQos})`
+              : isWatchTapQueue(binding.destination)
+                ? `a BridgeScope watch's tap: no server`
+                : `${binding.consumers ?? 0} consumer(s)`,
             ...(clustered ? [`${binding.queueType ?? ''} ${binding.node ?? ''}`.trim()] : []),
           ].map(terminalSafe),
         );

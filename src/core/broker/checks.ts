@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type amqp from 'amqplib';
 import type { BindingInfo, CheckLine, ConsumerInfo, ProbeVerdict, QueueInfo } from '../../shared/broker';
-import { subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
+import { isWatchTapQueue, subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
 import { brokerRules, describeBrokerRules, preflightVersionFindings, type BrokerRules, type PreflightPlan } from '../../shared/broker-versions';
 import type { ReplyStrategy } from '../../shared/rpc';
 import { MqttLink } from '../links/mqtt-link';
@@ -351,7 +351,8 @@ export async function preflight(api: ManagementApi, options: PreflightOptions): 
   const consumers = nodes ? await api.consumers().catch(() => []) : [];
   const requestKey = topicToRoutingKey(options.requestTopic, options.topicMap);
   const bound = bindings.filter((binding) => binding.destinationType === 'queue' && bindingRoutes(exchangeType, binding.bindingKey, requestKey));
-  const serverQueues = bound.filter((binding) => binding.mqttClientId === undefined);
+  // A watcher's tap is bound for the key too, and consumed: it serves nobody.
+  const serverQueues = bound.filter((binding) => binding.mqttClientId === undefined && !isWatchTapQueue(binding.destination));
   if (serverQueues.length === 0) {
     lines.push({
       check: 'request routed',

@@ -2,7 +2,7 @@
 import amqp from 'amqplib';
 import { z } from 'zod';
 import { closestKeys, diagnose, type BrokerFacts, type DiagnosisInput, type Hop, type QueueFact, type Verdict } from '../../shared/diagnosis';
-import { isSubscriptionQueue, subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
+import { isSubscriptionQueue, isWatchTapQueue, subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
 import type { LinkStatus, RpcOutcome } from '../../shared/rpc';
 import type { RpcClient } from '../rpc/client';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
@@ -136,7 +136,10 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   if (accessProblem) facts.accessProblem = accessProblem;
 
   const routes = (type: string | undefined, bindingKey: string): boolean => bindingRoutes(type ?? 'direct', bindingKey, options.requestKey);
-  const serverBindings = (bindings ?? []).filter((binding) => binding.destinationType === 'queue' && binding.mqttClientId === undefined && !options.ignoreQueues?.includes(binding.destination));
+  // A watcher's tap is bound for the key too, and consumed: no server's queue.
+  const serverBindings = (bindings ?? []).filter(
+    (binding) => binding.destinationType === 'queue' && binding.mqttClientId === undefined && !isWatchTapQueue(binding.destination) && !options.ignoreQueues?.includes(binding.destination),
+  );
   const bound = [...new Set(serverBindings.filter((binding) => routes(exchangeType ?? undefined, binding.bindingKey)).map((binding) => binding.destination))];
   facts.closestKeys = closestKeys(
     options.requestKey,
@@ -148,7 +151,7 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   const typeOf = new Map((exchanges ?? []).map((exchange) => [exchange.name, exchange.type]));
   for (const binding of vhostBindings ?? []) {
     if (binding.source === '' || binding.source === options.exchange || binding.source === 'amq.rabbitmq.trace') continue;
-    if (binding.destination_type !== 'queue' || isSubscriptionQueue(binding.destination) || binding.routing_key === '#') continue;
+    if (binding.destination_type !== 'queue' || isSubscriptionQueue(binding.destination) || isWatchTapQueue(binding.destination) || binding.routing_key === '#') continue;
     if (routes(typeOf.get(binding.source), binding.routing_key)) facts.elsewhere.push({ exchange: binding.source, queue: binding.destination });
   }
 

@@ -5,6 +5,8 @@
  * new queue, the same bindings.
  */
 import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { WATCH_TAP_QUEUE_PREFIX } from '../../shared/rabbitmq-mqtt';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { amqpConnectOptions, AMQP_CONNECT_TIMEOUT_MS, connectAmqp } from '../links/amqp-link';
 import { withDeadline } from '../../shared/deadline';
@@ -102,7 +104,8 @@ export class Tap extends EventEmitter<TapEvents> {
     });
     this.channel = channel;
     await channel.checkExchange(this.options.exchange);
-    const { queue } = await channel.assertQueue('', {
+    // A name of its own (not the broker's amq.gen-*), so every other check and verdict can leave it out.
+    const { queue } = await channel.assertQueue(`${WATCH_TAP_QUEUE_PREFIX}${randomUUID()}`, {
       exclusive: true,
       autoDelete: true,
       durable: false,
