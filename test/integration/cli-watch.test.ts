@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ManagementApi } from '../../src/core/broker/management-api';
+import { RpcServer } from '../../src/core/rpc/server';
+import { loadHandler, parseHandlerSpec } from '../../src/core/rpc/handlers';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { startGroupLeader, startProcess, type GroupLeader, type Running } from '../support/processes';
@@ -182,8 +184,24 @@ describe('bridgescope watch', () => {
     expect(called.stderr).not.toContain(tap as string);
     expect(checked.stdout).toMatch(new RegExp(`^FAIL  request routed: No queue is bound to amq.direct for routing key "${lonelyKey}"`, 'm'));
     expect(listed.stdout).toMatch(new RegExp(`${lonelyKey}\\s+${(tap as string).replaceAll('.', '\\.')}\\s+a BridgeScope watch's tap: no server`));
-    watch.signalGroup('SIGINT');
-    expect((await watch.exited).code).toBe(0);
+    // call --trace while the tap watches the served key: the tap's copies are in the trace, and so is the reply's delivery
+    // to the client's own subscription (the trace waits for that one, not for the first reply copy it sees).
+    const servedKey = uniqueName('watch_served');
+    const server = new RpcServer({ amqpUrl: broker.urls.amqp, exchange: 'amq.direct', queue: servedKey, workers: 1, handler: await loadHandler(parseHandlerSpec('echo')) });
+    await server.start();
+    closers.push(() => server.stop());
+    const watchServed = startWatch(['--topic', servedKey, '--timeout', '60000']);
+    await watchServed.queue;
+    const traced = await runCli(['call', ...urls, '--topic', servedKey, '--trace', '--json', '{}']);
+    expect(traced.code, traced.stderr).toBe(0);
+    const deliveries = (JSON.parse(traced.stdout) as { trace: Array<{ kind: string; detail: { leg?: string; queue?: string } }> }).trace
+      .filter((step) => step.kind === 'broker.delivered')
+      .map((step) => `${step.detail.leg} ${step.detail.queue?.replace(/^(bridgescope\.watch-tap|mqtt-subscription)-?\..*|^(mqtt-subscription-).*/, '$1$2')}`);
+    expect(deliveries).toEqual(expect.arrayContaining([`request ${servedKey}`, 'request bridgescope.watch-tap', 'reply mqtt-subscription-']));
+    for (const leader of [watch, watchServed]) {
+      leader.signalGroup('SIGINT');
+      expect((await leader.exited).code).toBe(0);
+    }
   });
 
   it("with '#' on a topic exchange, names a reply sent on a wrong key as reply-unroutable", async () => {

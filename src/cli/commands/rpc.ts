@@ -29,6 +29,7 @@ import { topicToRoutingKey } from '../../shared/topic-map';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { addTlsOptions, cliTls, withCliTls } from '../tls';
 import { tlsSocketOptions } from '../../core/connection-details';
+import { isSubscriptionQueue } from '../../shared/rabbitmq-mqtt';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
@@ -215,10 +216,13 @@ function mqtt5Options(options: CallOptions): Mqtt5RequestOptions | undefined {
   });
 }
 
-/** Waits (bounded) for the broker's record of the reply's delivery, which can trail the reply itself. */
+/**
+ * Waits (bounded) for the broker's record of the reply's delivery to the client's MQTT subscription, which can trail the
+ * reply itself. A copy delivered to another queue first (a watcher's tap) is not it.
+ */
 async function settleTrace(store: TraceStore, rpcId: string, tracer: FirehoseTracer): Promise<void> {
   if (tracer.status.state !== 'on') return;
-  const done = (): boolean => store.steps(rpcId).some((step) => step.kind === 'broker.delivered' && step.detail.leg === 'reply');
+  const done = (): boolean => store.steps(rpcId).some((step) => step.kind === 'broker.delivered' && step.detail.leg === 'reply' && isSubscriptionQueue(step.detail.queue));
   if (done()) return;
   let onAdded = (): void => undefined;
   const delivered = new Promise<void>((resolve) => {

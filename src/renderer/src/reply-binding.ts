@@ -2,6 +2,7 @@
 import type { ReplyStrategy } from '../../shared/rpc';
 import type { TraceStep } from '../../shared/trace';
 import { topicToRoutingKey } from '../../shared/topic-map';
+import { isSubscriptionQueue } from '../../shared/rabbitmq-mqtt';
 
 export interface ReplyBindingNeed {
   rpcId: string;
@@ -25,7 +26,8 @@ export function replyBindingNeed(rpcId: string, steps: TraceStep[]): ReplyBindin
   let endedAt: number | undefined;
   let queue: string | undefined;
   for (const step of steps) {
-    if (step.kind === 'broker.delivered' && step.detail.leg === 'reply') queue = step.detail.queue;
+    // The client's MQTT subscription queue: a copy to another queue (a watcher's tap) is not the binding the client needs.
+    if (step.kind === 'broker.delivered' && step.detail.leg === 'reply' && isSubscriptionQueue(step.detail.queue)) queue = step.detail.queue;
     if (step.kind === 'composed') {
       replyTopic = step.detail.replyTopic;
       strategy = step.detail.replyStrategy;
