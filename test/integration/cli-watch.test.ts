@@ -204,6 +204,13 @@ describe('bridgescope watch', () => {
     }
   });
 
+  it("says at start that '#' on a direct exchange is a key, not a pattern (it would watch nothing)", async () => {
+    const watch = startWatch(['--topic', '#', '--timeout', '1000']);
+    await watch.waitForLine(/^warning: amq\.direct is a direct exchange: "#" matches only messages published with that very key, not a pattern/);
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+  });
+
   it("with '#' on a topic exchange, names a reply sent on a wrong key as reply-unroutable", async () => {
     const requestKey = `${uniqueName('watch_t')}.rpc`;
     const connection = await amqp.connect(broker.urls.amqp);

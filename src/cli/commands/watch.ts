@@ -8,7 +8,8 @@ import { runUntilStopped, StopSignals } from '../lifecycle';
 import { reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
-import { addTlsOptions, withCliTls } from '../tls';
+import { addTlsOptions, cliTls, withCliTls } from '../tls';
+import { ManagementApi } from '../../core/broker/management-api';
 import { WatchSpans } from '../../core/otel/watch-spans';
 
 interface WatchOptions extends OtlpOptions {
@@ -154,6 +155,15 @@ export function registerWatchCommand(program: Command): void {
             ? `through tap queue "${started}" (timeout ${options.timeout} ms). Ctrl-C stops and deletes it.`
             : `through the firehose${started.state === 'on' && started.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'} (timeout ${options.timeout} ms).`;
         say(`Watching ${options.exchange} for ${requestKeys.map((key) => `"${key}"`).join(', ')} ${through}`);
+        // '#' or '*' match only on a topic exchange: on a direct one (amq.direct, the plugin's reference setup) they are
+        // keys like any other, and the watch would sit silent.
+        const patterns = requestKeys.filter((key) => /(^|\.)[#*](\.|$)/.test(key));
+        if (patterns.length > 0 && managementUrl !== undefined) {
+          const type = await new ManagementApi(managementUrl, options.vhost, undefined, cliTls()).exchangeType(options.exchange).catch(() => undefined);
+          if (type === 'direct') {
+            say(`warning: ${options.exchange} is a direct exchange: ${patterns.map((key) => `"${key}"`).join(', ')} match${patterns.length === 1 ? 'es' : ''} only messages published with that very key, not a pattern; name the request keys (--topic rpc_queue), or watch a topic exchange.`);
+          }
+        }
         await runUntilStopped(
           signals,
           () => {
