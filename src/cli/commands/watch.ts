@@ -106,6 +106,9 @@ export function registerWatchCommand(program: Command): void {
               for (const release of watcher.releases) {
                 if (release.outcome === 'failed') throw new Error(release.reason);
                 if (release.outcome === 'switched-off') say(`Tracing restored: switched off on vhost ${options.vhost}.`);
+                // Said as trace says it: who keeps tracing on when this watch does not switch it off.
+                else if (release.why === 'in-use') say('Tracing restored: left on for another BridgeScope tracer still running.');
+                else say('Tracing restored: left on, as it was found.');
               }
             },
           },

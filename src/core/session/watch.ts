@@ -250,8 +250,9 @@ export class WatchController {
     this.opened.add(rpcId);
     const exchange = this.current.exchange ?? '';
     const tapQueue = this.current.through !== undefined && this.current.through !== 'firehose' ? this.current.through : undefined;
-    // The tap queue is one queue each message reached (the tap only sees what it got); the firehose's routed queues are not kept by the pairing.
-    const routedQueues = tapQueue ? [tapQueue] : ['(not kept by watch)'];
+    // The tap sees only what reached its own queue, which serves nobody (a request that reached nothing else reads
+    // "request dropped" beside it); the firehose's routed queues are not kept by the pairing.
+    const routedQueues = tapQueue ? [`${tapQueue} (the watch's own tap; which other queues it reached is not known)`] : ['(not kept by watch)'];
     this.options.addStep({
       rpcId,
       at: rpc.sentAt,
