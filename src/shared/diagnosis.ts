@@ -149,7 +149,8 @@ export function diagnose(input: DiagnosisInput): Verdict {
 
   // 2. How the call failed, when that alone decides.
   const failure = input.failure ?? stepOf(steps, 'rpc.failed')?.detail;
-  if (failure) evidence.push(`client: ${failure.code}: ${failure.message}`);
+  // Watching other clients' traffic, the timeout is the watch's own, not a client's.
+  if (failure) evidence.push(`${input.remedies === 'watch' ? 'watch' : 'client'}: ${failure.code}: ${failure.message}`);
   const subscribed = stepOf(steps, 'mqtt.subscribed');
   if (subscribed?.detail.qosGranted === 'refused') {
     evidence.push(`client: the broker refused the subscription to "${subscribed.detail.topic}"`);
@@ -234,7 +235,9 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict(
       'late-reply',
       input.lateReply ? 'mqtt-deliver' : 'server',
-      `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
+      input.remedies === 'watch'
+        ? `The server on ${queueName} answered after the watch's timeout of ${waited}: slower than that (raise --timeout if that is normal for it), or a device waiting less long has given up by then.`
+        : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
   }
 

@@ -424,6 +424,11 @@ describe('remedies where the user is (issue 26)', () => {
     expect(noConsumer.code).toBe('no-consumer');
     expect(noConsumer.message).toContain('start the worker that consumes it');
     expect(noConsumer.message).not.toContain('bridgescope serve');
+    // The timeout is the watch's own: its evidence and a late reply's sentence say so, not "the client".
+    expect(slow.evidence).toContainEqual(expect.stringMatching(/^watch: timeout: /));
+    const late = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000 } }));
+    expect(late.code).toBe('late-reply');
+    expect(late.message).toMatch(/answered after the watch's timeout of 1000 ms/);
   });
 
   it('on the command line the remedies stay commands', () => {

@@ -496,7 +496,9 @@ function callDiagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagno
 
 /** The verdict under the steps of `call --trace`: code and hop, the sentence, then the evidence. */
 function printVerdict(verdict: Verdict): void {
-  const lines = [`Verdict: ${verdict.code} (stopped at ${verdict.hop})`, `  ${verdict.message}`, ...verdict.evidence.map((line) => `  - ${line}`)];
+  // A reply went the whole way: its hop is where it arrived, not where it stopped.
+  const hop = verdict.code === 'replied' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
+  const lines = [`Verdict: ${verdict.code} (${hop})`, `  ${verdict.message}`, ...verdict.evidence.map((line) => `  - ${line}`)];
   process.stdout.write(`\n${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
 }
 
