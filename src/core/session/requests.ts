@@ -294,7 +294,7 @@ function tellsOfReplies(step: TraceStep): boolean {
 }
 
 /** How many times the verdict on one replied RPC may be revised as records come (each is a step of the RPC). */
-const MAX_REPLY_REVISIONS = 4;
+const MAX_REPLY_REVISIONS = 8;
 
 /** Verdicts a reply published later can overturn (into late-reply). */
 const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer', 'reply-refused']);
