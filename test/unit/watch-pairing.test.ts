@@ -115,8 +115,8 @@ describe('reply keys that linger', () => {
     expect(firehose.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 1, unseen: 1 });
     // Its verdict found nothing consuming the request: no reply could have come, so it is unanswered after all.
-    tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', topic: 'rpc_queue' });
-    tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', topic: 'rpc_queue' });
+    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(true);
+    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(false);
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
   });
 
@@ -127,6 +127,20 @@ describe('reply keys that linger', () => {
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 0, unseen: 1 });
     expect(of(tap.observe(msg(400, 'reply.fresh', { id: 'a' })), 'late')).toHaveLength(1);
     expect(tap.stats(400)[0]).toMatchObject({ unanswered: 1, unseen: 0, late: 1 });
+  });
+
+  it('moves only the request it is told of: a verdict after its late reply moves nothing, and leaves another not seen as it is', () => {
+    const tap = new RpcPairing({ timeoutMs: 100, lateWindowMs: 1000, boundLate: () => true });
+    tap.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/fresh-a' }));
+    tap.observe(msg(0, 'rpc_queue', { id: 'b', reply_to: 'reply/fresh-b' }));
+    tap.tick(100);
+    expect(tap.stats(100)[0]).toMatchObject({ unanswered: 0, unseen: 2 });
+    tap.observe(msg(300, 'reply.fresh-a', { id: 'a' }));
+    expect(tap.isUnseen({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(false);
+    // a's verdict, decided while its late reply came: nothing left to move, and b stays not seen.
+    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(false);
+    expect(tap.stats(300)[0]).toMatchObject({ unanswered: 1, unseen: 1, late: 1 });
+    expect(tap.isUnseen({ pattern: 'seed', id: 'b', sentAt: 0 })).toBe(true);
   });
 });
 

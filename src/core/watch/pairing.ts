@@ -86,6 +86,11 @@ interface Pending extends RpcRef {
   wrongKey?: { routingKey: string; worker?: string; dropped?: true };
 }
 
+/** One request, whatever became of it since: its pattern, id and when it was sent. */
+function unseenKey(ref: Pick<RpcRef, 'pattern' | 'id' | 'sentAt'>): string {
+  return `${ref.pattern}:${ref.id}:${ref.sentAt}`;
+}
+
 /** the window of the live rate, in one-second buckets */
 export const RATE_WINDOW_S = 10;
 
@@ -181,6 +186,8 @@ export class RpcPairing {
   private readonly keyLingerMs: number;
   private readonly maxLingering: number;
   private readonly boundLate: ((replyKey: string) => boolean) | undefined;
+  /** the requests counted not seen, by `unseenKey`, with their topic (at most maxPending, the oldest let go) */
+  private readonly countedUnseen = new Map<string, string>();
 
   constructor(options: PairingOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -244,8 +251,11 @@ export class RpcPairing {
         events.push({ type: 'dropped', what: 'timed-out', count: 1, reason: `more than ${this.maxPending} unanswered requests in the late window; a late reply to ${oldest.topic} id ${oldest.id} will not be recognised` });
       }
       const acc = this.topicAcc(entry.topic, entry.sentAt, events);
-      if (acc && entry.keyWatchedLate) acc.unseen += 1;
-      else if (acc) acc.unanswered += 1;
+      if (acc && entry.keyWatchedLate) {
+        acc.unseen += 1;
+        this.countedUnseen.set(unseenKey(entry), entry.topic);
+        if (this.countedUnseen.size > this.maxPending) this.countedUnseen.delete(this.countedUnseen.keys().next().value as string);
+      } else if (acc) acc.unanswered += 1;
       const { deadline: _deadline, ...ref } = entry;
       events.push({ ...ref, type: 'unanswered', waitedMs: now - entry.sentAt });
     }
@@ -266,20 +276,25 @@ export class RpcPairing {
    * A request counted not seen turned out to be one no reply could answer (nothing consumed it, or it was routed
    * nowhere): it is counted unanswered after all.
    */
-  unseenWasUnanswered(ref: Pick<RpcRef, 'pattern' | 'id' | 'topic'>): void {
-    const entry = this.timedOut.get(`${ref.pattern}:${ref.id}`);
-    if (entry) {
-      if (!entry.keyWatchedLate) return;
-      delete entry.keyWatchedLate;
-    }
-    this.moveUnseen(ref.topic);
+  unseenWasUnanswered(ref: Pick<RpcRef, 'pattern' | 'id' | 'sentAt'>): boolean {
+    return this.moveUnseen(unseenKey(ref));
   }
 
-  private moveUnseen(topic: string): void {
+  /** Whether this request is still counted not seen (a late reply or a verdict may have moved it since). */
+  isUnseen(ref: Pick<RpcRef, 'pattern' | 'id' | 'sentAt'>): boolean {
+    return this.countedUnseen.has(unseenKey(ref));
+  }
+
+  /** Moves one request, and only one that is still counted not seen, to unanswered. */
+  private moveUnseen(key: string): boolean {
+    const topic = this.countedUnseen.get(key);
+    if (topic === undefined) return false;
+    this.countedUnseen.delete(key);
     const acc = this.topics.get(topic);
-    if (!acc || acc.unseen === 0) return;
+    if (!acc || acc.unseen === 0) return false;
     acc.unseen -= 1;
     acc.unanswered += 1;
+    return true;
   }
 
   /** Everything waited on is let go (the watcher stops): unwatch-key events for each key. */
@@ -386,7 +401,7 @@ export class RpcPairing {
     this.timedOut.delete(key);
     this.release(entry.replyKey, events, message.at);
     // A reply after the timeout: the tap's bind was in place, so a request counted not seen was answered late, not unseen.
-    if (entry.keyWatchedLate) this.moveUnseen(entry.topic);
+    this.moveUnseen(unseenKey(entry));
     const acc = this.topics.get(entry.topic);
     if (acc) acc.late += 1;
     const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, ...ref } = entry;

@@ -93,24 +93,34 @@ export class Tap extends EventEmitter<TapEvents> {
       this.channel = undefined;
       if (wasLive) void this.resume(err?.message ?? 'the AMQP connection closed');
     });
-    const channel = await connection.createChannel();
-    channel.on('error', () => undefined);
-    // A refused bind (permissions) closes the channel, not the connection: the tap is over. A channel closed because its
-    // connection went is the connection's business (amqplib closes the channels first, then says the connection closed).
-    channel.on('close', () => {
-      setImmediate(() => {
-        if (!this.stopping && !connectionGone && this.channel === channel) this.emit('lost', 'the broker closed the tap channel (a bind refused?)');
+    const openChannel = async (): Promise<Channel> => {
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      // A refused bind (permissions) closes the channel, not the connection: the tap is over. A channel closed because its
+      // connection went is the connection's business (amqplib closes the channels first, then says the connection closed).
+      channel.on('close', () => {
+        setImmediate(() => {
+          if (!this.stopping && !connectionGone && this.channel === channel) this.emit('lost', 'the broker closed the tap channel (a bind refused?)');
+        });
       });
-    });
-    this.channel = channel;
+      this.channel = channel;
+      return channel;
+    };
+    let channel = await openChannel();
     await channel.checkExchange(this.options.exchange);
-    // A name of its own (not the broker's amq.gen-*), so every other check and verdict can leave it out.
-    const { queue } = await channel.assertQueue(`${WATCH_TAP_QUEUE_PREFIX}${randomUUID()}`, {
-      exclusive: true,
-      autoDelete: true,
-      durable: false,
-      arguments: { 'x-max-length': this.options.maxLength ?? 100_000, 'x-overflow': 'drop-head' },
-    });
+    const options = { exclusive: true, autoDelete: true, durable: false, arguments: { 'x-max-length': this.options.maxLength ?? 100_000, 'x-overflow': 'drop-head' } };
+    let queue: string;
+    try {
+      // A name of its own (not the broker's amq.gen-*), so every other check and verdict can leave it out.
+      ({ queue } = await channel.assertQueue(`${WATCH_TAP_QUEUE_PREFIX}${randomUUID()}`, options));
+    } catch (err) {
+      // A user allowed to configure only server-named queues (permission "^amq\.gen-.*", a common least privilege) is
+      // refused that name (403, the channel closed): the tap takes a server-named queue, which checks cannot tell apart.
+      if ((err as { code?: number }).code !== 403 || connectionGone || this.stopping) throw err;
+      this.channel = undefined;
+      channel = await openChannel();
+      ({ queue } = await channel.assertQueue('', options));
+    }
     this.queueName = queue;
     for (const key of this.options.requestKeys) await channel.bindQueue(queue, this.options.exchange, key);
     for (const key of this.replyBindings) await channel.bindQueue(queue, this.options.exchange, key);

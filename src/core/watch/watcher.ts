@@ -255,9 +255,12 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     }
     if (!event.keyWatchedLate) return verdict;
     verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
-    // Only a verdict from complete facts that no reply could have come (routed nowhere, nobody consuming, the key bound
-    // elsewhere) makes it unanswered after all; otherwise a prompt reply may have come before the tap's bind: not known.
-    if (NO_REPLY_POSSIBLE.has(verdict.code) && facts !== undefined && facts.unavailable.length === 0) {
+    // A late reply came while the facts were asked: it is counted unanswered and late already, and its verdict is that.
+    if (!this.pairing.isUnseen(event)) return verdict;
+    // Only a verdict from complete facts that no reply could have come (routed nowhere, no bound queue consumed, the key
+    // bound elsewhere) makes it unanswered after all; otherwise a prompt reply may have come before the tap's bind.
+    const nobodyServes = facts !== undefined && facts.unavailable.length === 0 && facts.requestQueues.every((queue) => queue.consumers === 0);
+    if (NO_REPLY_POSSIBLE.has(verdict.code) && nobodyServes) {
       this.pairing.unseenWasUnanswered(event);
       return verdict;
     }
