@@ -183,7 +183,9 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const replyPublished = lastStepOf(steps, 'reply.published');
   // The last confirm: a reply the broker nacked may have gone again (kept by the server) and been routed then.
   const replyConfirmed = lastStepOf(steps, 'reply.confirmed');
-  const deliveredQueue = requestDelivered?.detail.queue ?? received?.detail.queue ?? brokerRequest?.detail.routedQueues[0] ?? input.facts?.requestQueues[0]?.name;
+  // Routed only to MQTT subscriptions (a device subscribed to the request topic) or a watcher's tap is routed to no server.
+  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !isSubscriptionQueue(queue) && !isWatchTapQueue(queue));
+  const deliveredQueue = requestDelivered?.detail.queue ?? received?.detail.queue ?? serverQueues?.[0] ?? input.facts?.requestQueues[0]?.name;
   const queueName = deliveredQueue !== undefined ? `queue "${deliveredQueue}"` : `the queue bound for "${requestKey}"`;
   // The remedies name what the user has at hand: the app's panels in the app, the commands on the command line.
   const inApp = input.remedies === 'app';
@@ -300,12 +302,11 @@ export function diagnose(input: DiagnosisInput): Verdict {
     evidence.push(`server: rejected the request: ${rejected.detail.reason}`);
     return verdict('request-rejected', 'server', `The server on ${queueName} rejected the request (${rejected.detail.reason.replace(/\.$/, '')}): fix the request's body or fields.`);
   }
-  // Routed only to MQTT subscribers (a device subscribed to the request topic) is routed to no server.
-  const serverQueues = brokerRequest?.detail.routedQueues.filter((queue) => !isSubscriptionQueue(queue) && !isWatchTapQueue(queue));
   if (brokerRequest && serverQueues?.length === 0) {
     const verdict = unroutable(input, facts, brokerRequest.detail.exchange, requestKey, evidence);
     if (verdict.code === 'request-unroutable' && brokerRequest.detail.routedQueues.length > 0) {
-      verdict.message = `Only MQTT subscriptions (${quoted(brokerRequest.detail.routedQueues)}) are bound on ${brokerRequest.detail.exchange} for routing key "${requestKey}", no server's queue: start a server on a queue bound for it or fix the topic.`;
+      const who = brokerRequest.detail.routedQueues.some(isWatchTapQueue) ? "Only MQTT subscriptions or a BridgeScope watch's tap" : 'Only MQTT subscriptions';
+      verdict.message = `${who} (${quoted(brokerRequest.detail.routedQueues)}) are bound on ${brokerRequest.detail.exchange} for routing key "${requestKey}", no server's queue: start a server on a queue bound for it or fix the topic.`;
     }
     return verdict;
   }
@@ -412,7 +413,8 @@ function replyDoubt(input: DiagnosisInput, requestTopic: string, evidence: strin
   let takenPublish = publishes.find((step) => sameBody(step.detail.wire, takenWire));
   if (!takenPublish && publishes.length === 1 && replies === 1) takenPublish = publishes[0];
 
-  const consumers = deliveries.filter((step) => step.detail.consumer !== undefined && !isSubscription(step.detail.queue));
+  // A watcher's tap consumes a copy too, and serves nobody: not a consumer of the request.
+  const consumers = deliveries.filter((step) => step.detail.consumer !== undefined && !isSubscription(step.detail.queue) && !isWatchTapQueue(step.detail.queue));
   const subscribers = deliveries.filter((step) => step.detail.consumer !== undefined && isSubscription(step.detail.queue));
   for (const delivery of deliveries) {
     if (delivery.detail.consumer) evidence.push(`broker: request delivered from queue "${delivery.detail.queue}" to ${partyText(delivery.detail.consumer)}`);

@@ -167,6 +167,16 @@ describe('the verdict engine', () => {
     expect(verdict.message).toContain('"orders.new"');
   });
 
+  it("firehose: a watcher's tap among the queues is never named as the request's queue", () => {
+    const nobodyConsumed = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['bridgescope.watch-tap.1', 'orders.new']), failed()] }));
+    expect(nobodyConsumed).toMatchObject({ code: 'no-consumer', hop: 'queue' });
+    expect(nobodyConsumed.message).toContain('"orders.new"');
+    expect(nobodyConsumed.message).not.toContain('watch-tap');
+    const onlyTheTap = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['bridgescope.watch-tap.1']), failed()] }));
+    expect(onlyTheTap.code).toBe('request-unroutable');
+    expect(onlyTheTap.message).toMatch(/^Only MQTT subscriptions or a BridgeScope watch's tap \("bridgescope\.watch-tap\.1"\)/);
+  });
+
   it('firehose: delivered and no reply published is server-slow', () => {
     const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed()] }));
     expect(verdict).toMatchObject({ code: 'server-slow', hop: 'server' });
