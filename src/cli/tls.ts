@@ -2,11 +2,13 @@
  * TLS for the command line: a private CA, a client certificate and key (mutual TLS, common for devices' brokers), or no
  * verification at all, for every connection a command makes (AMQP, MQTT, the management API), as a profile's TLS
  * settings do in the app. Each comes from its flag, else from BRIDGESCOPE_TLS_* (the app's environment profile reads the
- * same variables). The files are read once, as the command starts (see `action`): a wrong path is one sentence, exit 2,
- * before anything connects. They apply to amqps://, mqtts://, wss:// and https:// URLs only.
+ * same variables). The files are read once, as the command starts (see `action`), whatever its URLs: a wrong path
+ * (flag or variable) is one sentence, exit 2, before anything connects. They are used for amqps://, mqtts://, wss://
+ * and https:// URLs only.
  */
 import type { Command } from 'commander';
 import { tlsFiles, type TlsFiles } from '../core/connection-details';
+import { BridgeError } from '../core/errors';
 import { TLS_ENV, tlsSettings, type TlsOptions } from '../shared/tls-settings';
 
 export function addTlsOptions(command: Command): Command {
@@ -30,7 +32,12 @@ export async function noteTls(args: readonly unknown[]): Promise<void> {
   const command = args.at(-1) as { options?: Array<{ long?: string }> } | undefined;
   if (!Array.isArray(command?.options) || !command.options.some((option) => option.long === '--tls-ca')) return;
   const settings = tlsSettings((args.at(-2) ?? {}) as TlsOptions);
-  if (settings) current = await tlsFiles({ tls: settings });
+  if (!settings) return;
+  // As the app's profile check says it: a broker asking for the certificate would refuse it without its key.
+  if ((settings.certFile === undefined) !== (settings.keyFile === undefined)) {
+    throw new BridgeError('bad-input', `A client certificate needs its key file, and a key its certificate: give --tls-cert and --tls-key together (or ${TLS_ENV.cert} and ${TLS_ENV.key}).`);
+  }
+  current = await tlsFiles({ tls: settings });
 }
 
 /** The TLS files for every connection of the running command, or undefined. */

@@ -106,6 +106,13 @@ const CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUE
 /** A TLS failure as one sentence (`where` is the redacted URL), or undefined when the error is not about TLS. */
 export function tlsFailure(err: Error & { code?: string | number }, where: string): BridgeError | undefined {
   const code = typeof err.code === 'string' ? err.code : '';
+  // The broker's alert: it verifies clients (mutual TLS) and got no certificate, or one it does not trust.
+  if (/ALERT_CERTIFICATE_REQUIRED|ALERT_UNKNOWN_CA|ALERT_BAD_CERTIFICATE/.test(code) || /certificate required/i.test(err.message)) {
+    return new BridgeError(
+      'auth',
+      `The broker at ${where} asks for a client certificate it trusts and refused the handshake (${code || err.message}): give your client certificate and its key (on the command line: --tls-cert and --tls-key).`,
+    );
+  }
   if (CERTIFICATE_CODES.test(code) || err.message === 'TLS not authorized') {
     return new BridgeError(
       'auth',

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { ManagementApi } from '../../src/core/broker/management-api';
+import { managementRequest } from '../../src/core/broker/management-http';
 import { RpcServer } from '../../src/core/rpc/server';
 import { loadHandler, parseHandlerSpec } from '../../src/core/rpc/handlers';
 import { cliPath, runCli } from '../support/cli';
@@ -202,6 +203,22 @@ describe('bridgescope watch', () => {
       leader.signalGroup('SIGINT');
       expect((await leader.exited).code).toBe(0);
     }
+  });
+
+  it('taps through a server-named queue for a user allowed to configure only those (configure permission ^amq\\.gen-)', async () => {
+    const user = uniqueName('tapper');
+    const api = new ManagementApi(broker.urls.management);
+    await managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'PUT', body: { password: 'secret', tags: '' } });
+    closers.push(() => managementRequest(broker.urls.management, `/api/users/${user}`, { method: 'DELETE' }));
+    await managementRequest(broker.urls.management, `/api/permissions/%2F/${user}`, { method: 'PUT', body: { configure: '^amq\\.gen-.*', write: '^amq\\.gen-.*', read: '.*' } });
+    const amqpUrl = broker.urls.amqp.replace(/\/\/[^@]*@/, `//${user}:secret@`);
+    const leader = startGroupLeader(process.execPath, [cliPath, 'watch', '--amqp', amqpUrl, '--management', broker.urls.management, '--topic', uniqueName('watch_least'), '--timeout', '1000']);
+    leaders.push(leader);
+    const queue = /tap queue "([^"]+)"/.exec(await leader.waitForLine(/^Watching /))?.[1];
+    expect(queue).toMatch(/^amq\.gen-/);
+    expect((await api.queues()).some((item) => item.name === queue)).toBe(true);
+    leader.signalGroup('SIGINT');
+    expect((await leader.exited).code).toBe(0);
   });
 
   it("says at start that '#' on a direct exchange is a key, not a pattern (it would watch nothing)", async () => {

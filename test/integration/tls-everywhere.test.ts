@@ -278,6 +278,12 @@ describe('the command line over TLS with a private CA (--tls-ca, --tls-insecure,
     expect((await runCli(args, { env: plainEnv })).code).toBe(4);
   });
 
+  it('a client certificate without its key is one sentence, exit 2, before anything connects', async () => {
+    const result = await runCli(['bindings', '--management', httpsUrl(), '--tls-cert', caFile], { env: plainEnv });
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim()).toBe('bridgescope: A client certificate needs its key file, and a key its certificate: give --tls-cert and --tls-key together (or BRIDGESCOPE_TLS_CERT_FILE and BRIDGESCOPE_TLS_KEY_FILE).');
+  });
+
   it('a TLS file that cannot be read is one sentence, exit 2, before anything connects', async () => {
     const result = await runCli(['bindings', '--management', httpsUrl(), '--tls-ca', join(certDir, 'missing.pem')], { env: plainEnv });
     expect(result.code).toBe(2);

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { tlsFailure } from '../../src/core/connection-details';
 
 const connectionTest = join(import.meta.dirname, '..', '..', 'src', 'core', 'connection-test.ts');
 const dir = mkdtempSync(join(tmpdir(), 'bridgescope-tls-files-'));
@@ -87,5 +88,17 @@ describe('TLS files a profile points at', () => {
     const outcome = await testConnectionIn({ caFile: ca });
     // Read (no sentence about the file): what is left is each URL's own answer.
     expect(outcome.sentences.some((sentence) => sentence.includes(ca))).toBe(false);
+  });
+});
+
+describe('a TLS failure, in one sentence', () => {
+  it('says a broker that asks for a client certificate asks for one (mutual TLS), naming the flags, not that the port may not speak TLS', () => {
+    const refused = Object.assign(new Error('error:0A00045C:SSL routines::tlsv13 alert certificate required'), { code: 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED' });
+    expect(tlsFailure(refused, 'amqps://b.example:5671')).toMatchObject({
+      code: 'auth',
+      message: 'The broker at amqps://b.example:5671 asks for a client certificate it trusts and refused the handshake (ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED): give your client certificate and its key (on the command line: --tls-cert and --tls-key).',
+    });
+    const unverified = Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    expect(tlsFailure(unverified, 'amqps://b.example:5671')?.message).toMatch(/presented a certificate that could not be verified/);
   });
 });

@@ -5,11 +5,10 @@ import type { TopicStats } from '../../core/watch/pairing';
 import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
-import { reachableAmqp, resolveUrls } from '../urls';
+import { managementApiFor, reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
-import { addTlsOptions, cliTls, withCliTls } from '../tls';
-import { ManagementApi } from '../../core/broker/management-api';
+import { addTlsOptions, withCliTls } from '../tls';
 import { WatchSpans } from '../../core/otel/watch-spans';
 
 interface WatchOptions extends OtlpOptions {
@@ -158,13 +157,18 @@ export function registerWatchCommand(program: Command): void {
             ? `through tap queue "${started}" (timeout ${options.timeout} ms). Ctrl-C stops and deletes it.`
             : `through the firehose${started.state === 'on' && started.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'} (timeout ${options.timeout} ms).`;
         say(`Watching ${options.exchange} for ${requestKeys.map((key) => `"${key}"`).join(', ')} ${through}`);
-        // '#' or '*' match only on a topic exchange: on a direct one (amq.direct, the plugin's reference setup) they are
-        // keys like any other, and the watch would sit silent.
+        // A tap binds its keys, and '#' or '*' match only on a topic exchange: on a direct one (amq.direct, the plugin's
+        // reference setup) they are keys like any other, and the watch would sit silent. The firehose mode takes '#' for
+        // every key on any exchange, and any other key as it is.
         const patterns = requestKeys.filter((key) => /(^|\.)[#*](\.|$)/.test(key));
-        if (patterns.length > 0 && managementUrl !== undefined) {
-          const type = await new ManagementApi(managementUrl, options.vhost, undefined, cliTls()).exchangeType(options.exchange).catch(() => undefined);
+        const quotedKeys = (keys: string[]): string => keys.map((key) => `"${key}"`).join(', ');
+        if (firehose) {
+          const literal = patterns.filter((key) => key !== '#');
+          if (literal.length > 0) say(`warning: --mode firehose takes "#" for every key and any other key as it is: ${quotedKeys(literal)} match${literal.length === 1 ? 'es' : ''} only messages published with that very key.`);
+        } else if (patterns.length > 0 && managementUrl !== undefined) {
+          const type = await managementApiFor(options.management, options.vhost).exchangeType(options.exchange).catch(() => undefined);
           if (type === 'direct') {
-            say(`warning: ${options.exchange} is a direct exchange: ${patterns.map((key) => `"${key}"`).join(', ')} match${patterns.length === 1 ? 'es' : ''} only messages published with that very key, not a pattern; name the request keys (--topic rpc_queue), or watch a topic exchange.`);
+            say(`warning: ${options.exchange} is a direct exchange: ${quotedKeys(patterns)} match${patterns.length === 1 ? 'es' : ''} only messages published with that very key, not a pattern; name the request keys (--topic rpc_queue), watch a topic exchange, or use --mode firehose.`);
           }
         }
         await runUntilStopped(

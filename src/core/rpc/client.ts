@@ -176,9 +176,9 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       if (this.link.protocolVersion === 5) facts.properties = { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) };
       const detail: TraceStepDetails['composed'] = { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength };
       if (options.method) detail.method = options.method;
-      // A body that is itself an envelope (a captured request sent from a file) names its own id and reply topic.
-      const envelope = raw ? readTopLevelFields(body, [this.fields.id, this.fields.replyTo]) : undefined;
-      if (raw && !envelope?.has(this.fields.id) && !envelope?.has(this.fields.replyTo)) {
+      // A body that is itself an envelope with a reply topic (a captured request sent from a file) names where to answer.
+      const envelope = raw ? readTopLevelFields(body, [this.fields.replyTo]) : undefined;
+      if (raw && !envelope?.has(this.fields.replyTo)) {
         detail.asGiven = this.link.protocolVersion === 5 ? 'with-response-topic' : 'without-reply-topic';
       }
       // The wire is built when the step is read.
