@@ -178,7 +178,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         case 'unanswered': {
           const decided = this.decide(event).then((verdict) => {
             const { type: _type, waitedMs: _waited, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = event;
-            this.emit('line', { ...ref, type: 'verdict', verdict, ...(this.unseen.delete(event) ? { unseen: true as const } : {}) });
+            this.emit('line', { ...ref, type: 'verdict', verdict, ...(this.pairing.isUnseen(event) ? { unseen: true as const } : {}) });
           });
           this.deciding.add(decided);
           void decided.finally(() => this.deciding.delete(decided));
@@ -208,9 +208,6 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     this.facts.set(topic, { at: now, facts });
     return facts;
   }
-
-  /** requests whose verdict left them "not seen" (see `decide`), until their line is out */
-  private readonly unseen = new Set<object>();
 
   /** The verdict on a request left unanswered: a reply on the wrong key decides it; otherwise what the broker tells now. */
   private async decide(event: Extract<WatchEvent, { type: 'unanswered' }>): Promise<Verdict> {
@@ -264,7 +261,6 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       this.pairing.unseenWasUnanswered(event);
       return verdict;
     }
-    this.unseen.add(event);
     if (verdict.code !== 'server-slow') return verdict;
     const queue = facts?.requestQueues.find((candidate) => candidate.consumers > 0)?.name;
     return {
