@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { amqpConsumerCounter, preflight, probeMqttExchange } from '../../core/broker/checks';
 import { bindingsView } from '../../core/broker/bindings-view';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
-import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../../core/trace/firehose';
+import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus } from '../../core/trace/firehose';
 import { TraceStore } from '../../core/trace/trace-store';
 import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
@@ -11,6 +11,7 @@ import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
+import { reportRelease } from '../tracing-release';
 import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import { addTlsOptions, cliTls, withCliTls } from '../tls';
 import { tlsSocketOptions } from '../../core/connection-details';
@@ -229,15 +230,6 @@ function reportStatus(status: FirehoseStatus, vhost: string): void {
   else if (status.state === 'on' && status.resumed) {
     say(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
   } else if (status.state === 'unavailable') warn(status.reason);
-}
-
-/** quietWhenLeftOn: a second release after the tracer's own has nothing new to say unless it switched tracing off. */
-function reportRelease(release: TracingRelease, vhost: string, { quietWhenLeftOn = false } = {}): void {
-  if (release.outcome === 'failed') throw new Error(release.reason);
-  if (quietWhenLeftOn && release.outcome === 'left-on') return;
-  if (release.outcome === 'switched-off') say(`Tracing restored: switched off on vhost ${vhost}.`);
-  else if (release.why === 'in-use') process.stderr.write('Tracing restored: left on for another BridgeScope tracer still running.\n');
-  else process.stderr.write('Tracing restored: left on, as it was found.\n');
 }
 
 /** Runs `use` with live consumer counts over a short AMQP connection when one can be opened (the management API's lag ~5 s). */

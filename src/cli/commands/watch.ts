@@ -9,6 +9,7 @@ import { managementApiFor, reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { addTlsOptions, withCliTls } from '../tls';
+import { reportRelease } from '../tracing-release';
 import { WatchSpans } from '../../core/otel/watch-spans';
 
 interface WatchOptions extends OtlpOptions {
@@ -102,13 +103,8 @@ export function registerWatchCommand(program: Command): void {
             what: firehose ? `stop tracing and restore firehose tracing on vhost ${options.vhost}` : `delete the tap queue${watcher.tap?.queue ? ` "${watcher.tap.queue}"` : ''} and its bindings`,
             run: async () => {
               await watcher.stop();
-              for (const release of watcher.releases) {
-                if (release.outcome === 'failed') throw new Error(release.reason);
-                if (release.outcome === 'switched-off') say(`Tracing restored: switched off on vhost ${options.vhost}.`);
-                // Said as trace says it: who keeps tracing on when this watch does not switch it off.
-                else if (release.why === 'in-use') say('Tracing restored: left on for another BridgeScope tracer still running.');
-                else say('Tracing restored: left on, as it was found.');
-              }
+              // Said as trace says it, including who keeps tracing on when this watch does not switch it off.
+              for (const release of watcher.releases) reportRelease(release, options.vhost);
             },
           },
         ];
