@@ -2,13 +2,15 @@
  * TLS for the command line: a private CA, a client certificate and key (mutual TLS, common for devices' brokers), or no
  * verification at all, for every connection a command makes (AMQP, MQTT, the management API), as a profile's TLS
  * settings do in the app. Each comes from its flag, else from BRIDGESCOPE_TLS_* (the app's environment profile reads the
- * same variables). The files are read once, as the command starts (see `action`), whatever its URLs: a wrong path
- * (flag or variable) is one sentence, exit 2, before anything connects. They are used for amqps://, mqtts://, wss://
- * and https:// URLs only.
+ * same variables). The files are read once, as the command starts (see `action`): a wrong path is one sentence, exit 2,
+ * before anything connects. They are used for amqps://, mqtts://, wss:// and https:// URLs only, so settings that come
+ * only from the variables are not read at all when no URL the command was given (flag or BRIDGESCOPE_*_URL) uses TLS:
+ * a variable left over from another broker does not fail a command against a plain one (the sandbox, say).
  */
 import type { Command } from 'commander';
 import { tlsFiles, type TlsFiles } from '../core/connection-details';
 import { BridgeError } from '../core/errors';
+import { givenFlags, KINDS } from './given-urls';
 import { TLS_ENV, tlsSettings, type TlsOptions } from '../shared/tls-settings';
 
 export function addTlsOptions(command: Command): Command {
@@ -31,13 +33,23 @@ export async function noteTls(args: readonly unknown[]): Promise<void> {
   current = undefined;
   const command = args.at(-1) as { options?: Array<{ long?: string }> } | undefined;
   if (!Array.isArray(command?.options) || !command.options.some((option) => option.long === '--tls-ca')) return;
-  const settings = tlsSettings((args.at(-2) ?? {}) as TlsOptions);
+  const flags = (args.at(-2) ?? {}) as TlsOptions;
+  const settings = tlsSettings(flags);
   if (!settings) return;
+  const flagged = Boolean(flags.tlsCa?.trim() || flags.tlsCert?.trim() || flags.tlsKey?.trim() || flags.tlsInsecure);
+  if (!flagged && !givesTlsUrl()) return;
   // As the app's profile check says it: a broker asking for the certificate would refuse it without its key.
   if ((settings.certFile === undefined) !== (settings.keyFile === undefined)) {
     throw new BridgeError('bad-input', `A client certificate needs its key file, and a key its certificate: give --tls-cert and --tls-key together (or ${TLS_ENV.cert} and ${TLS_ENV.key}).`);
   }
   current = await tlsFiles({ tls: settings });
+}
+
+const URL_VARIABLES = { amqp: 'BRIDGESCOPE_AMQP_URL', mqtt: 'BRIDGESCOPE_MQTT_URL', management: 'BRIDGESCOPE_MANAGEMENT_URL' } as const;
+
+/** Whether a URL the command was given, by flag or variable, uses TLS (a URL derived from it uses TLS only then). */
+function givesTlsUrl(env: NodeJS.ProcessEnv = process.env): boolean {
+  return KINDS.some((kind) => /(^|[\s,])(amqps|mqtts|wss|https):\/\//i.test(givenFlags[kind] ?? env[URL_VARIABLES[kind]] ?? ''));
 }
 
 /** The TLS files for every connection of the running command, or undefined. */

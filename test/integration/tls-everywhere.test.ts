@@ -278,6 +278,19 @@ describe('the command line over TLS with a private CA (--tls-ca, --tls-insecure,
     expect((await runCli(args, { env: plainEnv })).code).toBe(4);
   });
 
+  it('BRIDGESCOPE_TLS_* left over from another broker does not fail a command whose URLs are all plain; with a TLS URL it is read', async () => {
+    const stale = { ...plainEnv, BRIDGESCOPE_TLS_CA_FILE: join(certDir, 'gone.pem') };
+    const plain = await runCli(['bindings', '--management', broker.urls.management, '--amqp', broker.urls.amqp, '--json'], { env: stale });
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(Array.isArray(JSON.parse(plain.stdout))).toBe(true);
+    // The same variable with an https:// URL: the sentence, exit 2, as for the flag.
+    const secure = await runCli(['bindings', '--management', httpsUrl(), '--amqp', broker.urls.amqp, '--json'], { env: stale });
+    expect(secure.code).toBe(2);
+    expect(secure.stderr.trim()).toBe(`bridgescope: The CA file "${join(certDir, 'gone.pem')}" cannot be read: there is no such file.`);
+    // Given as a flag, a file is read whatever the URLs: the user asked for it.
+    expect((await runCli(['bindings', '--management', broker.urls.management, '--amqp', broker.urls.amqp, '--tls-ca', join(certDir, 'gone.pem')], { env: plainEnv })).code).toBe(2);
+  });
+
   it('a client certificate without its key is one sentence, exit 2, before anything connects', async () => {
     const result = await runCli(['bindings', '--management', httpsUrl(), '--tls-cert', caFile], { env: plainEnv });
     expect(result.code).toBe(2);
