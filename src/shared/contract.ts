@@ -196,6 +196,8 @@ export interface WatchRpc {
   topic: string;
   id: string;
   replyKey: string;
+  /** the reply topic the request names, for the MQTT patterns (seed, mqtt5) */
+  replyTopic?: string;
   sentAt: number;
   rttMs?: number;
   worker?: string;

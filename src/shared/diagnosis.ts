@@ -119,7 +119,8 @@ export function diagnose(input: DiagnosisInput): Verdict {
   const published = stepOf(steps, 'mqtt.published');
   const requestTopic = input.request?.topic ?? composed?.detail.topic ?? '?';
   const requestKey = input.request?.routingKey ?? published?.detail.predictedRoutingKey ?? requestTopic;
-  const replyTopic = input.reply?.topic ?? input.outcome?.replyTopic ?? composed?.detail.replyTopic ?? '?';
+  // An RPC not sent here has no composed step: the reply topic its request named, as the broker carried it.
+  const replyTopic = input.reply?.topic ?? input.outcome?.replyTopic ?? composed?.detail.replyTopic ?? stepOf(steps, 'broker.published', 'request')?.detail.replyTopic ?? '?';
   const exchange = input.facts?.exchange ?? stepOf(steps, 'broker.published', 'request')?.detail.exchange ?? 'the MQTT exchange';
   const waited = input.timeoutMs !== undefined ? `${input.timeoutMs} ms` : 'the timeout';
 

@@ -27,6 +27,8 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         if (step.detail.leg === 'request') {
           summary.brokerRequestKeys = step.detail.routingKeys;
           summary.requestRoutedQueues = step.detail.routedQueues;
+          // An RPC not sent here has no composed step: the reply topic its request named is the broker's word for it.
+          summary.replyTopic ??= step.detail.replyTopic;
         } else if (!summary.replyRoutedQueues?.length) {
           // With more than one reply (a forged one, a second one), the reply that was routed is the one to show.
           summary.brokerReplyKeys = step.detail.routingKeys;

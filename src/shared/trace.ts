@@ -68,6 +68,8 @@ export interface TraceStepDetails {
     predictedRoutingKey?: string;
     matchesPrediction?: boolean;
     leg: 'request' | 'reply';
+    /** a request's reply topic as its message names it (the body's reply_to, an MQTT 5 Response Topic): what a trace of an RPC not sent here reads it from */
+    replyTopic?: string;
     /** the cluster node that saw the publish */
     node?: string;
     /** who published it, as the firehose names them (headers `connection`, `channel`, `user`); a client's own word in the body is not this */

@@ -8,6 +8,7 @@ import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { ConnectionProfile, Events, WatchBatch, WatchView } from '../../src/shared/contract';
 import type { TraceStep } from '../../src/shared/trace';
+import { summarize } from '../../src/shared/trace-summary';
 import { dispatch } from '../../src/core/dispatch';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { Session } from '../../src/core/session/session';
@@ -133,8 +134,11 @@ describe('the session watch (tap)', () => {
     const opened = await dispatch(session.handlers, 'watch.rpc.open', { key: rpc!.key });
     expect(opened.ok).toBe(true);
     const rpcId = (opened as { result: { rpcId: string } }).result.rpcId;
-    const kinds = (await steps).filter((step) => step.rpcId === rpcId).map((step) => step.kind);
-    expect(kinds).toEqual(['broker.published', 'rpc.diagnosed']);
+    const own = (await steps).filter((step) => step.rpcId === rpcId);
+    expect(own.map((step) => step.kind)).toEqual(['broker.published', 'rpc.diagnosed']);
+    // The Trace panel reads the reply topic the device asked for (not a "?"), and the request's key as the broker saw it.
+    expect(rpc?.replyTopic).toBe(replyKey.replaceAll('.', '/'));
+    expect(summarize(rpcId, own)).toMatchObject({ replyTopic: replyKey.replaceAll('.', '/'), brokerRequestKeys: [requestKey], brokerSeen: true });
     const unknown = await dispatch(session.handlers, 'watch.rpc.open', { key: 'w999999' });
     expect(unknown).toMatchObject({ ok: false, error: { code: 'bad-input' } });
   });

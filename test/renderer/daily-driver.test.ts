@@ -24,6 +24,7 @@ import ComposePanel from '../../src/renderer/src/components/compose/ComposePanel
 import TracePanel from '../../src/renderer/src/components/trace/TracePanel.vue';
 import TraceRpcList from '../../src/renderer/src/components/trace/TraceRpcList.vue';
 import TraceTimeline from '../../src/renderer/src/components/trace/TraceTimeline.vue';
+import TraceMapping from '../../src/renderer/src/components/trace/TraceMapping.vue';
 import LoadPanel from '../../src/renderer/src/components/load/LoadPanel.vue';
 import BindingsPanel from '../../src/renderer/src/components/bindings/BindingsPanel.vue';
 import { fakeClient } from './fake-client';
@@ -531,6 +532,24 @@ describe('the Trace panel', () => {
     expect(row.find('[data-testid=trace-row-origin]').text()).toBe('compose');
     expect(row.find('[data-testid=trace-row-topic]').attributes('title')).toBe(`rpc_queue → ${longTopic}`);
     height.mockRestore();
+  });
+
+  it('an RPC opened from a watch reads its key, reply topic and request id, not "(broker only) → ?" and "watch-se"', async () => {
+    const height = vi.spyOn(HTMLElement.prototype, 'clientHeight', 'get').mockReturnValue(400);
+    const { wrapper } = mountWith(TraceRpcList, {});
+    const rpcId = 'watch-seed-3f2a9c1e-77aa-4b1c-9a0e-0123456789ab-1767362645000';
+    const steps: TraceStep[] = [
+      { rpcId, seq: 1, at: 1000, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['(not kept by watch)'], leg: 'request', replyTopic: 'reply/dev-7' } },
+    ];
+    useTraceViewStore().ingest(steps);
+    await flushPromises();
+    const row = wrapper.find('[data-testid=trace-row]');
+    expect(row.find('[data-testid=trace-row-topic]').text()).toBe('key rpc_queue → reply/dev-7');
+    expect(row.find('[data-testid=trace-row-id]').text()).toBe('3f2a9c1e');
+    height.mockRestore();
+    const mapping = mount(TraceMapping, { props: { summary: useTraceViewStore().summary(rpcId) } });
+    expect(mapping.find('[data-testid=mapping-request-topic]').text()).toBe('not sent here');
+    expect(mapping.find('[data-testid=mapping-reply-topic]').text()).toBe('reply/dev-7');
   });
 
   it('shows the request and reply bodies of an RPC sent from Compose, and says the steps carry only sizes for others', async () => {

@@ -218,6 +218,22 @@ describe('firehose events', () => {
     expect(step).toMatchObject({ rpcId: 'r1', kind: 'broker.published', detail: { leg: 'reply' } });
   });
 
+  it("keeps the reply topic an RPC not sent here names, so its trace reads it (not '?'), and its reply joins it", () => {
+    const store = new TraceStore();
+    const event = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] }, '{"id":"dev-1","reply_to":"reply/dev-1","params":{}}'));
+    const step = event ? firehoseStep(event, store) : undefined;
+    expect(step).toMatchObject({ rpcId: 'dev-1', kind: 'broker.published', detail: { leg: 'request', replyTopic: 'reply/dev-1' } });
+    if (step) store.add(step);
+    const reply = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['reply.dev-1'], routed_queues: ['mqtt-subscription-devqos1'] }, 'ok'));
+    const replyStep = reply ? firehoseStep(reply, store) : undefined;
+    expect(replyStep).toMatchObject({ rpcId: 'dev-1', detail: { leg: 'reply' } });
+    expect(replyStep?.detail).not.toHaveProperty('replyTopic');
+    if (replyStep) store.add(replyStep);
+    expect(store.summary('dev-1')).toMatchObject({ replyTopic: 'reply/dev-1', brokerRequestKeys: ['rpc_queue'], brokerReplyKeys: ['reply.dev-1'] });
+    // An export keeps it: a trace read elsewhere says the same.
+    expect(TraceStore.import(JSON.parse(JSON.stringify(store.export()))).summary('dev-1').replyTopic).toBe('reply/dev-1');
+  });
+
   // Headers as RabbitMQ 3.10.8 sent them (docs/RABBITMQ.md): the connection name, the channel and the user.
   const who = (connection: string, channel: number) => ({ connection: Buffer.from(connection), channel, user: Buffer.from('guest') });
 

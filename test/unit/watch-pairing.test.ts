@@ -13,8 +13,8 @@ const of = <T extends WatchEvent['type']>(events: WatchEvent[], type: T) => even
 
 describe('passive RPC pairing', () => {
   it('recognises the three request patterns and ignores other messages', () => {
-    expect(asRequest(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/dev-1' }))).toEqual({ pattern: 'seed', topic: 'rpc_queue', id: 'a', replyKey: 'reply.dev-1' });
-    expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': 'reply.d5' }, correlationId: 'c5' }))).toEqual({ pattern: 'mqtt5', topic: 'rpc_queue', id: 'c5', replyKey: 'reply.d5' });
+    expect(asRequest(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/dev-1' }))).toEqual({ pattern: 'seed', topic: 'rpc_queue', id: 'a', replyKey: 'reply.dev-1', replyTopic: 'reply/dev-1' });
+    expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': 'reply.d5' }, correlationId: 'c5' }))).toEqual({ pattern: 'mqtt5', topic: 'rpc_queue', id: 'c5', replyKey: 'reply.d5', replyTopic: 'reply/d5' });
     expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': 'reply.d5', 'x-correlation-id': Buffer.from('bin') } }))?.id).toBe('bin');
     expect(asRequest(msg(0, 'rpc_queue', 'raw', { replyTo: 'amq.gen-1', correlationId: 'c1' }))).toEqual({ pattern: 'amqp', topic: 'rpc_queue', id: 'c1', replyKey: 'amq.gen-1' });
     expect(asRequest(msg(0, 'rpc_queue', { id: 'a' }))).toBeUndefined();

@@ -200,6 +200,7 @@ export class WatchController {
       topic: line.topic,
       id: line.id.slice(0, 200),
       replyKey: line.replyKey,
+      ...(line.replyTopic !== undefined ? { replyTopic: line.replyTopic } : {}),
       sentAt: line.sentAt,
       ...(line.rttMs !== undefined ? { rttMs: line.rttMs } : {}),
       ...(line.worker !== undefined ? { worker: line.worker } : {}),
@@ -258,7 +259,7 @@ export class WatchController {
       at: rpc.sentAt,
       source: 'broker',
       kind: 'broker.published',
-      detail: { exchange, routingKeys: [rpc.topic], routedQueues, leg: 'request' },
+      detail: { exchange, routingKeys: [rpc.topic], routedQueues, leg: 'request', ...(rpc.replyTopic !== undefined ? { replyTopic: rpc.replyTopic } : {}) },
     });
     if (rpc.rttMs !== undefined) {
       this.options.addStep({

@@ -131,6 +131,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
     published.predictedRoutingKey = predicted;
     published.matchesPrediction = event.routingKeys[0] === predicted;
   }
+  if (leg === 'request' && typeof replyTo === 'string' && replyTo !== '') published.replyTopic = replyTo;
   if (event.node !== undefined) published.node = event.node;
   if (event.party) published.publisher = event.party;
   return { rpcId, at, source: 'broker', kind: 'broker.published', detail: published, [WIRE_SOURCE]: amqpWire(event.properties, event.body) };

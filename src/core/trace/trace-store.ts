@@ -568,6 +568,7 @@ const stepDetailSchemas = {
     predictedRoutingKey: z.string().optional(),
     matchesPrediction: z.boolean().optional(),
     leg: legSchema,
+    replyTopic: z.string().optional(),
     node: z.string().optional(),
     publisher: partySchema,
     wire: messageSchema,

@@ -10,6 +10,7 @@
  * body's `id`) picks one, else the oldest.
  */
 import { percentile } from '../../shared/stats';
+import { routingKeyToTopic } from '../../shared/topic-map';
 import type { WatchTopicStats } from '../../shared/contract';
 
 export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
@@ -35,6 +36,8 @@ export interface RpcRef {
   /** the seed body's id or the correlation id */
   id: string;
   replyKey: string;
+  /** the reply topic the request names, as an MQTT device subscribes to it (the seed body's reply_to; the MQTT 5 Response Topic read back from its dotted header); none for plain AMQP RPC */
+  replyTopic?: string;
   sentAt: number;
 }
 
@@ -143,11 +146,11 @@ function requestOf(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined
   if (replyTopic !== undefined && replyTopic !== '') {
     const body = jsonObject(message.body);
     const id = correlation ?? (typeof body?.id === 'string' || typeof body?.id === 'number' ? String(body.id) : undefined);
-    if (id !== undefined) return { pattern: 'mqtt5', topic: message.routingKey, id, replyKey: replyTopic };
+    if (id !== undefined) return { pattern: 'mqtt5', topic: message.routingKey, id, replyKey: replyTopic, replyTopic: routingKeyToTopic(replyTopic) };
   }
   const body = jsonObject(message.body);
   if (body && (typeof body.id === 'string' || typeof body.id === 'number') && typeof body.reply_to === 'string' && body.reply_to !== '') {
-    return { pattern: 'seed', topic: message.routingKey, id: String(body.id), replyKey: body.reply_to.replaceAll('/', '.') };
+    return { pattern: 'seed', topic: message.routingKey, id: String(body.id), replyKey: body.reply_to.replaceAll('/', '.'), replyTopic: body.reply_to };
   }
   if (message.replyTo && correlation !== undefined) return { pattern: 'amqp', topic: message.routingKey, id: correlation, replyKey: message.replyTo };
   return undefined;

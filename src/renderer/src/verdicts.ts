@@ -85,6 +85,12 @@ function isVerdict(value: unknown): value is Verdict {
   return typeof candidate.code === 'string' && candidate.code in VERDICT_LOOKS && typeof candidate.message === 'string' && HOPS.includes(candidate.hop as Hop) && Array.isArray(candidate.evidence);
 }
 
+/** An RPC id as a list row shows it: its first 8 characters; a watched RPC's (watch-<pattern>-<id>-<sentAt>, see the session's watch `open`) by its request's id. */
+export function shortRpcId(rpcId: string): string {
+  const watched = /^watch-(?:seed|mqtt5|amqp)-(.+)-\d+$/.exec(rpcId);
+  return (watched?.[1] ?? rpcId).slice(0, 8);
+}
+
 /** A clock time (HH:MM:SS, local) for history rows. */
 export function clockTime(at: number): string {
   const date = new Date(at);
