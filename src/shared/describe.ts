@@ -70,11 +70,47 @@ export function describeStep(step: TraceStep): string {
  * A terminal timeline: offset from the first step, source, kind and the readable line. `safe` escapes each line before
  * the lines are joined (topics, keys and reasons come from the network and may hold newlines or escape sequences).
  */
+/**
+ * Why a step listed below another carries an earlier time: the list follows the path (src/shared/trace.ts stepPhase),
+ * and the client, the server and the firehose each stamp their own steps. Shared by the inspector's timeline and the
+ * terminal's.
+ */
+export function clockNote(step: TraceStep, above: TraceStep, behindMs: number): string {
+  const by = `Stamped ${behindMs} ms before the step above`;
+  // The client stamps an ack when it arrives; the broker had routed the request (and delivered it to a worker, whose
+  // step can come first too: in the app the server and the client share one clock) before the ack got back.
+  if (above.kind === 'mqtt.acknowledged' && (step.source === 'broker' || step.source === 'server')) {
+    const passed = step.source === 'broker' ? 'routed the request' : 'delivered the request to the server';
+    return `${by}: the broker ${passed} before its ${above.detail.packet.toUpperCase()} reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.`;
+  }
+  // The same for the reply: the server stamps the broker's confirm when it arrives, after the broker passed the reply on.
+  if (above.kind === 'reply.confirmed' && (step.source === 'client' || step.source === 'broker')) {
+    const passed = step.source === 'client' ? 'delivered the reply to the client' : 'routed the reply';
+    return `${by}: the broker ${passed} before its confirm reached the server, which stamps the confirm on arrival. The list follows the path, not the clocks.`;
+  }
+  if (step.source === 'broker' || above.source === 'broker') {
+    return `${by}: broker steps carry the time BridgeScope read them from the firehose, the client's and the server's their own, so the two clocks disagree by a few ms. The list follows the path, not the clocks.`;
+  }
+  if (step.source !== above.source) return `${by}: the ${step.source} and the ${above.source} stamp their own steps, and their clocks disagree. The list follows the path, not the clocks.`;
+  return `${by} by the same ${step.source}: recorded out of order.`;
+}
+
+/**
+ * The terminal's timeline: one line per step in the path's order, its time from the earliest step. A step stamped
+ * earlier than the one above it is marked `^`, and why is said under the list (as the inspector's timeline does).
+ */
 export function formatTimeline(steps: TraceStep[], safe: (line: string) => string = (line) => line): string {
-  const first = steps[0]?.at ?? 0;
-  return steps
-    .map((step) => safe(`${`+${step.at - first}`.padStart(6)} ms  ${step.source.padEnd(6)}  ${step.kind.padEnd(19)}  ${describeStep(step)}`))
-    .join('\n');
+  const path: TraceStep[] = steps.filter((step) => step.kind !== 'rpc.diagnosed');
+  const first = path.reduce((earliest, step) => Math.min(earliest, step.at), path[0]?.at ?? 0);
+  const notes: string[] = [];
+  const lines = steps.map((step) => {
+    const index = path.indexOf(step);
+    const above = index > 0 ? path[index - 1] : undefined;
+    const behind = above !== undefined && step.at < above.at;
+    if (behind) notes.push(`^ ${step.kind}: ${clockNote(step, above, above.at - step.at)}`);
+    return safe(`${`+${Math.max(0, step.at - first)}`.padStart(6)} ms${behind ? '^' : ' '} ${step.source.padEnd(6)}  ${step.kind.padEnd(19)}  ${describeStep(step)}`);
+  });
+  return [...lines, ...notes.map(safe)].join('\n');
 }
 
 /**

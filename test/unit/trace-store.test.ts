@@ -50,6 +50,20 @@ describe('TraceStore', () => {
     expect(formatTimeline(store.steps('a'))).toContain('routed to rpc_queue');
   });
 
+  it("the terminal's timeline marks a step stamped before the one above it and says why, as the inspector does", () => {
+    const store = new TraceStore();
+    store.add(composed('t'));
+    store.add({ rpcId: 't', at: 1015, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } });
+    store.add({ rpcId: 't', at: 1012, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } });
+    const lines = formatTimeline(store.steps('t')).split('\n');
+    expect(lines.map((line) => line.slice(0, 10))).toEqual(['    +0 ms ', '   +15 ms ', '   +12 ms^', '^ broker.p']);
+    expect(lines[3]).toBe(
+      '^ broker.published: Stamped 3 ms before the step above: the broker routed the request before its PUBACK reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.',
+    );
+    // In order: no mark, no note.
+    expect(formatTimeline(store.steps('t').slice(0, 2))).not.toContain('^');
+  });
+
   it('exports a versioned trace and imports it back with the same steps', () => {
     const store = new TraceStore();
     store.add(composed('a'));

@@ -1,6 +1,6 @@
 /** One RPC's steps as the timeline lists them: in the path's order, each with its offset, the delta from the step above, and a note where the clocks disagree. */
 import type { TraceStep } from '../../shared/trace';
-import { describeStep } from '../../shared/describe';
+import { clockNote, describeStep } from '../../shared/describe';
 
 export interface TimelineRow {
   step: TraceStep;
@@ -20,26 +20,6 @@ export interface Timeline {
   totalMs: number;
   /** how many rows carry a time earlier than the row above */
   outOfOrder: number;
-}
-
-function clockNote(step: TraceStep, above: TraceStep, behindMs: number): string {
-  const by = `Stamped ${behindMs} ms before the step above`;
-  // The client stamps an ack when it arrives; the broker had routed the request (and delivered it to a worker, whose
-  // step can come first too: in the app the server and the client share one clock) before the ack got back.
-  if (above.kind === 'mqtt.acknowledged' && (step.source === 'broker' || step.source === 'server')) {
-    const passed = step.source === 'broker' ? 'routed the request' : 'delivered the request to the server';
-    return `${by}: the broker ${passed} before its ${above.detail.packet.toUpperCase()} reached the client, which stamps the ack on arrival. The list follows the path, not the clocks.`;
-  }
-  // The same for the reply: the server stamps the broker's confirm when it arrives, after the broker passed the reply on.
-  if (above.kind === 'reply.confirmed' && (step.source === 'client' || step.source === 'broker')) {
-    const passed = step.source === 'client' ? 'delivered the reply to the client' : 'routed the reply';
-    return `${by}: the broker ${passed} before its confirm reached the server, which stamps the confirm on arrival. The list follows the path, not the clocks.`;
-  }
-  if (step.source === 'broker' || above.source === 'broker') {
-    return `${by}: broker steps carry the time BridgeScope read them from the firehose, the client's and the server's their own, so the two clocks disagree by a few ms. The list follows the path, not the clocks.`;
-  }
-  if (step.source !== above.source) return `${by}: the ${step.source} and the ${above.source} stamp their own steps, and their clocks disagree. The list follows the path, not the clocks.`;
-  return `${by} by the same ${step.source}: recorded out of order.`;
 }
 
 /** Steps come in the path's order (src/shared/trace.ts stepPhase); the verdict is a conclusion above the timeline, not a step on it. */
