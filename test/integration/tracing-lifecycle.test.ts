@@ -186,6 +186,24 @@ describe('signals', () => {
   });
 });
 
+describe('a plain call interrupted', () => {
+  it('by SIGINT to its process group while it waits for a reply: says what it waited for, exits 130', async () => {
+    const topic = uniqueName('nobody-answers');
+    // A queue that takes the request and answers nothing: the call is in flight once the broker delivered it here.
+    const connection = await amqp.connect(broker.urls.amqp);
+    cleanups.push(() => connection.close());
+    const channel = await connection.createChannel();
+    const { queue } = await channel.assertQueue('', { exclusive: true });
+    await channel.bindQueue(queue, 'amq.direct', topic);
+    const delivered = new Promise<string>((resolve) => void channel.consume(queue, (message) => message && resolve(message.content.toString()), { noAck: true }));
+    const call = spawnGroup(process.execPath, [cliPath, 'call', '--mqtt', broker.urls.mqtt, '--topic', topic, '--timeout', '120000', '{"n": 1}']);
+    const request = JSON.parse(await delivered) as { id: string; reply_to: string };
+    process.kill(-call.pid, 'SIGINT');
+    expect((await call.exited).code).toBe(130);
+    expect(call.lines).toContainEqual(expect.stringMatching(new RegExp(`^Interrupted \\(SIGINT\\): no reply yet to ${request.id} after [\\d,]+ ms on "${request.reply_to}"\\.$`)));
+  });
+});
+
 describe('refused credentials', () => {
   it('`call --trace` with a refused AMQP password says so, exits 4 and leaves tracing off', async () => {
     const vhost = await freshVhost();

@@ -20,7 +20,7 @@ import { probeMqttExchange } from '../../core/broker/checks';
 import { checkAbandonedTracing, FirehoseTracer, type AbandonedTracing, type TracingRelease } from '../../core/trace/firehose';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 import { TraceStore } from '../../core/trace/trace-store';
-import { formatTimeline } from '../../shared/describe';
+import { formatCount, formatTimeline } from '../../shared/describe';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printable, printJson, printJsonLine, say, warn } from '../run';
 import { withDeadline } from '../../shared/deadline';
 import { ServerSpans } from '../../core/otel/server-spans';
@@ -519,16 +519,11 @@ async function callCommand(payloadText: string | undefined, options: CallOptions
 
 /** `bridgescope call`: one request, its reply or its failure, and always a verdict saying where it stopped. */
 async function call(payloadText: string | undefined, options: CallOptions, cleanup: CallEnding): Promise<number | undefined> {
-  // --trace changes a vhost-wide setting: from the start, a signal ends the call and restores it instead of killing the process.
-  const signals = options.trace ? new StopSignals() : undefined;
+  // From the start, a signal ends the call (says what it was waiting for, closes the link, and with --trace restores the
+  // vhost-wide tracing) instead of killing the process without a word.
+  const signals = new StopSignals();
   const interruption = new AbortController();
   let interruptedBy: StopSignal | undefined;
-  void signals?.stopped.then((signal) => {
-    interruptedBy = signal;
-    cleanup.interruptedBy = signal;
-    say(`Interrupted (${signal === 'SIGPIPE' ? 'output closed' : signal}): restoring firehose tracing...`);
-    interruption.abort();
-  });
   let client: RpcClient | undefined;
   let rpcId: string | undefined;
   const store = new TraceStore();
@@ -539,6 +534,22 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let witness: CallWitness | undefined;
   let otel: ReturnType<typeof otelFor>;
   let spans: RpcSpans | undefined;
+  /** What the call was doing when the signal came: a user who gives up on a call learns what it was still waiting for. */
+  const waitingFor = (): string => {
+    if (outcome) return 'after the reply';
+    if (rpcId === undefined) return 'before the request was sent';
+    const summary = store.summary(rpcId);
+    const waited = Math.max(0, Date.now() - summary.startedAt);
+    return `no reply yet to ${rpcId} after ${formatCount(waited)} ms${summary.replyTopic !== undefined ? ` on "${summary.replyTopic}"` : ''}`;
+  };
+  void signals.stopped.then((signal) => {
+    interruptedBy = signal;
+    cleanup.interruptedBy = signal;
+    say(`Interrupted (${signal === 'SIGPIPE' ? 'output closed' : signal}): ${waitingFor()}${options.trace ? '; restoring firehose tracing...' : '.'}`);
+    // Nothing sent and nothing changed on the broker (a plain call still connecting): nothing to wait for either.
+    if (!options.trace && rpcId === undefined) signals.exit(signalExitCode(signal));
+    interruption.abort();
+  });
   try {
     try {
       // A bad --otlp is bad input, said before anything is connected.
@@ -649,8 +660,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
     return exitCodeFor(shape.code);
   } finally {
     witness?.stop();
-    if (client && signals) cleanup.restored = await finishTraced(signals, client, tracer, abandoned);
-    else if (client) await client.close();
+    if (client) cleanup.restored = await finishTraced(signals, client, tracer, abandoned);
   }
 }
 
