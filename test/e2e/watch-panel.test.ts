@@ -140,6 +140,15 @@ describe('the Watch panel, in Chromium', () => {
     await page.waitForSelector('[data-testid=panel-trace]', { state: 'visible' });
     await page.waitForSelector('[data-testid=trace-selected-verdict]');
     expect((await page.textContent('[data-testid=trace-selected-verdict]'))?.trim()).toContain(word);
+    // What the watch knew is shown, not a "?": the reply topic the device asked for, the key the broker saw, the request's id.
+    const selected = page.locator('[data-testid=trace-row].selected');
+    expect((await page.textContent('[data-testid=mapping-reply-topic]'))?.trim()).toBe(replyTopic);
+    expect((await page.textContent('[data-testid=mapping-request-topic]'))?.trim()).toBe('not sent here');
+    expect((await page.textContent('[data-testid=mapping-reply-key]'))?.trim()).toBe(`${replyTopic.replaceAll('/', '.')} (expected)`);
+    expect((await page.textContent('[data-testid=mapping-reply-routed]'))?.trim()).toBe('no reply seen');
+    expect((await selected.locator('[data-testid=trace-row-rtt]').textContent())?.trim()).toBe('—');
+    expect((await selected.locator('[data-testid=trace-row-topic]').textContent())?.trim()).toBe(`key ${queue} → ${replyTopic}`);
+    expect((await selected.locator('[data-testid=trace-row-id]').textContent())?.trim()).toMatch(/^none-\d+$/);
     await page.screenshot({ path: join(shots, 'watch-open-in-trace-light-1400x900.png') });
   });
 

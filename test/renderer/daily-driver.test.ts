@@ -550,6 +550,9 @@ describe('the Trace panel', () => {
     const mapping = mount(TraceMapping, { props: { summary: useTraceViewStore().summary(rpcId) } });
     expect(mapping.find('[data-testid=mapping-request-topic]').text()).toBe('not sent here');
     expect(mapping.find('[data-testid=mapping-reply-topic]').text()).toBe('reply/dev-7');
+    // No reply seen: the key a reply would carry, said as expected, not a "?".
+    expect(mapping.find('[data-testid=mapping-reply-key]').text()).toBe('reply.dev-7 (expected)');
+    expect(mapping.find('[data-testid=mapping-reply-routed]').text()).toBe('no reply seen');
   });
 
   it('shows the request and reply bodies of an RPC sent from Compose, and says the steps carry only sizes for others', async () => {
