@@ -86,6 +86,17 @@ describe('the live rate', () => {
     expect(pairing.stats(10_500)[0]?.rate).toBe(1);
     expect(pairing.stats(60_000)[0]?.rate).toBe(0);
   });
+
+  it('is over the time watched, not since the first request: 5 requests at once 8 s into a watch are 0.5/s over 10 s', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100_000, startedAt: 0 });
+    for (let i = 0; i < 5; i += 1) pairing.observe(msg(8000, 'rpc_queue', { id: `b${i}`, reply_to: 'r/x' }));
+    expect(pairing.stats(8100)[0]?.rate).toBe(0.62);
+    expect(pairing.stats(10_000)[0]?.rate).toBe(0.5);
+    // Watched for less than a second: per second, not per fraction of one.
+    const fresh = new RpcPairing({ timeoutMs: 100_000, startedAt: 8000 });
+    for (let i = 0; i < 5; i += 1) fresh.observe(msg(8000, 'rpc_queue', { id: `c${i}`, reply_to: 'r/x' }));
+    expect(fresh.stats(8100)[0]?.rate).toBe(5);
+  });
 });
 
 describe('reply keys that linger', () => {

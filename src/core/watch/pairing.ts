@@ -56,6 +56,8 @@ export type WatchEvent =
 
 export interface PairingOptions {
   timeoutMs: number;
+  /** when the watch started (ms): a rate "over the last 10 s" is over the time watched when that is shorter (default: the first message's time) */
+  startedAt?: number;
   /** how long an unanswered request is still recognised as late when its reply comes (default: the timeout) */
   lateWindowMs?: number;
   /** most requests waiting for a reply at once (default 10,000): past it the oldest is forgotten and said */
@@ -189,6 +191,8 @@ export class RpcPairing {
   private readonly keyLingerMs: number;
   private readonly maxLingering: number;
   private readonly boundLate: ((replyKey: string) => boolean) | undefined;
+  /** when the watch started, if the caller said (see PairingOptions.startedAt) */
+  private readonly startedAt: number | undefined;
   /** the requests counted not seen, by `unseenKey`, with their topic (at most maxPending, the oldest let go) */
   private readonly countedUnseen = new Map<string, string>();
 
@@ -201,6 +205,7 @@ export class RpcPairing {
     this.keyLingerMs = options.keyLingerMs ?? 0;
     this.maxLingering = options.maxLingering ?? 1000;
     this.boundLate = options.boundLate;
+    this.startedAt = options.startedAt;
   }
 
   get pendingCount(): number {
@@ -318,7 +323,10 @@ export class RpcPairing {
       const sorted = [...acc.samples].sort((a, b) => a - b);
       const nowSecond = Math.floor(now / 1000);
       const recent = acc.buckets.reduce((sum, bucket) => (bucket.second > nowSecond - RATE_WINDOW_S && bucket.second <= nowSecond ? sum + bucket.count : sum), 0);
-      const seconds = Math.min(RATE_WINDOW_S, Math.max(1, (now - acc.firstAt) / 1000));
+      // Over the last 10 s, or over the time watched when shorter: not since the topic's first request (5 requests at
+      // once, 8 s into a watch, read 2.7/s "over the last 10 s").
+      const since = Math.min(this.startedAt ?? acc.firstAt, acc.firstAt);
+      const seconds = Math.min(RATE_WINDOW_S, Math.max(1, (now - since) / 1000));
       const line: TopicStats = {
         topic,
         requests: acc.requests,

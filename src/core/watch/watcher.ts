@@ -73,6 +73,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     super();
     this.pairing = new RpcPairing({
       timeoutMs: options.timeoutMs,
+      startedAt: Date.now(),
       ...(options.lateWindowMs !== undefined ? { lateWindowMs: options.lateWindowMs } : {}),
       ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
       keyLingerMs: options.keyLingerMs ?? 30_000,
