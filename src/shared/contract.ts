@@ -198,6 +198,10 @@ export interface WatchRpc {
   replyKey: string;
   /** the reply topic the request names, for the MQTT patterns (seed, mqtt5) */
   replyTopic?: string;
+  /** where the broker routed the request (a firehose watch; a tap does not know) */
+  routedQueues?: string[];
+  /** where the broker routed the reply (a firehose watch) */
+  replyRoutedQueues?: string[];
   sentAt: number;
   rttMs?: number;
   worker?: string;

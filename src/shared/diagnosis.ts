@@ -222,7 +222,8 @@ export function diagnose(input: DiagnosisInput): Verdict {
     const routed = brokerReply.detail.routedQueues;
     evidence.push(`broker: reply published on ${brokerReply.detail.exchange} with key "${brokerReply.detail.routingKeys[0] ?? ''}", routed to ${routed.length > 0 ? quoted(routed) : 'no queue'}`);
   }
-  if (input.lateReply) evidence.push(`client: the reply arrived on "${input.lateReply.topic}" after the call had given up`);
+  // A watch says when it saw the late reply itself (it has no client that gave up).
+  if (input.lateReply && !watching) evidence.push(`client: the reply arrived on "${input.lateReply.topic}" after the call had given up`);
   const facts = input.facts;
   if (facts) pushFactEvidence(facts, requestKey, evidence);
 
@@ -239,7 +240,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
       'late-reply',
       input.lateReply ? 'mqtt-deliver' : 'server',
       input.remedies === 'watch'
-        ? `The server on ${queueName} answered after the watch's timeout of ${waited}: slower than that (raise --timeout if that is normal for it), or a device waiting less long has given up by then.`
+        ? `The server on ${queueName} answered after the watch's timeout of ${waited}: slower than that (raise the watch's timeout, --timeout or Timeout in the Watch panel, if that is normal for it), or a device waiting less long has given up by then.`
         : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
   }

@@ -169,6 +169,32 @@ describe('bridgescope watch', () => {
     expect(watch.lines).toContainEqual(expect.stringMatching(new RegExp(`^summary ${nobodyKey}: .* 1 request, 0 replied, 1 unanswered \\(0 late\\)`)));
   });
 
+  it('firehose mode judges a request by where the broker routed it then: a queue deleted after it took the request is not "nothing is bound"', async () => {
+    const key = uniqueName('watch_gone');
+    const connection = await amqp.connect(broker.urls.amqp);
+    try {
+      const channel = await connection.createChannel();
+      await channel.assertQueue(key, { durable: false });
+      await channel.bindQueue(key, 'amq.direct', key);
+      const watch = startWatch(['--mode', 'firehose', '--topic', key, '--timeout', '1500', '--json']);
+      await watch.waitForLine(/^Watching /);
+      expect(await publish(key, { id: 'gone-1', reply_to: `reply/${uniqueName('gone')}` })).toBe(0);
+      // The request is in the queue (nobody consumes it); then the queue goes, before the watch's timeout.
+      while ((await channel.checkQueue(key)).messageCount === 0) await new Promise((resolve) => setImmediate(resolve));
+      await channel.deleteQueue(key);
+      await watch.waitForLine(/"id":"gone-1"/);
+      const [line] = jsonLines(watch).filter((candidate) => candidate.id === 'gone-1');
+      expect(line?.routedQueues).toEqual([key]);
+      // It reached the queue, which is gone now: never "nothing is bound ... dropped".
+      expect(line?.verdict?.code).toBe('undetermined');
+      expect(line?.verdict?.message).toContain(`The broker routed the request to queue "${key}", but nothing is bound for "${key}" on amq.direct now`);
+      watch.signalGroup('SIGINT');
+      expect((await watch.exited).code).toBe(0);
+    } finally {
+      await connection.close();
+    }
+  });
+
   it("a running tap is nobody's server: call and preflight on a key only the tap is bound to say routed nowhere, and bindings says whose queue it is", async () => {
     const lonelyKey = uniqueName('watch_lonely');
     const watch = startWatch(['--topic', lonelyKey, '--timeout', '60000']);

@@ -248,6 +248,23 @@ describe('firehose events', () => {
     expect(TraceStore.import(JSON.parse(JSON.stringify(store.export()))).summary('dev-1').replyTopic).toBe('reply/dev-1');
   });
 
+  it("settles an RPC not sent here by its verdict: a watched reply's round trip is the reply's publish, an unanswered one has none", () => {
+    const store = new TraceStore();
+    const request = (rpcId: string, at: number): TraceStepDraft => ({ rpcId, at, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request', replyTopic: 'reply/w' } });
+    const diagnosed = (rpcId: string, at: number, code: 'replied' | 'server-slow'): TraceStepDraft => ({ rpcId, at, source: 'broker', kind: 'rpc.diagnosed', detail: { verdict: { code, hop: code === 'replied' ? 'mqtt-deliver' : 'server', message: 'm', evidence: [] } } });
+    store.add(request('w1', 1000));
+    store.add({ rpcId: 'w1', at: 1040, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.w'], routedQueues: ['mqtt-subscription-dqos1'], leg: 'reply' } });
+    store.add(diagnosed('w1', 1040, 'replied'));
+    expect(store.summary('w1')).toMatchObject({ state: 'replied', durationMs: 40 });
+    store.add(request('w2', 2000));
+    store.add(diagnosed('w2', 2000, 'server-slow'));
+    expect(store.summary('w2').state).toBe('failed');
+    expect(store.summary('w2').durationMs).toBeUndefined();
+    // Seen by the firehose and not judged (not a watch's): still pending, as before.
+    store.add(request('w3', 3000));
+    expect(store.summary('w3').state).toBe('pending');
+  });
+
   // Headers as RabbitMQ 3.10.8 sent them (docs/RABBITMQ.md): the connection name, the channel and the user.
   const who = (connection: string, channel: number) => ({ connection: Buffer.from(connection), channel, user: Buffer.from('guest') });
 

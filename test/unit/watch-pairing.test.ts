@@ -78,6 +78,18 @@ describe('passive RPC pairing', () => {
   });
 });
 
+describe('where the broker routed them (the firehose says)', () => {
+  it('keeps the routed queues of a request and of its reply on the events; a tap, which does not know, gives none', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }, { routedQueues: ['rpc_queue'] }));
+    const [pair] = of(pairing.observe(msg(30, 'reply.x', { id: 'a' }, { routedQueues: ['mqtt-subscription-devqos1'] })), 'pair');
+    expect(pair).toMatchObject({ routedQueues: ['rpc_queue'], replyRoutedQueues: ['mqtt-subscription-devqos1'] });
+    pairing.observe(msg(100, 'rpc_queue', { id: 'b', reply_to: 'reply/y' }));
+    const [unanswered] = of(pairing.tick(5000), 'unanswered');
+    expect(unanswered).not.toHaveProperty('routedQueues');
+  });
+});
+
 describe('the live rate', () => {
   it('counts the requests of the last 10 seconds, so a topic that went quiet reads 0/s', () => {
     const pairing = new RpcPairing({ timeoutMs: 100_000 });

@@ -201,6 +201,8 @@ export class WatchController {
       id: line.id.slice(0, 200),
       replyKey: line.replyKey,
       ...(line.replyTopic !== undefined ? { replyTopic: line.replyTopic } : {}),
+      ...(line.routedQueues !== undefined ? { routedQueues: line.routedQueues } : {}),
+      ...(line.type === 'pair' && line.replyRoutedQueues !== undefined ? { replyRoutedQueues: line.replyRoutedQueues } : {}),
       sentAt: line.sentAt,
       ...(line.rttMs !== undefined ? { rttMs: line.rttMs } : {}),
       ...(line.worker !== undefined ? { worker: line.worker } : {}),
@@ -253,7 +255,8 @@ export class WatchController {
     const tapQueue = this.current.through !== undefined && this.current.through !== 'firehose' ? this.current.through : undefined;
     // The tap sees only what reached its own queue, which serves nobody (a request that reached nothing else reads
     // "request dropped" beside it); the firehose's routed queues are not kept by the pairing.
-    const routedQueues = tapQueue ? [`${tapQueue} (the watch's own tap; which other queues it reached is not known)`] : ['(not kept by watch)'];
+    const notKnown = tapQueue ? [`${tapQueue} (the watch's own tap; which other queues it reached is not known)`] : ['(not kept by watch)'];
+    const routedQueues = rpc.routedQueues ?? notKnown;
     this.options.addStep({
       rpcId,
       at: rpc.sentAt,
@@ -267,7 +270,7 @@ export class WatchController {
         at: rpc.sentAt + rpc.rttMs,
         source: 'broker',
         kind: 'broker.published',
-        detail: { exchange: rpc.pattern === 'amqp' ? '' : exchange, routingKeys: [rpc.replyKey], routedQueues, leg: 'reply' },
+        detail: { exchange: rpc.pattern === 'amqp' ? '' : exchange, routingKeys: [rpc.replyKey], routedQueues: rpc.replyRoutedQueues ?? notKnown, leg: 'reply' },
       });
     }
     const verdict: Verdict = rpc.verdict

@@ -39,10 +39,16 @@ export interface RpcRef {
   /** the reply topic the request names, as an MQTT device subscribes to it (the seed body's reply_to; the MQTT 5 Response Topic read back from its dotted header); none for plain AMQP RPC */
   replyTopic?: string;
   sentAt: number;
+  /** the queues the broker routed the request to, when the observer knows (the firehose does; at most MAX_ROUTED_KEPT) */
+  routedQueues?: string[];
 }
 
+/** Routed queues kept per request: the verdict needs whether any, and which servers' (a fan-out to many subscribers is cut). */
+const MAX_ROUTED_KEPT = 20;
+
 export type WatchEvent =
-  | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
+  /** `replyRoutedQueues`: where the broker routed the reply, when the observer knows (the firehose) */
+  | (RpcRef & { type: 'pair'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
   /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
   | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string; dropped?: true }; keyWatchedLate?: true })
@@ -227,7 +233,8 @@ export class RpcPairing {
     }
     const request = mayBeRequest ? asRequest(message) : undefined;
     if (request) {
-      this.addRequest({ ...request, sentAt: message.at, deadline: message.at + this.timeoutMs }, events);
+      const routed = message.routedQueues !== undefined ? { routedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
+      this.addRequest({ ...request, sentAt: message.at, deadline: message.at + this.timeoutMs, ...routed }, events);
       return events;
     }
     // A reply on a key nobody waits on that names a pending seed request's id: a reply sent to the wrong key.
@@ -402,7 +409,8 @@ export class RpcPairing {
         if (worker !== undefined && (acc.workers.has(worker) || acc.workers.size < 100)) acc.workers.set(worker, (acc.workers.get(worker) ?? 0) + 1);
       }
       const { deadline: _deadline, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = entry;
-      events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}) });
+      const replyRouted = message.routedQueues !== undefined ? { replyRoutedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
+      events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}), ...replyRouted });
       return true;
     }
     let late: [string, Pending & { lateUntil: number }] | undefined;

@@ -1,6 +1,7 @@
 /** Watch (issue 23): a tap and the pairing together, with a verdict for each request left unanswered. */
 import { EventEmitter } from 'node:events';
 import { diagnose, type Verdict } from '../../shared/diagnosis';
+import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import { gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
 import type { WatchSpans } from '../otel/watch-spans';
@@ -37,7 +38,7 @@ export interface WatcherOptions {
 }
 
 export type WatchLine =
-  | (RpcRef & { type: 'pair'; rttMs: number; worker?: string })
+  | (RpcRef & { type: 'pair'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /** `unseen`: no reply seen, but the tap could not have seen a prompt one (its reply key was bound only once the request was seen) */
   | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true })
   | { type: 'dropped'; what: string; count: number; reason: string };
@@ -229,7 +230,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       return {
         code: 'reply-unroutable',
         hop: 'reply-exchange',
-        message: `The server${who} replied to "${event.topic}" id ${event.id} with key "${event.wrongKey.routingKey}", not "${event.replyKey}" (the reply_to with "/" turned into "."), so the device subscribed to it never got the reply: fix the server to reply with key "${event.replyKey}".`,
+        message: `The server${who} replied to "${event.topic}" id ${event.id} with key "${event.wrongKey.routingKey}", not "${event.replyKey}" (${event.pattern === 'mqtt5' ? 'the Response Topic as a routing key' : event.pattern === 'amqp' ? 'its reply_to' : 'the reply_to with "/" turned into "."'}), so the device subscribed to it never got the reply: fix the server to reply with key "${event.replyKey}".`,
         evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `watch: a reply naming id "${event.id}" was published with key "${event.wrongKey.routingKey}"`],
       };
     }
@@ -247,6 +248,18 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(facts ? { facts } : {}),
     });
     verdict.evidence.unshift(`watch: request "${event.id}" (${event.pattern}) on "${event.topic}", no reply on "${event.replyKey}" within ${waited}`);
+    // The firehose saw where the broker routed the request then; the bindings asked now may have changed since (a queue
+    // deleted after it took the request read "nothing is bound ... dropped"). Its deliveries are not followed, so whether
+    // a consumer took it before is not known.
+    const routed = event.routedQueues?.filter((queue) => !isWatchTapQueue(queue));
+    if (routed !== undefined && routed.length > 0 && verdict.code === 'request-unroutable') {
+      return {
+        code: 'undetermined',
+        hop: 'queue',
+        message: `The broker routed the request to ${routed.map((queue) => `queue "${queue}"`).join(', ')}, but nothing is bound for "${event.topic}" on ${this.options.exchange} now (deleted or unbound since): whether a consumer took it before is not known; no reply came on "${event.replyKey}" within ${waited}.`,
+        evidence: [`firehose: request "${event.id}" published with key "${event.topic}", routed to ${routed.map((queue) => `"${queue}"`).join(', ')}`, ...verdict.evidence],
+      };
+    }
     const blind = this.blind;
     if (blind && (blind.until === undefined || blind.until > event.sentAt) && blind.from < event.sentAt + this.options.timeoutMs) {
       verdict.evidence.push(`tap: the connection to the broker was lost from ${new Date(blind.from).toISOString()}${blind.until !== undefined ? ` to ${new Date(blind.until).toISOString()}` : ''}; a reply in that gap was not seen`);
