@@ -116,7 +116,9 @@ describe('the session watch (tap)', () => {
     expect(verdict?.verdict?.code).toBe('server-slow');
     expect(verdict?.verdict?.message.length).toBeGreaterThan(20);
     const snapshot = await dispatch(session.handlers, 'watch.snapshot.get', {});
-    expect(snapshot).toMatchObject({ ok: true, result: { view: { state: 'running' } } });
+    // A page that opens now reads the same count of replied pairs, and the latest replies.
+    expect(snapshot).toMatchObject({ ok: true, result: { view: { state: 'running' }, pairs: 4 } });
+    expect((snapshot as { result: { replied: Array<{ id: string }> } }).result.replied.map((rpc) => rpc.id).sort()).toEqual(['ok-1', 'ok-2', 'ok-3', 'ok-4']);
   });
 
   it('opens a watched RPC in the trace with the steps the watch saw and its verdict', async () => {

@@ -91,13 +91,21 @@ describe('watch store', () => {
   });
 
   it('follows the view the core says, and picks up a running watch (its settings and verdicts) when the page opens', async () => {
-    client = fakeClient({ 'watch.snapshot.get': () => ({ view: running, batch: batch(), verdicts: [rpc('old', { verdict: noConsumer })] }) });
+    const snapshot = { view: running, batch: batch(), verdicts: [rpc('older', { verdict: noConsumer }), rpc('old', { verdict: noConsumer })], pairs: 8, replied: [rpc('p1'), rpc('p2')] };
+    client = fakeClient({ 'watch.snapshot.get': () => snapshot });
     app = appWith(client);
     const watch = useWatchStore();
     await watch.listen();
     expect(watch.running).toBe(true);
     expect(watch.timeoutMs).toBe(500);
-    expect(watch.verdicts.map((line) => line.key)).toEqual(['old']);
+    expect(watch.verdicts.map((line) => line.key)).toEqual(['old', 'older']);
+    // A page that loads mid-watch shows the replied pairs and the latest replies so far (it read 0 and none).
+    expect(watch.pairs).toBe(8);
+    expect(watch.replied.map((line) => line.key)).toEqual(['p2', 'p1']);
+    // Read again (a reconnect): replaced, not added to.
+    await watch.listen();
+    expect(watch.pairs).toBe(8);
+    expect(watch.verdicts).toHaveLength(2);
     client.emit('watch.view.changed', { state: 'failed', message: 'The watch stopped: it lost its AMQP connection.' });
     expect(watch.running).toBe(false);
     expect(watch.view.message).toMatch(/lost its AMQP connection/);

@@ -48,6 +48,9 @@ export class WatchController {
   private batchVerdicts: WatchRpc[] = [];
   private batchReplied: WatchRpc[] = [];
   private batchPairs = 0;
+  /** every replied pair since the start, and the latest few: a page that (re)loads reads the figures the batches gave */
+  private totalPairs = 0;
+  private recentReplied: WatchRpc[] = [];
   private dropped: WatchDropped = { pending: 0, timedOut: 0, topic: 0, ui: 0 };
   private lastBatch: WatchBatch | undefined;
   private readonly opened = new Set<string>();
@@ -63,8 +66,8 @@ export class WatchController {
     return this.watcher !== undefined;
   }
 
-  snapshot(): { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[] } {
-    return { view: this.current, ...(this.lastBatch ? { batch: this.lastBatch } : {}), verdicts: [...this.verdicts] };
+  snapshot(): { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[]; pairs: number; replied: WatchRpc[] } {
+    return { view: this.current, ...(this.lastBatch ? { batch: this.lastBatch } : {}), verdicts: [...this.verdicts], pairs: this.totalPairs, replied: [...this.recentReplied] };
   }
 
   private setView(view: WatchView): void {
@@ -182,6 +185,8 @@ export class WatchController {
     this.batchVerdicts = [];
     this.batchReplied = [];
     this.batchPairs = 0;
+    this.totalPairs = 0;
+    this.recentReplied = [];
     this.dropped = { pending: 0, timedOut: 0, topic: 0, ui: 0 };
     this.lastBatch = undefined;
   }
@@ -237,6 +242,8 @@ export class WatchController {
     };
     this.verdicts.push(...this.batchVerdicts);
     if (this.verdicts.length > KEPT_VERDICTS) this.verdicts = this.verdicts.slice(-KEPT_VERDICTS);
+    this.totalPairs += this.batchPairs;
+    if (this.batchReplied.length > 0) this.recentReplied = [...this.recentReplied, ...this.batchReplied].slice(-REPLIED_SAMPLE);
     this.batchVerdicts = [];
     this.batchReplied = [];
     this.batchPairs = 0;

@@ -132,7 +132,15 @@ export const useWatchStore = defineStore('watch', () => {
         timeoutMs.value = now.view.settings.timeoutMs;
         keysText.value = now.view.settings.requestKeys.join(', ');
       }
-      if (now.batch) ingest({ ...now.batch, verdicts: now.verdicts, replied: [], pairs: 0 });
+      if (now.batch) {
+        // The snapshot holds every batch sent so far, those this page already took included: its lists and count replace
+        // the page's instead of adding to them.
+        ingest({ ...now.batch, verdicts: [], replied: [], pairs: 0 });
+        pairs.value = now.pairs ?? 0;
+        verdictsLetGo.value = Math.max(0, now.verdicts.length - WATCH_VERDICTS_SHOWN);
+        verdicts.value = [...now.verdicts].reverse().slice(0, WATCH_VERDICTS_SHOWN);
+        replied.value = [...(now.replied ?? [])].reverse().slice(0, WATCH_REPLIED_SHOWN);
+      }
     } catch {
       // An older core without the watch: the panel says so when Start fails.
     }
