@@ -219,6 +219,21 @@ describe('refused credentials', () => {
     expect(await markerPresent(vhost)).toBe(false);
   });
 
+  it('`call --trace` with no AMQP listener says the AMQP side failed, not "check the MQTT URL", and exits 4', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as { port: number }).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const call = spawnGroup(process.execPath, [
+      cliPath, 'call', '--trace', '--mqtt', broker.urls.mqtt, '--amqp', `amqp://guest:guest@127.0.0.1:${port}`,
+      '--management', broker.urls.management, '--topic', uniqueName('nobody-serves'), '--timeout', '5000', '"hello"',
+    ]);
+    expect((await call.exited).code).toBe(4);
+    const why = call.lines.find((line) => line.startsWith('why: '));
+    expect(why).toMatch(/--trace reads the broker's firehose over AMQP and its management API, and could not: Nothing accepts AMQP connections at .*; check --amqp and --management/);
+    expect(why).not.toMatch(/check the MQTT URL/);
+  });
+
   it('`trace` with a refused management password says so, exits 4 and changes nothing', async () => {
     const vhost = await freshVhost();
     const trace = spawnGroup(process.execPath, [

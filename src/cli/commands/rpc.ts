@@ -534,6 +534,8 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let witness: CallWitness | undefined;
   let otel: ReturnType<typeof otelFor>;
   let spans: RpcSpans | undefined;
+  /** true while --trace connects its tracer (AMQP, the management API): a failure then is theirs, not the MQTT URL's */
+  let tracingSetup = false;
   /** What the call was doing when the signal came: a user who gives up on a call learns what it was still waiting for. */
   const waitingFor = (): string => {
     if (outcome) return 'after the reply';
@@ -573,6 +575,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
       witness = new CallWitness(client, () => rpcId);
       if (options.trace) {
+        tracingSetup = true;
         // The first node of the list that answers: the tracer stays with it.
         const amqp = await reachableAmqp(options.amqp);
         if (amqp.skipped) warn(amqp.skipped);
@@ -585,6 +588,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
         const status = await tracer.start();
         if (status.state === 'unavailable') warn(status.reason);
         if (status.state === 'on' && status.turnedOnByUs) say(`Firehose tracing switched on for vhost ${api.vhost}; it is switched off again when the call ends.`);
+        tracingSetup = false;
       }
       const topicMap = { sparkplug: Boolean(options.sparkplug) };
       spans = otel
@@ -626,6 +630,10 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       ...(witness?.lateReply ? { lateReply: witness.lateReply } : {}),
       ...(outcome === undefined && client ? { broker: callDiagnosisBroker(options, client) } : {}),
     });
+    // The MQTT side was fine: --trace could not reach the broker's AMQP side (or its management API) for the firehose.
+    if (tracingSetup && verdict.code === 'link-down') {
+      verdict.message = `The request to "${options.topic}" was not sent: --trace reads the broker's firehose over AMQP and its management API, and could not: ${toErrorShape(failure).message.replace(/\.$/, '')}; check --amqp and --management (or BRIDGESCOPE_AMQP_URL, BRIDGESCOPE_MANAGEMENT_URL) and that the broker runs, or call without --trace.`;
+    }
     const traced = tracer && rpcId !== undefined ? { trace: steps, summary: store.summary(rpcId) } : {};
     if (spans) {
       spans.end({ rpcId, steps, verdict, ...(outcome ? {} : { errorCode: toErrorShape(failure).code }) });

@@ -77,6 +77,9 @@ export function validateMqttUrl(url: string): MqttTarget {
   return target;
 }
 
+/** The messages of mqtt-packet's parser for bytes it cannot read as MQTT packets. */
+const NOT_MQTT = /^(Invalid |Malformed |Packet too short|Packet must not|Cannot parse |Not supported|Unknown property|Connect flag|Will (QoS|Retain))/;
+
 /** Our own code for a socket that closed before the CONNACK (mqtt.js only says 'close'). */
 const CLOSED_BEFORE_CONNACK = 'ECONNCLOSED';
 
@@ -98,6 +101,19 @@ function explainMqttError(err: Error & { code?: string | number }, url: string):
   if (err.code === 2 || err.code === 133) return new BridgeError('auth', `The broker at ${where} refused the MQTT client id.`);
   if (err.code === 1 || err.code === 132) {
     return new BridgeError('unreachable', `The broker at ${where} does not speak this MQTT protocol version.`, { reason: 'protocol-version-refused' });
+  }
+  // mqtt-packet's parser could not read the answer as MQTT: another protocol's port (AMQP answers a CONNECT with its own
+  // header, which mqtt.js read as "Invalid header flag bits, must be 0x0 for puback packet").
+  if (err.code === undefined && NOT_MQTT.test(err.message)) {
+    return new BridgeError(
+      'unreachable',
+      `The server at ${where} does not answer in MQTT (${message.replace(/\.$/, '')}): is this its AMQP or HTTP port? RabbitMQ's MQTT plugin listens on 1883 (8883 with TLS) unless configured otherwise.`,
+      { cause: err },
+    );
+  }
+  // Accepted and silent: an HTTP server (the management port, 15672) waits for a request line and never answers MQTT.
+  if (err.message === 'connack timeout') {
+    return new BridgeError('unreachable', `The server at ${where} accepted the connection but never answered the MQTT CONNECT (connack timeout): is this an MQTT port, not the management (HTTP) or AMQP one, and is the broker overloaded?`, { cause: err });
   }
   if (err.code === CLOSED_BEFORE_CONNACK) {
     return new BridgeError('unreachable', `Cannot connect over MQTT to ${where}: the connection closed before the broker answered the CONNECT.`, { cause: err, reason: 'closed-before-connack' });
