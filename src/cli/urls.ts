@@ -120,7 +120,7 @@ export function resolveUrls(kind: UrlKind, flag: string | undefined): string[] {
     }
     throw new BridgeError(
       'bad-input',
-      `No ${kind === 'management' ? 'management' : kind.toUpperCase()} URL: pass --${kind}, set ${envNames[kind]}, or start the sandbox broker with \`bridgescope broker start\`.`,
+      `No ${kind === 'management' ? 'management' : kind.toUpperCase()} URL: pass --${kind}, set ${envNames[kind]}, or start the sandbox broker with \`bridgescope broker start\` (one started with --dir elsewhere: set BRIDGESCOPE_SANDBOX_DIR to its folder).`,
     );
   }
   return urls;

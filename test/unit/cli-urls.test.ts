@@ -105,7 +105,7 @@ describe('broker URLs on the command line', () => {
     command({});
     expect(() => resolveUrl('mqtt', undefined)).toThrow(expect.objectContaining({ code: 'unreachable', message: `No MQTT URL: the sandbox broker (${dir}) is not running; start it with \`bridgescope broker start\`, or pass --mqtt or set BRIDGESCOPE_MQTT_URL.` }));
     process.env.BRIDGESCOPE_SANDBOX_DIR = join(dir, 'never-started');
-    expect(() => resolveUrl('amqp', undefined)).toThrow(expect.objectContaining({ code: 'bad-input', message: 'No AMQP URL: pass --amqp, set BRIDGESCOPE_AMQP_URL, or start the sandbox broker with `bridgescope broker start`.' }));
+    expect(() => resolveUrl('amqp', undefined)).toThrow(expect.objectContaining({ code: 'bad-input', message: 'No AMQP URL: pass --amqp, set BRIDGESCOPE_AMQP_URL, or start the sandbox broker with `bridgescope broker start` (one started with --dir elsewhere: set BRIDGESCOPE_SANDBOX_DIR to its folder).' }));
   });
 
   it('forget the flags of the command before', () => {

@@ -1,4 +1,5 @@
 /** `bridgescope broker start|stop|status`: the sandbox broker from the terminal. */
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { defaultSandboxDir, sandboxStatus, startSandbox, stopSandbox, type SandboxInfo } from '../../core/broker/sandbox';
 import { isClusterDir, sandboxClusterStatus, startSandboxCluster, stopSandboxCluster, type ClusterInfo } from '../../core/broker/cluster';
@@ -23,6 +24,12 @@ function clusterJson(cluster: ClusterInfo): object {
     mqttExchange: cluster.mqttExchange,
     nodes: cluster.nodes.map((info) => ({ nodeName: info.nodeName, pid: info.pid, urls: info.urls, ports: info.ports, logFile: info.logFile })),
   };
+}
+
+/** Other commands look for the sandbox in the default folder: one started elsewhere is theirs only when told. */
+function noteOtherFolder(dir: string): void {
+  if (resolve(dir) === resolve(defaultSandboxDir())) return;
+  process.stderr.write(`Other commands (call, watch, bindings, ui...) use this broker with BRIDGESCOPE_SANDBOX_DIR=${dir} or its URLs above; without either they look in ${defaultSandboxDir()}.\n`);
 }
 
 export function registerBrokerCommands(program: Command): void {
@@ -72,6 +79,7 @@ export function registerBrokerCommands(program: Command): void {
               '',
             ].join('\n'),
           );
+          noteOtherFolder(cluster.dir);
           return ExitCode.ok;
         }
         const result = await startUnlessStopped(
@@ -105,6 +113,7 @@ export function registerBrokerCommands(program: Command): void {
             '',
           ].join('\n'),
         );
+        noteOtherFolder(info.dir);
         return ExitCode.ok;
       }),
     );
