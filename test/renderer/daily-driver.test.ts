@@ -1,7 +1,7 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia } from 'pinia';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { AppState, BindingsView, LoadSummary, SendRequestArgs } from '../../src/shared/contract';
+import type { AppState, BindingsView, LoadSummary, SendRequestArgs, WatchView } from '../../src/shared/contract';
 import type { HistoryEntry } from '../../src/shared/workspace';
 import type { CheckLine } from '../../src/shared/broker';
 import type { RpcOutcome } from '../../src/shared/rpc';
@@ -13,6 +13,7 @@ import { useComposeStore } from '../../src/renderer/src/stores/compose';
 import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useLoadStore } from '../../src/renderer/src/stores/load';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
+import { useWatchStore } from '../../src/renderer/src/stores/watch';
 import { useBindingsStore } from '../../src/renderer/src/stores/bindings';
 import { formatDelta, timelineOf } from '../../src/renderer/src/timeline';
 import { histogramOptions, throughputOptions } from '../../src/renderer/src/load-charts';
@@ -256,6 +257,25 @@ describe('the app at start-up', () => {
     const { wrapper } = mountWith(App, { 'app.state.get': () => connected, 'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }) });
     await flushPromises();
     expect(useNavStore().tab).toBe('compose');
+    wrapper.unmount();
+  });
+
+  it('with a firehose Watch on and the Trace firehose off, the header and the Trace panel say whose firehose is which', async () => {
+    const firehoseWatch: WatchView = { state: 'running', settings: { mode: 'firehose', timeoutMs: 1000, requestKeys: ['rpc_queue'] }, exchange: 'amq.direct', since: 1, through: 'firehose' };
+    const { wrapper } = mountWith(App, {
+      'app.state.get': () => ({ ...connected, tracer: { state: 'off' } }),
+      'trace.snapshot.get': () => ({ steps: [], dropped: { rpcs: 0, steps: 0 } }),
+      'watch.snapshot.get': () => ({ view: firehoseWatch, verdicts: [] }),
+    }, { ...connected, tracer: { state: 'off' } });
+    await flushPromises();
+    await useWatchStore().listen();
+    await flushPromises();
+    expect(wrapper.find('[data-testid=status-watch-firehose]').text()).toBe('Watch: firehose');
+    // "Firehose: off" beside it read as if the vhost's tracing were off: this pill is the Trace's own.
+    expect(wrapper.find('[data-testid=status-tracer]').text()).toMatch(/^Trace firehose/);
+    useNavStore().show('trace');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-watch-firehose-note]').text()).toMatch(/The Watch has the vhost's firehose on for its own pairing; this panel's broker steps need its own switch/);
     wrapper.unmount();
   });
 
