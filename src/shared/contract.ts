@@ -202,6 +202,8 @@ export interface WatchRpc {
   routedQueues?: string[];
   /** where the broker routed the reply (a firehose watch) */
   replyRoutedQueues?: string[];
+  /** a reply to it that did not reach the device: published on another key, or dropped by the broker */
+  wrongReply?: { routingKey: string; at: number; dropped?: true };
   sentAt: number;
   rttMs?: number;
   worker?: string;

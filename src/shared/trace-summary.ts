@@ -72,7 +72,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
     }
   }
   // An RPC not sent here (a watch's) has no client steps to settle it: its verdict does. Its round trip is known only
-  // when a reply was seen (the reply's publish); an unanswered one has none.
+  // when its reply was seen (the reply's publish, late or not); an unanswered one, or one whose reply went astray, has none.
   let settledByVerdict = false;
   if (summary.state === 'pending' && summary.verdict !== undefined && summary.requestTopic === undefined) {
     summary.state = summary.verdict.code === 'replied' ? 'replied' : 'failed';
@@ -80,7 +80,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   }
   // The verdict is decided after the RPC settled (evidence is gathered then): it does not lengthen the round trip.
   const last = steps.findLast((step) => step.kind !== 'rpc.diagnosed');
-  const timed = !settledByVerdict || summary.brokerReplyKeys !== undefined;
+  const timed = !settledByVerdict || summary.state === 'replied' || summary.verdict?.code === 'late-reply';
   if (last && steps[0] && summary.state !== 'pending' && timed) summary.durationMs = last.at - steps[0].at;
   const predicted = summary.predictedRequestKey;
   const observed = summary.brokerRequestKeys?.[0];

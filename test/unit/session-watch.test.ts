@@ -90,6 +90,23 @@ describe('the session watch controller', () => {
     expect(diagnosed.detail.verdict.evidence.at(-1)).toMatch(/not observed/);
   });
 
+  it('opens a request whose reply went astray with that reply: on its key and dropped (the trace showed "?" beside a verdict naming it)', async () => {
+    const { watch, batches, watcher, steps } = controller();
+    await watch.start({ mode: 'firehose', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    const unroutable: Verdict = { code: 'reply-unroutable', hop: 'reply-exchange', message: 'dropped', evidence: [] };
+    watcher().emit('line', {
+      pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.x', replyTopic: 'reply/x', sentAt: 1000, id: 'w-1', type: 'verdict', verdict: unroutable,
+      routedQueues: ['rpc_queue'], wrongReply: { routingKey: 'reply.wrong', at: 1030, dropped: true },
+    });
+    await watch.stop();
+    watch.open(batches[0]?.verdicts[0]?.key as string);
+    const published = steps.filter((step): step is Extract<TraceStepDraft, { kind: 'broker.published' }> => step.kind === 'broker.published');
+    expect(published.map((step) => [step.detail.leg, step.at, step.detail.routingKeys, step.detail.routedQueues])).toEqual([
+      ['request', 1000, ['rpc_queue'], ['rpc_queue']],
+      ['reply', 1030, ['reply.wrong'], []],
+    ]);
+  });
+
   it('stops the watcher when the tap is lost, and says why', async () => {
     const { watch, views, watcher } = controller();
     await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });

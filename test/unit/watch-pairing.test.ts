@@ -56,7 +56,7 @@ describe('passive RPC pairing', () => {
     expect(pairing.tick(99)).toEqual([]);
     const expired = of(pairing.tick(100), 'unanswered');
     expect(expired.map((event) => event.id)).toEqual(['late', 'wrong']);
-    expect(expired[1]?.wrongKey).toEqual({ routingKey: 'oops.key', worker: 'py' });
+    expect(expired[1]?.wrongKey).toEqual({ routingKey: 'oops.key', at: 10, worker: 'py' });
     // The reply key stays watched through the late window, so a late reply is seen.
     const late = pairing.observe(msg(300, 'reply.l', { id: 'late' }));
     expect(of(late, 'late')[0]).toMatchObject({ id: 'late', rttMs: 300 });
@@ -173,7 +173,7 @@ describe('what the firehose adds', () => {
     pairing.observe(msg(0, 'rpc_queue', { id: 'd', reply_to: 'reply/gone' }));
     expect(pairing.observe(msg(5, 'reply.gone', { id: 'd', worker: 'w' }, { routedQueues: [] }))).toEqual([]);
     const [unanswered] = of(pairing.tick(100), 'unanswered');
-    expect(unanswered?.wrongKey).toEqual({ routingKey: 'reply.gone', worker: 'w', dropped: true });
+    expect(unanswered?.wrongKey).toEqual({ routingKey: 'reply.gone', at: 5, worker: 'w', dropped: true });
     expect(pairing.observe(msg(200, 'elsewhere', { id: 'e', reply_to: 'reply/e' }), false)).toEqual([]);
     expect(pairing.pendingCount).toBe(0);
   });

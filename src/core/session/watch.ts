@@ -208,6 +208,7 @@ export class WatchController {
       ...(line.replyTopic !== undefined ? { replyTopic: line.replyTopic } : {}),
       ...(line.routedQueues !== undefined ? { routedQueues: line.routedQueues } : {}),
       ...(line.type === 'pair' && line.replyRoutedQueues !== undefined ? { replyRoutedQueues: line.replyRoutedQueues } : {}),
+      ...(line.type === 'verdict' && line.wrongReply !== undefined ? { wrongReply: line.wrongReply } : {}),
       sentAt: line.sentAt,
       ...(line.rttMs !== undefined ? { rttMs: line.rttMs } : {}),
       ...(line.worker !== undefined ? { worker: line.worker } : {}),
@@ -278,6 +279,16 @@ export class WatchController {
         source: 'broker',
         kind: 'broker.published',
         detail: { exchange: rpc.pattern === 'amqp' ? '' : exchange, routingKeys: [rpc.replyKey], routedQueues: rpc.replyRoutedQueues ?? notKnown, leg: 'reply' },
+      });
+    }
+    if (rpc.wrongReply !== undefined) {
+      // The reply the verdict is about: on another key than the request asked for, or routed nowhere.
+      this.options.addStep({
+        rpcId,
+        at: rpc.wrongReply.at,
+        source: 'broker',
+        kind: 'broker.published',
+        detail: { exchange: rpc.pattern === 'amqp' ? '' : exchange, routingKeys: [rpc.wrongReply.routingKey], routedQueues: rpc.wrongReply.dropped ? [] : notKnown, leg: 'reply' },
       });
     }
     const verdict: Verdict = rpc.verdict

@@ -51,7 +51,7 @@ export type WatchEvent =
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
   /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
-  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: { routingKey: string; worker?: string; dropped?: true }; keyWatchedLate?: true })
+  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true })
   /** a reply after the timeout (kept for the late window) */
   | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
   /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
@@ -94,7 +94,15 @@ export type TopicStats = WatchTopicStats;
 interface Pending extends RpcRef {
   deadline: number;
   keyWatchedLate?: true;
-  wrongKey?: { routingKey: string; worker?: string; dropped?: true };
+  wrongKey?: WrongReply;
+}
+
+/** A reply that answered a request and did not reach it: on another key, or dropped by the broker (`dropped`), seen at `at`. */
+export interface WrongReply {
+  routingKey: string;
+  at: number;
+  worker?: string;
+  dropped?: true;
 }
 
 /** One request, whatever became of it since: its pattern, id and when it was sent. */
@@ -244,7 +252,7 @@ export class RpcPairing {
         const entry = this.pending.get(`${pattern}:${id}`);
         if (entry && entry.replyKey !== message.routingKey) {
           const worker = workerOf(message);
-          entry.wrongKey = { routingKey: message.routingKey, ...(worker !== undefined ? { worker } : {}) };
+          entry.wrongKey = { routingKey: message.routingKey, at: message.at, ...(worker !== undefined ? { worker } : {}) };
           break;
         }
       }
@@ -393,7 +401,7 @@ export class RpcPairing {
     const worker = workerOf(message);
     // The firehose saw the reply reach no queue: the device was not subscribed, so it is no answer.
     if (found && message.routedQueues !== undefined && message.routedQueues.length === 0) {
-      found[1].wrongKey = { routingKey: message.routingKey, ...(worker !== undefined ? { worker } : {}), dropped: true };
+      found[1].wrongKey = { routingKey: message.routingKey, at: message.at, ...(worker !== undefined ? { worker } : {}), dropped: true };
       return true;
     }
     if (found) {

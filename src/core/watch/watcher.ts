@@ -40,7 +40,8 @@ export interface WatcherOptions {
 export type WatchLine =
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /** `unseen`: no reply seen, but the tap could not have seen a prompt one (its reply key was bound only once the request was seen) */
-  | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true })
+  /** `wrongReply`: a reply to it that did not reach the device (another key, or dropped) */
+  | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true; wrongReply?: { routingKey: string; at: number; dropped?: true } })
   | { type: 'dropped'; what: string; count: number; reason: string };
 
 export interface WatcherEvents {
@@ -179,8 +180,10 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         }
         case 'unanswered': {
           const decided = this.decide(event).then((verdict) => {
-            const { type: _type, waitedMs: _waited, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = event;
-            this.emit('line', { ...ref, type: 'verdict', verdict, ...(this.pairing.isUnseen(event) ? { unseen: true as const } : {}) });
+            const { type: _type, waitedMs: _waited, wrongKey, keyWatchedLate: _late, ...ref } = event;
+            // The reply that did not reach the device, for a trace of this request (its key, when, whether the broker dropped it).
+            const wrongReply = wrongKey ? { wrongReply: { routingKey: wrongKey.routingKey, at: wrongKey.at, ...(wrongKey.dropped ? { dropped: true as const } : {}) } } : {};
+            this.emit('line', { ...ref, type: 'verdict', verdict, ...wrongReply, ...(this.pairing.isUnseen(event) ? { unseen: true as const } : {}) });
           });
           this.deciding.add(decided);
           void decided.finally(() => this.deciding.delete(decided));
