@@ -85,6 +85,8 @@ describe('the Watch panel, in Chromium', () => {
     await page.waitForSelector('[data-testid=panel-watch][data-state=running]');
     tapQueue = /tap queue (\S+)/.exec((await page.textContent('[data-testid=watch-status]')) ?? '')?.[1] ?? '';
     expect(tapQueue).toMatch(/^bridgescope\.watch-tap\./);
+    // Whichever tab is open, the header says a Watch runs, and how.
+    expect((await page.textContent('[data-testid=status-watch-tap]'))?.trim()).toBe('Watch: tap');
 
     // The device stays subscribed to its reply topic; its requests come from mosquitto_pub, one line one message.
     const subscriber = start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', replyTopic, '-q', '1', '-d', '-i', uniqueName('sub')]);

@@ -271,6 +271,7 @@ describe('the app at start-up', () => {
     await useWatchStore().listen();
     await flushPromises();
     expect(wrapper.find('[data-testid=status-watch-firehose]').text()).toBe('Watch: firehose');
+    expect(wrapper.find('[data-testid=status-watch-tap]').exists()).toBe(false);
     // "Firehose: off" beside it read as if the vhost's tracing were off: this pill is the Trace's own.
     expect(wrapper.find('[data-testid=status-tracer]').text()).toMatch(/^Trace firehose/);
     useNavStore().show('trace');
