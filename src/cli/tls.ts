@@ -10,7 +10,7 @@
 import type { Command } from 'commander';
 import { tlsFiles, type TlsFiles } from '../core/connection-details';
 import { BridgeError } from '../core/errors';
-import { givenFlags, KINDS } from './given-urls';
+import { givenFlags, KINDS, type UrlKind } from './given-urls';
 import { TLS_ENV, tlsSettings, type TlsOptions } from '../shared/tls-settings';
 
 export function addTlsOptions(command: Command): Command {
@@ -36,8 +36,10 @@ export async function noteTls(args: readonly unknown[]): Promise<void> {
   const flags = (args.at(-2) ?? {}) as TlsOptions;
   const settings = tlsSettings(flags);
   if (!settings) return;
-  const flagged = Boolean(flags.tlsCa?.trim() || flags.tlsCert?.trim() || flags.tlsKey?.trim() || flags.tlsInsecure);
-  if (!flagged && !givesTlsUrl()) return;
+  // A file flag is read whatever the URLs (the user asked for it); --tls-insecure alone names no file.
+  const flagged = Boolean(flags.tlsCa?.trim() || flags.tlsCert?.trim() || flags.tlsKey?.trim());
+  const kinds = KINDS.filter((kind) => command.options?.some((option) => option.long === `--${kind}`));
+  if (!flagged && !givesTlsUrl(kinds)) return;
   // As the app's profile check says it: a broker asking for the certificate would refuse it without its key.
   if ((settings.certFile === undefined) !== (settings.keyFile === undefined)) {
     throw new BridgeError('bad-input', `A client certificate needs its key file, and a key its certificate: give --tls-cert and --tls-key together (or ${TLS_ENV.cert} and ${TLS_ENV.key}).`);
@@ -47,9 +49,12 @@ export async function noteTls(args: readonly unknown[]): Promise<void> {
 
 const URL_VARIABLES = { amqp: 'BRIDGESCOPE_AMQP_URL', mqtt: 'BRIDGESCOPE_MQTT_URL', management: 'BRIDGESCOPE_MANAGEMENT_URL' } as const;
 
-/** Whether a URL the command was given, by flag or variable, uses TLS (a URL derived from it uses TLS only then). */
-function givesTlsUrl(env: NodeJS.ProcessEnv = process.env): boolean {
-  return KINDS.some((kind) => /(^|[\s,])(amqps|mqtts|wss|https):\/\//i.test(givenFlags[kind] ?? env[URL_VARIABLES[kind]] ?? ''));
+/**
+ * Whether a URL the command was given, by flag or variable, uses TLS (a URL derived from it uses TLS only then): of the
+ * kinds it connects to, those it has a flag for (`watch` has no --mqtt, so BRIDGESCOPE_MQTT_URL=mqtts://... is not its).
+ */
+function givesTlsUrl(kinds: readonly UrlKind[], env: NodeJS.ProcessEnv = process.env): boolean {
+  return kinds.some((kind) => /(^|[\s,])(amqps|mqtts|wss|https):\/\//i.test(givenFlags[kind] ?? env[URL_VARIABLES[kind]] ?? ''));
 }
 
 /** The TLS files for every connection of the running command, or undefined. */

@@ -291,8 +291,11 @@ export interface Commands {
   /** stops the watch: deletes the tap queue and its bindings, or gives firehose tracing back */
   'watch.stop': { args: Record<string, never>; result: WatchView };
   /** the watch now: its view, the latest batch and the verdicts kept (for a page that opens or reloads) */
-  /** `pairs`: replied pairs since the start; `replied`: the latest few (a page that loads mid-watch shows what the batches gave) */
-  'watch.snapshot.get': { args: Record<string, never>; result: { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[]; pairs?: number; replied?: WatchRpc[] } };
+  /**
+   * `verdicts`: the latest kept; `verdictsTotal`: every verdict the batches carried; `pairs`: replied pairs since the start;
+   * `replied`: the latest few (a page that loads mid-watch shows what the batches gave)
+   */
+  'watch.snapshot.get': { args: Record<string, never>; result: { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[]; verdictsTotal?: number; pairs?: number; replied?: WatchRpc[] } };
   /** adds a watched RPC's steps to the trace (what the watch saw of it) and answers with its trace rpcId */
   'watch.rpc.open': { args: { key: string }; result: { rpcId: string } };
   'otel.export.get': { args: Record<string, never>; result: OtelView };

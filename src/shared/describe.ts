@@ -67,10 +67,6 @@ export function describeStep(step: TraceStep): string {
 }
 
 /**
- * A terminal timeline: offset from the first step, source, kind and the readable line. `safe` escapes each line before
- * the lines are joined (topics, keys and reasons come from the network and may hold newlines or escape sequences).
- */
-/**
  * Why a step listed below another carries an earlier time: the list follows the path (src/shared/trace.ts stepPhase),
  * and the client, the server and the firehose each stamp their own steps. Shared by the inspector's timeline and the
  * terminal's.
@@ -96,8 +92,10 @@ export function clockNote(step: TraceStep, above: TraceStep, behindMs: number): 
 }
 
 /**
- * The terminal's timeline: one line per step in the path's order, its time from the earliest step. A step stamped
- * earlier than the one above it is marked `^`, and why is said under the list (as the inspector's timeline does).
+ * The terminal's timeline: one line per step in the path's order (offset from the earliest step, source, kind and the
+ * readable line). A step stamped earlier than the one above it is marked `^`, and why is said under the list (as the
+ * inspector's timeline does). `safe` escapes each line before the lines are joined (topics, keys and reasons come from
+ * the network and may hold newlines or escape sequences).
  */
 export function formatTimeline(steps: TraceStep[], safe: (line: string) => string = (line) => line): string {
   const path: TraceStep[] = steps.filter((step) => step.kind !== 'rpc.diagnosed');

@@ -84,8 +84,21 @@ describe('a CLI command whose stdout reader goes away', () => {
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const [code] = (await once(child, 'close')) as [number | null];
     expect(stderr).not.toMatch(/EPIPE|Unhandled|at .*\.js:\d+/);
-    expect(stderr).toMatch(/Interrupted \(output closed\): restoring firehose tracing/);
+    expect(stderr).toMatch(/Interrupted \(output closed\): after the reply; restoring firehose tracing/);
     expect(code).toBe(141);
     expect(await new ManagementApi(broker.urls.management, '/').tracing()).toBe(false);
+  });
+
+  it('a plain `call` whose stdout is already closed ends as the call did (0), not as interrupted: it changed nothing to restore', async () => {
+    const server = new RpcServer({ amqpUrl: broker.urls.amqp, queue: uniqueName('rpc_queue'), workers: 1, handler: await loadHandler({ kind: 'echo' }) });
+    await server.start();
+    cleanups.push(() => server.stop(2000));
+    const child = spawn(process.execPath, [cliPath, 'call', '--topic', server.queue, '--mqtt', broker.urls.mqtt, '{"n":1}'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(stderr).not.toMatch(/EPIPE|Unhandled|Interrupted|at .*\.js:\d+/);
+    expect(code).toBe(0);
   });
 });

@@ -176,7 +176,8 @@ describe('bridgescope watch', () => {
       const channel = await connection.createChannel();
       await channel.assertQueue(key, { durable: false });
       await channel.bindQueue(key, 'amq.direct', key);
-      const watch = startWatch(['--mode', 'firehose', '--topic', key, '--timeout', '1500', '--json']);
+      // A timeout with room for the publish, the check and the delete on a loaded machine: all must come before it.
+      const watch = startWatch(['--mode', 'firehose', '--topic', key, '--timeout', '5000', '--json']);
       await watch.waitForLine(/^Watching /);
       expect(await publish(key, { id: 'gone-1', reply_to: `reply/${uniqueName('gone')}` })).toBe(0);
       // The request is in the queue (nobody consumes it); then the queue goes, before the watch's timeout.

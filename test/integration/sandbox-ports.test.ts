@@ -67,7 +67,7 @@ describe('the sandbox broker across stop and start', () => {
     expect(before.code).toBe(0);
     expect(urlLines(before.stdout)).toHaveLength(3);
     // A folder other than the default: how the other commands find this broker is said.
-    expect(before.stderr).toContain(`Other commands (call, watch, bindings, ui...) use this broker with BRIDGESCOPE_SANDBOX_DIR=${dir} or its URLs above`);
+    expect(before.stderr).toContain(`Other commands (call, watch, bindings, ui...) use this broker with BRIDGESCOPE_SANDBOX_DIR='${dir}' or its URLs above`);
     expect((await runCli(['broker', 'stop', '--dir', dir])).code).toBe(0);
     // A folder given relative to where the command runs (the node's $HOME, where Erlang writes its cookie, is made absolute).
     const after = await runCli(['broker', 'start', '--dir', basename(dir)], { cwd: dirname(dir) });

@@ -287,6 +287,11 @@ describe('the command line over TLS with a private CA (--tls-ca, --tls-insecure,
     const secure = await runCli(['bindings', '--management', httpsUrl(), '--amqp', broker.urls.amqp, '--json'], { env: stale });
     expect(secure.code).toBe(2);
     expect(secure.stderr.trim()).toBe(`bridgescope: The CA file "${join(certDir, 'gone.pem')}" cannot be read: there is no such file.`);
+    // An MQTT URL over TLS in the environment is not bindings' (it has no --mqtt, it connects no MQTT): still not read.
+    const mqttElsewhere = await runCli(['bindings', '--management', broker.urls.management, '--amqp', broker.urls.amqp, '--json'], { env: { ...stale, BRIDGESCOPE_MQTT_URL: 'mqtts://127.0.0.1:8883' } });
+    expect(mqttElsewhere.code, mqttElsewhere.stderr).toBe(0);
+    // --tls-insecure alone names no file: a stale CA variable is not read for plain URLs either.
+    expect((await runCli(['bindings', '--management', broker.urls.management, '--amqp', broker.urls.amqp, '--tls-insecure'], { env: stale })).code).toBe(0);
     // Given as a flag, a file is read whatever the URLs: the user asked for it.
     expect((await runCli(['bindings', '--management', broker.urls.management, '--amqp', broker.urls.amqp, '--tls-ca', join(certDir, 'gone.pem')], { env: plainEnv })).code).toBe(2);
   });

@@ -91,7 +91,7 @@ describe('watch store', () => {
   });
 
   it('follows the view the core says, and picks up a running watch (its settings and verdicts) when the page opens', async () => {
-    const snapshot = { view: running, batch: batch(), verdicts: [rpc('older', { verdict: noConsumer }), rpc('old', { verdict: noConsumer })], pairs: 8, replied: [rpc('p1'), rpc('p2')] };
+    const snapshot = { view: running, batch: batch(), verdicts: [rpc('older', { verdict: noConsumer }), rpc('old', { verdict: noConsumer })], verdictsTotal: 1200, pairs: 8, replied: [rpc('p1'), rpc('p2')] };
     client = fakeClient({ 'watch.snapshot.get': () => snapshot });
     app = appWith(client);
     const watch = useWatchStore();
@@ -99,6 +99,8 @@ describe('watch store', () => {
     expect(watch.running).toBe(true);
     expect(watch.timeoutMs).toBe(500);
     expect(watch.verdicts.map((line) => line.key)).toEqual(['old', 'older']);
+    // The core keeps the latest verdicts only: the count of all of them stays what the page showed before the reload.
+    expect(watch.verdicts.length + watch.verdictsLetGo).toBe(1200);
     // A page that loads mid-watch shows the replied pairs and the latest replies so far (it read 0 and none).
     expect(watch.pairs).toBe(8);
     expect(watch.replied.map((line) => line.key)).toEqual(['p2', 'p1']);

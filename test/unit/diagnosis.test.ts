@@ -43,6 +43,12 @@ function facts(extra: Partial<BrokerFacts>): BrokerFacts {
 }
 
 describe('the verdict engine', () => {
+  it('a request the firehose saw routed nowhere is unroutable, though a queue is bound for its key by the time the facts are asked (watch)', () => {
+    const droppedThen: TraceStepDraft = { rpcId, at: 1, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['orders.new'], routedQueues: [], leg: 'request' } };
+    const verdict = diagnose(input({ steps: [droppedThen], remedies: 'watch', firehose: true, facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 0, live: true }] }) }));
+    expect(verdict.code).toBe('request-unroutable');
+  });
+
   it('names the seven hops from the device to the reply', () => {
     expect(HOPS).toEqual(['mqtt-publish', 'exchange', 'queue', 'server', 'reply-exchange', 'reply-queue', 'mqtt-deliver']);
   });

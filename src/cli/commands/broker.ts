@@ -28,8 +28,10 @@ function clusterJson(cluster: ClusterInfo): object {
 
 /** Other commands look for the sandbox in the default folder: one started elsewhere is theirs only when told. */
 function noteOtherFolder(dir: string): void {
-  if (resolve(dir) === resolve(defaultSandboxDir())) return;
-  process.stderr.write(`Other commands (call, watch, bindings, ui...) use this broker with BRIDGESCOPE_SANDBOX_DIR=${dir} or its URLs above; without either they look in ${defaultSandboxDir()}.\n`);
+  const absolute = resolve(dir);
+  if (absolute === resolve(defaultSandboxDir())) return;
+  // Absolute and quoted: the line is copied into another shell, from another folder.
+  process.stderr.write(`Other commands (call, watch, bindings, ui...) use this broker with BRIDGESCOPE_SANDBOX_DIR='${absolute.replaceAll("'", "'\\''")}' or its URLs above; without either they look in ${defaultSandboxDir()}.\n`);
 }
 
 export function registerBrokerCommands(program: Command): void {

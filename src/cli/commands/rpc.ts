@@ -545,6 +545,9 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
     return `no reply yet to ${rpcId} after ${formatCount(waited)} ms${summary.replyTopic !== undefined ? ` on "${summary.replyTopic}"` : ''}`;
   };
   void signals.stopped.then((signal) => {
+    // A plain call's output closed once it had its reply (`call ... | head -c 100`): nothing to interrupt or restore,
+    // so it ends as the call did, not with 141.
+    if (signal === 'SIGPIPE' && !options.trace && outcome) return;
     interruptedBy = signal;
     cleanup.interruptedBy = signal;
     say(`Interrupted (${signal === 'SIGPIPE' ? 'output closed' : signal}): ${waitingFor()}${options.trace ? '; restoring firehose tracing...' : '.'}`);
@@ -630,8 +633,10 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       ...(witness?.lateReply ? { lateReply: witness.lateReply } : {}),
       ...(outcome === undefined && client ? { broker: callDiagnosisBroker(options, client) } : {}),
     });
-    // The MQTT side was fine: --trace could not reach the broker's AMQP side (or its management API) for the firehose.
+    // The MQTT side was fine: --trace could not reach the broker's AMQP side (or its management API) for the firehose. The
+    // request stopped before its publish (the hop), and the evidence is the tracer's, not the MQTT client's.
     if (tracingSetup && verdict.code === 'link-down') {
+      verdict.evidence = verdict.evidence.map((line) => (line.startsWith('client: ') ? `call --trace: ${line.slice('client: '.length)}` : line));
       verdict.message = `The request to "${options.topic}" was not sent: --trace reads the broker's firehose over AMQP and its management API, and could not: ${toErrorShape(failure).message.replace(/\.$/, '')}; check --amqp and --management (or BRIDGESCOPE_AMQP_URL, BRIDGESCOPE_MANAGEMENT_URL) and that the broker runs, or call without --trace.`;
     }
     const traced = tracer && rpcId !== undefined ? { trace: steps, summary: store.summary(rpcId) } : {};

@@ -50,6 +50,8 @@ export class WatchController {
   private batchPairs = 0;
   /** every replied pair since the start, and the latest few: a page that (re)loads reads the figures the batches gave */
   private totalPairs = 0;
+  /** every verdict sent to the page since the start (the controller keeps the latest KEPT_VERDICTS of them) */
+  private totalVerdicts = 0;
   private recentReplied: WatchRpc[] = [];
   private dropped: WatchDropped = { pending: 0, timedOut: 0, topic: 0, ui: 0 };
   private lastBatch: WatchBatch | undefined;
@@ -66,8 +68,15 @@ export class WatchController {
     return this.watcher !== undefined;
   }
 
-  snapshot(): { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[]; pairs: number; replied: WatchRpc[] } {
-    return { view: this.current, ...(this.lastBatch ? { batch: this.lastBatch } : {}), verdicts: [...this.verdicts], pairs: this.totalPairs, replied: [...this.recentReplied] };
+  snapshot(): { view: WatchView; batch?: WatchBatch; verdicts: WatchRpc[]; verdictsTotal: number; pairs: number; replied: WatchRpc[] } {
+    return {
+      view: this.current,
+      ...(this.lastBatch ? { batch: this.lastBatch } : {}),
+      verdicts: [...this.verdicts],
+      verdictsTotal: this.totalVerdicts,
+      pairs: this.totalPairs,
+      replied: [...this.recentReplied],
+    };
   }
 
   private setView(view: WatchView): void {
@@ -186,6 +195,7 @@ export class WatchController {
     this.batchReplied = [];
     this.batchPairs = 0;
     this.totalPairs = 0;
+    this.totalVerdicts = 0;
     this.recentReplied = [];
     this.dropped = { pending: 0, timedOut: 0, topic: 0, ui: 0 };
     this.lastBatch = undefined;
@@ -244,6 +254,7 @@ export class WatchController {
     this.verdicts.push(...this.batchVerdicts);
     if (this.verdicts.length > KEPT_VERDICTS) this.verdicts = this.verdicts.slice(-KEPT_VERDICTS);
     this.totalPairs += this.batchPairs;
+    this.totalVerdicts += this.batchVerdicts.length;
     if (this.batchReplied.length > 0) this.recentReplied = [...this.recentReplied, ...this.batchReplied].slice(-REPLIED_SAMPLE);
     this.batchVerdicts = [];
     this.batchReplied = [];
@@ -262,7 +273,7 @@ export class WatchController {
     const exchange = this.current.exchange ?? '';
     const tapQueue = this.current.through !== undefined && this.current.through !== 'firehose' ? this.current.through : undefined;
     // The tap sees only what reached its own queue, which serves nobody (a request that reached nothing else reads
-    // "request dropped" beside it); the firehose's routed queues are not kept by the pairing.
+    // "request dropped" beside it); a firehose watch kept where the broker routed the request and its reply.
     const notKnown = tapQueue ? [`${tapQueue} (the watch's own tap; which other queues it reached is not known)`] : ['(not kept by watch)'];
     const routedQueues = rpc.routedQueues ?? notKnown;
     this.options.addStep({

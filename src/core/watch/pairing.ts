@@ -206,7 +206,7 @@ export class RpcPairing {
   private readonly maxLingering: number;
   private readonly boundLate: ((replyKey: string) => boolean) | undefined;
   /** when the watch started, if the caller said (see PairingOptions.startedAt) */
-  private readonly startedAt: number | undefined;
+  private startedAt: number | undefined;
   /** the requests counted not seen, by `unseenKey`, with their topic (at most maxPending, the oldest let go) */
   private readonly countedUnseen = new Map<string, string>();
 
@@ -318,6 +318,11 @@ export class RpcPairing {
     acc.unseen -= 1;
     acc.unanswered += 1;
     return true;
+  }
+
+  /** From when the watch watches (once its tap or firehose is in place): see PairingOptions.startedAt. */
+  watchingSince(at: number): void {
+    this.startedAt = at;
   }
 
   /** Everything waited on is let go (the watcher stops): unwatch-key events for each key. */

@@ -2,6 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { diagnose, type Verdict } from '../../shared/diagnosis';
 import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
+import type { TraceStepDraft } from '../../shared/trace';
 import { gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
 import type { WatchSpans } from '../otel/watch-spans';
@@ -75,7 +76,6 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     super();
     this.pairing = new RpcPairing({
       timeoutMs: options.timeoutMs,
-      startedAt: Date.now(),
       ...(options.lateWindowMs !== undefined ? { lateWindowMs: options.lateWindowMs } : {}),
       ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
       keyLingerMs: options.keyLingerMs ?? 30_000,
@@ -124,6 +124,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   /** Starts observing: the tap queue's name, or the firehose's status. */
   async start(): Promise<string | FirehoseStatus> {
     const queue = this.firehose ? await this.firehose.start() : await (this.tap as Tap).start();
+    // Watching from now: the rate over the time watched leaves out the start (a firehose's start can take seconds).
+    this.pairing.watchingSince(Date.now());
     const every = Math.max(20, Math.min(250, Math.floor(this.options.timeoutMs / 4)));
     this.timer = setInterval(() => this.handle(this.pairing.tick(Date.now())), every);
     this.timer.unref();
@@ -238,9 +240,15 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       };
     }
     const facts = await this.factsFor(event.topic);
+    // The firehose saw the broker route the request nowhere: dropped then, whatever is bound now (a queue bound since read
+    // "nobody consumed it"). That record needs no delivery to be read right; a routed one does (below).
+    const dropped: TraceStepDraft[] =
+      event.routedQueues?.length === 0
+        ? [{ rpcId: event.id, at: event.sentAt, source: 'broker', kind: 'broker.published', detail: { exchange: this.options.exchange, routingKeys: [event.topic], routedQueues: [], leg: 'request' } }]
+        : [];
     const verdict = diagnose({
       rpcId: event.id,
-      steps: [],
+      steps: dropped,
       // In firehose mode the firehose is on: a verdict never advises it.
       firehose: this.firehose !== undefined,
       remedies: 'watch',

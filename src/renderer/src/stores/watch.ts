@@ -137,8 +137,9 @@ export const useWatchStore = defineStore('watch', () => {
         // the page's instead of adding to them.
         ingest({ ...now.batch, verdicts: [], replied: [], pairs: 0 });
         pairs.value = now.pairs ?? 0;
-        verdictsLetGo.value = Math.max(0, now.verdicts.length - WATCH_VERDICTS_SHOWN);
         verdicts.value = [...now.verdicts].reverse().slice(0, WATCH_VERDICTS_SHOWN);
+        // The core keeps the latest verdicts only: the ones before them count as let go, as on the page that saw them.
+        verdictsLetGo.value = Math.max(0, (now.verdictsTotal ?? now.verdicts.length) - verdicts.value.length);
         replied.value = [...(now.replied ?? [])].reverse().slice(0, WATCH_REPLIED_SHOWN);
       }
     } catch {
