@@ -151,6 +151,9 @@ describe('the Watch panel, in Chromium', () => {
     expect((await selected.locator('[data-testid=trace-row-rtt]').textContent())?.trim()).toBe('—');
     expect((await selected.locator('[data-testid=trace-row-topic]').textContent())?.trim()).toBe(`key ${queue} → ${replyTopic}`);
     expect((await selected.locator('[data-testid=trace-row-id]').textContent())?.trim()).toMatch(/^(none|late)-\d+$/); // a late reply's request reads server-slow until its reply comes
+    // The tap saw the request reach only its own queue: the path says the queue hop was not seen, not "passed".
+    expect(await page.getAttribute('[data-testid=trace-verdict] [data-testid=verdict-hop][data-hop=queue]', 'data-mark')).toBe('unseen');
+    expect(await page.getAttribute('[data-testid=trace-verdict] [data-testid=verdict-hop][data-hop=server]', 'data-mark')).toBe('stopped');
     await page.screenshot({ path: join(shots, 'watch-open-in-trace-light-1400x900.png') });
   });
 

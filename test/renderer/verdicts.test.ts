@@ -10,6 +10,8 @@ import { clientKey } from '../../src/renderer/src/injection';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
 import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useAppStore } from '../../src/renderer/src/stores/app';
+import { unobservedHops } from '../../src/renderer/src/verdicts';
+import { summarize } from '../../src/shared/trace-summary';
 import VerdictBadge from '../../src/renderer/src/components/verdict/VerdictBadge.vue';
 import HopPath from '../../src/renderer/src/components/verdict/HopPath.vue';
 import ComposePanel from '../../src/renderer/src/components/compose/ComposePanel.vue';
@@ -108,6 +110,26 @@ describe('the hop path', () => {
     const wrapper = mount(HopPath, { props: { verdict: errorReply } });
     expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(Array(7).fill('passed'));
     expect(wrapper.find('[aria-current=step]').attributes('data-hop')).toBe('server');
+  });
+
+  it('for an RPC not sent here, says which passed hops nothing observed ("not seen"), not "passed"', () => {
+    // A tap watch's replied pair: the request reached the tap (its other queues not known), the reply was published and
+    // routed to the tap; no delivery and no device receipt were seen.
+    const tapped = summarize('watch-seed-a-1', [
+      { rpcId: 'watch-seed-a-1', seq: 1, at: 1, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ["bridgescope.watch-tap.x (the watch's own tap; which other queues it reached is not known)"], leg: 'request', replyTopic: 'reply/a' } },
+      { rpcId: 'watch-seed-a-1', seq: 2, at: 9, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.a'], routedQueues: ["bridgescope.watch-tap.x (the watch's own tap; which other queues it reached is not known)"], leg: 'reply' } },
+    ]);
+    expect(unobservedHops(tapped)).toEqual(['mqtt-deliver', 'queue', 'reply-queue']);
+    const wrapper = mount(HopPath, { props: { verdict: replied, unobserved: unobservedHops(tapped) } });
+    expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(['passed', 'passed', 'unseen', 'passed', 'passed', 'unseen', 'unseen']);
+    expect(wrapper.find('[data-hop=mqtt-deliver] .hop-mark').text()).toBe('not seen');
+    // A firehose watch saw the queues: only the device's receipt is not seen. Our own RPCs: everything their steps say.
+    const fire = { ...tapped, requestRoutedQueues: ['rpc_queue'], replyRoutedQueues: ['mqtt-subscription-devqos1'] };
+    expect(unobservedHops(fire)).toEqual(['mqtt-deliver']);
+    expect(unobservedHops({ ...fire, requestTopic: 'rpc_queue' })).toEqual([]);
+    // A stopped or not-reached hop stays so: "not seen" is only for what the verdict reads as passed.
+    const slow = mount(HopPath, { props: { verdict: { code: 'server-slow', hop: 'server' }, unobserved: ['queue', 'server', 'mqtt-deliver'] } });
+    expect(slow.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(['passed', 'passed', 'unseen', 'stopped', 'not-reached', 'not-reached', 'not-reached']);
   });
 
   it('stops at the queue for a request nobody consumes, after passing the device and the exchange', () => {

@@ -1,6 +1,8 @@
 /** How the inspector shows a verdict: one word and a tone per code, the hops drawn on the path, the verdict a failed call carries. */
 import { HOPS, VERDICT_CODES, VERDICT_WORDS, latestVerdict, type Hop, type Verdict, type VerdictCode } from '../../shared/diagnosis';
 import type { RpcOutcome } from '../../shared/rpc';
+import type { RpcTraceSummary } from '../../shared/trace';
+import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 
 /** good: a reply; warn: an answer with a catch; bad: the RPC got lost; neutral: nothing to blame (cancelled, undecided). */
 export type VerdictTone = 'good' | 'warn' | 'bad' | 'neutral';
@@ -47,7 +49,8 @@ export const HOP_LABELS: Record<Hop, string> = {
 /** The codes where a reply reached the client: the whole path was travelled. */
 const REPLY_ARRIVED: ReadonlySet<VerdictCode> = new Set(['replied', 'replied-error', 'reply-on-other-topic', 'reply-foreign', 'replied-twice']);
 
-export type HopMark = 'passed' | 'stopped' | 'not-reached';
+/** `unseen`: passed by the verdict's reading, but nothing observed it (an RPC not sent here: a watch sees no delivery) */
+export type HopMark = 'passed' | 'stopped' | 'not-reached' | 'unseen';
 
 export interface HopOnPath {
   hop: Hop;
@@ -57,16 +60,43 @@ export interface HopOnPath {
   here: boolean;
 }
 
-/** Each hop of the path marked: passed before the verdict's hop, stopped at it, not reached after; for a reply, all passed. */
-export function hopsOnPath(verdict: Pick<Verdict, 'code' | 'hop'>): HopOnPath[] {
+/**
+ * Each hop of the path marked: passed before the verdict's hop, stopped at it, not reached after; for a reply, all
+ * passed. A hop in `unobserved` that would read passed reads `unseen` instead.
+ */
+export function hopsOnPath(verdict: Pick<Verdict, 'code' | 'hop'>, unobserved: readonly Hop[] = []): HopOnPath[] {
   const at = HOPS.indexOf(verdict.hop);
   const arrived = REPLY_ARRIVED.has(verdict.code);
-  return HOPS.map((hop, index) => ({
-    hop,
-    label: HOP_LABELS[hop],
-    mark: arrived || index < at ? 'passed' : index === at ? 'stopped' : 'not-reached',
-    here: index === at && verdict.code !== 'replied',
-  }));
+  return HOPS.map((hop, index) => {
+    const passed = arrived || index < at;
+    return {
+      hop,
+      label: HOP_LABELS[hop],
+      mark: passed ? (unobserved.includes(hop) ? 'unseen' : 'passed') : index === at ? 'stopped' : 'not-reached',
+      here: index === at && verdict.code !== 'replied',
+    };
+  });
+}
+
+/** A queue that says where a request or reply went: not a watch's tap, nor a placeholder such as "(not kept by watch)". */
+function isRealQueue(entry: string): boolean {
+  const queue = entry.split(' ')[0] ?? '';
+  return queue !== '' && !entry.startsWith('(') && !isWatchTapQueue(queue);
+}
+
+/**
+ * The hops nothing observed for an RPC not sent here (a watch's, or one the firehose saw): no client, so the device's
+ * receipt never; the queues only where the broker's record names one (a tap knows only its own queue); the server and
+ * the reply's exchange only once a reply was seen. Our own RPCs: none (their client and server steps say).
+ */
+export function unobservedHops(summary: RpcTraceSummary): Hop[] {
+  if (summary.requestTopic !== undefined) return [];
+  const replySeen = (summary.brokerReplyKeys?.length ?? 0) > 0;
+  const hops: Hop[] = ['mqtt-deliver'];
+  if (!summary.requestRoutedQueues?.some(isRealQueue)) hops.push('queue');
+  if (!replySeen) hops.push('server', 'reply-exchange');
+  if (!summary.replyRoutedQueues?.some((queue) => isSubscriptionQueue(queue))) hops.push('reply-queue');
+  return hops;
 }
 
 /** What a failed `rpc.request.send` says about its RPC (the error shape's rpcId and verdict), read off whatever was thrown. */
