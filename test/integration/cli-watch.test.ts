@@ -196,6 +196,21 @@ describe('bridgescope watch', () => {
     }
   });
 
+  it('firehose mode: a request routed only to a device subscribed to its topic reached no server: request-unroutable, not "routed to ... deleted since"', async () => {
+    const key = uniqueName('watch_subonly');
+    const subscriber = start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', key, '-q', '1', '-d', '-i', uniqueName('sub')]);
+    await subscriber.waitForLine(/received SUBACK/);
+    const watch = startWatch(['--mode', 'firehose', '--topic', key, '--timeout', '1000', '--json']);
+    await watch.waitForLine(/^Watching /);
+    expect(await publish(key, { id: 'subonly-1', reply_to: `reply/${uniqueName('subonly')}` })).toBe(0);
+    await watch.waitForLine(/"id":"subonly-1"/);
+    const [line] = jsonLines(watch).filter((candidate) => candidate.id === 'subonly-1');
+    expect(line?.routedQueues).toEqual([expect.stringMatching(/^mqtt-subscription-/)]);
+    expect(line?.verdict?.code).toBe('request-unroutable');
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+  });
+
   it("a running tap is nobody's server: call and preflight on a key only the tap is bound to say routed nowhere, and bindings says whose queue it is", async () => {
     const lonelyKey = uniqueName('watch_lonely');
     const watch = startWatch(['--topic', lonelyKey, '--timeout', '60000']);

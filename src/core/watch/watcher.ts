@@ -1,7 +1,7 @@
 /** Watch (issue 23): a tap and the pairing together, with a verdict for each request left unanswered. */
 import { EventEmitter } from 'node:events';
 import { diagnose, type Verdict } from '../../shared/diagnosis';
-import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
+import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import type { TraceStepDraft } from '../../shared/trace';
 import { gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
@@ -262,7 +262,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     // The firehose saw where the broker routed the request then; the bindings asked now may have changed since (a queue
     // deleted after it took the request read "nothing is bound ... dropped"). Its deliveries are not followed, so whether
     // a consumer took it before is not known.
-    const routed = event.routedQueues?.filter((queue) => !isWatchTapQueue(queue));
+    // A device's subscription to the request topic (or a tap) serves nobody: routed only there is "nothing is bound".
+    const routed = event.routedQueues?.filter((queue) => !isWatchTapQueue(queue) && !isSubscriptionQueue(queue));
     if (routed !== undefined && routed.length > 0 && verdict.code === 'request-unroutable') {
       return {
         code: 'undetermined',
