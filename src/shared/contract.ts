@@ -179,6 +179,11 @@ export interface WatchTopicStats {
   /** requests still within their timeout (neither replied nor decided yet) */
   waiting: number;
   late: number;
+  /**
+   * replies beyond the first to a request already answered (the same id on the same reply key): two servers took the
+   * request, or one was redelivered it; the device gets each of them
+   */
+  duplicates: number;
   /** requests per second over the last 10 s */
   rate: number;
   p50?: number;

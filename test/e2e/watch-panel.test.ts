@@ -46,7 +46,7 @@ function numberAtLeast(selector: string, least: number): Promise<unknown> {
 
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
-  // The third-party worker: "ok-" at once, "late-" after 1.5 s (the watch's timeout is 1 s), "none-" never.
+  // The third-party worker: "ok-" at once, "twice-" at once and again, "late-" after 1.5 s (the watch's timeout is 1 s), "none-" never.
   worker = await amqp.connect(broker.urls.amqp);
   const channel = await worker.createChannel();
   await channel.assertQueue(queue, { durable: false, autoDelete: true });
@@ -57,6 +57,8 @@ beforeAll(async () => {
     const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
     const reply = (): boolean => channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'ok', worker: request.id.endsWith('7') ? 'node-w2' : 'node-w1' })));
     if (request.id.startsWith('ok-')) reply();
+    // A request two servers took: the device gets two replies.
+    else if (request.id.startsWith('twice-')) reply() && reply();
     else if (request.id.startsWith('late-')) timers.push(setTimeout(reply, 1500));
   });
   inspector = await openInspectorOn(broker.urls);
@@ -97,7 +99,7 @@ describe('the Watch panel, in Chromium', () => {
     stream = setInterval(() => {
       for (let burst = 0; burst < 2; burst += 1) {
         n += 1;
-        const id = n % 25 === 0 ? `none-${n}` : n % 40 === 0 ? `late-${n}` : `ok-${n}`;
+        const id = n % 25 === 0 ? `none-${n}` : n % 40 === 0 ? `late-${n}` : n % 33 === 0 ? `twice-${n}` : `ok-${n}`;
         publisher.child.stdin.write(`${JSON.stringify({ id, reply_to: replyTopic, params: { n } })}\n`);
       }
     }, 20);
@@ -112,6 +114,9 @@ describe('the Watch panel, in Chromium', () => {
     expect(workers).toMatch(/node-w1 \d+/);
     expect(workers).toMatch(/node-w2 \d+/);
     expect(Number(await page.textContent(`${row} [data-testid=watch-unanswered]`))).toBeGreaterThan(0);
+    // The second replies are counted as extra, and marked, not as pairs.
+    await numberAtLeast(`${row} [data-testid=watch-duplicates]`, 2);
+    expect(await page.getAttribute(`${row} [data-testid=watch-duplicates]`, 'class')).toContain('warn');
     // The request routed nowhere could have no reply: unanswered, never "not seen", though its reply key was new to the tap.
     const nobodyRow = `[data-testid=watch-row][data-topic="${nobodyKey}"]`;
     await page.waitForFunction((selector) => {

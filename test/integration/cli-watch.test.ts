@@ -142,6 +142,35 @@ describe('bridgescope watch', () => {
     else expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');
   });
 
+  it.each(['tap', 'firehose'] as const)('%s mode tells a second reply to an answered request: its own line, who sent each, counted in the summary', async (mode) => {
+    const queue = uniqueName('watch_twice');
+    const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
+    await worker.waitForLine(/^ready$/);
+    const watch = startWatch(['--mode', mode, '--topic', queue, '--timeout', '1500', '--json']);
+    await watch.queue;
+    const replyTo = `reply/${uniqueName('twice')}`;
+    // The device, subscribed to its reply topic, gets both replies (a reply routed to no queue is no answer to the firehose).
+    const device = start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', replyTo, '-q', '1', '-C', '2', '-d', '-i', uniqueName('sub')]);
+    await device.waitForLine(/received SUBACK/);
+    // A request never answered first: a tap binds the reply key when it sees it, before the next request's replies.
+    expect(await publish(queue, { id: 'none-prime', reply_to: replyTo })).toBe(0);
+    await worker.waitForLine(/^ignored none-prime$/);
+    expect(await publish(queue, { id: 'twice-1', reply_to: replyTo })).toBe(0);
+    expect(await device.exited).toBe(0);
+    expect(device.lines.filter((line) => line.startsWith('{')).map((line) => (JSON.parse(line) as { worker: string }).worker)).toEqual(['py-1', 'py-2']);
+    await watch.waitForLine(/"type":"duplicate"/);
+    const lines = jsonLines(watch);
+    expect(lines.filter((line) => line.type === 'pair')).toEqual([expect.objectContaining({ id: 'twice-1', worker: 'py-1' })]);
+    expect(lines.filter((line) => line.type === 'duplicate')).toEqual([
+      expect.objectContaining({ id: 'twice-1', topic: queue, replyKey: replyTo.replace('/', '.'), worker: 'py-2', firstWorker: 'py-1', rttMs: expect.any(Number) }),
+    ]);
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    const summaries = watch.lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as JsonLine).filter((line) => line.type === 'summary' && line.topic === queue);
+    // The second reply is no second answer: one replied, one extra, the workers' counts those of first replies.
+    expect(summaries.at(-1)).toMatchObject({ requests: 2, replies: 1, duplicates: 1, workers: { 'py-1': 1 } });
+  });
+
   it('tap mode, a new reply topic per request (the seed device): no reply seen is "not seen", never "server slow"; routed nowhere is unanswered', async () => {
     const queue = uniqueName('watch_fresh');
     const nobodyKey = uniqueName('watch_fresh_nobody');

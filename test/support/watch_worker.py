@@ -1,6 +1,7 @@
 """A third-party pika worker for the watch test: how it answers depends on the request's id prefix.
 
-ok-*: at once; late-*: after LATE_SECONDS; wrong-*: at once, on a wrong routing key; none-*: never.
+ok-*: at once; late-*: after LATE_SECONDS; wrong-*: at once, on a wrong routing key; none-*: never;
+twice-*: at once, then again as worker py-2 (a request two servers took).
 Seed requests carry id and reply_to in the body; MQTT 5 ones carry header x-reply-to-topic and correlation_id.
 """
 import json
@@ -31,14 +32,17 @@ def on_request(ch, method, properties, body):
     reply = json.dumps({"id": request_id, "result": "ok", "worker": "py-1"}).encode()
     props = pika.BasicProperties(correlation_id=correlation) if correlation else None
 
-    def send(routing_key):
-        ch.basic_publish(exchange="amq.direct", routing_key=routing_key, body=reply, properties=props)
+    def send(routing_key, body=reply):
+        ch.basic_publish(exchange="amq.direct", routing_key=routing_key, body=body, properties=props)
         print("answered", request_id, "on", routing_key, flush=True)
 
     if request_id.startswith("ok-"):
         send(key)
     elif request_id.startswith("late-"):
         connection.call_later(late_seconds, lambda: send(key))
+    elif request_id.startswith("twice-"):
+        send(key)
+        send(key, json.dumps({"id": request_id, "result": "ok", "worker": "py-2"}).encode())
     elif request_id.startswith("wrong-"):
         send("wrong." + key)
     else:

@@ -38,6 +38,32 @@ describe('passive RPC pairing', () => {
     expect(stats).toMatchObject({ topic: 'rpc_queue', requests: 2, replies: 2, unanswered: 0, p50: 10, p99: 40, workers: { w1: 1, 'conn-9': 1 } });
   });
 
+  it('tells a second reply to an answered request: counted, with who sent each, never paired again', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 30_000 });
+    pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }));
+    expect(of(pairing.observe(msg(40, 'reply.x', { id: 'a', worker: 'w1' })), 'pair')).toHaveLength(1);
+    // Two servers took the request (or one was redelivered it): the device, still subscribed, gets both.
+    const second = pairing.observe(msg(55, 'reply.x', { id: 'a', worker: 'w2' }));
+    expect(second).toEqual([expect.objectContaining({ type: 'duplicate', id: 'a', topic: 'rpc_queue', replyKey: 'reply.x', rttMs: 55, worker: 'w2', firstWorker: 'w1' })]);
+    expect(of(pairing.observe(msg(70, 'reply.x', { id: 'a' })), 'duplicate')).toHaveLength(1);
+    // A reply naming no id on that key cannot be told from another device's: not counted.
+    expect(pairing.observe(msg(80, 'reply.x', 'no id'))).toEqual([]);
+    expect(pairing.stats(100)[0]).toMatchObject({ requests: 1, replies: 1, duplicates: 2, workers: { w1: 1 } });
+  });
+
+  it('tells a second reply by correlation id on a shared key, and one after a late reply', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100, lateWindowMs: 500, keyLingerMs: 1000 });
+    pairing.observe(msg(0, 'rpc_queue', 'one', { headers: { 'x-reply-to-topic': 'r.shared' }, correlationId: 'c1' }));
+    pairing.observe(msg(1, 'rpc_queue', 'two', { headers: { 'x-reply-to-topic': 'r.shared' }, correlationId: 'c2' }));
+    expect(of(pairing.observe(msg(5, 'r.shared', 'ok', { correlationId: 'c1' })), 'pair')).toHaveLength(1);
+    // c2 still waits on the key: c1's second reply is no answer to it.
+    expect(of(pairing.observe(msg(6, 'r.shared', 'again', { correlationId: 'c1' })), 'duplicate')[0]).toMatchObject({ pattern: 'mqtt5', id: 'c1', rttMs: 6 });
+    expect(of(pairing.tick(101), 'unanswered').map((event) => event.id)).toEqual(['c2']);
+    expect(of(pairing.observe(msg(300, 'r.shared', 'late', { correlationId: 'c2' })), 'late')).toHaveLength(1);
+    expect(of(pairing.observe(msg(310, 'r.shared', 'late again', { correlationId: 'c2' })), 'duplicate')[0]).toMatchObject({ id: 'c2', rttMs: 309 });
+    expect(pairing.stats(400)[0]).toMatchObject({ replies: 1, late: 1, duplicates: 2 });
+  });
+
   it('pairs MQTT 5 and AMQP replies by correlation id among several on one key', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000 });
     pairing.observe(msg(0, 'rpc_queue', 'one', { headers: { 'x-reply-to-topic': 'r.shared' }, correlationId: 'c1' }));

@@ -46,7 +46,7 @@ export async function runWatchChild(spec: WatchChildSpec): Promise<void> {
     counts.lines += 1;
     if (line.type === 'pair') counts.pairs += 1;
     else if (line.type === 'verdict') counts.verdicts += 1;
-    else {
+    else if (line.type === 'dropped') {
       counts.dropped += line.count;
       if (reasons.size < 5) reasons.add(line.reason.replace(/\(.*\)/, '(...)'));
     }

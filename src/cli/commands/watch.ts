@@ -32,15 +32,20 @@ function plainLine(line: WatchLine): string {
   const time = new Date().toISOString().slice(11, 23);
   if (line.type === 'dropped') return `${time}  dropped   ${line.reason}`;
   const who = 'worker' in line && line.worker !== undefined ? `  worker ${line.worker}` : '';
+  if (line.type === 'duplicate') {
+    const first = line.firstWorker !== undefined ? `; the first came from ${line.firstWorker}` : '';
+    return `${time}  duplicate ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern}): another reply to a request already answered${first}; a device still subscribed gets both`;
+  }
   if (line.type === 'pair') return `${time}  replied   ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern})`;
   return `${time}  ${line.verdict.code.padEnd(9)} ${line.topic}  id ${line.id}${line.rttMs !== undefined ? `  ${ms(line.rttMs)}` : ''}${who}  (${line.pattern}): ${line.verdict.message}`;
 }
 
 function summaryLine(stats: TopicStats): string {
   const workers = Object.entries(stats.workers).map(([name, count]) => `${name} ${count}`).join(', ');
+  const twice = stats.duplicates > 0 ? `, ${stats.duplicates} extra ${stats.duplicates === 1 ? 'reply' : 'replies'} to requests already answered` : '';
   const waiting = stats.waiting > 0 ? `, ${stats.waiting} waiting` : '';
   const unseen = stats.unseen > 0 ? `, ${stats.unseen} not seen (reply key bound after the request)` : '';
-  return `summary ${stats.topic}: ${stats.rate}/s over the last 10 s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting} (${stats.late} late); round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+  return `summary ${stats.topic}: ${stats.rate}/s over the last 10 s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
 }
 
 export function registerWatchCommand(program: Command): void {

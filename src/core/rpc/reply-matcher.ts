@@ -35,13 +35,13 @@ export interface StrayReply {
  * older dropped whole when the newer is full: no per-entry eviction on the hot path (a BoundedMap's delete and order
  * array cost about 4 us per call here once full).
  */
-export class RecentIds {
-  private current = new Map<string, 'replied' | 'failed'>();
-  private previous = new Map<string, 'replied' | 'failed'>();
+export class RecentIds<T = 'replied' | 'failed'> {
+  private current = new Map<string, T>();
+  private previous = new Map<string, T>();
 
   constructor(private readonly limit: number) {}
 
-  set(id: string, outcome: 'replied' | 'failed'): void {
+  set(id: string, outcome: T): void {
     if (this.current.size >= this.limit) {
       this.previous = this.current;
       this.current = new Map();
@@ -49,7 +49,7 @@ export class RecentIds {
     this.current.set(id, outcome);
   }
 
-  get(id: string): 'replied' | 'failed' | undefined {
+  get(id: string): T | undefined {
     return this.current.get(id) ?? this.previous.get(id);
   }
 }

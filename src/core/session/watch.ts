@@ -208,6 +208,8 @@ export class WatchController {
       this.dropped.last = line.reason;
       return;
     }
+    // Counted in the topic's figures (duplicates); the request itself closed with its first reply.
+    if (line.type === 'duplicate') return;
     this.seq += 1;
     const rpc: WatchRpc = {
       key: `w${this.seq}`,

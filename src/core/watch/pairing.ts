@@ -12,6 +12,7 @@
 import { percentile } from '../../shared/stats';
 import { routingKeyToTopic } from '../../shared/topic-map';
 import type { WatchTopicStats } from '../../shared/contract';
+import { RecentIds } from '../rpc/reply-matcher';
 
 export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
 
@@ -54,6 +55,8 @@ export type WatchEvent =
   | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true })
   /** a reply after the timeout (kept for the late window) */
   | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
+  /** another reply to a request already answered (`firstWorker`: who sent the first), its time from the request */
+  | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string })
   /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
   | { type: 'watch-key'; key: string }
   | { type: 'unwatch-key'; key: string }
@@ -110,6 +113,14 @@ function unseenKey(ref: Pick<RpcRef, 'pattern' | 'id' | 'sentAt'>): string {
   return `${ref.pattern}:${ref.id}:${ref.sentAt}`;
 }
 
+/** A request's reply key and id, as one key. */
+function answeredKey(replyKey: string, id: string): string {
+  return `${replyKey}\n${id}`;
+}
+
+/** answered requests remembered for telling a second reply (two generations of this many) */
+const ANSWERED_KEPT = 2000;
+
 /** the window of the live rate, in one-second buckets */
 export const RATE_WINDOW_S = 10;
 
@@ -121,6 +132,7 @@ interface TopicAcc {
   unanswered: number;
   unseen: number;
   late: number;
+  duplicates: number;
   firstAt: number;
   lastAt: number;
   samples: number[];
@@ -209,6 +221,8 @@ export class RpcPairing {
   private startedAt: number | undefined;
   /** the requests counted not seen, by `unseenKey`, with their topic (at most maxPending, the oldest let go) */
   private readonly countedUnseen = new Map<string, string>();
+  /** the requests answered lately, by reply key and id, so a second reply is told (the last 2,000 at least, 4,000 at most) */
+  private readonly answered = new RecentIds<{ ref: RpcRef; worker: string | undefined }>(ANSWERED_KEPT);
 
   constructor(options: PairingOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -355,6 +369,7 @@ export class RpcPairing {
         unseen: acc.unseen,
         waiting: waiting.get(topic) ?? 0,
         late: acc.late,
+        duplicates: acc.duplicates,
         rate: Math.round((recent / seconds) * 100) / 100,
         workers: Object.fromEntries(acc.workers),
       };
@@ -422,13 +437,14 @@ export class RpcPairing {
         if (worker !== undefined && (acc.workers.has(worker) || acc.workers.size < 100)) acc.workers.set(worker, (acc.workers.get(worker) ?? 0) + 1);
       }
       const { deadline: _deadline, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = entry;
+      if (id !== undefined) this.answered.set(answeredKey(entry.replyKey, id), { ref, worker });
       const replyRouted = message.routedQueues !== undefined ? { replyRoutedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
       events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}), ...replyRouted });
       return true;
     }
     let late: [string, Pending & { lateUntil: number }] | undefined;
     for (const item of this.timedOut) if (matches(item[1])) { late = item; break; }
-    if (!late) return false;
+    if (!late) return this.another(message, id, worker, events);
     const [key, entry] = late;
     this.timedOut.delete(key);
     this.release(entry.replyKey, events, message.at);
@@ -437,7 +453,24 @@ export class RpcPairing {
     const acc = this.topics.get(entry.topic);
     if (acc) acc.late += 1;
     const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, ...ref } = entry;
+    if (id !== undefined) this.answered.set(answeredKey(entry.replyKey, id), { ref, worker });
     events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}) });
+    return true;
+  }
+
+  /** A reply naming a request answered already (by id, on its reply key): counted, and said, never paired again. */
+  private another(message: ObservedMessage, id: string | undefined, worker: string | undefined, events: WatchEvent[]): boolean {
+    const first = id !== undefined ? this.answered.get(answeredKey(message.routingKey, id)) : undefined;
+    if (!first) return false;
+    const acc = this.topics.get(first.ref.topic);
+    if (acc) acc.duplicates += 1;
+    events.push({
+      ...first.ref,
+      type: 'duplicate',
+      rttMs: Math.max(0, message.at - first.ref.sentAt),
+      ...(worker !== undefined ? { worker } : {}),
+      ...(first.worker !== undefined ? { firstWorker: first.worker } : {}),
+    });
     return true;
   }
 
@@ -448,7 +481,7 @@ export class RpcPairing {
       events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
       return undefined;
     }
-    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, late: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
     this.topics.set(topic, acc);
     return acc;
   }

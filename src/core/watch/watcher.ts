@@ -43,6 +43,8 @@ export type WatchLine =
   /** `unseen`: no reply seen, but the tap could not have seen a prompt one (its reply key was bound only once the request was seen) */
   /** `wrongReply`: a reply to it that did not reach the device (another key, or dropped) */
   | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true; wrongReply?: { routingKey: string; at: number; dropped?: true } })
+  /** another reply to a request already answered: the device gets it too (`firstWorker` sent the first) */
+  | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string })
   | { type: 'dropped'; what: string; count: number; reason: string };
 
 export interface WatcherEvents {
@@ -83,7 +85,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.mode === 'firehose' ? {} : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false }),
     });
     const spans = options.spans;
-    if (spans) this.on('line', (line) => line.type !== 'dropped' && spans.settle(line));
+    if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && spans.settle(line));
     if (options.mode === 'firehose') {
       if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
       this.firehose = new FirehoseSource({
@@ -161,6 +163,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
           this.emit('line', event);
           break;
         case 'dropped':
+        case 'duplicate':
           this.emit('line', event);
           break;
         case 'late': {
