@@ -58,7 +58,10 @@ beforeAll(async () => {
     const reply = (): boolean => channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'ok', worker: request.id.endsWith('7') ? 'node-w2' : 'node-w1' })));
     if (request.id.startsWith('ok-')) reply();
     // A request two servers took: the device gets two replies.
-    else if (request.id.startsWith('twice-')) reply() && reply();
+    else if (request.id.startsWith('twice-')) {
+      reply();
+      reply();
+    }
     else if (request.id.startsWith('late-')) timers.push(setTimeout(reply, 1500));
   });
   inspector = await openInspectorOn(broker.urls);
