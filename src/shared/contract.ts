@@ -213,6 +213,8 @@ export interface WatchRpc {
   rttMs?: number;
   worker?: string;
   verdict?: Verdict;
+  /** when the verdict on a request with no reply was given (its timeout, and the broker asked): its trace step's time */
+  decidedAt?: number;
 }
 
 /** What the caps made the watch forget, by cause; `ui` counts verdicts not sent to the page (more than the batch holds). */

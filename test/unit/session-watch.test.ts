@@ -90,6 +90,18 @@ describe('the session watch controller', () => {
     expect(diagnosed.detail.verdict.evidence.at(-1)).toMatch(/not observed/);
   });
 
+  it('stamps the verdict on an unanswered request when it was given, not at the request (the trace read +0 ms)', async () => {
+    const { watch, batches, watcher, steps } = controller();
+    await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    const before = Date.now();
+    watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.x', sentAt: before - 700, id: 'none-1', type: 'verdict', verdict });
+    await watch.stop();
+    watch.open(batches[0]?.verdicts[0]?.key as string);
+    const diagnosed = steps.find((step) => step.kind === 'rpc.diagnosed');
+    expect(diagnosed?.at).toBeGreaterThanOrEqual(before);
+    expect(batches[0]?.verdicts[0]?.decidedAt).toBe(diagnosed?.at);
+  });
+
   it('opens a request whose reply went astray with that reply: on its key and dropped (the trace showed "?" beside a verdict naming it)', async () => {
     const { watch, batches, watcher, steps } = controller();
     await watch.start({ mode: 'firehose', timeoutMs: 700, requestKeys: ['rpc_queue'] });

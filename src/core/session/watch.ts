@@ -225,6 +225,8 @@ export class WatchController {
       ...(line.rttMs !== undefined ? { rttMs: line.rttMs } : {}),
       ...(line.worker !== undefined ? { worker: line.worker } : {}),
       ...(line.type === 'verdict' ? { verdict: line.verdict } : {}),
+      // A reply decides at its arrival (rttMs); an unanswered request at its timeout, once the broker was asked: now.
+      ...(line.type === 'verdict' && line.rttMs === undefined ? { decidedAt: Date.now() } : {}),
     };
     this.closed.set(rpc.key, rpc);
     if (this.closed.size > KEPT_CLOSED) this.closed.delete(this.closed.keys().next().value as string);
@@ -312,7 +314,7 @@ export class WatchController {
           message: `The watch saw the reply to "${rpc.topic}" id ${rpc.id} published on "${rpc.replyKey}" ${rpc.rttMs ?? 0} ms after the request${rpc.worker !== undefined ? `, from ${rpc.worker}` : ''}.`,
           evidence: [`watch: request "${rpc.id}" (${rpc.pattern}) on "${rpc.topic}", reply on "${rpc.replyKey}"`, WATCH_SEES],
         };
-    this.options.addStep({ rpcId, at: rpc.sentAt + (rpc.rttMs ?? 0), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });
+    this.options.addStep({ rpcId, at: rpc.rttMs !== undefined ? rpc.sentAt + rpc.rttMs : (rpc.decidedAt ?? rpc.sentAt), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });
     return { rpcId };
   }
 
