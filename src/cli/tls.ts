@@ -18,7 +18,8 @@ export function addTlsOptions(command: Command): Command {
     .option('--tls-ca <file>', `CA certificate(s) (PEM) to verify the broker's TLS certificate with (default: $${TLS_ENV.ca})`)
     .option('--tls-cert <file>', `client certificate (PEM) for brokers that ask for one (default: $${TLS_ENV.cert})`)
     .option('--tls-key <file>', `the client certificate's private key (PEM) (default: $${TLS_ENV.key})`)
-    .option('--tls-insecure', `do not verify the broker's TLS certificate (default: $${TLS_ENV.verify}=false)`);
+    .option('--tls-insecure', `do not verify the broker's TLS certificate (default: $${TLS_ENV.verify}=false)`)
+    .option('--tls-verify', `verify the broker's TLS certificate even when $${TLS_ENV.verify}=false (the default without it)`);
 }
 
 /** The running command's TLS files (see `noteTls`). */
@@ -34,6 +35,9 @@ export async function noteTls(args: readonly unknown[]): Promise<void> {
   const command = args.at(-1) as { options?: Array<{ long?: string }> } | undefined;
   if (!Array.isArray(command?.options) || !command.options.some((option) => option.long === '--tls-ca')) return;
   const flags = (args.at(-2) ?? {}) as TlsOptions;
+  if (flags.tlsVerify === true && flags.tlsInsecure === true) {
+    throw new BridgeError('bad-input', 'Give --tls-verify or --tls-insecure, not both: one verifies the broker\'s certificate, the other does not.');
+  }
   const settings = tlsSettings(flags);
   if (!settings) return;
   // A file flag is read whatever the URLs (the user asked for it); --tls-insecure alone names no file.

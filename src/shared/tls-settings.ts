@@ -10,6 +10,8 @@ export interface TlsOptions {
   tlsCert?: string;
   tlsKey?: string;
   tlsInsecure?: boolean;
+  /** verify the certificate whatever BRIDGESCOPE_TLS_VERIFY says (a variable left at false for another broker) */
+  tlsVerify?: boolean;
 }
 
 /** The variables that give TLS settings to the command line and to the environment profile (`ui`, `npm start`). */
@@ -26,7 +28,8 @@ export function tlsSettings(options: TlsOptions, env: NodeJS.ProcessEnv = proces
   const caFile = file(options.tlsCa, TLS_ENV.ca);
   const certFile = file(options.tlsCert, TLS_ENV.cert);
   const keyFile = file(options.tlsKey, TLS_ENV.key);
-  const verify = !(options.tlsInsecure === true || /^(false|0|no|off)$/i.test(env[TLS_ENV.verify]?.trim() ?? ''));
+  // A flag wins over the variable; --tls-verify with --tls-insecure is refused by the command line (see noteTls).
+  const verify = options.tlsVerify === true || !(options.tlsInsecure === true || /^(false|0|no|off)$/i.test(env[TLS_ENV.verify]?.trim() ?? ''));
   if (caFile === undefined && certFile === undefined && keyFile === undefined && verify) return undefined;
   return { ...(caFile !== undefined ? { caFile } : {}), ...(certFile !== undefined ? { certFile } : {}), ...(keyFile !== undefined ? { keyFile } : {}), verify };
 }

@@ -276,6 +276,14 @@ describe('the command line over TLS with a private CA (--tls-ca, --tls-insecure,
     const insecure = await runCli([...args, '--tls-insecure'], { env: plainEnv });
     expect(insecure.code, insecure.stderr).toBe(0);
     expect((await runCli(args, { env: plainEnv })).code).toBe(4);
+    // BRIDGESCOPE_TLS_VERIFY=false left over from another broker: --tls-verify verifies after all (no CA: refused, exit 4).
+    const notVerifying = { ...plainEnv, BRIDGESCOPE_TLS_VERIFY: 'false' };
+    expect((await runCli(args, { env: notVerifying })).code).toBe(0);
+    const verified = await runCli([...args, '--tls-verify'], { env: notVerifying });
+    expect(verified.code).toBe(4);
+    expect(verified.stderr).toMatch(/could not be verified/);
+    const both = await runCli([...args, '--tls-verify', '--tls-insecure'], { env: plainEnv });
+    expect({ code: both.code, stderr: both.stderr.trim() }).toEqual({ code: 2, stderr: "bridgescope: Give --tls-verify or --tls-insecure, not both: one verifies the broker's certificate, the other does not." });
   });
 
   it('BRIDGESCOPE_TLS_* left over from another broker does not fail a command whose URLs are all plain; with a TLS URL it is read', async () => {

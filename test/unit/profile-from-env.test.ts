@@ -11,6 +11,9 @@ describe('the environment profile', () => {
     expect(profileFromEnv({ BRIDGESCOPE_AMQP_URL: 'amqp://b.example' })?.tls).toBeUndefined();
     expect(tlsSettings({ tlsCa: 'mine.pem', tlsInsecure: true }, env)).toEqual({ caFile: 'mine.pem', certFile: '/etc/dev.pem', keyFile: '/etc/dev.key', verify: false });
     expect(tlsSettings({}, { BRIDGESCOPE_TLS_VERIFY: 'true', BRIDGESCOPE_TLS_CA_FILE: '' })).toBeUndefined();
+    // --tls-verify undoes a BRIDGESCOPE_TLS_VERIFY=false left over from another broker: nothing left to set.
+    expect(tlsSettings({ tlsVerify: true }, { BRIDGESCOPE_TLS_VERIFY: 'false' })).toBeUndefined();
+    expect(tlsSettings({ tlsVerify: true, tlsCa: 'mine.pem' }, { BRIDGESCOPE_TLS_VERIFY: 'off' })).toEqual({ caFile: 'mine.pem', verify: true });
   });
 
   it('is off without an AMQP URL', () => {
