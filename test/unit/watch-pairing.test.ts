@@ -51,6 +51,21 @@ describe('passive RPC pairing', () => {
     expect(pairing.stats(100)[0]).toMatchObject({ requests: 1, replies: 1, duplicates: 2, workers: { w1: 1 } });
   });
 
+  it('says when the broker dropped a second reply, and takes a new request reusing an answered id and reply key as new', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 30_000 });
+    pairing.observe(msg(0, 'rpc_a', { id: '1', reply_to: 'reply/dev' }));
+    expect(of(pairing.observe(msg(10, 'reply.dev', { id: '1', worker: 'wa' }, { routedQueues: ['mqtt-subscription-devqos1'] })), 'pair')).toHaveLength(1);
+    // The device left: the firehose sees the second reply routed to no queue.
+    expect(of(pairing.observe(msg(20, 'reply.dev', { id: '1', worker: 'wb' }, { routedQueues: [] })), 'duplicate')[0]).toMatchObject({ id: '1', worker: 'wb', firstWorker: 'wa', dropped: true });
+    // The same device's next request on another topic reuses id 1: its reply is its answer, not an extra one.
+    pairing.observe(msg(30, 'rpc_b', { id: '1', reply_to: 'reply/dev' }));
+    expect(of(pairing.observe(msg(45, 'reply.dev', { id: '1', worker: 'wb' })), 'pair')[0]).toMatchObject({ topic: 'rpc_b', rttMs: 15 });
+    expect(pairing.stats(100).map((line) => [line.topic, line.replies, line.duplicates])).toEqual([
+      ['rpc_a', 1, 1],
+      ['rpc_b', 1, 0],
+    ]);
+  });
+
   it('tells a second reply by correlation id on a shared key, and one after a late reply', () => {
     const pairing = new RpcPairing({ timeoutMs: 100, lateWindowMs: 500, keyLingerMs: 1000 });
     pairing.observe(msg(0, 'rpc_queue', 'one', { headers: { 'x-reply-to-topic': 'r.shared' }, correlationId: 'c1' }));

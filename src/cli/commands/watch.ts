@@ -34,7 +34,8 @@ function plainLine(line: WatchLine): string {
   const who = 'worker' in line && line.worker !== undefined ? `  worker ${line.worker}` : '';
   if (line.type === 'duplicate') {
     const first = line.firstWorker !== undefined ? `; the first came from ${line.firstWorker}` : '';
-    return `${time}  duplicate ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern}): another reply to a request already answered${first}; a device still subscribed gets both`;
+    const fate = line.dropped ? 'the broker routed it to no queue, so no device got it' : 'a device still subscribed gets both';
+    return `${time}  duplicate ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern}): another reply to a request already answered${first}; ${fate}`;
   }
   if (line.type === 'pair') return `${time}  replied   ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern})`;
   return `${time}  ${line.verdict.code.padEnd(9)} ${line.topic}  id ${line.id}${line.rttMs !== undefined ? `  ${ms(line.rttMs)}` : ''}${who}  (${line.pattern}): ${line.verdict.message}`;
@@ -62,7 +63,7 @@ export function registerWatchCommand(program: Command): void {
     .option('--late-window <ms>', 'how long after the timeout a reply still counts as late (default: the timeout)', parseDurationMs('--late-window'))
     .option('--key-linger <ms>', 'how long a reply key stays bound after its last request closed, so a device reusing its reply topic is seen from its second request on', parseDurationMs('--key-linger'), 30_000)
     .option('--summary-every <ms>', 'how often the per-topic summary line is written (to stderr)', parseDurationMs('--summary-every'), 5000)
-    .option('--json', 'one JSON line per closed pair, verdict or drop, and one per topic summary')
+    .option('--json', 'one JSON line per closed pair, extra reply (duplicate), verdict or drop, and one per topic summary')
     .action(
       action(async (options: WatchOptions) => {
         // First of all, so no signal finds the tap queue made and nobody left to delete it.

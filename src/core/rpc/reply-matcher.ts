@@ -49,6 +49,11 @@ export class RecentIds<T = 'replied' | 'failed'> {
     this.current.set(id, outcome);
   }
 
+  delete(id: string): void {
+    this.current.delete(id);
+    this.previous.delete(id);
+  }
+
   get(id: string): T | undefined {
     return this.current.get(id) ?? this.previous.get(id);
   }

@@ -55,8 +55,11 @@ export type WatchEvent =
   | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true })
   /** a reply after the timeout (kept for the late window) */
   | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
-  /** another reply to a request already answered (`firstWorker`: who sent the first), its time from the request */
-  | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string })
+  /**
+   * another reply to a request already answered (`firstWorker`: who sent the first), its time from the request;
+   * `dropped`: the firehose saw the broker route it to no queue
+   */
+  | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
   /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
   | { type: 'watch-key'; key: string }
   | { type: 'unwatch-key'; key: string }
@@ -385,6 +388,8 @@ export class RpcPairing {
 
   private addRequest(entry: Pending, events: WatchEvent[]): void {
     const key = `${entry.pattern}:${entry.id}`;
+    // A new request naming an answered one's id and reply key (a device's retry, an id counter reused): its replies are its own.
+    this.answered.delete(answeredKey(entry.replyKey, entry.id));
     // The same id again (a retry, or QoS 1 redelivery): the newer replaces the older, which is not counted as lost.
     const previous = this.pending.get(key);
     if (previous) {
@@ -470,6 +475,8 @@ export class RpcPairing {
       rttMs: Math.max(0, message.at - first.ref.sentAt),
       ...(worker !== undefined ? { worker } : {}),
       ...(first.worker !== undefined ? { firstWorker: first.worker } : {}),
+      // The firehose saw the broker route it to no queue: no device got this one.
+      ...(message.routedQueues !== undefined && message.routedQueues.length === 0 ? { dropped: true as const } : {}),
     });
     return true;
   }

@@ -44,7 +44,7 @@ export type WatchLine =
   /** `wrongReply`: a reply to it that did not reach the device (another key, or dropped) */
   | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true; wrongReply?: { routingKey: string; at: number; dropped?: true } })
   /** another reply to a request already answered: the device gets it too (`firstWorker` sent the first) */
-  | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string })
+  | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
   | { type: 'dropped'; what: string; count: number; reason: string };
 
 export interface WatcherEvents {
