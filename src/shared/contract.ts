@@ -181,7 +181,7 @@ export interface WatchTopicStats {
   late: number;
   /**
    * replies beyond the first to a request already answered (the same id on the same reply key): two servers took the
-   * request, or one was redelivered it; the device gets each of them
+   * request, or one was redelivered it; a device still subscribed gets each of them
    */
   duplicates: number;
   /** requests per second over the last 10 s */

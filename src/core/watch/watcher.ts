@@ -43,7 +43,7 @@ export type WatchLine =
   /** `unseen`: no reply seen, but the tap could not have seen a prompt one (its reply key was bound only once the request was seen) */
   /** `wrongReply`: a reply to it that did not reach the device (another key, or dropped) */
   | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true; wrongReply?: { routingKey: string; at: number; dropped?: true } })
-  /** another reply to a request already answered: the device gets it too (`firstWorker` sent the first) */
+  /** another reply to a request already answered (`firstWorker` sent the first; `dropped`: the broker routed it to no queue) */
   | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
   | { type: 'dropped'; what: string; count: number; reason: string };
 
