@@ -1,7 +1,8 @@
 /** The RPC client's pieces without a broker: reply matching, send limits, the typed outcome, the call's deadline. */
 import type { IPublishPacket } from 'mqtt';
 import { describe, expect, it, vi } from 'vitest';
-import { ReplyMatcher, RecentIds, type Reply } from '../../src/core/rpc/reply-matcher';
+import { ReplyMatcher, type Reply } from '../../src/core/rpc/reply-matcher';
+import { RecentIds } from '../../src/core/recent-ids';
 import { admit, allowedQos, explainMqtt5Refusal, mqtt5NotSent } from '../../src/core/rpc/send-limits';
 import { buildOutcome, DOWNGRADED_REPLY_WARNING, type CallFacts } from '../../src/core/rpc/call-outcome';
 import { CallGuard } from '../../src/core/rpc/call-guard';

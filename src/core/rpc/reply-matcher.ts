@@ -2,6 +2,7 @@
 import type { IPublishPacket } from 'mqtt';
 import type { EnvelopeFields, ReplyBody } from '../../shared/rpc';
 import { readBody, readReplyFields } from './envelope';
+import { RecentIds } from '../recent-ids';
 
 export interface Reply {
   topic: string;
@@ -28,35 +29,6 @@ export interface StrayReply {
   /** the call with this id already took a reply */
   duplicate: boolean;
   body: ReplyBody;
-}
-
-/**
- * How the last calls ended, by id: at least the last `limit`, at most twice that. Two generations of plain Maps, the
- * older dropped whole when the newer is full: no per-entry eviction on the hot path (a BoundedMap's delete and order
- * array cost about 4 us per call here once full).
- */
-export class RecentIds<T = 'replied' | 'failed'> {
-  private current = new Map<string, T>();
-  private previous = new Map<string, T>();
-
-  constructor(private readonly limit: number) {}
-
-  set(id: string, outcome: T): void {
-    if (this.current.size >= this.limit) {
-      this.previous = this.current;
-      this.current = new Map();
-    }
-    this.current.set(id, outcome);
-  }
-
-  delete(id: string): void {
-    this.current.delete(id);
-    this.previous.delete(id);
-  }
-
-  get(id: string): T | undefined {
-    return this.current.get(id) ?? this.previous.get(id);
-  }
 }
 
 export class ReplyMatcher {

@@ -12,7 +12,7 @@
 import { percentile } from '../../shared/stats';
 import { routingKeyToTopic } from '../../shared/topic-map';
 import type { WatchTopicStats } from '../../shared/contract';
-import { RecentIds } from '../rpc/reply-matcher';
+import { RecentIds } from '../recent-ids';
 
 export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
 
