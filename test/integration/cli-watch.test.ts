@@ -60,6 +60,15 @@ async function leftOnBroker(queue: string): Promise<{ queue: boolean; bindings: 
   return { queue: queues.some((item) => item.name === queue), bindings: bindings.filter((binding) => binding.destination === queue).length };
 }
 
+/** Until the management API lists a binding on amq.direct from `key` to `queue` (it answers each ask; no sleep). */
+async function untilBound(queue: string, key: string): Promise<void> {
+  const api = new ManagementApi(broker.urls.management);
+  for (;;) {
+    const bindings = await api.bindings('amq.direct');
+    if (bindings.some((binding) => binding.destination === queue && binding.bindingKey === key)) return;
+  }
+}
+
 function publish(topic: string, body: unknown, extra: string[] = []): Promise<number | null> {
   return start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', topic, '-i', uniqueName('pub'), '-m', typeof body === 'string' ? body : JSON.stringify(body), ...extra]).exited;
 }
@@ -147,14 +156,16 @@ describe('bridgescope watch', () => {
     const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
     await worker.waitForLine(/^ready$/);
     const watch = startWatch(['--mode', mode, '--topic', queue, '--timeout', '1500', '--json']);
-    await watch.queue;
+    const tapQueue = await watch.queue;
     const replyTo = `reply/${uniqueName('twice')}`;
     // The device, subscribed to its reply topic, gets both replies (a reply routed to no queue is no answer to the firehose).
     const device = start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', replyTo, '-q', '1', '-C', '2', '-d', '-i', uniqueName('sub')]);
     await device.waitForLine(/received SUBACK/);
-    // A request never answered first: a tap binds the reply key when it sees it, before the next request's replies.
+    // A request never answered first: a tap binds the reply key when it sees it, before the next request's replies
+    // (waited for on the broker: the worker ignoring the request says nothing of when the tap bound).
     expect(await publish(queue, { id: 'none-prime', reply_to: replyTo })).toBe(0);
     await worker.waitForLine(/^ignored none-prime$/);
+    if (mode === 'tap') await untilBound(tapQueue as string, replyTo.replace('/', '.'));
     expect(await publish(queue, { id: 'twice-1', reply_to: replyTo })).toBe(0);
     expect(await device.exited).toBe(0);
     expect(device.lines.filter((line) => line.startsWith('{')).map((line) => (JSON.parse(line) as { worker: string }).worker)).toEqual(['py-1', 'py-2']);
