@@ -272,15 +272,28 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
       elsewhere: [],
       unavailable: [`the broker's facts: ${reason(err)}`],
     }));
-    // Facts that are all missing decide nothing: leave them out rather than read "no binding" into them.
-    if (input.facts.unavailable.some((line) => line.startsWith('the bindings on') || line.startsWith("the broker's facts"))) {
-      const unavailable = input.facts.unavailable;
-      delete input.facts;
-      const verdict = diagnose(input);
-      verdict.evidence.push(...unavailable.map((line) => `not asked: ${line}`));
-      return verdict;
-    }
+    return diagnoseWithFacts(input, input.facts);
   }
+  return diagnose(input);
+}
+
+/**
+ * The verdict from the broker's facts, when they can decide one. Facts without the exchange's bindings (the management
+ * API not reached, refused, too slow) decide nothing: they are left out rather than read as "nothing is bound", and
+ * what could not be asked is said in the evidence. `watch` and a call's diagnosis both go through here.
+ */
+export function diagnoseWithFacts(input: DiagnosisInput, facts: BrokerFacts | undefined): Verdict {
+  if (facts === undefined) {
+    delete input.facts;
+    return diagnose(input);
+  }
+  if (facts.unavailable.some((line) => line.startsWith('the bindings on') || line.startsWith("the broker's facts"))) {
+    delete input.facts;
+    const verdict = diagnose(input);
+    verdict.evidence.push(...facts.unavailable.map((line) => `not asked: ${line}`));
+    return verdict;
+  }
+  input.facts = facts;
   return diagnose(input);
 }
 

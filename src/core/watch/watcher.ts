@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { diagnose, type Verdict } from '../../shared/diagnosis';
 import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import type { TraceStepDraft } from '../../shared/trace';
-import { gatherBrokerFacts } from '../diagnosis/evidence';
+import { diagnoseWithFacts, gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
 import type { WatchSpans } from '../otel/watch-spans';
 import { Tap, type TapStatus } from './tap';
@@ -249,18 +249,21 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       event.routedQueues?.length === 0
         ? [{ rpcId: event.id, at: event.sentAt, source: 'broker', kind: 'broker.published', detail: { exchange: this.options.exchange, routingKeys: [event.topic], routedQueues: [], leg: 'request' } }]
         : [];
-    const verdict = diagnose({
-      rpcId: event.id,
-      steps: dropped,
-      // In firehose mode the firehose is on: a verdict never advises it.
-      firehose: this.firehose !== undefined,
-      remedies: 'watch',
-      request: { topic: event.topic, routingKey: event.topic },
-      reply: { topic: event.replyTopic ?? event.replyKey, routingKey: event.replyKey },
-      timeoutMs: this.options.timeoutMs,
-      failure: { code: 'timeout', message: `no reply within ${waited}` },
-      ...(facts ? { facts } : {}),
-    });
+    // Facts without the exchange's bindings (the management API not reached) decide nothing: never "nothing is bound".
+    const verdict = diagnoseWithFacts(
+      {
+        rpcId: event.id,
+        steps: dropped,
+        // In firehose mode the firehose is on: a verdict never advises it.
+        firehose: this.firehose !== undefined,
+        remedies: 'watch',
+        request: { topic: event.topic, routingKey: event.topic },
+        reply: { topic: event.replyTopic ?? event.replyKey, routingKey: event.replyKey },
+        timeoutMs: this.options.timeoutMs,
+        failure: { code: 'timeout', message: `no reply within ${waited}` },
+      },
+      facts,
+    );
     verdict.evidence.unshift(`watch: request "${event.id}" (${event.pattern}) on "${event.topic}", no reply on "${event.replyKey}" within ${waited}`);
     // The firehose saw where the broker routed the request then; the bindings asked now may have changed since (a queue
     // deleted after it took the request read "nothing is bound ... dropped"). Its deliveries are not followed, so whether
