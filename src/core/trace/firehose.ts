@@ -157,6 +157,8 @@ function legOf(event: FirehoseEvent, isRequest: boolean, keys: RpcKeys | undefin
 /** What giving tracing back did: switched it off, left it on (not ours, or another BridgeScope tracer still uses it), or failed. */
 export type TracingRelease =
   | { outcome: 'switched-off' }
+  /** the tracer never read the setting (the management API did not answer): it changed nothing and has nothing to give back */
+  | { outcome: 'untouched' }
   | { outcome: 'left-on'; why: 'not-ours' | 'in-use' }
   | { outcome: 'failed'; reason: string; code?: ErrorCode };
 
@@ -522,7 +524,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     // No record update may land after the record is removed.
     clearTimeout(this.bootsTimer);
     await this.completing;
-    const release: TracingRelease = this.touched ? await this.release() : { outcome: 'left-on', why: 'not-ours' };
+    const release: TracingRelease = this.touched ? await this.release() : { outcome: 'untouched' };
     if (this.queue !== undefined) await this.ownership.unregisterTracer(this.queue);
     this.setStatus({ state: 'off' });
     return release;
