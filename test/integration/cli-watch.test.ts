@@ -3,6 +3,7 @@
  * and a Python pika worker that answers some requests, one late, one on a wrong key and one not at all. Every pair and
  * verdict is checked, and each way of stopping leaves no tap queue and no binding behind.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
@@ -45,7 +46,7 @@ function startWatch(args: string[]): GroupLeader & { queue: Promise<string | und
 interface JsonLine {
   type: string;
   id?: string;
-  verdict?: { code: string; message: string };
+  verdict?: { code: string; message: string; evidence?: string[] };
   [field: string]: unknown;
 }
 function jsonLines(leader: GroupLeader): JsonLine[] {
@@ -180,6 +181,54 @@ describe('bridgescope watch', () => {
     const summaries = watch.lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as JsonLine).filter((line) => line.type === 'summary' && line.topic === queue);
     // The second reply is no second answer: one replied, one extra, the workers' counts those of first replies.
     expect(summaries.at(-1)).toMatchObject({ requests: 2, replies: 1, duplicates: 1, workers: { 'py-1': 1 } });
+  });
+
+  it('a management API it cannot reach is said at start, and no verdict reads its silence as "nothing is bound"', async () => {
+    const queue = uniqueName('watch_blind');
+    // A port that refuses: listened on, then closed.
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
+    await worker.waitForLine(/^ready$/);
+    const watch = startGroupLeader(process.execPath, [cliPath, 'watch', '--amqp', broker.urls.amqp, '--management', `http://guest:guest@127.0.0.1:${closed}`, '--topic', queue, '--topic', queue.replace('_', '/'), '--timeout', '800', '--json']);
+    leaders.push(watch);
+    await watch.waitForLine(/^Watching /);
+    await watch.waitForLine(/^warning: the management API at http:\/\/\*\*\*:\*\*\*@127\.0\.0\.1:\d+ could not be asked \(.*\): verdicts on unanswered requests will say what could not be asked instead of why/);
+    expect(watch.lines).toContainEqual(expect.stringMatching(/^warning: --topic takes a routing key, and the MQTT plugin turns "\/" into "\."/));
+    // The worker takes it and never answers: its queue is bound and consumed, which the watch cannot ask now.
+    expect(await publish(queue, { id: 'none-blind', reply_to: `reply/${uniqueName('blind')}` })).toBe(0);
+    await worker.waitForLine(/^ignored none-blind$/);
+    await watch.waitForLine(/"id":"none-blind"/);
+    const verdict = jsonLines(watch).find((line) => line.id === 'none-blind')?.verdict;
+    expect(verdict?.code).not.toBe('request-unroutable');
+    expect(verdict?.message).not.toMatch(/Nothing is bound/);
+    expect(verdict?.evidence).toContainEqual(expect.stringMatching(/^not asked: the bindings on amq\.direct: /));
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+  });
+
+  it('firehose mode with a management API it cannot reach: one sentence, exit 4, and no claim that it restored tracing it never read', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const failed = await runCli(['watch', '--mode', 'firehose', '--amqp', broker.urls.amqp, '--management', `http://guest:guest@127.0.0.1:${closed}`]);
+    expect(failed.code).toBe(4);
+    expect(failed.stderr).toMatch(/Cannot reach the management API/);
+    expect(failed.stderr).not.toMatch(/Tracing restored/);
+  });
+
+  it('refuses a --vhost that is not the AMQP URL\'s, in one sentence, before watching anything', async () => {
+    const refused = await runCli(['watch', '--amqp', broker.urls.amqp, '--management', broker.urls.management, '--vhost', 'prod']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--vhost "prod" and the AMQP URL\'s vhost "/" differ');
+    expect(refused.stdout).not.toMatch(/Watching/);
   });
 
   it('tap mode, a new reply topic per request (the seed device): no reply seen is "not seen", never "server slow"; routed nowhere is unanswered', async () => {

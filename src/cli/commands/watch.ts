@@ -11,11 +11,18 @@ import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { addTlsOptions, withCliTls } from '../tls';
 import { reportRelease } from '../tracing-release';
 import { WatchSpans } from '../../core/otel/watch-spans';
+import { ManagementApi } from '../../core/broker/management-api';
+import { amqpConnectOptions } from '../../core/links/amqp-link';
+import { BridgeError } from '../../core/errors';
+import { withDeadline } from '../../shared/deadline';
+import { messageOf } from '../../shared/thrown';
+import { redactUrl } from '../../shared/redact';
+import { topicToRoutingKey } from '../../shared/topic-map';
 
 interface WatchOptions extends OtlpOptions {
   amqp?: string;
   management?: string;
-  vhost: string;
+  vhost?: string;
   exchange: string;
   mode: 'tap' | 'firehose';
   topic?: string[];
@@ -55,7 +62,7 @@ export function registerWatchCommand(program: Command): void {
     .description("pair other clients' RPCs on the MQTT exchange without publishing anything: round trips, workers, and a verdict for each request left unanswered; Ctrl-C leaves nothing on the broker")
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--management <url>', "management URL, for the verdicts (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
-    .option('--vhost <name>', 'virtual host', '/')
+    .option('--vhost <name>', "virtual host (default: the AMQP URL's, else /); the tap or the firehose and the verdicts all use it")
     .option('--exchange <name>', 'the exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
     .option('--mode <mode>', 'tap (the default, by the bench: the broker spends ~1.2x its CPU per RPC, against ~1.85x for the firehose; docs/WATCH.md): a private queue bound to the request keys (and each reply key while awaited); firehose: the vhost\'s trace exchange, switched on if off and restored on exit as trace does; it also sees replies on keys nobody waits on', parseChoice('--mode', ['tap', 'firehose'] as const), 'tap')
     .option('--topic <key>', `request routing key to watch, repeatable (default ${DEFAULT_REQUEST_TOPIC}; "#" on a topic exchange watches all)`, (value: string, previous: string[] | undefined) => [...(previous ?? []), value])
@@ -70,13 +77,36 @@ export function registerWatchCommand(program: Command): void {
         const signals = new StopSignals();
         const amqp = await reachableAmqp(options.amqp);
         if (amqp.skipped) say(`warning: ${amqp.skipped}`);
+        // One vhost for everything: the tap (or the firehose's queue) connects to the AMQP URL's, while tracing and the
+        // verdicts' questions go to --vhost. Two different ones would watch one vhost and judge by another.
+        const urlVhost = amqpConnectOptions(amqp.url, 0).vhost ?? '/';
+        if (options.vhost !== undefined && options.vhost !== urlVhost) {
+          throw new BridgeError('bad-input', `--vhost "${options.vhost}" and the AMQP URL's vhost "${urlVhost}" differ: the watch would listen in one and judge by the other. Put the vhost in the AMQP URL (amqp://host:port/${encodeURIComponent(options.vhost)}) or leave --vhost out.`);
+        }
+        const vhost = urlVhost;
         let managementUrl: string | undefined;
         try {
           managementUrl = resolveUrls('management', options.management)[0];
         } catch {
           say('warning: no management URL: verdicts on unanswered requests will not say why (pass --management).');
         }
+        // The verdicts ask the management API: one question now says at once when it cannot answer (a wrong port, the
+        // sandbox's AMQP URL given without its management URL, a vhost or exchange it does not have), not only later
+        // in each verdict's evidence. It does not hold the start up.
+        if (managementUrl !== undefined) {
+          const asked = managementUrl;
+          const api = new ManagementApi(asked, vhost, undefined, withCliTls().tls);
+          const warn = (why: string): void => say(`warning: the management API at ${redactUrl(asked)} could not be asked (${why}): verdicts on unanswered requests will say what could not be asked instead of why (pass --management).`);
+          void withDeadline(api.exchangeType(options.exchange), 5000).then(
+            (answered) => void (answered.done ? undefined : warn('no answer within 5 s')),
+            (err: unknown) => warn(messageOf(err).replace(/\.$/, '')),
+          );
+        }
         const requestKeys = options.topic && options.topic.length > 0 ? [...new Set(options.topic)] : [DEFAULT_REQUEST_TOPIC];
+        // A routing key never holds "/" when an MQTT device published it: the plugin turns it into ".".
+        for (const key of requestKeys) {
+          if (key.includes('/')) say(`warning: --topic takes a routing key, and the MQTT plugin turns "/" into "." (the topic "${key}" is the routing key "${topicToRoutingKey(key)}"): "${key}" is never published by an MQTT device. Did you mean --topic ${topicToRoutingKey(key)}?`);
+        }
         // Spans only for requests that carry a trace context, and only when asked (a bad --otlp is said before connecting).
         const otel = otelFor(options, 'bridgescope-watch');
         const spans = otel ? new WatchSpans(otel.tracer, { exchange: options.exchange, observedBy: options.mode }) : undefined;
@@ -85,7 +115,7 @@ export function registerWatchCommand(program: Command): void {
           mode: options.mode,
           amqpUrl: amqp.url,
           ...(managementUrl !== undefined ? { managementUrl } : {}),
-          vhost: options.vhost,
+          vhost: vhost,
           exchange: options.exchange,
           requestKeys,
           timeoutMs: options.timeout,
@@ -106,18 +136,18 @@ export function registerWatchCommand(program: Command): void {
         const firehose = options.mode === 'firehose';
         const tasks = () => [
           {
-            what: firehose ? `stop tracing and restore firehose tracing on vhost ${options.vhost}` : `delete the tap queue${watcher.tap?.queue ? ` "${watcher.tap.queue}"` : ''} and its bindings`,
+            what: firehose ? `stop tracing and restore firehose tracing on vhost ${vhost}` : `delete the tap queue${watcher.tap?.queue ? ` "${watcher.tap.queue}"` : ''} and its bindings`,
             run: async () => {
               await watcher.stop();
               // Said as trace says it, including who keeps tracing on when this watch does not switch it off.
-              for (const release of watcher.releases) reportRelease(release, options.vhost);
+              for (const release of watcher.releases) reportRelease(release, vhost);
             },
           },
         ];
         if (firehose) {
           watcher.on('status', (status) => {
             if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tracing paused: lost the broker (${status.reason}); reconnecting.`);
-            else if (status.state === 'on' && status.resumed) say(`Tracing resumed on vhost ${options.vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
+            else if (status.state === 'on' && status.resumed) say(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
           });
         }
         watcher.on('tapStatus', (status) => {
@@ -168,7 +198,7 @@ export function registerWatchCommand(program: Command): void {
           const literal = patterns.filter((key) => key !== '#');
           if (literal.length > 0) say(`warning: --mode firehose takes "#" for every key and any other key as it is: ${quotedKeys(literal)} match${literal.length === 1 ? 'es' : ''} only messages published with that very key.`);
         } else if (patterns.length > 0 && managementUrl !== undefined) {
-          const type = await managementApiFor(options.management, options.vhost).exchangeType(options.exchange).catch(() => undefined);
+          const type = await managementApiFor(options.management, vhost).exchangeType(options.exchange).catch(() => undefined);
           if (type === 'direct') {
             say(`warning: ${options.exchange} is a direct exchange: ${quotedKeys(patterns)} match${patterns.length === 1 ? 'es' : ''} only messages published with that very key, not a pattern; name the request keys (--topic rpc_queue), watch a topic exchange, or use --mode firehose.`);
           }
