@@ -108,6 +108,10 @@ describe('broker inspection', () => {
     expect(bad).toContainEqual(expect.objectContaining({ check: 'request routed', status: 'fail' }));
     expect(bad).toContainEqual(expect.objectContaining({ check: 'reply topic', status: 'fail' }));
     expect(bad).toContainEqual(expect.objectContaining({ check: 'reply subscription', status: 'fail' }));
+    // A reply topic nobody subscribes to yet, per-request: never read as "the device is subscribed".
+    const fresh = `reply/${uniqueName('fresh')}`;
+    const later = await preflight(api, { exchange: 'amq.direct', requestTopic: server.queue, replyTopic: fresh, strategy: 'per-request' });
+    expect(later).toContainEqual({ check: 'reply subscription', status: 'pass', message: `Nothing is subscribed to "${fresh}" now: a call (per-request) subscribes just before sending; a device must do the same, or its reply is dropped.` });
   });
 });
 

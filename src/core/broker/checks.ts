@@ -405,7 +405,8 @@ export async function preflight(api: ManagementApi, options: PreflightOptions): 
       const on = replyQueue?.node ? `, on ${replyQueue.node}` : '';
       lines.push({ check: 'reply subscription', status: 'pass', message: `"${replyKey}" reaches ${replyBinding.destination} (client ${replyBinding.mqttClientId}${on}).` });
     } else if (options.strategy === 'per-request') {
-      lines.push({ check: 'reply subscription', status: 'pass', message: `"${options.replyTopic}" is subscribed just before sending (per-request).` });
+      // Said of the broker now and of a call: a device of someone else's is not subscribed by BridgeScope's call.
+      lines.push({ check: 'reply subscription', status: 'pass', message: `Nothing is subscribed to "${options.replyTopic}" now: a call (per-request) subscribes just before sending; a device must do the same, or its reply is dropped.` });
     } else {
       lines.push({
         check: 'reply subscription',
