@@ -3,7 +3,6 @@
  * and a Python pika worker that answers some requests, one late, one on a wrong key and one not at all. Every pair and
  * verdict is checked, and each way of stopping leaves no tap queue and no binding behind.
  */
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
@@ -13,6 +12,7 @@ import { RpcServer } from '../../src/core/rpc/server';
 import { loadHandler, parseHandlerSpec } from '../../src/core/rpc/handlers';
 import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
+import { closedPort } from '../support/ports';
 import { startGroupLeader, startProcess, type GroupLeader, type Running } from '../support/processes';
 
 const broker = inject('broker');
@@ -185,13 +185,7 @@ describe('bridgescope watch', () => {
 
   it('a management API it cannot reach is said at start, and no verdict reads its silence as "nothing is bound"', async () => {
     const queue = uniqueName('watch_blind');
-    // A port that refuses: listened on, then closed.
-    const closed = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => resolve(port));
-      });
-    });
+    const closed = await closedPort();
     const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
     await worker.waitForLine(/^ready$/);
     const watch = startGroupLeader(process.execPath, [cliPath, 'watch', '--amqp', broker.urls.amqp, '--management', `http://guest:guest@127.0.0.1:${closed}`, '--topic', queue, '--topic', queue.replace('_', '/'), '--timeout', '800', '--json']);
@@ -212,12 +206,7 @@ describe('bridgescope watch', () => {
   });
 
   it('firehose mode with a management API it cannot reach: one sentence, exit 4, and no claim that it restored tracing it never read', async () => {
-    const closed = await new Promise<number>((resolve) => {
-      const server = createServer().listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as AddressInfo;
-        server.close(() => resolve(port));
-      });
-    });
+    const closed = await closedPort();
     const failed = await runCli(['watch', '--mode', 'firehose', '--amqp', broker.urls.amqp, '--management', `http://guest:guest@127.0.0.1:${closed}`]);
     expect(failed.code).toBe(4);
     expect(failed.stderr).toMatch(/Cannot reach the management API/);

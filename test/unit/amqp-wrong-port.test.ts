@@ -1,28 +1,9 @@
 /** An AMQP URL that points at another protocol's port: one sentence that names the likely mix-up, not amqplib's words. */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectFirstAmqp } from '../../src/core/links/amqp-link';
+import { closeAnsweringPorts, portAnswering } from '../support/ports';
 
-const servers: Server[] = [];
-const sockets = new Set<Socket>();
-
-afterEach(async () => {
-  for (const socket of sockets) socket.destroy();
-  sockets.clear();
-  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
-});
-
-/** A TCP server that answers every connection with `answer` and hangs up, or says nothing at all. */
-async function portAnswering(answer: string | undefined): Promise<number> {
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    if (answer !== undefined) socket.end(answer);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as AddressInfo).port;
-}
+afterEach(closeAnsweringPorts);
 
 async function openError(port: number, timeout: number): Promise<Error> {
   try {
@@ -42,7 +23,7 @@ describe('an AMQP URL at a port that does not speak AMQP', () => {
   });
 
   it('a port that answers and hangs up (the management API: HTTP 400) is named as not AMQP', async () => {
-    const port = await portAnswering('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+    const port = await portAnswering('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n', { hangUp: true });
     const err = await openError(port, 2000);
     expect(err.message).toMatch(new RegExp(`^The server at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${port} does not answer in AMQP \\(.+\\): is this its HTTP or MQTT port\\?`));
     expect(err.message).not.toContain('secret-pw');

@@ -1,28 +1,9 @@
 /** An MQTT URL that points at another protocol's port: one sentence that says so, not the MQTT parser's words. */
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MqttLink } from '../../src/core/links/mqtt-link';
+import { closeAnsweringPorts, portAnswering } from '../support/ports';
 
-const servers: Server[] = [];
-const sockets = new Set<Socket>();
-
-afterEach(async () => {
-  for (const socket of sockets) socket.destroy();
-  sockets.clear();
-  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
-});
-
-/** A TCP server that answers every connection with `answer` (or with nothing at all). */
-async function portAnswering(answer: Buffer | undefined): Promise<number> {
-  const server = createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    if (answer) socket.write(answer);
-  });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return (server.address() as AddressInfo).port;
-}
+afterEach(closeAnsweringPorts);
 
 async function openError(port: number, connectTimeoutMs = 5000): Promise<Error> {
   const link = new MqttLink({ url: `mqtt://guest:secret-pw@127.0.0.1:${port}`, clientId: 'wrong-port', connectTimeoutMs });
