@@ -205,11 +205,12 @@ describe('bridgescope watch', () => {
     expect((await watch.exited).code).toBe(0);
   });
 
-  it('firehose mode with a management API it cannot reach: one sentence, exit 4, and no claim that it restored tracing it never read', async () => {
+  it('firehose mode with a management API it cannot reach: says so, exit 4, and no claim that it restored tracing it never read', async () => {
     const closed = await closedPort();
     const failed = await runCli(['watch', '--mode', 'firehose', '--amqp', broker.urls.amqp, '--management', `http://guest:guest@127.0.0.1:${closed}`]);
     expect(failed.code).toBe(4);
-    expect(failed.stderr).toMatch(/Cannot reach the management API/);
+    expect(failed.stderr).toMatch(/^bridgescope: Cannot reach the management API at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/m);
+    expect(failed.stderr).not.toMatch(/^warning: the management API/m);
     expect(failed.stderr).not.toMatch(/Tracing restored/);
   });
 

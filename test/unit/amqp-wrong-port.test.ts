@@ -25,7 +25,7 @@ describe('an AMQP URL at a port that does not speak AMQP', () => {
   it('a port that answers and hangs up (the management API: HTTP 400) is named as not AMQP', async () => {
     const port = await portAnswering('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n', { hangUp: true });
     const err = await openError(port, 2000);
-    expect(err.message).toMatch(new RegExp(`^The server at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${port} does not answer in AMQP \\(.+\\): is this its HTTP or MQTT port\\?`));
+    expect(err.message).toMatch(new RegExp(`^The server at amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${port} does not answer in AMQP 0-9-1 \\(.+\\): is this its HTTP or MQTT port, or its TLS listener \\(5671: use amqps:\\/\\/\\)\\?`));
     expect(err.message).not.toContain('secret-pw');
   });
 });

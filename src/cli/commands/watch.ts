@@ -14,7 +14,6 @@ import { WatchSpans } from '../../core/otel/watch-spans';
 import { ManagementApi } from '../../core/broker/management-api';
 import { amqpConnectOptions } from '../../core/links/amqp-link';
 import { BridgeError } from '../../core/errors';
-import { withDeadline } from '../../shared/deadline';
 import { messageOf } from '../../shared/thrown';
 import { redactUrl } from '../../shared/redact';
 import { topicToRoutingKey } from '../../shared/topic-map';
@@ -75,32 +74,35 @@ export function registerWatchCommand(program: Command): void {
       action(async (options: WatchOptions) => {
         // First of all, so no signal finds the tap queue made and nobody left to delete it.
         const signals = new StopSignals();
-        const amqp = await reachableAmqp(options.amqp);
-        if (amqp.skipped) say(`warning: ${amqp.skipped}`);
         // One vhost for everything: the tap (or the firehose's queue) connects to the AMQP URL's, while tracing and the
-        // verdicts' questions go to --vhost. Two different ones would watch one vhost and judge by another.
-        const urlVhost = amqpConnectOptions(amqp.url, 0).vhost ?? '/';
+        // verdicts' questions go to --vhost. Two different ones would watch one vhost and judge by another: refused before
+        // anything connects.
+        const urlVhost = amqpConnectOptions(resolveUrls('amqp', options.amqp)[0] as string, 0).vhost ?? '/';
         if (options.vhost !== undefined && options.vhost !== urlVhost) {
           throw new BridgeError('bad-input', `--vhost "${options.vhost}" and the AMQP URL's vhost "${urlVhost}" differ: the watch would listen in one and judge by the other. Put the vhost in the AMQP URL (amqp://host:port/${encodeURIComponent(options.vhost)}) or leave --vhost out.`);
         }
         const vhost = urlVhost;
+        const amqp = await reachableAmqp(options.amqp);
+        if (amqp.skipped) say(`warning: ${amqp.skipped}`);
         let managementUrl: string | undefined;
         try {
           managementUrl = resolveUrls('management', options.management)[0];
         } catch {
           say('warning: no management URL: verdicts on unanswered requests will not say why (pass --management).');
         }
-        // The verdicts ask the management API: one question now says at once when it cannot answer (a wrong port, the
-        // sandbox's AMQP URL given without its management URL, a vhost or exchange it does not have), not only later
-        // in each verdict's evidence. It does not hold the start up.
+        // The verdicts ask the management API: one question now (its own timeout, 5 s) says at once when it cannot answer
+        // (a wrong port, the sandbox's AMQP URL given without its management URL, an exchange the vhost lacks), not only
+        // later in each verdict's evidence. It does not hold the start up, and says nothing once the watch has stopped.
+        let stopped = false;
         if (managementUrl !== undefined) {
-          const asked = managementUrl;
-          const api = new ManagementApi(asked, vhost, undefined, withCliTls().tls);
-          const warn = (why: string): void => say(`warning: the management API at ${redactUrl(asked)} could not be asked (${why}): verdicts on unanswered requests will say what could not be asked instead of why (pass --management).`);
-          void withDeadline(api.exchangeType(options.exchange), 5000).then(
-            (answered) => void (answered.done ? undefined : warn('no answer within 5 s')),
-            (err: unknown) => warn(messageOf(err).replace(/\.$/, '')),
-          );
+          const asked = redactUrl(managementUrl);
+          void new ManagementApi(managementUrl, vhost, undefined, withCliTls().tls).exchangeType(options.exchange).catch((err: unknown) => {
+            if (stopped) return;
+            const why = messageOf(err).replace(/\.$/, '');
+            if (err instanceof BridgeError && err.code === 'not-found') say(`warning: ${why} (asked the management API at ${asked}): check --exchange and the AMQP URL's vhost; nothing published to it is seen.`);
+            // The firehose mode's start reads tracing through the same API and stops with its own sentence.
+            else if (options.mode !== 'firehose') say(`warning: the management API at ${asked} could not be asked (${why}): verdicts on unanswered requests will say what could not be asked instead of why (pass --management).`);
+          });
         }
         const requestKeys = options.topic && options.topic.length > 0 ? [...new Set(options.topic)] : [DEFAULT_REQUEST_TOPIC];
         // A routing key never holds "/" when an MQTT device published it: the plugin turns it into ".".
@@ -166,12 +168,14 @@ export function registerWatchCommand(program: Command): void {
         try {
           started = await watcher.start();
         } catch (err) {
+          stopped = true;
           await signals.cleanup(tasks());
           await finishOtel(otel);
           throw err;
         }
         if (watcher.firehose?.abandonedMessage) say(watcher.firehose.abandonedMessage);
         if (typeof started !== 'string' && started.state === 'unavailable') {
+          stopped = true;
           await signals.cleanup(tasks());
           await finishOtel(otel);
           say(`bridgescope: ${started.reason}`);
@@ -206,6 +210,7 @@ export function registerWatchCommand(program: Command): void {
         await runUntilStopped(
           signals,
           () => {
+            stopped = true;
             clearInterval(summary);
             process.stderr.write(firehose ? 'Stopping: restoring firehose tracing...\n' : 'Stopping: deleting the tap queue...\n');
           },

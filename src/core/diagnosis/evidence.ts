@@ -278,8 +278,8 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
 }
 
 /**
- * The verdict from the broker's facts, when they can decide one. Facts without the exchange's bindings (the management
- * API not reached, refused, too slow) decide nothing: they are left out rather than read as "nothing is bound", and
+ * The verdict from the broker's facts, when they can decide one. Facts without the exchange's bindings or its type (the
+ * management API not reached, refused, too slow) decide nothing: they are left out rather than read as "nothing is bound", and
  * what could not be asked is said in the evidence. `watch` and a call's diagnosis both go through here.
  */
 export function diagnoseWithFacts(input: DiagnosisInput, facts: BrokerFacts | undefined): Verdict {
@@ -287,7 +287,8 @@ export function diagnoseWithFacts(input: DiagnosisInput, facts: BrokerFacts | un
     delete input.facts;
     return diagnose(input);
   }
-  if (facts.unavailable.some((line) => line.startsWith('the bindings on') || line.startsWith("the broker's facts"))) {
+  // Without the exchange's type, bindings cannot be matched to the key either (a topic pattern read as a direct key).
+  if (facts.unavailable.some((line) => line.startsWith('the bindings on') || line.startsWith('the type of') || line.startsWith("the broker's facts"))) {
     delete input.facts;
     const verdict = diagnose(input);
     verdict.evidence.push(...facts.unavailable.map((line) => `not asked: ${line}`));

@@ -144,18 +144,23 @@ export function explainAmqpError(err: unknown, url: string): BridgeError {
   if (tls) return tls;
   if (code === 'ECONNREFUSED') return new BridgeError('unreachable', `Nothing accepts AMQP connections at ${where} (connection refused).`);
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new BridgeError('unreachable', `The AMQP host in ${where} cannot be resolved.`);
-  // amqplib's socket timeout covers the TCP connect and the handshake: a host that does not answer, or a port that took
-  // the connection and never answered AMQP's protocol header (MQTT's: the broker waits for a CONNECT).
-  if (code === 'ETIMEDOUT' || /timeout|ETIMEDOUT/i.test(message)) {
+  // amqplib's socket timeout ("connect ETIMEDOUT") covers the TCP connect and the handshake: a host that does not answer,
+  // or a port that took the connection and never answered AMQP's protocol header (MQTT's: the broker waits for a CONNECT).
+  if (code === 'ETIMEDOUT' || /\bETIMEDOUT\b/.test(message)) {
     return new BridgeError('timeout', `The AMQP connection to ${where} timed out: the host did not answer, or the port took the connection and never answered AMQP's handshake. Is it the AMQP port (5672 by default) and not MQTT's (1883)?`);
   }
+  if (/timeout/i.test(message)) return new BridgeError('timeout', `The AMQP connection to ${where} timed out.`);
   if (/ACCESS_REFUSED|403/.test(message)) return new BridgeError('auth', `The broker at ${where} refused the AMQP credentials.`);
   // RabbitMQ answers connection.open with connection.close (530 NOT_ALLOWED) for a vhost it lacks or the user may not use;
   // amqplib gives no structured reply code for it, only its own text.
   if (/NOT_ALLOWED|530/.test(message) || message.startsWith(AMQPLIB_OPEN_ANSWERED_BY_CLOSE)) return missingVhost(url);
   // The port answered and hung up: another protocol's server (the management API's HTTP answers a 400 and closes).
   if (/closed abruptly during opening handshake|exceeds maxFrameSize|Expected ConnectionStart/i.test(message)) {
-    return new BridgeError('unreachable', `The server at ${where} does not answer in AMQP (${message}): is this its HTTP or MQTT port? RabbitMQ's AMQP listener is on 5672 by default, the management API on 15672.`, { cause: err });
+    return new BridgeError(
+      'unreachable',
+      `The server at ${where} does not answer in AMQP 0-9-1 (${message}): is this its HTTP or MQTT port, or its TLS listener (5671: use amqps://)? RabbitMQ's AMQP listener is on 5672 by default, the management API on 15672; a broker at its connection limit or a proxy with no broker behind it hangs up the same way.`,
+      { cause: err },
+    );
   }
   return new BridgeError('unreachable', `Cannot open an AMQP connection to ${where}: ${message}`, { cause: err });
 }

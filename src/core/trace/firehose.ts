@@ -296,6 +296,8 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private connectedOnce = false;
   /** set once the management API answered: only then can (and must) tracing be given back */
   private touched = false;
+  /** the release made when the start failed after tracing was read (the stop reports it, once) */
+  private givenBack: TracingRelease | undefined;
   private lastTurnedOn = false;
   private lostBecause: string | undefined;
   /** on a cluster: switches tracing on again at a node that restarts, without waiting for our own link */
@@ -417,6 +419,12 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       this.connection = undefined;
       await this.closeBounded(connection);
       const release = await this.release();
+      // Given back here: the stop reports this release rather than make a second one (which would read "left on, as it
+      // was found" of tracing just switched off).
+      if (release.outcome !== 'failed') {
+        this.touched = false;
+        this.givenBack = release;
+      }
       if (err instanceof ManagementFailure) {
         const status = unavailableBecause(err.original, 'Cannot turn on firehose tracing', api.vhost);
         return this.setStatus(release.outcome === 'failed' ? { ...status, reason: `${status.reason} ${release.reason}` } : status);
@@ -524,7 +532,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     // No record update may land after the record is removed.
     clearTimeout(this.bootsTimer);
     await this.completing;
-    const release: TracingRelease = this.touched ? await this.release() : { outcome: 'untouched' };
+    const release: TracingRelease = this.touched ? await this.release() : (this.givenBack ?? { outcome: 'untouched' });
     if (this.queue !== undefined) await this.ownership.unregisterTracer(this.queue);
     this.setStatus({ state: 'off' });
     return release;
