@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { closestKeys, diagnose, editDistance, HOPS, VERDICT_CODES, type BrokerFacts, type DiagnosisInput, type VerdictCode } from '../../src/shared/diagnosis';
 import type { TraceStepDraft } from '../../src/shared/trace';
 import { amqpMessage, mqttMessage } from '../../src/core/trace/message-view';
+import { diagnoseWithFacts } from '../../src/core/diagnosis/evidence';
 
 const rpcId = 'rpc-1';
 const composed: TraceStepDraft = { rpcId, at: 1, source: 'client', kind: 'composed', detail: { topic: 'orders/new', qos: 1, replyTopic: 'reply/abc', replyStrategy: 'per-request', bytes: 10 } };
@@ -450,5 +451,32 @@ describe('remedies where the user is (issue 26)', () => {
   it('on the command line the remedies stay commands', () => {
     expect(diagnose(noConsumerFirehose).message).toContain('bridgescope serve --queue');
     expect(diagnose(consumedNoFirehose).message).toContain('call --trace');
+  });
+});
+
+describe('facts the management API could not give (watch and call alike)', () => {
+  const input = (): DiagnosisInput => ({
+    rpcId: 'r1',
+    steps: [],
+    firehose: false,
+    request: { topic: 'rpc/commands', routingKey: 'rpc.commands' },
+    reply: { topic: 'reply/d1', routingKey: 'reply.d1' },
+    timeoutMs: 800,
+    failure: { code: 'timeout', message: 'no reply within 800 ms' },
+  });
+  const blind = (line: string): BrokerFacts => ({ exchange: 'amq.topic', requestQueues: [], closestKeys: [], elsewhere: [], unavailable: [line] });
+
+  it.each(['the bindings on amq.topic: Cannot reach the management API (ECONNREFUSED)', 'the type of amq.topic: the management API did not answer', "the broker's facts: the broker did not answer within 6000 ms"])(
+    'never reads "%s" as nothing bound: the verdict says what could not be asked',
+    (line) => {
+      const verdict = diagnoseWithFacts(input(), blind(line));
+      expect(verdict.code).not.toBe('request-unroutable');
+      expect(verdict.message).not.toMatch(/Nothing is bound/);
+      expect(verdict.evidence).toContain(`not asked: ${line}`);
+    },
+  );
+
+  it('facts that were all asked still decide: an empty exchange is request-unroutable', () => {
+    expect(diagnoseWithFacts(input(), { exchange: 'amq.topic', requestQueues: [], closestKeys: [], elsewhere: [], unavailable: [] }).code).toBe('request-unroutable');
   });
 });
