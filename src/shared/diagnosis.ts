@@ -66,6 +66,11 @@ export interface DiagnosisInput {
   linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
   /**
+   * the broker was asked, but not all it takes to decide could be (see `diagnoseWithFacts`): the verdict then says so,
+   * and does not advise giving the URLs that were given
+   */
+  factsIncomplete?: boolean;
+  /**
    * where the user reads the remedies: 'app' points at its panels (Server, Trace); 'watch' at what a watcher of other
    * clients' traffic has (their worker, watch's firehose mode); otherwise (the command line) at commands
    */
@@ -334,9 +339,13 @@ export function diagnose(input: DiagnosisInput): Verdict {
 
   // Firehose off (or it missed the request): what was asked after the timeout.
   if (!facts) {
+    const hop = acknowledged ? 'exchange' : 'mqtt-publish';
+    if (input.factsIncomplete) {
+      return verdict('undetermined', hop, `No reply to "${requestTopic}" within ${waited}, and the broker could not tell why: what could not be asked is listed below (is its management API up, and does this user have the monitoring tag?).`);
+    }
     return verdict(
       'undetermined',
-      acknowledged ? 'exchange' : 'mqtt-publish',
+      hop,
       `No reply to "${requestTopic}" within ${waited}, and the broker could not be asked why; give management and AMQP URLs${input.firehose ? '' : `, or turn on the firehose (${firehoseSwitch}) to see the request's path`}.`,
     );
   }

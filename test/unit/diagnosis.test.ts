@@ -476,6 +476,15 @@ describe('facts the management API could not give (watch and call alike)', () =>
     },
   );
 
+  it("a bound queue whose counts nobody gave is not read as having no consumer, and the verdict does not ask for URLs that were given", () => {
+    const line = 'the consumers of queue "rpc_queue": the management API did not list the queues, and AMQP could not be asked';
+    const verdict = diagnoseWithFacts(input(), blind(line));
+    expect(verdict.code).toBe('undetermined');
+    expect(verdict.message).toContain('the broker could not tell why');
+    expect(verdict.message).not.toContain('give management and AMQP URLs');
+    expect(verdict.evidence).toContain(`not asked: ${line}`);
+  });
+
   it('facts that were all asked still decide: an empty exchange is request-unroutable', () => {
     expect(diagnoseWithFacts(input(), { exchange: 'amq.topic', requestQueues: [], closestKeys: [], elsewhere: [], unavailable: [] }).code).toBe('request-unroutable');
   });

@@ -26,6 +26,18 @@ const bindingSchema = z.object({
   routing_key: z.string(),
 });
 
+/** A binding as the API lists it, with an MQTT subscription queue linked to its client id. */
+function bindingInfo(binding: z.infer<typeof bindingSchema>): BindingInfo {
+  const owner = binding.destination_type === 'queue' ? mqttSubscriptionOwner(binding.destination) : undefined;
+  return {
+    exchange: binding.source,
+    destination: binding.destination,
+    destinationType: binding.destination_type === 'exchange' ? 'exchange' : 'queue',
+    bindingKey: binding.routing_key,
+    ...(owner ? { mqttClientId: owner.clientId, mqttQos: owner.qos } : {}),
+  };
+}
+
 const queueSchema = z.object({
   name: z.string(),
   consumers: z.number().optional(),
@@ -223,16 +235,21 @@ export class ManagementApi {
       .parse(await this.get(`/api/exchanges/${this.vhostPath}/${encodeURIComponent(exchange)}/bindings/source`));
     // The API lists no bindings for an exchange that does not exist; say so instead of showing an empty table.
     if (raw.length === 0) await this.exchangeType(exchange);
-    return raw.map((binding) => {
-      const owner = binding.destination_type === 'queue' ? mqttSubscriptionOwner(binding.destination) : undefined;
-      return {
-        exchange: binding.source,
-        destination: binding.destination,
-        destinationType: binding.destination_type === 'exchange' ? 'exchange' : 'queue',
-        bindingKey: binding.routing_key,
-        ...(owner ? { mqttClientId: owner.clientId, mqttQos: owner.qos } : {}),
-      };
-    });
+    return raw.map(bindingInfo);
+  }
+
+  /** Every binding in the vhost (the default exchange's, one per queue, left out), as `bindings` gives them. */
+  async vhostBindings(): Promise<BindingInfo[]> {
+    const raw = z.array(bindingSchema).parse(await this.get(`/api/bindings/${this.vhostPath}`));
+    return raw.filter((binding) => binding.source !== '').map(bindingInfo);
+  }
+
+  /**
+   * The exchanges MQTT clients' subscription queues are bound on: the MQTT plugin binds them on its `mqtt.exchange`, so
+   * this tells where it publishes without publishing anything. Empty when no MQTT client subscribes now.
+   */
+  async mqttSubscriptionExchanges(): Promise<string[]> {
+    return [...new Set((await this.vhostBindings()).filter((binding) => binding.mqttClientId !== undefined).map((binding) => binding.exchange))].sort();
   }
 
   async queues(): Promise<QueueInfo[]> {

@@ -2,7 +2,7 @@
 import amqp from 'amqplib';
 import { z } from 'zod';
 import { closestKeys, diagnose, type BrokerFacts, type DiagnosisInput, type Hop, type QueueFact, type Verdict } from '../../shared/diagnosis';
-import { isSubscriptionQueue, isWatchTapQueue, subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
+import { isWatchTapQueue, subscriptionQueueName } from '../../shared/rabbitmq-mqtt';
 import type { LinkStatus, RpcOutcome } from '../../shared/rpc';
 import type { RpcClient } from '../rpc/client';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
@@ -78,8 +78,6 @@ async function accessProblemOf(options: FactsOptions, vhost: string): Promise<{ 
   return undefined;
 }
 
-const vhostBindingSchema = z.array(z.object({ source: z.string(), destination: z.string(), destination_type: z.string(), routing_key: z.string() }));
-
 interface LiveQueue {
   consumers: number;
   ready: number;
@@ -126,9 +124,7 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
     api.exchangeType(options.exchange).catch((err: unknown) => void facts.unavailable.push(`the type of ${options.exchange}: ${reason(err)}`)),
     api.bindings(options.exchange).catch((err: unknown) => void facts.unavailable.push(`the bindings on ${options.exchange}: ${reason(err)}`)),
     api.exchanges().catch(() => undefined),
-    managementRequest<unknown>(options.managementUrl, `/api/bindings/${encodeURIComponent(api.vhost)}`, options.tls ? { tls: options.tls } : {})
-      .then((raw) => vhostBindingSchema.parse(raw))
-      .catch(() => undefined),
+    api.vhostBindings().catch(() => undefined),
     api.queues().catch(() => undefined),
     options.mqttClientId !== undefined ? api.connections().catch(() => undefined) : Promise.resolve(undefined),
   ]);
@@ -150,9 +146,9 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
   // every queue by name), not the firehose's exchange, not a catch-all "#" (a logger catches everything and serves nothing).
   const typeOf = new Map((exchanges ?? []).map((exchange) => [exchange.name, exchange.type]));
   for (const binding of vhostBindings ?? []) {
-    if (binding.source === '' || binding.source === options.exchange || binding.source === 'amq.rabbitmq.trace') continue;
-    if (binding.destination_type !== 'queue' || isSubscriptionQueue(binding.destination) || isWatchTapQueue(binding.destination) || binding.routing_key === '#') continue;
-    if (routes(typeOf.get(binding.source), binding.routing_key)) facts.elsewhere.push({ exchange: binding.source, queue: binding.destination });
+    if (binding.exchange === options.exchange || binding.exchange === 'amq.rabbitmq.trace') continue;
+    if (binding.destinationType !== 'queue' || binding.mqttClientId !== undefined || isWatchTapQueue(binding.destination) || binding.bindingKey === '#') continue;
+    if (routes(typeOf.get(binding.exchange), binding.bindingKey)) facts.elsewhere.push({ exchange: binding.exchange, queue: binding.destination });
   }
 
   const subscriptionQueues = options.mqttClientId !== undefined ? [subscriptionQueueName(options.mqttClientId, 1), subscriptionQueueName(options.mqttClientId, 0)] : [];
@@ -163,6 +159,11 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
     const checked = live?.get(name);
     const now = typeof checked === 'object' ? checked : undefined;
     const stats = listed.get(name);
+    // Neither AMQP nor the management API gave its counts: unknown, not 0 consumers (a wrong "no consumer").
+    if (!now && !stats) {
+      facts.unavailable.push(`the consumers of queue "${name}": ${queues ? 'the management API does not list it' : 'the management API did not list the queues'}${live ? '' : ', and AMQP could not be asked'}`);
+      continue;
+    }
     const fact: QueueFact = now
       ? { name, consumers: now.consumers, ready: now.ready, live: true }
       : { name, consumers: stats?.consumers ?? 0, ready: stats?.messagesReady ?? 0, live: false };
@@ -278,8 +279,14 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
 }
 
 /**
- * The verdict from the broker's facts, when they can decide one. Facts without the exchange's bindings or its type (the
- * management API not reached, refused, too slow) decide nothing: they are left out rather than read as "nothing is bound", and
+ * Facts missing any of these decide nothing: without the bindings nothing reads as bound; without the exchange's type a
+ * topic pattern would be matched as a direct key; without a bound queue's counts it would read as having no consumer.
+ */
+const UNDECIDING = ['the bindings on', 'the type of', "the broker's facts", 'the consumers of'];
+
+/**
+ * The verdict from the broker's facts, when they can decide one. Facts without the exchange's bindings, its type or a
+ * bound queue's counts (the management API not reached, refused, too slow) decide nothing: they are left out rather than read as "nothing is bound", and
  * what could not be asked is said in the evidence. `watch` and a call's diagnosis both go through here.
  */
 export function diagnoseWithFacts(input: DiagnosisInput, facts: BrokerFacts | undefined): Verdict {
@@ -287,9 +294,9 @@ export function diagnoseWithFacts(input: DiagnosisInput, facts: BrokerFacts | un
     delete input.facts;
     return diagnose(input);
   }
-  // Without the exchange's type, bindings cannot be matched to the key either (a topic pattern read as a direct key).
-  if (facts.unavailable.some((line) => line.startsWith('the bindings on') || line.startsWith('the type of') || line.startsWith("the broker's facts"))) {
+  if (facts.unavailable.some((line) => UNDECIDING.some((prefix) => line.startsWith(prefix)))) {
     delete input.facts;
+    input.factsIncomplete = true;
     const verdict = diagnose(input);
     verdict.evidence.push(...facts.unavailable.map((line) => `not asked: ${line}`));
     return verdict;
