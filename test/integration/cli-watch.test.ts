@@ -349,6 +349,19 @@ describe('bridgescope watch', () => {
     expect((await watch.exited).code).toBe(0);
   });
 
+  it('says at start that the MQTT plugin publishes to another exchange than --exchange, told by where its subscribers are bound', async () => {
+    // A device subscribed: the plugin binds its subscription queue on the exchange it publishes to (amq.direct here).
+    const topic = uniqueName('reply/exchange-hint');
+    const clientId = uniqueName('sub');
+    const device = start('mosquitto_sub', ['-h', '127.0.0.1', '-p', mqttPort, '-t', topic, '-q', '1', '-i', clientId]);
+    await untilBound(`mqtt-subscription-${clientId}qos1`, topic.replace(/\//g, '.'));
+    const watch = startWatch(['--exchange', 'amq.topic', '--timeout', '1000']);
+    await watch.waitForLine(/^warning: the MQTT clients' subscriptions here are bound on amq\.direct, not on amq\.topic: the MQTT plugin publishes to amq\.direct, and nothing a device publishes reaches amq\.topic\. Did you mean --exchange amq\.direct\?$/);
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    await device.stop();
+  });
+
   it("with '#' on a topic exchange, names a reply sent on a wrong key as reply-unroutable", async () => {
     const requestKey = `${uniqueName('watch_t')}.rpc`;
     const connection = await amqp.connect(broker.urls.amqp);

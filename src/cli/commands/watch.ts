@@ -11,7 +11,6 @@ import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { addTlsOptions, withCliTls } from '../tls';
 import { reportRelease } from '../tracing-release';
 import { WatchSpans } from '../../core/otel/watch-spans';
-import { ManagementApi } from '../../core/broker/management-api';
 import { amqpConnectOptions } from '../../core/links/amqp-link';
 import { BridgeError } from '../../core/errors';
 import { messageOf } from '../../shared/thrown';
@@ -52,7 +51,8 @@ function summaryLine(stats: TopicStats): string {
   const twice = stats.duplicates > 0 ? `, ${stats.duplicates} extra ${stats.duplicates === 1 ? 'reply' : 'replies'} to requests already answered` : '';
   const waiting = stats.waiting > 0 ? `, ${stats.waiting} waiting` : '';
   const unseen = stats.unseen > 0 ? `, ${stats.unseen} not seen (reply key bound after the request)` : '';
-  return `summary ${stats.topic}: ${stats.rate}/s over the last 10 s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+  const retried = stats.retried > 0 ? `, ${stats.retried} retried (the same id again before a reply: the newer one followed)` : '';
+  return `summary ${stats.topic}: ${stats.rate}/s over the last 10 s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting}${retried} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
 }
 
 export function registerWatchCommand(program: Command): void {
@@ -74,9 +74,8 @@ export function registerWatchCommand(program: Command): void {
       action(async (options: WatchOptions) => {
         // First of all, so no signal finds the tap queue made and nobody left to delete it.
         const signals = new StopSignals();
-        // One vhost for everything: the tap (or the firehose's queue) connects to the AMQP URL's, while tracing and the
-        // verdicts' questions go to --vhost. Two different ones would watch one vhost and judge by another: refused before
-        // anything connects.
+        // One vhost for everything: the tap (or the firehose's queue), tracing and the verdicts' questions all use the AMQP
+        // URL's. A --vhost naming another would read as watching that one: refused before anything connects.
         const urlVhost = amqpConnectOptions(resolveUrls('amqp', options.amqp)[0] as string, 0).vhost ?? '/';
         if (options.vhost !== undefined && options.vhost !== urlVhost) {
           throw new BridgeError('bad-input', `--vhost "${options.vhost}" and the AMQP URL's vhost "${urlVhost}" differ: the watch would listen in one and judge by the other. Put the vhost in the AMQP URL (amqp://host:port/${encodeURIComponent(options.vhost)}) or leave --vhost out.`);
@@ -93,10 +92,24 @@ export function registerWatchCommand(program: Command): void {
         // The verdicts ask the management API: one question now (its own timeout, 5 s) says at once when it cannot answer
         // (a wrong port, the sandbox's AMQP URL given without its management URL, an exchange the vhost lacks), not only
         // later in each verdict's evidence. It does not hold the start up, and says nothing once the watch has stopped.
+        // The same answer tells the '#'-on-a-direct-exchange warning below (asked once, through every node given).
         let stopped = false;
-        if (managementUrl !== undefined) {
+        const api = managementUrl !== undefined ? managementApiFor(options.management, vhost) : undefined;
+        const exchangeType = api?.exchangeType(options.exchange);
+        if (managementUrl !== undefined && api !== undefined && exchangeType !== undefined) {
           const asked = redactUrl(managementUrl);
-          void new ManagementApi(managementUrl, vhost, undefined, withCliTls().tls).exchangeType(options.exchange).catch((err: unknown) => {
+          // The plugin binds its clients' subscription queues on the exchange it publishes to: subscribers bound only
+          // elsewhere mean every device's message goes there, and this watch would sit silent (amq.topic, the plugin's
+          // default, against amq.direct in the reference setup). No subscriber now: nothing to tell by.
+          void exchangeType
+            .then(() => api.mqttSubscriptionExchanges())
+            .then((exchanges) => {
+              if (stopped || exchanges.length === 0 || exchanges.includes(options.exchange)) return;
+              const likely = exchanges[0] as string;
+              say(`warning: the MQTT clients' subscriptions here are bound on ${exchanges.join(', ')}, not on ${options.exchange}: the MQTT plugin publishes to ${likely}, and nothing a device publishes reaches ${options.exchange}. Did you mean --exchange ${likely}?`);
+            })
+            .catch(() => undefined);
+          void exchangeType.catch((err: unknown) => {
             if (stopped) return;
             const why = messageOf(err).replace(/\.$/, '');
             if (err instanceof BridgeError && err.code === 'not-found') say(`warning: ${why} (asked the management API at ${asked}): check --exchange and the AMQP URL's vhost; nothing published to it is seen.`);
@@ -117,7 +130,7 @@ export function registerWatchCommand(program: Command): void {
           mode: options.mode,
           amqpUrl: amqp.url,
           ...(managementUrl !== undefined ? { managementUrl } : {}),
-          vhost: vhost,
+          vhost,
           exchange: options.exchange,
           requestKeys,
           timeoutMs: options.timeout,
@@ -201,8 +214,8 @@ export function registerWatchCommand(program: Command): void {
         if (firehose) {
           const literal = patterns.filter((key) => key !== '#');
           if (literal.length > 0) say(`warning: --mode firehose takes "#" for every key and any other key as it is: ${quotedKeys(literal)} match${literal.length === 1 ? 'es' : ''} only messages published with that very key.`);
-        } else if (patterns.length > 0 && managementUrl !== undefined) {
-          const type = await managementApiFor(options.management, vhost).exchangeType(options.exchange).catch(() => undefined);
+        } else if (patterns.length > 0 && exchangeType !== undefined) {
+          const type = await exchangeType.catch(() => undefined);
           if (type === 'direct') {
             say(`warning: ${options.exchange} is a direct exchange: ${quotedKeys(patterns)} match${patterns.length === 1 ? 'es' : ''} only messages published with that very key, not a pattern; name the request keys (--topic rpc_queue), watch a topic exchange, or use --mode firehose.`);
           }
