@@ -20,6 +20,7 @@ import {
   findRabbitMQ,
   freePorts,
   killRootProcesses,
+  nodeLogHint,
   startEpmd,
   sandboxStatus,
   startSandbox,
@@ -275,7 +276,8 @@ export async function startSandboxCluster(opts: ClusterStartOptions): Promise<Cl
     const probes = await Promise.all(infos.map((info) => probeAll(info.urls, 2000)));
     if (probes.every((probe) => probe.ok)) break;
     if (Date.now() > deadline) {
-      const reasons = probes.flatMap((probe, i) => (probe.ok ? [] : [`${infos[i]?.nodeName}: ${probe.reason}`]));
+      // Why it does not answer is in its log (a listener that did not start, a crash): the last error it wrote, and where.
+      const reasons = probes.flatMap((probe, i) => (probe.ok ? [] : [`${infos[i]?.nodeName}: ${probe.reason}, ${nodeLogHint(nodeDir(dir, i))}`]));
       throw new BridgeError('timeout', `The sandbox cluster in ${dir} is not answering: ${reasons.join('; ')}.`);
     }
     await new Promise<void>((resolve) => setTimeout(resolve, 250));

@@ -295,11 +295,23 @@ function explainStartFailure(log: string, ports: SandboxPorts): string {
   }
   const erlang = /erl: not found|erl: command not found/.test(log);
   if (erlang) return 'Erlang (`erl`) is not on the PATH';
-  const lastError = log
+  return lastErrorLine(log) ?? 'no reason in the log';
+}
+
+/** The last line of a node's log that tells an error, a failure or a crash (cut to 300 characters), if any. */
+function lastErrorLine(log: string): string | undefined {
+  const line = log
     .split('\n')
     .reverse()
-    .find((line) => /error|failed|crash/i.test(line));
-  return lastError ? lastError.trim().slice(0, 300) : 'no reason in the log';
+    .find((text) => /error|failed|crash/i.test(text));
+  return line?.trim().slice(0, 300);
+}
+
+/** What the node in `dir` last logged as an error, and where its log is: for a node that does not answer. */
+export function nodeLogHint(dir: string): string {
+  const logFile = join(dir, 'node.log');
+  const error = lastErrorLine(logTail(logFile, 200));
+  return error ? `its log's last error: ${error} (${logFile})` : `no error in its log (${logFile})`;
 }
 
 /**
