@@ -178,6 +178,11 @@ export interface WatchTopicStats {
   unseen: number;
   /** requests still within their timeout (neither replied nor decided yet) */
   waiting: number;
+  /**
+   * requests no longer followed because one with the same id came again before their reply or verdict (a device's retry,
+   * a QoS 1 redelivery): the newer one is followed. requests = replies + unanswered + unseen + waiting + retried
+   */
+  retried: number;
   late: number;
   /**
    * replies beyond the first to a request already answered (the same id on the same reply key): two servers took the

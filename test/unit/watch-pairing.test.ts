@@ -25,6 +25,19 @@ describe('passive RPC pairing', () => {
     expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': { nested: true } }, correlationId: 'c' }))).toBeUndefined();
   });
 
+  it('a request whose id comes again before its reply is counted retried, so the figures add up', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    // A device that reuses one id and reply topic: its second request came while the first still waited.
+    pairing.observe(msg(0, 'rpc_queue', { id: 'same', reply_to: 'reply/dev' }));
+    pairing.observe(msg(10, 'rpc_queue', { id: 'same', reply_to: 'reply/dev' }));
+    expect(of(pairing.observe(msg(20, 'reply.dev', { id: 'same', result: 1 })), 'pair')[0]).toMatchObject({ id: 'same', rttMs: 10 });
+    pairing.observe(msg(30, 'rpc_queue', { id: 'same', reply_to: 'reply/dev' }));
+    pairing.observe(msg(35, 'reply.dev', { id: 'same', result: 2 }));
+    const [stats] = pairing.stats(100);
+    expect(stats).toMatchObject({ requests: 3, replies: 2, unanswered: 0, unseen: 0, waiting: 0, retried: 1, duplicates: 0 });
+    expect((stats?.replies ?? 0) + (stats?.unanswered ?? 0) + (stats?.unseen ?? 0) + (stats?.waiting ?? 0) + (stats?.retried ?? 0)).toBe(stats?.requests);
+  });
+
   it('pairs a seed request with its reply (a body without id included), counts workers and keeps percentiles', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000 });
     const opened = pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }));

@@ -134,6 +134,8 @@ interface TopicAcc {
   replies: number;
   unanswered: number;
   unseen: number;
+  /** requests followed no more because the same id came again before their reply or verdict (see TopicStats) */
+  retried: number;
   late: number;
   duplicates: number;
   firstAt: number;
@@ -371,6 +373,7 @@ export class RpcPairing {
         unanswered: acc.unanswered,
         unseen: acc.unseen,
         waiting: waiting.get(topic) ?? 0,
+        retried: acc.retried,
         late: acc.late,
         duplicates: acc.duplicates,
         rate: Math.round((recent / seconds) * 100) / 100,
@@ -390,11 +393,14 @@ export class RpcPairing {
     const key = `${entry.pattern}:${entry.id}`;
     // A new request naming an answered one's id and reply key (a device's retry, an id counter reused): its replies are its own.
     this.answered.delete(answeredKey(entry.replyKey, entry.id));
-    // The same id again (a retry, or QoS 1 redelivery): the newer replaces the older, which is not counted as lost.
+    // The same id again (a retry, or QoS 1 redelivery): the newer replaces the older, which is not counted as lost but as
+    // retried, so the topic's figures still add up (its requests are replied, unanswered, not seen, waiting or retried).
     const previous = this.pending.get(key);
     if (previous) {
       this.pending.delete(key);
       this.release(previous.replyKey, events, entry.sentAt);
+      const replaced = this.topics.get(previous.topic);
+      if (replaced) replaced.retried += 1;
     }
     if (this.pending.size >= this.maxPending) {
       const [oldestKey, oldest] = this.pending.entries().next().value as [string, Pending];
@@ -488,7 +494,7 @@ export class RpcPairing {
       events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
       return undefined;
     }
-    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, retried: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
     this.topics.set(topic, acc);
     return acc;
   }
