@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { defaultSandboxDir, type SandboxInfo } from '../core/broker/sandbox';
 import { BridgeError } from '../core/errors';
 import { ManagementApi } from '../core/broker/management-api';
-import { reachableAmqpUrl } from '../core/links/amqp-link';
+import { amqpConnectOptions, reachableAmqpUrl } from '../core/links/amqp-link';
 import { skippedSentence } from '../core/links/in-turn';
 import { splitUrls } from '../shared/url-list';
 import { givenFlags, KINDS, said, type UrlKind } from './given-urls';
@@ -145,4 +145,17 @@ export async function reachableAmqp(flag: string | undefined): Promise<{ url: st
   const answered = await reachableAmqpUrl(resolveUrls('amqp', flag), cliTls());
   const skipped = skippedSentence(answered);
   return { url: answered.url, ...(skipped ? { skipped } : {}) };
+}
+
+/**
+ * The one vhost a command that both consumes over AMQP and asks the management API works in: the AMQP URL's (its path,
+ * else /). A --vhost naming another would have it listen in one vhost and read or change the other (`clash` says how):
+ * refused in one sentence, before anything connects.
+ */
+export function agreedVhost(amqpFlag: string | undefined, vhostFlag: string | undefined, clash: string): string {
+  const urlVhost = amqpConnectOptions(resolveUrls('amqp', amqpFlag)[0] as string, 0).vhost ?? '/';
+  if (vhostFlag !== undefined && vhostFlag !== urlVhost) {
+    throw new BridgeError('bad-input', `--vhost "${vhostFlag}" and the AMQP URL's vhost "${urlVhost}" differ: ${clash}. Put the vhost in the AMQP URL (amqp://host:port/${encodeURIComponent(vhostFlag)}) or leave --vhost out.`);
+  }
+  return urlVhost;
 }

@@ -214,11 +214,12 @@ describe('bridgescope watch', () => {
     expect(failed.stderr).not.toMatch(/Tracing restored/);
   });
 
-  it('refuses a --vhost that is not the AMQP URL\'s, in one sentence, before watching anything', async () => {
-    const refused = await runCli(['watch', '--amqp', broker.urls.amqp, '--management', broker.urls.management, '--vhost', 'prod']);
+  it.each(['watch', 'trace'])('%s refuses a --vhost that is not the AMQP URL\'s, in one sentence, before watching anything', async (command) => {
+    const refused = await runCli([command, '--amqp', broker.urls.amqp, '--management', broker.urls.management, '--vhost', 'prod']);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('--vhost "prod" and the AMQP URL\'s vhost "/" differ');
-    expect(refused.stdout).not.toMatch(/Watching/);
+    expect(refused.stdout).not.toMatch(/Watching|Tracing/);
+    expect(refused.stderr).not.toMatch(/Watching|Tracing/);
   });
 
   it('tap mode, a new reply topic per request (the seed device): no reply seen is "not seen", never "server slow"; routed nowhere is unanswered', async () => {

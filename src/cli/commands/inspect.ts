@@ -9,7 +9,7 @@ import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
 import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson, printJsonLine, say, warn } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
-import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
+import { agreedVhost, managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { reportRelease } from '../tracing-release';
 import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
@@ -67,10 +67,12 @@ export function registerInspectCommands(program: Command): void {
     .description('turn on firehose tracing and stream what the broker publishes and delivers; Ctrl-C restores the setting')
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
-    .option('--vhost <name>', 'virtual host', '/')
+    .option('--vhost <name>', "virtual host (default: the AMQP URL's, else /); tracing is switched and listened to there")
     .option('--json', 'one JSON line per step')
     .action(
-      action(async (options: { amqp?: string; management?: string; vhost: string; json?: boolean }) => {
+      action(async (given: { amqp?: string; management?: string; vhost?: string; json?: boolean }) => {
+        // One vhost: the tracer's queue is in the AMQP URL's, and tracing is switched through the API in the same one.
+        const options = { ...given, vhost: agreedVhost(given.amqp, given.vhost, 'the trace would switch tracing on in one and listen in the other, seeing nothing') };
         // First of all, so no signal finds tracing switched on and nobody left to switch it off.
         const signals = new StopSignals();
         const store = new TraceStore();

@@ -5,13 +5,12 @@ import type { TopicStats } from '../../core/watch/pairing';
 import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
-import { managementApiFor, reachableAmqp, resolveUrls } from '../urls';
+import { agreedVhost, managementApiFor, reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { addTlsOptions, withCliTls } from '../tls';
 import { reportRelease } from '../tracing-release';
 import { WatchSpans } from '../../core/otel/watch-spans';
-import { amqpConnectOptions } from '../../core/links/amqp-link';
 import { BridgeError } from '../../core/errors';
 import { messageOf } from '../../shared/thrown';
 import { redactUrl } from '../../shared/redact';
@@ -76,11 +75,7 @@ export function registerWatchCommand(program: Command): void {
         const signals = new StopSignals();
         // One vhost for everything: the tap (or the firehose's queue), tracing and the verdicts' questions all use the AMQP
         // URL's. A --vhost naming another would read as watching that one: refused before anything connects.
-        const urlVhost = amqpConnectOptions(resolveUrls('amqp', options.amqp)[0] as string, 0).vhost ?? '/';
-        if (options.vhost !== undefined && options.vhost !== urlVhost) {
-          throw new BridgeError('bad-input', `--vhost "${options.vhost}" and the AMQP URL's vhost "${urlVhost}" differ: the watch would listen in one and judge by the other. Put the vhost in the AMQP URL (amqp://host:port/${encodeURIComponent(options.vhost)}) or leave --vhost out.`);
-        }
-        const vhost = urlVhost;
+        const vhost = agreedVhost(options.amqp, options.vhost, 'the watch would listen in one and judge by the other');
         const amqp = await reachableAmqp(options.amqp);
         if (amqp.skipped) say(`warning: ${amqp.skipped}`);
         let managementUrl: string | undefined;
