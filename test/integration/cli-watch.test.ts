@@ -350,6 +350,16 @@ describe('bridgescope watch', () => {
     expect((await watch.exited).code).toBe(0);
   });
 
+  it('a tap on an exchange the vhost lacks stops in one sentence naming it, not amqplib\'s "Operation failed"', async () => {
+    const missing = uniqueName('amq.nope');
+    const result = await runCli(['watch', '--amqp', broker.urls.amqp, '--management', broker.urls.management, '--exchange', missing]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`bridgescope: The exchange "${missing}" does not exist in vhost "/", so there is nothing to tap`);
+    expect(result.stderr).not.toContain('Operation failed');
+    // Said once: the start-up check leaves the tap's own sentence to say it.
+    expect(result.stderr.match(/does not exist/g)).toHaveLength(1);
+  });
+
   it('says at start that the MQTT plugin publishes to another exchange than --exchange, told by where its subscribers are bound', async () => {
     // A device subscribed: the plugin binds its subscription queue on the exchange it publishes to (amq.direct here).
     const topic = uniqueName('reply/exchange-hint');

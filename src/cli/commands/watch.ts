@@ -107,7 +107,10 @@ export function registerWatchCommand(program: Command): void {
           void exchangeType.catch((err: unknown) => {
             if (stopped) return;
             const why = messageOf(err).replace(/\.$/, '');
-            if (err instanceof BridgeError && err.code === 'not-found') say(`warning: ${why} (asked the management API at ${asked}): check --exchange and the AMQP URL's vhost; nothing published to it is seen.`);
+            // A tap's start finds a missing exchange itself and stops with its own sentence.
+            if (err instanceof BridgeError && err.code === 'not-found') {
+              if (options.mode === 'firehose') say(`warning: ${why} (asked the management API at ${asked}): check --exchange and the AMQP URL's vhost; nothing published to it is seen.`);
+            }
             // The firehose mode's start reads tracing through the same API and stops with its own sentence.
             else if (options.mode !== 'firehose') say(`warning: the management API at ${asked} could not be asked (${why}): verdicts on unanswered requests will say what could not be asked instead of why (pass --management).`);
           });

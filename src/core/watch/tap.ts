@@ -10,6 +10,7 @@ import { WATCH_TAP_QUEUE_PREFIX } from '../../shared/rabbitmq-mqtt';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { amqpConnectOptions, AMQP_CONNECT_TIMEOUT_MS, connectAmqp } from '../links/amqp-link';
 import { withDeadline } from '../../shared/deadline';
+import { BridgeError } from '../errors';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import type { ObservedMessage } from './pairing';
 
@@ -107,7 +108,14 @@ export class Tap extends EventEmitter<TapEvents> {
       return channel;
     };
     let channel = await openChannel();
-    await channel.checkExchange(this.options.exchange);
+    try {
+      await channel.checkExchange(this.options.exchange);
+    } catch (err) {
+      // The exchange is not there (404): said as such, not as amqplib's "Operation failed: ExchangeDeclare".
+      if ((err as { code?: number }).code !== 404) throw err;
+      const vhost = amqpConnectOptions(this.options.amqpUrl, 0).vhost ?? '/';
+      throw new BridgeError('not-found', `The exchange "${this.options.exchange}" does not exist in vhost "${vhost}", so there is nothing to tap: the MQTT plugin publishes to its mqtt.exchange (amq.topic unless configured; amq.direct in BridgeScope's sandbox). Check --exchange, and the vhost in the AMQP URL.`);
+    }
     const options = { exclusive: true, autoDelete: true, durable: false, arguments: { 'x-max-length': this.options.maxLength ?? 100_000, 'x-overflow': 'drop-head' } };
     let queue: string;
     try {
