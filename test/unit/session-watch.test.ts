@@ -90,6 +90,30 @@ describe('the session watch controller', () => {
     expect(diagnosed.detail.verdict.evidence.at(-1)).toMatch(/not observed/);
   });
 
+  it('opens a late reply the firehose saw routed with the queues it reached (the Trace read "subscription not seen")', async () => {
+    const { watch, batches, watcher, steps } = controller();
+    await watch.start({ mode: 'firehose', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('line', {
+      pattern: 'seed',
+      topic: 'rpc_queue',
+      replyKey: 'reply.x',
+      sentAt: 1000,
+      id: 'late-2',
+      type: 'verdict',
+      verdict,
+      rttMs: 900,
+      routedQueues: ['rpc_queue'],
+      replyRoutedQueues: ['mqtt-subscription-devqos1'],
+    });
+    await watch.stop();
+    watch.open(batches[0]?.verdicts[0]?.key as string);
+    const published = steps.filter((step): step is Extract<TraceStepDraft, { kind: 'broker.published' }> => step.kind === 'broker.published');
+    expect(published.map((step) => [step.detail.leg, step.detail.routedQueues])).toEqual([
+      ['request', ['rpc_queue']],
+      ['reply', ['mqtt-subscription-devqos1']],
+    ]);
+  });
+
   it('stamps the verdict on an unanswered request when it was given, not at the request (the trace read +0 ms)', async () => {
     const { watch, batches, watcher, steps } = controller();
     await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });

@@ -87,7 +87,7 @@ describe('passive RPC pairing', () => {
     // c2 still waits on the key: c1's second reply is no answer to it.
     expect(of(pairing.observe(msg(6, 'r.shared', 'again', { correlationId: 'c1' })), 'duplicate')[0]).toMatchObject({ pattern: 'mqtt5', id: 'c1', rttMs: 6 });
     expect(of(pairing.tick(101), 'unanswered').map((event) => event.id)).toEqual(['c2']);
-    expect(of(pairing.observe(msg(300, 'r.shared', 'late', { correlationId: 'c2' })), 'late')).toHaveLength(1);
+    expect(of(pairing.observe(msg(300, 'r.shared', 'late', { correlationId: 'c2', routedQueues: ['mqtt-subscription-dqos1'] })), 'late')).toEqual([expect.objectContaining({ id: 'c2', replyRoutedQueues: ['mqtt-subscription-dqos1'] })]);
     expect(of(pairing.observe(msg(310, 'r.shared', 'late again', { correlationId: 'c2' })), 'duplicate')[0]).toMatchObject({ id: 'c2', rttMs: 309 });
     expect(pairing.stats(400)[0]).toMatchObject({ replies: 1, late: 1, duplicates: 2 });
   });

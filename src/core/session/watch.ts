@@ -219,7 +219,7 @@ export class WatchController {
       replyKey: line.replyKey,
       ...(line.replyTopic !== undefined ? { replyTopic: line.replyTopic } : {}),
       ...(line.routedQueues !== undefined ? { routedQueues: line.routedQueues } : {}),
-      ...(line.type === 'pair' && line.replyRoutedQueues !== undefined ? { replyRoutedQueues: line.replyRoutedQueues } : {}),
+      ...(line.replyRoutedQueues !== undefined ? { replyRoutedQueues: line.replyRoutedQueues } : {}),
       ...(line.type === 'verdict' && line.wrongReply !== undefined ? { wrongReply: line.wrongReply } : {}),
       sentAt: line.sentAt,
       ...(line.rttMs !== undefined ? { rttMs: line.rttMs } : {}),

@@ -53,8 +53,8 @@ export type WatchEvent =
   /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
   /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
   | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true })
-  /** a reply after the timeout (kept for the late window) */
-  | (RpcRef & { type: 'late'; rttMs: number; worker?: string })
+  /** a reply after the timeout (kept for the late window); `replyRoutedQueues` as a pair's */
+  | (RpcRef & { type: 'late'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /**
    * another reply to a request already answered (`firstWorker`: who sent the first), its time from the request;
    * `dropped`: the firehose saw the broker route it to no queue
@@ -465,7 +465,8 @@ export class RpcPairing {
     if (acc) acc.late += 1;
     const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, ...ref } = entry;
     if (id !== undefined) this.answered.set(answeredKey(entry.replyKey, id), { ref, worker });
-    events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}) });
+    const replyRouted = message.routedQueues !== undefined ? { replyRoutedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
+    events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}), ...replyRouted });
     return true;
   }
 

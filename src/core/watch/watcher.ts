@@ -42,7 +42,8 @@ export type WatchLine =
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /** `unseen`: no reply seen, but the tap could not have seen a prompt one (its reply key was bound only once the request was seen) */
   /** `wrongReply`: a reply to it that did not reach the device (another key, or dropped) */
-  | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true; wrongReply?: { routingKey: string; at: number; dropped?: true } })
+  /** `replyRoutedQueues`: where the broker routed a late reply, when the observer knows (the firehose) */
+  | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true; wrongReply?: { routingKey: string; at: number; dropped?: true }; replyRoutedQueues?: string[] })
   /** another reply to a request already answered (`firstWorker` sent the first; `dropped`: the broker routed it to no queue) */
   | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
   | { type: 'dropped'; what: string; count: number; reason: string };
@@ -167,7 +168,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
           this.emit('line', event);
           break;
         case 'late': {
-          const { type: _type, rttMs, worker, ...ref } = event;
+          const { type: _type, rttMs, worker, replyRoutedQueues, ...ref } = event;
           const verdict = diagnose({
             rpcId: ref.id,
             steps: [],
@@ -180,7 +181,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             lateReply: { topic: ref.replyKey, at: Date.now() },
           });
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
-          this.emit('line', { ...ref, type: 'verdict', verdict, rttMs, ...(worker !== undefined ? { worker } : {}) });
+          this.emit('line', { ...ref, type: 'verdict', verdict, rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined ? { replyRoutedQueues } : {}) });
           break;
         }
         case 'unanswered': {
