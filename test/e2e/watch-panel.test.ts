@@ -107,6 +107,8 @@ describe('the Watch panel, in Chromium', () => {
       }
     }, 20);
     expect(await start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', nobodyKey, '-i', uniqueName('pub'), '-m', JSON.stringify({ id: 'nobody-1', reply_to: replyTopic })]).exited).toBe(0);
+    // A device that sends one id again before any reply (a retry): the first is counted retried, so the figures add up.
+    for (let again = 0; again < 2; again += 1) publisher.child.stdin.write(`${JSON.stringify({ id: 'again-1', reply_to: replyTopic })}\n`);
 
     const row = `[data-testid=watch-row][data-topic="${queue}"]`;
     await numberAtLeast(`${row} [data-testid=watch-replies]`, 200);
@@ -131,6 +133,8 @@ describe('the Watch panel, in Chromium', () => {
     expect((await late.locator('[data-testid=verdict-badge]').textContent())?.trim()).toBe('late reply');
     expect(await late.locator('[data-testid=watch-verdict-sentence]').textContent()).toMatch(/\w.{20,}/);
     expect(await page.textContent('[data-testid=watch-dropped]')).toBe('0');
+    await page.waitForSelector(`${row} [data-testid=watch-retried]`);
+    expect((await page.textContent(`${row} [data-testid=watch-retried]`))?.trim()).toBe('(1 retried)');
   }, 60_000);
 
   it('takes screenshots of the panel under the live stream, light and dark, at 1400x900 and 1024x700', async () => {
