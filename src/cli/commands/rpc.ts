@@ -577,6 +577,18 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       await client.connect();
       // A link lost mid-call, or a reply after the timeout (seen while the verdict is being gathered), decide the verdict.
       witness = new CallWitness(client, () => rpcId);
+      // Said when it happens, not only in the verdict at the timeout: a broker restart during a long call is not silent.
+      let lostAt: number | undefined;
+      client.link.on('status', (status) => {
+        if (outcome !== undefined || rpcId === undefined || interruptedBy !== undefined) return;
+        if (status.state === 'reconnecting' && lostAt === undefined) {
+          lostAt = Date.now();
+          warn(`the MQTT connection was lost ${formatCount(Math.max(0, lostAt - store.summary(rpcId).startedAt))} ms into the call (${status.lastError}); reconnecting, and waiting for the reply until the timeout (${formatCount(options.timeout)} ms). A reply published while it is down is dropped with its subscription.`);
+        } else if (status.state === 'connected' && lostAt !== undefined) {
+          say(`MQTT connection back after ${formatCount(Date.now() - lostAt)} ms; still waiting for the reply (a request the broker lost with the restart gets none: send it again).`);
+          lostAt = undefined;
+        }
+      });
       if (options.trace) {
         tracingSetup = true;
         // The first node of the list that answers: the tracer stays with it.
