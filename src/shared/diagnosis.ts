@@ -66,10 +66,11 @@ export interface DiagnosisInput {
   linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
   /**
-   * the broker was asked, but not all it takes to decide could be (see `diagnoseWithFacts`): the verdict then says so,
-   * and does not advise giving the URLs that were given
+   * the broker was asked, but not all it takes to decide could be (see `diagnoseWithFacts`): what could not be asked, one
+   * line each; the verdict says it (the CLI prints the message, not the evidence) and does not advise giving the URLs
+   * that were given
    */
-  factsIncomplete?: boolean;
+  factsIncomplete?: string[];
   /**
    * where the user reads the remedies: 'app' points at its panels (Server, Trace); 'watch' at what a watcher of other
    * clients' traffic has (their worker, watch's firehose mode); otherwise (the command line) at commands
@@ -341,7 +342,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
   if (!facts) {
     const hop = acknowledged ? 'exchange' : 'mqtt-publish';
     if (input.factsIncomplete) {
-      return verdict('undetermined', hop, `No reply to "${requestTopic}" within ${waited}, and the broker could not tell why: what could not be asked is listed below (is its management API up, and does this user have the monitoring tag?).`);
+      return verdict('undetermined', hop, `No reply to "${requestTopic}" within ${waited}, and the broker could not tell why; not asked: ${input.factsIncomplete.join('; ').replace(/\.$/, '')}.`);
     }
     return verdict(
       'undetermined',

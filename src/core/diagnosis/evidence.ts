@@ -296,7 +296,7 @@ export function diagnoseWithFacts(input: DiagnosisInput, facts: BrokerFacts | un
   }
   if (facts.unavailable.some((line) => UNDECIDING.some((prefix) => line.startsWith(prefix)))) {
     delete input.facts;
-    input.factsIncomplete = true;
+    input.factsIncomplete = facts.unavailable;
     const verdict = diagnose(input);
     verdict.evidence.push(...facts.unavailable.map((line) => `not asked: ${line}`));
     return verdict;
