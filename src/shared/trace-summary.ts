@@ -91,9 +91,10 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
     summary.warnings.push('The broker dropped the request as unroutable: no queue is bound for its routing key (routed_queues is empty).');
   }
   if ((summary.replyRoutedQueues && summary.replyRoutedQueues.length === 0) || replyReturned) {
-    summary.warnings.push(
-      `The broker dropped the reply as unroutable: nothing is bound for "${summary.replyKey ?? summary.brokerReplyKeys?.[0] ?? '?'}" (was the reply topic subscribed?).`,
-    );
+    const key = summary.replyKey ?? summary.brokerReplyKeys?.[0] ?? '?';
+    // A key with "/" is never an MQTT subscription's (the plugin binds "reply/x" as "reply.x"): the server kept the topic as it is.
+    const why = key.includes('/') ? `a routing key with "/" is never an MQTT subscription's: the device's "${key}" is bound as "${key.replaceAll('/', '.')}"` : 'was the reply topic subscribed?';
+    summary.warnings.push(`The broker dropped the reply as unroutable: nothing is bound for "${key}" (${why}).`);
   }
   if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
     summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);

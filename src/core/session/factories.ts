@@ -5,7 +5,8 @@ import { AmqpLink } from '../links/amqp-link';
 import { RpcClient } from '../rpc/client';
 import { RpcServer } from '../rpc/server';
 import { loadHandler, parseHandlerSpec } from '../rpc/handlers';
-import { checkAbandonedTracing, FirehoseTracer } from '../trace/firehose';
+import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent } from '../trace/firehose';
+import type { TraceStep } from '../../shared/trace';
 import type { TraceStore } from '../trace/trace-store';
 import type { SandboxNode } from './sandbox';
 import type { Connection, ConnectionFactories } from './connection';
@@ -19,7 +20,7 @@ import { brokerTargets, type TlsFiles } from '../connection-details';
 export interface SessionFactories extends ConnectionFactories {
   sandboxNode: SandboxNode;
   createServer: ServerControllerOptions['createServer'];
-  createTracer: (connection: Connection, store: TraceStore, owner: string) => FirehoseTracer;
+  createTracer: (connection: Connection, store: TraceStore, owner: string, onEvent?: (event: FirehoseEvent, step: TraceStep | undefined) => void) => FirehoseTracer;
   /** the Watch panel's watcher (unset: the real one, `src/core/watch/watcher.ts`) */
   createWatcher?: WatchControllerOptions['createWatcher'];
 }
@@ -66,8 +67,8 @@ export const realFactories: SessionFactories = {
     return new RpcServer({ ...options, amqpUrl: first, fallbackAmqpUrls, handler: await loadHandler(parseHandlerSpec(handlerSpec)) });
   },
   // The tracer follows the node the inspector reached (the first URL that answered), with the profile's TLS files.
-  createTracer: (connection, store, owner) => {
+  createTracer: (connection, store, owner, onEvent) => {
     const { tls } = connection;
-    return new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, ...(tls ? { tls } : {}), api: connection.api, store, owner });
+    return new FirehoseTracer({ amqpUrl: connection.inspector.currentUrl, ...(tls ? { tls } : {}), api: connection.api, store, owner, ...(onEvent ? { onEvent } : {}) });
   },
 };

@@ -88,7 +88,7 @@ export class Session {
       ...(options.traceFlushMs !== undefined ? { flushMs: options.traceFlushMs } : {}),
       emitSteps: (payload) => options.emit('trace.steps.added', payload),
       emitReset: (payload) => options.emit('trace.store.reset', payload),
-      createTracer: (connection, store) => factories.createTracer(connection, store, `BridgeScope ${options.mode} (pid ${process.pid})`),
+      createTracer: (connection, store, onEvent) => factories.createTracer(connection, store, `BridgeScope ${options.mode} (pid ${process.pid})`, onEvent),
       onChange: changed,
     });
     const store = this.tracing.store;

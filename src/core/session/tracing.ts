@@ -3,7 +3,9 @@ import type { Events, LoadSummary, TracerView } from '../../shared/contract';
 import type { TraceExport, TraceStep } from '../../shared/trace';
 import type { Verdict } from '../../shared/diagnosis';
 import { BridgeError, toErrorShape } from '../errors';
-import type { FirehoseStatus, FirehoseTracer, TracingRelease } from '../trace/firehose';
+import type { FirehoseEvent, FirehoseStatus, FirehoseTracer, TracingRelease } from '../trace/firehose';
+import { brokerTargets } from '../connection-details';
+import { ExternalVerdicts } from './external-verdicts';
 import { TraceStore, type TraceStoreOptions } from '../trace/trace-store';
 import type { Connection } from './connection';
 
@@ -13,8 +15,8 @@ export interface TracingControllerOptions {
   flushMs?: number;
   emitSteps: (payload: Events['trace.steps.added']) => void;
   emitReset: (payload: Events['trace.store.reset']) => void;
-  /** a firehose tracer on this connection's vhost, feeding `store` */
-  createTracer: (connection: Connection, store: TraceStore) => FirehoseTracer;
+  /** a firehose tracer on this connection's vhost, feeding `store` (and `onEvent`, each event with the step made of it) */
+  createTracer: (connection: Connection, store: TraceStore, onEvent?: (event: FirehoseEvent, step: TraceStep | undefined) => void) => FirehoseTracer;
   onChange: () => void;
 }
 
@@ -41,6 +43,8 @@ export class TracingController {
   readonly store: TraceStore;
   private tracer: FirehoseTracer | undefined;
   private detachTracer: (() => void) | undefined;
+  /** the verdicts of RPCs the app did not send, from the tracer's events (see ExternalVerdicts) */
+  private externals: ExternalVerdicts | undefined;
   private current: TracerView = { state: 'off' };
   private pending: TraceStep[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
@@ -71,8 +75,8 @@ export class TracingController {
   }
 
   /** The verdict on a settled RPC, as its last step: it reaches the UI like any step and the summary carries it. */
-  addVerdict(rpcId: string, verdict: Verdict): void {
-    this.store.add({ rpcId, at: Date.now(), source: 'client', kind: 'rpc.diagnosed', detail: { verdict } });
+  addVerdict(rpcId: string, verdict: Verdict, source: 'client' | 'broker' = 'client'): void {
+    this.store.add({ rpcId, at: Date.now(), source, kind: 'rpc.diagnosed', detail: { verdict } });
   }
 
   snapshot(): TraceSnapshot {
@@ -123,6 +127,9 @@ export class TracingController {
   private async stopTracer(): Promise<TracingRelease | undefined> {
     const tracer = this.tracer;
     this.tracer = undefined;
+    // Its timer stops now; a verdict being worked out (a bounded ask of the broker) still lands, nobody waits for it.
+    void this.externals?.stop();
+    this.externals = undefined;
     this.detachTracer?.();
     this.detachTracer = undefined;
     return tracer?.stop();
@@ -130,7 +137,19 @@ export class TracingController {
 
   /** Starts a tracer on `connection` and follows its status: it reconnects and resumes by itself after a broker restart. */
   private async startTracer(connection: Connection): Promise<TracerView> {
-    const tracer = this.options.createTracer(connection, this.store);
+    const { profile, tls, inspector } = connection;
+    const targets = brokerTargets(profile);
+    const amqpUrl = inspector.currentUrl || targets.amqp[0];
+    const managementUrl = targets.management[0];
+    const externals = amqpUrl
+      ? new ExternalVerdicts({
+          watch: { amqpUrl, ...(managementUrl ? { managementUrl } : {}), ...(tls ? { tls } : {}), vhost: profile.vhost, exchange: profile.exchange },
+          store: this.store,
+          // Not the client's step: the RPC stays another's ('external' in the list), as a watch's opened RPC does.
+          addVerdict: (rpcId, verdict) => this.addVerdict(rpcId, verdict, 'broker'),
+        })
+      : undefined;
+    const tracer = this.options.createTracer(connection, this.store, externals ? (event, step) => externals.observe(event, step) : undefined);
     const onStatus = (next: FirehoseStatus): void => {
       if (this.tracer !== tracer) return;
       this.current = tracerViewFor(next);
@@ -152,6 +171,8 @@ export class TracingController {
       return this.current;
     }
     this.tracer = tracer;
+    this.externals = externals;
+    externals?.start();
     this.detachTracer = () => tracer.off('status', onStatus);
     this.current = tracerViewFor(status);
     return this.current;

@@ -19,8 +19,11 @@ const NO_REPLY_POSSIBLE: ReadonlySet<string> = new Set(['request-unroutable', 'w
 const FACTS_FRESH_MS = 2000;
 
 export interface WatcherOptions {
-  /** tap (default): a private queue bound to the keys; firehose: the vhost's trace exchange (needs the management URL) */
-  mode?: 'tap' | 'firehose';
+  /**
+   * tap (default): a private queue bound to the keys; firehose: the vhost's trace exchange (needs the management URL);
+   * fed: nothing of its own, the publishes a firehose someone else runs are handed to `feed` (the app's Trace firehose)
+   */
+  mode?: 'tap' | 'firehose' | 'fed';
   amqpUrl: string;
   /** the profile's TLS files (a private CA, a client certificate), for every connection the watch makes: AMQP and HTTP */
   tls?: TlsFiles;
@@ -83,7 +86,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
       keyLingerMs: options.keyLingerMs ?? 30_000,
       // A tap binds a reply key only once it sees the request: a reply faster than that bind is not seen.
-      ...(options.mode === 'firehose' ? {} : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false }),
+      ...(options.mode === 'firehose' || options.mode === 'fed' ? {} : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false }),
     });
     const spans = options.spans;
     if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && spans.settle(line));
@@ -96,14 +99,9 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         ...(options.tls ? { tls: options.tls } : {}),
         owner: `bridgescope watch (pid ${process.pid})`,
       });
-      this.firehose.on('message', (message) => {
-        // Only the watched request keys start an RPC; every reply is seen anyway.
-        const keys = this.options.requestKeys;
-        const mayBeRequest = message.exchange === this.options.exchange && (keys.includes('#') || keys.includes(message.routingKey));
-        this.observe(message, mayBeRequest);
-      });
+      this.firehose.on('message', (message) => this.feed(message));
       this.firehose.on('status', (status) => this.emit('status', status));
-    } else {
+    } else if (options.mode !== 'fed') {
       this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys, ...(options.tls ? { tls: options.tls } : {}) });
       this.tap.on('message', (message) => this.observe(message, true));
       this.tap.on('lost', (reason) => this.emit('lost', reason));
@@ -124,9 +122,18 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     this.handle(this.pairing.observe(message, mayBeRequest));
   }
 
-  /** Starts observing: the tap queue's name, or the firehose's status. */
+  /**
+   * A publish a firehose of someone else's saw (fed mode): only the watched request keys on the exchange start an RPC,
+   * every reply is seen anyway.
+   */
+  feed(message: ObservedMessage): void {
+    const keys = this.options.requestKeys;
+    this.observe(message, message.exchange === this.options.exchange && (keys.includes('#') || keys.includes(message.routingKey)));
+  }
+
+  /** Starts observing: the tap queue's name, or the firehose's status ('fed' when fed). */
   async start(): Promise<string | FirehoseStatus> {
-    const queue = this.firehose ? await this.firehose.start() : await (this.tap as Tap).start();
+    const queue = this.firehose ? await this.firehose.start() : this.tap ? await this.tap.start() : 'fed';
     // Watching from now: the rate over the time watched leaves out the start (a firehose's start can take seconds).
     this.pairing.watchingSince(Date.now());
     const every = Math.max(20, Math.min(250, Math.floor(this.options.timeoutMs / 4)));
@@ -255,8 +262,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       {
         rpcId: event.id,
         steps: dropped,
-        // In firehose mode the firehose is on: a verdict never advises it.
-        firehose: this.firehose !== undefined,
+        // In firehose (or fed) mode the firehose is on: a verdict never advises it.
+        firehose: this.tap === undefined,
         remedies: 'watch',
         request: { topic: event.topic, routingKey: event.topic },
         reply: { topic: event.replyTopic ?? event.replyKey, routingKey: event.replyKey },

@@ -1,0 +1,93 @@
+/**
+ * Another team's RPCs in the Trace panel, with the firehose on: mosquitto devices the app did not start and an amqplib
+ * worker it did not write. Each RPC the firehose joined gets a verdict, as the app's own do: answered (replied), ignored
+ * (server slow, after the 5 s an external request waits), answered on a key that keeps the "/" (reply unroutable, naming
+ * the key the device waits on). The list shows them, and the exported trace carries them.
+ */
+import { readFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import amqp, { type ChannelModel } from 'amqplib';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { TraceExport } from '../../src/shared/trace';
+import { uniqueName } from '../support/names';
+import { startProcess, type Running } from '../support/processes';
+import { openInspectorOn, type OpenInspector } from '../support/inspector';
+
+const broker = inject('broker');
+const mqttPort = String(broker.ports.mqtt);
+const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots');
+const queue = uniqueName('external_rpc');
+const device = uniqueName('dev');
+const replyTopic = `reply/${device}`;
+const ids = { ok: uniqueName('ok'), none: uniqueName('none'), wrong: uniqueName('wrong') };
+let inspector: OpenInspector | undefined;
+let page: Page;
+let worker: ChannelModel | undefined;
+const running: Running[] = [];
+
+function start(command: string, args: string[]): Running {
+  const process = startProcess(command, args);
+  running.push(process);
+  return process;
+}
+
+beforeAll(async () => {
+  await mkdir(shots, { recursive: true });
+  // Their worker: answers "ok-", never answers "none-", and answers "wrong-" on the reply topic as it is ("/" kept).
+  worker = await amqp.connect(broker.urls.amqp);
+  const channel = await worker.createChannel();
+  await channel.assertQueue(queue, { durable: false, autoDelete: true });
+  await channel.bindQueue(queue, 'amq.direct', queue);
+  await channel.consume(queue, (message) => {
+    if (!message) return;
+    channel.ack(message);
+    const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+    const body = Buffer.from(JSON.stringify({ id: request.id, result: 'done', worker: 'their-worker' }));
+    if (request.id === ids.ok) channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), body);
+    else if (request.id === ids.wrong) channel.publish('amq.direct', request.reply_to, body);
+  });
+  inspector = await openInspectorOn(broker.urls);
+  page = inspector.page;
+  await page.waitForSelector('[data-testid=status-mqtt][data-state=connected]');
+}, 60_000);
+
+afterAll(async () => {
+  await page?.uncheck('[data-testid=trace-firehose]').catch(() => undefined);
+  await inspector?.close();
+  for (const process of running.splice(0)) await process.stop();
+  await worker?.close().catch(() => undefined);
+});
+
+describe("another team's RPCs in the Trace panel", () => {
+  it('each gets its verdict in the list and in the export, as the app\'s own RPCs do', async () => {
+    await page.click('[data-testid=tab-trace]');
+    await page.check('[data-testid=trace-firehose]');
+    await page.waitForSelector('[data-testid=status-tracer][data-state=on]');
+    // Their device: subscribed to its reply topic, then three requests.
+    const subscriber = start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', replyTopic, '-q', '1', '-d', '-i', device]);
+    await subscriber.waitForLine(/received SUBACK/);
+    for (const id of Object.values(ids)) {
+      expect(await start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', queue, '-i', uniqueName('pub'), '-m', JSON.stringify({ id, reply_to: replyTopic })]).exited).toBe(0);
+    }
+    const badge = (id: string): string => `[data-testid=trace-row][data-rpc-id="${id}"] [data-testid=verdict-badge]`;
+    await page.waitForSelector(`${badge(ids.ok)}[data-code=replied]`);
+    // The ignored one and the misdirected one are decided once their 5 s are up.
+    await page.waitForSelector(`${badge(ids.none)}[data-code=server-slow]`, { timeout: 20_000 });
+    await page.waitForSelector(`${badge(ids.wrong)}[data-code=reply-unroutable]`, { timeout: 20_000 });
+    expect((await page.textContent(`[data-testid=trace-row][data-rpc-id="${ids.ok}"] [data-testid=trace-row-origin]`))?.trim()).toBe('external');
+    await page.click(`[data-testid=trace-row][data-rpc-id="${ids.wrong}"]`);
+    await page.screenshot({ path: join(shots, 'trace-external-verdicts.png') });
+
+    const download = page.waitForEvent('download');
+    await page.click('[data-testid=trace-export]');
+    const exported = JSON.parse(await readFile(await (await download).path(), 'utf8')) as TraceExport;
+    const verdictOf = (id: string) => exported.steps.filter((step) => step.rpcId === id && step.kind === 'rpc.diagnosed').map((step) => (step.kind === 'rpc.diagnosed' ? step.detail.verdict : undefined));
+    expect(verdictOf(ids.ok)).toEqual([expect.objectContaining({ code: 'replied' })]);
+    expect(verdictOf(ids.none)).toEqual([expect.objectContaining({ code: 'server-slow' })]);
+    const [wrong] = verdictOf(ids.wrong);
+    expect(wrong?.code).toBe('reply-unroutable');
+    // It names the key the device waits on, not only "was the reply topic subscribed?".
+    expect(wrong?.message).toContain(`with key "${replyTopic}", not "${replyTopic.replaceAll('/', '.')}"`);
+  }, 60_000);
+});
