@@ -3,9 +3,10 @@ import type { Events, TracerView } from '../../src/shared/contract';
 import type { Verdict } from '../../src/shared/diagnosis';
 import { TracingController } from '../../src/core/session/tracing';
 import type { Connection } from '../../src/core/session/connection';
-import { FakeTracer, Journal } from './session-fakes';
+import { FakeTracer, Journal, profile } from './session-fakes';
 
-const connection = {} as Connection;
+// What the tracer (and the verdicts of other teams' RPCs it feeds) reads of a connection: its profile and AMQP node.
+const connection = { profile, inspector: { currentUrl: '' } } as unknown as Connection;
 
 function setUp(prepare: (tracer: FakeTracer) => void = () => undefined) {
   const journal = new Journal();
