@@ -189,8 +189,10 @@ export interface WatchTopicStats {
    * request, or one was redelivered it; a device still subscribed gets each of them
    */
   duplicates: number;
-  /** requests per second over the last 10 s */
+  /** requests per second over the last 10 s (or over the time watched, when shorter: `rateOverS`) */
   rate: number;
+  /** the seconds `rate` is over: 10, or fewer in a watch's first 10 s */
+  rateOverS: number;
   p50?: number;
   p95?: number;
   p99?: number;

@@ -156,8 +156,8 @@ describe('the live rate', () => {
   it('is over the time watched, not since the first request: 5 requests at once 8 s into a watch are 0.5/s over 10 s', () => {
     const pairing = new RpcPairing({ timeoutMs: 100_000, startedAt: 0 });
     for (let i = 0; i < 5; i += 1) pairing.observe(msg(8000, 'rpc_queue', { id: `b${i}`, reply_to: 'r/x' }));
-    expect(pairing.stats(8100)[0]?.rate).toBe(0.62);
-    expect(pairing.stats(10_000)[0]?.rate).toBe(0.5);
+    expect(pairing.stats(8100)[0]).toMatchObject({ rate: 0.62, rateOverS: 8 });
+    expect(pairing.stats(10_000)[0]).toMatchObject({ rate: 0.5, rateOverS: 10 });
     // Watched for less than a second: per second, not per fraction of one.
     const fresh = new RpcPairing({ timeoutMs: 100_000, startedAt: 8000 });
     for (let i = 0; i < 5; i += 1) fresh.observe(msg(8000, 'rpc_queue', { id: `c${i}`, reply_to: 'r/x' }));

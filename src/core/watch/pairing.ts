@@ -377,6 +377,7 @@ export class RpcPairing {
         late: acc.late,
         duplicates: acc.duplicates,
         rate: Math.round((recent / seconds) * 100) / 100,
+        rateOverS: Math.round(seconds),
         workers: Object.fromEntries(acc.workers),
       };
       const p50 = percentile(sorted, 50);

@@ -237,7 +237,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       return {
         code: 'reply-unroutable',
         hop: 'reply-exchange',
-        message: `The server${who} replied to "${event.topic}" id ${event.id} with key "${event.replyKey}", but nothing was bound to it, so the broker dropped the reply: the device was not subscribed to its reply topic when the reply came (subscribe before sending and stay subscribed until the reply).`,
+        message: `The server${who} answered request ${event.id} (on "${event.topic}") with key "${event.replyKey}", but nothing was bound to it, so the broker dropped the reply: the device was not subscribed to its reply topic when the reply came (subscribe before sending and stay subscribed until the reply).`,
         evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `broker: the reply was published with key "${event.replyKey}" and routed to no queue`],
       };
     }
@@ -246,7 +246,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       return {
         code: 'reply-unroutable',
         hop: 'reply-exchange',
-        message: `The server${who} replied to "${event.topic}" id ${event.id} with key "${event.wrongKey.routingKey}", not "${event.replyKey}" (${event.pattern === 'mqtt5' ? 'the Response Topic as a routing key' : event.pattern === 'amqp' ? 'its reply_to' : 'the reply_to with "/" turned into "."'}), so the device subscribed to it never got the reply: fix the server to reply with key "${event.replyKey}".`,
+        message: `The server${who} answered request ${event.id} (on "${event.topic}") with key "${event.wrongKey.routingKey}", not "${event.replyKey}" (${event.pattern === 'mqtt5' ? 'the Response Topic as a routing key' : event.pattern === 'amqp' ? 'its reply_to' : 'the reply_to with "/" turned into "."'}), so the device subscribed to it never got the reply: fix the server to reply with key "${event.replyKey}".`,
         evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `watch: a reply naming id "${event.id}" was published with key "${event.wrongKey.routingKey}"`],
       };
     }
