@@ -183,6 +183,8 @@ export interface WatchTopicStats {
    * a QoS 1 redelivery): the newer one is followed. requests = replies + unanswered + unseen + waiting + retried
    */
   retried: number;
+  /** messages on the key that are no request the watch can pair (not JSON, no id, no reply topic): counted, not followed */
+  notRequests: number;
   late: number;
   /**
    * replies beyond the first to a request already answered (the same id on the same reply key): two servers took the

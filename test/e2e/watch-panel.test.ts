@@ -54,7 +54,12 @@ beforeAll(async () => {
   await channel.consume(queue, (message) => {
     if (!message) return;
     channel.ack(message);
-    const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+    let request: { id: string; reply_to: string };
+    try {
+      request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+    } catch {
+      return; // a device's malformed request: no reply
+    }
     const reply = (): boolean => channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'ok', worker: request.id.endsWith('7') ? 'node-w2' : 'node-w1' })));
     if (request.id.startsWith('ok-')) reply();
     // A request two servers took: the device gets two replies.
@@ -109,6 +114,8 @@ describe('the Watch panel, in Chromium', () => {
     expect(await start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', nobodyKey, '-i', uniqueName('pub'), '-m', JSON.stringify({ id: 'nobody-1', reply_to: replyTopic })]).exited).toBe(0);
     // A device that sends one id again before any reply (a retry): the first is counted retried, so the figures add up.
     for (let again = 0; again < 2; again += 1) publisher.child.stdin.write(`${JSON.stringify({ id: 'again-1', reply_to: replyTopic })}\n`);
+    // A malformed one (not JSON): said and counted beside the requests, not skipped.
+    publisher.child.stdin.write('not json\n');
 
     const row = `[data-testid=watch-row][data-topic="${queue}"]`;
     await numberAtLeast(`${row} [data-testid=watch-replies]`, 200);
@@ -134,7 +141,9 @@ describe('the Watch panel, in Chromium', () => {
     expect(await late.locator('[data-testid=watch-verdict-sentence]').textContent()).toMatch(/\w.{20,}/);
     expect(await page.textContent('[data-testid=watch-dropped]')).toBe('0');
     await page.waitForSelector(`${row} [data-testid=watch-retried]`);
-    expect((await page.textContent(`${row} [data-testid=watch-retried]`))?.trim()).toBe('(1 retried)');
+    expect((await page.textContent(`${row} [data-testid=watch-retried]`))?.trim()).toBe('1 retried');
+    await page.waitForSelector(`${row} [data-testid=watch-not-requests]`);
+    expect((await page.textContent(`${row} [data-testid=watch-not-requests]`))?.trim()).toBe('1 not a request');
   }, 60_000);
 
   it('takes screenshots of the panel under the live stream, light and dark, at 1400x900 and 1024x700', async () => {

@@ -25,6 +25,17 @@ describe('passive RPC pairing', () => {
     expect(asRequest(msg(0, 'rpc_queue', 'raw', { headers: { 'x-reply-to-topic': { nested: true } }, correlationId: 'c' }))).toBeUndefined();
   });
 
+  it('says and counts a message on a named request key that is no request (not JSON, no id, no reply topic); under "#" it stays quiet', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    const notJson = pairing.observe(msg(0, 'rpc_queue', 'not json at all'), true, true);
+    expect(notJson).toEqual([{ type: 'not-request', topic: 'rpc_queue', reason: expect.stringMatching(/^its body is not a JSON object \(15 bytes\)/) }]);
+    expect(of(pairing.observe(msg(1, 'rpc_queue', { id: 'x' }), true, true), 'not-request')[0]?.reason).toMatch(/no "reply_to"/);
+    expect(of(pairing.observe(msg(2, 'rpc_queue', { reply_to: 'r/x' }), true, true), 'not-request')[0]?.reason).toMatch(/no "id"/);
+    // Every key watched under "#" (a reply, anything else): not the watcher's to call malformed.
+    expect(pairing.observe(msg(3, 'other.key', 'hello'), true, false)).toEqual([]);
+    expect(pairing.stats(10)[0]).toMatchObject({ topic: 'rpc_queue', requests: 0, notRequests: 3 });
+  });
+
   it('a request whose id comes again before its reply is counted retried, so the figures add up', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000 });
     // A device that reuses one id and reply topic: its second request came while the first still waited.

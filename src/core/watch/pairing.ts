@@ -60,6 +60,8 @@ export type WatchEvent =
    * `dropped`: the firehose saw the broker route it to no queue
    */
   | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
+  /** a message on a request key named to be watched that is no request the watch can pair (counted, not followed), and why */
+  | { type: 'not-request'; topic: string; reason: string }
   /** a reply key to observe from now on (a tap binds it) and one no longer needed (a tap unbinds it) */
   | { type: 'watch-key'; key: string }
   | { type: 'unwatch-key'; key: string }
@@ -136,6 +138,8 @@ interface TopicAcc {
   unseen: number;
   /** requests followed no more because the same id came again before their reply or verdict (see TopicStats) */
   retried: number;
+  /** messages on the key that are no request the watch can pair */
+  notRequests: number;
   late: number;
   duplicates: number;
   firstAt: number;
@@ -170,6 +174,16 @@ const MAX_KEY_BYTES = 255;
 export function asRequest(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined {
   const request = requestOf(message);
   return request && Buffer.byteLength(request.replyKey) <= MAX_KEY_BYTES ? request : undefined;
+}
+
+/** Why a message on a request key is no request the watch can pair (see requestOf): one short clause. */
+export function whyNotRequest(message: ObservedMessage): string {
+  const body = jsonObject(message.body);
+  if (body === undefined) return `its body is not a JSON object (${message.body.length} bytes) and it has no MQTT 5 Response Topic or AMQP reply_to`;
+  const hasId = typeof body.id === 'string' || typeof body.id === 'number';
+  if (!hasId) return 'its JSON body has no "id" (and the message no correlation id)';
+  if (typeof body.reply_to !== 'string' || body.reply_to === '') return 'its JSON body has no "reply_to" (and the message no MQTT 5 Response Topic or AMQP reply_to), so no reply could find the device';
+  return 'its reply topic is longer than a routing key may be';
 }
 
 function requestOf(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined {
@@ -251,7 +265,11 @@ export class RpcPairing {
   }
 
   /** `mayBeRequest` false: the message is on no watched request key (a firehose sees them all), so only a reply or nothing. */
-  observe(message: ObservedMessage, mayBeRequest = true): WatchEvent[] {
+  /**
+   * `mayBeRequest`: the message may start an RPC (a watched request key, or any under "#"); `named`: its key was named
+   * to be watched, so a message there that is neither a request nor a reply is counted and said (`not-request`).
+   */
+  observe(message: ObservedMessage, mayBeRequest = true, named = false): WatchEvent[] {
     const events: WatchEvent[] = [];
     // A reply first: a reply that itself names a reply address (a chained call) still answers the request it answers.
     if (this.keyUse.has(message.routingKey) || this.lingering.has(message.routingKey)) {
@@ -272,9 +290,15 @@ export class RpcPairing {
         if (entry && entry.replyKey !== message.routingKey) {
           const worker = workerOf(message);
           entry.wrongKey = { routingKey: message.routingKey, at: message.at, ...(worker !== undefined ? { worker } : {}) };
-          break;
+          return events;
         }
       }
+    }
+    // Not JSON, no id, no reply topic: a device's malformed request is what a watcher is there to see, not to skip.
+    if (named) {
+      const acc = this.topicAcc(message.routingKey, message.at, events);
+      if (acc) acc.notRequests += 1;
+      events.push({ type: 'not-request', topic: message.routingKey, reason: whyNotRequest(message) });
     }
     return events;
   }
@@ -374,6 +398,7 @@ export class RpcPairing {
         unseen: acc.unseen,
         waiting: waiting.get(topic) ?? 0,
         retried: acc.retried,
+        notRequests: acc.notRequests,
         late: acc.late,
         duplicates: acc.duplicates,
         rate: Math.round((recent / seconds) * 100) / 100,
@@ -496,7 +521,7 @@ export class RpcPairing {
       events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
       return undefined;
     }
-    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, retried: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, retried: 0, notRequests: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
     this.topics.set(topic, acc);
     return acc;
   }

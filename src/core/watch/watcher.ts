@@ -49,6 +49,8 @@ export type WatchLine =
   | (RpcRef & { type: 'verdict'; verdict: Verdict; rttMs?: number; worker?: string; unseen?: true; wrongReply?: { routingKey: string; at: number; dropped?: true }; replyRoutedQueues?: string[] })
   /** another reply to a request already answered (`firstWorker` sent the first; `dropped`: the broker routed it to no queue) */
   | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
+  /** a message on a named request key that is no request the watch can pair (counted in the topic's `notRequests`) */
+  | { type: 'not-request'; topic: string; reason: string }
   | { type: 'dropped'; what: string; count: number; reason: string };
 
 export interface WatcherEvents {
@@ -89,7 +91,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.mode === 'firehose' || options.mode === 'fed' ? {} : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false }),
     });
     const spans = options.spans;
-    if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && spans.settle(line));
+    if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && line.type !== 'not-request' && spans.settle(line));
     if (options.mode === 'firehose') {
       if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
       this.firehose = new FirehoseSource({
@@ -103,7 +105,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       this.firehose.on('status', (status) => this.emit('status', status));
     } else if (options.mode !== 'fed') {
       this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys, ...(options.tls ? { tls: options.tls } : {}) });
-      this.tap.on('message', (message) => this.observe(message, true));
+      this.tap.on('message', (message) => this.observe(message, true, this.options.requestKeys.includes(message.routingKey)));
       this.tap.on('lost', (reason) => this.emit('lost', reason));
       this.tap.on('status', (status) => {
         if (status.state === 'reconnecting') this.blind = { from: status.since };
@@ -113,13 +115,13 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     }
   }
 
-  private observe(message: ObservedMessage, mayBeRequest: boolean): void {
+  private observe(message: ObservedMessage, mayBeRequest: boolean, named: boolean): void {
     const spans = this.options.spans;
     if (spans && mayBeRequest) {
       const request = asRequest(message);
       if (request) spans.request({ ...request, sentAt: message.at }, message.headers, jsonObject(message.body), message.routedQueues);
     }
-    this.handle(this.pairing.observe(message, mayBeRequest));
+    this.handle(this.pairing.observe(message, mayBeRequest, named));
   }
 
   /**
@@ -128,7 +130,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
    */
   feed(message: ObservedMessage): void {
     const keys = this.options.requestKeys;
-    this.observe(message, message.exchange === this.options.exchange && (keys.includes('#') || keys.includes(message.routingKey)));
+    const named = message.exchange === this.options.exchange && keys.includes(message.routingKey);
+    this.observe(message, named || (message.exchange === this.options.exchange && keys.includes('#')), named);
   }
 
   /** Starts observing: the tap queue's name, or the firehose's status ('fed' when fed). */
@@ -172,6 +175,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
           break;
         case 'dropped':
         case 'duplicate':
+        case 'not-request':
           this.emit('line', event);
           break;
         case 'late': {
