@@ -11,6 +11,8 @@ import { defaultSandboxDir, type SandboxInfo } from '../core/broker/sandbox';
 import { BridgeError } from '../core/errors';
 import { ManagementApi } from '../core/broker/management-api';
 import { amqpConnectOptions, reachableAmqpUrl } from '../core/links/amqp-link';
+import { validateMqttUrl } from '../core/links/mqtt-link';
+import { parseManagementUrl } from '../core/broker/management-http';
 import { skippedSentence } from '../core/links/in-turn';
 import { splitUrls } from '../shared/url-list';
 import { givenFlags, KINDS, said, type UrlKind } from './given-urls';
@@ -82,11 +84,74 @@ function isSandbox(kind: UrlKind, urls: string, sandbox: ReadonlyArray<SandboxIn
   });
 }
 
+/** The schemes of broker URLs: another is left to the protocol's own sentence ("must start with amqp://"). */
+const BROKER_SCHEME = /^(amqps?|mqtts?|tcp|ssl|wss?|https?):/i;
+
+/**
+ * The sentence for a URL with nothing where its host belongs (`mqtt:/127.0.0.1:1883`, `amqp:host`, `amqp:///vh`): a
+ * parser reads what follows the scheme as a path, and the client then connects to localhost's default port, which may
+ * be another broker. Undefined for a URL that has a host (or that its protocol's parser refuses anyway).
+ */
+function hostlessMessage(url: string): string | undefined {
+  const scheme = BROKER_SCHEME.exec(url)?.[1];
+  if (scheme === undefined) return undefined;
+  try {
+    if (new URL(url).hostname !== '') return undefined;
+  } catch {
+    return undefined;
+  }
+  const shown = redactUrl(url);
+  const afterScheme = shown.slice(scheme.length + 1);
+  if (afterScheme.startsWith('//')) return `"${shown}" has no host after "${scheme}://".`;
+  return `"${shown}" has no host after the scheme: write ${scheme}://${afterScheme.replace(/^\/+/, '')} (two slashes after "${scheme}:").`;
+}
+
+/**
+ * A list given by flag or variable, each URL read now by its protocol's own parser: one that would be read otherwise
+ * than typed, or has no host, is refused in one sentence before anything connects, whichever command it is given to
+ * (call's --amqp, used only to ask why a call failed, was read only then, and a failure to read it passed over).
+ */
+function checkedUrls(kind: UrlKind, given: string): string[] {
+  const urls = splitUrls(given);
+  for (const url of urls) {
+    const hostless = hostlessMessage(url);
+    if (hostless !== undefined) throw new BridgeError('bad-input', hostless);
+    if (kind === 'amqp') amqpConnectOptions(url, 0);
+    else if (kind === 'mqtt') validateMqttUrl(url);
+    else parseManagementUrl(url);
+  }
+  return urls;
+}
+
+/** The flag, else the variable, for a protocol: undefined when neither is given. */
+function givenList(kind: UrlKind, flag: string | undefined): string | undefined {
+  return flag ?? (process.env[envNames[kind]] || undefined);
+}
+
+/** Refuses a URL given for a protocol (flag or variable) that cannot be read, before the command connects to anything. */
+export function checkGivenUrls(kind: UrlKind, flag: string | undefined): void {
+  const given = givenList(kind, flag);
+  if (given !== undefined) checkedUrls(kind, given);
+}
+
+/**
+ * The URLs of a protocol a command can do without (live consumer counts): undefined when none is given or found, but a
+ * URL given that cannot be read is refused all the same, not passed over in silence.
+ */
+export function optionalUrls(kind: UrlKind, flag: string | undefined): string[] | undefined {
+  const given = givenList(kind, flag);
+  if (given !== undefined) return checkedUrls(kind, given);
+  try {
+    return resolveUrls(kind, flag);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Every URL given for a protocol (a cluster's nodes), the first being the one to try first. */
 export function resolveUrls(kind: UrlKind, flag: string | undefined): string[] {
-  const fromEnv = process.env[envNames[kind]];
-  const given = flag ?? (fromEnv || undefined);
-  if (given !== undefined) return splitUrls(given);
+  const given = givenList(kind, flag);
+  if (given !== undefined) return checkedUrls(kind, given);
   const sandbox = sandboxUrls();
   // Another protocol's URL names a broker other than the sandbox: the sandbox would answer for another broker.
   const elsewhere = KINDS.filter((other) => other !== kind)
@@ -153,7 +218,21 @@ export async function reachableAmqp(flag: string | undefined): Promise<{ url: st
  * refused in one sentence, before anything connects.
  */
 export function agreedVhost(amqpFlag: string | undefined, vhostFlag: string | undefined, clash: string): string {
-  const urlVhost = amqpConnectOptions(resolveUrls('amqp', amqpFlag)[0] as string, 0).vhost ?? '/';
+  return vhostOfUrl(resolveUrls('amqp', amqpFlag)[0] as string, vhostFlag, clash);
+}
+
+/**
+ * agreedVhost for a command whose AMQP URL is optional (bindings and preflight: live consumer counts, if any): with no
+ * AMQP URL given or found, --vhost, else /. Before, they read --vhost (default /) whatever vhost the AMQP URL named.
+ */
+export function agreedVhostIfAmqp(amqpFlag: string | undefined, vhostFlag: string | undefined, clash: string): string {
+  const url = optionalUrls('amqp', amqpFlag)?.[0];
+  return url === undefined ? (vhostFlag ?? '/') : vhostOfUrl(url, vhostFlag, clash);
+}
+
+/** The AMQP URL's vhost (its path, else /), which a --vhost naming another may not contradict. */
+function vhostOfUrl(amqpUrl: string, vhostFlag: string | undefined, clash: string): string {
+  const urlVhost = amqpConnectOptions(amqpUrl, 0).vhost ?? '/';
   if (vhostFlag !== undefined && vhostFlag !== urlVhost) {
     throw new BridgeError('bad-input', `--vhost "${vhostFlag}" and the AMQP URL's vhost "${urlVhost}" differ: ${clash}. Put the vhost in the AMQP URL (amqp://host:port/${encodeURIComponent(vhostFlag)}) or leave --vhost out.`);
   }

@@ -44,17 +44,32 @@ export function decodeUriPart(text: string): string {
   }
 }
 
+/** A scheme and its `://`, as a URL starts: a `://` after anything else is no scheme's (a typo, or inside a password). */
+const SCHEME_PREFIX = /^\s*[A-Za-z][A-Za-z0-9+.-]*:\/\/$/;
+
 /**
  * A URL as it may be shown: the password replaced by ***. The user name stays only when it is plainly one; otherwise
  * everything between `://` and the last `@` is replaced, so no character a password may hold can leak.
  */
 export function redactUrl(url: string): string {
   const { prefix, userinfo, rest } = splitTypedUrl(url);
+  if (!SCHEME_PREFIX.test(prefix)) return redactMistyped(url);
   if (userinfo === undefined) return url;
   const credentials = typedCredentials(url);
   if (credentials?.password === undefined && PLAIN_USERNAME.test(userinfo)) return url;
   const shownUser = credentials && PLAIN_USERNAME.test(credentials.username) && credentials.username !== '' ? `${credentials.username}:` : '';
   return `${prefix}${shownUser}${REDACTED}@${rest}`;
+}
+
+/**
+ * A URL typed without `://` after its scheme (`amqp//u:p@host`, `amqp:/u:p@host`): nothing says where its user-info
+ * starts, but on every reading a password comes after a `:`. Everything from the first `:` to the last `@` is hidden;
+ * the text before it, where the typo is, is shown (masking it all, `***@host`, hid the very mistake being reported).
+ */
+function redactMistyped(url: string): string {
+  const at = url.lastIndexOf('@');
+  const colon = url.indexOf(':');
+  return colon === -1 || colon > at ? url : `${url.slice(0, colon + 1)}${REDACTED}${url.slice(at)}`;
 }
 
 /** True when a URL parser read the user-info that was typed; a raw `/`, `?` or `#` in a password moves the host instead. */
@@ -113,7 +128,8 @@ export function redactDeep<T>(value: T): T {
 
 /** The one sentence for a broker URL that cannot be read as typed; the URL in it is redacted. */
 export function unreadableUrlMessage(url: string, what: string, example: string): string {
-  const hint = typedCredentials(url)
+  // Without a scheme's `://` the mistake is there, not in the user-info (the example shows the form).
+  const hint = typedCredentials(url) && SCHEME_PREFIX.test(splitTypedUrl(url).prefix)
     ? '; percent-encode special characters in the user name and password (/ as %2F, ? as %3F, # as %23, % as %25, space as %20)'
     : '';
   return `"${redactUrl(url)}" is not a valid ${what} URL (expected ${example})${hint}.`;

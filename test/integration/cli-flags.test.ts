@@ -1,5 +1,6 @@
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli';
+import { runCli, type CliResult } from '../support/cli';
 
 const wrong: Array<[string, string[], RegExp]> = [
   ['broker start --timeout', ['broker', 'start', '--timeout', '-5'], /--timeout takes a whole number above 0/],
@@ -38,5 +39,57 @@ describe("mqtt.js's debug log in the built command line", () => {
     expect(asked.stderr).toMatch(/mqttjs connecting to an MQTT broker/);
     expect(quiet.stderr).not.toMatch(/mqttjs|mqtt-packet/);
     expect(quiet.stderr).toMatch(/Nothing accepts MQTT connections at mqtt:\/\/127\.0\.0\.1:1/);
+  });
+});
+
+describe('call with a mistyped broker URL', () => {
+  /** A port that counts the connections made to it: a call that went ahead would connect there. */
+  async function countingPort(): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+    let count = 0;
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      count += 1;
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return {
+      port: (server.address() as AddressInfo).port,
+      connections: () => count,
+      close: async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  }
+
+  it('refuses it in one sentence (exit 2) before connecting anywhere, as the other commands do', async () => {
+    const [mqtt, amqp, management] = await Promise.all([countingPort(), countingPort(), countingPort()]);
+    try {
+      const env = { BRIDGESCOPE_SANDBOX_DIR: '/nonexistent', BRIDGESCOPE_AMQP_URL: '', BRIDGESCOPE_MQTT_URL: '', BRIDGESCOPE_MANAGEMENT_URL: '' };
+      const urls = { mqtt: `mqtt://127.0.0.1:${mqtt.port}`, amqp: `amqp://guest:guest@127.0.0.1:${amqp.port}`, management: `http://127.0.0.1:${management.port}` };
+      const call = (over: Partial<typeof urls>): Promise<CliResult> => {
+        const given = { ...urls, ...over };
+        return runCli(['call', '--mqtt', given.mqtt, '--amqp', given.amqp, '--management', given.management, '--timeout', '1500', '{}'], { env });
+      };
+      // `amqp//` (the ':' left out): --amqp is used only to ask why a call failed, and was read only then.
+      const [noColon, oneSlash, amqpOneSlash] = await Promise.all([
+        call({ amqp: `amqp//guest:s3cret@127.0.0.1:${amqp.port}` }),
+        // `mqtt:/` (one slash): a parser reads a path and no host, and the client went to localhost:1883, another broker.
+        call({ mqtt: `mqtt:/127.0.0.1:${mqtt.port}` }),
+        call({ amqp: `amqp:/guest:s3cret@127.0.0.1:${amqp.port}` }),
+      ]);
+      expect(noColon.stderr).toBe(`bridgescope: "amqp//guest:***@127.0.0.1:${amqp.port}" is not a valid AMQP URL (expected amqp://***@host:5672/vhost).\n`);
+      expect(oneSlash.stderr).toBe(`bridgescope: "mqtt:/127.0.0.1:${mqtt.port}" has no host after the scheme: write mqtt://127.0.0.1:${mqtt.port} (two slashes after "mqtt:").\n`);
+      expect(amqpOneSlash.stderr).toBe(`bridgescope: "amqp:***@127.0.0.1:${amqp.port}" has no host after the scheme: write amqp://***@127.0.0.1:${amqp.port} (two slashes after "amqp:").\n`);
+      for (const result of [noColon, oneSlash, amqpOneSlash]) {
+        expect(result.code).toBe(2);
+        expect(result.stdout).toBe('');
+        expect(result.stderr).not.toContain('s3cret');
+      }
+      expect([mqtt.connections(), amqp.connections(), management.connections()]).toEqual([0, 0, 0]);
+    } finally {
+      await Promise.all([mqtt.close(), amqp.close(), management.close()]);
+    }
   });
 });

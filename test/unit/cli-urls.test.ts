@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { resolveUrl, resolveUrls } from '../../src/cli/urls';
+import { agreedVhostIfAmqp, checkGivenUrls, optionalUrls, resolveUrl, resolveUrls } from '../../src/cli/urls';
 import { forgetGivenUrls, noteGivenUrls } from '../../src/cli/given-urls';
 
 /*
@@ -116,3 +116,58 @@ describe('broker URLs on the command line', () => {
     expect(resolveUrl('mqtt', undefined)).toBe(sandbox.mqtt);
   });
 });
+
+describe('a broker URL typed wrong', () => {
+  const refusal = (message: string) => expect.objectContaining({ code: 'bad-input', message });
+
+  it('is refused when nothing is where its host belongs, with the scheme:// form to write (a client would go to localhost)', () => {
+    expect(() => resolveUrls('mqtt', 'mqtt:/127.0.0.1:22331')).toThrow(refusal('"mqtt:/127.0.0.1:22331" has no host after the scheme: write mqtt://127.0.0.1:22331 (two slashes after "mqtt:").'));
+    expect(() => resolveUrls('amqp', 'amqp:/127.0.0.1')).toThrow(refusal('"amqp:/127.0.0.1" has no host after the scheme: write amqp://127.0.0.1 (two slashes after "amqp:").'));
+    expect(() => resolveUrls('amqp', 'amqp:/guest:s3cret@127.0.0.1')).toThrow(refusal('"amqp:***@127.0.0.1" has no host after the scheme: write amqp://***@127.0.0.1 (two slashes after "amqp:").'));
+    expect(() => resolveUrls('amqp', 'amqp:///prod')).toThrow(refusal('"amqp:///prod" has no host after "amqp://".'));
+    // A cluster's second node, and a variable, as well as a flag.
+    expect(() => resolveUrls('mqtt', 'mqtt://127.0.0.1:1883,mqtt:///1884')).toThrow(refusal('"mqtt:///1884" has no host after "mqtt://".'));
+    process.env.BRIDGESCOPE_MQTT_URL = 'mqtt:127.0.0.1';
+    expect(() => resolveUrls('mqtt', undefined)).toThrow(/"mqtt:127\.0\.0\.1" has no host after the scheme: write mqtt:\/\/127\.0\.0\.1 /);
+  });
+
+  it('is refused by its protocol\'s own parser, showing the part that holds the typo and never the password', () => {
+    expect(() => resolveUrls('amqp', 'amqp//guest:s3cret@127.0.0.1:20624')).toThrow(refusal('"amqp//guest:***@127.0.0.1:20624" is not a valid AMQP URL (expected amqp://user:pass@host:5672/vhost).'));
+    expect(() => resolveUrls('mqtt', 'mqtt//127.0.0.1:1883')).toThrow(/^"mqtt\/\/127\.0\.0\.1:1883" is not a valid MQTT URL/);
+    expect(() => resolveUrls('management', 'http://u:pa/ss@127.0.0.1:15672')).toThrow(/is not a valid management URL/);
+    // Another scheme than a broker's keeps its protocol's sentence.
+    expect(() => resolveUrls('amqp', 'localhost:5672')).toThrow(/^An AMQP URL must start with amqp:\/\/ or amqps:\/\//);
+  });
+
+  it('is refused even where a URL is optional (call\'s --amqp), while a URL not given at all is no error there', () => {
+    command({});
+    expect(() => checkGivenUrls('amqp', 'amqp//guest:guest@127.0.0.1:20624')).toThrow(/is not a valid AMQP URL/);
+    expect(() => optionalUrls('amqp', 'amqp:/127.0.0.1')).toThrow(/has no host after the scheme/);
+    process.env.BRIDGESCOPE_SANDBOX_DIR = join(dir, 'never-started');
+    expect(() => checkGivenUrls('amqp', undefined)).not.toThrow();
+    expect(optionalUrls('amqp', undefined)).toBeUndefined();
+  });
+});
+
+describe("the vhost of a command whose AMQP URL is optional (bindings, preflight)", () => {
+  it("is the AMQP URL's, and a --vhost naming another is refused", () => {
+    command({});
+    expect(agreedVhostIfAmqp('amqp://127.0.0.1:5673/prod', undefined, 'clash')).toBe('prod');
+    expect(agreedVhostIfAmqp('amqp://127.0.0.1:5673', undefined, 'clash')).toBe('/');
+    expect(agreedVhostIfAmqp('amqp://127.0.0.1:5673/prod', 'prod', 'clash')).toBe('prod');
+    expect(() => agreedVhostIfAmqp('amqp://127.0.0.1:5673/prod', '/', 'they clash')).toThrow(refusalOf('--vhost "/" and the AMQP URL\'s vhost "prod" differ: they clash.'));
+    sandboxRunning();
+    expect(agreedVhostIfAmqp(undefined, undefined, 'clash')).toBe('/');
+  });
+
+  it('is --vhost, else /, when no AMQP URL is given or found', () => {
+    command({});
+    process.env.BRIDGESCOPE_SANDBOX_DIR = join(dir, 'never-started');
+    expect(agreedVhostIfAmqp(undefined, 'prod', 'clash')).toBe('prod');
+    expect(agreedVhostIfAmqp(undefined, undefined, 'clash')).toBe('/');
+  });
+});
+
+function refusalOf(start: string): RegExp {
+  return new RegExp(`^${start.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`);
+}

@@ -10,7 +10,7 @@ import { Session } from '../../src/core/session/session';
 import { dispatch } from '../../src/core/dispatch';
 import { BridgeError } from '../../src/core/errors';
 import { action } from '../../src/cli/run';
-import { redactUrl } from '../../src/shared/redact';
+import { redactUrl, unreadableUrlMessage } from '../../src/shared/redact';
 
 /** What a password can hold: the characters that break URLs, percent signs and escapes, spaces, unicode, and anything else. */
 const passwordPiece = fc.oneof(
@@ -271,5 +271,29 @@ describe('redactUrl', () => {
 
   it('replaces everything between :// and the last @ when the user-info is not plain', () => {
     expect(redactUrl('amqp://us/er:pa@ss@host/vh')).toBe('amqp://***@host/vh');
+  });
+
+  it('shows the mistyped scheme of a URL without :// and hides from the first : to the last @', () => {
+    expect(redactUrl('amqp//guest:s3cret@127.0.0.1:20624')).toBe('amqp//guest:***@127.0.0.1:20624');
+    // Read as no scheme at all, "amqp" would be the user and "/guest:s3cret" the password.
+    expect(redactUrl('amqp:/guest:s3cret@127.0.0.1')).toBe('amqp:***@127.0.0.1');
+    // A `://` past the first `:` is a password's, not the scheme's.
+    expect(redactUrl('amqp//guest:pa://ss@host')).toBe('amqp//guest:***@host');
+    expect(redactUrl('mqtt:/127.0.0.1:22331')).toBe('mqtt:/127.0.0.1:22331');
+    expect(unreadableUrlMessage('amqp//guest:s3cret@127.0.0.1:20624', 'AMQP', 'amqp://user:pass@host:5672/vhost')).toBe(
+      '"amqp//guest:***@127.0.0.1:20624" is not a valid AMQP URL (expected amqp://user:pass@host:5672/vhost).',
+    );
+  });
+
+  it('never shows the password of a URL typed without :// after its scheme', () => {
+    fc.assert(
+      fc.property(credentials, fc.constantFrom('', 'amqp//', 'amqp:/', 'amqp:', 'mqtt/', 'http:'), (creds, typo) => {
+        for (const url of urls('x', creds, closedPort).map((typed) => typed.replace(/^x:\/\//, typo))) {
+          const template = `${typo}${creds.username}:***@127.0.0.1:${closedPort}/ ${encodeURIComponent(creds.username)}`;
+          expectNoSecret(`${redactUrl(url)} ${unreadableUrlMessage(url, 'AMQP', 'amqp://host')}`, creds.password, `${template} is not a valid AMQP URL (expected amqp://host)`);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });

@@ -9,7 +9,7 @@ import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
 import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson, printJsonLine, say, warn } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
-import { agreedVhost, managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
+import { agreedVhost, agreedVhostIfAmqp, managementApiFor, optionalUrls, reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
 import { reportRelease } from '../tracing-release';
 import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
@@ -26,11 +26,13 @@ export function registerInspectCommands(program: Command): void {
     .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--amqp <url>', 'AMQP URL for live consumer counts (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker, if any)')
     .option('--exchange <name>', 'exchange to list', DEFAULT_MQTT_EXCHANGE)
-    .option('--vhost <name>', 'virtual host', '/')
+    .option('--vhost <name>', "virtual host (default: the AMQP URL's, else /)")
     .option('--json', 'print the bindings as JSON')
     .action(
-      action(async (options: { management?: string; amqp?: string; exchange: string; vhost: string; json?: boolean }) => {
-        const api = managementApiFor(options.management, options.vhost);
+      action(async (options: { management?: string; amqp?: string; exchange: string; vhost?: string; json?: boolean }) => {
+        // The consumer counts come over the AMQP URL, from its vhost: the bindings are listed from the same one.
+        const vhost = agreedVhostIfAmqp(options.amqp, options.vhost, "the bindings of one would be listed with the other's consumer counts");
+        const api = managementApiFor(options.management, vhost);
         const { bindings } = await withLiveCounts(options.amqp, (count) => bindingsView(api, options.exchange, count));
         if (options.json) {
           printJson(bindings);
@@ -131,7 +133,7 @@ export function registerInspectCommands(program: Command): void {
     .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--amqp <url>', 'AMQP URL for live consumer counts (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker, if any)')
     .option('--exchange <name>', 'exchange the MQTT plugin publishes to', DEFAULT_MQTT_EXCHANGE)
-    .option('--vhost <name>', 'virtual host', '/')
+    .option('--vhost <name>', "virtual host (default: the AMQP URL's, else /)")
     .option('--topic <topic>', 'request topic', DEFAULT_REQUEST_TOPIC)
     .option('--qos <qos>', 'QoS of the request: 0, 1 or 2', parseChoice('--qos', ['0', '1', '2'] as const), `${DEFAULT_REQUEST_QOS}`)
     .option('--reply <strategy>', 'per-request | shared', parseChoice('--reply', REPLY_STRATEGIES), DEFAULT_CALL_REPLY_STRATEGY)
@@ -149,7 +151,7 @@ export function registerInspectCommands(program: Command): void {
             management?: string;
             amqp?: string;
             exchange: string;
-            vhost: string;
+            vhost?: string;
             topic: string;
             qos: '0' | '1' | '2';
             reply: ReplyStrategy;
@@ -161,7 +163,10 @@ export function registerInspectCommands(program: Command): void {
             json?: boolean;
           },
         ) => {
-          const api = managementApiFor(options.management, options.vhost);
+          // The checks read the bindings of the vhost whose consumers the AMQP URL counts: its own (a PASS from "/" said
+          // nothing of a vhost with no queue at all).
+          const vhost = agreedVhostIfAmqp(options.amqp, options.vhost, "the checks would read the bindings of one and count the other's consumers");
+          const api = managementApiFor(options.management, vhost);
           const bytes = payload !== undefined ? Buffer.byteLength(payload) : options.payloadBytes;
           const lines: CheckLine[] = await withLiveCounts(options.amqp, (count) =>
             preflight(api, {
@@ -236,12 +241,8 @@ function reportStatus(status: FirehoseStatus, vhost: string): void {
 
 /** Runs `use` with live consumer counts over a short AMQP connection when one can be opened (the management API's lag ~5 s). */
 async function withLiveCounts<T>(amqpFlag: string | undefined, use: (count: ((queue: string) => Promise<number>) | undefined) => Promise<T>): Promise<T> {
-  let url: string | undefined;
-  try {
-    url = resolveUrl('amqp', amqpFlag);
-  } catch {
-    url = undefined;
-  }
+  // None found: the management API's counts; one given that cannot be read: refused, not passed over.
+  const url = optionalUrls('amqp', amqpFlag)?.[0];
   const connection = url ? await connectAmqp(amqpConnectOptions(url, 0), { ...tlsSocketOptions(cliTls()), timeout: 3000 }).catch(() => undefined) : undefined;
   try {
     return await use(connection ? amqpConsumerCounter(connection) : undefined);

@@ -33,7 +33,7 @@ import { isSubscriptionQueue } from '../../shared/rabbitmq-mqtt';
 import { toErrorShape } from '../../core/errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../../core/diagnosis/evidence';
 import type { Verdict } from '../../shared/diagnosis';
-import { managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
+import { checkGivenUrls, managementApiFor, reachableAmqp, resolveUrl, resolveUrls } from '../urls';
 import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
 import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
@@ -326,6 +326,9 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
     if (spec.kind === 'module') handlerFile = resolve(spec.path);
     const handler = await loadHandler(spec);
     const [amqpUrl = '', ...fallbackAmqpUrls] = resolveUrls('amqp', options.amqp);
+    // The start-up check of the MQTT plugin passes over URLs it cannot find, not ones given with a typo.
+    checkGivenUrls('mqtt', options.mqtt);
+    checkGivenUrls('management', options.management);
     otel = otelFor(options, 'bridgescope-serve');
     const spans = otel ? new ServerSpans(otel.tracer) : undefined;
     const server = new RpcServer({
@@ -561,6 +564,10 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       otel = otelFor(options, 'bridgescope-call');
       const { payload, params, rawBody } = await parsePayload(payloadText, options.payloadFormat, options.payloadFile, options.timeout);
       const mqtt5 = mqtt5Options(options);
+      // --amqp and --management serve --trace and the question why a call failed, asked only then (and a URL that could
+      // not be read was passed over in silence): a typo in them is refused now, as every command refuses one.
+      checkGivenUrls('amqp', options.amqp);
+      checkGivenUrls('management', options.management);
       const [mqttUrl = '', ...fallbackMqttUrls] = resolveUrls('mqtt', options.mqtt);
       client = new RpcClient({
         mqttUrl,
