@@ -14,6 +14,7 @@ import { cliPath, runCli } from '../support/cli';
 import { uniqueName } from '../support/names';
 import { closedPort } from '../support/ports';
 import { startGroupLeader, startProcess, type GroupLeader, type Running } from '../support/processes';
+import { createTestVhost } from '../support/vhosts';
 
 const broker = inject('broker');
 const mqttPort = String(broker.ports.mqtt);
@@ -214,12 +215,39 @@ describe('bridgescope watch', () => {
     expect(failed.stderr).not.toMatch(/Tracing restored/);
   });
 
-  it.each(['watch', 'trace'])('%s refuses a --vhost that is not the AMQP URL\'s, in one sentence, before watching anything', async (command) => {
+  it.each(['watch', 'trace', 'preflight', 'bindings'])('%s refuses a --vhost that is not the AMQP URL\'s, in one sentence, before watching or checking anything', async (command) => {
     const refused = await runCli([command, '--amqp', broker.urls.amqp, '--management', broker.urls.management, '--vhost', 'prod']);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('--vhost "prod" and the AMQP URL\'s vhost "/" differ');
-    expect(refused.stdout).not.toMatch(/Watching|Tracing/);
-    expect(refused.stderr).not.toMatch(/Watching|Tracing/);
+    expect(refused.stderr.trim().split('\n'), refused.stderr).toHaveLength(1);
+    expect(refused.stdout).toBe('');
+  });
+
+  it("preflight and bindings read the AMQP URL's vhost: where nothing is bound, preflight fails, whatever / has bound", async () => {
+    const vhost = await createTestVhost(broker.urls, 'cli-preflight');
+    closers.push(() => vhost.remove());
+    // A key routed in "/": before, preflight --amqp <URL of another vhost> read "/" (its --vhost default) and passed.
+    const key = uniqueName('vhost_routed');
+    const connection = await amqp.connect(broker.urls.amqp);
+    closers.push(() => connection.close());
+    const channel = await connection.createChannel();
+    await channel.assertQueue(key, { exclusive: true });
+    await channel.bindQueue(key, 'amq.direct', key);
+    const management = ['--management', broker.urls.management];
+    const [inRoot, checked, agreed, listed] = await Promise.all([
+      runCli(['preflight', ...management, '--amqp', broker.urls.amqp, '--topic', key]),
+      runCli(['preflight', ...management, '--amqp', vhost.amqpUrl, '--topic', key]),
+      runCli(['preflight', ...management, '--amqp', vhost.amqpUrl, '--vhost', vhost.name, '--topic', key]),
+      runCli(['bindings', ...management, '--amqp', vhost.amqpUrl]),
+    ]);
+    expect(inRoot.stdout).toMatch(new RegExp(`^PASS  request routed: "${key}" on amq.direct reaches ${key}\\.`, 'm'));
+    for (const result of [checked, agreed]) {
+      expect(result.code, result.stderr).toBe(1);
+      expect(result.stdout).toMatch(new RegExp(`^FAIL  request routed: No queue is bound to amq.direct for routing key "${key}"`, 'm'));
+      expect(result.stdout).not.toContain(`reaches ${key}`);
+    }
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toBe('No bindings on amq.direct.\n');
   });
 
   it('tap mode, a new reply topic per request (the seed device): no reply seen is "not seen", never "server slow"; routed nowhere is unanswered', async () => {
@@ -358,6 +386,19 @@ describe('bridgescope watch', () => {
     expect(result.stderr).not.toContain('Operation failed');
     // Said once: the start-up check leaves the tap's own sentence to say it.
     expect(result.stderr.match(/does not exist/g)).toHaveLength(1);
+  });
+
+  it.each(['tap', 'firehose'] as const)('%s mode says and counts a malformed request (not JSON, no reply_to) instead of skipping it', async (mode) => {
+    const key = uniqueName('watch_malformed');
+    const watch = startWatch(['--mode', mode, '--topic', key, '--timeout', '1000']);
+    await watch.queue;
+    expect(await publish(key, 'not json at all')).toBe(0);
+    expect(await publish(key, { id: 'no-reply-to' })).toBe(0);
+    await watch.waitForLine(new RegExp(`ignored   ${key}: not a request the watch can pair: its body is not a JSON object \\(15 bytes\\)`));
+    await watch.waitForLine(new RegExp(`ignored   ${key}: not a request the watch can pair: its JSON body has no "reply_to"`));
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    expect(watch.lines.find((line) => line.startsWith(`summary ${key}:`))).toContain('0 requests, 0 replied, 0 unanswered, 2 not requests (no id or reply topic: not followed)');
   });
 
   it('says at start that the MQTT plugin publishes to another exchange than --exchange, told by where its subscribers are bound', async () => {

@@ -5,7 +5,7 @@ import type { TopicStats } from '../../core/watch/pairing';
 import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
-import { agreedVhost, managementApiFor, reachableAmqp, resolveUrls } from '../urls';
+import { agreedVhost, managementApiFor, optionalUrls, reachableAmqp } from '../urls';
 import { terminalSafe } from '../terminal';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { addTlsOptions, withCliTls } from '../tls';
@@ -35,6 +35,7 @@ const ms = (value: number | undefined): string => (value === undefined ? '-' : `
 function plainLine(line: WatchLine): string {
   const time = new Date().toISOString().slice(11, 23);
   if (line.type === 'dropped') return `${time}  dropped   ${line.reason}`;
+  if (line.type === 'not-request') return `${time}  ignored   ${line.topic}: not a request the watch can pair: ${line.reason}`;
   const who = 'worker' in line && line.worker !== undefined ? `  worker ${line.worker}` : '';
   if (line.type === 'duplicate') {
     const first = line.firstWorker !== undefined ? `; the first came from ${line.firstWorker}` : '';
@@ -51,7 +52,8 @@ function summaryLine(stats: TopicStats): string {
   const waiting = stats.waiting > 0 ? `, ${stats.waiting} waiting` : '';
   const unseen = stats.unseen > 0 ? `, ${stats.unseen} not seen (reply key bound after the request)` : '';
   const retried = stats.retried > 0 ? `, ${stats.retried} retried (the same id again before a reply: the newer one followed)` : '';
-  return `summary ${stats.topic}: ${stats.rate}/s over the last 10 s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting}${retried} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+  const notRequests = stats.notRequests > 0 ? `, ${stats.notRequests} not ${stats.notRequests === 1 ? 'a request' : 'requests'} (no id or reply topic: not followed)` : '';
+  return `summary ${stats.topic}: ${stats.rate}/s over the last ${stats.rateOverS} s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting}${retried}${notRequests} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
 }
 
 export function registerWatchCommand(program: Command): void {
@@ -76,14 +78,11 @@ export function registerWatchCommand(program: Command): void {
         // One vhost for everything: the tap (or the firehose's queue), tracing and the verdicts' questions all use the AMQP
         // URL's. A --vhost naming another would read as watching that one: refused before anything connects.
         const vhost = agreedVhost(options.amqp, options.vhost, 'the watch would listen in one and judge by the other');
+        // None found: a warning; one given that cannot be read: refused before anything connects, not "no management URL".
+        const managementUrl = optionalUrls('management', options.management)?.[0];
+        if (managementUrl === undefined) say('warning: no management URL: verdicts on unanswered requests will not say why (pass --management).');
         const amqp = await reachableAmqp(options.amqp);
         if (amqp.skipped) say(`warning: ${amqp.skipped}`);
-        let managementUrl: string | undefined;
-        try {
-          managementUrl = resolveUrls('management', options.management)[0];
-        } catch {
-          say('warning: no management URL: verdicts on unanswered requests will not say why (pass --management).');
-        }
         // The verdicts ask the management API: one question now (its own timeout, 5 s) says at once when it cannot answer
         // (a wrong port, the sandbox's AMQP URL given without its management URL, an exchange the vhost lacks), not only
         // later in each verdict's evidence. It does not hold the start up, and says nothing once the watch has stopped.
