@@ -6,11 +6,12 @@
  */
 import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import amqp, { type ChannelModel } from 'amqplib';
+import type { ChannelModel } from 'amqplib';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { TraceExport } from '../../src/shared/trace';
 import { uniqueName } from '../support/names';
+import { startThirdPartyWorker } from '../support/third-party-worker';
 import { startProcess, type Running } from '../support/processes';
 import { openInspectorOn, type OpenInspector } from '../support/inspector';
 
@@ -35,14 +36,7 @@ function start(command: string, args: string[]): Running {
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
   // Their worker: answers "ok-", never answers "none-", and answers "wrong-" on the reply topic as it is ("/" kept).
-  worker = await amqp.connect(broker.urls.amqp);
-  const channel = await worker.createChannel();
-  await channel.assertQueue(queue, { durable: false, autoDelete: true });
-  await channel.bindQueue(queue, 'amq.direct', queue);
-  await channel.consume(queue, (message) => {
-    if (!message) return;
-    channel.ack(message);
-    const request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
+  worker = await startThirdPartyWorker(broker.urls.amqp, queue, (request, channel) => {
     const body = Buffer.from(JSON.stringify({ id: request.id, result: 'done', worker: 'their-worker' }));
     if (request.id === ids.ok) channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), body);
     else if (request.id === ids.wrong) channel.publish('amq.direct', request.reply_to, body);

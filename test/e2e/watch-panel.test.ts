@@ -5,11 +5,12 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import amqp, { type ChannelModel } from 'amqplib';
+import type { ChannelModel } from 'amqplib';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ManagementApi } from '../../src/core/broker/management-api';
 import { uniqueName } from '../support/names';
+import { startThirdPartyWorker } from '../support/third-party-worker';
 import { startProcess, type Running } from '../support/processes';
 import { atIssueSizesAndSchemes, openInspectorOn, type OpenInspector } from '../support/inspector';
 
@@ -47,19 +48,7 @@ function numberAtLeast(selector: string, least: number): Promise<unknown> {
 beforeAll(async () => {
   await mkdir(shots, { recursive: true });
   // The third-party worker: "ok-" at once, "twice-" at once and again, "late-" after 1.5 s (the watch's timeout is 1 s), "none-" never.
-  worker = await amqp.connect(broker.urls.amqp);
-  const channel = await worker.createChannel();
-  await channel.assertQueue(queue, { durable: false, autoDelete: true });
-  await channel.bindQueue(queue, 'amq.direct', queue);
-  await channel.consume(queue, (message) => {
-    if (!message) return;
-    channel.ack(message);
-    let request: { id: string; reply_to: string };
-    try {
-      request = JSON.parse(message.content.toString()) as { id: string; reply_to: string };
-    } catch {
-      return; // a device's malformed request: no reply
-    }
+  worker = await startThirdPartyWorker(broker.urls.amqp, queue, (request, channel) => {
     const reply = (): boolean => channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'ok', worker: request.id.endsWith('7') ? 'node-w2' : 'node-w1' })));
     if (request.id.startsWith('ok-')) reply();
     // A request two servers took: the device gets two replies.

@@ -46,7 +46,7 @@ describe("verdicts of other teams' RPCs from the Trace firehose", () => {
     externals.observe(publish('reply.x', { id: 'unknown-1' }, ['mqtt-subscription-xqos1']), undefined);
     await externals.stop();
     expect(verdicts).toEqual([['ext-1', expect.objectContaining({ code: 'replied', hop: 'mqtt-deliver' })]]);
-    expect(verdicts[0]?.[1].message).toBe('The reply to "rpc_queue" id ext-1 was published by w9 on "reply.dev" 0 ms after the request, routed to "mqtt-subscription-devqos1".');
+    expect(verdicts[0]?.[1].message).toMatch(/^The reply to "rpc_queue" id ext-1 was published by w9 on "reply\.dev" \d+ ms after the request, routed to "mqtt-subscription-devqos1"\.$/);
   });
 
   it('judges one left unanswered once its time is up, without the broker\'s facts when there is no management URL', async () => {
