@@ -84,28 +84,6 @@ function isSandbox(kind: UrlKind, urls: string, sandbox: ReadonlyArray<SandboxIn
   });
 }
 
-/** The schemes of broker URLs: another is left to the protocol's own sentence ("must start with amqp://"). */
-const BROKER_SCHEME = /^(amqps?|mqtts?|tcp|ssl|wss?|https?):/i;
-
-/**
- * The sentence for a URL with nothing where its host belongs (`mqtt:/127.0.0.1:1883`, `amqp:host`, `amqp:///vh`): a
- * parser reads what follows the scheme as a path, and the client then connects to localhost's default port, which may
- * be another broker. Undefined for a URL that has a host (or that its protocol's parser refuses anyway).
- */
-function hostlessMessage(url: string): string | undefined {
-  const scheme = BROKER_SCHEME.exec(url)?.[1];
-  if (scheme === undefined) return undefined;
-  try {
-    if (new URL(url).hostname !== '') return undefined;
-  } catch {
-    return undefined;
-  }
-  const shown = redactUrl(url);
-  const afterScheme = shown.slice(scheme.length + 1);
-  if (afterScheme.startsWith('//')) return `"${shown}" has no host after "${scheme}://".`;
-  return `"${shown}" has no host after the scheme: write ${scheme}://${afterScheme.replace(/^\/+/, '')} (two slashes after "${scheme}:").`;
-}
-
 /**
  * A list given by flag or variable, each URL read now by its protocol's own parser: one that would be read otherwise
  * than typed, or has no host, is refused in one sentence before anything connects, whichever command it is given to
@@ -113,9 +91,8 @@ function hostlessMessage(url: string): string | undefined {
  */
 function checkedUrls(kind: UrlKind, given: string): string[] {
   const urls = splitUrls(given);
+  // Each parser refuses a URL read otherwise than typed, or with no host (src/shared/redact.ts, hostlessUrlMessage).
   for (const url of urls) {
-    const hostless = hostlessMessage(url);
-    if (hostless !== undefined) throw new BridgeError('bad-input', hostless);
     if (kind === 'amqp') amqpConnectOptions(url, 0);
     else if (kind === 'mqtt') validateMqttUrl(url);
     else parseManagementUrl(url);

@@ -126,6 +126,19 @@ export function redactDeep<T>(value: T): T {
   return value;
 }
 
+/**
+ * The sentence for a broker URL with nothing where its host belongs (`mqtt:/127.0.0.1:1883`, `amqp:host`, `amqp:///vh`):
+ * a parser reads what follows the scheme as a path, and the client would connect to localhost's default port, which may
+ * be another broker. `scheme` as the parser gives it (`mqtt:`).
+ */
+export function hostlessUrlMessage(url: string, scheme: string): string {
+  const shown = redactUrl(url);
+  const name = scheme.replace(/:$/, '');
+  const afterScheme = shown.slice(shown.toLowerCase().startsWith(scheme.toLowerCase()) ? scheme.length : 0);
+  if (afterScheme.startsWith('//')) return `"${shown}" has no host after "${name}://".`;
+  return `"${shown}" has no host after the scheme: write ${name}://${afterScheme.replace(/^\/+/, '')} (two slashes after "${name}:").`;
+}
+
 /** The one sentence for a broker URL that cannot be read as typed; the URL in it is redacted. */
 export function unreadableUrlMessage(url: string, what: string, example: string): string {
   // Without a scheme's `://` the mistake is there, not in the user-info (the example shows the form).

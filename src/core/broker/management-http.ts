@@ -1,7 +1,7 @@
 /** One HTTP call to RabbitMQ's management API, with credentials taken from the URL and clear errors. */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { decodeUriPart, parsedAsTyped, unreadableUrlMessage } from '../../shared/redact';
+import { decodeUriPart, parsedAsTyped, unreadableUrlMessage, hostlessUrlMessage } from '../../shared/redact';
 import { BridgeError } from '../errors';
 import { tlsFailure, tlsSocketOptions, type TlsFiles } from '../connection-details';
 
@@ -65,6 +65,9 @@ export function parseManagementUrl(url: string): { base: string; authorization: 
   } catch {
     throw unreadable();
   }
+  // No host (`mqtt:/host:1883`): the client would go to localhost's default port, perhaps another broker. Said before
+  // the user-info check, which such a URL fails too (its credentials read as a path).
+  if ((parsed.protocol === 'http:' || parsed.protocol === 'https:') && parsed.hostname === '') throw new BridgeError('bad-input', hostlessUrlMessage(url, parsed.protocol));
   // A raw / ? or # in the password makes the parser take part of it for the host, port or path.
   if (!parsedAsTyped(url, parsed)) throw unreadable();
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {

@@ -8,7 +8,7 @@ import { tlsFailure, tlsSocketOptions, type TlsFiles } from '../connection-detai
 import { withDeadline } from '../../shared/deadline';
 import { firstThatAnswers, type Answered } from './in-turn';
 import { readFramesWithoutCopies } from './amqp-frames';
-import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage } from '../../shared/redact';
+import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, unreadableUrlMessage, hostlessUrlMessage } from '../../shared/redact';
 
 export interface AmqpLinkOptions {
   url: string;
@@ -47,6 +47,9 @@ export function amqpConnectOptions(url: string, heartbeatSeconds: number): amqp.
   } catch {
     throw unreadable();
   }
+  // No host (`mqtt:/host:1883`): the client would go to localhost's default port, perhaps another broker. Said before
+  // the user-info check, which such a URL fails too (its credentials read as a path).
+  if ((parsed.protocol === 'amqp:' || parsed.protocol === 'amqps:') && parsed.hostname === '') throw new BridgeError('bad-input', hostlessUrlMessage(url, parsed.protocol));
   // A raw / ? or # in the password makes the parser take part of it for the host, port or vhost.
   if (!parsedAsTyped(url, parsed)) throw unreadable();
   if (parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') {

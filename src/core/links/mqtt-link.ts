@@ -6,7 +6,7 @@ import type { LinkStatus, QoS } from '../../shared/rpc';
 import { BridgeError } from '../errors';
 import { tlsFailure, type TlsFiles } from '../connection-details';
 import { firstThatAnswers, type Answered } from './in-turn';
-import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, typedCredentials, unreadableUrlMessage } from '../../shared/redact';
+import { decodeUriPart, parsedAsTyped, passwordForms, redactUrl, scrubSecrets, typedCredentials, unreadableUrlMessage, hostlessUrlMessage } from '../../shared/redact';
 
 export type MqttVersionChoice = 4 | 5 | 'auto';
 
@@ -61,6 +61,9 @@ export function validateMqttUrl(url: string): MqttTarget {
   } catch {
     throw unreadable();
   }
+  // No host (`mqtt:/host:1883`): the client would go to localhost's default port, perhaps another broker. Said before
+  // the user-info check, which such a URL fails too (its credentials read as a path).
+  if (['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(parsed.protocol) && parsed.hostname === '') throw new BridgeError('bad-input', hostlessUrlMessage(url, parsed.protocol));
   if (!['mqtt:', 'mqtts:', 'tcp:', 'ws:', 'wss:'].includes(parsed.protocol)) {
     throw new BridgeError('bad-input', `An MQTT URL must start with mqtt://, mqtts://, ws:// or wss://, not ${parsed.protocol}//.`);
   }
