@@ -180,7 +180,8 @@ export interface WatchTopicStats {
   waiting: number;
   /**
    * requests no longer followed because one with the same id came again before their reply or verdict (a device's retry,
-   * a QoS 1 redelivery): the newer one is followed. requests = replies + unanswered + unseen + waiting + retried
+   * a QoS 1 redelivery): the newer one is followed. requests = replies + unanswered + unseen + waiting + retried, unless
+   * the caps let some go (the watch's `dropped` lines say so)
    */
   retried: number;
   /** messages on the key that are no request the watch can pair (not JSON, no id, no reply topic): counted, not followed */

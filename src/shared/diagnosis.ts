@@ -342,7 +342,8 @@ export function diagnose(input: DiagnosisInput): Verdict {
   if (!facts) {
     const hop = acknowledged ? 'exchange' : 'mqtt-publish';
     if (input.factsIncomplete) {
-      return verdict('undetermined', hop, `No reply to "${requestTopic}" within ${waited}, and the broker could not tell why; not asked: ${input.factsIncomplete.join('; ').replace(/\.$/, '')}.`);
+      const path = input.firehose ? '' : ` Turn on the firehose (${firehoseSwitch}) to see the request's path.`;
+      return verdict('undetermined', hop, `No reply to "${requestTopic}" within ${waited}, and the broker could not tell why; not asked: ${input.factsIncomplete.join('; ').replace(/\.$/, '')}.${path}`);
     }
     return verdict(
       'undetermined',

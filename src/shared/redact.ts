@@ -63,8 +63,9 @@ export function redactUrl(url: string): string {
 
 /**
  * A URL typed without `://` after its scheme (`amqp//u:p@host`, `amqp:/u:p@host`): nothing says where its user-info
- * starts, but on every reading a password comes after a `:`. Everything from the first `:` to the last `@` is hidden;
- * the text before it, where the typo is, is shown (masking it all, `***@host`, hid the very mistake being reported).
+ * starts, but on every reading a password comes after a `:`. Everything from the first `:` to the last `@` is hidden,
+ * the text before it shown: `amqp//u:***@host` keeps the typo in sight (masking it all, `***@host`, hid the very mistake
+ * being reported); `amqp:/u:p@host` shows only `amqp:***@host`, as `/u` could as well be a password's start.
  */
 function redactMistyped(url: string): string {
   const at = url.lastIndexOf('@');

@@ -480,9 +480,24 @@ describe('facts the management API could not give (watch and call alike)', () =>
     const line = 'the consumers of queue "rpc_queue": the management API did not list the queues, and AMQP could not be asked';
     const verdict = diagnoseWithFacts(input(), blind(line));
     expect(verdict.code).toBe('undetermined');
-    expect(verdict.message).toBe(`No reply to "rpc/commands" within 800 ms, and the broker could not tell why; not asked: ${line}.`);
+    expect(verdict.message).toBe(`No reply to "rpc/commands" within 800 ms, and the broker could not tell why; not asked: ${line}. Turn on the firehose (call --trace) to see the request's path.`);
     expect(verdict.message).not.toContain('give management and AMQP URLs');
     expect(verdict.evidence).toContain(`not asked: ${line}`);
+  });
+
+  it('a known idle queue still decides no-consumer when another bound queue\'s counts are missing; lines that decide nothing stay out of the sentence', () => {
+    const facts: BrokerFacts = {
+      exchange: 'amq.topic',
+      requestQueues: [{ name: 'rpc_a', consumers: 0, ready: 3, live: true }],
+      closestKeys: [],
+      elsewhere: [],
+      unavailable: ['the consumers of queue "rpc_b": the management API does not list it', 'live queue counts over AMQP (could not connect); the management API counts are up to ~5 s old'],
+    };
+    expect(diagnoseWithFacts(input(), facts).code).toBe('no-consumer');
+    const unknown = diagnoseWithFacts(input(), { ...facts, requestQueues: [{ name: 'rpc_a', consumers: 1, ready: 0, live: true }] });
+    expect(unknown.code).toBe('undetermined');
+    expect(unknown.message).toContain('not asked: the consumers of queue "rpc_b"');
+    expect(unknown.message).not.toContain('live queue counts');
   });
 
   it('facts that were all asked still decide: an empty exchange is request-unroutable', () => {

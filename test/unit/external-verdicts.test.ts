@@ -1,17 +1,22 @@
 import { describe, expect, it } from 'vitest';
 import type { Verdict } from '../../src/shared/diagnosis';
+import type { TraceStep } from '../../src/shared/trace';
 import type { FirehoseEvent } from '../../src/core/trace/firehose';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { ExternalVerdicts } from '../../src/core/session/external-verdicts';
 
-const publish = (routingKey: string, body: unknown, routedQueues: string[]): FirehoseEvent => ({
+const publish = (routingKey: string, body: unknown, routedQueues: string[], properties?: Record<string, unknown>): FirehoseEvent => ({
   type: 'publish',
   name: 'amq.direct',
   routingKeys: [routingKey],
   routedQueues,
   redelivered: false,
-  body: Buffer.from(JSON.stringify(body)),
+  body: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)),
+  ...(properties ? { properties } : {}),
 });
+/** The step the trace made of a firehose publish it joined to `rpcId` (what the tracer hands over with the event). */
+const joined = (rpcId: string, leg: 'request' | 'reply'): TraceStep =>
+  ({ rpcId, seq: 0, at: 0, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [], routedQueues: [], leg } }) as TraceStep;
 
 function setUp(timeoutMs = 60_000) {
   const store = new TraceStore();
@@ -27,21 +32,20 @@ function setUp(timeoutMs = 60_000) {
       settled([rpcId, verdict]);
     },
   });
-  // Their RPC as the firehose joined it (a broker step only), and one the app sent (its client's composed step).
-  store.add({ rpcId: 'ext-1', at: 1, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } });
+  // Their RPCs as the firehose joined them (a broker step only), and one the app sent (its client's composed step).
+  for (const rpcId of ['ext-1', 'ext-5']) store.add({ rpcId, at: 1, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } });
   store.add({ rpcId: 'ours-1', at: 1, source: 'client', kind: 'composed', detail: { topic: 'rpc_queue', qos: 1, replyTopic: 'reply/me', replyStrategy: 'shared', bytes: 2 } });
+  externals.start();
   return { store, externals, verdicts, next };
 }
 
 describe("verdicts of other teams' RPCs from the Trace firehose", () => {
-  it('gives an RPC the app did not send its reply as a verdict, and leaves the app\'s own to its own diagnosis', async () => {
+  it("gives an RPC the app did not send its reply as a verdict, and leaves the app's own, and what the trace did not join, alone", async () => {
     const { externals, verdicts } = setUp();
-    externals.start();
-    externals.observe(publish('rpc_queue', { id: 'ext-1', reply_to: 'reply/dev' }, ['rpc_queue']), undefined);
-    externals.observe(publish('reply.dev', { id: 'ext-1', result: 1, worker: 'w9' }, ['mqtt-subscription-devqos1']), undefined);
-    externals.observe(publish('rpc_queue', { id: 'ours-1', reply_to: 'reply/me' }, ['rpc_queue']), { rpcId: 'ours-1' } as never);
-    externals.observe(publish('reply.me', { id: 'ours-1', result: 1 }, ['mqtt-subscription-meqos1']), { rpcId: 'ours-1' } as never);
-    // An RPC the trace does not hold (not joined) gets nothing either.
+    externals.observe(publish('rpc_queue', { id: 'ext-1', reply_to: 'reply/dev' }, ['rpc_queue']), joined('ext-1', 'request'));
+    externals.observe(publish('reply.dev', { id: 'ext-1', result: 1, worker: 'w9' }, ['mqtt-subscription-devqos1']), joined('ext-1', 'reply'));
+    externals.observe(publish('rpc_queue', { id: 'ours-1', reply_to: 'reply/me' }, ['rpc_queue']), joined('ours-1', 'request'));
+    externals.observe(publish('reply.me', { id: 'ours-1', result: 1 }, ['mqtt-subscription-meqos1']), joined('ours-1', 'reply'));
     externals.observe(publish('rpc_queue', { id: 'unknown-1', reply_to: 'reply/x' }, ['rpc_queue']), undefined);
     externals.observe(publish('reply.x', { id: 'unknown-1' }, ['mqtt-subscription-xqos1']), undefined);
     await externals.stop();
@@ -49,14 +53,35 @@ describe("verdicts of other teams' RPCs from the Trace firehose", () => {
     expect(verdicts[0]?.[1].message).toMatch(/^The reply to "rpc_queue" id ext-1 was published by w9 on "reply\.dev" \d+ ms after the request, routed to "mqtt-subscription-devqos1"\.$/);
   });
 
-  it('judges one left unanswered once its time is up, without the broker\'s facts when there is no management URL', async () => {
+  it("puts an MQTT 5 request's verdict on the trace's RPC (its body id), not on its correlation id", async () => {
+    const { externals, verdicts } = setUp();
+    const mqtt5 = { headers: { 'x-reply-to-topic': 'reply.d5' }, correlation_id: 'c-77' };
+    externals.observe(publish('rpc_queue', { id: 'ext-5' }, ['rpc_queue'], mqtt5), joined('ext-5', 'request'));
+    externals.observe(publish('reply.d5', 'done', ['mqtt-subscription-d5qos1'], { correlation_id: 'c-77' }), joined('ext-5', 'reply'));
+    await externals.stop();
+    expect(verdicts.map(([rpcId, verdict]) => [rpcId, verdict.code])).toEqual([['ext-5', 'replied']]);
+  });
+
+  it("judges one left unanswered once its time is up: without the broker's facts (no management URL) it says what it could not ask", async () => {
     const { externals, next } = setUp(50);
-    externals.start();
     const decided = next();
-    externals.observe(publish('rpc_queue', { id: 'ext-1', reply_to: 'reply/dev' }, ['rpc_queue']), undefined);
+    externals.observe(publish('rpc_queue', { id: 'ext-1', reply_to: 'reply/dev' }, ['rpc_queue']), joined('ext-1', 'request'));
     const [rpcId, verdict] = await decided;
     await externals.stop();
-    expect(rpcId).toBe('ext-1');
-    expect(verdict.code).not.toBe('replied');
+    expect([rpcId, verdict.code]).toEqual(['ext-1', 'undetermined']);
+  });
+
+  it('does not call a request unanswered when the firehose was not read for part of its wait (a broker restart)', async () => {
+    const { externals, next } = setUp(50);
+    const decided = next();
+    // The request came in the gap's last moments (seen as the link came back); the reply's window overlaps the gap.
+    const now = Date.now();
+    externals.reading(false, now - 1000);
+    externals.observe(publish('rpc_queue', { id: 'ext-1', reply_to: 'reply/dev' }, ['rpc_queue']), joined('ext-1', 'request'));
+    externals.reading(true, now + 20);
+    const [, verdict] = await decided;
+    await externals.stop();
+    expect(verdict.code).toBe('undetermined');
+    expect(verdict.message).toMatch(/but the firehose was not read from .* to .*: a reply in that gap was not seen\.$/);
   });
 });

@@ -535,6 +535,8 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
   let outcome: RpcOutcome | undefined;
   let failure: unknown;
   let witness: CallWitness | undefined;
+  /** true once the call returned or threw (see the link-lost lines) */
+  let callDone = false;
   let otel: ReturnType<typeof otelFor>;
   let spans: RpcSpans | undefined;
   /** true while --trace connects its tracer (AMQP, the management API): a failure then is theirs, not the MQTT URL's */
@@ -587,7 +589,7 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
       // Said when it happens, not only in the verdict at the timeout: a broker restart during a long call is not silent.
       let lostAt: number | undefined;
       client.link.on('status', (status) => {
-        if (outcome !== undefined || rpcId === undefined || interruptedBy !== undefined) return;
+        if (callDone || rpcId === undefined || interruptedBy !== undefined) return;
         if (status.state === 'reconnecting' && lostAt === undefined) {
           lostAt = Date.now();
           warn(`the MQTT connection was lost ${formatCount(Math.max(0, lostAt - store.summary(rpcId).startedAt))} ms into the call (${status.lastError}); reconnecting, and waiting for the reply until the timeout (${formatCount(options.timeout)} ms). A reply published while it is down is dropped with its subscription.`);
@@ -635,6 +637,8 @@ async function call(payloadText: string | undefined, options: CallOptions, clean
     } catch (err) {
       failure = err;
     }
+    // Replied or timed out: a link lost from now on (while the verdict is gathered) is no longer the call's to say.
+    callDone = true;
     // An interrupted one-shot command exits as a shell reports a signal (130, 143, 141 for a closed pipe).
     if (interruptedBy) return signalExitCode(interruptedBy);
 

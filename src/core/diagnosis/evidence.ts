@@ -159,6 +159,8 @@ export async function gatherBrokerFacts(options: FactsOptions): Promise<BrokerFa
     const checked = live?.get(name);
     const now = typeof checked === 'object' ? checked : undefined;
     const stats = listed.get(name);
+    // AMQP says it does not exist (404): the listed binding was stale (a queue deleted since), so it is not bound.
+    if (checked === 'missing') continue;
     // Neither AMQP nor the management API gave its counts: unknown, not 0 consumers (a wrong "no consumer").
     if (!now && !stats) {
       facts.unavailable.push(`the consumers of queue "${name}": ${queues ? 'the management API does not list it' : 'the management API did not list the queues'}${live ? '' : ', and AMQP could not be asked'}`);
@@ -282,7 +284,8 @@ export async function diagnoseRpc(options: RpcDiagnosisOptions): Promise<Verdict
  * Facts missing any of these decide nothing: without the bindings nothing reads as bound; without the exchange's type a
  * topic pattern would be matched as a direct key; without a bound queue's counts it would read as having no consumer.
  */
-const UNDECIDING = ['the bindings on', 'the type of', "the broker's facts", 'the consumers of'];
+const QUEUE_COUNTS = 'the consumers of';
+const UNDECIDING = ['the bindings on', 'the type of', "the broker's facts", QUEUE_COUNTS];
 
 /**
  * The verdict from the broker's facts, when they can decide one. Facts without the exchange's bindings, its type or a
@@ -294,9 +297,14 @@ export function diagnoseWithFacts(input: DiagnosisInput, facts: BrokerFacts | un
     delete input.facts;
     return diagnose(input);
   }
-  if (facts.unavailable.some((line) => UNDECIDING.some((prefix) => line.startsWith(prefix)))) {
+  const blocking = facts.unavailable.filter((line) => UNDECIDING.some((prefix) => line.startsWith(prefix)));
+  // Counts missing for some bound queue still leave a decision where the known facts make one: a known queue with no
+  // consumer, or a broker that never saw the client.
+  const countsOnly = blocking.every((line) => line.startsWith(QUEUE_COUNTS));
+  const decidedAnyway = countsOnly && (facts.clientSeen === false || facts.requestQueues.some((queue) => queue.consumers === 0));
+  if (blocking.length > 0 && !decidedAnyway) {
     delete input.facts;
-    input.factsIncomplete = facts.unavailable;
+    input.factsIncomplete = blocking;
     const verdict = diagnose(input);
     verdict.evidence.push(...facts.unavailable.map((line) => `not asked: ${line}`));
     return verdict;

@@ -1,21 +1,30 @@
 /**
  * Verdicts for the RPCs the app did not send (another team's devices and workers), from the Trace panel's firehose. Its
  * publishes go through a Watcher in fed mode, the pairing and verdicts of `watch --mode firehose`, and each RPC the trace
- * holds under its request's id with no step of the app's own client gets that verdict as its `rpc.diagnosed` step: in the
- * list, in the detail and in the export, as the app's own RPCs do. Before, such an RPC stayed "pending" for good.
+ * holds with no step of the app's own client gets that verdict as its `rpc.diagnosed` step: in the list, in the detail
+ * and in the export, as the app's own RPCs do. Before, such an RPC stayed "pending" for good.
  */
 import type { Verdict } from '../../shared/diagnosis';
 import type { TraceStep } from '../../shared/trace';
+import { BoundedMap } from '../bounded-map';
 import type { FirehoseEvent } from '../trace/firehose';
 import type { TraceStore } from '../trace/trace-store';
 import { observedFromFirehose } from '../watch/firehose-source';
-import { Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
+import { asRequest } from '../watch/pairing';
+import { repliedVerdict, Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
 
 /** How long an external request waits for its reply before it gets a verdict: the Watch panel's default timeout. */
 export const EXTERNAL_TIMEOUT_MS = 5000;
+/**
+ * How long after that a reply still counts as a late one (and revises the verdict): the device's own timeout is not
+ * known here, so a generous one; the firehose shows the reply in the trace anyway.
+ */
+const EXTERNAL_LATE_WINDOW_MS = 60_000;
+/** Gaps in the firehose remembered (a broker restart, a lost link), to tell which verdicts they may have blinded. */
+const KEPT_GAPS = 16;
 
 /** What the firehose and the verdicts' broker facts need: the connection's URLs, vhost, exchange and TLS files. */
-export type ExternalWatchOptions = Omit<WatcherOptions, 'mode' | 'requestKeys' | 'timeoutMs' | 'spans'>;
+export type ExternalWatchOptions = Omit<WatcherOptions, 'mode' | 'requestKeys' | 'timeoutMs' | 'lateWindowMs' | 'spans'>;
 
 export interface ExternalVerdictsOptions {
   watch: ExternalWatchOptions;
@@ -27,11 +36,17 @@ export interface ExternalVerdictsOptions {
 export class ExternalVerdicts {
   private readonly watcher: Watcher;
   private readonly timeoutMs: number;
+  /** the pairing's id of a request (its correlation id, for MQTT 5 and AMQP) -> the trace's id for it (its body's id) */
+  private readonly rpcIds: BoundedMap<string, string>;
+  /** when the firehose was not reading (the tracer reconnecting), oldest first */
+  private readonly gaps: Array<{ from: number; until?: number }> = [];
+  private stopped = false;
 
   constructor(private readonly options: ExternalVerdictsOptions) {
     this.timeoutMs = options.timeoutMs ?? EXTERNAL_TIMEOUT_MS;
     // Every publish on the exchange that reads as a request starts one (a direct exchange's keys are not patterns here).
-    this.watcher = new Watcher({ ...options.watch, mode: 'fed', requestKeys: ['#'], timeoutMs: this.timeoutMs });
+    this.watcher = new Watcher({ ...options.watch, mode: 'fed', requestKeys: ['#'], timeoutMs: this.timeoutMs, lateWindowMs: EXTERNAL_LATE_WINDOW_MS });
+    this.rpcIds = new BoundedMap(10_000);
     this.watcher.on('line', (line) => this.settle(line));
   }
 
@@ -39,15 +54,34 @@ export class ExternalVerdicts {
     void this.watcher.start();
   }
 
-  /** A firehose event and the step the trace made of it: publishes of RPCs the app sent are the app's to judge. */
+  /**
+   * A firehose event and the step the trace made of it. Only events the trace joined to an RPC of another's are fed: the
+   * app's own RPCs are its own diagnosis's to judge, and a publish the trace could not join (telemetry, any other
+   * traffic on the exchange) would get no verdict anyway, so its body is not read again.
+   */
   observe(event: FirehoseEvent, step: TraceStep | undefined): void {
-    if (step !== undefined && this.ours(step.rpcId)) return;
+    if (this.stopped || step === undefined || this.ours(step.rpcId)) return;
     const message = observedFromFirehose(event, this.options.watch.exchange, Date.now());
-    if (message) this.watcher.feed(message);
+    if (!message) return;
+    const request = step.kind === 'broker.published' && step.detail.leg === 'request' ? asRequest(message) : undefined;
+    if (request && request.id !== step.rpcId) this.rpcIds.set(request.id, step.rpcId);
+    this.watcher.feed(message);
   }
 
-  /** Stops the pairing's timer and waits for verdicts being worked out (each asks the broker within a bound). */
+  /** The tracer reads the firehose (true) or not (false: reconnecting): a request waiting across a gap is not judged by it. */
+  reading(reading: boolean, at = Date.now()): void {
+    const last = this.gaps.at(-1);
+    if (!reading && (last === undefined || last.until !== undefined)) {
+      this.gaps.push({ from: at });
+      if (this.gaps.length > KEPT_GAPS) this.gaps.shift();
+    } else if (reading && last !== undefined && last.until === undefined) {
+      last.until = at;
+    }
+  }
+
+  /** Stops the pairing's timer; a verdict still being worked out is dropped (the tracer it came from is gone). */
   stop(): Promise<void> {
+    this.stopped = true;
     return this.watcher.stop();
   }
 
@@ -57,20 +91,27 @@ export class ExternalVerdicts {
   }
 
   private settle(line: WatchLine): void {
-    if (line.type !== 'pair' && line.type !== 'verdict') return;
-    // Only an RPC the trace holds (the firehose joined its request by the id in its body) and the app did not send.
-    if (this.options.store.keysOf(line.id) === undefined || this.ours(line.id)) return;
-    if (line.type === 'verdict') {
-      this.options.addVerdict(line.id, line.verdict);
+    if (this.stopped || (line.type !== 'pair' && line.type !== 'verdict')) return;
+    const rpcId = this.rpcIds.get(line.id) ?? line.id;
+    // Only an RPC the trace still holds (not cleared, not evicted) and the app did not send.
+    if (this.options.store.keysOf(rpcId) === undefined || this.ours(rpcId)) return;
+    if (line.type === 'pair') {
+      this.options.addVerdict(rpcId, repliedVerdict(line, 'firehose'));
       return;
     }
-    const routed = line.replyRoutedQueues?.length ? `, routed to ${line.replyRoutedQueues.map((queue) => `"${queue}"`).join(', ')}` : '';
-    const who = line.worker !== undefined ? ` by ${line.worker}` : '';
-    this.options.addVerdict(line.id, {
-      code: 'replied',
-      hop: 'mqtt-deliver',
-      message: `The reply to "${line.topic}" id ${line.id} was published${who} on "${line.replyKey}" ${line.rttMs} ms after the request${routed}.`,
-      evidence: [`firehose: request "${line.id}" (${line.pattern}) on "${line.topic}", its reply on "${line.replyKey}" ${line.rttMs} ms later${routed}`],
-    });
+    // No reply seen while the firehose was down for part of its wait: not "server slow", not known.
+    const until = line.sentAt + this.timeoutMs;
+    const gap = line.rttMs === undefined && line.wrongReply === undefined ? this.gaps.find((one) => one.from < until && (one.until === undefined || one.until > line.sentAt)) : undefined;
+    if (gap) {
+      const when = `from ${new Date(gap.from).toISOString()}${gap.until !== undefined ? ` to ${new Date(gap.until).toISOString()}` : ''}`;
+      this.options.addVerdict(rpcId, {
+        code: 'undetermined',
+        hop: line.verdict.hop,
+        message: `No reply to "${line.topic}" id ${line.id} was seen within ${this.timeoutMs} ms, but the firehose was not read ${when} (the broker or the link restarted): a reply in that gap was not seen.`,
+        evidence: [`firehose: not read ${when}`, ...line.verdict.evidence],
+      });
+      return;
+    }
+    this.options.addVerdict(rpcId, line.verdict);
   }
 }

@@ -8,7 +8,7 @@ import type { TraceStepDraft } from '../../shared/trace';
 import type { Verdict } from '../../shared/diagnosis';
 import { BridgeError, toErrorShape } from '../errors';
 import { brokerTargets } from '../connection-details';
-import { Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
+import { repliedVerdict, Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
 import type { FirehoseStatus } from '../trace/firehose';
 import type { Connection } from './connection';
 
@@ -306,14 +306,11 @@ export class WatchController {
         detail: { exchange: rpc.pattern === 'amqp' ? '' : exchange, routingKeys: [rpc.wrongReply.routingKey], routedQueues: rpc.wrongReply.dropped ? [] : notKnown, leg: 'reply' },
       });
     }
-    const verdict: Verdict = rpc.verdict
-      ? { ...rpc.verdict, evidence: [...rpc.verdict.evidence, WATCH_SEES] }
-      : {
-          code: 'replied',
-          hop: 'mqtt-deliver',
-          message: `The watch saw the reply to "${rpc.topic}" id ${rpc.id} published on "${rpc.replyKey}" ${rpc.rttMs ?? 0} ms after the request${rpc.worker !== undefined ? `, from ${rpc.worker}` : ''}.`,
-          evidence: [`watch: request "${rpc.id}" (${rpc.pattern}) on "${rpc.topic}", reply on "${rpc.replyKey}"`, WATCH_SEES],
-        };
+    const replied = (): Verdict => {
+      const seen = repliedVerdict({ ...rpc, rttMs: rpc.rttMs ?? 0 }, 'watch');
+      return { ...seen, evidence: [...seen.evidence, WATCH_SEES] };
+    };
+    const verdict: Verdict = rpc.verdict ? { ...rpc.verdict, evidence: [...rpc.verdict.evidence, WATCH_SEES] } : replied();
     this.options.addStep({ rpcId, at: rpc.rttMs !== undefined ? rpc.sentAt + rpc.rttMs : (rpc.decidedAt ?? rpc.sentAt), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });
     return { rpcId };
   }

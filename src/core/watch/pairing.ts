@@ -178,6 +178,9 @@ export function asRequest(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | un
 
 /** Why a message on a request key is no request the watch can pair (see requestOf): one short clause. */
 export function whyNotRequest(message: ObservedMessage): string {
+  // Half of another pattern: said as such, not as "no reply topic".
+  if (text(message.headers?.['x-reply-to-topic']) !== undefined) return 'it has an MQTT 5 Response Topic but no Correlation Data (nor a JSON "id" in its body)';
+  if (message.replyTo) return 'its AMQP reply_to comes without a correlation_id (nor a JSON "id" and "reply_to" in its body)';
   const body = jsonObject(message.body);
   if (body === undefined) return `its body is not a JSON object (${message.body.length} bytes) and it has no MQTT 5 Response Topic or AMQP reply_to`;
   const hasId = typeof body.id === 'string' || typeof body.id === 'number';
@@ -264,9 +267,9 @@ export class RpcPairing {
     return [...this.keyUse.keys(), ...this.lingering.keys()];
   }
 
-  /** `mayBeRequest` false: the message is on no watched request key (a firehose sees them all), so only a reply or nothing. */
   /**
-   * `mayBeRequest`: the message may start an RPC (a watched request key, or any under "#"); `named`: its key was named
+   * `mayBeRequest`: the message may start an RPC (a watched request key, or any under "#"; false: a reply or nothing, as
+   * a firehose sees every key); `named`: its key was named
    * to be watched, so a message there that is neither a request nor a reply is counted and said (`not-request`).
    */
   observe(message: ObservedMessage, mayBeRequest = true, named = false): WatchEvent[] {

@@ -61,6 +61,21 @@ export interface WatcherEvents {
   tapStatus: [TapStatus];
 }
 
+/**
+ * The verdict of a request whose reply a watcher saw published (a pair): who answered, on which key, how long after the
+ * request, and where the broker routed it when the observer knows (the firehose). `by`: whose eyes ('watch', 'firehose').
+ */
+export function repliedVerdict(pair: RpcRef & { rttMs: number; worker?: string; replyRoutedQueues?: string[] }, by: 'watch' | 'firehose'): Verdict {
+  const routed = pair.replyRoutedQueues?.length ? `, routed to ${pair.replyRoutedQueues.map((queue) => `"${queue}"`).join(', ')}` : '';
+  const who = pair.worker !== undefined ? ` by ${pair.worker}` : '';
+  return {
+    code: 'replied',
+    hop: 'mqtt-deliver',
+    message: `The reply to "${pair.topic}" id ${pair.id} was published${who} on "${pair.replyKey}" ${pair.rttMs} ms after the request${routed}.`,
+    evidence: [`${by}: request "${pair.id}" (${pair.pattern}) on "${pair.topic}", its reply on "${pair.replyKey}" ${pair.rttMs} ms later${routed}`],
+  };
+}
+
 export class Watcher extends EventEmitter<WatcherEvents> {
   readonly pairing: RpcPairing;
   /** the tap, in tap mode */
