@@ -11,7 +11,7 @@ import type { AmqpLink } from '../links/amqp-link';
 import type { RpcClient } from '../rpc/client';
 import type { AbandonedTracing } from '../trace/firehose';
 import { redactProfile } from '../profiles';
-import { tlsFiles, type TlsFiles } from '../connection-details';
+import { brokerTargets, tlsFiles, type TlsFiles } from '../connection-details';
 import { rawPayloadBytes, type PayloadFormat } from '../../shared/payload-format';
 
 /** How a connection's collaborators are made; the session passes the real ones, tests pass fakes. */
@@ -34,6 +34,19 @@ export interface Connection {
   model: ChannelModel | undefined;
   /** tracing a dead BridgeScope process left on this vhost: switched off when this connection closes */
   abandonedTracing?: AbandonedTracing;
+}
+
+/**
+ * Where a connection's links are now (a failover list's current node, the management URL that answered last), else the
+ * first of its lists, each with the profile's user name and password applied: what the watch, the Trace's verdicts of
+ * other teams' RPCs and a call's diagnosis connect to and ask.
+ */
+export function reachedUrls(connection: Pick<Connection, 'profile' | 'api' | 'inspector'>): { amqpUrl: string | undefined; managementUrl: string | undefined } {
+  const targets = brokerTargets(connection.profile);
+  return {
+    amqpUrl: (connection.inspector as AmqpLink | undefined)?.currentUrl || targets.amqp[0],
+    managementUrl: (connection.api as ManagementApi | undefined)?.url ?? targets.management[0],
+  };
 }
 
 export interface ConnectionControllerOptions {

@@ -7,10 +7,8 @@ import type { TraceStep } from '../../shared/trace';
 import { BridgeError, toErrorShape } from '../errors';
 import { CallWitness, diagnoseRpc, diagnosisBroker, type RpcDiagnosisOptions } from '../diagnosis/evidence';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
-import type { Connection } from './connection';
+import { reachedUrls, type Connection } from './connection';
 import { brokerTargets } from '../connection-details';
-import type { AmqpLink } from '../links/amqp-link';
-import type { ManagementApi } from '../broker/management-api';
 import type { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import type { OtelExport } from '../otel/export';
@@ -66,13 +64,13 @@ export function failedRpcError(err: unknown, rpcId: string, verdict: Verdict): B
  */
 function whereToAsk(connection: Connection): Parameters<typeof diagnosisBroker>[0] {
   const targets = brokerTargets(connection.profile);
+  const reached = reachedUrls(connection);
   return {
     vhost: connection.profile.vhost,
     exchange: connection.profile.exchange,
-    // the management URL that answered last (the list fails over), else the first
-    managementUrl: (connection.api as ManagementApi | undefined)?.url ?? targets.management[0] ?? connection.profile.managementUrl,
-    // the node each link is on now (failover may have moved it), else the first of the list
-    amqpUrl: (connection.inspector as AmqpLink | undefined)?.currentUrl ?? targets.amqp[0] ?? connection.profile.amqpUrl,
+    managementUrl: reached.managementUrl ?? connection.profile.managementUrl,
+    amqpUrl: reached.amqpUrl ?? connection.profile.amqpUrl,
+    // the node the MQTT link is on now (failover may have moved it), else the first of the list
     mqttUrl: (connection.client.link as MqttLink | undefined)?.currentUrl ?? targets.mqtt[0] ?? connection.profile.mqttUrl,
   };
 }

@@ -4,10 +4,9 @@ import type { TraceExport, TraceStep } from '../../shared/trace';
 import type { Verdict } from '../../shared/diagnosis';
 import { BridgeError, toErrorShape } from '../errors';
 import type { FirehoseEvent, FirehoseStatus, FirehoseTracer, TracingRelease } from '../trace/firehose';
-import { brokerTargets } from '../connection-details';
 import { ExternalVerdicts } from './external-verdicts';
 import { TraceStore, type TraceStoreOptions } from '../trace/trace-store';
-import type { Connection } from './connection';
+import { reachedUrls, type Connection } from './connection';
 
 export interface TracingControllerOptions {
   trace?: TraceStoreOptions;
@@ -127,7 +126,7 @@ export class TracingController {
   private async stopTracer(): Promise<TracingRelease | undefined> {
     const tracer = this.tracer;
     this.tracer = undefined;
-    // Its timer stops now; a verdict being worked out (a bounded ask of the broker) still lands, nobody waits for it.
+    // Its timer stops now; a verdict still being worked out (a bounded ask of the broker) is dropped, nobody waits for it.
     void this.externals?.stop();
     this.externals = undefined;
     this.detachTracer?.();
@@ -137,10 +136,8 @@ export class TracingController {
 
   /** Starts a tracer on `connection` and follows its status: it reconnects and resumes by itself after a broker restart. */
   private async startTracer(connection: Connection): Promise<TracerView> {
-    const { profile, tls, inspector } = connection;
-    const targets = brokerTargets(profile);
-    const amqpUrl = inspector.currentUrl || targets.amqp[0];
-    const managementUrl = targets.management[0];
+    const { profile, tls } = connection;
+    const { amqpUrl, managementUrl } = reachedUrls(connection);
     const externals = amqpUrl
       ? new ExternalVerdicts({
           watch: { amqpUrl, ...(managementUrl ? { managementUrl } : {}), ...(tls ? { tls } : {}), vhost: profile.vhost, exchange: profile.exchange },

@@ -7,10 +7,9 @@ import { WATCH_BATCH_VERDICTS } from '../../shared/contract';
 import type { TraceStepDraft } from '../../shared/trace';
 import type { Verdict } from '../../shared/diagnosis';
 import { BridgeError, toErrorShape } from '../errors';
-import { brokerTargets } from '../connection-details';
 import { repliedVerdict, Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
 import type { FirehoseStatus } from '../trace/firehose';
-import type { Connection } from './connection';
+import { reachedUrls, type Connection } from './connection';
 
 /** What the controller needs of a watcher (the real one, or a test's). */
 export type WatcherLike = Pick<Watcher, 'on' | 'start' | 'stop' | 'stats' | 'releases'>;
@@ -88,11 +87,10 @@ export class WatchController {
     if (this.watcher || this.current.state === 'starting' || this.current.state === 'stopping') {
       throw new BridgeError('bad-input', 'A watch is already running: stop it before starting another.');
     }
-    const { profile, tls, inspector } = this.options.connection();
-    const targets = brokerTargets(profile);
+    const connection = this.options.connection();
+    const { profile, tls } = connection;
     // The node the app's own AMQP link is on (a failover list's current one), with the profile's TLS files.
-    const amqpUrl = inspector.currentUrl || targets.amqp[0];
-    const managementUrl = targets.management[0];
+    const { amqpUrl, managementUrl } = reachedUrls(connection);
     if (!amqpUrl) throw new BridgeError('bad-input', 'The connection has no AMQP URL to watch through.');
     if (settings.mode === 'firehose' && !managementUrl) {
       throw new BridgeError('bad-input', 'The firehose mode needs the profile\'s management URL (it switches tracing on through the management API).');
