@@ -55,6 +55,7 @@ export const RULE_SOURCES = {
   responseTopicHeader: 'deps/rabbitmq_mqtt/src/mc_mqtt.erl (x-reply-to-topic, x-correlation-id) at v3.13.0 (commit 8c0b0e9338)',
   correlationData: 'deps/rabbitmq_mqtt/src/mc_mqtt.erl (mc_util:is_valid_shortstr) at v3.13.0',
   unroutedPuback: 'deps/rabbitmq_mqtt/src/rabbit_mqtt_processor.erl, process_routing_confirm at v3.13.0 (commit d7882b00dc)',
+  transientAtQos0: 'deps/rabbitmq_mqtt/src/mc_mqtt.erl convert_from (QoS from the durable flag) at v3.13.0; measured on 3.10.8, 4.0.5 and 4.3.6 (reply-qos.test.ts)',
   maxPacket: 'release-notes/4.1.0.md "MQTT": 256 MiB -> 16 MiB (commit bddc54613f); the setting came with MQTT 5 in 3.13.0 (commit f1f8167ec4)',
   anonymousLogin: 'release-notes/4.0.1.md "MQTT": mqtt.default_user/default_pass replaced by anonymous_login_user/anonymous_login_pass',
   directReplyTo: 'release-notes/4.2.0.md "Direct Reply-To for AMQP 1.0" (AMQP 0-9-1 and 1.0 only)',
@@ -110,6 +111,11 @@ export const VERSION_RULES = [
     key: 'unroutedPubackReason', since: [3, 13], unknown: false, source: RULE_SOURCES.unroutedPuback,
     rule: 'An unrouted QoS 1 publish of an MQTT 5 client is answered PUBACK "No matching subscribers" (0x10).',
     doc: [{ row: 'Unrouted QoS 1 publish of an MQTT 5 client: PUBACK reason 0x10 "No matching subscribers"' }],
+  },
+  {
+    key: 'transientAtQos0', since: [3, 13], unknown: true, source: RULE_SOURCES.transientAtQos0,
+    rule: 'A message published non-persistent (delivery_mode 1 or unset) reaches an MQTT subscriber at QoS 0, whatever QoS it subscribed at: replies should be persistent.',
+    doc: [{ row: 'A non-persistent AMQP message reaches a QoS 1 MQTT subscription at QoS 0' }],
   },
   {
     key: 'defaultUserSettings', until: [4, 0], unknown: false, source: RULE_SOURCES.anonymousLogin,

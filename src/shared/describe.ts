@@ -1,13 +1,15 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
 import { REASON } from './rabbitmq-mqtt';
 import type { BrokerParty, TraceStep } from './trace';
+import { mqttDelivery, publishedQos } from './broker-qos';
 
 /** " at node", shown only when the broker named the node (in a cluster, it says which node saw the event) */
 const at = (node: string | undefined): string => (node === undefined ? '' : ` at ${node}`);
 
 /** A connection as the firehose names it, with its user: who published or consumed a message. */
 export function party(who: BrokerParty): string {
-  return `${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"${who.channel !== undefined ? ` (channel ${who.channel})` : ''}`;
+  const client = who.mqttClientId !== undefined ? `MQTT client "${who.mqttClientId}", ` : '';
+  return `${client}${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"${who.channel !== undefined ? ` (channel ${who.channel})` : ''}`;
 }
 
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
@@ -29,13 +31,24 @@ export function describeStep(step: TraceStep): string {
     }
     case 'broker.published': {
       const dropped = step.detail.routedQueues.length === 0 ? ' -- DROPPED as unroutable' : '';
-      const by = step.detail.publisher ? `; published by ${party(step.detail.publisher)}` : '';
+      const qos = publishedQos(step.detail);
+      const by = step.detail.publisher ? `; published${qos !== undefined ? ` at QoS ${qos}` : ''} by ${party(step.detail.publisher)}` : '';
       const prediction =
         step.detail.matchesPrediction === false ? ` (predicted "${step.detail.predictedRoutingKey}")` : step.detail.matchesPrediction ? ' (as predicted)' : '';
       return `broker${at(step.detail.node)}: ${step.detail.leg} on ${step.detail.exchange} with key "${list(step.detail.routingKeys)}"${prediction} routed to ${list(step.detail.routedQueues)}${dropped}${by}`;
     }
-    case 'broker.delivered':
-      return `broker${at(step.detail.node)}: ${step.detail.leg} delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}${step.detail.consumer ? ` to ${party(step.detail.consumer)}` : ''}`;
+    case 'broker.delivered': {
+      // To an MQTT client's subscription: the QoS it gets, which on RabbitMQ 3.13+ drops to 0 for a non-persistent message.
+      const delivery = mqttDelivery(step.detail);
+      const qos =
+        delivery?.deliveredQos === undefined
+          ? ''
+          : delivery.transient
+            ? ` at QoS 0 (subscribed at QoS 1; published non-persistent)`
+            : ` at QoS ${delivery.deliveredQos}`;
+      const to = step.detail.consumer ? ` to ${party(delivery && step.detail.consumer.mqttClientId === undefined ? { ...step.detail.consumer, mqttClientId: delivery.clientId } : step.detail.consumer)}` : '';
+      return `broker${at(step.detail.node)}: ${step.detail.leg} delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}${to}${qos}`;
+    }
     case 'worker.received':
       return `${step.detail.worker} took it from ${step.detail.queue} (consumer ${step.detail.consumerTag})${step.detail.redelivered ? ', redelivered' : ''}`;
     case 'handler.finished':

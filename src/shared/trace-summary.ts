@@ -1,5 +1,6 @@
 /** What one RPC's steps add up to: pure, so the terminal and the inspector read the same verdicts. */
 import type { RpcTraceSummary, TraceStep } from './trace';
+import { mqttDelivery, transientReplySentence } from './broker-qos';
 
 export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const summary: RpcTraceSummary = {
@@ -13,6 +14,12 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   };
   let replyReturned = false;
   let replyNacked = false;
+  /** the warning of a reply the broker delivered at QoS 0 below its QoS 1 subscription (the broker's record, by its version) */
+  let transientReply: string | undefined;
+  let receivedQos: number | undefined;
+  /** the connection that published the request, and the MQTT client whose subscription got a reply, with its connection */
+  let requestConnection: string | undefined;
+  let replyOwner: { clientId: string; connection: string | undefined } | undefined;
   for (const step of steps) {
     switch (step.kind) {
       case 'composed':
@@ -29,16 +36,22 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
           summary.requestRoutedQueues = step.detail.routedQueues;
           // An RPC not sent here has no composed step: the reply topic its request named is the broker's word for it.
           summary.replyTopic ??= step.detail.replyTopic;
+          summary.device ??= step.detail.publisher?.mqttClientId;
+          requestConnection ??= step.detail.publisher?.connection;
         } else if (!summary.replyRoutedQueues?.length) {
           // With more than one reply (a forged one, a second one), the reply that was routed is the one to show.
           summary.brokerReplyKeys = step.detail.routingKeys;
           summary.replyRoutedQueues = step.detail.routedQueues;
         }
         break;
-      case 'broker.delivered':
+      case 'broker.delivered': {
         summary.brokerSeen = true;
         if (step.detail.redelivered) summary.redelivered = true;
+        const delivery = step.detail.leg === 'reply' ? mqttDelivery(step.detail) : undefined;
+        if (delivery?.transient) transientReply ??= transientReplySentence(delivery.clientId, step.detail.wire);
+        if (delivery) replyOwner ??= { clientId: delivery.clientId, connection: step.detail.consumer?.connection };
         break;
+      }
       case 'worker.received':
         summary.worker = step.detail.worker;
         if (step.detail.redelivered) summary.redelivered = true;
@@ -56,6 +69,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         summary.warnings.push(`The server rejected the request: ${step.detail.reason}`);
         break;
       case 'mqtt.reply.received':
+        receivedQos = step.detail.qos;
         summary.state = 'replied';
         summary.arrivedOn = step.detail.topic;
         summary.topicMismatch = step.detail.topicMismatch;
@@ -99,6 +113,14 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
     summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);
   }
+  // A device the management API had not listed yet is still named by the subscription its reply reached, when that
+  // subscription's connection is the one that published the request.
+  if (summary.device === undefined && replyOwner !== undefined && requestConnection !== undefined && replyOwner.connection === requestConnection) {
+    summary.device = replyOwner.clientId;
+  }
+  // Predicted from the broker's record and its version; the client's own packet (an RPC sent here) says for certain, and
+  // the call's outcome warns of it then.
+  if (transientReply !== undefined && receivedQos === undefined) summary.warnings.push(transientReply);
   if (summary.redelivered) {
     summary.warnings.push(
       replyNacked

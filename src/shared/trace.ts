@@ -86,6 +86,11 @@ export interface TraceStepDetails {
     node?: string;
     /** who it was delivered to: the consuming connection, channel and user, as the firehose names them */
     consumer?: BrokerParty;
+    /**
+     * set on a delivery to an MQTT client's QoS 1 subscription queue when the broker's version was known: true when that
+     * version delivers a non-persistent message at QoS 0 (RabbitMQ 3.13+; see `mqttDelivery` in broker-qos.ts)
+     */
+    transientAtQos0?: boolean;
     /** the message as delivered: properties, headers and the start of the body */
     wire?: TraceMessage;
   };
@@ -114,6 +119,8 @@ export interface BrokerParty {
   connection: string;
   channel?: number;
   user?: string;
+  /** the MQTT client id of that connection, when it is an MQTT client's (from the management API's connections, or its subscription queue) */
+  mqttClientId?: string;
 }
 
 export type TraceStepKind = keyof TraceStepDetails;
@@ -186,6 +193,8 @@ export interface RpcTraceSummary {
   replyRoutedQueues?: string[];
   arrivedOn?: string;
   topicMismatch: boolean;
+  /** the MQTT client id of the device that sent the request, as the broker's record names it (an RPC not sent here) */
+  device?: string;
   /** whether any broker (firehose) step was seen; false means client and server steps only */
   brokerSeen: boolean;
   warnings: string[];

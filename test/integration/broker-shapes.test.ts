@@ -14,6 +14,7 @@ import { amqpConsumerCounter } from '../../src/core/broker/checks';
 import { atLeast, parseBrokerVersion } from '../../src/shared/broker-versions';
 import { subscriptionQueueName } from '../../src/shared/rabbitmq-mqtt';
 import { uniqueName } from '../support/names';
+import { until } from '../support/until';
 
 const broker = inject('broker');
 const version = parseBrokerVersion(broker.version ?? '');
@@ -34,18 +35,6 @@ afterAll(async () => {
   for (const client of clients) await client.endAsync().catch(() => undefined);
   await connection.close().catch(() => undefined);
 });
-
-/** Asks until `read` returns a value (the management API lists consumers and connections at its stats interval). */
-async function until<T>(what: string, read: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await read().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`The management API never showed ${what} in ${timeoutMs} ms.`);
-    // No fixed pause: the next request goes as soon as this one is answered (the project's way of waiting on the API).
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 interface QueueShape {
   name: string;

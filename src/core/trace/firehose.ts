@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import amqp, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { defaultEnvelopeFields, type EnvelopeFields } from '../../shared/rpc';
-import { isSubscriptionQueue } from '../../shared/rabbitmq-mqtt';
+import { isSubscriptionQueue, subscriptionQueueOwner } from '../../shared/rabbitmq-mqtt';
 import type { ErrorCode } from '../../shared/errors';
 import type { BrokerParty, TraceStep, TraceStepDetails } from '../../shared/trace';
 import { toErrorShape } from '../errors';
@@ -21,6 +21,7 @@ import { traceNames } from './intern';
 import type { RpcKeys, TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
 import { TracingOwnership } from './ownership';
+import { MqttClients } from './mqtt-clients';
 
 export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 
@@ -93,8 +94,16 @@ export function readFirehoseFrames(connection: unknown): boolean {
   });
 }
 
-/** Turns a firehose event into a trace step, if it belongs to an RPC the store knows (or carries an id). */
-export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: EnvelopeFields = defaultEnvelopeFields): PendingDraft | undefined {
+/** A connection as the step names it: with its MQTT client id when `clients` knows it. */
+function named(party: BrokerParty, clients: MqttClients | undefined, clientId = clients?.clientIdOf(party.connection)): BrokerParty {
+  return clientId === undefined ? party : { ...party, mqttClientId: clientId };
+}
+
+/**
+ * Turns a firehose event into a trace step, if it belongs to an RPC the store knows (or carries an id). `clients` names
+ * the MQTT clients behind the connections (and knows the broker's rule for a transient message's QoS).
+ */
+export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: EnvelopeFields = defaultEnvelopeFields, clients?: MqttClients): PendingDraft | undefined {
   // Only the id and the reply topic are read: the rest of the body (a 1 MiB payload) is skipped, never parsed.
   const record = readTopLevelFields(event.body, [fields.id, fields.replyTo]);
   const rawId = record?.get(fields.id);
@@ -122,7 +131,11 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   if (event.type === 'deliver') {
     const delivered: TraceStepDetails['broker.delivered'] = { queue: event.name, routingKeys: event.routingKeys, redelivered: event.redelivered, leg };
     if (event.node !== undefined) delivered.node = event.node;
-    if (event.party) delivered.consumer = event.party;
+    // A client's subscription queue names the client: its consumer's connection is that client's.
+    const owner = isSubscriptionQueue(event.name) ? subscriptionQueueOwner(event.name) : undefined;
+    if (owner && event.party) clients?.learn(event.party.connection, owner.clientId);
+    if (event.party) delivered.consumer = named(event.party, clients, owner?.clientId);
+    if (owner?.qos === 1 && clients?.transientAtQos0 !== undefined) delivered.transientAtQos0 = clients.transientAtQos0;
     return { rpcId, at, source: 'broker', kind: 'broker.delivered', detail: delivered, [WIRE_SOURCE]: amqpWire(event.properties, event.body) };
   }
   const predicted = leg === 'request' ? keys?.predictedKey : keys?.repliedKey;
@@ -133,7 +146,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   }
   if (leg === 'request' && typeof replyTo === 'string' && replyTo !== '') published.replyTopic = replyTo;
   if (event.node !== undefined) published.node = event.node;
-  if (event.party) published.publisher = event.party;
+  if (event.party) published.publisher = named(event.party, clients);
   return { rpcId, at, source: 'broker', kind: 'broker.published', detail: published, [WIRE_SOURCE]: amqpWire(event.properties, event.body) };
 }
 
@@ -249,6 +262,8 @@ export interface FirehoseTracerOptions {
   nodeWatchMs?: number;
   /** where this OS user's records of markers and tracer queues are kept (default: the config folder's `tracing`) */
   ownership?: TracingOwnership;
+  /** names the MQTT clients behind the firehose's connections (default: one asking `api`) */
+  mqttClients?: MqttClients;
 }
 
 interface FirehoseTracerEvents {
@@ -270,6 +285,13 @@ function unavailableBecause(err: unknown, what: string, vhost: string): Unavaila
     };
   }
   return { state: 'unavailable', code: shape.code, reason: `${what} (${shape.message}); showing client and server steps only.` };
+}
+
+/** Waits for `work` (which never rejects), for `ms` at most. */
+async function settledWithin(work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** Tells a failure of the management API (tracing not permitted, say) from one of the AMQP link. */
@@ -303,6 +325,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   /** on a cluster: switches tracing on again at a node that restarts, without waiting for our own link */
   private readonly keeper: TracingNodeKeeper;
   private readonly ownership: TracingOwnership;
+  private readonly clients: MqttClients;
   /** the marker this tracer wrote, while its link has stayed up since: ours on this boot without asking the nodes */
   private ownMarker: string | undefined;
   private bootsTimer: NodeJS.Timeout | undefined;
@@ -312,6 +335,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   constructor(private readonly options: FirehoseTracerOptions) {
     super();
     this.ownership = options.ownership ?? new TracingOwnership();
+    this.clients = options.mqttClients ?? new MqttClients(options.api);
     this.keeper = new TracingNodeKeeper(
       options.api,
       (node) => {
@@ -376,6 +400,8 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     }
     this.touched = true;
     if (this.stopping) return this.current;
+    // Beside the connection: the clients connected now, and the broker's version (a trace without them is still a trace).
+    const listing = this.clients.start();
     const connection = await amqp.connect(amqpConnectOptions(this.options.amqpUrl, 10), {
       ...tlsSocketOptions(this.options.tls),
       noDelay: true,
@@ -433,6 +459,8 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
       throw explainAmqpError(err, this.options.amqpUrl);
     }
     if (!this.stopping) await this.keeper.start();
+    // The clients connected before tracing began are named from its first event, unless the API takes long to list them.
+    await settledWithin(listing, 2000);
     return this.current;
   }
 
@@ -496,7 +524,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     try {
       const event = parseFirehoseMessage(message);
       if (!event) return;
-      const draft = firehoseStep(event, this.options.store, this.options.fields);
+      const draft = firehoseStep(event, this.options.store, this.options.fields, this.clients);
       const { onEvent, store } = this.options;
       // The step is built only for a listener of every event (the `trace` CLI); the store keeps the draft until read.
       if (onEvent) onEvent(event, draft ? store.add(draft) : undefined);
@@ -520,6 +548,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private async finish(): Promise<TracingRelease> {
     // First: nothing may switch tracing on again at a node while it is being given back.
     await this.keeper.stop();
+    this.clients.stop();
     const connection = this.connection;
     this.connection = undefined;
     // Closing first removes our own live queue, so two tracers stopping at once both see "no other tracer".

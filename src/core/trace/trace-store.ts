@@ -529,7 +529,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
  */
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)]);
 const legSchema = z.enum(['request', 'reply']);
-const partySchema = z.object({ connection: z.string(), channel: z.number().optional(), user: z.string().optional() }).optional();
+const partySchema = z.object({ connection: z.string(), channel: z.number().optional(), user: z.string().optional(), mqttClientId: z.string().optional() }).optional();
 const textList = z.array(z.string());
 const traceValueSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 const messageSchema = z
@@ -580,6 +580,7 @@ const stepDetailSchemas = {
     leg: legSchema,
     node: z.string().optional(),
     consumer: partySchema,
+    transientAtQos0: z.boolean().optional(),
     wire: messageSchema,
   }),
   'worker.received': z.object({ worker: z.string(), consumerTag: z.string(), queue: z.string(), routingKey: z.string(), redelivered: z.boolean(), wire: messageSchema }),

@@ -1,0 +1,114 @@
+/**
+ * Other people's traffic, by name and QoS: a device (an mqtt.js client with its own client id) calls a worker of
+ * another team's (plain amqplib) while BridgeScope only traces. The trace names the device by its MQTT client id, says
+ * the QoS it published at, and says the QoS its reply reaches it at, which on RabbitMQ 3.13+ drops to 0 for a
+ * non-persistent reply: what the device's own packet says is the truth each prediction is held to, on every version.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import type { ChannelModel } from 'amqplib';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { FirehoseTracer } from '../../src/core/trace/firehose';
+import { TraceStore } from '../../src/core/trace/trace-store';
+import { mqttDelivery, publishedQos } from '../../src/shared/broker-qos';
+import { describeStep } from '../../src/shared/describe';
+import type { TraceStep } from '../../src/shared/trace';
+import { uniqueName } from '../support/names';
+import { startThirdPartyWorker } from '../support/third-party-worker';
+import { createTestVhost, type TestVhost } from '../support/vhosts';
+import { waitForStep } from '../support/trace-wait';
+import { until } from '../support/until';
+
+const broker = inject('broker');
+const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
+/** RabbitMQ 3.13+ delivers a non-persistent message to a QoS 1 subscription at QoS 0 (docs/BROKER-VERSIONS.md). */
+const transientAtQos0 = major > 3 || (major === 3 && minor >= 13);
+const queue = uniqueName('their_rpc');
+let vhost: TestVhost;
+let worker: ChannelModel;
+let store: TraceStore;
+let tracer: FirehoseTracer;
+const devices: MqttClient[] = [];
+
+/** A device of theirs on the test's vhost ("vhost:user" is how an MQTT client picks one), subscribed to its reply topic. */
+async function device(clientId: string, replyTopic: string): Promise<{ client: MqttClient; replies: Array<{ qos: number }> }> {
+  const client = await mqtt.connectAsync(broker.urls.mqtt, { clientId, username: `${vhost.name}:guest`, password: 'guest', protocolVersion: 4, reconnectPeriod: 0 });
+  devices.push(client);
+  await client.subscribeAsync(replyTopic, { qos: 1 });
+  const replies: Array<{ qos: number }> = [];
+  client.on('message', (_topic, _payload, packet) => replies.push({ qos: packet.qos }));
+  return { client, replies };
+}
+
+const stepOf = <K extends TraceStep['kind']>(rpcId: string, kind: K, leg: 'request' | 'reply') => (step: TraceStep): boolean =>
+  step.rpcId === rpcId && step.kind === kind && 'leg' in step.detail && step.detail.leg === leg;
+
+beforeAll(async () => {
+  vhost = await createTestVhost(broker.urls, 'external-qos');
+  // Their worker: a reply to "persist-" ids is persistent (delivery_mode 2), every other one is not (amqplib's default).
+  worker = await startThirdPartyWorker(vhost.amqpUrl, queue, (request, channel) => {
+    const body = Buffer.from(JSON.stringify({ id: request.id, result: 'done' }));
+    channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), body, request.id.startsWith('persist-') ? { deliveryMode: 2 } : {});
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const client of devices.splice(0)) await client.endAsync().catch(() => undefined);
+  await tracer?.stop();
+  await worker?.close().catch(() => undefined);
+  await vhost?.remove();
+});
+
+describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version})`, () => {
+  it('names the device that was connected before tracing began, and tells its publish QoS and its reply QoS as the device got them', async () => {
+    const clientId = uniqueName('dev-before');
+    const replyTopic = `reply/${clientId}`;
+    const dev = await device(clientId, replyTopic);
+    // Connected before tracing began, as a fleet's devices are: the management API lists it (a few seconds late on 3.10).
+    await until(`the connection of ${clientId}`, async () => (await vhost.api.connections()).find((connection) => connection.mqttClientId === clientId));
+    store = new TraceStore();
+    tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store, owner: 'external-qos test' });
+    expect((await tracer.start()).state).toBe('on');
+
+    const cases = [
+      { id: uniqueName('transient'), qos: 1 as const },
+      { id: uniqueName('persist'), qos: 1 as const },
+      { id: uniqueName('qos0'), qos: 0 as const },
+    ];
+    for (const [index, sent] of cases.entries()) {
+      await dev.client.publishAsync(queue, JSON.stringify({ id: sent.id, reply_to: replyTopic }), { qos: sent.qos });
+      const delivered = await waitForStep(store, stepOf(sent.id, 'broker.delivered', 'reply'));
+      const published = await waitForStep(store, stepOf(sent.id, 'broker.published', 'request'));
+      // The device's own packet, the truth the trace's prediction is held to.
+      while (dev.replies.length <= index) await new Promise((resolve) => dev.client.once('message', resolve));
+      const got = dev.replies[index]?.qos;
+
+      if (published.kind !== 'broker.published' || delivered.kind !== 'broker.delivered') throw new Error('unexpected steps');
+      expect(published.detail.publisher?.mqttClientId).toBe(clientId);
+      expect(publishedQos(published.detail)).toBe(sent.qos);
+      expect(describeStep(published)).toContain(`published at QoS ${sent.qos} by MQTT client "${clientId}"`);
+
+      const delivery = mqttDelivery(delivered.detail);
+      expect(delivery).toMatchObject({ clientId, subscribedQos: 1 });
+      expect(delivery?.deliveredQos).toBe(got);
+      const summary = store.summary(sent.id);
+      expect(summary.device).toBe(clientId);
+      const warned = summary.warnings.some((warning) => warning.includes(`reached MQTT client "${clientId}" at QoS 0`));
+      // Every reply but the "persist-" one is published non-persistent (the request's own QoS does not matter).
+      const dropsToQos0 = !sent.id.startsWith('persist-') && transientAtQos0;
+      expect({ id: sent.id, got, warned }).toEqual({ id: sent.id, got: dropsToQos0 ? 0 : 1, warned: dropsToQos0 });
+    }
+  }, 60_000);
+
+  it('names a device that connects while tracing, at the latest by the subscription its reply reaches', async () => {
+    const clientId = uniqueName('dev-after');
+    const replyTopic = `reply/${clientId}`;
+    const dev = await device(clientId, replyTopic);
+    const id = uniqueName('persist');
+    await dev.client.publishAsync(queue, JSON.stringify({ id, reply_to: replyTopic }), { qos: 1 });
+    const delivered = await waitForStep(store, stepOf(id, 'broker.delivered', 'reply'));
+    expect(delivered.kind === 'broker.delivered' && delivered.detail.consumer?.mqttClientId).toBe(clientId);
+    expect(store.summary(id).device).toBe(clientId);
+    expect(describeStep(delivered)).toContain(`to MQTT client "${clientId}"`);
+    expect(describeStep(delivered)).toContain('at QoS 1');
+  }, 60_000);
+});
