@@ -7,6 +7,7 @@
 import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ChannelModel } from 'amqplib';
+import mqtt from 'mqtt';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { TraceExport } from '../../src/shared/trace';
@@ -22,6 +23,9 @@ const queue = uniqueName('external_rpc');
 const device = uniqueName('dev');
 const replyTopic = `reply/${device}`;
 const ids = { ok: uniqueName('ok'), none: uniqueName('none'), wrong: uniqueName('wrong') };
+const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
+/** RabbitMQ 3.13+ delivers a non-persistent reply to a QoS 1 subscription at QoS 0 (their worker's replies are). */
+const transientAtQos0 = major > 3 || (major === 3 && minor >= 13);
 let inspector: OpenInspector | undefined;
 let page: Page;
 let worker: ChannelModel | undefined;
@@ -38,7 +42,7 @@ beforeAll(async () => {
   // Their worker: answers "ok-", never answers "none-", and answers "wrong-" on the reply topic as it is ("/" kept).
   worker = await startThirdPartyWorker(broker.urls.amqp, queue, (request, channel) => {
     const body = Buffer.from(JSON.stringify({ id: request.id, result: 'done', worker: 'their-worker' }));
-    if (request.id === ids.ok) channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), body);
+    if (request.id === ids.ok || request.id.startsWith('named-')) channel.publish('amq.direct', request.reply_to.replaceAll('/', '.'), body);
     else if (request.id === ids.wrong) channel.publish('amq.direct', request.reply_to, body);
   });
   inspector = await openInspectorOn(broker.urls);
@@ -83,5 +87,34 @@ describe("another team's RPCs in the Trace panel", () => {
     expect(wrong?.code).toBe('reply-unroutable');
     // It names the key the device waits on, not only "was the reply topic subscribed?".
     expect(wrong?.message).toContain(`with key "${replyTopic}", not "${replyTopic.replaceAll('/', '.')}"`);
+  }, 60_000);
+
+  it('names the device that sent an RPC and says when its reply reached it at QoS 0 (RabbitMQ 3.13+)', async () => {
+    // A device that publishes and listens on one connection, as a fleet's devices do.
+    const named = uniqueName('named-dev');
+    const client = await mqtt.connectAsync(broker.urls.mqtt, { clientId: named, protocolVersion: 4, reconnectPeriod: 0 });
+    try {
+      await client.subscribeAsync(`reply/${named}`, { qos: 1 });
+      const id = uniqueName('named');
+      const arrived = new Promise<number>((resolve) => client.once('message', (_topic, _payload, packet) => resolve(packet.qos)));
+      await client.publishAsync(queue, JSON.stringify({ id, reply_to: `reply/${named}` }), { qos: 1 });
+      const gotQos = await arrived;
+      const row = `[data-testid=trace-row][data-rpc-id="${id}"]`;
+      await page.waitForSelector(`${row} [data-testid=verdict-badge][data-code=replied]`);
+      // The reply's delivery (its last broker step) comes with or before the verdict: the device is named by then.
+      await page.waitForSelector(`${row} [data-testid=trace-row-device]`);
+      expect((await page.textContent(`${row} [data-testid=trace-row-device]`))?.trim()).toBe(named);
+      await page.click(row);
+      expect(await page.textContent('[data-testid=trace-selected-device]')).toContain(`from MQTT client ${named}`);
+      expect(gotQos).toBe(transientAtQos0 ? 0 : 1);
+      // The reply's delivery to the device's subscription is in the timeline (the QoS is said there too).
+      await page.waitForSelector(`text=delivered from queue mqtt-subscription-${named}qos1`);
+      const warnings = (await page.locator('[data-testid=trace-warnings] li').allTextContents()).join('\n');
+      if (transientAtQos0) expect(warnings).toContain(`The reply reached MQTT client "${named}" at QoS 0, though it subscribed at QoS 1`);
+      else expect(warnings).not.toContain('at QoS 0');
+      await page.screenshot({ path: join(shots, 'trace-external-device-qos.png') });
+    } finally {
+      await client.endAsync().catch(() => undefined);
+    }
   }, 60_000);
 });
