@@ -89,20 +89,28 @@ async function writeTarget(file: string): Promise<string> {
 }
 
 /**
+ * Why `writeFileWhole` will not write into a folder with these stats, or undefined when it will: others who can write the
+ * folder could swap the file between the temp file and the rename (unless the sticky bit, as on /tmp, stops them).
+ * `folder` is the folder's path, `target` the file's; the sentence has no final period.
+ */
+export function sharedFolderRefusal(stats: Stats, folder: string, target: string): string | undefined {
+  const uid = process.getuid?.();
+  if (uid === undefined || !((stats.uid !== uid && stats.uid !== 0) || ((stats.mode & 0o022) !== 0 && (stats.mode & 0o1000) === 0))) return undefined;
+  const why = stats.uid !== uid && stats.uid !== 0 ? `a folder of another user's (uid ${stats.uid})` : `a folder other users can write (mode 0${(stats.mode & 0o777).toString(8)})`;
+  return `${target} is in ${folder}, ${why}, so it is not written: run chmod go-w ${folder}, or keep the file elsewhere`;
+}
+
+/**
  * Writes through a temp file and a rename: a crash mid-write leaves the temp file, never half of `file`. A link is written
  * through (its target replaced, the link kept); the temp file is created new beside the target under a random name
- * (never a file or link already there), readable by its owner only.
+ * (never a file or link already there), readable by its owner only. `makeFolder: false` writes only into a folder that
+ * exists (a file the user named), never creating one.
  */
-export async function writeFileWhole(file: string, text: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+export async function writeFileWhole(file: string, text: string, { makeFolder = true }: { makeFolder?: boolean } = {}): Promise<void> {
+  if (makeFolder) await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   const target = await writeTarget(file);
-  const folder = await stat(dirname(target));
-  // Others who can write the folder could swap the file between the temp file and the rename (unless the sticky bit, as on /tmp, stops them).
-  const uid = process.getuid?.();
-  if (uid !== undefined && ((folder.uid !== uid && folder.uid !== 0) || ((folder.mode & 0o022) !== 0 && (folder.mode & 0o1000) === 0))) {
-    const why = folder.uid !== uid && folder.uid !== 0 ? `a folder of another user's (uid ${folder.uid})` : `a folder other users can write (mode 0${(folder.mode & 0o777).toString(8)})`;
-    throw new Error(`${target} is in ${dirname(target)}, ${why}, so it is not written: run chmod go-w ${dirname(target)}, or keep the file elsewhere`);
-  }
+  const refused = sharedFolderRefusal(await stat(dirname(target)), dirname(target), target);
+  if (refused) throw new Error(refused);
   const temp = join(dirname(target), `${basename(target)}.${randomBytes(8).toString('hex')}.tmp`);
   const handle = await open(temp, 'wx', 0o600);
   try {

@@ -1,5 +1,6 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
 import { REASON } from './rabbitmq-mqtt';
+import type { Verdict } from './verdict';
 import type { BrokerParty, TraceStep } from './trace';
 import { mqttDelivery, publishedQos } from './broker-qos';
 
@@ -13,6 +14,11 @@ export function party(who: BrokerParty): string {
 }
 
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
+
+/** Where a verdict says the RPC got to: a reply went the whole way, so its hop is where it arrived, not where it stopped. */
+export function verdictHop(verdict: Pick<Verdict, 'code' | 'hop'>): string {
+  return verdict.code === 'replied' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
+}
 
 export function describeStep(step: TraceStep): string {
   switch (step.kind) {
@@ -75,7 +81,7 @@ export function describeStep(step: TraceStep): string {
     case 'rpc.failed':
       return `failed (${step.detail.code}): ${step.detail.message}`;
     case 'rpc.diagnosed':
-      return `verdict ${step.detail.verdict.code} (stopped at ${step.detail.verdict.hop}): ${step.detail.verdict.message}`;
+      return `verdict ${step.detail.verdict.code} (${verdictHop(step.detail.verdict)}): ${step.detail.verdict.message}`;
   }
 }
 

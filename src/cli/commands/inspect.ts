@@ -5,9 +5,12 @@ import { bindingsView } from '../../core/broker/bindings-view';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus } from '../../core/trace/firehose';
 import { TraceStore } from '../../core/trace/trace-store';
+import { ExternalVerdicts, EXTERNAL_TIMEOUT_MS } from '../../core/session/external-verdicts';
+import { checkExportPath, traceExportOf, writeTraceExport, wroteSentence } from '../trace-export';
+import { messageOf } from '../../shared/thrown';
 import { describeStep } from '../../shared/describe';
 import type { TraceStep } from '../../shared/trace';
-import { action, ExitCode, exitCodeFor, parseChoice, parsePositiveInt, printJson, printJsonLine, say, warn } from '../run';
+import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printJson, printJsonLine, say, warn } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { agreedVhost, agreedVhostIfAmqp, managementApiFor, optionalUrls, reachableAmqp, resolveUrls } from '../urls';
 import { terminalSafe } from '../terminal';
@@ -66,23 +69,33 @@ export function registerInspectCommands(program: Command): void {
 
   program
     .command('trace')
-    .description('turn on firehose tracing and stream what the broker publishes and delivers; Ctrl-C restores the setting')
+    .description("turn on firehose tracing and stream what the broker publishes and delivers, with a verdict for each RPC it joins; Ctrl-C restores the setting (and writes --export)")
     .option('--amqp <url>', 'AMQP URL (default: $BRIDGESCOPE_AMQP_URL or the sandbox broker)')
     .option('--management <url>', "management URL (default: $BRIDGESCOPE_MANAGEMENT_URL, else the sandbox broker, or the AMQP URL's host on port 15672 when that is another broker)")
     .option('--vhost <name>', "virtual host (default: the AMQP URL's, else /); tracing is switched and listened to there")
-    .option('--json', 'one JSON line per step')
+    .option('--exchange <name>', 'the exchange the MQTT plugin publishes to: its requests get the verdicts', DEFAULT_MQTT_EXCHANGE)
+    .option('--timeout <ms>', 'a request without a reply after this long gets a verdict (server-slow, no-consumer, ...)', parseDurationMs('--timeout'), EXTERNAL_TIMEOUT_MS)
+    .option('--export <file>', "when the command ends, write the trace to this file as the app's Trace > Export does (mode 0600: it holds message bodies)")
+    .option('--json', 'one JSON line per step (verdicts are rpc.diagnosed steps)')
     .action(
-      action(async (given: { amqp?: string; management?: string; vhost?: string; json?: boolean }) => {
+      action(async (given: { amqp?: string; management?: string; vhost?: string; exchange: string; timeout: number; export?: string; json?: boolean }) => {
         // One vhost: the tracer's queue is in the AMQP URL's, and tracing is switched through the API in the same one.
         const options = { ...given, vhost: agreedVhost(given.amqp, given.vhost, 'the trace would switch tracing on in one and listen in the other, seeing nothing') };
+        // A file it could not write is said now, before anything connects: not after an hour of tracing.
+        const exportTo = options.export !== undefined ? { given: options.export, path: checkExportPath(options.export) } : undefined;
         // First of all, so no signal finds tracing switched on and nobody left to switch it off.
         const signals = new StopSignals();
         const store = new TraceStore();
         const api = managementApiFor(options.management, options.vhost);
+        const printStep = (step: TraceStep): void => {
+          if (options.json) printJsonLine(step);
+          else {
+            process.stdout.write(`${new Date(step.at).toISOString().slice(11, 23)}  ${terminalSafe(step.rpcId.slice(0, 8))}  ${terminalSafe(describeStep(step))}\n`);
+          }
+        };
         const print = (event: FirehoseEvent, step: TraceStep | undefined): void => {
           if (step) {
-            if (options.json) printJsonLine(step);
-            else process.stdout.write(`${new Date(step.at).toISOString().slice(11, 23)}  ${terminalSafe(step.rpcId.slice(0, 8))}  ${terminalSafe(describeStep(step))}\n`);
+            printStep(step);
             return;
           }
           // Events that carry no id of a known RPC are still shown, with the body's first bytes.
@@ -99,12 +112,49 @@ export function registerInspectCommands(program: Command): void {
         // The first node of the list that answers: the tracer stays with it.
         const amqp = await reachableAmqp(options.amqp);
         if (amqp.skipped) warn(amqp.skipped);
-        const tracer = new FirehoseTracer({ amqpUrl: amqp.url, api, store, onEvent: print, owner: `bridgescope trace (pid ${process.pid})`, ...withCliTls() });
+        // Every RPC the trace joins is another's here (trace sends nothing): each gets its verdict, as in the app's Trace
+        // panel, as an rpc.diagnosed step of source 'broker', in the stream and in the export.
+        const externals = new ExternalVerdicts({
+          watch: { amqpUrl: amqp.url, managementUrl: resolveUrls('management', options.management)[0] as string, ...withCliTls(), vhost: options.vhost, exchange: options.exchange },
+          store,
+          timeoutMs: options.timeout,
+          addVerdict: (rpcId, verdict) => {
+            try {
+              const step = store.add({ rpcId, at: Date.now(), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });
+              if (step) printStep(step);
+            } catch (err) {
+              // From a timer: a throw here would end the process with tracing on.
+              warn(`a verdict on ${rpcId} could not be shown: ${messageOf(err)}`);
+            }
+          },
+        });
+        const tracer = new FirehoseTracer({
+          amqpUrl: amqp.url,
+          api,
+          store,
+          onEvent: (event, step) => {
+            print(event, step);
+            externals.observe(event, step);
+          },
+          owner: `bridgescope trace (pid ${process.pid})`,
+          ...withCliTls(),
+        });
         const abandoned = await checkAbandonedTracing(api);
         if (abandoned) say(abandoned.message);
+        // The export only once tracing ran: a trace that never started has nothing to write.
+        let traced = false;
         const tasks = () => [
-          { what: `stop tracing and restore firehose tracing on vhost ${options.vhost}`, run: async () => reportRelease(await tracer.stop(), options.vhost) },
+          {
+            what: `stop tracing and restore firehose tracing on vhost ${options.vhost}`,
+            run: async () => {
+              // Its timer stops now; a verdict still being worked out is dropped (the tracer it came from is going).
+              void externals.stop().catch(() => undefined);
+              reportRelease(await tracer.stop(), options.vhost);
+            },
+          },
           ...(abandoned ? [{ what: 'switch off the tracing a dead BridgeScope process left on', run: async () => reportRelease(await abandoned.restore(), options.vhost, { quietWhenLeftOn: true }) }] : []),
+          // Last: tracing is given back first, whether or not the file can be written; the trace is complete by then.
+          ...(exportTo && traced ? [{ what: `write the trace to ${exportTo.given}`, run: async () => say(wroteSentence(await writeTraceExport(exportTo.path, traceExportOf(store)), exportTo.given)) }] : []),
         ];
         let status: FirehoseStatus;
         try {
@@ -118,10 +168,18 @@ export function registerInspectCommands(program: Command): void {
           say(`bridgescope: ${status.reason}`);
           return status.code ? exitCodeFor(status.code) : ExitCode.failure;
         }
+        traced = true;
+        externals.start();
         say(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.`);
-        tracer.on('status', (next) => reportStatus(next, options.vhost));
+        tracer.on('status', (next) => {
+          // Other teams' RPCs are judged only by what the firehose saw: a gap blinds their verdicts, an end stops them.
+          if (next.state === 'reconnecting') externals.reading(false);
+          else if (next.state === 'on') externals.reading(true);
+          else void externals.stop().catch(() => undefined);
+          reportStatus(next, options.vhost);
+        });
         tracer.on('node-resumed', (node) => say(`Tracing switched on again at ${terminalSafe(node)}: the node restarted, and a restart resets it.`));
-        await runUntilStopped(signals, () => process.stderr.write('Stopping: restoring firehose tracing...\n'), tasks);
+        await runUntilStopped(signals, () => say(`Stopping: restoring firehose tracing${exportTo ? `, then writing ${exportTo.given}` : ''}...`), tasks);
         return ExitCode.ok;
       }),
     );

@@ -38,6 +38,7 @@ import { jsonForTerminal, stdoutIsTerminal, terminalSafe } from '../terminal';
 import { runUntilStopped, signalExitCode, StopSignals, type CleanupTask, type StopSignal } from '../lifecycle';
 import { DEFAULT_CALL_REPLY_STRATEGY, DEFAULT_CALL_TIMEOUT_MS, DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HANDLER_TIMEOUT_MS, DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_QOS, DEFAULT_REQUEST_TOPIC, DEFAULT_SERVER_SETTINGS } from '../../shared/defaults';
 import { withWire } from '../../core/trace/message-view';
+import { verdictHop } from '../../shared/describe';
 
 interface ServeOptions extends OtlpOptions {
   amqp?: string;
@@ -499,9 +500,8 @@ function callDiagnosisBroker(options: CallOptions, client: RpcClient): RpcDiagno
 
 /** The verdict under the steps of `call --trace`: code and hop, the sentence, then the evidence. */
 function printVerdict(verdict: Verdict): void {
-  // A reply went the whole way: its hop is where it arrived, not where it stopped.
-  const hop = verdict.code === 'replied' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
-  const lines = [`Verdict: ${verdict.code} (${hop})`, `  ${verdict.message}`, ...verdict.evidence.map((line) => `  - ${line}`)];
+  // A reply went the whole way: its hop is where it arrived, not where it stopped (as `trace` prints a verdict).
+  const lines = [`Verdict: ${verdict.code} (${verdictHop(verdict)})`, `  ${verdict.message}`, ...verdict.evidence.map((line) => `  - ${line}`)];
   process.stdout.write(`\n${lines.map((line) => terminalSafe(line)).join('\n')}\n`);
 }
 
