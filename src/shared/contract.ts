@@ -186,6 +186,11 @@ export interface WatchTopicStats {
   retried: number;
   /** messages on the key that are no request the watch can pair (not JSON, no id, no reply topic): counted, not followed */
   notRequests: number;
+  /**
+   * of `replies`, those the broker delivers to devices at QoS 0 though they may have subscribed at QoS 1: published non-persistent
+   * (delivery_mode not 2) on RabbitMQ 3.13+; a reply lost with a dropped connection is not sent again
+   */
+  qos0Replies: number;
   late: number;
   /**
    * replies beyond the first to a request already answered (the same id on the same reply key): two servers took the

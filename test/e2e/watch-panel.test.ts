@@ -15,6 +15,9 @@ import { startProcess, type Running } from '../support/processes';
 import { atIssueSizesAndSchemes, openInspectorOn, type OpenInspector } from '../support/inspector';
 
 const broker = inject('broker');
+const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
+/** RabbitMQ 3.13+ delivers the worker's non-persistent replies to devices at QoS 0 (docs/BROKER-VERSIONS.md). */
+const transientAtQos0 = major > 3 || (major === 3 && minor >= 13);
 const mqttPort = String(broker.ports.mqtt);
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'watch');
 const queue = uniqueName('watch_e2e');
@@ -108,6 +111,9 @@ describe('the Watch panel, in Chromium', () => {
 
     const row = `[data-testid=watch-row][data-topic="${queue}"]`;
     await numberAtLeast(`${row} [data-testid=watch-replies]`, 200);
+    // Their worker publishes its replies non-persistent: from 3.13 the devices get them at QoS 0, counted under Replied.
+    if (transientAtQos0) expect((await page.textContent(`${row} [data-testid=watch-qos0-replies]`))?.trim()).toMatch(/^\d+ at QoS 0$/);
+    else expect(await page.locator(`${row} [data-testid=watch-qos0-replies]`).count()).toBe(0);
     await page.waitForSelector('[data-testid=watch-verdict][data-code=server-slow]');
     await page.waitForSelector('[data-testid=watch-verdict][data-code=late-reply]');
     await page.waitForSelector('[data-testid=watch-verdict][data-code=request-unroutable]');

@@ -134,6 +134,12 @@ describe('bridgescope watch', () => {
     );
     const idle = lines.find((line) => line.id === 'idle-1');
     expect(idle?.verdict?.message).toContain(`Queue "${idleKey}"`);
+    // The worker (pika's defaults) publishes its replies non-persistent: from 3.13 the broker delivers them at QoS 0,
+    // which the device's own output shows (mosquitto_sub -d: "q0"), and the watch says once and counts.
+    const deliveredQos = subscriber.lines.filter((line) => /received PUBLISH/.test(line)).map((line) => /\(d\d, q(\d)/.exec(line)?.[1]);
+    expect(new Set(deliveredQos)).toEqual(new Set([mqtt5 ? '0' : '1']));
+    const qos0Lines = lines.filter((line) => line.type === 'qos0-replies');
+    expect(qos0Lines).toEqual(mqtt5 ? [expect.objectContaining({ topic: queue, replyKey: `reply.${device}`, worker: 'py-1', brokerVersion: broker.version })] : []);
 
     watch.signalGroup('SIGINT');
     expect({ ...(await watch.exited), output: watch.lines }).toEqual({ code: 0, signal: null, output: expect.any(Array) });
@@ -148,6 +154,8 @@ describe('bridgescope watch', () => {
       late: 1,
       workers: { 'py-1': mqtt5 ? 3 : 2 },
       p50: expect.any(Number),
+      // of the replies in time, every one (the late one is counted late)
+      qos0Replies: mqtt5 ? 3 : 0,
     });
     if (mode === 'tap') expect(await leftOnBroker(tapQueue as string)).toEqual({ queue: false, bindings: 0 });
     else expect(watch.lines).toContainEqual('Tracing restored: switched off on vhost /.');

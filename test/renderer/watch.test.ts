@@ -17,7 +17,7 @@ const noConsumer: Verdict = { code: 'no-consumer', hop: 'queue', message: 'Nobod
 const rpc = (key: string, extra: Partial<WatchRpc> = {}): WatchRpc => ({ key, pattern: 'seed', topic: 'rpc_queue', id: key, replyKey: `reply.${key}`, sentAt: 1000, ...extra });
 const batch = (extra: Partial<WatchBatch> = {}): WatchBatch => ({
   at: 2000,
-  stats: [{ topic: 'rpc_queue', requests: 10, replies: 8, unanswered: 2, unseen: 0, waiting: 0, retried: 0, notRequests: 0, late: 0, duplicates: 1, rate: 5, rateOverS: 10, p50: 3, p95: 9, p99: 12, workers: { w1: 5, w2: 3 } }],
+  stats: [{ topic: 'rpc_queue', requests: 10, replies: 8, unanswered: 2, unseen: 0, waiting: 0, retried: 0, notRequests: 0, qos0Replies: 0, late: 0, duplicates: 1, rate: 5, rateOverS: 10, p50: 3, p95: 9, p99: 12, workers: { w1: 5, w2: 3 } }],
   verdicts: [],
   replied: [],
   pairs: 0,

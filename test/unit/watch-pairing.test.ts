@@ -36,6 +36,34 @@ describe('passive RPC pairing', () => {
     expect(pairing.stats(10)[0]).toMatchObject({ topic: 'rpc_queue', requests: 0, notRequests: 3 });
   });
 
+  it('counts the replies a 3.13+ broker delivers at QoS 0 (published non-persistent) and says so once per topic; not on older brokers', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    pairing.brokerVersion('4.3.6', true);
+    pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/dev' }));
+    const first = pairing.observe(msg(5, 'reply.dev', { id: 'a', worker: 'their-worker' }, { persistent: false }));
+    expect(of(first, 'qos0-replies')).toEqual([{ type: 'qos0-replies', topic: 'rpc_queue', replyKey: 'reply.dev', worker: 'their-worker', brokerVersion: '4.3.6' }]);
+    pairing.observe(msg(10, 'rpc_queue', { id: 'b', reply_to: 'reply/dev' }));
+    expect(of(pairing.observe(msg(15, 'reply.dev', { id: 'b' }, { persistent: false })), 'qos0-replies')).toEqual([]);
+    pairing.observe(msg(20, 'rpc_queue', { id: 'c', reply_to: 'reply/dev' }));
+    pairing.observe(msg(25, 'reply.dev', { id: 'c' }, { persistent: true }));
+    // An observer that did not read the properties says nothing of them.
+    pairing.observe(msg(30, 'rpc_queue', { id: 'd', reply_to: 'reply/dev' }));
+    pairing.observe(msg(35, 'reply.dev', { id: 'd' }));
+    expect(pairing.stats(100)[0]).toMatchObject({ replies: 4, qos0Replies: 2 });
+
+    const old = new RpcPairing({ timeoutMs: 1000 });
+    old.brokerVersion('3.10.8', false);
+    old.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/dev' }));
+    expect(of(old.observe(msg(5, 'reply.dev', { id: 'a' }, { persistent: false })), 'qos0-replies')).toEqual([]);
+    expect(old.stats(100)[0]).toMatchObject({ replies: 1, qos0Replies: 0 });
+  });
+
+  it('reads whether a firehose publish was persistent from its properties', () => {
+    const event = (properties: Record<string, unknown>) => ({ type: 'publish' as const, name: 'amq.direct', routingKeys: ['reply.dev'], routedQueues: ['q'], redelivered: false, properties, body: Buffer.from('{}') });
+    expect(observedFromFirehose(event({ delivery_mode: 2 }), 'amq.direct', 0)?.persistent).toBe(true);
+    expect(observedFromFirehose(event({}), 'amq.direct', 0)?.persistent).toBe(false);
+  });
+
   it('a request whose id comes again before its reply is counted retried, so the figures add up', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000 });
     // A device that reuses one id and reply topic: its second request came while the first still waited.

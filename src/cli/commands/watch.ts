@@ -36,6 +36,7 @@ function plainLine(line: WatchLine): string {
   const time = new Date().toISOString().slice(11, 23);
   if (line.type === 'dropped') return `${time}  dropped   ${line.reason}`;
   if (line.type === 'not-request') return `${time}  ignored   ${line.topic}: not a request the watch can pair: ${line.reason}`;
+  if (line.type === 'qos0-replies') return `${time}  qos 0     ${line.topic}: ${qos0Sentence(line)}`;
   const who = 'worker' in line && line.worker !== undefined ? `  worker ${line.worker}` : '';
   if (line.type === 'duplicate') {
     const first = line.firstWorker !== undefined ? `; the first came from ${line.firstWorker}` : '';
@@ -46,6 +47,12 @@ function plainLine(line: WatchLine): string {
   return `${time}  ${line.verdict.code.padEnd(9)} ${line.topic}  id ${line.id}${line.rttMs !== undefined ? `  ${ms(line.rttMs)}` : ''}${who}  (${line.pattern}): ${line.verdict.message}`;
 }
 
+/** Said once per topic: its replies are non-persistent, so the broker delivers them to devices at QoS 0. */
+export function qos0Sentence(line: Extract<WatchLine, { type: 'qos0-replies' }>): string {
+  const who = line.worker !== undefined ? ` by ${line.worker}` : '';
+  return `replies on "${line.replyKey}"${who} are published non-persistent (delivery_mode not 2): RabbitMQ ${line.brokerVersion ?? '3.13+'} delivers them to devices at QoS 0 even when they subscribed at QoS 1, so a reply is lost if a device's connection drops before it arrives; publish replies with delivery_mode 2 (counted in the summary as "at QoS 0")`;
+}
+
 function summaryLine(stats: TopicStats): string {
   const workers = Object.entries(stats.workers).map(([name, count]) => `${name} ${count}`).join(', ');
   const twice = stats.duplicates > 0 ? `, ${stats.duplicates} extra ${stats.duplicates === 1 ? 'reply' : 'replies'} to requests already answered` : '';
@@ -53,7 +60,8 @@ function summaryLine(stats: TopicStats): string {
   const unseen = stats.unseen > 0 ? `, ${stats.unseen} not seen (reply key bound after the request)` : '';
   const retried = stats.retried > 0 ? `, ${stats.retried} retried (the same id again before a reply: the newer one followed)` : '';
   const notRequests = stats.notRequests > 0 ? `, ${stats.notRequests} not ${stats.notRequests === 1 ? 'a request' : 'requests'} (no id or reply topic: not followed)` : '';
-  return `summary ${stats.topic}: ${stats.rate}/s over the last ${stats.rateOverS} s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied, ${stats.unanswered} unanswered${unseen}${waiting}${retried}${notRequests} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+  const qos0 = stats.qos0Replies > 0 ? `, ${stats.qos0Replies} ${stats.qos0Replies === 1 ? 'reply' : 'replies'} at QoS 0 (non-persistent)` : '';
+  return `summary ${stats.topic}: ${stats.rate}/s over the last ${stats.rateOverS} s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied${qos0}, ${stats.unanswered} unanswered${unseen}${waiting}${retried}${notRequests} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
 }
 
 export function registerWatchCommand(program: Command): void {

@@ -207,7 +207,7 @@ export class WatchController {
       return;
     }
     // Counted in the topic's figures (duplicates); the request itself closed with its first reply.
-    if (line.type === 'duplicate' || line.type === 'not-request') return;
+    if (line.type === 'duplicate' || line.type === 'not-request' || line.type === 'qos0-replies') return;
     this.seq += 1;
     const rpc: WatchRpc = {
       key: `w${this.seq}`,

@@ -22,6 +22,7 @@ import type { RpcKeys, TraceStore } from './trace-store';
 import { TracingNodeKeeper } from './node-restarts';
 import { TracingOwnership } from './ownership';
 import { MqttClients } from './mqtt-clients';
+import { withDeadline } from '../../shared/deadline';
 
 export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 
@@ -287,13 +288,6 @@ function unavailableBecause(err: unknown, what: string, vhost: string): Unavaila
   return { state: 'unavailable', code: shape.code, reason: `${what} (${shape.message}); showing client and server steps only.` };
 }
 
-/** Waits for `work` (which never rejects), for `ms` at most. */
-async function settledWithin(work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
-}
-
 /** Tells a failure of the management API (tracing not permitted, say) from one of the AMQP link. */
 class ManagementFailure extends Error {
   constructor(readonly original: unknown) {
@@ -460,7 +454,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     }
     if (!this.stopping) await this.keeper.start();
     // The clients connected before tracing began are named from its first event, unless the API takes long to list them.
-    await settledWithin(listing, 2000);
+    await withDeadline(listing, 2000);
     return this.current;
   }
 

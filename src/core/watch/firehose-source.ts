@@ -46,6 +46,7 @@ export function observedFromFirehose(event: FirehoseEvent, exchange: string, at:
   if (replyTo !== undefined) observed.replyTo = replyTo;
   if (properties.headers !== null && typeof properties.headers === 'object' && !Buffer.isBuffer(properties.headers)) observed.headers = properties.headers as Record<string, unknown>;
   if (event.party?.connection !== undefined) observed.connection = event.party.connection;
+  observed.persistent = properties.delivery_mode === 2;
   return observed;
 }
 

@@ -28,6 +28,8 @@ export interface ObservedMessage {
   connection?: string;
   /** the queues the broker routed it to, when the observer knows (the firehose does): none means dropped */
   routedQueues?: readonly string[];
+  /** whether it was published persistent (delivery_mode 2), when the observer read its properties */
+  persistent?: boolean;
 }
 
 export interface RpcRef {
@@ -50,6 +52,11 @@ const MAX_ROUTED_KEPT = 20;
 export type WatchEvent =
   /** `replyRoutedQueues`: where the broker routed the reply, when the observer knows (the firehose) */
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
+  /**
+   * the first reply to a topic's requests that the broker delivers to devices at QoS 0 (published non-persistent, on a
+   * broker that then gives QoS 0 whatever the subscription: RabbitMQ 3.13+); the rest are counted in `qos0Replies`
+   */
+  | { type: 'qos0-replies'; topic: string; replyKey: string; worker?: string; brokerVersion?: string }
   /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
   /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
   | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true })
@@ -140,6 +147,8 @@ interface TopicAcc {
   retried: number;
   /** messages on the key that are no request the watch can pair */
   notRequests: number;
+  /** replies (in time: a part of `replies`) the broker delivers to devices at QoS 0: published non-persistent on RabbitMQ 3.13+ */
+  qos0Replies: number;
   late: number;
   duplicates: number;
   firstAt: number;
@@ -245,6 +254,8 @@ export class RpcPairing {
   private readonly countedUnseen = new Map<string, string>();
   /** the requests answered lately, by reply key and id, so a second reply is told (the last 2,000 at least, 4,000 at most) */
   private readonly answered = new RecentIds<{ ref: RpcRef; worker: string | undefined }>(ANSWERED_KEPT);
+  /** the broker's version, once known, when it delivers a non-persistent message at QoS 0 to every MQTT subscriber (3.13+) */
+  private transientAtQos0: string | undefined;
 
   constructor(options: PairingOptions) {
     this.timeoutMs = options.timeoutMs;
@@ -366,6 +377,22 @@ export class RpcPairing {
     return true;
   }
 
+  /**
+   * The broker's version, once read: on one that delivers a non-persistent message to MQTT subscribers at QoS 0 (3.13+),
+   * such replies are counted and said once per topic. Before it is known, or on older brokers, they are not.
+   */
+  brokerVersion(version: string, transientAtQos0: boolean): void {
+    this.transientAtQos0 = transientAtQos0 ? version : undefined;
+  }
+
+  /** A reply the broker delivers at QoS 0: counted, and said at the topic's first. */
+  private qos0Reply(message: ObservedMessage, entry: RpcRef, acc: TopicAcc | undefined, worker: string | undefined, events: WatchEvent[]): boolean {
+    if (this.transientAtQos0 === undefined || message.persistent !== false || !acc) return false;
+    acc.qos0Replies += 1;
+    if (acc.qos0Replies === 1) events.push({ type: 'qos0-replies', topic: entry.topic, replyKey: entry.replyKey, ...(worker !== undefined ? { worker } : {}), brokerVersion: this.transientAtQos0 });
+    return true;
+  }
+
   /** From when the watch watches (once its tap or firehose is in place): see PairingOptions.startedAt. */
   watchingSince(at: number): void {
     this.startedAt = at;
@@ -402,6 +429,7 @@ export class RpcPairing {
         waiting: waiting.get(topic) ?? 0,
         retried: acc.retried,
         notRequests: acc.notRequests,
+        qos0Replies: acc.qos0Replies,
         late: acc.late,
         duplicates: acc.duplicates,
         rate: Math.round((recent / seconds) * 100) / 100,
@@ -480,6 +508,7 @@ export class RpcPairing {
       if (id !== undefined) this.answered.set(answeredKey(entry.replyKey, id), { ref, worker });
       const replyRouted = message.routedQueues !== undefined ? { replyRoutedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
       events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}), ...replyRouted });
+      this.qos0Reply(message, ref, acc, worker, events);
       return true;
     }
     let late: [string, Pending & { lateUntil: number }] | undefined;
@@ -524,7 +553,7 @@ export class RpcPairing {
       events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
       return undefined;
     }
-    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, retried: 0, notRequests: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, retried: 0, notRequests: 0, qos0Replies: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
     this.topics.set(topic, acc);
     return acc;
   }

@@ -174,6 +174,7 @@ export class Tap extends EventEmitter<TapEvents> {
     if (typeof properties.correlationId === 'string') observed.correlationId = properties.correlationId;
     if (typeof properties.replyTo === 'string') observed.replyTo = properties.replyTo;
     if (properties.headers) observed.headers = properties.headers as Record<string, unknown>;
+    observed.persistent = properties.deliveryMode === 2;
     this.emit('message', observed);
   }
 

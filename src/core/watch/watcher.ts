@@ -11,6 +11,8 @@ import { FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
 import type { TlsFiles } from '../connection-details';
 import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
+import { brokerRules } from '../../shared/broker-versions';
+import { withDeadline } from '../../shared/deadline';
 
 /** verdicts that say no reply could have come, whatever the tap saw */
 const NO_REPLY_POSSIBLE: ReadonlySet<string> = new Set(['request-unroutable', 'wrong-exchange', 'no-consumer', 'not-this-broker']);
@@ -51,6 +53,8 @@ export type WatchLine =
   | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
   /** a message on a named request key that is no request the watch can pair (counted in the topic's `notRequests`) */
   | { type: 'not-request'; topic: string; reason: string }
+  /** the first reply to a topic's requests the broker delivers to devices at QoS 0 (the rest: the topic's `qos0Replies`) */
+  | { type: 'qos0-replies'; topic: string; replyKey: string; worker?: string; brokerVersion?: string }
   | { type: 'dropped'; what: string; count: number; reason: string };
 
 export interface WatcherEvents {
@@ -106,7 +110,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.mode === 'firehose' || options.mode === 'fed' ? {} : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false }),
     });
     const spans = options.spans;
-    if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && line.type !== 'not-request' && spans.settle(line));
+    if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && line.type !== 'not-request' && line.type !== 'qos0-replies' && spans.settle(line));
     if (options.mode === 'firehose') {
       if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
       this.firehose = new FirehoseSource({
@@ -151,7 +155,20 @@ export class Watcher extends EventEmitter<WatcherEvents> {
 
   /** Starts observing: the tap queue's name, or the firehose's status ('fed' when fed). */
   async start(): Promise<string | FirehoseStatus> {
+    // The broker's version, for its rule on non-persistent replies (QoS 0 to every MQTT subscriber on 3.13+): asked beside
+    // the start, waited for a moment at most (a watch without it counts no QoS 0 replies, and says nothing wrong).
+    const version =
+      this.options.managementUrl === undefined
+        ? Promise.resolve()
+        : new ManagementApi(this.options.managementUrl, this.options.vhost ?? '/', undefined, this.options.tls)
+            .overview()
+            .then((overview) => {
+              const rules = brokerRules(overview.rabbitmqVersion);
+              this.pairing.brokerVersion(overview.rabbitmqVersion, rules.version !== undefined && rules.transientAtQos0);
+            })
+            .catch(() => undefined);
     const queue = this.firehose ? await this.firehose.start() : this.tap ? await this.tap.start() : 'fed';
+    await withDeadline(version, 2000);
     // Watching from now: the rate over the time watched leaves out the start (a firehose's start can take seconds).
     this.pairing.watchingSince(Date.now());
     const every = Math.max(20, Math.min(250, Math.floor(this.options.timeoutMs / 4)));
@@ -191,6 +208,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         case 'dropped':
         case 'duplicate':
         case 'not-request':
+        case 'qos0-replies':
           this.emit('line', event);
           break;
         case 'late': {
