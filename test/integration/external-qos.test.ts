@@ -5,9 +5,10 @@
  * non-persistent reply: what the device's own packet says is the truth each prediction is held to, on every version.
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import type { ChannelModel } from 'amqplib';
+import amqp, { type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FirehoseTracer } from '../../src/core/trace/firehose';
+import { ExternalVerdicts } from '../../src/core/session/external-verdicts';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { mqttDelivery, publishedQos } from '../../src/shared/broker-qos';
 import { describeStep } from '../../src/shared/describe';
@@ -27,6 +28,7 @@ let vhost: TestVhost;
 let worker: ChannelModel;
 let store: TraceStore;
 let tracer: FirehoseTracer;
+let externals: ExternalVerdicts;
 const devices: MqttClient[] = [];
 
 /** A device of theirs on the test's vhost ("vhost:user" is how an MQTT client picks one), subscribed to its reply topic. */
@@ -53,6 +55,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const client of devices.splice(0)) await client.endAsync().catch(() => undefined);
+  await externals?.stop();
   await tracer?.stop();
   await worker?.close().catch(() => undefined);
   await vhost?.remove();
@@ -66,8 +69,15 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     // Connected before tracing began, as a fleet's devices are: the management API lists it (a few seconds late on 3.10).
     await until(`the connection of ${clientId}`, async () => (await vhost.api.connections()).find((connection) => connection.mqttClientId === clientId));
     store = new TraceStore();
-    tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store, owner: 'external-qos test' });
+    // As the app's Trace panel and `bridgescope trace` do: every RPC the firehose joins gets its verdict.
+    externals = new ExternalVerdicts({
+      watch: { amqpUrl: vhost.amqpUrl, managementUrl: vhost.managementUrl, vhost: vhost.name, exchange: 'amq.direct' },
+      store,
+      addVerdict: (rpcId, verdict) => store.add({ rpcId, at: Date.now(), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } }),
+    });
+    tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store, owner: 'external-qos test', onEvent: (event, step) => externals.observe(event, step) });
     expect((await tracer.start()).state).toBe('on');
+    externals.start();
 
     const cases = [
       { id: uniqueName('transient'), qos: 1 as const },
@@ -110,5 +120,42 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     expect(store.summary(id).device).toBe(clientId);
     expect(describeStep(delivered)).toContain(`to MQTT client "${clientId}"`);
     expect(describeStep(delivered)).toContain('at QoS 1');
+  }, 60_000);
+
+  // MQTT 5 came in 3.13: on 3.10 a device cannot send a Response Topic at all.
+  it.runIf(transientAtQos0)('joins an MQTT 5 request whose body names no id, by its Correlation Data, and its reply by its Response Topic', async () => {
+    const mqtt5Queue = uniqueName('their_mqtt5_rpc');
+    // Their MQTT 5-aware worker: answers on the Response Topic (header x-reply-to-topic) with the correlation id.
+    const connection = await amqp.connect(vhost.amqpUrl);
+    try {
+      const channel = await connection.createChannel();
+      await channel.assertQueue(mqtt5Queue, { durable: false, autoDelete: true });
+      await channel.bindQueue(mqtt5Queue, 'amq.direct', mqtt5Queue);
+      await channel.consume(mqtt5Queue, (message) => {
+        if (!message) return;
+        channel.ack(message);
+        const replyKey = String(message.properties.headers?.['x-reply-to-topic'] ?? '');
+        channel.publish('amq.direct', replyKey, Buffer.from('{"result":"done"}'), { correlationId: message.properties.correlationId as string, deliveryMode: 2 });
+      });
+      const clientId = uniqueName('dev-mqtt5');
+      const replyTopic = `reply/${clientId}`;
+      const client = await mqtt.connectAsync(broker.urls.mqtt, { clientId, username: `${vhost.name}:guest`, password: 'guest', protocolVersion: 5, reconnectPeriod: 0 });
+      devices.push(client);
+      await client.subscribeAsync(replyTopic, { qos: 1 });
+      const correlation = uniqueName('corr');
+      const arrived = new Promise<number>((resolve) => client.once('message', (_topic, _payload, packet) => resolve(packet.qos)));
+      await client.publishAsync(mqtt5Queue, '{"op":"status"}', { qos: 1, properties: { responseTopic: replyTopic, correlationData: Buffer.from(correlation) } });
+      expect(await arrived).toBe(1);
+      const request = await waitForStep(store, stepOf(correlation, 'broker.published', 'request'));
+      const reply = await waitForStep(store, stepOf(correlation, 'broker.delivered', 'reply'));
+      expect(request.kind === 'broker.published' && request.detail.replyTopic).toBe(replyTopic);
+      expect(reply.kind === 'broker.delivered' && mqttDelivery(reply.detail)).toEqual({ clientId, subscribedQos: 1, deliveredQos: 1 });
+      expect(store.summary(correlation)).toMatchObject({ device: clientId, replyTopic, replyRoutedQueues: [`mqtt-subscription-${clientId}qos1`], warnings: [] });
+      // Its verdict, as for a request with an id in its body (it stayed pending before).
+      const verdict = await waitForStep(store, (step) => step.rpcId === correlation && step.kind === 'rpc.diagnosed');
+      expect(verdict.kind === 'rpc.diagnosed' && verdict.detail.verdict.code).toBe('replied');
+    } finally {
+      await connection.close().catch(() => undefined);
+    }
   }, 60_000);
 });

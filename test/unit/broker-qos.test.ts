@@ -161,4 +161,20 @@ describe('MqttClients: the connections the management API names', () => {
     expect(reply.kind === 'broker.delivered' && mqttDelivery(reply.detail)?.deliveredQos).toBe(0);
     clients.stop();
   });
+
+  it("joins another team's MQTT 5 request with no id in its body by its Correlation Data, and its reply by its Response Topic", () => {
+    const store = new TraceStore();
+    const request: FirehoseEvent = {
+      type: 'publish', name: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], redelivered: false,
+      properties: { correlation_id: 'corr-7', headers: { 'x-reply-to-topic': 'reply.dev-7' }, delivery_mode: 2 }, party: device, body: Buffer.from('{"op":"status"}'),
+    };
+    const binaryCorrelation: FirehoseEvent = { ...request, properties: { headers: { 'x-reply-to-topic': 'reply.dev-8', 'x-correlation-id': Buffer.from('corr-8') } } };
+    const reply: FirehoseEvent = { type: 'publish', name: 'amq.direct', routingKeys: ['reply.dev-7'], routedQueues: ['mqtt-subscription-dev-7qos1'], redelivered: false, properties: { correlation_id: 'corr-7' }, party: worker, body: Buffer.from('{"result":1}') };
+    const telemetry: FirehoseEvent = { ...request, properties: { delivery_mode: 1 }, body: Buffer.from('21.5') };
+    expect(firehoseStep(request, store)).toMatchObject({ rpcId: 'corr-7', kind: 'broker.published', detail: { leg: 'request', replyTopic: 'reply/dev-7' } });
+    expect(firehoseStep(binaryCorrelation, store)).toMatchObject({ rpcId: 'corr-8', detail: { replyTopic: 'reply/dev-8' } });
+    expect(firehoseStep(reply, store)).toMatchObject({ rpcId: 'corr-7', kind: 'broker.published', detail: { leg: 'reply' } });
+    // Not an RPC: no id in the body, no Response Topic.
+    expect(firehoseStep(telemetry, store)).toBeUndefined();
+  });
 });

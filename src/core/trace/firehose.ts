@@ -14,7 +14,8 @@ import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import { LIVE_TRACER_QUEUE_PREFIX, type ManagementApi, type TracingMarker } from '../broker/management-api';
 import { MissingTagError } from '../broker/management-http';
 import { readTopLevelFields } from './json-fields';
-import type { EncodedTable } from './field-table';
+import { decodeFieldTable, type EncodedTable } from './field-table';
+import { routingKeyToTopic } from '../../shared/topic-map';
 import { FirehoseHeaders, headersFromDecoded, readFirehoseHeaders } from './firehose-headers';
 import { amqpWire, WIRE_SOURCE, type PendingDraft } from './message-view';
 import { traceNames } from './intern';
@@ -95,6 +96,35 @@ export function readFirehoseFrames(connection: unknown): boolean {
   });
 }
 
+/** A traced message's own properties, decoded (the tracer's frame reader leaves them as their table's bytes); {} when unreadable. */
+export function firehoseProperties(event: Pick<FirehoseEvent, 'properties'>): Record<string, unknown> {
+  if (!Buffer.isBuffer(event.properties)) return event.properties ?? {};
+  try {
+    return decodeFieldTable(event.properties);
+  } catch {
+    // A copy RabbitMQ wrote that cannot be followed: read by its routing key and body alone.
+    return {};
+  }
+}
+
+/** A header's or property's text: AMQP long strings may arrive as bytes. */
+export const textOf = (value: unknown): string | undefined => (typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
+
+/**
+ * An MQTT 5 device's request whose body names no id (a device of another team's: the reply topic and the id travel as
+ * its Response Topic and Correlation Data, which RabbitMQ 3.13+ hands AMQP as header `x-reply-to-topic`, already a
+ * routing key, and `correlation_id` or header `x-correlation-id`). Read only for an event nothing else joined: its
+ * properties are decoded then.
+ */
+function mqtt5Request(event: FirehoseEvent): { id: string; replyKey: string } | undefined {
+  const properties = firehoseProperties(event);
+  const headers = properties.headers !== null && typeof properties.headers === 'object' && !Buffer.isBuffer(properties.headers) ? (properties.headers as Record<string, unknown>) : undefined;
+  const replyKey = textOf(headers?.['x-reply-to-topic']);
+  if (replyKey === undefined || replyKey === '') return undefined;
+  const id = textOf(properties.correlation_id) ?? textOf(headers?.['x-correlation-id']);
+  return id === undefined || id === '' ? undefined : { id, replyKey };
+}
+
 /** A connection as the step names it: with its MQTT client id when `clients` knows it. */
 function named(party: BrokerParty, clients: MqttClients | undefined, clientId = clients?.clientIdOf(party.connection)): BrokerParty {
   return clientId === undefined ? party : { ...party, mqttClientId: clientId };
@@ -117,10 +147,21 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
     rpcId = store.asGivenRequestOf(copy, routingKey, event.body);
     if (rpcId !== undefined) isRequest = true;
   }
+  // An MQTT 5 request of a device not of this app's: joined by its Correlation Data, its reply by its Response Topic.
+  let mqtt5ReplyKey: string | undefined;
+  if (rpcId === undefined && routingKey !== undefined) {
+    const request = mqtt5Request(event);
+    if (request) {
+      rpcId = request.id;
+      isRequest = true;
+      mqtt5ReplyKey = request.replyKey;
+    }
+  }
   let keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
   const leg = legOf(event, isRequest, keys, store);
-  const replyTo = record?.get(fields.replyTo);
-  if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
+  const replyTo = mqtt5ReplyKey !== undefined ? routingKeyToTopic(mqtt5ReplyKey) : record?.get(fields.replyTo);
+  if (leg === 'request' && rpcId !== undefined && mqtt5ReplyKey !== undefined) store.noteReplyKey(mqtt5ReplyKey, rpcId);
+  else if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {
     rpcId = routingKey !== undefined ? store.rpcForReplyKey(routingKey) : undefined;
     keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;

@@ -5,9 +5,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ManagementApi } from '../broker/management-api';
-import { checkAbandonedTracing, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../trace/firehose';
+import { checkAbandonedTracing, firehoseProperties, textOf as text, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../trace/firehose';
 import { TraceStore } from '../trace/trace-store';
-import { decodeFieldTable } from '../trace/field-table';
 import type { ObservedMessage } from './pairing';
 import type { TlsFiles } from '../connection-details';
 
@@ -20,26 +19,14 @@ export interface FirehoseSourceEvents {
   status: [FirehoseStatus];
 }
 
-const text = (value: unknown): string | undefined => (typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
-
-/** The tracer's frame reader leaves them as their table's bytes: decoded here, for the publishes watch pairs only. */
-function propertiesOf(event: FirehoseEvent): Record<string, unknown> {
-  if (!Buffer.isBuffer(event.properties)) return event.properties ?? {};
-  try {
-    return decodeFieldTable(event.properties);
-  } catch {
-    // A copy RabbitMQ wrote that cannot be followed: paired by its routing key alone.
-    return {};
-  }
-}
-
 /** A firehose publish record as the pairing reads it; undefined for deliveries and other exchanges. */
 export function observedFromFirehose(event: FirehoseEvent, exchange: string, at: number): ObservedMessage | undefined {
   if (event.type !== 'publish' || (event.name !== exchange && event.name !== '')) return undefined;
   const routingKey = event.routingKeys[0];
   if (routingKey === undefined) return undefined;
   const observed: ObservedMessage = { at, exchange: event.name, routingKey, body: event.body, routedQueues: event.routedQueues };
-  const properties = propertiesOf(event);
+  // Decoded here, for the publishes watch pairs only (the tracer's frame reader leaves them as their table's bytes).
+  const properties = firehoseProperties(event);
   const correlationId = text(properties.correlation_id);
   const replyTo = text(properties.reply_to);
   if (correlationId !== undefined) observed.correlationId = correlationId;
