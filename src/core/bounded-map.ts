@@ -34,8 +34,14 @@ export class BoundedMap<K, V> {
   }
 
   delete(key: K): boolean {
-    // The key stays in `order` and is skipped when its turn to be evicted comes.
-    return this.map.delete(key);
+    // The key stays in `order` and is skipped when its turn to be evicted comes; a map that is never full (keys added and
+    // deleted as they go) would keep every deleted key there, so `order` is rebuilt once it is mostly deleted keys.
+    const deleted = this.map.delete(key);
+    if (deleted && this.order.length - this.head > 2 * this.map.size + 1024) {
+      this.order = [...this.map.keys()];
+      this.head = 0;
+    }
+    return deleted;
   }
 
   clear(): void {

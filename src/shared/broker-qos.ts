@@ -12,13 +12,26 @@ import type { TraceMessage, TraceStepDetails } from './trace';
 const deliveryMode = (wire: TraceMessage | undefined): unknown => wire?.properties['delivery_mode'];
 
 /**
+ * Whether a message was published persistent, the one rule the trace, the tap and the firehose watch use: delivery_mode
+ * 2, or an MQTT client's QoS 1 publish (the header RabbitMQ before 4.0 puts on it). From 3.13 only such a message reaches
+ * a QoS 1 subscription at QoS 1.
+ */
+export function persistentMessage(mode: unknown, headers: Readonly<Record<string, unknown>> | undefined): boolean {
+  const qos = headers?.['x-mqtt-publish-qos'];
+  return mode === 2 || (typeof qos === 'number' && qos >= 1);
+}
+
+/** The wire's properties could not be read (RabbitMQ's copy of its table did not decode): nothing can be said of its QoS. */
+const unreadable = (wire: TraceMessage): boolean => 'unreadable' in wire.properties;
+
+/**
  * The QoS an MQTT client published a message at, as the broker recorded it; undefined when the publisher is not known to
  * be an MQTT client (an AMQP worker's reply) or the message's properties were not kept.
  */
 export function publishedQos(detail: Readonly<TraceStepDetails['broker.published']>): 0 | 1 | undefined {
   const header = detail.wire?.headers['x-mqtt-publish-qos'];
   if (typeof header === 'number') return header >= 1 ? 1 : 0;
-  if (detail.publisher?.mqttClientId === undefined || detail.wire === undefined) return undefined;
+  if (detail.publisher?.mqttClientId === undefined || detail.wire === undefined || unreadable(detail.wire)) return undefined;
   return deliveryMode(detail.wire) === 2 ? 1 : 0;
 }
 
@@ -38,15 +51,16 @@ export function mqttDelivery(detail: Readonly<TraceStepDetails['broker.delivered
   if (!owner) return undefined;
   const delivery: MqttDelivery = { clientId: owner.clientId, subscribedQos: owner.qos };
   if (owner.qos === 0) delivery.deliveredQos = 0;
-  else if (detail.wire !== undefined && deliveryMode(detail.wire) === 2) delivery.deliveredQos = 1;
-  else if (detail.wire !== undefined && detail.transientAtQos0 !== undefined) {
+  else if (detail.wire === undefined || unreadable(detail.wire)) return delivery;
+  else if (persistentMessage(deliveryMode(detail.wire), detail.wire.headers)) delivery.deliveredQos = 1;
+  else if (detail.transientAtQos0 !== undefined) {
     delivery.deliveredQos = detail.transientAtQos0 ? 0 : 1;
     if (detail.transientAtQos0) delivery.transient = true;
   }
   return delivery;
 }
 
-/** The sentence for a reply the broker delivers at QoS 0 to a QoS 1 subscription (the trace's warning, the watch's too). */
+/** The trace's warning for a reply the broker delivers at QoS 0 to a QoS 1 subscription (the watch says it per topic: watch.ts). */
 export function transientReplySentence(clientId: string, wire: TraceMessage | undefined): string {
   const mode = deliveryMode(wire);
   const published = typeof mode === 'number' ? `delivery_mode ${mode}` : 'no delivery_mode';

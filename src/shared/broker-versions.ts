@@ -192,6 +192,15 @@ export function brokerRules(versionText: string | undefined): BrokerRules {
   return rules;
 }
 
+/**
+ * Whether the broker delivers a non-persistent message to a QoS 1 MQTT subscription at QoS 0 (3.13+), or undefined when
+ * its version cannot be read: the trace and the watch then claim no QoS at all.
+ */
+export function transientAtQos0Of(versionText: string | undefined): boolean | undefined {
+  const rules = brokerRules(versionText);
+  return rules.version === undefined ? undefined : rules.transientAtQos0;
+}
+
 export interface VersionRuleLine {
   /** what the rule says, in a sentence */
   rule: string;

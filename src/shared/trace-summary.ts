@@ -1,6 +1,6 @@
 /** What one RPC's steps add up to: pure, so the terminal and the inspector read the same verdicts. */
 import type { RpcTraceSummary, TraceStep } from './trace';
-import { mqttDelivery, transientReplySentence } from './broker-qos';
+import { mqttDelivery, transientReplySentence, type MqttDelivery } from './broker-qos';
 
 export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const summary: RpcTraceSummary = {
@@ -14,15 +14,16 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   };
   let replyReturned = false;
   let replyNacked = false;
-  /** the warning of a reply the broker delivered at QoS 0 below its QoS 1 subscription (the broker's record, by its version) */
-  let transientReply: string | undefined;
   let receivedQos: number | undefined;
-  /** the connection that published the request, and the MQTT client whose subscription got a reply, with its connection */
+  /** sent from here (a composed step): the app's own client, not a device of someone else's */
+  let sentHere = false;
+  /** the connection that published the request, and each delivery of a reply to an MQTT client's subscription */
   let requestConnection: string | undefined;
-  let replyOwner: { clientId: string; connection: string | undefined } | undefined;
+  const replyDeliveries: Array<{ delivery: MqttDelivery; connection: string | undefined; step: Extract<TraceStep, { kind: 'broker.delivered' }> }> = [];
   for (const step of steps) {
     switch (step.kind) {
       case 'composed':
+        sentHere = true;
         summary.requestTopic = step.detail.topic;
         summary.replyTopic = step.detail.replyTopic;
         break;
@@ -48,8 +49,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         summary.brokerSeen = true;
         if (step.detail.redelivered) summary.redelivered = true;
         const delivery = step.detail.leg === 'reply' ? mqttDelivery(step.detail) : undefined;
-        if (delivery?.transient) transientReply ??= transientReplySentence(delivery.clientId, step.detail.wire);
-        if (delivery) replyOwner ??= { clientId: delivery.clientId, connection: step.detail.consumer?.connection };
+        if (delivery) replyDeliveries.push({ delivery, connection: step.detail.consumer?.connection, step });
         break;
       }
       case 'worker.received':
@@ -113,14 +113,20 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
     summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);
   }
-  // A device the management API had not listed yet is still named by the subscription its reply reached, when that
-  // subscription's connection is the one that published the request.
-  if (summary.device === undefined && replyOwner !== undefined && requestConnection !== undefined && replyOwner.connection === requestConnection) {
-    summary.device = replyOwner.clientId;
+  // The reply's delivery to the requester: the one on the connection that published the request (a shared reply topic
+  // has other subscribers), else the first.
+  const toRequester = replyDeliveries.find((item) => requestConnection !== undefined && item.connection === requestConnection);
+  const replyDelivery = toRequester ?? replyDeliveries[0];
+  if (sentHere) {
+    // The app's own client is no device of someone else's: its RPCs keep their id in the list.
+    delete summary.device;
+  } else if (summary.device === undefined && toRequester !== undefined) {
+    // A device the management API had not listed yet is named by the subscription its reply reached on its connection.
+    summary.device = toRequester.delivery.clientId;
   }
   // Predicted from the broker's record and its version; the client's own packet (an RPC sent here) says for certain, and
   // the call's outcome warns of it then.
-  if (transientReply !== undefined && receivedQos === undefined) summary.warnings.push(transientReply);
+  if (replyDelivery?.delivery.transient && receivedQos === undefined) summary.warnings.push(transientReplySentence(replyDelivery.delivery.clientId, replyDelivery.step.detail.wire));
   if (summary.redelivered) {
     summary.warnings.push(
       replyNacked

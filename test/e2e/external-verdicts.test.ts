@@ -15,6 +15,7 @@ import { uniqueName } from '../support/names';
 import { startThirdPartyWorker } from '../support/third-party-worker';
 import { startProcess, type Running } from '../support/processes';
 import { openInspectorOn, type OpenInspector } from '../support/inspector';
+import { brokerRules } from '../../src/shared/broker-versions';
 
 const broker = inject('broker');
 const mqttPort = String(broker.ports.mqtt);
@@ -23,9 +24,8 @@ const queue = uniqueName('external_rpc');
 const device = uniqueName('dev');
 const replyTopic = `reply/${device}`;
 const ids = { ok: uniqueName('ok'), none: uniqueName('none'), wrong: uniqueName('wrong') };
-const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
 /** RabbitMQ 3.13+ delivers a non-persistent reply to a QoS 1 subscription at QoS 0 (their worker's replies are). */
-const transientAtQos0 = major > 3 || (major === 3 && minor >= 13);
+const transientAtQos0 = brokerRules(broker.version).transientAtQos0;
 let inspector: OpenInspector | undefined;
 let page: Page;
 let worker: ChannelModel | undefined;

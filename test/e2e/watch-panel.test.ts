@@ -13,11 +13,11 @@ import { uniqueName } from '../support/names';
 import { startThirdPartyWorker } from '../support/third-party-worker';
 import { startProcess, type Running } from '../support/processes';
 import { atIssueSizesAndSchemes, openInspectorOn, type OpenInspector } from '../support/inspector';
+import { brokerRules } from '../../src/shared/broker-versions';
 
 const broker = inject('broker');
-const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
 /** RabbitMQ 3.13+ delivers the worker's non-persistent replies to devices at QoS 0 (docs/BROKER-VERSIONS.md). */
-const transientAtQos0 = major > 3 || (major === 3 && minor >= 13);
+const transientAtQos0 = brokerRules(broker.version).transientAtQos0;
 const mqttPort = String(broker.ports.mqtt);
 const shots = join(import.meta.dirname, '..', '..', 'test-results', 'screenshots', 'watch');
 const queue = uniqueName('watch_e2e');

@@ -8,6 +8,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import amqp, { type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { FirehoseTracer } from '../../src/core/trace/firehose';
+import { MqttClients } from '../../src/core/trace/mqtt-clients';
 import { ExternalVerdicts } from '../../src/core/session/external-verdicts';
 import { TraceStore } from '../../src/core/trace/trace-store';
 import { mqttDelivery, publishedQos } from '../../src/shared/broker-qos';
@@ -18,11 +19,11 @@ import { startThirdPartyWorker } from '../support/third-party-worker';
 import { createTestVhost, type TestVhost } from '../support/vhosts';
 import { waitForStep } from '../support/trace-wait';
 import { until } from '../support/until';
+import { brokerRules } from '../../src/shared/broker-versions';
 
 const broker = inject('broker');
-const [major = 0, minor = 0] = (broker.version ?? '0.0').split('.').map(Number);
 /** RabbitMQ 3.13+ delivers a non-persistent message to a QoS 1 subscription at QoS 0 (docs/BROKER-VERSIONS.md). */
-const transientAtQos0 = major > 3 || (major === 3 && minor >= 13);
+const transientAtQos0 = brokerRules(broker.version).transientAtQos0;
 const queue = uniqueName('their_rpc');
 let vhost: TestVhost;
 let worker: ChannelModel;
@@ -75,7 +76,15 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
       store,
       addVerdict: (rpcId, verdict) => store.add({ rpcId, at: Date.now(), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } }),
     });
-    tracer = new FirehoseTracer({ amqpUrl: vhost.amqpUrl, api: vhost.api, store, owner: 'external-qos test', onEvent: (event, step) => externals.observe(event, step) });
+    tracer = new FirehoseTracer({
+      amqpUrl: vhost.amqpUrl,
+      api: vhost.api,
+      store,
+      owner: 'external-qos test',
+      onEvent: (event, step) => externals.observe(event, step),
+      // Asks for an unknown connection every 200 ms instead of 5 s: the late device below is named sooner.
+      mqttClients: new MqttClients(vhost.api, 200),
+    });
     expect((await tracer.start()).state).toBe('on');
     externals.start();
 
@@ -120,6 +129,20 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     expect(store.summary(id).device).toBe(clientId);
     expect(describeStep(delivered)).toContain(`to MQTT client "${clientId}"`);
     expect(describeStep(delivered)).toContain('at QoS 1');
+    // Its connection, unknown at its first publish, was asked of the management API: a later request of its own is
+    // named by it (the broker lists a new connection a few seconds late on 3.10, at once on 4.x).
+    await until(`the connection of ${clientId}`, async () => (await vhost.api.vhostConnections()).find((connection) => connection.mqttClientId === clientId));
+    let named: string | undefined;
+    for (let n = 0; named === undefined; n += 1) {
+      // One round trip of the management API per round: the tracer's next listing comes within 200 ms.
+      await vhost.api.vhostConnections();
+      const again = uniqueName(`persist-again${n}`);
+      await dev.client.publishAsync(queue, JSON.stringify({ id: again, reply_to: replyTopic }), { qos: 1 });
+      const published = await waitForStep(store, stepOf(again, 'broker.published', 'request'));
+      await waitForStep(store, stepOf(again, 'broker.delivered', 'reply'));
+      named = published.kind === 'broker.published' ? published.detail.publisher?.mqttClientId : undefined;
+    }
+    expect(named).toBe(clientId);
   }, 60_000);
 
   // MQTT 5 came in 3.13: on 3.10 a device cannot send a Response Topic at all.

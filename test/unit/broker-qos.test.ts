@@ -4,7 +4,8 @@
  * the summary, and the connections the management API names (MqttClients). The same facts on real brokers:
  * test/integration/external-qos.test.ts.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { BoundedMap } from '../../src/core/bounded-map';
 import { mqttDelivery, publishedQos } from '../../src/shared/broker-qos';
 import { describeStep } from '../../src/shared/describe';
 import { summarize } from '../../src/shared/trace-summary';
@@ -79,12 +80,53 @@ describe('the QoS a reply reaches the device at', () => {
   });
 });
 
+describe('what cannot be told is not claimed', () => {
+  it('says nothing of a QoS when the properties could not be read, and an MQTT QoS 1 reply (its header) is persistent', () => {
+    const unreadable: TraceMessage = { ...wire({}), properties: { unreadable: "RabbitMQ's copy could not be decoded" } };
+    expect(mqttDelivery(replyDelivered({ wire: unreadable, transientAtQos0: true }).detail as TraceStepDetails['broker.delivered'])).toEqual({ clientId: 'dev-7', subscribedQos: 1 });
+    expect(summarize('r1', [replyDelivered({ wire: unreadable, transientAtQos0: true })]).warnings).toEqual([]);
+    expect(mqttDelivery(replyDelivered({ wire: wire({}, { 'x-mqtt-publish-qos': 1 }), transientAtQos0: true }).detail as TraceStepDetails['broker.delivered'])?.deliveredQos).toBe(1);
+  });
+
+  it('judges the reply reaching the requester, not another subscriber of a shared reply topic', () => {
+    const other = { connection: '10.0.0.8:5200 -> 10.0.0.1:1883', channel: 0, user: 'guest' };
+    const steps = [
+      request({ publisher: device }),
+      // Another device subscribed to the same topic at QoS 1 first gets a transient copy; the requester's QoS 0 queue the other.
+      replyDelivered({ queue: 'mqtt-subscription-dev-9qos1', consumer: other, wire: wire({}), transientAtQos0: true }),
+      replyDelivered({ queue: 'mqtt-subscription-dev-7qos0', consumer: device, wire: wire({}), transientAtQos0: true }),
+    ];
+    const summary = summarize('r1', steps);
+    expect(summary.device).toBe('dev-7');
+    expect(summary.warnings).toEqual([]);
+  });
+});
+
 describe('the device of an RPC not sent here', () => {
   it('is the publisher the management API named, else the client whose subscription on the same connection got the reply', () => {
     expect(summarize('r1', [request({ publisher: { ...device, mqttClientId: 'dev-7' } })]).device).toBe('dev-7');
     expect(summarize('r1', [request({ publisher: device }), replyDelivered({ consumer: device })]).device).toBe('dev-7');
     // Another connection got the reply (a second device subscribed to the same topic): not taken for the sender.
     expect(summarize('r1', [request({ publisher: device }), replyDelivered({ consumer: { ...device, connection: '10.0.0.8:5200 -> 10.0.0.1:1883' } })]).device).toBeUndefined();
+  });
+
+  it("is none for an RPC sent from this app: its own client is nobody's device, and its row keeps the RPC's id", () => {
+    const composed: TraceStep = { rpcId: 'r1', seq: 0, at: 990, source: 'client', kind: 'composed', detail: { topic: 'rpc_queue', qos: 1, replyTopic: 'reply/dev-7', replyStrategy: 'shared', bytes: 2 } };
+    expect(summarize('r1', [composed, request({ publisher: { ...device, mqttClientId: 'bridgescope-app' } }), replyDelivered({ consumer: device })]).device).toBeUndefined();
+  });
+});
+
+describe('BoundedMap under adds and deletes that never fill it', () => {
+  it('keeps its bookkeeping the size of what it holds (a tracer that runs for days against a reconnecting fleet)', () => {
+    const map = new BoundedMap<string, number>(50_000);
+    for (let n = 0; n < 200_000; n += 1) {
+      map.add(`conn-${n}`, n);
+      map.delete(`conn-${n}`);
+    }
+    map.add('last', 1);
+    expect(map.size).toBe(1);
+    expect((map as unknown as { order: unknown[]; head: number }).order.length).toBeLessThan(2_000);
+    expect([...map.keys()]).toEqual(['last']);
   });
 });
 
@@ -95,7 +137,7 @@ describe('MqttClients: the connections the management API names', () => {
     return {
       calls,
       listed,
-      connections: async () => {
+      vhostConnections: async () => {
         calls.connections += 1;
         return listed.map((connection) => ({ ...connection }));
       },
@@ -139,8 +181,58 @@ describe('MqttClients: the connections the management API names', () => {
     clients.stop();
   });
 
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('forgets a connection gone from the list: its address and port may come back as another device', async () => {
+    const fake = api();
+    const clients = new MqttClients(fake, 1000);
+    await clients.start();
+    expect(clients.clientIdOf(device.connection)).toBe('dev-7');
+    // dev-7 left; a new device got the same address and port (a load balancer's); an unknown name brings a new listing.
+    fake.listed.splice(0, 1, { name: device.connection, protocol: 'MQTT 3-1-1', mqttClientId: 'dev-new' });
+    await clients.start();
+    expect(clients.clientIdOf(device.connection)).toBe('dev-new');
+    fake.listed.splice(0, 1);
+    await clients.start();
+    expect(clients.clientIdOf(device.connection)).toBeUndefined();
+    clients.stop();
+  });
+
+  it('asks at most once per interval however many unknown names come, and later each time the API fails', async () => {
+    vi.useFakeTimers();
+    let failing = true;
+    const calls: number[] = [];
+    const clients = new MqttClients(
+      {
+        vhostConnections: async () => {
+          calls.push(Date.now());
+          if (failing) throw new Error('503');
+          return [];
+        },
+        overview: async () => ({ rabbitmqVersion: '4.3.6', erlangVersion: '', clusterName: '', protocols: [] }),
+      },
+      1000,
+    );
+    const start = Date.now();
+    await clients.start();
+    for (let n = 0; n < 500; n += 1) clients.clientIdOf(`10.0.${n >> 8}.${n & 255}:1 -> 10.0.0.1:1883`);
+    await vi.advanceTimersByTimeAsync(7_100);
+    // Failing: at 0, then 2 s (1 s doubled), then 4 s more: 3 asks in 7 s for 500 names, not 500.
+    expect(calls.map((at) => at - start)).toEqual([0, 2000, 6000]);
+    failing = false;
+    await vi.advanceTimersByTimeAsync(8_000);
+    // The next one answers; the names it did not list are asked for again for a while, then given up.
+    expect(calls.length).toBeGreaterThanOrEqual(4);
+    const asked = calls.length;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(calls.length - asked).toBeLessThanOrEqual(3);
+    clients.stop();
+  });
+
   it('stays quiet when the management API fails: nothing named, nothing thrown', async () => {
-    const clients = new MqttClients({ connections: () => Promise.reject(new Error('401')), overview: () => Promise.reject(new Error('401')) });
+    const clients = new MqttClients({ vhostConnections: () => Promise.reject(new Error('401')), overview: () => Promise.reject(new Error('401')) });
     await clients.start();
     expect(clients.clientIdOf(device.connection)).toBeUndefined();
     expect(clients.transientAtQos0).toBeUndefined();
@@ -164,6 +256,12 @@ describe('MqttClients: the connections the management API names', () => {
 
   it("joins another team's MQTT 5 request with no id in its body by its Correlation Data, and its reply by its Response Topic", () => {
     const store = new TraceStore();
+    // Each step kept, as the tracer does: the store then knows the RPCs the next events may collide with.
+    const kept = (event: FirehoseEvent) => {
+      const draft = firehoseStep(event, store);
+      if (draft) store.record(draft);
+      return draft;
+    };
     const request: FirehoseEvent = {
       type: 'publish', name: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], redelivered: false,
       properties: { correlation_id: 'corr-7', headers: { 'x-reply-to-topic': 'reply.dev-7' }, delivery_mode: 2 }, party: device, body: Buffer.from('{"op":"status"}'),
@@ -171,10 +269,16 @@ describe('MqttClients: the connections the management API names', () => {
     const binaryCorrelation: FirehoseEvent = { ...request, properties: { headers: { 'x-reply-to-topic': 'reply.dev-8', 'x-correlation-id': Buffer.from('corr-8') } } };
     const reply: FirehoseEvent = { type: 'publish', name: 'amq.direct', routingKeys: ['reply.dev-7'], routedQueues: ['mqtt-subscription-dev-7qos1'], redelivered: false, properties: { correlation_id: 'corr-7' }, party: worker, body: Buffer.from('{"result":1}') };
     const telemetry: FirehoseEvent = { ...request, properties: { delivery_mode: 1 }, body: Buffer.from('21.5') };
-    expect(firehoseStep(request, store)).toMatchObject({ rpcId: 'corr-7', kind: 'broker.published', detail: { leg: 'request', replyTopic: 'reply/dev-7' } });
-    expect(firehoseStep(binaryCorrelation, store)).toMatchObject({ rpcId: 'corr-8', detail: { replyTopic: 'reply/dev-8' } });
-    expect(firehoseStep(reply, store)).toMatchObject({ rpcId: 'corr-7', kind: 'broker.published', detail: { leg: 'reply' } });
+    expect(kept(request)).toMatchObject({ rpcId: 'corr-7', kind: 'broker.published', detail: { leg: 'request', replyTopic: 'reply/dev-7' } });
+    expect(kept(binaryCorrelation)).toMatchObject({ rpcId: 'corr-8', detail: { replyTopic: 'reply/dev-8' } });
+    expect(kept(reply)).toMatchObject({ rpcId: 'corr-7', kind: 'broker.published', detail: { leg: 'reply' } });
     // Not an RPC: no id in the body, no Response Topic.
-    expect(firehoseStep(telemetry, store)).toBeUndefined();
+    expect(kept(telemetry)).toBeUndefined();
+    // Another device counting its Correlation Data from the same number: another RPC.
+    const sameCorrelation: FirehoseEvent = { ...request, properties: { correlation_id: 'corr-7', headers: { 'x-reply-to-topic': 'reply.dev-9' } } };
+    expect(kept(sameCorrelation)?.rpcId).toBe('corr-7 (reply/dev-9)');
+    expect(kept({ ...sameCorrelation, type: 'deliver', name: 'rpc_queue' })?.rpcId).toBe('corr-7 (reply/dev-9)');
+    // The first device's own request delivered: still its RPC.
+    expect(kept({ ...request, type: 'deliver', name: 'rpc_queue' })?.rpcId).toBe('corr-7');
   });
 });

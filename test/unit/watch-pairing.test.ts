@@ -50,6 +50,12 @@ describe('passive RPC pairing', () => {
     pairing.observe(msg(30, 'rpc_queue', { id: 'd', reply_to: 'reply/dev' }));
     pairing.observe(msg(35, 'reply.dev', { id: 'd' }));
     expect(pairing.stats(100)[0]).toMatchObject({ replies: 4, qos0Replies: 2 });
+    // Seen by the firehose routed to no QoS 1 subscription (an AMQP consumer, a QoS 0 one): nothing below its QoS.
+    pairing.observe(msg(40, 'rpc_queue', { id: 'e', reply_to: 'reply/dev' }));
+    pairing.observe(msg(45, 'reply.dev', { id: 'e' }, { persistent: false, routedQueues: ['mqtt-subscription-devqos0', 'audit'] }));
+    pairing.observe(msg(50, 'rpc_queue', { id: 'f', reply_to: 'reply/dev' }));
+    pairing.observe(msg(55, 'reply.dev', { id: 'f' }, { persistent: false, routedQueues: ['mqtt-subscription-devqos1'] }));
+    expect(pairing.stats(100)[0]).toMatchObject({ replies: 6, qos0Replies: 3 });
 
     const old = new RpcPairing({ timeoutMs: 1000 });
     old.brokerVersion('3.10.8', false);
@@ -62,6 +68,10 @@ describe('passive RPC pairing', () => {
     const event = (properties: Record<string, unknown>) => ({ type: 'publish' as const, name: 'amq.direct', routingKeys: ['reply.dev'], routedQueues: ['q'], redelivered: false, properties, body: Buffer.from('{}') });
     expect(observedFromFirehose(event({ delivery_mode: 2 }), 'amq.direct', 0)?.persistent).toBe(true);
     expect(observedFromFirehose(event({}), 'amq.direct', 0)?.persistent).toBe(false);
+    // An MQTT client's QoS 1 publish before 4.0 says so in a header.
+    expect(observedFromFirehose(event({ headers: { 'x-mqtt-publish-qos': 1 } }), 'amq.direct', 0)?.persistent).toBe(true);
+    // RabbitMQ's copy of the properties unreadable: nothing claimed.
+    expect(observedFromFirehose({ ...event({}), properties: Buffer.from([0, 0, 0, 9, 1]) }, 'amq.direct', 0)?.persistent).toBeUndefined();
   });
 
   it('a request whose id comes again before its reply is counted retried, so the figures add up', () => {

@@ -172,10 +172,7 @@ export function registerInspectCommands(program: Command): void {
         externals.start();
         say(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.`);
         tracer.on('status', (next) => {
-          // Other teams' RPCs are judged only by what the firehose saw: a gap blinds their verdicts, an end stops them.
-          if (next.state === 'reconnecting') externals.reading(false);
-          else if (next.state === 'on') externals.reading(true);
-          else void externals.stop().catch(() => undefined);
+          externals.followStatus(next);
           reportStatus(next, options.vhost);
         });
         tracer.on('node-resumed', (node) => say(`Tracing switched on again at ${terminalSafe(node)}: the node restarted, and a restart resets it.`));

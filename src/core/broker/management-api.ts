@@ -78,6 +78,21 @@ const connectionSchema = z.object({
   client_properties: z.record(z.string(), z.unknown()).optional(),
 });
 
+/** The management API's connections as BridgeScope reads them: MQTT ones with their client id. */
+function connectionInfos(given: unknown): ConnectionInfo[] {
+  return z.array(connectionSchema).parse(given).map((connection) => {
+    const clientId = connection.client_properties?.client_id;
+    const connectionName = connection.client_properties?.connection_name;
+    return {
+      name: connection.name,
+      protocol: connection.protocol ?? 'unknown',
+      ...(connection.node !== undefined ? { node: connection.node } : {}),
+      ...(typeof clientId === 'string' ? { mqttClientId: clientId } : {}),
+      ...(typeof connectionName === 'string' ? { connectionName } : {}),
+    };
+  });
+}
+
 const consumerSchema = z.object({
   queue: z.object({ name: z.string() }),
   channel_details: z.object({ node: z.string().optional(), connection_name: z.string().optional() }).optional(),
@@ -269,18 +284,12 @@ export class ManagementApi {
 
   /** Connections by protocol; MQTT ones carry their client id. The broker refreshes this list every few seconds. */
   async connections(): Promise<ConnectionInfo[]> {
-    const raw = z.array(connectionSchema).parse(await this.get('/api/connections?columns=name,node,protocol,user,client_properties'));
-    return raw.map((connection) => {
-      const clientId = connection.client_properties?.client_id;
-      const connectionName = connection.client_properties?.connection_name;
-      return {
-        name: connection.name,
-        protocol: connection.protocol ?? 'unknown',
-        ...(connection.node !== undefined ? { node: connection.node } : {}),
-        ...(typeof clientId === 'string' ? { mqttClientId: clientId } : {}),
-        ...(typeof connectionName === 'string' ? { connectionName } : {}),
-      };
-    });
+    return connectionInfos(await this.get('/api/connections?columns=name,node,protocol,user,client_properties'));
+  }
+
+  /** This vhost's connections only (what a tracer of the vhost can meet), as `connections` gives them. */
+  async vhostConnections(): Promise<ConnectionInfo[]> {
+    return connectionInfos(await this.get(`/api/vhosts/${this.vhostPath}/connections?columns=name,node,protocol,user,client_properties`));
   }
 
   /** The consumers on this vhost, each with the node of its connection. Listed at the broker's stats interval (~5 s): a new one may be missing. */

@@ -7,7 +7,7 @@
 import type { Verdict } from '../../shared/diagnosis';
 import type { TraceStep } from '../../shared/trace';
 import { BoundedMap } from '../bounded-map';
-import type { FirehoseEvent } from '../trace/firehose';
+import type { FirehoseEvent, FirehoseStatus } from '../trace/firehose';
 import type { TraceStore } from '../trace/trace-store';
 import { observedFromFirehose } from '../watch/firehose-source';
 import { asRequest } from '../watch/pairing';
@@ -77,6 +77,21 @@ export class ExternalVerdicts {
     } else if (reading && last !== undefined && last.until === undefined) {
       last.until = at;
     }
+  }
+
+  /**
+   * Follows the tracer feeding it: other teams' RPCs are judged only by what the firehose saw, so a gap (reconnecting)
+   * blinds the verdicts of the requests waiting through it, and an end (off, unavailable) stops them. Returns false once
+   * it stopped.
+   */
+  followStatus(status: FirehoseStatus): boolean {
+    if (status.state === 'reconnecting') this.reading(false);
+    else if (status.state === 'on') this.reading(true);
+    else {
+      void this.stop().catch(() => undefined);
+      return false;
+    }
+    return true;
   }
 
   /** Stops the pairing's timer; a verdict still being worked out is dropped (the tracer it came from is gone). */

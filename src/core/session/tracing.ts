@@ -150,13 +150,7 @@ export class TracingController {
     const onStatus = (next: FirehoseStatus): void => {
       if (this.tracer !== tracer) return;
       this.current = tracerViewFor(next);
-      // Other teams' RPCs are judged only by what the firehose saw: a gap blinds their verdicts, an end stops them.
-      if (next.state === 'reconnecting') this.externals?.reading(false);
-      else if (next.state === 'on') this.externals?.reading(true);
-      else {
-        void this.externals?.stop();
-        this.externals = undefined;
-      }
+      if (this.externals?.followStatus(next) === false) this.externals = undefined;
       this.options.onChange();
     };
     tracer.on('status', onStatus);

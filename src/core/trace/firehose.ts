@@ -27,6 +27,9 @@ import { withDeadline } from '../../shared/deadline';
 
 export const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 
+/** How long a tracer's start waits for the list of MQTT clients (a slow management API names them a little later). */
+const CLIENTS_LISTED_WITHIN_MS = 5000;
+
 export type FirehoseStatus =
   | { state: 'off' }
   /** resumed: switched on again after the link to the broker came back (a node restart resets the vhost's flag) */
@@ -96,16 +99,21 @@ export function readFirehoseFrames(connection: unknown): boolean {
   });
 }
 
-/** A traced message's own properties, decoded (the tracer's frame reader leaves them as their table's bytes); {} when unreadable. */
-export function firehoseProperties(event: Pick<FirehoseEvent, 'properties'>): Record<string, unknown> {
+/**
+ * A traced message's own properties, decoded (the tracer's frame reader leaves them as their table's bytes); undefined
+ * when RabbitMQ's copy of them cannot be followed (the message is then read by its routing key and body alone).
+ */
+export function firehoseProperties(event: Pick<FirehoseEvent, 'properties'>): Record<string, unknown> | undefined {
   if (!Buffer.isBuffer(event.properties)) return event.properties ?? {};
   try {
     return decodeFieldTable(event.properties);
   } catch {
-    // A copy RabbitMQ wrote that cannot be followed: read by its routing key and body alone.
-    return {};
+    return undefined;
   }
 }
+
+/** Where RabbitMQ 3.13+ puts an MQTT 5 Response Topic for AMQP (dotted: a routing key). */
+const RESPONSE_TOPIC_HEADER = 'x-reply-to-topic';
 
 /** A header's or property's text: AMQP long strings may arrive as bytes. */
 export const textOf = (value: unknown): string | undefined => (typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : undefined);
@@ -117,9 +125,11 @@ export const textOf = (value: unknown): string | undefined => (typeof value === 
  * properties are decoded then.
  */
 function mqtt5Request(event: FirehoseEvent): { id: string; replyKey: string } | undefined {
-  const properties = firehoseProperties(event);
+  // Most such events are telemetry and deliveries with no Response Topic: their table's bytes say so without decoding it.
+  if (Buffer.isBuffer(event.properties) && event.properties.indexOf(RESPONSE_TOPIC_HEADER) < 0) return undefined;
+  const properties = firehoseProperties(event) ?? {};
   const headers = properties.headers !== null && typeof properties.headers === 'object' && !Buffer.isBuffer(properties.headers) ? (properties.headers as Record<string, unknown>) : undefined;
-  const replyKey = textOf(headers?.['x-reply-to-topic']);
+  const replyKey = textOf(headers?.[RESPONSE_TOPIC_HEADER]);
   if (replyKey === undefined || replyKey === '') return undefined;
   const id = textOf(properties.correlation_id) ?? textOf(headers?.['x-correlation-id']);
   return id === undefined || id === '' ? undefined : { id, replyKey };
@@ -152,7 +162,10 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   if (rpcId === undefined && routingKey !== undefined) {
     const request = mqtt5Request(event);
     if (request) {
-      rpcId = request.id;
+      // Devices often count their Correlation Data from 1: another device's RPC with the same one (a reply topic of its
+      // own) is another RPC, named by both.
+      const taken = store.keysOf(request.id) !== undefined && store.rpcForReplyKey(request.replyKey) !== request.id;
+      rpcId = taken ? `${request.id} (${routingKeyToTopic(request.replyKey)})` : request.id;
       isRequest = true;
       mqtt5ReplyKey = request.replyKey;
     }
@@ -304,8 +317,11 @@ export interface FirehoseTracerOptions {
   nodeWatchMs?: number;
   /** where this OS user's records of markers and tracer queues are kept (default: the config folder's `tracing`) */
   ownership?: TracingOwnership;
-  /** names the MQTT clients behind the firehose's connections (default: one asking `api`) */
-  mqttClients?: MqttClients;
+  /**
+   * names the MQTT clients behind the firehose's connections (default: one asking `api`); false: none (a reader of no
+   * steps, as `watch --mode firehose`, does not ask the management API for names it never shows)
+   */
+  mqttClients?: MqttClients | false;
 }
 
 interface FirehoseTracerEvents {
@@ -360,7 +376,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   /** on a cluster: switches tracing on again at a node that restarts, without waiting for our own link */
   private readonly keeper: TracingNodeKeeper;
   private readonly ownership: TracingOwnership;
-  private readonly clients: MqttClients;
+  private readonly clients: MqttClients | undefined;
   /** the marker this tracer wrote, while its link has stayed up since: ours on this boot without asking the nodes */
   private ownMarker: string | undefined;
   private bootsTimer: NodeJS.Timeout | undefined;
@@ -370,7 +386,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   constructor(private readonly options: FirehoseTracerOptions) {
     super();
     this.ownership = options.ownership ?? new TracingOwnership();
-    this.clients = options.mqttClients ?? new MqttClients(options.api);
+    this.clients = options.mqttClients === false ? undefined : (options.mqttClients ?? new MqttClients(options.api));
     this.keeper = new TracingNodeKeeper(
       options.api,
       (node) => {
@@ -436,7 +452,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     this.touched = true;
     if (this.stopping) return this.current;
     // Beside the connection: the clients connected now, and the broker's version (a trace without them is still a trace).
-    const listing = this.clients.start();
+    const listing = this.clients?.start() ?? Promise.resolve();
     const connection = await amqp.connect(amqpConnectOptions(this.options.amqpUrl, 10), {
       ...tlsSocketOptions(this.options.tls),
       noDelay: true,
@@ -495,7 +511,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     }
     if (!this.stopping) await this.keeper.start();
     // The clients connected before tracing began are named from its first event, unless the API takes long to list them.
-    await withDeadline(listing, 2000);
+    await withDeadline(listing, CLIENTS_LISTED_WITHIN_MS);
     return this.current;
   }
 
@@ -583,7 +599,7 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   private async finish(): Promise<TracingRelease> {
     // First: nothing may switch tracing on again at a node while it is being given back.
     await this.keeper.stop();
-    this.clients.stop();
+    this.clients?.stop();
     const connection = this.connection;
     this.connection = undefined;
     // Closing first removes our own live queue, so two tracers stopping at once both see "no other tracer".

@@ -8,6 +8,7 @@ import type { ManagementApi } from '../broker/management-api';
 import { checkAbandonedTracing, firehoseProperties, textOf as text, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../trace/firehose';
 import { TraceStore } from '../trace/trace-store';
 import type { ObservedMessage } from './pairing';
+import { persistentMessage } from '../../shared/broker-qos';
 import type { TlsFiles } from '../connection-details';
 
 /** the RPCs the firehose's own trace store keeps for watch (none is read: see the constructor) */
@@ -26,14 +27,16 @@ export function observedFromFirehose(event: FirehoseEvent, exchange: string, at:
   if (routingKey === undefined) return undefined;
   const observed: ObservedMessage = { at, exchange: event.name, routingKey, body: event.body, routedQueues: event.routedQueues };
   // Decoded here, for the publishes watch pairs only (the tracer's frame reader leaves them as their table's bytes).
-  const properties = firehoseProperties(event);
+  const read = firehoseProperties(event);
+  const properties = read ?? {};
   const correlationId = text(properties.correlation_id);
   const replyTo = text(properties.reply_to);
   if (correlationId !== undefined) observed.correlationId = correlationId;
   if (replyTo !== undefined) observed.replyTo = replyTo;
   if (properties.headers !== null && typeof properties.headers === 'object' && !Buffer.isBuffer(properties.headers)) observed.headers = properties.headers as Record<string, unknown>;
   if (event.party?.connection !== undefined) observed.connection = event.party.connection;
-  observed.persistent = properties.delivery_mode === 2;
+  // Unknown when RabbitMQ's copy of the properties could not be read: then no QoS is claimed for it.
+  if (read !== undefined) observed.persistent = persistentMessage(properties.delivery_mode, observed.headers);
   return observed;
 }
 
@@ -53,6 +56,8 @@ export class FirehoseSource extends EventEmitter<FirehoseSourceEvents> {
       // watcher at 1,000 RPC/s kept tens of MiB of heap for nothing (bench --watch-soak).
       store: new TraceStore({ maxRpcs: WATCH_STORE_RPCS }),
       owner: options.owner,
+      // It reads no step: the MQTT clients' names would be asked of the management API for nothing.
+      mqttClients: false,
       onEvent: (event) => {
         const observed = observedFromFirehose(event, options.exchange, Date.now());
         if (observed) this.emit('message', observed);

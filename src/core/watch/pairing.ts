@@ -13,6 +13,7 @@ import { percentile } from '../../shared/stats';
 import { routingKeyToTopic } from '../../shared/topic-map';
 import type { WatchTopicStats } from '../../shared/contract';
 import { RecentIds } from '../recent-ids';
+import { subscriptionQueueOwner } from '../../shared/rabbitmq-mqtt';
 
 export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
 
@@ -388,6 +389,8 @@ export class RpcPairing {
   /** A reply the broker delivers at QoS 0: counted, and said at the topic's first. */
   private qos0Reply(message: ObservedMessage, entry: RpcRef, acc: TopicAcc | undefined, worker: string | undefined, events: WatchEvent[]): boolean {
     if (this.transientAtQos0 === undefined || message.persistent !== false || !acc) return false;
+    // Seen by the firehose: only a reply that reached an MQTT client's QoS 1 subscription is delivered below its QoS.
+    if (message.routedQueues !== undefined && !message.routedQueues.some((queue) => subscriptionQueueOwner(queue)?.qos === 1)) return false;
     acc.qos0Replies += 1;
     if (acc.qos0Replies === 1) events.push({ type: 'qos0-replies', topic: entry.topic, replyKey: entry.replyKey, ...(worker !== undefined ? { worker } : {}), brokerVersion: this.transientAtQos0 });
     return true;

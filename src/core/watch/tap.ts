@@ -13,6 +13,7 @@ import { withDeadline } from '../../shared/deadline';
 import { BridgeError } from '../errors';
 import { tlsSocketOptions, type TlsFiles } from '../connection-details';
 import type { ObservedMessage } from './pairing';
+import { persistentMessage } from '../../shared/broker-qos';
 
 /** how long each step of the tap's stop (delete the queue, close the connection) may wait on the broker */
 const STOP_STEP_MS = 3000;
@@ -174,7 +175,7 @@ export class Tap extends EventEmitter<TapEvents> {
     if (typeof properties.correlationId === 'string') observed.correlationId = properties.correlationId;
     if (typeof properties.replyTo === 'string') observed.replyTo = properties.replyTo;
     if (properties.headers) observed.headers = properties.headers as Record<string, unknown>;
-    observed.persistent = properties.deliveryMode === 2;
+    observed.persistent = persistentMessage(properties.deliveryMode, observed.headers);
     this.emit('message', observed);
   }
 

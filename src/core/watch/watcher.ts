@@ -11,11 +11,14 @@ import { FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
 import type { TlsFiles } from '../connection-details';
 import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
-import { brokerRules } from '../../shared/broker-versions';
+import { transientAtQos0Of } from '../../shared/broker-versions';
 import { withDeadline } from '../../shared/deadline';
 
 /** verdicts that say no reply could have come, whatever the tap saw */
 const NO_REPLY_POSSIBLE: ReadonlySet<string> = new Set(['request-unroutable', 'wrong-exchange', 'no-consumer', 'not-this-broker']);
+
+/** how long a watch's start waits for the broker's version (its rule on non-persistent replies), at most */
+const VERSION_READ_WITHIN_MS = 5000;
 
 /** how long the broker's facts for one topic serve the verdicts of its unanswered requests */
 const FACTS_FRESH_MS = 2000;
@@ -156,19 +159,19 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   /** Starts observing: the tap queue's name, or the firehose's status ('fed' when fed). */
   async start(): Promise<string | FirehoseStatus> {
     // The broker's version, for its rule on non-persistent replies (QoS 0 to every MQTT subscriber on 3.13+): asked beside
-    // the start, waited for a moment at most (a watch without it counts no QoS 0 replies, and says nothing wrong).
+    // the start, waited for a moment at most (a watch without it counts no QoS 0 replies, and says nothing wrong). Fed
+    // (the app's Trace), its lines are verdicts only: not asked.
     const version =
-      this.options.managementUrl === undefined
+      this.options.managementUrl === undefined || this.options.mode === 'fed'
         ? Promise.resolve()
         : new ManagementApi(this.options.managementUrl, this.options.vhost ?? '/', undefined, this.options.tls)
             .overview()
-            .then((overview) => {
-              const rules = brokerRules(overview.rabbitmqVersion);
-              this.pairing.brokerVersion(overview.rabbitmqVersion, rules.version !== undefined && rules.transientAtQos0);
-            })
+            .then((overview) => this.pairing.brokerVersion(overview.rabbitmqVersion, transientAtQos0Of(overview.rabbitmqVersion) === true))
             .catch(() => undefined);
     const queue = this.firehose ? await this.firehose.start() : this.tap ? await this.tap.start() : 'fed';
-    await withDeadline(version, 2000);
+    await withDeadline(version, VERSION_READ_WITHIN_MS);
+    // Stopped while it started: no timer may outlive the stop.
+    if (this.stopped) return queue;
     // Watching from now: the rate over the time watched leaves out the start (a firehose's start can take seconds).
     this.pairing.watchingSince(Date.now());
     const every = Math.max(20, Math.min(250, Math.floor(this.options.timeoutMs / 4)));
@@ -184,7 +187,10 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   /** in tap mode: 'cut' when the broker did not answer the delete nor the close in time and the socket was cut */
   tapStopped: 'deleted' | 'cut' | undefined;
 
+  private stopped = false;
+
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     if (this.firehose) this.releases = await this.firehose.stop();
