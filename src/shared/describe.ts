@@ -15,9 +15,9 @@ export function party(who: BrokerParty): string {
 
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
 
-/** Where a verdict says the RPC got to: a reply went the whole way, so its hop is where it arrived, not where it stopped. */
+/** Where a verdict says the RPC got to: a reply (late or not) went the whole way, so its hop is where it arrived, not where it stopped. */
 export function verdictHop(verdict: Pick<Verdict, 'code' | 'hop'>): string {
-  return verdict.code === 'replied' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
+  return verdict.code === 'replied' || verdict.code === 'late-reply' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
 }
 
 export function describeStep(step: TraceStep): string {
@@ -51,7 +51,9 @@ export function describeStep(step: TraceStep): string {
           ? ''
           : delivery.transient
             ? ` at QoS 0 (subscribed at QoS 1; published non-persistent)`
-            : ` at QoS ${delivery.deliveredQos}`;
+            : delivery.subscribedQos === 0
+              ? ' at QoS 0 (subscribed at QoS 0)'
+              : ` at QoS ${delivery.deliveredQos}`;
       const to = step.detail.consumer ? ` to ${party(delivery && step.detail.consumer.mqttClientId === undefined ? { ...step.detail.consumer, mqttClientId: delivery.clientId } : step.detail.consumer)}` : '';
       return `broker${at(step.detail.node)}: ${step.detail.leg} delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}${to}${qos}`;
     }

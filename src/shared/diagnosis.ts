@@ -220,7 +220,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     const routed = brokerRequest.detail.routedQueues;
     evidence.push(`broker: request published on ${brokerRequest.detail.exchange} with key "${brokerRequest.detail.routingKeys[0] ?? ''}", routed to ${routed.length > 0 ? quoted(routed) : 'no queue'}`);
   }
-  if (requestDelivered) evidence.push(`broker: request delivered from queue "${requestDelivered.detail.queue}" to a consumer`);
+  if (requestDelivered) evidence.push(`broker: request delivered from queue "${requestDelivered.detail.queue}" to ${requestDelivered.detail.consumer ? partyText(requestDelivered.detail.consumer) : 'a consumer'}`);
   if (received) evidence.push(`server: ${received.detail.worker} received the request from "${received.detail.queue}"`);
   if (replyPublished) evidence.push(`server: ${replyPublished.detail.worker} published the reply on ${replyPublished.detail.exchange} with key "${replyPublished.detail.routingKey}"`);
   if (replyConfirmed) evidence.push(`server: the broker ${replyConfirmed.detail.outcome} the reply${replyConfirmed.detail.returnReason ? ` (${replyConfirmed.detail.returnReason})` : ''}`);
@@ -330,7 +330,17 @@ export function diagnose(input: DiagnosisInput): Verdict {
   };
   if (nowhereToReply && (requestDelivered || received)) return noReplyTopic(queueName);
   if (requestDelivered || received) {
-    return verdict('server-slow', 'server', `A consumer of ${queueName} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (${serverLog}); raise the timeout or check the server's handler.`);
+    // The firehose names the connection that took it; a queue with no consumer now says that worker is gone with it.
+    const taker = requestDelivered?.detail.consumer ? ` (${partyText(requestDelivered.detail.consumer)})` : '';
+    const nowIdle = facts?.requestQueues.find((queue) => queue.name === deliveredQueue && queue.consumers === 0);
+    if (nowIdle) {
+      return verdict(
+        'server-slow',
+        'server',
+        `A consumer of ${queueName}${taker} took the request, but no reply came within ${waited} and the queue has no consumer now: the worker that took it stopped (it crashed, or was stopped) without replying; ${nowIdle.ready > 0 ? `${nowIdle.ready} message(s) wait there, the request among them if it was not acked` : 'if it had acked the request, the request is gone with it'}. ${startServer(deliveredQueue ?? requestKey).replace(/^./, (first) => first.toUpperCase())}, and check its log for why it stopped.`,
+      );
+    }
+    return verdict('server-slow', 'server', `A consumer of ${queueName}${taker} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (${serverLog}); raise the timeout or check the server's handler.`);
   }
   if (brokerRequest && input.firehose) {
     const waiting = facts?.requestQueues.find((queue) => brokerRequest.detail.routedQueues.includes(queue.name));

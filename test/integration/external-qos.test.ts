@@ -19,6 +19,7 @@ import { startThirdPartyWorker } from '../support/third-party-worker';
 import { createTestVhost, type TestVhost } from '../support/vhosts';
 import { waitForStep } from '../support/trace-wait';
 import { until } from '../support/until';
+import { managementRequest } from '../../src/core/broker/management-http';
 import { brokerRules } from '../../src/shared/broker-versions';
 
 const broker = inject('broker');
@@ -143,6 +144,37 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
       named = published.kind === 'broker.published' ? published.detail.publisher?.mqttClientId : undefined;
     }
     expect(named).toBe(clientId);
+  }, 60_000);
+
+  it('a worker that took the request and died without replying: server slow, naming the connection that took it, never "no consumer"', async () => {
+    const zombieQueue = uniqueName('their_zombie_rpc');
+    const connection = await amqp.connect(vhost.amqpUrl);
+    connection.on('error', () => undefined);
+    const channel = await connection.createChannel();
+    await channel.assertQueue(zombieQueue, { durable: true, autoDelete: false });
+    await channel.bindQueue(zombieQueue, 'amq.direct', zombieQueue);
+    // Takes the request, acks it, and dies before answering.
+    const took = new Promise<void>((resolve) => {
+      void channel.consume(zombieQueue, (message) => {
+        if (!message) return;
+        channel.ack(message);
+        resolve();
+      });
+    });
+    const clientId = uniqueName('dev-zombie');
+    const dev = await device(clientId, `reply/${clientId}`);
+    const id = uniqueName('zombie');
+    await dev.client.publishAsync(zombieQueue, JSON.stringify({ id, reply_to: `reply/${clientId}` }), { qos: 1 });
+    await took;
+    const delivered = await waitForStep(store, stepOf(id, 'broker.delivered', 'request'));
+    await connection.close();
+    const step = await waitForStep(store, (candidate) => candidate.rpcId === id && candidate.kind === 'rpc.diagnosed');
+    const verdict = step.kind === 'rpc.diagnosed' ? step.detail.verdict : undefined;
+    const consumer = delivered.kind === 'broker.delivered' ? delivered.detail.consumer?.connection : undefined;
+    expect(verdict?.code).toBe('server-slow');
+    expect(verdict?.message).toContain(`took the request, but no reply came within 5000 ms and the queue has no consumer now`);
+    expect(verdict?.message).toContain(`connection "${consumer}"`);
+    await managementRequest(broker.urls.management, `/api/queues/${encodeURIComponent(vhost.name)}/${encodeURIComponent(zombieQueue)}`, { method: 'DELETE' });
   }, 60_000);
 
   // MQTT 5 came in 3.13: on 3.10 a device cannot send a Response Topic at all.

@@ -36,26 +36,29 @@ describe('passive RPC pairing', () => {
     expect(pairing.stats(10)[0]).toMatchObject({ topic: 'rpc_queue', requests: 0, notRequests: 3 });
   });
 
-  it('counts the replies a 3.13+ broker delivers at QoS 0 (published non-persistent) and says so once per topic; not on older brokers', () => {
+  it('counts the replies a 3.13+ broker delivers at QoS 0 (published non-persistent) and names each worker once per topic; not on older brokers', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000 });
     pairing.brokerVersion('4.3.6', true);
     pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/dev' }));
     const first = pairing.observe(msg(5, 'reply.dev', { id: 'a', worker: 'their-worker' }, { persistent: false }));
     expect(of(first, 'qos0-replies')).toEqual([{ type: 'qos0-replies', topic: 'rpc_queue', replyKey: 'reply.dev', worker: 'their-worker', brokerVersion: '4.3.6' }]);
     pairing.observe(msg(10, 'rpc_queue', { id: 'b', reply_to: 'reply/dev' }));
-    expect(of(pairing.observe(msg(15, 'reply.dev', { id: 'b' }, { persistent: false })), 'qos0-replies')).toEqual([]);
+    expect(of(pairing.observe(msg(15, 'reply.dev', { id: 'b', worker: 'their-worker' }, { persistent: false })), 'qos0-replies')).toEqual([]);
+    // Another worker on the same topic is named too.
+    pairing.observe(msg(16, 'rpc_queue', { id: 'b2', reply_to: 'reply/dev' }));
+    expect(of(pairing.observe(msg(17, 'reply.dev', { id: 'b2', worker: 'js-worker' }, { persistent: false })), 'qos0-replies')).toEqual([expect.objectContaining({ worker: 'js-worker' })]);
     pairing.observe(msg(20, 'rpc_queue', { id: 'c', reply_to: 'reply/dev' }));
     pairing.observe(msg(25, 'reply.dev', { id: 'c' }, { persistent: true }));
     // An observer that did not read the properties says nothing of them.
     pairing.observe(msg(30, 'rpc_queue', { id: 'd', reply_to: 'reply/dev' }));
     pairing.observe(msg(35, 'reply.dev', { id: 'd' }));
-    expect(pairing.stats(100)[0]).toMatchObject({ replies: 4, qos0Replies: 2 });
+    expect(pairing.stats(100)[0]).toMatchObject({ replies: 5, qos0Replies: 3 });
     // Seen by the firehose routed to no QoS 1 subscription (an AMQP consumer, a QoS 0 one): nothing below its QoS.
     pairing.observe(msg(40, 'rpc_queue', { id: 'e', reply_to: 'reply/dev' }));
     pairing.observe(msg(45, 'reply.dev', { id: 'e' }, { persistent: false, routedQueues: ['mqtt-subscription-devqos0', 'audit'] }));
     pairing.observe(msg(50, 'rpc_queue', { id: 'f', reply_to: 'reply/dev' }));
     pairing.observe(msg(55, 'reply.dev', { id: 'f' }, { persistent: false, routedQueues: ['mqtt-subscription-devqos1'] }));
-    expect(pairing.stats(100)[0]).toMatchObject({ replies: 6, qos0Replies: 3 });
+    expect(pairing.stats(100)[0]).toMatchObject({ replies: 7, qos0Replies: 4 });
 
     const old = new RpcPairing({ timeoutMs: 1000 });
     old.brokerVersion('3.10.8', false);

@@ -49,8 +49,8 @@ function plainLine(line: WatchLine): string {
 
 /** Said once per topic: its replies are non-persistent, so the broker delivers them to devices at QoS 0. */
 export function qos0Sentence(line: Extract<WatchLine, { type: 'qos0-replies' }>): string {
-  const who = line.worker !== undefined ? ` by ${line.worker}` : '';
-  return `replies on "${line.replyKey}"${who} are published non-persistent (delivery_mode not 2): RabbitMQ ${line.brokerVersion ?? '3.13+'} delivers them to devices at QoS 0 even when they subscribed at QoS 1, so a reply is lost if a device's connection drops before it arrives; publish replies with delivery_mode 2 (counted in the summary as "at QoS 0")`;
+  const who = line.worker !== undefined ? line.worker : 'a worker that names itself nowhere';
+  return `${who} publishes its replies to "${line.topic}" requests non-persistent (delivery_mode not 2; first seen on "${line.replyKey}"): RabbitMQ ${line.brokerVersion ?? '3.13+'} delivers them to devices at QoS 0 even when they subscribed at QoS 1, so a reply is lost if a device's connection drops before it arrives; publish replies with delivery_mode 2 (counted in the summary as "at QoS 0")`;
 }
 
 function summaryLine(stats: TopicStats): string {
@@ -61,7 +61,7 @@ function summaryLine(stats: TopicStats): string {
   const retried = stats.retried > 0 ? `, ${stats.retried} retried (the same id again before a reply: the newer one followed)` : '';
   const notRequests = stats.notRequests > 0 ? `, ${stats.notRequests} not ${stats.notRequests === 1 ? 'a request' : 'requests'} (no id or reply topic: not followed)` : '';
   const qos0 = stats.qos0Replies > 0 ? `, ${stats.qos0Replies} ${stats.qos0Replies === 1 ? 'reply' : 'replies'} at QoS 0 (non-persistent)` : '';
-  return `summary ${stats.topic}: ${stats.rate}/s over the last ${stats.rateOverS} s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied${qos0}, ${stats.unanswered} unanswered${unseen}${waiting}${retried}${notRequests} (${stats.late} late)${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
+  return `summary ${stats.topic}: ${stats.rate}/s over the last ${stats.rateOverS} s, ${stats.requests} ${stats.requests === 1 ? 'request' : 'requests'}, ${stats.replies} replied${qos0}, ${stats.unanswered} unanswered${stats.late > 0 ? ` (${stats.late} of them answered late)` : ''}${unseen}${waiting}${retried}${notRequests}${twice}; round trip p50 ${ms(stats.p50)} p95 ${ms(stats.p95)} p99 ${ms(stats.p99)}${workers ? `; workers: ${workers}` : ''}`;
 }
 
 export function registerWatchCommand(program: Command): void {

@@ -61,6 +61,11 @@ export class ExternalVerdicts {
    */
   observe(event: FirehoseEvent, step: TraceStep | undefined): void {
     if (this.stopped || step === undefined || this.ours(step.rpcId)) return;
+    // A worker taking the request: whatever the queue says later (the worker may die with it), it was consumed.
+    if (step.kind === 'broker.delivered' && step.detail.leg === 'request') {
+      this.watcher.deliveredEvent(event);
+      return;
+    }
     const message = observedFromFirehose(event, this.options.watch.exchange, Date.now());
     if (!message) return;
     const request = step.kind === 'broker.published' && step.detail.leg === 'request' ? asRequest(message) : undefined;

@@ -10,12 +10,15 @@ import { TraceStore } from '../trace/trace-store';
 import type { ObservedMessage } from './pairing';
 import { persistentMessage } from '../../shared/broker-qos';
 import type { TlsFiles } from '../connection-details';
+import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 
 /** the RPCs the firehose's own trace store keeps for watch (none is read: see the constructor) */
 const WATCH_STORE_RPCS = 16;
 
 export interface FirehoseSourceEvents {
   message: [ObservedMessage];
+  /** a delivery the firehose saw (read only when the pairing waits on its topic: see Watcher.deliveredEvent) */
+  delivery: [FirehoseEvent];
   lost: [reason: string];
   status: [FirehoseStatus];
 }
@@ -23,9 +26,23 @@ export interface FirehoseSourceEvents {
 /** A firehose publish record as the pairing reads it; undefined for deliveries and other exchanges. */
 export function observedFromFirehose(event: FirehoseEvent, exchange: string, at: number): ObservedMessage | undefined {
   if (event.type !== 'publish' || (event.name !== exchange && event.name !== '')) return undefined;
+  return observedMessage(event, event.name, at, event.routedQueues);
+}
+
+/**
+ * A firehose delivery from a server's queue as the pairing reads it (which request a worker took), with its queue;
+ * undefined for a publish, and for a delivery to an MQTT client's subscription or a watch's tap (no server's).
+ */
+export function deliveryFromFirehose(event: FirehoseEvent, exchange: string, at: number): { message: ObservedMessage; queue: string } | undefined {
+  if (event.type !== 'deliver' || isSubscriptionQueue(event.name) || isWatchTapQueue(event.name)) return undefined;
+  const message = observedMessage(event, exchange, at);
+  return message && { message, queue: event.name };
+}
+
+function observedMessage(event: FirehoseEvent, exchange: string, at: number, routedQueues?: readonly string[]): ObservedMessage | undefined {
   const routingKey = event.routingKeys[0];
   if (routingKey === undefined) return undefined;
-  const observed: ObservedMessage = { at, exchange: event.name, routingKey, body: event.body, routedQueues: event.routedQueues };
+  const observed: ObservedMessage = { at, exchange, routingKey, body: event.body, ...(routedQueues !== undefined ? { routedQueues } : {}) };
   // Decoded here, for the publishes watch pairs only (the tracer's frame reader leaves them as their table's bytes).
   const read = firehoseProperties(event);
   const properties = read ?? {};
@@ -61,6 +78,7 @@ export class FirehoseSource extends EventEmitter<FirehoseSourceEvents> {
       onEvent: (event) => {
         const observed = observedFromFirehose(event, options.exchange, Date.now());
         if (observed) this.emit('message', observed);
+        else if (event.type === 'deliver') this.emit('delivery', event);
       },
     });
     this.tracer.on('status', (status) => this.emit('status', status));

@@ -54,13 +54,15 @@ export type WatchEvent =
   /** `replyRoutedQueues`: where the broker routed the reply, when the observer knows (the firehose) */
   | (RpcRef & { type: 'pair'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /**
-   * the first reply to a topic's requests that the broker delivers to devices at QoS 0 (published non-persistent, on a
-   * broker that then gives QoS 0 whatever the subscription: RabbitMQ 3.13+); the rest are counted in `qos0Replies`
+   * the first reply of each worker to a topic's requests that the broker delivers to devices at QoS 0 (published
+   * non-persistent, on a broker that then gives QoS 0 whatever the subscription: RabbitMQ 3.13+); all are counted in
+   * `qos0Replies`
    */
   | { type: 'qos0-replies'; topic: string; replyKey: string; worker?: string; brokerVersion?: string }
   /** no reply within the timeout; `wrongKey` when a reply naming this request's id came on another key */
   /** `keyWatchedLate`: the reply key began to be watched only when this request was seen (a tap can miss a reply faster than its bind) */
-  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true })
+  /** `takenBy`: the firehose saw a consumer of a server's queue take it */
+  | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true; takenBy?: TakenBy })
   /** a reply after the timeout (kept for the late window); `replyRoutedQueues` as a pair's */
   | (RpcRef & { type: 'late'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
   /**
@@ -111,6 +113,16 @@ interface Pending extends RpcRef {
   deadline: number;
   keyWatchedLate?: true;
   wrongKey?: WrongReply;
+  /** the firehose saw the broker deliver it to a consumer of a server's queue (the first that took it) */
+  takenBy?: TakenBy;
+}
+
+/** Who took a request from a server's queue, as the firehose saw its delivery. */
+export interface TakenBy {
+  queue: string;
+  /** the consuming connection, as the firehose names it */
+  connection?: string;
+  at: number;
 }
 
 /** A reply that answered a request and did not reach it: on another key, or dropped by the broker (`dropped`), seen at `at`. */
@@ -150,6 +162,8 @@ interface TopicAcc {
   notRequests: number;
   /** replies (in time: a part of `replies`) the broker delivers to devices at QoS 0: published non-persistent on RabbitMQ 3.13+ */
   qos0Replies: number;
+  /** the workers whose replies those were, each said once ('' for replies naming none) */
+  qos0Workers: Set<string>;
   late: number;
   duplicates: number;
   firstAt: number;
@@ -386,14 +400,37 @@ export class RpcPairing {
     this.transientAtQos0 = transientAtQos0 ? version : undefined;
   }
 
-  /** A reply the broker delivers at QoS 0: counted, and said at the topic's first. */
+  /** A reply the broker delivers at QoS 0: counted, and said at the first of each worker on the topic. */
   private qos0Reply(message: ObservedMessage, entry: RpcRef, acc: TopicAcc | undefined, worker: string | undefined, events: WatchEvent[]): boolean {
     if (this.transientAtQos0 === undefined || message.persistent !== false || !acc) return false;
     // Seen by the firehose: only a reply that reached an MQTT client's QoS 1 subscription is delivered below its QoS.
     if (message.routedQueues !== undefined && !message.routedQueues.some((queue) => subscriptionQueueOwner(queue)?.qos === 1)) return false;
     acc.qos0Replies += 1;
-    if (acc.qos0Replies === 1) events.push({ type: 'qos0-replies', topic: entry.topic, replyKey: entry.replyKey, ...(worker !== undefined ? { worker } : {}), brokerVersion: this.transientAtQos0 });
+    // Each worker that does it is named once (at most 100 a topic, as its workers' counts); a reply naming none, once.
+    const who = worker ?? '';
+    if (!acc.qos0Workers.has(who) && acc.qos0Workers.size < 100) {
+      acc.qos0Workers.add(who);
+      events.push({ type: 'qos0-replies', topic: entry.topic, replyKey: entry.replyKey, ...(worker !== undefined ? { worker } : {}), brokerVersion: this.transientAtQos0 });
+    }
     return true;
+  }
+
+  /** Whether a request on this topic may be waiting (a cheap test before a delivery's body is read). */
+  waitsOn(topic: string | undefined): boolean {
+    return topic !== undefined && this.pending.size > 0 && this.topics.has(topic);
+  }
+
+  /**
+   * A firehose delivery of a message from a server's queue (not an MQTT subscription's, not a tap's): when it is a
+   * request still waiting, it was taken by that consumer (the first delivery counts; a redelivery after a worker died
+   * does not change who took it first). Only messages on a topic with requests are read.
+   */
+  delivered(message: ObservedMessage, queue: string): void {
+    if (!this.waitsOn(message.routingKey)) return;
+    const request = asRequest(message);
+    const entry = request ? this.pending.get(`${request.pattern}:${request.id}`) : undefined;
+    if (entry === undefined || entry.takenBy !== undefined) return;
+    entry.takenBy = { queue, at: message.at, ...(message.connection !== undefined ? { connection: message.connection } : {}) };
   }
 
   /** From when the watch watches (once its tap or firehose is in place): see PairingOptions.startedAt. */
@@ -507,7 +544,7 @@ export class RpcPairing {
         if (acc.samples.length > this.maxSamples) acc.samples.shift();
         if (worker !== undefined && (acc.workers.has(worker) || acc.workers.size < 100)) acc.workers.set(worker, (acc.workers.get(worker) ?? 0) + 1);
       }
-      const { deadline: _deadline, wrongKey: _wrong, keyWatchedLate: _late, ...ref } = entry;
+      const { deadline: _deadline, wrongKey: _wrong, keyWatchedLate: _late, takenBy: _taken, ...ref } = entry;
       if (id !== undefined) this.answered.set(answeredKey(entry.replyKey, id), { ref, worker });
       const replyRouted = message.routedQueues !== undefined ? { replyRoutedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
       events.push({ ...ref, type: 'pair', rttMs, ...(worker !== undefined ? { worker } : {}), ...replyRouted });
@@ -524,7 +561,7 @@ export class RpcPairing {
     this.moveUnseen(unseenKey(entry));
     const acc = this.topics.get(entry.topic);
     if (acc) acc.late += 1;
-    const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, ...ref } = entry;
+    const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, takenBy: _taken, ...ref } = entry;
     if (id !== undefined) this.answered.set(answeredKey(entry.replyKey, id), { ref, worker });
     const replyRouted = message.routedQueues !== undefined ? { replyRoutedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
     events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}), ...replyRouted });
@@ -556,7 +593,7 @@ export class RpcPairing {
       events.push({ type: 'dropped', what: 'topic', count: 1, reason: `more than ${this.maxTopics} request topics; "${topic}" gets no stats` });
       return undefined;
     }
-    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, retried: 0, notRequests: 0, qos0Replies: 0, late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
+    acc = { buckets: Array.from({ length: RATE_WINDOW_S }, () => ({ second: -1, count: 0 })), requests: 0, replies: 0, unanswered: 0, unseen: 0, retried: 0, notRequests: 0, qos0Replies: 0, qos0Workers: new Set(), late: 0, duplicates: 0, firstAt: at, lastAt: at, samples: [], workers: new Map() };
     this.topics.set(topic, acc);
     return acc;
   }

@@ -7,10 +7,10 @@ import { diagnoseWithFacts, gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
 import type { WatchSpans } from '../otel/watch-spans';
 import { Tap, type TapStatus } from './tap';
-import { FirehoseSource } from './firehose-source';
+import { deliveryFromFirehose, FirehoseSource } from './firehose-source';
 import { ManagementApi } from '../broker/management-api';
 import type { TlsFiles } from '../connection-details';
-import type { FirehoseStatus, TracingRelease } from '../trace/firehose';
+import type { FirehoseEvent, FirehoseStatus, TracingRelease } from '../trace/firehose';
 import { transientAtQos0Of } from '../../shared/broker-versions';
 import { withDeadline } from '../../shared/deadline';
 
@@ -56,7 +56,7 @@ export type WatchLine =
   | (RpcRef & { type: 'duplicate'; rttMs: number; worker?: string; firstWorker?: string; dropped?: true })
   /** a message on a named request key that is no request the watch can pair (counted in the topic's `notRequests`) */
   | { type: 'not-request'; topic: string; reason: string }
-  /** the first reply to a topic's requests the broker delivers to devices at QoS 0 (the rest: the topic's `qos0Replies`) */
+  /** the first reply of each worker to a topic's requests the broker delivers at QoS 0 (all: the topic's `qos0Replies`) */
   | { type: 'qos0-replies'; topic: string; replyKey: string; worker?: string; brokerVersion?: string }
   | { type: 'dropped'; what: string; count: number; reason: string };
 
@@ -124,6 +124,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         owner: `bridgescope watch (pid ${process.pid})`,
       });
       this.firehose.on('message', (message) => this.feed(message));
+      this.firehose.on('delivery', (event) => this.deliveredEvent(event));
       this.firehose.on('status', (status) => this.emit('status', status));
     } else if (options.mode !== 'fed') {
       this.tap = new Tap({ amqpUrl: options.amqpUrl, exchange: options.exchange, requestKeys: options.requestKeys, ...(options.tls ? { tls: options.tls } : {}) });
@@ -144,6 +145,16 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       if (request) spans.request({ ...request, sentAt: message.at }, message.headers, jsonObject(message.body), message.routedQueues);
     }
     this.handle(this.pairing.observe(message, mayBeRequest, named));
+  }
+
+  /**
+   * A firehose delivery (fed mode, or this watch's firehose): from a server's queue, on a topic with requests waiting, it
+   * says which worker took one (`RpcPairing.delivered`). Any other is passed over before its body or properties are read.
+   */
+  deliveredEvent(event: FirehoseEvent): void {
+    if (!this.pairing.waitsOn(event.routingKeys[0])) return;
+    const delivery = deliveryFromFirehose(event, this.options.exchange, Date.now());
+    if (delivery) this.pairing.delivered(delivery.message, delivery.queue);
   }
 
   /**
@@ -236,7 +247,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         }
         case 'unanswered': {
           const decided = this.decide(event).then((verdict) => {
-            const { type: _type, waitedMs: _waited, wrongKey, keyWatchedLate: _late, ...ref } = event;
+            const { type: _type, waitedMs: _waited, wrongKey, keyWatchedLate: _late, takenBy: _taken, ...ref } = event;
             // The reply that did not reach the device, for a trace of this request (its key, when, whether the broker dropped it).
             const wrongReply = wrongKey ? { wrongReply: { routingKey: wrongKey.routingKey, at: wrongKey.at, ...(wrongKey.dropped ? { dropped: true as const } : {}) } } : {};
             this.emit('line', { ...ref, type: 'verdict', verdict, ...wrongReply, ...(this.pairing.isUnseen(event) ? { unseen: true as const } : {}) });
@@ -300,6 +311,18 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       event.routedQueues?.length === 0
         ? [{ rpcId: event.id, at: event.sentAt, source: 'broker', kind: 'broker.published', detail: { exchange: this.options.exchange, routingKeys: [event.topic], routedQueues: [], leg: 'request' } }]
         : [];
+    // The firehose saw a consumer take it: whatever the queue has now (its worker may have died since, taking the request
+    // with it), it was consumed; the verdict is the server's, and names the connection that took it.
+    const taken = event.takenBy;
+    if (taken) {
+      dropped.push({
+        rpcId: event.id,
+        at: taken.at,
+        source: 'broker',
+        kind: 'broker.delivered',
+        detail: { queue: taken.queue, routingKeys: [event.topic], redelivered: false, leg: 'request', ...(taken.connection !== undefined ? { consumer: { connection: taken.connection } } : {}) },
+      });
+    }
     // Facts without the exchange's bindings (the management API not reached) decide nothing: never "nothing is bound".
     const verdict = diagnoseWithFacts(
       {
