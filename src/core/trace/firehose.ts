@@ -112,6 +112,12 @@ export function firehoseProperties(event: Pick<FirehoseEvent, 'properties'>): Re
   }
 }
 
+/** The headers table among a message's decoded properties, if it has one. */
+export function headersOf(properties: Record<string, unknown>): Record<string, unknown> | undefined {
+  const { headers } = properties;
+  return headers !== null && typeof headers === 'object' && !Buffer.isBuffer(headers) ? (headers as Record<string, unknown>) : undefined;
+}
+
 /** Where RabbitMQ 3.13+ puts an MQTT 5 Response Topic for AMQP (dotted: a routing key). */
 const RESPONSE_TOPIC_HEADER = 'x-reply-to-topic';
 
@@ -128,7 +134,7 @@ function mqtt5Request(event: FirehoseEvent): { id: string; replyKey: string } | 
   // Most such events are telemetry and deliveries with no Response Topic: their table's bytes say so without decoding it.
   if (Buffer.isBuffer(event.properties) && event.properties.indexOf(RESPONSE_TOPIC_HEADER) < 0) return undefined;
   const properties = firehoseProperties(event) ?? {};
-  const headers = properties.headers !== null && typeof properties.headers === 'object' && !Buffer.isBuffer(properties.headers) ? (properties.headers as Record<string, unknown>) : undefined;
+  const headers = headersOf(properties);
   const replyKey = textOf(headers?.[RESPONSE_TOPIC_HEADER]);
   if (replyKey === undefined || replyKey === '') return undefined;
   const id = textOf(properties.correlation_id) ?? textOf(headers?.['x-correlation-id']);

@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ManagementApi } from '../broker/management-api';
-import { checkAbandonedTracing, firehoseProperties, textOf as text, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../trace/firehose';
+import { checkAbandonedTracing, firehoseProperties, headersOf, textOf as text, FirehoseTracer, type FirehoseEvent, type FirehoseStatus, type TracingRelease } from '../trace/firehose';
 import { TraceStore } from '../trace/trace-store';
 import type { ObservedMessage } from './pairing';
 import { persistentMessage } from '../../shared/broker-qos';
@@ -50,7 +50,8 @@ function observedMessage(event: FirehoseEvent, exchange: string, at: number, rou
   const replyTo = text(properties.reply_to);
   if (correlationId !== undefined) observed.correlationId = correlationId;
   if (replyTo !== undefined) observed.replyTo = replyTo;
-  if (properties.headers !== null && typeof properties.headers === 'object' && !Buffer.isBuffer(properties.headers)) observed.headers = properties.headers as Record<string, unknown>;
+  const headers = headersOf(properties);
+  if (headers !== undefined) observed.headers = headers;
   if (event.party?.connection !== undefined) observed.connection = event.party.connection;
   // Unknown when RabbitMQ's copy of the properties could not be read: then no QoS is claimed for it.
   if (read !== undefined) observed.persistent = persistentMessage(properties.delivery_mode, observed.headers);
