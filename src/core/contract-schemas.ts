@@ -141,6 +141,7 @@ const schemas: Schemas = {
   'load.run.start': sendRequestSchema.extend({
     count: z.number().int().min(1, { error: 'Send at least 1 request.' }).max(1_000_000, { error: 'At most 1,000,000 requests per run.' }),
     concurrency: z.number().int().min(1, { error: 'Concurrency must be at least 1.' }).max(10_000, { error: 'Concurrency must be at most 10,000.' }),
+    traceEvery: z.number().int().min(1, { error: 'Trace every: at least 1 (1 keeps every request).' }).max(10_000, { error: 'Trace every: at most 10,000.' }).optional(),
   }),
   'load.run.cancel': empty,
   'workspace.history.list': z.object({

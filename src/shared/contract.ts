@@ -137,11 +137,22 @@ export interface LoadSummary extends LoadProgress {
   p95: number;
   p99: number;
   finishedAt: string;
+  /**
+   * present when the trace kept a sample of the run (see LoadArgs.traceEvery): `inFull` requests traced in full (1 in
+   * `every`), and of the others those that failed or were slow, without their messages: `kept` in all
+   */
+  traceSample?: { every: number; inFull: number; kept: number };
 }
 
 export interface LoadArgs extends SendRequestArgs {
   count: number;
   concurrency: number;
+  /**
+   * the trace keeps 1 request in `traceEvery` in full, and of the others those that fail or whose latency is rare for the
+   * run, without their messages (default DEFAULT_LOAD_TRACE_EVERY; 1 keeps every request in full). Every request is kept
+   * in full while the firehose is on.
+   */
+  traceEvery?: number;
 }
 
 /** What the Watch panel asks for: how to observe, which request keys, and when a request counts as unanswered. */

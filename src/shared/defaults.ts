@@ -51,6 +51,8 @@ export const DEFAULT_MAX_OFFLINE_QUEUE = 1000;
 /** RPCs the trace keeps (the oldest are dropped beyond it) and steps kept per RPC. */
 export const DEFAULT_TRACE_MAX_RPCS = 10_000;
 export const DEFAULT_TRACE_MAX_STEPS_PER_RPC = 64;
+/** A load run's trace keeps 1 request in this many in full, and of the others the failed and slow ones (1: all in full). */
+export const DEFAULT_LOAD_TRACE_EVERY = 10;
 
 /** A broker on this machine with RabbitMQ's own ports and its guest user (the profile BRIDGESCOPE_AMQP_URL starts). */
 export const DEFAULT_VHOST = '/';

@@ -126,6 +126,9 @@ describe('the inspector as a daily driver, in Chromium', () => {
     expect(cancelled).toMatch(/^Cancelled: \d+ requests? in flight (was|were) cut off, [\d,]+ requests never sent\.$/);
     expect(await page.textContent('[data-testid=load-summary-errors]')).not.toMatch(/[{}"]/);
     expect(await page.textContent('[data-testid=load-failed]')).toBe('0');
+    // The firehose is on (since the Trace panel's test above): every request was traced in full, as the form said.
+    expect(await page.textContent('[data-testid=load-trace-every-firehose]')).toBe('The firehose is on: every request of the run will be traced in full.');
+    expect(await page.$('[data-testid=load-summary-trace]')).toBeNull();
   });
 
   it('keeps the trace of load runs apart from Compose with the origin filter', async () => {

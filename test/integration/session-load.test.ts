@@ -50,3 +50,36 @@ describe('a load run when the connection is closed under it', () => {
     expect(verdicts).toEqual(Array.from({ length: 8 }, () => 'cancelled'));
   }, 60_000);
 });
+
+describe('what the trace keeps of a load run', () => {
+  const sampled = async (traceEvery?: number) => {
+    const queue = uniqueName('load');
+    await session.open({ name: 'test', amqpUrl: broker.urls.amqp, mqttUrl: broker.urls.mqtt, managementUrl: broker.urls.management, vhost: '/', exchange: 'amq.direct' });
+    await session.handlers['server.start']({ exchange: 'amq.direct', queue, workers: 2, prefetch: 20, handler: 'echo' });
+    session.store.clear();
+    const summary = await session.handlers['load.run.start']({ topic: queue, qos: 1, strategy: 'shared', payloadText: '"load"', timeoutMs: 10_000, count: 300, concurrency: 10, ...(traceEvery ? { traceEvery } : {}) });
+    await session.handlers['server.stop']({});
+    return { summary, rpcs: session.store.rpcIds().map((rpcId) => session.store.steps(rpcId)) };
+  };
+
+  it('traces 1 in 10 in full by default, with the server\'s steps and the messages, and no step of a request it let go', async () => {
+    const { summary, rpcs } = await sampled();
+    expect(summary).toMatchObject({ completed: 300, failed: 0, traceSample: { every: 10, inFull: 30 } });
+    // A latency rare for the run (a pause on this machine) is kept too, without its messages.
+    expect(rpcs.length).toBe(summary.traceSample?.kept);
+    const full = rpcs.filter((steps) => steps.some((step) => step.kind === 'composed' && step.detail.wire !== undefined));
+    expect(full.length).toBe(30);
+    for (const steps of full) {
+      expect(steps.map((step) => step.kind)).toEqual(['composed', 'mqtt.published', 'mqtt.acknowledged', 'worker.received', 'handler.finished', 'reply.published', 'reply.confirmed', 'mqtt.reply.received']);
+    }
+    // The server confirms a reply a moment after the device gets it: no request let go comes back as a confirm alone.
+    for (const steps of rpcs) expect(steps[0]?.kind).toBe('composed');
+    expect(session.store.sampledOut).toBe(300 - rpcs.length);
+  }, 60_000);
+
+  it('keeps every request in full when asked to trace 1 in 1', async () => {
+    const { summary, rpcs } = await sampled(1);
+    expect(summary.traceSample).toBeUndefined();
+    expect(rpcs.length).toBe(300);
+  }, 60_000);
+});

@@ -17,7 +17,7 @@ import { useWatchStore } from '../../src/renderer/src/stores/watch';
 import { useBindingsStore } from '../../src/renderer/src/stores/bindings';
 import { formatDelta, timelineOf } from '../../src/renderer/src/timeline';
 import { histogramOptions, throughputOptions } from '../../src/renderer/src/load-charts';
-import { cancelledText, loadErrorSentences } from '../../src/renderer/src/load-text';
+import { cancelledText, loadErrorSentences, traceSampleText } from '../../src/renderer/src/load-text';
 import { concurrencyProblem, countProblem, timeoutProblem } from '../../src/renderer/src/form-checks';
 import { replyBindingNeed } from '../../src/renderer/src/reply-binding';
 import App from '../../src/renderer/src/App.vue';
@@ -699,6 +699,14 @@ describe('the Load panel', () => {
   it('words every error code, the unknown ones too', () => {
     expect(loadErrorSentences({ unroutable: 1, weird: 2, cancelled: 4 })).toEqual(['2 requests failed (weird).', '1 request was routed nowhere by the broker (no queue bound for the request topic).']);
     expect(cancelledText({ cancelled: false, errors: {} })).toBeUndefined();
+  });
+
+  it('says what the trace kept of a sampled run, and nothing of a run it kept whole', () => {
+    expect(traceSampleText({ completed: 4990, failed: 10, traceSample: { every: 10, inFull: 500, kept: 512 } })).toBe(
+      'The trace kept 500 requests in full (1 in 10), and 12 others that failed or were slow, without their messages; 4,488 replied requests were let go.',
+    );
+    expect(traceSampleText({ completed: 1, failed: 0, traceSample: { every: 10, inFull: 1, kept: 1 } })).toBe('The trace kept 1 request in full (1 in 10); 0 replied requests were let go.');
+    expect(traceSampleText({ completed: 40, failed: 0 })).toBeUndefined();
   });
 });
 

@@ -12,6 +12,8 @@ import { RpcServer } from '../../core/rpc/server';
 import { loadHandler } from '../../core/rpc/handlers';
 import { FirehoseTracer } from '../../core/trace/firehose';
 import { TraceStore } from '../../core/trace/trace-store';
+import { LoadTraceSample } from '../../core/rpc/load-engine';
+import { DEFAULT_LOAD_TRACE_EVERY } from '../../shared/defaults';
 import { amqpConnectOptions, connectAmqp } from '../../core/links/amqp-link';
 
 /** The V8 sampling profiler of this process, started now; `stop` returns the profile (the .cpuprofile format). */
@@ -36,7 +38,8 @@ export type ContenderName =
   | 'bridgescope'
   | 'raw-per-request'
   | 'bridgescope-per-request'
-  | 'bridgescope-traced';
+  | 'bridgescope-traced'
+  | 'bridgescope-keep-all';
 
 export interface RunSpec {
   contender: ContenderName;
@@ -211,8 +214,12 @@ async function bareFirehose(urls: BrokerUrls): Promise<{ close: () => Promise<vo
   };
 }
 
-/** BridgeScope as the app runs it: RpcClient + RpcServer (confirm channel, mandatory replies), optionally traced. */
-async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean, traced: boolean): Promise<Contender> {
+/**
+ * BridgeScope as the app's load run drives it: RpcClient + RpcServer (confirm channel, mandatory replies) and the trace
+ * store, which keeps every failed request and a sample of the replied ones (LoadTraceSample: the Load panel's default),
+ * or every request (`keepAll`, and while the firehose traces).
+ */
+async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean, traced: boolean, keepAll: boolean): Promise<Contender> {
   const server = new RpcServer({ amqpUrl: urls.amqp, queue, workers: 1, prefetch: 200, handler: await loadHandler({ kind: 'echo' }) });
   await server.start();
   const client = new RpcClient({ mqttUrl: urls.mqtt, strategy: perRequest ? 'per-request' : 'shared' });
@@ -224,10 +231,27 @@ async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean,
     tracer = new FirehoseTracer({ amqpUrl: urls.amqp, api: new ManagementApi(urls.management), store });
     await tracer.start();
   }
+  const sample = traced || keepAll ? undefined : new LoadTraceSample(DEFAULT_LOAD_TRACE_EVERY);
   return {
-    call: async (params) => {
-      await client.call({ topic: queue, qos: 1, params, timeoutMs: 60_000 });
-    },
+    // As the load engine does (runLoad): one in ten in full, the others held and kept if they fail or are slow.
+    call: sample
+      ? async (params) => {
+          const id = randomUUID();
+          const held = !sample.chooseInFull();
+          if (held) store.hold(id);
+          const t0 = performance.now();
+          try {
+            await client.call({ id, topic: queue, qos: 1, params, timeoutMs: 60_000 });
+          } catch (err) {
+            if (held) store.settle(id, true);
+            throw err;
+          }
+          const rare = sample.noteReply(performance.now() - t0);
+          if (held) store.settle(id, rare);
+        }
+      : async (params) => {
+          await client.call({ topic: queue, qos: 1, params, timeoutMs: 60_000 });
+        },
     async close() {
       for (const off of detach) off();
       await tracer?.stop();
@@ -252,7 +276,7 @@ export async function runContender(spec: RunSpec): Promise<RunResult> {
   const contender =
     spec.contender === 'raw' || spec.contender === 'raw-per-request' || spec.contender === 'raw-reliable' || spec.contender === 'raw-traced'
       ? await raw(spec.urls, queue, spec.contender === 'raw-per-request', spec.contender === 'raw-reliable' || spec.contender === 'raw-traced', spec.contender === 'raw-traced')
-      : await bridgescope(spec.urls, queue, spec.contender === 'bridgescope-per-request', spec.contender === 'bridgescope-traced');
+      : await bridgescope(spec.urls, queue, spec.contender === 'bridgescope-per-request', spec.contender === 'bridgescope-traced', spec.contender === 'bridgescope-keep-all');
   const payload = 'x'.repeat(spec.payloadBytes);
   try {
     await drive(contender.call, spec.warmup, spec.concurrency, payload);

@@ -109,6 +109,14 @@ export function ratios(cases: CaseSummary[]): Ratio[] {
     'report',
     () => true,
   );
+  const keepAll = find('bridgescope-keep-all', top);
+  add(
+    `CPU per RPC bridgescope-keep-all/raw-reliable at concurrency ${top} (every request's steps kept)`,
+    reliableTop?.cpuUsPerRpc && keepAll?.cpuUsPerRpc ? keepAll.cpuUsPerRpc / reliableTop.cpuUsPerRpc : undefined,
+    'report',
+    () => true,
+  );
+  add(`throughput bridgescope-keep-all/raw-reliable at concurrency ${top}`, reliableTop && keepAll ? keepAll.throughput / reliableTop.throughput : undefined, 'report', () => true);
   const traced = find('bridgescope-traced', top);
   add(`throughput traced bridgescope/raw at concurrency ${top}`, rawTop && traced ? traced.throughput / rawTop.throughput : undefined, '>= 0.6', (v) => v >= 0.6);
   // The same with the broker's firehose on for the raw loop too (and a bare consumer of it): BridgeScope's tracer alone.
@@ -150,6 +158,7 @@ const palette: Record<ContenderName, string> = {
   'raw-per-request': '#a8a29e',
   'bridgescope-per-request': '#0891b2',
   'bridgescope-traced': '#d97706',
+  'bridgescope-keep-all': '#7c3aed',
 };
 
 /** Two grouped bar charts side by side: throughput, and p50/p95/p99 latency, per case and contender. */

@@ -28,7 +28,8 @@ function plan(quick: boolean): BenchCase[] {
     { concurrency: 1, payloadBytes: 64, requests: n(2000, 300), contenders: [...main, 'raw-per-request', 'bridgescope-per-request'] },
     { concurrency: 10, payloadBytes: 64, requests: n(5000, 1000), contenders: main },
     // raw-traced only where the traced ratio is taken: it says how much of that gap is the broker's firehose.
-    { concurrency: 100, payloadBytes: 64, requests: n(20_000, 3000), contenders: [...main, 'raw-traced'] },
+    // bridgescope-keep-all: the trace keeps every request (as while the firehose is on), not the load run's sample.
+    { concurrency: 100, payloadBytes: 64, requests: n(20_000, 3000), contenders: [...main, 'raw-traced', 'bridgescope-keep-all'] },
     { concurrency: 1, payloadBytes: 1024 * 1024, requests: n(100, 15), contenders: ['raw', 'bridgescope'] },
     { concurrency: 10, payloadBytes: 1024 * 1024, requests: n(200, 30), contenders: ['raw', 'bridgescope'] },
   ];

@@ -74,6 +74,49 @@ function mergePairs(points: readonly SeriesPoint[]): SeriesPoint[] {
   return merged;
 }
 
+/**
+ * Which requests of a load run the trace keeps, and how. One in `every` (the first, the 11th, ...) is chosen as it is
+ * sent and traced in full. Each of the others is held (see TraceStore.hold) without its messages (a run sends the same
+ * body every time: the chosen ones show it) and kept, with its steps, if it fails or if its latency is rare for the run
+ * so far (its histogram bucket holds at most 1 % of the replies, once there are 100: the slow tail); the rest are let
+ * go. Keeping every step of every request of a long run costs most of BridgeScope's own CPU per request, and evicts the
+ * run's early failures from the trace (it keeps 10,000 RPCs).
+ */
+export class LoadTraceSample {
+  private sent = 0;
+  private replied = 0;
+  private readonly counts = new Array<number>(HISTOGRAM_BOUNDS_MS.length + 1).fill(0);
+  /** requests traced in full so far */
+  inFull = 0;
+
+  constructor(readonly every: number) {}
+
+  /** Whether the request about to be sent is traced in full. */
+  chooseInFull(): boolean {
+    const full = this.sent % this.every === 0;
+    this.sent += 1;
+    if (full) this.inFull += 1;
+    return full;
+  }
+
+  /** Notes a reply's latency (of every replied request); whether it is rare for the run so far. */
+  noteReply(latencyMs: number): boolean {
+    const bucket = bucketOf(latencyMs);
+    const inBucket = (this.counts[bucket] = (this.counts[bucket] ?? 0) + 1);
+    this.replied += 1;
+    return this.replied >= RARE_AFTER && inBucket * 100 <= this.replied;
+  }
+}
+
+/** Replies a run has before a latency can be called rare (see LoadTraceSample). */
+const RARE_AFTER = 100;
+
+/** Where a load run's requests' steps go: held as each is sent, kept or let go when it settles (see TraceStore.hold). */
+export interface LoadTraceHold {
+  hold(rpcId: string): void;
+  settle(rpcId: string, keep: boolean): void;
+}
+
 export interface LoadOptions {
   count: number;
   concurrency: number;
@@ -81,8 +124,10 @@ export interface LoadOptions {
   progressEveryMs?: number;
   signal?: AbortSignal;
   onProgress: (progress: LoadProgress) => void;
-  /** each request that failed, by its id (e.g. to give it a verdict); must not throw */
+  /** each request that failed, by its id (e.g. to give it a verdict; its steps are kept before); must not throw */
   onFailed?: (rpcId: string, err: unknown) => void;
+  /** trace one request in `every` in full and keep the others only when they fail or are slow (see LoadTraceSample); without it, all are kept */
+  traceSample?: { every: number; trace: LoadTraceHold };
 }
 
 export async function runLoad(client: RpcClient, options: LoadOptions): Promise<LoadSummary> {
@@ -141,6 +186,11 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   };
   options.signal?.addEventListener('abort', cancelInFlight, { once: true });
 
+  const sampling = options.traceSample && options.traceSample.every > 1 ? options.traceSample : undefined;
+  const sample = sampling ? new LoadTraceSample(sampling.every) : undefined;
+  /** requests held and then kept: failed, or replied in a rare latency */
+  let keptHeld = 0;
+
   const lane = async (): Promise<void> => {
     // One controller per lane, not per call: a lane's calls come one after the other (each removes its listener when it
     // settles), and an AbortController per call cost 2.3-2.5 us each here, 46 ms of a 30-s profile of the host under a load run.
@@ -154,6 +204,8 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
       const t0 = performance.now();
       const dropsBefore = drops;
       const id = randomUUID();
+      const held = sample !== undefined && !sample.chooseInFull();
+      if (held) sampling?.trace.hold(id);
       try {
         laneCall.id = id;
         await client.call(laneCall);
@@ -161,7 +213,16 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
         latencies.push(latency);
         histogram[bucketOf(latency)] = (histogram[bucketOf(latency)] ?? 0) + 1;
         completed += 1;
+        const rare = sample?.noteReply(latency) ?? false;
+        if (held) {
+          sampling?.trace.settle(id, rare);
+          if (rare) keptHeld += 1;
+        }
       } catch (err) {
+        if (held) {
+          sampling?.trace.settle(id, true);
+          keptHeld += 1;
+        }
         const { code } = toErrorShape(err);
         errors[code] = (errors[code] ?? 0) + 1;
         failed += 1;
@@ -194,5 +255,6 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     p95: latencyPercentile(sorted, 95),
     p99: latencyPercentile(sorted, 99),
     finishedAt: new Date().toISOString(),
+    ...(sample ? { traceSample: { every: sample.every, inFull: sample.inFull, kept: sample.inFull + keptHeld } } : {}),
   };
 }

@@ -3,7 +3,8 @@ import type { LoadArgs, LoadProgress, LoadSummary } from '../../shared/contract'
 import { diagnose, type Verdict } from '../../shared/diagnosis';
 import type { TraceStep } from '../../shared/trace';
 import { BridgeError, toErrorShape } from '../errors';
-import { runLoad as runLoadEngine, type LoadOptions } from '../rpc/load-engine';
+import { runLoad as runLoadEngine, type LoadOptions, type LoadTraceHold } from '../rpc/load-engine';
+import { DEFAULT_LOAD_TRACE_EVERY } from '../../shared/defaults';
 import type { RpcClient } from '../rpc/client';
 import { blockingIssue, lintTopic, topicToRoutingKey } from '../../shared/topic-map';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
@@ -14,6 +15,8 @@ export interface LoadControllerOptions {
   emitProgress: (progress: LoadProgress) => void;
   steps: (rpcId: string) => TraceStep[];
   firehoseOn: () => boolean;
+  /** where a run's requests' steps are held until each settles (a sample is kept: see LoadArgs.traceEvery); without it all are kept */
+  trace?: LoadTraceHold;
   addVerdict: (rpcId: string, verdict: Verdict) => void;
   /** the engine (default: src/core/rpc/load-engine.ts) */
   run?: (client: RpcClient, options: LoadOptions) => Promise<LoadSummary>;
@@ -59,11 +62,17 @@ export class LoadController {
     }
     const controller = new AbortController();
     this.running = controller;
+    // While the firehose is on, every request is kept: its broker steps are what the user is looking at, and the
+    // firehose joins them through the RPCs the trace holds.
+    const every = args.traceEvery ?? DEFAULT_LOAD_TRACE_EVERY;
+    const trace = this.options.trace;
+    const traceSample = trace && every > 1 && !this.options.firehoseOn() ? { every, trace } : undefined;
     try {
       const summary = await (this.options.run ?? runLoadEngine)(client, {
         count: args.count,
         concurrency: args.concurrency,
         call,
+        ...(traceSample ? { traceSample } : {}),
         signal: controller.signal,
         onProgress: (progress) => this.options.emitProgress(progress),
         onFailed: (rpcId, err) => {

@@ -149,6 +149,7 @@ export class Session {
     this.load = new LoadController({
       client: () => this.connection.require().client,
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
+      trace: store,
       ...verdicts,
     });
 

@@ -29,6 +29,7 @@ import { BoundedMap } from '../bounded-map';
 import { buildWire, dropPendingPreview, ownedHead, ownedLongTable, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
 import { FactTape, MAX_COPIED_BYTES, type TapeOwner } from './fact-tape';
 import { AsGivenRequests } from './raw-requests';
+import { RecentIds } from '../recent-ids';
 
 export interface TraceStoreOptions {
   maxRpcs?: number;
@@ -212,6 +213,9 @@ class RpcFacts implements TapeOwner, RpcKeys {
   }
 }
 
+/** How many let-go RPCs are remembered at least, for their late steps (a server's confirm comes a moment after the reply). */
+const LET_GO_REMEMBERED = 4096;
+
 /** Tape cells per RPC of the store's cap: an untraced call's 8 steps take about 120 (see FactTape). */
 const TAPE_CELLS_PER_RPC = 128;
 
@@ -238,6 +242,13 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private readonly taping: unknown[] = new Array<unknown>(TAPE_VALUES);
   /** requests sent with their body as given (no id): how the firehose's copies of them are found */
   private readonly asGiven = new AsGivenRequests();
+  /** RPCs whose steps wait, as their drafts, for `settle` to say whether they are kept (a load run's sampling: see `hold`) */
+  private readonly held = new Map<string, TraceStepDraft[]>();
+  /** RPCs `settle` let go: a step of theirs that comes later (a server's confirm, a firehose copy) goes too */
+  private readonly letGo = new RecentIds<true>(LET_GO_REMEMBERED);
+  private anyLetGo = false;
+  /** RPCs `settle` let go since the last clear (a load run keeps a sample of its replied requests) */
+  sampledOut = 0;
 
   constructor(options: TraceStoreOptions = {}) {
     super();
@@ -286,8 +297,50 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     return facts;
   }
 
+  /**
+   * Holds the steps of an RPC about to be sent until `settle` says whether it is kept (a load run keeps the requests it
+   * did not trace in full only when they fail or are slow: see LoadTraceSample). Each is held without its message (its
+   * body and headers): a step kept for the run's length would otherwise keep the client's and amqplib's objects alive
+   * past the young generation (measured: holding whole drafts cost as much CPU as storing them). Steps of a held RPC are
+   * not numbered, stored or announced until then, and the firehose's lookups do not see them (a load run holds nothing
+   * while the firehose is on).
+   */
+  hold(rpcId: string): void {
+    if (!this.held.has(rpcId)) this.held.set(rpcId, []);
+  }
+
+  /**
+   * Ends a `hold`: the RPC's steps are stored when `keep` (handed over with the steps attached sources emitted: stored
+   * off the caller's path, as `attach` does), else let go with any that come later (a lookup and a note: the common case).
+   */
+  settle(rpcId: string, keep: boolean): void {
+    if (!this.held.has(rpcId)) return;
+    // Its steps emitted in this turn (the reply's) are held first, as the others were (a kept RPC is the rare case).
+    if (keep) this.takeHandedOver();
+    const drafts = this.held.get(rpcId) as TraceStepDraft[];
+    this.held.delete(rpcId);
+    if (!keep) {
+      this.letGo.set(rpcId, true);
+      this.anyLetGo = true;
+      this.sampledOut += 1;
+      return;
+    }
+    if (drafts.length === 0) return;
+    this.handedOver.push(...drafts);
+    if (this.handedOver.length === drafts.length) setImmediate(this.takeHandedOverLater);
+  }
+
   /** Stores a draft: false past the RPC's cap; else its step when asked for (or built for an 'added' listener), else true. */
   private store(draft: TraceStepDraft, wantStep: boolean): TraceStep | boolean {
+    if (this.held.size > 0) {
+      const held = this.held.get(draft.rpcId);
+      if (held !== undefined) {
+        if ((draft as PendingDraft)[WIRE_SOURCE] !== undefined) (draft as PendingDraft)[WIRE_SOURCE] = undefined;
+        held.push(draft);
+        return true;
+      }
+    }
+    if (this.anyLetGo && this.letGo.get(draft.rpcId) !== undefined) return false;
     let facts = this.factsOf(draft.rpcId);
     if (!facts) {
       facts = new RpcFacts(draft.rpcId, this.tape);
@@ -417,6 +470,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.bodies.clear();
     this.replyKeys.clear();
     this.asGiven.clear();
+    // An RPC still held is still being sent: its steps so far go, the rest wait for its settle as before.
+    for (const drafts of this.held.values()) drafts.length = 0;
+    this.sampledOut = 0;
     this.droppedRpcs = 0;
     this.droppedSteps = 0;
     return cleared;

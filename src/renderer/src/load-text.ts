@@ -45,3 +45,16 @@ export function cancelledText(summary: Pick<LoadSummary, 'cancelled' | 'errors' 
   const notSent = summary.notSent ?? 0;
   return `Cancelled: ${requests(inFlight)} in flight ${inFlight === 1 ? 'was' : 'were'} cut off, ${requests(notSent)} never sent.`;
 }
+
+/**
+ * What the trace kept of a run, in one sentence (undefined when it kept every request in full): the requests traced in
+ * full, those kept because they failed or were slow (without their messages), and how many it let go.
+ */
+export function traceSampleText(summary: Pick<LoadSummary, 'traceSample' | 'completed' | 'failed'>): string | undefined {
+  const sample = summary.traceSample;
+  if (!sample) return undefined;
+  const held = sample.kept - sample.inFull;
+  const letGo = Math.max(0, summary.completed + summary.failed - sample.kept);
+  const kept = held > 0 ? `, and ${counted(held, 'other')} that failed or were slow, without their messages` : '';
+  return `The trace kept ${counted(sample.inFull, 'request')} in full (1 in ${sample.every})${kept}; ${counted(letGo, 'replied request')} ${letGo === 1 ? 'was' : 'were'} let go.`;
+}

@@ -6,7 +6,8 @@ import { useClient } from '../injection';
 import { useBusy } from './use-busy';
 import { useComposeStore } from './compose';
 import { useTraceViewStore } from './trace-view';
-import { concurrencyProblem, countProblem } from '../form-checks';
+import { concurrencyProblem, countProblem, traceEveryProblem } from '../form-checks';
+import { DEFAULT_LOAD_TRACE_EVERY } from '../../../shared/defaults';
 
 export const useLoadStore = defineStore('load', () => {
   const client = useClient();
@@ -14,6 +15,8 @@ export const useLoadStore = defineStore('load', () => {
   const trace = useTraceViewStore();
   const count = ref(1000);
   const concurrency = ref(10);
+  /** one request in this many traced in full (the others kept when they fail or are slow, without their messages) */
+  const traceEvery = ref(DEFAULT_LOAD_TRACE_EVERY);
   // Replaced whole on each tick (4 per second), never mutated deep: shallow refs keep it cheap.
   const progress = shallowRef<LoadProgress>();
   const summary = shallowRef<LoadSummary>();
@@ -22,7 +25,8 @@ export const useLoadStore = defineStore('load', () => {
   const cancelling = ref(false);
   const countError = computed(() => countProblem(count.value as number | string));
   const concurrencyError = computed(() => concurrencyProblem(concurrency.value as number | string));
-  const blocked = computed(() => compose.blocked || countError.value !== undefined || concurrencyError.value !== undefined);
+  const traceEveryError = computed(() => traceEveryProblem(traceEvery.value as number | string));
+  const blocked = computed(() => compose.blocked || countError.value !== undefined || concurrencyError.value !== undefined || traceEveryError.value !== undefined);
 
   function listen(): () => void {
     return client.on('load.progress.changed', (next) => {
@@ -39,7 +43,7 @@ export const useLoadStore = defineStore('load', () => {
     trace.loadActive = true;
     try {
       await run(async () => {
-        summary.value = await client.invoke('load.run.start', { ...compose.snapshot(), count: count.value, concurrency: concurrency.value });
+        summary.value = await client.invoke('load.run.start', { ...compose.snapshot(), count: count.value, concurrency: concurrency.value, traceEvery: traceEvery.value });
       }, 'Running');
     } finally {
       trace.loadActive = false;
@@ -52,5 +56,5 @@ export const useLoadStore = defineStore('load', () => {
     await run(() => client.invoke('load.run.cancel', {}), 'Cancelling');
   }
 
-  return { count, concurrency, countError, concurrencyError, blocked, running, cancelling, progress, summary, error, listen, start, cancel };
+  return { count, concurrency, traceEvery, countError, concurrencyError, traceEveryError, blocked, running, cancelling, progress, summary, error, listen, start, cancel };
 });
