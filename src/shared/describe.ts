@@ -10,7 +10,8 @@ const at = (node: string | undefined): string => (node === undefined ? '' : ` at
 /** A connection as the firehose names it, with its user: who published or consumed a message. */
 export function party(who: BrokerParty): string {
   const client = who.mqttClientId !== undefined ? `MQTT client "${who.mqttClientId}", ` : '';
-  return `${client}${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"${who.channel !== undefined ? ` (channel ${who.channel})` : ''}`;
+  const name = who.connectionName !== undefined ? ` named "${who.connectionName}"` : '';
+  return `${client}${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"${name}${who.channel !== undefined ? ` (channel ${who.channel})` : ''}`;
 }
 
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));

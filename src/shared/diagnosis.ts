@@ -76,7 +76,23 @@ export interface DiagnosisInput {
    * clients' traffic has (their worker, watch's firehose mode); otherwise (the command line) at commands
    */
   remedies?: 'app' | 'cli' | 'watch';
+  /**
+   * for remedies 'watch': what waited for the reply and how to wait longer (default: the watch's timeout, `--timeout` or
+   * Timeout in the Watch panel); the Trace panel and `bridgescope trace` judge other teams' RPCs with a wait of their own
+   */
+  timeoutRemedy?: TimeoutRemedy;
 }
+
+/** What waited for a reply another's RPC did not get in time, and how to make it wait longer (see DiagnosisInput). */
+export interface TimeoutRemedy {
+  /** e.g. "the watch's timeout" */
+  name: string;
+  /** what to do, in parentheses after "slower than that", e.g. "raise it with --timeout if that is normal for it" */
+  raise: string;
+}
+
+/** A watch's own wait: `watch --timeout` or the Watch panel's Timeout. */
+export const WATCH_TIMEOUT_REMEDY: TimeoutRemedy = { name: "the watch's timeout", raise: "raise the watch's timeout, --timeout or Timeout in the Watch panel, if that is normal for it" };
 
 /** Levenshtein distance, for "did you mean" lists of bound keys. */
 export function editDistance(from: string, to: string): number {
@@ -246,7 +262,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
       'late-reply',
       input.lateReply ? 'mqtt-deliver' : 'server',
       input.remedies === 'watch'
-        ? `The server on ${queueName} answered after the watch's timeout of ${waited}: slower than that (raise the watch's timeout, --timeout or Timeout in the Watch panel, if that is normal for it), or a device waiting less long has given up by then.`
+        ? `The server on ${queueName} answered after ${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}), or a device waiting less long has given up by then.`
         : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
   }
@@ -389,7 +405,7 @@ const QUOTED_BODY_CHARS = 120;
 
 /** A connection as the firehose names it, with its user. */
 function partyText(who: BrokerParty): string {
-  return `${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"`;
+  return `${who.user !== undefined ? `user "${who.user}" on ` : ''}connection "${who.connection}"${who.connectionName !== undefined ? ` named "${who.connectionName}"` : ''}`;
 }
 
 function quotedBody(message: TraceMessage | undefined): string {

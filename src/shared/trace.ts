@@ -121,6 +121,8 @@ export interface BrokerParty {
   user?: string;
   /** the MQTT client id of that connection, when it is an MQTT client's (from the management API's connections, or its subscription queue) */
   mqttClientId?: string;
+  /** the name its client gave the connection (an AMQP worker's `connection_name`), from the management API's connections */
+  connectionName?: string;
 }
 
 export type TraceStepKind = keyof TraceStepDetails;

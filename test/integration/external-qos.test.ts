@@ -87,6 +87,7 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
       mqttClients: new MqttClients(vhost.api, 200),
     });
     expect((await tracer.start()).state).toBe('on');
+    externals.nameConnectionsWith((name) => tracer.connectionNameOf(name));
     externals.start();
 
     const cases = [
@@ -146,9 +147,11 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     expect(named).toBe(clientId);
   }, 60_000);
 
-  it('a worker that took the request and died without replying: server slow, naming the connection that took it, never "no consumer"', async () => {
+  it('a worker that took the request and died without replying: server slow, naming the connection that took it and the name its client gave it, never "no consumer"', async () => {
     const zombieQueue = uniqueName('their_zombie_rpc');
-    const connection = await amqp.connect(vhost.amqpUrl);
+    const workerName = uniqueName('billing-worker');
+    // As pika's and amqplib's users name their workers: the management API lists it as the connection's name.
+    const connection = await amqp.connect(vhost.amqpUrl, { clientProperties: { connection_name: workerName } });
     connection.on('error', () => undefined);
     const channel = await connection.createChannel();
     await channel.assertQueue(zombieQueue, { durable: true, autoDelete: false });
@@ -167,13 +170,21 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     await dev.client.publishAsync(zombieQueue, JSON.stringify({ id, reply_to: `reply/${clientId}` }), { qos: 1 });
     await took;
     const delivered = await waitForStep(store, stepOf(id, 'broker.delivered', 'request'));
+    const consumerConnection = delivered.kind === 'broker.delivered' ? delivered.detail.consumer?.connection : undefined;
+    // The worker was first seen by that delivery: the tracer lists the vhost's connections again for it (every 200 ms
+    // here), and names it before the worker dies, as a worker that ran for a while is.
+    await until(`the tracer naming ${workerName}`, async () => {
+      // One round trip of the management API per round (the tracer asks it too), not a spin.
+      await vhost.api.vhostConnections();
+      return consumerConnection !== undefined && tracer.connectionNameOf(consumerConnection) === workerName ? true : undefined;
+    });
     await connection.close();
     const step = await waitForStep(store, (candidate) => candidate.rpcId === id && candidate.kind === 'rpc.diagnosed');
     const verdict = step.kind === 'rpc.diagnosed' ? step.detail.verdict : undefined;
     const consumer = delivered.kind === 'broker.delivered' ? delivered.detail.consumer?.connection : undefined;
     expect(verdict?.code).toBe('server-slow');
     expect(verdict?.message).toContain(`took the request, but no reply came within 5000 ms and the queue has no consumer now`);
-    expect(verdict?.message).toContain(`connection "${consumer}"`);
+    expect(verdict?.message).toContain(`connection "${consumer}" named "${workerName}"`);
     await managementRequest(broker.urls.management, `/api/queues/${encodeURIComponent(vhost.name)}/${encodeURIComponent(zombieQueue)}`, { method: 'DELETE' });
   }, 60_000);
 

@@ -132,7 +132,10 @@ describe('BoundedMap under adds and deletes that never fill it', () => {
 
 describe('MqttClients: the connections the management API names', () => {
   function api(version = '4.3.6') {
-    const listed = [{ name: device.connection, protocol: 'MQTT 3-1-1', mqttClientId: 'dev-7' }, { name: worker.connection, protocol: 'AMQP 0-9-1' }];
+    const listed: Array<{ name: string; protocol: string; mqttClientId?: string; connectionName?: string }> = [
+      { name: device.connection, protocol: 'MQTT 3-1-1', mqttClientId: 'dev-7' },
+      { name: worker.connection, protocol: 'AMQP 0-9-1' },
+    ];
     const calls = { connections: 0, overview: 0 };
     return {
       calls,
@@ -251,6 +254,25 @@ describe('MqttClients: the connections the management API names', () => {
     expect(request.kind === 'broker.published' && request.detail.publisher?.mqttClientId).toBe('dev-7');
     expect(reply.kind === 'broker.delivered' && reply.detail.transientAtQos0).toBe(true);
     expect(reply.kind === 'broker.delivered' && mqttDelivery(reply.detail)?.deliveredQos).toBe(0);
+    clients.stop();
+  });
+
+  it('names the worker that took a request by the name its client gave its connection, in the step line', async () => {
+    const fake = api();
+    fake.listed[1] = { name: worker.connection, protocol: 'AMQP 0-9-1', connectionName: 'billing-worker-2' };
+    const clients = new MqttClients(fake);
+    await clients.start();
+    expect(clients.connectionNameOf(worker.connection)).toBe('billing-worker-2');
+    expect(clients.connectionNameOf(device.connection)).toBeUndefined();
+    const store = new TraceStore();
+    const body = Buffer.from(JSON.stringify({ id: 'r10', reply_to: 'reply/dev-7' }));
+    const taken: FirehoseEvent = { type: 'deliver', name: 'rpc_queue', routingKeys: ['rpc_queue'], routedQueues: [], redelivered: false, properties: {}, party: worker, body };
+    const step = withWire(firehoseStep(taken, store, undefined, clients) as TraceStep);
+    expect(step.kind === 'broker.delivered' && step.detail.consumer).toEqual({ ...worker, connectionName: 'billing-worker-2' });
+    expect(describeStep(step)).toContain(`connection "${worker.connection}" named "billing-worker-2"`);
+    // A connection learned from its subscription keeps the name it was listed with.
+    clients.learn(worker.connection, 'odd');
+    expect(clients.connectionNameOf(worker.connection)).toBe('billing-worker-2');
     clients.stop();
   });
 

@@ -1,3 +1,4 @@
+import { TRACE_PANEL_TIMEOUT_REMEDY } from '../../src/core/session/external-verdicts';
 import { describe, expect, it } from 'vitest';
 import { closestKeys, diagnose, editDistance, HOPS, VERDICT_CODES, type BrokerFacts, type DiagnosisInput, type VerdictCode } from '../../src/shared/diagnosis';
 import type { TraceStepDraft } from '../../src/shared/trace';
@@ -445,7 +446,11 @@ describe('remedies where the user is (issue 26)', () => {
     expect(slow.evidence).toContainEqual(expect.stringMatching(/^watch: timeout: /));
     const late = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000 } }));
     expect(late.code).toBe('late-reply');
-    expect(late.message).toMatch(/answered after the watch's timeout of 1000 ms/);
+    expect(late.message).toMatch(/answered after the watch's timeout of 1000 ms: slower than that \(raise the watch's timeout, --timeout or Timeout in the Watch panel, if that is normal for it\)/);
+    // The Trace panel and `bridgescope trace` judge other teams' RPCs with waits of their own: the sentence names theirs.
+    const traced = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000 }, timeoutRemedy: TRACE_PANEL_TIMEOUT_REMEDY }));
+    expect(traced.message).toContain("answered after the Trace panel's wait of 1000 ms: slower than that (the Trace panel waits 5 s for a reply to another's request; `bridgescope trace --timeout MS` waits as long as you ask)");
+    expect(traced.message).not.toContain('Watch panel');
   });
 
   it('on the command line the remedies stay commands', () => {

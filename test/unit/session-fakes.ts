@@ -181,6 +181,11 @@ export class FakeTracer extends EventEmitter {
     this.status = status;
     this.emit('status', status);
   }
+  /** A fake tracer lists no connections. */
+  connectionNameOf(): string | undefined {
+    return undefined;
+  }
+
   asTracer(): FirehoseTracer {
     return this as unknown as FirehoseTracer;
   }

@@ -118,6 +118,7 @@ export function registerInspectCommands(program: Command): void {
           watch: { amqpUrl: amqp.url, managementUrl: resolveUrls('management', options.management)[0] as string, ...withCliTls(), vhost: options.vhost, exchange: options.exchange },
           store,
           timeoutMs: options.timeout,
+          timeoutRemedy: { name: "trace's timeout", raise: 'raise it with --timeout if that is normal for it' },
           addVerdict: (rpcId, verdict) => {
             try {
               const step = store.add({ rpcId, at: Date.now(), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });
@@ -139,6 +140,7 @@ export function registerInspectCommands(program: Command): void {
           owner: `bridgescope trace (pid ${process.pid})`,
           ...withCliTls(),
         });
+        externals.nameConnectionsWith((name) => tracer.connectionNameOf(name));
         const abandoned = await checkAbandonedTracing(api);
         if (abandoned) say(abandoned.message);
         // The export only once tracing ran: a trace that never started has nothing to write.

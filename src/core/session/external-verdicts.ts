@@ -4,7 +4,7 @@
  * holds with no step of the app's own client gets that verdict as its `rpc.diagnosed` step: in the list, in the detail
  * and in the export, as the app's own RPCs do. Before, such an RPC stayed "pending" for good.
  */
-import type { Verdict } from '../../shared/diagnosis';
+import type { TimeoutRemedy, Verdict } from '../../shared/diagnosis';
 import type { TraceStep } from '../../shared/trace';
 import { BoundedMap } from '../bounded-map';
 import type { FirehoseEvent, FirehoseStatus } from '../trace/firehose';
@@ -24,14 +24,22 @@ const EXTERNAL_LATE_WINDOW_MS = 60_000;
 const KEPT_GAPS = 16;
 
 /** What the firehose and the verdicts' broker facts need: the connection's URLs, vhost, exchange and TLS files. */
-export type ExternalWatchOptions = Omit<WatcherOptions, 'mode' | 'requestKeys' | 'timeoutMs' | 'lateWindowMs' | 'spans'>;
+export type ExternalWatchOptions = Omit<WatcherOptions, 'mode' | 'requestKeys' | 'timeoutMs' | 'timeoutRemedy' | 'lateWindowMs' | 'spans'>;
 
 export interface ExternalVerdictsOptions {
   watch: ExternalWatchOptions;
   store: TraceStore;
   addVerdict: (rpcId: string, verdict: Verdict) => void;
   timeoutMs?: number;
+  /** what waited for a reply and how to wait longer, in a late reply's verdict (the Trace panel's, or `trace --timeout`) */
+  timeoutRemedy?: TimeoutRemedy;
 }
+
+/** The Trace panel's wait for a reply to another's request: it has no setting of its own; `bridgescope trace --timeout` has. */
+export const TRACE_PANEL_TIMEOUT_REMEDY: TimeoutRemedy = {
+  name: "the Trace panel's wait",
+  raise: `the Trace panel waits ${EXTERNAL_TIMEOUT_MS / 1000} s for a reply to another's request; \`bridgescope trace --timeout MS\` waits as long as you ask`,
+};
 
 export class ExternalVerdicts {
   private readonly watcher: Watcher;
@@ -41,17 +49,31 @@ export class ExternalVerdicts {
   /** when the firehose was not reading (the tracer reconnecting), oldest first */
   private readonly gaps: Array<{ from: number; until?: number }> = [];
   private stopped = false;
+  private nameOf: ((connection: string) => string | undefined) | undefined;
 
   constructor(private readonly options: ExternalVerdictsOptions) {
     this.timeoutMs = options.timeoutMs ?? EXTERNAL_TIMEOUT_MS;
     // Every publish on the exchange that reads as a request starts one (a direct exchange's keys are not patterns here).
-    this.watcher = new Watcher({ ...options.watch, mode: 'fed', requestKeys: ['#'], timeoutMs: this.timeoutMs, lateWindowMs: EXTERNAL_LATE_WINDOW_MS });
+    this.watcher = new Watcher({
+      ...options.watch,
+      mode: 'fed',
+      requestKeys: ['#'],
+      timeoutMs: this.timeoutMs,
+      lateWindowMs: EXTERNAL_LATE_WINDOW_MS,
+      timeoutRemedy: options.timeoutRemedy ?? TRACE_PANEL_TIMEOUT_REMEDY,
+      connectionNameOf: (connection) => this.nameOf?.(connection),
+    });
     this.rpcIds = new BoundedMap(10_000);
     this.watcher.on('line', (line) => this.settle(line));
   }
 
   start(): void {
     void this.watcher.start();
+  }
+
+  /** Where the names of the connections come from (the tracer feeding it): a verdict names the worker that took a request. */
+  nameConnectionsWith(nameOf: (connection: string) => string | undefined): void {
+    this.nameOf = nameOf;
   }
 
   /**
@@ -63,7 +85,8 @@ export class ExternalVerdicts {
     if (this.stopped || step === undefined || this.ours(step.rpcId)) return;
     // A worker taking the request: whatever the queue says later (the worker may die with it), it was consumed.
     if (step.kind === 'broker.delivered' && step.detail.leg === 'request') {
-      this.watcher.deliveredEvent(event);
+      // The trace named the worker's connection (its connection_name) when it knew it: the verdict says which worker.
+      this.watcher.deliveredEvent(event, step.detail.consumer?.connectionName);
       return;
     }
     const message = observedFromFirehose(event, this.options.watch.exchange, Date.now());

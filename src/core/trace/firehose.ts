@@ -141,9 +141,11 @@ function mqtt5Request(event: FirehoseEvent): { id: string; replyKey: string } | 
   return id === undefined || id === '' ? undefined : { id, replyKey };
 }
 
-/** A connection as the step names it: with its MQTT client id when `clients` knows it. */
+/** A connection as the step names it: with its MQTT client id, or the name its client gave it, when `clients` knows them. */
 function named(party: BrokerParty, clients: MqttClients | undefined, clientId = clients?.clientIdOf(party.connection)): BrokerParty {
-  return clientId === undefined ? party : { ...party, mqttClientId: clientId };
+  const name = clients?.connectionNameOf(party.connection);
+  if (clientId === undefined && name === undefined) return party;
+  return { ...party, ...(clientId !== undefined ? { mqttClientId: clientId } : {}), ...(name !== undefined ? { connectionName: name } : {}) };
 }
 
 /**
@@ -594,6 +596,11 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
   /** Closes politely, but never waits longer than `boundMs` for a broker that does not answer (a paused node): then the socket goes. */
   private closeBounded(connection: amqp.RecoveringChannelModel, boundMs = 5000): Promise<void> {
     return closeAmqpBounded(connection, this.model, boundMs);
+  }
+
+  /** The name a connection's client gave it (a worker's `connection_name`), as the management API listed it; undefined if not known. */
+  connectionNameOf(connection: string): string | undefined {
+    return this.clients?.connectionNameOf(connection);
   }
 
   /** Stops consuming and gives tracing back (see `releaseTracing`); safe to call during start and more than once. Never throws. */

@@ -11,6 +11,9 @@
  * It also learns the broker's version once, for the one rule the trace needs of it: whether a non-persistent reply
  * reaches a QoS 1 subscription at QoS 0 (3.13+).
  *
+ * An AMQP worker's connection is named too, by the name its client gave it (`connection_name` in its client properties:
+ * pika's, amqplib's), so a verdict can say which worker took a request and never answered.
+ *
  * Best effort: the management API may refuse or be slow; then connections stay unnamed, and nothing else changes.
  */
 import { transientAtQos0Of } from '../../shared/broker-versions';
@@ -27,6 +30,8 @@ const MAX_BACKOFF_MS = 60_000;
 interface Known {
   /** its MQTT client id, or null for a connection listed without one (an AMQP worker's) */
   clientId: string | null;
+  /** the name its client gave it (AMQP `connection_name`: pika's and amqplib's client properties), if any */
+  name?: string;
   /** when this was learned: a listing that began before it cannot forget it */
   at: number;
 }
@@ -73,9 +78,15 @@ export class MqttClients {
     return undefined;
   }
 
+  /** The name a connection's client gave it (a worker's `connection_name`), if listed; asks nothing (`clientIdOf` does). */
+  connectionNameOf(connection: string): string | undefined {
+    return this.ids.get(connection)?.name;
+  }
+
   /** A connection seen consuming from a client's subscription queue is that client's. */
   learn(connection: string, clientId: string): void {
-    if (this.ids.get(connection)?.clientId !== clientId) this.ids.set(connection, { clientId, at: Date.now() });
+    const known = this.ids.get(connection);
+    if (known?.clientId !== clientId) this.ids.set(connection, { clientId, at: Date.now(), ...(known?.name !== undefined ? { name: known.name } : {}) });
   }
 
   private schedule(): void {
@@ -132,7 +143,7 @@ export class MqttClients {
       const present = new Set<string>();
       for (const connection of listed) {
         present.add(connection.name);
-        this.ids.set(connection.name, { clientId: connection.mqttClientId ?? null, at: startedAt });
+        this.ids.set(connection.name, { clientId: connection.mqttClientId ?? null, at: startedAt, ...(connection.connectionName ? { name: connection.connectionName } : {}) });
         this.unlisted.delete(connection.name);
       }
       // Gone from the list: forgotten, unless learned after this listing began.

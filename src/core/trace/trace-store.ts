@@ -585,7 +585,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
  */
 const qosSchema = z.union([z.literal(0), z.literal(1), z.literal(2)]);
 const legSchema = z.enum(['request', 'reply']);
-const partySchema = z.object({ connection: z.string(), channel: z.number().optional(), user: z.string().optional(), mqttClientId: z.string().optional() }).optional();
+const partySchema = z.object({ connection: z.string(), channel: z.number().optional(), user: z.string().optional(), mqttClientId: z.string().optional(), connectionName: z.string().optional() }).optional();
 const textList = z.array(z.string());
 const traceValueSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 const messageSchema = z

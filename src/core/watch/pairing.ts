@@ -122,6 +122,8 @@ export interface TakenBy {
   queue: string;
   /** the consuming connection, as the firehose names it */
   connection?: string;
+  /** the name its client gave that connection (a worker's `connection_name`), when the trace knew it */
+  connectionName?: string;
   at: number;
 }
 
@@ -425,12 +427,17 @@ export class RpcPairing {
    * request still waiting, it was taken by that consumer (the first delivery counts; a redelivery after a worker died
    * does not change who took it first). Only messages on a topic with requests are read.
    */
-  delivered(message: ObservedMessage, queue: string): void {
+  delivered(message: ObservedMessage, queue: string, connectionName?: string): void {
     if (!this.waitsOn(message.routingKey)) return;
     const request = asRequest(message);
     const entry = request ? this.pending.get(`${request.pattern}:${request.id}`) : undefined;
     if (entry === undefined || entry.takenBy !== undefined) return;
-    entry.takenBy = { queue, at: message.at, ...(message.connection !== undefined ? { connection: message.connection } : {}) };
+    entry.takenBy = {
+      queue,
+      at: message.at,
+      ...(message.connection !== undefined ? { connection: message.connection } : {}),
+      ...(connectionName !== undefined ? { connectionName } : {}),
+    };
   }
 
   /** From when the watch watches (once its tap or firehose is in place): see PairingOptions.startedAt. */

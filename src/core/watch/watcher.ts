@@ -1,8 +1,8 @@
 /** Watch (issue 23): a tap and the pairing together, with a verdict for each request left unanswered. */
 import { EventEmitter } from 'node:events';
-import { diagnose, type Verdict } from '../../shared/diagnosis';
+import { diagnose, type TimeoutRemedy, type Verdict } from '../../shared/diagnosis';
 import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
-import type { TraceStepDraft } from '../../shared/trace';
+import type { BrokerParty, TraceStepDraft } from '../../shared/trace';
 import { diagnoseWithFacts, gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
 import type { WatchSpans } from '../otel/watch-spans';
@@ -38,6 +38,13 @@ export interface WatcherOptions {
   exchange: string;
   requestKeys: readonly string[];
   timeoutMs: number;
+  /**
+   * the name a connection's client gave it (a worker's `connection_name`), asked when a verdict names the connection that
+   * took a request (the trace's tracer knows the names; a worker seen first by that delivery is named by then)
+   */
+  connectionNameOf?: (connection: string) => string | undefined;
+  /** what a late reply's verdict says waited `timeoutMs` and how to wait longer (default: the watch's `--timeout`, the Watch panel's Timeout) */
+  timeoutRemedy?: TimeoutRemedy;
   lateWindowMs?: number;
   /** how long a reply key stays bound after its last request closed (default 30 s) */
   keyLingerMs?: number;
@@ -151,10 +158,16 @@ export class Watcher extends EventEmitter<WatcherEvents> {
    * A firehose delivery (fed mode, or this watch's firehose): from a server's queue, on a topic with requests waiting, it
    * says which worker took one (`RpcPairing.delivered`). Any other is passed over before its body or properties are read.
    */
-  deliveredEvent(event: FirehoseEvent): void {
+  /** The connection that took a request, with the name its client gave it when known (then, or now). */
+  private takerOf(connection: string, nameThen: string | undefined): BrokerParty {
+    const name = nameThen ?? this.options.connectionNameOf?.(connection);
+    return name !== undefined ? { connection, connectionName: name } : { connection };
+  }
+
+  deliveredEvent(event: FirehoseEvent, connectionName?: string): void {
     if (!this.pairing.waitsOn(event.routingKeys[0])) return;
     const delivery = deliveryFromFirehose(event, this.options.exchange, Date.now());
-    if (delivery) this.pairing.delivered(delivery.message, delivery.queue);
+    if (delivery) this.pairing.delivered(delivery.message, delivery.queue, connectionName);
   }
 
   /**
@@ -235,6 +248,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             steps: [],
             firehose: false,
             remedies: 'watch',
+            ...(this.options.timeoutRemedy ? { timeoutRemedy: this.options.timeoutRemedy } : {}),
+            ...(this.options.timeoutRemedy ? { timeoutRemedy: this.options.timeoutRemedy } : {}),
             request: { topic: ref.topic, routingKey: ref.topic },
             reply: { topic: ref.replyTopic ?? ref.replyKey, routingKey: ref.replyKey },
             timeoutMs: this.options.timeoutMs,
@@ -320,7 +335,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         at: taken.at,
         source: 'broker',
         kind: 'broker.delivered',
-        detail: { queue: taken.queue, routingKeys: [event.topic], redelivered: false, leg: 'request', ...(taken.connection !== undefined ? { consumer: { connection: taken.connection } } : {}) },
+        detail: { queue: taken.queue, routingKeys: [event.topic], redelivered: false, leg: 'request', ...(taken.connection !== undefined ? { consumer: this.takerOf(taken.connection, taken.connectionName) } : {}) },
       });
     }
     // Facts without the exchange's bindings (the management API not reached) decide nothing: never "nothing is bound".
@@ -331,6 +346,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
         // In firehose (or fed) mode the firehose is on: a verdict never advises it.
         firehose: this.tap === undefined,
         remedies: 'watch',
+        ...(this.options.timeoutRemedy ? { timeoutRemedy: this.options.timeoutRemedy } : {}),
         request: { topic: event.topic, routingKey: event.topic },
         reply: { topic: event.replyTopic ?? event.replyKey, routingKey: event.replyKey },
         timeoutMs: this.options.timeoutMs,
