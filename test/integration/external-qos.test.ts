@@ -188,6 +188,35 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     await managementRequest(broker.urls.management, `/api/queues/${encodeURIComponent(vhost.name)}/${encodeURIComponent(zombieQueue)}`, { method: 'DELETE' });
   }, 60_000);
 
+  it('a reply that came late because no worker consumed the request when the wait ended: says so, never "raise the timeout"', async () => {
+    const lateQueue = uniqueName('their_late_start');
+    const setup = await amqp.connect(vhost.amqpUrl);
+    const channel = await setup.createChannel();
+    // Their queue, bound, with its workers down: the request waits there.
+    await channel.assertQueue(lateQueue, { durable: false, autoDelete: true });
+    await channel.bindQueue(lateQueue, 'amq.direct', lateQueue);
+    const clientId = uniqueName('dev-early');
+    const dev = await device(clientId, `reply/${clientId}`);
+    const id = uniqueName('early');
+    await dev.client.publishAsync(lateQueue, JSON.stringify({ id, reply_to: `reply/${clientId}` }), { qos: 1 });
+    const verdictOf = (code: string) => (step: TraceStep): boolean => step.rpcId === id && step.kind === 'rpc.diagnosed' && step.detail.verdict.code === code;
+    await waitForStep(store, verdictOf('no-consumer'));
+    // The workers come back and answer the backlog.
+    const late = await startThirdPartyWorker(vhost.amqpUrl, lateQueue, (request, worker) => {
+      worker.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'at last' })));
+    });
+    try {
+      const step = await waitForStep(store, verdictOf('late-reply'));
+      const message = step.kind === 'rpc.diagnosed' ? step.detail.verdict.message : '';
+      expect(message).toContain(`A worker took the request on "${lateQueue}" and answered after`);
+      expect(message).toContain("but when the Trace panel's wait of 5000 ms ended none consumed it yet (the verdict then: no consumer)");
+      expect(message).not.toContain('raise');
+    } finally {
+      await late.close();
+      await setup.close();
+    }
+  }, 60_000);
+
   // MQTT 5 came in 3.13: on 3.10 a device cannot send a Response Topic at all.
   it.runIf(transientAtQos0)('joins an MQTT 5 request whose body names no id, by its Correlation Data, and its reply by its Response Topic', async () => {
     const mqtt5Queue = uniqueName('their_mqtt5_rpc');

@@ -1,6 +1,7 @@
 /** Watch (issue 23): a tap and the pairing together, with a verdict for each request left unanswered. */
 import { EventEmitter } from 'node:events';
-import { diagnose, type TimeoutRemedy, type Verdict } from '../../shared/diagnosis';
+import { diagnose, WATCH_TIMEOUT_REMEDY, type TimeoutRemedy, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import { RecentIds } from '../recent-ids';
 import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import type { BrokerParty, TraceStepDraft } from '../../shared/trace';
 import { diagnoseWithFacts, gatherBrokerFacts } from '../diagnosis/evidence';
@@ -22,6 +23,12 @@ const VERSION_READ_WITHIN_MS = 5000;
 
 /** how long the broker's facts for one topic serve the verdicts of its unanswered requests */
 const FACTS_FRESH_MS = 2000;
+
+/** unanswered requests whose verdict is remembered, at least, for a late reply to read (see `firstVerdicts`) */
+const KEPT_FIRST_VERDICTS = 10_000;
+
+/** A request as the pairing tells it apart: its pattern and id (the same id may come on two patterns). */
+const verdictKey = (ref: Pick<RpcRef, 'pattern' | 'id'>): string => `${ref.pattern}:${ref.id}`;
 
 export interface WatcherOptions {
   /**
@@ -108,6 +115,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
    * would otherwise send the management API thousands of requests a second, each listing every queue and binding.
    */
   private readonly facts = new Map<string, { at: number; facts: Promise<Awaited<ReturnType<typeof gatherBrokerFacts>> | undefined> }>();
+  /** the verdict each request got when its wait ended, for a late reply's (a request nobody consumed then is not slow) */
+  private readonly firstVerdicts = new RecentIds<VerdictCode>(KEPT_FIRST_VERDICTS);
 
   constructor(private readonly options: WatcherOptions) {
     super();
@@ -249,7 +258,6 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             firehose: false,
             remedies: 'watch',
             ...(this.options.timeoutRemedy ? { timeoutRemedy: this.options.timeoutRemedy } : {}),
-            ...(this.options.timeoutRemedy ? { timeoutRemedy: this.options.timeoutRemedy } : {}),
             request: { topic: ref.topic, routingKey: ref.topic },
             reply: { topic: ref.replyTopic ?? ref.replyKey, routingKey: ref.replyKey },
             timeoutMs: this.options.timeoutMs,
@@ -257,6 +265,13 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             lateReply: { topic: ref.replyKey, at: Date.now() },
           });
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
+          // Nobody consumed the request when the wait ended: the reply is late because a worker came late, not because one
+          // was slow, and raising the timeout is not the remedy.
+          if (this.firstVerdicts.get(verdictKey(ref)) === 'no-consumer') {
+            const waited = (this.options.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name;
+            verdict.message = `A worker took the request on "${ref.topic}" and answered after ${rttMs} ms, but when ${waited} of ${this.options.timeoutMs} ms ended none consumed it yet (the verdict then: no consumer): the workers were down or started late, and a device that waited as long had given up. Keep a worker consuming it while devices send.`;
+            verdict.evidence.push(`watch: when the wait ended, nothing consumed the request's queue (no consumer)`);
+          }
           this.emit('line', { ...ref, type: 'verdict', verdict, rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined ? { replyRoutedQueues } : {}) });
           break;
         }
@@ -265,6 +280,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             const { type: _type, waitedMs: _waited, wrongKey, keyWatchedLate: _late, takenBy: _taken, ...ref } = event;
             // The reply that did not reach the device, for a trace of this request (its key, when, whether the broker dropped it).
             const wrongReply = wrongKey ? { wrongReply: { routingKey: wrongKey.routingKey, at: wrongKey.at, ...(wrongKey.dropped ? { dropped: true as const } : {}) } } : {};
+            this.firstVerdicts.set(verdictKey(ref), verdict.code);
             this.emit('line', { ...ref, type: 'verdict', verdict, ...wrongReply, ...(this.pairing.isUnseen(event) ? { unseen: true as const } : {}) });
           });
           this.deciding.add(decided);
