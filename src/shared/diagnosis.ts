@@ -303,7 +303,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     const fix =
       expectedReplyKey !== undefined && replyKey !== undefined && replyKey !== expectedReplyKey
         ? `fix the server to reply with key "${expectedReplyKey}" (the reply_to "${replyTopic}" with "/" turned into ".")`
-        : `the reply subscription to "${replyTopic}" was gone, so subscribe before sending and stay subscribed until the reply`;
+        : `the reply subscription to "${replyTopic}" was gone when the reply came (not made yet, unsubscribed, or gone with a clean session's connection), so subscribe before sending and stay connected and subscribed until the reply`;
     return verdict('reply-unroutable', 'reply-exchange', `The server replied on ${replyExchange} with key "${replyKey ?? '?'}", which nothing is bound to, so the broker dropped the reply: ${fix}.`);
   }
   if (replyConfirmed?.detail.outcome === 'nacked') {

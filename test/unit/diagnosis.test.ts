@@ -215,6 +215,14 @@ describe('the verdict engine', () => {
     expect(verdict.message).toContain('"reply.abc"');
   });
 
+  it('a reply routed nowhere on the right key names every way the subscription can be gone, a disconnected device among them', () => {
+    const steps = [...sent, brokerRequest(['orders.new']), brokerDelivered, brokerReply(50, []), failed()];
+    const verdict = diagnose(input({ firehose: true, steps }));
+    expect(verdict.code).toBe('reply-unroutable');
+    expect(verdict.message).toContain('was gone when the reply came (not made yet, unsubscribed, or gone with a clean session\'s connection)');
+    expect(verdict.message).toContain('stay connected and subscribed until the reply');
+  });
+
   it('a reply published after the client gave up is late-reply', () => {
     const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), brokerReply(1500, ['mqtt-subscription-xqos1'])] }));
     expect(verdict).toMatchObject({ code: 'late-reply', hop: 'server' });

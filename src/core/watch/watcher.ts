@@ -322,7 +322,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       return {
         code: 'reply-unroutable',
         hop: 'reply-exchange',
-        message: `The server${who} answered request ${event.id} (on "${event.topic}") with key "${event.replyKey}", but nothing was bound to it, so the broker dropped the reply: the device was not subscribed to its reply topic when the reply came (subscribe before sending and stay subscribed until the reply).`,
+        message: `The server${who} answered request ${event.id} (on "${event.topic}") with key "${event.replyKey}", but nothing was bound to it, so the broker dropped the reply: no client was subscribed to its reply topic when the reply came: the device had not subscribed yet, had unsubscribed, or had disconnected (a clean session's subscription goes with its connection). A device must subscribe before sending and stay connected and subscribed until the reply.`,
         evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `broker: the reply was published with key "${event.replyKey}" and routed to no queue`],
       };
     }
