@@ -1,6 +1,7 @@
 /** What one RPC's steps add up to: pure, so the terminal and the inspector read the same verdicts. */
 import type { RpcTraceSummary, TraceStep } from './trace';
 import { mqttDelivery, transientReplySentence, type MqttDelivery } from './broker-qos';
+import { routingKeyToTopic } from './topic-map';
 
 export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const summary: RpcTraceSummary = {
@@ -124,6 +125,10 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
     // A device the management API had not listed yet is named by the subscription its reply reached on its connection.
     summary.device = toRequester.delivery.clientId;
   }
+  // Not sent here: the broker's delivery of the reply to the requester's subscription says on which topic it arrived
+  // (the routing key as the MQTT plugin gives it to the device), as the app's own client says for its RPCs.
+  const deliveredKey = (toRequester ?? (requestConnection === undefined ? replyDeliveries[0] : undefined))?.step.detail.routingKeys[0];
+  if (!sentHere && summary.arrivedOn === undefined && deliveredKey !== undefined) summary.arrivedOn = routingKeyToTopic(deliveredKey);
   // Predicted from the broker's record and its version; the client's own packet (an RPC sent here) says for certain, and
   // the call's outcome warns of it then.
   if (replyDelivery?.delivery.transient && receivedQos === undefined) summary.warnings.push(transientReplySentence(replyDelivery.delivery.clientId, replyDelivery.step.detail.wire));

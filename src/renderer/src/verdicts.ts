@@ -86,13 +86,14 @@ function isRealQueue(entry: string): boolean {
 
 /**
  * The hops nothing observed for an RPC not sent here (a watch's, or one the firehose saw): no client, so the device's
- * receipt never; the queues only where the broker's record names one (a tap knows only its own queue); the server and
+ * receipt only when the firehose saw the broker deliver the reply to its subscription (`arrivedOn`); the queues only where the broker's record names one (a tap knows only its own queue); the server and
  * the reply's exchange only once a reply was seen. Our own RPCs: none (their client and server steps say).
  */
 export function unobservedHops(summary: RpcTraceSummary): Hop[] {
   if (summary.requestTopic !== undefined) return [];
   const replySeen = (summary.brokerReplyKeys?.length ?? 0) > 0;
-  const hops: Hop[] = ['mqtt-deliver'];
+  // The broker delivering the reply to the device's subscription is the last hop seen from the broker's side.
+  const hops: Hop[] = summary.arrivedOn !== undefined ? [] : ['mqtt-deliver'];
   if (!summary.requestRoutedQueues?.some(isRealQueue)) hops.push('queue');
   if (!replySeen) hops.push('server', 'reply-exchange');
   if (!summary.replyRoutedQueues?.some((queue) => isSubscriptionQueue(queue))) hops.push('reply-queue');
