@@ -147,7 +147,7 @@ describe('the panels in Chromium (issue 26)', () => {
     await page.click('[data-testid=load-run]');
     await page.waitForSelector('[data-testid=load-summary]');
     // The firehose is off: one request in ten traced in full (none failed, too few for a latency to be rare).
-    expect(await page.textContent('[data-testid=load-summary-trace]')).toBe('The trace kept 4 requests in full (1 in 10); 36 replied requests were let go.');
+    expect(await page.textContent('[data-testid=load-summary-trace]')).toBe('The trace kept 4 requests in full (1 in 10); 36 other requests were let go.');
     for (const [width, height] of [
       [1400, 900],
       [1024, 700],

@@ -35,6 +35,8 @@ describe('a load run when the connection is closed under it', () => {
       timeoutMs: 25_000,
       count: 500,
       concurrency: 8,
+      // Every request in full: a cancelled request the sample held is let go (the user's doing, not the bridge's).
+      traceEvery: 1,
     });
     await firstTick;
     const closedAt = performance.now();
@@ -76,6 +78,35 @@ describe('what the trace keeps of a load run', () => {
     for (const steps of rpcs) expect(steps[0]?.kind).toBe('composed');
     expect(session.store.sampledOut).toBe(300 - rpcs.length);
   }, 60_000);
+
+  it('traces every request in full from the moment the firehose is switched on mid-run, and none it let go comes back as another team\'s', async () => {
+    const queue = uniqueName('load');
+    await session.open({ name: 'test', amqpUrl: broker.urls.amqp, mqttUrl: broker.urls.mqtt, managementUrl: broker.urls.management, vhost: '/', exchange: 'amq.direct' });
+    await session.handlers['server.start']({ exchange: 'amq.direct', queue, workers: 2, prefetch: 20, handler: 'echo' });
+    session.store.clear();
+    let switched: Promise<unknown> | undefined;
+    const listener = (progress: LoadProgress): void => {
+      if (switched === undefined && progress.completed >= 200) switched = session.handlers['trace.tracing.set']({ on: true });
+    };
+    progressListeners.add(listener);
+    try {
+      const summary = await session.handlers['load.run.start']({ topic: queue, qos: 1, strategy: 'shared', payloadText: '"load"', timeoutMs: 10_000, count: 1500, concurrency: 10 });
+      await switched;
+      expect(summary.completed).toBe(1500);
+      // Some let go before the switch; after it, every one in full.
+      expect(summary.traceSample?.inFull).toBeGreaterThan(150);
+      expect(summary.traceSample?.kept).toBeLessThan(1500);
+    } finally {
+      progressListeners.delete(listener);
+      await session.handlers['trace.tracing.set']({ on: false });
+      await session.handlers['server.stop']({});
+    }
+    // Every RPC the trace holds is the run's own: its client composed it (a firehose step of a request let go never
+    // starts an RPC of its own).
+    const rpcs = session.store.rpcIds().map((rpcId) => session.store.steps(rpcId));
+    expect(rpcs.filter((steps) => !steps.some((step) => step.kind === 'composed')).length).toBe(0);
+    expect(rpcs.some((steps) => steps.some((step) => step.source === 'broker'))).toBe(true);
+  }, 90_000);
 
   it('keeps every request in full when asked to trace 1 in 1', async () => {
     const { summary, rpcs } = await sampled(1);

@@ -703,9 +703,13 @@ describe('the Load panel', () => {
 
   it('says what the trace kept of a sampled run, and nothing of a run it kept whole', () => {
     expect(traceSampleText({ completed: 4990, failed: 10, traceSample: { every: 10, inFull: 500, kept: 512 } })).toBe(
-      'The trace kept 500 requests in full (1 in 10), and 12 others that failed or were slow, without their messages; 4,488 replied requests were let go.',
+      'The trace kept 500 requests in full (1 in 10), and 12 others that failed or were slow, without their messages; 4,488 other requests were let go.',
     );
-    expect(traceSampleText({ completed: 1, failed: 0, traceSample: { every: 10, inFull: 1, kept: 1 } })).toBe('The trace kept 1 request in full (1 in 10); 0 replied requests were let go.');
+    expect(traceSampleText({ completed: 1, failed: 0, traceSample: { every: 10, inFull: 1, kept: 1 } })).toBe('The trace kept 1 request in full (1 in 10); 0 other requests were let go.');
+    // A run that kept more than the trace holds says its earliest are gone from it.
+    expect(traceSampleText({ completed: 200_000, failed: 0, traceSample: { every: 10, inFull: 20_000, kept: 20_000 } })).toBe(
+      "The trace kept 20,000 requests in full (1 in 10); 180,000 other requests were let go. The trace holds its latest 10,000 RPCs: the run's earliest are gone from it (raise Trace 1 in N to keep fewer).",
+    );
     expect(traceSampleText({ completed: 40, failed: 0 })).toBeUndefined();
   });
 });

@@ -112,21 +112,49 @@ describe('a held RPC in the trace store (a load run keeps a sample)', () => {
 });
 
 describe('LoadTraceSample', () => {
-  it('traces the first request in full, then one in every; the others are held', () => {
-    const sample = new LoadTraceSample(10);
-    const full = Array.from({ length: 25 }, () => sample.chooseInFull());
-    expect(full.flatMap((inFull, nth) => (inFull ? [nth] : []))).toEqual([0, 10, 20]);
-    expect(sample.inFull).toBe(3);
+  /** A trace that records what the sample asks of it. */
+  const recorder = () => {
+    const calls: string[] = [];
+    return { calls, hold: (id: string) => void calls.push(`hold ${id}`), settle: (id: string, keep: boolean) => void calls.push(`${keep ? 'keep' : 'let go'} ${id}`) };
+  };
+
+  it('traces the first request in full, then one in every, and every one while it is told to (the firehose runs); the others are held', () => {
+    let firehose = false;
+    const trace = recorder();
+    const sample = new LoadTraceSample(10, trace, () => firehose);
+    const held = Array.from({ length: 25 }, (_, nth) => {
+      firehose = nth >= 22;
+      return sample.send(`r${nth}`);
+    });
+    expect(held.flatMap((isHeld, nth) => (isHeld ? [] : [nth]))).toEqual([0, 10, 20, 22, 23, 24]);
+    expect(sample.inFull).toBe(6);
+    expect(trace.calls).toHaveLength(19);
   });
 
-  it('calls a latency rare once there are 100 replies and its histogram bucket holds at most 1 % of them (the slow tail)', () => {
-    const sample = new LoadTraceSample(10);
+  it('keeps a held request that failed, lets go of one cancelled, and counts what it kept', () => {
+    const trace = recorder();
+    const sample = new LoadTraceSample(10, trace);
+    for (const id of ['full', 'failed', 'cancelled', 'replied']) sample.send(id);
+    sample.failed('full', false, false);
+    sample.failed('failed', true, false);
+    sample.failed('cancelled', true, true);
+    sample.replied('replied', true, 3);
+    expect(trace.calls).toEqual(['hold failed', 'hold cancelled', 'hold replied', 'keep failed', 'let go cancelled', 'let go replied']);
+    expect(sample.kept).toBe(2);
+  });
+
+  it('keeps a held reply whose latency is rare and slow once there are 100 replies (the slow tail), not a rare fast one', () => {
+    const trace = recorder();
+    const sample = new LoadTraceSample(10, trace);
     // Before 100 replies nothing is rare yet.
-    expect([3, 4000, 4000].map((ms) => sample.noteReply(ms))).toEqual([false, false, false]);
-    for (let nth = 3; nth < 300; nth += 1) expect(sample.noteReply(3)).toBe(false);
-    expect(sample.noteReply(900)).toBe(true);
-    // Two of 301 replies in the 4000 ms bucket: under 1 %, still rare.
-    expect(sample.noteReply(4000)).toBe(true);
+    for (const ms of [3, 4000, 4000]) sample.replied('early', true, ms);
+    for (let nth = 3; nth < 300; nth += 1) sample.replied('usual', true, 3);
+    sample.replied('fast', true, 0.1);
+    sample.replied('slow', true, 900);
+    // Three of 302 replies in the 4000 ms bucket: under 1 %, still rare, and slower than the median.
+    sample.replied('slower', true, 4000);
+    expect(trace.calls.filter((call) => call.startsWith('keep'))).toEqual(['keep slow', 'keep slower']);
+    expect(sample.kept).toBe(2);
   });
 });
 
@@ -170,6 +198,7 @@ describe('a load run with a trace sample', () => {
     // latency was rare (a pause here).
     expect(summary.traceSample?.every).toBe(10);
     expect(summary.traceSample?.inFull).toBe(20);
+    // Of the 28 failed, 3 were among those in full; the other 25 are kept with their steps.
     expect(summary.traceSample?.kept).toBe(store.size);
     expect(store.size).toBeGreaterThanOrEqual(20 + 25);
     expect(store.size).toBeLessThan(20 + 25 + 10);
@@ -205,10 +234,11 @@ describe('which load runs the session samples', () => {
     return load.start({ ...args, ...(traceEvery !== undefined ? { traceEvery } : {}) }).then(() => seen);
   }
 
-  it('samples 1 in 10 by default, as asked, and keeps every request while the firehose is on or when asked for 1', async () => {
+  it('samples 1 in 10 by default, as asked, and keeps every request when asked for 1 or while the firehose is on (asked per request)', async () => {
     expect((await asked(false))?.every).toBe(10);
+    expect((await asked(false))?.inFullNow?.()).toBe(false);
     expect((await asked(false, 50))?.every).toBe(50);
     expect(await asked(false, 1)).toBeUndefined();
-    expect(await asked(true)).toBeUndefined();
+    expect((await asked(true))?.inFullNow?.()).toBe(true);
   });
 });

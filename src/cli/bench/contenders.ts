@@ -231,23 +231,21 @@ async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean,
     tracer = new FirehoseTracer({ amqpUrl: urls.amqp, api: new ManagementApi(urls.management), store });
     await tracer.start();
   }
-  const sample = traced || keepAll ? undefined : new LoadTraceSample(DEFAULT_LOAD_TRACE_EVERY);
+  const sample = traced || keepAll ? undefined : new LoadTraceSample(DEFAULT_LOAD_TRACE_EVERY, store);
   return {
     // As the load engine does (runLoad): one in ten in full, the others held and kept if they fail or are slow.
     call: sample
       ? async (params) => {
           const id = randomUUID();
-          const held = !sample.chooseInFull();
-          if (held) store.hold(id);
+          const held = sample.send(id);
           const t0 = performance.now();
           try {
             await client.call({ id, topic: queue, qos: 1, params, timeoutMs: 60_000 });
           } catch (err) {
-            if (held) store.settle(id, true);
+            sample.failed(id, held, false);
             throw err;
           }
-          const rare = sample.noteReply(performance.now() - t0);
-          if (held) store.settle(id, rare);
+          sample.replied(id, held, performance.now() - t0);
         }
       : async (params) => {
           await client.call({ topic: queue, qos: 1, params, timeoutMs: 60_000 });

@@ -118,7 +118,7 @@ export function registerInspectCommands(program: Command): void {
           watch: { amqpUrl: amqp.url, managementUrl: resolveUrls('management', options.management)[0] as string, ...withCliTls(), vhost: options.vhost, exchange: options.exchange },
           store,
           timeoutMs: options.timeout,
-          timeoutRemedy: { name: "trace's timeout", raise: 'raise it with --timeout if that is normal for it' },
+          timeoutRemedy: { name: "the trace's timeout", raise: 'raise it with --timeout if that is normal for it' },
           addVerdict: (rpcId, verdict) => {
             try {
               const step = store.add({ rpcId, at: Date.now(), source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });

@@ -76,35 +76,69 @@ function mergePairs(points: readonly SeriesPoint[]): SeriesPoint[] {
 
 /**
  * Which requests of a load run the trace keeps, and how. One in `every` (the first, the 11th, ...) is chosen as it is
- * sent and traced in full. Each of the others is held (see TraceStore.hold) without its messages (a run sends the same
- * body every time: the chosen ones show it) and kept, with its steps, if it fails or if its latency is rare for the run
- * so far (its histogram bucket holds at most 1 % of the replies, once there are 100: the slow tail); the rest are let
- * go. Keeping every step of every request of a long run costs most of BridgeScope's own CPU per request, and evicts the
- * run's early failures from the trace (it keeps 10,000 RPCs).
+ * sent and traced in full, as is every request sent while `inFullNow` says so (the firehose runs). Each of the others
+ * is held (see TraceStore.hold) without its messages (a run sends the same body every time: the chosen ones show it)
+ * and kept, with its steps, if it fails (not when it was cancelled) or if its latency is rare and slow for the run so
+ * far (its histogram bucket holds at most 1 % of the replies, once there are 100, and at least half are faster: the
+ * slow tail); the rest are let go. Keeping every step of every request of a long run costs most of BridgeScope's own
+ * CPU per request, and evicts the run's early failures from the trace (it keeps 10,000 RPCs).
  */
 export class LoadTraceSample {
   private sent = 0;
-  private replied = 0;
+  private repliedCount = 0;
   private readonly counts = new Array<number>(HISTOGRAM_BOUNDS_MS.length + 1).fill(0);
   /** requests traced in full so far */
   inFull = 0;
+  /** requests held and then kept (failed, or slow) so far */
+  private keptHeld = 0;
 
-  constructor(readonly every: number) {}
+  constructor(
+    readonly every: number,
+    private readonly trace: LoadTraceHold,
+    private readonly inFullNow?: () => boolean,
+  ) {}
 
-  /** Whether the request about to be sent is traced in full. */
-  chooseInFull(): boolean {
-    const full = this.sent % this.every === 0;
-    this.sent += 1;
-    if (full) this.inFull += 1;
-    return full;
+  /** requests the trace kept so far */
+  get kept(): number {
+    return this.inFull + this.keptHeld;
   }
 
-  /** Notes a reply's latency (of every replied request); whether it is rare for the run so far. */
-  noteReply(latencyMs: number): boolean {
+  /** A request about to be sent: traced in full (false), or held until it settles (true). */
+  send(rpcId: string): boolean {
+    const full = this.sent % this.every === 0 || this.inFullNow?.() === true;
+    this.sent += 1;
+    if (full) {
+      this.inFull += 1;
+      return false;
+    }
+    this.trace.hold(rpcId);
+    return true;
+  }
+
+  /** A request replied in `latencyMs` (every one: the latencies of the run decide what is rare); a held one is settled. */
+  replied(rpcId: string, held: boolean, latencyMs: number): void {
+    const slow = this.noteReply(latencyMs);
+    if (!held) return;
+    this.trace.settle(rpcId, slow);
+    if (slow) this.keptHeld += 1;
+  }
+
+  /** A request failed: a held one is kept with its steps, unless it was cancelled (the user's doing, not the bridge's). */
+  failed(rpcId: string, held: boolean, cancelled: boolean): void {
+    if (!held) return;
+    this.trace.settle(rpcId, !cancelled);
+    if (!cancelled) this.keptHeld += 1;
+  }
+
+  /** Whether a reply's latency is rare and slow for the run so far. */
+  private noteReply(latencyMs: number): boolean {
     const bucket = bucketOf(latencyMs);
     const inBucket = (this.counts[bucket] = (this.counts[bucket] ?? 0) + 1);
-    this.replied += 1;
-    return this.replied >= RARE_AFTER && inBucket * 100 <= this.replied;
+    this.repliedCount += 1;
+    if (this.repliedCount < RARE_AFTER || inBucket * 100 > this.repliedCount) return false;
+    let faster = 0;
+    for (let index = 0; index < bucket; index += 1) faster += this.counts[index] ?? 0;
+    return faster * 2 >= this.repliedCount;
   }
 }
 
@@ -126,8 +160,11 @@ export interface LoadOptions {
   onProgress: (progress: LoadProgress) => void;
   /** each request that failed, by its id (e.g. to give it a verdict; its steps are kept before); must not throw */
   onFailed?: (rpcId: string, err: unknown) => void;
-  /** trace one request in `every` in full and keep the others only when they fail or are slow (see LoadTraceSample); without it, all are kept */
-  traceSample?: { every: number; trace: LoadTraceHold };
+  /**
+   * trace one request in `every` in full (and every one while `inFullNow` says so) and keep the others only when they
+   * fail or are slow (see LoadTraceSample); without it, all are kept
+   */
+  traceSample?: { every: number; trace: LoadTraceHold; inFullNow?: () => boolean };
 }
 
 export async function runLoad(client: RpcClient, options: LoadOptions): Promise<LoadSummary> {
@@ -187,9 +224,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   options.signal?.addEventListener('abort', cancelInFlight, { once: true });
 
   const sampling = options.traceSample && options.traceSample.every > 1 ? options.traceSample : undefined;
-  const sample = sampling ? new LoadTraceSample(sampling.every) : undefined;
-  /** requests held and then kept: failed, or replied in a rare latency */
-  let keptHeld = 0;
+  const sample = sampling ? new LoadTraceSample(sampling.every, sampling.trace, sampling.inFullNow) : undefined;
 
   const lane = async (): Promise<void> => {
     // One controller per lane, not per call: a lane's calls come one after the other (each removes its listener when it
@@ -204,8 +239,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
       const t0 = performance.now();
       const dropsBefore = drops;
       const id = randomUUID();
-      const held = sample !== undefined && !sample.chooseInFull();
-      if (held) sampling?.trace.hold(id);
+      const held = sample?.send(id) ?? false;
       try {
         laneCall.id = id;
         await client.call(laneCall);
@@ -213,17 +247,11 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
         latencies.push(latency);
         histogram[bucketOf(latency)] = (histogram[bucketOf(latency)] ?? 0) + 1;
         completed += 1;
-        const rare = sample?.noteReply(latency) ?? false;
-        if (held) {
-          sampling?.trace.settle(id, rare);
-          if (rare) keptHeld += 1;
-        }
+        sample?.replied(id, held, latency);
       } catch (err) {
-        if (held) {
-          sampling?.trace.settle(id, true);
-          keptHeld += 1;
-        }
         const { code } = toErrorShape(err);
+        // Kept before onFailed reads its steps for its verdict.
+        sample?.failed(id, held, code === 'cancelled');
         errors[code] = (errors[code] ?? 0) + 1;
         failed += 1;
         if (code !== 'cancelled' && (linkDown || drops !== dropsBefore)) failedByOutage += 1;
@@ -255,6 +283,6 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
     p95: latencyPercentile(sorted, 95),
     p99: latencyPercentile(sorted, 99),
     finishedAt: new Date().toISOString(),
-    ...(sample ? { traceSample: { every: sample.every, inFull: sample.inFull, kept: sample.inFull + keptHeld } } : {}),
+    ...(sample ? { traceSample: { every: sample.every, inFull: sample.inFull, kept: sample.kept } } : {}),
   };
 }

@@ -17,6 +17,8 @@ export interface LoadControllerOptions {
   firehoseOn: () => boolean;
   /** where a run's requests' steps are held until each settles (a sample is kept: see LoadArgs.traceEvery); without it all are kept */
   trace?: LoadTraceHold;
+  /** whether a firehose tracer runs (on or reconnecting): a request sent then is kept in full (default: firehoseOn) */
+  firehoseRunning?: () => boolean;
   addVerdict: (rpcId: string, verdict: Verdict) => void;
   /** the engine (default: src/core/rpc/load-engine.ts) */
   run?: (client: RpcClient, options: LoadOptions) => Promise<LoadSummary>;
@@ -62,11 +64,13 @@ export class LoadController {
     }
     const controller = new AbortController();
     this.running = controller;
-    // While the firehose is on, every request is kept: its broker steps are what the user is looking at, and the
-    // firehose joins them through the RPCs the trace holds.
+    // While the firehose runs, every request is kept: its broker steps are what the user is looking at, and the firehose
+    // joins them through the RPCs the trace holds (a request let go would come back as another's). Asked per request:
+    // the firehose may be switched on during the run.
     const every = args.traceEvery ?? DEFAULT_LOAD_TRACE_EVERY;
     const trace = this.options.trace;
-    const traceSample = trace && every > 1 && !this.options.firehoseOn() ? { every, trace } : undefined;
+    const running = this.options.firehoseRunning ?? this.options.firehoseOn;
+    const traceSample = trace && every > 1 ? { every, trace, inFullNow: running } : undefined;
     try {
       const summary = await (this.options.run ?? runLoadEngine)(client, {
         count: args.count,

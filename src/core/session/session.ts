@@ -150,6 +150,7 @@ export class Session {
       client: () => this.connection.require().client,
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
       trace: store,
+      firehoseRunning: () => this.tracing.firehoseRunning,
       ...verdicts,
     });
 

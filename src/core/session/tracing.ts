@@ -62,6 +62,11 @@ export class TracingController {
     return this.tracer !== undefined && this.current.state === 'on';
   }
 
+  /** Whether a firehose tracer runs, feeding the store or reconnecting to (its broker steps may come for any RPC). */
+  get firehoseRunning(): boolean {
+    return this.tracer !== undefined;
+  }
+
   /** Steps go to the UI in batches, never one reactive update per step. */
   private queue(step: TraceStep): void {
     this.pending.push(step);

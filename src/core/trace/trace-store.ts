@@ -213,8 +213,11 @@ class RpcFacts implements TapeOwner, RpcKeys {
   }
 }
 
-/** How many let-go RPCs are remembered at least, for their late steps (a server's confirm comes a moment after the reply). */
-const LET_GO_REMEMBERED = 4096;
+/**
+ * How many let-go RPCs are remembered at least, for their late steps: a server's confirm comes a moment after the reply,
+ * and a firehose switched on during a run may read its queue (up to 100,000 events) seconds behind.
+ */
+const LET_GO_REMEMBERED = 25_000;
 
 /** Tape cells per RPC of the store's cap: an untraced call's 8 steps take about 120 (see FactTape). */
 const TAPE_CELLS_PER_RPC = 128;
@@ -269,7 +272,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
 
   /**
    * Numbers a draft, stores it and announces it; the oldest RPC goes when the cap is reached. Each RPC's list stays in
-   * flow order as steps come (an insertion from the end, where a step nearly always belongs), so no read sorts.
+   * flow order as steps come (an insertion from the end, where a step nearly always belongs), so no read sorts. Numbers
+   * follow the order steps are stored in: the order they were emitted in, except a held RPC's (see `hold`).
    * Returns the step (built now); `record` stores without building it.
    */
   add(draft: TraceStepDraft): TraceStep | undefined {
@@ -310,8 +314,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   }
 
   /**
-   * Ends a `hold`: the RPC's steps are stored when `keep` (handed over with the steps attached sources emitted: stored
-   * off the caller's path, as `attach` does), else let go with any that come later (a lookup and a note: the common case).
+   * Ends a `hold`: the RPC's steps are stored when `keep` (numbered now, after steps of other RPCs that came meanwhile:
+   * their numbers follow the order they were stored in; the steps still handed over are held first, on the caller's
+   * path, a rare case), else let go with any that come later (a lookup and a note: the common case).
    */
   settle(rpcId: string, keep: boolean): void {
     if (!this.held.has(rpcId)) return;
@@ -335,7 +340,13 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     if (this.held.size > 0) {
       const held = this.held.get(draft.rpcId);
       if (held !== undefined) {
+        // Its own listeners have run (steps are handed over after the emit): the draft is the store's now.
         if ((draft as PendingDraft)[WIRE_SOURCE] !== undefined) (draft as PendingDraft)[WIRE_SOURCE] = undefined;
+        // The RPC's cap, as for a stored RPC: a held one flooded with replies does not grow until its timeout.
+        if (held.length >= this.maxStepsPerRpc) {
+          this.droppedSteps += 1;
+          return false;
+        }
         held.push(draft);
         return true;
       }

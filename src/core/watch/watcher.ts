@@ -163,15 +163,16 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     this.handle(this.pairing.observe(message, mayBeRequest, named));
   }
 
-  /**
-   * A firehose delivery (fed mode, or this watch's firehose): from a server's queue, on a topic with requests waiting, it
-   * says which worker took one (`RpcPairing.delivered`). Any other is passed over before its body or properties are read.
-   */
   /** The connection that took a request, with the name its client gave it when known (then, or now). */
   private takerOf(connection: string, nameThen: string | undefined): BrokerParty {
     const name = nameThen ?? this.options.connectionNameOf?.(connection);
     return name !== undefined ? { connection, connectionName: name } : { connection };
   }
+
+  /**
+   * A firehose delivery (fed mode, or this watch's firehose): from a server's queue, on a topic with requests waiting, it
+   * says which worker took one (`RpcPairing.delivered`). Any other is passed over before its body or properties are read.
+   */
 
   deliveredEvent(event: FirehoseEvent, connectionName?: string): void {
     if (!this.pairing.waitsOn(event.routingKeys[0])) return;

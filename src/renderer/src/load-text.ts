@@ -1,6 +1,7 @@
 /** A load run's outcome in words: each error code as a sentence, and cancelled requests apart from failed ones. */
 import type { LoadSummary } from '../../shared/contract';
-import { counted } from '../../shared/describe';
+import { counted, formatCount } from '../../shared/describe';
+import { DEFAULT_TRACE_MAX_RPCS } from '../../shared/defaults';
 
 /** What happened to the requests of one error code, after "N request(s)". */
 const WHAT: Record<string, string> = {
@@ -56,5 +57,7 @@ export function traceSampleText(summary: Pick<LoadSummary, 'traceSample' | 'comp
   const held = sample.kept - sample.inFull;
   const letGo = Math.max(0, summary.completed + summary.failed - sample.kept);
   const kept = held > 0 ? `, and ${counted(held, 'other')} that failed or were slow, without their messages` : '';
-  return `The trace kept ${counted(sample.inFull, 'request')} in full (1 in ${sample.every})${kept}; ${counted(letGo, 'replied request')} ${letGo === 1 ? 'was' : 'were'} let go.`;
+  // The trace holds its last DEFAULT_TRACE_MAX_RPCS RPCs: a run that kept more has lost its earliest from it.
+  const over = sample.kept > DEFAULT_TRACE_MAX_RPCS ? ` The trace holds its latest ${formatCount(DEFAULT_TRACE_MAX_RPCS)} RPCs: the run's earliest are gone from it (raise Trace 1 in N to keep fewer).` : '';
+  return `The trace kept ${counted(sample.inFull, 'request')} in full (1 in ${sample.every})${kept}; ${counted(letGo, 'other request')} ${letGo === 1 ? 'was' : 'were'} let go.${over}`;
 }
