@@ -61,7 +61,8 @@ export interface DiagnosisInput {
   /** how the call failed, when it did */
   failure?: { code: string; message: string; reason?: FailureReason };
   /** a reply for this RPC that arrived after the client gave up */
-  lateReply?: { topic: string; at: number };
+  /** a reply that came after the wait: where and when; a watch knows how long after the request (`afterMs`) and who published it */
+  lateReply?: { topic: string; at: number; afterMs?: number; worker?: string };
   /** the first loss of the MQTT link while the RPC was in flight */
   linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
@@ -262,7 +263,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
       'late-reply',
       input.lateReply ? 'mqtt-deliver' : 'server',
       input.remedies === 'watch'
-        ? `The server on ${queueName} answered after ${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}), or a device waiting less long has given up by then.`
+        ? `The server on ${queueName}${input.lateReply?.worker !== undefined ? ` (${input.lateReply.worker})` : ''} answered after ${input.lateReply?.afterMs !== undefined ? `${Math.round(input.lateReply.afterMs)} ms, past ` : ''}${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}); a device that waits no longer than that has given up by then.`
         : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
   }

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { LoadProgress } from '../../src/shared/contract';
+import type { TraceStep } from '../../src/shared/trace';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { Session } from '../../src/core/session/session';
 import { uniqueName } from '../support/names';
@@ -108,9 +109,33 @@ describe('what the trace keeps of a load run', () => {
     expect(rpcs.some((steps) => steps.some((step) => step.source === 'broker'))).toBe(true);
   }, 90_000);
 
+  it("gives each failed request the broker's verdict, not a guess from its steps", async () => {
+    await session.open({ name: 'test', amqpUrl: broker.urls.amqp, mqttUrl: broker.urls.mqtt, managementUrl: broker.urls.management, vhost: '/', exchange: 'amq.direct' });
+    session.store.clear();
+    const verdicts: string[] = [];
+    const allJudged = new Promise<void>((resolve) => {
+      const listener = (step: TraceStep): void => {
+        if (step.kind !== 'rpc.diagnosed') return;
+        verdicts.push(step.detail.verdict.code);
+        if (verdicts.length === 20) {
+          session.store.off('added', listener);
+          resolve();
+        }
+      };
+      session.store.on('added', listener);
+    });
+    // Nothing is bound for this key: every request is dropped by the broker and times out.
+    const summary = await session.handlers['load.run.start']({ topic: uniqueName('nobody_bound'), qos: 1, strategy: 'shared', payloadText: '"load"', timeoutMs: 1000, count: 20, concurrency: 5 });
+    expect(summary).toMatchObject({ completed: 0, failed: 20, errors: { timeout: 20 } });
+    await allJudged;
+    expect(new Set(verdicts)).toEqual(new Set(['request-unroutable']));
+    // Every one kept: failures are, in full or not.
+    expect(summary.traceSample?.kept).toBe(20);
+  }, 60_000);
+
   it('keeps every request in full when asked to trace 1 in 1', async () => {
     const { summary, rpcs } = await sampled(1);
-    expect(summary.traceSample).toBeUndefined();
+    expect(summary.traceSample).toEqual({ every: 1, inFull: 300, kept: 300 });
     expect(rpcs.length).toBe(300);
   }, 60_000);
 });

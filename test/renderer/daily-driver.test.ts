@@ -701,16 +701,18 @@ describe('the Load panel', () => {
     expect(cancelledText({ cancelled: false, errors: {} })).toBeUndefined();
   });
 
-  it('says what the trace kept of a sampled run, and nothing of a run it kept whole', () => {
+  it('says what the trace kept of a run: a sample, or every request in full', () => {
     expect(traceSampleText({ completed: 4990, failed: 10, traceSample: { every: 10, inFull: 500, kept: 512 } })).toBe(
       'The trace kept 500 requests in full (1 in 10), and 12 others that failed or were slow, without their messages; 4,488 other requests were let go.',
     );
-    expect(traceSampleText({ completed: 1, failed: 0, traceSample: { every: 10, inFull: 1, kept: 1 } })).toBe('The trace kept 1 request in full (1 in 10); 0 other requests were let go.');
+    expect(traceSampleText({ completed: 1, failed: 0, traceSample: { every: 10, inFull: 1, kept: 1 } })).toBe('The trace kept the request in full.');
     // A run that kept more than the trace holds says its earliest are gone from it.
     expect(traceSampleText({ completed: 200_000, failed: 0, traceSample: { every: 10, inFull: 20_000, kept: 20_000 } })).toBe(
       "The trace kept 20,000 requests in full (1 in 10); 180,000 other requests were let go. The trace holds its latest 10,000 RPCs: the run's earliest are gone from it (raise Trace 1 in N to keep fewer).",
     );
     expect(traceSampleText({ completed: 40, failed: 0 })).toBeUndefined();
+    // Trace 1 in 1, or the firehose on: every request in full.
+    expect(traceSampleText({ completed: 38, failed: 2, traceSample: { every: 10, inFull: 40, kept: 40 } })).toBe('The trace kept all 40 requests in full.');
   });
 });
 

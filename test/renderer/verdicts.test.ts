@@ -106,6 +106,15 @@ describe('the hop path', () => {
     expect(wrapper.find('[aria-current=step]').exists()).toBe(false);
   });
 
+  it('for a late reply that reached the device, passes every hop (none stopped it) and points at the device', () => {
+    const wrapper = mount(HopPath, { props: { verdict: { code: 'late-reply', hop: 'mqtt-deliver' } } });
+    expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(Array(7).fill('passed'));
+    expect(wrapper.find('[aria-current=step]').attributes('data-hop')).toBe('mqtt-deliver');
+    // One published after the client gave up, never seen at the device: stopped at the server.
+    const atServer = mount(HopPath, { props: { verdict: { code: 'late-reply', hop: 'server' } } });
+    expect(atServer.find('[data-mark=stopped]').attributes('data-hop')).toBe('server');
+  });
+
   it('for an error reply, passes every hop and points at the server', () => {
     const wrapper = mount(HopPath, { props: { verdict: errorReply } });
     expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(Array(7).fill('passed'));

@@ -459,6 +459,9 @@ describe('remedies where the user is (issue 26)', () => {
     const traced = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000 }, timeoutRemedy: TRACE_PANEL_TIMEOUT_REMEDY }));
     expect(traced.message).toContain("answered after the Trace panel's wait of 1000 ms: slower than that (the Trace panel waits 5 s for a reply to another's request; `bridgescope trace --timeout MS` waits as long as you ask)");
     expect(traced.message).not.toContain('Watch panel');
+    // A watch knows how long the reply took and who published it: the sentence says both.
+    const timed = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 7020.4, worker: 'billing-worker-2' } }));
+    expect(timed.message).toMatch(/ \(billing-worker-2\) answered after 7020 ms, past the watch's timeout of 1000 ms: slower than that \(.*\); a device that waits no longer than that has given up by then\.$/);
   });
 
   it('on the command line the remedies stay commands', () => {

@@ -80,6 +80,44 @@ describe('the load controller', () => {
     expect(added[0]?.verdict.message).toContain('"load/rpc"');
   });
 
+  it("asks the broker's facts once for a burst of failures, and each failed request's verdict reads them", async () => {
+    let asked = 0;
+    const store = new TraceStore();
+    const added: Array<{ rpcId: string; verdict: Verdict }> = [];
+    const judged = new Promise<void>((resolve) => {
+      const load = new LoadController({
+        client: () => ({}) as RpcClient,
+        emitProgress: () => undefined,
+        steps: (rpcId) => store.steps(rpcId),
+        firehoseOn: () => false,
+        addVerdict: (rpcId, verdict) => {
+          added.push({ rpcId, verdict });
+          if (added.length === 30) resolve();
+        },
+        brokerFacts: async () => {
+          asked += 1;
+          // The request's queue is bound and nobody consumes it.
+          return { exchange: 'amq.direct', requestQueues: [{ name: 'load.rpc', consumers: 0, ready: 30, live: true }], closestKeys: [], elsewhere: [], unavailable: [] };
+        },
+        run: async (_client, options) => {
+          for (let nth = 0; nth < 30; nth += 1) {
+            store.add({ rpcId: `r${nth}`, at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });
+            options.onFailed?.(`r${nth}`, new BridgeError('timeout', 'No reply.'));
+          }
+          // Cancelled requests are the user's doing: their verdict asks nothing.
+          store.add({ rpcId: 'c', at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });
+          options.onFailed?.('c', new BridgeError('cancelled', 'Cancelled.'));
+          return summary('t1');
+        },
+      });
+      void load.start(args);
+    });
+    await judged;
+    expect(asked).toBe(1);
+    expect(new Set(added.filter((entry) => entry.rpcId !== 'c').map((entry) => entry.verdict.code))).toEqual(new Set(['no-consumer']));
+    expect(added.find((entry) => entry.rpcId === 'c')?.verdict.code).toBe('cancelled');
+  });
+
   it('lets the broker steps decide when the firehose is on', async () => {
     const { load, store, added } = setUp(async (options) => {
       store.add({ rpcId: 'r', at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });

@@ -78,15 +78,16 @@ function mergePairs(points: readonly SeriesPoint[]): SeriesPoint[] {
  * Which requests of a load run the trace keeps, and how. One in `every` (the first, the 11th, ...) is chosen as it is
  * sent and traced in full, as is every request sent while `inFullNow` says so (the firehose runs). Each of the others
  * is held (see TraceStore.hold) without its messages (a run sends the same body every time: the chosen ones show it)
- * and kept, with its steps, if it fails (not when it was cancelled) or if its latency is rare and slow for the run so
- * far (its histogram bucket holds at most 1 % of the replies, once there are 100, and at least half are faster: the
- * slow tail); the rest are let go. Keeping every step of every request of a long run costs most of BridgeScope's own
+ * and kept, with its steps, if it fails (not when it was cancelled) or if it is in the run's slow tail (slower than
+ * 99 % of the last 1,000 replies, once there are 100); the rest are let go. Keeping every step of every request of a long run costs most of BridgeScope's own
  * CPU per request, and evicts the run's early failures from the trace (it keeps 10,000 RPCs).
  */
 export class LoadTraceSample {
   private sent = 0;
   private repliedCount = 0;
-  private readonly counts = new Array<number>(HISTOGRAM_BOUNDS_MS.length + 1).fill(0);
+  /** the last RECENT_LATENCIES replies' latencies (a ring), and the slow tail's bound worked out from them */
+  private readonly recent = new Float64Array(RECENT_LATENCIES);
+  private slowerThan = Number.POSITIVE_INFINITY;
   /** requests traced in full so far */
   inFull = 0;
   /** requests held and then kept (failed, or slow) so far */
@@ -130,20 +131,27 @@ export class LoadTraceSample {
     if (!cancelled) this.keptHeld += 1;
   }
 
-  /** Whether a reply's latency is rare and slow for the run so far. */
+  /**
+   * Whether a reply is in the run's slow tail: slower than the 99th percentile of the last RECENT_LATENCIES replies
+   * (worked out again every RECOMPUTE_EVERY replies, once there are RARE_AFTER).
+   */
   private noteReply(latencyMs: number): boolean {
-    const bucket = bucketOf(latencyMs);
-    const inBucket = (this.counts[bucket] = (this.counts[bucket] ?? 0) + 1);
+    this.recent[this.repliedCount % RECENT_LATENCIES] = latencyMs;
     this.repliedCount += 1;
-    if (this.repliedCount < RARE_AFTER || inBucket * 100 > this.repliedCount) return false;
-    let faster = 0;
-    for (let index = 0; index < bucket; index += 1) faster += this.counts[index] ?? 0;
-    return faster * 2 >= this.repliedCount;
+    if (this.repliedCount < RARE_AFTER) return false;
+    if (this.repliedCount % RECOMPUTE_EVERY === 0 || this.repliedCount === RARE_AFTER) {
+      const sorted = this.recent.slice(0, Math.min(this.repliedCount, RECENT_LATENCIES)).sort();
+      this.slowerThan = sorted[Math.floor(sorted.length * 0.99)] ?? Number.POSITIVE_INFINITY;
+    }
+    return latencyMs > this.slowerThan;
   }
 }
 
-/** Replies a run has before a latency can be called rare (see LoadTraceSample). */
+/** Replies a run has before a latency can be called slow (see LoadTraceSample). */
 const RARE_AFTER = 100;
+/** How many of the last replies the slow tail is read from, and how often it is read again. */
+const RECENT_LATENCIES = 1000;
+const RECOMPUTE_EVERY = 100;
 
 /** Where a load run's requests' steps go: held as each is sent, kept or let go when it settles (see TraceStore.hold). */
 export interface LoadTraceHold {
@@ -223,7 +231,7 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
   };
   options.signal?.addEventListener('abort', cancelInFlight, { once: true });
 
-  const sampling = options.traceSample && options.traceSample.every > 1 ? options.traceSample : undefined;
+  const sampling = options.traceSample;
   const sample = sampling ? new LoadTraceSample(sampling.every, sampling.trace, sampling.inFullNow) : undefined;
 
   const lane = async (): Promise<void> => {

@@ -1,6 +1,8 @@
 /** Load runs of a session: one at a time, progress events, the last summaries kept for the trace export, a verdict per failed request. */
 import type { LoadArgs, LoadProgress, LoadSummary } from '../../shared/contract';
-import { diagnose, type Verdict } from '../../shared/diagnosis';
+import { diagnose, type BrokerFacts, type DiagnosisInput, type Verdict } from '../../shared/diagnosis';
+import { withDeadline } from '../../shared/deadline';
+import { diagnoseWithFacts } from '../diagnosis/evidence';
 import type { TraceStep } from '../../shared/trace';
 import { BridgeError, toErrorShape } from '../errors';
 import { runLoad as runLoadEngine, type LoadOptions, type LoadTraceHold } from '../rpc/load-engine';
@@ -24,15 +26,28 @@ export interface LoadControllerOptions {
   run?: (client: RpcClient, options: LoadOptions) => Promise<LoadSummary>;
   /** summaries kept for the trace export (default 20) */
   keepRuns?: number;
+  /**
+   * the broker's facts for a request key (its bindings, its queues' consumers): a failed request's verdict reads them
+   * (asked at most every FACTS_FRESH_MS for a run, however many fail); without it, a verdict rests on the steps alone
+   */
+  brokerFacts?: (requestKey: string) => Promise<BrokerFacts>;
 }
 
+/** How long one answer of the broker serves the verdicts of a run's failed requests (a burst of timeouts asks once). */
+const FACTS_FRESH_MS = 2000;
+/** How long the broker may take to answer, at most: a verdict then rests on the steps. */
+const FACTS_WITHIN_MS = 6000;
+/** Failures the broker cannot explain (or that are the user's): their verdict rests on the error and the steps. */
+const NOT_ASKED = new Set(['cancelled', 'auth', 'unreachable', 'bad-input', 'too-large']);
+
 /**
- * A failed request of a load run gets a verdict from its own steps only: asking the broker per request would load it
- * more than the run does. Replied ones get none (their trace already says "replied"), which keeps a big run cheap.
+ * A failed request of a load run: a verdict from its own steps and, when given, the broker's facts for the run's request
+ * key, asked once for a burst of failures (asking per request would load the broker more than the run does). Replied
+ * ones get none (their trace already says "replied"), which keeps a big run cheap.
  */
-export function stepsOnlyVerdict(rpcId: string, steps: readonly TraceStep[], firehose: boolean, args: Pick<LoadArgs, 'topic' | 'timeoutMs'>, err: unknown): Verdict {
+export function loadFailureVerdict(rpcId: string, steps: readonly TraceStep[], firehose: boolean, args: Pick<LoadArgs, 'topic' | 'timeoutMs'>, err: unknown, facts?: BrokerFacts): Verdict {
   const failure = toErrorShape(err);
-  return diagnose({
+  const input: DiagnosisInput = {
     rpcId,
     steps,
     firehose,
@@ -40,12 +55,15 @@ export function stepsOnlyVerdict(rpcId: string, steps: readonly TraceStep[], fir
     timeoutMs: args.timeoutMs,
     failure: failure.reason ? { code: failure.code, message: failure.message, reason: failure.reason } : { code: failure.code, message: failure.message },
     remedies: 'app',
-  });
+  };
+  return facts ? diagnoseWithFacts(input, facts) : diagnose(input);
 }
 
 export class LoadController {
   private running: AbortController | undefined;
   private readonly kept: LoadSummary[] = [];
+  /** the broker's last answer for a request key, shared by the failures of FACTS_FRESH_MS */
+  private facts: { key: string; at: number; facts: Promise<BrokerFacts | undefined> } | undefined;
 
   constructor(private readonly options: LoadControllerOptions) {}
 
@@ -70,7 +88,7 @@ export class LoadController {
     const every = args.traceEvery ?? DEFAULT_LOAD_TRACE_EVERY;
     const trace = this.options.trace;
     const running = this.options.firehoseRunning ?? this.options.firehoseOn;
-    const traceSample = trace && every > 1 ? { every, trace, inFullNow: running } : undefined;
+    const traceSample = trace ? { every, trace, inFullNow: running } : undefined;
     try {
       const summary = await (this.options.run ?? runLoadEngine)(client, {
         count: args.count,
@@ -81,7 +99,14 @@ export class LoadController {
         onProgress: (progress) => this.options.emitProgress(progress),
         onFailed: (rpcId, err) => {
           const steps = this.options.steps(rpcId);
-          if (steps.length > 0) this.options.addVerdict(rpcId, stepsOnlyVerdict(rpcId, steps, this.options.firehoseOn(), args, err));
+          if (steps.length === 0) return;
+          const firehose = this.options.firehoseOn();
+          const facts = NOT_ASKED.has(toErrorShape(err).code) ? undefined : this.factsFor(topicToRoutingKey(args.topic));
+          if (facts === undefined) {
+            this.options.addVerdict(rpcId, loadFailureVerdict(rpcId, steps, firehose, args, err));
+            return;
+          }
+          void facts.then((known) => this.options.addVerdict(rpcId, loadFailureVerdict(rpcId, steps, firehose, args, err, known)));
         },
       });
       this.kept.push(summary);
@@ -90,6 +115,20 @@ export class LoadController {
     } finally {
       this.running = undefined;
     }
+  }
+
+  /** The broker's facts for a request key, asked at most every FACTS_FRESH_MS; undefined when not given or not answered in time. */
+  private factsFor(requestKey: string): Promise<BrokerFacts | undefined> | undefined {
+    const ask = this.options.brokerFacts;
+    if (ask === undefined) return undefined;
+    const now = Date.now();
+    if (this.facts && this.facts.key === requestKey && now - this.facts.at < FACTS_FRESH_MS) return this.facts.facts;
+    const facts = withDeadline(ask(requestKey), FACTS_WITHIN_MS).then(
+      (answer) => (answer.done ? answer.value : undefined),
+      () => undefined,
+    );
+    this.facts = { key: requestKey, at: now, facts };
+    return facts;
   }
 
   /** Cancels the run going now; says whether there was one. */

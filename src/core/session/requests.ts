@@ -62,7 +62,7 @@ export function failedRpcError(err: unknown, rpcId: string, verdict: Verdict): B
  * Where the broker is asked why a call failed: the nodes the links really reached and the first management URL, each
  * with the profile's user name and password fields applied (the profile's own URLs may be lists, without the login).
  */
-function whereToAsk(connection: Connection): Parameters<typeof diagnosisBroker>[0] {
+export function whereToAsk(connection: Connection): Parameters<typeof diagnosisBroker>[0] {
   const targets = brokerTargets(connection.profile);
   const reached = reachedUrls(connection);
   return {

@@ -14,7 +14,8 @@ import { RawRequestJoin } from '../trace/raw-requests';
 import { realFactories, type SessionFactories } from './factories';
 import { runShutdown, shutdownTasks, type ShutdownTask } from './shutdown';
 import { TracingController } from './tracing';
-import { RequestsController } from './requests';
+import { RequestsController, whereToAsk } from './requests';
+import { diagnosisBroker, gatherBrokerFacts } from '../diagnosis/evidence';
 import { LoadController } from './load';
 import { WorkspaceController } from './workspace';
 import { WatchController } from './watch';
@@ -151,6 +152,11 @@ export class Session {
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
       trace: store,
       firehoseRunning: () => this.tracing.firehoseRunning,
+      // A failed request's verdict reads the broker's bindings and consumers, asked once for a burst of failures.
+      brokerFacts: (requestKey) => {
+        const connection = this.connection.require();
+        return gatherBrokerFacts({ ...diagnosisBroker(whereToAsk(connection), connection.client, connection.tls), requestKey });
+      },
       ...verdicts,
     });
 

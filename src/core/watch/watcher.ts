@@ -263,7 +263,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             reply: { topic: ref.replyTopic ?? ref.replyKey, routingKey: ref.replyKey },
             timeoutMs: this.options.timeoutMs,
             failure: { code: 'timeout', message: `no reply within ${this.options.timeoutMs} ms` },
-            lateReply: { topic: ref.replyKey, at: Date.now() },
+            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}) },
           });
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
           // Nobody consumed the request when the wait ended: the reply is late because a worker came late, not because one

@@ -48,14 +48,16 @@ export function cancelledText(summary: Pick<LoadSummary, 'cancelled' | 'errors' 
 }
 
 /**
- * What the trace kept of a run, in one sentence (undefined when it kept every request in full): the requests traced in
- * full, those kept because they failed or were slow (without their messages), and how many it let go.
+ * What the trace kept of a run, in one sentence: every request in full, or the requests traced in full, those kept
+ * because they failed or were slow (without their messages), and how many it let go.
  */
 export function traceSampleText(summary: Pick<LoadSummary, 'traceSample' | 'completed' | 'failed'>): string | undefined {
   const sample = summary.traceSample;
   if (!sample) return undefined;
   const held = sample.kept - sample.inFull;
   const letGo = Math.max(0, summary.completed + summary.failed - sample.kept);
+  // Trace 1 in 1, or the firehose on: nothing was sampled.
+  if (held === 0 && letGo === 0) return `The trace kept ${sample.inFull === 1 ? 'the request' : `all ${formatCount(sample.inFull)} requests`} in full.`;
   const kept = held > 0 ? `, and ${counted(held, 'other')} that failed or were slow, without their messages` : '';
   // The trace holds its last DEFAULT_TRACE_MAX_RPCS RPCs: a run that kept more has lost its earliest from it.
   const over = sample.kept > DEFAULT_TRACE_MAX_RPCS ? ` The trace holds its latest ${formatCount(DEFAULT_TRACE_MAX_RPCS)} RPCs: the run's earliest are gone from it (raise Trace 1 in N to keep fewer).` : '';

@@ -66,7 +66,8 @@ export interface HopOnPath {
  */
 export function hopsOnPath(verdict: Pick<Verdict, 'code' | 'hop'>, unobserved: readonly Hop[] = []): HopOnPath[] {
   const at = HOPS.indexOf(verdict.hop);
-  const arrived = REPLY_ARRIVED.has(verdict.code);
+  // A late reply that reached the device went the whole way, only too late: no hop "stopped" it.
+  const arrived = REPLY_ARRIVED.has(verdict.code) || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver');
   return HOPS.map((hop, index) => {
     const passed = arrived || index < at;
     return {
