@@ -158,12 +158,16 @@ describe('a handler module runs as the user only when nobody else could have wri
     const open = await folderWithModule('theirs.mjs');
     await chmod(open.dir, 0o777);
     await symlink(open.path, join(safe.dir, 'mine.mjs'));
+    // The real paths are read before the check starts: an await between the check's promise and its handler would
+    // leave its rejection unhandled for a moment (a failed run's "Unhandled Rejection").
+    const openDir = await realpath(open.dir);
     await expect(checkHandlerModule(join(safe.dir, 'mine.mjs'))).rejects.toThrow(
-      `The handler module ${join(safe.dir, 'mine.mjs')} is refused: the folder ${await realpath(open.dir)} can be written by other users (mode 777), so they could replace the module.`,
+      `The handler module ${join(safe.dir, 'mine.mjs')} is refused: the folder ${openDir} can be written by other users (mode 777), so they could replace the module.`,
     );
     await writeFile(join(safe.dir, 'notes.txt'), 'export default () => 1;\n');
     await symlink(join(safe.dir, 'notes.txt'), join(safe.dir, 'notes.mjs'));
-    await expect(checkHandlerModule(join(safe.dir, 'notes.mjs'))).rejects.toThrow(`its real file ${await realpath(join(safe.dir, 'notes.txt'))} is not a .js, .mjs or .cjs file`);
+    const notes = await realpath(join(safe.dir, 'notes.txt'));
+    await expect(checkHandlerModule(join(safe.dir, 'notes.mjs'))).rejects.toThrow(`its real file ${notes} is not a .js, .mjs or .cjs file`);
   });
 
   it('refuses a folder or a missing file with a .mjs name', async () => {
