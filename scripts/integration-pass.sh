@@ -42,7 +42,7 @@ not_left_out() {
 }
 
 mapfile -t serial < <({
-  grep -lE "api\.tracing\(|tracingBefore|trace-firehose|firehoseOnInUi|new FirehoseTracer|'--trace'" test/integration/*.test.ts test/e2e/*.test.ts
+  grep -lE "api\.tracing\(|tracingBefore|trace-firehose|firehoseOnInUi|new FirehoseTracer|'--trace'|trace\.tracing\.set" test/integration/*.test.ts test/e2e/*.test.ts
   printf '%s\n' test/integration/heartbeat-busy.test.ts test/integration/cli-watch-stop.test.ts test/integration/cli-call-restart.test.ts test/integration/faults.test.ts test/integration/session-broker-restart.test.ts test/e2e/broker-restart.test.ts test/integration/sandbox-cluster.test.ts
 } | sort -u | grep -v -x -e test/integration/diagnosis.test.ts | not_left_out)
 mapfile -t others < <(ls test/integration/*.test.ts test/e2e/*.test.ts | not_left_out | grep -v -x $(printf ' -e %s' "${serial[@]}"))
