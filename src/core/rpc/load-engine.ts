@@ -79,8 +79,9 @@ function mergePairs(points: readonly SeriesPoint[]): SeriesPoint[] {
  * sent and traced in full, as is every request sent while `inFullNow` says so (the firehose runs). Each of the others
  * is held (see TraceStore.hold) without its messages (a run sends the same body every time: the chosen ones show it)
  * and kept, with its steps, if it fails (not when it was cancelled) or if it is in the run's slow tail (slower than
- * 99 % of the last 1,000 replies, once there are 100); the rest are let go. Keeping every step of every request of a long run costs most of BridgeScope's own
- * CPU per request, and evicts the run's early failures from the trace (it keeps 10,000 RPCs).
+ * 99 % of the last 1,000 replies, once there are 100); the rest are let go. Keeping every step of every request of a
+ * long run costs most of BridgeScope's own CPU per request, and evicts the run's early failures from the trace (it keeps
+ * 10,000 RPCs).
  */
 export class LoadTraceSample {
   private sent = 0;
