@@ -1,7 +1,7 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
 import { REASON } from './rabbitmq-mqtt';
 import type { Verdict } from './verdict';
-import type { BrokerParty, TraceStep } from './trace';
+import type { BrokerParty, LoadRunMark, TraceStep } from './trace';
 import { mqttDelivery, publishedQos } from './broker-qos';
 
 /** " at node", shown only when the broker named the node (in a cluster, it says which node saw the event) */
@@ -17,6 +17,21 @@ export function party(who: BrokerParty): string {
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
 
 /** Where a verdict says the RPC got to: a reply (late or not) went the whole way, so its hop is where it arrived, not where it stopped. */
+/** Why the trace kept a load run's request, in one clause (the Trace panel, `describeStep`, the CLI). */
+export function loadRunText(mark: LoadRunMark): string {
+  const sample = mark.every === 1 ? 'the run traced every request in full' : `the run traced 1 request in ${mark.every} in full`;
+  switch (mark.kept) {
+    case 'chosen':
+      return mark.every === 1 ? "a load run's request, traced in full (the run traced every request)" : `a load run's request, traced in full (1 in ${mark.every})`;
+    case 'firehose':
+      return "a load run's request, traced in full (the firehose was on: every request was)";
+    case 'failed':
+      return `a load run's request, kept without its messages because it failed (${sample})`;
+    case 'slow':
+      return `a load run's request, kept without its messages because it was slow: slower than 99 % of the run's recent replies (${sample})`;
+  }
+}
+
 export function verdictHop(verdict: Pick<Verdict, 'code' | 'hop'>): string {
   return verdict.code === 'replied' || verdict.code === 'late-reply' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
 }
@@ -26,7 +41,8 @@ export function describeStep(step: TraceStep): string {
     case 'composed': {
       const { asGiven } = step.detail;
       const given = asGiven === undefined ? '' : asGiven === 'with-response-topic' ? ', body as given: the reply topic only in its MQTT 5 Response Topic' : ', body as given: no id, no reply_to';
-      return `request on "${step.detail.topic}" (QoS ${step.detail.qos}, ${step.detail.bytes} bytes${given}), reply to "${step.detail.replyTopic}" (${step.detail.replyStrategy})`;
+      const load = step.detail.loadRun ? `; ${loadRunText(step.detail.loadRun)}` : '';
+      return `request on "${step.detail.topic}" (QoS ${step.detail.qos}, ${step.detail.bytes} bytes${given}), reply to "${step.detail.replyTopic}" (${step.detail.replyStrategy})${load}`;
     }
     case 'mqtt.subscribed':
       return `subscribed "${step.detail.topic}": asked QoS ${step.detail.qosAsked}, granted ${step.detail.qosGranted}`;

@@ -27,6 +27,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         sentHere = true;
         summary.requestTopic = step.detail.topic;
         summary.replyTopic = step.detail.replyTopic;
+        if (step.detail.loadRun) summary.loadRun = step.detail.loadRun;
         break;
       case 'mqtt.published':
         summary.predictedRequestKey = step.detail.predictedRoutingKey;

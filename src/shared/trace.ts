@@ -36,6 +36,16 @@ export interface TraceMessage {
 /** How many bytes of each body a step keeps. */
 export const TRACE_BODY_PREVIEW_BYTES = 4096;
 
+/**
+ * Why the trace kept a load run's request. The run traces one request in `every` in full ('chosen'), or every one while
+ * the firehose runs ('firehose'); it keeps each of the others, without its messages, only when it failed or was in the
+ * run's slow tail (slower than 99 % of its recent replies), and lets the rest go.
+ */
+export interface LoadRunMark {
+  every: number;
+  kept: 'chosen' | 'firehose' | 'failed' | 'slow';
+}
+
 export interface TraceStepDetails {
   composed: {
     topic: string;
@@ -49,6 +59,8 @@ export interface TraceStepDetails {
      * an MQTT 5 Response Topic tells a server where to answer ('with-response-topic'); over MQTT 3.1.1 nothing does
      */
     asGiven?: 'with-response-topic' | 'without-reply-topic';
+    /** a load run's request: why the trace kept it (a load run keeps 1 request in `every` in full, see LoadRunMark) */
+    loadRun?: LoadRunMark;
     wire?: TraceMessage;
   };
   'mqtt.published': { topic: string; qosAsked: QoS; predictedRoutingKey: string };
@@ -183,6 +195,8 @@ export interface RpcTraceSummary {
   startedAt: number;
   durationMs?: number;
   state: 'pending' | 'replied' | 'failed' | 'rejected';
+  /** a load run's request: why the trace kept it (its composed step's mark) */
+  loadRun?: LoadRunMark;
   requestTopic?: string;
   predictedRequestKey?: string;
   brokerRequestKeys?: string[];

@@ -76,6 +76,10 @@ describe('what the trace keeps of a load run', () => {
     for (const steps of full) {
       expect(steps.map((step) => step.kind)).toEqual(['composed', 'mqtt.published', 'mqtt.acknowledged', 'worker.received', 'handler.finished', 'reply.published', 'reply.confirmed', 'mqtt.reply.received']);
     }
+    // Each says why it was kept, on its composed step: chosen (1 in 10), or held and kept for being slow.
+    const marks = rpcs.map((steps) => session.store.summary(steps[0]?.rpcId as string).loadRun);
+    expect(marks.filter((mark) => mark?.kept === 'chosen')).toHaveLength(30);
+    expect(marks.every((mark) => mark?.every === 10 && (mark.kept === 'chosen' || mark.kept === 'slow'))).toBe(true);
     // The server confirms a reply a moment after the device gets it: no request let go comes back as a confirm alone.
     for (const steps of rpcs) expect(steps[0]?.kind).toBe('composed');
     expect(session.store.sampledOut).toBe(300 - rpcs.length);
@@ -136,8 +140,11 @@ describe('what the trace keeps of a load run', () => {
     expect(summary).toMatchObject({ completed: 0, failed: 20, errors: { timeout: 20 } });
     await allJudged;
     expect(new Set(verdicts)).toEqual(new Set(['request-unroutable']));
-    // Every one kept: failures are, in full or not.
+    // Every one kept: failures are, in full or not (2 chosen, the 18 others for failing).
     expect(summary.traceSample?.kept).toBe(20);
+    const marks = session.store.rpcIds().map((rpcId) => session.store.summary(rpcId).loadRun?.kept);
+    expect(marks.filter((kept) => kept === 'failed')).toHaveLength(18);
+    expect(marks.filter((kept) => kept === 'chosen')).toHaveLength(2);
   }, 60_000);
 
   it('keeps every request in full when asked to trace 1 in 1', async () => {

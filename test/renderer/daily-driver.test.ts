@@ -592,6 +592,31 @@ describe('the Trace panel', () => {
     expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toMatch(/No body was traced for this RPC/);
   });
 
+  it("keeps a load run's requests the run's after a reload, and says why each was kept, without messages or in full", async () => {
+    const { wrapper } = mountWith(TracePanel, {}, connected);
+    const trace = useTraceViewStore();
+    const marked = (rpcId: string, at: number, kept: 'chosen' | 'failed' | 'slow'): TraceStep[] =>
+      rpcSteps(rpcId, at).map((step) => (step.kind === 'composed' ? { ...step, detail: { ...step.detail, loadRun: { every: 10, kept } } } : step));
+    // A fresh page reads the host's trace (a reload): nothing in its memory says these were the load run's.
+    trace.reset([...marked('in-full', 1000, 'chosen'), ...marked('failed', 2000, 'failed'), ...marked('slow', 3000, 'slow'), ...rpcSteps('unmarked', 500)]);
+    expect(['in-full', 'failed', 'slow', 'unmarked'].map((id) => trace.originOf(id))).toEqual(['load', 'load', 'load', 'earlier']);
+    trace.select('failed');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-load-run]').text()).toBe(
+      "This is a load run's request, kept without its messages because it failed (the run traced 1 request in 10 in full).",
+    );
+    expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toMatch(/^No body was kept for this RPC \(request 61 bytes, reply 70 bytes\): it is a load run's request, kept without its messages because it failed/);
+    expect(wrapper.find('[data-testid=trace-no-bodies]').text()).not.toMatch(/bodies are kept for RPCs this app sent/);
+    trace.select('slow');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-load-run]').text()).toMatch(/because it was slow: slower than 99 % of the run's recent replies/);
+    trace.select('in-full');
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-load-run]').text()).toBe("This is a load run's request, traced in full (1 in 10).");
+    trace.origin = 'load';
+    expect(trace.visibleIds).toEqual(['slow', 'failed', 'in-full']);
+  });
+
   it('shows a long body cut, with Show all', async () => {
     const { wrapper } = mountWith(TracePanel, {}, connected);
     const compose = useComposeStore();

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { LoadArgs } from '../../src/shared/contract';
-import { wireOf, type TraceStep, type TraceStepDraft } from '../../src/shared/trace';
+import { wireOf, type LoadRunMark, type TraceStep, type TraceStepDraft } from '../../src/shared/trace';
 import { BridgeError } from '../../src/core/errors';
 import { LoadTraceSample, runLoad, type LoadOptions } from '../../src/core/rpc/load-engine';
 import type { RpcCallOptions, RpcClient } from '../../src/core/rpc/client';
@@ -115,18 +115,18 @@ describe('LoadTraceSample', () => {
   /** A trace that records what the sample asks of it. */
   const recorder = () => {
     const calls: string[] = [];
-    return { calls, hold: (id: string) => void calls.push(`hold ${id}`), settle: (id: string, keep: boolean) => void calls.push(`${keep ? 'keep' : 'let go'} ${id}`) };
+    return { calls, hold: (id: string) => void calls.push(`hold ${id}`), settle: (id: string, keep: LoadRunMark | false) => void calls.push(keep ? `keep ${id} (${keep.kept})` : `let go ${id}`) };
   };
 
-  it('traces the first request in full, then one in every, and every one while it is told to (the firehose runs); the others are held', () => {
+  it('traces the first request in full, then one in every, and every one while it is told to (the firehose runs), each with its reason; the others are held', () => {
     let firehose = false;
     const trace = recorder();
     const sample = new LoadTraceSample(10, trace, () => firehose);
-    const held = Array.from({ length: 25 }, (_, nth) => {
+    const marks = Array.from({ length: 25 }, (_, nth) => {
       firehose = nth >= 22;
       return sample.send(`r${nth}`);
     });
-    expect(held.flatMap((isHeld, nth) => (isHeld ? [] : [nth]))).toEqual([0, 10, 20, 22, 23, 24]);
+    expect(marks.flatMap((mark, nth) => (mark ? [`${nth} ${mark.kept} 1 in ${mark.every}`] : []))).toEqual(['0 chosen 1 in 10', '10 chosen 1 in 10', '20 chosen 1 in 10', '22 firehose 1 in 10', '23 firehose 1 in 10', '24 firehose 1 in 10']);
     expect(sample.inFull).toBe(6);
     expect(trace.calls).toHaveLength(19);
   });
@@ -139,7 +139,7 @@ describe('LoadTraceSample', () => {
     sample.failed('failed', true, false);
     sample.failed('cancelled', true, true);
     sample.replied('replied', true, 3);
-    expect(trace.calls).toEqual(['hold failed', 'hold cancelled', 'hold replied', 'keep failed', 'let go cancelled', 'let go replied']);
+    expect(trace.calls).toEqual(['hold failed', 'hold cancelled', 'hold replied', 'keep failed (failed)', 'let go cancelled', 'let go replied']);
     expect(sample.kept).toBe(2);
   });
 
@@ -153,7 +153,7 @@ describe('LoadTraceSample', () => {
     sample.replied('slow', true, 900);
     // 4 s is slower than 99 % of the last replies (two early ones of 4 s among 300 do not move the 99th percentile).
     sample.replied('slower', true, 4000);
-    expect(trace.calls.filter((call) => call.startsWith('keep'))).toEqual(['keep slow', 'keep slower']);
+    expect(trace.calls.filter((call) => call.startsWith('keep'))).toEqual(['keep slow (slow)', 'keep slower (slow)']);
     expect(sample.kept).toBe(2);
   });
 
@@ -166,7 +166,7 @@ describe('LoadTraceSample', () => {
       sample.send(`r${nth}`);
       sample.replied(`r${nth}`, true, ms);
     });
-    const kept = trace.calls.filter((call) => call.startsWith('keep')).map((call) => latencies[Number(call.slice('keep r'.length))] as number);
+    const kept = trace.calls.filter((call) => call.startsWith('keep')).map((call) => latencies[Number(call.slice('keep r'.length, call.indexOf(' ', 'keep r'.length)))] as number);
     expect(kept.length).toBeGreaterThan(5);
     expect(kept.length).toBeLessThan(40);
     expect(Math.min(...kept)).toBeGreaterThan(400);
@@ -181,7 +181,10 @@ function fakeClient(emit: (draft: TraceStepDraft) => void, failEvery: number): R
     call: async (options: RpcCallOptions) => {
       calls += 1;
       const id = options.id as string;
-      emit(composed(id));
+      // As RpcClient does: a request traced in full says why on its composed step.
+      const step = composed(id);
+      if (options.loadRun && step.kind === 'composed') step.detail.loadRun = options.loadRun;
+      emit(step);
       await Promise.resolve();
       if (calls % failEvery === 0) {
         emit({ rpcId: id, at: 3, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'No reply within 500 ms.' } });
@@ -198,12 +201,16 @@ describe('a load run with a trace sample', () => {
     const store = new TraceStore();
     const emit = attached(store);
     const stepsWhenFailed: number[] = [];
+    const failedIds: string[] = [];
     const options: LoadOptions = {
       count: 200,
       concurrency: 4,
       call: {},
       onProgress: () => undefined,
-      onFailed: (rpcId) => stepsWhenFailed.push(store.steps(rpcId).length),
+      onFailed: (rpcId) => {
+        failedIds.push(rpcId);
+        stepsWhenFailed.push(store.steps(rpcId).length);
+      },
       traceSample: { every: 10, trace: store },
     };
     const summary = await runLoad(fakeClient(emit, 7), options);
@@ -218,6 +225,13 @@ describe('a load run with a trace sample', () => {
     expect(store.size).toBeGreaterThanOrEqual(20 + 25);
     expect(store.size).toBeLessThan(20 + 25 + 10);
     expect(store.sampledOut).toBe(200 - store.size);
+    // Each kept request says why, on its composed step, so a trace read later (a reloaded page, an export) still tells.
+    const why = new Map(store.rpcIds().map((rpcId) => [rpcId, store.summary(rpcId).loadRun]));
+    expect([...why.values()].filter((mark) => mark?.kept === 'chosen')).toHaveLength(20);
+    expect(store.summary(store.rpcIds()[0] as string).loadRun).toEqual({ every: 10, kept: 'chosen' });
+    for (const rpcId of failedIds) expect(['chosen', 'failed']).toContain(why.get(rpcId)?.kept);
+    for (const [rpcId, mark] of why) if (mark?.kept === 'failed') expect(failedIds).toContain(rpcId);
+    expect([...why.values()].every((mark) => mark !== undefined && mark.every === 10)).toBe(true);
   });
 
   it('keeps every request without a sample (the engine alone, as before)', async () => {

@@ -27,6 +27,7 @@ const everyKind: TraceStepDraft[] = [
       replyStrategy: 'per-request',
       bytes: 10,
       method: 'm',
+      loadRun: { every: 10, kept: 'failed' },
       wire: { protocol: 'mqtt', properties: { qos: 1, retain: false }, headers: {}, body: { bytes: 10, encoding: 'json', preview: '{"id":"r1"}', shown: 10 } },
     },
   },
@@ -158,6 +159,16 @@ describe('importing a trace', () => {
     const imported = TraceStore.import(exported);
     expect(rpcsOf(imported)).toEqual(rpcsOf(original));
     expect(imported.summary('r2').verdict?.code).toBe('request-rejected');
+  });
+
+  it("keeps why a load run's request was kept, and says it in the step's line", () => {
+    const original = new TraceStore();
+    for (const draft of everyKind) original.add(draft);
+    const imported = TraceStore.import(JSON.parse(JSON.stringify(original.export())));
+    expect(imported.summary('r1').loadRun).toEqual({ every: 10, kept: 'failed' });
+    expect(describeStep(imported.steps('r1')[0]!)).toBe(
+      'request on "rpc_queue" (QoS 1, 10 bytes), reply to "reply/r1" (per-request); a load run\'s request, kept without its messages because it failed (the run traced 1 request in 10 in full)',
+    );
   });
 
   it('still imports a version 1 file (before verdicts), with the same RPCs', () => {

@@ -237,10 +237,11 @@ async function bridgescope(urls: BrokerUrls, queue: string, perRequest: boolean,
     call: sample
       ? async (params) => {
           const id = randomUUID();
-          const held = sample.send(id);
+          const loadRun = sample.send(id);
+          const held = loadRun === undefined;
           const t0 = performance.now();
           try {
-            await client.call({ id, topic: queue, qos: 1, params, timeoutMs: 60_000 });
+            await client.call({ id, topic: queue, qos: 1, params, timeoutMs: 60_000, loadRun });
           } catch (err) {
             sample.failed(id, held, false);
             throw err;

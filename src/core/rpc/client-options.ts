@@ -3,6 +3,7 @@ import type { EnvelopeFields, Mqtt5RequestOptions, QoS, ReplyStrategy } from '..
 import type { TopicMapOptions } from '../../shared/topic-map';
 import type { MqttVersionChoice } from '../links/mqtt-link';
 import type { TraceCarrier } from '../otel/context';
+import type { LoadRunMark } from '../../shared/trace';
 
 export interface RpcClientOptions {
   mqttUrl: string;
@@ -55,6 +56,8 @@ export interface RpcCallOptions {
   attemptTimeoutMs?: number;
   /** said before the call (e.g. by buildCallOptions): the outcome's warnings start with them */
   warnings?: readonly string[];
+  /** a load run's request traced in full: why (its composed step says it, so a trace read later still tells) */
+  loadRun?: LoadRunMark;
   /** W3C trace context to carry (src/core/otel/context.ts): MQTT 5 user properties, or 3.1.1 body fields */
   traceContext?: TraceCarrier;
 }

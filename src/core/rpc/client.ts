@@ -176,6 +176,7 @@ export class RpcClient extends EventEmitter<RpcClientEvents> {
       if (this.link.protocolVersion === 5) facts.properties = { ...mqtt5PublishProperties(id, replyTopic, options.mqtt5) };
       const detail: TraceStepDetails['composed'] = { topic, qos, replyTopic, replyStrategy: useShared ? 'shared' : 'per-request', bytes: body.byteLength };
       if (options.method) detail.method = options.method;
+      if (options.loadRun) detail.loadRun = options.loadRun;
       // A body that is itself an envelope with a reply topic (a captured request sent from a file) names where to answer.
       const envelope = raw ? readTopLevelFields(body, [this.fields.replyTo]) : undefined;
       if (raw && !envelope?.has(this.fields.replyTo)) {

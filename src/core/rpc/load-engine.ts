@@ -1,6 +1,7 @@
 /** The Load panel's engine: N requests at concurrency C with the compose settings, live progress, a summary. */
 import type { LoadProgress, LoadSummary } from '../../shared/contract';
 import type { LinkStatus } from '../../shared/rpc';
+import type { LoadRunMark } from '../../shared/trace';
 import { randomUUID } from 'node:crypto';
 import { percentile } from '../../shared/stats';
 import { toErrorShape } from '../errors';
@@ -98,37 +99,47 @@ export class LoadTraceSample {
     readonly every: number,
     private readonly trace: LoadTraceHold,
     private readonly inFullNow?: () => boolean,
-  ) {}
+  ) {
+    const mark = (kept: LoadRunMark['kept']): LoadRunMark => ({ every, kept });
+    this.marks = { chosen: mark('chosen'), firehose: mark('firehose'), failed: mark('failed'), slow: mark('slow') };
+  }
 
   /** requests the trace kept so far */
   get kept(): number {
     return this.inFull + this.keptHeld;
   }
 
-  /** A request about to be sent: traced in full (false), or held until it settles (true). */
-  send(rpcId: string): boolean {
-    const full = this.sent % this.every === 0 || this.inFullNow?.() === true;
+  /** Why each kept request was kept, said on its composed step (one object each, shared by the run's requests). */
+  private readonly marks: Readonly<Record<LoadRunMark['kept'], LoadRunMark>>;
+
+  /**
+   * A request about to be sent: traced in full (its mark, for the call's `loadRun`: chosen, or the firehose runs), or
+   * held until it settles (undefined).
+   */
+  send(rpcId: string): LoadRunMark | undefined {
+    const chosen = this.sent % this.every === 0;
+    const mark = chosen ? this.marks.chosen : this.inFullNow?.() === true ? this.marks.firehose : undefined;
     this.sent += 1;
-    if (full) {
+    if (mark !== undefined) {
       this.inFull += 1;
-      return false;
+      return mark;
     }
     this.trace.hold(rpcId);
-    return true;
+    return undefined;
   }
 
   /** A request replied in `latencyMs` (every one: the latencies of the run decide what is rare); a held one is settled. */
   replied(rpcId: string, held: boolean, latencyMs: number): void {
     const slow = this.noteReply(latencyMs);
     if (!held) return;
-    this.trace.settle(rpcId, slow);
+    this.trace.settle(rpcId, slow ? this.marks.slow : false);
     if (slow) this.keptHeld += 1;
   }
 
   /** A request failed: a held one is kept with its steps, unless it was cancelled (the user's doing, not the bridge's). */
   failed(rpcId: string, held: boolean, cancelled: boolean): void {
     if (!held) return;
-    this.trace.settle(rpcId, !cancelled);
+    this.trace.settle(rpcId, cancelled ? false : this.marks.failed);
     if (!cancelled) this.keptHeld += 1;
   }
 
@@ -157,7 +168,8 @@ const RECOMPUTE_EVERY = 100;
 /** Where a load run's requests' steps go: held as each is sent, kept or let go when it settles (see TraceStore.hold). */
 export interface LoadTraceHold {
   hold(rpcId: string): void;
-  settle(rpcId: string, keep: boolean): void;
+  /** kept with the mark that says why (on its composed step), or let go (false) */
+  settle(rpcId: string, keep: LoadRunMark | false): void;
 }
 
 export interface LoadOptions {
@@ -248,9 +260,11 @@ export async function runLoad(client: RpcClient, options: LoadOptions): Promise<
       const t0 = performance.now();
       const dropsBefore = drops;
       const id = randomUUID();
-      const held = sample?.send(id) ?? false;
+      const mark = sample?.send(id);
+      const held = sample !== undefined && mark === undefined;
       try {
         laneCall.id = id;
+        laneCall.loadRun = mark;
         await client.call(laneCall);
         const latency = performance.now() - t0;
         latencies.push(latency);

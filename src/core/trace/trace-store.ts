@@ -17,6 +17,7 @@ import {
   type TraceStepDraft,
   type TraceStepKind,
   type BudgetRpc,
+  type LoadRunMark,
   withoutPreview,
 } from '../../shared/trace';
 import { redactDeep } from '../../shared/redact';
@@ -316,21 +317,26 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /**
    * Ends a `hold`: the RPC's steps are stored when `keep` (numbered now, after steps of other RPCs that came meanwhile:
    * their numbers follow the order they were stored in; the steps still handed over are held first, on the caller's
-   * path, a rare case), else let go with any that come later (a lookup and a note: the common case).
+   * path, a rare case), else let go with any that come later (a lookup and a note: the common case). A load run's mark
+   * (why it was kept) goes on its composed step.
    */
-  settle(rpcId: string, keep: boolean): void {
+  settle(rpcId: string, keep: boolean | LoadRunMark): void {
     if (!this.held.has(rpcId)) return;
     // Its steps emitted in this turn (the reply's) are held first, as the others were (a kept RPC is the rare case).
-    if (keep) this.takeHandedOver();
+    if (keep !== false) this.takeHandedOver();
     const drafts = this.held.get(rpcId) as TraceStepDraft[];
     this.held.delete(rpcId);
-    if (!keep) {
+    if (keep === false) {
       this.letGo.set(rpcId, true);
       this.anyLetGo = true;
       this.sampledOut += 1;
       return;
     }
     if (drafts.length === 0) return;
+    if (keep !== true) {
+      const composed = drafts.find((draft) => draft.kind === 'composed');
+      if (composed?.kind === 'composed') composed.detail.loadRun = keep;
+    }
     this.handedOver.push(...drafts);
     if (this.handedOver.length === drafts.length) setImmediate(this.takeHandedOverLater);
   }
@@ -623,6 +629,7 @@ const stepDetailSchemas = {
     bytes: z.number(),
     method: z.string().optional(),
     asGiven: z.enum(['with-response-topic', 'without-reply-topic']).optional(),
+    loadRun: z.object({ every: z.number().int().min(1), kept: z.enum(['chosen', 'firehose', 'failed', 'slow']) }).optional(),
     wire: messageSchema,
   }),
   'mqtt.published': z.object({ topic: z.string(), qosAsked: qosSchema, predictedRoutingKey: z.string() }),

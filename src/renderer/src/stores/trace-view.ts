@@ -112,6 +112,8 @@ export const useTraceViewStore = defineStore('trace', () => {
       }
       // This page's client publishes Compose's and the load run's requests; an RPC it never published is someone else's.
       if (step.source === 'client') ourIds.add(step.rpcId);
+      // A load run's request says so on its composed step: it stays the run's after a reload (it is not "earlier").
+      if (step.kind === 'composed' && step.detail.loadRun !== undefined) loadIds.add(step.rpcId);
       list.push(step);
       bodies.note(step, dropPreview);
       haystacks.delete(step.rpcId);
@@ -200,7 +202,7 @@ export const useTraceViewStore = defineStore('trace', () => {
     snapshotSeq = steps.reduce((newest, step) => Math.max(newest, step.seq), 0);
     hostSeq = snapshotSeq;
     loadActive.value = wasLoading;
-    for (const id of order) if (!known.has(id)) earlierIds.add(id);
+    for (const id of order) if (!known.has(id) && !loadIds.has(id)) earlierIds.add(id);
     if (keepSelected !== undefined && byRpc.has(keepSelected)) selectedId.value = keepSelected;
     // A reset (the whole trace read again) is shown at once, whatever the batches before it.
     showAll();
