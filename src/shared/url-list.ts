@@ -66,12 +66,14 @@ function readsAsTyped(url: string): boolean {
 
 /**
  * A list as typed, shown with every URL's password replaced by ***; one per line when it was typed so, else comma-separated.
- * A list whose URLs do not all read as typed (a raw password holding a separator, an `@` or a scheme) is redacted as one
- * URL, from its first `://` to its last `@`: over-redacting is the safe side.
+ * A list whose URLs do not all read as typed (a raw password holding a separator, an `@` or a scheme), or one of whose
+ * URLs may be the start of a password that went on past a separator (`amqp://u:` then `, amqp://x:@host`: the second
+ * URL's user `x` may be the rest of the first one's password), is redacted as one URL, from its first `://` to its last
+ * `@`: over-redacting is the safe side.
  */
 export function redactUrlList(text: string): string {
   const urls = splitUrls(text);
-  if (urls.length < 2 || !urls.every(readsAsTyped)) return redactUrl(text.trim());
+  if (urls.length < 2 || !urls.every(readsAsTyped) || urls.some(unfinishedUserinfo)) return redactUrl(text.trim());
   return urls.map((url) => redactUrl(url)).join(text.includes('\n') ? '\n' : ', ');
 }
 

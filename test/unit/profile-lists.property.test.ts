@@ -84,6 +84,14 @@ describe('a list of URLs per protocol in a profile', () => {
     );
   });
 
+  it('never shows a raw password that reads as the end of one URL and the user of the next (fast-check found it)', () => {
+    // One URL whose password is ", amqp://%zz:": split at the comma, "amqp://a:" and "amqp://%zz:@host" both parse.
+    const shown = redactUrlList('amqp://a:, amqp://%zz:@127.0.0.1:1024/');
+    expect(shown).toBe('amqp://a:***@127.0.0.1:1024/');
+    // A list of two whole URLs is still shown as two.
+    expect(redactUrlList('amqp://a:p@h1:5672, amqp://b:q@h2:5672')).toBe('amqp://a:***@h1:5672, amqp://b:***@h2:5672');
+  });
+
   it('never shows a password typed raw in a list, even one holding a separator and a scheme', () => {
     fc.assert(
       fc.property(nodes, separator, (entries, sep) => {
