@@ -141,7 +141,8 @@ describe('the inspector as a daily driver, in Chromium', () => {
     };
     await page.selectOption('[data-testid=trace-origin]', 'compose');
     await rowsOnlyFrom('compose');
-    expect(await page.textContent('[data-testid=trace-counts]')).toMatch(/^3 RPCs/);
+    // Filtered, the counts say how many of all (RPCs and their steps) the list shows.
+    expect(await page.textContent('[data-testid=trace-counts]')).toMatch(/^\s*3 of [\d,]+ RPCs, \d+ of [\d,]+ steps\s*$/);
     await page.selectOption('[data-testid=trace-origin]', 'load');
     await rowsOnlyFrom('load');
     // A Compose RPC stays selected when the filter goes back to all: the screenshots show its bodies.

@@ -5,8 +5,10 @@ import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { Session } from '../../src/core/session/session';
 import { uniqueName } from '../support/names';
 import { topicToRoutingKey } from '../../src/shared/topic-map';
+import { amqpChannelForFile, declareRequestQueue } from '../support/rpc-queues';
 
 const broker = inject('broker');
+const amqp = amqpChannelForFile(broker.urls.amqp);
 let session: Session;
 const progressListeners = new Set<(progress: LoadProgress) => void>();
 
@@ -145,6 +147,43 @@ describe('what the trace keeps of a load run', () => {
     const marks = session.store.rpcIds().map((rpcId) => session.store.summary(rpcId).loadRun?.kept);
     expect(marks.filter((kept) => kept === 'failed')).toHaveLength(18);
     expect(marks.filter((kept) => kept === 'chosen')).toHaveLength(2);
+  }, 60_000);
+
+  it('decides a failed request again when the workers come back, take it and reply late (to a topic nobody listens on any more)', async () => {
+    await session.open({ name: 'test', amqpUrl: broker.urls.amqp, mqttUrl: broker.urls.mqtt, managementUrl: broker.urls.management, vhost: '/', exchange: 'amq.direct' });
+    // The queue is declared and bound, and no worker consumes it yet: the requests wait in it.
+    const queue = await declareRequestQueue(amqp.channel(), amqp.closers);
+    session.store.clear();
+    const codes = new Map<string, string[]>();
+    let settled: () => void = () => undefined;
+    const allDropped = new Promise<void>((resolve) => (settled = resolve));
+    let confirmed = 0;
+    let judged: () => void = () => undefined;
+    const allJudged = new Promise<void>((resolve) => (judged = resolve));
+    const listener = (step: TraceStep): void => {
+      if (step.kind === 'reply.confirmed') confirmed += 1;
+      if (step.kind === 'rpc.diagnosed') codes.set(step.rpcId, [...(codes.get(step.rpcId) ?? []), step.detail.verdict.code]);
+      if (codes.size === 5) judged();
+      if (confirmed === 5 && codes.size === 5 && [...codes.values()].every((seen) => seen.at(-1) === 'late-reply')) settled();
+    };
+    session.store.on('added', listener);
+    try {
+      // Per-request reply topics: each is unsubscribed when its call gives up.
+      const summary = await session.handlers['load.run.start']({ topic: queue, qos: 1, strategy: 'per-request', payloadText: '"load"', timeoutMs: 1000, count: 5, concurrency: 5 });
+      expect(summary).toMatchObject({ completed: 0, failed: 5, errors: { timeout: 5 } });
+      // The workers come back once the failures were judged (the broker was asked while nobody consumed).
+      await allJudged;
+      await session.handlers['server.start']({ exchange: 'amq.direct', queue, workers: 1, prefetch: 20, handler: 'echo' });
+      await allDropped;
+    } finally {
+      session.store.off('added', listener);
+      await session.handlers['server.stop']({});
+    }
+    // First nobody consumed the request; then its reply was published late (and returned: its per-request reply topic
+    // was unsubscribed when the call gave up). The watch ends at the server's confirm, so no other verdict follows.
+    for (const seen of codes.values()) expect(seen).toEqual(['no-consumer', 'late-reply']);
+    const confirms = session.store.rpcIds().flatMap((rpcId) => session.store.steps(rpcId).filter((step) => step.kind === 'reply.confirmed'));
+    expect(confirms.map((step) => step.kind === 'reply.confirmed' && step.detail.outcome)).toEqual(new Array(5).fill('returned'));
   }, 60_000);
 
   it('keeps every request in full when asked to trace 1 in 1', async () => {

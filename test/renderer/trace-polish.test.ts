@@ -62,6 +62,17 @@ describe('the Trace panel', () => {
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-counts]').text()).toMatch(/^1 RPC, 2 steps/);
   });
+
+  it('says how many of all the RPCs and steps a search shows, not the filtered RPCs beside every step', async () => {
+    const { wrapper } = mountPanel();
+    const trace = useTraceViewStore();
+    trace.ingest([...stepsOf('rpc-a', 'orders', 1000), ...stepsOf('rpc-b', 'billing', 2000), ...stepsOf('rpc-c', 'billing', 3000)]);
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-counts]').text()).toBe('3 RPCs, 6 steps');
+    trace.filter = 'orders';
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-counts]').text()).toBe('1 of 3 RPCs, 2 of 6 steps');
+  });
 });
 
 describe('the Trace detail under a verdict', () => {

@@ -118,6 +118,53 @@ describe('the load controller', () => {
     expect(added.find((entry) => entry.rpcId === 'c')?.verdict.code).toBe('cancelled');
   });
 
+  it('decides a failed request again when a worker back later takes it and replies (late), and stops watching at its confirm', async () => {
+    const store = new TraceStore();
+    const added: Array<{ rpcId: string; verdict: Verdict }> = [];
+    let judged: () => void = () => undefined;
+    const load = new LoadController({
+      client: () => ({}) as RpcClient,
+      emitProgress: () => undefined,
+      steps: (rpcId) => store.steps(rpcId),
+      firehoseOn: () => false,
+      onStep: (listener) => {
+        store.on('added', listener);
+        return () => void store.off('added', listener);
+      },
+      addVerdict: (rpcId, verdict) => {
+        added.push({ rpcId, verdict });
+        judged();
+      },
+      // The workers are away when the request fails: bound, nobody consuming.
+      brokerFacts: async () => ({ exchange: 'amq.direct', requestQueues: [{ name: 'load.rpc', consumers: 0, ready: 1, live: true }], closestKeys: [], elsewhere: [], unavailable: [] }),
+      run: async (_client, options) => {
+        store.add({ rpcId: 'r', at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });
+        store.add({ rpcId: 'r', at: 2, source: 'client', kind: 'mqtt.acknowledged', detail: { qosAsked: 1, acknowledgedAs: 1, packet: 'puback' } });
+        store.add({ rpcId: 'r', at: 502, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'No reply within 500 ms.' } });
+        options.onFailed?.('r', new BridgeError('timeout', 'No reply within 500 ms.'));
+        return summary('t1');
+      },
+    });
+    const next = (): Promise<void> => new Promise((resolve) => (judged = resolve));
+    let verdict = next();
+    await load.start(args);
+    await verdict;
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['no-consumer']);
+    // 8 s later a worker is back, takes the request from the queue and replies: the verdict says the reply came late.
+    verdict = next();
+    store.add({ rpcId: 'r', at: 8000, source: 'server', kind: 'worker.received', detail: { worker: 'w1', consumerTag: 'c', queue: 'load.rpc', routingKey: 'load.rpc', redelivered: false } });
+    store.add({ rpcId: 'r', at: 8001, source: 'server', kind: 'reply.published', detail: { worker: 'w1', exchange: 'amq.direct', routingKey: 'reply.x', replyTopic: 'reply/x', mandatory: true } });
+    await verdict;
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['no-consumer', 'late-reply']);
+    // Its confirm says the broker returned it (nobody subscribed to the reply topic any more): still a late reply (that is
+    // why nobody listened), and the watch ends there.
+    store.add({ rpcId: 'r', at: 8002, source: 'server', kind: 'reply.confirmed', detail: { worker: 'w1', outcome: 'returned', returnReason: 'NO_ROUTE' } });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['no-consumer', 'late-reply']);
+    expect(store.listenerCount('added')).toBe(0);
+  });
+
   it('lets the broker steps decide when the firehose is on', async () => {
     const { load, store, added } = setUp(async (options) => {
       store.add({ rpcId: 'r', at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });

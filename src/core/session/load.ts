@@ -10,6 +10,7 @@ import { DEFAULT_LOAD_TRACE_EVERY } from '../../shared/defaults';
 import type { RpcClient } from '../rpc/client';
 import { blockingIssue, lintTopic, topicToRoutingKey } from '../../shared/topic-map';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
+import { REVISABLE_BY_LATE_REPLY, reviseOnLateReply, StepWatches, type OnStep } from './step-watch';
 
 export interface LoadControllerOptions {
   /** the open connection's client (throws not-connected) */
@@ -22,6 +23,10 @@ export interface LoadControllerOptions {
   /** whether a firehose tracer runs (on or reconnecting): a request sent then is kept in full (default: firehoseOn) */
   firehoseRunning?: () => boolean;
   addVerdict: (rpcId: string, verdict: Verdict) => void;
+  /** every step the trace store adds from now on: a reply published after a failed request's verdict revises it */
+  onStep?: OnStep;
+  /** how long after a failure a late reply still revises its verdict (default 60 s) */
+  lateWatchMs?: number;
   /** the engine (default: src/core/rpc/load-engine.ts) */
   run?: (client: RpcClient, options: LoadOptions) => Promise<LoadSummary>;
   /** summaries kept for the trace export (default 20) */
@@ -65,7 +70,12 @@ export class LoadController {
   /** the broker's last answer for a request key, shared by the failures of FACTS_FRESH_MS */
   private facts: { key: string; at: number; facts: Promise<BrokerFacts | undefined> } | undefined;
 
-  constructor(private readonly options: LoadControllerOptions) {}
+  /** the failed requests whose later steps are watched (a reply published late): one store listener for them all */
+  private readonly watches: StepWatches;
+
+  constructor(private readonly options: LoadControllerOptions) {
+    this.watches = new StepWatches(options.onStep, options.steps);
+  }
 
   get runs(): readonly LoadSummary[] {
     return this.kept;
@@ -102,11 +112,24 @@ export class LoadController {
           if (steps.length === 0) return;
           const firehose = this.options.firehoseOn();
           const facts = NOT_ASKED.has(toErrorShape(err).code) ? undefined : this.factsFor(topicToRoutingKey(args.topic));
+          const judged = (verdict: Verdict): void => {
+            this.options.addVerdict(rpcId, verdict);
+            // A worker back after the request failed may still take it and reply (late, or to nobody any more): the
+            // verdict is decided again from the steps when its reply shows up, as for a Compose send.
+            if (!REVISABLE_BY_LATE_REPLY.has(verdict.code)) return;
+            reviseOnLateReply(this.watches, rpcId, verdict, {
+              seen: steps,
+              decide: (now) => loadFailureVerdict(rpcId, now, this.options.firehoseOn(), args, err),
+              addVerdict: this.options.addVerdict,
+              steps: this.options.steps,
+              ...(this.options.lateWatchMs !== undefined ? { forMs: this.options.lateWatchMs } : {}),
+            });
+          };
           if (facts === undefined) {
-            this.options.addVerdict(rpcId, loadFailureVerdict(rpcId, steps, firehose, args, err));
+            judged(loadFailureVerdict(rpcId, steps, firehose, args, err));
             return;
           }
-          void facts.then((known) => this.options.addVerdict(rpcId, loadFailureVerdict(rpcId, steps, firehose, args, err, known)));
+          void facts.then((known) => judged(loadFailureVerdict(rpcId, steps, firehose, args, err, known)));
         },
       });
       this.kept.push(summary);

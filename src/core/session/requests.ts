@@ -13,6 +13,7 @@ import type { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import type { OtelExport } from '../otel/export';
 import { RpcSpans } from '../otel/rpc-spans';
+import { DEFAULT_LATE_WATCH_MS, REVISABLE_BY_LATE_REPLY, reviseOnLateReply, StepWatches } from './step-watch';
 
 export interface RequestsControllerOptions {
   /** the open connection (throws not-connected) */
@@ -76,43 +77,11 @@ export function whereToAsk(connection: Connection): Parameters<typeof diagnosisB
 }
 
 export class RequestsController {
-  /** the RPCs whose later steps are watched (late replies, records of a reply taken), by id: one store listener for them all */
-  private readonly watched = new Map<string, Set<(step: TraceStep) => void>>();
-  private unsubscribeSteps: (() => void) | undefined;
+  /** the RPCs whose later steps are watched (late replies, records of a reply taken): one store listener for them all */
+  private readonly watches: StepWatches;
 
-  constructor(private readonly options: RequestsControllerOptions) {}
-
-  /**
-   * Calls `listener` with every step of `rpcId` added from now on; returns the unsubscribe. One listener on the store
-   * serves every watched RPC (a Compose user sends many within a watch's 60 s; each step is looked up once, by id).
-   */
-  private watchSteps(rpcId: string, listener: (step: TraceStep) => void, seen?: RpcDiagnosisOptions['steps']): (() => void) | undefined {
-    const onStep = this.options.onStep;
-    if (!onStep) return undefined;
-    // The steps added since `seen` was read (while the first verdict was decided: the client's second reply, the
-    // server's reply, the broker's records) came before this subscription: they are handed to the listener first.
-    if (seen !== undefined) {
-      const known = new Set(seen.map((step) => (step as Partial<TraceStep>).seq));
-      const missed = this.options.steps(rpcId).filter((step) => !known.has(step.seq));
-      if (missed.length > 0) queueMicrotask(() => missed.forEach(listener));
-    }
-    let listeners = this.watched.get(rpcId);
-    if (!listeners) {
-      listeners = new Set();
-      this.watched.set(rpcId, listeners);
-    }
-    listeners.add(listener);
-    this.unsubscribeSteps ??= onStep((step) => {
-      for (const watcher of this.watched.get(step.rpcId) ?? []) watcher(step);
-    });
-    return () => {
-      listeners.delete(listener);
-      if (listeners.size === 0 && this.watched.get(rpcId) === listeners) this.watched.delete(rpcId);
-      if (this.watched.size === 0) {
-        this.unsubscribeSteps?.();
-        this.unsubscribeSteps = undefined;
-      }
-    };
+  constructor(private readonly options: RequestsControllerOptions) {
+    this.watches = new StepWatches(options.onStep, options.steps);
   }
 
   async send(args: SendRequestArgs): Promise<RpcOutcome> {
@@ -193,7 +162,17 @@ export class RequestsController {
       this.watchReplyRecords(id, asked, verdict);
       return { ...outcome, verdict };
     }
-    if (REVISABLE.has(verdict.code)) this.watchForLateReply(id, { ...asked, broker: undefined }, verdict);
+    if (REVISABLE_BY_LATE_REPLY.has(verdict.code)) {
+      const diagnose = this.options.diagnose ?? diagnoseRpc;
+      const again = { ...asked, broker: undefined };
+      reviseOnLateReply(this.watches, id, verdict, {
+        seen: asked.steps,
+        decide: (steps) => diagnose({ ...again, steps }),
+        addVerdict: this.options.addVerdict,
+        steps: this.options.steps,
+        ...(this.options.lateWatchMs !== undefined ? { forMs: this.options.lateWatchMs } : {}),
+      });
+    }
     throw failedRpcError(failure, id, verdict);
   }
 
@@ -228,7 +207,7 @@ export class RequestsController {
         })
         .catch(() => undefined);
     };
-    const unsubscribe = this.watchSteps(
+    const unsubscribe = this.watches.watch(
       rpcId,
       (step) => {
         if (done || scheduled || !tellsOfReplies(step)) return;
@@ -238,40 +217,7 @@ export class RequestsController {
       asked.steps,
     );
     if (!unsubscribe) return;
-    const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
-    timer.unref();
-  }
-
-  /**
-   * A slow server's reply is often published after the client gave up and the verdict was given ("server-slow"): when
-   * the server's or the broker's record of that reply arrives, the verdict is decided again from the steps alone (no
-   * broker query) and added as the RPC's last step, so Trace and History show "late-reply". Compose keeps what it was told.
-   */
-  private watchForLateReply(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
-    const diagnose = this.options.diagnose ?? diagnoseRpc;
-    let done = false;
-    const finish = (): void => {
-      done = true;
-      clearTimeout(timer);
-      unsubscribe?.();
-    };
-    const unsubscribe = this.watchSteps(
-      rpcId,
-      (step) => {
-        if (done) return;
-        const replyPublished = step.kind === 'reply.published' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
-        if (!replyPublished) return;
-        finish();
-        void diagnose({ ...asked, steps: this.options.steps(rpcId) })
-          .then((revised) => {
-            if (revised.code !== first.code) this.options.addVerdict(rpcId, revised);
-          })
-          .catch(() => undefined);
-      },
-      asked.steps,
-    );
-    if (!unsubscribe) return;
-    const timer = setTimeout(finish, this.options.lateWatchMs ?? 60_000);
+    const timer = setTimeout(finish, this.options.lateWatchMs ?? DEFAULT_LATE_WATCH_MS);
     timer.unref();
   }
 }
@@ -293,9 +239,6 @@ function tellsOfReplies(step: TraceStep): boolean {
 
 /** How many times the verdict on one replied RPC may be revised as records come (each is a step of the RPC). */
 const MAX_REPLY_REVISIONS = 8;
-
-/** Verdicts a reply published later can overturn (into late-reply). */
-const REVISABLE = new Set<Verdict['code']>(['server-slow', 'undetermined', 'no-consumer', 'reply-refused']);
 
 function sameLines(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((line, index) => line === b[index]);

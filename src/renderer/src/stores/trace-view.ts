@@ -328,6 +328,14 @@ export const useTraceViewStore = defineStore('trace', () => {
     void version.value;
     return order.length;
   });
+  /** the steps of the RPCs the search and filters show (all of them when nothing filters) */
+  const visibleSteps = computed(() => {
+    const ids = visibleIds.value;
+    if (ids.length === order.length) return totalSteps.value;
+    let steps = 0;
+    for (const id of ids) steps += byRpc.get(id)?.length ?? 0;
+    return steps;
+  });
 
   async function start(): Promise<() => void> {
     const offAdded = client.on('trace.steps.added', ({ steps }) => ingest(steps));
@@ -444,6 +452,7 @@ export const useTraceViewStore = defineStore('trace', () => {
     version,
     totalSteps,
     rpcCount,
+    visibleSteps,
     keptAcrossRestart,
     droppedRpcs,
     selectedId,
