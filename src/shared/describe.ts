@@ -16,7 +16,6 @@ export function party(who: BrokerParty): string {
 
 const list = (items: string[]): string => (items.length === 0 ? 'nothing' : items.join(', '));
 
-/** Where a verdict says the RPC got to: a reply (late or not) went the whole way, so its hop is where it arrived, not where it stopped. */
 /** Why the trace kept a load run's request, in one clause (the Trace panel, `describeStep`, the CLI). */
 export function loadRunText(mark: LoadRunMark): string {
   const sample = mark.every === 1 ? 'the run traced every request in full' : `the run traced 1 request in ${mark.every} in full`;
@@ -24,7 +23,7 @@ export function loadRunText(mark: LoadRunMark): string {
     case 'chosen':
       return mark.every === 1 ? "a load run's request, traced in full (the run traced every request)" : `a load run's request, traced in full (1 in ${mark.every})`;
     case 'firehose':
-      return "a load run's request, traced in full (the firehose was on: every request was)";
+      return "a load run's request, traced in full (the firehose was on: every request sent while it ran was)";
     case 'failed':
       return `a load run's request, kept without its messages because it failed (${sample})`;
     case 'slow':
@@ -32,6 +31,7 @@ export function loadRunText(mark: LoadRunMark): string {
   }
 }
 
+/** Where a verdict says the RPC got to: a reply (late or not) went the whole way, so its hop is where it arrived, not where it stopped. */
 export function verdictHop(verdict: Pick<Verdict, 'code' | 'hop'>): string {
   return verdict.code === 'replied' || verdict.code === 'late-reply' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
 }

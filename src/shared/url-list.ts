@@ -64,16 +64,35 @@ function readsAsTyped(url: string): boolean {
   }
 }
 
+/** A URL's login as typed: none, a user with a password, or something else (a user alone, an empty password). */
+function loginOf(url: string): 'none' | 'password' | 'other' {
+  const { userinfo } = splitTypedUrl(url);
+  if (userinfo === undefined) return 'none';
+  const colon = userinfo.indexOf(':');
+  return colon >= 0 && colon < userinfo.length - 1 ? 'password' : 'other';
+}
+
+/**
+ * Whether the URLs of a list log in differently: every one with a password, or none with a login, is how a cluster's
+ * list is typed. Anything else may be a raw password that went on past a separator and was read as the next URL's start
+ * (`amqp://u:1234,amqp://secret@h` is one URL whose password is `1234,amqp://secret`; `amqp://a:@0, amqp://0@h` one whose
+ * password is `@0, amqp://0`).
+ */
+function loginsDiffer(urls: readonly string[]): boolean {
+  const first = loginOf(urls[0] ?? '');
+  return first === 'other' || urls.some((url) => loginOf(url) !== first);
+}
+
 /**
  * A list as typed, shown with every URL's password replaced by ***; one per line when it was typed so, else comma-separated.
- * A list whose URLs do not all read as typed (a raw password holding a separator, an `@` or a scheme), or one of whose
- * URLs may be the start of a password that went on past a separator (`amqp://u:` then `, amqp://x:@host`: the second
- * URL's user `x` may be the rest of the first one's password), is redacted as one URL, from its first `://` to its last
- * `@`: over-redacting is the safe side.
+ * A list whose URLs do not all read as typed (a raw password holding a separator, an `@` or a scheme), one of whose URLs
+ * may be the start of a password that went on past a separator (`amqp://u:` then `, amqp://x:@host`), or whose URLs log
+ * in differently (see loginsDiffer), is redacted as one URL, from its first `://` to its last `@`: over-redacting is the
+ * safe side.
  */
 export function redactUrlList(text: string): string {
   const urls = splitUrls(text);
-  if (urls.length < 2 || !urls.every(readsAsTyped) || urls.some(unfinishedUserinfo)) return redactUrl(text.trim());
+  if (urls.length < 2 || !urls.every(readsAsTyped) || urls.some(unfinishedUserinfo) || loginsDiffer(urls)) return redactUrl(text.trim());
   return urls.map((url) => redactUrl(url)).join(text.includes('\n') ? '\n' : ', ');
 }
 

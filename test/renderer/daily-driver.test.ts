@@ -605,7 +605,7 @@ describe('the Trace panel', () => {
     expect(wrapper.find('[data-testid=trace-load-run]').text()).toBe(
       "This is a load run's request, kept without its messages because it failed (the run traced 1 request in 10 in full).",
     );
-    expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toMatch(/^No body was kept for this RPC \(request 61 bytes, reply 70 bytes\): it is a load run's request, kept without its messages because it failed/);
+    expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toBe('No body was kept for this RPC (request 61 bytes, reply 70 bytes): a load run keeps the messages only of the requests it traces in full (they carry the same body).');
     expect(wrapper.find('[data-testid=trace-no-bodies]').text()).not.toMatch(/bodies are kept for RPCs this app sent/);
     trace.select('slow');
     await flushPromises();

@@ -157,11 +157,12 @@ describe('the load controller', () => {
     await verdict;
     expect(added.map((entry) => entry.verdict.code)).toEqual(['no-consumer', 'late-reply']);
     // Its confirm says the broker returned it (nobody subscribed to the reply topic any more): still a late reply (that is
-    // why nobody listened), and the watch ends there.
+    // why nobody listened), now with the confirm in its evidence; the watch ends there.
+    verdict = next();
     store.add({ rpcId: 'r', at: 8002, source: 'server', kind: 'reply.confirmed', detail: { worker: 'w1', outcome: 'returned', returnReason: 'NO_ROUTE' } });
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    expect(added.map((entry) => entry.verdict.code)).toEqual(['no-consumer', 'late-reply']);
+    await verdict;
+    expect(added.map((entry) => entry.verdict.code)).toEqual(['no-consumer', 'late-reply', 'late-reply']);
+    expect(added.at(-1)?.verdict.evidence).toContain('server: the broker returned the reply (NO_ROUTE)');
     expect(store.listenerCount('added')).toBe(0);
   });
 

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { SendRequestArgs } from '../../src/shared/contract';
 import type { Verdict } from '../../src/shared/diagnosis';
 import type { TraceStep } from '../../src/shared/trace';
@@ -15,7 +15,7 @@ import { FakeClient, outcomeFor, profile } from './session-fakes';
 const args: SendRequestArgs = { topic: 'devices/rpc', qos: 1, strategy: 'shared', payloadText: '{"params": [1]}', timeoutMs: 1000 };
 const verdictFor = (code: Verdict['code']): Verdict => ({ code, hop: 'exchange', message: `verdict ${code} at amqp://bob:secret@host`, evidence: [] });
 
-function setUp(connectionProfile: ConnectionProfile = profile) {
+function setUp(connectionProfile: ConnectionProfile = profile, lateWatchMs?: number) {
   const client = new FakeClient();
   client.link.setStatus({ state: 'connected', since: 1 });
   const store = new TraceStore();
@@ -37,6 +37,7 @@ function setUp(connectionProfile: ConnectionProfile = profile) {
       return answer(options);
     },
     newId: () => 'rpc-1',
+    ...(lateWatchMs !== undefined ? { lateWatchMs } : {}),
   });
   return { requests, client, store, asked, added, diagnoseWith: (next: typeof answer) => (answer = next) };
 }
@@ -69,6 +70,39 @@ describe('a request sent from the app', () => {
     store.add({ rpcId: 'rpc-1', at: 6, source: 'server', kind: 'reply.published', detail: replied });
     await new Promise<void>((resolve) => setImmediate(resolve));
     expect(added).toHaveLength(2);
+  });
+
+  it("that timed out is decided once more at the server's confirm of its late reply (returned: in the evidence), and no longer watched after it", async () => {
+    const { requests, client, store, added, diagnoseWith } = setUp();
+    diagnoseWith(async (options) => {
+      const confirm = options.steps.find((step) => step.kind === 'reply.confirmed');
+      const late = options.steps.some((step) => step.kind === 'reply.published');
+      return { ...verdictFor(late ? 'late-reply' : 'server-slow'), evidence: confirm?.kind === 'reply.confirmed' ? [`server: the broker ${confirm.detail.outcome} the reply`] : [] };
+    });
+    composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+    await requests.send(args).catch(() => undefined);
+    expect(store.listenerCount('added')).toBe(1);
+    store.add({ rpcId: 'rpc-1', at: 5, source: 'server', kind: 'reply.published', detail: { worker: 'w1', exchange: 'amq.direct', routingKey: 'reply.shared', replyTopic: 'reply/shared', mandatory: true } });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    store.add({ rpcId: 'rpc-1', at: 6, source: 'server', kind: 'reply.confirmed', detail: { worker: 'w1', outcome: 'returned', returnReason: 'NO_ROUTE' } });
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(added.map((entry) => [entry.verdict.code, ...entry.verdict.evidence])).toEqual([['server-slow'], ['late-reply'], ['late-reply', 'server: the broker returned the reply']]);
+    expect(store.listenerCount('added')).toBe(0);
+  });
+
+  it('that timed out stops watching for a late reply after lateWatchMs when none comes', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { requests, client, store, diagnoseWith } = setUp(profile, 60_000);
+      diagnoseWith(async () => verdictFor('server-slow'));
+      composedThenFails(client, new BridgeError('timeout', 'No reply to rpc-1 within 1000 ms.'));
+      await requests.send(args).catch(() => undefined);
+      expect(store.listenerCount('added')).toBe(1);
+      vi.advanceTimersByTime(60_000);
+      expect(store.listenerCount('added')).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('that replied gets its verdict decided again when a second reply or the broker\'s record of a reply comes, once per burst, asking no broker', async () => {

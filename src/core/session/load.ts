@@ -5,6 +5,7 @@ import { withDeadline } from '../../shared/deadline';
 import { diagnoseWithFacts } from '../diagnosis/evidence';
 import type { TraceStep } from '../../shared/trace';
 import { BridgeError, toErrorShape } from '../errors';
+import type { ErrorShape } from '../../shared/errors';
 import { runLoad as runLoadEngine, type LoadOptions, type LoadTraceHold } from '../rpc/load-engine';
 import { DEFAULT_LOAD_TRACE_EVERY } from '../../shared/defaults';
 import type { RpcClient } from '../rpc/client';
@@ -50,8 +51,7 @@ const NOT_ASKED = new Set(['cancelled', 'auth', 'unreachable', 'bad-input', 'too
  * key, asked once for a burst of failures (asking per request would load the broker more than the run does). Replied
  * ones get none (their trace already says "replied"), which keeps a big run cheap.
  */
-export function loadFailureVerdict(rpcId: string, steps: readonly TraceStep[], firehose: boolean, args: Pick<LoadArgs, 'topic' | 'timeoutMs'>, err: unknown, facts?: BrokerFacts): Verdict {
-  const failure = toErrorShape(err);
+export function loadFailureVerdict(rpcId: string, steps: readonly TraceStep[], firehose: boolean, args: Pick<LoadArgs, 'topic' | 'timeoutMs'>, failure: ErrorShape, facts?: BrokerFacts): Verdict {
   const input: DiagnosisInput = {
     rpcId,
     steps,
@@ -111,25 +111,18 @@ export class LoadController {
           const steps = this.options.steps(rpcId);
           if (steps.length === 0) return;
           const firehose = this.options.firehoseOn();
-          const facts = NOT_ASKED.has(toErrorShape(err).code) ? undefined : this.factsFor(topicToRoutingKey(args.topic));
-          const judged = (verdict: Verdict): void => {
-            this.options.addVerdict(rpcId, verdict);
-            // A worker back after the request failed may still take it and reply (late, or to nobody any more): the
-            // verdict is decided again from the steps when its reply shows up, as for a Compose send.
-            if (!REVISABLE_BY_LATE_REPLY.has(verdict.code)) return;
-            reviseOnLateReply(this.watches, rpcId, verdict, {
-              seen: steps,
-              decide: (now) => loadFailureVerdict(rpcId, now, this.options.firehoseOn(), args, err),
-              addVerdict: this.options.addVerdict,
-              steps: this.options.steps,
-              ...(this.options.lateWatchMs !== undefined ? { forMs: this.options.lateWatchMs } : {}),
-            });
-          };
+          // The failure as a shape (no stack): a run's thousands of failures are each watched for a minute.
+          const failure = toErrorShape(err);
+          const facts = NOT_ASKED.has(failure.code) ? undefined : this.factsFor(topicToRoutingKey(args.topic));
           if (facts === undefined) {
-            judged(loadFailureVerdict(rpcId, steps, firehose, args, err));
+            this.judged(rpcId, loadFailureVerdict(rpcId, steps, firehose, args, failure), steps, args, failure);
             return;
           }
-          void facts.then((known) => judged(loadFailureVerdict(rpcId, steps, firehose, args, err, known)));
+          // The broker answers within seconds: the steps that came meanwhile (a late reply) are read with its answer.
+          void facts.then((known) => {
+            const now = this.options.steps(rpcId);
+            this.judged(rpcId, loadFailureVerdict(rpcId, now, firehose, args, failure, known), now, args, failure);
+          });
         },
       });
       this.kept.push(summary);
@@ -138,6 +131,23 @@ export class LoadController {
     } finally {
       this.running = undefined;
     }
+  }
+
+  /**
+   * A failed request's verdict goes in the trace; one that a reply published later can change (a worker back after the
+   * request failed may still take it and reply) is decided again from the steps when that reply shows up, as for a
+   * Compose send.
+   */
+  private judged(rpcId: string, verdict: Verdict, steps: TraceStep[], args: LoadArgs, failure: ErrorShape): void {
+    this.options.addVerdict(rpcId, verdict);
+    if (!REVISABLE_BY_LATE_REPLY.has(verdict.code)) return;
+    reviseOnLateReply(this.watches, rpcId, verdict, {
+      seen: steps,
+      decide: (now) => loadFailureVerdict(rpcId, now, this.options.firehoseOn(), args, failure),
+      addVerdict: this.options.addVerdict,
+      steps: this.options.steps,
+      ...(this.options.lateWatchMs !== undefined ? { forMs: this.options.lateWatchMs } : {}),
+    });
   }
 
   /** The broker's facts for a request key, asked at most every FACTS_FRESH_MS; undefined when not given or not answered in time. */

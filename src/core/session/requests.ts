@@ -13,7 +13,7 @@ import type { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import type { OtelExport } from '../otel/export';
 import { RpcSpans } from '../otel/rpc-spans';
-import { DEFAULT_LATE_WATCH_MS, REVISABLE_BY_LATE_REPLY, reviseOnLateReply, StepWatches } from './step-watch';
+import { REVISABLE_BY_LATE_REPLY, reviseAsStepsCome, reviseOnLateReply, StepWatches } from './step-watch';
 
 export interface RequestsControllerOptions {
   /** the open connection (throws not-connected) */
@@ -170,7 +170,7 @@ export class RequestsController {
         decide: (steps) => diagnose({ ...again, steps }),
         addVerdict: this.options.addVerdict,
         steps: this.options.steps,
-        ...(this.options.lateWatchMs !== undefined ? { forMs: this.options.lateWatchMs } : {}),
+        ...this.watchFor(),
       });
     }
     throw failedRpcError(failure, id, verdict);
@@ -183,42 +183,20 @@ export class RequestsController {
    */
   private watchReplyRecords(rpcId: string, asked: RpcDiagnosisOptions, first: Verdict): void {
     const diagnose = this.options.diagnose ?? diagnoseRpc;
-    let last = first;
-    let revisions = 0;
-    let scheduled = false;
-    let done = false;
-    const finish = (): void => {
-      done = true;
-      clearTimeout(timer);
-      unsubscribe?.();
-    };
-    // A burst of records (publish, deliveries, the second reply) is decided once, after the burst.
-    const decide = (): void => {
-      scheduled = false;
-      if (done) return;
-      void diagnose({ ...asked, steps: this.options.steps(rpcId) })
-        .then((revised) => {
-          // New evidence alone (the client's second reply after the broker's records of both) is news too.
-          if (done || (revised.code === last.code && revised.message === last.message && sameLines(revised.evidence, last.evidence))) return;
-          last = revised;
-          revisions += 1;
-          this.options.addVerdict(rpcId, revised);
-          if (revisions >= MAX_REPLY_REVISIONS) finish();
-        })
-        .catch(() => undefined);
-    };
-    const unsubscribe = this.watches.watch(
-      rpcId,
-      (step) => {
-        if (done || scheduled || !tellsOfReplies(step)) return;
-        scheduled = true;
-        setImmediate(decide);
-      },
-      asked.steps,
-    );
-    if (!unsubscribe) return;
-    const timer = setTimeout(finish, this.options.lateWatchMs ?? DEFAULT_LATE_WATCH_MS);
-    timer.unref();
+    reviseAsStepsCome(this.watches, rpcId, first, {
+      seen: asked.steps,
+      tells: tellsOfReplies,
+      decide: (steps) => diagnose({ ...asked, steps }),
+      addVerdict: this.options.addVerdict,
+      steps: this.options.steps,
+      maxRevisions: MAX_REPLY_REVISIONS,
+      ...this.watchFor(),
+    });
+  }
+
+  /** How long a verdict's later steps are watched, when told. */
+  private watchFor(): { forMs?: number } {
+    return this.options.lateWatchMs !== undefined ? { forMs: this.options.lateWatchMs } : {};
   }
 }
 
@@ -239,7 +217,3 @@ function tellsOfReplies(step: TraceStep): boolean {
 
 /** How many times the verdict on one replied RPC may be revised as records come (each is a step of the RPC). */
 const MAX_REPLY_REVISIONS = 8;
-
-function sameLines(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((line, index) => line === b[index]);
-}

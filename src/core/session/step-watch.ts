@@ -64,64 +64,85 @@ export class StepWatches {
   }
 }
 
-export interface LateReplyRevision {
-  /** the steps the first verdict read (the ones added since are looked at too) */
+/** Whether a verdict decided again says something new: another code, sentence or evidence. */
+function saysSomethingNew(revised: Verdict, last: Verdict): boolean {
+  return revised.code !== last.code || revised.message !== last.message || !sameLines(revised.evidence, last.evidence);
+}
+
+function sameLines(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((line, index) => line === b[index]);
+}
+
+export interface Revision {
+  /** the steps the first verdict read (the ones added since are looked at too; not kept after the watch starts) */
   seen: ReadonlyArray<TraceStep | TraceStepDraft>;
-  /** the verdict again, from the RPC's steps now (no broker question: the late reply is the news) */
+  /** the steps that may change the verdict (each burst of them is decided once, after the burst) */
+  tells: (step: TraceStep) => boolean;
+  /** the step after which nothing more can change it (its burst is decided, then the watch ends) */
+  ends?: (step: TraceStep) => boolean;
+  /** the verdict again, from the RPC's steps now (no broker question: the new steps are the news) */
   decide: (steps: TraceStep[]) => Verdict | Promise<Verdict>;
+  /** whether the steps are still the whole RPC (an RPC evicted from the trace comes back with later steps only) */
+  whole?: (steps: TraceStep[]) => boolean;
   addVerdict: (rpcId: string, verdict: Verdict) => void;
   /** the RPC's steps now */
   steps: (rpcId: string) => TraceStep[];
-  /** how long a late reply is waited for (default DEFAULT_LATE_WATCH_MS) */
+  /** how long steps are waited for (default DEFAULT_LATE_WATCH_MS) */
   forMs?: number;
-}
-
-/** The steps that say a reply was published after all, or what became of it (the server's confirm: routed, returned). */
-function tellsOfLateReply(step: TraceStep): boolean {
-  return step.kind === 'reply.published' || step.kind === 'reply.confirmed' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
+  /** how many new verdicts at most (each is a step of the RPC) */
+  maxRevisions?: number;
 }
 
 /**
- * A slow server's reply is often published after the client gave up and the verdict was given (`server-slow`, `no
- * consumer` while the workers were away): when the server's or the broker's record of that reply arrives, the verdict
- * is decided again from the steps alone and added as the RPC's last step when it changes, so Trace and History show
- * what really happened; the server's confirm (the reply routed, or returned because nobody was subscribed any more)
- * decides it once more and ends the watch. A burst of steps is decided once, after the burst.
+ * Decides an RPC's verdict again as the steps that may change it arrive, once per burst of them, and adds it as the
+ * RPC's last step when it says something new (another code, sentence or evidence). Decisions that overtake each other
+ * (an asynchronous `decide`) keep the newest. Ends at `ends`, after `maxRevisions` new verdicts, or after `forMs`.
  */
-export function reviseOnLateReply(watches: StepWatches, rpcId: string, first: Verdict, revision: LateReplyRevision): void {
+export function reviseAsStepsCome(watches: StepWatches, rpcId: string, first: Verdict, revision: Revision): void {
+  const { tells, ends, decide, whole, addVerdict, steps } = revision;
+  const maxRevisions = revision.maxRevisions ?? Number.POSITIVE_INFINITY;
   let last = first;
+  let revisions = 0;
   let done = false;
   let scheduled = false;
-  let confirmed = false;
+  let ending = false;
+  let asked = 0;
+  let newestAnswered = 0;
   const finish = (): void => {
     done = true;
     clearTimeout(timer);
     unsubscribe?.();
   };
-  const decide = (): void => {
+  const decideNow = (): void => {
     scheduled = false;
     if (done) return;
-    const ending = confirmed;
+    const endsAfter = ending;
+    asked += 1;
+    const mine = asked;
+    const now = steps(rpcId);
+    if (whole !== undefined && !whole(now)) return finish();
     void Promise.resolve()
-      .then(() => revision.decide(revision.steps(rpcId)))
+      .then(() => decide(now))
       .then((revised) => {
-        if (done) return;
-        if (revised.code !== last.code) {
+        if (done || mine < newestAnswered) return;
+        newestAnswered = mine;
+        if (saysSomethingNew(revised, last)) {
           last = revised;
-          revision.addVerdict(rpcId, revised);
+          revisions += 1;
+          addVerdict(rpcId, revised);
         }
-        if (ending) finish();
+        if (endsAfter || revisions >= maxRevisions) finish();
       })
       .catch(() => undefined);
   };
   const unsubscribe = watches.watch(
     rpcId,
     (step) => {
-      if (done || !tellsOfLateReply(step)) return;
-      if (step.kind === 'reply.confirmed') confirmed = true;
+      if (done || !tells(step)) return;
+      if (ends?.(step)) ending = true;
       if (scheduled) return;
       scheduled = true;
-      setImmediate(decide);
+      setImmediate(decideNow);
     },
     revision.seen,
   );
@@ -129,3 +150,37 @@ export function reviseOnLateReply(watches: StepWatches, rpcId: string, first: Ve
   const timer = setTimeout(finish, revision.forMs ?? DEFAULT_LATE_WATCH_MS);
   timer.unref();
 }
+
+/** The steps that say a reply was published after all, or what became of it (the server's confirm: routed, returned). */
+function tellsOfLateReply(step: TraceStep): boolean {
+  return step.kind === 'reply.published' || step.kind === 'reply.confirmed' || (step.kind === 'broker.published' && step.detail.leg === 'reply');
+}
+
+/** The server's confirm that settles its reply: routed or returned (a nacked one is published again when its request comes back). */
+function replySettled(step: TraceStep): boolean {
+  return step.kind === 'reply.confirmed' && (step.detail.outcome === 'routed' || step.detail.outcome === 'returned');
+}
+
+/** An RPC of ours still whole in the trace: its request is there (evicted, it would come back with later steps only). */
+function stillWhole(steps: TraceStep[]): boolean {
+  return steps.some((step) => step.kind === 'composed');
+}
+
+/**
+ * A slow server's reply is often published after the client gave up and the verdict was given (`server-slow`, `no
+ * consumer` while the workers were away): when the server's or the broker's record of that reply arrives, the verdict
+ * is decided again from the steps alone and added when it says something new, so Trace and History show what really
+ * happened; the server's confirm (the reply routed, or returned because nobody listened any more) decides it once more
+ * and ends the watch. A server that confirms nothing we see (another team's) is watched until `forMs`.
+ */
+export function reviseOnLateReply(
+  watches: StepWatches,
+  rpcId: string,
+  first: Verdict,
+  revision: Pick<Revision, 'seen' | 'decide' | 'addVerdict' | 'steps' | 'forMs'>,
+): void {
+  reviseAsStepsCome(watches, rpcId, first, { ...revision, tells: tellsOfLateReply, ends: replySettled, whole: stillWhole, maxRevisions: MAX_LATE_REVISIONS });
+}
+
+/** New verdicts at most for a failure's late reply: the reply's records, then its confirm. */
+const MAX_LATE_REVISIONS = 3;
