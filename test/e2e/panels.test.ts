@@ -157,7 +157,7 @@ describe('the panels in Chromium (issue 26)', () => {
     expect(await page.locator('[data-testid=trace-row]').count()).toBe(4);
     await page.locator('[data-testid=trace-row]').first().click();
     expect(await page.textContent('[data-testid=trace-load-run]')).toBe("This is a load run's request, traced in full (1 in 10).");
-    expect(await page.locator('[data-testid=trace-no-verdict]').textContent()).toMatch(/^A load run gives no verdict per RPC/);
+    expect(await page.locator('[data-testid=trace-no-verdict]').textContent()).toMatch(/^A load run gives no verdict to a request that was answered/);
     await page.selectOption('[data-testid=trace-origin]', 'all');
     for (const [width, height] of [
       [1400, 900],

@@ -166,6 +166,33 @@ describe('the load controller', () => {
     expect(store.listenerCount('added')).toBe(0);
   });
 
+  it('waits for late replies to at most 5,000 failed requests at once (a run failing by the thousand keeps a bounded memory)', async () => {
+    const store = new TraceStore({ maxRpcs: 6000 });
+    const load = new LoadController({
+      client: () => ({}) as RpcClient,
+      emitProgress: () => undefined,
+      steps: (rpcId) => store.steps(rpcId),
+      firehoseOn: () => false,
+      onStep: (listener) => {
+        store.on('added', listener);
+        return () => void store.off('added', listener);
+      },
+      addVerdict: (rpcId, verdict) => void store.add({ rpcId, at: 3, source: 'client', kind: 'rpc.diagnosed', detail: { verdict } }),
+      lateWatchMs: 60_000,
+      run: async (_client, options) => {
+        for (let nth = 0; nth < 5001; nth += 1) {
+          store.add({ rpcId: `r${nth}`, at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });
+          options.onFailed?.(`r${nth}`, new BridgeError('timeout', 'No reply.'));
+        }
+        return summary('t1');
+      },
+    });
+    await load.start(args);
+    // Every one judged (steps alone: undetermined, which a late reply could change), 5,000 of them watched.
+    expect(store.summary('r5000').verdict?.code).toBe('undetermined');
+    expect(load.watchedForLateReplies).toBe(5000);
+  });
+
   it('lets the broker steps decide when the firehose is on', async () => {
     const { load, store, added } = setUp(async (options) => {
       store.add({ rpcId: 'r', at: 1, source: 'client', kind: 'composed', detail: { topic: 'load/rpc', qos: 1, replyTopic: 'reply/x', replyStrategy: 'shared', bytes: 3 } });

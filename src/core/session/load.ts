@@ -43,6 +43,11 @@ export interface LoadControllerOptions {
 const FACTS_FRESH_MS = 2000;
 /** How long the broker may take to answer, at most: a verdict then rests on the steps. */
 const FACTS_WITHIN_MS = 6000;
+/**
+ * Failed requests watched for a late reply at once (each for a minute, about 1 KB): past it, a failure keeps its first
+ * verdict. A run failing at 200 requests a second fills it in 25 s.
+ */
+const MAX_LATE_WATCHES = 5000;
 /** Failures the broker cannot explain (or that are the user's): their verdict rests on the error and the steps. */
 const NOT_ASKED = new Set(['cancelled', 'auth', 'unreachable', 'bad-input', 'too-large']);
 
@@ -79,6 +84,11 @@ export class LoadController {
 
   get runs(): readonly LoadSummary[] {
     return this.kept;
+  }
+
+  /** failed requests whose late reply is waited for now */
+  get watchedForLateReplies(): number {
+    return this.watches.size;
   }
 
   async start(args: LoadArgs): Promise<LoadSummary> {
@@ -140,7 +150,8 @@ export class LoadController {
    */
   private judged(rpcId: string, verdict: Verdict, steps: TraceStep[], args: LoadArgs, failure: ErrorShape): void {
     this.options.addVerdict(rpcId, verdict);
-    if (!REVISABLE_BY_LATE_REPLY.has(verdict.code)) return;
+    // At most MAX_LATE_WATCHES at once: a run failing by the thousand (workers down) keeps a bounded memory for a minute.
+    if (!REVISABLE_BY_LATE_REPLY.has(verdict.code) || this.watches.size >= MAX_LATE_WATCHES) return;
     reviseOnLateReply(this.watches, rpcId, verdict, {
       seen: steps,
       decide: (now) => loadFailureVerdict(rpcId, now, this.options.firehoseOn(), args, failure),
