@@ -111,6 +111,10 @@ export function describeStep(step: TraceStep): string {
  */
 export function clockNote(step: TraceStep, above: TraceStep, behindMs: number): string {
   const by = `Stamped ${behindMs} ms before the step above`;
+  // A late reply: the client gave up first; the server's steps above came after (the path puts the failure last).
+  if (step.kind === 'rpc.failed' && above.source !== 'client') {
+    return `${by}: the client gave up then (its timeout); the ${above.source}'s steps above came after it, a late answer. The list follows the path, not the clocks.`;
+  }
   // The client stamps an ack when it arrives; the broker had routed the request (and delivered it to a worker, whose
   // step can come first too: in the app the server and the client share one clock) before the ack got back.
   if (above.kind === 'mqtt.acknowledged' && (step.source === 'broker' || step.source === 'server')) {

@@ -95,6 +95,20 @@ export interface TimeoutRemedy {
 /** A watch's own wait: `watch --timeout` or the Watch panel's Timeout. */
 export const WATCH_TIMEOUT_REMEDY: TimeoutRemedy = { name: "the watch's timeout", raise: "raise the watch's timeout, --timeout or Timeout in the Watch panel, if that is normal for it" };
 
+/**
+ * A late reply to a request that nobody consumed when the wait ended (its first verdict: no consumer): the reply is late
+ * because a worker came late (the workers were down, or started after the request), not because one was slow, and
+ * raising the timeout is not the remedy. The verdict says so instead of "answered after the client gave up".
+ */
+export function lateBecauseNoConsumer(verdict: Verdict, how: { topic: string; afterMs?: number; waited: string; timeoutMs: number; whoGaveUp: string }): Verdict {
+  const after = how.afterMs !== undefined ? ` and answered after ${Math.round(how.afterMs)} ms` : ' and answered';
+  return {
+    ...verdict,
+    message: `A worker took the request on "${how.topic}"${after}, but when ${how.waited} of ${how.timeoutMs} ms ended none consumed it yet (the verdict then: no consumer): the workers were down or started late, and ${how.whoGaveUp} had given up. Keep a worker consuming it while devices send.`,
+    evidence: [...verdict.evidence, `${how.whoGaveUp === 'the call' ? 'client' : 'watch'}: when the wait ended, nothing consumed the request's queue (no consumer)`],
+  };
+}
+
 /** Levenshtein distance, for "did you mean" lists of bound keys. */
 export function editDistance(from: string, to: string): number {
   let previous = Array.from({ length: to.length + 1 }, (_, index) => index);

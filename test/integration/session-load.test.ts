@@ -184,6 +184,9 @@ describe('what the trace keeps of a load run', () => {
     // First nobody consumed the request; then its reply was published late (and returned: its per-request reply topic
     // was unsubscribed when the call gave up), said with the server's confirm in the evidence, where the watch ends.
     for (const seen of codes.values()) expect(seen.join(' ')).toMatch(/^no-consumer( late-reply)+$/);
+    // Said as the workers' lateness, not as a slow handler (raising the timeout would not help).
+    const last = session.store.rpcIds().map((rpcId) => session.store.summary(rpcId).verdict?.message ?? '');
+    for (const message of last) expect(message).toMatch(/^A worker took the request on ".+" and answered after \d+ ms, but when the timeout of 1000 ms ended none consumed it yet/);
     const confirms = session.store.rpcIds().flatMap((rpcId) => session.store.steps(rpcId).filter((step) => step.kind === 'reply.confirmed'));
     expect(confirms.map((step) => step.kind === 'reply.confirmed' && step.detail.outcome)).toEqual(new Array(5).fill('returned'));
   }, 60_000);

@@ -510,6 +510,16 @@ describe('the trace timeline', () => {
     );
   });
 
+  it('says the client gave up first when its failure is listed below a late answer', () => {
+    const late: TraceStep[] = [
+      { rpcId: 'a', seq: 8, at: at + 74_000, source: 'server', kind: 'reply.confirmed', detail: { worker: 'worker-1', outcome: 'returned', returnReason: 'NO_ROUTE' } },
+      { rpcId: 'a', seq: 3, at: at + 1000, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'No reply within 1000 ms.' } },
+    ];
+    expect(timelineOf(late).rows[1]!.clockNote).toBe(
+      "Stamped 73000 ms before the step above: the client gave up then (its timeout); the server's steps above came after it, a late answer. The list follows the path, not the clocks.",
+    );
+  });
+
   it('says nothing about clocks when the times read top to bottom', () => {
     const wrapper = mount(TraceTimeline, { props: { steps: steps.filter((step) => step.source !== 'broker') } });
     expect(wrapper.find('[data-testid=trace-clock-note]').exists()).toBe(false);

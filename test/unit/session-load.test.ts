@@ -156,6 +156,10 @@ describe('the load controller', () => {
     store.add({ rpcId: 'r', at: 8001, source: 'server', kind: 'reply.published', detail: { worker: 'w1', exchange: 'amq.direct', routingKey: 'reply.x', replyTopic: 'reply/x', mandatory: true } });
     await verdict;
     expect(added.map((entry) => entry.verdict.code)).toEqual(['no-consumer', 'late-reply']);
+    // Late because nobody consumed the request while the call waited, not because a worker was slow.
+    expect(added[1]?.verdict.message).toBe(
+      'A worker took the request on "load/rpc" and answered after 8000 ms, but when the timeout of 500 ms ended none consumed it yet (the verdict then: no consumer): the workers were down or started late, and the call had given up. Keep a worker consuming it while devices send.',
+    );
     // Its confirm says the broker returned it (nobody subscribed to the reply topic any more): still a late reply (that is
     // why nobody listened), now with the confirm in its evidence; the watch ends there.
     verdict = next();

@@ -11,7 +11,7 @@ import { DEFAULT_LOAD_TRACE_EVERY } from '../../shared/defaults';
 import type { RpcClient } from '../rpc/client';
 import { blockingIssue, lintTopic, topicToRoutingKey } from '../../shared/topic-map';
 import { callOptionsFromSendRequest as callOptions } from '../rpc/call-options';
-import { REVISABLE_BY_LATE_REPLY, reviseOnLateReply, StepWatches, type OnStep } from './step-watch';
+import { lateReplyTold, REVISABLE_BY_LATE_REPLY, reviseOnLateReply, StepWatches, type OnStep } from './step-watch';
 
 export interface LoadControllerOptions {
   /** the open connection's client (throws not-connected) */
@@ -154,7 +154,7 @@ export class LoadController {
     if (!REVISABLE_BY_LATE_REPLY.has(verdict.code) || this.watches.size >= MAX_LATE_WATCHES) return;
     reviseOnLateReply(this.watches, rpcId, verdict, {
       seen: steps,
-      decide: (now) => loadFailureVerdict(rpcId, now, this.options.firehoseOn(), args, failure),
+      decide: (now) => lateReplyTold(verdict, loadFailureVerdict(rpcId, now, this.options.firehoseOn(), args, failure), now, { topic: args.topic, timeoutMs: args.timeoutMs }),
       addVerdict: this.options.addVerdict,
       steps: this.options.steps,
       ...(this.options.lateWatchMs !== undefined ? { forMs: this.options.lateWatchMs } : {}),

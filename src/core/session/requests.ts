@@ -13,7 +13,7 @@ import type { MqttLink } from '../links/mqtt-link';
 import { topicToRoutingKey } from '../../shared/topic-map';
 import type { OtelExport } from '../otel/export';
 import { RpcSpans } from '../otel/rpc-spans';
-import { REVISABLE_BY_LATE_REPLY, reviseAsStepsCome, reviseOnLateReply, StepWatches } from './step-watch';
+import { lateReplyTold, REVISABLE_BY_LATE_REPLY, reviseAsStepsCome, reviseOnLateReply, StepWatches } from './step-watch';
 
 export interface RequestsControllerOptions {
   /** the open connection (throws not-connected) */
@@ -167,7 +167,7 @@ export class RequestsController {
       const again = { ...asked, broker: undefined };
       reviseOnLateReply(this.watches, id, verdict, {
         seen: asked.steps,
-        decide: (steps) => diagnose({ ...again, steps }),
+        decide: async (steps) => lateReplyTold(verdict, await diagnose({ ...again, steps }), steps, { topic: args.topic, timeoutMs: args.timeoutMs }),
         addVerdict: this.options.addVerdict,
         steps: this.options.steps,
         ...this.watchFor(),

@@ -2,7 +2,7 @@
  * The steps that come after a verdict: an RPC's later steps, watched by id through one store listener, and the late
  * reply that changes a failure's verdict. Compose's sends and a load run's failed requests share them.
  */
-import type { Verdict } from '../../shared/diagnosis';
+import { lateBecauseNoConsumer, type Verdict } from '../../shared/diagnosis';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
 
 /** Every step the trace store adds from now on (returns the unsubscribe). */
@@ -184,3 +184,15 @@ export function reviseOnLateReply(
 
 /** New verdicts at most for a failure's late reply: the reply's records, then its confirm. */
 const MAX_LATE_REVISIONS = 3;
+
+/**
+ * A failed call's verdict decided again: a late reply to a request nobody consumed when the call gave up (its first
+ * verdict: no consumer) says the workers came late, not that one was slow (raising the timeout is not the remedy).
+ */
+export function lateReplyTold(first: Verdict, revised: Verdict, steps: readonly TraceStep[], request: { topic: string; timeoutMs: number }): Verdict {
+  if (first.code !== 'no-consumer' || revised.code !== 'late-reply') return revised;
+  const sent = steps.find((step) => step.kind === 'composed')?.at;
+  const answered = steps.find((step) => step.kind === 'reply.published' || (step.kind === 'broker.published' && step.detail.leg === 'reply'))?.at;
+  const afterMs = sent !== undefined && answered !== undefined ? answered - sent : undefined;
+  return lateBecauseNoConsumer(revised, { topic: request.topic, ...(afterMs !== undefined ? { afterMs } : {}), waited: 'the timeout', timeoutMs: request.timeoutMs, whoGaveUp: 'the call' });
+}

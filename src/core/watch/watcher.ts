@@ -1,6 +1,6 @@
 /** Watch (issue 23): a tap and the pairing together, with a verdict for each request left unanswered. */
 import { EventEmitter } from 'node:events';
-import { diagnose, WATCH_TIMEOUT_REMEDY, type TimeoutRemedy, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import { diagnose, lateBecauseNoConsumer, WATCH_TIMEOUT_REMEDY, type TimeoutRemedy, type Verdict, type VerdictCode } from '../../shared/diagnosis';
 import { RecentIds } from '../recent-ids';
 import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import type { BrokerParty, TraceStepDraft } from '../../shared/trace';
@@ -268,12 +268,11 @@ export class Watcher extends EventEmitter<WatcherEvents> {
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
           // Nobody consumed the request when the wait ended: the reply is late because a worker came late, not because one
           // was slow, and raising the timeout is not the remedy.
-          if (this.firstVerdicts.get(verdictKey(ref)) === 'no-consumer') {
-            const waited = (this.options.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name;
-            verdict.message = `A worker took the request on "${ref.topic}" and answered after ${rttMs} ms, but when ${waited} of ${this.options.timeoutMs} ms ended none consumed it yet (the verdict then: no consumer): the workers were down or started late, and a device that waited as long had given up. Keep a worker consuming it while devices send.`;
-            verdict.evidence.push(`watch: when the wait ended, nothing consumed the request's queue (no consumer)`);
-          }
-          this.emit('line', { ...ref, type: 'verdict', verdict, rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined ? { replyRoutedQueues } : {}) });
+          const told =
+            this.firstVerdicts.get(verdictKey(ref)) === 'no-consumer'
+              ? lateBecauseNoConsumer(verdict, { topic: ref.topic, afterMs: rttMs, waited: (this.options.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name, timeoutMs: this.options.timeoutMs, whoGaveUp: 'a device that waited as long' })
+              : verdict;
+          this.emit('line', { ...ref, type: 'verdict', verdict: told, rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined ? { replyRoutedQueues } : {}) });
           break;
         }
         case 'unanswered': {
