@@ -64,23 +64,25 @@ function readsAsTyped(url: string): boolean {
   }
 }
 
-/** A URL's login as typed: none, a user with a password, or something else (a user alone, an empty password). */
-function loginOf(url: string): 'none' | 'password' | 'other' {
+/** A URL's login as typed: none, a user with a password, a user alone (as a saved profile keeps it), or an empty password. */
+function loginOf(url: string): 'none' | 'password' | 'user' | 'empty' {
   const { userinfo } = splitTypedUrl(url);
   if (userinfo === undefined) return 'none';
   const colon = userinfo.indexOf(':');
-  return colon >= 0 && colon < userinfo.length - 1 ? 'password' : 'other';
+  if (colon < 0) return 'user';
+  return colon < userinfo.length - 1 ? 'password' : 'empty';
 }
 
 /**
- * Whether the URLs of a list log in differently: every one with a password, or none with a login, is how a cluster's
- * list is typed. Anything else may be a raw password that went on past a separator and was read as the next URL's start
+ * Whether the URLs of a list log in differently: every one with a password, every one with a user alone (a saved
+ * profile's list, its passwords kept apart), or none with a login, is how a cluster's list is typed. Anything else, or an
+ * empty password, may be a raw password that went on past a separator and was read as the next URL's start
  * (`amqp://u:1234,amqp://secret@h` is one URL whose password is `1234,amqp://secret`; `amqp://a:@0, amqp://0@h` one whose
  * password is `@0, amqp://0`).
  */
 function loginsDiffer(urls: readonly string[]): boolean {
   const first = loginOf(urls[0] ?? '');
-  return first === 'other' || urls.some((url) => loginOf(url) !== first);
+  return first === 'empty' || urls.some((url) => loginOf(url) !== first);
 }
 
 /**

@@ -86,6 +86,15 @@ describe('a list of URLs per protocol in a profile', () => {
     );
   });
 
+  it('lists a saved two-node profile as two URLs, each with its user and no password', async () => {
+    const store = new ProfileStore(memorySecretBox(), join(dir, 'two-nodes.json'));
+    await store.save({ name: 'two', amqpUrl: 'amqp://guest:pw1@127.0.0.1:5672, amqp://guest:pw2@127.0.0.2:5672', mqttUrl: 'mqtt://127.0.0.1:1883', managementUrl: 'http://127.0.0.1:15672', vhost: '/', exchange: 'amq.direct' });
+    const [summary] = await store.list();
+    expect(splitUrls(summary?.amqpUrl ?? '')).toHaveLength(2);
+    expect(summary?.amqpUrl).not.toMatch(/pw1|pw2/);
+    expect(summary?.amqpUrl).toContain('guest');
+  });
+
   it('never shows a raw password that reads as the end of one URL and the user of the next (fast-check found it)', () => {
     // One URL whose password is ", amqp://%zz:": split at the comma, "amqp://a:" and "amqp://%zz:@host" both parse.
     const shown = redactUrlList('amqp://a:, amqp://%zz:@127.0.0.1:1024/');
@@ -95,8 +104,12 @@ describe('a list of URLs per protocol in a profile', () => {
     expect(redactUrlList('amqp://u:1234,amqp://secret@h')).toBe('amqp://u:***@h');
     // Or a user, an empty password and a host: the password is "@0, amqp://0" (fast-check again).
     expect(redactUrlList('amqp://a:@0, amqp://0@127.0.0.1:1024/,amqp://a:0000@127.0.0.1:1024/')).toBe('amqp://a:***@127.0.0.1:1024/');
-    // A cluster's lists as typed: every node with a password, or none with a login.
+    // A cluster's lists as typed: every node with a password, or none with a login, or (as a saved profile keeps its
+    // list, the passwords apart) every node with a user alone: shown as lists (the trial saw a saved list shown as one).
     expect(redactUrlList('amqp://h1:5672, amqp://h2:5672')).toBe('amqp://h1:5672, amqp://h2:5672');
+    expect(redactUrlList('amqp://guest@127.0.0.1:19354, amqp://guest@127.0.0.1:19355')).toBe('amqp://guest@127.0.0.1:19354, amqp://guest@127.0.0.1:19355');
+    // An empty password followed by a user alone is one URL: "@h1, amqp://x" would be its password.
+    expect(redactUrlList('amqp://u:@h1, amqp://x@h2')).toBe('amqp://u:***@h2');
     // A list of two whole URLs is still shown as two.
     expect(redactUrlList('amqp://a:p@h1:5672, amqp://b:q@h2:5672')).toBe('amqp://a:***@h1:5672, amqp://b:***@h2:5672');
   });
