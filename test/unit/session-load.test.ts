@@ -3,7 +3,7 @@ import type { LoadArgs, LoadSummary } from '../../src/shared/contract';
 import type { Verdict } from '../../src/shared/diagnosis';
 import { BridgeError } from '../../src/core/errors';
 import type { LoadOptions } from '../../src/core/rpc/load-engine';
-import { LoadController } from '../../src/core/session/load';
+import { LoadController, type LoadControllerOptions } from '../../src/core/session/load';
 import type { RpcClient } from '../../src/core/rpc/client';
 import { TraceStore } from '../../src/core/trace/trace-store';
 
@@ -38,6 +38,20 @@ function setUp(engine: (options: LoadOptions) => Promise<LoadSummary>, firehose 
     run: (_client, options) => engine(options),
   });
   return { load, store, added };
+}
+
+/** A load controller's trace and step listener on `store`, with the firehose off. */
+function watchedStore(store: TraceStore): Pick<LoadControllerOptions, 'client' | 'emitProgress' | 'steps' | 'firehoseOn' | 'onStep'> {
+  return {
+    client: () => ({}) as RpcClient,
+    emitProgress: () => undefined,
+    steps: (rpcId) => store.steps(rpcId),
+    firehoseOn: () => false,
+    onStep: (listener) => {
+      store.on('added', listener);
+      return () => void store.off('added', listener);
+    },
+  };
 }
 
 describe('the load controller', () => {
@@ -123,14 +137,7 @@ describe('the load controller', () => {
     const added: Array<{ rpcId: string; verdict: Verdict }> = [];
     let judged: () => void = () => undefined;
     const load = new LoadController({
-      client: () => ({}) as RpcClient,
-      emitProgress: () => undefined,
-      steps: (rpcId) => store.steps(rpcId),
-      firehoseOn: () => false,
-      onStep: (listener) => {
-        store.on('added', listener);
-        return () => void store.off('added', listener);
-      },
+      ...watchedStore(store),
       addVerdict: (rpcId, verdict) => {
         added.push({ rpcId, verdict });
         judged();
@@ -173,14 +180,7 @@ describe('the load controller', () => {
   it('waits for late replies to at most 5,000 failed requests at once (a run failing by the thousand keeps a bounded memory)', async () => {
     const store = new TraceStore({ maxRpcs: 6000 });
     const load = new LoadController({
-      client: () => ({}) as RpcClient,
-      emitProgress: () => undefined,
-      steps: (rpcId) => store.steps(rpcId),
-      firehoseOn: () => false,
-      onStep: (listener) => {
-        store.on('added', listener);
-        return () => void store.off('added', listener);
-      },
+      ...watchedStore(store),
       addVerdict: (rpcId, verdict) => void store.add({ rpcId, at: 3, source: 'client', kind: 'rpc.diagnosed', detail: { verdict } }),
       lateWatchMs: 60_000,
       run: async (_client, options) => {
