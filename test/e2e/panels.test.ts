@@ -148,17 +148,6 @@ describe('the panels in Chromium (issue 26)', () => {
     await page.waitForSelector('[data-testid=load-summary]');
     // The firehose is off: one request in ten traced in full (none failed, too few for a latency to be rare).
     expect(await page.textContent('[data-testid=load-summary-trace]')).toBe('The trace kept 4 requests in full (1 in 10); 36 other requests were let go.');
-    // After a reload the page knows nothing of the run but the host's trace: its requests are still the run's, and say why kept.
-    await page.reload();
-    await page.waitForSelector('[data-app-state="ready"]');
-    await page.click('[data-testid=tab-trace]');
-    await page.selectOption('[data-testid=trace-origin]', 'load');
-    await page.waitForSelector('[data-testid=trace-row]');
-    expect(await page.locator('[data-testid=trace-row]').count()).toBe(4);
-    await page.locator('[data-testid=trace-row]').first().click();
-    expect(await page.textContent('[data-testid=trace-load-run]')).toBe("This is a load run's request, traced in full (1 in 10).");
-    expect(await page.locator('[data-testid=trace-no-verdict]').textContent()).toMatch(/^A load run gives no verdict to a request that was answered/);
-    await page.selectOption('[data-testid=trace-origin]', 'all');
     for (const [width, height] of [
       [1400, 900],
       [1024, 700],
@@ -177,5 +166,17 @@ describe('the panels in Chromium (issue 26)', () => {
     }
     await page.selectOption('[data-testid=theme]', 'system');
     await page.setViewportSize({ width: 1400, height: 900 });
+    // After a reload the page knows nothing of the run but the host's trace: its requests are still the run's, and say why kept.
+    await page.reload();
+    await page.waitForSelector('[data-app-state="ready"]');
+    await page.click('[data-testid=tab-trace]');
+    await page.selectOption('[data-testid=trace-origin]', 'load');
+    await page.waitForSelector('[data-testid=trace-row]');
+    expect(await page.locator('[data-testid=trace-row]').count()).toBe(4);
+    await page.locator('[data-testid=trace-row]').first().click();
+    expect(await page.textContent('[data-testid=trace-load-run]')).toBe("This is a load run's request, traced in full (1 in 10).");
+    expect(await page.locator('[data-testid=trace-no-verdict]').textContent()).toMatch(/^A load run gives no verdict to a request that was answered/);
+    await page.screenshot({ path: join(shots, 'trace-after-reload-1400x900.png') });
+    await page.selectOption('[data-testid=trace-origin]', 'all');
   }, 120_000);
 });

@@ -743,9 +743,13 @@ describe('the Load panel', () => {
     expect(traceSampleText({ completed: 1, failed: 0, traceSample: { every: 10, inFull: 1, kept: 1 } })).toBe('The trace kept the request in full.');
     // A run that kept more than the trace holds says its earliest are gone from it.
     expect(traceSampleText({ completed: 200_000, failed: 0, traceSample: { every: 10, inFull: 20_000, kept: 20_000 } })).toBe(
-      "The trace kept 20,000 requests in full (1 in 10); 180,000 other requests were let go. The trace holds its latest 10,000 RPCs: the run's earliest are gone from it (raise Trace 1 in N to keep fewer).",
+      "The trace kept 20,000 requests in full (1 in 10); 180,000 other requests were let go. The trace holds its latest 10,000 RPCs: the run's earliest are gone from it (raise Trace 1 in to keep fewer).",
     );
     expect(traceSampleText({ completed: 40, failed: 0 })).toBeUndefined();
+    // Every request failed (or was slow): nothing let go, and no "0 other requests were let go".
+    expect(traceSampleText({ completed: 0, failed: 20, traceSample: { every: 10, inFull: 2, kept: 20 } })).toBe(
+      'The trace kept 2 requests in full (1 in 10), and 18 others that failed or were slow, without their messages.',
+    );
     // Trace 1 in 1, or the firehose on: every request in full.
     expect(traceSampleText({ completed: 38, failed: 2, traceSample: { every: 10, inFull: 40, kept: 40 } })).toBe('The trace kept all 40 requests in full.');
   });

@@ -22,4 +22,4 @@ export const countProblem = (value: NumberField): string | undefined => wholeNum
 /** Requests in flight in a load run: 1 to 10,000. */
 export const concurrencyProblem = (value: NumberField): string | undefined => wholeNumberProblem(value, 'The concurrency', 1, 10_000);
 /** A load run traces 1 request in N in full: 1 (every one) to 10,000. */
-export const traceEveryProblem = (value: NumberField): string | undefined => wholeNumberProblem(value, 'Trace 1 in N', 1, 10_000);
+export const traceEveryProblem = (value: NumberField): string | undefined => wholeNumberProblem(value, 'Trace 1 in', 1, 10_000);

@@ -60,6 +60,8 @@ export function traceSampleText(summary: Pick<LoadSummary, 'traceSample' | 'comp
   if (held === 0 && letGo === 0) return `The trace kept ${sample.inFull === 1 ? 'the request' : `all ${formatCount(sample.inFull)} requests`} in full.`;
   const kept = held > 0 ? `, and ${counted(held, 'other')} that failed or were slow, without their messages` : '';
   // The trace holds its last DEFAULT_TRACE_MAX_RPCS RPCs: a run that kept more has lost its earliest from it.
-  const over = sample.kept > DEFAULT_TRACE_MAX_RPCS ? ` The trace holds its latest ${formatCount(DEFAULT_TRACE_MAX_RPCS)} RPCs: the run's earliest are gone from it (raise Trace 1 in N to keep fewer).` : '';
-  return `The trace kept ${counted(sample.inFull, 'request')} in full (1 in ${sample.every})${kept}; ${counted(letGo, 'other request')} ${letGo === 1 ? 'was' : 'were'} let go.${over}`;
+  const over = sample.kept > DEFAULT_TRACE_MAX_RPCS ? ` The trace holds its latest ${formatCount(DEFAULT_TRACE_MAX_RPCS)} RPCs: the run's earliest are gone from it (raise Trace 1 in to keep fewer).` : '';
+  // Every request failed or was kept for its latency: nothing was let go, and the sentence does not say "0 other requests".
+  const gone = letGo > 0 ? `; ${counted(letGo, 'other request')} ${letGo === 1 ? 'was' : 'were'} let go` : '';
+  return `The trace kept ${counted(sample.inFull, 'request')} in full (1 in ${sample.every})${kept}${gone}.${over}`;
 }
