@@ -31,9 +31,16 @@ export function loadRunText(mark: LoadRunMark): string {
   }
 }
 
-/** Where a verdict says the RPC got to: a reply (late or not) went the whole way, so its hop is where it arrived, not where it stopped. */
-export function verdictHop(verdict: Pick<Verdict, 'code' | 'hop'>): string {
-  return verdict.code === 'replied' || verdict.code === 'late-reply' ? `arrived at ${verdict.hop}` : `stopped at ${verdict.hop}`;
+/**
+ * Where a verdict says the RPC got to: a reply that reached the client (late or not) went the whole way, so its hop is
+ * where it arrived; one the client no longer waited for was late at the server and went on as far as `replyReached` says.
+ */
+export function verdictHop(verdict: Pick<Verdict, 'code' | 'hop' | 'replyReached'>): string {
+  if (verdict.code === 'replied' || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver')) return `arrived at ${verdict.hop}`;
+  if (verdict.code !== 'late-reply') return `stopped at ${verdict.hop}`;
+  // Before the field was kept: the reply was published (the late-reply branch needs it), nothing known past the exchange.
+  const reached = verdict.replyReached ?? { hop: 'reply-exchange', stopped: false };
+  return `late at ${verdict.hop}, the reply ${reached.stopped ? 'stopped at' : 'reached'} ${reached.hop}`;
 }
 
 export function describeStep(step: TraceStep): string {

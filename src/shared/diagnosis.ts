@@ -146,6 +146,22 @@ function lastStepOf<K extends TraceStep['kind']>(steps: DiagnosisInput['steps'],
   return steps.findLast((step) => step.kind === kind) as Extract<TraceStep | TraceStepDraft, { kind: K }> | undefined;
 }
 
+/**
+ * How far a reply the client no longer waited for went (it was published: the late-reply branch needs it): dropped at
+ * the exchange (returned, or routed to no queue), refused at its queue (nacked), in a queue (routed), or published with
+ * nothing known past the exchange yet.
+ */
+function lateReplyReached(
+  brokerReply: Extract<TraceStep | TraceStepDraft, { kind: 'broker.published' }> | undefined,
+  replyConfirmed: Extract<TraceStep | TraceStepDraft, { kind: 'reply.confirmed' }> | undefined,
+): NonNullable<Verdict['replyReached']> {
+  const outcome = replyConfirmed?.detail.outcome;
+  if (outcome === 'returned' || brokerReply?.detail.routedQueues.length === 0) return { hop: 'reply-exchange', stopped: true };
+  if (outcome === 'nacked') return { hop: 'reply-queue', stopped: true };
+  if (outcome === 'routed' || (brokerReply?.detail.routedQueues.length ?? 0) > 0) return { hop: 'reply-queue', stopped: false };
+  return { hop: 'reply-exchange', stopped: false };
+}
+
 /** Decides the verdict: a reply first, then how the call failed, then the broker's record, the server's events, the facts asked after. */
 export function diagnose(input: DiagnosisInput): Verdict {
   const { steps } = input;
@@ -273,13 +289,15 @@ export function diagnose(input: DiagnosisInput): Verdict {
   // The latest publish of a reply: one nacked and published again later counts from the second publish.
   const replyAt = brokerReply !== undefined || replyPublished !== undefined ? Math.max(brokerReply?.at ?? 0, replyPublished?.at ?? 0) : undefined;
   if (input.lateReply || (failedAt !== undefined && replyAt !== undefined && replyAt > failedAt && failure?.code === 'timeout')) {
-    return verdict(
+    const late = verdict(
       'late-reply',
       input.lateReply ? 'mqtt-deliver' : 'server',
       input.remedies === 'watch'
         ? `The server on ${queueName}${input.lateReply?.worker !== undefined ? ` (${input.lateReply.worker})` : ''} answered after ${input.lateReply?.afterMs !== undefined ? `${Math.round(input.lateReply.afterMs)} ms, past ` : ''}${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}); a device that waits no longer than that has given up by then.`
         : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
+    if (!input.lateReply) late.replyReached = lateReplyReached(brokerReply, replyConfirmed);
+    return late;
   }
 
   // A lost link loses more than time: a clean session's reply subscription goes with it, so a reply published meanwhile is dropped.

@@ -64,6 +64,12 @@ export interface Verdict {
   message: string;
   /** the facts the verdict rests on, one short line each */
   evidence: string[];
+  /**
+   * A late reply's own way past the server (it answered after the client gave up): the furthest hop the reply was seen
+   * at, and whether it stopped there (the broker returned or refused it). The path strip reads it: the server answered,
+   * only too late, and its reply went on without the client.
+   */
+  replyReached?: { hop: Hop; stopped: boolean };
 }
 
 /** What a place knows about one RPC's verdict: the trace's latest `rpc.diagnosed` one, the one the call answered with (or History kept). */

@@ -110,9 +110,29 @@ describe('the hop path', () => {
     const wrapper = mount(HopPath, { props: { verdict: { code: 'late-reply', hop: 'mqtt-deliver' } } });
     expect(wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark'))).toEqual(Array(7).fill('passed'));
     expect(wrapper.find('[aria-current=step]').attributes('data-hop')).toBe('mqtt-deliver');
-    // One published after the client gave up, never seen at the device: stopped at the server.
-    const atServer = mount(HopPath, { props: { verdict: { code: 'late-reply', hop: 'server' } } });
-    expect(atServer.find('[data-mark=stopped]').attributes('data-hop')).toBe('server');
+  });
+
+  it('for a late reply the client no longer waited for, passes the server (where the time went) and follows the reply as far as it went', () => {
+    const marks = (verdict: Pick<Verdict, 'code' | 'hop' | 'replyReached'>) => {
+      const wrapper = mount(HopPath, { props: { verdict } });
+      return {
+        marks: wrapper.findAll('[data-testid=verdict-hop]').map((hop) => hop.attributes('data-mark')),
+        here: wrapper.find('[aria-current=step]').attributes('data-hop'),
+        words: wrapper.findAll('.hop-mark').map((mark) => mark.text()),
+      };
+    };
+    // Returned by the broker (its device's subscription was gone): the reply stopped at the exchange.
+    const returned = marks({ code: 'late-reply', hop: 'server', replyReached: { hop: 'reply-exchange', stopped: true } });
+    expect(returned.marks).toEqual(['passed', 'passed', 'passed', 'passed', 'stopped', 'not-reached', 'not-reached']);
+    expect(returned.here).toBe('server');
+    expect(returned.words.slice(3, 5)).toEqual(['here', 'stopped here']);
+    // Routed to the subscription's queue, the client having stopped waiting: the device not reached.
+    const routed = marks({ code: 'late-reply', hop: 'server', replyReached: { hop: 'reply-queue', stopped: false } });
+    expect(routed.marks).toEqual(['passed', 'passed', 'passed', 'passed', 'passed', 'passed', 'not-reached']);
+    // A verdict kept before the field: published (its branch needs it), nothing known past the exchange.
+    const older = marks({ code: 'late-reply', hop: 'server' });
+    expect(older.marks).toEqual(['passed', 'passed', 'passed', 'passed', 'passed', 'not-reached', 'not-reached']);
+    expect(older.words[3]).toBe('here');
   });
 
   it('for an error reply, passes every hop and points at the server', () => {

@@ -21,7 +21,7 @@ const replyPublished = (at: number): TraceStepDraft => ({
   kind: 'reply.published',
   detail: { worker: 'worker-1', exchange: 'amq.direct', routingKey: 'reply.abc', replyTopic: 'reply/abc', mandatory: true },
 });
-const replyConfirmed = (at: number, outcome: 'routed' | 'nacked' | 'lost'): TraceStepDraft => ({ rpcId, at, source: 'server', kind: 'reply.confirmed', detail: { worker: 'worker-1', outcome } });
+const replyConfirmed = (at: number, outcome: 'routed' | 'returned' | 'nacked' | 'lost'): TraceStepDraft => ({ rpcId, at, source: 'server', kind: 'reply.confirmed', detail: { worker: 'worker-1', outcome } });
 const brokerReply = (at: number, routedQueues: string[], key = 'reply.abc'): TraceStepDraft => ({
   rpcId, at, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [key], routedQueues, leg: 'reply' },
 });
@@ -223,9 +223,21 @@ describe('the verdict engine', () => {
     expect(verdict.message).toContain('stay connected and subscribed until the reply');
   });
 
-  it('a reply published after the client gave up is late-reply', () => {
+  it('a reply published after the client gave up is late-reply, and says how far the reply went without the client', () => {
     const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), brokerReply(1500, ['mqtt-subscription-xqos1'])] }));
-    expect(verdict).toMatchObject({ code: 'late-reply', hop: 'server' });
+    expect(verdict).toMatchObject({ code: 'late-reply', hop: 'server', replyReached: { hop: 'reply-queue', stopped: false } });
+    const late = [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), replyPublished(1200)];
+    // Published, the broker's answer not come yet: the exchange, nothing known past it.
+    expect(diagnose(input({ steps: late })).replyReached).toEqual({ hop: 'reply-exchange', stopped: false });
+    // Returned (the client's subscription gone with it) or routed nowhere: dropped at the exchange.
+    expect(diagnose(input({ steps: [...late, replyConfirmed(1205, 'returned')] })).replyReached).toEqual({ hop: 'reply-exchange', stopped: true });
+    expect(diagnose(input({ firehose: true, steps: [...late, brokerReply(1201, [])] })).replyReached).toEqual({ hop: 'reply-exchange', stopped: true });
+    expect(diagnose(input({ steps: [...late, replyConfirmed(1205, 'nacked')] })).replyReached).toEqual({ hop: 'reply-queue', stopped: true });
+    expect(diagnose(input({ steps: [...late, replyConfirmed(1205, 'routed')] })).replyReached).toEqual({ hop: 'reply-queue', stopped: false });
+    // One the client received after all went the whole way: the path needs nothing more.
+    const received = diagnose(input({ steps: late, lateReply: { at: 1210, topic: 'reply/abc' } }));
+    expect(received).toMatchObject({ code: 'late-reply', hop: 'mqtt-deliver' });
+    expect(received.replyReached).toBeUndefined();
   });
 
   it('the embedded server rejecting the request is request-rejected', () => {

@@ -122,5 +122,11 @@ describe('what trace prints', () => {
     const line = (verdict: Verdict): string => describeStep({ rpcId: 'a1', seq: 1, at: 0, source: 'broker', kind: 'rpc.diagnosed', detail: { verdict } });
     expect(line(replied)).toBe('verdict replied (arrived at mqtt-deliver): The reply to "q" id a1 was published on "reply.d" 4 ms after the request.');
     expect(line({ code: 'server-slow', hop: 'server', message: 'No reply.', evidence: [] })).toBe('verdict server-slow (stopped at server): No reply.');
+    // A late reply: at the device it arrived; published after the client gave up, it was late at the server and went on.
+    expect(line({ code: 'late-reply', hop: 'mqtt-deliver', message: 'Late.', evidence: [] })).toBe('verdict late-reply (arrived at mqtt-deliver): Late.');
+    expect(line({ code: 'late-reply', hop: 'server', message: 'Late.', evidence: [], replyReached: { hop: 'reply-exchange', stopped: true } })).toBe(
+      'verdict late-reply (late at server, the reply stopped at reply-exchange): Late.',
+    );
+    expect(line({ code: 'late-reply', hop: 'server', message: 'Late.', evidence: [] })).toBe('verdict late-reply (late at server, the reply reached reply-exchange): Late.');
   });
 });

@@ -673,7 +673,13 @@ const stepDetailSchemas = {
   'mqtt.reply.ignored': z.object({ topic: z.string(), bytes: z.number(), reason: z.literal('second-reply'), wire: messageSchema }),
   'rpc.failed': z.object({ code: z.string(), message: z.string(), reason: z.enum(FAILURE_REASONS).optional() }),
   'rpc.diagnosed': z.object({
-    verdict: z.object({ code: z.enum(VERDICT_CODES), hop: z.enum(HOPS), message: z.string(), evidence: textList }),
+    verdict: z.object({
+      code: z.enum(VERDICT_CODES),
+      hop: z.enum(HOPS),
+      message: z.string(),
+      evidence: textList,
+      replyReached: z.object({ hop: z.enum(HOPS), stopped: z.boolean() }).optional(),
+    }),
   }),
 } satisfies { [K in TraceStepKind]: z.ZodType<TraceStepDetails[K]> };
 

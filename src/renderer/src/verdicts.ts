@@ -60,23 +60,28 @@ export interface HopOnPath {
   here: boolean;
 }
 
+/** A late reply at the server of a verdict from before `replyReached` was kept: it was published (its branch needs that). */
+const PUBLISHED_LATE: NonNullable<Verdict['replyReached']> = { hop: 'reply-exchange', stopped: false };
+
 /**
  * Each hop of the path marked: passed before the verdict's hop, stopped at it, not reached after; for a reply, all
- * passed. A hop in `unobserved` that would read passed reads `unseen` instead.
+ * passed. A late reply the client no longer waited for passed the server (the verdict's hop, where the time went) and
+ * went as far as its `replyReached` says. A hop in `unobserved` that would read passed reads `unseen` instead.
  */
-export function hopsOnPath(verdict: Pick<Verdict, 'code' | 'hop'>, unobserved: readonly Hop[] = []): HopOnPath[] {
+export function hopsOnPath(verdict: Pick<Verdict, 'code' | 'hop' | 'replyReached'>, unobserved: readonly Hop[] = []): HopOnPath[] {
   const at = HOPS.indexOf(verdict.hop);
   // A late reply that reached the device went the whole way, only too late: no hop "stopped" it.
   const arrived = REPLY_ARRIVED.has(verdict.code) || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver');
-  return HOPS.map((hop, index) => {
-    const passed = arrived || index < at;
-    return {
-      hop,
-      label: HOP_LABELS[hop],
-      mark: passed ? (unobserved.includes(hop) ? 'unseen' : 'passed') : index === at ? 'stopped' : 'not-reached',
-      here: index === at && verdict.code !== 'replied',
-    };
-  });
+  const late = verdict.code === 'late-reply' && !arrived ? (verdict.replyReached ?? PUBLISHED_LATE) : undefined;
+  // The last hop passed, and the one it stopped at (none when the path ends at a hop passed).
+  const lastPassed = arrived ? HOPS.length - 1 : late ? HOPS.indexOf(late.hop) - (late.stopped ? 1 : 0) : at - 1;
+  const stoppedAt = arrived ? -1 : late ? (late.stopped ? HOPS.indexOf(late.hop) : -1) : at;
+  return HOPS.map((hop, index) => ({
+    hop,
+    label: HOP_LABELS[hop],
+    mark: index <= lastPassed ? (unobserved.includes(hop) ? 'unseen' : 'passed') : index === stoppedAt ? 'stopped' : 'not-reached',
+    here: index === at && verdict.code !== 'replied',
+  }));
 }
 
 /** A queue that says where a request or reply went: not a watch's tap, nor a placeholder such as "(not kept by watch)". */
