@@ -20,6 +20,8 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   let sentHere = false;
   /** the connection that published the request, and each delivery of a reply to an MQTT client's subscription */
   let requestConnection: string | undefined;
+  /** the step of the latest verdict: steps of the request's own way that came after it are not in it */
+  let verdictStep: TraceStep | undefined;
   const replyDeliveries: Array<{ delivery: MqttDelivery; connection: string | undefined; step: Extract<TraceStep, { kind: 'broker.delivered' }> }> = [];
   for (const step of steps) {
     switch (step.kind) {
@@ -82,6 +84,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         break;
       case 'rpc.diagnosed':
         summary.verdict = step.detail.verdict;
+        verdictStep = step;
         break;
       default:
         break;
@@ -133,6 +136,8 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   // Predicted from the broker's record and its version; the client's own packet (an RPC sent here) says for certain, and
   // the call's outcome warns of it then.
   if (replyDelivery?.delivery.transient && receivedQos === undefined) summary.warnings.push(transientReplySentence(replyDelivery.delivery.clientId, replyDelivery.step.detail.wire));
+  const unseen = verdictStep !== undefined ? laterThanVerdict(steps, verdictStep) : undefined;
+  if (unseen) summary.warnings.push(unseen);
   if (summary.redelivered) {
     summary.warnings.push(
       replyNacked
@@ -141,4 +146,36 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
     );
   }
   return summary;
+}
+
+/** The verdicts that say a reply reached the client: nothing of the request's way can come after them and matter. */
+const REPLY_REACHED_CLIENT: ReadonlySet<string> = new Set(['replied', 'replied-error', 'reply-on-other-topic', 'reply-foreign', 'replied-twice']);
+
+/** What each step of the request's own way says happened, furthest last (the client's and the server's own clock). */
+const LATER_WAY: Partial<Record<TraceStep['kind'], string>> = {
+  'worker.received': 'a worker took the request',
+  'reply.published': 'a worker replied',
+  'mqtt.reply.received': 'the reply reached the client',
+};
+const LATER_ORDER = ['worker.received', 'reply.published', 'mqtt.reply.received'];
+
+/**
+ * A verdict older than the steps after it: a failure decided before a worker took the request (it came back after the
+ * late-reply watch ended, or past its cap), said beside the verdict, which does not count them. Only this process's
+ * own steps (one clock): the firehose's times are the broker's.
+ */
+function laterThanVerdict(steps: readonly TraceStep[], verdictStep: TraceStep): string | undefined {
+  if (verdictStep.kind !== 'rpc.diagnosed') return undefined;
+  const verdict = verdictStep.detail.verdict;
+  if (REPLY_REACHED_CLIENT.has(verdict.code) || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver')) return undefined;
+  let furthest: TraceStep | undefined;
+  for (const step of steps) {
+    if (step.seq <= verdictStep.seq || step.at < verdictStep.at || LATER_WAY[step.kind] === undefined) continue;
+    if (furthest === undefined || LATER_ORDER.indexOf(step.kind) > LATER_ORDER.indexOf(furthest.kind)) furthest = step;
+  }
+  // A late reply at the server already counts its reply's publish (and the worker's taking it).
+  if (furthest === undefined || (verdict.code === 'late-reply' && furthest.kind !== 'mqtt.reply.received')) return undefined;
+  const after = (furthest.at - verdictStep.at) / 1000;
+  const when = after < 1 ? 'less than a second' : after < 120 ? `${Math.round(after)} s` : `${Math.round(after / 60)} min`;
+  return `The verdict above was decided ${when} before ${LATER_WAY[furthest.kind]} (the steps after it): it does not count them, so read them for what happened next.`;
 }

@@ -265,6 +265,31 @@ describe('firehose events', () => {
     expect(store.summary('w3').state).toBe('pending');
   });
 
+  it('says when steps of the request came after its verdict (a worker back after the late-reply watch ended), and not for a reply', () => {
+    const store = new TraceStore();
+    const verdict = (rpcId: string, at: number, code: 'no-consumer' | 'late-reply' | 'replied', hop: 'queue' | 'server' | 'mqtt-deliver'): TraceStepDraft => ({ rpcId, at, source: 'client', kind: 'rpc.diagnosed', detail: { verdict: { code, hop, message: 'm', evidence: [] } } });
+    const received = (rpcId: string, at: number): TraceStepDraft => ({ rpcId, at, source: 'server', kind: 'worker.received', detail: { worker: 'worker-1', consumerTag: 'c1', queue: 'rpc_queue', routingKey: 'rpc_queue', redelivered: false } });
+    const replied = (rpcId: string, at: number): TraceStepDraft => ({ rpcId, at, source: 'server', kind: 'reply.published', detail: { worker: 'worker-1', exchange: 'amq.direct', routingKey: `reply.${rpcId}`, replyTopic: `reply/${rpcId}`, mandatory: true } });
+    const failed = (rpcId: string, at: number): TraceStepDraft => ({ rpcId, at, source: 'client', kind: 'rpc.failed', detail: { code: 'timeout', message: 'No reply within 1000 ms.' } });
+    store.add(composed('a', 1000));
+    store.add(failed('a', 2000));
+    store.add(verdict('a', 2010, 'no-consumer', 'queue'));
+    expect(store.summary('a').warnings.join(' ')).not.toContain('decided');
+    store.add(received('a', 76_000));
+    store.add(replied('a', 76_001));
+    // Listed by the flow's order (the verdict last), the steps after it are told by the order they came in.
+    expect(store.steps('a').at(-1)?.kind).toBe('rpc.diagnosed');
+    expect(store.summary('a').warnings).toContain('The verdict above was decided 74 s before a worker replied (the steps after it): it does not count them, so read them for what happened next.');
+    // Decided again after them (the watch's revision): nothing to say.
+    store.add(verdict('a', 76_002, 'late-reply', 'server'));
+    expect(store.summary('a').warnings.join(' ')).not.toContain('decided');
+    // A reply that reached the client: a later delivery of its request (a redelivery) changes nothing of it.
+    store.add(composed('b', 1000));
+    store.add(verdict('b', 1050, 'replied', 'mqtt-deliver'));
+    store.add(received('b', 1060));
+    expect(store.summary('b').warnings.join(' ')).not.toContain('decided');
+  });
+
   // Headers as RabbitMQ 3.10.8 sent them (docs/RABBITMQ.md): the connection name, the channel and the user.
   const who = (connection: string, channel: number) => ({ connection: Buffer.from(connection), channel, user: Buffer.from('guest') });
 
