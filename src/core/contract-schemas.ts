@@ -144,6 +144,7 @@ const schemas: Schemas = {
     traceEvery: z.number().int().min(1, { error: 'Trace every: at least 1 (1 keeps every request).' }).max(10_000, { error: 'Trace every: at most 10,000.' }).optional(),
   }),
   'load.run.cancel': empty,
+  'load.run.last': empty,
   'workspace.history.list': z.object({
     search: z.string().max(1000, { error: 'The search is too long.' }).optional(),
     limit: z.number().int().min(1).max(HISTORY_LIMIT).optional(),

@@ -124,6 +124,15 @@ export interface LoadProgress {
   series: Array<{ atMs: number; throughput: number }>;
 }
 
+/** What a page that opens shows of load runs: the one going now, or the last one's summary. */
+export interface LoadLast {
+  running: boolean;
+  /** the run going now: its latest progress */
+  progress?: LoadProgress;
+  /** no run going: the last one's summary (none since the app started: absent) */
+  summary?: LoadSummary;
+}
+
 export interface LoadSummary extends LoadProgress {
   cancelled: boolean;
   /** requests never sent: the run was cancelled, or the link gave up */
@@ -306,6 +315,8 @@ export interface Commands {
   'trace.store.clear': { args: Record<string, never>; result: { cleared: number } };
   'load.run.start': { args: LoadArgs; result: LoadSummary };
   'load.run.cancel': { args: Record<string, never>; result: { cancelled: boolean } };
+  /** for a page that opens or reloads: the run going now (and its progress), else the last run's summary */
+  'load.run.last': { args: Record<string, never>; result: LoadLast };
   /** Compose's history, newest first; `search` matches topic, reply topic, verdict, body and error (case-insensitive) */
   'workspace.history.list': { args: { search?: string; limit?: number }; result: HistoryList };
   'workspace.history.delete': { args: { id: string }; result: { deleted: boolean } };
@@ -347,6 +358,8 @@ export interface Events {
    */
   'trace.store.reset': { steps: TraceStep[]; piece?: 'first' | 'middle' | 'last' };
   'load.progress.changed': LoadProgress;
+  /** a run ended: its summary (none when it ended by an error), for every page (one reloaded during the run did not start it) */
+  'load.run.finished': { summary?: LoadSummary };
   /** the history changed; sent before the send's own answer, so a page shows the entry with the result */
   'workspace.history.changed': { reason: 'added'; entry: HistoryEntry } | { reason: 'deleted'; id: string } | { reason: 'cleared' };
   'workspace.templates.changed': { templates: RequestTemplate[] };
@@ -385,6 +398,7 @@ export const commandNames = [
   'trace.store.clear',
   'load.run.start',
   'load.run.cancel',
+  'load.run.last',
   'workspace.history.list',
   'workspace.history.delete',
   'workspace.history.clear',
@@ -407,6 +421,7 @@ export const eventNames = [
   'trace.steps.added',
   'trace.store.reset',
   'load.progress.changed',
+  'load.run.finished',
   'workspace.history.changed',
   'workspace.templates.changed',
   'watch.view.changed',

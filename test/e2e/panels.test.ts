@@ -166,9 +166,15 @@ describe('the panels in Chromium (issue 26)', () => {
     }
     await page.selectOption('[data-testid=theme]', 'system');
     await page.setViewportSize({ width: 1400, height: 900 });
-    // After a reload the page knows nothing of the run but the host's trace: its requests are still the run's, and say why kept.
+    // After a reload the page asks the host for the last run: its summary is there again, and its requests are still the
+    // run's in the Trace, saying why each was kept.
     await page.reload();
     await page.waitForSelector('[data-app-state="ready"]');
+    await page.click('[data-testid=tab-load]');
+    await page.waitForSelector('[data-testid=load-summary]');
+    expect(await page.textContent('[data-testid=load-summary-trace]')).toBe('The trace kept 4 requests in full (1 in 10); 36 other requests were let go.');
+    expect(await page.textContent('[data-testid=load-done]')).toBe('40 / 40');
+    await page.screenshot({ path: join(shots, 'load-after-reload-1400x900.png') });
     await page.click('[data-testid=tab-trace]');
     await page.selectOption('[data-testid=trace-origin]', 'load');
     await page.waitForSelector('[data-testid=trace-row]');

@@ -686,6 +686,31 @@ describe('the Load panel', () => {
     ...overrides,
   });
 
+  it('a page reloaded after a run shows its summary again; one reloaded mid-run shows it going, offers Cancel, and the summary when it ends', async () => {
+    const after = mountWith(LoadPanel, { 'load.run.last': () => ({ running: false, summary: summary({}) }) }, connected);
+    await flushPromises();
+    expect(after.wrapper.find('[data-testid=load-summary]').exists()).toBe(true);
+    expect(after.wrapper.find('[data-testid=load-empty]').exists()).toBe(false);
+    after.wrapper.unmount();
+    const cancels: string[] = [];
+    const mid = mountWith(
+      LoadPanel,
+      { 'load.run.last': () => ({ running: true, progress: summary({ completed: 10, failed: 0 }) }), 'load.run.cancel': () => (cancels.push('cancel'), { cancelled: true }) },
+      connected,
+    );
+    await flushPromises();
+    expect(mid.wrapper.find('[data-testid=load-run]').text()).toBe('Cancel');
+    expect(mid.wrapper.find('[data-testid=load-done]').text()).toBe('10 / 100');
+    await mid.wrapper.find('form').trigger('submit');
+    await flushPromises();
+    expect(cancels).toEqual(['cancel']);
+    mid.client.emit('load.run.finished', { summary: summary({ completed: 40, failed: 60, cancelled: true, errors: { cancelled: 60 } }) });
+    await flushPromises();
+    expect(mid.wrapper.find('[data-testid=load-run]').text()).toBe('Run');
+    expect(mid.wrapper.find('[data-testid=load-done]').text()).toBe('40 / 100');
+    expect(mid.wrapper.find('[data-testid=load-summary]').exists()).toBe(true);
+  });
+
   it('shows an empty state before any run, not blank charts', () => {
     const { wrapper } = mountWith(LoadPanel, {}, connected);
     expect(wrapper.find('[data-testid=load-empty]').text()).toContain('No load run yet.');

@@ -68,6 +68,7 @@ const validArgs: { [K in CommandName]: CommandArgs<K> } = {
   'trace.store.clear': {},
   'load.run.start': { ...send, count: 10, concurrency: 2 },
   'load.run.cancel': {},
+  'load.run.last': {},
   'workspace.history.list': { search: 'rpc', limit: 10 },
   'workspace.history.delete': { id: 'x' },
   'workspace.history.clear': {},

@@ -55,6 +55,36 @@ function watchedStore(store: TraceStore): Pick<LoadControllerOptions, 'client' |
 }
 
 describe('the load controller', () => {
+  it('tells a page that opens mid-run the run and its progress, then the last summary; and says when a run ends, by an error too', async () => {
+    const finished: Array<{ summary?: LoadSummary }> = [];
+    let release: () => void = () => undefined;
+    const load = new LoadController({
+      ...watchedStore(new TraceStore()),
+      addVerdict: () => undefined,
+      emitFinished: (payload) => finished.push(payload),
+      run: async (_client, options) => {
+        options.onProgress({ count: 3, completed: 1, failed: 0, elapsedMs: 5, histogram: { boundsMs: [], counts: [] }, series: [] });
+        await new Promise<void>((resolve) => (release = resolve));
+        if (options.count === 4) throw new BridgeError('not-connected', 'Connect to a broker first.');
+        return summary('at-end');
+      },
+    });
+    expect(load.last()).toEqual({ running: false });
+    const run = load.start(args);
+    expect(load.last()).toMatchObject({ running: true, progress: { completed: 1 } });
+    expect(load.last().summary).toBeUndefined();
+    release();
+    await run;
+    expect(load.last()).toEqual({ running: false, summary: summary('at-end') });
+    expect(finished).toEqual([{ summary: summary('at-end') }]);
+    // A run that ends by an error ends for every page too (no summary), and the last summary stays the one before.
+    const failing = load.start({ ...args, count: 4 });
+    release();
+    await expect(failing).rejects.toMatchObject({ code: 'not-connected' });
+    expect(finished.at(-1)).toEqual({});
+    expect(load.last()).toEqual({ running: false, summary: summary('at-end') });
+  });
+
   it('refuses a run whose request or reply topic cannot be used (a NUL pasted from a device log) up front, in one sentence, sending nothing', async () => {
     let runs = 0;
     const { load } = setUp(async () => {

@@ -1,5 +1,5 @@
 /** Load runs of a session: one at a time, progress events, the last summaries kept for the trace export, a verdict per failed request. */
-import type { LoadArgs, LoadProgress, LoadSummary } from '../../shared/contract';
+import type { LoadArgs, LoadLast, LoadProgress, LoadSummary } from '../../shared/contract';
 import { diagnose, type BrokerFacts, type DiagnosisInput, type Verdict } from '../../shared/diagnosis';
 import { withDeadline } from '../../shared/deadline';
 import { diagnoseWithFacts } from '../diagnosis/evidence';
@@ -17,6 +17,8 @@ export interface LoadControllerOptions {
   /** the open connection's client (throws not-connected) */
   client: () => RpcClient;
   emitProgress: (progress: LoadProgress) => void;
+  /** a run ended: its summary (none when it ended by an error); a page reloaded during the run, or another page, shows it too */
+  emitFinished?: (finished: { summary?: LoadSummary }) => void;
   steps: (rpcId: string) => TraceStep[];
   firehoseOn: () => boolean;
   /** where a run's requests' steps are held until each settles (a sample is kept: see LoadArgs.traceEvery); without it all are kept */
@@ -72,6 +74,8 @@ export function loadFailureVerdict(rpcId: string, steps: readonly TraceStep[], f
 export class LoadController {
   private running: AbortController | undefined;
   private readonly kept: LoadSummary[] = [];
+  /** the run going now: its latest progress (a page that loads mid-run starts from it) */
+  private progress: LoadProgress | undefined;
   /** the broker's last answer for a request key, shared by the failures of FACTS_FRESH_MS */
   private facts: { key: string; at: number; facts: Promise<BrokerFacts | undefined> } | undefined;
 
@@ -84,6 +88,13 @@ export class LoadController {
 
   get runs(): readonly LoadSummary[] {
     return this.kept;
+  }
+
+  /** What a page that opens (or reloads) shows: the run going now and its progress, else the last run's summary. */
+  last(): LoadLast {
+    if (this.running) return { running: true, ...(this.progress ? { progress: this.progress } : {}) };
+    const summary = this.kept.at(-1);
+    return { running: false, ...(summary ? { summary } : {}) };
   }
 
   /** failed requests whose late reply is waited for now */
@@ -116,7 +127,10 @@ export class LoadController {
         call,
         ...(traceSample ? { traceSample } : {}),
         signal: controller.signal,
-        onProgress: (progress) => this.options.emitProgress(progress),
+        onProgress: (progress) => {
+          this.progress = progress;
+          this.options.emitProgress(progress);
+        },
         onFailed: (rpcId, err) => {
           const steps = this.options.steps(rpcId);
           if (steps.length === 0) return;
@@ -137,9 +151,16 @@ export class LoadController {
       });
       this.kept.push(summary);
       if (this.kept.length > (this.options.keepRuns ?? 20)) this.kept.shift();
+      this.running = undefined;
+      this.options.emitFinished?.({ summary });
       return summary;
+    } catch (err) {
+      this.running = undefined;
+      this.options.emitFinished?.({});
+      throw err;
     } finally {
       this.running = undefined;
+      this.progress = undefined;
     }
   }
 

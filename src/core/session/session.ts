@@ -150,6 +150,7 @@ export class Session {
     this.load = new LoadController({
       client: () => this.connection.require().client,
       emitProgress: (progress) => options.emit('load.progress.changed', progress),
+      emitFinished: (finished) => options.emit('load.run.finished', finished),
       trace: store,
       firehoseRunning: () => this.tracing.firehoseRunning,
       // A failed request's verdict reads the broker's bindings and consumers, asked once for a burst of failures.
@@ -190,6 +191,7 @@ export class Session {
       'rpc.request.send': (args) => this.requests.send(args),
       'load.run.start': (args) => this.load.start(args),
       'load.run.cancel': async () => ({ cancelled: this.load.cancel() }),
+      'load.run.last': async () => this.load.last(),
       'rpc.preflight.run': (args) => this.connection.preflight(args),
       'topic.mapping.get': async ({ topic, role }) => mapTopic(topic, role),
       'broker.bindings.list': ({ exchange }) => this.connection.bindings(exchange),

@@ -20,7 +20,10 @@ export const useLoadStore = defineStore('load', () => {
   // Replaced whole on each tick (4 per second), never mutated deep: shallow refs keep it cheap.
   const progress = shallowRef<LoadProgress>();
   const summary = shallowRef<LoadSummary>();
-  const { active: running, error, run } = useBusy();
+  const { active: busy, error, run } = useBusy();
+  /** a run going that this page did not start (it was reloaded, or opened, meanwhile): Cancel still ends it */
+  const elsewhere = ref(false);
+  const running = computed(() => busy.value || elsewhere.value);
   /** Cancel was clicked for the run in progress: its failures from now on are mostly the cancel's */
   const cancelling = ref(false);
   const countError = computed(() => countProblem(count.value as number | string));
@@ -28,10 +31,35 @@ export const useLoadStore = defineStore('load', () => {
   const traceEveryError = computed(() => traceEveryProblem(traceEvery.value as number | string));
   const blocked = computed(() => compose.blocked || countError.value !== undefined || concurrencyError.value !== undefined || traceEveryError.value !== undefined);
 
+  /** Progress and the end of runs, from now on; and what a page that opens missed: the run going, or the last one's summary. */
   function listen(): () => void {
-    return client.on('load.progress.changed', (next) => {
-      progress.value = next;
-    });
+    const off = [
+      client.on('load.progress.changed', (next) => {
+        progress.value = next;
+      }),
+      client.on('load.run.finished', (finished) => {
+        elsewhere.value = false;
+        if (finished.summary) shown(finished.summary);
+      }),
+    ];
+    void restore();
+    return () => off.forEach((stop) => stop());
+  }
+
+  async function restore(): Promise<void> {
+    // This page's own run, or a summary it has, says more than the host's last.
+    if (busy.value || summary.value || progress.value) return;
+    const last = await client.invoke('load.run.last', {}).catch(() => undefined);
+    if (!last || busy.value || summary.value) return;
+    elsewhere.value = last.running;
+    if (last.progress && !progress.value) progress.value = last.progress;
+    if (last.summary) shown(last.summary);
+  }
+
+  /** A run's summary, and its final counts and charts (a summary is its last progress) for a page that saw little or none of it. */
+  function shown(ended: LoadSummary): void {
+    summary.value = ended;
+    progress.value = ended;
   }
 
   async function start(): Promise<void> {
