@@ -423,7 +423,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict(
       'no-consumer',
       'queue',
-      `Queue "${idle.name}" (bound on ${facts.exchange} for "${requestKey}") has no consumer, so the request waits there with ${idle.ready} message(s) in all: ${startServer(idle.name)}.`,
+      `Queue "${idle.name}" (bound on ${facts.exchange} for "${requestKey}") has no consumer, so the request waits there (${idle.ready === 1 ? '1 message was' : `${idle.ready} messages were`} waiting in it when the broker was asked): ${startServer(idle.name)}.`,
     );
   }
   const busy = facts.requestQueues[0] as QueueFact;
