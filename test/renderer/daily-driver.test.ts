@@ -617,9 +617,18 @@ describe('the Trace panel', () => {
     );
     expect(wrapper.find('[data-testid=trace-no-bodies]').text()).toBe('No body was kept for this RPC (request 61 bytes, reply 70 bytes): a load run keeps the messages only of the requests it traces in full (they carry the same body).');
     expect(wrapper.find('[data-testid=trace-no-bodies]').text()).not.toMatch(/bodies are kept for RPCs this app sent/);
+    // A worker back after the request failed took it: that later step came whole, with its message, and is said so.
+    const body = '{"id":"failed"}';
+    trace.ingest([
+      { rpcId: 'failed', seq: 9000, at: 9000, source: 'server', kind: 'worker.received', detail: { worker: 'worker-2', consumerTag: 'c2', queue: 'rpc_queue', routingKey: 'rpc_queue', redelivered: false, wire: { protocol: 'amqp', properties: {}, headers: {}, body: { bytes: body.length, encoding: 'json', preview: body, shown: body.length } } } },
+    ]);
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-load-run]').text()).toBe(
+      "This is a load run's request, kept without its messages because it failed (the run traced 1 request in 10 in full). The messages below came with steps after it was kept (a worker took it later), which are kept whole.",
+    );
     trace.select('slow');
     await flushPromises();
-    expect(wrapper.find('[data-testid=trace-load-run]').text()).toMatch(/because it was slow: slower than 99 % of the run's recent replies/);
+    expect(wrapper.find('[data-testid=trace-load-run]').text()).toMatch(/because it was slow: slower than 99 % of the run's recent replies \(the run traced 1 request in 10 in full\)\.$/);
     trace.select('in-full');
     await flushPromises();
     expect(wrapper.find('[data-testid=trace-load-run]').text()).toBe("This is a load run's request, traced in full (1 in 10).");
