@@ -112,7 +112,12 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   if ((summary.replyRoutedQueues && summary.replyRoutedQueues.length === 0) || replyReturned) {
     const key = summary.replyKey ?? summary.brokerReplyKeys?.[0] ?? '?';
     // A key with "/" is never an MQTT subscription's (the plugin binds "reply/x" as "reply.x"): the server kept the topic as it is.
-    const why = key.includes('/') ? `a routing key with "/" is never an MQTT subscription's: the device's "${key}" is bound as "${key.replaceAll('/', '.')}"` : 'was the reply topic subscribed?';
+    // A reply after the client gave up finds its per-request subscription gone with the call: that is why, not a mistake.
+    const why = key.includes('/')
+      ? `a routing key with "/" is never an MQTT subscription's: the device's "${key}" is bound as "${key.replaceAll('/', '.')}"`
+      : summary.verdict?.code === 'late-reply'
+        ? 'it came after the client had given up, and the reply subscription was gone by then'
+        : 'was the reply topic subscribed?';
     summary.warnings.push(`The broker dropped the reply as unroutable: nothing is bound for "${key}" (${why}).`);
   }
   if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {

@@ -88,6 +88,28 @@ describe('"why no reply?" in the inspector', () => {
     await shot('why-slow-trace');
   }, 40_000);
 
+  it('the slow server answers after all: the verdict turns late reply, and its path follows the reply past the server', async () => {
+    // Still on the slow RPC's Trace: its reply comes about 10 s after the request, and is decided again at the server's
+    // confirm (the broker's answer to that reply: returned, the per-request reply topic gone with the call, or routed).
+    await page.waitForSelector('[data-testid=trace-verdict][data-code=late-reply]', { timeout: 30_000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid=trace-verdict] [data-testid=verdict-evidence] li')].some((line) => /^server: the broker (returned|routed)/.test(line.textContent ?? '')), undefined, { timeout: 15_000 });
+    const evidence = await page.$$eval('[data-testid=trace-verdict] [data-testid=verdict-evidence] li', (lines) => lines.map((line) => line.textContent ?? ''));
+    const returned = evidence.some((line) => line.startsWith('server: the broker returned the reply'));
+    const marks = await page.$$eval('[data-testid=trace-verdict] [data-testid=verdict-hop]', (hops) => hops.map((hop) => [hop.getAttribute('data-hop'), hop.getAttribute('data-mark')]));
+    // The server answered (too late): passed, and where the time went; the reply went on as far as the broker said.
+    expect(Object.fromEntries(marks)).toEqual({
+      'mqtt-publish': 'passed',
+      exchange: 'passed',
+      queue: 'passed',
+      server: 'passed',
+      'reply-exchange': returned ? 'stopped' : 'passed',
+      'reply-queue': returned ? 'not-reached' : 'passed',
+      'mqtt-deliver': 'not-reached',
+    });
+    expect(await page.getAttribute('[data-testid=trace-verdict] [data-testid=verdict-hop][data-hop=server]', 'aria-current')).toBe('step');
+    await shot('why-late-trace');
+  }, 60_000);
+
   it('a good request to the same server: replied, green, every hop passed', async () => {
     expect(await send(queue, 25_000)).toBe('replied');
     const marks = await page.$$eval('[data-testid=compose-verdict] [data-testid=verdict-hop]', (hops) => hops.map((hop) => hop.getAttribute('data-mark')));

@@ -283,6 +283,9 @@ describe('firehose events', () => {
     // Decided again after them (the watch's revision): nothing to say.
     store.add(verdict('a', 76_002, 'late-reply', 'server'));
     expect(store.summary('a').warnings.join(' ')).not.toContain('decided');
+    // Its reply returned by the broker: the call's subscription went with it, which is why (no "was it subscribed?").
+    store.add({ rpcId: 'a', at: 76_003, source: 'server', kind: 'reply.confirmed', detail: { worker: 'worker-1', outcome: 'returned', returnReason: 'NO_ROUTE' } });
+    expect(store.summary('a').warnings).toContain('The broker dropped the reply as unroutable: nothing is bound for "reply.a" (it came after the client had given up, and the reply subscription was gone by then).');
     // A reply that reached the client: a later delivery of its request (a redelivery) changes nothing of it.
     store.add(composed('b', 1000));
     store.add(verdict('b', 1050, 'replied', 'mqtt-deliver'));
