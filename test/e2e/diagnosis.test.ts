@@ -92,7 +92,10 @@ describe('"why no reply?" in the inspector', () => {
     // Still on the slow RPC's Trace: its reply comes about 10 s after the request, and is decided again at the server's
     // confirm (the broker's answer to that reply: returned, the per-request reply topic gone with the call, or routed).
     await page.waitForSelector('[data-testid=trace-verdict][data-code=late-reply]', { timeout: 30_000 });
-    await page.waitForFunction(() => [...document.querySelectorAll('[data-testid=trace-verdict] [data-testid=verdict-evidence] li')].some((line) => /^server: the broker (returned|routed)/.test(line.textContent ?? '')), undefined, { timeout: 15_000 });
+    await page
+      .locator('[data-testid=trace-verdict] [data-testid=verdict-evidence] li', { hasText: /^server: the broker (returned|routed)/ })
+      .first()
+      .waitFor({ state: 'attached', timeout: 15_000 });
     const evidence = await page.$$eval('[data-testid=trace-verdict] [data-testid=verdict-evidence] li', (lines) => lines.map((line) => line.textContent ?? ''));
     const returned = evidence.some((line) => line.startsWith('server: the broker returned the reply'));
     const marks = await page.$$eval('[data-testid=trace-verdict] [data-testid=verdict-hop]', (hops) => hops.map((hop) => [hop.getAttribute('data-hop'), hop.getAttribute('data-mark')]));
