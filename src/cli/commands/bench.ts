@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import type { BrokerUrls } from '../../core/broker/readiness';
 import { brokerSettled, contenderEnv, measureBroker, runContender, type ContenderName, type RunResult, type RunSpec } from '../bench/contenders';
-import { formatTable, ratios, renderSvg, summarizeRounds, type CaseSummary } from '../bench/report';
+import { formatTable, ratios, renderSvg, summarizeRounds, verdictOf, type CaseSummary } from '../bench/report';
 import { formatSoak, formatWatchCost, runWatchChild, watchCost, watchSoak, type WatchChildSpec, type WatchCost } from '../bench/watch';
 import { action, parsePositiveInt } from '../run';
 import { runUntilStopped, signalExitCode, StopSignals } from '../lifecycle';
@@ -287,7 +287,8 @@ async function benchCommand(options: { quick?: boolean; rounds?: number; out: st
   for (const run of brokers) {
     process.stdout.write(`\nRabbitMQ ${run.version} (${run.rabbitmq})\n${formatTable(run.cases)}\n\nRatios (BridgeScope / a raw floor, same run, median of ${rounds} round(s); ${cpus().length} cores shared with other work; CPU: the process running both sides):\n`);
     for (const ratio of run.ratios) {
-      process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}  target ${ratio.target}  ${ratio.target === 'report' ? '' : ratio.met ? 'met' : 'MISSED'}\n`);
+      const rounds = ratio.perRound ? ` (rounds ${ratio.perRound.map((value) => value.toFixed(3)).join(', ')})` : '';
+      process.stdout.write(`  ${ratio.label.padEnd(66)} ${ratio.value.toFixed(3)}${rounds}  target ${ratio.target}  ${verdictOf(ratio)}\n`);
     }
   }
   for (const run of brokers) if (run.watch) process.stdout.write(`\n${formatWatchCost(run.watch)}\n`);
