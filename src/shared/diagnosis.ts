@@ -146,6 +146,11 @@ function lastStepOf<K extends TraceStep['kind']>(steps: DiagnosisInput['steps'],
   return steps.findLast((step) => step.kind === kind) as Extract<TraceStep | TraceStepDraft, { kind: K }> | undefined;
 }
 
+/** A queue's count as one moment's (a run's failures, asked again every few seconds, each get their own): "3 messages were". */
+function waitingCount(ready: number): string {
+  return ready === 1 ? '1 message was' : `${ready} messages were`;
+}
+
 /**
  * How far a reply the client no longer waited for went (it was published: the late-reply branch needs it): dropped at
  * the exchange (returned, or routed to no queue), refused at its queue (nacked), in a queue (routed), or published with
@@ -386,14 +391,14 @@ export function diagnose(input: DiagnosisInput): Verdict {
       return verdict(
         'server-slow',
         'server',
-        `A consumer of ${queueName}${taker} took the request, but no reply came within ${waited} and the queue has no consumer now: the worker that took it stopped (it crashed, or was stopped) without replying; ${nowIdle.ready > 0 ? `${nowIdle.ready} message(s) wait there, the request among them if it was not acked` : 'if it had acked the request, the request is gone with it'}. ${startServer(deliveredQueue ?? requestKey).replace(/^./, (first) => first.toUpperCase())}, and check its log for why it stopped.`,
+        `A consumer of ${queueName}${taker} took the request, but no reply came within ${waited} and the queue has no consumer now: the worker that took it stopped (it crashed, or was stopped) without replying; ${nowIdle.ready > 0 ? `${waitingCount(nowIdle.ready)} waiting there when the broker was asked, the request among them if it was not acked` : 'if it had acked the request, the request is gone with it'}. ${startServer(deliveredQueue ?? requestKey).replace(/^./, (first) => first.toUpperCase())}, and check its log for why it stopped.`,
       );
     }
     return verdict('server-slow', 'server', `A consumer of ${queueName}${taker} took the request but no reply came within ${waited}: the server is slow, stuck or rejected it (${serverLog}); raise the timeout or check the server's handler.`);
   }
   if (brokerRequest && input.firehose) {
     const waiting = facts?.requestQueues.find((queue) => brokerRequest.detail.routedQueues.includes(queue.name));
-    const count = waiting ? `; ${waiting.ready} message(s) wait there` : '';
+    const count = waiting ? `; ${waitingCount(waiting.ready)} waiting there when the broker was asked` : '';
     return verdict('no-consumer', 'queue', `The request reached ${queueName} but nobody consumed it within ${waited}${count}: ${startServer(deliveredQueue ?? requestKey)}.`);
   }
 
@@ -423,7 +428,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     return verdict(
       'no-consumer',
       'queue',
-      `Queue "${idle.name}" (bound on ${facts.exchange} for "${requestKey}") has no consumer, so the request waits there (${idle.ready === 1 ? '1 message was' : `${idle.ready} messages were`} waiting in it when the broker was asked): ${startServer(idle.name)}.`,
+      `Queue "${idle.name}" (bound on ${facts.exchange} for "${requestKey}") has no consumer, so the request waits there (${waitingCount(idle.ready)} waiting in it when the broker was asked): ${startServer(idle.name)}.`,
     );
   }
   const busy = facts.requestQueues[0] as QueueFact;

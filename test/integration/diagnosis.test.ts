@@ -184,7 +184,7 @@ describe('verdicts against the sandbox broker', () => {
       expect(verdict).toMatchObject({ code: 'no-consumer', hop: 'queue' });
       if (firehose) expect(verdict.evidence.join('\n')).toContain(`routed to "${queue}"`);
       expect(verdict.message).toContain(`"${queue}"`);
-      expect(verdict.message).toContain('1 message(s)');
+      expect(verdict.message).toContain('1 message was waiting');
     });
 
     it(`${mode}: says server-slow when a consumer took the request and no reply came in time`, async () => {
