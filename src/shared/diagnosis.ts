@@ -146,6 +146,15 @@ function lastStepOf<K extends TraceStep['kind']>(steps: DiagnosisInput['steps'],
   return steps.findLast((step) => step.kind === kind) as Extract<TraceStep | TraceStepDraft, { kind: K }> | undefined;
 }
 
+/**
+ * A reply whose topic has a "." inside a level: RabbitMQ delivers it on another topic (`reply/v1.2/x` on `reply/v1/2/x`),
+ * where a device that dispatches by the exact topic drops it. `arrived` for a reply seen at the client, `arrives` for one
+ * the broker's record shows routed to the device.
+ */
+export function otherTopicSentence(replyTopic: string, arrivedOn: string, tense: 'arrived' | 'arrives'): string {
+  return `The reply to "${replyTopic}" ${tense} on "${arrivedOn}": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "${replyTopic.replaceAll('.', '_')}").`;
+}
+
 /** A queue's count as one moment's (a run's failures, asked again every few seconds, each get their own): "3 messages were". */
 function waitingCount(ready: number): string {
   return ready === 1 ? '1 message was' : `${ready} messages were`;
@@ -196,13 +205,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
       evidence.push(`server: error ${outcome.error.code}: ${outcome.error.message}`);
       return verdict('replied-error', 'server', `The server answered "${requestTopic}" with error ${outcome.error.code} ("${outcome.error.message}"): the path works, fix the request or the handler.`);
     }
-    if (outcome.topicMismatch) {
-      return verdict(
-        'reply-on-other-topic',
-        'mqtt-deliver',
-        `The reply to "${outcome.replyTopic}" arrived on "${outcome.arrivedOn}": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "${outcome.replyTopic.replaceAll('.', '_')}").`,
-      );
-    }
+    if (outcome.topicMismatch) return verdict('reply-on-other-topic', 'mqtt-deliver', otherTopicSentence(outcome.replyTopic, outcome.arrivedOn, 'arrived'));
     return verdict('replied', 'mqtt-deliver', `A reply to "${requestTopic}" arrived on "${outcome.arrivedOn}".`);
   }
 

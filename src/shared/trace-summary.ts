@@ -120,9 +120,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         : 'was the reply topic subscribed?';
     summary.warnings.push(`The broker dropped the reply as unroutable: nothing is bound for "${key}" (${why}).`);
   }
-  if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) {
-    summary.warnings.push(`asked ${summary.replyTopic}, arrived on ${summary.arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`);
-  }
+  if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) summary.warnings.push(otherTopicWarning(summary.replyTopic, summary.arrivedOn));
   // The reply's delivery to the requester: the one on the connection that published the request (a shared reply topic
   // has other subscribers), else the first.
   const toRequester = replyDeliveries.find((item) => requestConnection !== undefined && item.connection === requestConnection);
@@ -137,7 +135,14 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   // Not sent here: the broker's delivery of the reply to the requester's subscription says on which topic it arrived
   // (the routing key as the MQTT plugin gives it to the device), as the app's own client says for its RPCs.
   const deliveredKey = (toRequester ?? (requestConnection === undefined ? replyDeliveries[0] : undefined))?.step.detail.routingKeys[0];
-  if (!sentHere && summary.arrivedOn === undefined && deliveredKey !== undefined) summary.arrivedOn = routingKeyToTopic(deliveredKey);
+  if (!sentHere && summary.arrivedOn === undefined && deliveredKey !== undefined) {
+    summary.arrivedOn = routingKeyToTopic(deliveredKey);
+    // A "." inside a level of the reply topic the device named: the broker delivered the reply on another topic.
+    if (summary.replyTopic !== undefined && summary.arrivedOn !== summary.replyTopic) {
+      summary.topicMismatch = true;
+      summary.warnings.push(otherTopicWarning(summary.replyTopic, summary.arrivedOn));
+    }
+  }
   // Predicted from the broker's record and its version; the client's own packet (an RPC sent here) says for certain, and
   // the call's outcome warns of it then.
   if (replyDelivery?.delivery.transient && receivedQos === undefined) summary.warnings.push(transientReplySentence(replyDelivery.delivery.clientId, replyDelivery.step.detail.wire));
@@ -183,4 +188,8 @@ function laterThanVerdict(steps: readonly TraceStep[], verdictStep: TraceStep): 
   const after = (furthest.at - verdictStep.at) / 1000;
   const when = after < 1 ? 'less than a second' : after < 120 ? `${Math.round(after)} s` : `${Math.round(after / 60)} min`;
   return `The verdict above was decided ${when} before ${LATER_WAY[furthest.kind]} (the steps after it): it does not count them, so read them for what happened next.`;
+}
+
+function otherTopicWarning(asked: string, arrivedOn: string): string {
+  return `asked ${asked}, arrived on ${arrivedOn}: a "." in a topic level is a level separator for RabbitMQ.`;
 }

@@ -147,6 +147,34 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     expect(named).toBe(clientId);
   }, 60_000);
 
+  it('judges a 2 MB request like any other (replied), and a reply topic with a "." inside a level as the other topic the device gets it on', async () => {
+    const clientId = uniqueName('dev-big');
+    const dev = await device(clientId, `reply/${clientId}`);
+    const big = uniqueName('big');
+    await dev.client.publishAsync(queue, JSON.stringify({ id: big, reply_to: `reply/${clientId}`, params: { blob: 'x'.repeat(2_000_000) } }), { qos: 1 });
+    const bigVerdict = await waitForStep(store, (step) => step.rpcId === big && step.kind === 'rpc.diagnosed');
+    // It stayed "pending" for good: the watch's pairing parsed no body over 1 MB.
+    expect(bigVerdict.kind === 'rpc.diagnosed' && bigVerdict.detail.verdict.code).toBe('replied');
+    expect(store.summary(big).state).toBe('replied');
+
+    const dotted = `reply/v1.2/${clientId}`;
+    await dev.client.subscribeAsync(dotted, { qos: 1 });
+    const dot = uniqueName('dot');
+    const arrived = new Promise<string>((resolve) => dev.client.on('message', (topic, payload) => payload.toString().includes(dot) && resolve(topic)));
+    await dev.client.publishAsync(queue, JSON.stringify({ id: dot, reply_to: dotted }), { qos: 1 });
+    // The device's own packet: the topic the broker really delivered on.
+    const topic = await arrived;
+    expect(topic).toBe(`reply/v1/2/${clientId}`);
+    const dotVerdict = await waitForStep(store, (step) => step.rpcId === dot && step.kind === 'rpc.diagnosed');
+    const verdict = dotVerdict.kind === 'rpc.diagnosed' ? dotVerdict.detail.verdict : undefined;
+    expect(verdict?.code).toBe('reply-on-other-topic');
+    expect(verdict?.message).toBe(`The reply to "${dotted}" arrives on "${topic}": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "reply/v1_2/${clientId}").`);
+    await waitForStep(store, stepOf(dot, 'broker.delivered', 'reply'));
+    const summary = store.summary(dot);
+    expect(summary).toMatchObject({ arrivedOn: topic, topicMismatch: true });
+    expect(summary.warnings).toContain(`asked ${dotted}, arrived on ${topic}: a "." in a topic level is a level separator for RabbitMQ.`);
+  }, 60_000);
+
   it('a worker that took the request and died without replying: server slow, naming the connection that took it and the name its client gave it, never "no consumer"', async () => {
     const zombieQueue = uniqueName('their_zombie_rpc');
     const workerName = uniqueName('billing-worker');

@@ -72,6 +72,20 @@ describe('the session watch controller', () => {
     expect(() => watch.open('w1')).toThrow(/no longer kept/);
   });
 
+  it('lists a pair whose reply the device gets on another topic (a "." inside a level) with the verdicts, counted as a pair too', async () => {
+    const { watch, batches, watcher } = controller();
+    await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.v1.2.dev', replyTopic: 'reply/v1.2/dev', sentAt: 1, id: 'dot', type: 'pair', rttMs: 3 });
+    watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.dev', replyTopic: 'reply/dev', sentAt: 1, id: 'plain', type: 'pair', rttMs: 3 });
+    await watch.stop();
+    const [batch] = batches;
+    expect(batch?.pairs).toBe(2);
+    expect(batch?.replied.map((rpc) => rpc.id)).toEqual(['plain']);
+    expect(batch?.verdicts.map((rpc) => [rpc.id, rpc.verdict?.code, rpc.verdict?.message])).toEqual([
+      ['dot', 'reply-on-other-topic', 'The reply to "reply/v1.2/dev" arrives on "reply/v1/2/dev": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "reply/v1_2/dev").'],
+    ]);
+  });
+
   it('opens a watched RPC as trace steps once, with its verdict and what the watch does not see', async () => {
     const { watch, batches, watcher, steps } = controller();
     await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });

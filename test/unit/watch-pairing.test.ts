@@ -103,6 +103,18 @@ describe('passive RPC pairing', () => {
     expect(stats).toMatchObject({ topic: 'rpc_queue', requests: 2, replies: 2, unanswered: 0, p50: 10, p99: 40, workers: { w1: 1, 'conn-9': 1 } });
   });
 
+  it('pairs a request and reply of any size (a 2 MB echo), and a request whose JSON breaks after its id and reply_to, as the trace joins them', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    const big = 'x'.repeat(2_000_000);
+    expect(pairing.observe(msg(0, 'rpc_queue', { id: 'big', reply_to: 'reply/big', params: { blob: big } }))).toEqual([{ type: 'watch-key', key: 'reply.big' }]);
+    const closed = pairing.observe(msg(30, 'reply.big', { id: 'big', result: { blob: big }, worker: 'w2' }));
+    expect(of(closed, 'pair')).toEqual([expect.objectContaining({ id: 'big', rttMs: 30, worker: 'w2' })]);
+    // Broken after the fields it names: still the request it says it is (a worker that cannot parse it will not answer).
+    expect(asRequest(msg(0, 'rpc_queue', '{"id": "U-malformed", "reply_to": "reply/dev-mal", broken'))).toEqual({ pattern: 'seed', topic: 'rpc_queue', id: 'U-malformed', replyKey: 'reply.dev-mal', replyTopic: 'reply/dev-mal' });
+    // A number id reads as its text, as before.
+    expect(asRequest(msg(0, 'rpc_queue', { id: 7, reply_to: 'reply/n' }))?.id).toBe('7');
+  });
+
   it('tells a second reply to an answered request: counted, with who sent each, never paired again', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000, keyLingerMs: 30_000 });
     pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }));

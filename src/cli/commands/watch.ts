@@ -1,6 +1,6 @@
 /** `bridgescope watch`: other clients' RPCs on the MQTT exchange, paired passively, with a verdict for each one unanswered (issue 23). */
 import type { Command } from 'commander';
-import { Watcher, type WatchLine } from '../../core/watch/watcher';
+import { repliedVerdict, Watcher, type WatchLine } from '../../core/watch/watcher';
 import type { TopicStats } from '../../core/watch/pairing';
 import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_TOPIC } from '../../shared/defaults';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
@@ -43,7 +43,12 @@ function plainLine(line: WatchLine): string {
     const fate = line.dropped ? 'the broker routed it to no queue, so no device got it' : 'a device still subscribed gets both';
     return `${time}  duplicate ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern}): another reply to a request already answered${first}; ${fate}`;
   }
-  if (line.type === 'pair') return `${time}  replied   ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern})`;
+  if (line.type === 'pair') {
+    // Replied, on another topic than the device asked for (a "." inside a level): said, as the app says it.
+    const seen = repliedVerdict(line, 'watch');
+    const other = seen.code === 'replied' ? '' : `: ${seen.code}: ${seen.message}`;
+    return `${time}  replied   ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern})${other}`;
+  }
   return `${time}  ${line.verdict.code.padEnd(9)} ${line.topic}  id ${line.id}${line.rttMs !== undefined ? `  ${ms(line.rttMs)}` : ''}${who}  (${line.pattern}): ${line.verdict.message}`;
 }
 

@@ -209,6 +209,8 @@ export class WatchController {
     // Counted in the topic's figures (duplicates); the request itself closed with its first reply.
     if (line.type === 'duplicate' || line.type === 'not-request' || line.type === 'qos0-replies') return;
     this.seq += 1;
+    // A pair whose reply the device gets on another topic (a "." inside a level of its reply topic): a verdict to show.
+    const paired = line.type === 'pair' ? repliedVerdict(line, 'watch') : undefined;
     const rpc: WatchRpc = {
       key: `w${this.seq}`,
       pattern: line.pattern,
@@ -222,18 +224,20 @@ export class WatchController {
       sentAt: line.sentAt,
       ...(line.rttMs !== undefined ? { rttMs: line.rttMs } : {}),
       ...(line.worker !== undefined ? { worker: line.worker } : {}),
-      ...(line.type === 'verdict' ? { verdict: line.verdict } : {}),
+      ...(line.type === 'verdict' ? { verdict: line.verdict } : paired !== undefined && paired.code !== 'replied' ? { verdict: paired } : {}),
       // A reply decides at its arrival (rttMs); an unanswered request at its timeout, once the broker was asked: now.
       ...(line.type === 'verdict' && line.rttMs === undefined ? { decidedAt: Date.now() } : {}),
     };
     this.closed.set(rpc.key, rpc);
     if (this.closed.size > KEPT_CLOSED) this.closed.delete(this.closed.keys().next().value as string);
-    if (line.type === 'pair') {
+    if (line.type === 'pair' && rpc.verdict === undefined) {
       this.batchPairs += 1;
       this.batchReplied.push(rpc);
       if (this.batchReplied.length > REPLIED_SAMPLE) this.batchReplied.shift();
       return;
     }
+    // Replied all the same: counted with the pairs, listed with the verdicts.
+    if (line.type === 'pair') this.batchPairs += 1;
     if (this.batchVerdicts.length >= WATCH_BATCH_VERDICTS) {
       this.dropped.ui += 1;
       return;

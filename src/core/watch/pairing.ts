@@ -13,6 +13,7 @@ import { percentile } from '../../shared/stats';
 import { routingKeyToTopic } from '../../shared/topic-map';
 import type { WatchTopicStats } from '../../shared/contract';
 import { RecentIds } from '../recent-ids';
+import { readTopLevelFields } from '../trace/json-fields';
 import { subscriptionQueueOwner } from '../../shared/rabbitmq-mqtt';
 
 export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
@@ -193,6 +194,29 @@ export function jsonObject(body: Buffer): Record<string, unknown> | undefined {
   }
 }
 
+/** The top-level fields the pairing reads of a seed body: a request's id and where to reply; a reply's id; the worker that answered. */
+const REQUEST_FIELDS = ['id', 'reply_to'] as const;
+const ID_FIELD = ['id'] as const;
+const WORKER_FIELD = ['worker'] as const;
+
+/**
+ * A seed body's `id`, `reply_to` and `worker`, read without parsing the rest (the trace's reader): a body of any size
+ * (a 2 MB request was never paired, so its RPC stayed "pending" in the Trace for good), and one whose JSON breaks after
+ * those fields (a device's malformed request is still the request it names, as the trace joins it). Undefined when it
+ * does not open as a JSON object.
+ */
+function seedFields(body: Buffer, wanted: readonly string[] = REQUEST_FIELDS): { id?: string; replyTo?: unknown; worker?: unknown } | undefined {
+  // The scan stops once it has them all: only the fields asked for.
+  const fields = readTopLevelFields(body, wanted);
+  if (fields === undefined) return undefined;
+  const id = fields.get('id');
+  return {
+    ...(typeof id === 'string' || typeof id === 'number' ? { id: String(id) } : {}),
+    ...(fields.has('reply_to') ? { replyTo: fields.get('reply_to') } : {}),
+    ...(fields.has('worker') ? { worker: fields.get('worker') } : {}),
+  };
+}
+
 /** AMQP routing keys are short strings: a reply address longer than this cannot be one (nor bound). */
 const MAX_KEY_BYTES = 255;
 
@@ -207,11 +231,10 @@ export function whyNotRequest(message: ObservedMessage): string {
   // Half of another pattern: said as such, not as "no reply topic".
   if (text(message.headers?.['x-reply-to-topic']) !== undefined) return 'it has an MQTT 5 Response Topic but no Correlation Data (nor a JSON "id" in its body)';
   if (message.replyTo) return 'its AMQP reply_to comes without a correlation_id (nor a JSON "id" and "reply_to" in its body)';
-  const body = jsonObject(message.body);
+  const body = seedFields(message.body);
   if (body === undefined) return `its body is not a JSON object (${message.body.length} bytes) and it has no MQTT 5 Response Topic or AMQP reply_to`;
-  const hasId = typeof body.id === 'string' || typeof body.id === 'number';
-  if (!hasId) return 'its JSON body has no "id" (and the message no correlation id)';
-  if (typeof body.reply_to !== 'string' || body.reply_to === '') return 'its JSON body has no "reply_to" (and the message no MQTT 5 Response Topic or AMQP reply_to), so no reply could find the device';
+  if (body.id === undefined) return 'its JSON body has no "id" (and the message no correlation id)';
+  if (typeof body.replyTo !== 'string' || body.replyTo === '') return 'its JSON body has no "reply_to" (and the message no MQTT 5 Response Topic or AMQP reply_to), so no reply could find the device';
   return 'its reply topic is longer than a routing key may be';
 }
 
@@ -220,13 +243,12 @@ function requestOf(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined
   const replyTopic = text(headers['x-reply-to-topic']);
   const correlation = message.correlationId ?? text(headers['x-correlation-id']);
   if (replyTopic !== undefined && replyTopic !== '') {
-    const body = jsonObject(message.body);
-    const id = correlation ?? (typeof body?.id === 'string' || typeof body?.id === 'number' ? String(body.id) : undefined);
+    const id = correlation ?? seedFields(message.body, ID_FIELD)?.id;
     if (id !== undefined) return { pattern: 'mqtt5', topic: message.routingKey, id, replyKey: replyTopic, replyTopic: routingKeyToTopic(replyTopic) };
   }
-  const body = jsonObject(message.body);
-  if (body && (typeof body.id === 'string' || typeof body.id === 'number') && typeof body.reply_to === 'string' && body.reply_to !== '') {
-    return { pattern: 'seed', topic: message.routingKey, id: String(body.id), replyKey: body.reply_to.replaceAll('/', '.'), replyTopic: body.reply_to };
+  const body = seedFields(message.body);
+  if (body?.id !== undefined && typeof body.replyTo === 'string' && body.replyTo !== '') {
+    return { pattern: 'seed', topic: message.routingKey, id: body.id, replyKey: body.replyTo.replaceAll('/', '.'), replyTopic: body.replyTo };
   }
   if (message.replyTo && correlation !== undefined) return { pattern: 'amqp', topic: message.routingKey, id: correlation, replyKey: message.replyTo };
   return undefined;
@@ -234,8 +256,8 @@ function requestOf(message: ObservedMessage): Omit<RpcRef, 'sentAt'> | undefined
 
 /** The worker a reply names: its body's `worker` field, else its connection when known. */
 function workerOf(message: ObservedMessage): string | undefined {
-  const body = jsonObject(message.body);
-  if (typeof body?.worker === 'string' && body.worker !== '') return body.worker.slice(0, 200);
+  const worker = seedFields(message.body, WORKER_FIELD)?.worker;
+  if (typeof worker === 'string' && worker !== '') return worker.slice(0, 200);
   return message.connection;
 }
 
@@ -243,8 +265,7 @@ function workerOf(message: ObservedMessage): string | undefined {
 function replyId(message: ObservedMessage): string | undefined {
   const correlation = message.correlationId ?? text(message.headers?.['x-correlation-id']);
   if (correlation !== undefined) return correlation;
-  const body = jsonObject(message.body);
-  return typeof body?.id === 'string' || typeof body?.id === 'number' ? String(body.id) : undefined;
+  return seedFields(message.body, ID_FIELD)?.id;
 }
 
 export class RpcPairing {

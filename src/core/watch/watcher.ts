@@ -1,6 +1,7 @@
 /** Watch (issue 23): a tap and the pairing together, with a verdict for each request left unanswered. */
 import { EventEmitter } from 'node:events';
-import { diagnose, lateBecauseNoConsumer, WATCH_TIMEOUT_REMEDY, type TimeoutRemedy, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import { diagnose, lateBecauseNoConsumer, otherTopicSentence, WATCH_TIMEOUT_REMEDY, type TimeoutRemedy, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import { routingKeyToTopic } from '../../shared/topic-map';
 import { RecentIds } from '../recent-ids';
 import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import type { BrokerParty, TraceStepDraft } from '../../shared/trace';
@@ -89,11 +90,18 @@ export interface WatcherEvents {
 export function repliedVerdict(pair: RpcRef & { rttMs: number; worker?: string; replyRoutedQueues?: string[] }, by: 'watch' | 'firehose'): Verdict {
   const routed = pair.replyRoutedQueues?.length ? `, routed to ${pair.replyRoutedQueues.map((queue) => `"${queue}"`).join(', ')}` : '';
   const who = pair.worker !== undefined ? ` by ${pair.worker}` : '';
+  const evidence = [`${by}: request "${pair.id}" (${pair.pattern}) on "${pair.topic}", its reply on "${pair.replyKey}" ${pair.rttMs} ms later${routed}`];
+  // A "." inside a level of the reply topic the device named: the broker delivers the reply on another topic.
+  const arrivesOn = pair.replyTopic !== undefined ? routingKeyToTopic(pair.replyKey) : undefined;
+  if (arrivesOn !== undefined && pair.replyTopic !== undefined && arrivesOn !== pair.replyTopic) {
+    evidence.push(`${by}: the device asked for its reply on "${pair.replyTopic}"; the broker delivers key "${pair.replyKey}" on "${arrivesOn}"`);
+    return { code: 'reply-on-other-topic', hop: 'mqtt-deliver', message: otherTopicSentence(pair.replyTopic, arrivesOn, 'arrives'), evidence };
+  }
   return {
     code: 'replied',
     hop: 'mqtt-deliver',
     message: `The reply to "${pair.topic}" id ${pair.id} was published${who} on "${pair.replyKey}" ${pair.rttMs} ms after the request${routed}.`,
-    evidence: [`${by}: request "${pair.id}" (${pair.pattern}) on "${pair.topic}", its reply on "${pair.replyKey}" ${pair.rttMs} ms later${routed}`],
+    evidence,
   };
 }
 
