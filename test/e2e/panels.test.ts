@@ -184,5 +184,13 @@ describe('the panels in Chromium (issue 26)', () => {
     expect(await page.locator('[data-testid=trace-no-verdict]').textContent()).toMatch(/^A load run gives no verdict to a request that was answered/);
     await page.screenshot({ path: join(shots, 'trace-after-reload-1400x900.png') });
     await page.selectOption('[data-testid=trace-origin]', 'all');
+    // Import would replace that trace: it asks first, and the file picker opens from the answer.
+    await page.click('[data-testid=trace-import-button]');
+    expect(await page.textContent('[data-testid=trace-import-confirm]')).toMatch(/^\s*Importing a file replaces the trace of 7 RPCs in the app with the file's; Export it first to keep a copy\./);
+    await page.screenshot({ path: join(shots, 'trace-import-confirm-1400x900.png') });
+    const chooser = page.waitForEvent('filechooser');
+    await page.click('[data-testid=trace-import-yes]');
+    expect((await chooser).isMultiple()).toBe(false);
+    expect(await page.locator('[data-testid=trace-row]').count()).toBe(7);
   }, 120_000);
 });

@@ -74,11 +74,15 @@ function rpcSteps(rpcId: string, at: number, options: { client?: boolean; replyT
   ];
 }
 
-function mountWith<C>(component: C, answers: Parameters<typeof fakeClient>[0] = {}, state?: AppState): { wrapper: VueWrapper; client: ReturnType<typeof fakeClient> } {
+function mountWith<C>(component: C, answers: Parameters<typeof fakeClient>[0] = {}, state?: AppState, attached = false): { wrapper: VueWrapper; client: ReturnType<typeof fakeClient> } {
   const pinia = createPinia();
   setActivePinia(pinia);
   const client = fakeClient({ 'profile.list': () => [], ...answers });
-  const wrapper = mount(component as never, { global: { plugins: [pinia], provide: { [clientKey as symbol]: client }, stubs: { LoadCharts: true } } });
+  const wrapper = mount(component as never, {
+    global: { plugins: [pinia], provide: { [clientKey as symbol]: client }, stubs: { LoadCharts: true } },
+    // In the document when a test reads the focus.
+    ...(attached ? { attachTo: document.body } : {}),
+  });
   if (state) useAppStore().state = state;
   return { wrapper, client };
 }
@@ -646,6 +650,38 @@ describe('the Trace panel', () => {
     expect(wrapper.find('[data-testid=trace-reply-body]').text()).toHaveLength(2001);
     await wrapper.find('[data-testid=trace-reply-show-all]').trigger('click');
     expect(wrapper.find('[data-testid=trace-reply-body]').text()).toHaveLength(5000);
+  });
+
+  it('Import asks first when it would replace a trace (the file picker opens only from the answer), and not when there is none', async () => {
+    const { wrapper } = mountWith(TracePanel, {}, connected, true);
+    const picked: string[] = [];
+    const input = wrapper.find<HTMLInputElement>('[data-testid=trace-import]').element;
+    input.addEventListener('click', (event) => {
+      event.preventDefault();
+      picked.push('picker');
+    });
+    // Nothing to replace: straight to the file picker.
+    expect(wrapper.find('[data-testid=trace-import-button]').text()).toBe('Import');
+    await wrapper.find('[data-testid=trace-import-button]').trigger('click');
+    expect(picked).toEqual(['picker']);
+    useTraceViewStore().ingest([...rpcSteps('a', 1000), ...rpcSteps('b', 2000)]);
+    await flushPromises();
+    expect(wrapper.find('[data-testid=trace-import-button]').text()).toBe('Import…');
+    await wrapper.find('[data-testid=trace-import-button]').trigger('click');
+    await flushPromises();
+    expect(picked).toEqual(['picker']);
+    expect(wrapper.find('[data-testid=trace-import-confirm]').text()).toMatch(/^Importing a file replaces the trace of 2 RPCs in the app with the file's; Export it first to keep a copy\./);
+    expect(document.activeElement?.getAttribute('data-testid')).toBe('trace-import-keep');
+    await wrapper.find('[data-testid=trace-import-keep]').trigger('click');
+    await flushPromises();
+    expect(picked).toEqual(['picker']);
+    expect(wrapper.find('[data-testid=trace-import-confirm]').exists()).toBe(false);
+    await wrapper.find('[data-testid=trace-import-button]').trigger('click');
+    await flushPromises();
+    await wrapper.find('[data-testid=trace-import-yes]').trigger('click');
+    await flushPromises();
+    expect(picked).toEqual(['picker', 'picker']);
+    wrapper.unmount();
   });
 
   it('a bad import says why in a sentence and no longer shows the previous "Imported" line', async () => {
