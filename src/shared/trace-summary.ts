@@ -20,6 +20,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   let sentHere = false;
   /** the connection that published the request, and each delivery of a reply to an MQTT client's subscription */
   let requestConnection: string | undefined;
+  let namedByVerdict: string | undefined;
   /** the step of the latest verdict: steps of the request's own way that came after it are not in it */
   let verdictStep: TraceStep | undefined;
   const replyDeliveries: Array<{ delivery: MqttDelivery; connection: string | undefined; step: Extract<TraceStep, { kind: 'broker.delivered' }> }> = [];
@@ -85,6 +86,8 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
       case 'rpc.diagnosed':
         summary.verdict = step.detail.verdict;
         verdictStep = step;
+        // A device named after its publish (see Verdict.device): its request step does not say, its verdict does.
+        if (step.detail.verdict.device !== undefined) namedByVerdict = step.detail.verdict.device;
         break;
       default:
         break;
@@ -125,6 +128,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   // has other subscribers), else the first.
   const toRequester = replyDeliveries.find((item) => requestConnection !== undefined && item.connection === requestConnection);
   const replyDelivery = toRequester ?? replyDeliveries[0];
+  if (!sentHere) summary.device ??= namedByVerdict;
   if (sentHere) {
     // The app's own client is no device of someone else's: its RPCs keep their id in the list.
     delete summary.device;

@@ -70,6 +70,11 @@ export interface Verdict {
    * only too late, and its reply went on without the client.
    */
   replyReached?: { hop: Hop; stopped: boolean };
+  /**
+   * The MQTT client that sent the request, when it was named only after its publish (an RPC not sent here whose device
+   * connected after tracing began): its steps do not name it, the verdict does.
+   */
+  device?: string;
 }
 
 /** What a place knows about one RPC's verdict: the trace's latest `rpc.diagnosed` one, the one the call answered with (or History kept). */

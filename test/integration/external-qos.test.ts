@@ -87,7 +87,7 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
       mqttClients: new MqttClients(vhost.api, 200),
     });
     expect((await tracer.start()).state).toBe('on');
-    externals.nameConnectionsWith((name) => tracer.connectionNameOf(name));
+    externals.nameConnectionsWith(tracer);
     externals.start();
 
     const cases = [
@@ -225,10 +225,20 @@ describe(`other people's RPCs by MQTT client and QoS (RabbitMQ ${broker.version}
     await channel.bindQueue(lateQueue, 'amq.direct', lateQueue);
     const clientId = uniqueName('dev-early');
     const dev = await device(clientId, `reply/${clientId}`);
+    // Connected after tracing began, as the trial's device was: the tracer asks the management API for it only at its
+    // first publish, too late for that publish's step, and an unanswered request has no later event to carry the name.
+    await until(`the connection of ${clientId}`, async () => (await vhost.api.vhostConnections()).find((connection) => connection.mqttClientId === clientId));
     const id = uniqueName('early');
     await dev.client.publishAsync(lateQueue, JSON.stringify({ id, reply_to: `reply/${clientId}` }), { qos: 1 });
     const verdictOf = (code: string) => (step: TraceStep): boolean => step.rpcId === id && step.kind === 'rpc.diagnosed' && step.detail.verdict.code === code;
-    await waitForStep(store, verdictOf('no-consumer'));
+    const first = await waitForStep(store, verdictOf('no-consumer'));
+    // The failed RPC names its device all the same (the Trace header's "from MQTT client ..."), by its verdict if not its step.
+    expect(store.summary(id).device).toBe(clientId);
+    const published = store.findDetail(id, 'broker.published');
+    if (published?.publisher?.mqttClientId === undefined && first.kind === 'rpc.diagnosed') {
+      expect(first.detail.verdict.device).toBe(clientId);
+      expect(first.detail.verdict.evidence.at(-1)).toMatch(new RegExp(`^broker: the request was published at QoS 1 by MQTT client "${clientId}" \\(connection ".+", named by the management API after that publish\\)$`));
+    }
     // The workers come back and answer the backlog.
     const late = await startThirdPartyWorker(vhost.amqpUrl, lateQueue, (request, worker) => {
       worker.publish('amq.direct', request.reply_to.replaceAll('/', '.'), Buffer.from(JSON.stringify({ id: request.id, result: 'at last' })));

@@ -140,7 +140,7 @@ export function registerInspectCommands(program: Command): void {
           owner: `bridgescope trace (pid ${process.pid})`,
           ...withCliTls(),
         });
-        externals.nameConnectionsWith((name) => tracer.connectionNameOf(name));
+        externals.nameConnectionsWith(tracer);
         const abandoned = await checkAbandonedTracing(api);
         if (abandoned) say(abandoned.message);
         // The export only once tracing ran: a trace that never started has nothing to write.

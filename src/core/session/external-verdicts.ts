@@ -7,6 +7,7 @@
 import type { TimeoutRemedy, Verdict } from '../../shared/diagnosis';
 import type { TraceStep } from '../../shared/trace';
 import { BoundedMap } from '../bounded-map';
+import { publishedQos } from '../../shared/broker-qos';
 import type { FirehoseEvent, FirehoseStatus } from '../trace/firehose';
 import type { TraceStore } from '../trace/trace-store';
 import { observedFromFirehose } from '../watch/firehose-source';
@@ -49,7 +50,7 @@ export class ExternalVerdicts {
   /** when the firehose was not reading (the tracer reconnecting), oldest first */
   private readonly gaps: Array<{ from: number; until?: number }> = [];
   private stopped = false;
-  private nameOf: ((connection: string) => string | undefined) | undefined;
+  private names: ConnectionNames | undefined;
 
   constructor(private readonly options: ExternalVerdictsOptions) {
     this.timeoutMs = options.timeoutMs ?? EXTERNAL_TIMEOUT_MS;
@@ -61,7 +62,7 @@ export class ExternalVerdicts {
       timeoutMs: this.timeoutMs,
       lateWindowMs: EXTERNAL_LATE_WINDOW_MS,
       timeoutRemedy: options.timeoutRemedy ?? TRACE_PANEL_TIMEOUT_REMEDY,
-      connectionNameOf: (connection) => this.nameOf?.(connection),
+      connectionNameOf: (connection) => this.names?.connectionNameOf(connection),
     });
     this.rpcIds = new BoundedMap(10_000);
     this.watcher.on('line', (line) => this.settle(line));
@@ -71,9 +72,12 @@ export class ExternalVerdicts {
     void this.watcher.start();
   }
 
-  /** Where the names of the connections come from (the tracer feeding it): a verdict names the worker that took a request. */
-  nameConnectionsWith(nameOf: (connection: string) => string | undefined): void {
-    this.nameOf = nameOf;
+  /**
+   * Where the names of the connections come from (the tracer feeding it): a verdict names the worker that took a request,
+   * and the device that sent it when its steps could not (it connected after tracing began).
+   */
+  nameConnectionsWith(names: ConnectionNames): void {
+    this.names = names;
   }
 
   /**
@@ -139,7 +143,7 @@ export class ExternalVerdicts {
     // Only an RPC the trace still holds (not cleared, not evicted) and the app did not send.
     if (this.options.store.keysOf(rpcId) === undefined || this.ours(rpcId)) return;
     if (line.type === 'pair') {
-      this.options.addVerdict(rpcId, repliedVerdict(line, 'firehose'));
+      this.options.addVerdict(rpcId, this.withDevice(rpcId, repliedVerdict(line, 'firehose')));
       return;
     }
     // No reply seen while the firehose was down for part of its wait: not "server slow", not known.
@@ -155,6 +159,28 @@ export class ExternalVerdicts {
       });
       return;
     }
-    this.options.addVerdict(rpcId, line.verdict);
+    this.options.addVerdict(rpcId, this.withDevice(rpcId, line.verdict));
   }
+
+  /**
+   * The verdict, naming the device that sent the request when its request step could not: the device connected after
+   * tracing began, so the management API named its connection only after that publish (a replied RPC is named by its
+   * reply's delivery; an unanswered one had no later event to carry the name).
+   */
+  private withDevice(rpcId: string, verdict: Verdict): Verdict {
+    const published = this.options.store.findDetail(rpcId, 'broker.published');
+    const publisher = published?.leg === 'request' ? published.publisher : undefined;
+    if (publisher === undefined || publisher.mqttClientId !== undefined) return verdict;
+    const device = this.names?.mqttClientIdOf?.(publisher.connection);
+    if (device === undefined) return verdict;
+    const qos = publishedQos({ ...published, publisher: { ...publisher, mqttClientId: device } } as NonNullable<typeof published>);
+    const line = `broker: the request was published${qos !== undefined ? ` at QoS ${qos}` : ''} by MQTT client "${device}" (connection "${publisher.connection}", named by the management API after that publish)`;
+    return { ...verdict, device, evidence: [...verdict.evidence, line] };
+  }
+}
+
+/** The names the firehose's tracer knows for connections (FirehoseTracer). */
+export interface ConnectionNames {
+  connectionNameOf(connection: string): string | undefined;
+  mqttClientIdOf?(connection: string): string | undefined;
 }

@@ -152,7 +152,7 @@ export class TracingController {
         })
       : undefined;
     const tracer = this.options.createTracer(connection, this.store, externals ? (event, step) => externals.observe(event, step) : undefined);
-    externals?.nameConnectionsWith((name) => tracer.connectionNameOf(name));
+    externals?.nameConnectionsWith(tracer);
     const onStatus = (next: FirehoseStatus): void => {
       if (this.tracer !== tracer) return;
       this.current = tracerViewFor(next);

@@ -603,6 +603,14 @@ export class FirehoseTracer extends EventEmitter<FirehoseTracerEvents> {
     return this.clients?.connectionNameOf(connection);
   }
 
+  /**
+   * The MQTT client id of a connection, if the management API has named it by now: a device that connected after tracing
+   * began is unknown at its first publish (asked for then), and a request that gets no reply has no later event to carry it.
+   */
+  mqttClientIdOf(connection: string): string | undefined {
+    return this.clients?.knownClientIdOf(connection);
+  }
+
   /** Stops consuming and gives tracing back (see `releaseTracing`); safe to call during start and more than once. Never throws. */
   stop(): Promise<TracingRelease> {
     this.stopping ??= this.finish();

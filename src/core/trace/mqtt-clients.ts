@@ -83,6 +83,11 @@ export class MqttClients {
     return this.ids.get(connection)?.name;
   }
 
+  /** The MQTT client id of a connection if already known, without asking for it (a verdict read after the events). */
+  knownClientIdOf(connection: string): string | undefined {
+    return this.ids.get(connection)?.clientId ?? undefined;
+  }
+
   /** A connection seen consuming from a client's subscription queue is that client's. */
   learn(connection: string, clientId: string): void {
     const known = this.ids.get(connection);

@@ -679,6 +679,7 @@ const stepDetailSchemas = {
       message: z.string(),
       evidence: textList,
       replyReached: z.object({ hop: z.enum(HOPS), stopped: z.boolean() }).optional(),
+      device: z.string().max(1000).optional(),
     }),
   }),
 } satisfies { [K in TraceStepKind]: z.ZodType<TraceStepDetails[K]> };
