@@ -1,6 +1,6 @@
 /** The sandbox broker: a private RabbitMQ node with MQTT and management, living in one folder on loopback ports it keeps. */
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync, readSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection, createServer, type AddressInfo, type Server } from 'node:net';
 import { homedir, platform } from 'node:os';
@@ -77,6 +77,13 @@ interface SandboxIdentity {
   ports: SandboxPorts;
   /** a cluster node from a prepared root: the cluster's epmd port, which a restart of this node alone must use again */
   sharedEpmdPort?: number;
+  /**
+   * The RabbitMQ the node last started with (its data in mnesia/ is that version's): its choice (`system`, `4.3`...),
+   * its root when from a prepared one, and the version it reported. A start with another RabbitMQ is refused up front.
+   */
+  rabbitmq?: string;
+  root?: string;
+  version?: string;
 }
 
 const portLabels: Record<keyof SandboxPorts, string> = { amqp: 'AMQP', mqtt: 'MQTT', management: 'management HTTP', dist: 'Erlang distribution' };
@@ -226,7 +233,15 @@ async function readIdentity(dir: string): Promise<SandboxIdentity | undefined> {
     if (typeof identity.nodeName !== 'string' || !ports || !valid(ports.amqp) || !valid(ports.mqtt) || !valid(ports.management) || !valid(ports.dist)) {
       return undefined;
     }
-    return { nodeName: identity.nodeName, ports, ...(valid(identity.sharedEpmdPort) ? { sharedEpmdPort: identity.sharedEpmdPort } : {}) };
+    const text = (key: 'rabbitmq' | 'root' | 'version'): object => (typeof identity[key] === 'string' ? { [key]: identity[key] } : {});
+    return {
+      nodeName: identity.nodeName,
+      ports,
+      ...(valid(identity.sharedEpmdPort) ? { sharedEpmdPort: identity.sharedEpmdPort } : {}),
+      ...text('rabbitmq'),
+      ...text('root'),
+      ...text('version'),
+    };
   } catch {
     return undefined;
   }
@@ -287,7 +302,82 @@ function logTail(logFile: string, lines = 12): string {
   }
 }
 
-function explainStartFailure(log: string, ports: SandboxPorts): string {
+/** What a node wrote to its log from byte `offset` on (this start's lines, not an earlier run's), at most its last 64 KB. */
+function logSince(logFile: string, offset: number): string {
+  try {
+    const size = statSync(logFile).size;
+    const from = Math.max(offset, size - 65_536);
+    const buffer = Buffer.alloc(Math.max(0, size - from));
+    const fd = openSync(logFile, 'r');
+    try {
+      readSync(fd, buffer, 0, buffer.length, from);
+    } finally {
+      closeSync(fd);
+    }
+    return buffer.toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** How to get a node going in `dir` when its data is another RabbitMQ version's; `choice` is the one that made it, if known. */
+function otherVersionRemedy(dir: string, choice?: string): string {
+  const startWith = choice
+    ? `start it with the RabbitMQ it was made with (BRIDGESCOPE_RABBITMQ=${choice}, or \`broker start --rabbitmq ${choice}\`)`
+    : 'start it with the RabbitMQ version it was made with (BRIDGESCOPE_RABBITMQ=system, 4.0 or 4.3, or `broker start --rabbitmq`)';
+  return `${startWith}, use another folder (BRIDGESCOPE_SANDBOX_DIR, or \`broker start --dir\`), or remove ${join(dir, 'mnesia')} to start afresh (its queues, exchanges and users go with it)`;
+}
+
+/** A log line's own text, without the timestamp, level and process RabbitMQ puts before it. */
+const LOG_PREFIX = /^\d{4}-\d\d-\d\d[ T][\d:.+-]+ \[\w+\] <[\d.]+> ?/;
+
+/**
+ * The reason of the first "BOOT FAILED" block in a node's log: the first error RabbitMQ logged before it (3.10.8 and
+ * 4.3.6 both say there what failed, in words; the node's stdout and its log interleave in no fixed order), else the
+ * error term that follows its heading ("Error during startup: {...}", or "Exception during startup:" then
+ * "throw:{...}"); in one line of 300 characters at most.
+ */
+export function bootFailedReason(log: string): string | undefined {
+  const raw = log.split('\n');
+  const lines = raw.map((line) => line.replace(LOG_PREFIX, '').trim());
+  const heading = lines.indexOf('BOOT FAILED');
+  if (heading < 0) return undefined;
+  const isError = (index: number): boolean => /\[error\]/.test(raw[index] as string) && LOG_PREFIX.test(raw[index] as string);
+  const first = lines.findIndex((line, index) => index < heading && line !== '' && isError(index));
+  if (first >= 0) {
+    // An error's further lines come indented after the same prefix.
+    const message = [lines[first] as string];
+    for (let index = first + 1; index < heading && isError(index) && /^\s/.test((raw[index] as string).replace(LOG_PREFIX, '')) && lines[index] !== ''; index++) {
+      message.push(lines[index] as string);
+    }
+    return oneLine(message);
+  }
+  const rest = lines.slice(heading + 1);
+  const error = rest.findIndex((line) => /^(Error|Exception) during startup:/.test(line));
+  if (error < 0) return undefined;
+  if ((rest[error] as string).startsWith('Exception')) return rest.slice(error + 1).find((line) => line !== '')?.slice(0, 300);
+  // "Error during startup: {error," and the rest of its term on the lines up to the next empty one.
+  const end = rest.indexOf('', error);
+  const term = rest.slice(error, end < 0 ? undefined : end);
+  return oneLine(term);
+}
+
+/** A message's or an Erlang term's lines in one line: the indentation between the term's pieces goes. */
+function oneLine(lines: string[]): string {
+  return lines.join(' ').replace(/\s*([{},[\]])\s*/g, '$1').replace(/: ?\{/, ': {').slice(0, 300);
+}
+
+/**
+ * Why a node stopped during start-up, from what it logged in this start; `dir` is its sandbox folder, `madeWith` the
+ * RabbitMQ version its folder last recorded (a folder from before versions were recorded, or the machine's package
+ * upgraded since, reaches the node's boot with another version's data).
+ */
+export function explainStartFailure(log: string, ports: SandboxPorts, dir: string, madeWith?: string): string {
+  // RabbitMQ 3.11+ on the data of an older version whose feature flags it requires (4.3.6 on 3.10.8's, for one).
+  const requiredFlag = /Feature flags: `([\w.]+)`: required feature flag not enabled/.exec(log) ?? /disabled_required_feature_flag,\s*(\w+)/.exec(log);
+  if (requiredFlag) {
+    return `the sandbox folder ${dir} holds a node's data made by another RabbitMQ version${madeWith ? ` (${madeWith})` : ''}, which this one cannot start on (its log: required feature flag \`${requiredFlag[1]}\` is not enabled): ${otherVersionRemedy(dir, madeWith)}`;
+  }
   const listener = /could_not_start_listener,"?[\d.:a-f]+"?,(\d+)/.exec(log);
   if (listener) return `port ${listener[1]} was taken by another process meanwhile`;
   if (/eaddrinuse|address already in use/i.test(log)) {
@@ -295,6 +385,8 @@ function explainStartFailure(log: string, ports: SandboxPorts): string {
   }
   const erlang = /erl: not found|erl: command not found/.test(log);
   if (erlang) return 'Erlang (`erl`) is not on the PATH';
+  const boot = bootFailedReason(log);
+  if (boot) return `its boot failed: ${boot}`;
   return lastErrorLine(log) ?? 'no reason in the log';
 }
 
@@ -331,7 +423,17 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   const status = await sandboxStatus(dir);
   if (status.state === 'running') return { info: status.info, reused: true, warnings };
   // A record from before identity.json existed still names the node and its ports.
-  const remembered = (await readIdentity(dir)) ?? (status.state === 'stale' ? { nodeName: status.info.nodeName, ports: status.info.ports } : undefined);
+  const remembered: SandboxIdentity | undefined =
+    (await readIdentity(dir)) ??
+    (status.state === 'stale'
+      ? {
+          nodeName: status.info.nodeName,
+          ports: status.info.ports,
+          ...(status.info.rabbitmq ? { rabbitmq: status.info.rabbitmq } : {}),
+          ...(status.info.root ? { root: status.info.root } : {}),
+          ...(status.info.version ? { version: status.info.version } : {}),
+        }
+      : undefined);
   if (status.state === 'stale') {
     warnings.push(`Found a stale sandbox record: ${status.reason}; starting a fresh node.`);
     // Everything the record names goes: the node if still alive, its wrapper, a root's namespace and epmd.
@@ -339,6 +441,7 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   }
 
   const install = resolveRabbitMQ(opts.rabbitmq, opts.env ?? process.env);
+  refuseOtherVersionsData(dir, opts.nodeName ?? remembered?.nodeName, remembered, install);
   const serverScript = install.kind === 'root' ? ROOT_SERVER_SCRIPT : findRabbitMQ(opts.env ?? process.env);
   const ports = await choosePorts(opts.ports, remembered?.ports, warnings);
   // The same node name keeps the same data folder (mnesia) across restarts.
@@ -394,6 +497,8 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   delete env.RABBITMQ_NODE_IP_ADDRESS;
 
   progress(`Starting RabbitMQ node ${nodeName} (RabbitMQ ${describeInstall(install)}) in ${dir}`);
+  // What this start logs begins here (the log keeps earlier runs' lines).
+  const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
   const logFd = openSync(logFile, 'a');
   // In its own folder: an Erlang crash dump (erl_crash.dump) lands there, not in whatever folder the user ran us from.
   const command = install.kind === 'root' ? chrootCommand(install.root, dir, [serverScript]) : { file: serverScript, args: [] };
@@ -421,10 +526,10 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
   for (;;) {
     if (exited) {
       if (install.kind === 'root') await killRootProcesses(install.root, dir, 5000);
-      const log = logTail(logFile, 40);
+      const log = logSince(logFile, logStart);
       throw new BridgeError(
         'broker-failed',
-        `RabbitMQ node ${nodeName} stopped during start-up: ${explainStartFailure(log, ports)}. Log: ${logFile}`,
+        `RabbitMQ node ${nodeName} stopped during start-up: ${explainStartFailure(log, ports, dir, remembered?.version)}. Log: ${logFile}`,
       );
     }
     if (opts.signal?.aborted) {
@@ -470,10 +575,36 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
     if (epmdPort) info.epmdPort = epmdPort;
   }
   await writeFile(join(dir, STATE_FILE), JSON.stringify({ ...info, wrapperPid: child.pid }, null, 2));
-  const identity: SandboxIdentity = { nodeName, ports, ...(sharedEpmdPort ? { sharedEpmdPort } : {}) };
+  const recordedVersion = version ?? (install.kind === 'root' ? install.version : undefined);
+  const identity: SandboxIdentity = {
+    nodeName,
+    ports,
+    ...(sharedEpmdPort ? { sharedEpmdPort } : {}),
+    rabbitmq: install.label,
+    ...(install.kind === 'root' ? { root: install.root } : {}),
+    ...(recordedVersion ? { version: recordedVersion } : {}),
+  };
   await writeFile(join(dir, IDENTITY_FILE), JSON.stringify(identity, null, 2));
   progress(`RabbitMQ node ${nodeName} is ready`);
   return { info, reused: false, warnings };
+}
+
+/**
+ * A node's data (mnesia/<node>) is the RabbitMQ version's that made it: another version crashes on it (4.3.6 on
+ * 3.10.8's: a required feature flag is not enabled), hangs (4.0.5 on 4.3.6's) or starts without what it held (3.10.8
+ * on 4.3.6's). A folder that recorded another RabbitMQ than `install` is refused before the node boots, saying what to do.
+ */
+function refuseOtherVersionsData(dir: string, nodeName: string | undefined, remembered: SandboxIdentity | undefined, install: RabbitMQInstall): void {
+  if (!remembered?.rabbitmq || !nodeName) return;
+  const madeBy = remembered.root ?? 'system';
+  const now = install.kind === 'root' ? install.root : 'system';
+  const data = join(dir, 'mnesia', nodeName);
+  if (madeBy === now || !existsSync(data)) return;
+  const made = `RabbitMQ ${remembered.version ?? remembered.rabbitmq}${remembered.root ? ` (from ${remembered.root})` : " (this machine's)"}`;
+  throw new BridgeError(
+    'bad-input',
+    `The sandbox folder ${dir} holds a node's data made with ${made}, and RabbitMQ ${describeInstall(install)} cannot run on another version's data: ${otherVersionRemedy(dir, remembered.rabbitmq)}.`,
+  );
 }
 
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
