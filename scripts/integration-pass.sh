@@ -24,6 +24,9 @@
 # - test/e2e/trust.test.ts: its scenarios need a RabbitMQ without MQTT 5 (3.10-3.12): a Connect refused for asking MQTT
 #   5, and MQTT 5 options filled in but not sent over the 3.1.1 it falls back to. On 4.x both are accepted and sent.
 # - test/integration/sandbox-cluster.test.ts (3 nodes) on 4.0: it runs on 3.10 (Mnesia) and 4.3 (Khepri); 4.0 is Mnesia.
+# And in the 4.3 pass only: test/integration/sandbox-other-version.test.ts starts a folder on the machine's RabbitMQ, then
+# on 4.3 (a version switch on one folder): it needs the 4.3 root, which `npm test` on a newcomer's machine does not have
+# (.ci/run makes it for the 4.x passes).
 # The serial group's output is printed after the other's, whole. Exit 1 when either group failed, after the failed
 # tests of both groups again, last: CI keeps only the tail of a long log, and a 4.3 pass once failed with the tail
 # showing the serial group's green summary and not one line of what failed in the other.
@@ -33,8 +36,8 @@ version=${1:?give the RabbitMQ: system, 4.0 or 4.3}
 
 left_out=()
 case "$version" in
-  system) ;;
-  4.0) left_out=(test/integration/preflight-versions.test.ts test/e2e/trust.test.ts test/integration/sandbox-cluster.test.ts) ;;
+  system) left_out=(test/integration/sandbox-other-version.test.ts) ;;
+  4.0) left_out=(test/integration/preflight-versions.test.ts test/e2e/trust.test.ts test/integration/sandbox-cluster.test.ts test/integration/sandbox-other-version.test.ts) ;;
   *) left_out=(test/integration/preflight-versions.test.ts test/e2e/trust.test.ts) ;;
 esac
 not_left_out() {
