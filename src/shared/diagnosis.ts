@@ -297,14 +297,18 @@ export function diagnose(input: DiagnosisInput): Verdict {
   // The latest publish of a reply: one nacked and published again later counts from the second publish.
   const replyAt = brokerReply !== undefined || replyPublished !== undefined ? Math.max(brokerReply?.at ?? 0, replyPublished?.at ?? 0) : undefined;
   if (input.lateReply || (failedAt !== undefined && replyAt !== undefined && replyAt > failedAt && failure?.code === 'timeout')) {
+    // Seen at the device (a client that got it late; a watch that saw it routed), or not: a watch sees a late reply the
+    // broker dropped too (routed nowhere), which went no further than the exchange.
+    const droppedLate = brokerReply !== undefined && brokerReply.detail.routedQueues.length === 0;
+    const atDevice = input.lateReply !== undefined && !droppedLate;
     const late = verdict(
       'late-reply',
-      input.lateReply ? 'mqtt-deliver' : 'server',
+      atDevice ? 'mqtt-deliver' : 'server',
       input.remedies === 'watch'
         ? `The server on ${queueName}${input.lateReply?.worker !== undefined ? ` (${input.lateReply.worker})` : ''} answered after ${input.lateReply?.afterMs !== undefined ? `${Math.round(input.lateReply.afterMs)} ms, past ` : ''}${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}); a device that waits no longer than that has given up by then.`
         : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
-    if (!input.lateReply) late.replyReached = lateReplyReached(brokerReply, replyConfirmed);
+    if (!atDevice) late.replyReached = lateReplyReached(brokerReply, replyConfirmed);
     return late;
   }
 

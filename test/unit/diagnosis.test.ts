@@ -238,6 +238,10 @@ describe('the verdict engine', () => {
     const received = diagnose(input({ steps: late, lateReply: { at: 1210, topic: 'reply/abc' } }));
     expect(received).toMatchObject({ code: 'late-reply', hop: 'mqtt-deliver' });
     expect(received.replyReached).toBeUndefined();
+    // A watch sees a late reply the broker dropped too (the device's subscription gone): late at the server, stopped at
+    // the exchange, not "arrived" (the trial's path said every hop passed beside evidence saying "routed to DROPPED").
+    const dropped = diagnose(input({ firehose: true, remedies: 'watch', steps: [...late, brokerReply(1201, [])], lateReply: { at: 1201, topic: 'reply/abc' } }));
+    expect(dropped).toMatchObject({ code: 'late-reply', hop: 'server', replyReached: { hop: 'reply-exchange', stopped: true } });
   });
 
   it('the embedded server rejecting the request is request-rejected', () => {
