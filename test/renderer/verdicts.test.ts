@@ -10,7 +10,7 @@ import { clientKey } from '../../src/renderer/src/injection';
 import { useNavStore } from '../../src/renderer/src/stores/nav';
 import { useTraceViewStore } from '../../src/renderer/src/stores/trace-view';
 import { useAppStore } from '../../src/renderer/src/stores/app';
-import { unobservedHops } from '../../src/renderer/src/verdicts';
+import { shortRpcId, unobservedHops } from '../../src/renderer/src/verdicts';
 import { summarize } from '../../src/shared/trace-summary';
 import VerdictBadge from '../../src/renderer/src/components/verdict/VerdictBadge.vue';
 import HopPath from '../../src/renderer/src/components/verdict/HopPath.vue';
@@ -133,6 +133,14 @@ describe('the hop path', () => {
     const older = marks({ code: 'late-reply', hop: 'server' });
     expect(older.marks).toEqual(['passed', 'passed', 'passed', 'passed', 'passed', 'not-reached', 'not-reached']);
     expect(older.words[3]).toBe('here');
+  });
+
+  it("a row's id: a generated one by 8 characters, a device's own whole (T-silent and T-silent2 differ), a long one cut", () => {
+    expect(shortRpcId('3f2a9c1e-77aa-4b1c-9a0e-0123456789ab')).toBe('3f2a9c1e');
+    expect(shortRpcId('0123456789abcdef0123')).toBe('01234567');
+    expect([shortRpcId('T-silent'), shortRpcId('T-silent2')]).toEqual(['T-silent', 'T-silent2']);
+    expect(shortRpcId('order-2026-12-07-000123-retry')).toBe('order-2026-12-07-00…');
+    expect(shortRpcId('watch-seed-U-long-1767362645000')).toBe('U-long');
   });
 
   it('for an error reply, passes every hop and points at the server', () => {

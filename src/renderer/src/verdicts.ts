@@ -122,10 +122,21 @@ function isVerdict(value: unknown): value is Verdict {
   return typeof candidate.code === 'string' && candidate.code in VERDICT_LOOKS && typeof candidate.message === 'string' && HOPS.includes(candidate.hop as Hop) && Array.isArray(candidate.evidence);
 }
 
-/** An RPC id as a list row shows it: its first 8 characters; a watched RPC's (watch-<pattern>-<id>-<sentAt>, see the session's watch `open`) by its request's id. */
+/** A generated id (a UUID, or hex): its first 8 characters tell it apart. */
+const GENERATED_ID = /^[0-9a-f]{8}(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$|^[0-9a-f]{16,}$/i;
+/** The longest id a row shows whole: a device's own ids ("T-silent", "T-silent2") differ anywhere, often at the end. */
+const SHOWN_ID_CHARS = 20;
+
+/**
+ * An RPC id as a list row shows it: a generated one by its first 8 characters; another (a device's own) whole up to 20
+ * characters, else its first 19 and "…" (the row's title has it whole); a watched RPC's
+ * (watch-<pattern>-<id>-<sentAt>, see the session's watch `open`) by its request's id.
+ */
 export function shortRpcId(rpcId: string): string {
   const watched = /^watch-(?:seed|mqtt5|amqp)-(.+)-\d+$/.exec(rpcId);
-  return (watched?.[1] ?? rpcId).slice(0, 8);
+  const id = watched?.[1] ?? rpcId;
+  if (GENERATED_ID.test(id)) return id.slice(0, 8);
+  return id.length <= SHOWN_ID_CHARS ? id : `${id.slice(0, SHOWN_ID_CHARS - 1)}…`;
 }
 
 /** A clock time (HH:MM:SS, local) for history rows. */
