@@ -104,6 +104,13 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const last = steps.findLast((step) => step.kind !== 'rpc.diagnosed');
   const timed = !settledByVerdict || summary.state === 'replied' || summary.verdict?.code === 'late-reply';
   if (last && steps[0] && summary.state !== 'pending' && timed) summary.durationMs = last.at - steps[0].at;
+  // A late reply's steps come after the client's timeout, which is listed last (the flow's order): its round trip runs
+  // to the latest of them, not to the timeout (the trial's "4000 ms" was the timeout's).
+  if (summary.verdict?.code === 'late-reply' && steps[0] && summary.durationMs !== undefined) {
+    let latest = steps[0].at;
+    for (const step of steps) if (step.kind !== 'rpc.diagnosed' && step.at > latest) latest = step.at;
+    summary.durationMs = latest - steps[0].at;
+  }
   const predicted = summary.predictedRequestKey;
   const observed = summary.brokerRequestKeys?.[0];
   if (predicted !== undefined && observed !== undefined && predicted !== observed) {

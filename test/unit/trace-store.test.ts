@@ -283,6 +283,8 @@ describe('firehose events', () => {
     // Decided again after them (the watch's revision): nothing to say.
     store.add(verdict('a', 76_002, 'late-reply', 'server'));
     expect(store.summary('a').warnings.join(' ')).not.toContain('decided');
+    // Its round trip runs to the late reply, not to the timeout listed after it.
+    expect(store.summary('a').durationMs).toBe(75_001);
     // Its reply returned by the broker: the call's subscription went with it, which is why (no "was it subscribed?").
     store.add({ rpcId: 'a', at: 76_003, source: 'server', kind: 'reply.confirmed', detail: { worker: 'worker-1', outcome: 'returned', returnReason: 'NO_ROUTE' } });
     expect(store.summary('a').warnings).toContain('The broker dropped the reply as unroutable: nothing is bound for "reply.a" (it came after the client had given up, and the reply subscription was gone by then).');
