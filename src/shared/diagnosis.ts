@@ -62,7 +62,7 @@ export interface DiagnosisInput {
   failure?: { code: string; message: string; reason?: FailureReason };
   /** a reply for this RPC that arrived after the client gave up */
   /** a reply that came after the wait: where and when; a watch knows how long after the request (`afterMs`) and who published it */
-  lateReply?: { topic: string; at: number; afterMs?: number; worker?: string };
+  lateReply?: { topic: string; at: number; afterMs?: number; worker?: string; /** a watch saw the broker route it to no queue */ dropped?: boolean };
   /** the first loss of the MQTT link while the RPC was in flight */
   linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
@@ -299,7 +299,9 @@ export function diagnose(input: DiagnosisInput): Verdict {
   if (input.lateReply || (failedAt !== undefined && replyAt !== undefined && replyAt > failedAt && failure?.code === 'timeout')) {
     // Seen at the device (a client that got it late; a watch that saw it routed), or not: a watch sees a late reply the
     // broker dropped too (routed nowhere), which went no further than the exchange.
-    const droppedLate = brokerReply !== undefined && brokerReply.detail.routedQueues.length === 0;
+    // Every publish of the reply routed nowhere (a first one dropped and a later one routed reached the device).
+    const replyPublishes = steps.filter((step) => step.kind === 'broker.published' && step.detail.leg === 'reply') as Array<Extract<TraceStep | TraceStepDraft, { kind: 'broker.published' }>>;
+    const droppedLate = input.lateReply?.dropped === true || (replyPublishes.length > 0 && replyPublishes.every((step) => step.detail.routedQueues.length === 0));
     const atDevice = input.lateReply !== undefined && !droppedLate;
     const late = verdict(
       'late-reply',
@@ -308,7 +310,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
         ? `The server on ${queueName}${input.lateReply?.worker !== undefined ? ` (${input.lateReply.worker})` : ''} answered after ${input.lateReply?.afterMs !== undefined ? `${Math.round(input.lateReply.afterMs)} ms, past ` : ''}${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}); a device that waits no longer than that has given up by then.`
         : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
-    if (!atDevice) late.replyReached = lateReplyReached(brokerReply, replyConfirmed);
+    if (!atDevice) late.replyReached = droppedLate ? { hop: 'reply-exchange', stopped: true } : lateReplyReached(brokerReply, replyConfirmed);
     return late;
   }
 

@@ -92,7 +92,9 @@ export function repliedVerdict(pair: RpcRef & { rttMs: number; worker?: string; 
   const who = pair.worker !== undefined ? ` by ${pair.worker}` : '';
   const evidence = [`${by}: request "${pair.id}" (${pair.pattern}) on "${pair.topic}", its reply on "${pair.replyKey}" ${pair.rttMs} ms later${routed}`];
   // A "." inside a level of the reply topic the device named: the broker delivers the reply on another topic.
-  const arrivesOn = pair.replyTopic !== undefined ? routingKeyToTopic(pair.replyKey) : undefined;
+  // Only where it reaches an MQTT subscription (when the firehose says where): an AMQP requester reads its key as it is.
+  const toDevice = pair.replyRoutedQueues === undefined || pair.replyRoutedQueues.some((queue) => isSubscriptionQueue(queue));
+  const arrivesOn = pair.replyTopic !== undefined && toDevice ? routingKeyToTopic(pair.replyKey) : undefined;
   if (arrivesOn !== undefined && pair.replyTopic !== undefined && arrivesOn !== pair.replyTopic) {
     evidence.push(`${by}: the device asked for its reply on "${pair.replyTopic}"; the broker delivers key "${pair.replyKey}" on "${arrivesOn}"`);
     return { code: 'reply-on-other-topic', hop: 'mqtt-deliver', message: otherTopicSentence(pair.replyTopic, arrivesOn, 'arrives'), evidence };
@@ -271,7 +273,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             reply: { topic: ref.replyTopic ?? ref.replyKey, routingKey: ref.replyKey },
             timeoutMs: this.options.timeoutMs,
             failure: { code: 'timeout', message: `no reply within ${this.options.timeoutMs} ms` },
-            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}) },
+            // The firehose says where the broker routed it: nowhere is a reply that stopped at the exchange, not one that arrived.
+            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues?.length === 0 ? { dropped: true } : {}) },
           });
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
           // Nobody consumed the request when the wait ended: the reply is late because a worker came late, not because one
