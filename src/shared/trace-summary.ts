@@ -1,7 +1,7 @@
 /** What one RPC's steps add up to: pure, so the terminal and the inspector read the same verdicts. */
 import type { RpcTraceSummary, TraceStep } from './trace';
 import { mqttDelivery, transientReplySentence, type MqttDelivery } from './broker-qos';
-import { routingKeyToTopic } from './topic-map';
+import { routingKeyToTopic, topicToRoutingKey } from './topic-map';
 
 export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const summary: RpcTraceSummary = {
@@ -97,7 +97,8 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   // when its reply was seen (the reply's publish, late or not); an unanswered one, or one whose reply went astray, has none.
   let settledByVerdict = false;
   if (summary.state === 'pending' && summary.verdict !== undefined && summary.requestTopic === undefined) {
-    summary.state = summary.verdict.code === 'replied' ? 'replied' : 'failed';
+    // Any verdict of a reply that reached the device (one on another topic too) settles it as replied.
+    summary.state = REPLY_REACHED_CLIENT.has(summary.verdict.code) ? 'replied' : 'failed';
     settledByVerdict = true;
   }
   // The verdict is decided after the RPC settled (evidence is gathered then): it does not lengthen the round trip.
@@ -126,7 +127,9 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
     const why = key.includes('/')
       ? `a routing key with "/" is never an MQTT subscription's: the device's "${key}" is bound as "${key.replaceAll('/', '.')}"`
       : summary.verdict?.code === 'late-reply'
-        ? 'it came after the client had given up, and the reply subscription was gone by then'
+        ? sentHere
+          ? 'it came after the client had given up, and the reply subscription was gone by then'
+          : 'nothing was subscribed to it when it came: the device had unsubscribed or disconnected'
         : 'was the reply topic subscribed?';
     summary.warnings.push(`The broker dropped the reply as unroutable: nothing is bound for "${key}" (${why}).`);
   }
@@ -148,8 +151,9 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const deliveredKey = (toRequester ?? (requestConnection === undefined ? replyDeliveries[0] : undefined))?.step.detail.routingKeys[0];
   if (!sentHere && summary.arrivedOn === undefined && deliveredKey !== undefined) {
     summary.arrivedOn = routingKeyToTopic(deliveredKey);
-    // A "." inside a level of the reply topic the device named: the broker delivered the reply on another topic.
-    if (summary.replyTopic !== undefined && summary.arrivedOn !== summary.replyTopic) {
+    // A "." inside a level of the reply topic the device named: the broker delivered the reply, on the key that topic
+    // maps to, on another topic (a reply on another key, reaching a wildcard subscriber, is no such case).
+    if (summary.replyTopic !== undefined && summary.arrivedOn !== summary.replyTopic && topicToRoutingKey(summary.replyTopic) === deliveredKey) {
       summary.topicMismatch = true;
       summary.warnings.push(otherTopicWarning(summary.replyTopic, summary.arrivedOn));
     }

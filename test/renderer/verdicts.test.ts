@@ -138,6 +138,8 @@ describe('the hop path', () => {
   it("a row's id: a generated one by 8 characters, a device's own whole (T-silent and T-silent2 differ), a long one cut", () => {
     expect(shortRpcId('3f2a9c1e-77aa-4b1c-9a0e-0123456789ab')).toBe('3f2a9c1e');
     expect(shortRpcId('0123456789abcdef0123')).toBe('01234567');
+    // Digits alone (a clock in microseconds) are no hex: cut to 8 they would all read alike.
+    expect(shortRpcId('1767362645000123')).toBe('1767362645000123');
     expect([shortRpcId('T-silent'), shortRpcId('T-silent2')]).toEqual(['T-silent', 'T-silent2']);
     expect(shortRpcId('order-2026-12-07-000123-retry')).toBe('order-2026-12-07-00…');
     expect(shortRpcId('watch-seed-U-long-1767362645000')).toBe('U-long');

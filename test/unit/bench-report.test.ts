@@ -76,6 +76,8 @@ describe('bench ratios', () => {
     const cpu = byLabel.get('CPU per RPC bridgescope/raw-reliable at concurrency 100');
     expect(cpu).toMatchObject({ target: '<= 1.15', met: false, roundsMet: 1 });
     expect(cpu?.value).toBeCloseTo(1.267);
+    // Three rounds whose median meets the target while no round's ratio does: not said plainly.
+    expect(verdictOf({ label: 'x', value: 0.96, target: '>= 0.95', met: true, perRound: [0.94, 0.93, 0.94], roundsMet: 0 })).toBe('met (met in 0 of 3 rounds: undecided at this spread)');
     // Every round on one side: said plainly.
     const steady = new Map(ratios([summarizeRounds([run('raw-reliable', 300, 150), run('raw-reliable', 300, 150)]), summarizeRounds([run('bridgescope', 330, 210), run('bridgescope', 340, 220)])]).map((ratio) => [ratio.label, ratio]));
     expect(verdictOf(steady.get('CPU per RPC bridgescope/raw-reliable at concurrency 100') as Ratio)).toBe('MISSED');

@@ -6,7 +6,7 @@ import type { TraceStepDraft } from '../../src/shared/trace';
 import type { Verdict } from '../../src/shared/diagnosis';
 import type { Connection } from '../../src/core/session/connection';
 import { WatchController, type WatcherLike } from '../../src/core/session/watch';
-import type { WatcherOptions, WatcherEvents } from '../../src/core/watch/watcher';
+import { repliedVerdict, type WatcherOptions, type WatcherEvents } from '../../src/core/watch/watcher';
 import { profile } from './session-fakes';
 
 /** A watcher that says what the test tells it to, and records how it was made and stopped. */
@@ -81,6 +81,8 @@ describe('the session watch controller', () => {
     const [batch] = batches;
     expect(batch?.pairs).toBe(2);
     expect(batch?.replied.map((rpc) => rpc.id)).toEqual(['plain']);
+    // An AMQP requester reading its dotted key from a queue of its own: no MQTT topic, nothing to call out.
+    expect(repliedVerdict({ pattern: 'seed', topic: 'rpc_queue', id: 'amqp', replyKey: 'replies.v1.2', replyTopic: 'replies.v1.2', sentAt: 1, rttMs: 3, replyRoutedQueues: ['their-replies'] }, 'firehose').code).toBe('replied');
     expect(batch?.verdicts.map((rpc) => [rpc.id, rpc.verdict?.code, rpc.verdict?.message])).toEqual([
       ['dot', 'reply-on-other-topic', 'The reply to "reply/v1.2/dev" arrives on "reply/v1/2/dev": RabbitMQ turns a "." inside a topic level into a level separator, so use a reply topic without "." (e.g. "reply/v1_2/dev").'],
     ]);

@@ -295,6 +295,20 @@ describe('firehose events', () => {
     expect(store.summary('b').warnings.join(' ')).not.toContain('decided');
   });
 
+  it("an RPC not sent here: a reply on another topic (a '.' in a level) is replied all the same; a reply on a wrong key to a wildcard subscriber is no '.' case", () => {
+    const store = new TraceStore();
+    const request = (rpcId: string, replyTopic: string): TraceStepDraft => ({ rpcId, at: 1000, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request', replyTopic } });
+    const delivered = (rpcId: string, key: string): TraceStepDraft => ({ rpcId, at: 1040, source: 'broker', kind: 'broker.delivered', detail: { queue: 'mqtt-subscription-devqos1', routingKeys: [key], redelivered: false, leg: 'reply' } });
+    const diagnosed = (rpcId: string, code: 'reply-on-other-topic' | 'reply-unroutable'): TraceStepDraft => ({ rpcId, at: 1041, source: 'broker', kind: 'rpc.diagnosed', detail: { verdict: { code, hop: 'mqtt-deliver', message: 'm', evidence: [] } } });
+    store.add(request('dot', 'reply/v1.2/dev'));
+    store.add(delivered('dot', 'reply.v1.2.dev'));
+    store.add(diagnosed('dot', 'reply-on-other-topic'));
+    expect(store.summary('dot')).toMatchObject({ state: 'replied', durationMs: 40, topicMismatch: true, arrivedOn: 'reply/v1/2/dev' });
+    store.add(request('wrong', 'reply/dev'));
+    store.add(delivered('wrong', 'other.dev'));
+    expect(store.summary('wrong').topicMismatch).toBe(false);
+  });
+
   // Headers as RabbitMQ 3.10.8 sent them (docs/RABBITMQ.md): the connection name, the channel and the user.
   const who = (connection: string, channel: number) => ({ connection: Buffer.from(connection), channel, user: Buffer.from('guest') });
 

@@ -90,7 +90,8 @@ export function verdictOf(ratio: Ratio): string {
   if (ratio.target === 'report') return '';
   const rounds = ratio.perRound?.length ?? 0;
   const word = ratio.met ? 'met' : 'MISSED';
-  if (ratio.roundsMet === undefined || rounds < 2 || ratio.roundsMet === 0 || ratio.roundsMet === rounds) return word;
+  // Said plainly only when every round agrees with the median's word.
+  if (ratio.roundsMet === undefined || rounds < 2 || (ratio.met ? ratio.roundsMet === rounds : ratio.roundsMet === 0)) return word;
   return `${word} (met in ${ratio.roundsMet} of ${rounds} rounds: undecided at this spread)`;
 }
 

@@ -123,7 +123,7 @@ function isVerdict(value: unknown): value is Verdict {
 }
 
 /** A generated id (a UUID, or hex): its first 8 characters tell it apart. */
-const GENERATED_ID = /^[0-9a-f]{8}(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$|^[0-9a-f]{16,}$/i;
+const GENERATED_ID = /^[0-9a-f]{8}(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$|^(?=[0-9]*[a-f])[0-9a-f]{16,}$/i;
 /** The longest id a row shows whole: a device's own ids ("T-silent", "T-silent2") differ anywhere, often at the end. */
 const SHOWN_ID_CHARS = 20;
 

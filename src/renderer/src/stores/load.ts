@@ -36,9 +36,12 @@ export const useLoadStore = defineStore('load', () => {
     const off = [
       client.on('load.progress.changed', (next) => {
         progress.value = next;
+        // A run another page started (or one this page started before a reload): shown as going, Cancel ends it.
+        if (!busy.value) elsewhere.value = true;
       }),
       client.on('load.run.finished', (finished) => {
         elsewhere.value = false;
+        cancelling.value = false;
         if (finished.summary) shown(finished.summary);
       }),
     ];
