@@ -1,6 +1,6 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
 import { REASON } from './rabbitmq-mqtt';
-import type { Verdict } from './verdict';
+import { lateReplyReach, type Verdict } from './verdict';
 import type { BrokerParty, LoadRunMark, TraceStep } from './trace';
 import { mqttDelivery, publishedQos } from './broker-qos';
 
@@ -38,8 +38,7 @@ export function loadRunText(mark: LoadRunMark): string {
 export function verdictHop(verdict: Pick<Verdict, 'code' | 'hop' | 'replyReached'>): string {
   if (verdict.code === 'replied' || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver')) return `arrived at ${verdict.hop}`;
   if (verdict.code !== 'late-reply') return `stopped at ${verdict.hop}`;
-  // Before the field was kept: the reply was published (the late-reply branch needs it), nothing known past the exchange.
-  const reached = verdict.replyReached ?? { hop: 'reply-exchange', stopped: false };
+  const reached = lateReplyReach(verdict);
   return `late at ${verdict.hop}, the reply ${reached.stopped ? 'stopped at' : 'reached'} ${reached.hop}`;
 }
 

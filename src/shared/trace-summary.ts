@@ -2,6 +2,7 @@
 import type { RpcTraceSummary, TraceStep } from './trace';
 import { mqttDelivery, transientReplySentence, type MqttDelivery } from './broker-qos';
 import { routingKeyToTopic, topicToRoutingKey } from './topic-map';
+import { REPLY_ARRIVED_CODES, replyArrived } from './verdict';
 
 export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const summary: RpcTraceSummary = {
@@ -98,7 +99,7 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   let settledByVerdict = false;
   if (summary.state === 'pending' && summary.verdict !== undefined && summary.requestTopic === undefined) {
     // Any verdict of a reply that reached the device (one on another topic too) settles it as replied.
-    summary.state = REPLY_REACHED_CLIENT.has(summary.verdict.code) ? 'replied' : 'failed';
+    summary.state = REPLY_ARRIVED_CODES.has(summary.verdict.code) ? 'replied' : 'failed';
     settledByVerdict = true;
   }
   // The verdict is decided after the RPC settled (evidence is gathered then): it does not lengthen the round trip.
@@ -173,8 +174,6 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   return summary;
 }
 
-/** The verdicts that say a reply reached the client: nothing of the request's way can come after them and matter. */
-const REPLY_REACHED_CLIENT: ReadonlySet<string> = new Set(['replied', 'replied-error', 'reply-on-other-topic', 'reply-foreign', 'replied-twice']);
 
 /** What each step of the request's own way says happened, furthest last (the client's and the server's own clock). */
 const LATER_WAY: Partial<Record<TraceStep['kind'], string>> = {
@@ -192,7 +191,8 @@ const LATER_ORDER = ['worker.received', 'reply.published', 'mqtt.reply.received'
 function laterThanVerdict(steps: readonly TraceStep[], verdictStep: TraceStep): string | undefined {
   if (verdictStep.kind !== 'rpc.diagnosed') return undefined;
   const verdict = verdictStep.detail.verdict;
-  if (REPLY_REACHED_CLIENT.has(verdict.code) || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver')) return undefined;
+  // A reply that reached the client: nothing of the request's way can come after it and matter.
+  if (replyArrived(verdict)) return undefined;
   let furthest: TraceStep | undefined;
   for (const step of steps) {
     if (step.seq <= verdictStep.seq || step.at < verdictStep.at || LATER_WAY[step.kind] === undefined) continue;

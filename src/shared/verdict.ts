@@ -98,3 +98,19 @@ export function verdictWordOf<V extends Pick<Verdict, 'code'>>(sources: VerdictS
   const verdict = latestVerdict(sources);
   return verdict ? VERDICT_WORDS[verdict.code] : undefined;
 }
+
+/** The codes of a reply that reached the client: the whole path was travelled. */
+export const REPLY_ARRIVED_CODES: ReadonlySet<VerdictCode> = new Set(['replied', 'replied-error', 'reply-on-other-topic', 'reply-foreign', 'replied-twice']);
+
+/** Whether a verdict says a reply reached the client (a late one that reached it too: the whole way, only too late). */
+export function replyArrived(verdict: Pick<Verdict, 'code' | 'hop'>): boolean {
+  return REPLY_ARRIVED_CODES.has(verdict.code) || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver');
+}
+
+/**
+ * How far a late reply the client no longer waited for went: its `replyReached`, or for a verdict kept before that
+ * field, published (the late-reply verdict needs it) with nothing known past the exchange.
+ */
+export function lateReplyReach(verdict: Pick<Verdict, 'replyReached'>): NonNullable<Verdict['replyReached']> {
+  return verdict.replyReached ?? { hop: 'reply-exchange', stopped: false };
+}

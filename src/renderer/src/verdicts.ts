@@ -1,5 +1,6 @@
 /** How the inspector shows a verdict: one word and a tone per code, the hops drawn on the path, the verdict a failed call carries. */
 import { HOPS, VERDICT_CODES, VERDICT_WORDS, latestVerdict, type Hop, type Verdict, type VerdictCode } from '../../shared/diagnosis';
+import { lateReplyReach, replyArrived } from '../../shared/verdict';
 import type { RpcOutcome } from '../../shared/rpc';
 import type { RpcTraceSummary } from '../../shared/trace';
 import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
@@ -46,8 +47,6 @@ export const HOP_LABELS: Record<Hop, string> = {
   'mqtt-deliver': 'device',
 };
 
-/** The codes where a reply reached the client: the whole path was travelled. */
-const REPLY_ARRIVED: ReadonlySet<VerdictCode> = new Set(['replied', 'replied-error', 'reply-on-other-topic', 'reply-foreign', 'replied-twice']);
 
 /** `unseen`: passed by the verdict's reading, but nothing observed it (an RPC not sent here: a watch sees no delivery) */
 export type HopMark = 'passed' | 'stopped' | 'not-reached' | 'unseen';
@@ -60,9 +59,6 @@ export interface HopOnPath {
   here: boolean;
 }
 
-/** A late reply at the server of a verdict from before `replyReached` was kept: it was published (its branch needs that). */
-const PUBLISHED_LATE: NonNullable<Verdict['replyReached']> = { hop: 'reply-exchange', stopped: false };
-
 /**
  * Each hop of the path marked: passed before the verdict's hop, stopped at it, not reached after; for a reply, all
  * passed. A late reply the client no longer waited for passed the server (the verdict's hop, where the time went) and
@@ -71,8 +67,8 @@ const PUBLISHED_LATE: NonNullable<Verdict['replyReached']> = { hop: 'reply-excha
 export function hopsOnPath(verdict: Pick<Verdict, 'code' | 'hop' | 'replyReached'>, unobserved: readonly Hop[] = []): HopOnPath[] {
   const at = HOPS.indexOf(verdict.hop);
   // A late reply that reached the device went the whole way, only too late: no hop "stopped" it.
-  const arrived = REPLY_ARRIVED.has(verdict.code) || (verdict.code === 'late-reply' && verdict.hop === 'mqtt-deliver');
-  const late = verdict.code === 'late-reply' && !arrived ? (verdict.replyReached ?? PUBLISHED_LATE) : undefined;
+  const arrived = replyArrived(verdict);
+  const late = verdict.code === 'late-reply' && !arrived ? lateReplyReach(verdict) : undefined;
   // The last hop passed, and the one it stopped at (none when the path ends at a hop passed).
   const lastPassed = arrived ? HOPS.length - 1 : late ? HOPS.indexOf(late.hop) - (late.stopped ? 1 : 0) : at - 1;
   const stoppedAt = arrived ? -1 : late ? (late.stopped ? HOPS.indexOf(late.hop) : -1) : at;
