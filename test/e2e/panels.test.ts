@@ -188,6 +188,9 @@ describe('the panels in Chromium (issue 26)', () => {
     await page.click('[data-testid=trace-import-button]');
     expect(await page.textContent('[data-testid=trace-import-confirm]')).toMatch(/^\s*Importing a file replaces the trace of 7 RPCs in the app with the file's; Export it first to keep a copy\./);
     await page.screenshot({ path: join(shots, 'trace-import-confirm-1400x900.png') });
+    await page.selectOption('[data-testid=theme]', 'dark');
+    await page.screenshot({ path: join(shots, 'trace-import-confirm-dark-1400x900.png') });
+    await page.selectOption('[data-testid=theme]', 'system');
     const chooser = page.waitForEvent('filechooser');
     await page.click('[data-testid=trace-import-yes]');
     expect((await chooser).isMultiple()).toBe(false);
