@@ -131,6 +131,8 @@ export interface LoadLast {
   progress?: LoadProgress;
   /** no run going: the last one's summary (none since the app started: absent) */
   summary?: LoadSummary;
+  /** no run going, and the last one ended without a summary (it could not run): its one sentence */
+  failed?: string;
 }
 
 export interface LoadSummary extends LoadProgress {
@@ -359,7 +361,7 @@ export interface Events {
   'trace.store.reset': { steps: TraceStep[]; piece?: 'first' | 'middle' | 'last' };
   'load.progress.changed': LoadProgress;
   /** a run ended: its summary (none when it ended by an error), for every page (one reloaded during the run did not start it) */
-  'load.run.finished': { summary?: LoadSummary };
+  'load.run.finished': { summary?: LoadSummary; failed?: string };
   /** the history changed; sent before the send's own answer, so a page shows the entry with the result */
   'workspace.history.changed': { reason: 'added'; entry: HistoryEntry } | { reason: 'deleted'; id: string } | { reason: 'cleared' };
   'workspace.templates.changed': { templates: RequestTemplate[] };

@@ -756,6 +756,23 @@ describe('the Load panel', () => {
     expect(mid.wrapper.find('[data-testid=load-summary]').exists()).toBe(true);
   });
 
+  it('a page reloaded after a run that could not finish says why, not the run before it as if it were the last', async () => {
+    const after = mountWith(LoadPanel, { 'load.run.last': () => ({ running: false, failed: 'Connect to a broker first.' }) }, connected);
+    await flushPromises();
+    expect(after.wrapper.find('[data-testid=load-error]').text()).toBe('The last load run could not finish: Connect to a broker first.');
+    expect(after.wrapper.find('[data-testid=load-summary]').exists()).toBe(false);
+    after.wrapper.unmount();
+    // A page that watched another page's run go: its end without a summary says so, and Run is offered again.
+    const mid = mountWith(LoadPanel, { 'load.run.last': () => ({ running: true, progress: summary({ completed: 10, failed: 0 }) }) }, connected);
+    await flushPromises();
+    expect(mid.wrapper.find('[data-testid=load-run]').text()).toBe('Cancel');
+    mid.client.emit('load.run.finished', { failed: 'The MQTT connection closed.' });
+    await flushPromises();
+    expect(mid.wrapper.find('[data-testid=load-run]').text()).toBe('Run');
+    expect(mid.wrapper.find('[data-testid=load-error]').text()).toBe('The last load run could not finish: The MQTT connection closed.');
+    expect(mid.wrapper.find('[data-testid=load-summary]').exists()).toBe(false);
+  });
+
   it('shows an empty state before any run, not blank charts', () => {
     const { wrapper } = mountWith(LoadPanel, {}, connected);
     expect(wrapper.find('[data-testid=load-empty]').text()).toContain('No load run yet.');

@@ -56,7 +56,7 @@ function watchedStore(store: TraceStore): Pick<LoadControllerOptions, 'client' |
 
 describe('the load controller', () => {
   it('tells a page that opens mid-run the run and its progress, then the last summary; and says when a run ends, by an error too', async () => {
-    const finished: Array<{ summary?: LoadSummary }> = [];
+    const finished: Array<{ summary?: LoadSummary; failed?: string }> = [];
     let release: () => void = () => undefined;
     const load = new LoadController({
       ...watchedStore(new TraceStore()),
@@ -77,11 +77,17 @@ describe('the load controller', () => {
     await run;
     expect(load.last()).toEqual({ running: false, summary: summary('at-end') });
     expect(finished).toEqual([{ summary: summary('at-end') }]);
-    // A run that ends by an error ends for every page too (no summary), and the last summary stays the one before.
+    // A run that ends by an error ends for every page too, with its sentence: a page that opens then is told that, not
+    // shown the run before as if it were the last.
     const failing = load.start({ ...args, count: 4 });
     release();
     await expect(failing).rejects.toMatchObject({ code: 'not-connected' });
-    expect(finished.at(-1)).toEqual({});
+    expect(finished.at(-1)).toEqual({ failed: 'Connect to a broker first.' });
+    expect(load.last()).toEqual({ running: false, failed: 'Connect to a broker first.' });
+    // The next run that ends with a summary is the last again.
+    const again = load.start(args);
+    release();
+    await again;
     expect(load.last()).toEqual({ running: false, summary: summary('at-end') });
   });
 

@@ -18,7 +18,7 @@ export interface LoadControllerOptions {
   client: () => RpcClient;
   emitProgress: (progress: LoadProgress) => void;
   /** a run ended: its summary (none when it ended by an error); a page reloaded during the run, or another page, shows it too */
-  emitFinished?: (finished: { summary?: LoadSummary }) => void;
+  emitFinished?: (finished: { summary?: LoadSummary; failed?: string }) => void;
   steps: (rpcId: string) => TraceStep[];
   firehoseOn: () => boolean;
   /** where a run's requests' steps are held until each settles (a sample is kept: see LoadArgs.traceEvery); without it all are kept */
@@ -74,6 +74,8 @@ export function loadFailureVerdict(rpcId: string, steps: readonly TraceStep[], f
 export class LoadController {
   private running: AbortController | undefined;
   private readonly kept: LoadSummary[] = [];
+  /** how the last run ended, when it ended without a summary (it threw): a page that opens says so, not the run before */
+  private lastFailed: string | undefined;
   /** the run going now: its latest progress (a page that loads mid-run starts from it) */
   private progress: LoadProgress | undefined;
   /** the broker's last answer for a request key, shared by the failures of FACTS_FRESH_MS */
@@ -93,6 +95,7 @@ export class LoadController {
   /** What a page that opens (or reloads) shows: the run going now and its progress, else the last run's summary. */
   last(): LoadLast {
     if (this.running) return { running: true, ...(this.progress ? { progress: this.progress } : {}) };
+    if (this.lastFailed !== undefined) return { running: false, failed: this.lastFailed };
     const summary = this.kept.at(-1);
     return { running: false, ...(summary ? { summary } : {}) };
   }
@@ -152,11 +155,13 @@ export class LoadController {
       this.kept.push(summary);
       if (this.kept.length > (this.options.keepRuns ?? 20)) this.kept.shift();
       this.running = undefined;
+      this.lastFailed = undefined;
       this.options.emitFinished?.({ summary });
       return summary;
     } catch (err) {
       this.running = undefined;
-      this.options.emitFinished?.({});
+      this.lastFailed = toErrorShape(err).message;
+      this.options.emitFinished?.({ failed: this.lastFailed });
       throw err;
     } finally {
       this.running = undefined;

@@ -43,6 +43,8 @@ export const useLoadStore = defineStore('load', () => {
         elsewhere.value = false;
         cancelling.value = false;
         if (finished.summary) shown(finished.summary);
+        // Another page's run (or this page's before a reload) that could not run: its sentence, not a stale summary.
+        else if (finished.failed !== undefined && !busy.value) failedElsewhere(finished.failed);
       }),
     ];
     void restore();
@@ -57,6 +59,14 @@ export const useLoadStore = defineStore('load', () => {
     elsewhere.value = last.running;
     if (last.progress && !progress.value) progress.value = last.progress;
     if (last.summary) shown(last.summary);
+    else if (last.failed !== undefined) failedElsewhere(last.failed);
+  }
+
+  /** A run this page did not start ended without a summary: its sentence where the page's own failure shows. */
+  function failedElsewhere(sentence: string): void {
+    summary.value = undefined;
+    progress.value = undefined;
+    error.value = `The last load run could not finish: ${sentence}`;
   }
 
   /** A run's summary, and its final counts and charts (a summary is its last progress) for a page that saw little or none of it. */
