@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bootFailedReason, explainStartFailure, startSandbox } from '../../src/core/broker/sandbox';
+import { bootFailedReason, explainStartFailure, otherVersionsDataRefusal, startSandbox } from '../../src/core/broker/sandbox';
+import { upstreamVersion } from '../../src/core/broker/installations';
 import { BridgeError } from '../../src/core/errors';
 
 // Real logs, as the node wrote them to node.log in one start (test/fixtures/rabbitmq-logs, one start's lines each):
@@ -99,5 +100,19 @@ describe('a start on another RabbitMQ version’s data', () => {
     // Refused up front: nothing was written or started.
     expect(existsSync(join(folder, 'node.log'))).toBe(false);
     expect(existsSync(join(folder, 'rabbitmq.conf'))).toBe(false);
+  });
+
+  it('lets the same version through from another installation (a root moved or copied, the machine\'s package and a root alike)', () => {
+    const made = { nodeName: 'bridgescope-0badf00d@localhost', ports, rabbitmq: '4.3', root: '/old/cache/rabbitmq/forky', version: '4.3.6' };
+    const moved = { kind: 'root' as const, root: '/new/cache/rabbitmq/forky', label: '4.3', version: '4.3.6-1' };
+    expect(otherVersionsDataRefusal(dir, made, moved, '4.3.6')).toBeUndefined();
+    // A machine whose own package is 4.0.5, on the data of the 4.0 root: the same data format.
+    const fromRoot40 = { nodeName: made.nodeName, ports, rabbitmq: '4.0', root: '/root/.cache/bridgescope/rabbitmq/trixie', version: '4.0.5' };
+    expect(otherVersionsDataRefusal(dir, fromRoot40, { kind: 'system', label: 'system' }, '4.0.5')).toBeUndefined();
+    // Another version, or one that cannot be told, is still refused.
+    expect(otherVersionsDataRefusal(dir, made, { kind: 'system', label: 'system' }, '3.10.8')).toMatch(/^The sandbox folder .* made with RabbitMQ 4\.3\.6 /);
+    expect(otherVersionsDataRefusal(dir, made, { kind: 'system', label: 'system' }, undefined)).toMatch(/cannot run on another version's data/);
+    expect(upstreamVersion('4.3.6-1')).toBe('4.3.6');
+    expect(upstreamVersion('1:3.10.8-1.1')).toBe('3.10.8');
   });
 });

@@ -3,7 +3,7 @@
  * version by scripts/rabbitmq-root.sh (`4.0`, `4.3`, or the path of any such root). A root's node runs chrooted in a
  * private mount namespace (`unshare --mount`), so its /proc and its sandbox folder mounts vanish with its processes.
  */
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { BridgeError } from '../errors';
@@ -40,6 +40,25 @@ function rootVersion(root: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The RabbitMQ version an installation runs, as its server's own folder names it (`/usr/lib/rabbitmq/lib/rabbitmq_server-
+ * 4.3.6`, the machine's or inside the root); undefined where that folder is not (another layout, RABBITMQ_HOME).
+ */
+export function installedVersion(install: RabbitMQInstall): string | undefined {
+  const lib = join(install.kind === 'root' ? install.root : '/', 'usr/lib/rabbitmq/lib');
+  try {
+    const server = readdirSync(lib).find((name) => name.startsWith('rabbitmq_server-'));
+    return server?.slice('rabbitmq_server-'.length);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A version as RabbitMQ reports it: Debian's epoch and revision off (`4.3.6-1` -> `4.3.6`). */
+export function upstreamVersion(version: string): string {
+  return version.replace(/^\d+:/, '').replace(/-[^-]*$/, '');
 }
 
 /**

@@ -9,7 +9,7 @@ import { randomBytes, randomInt } from 'node:crypto';
 import { BridgeError } from '../errors';
 import { probeAll, type BrokerUrls } from './readiness';
 import { ManagementApi } from './management-api';
-import { chrootCommand, resolveRabbitMQ, rootBaseEnv, ROOT_SANDBOX_DIR, ROOT_SERVER_SCRIPT, type RabbitMQInstall } from './installations';
+import { chrootCommand, installedVersion, resolveRabbitMQ, rootBaseEnv, ROOT_SANDBOX_DIR, ROOT_SERVER_SCRIPT, upstreamVersion, type RabbitMQInstall } from './installations';
 import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
 import { isProcessAlive } from '../processes';
 
@@ -72,7 +72,7 @@ const STATE_FILE = 'sandbox.json';
 /** The node's name and ports, kept across stop/start so every client can reconnect to the same URLs. */
 const IDENTITY_FILE = 'identity.json';
 
-interface SandboxIdentity {
+export interface SandboxIdentity {
   nodeName: string;
   ports: SandboxPorts;
   /** a cluster node from a prepared root: the cluster's epmd port, which a restart of this node alone must use again */
@@ -595,16 +595,23 @@ export async function startSandbox(opts: SandboxStartOptions): Promise<SandboxSt
  * on 4.3.6's). A folder that recorded another RabbitMQ than `install` is refused before the node boots, saying what to do.
  */
 function refuseOtherVersionsData(dir: string, nodeName: string | undefined, remembered: SandboxIdentity | undefined, install: RabbitMQInstall): void {
-  if (!remembered?.rabbitmq || !nodeName) return;
+  if (!remembered?.rabbitmq || !nodeName || !existsSync(join(dir, 'mnesia', nodeName))) return;
+  const refusal = otherVersionsDataRefusal(dir, remembered, install, installedVersion(install));
+  if (refusal) throw new BridgeError('bad-input', refusal);
+}
+
+/**
+ * Why a folder made with `remembered` cannot be started with `install` (which runs version `runs`, when known), or
+ * undefined when it can: the same installation, or another one of the same version (a root moved or copied, the
+ * machine's package and a root alike), whose data format is the same.
+ */
+export function otherVersionsDataRefusal(dir: string, remembered: SandboxIdentity, install: RabbitMQInstall, runs: string | undefined): string | undefined {
   const madeBy = remembered.root ?? 'system';
   const now = install.kind === 'root' ? install.root : 'system';
-  const data = join(dir, 'mnesia', nodeName);
-  if (madeBy === now || !existsSync(data)) return;
+  if (madeBy === now) return undefined;
+  if (remembered.version !== undefined && runs !== undefined && upstreamVersion(remembered.version) === upstreamVersion(runs)) return undefined;
   const made = `RabbitMQ ${remembered.version ?? remembered.rabbitmq}${remembered.root ? ` (from ${remembered.root})` : " (this machine's)"}`;
-  throw new BridgeError(
-    'bad-input',
-    `The sandbox folder ${dir} holds a node's data made with ${made}, and RabbitMQ ${describeInstall(install)} cannot run on another version's data: ${otherVersionRemedy(dir, remembered.rabbitmq)}.`,
-  );
+  return `The sandbox folder ${dir} holds a node's data made with ${made}, and RabbitMQ ${describeInstall(install)} cannot run on another version's data: ${otherVersionRemedy(dir, remembered.rabbitmq)}.`;
 }
 
 async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
