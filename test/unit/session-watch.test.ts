@@ -5,7 +5,8 @@ import { WATCH_BATCH_VERDICTS } from '../../src/shared/contract';
 import type { TraceStepDraft } from '../../src/shared/trace';
 import type { Verdict } from '../../src/shared/diagnosis';
 import type { Connection } from '../../src/core/session/connection';
-import { WatchController, type WatcherLike } from '../../src/core/session/watch';
+import { tracedAbout, WatchController, type WatcherLike, type WatchControllerOptions } from '../../src/core/session/watch';
+import { TraceStore } from '../../src/core/trace/trace-store';
 import { repliedVerdict, type WatcherOptions, type WatcherEvents } from '../../src/core/watch/watcher';
 import { profile } from './session-fakes';
 
@@ -29,7 +30,7 @@ class FakeWatcher extends EventEmitter<WatcherEvents> {
 
 const verdict: Verdict = { code: 'server-slow', hop: 'server', message: 'No reply.', evidence: [] };
 
-function controller() {
+function controller(more: Partial<WatchControllerOptions> = {}) {
   const batches: WatchBatch[] = [];
   const views: WatchView[] = [];
   const steps: TraceStepDraft[] = [];
@@ -41,6 +42,7 @@ function controller() {
     addStep: (draft) => steps.push(draft),
     flushMs: 60_000,
     createWatcher: (options) => (made = new FakeWatcher(options)) as unknown as WatcherLike,
+    ...more,
   });
   return { watch, batches, views, steps, watcher: () => made as FakeWatcher };
 }
@@ -104,6 +106,22 @@ describe('the session watch controller', () => {
     const diagnosed = steps[2] as Extract<TraceStepDraft, { kind: 'rpc.diagnosed' }>;
     expect(diagnosed.detail.verdict.code).toBe('server-slow');
     expect(diagnosed.detail.verdict.evidence.at(-1)).toMatch(/not observed/);
+  });
+
+  it('opens a watched RPC the trace already holds (the firehose\'s, with its device and warnings) as that RPC, not as a second copy with less in it', async () => {
+    const store = new TraceStore();
+    store.add({ rpcId: 'devT-0', at: 5000, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } });
+    const { watch, batches, watcher, steps } = controller({ traced: (id, sentAt) => tracedAbout(store, id, sentAt) });
+    await watch.start({ mode: 'firehose', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.x', sentAt: 5012, id: 'devT-0', type: 'verdict', verdict, rttMs: 900 });
+    // The same id much later: a device that counts its ids from 1 again sent another request, which the trace does not hold.
+    watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.y', sentAt: 95_000, id: 'devT-0', type: 'verdict', verdict });
+    await watch.stop();
+    const [first, later] = batches[0]?.verdicts ?? [];
+    expect(watch.open(first?.key as string)).toEqual({ rpcId: 'devT-0' });
+    expect(steps).toEqual([]);
+    expect(watch.open(later?.key as string).rpcId).toMatch(/^watch-seed-devT-0-95000$/);
+    expect(steps.length).toBeGreaterThan(0);
   });
 
   it('opens a late reply the firehose saw routed with the queues it reached (the Trace read "subscription not seen")', async () => {

@@ -18,7 +18,7 @@ import { RequestsController, whereToAsk } from './requests';
 import { diagnosisBroker, gatherBrokerFacts } from '../diagnosis/evidence';
 import { LoadController } from './load';
 import { WorkspaceController } from './workspace';
-import { WatchController } from './watch';
+import { tracedAbout, WatchController } from './watch';
 import { WorkspaceStore } from '../workspace-file';
 import { parseHandlerSpec } from '../rpc/handlers';
 import { BridgeError, toErrorShape } from '../errors';
@@ -145,6 +145,7 @@ export class Session {
       emitView: (view) => options.emit('watch.view.changed', view),
       emitBatch: (batch) => options.emit('watch.batch.added', batch),
       addStep: (draft) => void store.add(draft),
+      traced: (id, sentAt) => tracedAbout(store, id, sentAt),
       ...(factories.createWatcher ? { createWatcher: factories.createWatcher } : {}),
     });
     this.load = new LoadController({

@@ -4,7 +4,7 @@
  */
 import type { WatchBatch, WatchDropped, WatchRpc, WatchSettings, WatchView } from '../../shared/contract';
 import { WATCH_BATCH_VERDICTS } from '../../shared/contract';
-import type { TraceStepDraft } from '../../shared/trace';
+import type { TraceStep, TraceStepDraft } from '../../shared/trace';
 import type { Verdict } from '../../shared/diagnosis';
 import { BridgeError, toErrorShape } from '../errors';
 import { repliedVerdict, Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
@@ -20,9 +20,26 @@ export interface WatchControllerOptions {
   emitBatch: (batch: WatchBatch) => void;
   /** adds steps to the session's trace store (for `open`) */
   addStep: (draft: TraceStepDraft) => void;
+  /**
+   * The trace's own RPC for a watched request, when it has one (the firehose's, or the app's own send: the same id, sent
+   * about then): `open` selects it instead of adding a copy with less in it.
+   */
+  traced?: (id: string, sentAt: number) => string | undefined;
   /** how often a batch goes to the page (default 250 ms) */
   flushMs?: number;
   createWatcher?: (options: WatcherOptions) => WatcherLike;
+}
+
+/**
+ * How far apart the trace's first sight of a request and the watch's may be and still be one request (one machine's
+ * clock; a device that reuses an id later sends another).
+ */
+const SAME_REQUEST_MS = 2000;
+
+/** The trace's RPC `id` when it is the request the watch saw at `sentAt`: its first step (a publish, or the app's own send) about then. */
+export function tracedAbout(store: { steps(rpcId: string): TraceStep[] }, id: string, sentAt: number): string | undefined {
+  const first = store.steps(id).find((step) => (step.kind === 'broker.published' && step.detail.leg === 'request') || step.kind === 'composed');
+  return first !== undefined && Math.abs(first.at - sentAt) <= SAME_REQUEST_MS ? id : undefined;
 }
 
 /** closed RPCs kept for `open` (the latest) */
@@ -273,6 +290,8 @@ export class WatchController {
   open(key: string): { rpcId: string } {
     const rpc = this.closed.get(key);
     if (!rpc) throw new BridgeError('bad-input', `The watched RPC ${key} is no longer kept (the watch keeps the last ${KEPT_CLOSED} it closed, and forgets them on a new start).`);
+    const traced = this.options.traced?.(rpc.id, rpc.sentAt);
+    if (traced !== undefined) return { rpcId: traced };
     const rpcId = `watch-${rpc.pattern}-${rpc.id}-${rpc.sentAt}`.slice(0, 300);
     if (this.opened.has(rpcId)) return { rpcId };
     this.opened.add(rpcId);
