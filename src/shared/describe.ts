@@ -1,5 +1,5 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
-import { REASON } from './rabbitmq-mqtt';
+import { REASON, withoutWatchTaps } from './rabbitmq-mqtt';
 import { lateReplyReach, type Verdict } from './verdict';
 import type { BrokerParty, LoadRunMark, TraceStep } from './trace';
 import { mqttDelivery, publishedQos } from './broker-qos';
@@ -59,7 +59,8 @@ export function describeStep(step: TraceStep): string {
       return `broker answered ${step.detail.packet.toUpperCase()}: delivered as QoS ${step.detail.acknowledgedAs} (asked ${step.detail.qosAsked})${unrouted}`;
     }
     case 'broker.published': {
-      const dropped = step.detail.routedQueues.length === 0 ? ' -- DROPPED as unroutable' : '';
+      const routed = step.detail.routedQueues;
+      const dropped = routed.length === 0 ? ' -- DROPPED as unroutable' : withoutWatchTaps(routed).length === 0 ? " -- only a BridgeScope watch's tap took it: no device or server queue did" : '';
       const qos = publishedQos(step.detail);
       const by = step.detail.publisher ? `; published${qos !== undefined ? ` at QoS ${qos}` : ''} by ${party(step.detail.publisher)}` : '';
       const prediction =

@@ -1,7 +1,7 @@
 /** "Why no reply?": the verdict on one RPC (code, hop, one sentence, evidence), decided purely from collected evidence. */
 import type { BrokerParty, TraceMessage, TraceStep, TraceStepDraft } from './trace';
 import type { FailureReason } from './errors';
-import { isSubscriptionQueue, isWatchTapQueue, REASON } from './rabbitmq-mqtt';
+import { isSubscriptionQueue, isWatchTapQueue, REASON, withoutWatchTaps } from './rabbitmq-mqtt';
 import { HOPS, type Hop, type Verdict, type VerdictCode } from './verdict';
 
 // The verdict's own types and lists live in the leaf module verdict.ts (trace, rpc and errors need them too).
@@ -161,6 +161,14 @@ function waitingCount(ready: number): string {
 }
 
 /**
+ * The queues a reply was routed to that could bring it to a device: a BridgeScope watch's tap queue (bound to every reply
+ * key it follows) takes a reply no subscription would have, and delivers it to nobody.
+ */
+function deviceQueues(step: { detail: { routedQueues: readonly string[] } }): string[] {
+  return withoutWatchTaps(step.detail.routedQueues);
+}
+
+/**
  * How far a reply the client no longer waited for went (it was published: the late-reply branch needs it): dropped at
  * the exchange (returned, or routed to no queue), refused at its queue (nacked), in a queue (routed), or published with
  * nothing known past the exchange yet.
@@ -170,9 +178,11 @@ function lateReplyReached(
   replyConfirmed: Extract<TraceStep | TraceStepDraft, { kind: 'reply.confirmed' }> | undefined,
 ): NonNullable<Verdict['replyReached']> {
   const outcome = replyConfirmed?.detail.outcome;
-  if (outcome === 'returned' || brokerReply?.detail.routedQueues.length === 0) return { hop: 'reply-exchange', stopped: true };
+  // Routed only to a watch's tap: the broker confirmed it as routed, but no device's queue had it.
+  const toDevices = brokerReply !== undefined ? deviceQueues(brokerReply) : undefined;
+  if (outcome === 'returned' || toDevices?.length === 0) return { hop: 'reply-exchange', stopped: true };
   if (outcome === 'nacked') return { hop: 'reply-queue', stopped: true };
-  if (outcome === 'routed' || (brokerReply?.detail.routedQueues.length ?? 0) > 0) return { hop: 'reply-queue', stopped: false };
+  if (outcome === 'routed' || (toDevices?.length ?? 0) > 0) return { hop: 'reply-queue', stopped: false };
   return { hop: 'reply-exchange', stopped: false };
 }
 
@@ -301,7 +311,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
     // broker dropped too (routed nowhere), which went no further than the exchange.
     // Every publish of the reply routed nowhere (a first one dropped and a later one routed reached the device).
     const replyPublishes = steps.filter((step) => step.kind === 'broker.published' && step.detail.leg === 'reply') as Array<Extract<TraceStep | TraceStepDraft, { kind: 'broker.published' }>>;
-    const droppedLate = input.lateReply?.dropped === true || (replyPublishes.length > 0 && replyPublishes.every((step) => step.detail.routedQueues.length === 0));
+    const droppedLate = input.lateReply?.dropped === true || (replyPublishes.length > 0 && replyPublishes.every((step) => deviceQueues(step).length === 0));
     const atDevice = input.lateReply !== undefined && !droppedLate;
     const late = verdict(
       'late-reply',
@@ -344,14 +354,17 @@ export function diagnose(input: DiagnosisInput): Verdict {
       `The server published its reply to the default exchange with key "${replyKey ?? ''}": that is AMQP's reply_to convention, but RabbitMQ never sets reply_to on a request from MQTT, and the default exchange reaches no MQTT subscription. Publish the reply to ${target} (the request body's reply_to field with "/" turned into ".", or an MQTT 5 request's x-reply-to-topic header).`,
     );
   }
-  const replyDropped = replyConfirmed?.detail.outcome === 'returned' || (brokerReply !== undefined && brokerReply.detail.routedQueues.length === 0);
+  const replyDropped = replyConfirmed?.detail.outcome === 'returned' || (brokerReply !== undefined && deviceQueues(brokerReply).length === 0);
   if (replyDropped) {
     const replyExchange = brokerReply?.detail.exchange ?? replyPublished?.detail.exchange ?? exchange;
     const fix =
       expectedReplyKey !== undefined && replyKey !== undefined && replyKey !== expectedReplyKey
         ? `fix the server to reply with key "${expectedReplyKey}" (the reply_to "${replyTopic}" with "/" turned into ".")`
         : `the reply subscription to "${replyTopic}" was gone when the reply came (not made yet, unsubscribed, or gone with a clean session's connection), so subscribe before sending and stay connected and subscribed until the reply`;
-    return verdict('reply-unroutable', 'reply-exchange', `The server replied on ${replyExchange} with key "${replyKey ?? '?'}", which nothing is bound to, so the broker dropped the reply: ${fix}.`);
+    // A watch's tap took it (the broker routed it there, and confirmed it as routed): to the device, it was dropped all the same.
+    const tapOnly = brokerReply !== undefined && brokerReply.detail.routedQueues.length > 0 && deviceQueues(brokerReply).length === 0;
+    const bound = tapOnly ? `which only a BridgeScope watch's tap queue is bound to (${quoted(brokerReply.detail.routedQueues)}: it delivers to no device)` : 'which nothing is bound to';
+    return verdict('reply-unroutable', 'reply-exchange', `The server replied on ${replyExchange} with key "${replyKey ?? '?'}", ${bound}, so the broker ${tapOnly ? 'delivered the reply to no device' : 'dropped the reply'}: ${fix}.`);
   }
   if (replyConfirmed?.detail.outcome === 'nacked') {
     const replyExchange = replyPublished?.detail.exchange ?? brokerReply?.detail.exchange ?? exchange;

@@ -26,6 +26,11 @@ export function isWatchTapQueue(queue: string): boolean {
   return queue.startsWith(WATCH_TAP_QUEUE_PREFIX);
 }
 
+/** The queues a message was routed to, a watch's tap left out: it takes what no one else would, and delivers it to nobody. */
+export function withoutWatchTaps(queues: readonly string[]): string[] {
+  return queues.filter((queue) => !isWatchTapQueue(queue));
+}
+
 /** Whether a queue is an MQTT client's subscription queue (by its name: the plugin's prefix). */
 export function isSubscriptionQueue(queue: string): boolean {
   return queue.startsWith(SUBSCRIPTION_QUEUE_PREFIX);

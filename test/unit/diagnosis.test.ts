@@ -215,6 +215,19 @@ describe('the verdict engine', () => {
     expect(verdict.message).toContain('"reply.abc"');
   });
 
+  it("a reply only a watch's tap took reached no device: dropped at the exchange, late or not (the trial: 'subscription passed')", () => {
+    const tap = 'bridgescope.watch-tap.6d82768d-0b1c';
+    // Late: the client gave up at 1000 ms, the reply came at 1500 and the broker routed it (and confirmed it) to the tap only.
+    const late = [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), replyPublished(1490), brokerReply(1500, [tap]), replyConfirmed(1505, 'routed')];
+    expect(diagnose(input({ firehose: true, steps: late }))).toMatchObject({ code: 'late-reply', hop: 'server', replyReached: { hop: 'reply-exchange', stopped: true } });
+    // In time but to the tap only (the device unsubscribed): reply-unroutable, saying whose queue took it.
+    const verdict = diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, brokerReply(50, [tap]), failed()] }));
+    expect(verdict).toMatchObject({ code: 'reply-unroutable', hop: 'reply-exchange' });
+    expect(verdict.message).toContain(`which only a BridgeScope watch's tap queue is bound to ("${tap}": it delivers to no device), so the broker delivered the reply to no device`);
+    // A device's subscription beside the tap: it reached the device's queue.
+    expect(diagnose(input({ firehose: true, steps: [...sent, brokerRequest(['orders.new']), brokerDelivered, failed(1000), brokerReply(1500, [tap, 'mqtt-subscription-xqos1'])] })).replyReached).toEqual({ hop: 'reply-queue', stopped: false });
+  });
+
   it('a reply routed nowhere on the right key names every way the subscription can be gone, a disconnected device among them', () => {
     const steps = [...sent, brokerRequest(['orders.new']), brokerDelivered, brokerReply(50, []), failed()];
     const verdict = diagnose(input({ firehose: true, steps }));

@@ -14,7 +14,7 @@ import { routingKeyToTopic } from '../../shared/topic-map';
 import type { WatchTopicStats } from '../../shared/contract';
 import { RecentIds } from '../recent-ids';
 import { readTopLevelFields } from '../trace/json-fields';
-import { subscriptionQueueOwner } from '../../shared/rabbitmq-mqtt';
+import { subscriptionQueueOwner, withoutWatchTaps } from '../../shared/rabbitmq-mqtt';
 
 export type RpcPattern = 'seed' | 'mqtt5' | 'amqp';
 
@@ -555,8 +555,8 @@ export class RpcPairing {
     let found: [string, Pending] | undefined;
     for (const item of this.pending) if (matches(item[1])) { found = item; break; }
     const worker = workerOf(message);
-    // The firehose saw the reply reach no queue: the device was not subscribed, so it is no answer.
-    if (found && message.routedQueues !== undefined && message.routedQueues.length === 0) {
+    // The firehose saw the reply reach no queue (a watch's tap aside): the device was not subscribed, so it is no answer.
+    if (found && message.routedQueues !== undefined && withoutWatchTaps(message.routedQueues).length === 0) {
       found[1].wrongKey = { routingKey: message.routingKey, at: message.at, ...(worker !== undefined ? { worker } : {}), dropped: true };
       return true;
     }
@@ -609,7 +609,7 @@ export class RpcPairing {
       ...(worker !== undefined ? { worker } : {}),
       ...(first.worker !== undefined ? { firstWorker: first.worker } : {}),
       // The firehose saw the broker route it to no queue: no device got this one.
-      ...(message.routedQueues !== undefined && message.routedQueues.length === 0 ? { dropped: true as const } : {}),
+      ...(message.routedQueues !== undefined && withoutWatchTaps(message.routedQueues).length === 0 ? { dropped: true as const } : {}),
     });
     return true;
   }

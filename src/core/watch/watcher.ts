@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { diagnose, lateBecauseNoConsumer, otherTopicSentence, WATCH_TIMEOUT_REMEDY, type TimeoutRemedy, type Verdict, type VerdictCode } from '../../shared/diagnosis';
 import { routingKeyToTopic } from '../../shared/topic-map';
 import { RecentIds } from '../recent-ids';
-import { isSubscriptionQueue, isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
+import { isSubscriptionQueue, isWatchTapQueue, withoutWatchTaps } from '../../shared/rabbitmq-mqtt';
 import type { BrokerParty, TraceStepDraft } from '../../shared/trace';
 import { diagnoseWithFacts, gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
@@ -274,7 +274,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             timeoutMs: this.options.timeoutMs,
             failure: { code: 'timeout', message: `no reply within ${this.options.timeoutMs} ms` },
             // The firehose says where the broker routed it: nowhere is a reply that stopped at the exchange, not one that arrived.
-            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues?.length === 0 ? { dropped: true } : {}) },
+            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined && withoutWatchTaps(replyRoutedQueues).length === 0 ? { dropped: true } : {}) },
           });
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
           // Nobody consumed the request when the wait ended: the reply is late because a worker came late, not because one
@@ -350,7 +350,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     // The firehose saw the broker route the request nowhere: dropped then, whatever is bound now (a queue bound since read
     // "nobody consumed it"). That record needs no delivery to be read right; a routed one does (below).
     const dropped: TraceStepDraft[] =
-      event.routedQueues?.length === 0
+      event.routedQueues !== undefined && withoutWatchTaps(event.routedQueues).length === 0
         ? [{ rpcId: event.id, at: event.sentAt, source: 'broker', kind: 'broker.published', detail: { exchange: this.options.exchange, routingKeys: [event.topic], routedQueues: [], leg: 'request' } }]
         : [];
     // The firehose saw a consumer take it: whatever the queue has now (its worker may have died since, taking the request
