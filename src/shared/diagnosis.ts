@@ -446,6 +446,18 @@ export function diagnose(input: DiagnosisInput): Verdict {
   }
   if (facts.requestQueues.length === 0) return unroutable(input, facts, facts.exchange, requestKey, evidence);
   const idle = facts.requestQueues.find((queue) => queue.consumers === 0);
+  // No consumer, and nothing waiting in it (asked live, or with messages still unacked): a consumer took the request and
+  // stopped consuming since; it does not wait there (the trial: a server stopping, finishing the request it held).
+  if (idle && idle.ready === 0 && (idle.live || (idle.unacked ?? 0) > 0)) {
+    const held = idle.unacked ?? 0;
+    return verdict(
+      'server-slow',
+      'server',
+      held > 0
+        ? `Queue "${idle.name}" has no consumer now and no message waiting, but ${held === 1 ? '1 message' : `${held} messages`} taken from it ${held === 1 ? 'is' : 'are'} not acked yet: a worker took the request and stopped consuming before replying within ${waited} (a server that stops finishes what it holds first), so its reply may still come (if not, that worker's log says why); requests sent now wait there: ${startServer(idle.name)}.`
+        : `Queue "${idle.name}" has no consumer now and no message waiting: a consumer took the request and has gone since without a reply within ${waited} (stopped or crashed, having acked it); ${startServer(idle.name)}, check its log for why it stopped, and send the request again.`,
+    );
+  }
   if (idle) {
     return verdict(
       'no-consumer',

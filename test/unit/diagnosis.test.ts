@@ -285,6 +285,19 @@ describe('the verdict engine', () => {
     expect(one.message).toContain('(1 message was waiting in it when the broker was asked)');
   });
 
+  it("no firehose: a queue with no consumer and nothing waiting is not 'the request waits there': a worker took it and stopped consuming (the trial: a server stopping with the request in hand)", () => {
+    const held = diagnose(input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 0, unacked: 1, live: true }] }) }));
+    expect(held).toMatchObject({ code: 'server-slow', hop: 'server' });
+    expect(held.message).toContain('Queue "orders" has no consumer now and no message waiting, but 1 message taken from it is not acked yet: a worker took the request and stopped consuming before replying');
+    expect(held.message).toContain('so its reply may still come');
+    const gone = diagnose(input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 0, live: true }] }) }));
+    expect(gone).toMatchObject({ code: 'server-slow', hop: 'server' });
+    expect(gone.message).toContain('a consumer took the request and has gone since');
+    expect(gone.message).not.toContain('waits there');
+    // The management API's count alone (up to ~5 s old) with nothing unacked: the request may have come after it.
+    expect(diagnose(input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 0, live: false }] }) })).code).toBe('no-consumer');
+  });
+
   it('no firehose: a consumed queue is server-slow, honestly pointing at the firehose for the reply path', () => {
     const verdict = diagnose(input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 2, ready: 0, live: true }] }) }));
     expect(verdict).toMatchObject({ code: 'server-slow', hop: 'server' });
