@@ -62,7 +62,16 @@ export interface DiagnosisInput {
   failure?: { code: string; message: string; reason?: FailureReason };
   /** a reply for this RPC that arrived after the client gave up */
   /** a reply that came after the wait: where and when; a watch knows how long after the request (`afterMs`) and who published it */
-  lateReply?: { topic: string; at: number; afterMs?: number; worker?: string; /** a watch saw the broker route it to no queue */ dropped?: boolean };
+  lateReply?: {
+    topic: string;
+    at: number;
+    afterMs?: number;
+    worker?: string;
+    /** a watch saw the broker route it to no queue */
+    dropped?: boolean;
+    /** a watch saw the broker route it to an MQTT subscription: a device that waited long enough got it */
+    toSubscription?: boolean;
+  };
   /** the first loss of the MQTT link while the RPC was in flight */
   linkLost?: { at: number; reason: string };
   facts?: BrokerFacts;
@@ -184,6 +193,13 @@ function lateReplyReached(
   if (outcome === 'nacked') return { hop: 'reply-queue', stopped: true };
   if (outcome === 'routed' || (toDevices?.length ?? 0) > 0) return { hop: 'reply-queue', stopped: false };
   return { hop: 'reply-exchange', stopped: false };
+}
+
+/** Where a watched late reply went, as far as the watch saw: the device can have got it, or not. */
+function watchedLateReach(lateReply: DiagnosisInput['lateReply'], dropped: boolean): string {
+  if (dropped) return 'the broker routed the reply to no queue, so the device had unsubscribed or disconnected by then and never got it';
+  if (lateReply?.toSubscription) return "the broker routed the reply to the device's subscription, so a device that waits longer than that got it (one that waits no longer had given up)";
+  return 'a device that waits no longer than that has given up by then';
 }
 
 /** Decides the verdict: a reply first, then how the call failed, then the broker's record, the server's events, the facts asked after. */
@@ -317,7 +333,7 @@ export function diagnose(input: DiagnosisInput): Verdict {
       'late-reply',
       atDevice ? 'mqtt-deliver' : 'server',
       input.remedies === 'watch'
-        ? `The server on ${queueName}${input.lateReply?.worker !== undefined ? ` (${input.lateReply.worker})` : ''} answered after ${input.lateReply?.afterMs !== undefined ? `${Math.round(input.lateReply.afterMs)} ms, past ` : ''}${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}); a device that waits no longer than that has given up by then.`
+        ? `The server on ${queueName}${input.lateReply?.worker !== undefined ? ` (${input.lateReply.worker})` : ''} answered after ${input.lateReply?.afterMs !== undefined ? `${Math.round(input.lateReply.afterMs)} ms, past ` : ''}${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name} of ${waited}: slower than that (${(input.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).raise}); ${watchedLateReach(input.lateReply, droppedLate)}.`
         : `The server on ${queueName} answered after the client gave up at ${waited}: raise the timeout or make the handler faster.`,
     );
     if (!atDevice) late.replyReached = droppedLate ? { hop: 'reply-exchange', stopped: true } : lateReplyReached(brokerReply, replyConfirmed);

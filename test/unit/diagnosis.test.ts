@@ -507,6 +507,11 @@ describe('remedies where the user is (issue 26)', () => {
     // A watch knows how long the reply took and who published it: the sentence says both.
     const timed = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 7020.4, worker: 'billing-worker-2' } }));
     expect(timed.message).toMatch(/ \(billing-worker-2\) answered after 7020 ms, past the watch's timeout of 1000 ms: slower than that \(.*\); a device that waits no longer than that has given up by then\.$/);
+    // Where the late reply went, when the firehose saw it: the device's subscription (it may have got it), or nowhere (it did not).
+    const delivered = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 8000, toSubscription: true } }));
+    expect(delivered.message).toMatch(/; the broker routed the reply to the device's subscription, so a device that waits longer than that got it \(one that waits no longer had given up\)\.$/);
+    const dropped = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 8000, dropped: true } }));
+    expect(dropped.message).toMatch(/; the broker routed the reply to no queue, so the device had unsubscribed or disconnected by then and never got it\.$/);
   });
 
   it('on the command line the remedies stay commands', () => {

@@ -274,7 +274,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             timeoutMs: this.options.timeoutMs,
             failure: { code: 'timeout', message: `no reply within ${this.options.timeoutMs} ms` },
             // The firehose says where the broker routed it: nowhere is a reply that stopped at the exchange, not one that arrived.
-            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined && withoutWatchTaps(replyRoutedQueues).length === 0 ? { dropped: true } : {}) },
+            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined && withoutWatchTaps(replyRoutedQueues).length === 0 ? { dropped: true } : {}), ...(replyRoutedQueues?.some(isSubscriptionQueue) ? { toSubscription: true } : {}) },
           });
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
           // Nobody consumed the request when the wait ended: the reply is late because a worker came late, not because one
