@@ -198,4 +198,15 @@ describe('the session watch controller', () => {
     expect(watch.active).toBe(true);
     await watch.stop();
   });
+
+  it('says when a firehose watch loses the broker and when it reads again (the trial: the panel said nothing through a restart)', async () => {
+    const { watch, views, watcher } = controller();
+    await watch.start({ mode: 'firehose', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('status', { state: 'reconnecting', since: Date.now() - 10_000, attempt: 1, reason: 'CONNECTION_FORCED - broker forced connection closure' });
+    expect(views.at(-1)).toMatchObject({ state: 'running', message: expect.stringMatching(/^Paused: the firehose lost the broker \(CONNECTION_FORCED.*\); reconnecting \(attempt 1\)\. Requests published meanwhile are not seen\.$/) });
+    watcher().emit('status', { state: 'on', since: Date.now(), turnedOnByUs: true, resumed: true });
+    expect(views.at(-1)).toMatchObject({ state: 'running', message: expect.stringMatching(/^Resumed: the firehose reads again \(tracing switched on again: a broker restart resets it\) after about 10 s unseen; what was published in that gap was not seen\.$/) });
+    expect(watch.active).toBe(true);
+    await watch.stop();
+  });
 });

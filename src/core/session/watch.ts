@@ -144,6 +144,21 @@ export class WatchController {
         this.setView({ ...this.current, through: status.queue, message: `The tap is back on a new queue after about ${unseenS} s unseen; what was published in that gap was not seen.` });
       }
     });
+    // The firehose's link lost (a broker restart): it reads again once the broker is back (tracing switched on again), blind
+    // meanwhile; the panel says so, as `watch` does on the terminal.
+    let lostAt: number | undefined;
+    watcher.on('status', (status) => {
+      if (this.watcher !== watcher || this.current.state !== 'running') return;
+      if (status.state === 'reconnecting') {
+        lostAt ??= status.since;
+        this.setView({ ...this.current, message: `Paused: the firehose lost the broker (${status.reason}); reconnecting (attempt ${status.attempt}). Requests published meanwhile are not seen.` });
+      } else if (status.state === 'on' && status.resumed) {
+        const unseenS = lostAt !== undefined ? Math.max(0, Math.round((Date.now() - lostAt) / 1000)) : undefined;
+        lostAt = undefined;
+        const restarted = status.turnedOnByUs ? ' (tracing switched on again: a broker restart resets it)' : '';
+        this.setView({ ...this.current, message: `Resumed: the firehose reads again${restarted}${unseenS !== undefined ? ` after about ${unseenS} s unseen` : ''}; what was published in that gap was not seen.` });
+      }
+    });
     let started: string | FirehoseStatus;
     try {
       started = await watcher.start();
