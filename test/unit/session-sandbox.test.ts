@@ -74,6 +74,8 @@ describe('the sandbox controller', () => {
     node.statusAnswers.push({ state: 'running', info: runningInfo(node.pid + 1) });
     await sandbox.check();
     expect(sandbox.view).toMatchObject({ state: 'running', ownedByApp: false });
+    expect(sandbox.replaced).toBe(true);
+    expect(sandbox.owned).toBe(false);
   });
 
   it('tells a node alive but not answering (unreachable) from one that is gone', async () => {

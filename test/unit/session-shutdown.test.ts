@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { commandNames } from '../../src/shared/contract';
 import { memorySecretBox, ProfileStore } from '../../src/core/profiles';
 import { Session } from '../../src/core/session/session';
-import { runShutdown, type ShutdownTask } from '../../src/core/session/shutdown';
+import { runShutdown, shutdownTasks, type ShutdownTask } from '../../src/core/session/shutdown';
 import { fakeSessionFactories, profile } from './session-fakes';
 
 function setUp(mode: 'browser' | 'electron' = 'browser') {
@@ -45,6 +45,30 @@ describe('the session, wired from fakes', () => {
       expect(() => (returned = call())).not.toThrow();
       await expect(returned).rejects.toMatchObject({ code: 'not-connected' });
     }
+  });
+
+  it('leaves running a sandbox node that replaced the one it started (stopped and started again from a terminal), and says so', async () => {
+    const stops: string[] = [];
+    const tasks = shutdownTasks({
+      mode: 'browser',
+      server: { active: false, stop: async () => undefined },
+      tracing: { view: { state: 'off' } } as never,
+      sandbox: {
+        view: { state: 'running', nodeName: 'bridgescope-1@localhost', ownedByApp: false },
+        owned: false,
+        replaced: true,
+        stop: async () => (stops.push('stop'), { stopped: true }) as never,
+      },
+      cancelLoad: () => undefined,
+      tracingOff: async () => ({ state: 'off' }) as never,
+      close: async () => undefined,
+    });
+    const sandboxTask = tasks.find((task) => task.kind === 'sandbox') as ShutdownTask;
+    expect(sandboxTask.needed()).toBe(true);
+    expect(await sandboxTask.run()).toBe(
+      'The sandbox broker this command started was stopped outside it; the one running there now (bridgescope-1@localhost) was started by something else, so it is left running (`bridgescope broker stop` stops it).',
+    );
+    expect(stops).toEqual([]);
   });
 
   it('names its shutdown steps in the order they run, each saying whether it has anything to do', async () => {

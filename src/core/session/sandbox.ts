@@ -84,6 +84,14 @@ export class SandboxController {
     return this.current;
   }
 
+  /**
+   * Whether the node that runs is not the one this app started, which was stopped outside it (a `broker stop` and `broker
+   * start` from a terminal): it is left running on quit, and the quit says so.
+   */
+  get replaced(): boolean {
+    return this.ownedPid !== undefined && this.current.state === 'running' && this.current.ownedByApp === false;
+  }
+
   /** Whether this app is starting the node now, or started the node that runs (so it is the app's to stop on quit). */
   get owned(): boolean {
     return this.starting !== undefined || this.current.ownedByApp === true;

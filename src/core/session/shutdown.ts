@@ -17,7 +17,7 @@ export interface ShutdownParts {
   mode: AppState['mode'];
   server: Pick<ServerController, 'active' | 'stop'>;
   tracing: Pick<TracingController, 'view'>;
-  sandbox: Pick<SandboxController, 'view' | 'stop' | 'owned'>;
+  sandbox: Pick<SandboxController, 'view' | 'stop' | 'owned'> & Partial<Pick<SandboxController, 'replaced'>>;
   cancelLoad: () => void;
   tracingOff: () => Promise<TracerView>;
   /** closes the connection (and whatever runs on it) */
@@ -61,9 +61,14 @@ export function shutdownTasks(parts: ShutdownParts): ShutdownTask[] {
     {
       what: `stop the sandbox broker ${whose} started`,
       kind: 'sandbox',
-      needed: ownsSandbox,
+      // Also when the node it started was replaced outside it: nothing is stopped then, and the user is told why.
+      needed: () => ownsSandbox() || parts.sandbox.replaced === true,
       run: async () => {
-        if (!ownsSandbox()) return undefined;
+        if (!ownsSandbox()) {
+          if (parts.sandbox.replaced !== true) return undefined;
+          const node = parts.sandbox.view.nodeName !== undefined ? ` (${parts.sandbox.view.nodeName})` : '';
+          return `The sandbox broker ${whose} started was stopped outside it; the one running there now${node} was started by something else, so it is left running (\`bridgescope broker stop\` stops it).`;
+        }
         const stopped = await parts.sandbox.stop(20_000);
         return stopped.stopped ? undefined : `The sandbox broker was already gone: ${stopped.reason}.`;
       },
