@@ -3,6 +3,7 @@ import type { RpcTraceSummary, TraceStep } from './trace';
 import { mqttDelivery, transientReplySentence, type MqttDelivery } from './broker-qos';
 import { routingKeyToTopic, topicToRoutingKey } from './topic-map';
 import { REPLY_ARRIVED_CODES, replyArrived } from './verdict';
+import { withoutWatchTaps } from './rabbitmq-mqtt';
 
 export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const summary: RpcTraceSummary = {
@@ -121,8 +122,12 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   if (summary.requestRoutedQueues && summary.requestRoutedQueues.length === 0) {
     summary.warnings.push('The broker dropped the request as unroutable: no queue is bound for its routing key (routed_queues is empty).');
   }
-  if ((summary.replyRoutedQueues && summary.replyRoutedQueues.length === 0) || replyReturned) {
+  // Routed only to a BridgeScope watch's tap: the broker kept it for the watch, but no device's queue had it.
+  const tapOnly = summary.replyRoutedQueues !== undefined && summary.replyRoutedQueues.length > 0 && withoutWatchTaps(summary.replyRoutedQueues).length === 0;
+  if ((summary.replyRoutedQueues && summary.replyRoutedQueues.length === 0) || replyReturned || tapOnly) {
     const key = summary.replyKey ?? summary.brokerReplyKeys?.[0] ?? '?';
+    // The key the reply topic maps to, when the reply went to another: the server's mistake, not the device's subscription.
+    const expected = summary.replyTopic !== undefined ? topicToRoutingKey(summary.replyTopic) : undefined;
     // A key with "/" is never an MQTT subscription's (the plugin binds "reply/x" as "reply.x"): the server kept the topic as it is.
     // A reply after the client gave up finds its per-request subscription gone with the call: that is why, not a mistake.
     const why = key.includes('/')
@@ -131,8 +136,14 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
         ? sentHere
           ? 'it came after the client had given up, and the reply subscription was gone by then'
           : 'nothing was subscribed to it when it came: the device had unsubscribed or disconnected'
-        : 'was the reply topic subscribed?';
-    summary.warnings.push(`The broker dropped the reply as unroutable: nothing is bound for "${key}" (${why}).`);
+        : expected !== undefined && key !== '?' && expected !== key
+          ? `the reply topic "${summary.replyTopic}" is bound as "${expected}": the server replied with another key`
+          : 'was the reply topic subscribed?';
+    summary.warnings.push(
+      tapOnly
+        ? `No device got the reply: only a BridgeScope watch's tap is bound for "${key}" (${why}).`
+        : `The broker dropped the reply as unroutable: nothing is bound for "${key}" (${why}).`,
+    );
   }
   if (summary.topicMismatch && summary.replyTopic && summary.arrivedOn) summary.warnings.push(otherTopicWarning(summary.replyTopic, summary.arrivedOn));
   // The reply's delivery to the requester: the one on the connection that published the request (a shared reply topic

@@ -446,4 +446,16 @@ describe('firehose events', () => {
     const event = parseFirehoseMessage(message('publish.amq.topic', { routing_keys: ['spBv1___0.g.DCMD.e'], routed_queues: ['q'] }, 'on'));
     expect(event ? firehoseStep(event, store) : undefined).toMatchObject({ rpcId: 's1', detail: { leg: 'request', matchesPrediction: true } });
   });
+
+  it("says why a reply reached no device: another key than the reply topic's, or only a watch's tap bound for it", () => {
+    const store = new TraceStore();
+    const brokerReply = (rpcId: string, key: string, routedQueues: string[]): TraceStepDraft => ({ rpcId, at: 1050, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [key], routedQueues, leg: 'reply' } });
+    store.add(composed('w'));
+    store.add(brokerReply('w', 'replies.w', []));
+    // The server replied with a key of its own: not "was the reply topic subscribed?" (it was).
+    expect(store.summary('w').warnings).toContain('The broker dropped the reply as unroutable: nothing is bound for "replies.w" (the reply topic "reply/w" is bound as "reply.w": the server replied with another key).');
+    store.add(composed('t'));
+    store.add(brokerReply('t', 'reply.t', ['bridgescope.watch-tap.6d82768d']));
+    expect(store.summary('t').warnings).toContain('No device got the reply: only a BridgeScope watch\'s tap is bound for "reply.t" (was the reply topic subscribed?).');
+  });
 });
