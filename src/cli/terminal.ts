@@ -62,3 +62,15 @@ export function jsonForTerminal(value: unknown, indent?: number): string {
 export function stdoutIsTerminal(): boolean {
   return process.stdout.isTTY === true;
 }
+
+/**
+ * Says a link's loss once per outage: a lost link reports its close and then each retry, and only the first of them is
+ * news. `lost` answers whether to say it; `back` ends the outage.
+ */
+export function oncePerOutage(): { lost: () => boolean; back: () => void } {
+  let out = false;
+  return {
+    lost: () => !out && (out = true),
+    back: () => void (out = false),
+  };
+}

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { RpcOutcome } from '../../src/shared/rpc';
 import type { TraceStep } from '../../src/shared/trace';
 import { formatTimeline } from '../../src/shared/describe';
-import { jsonForTerminal, terminalSafe } from '../../src/cli/terminal';
+import { jsonForTerminal, oncePerOutage, terminalSafe } from '../../src/cli/terminal';
 import { action, printJson, warn } from '../../src/cli/run';
 import { printReply } from '../../src/cli/commands/rpc';
 
@@ -47,6 +47,15 @@ function captureWrites(stream: NodeJS.WriteStream): string[] {
 
 afterEach(() => {
   vi.restoreAllMocks();
+});
+
+describe('oncePerOutage', () => {
+  it('says a lost link once per outage, though the close and each retry report it (the trial: "Tracing paused" twice)', () => {
+    const outage = oncePerOutage();
+    expect([outage.lost(), outage.lost(), outage.lost()]).toEqual([true, false, false]);
+    outage.back();
+    expect([outage.lost(), outage.lost()]).toEqual([true, false]);
+  });
 });
 
 describe('terminalSafe', () => {

@@ -13,7 +13,7 @@ import type { TraceStep } from '../../shared/trace';
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, parsePositiveInt, printJson, printJsonLine, say, warn } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { agreedVhost, agreedVhostIfAmqp, managementApiFor, optionalUrls, reachableAmqp, resolveUrls } from '../urls';
-import { terminalSafe } from '../terminal';
+import { oncePerOutage, terminalSafe } from '../terminal';
 import { reportRelease } from '../tracing-release';
 import { isWatchTapQueue } from '../../shared/rabbitmq-mqtt';
 import { addTlsOptions, cliTls, withCliTls } from '../tls';
@@ -173,9 +173,10 @@ export function registerInspectCommands(program: Command): void {
         traced = true;
         externals.start();
         say(`Tracing vhost ${options.vhost}${status.state === 'on' && status.turnedOnByUs ? ' (turned on; Ctrl-C turns it off again)' : ' (it was already on)'}.`);
+        const outage = oncePerOutage();
         tracer.on('status', (next) => {
           externals.followStatus(next);
-          reportStatus(next, options.vhost);
+          reportStatus(next, options.vhost, outage);
         });
         tracer.on('node-resumed', (node) => say(`Tracing switched on again at ${terminalSafe(node)}: the node restarted, and a restart resets it.`));
         await runUntilStopped(signals, () => say(`Stopping: restoring firehose tracing${exportTo ? `, then writing ${exportTo.given}` : ''}...`), tasks);
@@ -289,9 +290,11 @@ export function registerInspectCommands(program: Command): void {
 
 
 /** What the `trace` command says when the tracer's link or the vhost's tracing changes while it runs. */
-function reportStatus(status: FirehoseStatus, vhost: string): void {
-  if (status.state === 'reconnecting' && status.attempt <= 1) warn(`tracing paused: lost the broker (${status.reason}); reconnecting.`);
-  else if (status.state === 'on' && status.resumed) {
+function reportStatus(status: FirehoseStatus, vhost: string, outage: ReturnType<typeof oncePerOutage>): void {
+  if (status.state === 'reconnecting') {
+    if (outage.lost()) warn(`tracing paused: lost the broker (${status.reason}); reconnecting.`);
+  } else if (status.state === 'on' && status.resumed) {
+    outage.back();
     say(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
   } else if (status.state === 'unavailable') warn(status.reason);
 }

@@ -6,7 +6,7 @@ import { DEFAULT_MQTT_EXCHANGE, DEFAULT_REQUEST_TOPIC } from '../../shared/defau
 import { action, ExitCode, exitCodeFor, parseChoice, parseDurationMs, printJsonLine, say } from '../run';
 import { runUntilStopped, StopSignals } from '../lifecycle';
 import { agreedVhost, managementApiFor, optionalUrls, reachableAmqp } from '../urls';
-import { terminalSafe } from '../terminal';
+import { oncePerOutage, terminalSafe } from '../terminal';
 import { addOtlpOptions, finishOtel, otelFor, type OtlpOptions } from '../otlp';
 import { addTlsOptions, withCliTls } from '../tls';
 import { reportRelease } from '../tracing-release';
@@ -170,13 +170,20 @@ export function registerWatchCommand(program: Command): void {
           },
         ];
         if (firehose) {
+          const outage = oncePerOutage();
           watcher.on('status', (status) => {
-            if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tracing paused: lost the broker (${status.reason}); reconnecting.`);
-            else if (status.state === 'on' && status.resumed) say(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
+            if (status.state === 'reconnecting') {
+              if (outage.lost()) say(`Tracing paused: lost the broker (${status.reason}); reconnecting.`);
+            } else if (status.state === 'on' && status.resumed) {
+              outage.back();
+              say(`Tracing resumed on vhost ${vhost}${status.turnedOnByUs ? ' (switched on again: a broker restart resets it)' : ''}.`);
+            }
           });
         }
+        const tapOutage = oncePerOutage();
         watcher.on('tapStatus', (status) => {
-          if (status.state === 'reconnecting' && status.attempt <= 1) say(`Tap paused: lost the broker (${status.reason}), which deletes the tap queue with its bindings; reconnecting.`);
+          if (status.state === 'on') tapOutage.back();
+          if (status.state === 'reconnecting' && tapOutage.lost()) say(`Tap paused: lost the broker (${status.reason}), which deletes the tap queue with its bindings; reconnecting.`);
           // About once a minute at the longest retry delay: a broker that stays away (or a tap it now refuses) is not silent.
           else if (status.state === 'reconnecting' && status.attempt % 12 === 0) say(`Tap still reconnecting (try ${status.attempt}): ${status.reason}.`);
           else if (status.state === 'on') say(`Tap resumed on a new queue "${status.queue}" after ${Math.round((status.blindUntil - status.blindFrom) / 1000)} s unseen; requests waiting then may get a verdict for a reply that came in the gap.`);
