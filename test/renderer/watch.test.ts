@@ -149,6 +149,13 @@ describe('watch panel', () => {
     expect(verdict.find('[data-testid=watch-verdict-sentence]').text()).toBe('Nobody consumes from rpc_queue.');
     expect(wrapper.find('[data-testid=watch-dropped]').text()).toBe('2');
     expect(wrapper.find('[data-testid=watch-toggle]').text()).toBe('Stop');
+    expect(wrapper.find('[data-testid=watch-qos0-detail]').exists()).toBe(false);
+    // Replies published non-persistent: said in words, not only as "3 at QoS 0" under Replied (the trial).
+    const [line] = batch().stats;
+    client.emit('watch.batch.added', batch({ stats: [{ ...(line as NonNullable<typeof line>), qos0Replies: 3 }] }));
+    await flushPromises();
+    expect(wrapper.find('[data-testid=watch-qos0-replies]').text()).toBe('3 at QoS 0');
+    expect(wrapper.find('[data-testid=watch-qos0-detail]').text()).toMatch(/^Replies to requests on "rpc_queue" were published non-persistent .* RabbitMQ 3\.13\+ delivers them to devices at QoS 0 .*\(delivery_mode 2\)\.$/);
   });
 });
 
