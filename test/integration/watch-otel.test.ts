@@ -141,4 +141,22 @@ describe(`watch --otlp (RabbitMQ ${broker.version}, MQTT ${mqttVersion === '5' ?
     // A request without a trace context: watch starts no trace of its own for it.
     expect(ofRpc(untracedId)).toEqual([]);
   }, 60_000);
+
+  it('says why its export stayed empty when no request seen carried a trace context (the trial: an empty file, not a word)', async () => {
+    const served = uniqueName('watch_otel_plain');
+    const server = new RpcServer({ amqpUrl: broker.urls.amqp, exchange: broker.mqttExchange, queue: served, workers: 1, handler: await loadHandler({ kind: 'delay', ms: 500 }) });
+    await server.start();
+    cleanups.push(() => server.stop());
+    const watched = await receiver();
+    const watch = await startWatch(['--topic', served, '--timeout', '3000', '--otlp', watched.url]);
+    const plain = await call(served, undefined, 10_000);
+    expect(plain.code, plain.stderr).toBe(0);
+    const id = (JSON.parse(plain.stdout) as { rpcId: string }).rpcId;
+    await watch.line((line) => line.includes(id) && line.includes('"pair"'));
+    expect(await watch.stop()).toBe(0);
+    expect(watched.spans).toEqual([]);
+    expect(watch.stderr).toContain(
+      'No spans were exported: none of the 1 request seen carried a trace context (a traceparent in the body, or in an MQTT 5 request\'s user properties); watch exports spans only for those.',
+    );
+  }, 60_000);
 });

@@ -252,6 +252,10 @@ export function registerWatchCommand(program: Command): void {
         }
         // What is left to export goes within a bound (finishOtel says what could not be sent).
         await finishOtel(otel);
+        // An empty export is not a broken one: spans go only for requests that carry a trace context.
+        if (spans && spans.seen > 0 && spans.traced === 0) {
+          say(`No spans were exported: none of the ${spans.seen} request${spans.seen === 1 ? '' : 's'} seen carried a trace context (a traceparent in the body, or in an MQTT 5 request's user properties); watch exports spans only for those.`);
+        }
         if (firehose) say('Stopped.');
         else if (watcher.tapStopped === 'cut') say('Stopped: the broker did not answer, so the connection was cut; the broker deletes the tap queue and its bindings when it notices.');
         else say('Stopped: the tap queue and its bindings are deleted.');

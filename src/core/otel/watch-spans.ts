@@ -42,6 +42,9 @@ export class WatchSpans {
   /** the contexts of requests whose span ended with a verdict: a late reply still joins their trace (bounded) */
   private readonly closed = new Map<string, Context>();
   private readonly maxOpen: number;
+  /** requests seen, and those of them that carried a trace context (a span each) */
+  seen = 0;
+  traced = 0;
 
   constructor(
     private readonly tracer: Tracer,
@@ -66,8 +69,10 @@ export class WatchSpans {
 
   /** A request seen on the exchange: a span in its own trace when it carries one. */
   request(ref: WatchedRef, headers: Record<string, unknown> | undefined, body: Record<string, unknown> | undefined, routedQueues?: readonly string[]): void {
+    this.seen += 1;
     const parent = requestContext(headers, body);
     if (!parent) return;
+    this.traced += 1;
     const name = key(ref);
     this.endOpen(name, ref.sentAt);
     if (this.open.size >= this.maxOpen) {
