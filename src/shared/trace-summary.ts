@@ -107,6 +107,13 @@ export function summarize(rpcId: string, steps: TraceStep[]): RpcTraceSummary {
   const last = steps.findLast((step) => step.kind !== 'rpc.diagnosed');
   const timed = !settledByVerdict || summary.state === 'replied' || summary.verdict?.code === 'late-reply';
   if (last && steps[0] && summary.state !== 'pending' && timed) summary.durationMs = last.at - steps[0].at;
+  // An RPC sent here and answered: from its publish to its reply, as the call itself (Compose, `call`) counts it; its
+  // subscribing before and its server's confirm after are the steps' (the detail's total), not the round trip.
+  if (summary.state === 'replied') {
+    const published = steps.find((step) => step.kind === 'mqtt.published');
+    const received = steps.find((step) => step.kind === 'mqtt.reply.received');
+    if (published !== undefined && received !== undefined && received.at >= published.at) summary.durationMs = received.at - published.at;
+  }
   // A late reply's steps come after the client's timeout, which is listed last (the flow's order): its round trip runs
   // to the latest of them, not to the timeout (the trial's "4000 ms" was the timeout's).
   if (summary.verdict?.code === 'late-reply' && steps[0] && summary.durationMs !== undefined) {

@@ -563,7 +563,8 @@ describe('the Trace panel', () => {
     await flushPromises();
     const row = wrapper.find('[data-testid=trace-row]');
     expect(row.find('[data-testid=trace-row-time]').text()).toBe('13:04:05');
-    expect(row.find('[data-testid=trace-row-rtt]').text()).toBe('6 ms');
+    // From its publish (+2) to its reply (+6), as Compose counts a call: not from its composing, nor to its server's last step.
+    expect(row.find('[data-testid=trace-row-rtt]').text()).toBe('4 ms');
     expect(row.find('[data-testid=trace-row-origin]').text()).toBe('compose');
     expect(row.find('[data-testid=trace-row-topic]').attributes('title')).toBe(`rpc_queue → ${longTopic}`);
     height.mockRestore();
