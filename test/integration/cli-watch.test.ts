@@ -62,6 +62,15 @@ async function leftOnBroker(queue: string): Promise<{ queue: boolean; bindings: 
   return { queue: queues.some((item) => item.name === queue), bindings: bindings.filter((binding) => binding.destination === queue).length };
 }
 
+/** Until the management API lists a connection its client named `name` (it lists a new one a few seconds late; no sleep). */
+async function untilListed(name: string): Promise<void> {
+  const api = new ManagementApi(broker.urls.management);
+  for (;;) {
+    const connections = await api.vhostConnections();
+    if (connections.some((connection) => connection.connectionName === name)) return;
+  }
+}
+
 /** Until the management API lists a binding on amq.direct from `key` to `queue` (it answers each ask; no sleep). */
 async function untilBound(queue: string, key: string): Promise<void> {
   const api = new ManagementApi(broker.urls.management);
@@ -90,6 +99,8 @@ describe('bridgescope watch', () => {
 
     const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
     await worker.waitForLine(/^ready$/);
+    // Listed by the management API before the watch starts (a worker of long standing, as in a fleet): its name is known.
+    await untilListed(`watch-worker ${queue}`);
     const watch = startWatch(['--mode', mode, '--topic', queue, '--topic', idleKey, '--topic', nobodyKey, '--timeout', '1500', '--late-window', '10000', '--json']);
     const tapQueue = await watch.queue;
 
@@ -134,6 +145,12 @@ describe('bridgescope watch', () => {
     );
     const idle = lines.find((line) => line.id === 'idle-1');
     expect(idle?.verdict?.message).toContain(`Queue "${idleKey}"`);
+    // The firehose saw which connection took the request: named by the name the worker gave it, as the Trace names it.
+    if (mode === 'firehose') {
+      const none = lines.find((line) => line.id === 'none-1' && line.type === 'verdict');
+      expect(none?.verdict?.message).toMatch(/ took the request/);
+      expect(none?.verdict?.message).toContain(`named "watch-worker ${queue}"`);
+    }
     // The worker (pika's defaults) publishes its replies non-persistent: from 3.13 the broker delivers them at QoS 0,
     // which the device's own output shows (mosquitto_sub -d: "q0"), and the watch says once and counts.
     const deliveredQos = subscriber.lines.filter((line) => /received PUBLISH/.test(line)).map((line) => /\(d\d, q(\d)/.exec(line)?.[1]);

@@ -10,7 +10,10 @@ import sys
 import pika
 
 amqp_url, queue, late_seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+parameters = pika.URLParameters(amqp_url)
+# The name the broker lists the connection by (management API): a watch's verdict names the worker by it.
+parameters.client_properties = {"connection_name": f"watch-worker {queue}"}
+connection = pika.BlockingConnection(parameters)
 channel = connection.channel()
 channel.queue_declare(queue=queue, durable=False, auto_delete=True)
 channel.queue_bind(queue=queue, exchange="amq.direct", routing_key=queue)

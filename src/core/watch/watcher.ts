@@ -15,6 +15,7 @@ import type { TlsFiles } from '../connection-details';
 import type { FirehoseEvent, FirehoseStatus, TracingRelease } from '../trace/firehose';
 import { transientAtQos0Of } from '../../shared/broker-versions';
 import { withDeadline } from '../../shared/deadline';
+import { MqttClients } from '../trace/mqtt-clients';
 
 /** verdicts that say no reply could have come, whatever the tap saw */
 const NO_REPLY_POSSIBLE: ReadonlySet<string> = new Set(['request-unroutable', 'wrong-exchange', 'no-consumer', 'not-this-broker']);
@@ -115,6 +116,11 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   readonly firehose: FirehoseSource | undefined;
   /** in firehose mode: how tracing was given back */
   releases: TracingRelease[] = [];
+  /**
+   * In firehose mode, without names given: the names workers gave their connections (pika's and amqplib's
+   * `connection_name`), from the management API, so a verdict names the worker that took a request as the Trace does.
+   */
+  private readonly clients: MqttClients | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** the last time the tap saw nothing (its connection lost): a request waiting then may have had a reply it missed */
   private blind: { from: number; until?: number } | undefined;
@@ -142,9 +148,11 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && line.type !== 'not-request' && line.type !== 'qos0-replies' && spans.settle(line));
     if (options.mode === 'firehose') {
       if (!options.managementUrl) throw new Error('The firehose mode needs a management URL (it switches tracing on through the management API).');
+      const api = new ManagementApi(options.managementUrl, options.vhost ?? '/', undefined, options.tls);
+      if (options.connectionNameOf === undefined) this.clients = new MqttClients(api);
       this.firehose = new FirehoseSource({
         amqpUrl: options.amqpUrl,
-        api: new ManagementApi(options.managementUrl, options.vhost ?? '/', undefined, options.tls),
+        api,
         exchange: options.exchange,
         ...(options.tls ? { tls: options.tls } : {}),
         owner: `bridgescope watch (pid ${process.pid})`,
@@ -175,7 +183,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
 
   /** The connection that took a request, with the name its client gave it when known (then, or now). */
   private takerOf(connection: string, nameThen: string | undefined): BrokerParty {
-    const name = nameThen ?? this.options.connectionNameOf?.(connection);
+    const name = nameThen ?? this.options.connectionNameOf?.(connection) ?? this.clients?.connectionNameOf(connection);
     return name !== undefined ? { connection, connectionName: name } : { connection };
   }
 
@@ -187,7 +195,10 @@ export class Watcher extends EventEmitter<WatcherEvents> {
   deliveredEvent(event: FirehoseEvent, connectionName?: string): void {
     if (!this.pairing.waitsOn(event.routingKeys[0])) return;
     const delivery = deliveryFromFirehose(event, this.options.exchange, Date.now());
-    if (delivery) this.pairing.delivered(delivery.message, delivery.queue, connectionName);
+    if (!delivery) return;
+    // A connection not listed yet is asked for now: its name is read when the request's verdict is decided.
+    if (connectionName === undefined && event.party) this.clients?.clientIdOf(event.party.connection);
+    this.pairing.delivered(delivery.message, delivery.queue, connectionName);
   }
 
   /**
@@ -212,6 +223,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             .overview()
             .then((overview) => this.pairing.brokerVersion(overview.rabbitmqVersion, transientAtQos0Of(overview.rabbitmqVersion) === true))
             .catch(() => undefined);
+    // The connections' names, listed beside the start (best effort: unnamed, a verdict names the connection's address).
+    void this.clients?.start().catch(() => undefined);
     const queue = this.firehose ? await this.firehose.start() : this.tap ? await this.tap.start() : 'fed';
     await withDeadline(version, VERSION_READ_WITHIN_MS);
     // Stopped while it started: no timer may outlive the stop.
@@ -237,6 +250,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.clients?.stop();
     if (this.firehose) this.releases = await this.firehose.stop();
     if (this.tap) this.tapStopped = await this.tap.stop();
     await Promise.allSettled([...this.deciding]);
