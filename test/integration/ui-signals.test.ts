@@ -122,6 +122,8 @@ describe('bridgescope ui and npm start under signals', () => {
     await ui.waitForLine(/BridgeScope is ready: http/);
     // "starting the sandbox broker..." gets its end: which node, and that it goes with this run.
     await ui.waitForLine(/^Sandbox broker \S+ started; it stops when this run ends\.$/);
+    // And where devices and workers of your own connect to it.
+    await ui.waitForLine(/^ {2}MQTT {8}mqtt:\/\/127\.0\.0\.1:\d+$/);
     const node = await runningSandbox(dir, ui);
     ui.signalGroup('SIGINT');
     expect(await ui.exited).toEqual({ code: 0, signal: null });

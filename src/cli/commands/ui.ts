@@ -140,6 +140,9 @@ export function registerUiCommand(program: Command): void {
               if (sandbox.state === 'running') {
                 const node = sandbox.nodeName !== undefined ? ` ${sandbox.nodeName}` : '';
                 process.stderr.write(sandbox.ownedByApp ? `Sandbox broker${node} started; it stops when this run ends.\n` : `Sandbox broker${node} was already running: using it, and leaving it running.\n`);
+                // Where your own devices and workers connect to it (and \`bridgescope\` commands, with BRIDGESCOPE_SANDBOX_DIR).
+                const urls = sandbox.urls;
+                if (urls) process.stderr.write(`  AMQP        ${urls.amqp}\n  MQTT        ${urls.mqtt}\n  Management  ${urls.management}\n`);
               }
               const profile = session.sandboxProfile();
               // Stopping while the sandbox started: the broker must finish starting (to be stopped), but nothing connects to it.
