@@ -155,8 +155,8 @@ describe('the hop path', () => {
     // A tap watch's replied pair: the request reached the tap (its other queues not known), the reply was published and
     // routed to the tap; no delivery and no device receipt were seen.
     const tapped = summarize('watch-seed-a-1', [
-      { rpcId: 'watch-seed-a-1', seq: 1, at: 1, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ["bridgescope.watch-tap.x (the watch's own tap; which other queues it reached is not known)"], leg: 'request', replyTopic: 'reply/a' } },
-      { rpcId: 'watch-seed-a-1', seq: 2, at: 9, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.a'], routedQueues: ["bridgescope.watch-tap.x (the watch's own tap; which other queues it reached is not known)"], leg: 'reply' } },
+      { rpcId: 'watch-seed-a-1', seq: 1, at: 1, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ["(the watch's own tap bridgescope.watch-tap.x; which other queues it reached is not known)"], leg: 'request', replyTopic: 'reply/a' } },
+      { rpcId: 'watch-seed-a-1', seq: 2, at: 9, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['reply.a'], routedQueues: ["(the watch's own tap bridgescope.watch-tap.x; which other queues it reached is not known)"], leg: 'reply' } },
     ]);
     expect(unobservedHops(tapped)).toEqual(['mqtt-deliver', 'queue', 'reply-queue']);
     const wrapper = mount(HopPath, { props: { verdict: replied, unobserved: unobservedHops(tapped) } });

@@ -111,7 +111,7 @@ describe('the session watch controller', () => {
   it('opens a watched RPC the trace already holds (the firehose\'s, with its device and warnings) as that RPC, not as a second copy with less in it', async () => {
     const store = new TraceStore();
     store.add({ rpcId: 'devT-0', at: 5000, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } });
-    const { watch, batches, watcher, steps } = controller({ traced: (id, sentAt) => tracedAbout(store, id, sentAt) });
+    const { watch, batches, watcher, steps } = controller({ traced: (ref) => tracedAbout(store, ref) });
     await watch.start({ mode: 'firehose', timeoutMs: 700, requestKeys: ['rpc_queue'] });
     watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.x', sentAt: 5012, id: 'devT-0', type: 'verdict', verdict, rttMs: 900 });
     // The same id much later: a device that counts its ids from 1 again sent another request, which the trace does not hold.
@@ -122,6 +122,36 @@ describe('the session watch controller', () => {
     expect(steps).toEqual([]);
     expect(watch.open(later?.key as string).rpcId).toMatch(/^watch-seed-devT-0-95000$/);
     expect(steps.length).toBeGreaterThan(0);
+  });
+
+  it('never opens another device\'s RPC that shares the id: the trace\'s must be on the same request key (or be its MQTT 5 twin by reply topic)', () => {
+    const store = new TraceStore();
+    const published = (rpcId: string, key: string): TraceStepDraft => ({ rpcId, at: 5000, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [key], routedQueues: ['q'], leg: 'request' } });
+    store.add(published('1', 'plant.a.rpc'));
+    store.add(published('1 (reply/dev-b)', 'plant.b.rpc'));
+    // Device B's request "1" on its own key, at the same moment: not device A's RPC "1".
+    expect(tracedAbout(store, { id: '1', topic: 'plant.b.rpc', sentAt: 5010 })).toBeUndefined();
+    expect(tracedAbout(store, { id: '1', topic: 'plant.b.rpc', sentAt: 5010, replyTopic: 'reply/dev-b' })).toBe('1 (reply/dev-b)');
+    expect(tracedAbout(store, { id: '1', topic: 'plant.a.rpc', sentAt: 5010 })).toBe('1');
+    // The app's own send: its MQTT topic maps to the watched key.
+    store.add({ rpcId: 'own-1', at: 7000, source: 'client', kind: 'composed', detail: { topic: 'plant/c/rpc', qos: 1, replyTopic: 'reply/own', replyStrategy: 'per-request', bytes: 10 } });
+    expect(tracedAbout(store, { id: 'own-1', topic: 'plant.c.rpc', sentAt: 7004 })).toBe('own-1');
+  });
+
+  it('opens a tap-mode RPC with placeholders, never read as "only a tap took it"', async () => {
+    const { watch, batches, watcher, steps } = controller();
+    await watch.start({ mode: 'tap', timeoutMs: 700, requestKeys: ['rpc_queue'] });
+    watcher().emit('line', { pattern: 'seed', topic: 'rpc_queue', replyKey: 'reply.ok', sentAt: 1000, id: 'ok-1', type: 'pair', rttMs: 5, worker: 'w' });
+    (watch as unknown as { flush: () => void }).flush();
+    watch.open(batches[0]?.replied[0]?.key as string);
+    await watch.stop();
+    const store = new TraceStore();
+    for (const step of steps) store.add(step);
+    expect(store.summary(steps[0]?.rpcId as string).warnings).toEqual([]);
+    expect(steps.filter((step) => step.kind === 'broker.published').map((step) => (step.kind === 'broker.published' ? step.detail.routedQueues[0] : ''))).toEqual([
+      "(the watch's own tap amq.gen-fake; which other queues it reached is not known)",
+      "(the watch's own tap amq.gen-fake; which other queues it reached is not known)",
+    ]);
   });
 
   it('opens a late reply the firehose saw routed with the queues it reached (the Trace read "subscription not seen")', async () => {
@@ -207,6 +237,10 @@ describe('the session watch controller', () => {
     watcher().emit('status', { state: 'on', since: Date.now(), turnedOnByUs: true, resumed: true });
     expect(views.at(-1)).toMatchObject({ state: 'running', message: expect.stringMatching(/^Resumed: the firehose reads again \(tracing switched on again: a broker restart resets it\) after about 10 s unseen; what was published in that gap was not seen\.$/) });
     expect(watch.active).toBe(true);
+    // A firehose that gives up ends the watch, saying why (not "reconnecting" for good).
+    watcher().emit('status', { state: 'unavailable', reason: 'Tracing stopped: lost the broker and could not reconnect.' });
     await watch.stop();
+    expect(views.at(-1)).toMatchObject({ state: 'failed', message: 'The watch stopped: Tracing stopped: lost the broker and could not reconnect.' });
+    expect(watch.active).toBe(false);
   });
 });

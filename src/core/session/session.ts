@@ -145,7 +145,7 @@ export class Session {
       emitView: (view) => options.emit('watch.view.changed', view),
       emitBatch: (batch) => options.emit('watch.batch.added', batch),
       addStep: (draft) => void store.add(draft),
-      traced: (id, sentAt) => tracedAbout(store, id, sentAt),
+      traced: (ref) => tracedAbout(store, ref),
       ...(factories.createWatcher ? { createWatcher: factories.createWatcher } : {}),
     });
     this.load = new LoadController({

@@ -5,6 +5,7 @@
 import type { WatchBatch, WatchDropped, WatchRpc, WatchSettings, WatchView } from '../../shared/contract';
 import { WATCH_BATCH_VERDICTS } from '../../shared/contract';
 import type { TraceStep, TraceStepDraft } from '../../shared/trace';
+import { topicToRoutingKey } from '../../shared/topic-map';
 import type { Verdict } from '../../shared/diagnosis';
 import { BridgeError, toErrorShape } from '../errors';
 import { repliedVerdict, Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
@@ -24,7 +25,7 @@ export interface WatchControllerOptions {
    * The trace's own RPC for a watched request, when it has one (the firehose's, or the app's own send: the same id, sent
    * about then): `open` selects it instead of adding a copy with less in it.
    */
-  traced?: (id: string, sentAt: number) => string | undefined;
+  traced?: (ref: { id: string; topic: string; sentAt: number; replyTopic?: string }) => string | undefined;
   /** how often a batch goes to the page (default 250 ms) */
   flushMs?: number;
   createWatcher?: (options: WatcherOptions) => WatcherLike;
@@ -36,10 +37,19 @@ export interface WatchControllerOptions {
  */
 const SAME_REQUEST_MS = 2000;
 
-/** The trace's RPC `id` when it is the request the watch saw at `sentAt`: its first step (a publish, or the app's own send) about then. */
-export function tracedAbout(store: { steps(rpcId: string): TraceStep[] }, id: string, sentAt: number): string | undefined {
-  const first = store.steps(id).find((step) => (step.kind === 'broker.published' && step.detail.leg === 'request') || step.kind === 'composed');
-  return first !== undefined && Math.abs(first.at - sentAt) <= SAME_REQUEST_MS ? id : undefined;
+/**
+ * The trace's RPC for the request the watch saw (`id` on request key `topic` at `sentAt`): the one whose first step (its
+ * publish, or the app's own send) was on that key about then. Under `id`, or, for an id two devices both used, under the
+ * name the trace gives the second (`<id> (<reply topic>)`).
+ */
+export function tracedAbout(store: { steps(rpcId: string): TraceStep[] }, ref: { id: string; topic: string; sentAt: number; replyTopic?: string }): string | undefined {
+  const candidates = ref.replyTopic !== undefined ? [ref.id, `${ref.id} (${ref.replyTopic})`] : [ref.id];
+  return candidates.find((rpcId) => {
+    const first = store.steps(rpcId).find((step) => (step.kind === 'broker.published' && step.detail.leg === 'request') || step.kind === 'composed');
+    if (first === undefined || Math.abs(first.at - ref.sentAt) > SAME_REQUEST_MS) return false;
+    const key = first.kind === 'composed' ? topicToRoutingKey(first.detail.topic) : first.kind === 'broker.published' ? first.detail.routingKeys[0] : undefined;
+    return key === ref.topic;
+  });
 }
 
 /** closed RPCs kept for `open` (the latest) */
@@ -152,6 +162,9 @@ export class WatchController {
       if (status.state === 'reconnecting') {
         lostAt ??= status.since;
         this.setView({ ...this.current, message: `Paused: the firehose lost the broker (${status.reason}); reconnecting (attempt ${status.attempt}). Requests published meanwhile are not seen.` });
+      } else if (status.state === 'unavailable') {
+        // The firehose gave up (the broker did not come back in time, or refused tracing): the watch is over, and says why.
+        void this.end(`The watch stopped: ${status.reason}`, 'failed');
       } else if (status.state === 'on' && status.resumed) {
         const unseenS = lostAt !== undefined ? Math.max(0, Math.round((Date.now() - lostAt) / 1000)) : undefined;
         lostAt = undefined;
@@ -305,7 +318,7 @@ export class WatchController {
   open(key: string): { rpcId: string } {
     const rpc = this.closed.get(key);
     if (!rpc) throw new BridgeError('bad-input', `The watched RPC ${key} is no longer kept (the watch keeps the last ${KEPT_CLOSED} it closed, and forgets them on a new start).`);
-    const traced = this.options.traced?.(rpc.id, rpc.sentAt);
+    const traced = this.options.traced?.({ id: rpc.id, topic: rpc.topic, sentAt: rpc.sentAt, ...(rpc.replyTopic !== undefined ? { replyTopic: rpc.replyTopic } : {}) });
     if (traced !== undefined) return { rpcId: traced };
     const rpcId = `watch-${rpc.pattern}-${rpc.id}-${rpc.sentAt}`.slice(0, 300);
     if (this.opened.has(rpcId)) return { rpcId };
@@ -314,7 +327,8 @@ export class WatchController {
     const tapQueue = this.current.through !== undefined && this.current.through !== 'firehose' ? this.current.through : undefined;
     // The tap sees only what reached its own queue, which serves nobody (a request that reached nothing else reads
     // "request dropped" beside it); a firehose watch kept where the broker routed the request and its reply.
-    const notKnown = tapQueue ? [`${tapQueue} (the watch's own tap; which other queues it reached is not known)`] : ['(not kept by watch)'];
+    // Placeholders, in brackets: never read as a queue the message reached (a tap's name there would read "only a tap took it").
+    const notKnown = tapQueue ? [`(the watch's own tap ${tapQueue}; which other queues it reached is not known)`] : ['(not kept by watch)'];
     const routedQueues = rpc.routedQueues ?? notKnown;
     this.options.addStep({
       rpcId,
