@@ -67,10 +67,10 @@ export interface DiagnosisInput {
     at: number;
     afterMs?: number;
     worker?: string;
-    /** a watch saw the broker route it to no queue */
+    /** a watch saw the broker route it to no device's queue (to none, or to a BridgeScope watch's tap only) */
     dropped?: boolean;
-    /** a watch saw the broker route it to an MQTT subscription: a device that waited long enough got it */
-    toSubscription?: boolean;
+    /** a watch saw the broker route it to this MQTT client's subscription (the client id its queue names) */
+    toSubscription?: string;
   };
   /** the first loss of the MQTT link while the RPC was in flight */
   linkLost?: { at: number; reason: string };
@@ -197,8 +197,8 @@ function lateReplyReached(
 
 /** Where a watched late reply went, as far as the watch saw: the device can have got it, or not. */
 function watchedLateReach(lateReply: DiagnosisInput['lateReply'], dropped: boolean): string {
-  if (dropped) return 'the broker routed the reply to no queue, so the device had unsubscribed or disconnected by then and never got it';
-  if (lateReply?.toSubscription) return "the broker routed the reply to the device's subscription, so a device that waits longer than that got it (one that waits no longer had given up)";
+  if (dropped) return "the broker routed the reply to no device's queue, so the device had unsubscribed or disconnected by then and never got it";
+  if (lateReply?.toSubscription !== undefined) return `the broker routed the reply to the subscription of MQTT client "${lateReply.toSubscription}", which gets it if it is still there (a device that waits no longer than that had given up)`;
   return 'a device that waits no longer than that has given up by then';
 }
 
@@ -461,17 +461,19 @@ export function diagnose(input: DiagnosisInput): Verdict {
     );
   }
   if (facts.requestQueues.length === 0) return unroutable(input, facts, facts.exchange, requestKey, evidence);
-  const idle = facts.requestQueues.find((queue) => queue.consumers === 0);
-  // No consumer, and nothing waiting in it (asked live, or with messages still unacked): a consumer took the request and
-  // stopped consuming since; it does not wait there (the trial: a server stopping, finishing the request it held).
-  if (idle && idle.ready === 0 && (idle.live || (idle.unacked ?? 0) > 0)) {
+  // A queue with no consumer where messages wait first: that is where the request waits.
+  const idle = facts.requestQueues.find((queue) => queue.consumers === 0 && queue.ready > 0) ?? facts.requestQueues.find((queue) => queue.consumers === 0);
+  // No consumer, and nothing waiting in it, asked live (the management API's counts lag up to ~5 s: a request published
+  // after them is not in them): a consumer took the request and stopped consuming since, or it left the queue otherwise;
+  // it does not wait there (the trial: a server stopping, finishing the request it held).
+  if (idle && idle.ready === 0 && idle.live) {
     const held = idle.unacked ?? 0;
     return verdict(
       'server-slow',
       'server',
       held > 0
         ? `Queue "${idle.name}" has no consumer now and no message waiting, but ${held === 1 ? '1 message' : `${held} messages`} taken from it ${held === 1 ? 'is' : 'are'} not acked yet: a worker took the request and stopped consuming before replying within ${waited} (a server that stops finishes what it holds first), so its reply may still come (if not, that worker's log says why); requests sent now wait there: ${startServer(idle.name)}.`
-        : `Queue "${idle.name}" has no consumer now and no message waiting: a consumer took the request and has gone since without a reply within ${waited} (stopped or crashed, having acked it); ${startServer(idle.name)}, check its log for why it stopped, and send the request again.`,
+        : `Queue "${idle.name}" has no consumer now and no message waiting: a consumer took the request and has gone since without a reply within ${waited} (stopped or crashed, having acked it), or the queue let it go (a message TTL, a length limit, dead-lettering); ${startServer(idle.name)}, check its log for why it stopped, and send the request again.`,
     );
   }
   if (idle) {

@@ -294,8 +294,13 @@ describe('the verdict engine', () => {
     expect(gone).toMatchObject({ code: 'server-slow', hop: 'server' });
     expect(gone.message).toContain('a consumer took the request and has gone since');
     expect(gone.message).not.toContain('waits there');
-    // The management API's count alone (up to ~5 s old) with nothing unacked: the request may have come after it.
+    // The management API's counts alone (up to ~5 s old), unacked or not: the request may have come after them.
     expect(diagnose(input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 0, live: false }] }) })).code).toBe('no-consumer');
+    expect(diagnose(input({ facts: facts({ requestQueues: [{ name: 'orders', consumers: 0, ready: 0, unacked: 1, live: false }] }) })).code).toBe('no-consumer');
+    // Two queues bound for the key, neither consumed: the one where messages wait is where the request waits.
+    const two = diagnose(input({ facts: facts({ requestQueues: [{ name: 'audit', consumers: 0, ready: 0, live: true }, { name: 'orders', consumers: 0, ready: 2, live: true }] }) }));
+    expect(two).toMatchObject({ code: 'no-consumer' });
+    expect(two.message).toContain('Queue "orders"');
   });
 
   it('no firehose: a consumed queue is server-slow, honestly pointing at the firehose for the reply path', () => {
@@ -508,10 +513,10 @@ describe('remedies where the user is (issue 26)', () => {
     const timed = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 7020.4, worker: 'billing-worker-2' } }));
     expect(timed.message).toMatch(/ \(billing-worker-2\) answered after 7020 ms, past the watch's timeout of 1000 ms: slower than that \(.*\); a device that waits no longer than that has given up by then\.$/);
     // Where the late reply went, when the firehose saw it: the device's subscription (it may have got it), or nowhere (it did not).
-    const delivered = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 8000, toSubscription: true } }));
-    expect(delivered.message).toMatch(/; the broker routed the reply to the device's subscription, so a device that waits longer than that got it \(one that waits no longer had given up\)\.$/);
+    const delivered = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 8000, toSubscription: 'dev-7' } }));
+    expect(delivered.message).toMatch(/; the broker routed the reply to the subscription of MQTT client "dev-7", which gets it if it is still there \(a device that waits no longer than that had given up\)\.$/);
     const dropped = diagnose(input({ remedies: 'watch', lateReply: { topic: 'reply/abc', at: 2000, afterMs: 8000, dropped: true } }));
-    expect(dropped.message).toMatch(/; the broker routed the reply to no queue, so the device had unsubscribed or disconnected by then and never got it\.$/);
+    expect(dropped.message).toMatch(/; the broker routed the reply to no device's queue, so the device had unsubscribed or disconnected by then and never got it\.$/);
   });
 
   it('on the command line the remedies stay commands', () => {

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { diagnose, lateBecauseNoConsumer, otherTopicSentence, WATCH_TIMEOUT_REMEDY, type TimeoutRemedy, type Verdict, type VerdictCode } from '../../shared/diagnosis';
 import { routingKeyToTopic } from '../../shared/topic-map';
 import { RecentIds } from '../recent-ids';
-import { isSubscriptionQueue, isWatchTapQueue, withoutWatchTaps } from '../../shared/rabbitmq-mqtt';
+import { isSubscriptionQueue, isWatchTapQueue, subscriptionQueueOwner, withoutWatchTaps } from '../../shared/rabbitmq-mqtt';
 import type { BrokerParty, TraceStepDraft } from '../../shared/trace';
 import { diagnoseWithFacts, gatherBrokerFacts } from '../diagnosis/evidence';
 import { asRequest, jsonObject, RpcPairing, type ObservedMessage, type RpcRef, type TopicStats, type WatchEvent } from './pairing';
@@ -108,6 +108,13 @@ export function repliedVerdict(pair: RpcRef & { rttMs: number; worker?: string; 
   };
 }
 
+/** The MQTT client whose subscription a reply was routed to (the first, when several were), as a late reply's `toSubscription`. */
+function subscriberOf(routedQueues: readonly string[] | undefined): { toSubscription?: string } {
+  const queue = routedQueues?.find(isSubscriptionQueue);
+  const owner = queue !== undefined ? subscriptionQueueOwner(queue) : undefined;
+  return owner !== undefined ? { toSubscription: owner.clientId } : {};
+}
+
 export class Watcher extends EventEmitter<WatcherEvents> {
   readonly pairing: RpcPairing;
   /** the tap, in tap mode */
@@ -196,9 +203,14 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     if (!this.pairing.waitsOn(event.routingKeys[0])) return;
     const delivery = deliveryFromFirehose(event, this.options.exchange, Date.now());
     if (!delivery) return;
-    // A connection not listed yet is asked for now: its name is read when the request's verdict is decided.
-    if (connectionName === undefined && event.party) this.clients?.clientIdOf(event.party.connection);
-    this.pairing.delivered(delivery.message, delivery.queue, connectionName);
+    // Named now when listed (a worker that then stops is forgotten by the next listing); one not listed yet is asked for
+    // now, and read when the request's verdict is decided.
+    let name = connectionName;
+    if (name === undefined && event.party && this.clients) {
+      name = this.clients.connectionNameOf(event.party.connection);
+      if (name === undefined) this.clients.clientIdOf(event.party.connection);
+    }
+    this.pairing.delivered(delivery.message, delivery.queue, name);
   }
 
   /**
@@ -288,7 +300,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             timeoutMs: this.options.timeoutMs,
             failure: { code: 'timeout', message: `no reply within ${this.options.timeoutMs} ms` },
             // The firehose says where the broker routed it: nowhere is a reply that stopped at the exchange, not one that arrived.
-            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined && withoutWatchTaps(replyRoutedQueues).length === 0 ? { dropped: true } : {}), ...(replyRoutedQueues?.some(isSubscriptionQueue) ? { toSubscription: true } : {}) },
+            lateReply: { topic: ref.replyKey, at: Date.now(), afterMs: rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined && withoutWatchTaps(replyRoutedQueues).length === 0 ? { dropped: true } : {}), ...subscriberOf(replyRoutedQueues) },
           });
           verdict.evidence.push(`watch: the reply came on "${ref.replyKey}" after ${rttMs} ms${worker !== undefined ? `, from ${worker}` : ''}`);
           // Nobody consumed the request when the wait ended: the reply is late because a worker came late, not because one
@@ -347,8 +359,8 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       return {
         code: 'reply-unroutable',
         hop: 'reply-exchange',
-        message: `The server${who} answered request ${event.id} (on "${event.topic}") with key "${event.replyKey}", but nothing was bound to it, so the broker dropped the reply: no client was subscribed to its reply topic when the reply came: the device had not subscribed yet, had unsubscribed, or had disconnected (a clean session's subscription goes with its connection). A device must subscribe before sending and stay connected and subscribed until the reply.`,
-        evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `broker: the reply was published with key "${event.replyKey}" and routed to no queue`],
+        message: `The server${who} answered request ${event.id} (on "${event.topic}") with key "${event.replyKey}", but no device's queue was bound to it (a BridgeScope watch's tap, if one was, delivers to nobody), so no device got the reply: no client was subscribed to its reply topic when the reply came: the device had not subscribed yet, had unsubscribed, or had disconnected (a clean session's subscription goes with its connection). A device must subscribe before sending and stay connected and subscribed until the reply.`,
+        evidence: [`watch: request "${event.id}" published with key "${event.topic}"`, `broker: the reply was published with key "${event.replyKey}" and routed to no device's queue`],
       };
     }
     if (event.wrongKey) {
