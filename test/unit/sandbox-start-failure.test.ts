@@ -114,5 +114,7 @@ describe('a start on another RabbitMQ version’s data', () => {
     expect(otherVersionsDataRefusal(dir, made, { kind: 'system', label: 'system' }, undefined)).toMatch(/cannot run on another version's data/);
     expect(upstreamVersion('4.3.6-1')).toBe('4.3.6');
     expect(upstreamVersion('1:3.10.8-1.1')).toBe('3.10.8');
+    // A pre-release is its own version (its data is not the release's).
+    expect(upstreamVersion('4.1.0-rc.1')).toBe('4.1.0-rc.1');
   });
 });

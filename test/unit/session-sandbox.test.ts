@@ -78,6 +78,16 @@ describe('the sandbox controller', () => {
     expect(sandbox.owned).toBe(false);
   });
 
+  it('does not take a node started after its own stop for one that replaced its own', async () => {
+    const node = new FakeNode();
+    const { sandbox } = controller(node);
+    await sandbox.start();
+    await sandbox.stop();
+    node.statusAnswers.push({ state: 'running', info: runningInfo(node.pid + 1) });
+    await sandbox.start();
+    expect(sandbox.replaced).toBe(false);
+  });
+
   it('tells a node alive but not answering (unreachable) from one that is gone', async () => {
     const node = new FakeNode();
     const { sandbox } = controller(node);

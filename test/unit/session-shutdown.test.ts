@@ -64,6 +64,7 @@ describe('the session, wired from fakes', () => {
       close: async () => undefined,
     });
     const sandboxTask = tasks.find((task) => task.kind === 'sandbox') as ShutdownTask;
+    expect(sandboxTask.what).toBe('leave running the sandbox broker that replaced the one this command started');
     expect(sandboxTask.needed()).toBe(true);
     expect(await sandboxTask.run()).toBe(
       'The sandbox broker this command started was stopped outside it; the one running there now (bridgescope-1@localhost) was started by something else, so it is left running (`bridgescope broker stop` stops it).',

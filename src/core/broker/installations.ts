@@ -58,7 +58,7 @@ export function installedVersion(install: RabbitMQInstall): string | undefined {
 
 /** A version as RabbitMQ reports it: Debian's epoch and revision off (`4.3.6-1` -> `4.3.6`). */
 export function upstreamVersion(version: string): string {
-  return version.replace(/^\d+:/, '').replace(/-[^-]*$/, '');
+  return version.replace(/^\d+:/, '').replace(/-\d[^-]*$/, '');
 }
 
 /**

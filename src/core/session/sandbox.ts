@@ -104,6 +104,8 @@ export class SandboxController {
   async stop(timeoutMs?: number): Promise<SandboxStopResult> {
     if (this.starting) await this.starting;
     const result = await this.options.node.stop(this.options.dir, timeoutMs);
+    // Stopped by the app: a node started later from a terminal replaced nothing of the app's.
+    this.ownedPid = undefined;
     this.set({ state: 'stopped' });
     return result;
   }

@@ -59,7 +59,7 @@ export function shutdownTasks(parts: ShutdownParts): ShutdownTask[] {
       },
     },
     {
-      what: `stop the sandbox broker ${whose} started`,
+      what: parts.sandbox.replaced === true ? `leave running the sandbox broker that replaced the one ${whose} started` : `stop the sandbox broker ${whose} started`,
       kind: 'sandbox',
       // Also when the node it started was replaced outside it: nothing is stopped then, and the user is told why.
       needed: () => ownsSandbox() || parts.sandbox.replaced === true,
