@@ -74,3 +74,8 @@ export function oncePerOutage(): { lost: () => boolean; back: () => void } {
     back: () => void (out = false),
   };
 }
+
+/** A broker's three URLs, a line each, their names aligned: what `broker start`, `broker status` and `ui` print. */
+export function urlLines(urls: { amqp: string; mqtt: string; management: string }, indent = ''): string[] {
+  return [`${indent}AMQP        ${urls.amqp}`, `${indent}MQTT        ${urls.mqtt}`, `${indent}Management  ${urls.management}`];
+}

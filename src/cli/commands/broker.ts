@@ -6,6 +6,7 @@ import { isClusterDir, sandboxClusterStatus, startSandboxCluster, stopSandboxClu
 import { action, ExitCode, parseDurationMs, parsePositiveInt, printJson } from '../run';
 import { signalExitCode, StopSignals } from '../lifecycle';
 import { DEFAULT_MQTT_EXCHANGE } from '../../shared/defaults';
+import { urlLines } from '../terminal';
 
 interface DirOptions {
   dir: string;
@@ -14,7 +15,7 @@ interface DirOptions {
 
 /** One node's lines: name, pid, its three URLs. */
 function nodeLines(info: SandboxInfo, prefix = ''): string[] {
-  return [`${prefix}${info.nodeName} (pid ${info.pid}${info.version ? `, RabbitMQ ${info.version}` : ''})`, `  AMQP        ${info.urls.amqp}`, `  MQTT        ${info.urls.mqtt}`, `  Management  ${info.urls.management}`];
+  return [`${prefix}${info.nodeName} (pid ${info.pid}${info.version ? `, RabbitMQ ${info.version}` : ''})`, ...urlLines(info.urls, '  ')];
 }
 
 /** What `--json` prints of a cluster: each node with its URLs and ports. */
@@ -108,9 +109,7 @@ export function registerBrokerCommands(program: Command): void {
               ? `Already running: ${info.nodeName} (pid ${info.pid})`
               : `Started ${info.nodeName} (pid ${info.pid})`,
             ...(info.version ? [`RabbitMQ    ${info.version}${info.root ? ` (from ${info.root})` : ''}`] : []),
-            `AMQP        ${info.urls.amqp}`,
-            `MQTT        ${info.urls.mqtt}`,
-            `Management  ${info.urls.management}`,
+            ...urlLines(info.urls),
             `MQTT exchange: ${info.mqttExchange}   folder: ${info.dir}`,
             '',
           ].join('\n'),
@@ -169,7 +168,7 @@ export function registerBrokerCommands(program: Command): void {
         else if (status.state === 'running') {
           const { info } = status;
           process.stdout.write(
-            `running: ${info.nodeName} (pid ${info.pid})\nAMQP        ${info.urls.amqp}\nMQTT        ${info.urls.mqtt}\nManagement  ${info.urls.management}\n`,
+            `${[`running: ${info.nodeName} (pid ${info.pid})`, ...urlLines(info.urls)].join('\n')}\n`,
           );
         } else if (status.state === 'stale') process.stdout.write(`not running: ${status.reason}\n`);
         else process.stdout.write(`not running: no sandbox broker in ${status.dir}\n`);

@@ -14,6 +14,7 @@ import { runUntilStopped, StopSignals, type CleanupTask } from '../lifecycle';
 import { withDeadline } from '../../shared/deadline';
 import { action, ExitCode, parsePort, warn } from '../run';
 import { packageRoot } from '../checkout';
+import { urlLines } from '../terminal';
 
 const defaultStatic = join(packageRoot, 'out', 'renderer');
 
@@ -142,7 +143,7 @@ export function registerUiCommand(program: Command): void {
                 process.stderr.write(sandbox.ownedByApp ? `Sandbox broker${node} started; it stops when this run ends.\n` : `Sandbox broker${node} was already running: using it, and leaving it running.\n`);
                 // Where your own devices and workers connect to it (and \`bridgescope\` commands, with BRIDGESCOPE_SANDBOX_DIR).
                 const urls = sandbox.urls;
-                if (urls) process.stderr.write(`  AMQP        ${urls.amqp}\n  MQTT        ${urls.mqtt}\n  Management  ${urls.management}\n`);
+                if (urls) process.stderr.write(`${urlLines(urls, '  ').join('\n')}\n`);
               }
               const profile = session.sandboxProfile();
               // Stopping while the sandbox started: the broker must finish starting (to be stopped), but nothing connects to it.
