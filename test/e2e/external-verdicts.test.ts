@@ -117,4 +117,45 @@ describe("another team's RPCs in the Trace panel", () => {
       await client.endAsync().catch(() => undefined);
     }
   }, 60_000);
+
+  it('keeps apart two devices that use the same id, and a device\'s next RPC after it counted from 1 again', async () => {
+    // Their devices number requests from 1, each on its own reply topic; one reboots and starts again at the same id.
+    const id = uniqueName('named-count');
+    const devices = [uniqueName('named-a'), uniqueName('named-b')];
+    const clients = await Promise.all(devices.map((clientId) => mqtt.connectAsync(broker.urls.mqtt, { clientId, protocolVersion: 4, reconnectPeriod: 0 })));
+    try {
+      /** A device's request; resolves once the broker took it (PUBACK), with its reply's arrival. */
+      const send = async (index: number): Promise<Promise<void>> => {
+        const client = clients[index] as mqtt.MqttClient;
+        const arrived = new Promise<void>((resolve) => client.once('message', () => resolve()));
+        await client.publishAsync(queue, JSON.stringify({ id, reply_to: `reply/${devices[index]}` }), { qos: 1 });
+        return arrived;
+      };
+      await Promise.all(clients.map((client, index) => client.subscribeAsync(`reply/${devices[index]}`, { qos: 1 })));
+      // A's first, then B's while A's may still be in flight; A reboots and sends its id again once answered.
+      const replies = [await send(0), await send(1)];
+      await Promise.all(replies);
+      await (await send(0));
+      const rows = { first: id, other: `${id} (reply/${devices[1]})`, next: `${id} #2` };
+      for (const [rpcId, device] of [[rows.first, devices[0]], [rows.other, devices[1]], [rows.next, devices[0]]] as const) {
+        const row = `[data-testid=trace-row][data-rpc-id="${rpcId}"]`;
+        await page.waitForSelector(`${row} [data-testid=verdict-badge][data-code=replied]`);
+        await page.waitForSelector(`${row} [data-testid=trace-row-device]`);
+        expect((await page.textContent(`${row} [data-testid=trace-row-device]`))?.trim()).toBe(device);
+      }
+      // Each has its own request and its own reply, on its own device's reply key.
+      await page.click(`[data-testid=trace-row][data-rpc-id="${rows.next}"]`);
+      await page.waitForSelector(`text=delivered from queue mqtt-subscription-${devices[0]}qos1`);
+      const download = page.waitForEvent('download');
+      await page.click('[data-testid=trace-export]');
+      const exported = JSON.parse(await readFile(await (await download).path(), 'utf8')) as TraceExport;
+      for (const [rpcId, device] of [[rows.first, devices[0]], [rows.other, devices[1]], [rows.next, devices[0]]] as const) {
+        const published = exported.steps.filter((step) => step.rpcId === rpcId && step.kind === 'broker.published').map((step) => (step.kind === 'broker.published' ? `${step.detail.leg} ${step.detail.routingKeys[0]}` : ''));
+        expect(published).toEqual([`request ${queue}`, `reply reply.${device}`]);
+      }
+      await page.screenshot({ path: join(shots, 'trace-external-same-id.png') });
+    } finally {
+      await Promise.all(clients.map((client) => client.endAsync().catch(() => undefined)));
+    }
+  }, 60_000);
 });

@@ -126,13 +126,18 @@ describe('the session watch controller', () => {
 
   it('never opens another device\'s RPC that shares the id: the trace\'s must be on the same request key (or be its MQTT 5 twin by reply topic)', () => {
     const store = new TraceStore();
-    const published = (rpcId: string, key: string): TraceStepDraft => ({ rpcId, at: 5000, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [key], routedQueues: ['q'], leg: 'request' } });
-    store.add(published('1', 'plant.a.rpc'));
-    store.add(published('1 (reply/dev-b)', 'plant.b.rpc'));
-    // Device B's request "1" on its own key, at the same moment: not device A's RPC "1".
-    expect(tracedAbout(store, { id: '1', topic: 'plant.b.rpc', sentAt: 5010 })).toBeUndefined();
+    const published = (rpcId: string, key: string, replyTopic: string, at = 5000): TraceStepDraft => ({ rpcId, at, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: [key], routedQueues: ['q'], leg: 'request', replyTopic } });
+    store.add(published('1', 'plant.a.rpc', 'reply/dev-a'));
+    store.add(published('1 (reply/dev-b)', 'plant.b.rpc', 'reply/dev-b'));
+    // Device B's request "1" on its own key, at the same moment: B's RPC, never device A's RPC "1".
+    expect(tracedAbout(store, { id: '1', topic: 'plant.b.rpc', sentAt: 5010 })).toBe('1 (reply/dev-b)');
     expect(tracedAbout(store, { id: '1', topic: 'plant.b.rpc', sentAt: 5010, replyTopic: 'reply/dev-b' })).toBe('1 (reply/dev-b)');
     expect(tracedAbout(store, { id: '1', topic: 'plant.a.rpc', sentAt: 5010 })).toBe('1');
+    // A third device on A's key with its own reply topic: neither.
+    expect(tracedAbout(store, { id: '1', topic: 'plant.a.rpc', sentAt: 5010, replyTopic: 'reply/dev-c' })).toBeUndefined();
+    // Device A counted from 1 again a minute later: its next RPC "1", which the trace names "1 #2".
+    store.add(published('1 #2', 'plant.a.rpc', 'reply/dev-a', 65_000));
+    expect(tracedAbout(store, { id: '1', topic: 'plant.a.rpc', sentAt: 65_003, replyTopic: 'reply/dev-a' })).toBe('1 #2');
     // The app's own send: its MQTT topic maps to the watched key.
     store.add({ rpcId: 'own-1', at: 7000, source: 'client', kind: 'composed', detail: { topic: 'plant/c/rpc', qos: 1, replyTopic: 'reply/own', replyStrategy: 'per-request', bytes: 10 } });
     expect(tracedAbout(store, { id: 'own-1', topic: 'plant.c.rpc', sentAt: 7004 })).toBe('own-1');

@@ -248,6 +248,43 @@ describe('firehose events', () => {
     expect(TraceStore.import(JSON.parse(JSON.stringify(store.export()))).summary('dev-1').replyTopic).toBe('reply/dev-1');
   });
 
+  it('keeps apart the RPCs of devices that count their ids from 1: another device\'s, and a device\'s next after a reboot', () => {
+    const store = new TraceStore();
+    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => {
+      const event = parseFirehoseMessage(message(key, headers, body));
+      const draft = event ? firehoseStep(event, store) : undefined;
+      if (draft) store.add(draft);
+      return draft?.rpcId;
+    };
+    const request = (device: string) => `{"id":1,"reply_to":"reply/${device}","params":{}}`;
+    const routed = { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] };
+    const delivered = { routing_keys: ['rpc_queue'], redelivered: 0 };
+    expect(copy('publish.amq.direct', routed, request('a'))).toBe('1');
+    // Device B's first request, in flight beside A's: its publish, its delivery, and its reply (which echoes the id).
+    expect(copy('publish.amq.direct', routed, request('b'))).toBe('1 (reply/b)');
+    expect(copy('deliver.rpc_queue', delivered, request('a'))).toBe('1');
+    expect(copy('deliver.rpc_queue', delivered, request('b'))).toBe('1 (reply/b)');
+    expect(copy('publish.amq.direct', { routing_keys: ['reply.b'], routed_queues: ['mqtt-subscription-bqos1'] }, '{"id":1,"result":"b"}')).toBe('1 (reply/b)');
+    expect(copy('publish.amq.direct', { routing_keys: ['reply.a'], routed_queues: ['mqtt-subscription-aqos1'] }, '{"id":1,"result":"a"}')).toBe('1');
+    // A reply on a key nobody's request named is the id's first RPC's, on a wrong key (its warning says so).
+    expect(copy('publish.amq.direct', { routing_keys: ['reply.zzz'], routed_queues: [] }, '{"id":1,"result":"?"}')).toBe('1');
+    // Device A rebooted and counts from 1 again, on the same reply topic: its answered RPC "1" is closed, this is the next.
+    expect(copy('publish.amq.direct', routed, request('a'))).toBe('1 #2');
+    expect(copy('deliver.rpc_queue', delivered, request('a'))).toBe('1 #2');
+    expect(copy('publish.amq.direct', { routing_keys: ['reply.a'], routed_queues: ['mqtt-subscription-aqos1'] }, '{"id":1,"result":"a2"}')).toBe('1 #2');
+    // A retry of a request not answered yet is the same RPC.
+    expect(copy('publish.amq.direct', routed, request('a'))).toBe('1 #3');
+    expect(copy('publish.amq.direct', routed, request('a'))).toBe('1 #3');
+    expect(store.steps('1').map((step) => step.kind)).toEqual(['broker.published', 'broker.delivered', 'broker.published', 'broker.published']);
+    expect(store.summary('1 (reply/b)')).toMatchObject({ replyTopic: 'reply/b', brokerReplyKeys: ['reply.b'] });
+    expect(store.summary('1 #2')).toMatchObject({ replyTopic: 'reply/a', brokerReplyKeys: ['reply.a'] });
+    // The app's own RPCs are never split: their ids are its own (a copy of its request after its reply is still it).
+    store.add(composed('own-1'));
+    const own = '{"id":"own-1","reply_to":"reply/own-1"}';
+    expect(copy('publish.amq.direct', { routing_keys: ['reply.own-1'], routed_queues: ['q'] }, '{"id":"own-1"}')).toBe('own-1');
+    expect(copy('publish.amq.direct', routed, own)).toBe('own-1');
+  });
+
   it("settles an RPC not sent here by its verdict: a watched reply's round trip is the reply's publish, an unanswered one has none", () => {
     const store = new TraceStore();
     const request = (rpcId: string, at: number): TraceStepDraft => ({ rpcId, at, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request', replyTopic: 'reply/w' } });

@@ -90,6 +90,22 @@ describe('passive RPC pairing', () => {
     expect((stats?.replies ?? 0) + (stats?.unanswered ?? 0) + (stats?.unseen ?? 0) + (stats?.waiting ?? 0) + (stats?.retried ?? 0)).toBe(stats?.requests);
   });
 
+  it('two devices that both count from id 1, each on its own reply topic, are two requests: neither is a retry of the other', () => {
+    const pairing = new RpcPairing({ timeoutMs: 1000 });
+    pairing.observe(msg(0, 'rpc_queue', { id: 1, reply_to: 'reply/dev-a' }));
+    pairing.observe(msg(2, 'rpc_queue', { id: 1, reply_to: 'reply/dev-b' }));
+    expect(of(pairing.observe(msg(30, 'reply.dev-b', { id: 1, result: 'b' })), 'pair')).toEqual([expect.objectContaining({ id: '1', replyKey: 'reply.dev-b', rttMs: 28 })]);
+    expect(of(pairing.observe(msg(40, 'reply.dev-a', { id: 1, result: 'a' })), 'pair')).toEqual([expect.objectContaining({ id: '1', replyKey: 'reply.dev-a', rttMs: 40 })]);
+    expect(pairing.stats(100)[0]).toMatchObject({ requests: 2, replies: 2, retried: 0, duplicates: 0 });
+    // Both again; a reply with id 1 on a key neither waits on answers one of them on a wrong key (the oldest), not both.
+    pairing.observe(msg(200, 'rpc_queue', { id: 1, reply_to: 'reply/dev-a' }));
+    pairing.observe(msg(201, 'rpc_queue', { id: 1, reply_to: 'reply/dev-b' }));
+    pairing.observe(msg(210, 'reply.elsewhere', { id: 1 }));
+    pairing.observe(msg(220, 'reply.dev-b', { id: 1 }));
+    const unanswered = of(pairing.tick(1300), 'unanswered');
+    expect(unanswered).toEqual([expect.objectContaining({ id: '1', replyKey: 'reply.dev-a', wrongKey: expect.objectContaining({ routingKey: 'reply.elsewhere' }) })]);
+  });
+
   it('pairs a seed request with its reply (a body without id included), counts workers and keeps percentiles', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000 });
     const opened = pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }));
@@ -256,8 +272,8 @@ describe('reply keys that linger', () => {
     expect(firehose.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 1, unseen: 1 });
     // Its verdict found nothing consuming the request: no reply could have come, so it is unanswered after all.
-    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(true);
-    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(false);
+    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', replyKey: 'reply.fresh', sentAt: 0 })).toBe(true);
+    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', replyKey: 'reply.fresh', sentAt: 0 })).toBe(false);
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
   });
 
@@ -277,11 +293,11 @@ describe('reply keys that linger', () => {
     tap.tick(100);
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 0, unseen: 2 });
     tap.observe(msg(300, 'reply.fresh-a', { id: 'a' }));
-    expect(tap.isUnseen({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(false);
+    expect(tap.isUnseen({ pattern: 'seed', id: 'a', replyKey: 'reply.fresh-a', sentAt: 0 })).toBe(false);
     // a's verdict, decided while its late reply came: nothing left to move, and b stays not seen.
-    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', sentAt: 0 })).toBe(false);
+    expect(tap.unseenWasUnanswered({ pattern: 'seed', id: 'a', replyKey: 'reply.fresh-a', sentAt: 0 })).toBe(false);
     expect(tap.stats(300)[0]).toMatchObject({ unanswered: 1, unseen: 1, late: 1 });
-    expect(tap.isUnseen({ pattern: 'seed', id: 'b', sentAt: 0 })).toBe(true);
+    expect(tap.isUnseen({ pattern: 'seed', id: 'b', replyKey: 'reply.fresh-b', sentAt: 0 })).toBe(true);
   });
 });
 

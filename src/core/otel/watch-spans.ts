@@ -34,7 +34,7 @@ export interface WatchSpansOptions {
   maxOpen?: number;
 }
 
-const key = (ref: { pattern: string; id: string }): string => `${ref.pattern}:${ref.id}`;
+const key = (ref: { pattern: string; id: string; replyKey: string }): string => `${ref.pattern}:${ref.id}\n${ref.replyKey}`;
 
 export class WatchSpans {
   /** open request spans, oldest first */

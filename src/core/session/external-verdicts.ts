@@ -42,10 +42,17 @@ export const TRACE_PANEL_TIMEOUT_REMEDY: TimeoutRemedy = {
   raise: `the Trace panel waits ${EXTERNAL_TIMEOUT_MS / 1000} s for a reply to another's request; \`bridgescope trace --timeout MS\` waits as long as you ask`,
 };
 
+/** One request as the pairing tells it from another with the same id: its reply key and the moment it was seen. */
+const requestKey = (replyKey: string, id: string, sentAt: number): string => `${sentAt}\u0000${replyKey}\u0000${id}`;
+
 export class ExternalVerdicts {
   private readonly watcher: Watcher;
   private readonly timeoutMs: number;
-  /** the pairing's id of a request (its correlation id, for MQTT 5 and AMQP) -> the trace's id for it (its body's id) */
+  /**
+   * a request as the pairing names it (its reply key, its id and when it was seen: see `requestKey`) -> the trace's id for
+   * it, when they differ: a correlation id the trace does not use, or an id two devices (or one device after a reboot)
+   * both used, which the trace names apart (`TraceStore.rpcUnder`)
+   */
   private readonly rpcIds: BoundedMap<string, string>;
   /** when the firehose was not reading (the tracer reconnecting), oldest first */
   private readonly gaps: Array<{ from: number; until?: number }> = [];
@@ -96,7 +103,7 @@ export class ExternalVerdicts {
     const message = observedFromFirehose(event, this.options.watch.exchange, Date.now());
     if (!message) return;
     const request = step.kind === 'broker.published' && step.detail.leg === 'request' ? asRequest(message) : undefined;
-    if (request && request.id !== step.rpcId) this.rpcIds.set(request.id, step.rpcId);
+    if (request && request.id !== step.rpcId) this.rpcIds.set(requestKey(request.replyKey, request.id, message.at), step.rpcId);
     this.watcher.feed(message);
   }
 
@@ -139,7 +146,7 @@ export class ExternalVerdicts {
 
   private settle(line: WatchLine): void {
     if (this.stopped || (line.type !== 'pair' && line.type !== 'verdict')) return;
-    const rpcId = this.rpcIds.get(line.id) ?? line.id;
+    const rpcId = this.rpcIds.get(requestKey(line.replyKey, line.id, line.sentAt)) ?? line.id;
     // Only an RPC the trace still holds (not cleared, not evicted) and the app did not send.
     if (this.options.store.keysOf(rpcId) === undefined || this.ours(rpcId)) return;
     if (line.type === 'pair') {

@@ -39,16 +39,18 @@ const SAME_REQUEST_MS = 2000;
 
 /**
  * The trace's RPC for the request the watch saw (`id` on request key `topic` at `sentAt`): the one whose first step (its
- * publish, or the app's own send) was on that key about then. Under `id`, or, for an id two devices both used, under the
- * name the trace gives the second (`<id> (<reply topic>)`).
+ * publish, or the app's own send) was on that key about then, and for the same reply topic when both say theirs. Under
+ * `id`, or under the name the trace gives an id used again (another device's, `<id> (<reply topic>)`, or a device's next
+ * after it counted from 1 again, `<id> #2`: see `TraceStore.rpcUnder`).
  */
-export function tracedAbout(store: { steps(rpcId: string): TraceStep[] }, ref: { id: string; topic: string; sentAt: number; replyTopic?: string }): string | undefined {
-  const candidates = ref.replyTopic !== undefined ? [ref.id, `${ref.id} (${ref.replyTopic})`] : [ref.id];
-  return candidates.find((rpcId) => {
+export function tracedAbout(store: { steps(rpcId: string): TraceStep[]; rpcIds(): string[] }, ref: { id: string; topic: string; sentAt: number; replyTopic?: string }): string | undefined {
+  const named = (rpcId: string): boolean => rpcId.startsWith(`${ref.id} (`) || rpcId.startsWith(`${ref.id} #`);
+  return [ref.id, ...store.rpcIds().filter(named)].find((rpcId) => {
     const first = store.steps(rpcId).find((step) => (step.kind === 'broker.published' && step.detail.leg === 'request') || step.kind === 'composed');
     if (first === undefined || Math.abs(first.at - ref.sentAt) > SAME_REQUEST_MS) return false;
     const key = first.kind === 'composed' ? topicToRoutingKey(first.detail.topic) : first.kind === 'broker.published' ? first.detail.routingKeys[0] : undefined;
-    return key === ref.topic;
+    const replyTopic = first.kind === 'composed' || first.kind === 'broker.published' ? first.detail.replyTopic : undefined;
+    return key === ref.topic && (ref.replyTopic === undefined || replyTopic === undefined || replyTopic === ref.replyTopic);
   });
 }
 

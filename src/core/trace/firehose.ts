@@ -170,17 +170,21 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   if (rpcId === undefined && routingKey !== undefined) {
     const request = mqtt5Request(event);
     if (request) {
-      // Devices often count their Correlation Data from 1: another device's RPC with the same one (a reply topic of its
-      // own) is another RPC, named by both.
-      const taken = store.keysOf(request.id) !== undefined && store.rpcForReplyKey(request.replyKey) !== request.id;
-      rpcId = taken ? `${request.id} (${routingKeyToTopic(request.replyKey)})` : request.id;
+      rpcId = request.id;
       isRequest = true;
       mqtt5ReplyKey = request.replyKey;
     }
   }
+  const replyTo = mqtt5ReplyKey !== undefined ? routingKeyToTopic(mqtt5ReplyKey) : record?.get(fields.replyTo);
+  // Devices count their ids (or Correlation Data) from 1: another device's RPC with the same id, or the next one of a
+  // device that started counting again, is an RPC of its own (see `rpcUnder`).
+  if (rpcId !== undefined && store.keysOf(rpcId) !== undefined) {
+    const requestKey = mqtt5ReplyKey ?? (typeof replyTo === 'string' && replyTo !== '' ? store.replyKeyOf(replyTo) : undefined);
+    if (isRequest && requestKey !== undefined) rpcId = store.rpcUnder(rpcId, requestKey, event.type === 'publish' ? 'opens' : 'request');
+    else if (!isRequest) rpcId = store.rpcUnder(rpcId, routingKey, 'other');
+  }
   let keys = rpcId !== undefined ? store.keysOf(rpcId) : undefined;
   const leg = legOf(event, isRequest, keys, store);
-  const replyTo = mqtt5ReplyKey !== undefined ? routingKeyToTopic(mqtt5ReplyKey) : record?.get(fields.replyTo);
   if (leg === 'request' && rpcId !== undefined && mqtt5ReplyKey !== undefined) store.noteReplyKey(mqtt5ReplyKey, rpcId);
   else if (leg === 'request' && rpcId !== undefined && typeof replyTo === 'string') store.noteReplyKey(store.replyKeyOf(replyTo), rpcId);
   if (rpcId === undefined && leg === 'reply') {

@@ -25,7 +25,7 @@ import { HOPS, VERDICT_CODES } from '../../shared/diagnosis';
 import { FAILURE_REASONS } from '../../shared/errors';
 import { summarize } from '../../shared/trace-summary';
 import { BridgeError } from '../errors';
-import { topicToRoutingKey } from '../../shared/topic-map';
+import { routingKeyToTopic, topicToRoutingKey } from '../../shared/topic-map';
 import { BoundedMap } from '../bounded-map';
 import { buildWire, dropPendingPreview, ownedHead, ownedLongTable, pendingPreviewBytes, WIRE_SOURCE, wireSourceOf, type PendingDraft, type WireSource } from './message-view';
 import { FactTape, MAX_COPIED_BYTES, type TapeOwner } from './fact-tape';
@@ -92,7 +92,7 @@ function headPhase(head: number): number {
  * order), without reading a step back from the tape four times an RPC.
  */
 export interface RpcKeys {
-  /** the routing key of its reply topic (its `composed` step) */
+  /** the routing key of its reply topic (its `composed` step, or for a request not sent here its first copy's reply topic) */
   readonly replyKey: string | undefined;
   /** the routing key its request was predicted to take (its `mqtt.published` step) */
   readonly predictedKey: string | undefined;
@@ -187,6 +187,16 @@ class RpcFacts implements TapeOwner, RpcKeys {
     const step = { rpcId: this.rpcId, seq: this.items[(index << 1) + 1] as number, at: entry.at, source: entry.source, kind: entry.kind, detail } as TraceStep;
     this.items[index << 1] = step;
     return step;
+  }
+
+  /** Whether a reply was published for it or its verdict given: a request with its id after that is another RPC (see `rpcUnder`). */
+  closed(): boolean {
+    for (let index = 0; index < this.size; index += 1) {
+      const kind = this.kindAt(index);
+      if (kind === 'rpc.diagnosed') return true;
+      if (kind === 'broker.published' && (this.detailAt(index) as TraceStepDetails['broker.published']).leg === 'reply') return true;
+    }
+    return false;
   }
 
   /** Every step, in flow order (built as needed). */
@@ -381,6 +391,9 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     } else if (draft.kind === 'reply.published') {
       this.replyKeys.set(draft.detail.routingKey, draft.rpcId);
       facts.repliedKey ??= draft.detail.routingKey;
+    } else if (draft.kind === 'broker.published') {
+      // A request not sent here: its reply topic is its own, as a composed step's (another device's RPC reusing its id has another).
+      if (facts.replyKey === undefined && draft.detail.leg === 'request' && draft.detail.replyTopic !== undefined) facts.replyKey = this.replyKeyOf(draft.detail.replyTopic);
     } else if (draft.kind === 'mqtt.published') {
       facts.predictedKey ??= draft.detail.predictedRoutingKey;
       if (this.asGiven.size > 0) this.asGiven.rekey(draft.rpcId, draft.detail.predictedRoutingKey);
@@ -456,6 +469,37 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     if (source !== undefined) return dropPendingPreview(source);
     facts.replace(index, withoutPreview(entry as TraceStep));
     return previewSize(entry);
+  }
+
+  /**
+   * The RPC a firehose copy that names `id` belongs to. An id is not unique across devices a team did not write: devices
+   * count their ids (or Correlation Data) from 1, each from every boot. So for a request not sent here, `id` is:
+   * - another device's RPC when its reply key is another (`<id> (<reply topic>)`); a request's copy names its own reply
+   *   key (`request`), a reply's is the key it was sent with, which joins such an RPC only if there is one (else it is a
+   *   reply on a wrong key, the first RPC's);
+   * - the next RPC when the one before was closed (a reply published, or its verdict given) and a request's publish
+   *   (`opens`) comes: `<id> #2`, `#3`, ...; any other copy joins the latest.
+   * An RPC sent here (a composed step) is always its id: its ids are the app's own, never reused.
+   */
+  rpcUnder(id: string, replyKey: string | undefined, copy: 'opens' | 'request' | 'other'): string {
+    this.takeHandedOver();
+    const first = this.factsOf(id);
+    if (first === undefined || (first.size > 0 && first.kindAt(0) === 'composed')) return id;
+    let base = id;
+    if (replyKey !== undefined && first.replyKey !== undefined && first.replyKey !== replyKey) {
+      const twin = `${id} (${routingKeyToTopic(replyKey)})`;
+      if (copy !== 'other' || this.rpcs.get(twin) !== undefined) base = twin;
+    }
+    let latest = base;
+    let facts = this.rpcs.get(base);
+    if (facts === undefined) return base;
+    for (let next = 2; ; next += 1) {
+      const name = `${base} #${next}`;
+      const later = this.rpcs.get(name);
+      if (later === undefined) return copy === 'opens' && facts.closed() ? name : latest;
+      latest = name;
+      facts = later;
+    }
   }
 
   /** The routing keys the firehose compares an RPC's messages with (see `RpcKeys`); undefined for an RPC it does not hold. */

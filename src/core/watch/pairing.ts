@@ -136,9 +136,17 @@ export interface WrongReply {
   dropped?: true;
 }
 
-/** One request, whatever became of it since: its pattern, id and when it was sent. */
-function unseenKey(ref: Pick<RpcRef, 'pattern' | 'id' | 'sentAt'>): string {
-  return `${ref.pattern}:${ref.id}:${ref.sentAt}`;
+/** One request, whatever became of it since: its pattern, reply key, id and when it was sent. */
+function unseenKey(ref: Pick<RpcRef, 'pattern' | 'id' | 'replyKey' | 'sentAt'>): string {
+  return `${ref.pattern}:${ref.id}:${ref.sentAt}:${ref.replyKey}`;
+}
+
+/**
+ * A request waited on: by its pattern, its reply key and its id. Devices count their ids from 1, so two devices (each its
+ * own reply topic) may both wait on id 1; one device's second request with an id is a retry of the first.
+ */
+function pendingKey(ref: Pick<RpcRef, 'pattern' | 'id' | 'replyKey'>): string {
+  return `${ref.pattern}:${ref.id}\n${ref.replyKey}`;
 }
 
 /** A request's reply key and id, as one key. */
@@ -274,8 +282,10 @@ export class RpcPairing {
   private readonly maxPending: number;
   private readonly maxSamples: number;
   private readonly maxTopics: number;
-  /** by pattern:id, in arrival order (a Map keeps it): the oldest is first */
+  /** by `pendingKey`, in arrival order (a Map keeps it): the oldest is first */
   private readonly pending = new Map<string, Pending>();
+  /** how many requests wait on each pattern:id (a reply on a key nobody waits on is looked for among them only then) */
+  private readonly pendingIds = new Map<string, number>();
   /** unanswered, kept for the late window, in timeout order */
   private readonly timedOut = new Map<string, Pending & { lateUntil: number }>();
   /** how many pending or timed-out requests wait on each reply key */
@@ -338,8 +348,8 @@ export class RpcPairing {
     const id = replyId(message);
     if (id !== undefined) {
       for (const pattern of ['seed', 'mqtt5', 'amqp'] as const) {
-        const entry = this.pending.get(`${pattern}:${id}`);
-        if (entry && entry.replyKey !== message.routingKey) {
+        const entry = this.pendingIds.has(`${pattern}:${id}`) ? this.oldestPending(pattern, id, message.routingKey) : undefined;
+        if (entry) {
           const worker = workerOf(message);
           entry.wrongKey = { routingKey: message.routingKey, at: message.at, ...(worker !== undefined ? { worker } : {}) };
           return events;
@@ -360,7 +370,7 @@ export class RpcPairing {
     const events: WatchEvent[] = [];
     for (const [key, entry] of this.pending) {
       if (entry.deadline > now) break; // arrival order is deadline order: one timeout for all
-      this.pending.delete(key);
+      this.unpend(key, entry);
       this.timedOut.set(key, { ...entry, lateUntil: entry.deadline + this.lateWindowMs });
       if (this.timedOut.size > this.maxPending) {
         const [oldestKey, oldest] = this.timedOut.entries().next().value as [string, Pending];
@@ -394,12 +404,12 @@ export class RpcPairing {
    * A request counted not seen turned out to be one no reply could answer (nothing consumed it, or it was routed
    * nowhere): it is counted unanswered after all.
    */
-  unseenWasUnanswered(ref: Pick<RpcRef, 'pattern' | 'id' | 'sentAt'>): boolean {
+  unseenWasUnanswered(ref: Pick<RpcRef, 'pattern' | 'id' | 'replyKey' | 'sentAt'>): boolean {
     return this.moveUnseen(unseenKey(ref));
   }
 
   /** Whether this request is still counted not seen (a late reply or a verdict may have moved it since). */
-  isUnseen(ref: Pick<RpcRef, 'pattern' | 'id' | 'sentAt'>): boolean {
+  isUnseen(ref: Pick<RpcRef, 'pattern' | 'id' | 'replyKey' | 'sentAt'>): boolean {
     return this.countedUnseen.has(unseenKey(ref));
   }
 
@@ -451,7 +461,7 @@ export class RpcPairing {
   delivered(message: ObservedMessage, queue: string, connectionName?: string): void {
     if (!this.waitsOn(message.routingKey)) return;
     const request = asRequest(message);
-    const entry = request ? this.pending.get(`${request.pattern}:${request.id}`) : undefined;
+    const entry = request ? this.pending.get(pendingKey(request)) : undefined;
     if (entry === undefined || entry.takenBy !== undefined) return;
     entry.takenBy = {
       queue,
@@ -473,6 +483,7 @@ export class RpcPairing {
     this.keyUse.clear();
     this.lingering.clear();
     this.pending.clear();
+    this.pendingIds.clear();
     this.timedOut.clear();
     return events;
   }
@@ -514,22 +525,49 @@ export class RpcPairing {
     });
   }
 
+  /** The oldest request waiting with this id on another reply key than `routingKey` and no wrong reply yet (a wrong key's reply). */
+  private oldestPending(pattern: RpcRef['pattern'], id: string, routingKey: string): Pending | undefined {
+    let other: Pending | undefined;
+    for (const entry of this.pending.values()) {
+      if (entry.pattern !== pattern || entry.id !== id || entry.replyKey === routingKey) continue;
+      if (entry.wrongKey === undefined) return entry;
+      other ??= entry;
+    }
+    return other;
+  }
+
+  /** Adds a request to those waited on. */
+  private pend(key: string, entry: Pending): void {
+    this.pending.set(key, entry);
+    const ids = `${entry.pattern}:${entry.id}`;
+    this.pendingIds.set(ids, (this.pendingIds.get(ids) ?? 0) + 1);
+  }
+
+  /** Takes a request from those waited on. */
+  private unpend(key: string, entry: Pending): void {
+    if (!this.pending.delete(key)) return;
+    const ids = `${entry.pattern}:${entry.id}`;
+    const count = (this.pendingIds.get(ids) ?? 1) - 1;
+    if (count > 0) this.pendingIds.set(ids, count);
+    else this.pendingIds.delete(ids);
+  }
+
   private addRequest(entry: Pending, events: WatchEvent[]): void {
-    const key = `${entry.pattern}:${entry.id}`;
+    const key = pendingKey(entry);
     // A new request naming an answered one's id and reply key (a device's retry, an id counter reused): its replies are its own.
     this.answered.delete(answeredKey(entry.replyKey, entry.id));
     // The same id again (a retry, or QoS 1 redelivery): the newer replaces the older, which is not counted as lost but as
     // retried, so the topic's figures still add up (its requests are replied, unanswered, not seen, waiting or retried).
     const previous = this.pending.get(key);
     if (previous) {
-      this.pending.delete(key);
+      this.unpend(key, previous);
       this.release(previous.replyKey, events, entry.sentAt);
       const replaced = this.topics.get(previous.topic);
       if (replaced) replaced.retried += 1;
     }
     if (this.pending.size >= this.maxPending) {
       const [oldestKey, oldest] = this.pending.entries().next().value as [string, Pending];
-      this.pending.delete(oldestKey);
+      this.unpend(oldestKey, oldest);
       this.release(oldest.replyKey, events, entry.sentAt);
       events.push({ type: 'dropped', what: 'pending', count: 1, reason: `more than ${this.maxPending} requests waited for a reply at once; the oldest (${oldest.topic} id ${oldest.id}) is no longer followed` });
     }
@@ -546,7 +584,7 @@ export class RpcPairing {
       bucket.count += 1;
     }
     if (this.hold(entry.replyKey, events) && this.boundLate?.(entry.replyKey)) entry.keyWatchedLate = true;
-    this.pending.set(key, entry);
+    this.pend(key, entry);
   }
 
   private answer(message: ObservedMessage, events: WatchEvent[]): boolean {
@@ -562,7 +600,7 @@ export class RpcPairing {
     }
     if (found) {
       const [key, entry] = found;
-      this.pending.delete(key);
+      this.unpend(key, entry);
       this.release(entry.replyKey, events, message.at);
       const rttMs = Math.max(0, message.at - entry.sentAt);
       const acc = this.topics.get(entry.topic);

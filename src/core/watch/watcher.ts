@@ -29,8 +29,8 @@ const FACTS_FRESH_MS = 2000;
 /** unanswered requests whose verdict is remembered, at least, for a late reply to read (see `firstVerdicts`) */
 const KEPT_FIRST_VERDICTS = 10_000;
 
-/** A request as the pairing tells it apart: its pattern and id (the same id may come on two patterns). */
-const verdictKey = (ref: Pick<RpcRef, 'pattern' | 'id'>): string => `${ref.pattern}:${ref.id}`;
+/** A request as the pairing tells it apart: its pattern, id and reply key (two devices may both count from id 1). */
+const verdictKey = (ref: Pick<RpcRef, 'pattern' | 'id' | 'replyKey'>): string => `${ref.pattern}:${ref.id}\n${ref.replyKey}`;
 
 export interface WatcherOptions {
   /**
