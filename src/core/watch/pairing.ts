@@ -154,6 +154,22 @@ function answeredKey(replyKey: string, id: string): string {
   return `${replyKey}\n${id}`;
 }
 
+/** The request waiting with this id on this reply key, whatever its pattern, with its key in `map`. */
+function keyed<T extends Pending>(map: Map<string, T>, id: string, replyKey: string): [string, T] | undefined {
+  for (const pattern of ['seed', 'mqtt5', 'amqp'] as const) {
+    const key = pendingKey({ pattern, id, replyKey });
+    const entry = map.get(key);
+    if (entry !== undefined) return [key, entry];
+  }
+  return undefined;
+}
+
+/** The oldest request in `map` that `matches`, with its key. */
+function first<T extends Pending>(map: Map<string, T>, matches: (entry: T) => boolean): [string, T] | undefined {
+  for (const item of map) if (matches(item[1])) return item;
+  return undefined;
+}
+
 /** answered requests remembered for telling a second reply (two generations of this many) */
 const ANSWERED_KEPT = 2000;
 
@@ -590,8 +606,8 @@ export class RpcPairing {
   private answer(message: ObservedMessage, events: WatchEvent[]): boolean {
     const id = replyId(message);
     const matches = (entry: Pending): boolean => entry.replyKey === message.routingKey && (id === undefined || entry.id === id);
-    let found: [string, Pending] | undefined;
-    for (const item of this.pending) if (matches(item[1])) { found = item; break; }
+    // A reply naming its id is found by its key (the request's id on this reply key); one naming none, by a scan.
+    const found = id !== undefined ? keyed(this.pending, id, message.routingKey) : first(this.pending, matches);
     const worker = workerOf(message);
     // The firehose saw the reply reach no queue (a watch's tap aside): the device was not subscribed, so it is no answer.
     if (found && message.routedQueues !== undefined && withoutWatchTaps(message.routedQueues).length === 0) {
@@ -617,8 +633,7 @@ export class RpcPairing {
       this.qos0Reply(message, ref, acc, worker, events);
       return true;
     }
-    let late: [string, Pending & { lateUntil: number }] | undefined;
-    for (const item of this.timedOut) if (matches(item[1])) { late = item; break; }
+    const late = id !== undefined ? keyed(this.timedOut, id, message.routingKey) : first(this.timedOut, matches);
     if (!late) return this.another(message, id, worker, events);
     const [key, entry] = late;
     this.timedOut.delete(key);
