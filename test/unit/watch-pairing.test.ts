@@ -277,6 +277,22 @@ describe('reply keys that linger', () => {
     expect(tap.stats(100)[0]).toMatchObject({ unanswered: 2, unseen: 0 });
   });
 
+  it('counts "not seen" a request on a reply key whose bind the broker has not confirmed yet, not only the first on it', () => {
+    let pending = true;
+    const tap = new RpcPairing({ timeoutMs: 100, boundLate: () => true, bindPending: () => pending });
+    tap.observe(msg(0, 'rpc_queue', { id: 'a1', reply_to: 'reply/dev-a' }));
+    // The device's next request, answered before the bind asked for the first was in place.
+    tap.observe(msg(3, 'rpc_queue', { id: 'a2', reply_to: 'reply/dev-a' }));
+    pending = false;
+    tap.observe(msg(10, 'rpc_queue', { id: 'a3', reply_to: 'reply/dev-a' }));
+    expect(of(tap.tick(200), 'unanswered').map((event) => [event.id, event.keyWatchedLate ?? false])).toEqual([
+      ['a1', true],
+      ['a2', true],
+      ['a3', false],
+    ]);
+    expect(tap.stats(200)[0]).toMatchObject({ unanswered: 1, unseen: 2 });
+  });
+
   it('counts a "not seen" request unanswered once its reply comes late (the bind was in place then)', () => {
     const tap = new RpcPairing({ timeoutMs: 100, lateWindowMs: 1000, boundLate: () => true });
     tap.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/fresh' }));

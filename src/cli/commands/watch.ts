@@ -38,18 +38,20 @@ function plainLine(line: WatchLine): string {
   if (line.type === 'not-request') return `${time}  ignored   ${line.topic}: not a request the watch can pair: ${line.reason}`;
   if (line.type === 'qos0-replies') return `${time}  qos 0     ${line.topic}: ${qos0Sentence(line)}`;
   const who = 'worker' in line && line.worker !== undefined ? `  worker ${line.worker}` : '';
+  // Its reply topic beside its id: devices count their ids from 1, so "id 1" alone may be any device's.
+  const id = `id ${line.id} (${line.replyTopic ?? line.replyKey})`;
   if (line.type === 'duplicate') {
     const first = line.firstWorker !== undefined ? `; the first came from ${line.firstWorker}` : '';
     const fate = line.dropped ? 'the broker routed it to no queue, so no device got it' : 'a device still subscribed gets both';
-    return `${time}  duplicate ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern}): another reply to a request already answered${first}; ${fate}`;
+    return `${time}  duplicate ${line.topic}  ${id}  ${ms(line.rttMs)}${who}  (${line.pattern}): another reply to a request already answered${first}; ${fate}`;
   }
   if (line.type === 'pair') {
     // Replied, on another topic than the device asked for (a "." inside a level): said, as the app says it.
     const seen = repliedVerdict(line, 'watch');
     const other = seen.code === 'replied' ? '' : `: ${seen.code}: ${seen.message}`;
-    return `${time}  replied   ${line.topic}  id ${line.id}  ${ms(line.rttMs)}${who}  (${line.pattern})${other}`;
+    return `${time}  replied   ${line.topic}  ${id}  ${ms(line.rttMs)}${who}  (${line.pattern})${other}`;
   }
-  return `${time}  ${line.verdict.code.padEnd(9)} ${line.topic}  id ${line.id}${line.rttMs !== undefined ? `  ${ms(line.rttMs)}` : ''}${who}  (${line.pattern}): ${line.verdict.message}`;
+  return `${time}  ${line.verdict.code.padEnd(9)} ${line.topic}  ${id}${line.rttMs !== undefined ? `  ${ms(line.rttMs)}` : ''}${who}  (${line.pattern}): ${line.verdict.message}`;
 }
 
 /** Said once per topic: its replies are non-persistent, so the broker delivers them to devices at QoS 0. */
@@ -155,7 +157,7 @@ export function registerWatchCommand(program: Command): void {
           // The tap's blind spot, said once where a person reads it: fresh reply topics answered faster than the tap binds them.
           if (!toldUnseen && line.type === 'verdict' && line.unseen) {
             toldUnseen = true;
-            say(`warning: the tap binds a reply key only once it sees a request naming it, so a prompt reply to a reply topic it had not seen before may come before the bind (a device that makes a new reply topic per request makes every one new): such requests are counted "not seen", not unanswered. --mode firehose sees every reply.`);
+            say(`warning: the tap binds a reply key only once it sees a request naming it, so a prompt reply to a reply topic it had not seen before (or to a request that came before the broker confirmed that bind) may come before the bind (a device that makes a new reply topic per request makes every one new): such requests are counted "not seen", not unanswered. --mode firehose sees every reply.`);
           }
         });
         const firehose = options.mode === 'firehose';

@@ -105,6 +105,11 @@ export interface PairingOptions {
    * seen is counted `unseen`, not `unanswered`.
    */
   boundLate?: (replyKey: string) => boolean;
+  /**
+   * whether a reply key watched already is still being bound (a tap's bind not yet confirmed by the broker): a request on
+   * it meanwhile may miss its reply too, and is counted `unseen` as above. Default: never.
+   */
+  bindPending?: (replyKey: string) => boolean;
 }
 
 /** One request topic's live figures: the same shape the app's Watch panel receives. */
@@ -312,6 +317,7 @@ export class RpcPairing {
   private readonly keyLingerMs: number;
   private readonly maxLingering: number;
   private readonly boundLate: ((replyKey: string) => boolean) | undefined;
+  private readonly bindPending: ((replyKey: string) => boolean) | undefined;
   /** when the watch started, if the caller said (see PairingOptions.startedAt) */
   private startedAt: number | undefined;
   /** the requests counted not seen, by `unseenKey`, with their topic (at most maxPending, the oldest let go) */
@@ -330,6 +336,7 @@ export class RpcPairing {
     this.keyLingerMs = options.keyLingerMs ?? 0;
     this.maxLingering = options.maxLingering ?? 1000;
     this.boundLate = options.boundLate;
+    this.bindPending = options.bindPending;
     this.startedAt = options.startedAt;
   }
 
@@ -599,7 +606,9 @@ export class RpcPairing {
       }
       bucket.count += 1;
     }
-    if (this.hold(entry.replyKey, events) && this.boundLate?.(entry.replyKey)) entry.keyWatchedLate = true;
+    // Its reply key bound only now (its first request), or still being bound (a second request came before the broker
+    // confirmed the bind): a prompt reply may have come before it.
+    if (this.hold(entry.replyKey, events) ? this.boundLate?.(entry.replyKey) : this.bindPending?.(entry.replyKey)) entry.keyWatchedLate = true;
     this.pend(key, entry);
   }
 

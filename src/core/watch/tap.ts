@@ -49,6 +49,8 @@ export class Tap extends EventEmitter<TapEvents> {
   private channel: Channel | undefined;
   private queueName: string | undefined;
   private readonly replyBindings = new Set<string>();
+  /** reply keys whose bind was asked and not yet confirmed (see bindPending) */
+  private readonly binding = new Set<string>();
   private stopping = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped: Promise<'deleted' | 'cut'> | undefined;
@@ -183,7 +185,19 @@ export class Tap extends EventEmitter<TapEvents> {
   watchKey(key: string): void {
     if (!this.needsBinding(key) || this.replyBindings.has(key)) return;
     this.replyBindings.add(key);
+    this.binding.add(key);
     this.enqueue(() => this.channel!.bindQueue(this.queueName!, this.options.exchange, key));
+    // Done (or not done: no channel, refused) once the chain has passed it; the chain never rejects.
+    void this.chain.then(() => this.binding.delete(key));
+  }
+
+  /**
+   * Whether `key`'s bind was asked and the broker has not confirmed it yet: a reply on it meanwhile is not routed here.
+   * Binds are made one after another, each a round trip to the broker (about 1 ms): a device's second request on a new
+   * reply topic may be answered before its bind is in place.
+   */
+  bindPending(key: string): boolean {
+    return this.binding.has(key);
   }
 
   unwatchKey(key: string): void {

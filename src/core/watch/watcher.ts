@@ -149,7 +149,9 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       ...(options.maxPending !== undefined ? { maxPending: options.maxPending } : {}),
       keyLingerMs: options.keyLingerMs ?? 30_000,
       // A tap binds a reply key only once it sees the request: a reply faster than that bind is not seen.
-      ...(options.mode === 'firehose' || options.mode === 'fed' ? {} : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false }),
+      ...(options.mode === 'firehose' || options.mode === 'fed'
+        ? {}
+        : { boundLate: (key: string) => this.tap?.needsBinding(key) ?? false, bindPending: (key: string) => this.tap?.bindPending(key) ?? false }),
     });
     const spans = options.spans;
     if (spans) this.on('line', (line) => line.type !== 'dropped' && line.type !== 'duplicate' && line.type !== 'not-request' && line.type !== 'qos0-replies' && spans.settle(line));
@@ -426,7 +428,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
       verdict.evidence.push(`tap: the connection to the broker was lost from ${new Date(blind.from).toISOString()}${blind.until !== undefined ? ` to ${new Date(blind.until).toISOString()}` : ''}; a reply in that gap was not seen`);
     }
     if (!event.keyWatchedLate) return verdict;
-    verdict.evidence.push(`tap: the reply key "${event.replyKey}" was bound only once this request was seen; a reply published before that bind took effect is not seen (the firehose mode sees it)`);
+    verdict.evidence.push(`tap: the reply key "${event.replyKey}" was not bound yet when this request was seen (the tap binds a reply key once it sees a request naming it, and the broker takes a moment to confirm the bind); a reply published before that bind took effect is not seen (the firehose mode sees it)`);
     // A late reply came while the facts were asked: it is counted unanswered and late already, and its verdict is that.
     if (!this.pairing.isUnseen(event)) return verdict;
     // Only a verdict from complete facts that no reply could have come (routed nowhere, no bound queue consumed, the key
@@ -441,7 +443,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
     return {
       ...verdict,
       code: 'undetermined',
-      message: `A consumer${queue !== undefined ? ` of queue "${queue}"` : ''} took the request; no reply was seen on "${event.replyKey}" within ${waited}, but the tap could bind that key only once it saw the request (a reply topic it had not seen before), so a prompt reply may have come before the bind: whether one came is not known. --mode firehose (Mode in the Watch panel) sees every reply.`,
+      message: `A consumer${queue !== undefined ? ` of queue "${queue}"` : ''} took the request; no reply was seen on "${event.replyKey}" within ${waited}, but the tap could bind that key only once it saw the request (a reply topic it had not seen before, or whose bind the broker had not confirmed yet), so a prompt reply may have come before the bind: whether one came is not known. --mode firehose (Mode in the Watch panel) sees every reply.`,
     };
   }
 }
