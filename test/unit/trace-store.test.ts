@@ -285,6 +285,35 @@ describe('firehose events', () => {
     expect(copy('publish.amq.direct', routed, own)).toBe('own-1');
   });
 
+  it('gives a device\'s next RPC a name of its own when the first under its id went from the store (its later one still there)', () => {
+    const store = new TraceStore({ maxRpcs: 3 });
+    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => {
+      const event = parseFirehoseMessage(message(key, headers, body));
+      const draft = event ? firehoseStep(event, store) : undefined;
+      if (draft) store.add(draft);
+      return draft?.rpcId;
+    };
+    const request = '{"id":7,"reply_to":"reply/a"}';
+    const routed = { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] };
+    const replied = { routing_keys: ['reply.a'], routed_queues: ['mqtt-subscription-aqos1'] };
+    expect(copy('publish.amq.direct', routed, request)).toBe('7');
+    expect(copy('publish.amq.direct', replied, '{"id":7}')).toBe('7');
+    expect(copy('publish.amq.direct', routed, request)).toBe('7 #2');
+    expect(copy('publish.amq.direct', replied, '{"id":7}')).toBe('7 #2');
+    // Two other RPCs push "7" out of the store (3 kept): "7 #2" is still there.
+    store.add(composed('x1'));
+    store.add(composed('x2'));
+    expect(store.rpcIds()).toEqual(['7 #2', 'x1', 'x2']);
+    // The device's next request is "7" again (nothing under that id now), and its copies join it, not the older "7 #2".
+    expect(copy('publish.amq.direct', routed, request)).toBe('7');
+    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, request)).toBe('7');
+    expect(copy('publish.amq.direct', replied, '{"id":7}')).toBe('7');
+    // Storing it let the older "7 #2" go (the oldest): the one after it is "7 #2" again, a name no RPC in the store has.
+    expect(store.rpcIds()).toEqual(['x1', 'x2', '7']);
+    expect(copy('publish.amq.direct', routed, request)).toBe('7 #2');
+    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, request)).toBe('7 #2');
+  });
+
   it("settles an RPC not sent here by its verdict: a watched reply's round trip is the reply's publish, an unanswered one has none", () => {
     const store = new TraceStore();
     const request = (rpcId: string, at: number): TraceStepDraft => ({ rpcId, at, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request', replyTopic: 'reply/w' } });

@@ -112,6 +112,10 @@ class RpcFacts implements TapeOwner, RpcKeys {
   replyKey: string | undefined = undefined;
   predictedKey: string | undefined = undefined;
   repliedKey: string | undefined = undefined;
+  /** the RPC under its id that came after it (a device's next request with this id, once this one closed: see `rpcUnder`) */
+  later: string | undefined = undefined;
+  /** the highest `#n` given to an RPC after this one under its id (kept by the first of them) */
+  generations = 1;
   /** its previews in the store's body budget, once it has one (kept here: no lookup by id per preview) */
   budget: BudgetRpc | undefined = undefined;
   /** false once the RPC went from the store (its tape cells are nobody's then) */
@@ -490,16 +494,28 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       const twin = `${id} (${routingKeyToTopic(replyKey)})`;
       if (copy !== 'other' || this.rpcs.get(twin) !== undefined) base = twin;
     }
+    const head = this.rpcs.get(base);
+    if (head === undefined) return base;
+    // The latest under it, by the links each next one left (an RPC let go from the store ends the walk there).
     let latest = base;
-    let facts = this.rpcs.get(base);
-    if (facts === undefined) return base;
-    for (let next = 2; ; next += 1) {
-      const name = `${base} #${next}`;
-      const later = this.rpcs.get(name);
-      if (later === undefined) return copy === 'opens' && facts.closed() ? name : latest;
-      latest = name;
-      facts = later;
+    let facts = head;
+    for (let later = facts.later; later !== undefined; later = facts.later) {
+      const next = this.rpcs.get(later);
+      if (next === undefined) break;
+      latest = later;
+      facts = next;
     }
+    if (copy !== 'opens' || !facts.closed()) return latest;
+    // A name no RPC in the store has (an older one under the same number may still be there after its first went).
+    let number = head.generations;
+    let name: string;
+    do {
+      number += 1;
+      name = `${base} #${number}`;
+    } while (this.rpcs.get(name) !== undefined);
+    head.generations = number;
+    facts.later = name;
+    return name;
   }
 
   /** The routing keys the firehose compares an RPC's messages with (see `RpcKeys`); undefined for an RPC it does not hold. */
