@@ -147,6 +147,8 @@ describe('watch panel', () => {
     const verdict = wrapper.find('[data-testid=watch-verdict]');
     expect(verdict.find('[data-testid=verdict-badge]').text()).toBe('no consumer');
     expect(verdict.find('[data-testid=watch-verdict-sentence]').text()).toBe('Nobody consumes from rpc_queue.');
+    // Its reply topic beside its id: devices count their ids from 1, so "id 1" alone may be any device's.
+    expect(verdict.find('[data-testid=watch-reply-topic]').text()).toBe('reply.lost-1');
     expect(wrapper.find('[data-testid=watch-dropped]').text()).toBe('2');
     expect(wrapper.find('[data-testid=watch-toggle]').text()).toBe('Stop');
     expect(wrapper.find('[data-testid=watch-qos0-detail]').exists()).toBe(false);
