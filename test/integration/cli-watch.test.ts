@@ -213,6 +213,27 @@ describe('bridgescope watch', () => {
     expect(summaries.at(-1)).toMatchObject({ requests: 2, replies: 1, duplicates: 1, workers: { 'py-1': 1 } });
   });
 
+  it('firehose mode keeps apart two devices that both send id 1, each on its own reply topic: two replied pairs, no retry', async () => {
+    const queue = uniqueName('watch_same_id');
+    const worker = start('/usr/bin/python3', [join(import.meta.dirname, '..', 'support', 'watch_worker.py'), broker.urls.amqp, queue, '3']);
+    await worker.waitForLine(/^ready$/);
+    const watch = startWatch(['--mode', 'firehose', '--topic', queue, '--timeout', '1500', '--json']);
+    await watch.queue;
+    const devices = [uniqueName('dev-a'), uniqueName('dev-b')];
+    const subscribers = devices.map((device) => start('stdbuf', ['-oL', 'mosquitto_sub', '-h', '127.0.0.1', '-p', mqttPort, '-t', `reply/${device}`, '-q', '1', '-C', '1', '-d', '-i', uniqueName('sub')]));
+    for (const subscriber of subscribers) await subscriber.waitForLine(/received SUBACK/);
+    // Both count from 1 (the worker answers an id starting "ok-"), published one right after the other.
+    for (const device of devices) expect(await publish(queue, { id: 'ok-1', reply_to: `reply/${device}` })).toBe(0);
+    for (const subscriber of subscribers) expect(await subscriber.exited).toBe(0);
+    for (const device of devices) await watch.waitForLine(new RegExp(`^(?=.*"type":"pair")(?=.*"replyKey":"reply\\.${device}")`));
+    watch.signalGroup('SIGINT');
+    expect((await watch.exited).code).toBe(0);
+    const lines = jsonLines(watch);
+    expect(lines.filter((line) => line.type === 'pair').map((line) => `${line.id} ${line.replyKey}`).sort()).toEqual(devices.map((device) => `ok-1 reply.${device}`).sort());
+    const summary = watch.lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as JsonLine).filter((line) => line.type === 'summary' && line.topic === queue).at(-1);
+    expect(summary).toMatchObject({ requests: 2, replies: 2, retried: 0, unanswered: 0 });
+  });
+
   it('a management API it cannot reach is said at start, and no verdict reads its silence as "nothing is bound"', async () => {
     const queue = uniqueName('watch_blind');
     const closed = await closedPort();
