@@ -304,14 +304,45 @@ describe('firehose events', () => {
     store.add(composed('x1'));
     store.add(composed('x2'));
     expect(store.rpcIds()).toEqual(['7 #2', 'x1', 'x2']);
-    // The device's next request is "7" again (nothing under that id now), and its copies join it, not the older "7 #2".
-    expect(copy('publish.amq.direct', routed, request)).toBe('7');
-    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, request)).toBe('7');
-    expect(copy('publish.amq.direct', replied, '{"id":7}')).toBe('7');
-    // Storing it let the older "7 #2" go (the oldest): the one after it is "7 #2" again, a name no RPC in the store has.
-    expect(store.rpcIds()).toEqual(['x1', 'x2', '7']);
-    expect(copy('publish.amq.direct', routed, request)).toBe('7 #2');
-    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, request)).toBe('7 #2');
+    // The device's next request is "7 #3" (the names under an id outlive their RPCs), and its copies join it.
+    expect(copy('publish.amq.direct', routed, request)).toBe('7 #3');
+    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, request)).toBe('7 #3');
+    expect(copy('publish.amq.direct', replied, '{"id":7}')).toBe('7 #3');
+    expect(copy('publish.amq.direct', routed, request)).toBe('7 #4');
+    // "7 #3" and "7 #4" in the store, "7 #2" gone: an open "7 #4" keeps its copies when the RPCs before it go.
+    store.add(composed('x3'));
+    store.add(composed('x4'));
+    expect(store.rpcIds()).toEqual(['7 #4', 'x3', 'x4']);
+    expect(copy('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, request)).toBe('7 #4');
+    expect(copy('publish.amq.direct', replied, '{"id":7}')).toBe('7 #4');
+  });
+
+  it('gives a late reply to the request before a reboot, not to the answered one after it; a stray reply first merges no devices', () => {
+    const store = new TraceStore();
+    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => {
+      const event = parseFirehoseMessage(message(key, headers, body));
+      const draft = event ? firehoseStep(event, store) : undefined;
+      if (draft) store.add(draft);
+      return draft?.rpcId;
+    };
+    const routed = { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] };
+    const reply = (device: string) => ({ routing_keys: [`reply.${device}`], routed_queues: [`mqtt-subscription-${device}qos1`] });
+    const request = (device: string) => `{"id":6,"reply_to":"reply/${device}"}`;
+    expect(copy('publish.amq.direct', routed, request('r2'))).toBe('6');
+    // Its worker is slow: the verdict at the timeout closes it; the device reboots and sends id 6 again, answered at once.
+    store.add({ rpcId: '6', at: 6000, source: 'broker', kind: 'rpc.diagnosed', detail: { verdict: { code: 'server-slow', hop: 'server', message: 'm', evidence: [] } } });
+    expect(copy('publish.amq.direct', routed, request('r2'))).toBe('6 #2');
+    expect(copy('publish.amq.direct', reply('r2'), '{"id":6,"worker":"fast"}')).toBe('6 #2');
+    // The slow worker's reply to the first comes 7 s late: the first's, the one with no reply yet.
+    expect(copy('publish.amq.direct', reply('r2'), '{"id":6,"worker":"slow"}')).toBe('6');
+    expect(store.summary('6 #2')).toMatchObject({ brokerReplyKeys: ['reply.r2'] });
+    expect(store.steps('6 #2').filter((step) => step.kind === 'broker.published')).toHaveLength(2);
+
+    // A reply seen before any request with its id (tracing began mid-flight): devices A and B that use the id next stay apart.
+    expect(copy('publish.amq.direct', reply('a'), '{"id":9}')).toBe('9');
+    expect(copy('publish.amq.direct', routed, request('a').replace('6', '9'))).toBe('9');
+    expect(copy('publish.amq.direct', routed, request('b').replace('6', '9'))).toBe('9 (reply/b)');
+    expect(copy('publish.amq.direct', reply('b'), '{"id":9}')).toBe('9 (reply/b)');
   });
 
   it("settles an RPC not sent here by its verdict: a watched reply's round trip is the reply's publish, an unanswered one has none", () => {

@@ -178,7 +178,7 @@ export function firehoseStep(event: FirehoseEvent, store: TraceStore, fields: En
   const replyTo = mqtt5ReplyKey !== undefined ? routingKeyToTopic(mqtt5ReplyKey) : record?.get(fields.replyTo);
   // Devices count their ids (or Correlation Data) from 1: another device's RPC with the same id, or the next one of a
   // device that started counting again, is an RPC of its own (see `rpcUnder`).
-  if (rpcId !== undefined && store.keysOf(rpcId) !== undefined) {
+  if (rpcId !== undefined) {
     const requestKey = mqtt5ReplyKey ?? (typeof replyTo === 'string' && replyTo !== '' ? store.replyKeyOf(replyTo) : undefined);
     if (isRequest && requestKey !== undefined) rpcId = store.rpcUnder(rpcId, requestKey, event.type === 'publish' ? 'opens' : 'request');
     else if (!isRequest) rpcId = store.rpcUnder(rpcId, routingKey, 'other');

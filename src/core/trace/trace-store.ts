@@ -112,10 +112,6 @@ class RpcFacts implements TapeOwner, RpcKeys {
   replyKey: string | undefined = undefined;
   predictedKey: string | undefined = undefined;
   repliedKey: string | undefined = undefined;
-  /** the RPC under its id that came after it (a device's next request with this id, once this one closed: see `rpcUnder`) */
-  later: string | undefined = undefined;
-  /** the highest `#n` given to an RPC after this one under its id (kept by the first of them) */
-  generations = 1;
   /** its previews in the store's body budget, once it has one (kept here: no lookup by id per preview) */
   budget: BudgetRpc | undefined = undefined;
   /** false once the RPC went from the store (its tape cells are nobody's then) */
@@ -193,14 +189,24 @@ class RpcFacts implements TapeOwner, RpcKeys {
     return step;
   }
 
-  /** Whether a reply was published for it or its verdict given: a request with its id after that is another RPC (see `rpcUnder`). */
-  closed(): boolean {
+  /**
+   * Whether its request was seen and then a reply published for it (`reply`) or its verdict given (`closed`): a device's
+   * request with its id after that is another RPC, and a reply goes to the newest one without a reply (see `rpcUnder`).
+   */
+  state(): { request: boolean; reply: boolean; closed: boolean } {
+    let request = false;
+    let reply = false;
+    let diagnosed = false;
     for (let index = 0; index < this.size; index += 1) {
       const kind = this.kindAt(index);
-      if (kind === 'rpc.diagnosed') return true;
-      if (kind === 'broker.published' && (this.detailAt(index) as TraceStepDetails['broker.published']).leg === 'reply') return true;
+      if (kind === 'rpc.diagnosed') diagnosed = true;
+      else if (kind === 'composed') request = true;
+      else if (kind === 'broker.published') {
+        if ((this.detailAt(index) as TraceStepDetails['broker.published']).leg === 'reply') reply = true;
+        else request = true;
+      }
     }
-    return false;
+    return { request, reply, closed: request && (reply || diagnosed) };
   }
 
   /** Every step, in flow order (built as needed). */
@@ -234,6 +240,19 @@ class RpcFacts implements TapeOwner, RpcKeys {
  */
 const LET_GO_REMEMBERED = 25_000;
 
+/** The RPCs not sent here under one name (an id, or `<id> (<reply topic>)`): the newest last. See `TraceStore.rpcUnder`. */
+interface IdChain {
+  /** the last CHAIN_NAMES_KEPT of them, oldest first */
+  names: string[];
+  /** how many were named (the next is `#count + 1`) */
+  count: number;
+  /** the reply key the first request under the name named (another is another device's) */
+  replyKey: string | undefined;
+}
+
+/** How many of the latest RPCs under one name a reply looks through for the one it answers. */
+const CHAIN_NAMES_KEPT = 8;
+
 /** Tape cells per RPC of the store's cap: an untraced call's 8 steps take about 120 (see FactTape). */
 const TAPE_CELLS_PER_RPC = 128;
 
@@ -241,6 +260,8 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   private readonly rpcs: BoundedMap<string, RpcFacts>;
   /** reply routing key -> rpc id, to join broker events of plain-text replies that carry no id */
   private readonly replyKeys: BoundedMap<string, string>;
+  /** the RPCs not sent here under one id (or one `<id> (<reply topic>)`), by that name: see `rpcUnder` */
+  private readonly chains: BoundedMap<string, IdChain>;
   private seq = 0;
   droppedRpcs = 0;
   droppedSteps = 0;
@@ -283,6 +304,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
       facts.forget();
     });
     this.replyKeys = new BoundedMap(this.maxRpcs * 2);
+    this.chains = new BoundedMap(this.maxRpcs);
   }
 
   /**
@@ -478,43 +500,58 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
   /**
    * The RPC a firehose copy that names `id` belongs to. An id is not unique across devices a team did not write: devices
    * count their ids (or Correlation Data) from 1, each from every boot. So for a request not sent here, `id` is:
-   * - another device's RPC when its reply key is another (`<id> (<reply topic>)`); a request's copy names its own reply
-   *   key (`request`), a reply's is the key it was sent with, which joins such an RPC only if there is one (else it is a
-   *   reply on a wrong key, the first RPC's);
-   * - the next RPC when the one before was closed (a reply published, or its verdict given) and a request's publish
-   *   (`opens`) comes: `<id> #2`, `#3`, ...; any other copy joins the latest.
-   * An RPC sent here (a composed step) is always its id: its ids are the app's own, never reused.
+   * - another device's RPC when the first request under `id` named another reply key (`<id> (<reply topic>)`); a
+   *   request's copy names its own reply key, a reply's is the key it was sent with, which joins such an RPC only if
+   *   there is one (else it is a reply on a wrong key, of the RPCs under `id`);
+   * - the next RPC when the newest under that name was closed (its request seen, then a reply published or its verdict
+   *   given) and a request's publish (`opens`) comes: `<id> #2`, `#3`, ...; a request's delivery joins the newest;
+   * - for a reply, the newest of the last few under that name that has no reply yet (a late reply to a device's request
+   *   before a reboot is that request's, not the answered one after it), else the newest.
+   * The names under each survive their RPCs' going from the store (bounded as the store). An RPC sent here (a composed
+   * step) is always its id: its ids are the app's own, never reused.
    */
   rpcUnder(id: string, replyKey: string | undefined, copy: 'opens' | 'request' | 'other'): string {
     this.takeHandedOver();
     const first = this.factsOf(id);
-    if (first === undefined || (first.size > 0 && first.kindAt(0) === 'composed')) return id;
+    if (first !== undefined && first.size > 0 && first.kindAt(0) === 'composed') return id;
+    const under = this.chains.get(id);
+    if (first === undefined && under === undefined) {
+      if (copy !== 'other' && replyKey !== undefined) this.chains.set(id, { names: [id], count: 1, replyKey });
+      return id;
+    }
     let base = id;
-    if (replyKey !== undefined && first.replyKey !== undefined && first.replyKey !== replyKey) {
+    const known = under?.replyKey ?? first?.replyKey;
+    if (replyKey !== undefined && known !== undefined && known !== replyKey) {
       const twin = `${id} (${routingKeyToTopic(replyKey)})`;
-      if (copy !== 'other' || this.rpcs.get(twin) !== undefined) base = twin;
+      if (copy !== 'other' || this.chains.get(twin) !== undefined || this.rpcs.get(twin) !== undefined) base = twin;
     }
-    const head = this.rpcs.get(base);
-    if (head === undefined) return base;
-    // The latest under it, by the links each next one left (an RPC let go from the store ends the walk there).
-    let latest = base;
-    let facts = head;
-    for (let later = facts.later; later !== undefined; later = facts.later) {
-      const next = this.rpcs.get(later);
-      if (next === undefined) break;
-      latest = later;
-      facts = next;
+    let chain = this.chains.get(base);
+    if (chain === undefined) {
+      chain = { names: [base], count: 1, replyKey: copy !== 'other' ? replyKey : undefined };
+      this.chains.set(base, chain);
+      // Its first: the RPC under the name is this one (there may be one already, from a reply before any request).
+      if (copy !== 'other') return base;
+    } else if (copy !== 'other') chain.replyKey ??= replyKey;
+    const newest = chain.names[chain.names.length - 1] as string;
+    const facts = this.rpcs.get(newest);
+    if (copy === 'other') {
+      // The newest without a reply, of those still in the store.
+      for (let at = chain.names.length - 1; at >= 0; at -= 1) {
+        const name = chain.names[at] as string;
+        const state = this.rpcs.get(name)?.state();
+        if (state !== undefined && state.request && !state.reply) return name;
+      }
+      return newest;
     }
-    if (copy !== 'opens' || !facts.closed()) return latest;
-    // A name no RPC in the store has (an older one under the same number may still be there after its first went).
-    let number = head.generations;
+    if (copy === 'request' || (facts !== undefined && !facts.state().closed)) return newest;
+    // A name no RPC in the store has (an older one under the same number may still be there).
     let name: string;
     do {
-      number += 1;
-      name = `${base} #${number}`;
+      chain.count += 1;
+      name = `${base} #${chain.count}`;
     } while (this.rpcs.get(name) !== undefined);
-    head.generations = number;
-    facts.later = name;
+    chain.names.push(name);
+    if (chain.names.length > CHAIN_NAMES_KEPT) chain.names.shift();
     return name;
   }
 
@@ -546,6 +583,7 @@ export class TraceStore extends EventEmitter<TraceStoreEvents> {
     this.lastFacts = undefined;
     this.bodies.clear();
     this.replyKeys.clear();
+    this.chains.clear();
     this.asGiven.clear();
     // An RPC still held is still being sent: its steps so far go, the rest wait for its settle as before.
     for (const drafts of this.held.values()) drafts.length = 0;
