@@ -106,6 +106,20 @@ describe('passive RPC pairing', () => {
     expect(unanswered).toEqual([expect.objectContaining({ id: '1', replyKey: 'reply.dev-a', wrongKey: expect.objectContaining({ routingKey: 'reply.elsewhere' }) })]);
   });
 
+  it('a request on a key not watched is no wrong-key reply; a second timeout of the same id and reply key lets the first go', () => {
+    const pairing = new RpcPairing({ timeoutMs: 100, lateWindowMs: 1000 });
+    pairing.observe(msg(0, 'rpc', { id: 1, reply_to: 'reply/a' }));
+    // Another topic's request with the same id, seen by a firehose that follows only "rpc": not A's reply on a wrong key.
+    pairing.observe(msg(5, 'other_rpc', { id: 1, reply_to: 'reply/x' }), false);
+    expect(of(pairing.tick(100), 'unanswered')).toEqual([expect.not.objectContaining({ wrongKey: expect.anything() })]);
+    // The device tries again with the same id; that one times out too, inside the first one's late window.
+    pairing.observe(msg(200, 'rpc', { id: 1, reply_to: 'reply/a' }));
+    expect(of(pairing.tick(300), 'unanswered')).toHaveLength(1);
+    // Both late windows over: nothing is waited on, and the reply key is let go.
+    pairing.tick(2000);
+    expect(pairing.watchedKeys()).toEqual([]);
+  });
+
   it('pairs a seed request with its reply (a body without id included), counts workers and keeps percentiles', () => {
     const pairing = new RpcPairing({ timeoutMs: 1000 });
     const opened = pairing.observe(msg(0, 'rpc_queue', { id: 'a', reply_to: 'reply/x' }));

@@ -305,8 +305,8 @@ export class RpcPairing {
   private readonly maxTopics: number;
   /** by `pendingKey`, in arrival order (a Map keeps it): the oldest is first */
   private readonly pending = new Map<string, Pending>();
-  /** how many requests wait on each pattern:id (a reply on a key nobody waits on is looked for among them only then) */
-  private readonly pendingIds = new Map<string, number>();
+  /** the keys (`pendingKey`) of the requests waiting with each pattern:id, oldest first: a reply on a key nobody waits on is looked for among them */
+  private readonly pendingIds = new Map<string, Set<string>>();
   /** unanswered, kept for the late window, in timeout order */
   private readonly timedOut = new Map<string, Pending & { lateUntil: number }>();
   /** how many pending or timed-out requests wait on each reply key */
@@ -367,11 +367,12 @@ export class RpcPairing {
       this.addRequest({ ...request, sentAt: message.at, deadline: message.at + this.timeoutMs, ...routed }, events);
       return events;
     }
-    // A reply on a key nobody waits on that names a pending seed request's id: a reply sent to the wrong key.
-    const id = replyId(message);
+    // A reply on a key nobody waits on that names a pending seed request's id: a reply sent to the wrong key. A request
+    // on a key not watched (it names a reply address of its own) is no reply, whatever id it carries.
+    const id = mayBeRequest || asRequest(message) === undefined ? replyId(message) : undefined;
     if (id !== undefined) {
       for (const pattern of ['seed', 'mqtt5', 'amqp'] as const) {
-        const entry = this.pendingIds.has(`${pattern}:${id}`) ? this.oldestPending(pattern, id, message.routingKey) : undefined;
+        const entry = this.oldestPending(pattern, id, message.routingKey);
         if (entry) {
           const worker = workerOf(message);
           entry.wrongKey = { routingKey: message.routingKey, at: message.at, ...(worker !== undefined ? { worker } : {}) };
@@ -394,6 +395,13 @@ export class RpcPairing {
     for (const [key, entry] of this.pending) {
       if (entry.deadline > now) break; // arrival order is deadline order: one timeout for all
       this.unpend(key, entry);
+      // The same id and reply key timed out before and still in its late window (a device's retry, or its count from 1
+      // again): that one is let go (its key released), and this one takes its place at the end, in timeout order.
+      const earlier = this.timedOut.get(key);
+      if (earlier !== undefined) {
+        this.timedOut.delete(key);
+        this.release(earlier.replyKey, events, now);
+      }
       this.timedOut.set(key, { ...entry, lateUntil: entry.deadline + this.lateWindowMs });
       if (this.timedOut.size > this.maxPending) {
         const [oldestKey, oldest] = this.timedOut.entries().next().value as [string, Pending];
@@ -550,9 +558,12 @@ export class RpcPairing {
 
   /** The oldest request waiting with this id on another reply key than `routingKey` and no wrong reply yet (a wrong key's reply). */
   private oldestPending(pattern: RpcRef['pattern'], id: string, routingKey: string): Pending | undefined {
+    const keys = this.pendingIds.get(`${pattern}:${id}`);
+    if (keys === undefined) return undefined;
     let other: Pending | undefined;
-    for (const entry of this.pending.values()) {
-      if (entry.pattern !== pattern || entry.id !== id || entry.replyKey === routingKey) continue;
+    for (const key of keys) {
+      const entry = this.pending.get(key);
+      if (entry === undefined || entry.replyKey === routingKey) continue;
       if (entry.wrongKey === undefined) return entry;
       other ??= entry;
     }
@@ -563,16 +574,18 @@ export class RpcPairing {
   private pend(key: string, entry: Pending): void {
     this.pending.set(key, entry);
     const ids = `${entry.pattern}:${entry.id}`;
-    this.pendingIds.set(ids, (this.pendingIds.get(ids) ?? 0) + 1);
+    const keys = this.pendingIds.get(ids);
+    if (keys) keys.add(key);
+    else this.pendingIds.set(ids, new Set([key]));
   }
 
   /** Takes a request from those waited on. */
   private unpend(key: string, entry: Pending): void {
     if (!this.pending.delete(key)) return;
     const ids = `${entry.pattern}:${entry.id}`;
-    const count = (this.pendingIds.get(ids) ?? 1) - 1;
-    if (count > 0) this.pendingIds.set(ids, count);
-    else this.pendingIds.delete(ids);
+    const keys = this.pendingIds.get(ids);
+    keys?.delete(key);
+    if (keys?.size === 0) this.pendingIds.delete(ids);
   }
 
   private addRequest(entry: Pending, events: WatchEvent[]): void {
