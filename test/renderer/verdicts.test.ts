@@ -143,6 +143,7 @@ describe('the hop path', () => {
     expect([shortRpcId('T-silent'), shortRpcId('T-silent2')]).toEqual(['T-silent', 'T-silent2']);
     expect(shortRpcId('order-2026-12-07-000123-retry')).toBe('order-2026-12-07-00…');
     expect(shortRpcId('watch-seed-U-long-1767362645000')).toBe('U-long');
+    expect(shortRpcId('watch-seed-U-long-1767362645000 (reply/dev-a)')).toBe('U-long');
   });
 
   it('for an error reply, passes every hop and points at the server', () => {

@@ -9,6 +9,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { InMemorySpanExporter, BasicTracerProvider, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ServerSpans } from '../../src/core/otel/server-spans';
 import { RpcSpans, spansFromSteps } from '../../src/core/otel/rpc-spans';
+import { WatchSpans } from '../../src/core/otel/watch-spans';
 import type { TraceStepDraft } from '../../src/shared/trace';
 
 const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
@@ -131,6 +132,23 @@ describe('spans from steps', () => {
     expect(root?.events.map((event) => [event.name, event.attributes])).toEqual([
       ['bridgescope.verdict', { 'bridgescope.verdict.code': 'no-consumer', 'bridgescope.verdict.hop': 'queue', 'bridgescope.verdict.message': 'Nobody consumes "rpc_queue".' }],
     ]);
+  });
+
+  it('a watched request judged undetermined (a tap that could not see the reply) is no error and claims no wait; server-slow is an error', () => {
+    const { exporter, tracer } = setup();
+    const spans = new WatchSpans(tracer, { exchange: 'amq.direct', observedBy: 'watch (tap)' });
+    const t = Date.now() - 6000;
+    const ref = (id: string) => ({ pattern: 'seed', topic: 'rpc_queue', id, replyKey: `reply.${id}`, sentAt: t });
+    for (const id of ['u', 's']) spans.request(ref(id), { traceparent }, undefined);
+    spans.settle({ ...ref('u'), type: 'verdict', verdict: { code: 'undetermined', hop: 'server', message: 'not known', evidence: [] } });
+    spans.settle({ ...ref('s'), type: 'verdict', verdict: { code: 'server-slow', hop: 'server', message: 'slow', evidence: [] } });
+    const [unknown, slow] = exporter.getFinishedSpans();
+    expect(unknown?.status.code).toBe(0);
+    expect(unknown?.attributes['error.type']).toBeUndefined();
+    expect(unknown?.endTime).toEqual(unknown?.startTime);
+    expect(unknown?.events.map((event) => event.attributes?.['bridgescope.verdict.code'])).toEqual(['undetermined']);
+    expect(slow?.status.code).toBe(2);
+    expect(slow?.attributes['error.type']).toBe('server-slow');
   });
 
   it("Watch's hook: another client's RPC joins the device's trace through the context its request carried", () => {

@@ -39,7 +39,7 @@ function plainLine(line: WatchLine): string {
   if (line.type === 'qos0-replies') return `${time}  qos 0     ${line.topic}: ${qos0Sentence(line)}`;
   const who = 'worker' in line && line.worker !== undefined ? `  worker ${line.worker}` : '';
   // Its reply topic beside its id: devices count their ids from 1, so "id 1" alone may be any device's.
-  const id = `id ${line.id} (${line.replyTopic ?? line.replyKey})`;
+  const id = `id ${line.id} for ${line.replyTopic ?? line.replyKey}`;
   if (line.type === 'duplicate') {
     const first = line.firstWorker !== undefined ? `; the first came from ${line.firstWorker}` : '';
     const fate = line.dropped ? 'the broker routed it to no queue, so no device got it' : 'a device still subscribed gets both';

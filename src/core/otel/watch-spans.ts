@@ -109,7 +109,9 @@ export class WatchSpans {
       markVerdict(entry.span, outcome.verdict);
       this.remember(name, context);
     }
-    entry.span.end(replyAt ?? Date.now());
+    // Undetermined (a tap that could not see whether a reply came): no wait is claimed, the span ends where it began.
+    const undetermined = outcome.type === 'verdict' && outcome.verdict.code === 'undetermined' && replyAt === undefined;
+    entry.span.end(replyAt ?? (undetermined ? outcome.sentAt : Date.now()));
   }
 
   /** Ends every span still open (watch stopping): they are said to have been open still. */
@@ -137,6 +139,8 @@ export class WatchSpans {
 
 function markVerdict(span: Span, verdict: Verdict): void {
   addVerdict(span, verdict);
+  // Not known is no error: a tap's request whose reply may have come before its bind (the verdict event says so).
+  if (verdict.code === 'undetermined') return;
   span.setAttribute(ATTR.errorType, verdict.code);
   span.setStatus({ code: SpanStatusCode.ERROR, message: verdict.message });
 }

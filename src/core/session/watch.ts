@@ -322,7 +322,8 @@ export class WatchController {
     if (!rpc) throw new BridgeError('bad-input', `The watched RPC ${key} is no longer kept (the watch keeps the last ${KEPT_CLOSED} it closed, and forgets them on a new start).`);
     const traced = this.options.traced?.({ id: rpc.id, topic: rpc.topic, sentAt: rpc.sentAt, ...(rpc.replyTopic !== undefined ? { replyTopic: rpc.replyTopic } : {}) });
     if (traced !== undefined) return { rpcId: traced };
-    const rpcId = `watch-${rpc.pattern}-${rpc.id}-${rpc.sentAt}`.slice(0, 300);
+    // With its reply key: two devices' id 1 seen in the same millisecond are two RPCs.
+    const rpcId = `watch-${rpc.pattern}-${rpc.id}-${rpc.sentAt} (${rpc.replyTopic ?? rpc.replyKey})`.slice(0, 300);
     if (this.opened.has(rpcId)) return { rpcId };
     this.opened.add(rpcId);
     const exchange = this.current.exchange ?? '';

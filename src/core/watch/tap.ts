@@ -50,7 +50,7 @@ export class Tap extends EventEmitter<TapEvents> {
   private queueName: string | undefined;
   private readonly replyBindings = new Set<string>();
   /** reply keys whose bind was asked and not yet confirmed (see bindPending) */
-  private readonly binding = new Set<string>();
+  private readonly binding = new Map<string, object>();
   private stopping = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped: Promise<'deleted' | 'cut'> | undefined;
@@ -185,10 +185,14 @@ export class Tap extends EventEmitter<TapEvents> {
   watchKey(key: string): void {
     if (!this.needsBinding(key) || this.replyBindings.has(key)) return;
     this.replyBindings.add(key);
-    this.binding.add(key);
+    // Done (or not done: no channel, refused) once the chain has passed it (it never rejects); a later bind of the same
+    // key (after an unwatch) is its own.
+    const token = {};
+    this.binding.set(key, token);
     this.enqueue(() => this.channel!.bindQueue(this.queueName!, this.options.exchange, key));
-    // Done (or not done: no channel, refused) once the chain has passed it; the chain never rejects.
-    void this.chain.then(() => this.binding.delete(key));
+    void this.chain.then(() => {
+      if (this.binding.get(key) === token) this.binding.delete(key);
+    });
   }
 
   /**

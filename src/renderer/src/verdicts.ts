@@ -129,7 +129,8 @@ const SHOWN_ID_CHARS = 20;
  * (watch-<pattern>-<id>-<sentAt>, see the session's watch `open`) by its request's id.
  */
 export function shortRpcId(rpcId: string): string {
-  const watched = /^watch-(?:seed|mqtt5|amqp)-(.+)-\d+$/.exec(rpcId);
+  // A watched RPC the trace did not hold: `watch-<pattern>-<id>-<ms> (<reply topic>)` (older pages: without the topic).
+  const watched = /^watch-(?:seed|mqtt5|amqp)-(.+)-\d+(?: \(.*\))?$/.exec(rpcId);
   const id = watched?.[1] ?? rpcId;
   if (GENERATED_ID.test(id)) return id.slice(0, 8);
   return id.length <= SHOWN_ID_CHARS ? id : `${id.slice(0, SHOWN_ID_CHARS - 1)}…`;
