@@ -65,7 +65,8 @@ export type WatchEvent =
   /** `takenBy`: the firehose saw a consumer of a server's queue take it */
   | (RpcRef & { type: 'unanswered'; waitedMs: number; wrongKey?: WrongReply; keyWatchedLate?: true; takenBy?: TakenBy })
   /** a reply after the timeout (kept for the late window); `replyRoutedQueues` as a pair's */
-  | (RpcRef & { type: 'late'; rttMs: number; worker?: string; replyRoutedQueues?: string[] })
+  /** `reusedAt`: when the device sent another request with its id and reply topic, answered before this late reply came */
+  | (RpcRef & { type: 'late'; rttMs: number; worker?: string; replyRoutedQueues?: string[]; reusedAt?: number })
   /**
    * another reply to a request already answered (`firstWorker`: who sent the first), its time from the request;
    * `dropped`: the firehose saw the broker route it to no queue
@@ -665,9 +666,13 @@ export class RpcPairing {
     const acc = this.topics.get(entry.topic);
     if (acc) acc.late += 1;
     const { deadline: _deadline, wrongKey: _wrong, lateUntil: _until, keyWatchedLate: _late, takenBy: _taken, ...ref } = entry;
+    // The device sent another request with this id on this reply topic since, answered already (it counted from 1 again
+    // after a reboot, or retried): the late reply reaches it as a second answer to that one.
+    const since = id !== undefined ? this.answered.get(answeredKey(entry.replyKey, id)) : undefined;
+    const reused = since !== undefined && since.ref.sentAt > entry.sentAt ? { reusedAt: since.ref.sentAt } : {};
     if (id !== undefined) this.answered.set(answeredKey(entry.replyKey, id), { ref, worker });
     const replyRouted = message.routedQueues !== undefined ? { replyRoutedQueues: message.routedQueues.slice(0, MAX_ROUTED_KEPT) } : {};
-    events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}), ...replyRouted });
+    events.push({ ...ref, type: 'late', rttMs: Math.max(0, message.at - entry.sentAt), ...(worker !== undefined ? { worker } : {}), ...replyRouted, ...reused });
     return true;
   }
 

@@ -290,7 +290,7 @@ export class Watcher extends EventEmitter<WatcherEvents> {
           this.emit('line', event);
           break;
         case 'late': {
-          const { type: _type, rttMs, worker, replyRoutedQueues, ...ref } = event;
+          const { type: _type, rttMs, worker, replyRoutedQueues, reusedAt, ...ref } = event;
           const verdict = diagnose({
             rpcId: ref.id,
             steps: [],
@@ -311,7 +311,18 @@ export class Watcher extends EventEmitter<WatcherEvents> {
             this.firstVerdicts.get(verdictKey(ref)) === 'no-consumer'
               ? lateBecauseNoConsumer(verdict, { topic: ref.topic, afterMs: rttMs, waited: (this.options.timeoutRemedy ?? WATCH_TIMEOUT_REMEDY).name, timeoutMs: this.options.timeoutMs, whoGaveUp: 'a device that waited as long' })
               : verdict;
-          this.emit('line', { ...ref, type: 'verdict', verdict: told, rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined ? { replyRoutedQueues } : {}) });
+          // The device reused the id on that reply topic since: the late reply is a second answer to its newer request.
+          // (Only when the reply reached a queue, or where it went is not known: one routed nowhere reached nobody.)
+          const reached = replyRoutedQueues === undefined ? 'if it is still subscribed, it gets' : withoutWatchTaps(replyRoutedQueues).length > 0 ? 'it gets' : undefined;
+          const said =
+            reusedAt !== undefined && reached !== undefined
+              ? {
+                  ...told,
+                  message: `${told.message} The device has since sent another request with id ${ref.id} on "${ref.replyTopic ?? ref.replyKey}" (at ${new Date(reusedAt).toISOString().slice(11, 23)}), answered already: ${reached} this late reply as a second answer to that one, and may take it for that one's.`,
+                  evidence: [...told.evidence, `watch: another request with id ${ref.id} and reply key "${ref.replyKey}" at ${new Date(reusedAt).toISOString()}, answered before this reply came`],
+                }
+              : told;
+          this.emit('line', { ...ref, type: 'verdict', verdict: said, rttMs, ...(worker !== undefined ? { worker } : {}), ...(replyRoutedQueues !== undefined ? { replyRoutedQueues } : {}) });
           break;
         }
         case 'unanswered': {
