@@ -353,13 +353,17 @@ async function serve(options: ServeOptions): Promise<number | undefined> {
       else warn(problem.message);
     });
     let lost = false;
+    // Said once per outage, and again only when the reason changes (each attempt with the same reason was a line).
+    let said: string | undefined;
     server.on('status', (status) => {
       if (status.state === 'reconnecting') {
         lost = true;
-        warn(`AMQP connection lost (${status.lastError}); reconnecting (attempt ${status.attempt}).`);
+        if (status.lastError !== said) warn(`AMQP connection lost (${status.lastError}); reconnecting (attempt ${status.attempt}).`);
+        said = status.lastError;
       }
       if (status.state === 'connected' && lost) {
         lost = false;
+        said = undefined;
         process.stderr.write(`AMQP connection back, at ${redactUrl(server.connectedUrl)}.\n`);
       }
       // Before the start, a failure is the error start() throws: said once, by the command's own error line.
