@@ -158,4 +158,15 @@ describe("another team's RPCs in the Trace panel", () => {
       await Promise.all(clients.map((client) => client.endAsync().catch(() => undefined)));
     }
   }, 60_000);
+
+  it('says of a device\'s message with an id and no reply_to that no reply can come, instead of leaving it pending', async () => {
+    const id = uniqueName('noreplyto');
+    expect(await start('mosquitto_pub', ['-h', '127.0.0.1', '-p', mqttPort, '-q', '1', '-t', queue, '-i', uniqueName('pub'), '-m', JSON.stringify({ id })]).exited).toBe(0);
+    const row = `[data-testid=trace-row][data-rpc-id="${id}"]`;
+    await page.waitForSelector(`${row} [data-testid=verdict-badge][data-code=undetermined]`);
+    await page.click(row);
+    expect(await page.textContent('[data-testid=verdict-message]')).toContain('is no request the trace can follow: its JSON body has no "reply_to"');
+    await page.screenshot({ path: join(shots, 'trace-external-no-reply-to.png') });
+  }, 60_000);
 });
+

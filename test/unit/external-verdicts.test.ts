@@ -53,6 +53,26 @@ describe("verdicts of other teams' RPCs from the Trace firehose", () => {
     expect(verdicts[0]?.[1].message).toMatch(/^The reply to "rpc_queue" id ext-1 was published by w9 on "reply\.dev" \d+ ms after the request, routed to "mqtt-subscription-devqos1"\.$/);
   });
 
+  it('says once of a message with an id and no reply topic, whose request the trace never saw, that it is no request it can follow', async () => {
+    const { store, externals, verdicts } = setUp();
+    // A device's malformed request: an id, no reply_to. The trace listed it under "99" and left it pending for good.
+    store.add({ rpcId: '99', at: 1, source: 'broker', kind: 'broker.published', detail: { exchange: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: ['rpc_queue'], leg: 'request' } });
+    externals.observe(publish('rpc_queue', { id: 99 }, ['rpc_queue']), joined('99', 'request'));
+    store.add({ rpcId: '99', at: 2, source: 'broker', kind: 'rpc.diagnosed', detail: { verdict: verdicts[0]?.[1] as Verdict } });
+    externals.observe(publish('rpc_queue', { id: 99 }, ['rpc_queue']), joined('99', 'request'));
+    // A reply to a request the trace saw is that RPC's, and no such verdict.
+    externals.observe(publish('rpc_queue', { id: 'ext-1', reply_to: 'reply/dev' }, ['rpc_queue']), joined('ext-1', 'request'));
+    externals.observe(publish('reply.dev', { id: 'ext-1' }, ['mqtt-subscription-devqos1']), joined('ext-1', 'reply'));
+    await externals.stop();
+    expect(verdicts.map(([rpcId, verdict]) => [rpcId, verdict.code])).toEqual([
+      ['99', 'undetermined'],
+      ['ext-1', 'replied'],
+    ]);
+    expect(verdicts[0]?.[1].message).toBe(
+      'The message on "rpc_queue" with id 99 is no request the trace can follow: its JSON body has no "reply_to" (and the message no MQTT 5 Response Topic or AMQP reply_to), so no reply could find the device. Nor is it a reply to a request seen since tracing began. If a device sent it as a request, no reply can come.',
+    );
+  });
+
   it("puts an MQTT 5 request's verdict on the trace's RPC (its body id), not on its correlation id", async () => {
     const { externals, verdicts } = setUp();
     const mqtt5 = { headers: { 'x-reply-to-topic': 'reply.d5' }, correlation_id: 'c-77' };

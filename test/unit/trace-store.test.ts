@@ -317,6 +317,21 @@ describe('firehose events', () => {
     expect(copy('publish.amq.direct', replied, '{"id":7}')).toBe('7 #4');
   });
 
+  it('reads the publish and the delivery of a message of no RPC it holds, on a key no request named for replies, as one leg: a request', () => {
+    const store = new TraceStore();
+    const seen = (key: string, headers: Record<string, unknown>, body: string) => {
+      const event = parseFirehoseMessage(message(key, headers, body));
+      const draft = event ? firehoseStep(event, store) : undefined;
+      if (draft) store.add(draft);
+      return draft?.detail && 'leg' in draft.detail ? draft.detail.leg : undefined;
+    };
+    expect(seen('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] }, '{"id":99}')).toBe('request');
+    expect(seen('deliver.rpc_queue', { routing_keys: ['rpc_queue'], redelivered: 0 }, '{"id":99}')).toBe('request');
+    // A reply on a key a request named is still a reply, with or without its RPC's id.
+    seen('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] }, '{"id":"r","reply_to":"reply/r"}');
+    expect(seen('publish.amq.direct', { routing_keys: ['reply.r'], routed_queues: ['q'] }, '{"id":"other"}')).toBe('reply');
+  });
+
   it('gives a late reply to the request before a reboot, not to the answered one after it; a stray reply first merges no devices', () => {
     const store = new TraceStore();
     const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => {

@@ -11,7 +11,7 @@ import { publishedQos } from '../../shared/broker-qos';
 import type { FirehoseEvent, FirehoseStatus } from '../trace/firehose';
 import type { TraceStore } from '../trace/trace-store';
 import { observedFromFirehose } from '../watch/firehose-source';
-import { asRequest } from '../watch/pairing';
+import { asRequest, whyNotRequest, type ObservedMessage } from '../watch/pairing';
 import { repliedVerdict, Watcher, type WatcherOptions, type WatchLine } from '../watch/watcher';
 
 /** How long an external request waits for its reply before it gets a verdict: the Watch panel's default timeout. */
@@ -105,6 +105,27 @@ export class ExternalVerdicts {
     const request = step.kind === 'broker.published' && step.detail.leg === 'request' ? asRequest(message) : undefined;
     if (request && request.id !== step.rpcId) this.rpcIds.set(requestKey(request.replyKey, request.id, message.at), step.rpcId);
     this.watcher.feed(message);
+    if (!request && step.kind === 'broker.published' && step.detail.leg === 'request') this.notFollowed(step.rpcId, message);
+  }
+
+  /**
+   * A message with an id that is no request (no reply topic) of an RPC whose request the trace never saw: the trace lists
+   * it under its id, and without this it stayed "pending" for good (the trial's `{"id": 99}` on the request topic). Said
+   * once: what it lacks, and that a device that sent it as a request gets no reply.
+   */
+  private notFollowed(rpcId: string, message: ObservedMessage): void {
+    const store = this.options.store;
+    // Its first publish is this one (a request's steps came before it otherwise), and it has no verdict yet.
+    const first = store.findDetail(rpcId, 'broker.published');
+    if ((first !== undefined && first.replyTopic !== undefined) || store.findDetail(rpcId, 'rpc.diagnosed') !== undefined) return;
+    // Where it stopped: a worker may take it (routed to a queue) and cannot answer it; routed nowhere, at the exchange.
+    const routed = message.routedQueues === undefined || message.routedQueues.length > 0;
+    this.options.addVerdict(rpcId, {
+      code: 'undetermined',
+      hop: routed ? 'server' : 'exchange',
+      message: `The message on "${message.routingKey}" with id ${rpcId} is no request the trace can follow: ${whyNotRequest(message)}. Nor is it a reply to a request seen since tracing began. If a device sent it as a request, no reply can come.`,
+      evidence: [`firehose: published on "${message.routingKey}" with no reply topic the trace could read; no request with its id seen since tracing began`],
+    });
   }
 
   /** The tracer reads the firehose (true) or not (false: reconnecting): a request waiting across a gap is not judged by it. */

@@ -228,6 +228,9 @@ function legOf(event: FirehoseEvent, isRequest: boolean, keys: RpcKeys | undefin
   const key = event.routingKeys[0];
   if (replyKey !== undefined && key === replyKey) return 'reply';
   if (isRequest) return 'request';
+  // A message of no RPC the trace holds (an id, no reply topic: a device's malformed request, or a reply to a request from
+  // before tracing began) on a key no request named for its replies: its publish and its delivery are one leg, a request.
+  if (keys === undefined && event.type !== 'deliver' && !(key !== undefined && store.rpcForReplyKey(key) !== undefined)) return 'request';
   if (event.type !== 'deliver' || isSubscriptionQueue(event.name)) return 'reply';
   // Delivered to another queue (a watcher's tap, an AMQP consumer of replies) on a key a request named for its reply
   // (noted when the firehose saw it; several devices' requests may share one): a reply, not a request.
