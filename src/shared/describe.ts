@@ -1,5 +1,5 @@
 /** One readable line per trace step, shared by the terminal timeline and the inspector. */
-import { REASON, withoutWatchTaps } from './rabbitmq-mqtt';
+import { isWatchTapQueue, REASON, withoutWatchTaps } from './rabbitmq-mqtt';
 import { lateReplyReach, type Verdict } from './verdict';
 import type { BrokerParty, LoadRunMark, TraceStep } from './trace';
 import { mqttDelivery, publishedQos } from './broker-qos';
@@ -79,7 +79,9 @@ export function describeStep(step: TraceStep): string {
               ? ' at QoS 0 (subscribed at QoS 0)'
               : ` at QoS ${delivery.deliveredQos}`;
       const to = step.detail.consumer ? ` to ${party(delivery && step.detail.consumer.mqttClientId === undefined ? { ...step.detail.consumer, mqttClientId: delivery.clientId } : step.detail.consumer)}` : '';
-      return `broker${at(step.detail.node)}: ${step.detail.leg} delivered from queue ${step.detail.queue}${step.detail.redelivered ? ' (redelivered)' : ''}${to}${qos}`;
+      // A watch's tap is no server and no device: named as such, so its copy is not read as a worker's or a device's.
+      const tap = isWatchTapQueue(step.detail.queue) ? " (a BridgeScope watch's tap: a copy, not a server's or a device's)" : '';
+      return `broker${at(step.detail.node)}: ${step.detail.leg} delivered from queue ${step.detail.queue}${tap}${step.detail.redelivered ? ' (redelivered)' : ''}${to}${qos}`;
     }
     case 'worker.received':
       return `${step.detail.worker} took it from ${step.detail.queue} (consumer ${step.detail.consumerTag})${step.detail.redelivered ? ', redelivered' : ''}`;

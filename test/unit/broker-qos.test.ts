@@ -67,6 +67,8 @@ describe('the QoS a reply reaches the device at', () => {
     const transient = replyDelivered({ consumer: device, wire: wire({}), transientAtQos0: true });
     expect(describeStep(transient)).toContain('to MQTT client "dev-7", user "guest"');
     expect(describeStep(transient)).toContain('at QoS 0 (subscribed at QoS 1; published non-persistent)');
+    // A watch's tap took a copy: named as such, not read as a server's or a device's delivery.
+    expect(describeStep(replyDelivered({ queue: 'bridgescope.watch-tap.1f2e', wire: wire({}) }))).toContain("from queue bridgescope.watch-tap.1f2e (a BridgeScope watch's tap: a copy, not a server's or a device's)");
     const summary = summarize('r1', [request({ publisher: device }), transient]);
     expect(summary.warnings).toEqual([expect.stringContaining('The reply reached MQTT client "dev-7" at QoS 0, though it subscribed at QoS 1')]);
     expect(summary.warnings[0]).toContain('no delivery_mode');
