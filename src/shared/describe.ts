@@ -85,9 +85,12 @@ export function describeStep(step: TraceStep): string {
     }
     case 'worker.received':
       return `${step.detail.worker} took it from ${step.detail.queue} (consumer ${step.detail.consumerTag})${step.detail.redelivered ? ', redelivered' : ''}`;
-    case 'handler.finished':
+    case 'handler.finished': {
       if (step.detail.keptReply) return `${step.detail.worker}: handler not run again: the reply the broker nacked before goes again${step.detail.outcome === 'error' ? ` (error ${step.detail.errorCode ?? '?'})` : ''}`;
-      return `${step.detail.worker}: handler ${step.detail.outcome === 'result' ? 'answered' : `failed (${step.detail.errorCode ?? 'error'})`} in ${step.detail.durationMs.toFixed(1)} ms`;
+      // An echo answers in microseconds: "under 0.1 ms", not "0.0 ms" (read as not measured).
+      const took = step.detail.durationMs < 0.05 ? 'under 0.1' : step.detail.durationMs.toFixed(1);
+      return `${step.detail.worker}: handler ${step.detail.outcome === 'result' ? 'answered' : `failed (${step.detail.errorCode ?? 'error'})`} in ${took} ms`;
+    }
     case 'reply.published':
       return `${step.detail.worker}: reply to ${step.detail.exchange} with key "${step.detail.routingKey}" (from reply topic "${step.detail.replyTopic}"), mandatory`;
     case 'reply.confirmed':

@@ -67,6 +67,10 @@ describe('the QoS a reply reaches the device at', () => {
     const transient = replyDelivered({ consumer: device, wire: wire({}), transientAtQos0: true });
     expect(describeStep(transient)).toContain('to MQTT client "dev-7", user "guest"');
     expect(describeStep(transient)).toContain('at QoS 0 (subscribed at QoS 1; published non-persistent)');
+    // An echo's microseconds: not "0.0 ms".
+    const finished = (durationMs: number) => describeStep({ rpcId: 'r1', seq: 1, at: 1, source: 'server', kind: 'handler.finished', detail: { worker: 'w1', outcome: 'result', durationMs } } as TraceStep);
+    expect(finished(0.012)).toBe('w1: handler answered in under 0.1 ms');
+    expect(finished(2.26)).toBe('w1: handler answered in 2.3 ms');
     // A watch's tap took a copy: named as such, not read as a server's or a device's delivery.
     expect(describeStep(replyDelivered({ queue: 'bridgescope.watch-tap.1f2e', wire: wire({}) }))).toContain("from queue bridgescope.watch-tap.1f2e (a BridgeScope watch's tap: a copy, not a server's or a device's)");
     const summary = summarize('r1', [request({ publisher: device }), transient]);
