@@ -217,6 +217,14 @@ describe('firehose events', () => {
     content: Buffer.from(body),
   });
 
+  /** A firehose message made into its step and stored, as the tracer does. */
+  const kept = (store: TraceStore, amqpMessage: ReturnType<typeof message>) => {
+    const event = parseFirehoseMessage(amqpMessage);
+    const draft = event ? firehoseStep(event, store) : undefined;
+    if (draft) store.add(draft);
+    return draft;
+  };
+
   it('reads publish and deliver events with their headers', () => {
     const publish = parseFirehoseMessage(message('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: [] }, '{}'));
     expect(publish).toMatchObject({ type: 'publish', name: 'amq.direct', routingKeys: ['rpc_queue'], routedQueues: [] });
@@ -250,12 +258,7 @@ describe('firehose events', () => {
 
   it('keeps apart the RPCs of devices that count their ids from 1: another device\'s, and a device\'s next after a reboot', () => {
     const store = new TraceStore();
-    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => {
-      const event = parseFirehoseMessage(message(key, headers, body));
-      const draft = event ? firehoseStep(event, store) : undefined;
-      if (draft) store.add(draft);
-      return draft?.rpcId;
-    };
+    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => kept(store, message(key, headers, body))?.rpcId;
     const request = (device: string) => `{"id":1,"reply_to":"reply/${device}","params":{}}`;
     const routed = { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] };
     const delivered = { routing_keys: ['rpc_queue'], redelivered: 0 };
@@ -287,12 +290,7 @@ describe('firehose events', () => {
 
   it('gives a device\'s next RPC a name of its own when the first under its id went from the store (its later one still there)', () => {
     const store = new TraceStore({ maxRpcs: 3 });
-    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => {
-      const event = parseFirehoseMessage(message(key, headers, body));
-      const draft = event ? firehoseStep(event, store) : undefined;
-      if (draft) store.add(draft);
-      return draft?.rpcId;
-    };
+    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => kept(store, message(key, headers, body))?.rpcId;
     const request = '{"id":7,"reply_to":"reply/a"}';
     const routed = { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] };
     const replied = { routing_keys: ['reply.a'], routed_queues: ['mqtt-subscription-aqos1'] };
@@ -320,9 +318,7 @@ describe('firehose events', () => {
   it('reads the publish and the delivery of a message of no RPC it holds, on a key no request named for replies, as one leg: a request', () => {
     const store = new TraceStore();
     const seen = (key: string, headers: Record<string, unknown>, body: string) => {
-      const event = parseFirehoseMessage(message(key, headers, body));
-      const draft = event ? firehoseStep(event, store) : undefined;
-      if (draft) store.add(draft);
+      const draft = kept(store, message(key, headers, body));
       return draft?.detail && 'leg' in draft.detail ? draft.detail.leg : undefined;
     };
     expect(seen('publish.amq.direct', { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] }, '{"id":99}')).toBe('request');
@@ -334,12 +330,7 @@ describe('firehose events', () => {
 
   it('gives a late reply to the request before a reboot, not to the answered one after it; a stray reply first merges no devices', () => {
     const store = new TraceStore();
-    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => {
-      const event = parseFirehoseMessage(message(key, headers, body));
-      const draft = event ? firehoseStep(event, store) : undefined;
-      if (draft) store.add(draft);
-      return draft?.rpcId;
-    };
+    const copy = (key: string, headers: Record<string, unknown>, body: string): string | undefined => kept(store, message(key, headers, body))?.rpcId;
     const routed = { routing_keys: ['rpc_queue'], routed_queues: ['rpc_queue'] };
     const reply = (device: string) => ({ routing_keys: [`reply.${device}`], routed_queues: [`mqtt-subscription-${device}qos1`] });
     const request = (device: string) => `{"id":6,"reply_to":"reply/${device}"}`;
